@@ -1,0 +1,204 @@
+//! Thin typed wrappers over the bpf() commands bpfns issues itself (through libbpf's low-level API).
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use rustix::io::Errno;
+
+use crate::{Result, SysError};
+
+pub use bpfns_model::ObjectKind as Kind;
+
+/// libbpf's low-level API returns `-errno` (and sets errno) on failure.
+fn check(op: impl FnOnce() -> String, ret: i32) -> Result<i32> {
+    if ret < 0 {
+        Err(SysError::new(op(), Errno::from_raw_os_error(-ret)))
+    } else {
+        Ok(ret)
+    }
+}
+
+fn owned(fd: i32) -> OwnedFd {
+    // SAFETY: `fd` was just returned by the kernel as a new descriptor that nobody else owns.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// `BPF_*_GET_NEXT_ID`: the next ID of `kind` after `start`, or `None` at the end.
+pub fn next_id(kind: Kind, start: u32) -> Result<Option<u32>> {
+    let mut next = 0u32;
+    // SAFETY: `next` is a valid, writable u32 for the duration of the call.
+    let ret = unsafe {
+        match kind {
+            Kind::Prog => libbpf_sys::bpf_prog_get_next_id(start, &mut next),
+            Kind::Map => libbpf_sys::bpf_map_get_next_id(start, &mut next),
+            Kind::Link => libbpf_sys::bpf_link_get_next_id(start, &mut next),
+            Kind::Btf => libbpf_sys::bpf_btf_get_next_id(start, &mut next),
+        }
+    };
+    match check(|| format!("BPF_{}_GET_NEXT_ID", kind.name().to_uppercase()), ret) {
+        Ok(_) => Ok(Some(next)),
+        Err(e) if e.errno == Errno::NOENT => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every ID of `kind` currently in the kernel, in ascending order.
+pub fn all_ids(kind: Kind) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    let mut cur = 0;
+    while let Some(id) = next_id(kind, cur)? {
+        ids.push(id);
+        cur = id;
+    }
+    Ok(ids)
+}
+
+/// `BPF_*_GET_FD_BY_ID`.
+pub fn fd_by_id(kind: Kind, id: u32) -> Result<OwnedFd> {
+    // SAFETY: plain integer argument; the return value is a new fd or -errno.
+    let ret = unsafe {
+        match kind {
+            Kind::Prog => libbpf_sys::bpf_prog_get_fd_by_id(id),
+            Kind::Map => libbpf_sys::bpf_map_get_fd_by_id(id),
+            Kind::Link => libbpf_sys::bpf_link_get_fd_by_id(id),
+            Kind::Btf => libbpf_sys::bpf_btf_get_fd_by_id(id),
+        }
+    };
+    check(
+        || format!("BPF_{}_GET_FD_BY_ID {id}", kind.name().to_uppercase()),
+        ret,
+    )
+    .map(owned)
+}
+
+fn cpath(path: &Path) -> Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| SysError::new(format!("path {}", path.display()), Errno::INVAL))
+}
+
+/// `BPF_OBJ_GET`: open a pinned object.
+pub fn obj_get(path: &Path) -> Result<OwnedFd> {
+    let c = cpath(path)?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let ret = unsafe { libbpf_sys::bpf_obj_get(c.as_ptr()) };
+    check(|| format!("BPF_OBJ_GET {}", path.display()), ret).map(owned)
+}
+
+/// `BPF_OBJ_PIN`: pin `fd` at `path`.
+pub fn obj_pin(fd: impl AsFd, path: &Path) -> Result<()> {
+    let c = cpath(path)?;
+    // SAFETY: `c` is a valid NUL-terminated string; the fd is borrowed for the call.
+    let ret = unsafe { libbpf_sys::bpf_obj_pin(fd.as_fd().as_raw_fd(), c.as_ptr()) };
+    check(|| format!("BPF_OBJ_PIN {}", path.display()), ret).map(|_| ())
+}
+
+/// Info structs the kernel fills for `BPF_OBJ_GET_INFO_BY_FD`.
+pub use libbpf_sys::{bpf_btf_info, bpf_link_info, bpf_map_info, bpf_prog_info};
+
+/// Marker for the kernel's info structs: plain old data that may be zero-initialised.
+///
+/// # Safety
+/// Implementors must be `repr(C)` structs for which all-zero bytes are a valid value.
+pub unsafe trait InfoStruct: Copy {}
+// SAFETY: bindgen-generated repr(C) structs of integers and pointers-as-u64.
+unsafe impl InfoStruct for bpf_map_info {}
+// SAFETY: as above.
+unsafe impl InfoStruct for bpf_prog_info {}
+// SAFETY: as above.
+unsafe impl InfoStruct for bpf_link_info {}
+// SAFETY: as above.
+unsafe impl InfoStruct for bpf_btf_info {}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` for the fixed part of an info struct (no variable-length arrays).
+pub fn info<T: InfoStruct>(fd: impl AsFd) -> Result<T> {
+    // SAFETY: `T: InfoStruct` guarantees all-zero is a valid value.
+    let mut info: T = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<T>() as u32;
+    // SAFETY: `info` is writable for `len` bytes; the kernel writes at most `len` bytes.
+    let ret = unsafe {
+        libbpf_sys::bpf_obj_get_info_by_fd(
+            fd.as_fd().as_raw_fd(),
+            (&mut info as *mut T).cast(),
+            &mut len,
+        )
+    };
+    check(|| "BPF_OBJ_GET_INFO_BY_FD".to_string(), ret).map(|_| info)
+}
+
+/// `BPF_MAP_CREATE` with no options: used by probes, tests and benchmarks.
+pub fn map_create(
+    map_type: u32,
+    name: &str,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+) -> Result<OwnedFd> {
+    let c = CString::new(name).map_err(|_| SysError::new("map name", Errno::INVAL))?;
+    // SAFETY: `c` is NUL-terminated; a null opts pointer means defaults.
+    let ret = unsafe {
+        libbpf_sys::bpf_map_create(
+            map_type,
+            c.as_ptr(),
+            key_size,
+            value_size,
+            max_entries,
+            std::ptr::null(),
+        )
+    };
+    check(|| format!("BPF_MAP_CREATE {name}"), ret).map(owned)
+}
+
+/// `BPF_BTF_LOAD` of a raw BTF blob.
+pub fn btf_load(data: &[u8]) -> Result<OwnedFd> {
+    // SAFETY: `data` is readable for its length; null opts means defaults.
+    let ret = unsafe {
+        libbpf_sys::bpf_btf_load(data.as_ptr().cast(), data.len() as _, std::ptr::null_mut())
+    };
+    check(|| "BPF_BTF_LOAD".to_string(), ret).map(owned)
+}
+
+/// `BPF_PROG_LOAD` of raw instructions (each instruction 8 bytes), used by probes and tests.
+pub fn prog_load(
+    prog_type: u32,
+    name: &str,
+    insns: &[u64],
+    opts: ProgLoadOpts,
+) -> Result<OwnedFd> {
+    let c = CString::new(name).map_err(|_| SysError::new("prog name", Errno::INVAL))?;
+    let license = c"GPL";
+    let mut o = libbpf_sys::bpf_prog_load_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as _,
+        expected_attach_type: opts.expected_attach_type,
+        attach_btf_id: opts.attach_btf_id,
+        ..Default::default()
+    };
+    // SAFETY: every pointer is valid for the call; `insns` holds `insns.len()` 8-byte instructions.
+    let ret = unsafe {
+        libbpf_sys::bpf_prog_load(
+            prog_type,
+            c.as_ptr(),
+            license.as_ptr(),
+            insns.as_ptr().cast(),
+            insns.len() as _,
+            &mut o,
+        )
+    };
+    check(|| format!("BPF_PROG_LOAD {name}"), ret).map(owned)
+}
+
+/// Options for [`prog_load`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProgLoadOpts {
+    pub expected_attach_type: u32,
+    pub attach_btf_id: u32,
+}
+
+/// The two instructions `r0 = 0; exit`, the smallest valid program.
+pub const RETURN_ZERO: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+
+/// Raw fd number of a borrowed descriptor, for APIs that want an integer key (task storage).
+pub fn raw(fd: impl AsFd) -> RawFd {
+    fd.as_fd().as_raw_fd()
+}

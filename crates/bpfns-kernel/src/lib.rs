@@ -1,1 +1,33 @@
-//! placeholder
+//! bpfns's kernel side: BPF programs (in `bpf/`) that keep, in the kernel and beyond any
+//! daemon's lifetime, which namespace each task belongs to and which namespace owns each BPF
+//! object; and the Rust code that loads, opens and unloads them.
+//!
+//! - [`loader`]: load/upgrade/unload, pinned under one bpffs directory ([`layout`]).
+//! - [`Kernel`]: tag tasks, keep the namespace table, read ownership, list objects.
+//! - [`doctor`]: probe the running kernel for every feature bpfns uses.
+#![deny(unsafe_code)]
+
+pub mod abi;
+pub mod error;
+pub mod kernel;
+pub mod layout;
+pub mod loader;
+
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::undocumented_unsafe_blocks,
+    clippy::unwrap_used,
+    unsafe_code,
+    unsafe_op_in_unsafe_fn,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unused_imports
+)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/bpfns.skel.rs"));
+}
+
+pub use error::{KernelError, Result};
+pub use kernel::{Kernel, OwnedObject};
+pub use layout::PinLayout;

@@ -36,7 +36,10 @@ pub fn next_id(kind: Kind, start: u32) -> Result<Option<u32>> {
             Kind::Btf => libbpf_sys::bpf_btf_get_next_id(start, &mut next),
         }
     };
-    match check(|| format!("BPF_{}_GET_NEXT_ID", kind.name().to_uppercase()), ret) {
+    match check(
+        || format!("BPF_{}_GET_NEXT_ID", kind.name().to_uppercase()),
+        ret,
+    ) {
         Ok(_) => Ok(Some(next)),
         Err(e) if e.errno == Errno::NOENT => Ok(None),
         Err(e) => Err(e),
@@ -160,18 +163,14 @@ pub fn btf_load(data: &[u8]) -> Result<OwnedFd> {
 }
 
 /// `BPF_PROG_LOAD` of raw instructions (each instruction 8 bytes), used by probes and tests.
-pub fn prog_load(
-    prog_type: u32,
-    name: &str,
-    insns: &[u64],
-    opts: ProgLoadOpts,
-) -> Result<OwnedFd> {
+pub fn prog_load(prog_type: u32, name: &str, insns: &[u64], opts: ProgLoadOpts) -> Result<OwnedFd> {
     let c = CString::new(name).map_err(|_| SysError::new("prog name", Errno::INVAL))?;
     let license = c"GPL";
     let mut o = libbpf_sys::bpf_prog_load_opts {
         sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as _,
         expected_attach_type: opts.expected_attach_type,
         attach_btf_id: opts.attach_btf_id,
+        prog_flags: opts.prog_flags,
         ..Default::default()
     };
     // SAFETY: every pointer is valid for the call; `insns` holds `insns.len()` 8-byte instructions.
@@ -193,6 +192,8 @@ pub fn prog_load(
 pub struct ProgLoadOpts {
     pub expected_attach_type: u32,
     pub attach_btf_id: u32,
+    /// `BPF_F_*` load flags (e.g. `BPF_F_SLEEPABLE` = 16).
+    pub prog_flags: u32,
 }
 
 /// The two instructions `r0 = 0; exit`, the smallest valid program.
@@ -201,4 +202,73 @@ pub const RETURN_ZERO: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095]
 /// Raw fd number of a borrowed descriptor, for APIs that want an integer key (task storage).
 pub fn raw(fd: impl AsFd) -> RawFd {
     fd.as_fd().as_raw_fd()
+}
+
+fn static_cstr(p: *const std::os::raw::c_char) -> Option<&'static str> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: libbpf returns pointers into static, NUL-terminated string tables.
+    unsafe { std::ffi::CStr::from_ptr(p) }.to_str().ok()
+}
+
+/// libbpf's name for a map type ("hash", "array", ...), as bpftool prints it.
+pub fn map_type_name(t: u32) -> Option<&'static str> {
+    // SAFETY: takes an integer, returns a static string or NULL.
+    static_cstr(unsafe { libbpf_sys::libbpf_bpf_map_type_str(t) })
+}
+
+/// libbpf's name for a program type ("kprobe", "tracing", ...).
+pub fn prog_type_name(t: u32) -> Option<&'static str> {
+    // SAFETY: as above.
+    static_cstr(unsafe { libbpf_sys::libbpf_bpf_prog_type_str(t) })
+}
+
+/// libbpf's name for a link type ("raw_tracepoint", "iter", ...).
+pub fn link_type_name(t: u32) -> Option<&'static str> {
+    // SAFETY: as above.
+    static_cstr(unsafe { libbpf_sys::libbpf_bpf_link_type_str(t) })
+}
+
+/// `BPF_LINK_CREATE` with no options (e.g. an sk_lookup program on a network namespace).
+pub fn link_create(prog: impl AsFd, target: impl AsFd, attach_type: u32) -> Result<OwnedFd> {
+    // SAFETY: both fds are borrowed for the call; null opts means defaults.
+    let ret = unsafe {
+        libbpf_sys::bpf_link_create(
+            prog.as_fd().as_raw_fd(),
+            target.as_fd().as_raw_fd(),
+            attach_type,
+            std::ptr::null(),
+        )
+    };
+    check(|| "BPF_LINK_CREATE".to_string(), ret).map(owned)
+}
+
+/// `BPF_RAW_TRACEPOINT_OPEN`: attach a raw tracepoint program, returning its link.
+pub fn raw_tracepoint_open(name: &str, prog: impl AsFd) -> Result<OwnedFd> {
+    let c = CString::new(name).map_err(|_| SysError::new("tracepoint name", Errno::INVAL))?;
+    // SAFETY: `c` is NUL-terminated; the fd is borrowed for the call.
+    let ret = unsafe { libbpf_sys::bpf_raw_tracepoint_open(c.as_ptr(), prog.as_fd().as_raw_fd()) };
+    check(|| format!("BPF_RAW_TRACEPOINT_OPEN {name}"), ret).map(owned)
+}
+
+/// The smallest valid BTF blob: one 32-bit `int` type.
+pub fn minimal_btf() -> Vec<u8> {
+    let mut b = Vec::new();
+    let u16s = |b: &mut Vec<u8>, v: u16| b.extend_from_slice(&v.to_ne_bytes());
+    let u32s = |b: &mut Vec<u8>, v: u32| b.extend_from_slice(&v.to_ne_bytes());
+    u16s(&mut b, 0xeb9f); // magic
+    b.push(1); // version
+    b.push(0); // flags
+    u32s(&mut b, 24); // hdr_len
+    u32s(&mut b, 0); // type_off
+    u32s(&mut b, 16); // type_len
+    u32s(&mut b, 16); // str_off
+    u32s(&mut b, 5); // str_len
+    u32s(&mut b, 1); // name_off -> "int"
+    u32s(&mut b, 1 << 24); // info: BTF_KIND_INT
+    u32s(&mut b, 4); // size
+    u32s(&mut b, 32); // int encoding: 32 bits
+    b.extend_from_slice(b"\0int\0");
+    b
 }

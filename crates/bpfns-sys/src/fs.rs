@@ -18,7 +18,7 @@ pub const SECURITYFS_MAGIC: i64 = 0x7365_6373;
 /// The filesystem magic of whatever is mounted at (or contains) `path`.
 pub fn fs_magic(path: &Path) -> Result<i64> {
     statfs(path)
-        .map(|s| s.f_type as i64)
+        .map(|s| s.f_type)
         .map_err(|e| SysError::new(format!("statfs {}", path.display()), e))
 }
 

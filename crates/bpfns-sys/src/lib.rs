@@ -6,7 +6,9 @@
 
 pub mod bpf;
 pub mod fs;
+pub mod probe;
 pub mod process;
+pub mod seccomp;
 
 pub use rustix::io::Errno;
 

@@ -44,3 +44,77 @@ pub fn thread_ids(raw_pid: i32) -> Result<Vec<i32>> {
     tids.sort_unstable();
     Ok(tids)
 }
+
+/// Start a child *process* that shares the caller's fd table (`clone(CLONE_FILES)` without
+/// `CLONE_THREAD`), running `child` on a private stack. Returns the child's pid; reap it with
+/// `waitpid`. Exists so tests can check that bpfns refuses such children of namespace tasks.
+///
+/// `child` runs in a copy of the address space without the parent's other threads: it must
+/// only make raw system calls (no allocation, no locks) and return its exit code.
+pub fn spawn_sharing_fd_table(
+    child: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+) -> Result<i32> {
+    const STACK: usize = 256 * 1024;
+    // Leaked on purpose: the child may outlive this frame; 256 KiB per call, test-only use.
+    let stack: &'static mut [u8] = Box::leak(vec![0u8; STACK].into_boxed_slice());
+    // SAFETY: the stack is valid, writable and 16-byte aligned at its top after masking;
+    // the child gets its own copy of the address space (no CLONE_VM), so it cannot corrupt
+    // the parent.
+    let pid = unsafe {
+        let top = (stack.as_mut_ptr().add(STACK) as usize & !15) as *mut libc::c_void;
+        libc::clone(
+            child,
+            top,
+            libc::CLONE_FILES | libc::SIGCHLD,
+            std::ptr::null_mut(),
+        )
+    };
+    if pid < 0 {
+        return Err(SysError::new(
+            "clone(CLONE_FILES)",
+            Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)),
+        ));
+    }
+    Ok(pid)
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildExit {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Wait for child `pid` to end.
+pub fn wait_child(raw_pid: i32) -> Result<ChildExit> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer.
+        let r = unsafe { libc::waitpid(raw_pid, &mut status, 0) };
+        if r >= 0 {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(SysError::new(
+                format!("waitpid {raw_pid}"),
+                Errno::from_io_error(&e).unwrap_or(Errno::CHILD),
+            ));
+        }
+    }
+    if libc::WIFSIGNALED(status) {
+        Ok(ChildExit::Signaled(libc::WTERMSIG(status)))
+    } else {
+        Ok(ChildExit::Exited(libc::WEXITSTATUS(status)))
+    }
+}
+
+/// Sleep in the kernel, without touching the allocator: usable in a `spawn_sharing_fd_table` child.
+pub fn raw_sleep_ms(ms: u64) {
+    let ts = libc::timespec {
+        tv_sec: (ms / 1000) as _,
+        tv_nsec: ((ms % 1000) * 1_000_000) as _,
+    };
+    // SAFETY: `ts` is valid; a null remainder pointer is allowed.
+    unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+}

@@ -1,0 +1,368 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bpfns kernel side.
+ *
+ * - task_ns:   which namespace every task is in (task-local storage; no entry = root),
+ *              inherited by every new task at fork.
+ * - obj_owner: which namespace owns every prog, map, link and BTF object created by a
+ *              namespace task (no entry = root), recorded when bpf() returns the new fd
+ *              (raw tracepoint sys_exit).
+ * - ns_table:  namespace id -> parent, so the kernel can decide visibility on its own.
+ * - backstop:  a namespace task that comes back from bpf() holding an fd of an object it
+ *              may not see is killed before it returns to user space.
+ * - iterators: list maps, progs and links with their owners in one read.
+ *
+ * Only raw tracepoints (tp_btf), iterators and task storage are used: BPF LSM and trampolines
+ * are not available on every kernel bpfns targets. All state lives in named maps (never
+ * .bss/.data) so that a reload can reuse the pinned maps and swap in new programs.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "bpfns.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define SIGKILL 9
+
+/* bpf(2) commands, from include/uapi/linux/bpf.h (stable ABI). */
+#define CMD_MAP_CREATE 0
+#define CMD_PROG_LOAD 5
+#define CMD_OBJ_GET 7
+#define CMD_PROG_GET_FD_BY_ID 13
+#define CMD_MAP_GET_FD_BY_ID 14
+#define CMD_RAW_TRACEPOINT_OPEN 17
+#define CMD_BTF_LOAD 18
+#define CMD_BTF_GET_FD_BY_ID 19
+#define CMD_LINK_CREATE 28
+#define CMD_LINK_GET_FD_BY_ID 30
+
+#define REASON_FOREIGN 1
+#define REASON_PROG_TYPE 2
+#define REASON_SHARED_FILES 3
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_tag);
+} task_ns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 18);
+	__type(key, struct obj_key);
+	__type(value, struct obj_owner);
+} obj_owner SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u32);
+	__type(value, struct ns_info);
+} ns_table SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BPFNS_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 16);
+} violations SEC(".maps");
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline __u32 owner_of(__u32 kind, __u32 id)
+{
+	struct obj_key key = { .kind = kind, .id = id };
+	struct obj_owner *o = bpf_map_lookup_elem(&obj_owner, &key);
+
+	return o ? o->ns : BPFNS_ROOT;
+}
+
+/* Is an object owned by `owner` visible from namespace `viewer`? (DESIGN point 4) */
+static __always_inline bool visible(__u32 viewer, __u32 owner)
+{
+	if (viewer == BPFNS_ROOT)
+		return true;
+	for (int i = 0; i <= BPFNS_MAX_DEPTH; i++) {
+		struct ns_info *ni;
+
+		if (owner == viewer)
+			return true;
+		if (owner == BPFNS_ROOT)
+			return false;
+		ni = bpf_map_lookup_elem(&ns_table, &owner);
+		if (!ni)
+			return false; /* unknown namespace: fail closed */
+		owner = ni->parent;
+	}
+	return false;
+}
+
+/* What a BPF object fd refers to. */
+struct obj_ref {
+	__u32 kind;
+	__u32 id;
+	__u32 type;
+};
+
+static __always_inline struct file *fd_file(struct task_struct *task, long fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **arr;
+	struct file *f = NULL;
+
+	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	arr = BPF_CORE_READ(fdt, fd);
+	bpf_core_read(&f, sizeof(f), &arr[fd]);
+	return f;
+}
+
+/* Identify a BPF object by its file: anon inode name gives the kind, private_data the object. */
+static __always_inline bool file_obj(struct file *f, struct obj_ref *ref)
+{
+	const unsigned char *nameptr;
+	char name[10] = {};
+	void *pd;
+
+	if (!f)
+		return false;
+	nameptr = BPF_CORE_READ(f, f_path.dentry, d_name.name);
+	if (bpf_probe_read_kernel_str(name, sizeof(name), nameptr) < 0)
+		return false;
+	pd = BPF_CORE_READ(f, private_data);
+	if (!pd)
+		return false;
+
+	if (name[0] == 'b' && name[1] == 't' && name[2] == 'f' && name[3] == 0) {
+		ref->kind = BPFNS_KIND_BTF;
+		ref->id = BPF_CORE_READ((struct btf *)pd, id);
+		ref->type = 0;
+		return true;
+	}
+	if (name[0] != 'b' || name[1] != 'p' || name[2] != 'f' || (name[3] != '-' && name[3] != '_'))
+		return false;
+	if (name[4] == 'm' && name[5] == 'a' && name[6] == 'p' && name[7] == 0) {
+		ref->kind = BPFNS_KIND_MAP;
+		ref->id = BPF_CORE_READ((struct bpf_map *)pd, id);
+		ref->type = BPF_CORE_READ((struct bpf_map *)pd, map_type);
+		return true;
+	}
+	if (name[4] == 'p' && name[5] == 'r' && name[6] == 'o' && name[7] == 'g' && name[8] == 0) {
+		ref->kind = BPFNS_KIND_PROG;
+		ref->id = BPF_CORE_READ((struct bpf_prog *)pd, aux, id);
+		ref->type = BPF_CORE_READ((struct bpf_prog *)pd, type);
+		return true;
+	}
+	if (name[4] == 'l' && name[5] == 'i' && name[6] == 'n' && name[7] == 'k' && name[8] == 0) {
+		ref->kind = BPFNS_KIND_LINK;
+		ref->id = BPF_CORE_READ((struct bpf_link *)pd, id);
+		ref->type = BPF_CORE_READ((struct bpf_link *)pd, type);
+		return true;
+	}
+	return false;
+}
+
+static __always_inline void stop_task(struct task_tag *tag, __u32 cmd, struct obj_ref *ref,
+				      __u32 owner, __u32 reason)
+{
+	struct violation v = {};
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	/* SIGKILL is delivered before the task returns to user space; it takes the whole
+	 * thread group, so no thread of the process gets to use the fd. */
+	bpf_send_signal(SIGKILL);
+	stat_inc(BPFNS_STAT_KILLED);
+	v.pid = pid_tgid >> 32;
+	v.tid = (__u32)pid_tgid;
+	v.ns = tag->ns;
+	v.cmd = cmd;
+	v.kind = ref ? ref->kind : 0;
+	v.id = ref ? ref->id : 0;
+	v.owner = owner;
+	v.reason = reason;
+	bpf_ringbuf_output(&violations, &v, sizeof(v), 0);
+}
+
+/* Syscall numbers: x86-64 (and x32, with bit 30 set) and ia32; a namespace task must not
+ * reach bpf() through an entry point the backstop does not watch. */
+#define NR_BPF 321
+#define NR_CLONE 56
+#define NR_CLONE3 435
+#define NR_IA32_BPF 357
+#define NR_IA32_CLONE 120
+#define X32_SYSCALL_BIT 0x40000000
+
+static __always_inline int bpf_exit(struct task_struct *task, struct task_tag *tag, __u32 cmd,
+				    long ret)
+{
+	struct obj_ref ref = {};
+	__u32 owner;
+
+	switch (cmd) {
+	case CMD_MAP_CREATE:
+	case CMD_PROG_LOAD:
+	case CMD_BTF_LOAD:
+	case CMD_LINK_CREATE:
+	case CMD_RAW_TRACEPOINT_OPEN: {
+		struct obj_key key;
+		struct obj_owner val = { .ns = tag->ns };
+
+		if (!file_obj(fd_file(task, ret), &ref))
+			return 0;
+		key.kind = ref.kind;
+		key.id = ref.id;
+		if (bpf_map_update_elem(&obj_owner, &key, &val, BPF_ANY) == 0)
+			stat_inc(BPFNS_STAT_RECORDED);
+		else
+			stat_inc(BPFNS_STAT_FULL);
+		/* Syscall programs can call bpf(BPF_MAP_GET_FD_BY_ID) from inside the kernel,
+		 * past this backstop: namespace tasks may not load them. */
+		if (ref.kind == BPFNS_KIND_PROG && ref.type == BPF_PROG_TYPE_SYSCALL)
+			stop_task(tag, cmd, &ref, tag->ns, REASON_PROG_TYPE);
+		return 0;
+	}
+	case CMD_OBJ_GET:
+	case CMD_PROG_GET_FD_BY_ID:
+	case CMD_MAP_GET_FD_BY_ID:
+	case CMD_BTF_GET_FD_BY_ID:
+	case CMD_LINK_GET_FD_BY_ID:
+		if (!file_obj(fd_file(task, ret), &ref))
+			return 0;
+		owner = owner_of(ref.kind, ref.id);
+		if (!visible(tag->ns, owner))
+			stop_task(tag, cmd, &ref, owner, REASON_FOREIGN);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Every syscall exit, filtered on the syscall number first so that other syscalls cost one
+ * compare. A raw tracepoint (unlike a perf-event tracepoint) gives a link that can be pinned,
+ * so it keeps running when no bpfns process is alive.
+ */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
+{
+	struct task_struct *task;
+	struct task_tag *tag;
+	long nr = BPF_CORE_READ(regs, orig_ax);
+	bool ia32 = false;
+
+	if ((nr & ~X32_SYSCALL_BIT) == NR_BPF) {
+	} else if (nr == NR_IA32_BPF) {
+		ia32 = true;
+	} else if (nr != NR_CLONE && nr != NR_CLONE3 && nr != NR_IA32_CLONE) {
+		return 0;
+	}
+	task = bpf_get_current_task_btf();
+	tag = bpf_task_storage_get(&task_ns, task, 0, 0);
+	/* Root tasks: nothing to record (no entry = root) and nothing to forbid. */
+	if (!tag)
+		return 0;
+	/* The child of clone(CLONE_FILES) leaves the kernel through here (ret_from_fork). */
+	if (tag->flags & BPFNS_TASK_DOOMED) {
+		stop_task(tag, 0, 0, 0, REASON_SHARED_FILES);
+		stat_inc(BPFNS_STAT_DOOMED);
+		return 0;
+	}
+	if (tag->ns == BPFNS_ROOT || ret < 0 || nr == NR_CLONE || nr == NR_CLONE3 ||
+	    nr == NR_IA32_CLONE)
+		return 0;
+	/* ia32 passes the first argument in ebx; x86-64 and x32 in rdi. */
+	return bpf_exit(task, tag, ia32 ? (__u32)BPF_CORE_READ(regs, bx) : (__u32)BPF_CORE_READ(regs, di), ret);
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct task_tag *pt, *ct;
+	struct task_tag tag = {};
+
+	pt = bpf_task_storage_get(&task_ns, parent, 0, 0);
+	if (!pt)
+		return 0;
+	tag.ns = pt->ns;
+	/* A new process that shares the fd table of a namespace task could keep an fd the
+	 * backstop kills the namespace task for: such a child never runs (on_clone_exit). */
+	if (tag.ns != BPFNS_ROOT && child->files == parent->files && child->tgid != parent->tgid)
+		tag.flags |= BPFNS_TASK_DOOMED;
+	ct = bpf_task_storage_get(&task_ns, child, &tag, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!ct) {
+		stat_inc(BPFNS_STAT_TAG_FAILED);
+		return 0;
+	}
+	ct->ns = tag.ns;
+	ct->flags = tag.flags;
+	return 0;
+}
+
+static __always_inline void emit(struct seq_file *seq, struct obj_record *r)
+{
+	r->owner = owner_of(r->kind, r->id);
+	bpf_seq_write(seq, r, sizeof(*r));
+}
+
+SEC("iter/bpf_map")
+int iter_maps(struct bpf_iter__bpf_map *ctx)
+{
+	struct bpf_map *map = ctx->map;
+	struct obj_record r = {};
+
+	if (!map)
+		return 0;
+	r.kind = BPFNS_KIND_MAP;
+	r.id = map->id;
+	r.type = map->map_type;
+	bpf_probe_read_kernel_str(r.name, sizeof(r.name), map->name);
+	emit(ctx->meta->seq, &r);
+	return 0;
+}
+
+SEC("iter/bpf_prog")
+int iter_progs(struct bpf_iter__bpf_prog *ctx)
+{
+	struct bpf_prog *prog = ctx->prog;
+	struct obj_record r = {};
+
+	if (!prog)
+		return 0;
+	r.kind = BPFNS_KIND_PROG;
+	r.id = BPF_CORE_READ(prog, aux, id);
+	r.type = prog->type;
+	bpf_probe_read_kernel_str(r.name, sizeof(r.name), BPF_CORE_READ(prog, aux, name));
+	emit(ctx->meta->seq, &r);
+	return 0;
+}
+
+SEC("iter/bpf_link")
+int iter_links(struct bpf_iter__bpf_link *ctx)
+{
+	struct bpf_link *link = ctx->link;
+	struct obj_record r = {};
+
+	if (!link)
+		return 0;
+	r.kind = BPFNS_KIND_LINK;
+	r.id = link->id;
+	r.type = link->type;
+	r.extra = BPF_CORE_READ(link, prog, aux, id);
+	bpf_probe_read_kernel_str(r.name, sizeof(r.name), BPF_CORE_READ(link, prog, aux, name));
+	emit(ctx->meta->seq, &r);
+	return 0;
+}

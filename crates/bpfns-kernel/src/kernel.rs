@@ -1,0 +1,368 @@
+//! A handle on the pinned kernel side: tag tasks, keep the namespace table, read ownership,
+//! list objects with their owners, collect stale records.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use bpfns_model::{NsId, ObjectKind};
+use bpfns_sys::bpf::{self as sysbpf};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
+use serde::Serialize;
+
+use crate::abi::{self, RawRecord, Stat, TaskTag, OBJ_RECORD_SIZE};
+use crate::error::{KernelError, Result};
+use crate::layout::{PinLayout, LINKS, MAPS};
+
+/// One BPF object and its owner namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OwnedObject {
+    pub kind: ObjectKind,
+    pub id: u32,
+    /// Owner namespace id (0 = root).
+    pub owner: NsId,
+    /// Map, program or link type, as libbpf names it ("hash", "tracing", ...); empty for BTF.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Object name (maps, progs); for links, the attached program's name.
+    pub name: String,
+    /// For links: the attached program's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prog_id: Option<u32>,
+}
+
+/// An open handle on the pinned maps and iterators.
+#[derive(Debug)]
+pub struct Kernel {
+    layout: PinLayout,
+    task_ns: MapHandle,
+    obj_owner: MapHandle,
+    ns_table: MapHandle,
+    stats: MapHandle,
+}
+
+impl Kernel {
+    /// Open the kernel side pinned under `layout`.
+    pub fn open(layout: &PinLayout) -> Result<Self> {
+        for m in MAPS {
+            let p = layout.map(m);
+            if !p.exists() {
+                return Err(KernelError::NotLoaded {
+                    root: layout.root().to_path_buf(),
+                    missing: p,
+                });
+            }
+        }
+        let open = |name: &str| {
+            MapHandle::from_pinned_path(layout.map(name))
+                .map_err(KernelError::libbpf(format!("opening pinned map {name}")))
+        };
+        Ok(Self {
+            layout: layout.clone(),
+            task_ns: open("task_ns")?,
+            obj_owner: open("obj_owner")?,
+            ns_table: open("ns_table")?,
+            stats: open("stats")?,
+        })
+    }
+
+    pub fn layout(&self) -> &PinLayout {
+        &self.layout
+    }
+
+    // ---- tasks ------------------------------------------------------------------------
+
+    /// Put the task named by `pidfd` into namespace `ns`. A process pidfd names the
+    /// thread-group leader only; see [`tag_process`](Self::tag_process) for all threads.
+    /// New tasks it creates inherit the tag in the kernel.
+    pub fn tag(&self, pidfd: BorrowedFd<'_>, ns: NsId) -> Result<()> {
+        let key = pidfd.as_raw_fd().to_ne_bytes();
+        self.task_ns
+            .update(&key, &TaskTag::new(ns).to_bytes(), MapFlags::ANY)
+            .map_err(KernelError::libbpf(format!(
+                "tagging task with namespace {ns}"
+            )))
+    }
+
+    /// Tag every thread of process `pid` (needs PIDFD_THREAD, Linux 6.9+, for threads other
+    /// than the leader; on older kernels only the leader is tagged and an error is returned
+    /// if the process has other threads).
+    pub fn tag_process(&self, pid: i32, ns: NsId) -> Result<()> {
+        let leader = bpfns_sys::process::open_pidfd(pid)
+            .map_err(KernelError::sys(format!("opening process {pid}")))?;
+        self.tag(leader.as_fd(), ns)?;
+        let tids = bpfns_sys::process::thread_ids(pid)
+            .map_err(KernelError::sys(format!("listing threads of {pid}")))?;
+        for tid in tids.into_iter().filter(|&t| t != pid) {
+            match bpfns_sys::process::open_thread_pidfd(tid) {
+                Ok(fd) => self.tag(fd.as_fd(), ns)?,
+                // The thread exited meanwhile.
+                Err(e) if e.errno == bpfns_sys::Errno::SRCH => {}
+                Err(e) => return Err(KernelError::sys(format!("opening thread {tid}"))(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The tag of the task named by `pidfd`; `None` means untagged, i.e. root.
+    pub fn task_tag(&self, pidfd: BorrowedFd<'_>) -> Result<Option<TaskTag>> {
+        let key = pidfd.as_raw_fd().to_ne_bytes();
+        let v = self
+            .task_ns
+            .lookup(&key, MapFlags::ANY)
+            .map_err(KernelError::libbpf("reading a task's namespace"))?;
+        match v {
+            None => Ok(None),
+            Some(b) => TaskTag::from_bytes(&b)
+                .map(Some)
+                .ok_or(KernelError::Malformed { what: "task tag" }),
+        }
+    }
+
+    /// The namespace of the task named by `pidfd` (root when untagged).
+    pub fn task_ns(&self, pidfd: BorrowedFd<'_>) -> Result<NsId> {
+        Ok(self.task_tag(pidfd)?.map_or(NsId::ROOT, |t| NsId(t.ns)))
+    }
+
+    /// Remove a task's tag (it returns to root).
+    pub fn untag(&self, pidfd: BorrowedFd<'_>) -> Result<()> {
+        let key = pidfd.as_raw_fd().to_ne_bytes();
+        match self.task_ns.delete(&key) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(KernelError::libbpf("untagging a task")(e)),
+        }
+    }
+
+    // ---- namespace table ----------------------------------------------------------------
+
+    /// Record namespace `id` with its parent, so the kernel can decide visibility.
+    pub fn set_namespace(&self, id: NsId, parent: NsId, depth: u32) -> Result<()> {
+        self.ns_table
+            .update(
+                &id.0.to_ne_bytes(),
+                &abi::ns_info(parent, depth),
+                MapFlags::ANY,
+            )
+            .map_err(KernelError::libbpf(format!("recording namespace {id}")))
+    }
+
+    /// Forget namespace `id`. Objects still owned by it become visible to root only.
+    pub fn remove_namespace(&self, id: NsId) -> Result<()> {
+        match self.ns_table.delete(&id.0.to_ne_bytes()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(KernelError::libbpf(format!("removing namespace {id}"))(e)),
+        }
+    }
+
+    /// `(id, parent, depth)` of every namespace in the kernel's table.
+    pub fn namespaces(&self) -> Result<Vec<(NsId, NsId, u32)>> {
+        let mut out = Vec::new();
+        for key in self.ns_table.keys() {
+            let id = u32::from_ne_bytes(
+                key.as_slice()
+                    .try_into()
+                    .map_err(|_| KernelError::Malformed { what: "ns key" })?,
+            );
+            if let Some(v) = self
+                .ns_table
+                .lookup(&key, MapFlags::ANY)
+                .map_err(KernelError::libbpf("reading the namespace table"))?
+            {
+                let (parent, depth) =
+                    abi::parse_ns_info(&v).ok_or(KernelError::Malformed { what: "ns info" })?;
+                out.push((NsId(id), parent, depth));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    // ---- ownership ----------------------------------------------------------------------
+
+    /// The owner of an object (root when there is no record).
+    pub fn owner(&self, kind: ObjectKind, id: u32) -> Result<NsId> {
+        let v = self
+            .obj_owner
+            .lookup(&abi::obj_key(kind, id), MapFlags::ANY)
+            .map_err(KernelError::libbpf("reading an ownership record"))?;
+        Ok(v.and_then(|b| abi::parse_obj_owner(&b))
+            .unwrap_or(NsId::ROOT))
+    }
+
+    /// Set an object's owner (used when a namespace is deleted: its objects move to the parent).
+    pub fn set_owner(&self, kind: ObjectKind, id: u32, ns: NsId) -> Result<()> {
+        let key = abi::obj_key(kind, id);
+        if ns == NsId::ROOT {
+            return match self.obj_owner.delete(&key) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(KernelError::libbpf("deleting an ownership record")(e)),
+            };
+        }
+        self.obj_owner
+            .update(&key, &abi::obj_owner(ns), MapFlags::ANY)
+            .map_err(KernelError::libbpf("writing an ownership record"))
+    }
+
+    /// Every ownership record: `(kind, id, owner)`.
+    pub fn ownership_records(&self) -> Result<Vec<(ObjectKind, u32, NsId)>> {
+        let mut out = Vec::new();
+        for key in self.obj_owner.keys() {
+            let Some((kind, id)) = abi::parse_obj_key(&key) else {
+                continue;
+            };
+            if let Some(v) = self
+                .obj_owner
+                .lookup(&key, MapFlags::ANY)
+                .map_err(KernelError::libbpf("reading ownership records"))?
+            {
+                if let Some(ns) = abi::parse_obj_owner(&v) {
+                    out.push((kind, id, ns));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Move every object owned by `from` to `to`. Returns how many moved.
+    pub fn reassign(&self, from: NsId, to: NsId) -> Result<usize> {
+        let mut n = 0;
+        for (kind, id, ns) in self.ownership_records()? {
+            if ns == from {
+                self.set_owner(kind, id, to)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    // ---- listing ------------------------------------------------------------------------
+
+    fn read_iter(&self, link_name: &str) -> Result<Vec<RawRecord>> {
+        let path = self.layout.link(link_name);
+        let link = Link::open(&path)
+            .map_err(KernelError::libbpf(format!("opening {}", path.display())))?;
+        let mut iter = libbpf_rs::Iter::new(&link).map_err(KernelError::libbpf(format!(
+            "starting iterator {link_name}"
+        )))?;
+        let mut buf = Vec::with_capacity(64 * 1024);
+        iter.read_to_end(&mut buf)
+            .map_err(KernelError::io(format!("reading iterator {link_name}")))?;
+        Ok(buf
+            .chunks_exact(OBJ_RECORD_SIZE)
+            .filter_map(|c| c.try_into().ok().and_then(RawRecord::parse))
+            .collect())
+    }
+
+    /// Every object of `kind` on the host with its owner.
+    ///
+    /// Maps, progs and links come from one iterator read each; BTF objects (which have no
+    /// iterator) from `BPF_BTF_GET_NEXT_ID` plus the ownership map.
+    pub fn list(&self, kind: ObjectKind) -> Result<Vec<OwnedObject>> {
+        let (link, type_name): (&str, fn(u32) -> Option<&'static str>) = match kind {
+            ObjectKind::Map => ("iter_maps", sysbpf::map_type_name),
+            ObjectKind::Prog => ("iter_progs", sysbpf::prog_type_name),
+            ObjectKind::Link => ("iter_links", sysbpf::link_type_name),
+            ObjectKind::Btf => return self.list_btf(),
+        };
+        let mut out: Vec<OwnedObject> = self
+            .read_iter(link)?
+            .into_iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| OwnedObject {
+                kind,
+                id: r.id,
+                owner: r.owner,
+                type_name: type_name(r.type_code)
+                    .map_or_else(|| format!("type {}", r.type_code), str::to_string),
+                name: r.name,
+                prog_id: (kind == ObjectKind::Link).then_some(r.extra),
+            })
+            .collect();
+        out.sort_by_key(|o| o.id);
+        Ok(out)
+    }
+
+    fn list_btf(&self) -> Result<Vec<OwnedObject>> {
+        let ids = sysbpf::all_ids(ObjectKind::Btf).map_err(KernelError::sys("listing BTF ids"))?;
+        ids.into_iter()
+            .map(|id| {
+                Ok(OwnedObject {
+                    kind: ObjectKind::Btf,
+                    id,
+                    owner: self.owner(ObjectKind::Btf, id)?,
+                    type_name: String::new(),
+                    name: String::new(),
+                    prog_id: None,
+                })
+            })
+            .collect()
+    }
+
+    /// Remove ownership records of objects that no longer exist (the kernel has no free
+    /// hook bpfns can use everywhere). Returns how many were removed.
+    ///
+    /// Records are read before the live set, so a record written meanwhile is never
+    /// mistaken for a stale one.
+    pub fn collect_garbage(&self) -> Result<usize> {
+        let records = self.ownership_records()?;
+        let mut live: HashSet<(ObjectKind, u32)> = HashSet::new();
+        for kind in ObjectKind::ALL {
+            if kind == ObjectKind::Btf {
+                for id in sysbpf::all_ids(kind).map_err(KernelError::sys("listing BTF ids"))? {
+                    live.insert((kind, id));
+                }
+            } else {
+                for o in self.list(kind)? {
+                    live.insert((kind, o.id));
+                }
+            }
+        }
+        let mut removed = 0;
+        for (kind, id, _) in records {
+            if !live.contains(&(kind, id)) {
+                self.set_owner(kind, id, NsId::ROOT)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The kernel side's counters, summed over CPUs.
+    pub fn stats(&self) -> Result<Vec<(&'static str, u64)>> {
+        Stat::ALL
+            .iter()
+            .map(|s| {
+                let key = (*s as u32).to_ne_bytes();
+                let per_cpu = self
+                    .stats
+                    .lookup_percpu(&key, MapFlags::ANY)
+                    .map_err(KernelError::libbpf("reading stats"))?
+                    .unwrap_or_default();
+                let sum = per_cpu
+                    .iter()
+                    .filter_map(|v| v.get(..8)?.try_into().ok().map(u64::from_ne_bytes))
+                    .sum();
+                Ok((s.name(), sum))
+            })
+            .collect()
+    }
+
+    /// The ids of the programs the kernel side runs, by link name.
+    pub fn program_ids(&self) -> Result<Vec<(&'static str, u32)>> {
+        LINKS
+            .iter()
+            .map(|name| {
+                let path = self.layout.link(name);
+                let fd = sysbpf::obj_get(&path)
+                    .map_err(KernelError::sys(format!("opening {}", path.display())))?;
+                let info: sysbpf::bpf_link_info = sysbpf::info(&fd)
+                    .map_err(KernelError::sys(format!("info of {}", path.display())))?;
+                Ok((*name, info.prog_id))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,56 @@
+//! Where the kernel side is pinned in bpffs.
+//!
+//! ```text
+//! <root>/maps/{task_ns,obj_owner,ns_table,stats,violations}   state: survives reloads
+//! <root>/links/{on_sys_exit,on_fork,iter_maps,iter_progs,iter_links}
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// Default pin root.
+pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/bpfns";
+
+/// The state maps, by their names in `bpfns.bpf.c`.
+pub const MAPS: [&str; 5] = ["task_ns", "obj_owner", "ns_table", "stats", "violations"];
+
+/// The programs, each attached through one pinned link.
+pub const LINKS: [&str; 5] = [
+    "on_sys_exit",
+    "on_fork",
+    "iter_maps",
+    "iter_progs",
+    "iter_links",
+];
+
+/// Paths of one pinned instance of the kernel side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinLayout {
+    root: PathBuf,
+}
+
+impl PinLayout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn maps_dir(&self) -> PathBuf {
+        self.root.join("maps")
+    }
+    pub fn links_dir(&self) -> PathBuf {
+        self.root.join("links")
+    }
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.maps_dir().join(name)
+    }
+    pub fn link(&self, name: &str) -> PathBuf {
+        self.links_dir().join(name)
+    }
+}
+
+impl Default for PinLayout {
+    fn default() -> Self {
+        Self::new(DEFAULT_PIN_ROOT)
+    }
+}

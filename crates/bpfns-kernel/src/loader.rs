@@ -1,0 +1,189 @@
+//! Loading, upgrading and unloading the kernel side.
+//!
+//! Loading is idempotent and upgrade-safe: state maps are pinned by name and reused by the next
+//! load (libbpf checks that their definitions still match), and every program is attached
+//! through a link that is pinned at a temporary path and then renamed over the old one, so the
+//! old program is detached only once the new one runs. No tag or ownership record is lost and
+//! enforcement never lapses.
+
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+
+use bpfns_sys::fs::{ensure_bpffs, fs_magic, MountOutcome, BPF_FS_MAGIC};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::Link;
+use serde::Serialize;
+
+use crate::error::{KernelError, Result};
+use crate::layout::{PinLayout, LINKS, MAPS};
+use crate::skel::BpfnsSkelBuilder;
+
+/// What a load did, for logs and `bpfns kernel load -j`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    pub pin_root: PathBuf,
+    /// Filesystems bpfns had to mount first.
+    pub mounted: Vec<String>,
+    /// True when pinned state from an earlier load was found and reused.
+    pub reused_state: bool,
+    /// `(link name, program id)` of what now runs.
+    pub programs: Vec<(String, u32)>,
+}
+
+/// The bpffs mount that holds `root`: `/sys/fs/bpf` unless `root` is elsewhere.
+fn bpffs_mount_for(root: &Path) -> PathBuf {
+    let mut p = root.to_path_buf();
+    while let Some(parent) = p.parent() {
+        if fs_magic(parent).ok() == Some(BPF_FS_MAGIC) {
+            p = parent.to_path_buf();
+            continue;
+        }
+        if p.exists() && fs_magic(&p).ok() == Some(BPF_FS_MAGIC) {
+            return p;
+        }
+        break;
+    }
+    PathBuf::from("/sys/fs/bpf")
+}
+
+fn prepare_fs(layout: &PinLayout, mounted: &mut Vec<String>) -> Result<()> {
+    let root = layout.root();
+    if fs_magic(root).ok() != Some(BPF_FS_MAGIC)
+        && root.parent().and_then(|p| fs_magic(p).ok()) != Some(BPF_FS_MAGIC)
+    {
+        let mnt = bpffs_mount_for(root);
+        if ensure_bpffs(&mnt).map_err(KernelError::sys("mounting bpffs"))? == MountOutcome::Mounted
+        {
+            tracing::info!(path = %mnt.display(), "mounted bpffs");
+            mounted.push(format!("bpffs at {}", mnt.display()));
+        }
+    }
+    for dir in [
+        layout.root().to_path_buf(),
+        layout.maps_dir(),
+        layout.links_dir(),
+    ] {
+        std::fs::create_dir_all(&dir).map_err(KernelError::io(format!(
+            "creating {} (is it on a bpffs mount?)",
+            dir.display()
+        )))?;
+    }
+    Ok(())
+}
+
+/// Pin `link` at `path`, atomically replacing whatever was pinned there.
+fn pin_replace(link: &mut Link, path: &Path) -> Result<()> {
+    // bpffs refuses names with dots (reserved for its own files such as maps.debug).
+    let mut tmp = path.to_path_buf();
+    tmp.set_file_name(format!(
+        "new-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    link.pin(&tmp)
+        .map_err(KernelError::libbpf(format!("pinning {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(KernelError::io(format!(
+        "renaming {} over {}",
+        tmp.display(),
+        path.display()
+    )))
+}
+
+/// Load (or upgrade) the kernel side and pin it under `layout`.
+pub fn load(layout: &PinLayout) -> Result<LoadReport> {
+    let mut mounted = Vec::new();
+    prepare_fs(layout, &mut mounted)?;
+    let reused_state = MAPS.iter().any(|m| layout.map(m).exists());
+
+    let mut storage = MaybeUninit::uninit();
+    let mut open = BpfnsSkelBuilder::default()
+        .open(&mut storage)
+        .map_err(KernelError::libbpf("opening the BPF object"))?;
+    for mut map in open.open_object_mut().maps_mut() {
+        let name = map.name().to_string_lossy().into_owned();
+        if MAPS.contains(&name.as_str()) {
+            map.set_pin_path(layout.map(&name))
+                .map_err(KernelError::libbpf(format!("setting pin path of {name}")))?;
+        }
+    }
+    let skel = open.load().map_err(KernelError::libbpf(
+        "loading the BPF programs (a pinned map from an incompatible bpfns version makes this fail: \
+         run `bpfns kernel unload` first)",
+    ))?;
+
+    let progs = [
+        ("on_sys_exit", &skel.progs.on_sys_exit),
+        ("on_fork", &skel.progs.on_fork),
+        ("iter_maps", &skel.progs.iter_maps),
+        ("iter_progs", &skel.progs.iter_progs),
+        ("iter_links", &skel.progs.iter_links),
+    ];
+    debug_assert_eq!(progs.len(), LINKS.len());
+    let mut programs = Vec::new();
+    for (name, prog) in progs {
+        let mut link = prog
+            .attach()
+            .map_err(KernelError::libbpf(format!("attaching {name}")))?;
+        pin_replace(&mut link, &layout.link(name))?;
+        let id = bpfns_sys::bpf::info::<bpfns_sys::bpf::bpf_prog_info>(prog)
+            .map(|i| i.id)
+            .unwrap_or(0);
+        programs.push((name.to_string(), id));
+    }
+    // The pins keep maps and links alive; `skel` may now be dropped.
+    Ok(LoadReport {
+        pin_root: layout.root().to_path_buf(),
+        mounted,
+        reused_state,
+        programs,
+    })
+}
+
+/// What an unload removed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UnloadReport {
+    pub removed: Vec<PathBuf>,
+}
+
+/// Detach everything and remove every pin under `layout`. Idempotent.
+///
+/// Links go first so that no program runs against maps being torn down.
+pub fn unload(layout: &PinLayout) -> Result<UnloadReport> {
+    let mut report = UnloadReport::default();
+    for dir in [layout.links_dir(), layout.maps_dir()] {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(KernelError::io(format!("reading {}", dir.display()))(e)),
+        };
+        for entry in entries {
+            let path = entry
+                .map_err(KernelError::io(format!("reading {}", dir.display())))?
+                .path();
+            std::fs::remove_file(&path)
+                .map_err(KernelError::io(format!("removing {}", path.display())))?;
+            report.removed.push(path);
+        }
+        remove_dir_if_exists(&dir)?;
+    }
+    remove_dir_if_exists(layout.root())?;
+    Ok(report)
+}
+
+fn remove_dir_if_exists(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(KernelError::io(format!(
+            "removing {} (something else is pinned there?)",
+            dir.display()
+        ))(e)),
+    }
+}
+
+/// Is a complete kernel side pinned under `layout`?
+pub fn is_loaded(layout: &PinLayout) -> bool {
+    MAPS.iter().all(|m| layout.map(m).exists()) && LINKS.iter().all(|l| layout.link(l).exists())
+}

@@ -1,0 +1,227 @@
+//! A small program the kernel tests run, tag, and watch. It reports on stdout as `key=value`
+//! lines and, where it holds something open, keeps it until its stdin reaches EOF.
+//!
+//! ```text
+//! bpfns-test-helper [--wait] ACTION ARGS...
+//!   --wait               read one byte from stdin before acting (the test tags us first)
+//!   hold [LABEL]         print LABEL=PID, hold until EOF
+//!   tree                 self=PID, then a child (child=PID) and grandchild (grandchild=PID)
+//!   threads N            start N threads, print tid=TID for each, hold until EOF
+//!   exec ACTION...       exec this program again with ACTION (the pid stays)
+//!   open KIND ID         BPF_{KIND}_GET_FD_BY_ID: print opened=FD or errno=E, then exit 0
+//!   obj-get PATH         BPF_OBJ_GET: the same
+//!   create KIND [PATH]   create a map|prog|btf|link|rawtp-link|syscall-prog (pin it at PATH),
+//!                        print id=ID, hold until EOF
+//!   clone-files          start a child sharing our fd table; print child=exited:N|signaled:N
+//! ```
+#![deny(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::process::{Command, ExitCode};
+
+use bpfns_model::ObjectKind;
+use bpfns_sys::bpf as sysbpf;
+use bpfns_sys::process::{self, ChildExit};
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn hold_until_eof() {
+    let mut buf = [0u8; 64];
+    let mut stdin = std::io::stdin().lock();
+    while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+}
+
+fn kind(s: &str) -> ObjectKind {
+    ObjectKind::ALL
+        .into_iter()
+        .find(|k| k.name() == s)
+        .unwrap_or_else(|| fail(&format!("unknown kind {s}")))
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("bpfns-test-helper: {msg}");
+    std::process::exit(2)
+}
+
+fn report_open(r: bpfns_sys::Result<OwnedFd>) -> ExitCode {
+    match r {
+        Ok(fd) => say(&format!("opened={}", sysbpf::raw(&fd))),
+        Err(e) => say(&format!("errno={}", e.errno.raw_os_error())),
+    }
+    ExitCode::SUCCESS
+}
+
+fn object_id(kind: ObjectKind, fd: impl AsFd) -> u32 {
+    let r = match kind {
+        ObjectKind::Map => sysbpf::info::<sysbpf::bpf_map_info>(fd).map(|i| i.id),
+        ObjectKind::Prog => sysbpf::info::<sysbpf::bpf_prog_info>(fd).map(|i| i.id),
+        ObjectKind::Link => sysbpf::info::<sysbpf::bpf_link_info>(fd).map(|i| i.id),
+        ObjectKind::Btf => sysbpf::info::<sysbpf::bpf_btf_info>(fd).map(|i| i.id),
+    };
+    r.unwrap_or_else(|e| fail(&e.to_string()))
+}
+
+const PROG_SOCKET_FILTER: u32 = 1;
+const PROG_RAW_TRACEPOINT: u32 = 17;
+const PROG_SK_LOOKUP: u32 = 30;
+const PROG_SYSCALL: u32 = 31;
+const ATTACH_SK_LOOKUP: u32 = 36;
+const MAP_ARRAY: u32 = 2;
+const BPF_F_SLEEPABLE: u32 = 16;
+/// `r0 = 1; exit` (SK_PASS).
+const RETURN_ONE: [u64; 2] = [0x0000_0001_0000_00b7, 0x0000_0000_0000_0095];
+
+fn create(what: &str) -> (ObjectKind, Vec<OwnedFd>) {
+    let ok = |r: bpfns_sys::Result<OwnedFd>| r.unwrap_or_else(|e| fail(&e.to_string()));
+    let prog = |t, insns: &[u64], opts| ok(sysbpf::prog_load(t, "bpfns_test", insns, opts));
+    match what {
+        "map" => (
+            ObjectKind::Map,
+            vec![ok(sysbpf::map_create(MAP_ARRAY, "bpfns_test", 4, 8, 4))],
+        ),
+        "prog" => (
+            ObjectKind::Prog,
+            vec![prog(
+                PROG_SOCKET_FILTER,
+                &sysbpf::RETURN_ZERO,
+                Default::default(),
+            )],
+        ),
+        "syscall-prog" => (
+            ObjectKind::Prog,
+            vec![prog(
+                PROG_SYSCALL,
+                &sysbpf::RETURN_ZERO,
+                sysbpf::ProgLoadOpts {
+                    prog_flags: BPF_F_SLEEPABLE,
+                    ..Default::default()
+                },
+            )],
+        ),
+        "btf" => (
+            ObjectKind::Btf,
+            vec![ok(sysbpf::btf_load(&sysbpf::minimal_btf()))],
+        ),
+        "link" => {
+            let p = prog(
+                PROG_SK_LOOKUP,
+                &RETURN_ONE,
+                sysbpf::ProgLoadOpts {
+                    expected_attach_type: ATTACH_SK_LOOKUP,
+                    ..Default::default()
+                },
+            );
+            let netns = std::fs::File::open("/proc/self/ns/net")
+                .unwrap_or_else(|e| fail(&format!("open netns: {e}")));
+            let l = ok(sysbpf::link_create(&p, &netns, ATTACH_SK_LOOKUP));
+            (ObjectKind::Link, vec![l, p])
+        }
+        "rawtp-link" => {
+            let p = prog(
+                PROG_RAW_TRACEPOINT,
+                &sysbpf::RETURN_ZERO,
+                Default::default(),
+            );
+            let l = ok(sysbpf::raw_tracepoint_open("sched_process_hang", &p));
+            (ObjectKind::Link, vec![l, p])
+        }
+        other => fail(&format!("cannot create {other}")),
+    }
+}
+
+extern "C" fn shared_files_child(_: *mut libc::c_void) -> libc::c_int {
+    // If bpfns lets us run, we get here and exit 0 after a moment.
+    process::raw_sleep_ms(200);
+    0
+}
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--wait") {
+        args.remove(0);
+        let mut b = [0u8; 1];
+        if std::io::stdin().read_exact(&mut b).is_err() {
+            fail("stdin closed before the go byte");
+        }
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|e| fail(&e.to_string()));
+    let arg = |i: usize| {
+        args.get(i)
+            .cloned()
+            .unwrap_or_else(|| fail("missing argument"))
+    };
+    match arg(0).as_str() {
+        "hold" => {
+            let label = args.get(1).cloned().unwrap_or_else(|| "pid".into());
+            say(&format!("{label}={}", std::process::id()));
+            hold_until_eof();
+        }
+        "tree" | "tree-mid" => {
+            let (me, next) = if arg(0) == "tree" {
+                ("self", vec!["tree-mid"])
+            } else {
+                ("child", vec!["hold", "grandchild"])
+            };
+            say(&format!("{me}={}", std::process::id()));
+            let mut c = Command::new(&exe)
+                .args(next)
+                .spawn()
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            let _ = c.wait();
+        }
+        "threads" => {
+            let n: usize = arg(1).parse().unwrap_or_else(|_| fail("N"));
+            let (tx, rx) = std::sync::mpsc::channel();
+            let mut handles = Vec::new();
+            for _ in 0..n {
+                let tx = tx.clone();
+                handles.push(std::thread::spawn(move || {
+                    let _ = tx.send(process::gettid());
+                    hold_until_eof();
+                }));
+            }
+            for _ in 0..n {
+                if let Ok(tid) = rx.recv() {
+                    say(&format!("tid={tid}"));
+                }
+            }
+            say("threads=ready");
+            for h in handles {
+                let _ = h.join();
+            }
+        }
+        "exec" => {
+            use std::os::unix::process::CommandExt;
+            let err = Command::new(&exe).args(&args[1..]).exec();
+            fail(&format!("exec: {err}"));
+        }
+        "open" => return report_open(sysbpf::fd_by_id(kind(&arg(1)), arg(2).parse().unwrap_or(0))),
+        "obj-get" => return report_open(sysbpf::obj_get(Path::new(&arg(1)))),
+        "create" => {
+            let (k, fds) = create(&arg(1));
+            if let Some(path) = args.get(2) {
+                sysbpf::obj_pin(&fds[0], Path::new(path)).unwrap_or_else(|e| fail(&e.to_string()));
+            }
+            say(&format!("id={}", object_id(k, &fds[0])));
+            hold_until_eof();
+            drop(fds);
+        }
+        "clone-files" => {
+            let pid = process::spawn_sharing_fd_table(shared_files_child)
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            match process::wait_child(pid) {
+                Ok(ChildExit::Exited(c)) => say(&format!("child=exited:{c}")),
+                Ok(ChildExit::Signaled(s)) => say(&format!("child=signaled:{s}")),
+                Err(e) => fail(&e.to_string()),
+            }
+        }
+        other => fail(&format!("unknown action {other}")),
+    }
+    ExitCode::SUCCESS
+}

@@ -85,7 +85,12 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(id: &'static str, title: &'static str, status: Status, detail: impl Into<String>) -> Self {
+    fn new(
+        id: &'static str,
+        title: &'static str,
+        status: Status,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             id,
             title,
@@ -166,9 +171,14 @@ impl Report {
     /// only when a BPF LSM program loads.
     pub fn active_layers(&self) -> Vec<Layer> {
         let mut layers = vec![Layer::Supervisor];
-        if [ids::TRACEFS, ids::TRACEPOINT, ids::TP_BTF, ids::TASK_STORAGE]
-            .iter()
-            .all(|id| self.is_ok(id))
+        if [
+            ids::TRACEFS,
+            ids::TRACEPOINT,
+            ids::TP_BTF,
+            ids::TASK_STORAGE,
+        ]
+        .iter()
+        .all(|id| self.is_ok(id))
         {
             layers.push(Layer::TracepointBackstop);
         }
@@ -210,7 +220,10 @@ impl Report {
         if missing.is_empty() {
             out.push_str("required features: all present\n");
         } else {
-            out.push_str(&format!("required features MISSING: {}\n", missing.join(", ")));
+            out.push_str(&format!(
+                "required features MISSING: {}\n",
+                missing.join(", ")
+            ));
         }
         out
     }
@@ -250,6 +263,8 @@ const FENTRY_TARGET: &str = "security_bpf";
 const SECCOMP_TIMEOUT: Duration = Duration::from_secs(5);
 
 const WITHOUT_LSM: &str = "bpfns then enforces with the supervisor + tracepoint backstop";
+const WITHOUT_FENTRY: &str =
+    "optional: bpfns records ownership with the sys_exit_bpf tracepoint instead";
 
 fn err_text(e: &SysError) -> String {
     format!("{}: {}", e.op, describe_errno(e.errno))
@@ -258,8 +273,10 @@ fn err_text(e: &SysError) -> String {
 /// Fix text, with "run as root" first when an EPERM/EACCES is probably just missing privilege.
 fn fix_for(errno: Option<Errno>, root: bool, fix: &str) -> String {
     match errno {
-        Some(Errno::PERM | Errno::ACCES) if !root => {
-            format!("run bpfns doctor as root (EPERM is expected otherwise); else: {fix}")
+        Some(Errno::PERM | Errno::ACCESS) if !root => {
+            format!(
+                "run bpfns doctor as root (permission errors are expected otherwise); else: {fix}"
+            )
         }
         _ => fix.to_string(),
     }
@@ -322,7 +339,8 @@ fn check_bpf_syscall(root: bool) -> Check {
 
 fn check_btf(root: bool) -> Check {
     const T: &str = "kernel BTF";
-    const FIX: &str = "boot a kernel built with CONFIG_DEBUG_INFO_BTF=y (provides /sys/kernel/btf/vmlinux)";
+    const FIX: &str =
+        "boot a kernel built with CONFIG_DEBUG_INFO_BTF=y (provides /sys/kernel/btf/vmlinux)";
     if let Err(e) = probe::path_status(Path::new("/sys/kernel/btf/vmlinux")) {
         return Check::new(ids::BTF, T, Status::Missing, err_text(&e)).with_fix(FIX);
     }
@@ -330,10 +348,16 @@ fn check_btf(root: bool) -> Check {
         Ok(b) => Check::ok(
             ids::BTF,
             T,
-            format!("/sys/kernel/btf/vmlinux loaded by libbpf ({} types)", b.types),
+            format!(
+                "/sys/kernel/btf/vmlinux loaded by libbpf ({} types)",
+                b.types
+            ),
         ),
-        Err(e) => Check::new(ids::BTF, T, Status::Missing, err_text(&e))
-            .with_fix(fix_for(Some(e.errno), root, FIX)),
+        Err(e) => Check::new(ids::BTF, T, Status::Missing, err_text(&e)).with_fix(fix_for(
+            Some(e.errno),
+            root,
+            FIX,
+        )),
     }
 }
 
@@ -362,7 +386,10 @@ fn check_bpffs() -> Check {
             ids::BPFFS,
             T,
             Status::Missing,
-            format!("not mounted at {BPFFS_PATH}; a test mount failed: {}", err_text(&e)),
+            format!(
+                "not mounted at {BPFFS_PATH}; a test mount failed: {}",
+                err_text(&e)
+            ),
         )
         .with_fix(format!("mount -t bpf bpf {BPFFS_PATH}")),
     }
@@ -372,7 +399,11 @@ fn check_task_storage(root: bool) -> Check {
     const T: &str = "task local storage";
     const FIX: &str = "Linux 5.11+ with CONFIG_BPF_SYSCALL=y and CONFIG_DEBUG_INFO_BTF=y";
     match probe::map_type_supported(BPF_MAP_TYPE_TASK_STORAGE) {
-        Ok(true) => Check::ok(ids::TASK_STORAGE, T, "created a BPF_MAP_TYPE_TASK_STORAGE map"),
+        Ok(true) => Check::ok(
+            ids::TASK_STORAGE,
+            T,
+            "created a BPF_MAP_TYPE_TASK_STORAGE map",
+        ),
         Ok(false) => Check::new(
             ids::TASK_STORAGE,
             T,
@@ -428,7 +459,10 @@ fn check_tracefs() -> (Check, Option<DetachedMount>) {
                 ids::TRACEFS,
                 T,
                 Status::Missing,
-                format!("not mounted at {TRACEFS_PATH}; a test mount failed: {}", err_text(&e)),
+                format!(
+                    "not mounted at {TRACEFS_PATH}; a test mount failed: {}",
+                    err_text(&e)
+                ),
             )
             .with_fix(format!(
                 "mount -t tracefs tracefs {TRACEFS_PATH} (kernel needs CONFIG_FTRACE=y)"
@@ -440,24 +474,25 @@ fn check_tracefs() -> (Check, Option<DetachedMount>) {
 
 fn check_tracepoint(root: bool, detached: Option<&DetachedMount>) -> Check {
     const T: &str = "sys_exit_bpf tracepoint";
-    let id = match detached {
-        Some(m) => m.read_to_string(SYS_EXIT_BPF_ID),
-        None => std::fs::read_to_string(Path::new(TRACEFS_PATH).join(SYS_EXIT_BPF_ID)).map_err(
-            |e| {
-                SysError {
+    let id =
+        match detached {
+            Some(m) => m.read_to_string(SYS_EXIT_BPF_ID),
+            None => std::fs::read_to_string(Path::new(TRACEFS_PATH).join(SYS_EXIT_BPF_ID)).map_err(
+                |e| SysError {
                     op: format!("read {TRACEFS_PATH}/{SYS_EXIT_BPF_ID}"),
                     errno: Errno::from_io_error(&e).unwrap_or(Errno::IO),
-                }
-            },
-        ),
-    };
+                },
+            ),
+        };
     let id = match id {
         Ok(s) => s.trim().to_string(),
         Err(e) => {
-            return Check::new(ids::TRACEPOINT, T, Status::Missing, err_text(&e)).with_fix(
-                "a kernel built with CONFIG_FTRACE_SYSCALLS=y (syscall tracepoints), and tracefs \
-                 mounted",
-            )
+            return Check::new(ids::TRACEPOINT, T, Status::Missing, err_text(&e)).with_fix(fix_for(
+                Some(e.errno),
+                root,
+                "a kernel built with CONFIG_FTRACE_SYSCALLS=y (syscall tracepoints), and \
+                     tracefs mounted",
+            ))
         }
     };
     match load(BPF_PROG_TYPE_TRACEPOINT, "bpfns_tp", None) {
@@ -555,15 +590,21 @@ fn check_seccomp(root: bool) -> Vec<Check> {
                 Ok(false) => why.push("SECCOMP_FILTER_FLAG_NEW_LISTENER unknown (EINVAL)".into()),
                 Err(e) => why.push(err_text(e)),
             }
-            Check::new(ids::SECCOMP_NOTIFY, T_NOTIFY, Status::Missing, why.join("; "))
-                .with_fix(FIX_NOTIFY)
+            Check::new(
+                ids::SECCOMP_NOTIFY,
+                T_NOTIFY,
+                Status::Missing,
+                why.join("; "),
+            )
+            .with_fix(FIX_NOTIFY)
         }
     };
     let notify_ok = notify.status == Status::Ok;
 
     // 2. WAIT_KILLABLE_RECV.
-    let killable =
-        seccomp::filter_flags_supported(FilterFlags::NEW_LISTENER | FilterFlags::WAIT_KILLABLE_RECV);
+    let killable = seccomp::filter_flags_supported(
+        FilterFlags::NEW_LISTENER | FilterFlags::WAIT_KILLABLE_RECV,
+    );
     let killable_ok = matches!(killable, Ok(true));
 
     // 3. The round trip (with WAIT_KILLABLE_RECV when known), which also tries SYNC_WAKE_UP.
@@ -593,13 +634,18 @@ fn check_seccomp(root: bool) -> Vec<Check> {
                      pidfd_getfd, NOTIF_ID_VALID, ADDFD with FLAG_SEND)"
                 ),
             ),
-            Err(e) => Check::new(ids::SECCOMP_ADDFD_SEND, T_ADDFD, Status::Missing, err_text(e))
-                .with_fix(fix_for(
-                    Some(e.errno),
-                    root,
-                    "Linux 5.14+ (SECCOMP_ADDFD_FLAG_SEND; pidfd_getfd needs 5.6+) with \
+            Err(e) => Check::new(
+                ids::SECCOMP_ADDFD_SEND,
+                T_ADDFD,
+                Status::Missing,
+                err_text(e),
+            )
+            .with_fix(fix_for(
+                Some(e.errno),
+                root,
+                "Linux 5.14+ (SECCOMP_ADDFD_FLAG_SEND; pidfd_getfd needs 5.6+) with \
                      CONFIG_SECCOMP_FILTER=y",
-                )),
+            )),
         },
     };
 
@@ -685,7 +731,10 @@ pub(crate) fn classify_bpf_lsm(f: &LsmFacts) -> Check {
             "bpf_lsm_bpf_map is not in vmlinux BTF (kernel without CONFIG_BPF_LSM): {}",
             describe_errno(e.errno)
         )),
-        Err(e) => detail.push(format!("loading an lsm/bpf_map program failed: {}", err_text(e))),
+        Err(e) => detail.push(format!(
+            "loading an lsm/bpf_map program failed: {}",
+            err_text(e)
+        )),
     }
     let list = f.lsms.as_ref().map(|l| l.join(",")).unwrap_or_default();
     match (&f.lsms, bpf_listed) {
@@ -694,7 +743,9 @@ pub(crate) fn classify_bpf_lsm(f: &LsmFacts) -> Check {
         (Err(e), _) => detail.push(format!("active LSM list unreadable: {}", err_text(e))),
     }
     match &f.securityfs {
-        Ok(MountOutcome::Mounted) => detail.push(format!("mounted securityfs at {SECURITYFS_PATH}")),
+        Ok(MountOutcome::Mounted) => {
+            detail.push(format!("mounted securityfs at {SECURITYFS_PATH}"))
+        }
         Ok(MountOutcome::AlreadyMounted) => {}
         Err(e) => detail.push(format!("could not mount securityfs: {}", err_text(e))),
     }
@@ -702,10 +753,10 @@ pub(crate) fn classify_bpf_lsm(f: &LsmFacts) -> Check {
     if load_ok && bpf_listed == Some(true) {
         return Check::ok(ids::BPF_LSM, T, detail);
     }
-    let lsm_param = if list.is_empty() {
-        "lsm=<current list>,bpf".to_string()
-    } else {
-        format!("lsm={list},bpf")
+    let lsm_param = match bpf_listed {
+        Some(true) => format!("lsm={list}"),
+        Some(false) if !list.is_empty() => format!("lsm={list},bpf"),
+        _ => "lsm=<current list>,bpf".to_string(),
     };
     let fix = match (&f.load, bpf_listed) {
         (Err(e), Some(true)) if e.errno == Errno::PERM && f.root => format!(
@@ -733,7 +784,8 @@ pub(crate) fn classify_bpf_lsm(f: &LsmFacts) -> Check {
 }
 
 fn check_bpf_lsm(root: bool) -> Check {
-    let securityfs = sysfs::ensure_mounted("securityfs", Path::new(SECURITYFS_PATH), SECURITYFS_MAGIC);
+    let securityfs =
+        sysfs::ensure_mounted("securityfs", Path::new(SECURITYFS_PATH), SECURITYFS_MAGIC);
     let lsm_path = Path::new(SECURITYFS_PATH).join("lsm");
     let lsms = std::fs::read_to_string(&lsm_path)
         .map(|s| {
@@ -747,7 +799,11 @@ fn check_bpf_lsm(root: bool) -> Check {
             op: format!("read {}", lsm_path.display()),
             errno: Errno::from_io_error(&e).unwrap_or(Errno::IO),
         });
-    let load = load(BPF_PROG_TYPE_LSM, "bpfns_lsm", Some(("bpf_map", BPF_LSM_MAC)));
+    let load = load(
+        BPF_PROG_TYPE_LSM,
+        "bpfns_lsm",
+        Some(("bpf_map", BPF_LSM_MAC)),
+    );
     classify_bpf_lsm(&LsmFacts {
         securityfs,
         lsms,
@@ -778,17 +834,14 @@ fn check_fentry(root: bool) -> Check {
                 format!("fentry/{FENTRY_TARGET}: {}", err_text(&e))
             };
             let fix = if e.errno == Errno::PERM && root {
-                format!(
-                    "nothing to do on this kernel: it refuses trampoline programs at load; \
-                     optional: {WITHOUT_LSM}"
-                )
+                format!("nothing to do on this kernel: it refuses trampoline programs at load; {WITHOUT_FENTRY}")
             } else {
                 fix_for(
                     Some(e.errno),
                     root,
                     &format!(
                         "a kernel with BPF trampolines (CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS=y, \
-                         a JIT that supports them); optional: {WITHOUT_LSM}"
+                         a JIT that supports them); {WITHOUT_FENTRY}"
                     ),
                 )
             };
@@ -812,9 +865,7 @@ fn check_bpf_token() -> Check {
             Status::Unavailable,
             "BPF_TOKEN_CREATE unknown to this kernel (EINVAL)",
         )
-        .with_fix(
-            "Linux 6.9+; optional: tokens let containers load programs without host CAP_BPF",
-        ),
+        .with_fix("Linux 6.9+; optional: tokens let containers load programs without host CAP_BPF"),
         Err(e) => Check::new(ids::BPF_TOKEN, T, Status::Unavailable, err_text(&e)),
     }
 }
@@ -831,7 +882,11 @@ fn check_unprivileged_bpf() -> Check {
                 "2" => "unprivileged bpf() disabled (root may set 0 again)",
                 _ => "unknown value",
             };
-            Check::ok(ids::UNPRIVILEGED_BPF, T, format!("{v}: {meaning} (informational)"))
+            Check::ok(
+                ids::UNPRIVILEGED_BPF,
+                T,
+                format!("{v}: {meaning} (informational)"),
+            )
         }
         Err(e) => Check::new(
             ids::UNPRIVILEGED_BPF,
@@ -908,11 +963,20 @@ mod tests {
 
     #[test]
     fn layers_need_task_storage_and_tracepoints() {
-        for id in [ids::TASK_STORAGE, ids::TRACEPOINT, ids::TP_BTF, ids::TRACEFS] {
+        for id in [
+            ids::TASK_STORAGE,
+            ids::TRACEPOINT,
+            ids::TP_BTF,
+            ids::TRACEFS,
+        ] {
             let mut checks = all_ok();
             set(&mut checks, id, Status::Missing);
             let r = report(checks);
-            assert_eq!(r.active_layers(), vec![Layer::Supervisor, Layer::BpfLsm], "{id}");
+            assert_eq!(
+                r.active_layers(),
+                vec![Layer::Supervisor, Layer::BpfLsm],
+                "{id}"
+            );
             assert!(!r.all_required_ok());
             assert_eq!(r.missing().len(), 1);
         }
@@ -994,9 +1058,15 @@ mod tests {
     fn lsm_refused_at_load() {
         let ch = classify_bpf_lsm(&facts(perm(), &["lockdown", "capability", "bpf"]));
         assert_eq!(ch.status, Status::Unavailable);
-        assert!(ch.detail.contains("kernel refuses BPF LSM programs at load: EPERM"));
-        assert!(ch.detail.contains("\"bpf\" is in the active LSM list (lockdown,capability,bpf)"));
-        assert!(ch.detail.contains("mounted securityfs at /sys/kernel/security"));
+        assert!(ch
+            .detail
+            .contains("kernel refuses BPF LSM programs at load: EPERM"));
+        assert!(ch
+            .detail
+            .contains("\"bpf\" is in the active LSM list (lockdown,capability,bpf)"));
+        assert!(ch
+            .detail
+            .contains("mounted securityfs at /sys/kernel/security"));
         let fix = ch.fix.expect("fix");
         assert!(fix.starts_with("nothing to do"), "{fix}");
         assert!(fix.contains("supervisor + tracepoint backstop"));
@@ -1006,13 +1076,24 @@ mod tests {
     fn lsm_not_in_list() {
         let ch = classify_bpf_lsm(&facts(Ok(()), &["lockdown", "capability"]));
         assert_eq!(ch.status, Status::Unavailable);
-        assert!(ch.detail.contains("bpf not in lsm= list (lockdown,capability)"));
+        assert!(ch
+            .detail
+            .contains("bpf not in lsm= list (lockdown,capability)"));
         assert!(ch.fix.expect("fix").contains("lsm=lockdown,capability,bpf"));
 
         let ch = classify_bpf_lsm(&facts(perm(), &["capability"]));
         assert!(ch.detail.contains("EPERM"));
         assert!(ch.detail.contains("bpf not in lsm= list"));
         assert!(ch.fix.expect("fix").contains("lsm=capability,bpf"));
+    }
+
+    #[test]
+    fn lsm_fix_when_not_root() {
+        let mut f = facts(perm(), &["capability", "bpf"]);
+        f.root = false;
+        let fix = classify_bpf_lsm(&f).fix.expect("fix");
+        assert!(fix.starts_with("run bpfns doctor as root"), "{fix}");
+        assert!(fix.contains("lsm=capability,bpf;"), "{fix}");
     }
 
     #[test]

@@ -31,3 +31,4 @@ mod skel {
 pub use error::{KernelError, Result};
 pub use kernel::{Kernel, OwnedObject};
 pub use layout::PinLayout;
+pub mod doctor;

@@ -546,4 +546,72 @@ mod tests {
         assert!(describe_errno(Errno::from_raw_os_error(ENOTSUPP)).starts_with("ENOTSUPP"));
         assert_eq!(describe_errno(Errno::from_raw_os_error(4000)), "errno 4000");
     }
+
+    // The tests below touch the real kernel and need root; they return early otherwise.
+
+    #[test]
+    fn detached_mounts_change_nothing_and_can_be_read() {
+        if !is_root() {
+            eprintln!("skipped: not root");
+            return;
+        }
+        let before = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let t = detached_mount("tracefs").expect("detached tracefs");
+        let id = t
+            .read_to_string("events/syscalls/sys_exit_bpf/id")
+            .expect("sys_exit_bpf id");
+        assert!(id.trim().parse::<u32>().is_ok(), "{id:?}");
+        assert!(!t.exists("events/syscalls/no_such_event"));
+        let b = detached_mount("bpf").expect("detached bpffs");
+        assert!(!b.exists("anything"));
+        let during = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        drop((t, b));
+        assert_eq!(
+            before, during,
+            "a detached mount must not show in the mount table"
+        );
+    }
+
+    #[test]
+    fn vmlinux_lookups() {
+        if !is_root() {
+            eprintln!("skipped: not root");
+            return;
+        }
+        assert!(load_vmlinux_btf().expect("vmlinux BTF").types > 1000);
+        // BPF_TRACE_ITER = 28: libbpf looks up "bpf_iter_bpf_map".
+        assert!(vmlinux_btf_id("bpf_map", 28).expect("iter target") > 0);
+        let e = vmlinux_btf_id("no_such_thing_anywhere", 28).expect_err("absent");
+        assert_eq!(e.errno, Errno::NOENT);
+        assert_eq!(map_type_supported(2), Ok(true)); // array
+    }
+
+    #[test]
+    fn token_create_answers() {
+        let e = token_create(-1).expect_err("fd -1 is never a bpffs");
+        assert!(
+            matches!(e.errno, Errno::BADF | Errno::INVAL | Errno::PERM),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn seccomp_round_trip() {
+        if !is_root() {
+            eprintln!("skipped: not root");
+            return;
+        }
+        let t = seccomp_notif_round_trip(FilterFlags::EMPTY, Duration::from_secs(10));
+        let fd = t.outcome.expect("round trip");
+        assert!(fd > 2);
+        assert!(t.flags.contains(FilterFlags::NEW_LISTENER));
+        assert!(t.sync_wakeup.is_some());
+        // Twice in a row, concurrently: every child is reaped, nothing hangs.
+        let h = std::thread::spawn(|| {
+            seccomp_notif_round_trip(FilterFlags::EMPTY, Duration::from_secs(10)).outcome
+        });
+        let mine = seccomp_notif_round_trip(FilterFlags::EMPTY, Duration::from_secs(10)).outcome;
+        assert!(mine.is_ok());
+        assert!(h.join().expect("thread").is_ok());
+    }
 }

@@ -374,6 +374,10 @@ pub fn set_no_new_privs_raw() -> Result<(), Errno> {
 /// With TSYNC (without TSYNC_ESRCH), a thread that could not be synchronised makes this fail
 /// with `EAGAIN`.
 pub fn install_filter_raw(filter: &Filter, flags: FilterFlags) -> Result<Option<RawFd>, Errno> {
+    // seccomp(2) takes `unsigned int flags`: refuse bits it would silently drop.
+    if flags.bits() > u64::from(u32::MAX) {
+        return Err(Errno::INVAL);
+    }
     let mut prog = filter.fprog();
     // SAFETY: `prog` points at `filter.insns`, which outlives the call; the kernel copies it.
     let ret = unsafe {
@@ -433,6 +437,10 @@ pub fn action_available(action: Action) -> Result<bool> {
 /// once the flags have been accepted (the null program is read next) and with `EINVAL` for
 /// unknown flags. Nothing is installed either way.
 pub fn filter_flags_supported(flags: FilterFlags) -> Result<bool> {
+    // seccomp(2) takes `unsigned int flags`: higher bits would be silently dropped.
+    if flags.bits() > u64::from(u32::MAX) {
+        return Ok(false);
+    }
     // SAFETY: a null program pointer is the point of the probe; the kernel faults on it safely.
     let ret = unsafe {
         seccomp_raw(
@@ -813,6 +821,86 @@ mod tests {
             .rule(Rule::syscall_arg0(321, &values, Action::UserNotif))
             .build();
         assert!(r.is_err());
+    }
+
+    /// A filter installed on one helper thread only (no TSYNC), answered from the test thread.
+    #[test]
+    fn listener_respond_round_trip_on_a_thread() {
+        use std::sync::mpsc;
+        let (tx, rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            set_no_new_privs_raw().expect("no_new_privs");
+            let f = Filter::notify_syscalls(&[libc::SYS_getppid]).expect("filter");
+            let l = install_filter(&f, FilterFlags::NEW_LISTENER)
+                .expect("install")
+                .expect("listener");
+            tx.send(l).expect("send");
+            go_rx.recv().expect("go");
+            // SAFETY: no arguments; trapped by this thread's filter.
+            unsafe { libc::syscall(libc::SYS_getppid) }
+        });
+        let l = rx.recv().expect("listener");
+        assert!(!l
+            .wait_readable(Some(Duration::from_millis(50)))
+            .expect("poll"));
+        go_tx.send(()).expect("go");
+        assert!(l
+            .wait_readable(Some(Duration::from_secs(10)))
+            .expect("poll"));
+        let n = l.recv().expect("recv");
+        assert_eq!(i64::from(n.nr), libc::SYS_getppid);
+        assert_eq!(Some(n.arch), NATIVE_AUDIT_ARCH);
+        assert!(l.id_valid(n.id).expect("id_valid"));
+        l.respond(n.id, Response::Value(4242)).expect("respond");
+        assert!(!l.id_valid(n.id).expect("id_valid after answer"));
+        assert_eq!(t.join().expect("thread"), 4242);
+        // The only task the filter applied to is gone.
+        let e = l
+            .wait_readable(Some(Duration::from_secs(10)))
+            .expect_err("hung up");
+        assert_eq!(e.errno, Errno::PIPE);
+    }
+
+    /// arg0 matching against the real kernel, on a helper thread: close(12345) fails with the
+    /// filter's errno, close(12346) with the kernel's EBADF.
+    #[test]
+    fn arg0_rule_in_the_kernel() {
+        let t = std::thread::spawn(|| {
+            set_no_new_privs_raw().expect("no_new_privs");
+            let f = FilterBuilder::new(Action::Allow)
+                .rule(Rule::syscall_arg0(
+                    libc::SYS_close,
+                    &[12_344, 12_345],
+                    Action::Errno(libc::EBADMSG as u16),
+                ))
+                .build()
+                .expect("filter");
+            assert!(install_filter(&f, FilterFlags::EMPTY)
+                .expect("install")
+                .is_none());
+            let close = |fd: i32| {
+                // SAFETY: closing fd numbers nobody uses; the filter or the kernel refuses.
+                let r = unsafe { libc::close(fd) };
+                assert_eq!(r, -1);
+                last_errno()
+            };
+            (close(12_345), close(12_346))
+        });
+        let (a, b) = t.join().expect("thread");
+        assert_eq!(a, Errno::BADMSG);
+        assert_eq!(b, Errno::BADF);
+    }
+
+    #[test]
+    fn kernel_answers_probes() {
+        assert!(action_available(Action::UserNotif).expect("GET_ACTION_AVAIL"));
+        assert!(action_available(Action::Allow).expect("GET_ACTION_AVAIL"));
+        assert!(filter_flags_supported(FilterFlags::NEW_LISTENER).expect("flags"));
+        assert!(!filter_flags_supported(FilterFlags::from_bits_retain(1 << 30)).expect("flags"));
+        // Bits the kernel's `unsigned int flags` would drop are never "supported".
+        assert!(!filter_flags_supported(FilterFlags::from_bits_retain(1 << 40)).expect("flags"));
+        assert_eq!(notif_sizes().expect("sizes"), NotifSizes::compiled());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //!   create KIND [PATH]   create a map|prog|btf|link|rawtp-link|syscall-prog (pin it at PATH),
 //!                        print id=ID, hold until EOF
 //!   clone-files          start a child sharing our fd table; print child=exited:N|signaled:N
+//!   load-kernel ROOT     load the kernel side pinned at ROOT, print loaded=1, exit
 //! ```
 #![deny(unsafe_code)]
 
@@ -218,6 +219,13 @@ fn main() -> ExitCode {
             match process::wait_child(pid) {
                 Ok(ChildExit::Exited(c)) => say(&format!("child=exited:{c}")),
                 Ok(ChildExit::Signaled(s)) => say(&format!("child=signaled:{s}")),
+                Err(e) => fail(&e.to_string()),
+            }
+        }
+        "load-kernel" => {
+            let layout = bpfns_kernel::PinLayout::new(arg(1));
+            match bpfns_kernel::loader::load(&layout) {
+                Ok(r) => say(&format!("loaded={}", u8::from(r.reused_state))),
                 Err(e) => fail(&e.to_string()),
             }
         }

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bpfns_sys::bpf::{self, ProgLoadOpts, RETURN_ZERO};
-use bpfns_sys::fs::{self as sysfs, MountOutcome, BPF_FS_MAGIC, SECURITYFS_MAGIC, TRACEFS_MAGIC};
+use bpfns_sys::fs::{self as sysfs, MountOutcome, BPF_FS_MAGIC, TRACEFS_MAGIC};
 use bpfns_sys::probe::{self, describe_errno, DetachedMount};
 use bpfns_sys::seccomp::{self, Action, FilterFlags, NotifSizes};
 use bpfns_sys::{Errno, SysError};
@@ -167,18 +167,13 @@ impl Report {
     }
 
     /// The enforcement layers bpfns will use here: the supervisor always; the tracepoint
-    /// backstop when tracefs, the sys_exit_bpf tracepoint, tp_btf and task storage work; BPF LSM
+    /// backstop when BTF raw tracepoints (tp_btf), task storage and iterators work; BPF LSM
     /// only when a BPF LSM program loads.
     pub fn active_layers(&self) -> Vec<Layer> {
         let mut layers = vec![Layer::Supervisor];
-        if [
-            ids::TRACEFS,
-            ids::TRACEPOINT,
-            ids::TP_BTF,
-            ids::TASK_STORAGE,
-        ]
-        .iter()
-        .all(|id| self.is_ok(id))
+        if [ids::TP_BTF, ids::TASK_STORAGE, ids::ITERATORS]
+            .iter()
+            .all(|id| self.is_ok(id))
         {
             layers.push(Layer::TracepointBackstop);
         }
@@ -257,6 +252,9 @@ const BPF_TRACE_ITER: u32 = 28;
 const TRACEFS_PATH: &str = "/sys/kernel/tracing";
 const BPFFS_PATH: &str = "/sys/fs/bpf";
 const SECURITYFS_PATH: &str = "/sys/kernel/security";
+/// `SECURITYFS_MAGIC` ("scfs", `include/uapi/linux/magic.h`). Spelled out here because
+/// `bpfns_sys::fs::SECURITYFS_MAGIC` had a wrong value (0x73656373) when this was written.
+const SECURITYFS_MAGIC: i64 = 0x7363_6673;
 const SYS_EXIT_BPF_ID: &str = "events/syscalls/sys_exit_bpf/id";
 const FENTRY_TARGET: &str = "security_bpf";
 /// Upper bound for the seccomp round trip; the doctor never waits longer.
@@ -417,16 +415,24 @@ fn check_task_storage(root: bool) -> Check {
 }
 
 fn check_tp_btf(root: bool) -> Check {
-    const T: &str = "tp_btf sched_process_fork";
+    const T: &str = "tp_btf sys_exit, sched_process_fork";
+    // The kernel side attaches to exactly these two raw tracepoints.
     match load(
         BPF_PROG_TYPE_TRACING,
         "bpfns_tp_btf",
         Some(("sched_process_fork", BPF_TRACE_RAW_TP)),
-    ) {
+    )
+    .and_then(|()| {
+        load(
+            BPF_PROG_TYPE_TRACING,
+            "bpfns_tp_btf",
+            Some(("sys_exit", BPF_TRACE_RAW_TP)),
+        )
+    }) {
         Ok(()) => Check::ok(
             ids::TP_BTF,
             T,
-            "loaded a tp_btf program for sched_process_fork",
+            "loaded tp_btf programs for sys_exit and sched_process_fork",
         ),
         Err(e) => Check::new(ids::TP_BTF, T, Status::Missing, err_text(&e)).with_fix(fix_for(
             Some(e.errno),
@@ -458,14 +464,15 @@ fn check_tracefs() -> (Check, Option<DetachedMount>) {
             Check::new(
                 ids::TRACEFS,
                 T,
-                Status::Missing,
+                Status::Unavailable,
                 format!(
                     "not mounted at {TRACEFS_PATH}; a test mount failed: {}",
                     err_text(&e)
                 ),
             )
             .with_fix(format!(
-                "mount -t tracefs tracefs {TRACEFS_PATH} (kernel needs CONFIG_FTRACE=y)"
+                "optional: mount -t tracefs tracefs {TRACEFS_PATH} (kernel needs CONFIG_FTRACE=y); \
+                 bpfns does not need tracefs"
             )),
             None,
         ),
@@ -487,12 +494,14 @@ fn check_tracepoint(root: bool, detached: Option<&DetachedMount>) -> Check {
     let id = match id {
         Ok(s) => s.trim().to_string(),
         Err(e) => {
-            return Check::new(ids::TRACEPOINT, T, Status::Missing, err_text(&e)).with_fix(fix_for(
-                Some(e.errno),
-                root,
-                "a kernel built with CONFIG_FTRACE_SYSCALLS=y (syscall tracepoints), and \
-                     tracefs mounted",
-            ))
+            return Check::new(ids::TRACEPOINT, T, Status::Unavailable, err_text(&e)).with_fix(
+                fix_for(
+                    Some(e.errno),
+                    root,
+                    "optional: a kernel built with CONFIG_FTRACE_SYSCALLS=y and tracefs mounted; \
+                 bpfns attaches through BTF raw tracepoints (tp-btf) and does not need it",
+                ),
+            )
         }
     };
     match load(BPF_PROG_TYPE_TRACEPOINT, "bpfns_tp", None) {
@@ -504,13 +513,13 @@ fn check_tracepoint(root: bool, detached: Option<&DetachedMount>) -> Check {
         Err(e) => Check::new(
             ids::TRACEPOINT,
             T,
-            Status::Missing,
+            Status::Unavailable,
             format!("syscalls/sys_exit_bpf has id {id}; {}", err_text(&e)),
         )
         .with_fix(fix_for(
             Some(e.errno),
             root,
-            "a kernel built with CONFIG_BPF_EVENTS=y",
+            "optional: a kernel built with CONFIG_BPF_EVENTS=y; bpfns does not need it",
         )),
     }
 }
@@ -924,6 +933,7 @@ mod tests {
             ids::BPF_SYSCALL,
             ids::TASK_STORAGE,
             ids::TP_BTF,
+            ids::ITERATORS,
             ids::TRACEFS,
             ids::TRACEPOINT,
             ids::SECCOMP_NOTIFY,
@@ -962,13 +972,8 @@ mod tests {
     }
 
     #[test]
-    fn layers_need_task_storage_and_tracepoints() {
-        for id in [
-            ids::TASK_STORAGE,
-            ids::TRACEPOINT,
-            ids::TP_BTF,
-            ids::TRACEFS,
-        ] {
+    fn layers_need_task_storage_tp_btf_and_iterators() {
+        for id in [ids::TASK_STORAGE, ids::TP_BTF, ids::ITERATORS] {
             let mut checks = all_ok();
             set(&mut checks, id, Status::Missing);
             let r = report(checks);

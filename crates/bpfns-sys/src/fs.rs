@@ -13,7 +13,7 @@ pub const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 /// `TRACEFS_MAGIC`.
 pub const TRACEFS_MAGIC: i64 = 0x7472_6163;
 /// `SECURITYFS_MAGIC`.
-pub const SECURITYFS_MAGIC: i64 = 0x7365_6373;
+pub const SECURITYFS_MAGIC: i64 = 0x7363_6673;
 
 /// The filesystem magic of whatever is mounted at (or contains) `path`.
 pub fn fs_magic(path: &Path) -> Result<i64> {

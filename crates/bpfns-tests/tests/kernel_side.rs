@@ -437,3 +437,51 @@ fn reassign_moves_a_namespaces_objects_to_another() {
     tk.kernel.remove_namespace(A_CHILD).unwrap();
     assert_eq!(tk.kernel.namespaces().unwrap().len(), 2);
 }
+
+/// Run the helper as pid 1 of a new pid namespace, tagged `ns`, opening map `id`.
+fn open_as_pidns_init(tk: &TestKernel, ns: NsId, id: u32) -> (String, std::process::ExitStatus) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(bpfns_tests::helper_path())
+        .args(["--wait", "open", "map", &id.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tk.kernel.tag_process(child.id() as i32, ns).unwrap();
+    child.stdin.take().unwrap().write_all(b"g").unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status,
+    )
+}
+
+#[test]
+fn backstop_stops_the_init_of_a_pid_namespace_too() {
+    require_kernel!();
+    // Container inits ignore most signals (SIGNAL_UNKILLABLE); the backstop's kill is a
+    // kernel-generated SIGKILL, which they cannot ignore.
+    if std::process::Command::new("unshare")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: needs unshare(1) from util-linux");
+        return;
+    }
+    let tk = with_tree("pidns-init");
+    let (_h, id) = create_in(&tk, Some(A), "map", None);
+    let (out, status) = open_as_pidns_init(&tk, A, id);
+    assert!(
+        out.contains("opened=") && status.success(),
+        "control: owner opens: {out} {status}"
+    );
+    let (out, status) = open_as_pidns_init(&tk, B, id);
+    assert!(
+        !out.contains("opened="),
+        "pid 1 of a pid namespace kept the fd: {out}"
+    );
+    assert!(!status.success(), "{status}");
+}

@@ -366,3 +366,24 @@ int iter_links(struct bpf_iter__bpf_link *ctx)
 	emit(ctx->meta->seq, &r);
 	return 0;
 }
+
+/* Tagged tasks: one task_record per thread that has a tag (untagged ones are root). */
+SEC("iter/task")
+int iter_tasks(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct task_record r = {};
+	struct task_tag *tag;
+
+	if (!task)
+		return 0;
+	tag = bpf_task_storage_get(&task_ns, task, 0, 0);
+	if (!tag)
+		return 0;
+	r.tid = task->pid;
+	r.tgid = task->tgid;
+	r.ns = tag->ns;
+	r.flags = tag->flags;
+	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
+	return 0;
+}

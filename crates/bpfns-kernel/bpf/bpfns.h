@@ -51,6 +51,14 @@ struct obj_record {
 	char name[16]; /* maps and progs: the object's name; links: the program's */
 };
 
+/* One record of the task iterator. */
+struct task_record {
+	__u32 tid;
+	__u32 tgid;
+	__u32 ns;
+	__u32 flags;
+};
+
 /* Counters in the stats array (index). */
 #define BPFNS_STAT_RECORDED 0   /* ownership records written */
 #define BPFNS_STAT_KILLED 1     /* tasks stopped by the backstop */

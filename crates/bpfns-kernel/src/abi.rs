@@ -87,6 +87,29 @@ impl RawRecord {
     }
 }
 
+/// `struct task_record`: a tagged task, from the task iterator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TaskRecord {
+    pub tid: i32,
+    pub tgid: i32,
+    pub ns: NsId,
+    pub flags: u32,
+}
+
+impl TaskRecord {
+    pub const SIZE: usize = 16;
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        let (tid, tgid) = unpair(b.get(..8)?)?;
+        let (ns, flags) = unpair(b.get(8..16)?)?;
+        Some(Self {
+            tid: tid as i32,
+            tgid: tgid as i32,
+            ns: NsId(ns),
+            flags,
+        })
+    }
+}
+
 /// `struct violation`, an event from the backstop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Violation {

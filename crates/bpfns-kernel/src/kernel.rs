@@ -241,7 +241,17 @@ impl Kernel {
 
     // ---- listing ------------------------------------------------------------------------
 
-    fn read_iter(&self, link_name: &str) -> Result<Vec<RawRecord>> {
+    /// Every tagged task (thread) on the host: its namespace is in the kernel, so this is
+    /// how bpfns knows a namespace's members. Untagged tasks (root) are not listed.
+    pub fn tagged_tasks(&self) -> Result<Vec<abi::TaskRecord>> {
+        Ok(self
+            .read_iter_bytes("iter_tasks")?
+            .chunks_exact(abi::TaskRecord::SIZE)
+            .filter_map(abi::TaskRecord::parse)
+            .collect())
+    }
+
+    fn read_iter_bytes(&self, link_name: &str) -> Result<Vec<u8>> {
         let path = self.layout.link(link_name);
         let link = Link::open(&path)
             .map_err(KernelError::libbpf(format!("opening {}", path.display())))?;
@@ -251,6 +261,11 @@ impl Kernel {
         let mut buf = Vec::with_capacity(64 * 1024);
         iter.read_to_end(&mut buf)
             .map_err(KernelError::io(format!("reading iterator {link_name}")))?;
+        Ok(buf)
+    }
+
+    fn read_iter(&self, link_name: &str) -> Result<Vec<RawRecord>> {
+        let buf = self.read_iter_bytes(link_name)?;
         Ok(buf
             .chunks_exact(OBJ_RECORD_SIZE)
             .filter_map(|c| c.try_into().ok().and_then(RawRecord::parse))

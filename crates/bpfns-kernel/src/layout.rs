@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <root>/maps/{task_ns,obj_owner,ns_table,stats,violations}   state: survives reloads
-//! <root>/links/{on_sys_exit,on_fork,iter_maps,iter_progs,iter_links}
+//! <root>/links/{on_sys_exit,on_fork,iter_maps,iter_progs,iter_links,iter_tasks}
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -14,12 +14,13 @@ pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/bpfns";
 pub const MAPS: [&str; 5] = ["task_ns", "obj_owner", "ns_table", "stats", "violations"];
 
 /// The programs, each attached through one pinned link.
-pub const LINKS: [&str; 5] = [
+pub const LINKS: [&str; 6] = [
     "on_sys_exit",
     "on_fork",
     "iter_maps",
     "iter_progs",
     "iter_links",
+    "iter_tasks",
 ];
 
 /// Paths of one pinned instance of the kernel side.

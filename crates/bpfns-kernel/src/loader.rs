@@ -119,6 +119,7 @@ pub fn load(layout: &PinLayout) -> Result<LoadReport> {
         ("iter_maps", &skel.progs.iter_maps),
         ("iter_progs", &skel.progs.iter_progs),
         ("iter_links", &skel.progs.iter_links),
+        ("iter_tasks", &skel.progs.iter_tasks),
     ];
     debug_assert_eq!(progs.len(), LINKS.len());
     let mut programs = Vec::new();

@@ -441,10 +441,18 @@ fn reassign_moves_a_namespaces_objects_to_another() {
 /// Run the helper as pid 1 of a new pid namespace, tagged `ns`, opening map `id`.
 fn open_as_pidns_init(tk: &TestKernel, ns: NsId, id: u32) -> (String, std::process::ExitStatus) {
     use std::io::Write;
-    let mut child = std::process::Command::new("unshare")
-        .args(["--pid", "--fork", "--kill-child"])
+    // The helper is tagged while it waits, then execs unshare, whose child inherits the tag.
+    let mut child = std::process::Command::new(bpfns_tests::helper_path())
+        .args([
+            "--wait",
+            "exec-cmd",
+            "unshare",
+            "--pid",
+            "--fork",
+            "--kill-child",
+        ])
         .arg(bpfns_tests::helper_path())
-        .args(["--wait", "open", "map", &id.to_string()])
+        .args(["open", "map", &id.to_string()])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -484,4 +492,35 @@ fn backstop_stops_the_init_of_a_pid_namespace_too() {
         "pid 1 of a pid namespace kept the fd: {out}"
     );
     assert!(!status.success(), "{status}");
+}
+
+#[test]
+fn task_iterator_lists_every_tagged_thread() {
+    require_kernel!();
+    let tk = with_tree("tasks");
+    let mut th = Helper::spawn(&["threads", "2"]);
+    tk.kernel.tag_process(th.pid, B).unwrap();
+    th.go();
+    let mut tids = vec![th.pid];
+    loop {
+        let l = th.line().unwrap();
+        if l == "threads=ready" {
+            break;
+        }
+        tids.push(l.strip_prefix("tid=").unwrap().parse().unwrap());
+    }
+    let tasks = tk.kernel.tagged_tasks().unwrap();
+    for tid in &tids {
+        let t = tasks
+            .iter()
+            .find(|t| t.tid == *tid)
+            .unwrap_or_else(|| panic!("thread {tid} listed"));
+        assert_eq!((t.tgid, t.ns), (th.pid, B));
+    }
+    th.finish();
+    let after = tk.kernel.tagged_tasks().unwrap();
+    assert!(
+        after.iter().all(|t| !tids.contains(&t.tid)),
+        "exited tasks vanish"
+    );
 }

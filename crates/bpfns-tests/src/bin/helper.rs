@@ -8,6 +8,7 @@
 //!   tree                 self=PID, then a child (child=PID) and grandchild (grandchild=PID)
 //!   threads N            start N threads, print tid=TID for each, hold until EOF
 //!   exec ACTION...       exec this program again with ACTION (the pid stays)
+//!   exec-cmd CMD ARGS... exec CMD (after --wait: the command starts tagged)
 //!   open KIND ID         BPF_{KIND}_GET_FD_BY_ID: print opened=FD or errno=E, then exit 0
 //!   obj-get PATH         BPF_OBJ_GET: the same
 //!   create KIND [PATH]   create a map|prog|btf|link|rawtp-link|syscall-prog (pin it at PATH),
@@ -201,6 +202,11 @@ fn main() -> ExitCode {
             use std::os::unix::process::CommandExt;
             let err = Command::new(&exe).args(&args[1..]).exec();
             fail(&format!("exec: {err}"));
+        }
+        "exec-cmd" => {
+            use std::os::unix::process::CommandExt;
+            let err = Command::new(arg(1)).args(&args[2..]).exec();
+            fail(&format!("exec {}: {err}", arg(1)));
         }
         "open" => return report_open(sysbpf::fd_by_id(kind(&arg(1)), arg(2).parse().unwrap_or(0))),
         "obj-get" => return report_open(sysbpf::obj_get(Path::new(&arg(1)))),

@@ -1,0 +1,23 @@
+//! The bpfnsd wire protocol (documented for humans in `docs/protocol.md`).
+//!
+//! A Unix stream socket carries frames: a 4-byte little-endian length, then that many bytes
+//! of JSON. File descriptors travel as `SCM_RIGHTS` on the `sendmsg` that carries the first
+//! byte of the frame they belong to; the frame says how many to expect (`fds`). Requests are
+//! bounded by [`MAX_REQUEST`] (the daemon refuses bigger ones and closes the connection),
+//! responses by [`MAX_RESPONSE`].
+//!
+//! This crate is pure: encoding and decoding here, sockets in `bpfns-client` and `bpfnsd`.
+#![forbid(unsafe_code)]
+
+mod frame;
+mod messages;
+
+pub use frame::{decode, decode_len, encode, FrameError, HEADER_LEN, MAX_REQUEST, MAX_RESPONSE};
+pub use messages::*;
+
+/// The protocol version this crate speaks. A request with another `v` gets
+/// [`ErrorCode::UnsupportedVersion`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Default socket path of bpfnsd.
+pub const DEFAULT_SOCKET: &str = "/run/bpfns/bpfns.sock";

@@ -1,0 +1,284 @@
+//! Requests and responses.
+
+use bpfns_model::{NsId, ObjectKind};
+use serde::{Deserialize, Serialize};
+
+/// A request: `{"v": 1, "seq": 7, "op": "ns_create", "path": "/a"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Protocol version ([`crate::PROTOCOL_VERSION`]).
+    pub v: u32,
+    /// Chosen by the client, echoed in the response.
+    #[serde(default)]
+    pub seq: u64,
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+impl Request {
+    pub fn new(seq: u64, op: Op) -> Self {
+        Self {
+            v: crate::PROTOCOL_VERSION,
+            seq,
+            op,
+        }
+    }
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Who am I, as the daemon sees me (kernel facts only), and what does it run.
+    Hello,
+    /// Create a namespace; its parent must exist.
+    NsCreate { path: String },
+    /// Delete a namespace without member tasks or children; its objects move to the parent.
+    NsDelete { path: String },
+    /// The namespaces visible to the caller (its own and below), as a tree in pre-order.
+    NsList,
+    /// One namespace.
+    NsShow { path: String },
+    /// Put process `pid` — a child of the caller, in the caller's namespace — into `path`.
+    Enter { path: String, pid: i32 },
+    /// Supervise the tasks of process `pid` (which `Enter`ed a namespace) through the seccomp
+    /// listener passed along (1 fd).
+    Supervise { pid: i32 },
+    /// The objects of `kind` the caller may see.
+    List { kind: ObjectKind },
+    /// One object the caller may see, with its owner.
+    Show { kind: ObjectKind, id: u32 },
+    /// A file descriptor for an object the caller may see (1 fd in the response). Needs
+    /// CAP_BPF in the caller's user namespace, or a BPF token passed along (1 fd).
+    GetFd {
+        kind: ObjectKind,
+        id: u32,
+        /// Ask for a read-only map fd (`BPF_F_RDONLY`).
+        #[serde(default)]
+        read_only: bool,
+    },
+    /// Daemon status: kernel side, layers, counters.
+    Status,
+}
+
+/// A response: `{"v": 1, "seq": 7, "ok": {...}}` or `{"v": 1, "seq": 7, "error": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub v: u32,
+    pub seq: u64,
+    /// Number of fds sent with this frame (SCM_RIGHTS).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fds: u32,
+    #[serde(flatten)]
+    pub result: Outcome,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Response {
+    pub fn ok(seq: u64, reply: Reply) -> Self {
+        Self {
+            v: crate::PROTOCOL_VERSION,
+            seq,
+            fds: 0,
+            result: Outcome::Ok(reply),
+        }
+    }
+    pub fn error(seq: u64, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            v: crate::PROTOCOL_VERSION,
+            seq,
+            fds: 0,
+            result: Outcome::Error(ErrorBody {
+                code,
+                message: message.into(),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok(Reply),
+    Error(ErrorBody),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    /// Names the cause and, where there is one, the fix.
+    pub message: String,
+}
+
+/// Machine-readable error classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Malformed or invalid request (bad JSON, bad path, missing fd).
+    BadRequest,
+    /// The request's `v` is not spoken here.
+    UnsupportedVersion,
+    /// The request exceeds the size bound.
+    TooLarge,
+    /// No such namespace or object (or not visible to the caller: the same answer).
+    NotFound,
+    /// The caller may not do this.
+    Denied,
+    /// The state forbids it now (exists already, has members, has children).
+    Conflict,
+    /// Something failed inside the daemon; the message says what.
+    Internal,
+}
+
+/// The successful answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Hello {
+        server: String,
+        protocol: u32,
+        caller: CallerInfo,
+    },
+    Namespace(NsInfo),
+    Namespaces {
+        namespaces: Vec<NsInfo>,
+    },
+    Deleted {
+        path: String,
+        /// Where its remaining objects went.
+        objects_moved_to: String,
+        objects_moved: u32,
+    },
+    Entered {
+        path: String,
+        pid: i32,
+    },
+    Supervised {
+        pid: i32,
+    },
+    Objects {
+        objects: Vec<ObjectInfo>,
+    },
+    Object(ObjectInfo),
+    /// The fd is in the frame's SCM_RIGHTS.
+    Fd {
+        kind: ObjectKind,
+        id: u32,
+    },
+    Status(StatusInfo),
+}
+
+/// Who the caller is, from kernel facts (peer pidfd → task tag, capabilities).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallerInfo {
+    pub pid: i32,
+    pub uid: u32,
+    /// The caller's namespace path.
+    pub namespace: String,
+    /// CAP_SYS_ADMIN in the initial user namespace.
+    pub host_admin: bool,
+    /// CAP_BPF in the caller's own user namespace.
+    pub cap_bpf: bool,
+}
+
+/// One namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NsInfo {
+    pub path: String,
+    pub id: NsId,
+    /// `None` for the root.
+    pub parent: Option<String>,
+    pub depth: u32,
+    /// Objects owned by this namespace itself (not its descendants), per kind.
+    pub objects: ObjectCounts,
+    /// Tasks (threads) in this namespace itself.
+    pub members: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectCounts {
+    pub prog: u32,
+    pub map: u32,
+    pub link: u32,
+    pub btf: u32,
+}
+
+impl ObjectCounts {
+    pub fn add(&mut self, kind: ObjectKind) {
+        match kind {
+            ObjectKind::Prog => self.prog += 1,
+            ObjectKind::Map => self.map += 1,
+            ObjectKind::Link => self.link += 1,
+            ObjectKind::Btf => self.btf += 1,
+        }
+    }
+    pub fn total(&self) -> u32 {
+        self.prog + self.map + self.link + self.btf
+    }
+}
+
+/// One BPF object as the caller may see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectInfo {
+    pub id: u32,
+    pub kind: ObjectKind,
+    /// Map/prog/link type as libbpf names it; "" for BTF.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub name: String,
+    /// The owner namespace's path ("/" for root).
+    pub namespace: String,
+    /// For links: the attached program.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prog_id: Option<u32>,
+}
+
+/// Daemon status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    pub server: String,
+    pub pin_root: String,
+    pub state_dir: String,
+    pub layers: Vec<String>,
+    pub namespaces: u32,
+    pub supervised_listeners: u32,
+    pub counters: Vec<(String, u64)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_json_shape() {
+        let r = Request::new(
+            3,
+            Op::GetFd {
+                kind: ObjectKind::Map,
+                id: 9,
+                read_only: false,
+            },
+        );
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            s,
+            r#"{"v":1,"seq":3,"op":"get_fd","kind":"map","id":9,"read_only":false}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
+    }
+
+    #[test]
+    fn response_json_shape() {
+        let r = Response::error(4, ErrorCode::NotFound, "no namespace /x");
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            s,
+            r#"{"v":1,"seq":4,"error":{"code":"not_found","message":"no namespace /x"}}"#
+        );
+        let back: Response = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, r);
+    }
+}

@@ -1,0 +1,4 @@
+//! bpfnsd: the privileged daemon of bpfns.
+#![deny(unsafe_code)]
+
+pub mod supervisor;

@@ -272,3 +272,38 @@ pub fn minimal_btf() -> Vec<u8> {
     b.extend_from_slice(b"\0int\0");
     b
 }
+
+/// `BPF_ENABLE_STATS(BPF_STATS_RUN_TIME)`: while the returned fd is open, the kernel counts
+/// every BPF program's runs and run time (`run_cnt`, `run_time_ns` in [`bpf_prog_info`]).
+/// Costs two clock reads per program run, so only for measurement.
+pub fn enable_run_time_stats() -> Result<OwnedFd> {
+    // SAFETY: plain integer argument; the return value is a new fd or -errno.
+    let ret = unsafe { libbpf_sys::bpf_enable_stats(libbpf_sys::BPF_STATS_RUN_TIME) };
+    check(|| "BPF_ENABLE_STATS".to_string(), ret).map(owned)
+}
+
+/// `BPF_F_RDONLY`.
+pub const BPF_F_RDONLY: u32 = 1 << 3;
+/// `BPF_F_WRONLY`.
+pub const BPF_F_WRONLY: u32 = 1 << 4;
+
+/// `BPF_MAP_GET_FD_BY_ID` with `open_flags` (`BPF_F_RDONLY` / `BPF_F_WRONLY`).
+pub fn map_fd_by_id_flags(id: u32, open_flags: u32) -> Result<OwnedFd> {
+    let opts = libbpf_sys::bpf_get_fd_by_id_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_get_fd_by_id_opts>() as _,
+        open_flags,
+        token_fd: 0,
+    };
+    // SAFETY: `opts` is a valid, correctly sized options struct for the call.
+    let ret = unsafe { libbpf_sys::bpf_map_get_fd_by_id_opts(id, &opts) };
+    check(
+        || format!("BPF_MAP_GET_FD_BY_ID {id} flags {open_flags:#x}"),
+        ret,
+    )
+    .map(owned)
+}
+
+/// `BPF_MAP_GET_FD_BY_ID` read-only.
+pub fn map_fd_by_id_rdonly(id: u32) -> Result<OwnedFd> {
+    map_fd_by_id_flags(id, BPF_F_RDONLY)
+}

@@ -64,3 +64,9 @@ pub const TRACEFS: &str = "/sys/kernel/tracing";
 pub fn ensure_tracefs() -> Result<MountOutcome> {
     ensure_mounted("tracefs", Path::new(TRACEFS), TRACEFS_MAGIC)
 }
+
+/// Detach the mount at `target` (`umount -l`): it disappears now, and is freed when unused.
+pub fn unmount_detach(target: &Path) -> Result<()> {
+    rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH)
+        .map_err(|e| SysError::new(format!("umount {}", target.display()), e))
+}

@@ -5,10 +5,19 @@
 //! [`Errno`](rustix::io::Errno)-carrying errors.
 
 pub mod bpf;
+pub mod caps;
+pub mod fds;
 pub mod fs;
+pub mod mem;
 pub mod probe;
 pub mod process;
+pub mod rawbpf;
 pub mod seccomp;
+pub mod spawn;
+#[cfg(target_arch = "x86_64")]
+pub mod testhooks;
+pub mod thread;
+pub mod unix;
 
 pub use rustix::io::Errno;
 

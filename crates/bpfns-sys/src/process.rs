@@ -118,3 +118,124 @@ pub fn raw_sleep_ms(ms: u64) {
     // SAFETY: `ts` is valid; a null remainder pointer is allowed.
     unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
 }
+
+// ---- benchmarks (bpfns-bench) ---------------------------------------------------------------
+
+/// Fork a child that immediately `_exit(0)`s and wait for it: the cheapest real fork+exit
+/// (no exec), for benchmarking what the kernel side adds to task creation and exit.
+pub fn fork_and_wait_exit() -> Result<ChildExit> {
+    // SAFETY: the child calls nothing but `_exit`, which is async-signal-safe, so forking is
+    // sound even from a multi-threaded process; the parent continues normally.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SysError::new(
+            "fork",
+            Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)),
+        ));
+    }
+    if pid == 0 {
+        // SAFETY: `_exit` ends the child at once, running no destructors or atexit handlers
+        // that could touch state copied from the parent.
+        unsafe { libc::_exit(0) }
+    }
+    wait_child(pid)
+}
+
+/// Pin the calling thread (and the tasks it creates from now on) to CPU `cpu`.
+pub fn pin_to_cpu(cpu: usize) -> Result<()> {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set)
+        .map_err(|e| SysError::new(format!("sched_setaffinity cpu {cpu}"), e))
+}
+
+/// The CPUs the calling thread may run on.
+pub fn allowed_cpus() -> Result<Vec<usize>> {
+    let set = rustix::thread::sched_getaffinity(None)
+        .map_err(|e| SysError::new("sched_getaffinity", e))?;
+    Ok((0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&c| set.is_set(c))
+        .collect())
+}
+
+/// Raise the soft limit on open files to at least `n` (and the hard limit too when needed,
+/// which takes `CAP_SYS_RESOURCE`). Returns the new soft limit.
+pub fn raise_nofile_limit(n: u64) -> Result<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let cur = getrlimit(Resource::Nofile);
+    if cur.current.is_none_or(|c| c >= n) {
+        return Ok(cur.current.unwrap_or(u64::MAX));
+    }
+    let maximum = match cur.maximum {
+        Some(m) if m < n => Some(n),
+        m => m,
+    };
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(n),
+            maximum,
+        },
+    )
+    .map_err(|e| SysError::new(format!("setrlimit NOFILE {n}"), e))?;
+    Ok(n)
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn note_interrupt(_signal: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Turn SIGINT, SIGTERM and SIGHUP into a flag ([`interrupted`]) instead of death, so that a
+/// long-running tool can stop at the next safe point and clean up (unpin, unload).
+/// Child processes get the default dispositions back when they exec.
+pub fn catch_interrupts() -> Result<()> {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: an all-zero `sigaction` is valid (empty mask, no flags); the handler only
+        // stores to an atomic, which is async-signal-safe; the pointers are valid for the call.
+        let ret = unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = note_interrupt as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(sig, &act, std::ptr::null_mut())
+        };
+        if ret != 0 {
+            return Err(SysError::new(
+                format!("sigaction {sig}"),
+                Errno::from_raw_os_error(
+                    std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether SIGINT, SIGTERM or SIGHUP arrived since [`catch_interrupts`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Capabilities bpfns keeps in effect on threads that open BPF objects for others.
+pub use rustix::thread::CapabilitySet;
+
+/// Reduce the calling *thread's* effective capabilities to `keep` (permitted stays, so the
+/// thread could raise them again; other threads are unaffected).
+///
+/// A file descriptor remembers the credentials of whoever opened it, and the kernel consults
+/// them later (e.g. `bpf_dump_raw_ok(file->f_cred)` needs CAP_SYSLOG to reveal kernel
+/// addresses and JIT images): fds handed to namespace members must be opened with no more
+/// than they need.
+pub fn restrict_thread_caps(keep: CapabilitySet) -> Result<()> {
+    let mut sets = rustix::thread::capabilities(None).map_err(|e| SysError::new("capget", e))?;
+    sets.effective &= keep;
+    rustix::thread::set_capabilities(None, sets).map_err(|e| SysError::new("capset", e))
+}
+
+/// The calling thread's effective capabilities.
+pub fn thread_effective_caps() -> Result<CapabilitySet> {
+    rustix::thread::capabilities(None)
+        .map(|s| s.effective)
+        .map_err(|e| SysError::new("capget", e))
+}

@@ -1,4 +1,5 @@
 //! Support for bpfns's tests against the real kernel.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed step fails the test
 //!
 //! Every test loads its own instance of the kernel side under its own pin root
 //! ([`TestKernel`]) and unloads it when dropped — also when the test fails — so tests never
@@ -217,4 +218,151 @@ impl Drop for Helper {
 pub fn killed(status: ExitStatus) -> bool {
     use std::os::unix::process::ExitStatusExt;
     status.signal() == Some(9)
+}
+
+/// A bpfnsd running inside the test process, with its own socket, database, pin root and
+/// namespace bpffs directory; torn down (kernel side unloaded, bpffs instances unmounted)
+/// on drop.
+pub struct TestDaemon {
+    daemon: Option<std::sync::Arc<bpfnsd::Daemon>>,
+    pub socket: PathBuf,
+    pub dir: PathBuf,
+    pub layout: PinLayout,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for TestDaemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDaemon")
+            .field("socket", &self.socket)
+            .finish()
+    }
+}
+
+impl TestDaemon {
+    /// Start a daemon named `name` (unique per test).
+    pub fn start(name: &str) -> Self {
+        let dir = PathBuf::from(format!("/tmp/bpfns-test-{name}-{}", std::process::id()));
+        let layout = PinLayout::new(format!(
+            "/sys/fs/bpf/bpfns-test-d-{name}-{}",
+            std::process::id()
+        ));
+        Self::start_at(dir, layout, true)
+    }
+
+    /// Start a daemon over existing state (`fresh = false`: keep the database and the
+    /// pinned kernel side, as after a crash or restart).
+    pub fn start_at(dir: PathBuf, layout: PinLayout, fresh: bool) -> Self {
+        if fresh {
+            cleanup_daemon_state(&dir, &layout);
+        }
+        let config = bpfnsd::Config {
+            socket: dir.join("bpfns.sock"),
+            state_dir: dir.join("state"),
+            pin_root: layout.root().to_path_buf(),
+            ns_bpffs_dir: dir.join("ns"),
+            socket_mode: 0o666,
+        };
+        // Clean up if starting fails half-way.
+        let guard = CleanupOnDrop(dir.clone(), layout.clone());
+        loader::load(&layout).expect("loading the kernel side");
+        let kernel = Kernel::open(&layout).expect("opening the kernel side");
+        let store = bpfnsd::store::Store::open(&config.db_path()).expect("opening the store");
+        let daemon = bpfnsd::Daemon::new(
+            config.clone(),
+            kernel,
+            store,
+            bpfnsd::caller::init_userns().expect("init userns"),
+        )
+        .unwrap_or_else(|f| panic!("daemon: {}", f.message));
+        daemon
+            .reconcile()
+            .unwrap_or_else(|f| panic!("reconcile: {}", f.message));
+        let daemon = std::sync::Arc::new(daemon);
+        bpfnsd::supervisor::install(&daemon);
+        let (listener, _) =
+            bpfnsd::server::listen(&config.socket, config.socket_mode).expect("listening");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (d, s) = (daemon.clone(), stop.clone());
+        let thread = std::thread::spawn(move || bpfnsd::server::serve_until(listener, d, &s));
+        std::mem::forget(guard);
+        Self {
+            daemon: Some(daemon),
+            socket: config.socket,
+            dir,
+            layout,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The daemon.
+    pub fn daemon(&self) -> &bpfnsd::Daemon {
+        self.daemon.as_ref().expect("daemon running")
+    }
+
+    /// A client connected to this daemon.
+    pub fn client(&self) -> bpfns_client::Client {
+        bpfns_client::Client::connect(&self.socket).expect("connecting to the test daemon")
+    }
+
+    /// Stop serving (as a crash would: nothing is cleaned up). Returns what is needed to
+    /// start again over the same state.
+    pub fn stop(mut self) -> (PathBuf, PinLayout) {
+        self.halt();
+        // Wait (bounded) for connection threads to let go, so the database is closed.
+        let mut d = self.daemon.take().expect("daemon running");
+        for _ in 0..200 {
+            match std::sync::Arc::try_unwrap(d) {
+                Ok(inner) => {
+                    drop(inner);
+                    break;
+                }
+                Err(back) => {
+                    d = back;
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+            }
+        }
+        let dir = self.dir.clone();
+        let layout = self.layout.clone();
+        std::mem::forget(self);
+        (dir, layout)
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::os::unix::net::UnixStream::connect(&self.socket);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        self.halt();
+        cleanup_daemon_state(&self.dir, &self.layout);
+    }
+}
+
+struct CleanupOnDrop(PathBuf, PinLayout);
+
+impl Drop for CleanupOnDrop {
+    fn drop(&mut self) {
+        cleanup_daemon_state(&self.0, &self.1);
+    }
+}
+
+/// Remove everything a test daemon leaves: namespace bpffs mounts, files, the kernel side.
+pub fn cleanup_daemon_state(dir: &std::path::Path, layout: &PinLayout) {
+    if let Ok(rd) = std::fs::read_dir(dir.join("ns")) {
+        for e in rd.flatten() {
+            let _ = bpfns_sys::fs::unmount_detach(&e.path());
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = loader::unload(layout);
 }

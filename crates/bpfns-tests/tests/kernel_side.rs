@@ -383,14 +383,12 @@ fn unload_leaves_nothing_behind() {
     let report = loader::load(&layout).unwrap();
     let kernel = bpfns_kernel::Kernel::open(&layout).unwrap();
     let prog_ids: Vec<u32> = kernel.program_ids().unwrap().iter().map(|p| p.1).collect();
-    let map_ids: Vec<u32> = kernel
-        .list(ObjectKind::Map)
-        .unwrap()
+    let map_ids: Vec<u32> = bpfns_kernel::layout::MAPS
         .iter()
-        .filter(|m| {
-            ["task_ns", "obj_owner", "ns_table", "stats", "violations"].contains(&m.name.as_str())
+        .map(|m| {
+            let fd = sysbpf::obj_get(&layout.map(m)).unwrap();
+            sysbpf::info::<sysbpf::bpf_map_info>(&fd).unwrap().id
         })
-        .map(|m| m.id)
         .collect();
     assert_eq!(prog_ids.len(), report.programs.len());
     drop(kernel);

@@ -1,4 +1,21 @@
 //! bpfnsd: the privileged daemon of bpfns.
+//!
+//! - [`daemon`]: every request, answered from the registry ([`store`]) and the kernel side.
+//! - [`server`]: the Unix-socket API (systemd socket activation, or its own bind).
+//! - [`caller`]: who is calling, from kernel facts only.
+//! - [`supervisor`]: answers namespace members' trapped bpf() calls.
+//! - [`bpffs`]: each namespace's own bpffs instance.
+//! - [`opener`]: opens objects for members with reduced credentials.
 #![deny(unsafe_code)]
 
+pub mod bpffs;
+pub mod caller;
+pub mod config;
+pub mod daemon;
+pub mod opener;
+pub mod server;
+pub mod store;
 pub mod supervisor;
+
+pub use config::Config;
+pub use daemon::Daemon;

@@ -1,1 +1,111 @@
-fn main() {}
+//! bpfnsd: the privileged daemon of bpfns. A thin binary over the `bpfnsd` library.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use bpfnsd::config::{Config, DEFAULT_CONFIG};
+use bpfnsd::server::{listen, serve};
+use bpfnsd::store::Store;
+use bpfnsd::Daemon;
+use clap::Parser;
+
+/// bpfnsd: BPF namespaces for Linux. Loads the bpfns kernel side, keeps the namespace
+/// registry, serves the bpfns API on a Unix socket and supervises namespace members.
+///
+/// Runs in the foreground and logs to stderr (RUST_LOG=debug for more). Settings come from
+/// the defaults, then the TOML file (--config), then these flags.
+#[derive(Debug, Parser)]
+#[command(name = "bpfnsd", version)]
+struct Args {
+    /// TOML configuration file (missing default file = all defaults).
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Unix socket of the API [default: /run/bpfns/bpfns.sock].
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Directory of the state database [default: /var/lib/bpfns].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// bpffs directory where the kernel side is pinned [default: /sys/fs/bpf/bpfns].
+    #[arg(long)]
+    pin_root: Option<PathBuf>,
+    /// Directory holding each namespace's bpffs instance [default: /run/bpfns/ns].
+    #[arg(long)]
+    ns_bpffs_dir: Option<PathBuf>,
+    /// Load the configuration, check the kernel and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let explicit = args.config.as_os_str() != DEFAULT_CONFIG;
+    let mut config = Config::load(&args.config, explicit)?;
+    if let Some(s) = args.socket {
+        config.socket = s;
+    }
+    if let Some(s) = args.state_dir {
+        config.state_dir = s;
+    }
+    if let Some(s) = args.pin_root {
+        config.pin_root = s;
+    }
+    if let Some(s) = args.ns_bpffs_dir {
+        config.ns_bpffs_dir = s;
+    }
+    if !bpfns_sys::probe::is_root() {
+        bail!("bpfnsd must run as root (it loads BPF programs and mounts bpffs)");
+    }
+
+    let layout = bpfns_kernel::PinLayout::new(&config.pin_root);
+    let report = bpfns_kernel::loader::load(&layout)
+        .with_context(|| format!("loading the kernel side at {}", config.pin_root.display()))?;
+    for m in &report.mounted {
+        tracing::info!("mounted {m}");
+    }
+    tracing::info!(
+        pin_root = %config.pin_root.display(),
+        reused_state = report.reused_state,
+        "kernel side ready"
+    );
+    let kernel = bpfns_kernel::Kernel::open(&layout)?;
+    let store = Store::open(&config.db_path())?;
+    let init_userns = bpfnsd::caller::init_userns().context("reading /proc/1/ns/user")?;
+    let daemon = Daemon::new(config.clone(), kernel, store, init_userns)
+        .map_err(|f| anyhow::anyhow!(f.message))?;
+    for note in daemon.reconcile().map_err(|f| anyhow::anyhow!(f.message))? {
+        tracing::info!("reconcile: {note}");
+    }
+    if args.check {
+        println!("configuration and kernel side ok");
+        return Ok(());
+    }
+    let daemon = Arc::new(daemon);
+    bpfnsd::supervisor::install(&daemon);
+    let (listener, origin) = listen(&config.socket, config.socket_mode)?;
+    tracing::info!(socket = %config.socket.display(), ?origin, "serving");
+    notify_ready();
+    serve(listener, daemon);
+    Ok(())
+}
+
+/// Tell systemd (Type=notify) that we are ready, if it is listening.
+fn notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let p = PathBuf::from(&path);
+    let _ = sock.send_to(b"READY=1", p);
+}

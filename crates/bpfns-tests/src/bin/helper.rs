@@ -15,6 +15,9 @@
 //!                        print id=ID, hold until EOF
 //!   clone-files          start a child sharing our fd table; print child=exited:N|signaled:N
 //!   load-kernel ROOT     load the kernel side pinned at ROOT, print loaded=1, exit
+//!   client SOCK OP ...   talk to bpfnsd at SOCK as this process: hello | list KIND |
+//!                        getfd KIND ID | ns-create PATH | ns-delete PATH | enter-self PATH;
+//!                        prints result=... or error=CODE
 //! ```
 #![deny(unsafe_code)]
 
@@ -235,7 +238,45 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             }
         }
+        "client" => client(&args[1..]),
         other => fail(&format!("unknown action {other}")),
     }
     ExitCode::SUCCESS
+}
+
+fn client(args: &[String]) {
+    let a = |i: usize| args.get(i).cloned().unwrap_or_default();
+    let mut c = match bpfns_client::Client::connect(a(0)) {
+        Ok(c) => c,
+        Err(e) => return say(&format!("error=connect {e}")),
+    };
+    let out = |r: Result<String, bpfns_client::ClientError>| match r {
+        Ok(v) => say(&format!("result={v}")),
+        Err(e) => say(&format!(
+            "error={}",
+            e.code()
+                .map(|c| format!("{c:?}"))
+                .unwrap_or_else(|| e.to_string())
+        )),
+    };
+    match a(1).as_str() {
+        "hello" => out(c
+            .hello()
+            .map(|h| format!("{} admin={}", h.namespace, h.host_admin))),
+        "list" => out(c.list(kind(&a(2))).map(|v| {
+            v.iter()
+                .map(|o| o.id.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })),
+        "getfd" => out(c
+            .get_fd(kind(&a(2)), a(3).parse().unwrap_or(0))
+            .map(|fd| format!("fd{}", sysbpf::raw(&fd)))),
+        "ns-create" => out(c.ns_create(&a(2)).map(|n| n.path)),
+        "ns-delete" => out(c.ns_delete(&a(2)).map(|(to, n)| format!("{n}->{to}"))),
+        "enter-self" => out(c
+            .enter(&a(2), std::process::id() as i32)
+            .map(|()| "entered".into())),
+        other => fail(&format!("unknown client op {other}")),
+    }
 }

@@ -1,0 +1,247 @@
+//! Client library for bpfnsd.
+//!
+//! ```no_run
+//! use bpfns_client::Client;
+//! use bpfns_model::ObjectKind;
+//!
+//! let mut c = Client::connect_default()?;
+//! for m in c.list(ObjectKind::Map)? {
+//!     println!("{} {} {}", m.id, m.name, m.namespace);
+//! }
+//! # Ok::<(), bpfns_client::ClientError>(())
+//! ```
+//!
+//! Every call is one request and one response on a Unix socket (see `docs/protocol.md`);
+//! file descriptors come back through `SCM_RIGHTS`. The daemon identifies the caller by kernel
+//! facts (the connecting process's pidfd), never by anything sent here.
+#![forbid(unsafe_code)]
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use bpfns_model::ObjectKind;
+use bpfns_proto::{
+    decode, decode_len, encode, CallerInfo, ErrorBody, ErrorCode, NsInfo, ObjectInfo, Op, Outcome,
+    Reply, Request, Response, StatusInfo, HEADER_LEN, MAX_REQUEST, MAX_RESPONSE,
+};
+use bpfns_sys::unix::{recv_exact_with_fds, send_with_fds};
+
+/// What can go wrong talking to bpfnsd.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to bpfnsd at {path}: {source}; is bpfnsd running? (start it with `bpfnsd`, or pass --socket)")]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("talking to bpfnsd: {0}")]
+    Io(#[from] bpfns_sys::SysError),
+    #[error("bpfnsd closed the connection")]
+    Closed,
+    #[error("bad message from bpfnsd: {0}")]
+    Protocol(String),
+    #[error("{}", .0.message)]
+    Daemon(ErrorBody),
+}
+
+impl ClientError {
+    /// The daemon's error code, if this is a daemon error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Daemon(b) => Some(b.code),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// A connection to bpfnsd.
+#[derive(Debug)]
+pub struct Client {
+    sock: UnixStream,
+    seq: u64,
+}
+
+impl Client {
+    /// Connect to the daemon's socket at `path`.
+    pub fn connect(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let sock = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self { sock, seq: 0 })
+    }
+
+    /// Connect to `$BPFNS_SOCKET` or the default socket.
+    pub fn connect_default() -> Result<Self> {
+        let path = std::env::var_os("BPFNS_SOCKET")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(bpfns_proto::DEFAULT_SOCKET));
+        Self::connect(path)
+    }
+
+    /// Send one request (with `fds`), return the reply and the fds that came with it.
+    pub fn call_with_fds(
+        &mut self,
+        op: Op,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(Reply, Vec<OwnedFd>)> {
+        self.seq += 1;
+        let req = Request::new(self.seq, op);
+        let frame = encode(&req, MAX_REQUEST).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        send_with_fds(self.sock.as_fd(), &frame, fds)?;
+        let mut got_fds = Vec::new();
+        let mut header = [0u8; HEADER_LEN];
+        if !recv_exact_with_fds(self.sock.as_fd(), &mut header, &mut got_fds)? {
+            return Err(ClientError::Closed);
+        }
+        let len =
+            decode_len(header, MAX_RESPONSE).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut body = vec![0u8; len];
+        if !recv_exact_with_fds(self.sock.as_fd(), &mut body, &mut got_fds)? {
+            return Err(ClientError::Closed);
+        }
+        let resp: Response = decode(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if resp.seq != req.seq {
+            return Err(ClientError::Protocol(format!(
+                "response {} to request {}",
+                resp.seq, req.seq
+            )));
+        }
+        if got_fds.len() != resp.fds as usize {
+            return Err(ClientError::Protocol(format!(
+                "expected {} fds, got {}",
+                resp.fds,
+                got_fds.len()
+            )));
+        }
+        match resp.result {
+            Outcome::Ok(reply) => Ok((reply, got_fds)),
+            Outcome::Error(e) => Err(ClientError::Daemon(e)),
+        }
+    }
+
+    /// Send one request without fds.
+    pub fn call(&mut self, op: Op) -> Result<Reply> {
+        self.call_with_fds(op, &[]).map(|(r, _)| r)
+    }
+
+    fn unexpected<T>(reply: Reply) -> Result<T> {
+        Err(ClientError::Protocol(format!("unexpected reply {reply:?}")))
+    }
+
+    /// Who the daemon thinks we are.
+    pub fn hello(&mut self) -> Result<CallerInfo> {
+        match self.call(Op::Hello)? {
+            Reply::Hello { caller, .. } => Ok(caller),
+            r => Self::unexpected(r),
+        }
+    }
+
+    pub fn ns_create(&mut self, path: &str) -> Result<NsInfo> {
+        match self.call(Op::NsCreate { path: path.into() })? {
+            Reply::Namespace(n) => Ok(n),
+            r => Self::unexpected(r),
+        }
+    }
+
+    pub fn ns_show(&mut self, path: &str) -> Result<NsInfo> {
+        match self.call(Op::NsShow { path: path.into() })? {
+            Reply::Namespace(n) => Ok(n),
+            r => Self::unexpected(r),
+        }
+    }
+
+    pub fn ns_list(&mut self) -> Result<Vec<NsInfo>> {
+        match self.call(Op::NsList)? {
+            Reply::Namespaces { namespaces } => Ok(namespaces),
+            r => Self::unexpected(r),
+        }
+    }
+
+    /// Delete a namespace; returns where its objects went and how many.
+    pub fn ns_delete(&mut self, path: &str) -> Result<(String, u32)> {
+        match self.call(Op::NsDelete { path: path.into() })? {
+            Reply::Deleted {
+                objects_moved_to,
+                objects_moved,
+                ..
+            } => Ok((objects_moved_to, objects_moved)),
+            r => Self::unexpected(r),
+        }
+    }
+
+    /// Put our child process `pid` into namespace `path`.
+    pub fn enter(&mut self, path: &str, pid: i32) -> Result<()> {
+        match self.call(Op::Enter {
+            path: path.into(),
+            pid,
+        })? {
+            Reply::Entered { .. } => Ok(()),
+            r => Self::unexpected(r),
+        }
+    }
+
+    /// Hand the seccomp listener of our child `pid` to the daemon's supervisor.
+    pub fn supervise(&mut self, pid: i32, listener: BorrowedFd<'_>) -> Result<()> {
+        match self.call_with_fds(Op::Supervise { pid }, &[listener])?.0 {
+            Reply::Supervised { .. } => Ok(()),
+            r => Self::unexpected(r),
+        }
+    }
+
+    /// The objects of `kind` we may see.
+    pub fn list(&mut self, kind: ObjectKind) -> Result<Vec<ObjectInfo>> {
+        match self.call(Op::List { kind })? {
+            Reply::Objects { objects } => Ok(objects),
+            r => Self::unexpected(r),
+        }
+    }
+
+    /// One object we may see.
+    pub fn show(&mut self, kind: ObjectKind, id: u32) -> Result<ObjectInfo> {
+        match self.call(Op::Show { kind, id })? {
+            Reply::Object(o) => Ok(o),
+            r => Self::unexpected(r),
+        }
+    }
+
+    /// A file descriptor for an object we may see.
+    pub fn get_fd(&mut self, kind: ObjectKind, id: u32) -> Result<OwnedFd> {
+        self.get_fd_opts(kind, id, false, None)
+    }
+
+    /// A file descriptor, optionally read-only (maps) and proving CAP_BPF with a BPF token.
+    pub fn get_fd_opts(
+        &mut self,
+        kind: ObjectKind,
+        id: u32,
+        read_only: bool,
+        token: Option<BorrowedFd<'_>>,
+    ) -> Result<OwnedFd> {
+        let fds: Vec<BorrowedFd<'_>> = token.into_iter().collect();
+        let (reply, mut got) = self.call_with_fds(
+            Op::GetFd {
+                kind,
+                id,
+                read_only,
+            },
+            &fds,
+        )?;
+        match reply {
+            Reply::Fd { .. } if got.len() == 1 => Ok(got.remove(0)),
+            r => Self::unexpected(r),
+        }
+    }
+
+    pub fn status(&mut self) -> Result<StatusInfo> {
+        match self.call(Op::Status)? {
+            Reply::Status(s) => Ok(s),
+            r => Self::unexpected(r),
+        }
+    }
+}

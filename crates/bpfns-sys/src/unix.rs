@@ -1,0 +1,169 @@
+//! Unix-socket plumbing for the bpfnsd protocol: frames with file descriptors (SCM_RIGHTS)
+//! and who is on the other end (SO_PEERPIDFD, SO_PEERCRED).
+
+use std::io::IoSlice;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use rustix::io::Errno;
+use rustix::net::{
+    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+
+use crate::{Result, SysError};
+
+/// Most fds accepted with one message; more are closed and reported as an error.
+pub const MAX_FDS: usize = 4;
+
+/// Send all of `bytes`, attaching `fds` to the first chunk.
+pub fn send_with_fds(sock: impl AsFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+    let sock = sock.as_fd();
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut sent = 0;
+    let mut first = true;
+    while sent < bytes.len() || (first && bytes.is_empty()) {
+        let mut anc = SendAncillaryBuffer::new(&mut space);
+        if first
+            && !fds.is_empty()
+            && (fds.len() > MAX_FDS || !anc.push(SendAncillaryMessage::ScmRights(fds)))
+        {
+            return Err(SysError::new("sendmsg: too many fds", Errno::INVAL));
+        }
+        let iov = [IoSlice::new(&bytes[sent..])];
+        match sendmsg(sock, &iov, &mut anc, SendFlags::NOSIGNAL) {
+            Ok(n) => {
+                sent += n;
+                first = false;
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(SysError::new("sendmsg", e)),
+        }
+    }
+    Ok(())
+}
+
+/// Fill `buf` completely, collecting any fds that arrive. Returns `Ok(false)` on a clean EOF
+/// before the first byte, an error on EOF in the middle.
+pub fn recv_exact_with_fds(
+    sock: impl AsFd,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> Result<bool> {
+    let sock = sock.as_fd();
+    let mut got = 0;
+    while got < buf.len() {
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+        let mut anc = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf[got..])];
+        let r = match recvmsg(sock, &mut iov, &mut anc, RecvFlags::CMSG_CLOEXEC) {
+            Ok(r) => r,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(SysError::new("recvmsg", e)),
+        };
+        for msg in anc.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = msg {
+                fds.extend(rights);
+            }
+        }
+        if r.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
+            return Err(SysError::new("recvmsg: too many fds sent", Errno::INVAL));
+        }
+        if r.bytes == 0 {
+            if got == 0 {
+                return Ok(false);
+            }
+            return Err(SysError::new(
+                "recvmsg: connection closed mid-message",
+                Errno::PIPE,
+            ));
+        }
+        got += r.bytes;
+    }
+    Ok(true)
+}
+
+/// Credentials of the peer process as of connect(): pid, uid, gid.
+pub fn peer_cred(sock: impl AsFd) -> Result<(i32, u32, u32)> {
+    let c =
+        rustix::net::sockopt::socket_peercred(sock).map_err(|e| SysError::new("SO_PEERCRED", e))?;
+    Ok((c.pid.as_raw_nonzero().get(), c.uid.as_raw(), c.gid.as_raw()))
+}
+
+/// `SO_PEERPIDFD` (Linux 6.5): a pidfd for the peer that connected, immune to pid reuse.
+const SO_PEERPIDFD: i32 = 77;
+
+/// A pidfd of the peer process (`SO_PEERPIDFD`, Linux 6.5+).
+pub fn peer_pidfd(sock: impl AsFd) -> Result<OwnedFd> {
+    let mut fd: i32 = -1;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: `fd` and `len` are valid out-pointers of the sizes announced.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PEERPIDFD,
+            (&mut fd as *mut i32).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 || fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(SysError::new(
+            "SO_PEERPIDFD",
+            Errno::from_io_error(&e).unwrap_or(Errno::INVAL),
+        ));
+    }
+    // SAFETY: the kernel returned a new pidfd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Is the process behind `pidfd` still alive? (`pidfd_send_signal(fd, 0)`)
+pub fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
+    // SAFETY: signal 0 only checks the target; null info and zero flags are valid.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    r == 0
+}
+
+/// The listening socket systemd passed (socket activation: `LISTEN_PID`/`LISTEN_FDS`, fd 3),
+/// if there is one and it is a listening Unix stream socket. The variables are removed so
+/// children do not inherit them.
+pub fn systemd_listener() -> Option<std::os::unix::net::UnixListener> {
+    const SD_LISTEN_FDS_START: i32 = 3;
+    let pid_ok = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    let nfds = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<i32>().ok())
+        .unwrap_or(0);
+    // SAFETY-free cleanup: env mutation is done before any thread is started by the daemon.
+    if !pid_ok || nfds < 1 {
+        return None;
+    }
+    // SAFETY: systemd guarantees fd 3 is open and handed to this process; we take ownership
+    // only after checking it is a listening socket.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(SD_LISTEN_FDS_START) };
+    let listening = rustix::net::sockopt::socket_acceptconn(fd).unwrap_or(false);
+    let is_unix = rustix::net::getsockname(fd)
+        .map(|a| a.address_family() == rustix::net::AddressFamily::UNIX)
+        .unwrap_or(false);
+    if !listening || !is_unix {
+        return None;
+    }
+    // SAFETY: checked above; nobody else owns fd 3 in this process.
+    let owned = unsafe { OwnedFd::from_raw_fd(SD_LISTEN_FDS_START) };
+    Some(std::os::unix::net::UnixListener::from(owned))
+}

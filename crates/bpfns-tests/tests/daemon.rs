@@ -1,0 +1,327 @@
+//! bpfnsd against the real kernel: namespaces, membership, visibility through the API, the FD
+//! broker, restart, and bad input. Each test runs its own daemon in-process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+
+use bpfns_model::ObjectKind;
+use bpfns_proto::ErrorCode;
+use bpfns_tests::{require_kernel, Helper, TestDaemon};
+
+/// Run the helper as a client of `d`, inside namespace `ns` (None = root).
+fn as_member(d: &TestDaemon, ns: Option<&str>, op: &[&str]) -> Result<String, String> {
+    let sock = d.socket.to_string_lossy().into_owned();
+    let mut args = vec!["client", sock.as_str()];
+    args.extend_from_slice(op);
+    let mut h = Helper::spawn(&args);
+    if let Some(ns) = ns {
+        d.client().enter(ns, h.pid).unwrap();
+    }
+    h.go();
+    let line = h.line().expect("helper output");
+    h.finish();
+    if let Some(v) = line.strip_prefix("result=") {
+        Ok(v.to_string())
+    } else {
+        Err(line.strip_prefix("error=").unwrap_or(&line).to_string())
+    }
+}
+
+/// A helper in `ns` that creates `what` and holds it; returns it and the object id.
+fn create_in(d: &TestDaemon, ns: &str, what: &str) -> (Helper, u32) {
+    let mut h = Helper::spawn(&["create", what]);
+    d.client().enter(ns, h.pid).unwrap();
+    h.go();
+    let id = h.expect("id").parse().unwrap();
+    (h, id)
+}
+
+fn ids(s: &str) -> Vec<u32> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(|x| x.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn namespaces_are_created_listed_shown_and_deleted() {
+    require_kernel!();
+    let d = TestDaemon::start("ns-crud");
+    let mut c = d.client();
+    let me = c.hello().unwrap();
+    assert_eq!(me.namespace, "/");
+    assert!(me.host_admin);
+    c.ns_create("/a").unwrap();
+    c.ns_create("/a/b").unwrap();
+    c.ns_create("/c").unwrap();
+    let list: Vec<String> = c.ns_list().unwrap().into_iter().map(|n| n.path).collect();
+    assert_eq!(list, ["/", "/a", "/a/b", "/c"]);
+    let b = c.ns_show("/a/b").unwrap();
+    assert_eq!((b.parent.as_deref(), b.depth), (Some("/a"), 2));
+    // The kernel knows the tree too.
+    assert_eq!(d.daemon().kernel.namespaces().unwrap().len(), 3);
+
+    fn code<T>(r: Result<T, bpfns_client::ClientError>) -> Option<ErrorCode> {
+        r.err().and_then(|e| e.code())
+    }
+    assert_eq!(code(c.ns_create("/a")), Some(ErrorCode::Conflict));
+    assert_eq!(code(c.ns_create("/x/y")), Some(ErrorCode::NotFound));
+    assert_eq!(code(c.ns_create("a/../b")), Some(ErrorCode::BadRequest));
+    assert_eq!(code(c.ns_show("/nope")), Some(ErrorCode::NotFound));
+    assert_eq!(
+        code(c.ns_delete("/a")),
+        Some(ErrorCode::Conflict),
+        "has a child"
+    );
+    assert_eq!(code(c.ns_delete("/")), Some(ErrorCode::Denied));
+    c.ns_delete("/a/b").unwrap();
+    c.ns_delete("/a").unwrap();
+    let list: Vec<String> = c.ns_list().unwrap().into_iter().map(|n| n.path).collect();
+    assert_eq!(list, ["/", "/c"]);
+    assert_eq!(d.daemon().kernel.namespaces().unwrap().len(), 1);
+}
+
+#[test]
+fn members_see_and_open_only_what_their_namespace_may_see() {
+    require_kernel!();
+    let d = TestDaemon::start("visibility");
+    let mut c = d.client();
+    for p in ["/a", "/a/child", "/b"] {
+        c.ns_create(p).unwrap();
+    }
+    let (_ha, a_map) = create_in(&d, "/a", "map");
+    let (_hc, child_map) = create_in(&d, "/a/child", "map");
+    let (_hb, b_map) = create_in(&d, "/b", "map");
+
+    // Root sees everything, with owners.
+    let all = c.list(ObjectKind::Map).unwrap();
+    let ns_of = |id: u32| all.iter().find(|o| o.id == id).unwrap().namespace.clone();
+    assert_eq!(ns_of(a_map), "/a");
+    assert_eq!(ns_of(child_map), "/a/child");
+    assert_eq!(ns_of(b_map), "/b");
+
+    // A member of /a: itself and below.
+    let seen = ids(&as_member(&d, Some("/a"), &["list", "map"]).unwrap());
+    assert!(seen.contains(&a_map) && seen.contains(&child_map));
+    assert!(!seen.contains(&b_map), "sibling's map hidden");
+    assert!(seen.iter().all(|id| ![b_map].contains(id)));
+    let root_maps: Vec<u32> = all
+        .iter()
+        .filter(|o| o.namespace == "/")
+        .map(|o| o.id)
+        .collect();
+    assert!(
+        seen.iter().all(|id| !root_maps.contains(id)),
+        "root's maps hidden"
+    );
+    // A member of /a/child does not see its parent's.
+    let seen = ids(&as_member(&d, Some("/a/child"), &["list", "map"]).unwrap());
+    assert_eq!(seen, vec![child_map]);
+
+    // The FD broker.
+    let a = a_map.to_string();
+    let b = b_map.to_string();
+    assert!(as_member(&d, Some("/a"), &["getfd", "map", &a]).is_ok());
+    assert_eq!(
+        as_member(&d, Some("/a"), &["getfd", "map", &b]),
+        Err("NotFound".into())
+    );
+    assert_eq!(
+        as_member(&d, Some("/a/child"), &["getfd", "map", &a]),
+        Err("NotFound".into())
+    );
+    assert!(as_member(&d, None, &["getfd", "map", &b]).is_ok());
+    // Namespace counts.
+    let info = c.ns_show("/a").unwrap();
+    assert!(info.objects.map >= 1 && info.members >= 1, "{info:?}");
+}
+
+#[test]
+fn members_manage_only_their_own_subtree() {
+    require_kernel!();
+    let d = TestDaemon::start("policy");
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    c.ns_create("/b").unwrap();
+    assert_eq!(
+        as_member(&d, Some("/a"), &["ns-create", "/a/x"]),
+        Ok("/a/x".into())
+    );
+    assert_eq!(
+        as_member(&d, Some("/a"), &["ns-create", "/b/x"]),
+        Err("Denied".into())
+    );
+    assert_eq!(
+        as_member(&d, Some("/a"), &["ns-create", "/z"]),
+        Err("Denied".into())
+    );
+    // Entering: deeper only, never a sibling or the parent.
+    assert_eq!(
+        as_member(&d, Some("/a"), &["enter-self", "/a/x"]),
+        Err("Denied".into()),
+        "not its own child"
+    );
+    assert_eq!(
+        as_member(&d, Some("/a"), &["ns-delete", "/b"]),
+        Err("NotFound".into())
+    );
+    assert_eq!(
+        as_member(&d, Some("/a"), &["hello"]),
+        Ok("/a admin=true".into())
+    );
+    // Host root inside a namespace is still confined to its subtree.
+    assert_eq!(
+        as_member(&d, Some("/a"), &["ns-delete", "/a"]),
+        Err("Denied".into())
+    );
+    // A process that is not our child cannot be moved.
+    let err = c.enter("/a", 1).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Denied));
+}
+
+#[test]
+fn deleting_refuses_members_and_moves_objects_to_the_parent() {
+    require_kernel!();
+    let d = TestDaemon::start("delete");
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    c.ns_create("/a/b").unwrap();
+    let (holder, map) = create_in(&d, "/a/b", "map");
+    let err = c.ns_delete("/a/b").unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Conflict));
+    assert!(err.to_string().contains("member task"), "{err}");
+    // Keep the map alive without a member: pin it in the namespace's bpffs.
+    let pin = d
+        .dir
+        .join("ns")
+        .join(c.ns_show("/a/b").unwrap().id.to_string())
+        .join("kept");
+    let fd = bpfns_sys::bpf::fd_by_id(ObjectKind::Map, map).unwrap();
+    bpfns_sys::bpf::obj_pin(&fd, &pin).unwrap();
+    drop(fd);
+    holder.finish();
+    let (to, moved) = c.ns_delete("/a/b").unwrap();
+    assert_eq!(to, "/a");
+    assert!(moved >= 1);
+    let o = c.show(ObjectKind::Map, map).unwrap();
+    assert_eq!(o.namespace, "/a");
+    // Its pin moved to the parent's bpffs.
+    let a_id = c.ns_show("/a").unwrap().id;
+    let moved_pin = d
+        .dir
+        .join("ns")
+        .join(a_id.to_string())
+        .join("orphans/b/kept");
+    assert!(moved_pin.exists(), "{}", moved_pin.display());
+}
+
+#[test]
+fn a_restart_keeps_namespaces_memberships_and_ownership() {
+    require_kernel!();
+    let d = TestDaemon::start("restart");
+    let mut c = d.client();
+    c.ns_create("/t").unwrap();
+    c.ns_create("/t/u").unwrap();
+    let (holder, map) = create_in(&d, "/t/u", "map");
+    drop(c);
+    let (dir, layout) = d.stop();
+    let d = TestDaemon::start_at(dir, layout, false);
+    let mut c = d.client();
+    let list: Vec<String> = c.ns_list().unwrap().into_iter().map(|n| n.path).collect();
+    assert_eq!(list, ["/", "/t", "/t/u"]);
+    assert_eq!(c.show(ObjectKind::Map, map).unwrap().namespace, "/t/u");
+    assert_eq!(
+        c.ns_show("/t/u").unwrap().members,
+        1,
+        "the member is still a member"
+    );
+    holder.finish();
+}
+
+fn raw_call(sock: &std::path::Path, frame: &[u8]) -> Option<serde_json::Value> {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.write_all(frame).ok()?;
+    let mut hdr = [0u8; 4];
+    s.read_exact(&mut hdr).ok()?;
+    let mut body = vec![0u8; u32::from_le_bytes(hdr) as usize];
+    s.read_exact(&mut body).ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as u32).to_le_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_change_nothing() {
+    require_kernel!();
+    let d = TestDaemon::start("bad-input");
+    let tree = |d: &TestDaemon| -> Vec<(String, u32)> {
+        d.client()
+            .ns_list()
+            .unwrap()
+            .into_iter()
+            .map(|n| (n.path, n.id.0))
+            .collect()
+    };
+    d.client().ns_create("/keep").unwrap();
+    let before = tree(&d);
+    let code =
+        |v: Option<serde_json::Value>| v.unwrap()["error"]["code"].as_str().unwrap().to_string();
+    assert_eq!(
+        code(raw_call(&d.socket, &frame(b"{not json"))),
+        "bad_request"
+    );
+    assert_eq!(
+        code(raw_call(
+            &d.socket,
+            &frame(br#"{"v":1,"seq":1,"op":"launch_missiles"}"#)
+        )),
+        "bad_request"
+    );
+    assert_eq!(
+        code(raw_call(
+            &d.socket,
+            &frame(br#"{"v":99,"seq":1,"op":"hello"}"#)
+        )),
+        "unsupported_version"
+    );
+    assert_eq!(
+        code(raw_call(
+            &d.socket,
+            &frame(br#"{"v":1,"seq":1,"op":"ns_create","path":"/x/.."}"#)
+        )),
+        "bad_request"
+    );
+    assert_eq!(
+        code(raw_call(
+            &d.socket,
+            &frame(br#"{"v":1,"seq":1,"op":"ns_show","path":"/ghost"}"#)
+        )),
+        "not_found"
+    );
+    // Oversized: refused before the body is read.
+    let mut big = (10u32 << 20).to_le_bytes().to_vec();
+    big.extend_from_slice(&[b' '; 1024]);
+    assert_eq!(code(raw_call(&d.socket, &big)), "too_large");
+    // A peer that dies mid-request.
+    {
+        let mut s = UnixStream::connect(&d.socket).unwrap();
+        s.write_all(&100u32.to_le_bytes()).unwrap();
+        s.write_all(b"{\"v\":1").unwrap();
+    }
+    // An fd where none is expected.
+    let mut c = d.client();
+    let f = std::fs::File::open("/dev/null").unwrap();
+    use std::os::fd::AsFd;
+    let err = c
+        .call_with_fds(bpfns_proto::Op::NsList, &[f.as_fd()])
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadRequest));
+    // Nothing changed, and the daemon still serves.
+    assert_eq!(tree(&d), before);
+}

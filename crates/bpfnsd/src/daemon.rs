@@ -1,0 +1,664 @@
+//! The daemon's core: every request, answered from the registry and the kernel side.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bpfns_kernel::{Kernel, OwnedObject};
+use bpfns_model::{
+    may_create, may_delete, may_enter, NsId, NsPath, ObjectKind, Registry, RegistryError,
+    Visibility,
+};
+use bpfns_proto::{
+    CallerInfo, ErrorCode, NsInfo, ObjectCounts, ObjectInfo, Op, Reply, Request, Response,
+    StatusInfo, PROTOCOL_VERSION,
+};
+
+use crate::bpffs::NsBpffs;
+use crate::caller::{parent_pid, Caller};
+use crate::config::Config;
+use crate::store::Store;
+
+/// A failed request: an error code and a message that names cause and fix.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+    fn internal(e: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::Internal, e.to_string())
+    }
+}
+
+impl From<RegistryError> for Failure {
+    fn from(e: RegistryError) -> Self {
+        let code = match e {
+            RegistryError::NotFound { .. } | RegistryError::ParentMissing { .. } => {
+                ErrorCode::NotFound
+            }
+            RegistryError::AlreadyExists { .. } | RegistryError::HasChildren { .. } => {
+                ErrorCode::Conflict
+            }
+            RegistryError::RootIsPermanent => ErrorCode::Denied,
+            _ => ErrorCode::Internal,
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<bpfns_model::Denied> for Failure {
+    fn from(e: bpfns_model::Denied) -> Self {
+        Self::new(ErrorCode::Denied, e.to_string())
+    }
+}
+
+type Answer = Result<(Reply, Vec<OwnedFd>), Failure>;
+
+/// Something that serves a seccomp listener for the daemon (the supervisor).
+pub trait ListenerSink: Send + Sync {
+    /// Start answering the notifications of `listener`, which supervises process `pid`.
+    fn supervise(&self, pid: i32, listener: OwnedFd) -> Result<(), String>;
+    /// How many listeners are being served.
+    fn count(&self) -> usize;
+}
+
+/// The daemon's state.
+pub struct Daemon {
+    pub config: Config,
+    pub kernel: Kernel,
+    pub registry: Arc<RwLock<Registry>>,
+    store: Store,
+    bpffs: NsBpffs,
+    init_userns: u64,
+    /// Serialises namespace changes (registry + database + kernel table + bpffs).
+    changes: Mutex<()>,
+    sink: RwLock<Option<Arc<dyn ListenerSink>>>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// Assemble a daemon from its parts (the kernel side already loaded).
+    pub fn new(
+        config: Config,
+        kernel: Kernel,
+        store: Store,
+        init_userns: u64,
+    ) -> Result<Self, Failure> {
+        let registry = store.load_registry().map_err(Failure::internal)?;
+        let bpffs = NsBpffs::new(&config.ns_bpffs_dir);
+        Ok(Self {
+            config,
+            kernel,
+            registry: Arc::new(RwLock::new(registry)),
+            store,
+            bpffs,
+            init_userns,
+            changes: Mutex::new(()),
+            sink: RwLock::new(None),
+        })
+    }
+
+    /// Who serves supervised listeners.
+    pub fn set_listener_sink(&self, sink: Arc<dyn ListenerSink>) {
+        *self.sink.write().unwrap_or_else(|e| e.into_inner()) = Some(sink);
+    }
+
+    pub fn init_userns(&self) -> u64 {
+        self.init_userns
+    }
+
+    fn reg(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Make the kernel's namespace table and the bpffs instances match the stored registry
+    /// (after a crash between a database commit and the kernel update, or after a reboot).
+    pub fn reconcile(&self) -> Result<Vec<String>, Failure> {
+        let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let reg = self.reg();
+        let mut notes = Vec::new();
+        let want: HashMap<NsId, (NsId, u32)> = reg
+            .kernel_parent_table()
+            .into_iter()
+            .map(|(id, p, d)| (id, (p, d)))
+            .collect();
+        let have = self.kernel.namespaces().map_err(Failure::internal)?;
+        for (id, p, d) in &have {
+            match want.get(id) {
+                Some(&(wp, wd)) if wp == *p && wd == *d => {}
+                Some(_) => {}
+                None => {
+                    self.kernel
+                        .remove_namespace(*id)
+                        .map_err(Failure::internal)?;
+                    notes.push(format!(
+                        "removed namespace {id} from the kernel table (not in the registry)"
+                    ));
+                }
+            }
+        }
+        for (id, (p, d)) in &want {
+            if !have
+                .iter()
+                .any(|(hid, hp, hd)| hid == id && hp == p && hd == d)
+            {
+                self.kernel
+                    .set_namespace(*id, *p, *d)
+                    .map_err(Failure::internal)?;
+                notes.push(format!("restored namespace {id} in the kernel table"));
+            }
+            if !self.bpffs.is_mounted(*id) {
+                self.bpffs.ensure(*id).map_err(Failure::internal)?;
+                notes.push(format!("mounted the bpffs of namespace {id}"));
+            }
+        }
+        for id in self.bpffs.mounted_ids() {
+            if !want.contains_key(&id) {
+                let _ = bpfns_sys::fs::unmount_detach(&self.bpffs.path(id));
+                notes.push(format!("unmounted the bpffs of unknown namespace {id}"));
+            }
+        }
+        Ok(notes)
+    }
+
+    /// Answer one request from `caller`; `fds` came with it.
+    pub fn handle(
+        &self,
+        caller: &Caller,
+        req: Request,
+        fds: Vec<OwnedFd>,
+    ) -> (Response, Vec<OwnedFd>) {
+        let seq = req.seq;
+        if req.v != PROTOCOL_VERSION {
+            return (
+                Response::error(
+                    seq,
+                    ErrorCode::UnsupportedVersion,
+                    format!(
+                        "protocol version {} is not supported; this bpfnsd speaks {PROTOCOL_VERSION}",
+                        req.v
+                    ),
+                ),
+                Vec::new(),
+            );
+        }
+        match self.dispatch(caller, req.op, fds) {
+            Ok((reply, fds)) => {
+                let mut r = Response::ok(seq, reply);
+                r.fds = fds.len() as u32;
+                (r, fds)
+            }
+            Err(f) => (Response::error(seq, f.code, f.message), Vec::new()),
+        }
+    }
+
+    fn dispatch(&self, caller: &Caller, op: Op, fds: Vec<OwnedFd>) -> Answer {
+        let no_fds = |fds: &Vec<OwnedFd>| {
+            if fds.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::new(
+                    ErrorCode::BadRequest,
+                    "this request takes no file descriptors",
+                ))
+            }
+        };
+        match op {
+            Op::Hello => {
+                no_fds(&fds)?;
+                Ok((
+                    Reply::Hello {
+                        server: format!("bpfnsd {}", env!("CARGO_PKG_VERSION")),
+                        protocol: PROTOCOL_VERSION,
+                        caller: self.caller_info(caller),
+                    },
+                    vec![],
+                ))
+            }
+            Op::NsCreate { path } => {
+                no_fds(&fds)?;
+                self.ns_create(caller, &path)
+            }
+            Op::NsDelete { path } => {
+                no_fds(&fds)?;
+                self.ns_delete(caller, &path)
+            }
+            Op::NsList => {
+                no_fds(&fds)?;
+                self.ns_list(caller)
+            }
+            Op::NsShow { path } => {
+                no_fds(&fds)?;
+                let id = self.visible_ns(caller, &path)?;
+                let info = self.ns_infos(&[id])?.remove(0);
+                Ok((Reply::Namespace(info), vec![]))
+            }
+            Op::Enter { path, pid } => {
+                no_fds(&fds)?;
+                self.enter(caller, &path, pid)
+            }
+            Op::Supervise { pid } => self.supervise(caller, pid, fds),
+            Op::List { kind } => {
+                no_fds(&fds)?;
+                Ok((
+                    Reply::Objects {
+                        objects: self.visible_objects(caller, kind)?,
+                    },
+                    vec![],
+                ))
+            }
+            Op::Show { kind, id } => {
+                no_fds(&fds)?;
+                let o = self
+                    .visible_objects(caller, kind)?
+                    .into_iter()
+                    .find(|o| o.id == id)
+                    .ok_or_else(|| not_visible(kind, id))?;
+                Ok((Reply::Object(o), vec![]))
+            }
+            Op::GetFd {
+                kind,
+                id,
+                read_only,
+            } => self.get_fd(caller, kind, id, read_only, fds),
+            Op::Status => {
+                no_fds(&fds)?;
+                self.status()
+            }
+        }
+    }
+
+    fn caller_info(&self, caller: &Caller) -> CallerInfo {
+        CallerInfo {
+            pid: caller.pid,
+            uid: caller.uid,
+            namespace: self.ns_name(caller.ns),
+            host_admin: caller.host_admin(),
+            cap_bpf: caller.cap_bpf(),
+        }
+    }
+
+    /// A namespace's path, or `ns:<id>` for an id the registry does not know.
+    pub fn ns_name(&self, id: NsId) -> String {
+        self.reg()
+            .path(id)
+            .map_or_else(|| format!("ns:{id}"), |p| p.to_string())
+    }
+
+    fn parse_path(path: &str) -> Result<NsPath, Failure> {
+        NsPath::parse(path).map_err(|e| Failure::new(ErrorCode::BadRequest, e.to_string()))
+    }
+
+    /// Resolve `path` if the caller may see it (its own namespace and below): others are
+    /// "not found", as if they did not exist.
+    fn visible_ns(&self, caller: &Caller, path: &str) -> Result<NsId, Failure> {
+        let p = Self::parse_path(path)?;
+        let reg = self.reg();
+        let id = reg
+            .id(&p)
+            .filter(|id| reg.is_same_or_ancestor(caller.ns, *id));
+        id.ok_or_else(|| Failure::new(ErrorCode::NotFound, format!("no namespace {p}")))
+    }
+
+    fn ns_create(&self, caller: &Caller, path: &str) -> Answer {
+        let p = Self::parse_path(path)?;
+        let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let (id, parent, depth) = {
+            let mut reg = self.registry.write().unwrap_or_else(|e| e.into_inner());
+            may_create(&reg, caller.policy(), &p)?;
+            let mut next = reg.clone();
+            let id = next.create(&p)?;
+            // Durable first: if we crash after this, reconcile() finishes the kernel part.
+            self.store.save_registry(&next).map_err(Failure::internal)?;
+            *reg = next;
+            (
+                id,
+                reg.parent(id).unwrap_or(NsId::ROOT),
+                reg.depth(id).unwrap_or(0),
+            )
+        };
+        self.kernel
+            .set_namespace(id, parent, depth)
+            .map_err(Failure::internal)?;
+        self.bpffs.ensure(id).map_err(Failure::internal)?;
+        tracing::info!(namespace = %p, %id, caller = caller.pid, "created namespace");
+        let info = self.ns_infos(&[id])?.remove(0);
+        Ok((Reply::Namespace(info), vec![]))
+    }
+
+    fn ns_delete(&self, caller: &Caller, path: &str) -> Answer {
+        let p = Self::parse_path(path)?;
+        if p.is_root() {
+            return Err(Failure::new(
+                ErrorCode::Denied,
+                "the root namespace cannot be deleted",
+            ));
+        }
+        let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let (id, parent, parent_path) = {
+            let id = self.visible_ns(caller, path)?;
+            let reg = self.reg();
+            may_delete(&reg, caller.policy(), id)?;
+            let kids = reg.children(id);
+            if !kids.is_empty() {
+                return Err(Failure::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "namespace {p} has {} child namespace(s); delete them first",
+                        kids.len()
+                    ),
+                ));
+            }
+            let parent = reg.parent(id).unwrap_or(NsId::ROOT);
+            (id, parent, self_path(&reg, parent))
+        };
+        let members: Vec<i32> = self
+            .kernel
+            .tagged_tasks()
+            .map_err(Failure::internal)?
+            .into_iter()
+            .filter(|t| t.ns == id)
+            .map(|t| t.tid)
+            .collect();
+        if !members.is_empty() {
+            let shown: Vec<String> = members.iter().take(8).map(|t| t.to_string()).collect();
+            return Err(Failure::new(
+                ErrorCode::Conflict,
+                format!(
+                    "namespace {p} still has {} member task(s) (tids {}{}); stop them first",
+                    members.len(),
+                    shown.join(", "),
+                    if members.len() > 8 { ", ..." } else { "" }
+                ),
+            ));
+        }
+        let moved = self
+            .kernel
+            .reassign(id, parent)
+            .map_err(Failure::internal)?;
+        let name = p.name().unwrap_or("ns").to_string();
+        self.bpffs
+            .remove(id, &name, parent)
+            .map_err(Failure::internal)?;
+        {
+            let mut reg = self.registry.write().unwrap_or_else(|e| e.into_inner());
+            let mut next = reg.clone();
+            next.delete(&p)?;
+            self.store.save_registry(&next).map_err(Failure::internal)?;
+            *reg = next;
+        }
+        self.kernel
+            .remove_namespace(id)
+            .map_err(Failure::internal)?;
+        tracing::info!(namespace = %p, moved, "deleted namespace");
+        Ok((
+            Reply::Deleted {
+                path: p.to_string(),
+                objects_moved_to: parent_path,
+                objects_moved: moved as u32,
+            },
+            vec![],
+        ))
+    }
+
+    fn ns_list(&self, caller: &Caller) -> Answer {
+        let ids: Vec<NsId> = {
+            let reg = self.reg();
+            reg.iter()
+                .map(|(id, _)| id)
+                .filter(|id| reg.is_same_or_ancestor(caller.ns, *id))
+                .collect()
+        };
+        Ok((
+            Reply::Namespaces {
+                namespaces: self.ns_infos(&ids)?,
+            },
+            vec![],
+        ))
+    }
+
+    /// Infos with object and member counts, in the order of `ids`.
+    fn ns_infos(&self, ids: &[NsId]) -> Result<Vec<NsInfo>, Failure> {
+        let mut counts: HashMap<NsId, ObjectCounts> = HashMap::new();
+        for kind in ObjectKind::ALL {
+            for o in self.kernel.list(kind).map_err(Failure::internal)? {
+                counts.entry(o.owner).or_default().add(kind);
+            }
+        }
+        let mut members: HashMap<NsId, u32> = HashMap::new();
+        for t in self.kernel.tagged_tasks().map_err(Failure::internal)? {
+            *members.entry(t.ns).or_default() += 1;
+        }
+        let reg = self.reg();
+        Ok(ids
+            .iter()
+            .filter_map(|&id| {
+                let path = reg.path(id)?;
+                Some(NsInfo {
+                    path: path.to_string(),
+                    id,
+                    parent: reg
+                        .parent(id)
+                        .and_then(|p| reg.path(p))
+                        .map(|p| p.to_string()),
+                    depth: reg.depth(id).unwrap_or(0),
+                    objects: counts.get(&id).copied().unwrap_or_default(),
+                    members: members.get(&id).copied().unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    fn enter(&self, caller: &Caller, path: &str, pid: i32) -> Answer {
+        let p = Self::parse_path(path)?;
+        let target = {
+            let reg = self.reg();
+            let id = reg
+                .id(&p)
+                .ok_or_else(|| Failure::new(ErrorCode::NotFound, format!("no namespace {p}")))?;
+            may_enter(&reg, caller.policy(), id)?;
+            id
+        };
+        let pidfd = self.own_child(caller, pid)?;
+        let current = self
+            .kernel
+            .task_ns(pidfd.as_fd())
+            .map_err(Failure::internal)?;
+        if current != caller.ns {
+            return Err(Failure::new(
+                ErrorCode::Denied,
+                format!("process {pid} is not in your namespace; only a fresh child can enter"),
+            ));
+        }
+        self.kernel
+            .tag_process(pid, target)
+            .map_err(Failure::internal)?;
+        if !bpfns_sys::unix::pidfd_alive(pidfd.as_fd()) {
+            return Err(Failure::new(
+                ErrorCode::NotFound,
+                format!("process {pid} exited"),
+            ));
+        }
+        tracing::info!(pid, namespace = %p, caller = caller.pid, "process entered namespace");
+        Ok((
+            Reply::Entered {
+                path: p.to_string(),
+                pid,
+            },
+            vec![],
+        ))
+    }
+
+    /// A pidfd for `pid` if it is a live child of the caller.
+    fn own_child(&self, caller: &Caller, pid: i32) -> Result<OwnedFd, Failure> {
+        let gone = || Failure::new(ErrorCode::NotFound, format!("no process {pid}"));
+        let pidfd = bpfns_sys::process::open_pidfd(pid).map_err(|_| gone())?;
+        if parent_pid(pid).ok_or_else(gone)? != caller.pid {
+            return Err(Failure::new(
+                ErrorCode::Denied,
+                format!(
+                    "process {pid} is not a child of the caller ({})",
+                    caller.pid
+                ),
+            ));
+        }
+        Ok(pidfd)
+    }
+
+    fn supervise(&self, caller: &Caller, pid: i32, mut fds: Vec<OwnedFd>) -> Answer {
+        if fds.len() != 1 {
+            return Err(Failure::new(
+                ErrorCode::BadRequest,
+                "supervise takes exactly one file descriptor: the seccomp listener",
+            ));
+        }
+        let pidfd = self.own_child(caller, pid)?;
+        let ns = self
+            .kernel
+            .task_ns(pidfd.as_fd())
+            .map_err(Failure::internal)?;
+        if ns == NsId::ROOT {
+            return Err(Failure::new(
+                ErrorCode::BadRequest,
+                format!("process {pid} is in the root namespace: enter a namespace first"),
+            ));
+        }
+        let sink = self
+            .sink
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| Failure::new(ErrorCode::Internal, "no supervisor is running"))?;
+        sink.supervise(pid, fds.remove(0))
+            .map_err(|e| Failure::new(ErrorCode::BadRequest, e))?;
+        Ok((Reply::Supervised { pid }, vec![]))
+    }
+
+    fn object_info(&self, o: OwnedObject) -> ObjectInfo {
+        ObjectInfo {
+            id: o.id,
+            kind: o.kind,
+            type_name: o.type_name,
+            name: o.name,
+            namespace: self.ns_name(o.owner),
+            prog_id: o.prog_id,
+        }
+    }
+
+    fn visible_objects(
+        &self,
+        caller: &Caller,
+        kind: ObjectKind,
+    ) -> Result<Vec<ObjectInfo>, Failure> {
+        let objs = self.kernel.list(kind).map_err(Failure::internal)?;
+        let vis = Visibility::new(&self.reg(), caller.ns);
+        Ok(objs
+            .into_iter()
+            .filter(|o| vis.can_see(o.owner))
+            .map(|o| self.object_info(o))
+            .collect())
+    }
+
+    fn get_fd(
+        &self,
+        caller: &Caller,
+        kind: ObjectKind,
+        id: u32,
+        read_only: bool,
+        fds: Vec<OwnedFd>,
+    ) -> Answer {
+        if fds.len() > 1 {
+            return Err(Failure::new(
+                ErrorCode::BadRequest,
+                "get_fd takes at most one fd: a BPF token",
+            ));
+        }
+        let token = fds
+            .first()
+            .map(|fd| is_bpf_token(fd.as_fd()))
+            .unwrap_or(false);
+        if !fds.is_empty() && !token {
+            return Err(Failure::new(
+                ErrorCode::BadRequest,
+                "the fd passed with get_fd is not a BPF token",
+            ));
+        }
+        if !caller.cap_bpf() && !token {
+            return Err(Failure::new(
+                ErrorCode::Denied,
+                "getting a file descriptor needs CAP_BPF in your user namespace, or a BPF token passed with the request",
+            ));
+        }
+        let owner = self.kernel.owner(kind, id).map_err(Failure::internal)?;
+        if !self.reg().visible(caller.ns, owner) {
+            return Err(not_visible(kind, id));
+        }
+        let fd = crate::opener::open(kind, id, read_only).map_err(|e| {
+            if e.errno == bpfns_sys::Errno::NOENT {
+                not_visible(kind, id)
+            } else {
+                Failure::internal(e)
+            }
+        })?;
+        Ok((Reply::Fd { kind, id }, vec![fd]))
+    }
+
+    fn status(&self) -> Answer {
+        let doctor_layers = vec!["supervisor".to_string(), "tracepoint backstop".to_string()];
+        let counters = self
+            .kernel
+            .stats()
+            .map_err(Failure::internal)?
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect();
+        let sink = self.sink.read().unwrap_or_else(|e| e.into_inner()).clone();
+        Ok((
+            Reply::Status(StatusInfo {
+                server: format!("bpfnsd {}", env!("CARGO_PKG_VERSION")),
+                pin_root: self.config.pin_root.display().to_string(),
+                state_dir: self.config.state_dir.display().to_string(),
+                layers: doctor_layers,
+                namespaces: self.reg().len() as u32,
+                supervised_listeners: sink.map_or(0, |s| s.count() as u32),
+                counters,
+            }),
+            vec![],
+        ))
+    }
+}
+
+fn self_path(reg: &Registry, id: NsId) -> String {
+    reg.path(id)
+        .map_or_else(|| "/".to_string(), |p| p.to_string())
+}
+
+fn not_visible(kind: ObjectKind, id: u32) -> Failure {
+    Failure::new(
+        ErrorCode::NotFound,
+        format!("no {kind} with id {id} is visible to you"),
+    )
+}
+
+/// Is `fd` a BPF token (`anon_inode:bpf-token`)?
+fn is_bpf_token(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map(|p| p.to_string_lossy() == "anon_inode:bpf-token")
+        .unwrap_or(false)
+}

@@ -115,3 +115,14 @@ mod tests {
         assert!(Config::load(p, true).is_err());
     }
 }
+
+#[cfg(test)]
+mod dist_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_is_the_defaults() {
+        let text = include_str!("../../../dist/bpfnsd.toml");
+        assert_eq!(Config::parse(text).unwrap(), Config::default());
+    }
+}

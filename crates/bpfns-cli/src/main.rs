@@ -1,1 +1,108 @@
-fn main() {}
+//! `bpfns`, the command-line tool for BPF namespaces: a thin layer over the libraries, in the
+//! manner of bpftool (plain tables by default, `-j`/`-p` JSON).
+//!
+//! - [`cli`]: the command line (clap).
+//! - [`backend`]: where answers come from (today the pinned kernel side, directly).
+//! - [`objects`], [`kernel_cmd`], [`run`], [`doctor_cmd`]: the commands.
+//! - [`output`]: tables and JSON.
+#![forbid(unsafe_code)]
+
+mod backend;
+mod cli;
+mod doctor_cmd;
+mod kernel_cmd;
+mod objects;
+mod output;
+mod run;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use bpfns_kernel::PinLayout;
+use bpfns_model::ObjectKind;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::backend::Direct;
+use crate::cli::{Cli, Command, KernelCmd};
+use crate::output::{emit, to_json, write_stdout, ErrorJson, Format};
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings); libbpf's messages go the
+/// same way.
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+    let level = match tracing::level_filters::LevelFilter::current() {
+        l if l >= tracing::Level::DEBUG => libbpf_rs::PrintLevel::Debug,
+        l if l >= tracing::Level::INFO => libbpf_rs::PrintLevel::Info,
+        _ => libbpf_rs::PrintLevel::Warn,
+    };
+    libbpf_rs::set_print(Some((level, libbpf_log)));
+}
+
+fn libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
+    let msg = msg.trim_end();
+    match level {
+        libbpf_rs::PrintLevel::Warn => tracing::warn!(target: "libbpf", "{msg}"),
+        libbpf_rs::PrintLevel::Info => tracing::info!(target: "libbpf", "{msg}"),
+        libbpf_rs::PrintLevel::Debug => tracing::debug!(target: "libbpf", "{msg}"),
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<u8> {
+    let format = cli.format();
+    let direct = Direct::new(PinLayout::new(&cli.pin_root));
+    match &cli.command {
+        Command::Prog(a) => objects::run(&direct, format, ObjectKind::Prog, a.id()).map(|()| 0),
+        Command::Map(a) => objects::run(&direct, format, ObjectKind::Map, a.id()).map(|()| 0),
+        Command::Link(a) => objects::run(&direct, format, ObjectKind::Link, a.id()).map(|()| 0),
+        Command::Btf(a) => objects::run(&direct, format, ObjectKind::Btf, a.id()).map(|()| 0),
+        Command::Doctor => doctor_cmd::run(format),
+        Command::Kernel(k) => match k {
+            KernelCmd::Load => emit(format, &kernel_cmd::load(&direct)?).map(|()| 0),
+            KernelCmd::Unload => emit(format, &kernel_cmd::unload(&direct)?).map(|()| 0),
+            KernelCmd::Status => {
+                let s = kernel_cmd::status(&direct)?;
+                emit(format, &s)?;
+                Ok(if s.loaded { 0 } else { 1 })
+            }
+            KernelCmd::Gc => emit(format, &kernel_cmd::gc(&direct)?).map(|()| 0),
+            KernelCmd::NsSet { id, parent, depth } => {
+                emit(format, &kernel_cmd::ns_set(&direct, *id, *parent, *depth)?).map(|()| 0)
+            }
+            KernelCmd::NsRm { id } => emit(format, &kernel_cmd::ns_rm(&direct, *id)?).map(|()| 0),
+            KernelCmd::Tag { pid, ns_id } => {
+                emit(format, &kernel_cmd::tag(&direct, *pid, *ns_id)?).map(|()| 0)
+            }
+            KernelCmd::Run { ns_id, command } => run::run(&direct, *ns_id, command),
+        },
+    }
+}
+
+fn report_error(format: Format, e: &anyhow::Error) {
+    let text = format!("{e:#}");
+    let _ = writeln!(std::io::stderr().lock(), "bpfns: error: {text}");
+    if format.is_json() {
+        if let Ok(j) = to_json(&ErrorJson { error: text }, format == Format::PrettyJson) {
+            let _ = write_stdout(&(j + "\n"));
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match dispatch(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            report_error(cli.format(), &e);
+            ExitCode::FAILURE
+        }
+    }
+}

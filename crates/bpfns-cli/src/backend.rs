@@ -1,0 +1,165 @@
+//! Where the commands get their answers.
+//!
+//! Today every command works directly against the pinned kernel side, as host root
+//! ([`Direct`]). When bpfnsd exists, the object commands switch to a client of its socket by
+//! implementing [`Backend`] for it; the command code does not change.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use bpfns_kernel::layout::{DEFAULT_PIN_ROOT, LINKS, MAPS};
+use bpfns_kernel::{loader, Kernel, OwnedObject, PinLayout};
+use bpfns_model::ObjectKind;
+
+/// The questions the object commands ask.
+pub trait Backend {
+    /// Every object of `kind` with its owner, sorted by id.
+    fn list(&self, kind: ObjectKind) -> Result<Vec<OwnedObject>>;
+}
+
+/// The kernel side, read directly through its pins.
+#[derive(Debug, Clone)]
+pub struct Direct {
+    layout: PinLayout,
+}
+
+impl Direct {
+    pub fn new(layout: PinLayout) -> Self {
+        Self { layout }
+    }
+
+    pub fn layout(&self) -> &PinLayout {
+        &self.layout
+    }
+
+    /// Open the pinned kernel side, with an error that says how to load it.
+    pub fn kernel(&self) -> Result<Kernel> {
+        require_root()?;
+        if !loader::is_loaded(&self.layout) {
+            bail!(
+                "the kernel side is not loaded at {}: run `{}`",
+                self.layout.root().display(),
+                load_command(self.layout.root())
+            );
+        }
+        Kernel::open(&self.layout).with_context(|| {
+            format!(
+                "opening the kernel side at {} (if it is from another bpfns version: \
+                 `bpfns kernel unload` then `bpfns kernel load`)",
+                self.layout.root().display()
+            )
+        })
+    }
+}
+
+impl Backend for Direct {
+    fn list(&self, kind: ObjectKind) -> Result<Vec<OwnedObject>> {
+        let mut v = self
+            .kernel()?
+            .list(kind)
+            .with_context(|| format!("listing {kind}s with their owners"))?;
+        v.sort_by_key(|o| o.id);
+        Ok(v)
+    }
+}
+
+/// What is pinned under a pin root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinState {
+    Loaded,
+    NotLoaded,
+    /// Some pins are there, some are missing (listed).
+    Partial(Vec<String>),
+}
+
+/// Inspect the pins under `layout`.
+pub fn pin_state(layout: &PinLayout) -> PinState {
+    if loader::is_loaded(layout) {
+        return PinState::Loaded;
+    }
+    let mut missing = Vec::new();
+    let mut present = 0;
+    for m in MAPS {
+        if layout.map(m).exists() {
+            present += 1;
+        } else {
+            missing.push(format!("maps/{m}"));
+        }
+    }
+    for l in LINKS {
+        if layout.link(l).exists() {
+            present += 1;
+        } else {
+            missing.push(format!("links/{l}"));
+        }
+    }
+    if present == 0 {
+        PinState::NotLoaded
+    } else {
+        PinState::Partial(missing)
+    }
+}
+
+/// `bpfns kernel load`, with `--pin-root` when the root is not the default.
+pub fn load_command(root: &Path) -> String {
+    format!("bpfns kernel load{}", pin_root_flag(root))
+}
+
+/// ` --pin-root ROOT` unless `root` is the default, for commands printed as advice.
+pub fn pin_root_flag(root: &Path) -> String {
+    if root == Path::new(DEFAULT_PIN_ROOT) {
+        String::new()
+    } else {
+        format!(" --pin-root {}", root.display())
+    }
+}
+
+/// CAP_SYS_ADMIN, bit 21 of the capability sets.
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Whether the process holds CAP_SYS_ADMIN in its effective set (root normally does).
+pub fn have_sys_admin() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+}
+
+/// Fail with a clear message unless the process is privileged enough for the kernel side.
+pub fn require_root() -> Result<()> {
+    if have_sys_admin() {
+        Ok(())
+    } else {
+        bail!(
+            "this command needs root (CAP_SYS_ADMIN and CAP_BPF in the initial user namespace) \
+             until bpfnsd serves it: run it as root, e.g. with sudo"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advice_names_the_pin_root_only_when_it_is_not_the_default() {
+        assert_eq!(
+            load_command(Path::new(DEFAULT_PIN_ROOT)),
+            "bpfns kernel load"
+        );
+        assert_eq!(
+            load_command(Path::new("/sys/fs/bpf/other")),
+            "bpfns kernel load --pin-root /sys/fs/bpf/other"
+        );
+    }
+
+    #[test]
+    fn nothing_pinned_is_not_loaded() {
+        let l = PinLayout::new("/nonexistent/bpfns-cli-unit-test");
+        assert_eq!(pin_state(&l), PinState::NotLoaded);
+    }
+}

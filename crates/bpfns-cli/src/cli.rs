@@ -1,0 +1,277 @@
+//! The command line, as clap derive types. Parsing only: the commands live in their modules.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use bpfns_kernel::layout::DEFAULT_PIN_ROOT;
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::Format;
+
+const ABOUT: &str = "BPF namespaces: per-namespace visibility of BPF programs, maps, links and BTF";
+
+const LONG_ABOUT: &str = "\
+BPF namespaces: per-namespace visibility of BPF programs, maps, links and BTF objects on \
+unmodified Linux kernels.
+
+Output is a plain table by default; -j prints JSON, -p pretty-printed JSON (as bpftool does). \
+Errors go to stderr (and, with -j, also as {\"error\": ...} on stdout); the exit status is 0 on \
+success, 1 on errors and 2 on bad usage.
+
+Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to see more.";
+
+const LOW_LEVEL: &str = "\
+Low-level kernel-side aid: it writes straight into the pinned maps of the kernel side. \
+Namespaces proper (path names, policy, membership bookkeeping) are managed by bpfnsd and \
+`bpfns ns`, which come later; use this only for experiments and tests.";
+
+/// `bpfns`: the command-line tool for BPF namespaces.
+#[derive(Debug, Parser)]
+#[command(name = "bpfns", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    /// Print JSON (an empty list is `[]`).
+    #[arg(short = 'j', long, global = true)]
+    pub json: bool,
+
+    /// Print pretty-printed JSON (implies --json).
+    #[arg(short = 'p', long, global = true)]
+    pub pretty: bool,
+
+    /// Where the kernel side is pinned in bpffs.
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_PIN_ROOT)]
+    pub pin_root: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// The output format the flags ask for.
+    pub fn format(&self) -> Format {
+        Format::from_flags(self.json, self.pretty)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Probe the running kernel for every feature bpfns uses.
+    ///
+    /// Exits 0 when every required feature is present, 1 otherwise.
+    Doctor,
+
+    /// Load, inspect and unload the kernel side (needs root).
+    #[command(
+        subcommand,
+        after_help = "ns-set, ns-rm, tag and run are low-level kernel-side aids that write the \
+                      pinned maps directly. Namespaces proper are managed by bpfnsd and \
+                      `bpfns ns`, which come later."
+    )]
+    Kernel(KernelCmd),
+
+    /// BPF programs with their owner namespaces.
+    Prog(ObjectArgs),
+
+    /// BPF maps with their owner namespaces.
+    Map(ObjectArgs),
+
+    /// BPF links with their owner namespaces.
+    Link(ObjectArgs),
+
+    /// BTF objects with their owner namespaces.
+    Btf(ObjectArgs),
+}
+
+/// `bpfns map|prog|link|btf [list|show [ID]]`.
+#[derive(Debug, Args)]
+#[command(after_help = "Without a subcommand, lists every object of this kind (as `list` does).")]
+pub struct ObjectArgs {
+    #[command(subcommand)]
+    pub action: Option<ObjectAction>,
+}
+
+impl ObjectArgs {
+    /// The id to show, or `None` to list everything.
+    pub fn id(&self) -> Option<u32> {
+        match self.action {
+            Some(ObjectAction::Show { id }) => id,
+            Some(ObjectAction::List) | None => None,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ObjectAction {
+    /// List every object of this kind on the host, with its owner namespace.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Show one object by id; without an id, the same as `list`.
+    Show {
+        /// The object's id (the kernel's global id, as bpftool prints it).
+        id: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KernelCmd {
+    /// Load (or upgrade in place) the kernel side and pin it under --pin-root.
+    ///
+    /// Mounts bpffs if needed; pinned state (task tags, ownership, namespace table) from an
+    /// earlier load is reused, and the programs are swapped without a gap in enforcement.
+    Load,
+
+    /// Detach the kernel side and remove its pins. Tags and ownership records are lost.
+    Unload,
+
+    /// Whether the kernel side is loaded, with its programs, counters, namespace table and
+    /// number of ownership records.
+    ///
+    /// Exits 0 when loaded, 1 when not.
+    Status,
+
+    /// Remove ownership records of objects that no longer exist.
+    Gc,
+
+    /// Low-level: record namespace ID with parent P in the kernel's namespace table.
+    #[command(name = "ns-set", long_about = LOW_LEVEL)]
+    NsSet {
+        /// The namespace id (1 or more; 0 is the root).
+        #[arg(value_parser = clap::value_parser!(u32).range(1..))]
+        id: u32,
+        /// The parent namespace id (0 for the root); it must already be in the table.
+        #[arg(long, value_name = "P")]
+        parent: u32,
+        /// Depth below the root (default: the parent's depth + 1).
+        #[arg(long, value_name = "D")]
+        depth: Option<u32>,
+    },
+
+    /// Low-level: remove namespace ID from the kernel's namespace table.
+    #[command(
+        name = "ns-rm",
+        long_about = "Remove namespace ID from the kernel's namespace table. Refused while other \
+                      namespaces in the table have ID as parent. Objects still owned by ID become \
+                      visible from the root only; tasks still tagged with ID keep the tag.\n\n\
+                      Low-level kernel-side aid: it writes straight into the pinned maps of the \
+                      kernel side. Namespaces proper are managed by bpfnsd and `bpfns ns`, which \
+                      come later."
+    )]
+    NsRm {
+        /// The namespace id.
+        id: u32,
+    },
+
+    /// Low-level: put every thread of process PID into namespace NS_ID (0 = the root).
+    #[command(long_about = LOW_LEVEL)]
+    Tag {
+        /// The process id.
+        pid: i32,
+        /// The namespace id; it must be in the kernel's table (or 0).
+        ns_id: u32,
+    },
+
+    /// Low-level: run CMD in namespace NS_ID; returns its exit status (128+N on signal N).
+    #[command(
+        long_about = "Run CMD as a child tagged with namespace NS_ID before it executes anything, \
+                      and return its exit status (128+N when it is killed by signal N, e.g. 137 \
+                      when the backstop stops it with SIGKILL). CMD keeps bpfns's stdin, stdout \
+                      and stderr, and everything it starts inherits the namespace.\n\n\
+                      Low-level kernel-side aid: it writes straight into the pinned maps of the \
+                      kernel side. Namespaces proper (and `bpfns exec`) are managed by bpfnsd and \
+                      `bpfns ns`, which come later.",
+        after_help = "Example: bpfns kernel run 1 -- bpftool map show"
+    )]
+    Run {
+        /// The namespace id; it must be in the kernel's table (or 0).
+        ns_id: u32,
+        /// The command and its arguments (put `--` before them).
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        command: Vec<OsString>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("bpfns").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_anywhere() {
+        let c = parse(&["map", "list", "-j"]).unwrap();
+        assert_eq!(c.format(), Format::Json);
+        let c = parse(&["-p", "map"]).unwrap();
+        assert_eq!(c.format(), Format::PrettyJson);
+        let c = parse(&["kernel", "status", "--pin-root", "/sys/fs/bpf/x"]).unwrap();
+        assert_eq!(c.pin_root, PathBuf::from("/sys/fs/bpf/x"));
+        let c = parse(&["--pin-root", "/sys/fs/bpf/y", "kernel", "load"]).unwrap();
+        assert_eq!(c.pin_root, PathBuf::from("/sys/fs/bpf/y"));
+        let c = parse(&["doctor"]).unwrap();
+        assert_eq!(c.pin_root, PathBuf::from(DEFAULT_PIN_ROOT));
+        assert_eq!(c.format(), Format::Text);
+    }
+
+    #[test]
+    fn object_commands() {
+        let c = parse(&["map", "show", "42"]).unwrap();
+        let Command::Map(a) = c.command else {
+            panic!("not map");
+        };
+        assert_eq!(a.id(), Some(42));
+        for args in [
+            &["btf"][..],
+            &["btf", "list"],
+            &["btf", "ls"],
+            &["btf", "show"],
+        ] {
+            let c = parse(args).unwrap();
+            let Command::Btf(a) = c.command else {
+                panic!("not btf: {args:?}");
+            };
+            assert_eq!(a.id(), None, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn bad_input_is_a_usage_error() {
+        for args in [
+            &["maps", "list"][..],
+            &["map", "show", "abc"],
+            &["map", "show", "-1"],
+            &["kernel", "ns-set", "0", "--parent", "0"],
+            &["kernel", "ns-set", "3"],
+            &["kernel", "run", "1"],
+            &["kernel", "tag", "x", "1"],
+        ] {
+            let e = parse(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} parsed"));
+            assert_ne!(e.exit_code(), 0, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn run_takes_the_rest_verbatim() {
+        let c = parse(&["kernel", "run", "3", "--", "ls", "-l", "--color", "x"]).unwrap();
+        let Command::Kernel(KernelCmd::Run { ns_id, command }) = c.command else {
+            panic!("not run");
+        };
+        assert_eq!(ns_id, 3);
+        assert_eq!(command, ["ls", "-l", "--color", "x"]);
+        // Flags after CMD belong to CMD, not to bpfns.
+        let c = parse(&["kernel", "run", "3", "--", "sh", "-j"]).unwrap();
+        assert_eq!(c.format(), Format::Text);
+    }
+}

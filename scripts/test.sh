@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# bpfns's whole test suite, as CI runs it (.ci/run):
+#   setup (scripts/setup.sh), cargo fmt --check, cargo clippy -D warnings, cargo test --workspace.
+# Run it as root: the kernel tests load BPF programs for real (without root they are skipped,
+# so this script refuses to run unless BPFNS_TEST_UNPRIVILEGED=1 says that is intended).
+# Every step runs even if an earlier check failed; the exit status is non-zero if any failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ] && [ "${BPFNS_TEST_UNPRIVILEGED:-}" != 1 ]; then
+    echo "test.sh: error: run as root (sudo scripts/test.sh): the kernel tests load BPF programs." >&2
+    echo "test.sh: set BPFNS_TEST_UNPRIVILEGED=1 to run without them (they are then skipped)." >&2
+    exit 1
+fi
+
+step "setup: build and test dependencies (scripts/setup.sh)"
+bash scripts/setup.sh || { echo "FAILED: setup"; exit 1; }
+
+# Under sudo, root's PATH lacks the invoking user's ~/.cargo/bin: look there too.
+if ! command -v cargo >/dev/null 2>&1; then
+    for h in "${HOME:-/root}" "$(getent passwd "${SUDO_USER:-}" 2>/dev/null | cut -d: -f6)"; do
+        if [ -n "$h" ] && [ -x "$h/.cargo/bin/cargo" ]; then
+            export PATH="$h/.cargo/bin:$PATH"
+            if [ -z "${RUSTUP_HOME:-}" ] && [ -d "$h/.rustup" ]; then export RUSTUP_HOME="$h/.rustup"; fi
+            break
+        fi
+    done
+fi
+
+failed=()
+# check NAME DESCRIPTION COMMAND...
+check() {
+    local name=$1 what=$2
+    shift 2
+    step "$name: $what"
+    local start=$SECONDS
+    if "$@"; then
+        echo "--- ok: $name ($((SECONDS - start))s)"
+    else
+        echo "--- FAILED: $name ($((SECONDS - start))s)"
+        failed+=("$name")
+    fi
+}
+
+# Only the names of unformatted files: full diffs drown the rest of the log.
+format_check() {
+    local out
+    if out=$(cargo fmt --all --check -- --color never 2>&1); then
+        return 0
+    fi
+    if printf '%s\n' "$out" | grep -q '^Diff in '; then
+        printf '%s\n' "$out" | sed -n 's/^Diff in \(.*\):[0-9]*:$/\1/p' | sort -u |
+            sed 's/^/  not formatted: /'
+        echo "  (run \`cargo fmt --all\` to fix them; \`cargo fmt --all --check\` shows the diffs)"
+    else
+        printf '%s\n' "$out"
+    fi
+    return 1
+}
+
+check format "cargo fmt --all --check" format_check
+check lint "cargo clippy --workspace --all-targets -- -D warnings" \
+    cargo clippy --workspace --all-targets -- -D warnings
+check tests "cargo test --workspace" cargo test --workspace
+
+echo
+if [ ${#failed[@]} -eq 0 ]; then
+    echo "==> all passed: format, lint, tests"
+    exit 0
+fi
+echo "==> FAILED: ${failed[*]}"
+exit 1

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# bpfns in one command (run as root): set the machine up, build, load the kernel side, check
-# the kernel, put two tenants in two namespaces, list every map with its owner, and show the
-# backstop stopping tenant B when it opens tenant A's map. Cleans up its own pins at the end
-# and leaves the kernel side loaded.
+# bpfns in one command (run as root): set the machine up, build, start bpfnsd, and show the
+# RFC's table live — two tenants that each see only their own BPF objects (with unmodified
+# bpftool), the host that sees everything with owners, and a tenant that is host root failing
+# to open the other tenant's map. Leaves bpfnsd running (and says how to stop it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEMO_DIR=/sys/fs/bpf/bpfns-demo
-NS_A=1
-NS_B=2
+SOCKET=${BPFNS_SOCKET:-/run/bpfns/bpfns.sock}
+LOG=${BPFNSD_LOG:-/var/log/bpfnsd.log}
+A=/demo-tenant-a
+B=/demo-tenant-b
 
 section() { printf '\n=== %s ===\n\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
@@ -17,7 +18,7 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "demo.sh: error: run as root (sudo scripts/demo.sh): it loads BPF programs into the kernel" >&2
     exit 1
 fi
-trap 'echo; echo "demo.sh: FAILED at line $LINENO (see the output above)" >&2' ERR
+trap 'echo; echo "demo.sh: FAILED at line $LINENO (see the output above; bpfnsd logs: $LOG)" >&2' ERR
 
 section "1. Setting up the machine (scripts/setup.sh)"
 bash scripts/setup.sh
@@ -34,71 +35,97 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 section "2. Building (cargo build --release)"
-cargo build --release
-BPFNS=$PWD/target/release/bpfns
-bpfns() { "$BPFNS" "$@"; }
+cargo build --release --bin bpfns --bin bpfnsd
+BIN=$PWD/target/release
+export BPFNS_SOCKET=$SOCKET
+bpfns() { "$BIN/bpfns" "$@"; }
+# A tenant's process: runs as a member of the namespace, with the caller's credentials (root).
+as_tenant() { local ns=$1; shift; "$BIN/bpfns" exec "$ns" -- "$@"; }
 
-section "3. Loading the kernel side"
-show bpfns kernel load
-
-section "4. What this kernel supports (bpfns doctor)"
+section "3. What this kernel supports (bpfns doctor)"
 if ! show bpfns doctor; then
     echo
     echo "bpfns doctor reports a missing required feature (see the fix lines above); stopping."
     exit 1
 fi
 
-section "5. Two namespaces in the kernel's table: $NS_A (tenant A) and $NS_B (tenant B)"
-show bpfns kernel ns-set "$NS_A" --parent 0
-show bpfns kernel ns-set "$NS_B" --parent 0
-
-section "6. Each tenant creates a map, as a process of its namespace"
-mkdir -p "$DEMO_DIR"
-rm -f "$DEMO_DIR/tenant_a_map" "$DEMO_DIR/tenant_b_map"
-show bpfns kernel run "$NS_A" -- bpftool map create "$DEMO_DIR/tenant_a_map" \
-    type array key 4 value 4 entries 1 name tenant_a_map
-show bpfns kernel run "$NS_B" -- bpftool map create "$DEMO_DIR/tenant_b_map" \
-    type array key 4 value 4 entries 1 name tenant_b_map
-A_ID=$(bpftool map show pinned "$DEMO_DIR/tenant_a_map" | head -1 | cut -d: -f1)
-B_ID=$(bpftool map show pinned "$DEMO_DIR/tenant_b_map" | head -1 | cut -d: -f1)
-echo "tenant A's map has id $A_ID, tenant B's map has id $B_ID"
-
-section "7. Every map on the host with its owner namespace (bpfns map list)"
-show bpfns map list
-echo
-echo "(the kernel side's own maps belong to the root, \"/\"; each tenant's map to its namespace)"
-echo
-show bpfns map show "$A_ID"
-
-section "8. Tenant B opens tenant A's map by id"
-echo "Tenant A may open its own map:"
-show bpfns kernel run "$NS_A" -- bpftool map show id "$A_ID"
-echo
-echo "Tenant B tries the same:"
-status=0
-show bpfns kernel run "$NS_B" -- bpftool map show id "$A_ID" || status=$?
-echo
-if [ "$status" -eq 137 ]; then
-    echo "exit status $status = 128 + 9 (SIGKILL): the kernel side's backstop saw a process of"
-    echo "namespace $NS_B come back from bpf(BPF_MAP_GET_FD_BY_ID) holding a file descriptor of"
-    echo "map $A_ID, owned by namespace $NS_A, and killed it before it returned to user space:"
-    echo "it never got to use the descriptor."
+section "4. Starting bpfnsd (it loads the kernel side; logs: $LOG)"
+if "$BIN/bpfns" ns list >/dev/null 2>&1; then
+    echo "bpfnsd already answers at $SOCKET"
 else
-    echo "UNEXPECTED: exit status $status; the backstop should have stopped the process (137)"
+    mkdir -p "$(dirname "$LOG")"
+    # setsid: bpfnsd outlives this script (and is not one of its jobs).
+    setsid "$BIN/bpfnsd" --socket "$SOCKET" >>"$LOG" 2>&1 < /dev/null &
+    disown
+    for _ in $(seq 100); do
+        "$BIN/bpfns" ns list >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    "$BIN/bpfns" ns list >/dev/null || { echo "bpfnsd did not start; see $LOG" >&2; tail -20 "$LOG" >&2; exit 1; }
+    echo "bpfnsd is running (pid $(pgrep -n -x bpfnsd)), serving $SOCKET"
+fi
+
+section "5. Two tenants, two namespaces"
+for ns in "$A" "$B"; do
+    "$BIN/bpfns" ns delete "$ns" >/dev/null 2>&1 || true
+    show bpfns ns create "$ns" >/dev/null && echo "created $ns"
+done
+
+section "6. Each tenant loads a map with unmodified bpftool, pinned in its own /sys/fs/bpf"
+show as_tenant "$A" bpftool map create /sys/fs/bpf/tenant_a_map type array key 4 value 4 entries 1 name tenant_a_map
+show as_tenant "$B" bpftool map create /sys/fs/bpf/tenant_b_map type array key 4 value 4 entries 1 name tenant_b_map
+A_MAP=$("$BIN/bpfns" -j map list | python3 -c 'import json,sys; print([m["id"] for m in json.load(sys.stdin) if m["name"]=="tenant_a_map"][-1])')
+echo "tenant A's map has id $A_MAP"
+
+section "7. The host sees every object, with its owner namespace"
+show bpfns ns list
+echo
+bpfns map list | { head -1; grep -E 'tenant_|demo' || true; }
+echo "(and the kernel side's own maps, owned by /)"
+
+section "8. Each tenant sees only its own (bpftool map show, inside the namespace)"
+echo "--- tenant A:"
+show as_tenant "$A" bpftool map show
+echo "--- tenant B:"
+show as_tenant "$B" bpftool map show
+echo "--- tenant B's /sys/fs/bpf:"
+show as_tenant "$B" ls /sys/fs/bpf
+
+section "9. Tenant B is host root, and tries to open tenant A's map by id"
+as_tenant "$B" sh -c 'echo "tenant B runs as uid $(id -u) with CapEff $(grep CapEff /proc/self/status | cut -f2)"'
+echo "\$ bpfns exec $B -- bpftool map show id $A_MAP"
+if as_tenant "$B" bpftool map show id "$A_MAP"; then
+    echo "UNEXPECTED: tenant B opened tenant A's map" >&2
     exit 1
 fi
+echo "=> refused: the supervisor answered ENOENT, as for an id that does not exist."
 echo
-show bpfns kernel status
+# A process of tenant A, whose root shows tenant A's /sys/fs/bpf.
+as_tenant "$A" sleep 30 &
+HOLDER=$!
+APID=""
+for _ in $(seq 50); do
+    APID=$(pgrep -n -x sleep -P "$HOLDER" 2>/dev/null || pgrep -n -x sleep) && break
+    sleep 0.1
+done
+echo "\$ bpfns exec $B -- bpftool map show pinned /proc/$APID/root/sys/fs/bpf/tenant_a_map"
+if as_tenant "$B" bpftool map show pinned "/proc/$APID/root/sys/fs/bpf/tenant_a_map"; then
+    echo "UNEXPECTED: tenant B opened tenant A's pin" >&2
+    exit 1
+fi
+echo "=> refused: that pin is tenant A's."
+kill "$APID" 2>/dev/null || true
+wait "$HOLDER" 2>/dev/null || true
 
-section "9. Cleaning up the demo"
-rm -f "$DEMO_DIR/tenant_a_map" "$DEMO_DIR/tenant_b_map"
-rmdir "$DEMO_DIR"
-echo "removed the demo pins under $DEMO_DIR"
-sleep 1 # maps are freed asynchronously once their last reference is gone
-show bpfns kernel gc
-show bpfns kernel ns-rm "$NS_A"
-show bpfns kernel ns-rm "$NS_B"
-echo
-echo "The kernel side stays loaded at /sys/fs/bpf/bpfns (it keeps recording owners and"
-echo "stopping foreign opens). To remove it:"
-echo "    $BPFNS kernel unload"
+section "10. Tenant A may open its own map"
+show as_tenant "$A" bpftool map dump id "$A_MAP"
+
+section "Done"
+cat <<MSG
+bpfnsd keeps running (pid $(pgrep -n -x bpfnsd)); the demo namespaces stay so you can explore:
+    $BIN/bpfns ns list
+    $BIN/bpfns exec $A -- bpftool map show
+To clean up:
+    $BIN/bpfns ns delete $A; $BIN/bpfns ns delete $B
+    pkill -x bpfnsd; $BIN/bpfns kernel unload
+MSG

@@ -1,4 +1,5 @@
-//! Compiles `bpf/bpfns.bpf.c` with clang and generates its libbpf-rs skeleton into `OUT_DIR`.
+//! Compiles the BPF objects with clang and generates their libbpf-rs skeletons into `OUT_DIR`:
+//! `bpf/bpfns.bpf.c` (the kernel side) and `bpf/bpfns_lsm.bpf.c` (the BPF LSM layer).
 
 use std::env;
 use std::ffi::OsStr;
@@ -6,7 +7,11 @@ use std::path::{Path, PathBuf};
 
 use libbpf_cargo::SkeletonBuilder;
 
-const SRC: &str = "bpf/bpfns.bpf.c";
+/// `(source, skeleton file)`.
+const OBJECTS: [(&str, &str); 2] = [
+    ("bpf/bpfns.bpf.c", "bpfns.skel.rs"),
+    ("bpf/bpfns_lsm.bpf.c", "bpfns_lsm.skel.rs"),
+];
 
 /// The clang to build BPF with: `$BPFNS_CLANG`, else the newest versioned clang on PATH
 /// (Debian 12's plain `clang` is 14, too old for some CO-RE builtins), else `clang`.
@@ -33,23 +38,31 @@ fn main() {
     let bpf_dir = manifest.join("bpf");
     let clang = clang();
     println!("cargo:rerun-if-env-changed=BPFNS_CLANG");
-    for f in ["bpfns.bpf.c", "bpfns.h", "vmlinux.h"] {
+    for f in [
+        "bpfns.bpf.c",
+        "bpfns_lsm.bpf.c",
+        "maps.bpf.h",
+        "bpfns.h",
+        "vmlinux.h",
+    ] {
         println!(
             "cargo:rerun-if-changed={}",
             Path::new("bpf").join(f).display()
         );
     }
-    let res = SkeletonBuilder::new()
-        .source(manifest.join(SRC))
-        .clang(&clang)
-        .clang_args([OsStr::new("-I"), bpf_dir.as_os_str(), OsStr::new("-Wall")])
-        .build_and_generate(out.join("bpfns.skel.rs"));
-    if let Err(e) = res {
-        panic!(
-            "building {SRC} with {} failed: {e:#}\n\
-             bpfns needs clang 15 or newer with the BPF target (Debian: apt-get install clang-19), \
-             or set BPFNS_CLANG to a suitable clang",
-            clang.display()
-        );
+    for (src, skel) in OBJECTS {
+        let res = SkeletonBuilder::new()
+            .source(manifest.join(src))
+            .clang(&clang)
+            .clang_args([OsStr::new("-I"), bpf_dir.as_os_str(), OsStr::new("-Wall")])
+            .build_and_generate(out.join(skel));
+        if let Err(e) = res {
+            panic!(
+                "building {src} with {} failed: {e:#}\n\
+                 bpfns needs clang 15 or newer with the BPF target (Debian: apt-get install clang-19), \
+                 or set BPFNS_CLANG to a suitable clang",
+                clang.display()
+            );
+        }
     }
 }

@@ -11,10 +11,74 @@ use bpfns_kernel::layout::{DEFAULT_PIN_ROOT, LINKS, MAPS};
 use bpfns_kernel::{loader, Kernel, OwnedObject, PinLayout};
 use bpfns_model::ObjectKind;
 
+use crate::objects::ObjectView;
+
 /// The questions the object commands ask.
 pub trait Backend {
-    /// Every object of `kind` with its owner, sorted by id.
-    fn list(&self, kind: ObjectKind) -> Result<Vec<OwnedObject>>;
+    /// Every object of `kind` the caller may see, with its owner, sorted by id.
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectView>>;
+    /// A file descriptor for object `id` of `kind`.
+    fn open(&self, kind: ObjectKind, id: u32) -> Result<std::os::fd::OwnedFd>;
+}
+
+/// bpfnsd, through its socket: namespace path names, and only what the caller may see.
+#[derive(Debug, Clone)]
+pub struct DaemonBackend {
+    pub socket: std::path::PathBuf,
+}
+
+impl DaemonBackend {
+    pub fn client(&self) -> Result<bpfns_client::Client> {
+        Ok(bpfns_client::Client::connect(&self.socket)?)
+    }
+}
+
+impl Backend for DaemonBackend {
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectView>> {
+        let mut v: Vec<ObjectView> = self
+            .client()?
+            .list(kind)
+            .with_context(|| format!("listing {kind}s"))?
+            .into_iter()
+            .map(ObjectView::from_info)
+            .collect();
+        v.sort_by_key(|o| o.id);
+        Ok(v)
+    }
+
+    fn open(&self, kind: ObjectKind, id: u32) -> Result<std::os::fd::OwnedFd> {
+        Ok(self.client()?.get_fd(kind, id)?)
+    }
+}
+
+/// Where object commands get their answers: bpfnsd when it answers on `socket`; otherwise,
+/// for host root, the pinned kernel side directly (owners then show as namespace ids).
+pub fn choose(socket: &Path, direct: &Direct) -> Result<Box<dyn Backend>> {
+    match bpfns_client::Client::connect(socket) {
+        Ok(_) => Ok(Box::new(DaemonBackend {
+            socket: socket.to_path_buf(),
+        })),
+        Err(e) => {
+            if have_sys_admin() && loader::is_loaded(direct.layout()) {
+                tracing::warn!(
+                    "bpfnsd does not answer at {} ({e}); reading the kernel side directly \
+                     (namespaces show as ids)",
+                    socket.display()
+                );
+                Ok(Box::new(direct.clone()))
+            } else if have_sys_admin() {
+                bail!(
+                    "bpfnsd does not answer at {} ({e}), and the kernel side is not loaded at {}: \
+                     start bpfnsd, or run `{}` to read the kernel side directly",
+                    socket.display(),
+                    direct.layout().root().display(),
+                    load_command(direct.layout().root())
+                )
+            } else {
+                Err(anyhow::anyhow!("{e}"))
+            }
+        }
+    }
 }
 
 /// The kernel side, read directly through its pins.
@@ -53,13 +117,18 @@ impl Direct {
 }
 
 impl Backend for Direct {
-    fn list(&self, kind: ObjectKind) -> Result<Vec<OwnedObject>> {
-        let mut v = self
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectView>> {
+        let mut v: Vec<OwnedObject> = self
             .kernel()?
             .list(kind)
             .with_context(|| format!("listing {kind}s with their owners"))?;
         v.sort_by_key(|o| o.id);
-        Ok(v)
+        Ok(v.into_iter().map(Into::into).collect())
+    }
+
+    fn open(&self, kind: ObjectKind, id: u32) -> Result<std::os::fd::OwnedFd> {
+        require_root()?;
+        bpfns_sys::bpf::fd_by_id(kind, id).with_context(|| format!("opening {kind} {id}"))
     }
 }
 

@@ -37,6 +37,10 @@ pub struct Cli {
     #[arg(short = 'p', long, global = true)]
     pub pretty: bool,
 
+    /// bpfnsd's socket (also $BPFNS_SOCKET).
+    #[arg(long, global = true, value_name = "PATH", env = "BPFNS_SOCKET", default_value = bpfns_proto::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+
     /// Where the kernel side is pinned in bpffs.
     #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_PIN_ROOT)]
     pub pin_root: PathBuf,
@@ -58,6 +62,29 @@ pub enum Command {
     ///
     /// Exits 0 when every required feature is present, 1 otherwise.
     Doctor,
+
+    /// Namespaces: create, list (as a tree, with object and task counts), show, delete.
+    ///
+    /// Served by bpfnsd. Host root may manage any namespace; a namespace member may manage
+    /// only namespaces below its own.
+    #[command(subcommand)]
+    Ns(NsCmd),
+
+    /// Run a command as a member of a namespace: `bpfns exec NS -- CMD [ARGS...]`.
+    ///
+    /// CMD starts already in NS (its task tag is set before exec, and everything it starts
+    /// inherits it), under bpfns's seccomp filter (its bpf() calls that list or open objects
+    /// are answered by bpfnsd from NS's view), and in a private mount namespace whose
+    /// /sys/fs/bpf is NS's own bpffs. Otherwise CMD keeps your credentials: host root stays
+    /// host root, but sees only NS's objects. Exits with CMD's status. Inside a namespace,
+    /// exec can only go deeper.
+    Exec {
+        /// The namespace (path), e.g. /tenant-a.
+        namespace: String,
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<std::ffi::OsString>,
+    },
 
     /// Load, inspect and unload the kernel side (needs root).
     #[command(
@@ -94,7 +121,15 @@ impl ObjectArgs {
     pub fn id(&self) -> Option<u32> {
         match self.action {
             Some(ObjectAction::Show { id }) => id,
-            Some(ObjectAction::List) | None => None,
+            Some(ObjectAction::List) | Some(ObjectAction::Dump { .. }) | None => None,
+        }
+    }
+
+    /// The map to dump, if this is `dump ID`.
+    pub fn dump_id(&self) -> Option<u32> {
+        match self.action {
+            Some(ObjectAction::Dump { id }) => Some(id),
+            _ => None,
         }
     }
 }
@@ -109,6 +144,25 @@ pub enum ObjectAction {
         /// The object's id (the kernel's global id, as bpftool prints it).
         id: Option<u32>,
     },
+    /// Maps only: print every key and value (hex bytes, as bpftool does).
+    Dump {
+        /// The map's id.
+        id: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NsCmd {
+    /// Create a namespace; its parent must exist (e.g. /tenant-a/ci needs /tenant-a).
+    Create { path: String },
+    /// List the namespaces you can see as a tree, with object and task counts.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Show one namespace.
+    Show { path: String },
+    /// Delete a namespace without member tasks or children; its objects move to its parent.
+    #[command(visible_alias = "rm")]
+    Delete { path: String },
 }
 
 #[derive(Debug, Subcommand)]

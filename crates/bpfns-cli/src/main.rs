@@ -10,7 +10,9 @@
 mod backend;
 mod cli;
 mod doctor_cmd;
+mod exec_cmd;
 mod kernel_cmd;
+mod ns_cmd;
 mod objects;
 mod output;
 mod run;
@@ -25,7 +27,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::backend::Direct;
-use crate::cli::{Cli, Command, KernelCmd};
+use crate::cli::{Cli, Command, KernelCmd, NsCmd};
 use crate::output::{emit, to_json, write_stdout, ErrorJson, Format};
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings); libbpf's messages go the
@@ -58,11 +60,32 @@ fn libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
 fn dispatch(cli: &Cli) -> Result<u8> {
     let format = cli.format();
     let direct = Direct::new(PinLayout::new(&cli.pin_root));
+    let objects = |kind: ObjectKind, a: &crate::cli::ObjectArgs| -> Result<u8> {
+        let backend = backend::choose(&cli.socket, &direct)?;
+        match a.dump_id() {
+            Some(id) => emit(format, &objects::dump(backend.as_ref(), kind, id)?),
+            None => objects::run(backend.as_ref(), format, kind, a.id()),
+        }
+        .map(|()| 0)
+    };
+    let client =
+        || -> Result<bpfns_client::Client> { Ok(bpfns_client::Client::connect(&cli.socket)?) };
     match &cli.command {
-        Command::Prog(a) => objects::run(&direct, format, ObjectKind::Prog, a.id()).map(|()| 0),
-        Command::Map(a) => objects::run(&direct, format, ObjectKind::Map, a.id()).map(|()| 0),
-        Command::Link(a) => objects::run(&direct, format, ObjectKind::Link, a.id()).map(|()| 0),
-        Command::Btf(a) => objects::run(&direct, format, ObjectKind::Btf, a.id()).map(|()| 0),
+        Command::Prog(a) => objects(ObjectKind::Prog, a),
+        Command::Map(a) => objects(ObjectKind::Map, a),
+        Command::Link(a) => objects(ObjectKind::Link, a),
+        Command::Btf(a) => objects(ObjectKind::Btf, a),
+        Command::Ns(n) => {
+            let mut c = client()?;
+            match n {
+                NsCmd::Create { path } => emit(format, &ns_cmd::create(&mut c, path)?),
+                NsCmd::List => emit(format, &ns_cmd::list(&mut c)?),
+                NsCmd::Show { path } => emit(format, &ns_cmd::show(&mut c, path)?),
+                NsCmd::Delete { path } => emit(format, &ns_cmd::delete(&mut c, path)?),
+            }
+            .map(|()| 0)
+        }
+        Command::Exec { namespace, command } => exec_cmd::run(&cli.socket, namespace, command),
         Command::Doctor => doctor_cmd::run(format),
         Command::Kernel(k) => match k {
             KernelCmd::Load => emit(format, &kernel_cmd::load(&direct)?).map(|()| 0),

@@ -38,6 +38,20 @@ pub struct ObjectView {
     pub prog_id: Option<u32>,
 }
 
+impl ObjectView {
+    /// An object as bpfnsd describes it.
+    pub fn from_info(o: bpfns_proto::ObjectInfo) -> Self {
+        Self {
+            id: o.id,
+            type_name: o.type_name,
+            name: o.name,
+            namespace: o.namespace,
+            ns_id: o.ns_id.get(),
+            prog_id: o.prog_id,
+        }
+    }
+}
+
 impl From<OwnedObject> for ObjectView {
     fn from(o: OwnedObject) -> Self {
         Self {
@@ -111,17 +125,14 @@ impl Render for Single {
 pub fn list(backend: &dyn Backend, kind: ObjectKind) -> Result<Listing> {
     Ok(Listing {
         kind,
-        objects: backend.list(kind)?.into_iter().map(Into::into).collect(),
+        objects: backend.list(kind)?,
     })
 }
 
 /// The object of `kind` with `id`.
 pub fn show(backend: &dyn Backend, kind: ObjectKind, id: u32) -> Result<Single> {
     match backend.list(kind)?.into_iter().find(|o| o.id == id) {
-        Some(o) => Ok(Single {
-            kind,
-            object: o.into(),
-        }),
+        Some(o) => Ok(Single { kind, object: o }),
         None => bail!("no {kind} with id {id} (list them with `bpfns {kind} list`)"),
     }
 }
@@ -134,6 +145,130 @@ pub fn run(backend: &dyn Backend, format: Format, kind: ObjectKind, id: Option<u
     }
 }
 
+/// One map entry; per-CPU maps have one value per possible CPU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    pub key: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<CpuValue>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CpuValue {
+    pub cpu: usize,
+    pub value: Vec<String>,
+}
+
+/// A map's contents: a JSON array of entries (bpftool's shape); text `key: .. value: ..`.
+#[derive(Debug, Clone)]
+pub struct Dump(pub Vec<Entry>);
+
+impl Serialize for Dump {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+fn spaced(bytes: &[String]) -> String {
+    bytes
+        .iter()
+        .map(|b| b.trim_start_matches("0x"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Render for Dump {
+    fn render_text(&self) -> String {
+        let mut out = String::new();
+        for e in &self.0 {
+            match (&e.value, &e.values) {
+                (Some(v), _) => {
+                    out.push_str(&format!("key: {}  value: {}\n", spaced(&e.key), spaced(v)))
+                }
+                (None, Some(vs)) => {
+                    out.push_str(&format!("key: {}\n", spaced(&e.key)));
+                    for cv in vs {
+                        out.push_str(&format!(
+                            "  value (CPU {:02}): {}\n",
+                            cv.cpu,
+                            spaced(&cv.value)
+                        ));
+                    }
+                }
+                (None, None) => out.push_str(&format!("key: {}  value: <none>\n", spaced(&e.key))),
+            }
+        }
+        out.push_str(&format!(
+            "Found {} element{}\n",
+            self.0.len(),
+            if self.0.len() == 1 { "" } else { "s" }
+        ));
+        out
+    }
+}
+
+fn hex(bytes: &[u8]) -> Vec<String> {
+    bytes.iter().map(|b| format!("0x{b:02x}")).collect()
+}
+
+/// Map types whose values have one slot per possible CPU.
+fn is_percpu(map_type: u32) -> bool {
+    // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
+    matches!(map_type, 5 | 6 | 10 | 21)
+}
+
+/// `bpfns map dump ID`: every key and value, through an fd the backend opens (bpfnsd's FD
+/// broker, so only visible maps can be dumped).
+pub fn dump(backend: &dyn Backend, kind: ObjectKind, id: u32) -> Result<Dump> {
+    if kind != ObjectKind::Map {
+        bail!("only maps can be dumped (`bpfns map dump ID`)");
+    }
+    let fd = backend.open(kind, id)?;
+    let info: bpfns_sys::bpf::bpf_map_info =
+        bpfns_sys::bpf::info(&fd).map_err(|e| anyhow::anyhow!("reading map {id}'s info: {e}"))?;
+    let (ks, vs) = (info.key_size as usize, info.value_size as usize);
+    let percpu = is_percpu(info.type_);
+    let ncpu = if percpu {
+        bpfns_sys::bpf::possible_cpus()?
+    } else {
+        1
+    };
+    let slot = if percpu { vs.div_ceil(8) * 8 } else { vs };
+    let mut entries = Vec::new();
+    let mut prev: Option<Vec<u8>> = None;
+    while let Some(key) = bpfns_sys::bpf::map_next_key(&fd, prev.as_deref(), ks)
+        .map_err(|e| anyhow::anyhow!("map {id} cannot be dumped: {e}"))?
+    {
+        let value = bpfns_sys::bpf::map_lookup(&fd, &key, slot * ncpu)
+            .map_err(|e| anyhow::anyhow!("looking up a key of map {id}: {e}"))?;
+        let (value, values) = match value {
+            None => (None, None),
+            Some(v) if percpu => (
+                None,
+                Some(
+                    v.chunks(slot)
+                        .enumerate()
+                        .map(|(cpu, c)| CpuValue {
+                            cpu,
+                            value: hex(&c[..vs]),
+                        })
+                        .collect(),
+                ),
+            ),
+            Some(v) => (Some(hex(&v)), None),
+        };
+        entries.push(Entry {
+            key: hex(&key),
+            value,
+            values,
+        });
+        prev = Some(key);
+    }
+    Ok(Dump(entries))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,8 +277,17 @@ mod tests {
     struct Fake(Vec<OwnedObject>);
 
     impl Backend for Fake {
-        fn list(&self, kind: ObjectKind) -> Result<Vec<OwnedObject>> {
-            Ok(self.0.iter().filter(|o| o.kind == kind).cloned().collect())
+        fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectView>> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|o| o.kind == kind)
+                .cloned()
+                .map(Into::into)
+                .collect())
+        }
+        fn open(&self, _: ObjectKind, _: u32) -> Result<std::os::fd::OwnedFd> {
+            anyhow::bail!("no fds in the fake")
         }
     }
 

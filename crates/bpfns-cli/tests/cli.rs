@@ -62,6 +62,8 @@ struct Cli {
 impl Cli {
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BPFNS);
+        // No daemon answers here: the object commands read this test's pins directly.
+        c.env("BPFNS_SOCKET", "/nonexistent/bpfns-clitest.sock");
         c.arg("--pin-root").arg(&self.pin_root).args(args);
         c
     }

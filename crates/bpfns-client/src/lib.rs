@@ -16,6 +16,9 @@
 //! facts (the connecting process's pidfd), never by anything sent here.
 #![forbid(unsafe_code)]
 
+pub mod filter;
+pub mod member;
+
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

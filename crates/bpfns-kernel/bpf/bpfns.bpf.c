@@ -13,14 +13,17 @@
  * - iterators: list maps, progs and links with their owners in one read.
  *
  * Only raw tracepoints (tp_btf), iterators and task storage are used: BPF LSM and trampolines
- * are not available on every kernel bpfns targets. All state lives in named maps (never
- * .bss/.data) so that a reload can reuse the pinned maps and swap in new programs.
+ * are not available on every kernel bpfns targets (the LSM layer is a separate object,
+ * bpfns_lsm.bpf.c, loaded where the kernel allows it). All state lives in named maps (never
+ * .bss/.data; defined in maps.bpf.h, shared with the LSM object) so that a reload can reuse
+ * the pinned maps and swap in new programs.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "bpfns.h"
+#include "maps.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -41,75 +44,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define REASON_FOREIGN 1
 #define REASON_PROG_TYPE 2
 #define REASON_SHARED_FILES 3
-
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct task_tag);
-} task_ns SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1 << 18);
-	__type(key, struct obj_key);
-	__type(value, struct obj_owner);
-} obj_owner SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1 << 16);
-	__type(key, __u32);
-	__type(value, struct ns_info);
-} ns_table SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, BPFNS_STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 16);
-} violations SEC(".maps");
-
-static __always_inline void stat_inc(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
-
-	if (v)
-		*v += 1;
-}
-
-static __always_inline __u32 owner_of(__u32 kind, __u32 id)
-{
-	struct obj_key key = { .kind = kind, .id = id };
-	struct obj_owner *o = bpf_map_lookup_elem(&obj_owner, &key);
-
-	return o ? o->ns : BPFNS_ROOT;
-}
-
-/* Is an object owned by `owner` visible from namespace `viewer`? (DESIGN point 4) */
-static __always_inline bool visible(__u32 viewer, __u32 owner)
-{
-	if (viewer == BPFNS_ROOT)
-		return true;
-	for (int i = 0; i <= BPFNS_MAX_DEPTH; i++) {
-		struct ns_info *ni;
-
-		if (owner == viewer)
-			return true;
-		if (owner == BPFNS_ROOT)
-			return false;
-		ni = bpf_map_lookup_elem(&ns_table, &owner);
-		if (!ni)
-			return false; /* unknown namespace: fail closed */
-		owner = ni->parent;
-	}
-	return false;
-}
 
 /* What a BPF object fd refers to. */
 struct obj_ref {

@@ -25,6 +25,8 @@ use bpfns_sys::probe::{self, describe_errno, DetachedMount};
 use bpfns_sys::seccomp::{self, Action, FilterFlags, NotifSizes};
 use bpfns_sys::{Errno, SysError};
 use serde::ser::SerializeStruct;
+
+use crate::layout::PinLayout;
 use serde::{Serialize, Serializer};
 
 /// Stable check ids (the `id` of each [`Check`]), for the CLI, JSON consumers and tests.
@@ -813,12 +815,68 @@ fn check_bpf_lsm(root: bool) -> Check {
         "bpfns_lsm",
         Some(("bpf_map", BPF_LSM_MAC)),
     );
-    classify_bpf_lsm(&LsmFacts {
+    let mut check = classify_bpf_lsm(&LsmFacts {
         securityfs,
         lsms,
         load,
         root,
-    })
+    });
+    describe_lsm_layer(&mut check, crate::lsm::plan(), &PinLayout::default());
+    check
+}
+
+/// Add to the BPF LSM check what the layer would use on this kernel (the hooks, probed in its
+/// BTF: their names and prototypes differ between 6.1, 6.9+ and 6.18) and whether it is loaded
+/// at the default pin root. A kernel where BPF LSM programs load but no hook fits is not ok.
+fn describe_lsm_layer(
+    check: &mut Check,
+    plan: crate::Result<crate::lsm::Plan>,
+    layout: &PinLayout,
+) {
+    let plan = match plan {
+        Ok(p) => p,
+        Err(e) => {
+            check
+                .detail
+                .push_str(&format!("; LSM hooks not probed: {e}"));
+            return;
+        }
+    };
+    let used = plan.used();
+    if used.is_empty() {
+        check
+            .detail
+            .push_str("; no usable LSM hook in this kernel's BTF");
+        if check.status == Status::Ok {
+            check.status = Status::Unavailable;
+            check.fix = Some(format!(
+                "a kernel with CONFIG_BPF_LSM=y whose BTF has the bpf_lsm_bpf* hooks; {WITHOUT_LSM}"
+            ));
+        }
+        return;
+    }
+    check
+        .detail
+        .push_str(&format!("; hooks: {}", used.join(", ")));
+    let missing = plan.missing();
+    if !missing.is_empty() {
+        check
+            .detail
+            .push_str(&format!("; not used: {}", missing.join(", ")));
+    }
+    if check.status == Status::Ok {
+        if crate::lsm::is_active(layout) {
+            check.detail.push_str(&format!(
+                "; the layer is loaded at {}",
+                layout.root().display()
+            ));
+        } else {
+            check.detail.push_str(&format!(
+                "; the layer is not loaded at {} (bpfnsd and `bpfns kernel load` load it)",
+                layout.root().display()
+            ));
+        }
+    }
 }
 
 fn check_fentry(root: bool) -> Check {

@@ -4,6 +4,7 @@
 //!
 //! - [`loader`]: load/upgrade/unload, pinned under one bpffs directory ([`layout`]).
 //! - [`Kernel`]: tag tasks, keep the namespace table, read ownership, list objects.
+//! - [`lsm`]: the optional BPF LSM layer, loaded beside the kernel side where the kernel allows.
 //! - [`doctor`]: probe the running kernel for every feature bpfns uses.
 #![deny(unsafe_code)]
 
@@ -12,6 +13,7 @@ pub mod error;
 pub mod kernel;
 pub mod layout;
 pub mod loader;
+pub mod lsm;
 
 #[allow(
     clippy::all,
@@ -26,6 +28,21 @@ pub mod loader;
 )]
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/bpfns.skel.rs"));
+}
+
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::undocumented_unsafe_blocks,
+    clippy::unwrap_used,
+    unsafe_code,
+    unsafe_op_in_unsafe_fn,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unused_imports
+)]
+mod lsm_skel {
+    include!(concat!(env!("OUT_DIR"), "/bpfns_lsm.skel.rs"));
 }
 
 pub use error::{KernelError, Result};

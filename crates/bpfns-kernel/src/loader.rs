@@ -5,6 +5,9 @@
 //! through a link that is pinned at a temporary path and then renamed over the old one, so the
 //! old program is detached only once the new one runs. No tag or ownership record is lost and
 //! enforcement never lapses.
+//!
+//! After the main object, [`load`] loads the optional BPF LSM layer ([`crate::lsm`]) the same
+//! way; a kernel that refuses it never fails the load: [`LoadReport::lsm`] says why.
 
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,7 @@ use serde::Serialize;
 
 use crate::error::{KernelError, Result};
 use crate::layout::{PinLayout, LINKS, MAPS};
+use crate::lsm::{self, LsmStatus};
 use crate::skel::BpfnsSkelBuilder;
 
 /// What a load did, for logs and `bpfns kernel load -j`.
@@ -26,8 +30,10 @@ pub struct LoadReport {
     pub mounted: Vec<String>,
     /// True when pinned state from an earlier load was found and reused.
     pub reused_state: bool,
-    /// `(link name, program id)` of what now runs.
+    /// `(link name, program id)` of what now runs (the main object's programs).
     pub programs: Vec<(String, u32)>,
+    /// Whether the BPF LSM layer runs too, and if not why.
+    pub lsm: LsmStatus,
 }
 
 /// The bpffs mount that holds `root`: `/sys/fs/bpf` unless `root` is elsewhere.
@@ -72,7 +78,7 @@ fn prepare_fs(layout: &PinLayout, mounted: &mut Vec<String>) -> Result<()> {
 }
 
 /// Pin `link` at `path`, atomically replacing whatever was pinned there.
-fn pin_replace(link: &mut Link, path: &Path) -> Result<()> {
+pub(crate) fn pin_replace(link: &mut Link, path: &Path) -> Result<()> {
     // bpffs refuses names with dots (reserved for its own files such as maps.debug).
     let mut tmp = path.to_path_buf();
     tmp.set_file_name(format!(
@@ -134,11 +140,26 @@ pub fn load(layout: &PinLayout) -> Result<LoadReport> {
         programs.push((name.to_string(), id));
     }
     // The pins keep maps and links alive; `skel` may now be dropped.
+    drop(skel);
+    // The optional layer: never fails the load.
+    let lsm = match lsm::load(layout) {
+        Ok(r) => r.status,
+        Err(e) => LsmStatus::Unavailable {
+            reason: e.to_string(),
+        },
+    };
+    match &lsm {
+        LsmStatus::Active { hooks } => {
+            tracing::info!(hooks = %hooks.join(","), "BPF LSM layer active")
+        }
+        LsmStatus::Unavailable { reason } => tracing::info!(%reason, "BPF LSM layer unavailable"),
+    }
     Ok(LoadReport {
         pin_root: layout.root().to_path_buf(),
         mounted,
         reused_state,
         programs,
+        lsm,
     })
 }
 
@@ -150,7 +171,8 @@ pub struct UnloadReport {
 
 /// Detach everything and remove every pin under `layout`. Idempotent.
 ///
-/// Links go first so that no program runs against maps being torn down.
+/// Links go first so that no program runs against maps being torn down. This includes the BPF
+/// LSM layer's pins (`links/lsm_*`, `maps/lsm_objects`): everything under `links/` and `maps/`.
 pub fn unload(layout: &PinLayout) -> Result<UnloadReport> {
     let mut report = UnloadReport::default();
     for dir in [layout.links_dir(), layout.maps_dir()] {

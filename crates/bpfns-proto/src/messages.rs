@@ -196,6 +196,10 @@ pub struct NsInfo {
     pub objects: ObjectCounts,
     /// Tasks (threads) in this namespace itself.
     pub members: u32,
+    /// Where this namespace's own bpffs instance is mounted on the host (`bpfns exec` puts it
+    /// at `/sys/fs/bpf` for members).
+    #[serde(default)]
+    pub bpffs: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +235,8 @@ pub struct ObjectInfo {
     pub name: String,
     /// The owner namespace's path ("/" for root).
     pub namespace: String,
+    /// The owner namespace's id (0 for root).
+    pub ns_id: NsId,
     /// For links: the attached program.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prog_id: Option<u32>,

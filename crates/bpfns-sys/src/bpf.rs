@@ -307,3 +307,65 @@ pub fn map_fd_by_id_flags(id: u32, open_flags: u32) -> Result<OwnedFd> {
 pub fn map_fd_by_id_rdonly(id: u32) -> Result<OwnedFd> {
     map_fd_by_id_flags(id, BPF_F_RDONLY)
 }
+
+/// Attach a BTF-enabled raw tracepoint program (`tp_btf/...`, whose tracepoint was fixed at
+/// load time) and return its link; closing the link detaches it.
+pub fn attach_tp_btf(prog: impl AsFd) -> Result<OwnedFd> {
+    // SAFETY: a null name is how tp_btf programs are attached; the fd is borrowed for the call.
+    let ret =
+        unsafe { libbpf_sys::bpf_raw_tracepoint_open(std::ptr::null(), prog.as_fd().as_raw_fd()) };
+    check(|| "BPF_RAW_TRACEPOINT_OPEN (tp_btf)".to_string(), ret).map(owned)
+}
+
+/// `BPF_MAP_GET_NEXT_KEY`: the key after `prev` (the first key when `None`), or `None` at
+/// the end.
+pub fn map_next_key(
+    fd: impl AsFd,
+    prev: Option<&[u8]>,
+    key_size: usize,
+) -> Result<Option<Vec<u8>>> {
+    if prev.is_some_and(|p| p.len() != key_size) {
+        return Err(SysError::new(
+            "BPF_MAP_GET_NEXT_KEY: key size",
+            Errno::INVAL,
+        ));
+    }
+    let mut next = vec![0u8; key_size];
+    let prev_ptr = prev.map_or(std::ptr::null(), |p| p.as_ptr().cast());
+    // SAFETY: `prev` (if any) and `next` are valid for `key_size` bytes.
+    let ret = unsafe {
+        libbpf_sys::bpf_map_get_next_key(fd.as_fd().as_raw_fd(), prev_ptr, next.as_mut_ptr().cast())
+    };
+    match check(|| "BPF_MAP_GET_NEXT_KEY".to_string(), ret) {
+        Ok(_) => Ok(Some(next)),
+        Err(e) if e.errno == Errno::NOENT => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `BPF_MAP_LOOKUP_ELEM` into a buffer of `value_len` bytes (for per-CPU maps: the rounded
+/// value size times the number of possible CPUs); `None` if the key is absent.
+pub fn map_lookup(fd: impl AsFd, key: &[u8], value_len: usize) -> Result<Option<Vec<u8>>> {
+    let mut value = vec![0u8; value_len];
+    // SAFETY: `key` is valid for the map's key size (the caller read it from the map);
+    // `value` is valid for `value_len` bytes, which the caller sized for this map.
+    let ret = unsafe {
+        libbpf_sys::bpf_map_lookup_elem(
+            fd.as_fd().as_raw_fd(),
+            key.as_ptr().cast(),
+            value.as_mut_ptr().cast(),
+        )
+    };
+    match check(|| "BPF_MAP_LOOKUP_ELEM".to_string(), ret) {
+        Ok(_) => Ok(Some(value)),
+        Err(e) if e.errno == Errno::NOENT => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The number of possible CPUs (per-CPU map values have one slot per possible CPU).
+pub fn possible_cpus() -> Result<usize> {
+    // SAFETY: no arguments; returns a count or -errno.
+    let n = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
+    check(|| "libbpf_num_possible_cpus".to_string(), n).map(|n| n as usize)
+}

@@ -8,6 +8,7 @@ pub mod bpf;
 pub mod caps;
 pub mod fds;
 pub mod fs;
+pub mod gate;
 pub mod mem;
 pub mod probe;
 pub mod process;

@@ -2,6 +2,10 @@
 //!
 //! Every test loads its own instance under its own pin root and uses its own namespace ids
 //! (instances do not see each other's tags), and unloads it when it ends, pass or fail.
+//!
+//! Where the kernel runs the BPF LSM layer too (`loader::load` adds it where allowed; the VM
+//! lane boots such a kernel), foreign opens are refused with EPERM before the backstop sees
+//! them: the tests expect whichever layer is loaded to act ([`expected_denial`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
 
@@ -9,7 +13,7 @@ use std::collections::BTreeSet;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use bpfns_kernel::loader;
+use bpfns_kernel::{loader, lsm};
 use bpfns_model::{NsId, ObjectKind};
 use bpfns_sys::bpf as sysbpf;
 use bpfns_sys::process::open_pidfd;
@@ -34,9 +38,20 @@ fn ns_of(tk: &TestKernel, pid: i32) -> NsId {
     tk.kernel.task_ns(fd.as_fd()).unwrap()
 }
 
+/// A thread's namespace: through a thread pidfd (PIDFD_THREAD, Linux 6.9+), else (older
+/// kernels answer EINVAL) from the task iterator.
 fn ns_of_thread(tk: &TestKernel, tid: i32) -> NsId {
-    let fd = bpfns_sys::process::open_thread_pidfd(tid).unwrap();
-    tk.kernel.task_ns(fd.as_fd()).unwrap()
+    match bpfns_sys::process::open_thread_pidfd(tid) {
+        Ok(fd) => tk.kernel.task_ns(fd.as_fd()).unwrap(),
+        Err(e) if e.errno == bpfns_sys::Errno::INVAL => tk
+            .kernel
+            .tagged_tasks()
+            .unwrap()
+            .iter()
+            .find(|t| t.tid == tid)
+            .map_or(NsId::ROOT, |t| t.ns),
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// Start a helper creating `what` in namespace `ns` (None = untagged); returns it (holding
@@ -62,20 +77,73 @@ fn create_in(
     (h, id)
 }
 
-/// Run `open KIND ID` (or `obj-get PATH`) as a task of `ns`; `true` if it got the fd,
-/// `false` if the backstop killed it. Any other outcome fails the test.
-fn try_open(tk: &TestKernel, ns: Option<NsId>, args: &[&str]) -> bool {
+/// What became of an open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    /// The task got the fd.
+    Opened,
+    /// The backstop killed the task.
+    Killed,
+    /// The BPF LSM layer refused with EPERM; the task lives on.
+    Refused,
+}
+
+/// Run `open KIND ID` (or `obj-get PATH`) as a task of `ns` and say what happened. Any other
+/// outcome (another errno, another exit) fails the test.
+fn open_as(tk: &TestKernel, ns: Option<NsId>, args: &[&str]) -> Open {
     let mut h = Helper::spawn(args);
     if let Some(ns) = ns {
         tk.kernel.tag_process(h.pid, ns).unwrap();
     }
     h.go();
-    let opened = h.maybe("opened");
+    let mut result = None;
+    while let Some(l) = h.line() {
+        if l.starts_with("opened=") || l.starts_with("errno=") {
+            result = Some(l);
+            break;
+        }
+    }
     let status = h.finish();
-    match (opened, killed(status)) {
-        (Some(_), false) if status.success() => true,
-        (None, true) => false,
-        (o, _) => panic!("{args:?}: unexpected outcome: opened={o:?} status={status}"),
+    match (result.as_deref(), killed(status)) {
+        (Some(l), false) if status.success() && l.starts_with("opened=") => Open::Opened,
+        (None, true) => Open::Killed,
+        (Some("errno=1"), false) if status.success() => Open::Refused,
+        (r, _) => panic!("{args:?}: unexpected outcome: {r:?} status={status}"),
+    }
+}
+
+/// `true` if the task got the fd; `false` if the layer that guards this open stopped it (see
+/// [`expected_denial`]). Anything else fails the test.
+fn try_open(tk: &TestKernel, ns: Option<NsId>, args: &[&str]) -> bool {
+    match open_as(tk, ns, args) {
+        Open::Opened => true,
+        denied => {
+            assert_eq!(
+                denied,
+                expected_denial(tk, args),
+                "{args:?}: the wrong layer acted"
+            );
+            false
+        }
+    }
+}
+
+/// How a foreign open is stopped here: refused by the BPF LSM layer when the program that
+/// guards it is loaded, else killed by the backstop.
+fn expected_denial(tk: &TestKernel, args: &[&str]) -> Open {
+    let program = match args {
+        ["open", "map", ..] => "lsm_bpf_map",
+        ["open", "prog", ..] => "lsm_bpf_prog",
+        ["open", "link" | "btf", ..] => "lsm_bpf",
+        // Pinned maps and programs (the tests pin nothing else).
+        ["obj-get", path] if path.contains("-map-") => "lsm_bpf_map",
+        ["obj-get", _] => "lsm_bpf_prog",
+        _ => return Open::Killed,
+    };
+    if lsm::has_program(&tk.layout, program) {
+        Open::Refused
+    } else {
+        Open::Killed
     }
 }
 
@@ -265,10 +333,14 @@ fn backstop_stops_foreign_opens_by_id_of_all_four_kinds() {
         !try_open(&tk, Some(A), &["open", "map", &root_s]),
         "root's map hidden"
     );
-    // Counted.
+    // Counted (by the layer that acted).
     let stats = tk.kernel.stats().unwrap();
     let stopped = stats.iter().find(|(n, _)| *n == "tasks_stopped").unwrap().1;
-    assert!(stopped >= 9, "stats count stopped tasks: {stats:?}");
+    let refused = lsm::counters(&tk.layout).unwrap().refused;
+    assert!(
+        stopped + refused >= 9,
+        "stats count stopped tasks: {stats:?}, refused: {refused}"
+    );
 }
 
 #[test]
@@ -311,7 +383,13 @@ fn namespace_tasks_may_not_load_syscall_programs() {
     tk.kernel.tag_process(h.pid, A).unwrap();
     h.go();
     assert_eq!(h.maybe("id"), None);
-    assert!(killed(h.finish()));
+    let status = h.finish();
+    if lsm::has_program(&tk.layout, "lsm_bpf") {
+        // Refused at load with EPERM: the helper reports the error and exits 2.
+        assert_eq!(status.code(), Some(2), "{status}");
+    } else {
+        assert!(killed(status), "{status}");
+    }
 }
 
 #[test]
@@ -382,7 +460,13 @@ fn unload_leaves_nothing_behind() {
     ));
     let report = loader::load(&layout).unwrap();
     let kernel = bpfns_kernel::Kernel::open(&layout).unwrap();
-    let prog_ids: Vec<u32> = kernel.program_ids().unwrap().iter().map(|p| p.1).collect();
+    let mut prog_ids: Vec<u32> = kernel.program_ids().unwrap().iter().map(|p| p.1).collect();
+    assert_eq!(prog_ids.len(), report.programs.len());
+    // The BPF LSM layer's programs, where it runs, go too.
+    for name in lsm::pinned_links(&layout) {
+        let fd = sysbpf::obj_get(&layout.link(&name)).unwrap();
+        prog_ids.push(sysbpf::info::<sysbpf::bpf_link_info>(&fd).unwrap().prog_id);
+    }
     let map_ids: Vec<u32> = bpfns_kernel::layout::MAPS
         .iter()
         .map(|m| {
@@ -390,7 +474,6 @@ fn unload_leaves_nothing_behind() {
             sysbpf::info::<sysbpf::bpf_map_info>(&fd).unwrap().id
         })
         .collect();
-    assert_eq!(prog_ids.len(), report.programs.len());
     drop(kernel);
     let removed = loader::unload(&layout).unwrap();
     assert!(!removed.removed.is_empty());
@@ -410,13 +493,29 @@ fn garbage_collection_drops_records_of_vanished_objects_only() {
     let (_keep, kept_id) = create_in(&tk, Some(A), "map", None);
     h.finish();
     gone(ObjectKind::Map, &[gone_id]).unwrap();
-    assert_eq!(
-        tk.kernel.owner(ObjectKind::Map, gone_id).unwrap(),
-        A,
-        "stale until collected"
-    );
-    let removed = tk.kernel.collect_garbage().unwrap();
-    assert!(removed >= 1);
+    let free_hook = ["lsm_map_free", "lsm_map_free_sec"]
+        .iter()
+        .any(|p| lsm::has_program(&tk.layout, p));
+    if free_hook {
+        // The BPF LSM layer drops the record when the map is freed (after the id is gone).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tk.kernel.owner(ObjectKind::Map, gone_id).unwrap() != NsId::ROOT {
+            assert!(
+                Instant::now() < deadline,
+                "record of freed map {gone_id} not dropped"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        tk.kernel.collect_garbage().unwrap();
+    } else {
+        assert_eq!(
+            tk.kernel.owner(ObjectKind::Map, gone_id).unwrap(),
+            A,
+            "stale until collected"
+        );
+        let removed = tk.kernel.collect_garbage().unwrap();
+        assert!(removed >= 1);
+    }
     assert_eq!(
         tk.kernel.owner(ObjectKind::Map, gone_id).unwrap(),
         NsId::ROOT
@@ -489,7 +588,11 @@ fn backstop_stops_the_init_of_a_pid_namespace_too() {
         !out.contains("opened="),
         "pid 1 of a pid namespace kept the fd: {out}"
     );
-    assert!(!status.success(), "{status}");
+    if lsm::has_program(&tk.layout, "lsm_bpf_map") {
+        assert!(out.contains("errno=1"), "refused with EPERM: {out}");
+    } else {
+        assert!(!status.success(), "{status}");
+    }
 }
 
 #[test]

@@ -459,6 +459,7 @@ impl Daemon {
                     depth: reg.depth(id).unwrap_or(0),
                     objects: counts.get(&id).copied().unwrap_or_default(),
                     members: members.get(&id).copied().unwrap_or(0),
+                    bpffs: self.bpffs.path(id).display().to_string(),
                 })
             })
             .collect())
@@ -556,6 +557,7 @@ impl Daemon {
             type_name: o.type_name,
             name: o.name,
             namespace: self.ns_name(o.owner),
+            ns_id: o.owner,
             prog_id: o.prog_id,
         }
     }

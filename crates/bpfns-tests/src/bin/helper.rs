@@ -18,6 +18,10 @@
 //!   client SOCK OP ...   talk to bpfnsd at SOCK as this process: hello | list KIND |
 //!                        getfd KIND ID | ns-create PATH | ns-delete PATH | enter-self PATH;
 //!                        prints result=... or error=CODE
+//!   (supervisor tests)   list, obj-get-from, obj-get-chroot, obj-get-at, prog-dump,
+//!                        bpf-only, no-caps, install-listener, bpf-x32, bpf-int80, storm,
+//!                        bench, bad-attrs, create-maps, cgroup-link, perf-tp, prog-query:
+//!                        see helper/supervised.rs
 //! ```
 #![deny(unsafe_code)]
 
@@ -29,6 +33,9 @@ use std::process::{Command, ExitCode};
 use bpfns_model::ObjectKind;
 use bpfns_sys::bpf as sysbpf;
 use bpfns_sys::process::{self, ChildExit};
+
+#[path = "helper/supervised.rs"]
+mod supervised;
 
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
@@ -239,6 +246,7 @@ fn main() -> ExitCode {
             }
         }
         "client" => client(&args[1..]),
+        a if supervised::ACTIONS.contains(&a) => supervised::run(&exe, &args),
         other => fail(&format!("unknown action {other}")),
     }
     ExitCode::SUCCESS

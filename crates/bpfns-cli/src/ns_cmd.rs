@@ -1,0 +1,156 @@
+//! `bpfns ns create|list|show|delete`: namespaces, through bpfnsd.
+
+use anyhow::{Context, Result};
+use bpfns_client::Client;
+use bpfns_proto::NsInfo;
+use serde::{Serialize, Serializer};
+
+use crate::output::{Render, Table};
+
+/// Namespaces: a JSON array; in text a tree-indented table.
+#[derive(Debug, Clone)]
+pub struct NsListing(pub Vec<NsInfo>);
+
+impl Serialize for NsListing {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+fn ns_table(list: &[NsInfo]) -> Table {
+    let mut t = Table::new(["NAMESPACE", "ID", "PROGS", "MAPS", "LINKS", "BTF", "TASKS"]);
+    for n in list {
+        // Tree view: indent by depth, show the last component.
+        let name = if n.depth == 0 {
+            "/".to_string()
+        } else {
+            format!(
+                "{}{}",
+                "  ".repeat(n.depth as usize - 1),
+                n.path.rsplit('/').next().unwrap_or(&n.path)
+            )
+        };
+        t.row([
+            name,
+            n.id.to_string(),
+            n.objects.prog.to_string(),
+            n.objects.map.to_string(),
+            n.objects.link.to_string(),
+            n.objects.btf.to_string(),
+            n.members.to_string(),
+        ]);
+    }
+    t
+}
+
+impl Render for NsListing {
+    fn render_text(&self) -> String {
+        ns_table(&self.0).render()
+    }
+}
+
+/// One namespace.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct NsOne(pub NsInfo);
+
+impl Render for NsOne {
+    fn render_text(&self) -> String {
+        let n = &self.0;
+        format!(
+            "namespace {}\n  id:       {}\n  parent:   {}\n  depth:    {}\n  objects:  {} progs, {} maps, {} links, {} btf\n  tasks:    {}\n  bpffs:    {}\n",
+            n.path,
+            n.id,
+            n.parent.as_deref().unwrap_or("-"),
+            n.depth,
+            n.objects.prog,
+            n.objects.map,
+            n.objects.link,
+            n.objects.btf,
+            n.members,
+            n.bpffs
+        )
+    }
+}
+
+/// The result of a deletion.
+#[derive(Debug, Clone, Serialize)]
+pub struct NsDeleted {
+    pub deleted: String,
+    pub objects_moved_to: String,
+    pub objects_moved: u32,
+}
+
+impl Render for NsDeleted {
+    fn render_text(&self) -> String {
+        format!(
+            "deleted namespace {}; {} object(s) moved to {}\n",
+            self.deleted, self.objects_moved, self.objects_moved_to
+        )
+    }
+}
+
+pub fn create(c: &mut Client, path: &str) -> Result<NsOne> {
+    Ok(NsOne(
+        c.ns_create(path)
+            .with_context(|| format!("creating namespace {path}"))?,
+    ))
+}
+
+pub fn show(c: &mut Client, path: &str) -> Result<NsOne> {
+    Ok(NsOne(c.ns_show(path)?))
+}
+
+pub fn list(c: &mut Client) -> Result<NsListing> {
+    Ok(NsListing(c.ns_list()?))
+}
+
+pub fn delete(c: &mut Client, path: &str) -> Result<NsDeleted> {
+    let (to, n) = c
+        .ns_delete(path)
+        .with_context(|| format!("deleting namespace {path}"))?;
+    Ok(NsDeleted {
+        deleted: path.to_string(),
+        objects_moved_to: to,
+        objects_moved: n,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpfns_model::NsId;
+    use bpfns_proto::ObjectCounts;
+
+    fn ns(path: &str, id: u32, depth: u32) -> NsInfo {
+        NsInfo {
+            path: path.into(),
+            id: NsId(id),
+            parent: None,
+            depth,
+            objects: ObjectCounts {
+                prog: 1,
+                map: 2,
+                link: 0,
+                btf: 0,
+            },
+            members: 3,
+            bpffs: String::new(),
+        }
+    }
+
+    #[test]
+    fn tree_table_and_json() {
+        let l = NsListing(vec![ns("/", 0, 0), ns("/a", 1, 1), ns("/a/b", 2, 2)]);
+        let text = l.render_text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("NAMESPACE"));
+        assert!(lines[1].starts_with("/ "));
+        assert!(lines[2].starts_with("a "));
+        assert!(lines[3].starts_with("  b "));
+        let j = serde_json::to_value(&l).unwrap();
+        assert_eq!(j[2]["path"], "/a/b");
+        assert_eq!(j[2]["objects"]["map"], 2);
+        assert_eq!(serde_json::to_string(&NsListing(vec![])).unwrap(), "[]");
+    }
+}

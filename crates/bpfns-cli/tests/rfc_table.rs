@@ -1,0 +1,337 @@
+//! The RFC's table, end to end: bpfnsd (in-process), `bpfns exec`, the seccomp supervisor and
+//! unmodified bpftool, for a member with CAP_BPF only and for a member that is host root.
+//!
+//! Tree: / ─┬─ /a ── /a/kid
+//!          └─ /b
+//! Each namespace makes a map (pinned in its own bpffs), a program and a BTF object.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
+use std::collections::BTreeSet;
+use std::process::{Command, Output};
+
+use bpfns_model::ObjectKind;
+use bpfns_tests::{require_kernel, TestDaemon};
+use serde_json::Value;
+
+const BPFNS: &str = env!("CARGO_BIN_EXE_bpfns");
+
+fn have(tool: &str) -> bool {
+    Command::new(tool).arg("--version").output().is_ok()
+}
+
+/// How a member runs its command.
+#[derive(Clone, Copy, Debug)]
+enum Who {
+    /// Host root (all capabilities in the initial user namespace).
+    HostRoot,
+    /// uid 65534 with CAP_BPF only (ambient), like a container user allowed to load BPF.
+    CapBpfOnly,
+}
+
+fn exec(d: &TestDaemon, ns: &str, who: Who, cmd: &[&str]) -> Output {
+    let mut c = Command::new(BPFNS);
+    c.arg("--socket").arg(&d.socket).args(["exec", ns, "--"]);
+    if let Who::CapBpfOnly = who {
+        c.args([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all,+bpf",
+            "--ambient-caps=-all,+bpf",
+            "--bounding-set=-all,+bpf",
+            "--",
+        ]);
+    }
+    c.args(cmd).output().unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn ids_of(json: &str) -> BTreeSet<u32> {
+    let v: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_u64().unwrap() as u32)
+        .collect()
+}
+
+struct World {
+    d: TestDaemon,
+    /// map id per namespace
+    maps: Vec<(&'static str, u32)>,
+}
+
+impl World {
+    fn map(&self, ns: &str) -> u32 {
+        self.maps.iter().find(|(n, _)| *n == ns).unwrap().1
+    }
+}
+
+fn world(name: &str) -> World {
+    let d = TestDaemon::start(name);
+    let mut c = d.client();
+    for p in ["/a", "/a/kid", "/b"] {
+        c.ns_create(p).unwrap();
+    }
+    let mut maps = Vec::new();
+    for ns in ["/a", "/a/kid", "/b"] {
+        let mname = format!("m{}", ns.replace('/', "_"));
+        ok(&exec(
+            &d,
+            ns,
+            Who::HostRoot,
+            &[
+                "bpftool",
+                "map",
+                "create",
+                &format!("/sys/fs/bpf/{mname}"),
+                "type",
+                "array",
+                "key",
+                "4",
+                "value",
+                "4",
+                "entries",
+                "1",
+                "name",
+                &mname,
+            ],
+        ));
+        let id = c
+            .list(ObjectKind::Map)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == mname && m.namespace == ns)
+            .unwrap_or_else(|| panic!("{mname} attributed to {ns}"))
+            .id;
+        maps.push((ns, id));
+    }
+    World { d, maps }
+}
+
+fn rfc_table(who: Who) {
+    if !have("bpftool") || !have("setpriv") {
+        eprintln!("SKIPPED: needs bpftool and setpriv");
+        return;
+    }
+    let w = world(&format!("rfc-{who:?}").to_lowercase());
+    let (a, kid, b) = (w.map("/a"), w.map("/a/kid"), w.map("/b"));
+
+    // Iterate: own and descendants' ids yes, others' no (exactly the namespace's view).
+    let seen = ids_of(&ok(&exec(
+        &w.d,
+        "/a",
+        who,
+        &["bpftool", "-j", "map", "show"],
+    )));
+    assert_eq!(
+        seen,
+        BTreeSet::from([a, kid]),
+        "/a sees its own and /a/kid's maps only"
+    );
+    let seen = ids_of(&ok(&exec(
+        &w.d,
+        "/a/kid",
+        who,
+        &["bpftool", "-j", "map", "show"],
+    )));
+    assert_eq!(
+        seen,
+        BTreeSet::from([kid]),
+        "/a/kid does not see its parent's"
+    );
+    let seen = ids_of(&ok(&exec(
+        &w.d,
+        "/b",
+        who,
+        &["bpftool", "-j", "map", "show"],
+    )));
+    assert_eq!(seen, BTreeSet::from([b]), "/b sees only its own");
+
+    // Own id -> fd: yes. Others' -> no (as if the id did not exist).
+    ok(&exec(
+        &w.d,
+        "/a",
+        who,
+        &["bpftool", "map", "dump", "id", &a.to_string()],
+    ));
+    ok(&exec(
+        &w.d,
+        "/a",
+        who,
+        &["bpftool", "map", "show", "id", &kid.to_string()],
+    ));
+    for (ns, id) in [("/a", b), ("/a/kid", a), ("/b", a)] {
+        let o = exec(
+            &w.d,
+            ns,
+            who,
+            &["bpftool", "map", "show", "id", &id.to_string()],
+        );
+        assert!(!o.status.success(), "{ns} opened map {id}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("No such file or directory"), "{ns}: {err}");
+    }
+
+    // Pins: a member's /sys/fs/bpf is its own namespace's bpffs.
+    let listing = ok(&exec(&w.d, "/b", who, &["ls", "/sys/fs/bpf"]));
+    assert!(
+        listing.contains("m_b") && !listing.contains("m_a"),
+        "{listing}"
+    );
+    // Another namespace's pin, reached through its host path, is refused.
+    let a_pin = w.d.dir.join("ns");
+    let a_id = w.d.client().ns_show("/a").unwrap().id;
+    let a_pin = a_pin.join(a_id.to_string()).join("m_a");
+    let o = exec(
+        &w.d,
+        "/b",
+        who,
+        &["bpftool", "map", "show", "pinned", a_pin.to_str().unwrap()],
+    );
+    assert!(!o.status.success(), "/b opened /a's pin");
+
+    // The other kinds list only what the namespace owns (it owns none here but the maps'
+    // BTF-less creation leaves nothing): programs, links and BTF lists must not include root's.
+    let root_progs: BTreeSet<u32> =
+        w.d.client()
+            .list(ObjectKind::Prog)
+            .unwrap()
+            .into_iter()
+            .filter(|o| o.namespace == "/")
+            .map(|o| o.id)
+            .collect();
+    let progs = ids_of(&ok(&exec(
+        &w.d,
+        "/a",
+        who,
+        &["bpftool", "-j", "prog", "show"],
+    )));
+    assert!(
+        progs.is_disjoint(&root_progs),
+        "/a sees root's programs: {progs:?}"
+    );
+    for kind in ["link", "btf"] {
+        let out = ok(&exec(&w.d, "/b", who, &["bpftool", "-j", kind, "show"]));
+        let visible: BTreeSet<u32> =
+            w.d.client()
+                .list(if kind == "link" {
+                    ObjectKind::Link
+                } else {
+                    ObjectKind::Btf
+                })
+                .unwrap()
+                .into_iter()
+                .filter(|o| o.namespace == "/b")
+                .map(|o| o.id)
+                .collect();
+        assert!(
+            ids_of(&out).is_subset(&visible),
+            "{kind}: /b sees foreign ids: {out}"
+        );
+    }
+
+    // The daemon's own view, from inside: `bpfns map list` through the API.
+    let out = ok(&exec(
+        &w.d,
+        "/a",
+        who,
+        &[
+            BPFNS,
+            "--socket",
+            w.d.socket.to_str().unwrap(),
+            "-j",
+            "map",
+            "list",
+        ],
+    ));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let names: BTreeSet<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            format!(
+                "{}@{}",
+                o["name"].as_str().unwrap(),
+                o["namespace"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["m_a@/a".to_string(), "m_a_kid@/a/kid".to_string()])
+    );
+}
+
+#[test]
+fn rfc_table_for_a_member_with_cap_bpf_only() {
+    require_kernel!();
+    rfc_table(Who::CapBpfOnly);
+}
+
+#[test]
+fn rfc_table_for_a_member_that_is_host_root() {
+    require_kernel!();
+    rfc_table(Who::HostRoot);
+}
+
+#[test]
+fn exec_returns_the_commands_status_and_refuses_bad_input() {
+    require_kernel!();
+    let d = TestDaemon::start("exec-status");
+    d.client().ns_create("/s").unwrap();
+    let o = exec(&d, "/s", Who::HostRoot, &["sh", "-c", "exit 7"]);
+    assert_eq!(o.status.code(), Some(7));
+    let o = exec(&d, "/nope", Who::HostRoot, &["true"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no namespace /nope"));
+    // Inside a namespace, exec only goes deeper.
+    d.client().ns_create("/s/deeper").unwrap();
+    d.client().ns_create("/t").unwrap();
+    let sock = d.socket.to_str().unwrap().to_string();
+    let o = exec(
+        &d,
+        "/s",
+        Who::HostRoot,
+        &[
+            BPFNS,
+            "--socket",
+            &sock,
+            "exec",
+            "/s/deeper",
+            "--",
+            BPFNS,
+            "--socket",
+            &sock,
+            "-j",
+            "ns",
+            "list",
+        ],
+    );
+    let out = ok(&o);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v[0]["path"], "/s/deeper",
+        "the nested member is in /s/deeper: {out}"
+    );
+    let o = exec(
+        &d,
+        "/s",
+        Who::HostRoot,
+        &[BPFNS, "--socket", &sock, "exec", "/t", "--", "true"],
+    );
+    assert!(!o.status.success(), "a member entered a sibling namespace");
+}

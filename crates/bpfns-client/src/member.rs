@@ -1,0 +1,99 @@
+//! Starting a program as a member of a namespace: what `bpfns exec` does, as a library for
+//! container runtimes.
+//!
+//! 1. The child is started and waits before exec (see [`bpfns_sys::spawn::MemberSetup`]).
+//! 2. bpfnsd tags it into the namespace (`enter`): from then on, everything it starts inherits
+//!    the tag in the kernel.
+//! 3. In a private mount namespace, the namespace's own bpffs is bind-mounted over
+//!    `/sys/fs/bpf` and the directory of the other namespaces' instances is covered.
+//! 4. The member filter is installed (`no_new_privs` first unless the caller is host admin),
+//!    its listener is handed to bpfnsd (`supervise`), and only then does the child exec.
+//!
+//! A caller that is already a member is already under the filter (a second listener is
+//! refused by the kernel): it only moves the child deeper; the existing supervisor then
+//! answers from the deeper namespace's view, since it reads every caller's tag.
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+
+use bpfns_sys::spawn::MemberSetup;
+
+use crate::{Client, ClientError};
+
+/// What can go wrong starting a member.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("starting the command: {0}")]
+    Spawn(String),
+    #[error("the member filter: {0}")]
+    Filter(bpfns_sys::SysError),
+}
+
+/// Start `cmd` as a member of namespace `ns`, talking to bpfnsd at `socket`.
+pub fn spawn(socket: &Path, ns: &str, cmd: &mut Command) -> Result<Child, MemberError> {
+    let mut client = Client::connect(socket)?;
+    let me = client.hello()?;
+    let target = client.ns_show(ns)?;
+    if me.namespace != "/" {
+        return spawn_nested(client, ns, cmd);
+    }
+    let mut setup = MemberSetup::new(crate::filter::filter().map_err(MemberError::Filter)?)
+        .filter_flags(crate::filter::flags())
+        // Without CAP_SYS_ADMIN the kernel accepts a filter only under no_new_privs.
+        .no_new_privs(!me.host_admin)
+        .wait_ack(true);
+    if me.host_admin && !target.bpffs.is_empty() {
+        let bpffs = PathBuf::from(&target.bpffs);
+        setup = setup
+            .bpffs(&bpffs)
+            .map_err(|e| MemberError::Spawn(e.to_string()))?;
+        if let Some(all) = bpffs.parent() {
+            setup = setup
+                .hide(all)
+                .map_err(|e| MemberError::Spawn(e.to_string()))?;
+        }
+    }
+    let client = Arc::new(Mutex::new(client));
+    let pid = Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let (c1, c2, p1, p2) = (client.clone(), client, pid.clone(), pid);
+    let ns1 = ns.to_string();
+    let spawned = setup
+        .spawn(
+            cmd,
+            move |child| {
+                p1.store(child, std::sync::atomic::Ordering::SeqCst);
+                c1.lock()
+                    .map_err(|_| "client lock".to_string())?
+                    .enter(&ns1, child)
+                    .map_err(|e| format!("entering {ns1}: {e}"))
+            },
+            move |listener| {
+                let child = p2.load(std::sync::atomic::Ordering::SeqCst);
+                c2.lock()
+                    .map_err(|_| "client lock".to_string())?
+                    .supervise(child, listener.as_fd())
+                    .map_err(|e| format!("handing the listener to bpfnsd: {e}"))
+            },
+        )
+        .map_err(|e| MemberError::Spawn(e.to_string()))?;
+    // bpfnsd holds the listener now; ours is closed with `spawned.listener`.
+    Ok(spawned.child)
+}
+
+/// From inside a namespace: only tag the child deeper (the filter is inherited).
+fn spawn_nested(client: Client, ns: &str, cmd: &mut Command) -> Result<Child, MemberError> {
+    let client = Mutex::new(client);
+    let ns1 = ns.to_string();
+    bpfns_sys::gate::spawn_gated(cmd, |child| {
+        client
+            .lock()
+            .map_err(|_| "client lock".to_string())?
+            .enter(&ns1, child)
+            .map_err(|e| format!("entering {ns1}: {e}"))
+    })
+    .map_err(|e| MemberError::Spawn(e.to_string()))
+}

@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bpfns BPF LSM layer: the kernel itself refuses, with EPERM, a namespace task's attempt to
+ * obtain a file descriptor for a BPF object it may not see.
+ *
+ * A separate object from bpfns.bpf.c: it is loaded only where the kernel accepts BPF LSM
+ * programs, and it works on the main object's pinned maps (maps.bpf.h; the loader points
+ * every map at its pin, so nothing here creates state of its own except lsm_objects).
+ *
+ *   lsm/bpf_map, lsm/bpf_prog      every fd made for a map or program: on create, on
+ *                                  *_GET_FD_BY_ID and on BPF_OBJ_GET of a pinned file.
+ *                                  Creation (recognised by the object pointer recorded at the
+ *                                  create hook) records ownership; anything else is an open,
+ *                                  refused when the owner is not visible.
+ *   lsm/bpf_map_create             (6.9+) or lsm/bpf_map_alloc_security (up to 6.8): creation
+ *   lsm/bpf_prog_load              (6.9+) or lsm/bpf_prog_alloc_security (up to 6.8): creation
+ *                                  (map->id and prog->aux->id are still 0 there: the ids are
+ *                                  allocated later, before the fd is made)
+ *   lsm/bpf                        cmd level: BPF_LINK_GET_FD_BY_ID and BPF_BTF_GET_FD_BY_ID
+ *                                  (links and BTF have no object hook); BPF_PROG_LOAD of a
+ *                                  syscall program (which could call bpf() from inside the
+ *                                  kernel)
+ *   lsm/bpf_map_free, lsm/bpf_prog_free (6.9+), *_free_security (up to 6.8): drop the records
+ *                                  of freed objects (ids are already 0 there: lsm_objects maps
+ *                                  the object pointer to its key)
+ *
+ * Not covered here: BPF_OBJ_GET of a pinned *link* (no hook sees the link before its fd is
+ * installed; BTF objects cannot be pinned): the tracepoint backstop and the supervisor handle
+ * it. Ownership of links and BTF objects is recorded by the tracepoint path (bpfns.bpf.c).
+ *
+ * Hook prototypes differ between kernels (6.18 adds a trailing `bool kernel` to bpf,
+ * bpf_map_create and bpf_prog_load; 6.9 renamed the alloc/free hooks and changed the prog
+ * hooks from bpf_prog_aux to bpf_prog): every program reads only leading arguments whose type
+ * the loader checked in the running kernel's BTF (src/lsm.rs), never the return-value slot,
+ * and every struct field through CO-RE.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "bpfns.h"
+#include "maps.bpf.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define EPERM 1
+
+/* bpf(2) commands and program types, from include/uapi/linux/bpf.h (stable ABI). */
+#define CMD_PROG_LOAD 5
+#define CMD_BTF_GET_FD_BY_ID 19
+#define CMD_LINK_GET_FD_BY_ID 30
+#define PROG_TYPE_SYSCALL 31
+
+/* Counters of this layer, in the shared stats array (indices 0-4 belong to bpfns.bpf.c). */
+#define BPFNS_STAT_LSM_REFUSED 5 /* foreign opens refused with EPERM */
+#define BPFNS_STAT_LSM_RECORDED 6 /* ownership records written at creation */
+#define BPFNS_STAT_LSM_DROPPED 7 /* records dropped when the object was freed */
+
+/* Object pointer (struct bpf_map *, or struct bpf_prog_aux * — a program's aux stays while the
+ * verifier may reallocate the program) -> key of its ownership record. Only objects created by
+ * namespace tasks are here. Pinned as <root>/maps/lsm_objects. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 18);
+	__type(key, __u64);
+	__type(value, struct obj_key);
+} lsm_objects SEC(".maps");
+
+/* Object pointer -> creating namespace, between the create hook and the first fd. Entries of
+ * creations that fail in between are removed by the free hooks; LRU bounds them anyway. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u32);
+} lsm_pending SEC(".maps");
+
+/* The namespace of the current task, or 0 (root) when it has no tag. */
+static __always_inline __u32 current_ns(void)
+{
+	struct task_tag *tag = bpf_task_storage_get(&task_ns, bpf_get_current_task_btf(), 0, 0);
+
+	return tag ? tag->ns : BPFNS_ROOT;
+}
+
+static __always_inline int refuse(void)
+{
+	stat_inc(BPFNS_STAT_LSM_REFUSED);
+	return -EPERM;
+}
+
+/* Creation hooks: remember the object, which has no id yet, for its first fd. */
+static __always_inline int created(__u64 ptr)
+{
+	__u32 ns = current_ns();
+
+	if (ns != BPFNS_ROOT)
+		bpf_map_update_elem(&lsm_pending, &ptr, &ns, BPF_ANY);
+	return 0;
+}
+
+/*
+ * An fd is being made for the object at `ptr` (kind, id): record ownership when this is its
+ * creation by a namespace task, else refuse a namespace task whose namespace may not see it.
+ */
+static __always_inline int new_fd(__u64 ptr, __u32 kind, __u32 id)
+{
+	__u32 *pending = bpf_map_lookup_elem(&lsm_pending, &ptr);
+	__u32 ns;
+
+	if (pending) {
+		struct obj_key key = { .kind = kind, .id = id };
+		struct obj_owner val = { .ns = *pending };
+
+		bpf_map_delete_elem(&lsm_pending, &ptr);
+		if (id == 0)
+			return 0;
+		if (bpf_map_update_elem(&obj_owner, &key, &val, BPF_ANY) == 0) {
+			bpf_map_update_elem(&lsm_objects, &ptr, &key, BPF_ANY);
+			stat_inc(BPFNS_STAT_LSM_RECORDED);
+		} else {
+			stat_inc(BPFNS_STAT_FULL);
+		}
+		return 0;
+	}
+	ns = current_ns();
+	if (ns == BPFNS_ROOT)
+		return 0;
+	if (!visible(ns, owner_of(kind, id)))
+		return refuse();
+	return 0;
+}
+
+/* The object at `ptr` is being freed: drop its records. */
+static __always_inline void freed(__u64 ptr)
+{
+	struct obj_key *key;
+
+	bpf_map_delete_elem(&lsm_pending, &ptr);
+	key = bpf_map_lookup_elem(&lsm_objects, &ptr);
+	if (!key)
+		return;
+	if (bpf_map_delete_elem(&obj_owner, key) == 0)
+		stat_inc(BPFNS_STAT_LSM_DROPPED);
+	bpf_map_delete_elem(&lsm_objects, &ptr);
+}
+
+static __always_inline __u64 prog_key(struct bpf_prog *prog)
+{
+	return (__u64)BPF_CORE_READ(prog, aux);
+}
+
+/* ---- fds for maps and programs ------------------------------------------------------- */
+
+SEC("lsm/bpf_map")
+int BPF_PROG(lsm_bpf_map, struct bpf_map *map)
+{
+	return new_fd((__u64)map, BPFNS_KIND_MAP, BPF_CORE_READ(map, id));
+}
+
+SEC("lsm/bpf_prog")
+int BPF_PROG(lsm_bpf_prog, struct bpf_prog *prog)
+{
+	struct bpf_prog_aux *aux = BPF_CORE_READ(prog, aux);
+
+	return new_fd((__u64)aux, BPFNS_KIND_PROG, BPF_CORE_READ(aux, id));
+}
+
+/* ---- creation ------------------------------------------------------------------------ */
+
+/* 6.9+: (struct bpf_map *map, union bpf_attr *attr, struct bpf_token *token[, bool kernel]) */
+SEC("lsm/bpf_map_create")
+int BPF_PROG(lsm_map_create, struct bpf_map *map)
+{
+	return created((__u64)map);
+}
+
+/* Up to 6.8: (struct bpf_map *map) */
+SEC("lsm/bpf_map_alloc_security")
+int BPF_PROG(lsm_map_alloc, struct bpf_map *map)
+{
+	return created((__u64)map);
+}
+
+/* 6.9+: (struct bpf_prog *prog, union bpf_attr *attr, struct bpf_token *token[, bool kernel]) */
+SEC("lsm/bpf_prog_load")
+int BPF_PROG(lsm_prog_load, struct bpf_prog *prog)
+{
+	return created(prog_key(prog));
+}
+
+/* Up to 6.8: (struct bpf_prog_aux *aux) */
+SEC("lsm/bpf_prog_alloc_security")
+int BPF_PROG(lsm_prog_alloc, struct bpf_prog_aux *aux)
+{
+	return created((__u64)aux);
+}
+
+/* ---- command level: links, BTF, syscall programs ------------------------------------- */
+
+/* (int cmd, union bpf_attr *attr, unsigned int size[, bool kernel]); attr is the kernel's
+ * copy, read after copy_from_user, so what is checked is what the command will use. */
+SEC("lsm/bpf")
+int BPF_PROG(lsm_bpf, int cmd, union bpf_attr *attr)
+{
+	__u32 ns, kind, id;
+
+	if (cmd != CMD_LINK_GET_FD_BY_ID && cmd != CMD_BTF_GET_FD_BY_ID && cmd != CMD_PROG_LOAD)
+		return 0;
+	ns = current_ns();
+	if (ns == BPFNS_ROOT)
+		return 0;
+	if (cmd == CMD_PROG_LOAD) {
+		/* A syscall program can call bpf(BPF_MAP_GET_FD_BY_ID) from inside the kernel. */
+		if (BPF_CORE_READ(attr, prog_type) == PROG_TYPE_SYSCALL)
+			return refuse();
+		return 0;
+	}
+	if (cmd == CMD_LINK_GET_FD_BY_ID) {
+		kind = BPFNS_KIND_LINK;
+		id = BPF_CORE_READ(attr, link_id);
+	} else {
+		kind = BPFNS_KIND_BTF;
+		id = BPF_CORE_READ(attr, btf_id);
+	}
+	if (!visible(ns, owner_of(kind, id)))
+		return refuse();
+	return 0;
+}
+
+/* ---- frees ----------------------------------------------------------------------------- */
+
+/* 6.9+: (struct bpf_map *map) */
+SEC("lsm/bpf_map_free")
+int BPF_PROG(lsm_map_free, struct bpf_map *map)
+{
+	freed((__u64)map);
+	return 0;
+}
+
+/* Up to 6.8: (struct bpf_map *map) */
+SEC("lsm/bpf_map_free_security")
+int BPF_PROG(lsm_map_free_sec, struct bpf_map *map)
+{
+	freed((__u64)map);
+	return 0;
+}
+
+/* 6.9+: (struct bpf_prog *prog) */
+SEC("lsm/bpf_prog_free")
+int BPF_PROG(lsm_prog_free, struct bpf_prog *prog)
+{
+	freed(prog_key(prog));
+	return 0;
+}
+
+/* Up to 6.8: (struct bpf_prog_aux *aux) */
+SEC("lsm/bpf_prog_free_security")
+int BPF_PROG(lsm_prog_free_sec, struct bpf_prog_aux *aux)
+{
+	freed((__u64)aux);
+	return 0;
+}

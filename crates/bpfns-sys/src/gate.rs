@@ -1,0 +1,82 @@
+//! Start a command that waits, between fork and exec, until the parent lets it go.
+//!
+//! Used to put a child into a namespace before it runs a single instruction of its program
+//! (the tag is then inherited by everything it starts). The child writes its pid to one pipe
+//! and blocks reading another; the parent's callback runs on a helper thread meanwhile
+//! (`Command::spawn` returns only after exec). If the callback fails, the pipe is closed
+//! unwritten and the child exits with status 126 before exec.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+
+use rustix::io::Errno;
+
+use crate::{Result, SysError};
+
+/// Spawn `cmd`; `before_exec(pid)` runs while the child waits. An error from it aborts the
+/// child and is returned.
+pub fn spawn_gated<F>(cmd: &mut Command, before_exec: F) -> Result<Child>
+where
+    F: FnOnce(i32) -> std::result::Result<(), String> + Send,
+{
+    let (mut pid_r, pid_w) = std::io::pipe().map_err(|e| io_err("pipe", &e))?;
+    let (go_r, mut go_w) = std::io::pipe().map_err(|e| io_err("pipe", &e))?;
+    let pid_w: OwnedFd = pid_w.into();
+    let go_r: OwnedFd = go_r.into();
+    let (pw, gr) = (pid_w.as_raw_fd(), go_r.as_raw_fd());
+    // SAFETY: the hook runs in the child between fork and exec and only makes raw,
+    // async-signal-safe system calls (getpid, write, read, close, _exit) on fds it owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            let pid = libc::getpid().to_ne_bytes();
+            if libc::write(pw, pid.as_ptr().cast(), pid.len()) != pid.len() as isize {
+                libc::_exit(126);
+            }
+            libc::close(pw);
+            let mut b = 0u8;
+            let n = loop {
+                let n = libc::read(gr, (&mut b as *mut u8).cast(), 1);
+                if n < 0 && *libc::__errno_location() == libc::EINTR {
+                    continue;
+                }
+                break n;
+            };
+            if n != 1 {
+                libc::_exit(126);
+            }
+            libc::close(gr);
+            Ok(())
+        });
+    }
+    std::thread::scope(|s| {
+        let waiter = s.spawn(move || -> std::result::Result<(), String> {
+            let mut buf = [0u8; 4];
+            pid_r
+                .read_exact(&mut buf)
+                .map_err(|e| format!("the child did not report its pid: {e}"))?;
+            before_exec(i32::from_ne_bytes(buf))?;
+            go_w.write_all(b"g")
+                .map_err(|e| format!("releasing the child: {e}"))
+        });
+        let child = cmd.spawn();
+        // Our copies must close so the waiter sees EOF if the child died early.
+        drop(pid_w);
+        drop(go_r);
+        let gate = waiter
+            .join()
+            .unwrap_or_else(|_| Err("the gate thread panicked".into()));
+        let mut child = child.map_err(|e| io_err("spawn", &e))?;
+        if let Err(msg) = gate {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(SysError::new(msg, Errno::CANCELED));
+        }
+        Ok(child)
+    })
+}
+
+fn io_err(op: &str, e: &std::io::Error) -> SysError {
+    SysError::new(op, Errno::from_io_error(e).unwrap_or(Errno::IO))
+}

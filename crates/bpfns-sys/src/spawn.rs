@@ -1,0 +1,452 @@
+//! Start a program as a supervised namespace member.
+//!
+//! [`MemberSetup::spawn`] runs a [`std::process::Command`] so that, in the child between fork
+//! and exec:
+//!
+//! 1. the child sends its pid to the parent and waits for a go-ahead — the parent runs a
+//!    callback meanwhile (`before_setup`: have the daemon tag the child into its namespace);
+//! 2. optionally, in a new mount namespace with every mount made a slave (`rslave`), a
+//!    directory is bind-mounted over `/sys/fs/bpf` (the namespace's own bpffs) and given paths
+//!    are covered with an empty read-only tmpfs (the host's bpfns pin root, `/run/bpfns`);
+//!    optionally the working directory is set after that;
+//! 3. optionally `no_new_privs` is set (needed to install a filter without `CAP_SYS_ADMIN`);
+//! 4. the seccomp filter is installed with `NEW_LISTENER | WAIT_KILLABLE_RECV` (by default);
+//! 5. the listener fd is sent to the parent (`SCM_RIGHTS`) and closed in the child, so the
+//!    program never holds its own listener;
+//! 6. optionally the child waits for an acknowledgement (sent after the `with_listener`
+//!    callback succeeded) before it execs.
+//!
+//! Everything that allocates (C strings, the filter program) is prepared before the fork; the
+//! child runs raw system calls only, with a stack buffer for the control message (no rustix
+//! `net` feature needed, and no allocation).
+//!
+//! `std::process::Command::spawn` returns only once the child has exec'd (or failed), so the
+//! parent's half of the exchange runs on a scoped helper thread.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+use rustix::io::Errno;
+
+use crate::fds::{recv_exact_raw, recv_fd, send_fd_raw, send_raw, seqpacket_pair, shutdown};
+use crate::seccomp::{install_filter_raw, set_no_new_privs_raw, Filter, FilterFlags, Listener};
+use crate::{Result, SysError};
+
+const GO: u8 = b'g';
+const ABORT: u8 = b'x';
+const LISTENER: u8 = b'L';
+const ACK: u8 = b'a';
+
+/// How to set up a member between fork and exec. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct MemberSetup {
+    filter: Filter,
+    flags: FilterFlags,
+    no_new_privs: bool,
+    bpffs: Option<CString>,
+    hide: Vec<CString>,
+    cwd: Option<CString>,
+    wait_ack: bool,
+}
+
+/// A started member: the child, and the listener of its seccomp filter.
+#[derive(Debug)]
+pub struct Spawned {
+    pub child: Child,
+    pub listener: Listener,
+}
+
+fn cpath(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| SysError::new(format!("path {}", p.display()), Errno::INVAL))
+}
+
+impl MemberSetup {
+    /// Install `filter` with `NEW_LISTENER | WAIT_KILLABLE_RECV`; nothing else.
+    pub fn new(filter: Filter) -> Self {
+        Self {
+            filter,
+            flags: FilterFlags::NEW_LISTENER | FilterFlags::WAIT_KILLABLE_RECV,
+            no_new_privs: false,
+            bpffs: None,
+            hide: Vec::new(),
+            cwd: None,
+            wait_ack: false,
+        }
+    }
+
+    /// Filter flags (must include `NEW_LISTENER`).
+    pub fn filter_flags(mut self, flags: FilterFlags) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// Set `no_new_privs` before installing the filter (required without `CAP_SYS_ADMIN`).
+    pub fn no_new_privs(mut self, on: bool) -> Self {
+        self.no_new_privs = on;
+        self
+    }
+
+    /// In a private mount namespace, bind-mount `dir` over `/sys/fs/bpf`.
+    pub fn bpffs(mut self, dir: &Path) -> Result<Self> {
+        self.bpffs = Some(cpath(dir)?);
+        Ok(self)
+    }
+
+    /// In a private mount namespace, cover `path` (a directory) with an empty read-only tmpfs,
+    /// after the bpffs bind mount.
+    pub fn hide(mut self, path: &Path) -> Result<Self> {
+        self.hide.push(cpath(path)?);
+        Ok(self)
+    }
+
+    /// Change to `dir` after the mounts. (`Command::current_dir` is applied by std *before*
+    /// the setup, so a working directory under `/sys/fs/bpf` would stay in the host's bpffs,
+    /// beneath the bind mount.)
+    pub fn cwd(mut self, dir: &Path) -> Result<Self> {
+        self.cwd = Some(cpath(dir)?);
+        Ok(self)
+    }
+
+    /// Wait for the parent's acknowledgement (after `with_listener`) before exec.
+    pub fn wait_ack(mut self, on: bool) -> Self {
+        self.wait_ack = on;
+        self
+    }
+
+    /// Spawn `cmd` as a member. `before_setup(pid)` runs (on a helper thread) while the child
+    /// waits, before anything is set up in it; `with_listener(&listener)` runs once the
+    /// listener has arrived (before exec when [`wait_ack`](Self::wait_ack) is on). An error
+    /// from either aborts the child and is returned.
+    ///
+    /// `cmd` gets a `pre_exec` hook for this one spawn: spawning it again fails.
+    pub fn spawn<B, L>(
+        self,
+        cmd: &mut Command,
+        before_setup: B,
+        with_listener: L,
+    ) -> Result<Spawned>
+    where
+        B: FnOnce(i32) -> std::result::Result<(), String> + Send,
+        L: FnOnce(&Listener) -> std::result::Result<(), String> + Send,
+    {
+        if !self.flags.contains(FilterFlags::NEW_LISTENER) {
+            return Err(SysError::new(
+                "spawn member: filter flags lack NEW_LISTENER",
+                Errno::INVAL,
+            ));
+        }
+        let (parent_sock, child_sock) = seqpacket_pair()?;
+        let wait_ack = self.wait_ack;
+        let plan = Arc::new(ChildPlan::new(self, child_sock.as_raw_fd())?);
+        let hook = Arc::clone(&plan);
+        // SAFETY: the hook runs in the forked child before exec. `child_side` makes raw system
+        // calls only (getpid, send/recv, unshare, mount, prctl, seccomp, sendmsg, close) on
+        // data prepared before the fork; it allocates nothing and takes no locks.
+        unsafe {
+            cmd.pre_exec(move || child_side(&hook));
+        }
+        let (spawned, parent) = std::thread::scope(|s| {
+            let helper = s.spawn(|| {
+                let r = parent_side(&parent_sock, before_setup, with_listener, wait_ack);
+                if r.is_err() {
+                    // Unblock a child still waiting for us.
+                    let _ = shutdown(&parent_sock);
+                }
+                r
+            });
+            let spawned = cmd.spawn();
+            // The child end is closed below; a second spawn of `cmd` must not use its number.
+            plan.sock.store(-1, Ordering::SeqCst);
+            if spawned.is_err() {
+                // Unblock the helper if it still waits for the child.
+                let _ = shutdown(&parent_sock);
+            }
+            let parent = helper.join().unwrap_or_else(|_| {
+                Err(SysError::new(
+                    "spawn member: helper thread panicked",
+                    Errno::IO,
+                ))
+            });
+            (spawned, parent)
+        });
+        drop(child_sock);
+        match (spawned, parent) {
+            (Ok(child), Ok(listener)) => Ok(Spawned { child, listener }),
+            (Ok(mut child), Err(e)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e)
+            }
+            // The parent side's error explains a child that gave up (ECANCELED) best.
+            (Err(_), Err(e)) => Err(e),
+            (Err(e), Ok(_)) => Err(SysError::new(
+                format!("spawning the member: {e}"),
+                Errno::from_io_error(&e).unwrap_or(Errno::IO),
+            )),
+        }
+    }
+}
+
+/// What the child needs, prepared before the fork.
+#[derive(Debug)]
+struct ChildPlan {
+    filter: Filter,
+    flags: FilterFlags,
+    no_new_privs: bool,
+    bpffs: Option<CString>,
+    hide: Vec<CString>,
+    cwd: Option<CString>,
+    wait_ack: bool,
+    sock: AtomicI32,
+    root: CString,
+    sys_fs_bpf: CString,
+    tmpfs: CString,
+    tmpfs_opts: CString,
+}
+
+impl ChildPlan {
+    fn new(s: MemberSetup, sock: RawFd) -> Result<Self> {
+        let c = |v: &str| {
+            CString::new(v).map_err(|_| SysError::new("spawn member: string", Errno::INVAL))
+        };
+        Ok(Self {
+            filter: s.filter,
+            flags: s.flags,
+            no_new_privs: s.no_new_privs,
+            bpffs: s.bpffs,
+            hide: s.hide,
+            cwd: s.cwd,
+            wait_ack: s.wait_ack,
+            sock: AtomicI32::new(sock),
+            root: c("/")?,
+            sys_fs_bpf: c("/sys/fs/bpf")?,
+            tmpfs: c("tmpfs")?,
+            tmpfs_opts: c("mode=0555")?,
+        })
+    }
+}
+
+fn io_err(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+fn check(r: libc::c_int) -> io::Result<()> {
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The child's half, between fork and exec: raw system calls only.
+fn child_side(plan: &ChildPlan) -> io::Result<()> {
+    let sock = plan.sock.load(Ordering::SeqCst);
+    if sock < 0 {
+        return Err(io_err(Errno::BADF));
+    }
+    // SAFETY: getpid has no preconditions.
+    let pid: i32 = unsafe { libc::getpid() };
+    send_raw(sock, &pid.to_ne_bytes()).map_err(io_err)?;
+    let mut b = [0u8; 1];
+    recv_exact_raw(sock, &mut b).map_err(io_err)?;
+    if b[0] != GO {
+        return Err(io_err(Errno::CANCELED));
+    }
+    if plan.bpffs.is_some() || !plan.hide.is_empty() {
+        // SAFETY: plain flag argument.
+        check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
+        // SAFETY: every pointer is a NUL-terminated string prepared before the fork, or null
+        // where mount(2) allows it.
+        check(unsafe {
+            libc::mount(
+                std::ptr::null(),
+                plan.root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_SLAVE,
+                std::ptr::null(),
+            )
+        })?;
+        if let Some(src) = &plan.bpffs {
+            // SAFETY: as above.
+            check(unsafe {
+                libc::mount(
+                    src.as_ptr(),
+                    plan.sys_fs_bpf.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                )
+            })?;
+        }
+        for h in &plan.hide {
+            // SAFETY: as above.
+            check(unsafe {
+                libc::mount(
+                    plan.tmpfs.as_ptr(),
+                    h.as_ptr(),
+                    plan.tmpfs.as_ptr(),
+                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    plan.tmpfs_opts.as_ptr().cast(),
+                )
+            })?;
+        }
+    }
+    if let Some(dir) = &plan.cwd {
+        // SAFETY: a NUL-terminated string prepared before the fork.
+        check(unsafe { libc::chdir(dir.as_ptr()) })?;
+    }
+    if plan.no_new_privs {
+        set_no_new_privs_raw().map_err(io_err)?;
+    }
+    let fd = install_filter_raw(&plan.filter, plan.flags)
+        .map_err(io_err)?
+        .ok_or_else(|| io_err(Errno::INVAL))?;
+    let sent = send_fd_raw(sock, &[LISTENER], fd);
+    // The program must never hold its own listener.
+    // SAFETY: `fd` is the listener the kernel just gave us; nothing else uses it.
+    unsafe { libc::close(fd) };
+    sent.map_err(io_err)?;
+    if plan.wait_ack {
+        recv_exact_raw(sock, &mut b).map_err(io_err)?;
+        if b[0] != ACK {
+            return Err(io_err(Errno::CANCELED));
+        }
+    }
+    Ok(())
+}
+
+/// The parent's half, on a helper thread while `Command::spawn` waits for the exec.
+fn parent_side<B, L>(
+    sock: &std::os::fd::OwnedFd,
+    before_setup: B,
+    with_listener: L,
+    wait_ack: bool,
+) -> Result<Listener>
+where
+    B: FnOnce(i32) -> std::result::Result<(), String>,
+    L: FnOnce(&Listener) -> std::result::Result<(), String>,
+{
+    use std::os::fd::AsFd;
+    let raw = sock.as_raw_fd();
+    let mut pid = [0u8; 4];
+    recv_exact_raw(raw, &mut pid)
+        .map_err(|e| SysError::new("spawn member: waiting for the child's pid", e))?;
+    let pid = i32::from_ne_bytes(pid);
+    if let Err(msg) = before_setup(pid) {
+        let _ = send_raw(raw, &[ABORT]);
+        return Err(SysError::new(
+            format!("spawn member: before setup of {pid}: {msg}"),
+            Errno::CANCELED,
+        ));
+    }
+    send_raw(raw, &[GO]).map_err(|e| SysError::new("spawn member: go", e))?;
+    let mut b = [0u8; 1];
+    let (n, fd) = recv_fd(sock.as_fd(), &mut b).map_err(|e| {
+        SysError::new(
+            format!("spawn member: receiving the listener: {}", e.op),
+            e.errno,
+        )
+    })?;
+    let fd = match fd {
+        Some(fd) if n == 1 && b[0] == LISTENER => fd,
+        // EOF: the child failed before sending (spawn reports why).
+        _ => {
+            return Err(SysError::new(
+                "spawn member: the child sent no listener",
+                Errno::PIPE,
+            ))
+        }
+    };
+    let listener = Listener::from_fd(fd);
+    if let Err(msg) = with_listener(&listener) {
+        if wait_ack {
+            let _ = send_raw(raw, &[ABORT]);
+        }
+        return Err(SysError::new(
+            format!("spawn member: with the listener of {pid}: {msg}"),
+            Errno::CANCELED,
+        ));
+    }
+    if wait_ack {
+        send_raw(raw, &[ACK]).map_err(|e| SysError::new("spawn member: ack", e))?;
+    }
+    Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seccomp::{Action, FilterBuilder, Response, Rule};
+    use std::time::Duration;
+
+    fn getppid_filter() -> Filter {
+        FilterBuilder::new(Action::Allow)
+            .rule(Rule::syscall(libc::SYS_getppid, Action::UserNotif))
+            .build()
+            .expect("filter")
+    }
+
+    /// A shell under a filter trapping getppid: the supervisor (this test) answers 4242, and
+    /// the callbacks saw the child's pid before anything ran.
+    #[test]
+    fn spawned_member_is_supervised() {
+        let mut cmd = Command::new("/bin/sh");
+        // `$PPID` is read by the shell at start-up through getppid().
+        cmd.args(["-c", "echo $PPID"])
+            .stdout(std::process::Stdio::piped());
+        let mut seen = 0;
+        let setup = MemberSetup::new(getppid_filter())
+            .no_new_privs(true)
+            .wait_ack(true);
+        let sp = setup
+            .spawn(
+                &mut cmd,
+                |pid| {
+                    seen = pid;
+                    Ok(())
+                },
+                |_| Ok(()),
+            )
+            .expect("spawn");
+        assert_eq!(seen as u32, sp.child.id());
+        let l = sp.listener;
+        assert!(l
+            .wait_readable(Some(Duration::from_secs(30)))
+            .expect("poll"));
+        let n = l.recv().expect("recv");
+        assert_eq!(i64::from(n.nr), libc::SYS_getppid);
+        l.respond(n.id, Response::Value(4242)).expect("respond");
+        let out = sp.child.wait_with_output().expect("wait");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "4242");
+    }
+
+    #[test]
+    fn failing_callback_aborts_the_child() {
+        let mut cmd = Command::new("/bin/true");
+        let e = MemberSetup::new(getppid_filter())
+            .no_new_privs(true)
+            .spawn(&mut cmd, |_| Err("no namespace".into()), |_| Ok(()))
+            .expect_err("aborted");
+        assert!(e.op.contains("no namespace"), "{e}");
+        // The hook refuses a second use of the same command.
+        assert!(cmd.spawn().is_err());
+    }
+
+    #[test]
+    fn failing_exec_is_reported() {
+        let mut cmd = Command::new("/nonexistent/bpfns-test");
+        let e = MemberSetup::new(getppid_filter())
+            .no_new_privs(true)
+            .spawn(&mut cmd, |_| Ok(()), |_| Ok(()))
+            .expect_err("no such program");
+        assert_eq!(e.errno, Errno::NOENT, "{e}");
+    }
+}

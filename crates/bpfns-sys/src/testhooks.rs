@@ -1,0 +1,274 @@
+//! Things only tests do: reach bpf() through the 32-bit entry points, count signals, probe
+//! what a program fd may dump, chroot. Used by `bpfns-test-helper`.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::io::Errno;
+
+use crate::{Result, SysError};
+
+fn last_errno() -> Errno {
+    Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+}
+
+/// `__X32_SYSCALL_BIT`.
+pub const X32_SYSCALL_BIT: i64 = 0x4000_0000;
+/// bpf() in the ia32 system call table.
+pub const NR_IA32_BPF: u32 = 357;
+
+/// bpf(cmd, attr, len) through the x32 entry point (`syscall` with `321 | __X32_SYSCALL_BIT`).
+/// Kernels without `CONFIG_X86_X32_ABI` answer `ENOSYS`; the bpfns filter answers `EPERM`
+/// first.
+#[cfg(target_arch = "x86_64")]
+pub fn bpf_via_x32(cmd: u32, attr: &mut [u8]) -> Result<i64, Errno> {
+    // SAFETY: `attr` is valid and writable for its length; an x32 call of bpf() reads/writes at
+    // most that many bytes there (or fails).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf | X32_SYSCALL_BIT,
+            cmd as libc::c_long,
+            attr.as_mut_ptr(),
+            attr.len() as libc::c_long,
+        )
+    };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(r)
+    }
+}
+
+/// bpf(cmd, attr, len) through the ia32 entry point (`int 0x80`, eax = 357). The attr is
+/// copied to memory below 4 GiB (32-bit pointers) and back. Kernels without
+/// `CONFIG_IA32_EMULATION` (or with it disabled) answer `ENOSYS`.
+#[cfg(target_arch = "x86_64")]
+pub fn bpf_via_int80(cmd: u32, attr: &mut [u8]) -> Result<i64, Errno> {
+    const PAGE: usize = 4096;
+    if attr.len() > PAGE {
+        return Err(Errno::TOOBIG);
+    }
+    // SAFETY: an anonymous private mapping; checked for failure below.
+    let low = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+            -1,
+            0,
+        )
+    };
+    if low == libc::MAP_FAILED {
+        return Err(last_errno());
+    }
+    let low = low.cast::<u8>();
+    // SAFETY: `low` is a fresh mapping of PAGE bytes and `attr.len() <= PAGE`.
+    unsafe { std::ptr::copy_nonoverlapping(attr.as_ptr(), low, attr.len()) };
+    let ptr32 = low as usize as u32;
+    let ret: i32;
+    // SAFETY: `int 0x80` enters the ia32 system call path with eax = nr, ebx/ecx/edx = args;
+    // the kernel accesses at most `attr.len()` bytes at `ptr32`, inside the mapping above.
+    // rbx is reserved by LLVM, so the first argument is swapped into it around the trap. On
+    // 64-bit kernels `int 0x80` may clobber r8–r11.
+    unsafe {
+        std::arch::asm!(
+            "xchg {b:r}, rbx",
+            "int 0x80",
+            "xchg {b:r}, rbx",
+            b = inout(reg) u64::from(cmd) => _,
+            inlateout("eax") NR_IA32_BPF => ret,
+            in("ecx") ptr32,
+            in("edx") attr.len() as u32,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+        );
+    }
+    // SAFETY: as above; then the mapping is released.
+    unsafe {
+        std::ptr::copy_nonoverlapping(low, attr.as_mut_ptr(), attr.len());
+        libc::munmap(low.cast(), PAGE);
+    }
+    if ret < 0 {
+        Err(Errno::from_raw_os_error(-ret))
+    } else {
+        Ok(i64::from(ret))
+    }
+}
+
+/// bpf(cmd, ptr, size) with an arbitrary pointer (NULL, unmapped, ...), to test how malformed
+/// calls are answered. The kernel validates the pointer; nothing here dereferences it.
+pub fn bpf_raw_ptr(cmd: u32, ptr: u64, size: u32) -> Result<i64, Errno> {
+    // SAFETY: the kernel treats `ptr` as a user pointer and fails with EFAULT where it is not
+    // readable; this process's memory is only touched where the caller meant it to be.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            ptr as usize as *mut libc::c_void,
+            size as libc::c_long,
+        )
+    };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(r)
+    }
+}
+
+static SIGNALS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn count_signal(_: libc::c_int) {
+    SIGNALS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Install a counting handler for `sig`, with `SA_RESTART` (so that interrupted system calls
+/// are restarted, as Go's runtime and most programs do).
+pub fn count_signals(sig: i32) -> Result<()> {
+    // SAFETY: an all-zero sigaction is valid; the handler only bumps an atomic, which is
+    // async-signal-safe; the pointers are valid for the call.
+    let r = unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as usize;
+        act.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut act.sa_mask);
+        libc::sigaction(sig, &act, std::ptr::null_mut())
+    };
+    if r != 0 {
+        return Err(SysError::new(format!("sigaction {sig}"), last_errno()));
+    }
+    Ok(())
+}
+
+/// How many signals the handler of [`count_signals`] has counted.
+pub fn signals_counted() -> u64 {
+    SIGNALS.load(Ordering::Relaxed)
+}
+
+/// Send signal `sig` to process `pid`.
+pub fn kill(pid: i32, sig: i32) -> Result<(), Errno> {
+    // SAFETY: plain integer arguments.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
+/// What `BPF_OBJ_GET_INFO_BY_FD` lets the holder of a program fd dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProgDump {
+    pub id: u32,
+    /// Length of the JIT image (reported even when it may not be dumped, if the caller is
+    /// `bpf_capable`).
+    pub jited_prog_len: u32,
+    pub xlated_prog_len: u32,
+    /// Whether the kernel copied the JIT image into our buffer.
+    pub jited_copied: bool,
+    /// Whether it copied the translated instructions.
+    pub xlated_copied: bool,
+    /// Whether it copied the kernel addresses of the program's functions.
+    pub ksyms_copied: bool,
+}
+
+/// Ask for the JIT image, translated instructions and ksym addresses of the program behind
+/// `fd`, and report which of them the kernel handed over (it decides with
+/// `bpf_dump_raw_ok(file->f_cred)`: the credentials of whoever *opened* the fd).
+pub fn prog_dump_probe(fd: impl AsFd) -> Result<ProgDump> {
+    let mut jited = vec![0u8; 1 << 16];
+    let mut xlated = vec![0u8; 1 << 16];
+    let mut ksyms = [0u64; 64];
+    // SAFETY: bindgen struct of integers; all-zero is valid.
+    let mut info: libbpf_sys::bpf_prog_info = unsafe { std::mem::zeroed() };
+    info.jited_prog_len = jited.len() as u32;
+    info.jited_prog_insns = jited.as_mut_ptr() as u64;
+    info.xlated_prog_len = xlated.len() as u32;
+    info.xlated_prog_insns = xlated.as_mut_ptr() as u64;
+    info.nr_jited_ksyms = ksyms.len() as u32;
+    info.jited_ksyms = ksyms.as_mut_ptr() as u64;
+    let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: `info` and the buffers it points to are writable for the lengths given.
+    let r = unsafe {
+        libbpf_sys::bpf_obj_get_info_by_fd(
+            fd.as_fd().as_raw_fd(),
+            (&mut info as *mut libbpf_sys::bpf_prog_info).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(SysError::new(
+            "BPF_OBJ_GET_INFO_BY_FD (prog dump probe)",
+            Errno::from_raw_os_error(-r),
+        ));
+    }
+    Ok(ProgDump {
+        id: info.id,
+        jited_prog_len: info.jited_prog_len,
+        xlated_prog_len: info.xlated_prog_len,
+        jited_copied: info.jited_prog_insns != 0 && jited.iter().any(|&b| b != 0),
+        xlated_copied: info.xlated_prog_insns != 0 && xlated.iter().any(|&b| b != 0),
+        ksyms_copied: info.jited_ksyms != 0 && ksyms.iter().any(|&a| a != 0),
+    })
+}
+
+/// A perf event on tracepoint `tp_id` (from `/sys/kernel/tracing/events/.../id`) for the
+/// calling process, with program `prog` attached (`PERF_EVENT_IOC_SET_BPF`): what
+/// `bpftool perf show` lists, through `BPF_TASK_FD_QUERY`.
+pub fn perf_tracepoint_with_prog(tp_id: u64, prog: impl AsFd) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // struct perf_event_attr, zero-extended: type, size, config, sample_period.
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&2u32.to_ne_bytes()); // PERF_TYPE_TRACEPOINT
+    attr[4..8].copy_from_slice(&128u32.to_ne_bytes());
+    attr[8..16].copy_from_slice(&tp_id.to_ne_bytes());
+    attr[16..24].copy_from_slice(&1u64.to_ne_bytes());
+    // SAFETY: `attr` is a valid perf_event_attr of the size it announces; pid 0 / cpu -1:
+    // this process on any CPU; no group.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            attr.as_ptr(),
+            0 as libc::pid_t,
+            -1 as libc::c_int,
+            -1 as libc::c_int,
+            8 as libc::c_ulong, // PERF_FLAG_FD_CLOEXEC
+        )
+    };
+    if fd < 0 {
+        return Err(SysError::new("perf_event_open", last_errno()));
+    }
+    // SAFETY: a new fd from the kernel that nobody else owns.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    // PERF_EVENT_IOC_SET_BPF = _IOW('$', 8, __u32)
+    let req: libc::c_ulong = 0x4004_2408;
+    // SAFETY: the ioctl takes the program fd by value.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), req as _, prog.as_fd().as_raw_fd()) };
+    if r < 0 {
+        return Err(SysError::new("PERF_EVENT_IOC_SET_BPF", last_errno()));
+    }
+    Ok(fd)
+}
+
+/// `chroot(dir)` then `chdir("/")`, for the whole (single-threaded) process.
+pub fn chroot_process(dir: &Path) -> Result<()> {
+    rustix::process::chroot(dir)
+        .map_err(|e| SysError::new(format!("chroot {}", dir.display()), e))?;
+    rustix::process::chdir("/").map_err(|e| SysError::new("chdir /", e))
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// Unfiltered: x32 is compiled out here (ENOSYS) or works; int 0x80 reaches bpf() (any
+    /// answer but ENOSYS when IA32 emulation is on). Neither may crash.
+    #[test]
+    fn entry_points_do_not_crash() {
+        let mut attr = [0u8; 16];
+        let _ = bpf_via_x32(12, &mut attr);
+        let _ = bpf_via_int80(12, &mut attr);
+        let _ = bpf_via_int80(12, &mut []);
+    }
+}

@@ -1,0 +1,361 @@
+//! Helper actions for the supervisor tests (`tests/supervisor.rs`): what a namespace member
+//! does under the bpfns seccomp filter.
+//!
+//! ```text
+//!   list KIND              walk BPF_{KIND}_GET_NEXT_ID: print ids=A,B,... and end=ERRNO
+//!   obj-get-from DIR PATH  chdir DIR, then BPF_OBJ_GET PATH: opened=FD | errno=E
+//!   obj-get-chroot DIR PATH  chroot DIR, then BPF_OBJ_GET PATH
+//!   obj-get-at DIR NAME    BPF_OBJ_GET NAME relative to an fd of DIR (BPF_F_PATH_FD)
+//!   prog-dump ID           open prog ID, print what its info may dump: jited=0|1 xlated=0|1
+//!                          ksyms=0|1 (or errno=E)
+//!   bpf-only ARGS...       keep only CAP_BPF, then exec ARGS (a path, or this helper's ACTION)
+//!   no-caps ARGS...        keep no capability, then exec ARGS
+//!   install-listener       try to install a seccomp filter with a listener: installed=1|errno=E
+//!   bpf-x32 | bpf-int80    BPF_MAP_GET_NEXT_ID through the x32 / ia32 entry: ret=R | errno=E
+//!   storm N                count SIGUSR1 (SA_RESTART) and make N trapped calls; print
+//!                          ready=PID first, then done=N errors=E signals=S
+//!   cgroup-link DIR        attach a new cgroup_skb program to cgroup DIR (ingress) through a
+//!                          link: print id=PROG_ID link=LINK_ID, hold until EOF
+//!   perf-tp TP_ID          a perf event on tracepoint TP_ID with a new tracepoint program:
+//!                          print id=PROG_ID fd=FD, hold until EOF
+//!   prog-query DIR TYPE CNT  BPF_PROG_QUERY on cgroup DIR for attach TYPE with room for CNT
+//!                          ids (0: count only): ids=A,B cnt=N ret=0|errno=E
+//!   bad-attrs MAP_ID       malformed bpf() calls, one line each: NAME=ret:R | NAME=errno:E
+//!   create-maps N          create N array maps: print id=FIRST..LAST, hold until EOF
+//!   bench KIND ID N        time N GET_NEXT_ID (1 in 100 starting a walk) and N
+//!                          GET_FD_BY_ID(ID) calls: next_id_ns=... fd_by_id_ns=...
+//! ```
+
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use bpfns_model::ObjectKind;
+use bpfns_sys::bpf as sysbpf;
+use bpfns_sys::caps::{self, CapabilitySet};
+use bpfns_sys::testhooks;
+
+use super::{fail, kind, report_open, say, RETURN_ONE};
+
+/// The actions this module handles.
+pub const ACTIONS: [&str; 17] = [
+    "create-maps",
+    "bad-attrs",
+    "cgroup-link",
+    "perf-tp",
+    "prog-query",
+    "list",
+    "obj-get-from",
+    "obj-get-chroot",
+    "obj-get-at",
+    "prog-dump",
+    "bpf-only",
+    "no-caps",
+    "install-listener",
+    "bpf-x32",
+    "bpf-int80",
+    "storm",
+    "bench",
+];
+
+fn errno_of(e: &bpfns_sys::SysError) -> i32 {
+    e.errno.raw_os_error()
+}
+
+fn exec_next(exe: &Path, rest: &[String]) -> ! {
+    use std::os::unix::process::CommandExt;
+    let Some(first) = rest.first() else {
+        fail("nothing to exec")
+    };
+    let err = if first.starts_with('/') {
+        Command::new(first).args(&rest[1..]).exec()
+    } else {
+        Command::new(exe).args(rest).exec()
+    };
+    fail(&format!("exec: {err}"))
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+fn summary(name: &str, mut ns: Vec<u64>) {
+    ns.sort_unstable();
+    let mean = ns.iter().sum::<u64>() / ns.len().max(1) as u64;
+    say(&format!(
+        "{name}_ns=mean:{mean} p50:{} p90:{} p99:{} n:{}",
+        percentile(&ns, 0.5),
+        percentile(&ns, 0.9),
+        percentile(&ns, 0.99),
+        ns.len()
+    ));
+}
+
+/// Run `action` with `args` (args[0] is the action).
+pub fn run(exe: &Path, args: &[String]) {
+    let arg = |i: usize| {
+        args.get(i)
+            .cloned()
+            .unwrap_or_else(|| fail("missing argument"))
+    };
+    match arg(0).as_str() {
+        "list" => {
+            let k = kind(&arg(1));
+            let mut ids = Vec::new();
+            let mut cur = 0;
+            let end = loop {
+                match sysbpf::next_id(k, cur) {
+                    Ok(Some(id)) => {
+                        ids.push(id.to_string());
+                        cur = id;
+                    }
+                    Ok(None) => break 2,
+                    Err(e) => break errno_of(&e),
+                }
+            };
+            say(&format!("ids={}", ids.join(",")));
+            say(&format!("end={end}"));
+        }
+        "obj-get-from" => {
+            std::env::set_current_dir(arg(1)).unwrap_or_else(|e| fail(&format!("chdir: {e}")));
+            let _ = report_open(sysbpf::obj_get(Path::new(&arg(2))));
+        }
+        "obj-get-chroot" => {
+            testhooks::chroot_process(Path::new(&arg(1))).unwrap_or_else(|e| fail(&e.to_string()));
+            let _ = report_open(sysbpf::obj_get(Path::new(&arg(2))));
+        }
+        "obj-get-at" => {
+            let dir = bpfns_sys::thread::open_dir(Path::new(&arg(1)))
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            let name = std::ffi::CString::new(arg(2)).unwrap_or_else(|_| fail("name"));
+            let _ = report_open(
+                bpfns_sys::rawbpf::obj_get_at(dir.as_fd(), &name, 0).map_err(|e| {
+                    bpfns_sys::SysError {
+                        op: "obj-get-at".into(),
+                        errno: e,
+                    }
+                }),
+            );
+        }
+        "prog-dump" => {
+            let id = arg(1).parse().unwrap_or_else(|_| fail("ID"));
+            match sysbpf::fd_by_id(ObjectKind::Prog, id) {
+                Err(e) => say(&format!("errno={}", errno_of(&e))),
+                Ok(fd) => match testhooks::prog_dump_probe(&fd) {
+                    Ok(d) => say(&format!(
+                        "dump=id:{} jited_len:{} jited:{} xlated:{} ksyms:{}",
+                        d.id,
+                        d.jited_prog_len,
+                        u8::from(d.jited_copied),
+                        u8::from(d.xlated_copied),
+                        u8::from(d.ksyms_copied)
+                    )),
+                    Err(e) => say(&format!("errno={}", errno_of(&e))),
+                },
+            }
+        }
+        "bpf-only" | "no-caps" => {
+            let keep = if arg(0) == "bpf-only" {
+                CapabilitySet::BPF
+            } else {
+                CapabilitySet::empty()
+            };
+            caps::restrict_for_exec(keep).unwrap_or_else(|e| fail(&e.to_string()));
+            exec_next(exe, &args[1..]);
+        }
+        "install-listener" => {
+            let _ = bpfns_sys::seccomp::set_no_new_privs_raw();
+            let f = bpfns_sys::seccomp::Filter::notify_syscalls(&[libc::SYS_getppid])
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            match bpfns_sys::seccomp::install_filter(
+                &f,
+                bpfns_sys::seccomp::FilterFlags::NEW_LISTENER,
+            ) {
+                Ok(_) => say("installed=1"),
+                Err(e) => say(&format!("errno={}", errno_of(&e))),
+            }
+        }
+        "bpf-x32" | "bpf-int80" => {
+            let mut attr = [0u8; 16];
+            let r = if arg(0) == "bpf-x32" {
+                testhooks::bpf_via_x32(12, &mut attr)
+            } else {
+                testhooks::bpf_via_int80(12, &mut attr)
+            };
+            match r {
+                Ok(v) => say(&format!("ret={v}")),
+                Err(e) => say(&format!("errno={}", e.raw_os_error())),
+            }
+        }
+        "storm" => {
+            let n: u64 = arg(1).parse().unwrap_or_else(|_| fail("N"));
+            testhooks::count_signals(libc::SIGUSR1).unwrap_or_else(|e| fail(&e.to_string()));
+            say(&format!("ready={}", std::process::id()));
+            let mut errors = 0;
+            for _ in 0..n {
+                if sysbpf::next_id(ObjectKind::Map, 0).is_err() {
+                    errors += 1;
+                }
+            }
+            say(&format!(
+                "done={n} errors={errors} signals={}",
+                testhooks::signals_counted()
+            ));
+        }
+        "bad-attrs" => {
+            let map: u32 = arg(1).parse().unwrap_or_else(|_| fail("MAP_ID"));
+            let show = |name: &str, r: Result<i64, bpfns_sys::Errno>| match r {
+                Ok(v) => say(&format!("{name}=ret:{}", u8::from(v >= 0))),
+                Err(e) => say(&format!("{name}=errno:{}", e.raw_os_error())),
+            };
+            let mut a = [0u8; 64];
+            let p = |a: &mut [u8]| a.as_mut_ptr() as u64;
+            show("null", testhooks::bpf_raw_ptr(12, 0, 16));
+            show("unmapped", testhooks::bpf_raw_ptr(12, 8, 16));
+            let mut big = vec![0u8; 8192];
+            show("big", testhooks::bpf_raw_ptr(12, p(&mut big), 8192));
+            a[40] = 1;
+            show("tail", testhooks::bpf_raw_ptr(12, p(&mut a), 64));
+            a = [0u8; 64];
+            a[0..4].copy_from_slice(&(i32::MAX as u32).to_ne_bytes());
+            show("intmax", testhooks::bpf_raw_ptr(12, p(&mut a), 16));
+            a = [0u8; 64];
+            a[0..4].copy_from_slice(&1u32.to_ne_bytes());
+            a[8..12].copy_from_slice(&1u32.to_ne_bytes());
+            show("prog-flags", testhooks::bpf_raw_ptr(13, p(&mut a), 16));
+            a = [0u8; 64];
+            show("objget-null", testhooks::bpf_raw_ptr(7, p(&mut a), 20));
+            let path = c"/sys/fs/bpf/none";
+            a[0..8].copy_from_slice(&(path.as_ptr() as u64).to_ne_bytes());
+            a[12..16].copy_from_slice(
+                &(bpfns_sys::rawbpf::BPF_F_RDONLY | bpfns_sys::rawbpf::BPF_F_WRONLY).to_ne_bytes(),
+            );
+            show("objget-flags", testhooks::bpf_raw_ptr(7, p(&mut a), 20));
+            a = [0u8; 64];
+            a[0..4].copy_from_slice(&map.to_ne_bytes());
+            show("short-size", testhooks::bpf_raw_ptr(14, p(&mut a), 4));
+            a = [0u8; 64];
+            a[0..4].copy_from_slice(&map.to_ne_bytes());
+            a[8..12].copy_from_slice(&(bpfns_sys::rawbpf::BPF_F_RDONLY).to_ne_bytes());
+            show("rdonly", testhooks::bpf_raw_ptr(14, p(&mut a), 12));
+            say("bad=done");
+        }
+        "create-maps" => {
+            let n: usize = arg(1).parse().unwrap_or_else(|_| fail("N"));
+            let maps: Vec<_> = (0..n)
+                .map(|_| {
+                    sysbpf::map_create(2, "bpfns_many", 4, 8, 1)
+                        .unwrap_or_else(|e| fail(&e.to_string()))
+                })
+                .collect();
+            let ids: Vec<u32> = maps
+                .iter()
+                .map(|m| {
+                    sysbpf::info::<sysbpf::bpf_map_info>(m)
+                        .map(|i| i.id)
+                        .unwrap_or(0)
+                })
+                .collect();
+            say(&format!(
+                "id={}..{}",
+                ids.first().copied().unwrap_or(0),
+                ids.last().copied().unwrap_or(0)
+            ));
+            super::hold_until_eof();
+        }
+        "cgroup-link" => {
+            let dir = std::fs::File::open(arg(1)).unwrap_or_else(|e| fail(&format!("open: {e}")));
+            // BPF_PROG_TYPE_CGROUP_SKB, `r0 = 1; exit` (pass).
+            let prog = sysbpf::prog_load(8, "bpfns_cg", &RETURN_ONE, Default::default())
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            // BPF_CGROUP_INET_INGRESS
+            let link = sysbpf::link_create(&prog, &dir, 0).unwrap_or_else(|e| fail(&e.to_string()));
+            let pid = sysbpf::info::<sysbpf::bpf_prog_info>(&prog).map(|i| i.id);
+            let lid = sysbpf::info::<sysbpf::bpf_link_info>(&link).map(|i| i.id);
+            say(&format!(
+                "id={} link={}",
+                pid.unwrap_or(0),
+                lid.unwrap_or(0)
+            ));
+            super::hold_until_eof();
+        }
+        "perf-tp" => {
+            let tp: u64 = arg(1).parse().unwrap_or_else(|_| fail("TP_ID"));
+            // BPF_PROG_TYPE_TRACEPOINT
+            let prog = sysbpf::prog_load(5, "bpfns_tp", &sysbpf::RETURN_ZERO, Default::default())
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            let ev = testhooks::perf_tracepoint_with_prog(tp, &prog)
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            let id = sysbpf::info::<sysbpf::bpf_prog_info>(&prog)
+                .map(|i| i.id)
+                .unwrap_or(0);
+            say(&format!("id={id} fd={}", sysbpf::raw(&ev)));
+            super::hold_until_eof();
+        }
+        "prog-query" => {
+            let dir = std::fs::File::open(arg(1)).unwrap_or_else(|e| fail(&format!("open: {e}")));
+            let attach: u32 = arg(2).parse().unwrap_or_else(|_| fail("TYPE"));
+            let cnt: u32 = arg(3).parse().unwrap_or_else(|_| fail("CNT"));
+            let mut ids = vec![0u32; cnt as usize];
+            let mut attr = [0u8; 64];
+            attr[0..4].copy_from_slice(&(sysbpf::raw(&dir) as u32).to_ne_bytes());
+            attr[4..8].copy_from_slice(&attach.to_ne_bytes());
+            if cnt > 0 {
+                attr[16..24].copy_from_slice(&(ids.as_mut_ptr() as u64).to_ne_bytes());
+            }
+            attr[24..28].copy_from_slice(&cnt.to_ne_bytes());
+            let r = bpfns_sys::rawbpf::sys_bpf(16, &mut attr);
+            let got = u32::from_ne_bytes([attr[24], attr[25], attr[26], attr[27]]);
+            let shown: Vec<String> = ids
+                .iter()
+                .take(got.min(cnt) as usize)
+                .map(u32::to_string)
+                .collect();
+            say(&format!("ids={}", shown.join(",")));
+            say(&format!("cnt={got}"));
+            match r {
+                Ok(v) => say(&format!("ret={v}")),
+                Err(e) => say(&format!("errno={}", e.raw_os_error())),
+            }
+        }
+        "bench" => {
+            let k = kind(&arg(1));
+            let id: u32 = arg(2).parse().unwrap_or_else(|_| fail("ID"));
+            let n: usize = arg(3).parse().unwrap_or_else(|_| fail("N"));
+            let mut next = Vec::with_capacity(n);
+            let mut open = Vec::with_capacity(n);
+            // Warm up (first calls fault in pages, fill caches).
+            for _ in 0..n / 10 + 1 {
+                let _ = sysbpf::next_id(k, 0);
+                let _ = sysbpf::fd_by_id(k, id);
+            }
+            // Within a walk (start > 0): the supervisor answers from its cached view; a walk
+            // that starts at 0 re-reads the kernel side's iterator.
+            for i in 0..n {
+                let t = Instant::now();
+                let r = sysbpf::next_id(k, if i % 100 == 0 { 0 } else { 1 });
+                next.push(t.elapsed().as_nanos() as u64);
+                if r.is_err() {
+                    fail(&format!("next_id: {r:?}"));
+                }
+            }
+            for _ in 0..n {
+                let t = Instant::now();
+                let r = sysbpf::fd_by_id(k, id);
+                open.push(t.elapsed().as_nanos() as u64);
+                match r {
+                    Ok(fd) => drop(fd),
+                    Err(e) => fail(&format!("fd_by_id: {e}")),
+                }
+            }
+            summary("next_id", next);
+            summary("fd_by_id", open);
+        }
+        other => fail(&format!("unknown action {other}")),
+    }
+}

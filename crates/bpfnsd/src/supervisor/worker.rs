@@ -1,0 +1,1101 @@
+//! The supervisor thread: receive a notification, read the caller once, check the
+//! notification is still valid, act, answer.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::ffi::{CString, OsStr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bpfns_model::{NsId, ObjectKind};
+use bpfns_sys::caps::{self, CapabilitySet as C, CapabilitySets};
+use bpfns_sys::fds::{self, PidfdNamespace, RESOLVE_NO_MAGICLINKS};
+use bpfns_sys::rawbpf::{self, BPF_F_TOKEN_FD};
+use bpfns_sys::seccomp::{AddFd, Listener, Notification, Response};
+use bpfns_sys::{mem, thread, Errno};
+
+use super::attr::{
+    self, kind_of_link_target, next_visible, off, parse, query_reply, query_target_is_ifindex,
+    task_fd_name_reply, Attr, Command, ProgQuery, QueryEntry, Request, TaskFdQuery,
+};
+use super::filter::{AUDIT_ARCH_X86_64, NR_BPF};
+use super::{Counters, Options, ReplyMode, View, ViewError};
+
+/// The supervisor thread's effective capabilities between requests: what its own work needs
+/// (`GET_FD_BY_ID`/`GET_NEXT_ID`/queries: SYS_ADMIN; reading callers: SYS_PTRACE; resolving
+/// in their root: SYS_CHROOT, DAC_*, FOWNER; borrowing their fs ids: SETUID, SETGID), and
+/// above all *not* `CAP_SYSLOG`: an fd opened here keeps these credentials.
+fn base_caps() -> C {
+    C::SYS_ADMIN
+        | C::BPF
+        | C::SYS_PTRACE
+        | C::SYS_CHROOT
+        | C::SETUID
+        | C::SETGID
+        | C::DAC_OVERRIDE
+        | C::DAC_READ_SEARCH
+        | C::FOWNER
+}
+
+/// The capabilities that take part in path permission checks, which a caller may bring to an
+/// `OBJ_GET` resolved on its behalf (only if they are effective in the initial user
+/// namespace: that is where this thread checks them).
+fn fs_caps() -> C {
+    C::DAC_OVERRIDE | C::DAC_READ_SEARCH | C::FOWNER
+}
+
+const PATH_MAX: usize = 4096;
+/// Upper bound on a PROG_QUERY answer (programs attached at one hook).
+const QUERY_MAX: u32 = 1 << 16;
+/// Upper bound on a TASK_FD_QUERY name.
+const NAME_MAX: u32 = 1 << 16;
+/// Cached visible-id lists per thread.
+const CACHE_MAX: usize = 64;
+/// Cached pidfds per supervisor thread (opening one costs several microseconds; each is an fd
+/// of the daemon, so keep few).
+const PIDFDS_MAX: usize = 64;
+
+/// The thread's own context, to come back to after borrowing a caller's.
+struct Home {
+    root: OwnedFd,
+    cwd: OwnedFd,
+    /// `/proc/thread-self/fd` (for `BPF_OBJ_GET` of an `O_PATH` fd through its magic link).
+    fd_dir: OwnedFd,
+    netns: OwnedFd,
+    fsuid: u32,
+    fsgid: u32,
+    groups: Vec<u32>,
+}
+
+impl Home {
+    fn open() -> Result<Self, bpfns_sys::SysError> {
+        thread::unshare_fs()?;
+        Ok(Home {
+            root: thread::open_dir(Path::new("/"))?,
+            cwd: thread::open_dir(Path::new("."))?,
+            fd_dir: thread::open_dir(Path::new("/proc/thread-self/fd"))?,
+            netns: thread::open_path(Path::new("/proc/thread-self/ns/net"))?,
+            fsuid: own_fsuid(),
+            fsgid: own_fsgid(),
+            groups: thread::groups()?,
+        })
+    }
+}
+
+fn own_fsuid() -> u32 {
+    // The fs ids follow the effective ids unless changed; the daemon never changes them
+    // outside a borrowed context.
+    status_field_ids("Uid:").unwrap_or(0)
+}
+
+fn own_fsgid() -> u32 {
+    status_field_ids("Gid:").unwrap_or(0)
+}
+
+fn status_field_ids(name: &str) -> Option<u32> {
+    let s = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    let line = s.lines().find_map(|l| l.strip_prefix(name))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// `AT_FDCWD`.
+const AT_FDCWD: i32 = -100;
+
+/// Namespace identity: (device, inode) of a `/proc/.../ns/*` file.
+fn ns_ident(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+enum Outcome {
+    /// Answer with this.
+    Respond(Response),
+    /// Already answered (an fd was injected with `ADDFD | SEND`).
+    Injected,
+    /// The caller gave up (the notification is no longer valid): nothing to answer.
+    Abandoned,
+}
+
+fn err(e: Errno) -> Outcome {
+    Outcome::Respond(Response::Error(e))
+}
+
+/// What a request needs beyond the attr, gathered before the validity check.
+enum Prepared {
+    Nothing,
+    FdById {
+        caller_syslog: bool,
+    },
+    ObjGet {
+        path: Vec<u8>,
+        dir: Option<OwnedFd>,
+        root: OwnedFd,
+        cwd: OwnedFd,
+        fsuid: u32,
+        fsgid: u32,
+        groups: Vec<u32>,
+        caps: C,
+    },
+    ProgQuery {
+        target: Option<OwnedFd>,
+        netns: Option<OwnedFd>,
+    },
+    TaskFdQuery {
+        host_pid: u32,
+    },
+}
+
+/// One trapped call.
+struct Call {
+    id: u64,
+    tid: i32,
+    cmd: Command,
+    attr_ptr: u64,
+    attr: Attr,
+    pidfd: OwnedFd,
+    eff: C,
+}
+
+struct Worker {
+    listener: Listener,
+    view: Arc<dyn View>,
+    opts: Options,
+    counters: Arc<Counters>,
+    cache: HashMap<(NsId, ObjectKind), (Vec<u32>, Instant)>,
+    home: Option<Home>,
+    base: C,
+    /// The thread's capability sets between requests (effective = `base`).
+    sets: CapabilitySets,
+    /// pidfds of recent callers, by thread id. A cached pidfd may name an earlier task with
+    /// the same id that has since exited: every use of it then fails (`ESRCH`), and the
+    /// caller's pidfd is opened afresh. It can never name another *live* task.
+    pidfds: HashMap<i32, OwnedFd>,
+    own_userns: Option<(u64, u64)>,
+    own_pidns: Option<(u64, u64)>,
+    poisoned: Cell<bool>,
+}
+
+pub(super) fn run(
+    listener: Listener,
+    view: Arc<dyn View>,
+    opts: Options,
+    counters: Arc<Counters>,
+    stop: UnixStream,
+) {
+    if let Some(cpu) = opts.pin_cpu {
+        if let Err(e) = bpfns_sys::process::pin_to_cpu(cpu) {
+            tracing::warn!("supervisor: cannot pin to CPU {cpu}: {e}");
+        }
+    }
+    let home = match Home::open() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!("supervisor: no private fs context ({e}); OBJ_GET will be refused");
+            None
+        }
+    };
+    let (base, sets) = match caps::set_current_thread_effective(base_caps())
+        .and_then(|eff| Ok((eff, caps::of_current_thread()?)))
+    {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!("supervisor: cannot reduce capabilities ({e}); refusing to serve");
+            return;
+        }
+    };
+    if opts.sync_wakeup {
+        if let Err(e) = listener.set_sync_wakeup() {
+            tracing::debug!("supervisor: no synchronous wake-up ({e})");
+        }
+    }
+    let mut w = Worker {
+        listener,
+        view,
+        opts,
+        counters,
+        cache: HashMap::new(),
+        home,
+        base,
+        sets,
+        pidfds: HashMap::new(),
+        own_userns: ns_ident(Path::new("/proc/thread-self/ns/user")),
+        own_pidns: ns_ident(Path::new("/proc/thread-self/ns/pid")),
+        poisoned: Cell::new(false),
+    };
+    w.serve(stop);
+    tracing::debug!(label = %w.opts.label, "supervisor stops");
+}
+
+impl Worker {
+    fn serve(&mut self, stop: UnixStream) {
+        loop {
+            if self.poisoned.get() {
+                tracing::error!("supervisor: could not restore its own context; stopping");
+                return;
+            }
+            let ready = match fds::poll_any(&[self.listener.as_fd(), stop.as_fd()], None) {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!("supervisor: poll: {e}");
+                    return;
+                }
+            };
+            if ready[1].readable || ready[1].hung_up {
+                return;
+            }
+            if !ready[0].readable {
+                if ready[0].hung_up {
+                    // No task is left under the filter.
+                    return;
+                }
+                continue;
+            }
+            let n = match self.listener.recv() {
+                Ok(n) => n,
+                // The caller went away between poll and recv.
+                Err(e) if e.errno == Errno::NOENT || e.errno == Errno::INTR => continue,
+                Err(e) => {
+                    tracing::error!("supervisor: {e}");
+                    return;
+                }
+            };
+            self.serve_one(&n);
+        }
+    }
+
+    fn serve_one(&mut self, n: &Notification) {
+        let started = Instant::now();
+        self.serve_one_inner(n);
+        Counters::add(
+            &self.counters.busy_ns,
+            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        );
+    }
+
+    fn serve_one_inner(&mut self, n: &Notification) {
+        Counters::bump(&self.counters.notifications);
+        let outcome = match catch_unwind(AssertUnwindSafe(|| self.handle(n))) {
+            Ok(o) => o,
+            Err(_) => {
+                tracing::error!("supervisor: panic while handling a notification");
+                Counters::bump(&self.counters.internal);
+                err(Errno::PERM)
+            }
+        };
+        match outcome {
+            Outcome::Injected => Counters::bump(&self.counters.injected),
+            Outcome::Abandoned => Counters::bump(&self.counters.abandoned),
+            Outcome::Respond(r) => match self.listener.respond(n.id, r) {
+                Ok(()) => match r {
+                    Response::Error(_) => Counters::bump(&self.counters.errors),
+                    _ => Counters::bump(&self.counters.succeeded),
+                },
+                Err(e) if e.errno == Errno::NOENT => Counters::bump(&self.counters.abandoned),
+                Err(e) => tracing::warn!("supervisor: answering: {e}"),
+            },
+        }
+    }
+
+    fn view_failed(&self, what: &str, e: ViewError) -> Outcome {
+        match e {
+            ViewError::Gone => err(Errno::SRCH),
+            ViewError::Failed(m) => {
+                tracing::error!("supervisor: {what}: {m}");
+                Counters::bump(&self.counters.internal);
+                // Fail closed.
+                err(Errno::PERM)
+            }
+        }
+    }
+
+    fn handle(&mut self, n: &Notification) -> Outcome {
+        if n.arch != AUDIT_ARCH_X86_64 || n.nr as u32 != NR_BPF {
+            return err(Errno::NOSYS);
+        }
+        let Some(cmd) = Command::from_raw(n.args[0] as u32) else {
+            return err(Errno::NOSYS);
+        };
+        let tid = n.pid as i32;
+        if tid <= 0 {
+            // Not visible in our pid namespace: we cannot act for it.
+            return err(Errno::PERM);
+        }
+        // Commands that use the pidfd beyond the namespace lookup get a fresh one.
+        let fresh = matches!(cmd, Command::ObjGet | Command::ProgQuery);
+        let (pidfd, cached) = match self.take_pidfd(tid, fresh) {
+            Ok(p) => p,
+            Err(e) => return self.abandoned_or(n.id, err(e)),
+        };
+        let mut call = match self.read_call(n, cmd, tid, pidfd) {
+            Ok(c) => c,
+            Err(e) => return self.abandoned_or(n.id, err(e)),
+        };
+        let out = self.handle_call(n, &mut call, cached);
+        self.keep_pidfd(call.tid, call.pidfd);
+        out
+    }
+
+    fn take_pidfd(&mut self, tid: i32, fresh: bool) -> Result<(OwnedFd, bool), Errno> {
+        if !fresh {
+            if let Some(fd) = self.pidfds.remove(&tid) {
+                return Ok((fd, true));
+            }
+        }
+        let fd = bpfns_sys::process::open_thread_pidfd(tid).map_err(|e| e.errno)?;
+        Ok((fd, false))
+    }
+
+    fn keep_pidfd(&mut self, tid: i32, fd: OwnedFd) {
+        if self.pidfds.len() >= PIDFDS_MAX {
+            self.pidfds.clear();
+        }
+        self.pidfds.insert(tid, fd);
+    }
+
+    fn handle_call(&mut self, n: &Notification, call: &mut Call, cached: bool) -> Outcome {
+        let cmd = call.cmd;
+        let tid = call.tid;
+        let req = match parse(cmd, &call.attr) {
+            Ok(r) => r,
+            Err(e) => return self.abandoned_or(n.id, err(e)),
+        };
+        let allowed = match &req {
+            Request::NextId { .. } | Request::FdById { .. } | Request::TaskFdQuery(_) => {
+                attr::may_use_ids(call.eff)
+            }
+            Request::ProgQuery(_) => attr::may_query(call.eff),
+            Request::ObjGet { .. } => true,
+        };
+        if !allowed {
+            return self.abandoned_or(n.id, err(Errno::PERM));
+        }
+        let prep = match self.prepare(call, &req) {
+            Ok(p) => p,
+            Err(e) => return self.abandoned_or(n.id, err(e)),
+        };
+        // Everything read from the caller is now in hand; from here on, act only on it.
+        match self.listener.id_valid(n.id) {
+            Ok(true) => {}
+            Ok(false) => return Outcome::Abandoned,
+            Err(e) => {
+                tracing::warn!("supervisor: {e}");
+                return Outcome::Abandoned;
+            }
+        }
+        let ns = match self.view.namespace_of(call.pidfd.as_fd()) {
+            Ok(ns) => ns,
+            Err(_) if cached => {
+                // A cached pidfd of an earlier task with this id: open the caller's own, and
+                // make sure it is still the one waiting.
+                match bpfns_sys::process::open_thread_pidfd(tid) {
+                    Ok(fd) => call.pidfd = fd,
+                    Err(e) => return err(e.errno),
+                }
+                if !matches!(self.listener.id_valid(n.id), Ok(true)) {
+                    return Outcome::Abandoned;
+                }
+                match self.view.namespace_of(call.pidfd.as_fd()) {
+                    Ok(ns) => ns,
+                    Err(e) => return self.view_failed("namespace of a caller", e),
+                }
+            }
+            Err(e) => return self.view_failed("namespace of a caller", e),
+        };
+        if ns.is_root() && !self.root_may(call, &req) {
+            // Not a namespace member after all: the kernel's own rules, which want the
+            // capability in the initial user namespace; bpfns grants nothing.
+            return err(Errno::PERM);
+        }
+        let out = self.act(call, ns, req, prep);
+        if let Outcome::Respond(Response::Error(e)) = out {
+            tracing::debug!(
+                tid,
+                ns = %ns,
+                cmd = call.cmd.name(),
+                errno = e.raw_os_error(),
+                "refused"
+            );
+        }
+        out
+    }
+
+    /// An early error: answer it, unless the caller has gone anyway.
+    fn abandoned_or(&self, id: u64, o: Outcome) -> Outcome {
+        match self.listener.id_valid(id) {
+            Ok(false) => Outcome::Abandoned,
+            _ => o,
+        }
+    }
+
+    fn read_call(
+        &self,
+        n: &Notification,
+        cmd: Command,
+        tid: i32,
+        pidfd: OwnedFd,
+    ) -> Result<Call, Errno> {
+        let eff = caps::of_task(tid).map_err(|e| e.errno)?.effective;
+        let len = attr::read_len(n.args[2])?;
+        let mut a = Attr::zeroed(len);
+        mem::read_exact(tid, n.args[1], a.supplied_mut())?;
+        Ok(Call {
+            id: n.id,
+            tid,
+            cmd,
+            attr_ptr: n.args[1],
+            attr: a,
+            pidfd,
+            eff,
+        })
+    }
+
+    /// For a caller in the root namespace (untagged, under the filter): what the kernel
+    /// would allow it, i.e. `CAP_SYS_ADMIN` (or, for queries, `CAP_NET_ADMIN`) in the initial
+    /// user namespace. Seeing everything must not come from holding `CAP_BPF` alone.
+    fn root_may(&self, call: &Call, req: &Request) -> bool {
+        let need = match req {
+            Request::ObjGet { .. } => return true,
+            Request::ProgQuery(_) => C::SYS_ADMIN | C::NET_ADMIN,
+            _ => C::SYS_ADMIN,
+        };
+        call.eff.intersects(need) && self.in_own_userns(call.pidfd.as_fd(), call.tid)
+    }
+
+    /// Whether the caller is in our user namespace (the initial one, for the daemon): only
+    /// there do its capabilities count for checks this thread makes.
+    fn in_own_userns(&self, pidfd: BorrowedFd<'_>, tid: i32) -> bool {
+        let Some(own) = self.own_userns else {
+            return false;
+        };
+        let theirs = match fds::pidfd_namespace(pidfd, PidfdNamespace::User) {
+            Ok(ns) => fds::file_ident(&ns).ok(),
+            // Before Linux 6.11.
+            Err(_) => ns_ident(Path::new(&format!("/proc/{tid}/ns/user"))),
+        };
+        theirs == Some(own)
+    }
+
+    /// Gather what the request needs from the caller (before the validity check).
+    fn prepare(&self, call: &Call, req: &Request) -> Result<Prepared, Errno> {
+        let proc = |rest: &str| PathBuf::from(format!("/proc/{}/{rest}", call.tid));
+        match req {
+            Request::NextId { .. } => Ok(Prepared::Nothing),
+            Request::FdById { .. } => Ok(Prepared::FdById {
+                caller_syslog: call.eff.contains(C::SYSLOG)
+                    && self.in_own_userns(call.pidfd.as_fd(), call.tid),
+            }),
+            Request::ObjGet {
+                pathname, path_fd, ..
+            } => {
+                if self.home.is_none() {
+                    return Err(Errno::PERM);
+                }
+                let path = mem::read_cstring(call.tid, *pathname, PATH_MAX)?;
+                if path.is_empty() {
+                    return Err(Errno::NOENT);
+                }
+                let dir = match path_fd {
+                    // BPF_F_PATH_FD with AT_FDCWD: the working directory, as without the flag.
+                    Some(AT_FDCWD) => None,
+                    Some(fd) => {
+                        Some(fds::pidfd_getfd(call.pidfd.as_fd(), *fd).map_err(|e| e.errno)?)
+                    }
+                    None => None,
+                };
+                let root = thread::open_dir(&proc("root")).map_err(|e| e.errno)?;
+                let cwd = thread::open_dir(&proc("cwd")).map_err(|e| e.errno)?;
+                let status = std::fs::read_to_string(proc("status")).map_err(|_| Errno::SRCH)?;
+                let (fsuid, fsgid, groups) =
+                    attr::fs_creds_from_status(&status).ok_or(Errno::SRCH)?;
+                let caps = if self.in_own_userns(call.pidfd.as_fd(), call.tid) {
+                    call.eff & fs_caps()
+                } else {
+                    C::empty()
+                };
+                Ok(Prepared::ObjGet {
+                    path,
+                    dir,
+                    root,
+                    cwd,
+                    fsuid,
+                    fsgid,
+                    groups,
+                    caps,
+                })
+            }
+            Request::ProgQuery(q) => {
+                if query_target_is_ifindex(q.attach_type) {
+                    if self.home.is_none() {
+                        return Err(Errno::PERM);
+                    }
+                    let netns = fds::pidfd_namespace(call.pidfd.as_fd(), PidfdNamespace::Net)
+                        .map_err(|e| e.errno)?;
+                    Ok(Prepared::ProgQuery {
+                        target: None,
+                        netns: Some(netns),
+                    })
+                } else {
+                    let target = fds::pidfd_getfd(call.pidfd.as_fd(), q.target as i32)
+                        .map_err(|e| e.errno)?;
+                    Ok(Prepared::ProgQuery {
+                        target: Some(target),
+                        netns: None,
+                    })
+                }
+            }
+            Request::TaskFdQuery(q) => Ok(Prepared::TaskFdQuery {
+                host_pid: self.host_pid(call.tid, q.pid)?,
+            }),
+        }
+    }
+
+    fn act(&mut self, call: &Call, ns: NsId, req: Request, prep: Prepared) -> Outcome {
+        match (req, prep) {
+            (Request::NextId { kind, start_id }, _) => self.next_id(call, ns, kind, start_id),
+            (
+                Request::FdById {
+                    kind,
+                    id,
+                    open_flags,
+                },
+                Prepared::FdById { caller_syslog },
+            ) => self.fd_by_id(call, ns, kind, id, open_flags, caller_syslog),
+            (
+                Request::ObjGet { file_flags, .. },
+                Prepared::ObjGet {
+                    path,
+                    dir,
+                    root,
+                    cwd,
+                    fsuid,
+                    fsgid,
+                    groups,
+                    caps,
+                },
+            ) => {
+                let borrowed = Borrowed {
+                    root: root.as_fd(),
+                    cwd: cwd.as_fd(),
+                    fsuid,
+                    fsgid,
+                    groups: &groups,
+                    caps,
+                };
+                self.obj_get(call, ns, &path, dir.as_ref(), borrowed, file_flags)
+            }
+            (Request::ProgQuery(q), Prepared::ProgQuery { target, netns }) => {
+                self.prog_query(call, ns, q, target, netns)
+            }
+            (Request::TaskFdQuery(q), Prepared::TaskFdQuery { host_pid }) => {
+                self.task_fd_query(call, ns, q, host_pid)
+            }
+            _ => err(Errno::PERM),
+        }
+    }
+
+    // ---- GET_NEXT_ID ---------------------------------------------------------------------
+
+    fn next_id(&mut self, call: &Call, ns: NsId, kind: ObjectKind, start: u32) -> Outcome {
+        let key = (ns, kind);
+        let stale = match self.cache.get(&key) {
+            None => true,
+            Some((_, at)) => start == 0 || at.elapsed() > self.opts.cache_ttl,
+        };
+        if stale {
+            let ids = match self.view.visible_ids(ns, kind) {
+                Ok(ids) => ids,
+                Err(e) => return self.view_failed("listing visible objects", e),
+            };
+            if self.cache.len() >= CACHE_MAX {
+                self.cache.clear();
+            }
+            self.cache.insert(key, (ids, Instant::now()));
+        }
+        let next = self
+            .cache
+            .get(&key)
+            .and_then(|(ids, _)| next_visible(ids, start));
+        match next {
+            None => err(Errno::NOENT),
+            Some(id) => {
+                match mem::write_all(call.tid, field(call, off::NEXT_ID), &id.to_ne_bytes()) {
+                    Ok(()) => Outcome::Respond(Response::Value(0)),
+                    Err(e) => err(e),
+                }
+            }
+        }
+    }
+
+    // ---- GET_FD_BY_ID --------------------------------------------------------------------
+
+    fn fd_by_id(
+        &mut self,
+        call: &Call,
+        ns: NsId,
+        kind: ObjectKind,
+        id: u32,
+        open_flags: u32,
+        caller_syslog: bool,
+    ) -> Outcome {
+        match self.view.can_see(ns, kind, id) {
+            Ok(true) => {}
+            // The same answer as for an id that does not exist.
+            Ok(false) => return err(Errno::NOENT),
+            Err(e) => return self.view_failed("ownership of an object", e),
+        }
+        let mut a = call.attr.clone();
+        if open_flags & BPF_F_TOKEN_FD != 0 {
+            // The supervisor opens with its own rights; the caller's token fd means nothing here.
+            a.set_u32(off::OPEN_FLAGS, open_flags & !BPF_F_TOKEN_FD);
+            a.set_u32(off::TOKEN_FD, 0);
+        }
+        let opened = self.with_caps(caller_syslog.then_some(C::SYSLOG), || {
+            rawbpf::sys_bpf_fd(call.cmd.raw(), a.supplied_mut())
+        });
+        match opened {
+            Ok(fd) => self.inject(call.id, fd),
+            Err(e) => err(e),
+        }
+    }
+
+    /// Run `f` with `extra` added to the effective set (the thread's opener credentials).
+    fn with_caps<T>(&self, extra: Option<C>, f: impl FnOnce() -> T) -> T {
+        let Some(extra) = extra else {
+            return f();
+        };
+        let mut raised = self.sets;
+        raised.effective |= extra & raised.permitted;
+        if caps::set_current_thread(raised).is_err() {
+            // Without the extra rights: the narrower answer.
+            return f();
+        }
+        let r = f();
+        if caps::set_current_thread(self.sets).is_err() {
+            self.poisoned.set(true);
+        }
+        r
+    }
+
+    fn inject(&self, id: u64, fd: OwnedFd) -> Outcome {
+        // bpf fds are always close-on-exec.
+        let send = self.opts.reply == ReplyMode::AddFdSend;
+        let opts = AddFd {
+            target_fd: None,
+            cloexec: true,
+            send,
+        };
+        match self.listener.add_fd(id, fd.as_fd(), opts) {
+            Ok(_) if send => Outcome::Injected,
+            Ok(newfd) => Outcome::Respond(Response::Value(i64::from(newfd))),
+            Err(e) if e.errno == Errno::NOENT => Outcome::Abandoned,
+            // EMFILE and the like: the call is still pending; fail it.
+            Err(e) => err(e.errno),
+        }
+    }
+
+    // ---- OBJ_GET -------------------------------------------------------------------------
+
+    fn obj_get(
+        &mut self,
+        call: &Call,
+        ns: NsId,
+        path: &[u8],
+        dir: Option<&OwnedFd>,
+        borrowed: Borrowed<'_>,
+        file_flags: u32,
+    ) -> Outcome {
+        let Some(home) = self.home.as_ref() else {
+            return err(Errno::PERM);
+        };
+        let opened = {
+            let mut ctx = match Context::enter(home, &borrowed, self.base, &self.poisoned) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("supervisor: borrowing a caller's context: {e}");
+                    return err(Errno::PERM);
+                }
+            };
+            let r = fds::open_path_at(
+                dir.map(|d| d.as_fd()),
+                Path::new(OsStr::from_bytes(path)),
+                RESOLVE_NO_MAGICLINKS,
+            )
+            .and_then(|o| {
+                let name = CString::new(o.as_raw_fd().to_string()).map_err(|_| Errno::INVAL)?;
+                // Checks the pin's permission bits against the borrowed credentials.
+                rawbpf::obj_get_at(home.fd_dir.as_fd(), &name, file_flags)
+            });
+            if ctx.restore().is_err() {
+                return err(Errno::PERM);
+            }
+            r
+        };
+        let fd = match opened {
+            Ok(fd) => fd,
+            Err(e) => return err(e),
+        };
+        let target = std::fs::read_link(format!("/proc/thread-self/fd/{}", fd.as_raw_fd()));
+        let Some(kind) = target
+            .ok()
+            .and_then(|t| kind_of_link_target(&t.to_string_lossy()))
+        else {
+            return err(Errno::PERM);
+        };
+        let Some(id) = object_id(kind, fd.as_fd()) else {
+            return err(Errno::PERM);
+        };
+        match self.view.can_see(ns, kind, id) {
+            Ok(true) => self.inject(call.id, fd),
+            // The pin exists, but its object belongs to a namespace the caller cannot see.
+            Ok(false) => err(Errno::PERM),
+            Err(e) => self.view_failed("ownership of a pinned object", e),
+        }
+    }
+
+    // ---- PROG_QUERY ----------------------------------------------------------------------
+
+    fn prog_query(
+        &mut self,
+        call: &Call,
+        ns: NsId,
+        q: ProgQuery,
+        target: Option<OwnedFd>,
+        netns: Option<OwnedFd>,
+    ) -> Outcome {
+        let result = match (&target, &netns) {
+            (Some(t), _) => run_query(&call.attr, &q, Some(t.as_raw_fd() as u32)),
+            (None, Some(n)) => {
+                let Some(home) = self.home.as_ref() else {
+                    return err(Errno::PERM);
+                };
+                if let Err(e) = thread::enter_net_ns(n) {
+                    tracing::warn!("supervisor: {e}");
+                    return err(Errno::PERM);
+                }
+                let r = run_query(&call.attr, &q, None);
+                if thread::enter_net_ns(&home.netns).is_err() {
+                    self.poisoned.set(true);
+                    return err(Errno::PERM);
+                }
+                r
+            }
+            (None, None) => return err(Errno::PERM),
+        };
+        let answer = match result {
+            Ok(a) => a,
+            Err(e) => return err(e),
+        };
+        let mut visible = Vec::with_capacity(answer.entries.len());
+        for e in answer.entries {
+            let ok = self
+                .view
+                .can_see(ns, ObjectKind::Prog, e.prog_id)
+                .and_then(|p| {
+                    Ok(p && (e.link_id == 0
+                        || self.view.can_see(ns, ObjectKind::Link, e.link_id)?))
+                });
+            match ok {
+                Ok(true) => visible.push(e),
+                Ok(false) => {}
+                Err(v) => return self.view_failed("ownership of an attached program", v),
+            }
+        }
+        let reply = query_reply(visible, q.prog_cnt, q.prog_ids != 0);
+        let mut writes: Vec<(u64, Vec<u8>)> = vec![
+            (
+                field(call, off::Q_ATTACH_FLAGS),
+                answer.attach_flags.to_ne_bytes().to_vec(),
+            ),
+            (
+                field(call, off::Q_PROG_CNT),
+                reply.total.to_ne_bytes().to_vec(),
+            ),
+        ];
+        if call.attr.len >= off::Q_REVISION + 8 {
+            writes.push((
+                field(call, off::Q_REVISION),
+                answer.revision.to_ne_bytes().to_vec(),
+            ));
+        }
+        let column = |f: fn(&QueryEntry) -> u32| -> Vec<u8> {
+            reply.copy.iter().flat_map(|e| f(e).to_ne_bytes()).collect()
+        };
+        if !reply.copy.is_empty() {
+            writes.push((q.prog_ids, column(|e| e.prog_id)));
+            if q.prog_attach_flags != 0 {
+                writes.push((q.prog_attach_flags, column(|e| e.prog_flags)));
+            }
+            if q.link_ids != 0 {
+                writes.push((q.link_ids, column(|e| e.link_id)));
+            }
+            if q.link_attach_flags != 0 {
+                writes.push((q.link_attach_flags, column(|e| e.link_flags)));
+            }
+        }
+        for (addr, bytes) in writes {
+            if let Err(e) = mem::write_all(call.tid, addr, &bytes) {
+                return err(e);
+            }
+        }
+        match reply.error {
+            Some(e) => err(e),
+            None => Outcome::Respond(Response::Value(0)),
+        }
+    }
+
+    // ---- TASK_FD_QUERY -------------------------------------------------------------------
+
+    fn task_fd_query(&mut self, call: &Call, ns: NsId, q: TaskFdQuery, host_pid: u32) -> Outcome {
+        let mut cap = 4096u32;
+        let (a, name) = loop {
+            let mut buf = vec![0u8; cap as usize];
+            let mut a = call.attr.widened(off::T_BUF + 8);
+            a.set_u32(off::T_PID, host_pid);
+            a.set_u32(off::T_BUF_LEN, cap);
+            a.set_u64(off::T_BUF, buf.as_mut_ptr() as u64);
+            match rawbpf::sys_bpf(attr::TASK_FD_QUERY, a.supplied_mut()) {
+                Ok(_) => {
+                    let n = (a.u32_at(off::T_BUF_LEN) as usize).min(buf.len());
+                    buf.truncate(n);
+                    break (a, buf);
+                }
+                Err(Errno::NOSPC) if cap < NAME_MAX => {
+                    cap = (a.u32_at(off::T_BUF_LEN).saturating_add(1)).clamp(cap * 2, NAME_MAX);
+                }
+                Err(e) => return err(e),
+            }
+        };
+        let prog_id = a.u32_at(off::T_PROG_ID);
+        match self.view.can_see(ns, ObjectKind::Prog, prog_id) {
+            Ok(true) => {}
+            // As if no program were attached to that event.
+            Ok(false) => return err(Errno::NOENT),
+            Err(e) => return self.view_failed("ownership of a perf event's program", e),
+        }
+        let (bytes, e) = task_fd_name_reply(&name, q.buf_len, q.buf);
+        let writes: [(u64, Vec<u8>); 6] = [
+            (q.buf, bytes),
+            (
+                field(call, off::T_BUF_LEN),
+                (name.len() as u32).to_ne_bytes().to_vec(),
+            ),
+            (field(call, off::T_PROG_ID), prog_id.to_ne_bytes().to_vec()),
+            (
+                field(call, off::T_FD_TYPE),
+                a.u32_at(off::T_FD_TYPE).to_ne_bytes().to_vec(),
+            ),
+            (
+                field(call, off::T_PROBE_OFFSET),
+                a.u64_at(off::T_PROBE_OFFSET).to_ne_bytes().to_vec(),
+            ),
+            (
+                field(call, off::T_PROBE_ADDR),
+                a.u64_at(off::T_PROBE_ADDR).to_ne_bytes().to_vec(),
+            ),
+        ];
+        for (addr, bytes) in writes {
+            if let Err(e) = mem::write_all(call.tid, addr, &bytes) {
+                return err(e);
+            }
+        }
+        match e {
+            Some(e) => err(e),
+            None => Outcome::Respond(Response::Value(0)),
+        }
+    }
+
+    /// The pid, in our pid namespace, of the task the caller calls `pid` in its own.
+    fn host_pid(&self, tid: i32, pid: u32) -> Result<u32, Errno> {
+        let caller_ns = ns_ident(Path::new(&format!("/proc/{tid}/ns/pid"))).ok_or(Errno::SRCH)?;
+        if Some(caller_ns) == self.own_pidns {
+            return Ok(pid);
+        }
+        let status =
+            std::fs::read_to_string(format!("/proc/{tid}/status")).map_err(|_| Errno::SRCH)?;
+        let depth = attr::nspids_from_status(&status)
+            .map(|v| v.len())
+            .ok_or(Errno::SRCH)?;
+        // Processes (not threads) whose innermost pid namespace is the caller's.
+        let rd = std::fs::read_dir("/proc").map_err(|_| Errno::SRCH)?;
+        for e in rd.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(st) = std::fs::read_to_string(format!("/proc/{p}/status")) else {
+                continue;
+            };
+            let Some(nspids) = attr::nspids_from_status(&st) else {
+                continue;
+            };
+            if nspids.len() == depth
+                && nspids.last() == Some(&pid)
+                && ns_ident(Path::new(&format!("/proc/{p}/ns/pid"))) == Some(caller_ns)
+            {
+                return Ok(p);
+            }
+        }
+        Err(Errno::SRCH)
+    }
+}
+
+/// The address of the field at `off` in the caller's attr (wrapping like a C pointer: an
+/// attr at the very top of the address space is not writable anyway, and the write fails
+/// with `EFAULT`).
+fn field(call: &Call, off: usize) -> u64 {
+    call.attr_ptr.wrapping_add(off as u64)
+}
+
+/// The caller's context an `OBJ_GET` borrows.
+struct Borrowed<'a> {
+    root: BorrowedFd<'a>,
+    cwd: BorrowedFd<'a>,
+    fsuid: u32,
+    fsgid: u32,
+    groups: &'a [u32],
+    caps: C,
+}
+
+/// The thread inside a caller's root, cwd and fs credentials; [`Context::restore`] (or drop)
+/// brings it home. If coming home fails, the worker is poisoned and stops serving.
+struct Context<'a> {
+    home: &'a Home,
+    base: C,
+    poisoned: &'a Cell<bool>,
+    active: bool,
+}
+
+impl<'a> Context<'a> {
+    fn enter(
+        home: &'a Home,
+        b: &Borrowed<'_>,
+        base: C,
+        poisoned: &'a Cell<bool>,
+    ) -> Result<Self, bpfns_sys::SysError> {
+        let ctx = Context {
+            home,
+            base,
+            poisoned,
+            active: true,
+        };
+        thread::enter_root(b.root)?;
+        thread::change_dir(b.cwd)?;
+        thread::set_groups(b.groups)?;
+        thread::set_fsgid(b.fsgid)?;
+        thread::set_fsuid(b.fsuid)?;
+        caps::set_current_thread_effective(b.caps)?;
+        Ok(ctx)
+    }
+
+    fn restore(&mut self) -> Result<(), bpfns_sys::SysError> {
+        if !self.active {
+            return Ok(());
+        }
+        self.active = false;
+        let h = self.home;
+        let r = (|| {
+            caps::set_current_thread_effective(self.base)?;
+            thread::set_groups(&h.groups)?;
+            thread::set_fsgid(h.fsgid)?;
+            thread::set_fsuid(h.fsuid)?;
+            // Going back to fsuid 0 re-raised the filesystem capabilities: reset exactly.
+            caps::set_current_thread_effective(self.base)?;
+            thread::enter_root(h.root.as_fd())?;
+            thread::change_dir(h.cwd.as_fd())
+        })();
+        if let Err(e) = &r {
+            tracing::error!("supervisor: restoring its own context: {e}");
+            self.poisoned.set(true);
+        }
+        r
+    }
+}
+
+impl Drop for Context<'_> {
+    fn drop(&mut self) {
+        let _ = self.restore();
+    }
+}
+
+/// The id of the object behind a bpf fd of `kind`.
+fn object_id(kind: ObjectKind, fd: BorrowedFd<'_>) -> Option<u32> {
+    use bpfns_sys::bpf as b;
+    match kind {
+        ObjectKind::Map => b::info::<b::bpf_map_info>(fd).ok().map(|i| i.id),
+        ObjectKind::Prog => b::info::<b::bpf_prog_info>(fd).ok().map(|i| i.id),
+        ObjectKind::Link => b::info::<b::bpf_link_info>(fd).ok().map(|i| i.id),
+        ObjectKind::Btf => b::info::<b::bpf_btf_info>(fd).ok().map(|i| i.id),
+    }
+}
+
+/// A `BPF_PROG_QUERY` answer, all of it.
+struct QueryAnswer {
+    attach_flags: u32,
+    revision: u64,
+    entries: Vec<QueryEntry>,
+}
+
+/// Run the caller's query here (with `target` replacing its target fd, or its ifindex kept),
+/// into buffers of our own, growing them until everything fits.
+fn run_query(caller: &Attr, q: &ProgQuery, target: Option<u32>) -> Result<QueryAnswer, Errno> {
+    let mut cnt = q.prog_cnt.clamp(16, QUERY_MAX);
+    for _ in 0..4 {
+        let n = cnt as usize;
+        let mut ids = vec![0u32; n];
+        let mut pflags = vec![0u32; n];
+        let mut links = vec![0u32; n];
+        let mut lflags = vec![0u32; n];
+        // At least up to prog_cnt, so that a count-only query still returns the ids we filter.
+        let mut a = caller.widened(off::Q_PROG_CNT + 4);
+        if let Some(t) = target {
+            a.set_u32(off::Q_TARGET, t);
+        }
+        a.set_u64(off::Q_PROG_IDS, ids.as_mut_ptr() as u64);
+        a.set_u32(off::Q_PROG_CNT, cnt);
+        if q.prog_attach_flags != 0 {
+            a.set_u64(off::Q_PROG_ATTACH_FLAGS, pflags.as_mut_ptr() as u64);
+        }
+        if q.link_ids != 0 {
+            a.set_u64(off::Q_LINK_IDS, links.as_mut_ptr() as u64);
+        }
+        if q.link_attach_flags != 0 {
+            a.set_u64(off::Q_LINK_ATTACH_FLAGS, lflags.as_mut_ptr() as u64);
+        }
+        match rawbpf::sys_bpf(attr::PROG_QUERY, a.supplied_mut()) {
+            Ok(_) => {
+                let total = (a.u32_at(off::Q_PROG_CNT) as usize).min(n);
+                let entries = (0..total)
+                    .map(|i| QueryEntry {
+                        prog_id: ids[i],
+                        prog_flags: pflags[i],
+                        link_id: links[i],
+                        link_flags: lflags[i],
+                    })
+                    .collect();
+                return Ok(QueryAnswer {
+                    attach_flags: a.u32_at(off::Q_ATTACH_FLAGS),
+                    revision: if a.len >= off::Q_REVISION + 8 {
+                        a.u64_at(off::Q_REVISION)
+                    } else {
+                        0
+                    },
+                    entries,
+                });
+            }
+            Err(Errno::NOSPC) => {
+                let want = a.u32_at(off::Q_PROG_CNT);
+                if want > QUERY_MAX {
+                    return Err(Errno::NOSPC);
+                }
+                cnt = want.max(cnt.saturating_mul(2)).min(QUERY_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Errno::NOSPC)
+}

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# The VM test lane: boot real Debian kernels under QEMU (TCG: no KVM needed) with a busybox
+# initramfs holding bpfns's kernel tests as static binaries, run them, and report.
+#
+#   scripts/vm/run.sh [MATRIX_ENTRY...]
+#
+# Each MATRIX_ENTRY is KERNEL:LSM, KERNEL one of 6.1 (Debian 12's linux-image-6.1.0-*-amd64)
+# or 6.12 (linux-image-6.12*-cloud-amd64 from bookworm-backports, skipped with a message when
+# unreachable), LSM `lsm` (boot with "bpf" in lsm=) or `nolsm` (without it).
+# Default: 6.1:lsm 6.1:nolsm 6.12:lsm.
+#
+# Environment:
+#   BPFNS_VM_CACHE         downloads and unpacked packages (default ~/.cache/bpfns-vm)
+#   BPFNS_VM_TESTS         test binaries to run (default "doctor kernel_side lsm")
+#   BPFNS_VM_TIMEOUT       seconds per VM, boot to power-off (default 600)
+#   BPFNS_VM_MEM           MiB per VM (default 1024)
+#   BPFNS_VM_LOGS          where console logs go (default target/vm/logs)
+#   BPFNS_VM_SKIP_BUILD=1  reuse the binaries of the last build
+#
+# Exit status: 0 when every VM passed (skipped kernels do not fail the lane), 1 otherwise.
+# One VM at a time: under TCG each takes a whole core.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+HERE=scripts/vm
+
+CACHE=${BPFNS_VM_CACHE:-${HOME:-/root}/.cache/bpfns-vm}
+export BPFNS_VM_CACHE=$CACHE
+TESTS=${BPFNS_VM_TESTS:-doctor kernel_side lsm}
+TIMEOUT=${BPFNS_VM_TIMEOUT:-600}
+MEM=${BPFNS_VM_MEM:-1024}
+TARGET=x86_64-unknown-linux-gnu
+WORK=target/vm
+LOGS=${BPFNS_VM_LOGS:-$WORK/logs}
+MATRIX=("$@")
+[ ${#MATRIX[@]} -gt 0 ] || MATRIX=(6.1:lsm 6.1:nolsm 6.12:lsm)
+
+say() { printf 'vm: %s\n' "$*"; }
+die() { printf 'vm: error: %s\n' "$*" >&2; exit 1; }
+t_start=$SECONDS
+lap() { printf '%ss' "$((SECONDS - $1))"; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+    for h in "${HOME:-/root}" "$(getent passwd "${SUDO_USER:-}" 2>/dev/null | cut -d: -f6)"; do
+        if [ -n "$h" ] && [ -x "$h/.cargo/bin/cargo" ]; then
+            export PATH="$h/.cargo/bin:$PATH"
+            break
+        fi
+    done
+fi
+for c in cargo cc strip dpkg-deb apt-get; do
+    command -v "$c" >/dev/null 2>&1 || die "$c is missing (scripts/setup.sh installs what the lane needs)"
+done
+[ "$(uname -m)" = x86_64 ] || die "the VM lane boots x86-64 kernels and builds x86-64 binaries"
+
+# ---- 1. QEMU, busybox ------------------------------------------------------------------------
+t=$SECONDS
+bash $HERE/fetch.sh tools || die "fetching QEMU and busybox failed"
+ROOT=$CACHE/root
+QEMU=$ROOT/usr/bin/qemu-system-x86_64
+QEMU_LIBS=$(bash $HERE/fetch.sh libpath)
+say "tools ready ($(lap $t))"
+
+# ---- 2. static test binaries -------------------------------------------------------------------
+STAGE=$WORK/initramfs
+BIN=$WORK/bin
+mkdir -p "$BIN"
+if [ "${BPFNS_VM_SKIP_BUILD:-}" != 1 ]; then
+    t=$SECONDS
+    say "building static test binaries (cargo test --no-run --target $TARGET, crt-static)"
+    test_args=()
+    for n in $TESTS; do test_args+=(--test "$n"); done
+    # --target keeps these artifacts apart from the normal build's (and RUSTFLAGS away from
+    # build scripts); libbpf-sys links libelf and zlib statically under crt-static.
+    json=$WORK/build.json
+    if ! RUSTFLAGS="-C target-feature=+crt-static" cargo test --no-run --target $TARGET \
+        -p bpfns-tests -p bpfns-kernel "${test_args[@]}" \
+        --message-format=json-render-diagnostics >"$json"; then
+        die "building the test binaries failed"
+    fi
+    RUSTFLAGS="-C target-feature=+crt-static" cargo build --target $TARGET \
+        -p bpfns-tests --bin bpfns-test-helper || die "building bpfns-test-helper failed"
+    rm -f "$BIN"/*
+    for n in $TESTS; do
+        exe=$(grep '"reason":"compiler-artifact"' "$json" | grep "\"name\":\"$n\"" |
+            grep '"test":true' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+        [ -n "$exe" ] || die "no test binary for $n in the cargo output"
+        strip -o "$BIN/$n" "$exe"
+    done
+    strip -o "$BIN/bpfns-test-helper" target/$TARGET/debug/bpfns-test-helper
+    cc -static -Os -o "$BIN/vm-exit" $HERE/vm-exit.c || die "building vm-exit failed"
+    say "binaries built ($(lap $t))"
+fi
+for f in $TESTS bpfns-test-helper vm-exit; do
+    [ -x "$BIN/$f" ] || die "$BIN/$f is missing (build without BPFNS_VM_SKIP_BUILD)"
+done
+
+# ---- 3. initramfs ------------------------------------------------------------------------------
+# copy_host BIN: a dynamically linked host program with its libraries (util-linux's unshare:
+# busybox's lacks --kill-child, which the pid-namespace test uses).
+copy_host() {
+    local prog lib
+    prog=$(command -v "$1") || return 0
+    install -D "$prog" "$STAGE/usr/bin/$1"
+    for lib in $(ldd "$prog" | grep -o '/[^ ]*'); do
+        install -D "$lib" "$STAGE$lib"
+    done
+}
+make_initramfs() { # LABEL OUT
+    rm -rf "$STAGE"
+    mkdir -p "$STAGE"/{bin,tests,etc/bpfns-vm,proc,sys,dev,tmp,run,root}
+    cp "$ROOT/bin/busybox" "$STAGE/bin/busybox"
+    cp $HERE/init.sh "$STAGE/init"
+    chmod +x "$STAGE/init"
+    cp "$BIN/bpfns-test-helper" "$BIN/vm-exit" "$STAGE/bin/"
+    for n in $TESTS; do cp "$BIN/$n" "$STAGE/tests/$n"; done
+    copy_host unshare
+    {
+        # One line per test binary: NAME HARNESS-ARGS.
+        for n in $TESTS; do
+            case $n in
+                doctor) echo "$n --test-threads=1 --nocapture" ;;
+                lsm) echo "$n --test-threads=1 --nocapture" ;;
+                *) echo "$n --test-threads=2" ;;
+            esac
+        done
+    } >"$STAGE/etc/bpfns-vm/tests"
+    cat >"$STAGE/etc/bpfns-vm/env" <<EOF
+BPFNS_VM_LABEL='$1'
+BPFNS_VM_TEST_TIMEOUT=$((TIMEOUT - 30))
+EOF
+    (cd "$STAGE" && find . | "$ROOT/bin/busybox" cpio -o -H newc 2>/dev/null) >"$2"
+}
+
+# ---- 4. boot -----------------------------------------------------------------------------------
+mkdir -p "$LOGS"
+LSM_BASE=lockdown,capability,landlock,yama,apparmor
+results=()
+overall=0
+for entry in "${MATRIX[@]}"; do
+    kver=${entry%%:*}
+    mode=${entry#*:}
+    case $mode in
+        lsm) lsm=$LSM_BASE,bpf ;;
+        nolsm) lsm=$LSM_BASE ;;
+        *) die "matrix entry $entry: the mode is lsm or nolsm" ;;
+    esac
+    label="linux-$kver-$mode"
+    t=$SECONDS
+    kdir=$(bash $HERE/fetch.sh kernel "$kver")
+    rc=$?
+    if [ $rc -ne 0 ] || [ -z "$kdir" ]; then
+        if [ "$kver" = 6.1 ]; then
+            die "cannot fetch Debian's $kver kernel"
+        fi
+        say "SKIPPED $label: kernel $kver not reachable (see the messages above)"
+        results+=("$label: skipped (kernel not reachable)")
+        continue
+    fi
+    initrd=$WORK/initramfs-$label.cpio
+    make_initramfs "$label" "$initrd"
+    log=$LOGS/$label.log
+    say "booting $label: $(basename "$kdir") with lsm=$lsm (timeout ${TIMEOUT}s, console: $log)"
+    LD_LIBRARY_PATH=$QEMU_LIBS timeout -k 5 "$TIMEOUT" "$QEMU" \
+        -L "$ROOT/usr/share/seabios" -L "$ROOT/usr/share/qemu" \
+        -accel tcg -cpu max -m "$MEM" -smp 1 -nographic -no-reboot -nic none -vga none \
+        -kernel "$kdir/vmlinuz" -initrd "$initrd" \
+        -append "console=ttyS0 quiet panic=-1 lsm=$lsm rdinit=/init" \
+        -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+        </dev/null >"$log" 2>&1
+    qrc=$?
+    took=$(lap $t)
+    # What the tests said, without the noise.
+    tr -d '\r' <"$log" | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1b[a-zA-Z]//g' |
+        grep -aE '^==> vm:|^test .* \.\.\. |^test result:|SKIPPED|^lsm: |panicked|BUG|WARNING' |
+        sed 's/^/    /'
+    case $qrc in
+        1) verdict="passed" ;;
+        3) verdict="FAILED (tests failed)" ;;
+        124 | 137) verdict="FAILED (timeout after ${TIMEOUT}s)" ;;
+        *) verdict="FAILED (QEMU exited $qrc: kernel panic or power-off before the tests finished)" ;;
+    esac
+    say "$label: $verdict ($took)"
+    results+=("$label: $verdict ($took)")
+    if [ $qrc -ne 1 ]; then
+        overall=1
+        echo "---- console of $label ($log) ----"
+        cat "$log"
+        echo "---- end of console of $label ----"
+    fi
+done
+
+echo
+say "summary ($(lap $t_start) in all):"
+for r in "${results[@]}"; do echo "    $r"; done
+exit $overall

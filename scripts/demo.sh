@@ -67,7 +67,12 @@ fi
 
 section "5. Two tenants, two namespaces"
 for ns in "$A" "$B"; do
-    "$BIN/bpfns" ns delete "$ns" >/dev/null 2>&1 || true
+    # A previous run's namespace: unpin its maps, then delete it (fresh ids, fresh objects).
+    if "$BIN/bpfns" ns show "$ns" >/dev/null 2>&1; then
+        as_tenant "$ns" sh -c 'rm -f /sys/fs/bpf/tenant_*' || true
+        "$BIN/bpfns" ns delete "$ns" >/dev/null
+    fi
+    rm -rf "/sys/fs/bpf/orphans/${ns#/}"
     show bpfns ns create "$ns" >/dev/null && echo "created $ns"
 done
 
@@ -80,8 +85,9 @@ echo "tenant A's map has id $A_MAP"
 section "7. The host sees every object, with its owner namespace"
 show bpfns ns list
 echo
-bpfns map list | { head -1; grep -E 'tenant_|demo' || true; }
-echo "(and the kernel side's own maps, owned by /)"
+echo "\$ bpfns map list"
+bpfns map list | awk 'NR == 1 || / \/ *$/ && n++ < 3 || /tenant_/'
+echo "(the tenants' maps with their namespaces; the first few of root's, such as the kernel side's own)"
 
 section "8. Each tenant sees only its own (bpftool map show, inside the namespace)"
 echo "--- tenant A:"

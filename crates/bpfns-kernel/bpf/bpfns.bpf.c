@@ -65,7 +65,16 @@ static __always_inline struct file *fd_file(struct task_struct *task, long fd)
 	return f;
 }
 
-/* Identify a BPF object by its file: anon inode name gives the kind, private_data the object. */
+/* ANON_INODE_FS_MAGIC (include/uapi/linux/magic.h): BPF objects are anonymous-inode files. */
+#define ANON_INODE_FS_MAGIC 0x09041934
+
+/*
+ * Identify a BPF object by its file: anon inode name gives the kind, private_data the object.
+ * The name alone is not proof: another thread may dup2() an ordinary file called "bpf-map"
+ * onto the new fd number, and its private_data must then not be read as a struct bpf_map
+ * (that would let a namespace forge an ownership record). Only the kernel's BPF code makes
+ * anonymous-inode files with these names.
+ */
 static __always_inline bool file_obj(struct file *f, struct obj_ref *ref)
 {
 	const unsigned char *nameptr;
@@ -73,6 +82,8 @@ static __always_inline bool file_obj(struct file *f, struct obj_ref *ref)
 	void *pd;
 
 	if (!f)
+		return false;
+	if (BPF_CORE_READ(f, f_inode, i_sb, s_magic) != ANON_INODE_FS_MAGIC)
 		return false;
 	nameptr = BPF_CORE_READ(f, f_path.dentry, d_name.name);
 	if (bpf_probe_read_kernel_str(name, sizeof(name), nameptr) < 0)
@@ -195,7 +206,8 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 {
 	struct task_struct *task;
 	struct task_tag *tag;
-	long nr = BPF_CORE_READ(regs, orig_ax);
+	/* A direct (BTF) load, not a probe-read helper call: this runs on every syscall. */
+	long nr = regs->orig_ax;
 	bool ia32 = false;
 
 	if ((nr & ~X32_SYSCALL_BIT) == NR_BPF) {
@@ -219,7 +231,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	    nr == NR_IA32_CLONE)
 		return 0;
 	/* ia32 passes the first argument in ebx; x86-64 and x32 in rdi. */
-	return bpf_exit(task, tag, ia32 ? (__u32)BPF_CORE_READ(regs, bx) : (__u32)BPF_CORE_READ(regs, di), ret);
+	return bpf_exit(task, tag, ia32 ? (__u32)regs->bx : (__u32)regs->di, ret);
 }
 
 SEC("tp_btf/sched_process_fork")

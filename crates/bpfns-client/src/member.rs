@@ -5,7 +5,9 @@
 //! 2. bpfnsd tags it into the namespace (`enter`): from then on, everything it starts inherits
 //!    the tag in the kernel.
 //! 3. In a private mount namespace, the namespace's own bpffs is bind-mounted over
-//!    `/sys/fs/bpf` and the directory of the other namespaces' instances is covered.
+//!    `/sys/fs/bpf`, the directory of the other namespaces' instances and bpfnsd's state are
+//!    covered, and the directory of bpfnsd's socket is made read-only (it must be a directory
+//!    of its own, as `/run/bpfns` is).
 //! 4. The member filter is installed (`no_new_privs` first unless the caller is host admin),
 //!    its listener is handed to bpfnsd (`supervise`), and only then does the child exec.
 //!
@@ -46,6 +48,21 @@ pub fn spawn(socket: &Path, ns: &str, cmd: &mut Command) -> Result<Child, Member
         // Without CAP_SYS_ADMIN the kernel accepts a filter only under no_new_privs.
         .no_new_privs(!me.host_admin)
         .wait_ack(true);
+    if me.host_admin {
+        // The daemon's own files: its state is hidden, the directory of its socket read-only
+        // (connect() still works; a uid-0 member cannot unlink the socket and bind its own).
+        let status = client.status()?;
+        if !status.state_dir.is_empty() {
+            setup = setup
+                .hide(Path::new(&status.state_dir))
+                .map_err(|e| MemberError::Spawn(e.to_string()))?;
+        }
+        if let Some(dir) = socket.parent().filter(|d| *d != Path::new("/")) {
+            setup = setup
+                .read_only(dir)
+                .map_err(|e| MemberError::Spawn(e.to_string()))?;
+        }
+    }
     if me.host_admin && !target.bpffs.is_empty() {
         let bpffs = PathBuf::from(&target.bpffs);
         setup = setup

@@ -151,6 +151,34 @@ static __always_inline void stop_task(struct task_tag *tag, __u32 cmd, struct ob
 #define NR_IA32_CLONE 120
 #define X32_SYSCALL_BIT 0x40000000
 
+/* Program types the kernel gates behind CAP_PERFMON (is_perfmon_prog_type), plus syscall
+ * programs: they read kernel memory, iterate every BPF object, or call bpf() from inside
+ * the kernel past this backstop. */
+static __always_inline bool tracing_class(__u32 type)
+{
+	switch (type) {
+	case BPF_PROG_TYPE_KPROBE:
+	case BPF_PROG_TYPE_TRACEPOINT:
+	case BPF_PROG_TYPE_PERF_EVENT:
+	case BPF_PROG_TYPE_RAW_TRACEPOINT:
+	case BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE:
+	case BPF_PROG_TYPE_TRACING:
+	case BPF_PROG_TYPE_LSM:
+	case BPF_PROG_TYPE_STRUCT_OPS:
+	case BPF_PROG_TYPE_EXT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static __always_inline bool ns_allows_tracing(__u32 ns)
+{
+	struct ns_info *ni = bpf_map_lookup_elem(&ns_table, &ns);
+
+	return ni && (ni->depth & BPFNS_NS_ALLOW_TRACING);
+}
+
 static __always_inline int bpf_exit(struct task_struct *task, struct task_tag *tag, __u32 cmd,
 				    long ret)
 {
@@ -175,8 +203,12 @@ static __always_inline int bpf_exit(struct task_struct *task, struct task_tag *t
 		else
 			stat_inc(BPFNS_STAT_FULL);
 		/* Syscall programs can call bpf(BPF_MAP_GET_FD_BY_ID) from inside the kernel,
-		 * past this backstop: namespace tasks may not load them. */
-		if (ref.kind == BPFNS_KIND_PROG && ref.type == BPF_PROG_TYPE_SYSCALL)
+		 * past this backstop: namespace tasks may never load them. Tracing-class
+		 * programs (iterators over all BPF objects among them) only where the
+		 * namespace's policy allows tracing. */
+		if (ref.kind == BPFNS_KIND_PROG &&
+		    (ref.type == BPF_PROG_TYPE_SYSCALL ||
+		     (tracing_class(ref.type) && !ns_allows_tracing(tag->ns))))
 			stop_task(tag, cmd, &ref, tag->ns, REASON_PROG_TYPE);
 		return 0;
 	}

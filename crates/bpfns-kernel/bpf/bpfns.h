@@ -37,8 +37,14 @@ struct obj_owner {
 /* Value of the namespace table, keyed by namespace id. */
 struct ns_info {
 	__u32 parent;
-	__u32 depth;
+	__u32 depth; /* low 8 bits: depth; above: BPFNS_NS_* policy flags */
 };
+
+#define BPFNS_DEPTH_MASK 0xffu
+/* Members may load tracing-class programs (kprobe, tracepoint, perf_event, raw_tp, tracing,
+ * iterators, LSM, struct_ops, ext). Such programs can read kernel memory and iterate every
+ * BPF object, so namespaces do not get them unless their policy says so. */
+#define BPFNS_NS_ALLOW_TRACING (1u << 8)
 
 /* One record of the listing iterators. */
 struct obj_record {

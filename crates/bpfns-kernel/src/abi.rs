@@ -46,7 +46,12 @@ pub fn parse_obj_owner(b: &[u8]) -> Option<NsId> {
     unpair(b).map(|(ns, _)| NsId(ns))
 }
 
-/// `struct ns_info`: parent and depth of a namespace.
+/// `BPFNS_DEPTH_MASK`: the depth bits of `ns_info.depth`; the bits above are policy flags.
+pub const DEPTH_MASK: u32 = 0xff;
+/// `BPFNS_NS_ALLOW_TRACING`: members may load tracing-class programs.
+pub const NS_ALLOW_TRACING: u32 = 1 << 8;
+
+/// `struct ns_info`: parent and depth (with policy flags) of a namespace.
 pub fn ns_info(parent: NsId, depth: u32) -> [u8; 8] {
     pair(parent.0, depth)
 }

@@ -136,12 +136,31 @@ impl Kernel {
 
     // ---- namespace table ----------------------------------------------------------------
 
-    /// Record namespace `id` with its parent, so the kernel can decide visibility.
+    /// Record namespace `id` with its parent, so the kernel can decide visibility. Its
+    /// members may not load tracing-class programs (see [`set_namespace_policy`](Self::set_namespace_policy)).
     pub fn set_namespace(&self, id: NsId, parent: NsId, depth: u32) -> Result<()> {
+        self.set_namespace_policy(id, parent, depth, false)
+    }
+
+    /// Record namespace `id`, and whether its members may load tracing-class programs
+    /// (kprobes, tracepoints, tracing and iterator programs, LSM, struct_ops, ext): such
+    /// programs can read kernel memory and list every BPF object, so it is off by default.
+    pub fn set_namespace_policy(
+        &self,
+        id: NsId,
+        parent: NsId,
+        depth: u32,
+        allow_tracing: bool,
+    ) -> Result<()> {
+        let flags = if allow_tracing {
+            abi::NS_ALLOW_TRACING
+        } else {
+            0
+        };
         self.ns_table
             .update(
                 &id.0.to_ne_bytes(),
-                &abi::ns_info(parent, depth),
+                &abi::ns_info(parent, (depth & abi::DEPTH_MASK) | flags),
                 MapFlags::ANY,
             )
             .map_err(KernelError::libbpf(format!("recording namespace {id}")))
@@ -172,7 +191,7 @@ impl Kernel {
             {
                 let (parent, depth) =
                     abi::parse_ns_info(&v).ok_or(KernelError::Malformed { what: "ns info" })?;
-                out.push((NsId(id), parent, depth));
+                out.push((NsId(id), parent, depth & abi::DEPTH_MASK));
             }
         }
         out.sort();

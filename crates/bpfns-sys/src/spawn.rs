@@ -52,6 +52,7 @@ pub struct MemberSetup {
     no_new_privs: bool,
     bpffs: Option<CString>,
     hide: Vec<CString>,
+    read_only: Vec<CString>,
     cwd: Option<CString>,
     wait_ack: bool,
 }
@@ -77,6 +78,7 @@ impl MemberSetup {
             no_new_privs: false,
             bpffs: None,
             hide: Vec::new(),
+            read_only: Vec::new(),
             cwd: None,
             wait_ack: false,
         }
@@ -97,6 +99,14 @@ impl MemberSetup {
     /// In a private mount namespace, bind-mount `dir` over `/sys/fs/bpf`.
     pub fn bpffs(mut self, dir: &Path) -> Result<Self> {
         self.bpffs = Some(cpath(dir)?);
+        Ok(self)
+    }
+
+    /// In a private mount namespace, make `path` (a directory) read-only: bind-mounted onto
+    /// itself and remounted read-only, after the hidden paths are covered. Sockets in it can
+    /// still be connected to; nothing in it can be replaced.
+    pub fn read_only(mut self, path: &Path) -> Result<Self> {
+        self.read_only.push(cpath(path)?);
         Ok(self)
     }
 
@@ -203,6 +213,7 @@ struct ChildPlan {
     no_new_privs: bool,
     bpffs: Option<CString>,
     hide: Vec<CString>,
+    read_only: Vec<CString>,
     cwd: Option<CString>,
     wait_ack: bool,
     sock: AtomicI32,
@@ -223,6 +234,7 @@ impl ChildPlan {
             no_new_privs: s.no_new_privs,
             bpffs: s.bpffs,
             hide: s.hide,
+            read_only: s.read_only,
             cwd: s.cwd,
             wait_ack: s.wait_ack,
             sock: AtomicI32::new(sock),
@@ -260,7 +272,7 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
     if b[0] != GO {
         return Err(io_err(Errno::CANCELED));
     }
-    if plan.bpffs.is_some() || !plan.hide.is_empty() {
+    if plan.bpffs.is_some() || !plan.hide.is_empty() || !plan.read_only.is_empty() {
         // SAFETY: plain flag argument.
         check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
         // SAFETY: every pointer is a NUL-terminated string prepared before the fork, or null
@@ -295,6 +307,32 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
                     plan.tmpfs.as_ptr(),
                     libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
                     plan.tmpfs_opts.as_ptr().cast(),
+                )
+            })?;
+        }
+        for r in &plan.read_only {
+            // SAFETY: as above.
+            check(unsafe {
+                libc::mount(
+                    r.as_ptr(),
+                    r.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                )
+            })?;
+            // SAFETY: as above.
+            check(unsafe {
+                libc::mount(
+                    std::ptr::null(),
+                    r.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND
+                        | libc::MS_REMOUNT
+                        | libc::MS_RDONLY
+                        | libc::MS_NOSUID
+                        | libc::MS_NODEV,
+                    std::ptr::null(),
                 )
             })?;
         }

@@ -258,6 +258,119 @@ pub fn chroot_process(dir: &Path) -> Result<()> {
     rustix::process::chdir("/").map_err(|e| SysError::new("chdir /", e))
 }
 
+// ---- red-team suite (`bpfns-tests/tests/redteam.rs`, `helper/redteam.rs`) ------------------
+
+/// `unshare(flags)` for the calling (single-threaded) process: a new user namespace
+/// (`CLONE_NEWUSER`), mount namespace (`CLONE_NEWNS`), ...
+pub fn unshare(flags: i32) -> Result<(), Errno> {
+    // SAFETY: unsharing namespaces affects only the calling thread's own view; the red-team
+    // helper calls it while single-threaded, before it starts any thread.
+    unsafe {
+        rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::from_bits_retain(flags as u32))
+    }
+}
+
+/// `fsopen("bpf")`: a bpffs filesystem context, created in the caller's user namespace.
+pub fn fsopen_bpffs() -> Result<std::os::fd::OwnedFd, Errno> {
+    rustix::mount::fsopen("bpf", rustix::mount::FsOpenFlags::FSOPEN_CLOEXEC)
+}
+
+/// `fsconfig(fs, FSCONFIG_SET_STRING, key, value)`.
+pub fn fsconfig_string(fs: impl AsFd, key: &str, value: &str) -> Result<(), Errno> {
+    rustix::mount::fsconfig_set_string(fs, key, value)
+}
+
+/// `fsconfig(fs, FSCONFIG_CMD_CREATE)`.
+pub fn fsconfig_create(fs: impl AsFd) -> Result<(), Errno> {
+    rustix::mount::fsconfig_create(fs)
+}
+
+/// `fsmount(fs)`: a detached mount of a created context.
+pub fn fsmount(fs: impl AsFd) -> Result<std::os::fd::OwnedFd, Errno> {
+    rustix::mount::fsmount(
+        fs,
+        rustix::mount::FsMountFlags::FSMOUNT_CLOEXEC,
+        rustix::mount::MountAttrFlags::empty(),
+    )
+}
+
+/// `openat(dir, ".", O_RDONLY | O_DIRECTORY)`: a real (not `O_PATH`) fd on a directory such
+/// as a detached mount's root.
+pub fn reopen_dir(dir: impl AsFd) -> Result<std::os::fd::OwnedFd, Errno> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// `mount(src, target, fstype, flags)` with no data.
+pub fn mount(src: &Path, target: &Path, fstype: &str, flags: u64) -> Result<(), Errno> {
+    rustix::mount::mount(
+        src,
+        target,
+        fstype,
+        rustix::mount::MountFlags::from_bits_retain(flags as _),
+        None,
+    )
+}
+
+/// `umount2(target, MNT_DETACH)`.
+pub fn umount_detach(target: &Path) -> Result<(), Errno> {
+    rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH)
+}
+
+/// `ptrace(PTRACE_SEIZE, pid)`: become `pid`'s tracer without stopping it. Exiting (or
+/// `PTRACE_DETACH`) lets it go.
+pub fn ptrace_seize(pid: i32) -> Result<(), Errno> {
+    // SAFETY: PTRACE_SEIZE takes integer arguments only (addr and data are ignored/zero).
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_SEIZE,
+            pid as libc::pid_t,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+        )
+    };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// Set the soft `RLIMIT_NOFILE` to `soft` (the hard limit stays).
+pub fn set_nofile_soft_limit(soft: u64) -> Result<(), Errno> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let cur = getrlimit(Resource::Nofile);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(soft),
+            maximum: cur.maximum,
+        },
+    )
+}
+
+/// Clear `FD_CLOEXEC` on `fd`, so that it survives `execve` (a victim process keeps its object
+/// across a privilege drop).
+pub fn clear_cloexec(fd: impl AsFd) -> Result<(), Errno> {
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
+}
+
+/// bpf(cmd, ptr, size) for a command that returns a new fd, with the attr at an arbitrary
+/// address (e.g. memory another thread rewrites while the call is trapped).
+pub fn bpf_fd_raw_ptr(cmd: u32, ptr: u64, size: u32) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    let fd = bpf_raw_ptr(cmd, ptr, size)?;
+    let fd = i32::try_from(fd).map_err(|_| Errno::INVAL)?;
+    // SAFETY: the kernel (or the supervisor's ADDFD) returned a new descriptor that nobody
+    // else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;

@@ -200,6 +200,10 @@ fn tag_is_inherited_by_child_grandchild_thread_and_exec() {
 fn objects_of_all_four_kinds_are_attributed_at_creation() {
     require_kernel!();
     let tk = with_tree("attrib");
+    // The raw tracepoint link needs a tracing-class program: allowed for A only by policy.
+    tk.kernel
+        .set_namespace_policy(A, NsId::ROOT, 1, true)
+        .unwrap();
     for (what, kind) in [
         ("map", ObjectKind::Map),
         ("prog", ObjectKind::Prog),
@@ -373,6 +377,31 @@ fn children_sharing_the_fd_table_of_a_namespace_task_are_stopped() {
     h.go();
     assert_eq!(h.expect("child"), "exited:0");
     h.finish();
+}
+
+#[test]
+fn tracing_programs_need_the_namespaces_policy() {
+    require_kernel!();
+    let tk = with_tree("tracing-policy");
+    // B may not load tracing-class programs (a raw tracepoint here; iterators alike).
+    let mut h = Helper::spawn(&["create", "rawtp-link"]);
+    tk.kernel.tag_process(h.pid, B).unwrap();
+    h.go();
+    assert_eq!(h.maybe("id"), None, "B loaded a tracing program");
+    assert!(killed(h.finish()));
+    // With the policy, it may; the policy flag does not change the depth the kernel reports.
+    tk.kernel
+        .set_namespace_policy(B, NsId::ROOT, 1, true)
+        .unwrap();
+    let (_h, id) = create_in(&tk, Some(B), "rawtp-link", None);
+    assert_eq!(tk.kernel.owner(ObjectKind::Link, id).unwrap(), B);
+    assert!(tk
+        .kernel
+        .namespaces()
+        .unwrap()
+        .contains(&(B, NsId::ROOT, 1)));
+    // Untagged (root) tasks are not concerned.
+    let (_r, _) = create_in(&tk, None, "rawtp-link", None);
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, RwLock};
 
-use bpfns_kernel::{Kernel, OwnedObject};
+use bpfns_kernel::Kernel;
 use bpfns_model::{
     may_create, may_delete, may_enter, NsId, NsPath, ObjectKind, Registry, RegistryError,
     Visibility,
@@ -467,6 +467,8 @@ impl Daemon {
 
     fn enter(&self, caller: &Caller, path: &str, pid: i32) -> Answer {
         let p = Self::parse_path(path)?;
+        // Not while the namespace is being deleted.
+        let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let target = {
             let reg = self.reg();
             let id = reg
@@ -550,29 +552,37 @@ impl Daemon {
         Ok((Reply::Supervised { pid }, vec![]))
     }
 
-    fn object_info(&self, o: OwnedObject) -> ObjectInfo {
-        ObjectInfo {
-            id: o.id,
-            kind: o.kind,
-            type_name: o.type_name,
-            name: o.name,
-            namespace: self.ns_name(o.owner),
-            ns_id: o.owner,
-            prog_id: o.prog_id,
-        }
-    }
-
     fn visible_objects(
         &self,
         caller: &Caller,
         kind: ObjectKind,
     ) -> Result<Vec<ObjectInfo>, Failure> {
         let objs = self.kernel.list(kind).map_err(Failure::internal)?;
-        let vis = Visibility::new(&self.reg(), caller.ns);
+        let reg = self.reg();
+        let vis = Visibility::new(&reg, caller.ns);
+        // One path name per owner, not one registry lookup and formatting per object.
+        let mut names: HashMap<NsId, String> = HashMap::new();
         Ok(objs
             .into_iter()
             .filter(|o| vis.can_see(o.owner))
-            .map(|o| self.object_info(o))
+            .map(|o| {
+                let namespace = names
+                    .entry(o.owner)
+                    .or_insert_with(|| {
+                        reg.path(o.owner)
+                            .map_or_else(|| format!("ns:{}", o.owner), |p| p.to_string())
+                    })
+                    .clone();
+                ObjectInfo {
+                    id: o.id,
+                    kind: o.kind,
+                    type_name: o.type_name,
+                    name: o.name,
+                    namespace,
+                    ns_id: o.owner,
+                    prog_id: o.prog_id,
+                }
+            })
             .collect())
     }
 

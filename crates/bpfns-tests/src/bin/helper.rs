@@ -34,6 +34,8 @@ use bpfns_model::ObjectKind;
 use bpfns_sys::bpf as sysbpf;
 use bpfns_sys::process::{self, ChildExit};
 
+#[path = "helper/redteam.rs"]
+mod redteam;
 #[path = "helper/supervised.rs"]
 mod supervised;
 
@@ -247,6 +249,7 @@ fn main() -> ExitCode {
         }
         "client" => client(&args[1..]),
         a if supervised::ACTIONS.contains(&a) => supervised::run(&exe, &args),
+        a if redteam::ACTIONS.contains(&a) => redteam::run(&exe, &args),
         other => fail(&format!("unknown action {other}")),
     }
     ExitCode::SUCCESS

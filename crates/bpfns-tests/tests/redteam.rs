@@ -1,0 +1,2000 @@
+//! The red-team suite (issue 4, point 1): every attack tried from inside a namespace, at every
+//! privilege level, against a real bpfnsd (in-process [`TestDaemon`]) and the real member
+//! path ([`bpfns_client::member::spawn`]: tagged by the daemon, private mount namespace with
+//! the namespace's bpffs at /sys/fs/bpf, seccomp filter handed to the daemon's supervisor).
+//!
+//! Each attack group ("scene") gets its own daemon and namespaces:
+//!
+//! ```text
+//! /  ─┬─ /t ── /t/kid      the attacker is a member of /t; /t/kid's objects are visible to it
+//!     └─ /s                a sibling: everything of /s (and of the root) is foreign
+//! ```
+//!
+//! Privilege levels (columns), applied inside the member by `bpfns-test-helper rt-as LEVEL`:
+//! no capabilities (uid 1000); CAP_BPF only (uid 0); CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN
+//! (uid 0); a BPF token in a user namespace (uid 1000 outside, root inside, token from a
+//! bpffs whose delegate_* options the privileged parent set); root of a user namespace (uid
+//! 1000 outside); host root.
+//!
+//! The suite prints the matrix (attack × level → blocked / allowed / out of scope / ESCAPE)
+//! as Markdown, writes it to `$CARGO_TARGET_TMPDIR/redteam-matrix.md`, and fails on any
+//! ESCAPE or harness error. "Out of scope" is only ever given for the cases
+//! docs/threat-model.md lists (anchors `oos-*`).
+//!
+//! Run: `cargo test -p bpfns-tests --test redteam -- --nocapture` (as root);
+//! `BPFNS_REDTEAM=ids,iter` runs only those scenes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bpfns_model::ObjectKind;
+use bpfns_sys::bpf as sysbpf;
+use bpfns_tests::{helper_path, skip_reason, Helper, TestDaemon};
+
+// ---- the matrix ------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Level {
+    NoCaps,
+    Bpf,
+    Caps3,
+    Token,
+    Userns,
+    Host,
+}
+
+const LEVELS: [Level; 6] = [
+    Level::NoCaps,
+    Level::Bpf,
+    Level::Caps3,
+    Level::Token,
+    Level::Userns,
+    Level::Host,
+];
+
+impl Level {
+    fn arg(self) -> &'static str {
+        match self {
+            Level::NoCaps => "none",
+            Level::Bpf => "bpf",
+            Level::Caps3 => "caps3",
+            Level::Token => "token",
+            Level::Userns => "userns",
+            Level::Host => "host",
+        }
+    }
+    fn title(self) -> &'static str {
+        match self {
+            Level::NoCaps => "no caps (uid 1000)",
+            Level::Bpf => "CAP_BPF (uid 0)",
+            Level::Caps3 => "BPF+PERFMON+NET_ADMIN (uid 0)",
+            Level::Token => "BPF token in a userns",
+            Level::Userns => "root of a userns",
+            Level::Host => "host root",
+        }
+    }
+    /// The level a victim of the same kind runs at (a token victim needs no token).
+    fn victim(self) -> &'static str {
+        match self {
+            Level::Token => "userns",
+            l => l.arg(),
+        }
+    }
+    fn index(self) -> usize {
+        LEVELS.iter().position(|l| *l == self).unwrap()
+    }
+}
+
+/// Why an attack that worked is out of scope (anchors in docs/threat-model.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Oos {
+    /// Host root can undo mounts, read any file, ptrace anything.
+    HostRoot,
+    /// Processes that may ptrace each other (same uid and capability subset in one user
+    /// namespace and one pid namespace) act as each other.
+    PtracePeers,
+    /// Plain reads of a pin someone else placed in the tenant's tree.
+    AdminPin,
+}
+
+impl Oos {
+    fn short(self) -> &'static str {
+        match self {
+            Oos::HostRoot => "host root",
+            Oos::PtracePeers => "ptrace peers",
+            Oos::AdminPin => "admin's pin",
+        }
+    }
+    fn anchor(self) -> &'static str {
+        match self {
+            Oos::HostRoot => "oos-host-root",
+            Oos::PtracePeers => "oos-ptrace-peers",
+            Oos::AdminPin => "oos-admin-pin",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Verdict {
+    Blocked,
+    Allowed,
+    OutOfScope(Oos),
+    Escape,
+    NotRun,
+    Error,
+}
+
+#[derive(Clone, Debug)]
+struct Cell {
+    v: Verdict,
+    why: String,
+}
+
+fn cell(v: Verdict, why: impl Into<String>) -> Cell {
+    Cell { v, why: why.into() }
+}
+
+fn blocked(why: impl Into<String>) -> Cell {
+    cell(Verdict::Blocked, why)
+}
+
+fn escape(why: impl Into<String>) -> Cell {
+    cell(Verdict::Escape, why)
+}
+
+/// Out of scope for this reason at these levels.
+type OosRule<'a> = (Oos, &'a [Level]);
+
+/// A process to take fds from: what it is, (pid, fd, map id) if it started, and when taking
+/// works, which levels are out of scope.
+type Target<'a> = (&'a str, Option<(i32, i32, u32)>, &'a [OosRule<'a>]);
+
+/// An attack that worked: out of scope for `oos` at the levels it names, an escape elsewhere.
+fn worked(level: Level, oos: &[OosRule<'_>], why: impl Into<String>) -> Cell {
+    let why = why.into();
+    for (o, levels) in oos {
+        if levels.contains(&level) {
+            return cell(Verdict::OutOfScope(*o), why);
+        }
+    }
+    escape(why)
+}
+
+#[derive(Default)]
+struct Matrix {
+    rows: Vec<(String, Vec<Option<Cell>>)>,
+    notes: Vec<String>,
+}
+
+impl Matrix {
+    fn set(&mut self, attack: &str, level: Level, c: Cell) {
+        let i = match self.rows.iter().position(|(a, _)| a == attack) {
+            Some(i) => i,
+            None => {
+                self.rows
+                    .push((attack.to_string(), vec![None; LEVELS.len()]));
+                self.rows.len() - 1
+            }
+        };
+        self.rows[i].1[level.index()] = Some(c);
+    }
+
+    fn failures(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for (a, cells) in &self.rows {
+            for (l, c) in LEVELS.iter().zip(cells) {
+                match c {
+                    Some(c) if matches!(c.v, Verdict::Escape | Verdict::Error) => {
+                        v.push(format!("{:?} — {a} @ {}: {}", c.v, l.title(), c.why))
+                    }
+                    None => v.push(format!("missing — {a} @ {}", l.title())),
+                    _ => {}
+                }
+            }
+        }
+        v
+    }
+
+    fn markdown(&self) -> String {
+        let mut s = String::new();
+        s.push_str("| attack |");
+        for l in LEVELS {
+            s.push_str(&format!(" {} |", l.title()));
+        }
+        s.push_str("\n|---|");
+        for _ in LEVELS {
+            s.push_str("---|");
+        }
+        s.push('\n');
+        for (a, cells) in &self.rows {
+            s.push_str(&format!("| {a} |"));
+            for c in cells {
+                let t = match c.as_ref().map(|c| &c.v) {
+                    Some(Verdict::Blocked) => "blocked".to_string(),
+                    Some(Verdict::Allowed) => "allowed (by design)".to_string(),
+                    Some(Verdict::OutOfScope(o)) => {
+                        format!("out of scope ([{}](#{}))", o.short(), o.anchor())
+                    }
+                    Some(Verdict::Escape) => "**ESCAPE**".to_string(),
+                    Some(Verdict::NotRun) => "not run".to_string(),
+                    Some(Verdict::Error) => "**ERROR**".to_string(),
+                    None => "—".to_string(),
+                };
+                s.push_str(&format!(" {t} |"));
+            }
+            s.push('\n');
+        }
+        s.push_str("\nEvidence (what each attempt got):\n\n");
+        for (a, cells) in &self.rows {
+            s.push_str(&format!("- **{a}**\n"));
+            for (l, c) in LEVELS.iter().zip(cells) {
+                if let Some(c) = c {
+                    s.push_str(&format!("  - {}: {}\n", l.title(), c.why));
+                }
+            }
+        }
+        if !self.notes.is_empty() {
+            s.push_str("\nNotes:\n\n");
+            for n in &self.notes {
+                s.push_str(&format!("- {n}\n"));
+            }
+        }
+        s
+    }
+}
+
+// ---- running members -------------------------------------------------------------------------
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What one member run printed.
+#[derive(Debug, Default)]
+struct Run {
+    out: String,
+    err: String,
+    status: Option<ExitStatus>,
+    timed_out: bool,
+}
+
+impl Run {
+    /// Was the member (or, for the token level, its child) stopped by the kernel-side
+    /// backstop's SIGKILL?
+    fn killed(&self) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        self.status
+            .is_some_and(|s| s.signal() == Some(9) || s.code() == Some(137))
+            || self.out.contains("signaled:9")
+    }
+
+    /// The value of the first `key=` line.
+    fn get(&self, key: &str) -> Option<&str> {
+        let p = format!("{key}=");
+        self.out.lines().find_map(|l| l.strip_prefix(&p))
+    }
+    /// Every `prefix<rest>=value` line as (rest, value).
+    fn all(&self, prefix: &str) -> Vec<(&str, &str)> {
+        self.out
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .filter_map(|l| l.split_once('='))
+            .collect()
+    }
+    fn brief(&self) -> String {
+        let err: String = self
+            .err
+            .lines()
+            .last()
+            .unwrap_or("")
+            .chars()
+            .take(160)
+            .collect();
+        format!(
+            "status {:?}{}; stderr: {err}",
+            self.status.map(|s| s.to_string()),
+            if self.timed_out { " (timed out)" } else { "" }
+        )
+    }
+    /// Why this run cannot be judged, if it cannot: the token could not be set up (not run)
+    /// or the harness failed.
+    fn unusable(&self, level: Level, want_key: &str) -> Option<Cell> {
+        if level == Level::Token {
+            if let Some(e) = self.get("token").filter(|t| t.starts_with("error")) {
+                return Some(cell(
+                    Verdict::NotRun,
+                    format!("BPF token not obtained: {e}"),
+                ));
+            }
+        }
+        if self.timed_out {
+            return Some(cell(Verdict::Error, format!("timed out; {}", self.brief())));
+        }
+        if self.get(want_key).is_none() && self.all(want_key).is_empty() {
+            return Some(cell(
+                Verdict::Error,
+                format!("no {want_key} in output {:?}; {}", self.out, self.brief()),
+            ));
+        }
+        None
+    }
+}
+
+/// Collect a pipe's lines on a thread; the thread ends at EOF.
+fn spawn_reader<R: Read + Send + 'static>(
+    r: R,
+) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
+    let s = Arc::new(Mutex::new(String::new()));
+    let s2 = s.clone();
+    let h = std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            let mut g = s2.lock().unwrap();
+            g.push_str(&line);
+            g.push('\n');
+        }
+    });
+    (s, h)
+}
+
+/// A member running in the background (a victim), killed on drop.
+struct Bg {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+}
+
+impl Bg {
+    fn expect(&mut self, key: &str) -> Option<String> {
+        let p = format!("{key}=");
+        while let Ok(l) = self.lines.recv_timeout(RUN_TIMEOUT) {
+            if let Some(v) = l.strip_prefix(&p) {
+                return Some(v.to_string());
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        self.stdin.take();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `victim=PID fd=FD id=ID` → (pid, fd, id).
+fn victim_line(v: &str) -> Option<(i32, i32, u32)> {
+    let mut pid = None;
+    let mut fd = None;
+    let mut id = None;
+    for (i, part) in v.split(' ').enumerate() {
+        let val = part.split_once('=').map_or(part, |(_, v)| v);
+        match i {
+            0 => pid = val.parse().ok(),
+            1 => fd = val.parse().ok(),
+            2 => id = val.parse().ok(),
+            _ => {}
+        }
+    }
+    Some((pid?, fd?, id?))
+}
+
+// ---- a scene: a daemon, namespaces, foreign objects ---------------------------------------
+
+struct Scene {
+    d: TestDaemon,
+    admin: bpfns_client::Client,
+    /// /tmp/bpfns-rt-<scene>-<pid>: sockets, setuid copies (0755).
+    work: PathBuf,
+    bpffs: BTreeMap<&'static str, PathBuf>,
+    holders: Vec<Helper>,
+    host_pins: Vec<PathBuf>,
+}
+
+impl Drop for Scene {
+    fn drop(&mut self) {
+        self.holders.clear();
+        for p in &self.host_pins {
+            let _ = std::fs::remove_file(p);
+        }
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+impl Scene {
+    fn new(name: &str) -> Scene {
+        let d = TestDaemon::start(&format!("rt-{name}"));
+        let mut admin = d.client();
+        let mut bpffs = BTreeMap::new();
+        for p in ["/t", "/t/kid", "/s"] {
+            let n = admin.ns_create(p).unwrap();
+            bpffs.insert(p, PathBuf::from(n.bpffs));
+            // The victims' namespace /s may load tracing programs (its objects include
+            // iterator and perf-event programs); the attacker's /t has the default policy.
+            if p == "/s" {
+                d.daemon()
+                    .kernel
+                    .set_namespace_policy(n.id, bpfns_model::NsId::ROOT, 1, true)
+                    .unwrap();
+            }
+        }
+        let work = PathBuf::from(format!("/tmp/bpfns-rt-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Scene {
+            d,
+            admin,
+            work,
+            bpffs,
+            holders: Vec::new(),
+            host_pins: Vec::new(),
+        }
+    }
+
+    fn bpffs(&self, ns: &str) -> &Path {
+        &self.bpffs[ns]
+    }
+
+    /// Start a helper with `args` as a task of `ns` (None: root); return its `key=` value.
+    fn holder(&mut self, ns: Option<&str>, args: &[&str], key: &str) -> String {
+        let mut h = Helper::spawn(args);
+        if let Some(ns) = ns {
+            self.admin.enter(ns, h.pid).unwrap();
+        }
+        h.go();
+        let v = h.expect(key);
+        self.holders.push(h);
+        v
+    }
+
+    /// Create `what` (map, prog, btf, link) as a task of `ns`; pinned at `pin` if given.
+    fn create(&mut self, ns: Option<&str>, what: &str, pin: Option<&Path>) -> u32 {
+        let p = pin.map(|p| p.to_string_lossy().into_owned());
+        let mut args = vec!["create", what];
+        if let Some(p) = &p {
+            args.push(p);
+        }
+        self.holder(ns, &args, "id").parse().unwrap()
+    }
+
+    /// A map with BTF (readable as text through its pin), held by a task of `ns`.
+    fn btf_map(&mut self, ns: Option<&str>) -> u32 {
+        let v = self.holder(ns, &["rt-hold-map"], "victim");
+        victim_line(&format!("victim={v}")).unwrap().2
+    }
+
+    /// Pin object `id` of `kind` at `path` (as host root: the "admin").
+    fn pin(&mut self, kind: ObjectKind, id: u32, path: &Path) {
+        let fd = sysbpf::fd_by_id(kind, id).unwrap();
+        let _ = std::fs::remove_file(path);
+        sysbpf::obj_pin(&fd, path).unwrap();
+        if !path.starts_with(&self.d.dir) {
+            self.host_pins.push(path.to_path_buf());
+        }
+    }
+
+    /// A unique path in the host's bpffs for a root-owned pin.
+    fn host_pin_path(&self, tag: &str) -> PathBuf {
+        PathBuf::from(format!(
+            "/sys/fs/bpf/bpfns-rt-{tag}-{}-{}",
+            self.work.file_name().unwrap().to_string_lossy(),
+            std::process::id()
+        ))
+    }
+
+    fn command(&self, args: &[String]) -> Command {
+        let mut cmd = Command::new(helper_path());
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Run `args` as a member of `ns` to its end (bounded).
+    fn run_in(&self, ns: &str, args: &[String]) -> Run {
+        let mut cmd = self.command(args);
+        cmd.stdin(Stdio::null());
+        let mut child = match bpfns_client::member::spawn(&self.d.socket, ns, &mut cmd) {
+            Ok(c) => c,
+            Err(e) => {
+                return Run {
+                    err: format!("member::spawn failed: {e}"),
+                    ..Default::default()
+                }
+            }
+        };
+        let out = spawn_reader(child.stdout.take().unwrap());
+        let err = spawn_reader(child.stderr.take().unwrap());
+        let deadline = Instant::now() + RUN_TIMEOUT;
+        let mut timed_out = false;
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if Instant::now() > deadline {
+                timed_out = true;
+                let _ = child.kill();
+                break child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        // Let the readers drain to EOF (bounded: a leftover grandchild may hold the pipes).
+        let drained = Instant::now() + Duration::from_secs(10);
+        while !(out.1.is_finished() && err.1.is_finished()) && Instant::now() < drained {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let out = out.0.lock().unwrap().clone();
+        let err = err.0.lock().unwrap().clone();
+        Run {
+            out,
+            err,
+            status,
+            timed_out,
+        }
+    }
+
+    /// Run `action args...` at `level` as a member of /t.
+    fn attack(&self, level: Level, args: &[&str]) -> Run {
+        let mut v = vec!["rt-as".to_string(), level.arg().to_string()];
+        v.extend(args.iter().map(|s| s.to_string()));
+        self.run_in("/t", &v)
+    }
+
+    /// Start `args` as a member of `ns` in the background.
+    fn start_in(&self, ns: &str, args: &[String]) -> Bg {
+        let mut cmd = self.command(args);
+        cmd.stdin(Stdio::piped()).stderr(Stdio::null());
+        let mut child = bpfns_client::member::spawn(&self.d.socket, ns, &mut cmd).unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Bg {
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+        }
+    }
+
+    /// A peer of the attacker in /s: same privilege level, holding (fd) a map of /s that is
+    /// pinned in /s's bpffs as `name`. Returns (process, pid, fd, map id).
+    fn peer(&self, level: Level, name: &str) -> Option<(Bg, i32, i32, u32)> {
+        let mut bg = self.start_in(
+            "/s",
+            &[
+                "rt-victim".to_string(),
+                level.victim().to_string(),
+                name.to_string(),
+            ],
+        );
+        let v = bg.expect("victim")?;
+        let (pid, fd, id) = victim_line(&format!("victim={v}"))?;
+        Some((bg, pid, fd, id))
+    }
+
+    /// Ids of `kind` the member of /t may see (its own and /t/kid's), from the kernel's
+    /// ownership records.
+    fn visible(&mut self, kind: ObjectKind) -> BTreeSet<u32> {
+        self.admin
+            .list(kind)
+            .unwrap()
+            .into_iter()
+            .filter(|o| o.namespace == "/t" || o.namespace == "/t/kid")
+            .map(|o| o.id)
+            .collect()
+    }
+
+    /// The daemon's own kernel side: (kind, id, name) of its pinned maps, links and programs.
+    fn bpfns_objects(&self) -> Vec<(ObjectKind, u32, String)> {
+        let mut v = Vec::new();
+        for m in bpfns_kernel::layout::MAPS {
+            if let Ok(fd) = sysbpf::obj_get(&self.d.layout.map(m)) {
+                let i = sysbpf::info::<sysbpf::bpf_map_info>(&fd).unwrap();
+                v.push((ObjectKind::Map, i.id, m.to_string()));
+                if i.btf_id != 0 {
+                    v.push((ObjectKind::Btf, i.btf_id, format!("{m}'s BTF")));
+                }
+            }
+        }
+        for l in bpfns_kernel::layout::LINKS {
+            if let Ok(fd) = sysbpf::obj_get(&self.d.layout.link(l)) {
+                let i = sysbpf::info::<sysbpf::bpf_link_info>(&fd).unwrap();
+                v.push((ObjectKind::Link, i.id, l.to_string()));
+                v.push((ObjectKind::Prog, i.prog_id, format!("{l}'s program")));
+            }
+        }
+        v
+    }
+}
+
+fn ids(s: &str) -> BTreeSet<u32> {
+    s.split(',').filter_map(|x| x.trim().parse().ok()).collect()
+}
+
+fn show(ids: &BTreeSet<u32>) -> String {
+    let v: Vec<String> = ids.iter().take(12).map(u32::to_string).collect();
+    if ids.len() > 12 {
+        format!("{}, … ({} in all)", v.join(","), ids.len())
+    } else {
+        v.join(",")
+    }
+}
+
+/// `opened:KIND:ID` → (kind, id).
+fn opened(v: &str) -> Option<(String, u32)> {
+    let rest = v.strip_prefix("opened:")?;
+    let (k, id) = rest.rsplit_once(':')?;
+    Some((k.to_string(), id.parse().ok()?))
+}
+
+/// Count results by their errno-ish text ("errno:2" → "ENOENT").
+fn tally<'a>(vals: impl IntoIterator<Item = &'a str>) -> String {
+    let mut m: BTreeMap<String, u32> = BTreeMap::new();
+    for v in vals {
+        *m.entry(errname(v)).or_default() += 1;
+    }
+    m.iter()
+        .map(|(k, n)| format!("{k}×{n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn errname(v: &str) -> String {
+    let Some(n) = v.rsplit("errno:").next().filter(|_| v.contains("errno:")) else {
+        return v.split(':').next().unwrap_or(v).to_string();
+    };
+    let pre = v.split("errno:").next().unwrap_or("");
+    let name = match n.trim().parse::<i32>().unwrap_or(-1) {
+        1 => "EPERM",
+        2 => "ENOENT",
+        3 => "ESRCH",
+        5 => "EIO",
+        6 => "ENXIO",
+        9 => "EBADF",
+        13 => "EACCES",
+        16 => "EBUSY",
+        20 => "ENOTDIR",
+        22 => "EINVAL",
+        24 => "EMFILE",
+        38 => "ENOSYS",
+        40 => "ELOOP",
+        95 => "EOPNOTSUPP",
+        _ => return v.to_string(),
+    };
+    format!("{pre}{name}")
+}
+
+// ---- scenes ---------------------------------------------------------------------------------
+
+/// GET_NEXT_ID walks and GET_FD_BY_ID of foreign ids (four kinds); bpfns's own objects by id.
+fn scene_ids(m: &mut Matrix) {
+    let mut sc = Scene::new("ids");
+    let mut foreign: BTreeMap<ObjectKind, Vec<u32>> = BTreeMap::new();
+    for ns in [Some("/t"), Some("/t/kid"), Some("/s"), None] {
+        for what in ["map", "prog", "btf", "link"] {
+            let id = sc.create(ns, what, None);
+            if matches!(ns, Some("/s") | None) {
+                let k = match what {
+                    "map" => ObjectKind::Map,
+                    "prog" => ObjectKind::Prog,
+                    "btf" => ObjectKind::Btf,
+                    _ => ObjectKind::Link,
+                };
+                foreign.entry(k).or_default().push(id);
+            }
+        }
+    }
+    let own = sc.bpfns_objects();
+    let mut specs: Vec<String> = Vec::new();
+    for (k, list) in &foreign {
+        for id in list {
+            specs.push(format!("{}:{id}", k.name()));
+            match k {
+                ObjectKind::Map => specs.push(format!("map:{id}:ro")),
+                ObjectKind::Btf => specs.push(format!("btf:{id}:tok")),
+                _ => {}
+            }
+        }
+    }
+    let tamper: Vec<String> = own
+        .iter()
+        .map(|(k, id, _)| format!("{}:{id}", k.name()))
+        .collect();
+    for level in LEVELS {
+        let mut args: Vec<&str> = vec!["rt-probe"];
+        args.extend(specs.iter().map(String::as_str));
+        args.extend(tamper.iter().map(String::as_str));
+        let r = sc.attack(level, &args);
+        for kind in ObjectKind::ALL {
+            let row = format!("GET_NEXT_ID walk: {}s", kind.name());
+            if let Some(c) = r.unusable(level, &format!("ids.{}", kind.name())) {
+                m.set(&row, level, c);
+                continue;
+            }
+            let seen = ids(r.get(&format!("ids.{}", kind.name())).unwrap_or(""));
+            let end = r.get(&format!("end.{}", kind.name())).unwrap_or("?");
+            let visible = sc.visible(kind);
+            let leaked: BTreeSet<u32> = seen.difference(&visible).copied().collect();
+            let c = if !leaked.is_empty() {
+                escape(format!("foreign ids listed: {}", show(&leaked)))
+            } else {
+                blocked(format!(
+                    "{} ids listed, all visible ({}); walk ended with {}",
+                    seen.len(),
+                    show(&seen),
+                    errname(&format!("errno:{end}"))
+                ))
+            };
+            m.set(&row, level, c);
+        }
+        let results = r.all("open.");
+        for kind in ObjectKind::ALL {
+            let row = format!("GET_FD_BY_ID of foreign ids: {}s", kind.name());
+            if let Some(c) = r.unusable(level, "open.") {
+                m.set(&row, level, c);
+                continue;
+            }
+            let mine: Vec<&(&str, &str)> = results
+                .iter()
+                .filter(|(spec, _)| {
+                    spec.starts_with(&format!("{}:", kind.name()))
+                        && specs.iter().any(|s| s == spec)
+                })
+                .collect();
+            let got: Vec<String> = mine
+                .iter()
+                .filter(|(_, v)| v.starts_with("opened:"))
+                .map(|(s, v)| format!("{s} -> {v}"))
+                .collect();
+            let c = if !got.is_empty() {
+                escape(format!("opened: {}", got.join(", ")))
+            } else if mine.is_empty() {
+                cell(Verdict::Error, "no attempts recorded")
+            } else {
+                blocked(format!(
+                    "{} attempts ({}): {}",
+                    mine.len(),
+                    mine.iter().map(|(s, _)| *s).collect::<Vec<_>>().join(" "),
+                    tally(mine.iter().map(|(_, v)| *v))
+                ))
+            };
+            m.set(&row, level, c);
+        }
+        let row = "bpfns's own maps/progs/links/BTF by id (task_ns to untag oneself, ...)";
+        let mine: Vec<&(&str, &str)> = results
+            .iter()
+            .filter(|(spec, _)| tamper.iter().any(|s| s == spec))
+            .collect();
+        let got: Vec<String> = mine
+            .iter()
+            .filter(|(_, v)| v.starts_with("opened:"))
+            .map(|(s, v)| format!("{s} -> {v}"))
+            .collect();
+        let c = if let Some(c) = r.unusable(level, "open.") {
+            c
+        } else if !got.is_empty() {
+            escape(format!("opened: {}", got.join(", ")))
+        } else {
+            blocked(format!(
+                "{} of bpfns's objects ({}): {}",
+                mine.len(),
+                own.iter()
+                    .map(|(_, _, n)| n.as_str())
+                    .filter(|n| !n.contains('\''))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                tally(mine.iter().map(|(_, v)| *v))
+            ))
+        };
+        m.set(row, level, c);
+    }
+}
+
+/// OBJ_GET and plain reads of foreign pins, by every path a member can think of.
+fn scene_pins(m: &mut Matrix) {
+    let mut sc = Scene::new("pins");
+    let t = sc.bpffs("/t").to_path_buf();
+    let s = sc.bpffs("/s").to_path_buf();
+    let ns_dir = sc.d.dir.join("ns");
+    // /t's own pinned map (for the race), /s's and the root's foreign ones (BTF: readable).
+    sc.create(Some("/t"), "map", Some(&t.join("mine")));
+    let smap = sc.btf_map(Some("/s"));
+    sc.pin(ObjectKind::Map, smap, &s.join("smap"));
+    let rv = sc.holder(None, &["rt-hold-map"], "victim");
+    let (rpid, _, rmap) = victim_line(&format!("victim={rv}")).unwrap();
+    let root_pin = sc.host_pin_path("root");
+    sc.pin(ObjectKind::Map, rmap, &root_pin);
+    // A foreign pin the member can reach: put into /t's tree by the admin.
+    sc.pin(ObjectKind::Map, smap, &t.join("theirs"));
+    let foreign: BTreeSet<u32> = [smap, rmap].into();
+    let s_host = s.join("smap");
+    let s_str = |p: &Path| p.to_string_lossy().into_owned();
+    for level in LEVELS {
+        let name = format!("vmap_{}", level.arg());
+        let Some((_peer, vpid, _vfd, vid)) = sc.peer(level, &name) else {
+            for row in PIN_ROWS {
+                m.set(
+                    row,
+                    level,
+                    cell(Verdict::Error, "the peer victim did not start"),
+                );
+            }
+            continue;
+        };
+        let mut foreign = foreign.clone();
+        foreign.insert(vid);
+        let peer_dir = format!("/proc/{vpid}/root/sys/fs/bpf");
+        let peer_pin = format!("{peer_dir}/{name}");
+        // A root-namespace process (host root, the host's mount namespace).
+        let host_via_1 = format!("/proc/{rpid}/root{}", root_pin.display());
+        let judge_open = |r: &Run, paths: &[String], key: &str| -> Cell {
+            if let Some(c) = r.unusable(level, key) {
+                return c;
+            }
+            let vals: Vec<(&str, &str)> = r
+                .all(&format!("{key}."))
+                .into_iter()
+                .filter(|(p, _)| paths.iter().any(|x| x == p))
+                .collect();
+            let got: Vec<String> = vals
+                .iter()
+                .filter_map(|(p, v)| opened(v).map(|(k, id)| (p, k, id)))
+                .map(|(p, k, id)| format!("{p} -> {k} {id}"))
+                .collect();
+            if !got.is_empty() {
+                escape(format!("opened: {}", got.join(", ")))
+            } else {
+                blocked(
+                    vals.iter()
+                        .map(|(p, v)| format!("{p}: {}", errname(v)))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            }
+        };
+        // OBJ_GET by path.
+        let direct = vec![
+            s_str(&s_host),
+            s_str(&root_pin),
+            s_str(&sc.d.layout.map("obj_owner")),
+        ];
+        let admin_placed = vec!["/sys/fs/bpf/theirs".to_string()];
+        let proc_paths = vec![peer_pin.clone(), host_via_1.clone()];
+        let mut args: Vec<&str> = vec!["rt-objget"];
+        args.extend(direct.iter().map(String::as_str));
+        args.extend(admin_placed.iter().map(String::as_str));
+        args.extend(proc_paths.iter().map(String::as_str));
+        let r = sc.attack(level, &args);
+        m.set(PIN_ROWS[0], level, judge_open(&r, &direct, "objget"));
+        m.set(PIN_ROWS[1], level, judge_open(&r, &admin_placed, "objget"));
+        // /proc/PID/root, and a directory fd opened through it (BPF_F_PATH_FD).
+        let at = sc.attack(level, &["rt-objget-at", &peer_dir, &name]);
+        let mut c = judge_open(&r, &proc_paths, "objget");
+        if c.v == Verdict::Blocked {
+            let at_key = format!("{peer_dir}/{name}");
+            let c2 = judge_open(&at, &[at_key], "objgetat");
+            c = if c2.v == Verdict::Blocked {
+                blocked(format!(
+                    "{}; via a dir fd (BPF_F_PATH_FD): {}",
+                    c.why, c2.why
+                ))
+            } else {
+                c2
+            };
+        }
+        m.set(PIN_ROWS[2], level, c);
+        // Symlinks in its own bpffs pointing at foreign pins.
+        let targets = vec![
+            s_str(&s_host),
+            s_str(&root_pin),
+            peer_pin.clone(),
+            host_via_1.clone(),
+            "/sys/fs/bpf/theirs".to_string(),
+        ];
+        let mut args = vec!["rt-symlink-objget"];
+        args.extend(targets.iter().map(String::as_str));
+        let r = sc.attack(level, &args);
+        m.set(PIN_ROWS[3], level, judge_open(&r, &targets, "symlink"));
+        // Bind mounts (after trying to uncover the hidden bpffs directory).
+        let pairs = [
+            format!("{}:smap", s_str(&s)),
+            format!("{peer_dir}:{name}"),
+            format!(
+                "/proc/{rpid}/root{}:{}",
+                root_pin.parent().unwrap().display(),
+                root_pin.file_name().unwrap().to_string_lossy()
+            ),
+        ];
+        let umount = format!("--umount={}", ns_dir.display());
+        let mut args = vec!["rt-bind", umount.as_str()];
+        args.extend(pairs.iter().map(String::as_str));
+        let r = sc.attack(level, &args);
+        let c = match r.unusable(level, "bind.") {
+            Some(c) => c,
+            None => {
+                let vals = r.all("bind.");
+                let opened_any: Vec<String> = vals
+                    .iter()
+                    .filter(|(_, v)| v.contains("objget:opened:"))
+                    .map(|(p, v)| format!("{p}: {v}"))
+                    .collect();
+                if !opened_any.is_empty() {
+                    escape(format!(
+                        "OBJ_GET through a bind mount: {}",
+                        opened_any.join("; ")
+                    ))
+                } else {
+                    blocked(
+                        vals.iter()
+                            .map(|(p, v)| format!("{p}: {}", errname_words(v)))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    )
+                }
+            }
+        };
+        m.set(PIN_ROWS[4], level, c);
+        // A path swapped between the supervisor's check and its use.
+        let r = sc.attack(level, &["rt-race-path", "mine", "theirs", "400"]);
+        let c = match r.unusable(level, "race") {
+            Some(c) => c,
+            None => {
+                let v = r.get("race").unwrap();
+                let foreign_hits: Vec<&str> = v
+                    .split(';')
+                    .filter(|x| {
+                        opened(x.split('x').next().unwrap_or(""))
+                            .is_some_and(|(_, id)| foreign.contains(&id))
+                    })
+                    .collect();
+                if foreign_hits.is_empty() {
+                    blocked(format!("results: {}", errname_words(v)))
+                } else {
+                    escape(format!("foreign pin opened: {v}"))
+                }
+            }
+        };
+        m.set(PIN_ROWS[5], level, c);
+        // Plain open/read, no bpf() at all.
+        let reads_admin = vec!["/sys/fs/bpf/theirs".to_string()];
+        let reads_peer = vec![peer_pin.clone(), format!("{peer_pin}_iter")];
+        let reads_host = vec![s_str(&s_host), host_via_1.clone()];
+        let reads_debug = vec![
+            "/sys/fs/bpf/maps.debug".to_string(),
+            "/sys/fs/bpf/progs.debug".to_string(),
+        ];
+        let mut args = vec!["rt-read"];
+        for v in [&reads_admin, &reads_peer, &reads_host, &reads_debug] {
+            args.extend(v.iter().map(String::as_str));
+        }
+        let r = sc.attack(level, &args);
+        let judge_read = |paths: &[String], oos: &[OosRule<'_>]| -> Cell {
+            if let Some(c) = r.unusable(level, "read.") {
+                return c;
+            }
+            let vals: Vec<(&str, &str)> = r
+                .all("read.")
+                .into_iter()
+                .filter(|(p, _)| paths.iter().any(|x| x == p))
+                .collect();
+            let got: Vec<String> = vals
+                .iter()
+                .filter(|(_, v)| v.starts_with("bytes:") && !v.starts_with("bytes:0"))
+                .map(|(p, v)| format!("{p} -> {v}"))
+                .collect();
+            let text = vals
+                .iter()
+                .map(|(p, v)| format!("{p}: {}", errname(v)))
+                .collect::<Vec<_>>()
+                .join("; ");
+            if got.is_empty() {
+                blocked(text)
+            } else {
+                worked(level, oos, format!("read: {}", got.join(", ")))
+            }
+        };
+        let uid0 = [Level::Bpf, Level::Caps3, Level::Host];
+        m.set(
+            PIN_ROWS[6],
+            level,
+            judge_read(&reads_admin, &[(Oos::AdminPin, &uid0)]),
+        );
+        m.set(
+            PIN_ROWS[7],
+            level,
+            judge_read(
+                &reads_peer,
+                &[
+                    (Oos::HostRoot, &[Level::Host]),
+                    (Oos::PtracePeers, &[Level::NoCaps, Level::Bpf, Level::Caps3]),
+                ],
+            ),
+        );
+        m.set(
+            PIN_ROWS[8],
+            level,
+            judge_read(&reads_host, &[(Oos::HostRoot, &[Level::Host])]),
+        );
+        m.set(PIN_ROWS[9], level, judge_read(&reads_debug, &[]));
+    }
+}
+
+const PIN_ROWS: [&str; 10] = [
+    "OBJ_GET of foreign pins by host path (/s's bpffs, host bpffs, bpfns's pin root)",
+    "OBJ_GET of a foreign pin placed in the member's own bpffs",
+    "OBJ_GET through /proc/PID/root (peer in /s, root-namespace process), also as a BPF_F_PATH_FD dir fd",
+    "OBJ_GET through symlinks in its own bpffs",
+    "OBJ_GET through bind mounts (after trying to unmount the cover)",
+    "OBJ_GET of a path swapped between check and use (400 tries)",
+    "plain open/read of a foreign pin placed in its own bpffs",
+    "plain open/read of a peer's pinned map and iterator link through /proc/PID/root",
+    "plain open/read of foreign pins by host path / /proc/PID/root of a root-namespace process",
+    "bpffs preload iterators (maps.debug, progs.debug) in its bpffs",
+];
+
+/// Words of a result with errnos named.
+fn errname_words(v: &str) -> String {
+    v.split([' ', ';'])
+        .map(|w| {
+            if w.contains("errno:") {
+                errname(w)
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Mounting a new bpffs instance.
+fn scene_mount(m: &mut Matrix) {
+    let mut sc = Scene::new("mount");
+    let _ = sc.create(Some("/s"), "map", Some(&sc.bpffs("/s").join("smap")));
+    let row = "mount a new bpffs instance (and read what is in it)";
+    for level in LEVELS {
+        let r = sc.attack(level, &["rt-mount-bpffs"]);
+        let c = match r.unusable(level, "mount") {
+            Some(c) => c,
+            None => {
+                let mount = r.get("mount").unwrap();
+                if mount != "ok" {
+                    blocked(format!("mount: {}", errname(mount)))
+                } else {
+                    let opened_any: Vec<String> = r
+                        .all("objget.")
+                        .iter()
+                        .filter(|(_, v)| v.starts_with("opened:"))
+                        .map(|(p, v)| format!("{p} -> {v}"))
+                        .collect();
+                    let reads: Vec<String> = r
+                        .all("read.")
+                        .iter()
+                        .filter(|(_, v)| v.starts_with("bytes:") && !v.starts_with("bytes:0"))
+                        .map(|(p, v)| format!("{p} -> {v}"))
+                        .collect();
+                    if !opened_any.is_empty() || !reads.is_empty() {
+                        escape(format!(
+                            "in the new instance: {} {}",
+                            opened_any.join(", "),
+                            reads.join(", ")
+                        ))
+                    } else {
+                        blocked(format!(
+                            "mounted: a new, empty instance (entries: {}; reads: {})",
+                            r.get("entries").unwrap_or(""),
+                            r.all("read.")
+                                .iter()
+                                .map(|(p, v)| format!("{p} {}", errname(v)))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    }
+                }
+            }
+        };
+        m.set(row, level, c);
+    }
+}
+
+/// BPF_PROG_QUERY and BPF_TASK_FD_QUERY leaking foreign program ids.
+fn scene_query(m: &mut Matrix) {
+    let mut sc = Scene::new("query");
+    let cg_root = std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        });
+    let tp = std::fs::read_to_string("/sys/kernel/tracing/events/syscalls/sys_enter_getpid/id")
+        .ok()
+        .map(|s| s.trim().to_string());
+    let q_row = "BPF_PROG_QUERY on a cgroup with foreign programs attached";
+    let t_row = "BPF_TASK_FD_QUERY of foreign processes' perf-event programs";
+    let cg = cg_root.map(|r| r.join(format!("bpfns-rt-query-{}", std::process::id())));
+    let mut foreign: BTreeSet<u32> = BTreeSet::new();
+    if let Some(cg) = &cg {
+        let _ = std::fs::remove_dir(cg);
+        std::fs::create_dir(cg).unwrap();
+        let cgs = cg.to_string_lossy().into_owned();
+        for ns in [Some("/t"), Some("/s"), None] {
+            let v = sc.holder(ns, &["cgroup-link", &cgs], "id");
+            let id: u32 = v.split(' ').next().unwrap().parse().unwrap();
+            if ns != Some("/t") {
+                foreign.insert(id);
+            }
+        }
+    }
+    let mut perf: Vec<(i32, u32, u32)> = Vec::new();
+    if let Some(tp) = &tp {
+        for ns in [Some("/s"), None] {
+            let mut h = Helper::spawn(&["perf-tp", tp]);
+            if let Some(ns) = ns {
+                sc.admin.enter(ns, h.pid).unwrap();
+            }
+            h.go();
+            let v = h.expect("id");
+            let mut it = v.split(' ');
+            let prog: u32 = it.next().unwrap().parse().unwrap();
+            let fd: u32 = it
+                .next()
+                .and_then(|x| x.strip_prefix("fd="))
+                .unwrap()
+                .parse()
+                .unwrap();
+            perf.push((h.pid, fd, prog));
+            foreign.insert(prog);
+            sc.holders.push(h);
+        }
+    }
+    for level in LEVELS {
+        match &cg {
+            None => m.set(q_row, level, cell(Verdict::NotRun, "no cgroup2 mount")),
+            Some(cg) => {
+                let cgs = cg.to_string_lossy().into_owned();
+                let r = sc.attack(level, &["prog-query", &cgs, "0", "64"]);
+                let c = match r.unusable(level, "cnt") {
+                    Some(c) => c,
+                    None => {
+                        let mut seen = ids(r.get("ids").unwrap_or(""));
+                        seen.remove(&0);
+                        let cnt: u32 = r.get("cnt").and_then(|c| c.parse().ok()).unwrap_or(0);
+                        let visible = sc.visible(ObjectKind::Prog);
+                        let leaked: BTreeSet<u32> = seen.difference(&visible).copied().collect();
+                        let shown_visible = seen.len() as u32;
+                        if let Some(e) = r.get("errno").filter(|_| seen.is_empty()) {
+                            blocked(format!("refused: {}", errname(&format!("errno:{e}"))))
+                        } else if !leaked.is_empty() {
+                            escape(format!("foreign program ids: {}", show(&leaked)))
+                        } else if cnt > shown_visible && r.get("errno").is_none() {
+                            escape(format!("count {cnt} reveals foreign programs"))
+                        } else {
+                            blocked(format!(
+                                "ids [{}] (all visible), cnt {cnt}, {}",
+                                show(&seen),
+                                r.get("ret")
+                                    .map(|v| format!("ret {v}"))
+                                    .or_else(|| r
+                                        .get("errno")
+                                        .map(|e| errname(&format!("errno:{e}"))))
+                                    .unwrap_or_default()
+                            ))
+                        }
+                    }
+                };
+                m.set(q_row, level, c);
+            }
+        }
+        if perf.is_empty() {
+            m.set(
+                t_row,
+                level,
+                cell(Verdict::NotRun, "no tracepoint sys_enter_getpid"),
+            );
+            continue;
+        }
+        let mut results = Vec::new();
+        let mut leak = Vec::new();
+        let mut err = None;
+        for (pid, fd, prog) in &perf {
+            let r = sc.attack(
+                level,
+                &["rt-task-fd-query", &pid.to_string(), &fd.to_string()],
+            );
+            if let Some(c) = r
+                .unusable(level, "errno")
+                .filter(|_| r.get("prog_id").is_none())
+            {
+                err = Some(c);
+                break;
+            }
+            if let Some(p) = r.get("prog_id") {
+                leak.push(format!("pid {pid} fd {fd}: prog {p} (owner's id {prog})"));
+            } else {
+                results.push(errname(&format!("errno:{}", r.get("errno").unwrap())));
+            }
+        }
+        let c = if let Some(c) = err {
+            c
+        } else if !leak.is_empty() {
+            escape(leak.join("; "))
+        } else {
+            blocked(format!(
+                "/s's and the root's perf-event programs: {}",
+                results.join(", ")
+            ))
+        };
+        m.set(t_row, level, c);
+    }
+    drop(sc);
+    if let Some(cg) = cg {
+        let _ = std::fs::remove_dir(cg);
+    }
+}
+
+/// BPF iterators over maps, programs and links, loaded by the member.
+fn scene_iter(m: &mut Matrix) {
+    let mut sc = Scene::new("iter");
+    let mut fixture: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for ns in [Some("/t"), Some("/s"), None] {
+        for what in ["map", "prog", "link"] {
+            let id = sc.create(ns, what, None);
+            if ns != Some("/t") {
+                fixture.entry(what).or_default().push(id);
+            }
+        }
+    }
+    for level in LEVELS {
+        let r = sc.attack(level, &["rt-iter"]);
+        let own: BTreeSet<u32> = r
+            .all("own.")
+            .iter()
+            .filter_map(|(_, v)| v.parse().ok())
+            .collect();
+        for (k, kind) in [
+            ("map", ObjectKind::Map),
+            ("prog", ObjectKind::Prog),
+            ("link", ObjectKind::Link),
+        ] {
+            let row = format!("BPF iterator iter/bpf_{k} loaded by the member");
+            if r.get(&format!("iter.{k}")).is_none() && r.killed() {
+                m.set(
+                    &row,
+                    level,
+                    blocked(
+                        "the kernel side stopped the member (SIGKILL) when it loaded a \
+                         tracing-class program: its namespace's policy does not allow tracing"
+                            .to_string(),
+                    ),
+                );
+                continue;
+            }
+            let c = match r.unusable(level, &format!("iter.{k}")) {
+                Some(c) => c,
+                None => {
+                    let v = r.get(&format!("iter.{k}")).unwrap();
+                    match v.strip_prefix("ids:") {
+                        None => blocked(errname_words(v)),
+                        Some(list) => {
+                            let seen = ids(list);
+                            let visible = sc.visible(kind);
+                            let leaked: BTreeSet<u32> = seen
+                                .iter()
+                                .filter(|id| !visible.contains(id) && !own.contains(id))
+                                .copied()
+                                .collect();
+                            if leaked.is_empty() {
+                                blocked(format!("ran; listed only visible ids {}", show(&seen)))
+                            } else {
+                                let fx: Vec<String> = fixture
+                                    .get(k)
+                                    .map(|v| {
+                                        v.iter()
+                                            .filter(|id| leaked.contains(id))
+                                            .map(u32::to_string)
+                                            .collect()
+                                    })
+                                    .unwrap_or_default();
+                                escape(format!(
+                                    "the iterator listed {} foreign ids (every {k} in the kernel), \
+                                     including /s's and the root's [{}]: {}",
+                                    leaked.len(),
+                                    fx.join(","),
+                                    show(&leaked)
+                                ))
+                            }
+                        }
+                    }
+                }
+            };
+            m.set(&row, level, c);
+        }
+    }
+}
+
+/// Leaving the filter: nested listener, setuid exec, CLONE_FILES, 32-bit entry points,
+/// threads racing the supervisor, callers killed mid-request, fd exhaustion.
+fn scene_filter(m: &mut Matrix) {
+    let mut sc = Scene::new("filter");
+    let t = sc.bpffs("/t").to_path_buf();
+    let own = sc.create(Some("/t"), "map", Some(&t.join("mine")));
+    let smap = sc.create(Some("/s"), "map", None);
+    let rmap = sc.create(None, "map", None);
+    let foreign: BTreeSet<u32> = [smap, rmap].into();
+    // A setuid-root copy of the helper (the member's mount namespace sees /tmp).
+    let suid = sc.work.join("helper-suid");
+    std::fs::copy(helper_path(), &suid).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let suid_s = suid.to_string_lossy().into_owned();
+    let fspec = [format!("map:{smap}"), format!("map:{rmap}")];
+    for level in LEVELS {
+        // A nested seccomp listener.
+        let r = sc.attack(level, &["install-listener"]);
+        let c = match r
+            .unusable(level, "errno")
+            .filter(|_| r.get("installed").is_none())
+        {
+            Some(c) => c,
+            None => match r.get("installed") {
+                Some(_) => escape("a second listener was installed"),
+                None => blocked(format!(
+                    "seccomp(NEW_LISTENER): {}",
+                    errname(&format!("errno:{}", r.get("errno").unwrap()))
+                )),
+            },
+        };
+        m.set("a nested seccomp listener", level, c);
+        // exec of a setuid-root program, which then lists and opens.
+        let r = sc.attack(
+            level,
+            &["exec-cmd", &suid_s, "rt-probe", &fspec[0], &fspec[1]],
+        );
+        let c = match r.unusable(level, "ids.map") {
+            Some(c) => c,
+            None => {
+                let seen = ids(r.get("ids.map").unwrap_or(""));
+                let visible = sc.visible(ObjectKind::Map);
+                let leaked: BTreeSet<u32> = seen.difference(&visible).copied().collect();
+                let opens: Vec<(&str, &str)> = r.all("open.");
+                let got: Vec<String> = opens
+                    .iter()
+                    .filter(|(_, v)| v.starts_with("opened:"))
+                    .map(|(s, v)| format!("{s} -> {v}"))
+                    .collect();
+                let who = format!(
+                    "after exec: uid {} capeff {}",
+                    r.get("uid").unwrap_or("?"),
+                    r.get("capeff").unwrap_or("?")
+                );
+                if !leaked.is_empty() || !got.is_empty() {
+                    escape(format!(
+                        "{who}; listed {} opened {}",
+                        show(&leaked),
+                        got.join(",")
+                    ))
+                } else {
+                    blocked(format!(
+                        "{who}; still supervised: walk shows {} visible ids, foreign opens {}",
+                        seen.len(),
+                        tally(opens.iter().map(|(_, v)| *v))
+                    ))
+                }
+            }
+        };
+        m.set("exec of a setuid-root program", level, c);
+        // clone(CLONE_FILES).
+        let r = sc.attack(level, &["clone-files"]);
+        let c = match r.unusable(level, "child") {
+            Some(c) => c,
+            None => match r.get("child").unwrap() {
+                "signaled:9" => blocked("the child sharing the fd table was killed (SIGKILL)"),
+                other => escape(format!("the child sharing the fd table ran: {other}")),
+            },
+        };
+        m.set("clone(CLONE_FILES) child sharing the fd table", level, c);
+        // 32-bit entry points.
+        for (action, row) in [
+            ("bpf-int80", "bpf() through the ia32 entry point (int 0x80)"),
+            ("bpf-x32", "bpf() through the x32 entry point"),
+        ] {
+            let r = sc.attack(level, &[action]);
+            let c = match r
+                .unusable(level, "errno")
+                .filter(|_| r.get("ret").is_none())
+            {
+                Some(c) => c,
+                None => match r.get("ret") {
+                    Some(v) => escape(format!("the call reached the kernel: ret {v}")),
+                    None => blocked(format!(
+                        "refused: {}",
+                        errname(&format!("errno:{}", r.get("errno").unwrap()))
+                    )),
+                },
+            };
+            m.set(row, level, c);
+        }
+        // Threads racing the supervisor: the attr's id flips between own and foreign.
+        let r = sc.attack(
+            level,
+            &["rt-race-attr", &own.to_string(), &smap.to_string(), "2000"],
+        );
+        let c = match r.unusable(level, "race") {
+            Some(c) => c,
+            None => {
+                let v = r.get("race").unwrap();
+                if v.contains(" foreign:0 ") {
+                    blocked(format!("2000 calls: {v}"))
+                } else {
+                    escape(format!("a foreign map was opened: {v}"))
+                }
+            }
+        };
+        m.set(
+            "threads racing the supervisor (attr rewritten during the call)",
+            level,
+            c,
+        );
+        // Callers killed in the middle of a request (their ids free for reuse).
+        let r = sc.attack(level, &["rt-kill-mid", "40"]);
+        let alive = sc.admin.hello().is_ok();
+        let c = match r.unusable(level, "killed") {
+            Some(c) => c,
+            None => {
+                let seen = ids(r.get("ids.map").unwrap_or(""));
+                let visible = sc.visible(ObjectKind::Map);
+                let leaked: BTreeSet<u32> = seen.difference(&visible).copied().collect();
+                let end = r.get("end.map").unwrap_or("?");
+                if !leaked.is_empty() {
+                    escape(format!("foreign ids after the kills: {}", show(&leaked)))
+                } else if !alive || !(end == "2" || end == "1") {
+                    cell(
+                        Verdict::Error,
+                        format!("daemon alive: {alive}; walk after the kills ended with {end}"),
+                    )
+                } else {
+                    blocked(format!(
+                        "{} callers killed mid-call; then a walk: {} visible ids, ends {}; daemon serving",
+                        r.get("killed").unwrap(),
+                        seen.len(),
+                        errname(&format!("errno:{end}"))
+                    ))
+                }
+            }
+        };
+        m.set(
+            "a caller killed (pid freed for reuse) during its request",
+            level,
+            c,
+        );
+        // fd exhaustion in the target.
+        let before = daemon_fds();
+        let r = sc.attack(
+            level,
+            &["rt-fd-exhaust", &own.to_string(), "/sys/fs/bpf/mine"],
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let after = daemon_fds();
+        let c = match r.unusable(level, "after") {
+            Some(c) => c,
+            None => {
+                let full = [r.get("full_fdbyid").unwrap(), r.get("full_objget").unwrap()];
+                let text = format!(
+                    "with a full fd table: GET_FD_BY_ID {}, OBJ_GET {}; with room again: {}; daemon fds {before} -> {after}",
+                    errname(full[0]),
+                    errname(full[1]),
+                    errname(r.get("after").unwrap())
+                );
+                let leaked_foreign = full
+                    .iter()
+                    .filter_map(|v| opened(v))
+                    .any(|(_, id)| foreign.contains(&id));
+                if leaked_foreign {
+                    escape(text)
+                } else if after > before + 2 {
+                    cell(Verdict::Error, format!("the daemon leaked fds: {text}"))
+                } else {
+                    blocked(text)
+                }
+            }
+        };
+        m.set("fd exhaustion in the target", level, c);
+    }
+}
+
+/// Open fds of this process (the daemon runs in it).
+fn daemon_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Taking fds from processes outside: pidfd_getfd, ptrace; SCM_RIGHTS on purpose.
+fn scene_steal(m: &mut Matrix) {
+    let mut sc = Scene::new("steal");
+    let v = sc.holder(None, &["rt-hold-map"], "victim");
+    let (rpid, rfd, rid) = victim_line(&format!("victim={v}")).unwrap();
+    let sock = sc.work.join("scm.sock");
+    let sock_s = sock.to_string_lossy().into_owned();
+    let mut server = sc.start_in("/s", &["rt-serve-fd".to_string(), sock_s.clone()]);
+    let served: u32 = server.expect("serving").unwrap().parse().unwrap();
+    let host = [(Oos::HostRoot, &[Level::Host][..])];
+    let peers = [
+        (Oos::HostRoot, &[Level::Host][..]),
+        (
+            Oos::PtracePeers,
+            &[Level::NoCaps, Level::Bpf, Level::Caps3][..],
+        ),
+    ];
+    for level in LEVELS {
+        let name = format!("vmap_{}", level.arg());
+        let peer = sc.peer(level, &name);
+        let targets: [Target<'_>; 2] = [
+            (
+                "a root-namespace process (host root)",
+                Some((rpid, rfd, rid)),
+                &host,
+            ),
+            (
+                "a peer in /s with the same credentials",
+                peer.as_ref().map(|(_, p, f, i)| (*p, *f, *i)),
+                &peers,
+            ),
+        ];
+        for (what, target, oos) in targets {
+            let steal_row = format!("pidfd_getfd of {what}");
+            let ptrace_row = format!("ptrace of {what}");
+            let Some((pid, fd, id)) = target else {
+                m.set(
+                    &steal_row,
+                    level,
+                    cell(Verdict::Error, "victim did not start"),
+                );
+                m.set(
+                    &ptrace_row,
+                    level,
+                    cell(Verdict::Error, "victim did not start"),
+                );
+                continue;
+            };
+            let r = sc.attack(level, &["rt-steal", &pid.to_string(), &fd.to_string()]);
+            let c = match r.unusable(level, "steal") {
+                Some(c) => c,
+                None => {
+                    let v = r.get("steal").unwrap();
+                    match opened(v) {
+                        Some((k, got)) => worked(
+                            level,
+                            oos,
+                            format!("took {k} {got} (the victim's map {id}) from pid {pid}"),
+                        ),
+                        None => blocked(errname(v)),
+                    }
+                }
+            };
+            m.set(&steal_row, level, c);
+            let r = sc.attack(level, &["rt-ptrace", &pid.to_string()]);
+            let c = match r.unusable(level, "ptrace") {
+                Some(c) => c,
+                None => match r.get("ptrace").unwrap() {
+                    "ok" => worked(level, oos, format!("PTRACE_SEIZE of pid {pid} succeeded")),
+                    v => blocked(format!("PTRACE_SEIZE: {}", errname(v))),
+                },
+            };
+            m.set(&ptrace_row, level, c);
+            let path = format!("/proc/{pid}/fd/{fd}");
+            let r = sc.attack(level, &["rt-read", &path]);
+            let c = match r.unusable(level, "read.") {
+                Some(c) => c,
+                None => {
+                    let v = r.get(&format!("read.{path}")).unwrap_or("missing");
+                    if v.starts_with("errno:") || v.starts_with("read-errno:") {
+                        blocked(format!("open {path}: {}", errname(v)))
+                    } else {
+                        worked(level, oos, format!("reopened {path}: {v}"))
+                    }
+                }
+            };
+            m.set(
+                &format!("open /proc/PID/fd/N (a bpf fd) of {what}"),
+                level,
+                c,
+            );
+        }
+        drop(peer);
+        let _ = std::fs::remove_file(sc.bpffs("/s").join(&name));
+        // SCM_RIGHTS from a process of /s that sends on purpose.
+        let r = sc.attack(level, &["rt-scm", &sock_s]);
+        let c = match r.unusable(level, "scm") {
+            Some(c) => c,
+            None => {
+                let v = r.get("scm").unwrap();
+                match opened(v) {
+                    Some((_, id)) if id == served => cell(
+                        Verdict::Allowed,
+                        format!("received /s's map {id}, sent on purpose; not killed"),
+                    ),
+                    _ => cell(
+                        Verdict::Error,
+                        format!("an fd sent on purpose did not arrive: {v}"),
+                    ),
+                }
+            }
+        };
+        m.set(
+            "SCM_RIGHTS from a foreign process that sends on purpose",
+            level,
+            c,
+        );
+    }
+    let _ = server.stdin.take().map(|mut s| s.flush());
+}
+
+/// Namespaces a member may not create, enter or delete; the daemon's own pins and socket.
+fn scene_daemon(m: &mut Matrix) {
+    let mut sc = Scene::new("daemon");
+    let smap = sc.create(Some("/s"), "map", None);
+    let sock = sc.d.socket.to_string_lossy().into_owned();
+    let obj_paths = [
+        sc.d.layout.map("task_ns"),
+        sc.d.layout.map("ns_table"),
+        sc.d.layout.link("on_sys_exit"),
+        sc.d.layout.link("iter_maps"),
+    ];
+    let obj_paths: Vec<String> = obj_paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let read_paths: Vec<String> = [sc.d.layout.link("iter_maps"), sc.d.layout.map("obj_owner")]
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let rename_path = sc.d.layout.link("on_fork").to_string_lossy().into_owned();
+    let host_only = [(Oos::HostRoot, &[Level::Host][..])];
+    for level in LEVELS {
+        let r = sc.attack(level, &["rt-client", &sock, &smap.to_string()]);
+        let ops = r.all("op.");
+        let get = |k: &str| ops.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+        let judge = |names: &[&str], must_fail: bool| -> Cell {
+            if let Some(c) = r.unusable(level, "op.") {
+                return c;
+            }
+            let mut bad = Vec::new();
+            let mut text = Vec::new();
+            for n in names {
+                let v = get(n).unwrap_or("missing");
+                text.push(format!("{n}: {v}"));
+                if must_fail && v.starts_with("ok") {
+                    bad.push(format!("{n}: {v}"));
+                }
+            }
+            if bad.is_empty() {
+                blocked(text.join("; "))
+            } else {
+                escape(bad.join("; "))
+            }
+        };
+        m.set(
+            "create a namespace outside its subtree (/x, /s/x)",
+            level,
+            judge(&["create/rt_x", "create/s/rt_x"], true),
+        );
+        m.set(
+            "delete a sibling, its own or the root namespace",
+            level,
+            judge(&["delete/s", "delete/t", "delete/"], true),
+        );
+        m.set(
+            "move itself or a child into the parent or a sibling",
+            level,
+            judge(
+                &[
+                    "enter-self/",
+                    "enter-self/s",
+                    "enter-child/",
+                    "enter-child/s",
+                ],
+                true,
+            ),
+        );
+        let c = match r.unusable(level, "op.") {
+            Some(c) => c,
+            None => {
+                let listed = ids(get("list-maps").unwrap_or("").trim_start_matches("ok:"));
+                let visible = sc.visible(ObjectKind::Map);
+                let leaked: BTreeSet<u32> = listed.difference(&visible).copied().collect();
+                let mut bad = Vec::new();
+                if !leaked.is_empty() {
+                    bad.push(format!("list shows {}", show(&leaked)));
+                }
+                for n in ["getfd-foreign", "show-foreign"] {
+                    if get(n).is_some_and(|v| v.starts_with("ok")) {
+                        bad.push(format!("{n}: {}", get(n).unwrap()));
+                    }
+                }
+                if bad.is_empty() {
+                    blocked(format!(
+                        "list: {} visible maps; getfd /s's map: {}; show: {}",
+                        listed.len(),
+                        get("getfd-foreign").unwrap_or("?"),
+                        get("show-foreign").unwrap_or("?")
+                    ))
+                } else {
+                    escape(bad.join("; "))
+                }
+            }
+        };
+        m.set(
+            "the daemon's API: list/show/get_fd of foreign objects",
+            level,
+            c,
+        );
+        let c = match r.unusable(level, "op.") {
+            Some(c) => c,
+            None => {
+                let sup = get("supervise-foreign").unwrap_or("missing");
+                let after = get("after-junk").unwrap_or("missing");
+                if sup.starts_with("ok") {
+                    escape(format!("the daemon took a listener for pid 1: {sup}"))
+                } else if !after.starts_with("ok") || sc.admin.hello().is_err() {
+                    cell(
+                        Verdict::Error,
+                        format!("the daemon stopped answering: {after}"),
+                    )
+                } else {
+                    blocked(format!(
+                        "supervise(pid 1, not a listener): {sup}; after junk frames: {after}; hello: {}",
+                        get("hello").unwrap_or("?")
+                    ))
+                }
+            }
+        };
+        m.set(
+            "the daemon's socket: junk frames, a listener for someone else's process",
+            level,
+            c,
+        );
+        // bpfns's own pins: OBJ_GET, plain reads, renaming (unpinning).
+        let cover = "--umount=/sys/fs/bpf".to_string();
+        let mut args = vec!["rt-objget", cover.as_str()];
+        args.extend(obj_paths.iter().map(String::as_str));
+        let r = sc.attack(level, &args);
+        let c = match r.unusable(level, "objget.") {
+            Some(c) => c,
+            None => {
+                let vals = r.all("objget.");
+                let got: Vec<String> = vals
+                    .iter()
+                    .filter(|(_, v)| v.starts_with("opened:"))
+                    .map(|(p, v)| format!("{p} -> {v}"))
+                    .collect();
+                if got.is_empty() {
+                    blocked(format!(
+                        "umount of its /sys/fs/bpf: {}; {}",
+                        errname(r.get("umount./sys/fs/bpf").unwrap_or("?")),
+                        tally(vals.iter().map(|(_, v)| *v))
+                    ))
+                } else {
+                    escape(got.join(", "))
+                }
+            }
+        };
+        m.set(
+            "OBJ_GET of bpfns's pins (task_ns, ns_table, links)",
+            level,
+            c,
+        );
+        let mut args = vec!["rt-read", cover.as_str()];
+        args.extend(read_paths.iter().map(String::as_str));
+        let r = sc.attack(level, &args);
+        let c = match r.unusable(level, "read.") {
+            Some(c) => c,
+            None => {
+                let vals = r.all("read.");
+                let got: Vec<String> = vals
+                    .iter()
+                    .filter(|(_, v)| v.starts_with("bytes:") && !v.starts_with("bytes:0"))
+                    .map(|(p, v)| format!("{p} -> {v}"))
+                    .collect();
+                if got.is_empty() {
+                    blocked(tally(vals.iter().map(|(_, v)| *v)))
+                } else {
+                    worked(level, &host_only, format!("read: {}", got.join(", ")))
+                }
+            }
+        };
+        m.set(
+            "plain read of bpfns's pins (iter_maps link, obj_owner map)",
+            level,
+            c,
+        );
+        let r = sc.attack(level, &["rt-rename", cover.as_str(), &rename_path]);
+        let c = match r.unusable(level, "rename.") {
+            Some(c) => c,
+            None => {
+                let vals = r.all("rename.");
+                let got: Vec<String> = vals
+                    .iter()
+                    .filter(|(_, v)| v.starts_with("ok"))
+                    .map(|(p, v)| format!("{p} -> {v}"))
+                    .collect();
+                if got.is_empty() {
+                    blocked(tally(vals.iter().map(|(_, v)| *v)))
+                } else {
+                    worked(
+                        level,
+                        &host_only,
+                        format!("renamed (could unpin) {}", got.join(", ")),
+                    )
+                }
+            }
+        };
+        m.set("rename/unpin bpfns's pinned links", level, c);
+        // The daemon's socket and database, as the member's mount namespace shows them.
+        let r = sc.attack(level, &["rt-rename", &sock]);
+        let c = match r.unusable(level, "rename.") {
+            Some(c) => c,
+            None => {
+                let v = r.get(&format!("rename.{sock}")).unwrap_or("missing");
+                if v.starts_with("ok") {
+                    worked(
+                        level,
+                        &host_only,
+                        format!(
+                            "renamed {sock} away and back: the member can unlink the daemon's \
+                             socket and bind its own in its place (clients, an admin's \
+                             `bpfns exec` included, would then talk to it)"
+                        ),
+                    )
+                } else {
+                    blocked(errname(v))
+                }
+            }
+        };
+        m.set("replace the daemon's socket", level, c);
+        let state = [
+            sc.d.dir.join("state"),
+            sc.d.dir.join("state").join("bpfns.redb"),
+        ];
+        let state: Vec<String> = state
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let mut args = vec!["rt-writable"];
+        args.extend(state.iter().map(String::as_str));
+        let r = sc.attack(level, &args);
+        let c = match r.unusable(level, "writable.") {
+            Some(c) => c,
+            None => {
+                let vals = r.all("writable.");
+                let got: Vec<String> = vals
+                    .iter()
+                    .filter(|(_, v)| v.starts_with("ok"))
+                    .map(|(p, v)| format!("{p}: {v}"))
+                    .collect();
+                if got.is_empty() {
+                    blocked(tally(vals.iter().map(|(_, v)| *v)))
+                } else {
+                    worked(
+                        level,
+                        &host_only,
+                        format!(
+                            "the registry database is writable from inside the namespace \
+                             (namespaces, policy and the kernel table are restored from it \
+                             at the next start): {}",
+                            got.join("; ")
+                        ),
+                    )
+                }
+            }
+        };
+        m.set("write the daemon's state (registry database)", level, c);
+    }
+    // Nothing the members asked for happened.
+    let names: Vec<String> = sc
+        .admin
+        .ns_list()
+        .unwrap()
+        .into_iter()
+        .map(|n| n.path)
+        .collect();
+    let expected = ["/", "/s", "/t", "/t/kid"];
+    if names.iter().any(|n| !expected.contains(&n.as_str())) {
+        m.notes
+            .push(format!("namespaces after the daemon scene: {names:?}"));
+    }
+}
+
+type SceneFn = fn(&mut Matrix);
+
+const SCENES: [(&str, SceneFn); 8] = [
+    ("ids", scene_ids),
+    ("pins", scene_pins),
+    ("mount", scene_mount),
+    ("query", scene_query),
+    ("iter", scene_iter),
+    ("filter", scene_filter),
+    ("steal", scene_steal),
+    ("daemon", scene_daemon),
+];
+
+#[test]
+fn red_team_matrix() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let only: Option<Vec<String>> = std::env::var("BPFNS_REDTEAM")
+        .ok()
+        .map(|v| v.split(',').map(str::to_string).collect());
+    let started = Instant::now();
+    let mut m = Matrix::default();
+    for (name, f) in SCENES {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|x| x == name)) {
+            continue;
+        }
+        let t = Instant::now();
+        let mut local = Matrix::default();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut local)));
+        for (a, cells) in local.rows {
+            for (l, c) in LEVELS.iter().zip(cells) {
+                if let Some(c) = c {
+                    m.set(&a, *l, c);
+                }
+            }
+        }
+        m.notes.extend(local.notes);
+        if let Err(e) = r {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            for l in LEVELS {
+                m.set(
+                    &format!("scene {name}"),
+                    l,
+                    cell(Verdict::Error, format!("the scene panicked: {msg}")),
+                );
+            }
+        }
+        eprintln!("scene {name}: {:.1?}", t.elapsed());
+    }
+    m.notes.push(format!(
+        "kernel {}; the whole run took {:.0?}",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
+        started.elapsed()
+    ));
+    let md = m.markdown();
+    println!("\n{md}");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("redteam-matrix.md");
+    let _ = std::fs::write(&path, &md);
+    eprintln!("matrix written to {}", path.display());
+    let failures = m.failures();
+    assert!(
+        failures.is_empty(),
+        "{} escape(s) or error(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -488,9 +488,21 @@ impl Daemon {
                 format!("process {pid} is not in your namespace; only a fresh child can enter"),
             ));
         }
+        // Tag through the pidfd that was checked, not by pid: a recycled pid cannot be tagged.
         self.kernel
-            .tag_process(pid, target)
+            .tag(pidfd.as_fd(), target)
             .map_err(Failure::internal)?;
+        let others = bpfns_sys::process::thread_ids(pid)
+            .map_err(Failure::internal)?
+            .into_iter()
+            .filter(|&t| t != pid);
+        for tid in others {
+            if let Ok(fd) = bpfns_sys::process::open_thread_pidfd(tid) {
+                self.kernel
+                    .tag(fd.as_fd(), target)
+                    .map_err(Failure::internal)?;
+            }
+        }
         if !bpfns_sys::unix::pidfd_alive(pidfd.as_fd()) {
             return Err(Failure::new(
                 ErrorCode::NotFound,

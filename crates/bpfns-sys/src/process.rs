@@ -217,25 +217,5 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
-/// Capabilities bpfns keeps in effect on threads that open BPF objects for others.
+/// Capability sets (see [`crate::caps`] for reading and setting them).
 pub use rustix::thread::CapabilitySet;
-
-/// Reduce the calling *thread's* effective capabilities to `keep` (permitted stays, so the
-/// thread could raise them again; other threads are unaffected).
-///
-/// A file descriptor remembers the credentials of whoever opened it, and the kernel consults
-/// them later (e.g. `bpf_dump_raw_ok(file->f_cred)` needs CAP_SYSLOG to reveal kernel
-/// addresses and JIT images): fds handed to namespace members must be opened with no more
-/// than they need.
-pub fn restrict_thread_caps(keep: CapabilitySet) -> Result<()> {
-    let mut sets = rustix::thread::capabilities(None).map_err(|e| SysError::new("capget", e))?;
-    sets.effective &= keep;
-    rustix::thread::set_capabilities(None, sets).map_err(|e| SysError::new("capset", e))
-}
-
-/// The calling thread's effective capabilities.
-pub fn thread_effective_caps() -> Result<CapabilitySet> {
-    rustix::thread::capabilities(None)
-        .map(|s| s.effective)
-        .map_err(|e| SysError::new("capget", e))
-}

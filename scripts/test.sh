@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bpfns's whole test suite, as CI runs it (.ci/run):
-#   setup (scripts/setup.sh), cargo fmt --check, cargo clippy -D warnings, cargo test --workspace.
+#   setup (scripts/setup.sh), cargo fmt --check, cargo clippy -D warnings, cargo test --workspace,
+#   and the VM lane (scripts/vm/run.sh: Debian 6.1 with/without BPF LSM, 6.12; BPFNS_SKIP_VM=1 skips).
 # Run it as root: the kernel tests load BPF programs for real (without root they are skipped,
 # so this script refuses to run unless BPFNS_TEST_UNPRIVILEGED=1 says that is intended).
 # Every step runs even if an earlier check failed; the exit status is non-zero if any failed.
@@ -64,10 +65,17 @@ check format "cargo fmt --all --check" format_check
 check lint "cargo clippy --workspace --all-targets -- -D warnings" \
     cargo clippy --workspace --all-targets -- -D warnings
 check tests "cargo test --workspace" cargo test --workspace
+# The VM lane (docs/vm.md): kernel tests on Debian's 6.1 kernel with and without BPF LSM, and on
+# 6.12, under QEMU/TCG. BPFNS_SKIP_VM=1 skips it.
+if [ "${BPFNS_SKIP_VM:-}" = 1 ]; then
+    step "vm: skipped (BPFNS_SKIP_VM=1)"
+else
+    check vm "VM lane: Debian 6.1 +/- BPF LSM, 6.12 (scripts/vm/run.sh)" bash scripts/vm/run.sh
+fi
 
 echo
 if [ ${#failed[@]} -eq 0 ]; then
-    echo "==> all passed: format, lint, tests"
+    echo "==> all passed: format, lint, tests, vm"
     exit 0
 fi
 echo "==> FAILED: ${failed[*]}"

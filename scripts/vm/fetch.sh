@@ -66,19 +66,28 @@ tools() {
     fi
     ensure_lists qemu-system-x86
     # ipxe-qemu only has network boot ROMs: the VMs have no network card.
-    local queue=(qemu-system-x86 qemu-system-data seabios busybox-static) skip=" ipxe-qemu "
-    local seen=" "
-    while [ ${#queue[@]} -gt 0 ]; do
-        local p=${queue[0]}
-        queue=("${queue[@]:1}")
-        case "$seen$skip" in *" $p "*) continue ;; esac
-        seen="$seen$p "
-        download "$p" || die "apt-get download $p failed (network? apt-get update?)"
-        local deb
-        deb=$(cached_deb "$p")
-        while read -r d; do
-            [ -n "$d" ] && queue+=("$d")
-        done < <(deps_of "$deb")
+    # Breadth first, one `apt-get download` per level.
+    local level=(qemu-system-x86 qemu-system-data seabios busybox-static) seen=" " p
+    while [ ${#level[@]} -gt 0 ]; do
+        local new=() fetch=()
+        for p in "${level[@]}"; do
+            case "$seen" in *" $p "*) continue ;; esac
+            [ "$p" = ipxe-qemu ] && continue
+            seen="$seen$p "
+            new+=("$p")
+            [ -n "$(cached_deb "$p")" ] || fetch+=("$p")
+        done
+        if [ ${#fetch[@]} -gt 0 ]; then
+            say "downloading ${fetch[*]}"
+            (cd "$DEBS" && apt-get "${APT_DL[@]}" download "${fetch[@]}" >&2) ||
+                die "apt-get download failed (network? apt-get update?)"
+        fi
+        level=()
+        for p in "${new[@]}"; do
+            while read -r d; do
+                [ -n "$d" ] && level+=("$d")
+            done < <(deps_of "$(cached_deb "$p")")
+        done
     done
     rm -rf "$ROOT"
     mkdir -p "$ROOT"

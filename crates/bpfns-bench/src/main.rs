@@ -14,10 +14,16 @@
 //!   side without its `sys_exit` program, other builds given with `--object`, and the programs'
 //!   own run time from `BPF_ENABLE_STATS`).
 //!
+//! `bpfns-bench daemon` measures the daemon, the CLI and the supervisor instead (issue 3,
+//! point 10): `bpfns map list` against `bpftool map show`, unmodified bpftool inside a
+//! namespace against bpftool as root, and the FD broker under 64 concurrent clients (see
+//! [`daemon`]).
+//!
 //! Results and the command that reproduces them are in docs/benchmarks.md.
 
 mod analysis;
 mod controller;
+mod daemon;
 mod listing;
 mod proto;
 mod report;
@@ -38,7 +44,10 @@ use crate::side::{Rig, Setup};
 #[command(
     name = "bpfns-bench",
     about = "Benchmark bpfns's kernel side (run as root): per-operation overhead, tagged and \
-             untagged, and listing by iterator against the per-object syscall loop"
+             untagged, and listing by iterator against the per-object syscall loop",
+    after_help = "`bpfns-bench daemon` benchmarks bpfnsd, `bpfns` and the supervisor instead \
+                  (bpfns map list vs bpftool, bpftool inside a namespace, FD broker under load); \
+                  see `bpfns-bench daemon --help`. Results: docs/benchmarks.md."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -82,6 +91,30 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Benchmark bpfnsd, the `bpfns` CLI and the supervisor (issue 3) against bpftool.
+    ///
+    /// `bpfns map list -j` from the root against `bpftool map show -j` over 10k maps;
+    /// unmodified bpftool inside a namespace (`bpfns exec`, a host-root member and a
+    /// CAP_BPF-only one) over 1k visible of 10k maps against bpftool as root over the same 1k,
+    /// with the fixed cost of `bpfns exec` measured alongside; the FD broker (`get_fd`) and
+    /// `list` under 64 concurrent clients. Interleaved rounds, medians, ratios against
+    /// baselines measured in the same run.
+    ///
+    /// Runs its own bpfnsd (the binary beside this one: build first with `cargo build
+    /// --release -p bpfnsd -p bpfns-cli -p bpfns-bench`) at its own socket and pin root, and
+    /// removes everything it made at the end, on error and on Ctrl-C.
+    /// `BPFNS_BENCH_PAUSE=1` stops once everything is set up (for profiling by hand);
+    /// `BPFNS_BENCH_VERBOSE=1` prints every timed process.
+    Daemon(daemon::Args),
+    /// Internal: a load generator on bpfnsd's API (client threads, one connection each).
+    #[command(hide = true)]
+    Load(daemon::LoadArgs),
+    /// Internal: time each MAP_GET_NEXT_ID and MAP_GET_FD_BY_ID of a walk over all maps.
+    #[command(hide = true)]
+    Traps {
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
     /// Internal: the measuring process the controller drives over stdin/stdout.
     #[command(hide = true)]
     Worker {
@@ -152,7 +185,7 @@ impl Sizes {
 }
 
 /// Count the CPUs in a list such as `0-3,6`.
-fn count_cpus(list: &str) -> Option<usize> {
+pub(crate) fn count_cpus(list: &str) -> Option<usize> {
     list.split(',').try_fold(0, |n, part| {
         Some(
             n + match part.split_once('-') {
@@ -166,7 +199,7 @@ fn count_cpus(list: &str) -> Option<usize> {
     })
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()
@@ -179,6 +212,9 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Some(Cmd::Worker { cpu }) => worker::serve(cpu),
+        Some(Cmd::Daemon(ref a)) => daemon::run(a),
+        Some(Cmd::Load(ref a)) => daemon::serve_load(a),
+        Some(Cmd::Traps { reps }) => daemon::serve_traps(reps),
         None => bench(&cli),
     };
     if let Err(e) = result {
@@ -351,6 +387,11 @@ mod tests {
         assert!(s.rounds > 0 && s.map_ops > 0);
         let w = Cli::try_parse_from(["bpfns-bench", "worker", "--cpu", "1"]).expect("parses");
         assert!(matches!(w.cmd, Some(Cmd::Worker { cpu: Some(1) })));
+        let d = Cli::try_parse_from(["bpfns-bench", "daemon", "--quick", "--clients", "8"])
+            .expect("parses");
+        assert!(
+            matches!(d.cmd, Some(Cmd::Daemon(ref a)) if a.quick && a.clients == 8 && a.maps == 10_000 && a.visible == 1_000)
+        );
     }
 
     #[test]

@@ -381,9 +381,9 @@ pub fn verdict(c: &Comparison, target: f64) -> &'static str {
 
 /// `1234` ns as "1.23 µs", etc.
 pub fn fmt_ns(ns: f64) -> String {
-    if ns >= 1e6 {
+    if ns.abs() >= 1e6 {
         format!("{:.2} ms", ns / 1e6)
-    } else if ns >= 1e3 {
+    } else if ns.abs() >= 1e3 {
         format!("{:.2} µs", ns / 1e3)
     } else {
         format!("{ns:.0} ns")
@@ -460,5 +460,6 @@ mod tests {
         assert_eq!(fmt_ns(512.0), "512 ns");
         assert_eq!(fmt_ns(2530.0), "2.53 µs");
         assert_eq!(fmt_ns(41_200_000.0), "41.20 ms");
+        assert_eq!(fmt_ns(-2_590_000.0), "-2.59 ms");
     }
 }

@@ -77,12 +77,14 @@ pub fn remove_stale_instances() -> Vec<PathBuf> {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("bpfns-bench-") else {
+        let Some(rest) = name.strip_prefix("bpfns-bench-") else {
             continue;
         };
-        let alive = pid
-            .parse::<u32>()
-            .is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        // `<pid>`, `<pid>-v<n>` (--object builds) or `<pid>-daemon` (`bpfns-bench daemon`).
+        let Ok(pid) = rest.split('-').next().unwrap_or_default().parse::<u32>() else {
+            continue;
+        };
+        let alive = crate::daemon::alive(pid);
         if !alive && loader::unload(&PinLayout::new(e.path())).is_ok() {
             removed.push(e.path());
         }

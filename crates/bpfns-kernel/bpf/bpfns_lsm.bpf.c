@@ -5,7 +5,8 @@
  *
  * A separate object from bpfns.bpf.c: it is loaded only where the kernel accepts BPF LSM
  * programs, and it works on the main object's pinned maps (maps.bpf.h; the loader points
- * every map at its pin, so nothing here creates state of its own except lsm_objects).
+ * every map at its pin, so nothing here creates state of its own except lsm_objects and
+ * lsm_pending, pinned beside them).
  *
  *   lsm/bpf_map, lsm/bpf_prog      every fd made for a map or program: on create, on
  *                                  *_GET_FD_BY_ID and on BPF_OBJ_GET of a pinned file.
@@ -19,7 +20,9 @@
  *   lsm/bpf                        cmd level: BPF_LINK_GET_FD_BY_ID and BPF_BTF_GET_FD_BY_ID
  *                                  (links and BTF have no object hook); BPF_PROG_LOAD of a
  *                                  syscall program (which could call bpf() from inside the
- *                                  kernel)
+ *                                  kernel), and of a tracing-class program where the
+ *                                  namespace's policy does not allow tracing (the same rule
+ *                                  as the backstop's in bpfns.bpf.c, which kills instead)
  *   lsm/bpf_map_free, lsm/bpf_prog_free (6.9+), *_free_security (up to 6.8): drop the records
  *                                  of freed objects (ids are already 0 there: lsm_objects maps
  *                                  the object pointer to its key)
@@ -67,13 +70,42 @@ struct {
 } lsm_objects SEC(".maps");
 
 /* Object pointer -> creating namespace, between the create hook and the first fd. Entries of
- * creations that fail in between are removed by the free hooks; LRU bounds them anyway. */
+ * creations that fail in between are removed by the free hooks; LRU bounds them anyway.
+ * Pinned as <root>/maps/lsm_pending, so that an upgrade's programs share it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u64);
 	__type(value, __u32);
 } lsm_pending SEC(".maps");
+
+/* Tracing-class program types (the kernel gates them behind CAP_PERFMON: they read kernel
+ * memory or iterate every BPF object). Keep in step with tracing_class() in bpfns.bpf.c. */
+static __always_inline bool lsm_tracing_class(__u32 type)
+{
+	switch (type) {
+	case BPF_PROG_TYPE_KPROBE:
+	case BPF_PROG_TYPE_TRACEPOINT:
+	case BPF_PROG_TYPE_PERF_EVENT:
+	case BPF_PROG_TYPE_RAW_TRACEPOINT:
+	case BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE:
+	case BPF_PROG_TYPE_TRACING:
+	case BPF_PROG_TYPE_LSM:
+	case BPF_PROG_TYPE_STRUCT_OPS:
+	case BPF_PROG_TYPE_EXT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Whether namespace `ns`'s policy lets its members load tracing-class programs. */
+static __always_inline bool lsm_ns_allows_tracing(__u32 ns)
+{
+	struct ns_info *ni = bpf_map_lookup_elem(&ns_table, &ns);
+
+	return ni && (ni->depth & BPFNS_NS_ALLOW_TRACING);
+}
 
 /* The namespace of the current task, or 0 (root) when it has no tag. */
 static __always_inline __u32 current_ns(void)
@@ -211,8 +243,12 @@ int BPF_PROG(lsm_bpf, int cmd, union bpf_attr *attr)
 	if (ns == BPFNS_ROOT)
 		return 0;
 	if (cmd == CMD_PROG_LOAD) {
+		__u32 type = BPF_CORE_READ(attr, prog_type);
+
 		/* A syscall program can call bpf(BPF_MAP_GET_FD_BY_ID) from inside the kernel. */
-		if (BPF_CORE_READ(attr, prog_type) == PROG_TYPE_SYSCALL)
+		if (type == PROG_TYPE_SYSCALL)
+			return refuse();
+		if (lsm_tracing_class(type) && !lsm_ns_allows_tracing(ns))
 			return refuse();
 		return 0;
 	}

@@ -1183,6 +1183,56 @@ mod tests {
     }
 
     #[test]
+    fn lsm_detail_names_the_hooks_and_needs_one() {
+        let layout = PinLayout::new("/nonexistent/bpfns-doctor-test");
+        let ok = || classify_bpf_lsm(&facts(Ok(()), &["capability", "bpf"]));
+        // 6.1: the old hook names, nothing missing.
+        let mut ch = ok();
+        let plan = crate::lsm::plan_with(|h| match h {
+            "bpf" => Some(vec!["int".into(), "union bpf_attr *".into()]),
+            "bpf_map" | "bpf_map_alloc_security" | "bpf_map_free_security" => {
+                Some(vec!["struct bpf_map *".into()])
+            }
+            "bpf_prog" => Some(vec!["struct bpf_prog *".into()]),
+            "bpf_prog_alloc_security" | "bpf_prog_free_security" => {
+                Some(vec!["struct bpf_prog_aux *".into()])
+            }
+            _ => None,
+        });
+        describe_lsm_layer(&mut ch, Ok(plan), &layout);
+        assert_eq!(ch.status, Status::Ok);
+        assert!(
+            ch.detail
+                .contains("; hooks: bpf, bpf_map_alloc_security, bpf_map,"),
+            "{}",
+            ch.detail
+        );
+        assert!(!ch.detail.contains("not used"), "{}", ch.detail);
+        assert!(ch
+            .detail
+            .contains("the layer is not loaded at /nonexistent/bpfns-doctor-test"));
+        // Only the command hook: the rest is reported missing, with why.
+        let mut ch = ok();
+        let plan = crate::lsm::plan_with(|h| {
+            (h == "bpf").then(|| vec!["int".into(), "union bpf_attr *".into()])
+        });
+        describe_lsm_layer(&mut ch, Ok(plan), &layout);
+        assert_eq!(ch.status, Status::Ok);
+        assert!(ch
+            .detail
+            .contains("not used: bpf_map_create (not in this kernel)"));
+        // No usable hook at all: not ok, whatever the load probe said.
+        let mut ch = ok();
+        describe_lsm_layer(&mut ch, Ok(crate::lsm::plan_with(|_| None)), &layout);
+        assert_eq!(ch.status, Status::Unavailable);
+        assert!(ch.detail.contains("no usable LSM hook"));
+        assert!(ch
+            .fix
+            .expect("fix")
+            .contains("supervisor + tracepoint backstop"));
+    }
+
+    #[test]
     fn eperm_fix_mentions_root_only_when_not_root() {
         assert!(fix_for(Some(Errno::PERM), false, "x").starts_with("run bpfns doctor as root"));
         assert_eq!(fix_for(Some(Errno::PERM), true, "x"), "x");

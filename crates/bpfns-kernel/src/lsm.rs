@@ -23,8 +23,9 @@
 //! | `lsm_prog_free` / `lsm_prog_free_sec` | `bpf_prog_free(prog)` / `bpf_prog_free_security(aux)` | 6.9+ / up to 6.8 |
 //!
 //! Pins: `<root>/links/lsm_<program>` (one link per program, replaced atomically like the main
-//! object's) and `<root>/maps/lsm_objects` (object pointer → ownership key, so that the free
-//! hooks can drop the records of freed objects).
+//! object's), `<root>/maps/lsm_objects` (object pointer → ownership key, so that the free
+//! hooks can drop the records of freed objects) and `<root>/maps/lsm_pending` (objects between
+//! their create hook and their first fd).
 //!
 //! What this layer does not cover: `BPF_OBJ_GET` of a pinned *link* (no hook sees the link
 //! before its fd exists; BTF objects cannot be pinned) — the tracepoint backstop and the
@@ -51,8 +52,10 @@ use crate::lsm_skel::BpfnsLsmSkelBuilder;
 /// Prefix of the LSM layer's link pins under `<root>/links/` (the program names carry it).
 pub const LINK_PREFIX: &str = "lsm_";
 
-/// Maps the LSM layer adds under `<root>/maps/` (beside [`MAPS`], which it reuses).
-pub const LSM_MAPS: [&str; 1] = ["lsm_objects"];
+/// Maps the LSM layer adds under `<root>/maps/` (beside [`MAPS`], which it reuses): pinned so
+/// that an upgrade's new programs continue where the old ones were (a creation whose create
+/// hook ran in the old program is finished by the new one).
+pub const LSM_MAPS: [&str; 2] = ["lsm_objects", "lsm_pending"];
 
 const SECURITYFS_PATH: &str = "/sys/kernel/security";
 const BPF_PROG_TYPE_LSM: u32 = 29;
@@ -392,6 +395,21 @@ impl LsmReport {
             plan,
         }
     }
+
+    /// A failed upgrade leaves the programs of an earlier load running: say so.
+    fn failed(layout: &PinLayout, reason: String, plan: Option<Plan>) -> Self {
+        let earlier = pinned_links(layout);
+        if earlier.is_empty() {
+            return Self::unavailable(reason, plan);
+        }
+        Self::unavailable(
+            format!(
+                "{reason}; the LSM programs of an earlier load stay attached ({})",
+                earlier.join(", ")
+            ),
+            plan,
+        )
+    }
 }
 
 /// Whether this kernel runs BPF LSM programs at all: "bpf" in the active LSM list (mounting
@@ -485,8 +503,11 @@ pub fn load(layout: &PinLayout) -> Result<LsmReport> {
         ));
     }
 
-    let objects_pin = layout.map(LSM_MAPS[0]);
-    let objects_existed = objects_pin.exists();
+    let new_pins: Vec<PathBuf> = LSM_MAPS
+        .iter()
+        .map(|m| layout.map(m))
+        .filter(|p| !p.exists())
+        .collect();
     let mut storage = MaybeUninit::uninit();
     let mut open = BpfnsLsmSkelBuilder::default()
         .open(&mut storage)
@@ -505,15 +526,16 @@ pub fn load(layout: &PinLayout) -> Result<LsmReport> {
     let skel = match open.load() {
         Ok(s) => s,
         Err(e) => {
-            return Ok(LsmReport::unavailable(
+            return Ok(LsmReport::failed(
+                layout,
                 format!("loading the BPF LSM programs failed: {e}"),
                 Some(plan),
             ))
         }
     };
-    let unpin_new_map = || {
-        if !objects_existed {
-            let _ = std::fs::remove_file(&objects_pin);
+    let unpin_new_maps = || {
+        for p in &new_pins {
+            let _ = std::fs::remove_file(p);
         }
     };
 
@@ -533,8 +555,9 @@ pub fn load(layout: &PinLayout) -> Result<LsmReport> {
             }
             Err(e) => {
                 drop(links);
-                unpin_new_map();
-                return Ok(LsmReport::unavailable(
+                unpin_new_maps();
+                return Ok(LsmReport::failed(
+                    layout,
                     format!("attaching {name} failed: {e}"),
                     Some(plan),
                 ));
@@ -588,7 +611,7 @@ pub fn has_program(layout: &PinLayout, name: &str) -> bool {
     layout.link(name).exists()
 }
 
-/// Detach the LSM layer pinned under `layout` and remove its pins (links and `lsm_objects`);
+/// Detach the LSM layer pinned under `layout` and remove its pins (links and [`LSM_MAPS`]);
 /// the main object's maps stay. Idempotent. [`crate::loader::unload`] removes these too.
 pub fn unload(layout: &PinLayout) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();

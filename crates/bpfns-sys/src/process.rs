@@ -219,3 +219,18 @@ pub fn interrupted() -> bool {
 
 /// Capability sets (see [`crate::caps`] for reading and setting them).
 pub use rustix::thread::CapabilitySet;
+
+/// The thread-group id (process id) of thread `tid`, from `/proc/<tid>/status`.
+pub fn thread_group_of(tid: i32) -> Result<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).map_err(|e| {
+        SysError::new(
+            format!("read /proc/{tid}/status"),
+            Errno::from_io_error(&e).unwrap_or(Errno::SRCH),
+        )
+    })?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| SysError::new(format!("no Tgid in /proc/{tid}/status"), Errno::SRCH))
+}

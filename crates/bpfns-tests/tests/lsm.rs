@@ -152,7 +152,9 @@ fn the_layer_is_reported_truthfully() {
                 !lsm::is_active(&tk.layout),
                 "nothing pinned when unavailable"
             );
-            assert!(!tk.layout.map("lsm_objects").exists());
+            for m in lsm::LSM_MAPS {
+                assert!(!tk.layout.map(m).exists(), "{m} not pinned");
+            }
             assert_ne!(check.status, Status::Ok, "{}", check.detail);
             assert!(!report.active_layers().contains(&Layer::BpfLsm));
             assert!(check.fix.is_some());
@@ -287,21 +289,30 @@ fn ownership_is_recorded_at_creation_and_dropped_when_freed() {
 }
 
 #[test]
-fn namespace_tasks_get_eperm_for_syscall_programs() {
+fn namespace_tasks_get_eperm_for_forbidden_program_types() {
     require_kernel!();
-    let tk = with_tree("lsm-syscall");
-    if !active_or_skip(&tk, "EPERM for syscall programs") {
+    let tk = with_tree("lsm-progtype");
+    if !active_or_skip(&tk, "EPERM for syscall and tracing programs") {
         return;
     }
-    let mut h = Helper::spawn(&["create", "syscall-prog"]);
-    tk.kernel.tag_process(h.pid, A).unwrap();
-    h.go();
-    assert_eq!(h.maybe("id"), None);
-    let status = h.finish();
-    // The helper reports the failed load and exits 2; the backstop had nothing to kill.
-    assert_eq!(status.code(), Some(2), "{status}");
-    eprintln!("lsm: namespace task: BPF_PROG_LOAD of a syscall program -> EPERM, task not killed");
-    // Untagged tasks may.
+    // Syscall programs never; tracing-class programs (a raw tracepoint here) only where the
+    // namespace's policy allows tracing.
+    for what in ["syscall-prog", "rawtp-link"] {
+        let mut h = Helper::spawn(&["create", what]);
+        tk.kernel.tag_process(h.pid, A).unwrap();
+        h.go();
+        assert_eq!(h.maybe("id"), None, "{what}");
+        let status = h.finish();
+        // The helper reports the failed load and exits 2; the backstop had nothing to kill.
+        assert_eq!(status.code(), Some(2), "{what}: {status}");
+        eprintln!("lsm: namespace task: BPF_PROG_LOAD for {what} -> EPERM, task not killed");
+    }
+    tk.kernel
+        .set_namespace_policy(A, NsId::ROOT, 1, true)
+        .unwrap();
+    let (_t, id) = create_in(&tk, Some(A), "rawtp-link", None);
+    assert_eq!(tk.kernel.owner(ObjectKind::Link, id).unwrap(), A);
+    // Untagged tasks may load both.
     let (_h, id) = create_in(&tk, None, "syscall-prog", None);
     assert!(id > 0);
 }

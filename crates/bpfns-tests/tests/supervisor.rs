@@ -1200,6 +1200,13 @@ fn bpftool_perf_show_lists_only_visible_programs() {
         return;
     }
     let env = Env::new("perf");
+    // Perf-event programs are tracing-class: /a and /b need the policy that allows them.
+    for ns in [env.a, env.b] {
+        env.tk
+            .kernel
+            .set_namespace_policy(ns, NsId::ROOT, 1, true)
+            .unwrap();
+    }
     let tp_id = tp_id.trim().to_string();
     let (_ha, a) = holder(&env, Some(env.a), &["perf-tp", &tp_id]);
     let (_hb, b) = holder(&env, Some(env.b), &["perf-tp", &tp_id]);

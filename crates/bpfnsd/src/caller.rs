@@ -141,7 +141,8 @@ pub fn parent_pid(pid: i32) -> Option<i32> {
     parse_ppid(&stat)
 }
 
-fn parse_ppid(stat: &str) -> Option<i32> {
+/// The parent pid from a `/proc/<pid>/stat` text (public for the fuzz targets).
+pub fn parse_ppid(stat: &str) -> Option<i32> {
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(1)?.parse().ok()
 }

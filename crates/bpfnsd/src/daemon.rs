@@ -497,10 +497,22 @@ impl Daemon {
             .into_iter()
             .filter(|&t| t != pid);
         for tid in others {
-            if let Ok(fd) = bpfns_sys::process::open_thread_pidfd(tid) {
-                self.kernel
+            match bpfns_sys::process::open_thread_pidfd(tid) {
+                Ok(fd) => self
+                    .kernel
                     .tag(fd.as_fd(), target)
-                    .map_err(Failure::internal)?;
+                    .map_err(Failure::internal)?,
+                Err(e) if e.errno == bpfns_sys::Errno::SRCH => {} // the thread exited
+                // Never leave a thread untagged (before Linux 6.9 threads have no pidfds).
+                Err(e) => {
+                    return Err(Failure::new(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "process {pid} has several threads and thread {tid} cannot be \
+                             tagged ({e}); enter a single-threaded process (a fresh child)"
+                        ),
+                    ))
+                }
             }
         }
         if !bpfns_sys::unix::pidfd_alive(pidfd.as_fd()) {

@@ -3,18 +3,23 @@
 //! An fd keeps its opener's credentials (`file->f_cred`). Opened with the daemon's full set,
 //! a map or program fd given to a CAP_BPF-only member would let it read kernel addresses and
 //! JIT images (`bpf_dump_raw_ok` checks the fd's CAP_SYSLOG). So every open for a member
-//! happens on one dedicated thread whose effective set is only what the open needs.
+//! happens with the calling thread's effective set lowered to only what the open needs
+//! ([`opener_caps`]), and raised again afterwards. Capabilities are per thread on Linux
+//! (`capset` acts on the calling thread only), so other threads of the daemon are unaffected.
+//!
+//! This used to be one dedicated opener thread that every connection handed its opens to;
+//! doing it in place saves two thread wake-ups per `get_fd` and stops 64 concurrent clients
+//! from queueing behind one thread (`bpfns-bench daemon`, docs/benchmarks.md).
 
 use std::os::fd::OwnedFd;
-use std::sync::mpsc::{channel, Sender};
-use std::sync::{Mutex, OnceLock};
 
 use bpfns_model::ObjectKind;
-use bpfns_sys::process::{restrict_thread_caps, CapabilitySet};
-use bpfns_sys::{Errno, SysError};
+use bpfns_sys::caps;
+use bpfns_sys::process::CapabilitySet;
+use bpfns_sys::SysError;
 
-/// What the opener thread keeps: CAP_SYS_ADMIN (GET_FD_BY_ID), CAP_BPF, and DAC overrides
-/// for pins made by other users.
+/// What an open keeps: CAP_SYS_ADMIN (GET_FD_BY_ID), CAP_BPF, and DAC overrides for pins
+/// made by other users.
 pub fn opener_caps() -> CapabilitySet {
     CapabilitySet::SYS_ADMIN
         | CapabilitySet::BPF
@@ -22,50 +27,25 @@ pub fn opener_caps() -> CapabilitySet {
         | CapabilitySet::DAC_READ_SEARCH
 }
 
-type Job = Box<dyn FnOnce() + Send>;
-
-fn opener() -> &'static Mutex<Sender<Job>> {
-    static OPENER: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
-    OPENER.get_or_init(|| {
-        let (tx, rx) = channel::<Job>();
-        std::thread::Builder::new()
-            .name("bpfns-opener".into())
-            .spawn(move || {
-                if let Err(e) = restrict_thread_caps(opener_caps()) {
-                    // Refuse to open anything with full credentials.
-                    tracing::error!("cannot reduce the opener's capabilities: {e}");
-                    return;
-                }
-                for job in rx {
-                    job();
-                }
-            })
-            .expect("spawning the opener thread");
-        Mutex::new(tx)
-    })
+/// Run `f` on the calling thread with its effective capabilities reduced to
+/// [`opener_caps`]; they are restored afterwards. If they cannot be reduced, `f` does not
+/// run. If they cannot be restored, the thread keeps the reduced set (only ever narrower).
+pub fn on_opener<T>(f: impl FnOnce() -> T) -> Result<T, SysError> {
+    let saved = caps::of_current_thread()?;
+    let mut reduced = saved;
+    reduced.effective &= opener_caps();
+    if reduced.effective == saved.effective {
+        return Ok(f());
+    }
+    caps::set_current_thread(reduced)?;
+    let out = f();
+    if let Err(e) = caps::set_current_thread(saved) {
+        tracing::error!("cannot restore this thread's capabilities after an open: {e}");
+    }
+    Ok(out)
 }
 
-/// Run `f` on the reduced-credential opener thread.
-pub fn on_opener<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, SysError> {
-    let (tx, rx) = channel();
-    let job: Job = Box::new(move || {
-        let _ = tx.send(f());
-    });
-    opener()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send(job)
-        .map_err(|_| SysError {
-            op: "opener thread".into(),
-            errno: Errno::PERM,
-        })?;
-    rx.recv().map_err(|_| SysError {
-        op: "opener thread".into(),
-        errno: Errno::PERM,
-    })
-}
-
-/// `BPF_*_GET_FD_BY_ID` on the opener thread.
+/// `BPF_*_GET_FD_BY_ID` with reduced credentials.
 pub fn open(kind: ObjectKind, id: u32, read_only: bool) -> Result<OwnedFd, SysError> {
     on_opener(move || {
         if read_only && kind == ObjectKind::Map {
@@ -74,4 +54,35 @@ pub fn open(kind: ObjectKind, id: u32, read_only: bool) -> Result<OwnedFd, SysEr
             bpfns_sys::bpf::fd_by_id(kind, id)
         }
     })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_with_reduced_caps_and_restores_them() {
+        let before = caps::of_current_thread().expect("capget");
+        let during = on_opener(|| caps::of_current_thread().expect("capget")).expect("runs");
+        let after = caps::of_current_thread().expect("capget");
+        assert_eq!(during.effective, before.effective & opener_caps());
+        assert_eq!(during.permitted, before.permitted);
+        assert_eq!(after.effective, before.effective);
+        // Other threads keep theirs meanwhile (capabilities are per thread).
+        let (inside, go_on) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let (tx, rx) = inside;
+        let (tx2, rx2) = go_on;
+        let t = std::thread::spawn(move || {
+            on_opener(|| {
+                tx.send(()).expect("send");
+                rx2.recv().expect("recv");
+            })
+            .expect("runs")
+        });
+        rx.recv().expect("the other thread is inside");
+        let mine = caps::of_current_thread().expect("capget");
+        tx2.send(()).expect("send");
+        t.join().expect("thread");
+        assert_eq!(mine.effective, before.effective);
+    }
 }

@@ -347,7 +347,16 @@ impl Worker {
                 return Ok((fd, true));
             }
         }
-        let fd = bpfns_sys::process::open_thread_pidfd(tid).map_err(|e| e.errno)?;
+        let fd = match bpfns_sys::process::open_thread_pidfd(tid) {
+            Ok(fd) => fd,
+            // Before Linux 6.9 there are no thread pidfds (PIDFD_THREAD): use the process's.
+            // Its threads share the tag (inherited at clone), so the view is the same.
+            Err(e) if e.errno == Errno::INVAL => {
+                let tgid = bpfns_sys::process::thread_group_of(tid).map_err(|e| e.errno)?;
+                bpfns_sys::process::open_pidfd(tgid).map_err(|e| e.errno)?
+            }
+            Err(e) => return Err(e.errno),
+        };
         Ok((fd, false))
     }
 

@@ -1,0 +1,103 @@
+//! CPU accounting from `/proc`: how much CPU the daemon and the benchmark's own processes
+//! used over a window, and how much went to everything else on the machine (other work on a
+//! shared host), so that a result can be judged against what else was running.
+
+use serde::{Deserialize, Serialize};
+
+/// Clock ticks per second of `/proc` times (`USER_HZ`, 100 on Linux).
+const HZ: f64 = 100.0;
+
+/// Machine-wide busy and steal ticks (`/proc/stat`, all CPUs).
+fn machine() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal guest guest_nice
+    let get = |i: usize| v.get(i).copied().unwrap_or(0);
+    let busy = get(0) + get(1) + get(2) + get(5) + get(6);
+    (busy, get(7))
+}
+
+/// utime + stime of a process (all its threads), plus those of its reaped children when
+/// `children` is set.
+fn process(pid: u32, children: bool) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces) start at field 3.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0;
+    };
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // rest[0] is field 3 (state): utime is field 14, stime 15, cutime 16, cstime 17.
+    let get = |field: usize| f.get(field - 3).copied().unwrap_or(0);
+    get(14) + get(15) + if children { get(16) + get(17) } else { 0 }
+}
+
+/// A snapshot to take a difference against.
+#[derive(Debug, Clone)]
+pub struct Meter {
+    at: std::time::Instant,
+    busy: u64,
+    steal: u64,
+    /// Per watched process: (pid, include reaped children, ticks).
+    procs: Vec<(u32, bool, u64)>,
+}
+
+/// CPU used over a window, in CPUs (1.0 = one CPU fully busy).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Usage {
+    pub seconds: f64,
+    /// Everything on the machine.
+    pub machine: f64,
+    /// The watched processes, in the order given.
+    pub watched: Vec<f64>,
+    /// Everything else: other work on the machine.
+    pub other: f64,
+    /// Time the hypervisor ran something else on our CPUs (`steal`).
+    pub steal: f64,
+}
+
+impl Meter {
+    /// Start measuring `watched`: (pid, with its reaped children) pairs.
+    pub fn start(watched: &[(u32, bool)]) -> Self {
+        let (busy, steal) = machine();
+        Self {
+            at: std::time::Instant::now(),
+            busy,
+            steal,
+            procs: watched
+                .iter()
+                .map(|&(p, c)| (p, c, process(p, c)))
+                .collect(),
+        }
+    }
+
+    /// Usage since [`start`](Self::start).
+    pub fn stop(&self) -> Usage {
+        let (busy, steal) = machine();
+        let secs = self.at.elapsed().as_secs_f64().max(1e-9);
+        let cpus = |ticks: u64| ticks as f64 / HZ / secs;
+        let watched: Vec<f64> = self
+            .procs
+            .iter()
+            .map(|&(p, c, before)| cpus(process(p, c).saturating_sub(before)))
+            .collect();
+        let machine = cpus(busy.saturating_sub(self.busy));
+        let ours: f64 = watched.iter().sum();
+        Usage {
+            seconds: secs,
+            machine,
+            watched,
+            other: (machine - ours).max(0.0),
+            steal: cpus(steal.saturating_sub(self.steal)),
+        }
+    }
+}

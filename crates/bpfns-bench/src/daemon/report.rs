@@ -1,0 +1,490 @@
+//! The results of `bpfns-bench daemon`: tables as text, or JSON.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::broker::LoadResult;
+use super::cpu::Usage;
+use super::traps::TrapTimes;
+use super::{Measured, Scenario, Sizes};
+use crate::report::{fmt_ns, verdict, Machine};
+use crate::stats::{median, Comparison, Summary};
+
+/// `bpfns map list` must be at least this many times faster than `bpftool map show`.
+pub const LIST_SPEEDUP_TARGET: f64 = 5.0;
+/// bpftool inside a namespace, against root's bpftool over the same maps.
+pub const MEMBER_TARGET: f64 = 1.5;
+/// FD broker with the configured clients.
+pub const BROKER_RPS_TARGET: f64 = 50_000.0;
+pub const BROKER_P99_TARGET_NS: f64 = 1_000_000.0;
+
+/// Above this many CPUs of other work, the report warns that figures are disturbed.
+pub const OTHER_WORK_WARNING: f64 = 0.25;
+
+/// A direct measurement of one piece of the work.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    pub name: String,
+    pub what: String,
+    pub median_ns: f64,
+    /// Objects it handled (or bytes, for an encoding).
+    pub items: usize,
+}
+
+/// One process scenario over all rounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessRow {
+    pub scenario: Scenario,
+    pub label: &'static str,
+    pub stats: Summary,
+}
+
+/// Baseline against subject, one sample per round each.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareRow {
+    pub scenario: String,
+    pub baseline: String,
+    pub subject: String,
+    pub stats: Comparison,
+    /// Subject median minus baseline median, ns.
+    pub delta_ns: f64,
+    /// The ratio (subject/baseline) must be at most this.
+    pub target: Option<f64>,
+    pub verdict: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadRow {
+    pub label: String,
+    pub result: LoadResult,
+    pub target: Option<String>,
+    pub verdict: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DaemonReport {
+    pub machine: Machine,
+    /// How to reproduce this run (as root, from the workspace).
+    pub command: String,
+    pub sizes: Sizes,
+    pub rounds_kept: usize,
+    /// Median number of the host's own maps (not the benchmark's) root's bpftool listed in
+    /// the "visible maps only" phase and in the "all maps" phase.
+    pub host_maps_few: usize,
+    pub host_maps_all: usize,
+    /// Median time to create the other maps of a round.
+    pub create_other_maps_ns: f64,
+    pub processes: Vec<ProcessRow>,
+    pub comparisons: Vec<CompareRow>,
+    pub loads: Vec<LoadRow>,
+    pub analysis: Vec<Probe>,
+    /// CPU over the process rounds (watched: the bench with the timed processes, the daemon,
+    /// the map holders), in CPUs.
+    pub rounds_cpu: Option<Usage>,
+    pub traps: Vec<(String, TrapTimes)>,
+}
+
+fn per_round(v: &[f64]) -> Vec<Vec<f64>> {
+    v.iter().map(|&x| vec![x]).collect()
+}
+
+fn usize_median(v: &[usize]) -> usize {
+    let f: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+    let m = median(&f);
+    if m.is_nan() {
+        0
+    } else {
+        m.round() as usize
+    }
+}
+
+impl DaemonReport {
+    pub fn new(machine: Machine, args: &[String], sizes: &Sizes, m: &Measured) -> Self {
+        let mut command = "cargo build --release -p bpfnsd -p bpfns-cli -p bpfns-bench && \
+                           target/release/bpfns-bench"
+            .to_string();
+        for a in args {
+            command.push(' ');
+            command.push_str(a);
+        }
+        let t = |s: Scenario| m.times.get(&s).cloned().unwrap_or_default();
+        let processes = m
+            .times
+            .iter()
+            .map(|(&s, v)| ProcessRow {
+                scenario: s,
+                label: s.label(),
+                stats: Summary::of(v),
+            })
+            .collect();
+        let host_few = usize_median(&m.host_maps_few);
+        let host_all = usize_median(&m.host_maps_all);
+        let mut comparisons = Vec::new();
+        let mut cmp = |scenario: String,
+                       baseline: String,
+                       subject: String,
+                       b: &[f64],
+                       s: &[f64],
+                       target: Option<f64>| {
+            if b.is_empty() || s.is_empty() {
+                return;
+            }
+            let stats = Comparison::new(&per_round(b), &per_round(s));
+            comparisons.push(CompareRow {
+                delta_ns: stats.subject.median_ns - stats.baseline.median_ns,
+                verdict: target.map(|x| verdict(&stats, x)),
+                scenario,
+                baseline,
+                subject,
+                stats,
+                target,
+            });
+        };
+        let all = sizes.maps + host_all;
+        let few = sizes.visible + host_few;
+        cmp(
+            format!("1. list {all} maps from the root (≥{LIST_SPEEDUP_TARGET}x faster)"),
+            Scenario::RootBpftoolAll.label().into(),
+            Scenario::BpfnsList.label().into(),
+            &t(Scenario::RootBpftoolAll),
+            &t(Scenario::BpfnsList),
+            Some(1.0 / LIST_SPEEDUP_TARGET),
+        );
+        for (member, exec, who) in [
+            (
+                Scenario::MemberRootBpftool,
+                Scenario::ExecTrue,
+                "host-root member",
+            ),
+            (
+                Scenario::MemberCapBpfBpftool,
+                Scenario::ExecCapBpfTrue,
+                "CAP_BPF-only member",
+            ),
+        ] {
+            cmp(
+                format!(
+                    "2. bpftool in NS, {who}: {} visible of {all} vs root over {few}",
+                    sizes.visible
+                ),
+                Scenario::RootBpftoolFew.label().into(),
+                member.label().into(),
+                &t(Scenario::RootBpftoolFew),
+                &t(member),
+                Some(MEMBER_TARGET),
+            );
+            // The listing work alone: each process minus its fixed cost, per listed map.
+            let net = |a: &[f64], b: &[f64], n: usize| -> Vec<f64> {
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| (x - y) / n.max(1) as f64)
+                    .collect()
+            };
+            cmp(
+                format!("2. per listed map, {who}, fixed costs subtracted"),
+                format!("(root bpftool − true) / {few} maps"),
+                format!(
+                    "({} − {}) / {} maps",
+                    "member bpftool",
+                    if exec == Scenario::ExecTrue {
+                        "exec true"
+                    } else {
+                        "exec setpriv true"
+                    },
+                    sizes.visible
+                ),
+                &net(&t(Scenario::RootBpftoolFew), &t(Scenario::True), few),
+                &net(&t(member), &t(exec), sizes.visible),
+                Some(MEMBER_TARGET),
+            );
+        }
+        cmp(
+            "fixed cost of bpfns exec (host root)".into(),
+            Scenario::True.label().into(),
+            Scenario::ExecTrue.label().into(),
+            &t(Scenario::True),
+            &t(Scenario::ExecTrue),
+            None,
+        );
+        cmp(
+            "fixed cost of bpfns exec + setpriv".into(),
+            Scenario::True.label().into(),
+            Scenario::ExecCapBpfTrue.label().into(),
+            &t(Scenario::True),
+            &t(Scenario::ExecCapBpfTrue),
+            None,
+        );
+        let loads = m
+            .loads
+            .iter()
+            .map(|(label, r)| {
+                let full = r.op == super::broker::LoadOp::GetFd && r.threads == sizes.clients;
+                let p99_ok = r.p99_ns < BROKER_P99_TARGET_NS;
+                let (target, verdict) = match (full, r.rate) {
+                    (true, None) => (
+                        Some(format!(
+                            "≥{}k/s, p99<{}",
+                            BROKER_RPS_TARGET / 1000.0,
+                            fmt_ns(BROKER_P99_TARGET_NS)
+                        )),
+                        Some(match (r.per_sec >= BROKER_RPS_TARGET, p99_ok) {
+                            (true, true) => "meets",
+                            (false, false) => "misses both",
+                            (false, true) => "misses rate",
+                            (true, false) => "misses p99",
+                        }),
+                    ),
+                    (true, Some(_)) => (
+                        Some(format!("p99<{}", fmt_ns(BROKER_P99_TARGET_NS))),
+                        Some(if p99_ok { "meets" } else { "misses" }),
+                    ),
+                    _ => (None, None),
+                };
+                LoadRow {
+                    label: match r.rate {
+                        Some(rate) => format!("{label} {:.1}k/s", rate / 1000.0),
+                        None => label.clone(),
+                    },
+                    result: r.clone(),
+                    target,
+                    verdict,
+                }
+            })
+            .collect();
+        Self {
+            machine,
+            command,
+            sizes: *sizes,
+            rounds_kept: m.times.values().map(Vec::len).max().unwrap_or(0),
+            host_maps_few: host_few,
+            host_maps_all: host_all,
+            create_other_maps_ns: median(&m.create_ns),
+            processes,
+            comparisons,
+            loads,
+            analysis: m.analysis.clone(),
+            rounds_cpu: m.rounds_cpu.clone(),
+            traps: m.traps.clone(),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let m = &self.machine;
+        let z = &self.sizes;
+        let _ = writeln!(
+            s,
+            "machine: {} CPUs ({}), kernel {}{}",
+            m.cpus,
+            m.cpu_model,
+            m.kernel,
+            m.bpftool
+                .as_deref()
+                .map(|b| format!(", {b}"))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(s, "reproduce (as root): {}", self.command);
+        let _ = writeln!(
+            s,
+            "maps: {} held ({} owned by {}, {} by {}, {} by the root), plus the host's own: {} \
+             while only the visible ones exist, {} with all; {} rounds; creating the other \
+             maps took {} per round",
+            z.maps,
+            z.visible,
+            super::NS,
+            z.other_ns,
+            super::OTHER_NS,
+            z.other_root,
+            self.host_maps_few,
+            self.host_maps_all,
+            self.rounds_kept,
+            fmt_ns(self.create_other_maps_ns)
+        );
+        if let Some(u) = &self.rounds_cpu {
+            let _ = writeln!(
+                s,
+                "CPU during the rounds ({:.0} s): machine {:.2} CPUs busy, of which the timed \
+                 processes {:.2}, bpfnsd {:.2}, map holders {:.2}, other work on the machine \
+                 {:.2}; steal {:.2}",
+                u.seconds,
+                u.machine,
+                u.watched.first().copied().unwrap_or(0.0),
+                u.watched.get(1).copied().unwrap_or(0.0),
+                u.watched.iter().skip(2).sum::<f64>(),
+                u.other,
+                u.steal
+            );
+        }
+        let busy = |u: &Usage| u.other > OTHER_WORK_WARNING;
+        if self.rounds_cpu.as_ref().is_some_and(busy)
+            || self.loads.iter().any(|l| busy(&l.result.cpu))
+        {
+            let _ = writeln!(
+                s,
+                "WARNING: other work on the machine used more than {OTHER_WORK_WARNING} CPUs \
+                 during parts of this run (see \"other\" above and in the load table): those \
+                 figures are disturbed; rerun on a quiet machine"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n== Whole processes (one sample = one process, spawn to exit, output read from a pipe)"
+        );
+        let _ = writeln!(
+            s,
+            "{:<62} {:>12} {:>12} {:>12}",
+            "scenario", "median", "p25", "p90"
+        );
+        for p in &self.processes {
+            let _ = writeln!(
+                s,
+                "{:<62} {:>12} {:>12} {:>12}",
+                p.label,
+                fmt_ns(p.stats.median_ns),
+                fmt_ns(p.stats.p25_ns),
+                fmt_ns(p.stats.p90_ns)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n== Comparisons (ratio = subject/baseline medians; spread = lowest-highest ratio over \
+             blocks of consecutive rounds; target is on the ratio)"
+        );
+        for r in &self.comparisons {
+            let _ = writeln!(s, "{}", r.scenario);
+            let _ = writeln!(
+                s,
+                "    baseline {:<58} {:>10} (p90 {})",
+                r.baseline,
+                fmt_ns(r.stats.baseline.median_ns),
+                fmt_ns(r.stats.baseline.p90_ns)
+            );
+            let _ = writeln!(
+                s,
+                "    subject  {:<58} {:>10} (p90 {})",
+                r.subject,
+                fmt_ns(r.stats.subject.median_ns),
+                fmt_ns(r.stats.subject.p90_ns)
+            );
+            let speed = if r.stats.ratio < 1.0 {
+                format!(" ({:.1}x faster)", 1.0 / r.stats.ratio)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                s,
+                "    ratio {:.3}{speed}, spread {:.3}-{:.3}, delta {}, target {}, {}",
+                r.stats.ratio,
+                r.stats.block_ratio_min,
+                r.stats.block_ratio_max,
+                fmt_ns(r.delta_ns),
+                r.target.map_or_else(|| "-".into(), |t| format!("≤{t:.2}")),
+                r.verdict.unwrap_or("-")
+            );
+        }
+        if !self.loads.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n== Load (closed loop: each client sends its next request when the reply \
+                 arrives; paced: each client's requests are due at fixed intervals, the given \
+                 total rate; latency = request due/sent to reply decoded, fd closed after)"
+            );
+            let _ = writeln!(
+                s,
+                "{:<32} {:<13} {:>7} {:>7} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6} {:>20} {:>12}",
+                "run",
+                "request",
+                "clients",
+                "visible",
+                "req/s",
+                "p50",
+                "p90",
+                "p99",
+                "p99.9",
+                "max",
+                "daemon/req",
+                "client/req",
+                "other",
+                "target",
+                "verdict"
+            );
+            for l in &self.loads {
+                let r = &l.result;
+                let (d, c) = r.cpu_per_request_ns();
+                let _ = writeln!(
+                    s,
+                    "{:<32} {:<13} {:>7} {:>7} {:>8.0} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6.2} {:>20} {:>12}",
+                    l.label,
+                    r.op.label(),
+                    r.threads,
+                    r.visible,
+                    r.per_sec,
+                    fmt_ns(r.p50_ns),
+                    fmt_ns(r.p90_ns),
+                    fmt_ns(r.p99_ns),
+                    fmt_ns(r.p999_ns),
+                    fmt_ns(r.max_ns),
+                    fmt_ns(d),
+                    fmt_ns(c),
+                    r.cpu.other,
+                    l.target.as_deref().unwrap_or("-"),
+                    l.verdict.unwrap_or("-")
+                );
+            }
+            let _ = writeln!(
+                s,
+                "(daemon/req, client/req: CPU time of bpfnsd and of the client process per \
+                 request over the window; other: CPUs used by other work on the machine meanwhile)"
+            );
+        }
+        if !self.traps.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n== One listing step, each call timed alone (median of a walk over every \
+                 visible map, 3 walks)"
+            );
+            let _ = writeln!(
+                s,
+                "{:<34} {:>6} {:>16} {:>20} {:>20}",
+                "caller", "maps", "walk start", "MAP_GET_NEXT_ID", "MAP_GET_FD_BY_ID"
+            );
+            for (who, t) in &self.traps {
+                let _ = writeln!(
+                    s,
+                    "{:<34} {:>6} {:>16} {:>20} {:>20}",
+                    who,
+                    t.maps,
+                    fmt_ns(t.first_next_id_ns),
+                    format!(
+                        "{} (p90 {})",
+                        fmt_ns(t.next_id_median_ns),
+                        fmt_ns(t.next_id_p90_ns)
+                    ),
+                    format!(
+                        "{} (p90 {})",
+                        fmt_ns(t.fd_by_id_median_ns),
+                        fmt_ns(t.fd_by_id_p90_ns)
+                    )
+                );
+            }
+        }
+        if !self.analysis.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n== Pieces (medians of 7, in the bench process, all maps present)"
+            );
+            for p in &self.analysis {
+                let _ = writeln!(
+                    s,
+                    "{:<58} {:>10}  ({} items) {}",
+                    p.name,
+                    fmt_ns(p.median_ns),
+                    p.items,
+                    p.what
+                );
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,101 @@
+//! What one listing step costs a process: `BPF_MAP_GET_NEXT_ID` and `BPF_MAP_GET_FD_BY_ID`,
+//! each call timed alone, over every map the process can see. Run as a namespace member (the
+//! supervisor answers them) and as root (the kernel answers them), it shows the per-object
+//! price of the supervisor that an unmodified bpftool pays.
+//!
+//! The hidden `traps` subcommand prints one [`TrapTimes`] as JSON.
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use bpfns_model::ObjectKind;
+use bpfns_sys::{bpf, Errno};
+use serde::{Deserialize, Serialize};
+
+use crate::stats::quantile;
+
+/// Per-call times of one walk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrapTimes {
+    /// Maps the walk found.
+    pub maps: usize,
+    /// The first `GET_NEXT_ID` (from id 0): for a member, the supervisor builds the
+    /// namespace's visible list here.
+    pub first_next_id_ns: f64,
+    pub next_id_median_ns: f64,
+    pub next_id_p90_ns: f64,
+    pub fd_by_id_median_ns: f64,
+    pub fd_by_id_p90_ns: f64,
+}
+
+/// The `traps` subcommand: walk all visible maps, then open each; `reps` times, keeping the
+/// fastest walk start and all per-call samples.
+pub fn serve(reps: usize) -> Result<()> {
+    bpfns_sys::process::raise_nofile_limit(1024)?;
+    let mut first = Vec::new();
+    let mut next = Vec::new();
+    let mut open = Vec::new();
+    let mut maps = 0;
+    for _ in 0..reps.max(1) {
+        let mut ids = Vec::new();
+        let mut cur = 0;
+        loop {
+            let t = Instant::now();
+            let r = bpf::next_id(ObjectKind::Map, cur).context("BPF_MAP_GET_NEXT_ID")?;
+            let ns = t.elapsed().as_nanos() as f64;
+            if cur == 0 {
+                first.push(ns);
+            } else {
+                next.push(ns);
+            }
+            match r {
+                Some(id) => {
+                    ids.push(id);
+                    cur = id;
+                }
+                None => break,
+            }
+        }
+        for &id in &ids {
+            let t = Instant::now();
+            match bpf::fd_by_id(ObjectKind::Map, id) {
+                Ok(fd) => {
+                    open.push(t.elapsed().as_nanos() as f64);
+                    drop(fd);
+                }
+                // Freed meanwhile.
+                Err(e) if e.errno == Errno::NOENT => {}
+                Err(e) => return Err(e).context("BPF_MAP_GET_FD_BY_ID"),
+            }
+        }
+        maps = ids.len();
+    }
+    let times = TrapTimes {
+        maps,
+        first_next_id_ns: quantile(&first, 0.5),
+        next_id_median_ns: quantile(&next, 0.5),
+        next_id_p90_ns: quantile(&next, 0.9),
+        fd_by_id_median_ns: quantile(&open, 0.5),
+        fd_by_id_p90_ns: quantile(&open, 0.9),
+    };
+    println!("{}", serde_json::to_string(&times)?);
+    Ok(())
+}
+
+/// Run `cmd` (which ends in this binary's `traps` subcommand) and parse its answer.
+pub fn run(mut cmd: Command) -> Result<TrapTimes> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .context("running the traps probe")?;
+    if !out.status.success() {
+        bail!(
+            "traps probe: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("parsing the traps probe's output")
+}

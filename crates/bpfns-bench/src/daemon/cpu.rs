@@ -101,3 +101,19 @@ impl Meter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process_and_the_machine() {
+        let m = Meter::start(&[(std::process::id(), true), (0, false)]);
+        let u = m.stop();
+        assert_eq!(u.watched.len(), 2);
+        // pid 0 has no /proc entry: it counts as nothing.
+        assert_eq!(u.watched[1], 0.0);
+        assert!(u.machine >= 0.0 && u.other >= 0.0 && u.steal >= 0.0);
+        assert!(machine().0 > 0, "/proc/stat has busy time");
+    }
+}

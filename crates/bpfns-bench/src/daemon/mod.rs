@@ -145,8 +145,7 @@ impl Scenario {
         }
     }
 
-    /// How many maps the output must list, if it lists maps: exactly the visible set
-    /// (`Exact`), or at least all maps held (`AtLeast`).
+    /// What the output must list, if it lists maps.
     fn expect(self) -> Expect {
         match self {
             Scenario::MemberRootBpftool | Scenario::MemberCapBpfBpftool => Expect::ExactlyVisible,
@@ -158,11 +157,16 @@ impl Scenario {
     }
 }
 
+/// What a scenario's output is checked against (after the clock stops).
 #[derive(Debug, Clone, Copy)]
 enum Expect {
+    /// It lists no maps.
     Nothing,
+    /// Exactly the members' namespace's maps.
     ExactlyVisible,
+    /// At least the visible maps (only they are held in this phase).
     Few,
+    /// At least every map held; `bpfns` output also names the owners.
     All { bpfns: bool },
 }
 
@@ -771,4 +775,55 @@ fn analysis(daemon: &rig::BenchDaemon, m: &mut Measured) -> Result<()> {
         },
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_listings() {
+        let l = parse_listing(br#"[{"id":7,"namespace":"/a"},{"id":9}]"#).expect("parses");
+        assert_eq!(l, vec![(7, Some("/a".to_string())), (9, None)]);
+        assert!(parse_listing(b"[]").expect("empty").is_empty());
+        assert!(parse_listing(br#"{"error":"x"}"#).is_err());
+        assert!(parse_listing(br#"[{"name":"no id"}]"#).is_err());
+    }
+
+    #[test]
+    fn every_scenario_is_in_one_phase() {
+        for s in Scenario::FEW {
+            assert!(!Scenario::ALL.contains(&s));
+        }
+        assert_eq!(Scenario::FEW.len() + Scenario::ALL.len(), 10);
+    }
+
+    #[test]
+    fn members_run_bpftool_through_bpfns_exec() {
+        let t = Tools {
+            bpfns: "/b/bpfns".into(),
+            bpftool: "/s/bpftool".into(),
+            setpriv: "/u/setpriv".into(),
+            truth: "/u/true".into(),
+            socket: "/tmp/s.sock".into(),
+        };
+        let argv = |s| -> Vec<String> {
+            let c = t.command(s);
+            std::iter::once(c.get_program())
+                .chain(c.get_args())
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            argv(Scenario::MemberRootBpftool).join(" "),
+            "/b/bpfns --socket /tmp/s.sock exec /bench -- /s/bpftool map show -j"
+        );
+        let cap = argv(Scenario::MemberCapBpfBpftool);
+        assert!(cap.contains(&"--ambient-caps=-all,+bpf".to_string()));
+        assert_eq!(cap.last().map(String::as_str), Some("-j"));
+        assert_eq!(
+            argv(Scenario::BpfnsList).join(" "),
+            "/b/bpfns --socket /tmp/s.sock map list -j"
+        );
+    }
 }

@@ -205,3 +205,24 @@ pub fn remove_stale_daemons() -> Vec<PathBuf> {
     }
     removed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness() {
+        assert!(alive(std::process::id()));
+        // Above the kernel's pid_max limit (2^22): never a process.
+        assert!(!alive(1 << 23));
+    }
+
+    #[test]
+    fn paths_carry_the_bench_pid() {
+        assert_eq!(dir_of(42), PathBuf::from("/tmp/bpfns-bench-daemon-42"));
+        assert_eq!(
+            layout_of(42).root(),
+            Path::new("/sys/fs/bpf/bpfns-bench-42-daemon")
+        );
+    }
+}

@@ -14,8 +14,8 @@
 //!   side without its `sys_exit` program, other builds given with `--object`, and the programs'
 //!   own run time from `BPF_ENABLE_STATS`).
 //!
-//! `bpfns-bench daemon` measures the daemon, the CLI and the supervisor instead (issue 3,
-//! point 10): `bpfns map list` against `bpftool map show`, unmodified bpftool inside a
+//! `bpfns-bench daemon` measures the daemon, the CLI and the supervisor instead:
+//! `bpfns map list` against `bpftool map show`, unmodified bpftool inside a
 //! namespace against bpftool as root, and the FD broker under 64 concurrent clients (see
 //! [`daemon`]).
 //!
@@ -91,7 +91,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Benchmark bpfnsd, the `bpfns` CLI and the supervisor (issue 3) against bpftool.
+    /// Benchmark bpfnsd, the `bpfns` CLI and the supervisor against bpftool.
     ///
     /// `bpfns map list -j` from the root against `bpftool map show -j` over 10k maps;
     /// unmodified bpftool inside a namespace (`bpfns exec`, a host-root member and a

@@ -4,7 +4,7 @@
 //! The supervisor runs its threads with a reduced effective set: a file descriptor it opens
 //! and injects into a namespace member keeps the opener's credentials (`file->f_cred`), and the
 //! kernel decides from those whether the fd may dump JIT images and kernel addresses
-//! (`bpf_dump_raw_ok(file->f_cred)` checks `CAP_SYSLOG`). See issue 3, pitfall (a).
+//! (`bpf_dump_raw_ok(file->f_cred)` checks `CAP_SYSLOG`).
 
 pub use rustix::thread::{CapabilitySet, CapabilitySets};
 

@@ -1,4 +1,4 @@
-//! The red-team suite (issue 4, point 1): every attack tried from inside a namespace, at every
+//! The red-team suite: every attack tried from inside a namespace, at every
 //! privilege level, against a real bpfnsd (in-process [`TestDaemon`]) and the real member
 //! path ([`bpfns_client::member::spawn`]: tagged by the daemon, private mount namespace with
 //! the namespace's bpffs at /sys/fs/bpf, seccomp filter handed to the daemon's supervisor).

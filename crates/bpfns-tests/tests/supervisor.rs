@@ -1079,7 +1079,7 @@ fn kernel_view_agrees_with_the_records() {
     assert_eq!(env.view.namespace_of(me.as_fd()).unwrap(), NsId::ROOT);
 }
 
-// ---- PROG_QUERY and TASK_FD_QUERY (issue 3, pitfall h) --------------------------------------
+// ---- PROG_QUERY and TASK_FD_QUERY --------------------------------------
 
 /// The cgroup2 mount, if there is one.
 fn cgroup2_root() -> Option<PathBuf> {

@@ -1,4 +1,4 @@
-//! `bpfns-bench daemon`: what bpfnsd, `bpfns` and the supervisor cost (issue 3, point 10).
+//! `bpfns-bench daemon`: what bpfnsd, `bpfns` and the supervisor cost.
 //!
 //! One run, as root, against a private `bpfnsd` (the real binary, its own socket, database,
 //! pin root and bpffs directory; see [`rig`]):

@@ -29,7 +29,7 @@
 //! (`unshare(CLONE_FS)`) for resolving `OBJ_GET` paths in the caller's root, its own
 //! credentials for the caller's permission checks, and a reduced effective capability set —
 //! an injected fd keeps its opener's credentials, and without `CAP_SYSLOG` there the kernel
-//! refuses to dump JIT images and kernel addresses through it (issue 3, pitfall a). A thread
+//! refuses to dump JIT images and kernel addresses through it. A thread
 //! costs ~8 KiB of kernel stack and a mostly untouched user stack; a host with thousands of
 //! concurrently supervised process trees would want an epoll-based pool instead.
 //!
@@ -119,7 +119,7 @@ pub enum ReplyMode {
 #[derive(Debug, Clone)]
 pub struct Options {
     /// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` (Linux 6.6): wake the member on the supervisor's
-    /// CPU when answering (issue 3, pitfall c).
+    /// CPU when answering.
     pub sync_wakeup: bool,
     /// How fds are injected.
     pub reply: ReplyMode,
@@ -201,7 +201,7 @@ impl Counters {
 /// until every task under the filter has exited.
 ///
 /// When the supervisor stops, the listener is closed: trapped calls of the members then fail
-/// with `ENOSYS` (never hang; issue 3, pitfall f).
+/// with `ENOSYS` (never hang).
 #[derive(Debug)]
 pub struct Supervisor {
     thread: Option<std::thread::JoinHandle<()>>,

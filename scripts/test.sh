@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bpfns's whole test suite, as CI runs it (.ci/run):
 #   setup (scripts/setup.sh), cargo fmt --check, cargo clippy -D warnings, cargo test --workspace,
+#   a fuzzing smoke run (scripts/fuzz.sh smoke),
 #   and the VM lane (scripts/vm/run.sh: Debian 6.1 with/without BPF LSM, 6.12; BPFNS_SKIP_VM=1 skips).
 # Run it as root: the kernel tests load BPF programs for real (without root they are skipped,
 # so this script refuses to run unless BPFNS_TEST_UNPRIVILEGED=1 says that is intended).
@@ -65,6 +66,8 @@ check format "cargo fmt --all --check" format_check
 check lint "cargo clippy --workspace --all-targets -- -D warnings" \
     cargo clippy --workspace --all-targets -- -D warnings
 check tests "cargo test --workspace" cargo test --workspace
+# Fuzzing smoke run (docs/reliability.md): each target 30 s on the committed corpus.
+check fuzz "fuzz smoke (scripts/fuzz.sh smoke)" bash scripts/fuzz.sh smoke
 # The VM lane (docs/vm.md): kernel tests on Debian's 6.1 kernel with and without BPF LSM, and on
 # 6.12, under QEMU/TCG. BPFNS_SKIP_VM=1 skips it.
 if [ "${BPFNS_SKIP_VM:-}" = 1 ]; then
@@ -75,7 +78,7 @@ fi
 
 echo
 if [ ${#failed[@]} -eq 0 ]; then
-    echo "==> all passed: format, lint, tests, vm"
+    echo "==> all passed: format, lint, tests, fuzz, vm"
     exit 0
 fi
 echo "==> FAILED: ${failed[*]}"

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
+use bpfns_client::member;
 
 /// Start the command as a member and return its exit status (128+signal if killed).
 pub fn run(socket: &Path, ns: &str, command: &[OsString]) -> Result<u8> {
@@ -14,7 +15,18 @@ pub fn run(socket: &Path, ns: &str, command: &[OsString]) -> Result<u8> {
         .context("no command given: bpfns exec NS -- CMD [ARGS...]")?;
     let mut cmd = Command::new(prog);
     cmd.args(args);
-    let mut child = bpfns_client::member::spawn(socket, ns, &mut cmd)
+    let options = member::Options {
+        on_event: Some(Box::new(|e| {
+            match e {
+            member::RelayEvent::DaemonGone => eprintln!(
+                "bpfns: bpfnsd is gone; bpf() lookups in the namespace wait for it (then fail with EAGAIN) until it is back"
+            ),
+            member::RelayEvent::DaemonBack => eprintln!("bpfns: bpfnsd is back"),
+        }
+        })),
+        ..member::Options::default()
+    };
+    let mut child = member::spawn_with(socket, ns, &mut cmd, options)
         .with_context(|| format!("starting {} in namespace {ns}", prog.to_string_lossy()))?;
     let status = child.wait().context("waiting for the command")?;
     Ok(match (status.code(), status.signal()) {

@@ -191,10 +191,29 @@ impl Client {
 
     /// Hand the seccomp listener of our child `pid` to the daemon's supervisor.
     pub fn supervise(&mut self, pid: i32, listener: BorrowedFd<'_>) -> Result<()> {
-        match self.call_with_fds(Op::Supervise { pid }, &[listener])?.0 {
-            Reply::Supervised { .. } => Ok(()),
+        self.supervise_with(pid, listener, None).map(|_| ())
+    }
+
+    /// Hand bpfnsd the seccomp listener of our child `pid`, and an in-flight record (see
+    /// [`bpfns_sys::seccomp::InFlight`]); returns bpfnsd's process id.
+    pub fn supervise_with(
+        &mut self,
+        pid: i32,
+        listener: BorrowedFd<'_>,
+        in_flight: Option<BorrowedFd<'_>>,
+    ) -> Result<i32> {
+        let mut fds = vec![listener];
+        fds.extend(in_flight);
+        match self.call_with_fds(Op::Supervise { pid }, &fds)?.0 {
+            Reply::Supervised { daemon_pid, .. } => Ok(daemon_pid),
             r => Self::unexpected(r),
         }
+    }
+
+    /// Give up on a call after `timeout` without an answer (`None`: wait forever, the default).
+    pub fn set_timeout(&mut self, timeout: Option<std::time::Duration>) -> std::io::Result<()> {
+        self.sock.set_read_timeout(timeout)?;
+        self.sock.set_write_timeout(timeout)
     }
 
     /// The objects of `kind` we may see.

@@ -42,7 +42,8 @@ pub enum Op {
     /// Put process `pid` — a child of the caller, in the caller's namespace — into `path`.
     Enter { path: String, pid: i32 },
     /// Supervise the tasks of process `pid` (which `Enter`ed a namespace) through the seccomp
-    /// listener passed along (1 fd).
+    /// listener passed along (1 fd), and optionally an in-flight record (a memfd, 2nd fd) where
+    /// bpfnsd writes the id of each notification before answering it.
     Supervise { pid: i32 },
     /// The objects of `kind` the caller may see.
     List { kind: ObjectKind },
@@ -158,6 +159,9 @@ pub enum Reply {
     },
     Supervised {
         pid: i32,
+        /// bpfnsd's process id: a relay watches it to learn when bpfnsd is gone.
+        #[serde(default)]
+        daemon_pid: i32,
     },
     Objects {
         objects: Vec<ObjectInfo>,

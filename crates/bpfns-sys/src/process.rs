@@ -234,3 +234,19 @@ pub fn thread_group_of(tid: i32) -> Result<i32> {
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| SysError::new(format!("no Tgid in /proc/{tid}/status"), Errno::SRCH))
 }
+
+/// Bytes this process's allocator has handed out and not had back (glibc's `mallinfo2`:
+/// in-use heap and mmapped chunks). Unlike the resident size, it does not count memory the
+/// allocator keeps after it was freed, so it shows leaks. `None` off glibc.
+pub fn heap_in_use() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 takes no arguments and returns a plain struct by value.
+        let m = unsafe { libc::mallinfo2() };
+        Some((m.uordblks + m.hblkhd) as u64)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
+}

@@ -911,3 +911,89 @@ mod tests {
         assert_eq!(f.bits(), (1 << 3) | (1 << 5));
     }
 }
+
+/// A shared record of the notification a supervisor is answering: an 8-byte memfd.
+///
+/// A listener can have several holders. When the supervisor that received a notification dies
+/// before answering, the notification stays `SENT` and its caller waits until some holder of
+/// the listener answers it, which only works knowing its id. The supervisor [`record`]s each id
+/// it receives here; another holder (the relay kept by `bpfns exec`) reads it with [`last`]
+/// and answers what is left ([`Listener::id_valid`] tells whether it is still waiting).
+///
+/// [`record`]: InFlight::record
+/// [`last`]: InFlight::last
+#[derive(Debug)]
+pub struct InFlight(OwnedFd);
+
+impl InFlight {
+    /// A new, zeroed record (a close-on-exec memfd).
+    pub fn create() -> Result<Self> {
+        let fd = rustix::fs::memfd_create(
+            "bpfns-in-flight",
+            rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+        )
+        .map_err(|e| SysError::new("memfd_create", e))?;
+        rustix::fs::ftruncate(&fd, 8).map_err(|e| SysError::new("ftruncate memfd", e))?;
+        // Its size is fixed: whoever else holds it cannot make reads or writes fail.
+        rustix::fs::fcntl_add_seals(
+            &fd,
+            rustix::fs::SealFlags::SHRINK
+                | rustix::fs::SealFlags::GROW
+                | rustix::fs::SealFlags::SEAL,
+        )
+        .map_err(|e| SysError::new("F_ADD_SEALS", e))?;
+        Ok(Self(fd))
+    }
+
+    /// Adopt a record received from elsewhere. Refuses anything but a memfd (no pipe, FIFO,
+    /// socket or regular file: writing to those could block or change a real file).
+    pub fn from_fd(fd: OwnedFd) -> Result<Self> {
+        rustix::fs::fcntl_get_seals(&fd)
+            .map_err(|e| SysError::new("F_GET_SEALS (not a memfd)", e))?;
+        Ok(Self(fd))
+    }
+
+    /// Record that notification `id` is being answered.
+    pub fn record(&self, id: u64) -> Result<()> {
+        rustix::io::pwrite(&self.0, &id.to_le_bytes(), 0)
+            .map(|_| ())
+            .map_err(|e| SysError::new("pwrite in-flight record", e))
+    }
+
+    /// The last id recorded (0: none yet).
+    pub fn last(&self) -> Result<u64> {
+        let mut b = [0u8; 8];
+        let n = rustix::io::pread(&self.0, &mut b, 0)
+            .map_err(|e| SysError::new("pread in-flight record", e))?;
+        Ok(if n == 8 { u64::from_le_bytes(b) } else { 0 })
+    }
+}
+
+impl AsFd for InFlight {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl Listener {
+    /// Answer, with `errno`, every notification among `first..first+span` that a receiver
+    /// took and left unanswered (`SENT`: [`Listener::id_valid`]). Notification ids of one
+    /// filter are consecutive, so this finds the one a dead supervisor was answering (and the
+    /// next few, should it have died between receiving and recording). Returns how many.
+    pub fn answer_abandoned(&self, first: u64, span: u64, errno: Errno) -> usize {
+        (first..first.saturating_add(span))
+            .filter(|&id| matches!(self.id_valid(id), Ok(true)))
+            .filter(|&id| self.respond(id, Response::Error(errno)).is_ok())
+            .count()
+    }
+
+    /// A second handle on the same listener (`dup`).
+    pub fn try_clone(&self) -> Result<Self> {
+        self.0.try_clone().map(Self).map_err(|e| {
+            SysError::new(
+                "dup listener",
+                Errno::from_io_error(&e).unwrap_or(Errno::BADF),
+            )
+        })
+    }
+}

@@ -366,3 +366,105 @@ pub fn cleanup_daemon_state(dir: &std::path::Path, layout: &PinLayout) {
     let _ = std::fs::remove_dir_all(dir);
     let _ = loader::unload(layout);
 }
+
+/// A bpfnsd in a process of its own (the helper's `daemon` action runs what the `bpfnsd`
+/// binary runs), so that it can be SIGKILLed and started again over the same state. Torn
+/// down (killed, kernel side unloaded, bpffs instances unmounted) on drop.
+#[derive(Debug)]
+pub struct ProcessDaemon {
+    pub socket: PathBuf,
+    pub dir: PathBuf,
+    pub layout: PinLayout,
+    /// bpfnsd's stderr, across restarts.
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl ProcessDaemon {
+    /// Start a daemon named `name` (unique per test) over fresh state.
+    pub fn start(name: &str) -> Self {
+        let dir = PathBuf::from(format!("/tmp/bpfns-test-{name}-{}", std::process::id()));
+        let layout = PinLayout::new(format!(
+            "/sys/fs/bpf/bpfns-test-p-{name}-{}",
+            std::process::id()
+        ));
+        cleanup_daemon_state(&dir, &layout);
+        let mut d = Self {
+            socket: dir.join("bpfns.sock"),
+            log: dir.with_extension("log"),
+            dir,
+            layout,
+            child: None,
+        };
+        let _ = std::fs::remove_file(&d.log);
+        if let Err(e) = d.spawn() {
+            panic!("starting bpfnsd: {e}");
+        }
+        d
+    }
+
+    /// Start the process and wait until it serves; how long that took.
+    pub fn spawn(&mut self) -> Result<Duration, String> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| e.to_string())?;
+        let started = std::time::Instant::now();
+        let mut child = Command::new(helper_path())
+            .arg("daemon")
+            .arg(&self.dir)
+            .arg(self.layout.root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("spawning the helper: {e}"))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(LINE_TIMEOUT).unwrap_or_default();
+        if line.trim() != "ready=1" {
+            let _ = child.kill();
+            let status = child.wait().map_err(|e| e.to_string())?;
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            return Err(format!(
+                "bpfnsd did not become ready ({status}); its stderr ends with:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        self.child = Some(child);
+        Ok(started.elapsed())
+    }
+
+    /// bpfnsd's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL bpfnsd and reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A client connected to this daemon.
+    pub fn client(&self) -> bpfns_client::Client {
+        bpfns_client::Client::connect(&self.socket).expect("connecting to the test daemon")
+    }
+}
+
+impl Drop for ProcessDaemon {
+    fn drop(&mut self) {
+        self.kill();
+        cleanup_daemon_state(&self.dir, &self.layout);
+    }
+}

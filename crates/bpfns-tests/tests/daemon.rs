@@ -322,6 +322,16 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
         .call_with_fds(bpfns_proto::Op::NsList, &[f.as_fd()])
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::BadRequest));
+    // `supervise` whose in-flight record is not a memfd (bpfnsd would write into it: a regular
+    // file, or a pipe that could block it): refused before anything else is looked at.
+    let (r, w) = std::io::pipe().unwrap();
+    for second in [f.as_fd(), w.as_fd()] {
+        let err = c
+            .call_with_fds(bpfns_proto::Op::Supervise { pid: 1 }, &[r.as_fd(), second])
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::BadRequest), "{err}");
+        assert!(err.to_string().contains("memfd"), "{err}");
+    }
     // Nothing changed, and the daemon still serves.
     assert_eq!(tree(&d), before);
 }

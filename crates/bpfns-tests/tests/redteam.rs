@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -343,7 +343,7 @@ fn spawn_reader<R: Read + Send + 'static>(
 
 /// A member running in the background (a victim), killed on drop.
 struct Bg {
-    child: Child,
+    child: bpfns_client::member::Member,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
 }

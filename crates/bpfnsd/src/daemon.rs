@@ -64,8 +64,14 @@ type Answer = Result<(Reply, Vec<OwnedFd>), Failure>;
 
 /// Something that serves a seccomp listener for the daemon (the supervisor).
 pub trait ListenerSink: Send + Sync {
-    /// Start answering the notifications of `listener`, which supervises process `pid`.
-    fn supervise(&self, pid: i32, listener: OwnedFd) -> Result<(), String>;
+    /// Start answering the notifications of `listener`, which supervises process `pid`;
+    /// each notification's id is written to `in_flight` (if given) before it is answered.
+    fn supervise(
+        &self,
+        pid: i32,
+        listener: OwnedFd,
+        in_flight: Option<bpfns_sys::seccomp::InFlight>,
+    ) -> Result<(), String>;
     /// How many listeners are being served.
     fn count(&self) -> usize;
 }
@@ -548,12 +554,23 @@ impl Daemon {
     }
 
     fn supervise(&self, caller: &Caller, pid: i32, mut fds: Vec<OwnedFd>) -> Answer {
-        if fds.len() != 1 {
+        if fds.is_empty() || fds.len() > 2 {
             return Err(Failure::new(
                 ErrorCode::BadRequest,
-                "supervise takes exactly one file descriptor: the seccomp listener",
+                "supervise takes the seccomp listener and, optionally, an in-flight record (a memfd)",
             ));
         }
+        let in_flight = match fds.len() {
+            2 => Some(
+                bpfns_sys::seccomp::InFlight::from_fd(fds.remove(1)).map_err(|e| {
+                    Failure::new(
+                        ErrorCode::BadRequest,
+                        format!("the second file descriptor must be a memfd: {e}"),
+                    )
+                })?,
+            ),
+            _ => None,
+        };
         let pidfd = self.own_child(caller, pid)?;
         let ns = self
             .kernel
@@ -571,9 +588,15 @@ impl Daemon {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .ok_or_else(|| Failure::new(ErrorCode::Internal, "no supervisor is running"))?;
-        sink.supervise(pid, fds.remove(0))
+        sink.supervise(pid, fds.remove(0), in_flight)
             .map_err(|e| Failure::new(ErrorCode::BadRequest, e))?;
-        Ok((Reply::Supervised { pid }, vec![]))
+        Ok((
+            Reply::Supervised {
+                pid,
+                daemon_pid: std::process::id() as i32,
+            },
+            vec![],
+        ))
     }
 
     fn visible_objects(
@@ -656,13 +679,17 @@ impl Daemon {
 
     fn status(&self) -> Answer {
         let doctor_layers = vec!["supervisor".to_string(), "tracepoint backstop".to_string()];
-        let counters = self
+        let mut counters: Vec<(String, u64)> = self
             .kernel
             .stats()
             .map_err(Failure::internal)?
             .into_iter()
             .map(|(n, v)| (n.to_string(), v))
             .collect();
+        // bpfnsd's own allocations (not what its allocator merely keeps): leaks show here.
+        if let Some(b) = bpfns_sys::process::heap_in_use() {
+            counters.push(("bpfnsd_heap_in_use_bytes".to_string(), b));
+        }
         let sink = self.sink.read().unwrap_or_else(|e| e.into_inner()).clone();
         Ok((
             Reply::Status(StatusInfo {

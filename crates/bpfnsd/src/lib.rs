@@ -6,6 +6,7 @@
 //! - [`supervisor`]: answers namespace members' trapped bpf() calls.
 //! - [`bpffs`]: each namespace's own bpffs instance.
 //! - [`opener`]: opens objects for members with reduced credentials.
+//! - [`start`]: loading, reconciling and serving, as the `bpfnsd` binary does.
 #![deny(unsafe_code)]
 
 pub mod bpffs;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod daemon;
 pub mod opener;
 pub mod server;
+pub mod start;
 pub mod store;
 pub mod supervisor;
 

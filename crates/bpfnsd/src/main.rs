@@ -1,13 +1,9 @@
 //! bpfnsd: the privileged daemon of bpfns. A thin binary over the `bpfnsd` library.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use bpfnsd::config::{Config, DEFAULT_CONFIG};
-use bpfnsd::server::{listen, serve};
-use bpfnsd::store::Store;
-use bpfnsd::Daemon;
 use clap::Parser;
 
 /// bpfnsd: BPF namespaces for Linux. Loads the bpfns kernel side, keeps the namespace
@@ -61,39 +57,11 @@ fn main() -> Result<()> {
     if let Some(s) = args.ns_bpffs_dir {
         config.ns_bpffs_dir = s;
     }
-    if !bpfns_sys::probe::is_root() {
-        bail!("bpfnsd must run as root (it loads BPF programs and mounts bpffs)");
-    }
-
-    let layout = bpfns_kernel::PinLayout::new(&config.pin_root);
-    let report = bpfns_kernel::loader::load(&layout)
-        .with_context(|| format!("loading the kernel side at {}", config.pin_root.display()))?;
-    for m in &report.mounted {
-        tracing::info!("mounted {m}");
-    }
-    tracing::info!(
-        pin_root = %config.pin_root.display(),
-        reused_state = report.reused_state,
-        "kernel side ready"
-    );
-    let kernel = bpfns_kernel::Kernel::open(&layout)?;
-    let store = Store::open(&config.db_path())?;
-    let init_userns = bpfnsd::caller::init_userns().context("reading /proc/1/ns/user")?;
-    let daemon = Daemon::new(config.clone(), kernel, store, init_userns)
-        .map_err(|f| anyhow::anyhow!(f.message))?;
-    for note in daemon.reconcile().map_err(|f| anyhow::anyhow!(f.message))? {
-        tracing::info!("reconcile: {note}");
-    }
-    if args.check {
+    let check = args.check;
+    bpfnsd::start::run(config, check, notify_ready)?;
+    if check {
         println!("configuration and kernel side ok");
-        return Ok(());
     }
-    let daemon = Arc::new(daemon);
-    bpfnsd::supervisor::install(&daemon);
-    let (listener, origin) = listen(&config.socket, config.socket_mode)?;
-    tracing::info!(socket = %config.socket.display(), ?origin, "serving");
-    notify_ready();
-    serve(listener, daemon);
     Ok(())
 }
 

@@ -22,6 +22,7 @@
 //!                        bpf-only, no-caps, install-listener, bpf-x32, bpf-int80, storm,
 //!                        bench, bad-attrs, create-maps, cgroup-link, perf-tp, prog-query:
 //!                        see helper/supervised.rs
+//!   (torture test)       daemon, torture-member, torture-prober: see helper/torture.rs
 //! ```
 #![deny(unsafe_code)]
 
@@ -38,6 +39,8 @@ use bpfns_sys::process::{self, ChildExit};
 mod redteam;
 #[path = "helper/supervised.rs"]
 mod supervised;
+#[path = "helper/torture.rs"]
+mod torture;
 
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
@@ -250,6 +253,7 @@ fn main() -> ExitCode {
         "client" => client(&args[1..]),
         a if supervised::ACTIONS.contains(&a) => supervised::run(&exe, &args),
         a if redteam::ACTIONS.contains(&a) => redteam::run(&exe, &args),
+        a if torture::ACTIONS.contains(&a) => torture::run(&args),
         other => fail(&format!("unknown action {other}")),
     }
     ExitCode::SUCCESS

@@ -70,7 +70,7 @@ use std::time::Duration;
 
 use bpfns_kernel::Kernel;
 use bpfns_model::{NsId, ObjectKind};
-use bpfns_sys::seccomp::Listener;
+use bpfns_sys::seccomp::{InFlight, Listener};
 
 pub use attr::TRAPPED;
 pub use filter::{filter, flags as filter_flags};
@@ -130,6 +130,9 @@ pub struct Options {
     pub cache_ttl: Duration,
     /// A label for logs and the thread name (e.g. the member's pid).
     pub label: String,
+    /// Where the id of each notification is written before it is answered, so that the
+    /// relay of `bpfns exec` can answer it if bpfnsd dies meanwhile.
+    pub in_flight: Option<Arc<InFlight>>,
 }
 
 impl Default for Options {
@@ -140,6 +143,7 @@ impl Default for Options {
             pin_cpu: None,
             cache_ttl: Duration::from_secs(2),
             label: String::new(),
+            in_flight: None,
         }
     }
 }
@@ -216,6 +220,16 @@ impl Supervisor {
         view: Arc<dyn View>,
         options: Options,
     ) -> std::io::Result<Supervisor> {
+        Self::spawn_then(listener, view, options, || {})
+    }
+
+    /// [`spawn`](Self::spawn), and run `on_exit` on the thread when it stops serving.
+    pub fn spawn_then(
+        listener: Listener,
+        view: Arc<dyn View>,
+        options: Options,
+        on_exit: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<Supervisor> {
         let (stop_tx, stop_rx) = UnixStream::pair()?;
         let counters = Arc::new(Counters::default());
         let name = if options.label.is_empty() {
@@ -226,7 +240,10 @@ impl Supervisor {
         let c = Arc::clone(&counters);
         let thread = std::thread::Builder::new()
             .name(name.chars().take(15).collect())
-            .spawn(move || worker::run(listener, view, options, c, stop_rx))?;
+            .spawn(move || {
+                worker::run(listener, view, options, c, stop_rx);
+                on_exit();
+            })?;
         Ok(Supervisor {
             thread: Some(thread),
             stop: Some(stop_tx),
@@ -258,6 +275,12 @@ impl Supervisor {
         self.stats()
     }
 
+    /// Let go of a thread that is ending by itself (no join: it may be the caller).
+    fn detach(mut self) {
+        self.stop.take();
+        self.thread.take();
+    }
+
     fn halt(&mut self) {
         // Closing our end wakes the worker's poll.
         self.stop.take();
@@ -277,7 +300,15 @@ impl Drop for Supervisor {
 pub struct SupervisorPool {
     view: Arc<dyn View>,
     options: Options,
-    live: Mutex<Vec<Supervisor>>,
+    /// Each supervisor removes itself when its thread ends, so that nothing of a finished
+    /// member (its stop socket) stays open in bpfnsd.
+    live: Arc<Mutex<Live>>,
+}
+
+#[derive(Default)]
+struct Live {
+    next: u64,
+    by_key: std::collections::HashMap<u64, Supervisor>,
 }
 
 impl std::fmt::Debug for SupervisorPool {
@@ -294,32 +325,55 @@ impl SupervisorPool {
         Self {
             view,
             options,
-            live: Mutex::new(Vec::new()),
+            live: Arc::default(),
         }
-    }
-
-    fn reap(live: &mut Vec<Supervisor>) {
-        live.retain(|s| !s.is_finished());
     }
 }
 
 impl ListenerSink for SupervisorPool {
-    fn supervise(&self, pid: i32, listener: OwnedFd) -> Result<(), String> {
+    fn supervise(
+        &self,
+        pid: i32,
+        listener: OwnedFd,
+        in_flight: Option<InFlight>,
+    ) -> Result<(), String> {
         let mut options = self.options.clone();
         options.label = pid.to_string();
-        let sup = Supervisor::spawn(Listener::from_fd(listener), Arc::clone(&self.view), options)
-            .map_err(|e| format!("starting a supervisor thread: {e}"))?;
-        tracing::info!(pid, "supervising a namespace member");
+        options.in_flight = in_flight.map(Arc::new);
+        // Held across the spawn: the thread's own removal waits until it is inserted.
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        Self::reap(&mut live);
-        live.push(sup);
+        let key = live.next;
+        live.next += 1;
+        let pool = Arc::downgrade(&self.live);
+        let sup = Supervisor::spawn_then(
+            Listener::from_fd(listener),
+            Arc::clone(&self.view),
+            options,
+            move || {
+                if let Some(pool) = pool.upgrade() {
+                    let gone = pool
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .by_key
+                        .remove(&key);
+                    if let Some(s) = gone {
+                        s.detach();
+                    }
+                }
+            },
+        )
+        .map_err(|e| format!("starting a supervisor thread: {e}"))?;
+        tracing::info!(pid, "supervising a namespace member");
+        live.by_key.insert(key, sup);
         Ok(())
     }
 
     fn count(&self) -> usize {
-        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        Self::reap(&mut live);
-        live.len()
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_key
+            .len()
     }
 }
 

@@ -265,6 +265,11 @@ impl Worker {
                     return;
                 }
             };
+            if let Some(f) = &self.opts.in_flight {
+                // Best effort: a relay that sealed its memfd against writes only loses the
+                // ability to answer for us after a crash.
+                let _ = f.record(n.id);
+            }
             self.serve_one(&n);
         }
     }

@@ -1,0 +1,72 @@
+//! Starting bpfnsd: what the `bpfnsd` binary does after reading its flags.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::server::{listen, serve, ServerError};
+use crate::store::{Store, StoreError};
+use crate::Daemon;
+
+/// Why bpfnsd could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("bpfnsd must run as root (it loads BPF programs and mounts bpffs)")]
+    NotRoot,
+    #[error("loading the kernel side at {pin_root}: {source}")]
+    Kernel {
+        pin_root: String,
+        #[source]
+        source: bpfns_kernel::KernelError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("reading /proc/self/uid_map and /proc/self/ns/user: {0}")]
+    UserNamespace(std::io::Error),
+    #[error("{0}")]
+    Daemon(String),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+/// Load or upgrade the kernel side, open the state, reconcile, and (unless `check_only`)
+/// serve the API until the process ends. `ready` runs once the socket accepts connections.
+pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(), StartError> {
+    if !bpfns_sys::probe::is_root() {
+        return Err(StartError::NotRoot);
+    }
+    let kernel_err = |source| StartError::Kernel {
+        pin_root: config.pin_root.display().to_string(),
+        source,
+    };
+    let layout = bpfns_kernel::PinLayout::new(&config.pin_root);
+    let report = bpfns_kernel::loader::load(&layout).map_err(kernel_err)?;
+    for m in &report.mounted {
+        tracing::info!("mounted {m}");
+    }
+    tracing::info!(
+        pin_root = %config.pin_root.display(),
+        reused_state = report.reused_state,
+        "kernel side ready"
+    );
+    let kernel = bpfns_kernel::Kernel::open(&layout).map_err(kernel_err)?;
+    let store = Store::open(&config.db_path())?;
+    let init_userns = crate::caller::init_userns().map_err(StartError::UserNamespace)?;
+    let daemon = Daemon::new(config.clone(), kernel, store, init_userns)
+        .map_err(|f| StartError::Daemon(f.message))?;
+    for note in daemon
+        .reconcile()
+        .map_err(|f| StartError::Daemon(f.message))?
+    {
+        tracing::info!("reconcile: {note}");
+    }
+    if check_only {
+        return Ok(());
+    }
+    let daemon = Arc::new(daemon);
+    crate::supervisor::install(&daemon);
+    let (listener, origin) = listen(&config.socket, config.socket_mode)?;
+    tracing::info!(socket = %config.socket.display(), ?origin, "serving");
+    ready();
+    serve(listener, daemon);
+    Ok(())
+}

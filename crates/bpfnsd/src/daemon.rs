@@ -128,6 +128,16 @@ impl Daemon {
         self.init_userns
     }
 
+    /// Make `next` the registry: written to the database (durably) first, then swapped in.
+    /// Only under `changes` (so nothing else changed the registry since `next` was cloned
+    /// from it), and without holding the registry's lock across the database write, which
+    /// would stall every request meanwhile.
+    fn commit(&self, next: Registry) -> Result<(), Failure> {
+        self.store.save_registry(&next).map_err(Failure::internal)?;
+        *self.registry.write().unwrap_or_else(|e| e.into_inner()) = next;
+        Ok(())
+    }
+
     fn reg(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
         self.registry.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -323,27 +333,32 @@ impl Daemon {
 
     fn ns_create(&self, caller: &Caller, path: &str) -> Answer {
         let p = Self::parse_path(path)?;
-        let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let (id, parent, depth) = {
-            let mut reg = self.registry.write().unwrap_or_else(|e| e.into_inner());
-            may_create(&reg, caller.policy(), &p)?;
-            let mut next = reg.clone();
+            let mut next = {
+                let reg = self.reg();
+                may_create(&reg, caller.policy(), &p)?;
+                reg.clone()
+            };
             let id = next.create(&p)?;
+            let (parent, depth) = (
+                next.parent(id).unwrap_or(NsId::ROOT),
+                next.depth(id).unwrap_or(0),
+            );
             // Durable first: if we crash after this, reconcile() finishes the kernel part.
-            self.store.save_registry(&next).map_err(Failure::internal)?;
-            *reg = next;
-            (
-                id,
-                reg.parent(id).unwrap_or(NsId::ROOT),
-                reg.depth(id).unwrap_or(0),
-            )
+            self.commit(next)?;
+            (id, parent, depth)
         };
         self.kernel
             .set_namespace(id, parent, depth)
             .map_err(Failure::internal)?;
         self.bpffs.ensure(id).map_err(Failure::internal)?;
         tracing::info!(namespace = %p, %id, caller = caller.pid, "created namespace");
-        let info = self.ns_infos(&[id])?.remove(0);
+        // Counting objects and members walks every object and task: not under `changes`.
+        drop(g);
+        let info = self.ns_infos(&[id])?.pop().ok_or_else(|| {
+            Failure::new(ErrorCode::NotFound, format!("{p} was deleted meanwhile"))
+        })?;
         Ok((Reply::Namespace(info), vec![]))
     }
 
@@ -401,13 +416,9 @@ impl Daemon {
         self.bpffs
             .remove(id, &name, parent)
             .map_err(Failure::internal)?;
-        {
-            let mut reg = self.registry.write().unwrap_or_else(|e| e.into_inner());
-            let mut next = reg.clone();
-            next.delete(&p)?;
-            self.store.save_registry(&next).map_err(Failure::internal)?;
-            *reg = next;
-        }
+        let mut next = self.reg().clone();
+        next.delete(&p)?;
+        self.commit(next)?;
         self.kernel
             .remove_namespace(id)
             .map_err(Failure::internal)?;

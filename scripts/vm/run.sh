@@ -4,10 +4,12 @@
 #
 #   scripts/vm/run.sh [MATRIX_ENTRY...]
 #
-# Each MATRIX_ENTRY is KERNEL:LSM, KERNEL one of 6.1 (Debian 12's linux-image-6.1.0-*-amd64)
-# or 6.12 (linux-image-6.12*-cloud-amd64 from bookworm-backports, skipped with a message when
-# unreachable), LSM `lsm` (boot with "bpf" in lsm=) or `nolsm` (without it).
-# Default: 6.1:lsm 6.1:nolsm 6.12:lsm.
+# Each MATRIX_ENTRY is KERNEL:LSM[+TEST...], KERNEL one of 6.1 (Debian 12's
+# linux-image-6.1.0-*-amd64) or 6.12 (linux-image-6.12*-cloud-amd64 from bookworm-backports,
+# skipped with a message when unreachable), LSM `lsm` (boot with "bpf" in lsm=) or `nolsm`
+# (without it); each +TEST adds a test binary to that VM's run.
+# Default: 6.1:lsm 6.1:nolsm+supervisor 6.12:lsm (the supervisor's end-to-end tests where it is
+# the only layer and the kernel is the oldest: no BPF_F_PATH_FD, no thread pidfds, ...).
 #
 # Environment:
 #   BPFNS_VM_CACHE         downloads and unpacked packages (default ~/.cache/bpfns-vm)
@@ -34,7 +36,17 @@ CARGO_OUT=${CARGO_TARGET_DIR:-target}
 WORK=target/vm
 LOGS=${BPFNS_VM_LOGS:-$WORK/logs}
 MATRIX=("$@")
-[ ${#MATRIX[@]} -gt 0 ] || MATRIX=(6.1:lsm 6.1:nolsm 6.12:lsm)
+[ ${#MATRIX[@]} -gt 0 ] || MATRIX=(6.1:lsm 6.1:nolsm+supervisor 6.12:lsm)
+# Every test binary some entry runs is built once.
+ALL_TESTS=$TESTS
+for entry in "${MATRIX[@]}"; do
+    rest=${entry#*:}
+    while [[ $rest == *+* ]]; do
+        rest=${rest#*+}
+        t=${rest%%+*}
+        [[ " $ALL_TESTS " == *" $t "* ]] || ALL_TESTS="$ALL_TESTS $t"
+    done
+done
 
 say() { printf 'vm: %s\n' "$*"; }
 die() { printf 'vm: error: %s\n' "$*" >&2; exit 1; }
@@ -70,7 +82,7 @@ if [ "${BPFNS_VM_SKIP_BUILD:-}" != 1 ]; then
     t=$SECONDS
     say "building static test binaries (cargo test --no-run --target $TARGET, crt-static)"
     test_args=()
-    for n in $TESTS; do test_args+=(--test "$n"); done
+    for n in $ALL_TESTS; do test_args+=(--test "$n"); done
     # --target keeps these artifacts apart from the normal build's (and RUSTFLAGS away from
     # build scripts); libbpf-sys links libelf and zlib statically under crt-static.
     json=$WORK/build.json
@@ -82,7 +94,7 @@ if [ "${BPFNS_VM_SKIP_BUILD:-}" != 1 ]; then
     RUSTFLAGS="-C target-feature=+crt-static" cargo build --target $TARGET \
         -p bpfns-tests --bin bpfns-test-helper || die "building bpfns-test-helper failed"
     rm -f "$BIN"/*
-    for n in $TESTS; do
+    for n in $ALL_TESTS; do
         exe=$(grep '"reason":"compiler-artifact"' "$json" | grep "\"name\":\"$n\"" |
             grep '"test":true' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
         [ -n "$exe" ] || die "no test binary for $n in the cargo output"
@@ -92,13 +104,14 @@ if [ "${BPFNS_VM_SKIP_BUILD:-}" != 1 ]; then
     cc -static -Os -o "$BIN/vm-exit" $HERE/vm-exit.c || die "building vm-exit failed"
     say "binaries built ($(lap $t))"
 fi
-for f in $TESTS bpfns-test-helper vm-exit; do
+for f in $ALL_TESTS bpfns-test-helper vm-exit; do
     [ -x "$BIN/$f" ] || die "$BIN/$f is missing (build without BPFNS_VM_SKIP_BUILD)"
 done
 
 # ---- 3. initramfs ------------------------------------------------------------------------------
 # copy_host BIN: a dynamically linked host program with its libraries (util-linux's unshare:
-# busybox's lacks --kill-child, which the pid-namespace test uses).
+# busybox's lacks --kill-child, which the pid-namespace test uses; setpriv, with which the
+# supervisor tests drop privileges).
 copy_host() {
     local prog lib
     prog=$(command -v "$1") || return 0
@@ -107,18 +120,19 @@ copy_host() {
         install -D "$lib" "$STAGE$lib"
     done
 }
-make_initramfs() { # LABEL OUT
+make_initramfs() { # LABEL OUT TESTS
     rm -rf "$STAGE"
     mkdir -p "$STAGE"/{bin,tests,etc/bpfns-vm,proc,sys,dev,tmp,run,root}
     cp "$ROOT/bin/busybox" "$STAGE/bin/busybox"
     cp $HERE/init.sh "$STAGE/init"
     chmod +x "$STAGE/init"
     cp "$BIN/bpfns-test-helper" "$BIN/vm-exit" "$STAGE/bin/"
-    for n in $TESTS; do cp "$BIN/$n" "$STAGE/tests/$n"; done
+    for n in $3; do cp "$BIN/$n" "$STAGE/tests/$n"; done
     copy_host unshare
+    copy_host setpriv
     {
         # One line per test binary: NAME HARNESS-ARGS.
-        for n in $TESTS; do
+        for n in $3; do
             case $n in
                 doctor) echo "$n --test-threads=1 --nocapture" ;;
                 lsm) echo "$n --test-threads=1 --nocapture" ;;
@@ -141,12 +155,19 @@ overall=0
 for entry in "${MATRIX[@]}"; do
     kver=${entry%%:*}
     mode=${entry#*:}
+    tests=$TESTS
+    extra=""
+    if [[ $mode == *+* ]]; then
+        extra=${mode#*+}
+        mode=${mode%%+*}
+        tests="$TESTS ${extra//+/ }"
+    fi
     case $mode in
         lsm) lsm=$LSM_BASE,bpf ;;
         nolsm) lsm=$LSM_BASE ;;
         *) die "matrix entry $entry: the mode is lsm or nolsm" ;;
     esac
-    label="linux-$kver-$mode"
+    label="linux-$kver-$mode${extra:+-${extra//+/-}}"
     t=$SECONDS
     kdir=$(bash $HERE/fetch.sh kernel "$kver")
     rc=$?
@@ -159,7 +180,7 @@ for entry in "${MATRIX[@]}"; do
         continue
     fi
     initrd=$WORK/initramfs-$label.cpio
-    make_initramfs "$label" "$initrd"
+    make_initramfs "$label" "$initrd" "$tests"
     log=$LOGS/$label.log
     say "booting $label: $(basename "$kdir") with lsm=$lsm (timeout ${TIMEOUT}s, console: $log)"
     # -cpu qemu64,cx16=off: QEMU 7.2's TCG sometimes corrupts RFLAGS on `cmpxchg16b %gs:`

@@ -82,6 +82,16 @@ pub fn obj_get_at(dir: BorrowedFd<'_>, name: &CStr, file_flags: u32) -> Result<O
     sys_bpf_fd(BPF_OBJ_GET, &mut attr)
 }
 
+/// `BPF_OBJ_GET` of `name`, relative to the working directory (no `BPF_F_PATH_FD`, which
+/// Linux 6.5 added): what [`obj_get_at`] falls back to on older kernels.
+pub fn obj_get_relative(name: &CStr, file_flags: u32) -> Result<OwnedFd, Errno> {
+    let mut attr = [0u8; 16];
+    attr[0..8].copy_from_slice(&(name.as_ptr() as u64).to_ne_bytes());
+    attr[12..16].copy_from_slice(&file_flags.to_ne_bytes());
+    // `name` outlives the call, and the attr only points at it.
+    sys_bpf_fd(BPF_OBJ_GET, &mut attr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -743,7 +743,15 @@ impl Worker {
             .and_then(|o| {
                 let name = CString::new(o.as_raw_fd().to_string()).map_err(|_| Errno::INVAL)?;
                 // Checks the pin's permission bits against the borrowed credentials.
-                rawbpf::obj_get_at(home.fd_dir.as_fd(), &name, file_flags)
+                match rawbpf::obj_get_at(home.fd_dir.as_fd(), &name, file_flags) {
+                    // Before Linux 6.5 there is no BPF_F_PATH_FD: the same lookup, relative
+                    // to this thread's own working directory (restored below).
+                    Err(Errno::INVAL) => {
+                        thread::change_dir(home.fd_dir.as_fd()).map_err(|e| e.errno)?;
+                        rawbpf::obj_get_relative(&name, file_flags)
+                    }
+                    r => r,
+                }
             });
             if ctx.restore().is_err() {
                 return err(Errno::PERM);
@@ -782,25 +790,55 @@ impl Worker {
         target: Option<OwnedFd>,
         netns: Option<OwnedFd>,
     ) -> Outcome {
-        let result = match (&target, &netns) {
-            (Some(t), _) => run_query(&call.attr, &q, Some(t.as_raw_fd() as u32)),
+        // Before Linux 6.6, BPF_PROG_QUERY wants CAP_NET_ADMIN itself (later CAP_SYS_ADMIN
+        // will do); it is effective here only for the query.
+        if caps::set_current_thread_effective(self.base | C::NET_ADMIN).is_err() {
+            return err(Errno::PERM);
+        }
+        let result = self.prog_query_as_net_admin(call, &q, target.as_ref(), netns.as_ref());
+        if caps::set_current_thread_effective(self.base).is_err() {
+            self.poisoned.set(true);
+            return err(Errno::PERM);
+        }
+        let Some(result) = result else {
+            return err(Errno::PERM);
+        };
+        self.prog_query_answer(call, ns, q, result)
+    }
+
+    fn prog_query_as_net_admin(
+        &self,
+        call: &Call,
+        q: &ProgQuery,
+        target: Option<&OwnedFd>,
+        netns: Option<&OwnedFd>,
+    ) -> Option<Result<QueryAnswer, Errno>> {
+        Some(match (target, netns) {
+            (Some(t), _) => run_query(&call.attr, q, Some(t.as_raw_fd() as u32)),
             (None, Some(n)) => {
-                let Some(home) = self.home.as_ref() else {
-                    return err(Errno::PERM);
-                };
+                let home = self.home.as_ref()?;
                 if let Err(e) = thread::enter_net_ns(n) {
                     tracing::warn!("supervisor: {e}");
-                    return err(Errno::PERM);
+                    return None;
                 }
-                let r = run_query(&call.attr, &q, None);
+                let r = run_query(&call.attr, q, None);
                 if thread::enter_net_ns(&home.netns).is_err() {
                     self.poisoned.set(true);
-                    return err(Errno::PERM);
+                    return None;
                 }
                 r
             }
-            (None, None) => return err(Errno::PERM),
-        };
+            (None, None) => return None,
+        })
+    }
+
+    fn prog_query_answer(
+        &mut self,
+        call: &Call,
+        ns: NsId,
+        q: ProgQuery,
+        result: Result<QueryAnswer, Errno>,
+    ) -> Outcome {
         let answer = match result {
             Ok(a) => a,
             Err(e) => return err(e),

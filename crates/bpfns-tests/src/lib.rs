@@ -243,11 +243,7 @@ impl std::fmt::Debug for TestDaemon {
 impl TestDaemon {
     /// Start a daemon named `name` (unique per test).
     pub fn start(name: &str) -> Self {
-        let dir = PathBuf::from(format!("/tmp/bpfns-test-{name}-{}", std::process::id()));
-        let layout = PinLayout::new(format!(
-            "/sys/fs/bpf/bpfns-test-d-{name}-{}",
-            std::process::id()
-        ));
+        let (dir, layout) = daemon_paths("d", name);
         Self::start_at(dir, layout, true)
     }
 
@@ -356,6 +352,16 @@ impl Drop for CleanupOnDrop {
     }
 }
 
+/// A test daemon's directory and pin root, unique per test (`name`) and test process; `kind`
+/// keeps in-process and separate-process daemons apart.
+fn daemon_paths(kind: &str, name: &str) -> (PathBuf, PinLayout) {
+    let pid = std::process::id();
+    (
+        PathBuf::from(format!("/tmp/bpfns-test-{name}-{pid}")),
+        PinLayout::new(format!("/sys/fs/bpf/bpfns-test-{kind}-{name}-{pid}")),
+    )
+}
+
 /// Remove everything a test daemon leaves: namespace bpffs mounts, files, the kernel side.
 pub fn cleanup_daemon_state(dir: &std::path::Path, layout: &PinLayout) {
     if let Ok(rd) = std::fs::read_dir(dir.join("ns")) {
@@ -383,11 +389,7 @@ pub struct ProcessDaemon {
 impl ProcessDaemon {
     /// Start a daemon named `name` (unique per test) over fresh state.
     pub fn start(name: &str) -> Self {
-        let dir = PathBuf::from(format!("/tmp/bpfns-test-{name}-{}", std::process::id()));
-        let layout = PinLayout::new(format!(
-            "/sys/fs/bpf/bpfns-test-p-{name}-{}",
-            std::process::id()
-        ));
+        let (dir, layout) = daemon_paths("p", name);
         cleanup_daemon_state(&dir, &layout);
         let mut d = Self {
             socket: dir.join("bpfns.sock"),

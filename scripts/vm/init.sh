@@ -2,9 +2,11 @@
 # /init of the VM lane's initramfs: mount what bpfns needs, run the test binaries listed in
 # /etc/bpfns-vm/tests, and report through isa-debug-exit (QEMU's exit status: 1 = all passed,
 # 3 = something failed). The console is ttyS0, captured by scripts/vm/run.sh.
-export PATH=/bin:/usr/bin:/sbin:/usr/sbin HOME=/root TMPDIR=/tmp
 /bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin
 /bin/busybox --install -s
+# The host programs copied into /usr/bin (util-linux's unshare and setpriv, bpftool) come
+# before busybox's applets of the same name, which lack options the tests use.
+export PATH=/usr/bin:/usr/sbin:/bin:/sbin HOME=/root TMPDIR=/tmp
 
 mkdir -p /proc /sys /dev /tmp /run /root
 mount -t proc proc /proc

@@ -8,20 +8,23 @@
 # linux-image-6.1.0-*-amd64) or 6.12 (linux-image-6.12*-cloud-amd64 from bookworm-backports,
 # skipped with a message when unreachable), LSM `lsm` (boot with "bpf" in lsm=) or `nolsm`
 # (without it); each +TEST adds a test binary to that VM's run.
-# Default: 6.1:lsm 6.1:nolsm+supervisor 6.12:lsm (the supervisor's end-to-end tests where it is
-# the only layer and the kernel is the oldest: no BPF_F_PATH_FD, no thread pidfds, ...).
+# Default: 6.1:nolsm+supervisor+rfc_table+redteam 6.1:lsm+rfc_table+redteam 6.12:lsm, the
+# longest first: on the oldest kernel the end-to-end suites (the supervisor's, unmodified
+# bpftool in members, the red-team matrix) with the supervisor as the only layer (no
+# BPF_F_PATH_FD, no thread pidfds, ...) and with the BPF LSM layer under it.
 #
 # Environment:
 #   BPFNS_VM_CACHE         downloads and unpacked packages (default ~/.cache/bpfns-vm)
 #   BPFNS_VM_TESTS         test binaries to run (default "doctor kernel_side lsm daemon";
-#                          the names of integration tests of bpfns-tests and bpfns-kernel)
+#                          the names of integration tests of bpfns-tests, bpfns-kernel and
+#                          bpfns-cli; rfc_table brings the `bpfns` CLI and the host's bpftool)
 #   BPFNS_VM_TIMEOUT       seconds per VM, boot to power-off (default 600)
 #   BPFNS_VM_MEM           MiB per VM (default 1024)
+#   BPFNS_VM_JOBS          VMs booted at once (default: the number of cores; each takes one)
 #   BPFNS_VM_LOGS          where console logs go (default target/vm/logs)
 #   BPFNS_VM_SKIP_BUILD=1  reuse the binaries of the last build
 #
 # Exit status: 0 when every VM passed (skipped kernels do not fail the lane), 1 otherwise.
-# One VM at a time: under TCG each takes a whole core.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 HERE=scripts/vm
@@ -31,12 +34,14 @@ export BPFNS_VM_CACHE=$CACHE
 TESTS=${BPFNS_VM_TESTS:-doctor kernel_side lsm daemon}
 TIMEOUT=${BPFNS_VM_TIMEOUT:-600}
 MEM=${BPFNS_VM_MEM:-1024}
+JOBS=${BPFNS_VM_JOBS:-$(nproc)}
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || JOBS=1
 TARGET=x86_64-unknown-linux-gnu
 CARGO_OUT=${CARGO_TARGET_DIR:-target}
 WORK=target/vm
 LOGS=${BPFNS_VM_LOGS:-$WORK/logs}
 MATRIX=("$@")
-[ ${#MATRIX[@]} -gt 0 ] || MATRIX=(6.1:lsm 6.1:nolsm+supervisor 6.12:lsm)
+[ ${#MATRIX[@]} -gt 0 ] || MATRIX=(6.1:nolsm+supervisor+rfc_table+redteam 6.1:lsm+rfc_table+redteam 6.12:lsm)
 # Every test binary some entry runs is built once.
 ALL_TESTS=$TESTS
 for entry in "${MATRIX[@]}"; do
@@ -64,6 +69,10 @@ fi
 for c in cargo cc strip dpkg-deb apt-get; do
     command -v "$c" >/dev/null 2>&1 || die "$c is missing (scripts/setup.sh installs what the lane needs)"
 done
+# rfc_table runs the host's bpftool in the VM: without it the test would only skip.
+if [[ " $ALL_TESTS " == *" rfc_table "* ]] && ! command -v bpftool >/dev/null 2>&1; then
+    die "rfc_table needs bpftool on this machine, to copy into the VM (scripts/setup.sh installs it)"
+fi
 [ "$(uname -m)" = x86_64 ] || die "the VM lane boots x86-64 kernels and builds x86-64 binaries"
 
 # ---- 1. QEMU, busybox ------------------------------------------------------------------------
@@ -75,7 +84,6 @@ QEMU_LIBS=$(bash $HERE/fetch.sh libpath)
 say "tools ready ($(lap $t))"
 
 # ---- 2. static test binaries -------------------------------------------------------------------
-STAGE=$WORK/initramfs
 BIN=$WORK/bin
 mkdir -p "$BIN"
 if [ "${BPFNS_VM_SKIP_BUILD:-}" != 1 ]; then
@@ -87,7 +95,7 @@ if [ "${BPFNS_VM_SKIP_BUILD:-}" != 1 ]; then
     # build scripts); libbpf-sys links libelf and zlib statically under crt-static.
     json=$WORK/build.json
     if ! RUSTFLAGS="-C target-feature=+crt-static" cargo test --no-run --target $TARGET \
-        -p bpfns-tests -p bpfns-kernel "${test_args[@]}" \
+        -p bpfns-tests -p bpfns-kernel -p bpfns-cli "${test_args[@]}" \
         --message-format=json-render-diagnostics >"$json"; then
         die "building the test binaries failed"
     fi
@@ -101,6 +109,14 @@ if [ "${BPFNS_VM_SKIP_BUILD:-}" != 1 ]; then
         strip -o "$BIN/$n" "$exe"
     done
     strip -o "$BIN/bpfns-test-helper" "$CARGO_OUT/$TARGET/debug/bpfns-test-helper"
+    # The CLI's tests run `bpfns` from the absolute path cargo compiled into them
+    # (CARGO_BIN_EXE_bpfns): keep the binary and that path, to install it there in the VM.
+    cli=$(grep '"reason":"compiler-artifact"' "$json" | grep '"name":"bpfns"' |
+        grep '"kind":\["bin"\]' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+    if [ -n "$cli" ]; then
+        strip -o "$BIN/bpfns" "$cli"
+        printf '%s\n' "$cli" >"$BIN/bpfns.path"
+    fi
     cc -static -Os -o "$BIN/vm-exit" $HERE/vm-exit.c || die "building vm-exit failed"
     say "binaries built ($(lap $t))"
 fi
@@ -130,12 +146,19 @@ make_initramfs() { # LABEL OUT TESTS
     for n in $3; do cp "$BIN/$n" "$STAGE/tests/$n"; done
     copy_host unshare
     copy_host setpriv
+    if [[ " $3 " == *" rfc_table "* ]]; then
+        [ -x "$BIN/bpfns" ] && [ -s "$BIN/bpfns.path" ] ||
+            die "the bpfns CLI binary is missing from $BIN (build without BPFNS_VM_SKIP_BUILD)"
+        install -D "$BIN/bpfns" "$STAGE$(cat "$BIN/bpfns.path")"
+        copy_host bpftool
+    fi
     {
         # One line per test binary: NAME HARNESS-ARGS.
         for n in $3; do
             case $n in
                 doctor) echo "$n --test-threads=1 --nocapture" ;;
                 lsm) echo "$n --test-threads=1 --nocapture" ;;
+                redteam) echo "$n --nocapture" ;; # the matrix, in the console log
                 *) echo "$n --test-threads=2" ;;
             esac
         done
@@ -148,10 +171,12 @@ EOF
 }
 
 # ---- 4. boot -----------------------------------------------------------------------------------
+# Kernels and initramfs images are prepared one after the other; then up to JOBS VMs boot at
+# once, one per core (TCG keeps a vCPU's core busy), each reported whole when it ends.
 mkdir -p "$LOGS"
 LSM_BASE=lockdown,capability,landlock,yama,apparmor
-results=()
-overall=0
+labels=()
+declare -A appends=() kdirs=() initrds=() verdicts=() lsms=()
 for entry in "${MATRIX[@]}"; do
     kver=${entry%%:*}
     mode=${entry#*:}
@@ -168,7 +193,6 @@ for entry in "${MATRIX[@]}"; do
         *) die "matrix entry $entry: the mode is lsm or nolsm" ;;
     esac
     label="linux-$kver-$mode${extra:+-${extra//+/-}}"
-    t=$SECONDS
     kdir=$(bash $HERE/fetch.sh kernel "$kver")
     rc=$?
     if [ $rc -ne 0 ] || [ -z "$kdir" ]; then
@@ -176,13 +200,23 @@ for entry in "${MATRIX[@]}"; do
             die "cannot fetch Debian's $kver kernel"
         fi
         say "SKIPPED $label: kernel $kver not reachable (see the messages above)"
-        results+=("$label: skipped (kernel not reachable)")
+        verdicts[$label]="skipped (kernel not reachable)"
+        labels+=("$label")
         continue
     fi
-    initrd=$WORK/initramfs-$label.cpio
-    make_initramfs "$label" "$initrd" "$tests"
-    log=$LOGS/$label.log
-    say "booting $label: $(basename "$kdir") with lsm=$lsm (timeout ${TIMEOUT}s, console: $log)"
+    STAGE=$WORK/initramfs-$label
+    initrds[$label]=$WORK/initramfs-$label.cpio
+    make_initramfs "$label" "${initrds[$label]}" "$tests"
+    rm -rf "$STAGE"
+    kdirs[$label]=$kdir
+    appends[$label]="console=ttyS0 quiet panic=-1 lsm=$lsm rdinit=/init"
+    lsms[$label]=$lsm
+    labels+=("$label")
+done
+
+# boot LABEL: one VM; writes its QEMU exit status to $WORK/rc-LABEL.
+boot() {
+    local label=$1 log=$LOGS/$1.log
     # -cpu qemu64,cx16=off: QEMU 7.2's TCG sometimes corrupts RFLAGS on `cmpxchg16b %gs:`
     # (SLUB's per-CPU fast path), which double-faults Debian's 6.12 kernel (about 1 boot in
     # 10, also with `-cpu max`); without CX16 the kernel takes its fallback path. qemu64 is
@@ -190,13 +224,18 @@ for entry in "${MATRIX[@]}"; do
     LD_LIBRARY_PATH=$QEMU_LIBS timeout -k 5 "$TIMEOUT" "$QEMU" \
         -L "$ROOT/usr/share/seabios" -L "$ROOT/usr/share/qemu" \
         -accel tcg -cpu qemu64,cx16=off -m "$MEM" -smp 1 -nographic -no-reboot -nic none -vga none \
-        -kernel "$kdir/vmlinuz" -initrd "$initrd" \
-        -append "console=ttyS0 quiet panic=-1 lsm=$lsm rdinit=/init" \
+        -kernel "${kdirs[$label]}/vmlinuz" -initrd "${initrds[$label]}" \
+        -append "${appends[$label]}" \
         -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
         </dev/null >"$log" 2>&1
-    qrc=$?
-    took=$(lap $t)
-    # What the tests said, without the noise.
+    echo $? >"$WORK/rc-$label"
+}
+
+# report LABEL SECONDS: what the tests of a finished VM said, without the noise, and its verdict.
+overall=0
+report() {
+    local label=$1 took=$2 log=$LOGS/$1.log qrc verdict
+    qrc=$(cat "$WORK/rc-$label")
     tr -d '\r' <"$log" | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1b[a-zA-Z]//g' |
         grep -aE '^==> vm:|^test .* \.\.\. |^test result:|SKIPPED|^lsm: |panicked|BUG|WARNING' |
         sed 's/^/    /'
@@ -206,17 +245,46 @@ for entry in "${MATRIX[@]}"; do
         124 | 137) verdict="FAILED (timeout after ${TIMEOUT}s)" ;;
         *) verdict="FAILED (QEMU exited $qrc: kernel panic or power-off before the tests finished)" ;;
     esac
-    say "$label: $verdict ($took)"
-    results+=("$label: $verdict ($took)")
-    if [ $qrc -ne 1 ]; then
+    say "$label: $verdict (${took}s)"
+    verdicts[$label]="$verdict (${took}s)"
+    if [ "$qrc" -ne 1 ]; then
         overall=1
         echo "---- console of $label ($log) ----"
         cat "$log"
         echo "---- end of console of $label ----"
     fi
+}
+
+declare -A started=()
+pending=()
+for label in "${labels[@]}"; do
+    [ -n "${kdirs[$label]:-}" ] && pending+=("$label")
 done
+running=()
+while [ ${#pending[@]} -gt 0 ] || [ ${#running[@]} -gt 0 ]; do
+    while [ ${#pending[@]} -gt 0 ] && [ ${#running[@]} -lt "$JOBS" ]; do
+        label=${pending[0]}
+        pending=("${pending[@]:1}")
+        rm -f "$WORK/rc-$label"
+        say "booting $label: $(basename "${kdirs[$label]}") with lsm=${lsms[$label]} (timeout ${TIMEOUT}s, console: $LOGS/$label.log)"
+        started[$label]=$SECONDS
+        boot "$label" &
+        running+=("$label")
+    done
+    wait -n 2>/dev/null || true
+    still=()
+    for label in "${running[@]}"; do
+        if [ -s "$WORK/rc-$label" ]; then
+            report "$label" "$((SECONDS - ${started[$label]}))"
+        else
+            still+=("$label")
+        fi
+    done
+    running=("${still[@]}")
+done
+wait
 
 echo
-say "summary ($(lap $t_start) in all):"
-for r in "${results[@]}"; do echo "    $r"; done
+say "summary ($(lap $t_start) in all, up to $JOBS VMs at once):"
+for label in "${labels[@]}"; do echo "    $label: ${verdicts[$label]}"; done
 exit $overall

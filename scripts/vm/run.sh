@@ -15,9 +15,10 @@
 #
 # Environment:
 #   BPFNS_VM_CACHE         downloads and unpacked packages (default ~/.cache/bpfns-vm)
-#   BPFNS_VM_TESTS         test binaries to run (default "doctor kernel_side lsm daemon";
+#   BPFNS_VM_TESTS         test binaries to run (default "doctor kernel_side lsm daemon cli";
 #                          the names of integration tests of bpfns-tests, bpfns-kernel and
-#                          bpfns-cli; rfc_table brings the `bpfns` CLI and the host's bpftool)
+#                          bpfns-cli; cli and rfc_table bring the `bpfns` CLI and the host's
+#                          bpftool)
 #   BPFNS_VM_TIMEOUT       seconds per VM, boot to power-off (default 600)
 #   BPFNS_VM_MEM           MiB per VM (default 1024)
 #   BPFNS_VM_JOBS          VMs booted at once (default: the number of cores; each takes one)
@@ -31,7 +32,7 @@ HERE=scripts/vm
 
 CACHE=${BPFNS_VM_CACHE:-${HOME:-/root}/.cache/bpfns-vm}
 export BPFNS_VM_CACHE=$CACHE
-TESTS=${BPFNS_VM_TESTS:-doctor kernel_side lsm daemon}
+TESTS=${BPFNS_VM_TESTS:-doctor kernel_side lsm daemon cli}
 TIMEOUT=${BPFNS_VM_TIMEOUT:-600}
 MEM=${BPFNS_VM_MEM:-1024}
 JOBS=${BPFNS_VM_JOBS:-$(nproc)}
@@ -69,9 +70,11 @@ fi
 for c in cargo cc strip dpkg-deb apt-get; do
     command -v "$c" >/dev/null 2>&1 || die "$c is missing (scripts/setup.sh installs what the lane needs)"
 done
-# rfc_table runs the host's bpftool in the VM: without it the test would only skip.
-if [[ " $ALL_TESTS " == *" rfc_table "* ]] && ! command -v bpftool >/dev/null 2>&1; then
-    die "rfc_table needs bpftool on this machine, to copy into the VM (scripts/setup.sh installs it)"
+# The CLI's tests (bpfns-cli: cli, rfc_table) run the `bpfns` binary and the machine's bpftool
+# in the VM: without bpftool they would only skip.
+needs_cli() { [[ " $1 " == *" cli "* || " $1 " == *" rfc_table "* ]]; }
+if needs_cli "$ALL_TESTS" && ! command -v bpftool >/dev/null 2>&1; then
+    die "the CLI's tests need bpftool on this machine, to copy into the VM (scripts/setup.sh installs it)"
 fi
 [ "$(uname -m)" = x86_64 ] || die "the VM lane boots x86-64 kernels and builds x86-64 binaries"
 
@@ -146,7 +149,7 @@ make_initramfs() { # LABEL OUT TESTS
     for n in $3; do cp "$BIN/$n" "$STAGE/tests/$n"; done
     copy_host unshare
     copy_host setpriv
-    if [[ " $3 " == *" rfc_table "* ]]; then
+    if needs_cli "$3"; then
         [ -x "$BIN/bpfns" ] && [ -s "$BIN/bpfns.path" ] ||
             die "the bpfns CLI binary is missing from $BIN (build without BPFNS_VM_SKIP_BUILD)"
         install -D "$BIN/bpfns" "$STAGE$(cat "$BIN/bpfns.path")"

@@ -63,6 +63,13 @@ pub enum Command {
     /// Exits 0 when every required feature is present, 1 otherwise.
     Doctor,
 
+    /// bpfnsd's status: the enforcement layers that run, namespaces, supervised members,
+    /// counters.
+    ///
+    /// The layers are the seccomp supervisor and the tracepoint backstop everywhere, and BPF
+    /// LSM where the kernel runs BPF LSM programs (`bpfns doctor` says why not elsewhere).
+    Status,
+
     /// Namespaces: create, list (as a tree, with object and task counts), show, delete.
     ///
     /// Served by bpfnsd. Host root may manage any namespace; a namespace member may manage

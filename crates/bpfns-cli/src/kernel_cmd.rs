@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use bpfns_kernel::lsm::LsmStatus;
 use bpfns_kernel::{loader, Kernel};
 use bpfns_model::{NsId, MAX_DEPTH};
 use bpfns_sys::fs::{fs_magic, BPF_FS_MAGIC};
@@ -41,6 +42,9 @@ pub struct LoadView {
     /// Whether pinned state from an earlier load was found and kept.
     pub reused_state: bool,
     pub programs: Vec<ProgramView>,
+    /// Whether the BPF LSM layer runs too (`{"state":"active","hooks":[..]}`), and if not
+    /// why (`{"state":"unavailable","reason":".."}`).
+    pub lsm: LsmStatus,
 }
 
 impl Render for LoadView {
@@ -57,6 +61,16 @@ impl Render for LoadView {
         } else {
             "pinned state: new (nothing was pinned here before)\n"
         });
+        match &self.lsm {
+            LsmStatus::Active { hooks } => out.push_str(&format!(
+                "BPF LSM layer: loaded (the kernel refuses foreign opens with EPERM; hooks: {})\n",
+                hooks.join(", ")
+            )),
+            LsmStatus::Unavailable { reason } => out.push_str(&format!(
+                "BPF LSM layer: not loaded: {reason} (the tracepoint backstop and bpfnsd's \
+                 supervisor enforce)\n"
+            )),
+        }
         out.push_str("programs:\n");
         out.push_str(&programs_table(&self.programs));
         out
@@ -82,6 +96,7 @@ pub fn load(direct: &Direct) -> Result<LoadView> {
             .into_iter()
             .map(|(link, id)| ProgramView { link, id })
             .collect(),
+        lsm: r.lsm,
     })
 }
 
@@ -145,6 +160,9 @@ pub struct NsView {
 /// What a loaded kernel side holds.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadedDetails {
+    /// The enforcement layers running in the kernel: `tracepoint backstop`, and `BPF LSM`
+    /// where that layer is loaded.
+    pub layers: Vec<String>,
     pub programs: Vec<ProgramView>,
     pub stats: BTreeMap<String, u64>,
     pub namespaces: Vec<NsView>,
@@ -187,6 +205,7 @@ impl Render for StatusView {
         let Some(d) = &self.details else {
             return out;
         };
+        out.push_str(&format!("layers: {}\n", d.layers.join(", ")));
         out.push_str("programs:\n");
         out.push_str(&programs_table(&d.programs));
         out.push_str("counters:\n");
@@ -239,18 +258,20 @@ pub fn status(direct: &Direct) -> Result<StatusView> {
     };
     let details = if state == "loaded" {
         let k = direct.kernel()?;
+        let lsm_programs = bpfns_kernel::lsm::program_ids(layout)
+            .context("reading the BPF LSM layer's program ids")?;
         Some(LoadedDetails {
+            layers: k.layers().iter().map(|l| l.name().to_string()).collect(),
             programs: k
                 .program_ids()
                 .context("reading the kernel side's program ids")?
                 .into_iter()
-                .map(|(link, id)| ProgramView {
-                    link: link.to_string(),
-                    id,
-                })
+                .map(|(link, id)| (link.to_string(), id))
+                .chain(lsm_programs)
+                .map(|(link, id)| ProgramView { link, id })
                 .collect(),
             stats: k
-                .stats()
+                .all_stats()
                 .context("reading the kernel side's counters")?
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
@@ -547,6 +568,7 @@ mod tests {
             missing: vec![],
             fix: None,
             details: Some(LoadedDetails {
+                layers: vec!["tracepoint backstop".into(), "BPF LSM".into()],
                 programs: vec![ProgramView {
                     link: "on_sys_exit".into(),
                     id: 41,
@@ -569,6 +591,10 @@ mod tests {
             serde_json::json!({"link": "on_sys_exit", "id": 41})
         );
         assert_eq!(v["stats"]["tasks_stopped"], 2);
+        assert_eq!(
+            v["layers"],
+            serde_json::json!(["tracepoint backstop", "BPF LSM"])
+        );
         assert_eq!(
             v["namespaces"][1],
             serde_json::json!({"id": 2, "parent": 1, "depth": 2})
@@ -603,6 +629,10 @@ mod tests {
             t.starts_with("kernel side: loaded at /sys/fs/bpf/bpfns\n"),
             "{t}"
         );
+        assert!(
+            t.contains("\nlayers: tracepoint backstop, BPF LSM\n"),
+            "{t}"
+        );
         assert!(t.contains("  on_sys_exit  41\n"), "{t}");
         assert!(t.contains("  tasks_stopped  2\n"), "{t}");
         assert!(t.contains("namespaces in the kernel table: 2\n"), "{t}");
@@ -622,12 +652,20 @@ mod tests {
                 link: "on_fork".into(),
                 id: 9,
             }],
+            lsm: LsmStatus::Unavailable {
+                reason: "\"bpf\" is not in the active LSM list".into(),
+            },
         };
         let t = l.render_text();
         assert!(t.contains("mounted: nothing"), "{t}");
         assert!(t.contains("reused"), "{t}");
         assert!(t.contains("  on_fork  9\n"), "{t}");
+        assert!(
+            t.contains("BPF LSM layer: not loaded: \"bpf\" is not in the active LSM list"),
+            "{t}"
+        );
         let v = serde_json::to_value(&l).unwrap();
+        assert_eq!(v["lsm"]["state"], "unavailable");
         assert_eq!(v["programs"][0]["id"], 9);
         assert_eq!(v["reused_state"], true);
     }

@@ -16,6 +16,7 @@ mod ns_cmd;
 mod objects;
 mod output;
 mod run;
+mod status_cmd;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -85,6 +86,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             }
             .map(|()| 0)
         }
+        Command::Status => emit(format, &status_cmd::status(&mut client()?)?).map(|()| 0),
         Command::Exec { namespace, command } => exec_cmd::run(&cli.socket, namespace, command),
         Command::Doctor => doctor_cmd::run(format),
         Command::Kernel(k) => match k {

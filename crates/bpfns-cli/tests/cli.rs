@@ -141,12 +141,48 @@ fn cli_against_the_kernel() {
     assert_eq!(st["loaded"], false);
     assert!(st["fix"].as_str().unwrap_or("").contains("kernel load"));
 
-    // Load.
+    // Load. The BPF LSM layer comes with it exactly where the kernel runs BPF LSM programs,
+    // and load and status say which layers run.
     let load = cli.json(&["kernel", "load"]);
     assert_eq!(load["reused_state"], false);
     assert_eq!(load["programs"].as_array().map(Vec::len), Some(LINKS.len()));
+    let allowed = bpfns_kernel::lsm::kernel_allows();
+    eprintln!("BPF LSM here: {allowed:?}");
+    if allowed.is_ok() {
+        assert_eq!(load["lsm"]["state"], "active", "{load}");
+    } else {
+        assert_eq!(load["lsm"]["state"], "unavailable", "{load}");
+        assert!(load["lsm"]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()));
+    }
     let text = cli.ok(&["kernel", "load"]);
     assert!(text.contains("reused"), "{text}");
+    assert!(text.contains("BPF LSM layer: "), "{text}");
+    let st = cli.json(&["kernel", "status"]);
+    let layers: Vec<String> = st["layers"]
+        .as_array()
+        .expect("status lists the layers")
+        .iter()
+        .filter_map(|l| l.as_str().map(str::to_string))
+        .collect();
+    let mut expected = vec!["tracepoint backstop".to_string()];
+    if allowed.is_ok() {
+        expected.push("BPF LSM".to_string());
+    }
+    assert_eq!(layers, expected);
+    let lsm_links = st["programs"]
+        .as_array()
+        .expect("programs")
+        .iter()
+        .filter(|p| p["link"].as_str().is_some_and(|l| l.starts_with("lsm_")))
+        .count();
+    assert_eq!(lsm_links > 0, allowed.is_ok(), "{st}");
+    assert_eq!(
+        st["stats"].get("lsm_opens_refused").is_some(),
+        allowed.is_ok(),
+        "{st}"
+    );
 
     // The kernel side's own maps are listed, owned by the root.
     let maps = cli.maps();
@@ -266,11 +302,20 @@ fn cli_against_the_kernel() {
         let text = cli.ok(&["map", "show", &id]);
         assert!(text.lines().nth(1).unwrap_or("").contains("ns:7"), "{text}");
 
-        // A task of ns 8 opening it is stopped by the backstop: 128 + SIGKILL.
+        // A task of ns 8 opening it: where BPF LSM is loaded the kernel refuses the open
+        // with EPERM (bpftool reports it and exits 255); elsewhere the backstop stops the
+        // task (128 + SIGKILL).
+        let lsm = layers.iter().any(|l| l == "BPF LSM");
         let out = cli.run(&[
             "kernel", "run", "8", "--", "bpftool", "map", "show", "id", &id,
         ]);
-        assert_eq!(out.status.code(), Some(137));
+        if lsm {
+            assert_eq!(out.status.code(), Some(255));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("Operation not permitted"), "{err}");
+        } else {
+            assert_eq!(out.status.code(), Some(137));
+        }
         // Its owner may open it.
         cli.ok(&[
             "kernel", "run", "7", "--", "bpftool", "map", "show", "id", &id,
@@ -278,25 +323,41 @@ fn cli_against_the_kernel() {
 
         let st = cli.json(&["kernel", "status"]);
         assert!(st["ownership_records"].as_u64().unwrap_or(0) >= 1, "{st}");
+        let (counter, what) = if lsm {
+            ("lsm_opens_refused", "refused by BPF LSM")
+        } else {
+            ("tasks_stopped", "stopped by the backstop")
+        };
         assert!(
-            st["stats"]["tasks_stopped"].as_u64().unwrap_or(0) >= 1,
-            "{st}"
+            st["stats"][counter].as_u64().unwrap_or(0) >= 1,
+            "the open was {what}, but {counter} is not counted: {st}"
         );
 
-        // Once the map is gone, gc drops its record.
+        // Once the map is gone its record goes: dropped by the BPF LSM layer's free hook
+        // where that layer runs, else by gc (which may still win the race with the hook).
+        let records = |st: &Value| st["ownership_records"].as_u64().expect("records");
+        let before = records(&st);
         std::fs::remove_file(&map_pin).expect("removing the map pin");
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut removed = 0;
+        let mut after = before;
         while Instant::now() < deadline {
             removed += cli.json(&["kernel", "gc"])["removed"]
                 .as_u64()
                 .expect("removed");
-            if removed > 0 && cli.maps().iter().all(|m| m["id"].as_u64() != Some(id_num)) {
+            after = records(&cli.json(&["kernel", "status"]));
+            if after < before && cli.maps().iter().all(|m| m["id"].as_u64() != Some(id_num)) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        assert!(removed >= 1, "gc removed nothing");
+        assert!(
+            after < before,
+            "the freed map's record stayed ({before} records before, {after} after)"
+        );
+        if !lsm {
+            assert!(removed >= 1, "gc removed nothing");
+        }
     } else {
         eprintln!("SKIPPED (part): bpftool is not installed; the map-creation checks did not run");
         let gc = cli.json(&["kernel", "gc"]);
@@ -306,7 +367,10 @@ fn cli_against_the_kernel() {
     // Status.
     let st = cli.json(&["kernel", "status"]);
     assert_eq!(st["loaded"], true);
-    assert_eq!(st["programs"].as_array().map(Vec::len), Some(LINKS.len()));
+    assert_eq!(
+        st["programs"].as_array().map(Vec::len),
+        Some(LINKS.len() + lsm_links)
+    );
     let ids: Vec<u64> = st["namespaces"]
         .as_array()
         .expect("namespaces")
@@ -316,6 +380,10 @@ fn cli_against_the_kernel() {
     assert_eq!(ids, [7, 8]);
     let text = cli.ok(&["kernel", "status"]);
     assert!(text.starts_with("kernel side: loaded at"), "{text}");
+    assert!(
+        text.contains(&format!("\nlayers: {}\n", layers.join(", "))),
+        "{text}"
+    );
     assert!(text.contains("namespaces in the kernel table: 2"), "{text}");
 
     // Bad input.
@@ -342,10 +410,17 @@ fn cli_against_the_kernel() {
     assert!(err.contains("not on a bpffs mount"), "{err}");
 
     // Unload.
+    // Everything pinned goes, the BPF LSM layer's links and maps too where it ran.
     let un = cli.json(&["kernel", "unload"]);
+    let lsm_pins = if layers.iter().any(|l| l == "BPF LSM") {
+        lsm_links + bpfns_kernel::lsm::LSM_MAPS.len()
+    } else {
+        0
+    };
     assert_eq!(
         un["removed"].as_array().map(Vec::len),
-        Some(MAPS.len() + LINKS.len())
+        Some(MAPS.len() + LINKS.len() + lsm_pins),
+        "{un}"
     );
     assert!(!pin_root.exists(), "pin root left behind");
     let text = cli.ok(&["kernel", "unload"]);

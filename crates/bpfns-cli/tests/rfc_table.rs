@@ -335,3 +335,50 @@ fn exec_returns_the_commands_status_and_refuses_bad_input() {
     );
     assert!(!o.status.success(), "a member entered a sibling namespace");
 }
+
+#[test]
+fn status_names_the_layers_that_run_and_counts_supervised_members() {
+    require_kernel!();
+    let d = TestDaemon::start("cli-status");
+    d.client().ns_create("/s").unwrap();
+    let sock = d.socket.to_str().unwrap().to_string();
+    let status = |extra: &[&str]| {
+        Command::new(BPFNS)
+            .args(["--socket", &sock])
+            .args(extra)
+            .arg("status")
+            .output()
+            .unwrap()
+    };
+    let v: Value = serde_json::from_str(&ok(&status(&["-j"]))).unwrap();
+    let mut layers = vec!["supervisor", "tracepoint backstop"];
+    if bpfns_kernel::lsm::kernel_allows().is_ok() {
+        layers.push("BPF LSM");
+    }
+    assert_eq!(v["layers"], serde_json::json!(layers), "{v}");
+    assert_eq!(v["namespaces"], 2, "{v}");
+    assert_eq!(v["supervised_listeners"], 0, "{v}");
+    assert!(v["counters"]["tasks_stopped"].is_u64(), "{v}");
+    // A member asks from inside: its own listener is supervised while it runs.
+    let inner = ok(&exec(
+        &d,
+        "/s",
+        Who::HostRoot,
+        &[BPFNS, "--socket", &sock, "-j", "status"],
+    ));
+    let v: Value = serde_json::from_str(&inner).unwrap();
+    assert_eq!(v["supervised_listeners"], 1, "{v}");
+    let text = ok(&status(&[]));
+    assert!(
+        text.contains(&format!("\nlayers: {}\n", layers.join(", "))),
+        "{text}"
+    );
+    // No daemon: the error names the socket and how to start bpfnsd.
+    let o = Command::new(BPFNS)
+        .args(["--socket", "/nonexistent/bpfns.sock", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("/nonexistent/bpfns.sock"), "{err}");
+}

@@ -30,23 +30,29 @@ use bpfns_proto::{
 };
 use bpfns_sys::unix::{recv_exact_with_fds, send_with_fds};
 
-/// What can go wrong talking to bpfnsd.
+/// What can go wrong talking to bpfnsd. The messages are whole (they name the underlying
+/// error), so none is also a `source`: error chains would print it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to bpfnsd at {path}: {source}; is bpfnsd running? (start it with `bpfnsd`, or pass --socket)")]
+    #[error("cannot connect to bpfnsd at {path}: {error}; is bpfnsd running? (start it with `bpfnsd`, or pass --socket)")]
     Connect {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("talking to bpfnsd: {0}")]
-    Io(#[from] bpfns_sys::SysError),
+    Io(bpfns_sys::SysError),
     #[error("bpfnsd closed the connection")]
     Closed,
     #[error("bad message from bpfnsd: {0}")]
     Protocol(String),
     #[error("{}", .0.message)]
     Daemon(ErrorBody),
+}
+
+impl From<bpfns_sys::SysError> for ClientError {
+    fn from(e: bpfns_sys::SysError) -> Self {
+        ClientError::Io(e)
+    }
 }
 
 impl ClientError {
@@ -72,9 +78,9 @@ impl Client {
     /// Connect to the daemon's socket at `path`.
     pub fn connect(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let sock = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+        let sock = UnixStream::connect(path).map_err(|error| ClientError::Connect {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Ok(Self { sock, seq: 0 })
     }
@@ -265,5 +271,35 @@ impl Client {
             Reply::Status(s) => Ok(s),
             r => Self::unexpected(r),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_error_names_the_socket_the_cause_and_the_fix_once() {
+        let e = Client::connect("/nonexistent/bpfns-test.sock").unwrap_err();
+        let text = anyhow_like(&e);
+        assert_eq!(
+            text.matches("No such file or directory").count(),
+            1,
+            "{text}"
+        );
+        assert!(text.contains("/nonexistent/bpfns-test.sock"), "{text}");
+        assert!(text.contains("is bpfnsd running?"), "{text}");
+    }
+
+    /// The message and every source below it, as `anyhow`'s `{:#}` prints them.
+    fn anyhow_like(e: &(dyn std::error::Error + 'static)) -> String {
+        let mut out = e.to_string();
+        let mut cur = e.source();
+        while let Some(s) = cur {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            cur = s.source();
+        }
+        out
     }
 }

@@ -3,28 +3,25 @@
 use std::path::PathBuf;
 
 /// What can go wrong loading, opening or using the kernel side.
+///
+/// Each message is whole: it names the underlying error itself, which is therefore not also
+/// the `source` (`{:#}` in anyhow would print it twice).
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     #[error("the kernel side is not loaded at {root} (missing {missing}); run `bpfns kernel load` or start bpfnsd")]
     NotLoaded { root: PathBuf, missing: PathBuf },
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Sys {
         what: String,
-        #[source]
-        source: bpfns_sys::SysError,
+        error: bpfns_sys::SysError,
     },
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Libbpf {
         what: String,
-        #[source]
-        source: libbpf_rs::Error,
+        error: libbpf_rs::Error,
     },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
     #[error("malformed {what} in the kernel side's maps")]
     Malformed { what: &'static str },
 }
@@ -32,16 +29,31 @@ pub enum KernelError {
 impl KernelError {
     pub(crate) fn libbpf(what: impl Into<String>) -> impl FnOnce(libbpf_rs::Error) -> Self {
         let what = what.into();
-        move |source| Self::Libbpf { what, source }
+        move |error| Self::Libbpf { what, error }
     }
     pub(crate) fn sys(what: impl Into<String>) -> impl FnOnce(bpfns_sys::SysError) -> Self {
         let what = what.into();
-        move |source| Self::Sys { what, source }
+        move |error| Self::Sys { what, error }
     }
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let what = what.into();
-        move |source| Self::Io { what, source }
+        move |error| Self::Io { what, error }
     }
 }
 
 pub type Result<T, E = KernelError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_cause_once() {
+        let e = KernelError::io("reading x")(std::io::Error::from_raw_os_error(2));
+        assert_eq!(
+            e.to_string(),
+            "reading x: No such file or directory (os error 2)"
+        );
+        assert!(std::error::Error::source(&e).is_none());
+    }
+}

@@ -11,6 +11,7 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
 use serde::Serialize;
 
 use crate::abi::{self, RawRecord, Stat, TaskTag, OBJ_RECORD_SIZE};
+use crate::doctor::Layer;
 use crate::error::{KernelError, Result};
 use crate::layout::{PinLayout, LINKS, MAPS};
 
@@ -68,6 +69,27 @@ impl Kernel {
 
     pub fn layout(&self) -> &PinLayout {
         &self.layout
+    }
+
+    /// The enforcement layers this kernel side runs: the tracepoint backstop whenever it is
+    /// loaded, and BPF LSM when that layer's programs are pinned beside it (they are loaded
+    /// only where the kernel allows them).
+    pub fn layers(&self) -> Vec<Layer> {
+        let mut layers = vec![Layer::TracepointBackstop];
+        if crate::lsm::is_active(&self.layout) {
+            layers.push(Layer::BpfLsm);
+        }
+        layers
+    }
+
+    /// The counters of every loaded layer, by name: [`Kernel::stats`], then the BPF LSM
+    /// layer's when it is loaded.
+    pub fn all_stats(&self) -> Result<Vec<(&'static str, u64)>> {
+        let mut all = self.stats()?;
+        if crate::lsm::is_active(&self.layout) {
+            all.extend(crate::lsm::counters(&self.layout)?.named());
+        }
+        Ok(all)
     }
 
     // ---- tasks ------------------------------------------------------------------------

@@ -601,6 +601,21 @@ pub fn pinned_links(layout: &PinLayout) -> Vec<String> {
     names
 }
 
+/// The program id behind each of the LSM layer's pinned links under `layout`, by link name.
+pub fn program_ids(layout: &PinLayout) -> Result<Vec<(String, u32)>> {
+    pinned_links(layout)
+        .into_iter()
+        .map(|name| {
+            let path = layout.link(&name);
+            let fd = sysbpf::obj_get(&path)
+                .map_err(KernelError::sys(format!("opening {}", path.display())))?;
+            let info: sysbpf::bpf_link_info = sysbpf::info(&fd)
+                .map_err(KernelError::sys(format!("info of {}", path.display())))?;
+            Ok((name, info.prog_id))
+        })
+        .collect()
+}
+
 /// Whether LSM programs are pinned (and so running) under `layout`.
 pub fn is_active(layout: &PinLayout) -> bool {
     !pinned_links(layout).is_empty()
@@ -638,6 +653,17 @@ pub struct Counters {
     pub recorded: u64,
     /// Records dropped because their object was freed.
     pub dropped: u64,
+}
+
+impl Counters {
+    /// The counters with the names `status` reports them under.
+    pub fn named(&self) -> [(&'static str, u64); 3] {
+        [
+            ("lsm_opens_refused", self.refused),
+            ("lsm_ownership_recorded", self.recorded),
+            ("lsm_records_dropped", self.dropped),
+        ]
+    }
 }
 
 /// Read the LSM layer's counters from the pinned `stats` map.

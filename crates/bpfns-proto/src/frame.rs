@@ -17,7 +17,14 @@ pub enum FrameError {
     #[error("message of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
     #[error("malformed message: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
+}
+
+// The message names the JSON error, so it is not also a `source` (chains would repeat it).
+impl From<serde_json::Error> for FrameError {
+    fn from(e: serde_json::Error) -> Self {
+        FrameError::Json(e)
+    }
 }
 
 /// Encode `msg` as one frame (header and body).

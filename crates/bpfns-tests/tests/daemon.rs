@@ -83,6 +83,26 @@ fn namespaces_are_created_listed_shown_and_deleted() {
     assert_eq!(d.daemon().kernel.namespaces().unwrap().len(), 1);
 }
 
+/// `status` names the layers that run: the supervisor and the tracepoint backstop always,
+/// BPF LSM exactly where the kernel runs BPF LSM programs (bpfnsd loads it there), with that
+/// layer's counters.
+#[test]
+fn status_reports_the_layers_that_run() {
+    require_kernel!();
+    let d = TestDaemon::start("status-layers");
+    let st = d.client().status().unwrap();
+    let lsm = bpfns_kernel::lsm::kernel_allows();
+    eprintln!("layers: {:?} (BPF LSM here: {lsm:?})", st.layers);
+    let mut expected = vec!["supervisor", "tracepoint backstop"];
+    if lsm.is_ok() {
+        expected.push("BPF LSM");
+    }
+    assert_eq!(st.layers, expected);
+    let has = |name: &str| st.counters.iter().any(|(n, _)| n == name);
+    assert!(has("tasks_stopped"), "{:?}", st.counters);
+    assert_eq!(has("lsm_opens_refused"), lsm.is_ok(), "{:?}", st.counters);
+}
+
 #[test]
 fn members_see_and_open_only_what_their_namespace_may_see() {
     require_kernel!();

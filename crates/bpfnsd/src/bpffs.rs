@@ -17,18 +17,13 @@ pub const HOST_BPFFS: &str = "/sys/fs/bpf";
 /// Errors managing bpffs instances.
 #[derive(Debug, thiserror::Error)]
 pub enum BpffsError {
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Sys {
         what: String,
-        #[source]
-        source: bpfns_sys::SysError,
+        error: bpfns_sys::SysError,
     },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
 }
 
 /// Where the per-namespace instances live.
@@ -64,9 +59,9 @@ impl NsBpffs {
         if id == NsId::ROOT || self.is_mounted(id) {
             return Ok(p);
         }
-        ensure_bpffs(&p).map_err(|source| BpffsError::Sys {
+        ensure_bpffs(&p).map_err(|error| BpffsError::Sys {
             what: format!("mounting the bpffs of namespace {id} at {}", p.display()),
-            source,
+            error,
         })?;
         Ok(p)
     }
@@ -80,9 +75,9 @@ impl NsBpffs {
         }
         let dest = self.path(parent).join("orphans").join(name);
         let moved = repin_tree(&src, &dest)?;
-        unmount_detach(&src).map_err(|source| BpffsError::Sys {
+        unmount_detach(&src).map_err(|error| BpffsError::Sys {
             what: format!("unmounting {}", src.display()),
-            source,
+            error,
         })?;
         let _ = std::fs::remove_dir(&src);
         Ok(moved)
@@ -101,7 +96,7 @@ impl NsBpffs {
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> BpffsError {
-    move |source| BpffsError::Io { what, source }
+    move |error| BpffsError::Io { what, error }
 }
 
 /// Pin every object pinned under `src` at the same relative path under `dest`.
@@ -123,13 +118,13 @@ fn repin_tree(src: &Path, dest: &Path) -> Result<usize, BpffsError> {
             moved += repin_tree(&from, &to)?;
         } else if ft.is_file() {
             std::fs::create_dir_all(dest).map_err(io(format!("creating {}", dest.display())))?;
-            let fd = bpfns_sys::bpf::obj_get(&from).map_err(|source| BpffsError::Sys {
+            let fd = bpfns_sys::bpf::obj_get(&from).map_err(|error| BpffsError::Sys {
                 what: format!("opening pin {}", from.display()),
-                source,
+                error,
             })?;
-            bpfns_sys::bpf::obj_pin(&fd, &to).map_err(|source| BpffsError::Sys {
+            bpfns_sys::bpf::obj_pin(&fd, &to).map_err(|error| BpffsError::Sys {
                 what: format!("re-pinning {} at {}", from.display(), to.display()),
-                source,
+                error,
             })?;
             moved += 1;
         }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, RwLock};
 
+use bpfns_kernel::doctor::Layer;
 use bpfns_kernel::Kernel;
 use bpfns_model::{
     may_create, may_delete, may_enter, NsId, NsPath, ObjectKind, Registry, RegistryError,
@@ -689,10 +690,14 @@ impl Daemon {
     }
 
     fn status(&self) -> Answer {
-        let doctor_layers = vec!["supervisor".to_string(), "tracepoint backstop".to_string()];
+        // What runs, not what the kernel would allow: the supervisor, then the kernel side's.
+        let layers: Vec<String> = std::iter::once(Layer::Supervisor)
+            .chain(self.kernel.layers())
+            .map(|l| l.name().to_string())
+            .collect();
         let mut counters: Vec<(String, u64)> = self
             .kernel
-            .stats()
+            .all_stats()
             .map_err(Failure::internal)?
             .into_iter()
             .map(|(n, v)| (n.to_string(), v))
@@ -707,7 +712,7 @@ impl Daemon {
                 server: format!("bpfnsd {}", env!("CARGO_PKG_VERSION")),
                 pin_root: self.config.pin_root.display().to_string(),
                 state_dir: self.config.state_dir.display().to_string(),
-                layers: doctor_layers,
+                layers,
                 namespaces: self.reg().len() as u32,
                 supervised_listeners: sink.map_or(0, |s| s.count() as u32),
                 counters,

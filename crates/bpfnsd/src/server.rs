@@ -24,12 +24,8 @@ use crate::daemon::Daemon;
 pub enum ServerError {
     #[error("another bpfnsd is already serving {0}; stop it first, or pass another --socket")]
     InUse(String),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
 }
 
 /// Where the listening socket came from.
@@ -44,7 +40,7 @@ pub fn listen(path: &Path, mode: u32) -> Result<(UnixListener, SocketOrigin), Se
     if let Some(l) = bpfns_sys::unix::systemd_listener() {
         return Ok((l, SocketOrigin::Systemd));
     }
-    let io = |what: String| move |source| ServerError::Io { what, source };
+    let io = |what: String| move |error| ServerError::Io { what, error };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     }

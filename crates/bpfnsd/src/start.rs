@@ -12,11 +12,10 @@ use crate::Daemon;
 pub enum StartError {
     #[error("bpfnsd must run as root (it loads BPF programs and mounts bpffs)")]
     NotRoot,
-    #[error("loading the kernel side at {pin_root}: {source}")]
+    #[error("loading the kernel side at {pin_root}: {error}")]
     Kernel {
         pin_root: String,
-        #[source]
-        source: bpfns_kernel::KernelError,
+        error: bpfns_kernel::KernelError,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -34,9 +33,9 @@ pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(),
     if !bpfns_sys::probe::is_root() {
         return Err(StartError::NotRoot);
     }
-    let kernel_err = |source| StartError::Kernel {
+    let kernel_err = |error| StartError::Kernel {
         pin_root: config.pin_root.display().to_string(),
-        source,
+        error,
     };
     let layout = bpfns_kernel::PinLayout::new(&config.pin_root);
     let report = bpfns_kernel::loader::load(&layout).map_err(kernel_err)?;

@@ -16,11 +16,10 @@ const REGISTRY_KEY: &str = "registry";
 /// A state database that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("creating state directory {path}: {source}")]
+    #[error("creating state directory {path}: {error}")]
     Dir {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("state database {path}: {message}")]
     Db { path: PathBuf, message: String },
@@ -39,9 +38,9 @@ impl Store {
     /// Open (or create) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            std::fs::create_dir_all(dir).map_err(|error| StoreError::Dir {
                 path: dir.to_path_buf(),
-                source,
+                error,
             })?;
         }
         let db = Database::create(path).map_err(|e| StoreError::Db {

@@ -161,7 +161,34 @@ pub enum ObjectAction {
 #[derive(Debug, Subcommand)]
 pub enum NsCmd {
     /// Create a namespace; its parent must exist (e.g. /tenant-a/ci needs /tenant-a).
-    Create { path: String },
+    ///
+    /// Its members may not load tracing-class programs (kprobes, tracepoints, tracing and
+    /// iterator programs, LSM, struct_ops, ext: they can read kernel memory) unless
+    /// --allow-tracing is given, which its parent must allow too.
+    Create {
+        path: String,
+        /// Let members load tracing-class programs (the parent must allow them too).
+        #[arg(long)]
+        allow_tracing: bool,
+    },
+    /// Change a namespace's program policy.
+    ///
+    /// A namespace never allows more than its parent: widen from the top down, narrow from
+    /// the bottom up. Host root may change any namespace but the root; a member only the
+    /// namespaces below its own. Takes effect at once for every member task.
+    Policy {
+        path: String,
+        /// Let members load tracing-class programs.
+        #[arg(
+            long,
+            conflicts_with = "deny_tracing",
+            required_unless_present = "deny_tracing"
+        )]
+        allow_tracing: bool,
+        /// Refuse them tracing-class programs (the default for new namespaces).
+        #[arg(long)]
+        deny_tracing: bool,
+    },
     /// List the namespaces you can see as a tree, with object and task counts.
     #[command(visible_alias = "ls")]
     List,

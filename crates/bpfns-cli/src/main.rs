@@ -79,7 +79,15 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Ns(n) => {
             let mut c = client()?;
             match n {
-                NsCmd::Create { path } => emit(format, &ns_cmd::create(&mut c, path)?),
+                NsCmd::Create {
+                    path,
+                    allow_tracing,
+                } => emit(format, &ns_cmd::create(&mut c, path, *allow_tracing)?),
+                NsCmd::Policy {
+                    path,
+                    allow_tracing,
+                    ..
+                } => emit(format, &ns_cmd::set_policy(&mut c, path, *allow_tracing)?),
                 NsCmd::List => emit(format, &ns_cmd::list(&mut c)?),
                 NsCmd::Show { path } => emit(format, &ns_cmd::show(&mut c, path)?),
                 NsCmd::Delete { path } => emit(format, &ns_cmd::delete(&mut c, path)?),

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use bpfns_client::Client;
+use bpfns_model::ProgramPolicy;
 use bpfns_proto::NsInfo;
 use serde::{Serialize, Serializer};
 
@@ -17,8 +18,28 @@ impl Serialize for NsListing {
     }
 }
 
+/// Whether members may load tracing-class programs; the root is the host.
+fn tracing_label(n: &NsInfo) -> &'static str {
+    if n.depth == 0 {
+        "host"
+    } else if n.policy.allow_tracing {
+        "allowed"
+    } else {
+        "denied"
+    }
+}
+
 fn ns_table(list: &[NsInfo]) -> Table {
-    let mut t = Table::new(["NAMESPACE", "ID", "PROGS", "MAPS", "LINKS", "BTF", "TASKS"]);
+    let mut t = Table::new([
+        "NAMESPACE",
+        "ID",
+        "PROGS",
+        "MAPS",
+        "LINKS",
+        "BTF",
+        "TASKS",
+        "TRACING",
+    ]);
     for n in list {
         // Tree view: indent by depth, show the last component.
         let name = if n.depth == 0 {
@@ -38,6 +59,7 @@ fn ns_table(list: &[NsInfo]) -> Table {
             n.objects.link.to_string(),
             n.objects.btf.to_string(),
             n.members.to_string(),
+            tracing_label(n).to_string(),
         ]);
     }
     t
@@ -58,7 +80,7 @@ impl Render for NsOne {
     fn render_text(&self) -> String {
         let n = &self.0;
         format!(
-            "namespace {}\n  id:       {}\n  parent:   {}\n  depth:    {}\n  objects:  {} progs, {} maps, {} links, {} btf\n  tasks:    {}\n  bpffs:    {}\n",
+            "namespace {}\n  id:       {}\n  parent:   {}\n  depth:    {}\n  objects:  {} progs, {} maps, {} links, {} btf\n  tasks:    {}\n  bpffs:    {}\n  tracing programs: {}\n",
             n.path,
             n.id,
             n.parent.as_deref().unwrap_or("-"),
@@ -68,7 +90,8 @@ impl Render for NsOne {
             n.objects.link,
             n.objects.btf,
             n.members,
-            n.bpffs
+            n.bpffs,
+            tracing_label(n)
         )
     }
 }
@@ -90,10 +113,17 @@ impl Render for NsDeleted {
     }
 }
 
-pub fn create(c: &mut Client, path: &str) -> Result<NsOne> {
+pub fn create(c: &mut Client, path: &str, allow_tracing: bool) -> Result<NsOne> {
     Ok(NsOne(
-        c.ns_create(path)
+        c.ns_create_with_policy(path, ProgramPolicy { allow_tracing })
             .with_context(|| format!("creating namespace {path}"))?,
+    ))
+}
+
+pub fn set_policy(c: &mut Client, path: &str, allow_tracing: bool) -> Result<NsOne> {
+    Ok(NsOne(
+        c.ns_set_policy(path, ProgramPolicy { allow_tracing })
+            .with_context(|| format!("changing the policy of namespace {path}"))?,
     ))
 }
 
@@ -136,6 +166,9 @@ mod tests {
             },
             members: 3,
             bpffs: String::new(),
+            policy: ProgramPolicy {
+                allow_tracing: path == "/a",
+            },
         }
     }
 
@@ -148,9 +181,17 @@ mod tests {
         assert!(lines[1].starts_with("/ "));
         assert!(lines[2].starts_with("a "));
         assert!(lines[3].starts_with("  b "));
+        assert!(lines[0].ends_with("TRACING"), "{text}");
+        assert!(lines[1].ends_with("host"), "{text}");
+        assert!(lines[2].ends_with("allowed"), "{text}");
+        assert!(lines[3].ends_with("denied"), "{text}");
         let j = serde_json::to_value(&l).unwrap();
         assert_eq!(j[2]["path"], "/a/b");
         assert_eq!(j[2]["objects"]["map"], 2);
+        assert_eq!(j[1]["policy"]["allow_tracing"], true);
+        assert!(NsOne(ns("/a/b", 2, 2))
+            .render_text()
+            .contains("tracing programs: denied"));
         assert_eq!(serde_json::to_string(&NsListing(vec![])).unwrap(), "[]");
     }
 }

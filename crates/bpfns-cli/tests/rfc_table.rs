@@ -382,3 +382,66 @@ fn status_names_the_layers_that_run_and_counts_supervised_members() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("/nonexistent/bpfns.sock"), "{err}");
 }
+
+#[test]
+fn ns_policy_from_the_cli() {
+    require_kernel!();
+    let d = TestDaemon::start("cli-policy");
+    let sock = d.socket.to_str().unwrap().to_string();
+    let bpfns = |args: &[&str]| {
+        Command::new(BPFNS)
+            .args(["--socket", &sock])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let v: Value = serde_json::from_str(&ok(&bpfns(&[
+        "-j",
+        "ns",
+        "create",
+        "/t",
+        "--allow-tracing",
+    ])))
+    .unwrap();
+    assert_eq!(v["policy"]["allow_tracing"], true, "{v}");
+    let text = ok(&bpfns(&["ns", "create", "/t/kid"]));
+    assert!(text.contains("tracing programs: denied"), "{text}");
+    // Wider than the parent: refused with the reason and the fix.
+    ok(&bpfns(&["ns", "create", "/n"]));
+    let o = bpfns(&["ns", "policy", "/n/x", "--allow-tracing"]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = bpfns(&["ns", "create", "/n/x", "--allow-tracing"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("change the parent's policy first"), "{err}");
+    // Changing it; the list shows it.
+    let v: Value = serde_json::from_str(&ok(&bpfns(&[
+        "-j",
+        "ns",
+        "policy",
+        "/n",
+        "--allow-tracing",
+    ])))
+    .unwrap();
+    assert_eq!(v["policy"]["allow_tracing"], true, "{v}");
+    let list = ok(&bpfns(&["ns", "list"]));
+    let row = |name: &str| {
+        list.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} in {list}"))
+            .to_string()
+    };
+    assert!(list.lines().next().unwrap().ends_with("TRACING"), "{list}");
+    assert!(row("/").ends_with("host"), "{list}");
+    assert!(row("n").ends_with("allowed"), "{list}");
+    assert!(row("kid").ends_with("denied"), "{list}");
+    // Bad usage: both flags, or neither.
+    for args in [
+        &["ns", "policy", "/n", "--allow-tracing", "--deny-tracing"][..],
+        &["ns", "policy", "/n"][..],
+    ] {
+        assert_eq!(bpfns(args).status.code(), Some(2), "{args:?}");
+    }
+    ok(&bpfns(&["ns", "policy", "/n", "--deny-tracing"]));
+    assert!(ok(&bpfns(&["ns", "show", "/n"])).contains("tracing programs: denied"));
+}

@@ -23,7 +23,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use bpfns_model::ObjectKind;
+use bpfns_model::{ObjectKind, ProgramPolicy};
 use bpfns_proto::{
     decode, decode_len, encode, CallerInfo, ErrorBody, ErrorCode, NsInfo, ObjectInfo, Op, Outcome,
     Reply, Request, Response, StatusInfo, HEADER_LEN, MAX_REQUEST, MAX_RESPONSE,
@@ -151,8 +151,28 @@ impl Client {
         }
     }
 
+    /// Create a namespace with the default policy (no tracing programs).
     pub fn ns_create(&mut self, path: &str) -> Result<NsInfo> {
-        match self.call(Op::NsCreate { path: path.into() })? {
+        self.ns_create_with_policy(path, ProgramPolicy::DEFAULT)
+    }
+
+    /// Create a namespace with `policy`, which may not allow more than its parent's.
+    pub fn ns_create_with_policy(&mut self, path: &str, policy: ProgramPolicy) -> Result<NsInfo> {
+        match self.call(Op::NsCreate {
+            path: path.into(),
+            policy,
+        })? {
+            Reply::Namespace(n) => Ok(n),
+            r => Self::unexpected(r),
+        }
+    }
+
+    /// Change a namespace's program policy; returns the namespace as it now is.
+    pub fn ns_set_policy(&mut self, path: &str, policy: ProgramPolicy) -> Result<NsInfo> {
+        match self.call(Op::NsSetPolicy {
+            path: path.into(),
+            policy,
+        })? {
             Reply::Namespace(n) => Ok(n),
             r => Self::unexpected(r),
         }

@@ -32,6 +32,16 @@ pub struct OwnedObject {
     pub prog_id: Option<u32>,
 }
 
+/// One row of the kernel's namespace table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct NsEntry {
+    pub id: NsId,
+    pub parent: NsId,
+    pub depth: u32,
+    /// Whether its tasks may load tracing-class programs.
+    pub allow_tracing: bool,
+}
+
 /// An open handle on the pinned maps and iterators.
 #[derive(Debug)]
 pub struct Kernel {
@@ -199,6 +209,15 @@ impl Kernel {
 
     /// `(id, parent, depth)` of every namespace in the kernel's table.
     pub fn namespaces(&self) -> Result<Vec<(NsId, NsId, u32)>> {
+        Ok(self
+            .namespace_entries()?
+            .into_iter()
+            .map(|e| (e.id, e.parent, e.depth))
+            .collect())
+    }
+
+    /// Every namespace in the kernel's table with its policy, sorted by id.
+    pub fn namespace_entries(&self) -> Result<Vec<NsEntry>> {
         let mut out = Vec::new();
         for key in self.ns_table.keys() {
             let id = u32::from_ne_bytes(
@@ -213,10 +232,15 @@ impl Kernel {
             {
                 let (parent, depth) =
                     abi::parse_ns_info(&v).ok_or(KernelError::Malformed { what: "ns info" })?;
-                out.push((NsId(id), parent, depth & abi::DEPTH_MASK));
+                out.push(NsEntry {
+                    id: NsId(id),
+                    parent,
+                    depth: depth & abi::DEPTH_MASK,
+                    allow_tracing: depth & abi::NS_ALLOW_TRACING != 0,
+                });
             }
         }
-        out.sort();
+        out.sort_by_key(|e| e.id);
         Ok(out)
     }
 

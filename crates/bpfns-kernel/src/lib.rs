@@ -46,6 +46,6 @@ mod lsm_skel {
 }
 
 pub use error::{KernelError, Result};
-pub use kernel::{Kernel, OwnedObject};
+pub use kernel::{Kernel, NsEntry, OwnedObject};
 pub use layout::PinLayout;
 pub mod doctor;

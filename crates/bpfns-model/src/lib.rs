@@ -2,8 +2,9 @@
 //!
 //! This crate holds what bpfns decides, apart from how it enforces it: the namespace tree
 //! and its path names ([`Registry`], [`NsPath`], [`NsId`]), who sees which object
-//! ([`Registry::visible`], [`Visibility`]) and who may create, enter or delete which
-//! namespace ([`may_create`], [`may_enter`], [`may_delete`]). Keeping it free of syscalls,
+//! ([`Registry::visible`], [`Visibility`]), who may create, enter or delete which
+//! namespace or change its policy ([`may_create`], [`may_enter`], [`may_delete`],
+//! [`may_set_policy`]), and which program types a namespace may load ([`ProgramPolicy`]). Keeping it free of syscalls,
 //! `unsafe` and I/O lets every rule of the contract (`DESIGN.md`, "The contract") be tested
 //! exhaustively without root; the daemon and the kernel side only apply its answers.
 //!
@@ -32,12 +33,14 @@ mod id;
 mod kind;
 mod path;
 mod policy;
+mod program_policy;
 mod registry;
 mod visibility;
 
 pub use id::NsId;
 pub use kind::{ObjectKind, ParseKindError};
 pub use path::{NsPath, PathError, PathProblem, MAX_COMPONENT_LEN, MAX_DEPTH};
-pub use policy::{may_create, may_delete, may_enter, Action, Caller, Denied};
+pub use policy::{may_create, may_delete, may_enter, may_set_policy, Action, Caller, Denied};
+pub use program_policy::ProgramPolicy;
 pub use registry::{Deleted, Registry, RegistryError, Snapshot, SnapshotEntry, SnapshotError};
 pub use visibility::{ObjectRecord, Visibility};

@@ -36,6 +36,8 @@ pub enum Action {
     Enter,
     /// Delete a namespace.
     Delete,
+    /// Change a namespace's program policy.
+    SetPolicy,
 }
 
 impl fmt::Display for Action {
@@ -44,6 +46,7 @@ impl fmt::Display for Action {
             Action::Create => "create",
             Action::Enter => "enter",
             Action::Delete => "delete",
+            Action::SetPolicy => "set the policy of",
         })
     }
 }
@@ -153,6 +156,15 @@ pub fn may_delete(reg: &Registry, caller: Caller, target: NsId) -> Result<(), De
     check(reg, caller, Action::Delete, path, false)
 }
 
+/// May `caller` change the program policy of `target`? Like deleting: host privilege in the
+/// root, strict descendants elsewhere; so no namespace widens its own policy. (Whether the new
+/// policy fits between the parent's and the children's is [`Registry::set_policy`]'s
+/// business.)
+pub fn may_set_policy(reg: &Registry, caller: Caller, target: NsId) -> Result<(), Denied> {
+    let path = target_path(reg, Action::SetPolicy, target)?;
+    check(reg, caller, Action::SetPolicy, path, false)
+}
+
 fn target_path(reg: &Registry, action: Action, target: NsId) -> Result<&NsPath, Denied> {
     reg.path(target)
         .ok_or(Denied::UnknownTarget { action, target })
@@ -190,6 +202,7 @@ mod tests {
         for t in [NsId::ROOT, a, ab, abc, e] {
             assert_eq!(may_enter(&r, c, t), Ok(()));
             assert_eq!(may_delete(&r, c, t), Ok(()));
+            assert_eq!(may_set_policy(&r, c, t), Ok(()));
         }
     }
 
@@ -222,6 +235,13 @@ mod tests {
                 ..
             })
         ));
+        assert!(matches!(
+            may_set_policy(&r, c, a),
+            Err(Denied::NotHostAdmin {
+                action: Action::SetPolicy,
+                ..
+            })
+        ));
         // Staying where one is changes nothing.
         assert_eq!(may_enter(&r, c, NsId::ROOT), Ok(()));
     }
@@ -235,6 +255,8 @@ mod tests {
             assert_eq!(may_create(&r, c, &p("/a/b/new")), Ok(()));
             assert_eq!(may_delete(&r, c, ab), Ok(()));
             assert_eq!(may_delete(&r, c, abc), Ok(()));
+            assert_eq!(may_set_policy(&r, c, ab), Ok(()));
+            assert_eq!(may_set_policy(&r, c, abc), Ok(()));
             assert_eq!(may_enter(&r, c, a), Ok(()), "own namespace");
             assert_eq!(may_enter(&r, c, ab), Ok(()));
             assert_eq!(may_enter(&r, c, abc), Ok(()));
@@ -258,6 +280,14 @@ mod tests {
                     may_delete(&r, c, t),
                     Err(Denied::OutsideOwnSubtree {
                         action: Action::Delete,
+                        ..
+                    })
+                ));
+                // Not even its own: a namespace never widens itself.
+                assert!(matches!(
+                    may_set_policy(&r, c, t),
+                    Err(Denied::OutsideOwnSubtree {
+                        action: Action::SetPolicy,
                         ..
                     })
                 ));

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::NsId;
 use crate::path::{NsPath, MAX_DEPTH};
+use crate::program_policy::ProgramPolicy;
 
 /// One namespace in the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +17,8 @@ struct Node {
     parent: Option<NsId>,
     /// Children by name, so that listing them is sorted by name.
     children: BTreeMap<String, NsId>,
+    /// What its members may load; never more than the parent's.
+    policy: ProgramPolicy,
 }
 
 /// The tree of BPF namespaces (DESIGN point 1).
@@ -83,6 +86,36 @@ pub enum RegistryError {
         /// Its children, sorted by name.
         children: Vec<NsPath>,
     },
+    /// A policy would allow more than the parent's.
+    #[error(
+        "namespace {path} cannot have {policy}: its parent {parent} does not, and a \
+         namespace never allows more than its parent; change the parent's policy first"
+    )]
+    PolicyWiderThanParent {
+        /// The namespace.
+        path: NsPath,
+        /// The policy asked for.
+        policy: ProgramPolicy,
+        /// Its parent.
+        parent: NsPath,
+    },
+    /// Narrowing a policy would leave descendants allowed more than it.
+    #[error(
+        "namespace {path} cannot have {policy}: its descendants {} allow more, and a \
+         namespace never allows more than its parent; narrow them first",
+        ListPaths(descendants)
+    )]
+    PolicyNarrowerThanDescendants {
+        /// The namespace.
+        path: NsPath,
+        /// The policy asked for.
+        policy: ProgramPolicy,
+        /// The descendants whose policy is wider, in tree order.
+        descendants: Vec<NsPath>,
+    },
+    /// The root's policy was to be changed.
+    #[error("the root namespace / is the host: its policy is fixed (it may load anything the kernel allows)")]
+    RootPolicyIsFixed,
     /// The 32-bit id space is used up (ids are never reused).
     #[error(
         "namespace ids are exhausted: all {} have been used, and ids are never reused",
@@ -123,6 +156,7 @@ impl Registry {
             path: NsPath::root(),
             parent: None,
             children: BTreeMap::new(),
+            policy: ProgramPolicy::HOST,
         };
         Registry {
             nodes: BTreeMap::from([(NsId::ROOT, root)]),
@@ -131,11 +165,21 @@ impl Registry {
         }
     }
 
-    /// Creates the namespace `path` and returns its new id.
+    /// Creates the namespace `path` with the default policy ([`ProgramPolicy::DEFAULT`]) and
+    /// returns its new id.
     ///
     /// Its parent must exist and `path` must not; the depth bound ([`MAX_DEPTH`]) holds by
     /// construction of [`NsPath`].
     pub fn create(&mut self, path: &NsPath) -> Result<NsId, RegistryError> {
+        self.create_with_policy(path, ProgramPolicy::DEFAULT)
+    }
+
+    /// Like [`create`](Self::create), with `policy`, which must be within the parent's.
+    pub fn create_with_policy(
+        &mut self,
+        path: &NsPath,
+        policy: ProgramPolicy,
+    ) -> Result<NsId, RegistryError> {
         if self.by_path.contains_key(path) {
             return Err(RegistryError::AlreadyExists(path.clone()));
         }
@@ -152,6 +196,13 @@ impl Registry {
         let Some(name) = path.name() else {
             return Err(RegistryError::AlreadyExists(path.clone()));
         };
+        if !policy.is_within(self.policy(parent).unwrap_or(ProgramPolicy::DEFAULT)) {
+            return Err(RegistryError::PolicyWiderThanParent {
+                path: path.clone(),
+                policy,
+                parent: parent_path,
+            });
+        }
         // u32::MAX is never handed out, so that `next_id` always fits.
         if self.next_id == u32::MAX {
             return Err(RegistryError::IdsExhausted);
@@ -167,9 +218,55 @@ impl Registry {
                 path: path.clone(),
                 parent: Some(parent),
                 children: BTreeMap::new(),
+                policy,
             },
         );
         self.by_path.insert(path.clone(), id);
+        Ok(id)
+    }
+
+    /// The policy of namespace `id`; `None` for unknown ids.
+    pub fn policy(&self, id: NsId) -> Option<ProgramPolicy> {
+        self.nodes.get(&id).map(|n| n.policy)
+    }
+
+    /// Sets the policy of `path` and returns its id. The new policy must be within the
+    /// parent's, and no descendant's may be wider than it (narrow them first: nothing is
+    /// narrowed behind the operator's back). The root's is fixed.
+    pub fn set_policy(
+        &mut self,
+        path: &NsPath,
+        policy: ProgramPolicy,
+    ) -> Result<NsId, RegistryError> {
+        if path.is_root() {
+            return Err(RegistryError::RootPolicyIsFixed);
+        }
+        let id = self.resolve(path)?;
+        let parent = self.parent(id).unwrap_or(NsId::ROOT);
+        if !policy.is_within(self.policy(parent).unwrap_or(ProgramPolicy::DEFAULT)) {
+            return Err(RegistryError::PolicyWiderThanParent {
+                path: path.clone(),
+                policy,
+                parent: self.path(parent).cloned().unwrap_or_else(NsPath::root),
+            });
+        }
+        let descendants: Vec<NsPath> = self
+            .subtree(id)
+            .into_iter()
+            .filter(|&d| d != id)
+            .filter(|&d| self.policy(d).is_some_and(|dp| !dp.is_within(policy)))
+            .filter_map(|d| self.path(d).cloned())
+            .collect();
+        if !descendants.is_empty() {
+            return Err(RegistryError::PolicyNarrowerThanDescendants {
+                path: path.clone(),
+                policy,
+                descendants,
+            });
+        }
+        if let Some(n) = self.nodes.get_mut(&id) {
+            n.policy = policy;
+        }
         Ok(id)
     }
 
@@ -337,6 +434,7 @@ impl Registry {
                         id,
                         parent: self.parent(id)?,
                         path: p.clone(),
+                        policy: self.policy(id)?,
                     })
                 })
                 .collect(),
@@ -423,12 +521,21 @@ impl Registry {
             if let (Some(name), Some(p)) = (e.path.name(), reg.nodes.get_mut(&e.parent)) {
                 p.children.insert(name.to_owned(), e.id);
             }
+            // Parents come first, so the parent's policy is known here.
+            let outer = reg.policy(e.parent).unwrap_or(ProgramPolicy::DEFAULT);
+            if !e.policy.is_within(outer) {
+                return Err(SnapshotError::PolicyWiderThanParent {
+                    id: e.id,
+                    parent: e.parent,
+                });
+            }
             reg.nodes.insert(
                 e.id,
                 Node {
                     path: e.path.clone(),
                     parent: Some(e.parent),
                     children: BTreeMap::new(),
+                    policy: e.policy,
                 },
             );
             reg.by_path.insert(e.path.clone(), e.id);
@@ -473,6 +580,9 @@ pub struct SnapshotEntry {
     pub parent: NsId,
     /// Its path.
     pub path: NsPath,
+    /// Its program policy; absent (the default) in files written before policies existed.
+    #[serde(default, skip_serializing_if = "ProgramPolicy::is_default")]
+    pub policy: ProgramPolicy,
 }
 
 /// Why a [`Snapshot`] is not a consistent tree.
@@ -541,6 +651,17 @@ pub enum SnapshotError {
         parent: NsId,
         /// The parent's path.
         parent_path: NsPath,
+    },
+    /// An entry's policy allows more than its parent's.
+    #[error(
+        "namespace {id} in snapshot allows tracing programs but its parent {parent} does \
+         not; a namespace never allows more than its parent"
+    )]
+    PolicyWiderThanParent {
+        /// The entry's id.
+        id: NsId,
+        /// The entry's parent id.
+        parent: NsId,
     },
 }
 
@@ -892,7 +1013,97 @@ mod tests {
             id: NsId(id),
             parent: NsId(parent),
             path: p(path),
+            policy: ProgramPolicy::DEFAULT,
         }
+    }
+
+    const ALLOW: ProgramPolicy = ProgramPolicy {
+        allow_tracing: true,
+    };
+    const DENY: ProgramPolicy = ProgramPolicy::DEFAULT;
+
+    #[test]
+    fn policies_only_narrow_down_the_tree() {
+        let mut r = Registry::new();
+        assert_eq!(r.policy(NsId::ROOT), Some(ProgramPolicy::HOST));
+        let a = r.create(&p("/a")).unwrap();
+        assert_eq!(r.policy(a), Some(DENY), "new namespaces deny tracing");
+        // Below a denying parent, allowing is refused, at creation and later.
+        let err = r.create_with_policy(&p("/a/x"), ALLOW).unwrap_err();
+        assert!(
+            matches!(&err, RegistryError::PolicyWiderThanParent { parent, .. } if *parent == p("/a")),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("change the parent's policy first"),
+            "{err}"
+        );
+        assert_eq!(r.id(&p("/a/x")), None, "nothing created");
+        let ax = r.create(&p("/a/x")).unwrap();
+        assert!(matches!(
+            r.set_policy(&p("/a/x"), ALLOW),
+            Err(RegistryError::PolicyWiderThanParent { .. })
+        ));
+        assert_eq!(r.policy(ax), Some(DENY), "unchanged");
+        // Widen from the top down.
+        assert_eq!(r.set_policy(&p("/a"), ALLOW), Ok(a));
+        assert_eq!(r.set_policy(&p("/a/x"), ALLOW), Ok(ax));
+        let t = r.create_with_policy(&p("/t"), ALLOW).unwrap();
+        assert_eq!(r.policy(t), Some(ALLOW));
+        // Narrowing a parent with wider descendants is refused and names them.
+        let err = r.set_policy(&p("/a"), DENY).unwrap_err();
+        assert_eq!(
+            err,
+            RegistryError::PolicyNarrowerThanDescendants {
+                path: p("/a"),
+                policy: DENY,
+                descendants: vec![p("/a/x")],
+            }
+        );
+        assert!(err.to_string().contains("narrow them first"), "{err}");
+        assert_eq!(r.policy(a), Some(ALLOW), "unchanged");
+        // Bottom up works.
+        r.set_policy(&p("/a/x"), DENY).unwrap();
+        r.set_policy(&p("/a"), DENY).unwrap();
+        // The root's is fixed; unknown paths are named.
+        assert_eq!(
+            r.set_policy(&NsPath::root(), DENY),
+            Err(RegistryError::RootPolicyIsFixed)
+        );
+        assert_eq!(
+            r.set_policy(&p("/nope"), DENY),
+            Err(RegistryError::NotFound(p("/nope")))
+        );
+    }
+
+    #[test]
+    fn policies_survive_snapshots_and_old_files_read_as_deny() {
+        let mut r = Registry::new();
+        r.create_with_policy(&p("/a"), ALLOW).unwrap();
+        r.create_with_policy(&p("/a/b"), ALLOW).unwrap();
+        r.create(&p("/c")).unwrap();
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            json.contains(r#""policy":{"allow_tracing":true}"#),
+            "{json}"
+        );
+        let back: Registry = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.policy(back.id(&p("/a/b")).unwrap()), Some(ALLOW));
+        // A file from before policies: every namespace denies tracing.
+        let old = r#"{"format":1,"next_id":2,"namespaces":[{"id":1,"parent":0,"path":"/a"}]}"#;
+        let back: Registry = serde_json::from_str(old).unwrap();
+        assert_eq!(back.policy(NsId(1)), Some(DENY));
+        // A damaged file where a child allows more than its parent is refused.
+        let mut child = entry(2, 1, "/a/b");
+        child.policy = ALLOW;
+        assert_eq!(
+            load(3, vec![entry(1, 0, "/a"), child]),
+            Err(SnapshotError::PolicyWiderThanParent {
+                id: NsId(2),
+                parent: NsId(1)
+            })
+        );
     }
 
     fn load(next_id: u32, entries: Vec<SnapshotEntry>) -> Result<Registry, SnapshotError> {

@@ -1,6 +1,6 @@
 //! Requests and responses.
 
-use bpfns_model::{NsId, ObjectKind};
+use bpfns_model::{NsId, ObjectKind, ProgramPolicy};
 use serde::{Deserialize, Serialize};
 
 /// A request: `{"v": 1, "seq": 7, "op": "ns_create", "path": "/a"}`.
@@ -31,8 +31,16 @@ impl Request {
 pub enum Op {
     /// Who am I, as the daemon sees me (kernel facts only), and what does it run.
     Hello,
-    /// Create a namespace; its parent must exist.
-    NsCreate { path: String },
+    /// Create a namespace; its parent must exist. Its program policy (default: no tracing
+    /// programs) may not allow more than its parent's.
+    NsCreate {
+        path: String,
+        #[serde(default, skip_serializing_if = "ProgramPolicy::is_default")]
+        policy: ProgramPolicy,
+    },
+    /// Change a namespace's program policy: within its parent's, and not narrower than any
+    /// descendant's. Host root for any namespace; a member for strict descendants of its own.
+    NsSetPolicy { path: String, policy: ProgramPolicy },
     /// Delete a namespace without member tasks or children; its objects move to the parent.
     NsDelete { path: String },
     /// The namespaces visible to the caller (its own and below), as a tree in pre-order.
@@ -204,6 +212,9 @@ pub struct NsInfo {
     /// at `/sys/fs/bpf` for members).
     #[serde(default)]
     pub bpffs: String,
+    /// What its members may load beyond the default.
+    #[serde(default)]
+    pub policy: ProgramPolicy,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

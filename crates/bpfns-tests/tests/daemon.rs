@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
-use bpfns_model::ObjectKind;
+use bpfns_model::{ObjectKind, ProgramPolicy};
 use bpfns_proto::ErrorCode;
 use bpfns_tests::{require_kernel, Helper, TestDaemon};
 
@@ -354,4 +354,101 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     }
     // Nothing changed, and the daemon still serves.
     assert_eq!(tree(&d), before);
+}
+
+/// A task of `ns` loads a raw tracepoint program and link: `Ok` with the task (holding the
+/// link) and the link's id, or `Err` saying how the kernel refused it (EPERM from BPF LSM
+/// where it runs, else the backstop's SIGKILL).
+fn load_tracing_in(d: &TestDaemon, ns: &str) -> Result<(Helper, u32), String> {
+    let mut h = Helper::spawn(&["create", "rawtp-link"]);
+    d.client().enter(ns, h.pid).unwrap();
+    h.go();
+    match h.maybe("id") {
+        Some(id) => Ok((h, id.parse().unwrap())),
+        None => {
+            let status = h.finish();
+            if bpfns_tests::killed(status) {
+                Err("killed".into())
+            } else if status.code() == Some(2) {
+                Err("refused".into())
+            } else {
+                panic!("the helper in {ns} ended unexpectedly: {status}");
+            }
+        }
+    }
+}
+
+/// Per-namespace program policy: tracing programs only where the policy allows them, set at
+/// creation or later, effective at once, never wider than the parent, changed only from
+/// above, and kept across a restart.
+#[test]
+fn namespace_policy_decides_tracing_programs_and_only_narrows() {
+    require_kernel!();
+    let d = TestDaemon::start("ns-policy");
+    let mut c = d.client();
+    let allow = ProgramPolicy {
+        allow_tracing: true,
+    };
+    let deny = ProgramPolicy::DEFAULT;
+    let t = c.ns_create_with_policy("/t", allow).unwrap();
+    assert_eq!(t.policy, allow);
+    let n = c.ns_create("/n").unwrap();
+    assert_eq!(n.policy, deny, "new namespaces deny tracing programs");
+
+    // The kernel applies it: /t's tasks may, /n's may not.
+    let (holder, link) = load_tracing_in(&d, "/t").expect("a task of /t loads a tracing program");
+    assert_eq!(c.show(ObjectKind::Link, link).unwrap().namespace, "/t");
+    holder.finish();
+    assert!(load_tracing_in(&d, "/n").is_err());
+    // Changed later, effective at once, both ways.
+    assert_eq!(c.ns_set_policy("/n", allow).unwrap().policy, allow);
+    load_tracing_in(&d, "/n").expect("allowed after the change");
+    c.ns_set_policy("/t", deny).unwrap();
+    assert!(
+        load_tracing_in(&d, "/t").is_err(),
+        "denied after the change"
+    );
+
+    // Never wider than the parent: refused at creation and later, nothing changed.
+    fn code<T>(r: Result<T, bpfns_client::ClientError>) -> Option<ErrorCode> {
+        r.err().and_then(|e| e.code())
+    }
+    assert_eq!(
+        code(c.ns_create_with_policy("/t/kid", allow)),
+        Some(ErrorCode::Conflict)
+    );
+    assert!(c.ns_list().unwrap().iter().all(|n| n.path != "/t/kid"));
+    c.ns_create("/t/kid").unwrap();
+    assert_eq!(
+        code(c.ns_set_policy("/t/kid", allow)),
+        Some(ErrorCode::Conflict)
+    );
+    // Narrowing a parent below a descendant's is refused too.
+    c.ns_create_with_policy("/n/kid", allow).unwrap();
+    let err = c.ns_set_policy("/n", deny).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Conflict));
+    assert!(err.to_string().contains("/n/kid"), "{err}");
+    assert_eq!(c.ns_show("/n").unwrap().policy, allow);
+    // The root's is fixed.
+    assert_eq!(code(c.ns_set_policy("/", deny)), Some(ErrorCode::Denied));
+
+    // Only from above: a member, even host root, cannot widen its own namespace.
+    assert_eq!(
+        as_member(&d, Some("/t"), &["ns-policy", "/t", "allow"]),
+        Err("Denied".to_string())
+    );
+    assert_eq!(c.ns_show("/t").unwrap().policy, deny);
+    // ... but may set its descendants' within its own.
+    as_member(&d, Some("/n"), &["ns-policy", "/n/kid", "deny"]).unwrap();
+    assert_eq!(c.ns_show("/n/kid").unwrap().policy, deny);
+
+    // A restart keeps policies, in the registry and in the kernel.
+    drop(c);
+    let (dir, layout) = d.stop();
+    let d = TestDaemon::start_at(dir, layout, false);
+    let mut c = d.client();
+    assert_eq!(c.ns_show("/n").unwrap().policy, allow);
+    assert_eq!(c.ns_show("/t").unwrap().policy, deny);
+    load_tracing_in(&d, "/n").expect("still allowed after a restart");
+    assert!(load_tracing_in(&d, "/t").is_err());
 }

@@ -1703,6 +1703,21 @@ fn scene_daemon(m: &mut Matrix) {
             judge(&["delete/s", "delete/t", "delete/"], true),
         );
         m.set(
+            "allow tracing programs to itself, a sibling, the root, or a child or new child \
+             beyond its own policy",
+            level,
+            judge(
+                &[
+                    "policy/t",
+                    "policy/s",
+                    "policy/",
+                    "policy/t/kid",
+                    "create-wider/t/rt_w",
+                ],
+                true,
+            ),
+        );
+        m.set(
             "move itself or a child into the parent or a sibling",
             level,
             judge(

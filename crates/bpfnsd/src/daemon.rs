@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use bpfns_kernel::doctor::Layer;
 use bpfns_kernel::Kernel;
 use bpfns_model::{
-    may_create, may_delete, may_enter, NsId, NsPath, ObjectKind, Registry, RegistryError,
-    Visibility,
+    may_create, may_delete, may_enter, may_set_policy, NsId, NsPath, ObjectKind, ProgramPolicy,
+    Registry, RegistryError, Visibility,
 };
 use bpfns_proto::{
     CallerInfo, ErrorCode, NsInfo, ObjectCounts, ObjectInfo, Op, Reply, Request, Response,
@@ -45,10 +45,11 @@ impl From<RegistryError> for Failure {
             RegistryError::NotFound { .. } | RegistryError::ParentMissing { .. } => {
                 ErrorCode::NotFound
             }
-            RegistryError::AlreadyExists { .. } | RegistryError::HasChildren { .. } => {
-                ErrorCode::Conflict
-            }
-            RegistryError::RootIsPermanent => ErrorCode::Denied,
+            RegistryError::AlreadyExists { .. }
+            | RegistryError::HasChildren { .. }
+            | RegistryError::PolicyWiderThanParent { .. }
+            | RegistryError::PolicyNarrowerThanDescendants { .. } => ErrorCode::Conflict,
+            RegistryError::RootIsPermanent | RegistryError::RootPolicyIsFixed => ErrorCode::Denied,
             _ => ErrorCode::Internal,
         };
         Self::new(code, e.to_string())
@@ -149,33 +150,36 @@ impl Daemon {
         let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let reg = self.reg();
         let mut notes = Vec::new();
-        let want: HashMap<NsId, (NsId, u32)> = reg
+        // id -> (parent, depth, allow_tracing)
+        let want: HashMap<NsId, (NsId, u32, bool)> = reg
             .kernel_parent_table()
             .into_iter()
-            .map(|(id, p, d)| (id, (p, d)))
+            .map(|(id, p, d)| {
+                let tracing = reg.policy(id).is_some_and(|x| x.allow_tracing);
+                (id, (p, d, tracing))
+            })
             .collect();
-        let have = self.kernel.namespaces().map_err(Failure::internal)?;
-        for (id, p, d) in &have {
-            match want.get(id) {
-                Some(&(wp, wd)) if wp == *p && wd == *d => {}
-                Some(_) => {}
-                None => {
-                    self.kernel
-                        .remove_namespace(*id)
-                        .map_err(Failure::internal)?;
-                    notes.push(format!(
-                        "removed namespace {id} from the kernel table (not in the registry)"
-                    ));
-                }
+        let have: HashMap<NsId, (NsId, u32, bool)> = self
+            .kernel
+            .namespace_entries()
+            .map_err(Failure::internal)?
+            .into_iter()
+            .map(|e| (e.id, (e.parent, e.depth, e.allow_tracing)))
+            .collect();
+        for id in have.keys() {
+            if !want.contains_key(id) {
+                self.kernel
+                    .remove_namespace(*id)
+                    .map_err(Failure::internal)?;
+                notes.push(format!(
+                    "removed namespace {id} from the kernel table (not in the registry)"
+                ));
             }
         }
-        for (id, (p, d)) in &want {
-            if !have
-                .iter()
-                .any(|(hid, hp, hd)| hid == id && hp == p && hd == d)
-            {
+        for (id, w @ (p, d, tracing)) in &want {
+            if have.get(id) != Some(w) {
                 self.kernel
-                    .set_namespace(*id, *p, *d)
+                    .set_namespace_policy(*id, *p, *d, *tracing)
                     .map_err(Failure::internal)?;
                 notes.push(format!("restored namespace {id} in the kernel table"));
             }
@@ -247,9 +251,13 @@ impl Daemon {
                     vec![],
                 ))
             }
-            Op::NsCreate { path } => {
+            Op::NsCreate { path, policy } => {
                 no_fds(&fds)?;
-                self.ns_create(caller, &path)
+                self.ns_create(caller, &path, policy)
+            }
+            Op::NsSetPolicy { path, policy } => {
+                no_fds(&fds)?;
+                self.ns_set_policy(caller, &path, policy)
             }
             Op::NsDelete { path } => {
                 no_fds(&fds)?;
@@ -332,7 +340,7 @@ impl Daemon {
         id.ok_or_else(|| Failure::new(ErrorCode::NotFound, format!("no namespace {p}")))
     }
 
-    fn ns_create(&self, caller: &Caller, path: &str) -> Answer {
+    fn ns_create(&self, caller: &Caller, path: &str, policy: ProgramPolicy) -> Answer {
         let p = Self::parse_path(path)?;
         let g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let (id, parent, depth) = {
@@ -341,7 +349,7 @@ impl Daemon {
                 may_create(&reg, caller.policy(), &p)?;
                 reg.clone()
             };
-            let id = next.create(&p)?;
+            let id = next.create_with_policy(&p, policy)?;
             let (parent, depth) = (
                 next.parent(id).unwrap_or(NsId::ROOT),
                 next.depth(id).unwrap_or(0),
@@ -351,11 +359,38 @@ impl Daemon {
             (id, parent, depth)
         };
         self.kernel
-            .set_namespace(id, parent, depth)
+            .set_namespace_policy(id, parent, depth, policy.allow_tracing)
             .map_err(Failure::internal)?;
         self.bpffs.ensure(id).map_err(Failure::internal)?;
-        tracing::info!(namespace = %p, %id, caller = caller.pid, "created namespace");
+        tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, "created namespace");
         // Counting objects and members walks every object and task: not under `changes`.
+        drop(g);
+        let info = self.ns_infos(&[id])?.pop().ok_or_else(|| {
+            Failure::new(ErrorCode::NotFound, format!("{p} was deleted meanwhile"))
+        })?;
+        Ok((Reply::Namespace(info), vec![]))
+    }
+
+    fn ns_set_policy(&self, caller: &Caller, path: &str, policy: ProgramPolicy) -> Answer {
+        let p = Self::parse_path(path)?;
+        let g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let id = self.visible_ns(caller, path)?;
+        let mut next = {
+            let reg = self.reg();
+            may_set_policy(&reg, caller.policy(), id)?;
+            reg.clone()
+        };
+        next.set_policy(&p, policy)?;
+        let (parent, depth) = (
+            next.parent(id).unwrap_or(NsId::ROOT),
+            next.depth(id).unwrap_or(0),
+        );
+        // Durable first: if we crash after this, reconcile() finishes the kernel part.
+        self.commit(next)?;
+        self.kernel
+            .set_namespace_policy(id, parent, depth, policy.allow_tracing)
+            .map_err(Failure::internal)?;
+        tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, "set namespace policy");
         drop(g);
         let info = self.ns_infos(&[id])?.pop().ok_or_else(|| {
             Failure::new(ErrorCode::NotFound, format!("{p} was deleted meanwhile"))
@@ -478,6 +513,7 @@ impl Daemon {
                     objects: counts.get(&id).copied().unwrap_or_default(),
                     members: members.get(&id).copied().unwrap_or(0),
                     bpffs: self.bpffs.path(id).display().to_string(),
+                    policy: reg.policy(id).unwrap_or_default(),
                 })
             })
             .collect())

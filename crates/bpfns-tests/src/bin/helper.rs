@@ -289,6 +289,15 @@ fn client(args: &[String]) {
             .map(|fd| format!("fd{}", sysbpf::raw(&fd)))),
         "ns-create" => out(c.ns_create(&a(2)).map(|n| n.path)),
         "ns-delete" => out(c.ns_delete(&a(2)).map(|(to, n)| format!("{n}->{to}"))),
+        // ns-policy PATH allow|deny
+        "ns-policy" => out(c
+            .ns_set_policy(
+                &a(2),
+                bpfns_model::ProgramPolicy {
+                    allow_tracing: a(3) == "allow",
+                },
+            )
+            .map(|n| format!("{}:{}", n.path, n.policy))),
         "enter-self" => out(c
             .enter(&a(2), std::process::id() as i32)
             .map(|()| "entered".into())),

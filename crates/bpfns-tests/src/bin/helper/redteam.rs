@@ -1131,6 +1131,21 @@ fn client_attacks(sock: &str, foreign_map: &str) {
             c.ns_delete(p).map(|(to, n)| format!("{n}->{to}")),
         );
     }
+    // Widen its own namespace's program policy, a sibling's, or a child's beyond its own.
+    let allow = bpfns_model::ProgramPolicy {
+        allow_tracing: true,
+    };
+    for p in ["/t", "/s", "/", "/t/kid"] {
+        show(
+            &format!("policy{p}"),
+            c.ns_set_policy(p, allow)
+                .map(|n| format!("{}:{}", n.path, n.policy)),
+        );
+    }
+    show(
+        "create-wider/t/rt_w",
+        c.ns_create_with_policy("/t/rt_w", allow).map(|n| n.path),
+    );
     let me = std::process::id() as i32;
     for p in ["/", "/s", "/t/kid"] {
         show(

@@ -64,6 +64,9 @@ else
     "$BIN/bpfns" ns list >/dev/null || { echo "bpfnsd did not start; see $LOG" >&2; tail -20 "$LOG" >&2; exit 1; }
     echo "bpfnsd is running (pid $(pgrep -n -x bpfnsd)), serving $SOCKET"
 fi
+echo
+# Which layers enforce on this kernel (BPF LSM only where the kernel runs BPF LSM programs).
+show bpfns status
 
 section "5. Two tenants, two namespaces"
 for ns in "$A" "$B"; do

@@ -444,6 +444,9 @@ impl Daemon {
                 ),
             ));
         }
+        // Records of objects already freed (tools probe features with short-lived objects)
+        // would inflate the count of moved objects: drop them first.
+        self.kernel.collect_garbage().map_err(Failure::internal)?;
         let moved = self
             .kernel
             .reassign(id, parent)

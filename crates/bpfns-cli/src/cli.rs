@@ -166,6 +166,7 @@ pub enum NsCmd {
     /// iterator programs, LSM, struct_ops, ext: they can read kernel memory) unless
     /// --allow-tracing is given, which its parent must allow too.
     Create {
+        /// The new namespace, e.g. /tenant-a or /tenant-a/ci.
         path: String,
         /// Let members load tracing-class programs (the parent must allow them too).
         #[arg(long)]
@@ -175,8 +176,10 @@ pub enum NsCmd {
     ///
     /// A namespace never allows more than its parent: widen from the top down, narrow from
     /// the bottom up. Host root may change any namespace but the root; a member only the
-    /// namespaces below its own. Takes effect at once for every member task.
+    /// namespaces below its own. Takes effect at once for every member task's next program
+    /// load; narrowing does not unload tracing programs members loaded before.
     Policy {
+        /// The namespace, e.g. /tenant-a.
         path: String,
         /// Let members load tracing-class programs.
         #[arg(

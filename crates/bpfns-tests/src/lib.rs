@@ -259,6 +259,8 @@ impl TestDaemon {
             pin_root: layout.root().to_path_buf(),
             ns_bpffs_dir: dir.join("ns"),
             socket_mode: 0o666,
+            // Often, so that the tests run it concurrently with everything else.
+            gc_interval_secs: 1,
         };
         // Clean up if starting fails half-way.
         let guard = CleanupOnDrop(dir.clone(), layout.clone());
@@ -277,6 +279,7 @@ impl TestDaemon {
             .unwrap_or_else(|f| panic!("reconcile: {}", f.message));
         let daemon = std::sync::Arc::new(daemon);
         bpfnsd::supervisor::install(&daemon);
+        bpfnsd::Daemon::spawn_collector(&daemon, Duration::from_secs(config.gc_interval_secs));
         let (listener, _) =
             bpfnsd::server::listen(&config.socket, config.socket_mode).expect("listening");
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

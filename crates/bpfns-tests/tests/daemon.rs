@@ -463,3 +463,40 @@ fn namespace_policy_decides_tracing_programs_and_only_narrows() {
     load_tracing_in(&d, "/n").expect("still allowed after a restart");
     assert!(load_tracing_in(&d, "/t").is_err());
 }
+
+/// bpfnsd drops the ownership records of freed objects by itself (every second in tests):
+/// kernels without BPF LSM have no hook at free, and the records would pile up.
+#[test]
+fn records_of_freed_objects_are_collected_without_being_asked() {
+    require_kernel!();
+    let d = TestDaemon::start("gc");
+    d.client().ns_create("/g").unwrap();
+    let (h, prog) = create_in(&d, "/g", "prog");
+    let recorded = |k: &bpfns_kernel::Kernel| {
+        k.ownership_records()
+            .unwrap()
+            .iter()
+            .any(|(kind, id, _)| *kind == ObjectKind::Prog && *id == prog)
+    };
+    assert!(recorded(&d.daemon().kernel), "prog {prog} has a record");
+    h.finish();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while recorded(&d.daemon().kernel) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the record of freed prog {prog} is still there after 15 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let st = d.client().status().unwrap();
+    let collected = st
+        .counters
+        .iter()
+        .find(|(n, _)| n == "records_collected")
+        .map(|(_, v)| *v)
+        .expect("records_collected in status");
+    if bpfns_kernel::lsm::kernel_allows().is_err() {
+        // No free hook here: bpfnsd's collector dropped it.
+        assert!(collected >= 1, "{:?}", st.counters);
+    }
+}

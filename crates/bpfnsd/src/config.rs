@@ -15,6 +15,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/bpfns/bpfnsd.toml";
 /// pin_root = "/sys/fs/bpf/bpfns"
 /// ns_bpffs_dir = "/run/bpfns/ns"
 /// socket_mode = 0o666
+/// gc_interval_secs = 60
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -30,6 +31,11 @@ pub struct Config {
     /// Permissions of the socket. Everybody may connect: callers are authorised by kernel
     /// facts about them, not by file permissions.
     pub socket_mode: u32,
+    /// Every this many seconds, drop the ownership records of objects that no longer exist
+    /// (0: never). Kernels without BPF LSM have no hook that runs when an object is freed,
+    /// so without this the records of short-lived objects (tools create some to probe
+    /// features) would pile up until the ownership map is full.
+    pub gc_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -40,6 +46,7 @@ impl Default for Config {
             pin_root: PathBuf::from(bpfns_kernel::layout::DEFAULT_PIN_ROOT),
             ns_bpffs_dir: PathBuf::from("/run/bpfns/ns"),
             socket_mode: 0o666,
+            gc_interval_secs: 60,
         }
     }
 }

@@ -89,6 +89,8 @@ pub struct Daemon {
     /// Serialises namespace changes (registry + database + kernel table + bpffs).
     changes: Mutex<()>,
     sink: RwLock<Option<Arc<dyn ListenerSink>>>,
+    /// Ownership records dropped by [`Daemon::collect_garbage`] since start.
+    collected: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -118,7 +120,42 @@ impl Daemon {
             init_userns,
             changes: Mutex::new(()),
             sink: RwLock::new(None),
+            collected: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Drop the ownership records of objects that no longer exist; how many. Under the
+    /// change lock, so that it never interleaves with a deletion moving records.
+    pub fn collect_garbage(&self) -> Result<usize, Failure> {
+        let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let n = self.kernel.collect_garbage().map_err(Failure::internal)?;
+        self.collected
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Run [`Daemon::collect_garbage`] every `interval` on a thread of its own, for as long
+    /// as the daemon exists (the thread holds it only while collecting). A zero interval
+    /// starts nothing.
+    pub fn spawn_collector(daemon: &Arc<Daemon>, interval: std::time::Duration) {
+        if interval.is_zero() {
+            return;
+        }
+        let weak = Arc::downgrade(daemon);
+        let spawned = std::thread::Builder::new()
+            .name("bpfns-gc".into())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                let Some(d) = weak.upgrade() else { return };
+                match d.collect_garbage() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(records = n, "dropped records of freed objects"),
+                    Err(f) => tracing::warn!("collecting ownership records: {}", f.message),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the record collector: {e}");
+        }
     }
 
     /// Who serves supervised listeners.
@@ -446,7 +483,9 @@ impl Daemon {
         }
         // Records of objects already freed (tools probe features with short-lived objects)
         // would inflate the count of moved objects: drop them first.
-        self.kernel.collect_garbage().map_err(Failure::internal)?;
+        let collected = self.kernel.collect_garbage().map_err(Failure::internal)?;
+        self.collected
+            .fetch_add(collected as u64, std::sync::atomic::Ordering::Relaxed);
         let moved = self
             .kernel
             .reassign(id, parent)
@@ -741,6 +780,10 @@ impl Daemon {
             .into_iter()
             .map(|(n, v)| (n.to_string(), v))
             .collect();
+        counters.push((
+            "records_collected".to_string(),
+            self.collected.load(std::sync::atomic::Ordering::Relaxed),
+        ));
         // bpfnsd's own allocations (not what its allocator merely keeps): leaks show here.
         if let Some(b) = bpfns_sys::process::heap_in_use() {
             counters.push(("bpfnsd_heap_in_use_bytes".to_string(), b));

@@ -63,6 +63,10 @@ pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(),
     }
     let daemon = Arc::new(daemon);
     crate::supervisor::install(&daemon);
+    Daemon::spawn_collector(
+        &daemon,
+        std::time::Duration::from_secs(config.gc_interval_secs),
+    );
     let (listener, origin) = listen(&config.socket, config.socket_mode)?;
     tracing::info!(socket = %config.socket.display(), ?origin, "serving");
     ready();

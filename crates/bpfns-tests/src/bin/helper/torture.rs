@@ -53,6 +53,7 @@ fn daemon(dir: &Path, pin_root: &Path) {
         pin_root: pin_root.to_path_buf(),
         ns_bpffs_dir: dir.join("ns"),
         socket_mode: 0o666,
+        gc_interval_secs: 1,
     };
     if let Err(e) = bpfnsd::start::run(config, false, || say("ready=1")) {
         fail(&format!("bpfnsd: {e}"));

@@ -124,10 +124,11 @@ impl Daemon {
         })
     }
 
-    /// Drop the ownership records of objects that no longer exist; how many. Under the
-    /// change lock, so that it never interleaves with a deletion moving records.
+    /// Drop the ownership records of objects that no longer exist; how many. Not under the
+    /// change lock (it walks every object, and namespace changes queue behind that lock): a
+    /// deletion moving records meanwhile can at worst re-create the record of an object
+    /// freed meanwhile, which the next collection drops.
     pub fn collect_garbage(&self) -> Result<usize, Failure> {
-        let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let n = self.kernel.collect_garbage().map_err(Failure::internal)?;
         self.collected
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
@@ -400,11 +401,12 @@ impl Daemon {
             .map_err(Failure::internal)?;
         self.bpffs.ensure(id).map_err(Failure::internal)?;
         tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, "created namespace");
-        // Counting objects and members walks every object and task: not under `changes`.
+        // A new namespace owns nothing and has no members (ids are never reused, and tasks
+        // enter only through later requests): no need to walk every object and task.
+        let info = self
+            .ns_info(&self.reg(), id, ObjectCounts::default(), 0)
+            .ok_or_else(|| Failure::internal(format!("{p} is missing right after its creation")))?;
         drop(g);
-        let info = self.ns_infos(&[id])?.pop().ok_or_else(|| {
-            Failure::new(ErrorCode::NotFound, format!("{p} was deleted meanwhile"))
-        })?;
         Ok((Reply::Namespace(info), vec![]))
     }
 
@@ -443,6 +445,15 @@ impl Daemon {
                 "the root namespace cannot be deleted",
             ));
         }
+        // Records of objects already freed (tools probe features with short-lived objects)
+        // would inflate the count of moved objects: drop them first, before queueing for
+        // the change lock (the walk is not needed under it), and only for a caller that may
+        // delete (checked again under the lock).
+        // (Resolve first: visible_ns takes the registry's read lock itself, and a second read
+        // lock while a writer waits would deadlock.)
+        let early = self.visible_ns(caller, path)?;
+        may_delete(&self.reg(), caller.policy(), early)?;
+        self.collect_garbage()?;
         let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let (id, parent, parent_path) = {
             let id = self.visible_ns(caller, path)?;
@@ -481,11 +492,6 @@ impl Daemon {
                 ),
             ));
         }
-        // Records of objects already freed (tools probe features with short-lived objects)
-        // would inflate the count of moved objects: drop them first.
-        let collected = self.kernel.collect_garbage().map_err(Failure::internal)?;
-        self.collected
-            .fetch_add(collected as u64, std::sync::atomic::Ordering::Relaxed);
         let moved = self
             .kernel
             .reassign(id, parent)
@@ -543,22 +549,38 @@ impl Daemon {
         Ok(ids
             .iter()
             .filter_map(|&id| {
-                let path = reg.path(id)?;
-                Some(NsInfo {
-                    path: path.to_string(),
+                self.ns_info(
+                    &reg,
                     id,
-                    parent: reg
-                        .parent(id)
-                        .and_then(|p| reg.path(p))
-                        .map(|p| p.to_string()),
-                    depth: reg.depth(id).unwrap_or(0),
-                    objects: counts.get(&id).copied().unwrap_or_default(),
-                    members: members.get(&id).copied().unwrap_or(0),
-                    bpffs: self.bpffs.path(id).display().to_string(),
-                    policy: reg.policy(id).unwrap_or_default(),
-                })
+                    counts.get(&id).copied().unwrap_or_default(),
+                    members.get(&id).copied().unwrap_or(0),
+                )
             })
             .collect())
+    }
+
+    /// One namespace's info with the given counts; `None` if `id` is unknown.
+    fn ns_info(
+        &self,
+        reg: &Registry,
+        id: NsId,
+        objects: ObjectCounts,
+        members: u32,
+    ) -> Option<NsInfo> {
+        let path = reg.path(id)?;
+        Some(NsInfo {
+            path: path.to_string(),
+            id,
+            parent: reg
+                .parent(id)
+                .and_then(|p| reg.path(p))
+                .map(|p| p.to_string()),
+            depth: reg.depth(id).unwrap_or(0),
+            objects,
+            members,
+            bpffs: self.bpffs.path(id).display().to_string(),
+            policy: reg.policy(id).unwrap_or_default(),
+        })
     }
 
     fn enter(&self, caller: &Caller, path: &str, pid: i32) -> Answer {

@@ -209,6 +209,9 @@ const OPS: [(u64, &str); 8] = [
     (99, "ns_create+delete"),
 ];
 
+/// How long a load client waits for one answer before it counts an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// `load-clients SOCK NS N MS`: N client threads, each with its own connection to bpfnsd,
 /// all connected before any sends, then mixed requests back to back for MS milliseconds.
 /// Prints `clients=N requests=R errors=E secs=S p50_us=.. p99_us=.. max_us=..`; the first
@@ -245,6 +248,12 @@ pub fn load_clients(args: &[String]) {
                 .spawn(move || {
                     let c = bpfns_client::Client::connect(&socket);
                     ready.wait();
+                    // A stuck bpfnsd fails the round instead of hanging it.
+                    let c = c.and_then(|mut c| {
+                        c.set_timeout(Some(REQUEST_TIMEOUT))
+                            .map_err(|e| bpfns_client::ClientError::Protocol(e.to_string()))?;
+                        Ok(c)
+                    });
                     let mut c = match c {
                         Ok(c) => c,
                         Err(e) => {
@@ -289,10 +298,20 @@ pub fn load_clients(args: &[String]) {
                         lat.push((op as u8, start.elapsed().as_micros() as u32));
                         if let Err(e) = r {
                             errors += 1;
+                            let took = start.elapsed();
+                            let what = if took >= REQUEST_TIMEOUT {
+                                format!("no answer within {REQUEST_TIMEOUT:?} (bpfnsd stuck?): {e}")
+                            } else {
+                                e.to_string()
+                            };
                             first_error
                                 .lock()
                                 .unwrap_or_else(|e| e.into_inner())
-                                .get_or_insert(e.to_string());
+                                .get_or_insert(what);
+                            if took >= REQUEST_TIMEOUT {
+                                // The connection is out of step now.
+                                break;
+                            }
                         }
                     }
                     (lat, errors)

@@ -64,6 +64,29 @@ impl From<bpfns_model::Denied> for Failure {
 
 type Answer = Result<(Reply, Vec<OwnedFd>), Failure>;
 
+#[cfg(debug_assertions)]
+thread_local! {
+    /// Registry read guards alive on this thread (see [`Daemon::reg`]).
+    static REGISTRY_READS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// A read guard on the registry, counted per thread in debug builds (see [`Daemon::reg`]).
+struct RegistryRead<'a>(std::sync::RwLockReadGuard<'a, Registry>);
+
+impl std::ops::Deref for RegistryRead<'_> {
+    type Target = Registry;
+    fn deref(&self) -> &Registry {
+        &self.0
+    }
+}
+
+impl Drop for RegistryRead<'_> {
+    fn drop(&mut self) {
+        #[cfg(debug_assertions)]
+        REGISTRY_READS.with(|n| n.set(0));
+    }
+}
+
 /// Something that serves a seccomp listener for the daemon (the supervisor).
 pub trait ListenerSink: Send + Sync {
     /// Start answering the notifications of `listener`, which supervises process `pid`;
@@ -178,8 +201,21 @@ impl Daemon {
         Ok(())
     }
 
-    fn reg(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
-        self.registry.read().unwrap_or_else(|e| e.into_inner())
+    /// The registry, read-locked. At most one such guard per thread: std's RwLock deadlocks
+    /// when a thread read-locks twice while a writer waits (a bug that once hid in one
+    /// statement of `ns_delete`), so debug builds — the tests — panic on the second read.
+    fn reg(&self) -> RegistryRead<'_> {
+        #[cfg(debug_assertions)]
+        REGISTRY_READS.with(|n| {
+            assert_eq!(
+                n.get(),
+                0,
+                "the registry is read-locked twice on one thread: this deadlocks when a writer \
+                 waits in between"
+            );
+            n.set(1);
+        });
+        RegistryRead(self.registry.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Make the kernel's namespace table and the bpffs instances match the stored registry

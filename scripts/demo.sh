@@ -23,16 +23,9 @@ trap 'echo; echo "demo.sh: FAILED at line $LINENO (see the output above; bpfnsd 
 section "1. Setting up the machine (scripts/setup.sh)"
 bash scripts/setup.sh
 
-# Under sudo, root's PATH lacks the invoking user's ~/.cargo/bin: look there too.
-if ! command -v cargo >/dev/null 2>&1; then
-    for h in "${HOME:-/root}" "$(getent passwd "${SUDO_USER:-}" 2>/dev/null | cut -d: -f6)"; do
-        if [ -n "$h" ] && [ -x "$h/.cargo/bin/cargo" ]; then
-            export PATH="$h/.cargo/bin:$PATH"
-            if [ -z "${RUSTUP_HOME:-}" ] && [ -d "$h/.rustup" ]; then export RUSTUP_HOME="$h/.rustup"; fi
-            break
-        fi
-    done
-fi
+# shellcheck source=lib/cargo-path.sh
+. scripts/lib/cargo-path.sh
+find_cargo || true
 
 section "2. Building (cargo build --release)"
 cargo build --release --bin bpfns --bin bpfnsd

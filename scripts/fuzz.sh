@@ -28,15 +28,9 @@ ALL_TARGETS=(proto_request proto_response supervisor_attr proc_text)
 say() { printf 'fuzz: %s\n' "$*"; }
 die() { printf 'fuzz: error: %s\n' "$*" >&2; exit 1; }
 
-# Under sudo, root's PATH lacks the invoking user's ~/.cargo/bin: look there too.
-if ! command -v cargo >/dev/null 2>&1; then
-    for h in "${HOME:-/root}" "$(getent passwd "${SUDO_USER:-}" 2>/dev/null | cut -d: -f6)"; do
-        if [ -n "$h" ] && [ -x "$h/.cargo/bin/cargo" ]; then
-            export PATH="$h/.cargo/bin:$PATH"
-            break
-        fi
-    done
-fi
+# shellcheck source=lib/cargo-path.sh
+. scripts/lib/cargo-path.sh
+find_cargo || true
 command -v cargo >/dev/null 2>&1 || die "cargo not found"
 
 export RUSTC_BOOTSTRAP=1

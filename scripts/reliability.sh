@@ -18,15 +18,9 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "reliability.sh: error: run as root (sudo scripts/reliability.sh ...): the suites load BPF programs and start bpfnsd." >&2
     exit 1
 fi
-# Under sudo, root's PATH lacks the invoking user's ~/.cargo/bin: look there too.
-if ! command -v cargo >/dev/null 2>&1; then
-    for h in "${HOME:-/root}" "$(getent passwd "${SUDO_USER:-}" 2>/dev/null | cut -d: -f6)"; do
-        if [ -n "$h" ] && [ -x "$h/.cargo/bin/cargo" ]; then
-            export PATH="$h/.cargo/bin:$PATH"
-            break
-        fi
-    done
-fi
+# shellcheck source=lib/cargo-path.sh
+. scripts/lib/cargo-path.sh
+find_cargo || true
 
 mode=${1:-}
 case $mode in

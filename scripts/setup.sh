@@ -64,19 +64,8 @@ else
 fi
 
 # ---- Rust toolchain -----------------------------------------------------------------------
-# Under sudo, root's PATH lacks the invoking user's ~/.cargo/bin: look there too.
-find_cargo() {
-    command -v cargo >/dev/null 2>&1 && return 0
-    local h
-    for h in "${HOME:-/root}" "$(getent passwd "${SUDO_USER:-}" 2>/dev/null | cut -d: -f6)"; do
-        if [ -n "$h" ] && [ -x "$h/.cargo/bin/cargo" ]; then
-            export PATH="$h/.cargo/bin:$PATH"
-            if [ -z "${RUSTUP_HOME:-}" ] && [ -d "$h/.rustup" ]; then export RUSTUP_HOME="$h/.rustup"; fi
-            return 0
-        fi
-    done
-    return 1
-}
+# shellcheck source=lib/cargo-path.sh
+. scripts/lib/cargo-path.sh
 
 find_cargo || die "no Rust toolchain (cargo) found: install Rust $MIN_RUST or newer, e.g. from https://rustup.rs, then run this again"
 version=$(cargo --version | awk '{print $2}')

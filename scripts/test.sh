@@ -20,16 +20,9 @@ fi
 step "setup: build and test dependencies (scripts/setup.sh)"
 bash scripts/setup.sh || { echo "FAILED: setup"; exit 1; }
 
-# Under sudo, root's PATH lacks the invoking user's ~/.cargo/bin: look there too.
-if ! command -v cargo >/dev/null 2>&1; then
-    for h in "${HOME:-/root}" "$(getent passwd "${SUDO_USER:-}" 2>/dev/null | cut -d: -f6)"; do
-        if [ -n "$h" ] && [ -x "$h/.cargo/bin/cargo" ]; then
-            export PATH="$h/.cargo/bin:$PATH"
-            if [ -z "${RUSTUP_HOME:-}" ] && [ -d "$h/.rustup" ]; then export RUSTUP_HOME="$h/.rustup"; fi
-            break
-        fi
-    done
-fi
+# shellcheck source=lib/cargo-path.sh
+. scripts/lib/cargo-path.sh
+find_cargo || true
 
 failed=()
 # check NAME DESCRIPTION COMMAND...

@@ -59,14 +59,9 @@ die() { printf 'vm: error: %s\n' "$*" >&2; exit 1; }
 t_start=$SECONDS
 lap() { printf '%ss' "$((SECONDS - $1))"; }
 
-if ! command -v cargo >/dev/null 2>&1; then
-    for h in "${HOME:-/root}" "$(getent passwd "${SUDO_USER:-}" 2>/dev/null | cut -d: -f6)"; do
-        if [ -n "$h" ] && [ -x "$h/.cargo/bin/cargo" ]; then
-            export PATH="$h/.cargo/bin:$PATH"
-            break
-        fi
-    done
-fi
+# shellcheck source=../lib/cargo-path.sh
+. scripts/lib/cargo-path.sh
+find_cargo || true
 for c in cargo cc strip dpkg-deb apt-get; do
     command -v "$c" >/dev/null 2>&1 || die "$c is missing (scripts/setup.sh installs what the lane needs)"
 done

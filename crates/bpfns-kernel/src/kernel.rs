@@ -435,14 +435,16 @@ impl Kernel {
     pub fn program_ids(&self) -> Result<Vec<(&'static str, u32)>> {
         LINKS
             .iter()
-            .map(|name| {
-                let path = self.layout.link(name);
-                let fd = sysbpf::obj_get(&path)
-                    .map_err(KernelError::sys(format!("opening {}", path.display())))?;
-                let info: sysbpf::bpf_link_info = sysbpf::info(&fd)
-                    .map_err(KernelError::sys(format!("info of {}", path.display())))?;
-                Ok((*name, info.prog_id))
-            })
+            .map(|name| Ok((*name, pinned_link_prog_id(&self.layout.link(name))?)))
             .collect()
     }
+}
+
+/// The id of the program behind the link pinned at `path`.
+pub(crate) fn pinned_link_prog_id(path: &std::path::Path) -> Result<u32> {
+    let fd =
+        sysbpf::obj_get(path).map_err(KernelError::sys(format!("opening {}", path.display())))?;
+    let info: sysbpf::bpf_link_info =
+        sysbpf::info(&fd).map_err(KernelError::sys(format!("info of {}", path.display())))?;
+    Ok(info.prog_id)
 }

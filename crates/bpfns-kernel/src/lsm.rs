@@ -606,12 +606,8 @@ pub fn program_ids(layout: &PinLayout) -> Result<Vec<(String, u32)>> {
     pinned_links(layout)
         .into_iter()
         .map(|name| {
-            let path = layout.link(&name);
-            let fd = sysbpf::obj_get(&path)
-                .map_err(KernelError::sys(format!("opening {}", path.display())))?;
-            let info: sysbpf::bpf_link_info = sysbpf::info(&fd)
-                .map_err(KernelError::sys(format!("info of {}", path.display())))?;
-            Ok((name, info.prog_id))
+            let id = crate::kernel::pinned_link_prog_id(&layout.link(&name))?;
+            Ok((name, id))
         })
         .collect()
 }

@@ -196,13 +196,7 @@ impl Registry {
         let Some(name) = path.name() else {
             return Err(RegistryError::AlreadyExists(path.clone()));
         };
-        if !policy.is_within(self.policy(parent).unwrap_or(ProgramPolicy::DEFAULT)) {
-            return Err(RegistryError::PolicyWiderThanParent {
-                path: path.clone(),
-                policy,
-                parent: parent_path,
-            });
-        }
+        self.check_within_parent(path, parent, policy)?;
         // u32::MAX is never handed out, so that `next_id` always fits.
         if self.next_id == u32::MAX {
             return Err(RegistryError::IdsExhausted);
@@ -225,6 +219,23 @@ impl Registry {
         Ok(id)
     }
 
+    /// `policy` for `path`, whose parent is `parent`, allows nothing the parent does not.
+    fn check_within_parent(
+        &self,
+        path: &NsPath,
+        parent: NsId,
+        policy: ProgramPolicy,
+    ) -> Result<(), RegistryError> {
+        if policy.is_within(self.policy(parent).unwrap_or(ProgramPolicy::DEFAULT)) {
+            return Ok(());
+        }
+        Err(RegistryError::PolicyWiderThanParent {
+            path: path.clone(),
+            policy,
+            parent: self.path(parent).cloned().unwrap_or_else(NsPath::root),
+        })
+    }
+
     /// The policy of namespace `id`; `None` for unknown ids.
     pub fn policy(&self, id: NsId) -> Option<ProgramPolicy> {
         self.nodes.get(&id).map(|n| n.policy)
@@ -242,14 +253,7 @@ impl Registry {
             return Err(RegistryError::RootPolicyIsFixed);
         }
         let id = self.resolve(path)?;
-        let parent = self.parent(id).unwrap_or(NsId::ROOT);
-        if !policy.is_within(self.policy(parent).unwrap_or(ProgramPolicy::DEFAULT)) {
-            return Err(RegistryError::PolicyWiderThanParent {
-                path: path.clone(),
-                policy,
-                parent: self.path(parent).cloned().unwrap_or_else(NsPath::root),
-            });
-        }
+        self.check_within_parent(path, self.parent(id).unwrap_or(NsId::ROOT), policy)?;
         let descendants: Vec<NsPath> = self
             .subtree(id)
             .into_iter()

@@ -403,7 +403,10 @@ impl Kernel {
         }
         let mut removed = 0;
         for (kind, id, _) in records {
-            if !live.contains(&(kind, id)) {
+            // Not in the listing; confirm by id before dropping the record (opening it fails
+            // with ENOENT only once the object is gone), so that an object the listing missed
+            // never loses its owner.
+            if !live.contains(&(kind, id)) && sysbpf::fd_by_id(kind, id).is_err() {
                 self.set_owner(kind, id, NsId::ROOT)?;
                 removed += 1;
             }

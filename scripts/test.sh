@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bpfns's whole test suite, as CI runs it (.ci/run):
-#   setup (scripts/setup.sh), cargo fmt --check, cargo clippy -D warnings, cargo test --workspace,
-#   a fuzzing smoke run (scripts/fuzz.sh smoke),
+#   setup (scripts/setup.sh), cargo fmt --check, cargo clippy -D warnings, cargo test --workspace
+#   (every test binary runs even when an earlier one fails), the location-sensitive tests from a
+#   fresh clone under a 0700 directory (scripts/clone-check.sh), a fuzzing smoke run
+#   (scripts/fuzz.sh smoke),
 #   and the VM lane (scripts/vm/run.sh: Debian 6.1 with/without BPF LSM, 6.12; BPFNS_SKIP_VM=1 skips).
 # Run it as root: the kernel tests load BPF programs for real (without root they are skipped,
 # so this script refuses to run unless BPFNS_TEST_UNPRIVILEGED=1 says that is intended).
@@ -58,7 +60,9 @@ format_check() {
 check format "cargo fmt --all --check" format_check
 check lint "cargo clippy --workspace --all-targets -- -D warnings" \
     cargo clippy --workspace --all-targets -- -D warnings
-check tests "cargo test --workspace" cargo test --workspace
+check tests "cargo test --workspace --no-fail-fast" cargo test --workspace --no-fail-fast
+check clone "from a fresh clone in a 0700 directory (scripts/clone-check.sh)" \
+    bash scripts/clone-check.sh
 # Fuzzing smoke run (docs/reliability.md): each target 30 s on the committed corpus.
 check fuzz "fuzz smoke (scripts/fuzz.sh smoke)" bash scripts/fuzz.sh smoke
 # The VM lane (docs/vm.md): kernel tests on Debian's 6.1 kernel with and without BPF LSM, and on
@@ -71,7 +75,7 @@ fi
 
 echo
 if [ ${#failed[@]} -eq 0 ]; then
-    echo "==> all passed: format, lint, tests, fuzz, vm"
+    echo "==> all passed: format, lint, tests, clone, fuzz, vm"
     exit 0
 fi
 echo "==> FAILED: ${failed[*]}"

@@ -29,7 +29,7 @@ finish() {
 }
 
 . /etc/bpfns-vm/env
-export BPFNS_TEST_HELPER=/bin/bpfns-test-helper RUST_BACKTRACE=1
+export BPFNS_TEST_HELPER=/bin/bpfns-test-helper BPFNS_CLI=/usr/bin/bpfns RUST_BACKTRACE=1
 echo "==> vm: $BPFNS_VM_LABEL: kernel $(uname -r), $(nproc) cpu, lsm=$(cat /sys/kernel/security/lsm)"
 echo "==> vm: cmdline: $(cat /proc/cmdline)"
 

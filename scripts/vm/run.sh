@@ -107,13 +107,13 @@ if [ "${BPFNS_VM_SKIP_BUILD:-}" != 1 ]; then
         strip -o "$BIN/$n" "$exe"
     done
     strip -o "$BIN/bpfns-test-helper" "$CARGO_OUT/$TARGET/debug/bpfns-test-helper"
-    # The CLI's tests run `bpfns` from the absolute path cargo compiled into them
-    # (CARGO_BIN_EXE_bpfns): keep the binary and that path, to install it there in the VM.
+    # The CLI's tests run `bpfns`; in the VM they find it through $BPFNS_CLI (init.sh), not at
+    # the path cargo compiled into them, which may lie where the VM mounts a tmpfs (/tmp).
     cli=$(grep '"reason":"compiler-artifact"' "$json" | grep '"name":"bpfns"' |
         grep '"kind":\["bin"\]' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+    rm -f "$BIN/bpfns.path"
     if [ -n "$cli" ]; then
         strip -o "$BIN/bpfns" "$cli"
-        printf '%s\n' "$cli" >"$BIN/bpfns.path"
     fi
     cc -static -Os -o "$BIN/vm-exit" $HERE/vm-exit.c || die "building vm-exit failed"
     say "binaries built ($(lap $t))"
@@ -145,9 +145,9 @@ make_initramfs() { # LABEL OUT TESTS
     copy_host unshare
     copy_host setpriv
     if needs_cli "$3"; then
-        [ -x "$BIN/bpfns" ] && [ -s "$BIN/bpfns.path" ] ||
+        [ -x "$BIN/bpfns" ] ||
             die "the bpfns CLI binary is missing from $BIN (build without BPFNS_VM_SKIP_BUILD)"
-        install -D "$BIN/bpfns" "$STAGE$(cat "$BIN/bpfns.path")"
+        install -D "$BIN/bpfns" "$STAGE/usr/bin/bpfns"
         copy_host bpftool
     fi
     {

@@ -9,7 +9,17 @@ use std::time::{Duration, Instant};
 use bpfns_kernel::layout::{LINKS, MAPS};
 use serde_json::Value;
 
-const BPFNS: &str = env!("CARGO_BIN_EXE_bpfns");
+/// The CLI under test (see [`bpfns_tests::cli_path`]).
+static BPFNS_PATH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    bpfns_tests::cli_path(env!("CARGO_BIN_EXE_bpfns"))
+        .to_string_lossy()
+        .into_owned()
+});
+
+/// [`BPFNS_PATH`] as a `&str`, for argument lists.
+fn bpfns() -> &'static str {
+    BPFNS_PATH.as_str()
+}
 
 fn skip_reason() -> Option<&'static str> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -47,7 +57,7 @@ impl Drop for Cleanup {
         for p in &self.extra_pins {
             let _ = std::fs::remove_file(p);
         }
-        let _ = Command::new(BPFNS)
+        let _ = Command::new(bpfns())
             .args(["kernel", "unload", "--pin-root"])
             .arg(&self.pin_root)
             .output();
@@ -61,7 +71,7 @@ struct Cli {
 
 impl Cli {
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BPFNS);
+        let mut c = Command::new(bpfns());
         // No daemon answers here: the object commands read this test's pins directly.
         c.env("BPFNS_SOCKET", "/nonexistent/bpfns-clitest.sock");
         c.arg("--pin-root").arg(&self.pin_root).args(args);

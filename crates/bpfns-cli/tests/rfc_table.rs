@@ -14,7 +14,17 @@ use bpfns_model::ObjectKind;
 use bpfns_tests::{require_kernel, TestDaemon};
 use serde_json::Value;
 
-const BPFNS: &str = env!("CARGO_BIN_EXE_bpfns");
+/// The CLI under test (see [`bpfns_tests::cli_path`]).
+static BPFNS_PATH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    bpfns_tests::cli_path(env!("CARGO_BIN_EXE_bpfns"))
+        .to_string_lossy()
+        .into_owned()
+});
+
+/// [`BPFNS_PATH`] as a `&str`, for argument lists.
+fn bpfns() -> &'static str {
+    BPFNS_PATH.as_str()
+}
 
 fn have(tool: &str) -> bool {
     Command::new(tool).arg("--version").output().is_ok()
@@ -30,7 +40,7 @@ enum Who {
 }
 
 fn exec(d: &TestDaemon, ns: &str, who: Who, cmd: &[&str]) -> Output {
-    let mut c = Command::new(BPFNS);
+    let mut c = Command::new(bpfns());
     c.arg("--socket").arg(&d.socket).args(["exec", ns, "--"]);
     if let Who::CapBpfOnly = who {
         c.args([
@@ -249,7 +259,7 @@ fn rfc_table(who: Who) {
         "/a",
         who,
         &[
-            BPFNS,
+            bpfns(),
             "--socket",
             w.d.socket.to_str().unwrap(),
             "-j",
@@ -307,13 +317,13 @@ fn exec_returns_the_commands_status_and_refuses_bad_input() {
         "/s",
         Who::HostRoot,
         &[
-            BPFNS,
+            bpfns(),
             "--socket",
             &sock,
             "exec",
             "/s/deeper",
             "--",
-            BPFNS,
+            bpfns(),
             "--socket",
             &sock,
             "-j",
@@ -331,7 +341,7 @@ fn exec_returns_the_commands_status_and_refuses_bad_input() {
         &d,
         "/s",
         Who::HostRoot,
-        &[BPFNS, "--socket", &sock, "exec", "/t", "--", "true"],
+        &[bpfns(), "--socket", &sock, "exec", "/t", "--", "true"],
     );
     assert!(!o.status.success(), "a member entered a sibling namespace");
 }
@@ -343,7 +353,7 @@ fn status_names_the_layers_that_run_and_counts_supervised_members() {
     d.client().ns_create("/s").unwrap();
     let sock = d.socket.to_str().unwrap().to_string();
     let status = |extra: &[&str]| {
-        Command::new(BPFNS)
+        Command::new(bpfns())
             .args(["--socket", &sock])
             .args(extra)
             .arg("status")
@@ -364,7 +374,7 @@ fn status_names_the_layers_that_run_and_counts_supervised_members() {
         &d,
         "/s",
         Who::HostRoot,
-        &[BPFNS, "--socket", &sock, "-j", "status"],
+        &[bpfns(), "--socket", &sock, "-j", "status"],
     ));
     let v: Value = serde_json::from_str(&inner).unwrap();
     assert_eq!(v["supervised_listeners"], 1, "{v}");
@@ -374,7 +384,7 @@ fn status_names_the_layers_that_run_and_counts_supervised_members() {
         "{text}"
     );
     // No daemon: the error names the socket and how to start bpfnsd.
-    let o = Command::new(BPFNS)
+    let o = Command::new(bpfns())
         .args(["--socket", "/nonexistent/bpfns.sock", "status"])
         .output()
         .unwrap();
@@ -389,7 +399,7 @@ fn ns_policy_from_the_cli() {
     let d = TestDaemon::start("cli-policy");
     let sock = d.socket.to_str().unwrap().to_string();
     let bpfns = |args: &[&str]| {
-        Command::new(BPFNS)
+        Command::new(bpfns())
             .args(["--socket", &sock])
             .args(args)
             .output()

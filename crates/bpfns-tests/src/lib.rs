@@ -108,19 +108,77 @@ impl Drop for TempPin {
 /// How long to wait for a helper's line before failing (never hang the suite).
 const LINE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Where cargo put `bpfns-test-helper`: beside the `deps/` folder of the running test.
+/// Where cargo put `bpfns-test-helper` (beside the `deps/` folder of the running test), as a
+/// path every uid can execute ([`reachable_exe`]): the red-team suite runs it as uid 1000.
 pub fn helper_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("BPFNS_TEST_HELPER") {
-        return p.into();
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(p) = std::env::var_os("BPFNS_TEST_HELPER") {
+            return p.into();
+        }
+        let exe = std::env::current_exe().expect("current_exe");
+        let dir = exe.parent().expect("test binary has a folder");
+        let dir = if dir.ends_with("deps") {
+            dir.parent().expect("target profile folder")
+        } else {
+            dir
+        };
+        reachable_exe(&dir.join("bpfns-test-helper"))
+    })
+    .clone()
+}
+
+/// The `bpfns` CLI for the CLI's tests: `$BPFNS_CLI` if set (the VM lane installs it in the
+/// VM), else `built` (the path cargo compiled into the test), made reachable by every uid.
+pub fn cli_path(built: &str) -> PathBuf {
+    match std::env::var_os("BPFNS_CLI") {
+        Some(p) => p.into(),
+        None => reachable_exe(std::path::Path::new(built)),
     }
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().expect("test binary has a folder");
-    let dir = if dir.ends_with("deps") {
-        dir.parent().expect("target profile folder")
-    } else {
-        dir
-    };
-    dir.join("bpfns-test-helper")
+}
+
+/// `exe` itself if every uid can reach and run it; else a copy that every uid can run, under
+/// `/tmp/bpfns-test-bin/` (a clone under a 0700 directory such as `/root` or a fresh `mktemp
+/// -d` is out of reach for the tests' uid 1000 and user-namespace processes). The copy is
+/// named after the original's path, size and modification time, so a rebuild gets a new one.
+pub fn reachable_exe(exe: &std::path::Path) -> PathBuf {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let everyone_may_run = exe.ancestors().skip(1).all(|d| {
+        d.as_os_str().is_empty()
+            || std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0)
+    }) && std::fs::metadata(exe)
+        .is_ok_and(|m| m.permissions().mode() & 0o001 != 0);
+    if everyone_may_run {
+        return exe.to_path_buf();
+    }
+    let meta = std::fs::metadata(exe)
+        .unwrap_or_else(|e| panic!("{}: {e} (build it first: cargo build)", exe.display()));
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (exe, meta.len(), meta.mtime(), meta.mtime_nsec()).hash(&mut h);
+    let top = PathBuf::from("/tmp/bpfns-test-bin");
+    let dir = top.join(format!("{:016x}", h.finish()));
+    let name = exe.file_name().expect("an executable has a name");
+    let copy = dir.join(name);
+    if copy.exists() {
+        return copy;
+    }
+    for d in [&top, &dir] {
+        let _ = std::fs::create_dir(d);
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+    }
+    // Copied under a private name and renamed, so that concurrent tests never run a half copy.
+    let tmp = dir.join(format!(
+        ".{}.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::copy(exe, &tmp).unwrap_or_else(|e| panic!("copying {}: {e}", exe.display()));
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{}: {e}", tmp.display()));
+    std::fs::rename(&tmp, &copy).unwrap_or_else(|e| panic!("{}: {e}", copy.display()));
+    copy
 }
 
 /// A running `bpfns-test-helper`.

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The suite must pass from wherever a user clones bpfns. This step clones the committed tree
+# (HEAD) into a fresh 0700 `mktemp -d` directory, under a folder whose name has a space, and
+# runs there the tests that depend on where the build lives: the red-team scene whose
+# columns run the test helper as uid 1000 and in user namespaces, and the CLI's end-to-end
+# test, which runs `bpfns` and bpftool in members. The clone reuses this tree's build
+# (target/ is copied), so only bpfns's own crates are rebuilt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+src=$PWD
+# shellcheck source=lib/cargo-path.sh
+. scripts/lib/cargo-path.sh
+find_cargo || true
+
+top=$(mktemp -d)
+trap 'rm -rf "$top"' EXIT
+chmod 0700 "$top"
+dest="$top/a clone/bpfns"
+mkdir -p "$top/a clone"
+git clone -q "$src" "$dest"
+echo "clone-check: cloned $(git -C "$dest" rev-parse --short HEAD) into $dest (parent mode $(stat -c %a "$top"))"
+if [ -d "$src/target" ]; then
+    cp -a "$src/target" "$dest/target"
+fi
+cd "$dest"
+BPFNS_REDTEAM=ids cargo test -q -p bpfns-tests --test redteam -- --nocapture
+cargo test -q -p bpfns-cli --test rfc_table

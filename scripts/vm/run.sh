@@ -15,7 +15,7 @@
 #
 # Environment:
 #   BPFNS_VM_CACHE         downloads and unpacked packages (default ~/.cache/bpfns-vm)
-#   BPFNS_VM_TESTS         test binaries to run (default "doctor kernel_side lsm daemon cli";
+#   BPFNS_VM_TESTS         test binaries to run (default "doctor kernel_side listing lsm daemon cli";
 #                          the names of integration tests of bpfns-tests, bpfns-kernel and
 #                          bpfns-cli; cli and rfc_table bring the `bpfns` CLI and the host's
 #                          bpftool)
@@ -32,7 +32,7 @@ HERE=scripts/vm
 
 CACHE=${BPFNS_VM_CACHE:-${HOME:-/root}/.cache/bpfns-vm}
 export BPFNS_VM_CACHE=$CACHE
-TESTS=${BPFNS_VM_TESTS:-doctor kernel_side lsm daemon cli}
+TESTS=${BPFNS_VM_TESTS:-doctor kernel_side listing lsm daemon cli}
 TIMEOUT=${BPFNS_VM_TIMEOUT:-900}
 MEM=${BPFNS_VM_MEM:-1024}
 JOBS=${BPFNS_VM_JOBS:-$(nproc)}

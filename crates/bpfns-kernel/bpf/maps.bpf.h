@@ -62,7 +62,7 @@ static __always_inline __u32 owner_of(__u32 kind, __u32 id)
 	return o ? o->ns : BPFNS_ROOT;
 }
 
-/* Is an object owned by `owner` visible from namespace `viewer`? (DESIGN point 4) */
+/* Is an object owned by `owner` visible from namespace `viewer`? (contract point (docs/design.md) 4) */
 static __always_inline bool visible(__u32 viewer, __u32 owner)
 {
 	if (viewer == BPFNS_ROOT)

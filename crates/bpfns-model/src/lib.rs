@@ -5,7 +5,7 @@
 //! ([`Registry::visible`], [`Visibility`]), who may create, enter or delete which
 //! namespace or change its policy ([`may_create`], [`may_enter`], [`may_delete`],
 //! [`may_set_policy`]), and which program types a namespace may load ([`ProgramPolicy`]). Keeping it free of syscalls,
-//! `unsafe` and I/O lets every rule of the contract (`DESIGN.md`, "The contract") be tested
+//! `unsafe` and I/O lets every rule of the contract (docs/design.md, "The contract") be tested
 //! exhaustively without root; the daemon and the kernel side only apply its answers.
 //!
 //! ```

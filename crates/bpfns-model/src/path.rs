@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// How deep namespaces may nest below the root (the root is depth 0). DESIGN point 1 bounds
+/// How deep namespaces may nest below the root (the root is depth 0). contract point (docs/design.md) 1 bounds
 /// the tree so that kernel-side ancestry walks have a fixed, verifier-friendly loop bound.
 pub const MAX_DEPTH: u32 = 32;
 

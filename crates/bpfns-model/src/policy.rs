@@ -1,4 +1,4 @@
-//! Who may create, enter and delete namespaces (DESIGN point 7), as pure functions.
+//! Who may create, enter and delete namespaces (contract point (docs/design.md) 7), as pure functions.
 //!
 //! The rules:
 //! - A caller in the root namespace needs host privilege ([`Caller::host_admin`]); with it,
@@ -6,7 +6,7 @@
 //! - A caller in any other namespace may create and delete only strict descendants of its
 //!   own namespace, and enter only its own namespace or a descendant, whatever its
 //!   capabilities, host `CAP_SYS_ADMIN` included. Entering only narrows, and a namespace
-//!   cannot widen itself (DESIGN points 6 and 7).
+//!   cannot widen itself (contract points (docs/design.md) 6 and 7).
 //! - Entering the namespace one is already in changes nothing, so it is always allowed.
 //! - Unknown namespaces fail closed: denied.
 
@@ -23,7 +23,7 @@ pub struct Caller {
     /// The namespace the calling task is in.
     pub ns: NsId,
     /// Whether the caller holds `CAP_SYS_ADMIN` in the initial user namespace.
-    /// Capabilities held only inside a user namespace never count (DESIGN point 7).
+    /// Capabilities held only inside a user namespace never count (contract point (docs/design.md) 7).
     pub host_admin: bool,
 }
 

@@ -3,7 +3,7 @@
 //! Tracing-class programs (kprobes, tracepoints, tracing and iterator programs, LSM,
 //! struct_ops, ext) can read kernel memory and list every BPF object, so namespaces are
 //! created without them. A namespace may be given them, but never more than its parent has
-//! ("narrowing only", DESIGN point 7): the root (the host) has everything, and a namespace
+//! ("narrowing only", contract point (docs/design.md) 7): the root (the host) has everything, and a namespace
 //! allowed tracing can only be under namespaces allowed tracing.
 
 use std::fmt;

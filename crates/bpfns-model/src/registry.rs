@@ -21,7 +21,7 @@ struct Node {
     policy: ProgramPolicy,
 }
 
-/// The tree of BPF namespaces (DESIGN point 1).
+/// The tree of BPF namespaces (contract point (docs/design.md) 1).
 ///
 /// The root (`/`, [`NsId::ROOT`]) always exists. The registry only holds the tree; it knows
 /// nothing of tasks or objects. The daemon checks that a namespace has no member tasks
@@ -45,7 +45,7 @@ pub struct Deleted {
     /// The id of the deleted namespace; it will never be handed out again.
     pub id: NsId,
     /// Its parent: the new owner of whatever objects the deleted namespace still owned
-    /// (DESIGN point 10; re-tagging them is the daemon's job).
+    /// (contract point (docs/design.md) 10; re-tagging them is the daemon's job).
     pub parent: NsId,
 }
 
@@ -400,7 +400,7 @@ impl Registry {
         a == b || self.ancestors(b).contains(&a)
     }
 
-    /// Whether an object owned by `owner` is visible from `viewer` (DESIGN point 4): from its
+    /// Whether an object owned by `owner` is visible from `viewer` (contract point (docs/design.md) 4): from its
     /// owner namespace and every ancestor of it, and from nowhere else.
     ///
     /// Fails closed: an object whose owner is unknown to the registry (say, a stale tag left

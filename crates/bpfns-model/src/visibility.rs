@@ -1,4 +1,4 @@
-//! Filtering object lists down to what a viewer may see (DESIGN point 4).
+//! Filtering object lists down to what a viewer may see (contract point (docs/design.md) 4).
 
 use std::collections::BTreeSet;
 

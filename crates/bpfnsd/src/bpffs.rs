@@ -1,4 +1,4 @@
-//! Each namespace's own bpffs instance (DESIGN point 8).
+//! Each namespace's own bpffs instance (contract point (docs/design.md) 8).
 //!
 //! Every `mount -t bpf` is a new, empty instance. Namespace `N` gets one at
 //! `<ns_bpffs_dir>/<id>`; `bpfns exec` bind-mounts it over `/sys/fs/bpf` in the member's

@@ -4,7 +4,7 @@
 //! From it: the namespace (its kernel task tag), its capabilities (`/proc/<pid>/status`,
 //! read and then checked against the still-live pidfd) and its user namespace. Capabilities
 //! count for host-level decisions only when the caller is in the initial user namespace:
-//! a user namespace bypasses nothing (DESIGN point 7).
+//! a user namespace bypasses nothing (contract point (docs/design.md) 7).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -114,7 +114,7 @@ impl Caller {
         self.userns == self.init_userns && self.has(CAP_SYS_ADMIN)
     }
 
-    /// CAP_BPF (or CAP_SYS_ADMIN) in the caller's own user namespace (DESIGN point 5).
+    /// CAP_BPF (or CAP_SYS_ADMIN) in the caller's own user namespace (contract point (docs/design.md) 5).
     pub fn cap_bpf(&self) -> bool {
         self.has(CAP_BPF) || self.has(CAP_SYS_ADMIN)
     }

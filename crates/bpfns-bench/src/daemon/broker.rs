@@ -3,7 +3,7 @@
 //!
 //! It runs in a child process (this binary, hidden `load` subcommand) so that the daemon can
 //! tag it into a namespace before it starts (`enter`: the client is then a namespace member
-//! using the direct API, DESIGN point 5), and so that its threads do not share a file table
+//! using the direct API, contract point (docs/design.md) 5), and so that its threads do not share a file table
 //! with the controller.
 
 use std::io::{BufRead, BufReader, Write};

@@ -423,7 +423,7 @@ pub fn next_visible(visible: &[u32], start: u32) -> Option<u32> {
 }
 
 /// Whether a caller with effective set `eff` (in its own user namespace) may list object ids
-/// and turn them into fds: `CAP_BPF` or `CAP_SYS_ADMIN` (DESIGN point 5).
+/// and turn them into fds: `CAP_BPF` or `CAP_SYS_ADMIN` (contract point (docs/design.md) 5).
 pub fn may_use_ids(eff: bpfns_sys::caps::CapabilitySet) -> bool {
     use bpfns_sys::caps::CapabilitySet as C;
     eff.intersects(C::BPF | C::SYS_ADMIN)

@@ -16,7 +16,7 @@
 //! | `TASK_FD_QUERY` | run for the caller (its pid translated from its pid namespace); `ENOENT` if the program is invisible |
 //!
 //! Listing and opening need `CAP_BPF` or `CAP_SYS_ADMIN` in the caller's own user namespace
-//! (DESIGN point 5); without, `EPERM`, as the kernel answers an unprivileged caller.
+//! (contract point (docs/design.md) 5); without, `EPERM`, as the kernel answers an unprivileged caller.
 //!
 //! Rules every answer follows: the caller's attr is read once (at most `sizeof(union
 //! bpf_attr)` bytes, zero-padded, checked like the kernel's `CHECK_ATTR`); every read of the

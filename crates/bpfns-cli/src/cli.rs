@@ -211,7 +211,15 @@ pub enum KernelCmd {
     Load,
 
     /// Detach the kernel side and remove its pins. Tags and ownership records are lost.
-    Unload,
+    ///
+    /// Refused while the kernel side is in use — a bpfnsd serves it (on --socket), or its
+    /// namespace table or task tags are not empty — since that switches enforcement off
+    /// for every namespace member; stop bpfnsd first, or pass --force.
+    Unload {
+        /// Unload even while it is in use (with a warning).
+        #[arg(long)]
+        force: bool,
+    },
 
     /// Whether the kernel side is loaded, with its programs, counters, namespace table and
     /// number of ownership records.

@@ -2,7 +2,7 @@
 //! write its namespace table and task tags directly.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use bpfns_kernel::lsm::LsmStatus;
@@ -127,7 +127,9 @@ impl Render for UnloadView {
     }
 }
 
-pub fn unload(direct: &Direct) -> Result<UnloadView> {
+/// Unload the kernel side at `direct`'s pin root; refused while it is in use (a bpfnsd on
+/// `socket` serves it, or it holds namespaces or member tasks) unless `force`.
+pub fn unload(direct: &Direct, socket: &Path, force: bool) -> Result<UnloadView> {
     require_root()?;
     let layout = direct.layout();
     let root = layout.root();
@@ -139,12 +141,61 @@ pub fn unload(direct: &Direct) -> Result<UnloadView> {
             root.display()
         );
     }
+    let users = users_of(direct, socket);
+    if !users.is_empty() {
+        let why = users.join("; ");
+        if !force {
+            bail!(
+                "refusing to unload the kernel side at {}: {why}. Unloading switches \
+                 enforcement off for every namespace member and loses their tags and ownership \
+                 records; stop bpfnsd first (systemctl stop bpfnsd), or pass --force",
+                root.display()
+            );
+        }
+        tracing::warn!(
+            "unloading the kernel side at {} although it is in use ({why}): enforcement is \
+             off until it is loaded again",
+            root.display()
+        );
+    }
     let r = loader::unload(layout)
         .with_context(|| format!("unloading the kernel side at {}", layout.root().display()))?;
     Ok(UnloadView {
         pin_root: layout.root().to_path_buf(),
         removed: r.removed,
     })
+}
+
+/// Who uses the kernel side: a bpfnsd serving it on `socket`, namespaces in its table,
+/// member tasks. Empty when nothing does (or it is not loaded).
+fn users_of(direct: &Direct, socket: &Path) -> Vec<String> {
+    let mut users = Vec::new();
+    let root = direct.layout().root();
+    if let Ok(mut c) = bpfns_client::Client::connect(socket) {
+        let _ = c.set_timeout(Some(std::time::Duration::from_secs(5)));
+        if let Ok(st) = c.status() {
+            if Path::new(&st.pin_root) == root {
+                users.push(format!("bpfnsd serves it on {}", socket.display()));
+            }
+        }
+    }
+    if !loader::is_loaded(direct.layout()) {
+        return users;
+    }
+    if let Ok(k) = Kernel::open(direct.layout()) {
+        if let Ok(ns) = k.namespace_entries() {
+            if !ns.is_empty() {
+                users.push(format!("{} namespace(s) are in its table", ns.len()));
+            }
+        }
+        if let Ok(tasks) = k.tagged_tasks() {
+            let members = tasks.iter().filter(|t| t.ns != NsId::ROOT).count();
+            if members > 0 {
+                users.push(format!("{members} member task(s) are tagged"));
+            }
+        }
+    }
+    users
 }
 
 // ---- status ----------------------------------------------------------------------------------

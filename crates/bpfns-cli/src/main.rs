@@ -99,7 +99,9 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Doctor => doctor_cmd::run(format),
         Command::Kernel(k) => match k {
             KernelCmd::Load => emit(format, &kernel_cmd::load(&direct)?).map(|()| 0),
-            KernelCmd::Unload => emit(format, &kernel_cmd::unload(&direct)?).map(|()| 0),
+            KernelCmd::Unload { force } => {
+                emit(format, &kernel_cmd::unload(&direct, &cli.socket, *force)?).map(|()| 0)
+            }
             KernelCmd::Status => {
                 let s = kernel_cmd::status(&direct)?;
                 emit(format, &s)?;

@@ -58,7 +58,7 @@ impl Drop for Cleanup {
             let _ = std::fs::remove_file(p);
         }
         let _ = Command::new(bpfns())
-            .args(["kernel", "unload", "--pin-root"])
+            .args(["kernel", "unload", "--force", "--pin-root"])
             .arg(&self.pin_root)
             .output();
         let _ = std::fs::remove_dir_all(&self.pin_root);
@@ -419,9 +419,19 @@ fn cli_against_the_kernel() {
     let err = cli.fails(&["kernel", "unload", "--pin-root", "/tmp"], 1);
     assert!(err.contains("not on a bpffs mount"), "{err}");
 
-    // Unload.
+    // Unload: refused while the kernel side is in use (namespaces in its table), since that
+    // switches enforcement off for their members.
+    cli.ok(&["kernel", "ns-set", "77", "--parent", "0"]);
+    let err = cli.fails(&["kernel", "unload"], 1);
+    assert!(
+        err.contains("refusing to unload")
+            && err.contains("namespace(s) are in its table")
+            && err.contains("--force"),
+        "{err}"
+    );
+    assert!(pin_root.exists(), "a refused unload removed something");
     // Everything pinned goes, the BPF LSM layer's links and maps too where it ran.
-    let un = cli.json(&["kernel", "unload"]);
+    let un = cli.json(&["kernel", "unload", "--force"]);
     let lsm_pins = if layers.iter().any(|l| l == "BPF LSM") {
         lsm_links + bpfns_kernel::lsm::LSM_MAPS.len()
     } else {

@@ -383,6 +383,22 @@ fn status_names_the_layers_that_run_and_counts_supervised_members() {
         text.contains(&format!("\nlayers: {}\n", layers.join(", "))),
         "{text}"
     );
+    // Unloading the kernel side under the running bpfnsd is refused (and changes nothing).
+    let root = d.layout.root().to_str().unwrap().to_string();
+    let o = Command::new(bpfns())
+        .args(["--socket", &sock, "kernel", "unload", "--pin-root", &root])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("bpfnsd serves it on {sock}")) && err.contains("--force"),
+        "{err}"
+    );
+    assert!(
+        bpfns_kernel::loader::is_loaded(&d.layout),
+        "a refused unload removed pins"
+    );
     // No daemon: the error names the socket and how to start bpfnsd.
     let o = Command::new(bpfns())
         .args(["--socket", "/nonexistent/bpfns.sock", "status"])

@@ -471,3 +471,53 @@ fn ns_policy_from_the_cli() {
     ok(&bpfns(&["ns", "policy", "/n", "--deny-tracing"]));
     assert!(ok(&bpfns(&["ns", "show", "/n"])).contains("tracing programs: denied"));
 }
+
+/// bpfnsd never shows more than the kernel would: a host user without capabilities lists
+/// nothing through it (the kernel refuses it `BPF_*_GET_NEXT_ID` too), and a root caller does.
+#[test]
+fn a_user_without_capabilities_lists_nothing_through_bpfnsd() {
+    require_kernel!();
+    if !have("setpriv") {
+        eprintln!("SKIPPED: needs setpriv");
+        return;
+    }
+    let d = TestDaemon::start("cli-nocaps");
+    d.client().ns_create("/t").unwrap();
+    let sock = d.socket.to_str().unwrap().to_string();
+    let as_user = |args: &[&str]| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=1000",
+                "--regid=1000",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                bpfns(),
+                "--socket",
+                &sock,
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["-j", "map", "list"][..],
+        &["-j", "prog", "list"],
+        &["-j", "ns", "list"],
+        &["-j", "ns", "show", "/t"],
+        &["-j", "status"],
+    ] {
+        let o = as_user(args);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {out}");
+        assert!(
+            out.contains("needs CAP_BPF or CAP_SYS_ADMIN in the initial user namespace"),
+            "{args:?}: {out}"
+        );
+    }
+    let o = Command::new(bpfns())
+        .args(["--socket", &sock, "-j", "ns", "list"])
+        .output()
+        .unwrap();
+    assert!(ok(&o).contains("\"/t\""));
+}

@@ -1746,9 +1746,12 @@ fn scene_daemon(m: &mut Matrix) {
                     }
                 }
                 if bad.is_empty() {
+                    let list = match get("list-maps") {
+                        Some(v) if v.starts_with("ok") => format!("{} visible maps", listed.len()),
+                        other => other.unwrap_or("?").to_string(),
+                    };
                     blocked(format!(
-                        "list: {} visible maps; getfd /s's map: {}; show: {}",
-                        listed.len(),
+                        "list: {list}; getfd /s's map: {}; show: {}",
                         get("getfd-foreign").unwrap_or("?"),
                         get("show-foreign").unwrap_or("?")
                     ))

@@ -119,6 +119,20 @@ impl Caller {
         self.has(CAP_BPF) || self.has(CAP_SYS_ADMIN)
     }
 
+    /// Whether the caller may list and inspect namespaces and the daemon's status: anyone
+    /// inside a namespace (for its own subtree); in the root namespace, what the kernel asks
+    /// before it lists ids: `CAP_BPF` or `CAP_SYS_ADMIN` in the initial user namespace.
+    pub fn may_list_namespaces(&self) -> bool {
+        self.ns != NsId::ROOT || (self.userns == self.init_userns && self.cap_bpf())
+    }
+
+    /// Whether the caller may list and inspect objects: as for namespaces in the root
+    /// namespace; a member needs `CAP_BPF` or `CAP_SYS_ADMIN` in its own user namespace, as
+    /// its trapped `*_GET_NEXT_ID` calls do (contract point 5).
+    pub fn may_list_objects(&self) -> bool {
+        self.may_list_namespaces() && self.cap_bpf()
+    }
+
     /// The view the model's policy functions take.
     pub fn policy(&self) -> bpfns_model::Caller {
         bpfns_model::Caller {

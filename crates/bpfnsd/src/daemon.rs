@@ -303,6 +303,32 @@ impl Daemon {
     }
 
     fn dispatch(&self, caller: &Caller, op: Op, fds: Vec<OwnedFd>) -> Answer {
+        let allowed = match op {
+            Op::List { .. } | Op::Show { .. } => caller.may_list_objects(),
+            Op::NsList | Op::NsShow { .. } | Op::Status => caller.may_list_namespaces(),
+            _ => true,
+        };
+        if !allowed {
+            // Never more than the kernel would give: listing ids needs these rights there too.
+            tracing::info!(
+                pid = caller.pid,
+                uid = caller.uid,
+                ns = %caller.ns,
+                "refused a listing request: no CAP_BPF or CAP_SYS_ADMIN"
+            );
+            return Err(Failure::new(
+                ErrorCode::Denied,
+                if caller.ns == NsId::ROOT {
+                    "permission denied: listing BPF objects and namespaces needs CAP_BPF or \
+                     CAP_SYS_ADMIN in the initial user namespace, as the kernel's own \
+                     BPF_*_GET_NEXT_ID does (run as root, or grant CAP_BPF)"
+                } else {
+                    "permission denied: listing BPF objects needs CAP_BPF or CAP_SYS_ADMIN in \
+                     your user namespace, as inside the namespace the kernel's own \
+                     BPF_*_GET_NEXT_ID does"
+                },
+            ));
+        }
         let no_fds = |fds: &Vec<OwnedFd>| {
             if fds.is_empty() {
                 Ok(())

@@ -27,11 +27,17 @@ enum Who {
     HostRoot,
     /// uid 65534 with CAP_BPF only (ambient), like a container user allowed to load BPF.
     CapBpfOnly,
+    /// Root without CAP_PERFMON and CAP_SYS_ADMIN: what loads programs (libbpf's feature
+    /// probes among them) in a namespace whose policy denies tracing.
+    RootWithoutPerfmon,
 }
 
 fn exec(d: &TestDaemon, ns: &str, who: Who, cmd: &[&str]) -> Output {
     let mut c = Command::new(BPFNS);
     c.arg("--socket").arg(&d.socket).args(["exec", ns, "--"]);
+    if let Who::RootWithoutPerfmon = who {
+        c.args(["setpriv", "--bounding-set=-perfmon,-sys_admin", "--"]);
+    }
     if let Who::CapBpfOnly = who {
         c.args([
             "setpriv",
@@ -91,7 +97,7 @@ fn world(name: &str) -> World {
         ok(&exec(
             &d,
             ns,
-            Who::HostRoot,
+            Who::RootWithoutPerfmon,
             &[
                 "bpftool",
                 "map",

@@ -437,10 +437,16 @@ fn ns_policy_from_the_cli() {
             .unwrap_or_else(|| panic!("{name} in {list}"))
             .to_string()
     };
-    assert!(list.lines().next().unwrap().ends_with("TRACING"), "{list}");
-    assert!(row("/").ends_with("host"), "{list}");
-    assert!(row("n").ends_with("allowed"), "{list}");
-    assert!(row("kid").ends_with("denied"), "{list}");
+    // The TRACING column (the 8th), before RECORDS.
+    let col = |line: String| line.split_whitespace().nth(7).unwrap_or("").to_string();
+    assert_eq!(
+        col(list.lines().next().unwrap().to_string()),
+        "TRACING",
+        "{list}"
+    );
+    assert_eq!(col(row("/")), "host", "{list}");
+    assert_eq!(col(row("n")), "allowed", "{list}");
+    assert_eq!(col(row("kid")), "denied", "{list}");
     // Bad usage: both flags, or neither.
     for args in [
         &["ns", "policy", "/n", "--allow-tracing", "--deny-tracing"][..],
@@ -450,4 +456,58 @@ fn ns_policy_from_the_cli() {
     }
     ok(&bpfns(&["ns", "policy", "/n", "--deny-tracing"]));
     assert!(ok(&bpfns(&["ns", "show", "/n"])).contains("tracing programs: denied"));
+}
+
+#[test]
+fn ns_max_objects_from_the_cli() {
+    require_kernel!();
+    let d = TestDaemon::start("cli-quota");
+    let sock = d.socket.to_str().unwrap().to_string();
+    let bpfns = |args: &[&str]| {
+        Command::new(BPFNS)
+            .args(["--socket", &sock])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let v: Value = serde_json::from_str(&ok(&bpfns(&[
+        "-j",
+        "ns",
+        "create",
+        "/q",
+        "--max-objects",
+        "64",
+    ])))
+    .unwrap();
+    assert_eq!(
+        (v["max_objects"].as_u64(), v["records"].as_u64()),
+        (Some(64), Some(0)),
+        "{v}"
+    );
+    let text = ok(&bpfns(&["ns", "create", "/q/kid"]));
+    assert!(
+        text.contains("used/max): 0/64"),
+        "capped at the parent's: {text}"
+    );
+    // Above the parent's: refused with the fix; 0: a usage error.
+    let o = bpfns(&["ns", "create", "/q/big", "--max-objects", "65"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("ask for at most 64"), "{err}");
+    assert_eq!(
+        bpfns(&["ns", "create", "/q/z", "--max-objects", "0"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let list = ok(&bpfns(&["ns", "list"]));
+    assert!(list.lines().next().unwrap().ends_with("RECORDS"), "{list}");
+    let q = list
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("q"))
+        .unwrap();
+    assert!(q.ends_with("0/64"), "{list}");
+    let all: Value = serde_json::from_str(&ok(&bpfns(&["-j", "ns", "list"]))).unwrap();
+    assert_eq!(all[0]["path"], "/");
+    assert!(all[0].get("max_objects").is_none(), "{all}");
 }

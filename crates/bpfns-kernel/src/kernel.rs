@@ -6,7 +6,7 @@ use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Mutex;
 
-use bpfns_model::{NsId, ObjectKind};
+use bpfns_model::{quota, NsId, ObjectKind};
 use bpfns_sys::bpf::{self as sysbpf};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
 use serde::Serialize;
@@ -296,21 +296,6 @@ impl Kernel {
             )))
     }
 
-    /// `id` and its ancestors below the root, from the kernel's namespace table (the chain
-    /// the kernel counts a record of `id` in).
-    fn quota_chain(parents: &HashMap<NsId, NsId>, id: NsId) -> Vec<NsId> {
-        let mut out = Vec::new();
-        let mut cur = id;
-        while cur != NsId::ROOT && out.len() <= bpfns_model::MAX_DEPTH as usize {
-            out.push(cur);
-            match parents.get(&cur) {
-                Some(p) => cur = *p,
-                None => break,
-            }
-        }
-        out
-    }
-
     fn parents(&self) -> Result<HashMap<NsId, NsId>> {
         Ok(self
             .namespace_entries()?
@@ -328,7 +313,7 @@ impl Kernel {
         let parents = self.parents()?;
         let mut per_ns: HashMap<NsId, u64> = HashMap::new();
         for (owner, n) in freed {
-            for ns in Self::quota_chain(&parents, *owner) {
+            for ns in quota::counted_in(&parents, *owner) {
                 *per_ns.entry(ns).or_default() += n;
             }
         }
@@ -356,12 +341,7 @@ impl Kernel {
         let records = self.ownership_records()?;
         let after = self.all_kernel_counts()?;
         let parents = self.parents()?;
-        let mut have: HashMap<NsId, u64> = HashMap::new();
-        for (_, _, owner) in &records {
-            for ns in Self::quota_chain(&parents, *owner) {
-                *have.entry(ns).or_default() += 1;
-            }
-        }
+        let have = quota::hierarchical_counts(&parents, records.iter().map(|r| r.2));
         let mut fixed = Vec::new();
         for ns in parents.keys().copied() {
             let k = after.get(&ns).copied().unwrap_or_default();
@@ -728,6 +708,53 @@ impl Kernel {
             .iter()
             .map(|name| Ok((*name, pinned_link_prog_id(&self.layout.link(name))?)))
             .collect()
+    }
+}
+
+/// Reads the kernel side's events (the `violations` ring buffer): stopped and refused tasks,
+/// quota notices. One reader per kernel side: readers of the same ring buffer share its
+/// position, so each event goes to one of them.
+pub struct EventReader {
+    // Dropped first: it stops using the map before the map's fd goes.
+    rb: libbpf_rs::RingBuffer<'static>,
+    _map: MapHandle,
+}
+
+impl std::fmt::Debug for EventReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventReader").finish_non_exhaustive()
+    }
+}
+
+impl EventReader {
+    /// Wait up to `timeout` for events and hand each to the callback.
+    pub fn poll(&self, timeout: std::time::Duration) -> Result<()> {
+        self.rb
+            .poll(timeout)
+            .map_err(KernelError::libbpf("reading kernel events"))
+    }
+}
+
+impl Kernel {
+    /// A reader that hands every event to `on_event` (from [`EventReader::poll`]).
+    pub fn event_reader(
+        &self,
+        mut on_event: impl FnMut(abi::Violation) + 'static,
+    ) -> Result<EventReader> {
+        let map = MapHandle::from_pinned_path(self.layout.map("violations"))
+            .map_err(KernelError::libbpf("opening pinned map violations"))?;
+        let mut b = libbpf_rs::RingBufferBuilder::new();
+        b.add(&map, move |data: &[u8]| {
+            if let Some(v) = abi::Violation::parse(data) {
+                on_event(v);
+            }
+            0
+        })
+        .map_err(KernelError::libbpf("reading the violations ring buffer"))?;
+        let rb = b
+            .build()
+            .map_err(KernelError::libbpf("reading the violations ring buffer"))?;
+        Ok(EventReader { rb, _map: map })
     }
 }
 

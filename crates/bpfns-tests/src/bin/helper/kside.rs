@@ -7,8 +7,9 @@
 //!                       then N times (or SECS seconds) close(n) + create a KIND (map|prog|btf|
 //!                       link) that lands on fd n, while a second thread dup2()s the foreign
 //!                       fd onto n: race=created:C failed:F rounds:R (if not stopped first)
-//!   create-many KIND N  create N objects of KIND (map|prog|btf|link), or until refused:
-//!                       made=M errno=E (E = 0 when all were made); hold them until EOF
+//!   create-many KIND N [close [MS]]   create N objects of KIND (map|prog|btf|link), or until
+//!                       refused: made=M errno=E (E = 0 when all were made); hold them until
+//!                       EOF, or close each at once (and pause MS milliseconds)
 //!   prog-token [drop]   load a socket filter with the BPF token in $BPFNS_RT_TOKEN (see
 //!                       `rt-as token`), after dropping CAP_PERFMON and CAP_SYS_ADMIN when
 //!                       `drop`: id=ID | errno=E
@@ -143,18 +144,30 @@ pub fn run(args: &[String]) {
             super::drop_perfmon();
             let c = Creator::new(&arg(1)).unwrap_or_else(|e| fail(&e));
             let n: u64 = arg(2).parse().unwrap_or_else(|_| fail("N"));
+            let close = args.get(3).map(String::as_str) == Some("close");
+            let pause =
+                Duration::from_millis(args.get(4).and_then(|s| s.parse().ok()).unwrap_or(0));
             let mut held = Vec::new();
+            let mut made = 0;
             let mut errno = 0;
             for _ in 0..n {
                 match c.create() {
-                    Ok(fd) => held.push(fd),
+                    Ok(fd) if close => {
+                        made += 1;
+                        let _ = testhooks::close_raw(fd);
+                        std::thread::sleep(pause);
+                    }
+                    Ok(fd) => {
+                        made += 1;
+                        held.push(fd);
+                    }
                     Err(e) => {
                         errno = e.raw_os_error();
                         break;
                     }
                 }
             }
-            say(&format!("made={}", held.len()));
+            say(&format!("made={made}"));
             say(&format!("errno={errno}"));
             super::hold_until_eof();
             for fd in held {

@@ -54,6 +54,7 @@ fn daemon(dir: &Path, pin_root: &Path) {
         ns_bpffs_dir: dir.join("ns"),
         socket_mode: 0o666,
         gc_interval_secs: 1,
+        ..bpfnsd::Config::default()
     };
     if let Err(e) = bpfnsd::start::run(config, false, || say("ready=1")) {
         fail(&format!("bpfnsd: {e}"));

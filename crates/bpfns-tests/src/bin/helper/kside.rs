@@ -61,45 +61,65 @@ pub struct Creator {
 
 static LICENSE: &[u8] = b"GPL\0";
 
+/// A socket filter (or, with `attach`, an sk_lookup program) returning `ret`, loaded with
+/// `token` if given: its attr.
+fn prog_attr(prog_type: u32, insns: &'static [u64; 2], attach: u32, token: Option<u32>) -> Vec<u8> {
+    let mut a = vec![0u8; rawbpf::ATTR_SIZE];
+    put_u32(&mut a, 0, prog_type);
+    put_u32(&mut a, 4, insns.len() as u32);
+    put_u64(&mut a, 8, insns.as_ptr() as u64);
+    put_u64(&mut a, 16, LICENSE.as_ptr() as u64);
+    put_u32(&mut a, 68, attach);
+    if let Some(t) = token {
+        put_u32(&mut a, 44, rawbpf::BPF_F_TOKEN_FD);
+        put_u32(&mut a, 144, t);
+    }
+    a
+}
+
+/// The BPF token this process inherited from `rt-as token`, if any.
+fn token() -> Option<u32> {
+    std::env::var("BPFNS_RT_TOKEN").ok()?.parse().ok()
+}
+
 impl Creator {
     /// A creator of `what`: map, prog, btf, link (a netns sk_lookup link; its program is
-    /// loaded once here).
+    /// loaded once here). With the BPF token of `rt-as token` where this process has one.
     pub fn new(what: &str) -> Result<Self, String> {
         let mut attr = vec![0u8; rawbpf::ATTR_SIZE];
         let mut keep = Vec::new();
         let mut btf = Vec::new();
+        let token = token();
         let cmd = match what {
             "map" => {
                 put_u32(&mut attr, 0, 2); // BPF_MAP_TYPE_ARRAY
                 put_u32(&mut attr, 4, 4);
                 put_u32(&mut attr, 8, 8);
                 put_u32(&mut attr, 12, 1);
+                if let Some(t) = token {
+                    put_u32(&mut attr, 16, rawbpf::BPF_F_TOKEN_FD);
+                    put_u32(&mut attr, 76, t);
+                }
                 BPF_MAP_CREATE
             }
             "prog" => {
-                put_u32(&mut attr, 0, PROG_SOCKET_FILTER);
-                put_u32(&mut attr, 4, sysbpf::RETURN_ZERO.len() as u32);
-                put_u64(&mut attr, 8, sysbpf::RETURN_ZERO.as_ptr() as u64);
-                put_u64(&mut attr, 16, LICENSE.as_ptr() as u64);
+                attr = prog_attr(PROG_SOCKET_FILTER, &sysbpf::RETURN_ZERO, 0, token);
                 BPF_PROG_LOAD
             }
             "btf" => {
                 btf = sysbpf::minimal_btf();
                 put_u64(&mut attr, 0, btf.as_ptr() as u64);
                 put_u32(&mut attr, 16, btf.len() as u32);
+                if let Some(t) = token {
+                    put_u32(&mut attr, 32, rawbpf::BPF_F_TOKEN_FD);
+                    put_u32(&mut attr, 36, t);
+                }
                 BPF_BTF_LOAD
             }
             "link" => {
-                let prog = sysbpf::prog_load(
-                    PROG_SK_LOOKUP,
-                    "bpfns_race",
-                    &RETURN_ONE,
-                    sysbpf::ProgLoadOpts {
-                        expected_attach_type: ATTACH_SK_LOOKUP,
-                        ..Default::default()
-                    },
-                )
-                .map_err(|e| format!("prog:{}", e.errno.raw_os_error()))?;
+                let mut a = prog_attr(PROG_SK_LOOKUP, &RETURN_ONE, ATTACH_SK_LOOKUP, token);
+                let prog = rawbpf::sys_bpf_fd(BPF_PROG_LOAD, &mut a)
+                    .map_err(|e| format!("prog:{}", e.raw_os_error()))?;
                 let netns =
                     std::fs::File::open("/proc/self/ns/net").map_err(|e| format!("netns:{e}"))?;
                 put_u32(&mut attr, 0, prog.as_raw_fd() as u32);
@@ -255,23 +275,14 @@ pub fn race(foreign: OwnedFd, what: &str, rounds: u64, secs: Option<u64>) {
 
 /// A socket filter loaded with the inherited BPF token.
 fn prog_token(drop: bool) {
-    let Some(token) = std::env::var("BPFNS_RT_TOKEN")
-        .ok()
-        .and_then(|t| t.parse::<u32>().ok())
-    else {
+    let Some(token) = token() else {
         say("errno=token-missing");
         return;
     };
     if drop {
         super::drop_perfmon();
     }
-    let mut a = vec![0u8; rawbpf::ATTR_SIZE];
-    put_u32(&mut a, 0, PROG_SOCKET_FILTER);
-    put_u32(&mut a, 4, sysbpf::RETURN_ZERO.len() as u32);
-    put_u64(&mut a, 8, sysbpf::RETURN_ZERO.as_ptr() as u64);
-    put_u64(&mut a, 16, LICENSE.as_ptr() as u64);
-    put_u32(&mut a, 44, rawbpf::BPF_F_TOKEN_FD);
-    put_u32(&mut a, 144, token);
+    let mut a = prog_attr(PROG_SOCKET_FILTER, &sysbpf::RETURN_ZERO, 0, Some(token));
     match rawbpf::sys_bpf_fd(BPF_PROG_LOAD, &mut a) {
         Ok(fd) => {
             let id = sysbpf::info::<sysbpf::bpf_prog_info>(&fd)

@@ -460,11 +460,9 @@ impl Kernel {
     /// Every ownership record: `(kind, id, owner)`.
     pub fn ownership_records(&self) -> Result<Vec<(ObjectKind, u32, NsId)>> {
         // In batches (a few system calls for the whole table) where the kernel can.
-        if let Ok(batches) = self
-            .obj_owner
-            .lookup_batch(4096, MapFlags::ANY, MapFlags::ANY)
-        {
+        if let Ok(batches) = sysbpf::map_dump_batched(self.obj_owner.as_fd(), 8, 8) {
             let mut out: Vec<(ObjectKind, u32, NsId)> = batches
+                .into_iter()
                 .filter_map(|(k, v)| {
                     let (kind, id) = abi::parse_obj_key(&k)?;
                     Some((kind, id, abi::parse_obj_owner(&v)?))

@@ -1039,3 +1039,57 @@ impl Drop for TestKernelAt {
         let _ = loader::unload(&self.0);
     }
 }
+
+/// Reading the ownership table returns every record: it is read in batches of whole hash
+/// buckets, which may hold fewer records than asked for without being the last.
+#[test]
+fn every_ownership_record_is_read() {
+    require_kernel!();
+    let tk = with_tree("read-all");
+    let n = 30_000u32;
+    for i in 0..n {
+        tk.kernel
+            .set_owner(ObjectKind::Btf, 3_500_000_000 + i, B)
+            .unwrap();
+    }
+    let mine = tk
+        .kernel
+        .ownership_records()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.2 == B && r.1 >= 3_500_000_000)
+        .count();
+    assert_eq!(mine, n as usize);
+    assert!(tk.kernel.collect_garbage().unwrap() >= n as usize);
+}
+
+/// How long reading and collecting ownership records takes with many of them (200,000 records
+/// of objects that do not exist, as an attacker filling its quotas would leave): prints times,
+/// asserts only that all were dropped. `--ignored --nocapture collection_timing`.
+#[test]
+#[ignore]
+fn collection_timing_over_200000_records() {
+    require_kernel!();
+    let tk = with_tree("gc-timing");
+    tk.kernel.set_namespace_limit(A, 1 << 20).unwrap();
+    let n = 200_000u32;
+    let t = Instant::now();
+    for i in 0..n {
+        tk.kernel
+            .set_owner(ObjectKind::Map, 3_000_000_000 + i, A)
+            .unwrap();
+    }
+    eprintln!("wrote {n} records in {:?}", t.elapsed());
+    let t = Instant::now();
+    let recs = tk.kernel.ownership_records().unwrap();
+    eprintln!("read {} records in {:?}", recs.len(), t.elapsed());
+    let t = Instant::now();
+    let fixed = tk.kernel.sync_quota_counters().unwrap();
+    eprintln!("resynchronised counters ({fixed:?}) in {:?}", t.elapsed());
+    assert_eq!(tk.kernel.namespace_quota(A).unwrap().used, u64::from(n));
+    let t = Instant::now();
+    let dropped = tk.kernel.collect_garbage().unwrap();
+    eprintln!("collected {dropped} records in {:?}", t.elapsed());
+    assert!(dropped >= n as usize);
+    assert_eq!(tk.kernel.namespace_quota(A).unwrap().used, 0);
+}

@@ -307,6 +307,28 @@ fn namespace_tasks_get_eperm_for_forbidden_program_types() {
         assert_eq!(status.code(), Some(2), "{what}: {status}");
         eprintln!("lsm: namespace task: BPF_PROG_LOAD for {what} -> EPERM, task not killed");
     }
+    // Nor, where tracing is denied, any program loaded with perfmon power (host root here):
+    // it could read kernel memory whatever its type.
+    let mut h = Helper::spawn(&["create-perfmon", "prog"]);
+    tk.kernel.tag_process(h.pid, A).unwrap();
+    h.go();
+    assert_eq!(h.maybe("id"), None);
+    let status = h.finish();
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "socket filter with perfmon power: {status}"
+    );
+    eprintln!(
+        "lsm: namespace task with CAP_SYS_ADMIN/CAP_PERFMON: BPF_PROG_LOAD of a socket filter -> \
+         EPERM, task not killed"
+    );
+    let (_p, id) = create_in(&tk, Some(A), "prog", None);
+    assert_eq!(
+        tk.kernel.owner(ObjectKind::Prog, id).unwrap(),
+        A,
+        "without it: loaded"
+    );
     tk.kernel
         .set_namespace_policy(A, NsId::ROOT, 1, true)
         .unwrap();

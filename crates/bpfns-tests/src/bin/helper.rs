@@ -113,6 +113,20 @@ pub fn drop_perfmon() {
     }
 }
 
+/// Run `f` without perfmon power, then take it back (the permitted set keeps it). For a
+/// process that needs CAP_SYS_ADMIN otherwise (e.g. as host admin towards bpfnsd) but may
+/// create objects in a namespace that denies tracing: libbpf's feature probes load programs.
+pub fn without_perfmon<T>(f: impl FnOnce() -> T) -> T {
+    use bpfns_sys::caps;
+    let before = caps::of_current_thread().map(|s| s.effective);
+    drop_perfmon();
+    let out = f();
+    if let Ok(effective) = before {
+        let _ = caps::set_current_thread_effective(effective);
+    }
+    out
+}
+
 fn create(what: &str) -> (ObjectKind, Vec<OwnedFd>) {
     // Tracing programs need CAP_PERFMON (and a namespace that allows tracing).
     if what != "rawtp-link" {

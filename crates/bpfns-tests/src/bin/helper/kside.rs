@@ -61,8 +61,8 @@ pub struct Creator {
 
 static LICENSE: &[u8] = b"GPL\0";
 
-/// A socket filter (or, with `attach`, an sk_lookup program) returning `ret`, loaded with
-/// `token` if given: its attr.
+/// The attr of a `prog_type` program of `insns` (with expected attach type `attach`), loaded
+/// with `token` if given.
 fn prog_attr(prog_type: u32, insns: &'static [u64; 2], attach: u32, token: Option<u32>) -> Vec<u8> {
     let mut a = vec![0u8; rawbpf::ATTR_SIZE];
     put_u32(&mut a, 0, prog_type);

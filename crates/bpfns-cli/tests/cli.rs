@@ -36,8 +36,11 @@ fn have_bpftool() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// util-linux's setpriv (busybox's, first in some PATHs, lacks --bounding-set).
+const SETPRIV: &str = "/usr/bin/setpriv";
+
 fn have_setpriv() -> bool {
-    Command::new("setpriv")
+    Command::new(SETPRIV)
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -298,7 +301,7 @@ fn cli_against_the_kernel() {
             "run",
             "7",
             "--",
-            "setpriv",
+            SETPRIV,
             "--bounding-set=-perfmon,-sys_admin",
             "--",
             "bpftool",

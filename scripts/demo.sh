@@ -73,8 +73,11 @@ for ns in "$A" "$B"; do
 done
 
 section "6. Each tenant loads a map with unmodified bpftool, pinned in its own /sys/fs/bpf"
-show as_tenant "$A" bpftool map create /sys/fs/bpf/tenant_a_map type array key 4 value 4 entries 1 name tenant_a_map
-show as_tenant "$B" bpftool map create /sys/fs/bpf/tenant_b_map type array key 4 value 4 entries 1 name tenant_b_map
+# Without CAP_PERFMON and CAP_SYS_ADMIN: libbpf probes the kernel with a program before it
+# names a map, and where a namespace denies tracing nothing is loaded with perfmon power.
+NOPERFMON="setpriv --bounding-set=-perfmon,-sys_admin --"
+show as_tenant "$A" $NOPERFMON bpftool map create /sys/fs/bpf/tenant_a_map type array key 4 value 4 entries 1 name tenant_a_map
+show as_tenant "$B" $NOPERFMON bpftool map create /sys/fs/bpf/tenant_b_map type array key 4 value 4 entries 1 name tenant_b_map
 A_MAP=$("$BIN/bpfns" -j map list | python3 -c 'import json,sys; print([m["id"] for m in json.load(sys.stdin) if m["name"]=="tenant_a_map"][-1])')
 echo "tenant A's map has id $A_MAP"
 

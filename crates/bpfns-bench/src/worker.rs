@@ -69,6 +69,15 @@ pub fn serve(cpu: Option<usize>) -> Result<()> {
     if let Some(cpu) = cpu {
         bpfns_sys::process::pin_to_cpu(cpu)?;
     }
+    // Tagged, the worker is in a namespace whose policy denies tracing: a program loaded
+    // there with perfmon power (CAP_PERFMON or CAP_SYS_ADMIN) gets the task stopped.
+    {
+        use bpfns_sys::caps::{self, CapabilitySet};
+        let sets = caps::of_current_thread()?;
+        caps::set_current_thread_effective(
+            sets.effective - (CapabilitySet::PERFMON | CapabilitySet::SYS_ADMIN),
+        )?;
+    }
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     let mut held: Vec<OwnedFd> = Vec::new();

@@ -171,6 +171,12 @@ pub enum NsCmd {
         /// Let members load tracing-class programs (the parent must allow them too).
         #[arg(long)]
         allow_tracing: bool,
+        /// How many objects (programs, maps, links, BTF) it may own with its descendants
+        /// [default: bpfnsd's max_objects, at most the parent's]; creating more fails for the
+        /// creator. Not above the parent's; top-level namespaces share the kernel's ownership
+        /// table (about a million records).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_objects: Option<u32>,
     },
     /// Change a namespace's program policy.
     ///

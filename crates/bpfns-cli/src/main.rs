@@ -82,7 +82,11 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 NsCmd::Create {
                     path,
                     allow_tracing,
-                } => emit(format, &ns_cmd::create(&mut c, path, *allow_tracing)?),
+                    max_objects,
+                } => emit(
+                    format,
+                    &ns_cmd::create(&mut c, path, *allow_tracing, *max_objects)?,
+                ),
                 NsCmd::Policy {
                     path,
                     allow_tracing,

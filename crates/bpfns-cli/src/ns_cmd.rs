@@ -29,6 +29,18 @@ fn tracing_label(n: &NsInfo) -> &'static str {
     }
 }
 
+/// Ownership records in use against the limit (`17/1024`); `-` for the root (unlimited).
+fn records_label(n: &NsInfo) -> String {
+    match (n.records, n.max_objects) {
+        (None, None) => "-".to_string(),
+        (used, limit) => bpfns_model::quota::Usage {
+            used: used.unwrap_or(0),
+            limit,
+        }
+        .to_string(),
+    }
+}
+
 fn ns_table(list: &[NsInfo]) -> Table {
     let mut t = Table::new([
         "NAMESPACE",
@@ -39,6 +51,7 @@ fn ns_table(list: &[NsInfo]) -> Table {
         "BTF",
         "TASKS",
         "TRACING",
+        "RECORDS",
     ]);
     for n in list {
         // Tree view: indent by depth, show the last component.
@@ -60,6 +73,7 @@ fn ns_table(list: &[NsInfo]) -> Table {
             n.objects.btf.to_string(),
             n.members.to_string(),
             tracing_label(n).to_string(),
+            records_label(n),
         ]);
     }
     t
@@ -80,7 +94,7 @@ impl Render for NsOne {
     fn render_text(&self) -> String {
         let n = &self.0;
         format!(
-            "namespace {}\n  id:       {}\n  parent:   {}\n  depth:    {}\n  objects:  {} progs, {} maps, {} links, {} btf\n  tasks:    {}\n  bpffs:    {}\n  tracing programs: {}\n",
+            "namespace {}\n  id:       {}\n  parent:   {}\n  depth:    {}\n  objects:  {} progs, {} maps, {} links, {} btf\n  tasks:    {}\n  bpffs:    {}\n  tracing programs: {}\n  ownership records (with descendants'; used/max): {}\n",
             n.path,
             n.id,
             n.parent.as_deref().unwrap_or("-"),
@@ -91,7 +105,8 @@ impl Render for NsOne {
             n.objects.btf,
             n.members,
             n.bpffs,
-            tracing_label(n)
+            tracing_label(n),
+            records_label(n)
         )
     }
 }
@@ -113,9 +128,14 @@ impl Render for NsDeleted {
     }
 }
 
-pub fn create(c: &mut Client, path: &str, allow_tracing: bool) -> Result<NsOne> {
+pub fn create(
+    c: &mut Client,
+    path: &str,
+    allow_tracing: bool,
+    max_objects: Option<u32>,
+) -> Result<NsOne> {
     Ok(NsOne(
-        c.ns_create_with_policy(path, ProgramPolicy { allow_tracing })
+        c.ns_create_with(path, ProgramPolicy { allow_tracing }, max_objects)
             .with_context(|| format!("creating namespace {path}"))?,
     ))
 }
@@ -169,6 +189,8 @@ mod tests {
             policy: ProgramPolicy {
                 allow_tracing: path == "/a",
             },
+            max_objects: (depth > 0).then_some(1024 >> depth),
+            records: (depth > 0).then_some(u64::from(depth)),
         }
     }
 
@@ -181,17 +203,20 @@ mod tests {
         assert!(lines[1].starts_with("/ "));
         assert!(lines[2].starts_with("a "));
         assert!(lines[3].starts_with("  b "));
-        assert!(lines[0].ends_with("TRACING"), "{text}");
-        assert!(lines[1].ends_with("host"), "{text}");
-        assert!(lines[2].ends_with("allowed"), "{text}");
-        assert!(lines[3].ends_with("denied"), "{text}");
+        assert!(lines[0].ends_with("TRACING  RECORDS"), "{text}");
+        assert!(lines[1].ends_with("host     -"), "{text}");
+        assert!(lines[2].ends_with("allowed  1/512"), "{text}");
+        assert!(lines[3].ends_with("denied   2/256"), "{text}");
         let j = serde_json::to_value(&l).unwrap();
         assert_eq!(j[2]["path"], "/a/b");
         assert_eq!(j[2]["objects"]["map"], 2);
         assert_eq!(j[1]["policy"]["allow_tracing"], true);
-        assert!(NsOne(ns("/a/b", 2, 2))
-            .render_text()
-            .contains("tracing programs: denied"));
+        assert_eq!(j[1]["max_objects"], 512);
+        assert_eq!(j[1]["records"], 1);
+        assert!(j[0].get("max_objects").is_none(), "the root is unlimited");
+        let one = NsOne(ns("/a/b", 2, 2)).render_text();
+        assert!(one.contains("tracing programs: denied"), "{one}");
+        assert!(one.contains("used/max): 2/256"), "{one}");
         assert_eq!(serde_json::to_string(&NsListing(vec![])).unwrap(), "[]");
     }
 }

@@ -37,11 +37,17 @@ enum Who {
     HostRoot,
     /// uid 65534 with CAP_BPF only (ambient), like a container user allowed to load BPF.
     CapBpfOnly,
+    /// Root without CAP_PERFMON and CAP_SYS_ADMIN: what loads programs (libbpf's feature
+    /// probes among them) in a namespace whose policy denies tracing.
+    RootWithoutPerfmon,
 }
 
 fn exec(d: &TestDaemon, ns: &str, who: Who, cmd: &[&str]) -> Output {
     let mut c = Command::new(bpfns());
     c.arg("--socket").arg(&d.socket).args(["exec", ns, "--"]);
+    if let Who::RootWithoutPerfmon = who {
+        c.args(["setpriv", "--bounding-set=-perfmon,-sys_admin", "--"]);
+    }
     if let Who::CapBpfOnly = who {
         c.args([
             "setpriv",
@@ -101,7 +107,7 @@ fn world(name: &str) -> World {
         ok(&exec(
             &d,
             ns,
-            Who::HostRoot,
+            Who::RootWithoutPerfmon,
             &[
                 "bpftool",
                 "map",
@@ -457,10 +463,16 @@ fn ns_policy_from_the_cli() {
             .unwrap_or_else(|| panic!("{name} in {list}"))
             .to_string()
     };
-    assert!(list.lines().next().unwrap().ends_with("TRACING"), "{list}");
-    assert!(row("/").ends_with("host"), "{list}");
-    assert!(row("n").ends_with("allowed"), "{list}");
-    assert!(row("kid").ends_with("denied"), "{list}");
+    // The TRACING column (the 8th), before RECORDS.
+    let col = |line: String| line.split_whitespace().nth(7).unwrap_or("").to_string();
+    assert_eq!(
+        col(list.lines().next().unwrap().to_string()),
+        "TRACING",
+        "{list}"
+    );
+    assert_eq!(col(row("/")), "host", "{list}");
+    assert_eq!(col(row("n")), "allowed", "{list}");
+    assert_eq!(col(row("kid")), "denied", "{list}");
     // Bad usage: both flags, or neither.
     for args in [
         &["ns", "policy", "/n", "--allow-tracing", "--deny-tracing"][..],
@@ -520,4 +532,58 @@ fn a_user_without_capabilities_lists_nothing_through_bpfnsd() {
         .output()
         .unwrap();
     assert!(ok(&o).contains("\"/t\""));
+}
+
+#[test]
+fn ns_max_objects_from_the_cli() {
+    require_kernel!();
+    let d = TestDaemon::start("cli-quota");
+    let sock = d.socket.to_str().unwrap().to_string();
+    let cli = |args: &[&str]| {
+        Command::new(bpfns())
+            .args(["--socket", &sock])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let v: Value = serde_json::from_str(&ok(&cli(&[
+        "-j",
+        "ns",
+        "create",
+        "/q",
+        "--max-objects",
+        "64",
+    ])))
+    .unwrap();
+    assert_eq!(
+        (v["max_objects"].as_u64(), v["records"].as_u64()),
+        (Some(64), Some(0)),
+        "{v}"
+    );
+    let text = ok(&cli(&["ns", "create", "/q/kid"]));
+    assert!(
+        text.contains("used/max): 0/64"),
+        "capped at the parent's: {text}"
+    );
+    // Above the parent's: refused with the fix; 0: a usage error.
+    let o = cli(&["ns", "create", "/q/big", "--max-objects", "65"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("ask for at most 64"), "{err}");
+    assert_eq!(
+        cli(&["ns", "create", "/q/z", "--max-objects", "0"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let list = ok(&cli(&["ns", "list"]));
+    assert!(list.lines().next().unwrap().ends_with("RECORDS"), "{list}");
+    let q = list
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("q"))
+        .unwrap();
+    assert!(q.ends_with("0/64"), "{list}");
+    let all: Value = serde_json::from_str(&ok(&cli(&["-j", "ns", "list"]))).unwrap();
+    assert_eq!(all[0]["path"], "/");
+    assert!(all[0].get("max_objects").is_none(), "{all}");
 }

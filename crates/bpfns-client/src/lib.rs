@@ -158,9 +158,21 @@ impl Client {
 
     /// Create a namespace with `policy`, which may not allow more than its parent's.
     pub fn ns_create_with_policy(&mut self, path: &str, policy: ProgramPolicy) -> Result<NsInfo> {
+        self.ns_create_with(path, policy, None)
+    }
+
+    /// Create a namespace with `policy` and, if given, a limit on the objects it may own with
+    /// its descendants (default: bpfnsd's `max_objects`, capped at the parent's).
+    pub fn ns_create_with(
+        &mut self,
+        path: &str,
+        policy: ProgramPolicy,
+        max_objects: Option<u32>,
+    ) -> Result<NsInfo> {
         match self.call(Op::NsCreate {
             path: path.into(),
             policy,
+            max_objects,
         })? {
             Reply::Namespace(n) => Ok(n),
             r => Self::unexpected(r),

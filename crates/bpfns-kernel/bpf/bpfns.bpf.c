@@ -6,10 +6,15 @@
  *              inherited by every new task at fork.
  * - obj_owner: which namespace owns every prog, map, link and BTF object created by a
  *              namespace task (no entry = root), recorded when bpf() returns the new fd
- *              (raw tracepoint sys_exit).
+ *              (raw tracepoint sys_exit), only for the object that very call created, and
+ *              within the namespace's quota of records (quota_kernel, quota_daemon); a task
+ *              whose record cannot be written is stopped.
  * - ns_table:  namespace id -> parent, so the kernel can decide visibility on its own.
  * - backstop:  a namespace task that comes back from bpf() holding an fd of an object it
- *              may not see is killed before it returns to user space.
+ *              may not see is killed before it returns to user space; so is one that
+ *              loaded a program its namespace's policy forbids (syscall, tracing-class, or
+ *              any type with perfmon power where tracing is denied). Each stop is counted
+ *              (reasons) and reported to bpfnsd (violations ring buffer).
  * - iterators: list maps, progs and links with their owners in one read.
  *
  * Only raw tracepoints (tp_btf), iterators and task storage are used: BPF LSM and trampolines
@@ -28,6 +33,7 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define SIGKILL 9
+#define EEXIST 17
 
 /* bpf(2) commands, from include/uapi/linux/bpf.h (stable ABI). */
 #define CMD_MAP_CREATE 0
@@ -41,29 +47,13 @@ char LICENSE[] SEC("license") = "GPL";
 #define CMD_LINK_CREATE 28
 #define CMD_LINK_GET_FD_BY_ID 30
 
-#define REASON_FOREIGN 1
-#define REASON_PROG_TYPE 2
-#define REASON_SHARED_FILES 3
-
 /* What a BPF object fd refers to. */
 struct obj_ref {
 	__u32 kind;
 	__u32 id;
 	__u32 type;
+	void *obj; /* struct bpf_map, bpf_prog, bpf_link or btf */
 };
-
-static __always_inline struct file *fd_file(struct task_struct *task, long fd)
-{
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **arr;
-	struct file *f = NULL;
-
-	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	arr = BPF_CORE_READ(fdt, fd);
-	bpf_core_read(&f, sizeof(f), &arr[fd]);
-	return f;
-}
 
 /* ANON_INODE_FS_MAGIC (include/uapi/linux/magic.h): BPF objects are anonymous-inode files. */
 #define ANON_INODE_FS_MAGIC 0x09041934
@@ -91,6 +81,7 @@ static __always_inline bool file_obj(struct file *f, struct obj_ref *ref)
 	pd = BPF_CORE_READ(f, private_data);
 	if (!pd)
 		return false;
+	ref->obj = pd;
 
 	if (name[0] == 'b' && name[1] == 't' && name[2] == 'f' && name[3] == 0) {
 		ref->kind = BPFNS_KIND_BTF;
@@ -124,22 +115,12 @@ static __always_inline bool file_obj(struct file *f, struct obj_ref *ref)
 static __always_inline void stop_task(struct task_tag *tag, __u32 cmd, struct obj_ref *ref,
 				      __u32 owner, __u32 reason)
 {
-	struct violation v = {};
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-
 	/* SIGKILL is delivered before the task returns to user space; it takes the whole
 	 * thread group, so no thread of the process gets to use the fd. */
 	bpf_send_signal(SIGKILL);
 	stat_inc(BPFNS_STAT_KILLED);
-	v.pid = pid_tgid >> 32;
-	v.tid = (__u32)pid_tgid;
-	v.ns = tag->ns;
-	v.cmd = cmd;
-	v.kind = ref ? ref->kind : 0;
-	v.id = ref ? ref->id : 0;
-	v.owner = owner;
-	v.reason = reason;
-	bpf_ringbuf_output(&violations, &v, sizeof(v), 0);
+	reason_inc(reason);
+	emit(tag->ns, cmd, ref ? ref->kind : 0, ref ? ref->id : 0, owner, reason);
 }
 
 /* Syscall numbers: x86-64 (and x32, with bit 30 set) and ia32; a namespace task must not
@@ -179,6 +160,112 @@ static __always_inline bool ns_allows_tracing(__u32 ns)
 	return ni && (ni->depth & BPFNS_NS_ALLOW_TRACING);
 }
 
+/* The kind of object each creation command makes. */
+static __always_inline __u32 created_kind(__u32 cmd)
+{
+	switch (cmd) {
+	case CMD_MAP_CREATE:
+		return BPFNS_KIND_MAP;
+	case CMD_PROG_LOAD:
+		return BPFNS_KIND_PROG;
+	case CMD_BTF_LOAD:
+		return BPFNS_KIND_BTF;
+	default: /* CMD_LINK_CREATE, CMD_RAW_TRACEPOINT_OPEN */
+		return BPFNS_KIND_LINK;
+	}
+}
+
+/* Whether the program `prog`, just loaded by `task`, got perfmon power: the verifier allows
+ * pointer leaks and bpf_base_func_proto() gives every program type bpf_probe_read_kernel,
+ * bpf_get_current_task and the like when the loader is perfmon_capable() or, with a BPF
+ * token (6.9+), holds CAP_PERFMON or CAP_SYS_ADMIN in the token's user namespace. */
+static __always_inline bool loaded_with_perfmon(struct task_struct *task, struct bpf_prog *prog)
+{
+	const struct cred *cred = BPF_CORE_READ(task, cred);
+
+	if (perfmon_capable_cred(cred))
+		return true;
+	if (bpf_core_field_exists(((struct bpf_prog_aux *)0)->token)) {
+		struct bpf_token *token = BPF_CORE_READ(prog, aux, token);
+
+		if (token && perfmon_in(cred, BPF_CORE_READ(token, userns)))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A creation command returned fd `ret`: record the owner of the object this call created.
+ *
+ * Another thread can close that fd and dup2() any file onto its number before this runs, so
+ * the file there is taken as this call's object only if it is a BPF object of the kind the
+ * command creates and was made with this task's credentials (the kernel makes a new object's
+ * file with current_cred(); a file received from another process carries that process's, and
+ * threads share theirs). The record is written only if none exists: an existing one of this
+ * namespace was written by the BPF LSM layer at creation; any other is an attack. A record
+ * that cannot be written (quota, full table) stops the task: a live object is never left
+ * owned by nobody while its creator goes on.
+ */
+static __always_inline int record_created(struct task_struct *task, struct task_tag *tag,
+					  __u32 cmd, long ret)
+{
+	struct file *f = fd_file(task, ret);
+	struct obj_ref ref = {};
+	struct obj_key key;
+	struct obj_owner val = { .ns = tag->ns };
+	struct obj_owner *have;
+	struct quota_check qc = {};
+	int q, err;
+
+	if (!file_obj(f, &ref) || ref.kind != created_kind(cmd) ||
+	    BPF_CORE_READ(f, f_cred) != BPF_CORE_READ(task, cred)) {
+		stop_task(tag, cmd, &ref, ref.kind ? owner_of(ref.kind, ref.id) : 0,
+			  BPFNS_REASON_HIJACK);
+		return 0;
+	}
+	key.kind = ref.kind;
+	key.id = ref.id;
+	have = bpf_map_lookup_elem(&obj_owner, &key);
+	if (have) {
+		if (have->ns != tag->ns) {
+			stop_task(tag, cmd, &ref, have->ns, BPFNS_REASON_HIJACK);
+			return 0;
+		}
+	} else {
+		q = quota_reserve(tag->ns, &qc);
+		if (q == QUOTA_OVER) {
+			stop_task(tag, cmd, &ref, qc.over, BPFNS_REASON_QUOTA);
+			return 0;
+		}
+		if (q != QUOTA_OK) {
+			stop_task(tag, cmd, &ref, 0, BPFNS_REASON_UNRECORDED);
+			return 0;
+		}
+		err = bpf_map_update_elem(&obj_owner, &key, &val, BPF_NOEXIST);
+		if (err) {
+			quota_unreserve(tag->ns);
+			if (err != -EEXIST)
+				stat_inc(BPFNS_STAT_FULL);
+			stop_task(tag, cmd, &ref, 0, BPFNS_REASON_UNRECORDED);
+			return 0;
+		}
+		stat_inc(BPFNS_STAT_RECORDED);
+		quota_notice(tag->ns, cmd, &qc);
+	}
+	if (ref.kind != BPFNS_KIND_PROG)
+		return 0;
+	/* Syscall programs can call bpf(BPF_MAP_GET_FD_BY_ID) from inside the kernel, past this
+	 * backstop: namespace tasks may never load them. Tracing-class programs (iterators over
+	 * all BPF objects among them), and programs of any type loaded with perfmon power
+	 * (kernel-memory reads), only where the namespace's policy allows tracing. */
+	if (ref.type == BPF_PROG_TYPE_SYSCALL ||
+	    (tracing_class(ref.type) && !ns_allows_tracing(tag->ns)))
+		stop_task(tag, cmd, &ref, tag->ns, BPFNS_REASON_PROG_TYPE);
+	else if (!ns_allows_tracing(tag->ns) && loaded_with_perfmon(task, ref.obj))
+		stop_task(tag, cmd, &ref, tag->ns, BPFNS_REASON_PERFMON);
+	return 0;
+}
+
 static __always_inline int bpf_exit(struct task_struct *task, struct task_tag *tag, __u32 cmd,
 				    long ret)
 {
@@ -190,28 +277,8 @@ static __always_inline int bpf_exit(struct task_struct *task, struct task_tag *t
 	case CMD_PROG_LOAD:
 	case CMD_BTF_LOAD:
 	case CMD_LINK_CREATE:
-	case CMD_RAW_TRACEPOINT_OPEN: {
-		struct obj_key key;
-		struct obj_owner val = { .ns = tag->ns };
-
-		if (!file_obj(fd_file(task, ret), &ref))
-			return 0;
-		key.kind = ref.kind;
-		key.id = ref.id;
-		if (bpf_map_update_elem(&obj_owner, &key, &val, BPF_ANY) == 0)
-			stat_inc(BPFNS_STAT_RECORDED);
-		else
-			stat_inc(BPFNS_STAT_FULL);
-		/* Syscall programs can call bpf(BPF_MAP_GET_FD_BY_ID) from inside the kernel,
-		 * past this backstop: namespace tasks may never load them. Tracing-class
-		 * programs (iterators over all BPF objects among them) only where the
-		 * namespace's policy allows tracing. */
-		if (ref.kind == BPFNS_KIND_PROG &&
-		    (ref.type == BPF_PROG_TYPE_SYSCALL ||
-		     (tracing_class(ref.type) && !ns_allows_tracing(tag->ns))))
-			stop_task(tag, cmd, &ref, tag->ns, REASON_PROG_TYPE);
-		return 0;
-	}
+	case CMD_RAW_TRACEPOINT_OPEN:
+		return record_created(task, tag, cmd, ret);
 	case CMD_OBJ_GET:
 	case CMD_PROG_GET_FD_BY_ID:
 	case CMD_MAP_GET_FD_BY_ID:
@@ -221,7 +288,7 @@ static __always_inline int bpf_exit(struct task_struct *task, struct task_tag *t
 			return 0;
 		owner = owner_of(ref.kind, ref.id);
 		if (!visible(tag->ns, owner))
-			stop_task(tag, cmd, &ref, owner, REASON_FOREIGN);
+			stop_task(tag, cmd, &ref, owner, BPFNS_REASON_FOREIGN);
 		return 0;
 	default:
 		return 0;
@@ -255,7 +322,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 	/* The child of clone(CLONE_FILES) leaves the kernel through here (ret_from_fork). */
 	if (tag->flags & BPFNS_TASK_DOOMED) {
-		stop_task(tag, 0, 0, 0, REASON_SHARED_FILES);
+		stop_task(tag, 0, 0, 0, BPFNS_REASON_SHARED_FILES);
 		stat_inc(BPFNS_STAT_DOOMED);
 		return 0;
 	}
@@ -290,7 +357,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
-static __always_inline void emit(struct seq_file *seq, struct obj_record *r)
+static __always_inline void emit_record(struct seq_file *seq, struct obj_record *r)
 {
 	r->owner = owner_of(r->kind, r->id);
 	bpf_seq_write(seq, r, sizeof(*r));
@@ -308,7 +375,7 @@ int iter_maps(struct bpf_iter__bpf_map *ctx)
 	r.id = map->id;
 	r.type = map->map_type;
 	bpf_probe_read_kernel_str(r.name, sizeof(r.name), map->name);
-	emit(ctx->meta->seq, &r);
+	emit_record(ctx->meta->seq, &r);
 	return 0;
 }
 
@@ -324,7 +391,7 @@ int iter_progs(struct bpf_iter__bpf_prog *ctx)
 	r.id = BPF_CORE_READ(prog, aux, id);
 	r.type = prog->type;
 	bpf_probe_read_kernel_str(r.name, sizeof(r.name), BPF_CORE_READ(prog, aux, name));
-	emit(ctx->meta->seq, &r);
+	emit_record(ctx->meta->seq, &r);
 	return 0;
 }
 
@@ -341,7 +408,7 @@ int iter_links(struct bpf_iter__bpf_link *ctx)
 	r.type = link->type;
 	r.extra = BPF_CORE_READ(link, prog, aux, id);
 	bpf_probe_read_kernel_str(r.name, sizeof(r.name), BPF_CORE_READ(link, prog, aux, name));
-	emit(ctx->meta->seq, &r);
+	emit_record(ctx->meta->seq, &r);
 	return 0;
 }
 

@@ -65,6 +65,13 @@ struct task_record {
 	__u32 flags;
 };
 
+/* Capacity of the ownership map (obj_owner) and of the BPF LSM layer's lsm_objects: one entry
+ * per recorded object. Namespaces' quotas (quota_daemon) are chosen so that their records
+ * always fit (bpfnsd reserves every top-level namespace's limit). */
+#define BPFNS_OWNERSHIP_CAPACITY (1u << 20)
+/* Capacity of the namespace table and of the quota maps. */
+#define BPFNS_NS_CAPACITY (1u << 16)
+
 /* Counters in the stats array (index). */
 #define BPFNS_STAT_RECORDED 0   /* ownership records written */
 #define BPFNS_STAT_KILLED 1     /* tasks stopped by the backstop */
@@ -73,7 +80,23 @@ struct task_record {
 #define BPFNS_STAT_FULL 4       /* ownership record could not be stored */
 #define BPFNS_STAT_MAX 8
 
-/* Events about stopped tasks, read from the ring buffer by the daemon. */
+/* Why a task was stopped (or, with BPFNS_EVENT_REFUSED, refused by the BPF LSM layer):
+ * struct violation's reason, and the index of its counter in the reasons array. */
+#define BPFNS_REASON_FOREIGN 1      /* it obtained an fd of an object its namespace may not see */
+#define BPFNS_REASON_PROG_TYPE 2    /* syscall program, or tracing-class without the policy */
+#define BPFNS_REASON_SHARED_FILES 3 /* a new process sharing a namespace task's fd table */
+#define BPFNS_REASON_HIJACK 4       /* the fd bpf() returned is not the object this call created */
+#define BPFNS_REASON_UNRECORDED 5   /* the new object's ownership record could not be written */
+#define BPFNS_REASON_QUOTA 6        /* the record would exceed a namespace's max_objects */
+#define BPFNS_REASON_PERFMON 7      /* a program loaded with perfmon power where tracing is denied */
+/* Not a violation: a namespace's records crossed 3/4 of its limit (ns = that namespace, id =
+ * records in use, owner = its limit); bpfnsd collects stale records at once. */
+#define BPFNS_NOTICE_QUOTA_HIGH 16
+/* ORed into reason: the BPF LSM layer refused the call with EPERM; the task was not killed. */
+#define BPFNS_EVENT_REFUSED (1u << 16)
+
+/* Events read from the ring buffer (violations) by the daemon: stopped or refused tasks,
+ * and notices. 48 bytes; readers accept the first 32 (before comm existed). */
 struct violation {
 	__u32 pid;
 	__u32 tid;
@@ -82,7 +105,29 @@ struct violation {
 	__u32 kind;
 	__u32 id;
 	__u32 owner;
-	__u32 reason; /* 1 = foreign object, 2 = forbidden prog type, 3 = shared fd table */
+	__u32 reason; /* BPFNS_REASON_* | BPFNS_EVENT_REFUSED, or BPFNS_NOTICE_* */
+	char comm[16];
+};
+
+/* Counters of the reasons array (per-CPU, index): tasks stopped by reason (index = reason),
+ * refusals by the BPF LSM layer (BPFNS_REASONS_REFUSED + reason), quota notices (0). */
+#define BPFNS_REASONS_NOTICES 0
+#define BPFNS_REASONS_REFUSED 8
+#define BPFNS_REASONS_MAX 16
+
+/* Ownership-record quotas. A record of namespace N counts in N and in each of its ancestors
+ * below the root; in use = created - kfreed - dfreed (wrapping u64 arithmetic, read as
+ * signed). Two maps, so that the kernel and bpfnsd never overwrite each other's counters:
+ * quota_kernel (written by BPF programs with atomic adds only) and quota_daemon (written by
+ * bpfnsd only). */
+struct ns_kcount {
+	__u64 created; /* records written (a reservation that failed is subtracted again) */
+	__u64 kfreed;  /* records dropped by the kernel when their object was freed (BPF LSM) */
+};
+
+struct ns_dquota {
+	__u64 limit;  /* max_objects: records in use may not exceed it */
+	__u64 dfreed; /* records bpfnsd dropped (objects found freed), or its correction */
 };
 
 #endif

@@ -11,8 +11,10 @@
  *   lsm/bpf_map, lsm/bpf_prog      every fd made for a map or program: on create, on
  *                                  *_GET_FD_BY_ID and on BPF_OBJ_GET of a pinned file.
  *                                  Creation (recognised by the object pointer recorded at the
- *                                  create hook) records ownership; anything else is an open,
- *                                  refused when the owner is not visible.
+ *                                  create hook) records ownership, within the namespace's
+ *                                  quota (refused otherwise: the kernel frees the object);
+ *                                  anything else is an open, refused when the owner is not
+ *                                  visible.
  *   lsm/bpf_map_create             (6.9+) or lsm/bpf_map_alloc_security (up to 6.8): creation
  *   lsm/bpf_prog_load              (6.9+) or lsm/bpf_prog_alloc_security (up to 6.8): creation
  *                                  (map->id and prog->aux->id are still 0 there: the ids are
@@ -20,12 +22,18 @@
  *   lsm/bpf                        cmd level: BPF_LINK_GET_FD_BY_ID and BPF_BTF_GET_FD_BY_ID
  *                                  (links and BTF have no object hook); BPF_PROG_LOAD of a
  *                                  syscall program (which could call bpf() from inside the
- *                                  kernel), and of a tracing-class program where the
- *                                  namespace's policy does not allow tracing (the same rule
- *                                  as the backstop's in bpfns.bpf.c, which kills instead)
+ *                                  kernel), and, where the namespace's policy does not allow
+ *                                  tracing, of a tracing-class program or by a loader with
+ *                                  perfmon power (the same rules as the backstop's in
+ *                                  bpfns.bpf.c, which kills instead)
+ *   lsm/bpf_token_capable          (6.9+) no CAP_PERFMON through a BPF token for namespace
+ *                                  tasks whose policy denies tracing
  *   lsm/bpf_map_free, lsm/bpf_prog_free (6.9+), *_free_security (up to 6.8): drop the records
  *                                  of freed objects (ids are already 0 there: lsm_objects maps
- *                                  the object pointer to its key)
+ *                                  the object pointer to its key), counted freed in the quota
+ *
+ * Every refusal is counted (reasons map) and reported to bpfnsd (violations ring buffer,
+ * with BPFNS_EVENT_REFUSED).
  *
  * Not covered here: BPF_OBJ_GET of a pinned *link* (no hook sees the link before its fd is
  * installed; BTF objects cannot be pinned): the tracepoint backstop and the supervisor handle
@@ -47,9 +55,12 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define EPERM 1
+#define EEXIST 17
 
-/* bpf(2) commands and program types, from include/uapi/linux/bpf.h (stable ABI). */
+/* bpf(2) commands, flags and program types, from include/uapi/linux/bpf.h (stable ABI). */
+#define CMD_MAP_CREATE 0
 #define CMD_PROG_LOAD 5
+#define BPF_F_TOKEN_FD (1u << 16)
 #define CMD_BTF_GET_FD_BY_ID 19
 #define CMD_LINK_GET_FD_BY_ID 30
 #define PROG_TYPE_SYSCALL 31
@@ -61,10 +72,12 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Object pointer (struct bpf_map *, or struct bpf_prog_aux * — a program's aux stays while the
  * verifier may reallocate the program) -> key of its ownership record. Only objects created by
- * namespace tasks are here. Pinned as <root>/maps/lsm_objects. */
+ * namespace tasks are here, so it holds at most as many entries as obj_owner. Pinned as
+ * <root>/maps/lsm_objects (an older preallocated 1 << 18 map is migrated by the loader). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1 << 18);
+	__uint(max_entries, BPFNS_OWNERSHIP_CAPACITY);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct obj_key);
 } lsm_objects SEC(".maps");
@@ -115,9 +128,13 @@ static __always_inline __u32 current_ns(void)
 	return tag ? tag->ns : BPFNS_ROOT;
 }
 
-static __always_inline int refuse(void)
+/* Refuse the call with EPERM, counted and reported to bpfnsd (the task lives). */
+static __always_inline int refuse(__u32 ns, __u32 cmd, __u32 kind, __u32 id, __u32 owner,
+				  __u32 reason)
 {
 	stat_inc(BPFNS_STAT_LSM_REFUSED);
+	reason_inc(BPFNS_REASONS_REFUSED + reason);
+	emit(ns, cmd, kind, id, owner, reason | BPFNS_EVENT_REFUSED);
 	return -EPERM;
 }
 
@@ -134,32 +151,51 @@ static __always_inline int created(__u64 ptr)
 /*
  * An fd is being made for the object at `ptr` (kind, id): record ownership when this is its
  * creation by a namespace task, else refuse a namespace task whose namespace may not see it.
+ * A creation whose record cannot be written (the namespace's quota, a full table) is refused
+ * here, before the fd exists: the kernel then frees the object.
  */
 static __always_inline int new_fd(__u64 ptr, __u32 kind, __u32 id)
 {
 	__u32 *pending = bpf_map_lookup_elem(&lsm_pending, &ptr);
+	__u32 cmd = kind == BPFNS_KIND_MAP ? CMD_MAP_CREATE : CMD_PROG_LOAD;
 	__u32 ns;
 
 	if (pending) {
 		struct obj_key key = { .kind = kind, .id = id };
 		struct obj_owner val = { .ns = *pending };
+		struct quota_check qc = {};
+		int q, err;
 
+		ns = *pending;
 		bpf_map_delete_elem(&lsm_pending, &ptr);
 		if (id == 0)
 			return 0;
-		if (bpf_map_update_elem(&obj_owner, &key, &val, BPF_ANY) == 0) {
-			bpf_map_update_elem(&lsm_objects, &ptr, &key, BPF_ANY);
-			stat_inc(BPFNS_STAT_LSM_RECORDED);
-		} else {
-			stat_inc(BPFNS_STAT_FULL);
+		q = quota_reserve(ns, &qc);
+		if (q == QUOTA_OVER)
+			return refuse(ns, cmd, kind, id, qc.over, BPFNS_REASON_QUOTA);
+		if (q != QUOTA_OK)
+			return refuse(ns, cmd, kind, id, 0, BPFNS_REASON_UNRECORDED);
+		/* A new id has no record: never overwrite one. */
+		err = bpf_map_update_elem(&obj_owner, &key, &val, BPF_NOEXIST);
+		if (err) {
+			quota_unreserve(ns);
+			if (err != -EEXIST)
+				stat_inc(BPFNS_STAT_FULL);
+			return refuse(ns, cmd, kind, id, 0, BPFNS_REASON_UNRECORDED);
 		}
+		/* Without this entry the free hook cannot drop the record; bpfnsd's collector
+		 * still does. */
+		bpf_map_update_elem(&lsm_objects, &ptr, &key, BPF_ANY);
+		stat_inc(BPFNS_STAT_LSM_RECORDED);
+		quota_notice(ns, cmd, &qc);
 		return 0;
 	}
 	ns = current_ns();
 	if (ns == BPFNS_ROOT)
 		return 0;
-	if (!visible(ns, owner_of(kind, id)))
-		return refuse();
+	__u32 owner = owner_of(kind, id);
+	if (!visible(ns, owner))
+		return refuse(ns, 0, kind, id, owner, BPFNS_REASON_FOREIGN);
 	return 0;
 }
 
@@ -167,13 +203,20 @@ static __always_inline int new_fd(__u64 ptr, __u32 kind, __u32 id)
 static __always_inline void freed(__u64 ptr)
 {
 	struct obj_key *key;
+	struct obj_owner *o;
+	__u32 owner;
 
 	bpf_map_delete_elem(&lsm_pending, &ptr);
 	key = bpf_map_lookup_elem(&lsm_objects, &ptr);
 	if (!key)
 		return;
-	if (bpf_map_delete_elem(&obj_owner, key) == 0)
+	o = bpf_map_lookup_elem(&obj_owner, key);
+	owner = o ? o->ns : BPFNS_ROOT;
+	/* Whoever deletes the record (this hook, or bpfnsd's collector) counts it freed. */
+	if (bpf_map_delete_elem(&obj_owner, key) == 0) {
 		stat_inc(BPFNS_STAT_LSM_DROPPED);
+		quota_kfreed(owner);
+	}
 	bpf_map_delete_elem(&lsm_objects, &ptr);
 }
 
@@ -228,14 +271,60 @@ int BPF_PROG(lsm_prog_alloc, struct bpf_prog_aux *aux)
 	return created((__u64)aux);
 }
 
-/* ---- command level: links, BTF, syscall programs ------------------------------------- */
+/* ---- command level: links, BTF, program loads ------------------------------------------- */
+
+/* BPF_FS_MAGIC (include/uapi/linux/magic.h): a BPF token's file lives on bpffs. */
+#define BPF_FS_MAGIC 0xcafe4a11
+
+/* The user namespace of the BPF token at fd `fd` of the current task, or NULL. Best effort:
+ * another thread can swap the fd before the kernel takes the token; lsm_token_capable below is
+ * what holds against that. */
+static __always_inline struct user_namespace *token_userns(int fd)
+{
+	struct file *f = fd_file(bpf_get_current_task_btf(), fd);
+	const unsigned char *nameptr;
+	char name[10] = {};
+	void *pd;
+
+	if (!f || BPF_CORE_READ(f, f_inode, i_sb, s_magic) != BPF_FS_MAGIC)
+		return NULL;
+	nameptr = BPF_CORE_READ(f, f_path.dentry, d_name.name);
+	if (bpf_probe_read_kernel_str(name, sizeof(name), nameptr) < 0)
+		return NULL;
+	if (name[0] != 'b' || name[1] != 'p' || name[2] != 'f' || name[3] != '-' || name[4] != 't' ||
+	    name[5] != 'o' || name[6] != 'k' || name[7] != 'e' || name[8] != 'n' || name[9] != 0)
+		return NULL;
+	pd = BPF_CORE_READ(f, private_data);
+	if (!pd)
+		return NULL;
+	return BPF_CORE_READ((struct bpf_token *)pd, userns);
+}
+
+/* Whether BPF_PROG_LOAD with `attr` would give the program perfmon power: the loader is
+ * perfmon_capable() (CAP_PERFMON or CAP_SYS_ADMIN in the initial user namespace), or (6.9+)
+ * it passes a BPF token and holds either capability in the token's user namespace. */
+static __always_inline bool load_with_perfmon(union bpf_attr *attr)
+{
+	const struct cred *cred = BPF_CORE_READ(bpf_get_current_task_btf(), cred);
+
+	if (perfmon_capable_cred(cred))
+		return true;
+	if (bpf_core_field_exists(attr->prog_token_fd) &&
+	    (BPF_CORE_READ(attr, prog_flags) & BPF_F_TOKEN_FD)) {
+		struct user_namespace *userns = token_userns(BPF_CORE_READ(attr, prog_token_fd));
+
+		if (userns && perfmon_in(cred, userns))
+			return true;
+	}
+	return false;
+}
 
 /* (int cmd, union bpf_attr *attr, unsigned int size[, bool kernel]); attr is the kernel's
  * copy, read after copy_from_user, so what is checked is what the command will use. */
 SEC("lsm/bpf")
 int BPF_PROG(lsm_bpf, int cmd, union bpf_attr *attr)
 {
-	__u32 ns, kind, id;
+	__u32 ns, kind, id, owner;
 
 	if (cmd != CMD_LINK_GET_FD_BY_ID && cmd != CMD_BTF_GET_FD_BY_ID && cmd != CMD_PROG_LOAD)
 		return 0;
@@ -247,9 +336,14 @@ int BPF_PROG(lsm_bpf, int cmd, union bpf_attr *attr)
 
 		/* A syscall program can call bpf(BPF_MAP_GET_FD_BY_ID) from inside the kernel. */
 		if (type == PROG_TYPE_SYSCALL)
-			return refuse();
-		if (lsm_tracing_class(type) && !lsm_ns_allows_tracing(ns))
-			return refuse();
+			return refuse(ns, cmd, BPFNS_KIND_PROG, 0, ns, BPFNS_REASON_PROG_TYPE);
+		if (lsm_ns_allows_tracing(ns))
+			return 0;
+		if (lsm_tracing_class(type))
+			return refuse(ns, cmd, BPFNS_KIND_PROG, 0, ns, BPFNS_REASON_PROG_TYPE);
+		/* Perfmon power lets a program of any type read kernel memory. */
+		if (load_with_perfmon(attr))
+			return refuse(ns, cmd, BPFNS_KIND_PROG, 0, ns, BPFNS_REASON_PERFMON);
 		return 0;
 	}
 	if (cmd == CMD_LINK_GET_FD_BY_ID) {
@@ -259,9 +353,27 @@ int BPF_PROG(lsm_bpf, int cmd, union bpf_attr *attr)
 		kind = BPFNS_KIND_BTF;
 		id = BPF_CORE_READ(attr, btf_id);
 	}
-	if (!visible(ns, owner_of(kind, id)))
-		return refuse();
+	owner = owner_of(kind, id);
+	if (!visible(ns, owner))
+		return refuse(ns, cmd, kind, id, owner, BPFNS_REASON_FOREIGN);
 	return 0;
+}
+
+/* 6.9+: (const struct bpf_token *token, int cap). Through a BPF token, namespace tasks whose
+ * policy denies tracing never get CAP_PERFMON's power (kernel-memory reads from any program
+ * type, tracing program types): race-free, whatever fd swaps happen around lsm/bpf above. */
+SEC("lsm/bpf_token_capable")
+int BPF_PROG(lsm_token_capable, const struct bpf_token *token, int cap)
+{
+	__u32 ns;
+
+	if (cap != CAP_PERFMON)
+		return 0;
+	ns = current_ns();
+	if (ns == BPFNS_ROOT || lsm_ns_allows_tracing(ns))
+		return 0;
+	/* Not counted or reported: the verifier asks many times per program load. */
+	return -EPERM;
 }
 
 /* ---- frees ----------------------------------------------------------------------------- */

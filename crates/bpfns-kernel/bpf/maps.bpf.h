@@ -20,19 +20,38 @@ struct {
 	__type(value, struct task_tag);
 } task_ns SEC(".maps");
 
+/* Not preallocated: entries cost memory only when used (namespaces' quotas bound them), and
+ * the loader migrates the records of an older, preallocated 1 << 18 map (src/migrate.rs). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1 << 18);
+	__uint(max_entries, BPFNS_OWNERSHIP_CAPACITY);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct obj_key);
 	__type(value, struct obj_owner);
 } obj_owner SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1 << 16);
+	__uint(max_entries, BPFNS_NS_CAPACITY);
 	__type(key, __u32);
 	__type(value, struct ns_info);
 } ns_table SEC(".maps");
+
+/* Namespace -> its kernel-written record counters (entries made on first use). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BPFNS_NS_CAPACITY);
+	__type(key, __u32);
+	__type(value, struct ns_kcount);
+} quota_kernel SEC(".maps");
+
+/* Namespace -> its limit and bpfnsd's counter (no entry: no limit of its own). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BPFNS_NS_CAPACITY);
+	__type(key, __u32);
+	__type(value, struct ns_dquota);
+} quota_daemon SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -46,12 +65,47 @@ struct {
 	__uint(max_entries, 1 << 16);
 } violations SEC(".maps");
 
+/* Stops, refusals and notices by reason (BPFNS_REASONS_*). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BPFNS_REASONS_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} reasons SEC(".maps");
+
 static __always_inline void stat_inc(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
 
 	if (v)
 		*v += 1;
+}
+
+static __always_inline void reason_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&reasons, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+/* Send an event to bpfnsd (dropped when nobody reads and the ring is full). */
+static __always_inline void emit(__u32 ns, __u32 cmd, __u32 kind, __u32 id, __u32 owner,
+				 __u32 reason)
+{
+	struct violation v = {};
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	v.pid = pid_tgid >> 32;
+	v.tid = (__u32)pid_tgid;
+	v.ns = ns;
+	v.cmd = cmd;
+	v.kind = kind;
+	v.id = id;
+	v.owner = owner;
+	v.reason = reason;
+	bpf_get_current_comm(v.comm, sizeof(v.comm));
+	bpf_ringbuf_output(&violations, &v, sizeof(v), 0);
 }
 
 static __always_inline __u32 owner_of(__u32 kind, __u32 id)
@@ -80,6 +134,203 @@ static __always_inline bool visible(__u32 viewer, __u32 owner)
 		owner = ni->parent;
 	}
 	return false;
+}
+
+/* ---- ownership-record quotas (see struct ns_kcount in bpfns.h) ------------------------ */
+
+/* What a reservation found. */
+struct quota_check {
+	__u32 over;  /* the namespace whose limit refused the record */
+	__u32 high;  /* a namespace whose records reached 3/4 of its limit with this one, or 0 */
+	__u64 used;  /* records in use in `over` or `high` (with this one) */
+	__u64 limit; /* its limit */
+};
+
+#define QUOTA_OK 0
+#define QUOTA_OVER 1   /* a limit on the chain refused it */
+#define QUOTA_NOROOM 2 /* a counter could not be made (quota_kernel full or out of memory) */
+
+/* The namespace's kernel-written counters, made zero on first use. */
+static __always_inline struct ns_kcount *kcount(__u32 ns)
+{
+	struct ns_kcount *c = bpf_map_lookup_elem(&quota_kernel, &ns);
+
+	if (!c) {
+		struct ns_kcount zero = {};
+
+		/* Another CPU may make it first: either way, look it up again. */
+		bpf_map_update_elem(&quota_kernel, &ns, &zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&quota_kernel, &ns);
+	}
+	return c;
+}
+
+/* The parent of `ns`; root for unknown namespaces (the walk ends). */
+static __always_inline __u32 parent_ns(__u32 ns)
+{
+	struct ns_info *ni = bpf_map_lookup_elem(&ns_table, &ns);
+
+	return ni ? ni->parent : BPFNS_ROOT;
+}
+
+/* Add `delta` to `created` of `ns` and its ancestors below the root, stopping before `until`
+ * (BPFNS_ROOT: the whole chain). */
+static __always_inline void quota_add_created(__u32 ns, __u32 until, __u64 delta)
+{
+	for (int i = 0; i < BPFNS_MAX_DEPTH; i++) {
+		struct ns_kcount *k;
+
+		if (ns == BPFNS_ROOT || ns == until)
+			return;
+		k = bpf_map_lookup_elem(&quota_kernel, &ns);
+		if (k)
+			__sync_fetch_and_add(&k->created, delta);
+		ns = parent_ns(ns);
+	}
+}
+
+/*
+ * Reserve one record for namespace `ns`: count it in `ns` and each ancestor below the root,
+ * refusing it (and undoing the counts) when that would exceed any of their limits. Each
+ * counter is incremented before it is compared, so two racing creators can never both take
+ * the last free record (at worst both are refused).
+ */
+static __always_inline int quota_reserve(__u32 ns, struct quota_check *qc)
+{
+	__u32 cur = ns;
+	int err = QUOTA_OK;
+
+	for (int i = 0; i < BPFNS_MAX_DEPTH; i++) {
+		struct ns_kcount *k;
+		struct ns_dquota *d;
+
+		if (cur == BPFNS_ROOT)
+			break;
+		k = kcount(cur);
+		if (!k) {
+			err = QUOTA_NOROOM;
+			break;
+		}
+		__sync_fetch_and_add(&k->created, 1);
+		d = bpf_map_lookup_elem(&quota_daemon, &cur);
+		if (d) {
+			__s64 used = (__s64)(k->created - k->kfreed - d->dfreed);
+			__u64 limit = d->limit;
+
+			if (used > 0 && (__u64)used > limit) {
+				__sync_fetch_and_add(&k->created, (__u64)-1);
+				qc->over = cur;
+				qc->used = used - 1;
+				qc->limit = limit;
+				err = QUOTA_OVER;
+				break;
+			}
+			if (!qc->high && limit >= 4 && (__u64)used == (limit * 3 + 3) / 4) {
+				qc->high = cur;
+				qc->used = used;
+				qc->limit = limit;
+			}
+		}
+		cur = parent_ns(cur);
+	}
+	if (err != QUOTA_OK)
+		quota_add_created(ns, cur, (__u64)-1);
+	return err;
+}
+
+/* Undo a reservation whose record could not be written. */
+static __always_inline void quota_unreserve(__u32 ns)
+{
+	quota_add_created(ns, BPFNS_ROOT, (__u64)-1);
+}
+
+/* A record of `ns` was dropped by the kernel: count it freed in the namespace and its
+ * ancestors below the root. */
+static __always_inline void quota_kfreed(__u32 ns)
+{
+	for (int i = 0; i < BPFNS_MAX_DEPTH; i++) {
+		struct ns_kcount *k;
+
+		if (ns == BPFNS_ROOT)
+			return;
+		k = bpf_map_lookup_elem(&quota_kernel, &ns);
+		if (k)
+			__sync_fetch_and_add(&k->kfreed, 1);
+		ns = parent_ns(ns);
+	}
+}
+
+/* Tell bpfnsd that namespace qc->high crossed 3/4 of its limit. */
+static __always_inline void quota_notice(__u32 ns, __u32 cmd, struct quota_check *qc)
+{
+	if (!qc->high)
+		return;
+	reason_inc(BPFNS_REASONS_NOTICES);
+	emit(qc->high, cmd, 0, (__u32)qc->used, (__u32)qc->limit, BPFNS_NOTICE_QUOTA_HIGH);
+}
+
+/* ---- files and credentials --------------------------------------------------------------- */
+
+/* The file at descriptor `fd` of `task`, or NULL. */
+static __always_inline struct file *fd_file(struct task_struct *task, long fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **arr;
+	struct file *f = NULL;
+
+	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	arr = BPF_CORE_READ(fdt, fd);
+	bpf_core_read(&f, sizeof(f), &arr[fd]);
+	return f;
+}
+
+#define CAP_SYS_ADMIN 21
+#define CAP_PERFMON 38
+#define PERFMON_CAPS ((1ull << CAP_PERFMON) | (1ull << CAP_SYS_ADMIN))
+
+/* The effective capabilities of `cred`, as a bit mask. kernel_cap_t is { u64 val } since 6.3
+ * and { u32 cap[2] } before: the same 8 bytes on little-endian x86-64. */
+static __always_inline __u64 cap_effective(const struct cred *cred)
+{
+	__u64 caps = 0;
+
+	bpf_probe_read_kernel(&caps, sizeof(caps),
+			      __builtin_preserve_access_index(&cred->cap_effective));
+	return caps;
+}
+
+/* Whether `cred` holds CAP_PERFMON or CAP_SYS_ADMIN in user namespace `target`, as the
+ * kernel's cap_capable() decides: effective capabilities in its own user namespace, full
+ * capabilities in the namespaces it (its euid) owns below it and their descendants. */
+static __always_inline bool perfmon_in(const struct cred *cred, struct user_namespace *target)
+{
+	struct user_namespace *own = BPF_CORE_READ(cred, user_ns);
+	int own_level = BPF_CORE_READ(own, level);
+	__u32 euid = BPF_CORE_READ(cred, euid.val);
+
+	for (int i = 0; i <= BPFNS_MAX_DEPTH + 1; i++) {
+		struct user_namespace *parent;
+
+		if (!target)
+			return false;
+		if (target == own)
+			return cap_effective(cred) & PERFMON_CAPS;
+		if (BPF_CORE_READ(target, level) <= own_level)
+			return false;
+		parent = BPF_CORE_READ(target, parent);
+		if (parent == own && BPF_CORE_READ(target, owner.val) == euid)
+			return true;
+		target = parent;
+	}
+	return false;
+}
+
+/* perfmon_capable() of `cred`: CAP_PERFMON or CAP_SYS_ADMIN in the initial user namespace
+ * (the only one at level 0). */
+static __always_inline bool perfmon_capable_cred(const struct cred *cred)
+{
+	return BPF_CORE_READ(cred, user_ns, level) == 0 && (cap_effective(cred) & PERFMON_CAPS);
 }
 
 #endif

@@ -115,8 +115,96 @@ impl TaskRecord {
     }
 }
 
-/// `struct violation`, an event from the backstop.
+/// `BPFNS_OWNERSHIP_CAPACITY`: entries of the ownership map (and of the BPF LSM layer's
+/// `lsm_objects`).
+pub const OWNERSHIP_CAPACITY: u32 = 1 << 20;
+/// What bpfnsd keeps free of the ownership map's capacity when it reserves namespaces' quotas:
+/// room for reservations in flight while it resynchronises counters.
+pub const OWNERSHIP_SLACK: u32 = 1 << 10;
+
+/// Why the kernel side stopped (or the BPF LSM layer refused) a task: `BPFNS_REASON_*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// It obtained an fd of an object its namespace may not see.
+    Foreign = 1,
+    /// A syscall program, or a tracing-class one its namespace's policy does not allow.
+    ProgType = 2,
+    /// A new process sharing a namespace task's fd table.
+    SharedFiles = 3,
+    /// The fd a creation command returned was not the object that call created.
+    Hijack = 4,
+    /// The new object's ownership record could not be written.
+    Unrecorded = 5,
+    /// The record would exceed a namespace's `max_objects`.
+    Quota = 6,
+    /// A program loaded with perfmon power where the namespace's policy denies tracing.
+    Perfmon = 7,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 7] = [
+        Reason::Foreign,
+        Reason::ProgType,
+        Reason::SharedFiles,
+        Reason::Hijack,
+        Reason::Unrecorded,
+        Reason::Quota,
+        Reason::Perfmon,
+    ];
+
+    pub fn from_code(code: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| *r as u32 == code)
+    }
+
+    /// Short name, for counters and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Foreign => "foreign",
+            Reason::ProgType => "prog_type",
+            Reason::SharedFiles => "shared_files",
+            Reason::Hijack => "hijack",
+            Reason::Unrecorded => "unrecorded",
+            Reason::Quota => "quota",
+            Reason::Perfmon => "perfmon",
+        }
+    }
+
+    /// The rule that was broken, in words.
+    pub fn rule(self) -> &'static str {
+        match self {
+            Reason::Foreign => "a namespace task may not hold a file descriptor of an object its namespace cannot see",
+            Reason::ProgType => "namespace tasks may not load syscall programs, nor tracing-class programs unless the namespace's policy allows tracing",
+            Reason::SharedFiles => "a new process may not share the file descriptor table of a namespace task",
+            Reason::Hijack => "a creation command's result must be the object that call created (another file was put on its descriptor)",
+            Reason::Unrecorded => "every object a namespace task creates must be recorded as its namespace's (the ownership table could not take it)",
+            Reason::Quota => "a namespace may own at most max_objects objects (counting its descendants')",
+            Reason::Perfmon => "where the namespace's policy denies tracing, no program may be loaded with CAP_PERFMON or CAP_SYS_ADMIN (perfmon power lets any program type read kernel memory)",
+        }
+    }
+
+    /// What fixes it, in words.
+    pub fn fix(self) -> &'static str {
+        match self {
+            Reason::Foreign => "open objects through the namespace's own view (ids it lists, its own bpffs); share objects with SCM_RIGHTS or bpfnsd's get_fd",
+            Reason::ProgType => "allow tracing for the namespace (bpfns ns policy PATH --allow-tracing), if its tenants are trusted with kernel memory; never syscall programs",
+            Reason::SharedFiles => "do not use clone(CLONE_FILES) without CLONE_THREAD in a namespace",
+            Reason::Hijack => "none for honest programs; this is an attempt to take over another namespace's object",
+            Reason::Unrecorded => "retry later; bpfnsd collects the records of freed objects (see bpfns status)",
+            Reason::Quota => "close objects the namespace no longer needs, or create it with a larger limit (bpfns ns create --max-objects N)",
+            Reason::Perfmon => "drop CAP_PERFMON and CAP_SYS_ADMIN from the loading process (e.g. setpriv --bounding-set=-perfmon,-sys_admin), or allow tracing for the namespace (bpfns ns policy PATH --allow-tracing)",
+        }
+    }
+}
+
+/// `BPFNS_NOTICE_QUOTA_HIGH`: not a violation; a namespace's records crossed 3/4 of its limit.
+pub const NOTICE_QUOTA_HIGH: u32 = 16;
+/// `BPFNS_EVENT_REFUSED`: ORed into a reason when the BPF LSM layer refused the call with
+/// EPERM (the task lives).
+pub const EVENT_REFUSED: u32 = 1 << 16;
+
+/// `struct violation`, an event from the kernel side: a stopped or refused task, or a notice.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Violation {
     pub pid: u32,
     pub tid: u32,
@@ -126,15 +214,38 @@ pub struct Violation {
     pub id: u32,
     pub owner: u32,
     pub reason: u32,
+    /// The task's command name (empty in events of older kernel sides).
+    pub comm: String,
+}
+
+/// What an event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The backstop stopped the task (SIGKILL) for this reason.
+    Stopped(Reason),
+    /// The BPF LSM layer refused the call with EPERM for this reason.
+    Refused(Reason),
+    /// Namespace `ns`'s records reached 3/4 of its limit (`used` of `limit`).
+    QuotaHigh { ns: u32, used: u32, limit: u32 },
+    /// A code this version does not know.
+    Unknown(u32),
 }
 
 impl Violation {
-    pub const SIZE: usize = 32;
+    /// The size of the events this kernel side writes.
+    pub const SIZE: usize = 48;
+    /// The smallest event readers accept (the layout before `comm`).
+    pub const MIN_SIZE: usize = 32;
+
     pub fn parse(b: &[u8]) -> Option<Self> {
-        if b.len() < Self::SIZE {
+        if b.len() < Self::MIN_SIZE {
             return None;
         }
         let u = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let comm = b.get(32..48).map_or_else(String::new, |c| {
+            let end = c.iter().position(|&x| x == 0).unwrap_or(c.len());
+            String::from_utf8_lossy(&c[..end]).into_owned()
+        });
         Some(Self {
             pid: u(0),
             tid: u(4),
@@ -144,8 +255,81 @@ impl Violation {
             id: u(20),
             owner: u(24),
             reason: u(28),
+            comm,
         })
     }
+
+    /// What this event says.
+    pub fn event(&self) -> Event {
+        if self.reason == NOTICE_QUOTA_HIGH {
+            return Event::QuotaHigh {
+                ns: self.ns,
+                used: self.id,
+                limit: self.owner,
+            };
+        }
+        match Reason::from_code(self.reason & !EVENT_REFUSED) {
+            Some(r) if self.reason & EVENT_REFUSED != 0 => Event::Refused(r),
+            Some(r) => Event::Stopped(r),
+            None => Event::Unknown(self.reason),
+        }
+    }
+}
+
+/// `BPFNS_REASONS_*`: indices of the `reasons` per-CPU array.
+pub const REASONS_NOTICES: u32 = 0;
+pub const REASONS_REFUSED: u32 = 8;
+
+/// `struct ns_kcount`: a namespace's kernel-written record counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct KernelCount {
+    pub created: u64,
+    pub kfreed: u64,
+}
+
+impl KernelCount {
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        let (created, kfreed) = unpair64(b)?;
+        Some(Self { created, kfreed })
+    }
+}
+
+/// `struct ns_dquota`: a namespace's limit and bpfnsd's counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct DaemonQuota {
+    pub limit: u64,
+    pub dfreed: u64,
+}
+
+impl DaemonQuota {
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        let (limit, dfreed) = unpair64(b)?;
+        Some(Self { limit, dfreed })
+    }
+    pub fn to_bytes(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.limit.to_ne_bytes());
+        out[8..].copy_from_slice(&self.dfreed.to_ne_bytes());
+        out
+    }
+}
+
+/// Records in use: `created - kfreed - dfreed` in wrapping arithmetic, read as signed (bpfnsd
+/// may set `dfreed` so that this equals the records it counted); never below 0.
+pub fn records_in_use(k: KernelCount, dfreed: u64) -> u64 {
+    let v = k.created.wrapping_sub(k.kfreed).wrapping_sub(dfreed) as i64;
+    v.max(0) as u64
+}
+
+/// The `dfreed` that makes [`records_in_use`] equal `records`.
+pub fn dfreed_for(k: KernelCount, records: u64) -> u64 {
+    k.created.wrapping_sub(k.kfreed).wrapping_sub(records)
+}
+
+fn unpair64(b: &[u8]) -> Option<(u64, u64)> {
+    let a = u64::from_ne_bytes(b.get(..8)?.try_into().ok()?);
+    let c = u64::from_ne_bytes(b.get(8..16)?.try_into().ok()?);
+    Some((a, c))
 }
 
 /// Indices of the `stats` per-CPU array.
@@ -219,6 +403,57 @@ mod tests {
         assert_eq!(r.name, "abcd");
         b[0..4].copy_from_slice(&9u32.to_ne_bytes());
         assert!(RawRecord::parse(&b).is_none());
+    }
+
+    #[test]
+    fn violations_old_and_new_layouts() {
+        let mut b = vec![0u8; 48];
+        for (i, v) in [7u32, 8, 3, 0, 2, 42, 5, 4].iter().enumerate() {
+            b[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        b[32..36].copy_from_slice(b"evil");
+        let v = Violation::parse(&b).unwrap();
+        assert_eq!((v.pid, v.ns, v.id, v.owner), (7, 3, 42, 5));
+        assert_eq!(v.comm, "evil");
+        assert_eq!(v.event(), Event::Stopped(Reason::Hijack));
+        let old = Violation::parse(&b[..32]).unwrap();
+        assert_eq!(old.comm, "");
+        assert!(Violation::parse(&b[..31]).is_none());
+        b[28..32].copy_from_slice(&(6 | EVENT_REFUSED).to_ne_bytes());
+        assert_eq!(
+            Violation::parse(&b).unwrap().event(),
+            Event::Refused(Reason::Quota)
+        );
+        b[28..32].copy_from_slice(&NOTICE_QUOTA_HIGH.to_ne_bytes());
+        assert_eq!(
+            Violation::parse(&b).unwrap().event(),
+            Event::QuotaHigh {
+                ns: 3,
+                used: 42,
+                limit: 5
+            }
+        );
+        b[28..32].copy_from_slice(&99u32.to_ne_bytes());
+        assert_eq!(Violation::parse(&b).unwrap().event(), Event::Unknown(99));
+    }
+
+    #[test]
+    fn quota_arithmetic_wraps() {
+        let k = KernelCount {
+            created: 10,
+            kfreed: 3,
+        };
+        assert_eq!(records_in_use(k, 2), 5);
+        assert_eq!(records_in_use(k, 9), 0, "never below zero");
+        // A correction larger than what the kernel counted (records found after an upgrade).
+        let d = dfreed_for(KernelCount::default(), 40);
+        assert_eq!(records_in_use(KernelCount::default(), d), 40);
+        assert_eq!(records_in_use(k, dfreed_for(k, 4)), 4);
+        let q = DaemonQuota {
+            limit: 1024,
+            dfreed: d,
+        };
+        assert_eq!(DaemonQuota::parse(&q.to_bytes()), Some(q));
     }
 
     #[test]

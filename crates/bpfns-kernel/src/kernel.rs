@@ -1,11 +1,12 @@
 //! A handle on the pinned kernel side: tag tasks, keep the namespace table, read ownership,
 //! list objects with their owners, collect stale records.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::Mutex;
 
-use bpfns_model::{NsId, ObjectKind};
+use bpfns_model::{quota, NsId, ObjectKind};
 use bpfns_sys::bpf::{self as sysbpf};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
 use serde::Serialize;
@@ -42,6 +43,19 @@ pub struct NsEntry {
     pub allow_tracing: bool,
 }
 
+/// A namespace's ownership-record quota, as the kernel counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct NsQuota {
+    /// Its `max_objects`; `None`: no limit of its own (only its ancestors' and the table's).
+    pub limit: Option<u64>,
+    /// Records in use: its own objects' and its descendants'.
+    pub used: u64,
+    /// The counters `used` comes from.
+    pub created: u64,
+    pub kfreed: u64,
+    pub dfreed: u64,
+}
+
 /// An open handle on the pinned maps and iterators.
 #[derive(Debug)]
 pub struct Kernel {
@@ -50,6 +64,12 @@ pub struct Kernel {
     obj_owner: MapHandle,
     ns_table: MapHandle,
     stats: MapHandle,
+    quota_kernel: MapHandle,
+    quota_daemon: MapHandle,
+    reasons: MapHandle,
+    /// quota_daemon is read, changed and written back by this process only: one writer at a
+    /// time (the collector and namespace changes run on different threads).
+    quota_writes: Mutex<()>,
 }
 
 impl Kernel {
@@ -74,6 +94,10 @@ impl Kernel {
             obj_owner: open("obj_owner")?,
             ns_table: open("ns_table")?,
             stats: open("stats")?,
+            quota_kernel: open("quota_kernel")?,
+            quota_daemon: open("quota_daemon")?,
+            reasons: open("reasons")?,
+            quota_writes: Mutex::new(()),
         })
     }
 
@@ -96,6 +120,7 @@ impl Kernel {
     /// layer's when it is loaded.
     pub fn all_stats(&self) -> Result<Vec<(&'static str, u64)>> {
         let mut all = self.stats()?;
+        all.extend(self.reason_stats()?);
         if crate::lsm::is_active(&self.layout) {
             all.extend(crate::lsm::counters(&self.layout)?.named());
         }
@@ -198,13 +223,163 @@ impl Kernel {
             .map_err(KernelError::libbpf(format!("recording namespace {id}")))
     }
 
-    /// Forget namespace `id`. Objects still owned by it become visible to root only.
+    /// Forget namespace `id` and its quota counters. Objects still owned by it become visible
+    /// to root only. (Deleting a namespace first moves its records to the parent, which
+    /// counted them already: counts are hierarchical.)
     pub fn remove_namespace(&self, id: NsId) -> Result<()> {
-        match self.ns_table.delete(&id.0.to_ne_bytes()) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(KernelError::libbpf(format!("removing namespace {id}"))(e)),
+        let key = id.0.to_ne_bytes();
+        let _w = self.quota_writes.lock().unwrap_or_else(|e| e.into_inner());
+        for (map, what) in [
+            (&self.ns_table, "namespace"),
+            (&self.quota_kernel, "quota counters of namespace"),
+            (&self.quota_daemon, "quota of namespace"),
+        ] {
+            match map.delete(&key) {
+                Ok(()) => {}
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
+                Err(e) => return Err(KernelError::libbpf(format!("removing {what} {id}"))(e)),
+            }
         }
+        Ok(())
+    }
+
+    // ---- quotas -------------------------------------------------------------------------
+
+    /// Set namespace `id`'s limit on ownership records (its own and its descendants'):
+    /// creating beyond it fails for the creator (refused with EPERM by the BPF LSM layer,
+    /// else stopped by the backstop). Keeps bpfnsd's counter.
+    pub fn set_namespace_limit(&self, id: NsId, limit: u64) -> Result<()> {
+        let _w = self.quota_writes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = self.daemon_quota(id)?.unwrap_or_default();
+        q.limit = limit;
+        self.write_daemon_quota(id, q)
+    }
+
+    /// Namespace `id`'s quota as the kernel counts it.
+    pub fn namespace_quota(&self, id: NsId) -> Result<NsQuota> {
+        let k = self.kernel_count(id)?.unwrap_or_default();
+        let d = self.daemon_quota(id)?;
+        let dfreed = d.map_or(0, |d| d.dfreed);
+        Ok(NsQuota {
+            // u64::MAX: an entry that only carries bpfnsd's counter.
+            limit: d.map(|d| d.limit).filter(|l| *l != u64::MAX),
+            used: abi::records_in_use(k, dfreed),
+            created: k.created,
+            kfreed: k.kfreed,
+            dfreed,
+        })
+    }
+
+    fn kernel_count(&self, id: NsId) -> Result<Option<abi::KernelCount>> {
+        let v = self
+            .quota_kernel
+            .lookup(&id.0.to_ne_bytes(), MapFlags::ANY)
+            .map_err(KernelError::libbpf("reading quota counters"))?;
+        v.map(|b| abi::KernelCount::parse(&b).ok_or(KernelError::Malformed { what: "ns_kcount" }))
+            .transpose()
+    }
+
+    fn daemon_quota(&self, id: NsId) -> Result<Option<abi::DaemonQuota>> {
+        let v = self
+            .quota_daemon
+            .lookup(&id.0.to_ne_bytes(), MapFlags::ANY)
+            .map_err(KernelError::libbpf("reading a quota"))?;
+        v.map(|b| abi::DaemonQuota::parse(&b).ok_or(KernelError::Malformed { what: "ns_dquota" }))
+            .transpose()
+    }
+
+    fn write_daemon_quota(&self, id: NsId, q: abi::DaemonQuota) -> Result<()> {
+        self.quota_daemon
+            .update(&id.0.to_ne_bytes(), &q.to_bytes(), MapFlags::ANY)
+            .map_err(KernelError::libbpf(format!(
+                "writing the quota of namespace {id}"
+            )))
+    }
+
+    fn parents(&self) -> Result<HashMap<NsId, NsId>> {
+        Ok(self
+            .namespace_entries()?
+            .into_iter()
+            .map(|e| (e.id, e.parent))
+            .collect())
+    }
+
+    /// Count `freed` records of each owner freed by bpfnsd (added to `dfreed` of the owner and
+    /// its ancestors below the root).
+    fn add_dfreed(&self, freed: &HashMap<NsId, u64>) -> Result<()> {
+        if freed.is_empty() {
+            return Ok(());
+        }
+        let parents = self.parents()?;
+        let mut per_ns: HashMap<NsId, u64> = HashMap::new();
+        for (owner, n) in freed {
+            for ns in quota::counted_in(&parents, *owner) {
+                *per_ns.entry(ns).or_default() += n;
+            }
+        }
+        let _w = self.quota_writes.lock().unwrap_or_else(|e| e.into_inner());
+        for (ns, n) in per_ns {
+            // No entry: a namespace without a limit; its counter still keeps `used` right.
+            let mut q = self.daemon_quota(ns)?.unwrap_or(abi::DaemonQuota {
+                limit: u64::MAX,
+                dfreed: 0,
+            });
+            q.dfreed = q.dfreed.wrapping_add(n);
+            self.write_daemon_quota(ns, q)?;
+        }
+        Ok(())
+    }
+
+    /// Make every namespace's records in use equal the ownership records it (with its
+    /// descendants) really has, by setting bpfnsd's counter: after an upgrade from a kernel
+    /// side without quotas, a crash between dropping a record and counting it, or a
+    /// collection by another process. Namespaces whose kernel counters change meanwhile (a
+    /// creation or free in flight) are left as they are. Returns the namespaces corrected.
+    pub fn sync_quota_counters(&self) -> Result<Vec<NsId>> {
+        let _w = self.quota_writes.lock().unwrap_or_else(|e| e.into_inner());
+        let before = self.all_kernel_counts()?;
+        let records = self.ownership_records()?;
+        let after = self.all_kernel_counts()?;
+        let parents = self.parents()?;
+        let have = quota::hierarchical_counts(&parents, records.iter().map(|r| r.2));
+        let mut fixed = Vec::new();
+        for ns in parents.keys().copied() {
+            let k = after.get(&ns).copied().unwrap_or_default();
+            if before.get(&ns).copied().unwrap_or_default() != k {
+                continue;
+            }
+            let want = have.get(&ns).copied().unwrap_or(0);
+            let q = self.daemon_quota(ns)?;
+            let dfreed = q.map_or(0, |q| q.dfreed);
+            if abi::records_in_use(k, dfreed) == want
+                && k.created.wrapping_sub(k.kfreed).wrapping_sub(dfreed) as i64 >= 0
+            {
+                continue;
+            }
+            let mut q = q.unwrap_or(abi::DaemonQuota {
+                limit: u64::MAX,
+                dfreed: 0,
+            });
+            q.dfreed = abi::dfreed_for(k, want);
+            self.write_daemon_quota(ns, q)?;
+            fixed.push(ns);
+        }
+        fixed.sort();
+        Ok(fixed)
+    }
+
+    fn all_kernel_counts(&self) -> Result<HashMap<NsId, abi::KernelCount>> {
+        let mut out = HashMap::new();
+        for key in self.quota_kernel.keys() {
+            let Ok(id) = <[u8; 4]>::try_from(key.as_slice()) else {
+                continue;
+            };
+            let id = NsId(u32::from_ne_bytes(id));
+            if let Some(k) = self.kernel_count(id)? {
+                out.insert(id, k);
+            }
+        }
+        Ok(out)
     }
 
     /// `(id, parent, depth)` of every namespace in the kernel's table.
@@ -256,23 +431,46 @@ impl Kernel {
             .unwrap_or(NsId::ROOT))
     }
 
-    /// Set an object's owner (used when a namespace is deleted: its objects move to the parent).
+    /// Set an object's owner (tests and aids; namespaces' objects move with [`Kernel::reassign`]).
+    /// Quota counters are not changed.
     pub fn set_owner(&self, kind: ObjectKind, id: u32, ns: NsId) -> Result<()> {
+        self.write_owner(kind, id, ns, MapFlags::ANY).map(drop)
+    }
+
+    /// Write (or with `ns` root, delete) a record; `MapFlags::EXIST` only changes an existing
+    /// one. Whether it was there to change.
+    fn write_owner(&self, kind: ObjectKind, id: u32, ns: NsId, flags: MapFlags) -> Result<bool> {
         let key = abi::obj_key(kind, id);
         if ns == NsId::ROOT {
             return match self.obj_owner.delete(&key) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(false),
                 Err(e) => Err(KernelError::libbpf("deleting an ownership record")(e)),
             };
         }
-        self.obj_owner
-            .update(&key, &abi::obj_owner(ns), MapFlags::ANY)
-            .map_err(KernelError::libbpf("writing an ownership record"))
+        match self.obj_owner.update(&key, &abi::obj_owner(ns), flags) {
+            Ok(()) => Ok(true),
+            Err(e) if flags == MapFlags::EXIST && e.kind() == libbpf_rs::ErrorKind::NotFound => {
+                Ok(false)
+            }
+            Err(e) => Err(KernelError::libbpf("writing an ownership record")(e)),
+        }
     }
 
     /// Every ownership record: `(kind, id, owner)`.
     pub fn ownership_records(&self) -> Result<Vec<(ObjectKind, u32, NsId)>> {
+        // In batches (a few system calls for the whole table) where the kernel can.
+        if let Ok(batches) = sysbpf::map_dump_batched(self.obj_owner.as_fd(), 8, 8) {
+            let mut out: Vec<(ObjectKind, u32, NsId)> = batches
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    let (kind, id) = abi::parse_obj_key(&k)?;
+                    Some((kind, id, abi::parse_obj_owner(&v)?))
+                })
+                .collect();
+            out.sort();
+            return Ok(out);
+        }
         let mut out = Vec::new();
         for key in self.obj_owner.keys() {
             let Some((kind, id)) = abi::parse_obj_key(&key) else {
@@ -292,12 +490,13 @@ impl Kernel {
         Ok(out)
     }
 
-    /// Move every object owned by `from` to `to`. Returns how many moved.
+    /// Move every object owned by `from` to `to`. Returns how many moved. A record dropped
+    /// meanwhile (its object freed) is not written again. Quotas: `to` is `from`'s parent
+    /// when a namespace is deleted, which counted these records already.
     pub fn reassign(&self, from: NsId, to: NsId) -> Result<usize> {
         let mut n = 0;
         for (kind, id, ns) in self.ownership_records()? {
-            if ns == from {
-                self.set_owner(kind, id, to)?;
+            if ns == from && self.write_owner(kind, id, to, MapFlags::EXIST)? {
                 n += 1;
             }
         }
@@ -402,16 +601,30 @@ impl Kernel {
             }
         }
         let mut removed = 0;
-        for (kind, id, _) in records {
+        let mut freed: HashMap<NsId, u64> = HashMap::new();
+        let mut result = Ok(());
+        for (kind, id, owner) in records {
             // Not in the listing; confirm by id before dropping the record (opening it fails
             // with ENOENT only once the object is gone), so that an object the listing missed
-            // never loses its owner.
+            // never loses its owner. Whoever deletes the record (this, or the BPF LSM layer's
+            // free hook) counts it freed in the owner's quota.
             if !live.contains(&(kind, id)) && sysbpf::fd_by_id(kind, id).is_err() {
-                self.set_owner(kind, id, NsId::ROOT)?;
-                removed += 1;
+                match self.write_owner(kind, id, NsId::ROOT, MapFlags::ANY) {
+                    Ok(true) => {
+                        removed += 1;
+                        *freed.entry(owner).or_default() += 1;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
             }
         }
-        Ok(removed)
+        // Count what was dropped even when a later step failed.
+        self.add_dfreed(&freed)?;
+        result.map(|()| removed)
     }
 
     /// The kernel side's counters, summed over CPUs.
@@ -434,12 +647,112 @@ impl Kernel {
             .collect()
     }
 
+    /// Stops, BPF LSM refusals and quota notices by reason: `stopped_<reason>`,
+    /// `refused_<reason>`, `quota_notices`.
+    pub fn reason_stats(&self) -> Result<Vec<(&'static str, u64)>> {
+        const STOPPED: [&str; 7] = [
+            "stopped_foreign",
+            "stopped_prog_type",
+            "stopped_shared_files",
+            "stopped_hijack",
+            "stopped_unrecorded",
+            "stopped_quota",
+            "stopped_perfmon",
+        ];
+        const REFUSED: [&str; 7] = [
+            "refused_foreign",
+            "refused_prog_type",
+            "refused_shared_files",
+            "refused_hijack",
+            "refused_unrecorded",
+            "refused_quota",
+            "refused_perfmon",
+        ];
+        let mut out = vec![(
+            "quota_notices",
+            self.percpu_sum(&self.reasons, abi::REASONS_NOTICES)?,
+        )];
+        for r in abi::Reason::ALL {
+            let i = r as usize - 1;
+            out.push((STOPPED[i], self.percpu_sum(&self.reasons, r as u32)?));
+        }
+        for r in abi::Reason::ALL {
+            if matches!(r, abi::Reason::SharedFiles | abi::Reason::Hijack) {
+                continue; // the LSM layer never refuses for these
+            }
+            let i = r as usize - 1;
+            out.push((
+                REFUSED[i],
+                self.percpu_sum(&self.reasons, abi::REASONS_REFUSED + r as u32)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    fn percpu_sum(&self, map: &MapHandle, idx: u32) -> Result<u64> {
+        let per_cpu = map
+            .lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY)
+            .map_err(KernelError::libbpf("reading counters"))?
+            .unwrap_or_default();
+        Ok(per_cpu
+            .iter()
+            .filter_map(|v| v.get(..8)?.try_into().ok().map(u64::from_ne_bytes))
+            .sum())
+    }
+
     /// The ids of the programs the kernel side runs, by link name.
     pub fn program_ids(&self) -> Result<Vec<(&'static str, u32)>> {
         LINKS
             .iter()
             .map(|name| Ok((*name, pinned_link_prog_id(&self.layout.link(name))?)))
             .collect()
+    }
+}
+
+/// Reads the kernel side's events (the `violations` ring buffer): stopped and refused tasks,
+/// quota notices. One reader per kernel side: readers of the same ring buffer share its
+/// position, so each event goes to one of them.
+pub struct EventReader {
+    // Dropped first: it stops using the map before the map's fd goes.
+    rb: libbpf_rs::RingBuffer<'static>,
+    _map: MapHandle,
+}
+
+impl std::fmt::Debug for EventReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventReader").finish_non_exhaustive()
+    }
+}
+
+impl EventReader {
+    /// Wait up to `timeout` for events and hand each to the callback.
+    pub fn poll(&self, timeout: std::time::Duration) -> Result<()> {
+        self.rb
+            .poll(timeout)
+            .map_err(KernelError::libbpf("reading kernel events"))
+    }
+}
+
+impl Kernel {
+    /// A reader that hands every event to `on_event` (from [`EventReader::poll`]).
+    pub fn event_reader(
+        &self,
+        mut on_event: impl FnMut(abi::Violation) + 'static,
+    ) -> Result<EventReader> {
+        let map = MapHandle::from_pinned_path(self.layout.map("violations"))
+            .map_err(KernelError::libbpf("opening pinned map violations"))?;
+        let mut b = libbpf_rs::RingBufferBuilder::new();
+        b.add(&map, move |data: &[u8]| {
+            if let Some(v) = abi::Violation::parse(data) {
+                on_event(v);
+            }
+            0
+        })
+        .map_err(KernelError::libbpf("reading the violations ring buffer"))?;
+        let rb = b
+            .build()
+            .map_err(KernelError::libbpf("reading the violations ring buffer"))?;
+        Ok(EventReader { rb, _map: map })
     }
 }
 

@@ -1,7 +1,8 @@
 //! Where the kernel side is pinned in bpffs.
 //!
 //! ```text
-//! <root>/maps/{task_ns,obj_owner,ns_table,stats,violations}   state: survives reloads
+//! <root>/maps/{task_ns,obj_owner,ns_table,stats,violations,     state: survives reloads
+//!              quota_kernel,quota_daemon,reasons}
 //! <root>/links/{on_sys_exit,on_fork,iter_maps,iter_progs,iter_links,iter_tasks}
 //! ```
 
@@ -11,7 +12,16 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/bpfns";
 
 /// The state maps, by their names in `bpfns.bpf.c`.
-pub const MAPS: [&str; 5] = ["task_ns", "obj_owner", "ns_table", "stats", "violations"];
+pub const MAPS: [&str; 8] = [
+    "task_ns",
+    "obj_owner",
+    "ns_table",
+    "stats",
+    "violations",
+    "quota_kernel",
+    "quota_daemon",
+    "reasons",
+];
 
 /// The programs, each attached through one pinned link.
 pub const LINKS: [&str; 6] = [

@@ -14,6 +14,7 @@ pub mod kernel;
 pub mod layout;
 pub mod loader;
 pub mod lsm;
+pub mod migrate;
 
 #[allow(
     clippy::all,
@@ -46,6 +47,6 @@ mod lsm_skel {
 }
 
 pub use error::{KernelError, Result};
-pub use kernel::{Kernel, NsEntry, OwnedObject};
+pub use kernel::{EventReader, Kernel, NsEntry, NsQuota, OwnedObject};
 pub use layout::PinLayout;
 pub mod doctor;

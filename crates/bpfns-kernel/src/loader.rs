@@ -6,6 +6,9 @@
 //! old program is detached only once the new one runs. No tag or ownership record is lost and
 //! enforcement never lapses.
 //!
+//! A state map whose definition changed (the ownership map's capacity) is migrated: its entries
+//! are carried over into a map of the new definition ([`crate::migrate`]).
+//!
 //! After the main object, [`load`] loads the optional BPF LSM layer ([`crate::lsm`]) the same
 //! way; a kernel that refuses it never fails the load: [`LoadReport::lsm`] says why.
 
@@ -20,6 +23,7 @@ use serde::Serialize;
 use crate::error::{KernelError, Result};
 use crate::layout::{PinLayout, LINKS, MAPS};
 use crate::lsm::{self, LsmStatus};
+use crate::migrate;
 use crate::skel::BpfnsSkelBuilder;
 
 /// What a load did, for logs and `bpfns kernel load -j`.
@@ -102,7 +106,54 @@ pub fn load(layout: &PinLayout) -> Result<LoadReport> {
     let mut mounted = Vec::new();
     prepare_fs(layout, &mut mounted)?;
     let reused_state = MAPS.iter().any(|m| layout.map(m).exists());
+    // The ownership map of an older version (preallocated, 1 << 18 entries): carried over.
+    let migration = migrate::begin(&layout.map("obj_owner"), OBJ_OWNER)?;
+    let (programs, migration) = match load_main(layout) {
+        Ok(p) => (p, migration),
+        Err(e) => {
+            if let Some(m) = migration {
+                if let Err(a) = m.abort() {
+                    tracing::error!("putting the old ownership map back: {a}");
+                }
+            }
+            return Err(e);
+        }
+    };
+    // The optional layer: never fails the load.
+    let lsm = match lsm::load(layout) {
+        Ok(r) => r.status,
+        Err(e) => LsmStatus::Unavailable {
+            reason: e.to_string(),
+        },
+    };
+    match &lsm {
+        LsmStatus::Active { hooks } => {
+            tracing::info!(hooks = %hooks.join(","), "BPF LSM layer active")
+        }
+        LsmStatus::Unavailable { reason } => tracing::info!(%reason, "BPF LSM layer unavailable"),
+    }
+    // Both objects' old programs (which wrote the old map) are replaced now.
+    if let Some(m) = migration {
+        m.finish()?;
+    }
+    Ok(LoadReport {
+        pin_root: layout.root().to_path_buf(),
+        mounted,
+        reused_state,
+        programs,
+        lsm,
+    })
+}
 
+/// The ownership map's definition (`obj_owner` in `bpf/maps.bpf.h`).
+pub(crate) const OBJ_OWNER: migrate::Want = migrate::Want {
+    name: "obj_owner",
+    max_entries: crate::abi::OWNERSHIP_CAPACITY,
+    map_flags: migrate::BPF_F_NO_PREALLOC,
+};
+
+/// Load the main object, attach its programs and pin their links over the old ones.
+fn load_main(layout: &PinLayout) -> Result<Vec<(String, u32)>> {
     let mut storage = MaybeUninit::uninit();
     let mut open = BpfnsSkelBuilder::default()
         .open(&mut storage)
@@ -141,26 +192,7 @@ pub fn load(layout: &PinLayout) -> Result<LoadReport> {
     }
     // The pins keep maps and links alive; `skel` may now be dropped.
     drop(skel);
-    // The optional layer: never fails the load.
-    let lsm = match lsm::load(layout) {
-        Ok(r) => r.status,
-        Err(e) => LsmStatus::Unavailable {
-            reason: e.to_string(),
-        },
-    };
-    match &lsm {
-        LsmStatus::Active { hooks } => {
-            tracing::info!(hooks = %hooks.join(","), "BPF LSM layer active")
-        }
-        LsmStatus::Unavailable { reason } => tracing::info!(%reason, "BPF LSM layer unavailable"),
-    }
-    Ok(LoadReport {
-        pin_root: layout.root().to_path_buf(),
-        mounted,
-        reused_state,
-        programs,
-        lsm,
-    })
+    Ok(programs)
 }
 
 /// What an unload removed.

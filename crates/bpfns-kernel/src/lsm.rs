@@ -21,6 +21,7 @@
 //! | `lsm_prog_load` / `lsm_prog_alloc` | `bpf_prog_load(prog, ...)` / `bpf_prog_alloc_security(aux)` | 6.9+ / up to 6.8 |
 //! | `lsm_map_free` / `lsm_map_free_sec` | `bpf_map_free(map)` / `bpf_map_free_security(map)` | 6.9+ / up to 6.8 |
 //! | `lsm_prog_free` / `lsm_prog_free_sec` | `bpf_prog_free(prog)` / `bpf_prog_free_security(aux)` | 6.9+ / up to 6.8 |
+//! | `lsm_token_capable` | `bpf_token_capable(token, cap)` | 6.9+ (BPF tokens) |
 //!
 //! Pins: `<root>/links/lsm_<program>` (one link per program, replaced atomically like the main
 //! object's), `<root>/maps/lsm_objects` (object pointer → ownership key, so that the free
@@ -48,6 +49,7 @@ use crate::error::{KernelError, Result};
 use crate::layout::{PinLayout, MAPS};
 use crate::loader::pin_replace;
 use crate::lsm_skel::BpfnsLsmSkelBuilder;
+use crate::migrate;
 
 /// Prefix of the LSM layer's link pins under `<root>/links/` (the program names carry it).
 pub const LINK_PREFIX: &str = "lsm_";
@@ -78,6 +80,8 @@ pub enum Role {
     Command,
     /// Drops the records of freed objects.
     Free,
+    /// Refuses CAP_PERFMON through a BPF token where the namespace denies tracing.
+    Capability,
 }
 
 /// One program of `bpfns_lsm.bpf.c` and the hook prototype it needs.
@@ -92,7 +96,7 @@ struct Spec {
     group: &'static str,
 }
 
-const SPECS: [Spec; 11] = [
+const SPECS: [Spec; 12] = [
     Spec {
         program: "lsm_bpf",
         hook: "bpf",
@@ -170,6 +174,13 @@ const SPECS: [Spec; 11] = [
         role: Role::Free,
         group: "prog-free",
     },
+    Spec {
+        program: "lsm_token_capable",
+        hook: "bpf_token_capable",
+        params: &["struct bpf_token *", "int"],
+        role: Role::Capability,
+        group: "token-cap",
+    },
 ];
 
 /// What the running kernel's BTF says about one hook, and whether its program is loaded.
@@ -240,6 +251,8 @@ impl Plan {
         self.hooks
             .iter()
             .filter(|h| !self.hooks.iter().any(|o| o.selected && o.group == h.group))
+            // A kernel without BPF tokens (before 6.9) has no token capability to refuse.
+            .filter(|h| !(h.group == "token-cap" && h.params.is_none()))
             .map(|h| format!("{} ({})", h.hook, h.why_not.as_deref().unwrap_or("")))
             .collect()
     }
@@ -469,6 +482,13 @@ fn probe_lsm_load() -> std::result::Result<(), SysError> {
     sysbpf::prog_load(BPF_PROG_TYPE_LSM, "bpfns_lsm", &RETURN_ZERO, opts).map(drop)
 }
 
+/// `lsm_objects`' definition (`bpf/bpfns_lsm.bpf.c`).
+const LSM_OBJECTS: migrate::Want = migrate::Want {
+    name: "lsm_objects",
+    max_entries: crate::abi::OWNERSHIP_CAPACITY,
+    map_flags: migrate::BPF_F_NO_PREALLOC,
+};
+
 /// Load (or upgrade) the LSM layer beside the kernel side pinned under `layout`.
 ///
 /// Returns [`LsmStatus::Unavailable`] with the reason, changing nothing, when the kernel does
@@ -508,6 +528,15 @@ pub fn load(layout: &PinLayout) -> Result<LsmReport> {
         .map(|m| layout.map(m))
         .filter(|p| !p.exists())
         .collect();
+    // lsm_objects of an older version (preallocated, 1 << 18 entries): carried over.
+    let migration = migrate::begin(&layout.map("lsm_objects"), LSM_OBJECTS)?;
+    let restore = |m: Option<migrate::Migration>| {
+        if let Some(m) = m {
+            if let Err(e) = m.abort() {
+                tracing::error!("putting the old lsm_objects back: {e}");
+            }
+        }
+    };
     let mut storage = MaybeUninit::uninit();
     let mut open = BpfnsLsmSkelBuilder::default()
         .open(&mut storage)
@@ -526,11 +555,12 @@ pub fn load(layout: &PinLayout) -> Result<LsmReport> {
     let skel = match open.load() {
         Ok(s) => s,
         Err(e) => {
+            restore(migration);
             return Ok(LsmReport::failed(
                 layout,
                 format!("loading the BPF LSM programs failed: {e}"),
                 Some(plan),
-            ))
+            ));
         }
     };
     let unpin_new_maps = || {
@@ -556,6 +586,7 @@ pub fn load(layout: &PinLayout) -> Result<LsmReport> {
             Err(e) => {
                 drop(links);
                 unpin_new_maps();
+                restore(migration);
                 return Ok(LsmReport::failed(
                     layout,
                     format!("attaching {name} failed: {e}"),
@@ -574,6 +605,9 @@ pub fn load(layout: &PinLayout) -> Result<LsmReport> {
         if !programs.iter().any(|(n, _)| *n == stale) {
             let _ = std::fs::remove_file(layout.link(&stale));
         }
+    }
+    if let Some(m) = migration {
+        m.finish()?;
     }
     let hooks = plan
         .hooks
@@ -718,6 +752,7 @@ mod tests {
                 "union bpf_attr *",
                 "struct bpf_token *",
             ]),
+            "bpf_token_capable" => sig(&["struct bpf_token *", "int"]),
             _ => None,
         }
     }
@@ -765,7 +800,8 @@ mod tests {
                     "lsm_prog_load",
                     "lsm_bpf_prog",
                     "lsm_map_free",
-                    "lsm_prog_free"
+                    "lsm_prog_free",
+                    "lsm_token_capable"
                 ]
             );
         }

@@ -34,6 +34,7 @@ mod kind;
 mod path;
 mod policy;
 mod program_policy;
+pub mod quota;
 mod registry;
 mod visibility;
 

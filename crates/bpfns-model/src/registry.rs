@@ -19,6 +19,10 @@ struct Node {
     children: BTreeMap<String, NsId>,
     /// What its members may load; never more than the parent's.
     policy: ProgramPolicy,
+    /// How many ownership records it may use with its descendants ([`crate::quota`]); `None`
+    /// for the root (unlimited) and for namespaces stored before limits existed (the
+    /// daemon gives them its default: [`crate::quota::fill_default_limits`]).
+    max_objects: Option<u32>,
 }
 
 /// The tree of BPF namespaces (contract point (docs/design.md) 1).
@@ -157,6 +161,7 @@ impl Registry {
             parent: None,
             children: BTreeMap::new(),
             policy: ProgramPolicy::HOST,
+            max_objects: None,
         };
         Registry {
             nodes: BTreeMap::from([(NsId::ROOT, root)]),
@@ -213,10 +218,28 @@ impl Registry {
                 parent: Some(parent),
                 children: BTreeMap::new(),
                 policy,
+                max_objects: None,
             },
         );
         self.by_path.insert(path.clone(), id);
         Ok(id)
+    }
+
+    /// The limit on ownership records of namespace `id` (with its descendants'); `None` for
+    /// the root, unknown ids and namespaces stored before limits existed.
+    pub fn max_objects(&self, id: NsId) -> Option<u32> {
+        self.nodes.get(&id).and_then(|n| n.max_objects)
+    }
+
+    /// Set the limit of namespace `id` (not the root's, which is unlimited). The rules
+    /// (within the parent's, the table's capacity) are [`crate::quota`]'s to check.
+    pub fn set_max_objects(&mut self, id: NsId, max_objects: u32) {
+        if id == NsId::ROOT {
+            return;
+        }
+        if let Some(n) = self.nodes.get_mut(&id) {
+            n.max_objects = Some(max_objects);
+        }
     }
 
     /// `policy` for `path`, whose parent is `parent`, allows nothing the parent does not.
@@ -439,6 +462,7 @@ impl Registry {
                         parent: self.parent(id)?,
                         path: p.clone(),
                         policy: self.policy(id)?,
+                        max_objects: self.max_objects(id),
                     })
                 })
                 .collect(),
@@ -533,6 +557,14 @@ impl Registry {
                     parent: e.parent,
                 });
             }
+            if let (Some(mine), Some(outer)) = (e.max_objects, reg.max_objects(e.parent)) {
+                if mine > outer {
+                    return Err(SnapshotError::LimitAboveParent {
+                        id: e.id,
+                        parent: e.parent,
+                    });
+                }
+            }
             reg.nodes.insert(
                 e.id,
                 Node {
@@ -540,6 +572,7 @@ impl Registry {
                     parent: Some(e.parent),
                     children: BTreeMap::new(),
                     policy: e.policy,
+                    max_objects: e.max_objects,
                 },
             );
             reg.by_path.insert(e.path.clone(), e.id);
@@ -587,6 +620,9 @@ pub struct SnapshotEntry {
     /// Its program policy; absent (the default) in files written before policies existed.
     #[serde(default, skip_serializing_if = "ProgramPolicy::is_default")]
     pub policy: ProgramPolicy,
+    /// Its limit on ownership records; absent in files written before limits existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_objects: Option<u32>,
 }
 
 /// Why a [`Snapshot`] is not a consistent tree.
@@ -655,6 +691,17 @@ pub enum SnapshotError {
         parent: NsId,
         /// The parent's path.
         parent_path: NsPath,
+    },
+    /// An entry's limit on ownership records is above its parent's.
+    #[error(
+        "namespace {id} in snapshot may own more objects than its parent {parent}; a \
+         namespace's max_objects is never above its parent's"
+    )]
+    LimitAboveParent {
+        /// The entry's id.
+        id: NsId,
+        /// The entry's parent id.
+        parent: NsId,
     },
     /// An entry's policy allows more than its parent's.
     #[error(
@@ -1018,6 +1065,7 @@ mod tests {
             parent: NsId(parent),
             path: p(path),
             policy: ProgramPolicy::DEFAULT,
+            max_objects: None,
         }
     }
 

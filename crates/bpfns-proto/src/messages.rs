@@ -32,11 +32,14 @@ pub enum Op {
     /// Who am I, as the daemon sees me (kernel facts only), and what does it run.
     Hello,
     /// Create a namespace; its parent must exist. Its program policy (default: no tracing
-    /// programs) may not allow more than its parent's.
+    /// programs) may not allow more than its parent's. `max_objects` (default: bpfnsd's
+    /// `max_objects`, capped at the parent's) may not be above the parent's.
     NsCreate {
         path: String,
         #[serde(default, skip_serializing_if = "ProgramPolicy::is_default")]
         policy: ProgramPolicy,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_objects: Option<u32>,
     },
     /// Change a namespace's program policy: within its parent's, and not narrower than any
     /// descendant's. Host root for any namespace; a member for strict descendants of its own.
@@ -215,6 +218,14 @@ pub struct NsInfo {
     /// What its members may load beyond the default.
     #[serde(default)]
     pub policy: ProgramPolicy,
+    /// How many objects it may own with its descendants (ownership records); `None` for the
+    /// root (unlimited) and from older daemons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_objects: Option<u32>,
+    /// Ownership records it uses with its descendants, as the kernel counts them (freed
+    /// objects' records count until collected); `None` for the root and from older daemons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

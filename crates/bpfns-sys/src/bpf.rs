@@ -343,6 +343,73 @@ pub fn map_next_key(
     }
 }
 
+/// Every `(key, value)` of a hash map, read with `BPF_MAP_LOOKUP_BATCH` (a few system calls
+/// for the whole map instead of two per entry). The kernel hands out whole buckets: a batch may
+/// hold fewer entries than asked for without being the last (only `ENOENT` ends the walk), and
+/// `ENOSPC` means a bucket holds more than asked for (asked again with more room). Errors for
+/// maps (or kernels) without batch operations: callers then read key by key.
+pub fn map_dump_batched(
+    fd: impl AsFd,
+    key_size: usize,
+    value_size: usize,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let fd = fd.as_fd().as_raw_fd();
+    let opts = libbpf_sys::bpf_map_batch_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    // Batch positions (a bucket index for hash maps): 8 bytes hold any.
+    let mut in_batch = [0u8; 8];
+    let mut out_batch = [0u8; 8];
+    let mut first = true;
+    let mut room = 4096usize;
+    loop {
+        let mut keys = vec![0u8; room * key_size];
+        let mut values = vec![0u8; room * value_size];
+        let mut count = room as u32;
+        let in_ptr = if first {
+            std::ptr::null_mut()
+        } else {
+            in_batch.as_mut_ptr().cast()
+        };
+        // SAFETY: `keys` and `values` hold `count` entries of the map's key and value sizes
+        // (the caller's); the batch positions are valid for 8 bytes; `opts` is initialised.
+        let ret = unsafe {
+            libbpf_sys::bpf_map_lookup_batch(
+                fd,
+                in_ptr,
+                out_batch.as_mut_ptr().cast(),
+                keys.as_mut_ptr().cast(),
+                values.as_mut_ptr().cast(),
+                &mut count,
+                &opts,
+            )
+        };
+        let done = match check(|| "BPF_MAP_LOOKUP_BATCH".to_string(), ret) {
+            Ok(_) => false,
+            Err(e) if e.errno == Errno::NOENT => true,
+            Err(e) if e.errno == Errno::NOSPC && room < (1 << 20) => {
+                room *= 4;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let n = (count as usize).min(room);
+        for i in 0..n {
+            out.push((
+                keys[i * key_size..(i + 1) * key_size].to_vec(),
+                values[i * value_size..(i + 1) * value_size].to_vec(),
+            ));
+        }
+        if done {
+            return Ok(out);
+        }
+        in_batch = out_batch;
+        first = false;
+    }
+}
+
 /// `BPF_MAP_LOOKUP_ELEM` into a buffer of `value_len` bytes (for per-CPU maps: the rounded
 /// value size times the number of possible CPUs); `None` if the key is absent.
 pub fn map_lookup(fd: impl AsFd, key: &[u8], value_len: usize) -> Result<Option<Vec<u8>>> {

@@ -371,6 +371,30 @@ pub fn bpf_fd_raw_ptr(cmd: u32, ptr: u64, size: u32) -> Result<std::os::fd::Owne
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
+/// `dup2(old, new)` on raw descriptor numbers: another thread may be using `new` (the point
+/// of the races the tests run). Errors are returned, not retried.
+pub fn dup2_raw(old: std::os::fd::RawFd, new: std::os::fd::RawFd) -> Result<(), Errno> {
+    // SAFETY: dup2 only changes the descriptor table; no memory is passed. Whatever `new` was
+    // is closed by the kernel, which is what the caller asks for.
+    let r = unsafe { libc::dup2(old, new) };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// `close(fd)` on a raw descriptor number that no `OwnedFd` owns (see [`dup2_raw`]).
+pub fn close_raw(fd: std::os::fd::RawFd) -> Result<(), Errno> {
+    // SAFETY: the caller owns `fd` by number only (no Rust object refers to it).
+    let r = unsafe { libc::close(fd) };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;

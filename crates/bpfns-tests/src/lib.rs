@@ -305,9 +305,25 @@ impl TestDaemon {
         Self::start_at(dir, layout, true)
     }
 
+    /// Start a daemon named `name` whose configuration `tweak` changes first.
+    pub fn start_with(name: &str, tweak: impl FnOnce(&mut bpfnsd::Config)) -> Self {
+        let (dir, layout) = daemon_paths("d", name);
+        Self::start_configured(dir, layout, true, tweak)
+    }
+
     /// Start a daemon over existing state (`fresh = false`: keep the database and the
     /// pinned kernel side, as after a crash or restart).
     pub fn start_at(dir: PathBuf, layout: PinLayout, fresh: bool) -> Self {
+        Self::start_configured(dir, layout, fresh, |_| {})
+    }
+
+    /// [`TestDaemon::start_at`] with a configuration `tweak` changes first.
+    pub fn start_configured(
+        dir: PathBuf,
+        layout: PinLayout,
+        fresh: bool,
+        tweak: impl FnOnce(&mut bpfnsd::Config),
+    ) -> Self {
         if fresh {
             cleanup_daemon_state(&dir, &layout);
         }
@@ -319,7 +335,10 @@ impl TestDaemon {
             socket_mode: 0o666,
             // Often, so that the tests run it concurrently with everything else.
             gc_interval_secs: 1,
+            ..bpfnsd::Config::default()
         };
+        let mut config = config;
+        tweak(&mut config);
         // Clean up if starting fails half-way.
         let guard = CleanupOnDrop(dir.clone(), layout.clone());
         loader::load(&layout).expect("loading the kernel side");

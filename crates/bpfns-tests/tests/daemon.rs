@@ -500,3 +500,173 @@ fn records_of_freed_objects_are_collected_without_being_asked() {
         assert!(collected >= 1, "{:?}", st.counters);
     }
 }
+
+/// A counter of bpfnsd's status.
+fn counter(d: &TestDaemon, name: &str) -> u64 {
+    d.client()
+        .status()
+        .unwrap()
+        .counters
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or(0, |(_, v)| *v)
+}
+
+/// Wait (bounded) until `cond` holds.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Every namespace may own a bounded number of objects with its descendants (ownership
+/// records): the configured default or `--max-objects`, never above the parent's, and the
+/// top-level namespaces' limits must fit the kernel's ownership table together. A member
+/// going beyond is refused (BPF LSM) or stopped, bpfnsd reads and counts the event, and
+/// `ns show`/`ns list` show the records in use.
+#[test]
+fn namespaces_own_a_bounded_number_of_objects() {
+    require_kernel!();
+    let d = TestDaemon::start("quota");
+    let mut c = d.client();
+    let a = c.ns_create("/a").unwrap();
+    assert_eq!((a.max_objects, a.records), (Some(1024), Some(0)));
+    let b = c
+        .ns_create_with("/a/b", ProgramPolicy::DEFAULT, Some(10))
+        .unwrap();
+    assert_eq!(b.max_objects, Some(10));
+    let kid = c.ns_create("/a/b/kid").unwrap();
+    assert_eq!(
+        kid.max_objects,
+        Some(10),
+        "the default, capped at the parent's"
+    );
+    let e = c
+        .ns_create_with("/a/c", ProgramPolicy::DEFAULT, Some(2000))
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Conflict), "{e}");
+    assert!(e.to_string().contains("at most 1024"), "{e}");
+    let e = c
+        .ns_create_with("/a/c", ProgramPolicy::DEFAULT, Some(0))
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::BadRequest), "{e}");
+    assert!(c.ns_show("/a/c").is_err(), "nothing was created");
+    // The top-level namespaces share the table: what is left is all a new one may have.
+    let capacity = (1u32 << 20) - (1 << 10);
+    let left = capacity - 1024;
+    c.ns_create_with("/big", ProgramPolicy::DEFAULT, Some(left))
+        .unwrap();
+    let e = c.ns_create("/x").unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Conflict), "{e}");
+    assert!(
+        e.to_string().contains(&format!(
+            "reserve {capacity} of the ownership table's {capacity} records"
+        )),
+        "{e}"
+    );
+    c.ns_delete("/big").unwrap();
+    c.ns_create("/x").unwrap();
+    let root = c.ns_show("/").unwrap();
+    assert_eq!(
+        (root.max_objects, root.records),
+        (None, None),
+        "the root is unlimited"
+    );
+
+    // A member of /a/b/kid beyond /a/b's limit.
+    let lsm = d
+        .daemon()
+        .kernel
+        .layers()
+        .contains(&bpfns_kernel::doctor::Layer::BpfLsm);
+    let mut h = Helper::spawn(&["create-many", "map", "20"]);
+    c.enter("/a/b/kid", h.pid).unwrap();
+    h.go();
+    let made = h.maybe("made");
+    let holder = if lsm {
+        assert_eq!(made.as_deref(), Some("10"));
+        assert_eq!(h.maybe("errno").as_deref(), Some("1"), "EPERM");
+        Some(h)
+    } else {
+        assert_eq!(made, None, "stopped");
+        assert!(bpfns_tests::killed(h.finish()));
+        None
+    };
+    for (ns, want) in [("/a/b/kid", 10), ("/a/b", 10), ("/a", 10)] {
+        assert_eq!(c.ns_show(ns).unwrap().records, Some(want), "{ns}");
+    }
+    let list = c.ns_list().unwrap();
+    assert_eq!(
+        list.iter().find(|n| n.path == "/a/b").unwrap().records,
+        Some(10)
+    );
+    let name = if lsm {
+        "refused_quota"
+    } else {
+        "stopped_quota"
+    };
+    assert_eq!(counter(&d, name), 1);
+    eventually("bpfnsd read the kernel's event", || {
+        counter(&d, "kernel_events_read") >= 1
+    });
+    drop(holder);
+}
+
+/// A namespace that crosses 3/4 of its limit gets the records of its freed objects collected
+/// at once (libbpf's feature probes create and close objects by the dozen): with periodic
+/// collection off, a member that creates and closes more objects than its limit goes on.
+#[test]
+fn a_namespace_near_its_limit_is_collected_at_once() {
+    require_kernel!();
+    let d = TestDaemon::start_with("quota-early", |c| c.gc_interval_secs = 0);
+    let mut c = d.client();
+    c.ns_create_with("/e", ProgramPolicy::DEFAULT, Some(40))
+        .unwrap();
+    let mut h = Helper::spawn(&["create-many", "map", "60", "close", "50"]);
+    c.enter("/e", h.pid).unwrap();
+    h.go();
+    assert_eq!(h.maybe("made").as_deref(), Some("60"));
+    assert_eq!(h.maybe("errno").as_deref(), Some("0"));
+    h.finish();
+    if bpfns_kernel::lsm::kernel_allows().is_err() {
+        // No free hook: only bpfnsd's collection made room.
+        assert!(counter(&d, "quota_notices") >= 1);
+        assert!(counter(&d, "records_collected") >= 20);
+    }
+}
+
+/// Limits are stored with the namespaces and restored into the kernel at every start; a
+/// database of an older bpfnsd (no limits) gets the configured default.
+#[test]
+fn limits_persist_and_older_registries_get_the_default() {
+    require_kernel!();
+    let d = TestDaemon::start_with("quota-restart", |c| c.max_objects = 50);
+    let mut c = d.client();
+    assert_eq!(c.ns_create("/p").unwrap().max_objects, Some(50));
+    let q = c
+        .ns_create_with("/q", ProgramPolicy::DEFAULT, Some(7))
+        .unwrap()
+        .id;
+    drop(c);
+    let (dir, layout) = d.stop();
+    // While bpfnsd is down: the kernel loses /q's limit, and an older bpfnsd's database
+    // brings a namespace without one.
+    let k = bpfns_kernel::Kernel::open(&layout).unwrap();
+    k.set_namespace_limit(q, 1_000_000).unwrap();
+    drop(k);
+    let store = bpfnsd::store::Store::open(&dir.join("state").join("bpfns.redb")).unwrap();
+    let mut reg = store.load_registry().unwrap();
+    let old = reg.create(&"/old".parse().unwrap()).unwrap();
+    store.save_registry(&reg).unwrap();
+    drop(store);
+    let d = TestDaemon::start_configured(dir, layout, false, |c| c.max_objects = 60);
+    let mut c = d.client();
+    assert_eq!(c.ns_show("/p").unwrap().max_objects, Some(50));
+    assert_eq!(c.ns_show("/q").unwrap().max_objects, Some(7));
+    assert_eq!(c.ns_show("/old").unwrap().max_objects, Some(60));
+    let k = &d.daemon().kernel;
+    assert_eq!(k.namespace_quota(q).unwrap().limit, Some(7), "restored");
+    assert_eq!(k.namespace_quota(old).unwrap().limit, Some(60));
+}

@@ -663,3 +663,436 @@ fn task_iterator_lists_every_tagged_thread() {
         "exited tasks vanish"
     );
 }
+
+/// A counter of [`bpfns_kernel::Kernel::reason_stats`] (`stopped_hijack`, ...).
+fn reason_count(tk: &TestKernel, name: &str) -> u64 {
+    tk.kernel
+        .reason_stats()
+        .unwrap()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, v)| v)
+}
+
+/// Start a helper creating `what` in `ns`: (helper, id, its fd number).
+fn victim(tk: &TestKernel, ns: Option<NsId>, what: &str) -> (Helper, u32, i32) {
+    let (mut h, id) = create_in(tk, ns, what, None);
+    let fd = h.expect("fd").parse().unwrap();
+    (h, id, fd)
+}
+
+/// The race from the outside red team's report: a namespace task holding a foreign object's
+/// fd loops `close(n); create` on one thread and `dup2(foreign, n)` on another, so that the
+/// recorder finds the foreign object where the new one should be. The recorder takes only the
+/// object the call created (kind and credentials match, no existing record of another owner):
+/// the foreign object never changes owner, its owner still opens it, and an attacker that
+/// wins the race is stopped.
+#[test]
+fn racing_the_recorder_never_takes_over_a_foreign_object() {
+    require_kernel!();
+    let tk = with_tree("hijack");
+    for (what, kind, rounds) in [
+        ("map", ObjectKind::Map, "4096"),
+        ("btf", ObjectKind::Btf, "1024"),
+        ("link", ObjectKind::Link, "1024"),
+        ("prog", ObjectKind::Prog, "1024"),
+    ] {
+        for owner in [Some(A), None] {
+            let (v, id, fd) = victim(&tk, owner, what);
+            let before = reason_count(&tk, "stopped_hijack");
+            let (pid, fd) = (v.pid.to_string(), fd.to_string());
+            let mut h = Helper::spawn(&["hijack", &pid, &fd, what, rounds, "10"]);
+            tk.kernel.tag_process(h.pid, B).unwrap();
+            h.go();
+            let result = h.maybe("race");
+            let status = h.finish();
+            let stopped = reason_count(&tk, "stopped_hijack") - before;
+            let want = owner.unwrap_or(NsId::ROOT);
+            assert_eq!(
+                tk.kernel.owner(kind, id).unwrap(),
+                want,
+                "{what} {id}: owner changed ({result:?}, {status})"
+            );
+            if killed(status) {
+                assert!(stopped >= 1, "{what}: killed, but not for a hijack");
+            } else {
+                assert!(
+                    status.success()
+                        && result.as_deref().is_some_and(|r| r.starts_with("created:")),
+                    "{what}: {result:?} {status}"
+                );
+            }
+            // Its owner (or root) still opens it.
+            let id_s = id.to_string();
+            assert!(
+                try_open(&tk, owner, &["open", kind.name(), &id_s]),
+                "{what} {id}: its owner cannot open it"
+            );
+            eprintln!(
+                "hijack race, {what} of {}: {} ({})",
+                owner.map_or("root".to_string(), |n| format!("ns {n}")),
+                result.unwrap_or_default(),
+                if killed(status) {
+                    "attacker stopped"
+                } else {
+                    "race not won"
+                }
+            );
+        }
+    }
+}
+
+/// What a `create-many` helper in `ns` got: (made, errno) when it lived, None when stopped.
+fn create_many(tk: &TestKernel, ns: NsId, what: &str, n: u32) -> (Helper, Option<(u32, i32)>) {
+    let mut h = Helper::spawn(&["create-many", what, &n.to_string()]);
+    tk.kernel.tag_process(h.pid, ns).unwrap();
+    h.go();
+    let made = h.maybe("made").map(|m| m.parse().unwrap());
+    let errno = made.and_then(|_| h.maybe("errno").map(|e| e.parse().unwrap()));
+    (h, made.zip(errno))
+}
+
+/// Whether the BPF LSM layer records maps at creation here (and so refuses over-quota
+/// creations with EPERM instead of the backstop stopping the task).
+fn lsm_records_maps(tk: &TestKernel) -> bool {
+    lsm::has_program(&tk.layout, "lsm_bpf_map")
+}
+
+/// Per-namespace, hierarchical limits on ownership records: a record counts in its namespace
+/// and every ancestor below the root; a creation beyond any limit on the chain fails for the
+/// creator (EPERM where the BPF LSM layer records, else the task is stopped); freed objects'
+/// records go (free hook or collector) and their counts with them; 3/4 of a limit notifies.
+#[test]
+fn quotas_are_hierarchical_and_fail_closed() {
+    require_kernel!();
+    let tk = with_tree("quota");
+    tk.kernel.set_namespace_limit(A, 8).unwrap();
+    tk.kernel.set_namespace_limit(A_CHILD, 5).unwrap();
+    let notices = reason_count(&tk, "quota_notices");
+    let lsm = lsm_records_maps(&tk);
+
+    // The child's own limit.
+    let (child, got) = create_many(&tk, A_CHILD, "map", 100);
+    let child = if lsm {
+        assert_eq!(got, Some((5, 1)), "the 6th map refused with EPERM");
+        assert_eq!(reason_count(&tk, "refused_quota"), 1);
+        Some(child)
+    } else {
+        assert_eq!(got, None, "the task creating the 6th map is stopped");
+        let st = child.finish();
+        assert!(killed(st), "{st}");
+        assert_eq!(reason_count(&tk, "stopped_quota"), 1);
+        None
+    };
+    assert_eq!(tk.kernel.namespace_quota(A_CHILD).unwrap().used, 5);
+    assert_eq!(
+        tk.kernel.namespace_quota(A).unwrap().used,
+        5,
+        "counted in A too"
+    );
+    assert!(
+        reason_count(&tk, "quota_notices") > notices,
+        "3/4 of the child's limit notified"
+    );
+
+    // The parent's limit binds its own tasks with what its child uses: 3 more. (BTF objects
+    // are recorded by the backstop, with or without BPF LSM: the task is stopped.)
+    let (parent, got) = create_many(&tk, A, "btf", 100);
+    assert_eq!(got, None, "the 4th BTF object in A is beyond A's limit");
+    assert!(killed(parent.finish()));
+    assert_eq!(tk.kernel.namespace_quota(A).unwrap().used, 8);
+
+    // Another namespace is not affected.
+    let (_b, got) = create_many(&tk, B, "map", 20);
+    assert_eq!(got, Some((20, 0)));
+    assert_eq!(tk.kernel.namespace_quota(B).unwrap().limit, None);
+    assert_eq!(tk.kernel.namespace_quota(B).unwrap().used, 20);
+
+    // Freed objects' records go, and their counts: by the free hook, else the collector.
+    drop(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tk.kernel.namespace_quota(A).unwrap().used != 0 {
+        tk.kernel.collect_garbage().unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            tk.kernel.namespace_quota(A).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(tk.kernel.namespace_quota(A_CHILD).unwrap().used, 0);
+    let (_again, got) = create_many(&tk, A_CHILD, "map", 5);
+    assert_eq!(got, Some((5, 0)), "room again after the frees");
+}
+
+/// Deleting a namespace moves its records to the parent, which counted them already; the
+/// child's counters go. A daemon that lost count (crash between dropping a record and counting
+/// it, an upgrade from a kernel side without counters) resynchronises from the records.
+#[test]
+fn quota_counters_survive_deletion_and_resynchronise() {
+    require_kernel!();
+    let tk = with_tree("quota-sync");
+    tk.kernel.set_namespace_limit(A, 100).unwrap();
+    tk.kernel.set_namespace_limit(A_CHILD, 10).unwrap();
+    let (holder, got) = create_many(&tk, A_CHILD, "map", 3);
+    assert_eq!(got, Some((3, 0)));
+    assert_eq!(tk.kernel.namespace_quota(A).unwrap().used, 3);
+    assert_eq!(tk.kernel.reassign(A_CHILD, A).unwrap(), 3);
+    tk.kernel.remove_namespace(A_CHILD).unwrap();
+    assert_eq!(tk.kernel.namespace_quota(A).unwrap().used, 3);
+    let gone = tk.kernel.namespace_quota(A_CHILD).unwrap();
+    assert_eq!((gone.limit, gone.created), (None, 0), "{gone:?}");
+
+    // Lose count both ways: a record dropped behind the counters' back, and one written
+    // behind them (as after an upgrade).
+    let recs: Vec<_> = tk
+        .kernel
+        .ownership_records()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.2 == A)
+        .collect();
+    tk.kernel
+        .set_owner(recs[0].0, recs[0].1, NsId::ROOT)
+        .unwrap();
+    let (_root_map, id) = create_in(&tk, None, "map", None);
+    tk.kernel.set_owner(ObjectKind::Map, id, A).unwrap();
+    tk.kernel
+        .set_owner(ObjectKind::Map, id + 1_000_000, B)
+        .unwrap();
+    assert_eq!(tk.kernel.namespace_quota(A).unwrap().used, 3);
+    let fixed = tk.kernel.sync_quota_counters().unwrap();
+    assert!(fixed.contains(&B), "{fixed:?}");
+    assert_eq!(
+        tk.kernel.namespace_quota(A).unwrap().used,
+        3,
+        "2 live + 1 written"
+    );
+    assert_eq!(tk.kernel.namespace_quota(B).unwrap().used, 1);
+    assert!(
+        tk.kernel.sync_quota_counters().unwrap().is_empty(),
+        "idempotent"
+    );
+    tk.kernel
+        .set_owner(ObjectKind::Map, id + 1_000_000, NsId::ROOT)
+        .unwrap();
+    drop(holder);
+}
+
+/// Where the namespace's policy denies tracing, no program is loaded with perfmon power (any
+/// program type could then read kernel memory): the loader's CAP_PERFMON or CAP_SYS_ADMIN in
+/// the initial user namespace, or either in a BPF token's user namespace.
+#[test]
+fn programs_loaded_with_perfmon_power_need_the_tracing_policy() {
+    require_kernel!();
+    let tk = with_tree("perfmon");
+    let lsm = lsm::has_program(&tk.layout, "lsm_bpf");
+    let before = reason_count(&tk, "stopped_perfmon");
+    // Host root (CAP_SYS_ADMIN, CAP_PERFMON) in B, which denies tracing.
+    let mut h = Helper::spawn(&["create-perfmon", "prog"]);
+    tk.kernel.tag_process(h.pid, B).unwrap();
+    h.go();
+    assert_eq!(
+        h.maybe("id"),
+        None,
+        "a program loaded with perfmon power in B"
+    );
+    let status = h.finish();
+    if lsm {
+        assert_eq!(status.code(), Some(2), "refused with EPERM: {status}");
+        assert!(reason_count(&tk, "refused_perfmon") >= 1);
+    } else {
+        assert!(killed(status), "{status}");
+        assert_eq!(reason_count(&tk, "stopped_perfmon"), before + 1);
+    }
+    // Without perfmon power: fine.
+    let (_p, id) = create_in(&tk, Some(B), "prog", None);
+    assert_eq!(tk.kernel.owner(ObjectKind::Prog, id).unwrap(), B);
+    // Where the policy allows tracing, and for root tasks: fine with it.
+    tk.kernel
+        .set_namespace_policy(A, NsId::ROOT, 1, true)
+        .unwrap();
+    for ns in [Some(A), None] {
+        let mut h = Helper::spawn(&["create-perfmon", "prog"]);
+        if let Some(ns) = ns {
+            tk.kernel.tag_process(h.pid, ns).unwrap();
+        }
+        h.go();
+        assert!(h.maybe("id").is_some(), "{ns:?}");
+        drop(h);
+    }
+    // Through a BPF token: root of the token's user namespace has perfmon power there.
+    for (drop_caps, expect_ok) in [(false, false), (true, true)] {
+        let mut args = vec!["rt-as", "token", "prog-token"];
+        if drop_caps {
+            args.push("drop");
+        }
+        let mut h = Helper::spawn(&args);
+        tk.kernel.tag_process(h.pid, B).unwrap();
+        h.go();
+        let token = h.expect("token");
+        if token.starts_with("error") {
+            eprintln!("SKIPPED: BPF token: {token}");
+            return;
+        }
+        let mut id = None;
+        let mut errno = None;
+        while let Some(l) = h.line() {
+            if let Some(v) = l.strip_prefix("id=") {
+                id = Some(v.to_string());
+            }
+            if let Some(v) = l.strip_prefix("errno=") {
+                errno = Some(v.to_string());
+            }
+        }
+        let status = h.finish();
+        if expect_ok {
+            assert!(
+                id.is_some(),
+                "token, CAP_PERFMON dropped: {errno:?} {status}"
+            );
+        } else if lsm {
+            assert_eq!(errno.as_deref(), Some("1"), "token: refused with EPERM");
+        } else {
+            assert!(id.is_none() && !status.success(), "token: {status}");
+        }
+        eprintln!(
+            "perfmon: token, caps {}: id {id:?} errno {errno:?} {status}",
+            if drop_caps { "dropped" } else { "kept" }
+        );
+    }
+}
+
+/// A pinned ownership map of an older version (preallocated, 1 << 18 entries) is carried
+/// over into the new definition with its records; records the old programs write between
+/// the copy and their replacement are copied again.
+#[test]
+fn an_older_ownership_map_is_migrated_with_its_records() {
+    require_kernel!();
+    use bpfns_kernel::migrate;
+    use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
+    let layout = bpfns_kernel::PinLayout::new(format!(
+        "/sys/fs/bpf/bpfns-test-migrate-{}",
+        std::process::id()
+    ));
+    let _ = loader::unload(&layout);
+    std::fs::create_dir_all(layout.maps_dir()).unwrap();
+    let old_def = |name: &str| {
+        let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
+            sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
+            ..Default::default()
+        };
+        MapHandle::create(MapType::Hash, Some(name), 8, 8, 1 << 18, &opts).unwrap()
+    };
+    let mut old = old_def("obj_owner");
+    let rec = |kind: ObjectKind, id: u32, ns: NsId| {
+        (
+            bpfns_kernel::abi::obj_key(kind, id),
+            bpfns_kernel::abi::obj_owner(ns),
+        )
+    };
+    let (k1, v1) = rec(ObjectKind::Map, 4_000_001, A);
+    old.update(&k1, &v1, MapFlags::ANY).unwrap();
+    old.pin(layout.map("obj_owner")).unwrap();
+
+    // The steps the loader takes, with an old program's write in between.
+    let want = migrate::Want {
+        name: "obj_owner",
+        max_entries: bpfns_kernel::abi::OWNERSHIP_CAPACITY,
+        map_flags: migrate::BPF_F_NO_PREALLOC,
+    };
+    let m = migrate::begin(&layout.map("obj_owner"), want)
+        .unwrap()
+        .expect("a migration");
+    let (k2, v2) = rec(ObjectKind::Btf, 4_000_002, B);
+    old.update(&k2, &v2, MapFlags::ANY).unwrap();
+    assert_eq!(m.finish().unwrap(), 2);
+    let new = MapHandle::from_pinned_path(layout.map("obj_owner")).unwrap();
+    let info = new.info().unwrap().info;
+    assert_eq!(
+        (info.max_entries, info.map_flags),
+        (1 << 20, migrate::BPF_F_NO_PREALLOC)
+    );
+    assert_eq!(new.lookup(&k2, MapFlags::ANY).unwrap(), Some(v2.to_vec()));
+    assert!(migrate::begin(&layout.map("obj_owner"), want)
+        .unwrap()
+        .is_none());
+
+    // The whole load over an older pinned map.
+    let _ = loader::unload(&layout);
+    std::fs::create_dir_all(layout.maps_dir()).unwrap();
+    let mut old = old_def("obj_owner");
+    old.update(&k1, &v1, MapFlags::ANY).unwrap();
+    old.pin(layout.map("obj_owner")).unwrap();
+    drop(old);
+    let guard = TestKernelAt(layout.clone());
+    loader::load(&layout).unwrap();
+    let k = bpfns_kernel::Kernel::open(&layout).unwrap();
+    assert_eq!(k.owner(ObjectKind::Map, 4_000_001).unwrap(), A);
+    let new = MapHandle::from_pinned_path(layout.map("obj_owner")).unwrap();
+    assert_eq!(new.info().unwrap().info.max_entries, 1 << 20);
+    drop(guard);
+}
+
+/// Unloads a kernel side pinned at a custom root when dropped.
+struct TestKernelAt(bpfns_kernel::PinLayout);
+
+impl Drop for TestKernelAt {
+    fn drop(&mut self) {
+        let _ = loader::unload(&self.0);
+    }
+}
+
+/// Reading the ownership table returns every record: it is read in batches of whole hash
+/// buckets, which may hold fewer records than asked for without being the last.
+#[test]
+fn every_ownership_record_is_read() {
+    require_kernel!();
+    let tk = with_tree("read-all");
+    let n = 30_000u32;
+    for i in 0..n {
+        tk.kernel
+            .set_owner(ObjectKind::Btf, 3_500_000_000 + i, B)
+            .unwrap();
+    }
+    let mine = tk
+        .kernel
+        .ownership_records()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.2 == B && r.1 >= 3_500_000_000)
+        .count();
+    assert_eq!(mine, n as usize);
+    assert!(tk.kernel.collect_garbage().unwrap() >= n as usize);
+}
+
+/// How long reading and collecting ownership records takes with many of them (200,000 records
+/// of objects that do not exist, as an attacker filling its quotas would leave): prints times,
+/// asserts only that all were dropped. `--ignored --nocapture collection_timing`.
+#[test]
+#[ignore]
+fn collection_timing_over_200000_records() {
+    require_kernel!();
+    let tk = with_tree("gc-timing");
+    tk.kernel.set_namespace_limit(A, 1 << 20).unwrap();
+    let n = 200_000u32;
+    let t = Instant::now();
+    for i in 0..n {
+        tk.kernel
+            .set_owner(ObjectKind::Map, 3_000_000_000 + i, A)
+            .unwrap();
+    }
+    eprintln!("wrote {n} records in {:?}", t.elapsed());
+    let t = Instant::now();
+    let recs = tk.kernel.ownership_records().unwrap();
+    eprintln!("read {} records in {:?}", recs.len(), t.elapsed());
+    let t = Instant::now();
+    let fixed = tk.kernel.sync_quota_counters().unwrap();
+    eprintln!("resynchronised counters ({fixed:?}) in {:?}", t.elapsed());
+    assert_eq!(tk.kernel.namespace_quota(A).unwrap().used, u64::from(n));
+    let t = Instant::now();
+    let dropped = tk.kernel.collect_garbage().unwrap();
+    eprintln!("collected {dropped} records in {:?}", t.elapsed());
+    assert!(dropped >= n as usize);
+    assert_eq!(tk.kernel.namespace_quota(A).unwrap().used, 0);
+}

@@ -307,6 +307,28 @@ fn namespace_tasks_get_eperm_for_forbidden_program_types() {
         assert_eq!(status.code(), Some(2), "{what}: {status}");
         eprintln!("lsm: namespace task: BPF_PROG_LOAD for {what} -> EPERM, task not killed");
     }
+    // Nor, where tracing is denied, any program loaded with perfmon power (host root here):
+    // it could read kernel memory whatever its type.
+    let mut h = Helper::spawn(&["create-perfmon", "prog"]);
+    tk.kernel.tag_process(h.pid, A).unwrap();
+    h.go();
+    assert_eq!(h.maybe("id"), None);
+    let status = h.finish();
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "socket filter with perfmon power: {status}"
+    );
+    eprintln!(
+        "lsm: namespace task with CAP_SYS_ADMIN/CAP_PERFMON: BPF_PROG_LOAD of a socket filter -> \
+         EPERM, task not killed"
+    );
+    let (_p, id) = create_in(&tk, Some(A), "prog", None);
+    assert_eq!(
+        tk.kernel.owner(ObjectKind::Prog, id).unwrap(),
+        A,
+        "without it: loaded"
+    );
     tk.kernel
         .set_namespace_policy(A, NsId::ROOT, 1, true)
         .unwrap();
@@ -315,4 +337,95 @@ fn namespace_tasks_get_eperm_for_forbidden_program_types() {
     // Untagged tasks may load both.
     let (_h, id) = create_in(&tk, None, "syscall-prog", None);
     assert!(id > 0);
+}
+
+/// A tagged task without the supervisor's filter races opens of a foreign object by id against
+/// a second thread that sends the descriptor number the open lands on to another process
+/// (SCM_RIGHTS), hoping to get the fd out between the open and the backstop's SIGKILL. With
+/// BPF LSM the open itself is refused: nothing foreign ever exists in the task to send.
+#[test]
+fn a_foreign_fd_never_travels_where_bpf_lsm_refuses_the_open() {
+    require_kernel!();
+    let tk = with_tree("lsm-scm");
+    if !active_or_skip(&tk, "foreign opens raced against SCM_RIGHTS") {
+        return;
+    }
+    use std::os::fd::AsFd;
+    for (what, kind) in [("map", ObjectKind::Map), ("btf", ObjectKind::Btf)] {
+        let (_owner, id) = create_in(&tk, Some(A), what, None);
+        let sock = std::path::PathBuf::from(format!(
+            "/tmp/bpfns-test-lsm-scm-{what}-{}.sock",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&sock);
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        // The receiving parent: counts what arrives, and what arrives foreign.
+        let receiver = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let (mut got, mut foreign) = (0u64, 0u64);
+            let mut buf = [0u8; 1];
+            while let Ok((n, fd)) = bpfns_sys::fds::recv_fd(s.as_fd(), &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Some(fd) = fd {
+                    got += 1;
+                    let same = match kind {
+                        ObjectKind::Map => sysbpf::info::<sysbpf::bpf_map_info>(&fd).map(|i| i.id),
+                        _ => sysbpf::info::<sysbpf::bpf_btf_info>(&fd).map(|i| i.id),
+                    };
+                    if same.is_ok_and(|i| i == id) {
+                        foreign += 1;
+                    }
+                }
+            }
+            (got, foreign)
+        });
+        let sock_s = sock.to_string_lossy().into_owned();
+        let id_s = id.to_string();
+        let mut h = Helper::spawn(&["race-scm", &sock_s, what, &id_s, "3"]);
+        tk.kernel.tag_process(h.pid, B).unwrap();
+        h.go();
+        let line = h.maybe("opens");
+        let status = h.finish();
+        let (got, foreign) = receiver.join().unwrap();
+        let _ = std::fs::remove_file(&sock);
+        assert!(status.success(), "{what}: the task was stopped: {status}");
+        let line = line.unwrap_or_default();
+        assert!(line.starts_with("0 "), "{what}: opened: {line}");
+        assert!(!line.contains("eperm=0 "), "{what}: never refused: {line}");
+        assert_eq!(foreign, 0, "{what}: {foreign} foreign fds arrived");
+        eprintln!(
+            "lsm: {what} {id} of A raced by B against SCM_RIGHTS for 3 s: opens={line}; \
+             the parent received {got} fds, {foreign} of them foreign"
+        );
+    }
+}
+
+/// Where the kernel has BPF tokens (6.9+), the layer also refuses CAP_PERFMON through a token
+/// to namespace tasks whose policy denies tracing (the race-free half of the perfmon rule).
+#[test]
+fn the_token_capability_hook_is_used_where_tokens_exist() {
+    require_kernel!();
+    let tk = with_tree("lsm-token-cap");
+    if !active_or_skip(&tk, "lsm/bpf_token_capable") {
+        return;
+    }
+    let plan = lsm::plan().unwrap();
+    let hook = plan
+        .hooks
+        .iter()
+        .find(|h| h.program == "lsm_token_capable")
+        .unwrap();
+    match &hook.params {
+        None => eprintln!("lsm: no BPF tokens in this kernel: no token capability to refuse"),
+        Some(p) => {
+            assert!(hook.selected, "{}: {:?}", hook.signature(), hook.why_not);
+            assert!(lsm::has_program(&tk.layout, "lsm_token_capable"));
+            eprintln!(
+                "lsm: {} refuses CAP_PERFMON where tracing is denied ({p:?})",
+                hook.hook
+            );
+        }
+    }
 }

@@ -416,7 +416,12 @@ impl Drop for Scene {
 
 impl Scene {
     fn new(name: &str) -> Scene {
-        let d = TestDaemon::start(&format!("rt-{name}"));
+        Self::new_with(name, |_| {})
+    }
+
+    /// A scene whose daemon's configuration `tweak` changes first.
+    fn new_with(name: &str, tweak: impl FnOnce(&mut bpfnsd::Config)) -> Scene {
+        let d = TestDaemon::start_with(&format!("rt-{name}"), tweak);
         let mut admin = d.client();
         let mut bpffs = BTreeMap::new();
         for p in ["/t", "/t/kid", "/s"] {
@@ -1941,9 +1946,179 @@ fn scene_daemon(m: &mut Matrix) {
     }
 }
 
+/// A counter of the kernel side, as bpfnsd reports it (`stopped_hijack`, ...).
+fn kernel_counter(sc: &Scene, name: &str) -> u64 {
+    sc.d.daemon()
+        .kernel
+        .all_stats()
+        .unwrap()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, v)| v)
+}
+
+/// Taking over another namespace's object by racing the ownership recorder: holding a fd of
+/// /s's (or the root's) object, received on purpose by SCM_RIGHTS (a read-only one for maps),
+/// the member loops `close(n); create` on one thread and `dup2(foreign, n)` on another, so
+/// that the recorder finds the foreign object on the new object's descriptor. Blocked when the
+/// foreign object never changes owner and its owner still sees it.
+fn scene_hijack(m: &mut Matrix) {
+    // Room for the attacker's many objects: its quota would stop it first otherwise.
+    let mut sc = Scene::new_with("hijack", |c| c.max_objects = 100_000);
+    let ns_s = sc.admin.ns_show("/s").unwrap().id;
+    // (kind, owner path, socket, id)
+    let mut victims: Vec<(ObjectKind, &str, String, u32)> = Vec::new();
+    let kinds = [
+        ("map", ObjectKind::Map, "4096", "20"),
+        ("prog", ObjectKind::Prog, "20000", "20"),
+        ("btf", ObjectKind::Btf, "1024", "20"),
+        ("link", ObjectKind::Link, "1024", "20"),
+    ];
+    for (what, kind, _, _) in kinds {
+        for owner in [Some("/s"), None] {
+            let sock = sc
+                .work
+                .join(format!("hj-{what}-{}.sock", owner.map_or("root", |_| "s")))
+                .to_string_lossy()
+                .into_owned();
+            let id: u32 = sc
+                .holder(owner, &["rt-serve-obj", what, &sock], "serving")
+                .parse()
+                .unwrap();
+            victims.push((kind, owner.unwrap_or("/"), sock, id));
+        }
+    }
+    for level in LEVELS {
+        for (what, kind, rounds, secs) in kinds {
+            let row = format!(
+                "take over a foreign {what} by racing the ownership recorder (close+create against \
+                 dup2 of a received fd; /s's and the root's)"
+            );
+            let mut evidence = Vec::new();
+            let mut verdict = Verdict::Blocked;
+            for (_, owner, sock, id) in victims.iter().filter(|v| v.0 == kind) {
+                let stopped = kernel_counter(&sc, "stopped_hijack");
+                let r = sc.attack(level, &["rt-hijack", sock, what, rounds, secs]);
+                let stopped = kernel_counter(&sc, "stopped_hijack") - stopped;
+                if let Some(c) = r.unusable(level, "foreign") {
+                    if c.v == Verdict::NotRun && verdict == Verdict::Blocked {
+                        verdict = Verdict::NotRun;
+                    } else if c.v != Verdict::NotRun {
+                        verdict = Verdict::Error;
+                    }
+                    evidence.push(c.why);
+                    continue;
+                }
+                let want = if *owner == "/" {
+                    bpfns_model::NsId::ROOT
+                } else {
+                    ns_s
+                };
+                let now = sc.d.daemon().kernel.owner(kind, *id).unwrap();
+                let seen = sc.admin.show(kind, *id).map(|o| o.namespace);
+                let outcome = if r.killed() && stopped > 0 {
+                    format!(
+                        "won the race and was stopped (SIGKILL) for it: {}",
+                        r.get("foreign").unwrap_or("?")
+                    )
+                } else if r.killed() {
+                    "stopped (SIGKILL), not for a hijack".to_string()
+                } else {
+                    format!("{} (never won)", r.get("race").unwrap_or("?"))
+                };
+                if now != want || seen.as_deref().ok() != Some(*owner) {
+                    verdict = Verdict::Escape;
+                    evidence.push(format!(
+                        "{owner}'s {what} {id} is now owned by ns {now} (listed: {seen:?}); {outcome}"
+                    ));
+                } else {
+                    evidence.push(format!(
+                        "{owner}'s {what} {id} via {}: {outcome}; still {owner}'s, listed for it",
+                        r.get("via").unwrap_or(what)
+                    ));
+                }
+            }
+            m.set(&row, level, cell(verdict, evidence.join("; ")));
+        }
+    }
+}
+
+/// Filling the ownership table: the member creates and closes maps as fast as it can (300,000,
+/// or for 5 s). Blocked when a map a member of /s creates afterwards is recorded as /s's
+/// (listed, opened by id from /s, pinned in /s's bpffs) and the table never overflowed.
+fn scene_fill(m: &mut Matrix) {
+    let mut sc = Scene::new("fill");
+    let row = "fill the ownership table (create and close maps in a loop, 300,000 or 5 s)";
+    for level in LEVELS {
+        let full = kernel_counter(&sc, "ownership_map_full");
+        let quota = ["stopped_quota", "refused_quota"].map(|c| kernel_counter(&sc, c));
+        let r = sc.attack(level, &["rt-fill", "300000", "5"]);
+        let unusable = if r.killed() {
+            None
+        } else {
+            r.unusable(level, "fill")
+        };
+        let c = if let Some(c) = unusable {
+            c
+        } else {
+            let stopped = ["stopped_quota", "refused_quota"]
+                .iter()
+                .zip(quota)
+                .map(|(n, b)| kernel_counter(&sc, n) - b)
+                .sum::<u64>();
+            let attack = match r.get("fill") {
+                Some(f) => format!("{f} (stopped or refused at its limit: {stopped})"),
+                None => format!("stopped (SIGKILL) at its limit: {stopped}"),
+            };
+            let t = sc.admin.ns_show("/t").unwrap();
+            // A member of /s, afterwards.
+            let pin = format!("fill_{}", level.arg());
+            let mut bg = sc.start_in(
+                "/s",
+                &[
+                    "create".to_string(),
+                    "map".to_string(),
+                    format!("/sys/fs/bpf/{pin}"),
+                ],
+            );
+            let id: Option<u32> = bg.expect("id").and_then(|v| v.parse().ok());
+            let full_after = kernel_counter(&sc, "ownership_map_full");
+            match id {
+                None => cell(Verdict::Error, format!("{attack}; /s's member made no map")),
+                Some(id) => {
+                    let owner = sc.admin.show(ObjectKind::Map, id).map(|o| o.namespace);
+                    let opened = sc.run_in("/s", &["rt-open".to_string(), format!("map:{id}")]);
+                    let opened = opened
+                        .get(&format!("open.map:{id}"))
+                        .unwrap_or("?")
+                        .to_string();
+                    let pinned = sc.bpffs("/s").join(&pin).exists();
+                    let why = format!(
+                        "{attack}; /t uses {:?} of {:?} records; then /s's map {id}: owner {owner:?}, \
+                         opened by id from /s: {}, pinned: {pinned}; ownership_map_full {full} -> {full_after}",
+                        t.records,
+                        t.max_objects,
+                        errname(&opened)
+                    );
+                    if owner.as_deref().ok() == Some("/s")
+                        && opened.starts_with("opened:")
+                        && pinned
+                        && full_after == full
+                    {
+                        blocked(why)
+                    } else {
+                        escape(why)
+                    }
+                }
+            }
+        };
+        m.set(row, level, c);
+    }
+}
+
 type SceneFn = fn(&mut Matrix);
 
-const SCENES: [(&str, SceneFn); 8] = [
+const SCENES: [(&str, SceneFn); 10] = [
     ("ids", scene_ids),
     ("pins", scene_pins),
     ("mount", scene_mount),
@@ -1952,6 +2127,8 @@ const SCENES: [(&str, SceneFn); 8] = [
     ("filter", scene_filter),
     ("steal", scene_steal),
     ("daemon", scene_daemon),
+    ("hijack", scene_hijack),
+    ("fill", scene_fill),
 ];
 
 #[test]

@@ -16,6 +16,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/bpfns/bpfnsd.toml";
 /// ns_bpffs_dir = "/run/bpfns/ns"
 /// socket_mode = 0o666
 /// gc_interval_secs = 60
+/// max_objects = 1024
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -36,6 +37,12 @@ pub struct Config {
     /// so without this the records of short-lived objects (tools create some to probe
     /// features) would pile up until the ownership map is full.
     pub gc_interval_secs: u64,
+    /// How many objects a new namespace may own with its descendants (ownership records),
+    /// unless `bpfns ns create --max-objects` says otherwise; a child's default is capped at
+    /// its parent's. The top-level namespaces' limits together must fit the kernel's ownership
+    /// table (about a million records), so this also bounds how many of them can exist: 1024
+    /// leaves room for about 1,000.
+    pub max_objects: u32,
 }
 
 impl Default for Config {
@@ -47,6 +54,7 @@ impl Default for Config {
             ns_bpffs_dir: PathBuf::from("/run/bpfns/ns"),
             socket_mode: 0o666,
             gc_interval_secs: 60,
+            max_objects: 1024,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bpfns_kernel::doctor::Layer;
 use bpfns_kernel::Kernel;
+use bpfns_model::quota::{self, QuotaError};
 use bpfns_model::{
     may_create, may_delete, may_enter, may_set_policy, NsId, NsPath, ObjectKind, ProgramPolicy,
     Registry, RegistryError, Visibility,
@@ -51,6 +52,16 @@ impl From<RegistryError> for Failure {
             | RegistryError::PolicyNarrowerThanDescendants { .. } => ErrorCode::Conflict,
             RegistryError::RootIsPermanent | RegistryError::RootPolicyIsFixed => ErrorCode::Denied,
             _ => ErrorCode::Internal,
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<QuotaError> for Failure {
+    fn from(e: QuotaError) -> Self {
+        let code = match e {
+            QuotaError::Zero { .. } => ErrorCode::BadRequest,
+            _ => ErrorCode::Conflict,
         };
         Self::new(code, e.to_string())
     }
@@ -114,6 +125,10 @@ pub struct Daemon {
     sink: RwLock<Option<Arc<dyn ListenerSink>>>,
     /// Ownership records dropped by [`Daemon::collect_garbage`] since start.
     collected: std::sync::atomic::AtomicU64,
+    /// Wakes the collector at once (a namespace crossed 3/4 of its limit).
+    collect_now: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
+    /// Events read from the kernel side since start.
+    events_read: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -132,7 +147,25 @@ impl Daemon {
         store: Store,
         init_userns: u64,
     ) -> Result<Self, Failure> {
-        let registry = store.load_registry().map_err(Failure::internal)?;
+        let mut registry = store.load_registry().map_err(Failure::internal)?;
+        // Namespaces stored before limits existed get the configured default, once.
+        let filled = quota::fill_default_limits(&mut registry, config.max_objects);
+        if !filled.is_empty() {
+            store.save_registry(&registry).map_err(Failure::internal)?;
+            tracing::info!(
+                namespaces = filled.len(),
+                max_objects = config.max_objects,
+                "gave namespaces stored without a limit on their objects the default"
+            );
+        }
+        if let Some((reserved, capacity)) = quota::over_capacity(&registry, quota_rules(&config)) {
+            tracing::warn!(
+                "the top-level namespaces' max_objects add up to {reserved}, more than the \
+                 {capacity} records the ownership table holds for them: one namespace's objects \
+                 could keep another's from being recorded; delete and re-create some with a \
+                 smaller --max-objects"
+            );
+        }
         let bpffs = NsBpffs::new(&config.ns_bpffs_dir);
         Ok(Self {
             config,
@@ -144,6 +177,8 @@ impl Daemon {
             changes: Mutex::new(()),
             sink: RwLock::new(None),
             collected: std::sync::atomic::AtomicU64::new(0),
+            collect_now: Mutex::new(None),
+            events_read: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -158,31 +193,133 @@ impl Daemon {
         Ok(n)
     }
 
-    /// Run [`Daemon::collect_garbage`] every `interval` on a thread of its own, for as long
-    /// as the daemon exists (the thread holds it only while collecting). A zero interval
-    /// starts nothing.
+    /// Run [`Daemon::collect_garbage`] every `interval` (zero: never) on a thread of its own,
+    /// and at once when the kernel side says a namespace crossed 3/4 of its limit (at most
+    /// every [`EARLY_COLLECTION_GAP`]), for as long as the daemon exists (the thread holds it
+    /// only while collecting). Also starts the reader of the kernel side's events
+    /// ([`Daemon::spawn_event_reader`]).
     pub fn spawn_collector(daemon: &Arc<Daemon>, interval: std::time::Duration) {
-        if interval.is_zero() {
-            return;
-        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        *daemon.collect_now.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
         let weak = Arc::downgrade(daemon);
         let spawned = std::thread::Builder::new()
             .name("bpfns-gc".into())
-            .spawn(move || loop {
-                std::thread::sleep(interval);
-                let Some(d) = weak.upgrade() else { return };
-                match d.collect_garbage() {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(records = n, "dropped records of freed objects"),
-                    Err(f) => tracing::warn!("collecting ownership records: {}", f.message),
+            .spawn(move || {
+                use std::sync::mpsc::RecvTimeoutError;
+                let mut last = std::time::Instant::now();
+                loop {
+                    let wait = if interval.is_zero() {
+                        std::time::Duration::from_secs(3600)
+                    } else {
+                        interval
+                    };
+                    let early = match rx.recv_timeout(wait) {
+                        Ok(()) => true,
+                        Err(RecvTimeoutError::Timeout) => false,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    };
+                    if !early && interval.is_zero() {
+                        continue;
+                    }
+                    if early {
+                        // A tenant that keeps crossing the mark does not keep bpfnsd busy.
+                        let since = last.elapsed();
+                        if since < EARLY_COLLECTION_GAP {
+                            std::thread::sleep(EARLY_COLLECTION_GAP - since);
+                        }
+                    }
+                    let Some(d) = weak.upgrade() else { return };
+                    last = std::time::Instant::now();
+                    match d.collect_garbage() {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::debug!(records = n, early, "dropped records of freed objects")
+                        }
+                        Err(f) => tracing::warn!("collecting ownership records: {}", f.message),
+                    }
                 }
             });
         if let Err(e) = spawned {
             tracing::error!("cannot start the record collector: {e}");
         }
+        Self::spawn_event_reader(daemon);
     }
 
-    /// Who serves supervised listeners.
+    /// Read the kernel side's events on a thread of its own: log every stopped or refused
+    /// task (pid, command, namespace, the rule it broke and the fix; at most
+    /// [`EVENT_LOG_PER_SEC`] lines a second, the rest counted), and wake the collector when a
+    /// namespace crosses 3/4 of its limit.
+    pub fn spawn_event_reader(daemon: &Arc<Daemon>) {
+        let weak = Arc::downgrade(daemon);
+        let on_event = {
+            let weak = weak.clone();
+            let mut log = EventLog::default();
+            move |v: bpfns_kernel::abi::Violation| {
+                let Some(d) = weak.upgrade() else { return };
+                d.on_kernel_event(&v, &mut log);
+            }
+        };
+        let reader = match daemon.kernel.event_reader(on_event) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cannot read the kernel side's events: {e}");
+                return;
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("bpfns-events".into())
+            .spawn(move || loop {
+                if let Err(e) = reader.poll(std::time::Duration::from_millis(500)) {
+                    tracing::warn!("{e}");
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+                if weak.strong_count() == 0 {
+                    return;
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the kernel event reader: {e}");
+        }
+    }
+
+    fn on_kernel_event(&self, v: &bpfns_kernel::abi::Violation, log: &mut EventLog) {
+        use bpfns_kernel::abi::Event;
+        self.events_read
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match v.event() {
+            Event::QuotaHigh { ns, used, limit } => {
+                tracing::debug!(
+                    "namespace {} uses {used} of its {limit} ownership records: collecting the \
+                     records of freed objects now",
+                    self.ns_name(NsId(ns))
+                );
+                if let Some(tx) = self
+                    .collect_now
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                {
+                    let _ = tx.try_send(());
+                }
+            }
+            ev => {
+                if !log.admit() {
+                    return;
+                }
+                if log.suppressed > 0 {
+                    tracing::warn!(
+                        "{} more kernel events were not logged (more than {EVENT_LOG_PER_SEC} a \
+                         second); bpfns status counts them all",
+                        log.suppressed
+                    );
+                    log.suppressed = 0;
+                }
+                tracing::warn!("{}", describe_event(v, ev, &self.ns_name(NsId(v.ns))));
+            }
+        }
+    }
+
+    /// Who serves supervised listeners.    /// Who serves supervised listeners.
     pub fn set_listener_sink(&self, sink: Arc<dyn ListenerSink>) {
         *self.sink.write().unwrap_or_else(|e| e.into_inner()) = Some(sink);
     }
@@ -251,6 +388,21 @@ impl Daemon {
             }
         }
         for (id, w @ (p, d, tracing)) in &want {
+            // The limit first: a namespace is never in the kernel's table without it.
+            if let Some(limit) = reg.max_objects(*id) {
+                let q = self
+                    .kernel
+                    .namespace_quota(*id)
+                    .map_err(Failure::internal)?;
+                if q.limit != Some(u64::from(limit)) {
+                    self.kernel
+                        .set_namespace_limit(*id, u64::from(limit))
+                        .map_err(Failure::internal)?;
+                    notes.push(format!(
+                        "restored the limit of namespace {id} ({limit} objects)"
+                    ));
+                }
+            }
             if have.get(id) != Some(w) {
                 self.kernel
                     .set_namespace_policy(*id, *p, *d, *tracing)
@@ -267,6 +419,16 @@ impl Daemon {
                 let _ = bpfns_sys::fs::unmount_detach(&self.bpffs.path(id));
                 notes.push(format!("unmounted the bpffs of unknown namespace {id}"));
             }
+        }
+        // Counts lost while no bpfnsd ran (or in an upgrade from a kernel side without them).
+        for id in self
+            .kernel
+            .sync_quota_counters()
+            .map_err(Failure::internal)?
+        {
+            notes.push(format!(
+                "recounted the ownership records of namespace {id} from the table"
+            ));
         }
         Ok(notes)
     }
@@ -351,9 +513,13 @@ impl Daemon {
                     vec![],
                 ))
             }
-            Op::NsCreate { path, policy } => {
+            Op::NsCreate {
+                path,
+                policy,
+                max_objects,
+            } => {
                 no_fds(&fds)?;
-                self.ns_create(caller, &path, policy)
+                self.ns_create(caller, &path, policy, max_objects)
             }
             Op::NsSetPolicy { path, policy } => {
                 no_fds(&fds)?;
@@ -440,29 +606,41 @@ impl Daemon {
         id.ok_or_else(|| Failure::new(ErrorCode::NotFound, format!("no namespace {p}")))
     }
 
-    fn ns_create(&self, caller: &Caller, path: &str, policy: ProgramPolicy) -> Answer {
+    fn ns_create(
+        &self,
+        caller: &Caller,
+        path: &str,
+        policy: ProgramPolicy,
+        max_objects: Option<u32>,
+    ) -> Answer {
         let p = Self::parse_path(path)?;
         let g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
-        let (id, parent, depth) = {
+        let (id, parent, depth, limit) = {
             let mut next = {
                 let reg = self.reg();
                 may_create(&reg, caller.policy(), &p)?;
                 reg.clone()
             };
             let id = next.create_with_policy(&p, policy)?;
+            let limit = quota::limit_for_new(&next, &p, max_objects, quota_rules(&self.config))?;
+            next.set_max_objects(id, limit);
             let (parent, depth) = (
                 next.parent(id).unwrap_or(NsId::ROOT),
                 next.depth(id).unwrap_or(0),
             );
             // Durable first: if we crash after this, reconcile() finishes the kernel part.
             self.commit(next)?;
-            (id, parent, depth)
+            (id, parent, depth, limit)
         };
+        // The limit before the table entry: the kernel never sees the namespace without it.
+        self.kernel
+            .set_namespace_limit(id, u64::from(limit))
+            .map_err(Failure::internal)?;
         self.kernel
             .set_namespace_policy(id, parent, depth, policy.allow_tracing)
             .map_err(Failure::internal)?;
         self.bpffs.ensure(id).map_err(Failure::internal)?;
-        tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, "created namespace");
+        tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, max_objects = limit, "created namespace");
         // A new namespace owns nothing and has no members (ids are never reused, and tasks
         // enter only through later requests): no need to walk every object and task.
         let info = self
@@ -642,6 +820,10 @@ impl Daemon {
             members,
             bpffs: self.bpffs.path(id).display().to_string(),
             policy: reg.policy(id).unwrap_or_default(),
+            max_objects: reg.max_objects(id),
+            records: (id != NsId::ROOT)
+                .then(|| self.kernel.namespace_quota(id).ok().map(|q| q.used))
+                .flatten(),
         })
     }
 
@@ -868,6 +1050,10 @@ impl Daemon {
             "records_collected".to_string(),
             self.collected.load(std::sync::atomic::Ordering::Relaxed),
         ));
+        counters.push((
+            "kernel_events_read".to_string(),
+            self.events_read.load(std::sync::atomic::Ordering::Relaxed),
+        ));
         // bpfnsd's own allocations (not what its allocator merely keeps): leaks show here.
         if let Some(b) = bpfns_sys::process::heap_in_use() {
             counters.push(("bpfnsd_heap_in_use_bytes".to_string(), b));
@@ -888,6 +1074,85 @@ impl Daemon {
     }
 }
 
+/// At most one early collection this often (the periodic one is separate).
+pub const EARLY_COLLECTION_GAP: std::time::Duration = std::time::Duration::from_millis(200);
+/// At most this many kernel events are logged a second.
+pub const EVENT_LOG_PER_SEC: u32 = 50;
+
+/// The quota rules of this configuration: its default, and the ownership table's capacity
+/// less a margin for reservations in flight.
+pub fn quota_rules(config: &Config) -> quota::Rules {
+    quota::Rules {
+        default: config.max_objects,
+        capacity: u64::from(
+            bpfns_kernel::abi::OWNERSHIP_CAPACITY - bpfns_kernel::abi::OWNERSHIP_SLACK,
+        ),
+    }
+}
+
+/// Rate limit of the event log.
+#[derive(Debug, Default)]
+struct EventLog {
+    second: Option<std::time::Instant>,
+    lines: u32,
+    suppressed: u64,
+}
+
+impl EventLog {
+    /// Whether one more line may be logged now (else it is counted as suppressed).
+    fn admit(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .second
+            .is_none_or(|s| now.duration_since(s) >= std::time::Duration::from_secs(1))
+        {
+            self.second = Some(now);
+            self.lines = 0;
+        }
+        if self.lines >= EVENT_LOG_PER_SEC {
+            self.suppressed += 1;
+            return false;
+        }
+        self.lines += 1;
+        true
+    }
+}
+
+/// One line about a stopped or refused task: who, where, which rule, and the fix.
+pub fn describe_event(
+    v: &bpfns_kernel::abi::Violation,
+    ev: bpfns_kernel::abi::Event,
+    namespace: &str,
+) -> String {
+    use bpfns_kernel::abi::Event;
+    let (what, reason) = match ev {
+        Event::Stopped(r) => ("stopped (SIGKILL)", r),
+        Event::Refused(r) => ("refused (EPERM)", r),
+        Event::QuotaHigh { .. } => return format!("namespace {namespace}: quota notice"),
+        Event::Unknown(code) => {
+            return format!(
+                "the kernel side acted on task {} ({}) of namespace {namespace} for reason {code}, \
+                 which this bpfnsd does not know",
+                v.pid, v.comm
+            )
+        }
+    };
+    let kinds = ["", "prog", "map", "link", "btf"];
+    let object = match kinds.get(v.kind as usize) {
+        Some(k) if !k.is_empty() && v.id != 0 => format!(" ({k} {})", v.id),
+        _ => String::new(),
+    };
+    format!(
+        "{what}: pid {} ({}) of namespace {namespace}, bpf command {}{object}: {} [{}]; fix: {}",
+        v.pid,
+        v.comm,
+        v.cmd,
+        reason.rule(),
+        reason.name(),
+        reason.fix()
+    )
+}
+
 fn self_path(reg: &Registry, id: NsId) -> String {
     reg.path(id)
         .map_or_else(|| "/".to_string(), |p| p.to_string())
@@ -906,4 +1171,60 @@ fn is_bpf_token(fd: std::os::fd::BorrowedFd<'_>) -> bool {
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .map(|p| p.to_string_lossy() == "anon_inode:bpf-token")
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpfns_kernel::abi::{Event, Reason, Violation};
+
+    fn violation(reason: u32) -> Violation {
+        Violation {
+            pid: 42,
+            tid: 43,
+            ns: 3,
+            cmd: 0,
+            kind: 2,
+            id: 7,
+            owner: 5,
+            reason,
+            comm: "evil".into(),
+        }
+    }
+
+    #[test]
+    fn events_name_pid_comm_namespace_rule_and_fix() {
+        let v = violation(Reason::Hijack as u32);
+        let line = describe_event(&v, v.event(), "/t");
+        for part in [
+            "stopped (SIGKILL)",
+            "pid 42 (evil)",
+            "namespace /t",
+            "(map 7)",
+            "[hijack]",
+            "fix:",
+        ] {
+            assert!(line.contains(part), "{part}: {line}");
+        }
+        let v = violation(Reason::Quota as u32 | bpfns_kernel::abi::EVENT_REFUSED);
+        assert_eq!(v.event(), Event::Refused(Reason::Quota));
+        let line = describe_event(&v, v.event(), "/t");
+        assert!(line.starts_with("refused (EPERM)"), "{line}");
+        assert!(line.contains("--max-objects"), "{line}");
+    }
+
+    #[test]
+    fn the_event_log_is_rate_limited() {
+        let mut log = EventLog::default();
+        let admitted = (0..EVENT_LOG_PER_SEC + 10).filter(|_| log.admit()).count();
+        assert_eq!(admitted, EVENT_LOG_PER_SEC as usize);
+        assert_eq!(log.suppressed, 10);
+    }
+
+    #[test]
+    fn quota_rules_leave_the_slack_free() {
+        let r = quota_rules(&Config::default());
+        assert_eq!(r.default, 1024);
+        assert_eq!(r.capacity, (1 << 20) - (1 << 10));
+    }
 }

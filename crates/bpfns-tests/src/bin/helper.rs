@@ -12,7 +12,9 @@
 //!   open KIND ID         BPF_{KIND}_GET_FD_BY_ID: print opened=FD or errno=E, then exit 0
 //!   obj-get PATH         BPF_OBJ_GET: the same
 //!   create KIND [PATH]   create a map|prog|btf|link|rawtp-link|syscall-prog (pin it at PATH),
-//!                        print id=ID, hold until EOF
+//!                        print id=ID fd=FD, hold until EOF; without CAP_PERFMON and CAP_SYS_ADMIN
+//!                        (but for rawtp-link), as a namespace that denies tracing requires
+//!   create-perfmon KIND [PATH]   the same, keeping them
 //!   clone-files          start a child sharing our fd table; print child=exited:N|signaled:N
 //!   load-kernel ROOT     load the kernel side pinned at ROOT, print loaded=1, exit
 //!   client SOCK OP ...   talk to bpfnsd at SOCK as this process: hello | list KIND |
@@ -23,6 +25,7 @@
 //!                        bench, bad-attrs, create-maps, cgroup-link, perf-tp, prog-query:
 //!                        see helper/supervised.rs
 //!   (torture test)       daemon, torture-member, torture-prober: see helper/torture.rs
+//!   (kernel-side tests)  hijack, create-many, prog-token, race-scm: see helper/kside.rs
 //! ```
 #![deny(unsafe_code)]
 
@@ -35,6 +38,8 @@ use bpfns_model::ObjectKind;
 use bpfns_sys::bpf as sysbpf;
 use bpfns_sys::process::{self, ChildExit};
 
+#[path = "helper/kside.rs"]
+mod kside;
 #[path = "helper/redteam.rs"]
 mod redteam;
 #[path = "helper/supervised.rs"]
@@ -94,7 +99,43 @@ const BPF_F_SLEEPABLE: u32 = 16;
 /// `r0 = 1; exit` (SK_PASS).
 const RETURN_ONE: [u64; 2] = [0x0000_0001_0000_00b7, 0x0000_0000_0000_0095];
 
+/// Give up perfmon power (CAP_PERFMON and CAP_SYS_ADMIN in the effective set): where a
+/// namespace's policy denies tracing, a program loaded with it is stopped (any program type
+/// could read kernel memory). The helper often runs as host root; `create-perfmon` keeps both.
+pub fn drop_perfmon() {
+    use bpfns_sys::caps::{self, CapabilitySet};
+    let Ok(sets) = caps::of_current_thread() else {
+        return;
+    };
+    let keep = sets.effective - (CapabilitySet::PERFMON | CapabilitySet::SYS_ADMIN);
+    if let Err(e) = caps::set_current_thread_effective(keep) {
+        fail(&format!("dropping CAP_PERFMON and CAP_SYS_ADMIN: {e}"));
+    }
+}
+
+/// Run `f` without perfmon power, then take it back (the permitted set keeps it). For a
+/// process that needs CAP_SYS_ADMIN otherwise (e.g. as host admin towards bpfnsd) but may
+/// create objects in a namespace that denies tracing: libbpf's feature probes load programs.
+pub fn without_perfmon<T>(f: impl FnOnce() -> T) -> T {
+    use bpfns_sys::caps;
+    let before = caps::of_current_thread().map(|s| s.effective);
+    drop_perfmon();
+    let out = f();
+    if let Ok(effective) = before {
+        let _ = caps::set_current_thread_effective(effective);
+    }
+    out
+}
+
 fn create(what: &str) -> (ObjectKind, Vec<OwnedFd>) {
+    // Tracing programs need CAP_PERFMON (and a namespace that allows tracing).
+    if what != "rawtp-link" {
+        drop_perfmon();
+    }
+    create_as_is(what)
+}
+
+fn create_as_is(what: &str) -> (ObjectKind, Vec<OwnedFd>) {
     let ok = |r: bpfns_sys::Result<OwnedFd>| r.unwrap_or_else(|e| fail(&e.to_string()));
     let prog = |t, insns: &[u64], opts| ok(sysbpf::prog_load(t, "bpfns_test", insns, opts));
     match what {
@@ -225,12 +266,17 @@ fn main() -> ExitCode {
         }
         "open" => return report_open(sysbpf::fd_by_id(kind(&arg(1)), arg(2).parse().unwrap_or(0))),
         "obj-get" => return report_open(sysbpf::obj_get(Path::new(&arg(1)))),
-        "create" => {
-            let (k, fds) = create(&arg(1));
+        "create" | "create-perfmon" => {
+            let (k, fds) = if arg(0) == "create" {
+                create(&arg(1))
+            } else {
+                create_as_is(&arg(1))
+            };
             if let Some(path) = args.get(2) {
                 sysbpf::obj_pin(&fds[0], Path::new(path)).unwrap_or_else(|e| fail(&e.to_string()));
             }
             say(&format!("id={}", object_id(k, &fds[0])));
+            say(&format!("fd={}", sysbpf::raw(&fds[0])));
             hold_until_eof();
             drop(fds);
         }
@@ -251,6 +297,7 @@ fn main() -> ExitCode {
             }
         }
         "client" => client(&args[1..]),
+        a if kside::ACTIONS.contains(&a) => kside::run(&args),
         a if supervised::ACTIONS.contains(&a) => supervised::run(&exe, &args),
         a if redteam::ACTIONS.contains(&a) => redteam::run(&exe, &args),
         a if torture::ACTIONS.contains(&a) => torture::run(&args),

@@ -43,6 +43,14 @@
 //!   rt-hold-map               create a map: victim=PID fd=FD id=ID, hold until EOF
 //!   rt-serve-fd SOCK          create a map and hand it to whoever connects to SOCK (on
 //!                             purpose): serving=ID, until EOF
+//!   rt-serve-obj KIND SOCK    the same for a map (read-only fd), prog, btf or link
+//! Ownership records:
+//!   rt-hijack SOCK KIND N SECS       receive a foreign KIND from SOCK, then race the ownership
+//!                             recorder N times or SECS seconds: close(n) + create a KIND on n
+//!                             (a map where it cannot make links) against dup2(foreign, n):
+//!                             race=created:C ... (see helper/kside.rs), via=KIND
+//!   rt-fill N SECS            create and close maps N times or SECS seconds, until refused:
+//!                             fill=made:M errno:E
 //! ```
 
 use std::io::{Read, Write};
@@ -63,7 +71,7 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 29] = [
+pub const ACTIONS: [&str; 32] = [
     "rt-as",
     "rt-writable",
     "rt-token-child",
@@ -93,6 +101,9 @@ pub const ACTIONS: [&str; 29] = [
     "rt-hold-map",
     "rt-serve-fd",
     "rt-sleep",
+    "rt-serve-obj",
+    "rt-hijack",
+    "rt-fill",
 ];
 
 const SETPRIV: &str = "/usr/bin/setpriv";
@@ -475,6 +486,9 @@ pub fn run(exe: &Path, args: &[String]) {
         }
         "rt-serve-fd" => serve_fd(&arg(1)),
         "rt-sleep" => std::thread::sleep(Duration::from_secs(arg(1).parse().unwrap_or(5))),
+        "rt-serve-obj" => serve_obj(&arg(1), &arg(2)),
+        "rt-hijack" => hijack(&arg(1), &arg(2), &arg(3), &arg(4)),
+        "rt-fill" => fill(&arg(1), &arg(2)),
         other => fail(&format!("unknown action {other}")),
     }
 }
@@ -1208,4 +1222,91 @@ fn client_attacks(sock: &str, foreign_map: &str) {
         "after-junk",
         connect().and_then(|mut c| c.hello()).map(|h| h.namespace),
     );
+}
+
+// ---- ownership records -------------------------------------------------------------------
+
+/// Create a KIND object and hand it (a read-only fd for maps) to whoever connects to `sock`.
+fn serve_obj(what: &str, sock: &str) {
+    let (k, fds) = super::create_as_is(what);
+    let id = super::object_id(k, &fds[0]);
+    let served = if k == ObjectKind::Map {
+        sysbpf::map_fd_by_id_rdonly(id).unwrap_or_else(|e| fail(&format!("read-only fd: {e}")))
+    } else {
+        fds[0]
+            .try_clone()
+            .unwrap_or_else(|e| fail(&format!("dup: {e}")))
+    };
+    let _ = std::fs::remove_file(sock);
+    let l = UnixListener::bind(sock).unwrap_or_else(|e| fail(&format!("bind {sock}: {e}")));
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o777));
+    say(&format!("serving={id}"));
+    let served = Arc::new(served);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let _ = bpfns_sys::unix::send_with_fds(s.as_fd(), b"o", &[served.as_fd()]);
+        }
+    });
+    hold_until_eof();
+    drop(fds);
+    let _ = std::fs::remove_file(sock);
+}
+
+/// Receive a foreign object from `sock` and race the ownership recorder with it.
+fn hijack(sock: &str, what: &str, rounds: &str, secs: &str) {
+    let rounds: u64 = rounds.parse().unwrap_or_else(|_| fail("N"));
+    let secs: u64 = secs.parse().unwrap_or_else(|_| fail("SECS"));
+    // Creating, not tracing: no perfmon power (stopped for that where tracing is denied).
+    super::drop_perfmon();
+    let s = UnixStream::connect(sock).unwrap_or_else(|e| fail(&format!("connect {sock}: {e}")));
+    let mut fds = Vec::new();
+    let mut b = [0u8; 1];
+    match bpfns_sys::unix::recv_exact_with_fds(s.as_fd(), &mut b, &mut fds) {
+        Ok(true) if !fds.is_empty() => {}
+        other => {
+            say(&format!("race=recv-failed:{other:?}"));
+            return;
+        }
+    }
+    let foreign = fds.remove(0);
+    say(&format!("foreign={}", describe(foreign.as_fd())));
+    // Links need an attach point this level may not have: any creation call carries any kind.
+    let via = if what == "link" && super::kside::Creator::new("link").is_err() {
+        "map"
+    } else {
+        what
+    };
+    say(&format!("via={via}"));
+    super::kside::race(foreign, via, rounds, Some(secs));
+}
+
+/// Fill the ownership table: create and close maps as fast as possible.
+fn fill(n: &str, secs: &str) {
+    let n: u64 = n.parse().unwrap_or_else(|_| fail("N"));
+    let secs: u64 = secs.parse().unwrap_or_else(|_| fail("SECS"));
+    super::drop_perfmon();
+    let c = match super::kside::Creator::new("map") {
+        Ok(c) => c,
+        Err(e) => {
+            say(&format!("fill=made:0 errno:setup-{e}"));
+            return;
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    let mut made = 0u64;
+    let mut errno = 0;
+    while made < n && std::time::Instant::now() < deadline {
+        match c.create() {
+            Ok(fd) => {
+                made += 1;
+                let _ = testhooks::close_raw(fd);
+            }
+            Err(e) => {
+                errno = e.raw_os_error();
+                break;
+            }
+        }
+    }
+    say(&format!("fill=made:{made} errno:{errno}"));
 }

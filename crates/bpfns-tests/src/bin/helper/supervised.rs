@@ -271,6 +271,8 @@ pub fn run(exe: &Path, args: &[String]) {
         "cgroup-link" => {
             let dir = std::fs::File::open(arg(1)).unwrap_or_else(|e| fail(&format!("open: {e}")));
             // BPF_PROG_TYPE_CGROUP_SKB, `r0 = 1; exit` (pass).
+            // No perfmon power: the namespace may deny tracing.
+            super::drop_perfmon();
             let prog = sysbpf::prog_load(8, "bpfns_cg", &RETURN_ONE, Default::default())
                 .unwrap_or_else(|e| fail(&e.to_string()));
             // BPF_CGROUP_INET_INGRESS

@@ -54,6 +54,7 @@ fn daemon(dir: &Path, pin_root: &Path) {
         ns_bpffs_dir: dir.join("ns"),
         socket_mode: 0o666,
         gc_interval_secs: 1,
+        ..bpfnsd::Config::default()
     };
     if let Err(e) = bpfnsd::start::run(config, false, || say("ready=1")) {
         fail(&format!("bpfnsd: {e}"));
@@ -138,6 +139,9 @@ const MAX_MAPS: usize = 400;
 
 fn member(pin: &Path) {
     let _ = bpfns_sys::process::raise_nofile_limit(4096);
+    // libbpf probes with a program before naming a map: no perfmon power, which a namespace
+    // denying tracing stops.
+    super::drop_perfmon();
     let stop = stop_on_eof();
     let mut t = Tally::default();
     let mut maps = Vec::new();
@@ -227,8 +231,9 @@ pub fn load_clients(args: &[String]) {
     let n: usize = arg(3).parse().unwrap_or_else(|_| fail("N"));
     let ms: u64 = arg(4).parse().unwrap_or_else(|_| fail("MS"));
     let _ = bpfns_sys::process::raise_nofile_limit(n as u64 * 2 + 256);
-    // A map of our own namespace, for show and get_fd.
-    let map = sysbpf::map_create(BPF_MAP_TYPE_ARRAY, "load", 4, 8, 1)
+    // A map of our own namespace, for show and get_fd (libbpf probes with a program first:
+    // without perfmon power, which a namespace denying tracing stops).
+    let map = super::without_perfmon(|| sysbpf::map_create(BPF_MAP_TYPE_ARRAY, "load", 4, 8, 1))
         .unwrap_or_else(|e| fail(&format!("creating a map: {e}")));
     let map_id = sysbpf::info::<sysbpf::bpf_map_info>(&map)
         .map(|i| i.id)

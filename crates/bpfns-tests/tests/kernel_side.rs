@@ -1066,12 +1066,11 @@ fn every_ownership_record_is_read() {
     assert!(tk.kernel.collect_garbage().unwrap() >= n as usize);
 }
 
-/// How long reading and collecting ownership records takes with many of them (200,000 records
-/// of objects that do not exist, as an attacker filling its quotas would leave): prints times,
-/// asserts only that all were dropped. `--ignored --nocapture collection_timing`.
+/// Counting and collection stay exact with many records (200,000 of objects that do not
+/// exist, as an attacker filling its quotas would leave); the times are printed for the
+/// curious (`--nocapture`), never asserted (docs/benchmarks.md has the figures).
 #[test]
-#[ignore]
-fn collection_timing_over_200000_records() {
+fn collection_over_200000_records() {
     require_kernel!();
     let tk = with_tree("gc-timing");
     tk.kernel.set_namespace_limit(A, 1 << 20).unwrap();

@@ -49,6 +49,8 @@ pub enum MemberError {
     Spawn(String),
     #[error("the member filter: {0}")]
     Filter(bpfns_sys::SysError),
+    #[error(transparent)]
+    FilterProgram(#[from] crate::filter::FilterError),
 }
 
 /// What the relay of a [`Member`] tells about bpfnsd.
@@ -153,11 +155,17 @@ pub fn spawn_with(
     if me.namespace != "/" {
         return spawn_nested(client, ns, cmd).map(|child| Member { child, relay: None });
     }
-    let mut setup = MemberSetup::new(crate::filter::filter().map_err(MemberError::Filter)?)
+    let mut setup = MemberSetup::new(crate::filter::filter()?)
         .filter_flags(crate::filter::flags())
         // Without CAP_SYS_ADMIN the kernel accepts a filter only under no_new_privs.
         .no_new_privs(!me.host_admin)
         .wait_ack(true);
+    if !target.policy.allow_tracing {
+        // With CAP_PERFMON (or, from 6.9, a token granting it) the kernel lets any program
+        // type read kernel memory; where tracing is denied no member holds it (bpfnsd refuses
+        // program loads from a thread that does, and CAP_SYS_ADMIN, which also grants it).
+        setup = setup.drop_capabilities(bpfns_sys::caps::CapabilitySet::PERFMON);
+    }
     if me.host_admin {
         // The daemon's own files: its state is hidden, the directory of its socket read-only
         // (connect() still works; a uid-0 member cannot unlink the socket and bind its own).

@@ -89,6 +89,12 @@ pub trait View: Send + Sync {
     fn visible_ids(&self, viewer: NsId, kind: ObjectKind) -> Result<Vec<u32>, ViewError>;
     /// Whether (kind, id) is visible from `viewer` (uses the kernel's ownership record).
     fn can_see(&self, viewer: NsId, kind: ObjectKind, id: u32) -> Result<bool, ViewError>;
+    /// Whether `ns`'s policy allows tracing (its members may then load tracing-class
+    /// programs, and with perfmon power). Denied unless a view knows better.
+    fn allows_tracing(&self, ns: NsId) -> Result<bool, ViewError> {
+        let _ = ns;
+        Ok(false)
+    }
 }
 
 /// Why a [`View`] could not answer.

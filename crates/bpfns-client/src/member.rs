@@ -11,8 +11,8 @@
 //! 4. The member filter is installed (`no_new_privs` first unless the caller is host admin),
 //!    its listener is handed to bpfnsd (`supervise`), and only then does the child exec.
 //!
-//! A caller that is already a member is already under the filter (a second listener is
-//! refused by the kernel): it only moves the child deeper; the existing supervisor then
+//! A caller that is already a member is already under the filter (which refuses a second
+//! listener): it only moves the child deeper; the existing supervisor then
 //! answers from the deeper namespace's view, since it reads every caller's tag.
 //!
 //! **When bpfnsd dies.** The returned [`Member`] keeps a second handle on the listener and a
@@ -153,6 +153,13 @@ pub fn spawn_with(
     let me = client.hello()?;
     let target = client.ns_show(ns)?;
     if me.namespace != "/" {
+        if !target.policy.allow_tracing {
+            // As below: no CAP_PERFMON where tracing is denied.
+            bpfns_sys::spawn::drop_capabilities_before_exec(
+                cmd,
+                bpfns_sys::caps::CapabilitySet::PERFMON,
+            );
+        }
         return spawn_nested(client, ns, cmd).map(|child| Member { child, relay: None });
     }
     let mut setup = MemberSetup::new(crate::filter::filter()?)

@@ -222,6 +222,21 @@ impl MemberSetup {
     }
 }
 
+/// Make `cmd` drop `caps` from every capability set before it execs, as
+/// [`MemberSetup::drop_capabilities`] does, for starts that use no [`MemberSetup`] (a member
+/// moving a child into a namespace below its own). Best effort for the bounding set: where the
+/// child may not change it (no `CAP_SETPCAP`) it stays, and a setuid-root exec could bring the
+/// capabilities back (bpfnsd's supervisor judges each call by the capabilities the caller then
+/// holds).
+pub fn drop_capabilities_before_exec(cmd: &mut Command, caps: crate::caps::CapabilitySet) {
+    let mask = caps.bits();
+    // SAFETY: the hook runs in the child between fork and exec and makes raw system calls only
+    // (prctl, capget, capset) on stack data.
+    unsafe {
+        cmd.pre_exec(move || drop_caps_raw(mask, true));
+    }
+}
+
 /// What the child needs, prepared before the fork.
 #[derive(Debug)]
 struct ChildPlan {
@@ -634,6 +649,26 @@ mod tests {
             seen += 1;
         }
         assert_eq!(seen, 5, "{text}");
+    }
+
+    /// The same for a plain command (a member moving a child deeper).
+    #[test]
+    fn dropping_before_exec_without_a_member_setup() {
+        use crate::caps::CapabilitySet;
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "grep ^Cap /proc/self/status"]);
+        drop_capabilities_before_exec(&mut cmd, CapabilitySet::PERFMON);
+        let out = cmd.output().expect("run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let root = rustix::process::geteuid().is_root();
+        for line in text.lines() {
+            let (name, hex) = line.split_once(':').expect("Cap line");
+            let set = crate::caps::parse_mask(hex).expect("mask");
+            // Without CAP_SETPCAP the bounding set stays (best effort).
+            if name != "CapBnd" || root {
+                assert!(!set.contains(CapabilitySet::PERFMON), "{name}: {hex}");
+            }
+        }
     }
 
     #[test]

@@ -429,9 +429,13 @@ impl Scene {
             // The victims' namespace /s may load tracing programs (its objects include
             // iterator and perf-event programs); the attacker's /t has the default policy.
             if p == "/s" {
-                d.daemon()
-                    .kernel
-                    .set_namespace_policy(n.id, bpfns_model::NsId::ROOT, 1, true)
+                admin
+                    .ns_set_policy(
+                        p,
+                        bpfns_model::ProgramPolicy {
+                            allow_tracing: true,
+                        },
+                    )
                     .unwrap();
             }
         }
@@ -2186,19 +2190,11 @@ fn shared_netns() -> Option<SharedNetns> {
 impl Scene {
     /// Run `action args...` at `level` as a member of /t, inside the network namespace `ns`.
     fn attack_in_netns(&self, level: Level, ns: &str, args: &[&str]) -> Run {
-        let helper = helper_path().to_string_lossy().into_owned();
-        let mut v: Vec<String> = [
-            "exec-cmd",
-            "/usr/bin/nsenter",
-            &format!("--net={ns}"),
-            "--",
-            &helper,
-            "rt-as",
-            level.arg(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        // The member starts as host root: it enters the namespace, then takes on its level.
+        let mut v: Vec<String> = ["rt-in-netns", ns, "rt-as", level.arg()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         v.extend(args.iter().map(|s| s.to_string()));
         self.run_in("/t", &v)
     }
@@ -2271,6 +2267,35 @@ fn scene_netattach(m: &mut Matrix) {
         };
         m.set(sm_row, level, c);
     }
+    // Controls: the same attacks by an unconfined CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN process.
+    if let Some(ns) = shared_netns() {
+        let v = sc.holder(Some("/s"), &["rt-fd-victim", &ns.path], "victim");
+        let got = control(&["rt-in-netns", &ns.path, "rt-as", "caps3", "rt-fd-attack"]);
+        let after = as_root(&["rt-query", &ns.path, "17"], "ids").unwrap_or_default();
+        m.notes.push(format!(
+            "control, flow dissector replace, unconfined: {got}; attached now: {after} (the \
+             victim's was {v})"
+        ));
+    }
+    let sock = sc
+        .work
+        .join("sm-control.sock")
+        .to_string_lossy()
+        .into_owned();
+    let v = sc.holder(Some("/s"), &["rt-sockmap-victim", &sock], "victim");
+    let map = v
+        .split(' ')
+        .nth(1)
+        .and_then(|x| x.strip_prefix("map="))
+        .unwrap_or("0")
+        .to_string();
+    let got = control(&["rt-as", "caps3", "rt-sockmap-attack", &sock]);
+    let after = as_root(&["rt-sockmap-query", &map], "ids").unwrap_or_default();
+    m.notes.push(format!(
+        "control, sockmap detach and replace, unconfined: {got}; attached now: [{after}] (the \
+         victim's was {})",
+        v.split(' ').next().unwrap_or("?")
+    ));
 }
 
 /// PERF_EVENT_IOC_QUERY_BPF on a tracepoint with foreign programs attached.

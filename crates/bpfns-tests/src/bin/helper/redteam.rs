@@ -63,7 +63,7 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 50] = [
+pub const ACTIONS: [&str; 51] = [
     "rt-as",
     "rt-writable",
     "rt-token-child",
@@ -114,6 +114,7 @@ pub const ACTIONS: [&str; 50] = [
     "rt-scm-race-child",
     "rt-load-low",
     "rt-load-send",
+    "rt-in-netns",
 ];
 
 const SETPRIV: &str = "/usr/bin/setpriv";
@@ -1259,6 +1260,7 @@ fn client_attacks(sock: &str, foreign_map: &str) {
 //   rt-xdp-victim NS MODE     (victim) setns(NS), XDP on lo, MODE netlink | link: victim=ID
 //   rt-xdp-show NS            the XDP program id on lo in NS, through netlink: xdp=ID
 //   rt-xdp-attack             through netlink: seen=ID (RTM_GETLINK), off=ok|errno:E
+//   rt-in-netns NS ACTION...  setns(NS) (needs CAP_SYS_ADMIN), then exec ACTION
 //   rt-exec SOCK NS ARGS...   what `bpfns exec` does: start this helper with ARGS as a member
 //                             of NS (BPFNS_RT_EXEC_PID = our pid in its environment), wait
 //   rt-own-listener DPID MAP  kill(SIGKILL) the process holding its listener ($BPFNS_RT_EXEC_PID)
@@ -2235,6 +2237,10 @@ fn more(exe: &Path, args: &[String]) {
             say(&format!("off={r}"));
         }
         "rt-exec" => exec_member(exe, &arg(1), &arg(2), &args[3..]),
+        "rt-in-netns" => {
+            enter_netns(&arg(1));
+            exec(exe, &args[2..]);
+        }
         "rt-own-listener" => {
             let daemon: i32 = arg(1).parse().unwrap_or_else(|_| fail("DAEMON_PID"));
             let map: u32 = arg(2).parse().unwrap_or_else(|_| fail("MAP"));

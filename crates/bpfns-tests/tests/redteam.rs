@@ -459,8 +459,15 @@ impl Scene {
     }
 
     /// Start a helper with `args` as a task of `ns` (None: root); return its `key=` value.
+    /// In /t and /t/kid, which deny tracing, it loads without perfmon power (CAP_SYS_ADMIN,
+    /// CAP_PERFMON), as bpfns requires there.
     fn holder(&mut self, ns: Option<&str>, args: &[&str], key: &str) -> String {
-        let mut h = Helper::spawn(args);
+        let mut all: Vec<&str> = Vec::new();
+        if matches!(ns, Some("/t" | "/t/kid")) {
+            all.push("no-perfmon");
+        }
+        all.extend(args);
+        let mut h = Helper::spawn(&all);
         if let Some(ns) = ns {
             self.admin.enter(ns, h.pid).unwrap();
         }

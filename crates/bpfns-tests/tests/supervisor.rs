@@ -66,7 +66,8 @@ fn path(s: &str) -> NsPath {
 /// Start a helper creating `what` (pinned at `pin`) as a task of `ns` (None: root).
 fn create(tk: &TestKernel, ns: Option<NsId>, what: &str, pin: Option<&Path>) -> (Helper, u32) {
     let pin_s = pin.map(|p| p.to_string_lossy().into_owned());
-    let mut args = vec!["create", what];
+    let mut args = loader_prefix(tk, ns);
+    args.extend(["create", what]);
     if let Some(p) = &pin_s {
         args.push(p);
     }
@@ -77,6 +78,23 @@ fn create(tk: &TestKernel, ns: Option<NsId>, what: &str, pin: Option<&Path>) -> 
     h.go();
     let id = h.expect("id").parse().unwrap();
     (h, id)
+}
+
+/// How a task of `ns` loads programs: where the namespace denies tracing, without perfmon
+/// power (CAP_SYS_ADMIN, CAP_PERFMON), which would make bpfns stop or refuse the load.
+fn loader_prefix(tk: &TestKernel, ns: Option<NsId>) -> Vec<&'static str> {
+    let denies = ns.is_some_and(|ns| {
+        !tk.kernel
+            .namespace_entries()
+            .unwrap()
+            .iter()
+            .any(|e| e.id == ns && e.allow_tracing)
+    });
+    if denies {
+        vec!["no-perfmon"]
+    } else {
+        vec![]
+    }
 }
 
 fn link_prog(link: u32) -> u32 {
@@ -1118,7 +1136,9 @@ impl Drop for TestCgroup {
 /// Start a helper running `args` as a task of `ns` (None: root); returns it and the values of
 /// its first `key=` line, split at spaces (`id=5 link=7` -> ["5", "link=7"]).
 fn holder(env: &Env, ns: Option<NsId>, args: &[&str]) -> (Helper, Vec<String>) {
-    let mut h = Helper::spawn(args);
+    let mut all = loader_prefix(&env.tk, ns);
+    all.extend(args);
+    let mut h = Helper::spawn(&all);
     if let Some(ns) = ns {
         env.tk.kernel.tag_process(h.pid, ns).unwrap();
     }

@@ -1892,8 +1892,9 @@ fn scm_race_child(ms: u64, specs: &[String]) {
     let sock = std::io::stdin();
     let deadline = std::time::Instant::now() + Duration::from_millis(ms);
     while std::time::Instant::now() < deadline {
-        for n in 3..48 {
-            // Send fd number n if we have it: a foreign object that lands there travels.
+        // Every fd number it may have, the socket and stdio included (so that something always
+        // travels): a foreign object that lands on one of them would go with it.
+        for n in 0..48 {
             let _ = testhooks::send_fd_number(sock.as_fd(), n);
         }
     }

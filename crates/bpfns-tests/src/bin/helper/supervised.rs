@@ -11,6 +11,8 @@
 //!   bpf-only ARGS...       keep only CAP_BPF, then exec ARGS (a path, or this helper's ACTION)
 //!   no-caps ARGS...        keep no capability, then exec ARGS
 //!   bpf-net ACTION...      the same with CAP_BPF and CAP_NET_ADMIN
+//!   no-perfmon ACTION...   the same with every capability but CAP_SYS_ADMIN and CAP_PERFMON
+//!                          (a loader in a namespace that denies tracing)
 //!   load TYPE              BPF_PROG_LOAD of `r0 = 0; exit` as TYPE: loaded=ID | errno=E
 //!   install-listener       try to install a seccomp filter with a listener: installed=1|errno=E
 //!   bpf-x32 | bpf-int80    BPF_MAP_GET_NEXT_ID through the x32 / ia32 entry: ret=R | errno=E
@@ -41,7 +43,7 @@ use bpfns_sys::testhooks;
 use super::{fail, kind, report_open, say, RETURN_ONE};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 19] = [
+pub const ACTIONS: [&str; 20] = [
     "create-maps",
     "bad-attrs",
     "cgroup-link",
@@ -54,6 +56,7 @@ pub const ACTIONS: [&str; 19] = [
     "prog-dump",
     "bpf-only",
     "bpf-net",
+    "no-perfmon",
     "load",
     "no-caps",
     "install-listener",
@@ -163,10 +166,14 @@ pub fn run(exe: &Path, args: &[String]) {
                 },
             }
         }
-        "bpf-only" | "bpf-net" | "no-caps" => {
+        "bpf-only" | "bpf-net" | "no-perfmon" | "no-caps" => {
             let keep = match arg(0).as_str() {
                 "bpf-only" => CapabilitySet::BPF,
                 "bpf-net" => CapabilitySet::BPF | CapabilitySet::NET_ADMIN,
+                "no-perfmon" => {
+                    CapabilitySet::from_bits_retain((1u64 << (caps::last_cap() + 1)) - 1)
+                        .difference(CapabilitySet::SYS_ADMIN | CapabilitySet::PERFMON)
+                }
                 _ => CapabilitySet::empty(),
             };
             caps::restrict_for_exec(keep).unwrap_or_else(|e| fail(&e.to_string()));

@@ -13,6 +13,9 @@ pub fn run(socket: &Path, ns: &str, command: &[OsString]) -> Result<u8> {
     let (prog, args) = command
         .split_first()
         .context("no command given: bpfns exec NS -- CMD [ARGS...]")?;
+    if let Some(w) = bpfns_client::advice::net_admin_in_host_netns() {
+        eprintln!("{w}");
+    }
     let mut cmd = Command::new(prog);
     cmd.args(args);
     let options = member::Options {

@@ -37,16 +37,23 @@ enum Who {
     HostRoot,
     /// uid 65534 with CAP_BPF only (ambient), like a container user allowed to load BPF.
     CapBpfOnly,
-    /// Root without CAP_PERFMON and CAP_SYS_ADMIN: what loads programs (libbpf's feature
-    /// probes among them) in a namespace whose policy denies tracing.
-    RootWithoutPerfmon,
+    /// uid 0 without CAP_SYS_ADMIN and CAP_PERFMON: in a namespace that denies tracing, bpfnsd
+    /// refuses program loads from a thread with perfmon power, and libbpf's feature probes are
+    /// program loads (without them it creates maps without names). What a tenant that loads
+    /// programs there runs as.
+    RootLoader,
 }
 
 fn exec(d: &TestDaemon, ns: &str, who: Who, cmd: &[&str]) -> Output {
     let mut c = Command::new(bpfns());
     c.arg("--socket").arg(&d.socket).args(["exec", ns, "--"]);
-    if let Who::RootWithoutPerfmon = who {
-        c.args(["setpriv", "--bounding-set=-perfmon,-sys_admin", "--"]);
+    if let Who::RootLoader = who {
+        c.args([
+            "setpriv",
+            "--inh-caps=-sys_admin,-perfmon",
+            "--bounding-set=-sys_admin,-perfmon",
+            "--",
+        ]);
     }
     if let Who::CapBpfOnly = who {
         c.args([
@@ -107,7 +114,7 @@ fn world(name: &str) -> World {
         ok(&exec(
             &d,
             ns,
-            Who::RootWithoutPerfmon,
+            Who::RootLoader,
             &[
                 "bpftool",
                 "map",

@@ -3,26 +3,39 @@
 //!
 //! ```text
 //! arch == AUDIT_ARCH_X86_64:
-//!     nr == 321 (bpf):   cmd (low 32 bits of arg0) in TRAPPED -> USER_NOTIF, else ALLOW
-//!     nr == 321 | X32:   ERRNO(EPERM)    (x32 entry point: not supervised, so refused)
-//!     else               ALLOW
+//!     nr == 321 (bpf):      cmd (low 32 bits of arg0) in TRAPPED -> USER_NOTIF, else ALLOW
+//!     nr == 16 (ioctl):     request == PERF_EVENT_IOC_QUERY_BPF -> USER_NOTIF, else ALLOW
+//!     nr == 317 (seccomp):  flags & SECCOMP_FILTER_FLAG_NEW_LISTENER -> ERRNO(EPERM), else ALLOW
+//!     x32 (nr | 0x40000000): bpf -> ERRNO(EPERM); ioctl (514) with either size of
+//!                           PERF_EVENT_IOC_QUERY_BPF -> ERRNO(EPERM); seccomp as above
+//!     else                  ALLOW
 //! arch == AUDIT_ARCH_I386 (int 0x80, ia32 emulation):
-//!     nr == 357 (bpf):   ERRNO(EPERM)
-//!     else               ALLOW
-//! any other arch:        KILL_PROCESS   (cannot happen on x86-64; fail closed)
+//!     bpf (357) -> ERRNO(EPERM); ioctl (54) as x32; seccomp (354) as above; else ALLOW
+//! any other arch:           KILL_PROCESS   (cannot happen on x86-64; fail closed)
 //! ```
 //!
-//! Every entry point into bpf() is either trapped or refused . Other bpf()
-//! commands run unsupervised: creation is attributed by the kernel side, and the tracepoint
-//! backstop stops a member that ends up holding a foreign object anyway.
+//! Every entry point into bpf() is either trapped or refused. A member can never install a
+//! listener of its own: the kernel runs a newer filter's `USER_NOTIF` (or anything it ranks
+//! below, `TRACE`, `LOG`, `ALLOW`) only after ours, which traps first, and only `KILL`,
+//! `TRAP` and `ERRNO` outrank ours — none of which runs the call. So no trapped command ever
+//! reaches the kernel from a member except through bpfnsd, also after bpfnsd is gone (the
+//! trapped calls then fail). Other bpf() commands run unsupervised: creation is attributed by
+//! the kernel side, and the tracepoint backstop stops a member that ends up holding a foreign
+//! object anyway.
 
 use bpfns_sys::seccomp::{Action, Filter, FilterFlags, Insn};
 use bpfns_sys::SysError;
 
 /// The bpf() commands the filter traps (cmd numbers from `include/uapi/linux/bpf.h`):
-/// everything that lists or opens objects by id or path, and the queries that reveal ids.
-pub const TRAPPED: [u32; 11] = [
+/// everything that lists or opens objects by id or path, the queries that reveal ids, program
+/// loading (perfmon power is refused where tracing is denied), and the commands that attach,
+/// detach or replace what is already attached (performed by the supervisor after it checked
+/// that the caller can see what would be replaced).
+pub const TRAPPED: [u32; 16] = [
+    5,  // BPF_PROG_LOAD
     7,  // BPF_OBJ_GET
+    8,  // BPF_PROG_ATTACH
+    9,  // BPF_PROG_DETACH
     11, // BPF_PROG_GET_NEXT_ID
     12, // BPF_MAP_GET_NEXT_ID
     13, // BPF_PROG_GET_FD_BY_ID
@@ -31,8 +44,10 @@ pub const TRAPPED: [u32; 11] = [
     19, // BPF_BTF_GET_FD_BY_ID
     20, // BPF_TASK_FD_QUERY
     23, // BPF_BTF_GET_NEXT_ID
+    29, // BPF_LINK_UPDATE
     30, // BPF_LINK_GET_FD_BY_ID
     31, // BPF_LINK_GET_NEXT_ID
+    34, // BPF_LINK_DETACH
 ];
 
 /// `AUDIT_ARCH_X86_64`.
@@ -41,20 +56,40 @@ pub const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 pub const AUDIT_ARCH_I386: u32 = 0x4000_0003;
 /// bpf() on x86-64.
 pub const NR_BPF: u32 = 321;
+/// ioctl() on x86-64.
+pub const NR_IOCTL: u32 = 16;
+/// seccomp() on x86-64 (also the x32 number, with [`X32_SYSCALL_BIT`]).
+pub const NR_SECCOMP: u32 = 317;
 /// `__X32_SYSCALL_BIT`.
 pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+/// ioctl() in the x32 table (`compat_sys_ioctl`), without [`X32_SYSCALL_BIT`].
+pub const NR_X32_IOCTL: u32 = 514;
 /// bpf() in the ia32 table.
 pub const NR_IA32_BPF: u32 = 357;
+/// ioctl() in the ia32 table.
+pub const NR_IA32_IOCTL: u32 = 54;
+/// seccomp() in the ia32 table.
+pub const NR_IA32_SECCOMP: u32 = 354;
+/// `PERF_EVENT_IOC_QUERY_BPF` = `_IOWR('$', 10, struct perf_event_query_bpf *)`: the size
+/// field is a pointer's, 8 bytes on x86-64.
+pub const PERF_EVENT_IOC_QUERY_BPF: u32 = 0xC008_240A;
+/// The same request as a 32-bit program spells it (4-byte pointer); `perf_compat_ioctl`
+/// accepts both sizes from the compat entry points.
+pub const PERF_EVENT_IOC_QUERY_BPF_32: u32 = 0xC004_240A;
+/// `SECCOMP_FILTER_FLAG_NEW_LISTENER`.
+pub const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = 1 << 3;
 
 // Classic BPF opcodes (include/uapi/linux/filter.h).
 const LD_W_ABS: u32 = 0x20; // BPF_LD (0) | BPF_W (0) | BPF_ABS (0x20)
 const JEQ_K: u32 = 0x05 | 0x10; // BPF_JMP | BPF_JEQ | BPF_K
+const JSET_K: u32 = 0x05 | 0x40; // BPF_JMP | BPF_JSET | BPF_K
 const RET_K: u32 = 0x06; // BPF_RET | BPF_K
 
-// Offsets into struct seccomp_data (little-endian: low word of args[0] at 16).
+// Offsets into struct seccomp_data (little-endian: the low word of args[i] at 16 + 8 i).
 const OFF_NR: u32 = 0;
 const OFF_ARCH: u32 = 4;
 const OFF_ARG0_LO: u32 = 16;
+const OFF_ARG1_LO: u32 = 24;
 
 /// The flags the filter is installed with: a listener, and no restarted duplicates while
 /// the supervisor holds a notification (otherwise a signalled member restarts the call forever).
@@ -62,61 +97,206 @@ pub fn flags() -> FilterFlags {
     FilterFlags::NEW_LISTENER | FilterFlags::WAIT_KILLABLE_RECV
 }
 
-/// The member filter's instructions (see the module documentation).
-pub fn program() -> Vec<Insn> {
-    let eperm = Action::Errno(libc_eperm()).ret();
-    let allow = Action::Allow.ret();
-    let notif = Action::UserNotif.ret();
-    let kill = Action::KillProcess.ret();
-    let n = TRAPPED.len();
-    let mut p = Vec::with_capacity(16 + n);
-    // 0: A = arch
-    p.push(Insn::stmt(LD_W_ABS, OFF_ARCH));
-    // 1: x86-64? fall through : skip the x86-64 block
-    //    The x86-64 block is: ld nr; jeq bpf; ld arg0; n × jeq; ret allow; ret notif;
-    //    jeq x32-bpf; ret allow; ret eperm  =  n + 8 instructions.
-    p.push(Insn::jump(JEQ_K, AUDIT_ARCH_X86_64, 0, (n + 8) as u8));
-    // x86-64 block
-    p.push(Insn::stmt(LD_W_ABS, OFF_NR));
-    // not bpf: go to the x32 check (skip ld arg0, n compares, ret allow, ret notif)
-    p.push(Insn::jump(JEQ_K, NR_BPF, 0, (n + 3) as u8));
-    p.push(Insn::stmt(LD_W_ABS, OFF_ARG0_LO));
-    for (i, &cmd) in TRAPPED.iter().enumerate() {
-        // match: jump over the remaining compares and the "ret allow" to "ret notif"
-        p.push(Insn::jump(JEQ_K, cmd, (n - i) as u8, 0));
+/// Where a conditional jump goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum To {
+    /// The next instruction.
+    Next,
+    /// A label.
+    L(Label),
+}
+
+/// The places jumps lead to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Label {
+    NotX86_64,
+    Bpf,
+    Ioctl,
+    CompatIoctl,
+    Seccomp,
+    Allow,
+    Notif,
+    Eperm,
+    Kill,
+}
+
+/// One instruction whose jump offsets are still labels.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Plain(Insn),
+    Jump { code: u32, k: u32, jt: To, jf: To },
+}
+
+/// A tiny assembler: forward jumps to labels, offsets checked to fit the 8-bit fields
+/// (classic BPF jumps only forward, at most 255 instructions).
+#[derive(Debug, Default)]
+struct Asm {
+    slots: Vec<Slot>,
+    labels: Vec<(Label, usize)>,
+}
+
+/// A jump that cannot be encoded (a bug in [`program`], caught by its tests).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AsmError {
+    #[error("jump from instruction {from} to {to:?}: offset {offset} does not fit 0..=255")]
+    TooFar {
+        from: usize,
+        to: String,
+        offset: i64,
+    },
+    #[error("label {0} used but never placed")]
+    Unplaced(String),
+    #[error("label {0} placed twice")]
+    Twice(String),
+}
+
+impl Asm {
+    fn stmt(&mut self, code: u32, k: u32) {
+        self.slots.push(Slot::Plain(Insn::stmt(code, k)));
     }
-    p.push(Insn::stmt(RET_K, allow));
-    p.push(Insn::stmt(RET_K, notif));
-    // A still holds nr here.
-    p.push(Insn::jump(JEQ_K, NR_BPF | X32_SYSCALL_BIT, 1, 0));
-    p.push(Insn::stmt(RET_K, allow));
-    p.push(Insn::stmt(RET_K, eperm));
-    // ia32 block (A = arch)
-    p.push(Insn::jump(JEQ_K, AUDIT_ARCH_I386, 0, 4));
-    p.push(Insn::stmt(LD_W_ABS, OFF_NR));
-    p.push(Insn::jump(JEQ_K, NR_IA32_BPF, 1, 0));
-    p.push(Insn::stmt(RET_K, allow));
-    p.push(Insn::stmt(RET_K, eperm));
-    // any other architecture
-    p.push(Insn::stmt(RET_K, kill));
-    p
+
+    fn jump(&mut self, code: u32, k: u32, jt: To, jf: To) {
+        self.slots.push(Slot::Jump { code, k, jt, jf });
+    }
+
+    fn label(&mut self, l: Label) {
+        self.labels.push((l, self.slots.len()));
+    }
+
+    fn finish(self) -> Result<Vec<Insn>, AsmError> {
+        let mut seen = Vec::new();
+        for (l, _) in &self.labels {
+            if seen.contains(l) {
+                return Err(AsmError::Twice(format!("{l:?}")));
+            }
+            seen.push(*l);
+        }
+        let at = |l: Label| {
+            self.labels
+                .iter()
+                .find(|(x, _)| *x == l)
+                .map(|(_, pc)| *pc)
+                .ok_or_else(|| AsmError::Unplaced(format!("{l:?}")))
+        };
+        let offset = |pc: usize, to: To| -> Result<u8, AsmError> {
+            let target = match to {
+                To::Next => return Ok(0),
+                To::L(l) => at(l)?,
+            };
+            let off = target as i64 - pc as i64 - 1;
+            u8::try_from(off).map_err(|_| AsmError::TooFar {
+                from: pc,
+                to: format!("{to:?}"),
+                offset: off,
+            })
+        };
+        self.slots
+            .iter()
+            .enumerate()
+            .map(|(pc, s)| match *s {
+                Slot::Plain(i) => Ok(i),
+                Slot::Jump { code, k, jt, jf } => {
+                    Ok(Insn::jump(code, k, offset(pc, jt)?, offset(pc, jf)?))
+                }
+            })
+            .collect()
+    }
+}
+
+/// The member filter's instructions (see the module documentation).
+pub fn program() -> Result<Vec<Insn>, AsmError> {
+    use Label::*;
+    use To::{Next, L};
+    let mut a = Asm::default();
+    a.stmt(LD_W_ABS, OFF_ARCH);
+    a.jump(JEQ_K, AUDIT_ARCH_X86_64, Next, L(NotX86_64));
+    // x86-64 entry point (native and x32 numbers).
+    a.stmt(LD_W_ABS, OFF_NR);
+    a.jump(JEQ_K, NR_BPF, L(Bpf), Next);
+    a.jump(JEQ_K, NR_IOCTL, L(Ioctl), Next);
+    a.jump(JEQ_K, NR_SECCOMP, L(Seccomp), Next);
+    // x32: bpf() is not supervised there, so refused.
+    a.jump(JEQ_K, NR_BPF | X32_SYSCALL_BIT, L(Eperm), Next);
+    a.jump(JEQ_K, NR_X32_IOCTL | X32_SYSCALL_BIT, L(CompatIoctl), Next);
+    a.jump(JEQ_K, NR_SECCOMP | X32_SYSCALL_BIT, L(Seccomp), L(Allow));
+    a.label(Bpf);
+    a.stmt(LD_W_ABS, OFF_ARG0_LO);
+    for cmd in TRAPPED {
+        a.jump(JEQ_K, cmd, L(Notif), Next);
+    }
+    a.stmt(RET_K, Action::Allow.ret());
+    a.label(Ioctl);
+    a.stmt(LD_W_ABS, OFF_ARG1_LO);
+    a.jump(JEQ_K, PERF_EVENT_IOC_QUERY_BPF, L(Notif), L(Allow));
+    // ia32 entry point (int 0x80); A still holds the architecture.
+    a.label(NotX86_64);
+    a.jump(JEQ_K, AUDIT_ARCH_I386, Next, L(Kill));
+    a.stmt(LD_W_ABS, OFF_NR);
+    a.jump(JEQ_K, NR_IA32_BPF, L(Eperm), Next);
+    a.jump(JEQ_K, NR_IA32_IOCTL, L(CompatIoctl), Next);
+    a.jump(JEQ_K, NR_IA32_SECCOMP, L(Seccomp), L(Allow));
+    // ioctl through a compat entry point: the query is not supervised there.
+    a.label(CompatIoctl);
+    a.stmt(LD_W_ABS, OFF_ARG1_LO);
+    a.jump(JEQ_K, PERF_EVENT_IOC_QUERY_BPF, L(Eperm), Next);
+    a.jump(JEQ_K, PERF_EVENT_IOC_QUERY_BPF_32, L(Eperm), L(Allow));
+    // seccomp(), every entry point and any operation: none may ask for a listener (prctl(PR_SET_SECCOMP) never makes one).
+    a.label(Seccomp);
+    a.stmt(LD_W_ABS, OFF_ARG1_LO);
+    a.jump(JSET_K, SECCOMP_FILTER_FLAG_NEW_LISTENER, L(Eperm), L(Allow));
+    a.label(Allow);
+    a.stmt(RET_K, Action::Allow.ret());
+    a.label(Notif);
+    a.stmt(RET_K, Action::UserNotif.ret());
+    a.label(Eperm);
+    a.stmt(RET_K, Action::Errno(libc_eperm()).ret());
+    a.label(Kill);
+    a.stmt(RET_K, Action::KillProcess.ret());
+    a.finish()
 }
 
 fn libc_eperm() -> u16 {
     bpfns_sys::Errno::PERM.raw_os_error() as u16
 }
 
+/// Why the member filter could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("assembling the member filter: {0}")]
+    Asm(#[from] AsmError),
+    #[error(transparent)]
+    Sys(#[from] SysError),
+}
+
 /// The member filter, ready to install (with [`flags`]).
-pub fn filter() -> Result<Filter, SysError> {
-    Filter::from_insns(program())
+pub fn filter() -> Result<Filter, FilterError> {
+    Ok(Filter::from_insns(program()?)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// One call as the filter sees it.
+    #[derive(Clone, Copy)]
+    struct Call {
+        arch: u32,
+        nr: u32,
+        arg0: u32,
+        arg1: u32,
+    }
+
+    fn call(arch: u32, nr: u32, arg0: u32, arg1: u32) -> Call {
+        Call {
+            arch,
+            nr,
+            arg0,
+            arg1,
+        }
+    }
+
     /// Run the classic-BPF program on one `seccomp_data`.
-    fn eval(p: &[Insn], arch: u32, nr: u32, arg0_lo: u32) -> u32 {
+    fn eval(p: &[Insn], c: Call) -> u32 {
         let mut a = 0u32;
         let mut pc = 0usize;
         for _ in 0..1000 {
@@ -124,14 +304,16 @@ mod tests {
             match u32::from(i.code) {
                 LD_W_ABS => {
                     a = match i.k {
-                        OFF_ARCH => arch,
-                        OFF_NR => nr,
-                        OFF_ARG0_LO => arg0_lo,
+                        OFF_ARCH => c.arch,
+                        OFF_NR => c.nr,
+                        OFF_ARG0_LO => c.arg0,
+                        OFF_ARG1_LO => c.arg1,
                         k => panic!("offset {k}"),
                     };
                     pc += 1;
                 }
                 JEQ_K => pc += 1 + usize::from(if a == i.k { i.jt } else { i.jf }),
+                JSET_K => pc += 1 + usize::from(if a & i.k != 0 { i.jt } else { i.jf }),
                 RET_K => return i.k,
                 c => panic!("opcode {c:#x}"),
             }
@@ -144,46 +326,150 @@ mod tests {
         a.ret()
     }
 
+    const X64: u32 = AUDIT_ARCH_X86_64;
+    const I386: u32 = AUDIT_ARCH_I386;
+    const X32: u32 = X32_SYSCALL_BIT;
+
     #[test]
-    fn every_entry_point_is_trapped_or_refused() {
-        let p = program();
+    fn every_bpf_entry_point_is_trapped_or_refused() {
+        let p = program().expect("assembles");
         let notif = ret(Action::UserNotif);
         let allow = ret(Action::Allow);
         let eperm = ret(Action::Errno(1));
         for cmd in 0..64u32 {
             let want = if TRAPPED.contains(&cmd) { notif } else { allow };
-            assert_eq!(eval(&p, AUDIT_ARCH_X86_64, NR_BPF, cmd), want, "cmd {cmd}");
+            assert_eq!(eval(&p, call(X64, NR_BPF, cmd, 0)), want, "cmd {cmd}");
             assert_eq!(
-                eval(&p, AUDIT_ARCH_X86_64, NR_BPF | X32_SYSCALL_BIT, cmd),
+                eval(&p, call(X64, NR_BPF | X32, cmd, 0)),
                 eperm,
-                "x32 cmd {cmd}"
+                "x32 {cmd}"
             );
             assert_eq!(
-                eval(&p, AUDIT_ARCH_I386, NR_IA32_BPF, cmd),
+                eval(&p, call(I386, NR_IA32_BPF, cmd, 0)),
                 eperm,
                 "ia32 {cmd}"
             );
         }
-        // The command is the low 32 bits only; the high bits of arg0 never reach the filter.
-        assert_eq!(eval(&p, AUDIT_ARCH_X86_64, NR_BPF, 14), notif);
+        // The attach family, program loading and the two link commands are among them.
+        for cmd in [5, 8, 9, 29, 34] {
+            assert_eq!(eval(&p, call(X64, NR_BPF, cmd, 0)), notif, "cmd {cmd}");
+        }
+        // LINK_CREATE never detaches or replaces: not trapped.
+        assert_eq!(eval(&p, call(X64, NR_BPF, 28, 0)), allow);
         // Other system calls run, on both ABIs.
-        for nr in [0, 1, 56, 59, 320, 322, 357, 435] {
-            assert_eq!(eval(&p, AUDIT_ARCH_X86_64, nr, 14), allow, "nr {nr}");
+        for nr in [0, 1, 15, 17, 56, 59, 316, 318, 320, 322, 357, 435] {
+            assert_eq!(eval(&p, call(X64, nr, 14, 0)), allow, "nr {nr}");
         }
-        for nr in [0, 1, 11, 120, 321, 356, 358] {
-            assert_eq!(eval(&p, AUDIT_ARCH_I386, nr, 14), allow, "ia32 nr {nr}");
+        for nr in [0, 1, 11, 53, 55, 120, 321, 353, 355, 356, 358] {
+            assert_eq!(eval(&p, call(I386, nr, 14, 0)), allow, "ia32 nr {nr}");
         }
-        // x32 calls other than bpf() are the kernel's business.
-        assert_eq!(eval(&p, AUDIT_ARCH_X86_64, 1 | X32_SYSCALL_BIT, 0), allow);
+        // x32 calls other than these are the kernel's business.
+        assert_eq!(eval(&p, call(X64, 1 | X32, 0, 0)), allow);
+        assert_eq!(eval(&p, call(X64, NR_IOCTL | X32, 0, 0)), allow);
         // Any other architecture is killed.
-        assert_eq!(eval(&p, 0xC000_00B7, NR_BPF, 14), ret(Action::KillProcess));
+        assert_eq!(
+            eval(&p, call(0xC000_00B7, NR_BPF, 14, 0)),
+            ret(Action::KillProcess)
+        );
+    }
+
+    #[test]
+    fn the_perf_query_ioctl_is_trapped_or_refused() {
+        let p = program().expect("assembles");
+        let notif = ret(Action::UserNotif);
+        let allow = ret(Action::Allow);
+        let eperm = ret(Action::Errno(1));
+        let q = PERF_EVENT_IOC_QUERY_BPF;
+        let q32 = PERF_EVENT_IOC_QUERY_BPF_32;
+        assert_eq!(eval(&p, call(X64, NR_IOCTL, 3, q)), notif);
+        // The 4-byte spelling means nothing to the native ioctl: its handler compares exactly.
+        assert_eq!(eval(&p, call(X64, NR_IOCTL, 3, q32)), allow);
+        // Other requests, also other perf ioctls (PERF_EVENT_IOC_ID = 0x80082407).
+        for req in [0, 0x5401, 0x8008_2407, 0x4008_2406, q ^ 1] {
+            assert_eq!(eval(&p, call(X64, NR_IOCTL, 3, req)), allow, "{req:#x}");
+        }
+        for (arch, nr) in [(X64, NR_X32_IOCTL | X32), (I386, NR_IA32_IOCTL)] {
+            assert_eq!(eval(&p, call(arch, nr, 3, q)), eperm, "{nr:#x}");
+            assert_eq!(eval(&p, call(arch, nr, 3, q32)), eperm, "{nr:#x}");
+            assert_eq!(eval(&p, call(arch, nr, 3, 0x5401)), allow, "{nr:#x}");
+        }
+    }
+
+    #[test]
+    fn no_entry_point_installs_a_listener() {
+        let p = program().expect("assembles");
+        let allow = ret(Action::Allow);
+        let eperm = ret(Action::Errno(1));
+        let nl = SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        for (arch, nr) in [
+            (X64, NR_SECCOMP),
+            (X64, NR_SECCOMP | X32),
+            (I386, NR_IA32_SECCOMP),
+        ] {
+            // SECCOMP_SET_MODE_FILTER (1) with the flag, alone or with others; any op.
+            for op in [0, 1, 2, 3, 4, 99] {
+                for flags in [nl, nl | 1, nl | (1 << 5), u32::MAX] {
+                    assert_eq!(
+                        eval(&p, call(arch, nr, op, flags)),
+                        eperm,
+                        "{nr} {op} {flags:#x}"
+                    );
+                }
+            }
+            // Filters without a listener, and the other operations, are the kernel's business.
+            for flags in [0, 1, 2, 1 << 5, !nl] {
+                assert_eq!(eval(&p, call(arch, nr, 1, flags)), allow, "{nr} {flags:#x}");
+            }
+        }
     }
 
     #[test]
     fn builds_and_flags() {
         let f = filter().expect("filter");
-        assert_eq!(f.insns().len(), TRAPPED.len() + 16);
+        assert_eq!(f.insns().len(), program().expect("assembles").len());
+        assert!(f.insns().len() < 64);
         assert!(flags().contains(FilterFlags::WAIT_KILLABLE_RECV));
         assert!(flags().contains(FilterFlags::NEW_LISTENER));
+    }
+
+    #[test]
+    fn the_assembler_checks_its_jumps() {
+        let mut a = Asm::default();
+        a.jump(JEQ_K, 1, To::L(Label::Allow), To::Next);
+        for _ in 0..256 {
+            a.stmt(LD_W_ABS, OFF_NR);
+        }
+        a.label(Label::Allow);
+        a.stmt(RET_K, 0);
+        assert!(matches!(
+            a.finish(),
+            Err(AsmError::TooFar { offset: 256, .. })
+        ));
+        // 255 is the farthest a jump goes.
+        let mut a = Asm::default();
+        a.jump(JEQ_K, 1, To::L(Label::Allow), To::Next);
+        for _ in 0..255 {
+            a.stmt(LD_W_ABS, OFF_NR);
+        }
+        a.label(Label::Allow);
+        a.stmt(RET_K, 0);
+        let p = a.finish().expect("fits");
+        assert_eq!(p[0].jt, 255);
+        // Backward jumps do not exist in classic BPF.
+        let mut a = Asm::default();
+        a.label(Label::Kill);
+        a.jump(JEQ_K, 1, To::L(Label::Kill), To::Next);
+        assert!(matches!(
+            a.finish(),
+            Err(AsmError::TooFar { offset: -1, .. })
+        ));
+        // A label nobody placed, or placed twice.
+        let mut a = Asm::default();
+        a.jump(JEQ_K, 1, To::L(Label::Notif), To::Next);
+        assert!(matches!(a.finish(), Err(AsmError::Unplaced(_))));
+        let mut a = Asm::default();
+        a.label(Label::Eperm);
+        a.label(Label::Eperm);
+        assert!(matches!(a.finish(), Err(AsmError::Twice(_))));
     }
 }

@@ -16,6 +16,7 @@
 //! facts (the connecting process's pidfd), never by anything sent here.
 #![forbid(unsafe_code)]
 
+pub mod advice;
 pub mod filter;
 pub mod member;
 

@@ -11,8 +11,8 @@
 //! 4. The member filter is installed (`no_new_privs` first unless the caller is host admin),
 //!    its listener is handed to bpfnsd (`supervise`), and only then does the child exec.
 //!
-//! A caller that is already a member is already under the filter (a second listener is
-//! refused by the kernel): it only moves the child deeper; the existing supervisor then
+//! A caller that is already a member is already under the filter (which refuses a second
+//! listener): it only moves the child deeper; the existing supervisor then
 //! answers from the deeper namespace's view, since it reads every caller's tag.
 //!
 //! **When bpfnsd dies.** The returned [`Member`] keeps a second handle on the listener and a
@@ -49,6 +49,8 @@ pub enum MemberError {
     Spawn(String),
     #[error("the member filter: {0}")]
     Filter(bpfns_sys::SysError),
+    #[error(transparent)]
+    FilterProgram(#[from] crate::filter::FilterError),
 }
 
 /// What the relay of a [`Member`] tells about bpfnsd.
@@ -151,13 +153,26 @@ pub fn spawn_with(
     let me = client.hello()?;
     let target = client.ns_show(ns)?;
     if me.namespace != "/" {
+        if !target.policy.allow_tracing {
+            // As below: no CAP_PERFMON where tracing is denied.
+            bpfns_sys::spawn::drop_capabilities_before_exec(
+                cmd,
+                bpfns_sys::caps::CapabilitySet::PERFMON,
+            );
+        }
         return spawn_nested(client, ns, cmd).map(|child| Member { child, relay: None });
     }
-    let mut setup = MemberSetup::new(crate::filter::filter().map_err(MemberError::Filter)?)
+    let mut setup = MemberSetup::new(crate::filter::filter()?)
         .filter_flags(crate::filter::flags())
         // Without CAP_SYS_ADMIN the kernel accepts a filter only under no_new_privs.
         .no_new_privs(!me.host_admin)
         .wait_ack(true);
+    if !target.policy.allow_tracing {
+        // With CAP_PERFMON (or, from 6.9, a token granting it) the kernel lets any program
+        // type read kernel memory; where tracing is denied no member holds it (bpfnsd refuses
+        // program loads from a thread that does, and CAP_SYS_ADMIN, which also grants it).
+        setup = setup.drop_capabilities(bpfns_sys::caps::CapabilitySet::PERFMON);
+    }
     if me.host_admin {
         // The daemon's own files: its state is hidden, the directory of its socket read-only
         // (connect() still works; a uid-0 member cannot unlink the socket and bind its own).

@@ -92,6 +92,53 @@ pub fn obj_get_relative(name: &CStr, file_flags: u32) -> Result<OwnedFd, Errno> 
     sys_bpf_fd(BPF_OBJ_GET, &mut attr)
 }
 
+/// Numbers of the BPF UAPI (`include/uapi/linux/bpf.h`, libbpf's copy): program types,
+/// attach types and attach/query flags, for the code that reads callers' attrs.
+pub mod uapi {
+    pub use libbpf_sys::{
+        BPF_CGROUP_DEVICE, BPF_CGROUP_GETSOCKOPT, BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET4_CONNECT,
+        BPF_CGROUP_INET4_GETPEERNAME, BPF_CGROUP_INET4_GETSOCKNAME, BPF_CGROUP_INET4_POST_BIND,
+        BPF_CGROUP_INET6_BIND, BPF_CGROUP_INET6_CONNECT, BPF_CGROUP_INET6_GETPEERNAME,
+        BPF_CGROUP_INET6_GETSOCKNAME, BPF_CGROUP_INET6_POST_BIND, BPF_CGROUP_INET_EGRESS,
+        BPF_CGROUP_INET_INGRESS, BPF_CGROUP_INET_SOCK_CREATE, BPF_CGROUP_INET_SOCK_RELEASE,
+        BPF_CGROUP_SETSOCKOPT, BPF_CGROUP_SOCK_OPS, BPF_CGROUP_SYSCTL, BPF_CGROUP_UDP4_RECVMSG,
+        BPF_CGROUP_UDP4_SENDMSG, BPF_CGROUP_UDP6_RECVMSG, BPF_CGROUP_UDP6_SENDMSG,
+        BPF_CGROUP_UNIX_CONNECT, BPF_CGROUP_UNIX_GETPEERNAME, BPF_CGROUP_UNIX_GETSOCKNAME,
+        BPF_CGROUP_UNIX_RECVMSG, BPF_CGROUP_UNIX_SENDMSG, BPF_FLOW_DISSECTOR, BPF_F_AFTER,
+        BPF_F_ALLOW_MULTI, BPF_F_ALLOW_OVERRIDE, BPF_F_BEFORE, BPF_F_ID, BPF_F_LINK, BPF_F_REPLACE,
+        BPF_LIRC_MODE2, BPF_LSM_CGROUP, BPF_NETKIT_PEER, BPF_NETKIT_PRIMARY, BPF_PROG_TYPE_EXT,
+        BPF_PROG_TYPE_KPROBE, BPF_PROG_TYPE_LSM, BPF_PROG_TYPE_PERF_EVENT,
+        BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE,
+        BPF_PROG_TYPE_STRUCT_OPS, BPF_PROG_TYPE_SYSCALL, BPF_PROG_TYPE_TRACEPOINT,
+        BPF_PROG_TYPE_TRACING, BPF_SK_MSG_VERDICT, BPF_SK_SKB_STREAM_PARSER,
+        BPF_SK_SKB_STREAM_VERDICT, BPF_SK_SKB_VERDICT, BPF_TCX_EGRESS, BPF_TCX_INGRESS,
+    };
+}
+
+/// `BPF_TRACE_MAX_PROGS`: at most this many programs on one tracepoint, and the largest
+/// `ids_len` `PERF_EVENT_IOC_QUERY_BPF` accepts.
+pub const BPF_TRACE_MAX_PROGS: u32 = 64;
+
+/// `ioctl(perf_event_fd, PERF_EVENT_IOC_QUERY_BPF)`: the ids of the programs attached to the
+/// tracepoint of the perf event behind `fd` (at most [`BPF_TRACE_MAX_PROGS`]), as the calling
+/// thread may see them (the kernel wants `CAP_PERFMON` or `CAP_SYS_ADMIN`). `fd` must be a
+/// perf event: the request means something else to other files.
+pub fn perf_query_bpf(fd: BorrowedFd<'_>) -> Result<Vec<u32>, Errno> {
+    const QUERY_BPF: libc::c_ulong = 0xC008_240A;
+    const N: usize = BPF_TRACE_MAX_PROGS as usize;
+    // struct perf_event_query_bpf { u32 ids_len; u32 prog_cnt; u32 ids[]; }
+    let mut buf = [0u32; 2 + N];
+    buf[0] = BPF_TRACE_MAX_PROGS;
+    // SAFETY: `buf` is a writable perf_event_query_bpf with room for `ids_len` ids, which is
+    // all the kernel reads or writes.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), QUERY_BPF as _, buf.as_mut_ptr()) };
+    if r < 0 {
+        return Err(last_errno());
+    }
+    let cnt = (buf[1] as usize).min(N);
+    Ok(buf[2..2 + cnt].to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,8 +8,13 @@
 //! 2. optionally, in a new mount namespace with every mount made a slave (`rslave`), a
 //!    directory is bind-mounted over `/sys/fs/bpf` (the namespace's own bpffs) and given paths
 //!    are covered with an empty read-only tmpfs (the host's bpfns pin root, `/run/bpfns`);
-//!    optionally the working directory is set after that;
-//! 3. optionally `no_new_privs` is set (needed to install a filter without `CAP_SYS_ADMIN`);
+//!    optionally the working directory is set after that; in the bpffs, the kernel's preloaded
+//!    iterators `maps.debug` and `progs.debug` (which list every map and program of the host,
+//!    and cannot be unlinked) are covered with a read-only, device-less bind mount of
+//!    `/dev/null`, so that opening them fails;
+//! 3. optionally capabilities are dropped from every set, the bounding set included (a namespace
+//!    whose policy denies tracing gives no member `CAP_PERFMON`), and `no_new_privs` is set
+//!    (needed to install a filter without `CAP_SYS_ADMIN`);
 //! 4. the seccomp filter is installed with `NEW_LISTENER | WAIT_KILLABLE_RECV` (by default);
 //! 5. the listener fd is sent to the parent (`SCM_RIGHTS`) and closed in the child, so the
 //!    program never holds its own listener;
@@ -55,6 +60,7 @@ pub struct MemberSetup {
     read_only: Vec<CString>,
     cwd: Option<CString>,
     wait_ack: bool,
+    drop_caps: u64,
 }
 
 /// A started member: the child, and the listener of its seccomp filter.
@@ -81,6 +87,7 @@ impl MemberSetup {
             read_only: Vec::new(),
             cwd: None,
             wait_ack: false,
+            drop_caps: 0,
         }
     }
 
@@ -123,6 +130,16 @@ impl MemberSetup {
     pub fn cwd(mut self, dir: &Path) -> Result<Self> {
         self.cwd = Some(cpath(dir)?);
         Ok(self)
+    }
+
+    /// Drop `caps` from every capability set of the child — effective, permitted,
+    /// inheritable, ambient and bounding — before exec, so that neither the program nor
+    /// anything it executes (setuid-root programs included) holds them. Dropping from the
+    /// bounding set needs `CAP_SETPCAP`; without it the setup fails, unless `no_new_privs` is
+    /// on (an exec then never gains what the child no longer has).
+    pub fn drop_capabilities(mut self, caps: crate::caps::CapabilitySet) -> Self {
+        self.drop_caps = caps.bits();
+        self
     }
 
     /// Wait for the parent's acknowledgement (after `with_listener`) before exec.
@@ -205,6 +222,21 @@ impl MemberSetup {
     }
 }
 
+/// Make `cmd` drop `caps` from every capability set before it execs, as
+/// [`MemberSetup::drop_capabilities`] does, for starts that use no [`MemberSetup`] (a member
+/// moving a child into a namespace below its own). Best effort for the bounding set: where the
+/// child may not change it (no `CAP_SETPCAP`) it stays, and a setuid-root exec could bring the
+/// capabilities back (bpfnsd's supervisor judges each call by the capabilities the caller then
+/// holds).
+pub fn drop_capabilities_before_exec(cmd: &mut Command, caps: crate::caps::CapabilitySet) {
+    let mask = caps.bits();
+    // SAFETY: the hook runs in the child between fork and exec and makes raw system calls only
+    // (prctl, capget, capset) on stack data.
+    unsafe {
+        cmd.pre_exec(move || drop_caps_raw(mask, true));
+    }
+}
+
 /// What the child needs, prepared before the fork.
 #[derive(Debug)]
 struct ChildPlan {
@@ -216,11 +248,14 @@ struct ChildPlan {
     read_only: Vec<CString>,
     cwd: Option<CString>,
     wait_ack: bool,
+    drop_caps: u64,
     sock: AtomicI32,
     root: CString,
     sys_fs_bpf: CString,
     tmpfs: CString,
     tmpfs_opts: CString,
+    dev_null: CString,
+    preloaded: [CString; 2],
 }
 
 impl ChildPlan {
@@ -237,11 +272,14 @@ impl ChildPlan {
             read_only: s.read_only,
             cwd: s.cwd,
             wait_ack: s.wait_ack,
+            drop_caps: s.drop_caps,
             sock: AtomicI32::new(sock),
             root: c("/")?,
             sys_fs_bpf: c("/sys/fs/bpf")?,
             tmpfs: c("tmpfs")?,
             tmpfs_opts: c("mode=0555")?,
+            dev_null: c("/dev/null")?,
+            preloaded: [c("/sys/fs/bpf/maps.debug")?, c("/sys/fs/bpf/progs.debug")?],
         })
     }
 }
@@ -297,6 +335,9 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
                     std::ptr::null(),
                 )
             })?;
+            for p in &plan.preloaded {
+                cover_file(p, &plan.dev_null)?;
+            }
         }
         for h in &plan.hide {
             // SAFETY: as above.
@@ -341,6 +382,9 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
         // SAFETY: a NUL-terminated string prepared before the fork.
         check(unsafe { libc::chdir(dir.as_ptr()) })?;
     }
+    if plan.drop_caps != 0 {
+        drop_caps_raw(plan.drop_caps, plan.no_new_privs)?;
+    }
     if plan.no_new_privs {
         set_no_new_privs_raw().map_err(io_err)?;
     }
@@ -357,6 +401,116 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
         if b[0] != ACK {
             return Err(io_err(Errno::CANCELED));
         }
+    }
+    Ok(())
+}
+
+/// If `path` exists, cover it with a read-only bind mount of `src` (`/dev/null`) that allows
+/// no device access: opening it then fails (`EACCES`), and nothing but host root can undo it.
+fn cover_file(path: &CString, src: &CString) -> io::Result<()> {
+    // SAFETY: a NUL-terminated string prepared before the fork.
+    if unsafe { libc::access(path.as_ptr(), libc::F_OK) } != 0 {
+        return Ok(());
+    }
+    // SAFETY: NUL-terminated strings prepared before the fork, or null where mount(2) allows.
+    check(unsafe {
+        libc::mount(
+            src.as_ptr(),
+            path.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    })?;
+    // SAFETY: as above.
+    check(unsafe {
+        libc::mount(
+            std::ptr::null(),
+            path.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND
+                | libc::MS_REMOUNT
+                | libc::MS_RDONLY
+                | libc::MS_NOSUID
+                | libc::MS_NODEV
+                | libc::MS_NOEXEC,
+            std::ptr::null(),
+        )
+    })
+}
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct` (two of them with version 3: capabilities 0-31, 32-63).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`.
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+/// Drop the capabilities in `mask` from the calling thread's bounding and ambient sets and
+/// from its effective, permitted and inheritable sets, with raw system calls only. A bounding
+/// set the thread may not change (`EPERM`, no `CAP_SETPCAP`) is tolerated when
+/// `no_new_privs` will be set: an exec then cannot raise the permitted set.
+fn drop_caps_raw(mask: u64, no_new_privs: bool) -> io::Result<()> {
+    for cap in 0..64u32 {
+        if mask & (1u64 << cap) == 0 {
+            continue;
+        }
+        // SAFETY: plain integer arguments.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                // A capability this kernel does not know: nothing to drop.
+                Some(libc::EINVAL) => continue,
+                Some(libc::EPERM) if no_new_privs => {}
+                _ => return Err(e),
+            }
+        }
+        // SAFETY: plain integer arguments. Failure (no ambient sets) leaves nothing to lower.
+        unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_LOWER as libc::c_ulong,
+                cap as libc::c_ulong,
+                0,
+                0,
+            )
+        };
+    }
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: `header` and two `CapData` are what capget(2) reads and writes for version 3.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for (i, d) in data.iter_mut().enumerate() {
+        let m = (mask >> (32 * i)) as u32;
+        d.effective &= !m;
+        d.permitted &= !m;
+        d.inheritable &= !m;
+    }
+    // SAFETY: as above; lowering one's own sets is always allowed.
+    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -464,6 +618,57 @@ mod tests {
         l.respond(n.id, Response::Value(4242)).expect("respond");
         let out = sp.child.wait_with_output().expect("wait");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "4242");
+    }
+
+    /// A capability dropped by the setup is in none of the child's sets, the bounding set
+    /// included, and stays out across exec.
+    #[test]
+    fn dropped_capabilities_are_gone_from_every_set() {
+        use crate::caps::CapabilitySet;
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "grep ^Cap /proc/self/status"])
+            .stdout(std::process::Stdio::piped());
+        // A filter that traps nothing the shell calls (the shell reads $PPID at start).
+        let filter = FilterBuilder::new(Action::Allow)
+            .rule(Rule::syscall(libc::SYS_acct, Action::UserNotif))
+            .build()
+            .expect("filter");
+        let sp = MemberSetup::new(filter)
+            .no_new_privs(true)
+            .drop_capabilities(CapabilitySet::PERFMON | CapabilitySet::SYS_ADMIN)
+            .spawn(&mut cmd, |_| Ok(()), |_| Ok(()))
+            .expect("spawn");
+        let out = sp.child.wait_with_output().expect("wait");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let gone = CapabilitySet::PERFMON | CapabilitySet::SYS_ADMIN;
+        let mut seen = 0;
+        for line in text.lines() {
+            let (name, hex) = line.split_once(':').expect("Cap line");
+            let set = crate::caps::parse_mask(hex).expect("mask");
+            assert!(!set.intersects(gone), "{name}: {hex}");
+            seen += 1;
+        }
+        assert_eq!(seen, 5, "{text}");
+    }
+
+    /// The same for a plain command (a member moving a child deeper).
+    #[test]
+    fn dropping_before_exec_without_a_member_setup() {
+        use crate::caps::CapabilitySet;
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "grep ^Cap /proc/self/status"]);
+        drop_capabilities_before_exec(&mut cmd, CapabilitySet::PERFMON);
+        let out = cmd.output().expect("run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let root = rustix::process::geteuid().is_root();
+        for line in text.lines() {
+            let (name, hex) = line.split_once(':').expect("Cap line");
+            let set = crate::caps::parse_mask(hex).expect("mask");
+            // Without CAP_SETPCAP the bounding set stays (best effort).
+            if name != "CapBnd" || root {
+                assert!(!set.contains(CapabilitySet::PERFMON), "{name}: {hex}");
+            }
+        }
     }
 
     #[test]

@@ -213,6 +213,202 @@ pub fn prog_dump_probe(fd: impl AsFd) -> Result<ProgDump> {
     })
 }
 
+/// A perf event on tracepoint `tp_id` for the calling process, with no program: the handle
+/// `PERF_EVENT_IOC_QUERY_BPF` asks about the tracepoint's programs through.
+pub fn perf_tracepoint_open(tp_id: u64) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&2u32.to_ne_bytes()); // PERF_TYPE_TRACEPOINT
+    attr[4..8].copy_from_slice(&128u32.to_ne_bytes());
+    attr[8..16].copy_from_slice(&tp_id.to_ne_bytes());
+    attr[16..24].copy_from_slice(&1u64.to_ne_bytes());
+    // SAFETY: `attr` is a valid perf_event_attr of the size it announces; pid 0 / cpu -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            attr.as_ptr(),
+            0 as libc::pid_t,
+            -1 as libc::c_int,
+            -1 as libc::c_int,
+            8 as libc::c_ulong, // PERF_FLAG_FD_CLOEXEC
+        )
+    };
+    if fd < 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: a new fd from the kernel that nobody else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Send fd number `fd` over the Unix socket `sock` with one byte (`SCM_RIGHTS`), whether or
+/// not this process has such an fd (the kernel answers `EBADF` if not).
+pub fn send_fd_number(sock: impl AsFd, fd: i32) -> Result<(), Errno> {
+    let byte = [b'f'];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_ptr() as *mut libc::c_void,
+        iov_len: 1,
+    };
+    // CMSG_SPACE(sizeof(int)) on x86-64: 16-byte header + 4, aligned to 8.
+    let mut control = [0u64; 3];
+    // SAFETY: a zeroed msghdr, filled with pointers valid for the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: `msg` has a control buffer of CMSG_SPACE(sizeof(int)) bytes.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<i32>(), fd);
+    }
+    // SAFETY: `msg` and what it points to are valid for the call.
+    let r = unsafe { libc::sendmsg(sock.as_fd().as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// `IFLA_XDP` and its nested attributes, `XDP_FLAGS_SKB_MODE` (include/uapi/linux/if_link.h).
+const IFLA_XDP: u16 = 43;
+const IFLA_XDP_FD: u16 = 1;
+const IFLA_XDP_FLAGS: u16 = 3;
+const IFLA_XDP_PROG_ID: u16 = 4;
+const NLA_F_NESTED: u16 = 1 << 15;
+/// `XDP_FLAGS_SKB_MODE`: generic XDP, which every device has.
+pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
+const RTM_SETLINK: u16 = 19;
+const NLMSG_ERROR: u16 = 2;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_ACK: u16 = 4;
+
+fn nl_attr(buf: &mut Vec<u8>, ty: u16, payload: &[u8]) {
+    let len = 4 + payload.len();
+    buf.extend_from_slice(&(len as u16).to_ne_bytes());
+    buf.extend_from_slice(&ty.to_ne_bytes());
+    buf.extend_from_slice(payload);
+    while !buf.len().is_multiple_of(4) {
+        buf.push(0);
+    }
+}
+
+/// One rtnetlink request about interface `ifindex` (`ifinfomsg` + `attrs`); the reply's
+/// bytes (an error reply becomes the errno).
+fn rtnl(ty: u16, flags: u16, ifindex: i32, attrs: &[u8]) -> Result<Vec<u8>, Errno> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain integer arguments; the new fd is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: a new fd from the kernel that nobody else owns.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let mut msg = Vec::new();
+    let total = 16 + 16 + attrs.len();
+    msg.extend_from_slice(&(total as u32).to_ne_bytes());
+    msg.extend_from_slice(&ty.to_ne_bytes());
+    msg.extend_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel
+                                                // struct ifinfomsg: family, pad, type, index, flags, change
+    msg.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+    msg.extend_from_slice(&ifindex.to_ne_bytes());
+    msg.extend_from_slice(&[0u8; 8]);
+    msg.extend_from_slice(attrs);
+    // SAFETY: a zeroed sockaddr_nl addressed to the kernel (pid 0).
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as u16;
+    // SAFETY: `msg` and `kernel` are valid for their lengths during the call.
+    let sent = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&kernel as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    if sent < 0 {
+        return Err(last_errno());
+    }
+    let mut buf = vec![0u8; 1 << 16];
+    // SAFETY: `buf` is writable for its length.
+    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(last_errno());
+    }
+    buf.truncate(n as usize);
+    if buf.len() >= 20 && u16::from_ne_bytes([buf[4], buf[5]]) == NLMSG_ERROR {
+        let e = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+        if e < 0 {
+            return Err(Errno::from_raw_os_error(-e));
+        }
+    }
+    Ok(buf)
+}
+
+/// Attach program `fd` as generic XDP on interface `ifindex` through netlink (`-1`:
+/// remove whatever is attached), as `ip link set dev DEV xdpgeneric obj|off` does.
+pub fn xdp_set_netlink(ifindex: i32, fd: i32) -> Result<(), Errno> {
+    let mut nested = Vec::new();
+    nl_attr(&mut nested, IFLA_XDP_FD, &fd.to_ne_bytes());
+    nl_attr(
+        &mut nested,
+        IFLA_XDP_FLAGS,
+        &XDP_FLAGS_SKB_MODE.to_ne_bytes(),
+    );
+    let mut attrs = Vec::new();
+    nl_attr(&mut attrs, IFLA_XDP | NLA_F_NESTED, &nested);
+    rtnl(RTM_SETLINK, NLM_F_ACK, ifindex, &attrs).map(|_| ())
+}
+
+/// The id of the XDP program attached to interface `ifindex` (0: none), from netlink's
+/// `RTM_GETLINK` (`IFLA_XDP_PROG_ID`), as `ip link show` prints it.
+pub fn xdp_prog_id_netlink(ifindex: i32) -> Result<u32, Errno> {
+    let reply = rtnl(RTM_GETLINK, 0, ifindex, &[])?;
+    if reply.len() < 32 || u16::from_ne_bytes([reply[4], reply[5]]) != RTM_NEWLINK {
+        return Err(Errno::PROTO);
+    }
+    let len =
+        (u32::from_ne_bytes([reply[0], reply[1], reply[2], reply[3]]) as usize).min(reply.len());
+    let attrs = |mut at: usize, end: usize, want: u16| -> Option<(usize, usize)> {
+        while at + 4 <= end {
+            let l = u16::from_ne_bytes([reply[at], reply[at + 1]]) as usize;
+            let t = u16::from_ne_bytes([reply[at + 2], reply[at + 3]]) & !NLA_F_NESTED;
+            if l < 4 || at + l > end {
+                return None;
+            }
+            if t == want {
+                return Some((at + 4, at + l));
+            }
+            at += (l + 3) & !3;
+        }
+        None
+    };
+    let Some((xs, xe)) = attrs(32, len, IFLA_XDP) else {
+        return Ok(0);
+    };
+    Ok(match attrs(xs, xe, IFLA_XDP_PROG_ID) {
+        Some((p, e)) if e - p >= 4 => {
+            u32::from_ne_bytes([reply[p], reply[p + 1], reply[p + 2], reply[p + 3]])
+        }
+        _ => 0,
+    })
+}
+
 /// A perf event on tracepoint `tp_id` (from `/sys/kernel/tracing/events/.../id`) for the
 /// calling process, with program `prog` attached (`PERF_EVENT_IOC_SET_BPF`): what
 /// `bpftool perf show` lists, through `BPF_TASK_FD_QUERY`.

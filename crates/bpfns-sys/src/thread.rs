@@ -39,6 +39,13 @@ pub fn open_path(path: &Path) -> Result<OwnedFd> {
         .map_err(|e| SysError::new(format!("open {}", path.display()), e))
 }
 
+/// Open a namespace file (e.g. `/proc/<tid>/ns/net`) for `setns`, which refuses `O_PATH`
+/// handles (`EBADF`).
+pub fn open_ns(path: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| SysError::new(format!("open {}", path.display()), e))
+}
+
 /// Make `dir` the calling thread's root directory (`fchdir(dir)` + `chroot(".")`; needs
 /// `CAP_SYS_CHROOT`). Also leaves the working directory at `dir`.
 pub fn enter_root(dir: BorrowedFd<'_>) -> Result<()> {

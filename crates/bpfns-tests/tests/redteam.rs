@@ -102,6 +102,8 @@ enum Oos {
     PtracePeers,
     /// Plain reads of a pin someone else placed in the tenant's tree.
     AdminPin,
+    /// CAP_NET_ADMIN over a network namespace shared with other tenants: netlink, not bpf().
+    Netlink,
 }
 
 impl Oos {
@@ -110,6 +112,7 @@ impl Oos {
             Oos::HostRoot => "host root",
             Oos::PtracePeers => "ptrace peers",
             Oos::AdminPin => "admin's pin",
+            Oos::Netlink => "netlink",
         }
     }
     fn anchor(self) -> &'static str {
@@ -117,6 +120,7 @@ impl Oos {
             Oos::HostRoot => "oos-host-root",
             Oos::PtracePeers => "oos-ptrace-peers",
             Oos::AdminPin => "oos-admin-pin",
+            Oos::Netlink => "oos-netlink",
         }
     }
 }
@@ -430,9 +434,13 @@ impl Scene {
             // The victims' namespace /s may load tracing programs (its objects include
             // iterator and perf-event programs); the attacker's /t has the default policy.
             if p == "/s" {
-                d.daemon()
-                    .kernel
-                    .set_namespace_policy(n.id, bpfns_model::NsId::ROOT, 1, true)
+                admin
+                    .ns_set_policy(
+                        p,
+                        bpfns_model::ProgramPolicy {
+                            allow_tracing: true,
+                        },
+                    )
                     .unwrap();
             }
         }
@@ -456,8 +464,15 @@ impl Scene {
     }
 
     /// Start a helper with `args` as a task of `ns` (None: root); return its `key=` value.
+    /// In /t and /t/kid, which deny tracing, it loads without perfmon power (CAP_SYS_ADMIN,
+    /// CAP_PERFMON), as bpfns requires there.
     fn holder(&mut self, ns: Option<&str>, args: &[&str], key: &str) -> String {
-        let mut h = Helper::spawn(args);
+        let mut all: Vec<&str> = Vec::new();
+        if matches!(ns, Some("/t" | "/t/kid")) {
+            all.push("no-perfmon");
+        }
+        all.extend(args);
+        let mut h = Helper::spawn(&all);
         if let Some(ns) = ns {
             self.admin.enter(ns, h.pid).unwrap();
         }
@@ -2116,9 +2131,596 @@ fn scene_fill(m: &mut Matrix) {
     }
 }
 
+// ---- programs that read kernel memory; attach, detach, replace; other id paths; netlink;
+// ---- a member's own listener; fds raced out past the backstop
+
+/// Run `f(args)` as a root helper outside namespaces (no tag, no filter); its `key=` value.
+fn as_root(args: &[&str], key: &str) -> Option<String> {
+    let mut h = Helper::spawn(args);
+    h.go();
+    let v = h.maybe(key);
+    drop(h);
+    v
+}
+
+/// Run `args` as a root helper outside namespaces and return every `key=value` line it
+/// prints, joined: the control that shows what an attack gets where bpfns does not stand.
+fn control(args: &[&str]) -> String {
+    let mut h = Helper::spawn(args);
+    h.go();
+    let mut out = Vec::new();
+    while let Some(l) = h.line() {
+        if l.contains('=') {
+            out.push(errname_words(&l));
+        }
+    }
+    out.join("; ")
+}
+
+/// `PID fd=FD id=ID` from a holder's `victim=` value.
+fn victim_of(v: &str) -> Option<(i32, i32, u32)> {
+    victim_line(&format!("victim={v}"))
+}
+
+/// A socket filter that walks kernel memory with bpf_probe_read_kernel to a sibling's map value.
+fn scene_kread(m: &mut Matrix) {
+    let mut sc = Scene::new("kread");
+    let row = "socket filter reading a sibling's map value through kernel memory \
+               (bpf_get_current_task, bpf_probe_read_kernel)";
+    let v = sc.holder(Some("/s"), &["rt-hold-secret"], "victim");
+    let Some((pid, fd, _)) = victim_of(&v) else {
+        for l in LEVELS {
+            m.set(row, l, cell(Verdict::Error, "the victim did not start"));
+        }
+        return;
+    };
+    let (ps, fs) = (pid.to_string(), fd.to_string());
+    // The same program, unconfined: the attack works where nothing stops it.
+    let control = as_root(&["rt-kread", &ps, &fs], "kread").unwrap_or_default();
+    for level in LEVELS {
+        let r = sc.attack(level, &["rt-kread", &ps, &fs]);
+        let c = match r.unusable(level, "kread") {
+            Some(c) => c,
+            None => {
+                let v = r.get("kread").unwrap();
+                let who = format!("capeff {}", r.get("capeff").unwrap_or("?"));
+                if v.starts_with("secret:") {
+                    escape(format!("{who}; read {v}"))
+                } else if !control.starts_with("secret:") {
+                    cell(
+                        Verdict::Error,
+                        format!("the attack does not work unconfined either ({control}): {v}"),
+                    )
+                } else {
+                    blocked(format!(
+                        "{who}; {}; (host root outside namespaces: {control})",
+                        errname_words(v)
+                    ))
+                }
+            }
+        };
+        m.set(row, level, c);
+    }
+}
+
+/// Programs attached at a cgroup's ingress hook: `PROG:LINK` pairs (as root).
+fn cg_ids(cg: &Path) -> Vec<(u32, u32)> {
+    let v = as_root(&["rt-query", &cg.to_string_lossy(), "0"], "ids").unwrap_or_default();
+    v.split(',')
+        .filter_map(|p| p.split_once(':'))
+        .filter_map(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+        .collect()
+}
+
+/// Detaching and replacing a sibling's cgroup programs, legacy and multi; links.
+fn scene_attach(m: &mut Matrix) {
+    let mut sc = Scene::new("attach");
+    let rows = [
+        "PROG_DETACH of a sibling's legacy cgroup_skb program (no program fd needed)",
+        "PROG_ATTACH over a sibling's legacy cgroup_skb program (replaces it)",
+        "BPF_F_REPLACE and PROG_DETACH of a sibling's multi-attached program (its fd received by SCM_RIGHTS)",
+        "LINK_CREATE over a sibling's legacy attachment (occupied hook, BPF_F_REPLACE)",
+        "LINK_UPDATE / LINK_DETACH of a sibling's link (received by SCM_RIGHTS)",
+    ];
+    let Some(root) = cgroup2_mount() else {
+        for r in rows {
+            for l in LEVELS {
+                m.set(r, l, cell(Verdict::NotRun, "no cgroup2 mount"));
+            }
+        }
+        return;
+    };
+    let mut dirs = Vec::new();
+    for level in LEVELS {
+        // (victim mode, attack, row)
+        let plan: [(&str, &str, usize); 5] = [
+            ("legacy", "detach", 0),
+            ("legacy", "replace", 1),
+            ("multi", "replace-multi", 2),
+            ("legacy", "link-create", 3),
+            ("link", "link-ops", 4),
+        ];
+        for (mode, attack, row) in plan {
+            let cg = root.join(format!(
+                "bpfns-rt-attach-{}-{}-{row}",
+                std::process::id(),
+                level.arg()
+            ));
+            let _ = std::fs::remove_dir(&cg);
+            std::fs::create_dir(&cg).unwrap();
+            dirs.push(cg.clone());
+            let cgs = cg.to_string_lossy().into_owned();
+            let sock = sc
+                .work
+                .join(format!("{}-{row}.sock", level.arg()))
+                .to_string_lossy()
+                .into_owned();
+            let v = sc.holder(Some("/s"), &["rt-cg-victim", &cgs, mode, &sock], "victim");
+            let mut it = v.split(' ');
+            let prog: u32 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+            let link: u32 = it
+                .next()
+                .and_then(|x| x.strip_prefix("link="))
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
+            let r = sc.attack(level, &["rt-cg-attack", &cgs, attack, &sock]);
+            let after = cg_ids(&cg);
+            // Queries of cgroups give no link ids: a replaced link program changes the id.
+            let still = after.iter().any(|(p, _)| *p == prog);
+            let steps: Vec<String> = ["detach", "replace", "link", "link_replace", "update"]
+                .iter()
+                .filter_map(|k| r.get(k).map(|v| format!("{k}: {}", errname_words(v))))
+                .collect();
+            let c = match r.unusable(level, steps_key(attack)) {
+                Some(c) => c,
+                None if !still => escape(format!(
+                    "{}; the sibling's program {prog} (link {link}) is gone from the hook: {after:?}",
+                    steps.join("; ")
+                )),
+                None => blocked(format!(
+                    "{}; the sibling's program {prog}{} still attached",
+                    steps.join("; "),
+                    if link != 0 {
+                        format!(" (link {link})")
+                    } else {
+                        String::new()
+                    }
+                )),
+            };
+            m.set(rows[row], level, c);
+        }
+    }
+    // Controls: the same attacks by an unconfined process with CAP_BPF, CAP_PERFMON and
+    // CAP_NET_ADMIN (no bpfns member, no supervisor): what the kernel alone allows.
+    for (mode, attack) in [
+        ("legacy", "detach"),
+        ("legacy", "replace"),
+        ("multi", "replace-multi"),
+        ("link", "link-ops"),
+    ] {
+        let cg = root.join(format!(
+            "bpfns-rt-attach-{}-control-{attack}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir(&cg);
+        std::fs::create_dir(&cg).unwrap();
+        dirs.push(cg.clone());
+        let cgs = cg.to_string_lossy().into_owned();
+        let sock = sc
+            .work
+            .join(format!("control-{attack}.sock"))
+            .to_string_lossy()
+            .into_owned();
+        let v = sc.holder(Some("/s"), &["rt-cg-victim", &cgs, mode, &sock], "victim");
+        let prog: u32 = v
+            .split(' ')
+            .next()
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0);
+        let got = control(&["rt-as", "caps3", "rt-cg-attack", &cgs, attack, &sock]);
+        let after = cg_ids(&cg);
+        m.notes.push(format!(
+            "control, {attack} on a {mode} attachment, unconfined: {got}; the victim's program {}",
+            if after.iter().any(|(p, _)| *p == prog) {
+                "is still attached"
+            } else {
+                "is gone"
+            }
+        ));
+    }
+    drop(sc);
+    for d in dirs {
+        let _ = std::fs::remove_dir(d);
+    }
+}
+
+/// The first key an attack prints.
+fn steps_key(attack: &str) -> &'static str {
+    match attack {
+        "replace" => "replace",
+        "link-create" => "link",
+        "link-ops" => "update",
+        "replace-multi" => "replace",
+        _ => "detach",
+    }
+}
+
+/// The cgroup2 mount, if there is one.
+fn cgroup2_mount() -> Option<PathBuf> {
+    std::fs::read_to_string("/proc/self/mounts")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+}
+
+/// A network namespace shared by the victim and the attacker (held by a root helper).
+struct SharedNetns {
+    _holder: Helper,
+    path: String,
+}
+
+fn shared_netns() -> Option<SharedNetns> {
+    let mut h = Helper::spawn(&["rt-netns-hold"]);
+    h.go();
+    let pid = h.maybe("netns")?;
+    Some(SharedNetns {
+        _holder: h,
+        path: format!("/proc/{pid}/ns/net"),
+    })
+}
+
+impl Scene {
+    /// Run `action args...` at `level` as a member of /t, inside the network namespace `ns`.
+    fn attack_in_netns(&self, level: Level, ns: &str, args: &[&str]) -> Run {
+        // The member starts as host root: it enters the namespace, then takes on its level.
+        let mut v: Vec<String> = ["rt-in-netns", ns, "rt-as", level.arg()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(args.iter().map(|s| s.to_string()));
+        self.run_in("/t", &v)
+    }
+}
+
+/// A sibling's flow dissector and sockmap program: replaced or detached through PROG_ATTACH /
+/// PROG_DETACH.
+fn scene_netattach(m: &mut Matrix) {
+    let mut sc = Scene::new("netattach");
+    let fd_row = "PROG_ATTACH over a sibling's flow dissector (shared network namespace)";
+    let sm_row = "PROG_DETACH / PROG_ATTACH over a sibling's sockmap program (map and program received by SCM_RIGHTS)";
+    for level in LEVELS {
+        // The flow dissector of a network namespace both use.
+        let c = match shared_netns() {
+            None => cell(Verdict::Error, "no network namespace"),
+            Some(ns) => {
+                let v = sc.holder(Some("/s"), &["rt-fd-victim", &ns.path], "victim");
+                let victim: u32 = v.parse().unwrap_or(0);
+                let r = sc.attack_in_netns(level, &ns.path, &["rt-fd-attack"]);
+                let after = as_root(&["rt-query", &ns.path, "17"], "ids").unwrap_or_default();
+                let still = after
+                    .split(',')
+                    .any(|p| p.starts_with(&format!("{victim}:")));
+                match r.unusable(level, "replace") {
+                    Some(c) => c,
+                    None if !still => escape(format!(
+                        "replace: {}; the sibling's flow dissector {victim} is gone: {after}",
+                        errname_words(r.get("replace").unwrap())
+                    )),
+                    None => blocked(format!(
+                        "replace: {}; the sibling's flow dissector {victim} still attached",
+                        errname_words(r.get("replace").unwrap())
+                    )),
+                }
+            }
+        };
+        m.set(fd_row, level, c);
+        // A sockmap whose map and program the sibling shares on purpose.
+        let sock = sc
+            .work
+            .join(format!("sm-{}.sock", level.arg()))
+            .to_string_lossy()
+            .into_owned();
+        let v = sc.holder(Some("/s"), &["rt-sockmap-victim", &sock], "victim");
+        let mut it = v.split(' ');
+        let victim: u32 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+        let map = it
+            .next()
+            .and_then(|x| x.strip_prefix("map="))
+            .unwrap_or("0")
+            .to_string();
+        let r = sc.attack(level, &["rt-sockmap-attack", &sock]);
+        let after = as_root(&["rt-sockmap-query", &map], "ids").unwrap_or_default();
+        let c = match r.unusable(level, "detach") {
+            Some(c) => c,
+            None => {
+                let text = format!(
+                    "detach: {}; replace: {}",
+                    errname_words(r.get("detach").unwrap_or("?")),
+                    errname_words(r.get("replace").unwrap_or("?"))
+                );
+                if after == victim.to_string() {
+                    blocked(format!(
+                        "{text}; the sibling's program {victim} still attached"
+                    ))
+                } else {
+                    escape(format!("{text}; attached now: [{after}], not {victim}"))
+                }
+            }
+        };
+        m.set(sm_row, level, c);
+    }
+    // Controls: the same attacks by an unconfined CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN process.
+    if let Some(ns) = shared_netns() {
+        let v = sc.holder(Some("/s"), &["rt-fd-victim", &ns.path], "victim");
+        let got = control(&["rt-in-netns", &ns.path, "rt-as", "caps3", "rt-fd-attack"]);
+        let after = as_root(&["rt-query", &ns.path, "17"], "ids").unwrap_or_default();
+        m.notes.push(format!(
+            "control, flow dissector replace, unconfined: {got}; attached now: {after} (the \
+             victim's was {v})"
+        ));
+    }
+    let sock = sc
+        .work
+        .join("sm-control.sock")
+        .to_string_lossy()
+        .into_owned();
+    let v = sc.holder(Some("/s"), &["rt-sockmap-victim", &sock], "victim");
+    let map = v
+        .split(' ')
+        .nth(1)
+        .and_then(|x| x.strip_prefix("map="))
+        .unwrap_or("0")
+        .to_string();
+    let got = control(&["rt-as", "caps3", "rt-sockmap-attack", &sock]);
+    let after = as_root(&["rt-sockmap-query", &map], "ids").unwrap_or_default();
+    m.notes.push(format!(
+        "control, sockmap detach and replace, unconfined: {got}; attached now: [{after}] (the \
+         victim's was {})",
+        v.split(' ').next().unwrap_or("?")
+    ));
+}
+
+/// PERF_EVENT_IOC_QUERY_BPF on a tracepoint with foreign programs attached.
+fn scene_perfquery(m: &mut Matrix) {
+    let mut sc = Scene::new("perfq");
+    let row = "PERF_EVENT_IOC_QUERY_BPF on a tracepoint with foreign programs attached";
+    let Some(tp) =
+        std::fs::read_to_string("/sys/kernel/tracing/events/syscalls/sys_enter_getpid/id")
+            .ok()
+            .map(|s| s.trim().to_string())
+    else {
+        for l in LEVELS {
+            m.set(
+                row,
+                l,
+                cell(Verdict::NotRun, "no tracepoint sys_enter_getpid"),
+            );
+        }
+        return;
+    };
+    let mut foreign = BTreeSet::new();
+    for ns in [Some("/s"), None] {
+        let v = sc.holder(ns, &["perf-tp", &tp], "id");
+        if let Some(id) = v.split(' ').next().and_then(|x| x.parse().ok()) {
+            foreign.insert(id);
+        }
+    }
+    m.notes.push(format!(
+        "control, PERF_EVENT_IOC_QUERY_BPF by host root outside namespaces: {}",
+        control(&["rt-perf-query", &tp])
+    ));
+    for level in LEVELS {
+        let r = sc.attack(level, &["rt-perf-query", &tp]);
+        let c = match r
+            .unusable(level, "ids")
+            .filter(|_| r.get("errno").is_none())
+        {
+            Some(c) => c,
+            None => match r.get("ids") {
+                Some(list) => {
+                    let seen = ids(list);
+                    let visible = sc.visible(ObjectKind::Prog);
+                    let leaked: BTreeSet<u32> = seen.difference(&visible).copied().collect();
+                    if leaked.is_empty() {
+                        blocked(format!(
+                            "ids [{}] (all visible; the tracepoint carries /s's and the root's {})",
+                            show(&seen),
+                            show(&foreign)
+                        ))
+                    } else {
+                        escape(format!("foreign program ids: {}", show(&leaked)))
+                    }
+                }
+                None => blocked(format!(
+                    "refused: {}",
+                    errname(&format!("errno:{}", r.get("errno").unwrap()))
+                )),
+            },
+        };
+        m.set(row, level, c);
+    }
+}
+
+/// XDP on an interface of a shared network namespace, over netlink.
+fn scene_xdp(m: &mut Matrix) {
+    let mut sc = Scene::new("xdp");
+    let rows = [
+        ("netlink", "XDP of a sibling attached through netlink, removed through netlink (CAP_NET_ADMIN in a shared network namespace)"),
+        ("link", "XDP of a sibling attached through BPF_LINK_CREATE, removed through netlink"),
+    ];
+    let net_admin = [(Oos::Netlink, &[Level::Caps3, Level::Host][..])];
+    for level in LEVELS {
+        for (mode, row) in rows {
+            let Some(ns) = shared_netns() else {
+                m.set(row, level, cell(Verdict::Error, "no network namespace"));
+                continue;
+            };
+            let v = sc.holder(Some("/s"), &["rt-xdp-victim", &ns.path, mode], "victim");
+            let victim: u32 = v.parse().unwrap_or(0);
+            let r = sc.attack_in_netns(level, &ns.path, &["rt-xdp-attack"]);
+            let after = as_root(&["rt-xdp-show", &ns.path], "xdp").unwrap_or_default();
+            let c = match r.unusable(level, "off") {
+                Some(c) => c,
+                None => {
+                    let text = format!(
+                        "saw id {} through RTM_GETLINK; removal: {}",
+                        r.get("seen").unwrap_or("?"),
+                        errname_words(r.get("off").unwrap_or("?"))
+                    );
+                    if after == victim.to_string() {
+                        blocked(format!(
+                            "{text}; the sibling's XDP program {victim} still attached"
+                        ))
+                    } else if mode == "netlink" {
+                        worked(level, &net_admin, format!("{text}; removed (now: {after})"))
+                    } else {
+                        escape(format!("{text}; the link's program is gone (now: {after})"))
+                    }
+                }
+            };
+            m.set(row, level, c);
+        }
+    }
+}
+
+/// A member that kills what holds its listener and installs its own, to answer CONTINUE.
+fn scene_listener(m: &mut Matrix) {
+    let row = "install its own seccomp listener after killing its supervision (bpfns exec, bpfnsd) and answer CONTINUE";
+    let mut d = bpfns_tests::ProcessDaemon::start("rt-listener");
+    let mut admin = d.client();
+    for p in ["/t", "/t/kid", "/s"] {
+        admin.ns_create(p).unwrap();
+    }
+    let mut victim = Helper::spawn(&["create", "map"]);
+    admin.enter("/s", victim.pid).unwrap();
+    victim.go();
+    let map = victim.expect("id");
+    drop(admin);
+    let sock = d.socket.to_string_lossy().into_owned();
+    for level in LEVELS {
+        let dpid = d.pid().unwrap_or(0).to_string();
+        let out = Command::new(helper_path())
+            .args([
+                "rt-exec",
+                &sock,
+                "/t",
+                "rt-as",
+                level.arg(),
+                "rt-own-listener",
+            ])
+            .args([&dpid, &map])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map(|mut c| {
+                let out = spawn_reader(c.stdout.take().unwrap());
+                let err = spawn_reader(c.stderr.take().unwrap());
+                let deadline = Instant::now() + RUN_TIMEOUT;
+                let status = loop {
+                    if let Ok(Some(s)) = c.try_wait() {
+                        break Some(s);
+                    }
+                    if Instant::now() > deadline {
+                        let _ = c.kill();
+                        break c.wait().ok();
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                };
+                // The member may outlive its killed parent a moment: read to EOF (bounded).
+                let drained = Instant::now() + Duration::from_secs(10);
+                while !(out.1.is_finished() && err.1.is_finished()) && Instant::now() < drained {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let o = out.0.lock().unwrap().clone();
+                let e = err.0.lock().unwrap().clone();
+                Run {
+                    out: o,
+                    err: e,
+                    status,
+                    timed_out: false,
+                }
+            });
+        let c = match out {
+            Err(e) => cell(Verdict::Error, format!("rt-exec: {e}")),
+            Ok(r) => match r.unusable(level, "install") {
+                Some(c) => c,
+                None => {
+                    let kills = format!(
+                        "kill bpfns exec: {}, kill bpfnsd: {}",
+                        errname(r.get("kill.holder").unwrap_or("?")),
+                        errname(r.get("kill.daemon").unwrap_or("?"))
+                    );
+                    let install = r.get("install").unwrap();
+                    let open = r.get("open").unwrap_or("?");
+                    if install == "ok" || open.starts_with("opened:") {
+                        escape(format!("{kills}; own listener: {install}; MAP_GET_FD_BY_ID of /s's map: {open}"))
+                    } else {
+                        blocked(format!(
+                            "{kills}; seccomp(NEW_LISTENER): {}; MAP_GET_FD_BY_ID of /s's map: {}",
+                            errname(install),
+                            errname(open)
+                        ))
+                    }
+                }
+            },
+        };
+        m.set(row, level, c);
+        // Start bpfnsd again where the attacker killed it.
+        let alive = bpfns_client::Client::connect(&d.socket)
+            .ok()
+            .and_then(|mut c| c.hello().ok())
+            .is_some();
+        if !alive {
+            d.kill();
+            if let Err(e) = d.spawn() {
+                m.notes.push(format!("bpfnsd did not come back: {e}"));
+                return;
+            }
+        }
+    }
+    drop(victim);
+}
+
+/// Foreign fds raced out of a member over SCM_RIGHTS while it opens them.
+fn scene_scmrace(m: &mut Matrix) {
+    let mut sc = Scene::new("scmrace");
+    let row =
+        "race sendmsg(SCM_RIGHTS) of every fd against GET_FD_BY_ID / OBJ_GET of foreign objects";
+    let smap = sc.create(Some("/s"), "map", None);
+    let rmap = sc.create(None, "map", None);
+    let t = sc.bpffs("/t").to_path_buf();
+    sc.pin(ObjectKind::Map, smap, &t.join("theirs"));
+    let specs = [
+        format!("map:{smap}"),
+        format!("map:{rmap}"),
+        "pin:/sys/fs/bpf/theirs".to_string(),
+    ];
+    for level in LEVELS {
+        let mut args = vec!["rt-scm-race", "2000"];
+        args.extend(specs.iter().map(String::as_str));
+        let r = sc.attack(level, &args);
+        let c = match r.unusable(level, "race") {
+            Some(c) => c,
+            None => {
+                let v = r.get("race").unwrap();
+                if v.contains(" foreign:0 ") {
+                    blocked(format!("2 s: {v}"))
+                } else {
+                    escape(format!("a foreign object reached the parent: {v}"))
+                }
+            }
+        };
+        m.set(row, level, c);
+    }
+}
+
 type SceneFn = fn(&mut Matrix);
 
-const SCENES: [(&str, SceneFn); 10] = [
+const SCENES: [(&str, SceneFn); 17] = [
     ("ids", scene_ids),
     ("pins", scene_pins),
     ("mount", scene_mount),
@@ -2129,6 +2731,13 @@ const SCENES: [(&str, SceneFn); 10] = [
     ("daemon", scene_daemon),
     ("hijack", scene_hijack),
     ("fill", scene_fill),
+    ("kread", scene_kread),
+    ("attach", scene_attach),
+    ("netattach", scene_netattach),
+    ("perfquery", scene_perfquery),
+    ("xdp", scene_xdp),
+    ("listener", scene_listener),
+    ("scmrace", scene_scmrace),
 ];
 
 #[test]

@@ -42,6 +42,7 @@ struct Obj {
 struct Env {
     tk: TestKernel,
     view: Arc<KernelView>,
+    registry: Arc<RwLock<Registry>>,
     a: NsId,
     a_child: NsId,
     b: NsId,
@@ -65,7 +66,8 @@ fn path(s: &str) -> NsPath {
 /// Start a helper creating `what` (pinned at `pin`) as a task of `ns` (None: root).
 fn create(tk: &TestKernel, ns: Option<NsId>, what: &str, pin: Option<&Path>) -> (Helper, u32) {
     let pin_s = pin.map(|p| p.to_string_lossy().into_owned());
-    let mut args = vec!["create", what];
+    let mut args = loader_prefix(tk, ns);
+    args.extend(["create", what]);
     if let Some(p) = &pin_s {
         args.push(p);
     }
@@ -76,6 +78,23 @@ fn create(tk: &TestKernel, ns: Option<NsId>, what: &str, pin: Option<&Path>) -> 
     h.go();
     let id = h.expect("id").parse().unwrap();
     (h, id)
+}
+
+/// How a task of `ns` loads programs: where the namespace denies tracing, without perfmon
+/// power (CAP_SYS_ADMIN, CAP_PERFMON), which would make bpfns stop or refuse the load.
+fn loader_prefix(tk: &TestKernel, ns: Option<NsId>) -> Vec<&'static str> {
+    let denies = ns.is_some_and(|ns| {
+        !tk.kernel
+            .namespace_entries()
+            .unwrap()
+            .iter()
+            .any(|e| e.id == ns && e.allow_tracing)
+    });
+    if denies {
+        vec!["no-perfmon"]
+    } else {
+        vec![]
+    }
 }
 
 fn link_prog(link: u32) -> u32 {
@@ -94,7 +113,8 @@ impl Env {
             tk.kernel.set_namespace(id, parent, depth).unwrap();
         }
         let kernel = Arc::new(Kernel::open(&tk.layout).unwrap());
-        let view = Arc::new(KernelView::new(kernel, Arc::new(RwLock::new(reg))));
+        let registry = Arc::new(RwLock::new(reg));
+        let view = Arc::new(KernelView::new(kernel, Arc::clone(&registry)));
         let base = PathBuf::from(format!(
             "/sys/fs/bpf/bpfns-test-nsfs-{name}-{}",
             std::process::id()
@@ -153,6 +173,7 @@ impl Env {
         Env {
             tk,
             view,
+            registry,
             a,
             a_child,
             b,
@@ -675,15 +696,28 @@ fn injected_fds_carry_no_more_than_the_callers_rights() {
     assert!(d.ends_with("jited:1 xlated:1 ksyms:1"), "host root: {d}");
 }
 
-/// (5): a member cannot install its own listener (its filter would otherwise answer for it).
+/// (5): a member cannot install its own listener (its filter would otherwise answer for it
+/// with CONTINUE): the member filter refuses it (EPERM), also once nobody holds the member's
+/// listener any more — where the kernel alone would accept it (its one-listener rule counts
+/// live listeners only).
 #[test]
 fn members_cannot_install_a_listener() {
     require_kernel!();
     let env = Env::new("listener");
     let out = run(&env, Spec::new(env.a, &["install-listener"]));
-    assert_eq!(value(&out, "errno"), "16", "EBUSY");
+    assert_eq!(value(&out, "errno"), EPERM);
     let out = run(&env, Spec::new(env.a, &["bpf-only", "install-listener"]));
-    assert_eq!(value(&out, "errno"), "16", "EBUSY");
+    assert_eq!(value(&out, "errno"), EPERM);
+    // The supervisor gone: the listener is closed before the member tries.
+    let mut m = Member::start(
+        &env,
+        Spec::new(env.a, &["--wait", "install-listener"])
+            .unsupervised()
+            .stdin(),
+    );
+    drop(m.listener.take());
+    m.stdin.as_mut().unwrap().write_all(b"g").unwrap();
+    assert_eq!(m.expect("errno"), EPERM);
 }
 
 /// (6): without a supervisor, trapped calls fail with ENOSYS — pending ones (never received,
@@ -1102,7 +1136,9 @@ impl Drop for TestCgroup {
 /// Start a helper running `args` as a task of `ns` (None: root); returns it and the values of
 /// its first `key=` line, split at spaces (`id=5 link=7` -> ["5", "link=7"]).
 fn holder(env: &Env, ns: Option<NsId>, args: &[&str]) -> (Helper, Vec<String>) {
-    let mut h = Helper::spawn(args);
+    let mut all = loader_prefix(&env.tk, ns);
+    all.extend(args);
+    let mut h = Helper::spawn(&all);
     if let Some(ns) = ns {
         env.tk.kernel.tag_process(h.pid, ns).unwrap();
     }
@@ -1361,4 +1397,174 @@ fn the_daemon_supervises_a_handed_over_listener() {
     assert!(!ids.contains(&root_id), "{out}");
     assert_eq!(value(&out, "end"), ENOENT);
     drop(h);
+}
+
+// ---- programs and attachments -----------------------------------------------------------
+
+/// `load TYPE` as a member of /a (with a prefix such as `bpf-only`): `loaded=ID` or `errno=E`.
+fn load_as(env: &Env, prefix: &[&str], prog_type: u32) -> String {
+    let t = prog_type.to_string();
+    let mut args = prefix.to_vec();
+    args.extend(["load", t.as_str()]);
+    let out = run(env, Spec::new(env.a, &args));
+    out.lines()
+        .find(|l| l.starts_with("loaded=") || l.starts_with("errno="))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// BPF_PROG_LOAD by members: where the namespace denies tracing, no program from a thread with
+/// perfmon power (host root: CAP_SYS_ADMIN) and no tracing-class program; with CAP_BPF alone,
+/// non-tracing programs load. Where it allows tracing, both load. Syscall programs never.
+#[test]
+fn program_loads_follow_the_namespace_policy() {
+    require_kernel!();
+    let env = Env::new("load");
+    const SOCKET_FILTER: u32 = 1;
+    const KPROBE: u32 = 2;
+    const SYSCALL: u32 = 31;
+    let refused = format!("errno={EPERM}");
+    assert_eq!(load_as(&env, &[], SOCKET_FILTER), refused, "host root");
+    assert!(load_as(&env, &["bpf-only"], SOCKET_FILTER).starts_with("loaded="));
+    assert_eq!(load_as(&env, &["bpf-only"], KPROBE), refused);
+    assert_eq!(load_as(&env, &["bpf-only"], SYSCALL), refused);
+    // Allow tracing for /a (registry and kernel table, as bpfnsd does).
+    env.registry
+        .write()
+        .unwrap()
+        .set_policy(
+            &path("/a"),
+            bpfns_model::ProgramPolicy {
+                allow_tracing: true,
+            },
+        )
+        .unwrap();
+    env.tk
+        .kernel
+        .set_namespace_policy(env.a, NsId::ROOT, 1, true)
+        .unwrap();
+    assert!(load_as(&env, &[], SOCKET_FILTER).starts_with("loaded="));
+    assert!(load_as(&env, &[], KPROBE).starts_with("loaded="));
+    assert_eq!(load_as(&env, &[], SYSCALL), refused);
+}
+
+/// One line `key=value` of a member's output.
+fn line_of(out: &str, key: &str) -> String {
+    value(out, key).to_string()
+}
+
+/// PROG_ATTACH, PROG_DETACH, LINK_UPDATE and LINK_DETACH, performed by the supervisor with
+/// the caller's capabilities: a member attaches, detaches, updates and detaches its own
+/// namespace's programs and links as without bpfns; the kernel's own checks still judge it
+/// (cgroup_skb attach wants CAP_NET_ADMIN); another namespace's are refused (EPERM).
+#[test]
+fn members_attach_and_detach_what_they_can_see() {
+    require_kernel!();
+    let Some(root) = cgroup2_root() else {
+        eprintln!("SKIPPED: no cgroup2 mount");
+        return;
+    };
+    let env = Env::new("attach");
+    let cg = TestCgroup(root.join(format!("bpfns-test-attach-{}", std::process::id())));
+    let _ = std::fs::remove_dir(&cg.0);
+    std::fs::create_dir(&cg.0).unwrap();
+    let cgs = cg.0.to_string_lossy().into_owned();
+    let attached = || {
+        let mut h = Helper::spawn(&["rt-query", &cgs, "0"]);
+        h.go();
+        h.expect("ids")
+    };
+    let net = ["bpf-net"];
+    // A member of /a attaches (legacy) through the supervisor.
+    let mut holder = Member::start(
+        &env,
+        Spec::new(env.a, &["bpf-net", "rt-cg-victim", &cgs, "legacy"]).stdin(),
+    );
+    let v = holder.expect("victim");
+    let prog = v.split(' ').next().unwrap().to_string();
+    assert_eq!(attached(), format!("{prog}:0"));
+    // Without CAP_NET_ADMIN the kernel refuses a cgroup_skb attach (EINVAL: it folds its
+    // capability check into the attach-type check), with bpfns as without.
+    let out = run(
+        &env,
+        Spec::new(env.a, &["bpf-only", "rt-cg-attack", &cgs, "replace"]),
+    );
+    let mut unconfined = Helper::spawn(&["bpf-only", "rt-cg-attack", &cgs, "replace"]);
+    unconfined.go();
+    let want = unconfined.expect("replace");
+    assert!(want.starts_with("errno:"), "{want}");
+    assert_eq!(line_of(&out, "replace"), want);
+    // /b cannot detach it; /a can.
+    let b = |args: &[&str]| {
+        let mut a = net.to_vec();
+        a.extend(args);
+        run(&env, Spec::new(env.b, &a))
+    };
+    assert_eq!(
+        line_of(&b(&["rt-cg-attack", &cgs, "detach"]), "detach"),
+        "errno:1"
+    );
+    assert_eq!(attached(), format!("{prog}:0"));
+    let out = run(
+        &env,
+        Spec::new(env.a, &["bpf-net", "rt-cg-attack", &cgs, "detach"]),
+    );
+    assert_eq!(line_of(&out, "detach"), "ok");
+    assert_eq!(attached(), "");
+    let _ = holder.finish();
+    // A link of /a, shared with whoever connects: /b can neither update nor detach it, /a can.
+    let sock = std::env::temp_dir().join(format!("bpfns-test-link-{}.sock", std::process::id()));
+    let socks = sock.to_string_lossy().into_owned();
+    let mut holder = Member::start(
+        &env,
+        Spec::new(env.a, &["bpf-net", "rt-cg-victim", &cgs, "link", &socks]).stdin(),
+    );
+    let v = holder.expect("victim");
+    let prog = v.split(' ').next().unwrap().to_string();
+    assert!(attached().starts_with(&format!("{prog}:")));
+    let out = b(&["rt-cg-attack", &cgs, "link-ops", &socks]);
+    assert_eq!(line_of(&out, "update"), "errno:1");
+    assert_eq!(line_of(&out, "detach"), "errno:1");
+    assert!(attached().starts_with(&format!("{prog}:")));
+    let out = run(
+        &env,
+        Spec::new(
+            env.a,
+            &["bpf-net", "rt-cg-attack", &cgs, "link-ops", &socks],
+        ),
+    );
+    assert_eq!(line_of(&out, "update"), "ok");
+    assert_eq!(line_of(&out, "detach"), "ok");
+    assert_eq!(attached(), "");
+    let _ = holder.finish();
+    let _ = std::fs::remove_file(&sock);
+}
+
+/// PERF_EVENT_IOC_QUERY_BPF: run on a copy of the member's perf event, answered with the
+/// programs its namespace sees: /a's program on the tracepoint, not /b's nor the root's.
+#[test]
+fn perf_query_ioctl_lists_only_visible_programs() {
+    require_kernel!();
+    let tp = "/sys/kernel/tracing/events/syscalls/sys_enter_getpid/id";
+    let Ok(tp_id) = std::fs::read_to_string(tp) else {
+        eprintln!("SKIPPED: no {tp}");
+        return;
+    };
+    let env = Env::new("perfq");
+    for ns in [env.a, env.b] {
+        env.tk
+            .kernel
+            .set_namespace_policy(ns, NsId::ROOT, 1, true)
+            .unwrap();
+    }
+    let tp_id = tp_id.trim().to_string();
+    let (_ha, a) = holder(&env, Some(env.a), &["perf-tp", &tp_id]);
+    let (_hb, _) = holder(&env, Some(env.b), &["perf-tp", &tp_id]);
+    let (_hr, _) = holder(&env, None, &["perf-tp", &tp_id]);
+    let out = run(&env, Spec::new(env.a, &["rt-perf-query", &tp_id]));
+    assert_eq!(value(&out, "ids"), a[0], "{out}");
+    // The same question outside namespaces lists all three.
+    let mut h = Helper::spawn(&["rt-perf-query", &tp_id]);
+    h.go();
+    assert_eq!(h.expect("ids").split(',').count(), 3);
 }

@@ -13,8 +13,14 @@ use bpfns_sys::Errno;
 
 pub use bpfns_sys::rawbpf::ATTR_SIZE;
 
+/// `BPF_PROG_LOAD`.
+pub const PROG_LOAD: u32 = 5;
 /// `BPF_OBJ_GET`.
 pub const OBJ_GET: u32 = 7;
+/// `BPF_PROG_ATTACH`.
+pub const PROG_ATTACH: u32 = 8;
+/// `BPF_PROG_DETACH`.
+pub const PROG_DETACH: u32 = 9;
 /// `BPF_PROG_GET_NEXT_ID`.
 pub const PROG_GET_NEXT_ID: u32 = 11;
 /// `BPF_MAP_GET_NEXT_ID`.
@@ -33,8 +39,12 @@ pub const TASK_FD_QUERY: u32 = 20;
 pub const BTF_GET_NEXT_ID: u32 = 23;
 /// `BPF_LINK_GET_FD_BY_ID`.
 pub const LINK_GET_FD_BY_ID: u32 = 30;
+/// `BPF_LINK_UPDATE`.
+pub const LINK_UPDATE: u32 = 29;
 /// `BPF_LINK_GET_NEXT_ID`.
 pub const LINK_GET_NEXT_ID: u32 = 31;
+/// `BPF_LINK_DETACH`.
+pub const LINK_DETACH: u32 = 34;
 
 /// Every bpf() command the member filter traps, ascending.
 pub use bpfns_client::filter::TRAPPED;
@@ -47,6 +57,11 @@ pub enum Command {
     FdById(ObjectKind),
     ProgQuery,
     TaskFdQuery,
+    ProgLoad,
+    ProgAttach,
+    ProgDetach,
+    LinkUpdate,
+    LinkDetach,
 }
 
 impl Command {
@@ -64,6 +79,11 @@ impl Command {
             LINK_GET_FD_BY_ID => Self::FdById(ObjectKind::Link),
             PROG_QUERY => Self::ProgQuery,
             TASK_FD_QUERY => Self::TaskFdQuery,
+            PROG_LOAD => Self::ProgLoad,
+            PROG_ATTACH => Self::ProgAttach,
+            PROG_DETACH => Self::ProgDetach,
+            LINK_UPDATE => Self::LinkUpdate,
+            LINK_DETACH => Self::LinkDetach,
             _ => return None,
         })
     }
@@ -82,6 +102,11 @@ impl Command {
             Self::FdById(ObjectKind::Link) => LINK_GET_FD_BY_ID,
             Self::ProgQuery => PROG_QUERY,
             Self::TaskFdQuery => TASK_FD_QUERY,
+            Self::ProgLoad => PROG_LOAD,
+            Self::ProgAttach => PROG_ATTACH,
+            Self::ProgDetach => PROG_DETACH,
+            Self::LinkUpdate => LINK_UPDATE,
+            Self::LinkDetach => LINK_DETACH,
         }
     }
 
@@ -99,6 +124,11 @@ impl Command {
             Self::FdById(ObjectKind::Link) => "BPF_LINK_GET_FD_BY_ID",
             Self::ProgQuery => "BPF_PROG_QUERY",
             Self::TaskFdQuery => "BPF_TASK_FD_QUERY",
+            Self::ProgLoad => "BPF_PROG_LOAD",
+            Self::ProgAttach => "BPF_PROG_ATTACH",
+            Self::ProgDetach => "BPF_PROG_DETACH",
+            Self::LinkUpdate => "BPF_LINK_UPDATE",
+            Self::LinkDetach => "BPF_LINK_DETACH",
         }
     }
 
@@ -118,6 +148,15 @@ impl Command {
             Self::ProgQuery => 64,
             // pid, fd, flags, buf_len, buf, prog_id, fd_type, probe_offset, probe_addr
             Self::TaskFdQuery => 48,
+            // Only prog_type is read; the kernel checks the rest of the call it runs.
+            Self::ProgLoad => ATTR_SIZE,
+            // target, attach_bpf_fd, attach_type, attach_flags, replace_bpf_fd, relative,
+            // expected_revision
+            Self::ProgAttach | Self::ProgDetach => 32,
+            // link_fd, new_prog_fd, flags, old_prog_fd
+            Self::LinkUpdate => 16,
+            // link_fd
+            Self::LinkDetach => 4,
         }
     }
 }
@@ -272,6 +311,33 @@ pub mod off {
     pub const T_PROBE_OFFSET: usize = 32;
     /// `task_fd_query.probe_addr` (output, u64).
     pub const T_PROBE_ADDR: usize = 40;
+
+    /// `prog_type` (BPF_PROG_LOAD).
+    pub const L_PROG_TYPE: usize = 0;
+
+    /// `target_fd` / `target_ifindex` (BPF_PROG_ATTACH / BPF_PROG_DETACH).
+    pub const A_TARGET: usize = 0;
+    /// `attach_bpf_fd`.
+    pub const A_ATTACH_BPF_FD: usize = 4;
+    /// `attach_type`.
+    pub const A_ATTACH_TYPE: usize = 8;
+    /// `attach_flags`.
+    pub const A_ATTACH_FLAGS: usize = 12;
+    /// `replace_bpf_fd`.
+    pub const A_REPLACE_BPF_FD: usize = 16;
+    /// `relative_fd` / `relative_id`.
+    pub const A_RELATIVE: usize = 20;
+    /// `expected_revision` (u64).
+    pub const A_EXPECTED_REVISION: usize = 24;
+
+    /// `link_update.link_fd` / `link_detach.link_fd`.
+    pub const LU_LINK_FD: usize = 0;
+    /// `link_update.new_prog_fd` / `new_map_fd`.
+    pub const LU_NEW_FD: usize = 4;
+    /// `link_update.flags`.
+    pub const LU_FLAGS: usize = 8;
+    /// `link_update.old_prog_fd` / `old_map_fd`.
+    pub const LU_OLD_FD: usize = 12;
 }
 
 /// `BPF_F_QUERY_EFFECTIVE`.
@@ -307,6 +373,41 @@ pub enum Request {
     ProgQuery(ProgQuery),
     /// `BPF_TASK_FD_QUERY`.
     TaskFdQuery(TaskFdQuery),
+    /// `BPF_PROG_LOAD`: only the program type is looked at.
+    ProgLoad { prog_type: u32 },
+    /// `BPF_PROG_ATTACH`.
+    Attach(AttachReq),
+    /// `BPF_PROG_DETACH`.
+    Detach(AttachReq),
+    /// `BPF_LINK_UPDATE`.
+    LinkUpdate(LinkUpdateReq),
+    /// `BPF_LINK_DETACH`.
+    LinkDetach { link_fd: u32 },
+}
+
+/// The inputs of a `BPF_PROG_ATTACH` or `BPF_PROG_DETACH`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttachReq {
+    /// `target_fd` or `target_ifindex`.
+    pub target: u32,
+    pub attach_bpf_fd: u32,
+    pub attach_type: u32,
+    pub flags: u32,
+    pub replace_bpf_fd: u32,
+    /// `relative_fd` or `relative_id`.
+    pub relative: u32,
+    pub expected_revision: u64,
+}
+
+/// The inputs of a `BPF_LINK_UPDATE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkUpdateReq {
+    pub link_fd: u32,
+    /// `new_prog_fd` (or `new_map_fd` for struct_ops links).
+    pub new_fd: u32,
+    pub flags: u32,
+    /// `old_prog_fd` (or `old_map_fd`), used with `BPF_F_REPLACE`.
+    pub old_fd: u32,
 }
 
 /// The inputs of a `BPF_PROG_QUERY`.
@@ -409,6 +510,34 @@ pub fn parse(cmd: Command, attr: &Attr) -> Result<Request, Errno> {
                 buf: attr.u64_at(off::T_BUF),
             }))
         }
+        Command::ProgLoad => Ok(Request::ProgLoad {
+            prog_type: attr.u32_at(off::L_PROG_TYPE),
+        }),
+        Command::ProgAttach | Command::ProgDetach => {
+            let a = AttachReq {
+                target: attr.u32_at(off::A_TARGET),
+                attach_bpf_fd: attr.u32_at(off::A_ATTACH_BPF_FD),
+                attach_type: attr.u32_at(off::A_ATTACH_TYPE),
+                flags: attr.u32_at(off::A_ATTACH_FLAGS),
+                replace_bpf_fd: attr.u32_at(off::A_REPLACE_BPF_FD),
+                relative: attr.u32_at(off::A_RELATIVE),
+                expected_revision: attr.u64_at(off::A_EXPECTED_REVISION),
+            };
+            Ok(if cmd == Command::ProgAttach {
+                Request::Attach(a)
+            } else {
+                Request::Detach(a)
+            })
+        }
+        Command::LinkUpdate => Ok(Request::LinkUpdate(LinkUpdateReq {
+            link_fd: attr.u32_at(off::LU_LINK_FD),
+            new_fd: attr.u32_at(off::LU_NEW_FD),
+            flags: attr.u32_at(off::LU_FLAGS),
+            old_fd: attr.u32_at(off::LU_OLD_FD),
+        })),
+        Command::LinkDetach => Ok(Request::LinkDetach {
+            link_fd: attr.u32_at(off::LU_LINK_FD),
+        }),
     }
 }
 
@@ -498,6 +627,454 @@ pub fn task_fd_name_reply(name: &[u8], user_len: u32, user_buf: u64) -> (Vec<u8>
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Loading programs
+
+/// Program types that read kernel memory or iterate every BPF object (the kernel gates them
+/// behind `CAP_PERFMON`: `is_perfmon_prog_type`). Keep in step with `tracing_class()` in
+/// `bpfns.bpf.c`, which stops a member that loads one where its policy denies tracing.
+pub fn is_tracing_class(prog_type: u32) -> bool {
+    use bpfns_sys::rawbpf::uapi as u;
+    matches!(
+        prog_type,
+        u::BPF_PROG_TYPE_KPROBE
+            | u::BPF_PROG_TYPE_TRACEPOINT
+            | u::BPF_PROG_TYPE_PERF_EVENT
+            | u::BPF_PROG_TYPE_RAW_TRACEPOINT
+            | u::BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE
+            | u::BPF_PROG_TYPE_TRACING
+            | u::BPF_PROG_TYPE_LSM
+            | u::BPF_PROG_TYPE_STRUCT_OPS
+            | u::BPF_PROG_TYPE_EXT
+    )
+}
+
+/// Why a `BPF_PROG_LOAD` of a namespace member is refused (`EPERM`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadRefusal {
+    /// Syscall programs call bpf() from inside the kernel, past every bpfns layer.
+    Syscall,
+    /// A tracing-class program where the namespace's policy denies tracing.
+    TracingClass(u32),
+    /// The loading thread has perfmon power where the policy denies tracing: these
+    /// capabilities, effective in its own user namespace (`CAP_PERFMON` or `CAP_SYS_ADMIN`
+    /// in the initial one is `perfmon_capable()`; in another, a BPF token of that namespace
+    /// grants the same from Linux 6.9). The kernel then gives *every* program type
+    /// `bpf_probe_read_kernel`, `bpf_get_current_task` and BTF pointer walks.
+    PerfmonPower(bpfns_sys::caps::CapabilitySet),
+}
+
+impl LoadRefusal {
+    /// What was refused, for the log.
+    pub fn reason(&self) -> String {
+        match self {
+            LoadRefusal::Syscall => {
+                "syscall programs call bpf() from inside the kernel, past bpfns".to_string()
+            }
+            LoadRefusal::TracingClass(t) => format!(
+                "program type {t} is tracing-class (it reads kernel memory) and the \
+                 namespace's policy denies tracing"
+            ),
+            LoadRefusal::PerfmonPower(c) => format!(
+                "the loading thread holds {c:?} (perfmon power: any program type it loads may \
+                 read kernel memory) and the namespace's policy denies tracing"
+            ),
+        }
+    }
+
+    /// How to get the load through, for the log.
+    pub fn fix(&self) -> &'static str {
+        match self {
+            LoadRefusal::Syscall => "load syscall programs outside namespaces",
+            LoadRefusal::TracingClass(_) => {
+                "allow tracing for the namespace (`bpfns ns policy NS --allow-tracing`) if its \
+                 tenants may read kernel memory"
+            }
+            LoadRefusal::PerfmonPower(_) => {
+                "drop CAP_PERFMON and CAP_SYS_ADMIN from the loader (`bpfns exec` drops \
+                 CAP_PERFMON in such namespaces; run the loader with e.g. \
+                 `setpriv --inh-caps=-all,+bpf,+net_admin --bounding-set=-sys_admin`), or allow \
+                 tracing for the namespace (`bpfns ns policy NS --allow-tracing`)"
+            }
+        }
+    }
+}
+
+/// The supervisor's answer to a member's `BPF_PROG_LOAD`: `Ok` to let the kernel run it
+/// (`CONTINUE`), else why not. `eff` is the calling thread's effective set in its own user
+/// namespace — it cannot change while the thread waits, so the kernel's own checks, made
+/// with the same credentials, agree. The program type is a pre-check for a clean error: a
+/// racer that flips it after this check is stopped by the kernel side.
+pub fn prog_load_verdict(
+    allows_tracing: bool,
+    prog_type: u32,
+    eff: bpfns_sys::caps::CapabilitySet,
+) -> Result<(), LoadRefusal> {
+    use bpfns_sys::caps::CapabilitySet as C;
+    if prog_type == bpfns_sys::rawbpf::uapi::BPF_PROG_TYPE_SYSCALL {
+        return Err(LoadRefusal::Syscall);
+    }
+    if allows_tracing {
+        return Ok(());
+    }
+    if is_tracing_class(prog_type) {
+        return Err(LoadRefusal::TracingClass(prog_type));
+    }
+    let power = eff & (C::PERFMON | C::SYS_ADMIN);
+    if !power.is_empty() {
+        return Err(LoadRefusal::PerfmonPower(power));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attaching, detaching, replacing
+
+/// Where a `BPF_PROG_ATTACH` / `BPF_PROG_DETACH` of an attach type acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// A cgroup (target: a cgroup fd). Without `BPF_F_ALLOW_MULTI` one program per hook,
+    /// which an attach replaces and a detach removes whatever fd it is given.
+    Cgroup,
+    /// A sockmap or sockhash (target: the map's fd): one program per hook, which an attach
+    /// replaces.
+    SockMap,
+    /// A lirc device (target: its fd): programs are added; a detach names its program.
+    Lirc,
+    /// The flow dissector of the *calling task's* network namespace (target: 0): one program,
+    /// which an attach replaces.
+    FlowDissector,
+    /// tcx and netkit (target: an interface index in the calling task's network namespace):
+    /// a list of programs (`bpf_mprog`), with revisions.
+    Mprog,
+}
+
+/// The hook of an attach type; `None` for those `BPF_PROG_ATTACH` does not take (the kernel
+/// answers them `EINVAL`, and so does the supervisor).
+pub fn hook_of(attach_type: u32) -> Option<Hook> {
+    use bpfns_sys::rawbpf::uapi as u;
+    Some(match attach_type {
+        u::BPF_CGROUP_INET_INGRESS
+        | u::BPF_CGROUP_INET_EGRESS
+        | u::BPF_CGROUP_INET_SOCK_CREATE
+        | u::BPF_CGROUP_SOCK_OPS
+        | u::BPF_CGROUP_DEVICE
+        | u::BPF_CGROUP_INET4_BIND
+        | u::BPF_CGROUP_INET6_BIND
+        | u::BPF_CGROUP_INET4_CONNECT
+        | u::BPF_CGROUP_INET6_CONNECT
+        | u::BPF_CGROUP_INET4_POST_BIND
+        | u::BPF_CGROUP_INET6_POST_BIND
+        | u::BPF_CGROUP_UDP4_SENDMSG
+        | u::BPF_CGROUP_UDP6_SENDMSG
+        | u::BPF_CGROUP_SYSCTL
+        | u::BPF_CGROUP_UDP4_RECVMSG
+        | u::BPF_CGROUP_UDP6_RECVMSG
+        | u::BPF_CGROUP_GETSOCKOPT
+        | u::BPF_CGROUP_SETSOCKOPT
+        | u::BPF_CGROUP_INET4_GETPEERNAME
+        | u::BPF_CGROUP_INET6_GETPEERNAME
+        | u::BPF_CGROUP_INET4_GETSOCKNAME
+        | u::BPF_CGROUP_INET6_GETSOCKNAME
+        | u::BPF_CGROUP_INET_SOCK_RELEASE
+        | u::BPF_LSM_CGROUP
+        | u::BPF_CGROUP_UNIX_CONNECT
+        | u::BPF_CGROUP_UNIX_SENDMSG
+        | u::BPF_CGROUP_UNIX_RECVMSG
+        | u::BPF_CGROUP_UNIX_GETPEERNAME
+        | u::BPF_CGROUP_UNIX_GETSOCKNAME => Hook::Cgroup,
+        u::BPF_SK_SKB_STREAM_PARSER
+        | u::BPF_SK_SKB_STREAM_VERDICT
+        | u::BPF_SK_MSG_VERDICT
+        | u::BPF_SK_SKB_VERDICT => Hook::SockMap,
+        u::BPF_LIRC_MODE2 => Hook::Lirc,
+        u::BPF_FLOW_DISSECTOR => Hook::FlowDissector,
+        u::BPF_TCX_INGRESS | u::BPF_TCX_EGRESS | u::BPF_NETKIT_PRIMARY | u::BPF_NETKIT_PEER => {
+            Hook::Mprog
+        }
+        _ => return None,
+    })
+}
+
+/// Which fields of a `BPF_PROG_ATTACH` / `BPF_PROG_DETACH` attr are file descriptors of the
+/// caller (to be replaced by the supervisor's own copies before it makes the call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttachFds {
+    pub target: bool,
+    pub prog: bool,
+    pub replace: bool,
+    pub relative: bool,
+}
+
+/// The caller's fds in `a`, as the kernel reads them for `hook`.
+pub fn attach_fds(detach: bool, hook: Hook, a: &AttachReq) -> AttachFds {
+    use bpfns_sys::rawbpf::uapi as u;
+    AttachFds {
+        target: matches!(hook, Hook::Cgroup | Hook::SockMap | Hook::Lirc),
+        // An mprog detach without a program detaches by position.
+        prog: !(detach && hook == Hook::Mprog && a.attach_bpf_fd == 0),
+        replace: !detach && a.flags & u::BPF_F_REPLACE != 0,
+        // `bpf_mprog_tuple_relative`, cgroups' `get_prog_list`: an fd unless BPF_F_ID.
+        relative: a.flags & u::BPF_F_ID == 0 && (a.relative != 0 || a.flags & u::BPF_F_LINK != 0),
+    }
+}
+
+/// Whether deciding on `a` needs the hook's current attachments ([`HookState`]).
+pub fn attach_needs_query(detach: bool, hook: Hook, a: &AttachReq) -> bool {
+    use bpfns_sys::rawbpf::uapi as u;
+    match (hook, detach) {
+        // A legacy attach replaces; a detach's meaning depends on the hook's mode.
+        (Hook::Cgroup, false) => a.flags & u::BPF_F_ALLOW_MULTI == 0,
+        (Hook::Cgroup, true) => true,
+        (Hook::SockMap | Hook::FlowDissector, false) => true,
+        (Hook::SockMap | Hook::FlowDissector | Hook::Lirc, true) | (Hook::Lirc, false) => false,
+        (Hook::Mprog, false) => false,
+        (Hook::Mprog, true) => a.attach_bpf_fd == 0,
+    }
+}
+
+/// What is attached at a hook now (`BPF_PROG_QUERY` without `BPF_F_QUERY_EFFECTIVE`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HookState {
+    /// `query.attach_flags`: the hook's mode (`BPF_F_ALLOW_MULTI`, ...).
+    pub flags: u32,
+    /// `query.revision`: 0 where the kernel keeps none for the hook (cgroups before 6.16,
+    /// sockmaps, the flow dissector).
+    pub revision: u64,
+    pub entries: Vec<QueryEntry>,
+}
+
+/// Ids of the objects behind the caller's fds (taken from the supervisor's copies): `None`
+/// where the fd is not of the kind the field wants (the kernel then refuses the call).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FdIds {
+    /// `attach_bpf_fd`'s program.
+    pub prog: Option<u32>,
+    /// `replace_bpf_fd`'s program.
+    pub replace: Option<u32>,
+}
+
+/// How the supervisor makes the call once allowed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttachPlan {
+    /// Put this `expected_revision` in the call: the kernel then refuses (`ESTALE`) if the
+    /// hook changed since the supervisor looked at it.
+    pub pin_revision: Option<u64>,
+}
+
+/// Why the supervisor refuses an attach-family call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub errno: Errno,
+    pub reason: String,
+}
+
+fn refuse(errno: Errno, reason: impl Into<String>) -> Refusal {
+    Refusal {
+        errno,
+        reason: reason.into(),
+    }
+}
+
+/// The supervisor's decision on a member's `BPF_PROG_ATTACH` (`detach == false`) or
+/// `BPF_PROG_DETACH`: `EPERM` when the program it would replace or detach is one the caller
+/// cannot see; `ENOENT` for a relative id it cannot see (as if not attached there). `state`
+/// is the hook's attachments when [`attach_needs_query`] says so; `can_see(kind, id)` asks
+/// the view. Everything else is the kernel's to judge.
+pub fn attach_verdict<E>(
+    detach: bool,
+    hook: Hook,
+    a: &AttachReq,
+    state: Option<&HookState>,
+    ids: FdIds,
+    can_see: &mut dyn FnMut(ObjectKind, u32) -> Result<bool, E>,
+) -> Result<Result<AttachPlan, Refusal>, E> {
+    use bpfns_sys::rawbpf::uapi as u;
+    let mut must_see = |id: u32, what: &str| -> Result<Option<Refusal>, E> {
+        Ok((!can_see(ObjectKind::Prog, id)?).then(|| {
+            refuse(
+                Errno::PERM,
+                format!("{what} program {id} belongs to a namespace the caller cannot see"),
+            )
+        }))
+    };
+    let empty = HookState::default();
+    let st = state.unwrap_or(&empty);
+    let multi = a.flags & u::BPF_F_ALLOW_MULTI != 0;
+    // The revision checked here is the one the kernel must find: a caller's own other
+    // revision would let the hook change after this check.
+    let pin = |st: &HookState| -> Result<AttachPlan, Refusal> {
+        if st.revision == 0 {
+            return Ok(AttachPlan::default());
+        }
+        if a.expected_revision != 0 && a.expected_revision != st.revision {
+            return Err(refuse(
+                Errno::STALE,
+                format!(
+                    "expected revision {} but the hook is at {}",
+                    a.expected_revision, st.revision
+                ),
+            ));
+        }
+        Ok(AttachPlan {
+            pin_revision: Some(st.revision),
+        })
+    };
+    let mut plan = AttachPlan::default();
+    match (hook, detach) {
+        (Hook::Cgroup, false) => {
+            if !multi {
+                for e in &st.entries {
+                    if let Some(r) = must_see(e.prog_id, "the attached")? {
+                        return Ok(Err(r));
+                    }
+                }
+                plan = match pin(st) {
+                    Ok(p) => p,
+                    Err(r) => return Ok(Err(r)),
+                };
+            } else if a.flags & u::BPF_F_REPLACE != 0 {
+                if let Some(id) = ids.replace {
+                    if let Some(r) = must_see(id, "the replaced")? {
+                        return Ok(Err(r));
+                    }
+                }
+            }
+        }
+        (Hook::Cgroup, true) => {
+            let victim = if st.flags & u::BPF_F_ALLOW_MULTI != 0 {
+                ids.prog
+            } else {
+                // Legacy hooks detach their one program whatever fd the caller gives.
+                st.entries.first().map(|e| e.prog_id)
+            };
+            if let Some(id) = victim {
+                if let Some(r) = must_see(id, "the detached")? {
+                    return Ok(Err(r));
+                }
+            }
+            plan = match pin(st) {
+                Ok(p) => p,
+                Err(r) => return Ok(Err(r)),
+            };
+        }
+        (Hook::SockMap | Hook::FlowDissector, false) => {
+            for e in &st.entries {
+                if let Some(r) = must_see(e.prog_id, "the attached")? {
+                    return Ok(Err(r));
+                }
+            }
+        }
+        (Hook::SockMap | Hook::FlowDissector | Hook::Lirc, true) => {
+            // These detach exactly the program given.
+            if let Some(id) = ids.prog {
+                if let Some(r) = must_see(id, "the detached")? {
+                    return Ok(Err(r));
+                }
+            }
+        }
+        (Hook::Lirc, false) => {}
+        (Hook::Mprog, false) => {
+            if a.flags & u::BPF_F_REPLACE != 0 {
+                if let Some(id) = ids.replace {
+                    if let Some(r) = must_see(id, "the replaced")? {
+                        return Ok(Err(r));
+                    }
+                }
+            }
+        }
+        (Hook::Mprog, true) => {
+            if a.attach_bpf_fd != 0 {
+                if let Some(id) = ids.prog {
+                    if let Some(r) = must_see(id, "the detached")? {
+                        return Ok(Err(r));
+                    }
+                }
+            } else {
+                // By position: whichever program that is, it must be one the caller sees.
+                for e in st.entries.iter().filter(|e| e.link_id == 0) {
+                    if let Some(r) = must_see(e.prog_id, "an attached")? {
+                        return Ok(Err(r));
+                    }
+                }
+                plan = match pin(st) {
+                    Ok(p) => p,
+                    Err(r) => return Ok(Err(r)),
+                };
+            }
+        }
+    }
+    // A relative id the caller cannot see is not there, as far as it knows.
+    let relative_by_id = a.flags & u::BPF_F_ID != 0
+        && a.flags & (u::BPF_F_BEFORE | u::BPF_F_AFTER) != 0
+        && a.relative != 0;
+    if relative_by_id {
+        let kind = if a.flags & u::BPF_F_LINK != 0 {
+            ObjectKind::Link
+        } else {
+            ObjectKind::Prog
+        };
+        if !can_see(kind, a.relative)? {
+            return Ok(Err(refuse(
+                Errno::NOENT,
+                format!("relative {} {} is not visible", kind.name(), a.relative),
+            )));
+        }
+    }
+    Ok(Ok(plan))
+}
+
+/// The supervisor's decision on a member's `BPF_LINK_UPDATE` (`update` is `Some`) or
+/// `BPF_LINK_DETACH`: the link must be visible, and for an update also the program it runs
+/// now and, with `BPF_F_REPLACE`, the object named as the old one. `link` is (link id, its
+/// program's id, 0 if none) from the supervisor's copy of the link fd; `None` if that fd is
+/// not a link (the kernel then refuses the call). `old` is the kind and id behind the old fd.
+pub fn link_verdict<E>(
+    link: Option<(u32, u32)>,
+    update: Option<(bool, Option<(ObjectKind, u32)>)>,
+    can_see: &mut dyn FnMut(ObjectKind, u32) -> Result<bool, E>,
+) -> Result<Result<(), Refusal>, E> {
+    let Some((link_id, prog_id)) = link else {
+        return Ok(Ok(()));
+    };
+    if !can_see(ObjectKind::Link, link_id)? {
+        return Ok(Err(refuse(
+            Errno::PERM,
+            format!("link {link_id} belongs to a namespace the caller cannot see"),
+        )));
+    }
+    if let Some((replace, old)) = update {
+        if prog_id != 0 && !can_see(ObjectKind::Prog, prog_id)? {
+            return Ok(Err(refuse(
+                Errno::PERM,
+                format!("link {link_id} runs program {prog_id}, which the caller cannot see"),
+            )));
+        }
+        if let (true, Some((kind, id))) = (replace, old) {
+            if !can_see(kind, id)? {
+                return Ok(Err(refuse(
+                    Errno::PERM,
+                    format!("the old {} {id} is not visible to the caller", kind.name()),
+                )));
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// The kernel's `bpf_prog_array_copy_info` rule for `PERF_EVENT_IOC_QUERY_BPF`, applied to
+/// the visible programs: the count is always reported and `ids_len` entries are written (the
+/// ids that fit, zeros after); a short array gets `ENOSPC`.
+pub fn perf_query_reply(visible: &[u32], ids_len: u32) -> (u32, Vec<u32>, Option<Errno>) {
+    let cnt = visible.len() as u32;
+    let mut ids = vec![0u32; ids_len as usize];
+    for (slot, id) in ids.iter_mut().zip(visible) {
+        *slot = *id;
+    }
+    let err = (ids_len != 0 && ids_len < cnt).then_some(Errno::NOSPC);
+    (cnt, ids, err)
+}
+
 /// The kind of a bpf object fd, from its `/proc/self/fd` link target
 /// (`anon_inode:bpf-map`, `anon_inode:bpf-prog`, `anon_inode:bpf_link`, `anon_inode:btf`).
 pub fn kind_of_link_target(target: &str) -> Option<ObjectKind> {
@@ -562,8 +1139,9 @@ mod tests {
             assert_eq!(cmd.raw(), c);
             assert!(cmd.name().starts_with("BPF_"));
         }
-        // BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_RUN (10) and BPF_ENABLE_STATS are not trapped.
-        for c in [0, 5, 10, 15, 32, 33, 36] {
+        // Map commands, BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_RUN (10), BPF_LINK_CREATE (28),
+        // BPF_ENABLE_STATS and BPF_TOKEN_CREATE are not trapped.
+        for c in [0, 1, 2, 6, 10, 15, 28, 32, 33, 36] {
             assert_eq!(Command::from_raw(c), None);
         }
     }
@@ -775,6 +1353,461 @@ mod tests {
         );
         assert_eq!(task_fd_name_reply(b"x", 0, 1), (vec![], None));
         assert_eq!(task_fd_name_reply(b"x", 8, 0), (vec![], None));
+    }
+
+    #[test]
+    fn program_loads() {
+        use bpfns_sys::rawbpf::uapi as u;
+        const SOCKET_FILTER: u32 = 1;
+        const XDP: u32 = 6;
+        let none = C::empty();
+        let admin = C::SYS_ADMIN | C::BPF | C::NET_ADMIN;
+        // Where tracing is allowed, everything but syscall programs goes to the kernel.
+        for t in [
+            SOCKET_FILTER,
+            u::BPF_PROG_TYPE_KPROBE,
+            u::BPF_PROG_TYPE_TRACING,
+        ] {
+            assert_eq!(prog_load_verdict(true, t, admin | C::PERFMON), Ok(()));
+        }
+        for allow in [true, false] {
+            assert_eq!(
+                prog_load_verdict(allow, u::BPF_PROG_TYPE_SYSCALL, none),
+                Err(LoadRefusal::Syscall)
+            );
+        }
+        // Denied: tracing-class types, whoever loads them.
+        for t in [
+            u::BPF_PROG_TYPE_KPROBE,
+            u::BPF_PROG_TYPE_TRACEPOINT,
+            u::BPF_PROG_TYPE_PERF_EVENT,
+            u::BPF_PROG_TYPE_RAW_TRACEPOINT,
+            u::BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE,
+            u::BPF_PROG_TYPE_TRACING,
+            u::BPF_PROG_TYPE_LSM,
+            u::BPF_PROG_TYPE_STRUCT_OPS,
+            u::BPF_PROG_TYPE_EXT,
+        ] {
+            assert!(is_tracing_class(t), "{t}");
+            assert_eq!(
+                prog_load_verdict(false, t, C::BPF),
+                Err(LoadRefusal::TracingClass(t))
+            );
+        }
+        // Denied: any type from a thread with perfmon power.
+        for t in [SOCKET_FILTER, XDP] {
+            assert!(!is_tracing_class(t));
+            assert_eq!(prog_load_verdict(false, t, C::BPF | C::NET_ADMIN), Ok(()));
+            assert_eq!(prog_load_verdict(false, t, none), Ok(()));
+            assert_eq!(
+                prog_load_verdict(false, t, C::BPF | C::PERFMON),
+                Err(LoadRefusal::PerfmonPower(C::PERFMON))
+            );
+            assert_eq!(
+                prog_load_verdict(false, t, admin),
+                Err(LoadRefusal::PerfmonPower(C::SYS_ADMIN))
+            );
+        }
+        let r = LoadRefusal::PerfmonPower(C::SYS_ADMIN);
+        assert!(r.reason().contains("SYS_ADMIN") && r.fix().contains("--allow-tracing"));
+    }
+
+    fn attach(attach_type: u32, flags: u32) -> AttachReq {
+        AttachReq {
+            target: 3,
+            attach_bpf_fd: 4,
+            attach_type,
+            flags,
+            replace_bpf_fd: 0,
+            relative: 0,
+            expected_revision: 0,
+        }
+    }
+
+    #[test]
+    fn attach_parsing_and_hooks() {
+        use bpfns_sys::rawbpf::uapi as u;
+        let mut a = Attr::zeroed(32);
+        for (o, v) in [
+            (0, 7),
+            (4, 8),
+            (8, u::BPF_TCX_INGRESS),
+            (12, 4),
+            (16, 9),
+            (20, 10),
+        ] {
+            a.set_u32(o, v);
+        }
+        a.set_u64(24, 5);
+        let want = AttachReq {
+            target: 7,
+            attach_bpf_fd: 8,
+            attach_type: u::BPF_TCX_INGRESS,
+            flags: 4,
+            replace_bpf_fd: 9,
+            relative: 10,
+            expected_revision: 5,
+        };
+        assert_eq!(parse(Command::ProgAttach, &a), Ok(Request::Attach(want)));
+        assert_eq!(parse(Command::ProgDetach, &a), Ok(Request::Detach(want)));
+        let mut bad = a.clone();
+        bad.set_u32(32, 1);
+        assert_eq!(parse(Command::ProgAttach, &bad), Err(Errno::INVAL));
+        let mut l = Attr::zeroed(16);
+        for (o, v) in [(0, 3), (4, 4), (8, u::BPF_F_REPLACE), (12, 5)] {
+            l.set_u32(o, v);
+        }
+        assert_eq!(
+            parse(Command::LinkUpdate, &l),
+            Ok(Request::LinkUpdate(LinkUpdateReq {
+                link_fd: 3,
+                new_fd: 4,
+                flags: u::BPF_F_REPLACE,
+                old_fd: 5
+            }))
+        );
+        assert_eq!(
+            parse(Command::LinkDetach, &attr(&[(0, 6)])),
+            Ok(Request::LinkDetach { link_fd: 6 })
+        );
+        assert_eq!(
+            parse(Command::LinkDetach, &attr(&[(0, 6), (4, 1)])),
+            Err(Errno::INVAL)
+        );
+        // PROG_LOAD: only the type is read, the kernel checks the rest.
+        assert_eq!(
+            parse(Command::ProgLoad, &attr(&[(0, 1), (96, 7)])),
+            Ok(Request::ProgLoad { prog_type: 1 })
+        );
+        assert_eq!(hook_of(u::BPF_CGROUP_INET_INGRESS), Some(Hook::Cgroup));
+        assert_eq!(hook_of(u::BPF_CGROUP_UNIX_GETSOCKNAME), Some(Hook::Cgroup));
+        assert_eq!(hook_of(u::BPF_LSM_CGROUP), Some(Hook::Cgroup));
+        assert_eq!(hook_of(u::BPF_SK_SKB_VERDICT), Some(Hook::SockMap));
+        assert_eq!(hook_of(u::BPF_SK_MSG_VERDICT), Some(Hook::SockMap));
+        assert_eq!(hook_of(u::BPF_LIRC_MODE2), Some(Hook::Lirc));
+        assert_eq!(hook_of(u::BPF_FLOW_DISSECTOR), Some(Hook::FlowDissector));
+        assert_eq!(hook_of(u::BPF_NETKIT_PEER), Some(Hook::Mprog));
+        // Link-only and tracing attach types are not PROG_ATTACH's.
+        for t in [23, 28, 36, 37, 41, 44, 45, 56, 57, 58, 1000] {
+            assert_eq!(hook_of(t), None, "{t}");
+        }
+    }
+
+    #[test]
+    fn which_attach_fields_are_fds() {
+        use bpfns_sys::rawbpf::uapi as u;
+        let ingress = u::BPF_CGROUP_INET_INGRESS;
+        let a = attach(ingress, u::BPF_F_ALLOW_MULTI | u::BPF_F_REPLACE);
+        assert_eq!(
+            attach_fds(false, Hook::Cgroup, &a),
+            AttachFds {
+                target: true,
+                prog: true,
+                replace: true,
+                relative: false
+            }
+        );
+        // A detach never reads replace_bpf_fd; the flow dissector and mprog targets are not fds.
+        let f = attach_fds(true, Hook::FlowDissector, &a);
+        assert!(!f.target && f.prog && !f.replace);
+        let mut m = attach(u::BPF_TCX_INGRESS, u::BPF_F_BEFORE);
+        m.attach_bpf_fd = 0;
+        m.relative = 9;
+        let f = attach_fds(true, Hook::Mprog, &m);
+        assert!(!f.target && !f.prog && f.relative);
+        // Relative by id is not an fd; BPF_F_LINK makes even 0 an fd.
+        m.flags |= u::BPF_F_ID;
+        assert!(!attach_fds(false, Hook::Mprog, &m).relative);
+        m.flags = u::BPF_F_AFTER | u::BPF_F_LINK;
+        m.relative = 0;
+        assert!(attach_fds(false, Hook::Mprog, &m).relative);
+        // What needs a look at the hook first.
+        let legacy = attach(ingress, 0);
+        assert!(attach_needs_query(false, Hook::Cgroup, &legacy));
+        assert!(!attach_needs_query(false, Hook::Cgroup, &a));
+        assert!(attach_needs_query(true, Hook::Cgroup, &a));
+        assert!(attach_needs_query(false, Hook::SockMap, &legacy));
+        assert!(!attach_needs_query(true, Hook::SockMap, &legacy));
+        assert!(attach_needs_query(false, Hook::FlowDissector, &legacy));
+        assert!(!attach_needs_query(false, Hook::Lirc, &legacy));
+        assert!(attach_needs_query(true, Hook::Mprog, &m.clone()) == (m.attach_bpf_fd == 0));
+    }
+
+    /// A fake view: the ids it may see.
+    fn seer(
+        progs: &'static [u32],
+        links: &'static [u32],
+    ) -> impl FnMut(ObjectKind, u32) -> Result<bool, ()> {
+        move |k, id| {
+            Ok(match k {
+                ObjectKind::Prog => progs.contains(&id),
+                ObjectKind::Link => links.contains(&id),
+                ObjectKind::Map => id < 100,
+                ObjectKind::Btf => false,
+            })
+        }
+    }
+
+    fn st(flags: u32, revision: u64, progs: &[(u32, u32)]) -> HookState {
+        HookState {
+            flags,
+            revision,
+            entries: progs
+                .iter()
+                .map(|&(p, l)| QueryEntry {
+                    prog_id: p,
+                    link_id: l,
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    fn verdict(
+        detach: bool,
+        hook: Hook,
+        a: &AttachReq,
+        state: Option<&HookState>,
+        ids: FdIds,
+    ) -> Result<AttachPlan, Errno> {
+        let mut see = seer(&[1, 2, 3], &[21]);
+        attach_verdict(detach, hook, a, state, ids, &mut see)
+            .expect("view answers")
+            .map_err(|r| r.errno)
+    }
+
+    #[test]
+    fn cgroup_attach_and_detach_decisions() {
+        use bpfns_sys::rawbpf::uapi as u;
+        let ingress = u::BPF_CGROUP_INET_INGRESS;
+        let multi = u::BPF_F_ALLOW_MULTI;
+        let mine = FdIds {
+            prog: Some(2),
+            replace: None,
+        };
+        // Legacy attach over a foreign program replaces it: refused; over one's own or
+        // nothing: allowed, pinned to the revision seen where the kernel keeps one.
+        let legacy = attach(ingress, 0);
+        let foreign = st(0, 0, &[(50, 0)]);
+        assert_eq!(
+            verdict(false, Hook::Cgroup, &legacy, Some(&foreign), mine),
+            Err(Errno::PERM)
+        );
+        assert_eq!(
+            verdict(
+                false,
+                Hook::Cgroup,
+                &legacy,
+                Some(&st(0, 0, &[(1, 0)])),
+                mine
+            ),
+            Ok(AttachPlan::default())
+        );
+        assert_eq!(
+            verdict(false, Hook::Cgroup, &legacy, Some(&st(0, 7, &[])), mine),
+            Ok(AttachPlan {
+                pin_revision: Some(7)
+            })
+        );
+        // A caller's own revision must be the one checked.
+        let mut own_rev = legacy;
+        own_rev.expected_revision = 9;
+        assert_eq!(
+            verdict(false, Hook::Cgroup, &own_rev, Some(&st(0, 7, &[])), mine),
+            Err(Errno::STALE)
+        );
+        own_rev.expected_revision = 7;
+        assert_eq!(
+            verdict(false, Hook::Cgroup, &own_rev, Some(&st(0, 7, &[])), mine),
+            Ok(AttachPlan {
+                pin_revision: Some(7)
+            })
+        );
+        // Multi attach adds; with BPF_F_REPLACE the replaced program must be visible.
+        let add = attach(ingress, multi);
+        assert!(verdict(false, Hook::Cgroup, &add, None, mine).is_ok());
+        let repl = attach(ingress, multi | u::BPF_F_REPLACE);
+        let theirs = FdIds {
+            prog: Some(2),
+            replace: Some(50),
+        };
+        assert_eq!(
+            verdict(false, Hook::Cgroup, &repl, None, theirs),
+            Err(Errno::PERM)
+        );
+        let ours = FdIds {
+            prog: Some(2),
+            replace: Some(3),
+        };
+        assert!(verdict(false, Hook::Cgroup, &repl, None, ours).is_ok());
+        // Legacy detach takes the hook's program whatever fd comes with it.
+        let det = attach(ingress, 0);
+        assert_eq!(
+            verdict(true, Hook::Cgroup, &det, Some(&foreign), mine),
+            Err(Errno::PERM)
+        );
+        assert_eq!(
+            verdict(true, Hook::Cgroup, &det, Some(&foreign), FdIds::default()),
+            Err(Errno::PERM)
+        );
+        assert!(verdict(true, Hook::Cgroup, &det, Some(&st(0, 0, &[(3, 0)])), mine).is_ok());
+        // Nothing attached: the kernel's ENOENT.
+        assert!(verdict(true, Hook::Cgroup, &det, Some(&st(0, 0, &[])), mine).is_ok());
+        // Multi detach removes exactly the given program.
+        let multi_hook = st(multi, 4, &[(50, 0), (2, 0)]);
+        assert_eq!(
+            verdict(true, Hook::Cgroup, &det, Some(&multi_hook), mine),
+            Ok(AttachPlan {
+                pin_revision: Some(4)
+            })
+        );
+        let theirs = FdIds {
+            prog: Some(50),
+            replace: None,
+        };
+        assert_eq!(
+            verdict(true, Hook::Cgroup, &det, Some(&multi_hook), theirs),
+            Err(Errno::PERM)
+        );
+        // Relative to an invisible program or link: not there.
+        let mut rel = attach(ingress, multi | u::BPF_F_BEFORE | u::BPF_F_ID);
+        rel.relative = 50;
+        assert_eq!(
+            verdict(false, Hook::Cgroup, &rel, None, mine),
+            Err(Errno::NOENT)
+        );
+        rel.relative = 1;
+        assert!(verdict(false, Hook::Cgroup, &rel, None, mine).is_ok());
+        rel.flags |= u::BPF_F_LINK;
+        rel.relative = 21;
+        assert!(verdict(false, Hook::Cgroup, &rel, None, mine).is_ok());
+        rel.relative = 22;
+        assert_eq!(
+            verdict(false, Hook::Cgroup, &rel, None, mine),
+            Err(Errno::NOENT)
+        );
+    }
+
+    #[test]
+    fn other_hook_decisions() {
+        use bpfns_sys::rawbpf::uapi as u;
+        let mine = FdIds {
+            prog: Some(2),
+            replace: None,
+        };
+        let theirs = FdIds {
+            prog: Some(50),
+            replace: Some(50),
+        };
+        // Sockmaps and the flow dissector: an attach replaces their one program.
+        for (hook, t) in [
+            (Hook::SockMap, u::BPF_SK_SKB_VERDICT),
+            (Hook::FlowDissector, u::BPF_FLOW_DISSECTOR),
+        ] {
+            let a = attach(t, 0);
+            assert_eq!(
+                verdict(false, hook, &a, Some(&st(0, 0, &[(50, 0)])), mine),
+                Err(Errno::PERM)
+            );
+            assert!(verdict(false, hook, &a, Some(&st(0, 0, &[(1, 0)])), mine).is_ok());
+            assert!(verdict(false, hook, &a, Some(&st(0, 0, &[])), mine).is_ok());
+            // A detach names its program.
+            assert_eq!(verdict(true, hook, &a, None, theirs), Err(Errno::PERM));
+            assert!(verdict(true, hook, &a, None, mine).is_ok());
+        }
+        // lirc adds; its detach names the program.
+        let l = attach(u::BPF_LIRC_MODE2, 0);
+        assert!(verdict(false, Hook::Lirc, &l, None, theirs).is_ok());
+        assert_eq!(
+            verdict(true, Hook::Lirc, &l, None, theirs),
+            Err(Errno::PERM)
+        );
+        // tcx/netkit: BPF_F_REPLACE names the replaced program.
+        let r = attach(u::BPF_TCX_INGRESS, u::BPF_F_REPLACE);
+        assert_eq!(
+            verdict(false, Hook::Mprog, &r, None, theirs),
+            Err(Errno::PERM)
+        );
+        assert!(verdict(
+            false,
+            Hook::Mprog,
+            &r,
+            None,
+            FdIds {
+                prog: Some(2),
+                replace: Some(1)
+            }
+        )
+        .is_ok());
+        // Detach of a named program; by position only where every program attached without
+        // a link is visible, pinned to the revision seen.
+        let d = attach(u::BPF_TCX_INGRESS, 0);
+        assert_eq!(
+            verdict(true, Hook::Mprog, &d, None, theirs),
+            Err(Errno::PERM)
+        );
+        let mut pos = attach(u::BPF_TCX_INGRESS, u::BPF_F_BEFORE);
+        pos.attach_bpf_fd = 0;
+        let mixed = st(0, 11, &[(1, 0), (50, 0)]);
+        assert_eq!(
+            verdict(true, Hook::Mprog, &pos, Some(&mixed), FdIds::default()),
+            Err(Errno::PERM)
+        );
+        // A foreign program attached through a link cannot be detached this way (EBUSY).
+        let linked = st(0, 11, &[(1, 0), (50, 21)]);
+        assert_eq!(
+            verdict(true, Hook::Mprog, &pos, Some(&linked), FdIds::default()),
+            Ok(AttachPlan {
+                pin_revision: Some(11)
+            })
+        );
+    }
+
+    #[test]
+    fn link_decisions() {
+        let mut see = seer(&[1, 2], &[21, 22]);
+        let mut v = |link, update| {
+            link_verdict(link, update, &mut see)
+                .expect("view answers")
+                .map_err(|r| r.errno)
+        };
+        // Detach: the link must be visible.
+        assert_eq!(v(Some((21, 50)), None), Ok(()));
+        assert_eq!(v(Some((30, 1)), None), Err(Errno::PERM));
+        // Not a link: the kernel's answer.
+        assert_eq!(v(None, None), Ok(()));
+        // Update: the link and the program it runs now; with REPLACE the old one too.
+        assert_eq!(v(Some((21, 1)), Some((false, None))), Ok(()));
+        assert_eq!(v(Some((21, 50)), Some((false, None))), Err(Errno::PERM));
+        assert_eq!(v(Some((30, 1)), Some((false, None))), Err(Errno::PERM));
+        assert_eq!(
+            v(Some((21, 1)), Some((true, Some((ObjectKind::Prog, 50))))),
+            Err(Errno::PERM)
+        );
+        assert_eq!(
+            v(Some((21, 1)), Some((true, Some((ObjectKind::Prog, 2))))),
+            Ok(())
+        );
+        // A struct_ops link runs no program; its maps are checked as the old object.
+        assert_eq!(
+            v(Some((22, 0)), Some((true, Some((ObjectKind::Map, 500))))),
+            Err(Errno::PERM)
+        );
+        assert_eq!(
+            v(Some((22, 0)), Some((true, Some((ObjectKind::Map, 5))))),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn perf_query_rules() {
+        assert_eq!(perf_query_reply(&[4, 5], 4), (2, vec![4, 5, 0, 0], None));
+        assert_eq!(
+            perf_query_reply(&[4, 5, 6], 2),
+            (3, vec![4, 5], Some(Errno::NOSPC))
+        );
+        assert_eq!(perf_query_reply(&[4], 0), (1, vec![], None));
+        assert_eq!(perf_query_reply(&[], 3), (0, vec![0, 0, 0], None));
     }
 
     #[test]

@@ -2,6 +2,6 @@
 //! runtimes) install it; the supervisor answers what it traps.
 
 pub use bpfns_client::filter::{
-    filter, flags, program, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, NR_BPF, NR_IA32_BPF, TRAPPED,
-    X32_SYSCALL_BIT,
+    filter, flags, program, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, NR_BPF, NR_IA32_BPF, NR_IOCTL,
+    PERF_EVENT_IOC_QUERY_BPF, TRAPPED, X32_SYSCALL_BIT,
 };

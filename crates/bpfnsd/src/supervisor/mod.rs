@@ -3,9 +3,11 @@
 //! Every namespace member runs under [`filter()`] (installed before exec, with
 //! [`filter_flags()`] = `NEW_LISTENER | WAIT_KILLABLE_RECV`; see
 //! [`bpfns_sys::spawn::MemberSetup`]). The filter traps the bpf() commands that list or open
-//! objects by id or path ([`TRAPPED`]) and refuses bpf() through the x32 and ia32 entry
-//! points. A [`Supervisor`] serves one listener and answers each trapped call from the
-//! member's view ([`View`], normally a [`KernelView`]):
+//! objects by id or path, load programs, or attach, detach and replace ([`TRAPPED`]), and
+//! `ioctl(PERF_EVENT_IOC_QUERY_BPF)`; it refuses bpf() and that ioctl through the x32 and ia32
+//! entry points, and `seccomp()` asking for a listener everywhere. A [`Supervisor`] serves one
+//! listener and answers each trapped call from the member's view ([`View`], normally a
+//! [`KernelView`]):
 //!
 //! | command | answer |
 //! |---|---|
@@ -14,6 +16,9 @@
 //! | `OBJ_GET` | the path resolved in the caller's root and cwd with the caller's fs credentials; `EPERM` if the pinned object belongs to a namespace the caller cannot see |
 //! | `PROG_QUERY` | run for the caller (its target fd fetched with `pidfd_getfd`, or in its network namespace for tcx/netkit ifindexes); invisible programs removed |
 //! | `TASK_FD_QUERY` | run for the caller (its pid translated from its pid namespace); `ENOENT` if the program is invisible |
+//! | `PROG_LOAD` | `CONTINUE`, except where the namespace denies tracing: `EPERM` for tracing-class types and for a thread with perfmon power (`CAP_PERFMON`/`CAP_SYS_ADMIN` in its own user namespace); syscall programs always `EPERM` |
+//! | `PROG_ATTACH`, `PROG_DETACH`, `LINK_UPDATE`, `LINK_DETACH` | made here on copies of the caller's fds with its capabilities (initial user namespace only); `EPERM` if what it would replace or detach is invisible |
+//! | `ioctl(PERF_EVENT_IOC_QUERY_BPF)` | run on a copy of the caller's perf event with its capabilities; invisible programs removed |
 //!
 //! Listing and opening need `CAP_BPF` or `CAP_SYS_ADMIN` in the caller's own user namespace
 //! (contract point (docs/design.md) 5); without, `EPERM`, as the kernel answers an unprivileged caller.
@@ -22,7 +27,9 @@
 //! bpf_attr)` bytes, zero-padded, checked like the kernel's `CHECK_ATTR`); every read of the
 //! caller (memory, `/proc/<tid>`, `capget`, `pidfd_getfd`) comes before a
 //! `SECCOMP_IOCTL_NOTIF_ID_VALID` check, and every action after it; the answer is never
-//! `CONTINUE`; a failure is an error answer, never a panic of the daemon.
+//! `CONTINUE` except for a program load judged safe (the kernel then checks it with the very
+//! credentials judged here, which cannot change while the caller waits); a failure is an error
+//! answer, never a panic of the daemon.
 //!
 //! **Threads.** One thread per listener (i.e. per `bpfns exec`'d process tree). It keeps the
 //! loop simple and makes per-thread state safe: the thread has its own root and cwd
@@ -89,6 +96,12 @@ pub trait View: Send + Sync {
     fn visible_ids(&self, viewer: NsId, kind: ObjectKind) -> Result<Vec<u32>, ViewError>;
     /// Whether (kind, id) is visible from `viewer` (uses the kernel's ownership record).
     fn can_see(&self, viewer: NsId, kind: ObjectKind, id: u32) -> Result<bool, ViewError>;
+    /// Whether `ns`'s policy allows tracing (its members may then load tracing-class
+    /// programs, and with perfmon power). Denied unless a view knows better.
+    fn allows_tracing(&self, ns: NsId) -> Result<bool, ViewError> {
+        let _ = ns;
+        Ok(false)
+    }
 }
 
 /// Why a [`View`] could not answer.

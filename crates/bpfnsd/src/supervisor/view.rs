@@ -77,4 +77,9 @@ impl View for KernelView {
         let owner = self.kernel.owner(kind, id).map_err(failed)?;
         Ok(self.registry().visible(viewer, owner))
     }
+
+    fn allows_tracing(&self, ns: NsId) -> Result<bool, ViewError> {
+        // A namespace never allows more than its parent (the registry keeps it so).
+        Ok(self.registry().policy(ns).is_some_and(|p| p.allow_tracing))
+    }
 }

@@ -22,9 +22,10 @@ use bpfns_sys::{mem, thread, Errno};
 
 use super::attr::{
     self, kind_of_link_target, next_visible, off, parse, query_reply, query_target_is_ifindex,
-    task_fd_name_reply, Attr, Command, ProgQuery, QueryEntry, Request, TaskFdQuery,
+    task_fd_name_reply, AttachFds, AttachReq, Attr, Command, FdIds, Hook, HookState, LinkUpdateReq,
+    ProgQuery, QueryEntry, Request, TaskFdQuery,
 };
-use super::filter::{AUDIT_ARCH_X86_64, NR_BPF};
+use super::filter::{AUDIT_ARCH_X86_64, NR_BPF, NR_IOCTL, PERF_EVENT_IOC_QUERY_BPF};
 use super::{Counters, Options, ReplyMode, View, ViewError};
 
 /// The supervisor thread's effective capabilities between requests: what its own work needs
@@ -80,7 +81,7 @@ impl Home {
             root: thread::open_dir(Path::new("/"))?,
             cwd: thread::open_dir(Path::new("."))?,
             fd_dir: thread::open_dir(Path::new("/proc/thread-self/fd"))?,
-            netns: thread::open_path(Path::new("/proc/thread-self/ns/net"))?,
+            netns: thread::open_ns(Path::new("/proc/thread-self/ns/net"))?,
             fsuid: own_fsuid(),
             fsgid: own_fsgid(),
             groups: thread::groups()?,
@@ -148,7 +149,41 @@ enum Prepared {
     TaskFdQuery {
         host_pid: u32,
     },
+    /// `BPF_PROG_ATTACH` / `BPF_PROG_DETACH`: copies of the caller's fds, its network
+    /// namespace where the hook is in it, and the capabilities to act with.
+    Attach {
+        hook: Hook,
+        fds: CallerFds,
+        netns: Option<OwnedFd>,
+        caps: C,
+    },
+    /// `BPF_LINK_UPDATE` / `BPF_LINK_DETACH`.
+    Link {
+        link: Option<OwnedFd>,
+        new: Option<OwnedFd>,
+        old: Option<OwnedFd>,
+        caps: C,
+    },
 }
+
+/// Copies of the fds a caller named in an attach-family attr (`None`: the caller has no such
+/// fd, and the call gets an fd number that is invalid here too).
+#[derive(Default)]
+struct CallerFds {
+    target: Option<OwnedFd>,
+    prog: Option<OwnedFd>,
+    replace: Option<OwnedFd>,
+    relative: Option<OwnedFd>,
+}
+
+/// An fd number no process of the daemon has: stands for a caller's fd that does not exist,
+/// so the kernel answers the call as it would have answered the caller (`EBADF`, or for a
+/// legacy cgroup detach, "no program given").
+const NO_FD: u32 = u32::MAX;
+
+/// How many times an attach-family call is retried when the hook changed between the
+/// supervisor's look and the call (`ESTALE` on a revision the supervisor pinned).
+const STALE_RETRIES: usize = 3;
 
 /// One trapped call.
 struct Call {
@@ -320,6 +355,12 @@ impl Worker {
     }
 
     fn handle(&mut self, n: &Notification) -> Outcome {
+        if n.arch == AUDIT_ARCH_X86_64
+            && n.nr as u32 == NR_IOCTL
+            && n.args[1] as u32 == PERF_EVENT_IOC_QUERY_BPF
+        {
+            return self.perf_query(n);
+        }
         if n.arch != AUDIT_ARCH_X86_64 || n.nr as u32 != NR_BPF {
             return err(Errno::NOSYS);
         }
@@ -332,7 +373,15 @@ impl Worker {
             return err(Errno::PERM);
         }
         // Commands that use the pidfd beyond the namespace lookup get a fresh one.
-        let fresh = matches!(cmd, Command::ObjGet | Command::ProgQuery);
+        let fresh = matches!(
+            cmd,
+            Command::ObjGet
+                | Command::ProgQuery
+                | Command::ProgAttach
+                | Command::ProgDetach
+                | Command::LinkUpdate
+                | Command::LinkDetach
+        );
         let (pidfd, cached) = match self.take_pidfd(tid, fresh) {
             Ok(p) => p,
             Err(e) => return self.abandoned_or(n.id, err(e)),
@@ -384,7 +433,13 @@ impl Worker {
                 attr::may_use_ids(call.eff)
             }
             Request::ProgQuery(_) => attr::may_query(call.eff),
-            Request::ObjGet { .. } => true,
+            // The kernel judges these with the caller's own credentials.
+            Request::ObjGet { .. }
+            | Request::ProgLoad { .. }
+            | Request::Attach(_)
+            | Request::Detach(_)
+            | Request::LinkUpdate(_)
+            | Request::LinkDetach { .. } => true,
         };
         if !allowed {
             return self.abandoned_or(n.id, err(Errno::PERM));
@@ -474,7 +529,12 @@ impl Worker {
     /// user namespace. Seeing everything must not come from holding `CAP_BPF` alone.
     fn root_may(&self, call: &Call, req: &Request) -> bool {
         let need = match req {
-            Request::ObjGet { .. } => return true,
+            Request::ObjGet { .. }
+            | Request::ProgLoad { .. }
+            | Request::Attach(_)
+            | Request::Detach(_)
+            | Request::LinkUpdate(_)
+            | Request::LinkDetach { .. } => return true,
             Request::ProgQuery(_) => C::SYS_ADMIN | C::NET_ADMIN,
             _ => C::SYS_ADMIN,
         };
@@ -517,6 +577,8 @@ impl Worker {
                 let dir = match path_fd {
                     // BPF_F_PATH_FD with AT_FDCWD: the working directory, as without the flag.
                     Some(AT_FDCWD) => None,
+                    // Another negative number names no fd.
+                    Some(fd) if *fd < 0 => return Err(Errno::BADF),
                     Some(fd) => {
                         Some(fds::pidfd_getfd(call.pidfd.as_fd(), *fd).map_err(|e| e.errno)?)
                     }
@@ -555,8 +617,9 @@ impl Worker {
                         netns: Some(netns),
                     })
                 } else {
-                    let target = fds::pidfd_getfd(call.pidfd.as_fd(), q.target as i32)
-                        .map_err(|e| e.errno)?;
+                    let target = i32::try_from(q.target).map_err(|_| Errno::BADF)?;
+                    let target =
+                        fds::pidfd_getfd(call.pidfd.as_fd(), target).map_err(|e| e.errno)?;
                     Ok(Prepared::ProgQuery {
                         target: Some(target),
                         netns: None,
@@ -566,6 +629,96 @@ impl Worker {
             Request::TaskFdQuery(q) => Ok(Prepared::TaskFdQuery {
                 host_pid: self.host_pid(call.tid, q.pid)?,
             }),
+            Request::ProgLoad { .. } => Ok(Prepared::Nothing),
+            Request::Attach(a) | Request::Detach(a) => {
+                let detach = matches!(req, Request::Detach(_));
+                // Attach types PROG_ATTACH does not take: the kernel's EINVAL.
+                let hook = attr::hook_of(a.attach_type).ok_or(Errno::INVAL)?;
+                let which: AttachFds = attr::attach_fds(detach, hook, a);
+                let get = |wanted: bool, fd: u32| -> Result<Option<OwnedFd>, Errno> {
+                    if wanted {
+                        self.fetch_fd(call, fd)
+                    } else {
+                        Ok(None)
+                    }
+                };
+                let fds = CallerFds {
+                    target: get(which.target, a.target)?,
+                    prog: get(which.prog, a.attach_bpf_fd)?,
+                    replace: get(which.replace, a.replace_bpf_fd)?,
+                    relative: get(which.relative, a.relative)?,
+                };
+                let netns = match hook {
+                    Hook::FlowDissector | Hook::Mprog => {
+                        if self.home.is_none() {
+                            return Err(Errno::PERM);
+                        }
+                        Some(self.caller_netns(call)?)
+                    }
+                    _ => None,
+                };
+                Ok(Prepared::Attach {
+                    hook,
+                    fds,
+                    netns,
+                    caps: self.borrowed_caps(call),
+                })
+            }
+            Request::LinkUpdate(u) => {
+                use bpfns_sys::rawbpf::uapi::BPF_F_REPLACE;
+                Ok(Prepared::Link {
+                    link: self.fetch_fd(call, u.link_fd)?,
+                    new: self.fetch_fd(call, u.new_fd)?,
+                    old: if u.flags & BPF_F_REPLACE != 0 {
+                        self.fetch_fd(call, u.old_fd)?
+                    } else {
+                        None
+                    },
+                    caps: self.borrowed_caps(call),
+                })
+            }
+            Request::LinkDetach { link_fd } => Ok(Prepared::Link {
+                link: self.fetch_fd(call, *link_fd)?,
+                new: None,
+                old: None,
+                caps: self.borrowed_caps(call),
+            }),
+        }
+    }
+
+    /// A copy of the caller's fd `fd`; `None` if it has none by that number.
+    fn fetch_fd(&self, call: &Call, fd: u32) -> Result<Option<OwnedFd>, Errno> {
+        // Negative numbers name no fd (the kernel's fdget answers EBADF for them).
+        let Ok(fd) = i32::try_from(fd) else {
+            return Ok(None);
+        };
+        match fds::pidfd_getfd(call.pidfd.as_fd(), fd) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e) if e.errno == Errno::BADF => Ok(None),
+            Err(e) => Err(e.errno),
+        }
+    }
+
+    /// The caller's network namespace, for setns.
+    fn caller_netns(&self, call: &Call) -> Result<OwnedFd, Errno> {
+        match fds::pidfd_namespace(call.pidfd.as_fd(), PidfdNamespace::Net) {
+            Ok(ns) => Ok(ns),
+            // Before Linux 6.11: through /proc (the validity check that follows makes sure the
+            // thread id was still the caller's).
+            Err(_) => thread::open_ns(Path::new(&format!("/proc/{}/ns/net", call.tid)))
+                .map_err(|e| e.errno),
+        }
+    }
+
+    /// The capabilities a call made on the caller's behalf runs with, so that the kernel's
+    /// own checks judge the caller: its effective set where it is in our (the initial) user
+    /// namespace; none otherwise (capabilities of another user namespace cannot be borrowed
+    /// here, which is narrower than the kernel for objects that namespace owns).
+    fn borrowed_caps(&self, call: &Call) -> C {
+        if self.in_own_userns(call.pidfd.as_fd(), call.tid) {
+            call.eff
+        } else {
+            C::empty()
         }
     }
 
@@ -609,7 +762,390 @@ impl Worker {
             (Request::TaskFdQuery(q), Prepared::TaskFdQuery { host_pid }) => {
                 self.task_fd_query(call, ns, q, host_pid)
             }
+            (Request::ProgLoad { prog_type }, _) => self.prog_load(call, ns, prog_type),
+            (
+                Request::Attach(a),
+                Prepared::Attach {
+                    hook,
+                    fds,
+                    netns,
+                    caps,
+                },
+            ) => self.attach(call, ns, false, hook, a, &fds, netns.as_ref(), caps),
+            (
+                Request::Detach(a),
+                Prepared::Attach {
+                    hook,
+                    fds,
+                    netns,
+                    caps,
+                },
+            ) => self.attach(call, ns, true, hook, a, &fds, netns.as_ref(), caps),
+            (
+                Request::LinkUpdate(u),
+                Prepared::Link {
+                    link,
+                    new,
+                    old,
+                    caps,
+                },
+            ) => self.link_update(call, ns, u, link, new, old, caps),
+            (Request::LinkDetach { .. }, Prepared::Link { link, caps, .. }) => {
+                self.link_detach(call, ns, link, caps)
+            }
             _ => err(Errno::PERM),
+        }
+    }
+
+    // ---- PROG_LOAD -----------------------------------------------------------------------
+
+    fn prog_load(&mut self, call: &Call, ns: NsId, prog_type: u32) -> Outcome {
+        if ns.is_root() {
+            // The kernel's rules, as without bpfns.
+            return Outcome::Respond(Response::Continue);
+        }
+        let allows = match self.view.allows_tracing(ns) {
+            Ok(a) => a,
+            Err(e) => return self.view_failed("the namespace's policy", e),
+        };
+        match attr::prog_load_verdict(allows, prog_type, call.eff) {
+            // Safe to let through: the caller's credentials cannot change while it waits, and
+            // the kernel checks the call with them.
+            Ok(()) => Outcome::Respond(Response::Continue),
+            Err(r) => {
+                tracing::warn!(
+                    tid = call.tid,
+                    namespace = %ns,
+                    prog_type,
+                    "refused BPF_PROG_LOAD: {}; fix: {}",
+                    r.reason(),
+                    r.fix()
+                );
+                err(Errno::PERM)
+            }
+        }
+    }
+
+    // ---- PROG_ATTACH, PROG_DETACH --------------------------------------------------------
+
+    /// Check what the call would replace or detach, then make it here on copies of the
+    /// caller's fds (a caller cannot swap its attr or fd numbers after the check).
+    #[allow(clippy::too_many_arguments)]
+    fn attach(
+        &mut self,
+        call: &Call,
+        ns: NsId,
+        detach: bool,
+        hook: Hook,
+        a: AttachReq,
+        fds: &CallerFds,
+        netns: Option<&OwnedFd>,
+        caps: C,
+    ) -> Outcome {
+        let Some(home) = self.home.as_ref() else {
+            return err(Errno::PERM);
+        };
+        let home_netns = &home.netns;
+        if let Some(n) = netns {
+            if let Err(e) = thread::enter_net_ns(n) {
+                tracing::warn!("supervisor: {e}");
+                return err(Errno::PERM);
+            }
+        }
+        let out = self.attach_here(call, ns, detach, hook, a, fds, caps);
+        if netns.is_some() && thread::enter_net_ns(home_netns).is_err() {
+            self.poisoned.set(true);
+            return err(Errno::PERM);
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attach_here(
+        &self,
+        call: &Call,
+        ns: NsId,
+        detach: bool,
+        hook: Hook,
+        a: AttachReq,
+        fds: &CallerFds,
+        caps: C,
+    ) -> Outcome {
+        let ids = FdIds {
+            prog: fds.prog.as_ref().and_then(|f| prog_id_of(f.as_fd())),
+            replace: fds.replace.as_ref().and_then(|f| prog_id_of(f.as_fd())),
+        };
+        for _ in 0..STALE_RETRIES {
+            let state = if attr::attach_needs_query(detach, hook, &a) {
+                match self.query_hook(hook, &a, fds) {
+                    Ok(s) => Some(s),
+                    Err(e) => return err(e),
+                }
+            } else {
+                None
+            };
+            let mut see = |kind, id| self.view.can_see(ns, kind, id);
+            let plan = match attr::attach_verdict(detach, hook, &a, state.as_ref(), ids, &mut see) {
+                Ok(Ok(p)) => p,
+                Ok(Err(r)) => {
+                    tracing::info!(
+                        tid = call.tid,
+                        namespace = %ns,
+                        cmd = call.cmd.name(),
+                        "refused: {}",
+                        r.reason
+                    );
+                    return err(r.errno);
+                }
+                Err(e) => return self.view_failed("ownership of an attached program", e),
+            };
+            let mut attr = call.attr.clone();
+            let raw = |f: &Option<OwnedFd>| f.as_ref().map_or(NO_FD, |f| f.as_raw_fd() as u32);
+            let which = attr::attach_fds(detach, hook, &a);
+            if which.target {
+                attr.set_u32(off::A_TARGET, raw(&fds.target));
+            }
+            if which.prog {
+                attr.set_u32(off::A_ATTACH_BPF_FD, raw(&fds.prog));
+            }
+            if which.replace {
+                attr.set_u32(off::A_REPLACE_BPF_FD, raw(&fds.replace));
+            }
+            if which.relative {
+                attr.set_u32(off::A_RELATIVE, raw(&fds.relative));
+            }
+            if let Some(rev) = plan.pin_revision {
+                attr = attr.widened(off::A_EXPECTED_REVISION + 8);
+                attr.set_u64(off::A_EXPECTED_REVISION, rev);
+            }
+            match self.as_caller(caps, || {
+                rawbpf::sys_bpf(call.cmd.raw(), attr.supplied_mut())
+            }) {
+                // The hook changed since it was looked at: look again.
+                Err(Errno::STALE) if plan.pin_revision.is_some() => continue,
+                Ok(v) => return Outcome::Respond(Response::Value(v)),
+                Err(e) => return err(e),
+            }
+        }
+        err(Errno::AGAIN)
+    }
+
+    /// What is attached at the hook of `a` now (run here, with our copies of the caller's fds,
+    /// in the caller's network namespace where the hook is in one).
+    fn query_hook(&self, hook: Hook, a: &AttachReq, fds: &CallerFds) -> Result<HookState, Errno> {
+        const MAX: usize = 64;
+        let target = match hook {
+            Hook::Cgroup | Hook::SockMap | Hook::Lirc => {
+                fds.target.as_ref().map_or(NO_FD, |f| f.as_raw_fd() as u32)
+            }
+            // The flow dissector's query wants a network namespace fd: ours now is the caller's.
+            Hook::FlowDissector => return self.query_flow_dissector(a),
+            Hook::Mprog => a.target,
+        };
+        let mut ids = [0u32; MAX];
+        let mut links = [0u32; MAX];
+        let mut q = Attr::zeroed(off::Q_REVISION + 8);
+        q.set_u32(off::Q_TARGET, target);
+        q.set_u32(off::Q_ATTACH_TYPE, a.attach_type);
+        q.set_u64(off::Q_PROG_IDS, ids.as_mut_ptr() as u64);
+        q.set_u32(off::Q_PROG_CNT, MAX as u32);
+        if hook == Hook::Mprog {
+            // Link ids exist where mprog does (6.6); older kernels refuse the field.
+            q.set_u64(off::Q_LINK_IDS, links.as_mut_ptr() as u64);
+        }
+        self.query_raw(&mut q)?;
+        Ok(hook_state(&q, &ids, &links))
+    }
+
+    /// `BPF_PROG_QUERY` of the flow dissector of the network namespace this thread is in.
+    fn query_flow_dissector(&self, a: &AttachReq) -> Result<HookState, Errno> {
+        let ns = thread::open_ns(Path::new("/proc/thread-self/ns/net")).map_err(|e| e.errno)?;
+        let mut ids = [0u32; 64];
+        let mut q = Attr::zeroed(off::Q_REVISION + 8);
+        q.set_u32(off::Q_TARGET, ns.as_raw_fd() as u32);
+        q.set_u32(off::Q_ATTACH_TYPE, a.attach_type);
+        q.set_u64(off::Q_PROG_IDS, ids.as_mut_ptr() as u64);
+        q.set_u32(off::Q_PROG_CNT, ids.len() as u32);
+        self.query_raw(&mut q)?;
+        Ok(hook_state(&q, &ids, &[0u32; 64]))
+    }
+
+    /// Run a `BPF_PROG_QUERY` of our own (it wants `CAP_NET_ADMIN` before Linux 6.6).
+    fn query_raw(&self, q: &mut Attr) -> Result<(), Errno> {
+        self.with_caps(Some(C::NET_ADMIN), || {
+            rawbpf::sys_bpf(attr::PROG_QUERY, q.supplied_mut())
+        })
+        .map(|_| ())
+    }
+
+    /// Run `f` with exactly `caps` effective (what the caller brings), then come back to the
+    /// thread's own set.
+    fn as_caller<T>(&self, caps: C, f: impl FnOnce() -> T) -> T {
+        let mut sets = self.sets;
+        sets.effective = caps & sets.permitted;
+        if caps::set_current_thread(sets).is_err() {
+            // Cannot act as the caller: act with nothing rather than with our own rights.
+            let mut none = self.sets;
+            none.effective = C::empty();
+            if caps::set_current_thread(none).is_err() {
+                self.poisoned.set(true);
+            }
+        }
+        let r = f();
+        if caps::set_current_thread(self.sets).is_err() {
+            self.poisoned.set(true);
+        }
+        r
+    }
+
+    // ---- LINK_UPDATE, LINK_DETACH --------------------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    fn link_update(
+        &self,
+        call: &Call,
+        ns: NsId,
+        u: LinkUpdateReq,
+        link: Option<OwnedFd>,
+        new: Option<OwnedFd>,
+        old: Option<OwnedFd>,
+        caps: C,
+    ) -> Outcome {
+        use bpfns_sys::rawbpf::uapi::BPF_F_REPLACE;
+        let replace = u.flags & BPF_F_REPLACE != 0;
+        let link_ids = link.as_ref().and_then(|f| link_ids_of(f.as_fd()));
+        let old_obj = old.as_ref().and_then(|f| object_of(f.as_fd()));
+        let mut see = |kind, id| self.view.can_see(ns, kind, id);
+        match attr::link_verdict(link_ids, Some((replace, old_obj)), &mut see) {
+            Ok(Ok(())) => {}
+            Ok(Err(r)) => {
+                tracing::info!(tid = call.tid, namespace = %ns, "refused BPF_LINK_UPDATE: {}", r.reason);
+                return err(r.errno);
+            }
+            Err(e) => return self.view_failed("ownership of a link", e),
+        }
+        let raw = |f: &Option<OwnedFd>| f.as_ref().map_or(NO_FD, |f| f.as_raw_fd() as u32);
+        let mut attr = call.attr.clone();
+        attr.set_u32(off::LU_LINK_FD, raw(&link));
+        attr.set_u32(off::LU_NEW_FD, raw(&new));
+        if replace {
+            attr.set_u32(off::LU_OLD_FD, raw(&old));
+        }
+        match self.as_caller(caps, || {
+            rawbpf::sys_bpf(attr::LINK_UPDATE, attr.supplied_mut())
+        }) {
+            Ok(v) => Outcome::Respond(Response::Value(v)),
+            Err(e) => err(e),
+        }
+    }
+
+    fn link_detach(&self, call: &Call, ns: NsId, link: Option<OwnedFd>, caps: C) -> Outcome {
+        let link_ids = link.as_ref().and_then(|f| link_ids_of(f.as_fd()));
+        let mut see = |kind, id| self.view.can_see(ns, kind, id);
+        match attr::link_verdict(link_ids, None, &mut see) {
+            Ok(Ok(())) => {}
+            Ok(Err(r)) => {
+                tracing::info!(tid = call.tid, namespace = %ns, "refused BPF_LINK_DETACH: {}", r.reason);
+                return err(r.errno);
+            }
+            Err(e) => return self.view_failed("ownership of a link", e),
+        }
+        let mut attr = call.attr.clone();
+        attr.set_u32(
+            off::LU_LINK_FD,
+            link.as_ref().map_or(NO_FD, |f| f.as_raw_fd() as u32),
+        );
+        match self.as_caller(caps, || {
+            rawbpf::sys_bpf(attr::LINK_DETACH, attr.supplied_mut())
+        }) {
+            Ok(v) => Outcome::Respond(Response::Value(v)),
+            Err(e) => err(e),
+        }
+    }
+
+    // ---- PERF_EVENT_IOC_QUERY_BPF --------------------------------------------------------
+
+    /// `ioctl(fd, PERF_EVENT_IOC_QUERY_BPF, query)`: run on a copy of the caller's perf event
+    /// with its capabilities, and answered with the programs it can see.
+    fn perf_query(&mut self, n: &Notification) -> Outcome {
+        let tid = n.pid as i32;
+        if tid <= 0 {
+            return err(Errno::PERM);
+        }
+        let (pidfd, _) = match self.take_pidfd(tid, true) {
+            Ok(p) => p,
+            Err(e) => return self.abandoned_or(n.id, err(e)),
+        };
+        let eff = match caps::of_task(tid) {
+            Ok(c) => c.effective,
+            Err(e) => return self.abandoned_or(n.id, err(e.errno)),
+        };
+        // The caller's query: ids_len, then prog_cnt and ids[] to be written.
+        let uquery = n.args[2];
+        let mut len = [0u8; 4];
+        let ids_len = mem::read_exact(tid, uquery, &mut len).map(|()| u32::from_ne_bytes(len));
+        // ioctl takes `unsigned int fd`: a negative one names nothing.
+        let Ok(raw) = i32::try_from(n.args[0] as u32) else {
+            return self.abandoned_or(n.id, err(Errno::BADF));
+        };
+        let fd = match fds::pidfd_getfd(pidfd.as_fd(), raw) {
+            Ok(fd) => fd,
+            Err(e) => return self.abandoned_or(n.id, err(e.errno)),
+        };
+        let caps = if self.in_own_userns(pidfd.as_fd(), tid) {
+            eff
+        } else {
+            C::empty()
+        };
+        match self.listener.id_valid(n.id) {
+            Ok(true) => {}
+            _ => return Outcome::Abandoned,
+        }
+        let ns = match self.view.namespace_of(pidfd.as_fd()) {
+            Ok(ns) => ns,
+            Err(e) => return self.view_failed("namespace of a caller", e),
+        };
+        self.keep_pidfd(tid, pidfd);
+        // The request means something else to other files.
+        let target = std::fs::read_link(format!("/proc/thread-self/fd/{}", fd.as_raw_fd()));
+        if !target.is_ok_and(|t| t.as_os_str() == "anon_inode:[perf_event]") {
+            return err(Errno::NOTTY);
+        }
+        let all = match self.as_caller(caps, || rawbpf::perf_query_bpf(fd.as_fd())) {
+            Ok(ids) => ids,
+            Err(e) => return err(e),
+        };
+        let ids_len = match ids_len {
+            Ok(l) => l,
+            Err(e) => return err(e),
+        };
+        if ids_len > rawbpf::BPF_TRACE_MAX_PROGS {
+            return err(Errno::TOOBIG);
+        }
+        let mut visible = Vec::with_capacity(all.len());
+        for id in all {
+            match self.view.can_see(ns, ObjectKind::Prog, id) {
+                Ok(true) => visible.push(id),
+                Ok(false) => {}
+                Err(e) => return self.view_failed("ownership of a tracepoint's program", e),
+            }
+        }
+        let (cnt, ids, e) = attr::perf_query_reply(&visible, ids_len);
+        let ids: Vec<u8> = ids.iter().flat_map(|i| i.to_ne_bytes()).collect();
+        for (addr, bytes) in [
+            (uquery.wrapping_add(4), cnt.to_ne_bytes().to_vec()),
+            (uquery.wrapping_add(8), ids),
+        ] {
+            if bytes.is_empty() {
+                continue;
+            }
+            if let Err(e) = mem::write_all(tid, addr, &bytes) {
+                return err(e);
+            }
+        }
+        match e {
+            Some(e) => err(e),
+            None => Outcome::Respond(Response::Value(0)),
         }
     }
 
@@ -1082,6 +1618,45 @@ fn object_id(kind: ObjectKind, fd: BorrowedFd<'_>) -> Option<u32> {
         ObjectKind::Prog => b::info::<b::bpf_prog_info>(fd).ok().map(|i| i.id),
         ObjectKind::Link => b::info::<b::bpf_link_info>(fd).ok().map(|i| i.id),
         ObjectKind::Btf => b::info::<b::bpf_btf_info>(fd).ok().map(|i| i.id),
+    }
+}
+
+/// The id of the program behind `fd`, if it is one.
+fn prog_id_of(fd: BorrowedFd<'_>) -> Option<u32> {
+    object_of(fd).and_then(|(k, id)| (k == ObjectKind::Prog).then_some(id))
+}
+
+/// The kind and id of the bpf object behind `fd`, if it is one.
+fn object_of(fd: BorrowedFd<'_>) -> Option<(ObjectKind, u32)> {
+    let target = std::fs::read_link(format!("/proc/thread-self/fd/{}", fd.as_raw_fd())).ok()?;
+    let kind = kind_of_link_target(&target.to_string_lossy())?;
+    object_id(kind, fd).map(|id| (kind, id))
+}
+
+/// (link id, id of the program it runs or 0) of the link behind `fd`, if it is one.
+fn link_ids_of(fd: BorrowedFd<'_>) -> Option<(u32, u32)> {
+    use bpfns_sys::bpf as b;
+    match object_of(fd)? {
+        (ObjectKind::Link, _) => b::info::<b::bpf_link_info>(fd)
+            .ok()
+            .map(|i| (i.id, i.prog_id)),
+        _ => None,
+    }
+}
+
+/// A hook's state from a `BPF_PROG_QUERY` answer in `q` and the id arrays it filled.
+fn hook_state(q: &Attr, ids: &[u32], links: &[u32]) -> HookState {
+    let n = (q.u32_at(off::Q_PROG_CNT) as usize).min(ids.len());
+    HookState {
+        flags: q.u32_at(off::Q_ATTACH_FLAGS),
+        revision: q.u64_at(off::Q_REVISION),
+        entries: (0..n)
+            .map(|i| QueryEntry {
+                prog_id: ids[i],
+                link_id: links.get(i).copied().unwrap_or(0),
+                ..Default::default()
+            })
+            .collect(),
     }
 }
 

@@ -71,7 +71,7 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 32] = [
+pub const ACTIONS: [&str; 54] = [
     "rt-as",
     "rt-writable",
     "rt-token-child",
@@ -104,6 +104,28 @@ pub const ACTIONS: [&str; 32] = [
     "rt-serve-obj",
     "rt-hijack",
     "rt-fill",
+    "rt-hold-secret",
+    "rt-kread",
+    "rt-cg-victim",
+    "rt-cg-attack",
+    "rt-query",
+    "rt-netns-hold",
+    "rt-fd-victim",
+    "rt-fd-attack",
+    "rt-sockmap-victim",
+    "rt-sockmap-attack",
+    "rt-sockmap-query",
+    "rt-perf-query",
+    "rt-xdp-victim",
+    "rt-xdp-show",
+    "rt-xdp-attack",
+    "rt-exec",
+    "rt-own-listener",
+    "rt-scm-race",
+    "rt-scm-race-child",
+    "rt-load-low",
+    "rt-load-send",
+    "rt-in-netns",
 ];
 
 const SETPRIV: &str = "/usr/bin/setpriv";
@@ -489,7 +511,7 @@ pub fn run(exe: &Path, args: &[String]) {
         "rt-serve-obj" => serve_obj(&arg(1), &arg(2)),
         "rt-hijack" => hijack(&arg(1), &arg(2), &arg(3), &arg(4)),
         "rt-fill" => fill(&arg(1), &arg(2)),
-        other => fail(&format!("unknown action {other}")),
+        _ => more(exe, args),
     }
 }
 
@@ -1310,3 +1332,1041 @@ fn fill(n: &str, secs: &str) {
     }
     say(&format!("fill=made:{made} errno:{errno}"));
 }
+
+// ---- programs, attachments, links, netlink, listeners ------------------------------------
+//
+// ```text
+//   rt-hold-secret            (victim) an array map whose value is a secret text:
+//                             victim=PID fd=FD id=ID, hold until EOF
+//   rt-kread PID FD           a socket filter that walks the task list to PID, its fd table to
+//                             FD and reads the array map's value with bpf_probe_read_kernel:
+//                             kread=secret:TEXT | kread=STEP-errno:E[:verifier's last line]
+//   rt-cg-victim CG MODE [SOCK]      (victim) a cgroup_skb program on cgroup CG, ingress,
+//                             MODE legacy | multi | link; hands its program (and link) fds to
+//                             whoever connects to SOCK: victim=PROG_ID link=LINK_ID
+//   rt-cg-attack CG WHAT [SOCK]      WHAT: detach (legacy PROG_DETACH, no program fd) |
+//                             replace (own program, legacy PROG_ATTACH) | replace-multi
+//                             (BPF_F_REPLACE of the program received from SOCK, then
+//                             PROG_DETACH of it) | link-create (LINK_CREATE over the hook,
+//                             also with BPF_F_REPLACE) | link-ops (LINK_UPDATE and LINK_DETACH
+//                             of the link received from SOCK): one line per step
+//   rt-netns-hold             a new network namespace (lo up): netns=PID, hold until EOF
+//   rt-fd-victim NS           (victim) setns(NS), attach a flow dissector: victim=PROG_ID
+//   rt-fd-attack              attach its own flow dissector (PROG_ATTACH): replace=...
+//   rt-sockmap-victim SOCK    (victim) a sockmap with a stream verdict program; hands the map
+//                             and the program over on SOCK: victim=PROG_ID map=MAP_ID
+//   rt-sockmap-attack SOCK    detach the received program, attach its own over it
+//   rt-perf-query TP_ID       a perf event on the tracepoint, PERF_EVENT_IOC_QUERY_BPF:
+//                             ids=A,B cnt=N | errno=E
+//   rt-xdp-victim NS MODE     (victim) setns(NS), XDP on lo, MODE netlink | link: victim=ID
+//   rt-xdp-show NS            the XDP program id on lo in NS, through netlink: xdp=ID
+//   rt-xdp-attack             through netlink: seen=ID (RTM_GETLINK), off=ok|errno:E
+//   rt-in-netns NS ACTION...  setns(NS) (needs CAP_SYS_ADMIN), then exec ACTION
+//   rt-exec SOCK NS ARGS...   what `bpfns exec` does: start this helper with ARGS as a member
+//                             of NS (BPFNS_RT_EXEC_PID = our pid in its environment), wait
+//   rt-own-listener DPID MAP  kill(SIGKILL) the process holding its listener ($BPFNS_RT_EXEC_PID)
+//                             and bpfnsd (DPID), install a filter with its own listener that
+//                             answers CONTINUE, MAP_GET_FD_BY_ID(MAP): kill.*=, install=, open=
+//   rt-scm-race MS SPEC...    a child opens foreign objects (SPEC = map:ID | pin:PATH) in a loop
+//                             while a second thread sends every fd number it has to us over
+//                             SCM_RIGHTS, for MS milliseconds:
+//                             race=received:R foreign:F child:STATUS opened:O
+// ```
+
+const BPF_MAP_LOOKUP_ELEM: u32 = 1;
+const BPF_PROG_ATTACH: u32 = 8;
+const BPF_PROG_DETACH: u32 = 9;
+const BPF_PROG_TEST_RUN: u32 = 10;
+const BPF_PROG_QUERY: u32 = 16;
+const BPF_LINK_UPDATE: u32 = 29;
+const BPF_LINK_DETACH: u32 = 34;
+const PROG_SOCKET_FILTER: u32 = 1;
+const PROG_XDP: u32 = 6;
+const PROG_CGROUP_SKB: u32 = 8;
+const PROG_SK_SKB: u32 = 14;
+const PROG_FLOW_DISSECTOR: u32 = 22;
+const ATTACH_CGROUP_INGRESS: u32 = 0;
+const ATTACH_SK_SKB_STREAM_VERDICT: u32 = 5;
+const ATTACH_FLOW_DISSECTOR: u32 = 17;
+const ATTACH_XDP: u32 = 37;
+const F_ALLOW_MULTI: u32 = 2;
+const F_REPLACE: u32 = 4;
+const MAP_SOCKMAP: u32 = 15;
+const MAP_ARRAY_TYPE: u32 = 2;
+const EXEC_ENV: &str = "BPFNS_RT_EXEC_PID";
+const SECRET: &[u8; 32] = b"TOP-SECRET-OF-NAMESPACE-S\0\0\0\0\0\0\0";
+
+/// `r0 = imm; exit`.
+fn returning(imm: i32) -> [u64; 2] {
+    [insn(0xb7, 0, 0, 0, imm), insn(0x95, 0, 0, 0, 0)]
+}
+
+/// `BPF_PROG_LOAD` of `insns` (through the token where the process has one).
+fn load_here(
+    prog_type: u32,
+    insns: &[u64],
+    expected_attach: u32,
+) -> Result<OwnedFd, bpfns_sys::Errno> {
+    let license = c"GPL";
+    let mut a = attr();
+    put_u32(&mut a, 0, prog_type);
+    put_u32(&mut a, 4, insns.len() as u32);
+    put_u64(&mut a, 8, insns.as_ptr() as u64);
+    put_u64(&mut a, 16, license.as_ptr() as u64);
+    put_u32(&mut a, 68, expected_attach);
+    if let Some(t) = token() {
+        put_u32(&mut a, 44, rawbpf::BPF_F_TOKEN_FD);
+        put_u32(&mut a, 144, t as u32);
+    }
+    rawbpf::sys_bpf_fd(BPF_PROG_LOAD, &mut a)
+}
+
+/// A program of our own: loaded here, or — where bpfns refuses loads from a thread with
+/// perfmon power (CAP_PERFMON, CAP_SYS_ADMIN) — by a child that drops all but CAP_BPF and
+/// CAP_NET_ADMIN and hands the fd back, as an attacker holding those would.
+fn load(prog_type: u32, insns: &[u64], expected_attach: u32) -> Result<OwnedFd, String> {
+    let first = match load_here(prog_type, insns, expected_attach) {
+        Ok(fd) => return Ok(fd),
+        Err(e) => format!("load-{}", errno_str(e)),
+    };
+    let exe = std::env::current_exe().map_err(|_| first.clone())?;
+    let (mine, theirs) = UnixStream::pair().map_err(|_| first.clone())?;
+    let imm = insns.first().map(|i| (i >> 32) as i32).unwrap_or(0);
+    let child = Command::new(exe)
+        .args(["rt-load-low", &prog_type.to_string(), &imm.to_string()])
+        .arg(expected_attach.to_string())
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return Err(first);
+    };
+    let mut fds = Vec::new();
+    let mut b = [0u8; 1];
+    let got = bpfns_sys::unix::recv_exact_with_fds(mine.as_fd(), &mut b, &mut fds);
+    let _ = child.wait();
+    match got {
+        Ok(true) if !fds.is_empty() => Ok(fds.remove(0)),
+        _ => Err(first),
+    }
+}
+
+fn prog_id(fd: impl AsFd) -> u32 {
+    sysbpf::info::<sysbpf::bpf_prog_info>(fd)
+        .map(|i| i.id)
+        .unwrap_or(0)
+}
+
+fn link_id(fd: impl AsFd) -> u32 {
+    sysbpf::info::<sysbpf::bpf_link_info>(fd)
+        .map(|i| i.id)
+        .unwrap_or(0)
+}
+
+fn done(r: Result<i64, bpfns_sys::Errno>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(e) => errno_str(e),
+    }
+}
+
+/// `BPF_PROG_ATTACH` / `BPF_PROG_DETACH` with a raw attr.
+fn prog_attach(
+    cmd: u32,
+    target: i32,
+    prog: i32,
+    attach_type: u32,
+    flags: u32,
+    replace: i32,
+) -> String {
+    let mut a = vec![0u8; 20];
+    put_u32(&mut a, 0, target as u32);
+    put_u32(&mut a, 4, prog as u32);
+    put_u32(&mut a, 8, attach_type);
+    put_u32(&mut a, 12, flags);
+    put_u32(&mut a, 16, replace as u32);
+    done(rawbpf::sys_bpf(cmd, &mut a))
+}
+
+/// Receive the fds a victim hands over on `sock`.
+fn receive_fds(sock: &str) -> Result<Vec<OwnedFd>, String> {
+    let s = UnixStream::connect(sock).map_err(|e| format!("connect-{}", io_errno(&e)))?;
+    let mut fds = Vec::new();
+    let mut b = [0u8; 1];
+    match bpfns_sys::unix::recv_exact_with_fds(s.as_fd(), &mut b, &mut fds) {
+        Ok(true) if !fds.is_empty() => Ok(fds),
+        Ok(_) => Err("nothing".into()),
+        Err(e) => Err(errno_str(e.errno)),
+    }
+}
+
+/// Hand `fds` to whoever connects to `sock` (on purpose), on a thread.
+fn serve_fds(sock: &str, fds: Vec<OwnedFd>) {
+    let _ = std::fs::remove_file(sock);
+    let l = UnixListener::bind(sock).unwrap_or_else(|e| fail(&format!("bind {sock}: {e}")));
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o777));
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let b: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+            let _ = bpfns_sys::unix::send_with_fds(s.as_fd(), b"f", &b);
+        }
+    });
+}
+
+/// Move this process into the network namespace at `path`.
+fn enter_netns(path: &str) {
+    let ns = bpfns_sys::thread::open_ns(Path::new(path)).unwrap_or_else(|e| fail(&e.to_string()));
+    bpfns_sys::thread::enter_net_ns(&ns).unwrap_or_else(|e| fail(&e.to_string()));
+}
+
+/// Byte offset of `field` in the struct or union `id`, looking into anonymous members.
+fn offset_in(
+    btf: &libbpf_rs::btf::Btf<'_>,
+    id: libbpf_rs::btf::TypeId,
+    field: &str,
+) -> Option<u32> {
+    use libbpf_rs::btf::types::{Composite, MemberAttr};
+    use libbpf_rs::btf::BtfType;
+    let t: BtfType<'_> = btf.type_by_id(id)?;
+    let c = Composite::try_from(t.skip_mods_and_typedefs()).ok()?;
+    for m in c.iter() {
+        let MemberAttr::Normal { offset } = m.attr else {
+            continue;
+        };
+        match m.name.and_then(|n| n.to_str()) {
+            Some(n) if n == field => return Some(offset / 8),
+            None => {
+                if let Some(inner) = offset_in(btf, m.ty, field) {
+                    return Some(offset / 8 + inner);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn struct_field(btf: &libbpf_rs::btf::Btf<'_>, name: &str, field: &str) -> Result<i32, String> {
+    use libbpf_rs::btf::types::Struct;
+    let s: Struct<'_> = btf
+        .type_by_name(name)
+        .ok_or_else(|| format!("no-btf-struct:{name}"))?;
+    offset_in(btf, s.type_id(), field)
+        .map(|o| o as i32)
+        .ok_or_else(|| format!("no-btf-field:{name}.{field}"))
+}
+
+/// The kernel-memory read: walk from the current task along `tasks` to the task whose tgid is
+/// `pid`, then files->fdt->fd[fd]->private_data (a bpf_array) and copy 32 bytes of its value
+/// into `out`'s value with bpf_probe_read_kernel.
+fn kread_program(
+    btf: &libbpf_rs::btf::Btf<'_>,
+    pid: i32,
+    fd: i32,
+    out: i32,
+) -> Result<Vec<u64>, String> {
+    const MOV64_X: u8 = 0xbf;
+    const MOV64_K: u8 = 0xb7;
+    const ADD64_K: u8 = 0x07;
+    const LDX_W: u8 = 0x61;
+    const LDX_DW: u8 = 0x79;
+    const ST_W: u8 = 0x62;
+    const JEQ_K: u8 = 0x15;
+    const JNE_K: u8 = 0x55;
+    const CALL: u8 = 0x85;
+    const EXIT: u8 = 0x95;
+    const LD_IMM64: u8 = 0x18;
+    const GET_CURRENT_TASK: i32 = 35;
+    const PROBE_READ_KERNEL: i32 = 113;
+    const MAP_LOOKUP: i32 = 1;
+    let tasks = struct_field(btf, "task_struct", "tasks")?;
+    let tgid = struct_field(btf, "task_struct", "tgid")?;
+    let files = struct_field(btf, "task_struct", "files")?;
+    let fdt = struct_field(btf, "files_struct", "fdt")?;
+    let fdarr = struct_field(btf, "fdtable", "fd")?;
+    let private = struct_field(btf, "file", "private_data")?;
+    let value = struct_field(btf, "bpf_array", "value")?;
+    // r7 = *(u64 *)(r7 + off), through the stack at fp-16.
+    let read8 = |off: i32| {
+        [
+            insn(MOV64_X, 1, 10, 0, 0),
+            insn(ADD64_K, 1, 0, 0, -16),
+            insn(MOV64_K, 2, 0, 0, 8),
+            insn(MOV64_X, 3, 7, 0, 0),
+            insn(ADD64_K, 3, 0, 0, off),
+            insn(CALL, 0, 0, 0, PROBE_READ_KERNEL),
+            insn(LDX_DW, 7, 10, -16, 0),
+        ]
+    };
+    let mut p = vec![
+        insn(CALL, 0, 0, 0, GET_CURRENT_TASK),
+        insn(MOV64_X, 7, 0, 0, 0),
+        insn(MOV64_K, 8, 0, 0, 4096),
+    ];
+    // loop: tgid of r7 into fp-8
+    let top = p.len();
+    p.extend([
+        insn(MOV64_X, 1, 10, 0, 0),
+        insn(ADD64_K, 1, 0, 0, -8),
+        insn(MOV64_K, 2, 0, 0, 4),
+        insn(MOV64_X, 3, 7, 0, 0),
+        insn(ADD64_K, 3, 0, 0, tgid),
+        insn(CALL, 0, 0, 0, PROBE_READ_KERNEL),
+        insn(LDX_W, 1, 10, -8, 0),
+    ]);
+    let found_jump = p.len();
+    p.push(0); // if r1 == pid goto found (patched)
+    p.extend(read8(tasks));
+    p.push(insn(ADD64_K, 7, 0, 0, -tasks));
+    p.push(insn(ADD64_K, 8, 0, 0, -1));
+    let back = p.len();
+    p.push(insn(JNE_K, 8, 0, (top as i64 - back as i64 - 1) as i16, 0));
+    p.extend(returning(1));
+    let found = p.len();
+    p[found_jump] = insn(JEQ_K, 1, 0, (found - found_jump - 1) as i16, pid);
+    p.extend(read8(files));
+    p.extend(read8(fdt));
+    p.extend(read8(fdarr));
+    p.extend(read8(fd * 8));
+    p.extend(read8(private));
+    p.push(insn(ADD64_K, 7, 0, 0, value));
+    p.extend([
+        insn(ST_W, 10, 0, -24, 0),
+        insn(LD_IMM64, 1, 1, 0, out), // BPF_PSEUDO_MAP_FD
+        0,
+        insn(MOV64_X, 2, 10, 0, 0),
+        insn(ADD64_K, 2, 0, 0, -24),
+        insn(CALL, 0, 0, 0, MAP_LOOKUP),
+        insn(JEQ_K, 0, 0, 6, 0),
+        insn(MOV64_X, 1, 0, 0, 0),
+        insn(MOV64_K, 2, 0, 0, SECRET.len() as i32),
+        insn(MOV64_X, 3, 7, 0, 0),
+        insn(CALL, 0, 0, 0, PROBE_READ_KERNEL),
+        insn(MOV64_K, 0, 0, 0, 2),
+        insn(EXIT, 0, 0, 0, 0),
+        insn(MOV64_K, 0, 0, 0, 3),
+        insn(EXIT, 0, 0, 0, 0),
+    ]);
+    Ok(p)
+}
+
+fn kread(pid: i32, fd: i32) -> String {
+    let btf = match libbpf_rs::btf::Btf::from_vmlinux() {
+        Ok(b) => b,
+        Err(e) => return format!("btf-error:{e}"),
+    };
+    // The output array, through the token where the member has one.
+    let mut c = attr();
+    put_u32(&mut c, 0, MAP_ARRAY_TYPE);
+    put_u32(&mut c, 4, 4);
+    put_u32(&mut c, 8, SECRET.len() as u32);
+    put_u32(&mut c, 12, 1);
+    if let Some(t) = token() {
+        put_u32(&mut c, 16, rawbpf::BPF_F_TOKEN_FD);
+        put_u32(&mut c, 76, t as u32);
+    }
+    let out = match rawbpf::sys_bpf_fd(BPF_MAP_CREATE, &mut c) {
+        Ok(m) => m,
+        Err(e) => return format!("map-{}", errno_str(e)),
+    };
+    let insns = match kread_program(&btf, pid, fd, sysbpf::raw(&out)) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let license = c"GPL";
+    // Without a log first (the loop makes a long one); with one only to say why not.
+    let mut log = vec![0u8; 1 << 24];
+    let attempt = |log: Option<&mut Vec<u8>>| {
+        let mut a = attr();
+        put_u32(&mut a, 0, PROG_SOCKET_FILTER);
+        put_u32(&mut a, 4, insns.len() as u32);
+        put_u64(&mut a, 8, insns.as_ptr() as u64);
+        put_u64(&mut a, 16, license.as_ptr() as u64);
+        if let Some(log) = log {
+            put_u32(&mut a, 24, 1);
+            put_u32(&mut a, 28, log.len() as u32);
+            put_u64(&mut a, 32, log.as_mut_ptr() as u64);
+        }
+        if let Some(t) = token() {
+            put_u32(&mut a, 44, rawbpf::BPF_F_TOKEN_FD);
+            put_u32(&mut a, 144, t as u32);
+        }
+        rawbpf::sys_bpf_fd(BPF_PROG_LOAD, &mut a)
+    };
+    let prog = match attempt(None).or_else(|_| attempt(Some(&mut log))) {
+        Ok(p) => p,
+        Err(e) => {
+            let text = String::from_utf8_lossy(&log);
+            let last = text
+                .trim_end_matches('\0')
+                .lines()
+                .rev()
+                .find(|l| {
+                    !l.trim().is_empty()
+                        && !l.starts_with("processed")
+                        && !l.starts_with("verification time")
+                        && !l.starts_with("stack depth")
+                })
+                .unwrap_or("")
+                .replace(' ', "_");
+            return format!("load-{}:{last}", errno_str(e));
+        }
+    };
+    let packet = [0u8; 64];
+    let mut t = vec![0u8; 80];
+    put_u32(&mut t, 0, sysbpf::raw(&prog) as u32);
+    put_u32(&mut t, 8, packet.len() as u32);
+    put_u64(&mut t, 16, packet.as_ptr() as u64);
+    put_u32(&mut t, 32, 1); // repeat
+    if let Err(e) = rawbpf::sys_bpf(BPF_PROG_TEST_RUN, &mut t) {
+        return format!("run-{}", errno_str(e));
+    }
+    let retval = u32::from_ne_bytes([t[4], t[5], t[6], t[7]]);
+    let key = 0u32.to_ne_bytes();
+    let mut val = [0u8; 32];
+    let mut l = attr();
+    put_u32(&mut l, 0, sysbpf::raw(&out) as u32);
+    put_u64(&mut l, 8, key.as_ptr() as u64);
+    put_u64(&mut l, 16, val.as_mut_ptr() as u64);
+    if let Err(e) = rawbpf::sys_bpf(BPF_MAP_LOOKUP_ELEM, &mut l) {
+        return format!("lookup-{}", errno_str(e));
+    }
+    let text: String = val
+        .iter()
+        .take_while(|&&b| b != 0)
+        .map(|&b| if b.is_ascii_graphic() { b as char } else { '.' })
+        .collect();
+    if text.is_empty() {
+        format!("nothing:retval:{retval}")
+    } else {
+        format!("secret:{text}")
+    }
+}
+
+fn cg_attack(cg: &str, what: &str, sock: Option<&str>) {
+    let dir = std::fs::File::open(cg).unwrap_or_else(|e| fail(&format!("open {cg}: {e}")));
+    let cgfd = sysbpf::raw(&dir);
+    // A drop-everything program of its own.
+    let own = || load(PROG_CGROUP_SKB, &returning(0), 0);
+    match what {
+        "detach" => {
+            // The legacy detach needs no program: an invalid fd names "the" program.
+            say(&format!(
+                "detach={}",
+                prog_attach(BPF_PROG_DETACH, cgfd, -1, ATTACH_CGROUP_INGRESS, 0, 0)
+            ));
+        }
+        "replace" => {
+            let r = match own() {
+                Ok(p) => prog_attach(
+                    BPF_PROG_ATTACH,
+                    cgfd,
+                    sysbpf::raw(&p),
+                    ATTACH_CGROUP_INGRESS,
+                    0,
+                    0,
+                ),
+                Err(e) => e,
+            };
+            say(&format!("replace={r}"));
+        }
+        "replace-multi" => {
+            let fds = match receive_fds(sock.unwrap_or("")) {
+                Ok(f) => f,
+                Err(e) => {
+                    say(&format!("replace=receive-{e}"));
+                    say(&format!("detach=receive-{e}"));
+                    return;
+                }
+            };
+            let theirs = sysbpf::raw(&fds[0]);
+            let r = match own() {
+                Ok(p) => prog_attach(
+                    BPF_PROG_ATTACH,
+                    cgfd,
+                    sysbpf::raw(&p),
+                    ATTACH_CGROUP_INGRESS,
+                    F_ALLOW_MULTI | F_REPLACE,
+                    theirs,
+                ),
+                Err(e) => e,
+            };
+            say(&format!("replace={r}"));
+            say(&format!(
+                "detach={}",
+                prog_attach(BPF_PROG_DETACH, cgfd, theirs, ATTACH_CGROUP_INGRESS, 0, 0)
+            ));
+        }
+        "link-create" => {
+            let p = match own() {
+                Ok(p) => p,
+                Err(e) => {
+                    say(&format!("link={e}"));
+                    say(&format!("link_replace={e}"));
+                    return;
+                }
+            };
+            for (key, flags) in [("link", 0u32), ("link_replace", F_REPLACE)] {
+                let mut l = attr();
+                put_u32(&mut l, 0, sysbpf::raw(&p) as u32);
+                put_u32(&mut l, 4, cgfd as u32);
+                put_u32(&mut l, 8, ATTACH_CGROUP_INGRESS);
+                put_u32(&mut l, 12, flags);
+                let r = match rawbpf::sys_bpf_fd(BPF_LINK_CREATE, &mut l) {
+                    Ok(link) => format!("created:{}", link_id(&link)),
+                    Err(e) => errno_str(e),
+                };
+                say(&format!("{key}={r}"));
+            }
+        }
+        "link-ops" => {
+            let fds = match receive_fds(sock.unwrap_or("")) {
+                Ok(f) if f.len() >= 2 => f,
+                Ok(_) => {
+                    say("update=receive-short");
+                    say("detach=receive-short");
+                    return;
+                }
+                Err(e) => {
+                    say(&format!("update=receive-{e}"));
+                    say(&format!("detach=receive-{e}"));
+                    return;
+                }
+            };
+            let link = sysbpf::raw(&fds[1]);
+            let new = own();
+            let mut u = vec![0u8; 16];
+            put_u32(&mut u, 0, link as u32);
+            put_u32(&mut u, 4, new.as_ref().map_or(-1, sysbpf::raw) as u32);
+            let r = done(rawbpf::sys_bpf(BPF_LINK_UPDATE, &mut u));
+            say(&format!(
+                "update={r}{}",
+                new.as_ref()
+                    .err()
+                    .map(|e| format!(";own-{e}"))
+                    .unwrap_or_default()
+            ));
+            let mut d = vec![0u8; 4];
+            put_u32(&mut d, 0, link as u32);
+            say(&format!(
+                "detach={}",
+                done(rawbpf::sys_bpf(BPF_LINK_DETACH, &mut d))
+            ));
+        }
+        other => fail(&format!("unknown cgroup attack {other}")),
+    }
+}
+
+/// Queries as root, for the harness: PROG_QUERY of `target_path` (a cgroup directory or a
+/// network namespace file) for `attach_type`: ids=PROG:LINK,... flags=F
+fn query_print(target_path: &str, attach_type: u32) {
+    let t = std::fs::File::open(target_path).unwrap_or_else(|e| fail(&format!("open: {e}")));
+    let mut ids = [0u32; 64];
+    let mut links = [0u32; 64];
+    let mut a = vec![0u8; 48];
+    put_u32(&mut a, 0, sysbpf::raw(&t) as u32);
+    put_u32(&mut a, 4, attach_type);
+    put_u64(&mut a, 16, ids.as_mut_ptr() as u64);
+    put_u32(&mut a, 24, 64);
+    if attach_type == ATTACH_CGROUP_INGRESS {
+        put_u64(&mut a, 40, links.as_mut_ptr() as u64);
+    }
+    let r = rawbpf::sys_bpf(BPF_PROG_QUERY, &mut a);
+    if attach_type == ATTACH_CGROUP_INGRESS && r == Err(bpfns_sys::Errno::INVAL) {
+        // Before 6.6 there are no link ids.
+        put_u64(&mut a, 40, 0);
+        if let Err(e) = rawbpf::sys_bpf(BPF_PROG_QUERY, &mut a) {
+            return say(&format!("ids=errno:{}", e.raw_os_error()));
+        }
+    } else if let Err(e) = r {
+        return say(&format!("ids=errno:{}", e.raw_os_error()));
+    }
+    let n = (u32::from_ne_bytes([a[24], a[25], a[26], a[27]]) as usize).min(64);
+    let v: Vec<String> = (0..n).map(|i| format!("{}:{}", ids[i], links[i])).collect();
+    say(&format!("ids={}", v.join(",")));
+    say(&format!(
+        "flags={}",
+        u32::from_ne_bytes([a[12], a[13], a[14], a[15]])
+    ));
+}
+
+/// Run a command as a member the way `bpfns exec` does, and wait for it.
+fn exec_member(exe: &Path, sock: &str, ns: &str, rest: &[String]) {
+    let mut cmd = Command::new(exe);
+    cmd.args(rest).env(EXEC_ENV, std::process::id().to_string());
+    match bpfns_client::member::spawn(Path::new(sock), ns, &mut cmd) {
+        Ok(mut m) => {
+            let status = m.wait().unwrap_or_else(|e| fail(&e.to_string()));
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        Err(e) => fail(&format!("member::spawn: {e}")),
+    }
+}
+
+/// Kill what holds our listener, install our own, answer CONTINUE, open a foreign map.
+fn own_listener(daemon: i32, foreign: u32) {
+    let holder: i32 = std::env::var(EXEC_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for (name, pid) in [("holder", holder), ("daemon", daemon)] {
+        let r = if pid <= 0 {
+            "no-pid".to_string()
+        } else {
+            match testhooks::kill(pid, libc::SIGKILL) {
+                Ok(()) => "ok".into(),
+                Err(e) => errno_str(e),
+            }
+        };
+        say(&format!("kill.{name}={r}"));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = bpfns_sys::seccomp::set_no_new_privs_raw();
+    let f = match bpfns_sys::seccomp::Filter::notify_syscalls(&[libc::SYS_bpf]) {
+        Ok(f) => f,
+        Err(e) => fail(&e.to_string()),
+    };
+    // On a thread of its own: the main thread stays free to make the call it answers.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = bpfns_sys::seccomp::install_filter(
+            &f,
+            bpfns_sys::seccomp::FilterFlags::NEW_LISTENER
+                | bpfns_sys::seccomp::FilterFlags::TSYNC_ESRCH
+                | bpfns_sys::seccomp::FilterFlags::TSYNC,
+        );
+        match r {
+            Ok(Some(l)) => {
+                let _ = tx.send("ok".to_string());
+                while let Ok(n) = l.recv() {
+                    let _ = l.respond(n.id, bpfns_sys::seccomp::Response::Continue);
+                }
+            }
+            Ok(None) => {
+                let _ = tx.send("no-listener".to_string());
+            }
+            Err(e) => {
+                let _ = tx.send(errno_str(e.errno));
+            }
+        }
+    });
+    let installed = rx
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| "timeout".into());
+    say(&format!("install={installed}"));
+    say(&format!(
+        "open={}",
+        opened(fd_by_id(ObjectKind::Map, foreign, ""))
+    ));
+}
+
+/// The child of `rt-scm-race`: open foreign objects on one thread while another sends every
+/// fd it has to the parent (stdin is the socket).
+fn scm_race_child(ms: u64, specs: &[String]) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let opened_n = Arc::new(AtomicU32::new(0));
+    let (s2, o2) = (stop.clone(), opened_n.clone());
+    let specs: Vec<String> = specs.to_vec();
+    let opener = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while !s2.load(Ordering::Relaxed) {
+            for spec in &specs {
+                let r = if let Some(id) = spec.strip_prefix("map:") {
+                    fd_by_id(ObjectKind::Map, id.parse().unwrap_or(0), "")
+                } else if let Some(p) = spec.strip_prefix("pin:") {
+                    sysbpf::obj_get(Path::new(p)).map_err(|e| e.errno)
+                } else {
+                    continue;
+                };
+                if let Ok(fd) = r {
+                    o2.fetch_add(1, Ordering::Relaxed);
+                    held.push(fd);
+                    if held.len() > 32 {
+                        held.remove(0);
+                    }
+                }
+            }
+        }
+    });
+    let sock = std::io::stdin();
+    let deadline = std::time::Instant::now() + Duration::from_millis(ms);
+    while std::time::Instant::now() < deadline {
+        // Every fd number it may have, the socket and stdio included (so that something always
+        // travels): a foreign object that lands on one of them would go with it.
+        for n in 0..48 {
+            let _ = testhooks::send_fd_number(sock.as_fd(), n);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = opener.join();
+    say(&format!(
+        "child_opened={}",
+        opened_n.load(Ordering::Relaxed)
+    ));
+}
+
+fn scm_race(exe: &Path, ms: &str, specs: &[String]) {
+    let ms: u64 = ms.parse().unwrap_or_else(|_| fail("MS"));
+    let (mine, theirs) = UnixStream::pair().unwrap_or_else(|e| fail(&e.to_string()));
+    let mut child = Command::new(exe)
+        .arg("rt-scm-race-child")
+        .arg(ms.to_string())
+        .args(specs)
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| fail(&format!("spawn: {e}")));
+    let _ = mine.set_read_timeout(Some(Duration::from_millis(200)));
+    let (mut received, mut foreign) = (0u32, Vec::new());
+    loop {
+        let mut b = [0u8; 1];
+        let mut fds = Vec::new();
+        match bpfns_sys::unix::recv_exact_with_fds(mine.as_fd(), &mut b, &mut fds) {
+            Ok(true) => {
+                for fd in fds {
+                    received += 1;
+                    let d = describe(fd.as_fd());
+                    // Only bpf objects can be foreign; the child opened no own ones.
+                    if d.starts_with("map:")
+                        || d.starts_with("prog:")
+                        || d.starts_with("link:")
+                        || d.starts_with("btf:")
+                    {
+                        foreign.push(d);
+                    }
+                }
+            }
+            Ok(false) => break,
+            Err(e) if e.errno == bpfns_sys::Errno::AGAIN => {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let status = child.wait().map(|s| {
+        use std::os::unix::process::ExitStatusExt;
+        match (s.code(), s.signal()) {
+            (Some(c), _) => format!("exited:{c}"),
+            (_, Some(sig)) => format!("signaled:{sig}"),
+            _ => "?".into(),
+        }
+    });
+    foreign.sort();
+    foreign.dedup();
+    say(&format!(
+        "race=received:{received} foreign:{} child:{} {}",
+        foreign.len(),
+        status.unwrap_or_else(|e| e.to_string()),
+        foreign.join(",")
+    ));
+}
+
+/// The actions of this section.
+fn more(exe: &Path, args: &[String]) {
+    let arg = |i: usize| {
+        args.get(i)
+            .cloned()
+            .unwrap_or_else(|| fail("missing argument"))
+    };
+    match arg(0).as_str() {
+        "rt-hold-secret" => {
+            let map = sysbpf::map_create(MAP_ARRAY_TYPE, "rt_secret", 4, SECRET.len() as u32, 1)
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            let key = 0u32.to_ne_bytes();
+            let mut u = attr();
+            put_u32(&mut u, 0, sysbpf::raw(&map) as u32);
+            put_u64(&mut u, 8, key.as_ptr() as u64);
+            put_u64(&mut u, 16, SECRET.as_ptr() as u64);
+            rawbpf::sys_bpf(BPF_MAP_UPDATE_ELEM, &mut u).unwrap_or_else(|e| fail(&e.to_string()));
+            say(&format!(
+                "victim={} fd={} id={}",
+                std::process::id(),
+                sysbpf::raw(&map),
+                map_id(&map)
+            ));
+            hold_until_eof();
+            drop(map);
+        }
+        "rt-kread" => {
+            let pid: i32 = arg(1).parse().unwrap_or_else(|_| fail("PID"));
+            let fd: i32 = arg(2).parse().unwrap_or_else(|_| fail("FD"));
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            if let Some(l) = status.lines().find(|l| l.starts_with("CapEff:")) {
+                say(&format!("capeff={}", l["CapEff:".len()..].trim()));
+            }
+            say(&format!("kread={}", kread(pid, fd)));
+        }
+        "rt-cg-victim" => {
+            let dir = std::fs::File::open(arg(1)).unwrap_or_else(|e| fail(&format!("open: {e}")));
+            let prog = load(PROG_CGROUP_SKB, &RETURN_ONE_PASS, 0).unwrap_or_else(|e| fail(&e));
+            let pid = prog_id(&prog);
+            let mut keep: Vec<OwnedFd> = Vec::new();
+            let mut lid = 0;
+            match arg(2).as_str() {
+                "legacy" | "multi" => {
+                    let flags = if arg(2) == "multi" { F_ALLOW_MULTI } else { 0 };
+                    let r = prog_attach(
+                        BPF_PROG_ATTACH,
+                        sysbpf::raw(&dir),
+                        sysbpf::raw(&prog),
+                        ATTACH_CGROUP_INGRESS,
+                        flags,
+                        0,
+                    );
+                    if r != "ok" {
+                        fail(&format!("attach: {r}"));
+                    }
+                }
+                "link" => {
+                    let link = sysbpf::link_create(&prog, &dir, ATTACH_CGROUP_INGRESS)
+                        .unwrap_or_else(|e| fail(&e.to_string()));
+                    lid = link_id(&link);
+                    keep.push(link);
+                }
+                other => fail(&format!("mode {other}")),
+            }
+            if let Some(sock) = args.get(3) {
+                let mut fds = vec![prog.try_clone().unwrap_or_else(|e| fail(&e.to_string()))];
+                for k in &keep {
+                    fds.push(k.try_clone().unwrap_or_else(|e| fail(&e.to_string())));
+                }
+                serve_fds(sock, fds);
+            }
+            say(&format!("victim={pid} link={lid}"));
+            hold_until_eof();
+            if keep.is_empty() {
+                let _ = prog_attach(
+                    BPF_PROG_DETACH,
+                    sysbpf::raw(&dir),
+                    sysbpf::raw(&prog),
+                    ATTACH_CGROUP_INGRESS,
+                    0,
+                    0,
+                );
+            }
+            if let Some(sock) = args.get(3) {
+                let _ = std::fs::remove_file(sock);
+            }
+        }
+        "rt-cg-attack" => cg_attack(&arg(1), &arg(2), args.get(3).map(String::as_str)),
+        "rt-query" => {
+            let t: u32 = arg(2).parse().unwrap_or_else(|_| fail("TYPE"));
+            query_print(&arg(1), t);
+        }
+        "rt-netns-hold" => {
+            testhooks::unshare(libc::CLONE_NEWNET).unwrap_or_else(|e| fail(&errno_str(e)));
+            say(&format!("netns={}", std::process::id()));
+            hold_until_eof();
+        }
+        "rt-fd-victim" => {
+            enter_netns(&arg(1));
+            let prog = load(PROG_FLOW_DISSECTOR, &returning(0), ATTACH_FLOW_DISSECTOR)
+                .unwrap_or_else(|e| fail(&e));
+            let r = prog_attach(
+                BPF_PROG_ATTACH,
+                0,
+                sysbpf::raw(&prog),
+                ATTACH_FLOW_DISSECTOR,
+                0,
+                0,
+            );
+            if r != "ok" {
+                fail(&format!("attach: {r}"));
+            }
+            say(&format!("victim={}", prog_id(&prog)));
+            hold_until_eof();
+            let _ = prog_attach(
+                BPF_PROG_DETACH,
+                0,
+                sysbpf::raw(&prog),
+                ATTACH_FLOW_DISSECTOR,
+                0,
+                0,
+            );
+        }
+        "rt-fd-attack" => {
+            let r = match load(PROG_FLOW_DISSECTOR, &returning(2), ATTACH_FLOW_DISSECTOR) {
+                Ok(p) => prog_attach(
+                    BPF_PROG_ATTACH,
+                    0,
+                    sysbpf::raw(&p),
+                    ATTACH_FLOW_DISSECTOR,
+                    0,
+                    0,
+                ),
+                Err(e) => e,
+            };
+            say(&format!("replace={r}"));
+        }
+        "rt-sockmap-victim" => {
+            let map = sysbpf::map_create(MAP_SOCKMAP, "rt_sockmap", 4, 4, 1)
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            let prog = load(PROG_SK_SKB, &RETURN_ONE_PASS, 0).unwrap_or_else(|e| fail(&e));
+            let r = prog_attach(
+                BPF_PROG_ATTACH,
+                sysbpf::raw(&map),
+                sysbpf::raw(&prog),
+                ATTACH_SK_SKB_STREAM_VERDICT,
+                0,
+                0,
+            );
+            if r != "ok" {
+                fail(&format!("attach: {r}"));
+            }
+            let fds = vec![
+                map.try_clone().unwrap_or_else(|e| fail(&e.to_string())),
+                prog.try_clone().unwrap_or_else(|e| fail(&e.to_string())),
+            ];
+            serve_fds(&arg(1), fds);
+            say(&format!("victim={} map={}", prog_id(&prog), map_id(&map)));
+            hold_until_eof();
+            let _ = std::fs::remove_file(arg(1));
+        }
+        "rt-sockmap-attack" => {
+            let fds = match receive_fds(&arg(1)) {
+                Ok(f) if f.len() >= 2 => f,
+                r => {
+                    let e = r.err().unwrap_or_else(|| "short".into());
+                    say(&format!("detach=receive-{e}"));
+                    say(&format!("replace=receive-{e}"));
+                    return;
+                }
+            };
+            let (map, theirs) = (sysbpf::raw(&fds[0]), sysbpf::raw(&fds[1]));
+            say(&format!(
+                "detach={}",
+                prog_attach(
+                    BPF_PROG_DETACH,
+                    map,
+                    theirs,
+                    ATTACH_SK_SKB_STREAM_VERDICT,
+                    0,
+                    0
+                )
+            ));
+            let r = match load(PROG_SK_SKB, &returning(0), 0) {
+                Ok(p) => prog_attach(
+                    BPF_PROG_ATTACH,
+                    map,
+                    sysbpf::raw(&p),
+                    ATTACH_SK_SKB_STREAM_VERDICT,
+                    0,
+                    0,
+                ),
+                Err(e) => e,
+            };
+            say(&format!("replace={r}"));
+        }
+        "rt-sockmap-query" => {
+            // As root, for the harness: the program attached to map ID.
+            let id: u32 = arg(1).parse().unwrap_or_else(|_| fail("ID"));
+            let map =
+                sysbpf::fd_by_id(ObjectKind::Map, id).unwrap_or_else(|e| fail(&e.to_string()));
+            let mut ids = [0u32; 4];
+            let mut a = vec![0u8; 28];
+            put_u32(&mut a, 0, sysbpf::raw(&map) as u32);
+            put_u32(&mut a, 4, ATTACH_SK_SKB_STREAM_VERDICT);
+            put_u64(&mut a, 16, ids.as_mut_ptr() as u64);
+            put_u32(&mut a, 24, 4);
+            match rawbpf::sys_bpf(BPF_PROG_QUERY, &mut a) {
+                Ok(_) => {
+                    let n = (u32::from_ne_bytes([a[24], a[25], a[26], a[27]]) as usize).min(4);
+                    let v: Vec<String> = ids[..n].iter().map(u32::to_string).collect();
+                    say(&format!("ids={}", v.join(",")));
+                }
+                Err(e) => say(&format!("ids=errno:{}", e.raw_os_error())),
+            }
+        }
+        "rt-perf-query" => {
+            let tp: u64 = arg(1).parse().unwrap_or_else(|_| fail("TP_ID"));
+            match testhooks::perf_tracepoint_open(tp) {
+                Err(e) => say(&format!("errno=open-{}", e.raw_os_error())),
+                Ok(ev) => match rawbpf::perf_query_bpf(ev.as_fd()) {
+                    Ok(ids) => {
+                        let v: Vec<String> = ids.iter().map(u32::to_string).collect();
+                        say(&format!("ids={}", v.join(",")));
+                    }
+                    Err(e) => say(&format!("errno={}", e.raw_os_error())),
+                },
+            }
+        }
+        "rt-xdp-victim" => {
+            enter_netns(&arg(1));
+            let prog = load(PROG_XDP, &returning(2), 0).unwrap_or_else(|e| fail(&e));
+            let mut keep = None;
+            match arg(2).as_str() {
+                "netlink" => testhooks::xdp_set_netlink(1, sysbpf::raw(&prog))
+                    .unwrap_or_else(|e| fail(&format!("netlink attach: {}", errno_str(e)))),
+                "link" => {
+                    let mut l = attr();
+                    put_u32(&mut l, 0, sysbpf::raw(&prog) as u32);
+                    put_u32(&mut l, 4, 1); // lo
+                    put_u32(&mut l, 8, ATTACH_XDP);
+                    put_u32(&mut l, 12, testhooks::XDP_FLAGS_SKB_MODE);
+                    keep = Some(
+                        rawbpf::sys_bpf_fd(BPF_LINK_CREATE, &mut l)
+                            .unwrap_or_else(|e| fail(&format!("link: {}", errno_str(e)))),
+                    );
+                }
+                other => fail(&format!("mode {other}")),
+            }
+            say(&format!("victim={}", prog_id(&prog)));
+            hold_until_eof();
+            if keep.is_none() {
+                let _ = testhooks::xdp_set_netlink(1, -1);
+            }
+        }
+        "rt-xdp-show" => {
+            enter_netns(&arg(1));
+            match testhooks::xdp_prog_id_netlink(1) {
+                Ok(id) => say(&format!("xdp={id}")),
+                Err(e) => say(&format!("xdp={}", errno_str(e))),
+            }
+        }
+        "rt-xdp-attack" => {
+            match testhooks::xdp_prog_id_netlink(1) {
+                Ok(id) => say(&format!("seen={id}")),
+                Err(e) => say(&format!("seen={}", errno_str(e))),
+            }
+            let r = match testhooks::xdp_set_netlink(1, -1) {
+                Ok(()) => "ok".to_string(),
+                Err(e) => errno_str(e),
+            };
+            say(&format!("off={r}"));
+        }
+        "rt-exec" => exec_member(exe, &arg(1), &arg(2), &args[3..]),
+        "rt-in-netns" => {
+            enter_netns(&arg(1));
+            exec(exe, &args[2..]);
+        }
+        "rt-own-listener" => {
+            let daemon: i32 = arg(1).parse().unwrap_or_else(|_| fail("DAEMON_PID"));
+            let map: u32 = arg(2).parse().unwrap_or_else(|_| fail("MAP"));
+            own_listener(daemon, map);
+        }
+        "rt-scm-race" => scm_race(exe, &arg(1), &args[2..]),
+        "rt-load-low" => {
+            caps::restrict_for_exec(CapabilitySet::BPF | CapabilitySet::NET_ADMIN)
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            let mut rest = args.to_vec();
+            rest[0] = "rt-load-send".into();
+            exec(exe, &rest);
+        }
+        "rt-load-send" => {
+            let t: u32 = arg(1).parse().unwrap_or_else(|_| fail("TYPE"));
+            let imm: i32 = arg(2).parse().unwrap_or_else(|_| fail("IMM"));
+            let ea: u32 = arg(3).parse().unwrap_or_else(|_| fail("ATTACH"));
+            let p = load_here(t, &returning(imm), ea).unwrap_or_else(|e| fail(&errno_str(e)));
+            let _ = bpfns_sys::unix::send_with_fds(std::io::stdin().as_fd(), b"p", &[p.as_fd()]);
+        }
+        "rt-scm-race-child" => scm_race_child(arg(1).parse().unwrap_or(1000), &args[2..]),
+        other => fail(&format!("unknown action {other}")),
+    }
+}
+
+/// `r0 = 1; exit`: pass (cgroup_skb), SK_PASS (sk_skb).
+const RETURN_ONE_PASS: [u64; 2] = [0x0000_0001_0000_00b7, 0x0000_0000_0000_0095];

@@ -10,6 +10,10 @@
 //!                          ksyms=0|1 (or errno=E)
 //!   bpf-only ARGS...       keep only CAP_BPF, then exec ARGS (a path, or this helper's ACTION)
 //!   no-caps ARGS...        keep no capability, then exec ARGS
+//!   bpf-net ACTION...      the same with CAP_BPF and CAP_NET_ADMIN
+//!   no-perfmon ACTION...   the same with every capability but CAP_SYS_ADMIN and CAP_PERFMON
+//!                          (a loader in a namespace that denies tracing)
+//!   load TYPE              BPF_PROG_LOAD of `r0 = 0; exit` as TYPE: loaded=ID | errno=E
 //!   install-listener       try to install a seccomp filter with a listener: installed=1|errno=E
 //!   bpf-x32 | bpf-int80    BPF_MAP_GET_NEXT_ID through the x32 / ia32 entry: ret=R | errno=E
 //!   storm N                count SIGUSR1 (SA_RESTART) and make N trapped calls; print
@@ -39,7 +43,7 @@ use bpfns_sys::testhooks;
 use super::{fail, kind, report_open, say, RETURN_ONE};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 17] = [
+pub const ACTIONS: [&str; 20] = [
     "create-maps",
     "bad-attrs",
     "cgroup-link",
@@ -51,6 +55,9 @@ pub const ACTIONS: [&str; 17] = [
     "obj-get-at",
     "prog-dump",
     "bpf-only",
+    "bpf-net",
+    "no-perfmon",
+    "load",
     "no-caps",
     "install-listener",
     "bpf-x32",
@@ -159,14 +166,40 @@ pub fn run(exe: &Path, args: &[String]) {
                 },
             }
         }
-        "bpf-only" | "no-caps" => {
-            let keep = if arg(0) == "bpf-only" {
-                CapabilitySet::BPF
-            } else {
-                CapabilitySet::empty()
+        "bpf-only" | "bpf-net" | "no-perfmon" | "no-caps" => {
+            let keep = match arg(0).as_str() {
+                "bpf-only" => CapabilitySet::BPF,
+                "bpf-net" => CapabilitySet::BPF | CapabilitySet::NET_ADMIN,
+                "no-perfmon" => {
+                    CapabilitySet::from_bits_retain((1u64 << (caps::last_cap() + 1)) - 1)
+                        .difference(CapabilitySet::SYS_ADMIN | CapabilitySet::PERFMON)
+                }
+                _ => CapabilitySet::empty(),
             };
             caps::restrict_for_exec(keep).unwrap_or_else(|e| fail(&e.to_string()));
             exec_next(exe, &args[1..]);
+        }
+        "load" => {
+            let t: u32 = arg(1).parse().unwrap_or_else(|_| fail("TYPE"));
+            // Syscall programs must be sleepable.
+            let flags = if t == 31 { 16 } else { 0 };
+            match sysbpf::prog_load(
+                t,
+                "bpfns_load",
+                &sysbpf::RETURN_ZERO,
+                sysbpf::ProgLoadOpts {
+                    prog_flags: flags,
+                    ..Default::default()
+                },
+            ) {
+                Ok(fd) => say(&format!(
+                    "loaded={}",
+                    sysbpf::info::<sysbpf::bpf_prog_info>(&fd)
+                        .map(|i| i.id)
+                        .unwrap_or(0)
+                )),
+                Err(e) => say(&format!("errno={}", errno_of(&e))),
+            }
         }
         "install-listener" => {
             let _ = bpfns_sys::seccomp::set_no_new_privs_raw();

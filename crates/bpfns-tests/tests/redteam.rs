@@ -1144,6 +1144,8 @@ fn scene_query(m: &mut Matrix) {
             let f: Vec<&str> = l.split_whitespace().collect();
             (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
         });
+    // Perf events on tracepoints need tracefs: mounted here if it is not (idempotent).
+    let _ = bpfns_sys::fs::ensure_tracefs();
     let tp = std::fs::read_to_string("/sys/kernel/tracing/events/syscalls/sys_enter_getpid/id")
         .ok()
         .map(|s| s.trim().to_string());
@@ -2487,6 +2489,8 @@ fn scene_netattach(m: &mut Matrix) {
 fn scene_perfquery(m: &mut Matrix) {
     let mut sc = Scene::new("perfq");
     let row = "PERF_EVENT_IOC_QUERY_BPF on a tracepoint with foreign programs attached";
+    // Perf events on tracepoints need tracefs: mounted here if it is not (idempotent).
+    let _ = bpfns_sys::fs::ensure_tracefs();
     let Some(tp) =
         std::fs::read_to_string("/sys/kernel/tracing/events/syscalls/sys_enter_getpid/id")
             .ok()

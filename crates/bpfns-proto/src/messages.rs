@@ -140,6 +140,10 @@ pub enum ErrorCode {
     Conflict,
     /// Something failed inside the daemon; the message says what.
     Internal,
+    /// A resource limit of bpfnsd refuses the request (connections per uid, per namespace or
+    /// in all, supervised members, file descriptors); the message names the limit and its
+    /// setting in bpfnsd.toml.
+    LimitReached,
 }
 
 /// The successful answers.
@@ -266,6 +270,10 @@ pub struct StatusInfo {
     pub layers: Vec<String>,
     pub namespaces: u32,
     pub supervised_listeners: u32,
+    /// Listeners the listener keeper holds (every supervised member's, also while bpfnsd
+    /// restarts); 0 when it does not answer.
+    #[serde(default)]
+    pub kept_listeners: u32,
     pub counters: Vec<(String, u64)>,
 }
 

@@ -171,7 +171,7 @@ pub enum Reply {
     },
     Supervised {
         pid: i32,
-        /// bpfnsd's process id: a relay watches it to learn when bpfnsd is gone.
+        /// bpfnsd's process id.
         #[serde(default)]
         daemon_pid: i32,
     },

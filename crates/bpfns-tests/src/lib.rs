@@ -289,7 +289,13 @@ impl TestDaemon {
     /// Start a daemon over existing state (`fresh = false`: keep the database and the
     /// pinned kernel side, as after a crash or restart).
     pub fn start_at(dir: PathBuf, layout: PinLayout, fresh: bool) -> Self {
-        Self::start_with(dir, layout, fresh, bpfnsd::config::Limits::default())
+        let limits = bpfnsd::config::Limits {
+            // Suites keep one client across attacks that take long under emulation (the VM
+            // lane): an idle close there would be a harness failure, not a finding.
+            idle_timeout_secs: 600,
+            ..bpfnsd::config::Limits::default()
+        };
+        Self::start_with(dir, layout, fresh, limits)
     }
 
     fn start_with(

@@ -26,6 +26,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const START_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `supervise` waits for a keeper while the watcher starts a new one.
 const DEPOSIT_WAIT: Duration = Duration::from_secs(5);
+/// How long the keeper's counters are reused for `status`.
+const STATS_TTL: Duration = Duration::from_millis(200);
 
 /// How to reach (and start) the keeper.
 #[derive(Debug, Clone)]
@@ -125,6 +127,8 @@ pub struct Link {
     /// Closed on drop (or [`Link::close`]): wakes the watcher, which then ends.
     stop: Mutex<Option<UnixStream>>,
     closed: std::sync::atomic::AtomicBool,
+    /// The keeper's counters as last asked, and when.
+    cache: Mutex<Option<(Instant, Option<Counters>)>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -147,6 +151,7 @@ impl Link {
             restarts: AtomicU64::new(0),
             stop: Mutex::new(None),
             closed: std::sync::atomic::AtomicBool::new(false),
+            cache: Mutex::new(None),
         })
     }
 
@@ -224,20 +229,24 @@ impl Link {
         Ok(Session { st })
     }
 
-    /// The keeper's counters (`None` in the counters if it does not answer now).
+    /// The keeper's counters (`None` in the counters if it does not answer now). Asked at
+    /// most every [`STATS_TTL`], and never waited for while the connection is busy: many
+    /// concurrent `status` requests would otherwise queue behind each other's round trips.
     pub fn stats(&self) -> KeeperStats {
-        let mut st = self.lock();
-        let keeper = match st
-            .conn
-            .as_ref()
-            .map(|c| call(c, Msg::new(Op::Stats, [0; 6]), &[]))
-        {
-            Some(Ok((m, _))) if m.op == Op::Ok => Some(Counters::from_words(m.a)),
-            Some(_) => {
-                st.conn = None;
-                None
-            }
-            None => None,
+        let cached = *self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = cached.filter(|(at, _)| at.elapsed() < STATS_TTL);
+        let keeper = match fresh {
+            Some((_, c)) => c,
+            None => match self.state.try_lock() {
+                Ok(mut st) => {
+                    let c = ask_stats(&mut st);
+                    *self.cache.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((Instant::now(), c));
+                    c
+                }
+                Err(std::sync::TryLockError::Poisoned(p)) => ask_stats(&mut p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => cached.and_then(|(_, c)| c),
+            },
         };
         KeeperStats {
             keeper,
@@ -373,6 +382,21 @@ impl Withdrawn {
             listener: self.listener.as_fd(),
             in_flight: self.in_flight.as_fd(),
         }
+    }
+}
+
+fn ask_stats(st: &mut State) -> Option<Counters> {
+    match st
+        .conn
+        .as_ref()
+        .map(|c| call(c, Msg::new(Op::Stats, [0; 6]), &[]))
+    {
+        Some(Ok((m, _))) if m.op == Op::Ok => Some(Counters::from_words(m.a)),
+        Some(_) => {
+            st.conn = None;
+            None
+        }
+        None => None,
     }
 }
 

@@ -18,7 +18,9 @@
 //!   orphan-child MAP_ID... try to create a map (own=ID | own=errno:E), then for each byte on
 //!                          stdin, probe: walk the map ids and open its own map and each MAP_ID
 //!                          by id; print `probe walk=IDS|errno:E own=RES foreign=ID:RES,...`
-//!                          (RES: opened:ID | errno:E | none); end at EOF
+//!                          (RES: opened:ID | errno:E | none); end at EOF. With
+//!                          BPFNS_ORPHAN_TRIGGER=DIR, probe when DIR/probe-N appears instead
+//!                          (N = 1, 2, ...), and end when DIR/stop appears or DIR goes
 //! Both members end with `calls=N ok=N eagain=N enosys=N other=N max_ms=N`: how their
 //! trapped calls were answered, and the longest one took.
 
@@ -97,9 +99,27 @@ fn orphan_child(maps: &[String]) {
         }
     };
     let foreign: Vec<u32> = maps.iter().filter_map(|m| m.parse().ok()).collect();
+    // Through wrappers that do not pass stdin's bytes on, files trigger the probes.
+    let trigger = std::env::var_os("BPFNS_ORPHAN_TRIGGER").map(std::path::PathBuf::from);
     let mut stdin = std::io::stdin().lock();
     let mut b = [0u8; 1];
-    while matches!(stdin.read(&mut b), Ok(1)) {
+    let mut n = 0u32;
+    let mut next = || -> bool {
+        n += 1;
+        match &trigger {
+            None => matches!(stdin.read(&mut b), Ok(1)),
+            Some(dir) => loop {
+                if dir.join(format!("probe-{n}")).exists() {
+                    return true;
+                }
+                if !dir.exists() || dir.join("stop").exists() {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            },
+        }
+    };
+    while next() {
         let mut ids = Vec::new();
         let mut cur = 0;
         let walk = loop {

@@ -2188,7 +2188,11 @@ fn scene_keeper(m: &mut Matrix) {
             Err(e) => Err(e),
             Ok((mut k, lines)) => {
                 let _ = k.wait();
-                let out: Vec<String> = lines.try_iter().collect();
+                // Everything it printed (the reader ends at EOF; bounded).
+                let mut out = Vec::new();
+                while let Ok(l) = lines.recv_timeout(Duration::from_secs(10)) {
+                    out.push(l);
+                }
                 let got = |pid: &str| {
                     out.iter()
                         .find_map(|l| l.strip_prefix(&format!("kill.{pid}=")))

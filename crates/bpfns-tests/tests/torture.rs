@@ -369,8 +369,12 @@ fn daemon_killed_over_and_over_loses_nothing() {
         "no tally from /tb: {b_out:?}"
     );
     assert_eq!(ta["enosys"], 0, "/ta's calls lost their supervisor: {ta:?}");
+    assert_eq!(ta["wrong"], 0, "/ta's opens returned another fd: {a_out:?}");
     assert_eq!(tb["enosys"], 0, "/tb's calls lost their supervisor: {tb:?}");
     assert!(ta["ok"] > 0, "/ta's own opens never succeeded: {ta:?}");
+    if let Some(l) = a_out.iter().find(|l| l.starts_with("other_errors=")) {
+        eprintln!("/ta's calls that failed otherwise: {l}");
+    }
     assert!(
         kept.outages > 0,
         "the keepers never saw bpfnsd go: {kept:?}"
@@ -424,6 +428,7 @@ fn kill_pid(pid: i32) {
 struct Orphan {
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
+    pending: Vec<String>,
     pid: i32,
     own: u32,
 }
@@ -459,6 +464,7 @@ impl Orphan {
         let mut o = Orphan {
             stdin,
             lines,
+            pending: Vec::new(),
             pid: 0,
             own: 0,
         };
@@ -470,14 +476,20 @@ impl Orphan {
         o
     }
 
+    /// The first line starting with `prefix` (lines of parent and child interleave: those
+    /// passed over are kept for later).
     fn value(&mut self, prefix: &str) -> String {
+        if let Some(i) = self.pending.iter().position(|l| l.starts_with(prefix)) {
+            return self.pending.remove(i)[prefix.len()..].to_string();
+        }
         loop {
             let l = self
                 .lines
                 .recv_timeout(Duration::from_secs(30))
                 .unwrap_or_else(|e| panic!("no {prefix} from the orphan: {e}"));
-            if let Some(v) = l.strip_prefix(prefix) {
-                return v.to_string();
+            match l.strip_prefix(prefix) {
+                Some(v) => return v.to_string(),
+                None => self.pending.push(l),
             }
         }
     }

@@ -139,8 +139,17 @@ impl std::fmt::Debug for Link {
     }
 }
 
-/// Copies of every listener bpfnsd serves (for a new keeper).
-pub type Resync = Box<dyn Fn() -> Vec<(i32, u32, NsId, OwnedFd, InFlight)> + Send>;
+/// What the watcher needs from whoever serves the listeners.
+pub trait Served: Send + Sync {
+    /// Copies of every listener served (for a new keeper).
+    fn copies(&self) -> Vec<Withdrawn>;
+    /// Serve listeners withdrawn from a keeper (when taking over at start failed, and a later
+    /// attempt succeeds).
+    fn adopt(&self, withdrawn: Vec<Withdrawn>);
+}
+
+/// The watcher's handle on what is served.
+pub type Resync = Box<dyn Served>;
 
 impl Link {
     pub fn new(cfg: KeeperConfig) -> Arc<Self> {
@@ -178,12 +187,18 @@ impl Link {
     pub fn start(&self) -> Result<Vec<Withdrawn>, KeeperError> {
         let mut st = self.lock();
         let conn = self.connect(&mut st)?;
-        let withdrawn = if conn.version != VERSION {
-            // A keeper of another version (bpfnsd was upgraded): take its listeners, retire
-            // it, and give them to a keeper of ours.
-            let withdrawn = withdraw_all(&conn)?;
+        let withdrawn = self.take_over(&mut st, conn)?;
+        self.connected.notify_all();
+        Ok(withdrawn)
+    }
+
+    /// Attach through `conn` and withdraw what the keeper holds; a keeper of another version
+    /// (bpfnsd was upgraded) is emptied, retired and replaced by one of ours.
+    fn take_over(&self, st: &mut State, conn: Conn) -> Result<Vec<Withdrawn>, KeeperError> {
+        let withdrawn = withdraw_all(&conn)?;
+        let conn = if conn.version != VERSION {
             retire(&conn);
-            let conn = self.spawn_and_connect(&mut st)?;
+            let conn = self.spawn_and_connect(st)?;
             attach(&conn)?;
             for w in &withdrawn {
                 deposit(&conn, &w.as_deposit())?;
@@ -193,17 +208,14 @@ impl Link {
                 listeners = withdrawn.len(),
                 "replaced a listener keeper of another version"
             );
-            st.synced = conn.instance;
-            st.conn = Some(conn);
-            withdrawn
+            conn
         } else {
             attach(&conn)?;
-            let withdrawn = withdraw_all(&conn)?;
-            st.synced = conn.instance;
-            st.conn = Some(conn);
-            withdrawn
+            conn
         };
-        self.connected.notify_all();
+        st.synced = conn.instance;
+        st.conn = Some(conn);
+        self.forget_stats();
         Ok(withdrawn)
     }
 
@@ -226,7 +238,7 @@ impl Link {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        Ok(Session { st })
+        Ok(Session { link: self, st })
     }
 
     /// The keeper's counters (`None` in the counters if it does not answer now). Asked at
@@ -254,10 +266,15 @@ impl Link {
         }
     }
 
+    /// What changes the keeper's counters makes the next `status` ask again.
+    fn forget_stats(&self) {
+        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// Watch the connection on a thread of its own: when it ends (the keeper died), start a
-    /// new keeper and deposit `resync()`'s listeners into it. The thread ends when the link is
-    /// dropped.
-    pub fn watch(self: &Arc<Self>, resync: Resync) {
+    /// new keeper and deposit every listener `served` serves into it. The thread ends when the
+    /// link is dropped.
+    pub fn watch(self: &Arc<Self>, served: Resync) {
         let (tx, rx) = match UnixStream::pair() {
             Ok(p) => p,
             Err(e) => {
@@ -269,7 +286,7 @@ impl Link {
         let weak = Arc::downgrade(self);
         let spawned = std::thread::Builder::new()
             .name("bpfns-keeper".into())
-            .spawn(move || watch(weak, rx, resync));
+            .spawn(move || watch(weak, rx, served));
         if let Err(e) = spawned {
             tracing::error!("cannot start the keeper watcher: {e}");
         }
@@ -344,6 +361,7 @@ impl Drop for Link {
 
 /// Exclusive use of the keeper connection (see [`Link::session`]).
 pub struct Session<'a> {
+    link: &'a Link,
     st: MutexGuard<'a, State>,
 }
 
@@ -362,6 +380,7 @@ impl Session<'_> {
             .as_ref()
             .ok_or_else(|| KeeperError::Unavailable("the connection ended".into()))?;
         let r = deposit(conn, d);
+        self.link.forget_stats();
         if matches!(
             r,
             Err(KeeperError::Io(_) | KeeperError::Closed | KeeperError::Protocol)
@@ -530,9 +549,9 @@ pub fn stats_at(socket: &Path) -> Option<Counters> {
     }
 }
 
-fn watch(link: Weak<Link>, stop: UnixStream, resync: Resync) {
+fn watch(link: Weak<Link>, stop: UnixStream, served: Resync) {
     let mut last_log: Option<Instant> = None;
-    let mut failed = false;
+    let mut failures = 0u32;
     loop {
         let watched = {
             let Some(l) = link.upgrade() else { return };
@@ -540,11 +559,12 @@ fn watch(link: Weak<Link>, stop: UnixStream, resync: Resync) {
             reap(&mut st);
             st.conn.as_ref().and_then(|c| c.sock.try_clone().ok())
         };
-        // Soon after a loss; after a failed start, not more than once a second.
-        let tick = if watched.is_some() || failed {
+        // Soon after a loss. A dying keeper may still accept a connection and then drop it,
+        // so a failure is retried soon too, then less and less often (at most once a second).
+        let tick = if watched.is_some() {
             Duration::from_secs(1)
         } else {
-            Duration::from_millis(20)
+            Duration::from_millis(10 << failures.min(7)).min(Duration::from_secs(1))
         };
         let mut fds = vec![(stop.as_fd(), true)];
         if let Some(w) = &watched {
@@ -573,13 +593,14 @@ fn watch(link: Weak<Link>, stop: UnixStream, resync: Resync) {
         if l.closed.load(Ordering::SeqCst) {
             return;
         }
-        match l.reconnect(&resync) {
-            Ok(()) => failed = false,
+        match l.reconnect(&served) {
+            Ok(()) => failures = 0,
             Err(e) => {
-                failed = true;
+                failures += 1;
                 let msg = e.to_string();
                 l.lock().last_error = msg.clone();
-                if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                // The first failure is usually the dying keeper: say nothing unless it lasts.
+                if failures > 3 && last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                     tracing::error!("the listener keeper: {msg}");
                     last_log = Some(Instant::now());
                 }
@@ -591,31 +612,33 @@ fn watch(link: Weak<Link>, stop: UnixStream, resync: Resync) {
 impl Link {
     /// The connection ended: connect again (starting a keeper if needed); into a keeper
     /// other than the one that held our listeners, deposit them all.
-    fn reconnect(&self, resync: &Resync) -> Result<(), KeeperError> {
+    fn reconnect(&self, served: &Resync) -> Result<(), KeeperError> {
         let mut st = self.lock();
         if st.conn.is_some() {
             // Dropped by the watcher only; a hang-up closes it here.
             st.conn = None;
         }
         let mut conn = self.connect(&mut st)?;
+        if st.synced == 0 {
+            // Taking over at start failed: do it now.
+            let withdrawn = self.take_over(&mut st, conn)?;
+            tracing::info!(
+                listeners = withdrawn.len(),
+                "took over the listeners the keeper held"
+            );
+            served.adopt(withdrawn);
+            self.connected.notify_all();
+            return Ok(());
+        }
         if conn.version != VERSION {
             retire(&conn);
             conn = self.spawn_and_connect(&mut st)?;
         }
         attach(&conn)?;
         if conn.instance != st.synced {
-            let copies = resync();
-            for (pid, uid, ns, listener, in_flight) in &copies {
-                deposit(
-                    &conn,
-                    &Deposit {
-                        pid: *pid,
-                        uid: *uid,
-                        ns: *ns,
-                        listener: listener.as_fd(),
-                        in_flight: in_flight.as_fd(),
-                    },
-                )?;
+            let copies = served.copies();
+            for c in &copies {
+                deposit(&conn, &c.as_deposit())?;
             }
             self.restarts.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
@@ -627,6 +650,7 @@ impl Link {
         }
         st.conn = Some(conn);
         st.last_error.clear();
+        self.forget_stats();
         self.connected.notify_all();
         Ok(())
     }

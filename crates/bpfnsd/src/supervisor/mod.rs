@@ -365,42 +365,31 @@ impl SupervisorPool {
 
     /// Serve everything the keeper holds (at bpfnsd's start), and from then on keep the
     /// keeper supplied: if it dies, a new one gets every listener served here.
-    pub fn take_over_from_keeper(&self) {
+    pub fn take_over_from_keeper(self: &Arc<Self>) {
         let Some(link) = &self.keeper else { return };
         match link.start() {
-            Ok(withdrawn) => {
-                let n = withdrawn.len();
-                for w in withdrawn {
-                    let in_flight = Arc::new(w.in_flight);
-                    if let Err(e) = self.start(w.pid, w.uid, w.ns, w.listener, in_flight, false) {
-                        tracing::error!(
-                            pid = w.pid,
-                            "serving a listener from the keeper: {}",
-                            e.message
-                        );
-                    }
-                }
-                if n > 0 {
-                    tracing::info!(listeners = n, "took over the listeners the keeper held");
-                }
-            }
+            Ok(withdrawn) => self.adopt(withdrawn),
             Err(e) => tracing::error!("the listener keeper: {e}"),
         }
-        let live = Arc::downgrade(&self.live);
-        link.watch(Box::new(move || {
-            let Some(live) = live.upgrade() else {
-                return Vec::new();
-            };
-            let live = live.lock().unwrap_or_else(|e| e.into_inner());
-            live.by_key
-                .values()
-                .filter_map(|e| {
-                    let l = e.listener.try_clone().ok()?;
-                    let f = e.in_flight.try_clone().ok()?;
-                    Some((e.pid, e.uid, e.ns, l, f))
-                })
-                .collect()
-        }));
+        link.watch(Box::new(Served(Arc::downgrade(self))));
+    }
+
+    /// Serve listeners withdrawn from the keeper (it holds them already).
+    fn adopt(&self, withdrawn: Vec<keeper::link::Withdrawn>) {
+        let n = withdrawn.len();
+        for w in withdrawn {
+            let in_flight = Arc::new(w.in_flight);
+            if let Err(e) = self.start(w.pid, w.uid, w.ns, w.listener, in_flight, false) {
+                tracing::error!(
+                    pid = w.pid,
+                    "serving a listener from the keeper: {}",
+                    e.message
+                );
+            }
+        }
+        if n > 0 {
+            tracing::info!(listeners = n, "took over the listeners the keeper held");
+        }
     }
 
     /// Start a supervisor for `listener`; with `bounded`, refuse it if a limit is reached.
@@ -510,6 +499,36 @@ impl SupervisorPool {
     }
 }
 
+/// The keeper watcher's handle on a pool.
+struct Served(std::sync::Weak<SupervisorPool>);
+
+impl keeper::link::Served for Served {
+    fn copies(&self) -> Vec<keeper::link::Withdrawn> {
+        let Some(pool) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        let live = pool.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.by_key
+            .values()
+            .filter_map(|e| {
+                Some(keeper::link::Withdrawn {
+                    pid: e.pid,
+                    uid: e.uid,
+                    ns: e.ns,
+                    listener: e.listener.try_clone().ok()?,
+                    in_flight: e.in_flight.try_clone().ok()?,
+                })
+            })
+            .collect()
+    }
+
+    fn adopt(&self, withdrawn: Vec<keeper::link::Withdrawn>) {
+        if let Some(pool) = self.0.upgrade() {
+            pool.adopt(withdrawn);
+        }
+    }
+}
+
 impl ListenerSink for SupervisorPool {
     fn supervise(&self, s: Supervise) -> Result<(), Failure> {
         let in_flight = Arc::new(s.in_flight);
@@ -587,9 +606,19 @@ pub fn install(daemon: &Arc<Daemon>) {
                 pin_root: c.pin_root.clone(),
                 grace: Duration::from_millis(c.outage_grace_ms),
             });
+            // ADDFD, then SEND: an ADDFD|SEND interrupted by bpfnsd's death after it was
+            // queued leaves the call answered with 0 (the kernel marks it replied when the
+            // request is queued, and drops the request when the ioctl is interrupted), so the
+            // member gets fd 0 — libbpf then dups and closes it. In two steps, a call whose
+            // answer bpfnsd never sent stays pending, and the keeper answers it EAGAIN. The
+            // cost: about 1 µs per open (docs/benchmarks.md).
+            let options = Options {
+                reply: ReplyMode::AddFdThenSend,
+                ..Options::default()
+            };
             let pool = Arc::new(SupervisorPool::with_keeper(
                 Arc::new(view),
-                Options::default(),
+                options,
                 link,
                 c.limits.clone(),
             ));

@@ -170,6 +170,10 @@ struct Tally {
     eagain: u64,
     enosys: u64,
     other: u64,
+    /// Opens that returned something else than the object asked for.
+    wrong: u64,
+    /// The "other" and wrong answers, the first few.
+    others: Vec<String>,
     max: Duration,
 }
 
@@ -188,7 +192,12 @@ impl Tally {
                 match e.errno {
                     Errno::AGAIN => self.eagain += 1,
                     Errno::NOSYS => self.enosys += 1,
-                    _ => self.other += 1,
+                    _ => {
+                        self.other += 1;
+                        if self.others.len() < 8 {
+                            self.others.push(e.to_string());
+                        }
+                    }
                 }
                 None
             }
@@ -197,14 +206,18 @@ impl Tally {
 
     fn report(&self) {
         say(&format!(
-            "calls={} ok={} eagain={} enosys={} other={} max_ms={}",
+            "calls={} ok={} eagain={} enosys={} other={} wrong={} max_ms={}",
             self.calls,
             self.ok,
             self.eagain,
             self.enosys,
             self.other,
-            self.max.as_millis()
+            self.wrong,
+            self.max.as_millis(),
         ));
+        if !self.others.is_empty() {
+            say(&format!("other_errors={}", self.others.join("; ")));
+        }
     }
 }
 
@@ -262,7 +275,19 @@ fn member(pin: &Path) {
         }
         if let Some(ids) = walk(&mut t) {
             for id in ids.into_iter().rev().take(20) {
-                t.time(|| sysbpf::fd_by_id(ObjectKind::Map, id));
+                // An answer is right only if it is the map asked for.
+                if let Some(fd) = t.time(|| sysbpf::fd_by_id(ObjectKind::Map, id)) {
+                    match sysbpf::info::<sysbpf::bpf_map_info>(&fd) {
+                        Ok(i) if i.id == id => {}
+                        got => {
+                            t.wrong += 1;
+                            if t.others.len() < 8 {
+                                let got = got.map(|i| format!("map {}", i.id));
+                                t.others.push(format!("open of map {id} gave {got:?}"));
+                            }
+                        }
+                    }
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(5));

@@ -562,5 +562,9 @@ impl Drop for ProcessDaemon {
     fn drop(&mut self) {
         self.kill();
         cleanup_daemon_state(&self.dir, &self.layout);
+        // The log tells what went wrong: kept only then.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }

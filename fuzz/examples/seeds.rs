@@ -148,6 +148,7 @@ fn responses() -> Vec<Vec<u8>> {
             layers: vec!["kernel".into(), "supervisor".into(), "lsm".into()],
             namespaces: 3,
             supervised_listeners: 1,
+            kept_listeners: 1,
             counters: vec![("requests".into(), 12), ("denied".into(), 1)],
         }),
     ];
@@ -170,6 +171,7 @@ fn responses() -> Vec<Vec<u8>> {
         ErrorCode::Denied,
         ErrorCode::Conflict,
         ErrorCode::Internal,
+        ErrorCode::LimitReached,
     ] {
         out.push(frame(&Response::error(7, code, "no namespace /x")));
     }

@@ -18,18 +18,9 @@ pub fn run(socket: &Path, ns: &str, command: &[OsString]) -> Result<u8> {
     }
     let mut cmd = Command::new(prog);
     cmd.args(args);
-    let options = member::Options {
-        on_event: Some(Box::new(|e| {
-            match e {
-            member::RelayEvent::DaemonGone => eprintln!(
-                "bpfns: bpfnsd is gone; bpf() lookups in the namespace wait for it (then fail with EAGAIN) until it is back"
-            ),
-            member::RelayEvent::DaemonBack => eprintln!("bpfns: bpfnsd is back"),
-        }
-        })),
-        ..member::Options::default()
-    };
-    let mut child = member::spawn_with(socket, ns, &mut cmd, options)
+    // bpfnsd and its listener keeper hold the member's seccomp listener: nothing is kept here,
+    // and the member stays supervised across bpfnsd restarts also after this process exits.
+    let mut child = member::spawn(socket, ns, &mut cmd)
         .with_context(|| format!("starting {} in namespace {ns}", prog.to_string_lossy()))?;
     let status = child.wait().context("waiting for the command")?;
     Ok(match (status.code(), status.signal()) {

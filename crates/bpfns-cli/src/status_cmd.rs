@@ -22,6 +22,9 @@ pub struct StatusView {
     pub namespaces: u32,
     /// Members' seccomp listeners bpfnsd answers for.
     pub supervised_listeners: u32,
+    /// Listeners the listener keeper holds (so that members stay supervised while bpfnsd
+    /// restarts).
+    pub kept_listeners: u32,
     pub counters: BTreeMap<String, u64>,
 }
 
@@ -34,6 +37,7 @@ impl From<StatusInfo> for StatusView {
             layers: s.layers,
             namespaces: s.namespaces,
             supervised_listeners: s.supervised_listeners,
+            kept_listeners: s.kept_listeners,
             counters: s.counters.into_iter().collect(),
         }
     }
@@ -52,6 +56,10 @@ impl Render for StatusView {
         out.push_str(&format!(
             "supervised members (seccomp listeners): {}\n",
             self.supervised_listeners
+        ));
+        out.push_str(&format!(
+            "listeners held by the listener keeper: {}\n",
+            self.kept_listeners
         ));
         out.push_str("counters:\n");
         let mut t = Table::new(["COUNTER", "VALUE"]);
@@ -83,6 +91,7 @@ mod tests {
             ],
             namespaces: 3,
             supervised_listeners: 2,
+            kept_listeners: 2,
             counters: vec![("tasks_stopped".into(), 1), ("lsm_opens_refused".into(), 4)],
         }
         .into()
@@ -94,6 +103,7 @@ mod tests {
         assert_eq!(v["counters"]["lsm_opens_refused"], 4);
         assert_eq!(v["layers"][2], "BPF LSM");
         assert_eq!(v["supervised_listeners"], 2);
+        assert_eq!(v["kept_listeners"], 2);
     }
 
     #[test]

@@ -103,7 +103,31 @@ impl Client {
         self.seq += 1;
         let req = Request::new(self.seq, op);
         let frame = encode(&req, MAX_REQUEST).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        send_with_fds(self.sock.as_fd(), &frame, fds)?;
+        if let Err(e) = send_with_fds(self.sock.as_fd(), &frame, fds) {
+            // bpfnsd may have refused the connection (a limit) and closed it: its reason
+            // is waiting to be read.
+            return Err(match self.read_response() {
+                Ok((r, _)) if r.seq == 0 => Self::outcome(r, Vec::new())
+                    .err()
+                    .unwrap_or(ClientError::Io(e)),
+                _ => ClientError::Io(e),
+            });
+        }
+        let (resp, got_fds) = self.read_response()?;
+        if resp.seq != req.seq {
+            // A refused connection gets one error frame (seq 0) before anything is asked.
+            if resp.seq == 0 && matches!(resp.result, Outcome::Error(_)) {
+                return Self::outcome(resp, got_fds);
+            }
+            return Err(ClientError::Protocol(format!(
+                "response {} to request {}",
+                resp.seq, req.seq
+            )));
+        }
+        Self::outcome(resp, got_fds)
+    }
+
+    fn read_response(&mut self) -> Result<(Response, Vec<OwnedFd>)> {
         let mut got_fds = Vec::new();
         let mut header = [0u8; HEADER_LEN];
         if !recv_exact_with_fds(self.sock.as_fd(), &mut header, &mut got_fds)? {
@@ -116,12 +140,10 @@ impl Client {
             return Err(ClientError::Closed);
         }
         let resp: Response = decode(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        if resp.seq != req.seq {
-            return Err(ClientError::Protocol(format!(
-                "response {} to request {}",
-                resp.seq, req.seq
-            )));
-        }
+        Ok((resp, got_fds))
+    }
+
+    fn outcome(resp: Response, got_fds: Vec<OwnedFd>) -> Result<(Reply, Vec<OwnedFd>)> {
         if got_fds.len() != resp.fds as usize {
             return Err(ClientError::Protocol(format!(
                 "expected {} fds, got {}",
@@ -233,8 +255,9 @@ impl Client {
         self.supervise_with(pid, listener, None).map(|_| ())
     }
 
-    /// Hand bpfnsd the seccomp listener of our child `pid`, and an in-flight record (see
-    /// [`bpfns_sys::seccomp::InFlight`]); returns bpfnsd's process id.
+    /// Hand bpfnsd the seccomp listener of our child `pid`, and an in-flight record (a memfd,
+    /// see [`bpfns_sys::seccomp::InFlight`]; bpfnsd makes one when none is given) where bpfnsd
+    /// writes the id of each notification before it answers it; returns bpfnsd's process id.
     pub fn supervise_with(
         &mut self,
         pid: i32,

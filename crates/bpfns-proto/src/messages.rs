@@ -143,6 +143,10 @@ pub enum ErrorCode {
     Conflict,
     /// Something failed inside the daemon; the message says what.
     Internal,
+    /// A resource limit of bpfnsd refuses the request (connections per uid, per namespace or
+    /// in all, supervised members, file descriptors); the message names the limit and its
+    /// setting in bpfnsd.toml.
+    LimitReached,
 }
 
 /// The successful answers.
@@ -170,7 +174,7 @@ pub enum Reply {
     },
     Supervised {
         pid: i32,
-        /// bpfnsd's process id: a relay watches it to learn when bpfnsd is gone.
+        /// bpfnsd's process id.
         #[serde(default)]
         daemon_pid: i32,
     },
@@ -277,6 +281,10 @@ pub struct StatusInfo {
     pub layers: Vec<String>,
     pub namespaces: u32,
     pub supervised_listeners: u32,
+    /// Listeners the listener keeper holds (every supervised member's, also while bpfnsd
+    /// restarts); 0 when it does not answer.
+    #[serde(default)]
+    pub kept_listeners: u32,
     pub counters: Vec<(String, u64)>,
 }
 

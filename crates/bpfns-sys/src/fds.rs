@@ -123,6 +123,49 @@ pub fn poll_any(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> Result<Opt
     }
 }
 
+/// `poll()` several fds, each for input (`true`) or only for hang-ups and errors (`false`:
+/// the kernel reports those whatever was asked), retrying on `EINTR`. `None` on timeout.
+pub fn poll_events(
+    fds: &[(BorrowedFd<'_>, bool)],
+    timeout: Option<Duration>,
+) -> Result<Option<Vec<Ready>>> {
+    let ms = match timeout {
+        None => -1,
+        // Round up: a timeout of 0.5 ms must not become a busy loop of zero timeouts.
+        Some(t) => i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX),
+    };
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|(fd, input)| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: if *input { libc::POLLIN } else { 0 },
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: `p` is a valid, writable array of `p.len()` pollfds.
+        let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) };
+        if r < 0 {
+            let e = last_errno();
+            if e == Errno::INTR {
+                continue;
+            }
+            return Err(SysError::new("poll", e));
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        return Ok(Some(
+            p.iter()
+                .map(|q| Ready {
+                    readable: q.revents & libc::POLLIN != 0,
+                    hung_up: q.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0,
+                })
+                .collect(),
+        ));
+    }
+}
+
 /// A connected pair of `SOCK_SEQPACKET` Unix sockets, both close-on-exec.
 pub fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [-1; 2];

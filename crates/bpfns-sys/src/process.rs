@@ -181,6 +181,39 @@ pub fn raise_nofile_limit(n: u64) -> Result<u64> {
     Ok(n)
 }
 
+/// Raise the soft limit on open files to the hard limit (no privilege needed). Returns the
+/// soft limit now in force (`u64::MAX`: unlimited).
+pub fn raise_nofile_to_hard() -> Result<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let cur = getrlimit(Resource::Nofile);
+    if cur.current == cur.maximum {
+        return Ok(cur.current.unwrap_or(u64::MAX));
+    }
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: cur.maximum,
+            maximum: cur.maximum,
+        },
+    )
+    .map_err(|e| SysError::new("setrlimit NOFILE to its hard limit", e))?;
+    Ok(cur.maximum.unwrap_or(u64::MAX))
+}
+
+/// The soft limit on open files (`u64::MAX`: unlimited).
+pub fn nofile_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX)
+}
+
+/// Name the calling thread (`comm`, what `ps` and `/proc/PID/stat` show; at most 15 bytes
+/// are kept). For a single-threaded process, the process's name.
+pub fn set_name(name: &str) -> Result<()> {
+    let c = std::ffi::CString::new(name).map_err(|_| SysError::new("thread name", Errno::INVAL))?;
+    rustix::thread::set_name(&c).map_err(|e| SysError::new("PR_SET_NAME", e))
+}
+
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 extern "C" fn note_interrupt(_signal: libc::c_int) {

@@ -612,6 +612,19 @@ impl Listener {
         })
     }
 
+    /// [`Listener::recv`] that gives up with `EINTR` after `timeout` instead of blocking
+    /// for good: `NOTIF_RECV` ignores `O_NONBLOCK` and waits for the next notification when
+    /// another holder of the listener took the one `poll` reported. A `SIGALRM` timer
+    /// interrupts the wait, so this is for single-threaded processes that use no other
+    /// `ITIMER_REAL` (the listener keeper).
+    pub fn recv_interruptible(&self, timeout: Duration) -> Result<Notification> {
+        alarm_handler_installed()?;
+        arm_alarm(timeout);
+        let r = self.recv();
+        arm_alarm(Duration::ZERO);
+        r
+    }
+
     /// `SECCOMP_IOCTL_NOTIF_ID_VALID`: whether the notification `id` is still pending (the
     /// target has not been interrupted or died). Check it between reading target memory and
     /// acting on what was read.
@@ -709,6 +722,46 @@ impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
+}
+
+extern "C" fn on_alarm(_signal: libc::c_int) {}
+
+/// Install a do-nothing `SIGALRM` handler without `SA_RESTART` (once): the signal then only
+/// interrupts a blocking system call with `EINTR`.
+fn alarm_handler_installed() -> Result<()> {
+    static DONE: std::sync::OnceLock<std::result::Result<(), Errno>> = std::sync::OnceLock::new();
+    let r = DONE.get_or_init(|| {
+        // SAFETY: an all-zero `sigaction` is valid (empty mask, no flags); the handler does
+        // nothing, which is async-signal-safe; the pointers are valid for the call.
+        let ret = unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_alarm as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(libc::SIGALRM, &act, std::ptr::null_mut())
+        };
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(last_errno())
+        }
+    });
+    r.map_err(|e| SysError::new("sigaction SIGALRM", e))
+}
+
+/// Arm (or, with zero, disarm) a one-shot `ITIMER_REAL`.
+fn arm_alarm(after: Duration) {
+    let t = libc::itimerval {
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        it_value: libc::timeval {
+            tv_sec: after.as_secs() as libc::time_t,
+            tv_usec: libc::suseconds_t::from(after.subsec_micros()),
+        },
+    };
+    // SAFETY: `t` is a valid itimerval; the old value is not wanted (null is allowed).
+    unsafe { libc::setitimer(libc::ITIMER_REAL, &t, std::ptr::null_mut()) };
 }
 
 /// Result of waiting on one fd for input.
@@ -917,8 +970,8 @@ mod tests {
 /// A listener can have several holders. When the supervisor that received a notification dies
 /// before answering, the notification stays `SENT` and its caller waits until some holder of
 /// the listener answers it, which only works knowing its id. The supervisor [`record`]s each id
-/// it receives here; another holder (the relay kept by `bpfns exec`) reads it with [`last`]
-/// and answers what is left ([`Listener::id_valid`] tells whether it is still waiting).
+/// it receives here; another holder (bpfnsd's listener keeper) reads it with [`last`] and
+/// answers what is left ([`Listener::id_valid`] tells whether it is still waiting).
 ///
 /// [`record`]: InFlight::record
 /// [`last`]: InFlight::last
@@ -951,6 +1004,21 @@ impl InFlight {
         rustix::fs::fcntl_get_seals(&fd)
             .map_err(|e| SysError::new("F_GET_SEALS (not a memfd)", e))?;
         Ok(Self(fd))
+    }
+
+    /// A second handle on the same record (`dup`).
+    pub fn try_clone(&self) -> Result<Self> {
+        self.0.try_clone().map(Self).map_err(|e| {
+            SysError::new(
+                "dup in-flight record",
+                Errno::from_io_error(&e).unwrap_or(Errno::BADF),
+            )
+        })
+    }
+
+    /// The fd.
+    pub fn into_fd(self) -> OwnedFd {
+        self.0
     }
 
     /// Record that notification `id` is being answered.

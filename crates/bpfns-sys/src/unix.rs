@@ -136,6 +136,34 @@ pub fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
     r == 0
 }
 
+/// `SIGKILL` the process behind `pidfd` (immune to pid reuse).
+pub fn pidfd_kill(pidfd: BorrowedFd<'_>) -> Result<()> {
+    pidfd_signal(pidfd, libc::SIGKILL)
+}
+
+/// Send `signal` to the process behind `pidfd` (immune to pid reuse).
+pub fn pidfd_signal(pidfd: BorrowedFd<'_>, signal: i32) -> Result<()> {
+    // SAFETY: null info and zero flags are valid; the signal is a plain number.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        let e = std::io::Error::last_os_error();
+        Err(SysError::new(
+            format!("pidfd_send_signal {signal}"),
+            Errno::from_io_error(&e).unwrap_or(Errno::SRCH),
+        ))
+    }
+}
+
 /// The listening socket systemd passed (socket activation: `LISTEN_PID`/`LISTEN_FDS`, fd 3),
 /// if there is one and it is a listening Unix stream socket. The variables are removed so
 /// children do not inherit them.
@@ -165,5 +193,141 @@ pub fn systemd_listener() -> Option<std::os::unix::net::UnixListener> {
     }
     // SAFETY: checked above; nobody else owns fd 3 in this process.
     let owned = unsafe { OwnedFd::from_raw_fd(SD_LISTEN_FDS_START) };
+    // systemd passes it without close-on-exec: processes bpfnsd starts must not inherit it.
+    let _ = rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC);
     Some(std::os::unix::net::UnixListener::from(owned))
+}
+
+// ---- SOCK_SEQPACKET: message-atomic sockets for small local protocols ------------------------
+
+fn unix_addr(path: &std::path::Path) -> Result<rustix::net::SocketAddrUnix> {
+    rustix::net::SocketAddrUnix::new(path)
+        .map_err(|e| SysError::new(format!("socket path {}", path.display()), e))
+}
+
+/// A listening, non-blocking, close-on-exec `SOCK_SEQPACKET` Unix socket bound at `path`
+/// (which must not exist), with permissions `mode`.
+pub fn seqpacket_listen(path: &std::path::Path, mode: u32, backlog: i32) -> Result<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(|e| SysError::new("socket(AF_UNIX, SOCK_SEQPACKET)", e))?;
+    rustix::net::bind(&fd, &unix_addr(path)?)
+        .map_err(|e| SysError::new(format!("bind {}", path.display()), e))?;
+    rustix::fs::chmod(path, rustix::fs::Mode::from_raw_mode(mode))
+        .map_err(|e| SysError::new(format!("chmod {}", path.display()), e))?;
+    rustix::net::listen(&fd, backlog)
+        .map_err(|e| SysError::new(format!("listen {}", path.display()), e))?;
+    Ok(fd)
+}
+
+/// Accept one connection on a non-blocking listening socket: the new socket is close-on-exec
+/// and non-blocking; `None` when nobody is waiting.
+pub fn accept_nonblocking(listener: impl AsFd) -> Result<Option<OwnedFd>> {
+    use rustix::net::SocketFlags;
+    loop {
+        match rustix::net::accept_with(&listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
+            Ok(fd) => return Ok(Some(fd)),
+            Err(Errno::AGAIN) => return Ok(None),
+            Err(Errno::INTR | Errno::CONNABORTED) => continue,
+            Err(e) => return Err(SysError::new("accept", e)),
+        }
+    }
+}
+
+/// Connect a close-on-exec, blocking `SOCK_SEQPACKET` socket to `path`.
+pub fn seqpacket_connect(path: &std::path::Path) -> Result<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| SysError::new("socket(AF_UNIX, SOCK_SEQPACKET)", e))?;
+    loop {
+        match rustix::net::connect(&fd, &unix_addr(path)?) {
+            Ok(()) => return Ok(fd),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(SysError::new(format!("connect {}", path.display()), e)),
+        }
+    }
+}
+
+/// Send one message (all of `bytes`, with `fds` attached) in one `sendmsg`; with
+/// `dont_wait`, fail with `EAGAIN` instead of blocking on a full socket.
+pub fn send_msg(
+    sock: impl AsFd,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+    dont_wait: bool,
+) -> Result<()> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut anc = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && (fds.len() > MAX_FDS || !anc.push(SendAncillaryMessage::ScmRights(fds))) {
+        return Err(SysError::new("sendmsg: too many fds", Errno::INVAL));
+    }
+    let mut flags = SendFlags::NOSIGNAL;
+    if dont_wait {
+        flags |= SendFlags::DONTWAIT;
+    }
+    let iov = [IoSlice::new(bytes)];
+    loop {
+        match sendmsg(sock.as_fd(), &iov, &mut anc, flags) {
+            Ok(n) if n == bytes.len() => return Ok(()),
+            Ok(_) => return Err(SysError::new("sendmsg: short write", Errno::MSGSIZE)),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(SysError::new("sendmsg", e)),
+        }
+    }
+}
+
+/// Receive one message into `buf` (one `recvmsg`), collecting the fds that came with it
+/// (close-on-exec). Returns its length: 0 at end of stream. A message longer than `buf`, or
+/// with more than [`MAX_FDS`] fds, is an error (`EMSGSIZE`; its fds are closed). With
+/// `dont_wait`, `EAGAIN` instead of blocking.
+pub fn recv_msg(
+    sock: impl AsFd,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    dont_wait: bool,
+) -> Result<usize> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut flags = RecvFlags::CMSG_CLOEXEC;
+    if dont_wait {
+        flags |= RecvFlags::DONTWAIT;
+    }
+    loop {
+        let mut anc = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [std::io::IoSliceMut::new(buf)];
+        let r = match recvmsg(sock.as_fd(), &mut iov, &mut anc, flags) {
+            Ok(r) => r,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(SysError::new("recvmsg", e)),
+        };
+        for msg in anc.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = msg {
+                fds.extend(rights);
+            }
+        }
+        let bad = rustix::net::ReturnFlags::CTRUNC | rustix::net::ReturnFlags::TRUNC;
+        if r.flags.intersects(bad) {
+            fds.clear();
+            return Err(SysError::new("recvmsg: message truncated", Errno::MSGSIZE));
+        }
+        return Ok(r.bytes);
+    }
+}
+
+/// Set `SO_RCVTIMEO` and `SO_SNDTIMEO` (`None`: block forever): a blocking read or write that
+/// waits longer fails with `EAGAIN`.
+pub fn set_timeouts(sock: impl AsFd, timeout: Option<std::time::Duration>) -> Result<()> {
+    use rustix::net::sockopt::{set_socket_timeout, Timeout};
+    set_socket_timeout(&sock, Timeout::Recv, timeout)
+        .map_err(|e| SysError::new("SO_RCVTIMEO", e))?;
+    set_socket_timeout(&sock, Timeout::Send, timeout).map_err(|e| SysError::new("SO_SNDTIMEO", e))
 }

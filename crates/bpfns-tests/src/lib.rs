@@ -181,6 +181,39 @@ pub fn reachable_exe(exe: &std::path::Path) -> PathBuf {
     copy
 }
 
+/// The program a [`TestDaemon`] starts as its listener keeper: `bpfns-test-helper --keeper`
+/// runs what `bpfnsd --keeper` runs. Unless `BPFNS_TEST_HELPER` names one, the helper is
+/// built (once per test process) with the cargo that runs the tests, so that it is never
+/// older than the code under test (packages other than bpfns-tests do not build it).
+pub fn keeper_program() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    if std::env::var_os("BPFNS_TEST_HELPER").is_none() {
+        BUILT.call_once(|| {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let release = helper_path()
+                .parent()
+                .is_some_and(|d| d.ends_with("release"));
+            let mut c = Command::new(cargo);
+            c.args([
+                "build",
+                "-q",
+                "-p",
+                "bpfns-tests",
+                "--bin",
+                "bpfns-test-helper",
+            ]);
+            if release {
+                c.arg("--release");
+            }
+            match c.status() {
+                Ok(s) if s.success() => {}
+                other => eprintln!("warning: building bpfns-test-helper: {other:?}"),
+            }
+        });
+    }
+    helper_path()
+}
+
 /// A running `bpfns-test-helper`.
 #[derive(Debug)]
 pub struct Helper {
@@ -311,6 +344,11 @@ impl TestDaemon {
         Self::start_configured(dir, layout, true, tweak)
     }
 
+    /// Start a daemon named `name` with these limits.
+    pub fn start_with_limits(name: &str, limits: bpfnsd::config::Limits) -> Self {
+        Self::start_with(name, |c| c.limits = limits)
+    }
+
     /// Start a daemon over existing state (`fresh = false`: keep the database and the
     /// pinned kernel side, as after a crash or restart).
     pub fn start_at(dir: PathBuf, layout: PinLayout, fresh: bool) -> Self {
@@ -332,13 +370,21 @@ impl TestDaemon {
             state_dir: dir.join("state"),
             pin_root: layout.root().to_path_buf(),
             ns_bpffs_dir: dir.join("ns"),
-            socket_mode: 0o666,
             // Often, so that the tests run it concurrently with everything else.
             gc_interval_secs: 1,
+            // The test process cannot be the keeper: the helper runs the same keeper code.
+            keeper_program: Some(keeper_program()),
+            limits: bpfnsd::config::Limits {
+                // Suites keep one client across attacks that take long under emulation (the
+                // VM lane): an idle close there would be a harness failure, not a finding.
+                idle_timeout_secs: 600,
+                ..bpfnsd::config::Limits::default()
+            },
             ..bpfnsd::Config::default()
         };
         let mut config = config;
         tweak(&mut config);
+        bpfnsd::start::raise_fd_limit();
         // Clean up if starting fails half-way.
         let guard = CleanupOnDrop(dir.clone(), layout.clone());
         loader::load(&layout).expect("loading the kernel side");
@@ -373,6 +419,11 @@ impl TestDaemon {
         }
     }
 
+    /// The listener keeper's socket.
+    pub fn keeper_socket(&self) -> PathBuf {
+        self.dir.join("state").join(bpfnsd::keeper::SOCKET_NAME)
+    }
+
     /// The daemon.
     pub fn daemon(&self) -> &bpfnsd::Daemon {
         self.daemon.as_ref().expect("daemon running")
@@ -383,10 +434,12 @@ impl TestDaemon {
         bpfns_client::Client::connect(&self.socket).expect("connecting to the test daemon")
     }
 
-    /// Stop serving (as a crash would: nothing is cleaned up). Returns what is needed to
-    /// start again over the same state.
+    /// Stop serving (as a crash would: nothing is cleaned up; the listener keeper goes on
+    /// holding the members' listeners). Returns what is needed to start again over the same
+    /// state.
     pub fn stop(mut self) -> (PathBuf, PinLayout) {
         self.halt();
+        self.daemon().detach_keeper();
         // Wait (bounded) for connection threads to let go, so the database is closed.
         let mut d = self.daemon.take().expect("daemon running");
         for _ in 0..200 {
@@ -420,6 +473,10 @@ impl TestDaemon {
 impl Drop for TestDaemon {
     fn drop(&mut self) {
         self.halt();
+        // Before the keeper is retired: this daemon must not start a new one.
+        if let Some(d) = self.daemon.take() {
+            d.detach_keeper();
+        }
         cleanup_daemon_state(&self.dir, &self.layout);
     }
 }
@@ -442,8 +499,10 @@ fn daemon_paths(kind: &str, name: &str) -> (PathBuf, PinLayout) {
     )
 }
 
-/// Remove everything a test daemon leaves: namespace bpffs mounts, files, the kernel side.
+/// Remove everything a test daemon leaves: its listener keeper, namespace bpffs mounts,
+/// files, the kernel side.
 pub fn cleanup_daemon_state(dir: &std::path::Path, layout: &PinLayout) {
+    bpfnsd::keeper::link::retire_at(&dir.join("state").join(bpfnsd::keeper::SOCKET_NAME));
     if let Ok(rd) = std::fs::read_dir(dir.join("ns")) {
         for e in rd.flatten() {
             let _ = bpfns_sys::fs::unmount_detach(&e.path());
@@ -538,9 +597,29 @@ impl ProcessDaemon {
         }
     }
 
+    /// SIGTERM bpfnsd (what `systemctl stop` and `restart` send) and reap it.
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if let Ok(fd) = bpfns_sys::process::open_pidfd(c.id() as i32) {
+                let _ = bpfns_sys::unix::pidfd_signal(std::os::fd::AsFd::as_fd(&fd), libc::SIGTERM);
+            }
+            let _ = c.wait();
+        }
+    }
+
     /// A client connected to this daemon.
     pub fn client(&self) -> bpfns_client::Client {
         bpfns_client::Client::connect(&self.socket).expect("connecting to the test daemon")
+    }
+
+    /// The listener keeper's socket.
+    pub fn keeper_socket(&self) -> PathBuf {
+        self.dir.join("state").join(bpfnsd::keeper::SOCKET_NAME)
+    }
+
+    /// The listener keeper's counters (its pid among them), if one answers.
+    pub fn keeper(&self) -> Option<bpfnsd::keeper::Counters> {
+        bpfnsd::keeper::link::stats_at(&self.keeper_socket())
     }
 }
 
@@ -548,5 +627,9 @@ impl Drop for ProcessDaemon {
     fn drop(&mut self) {
         self.kill();
         cleanup_daemon_state(&self.dir, &self.layout);
+        // The log tells what went wrong: kept only then.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }

@@ -363,6 +363,18 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
         assert_eq!(err.code(), Some(ErrorCode::BadRequest), "{err}");
         assert!(err.to_string().contains("memfd"), "{err}");
     }
+    // A pipe where the seccomp listener belongs (with a real memfd, or none).
+    let record = bpfns_sys::seccomp::InFlight::create().unwrap();
+    for fds in [vec![r.as_fd(), record.as_fd()], vec![w.as_fd()]] {
+        let err = c
+            .call_with_fds(bpfns_proto::Op::Supervise { pid: 1 }, &fds)
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::BadRequest), "{err}");
+        assert!(
+            err.to_string().contains("seccomp listener") && err.to_string().contains("pipe:"),
+            "{err}"
+        );
+    }
     // Nothing changed, and the daemon still serves.
     assert_eq!(tree(&d), before);
 }
@@ -669,4 +681,87 @@ fn limits_persist_and_older_registries_get_the_default() {
     let k = &d.daemon().kernel;
     assert_eq!(k.namespace_quota(q).unwrap().limit, Some(7), "restored");
     assert_eq!(k.namespace_quota(old).unwrap().limit, Some(60));
+}
+
+/// Connection limits: a caller over its uid's or namespace's limit is refused with
+/// `limit_reached` and a message naming the setting; host administrators in the root namespace
+/// count apart and are never refused because of others; idle connections are closed.
+#[test]
+fn connection_limits_refuse_clearly_and_spare_administrators() {
+    require_kernel!();
+    let d = TestDaemon::start_with_limits(
+        "limits",
+        bpfnsd::config::Limits {
+            max_connections: 6,
+            max_connections_per_uid: 3,
+            max_connections_per_namespace: 4,
+            max_admin_connections: 3,
+            idle_timeout_secs: 2,
+            ..bpfnsd::config::Limits::default()
+        },
+    );
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    c.ns_create("/b").unwrap();
+    let sock = d.socket.to_string_lossy().into_owned();
+    // A member of /a as uid 1000 opens 6 connections and keeps them.
+    let flood = |ns: &str, level: &str| {
+        let mut h = Helper::spawn(&["rt-as", level, "rt-flood", &sock, "6", "0", "hold"]);
+        d.client().enter(ns, h.pid).unwrap();
+        h.go();
+        let held = h.expect("holding");
+        (h, held)
+    };
+    let (h1, held) = flood("/a", "none");
+    assert_eq!(held, "accepted:3 refused:3 other:0", "uid 1000's limit");
+    // uid 0 in /a: /a has 3 of its 4; uid 0 has none yet.
+    let (mut h2, held) = flood("/a", "bpf");
+    assert_eq!(held, "accepted:1 refused:5 other:0", "/a's limit");
+    let refusal = h2.expect("refusal");
+    assert!(
+        refusal.contains("max_connections_per_namespace") && refusal.contains("/a"),
+        "{refusal}"
+    );
+    // uid 0 in /b: 2 more reach the total of 6.
+    let (_h3, held) = flood("/b", "bpf");
+    assert_eq!(held, "accepted:2 refused:4 other:0", "the total");
+    // Host administrators: 3 of their own (one is `c`), whatever the others hold.
+    let mut admins: Vec<_> = (0..2).map(|_| d.client()).collect();
+    for a in &mut admins {
+        a.hello().unwrap();
+    }
+    let err = d.client().hello().unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::LimitReached), "{err}");
+    assert!(err.to_string().contains("max_admin_connections"), "{err}");
+    drop(admins);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let st = c.status().unwrap();
+    let counter = |n: &str| {
+        st.counters
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no {n} in {:?}", st.counters))
+    };
+    assert_eq!(counter("connections_open"), 6);
+    assert!(counter("connections_refused") >= 13);
+    // Released when the member lets go.
+    drop(h1);
+    drop(h2);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (_h4, held) = flood("/a", "none");
+    assert_eq!(
+        held, "accepted:3 refused:3 other:0",
+        "freed: uid 1000's limit again"
+    );
+    // Idle connections are closed after idle_timeout_secs.
+    let mut idle = d.client();
+    idle.hello().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(idle.hello().is_err(), "an idle connection stays open");
+    let st = d.client().status().unwrap();
+    assert!(st
+        .counters
+        .iter()
+        .any(|(k, v)| k == "connections_closed_idle" && *v >= 1));
 }

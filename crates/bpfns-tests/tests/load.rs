@@ -242,3 +242,202 @@ fn a_thousand_clients_leave_no_fd_thread_or_memory_behind() {
         "bpfnsd's heap in use grew from {first} bytes after the first round to {last} after the last"
     );
 }
+
+/// Latencies of one kind of host request, and the failures.
+#[derive(Default)]
+struct HostOps {
+    by_op: std::collections::BTreeMap<&'static str, Vec<u64>>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl HostOps {
+    fn time<T, E: std::fmt::Display>(
+        &mut self,
+        op: &'static str,
+        f: impl FnOnce() -> Result<T, E>,
+    ) {
+        let t = Instant::now();
+        let r = f();
+        self.by_op
+            .entry(op)
+            .or_default()
+            .push(t.elapsed().as_micros() as u64);
+        if let Err(e) = r {
+            self.errors += 1;
+            self.first_error.get_or_insert(format!("{op}: {e}"));
+        }
+    }
+
+    fn summary(&mut self) -> String {
+        self.by_op
+            .iter_mut()
+            .map(|(op, v)| {
+                v.sort_unstable();
+                let q = |p: f64| v[((v.len() - 1) as f64 * p) as usize];
+                format!(
+                    "{op} {} / {} / {} (n={})",
+                    q(0.5),
+                    q(0.99),
+                    v[v.len() - 1],
+                    v.len()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// What the host does while a tenant floods: each request on a connection of its own (as
+/// `bpfns` commands do): list namespaces and maps, create and delete a namespace, start a
+/// member (and let it end).
+fn host_work(d: &ProcessDaemon, until: Instant, ops: &mut HostOps) {
+    let sock = d.socket.clone();
+    let connect = || bpfns_client::Client::connect(&sock);
+    let mut i = 0;
+    while i == 0 || Instant::now() < until {
+        i += 1;
+        ops.time("ns_list", || connect().and_then(|mut c| c.ns_list()));
+        ops.time("map_list", || {
+            connect().and_then(|mut c| c.list(bpfns_model::ObjectKind::Map))
+        });
+        let p = format!("/lh{i}");
+        ops.time("ns_create+delete", || {
+            connect().and_then(|mut c| c.ns_create(&p).and_then(|_| c.ns_delete(&p)))
+        });
+        ops.time("member start+end", || {
+            let mut cmd = Command::new(helper_path());
+            cmd.arg("hold").stdin(Stdio::null()).stdout(Stdio::null());
+            bpfns_client::member::spawn(&d.socket, "/lf", &mut cmd)
+                .map_err(|e| e.to_string())
+                .and_then(|mut m| m.wait().map_err(|e| e.to_string()))
+                .and_then(|s| {
+                    if s.success() {
+                        Ok(())
+                    } else {
+                        Err(format!("the member ended {s}"))
+                    }
+                })
+        });
+    }
+}
+
+/// A flood from an unprivileged member of `/lf` (uid 1000): thousands of connections opened
+/// and kept, then connect-and-close churn from four threads while it keeps them. Meanwhile
+/// the host lists, creates and deletes namespaces and starts members: every request must be
+/// served; the flooder must be refused beyond its limits; bpfnsd's threads and fds stay
+/// bounded. `BPFNS_FLOOD_CONNECTIONS` (default 3000) and `BPFNS_FLOOD_MS` (the churn phase,
+/// during which the host works; default 5000) set the size.
+#[test]
+fn a_flood_from_an_unprivileged_member_leaves_the_host_served() {
+    require_kernel!();
+    let idle = env_or("BPFNS_FLOOD_CONNECTIONS", 3000);
+    let churn_ms = env_or("BPFNS_FLOOD_MS", 5000).max(1000);
+    let d = ProcessDaemon::start("flood");
+    d.client().ns_create("/lf").unwrap();
+    let pid = d.pid().unwrap();
+    let limits = bpfnsd::config::Limits::default();
+
+    let mut quiet = HostOps::default();
+    host_work(&d, Instant::now() + Duration::from_secs(1), &mut quiet);
+    assert_eq!(quiet.errors, 0, "{:?}", quiet.first_error);
+
+    let mut cmd = Command::new(helper_path());
+    cmd.args([
+        "rt-as",
+        "none",
+        "rt-flood",
+        d.socket.to_str().unwrap(),
+        &idle.to_string(),
+        &churn_ms.to_string(),
+    ])
+    .stdout(Stdio::piped());
+    let mut flooder = bpfns_client::member::spawn(&d.socket, "/lf", &mut cmd).unwrap();
+    let stdout = flooder.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    let next = |key: &str| loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("no {key} from the flooder: {e}"));
+        if let Some(v) = l.strip_prefix(key) {
+            return v.to_string();
+        }
+    };
+    let holding = next("holding=");
+    let refusal = next("refusal=");
+    // The churn runs now, for churn_ms, while the idle connections stay open.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = Usage::default();
+            while !stop.load(Ordering::SeqCst) {
+                let u = usage(pid);
+                peak.fds = peak.fds.max(u.fds);
+                peak.threads = peak.threads.max(u.threads);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            peak
+        })
+    };
+    let started = Instant::now();
+    let mut during = HostOps::default();
+    let until = started + Duration::from_millis(churn_ms - 500);
+    host_work(&d, until, &mut during);
+    let host_secs = started.elapsed().as_secs_f64();
+    let flood = next("flood=");
+    let status = flooder.wait().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let peak = sampler.join().unwrap();
+    assert!(status.success(), "the flooder: {status}");
+    let field = |s: &str, k: &str| -> u64 {
+        s.split(' ')
+            .find_map(|f| f.strip_prefix(k))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (quiet_summary, during_summary) = (quiet.summary(), during.summary());
+    let accepted = field(&flood, "accepted:");
+    let refused = field(&flood, "refused:");
+    let report = format!(
+        "| idle connections tried | held by the flooder | refused | churn (connect+close in {churn_ms} ms) | bpfnsd threads / fds at peak | host requests: failed | host p50 / p99 / max µs, quiet | the same under the flood ({host_secs:.1} s) |\n\
+         |---|---|---|---|---|---|---|---|\n\
+         | {idle} | {accepted} | {refused} | {} | {} / {} | {} | {} | {} |\n\nrefusal: {refusal}\n",
+        field(&flood, "churn:"),
+        peak.threads,
+        peak.fds,
+        during.errors,
+        quiet_summary,
+        during_summary,
+    );
+    println!("{report}");
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tmp");
+    let _ = std::fs::create_dir_all(&out);
+    let _ = std::fs::write(out.join("flood-report.md"), &report);
+    assert_eq!(
+        during.errors, 0,
+        "host requests failed under the flood: {:?}",
+        during.first_error
+    );
+    assert!(
+        accepted <= u64::from(limits.max_connections_per_uid),
+        "the flooder holds {accepted} connections ({holding})"
+    );
+    assert!(refused > 0, "the flooder was never refused: {flood}");
+    assert!(
+        refusal.contains("max_connections_per_uid"),
+        "the refusal names the limit: {refusal}"
+    );
+    // A thread per held connection, and a few; fds two per connection and a few.
+    let bound = u64::from(limits.max_connections_per_uid) + 64;
+    assert!(peak.threads <= bound, "bpfnsd ran {} threads", peak.threads);
+}

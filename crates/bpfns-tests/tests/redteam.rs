@@ -2722,9 +2722,427 @@ fn scene_scmrace(m: &mut Matrix) {
     }
 }
 
+// ---- bpfnsd's own lifetime and resources ---------------------------------------------------
+
+/// A scene whose bpfnsd runs in a process of its own (so that it can be restarted, and killed
+/// by an attacker that may kill it): /t, /t/kid and /s; a map of /s and one of the root.
+struct ProcScene {
+    d: bpfns_tests::ProcessDaemon,
+    work: PathBuf,
+    smap: u32,
+    rmap: u32,
+    _holders: Vec<Helper>,
+}
+
+impl Drop for ProcScene {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+/// A member's background child left behind by a process that ended (see `orphan` in the
+/// helper), told to probe through trigger files.
+struct OrphanRt {
+    lines: Receiver<String>,
+    dir: PathBuf,
+    n: u32,
+    pid: i32,
+}
+
+impl OrphanRt {
+    /// The next `probe ...` line (bounded).
+    fn probe(&mut self) -> Option<String> {
+        self.n += 1;
+        std::fs::write(self.dir.join(format!("probe-{}", self.n)), b"").ok()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let l = self.lines.recv_timeout(left).ok()?;
+            if let Some(p) = l.strip_prefix("probe ") {
+                return Some(p.to_string());
+            }
+        }
+    }
+}
+
+impl Drop for OrphanRt {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.dir.join("stop"), b"");
+        std::thread::sleep(Duration::from_millis(50));
+        if let Ok(fd) = bpfns_sys::process::open_pidfd(self.pid) {
+            let _ = bpfns_sys::unix::pidfd_kill(std::os::fd::AsFd::as_fd(&fd));
+        }
+    }
+}
+
+impl ProcScene {
+    fn new(name: &str) -> ProcScene {
+        let d = bpfns_tests::ProcessDaemon::start(&format!("rt-{name}"));
+        let mut admin = d.client();
+        for p in ["/t", "/t/kid", "/s"] {
+            admin.ns_create(p).unwrap();
+        }
+        let mut holders = Vec::new();
+        let mut map_in = |ns: Option<&str>| -> u32 {
+            let mut h = Helper::spawn(&["create", "map"]);
+            if let Some(ns) = ns {
+                admin.enter(ns, h.pid).unwrap();
+            }
+            h.go();
+            let id = h.expect("id").parse().unwrap();
+            holders.push(h);
+            id
+        };
+        let smap = map_in(Some("/s"));
+        let rmap = map_in(None);
+        let work = PathBuf::from(format!("/tmp/bpfns-rt-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ProcScene {
+            d,
+            work,
+            smap,
+            rmap,
+            _holders: holders,
+        }
+    }
+
+    /// Start `rt-as LEVEL ACTION...` as a member of /t; its stdout as lines.
+    fn member(
+        &self,
+        level: Level,
+        args: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Result<(bpfns_client::member::Member, Receiver<String>), String> {
+        let mut cmd = Command::new(helper_path());
+        cmd.args(["rt-as", level.arg()])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut m = bpfns_client::member::spawn(&self.d.socket, "/t", &mut cmd)
+            .map_err(|e| format!("member::spawn: {e}"))?;
+        let stdout = m.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok((m, rx))
+    }
+
+    /// A member at `level` that starts a background child and ends (`sh -c '(...) & exit 0'`),
+    /// the child trying to create a map of its own; `bpfns exec` is over when this returns.
+    fn orphan(&self, level: Level) -> Result<OrphanRt, String> {
+        let dir = self.work.join(format!("orphan-{}", level.arg()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
+        let (s, r) = (self.smap.to_string(), self.rmap.to_string());
+        let (mut m, lines) = self.member(
+            level,
+            &["orphan", &s, &r],
+            &[("BPFNS_ORPHAN_TRIGGER", &dir)],
+        )?;
+        let deadline = Instant::now() + RUN_TIMEOUT;
+        loop {
+            if let Ok(Some(st)) = m.try_wait() {
+                if !st.success() {
+                    return Err(format!("the member ended {st}"));
+                }
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = m.kill();
+                return Err("the member did not end".into());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut o = OrphanRt {
+            lines,
+            dir,
+            n: 0,
+            pid: 0,
+        };
+        let mut token_error = None;
+        while o.pid == 0 {
+            match o.lines.recv_timeout(RUN_TIMEOUT) {
+                Ok(l) => {
+                    if let Some(p) = l.strip_prefix("child=") {
+                        o.pid = p.parse().unwrap_or(0);
+                    } else if let Some(t) = l.strip_prefix("token=error") {
+                        token_error = Some(t.to_string());
+                    }
+                }
+                Err(_) => {
+                    return Err(match token_error {
+                        Some(t) => format!("token:{t}"),
+                        None => "no child= from the member".into(),
+                    })
+                }
+            }
+        }
+        Ok(o)
+    }
+
+    /// Judge a probe of an orphan: never ENOSYS (its listener lost: it could then install one
+    /// of its own), never a foreign id listed or opened.
+    fn judge(&self, probe: &str, context: &str) -> Cell {
+        let field = |k: &str| {
+            probe
+                .split(' ')
+                .find_map(|f| f.strip_prefix(k))
+                .unwrap_or("")
+                .to_string()
+        };
+        let (walk, own, foreign) = (field("walk="), field("own="), field("foreign="));
+        let listed = ids(&walk);
+        if listed.contains(&self.smap) || listed.contains(&self.rmap) || foreign.contains("opened")
+        {
+            return escape(format!("{context}: {probe}"));
+        }
+        if probe.contains("errno:38") {
+            return escape(format!(
+                "{context}: ENOSYS, the member's listener is gone (it could install one of its \
+                 own and answer CONTINUE): {probe}"
+            ));
+        }
+        let walk_text = if walk.starts_with("errno:") {
+            errname(&walk)
+        } else {
+            format!("{} visible ids", listed.len())
+        };
+        blocked(format!(
+            "{context}: walk {walk_text}, own map {}, /s's and root's maps {}",
+            errname(&own),
+            tally(
+                foreign
+                    .split(',')
+                    .filter_map(|f| f.split_once(':').map(|(_, v)| v))
+            )
+        ))
+    }
+}
+
+/// The member's listener outlives the process `bpfns exec` started: a background child it
+/// left behind is still supervised after a routine restart of bpfnsd.
+fn scene_keeper(m: &mut Matrix) {
+    let mut sc = ProcScene::new("keeper");
+    let orphan_row =
+        "an orphan left behind by a member (sh -c '(...) & exit 0'), after a routine bpfnsd restart";
+    let kill_row = "a uid-0 member kills what it can (bpfnsd, the listener keeper) and tries again";
+    for level in LEVELS {
+        let mut o = match sc.orphan(level) {
+            Ok(o) => o,
+            Err(e) if e.starts_with("token:") => {
+                m.set(orphan_row, level, cell(Verdict::NotRun, e.clone()));
+                m.set(kill_row, level, cell(Verdict::NotRun, e));
+                continue;
+            }
+            Err(e) => {
+                m.set(orphan_row, level, cell(Verdict::Error, e.clone()));
+                m.set(kill_row, level, cell(Verdict::Error, e));
+                continue;
+            }
+        };
+        // A routine restart: SIGTERM (systemctl stop/restart), then a new bpfnsd.
+        sc.d.terminate();
+        let c = match sc.d.spawn() {
+            Err(e) => cell(Verdict::Error, format!("restarting bpfnsd: {e}")),
+            Ok(_) => match o.probe() {
+                None => cell(Verdict::Error, "the orphan did not answer"),
+                Some(p) => sc.judge(&p, "`bpfns exec` over, bpfnsd restarted (SIGTERM)"),
+            },
+        };
+        m.set(orphan_row, level, c);
+
+        // The member kills bpfnsd and the keeper if it may, then its orphan tries again.
+        let bpfnsd = sc.d.pid().unwrap_or(0).to_string();
+        let keeper = sc.d.keeper().map_or(0, |k| k.pid).to_string();
+        let killed = match sc.member(level, &["rt-kill", &bpfnsd, &keeper], &[]) {
+            Err(e) => Err(e),
+            Ok((mut k, lines)) => {
+                let _ = k.wait();
+                // Everything it printed (the reader ends at EOF; bounded).
+                let mut out = Vec::new();
+                while let Ok(l) = lines.recv_timeout(Duration::from_secs(10)) {
+                    out.push(l);
+                }
+                let got = |pid: &str| {
+                    out.iter()
+                        .find_map(|l| l.strip_prefix(&format!("kill.{pid}=")))
+                        .map_or("missing".to_string(), errname)
+                };
+                Ok((got(&bpfnsd), got(&keeper)))
+            }
+        };
+        let c = match killed {
+            Err(e) => cell(Verdict::Error, e),
+            Ok((kd, kk)) => {
+                std::thread::sleep(Duration::from_millis(200));
+                let first = o.probe();
+                // Back to a running bpfnsd (and a keeper: it starts one) for the next level.
+                sc.d.kill();
+                let restarted = sc.d.spawn();
+                let again = o.probe();
+                match (first, restarted) {
+                    (None, _) => cell(Verdict::Error, "the orphan did not answer"),
+                    (_, Err(e)) => cell(Verdict::Error, format!("restarting bpfnsd: {e}")),
+                    (Some(p), Ok(_)) => {
+                        let what = format!("kill bpfnsd: {kd}, kill keeper: {kk}; then");
+                        let field = |k: &str| {
+                            p.split(' ')
+                                .find_map(|f| f.strip_prefix(k))
+                                .unwrap_or("")
+                                .to_string()
+                        };
+                        let listed = ids(&field("walk="));
+                        let leaked = field("foreign=").contains("opened")
+                            || listed.contains(&sc.smap)
+                            || listed.contains(&sc.rmap);
+                        let enosys = p.contains("errno:38");
+                        let after = again.map_or("no answer".into(), |a| {
+                            if a.contains("errno:38") {
+                                "still ENOSYS after a new bpfnsd started (for good)".to_string()
+                            } else {
+                                sc.judge(&a, "after a new bpfnsd started").why
+                            }
+                        });
+                        if leaked {
+                            escape(format!("{what}: {p}"))
+                        } else if enosys && kd == "ok" && kk == "ok" {
+                            // Both holders of its listener gone: its calls fail closed. What
+                            // keeps it from adding a listener of its own is the member filter
+                            // (row "a nested seccomp listener").
+                            blocked(format!(
+                                "{what} its trapped calls fail closed with ENOSYS ({p}); no \
+                                 foreign id listed or opened; {after}: a denial of service of \
+                                 itself (docs/threat-model.md)"
+                            ))
+                        } else {
+                            let c = sc.judge(&p, &what);
+                            cell(c.v, format!("{}; {after}", c.why))
+                        }
+                    }
+                }
+            }
+        };
+        m.set(kill_row, level, c);
+        drop(o);
+    }
+}
+
+/// Flooding bpfnsd with connections: idle ones kept open, then connect/close churn, while
+/// the host works.
+fn scene_flood(m: &mut Matrix) {
+    let sc = Scene::new("flood");
+    let sock = sc.d.socket.to_string_lossy().into_owned();
+    let limits = bpfnsd::config::Limits::default();
+    for level in LEVELS {
+        let mut bg = sc.start_in(
+            "/t",
+            &[
+                "rt-as".into(),
+                level.arg().into(),
+                "rt-flood".into(),
+                sock.clone(),
+                "1500".into(),
+                "3000".into(),
+            ],
+        );
+        let Some(holding) = bg.expect("holding") else {
+            m.set(
+                "flood bpfnsd: 1,500 idle connections kept, then connect/close churn",
+                level,
+                cell(Verdict::Error, "the flooder printed nothing"),
+            );
+            continue;
+        };
+        // The host, meanwhile: each request on a connection of its own.
+        let mut host = Vec::new();
+        let mut failed = Vec::new();
+        let mut time = |what: &str, f: &mut dyn FnMut() -> Result<(), String>| {
+            let t = Instant::now();
+            if let Err(e) = f() {
+                failed.push(format!("{what}: {e}"));
+            }
+            host.push(format!("{what} {} ms", t.elapsed().as_millis()));
+        };
+        let client = || bpfns_client::Client::connect(&sc.d.socket).map_err(|e| e.to_string());
+        time("hello", &mut || {
+            client()?.hello().map(|_| ()).map_err(|e| e.to_string())
+        });
+        time("ns list", &mut || {
+            client()?.ns_list().map(|_| ()).map_err(|e| e.to_string())
+        });
+        time("ns create+delete", &mut || {
+            let mut c = client()?;
+            c.ns_create("/rt_flood").map_err(|e| e.to_string())?;
+            c.ns_delete("/rt_flood")
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        time("a member of /s started, listing", &mut || {
+            let r = sc.run_in("/s", &["rt-list".to_string()]);
+            match r.get("ids.map") {
+                Some(_) if r.status.is_some_and(|s| s.success()) => Ok(()),
+                _ => Err(r.brief()),
+            }
+        });
+        let flood = bg.expect("flood").unwrap_or_default();
+        let field = |k: &str| -> u64 {
+            flood
+                .split(' ')
+                .find_map(|f| f.strip_prefix(k))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let (accepted, refused) = (field("accepted:"), field("refused:"));
+        let bound = u64::from(
+            limits
+                .max_connections_per_uid
+                .max(limits.max_connections_per_namespace),
+        );
+        let text = format!(
+            "the flooder held {accepted} of {} connections, {refused} refused (limit_reached); \
+             churn: {} connect+close in 3 s; meanwhile the host: {}",
+            field("opened:"),
+            field("churn:"),
+            host.join(", ")
+        );
+        let c = if !failed.is_empty() {
+            escape(format!(
+                "the host was not served: {}; {text}",
+                failed.join("; ")
+            ))
+        } else if refused == 0 || accepted > bound {
+            cell(
+                Verdict::Error,
+                format!("the limits did not hold ({holding}): {text}"),
+            )
+        } else {
+            blocked(text)
+        };
+        m.set(
+            "flood bpfnsd: 1,500 idle connections kept, then connect/close churn",
+            level,
+            c,
+        );
+    }
+}
+
 type SceneFn = fn(&mut Matrix);
 
-const SCENES: [(&str, SceneFn); 17] = [
+const SCENES: [(&str, SceneFn); 19] = [
     ("ids", scene_ids),
     ("pins", scene_pins),
     ("mount", scene_mount),
@@ -2742,6 +3160,8 @@ const SCENES: [(&str, SceneFn); 17] = [
     ("xdp", scene_xdp),
     ("listener", scene_listener),
     ("scmrace", scene_scmrace),
+    ("keeper", scene_keeper),
+    ("flood", scene_flood),
 ];
 
 #[test]

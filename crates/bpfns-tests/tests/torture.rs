@@ -1,13 +1,19 @@
 //! Crash and restart torture: bpfnsd is SIGKILLed over and over while namespace members keep
 //! creating, listing and opening maps, a member of another namespace keeps trying to open
 //! them, and a client keeps creating and deleting namespaces (so that kills land in the
-//! middle of database writes).
+//! middle of database writes); every twentieth round the listener keeper is SIGKILLed too,
+//! while bpfnsd runs.
 //!
 //! Checked afterwards: no foreign open, walk or `OBJ_GET` ever succeeded; every restart came
 //! up clean; no namespace whose creation was acknowledged is lost and none whose deletion was
 //! acknowledged is back; both members are still tagged and every map they made is still
 //! theirs; their trapped calls never failed with `ENOSYS` (the listener was never lost), and
-//! they answered when told to stop; the relays handed the listeners to every new bpfnsd.
+//! they answered when told to stop; the last bpfnsd serves both listeners and its keeper
+//! holds both.
+//!
+//! The file also has the listener keeper's own tests: a member's orphan (a background child
+//! that outlives the process `bpfns exec` started) stays supervised across restarts and
+//! crashes of bpfnsd; a keeper killed while bpfnsd runs is replaced.
 //!
 //! `BPFNS_TORTURE_KILLS` sets the number of kills (default 100); `scripts/reliability.sh`
 //! runs a long version. A summary goes to stdout and to `target/tmp/torture-report.md`.
@@ -25,9 +31,11 @@ use std::time::{Duration, Instant};
 use bpfns_client::member::{self, Member};
 use bpfns_client::{Client, ClientError};
 use bpfns_model::ObjectKind;
+use bpfns_sys::unix::pidfd_kill;
 use bpfns_tests::{helper_path, require_kernel, ProcessDaemon};
 
-/// A member started through `bpfns_client::member` (so with its relay), its stdout as lines.
+/// A member started through `bpfns_client::member` (as `bpfns exec` does), its stdout as
+/// lines.
 struct Running {
     member: Member,
     stdin: Option<ChildStdin>,
@@ -64,13 +72,7 @@ impl Running {
 
     /// Close stdin (the member's signal to stop) and collect what it printed until it
     /// exits; `None` if it did not exit within a minute (it hangs).
-    fn finish(
-        mut self,
-    ) -> (
-        Option<std::process::ExitStatus>,
-        Vec<String>,
-        member::RelayStats,
-    ) {
+    fn finish(mut self) -> (Option<std::process::ExitStatus>, Vec<String>) {
         self.stdin.take();
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut out = Vec::new();
@@ -84,12 +86,12 @@ impl Running {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     let _ = self.member.kill();
                     let _ = self.member.wait();
-                    return (None, out, self.member.relay_stats());
+                    return (None, out);
                 }
             }
         }
         let status = self.member.wait().ok();
-        (status, out, self.member.relay_stats())
+        (status, out)
     }
 }
 
@@ -242,6 +244,15 @@ fn daemon_killed_over_and_over_loses_nothing() {
 
     let mut rng = Lcg(0x5eed_b9f5);
     let mut restart_ms = Vec::new();
+    let mut keeper_kills = 0u32;
+    let mut replaced_ms = Vec::new();
+    // The keepers' counters, summed over every keeper killed.
+    let mut kept = bpfnsd::keeper::Counters::default();
+    let add = |sum: &mut bpfnsd::keeper::Counters, c: bpfnsd::keeper::Counters| {
+        sum.outages += c.outages;
+        sum.abandoned += c.abandoned;
+        sum.refused += c.refused;
+    };
     let started = Instant::now();
     for k in 0..kills {
         // Mostly mid-work; every tenth kill right after start (reconcile, first requests).
@@ -251,6 +262,27 @@ fn daemon_killed_over_and_over_loses_nothing() {
             rng.next(20, 200)
         };
         std::thread::sleep(Duration::from_millis(wait));
+        if k % 20 == 10 {
+            // The keeper dies while bpfnsd runs: bpfnsd starts another and deposits both
+            // listeners again (before the next bpfnsd kill: both at once lose the listeners).
+            let before = d.keeper().expect("the keeper answers");
+            add(&mut kept, before);
+            kill_pid(before.pid as i32);
+            keeper_kills += 1;
+            let t = Instant::now();
+            loop {
+                match d.keeper() {
+                    Some(c) if c.pid != before.pid && c.held >= 2 => break,
+                    _ => {}
+                }
+                assert!(
+                    t.elapsed() < Duration::from_secs(10),
+                    "no new keeper holds both listeners 10 s after the keeper was killed"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            replaced_ms.push(t.elapsed().as_millis() as u64);
+        }
         d.kill();
         match d.spawn() {
             Ok(t) => restart_ms.push(t.as_millis() as u64),
@@ -264,20 +296,15 @@ fn daemon_killed_over_and_over_loses_nothing() {
     churner.join().expect("the churn thread");
 
     let mut admin = d.client();
-    // The relays give the listeners to the last bpfnsd within their reconnect period.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let st = admin.status().unwrap();
-        if st.supervised_listeners >= 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the relays did not hand their listeners to the last bpfnsd ({} supervised)",
-            st.supervised_listeners
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The last bpfnsd took both listeners from the keeper as it started.
+    let st = admin.status().unwrap();
+    assert!(
+        st.supervised_listeners >= 2 && st.kept_listeners >= 2,
+        "the last bpfnsd serves {} listeners, its keeper holds {}",
+        st.supervised_listeners,
+        st.kept_listeners
+    );
+    add(&mut kept, d.keeper().expect("the keeper answers"));
 
     // Namespaces: everything acknowledged is there, everything deleted is gone.
     let paths: BTreeSet<String> = admin
@@ -323,8 +350,8 @@ fn daemon_killed_over_and_over_loses_nothing() {
         "maps made in /ta no longer owned by /ta: {stray:?}"
     );
 
-    let (a_status, a_out, a_relay) = a.finish();
-    let (b_status, b_out, b_relay) = b.finish();
+    let (a_status, a_out) = a.finish();
+    let (b_status, b_out) = b.finish();
     let a_status = a_status.expect("the member of /ta hangs");
     let b_status = b_status.expect("the prober in /tb hangs");
     let escapes: Vec<_> = b_out.iter().filter(|l| l.starts_with("escape=")).collect();
@@ -342,19 +369,24 @@ fn daemon_killed_over_and_over_loses_nothing() {
         "no tally from /tb: {b_out:?}"
     );
     assert_eq!(ta["enosys"], 0, "/ta's calls lost their supervisor: {ta:?}");
+    assert_eq!(ta["wrong"], 0, "/ta's opens returned another fd: {a_out:?}");
     assert_eq!(tb["enosys"], 0, "/tb's calls lost their supervisor: {tb:?}");
     assert!(ta["ok"] > 0, "/ta's own opens never succeeded: {ta:?}");
-    for (who, r) in [("/ta", a_relay), ("/tb", b_relay)] {
-        assert!(r.outages > 0, "{who}'s relay never saw bpfnsd go: {r:?}");
-        assert_eq!(r.resumed, r.outages, "{who}'s relay: {r:?}");
+    if let Some(l) = a_out.iter().find(|l| l.starts_with("other_errors=")) {
+        eprintln!("/ta's calls that failed otherwise: {l}");
     }
+    assert!(
+        kept.outages > 0,
+        "the keepers never saw bpfnsd go: {kept:?}"
+    );
 
     restart_ms.sort_unstable();
+    replaced_ms.sort_unstable();
     let pct = |p: usize| restart_ms[(restart_ms.len() - 1) * p / 100];
     let report = format!(
-        "| kills | kill phase | restart p50 / p99 / max | namespace changes acknowledged / interrupted | maps made in /ta | /ta calls (ok / EAGAIN / ENOSYS / other, longest) | /tb probes (ok / EAGAIN / ENOSYS / other, longest) | relay /ta, /tb (outages, abandoned, refused) | foreign opens |\n\
+        "| kills | kill phase | restart p50 / p99 / max | namespace changes acknowledged / interrupted | maps made in /ta | /ta calls (ok / EAGAIN / ENOSYS / other, longest) | /tb probes (ok / EAGAIN / ENOSYS / other, longest) | keepers (killed, replaced within max; outages seen, abandoned, refused) | foreign opens |\n\
          |---|---|---|---|---|---|---|---|---|\n\
-         | {kills} | {:.1} s | {} / {} / {} ms | {} / {} | {} | {} / {} / {} / {}, {} ms | {} / {} / {} / {}, {} ms | {}, {}, {}; {}, {}, {} | 0 |\n",
+         | {kills} | {:.1} s | {} / {} / {} ms | {} / {} | {} | {} / {} / {} / {}, {} ms | {} / {} / {} / {}, {} ms | {keeper_kills}, {} ms; {}, {}, {} | 0 |\n",
         kill_phase.as_secs_f64(),
         pct(50),
         pct(99),
@@ -372,12 +404,10 @@ fn daemon_killed_over_and_over_loses_nothing() {
         tb["enosys"],
         tb["other"],
         tb["max_ms"],
-        a_relay.outages,
-        a_relay.abandoned,
-        a_relay.refused,
-        b_relay.outages,
-        b_relay.abandoned,
-        b_relay.refused,
+        replaced_ms.last().copied().unwrap_or(0),
+        kept.outages,
+        kept.abandoned,
+        kept.refused,
     );
     println!("{report}");
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tmp");
@@ -385,4 +415,248 @@ fn daemon_killed_over_and_over_loses_nothing() {
     let _ = std::fs::write(out.join("torture-report.md"), &report);
     let _ = std::fs::remove_file(&targets);
     let _ = std::fs::remove_file(&d.log);
+}
+
+/// SIGKILL process `pid` (through a pidfd: never another process that got its number).
+fn kill_pid(pid: i32) {
+    let fd = bpfns_sys::process::open_pidfd(pid).expect("pidfd of the keeper");
+    pidfd_kill(std::os::fd::AsFd::as_fd(&fd)).expect("SIGKILL");
+}
+
+/// A member's background child that outlives the process `bpfns exec` started (as
+/// `sh -c '(...) & exit 0'` leaves one), told to probe through its stdin.
+struct Orphan {
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    pending: Vec<String>,
+    pid: i32,
+    own: u32,
+}
+
+/// What one probe of an orphan got: its walk of map ids (or the errno), the open of its own
+/// map and of the foreign one.
+#[derive(Debug)]
+struct Probe {
+    walk: Result<Vec<u32>, i32>,
+    own: String,
+    foreign: String,
+}
+
+impl Orphan {
+    fn start(d: &ProcessDaemon, ns: &str, foreign: u32) -> Orphan {
+        let mut cmd = Command::new(helper_path());
+        cmd.args(["orphan", &foreign.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut m = member::spawn(&d.socket, ns, &mut cmd).expect("starting a member");
+        let stdout = m.stdout.take().unwrap();
+        let stdin = m.stdin.take();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // The process started as the member ends at once: `bpfns exec` is over.
+        assert!(m.wait().unwrap().success());
+        let mut o = Orphan {
+            stdin,
+            lines,
+            pending: Vec::new(),
+            pid: 0,
+            own: 0,
+        };
+        o.pid = o.value("child=").parse().unwrap();
+        o.own = o
+            .value("own=")
+            .parse()
+            .expect("the orphan creates a map of its own");
+        o
+    }
+
+    /// The first line starting with `prefix` (lines of parent and child interleave: those
+    /// passed over are kept for later).
+    fn value(&mut self, prefix: &str) -> String {
+        if let Some(i) = self.pending.iter().position(|l| l.starts_with(prefix)) {
+            return self.pending.remove(i)[prefix.len()..].to_string();
+        }
+        loop {
+            let l = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("no {prefix} from the orphan: {e}"));
+            match l.strip_prefix(prefix) {
+                Some(v) => return v.to_string(),
+                None => self.pending.push(l),
+            }
+        }
+    }
+
+    fn probe(&mut self) -> Probe {
+        self.stdin.as_mut().unwrap().write_all(b"p").unwrap();
+        self.stdin.as_mut().unwrap().flush().unwrap();
+        let line = self.value("probe ");
+        let field = |k: &str| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix(k))
+                .unwrap_or_default()
+                .to_string()
+        };
+        let walk = field("walk=");
+        Probe {
+            walk: match walk.strip_prefix("errno:") {
+                Some(e) => Err(e.parse().unwrap()),
+                None => Ok(walk.split(',').filter_map(|i| i.parse().ok()).collect()),
+            },
+            own: field("own="),
+            foreign: field("foreign="),
+        }
+    }
+
+    /// Answered by a supervisor, from the orphan's view.
+    fn served(&mut self, foreign: u32, when: &str) {
+        let p = self.probe();
+        let walk = p
+            .walk
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{when}: the walk failed with errno {e}: {p:?}"));
+        assert!(
+            walk.contains(&self.own),
+            "{when}: own map not listed: {p:?}"
+        );
+        assert!(
+            !walk.contains(&foreign),
+            "{when}: foreign map listed: {p:?}"
+        );
+        assert_eq!(p.own, format!("opened:{}", self.own), "{when}: {p:?}");
+        assert_eq!(p.foreign, format!("{foreign}:errno:2"), "{when}: {p:?}");
+    }
+}
+
+impl Drop for Orphan {
+    fn drop(&mut self) {
+        // EOF ends it; a kill makes sure.
+        self.stdin.take();
+        std::thread::sleep(Duration::from_millis(100));
+        if let Ok(fd) = bpfns_sys::process::open_pidfd(self.pid) {
+            let _ = pidfd_kill(std::os::fd::AsFd::as_fd(&fd));
+        }
+    }
+}
+
+/// Wait (bounded) for `cond` on the keeper's counters.
+fn keeper_until(
+    d: &ProcessDaemon,
+    what: &str,
+    cond: impl Fn(&bpfnsd::keeper::Counters) -> bool,
+) -> bpfnsd::keeper::Counters {
+    let t = Instant::now();
+    loop {
+        if let Some(c) = d.keeper().filter(|c| cond(c)) {
+            return c;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "{what}: {:?}",
+            d.keeper()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The orphan's trapped calls are answered from its view after a routine restart
+/// (SIGTERM, then a new bpfnsd) and after a crash (SIGKILL); while no bpfnsd runs they wait
+/// for the grace period and then fail with `EAGAIN` — never `ENOSYS`. When the orphan ends,
+/// the keeper lets go of its listener.
+#[test]
+fn an_orphan_of_a_member_stays_supervised_across_restarts_and_crashes() {
+    require_kernel!();
+    let mut d = ProcessDaemon::start("orphan");
+    d.client().ns_create("/oa").unwrap();
+    let mut holder = bpfns_tests::Helper::spawn(&["create", "map"]);
+    holder.go();
+    let foreign: u32 = holder.expect("id").parse().unwrap();
+    let mut o = Orphan::start(&d, "/oa", foreign);
+    o.served(foreign, "with the bpfnsd that started it");
+    assert_eq!(
+        keeper_until(&d, "the keeper holds it", |c| c.held == 1).held,
+        1
+    );
+
+    d.terminate();
+    d.spawn().unwrap();
+    o.served(foreign, "after a routine restart (SIGTERM)");
+    d.kill();
+    d.spawn().unwrap();
+    o.served(foreign, "after a crash (SIGKILL)");
+
+    // No bpfnsd at all: a call waits out the grace period, then EAGAIN, and so do the next.
+    d.kill();
+    let t = Instant::now();
+    let p = o.probe();
+    let waited = t.elapsed();
+    assert_eq!(p.walk, Err(11), "{p:?}");
+    assert_eq!(p.own, "errno:11", "{p:?}");
+    assert_eq!(p.foreign, format!("{foreign}:errno:11"), "{p:?}");
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(10),
+        "the first call waited {waited:?} (grace: 2 s)"
+    );
+    let c = d.keeper().unwrap();
+    assert!(c.refused >= 3, "{c:?}");
+    d.spawn().unwrap();
+    o.served(foreign, "when bpfnsd is back");
+    let st = d.client().status().unwrap();
+    assert_eq!((st.supervised_listeners, st.kept_listeners), (1, 1));
+
+    drop(o);
+    keeper_until(&d, "the keeper lets go once the orphan is gone", |c| {
+        c.held == 0
+    });
+    let t = Instant::now();
+    while d.client().status().unwrap().supervised_listeners != 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "bpfnsd still serves it"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A keeper killed while bpfnsd runs is replaced by a new one holding every listener, and
+/// a later bpfnsd crash still finds them there.
+#[test]
+fn a_killed_keeper_is_replaced_and_a_later_restart_finds_the_listeners() {
+    require_kernel!();
+    let mut d = ProcessDaemon::start("keeper-kill");
+    d.client().ns_create("/ob").unwrap();
+    let mut holder = bpfns_tests::Helper::spawn(&["create", "map"]);
+    holder.go();
+    let foreign: u32 = holder.expect("id").parse().unwrap();
+    let mut o = Orphan::start(&d, "/ob", foreign);
+    let first = keeper_until(&d, "the keeper holds it", |c| c.held == 1);
+    kill_pid(first.pid as i32);
+    let t = Instant::now();
+    let second = keeper_until(&d, "a new keeper holds it", |c| {
+        c.pid != first.pid && c.held == 1
+    });
+    eprintln!("a new keeper (pid {}) after {:?}", second.pid, t.elapsed());
+    o.served(foreign, "after the keeper was killed");
+    let st = d.client().status().unwrap();
+    assert_eq!(st.kept_listeners, 1);
+    let restarts = st
+        .counters
+        .iter()
+        .find(|(n, _)| n == "keeper_restarts")
+        .map(|(_, v)| *v);
+    assert_eq!(restarts, Some(1), "{:?}", st.counters);
+
+    d.kill();
+    d.spawn().unwrap();
+    o.served(foreign, "after bpfnsd crashed, from the second keeper");
+    let st = d.client().status().unwrap();
+    assert_eq!((st.supervised_listeners, st.kept_listeners), (1, 1));
+    assert_eq!(d.keeper().unwrap().pid, second.pid);
 }

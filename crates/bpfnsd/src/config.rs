@@ -17,6 +17,11 @@ pub const DEFAULT_CONFIG: &str = "/etc/bpfns/bpfnsd.toml";
 /// socket_mode = 0o666
 /// gc_interval_secs = 60
 /// max_objects = 1024
+/// outage_grace_ms = 2000
+///
+/// [limits]
+/// max_connections = 1024
+/// # ... see [`Limits`]
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -43,6 +48,60 @@ pub struct Config {
     /// table (about a million records), so this also bounds how many of them can exist: 1024
     /// leaves room for about 1,000.
     pub max_objects: u32,
+    /// While no bpfnsd runs, a member's trapped call waits this long for the next one (then
+    /// fails with `EAGAIN`); see the listener keeper ([`crate::keeper`]).
+    pub outage_grace_ms: u64,
+    /// The program bpfnsd starts as its listener keeper (`PROGRAM --keeper ...`). Default:
+    /// bpfnsd's own executable. Test harnesses that run bpfnsd inside another program set it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keeper_program: Option<PathBuf>,
+    /// Bounds on what callers can make bpfnsd spend.
+    pub limits: Limits,
+}
+
+/// Bounds on what callers can make bpfnsd spend (`[limits]` in bpfnsd.toml). Host
+/// administrators in the root namespace (`CAP_SYS_ADMIN` in the initial user namespace,
+/// untagged) have connections of their own and are never refused because of anyone else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Connections open at once from all other callers together.
+    pub max_connections: u32,
+    /// ... from one uid (the peer's uid as the host sees it).
+    pub max_connections_per_uid: u32,
+    /// ... from one bpfns namespace (its tasks and those of namespaces below count apart).
+    pub max_connections_per_namespace: u32,
+    /// Connections open at once from host administrators in the root namespace.
+    pub max_admin_connections: u32,
+    /// A connection with no request for this long is closed (as is one whose request, or
+    /// whose reading of an answer, stalls for this long). 0: never.
+    pub idle_timeout_secs: u64,
+    /// Stop accepting connections (except host administrators') while fewer file
+    /// descriptors than this remain below bpfnsd's limit, so that supervising members and
+    /// collecting records keep working.
+    pub fd_reserve: u64,
+    /// Members supervised at once (each is a seccomp listener and a thread of bpfnsd).
+    pub max_supervised: u32,
+    /// ... handed over by one uid.
+    pub max_supervised_per_uid: u32,
+    /// ... in one namespace.
+    pub max_supervised_per_namespace: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_connections_per_uid: 512,
+            max_connections_per_namespace: 512,
+            max_admin_connections: 1024,
+            idle_timeout_secs: 60,
+            fd_reserve: 1024,
+            max_supervised: 1024,
+            max_supervised_per_uid: 1024,
+            max_supervised_per_namespace: 256,
+        }
+    }
 }
 
 impl Default for Config {
@@ -55,6 +114,9 @@ impl Default for Config {
             socket_mode: 0o666,
             gc_interval_secs: 60,
             max_objects: 1024,
+            outage_grace_ms: 2000,
+            keeper_program: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -105,6 +167,11 @@ impl Config {
     pub fn db_path(&self) -> PathBuf {
         self.state_dir.join("bpfns.redb")
     }
+
+    /// The listener keeper's socket.
+    pub fn keeper_socket(&self) -> PathBuf {
+        self.state_dir.join(crate::keeper::SOCKET_NAME)
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +186,10 @@ mod tests {
         assert_eq!(c.state_dir, Config::default().state_dir);
         assert!(Config::parse("sockett = \"/x\"").is_err());
         assert!(Config::parse("socket = 3").is_err());
+        let c = Config::parse("[limits]\nmax_connections_per_uid = 7\n").unwrap();
+        assert_eq!(c.limits.max_connections_per_uid, 7);
+        assert_eq!(c.limits.max_connections, Limits::default().max_connections);
+        assert!(Config::parse("[limits]\nmax_conections = 7\n").is_err());
     }
 
     #[test]

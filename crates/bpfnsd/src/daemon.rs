@@ -98,18 +98,31 @@ impl Drop for RegistryRead<'_> {
     }
 }
 
-/// Something that serves a seccomp listener for the daemon (the supervisor).
+/// A listener handed to the daemon (`supervise`), with what it is for.
+#[derive(Debug)]
+pub struct Supervise {
+    /// The supervised process (the caller's child).
+    pub pid: i32,
+    /// The caller's uid (limits count per uid).
+    pub uid: u32,
+    /// The member's namespace.
+    pub ns: NsId,
+    pub listener: OwnedFd,
+    /// Where each notification's id is written before it is answered.
+    pub in_flight: bpfns_sys::seccomp::InFlight,
+}
+
+/// Something that serves seccomp listeners for the daemon (the supervisor).
 pub trait ListenerSink: Send + Sync {
-    /// Start answering the notifications of `listener`, which supervises process `pid`;
-    /// each notification's id is written to `in_flight` (if given) before it is answered.
-    fn supervise(
-        &self,
-        pid: i32,
-        listener: OwnedFd,
-        in_flight: Option<bpfns_sys::seccomp::InFlight>,
-    ) -> Result<(), String>;
+    /// Start answering the notifications of a listener (and, before returning, have the
+    /// listener keeper hold a copy).
+    fn supervise(&self, s: Supervise) -> Result<(), Failure>;
     /// How many listeners are being served.
     fn count(&self) -> usize;
+    /// What the listener keeper reports, if there is one.
+    fn kept(&self) -> Option<crate::keeper::KeeperStats>;
+    /// Let go of the listener keeper (it goes on without this bpfnsd, as after a crash).
+    fn detach_keeper(&self) {}
 }
 
 /// The daemon's state.
@@ -129,6 +142,8 @@ pub struct Daemon {
     collect_now: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
     /// Events read from the kernel side since start.
     events_read: std::sync::atomic::AtomicU64,
+    /// Connection limits (see [`crate::admission`]).
+    pub admission: Arc<crate::admission::Admission>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -167,7 +182,9 @@ impl Daemon {
             );
         }
         let bpffs = NsBpffs::new(&config.ns_bpffs_dir);
+        let admission = crate::admission::Admission::new(&config.limits);
         Ok(Self {
+            admission,
             config,
             kernel,
             registry: Arc::new(RwLock::new(registry)),
@@ -319,7 +336,15 @@ impl Daemon {
         }
     }
 
-    /// Who serves supervised listeners.    /// Who serves supervised listeners.
+    /// Stop using the listener keeper (it goes on holding the listeners, as after a crash of
+    /// bpfnsd); for daemons that run inside a longer-lived process (tests).
+    pub fn detach_keeper(&self) {
+        if let Some(s) = self.sink.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            s.detach_keeper();
+        }
+    }
+
+    /// Who serves supervised listeners.
     pub fn set_listener_sink(&self, sink: Arc<dyn ListenerSink>) {
         *self.sink.write().unwrap_or_else(|e| e.into_inner()) = Some(sink);
     }
@@ -916,17 +941,39 @@ impl Daemon {
                 "supervise takes the seccomp listener and, optionally, an in-flight record (a memfd)",
             ));
         }
+        // Check what was handed over before looking at anything else: bpfnsd writes into the
+        // record (a pipe could block it, a regular file would be changed) and serves the
+        // listener (anything else would only fail later, less clearly).
         let in_flight = match fds.len() {
-            2 => Some(
-                bpfns_sys::seccomp::InFlight::from_fd(fds.remove(1)).map_err(|e| {
-                    Failure::new(
-                        ErrorCode::BadRequest,
-                        format!("the second file descriptor must be a memfd: {e}"),
-                    )
-                })?,
-            ),
-            _ => None,
+            2 => {
+                let fd = fds.remove(1);
+                let kind = fd_kind(fd.as_fd());
+                let memfd = kind.starts_with("/memfd:");
+                match bpfns_sys::seccomp::InFlight::from_fd(fd) {
+                    Ok(f) if memfd => f,
+                    _ => {
+                        return Err(Failure::new(
+                            ErrorCode::BadRequest,
+                            format!(
+                                "the second file descriptor of supervise must be a memfd (the \
+                                 in-flight record), not {kind}"
+                            ),
+                        ))
+                    }
+                }
+            }
+            _ => bpfns_sys::seccomp::InFlight::create().map_err(Failure::internal)?,
         };
+        let kind = fd_kind(fds[0].as_fd());
+        if kind != "anon_inode:seccomp notify" {
+            return Err(Failure::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "the first file descriptor of supervise must be a seccomp listener \
+                     (anon_inode:seccomp notify, from SECCOMP_FILTER_FLAG_NEW_LISTENER), not {kind}"
+                ),
+            ));
+        }
         let pidfd = self.own_child(caller, pid)?;
         let ns = self
             .kernel
@@ -944,8 +991,13 @@ impl Daemon {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .ok_or_else(|| Failure::new(ErrorCode::Internal, "no supervisor is running"))?;
-        sink.supervise(pid, fds.remove(0), in_flight)
-            .map_err(|e| Failure::new(ErrorCode::BadRequest, e))?;
+        sink.supervise(Supervise {
+            pid,
+            uid: caller.uid,
+            ns,
+            listener: fds.remove(0),
+            in_flight,
+        })?;
         Ok((
             Reply::Supervised {
                 pid,
@@ -1058,7 +1110,17 @@ impl Daemon {
         if let Some(b) = bpfns_sys::process::heap_in_use() {
             counters.push(("bpfnsd_heap_in_use_bytes".to_string(), b));
         }
+        counters.extend(self.admission.counters());
         let sink = self.sink.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let kept = sink.as_ref().and_then(|s| s.kept());
+        if let Some(k) = kept {
+            counters.push(("keeper_restarts".to_string(), k.restarts));
+            if let Some(c) = k.keeper {
+                counters.push(("keeper_outages".to_string(), c.outages));
+                counters.push(("keeper_abandoned_answered".to_string(), c.abandoned));
+                counters.push(("keeper_refused_after_grace".to_string(), c.refused));
+            }
+        }
         Ok((
             Reply::Status(StatusInfo {
                 server: format!("bpfnsd {}", env!("CARGO_PKG_VERSION")),
@@ -1067,6 +1129,7 @@ impl Daemon {
                 layers,
                 namespaces: self.reg().len() as u32,
                 supervised_listeners: sink.map_or(0, |s| s.count() as u32),
+                kept_listeners: kept.and_then(|k| k.keeper).map_or(0, |c| c.held as u32),
                 counters,
             }),
             vec![],
@@ -1167,10 +1230,15 @@ fn not_visible(kind: ObjectKind, id: u32) -> Failure {
 
 /// Is `fd` a BPF token (`anon_inode:bpf-token`)?
 fn is_bpf_token(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    fd_kind(fd) == "anon_inode:bpf-token"
+}
+
+/// What an fd is, as `/proc/self/fd` names it (`anon_inode:...`, `pipe:[N]`, a path).
+fn fd_kind(fd: std::os::fd::BorrowedFd<'_>) -> String {
     use std::os::fd::AsRawFd;
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-        .map(|p| p.to_string_lossy() == "anon_inode:bpf-token")
-        .unwrap_or(false)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|e| format!("an fd that cannot be inspected ({e})"))
 }
 
 #[cfg(test)]

@@ -1,18 +1,22 @@
 //! bpfnsd: the privileged daemon of bpfns.
 //!
 //! - [`daemon`]: every request, answered from the registry ([`store`]) and the kernel side.
-//! - [`server`]: the Unix-socket API (systemd socket activation, or its own bind).
+//! - [`server`]: the Unix-socket API (systemd socket activation, or its own bind), within the
+//!   connection limits of [`admission`].
 //! - [`caller`]: who is calling, from kernel facts only.
 //! - [`supervisor`]: answers namespace members' trapped bpf() calls.
+//! - [`keeper`]: the listener keeper, which holds members' listeners across bpfnsd restarts.
 //! - [`bpffs`]: each namespace's own bpffs instance.
 //! - [`opener`]: opens objects for members with reduced credentials.
 //! - [`start`]: loading, reconciling and serving, as the `bpfnsd` binary does.
 #![deny(unsafe_code)]
 
+pub mod admission;
 pub mod bpffs;
 pub mod caller;
 pub mod config;
 pub mod daemon;
+pub mod keeper;
 pub mod opener;
 pub mod server;
 pub mod start;

@@ -34,7 +34,12 @@ struct Args {
     check: bool,
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<std::process::ExitCode> {
+    // The listener keeper bpfnsd starts: its own, small program (see bpfnsd::keeper).
+    let argv: Vec<String> = std::env::args().collect();
+    if bpfnsd::keeper::process::is_keeper(&argv) {
+        return Ok(bpfnsd::keeper::process::main(&argv));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -62,7 +67,7 @@ fn main() -> Result<()> {
     if check {
         println!("configuration and kernel side ok");
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// Tell systemd (Type=notify) that we are ready, if it is listening.

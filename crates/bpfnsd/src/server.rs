@@ -1,5 +1,11 @@
 //! The Unix-socket API: one thread per connection, one request at a time per connection.
 //!
+//! The accepting thread identifies each caller before it gets a thread, and refuses it (an
+//! error frame with code `limit_reached`, naming the limit and its setting) when its uid,
+//! namespace or everybody together are over the connection limits, or when bpfnsd's file
+//! descriptors run low ([`crate::admission`]); host administrators in the root namespace are
+//! counted apart. A connection idle for `idle_timeout_secs` is closed.
+//!
 //! The socket comes from systemd (socket activation) when it passes one; otherwise bpfnsd
 //! binds it itself, replacing a stale socket file left by a crash but never a live daemon.
 
@@ -77,21 +83,81 @@ pub fn serve_until(
             return;
         }
         match conn {
-            Ok(stream) => {
-                let d = Arc::clone(&daemon);
-                let spawned = std::thread::Builder::new()
-                    .name("bpfns-conn".into())
-                    .spawn(move || connection(stream, &d));
-                if let Err(e) = spawned {
-                    tracing::error!("cannot start a connection thread: {e}");
-                }
-            }
+            Ok(stream) => admit(stream, &daemon),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
                 tracing::error!("accept: {e}");
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
         }
+    }
+}
+
+/// Identify the caller, apply the connection limits, and serve it on a thread of its own.
+fn admit(stream: UnixStream, daemon: &Arc<Daemon>) {
+    // A caller that already hung up (connect-and-close churn) costs no identification.
+    if let Ok(Some(r)) =
+        bpfns_sys::fds::poll_events(&[(stream.as_fd(), false)], Some(std::time::Duration::ZERO))
+    {
+        if r.first().is_some_and(|r| r.hung_up) {
+            return;
+        }
+    }
+    // Nothing this thread writes may block it: a refusal is one small frame.
+    let _ = bpfns_sys::unix::set_timeouts(&stream, Some(std::time::Duration::from_secs(1)));
+    let caller = match Caller::of_peer(stream.as_fd(), &daemon.kernel, daemon.init_userns()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!("refusing a connection: {e}");
+            let _ = send(
+                &stream,
+                &Response::error(0, ErrorCode::Denied, e.to_string()),
+                &[],
+            );
+            return;
+        }
+    };
+    let admin = caller.host_admin() && caller.ns == bpfns_model::NsId::ROOT;
+    let ticket = match daemon
+        .admission
+        .admit(admin, caller.uid, caller.ns, || daemon.ns_name(caller.ns))
+    {
+        Ok(t) => t,
+        Err(r) => {
+            daemon.admission.note_refusal(
+                &r,
+                &format!(
+                    "pid {} (uid {}, namespace {})",
+                    caller.pid,
+                    caller.uid,
+                    daemon.ns_name(caller.ns)
+                ),
+            );
+            let _ = send(
+                &stream,
+                &Response::error(0, ErrorCode::LimitReached, r.message),
+                &[],
+            );
+            return;
+        }
+    };
+    let idle = match daemon.admission.limits().idle_timeout_secs {
+        0 => None,
+        s => Some(std::time::Duration::from_secs(s)),
+    };
+    if let Err(e) = bpfns_sys::unix::set_timeouts(&stream, idle) {
+        tracing::warn!("refusing a connection: {e}");
+        return;
+    }
+    let d = Arc::clone(daemon);
+    let spawned = std::thread::Builder::new()
+        .name("bpfns-conn".into())
+        .spawn(move || {
+            let _ticket = ticket;
+            connection(stream, caller, &d);
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start a connection thread: {e}");
     }
 }
 
@@ -114,20 +180,8 @@ fn send(stream: &UnixStream, resp: &Response, fds: &[OwnedFd]) -> bool {
     send_with_fds(stream.as_fd(), &frame, &borrowed).is_ok()
 }
 
-/// One client connection: identify the peer once, then answer requests until it hangs up.
-fn connection(stream: UnixStream, daemon: &Daemon) {
-    let mut caller = match Caller::of_peer(stream.as_fd(), &daemon.kernel, daemon.init_userns()) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!("refusing a connection: {e}");
-            let _ = send(
-                &stream,
-                &Response::error(0, ErrorCode::Denied, e.to_string()),
-                &[],
-            );
-            return;
-        }
-    };
+/// One client connection (identified already): answer requests until it hangs up or idles.
+fn connection(stream: UnixStream, mut caller: Caller, daemon: &Daemon) {
     tracing::debug!(pid = caller.pid, ns = %caller.ns, "connection");
     loop {
         let mut fds = Vec::new();
@@ -135,6 +189,11 @@ fn connection(stream: UnixStream, daemon: &Daemon) {
         match recv_exact_with_fds(stream.as_fd(), &mut header, &mut fds) {
             Ok(true) => {}
             Ok(false) => return,
+            Err(e) if e.errno == bpfns_sys::Errno::AGAIN => {
+                daemon.admission.note_idle_close();
+                tracing::debug!(pid = caller.pid, "closing an idle connection");
+                return;
+            }
             Err(e) => {
                 tracing::debug!(pid = caller.pid, "connection ended: {e}");
                 return;

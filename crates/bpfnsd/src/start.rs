@@ -33,6 +33,7 @@ pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(),
     if !bpfns_sys::probe::is_root() {
         return Err(StartError::NotRoot);
     }
+    raise_fd_limit();
     let kernel_err = |error| StartError::Kernel {
         pin_root: config.pin_root.display().to_string(),
         error,
@@ -62,6 +63,8 @@ pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(),
         return Ok(());
     }
     let daemon = Arc::new(daemon);
+    // Before serving: members of an earlier bpfnsd (held by the listener keeper) are served
+    // again from here on.
     crate::supervisor::install(&daemon);
     Daemon::spawn_collector(
         &daemon,
@@ -72,4 +75,14 @@ pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(),
     ready();
     serve(listener, daemon);
     Ok(())
+}
+
+/// Raise the soft limit on open files to the hard limit: connections, supervised members and
+/// record collection all need fds, and the connection limits keep a reserve of them
+/// (`fd_reserve`) counted from this limit.
+pub fn raise_fd_limit() {
+    match bpfns_sys::process::raise_nofile_to_hard() {
+        Ok(n) => tracing::debug!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+    }
 }

@@ -1,7 +1,7 @@
 //! A private bpfnsd for the benchmark: the real `bpfnsd` binary as a child process, with its
 //! own socket, database, pin root and namespace bpffs directory. Everything it made is
-//! removed when the guard drops (also on error and after Ctrl-C): the daemon is killed, the
-//! namespaces' bpffs instances are unmounted, the directory is removed and its kernel side
+//! removed when the guard drops (also on error and after Ctrl-C): the daemon is killed and its
+//! listener keeper retired, the namespaces' bpffs instances are unmounted, the directory is removed and its kernel side
 //! is unloaded. A run that was SIGKILLed is cleaned up by the next one
 //! ([`remove_stale_daemons`]).
 
@@ -156,6 +156,8 @@ fn cleanup(dir: &Path, layout: &PinLayout, daemon_pid: Option<i32>) {
             }
         }
     }
+    // bpfnsd's listener keeper outlives bpfnsd on purpose; the benchmark is done with it.
+    bpfnsd::keeper::link::retire_at(&dir.join("state").join(bpfnsd::keeper::SOCKET_NAME));
     if let Ok(rd) = std::fs::read_dir(dir.join("ns")) {
         for e in rd.flatten() {
             let _ = bpfns_sys::fs::unmount_detach(&e.path());

@@ -200,6 +200,11 @@ extern "C" fn shared_files_child(_: *mut libc::c_void) -> libc::c_int {
 }
 
 fn main() -> ExitCode {
+    // bpfnsd's listener keeper, for daemons that run inside a test process.
+    let argv: Vec<String> = std::env::args().collect();
+    if bpfnsd::keeper::process::is_keeper(&argv) {
+        return bpfnsd::keeper::process::main(&argv);
+    }
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--wait") {
         args.remove(0);

@@ -69,7 +69,7 @@ pub mod filter;
 pub mod view;
 mod worker;
 
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,8 +83,11 @@ pub use attr::TRAPPED;
 pub use filter::{filter, flags as filter_flags};
 pub use view::KernelView;
 
-use crate::daemon::ListenerSink;
-use crate::Daemon;
+use bpfns_proto::ErrorCode;
+
+use crate::config::Limits;
+use crate::daemon::{Failure, ListenerSink, Supervise};
+use crate::{keeper, Daemon};
 
 /// What the supervisor needs to know about namespaces and objects.
 pub trait View: Send + Sync {
@@ -144,7 +147,7 @@ pub struct Options {
     /// A label for logs and the thread name (e.g. the member's pid).
     pub label: String,
     /// Where the id of each notification is written before it is answered, so that the
-    /// relay of `bpfns exec` can answer it if bpfnsd dies meanwhile.
+    /// listener keeper can answer it if bpfnsd dies meanwhile.
     pub in_flight: Option<Arc<InFlight>>,
 }
 
@@ -309,19 +312,33 @@ impl Drop for Supervisor {
     }
 }
 
-/// The daemon's supervisors: one [`Supervisor`] per listener handed over by `bpfns exec`.
+/// The daemon's supervisors: one [`Supervisor`] per listener handed over by `bpfns exec`
+/// (or withdrawn from the listener keeper at start), each listener also deposited with the
+/// keeper ([`crate::keeper`]) before `supervise` is answered.
 pub struct SupervisorPool {
     view: Arc<dyn View>,
     options: Options,
     /// Each supervisor removes itself when its thread ends, so that nothing of a finished
-    /// member (its stop socket) stays open in bpfnsd.
+    /// member (its stop socket, the copies kept for a new keeper) stays open in bpfnsd.
     live: Arc<Mutex<Live>>,
+    keeper: Option<Arc<keeper::Link>>,
+    limits: Limits,
 }
 
 #[derive(Default)]
 struct Live {
     next: u64,
-    by_key: std::collections::HashMap<u64, Supervisor>,
+    by_key: std::collections::HashMap<u64, Entry>,
+}
+
+/// A supervised listener: its supervisor, and what a new keeper would be given.
+struct Entry {
+    sup: Supervisor,
+    pid: i32,
+    uid: u32,
+    ns: NsId,
+    listener: OwnedFd,
+    in_flight: Arc<InFlight>,
 }
 
 impl std::fmt::Debug for SupervisorPool {
@@ -334,27 +351,82 @@ impl std::fmt::Debug for SupervisorPool {
 }
 
 impl SupervisorPool {
+    /// A pool without a keeper (its members lose their supervision when bpfnsd exits).
     pub fn new(view: Arc<dyn View>, options: Options) -> Self {
         Self {
             view,
             options,
             live: Arc::default(),
+            keeper: None,
+            limits: Limits::default(),
         }
     }
-}
 
-impl ListenerSink for SupervisorPool {
-    fn supervise(
+    /// A pool whose listeners are also held by the keeper behind `link`.
+    pub fn with_keeper(
+        view: Arc<dyn View>,
+        options: Options,
+        link: Arc<keeper::Link>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            keeper: Some(link),
+            limits,
+            ..Self::new(view, options)
+        }
+    }
+
+    /// Serve everything the keeper holds (at bpfnsd's start), and from then on keep the
+    /// keeper supplied: if it dies, a new one gets every listener served here.
+    pub fn take_over_from_keeper(self: &Arc<Self>) {
+        let Some(link) = &self.keeper else { return };
+        match link.start() {
+            Ok(withdrawn) => self.adopt(withdrawn),
+            Err(e) => tracing::error!("the listener keeper: {e}"),
+        }
+        link.watch(Box::new(Served(Arc::downgrade(self))));
+    }
+
+    /// Serve listeners withdrawn from the keeper (it holds them already).
+    fn adopt(&self, withdrawn: Vec<keeper::link::Withdrawn>) {
+        let n = withdrawn.len();
+        for w in withdrawn {
+            let in_flight = Arc::new(w.in_flight);
+            if let Err(e) = self.start(w.pid, w.uid, w.ns, w.listener, in_flight, false) {
+                tracing::error!(
+                    pid = w.pid,
+                    "serving a listener from the keeper: {}",
+                    e.message
+                );
+            }
+        }
+        if n > 0 {
+            tracing::info!(listeners = n, "took over the listeners the keeper held");
+        }
+    }
+
+    /// Start a supervisor for `listener`; with `bounded`, refuse it if a limit is reached.
+    /// Returns its key.
+    fn start(
         &self,
         pid: i32,
+        uid: u32,
+        ns: NsId,
         listener: OwnedFd,
-        in_flight: Option<InFlight>,
-    ) -> Result<(), String> {
+        in_flight: Arc<InFlight>,
+        bounded: bool,
+    ) -> Result<u64, Failure> {
+        let copy = listener
+            .try_clone()
+            .map_err(|e| Failure::new(ErrorCode::Internal, format!("dup of a listener: {e}")))?;
         let mut options = self.options.clone();
         options.label = pid.to_string();
-        options.in_flight = in_flight.map(Arc::new);
+        options.in_flight = Some(Arc::clone(&in_flight));
         // Held across the spawn: the thread's own removal waits until it is inserted.
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if bounded {
+            self.check_limits(&live, uid, ns)?;
+        }
         let key = live.next;
         live.next += 1;
         let pool = Arc::downgrade(&self.live);
@@ -369,15 +441,144 @@ impl ListenerSink for SupervisorPool {
                         .unwrap_or_else(|e| e.into_inner())
                         .by_key
                         .remove(&key);
-                    if let Some(s) = gone {
-                        s.detach();
+                    if let Some(e) = gone {
+                        e.sup.detach();
                     }
                 }
             },
         )
-        .map_err(|e| format!("starting a supervisor thread: {e}"))?;
+        .map_err(|e| {
+            Failure::new(
+                ErrorCode::LimitReached,
+                format!("bpfnsd cannot start a supervisor thread: {e}"),
+            )
+        })?;
         tracing::info!(pid, "supervising a namespace member");
-        live.by_key.insert(key, sup);
+        live.by_key.insert(
+            key,
+            Entry {
+                sup,
+                pid,
+                uid,
+                ns,
+                listener: copy,
+                in_flight,
+            },
+        );
+        Ok(key)
+    }
+
+    fn check_limits(&self, live: &Live, uid: u32, ns: NsId) -> Result<(), Failure> {
+        let l = &self.limits;
+        let all = live.by_key.len() as u64;
+        let of_uid = live.by_key.values().filter(|e| e.uid == uid).count() as u64;
+        let of_ns = live.by_key.values().filter(|e| e.ns == ns).count() as u64;
+        let refuse = |what: String, n: u64, setting: &str| {
+            Err(Failure::new(
+                ErrorCode::LimitReached,
+                format!(
+                    "bpfnsd already supervises {n} members {what}, its limit ({setting} in                      [limits] of bpfnsd.toml); stop some, or raise the limit"
+                ),
+            ))
+        };
+        if of_uid >= u64::from(l.max_supervised_per_uid) {
+            return refuse(
+                format!("handed over by uid {uid}"),
+                of_uid,
+                "max_supervised_per_uid",
+            );
+        }
+        if of_ns >= u64::from(l.max_supervised_per_namespace) {
+            return refuse(
+                format!("in namespace {ns}"),
+                of_ns,
+                "max_supervised_per_namespace",
+            );
+        }
+        if all >= u64::from(l.max_supervised) {
+            return refuse("in all".into(), all, "max_supervised");
+        }
+        Ok(())
+    }
+
+    fn remove(&self, key: u64) {
+        let gone = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_key
+            .remove(&key);
+        drop(gone);
+    }
+}
+
+/// The keeper watcher's handle on a pool.
+struct Served(std::sync::Weak<SupervisorPool>);
+
+impl keeper::link::Served for Served {
+    fn copies(&self) -> Vec<keeper::link::Withdrawn> {
+        let Some(pool) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        let live = pool.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.by_key
+            .values()
+            .filter_map(|e| {
+                Some(keeper::link::Withdrawn {
+                    pid: e.pid,
+                    uid: e.uid,
+                    ns: e.ns,
+                    listener: e.listener.try_clone().ok()?,
+                    in_flight: e.in_flight.try_clone().ok()?,
+                })
+            })
+            .collect()
+    }
+
+    fn adopt(&self, withdrawn: Vec<keeper::link::Withdrawn>) {
+        if let Some(pool) = self.0.upgrade() {
+            pool.adopt(withdrawn);
+        }
+    }
+}
+
+impl ListenerSink for SupervisorPool {
+    fn supervise(&self, s: Supervise) -> Result<(), Failure> {
+        let in_flight = Arc::new(s.in_flight);
+        let Some(link) = &self.keeper else {
+            self.start(s.pid, s.uid, s.ns, s.listener, in_flight, true)?;
+            return Ok(());
+        };
+        // The keeper's copy is in place before the caller hears back (and lets its child run):
+        // from then on, the member's listener outlives any one bpfnsd.
+        let mut session = link.session().map_err(|e| {
+            Failure::new(
+                ErrorCode::Internal,
+                format!("{e}; the member was not started"),
+            )
+        })?;
+        let listener =
+            s.listener.as_fd().try_clone_to_owned().map_err(|e| {
+                Failure::new(ErrorCode::Internal, format!("dup of a listener: {e}"))
+            })?;
+        let key = self.start(s.pid, s.uid, s.ns, s.listener, Arc::clone(&in_flight), true)?;
+        let deposited = session.deposit(&keeper::link::Deposit {
+            pid: s.pid,
+            uid: s.uid,
+            ns: s.ns,
+            listener: listener.as_fd(),
+            in_flight: in_flight.as_fd(),
+        });
+        if let Err(e) = deposited {
+            drop(session);
+            self.remove(key);
+            return Err(Failure::new(
+                ErrorCode::Internal,
+                format!(
+                    "handing the listener to the listener keeper: {e}; the member was not started"
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -388,18 +589,54 @@ impl ListenerSink for SupervisorPool {
             .by_key
             .len()
     }
+
+    fn kept(&self) -> Option<keeper::KeeperStats> {
+        self.keeper.as_ref().map(|l| l.stats())
+    }
+
+    fn detach_keeper(&self) {
+        if let Some(l) = &self.keeper {
+            l.close();
+        }
+    }
 }
 
 /// Connect the supervisor to the daemon: listeners the daemon receives are served by a
-/// [`SupervisorPool`] over a [`KernelView`] of the daemon's kernel side and registry.
+/// [`SupervisorPool`] over a [`KernelView`] of the daemon's kernel side and registry, and held
+/// by a listener keeper too; what a keeper already holds (members of an earlier bpfnsd) is
+/// served from now on.
 pub fn install(daemon: &Arc<Daemon>) {
     match Kernel::open(daemon.kernel.layout()) {
         Ok(kernel) => {
             let view = KernelView::new(Arc::new(kernel), Arc::clone(&daemon.registry));
-            daemon.set_listener_sink(Arc::new(SupervisorPool::new(
+            let c = &daemon.config;
+            let link = keeper::Link::new(keeper::KeeperConfig {
+                socket: c.keeper_socket(),
+                program: c
+                    .keeper_program
+                    .clone()
+                    .unwrap_or_else(|| "/proc/self/exe".into()),
+                pin_root: c.pin_root.clone(),
+                grace: Duration::from_millis(c.outage_grace_ms),
+            });
+            // ADDFD, then SEND: an ADDFD|SEND interrupted by bpfnsd's death after it was
+            // queued leaves the call answered with 0 (the kernel marks it replied when the
+            // request is queued, and drops the request when the ioctl is interrupted), so the
+            // member gets fd 0 — libbpf then dups and closes it. In two steps, a call whose
+            // answer bpfnsd never sent stays pending, and the keeper answers it EAGAIN. The
+            // cost: about 1 µs per open (docs/benchmarks.md).
+            let options = Options {
+                reply: ReplyMode::AddFdThenSend,
+                ..Options::default()
+            };
+            let pool = Arc::new(SupervisorPool::with_keeper(
                 Arc::new(view),
-                Options::default(),
-            )));
+                options,
+                link,
+                c.limits.clone(),
+            ));
+            pool.take_over_from_keeper();
+            daemon.set_listener_sink(pool);
         }
         Err(e) => tracing::error!("the supervisor cannot open the kernel side: {e}"),
     }

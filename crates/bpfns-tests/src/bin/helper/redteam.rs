@@ -35,6 +35,13 @@
 //!   rt-scm SOCK               connect and receive an fd: scm=opened:KIND:ID|errno:E
 //!   rt-client SOCK FOREIGN_MAP       daemon requests a member may not make: op.NAME=ok:...|denied:CODE
 //!   rt-probe SPEC...          print euid and CapEff, then rt-list and rt-open SPEC...
+//!   rt-flood SOCK N MS [hold] open N connections to bpfnsd and keep them, ask each for hello:
+//!                             holding=accepted:A refused:R other:O (refusal=MESSAGE); then
+//!                             connect and close over and over from 4 threads for MS ms while
+//!                             holding: flood=opened:N accepted:A refused:R other:O
+//!                             connect_errors:E churn:C; with `hold`, keep the connections
+//!                             until stdin's EOF
+//!   rt-kill PID...            SIGKILL each PID (whatever the caller may): kill.PID=ok|errno:E
 //! Victims:
 //!   rt-victim LEVEL NAME      (host root) create a map pinned at /sys/fs/bpf/NAME and an
 //!                             iter/bpf_map link pinned at NAME_iter, keep the map's fd across
@@ -71,7 +78,9 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 54] = [
+pub const ACTIONS: [&str; 56] = [
+    "rt-flood",
+    "rt-kill",
     "rt-as",
     "rt-writable",
     "rt-token-child",
@@ -511,6 +520,29 @@ pub fn run(exe: &Path, args: &[String]) {
         "rt-serve-obj" => serve_obj(&arg(1), &arg(2)),
         "rt-hijack" => hijack(&arg(1), &arg(2), &arg(3), &arg(4)),
         "rt-fill" => fill(&arg(1), &arg(2)),
+        "rt-flood" => flood(
+            &arg(1),
+            arg(2).parse().unwrap_or(0),
+            arg(3).parse().unwrap_or(0),
+            args.get(4).is_some_and(|h| h == "hold"),
+        ),
+        "rt-kill" => {
+            for pid in &args[1..] {
+                let r = pid
+                    .parse::<i32>()
+                    .map_err(|_| bpfns_sys::Errno::INVAL)
+                    .and_then(|p| {
+                        bpfns_sys::process::open_pidfd(p)
+                            .and_then(|fd| bpfns_sys::unix::pidfd_kill(fd.as_fd()))
+                            .map_err(|e| e.errno)
+                    });
+                let v = match r {
+                    Ok(()) => "ok".to_string(),
+                    Err(e) => errno_str(e),
+                };
+                say(&format!("kill.{pid}={v}"));
+            }
+        }
         _ => more(exe, args),
     }
 }
@@ -2370,3 +2402,107 @@ fn more(exe: &Path, args: &[String]) {
 
 /// `r0 = 1; exit`: pass (cgroup_skb), SK_PASS (sk_skb).
 const RETURN_ONE_PASS: [u64; 2] = [0x0000_0001_0000_00b7, 0x0000_0000_0000_0095];
+
+// ---- flooding bpfnsd ---------------------------------------------------------------------
+
+/// One hello on a raw connection: `ok`, the error code of an error frame (a refusal comes
+/// before anything is asked, with seq 0), or what went wrong.
+fn hello_on(s: &mut UnixStream) -> (String, Option<String>) {
+    use bpfns_proto::{decode, decode_len, encode, Op, Outcome, Request, Response, MAX_REQUEST};
+    let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+    if let Ok(f) = encode(&Request::new(1, Op::Hello), MAX_REQUEST) {
+        // A refused connection is closed already: its reason is still there to be read.
+        let _ = s.write_all(&f);
+    }
+    let mut header = [0u8; 4];
+    if let Err(e) = s.read_exact(&mut header) {
+        return (format!("read:{}", io_errno(&e)), None);
+    }
+    let Ok(len) = decode_len(header, 1 << 20) else {
+        return ("bad-frame".into(), None);
+    };
+    let mut body = vec![0u8; len];
+    if let Err(e) = s.read_exact(&mut body) {
+        return (format!("read:{}", io_errno(&e)), None);
+    }
+    match decode::<Response>(&body) {
+        Ok(r) => match r.result {
+            Outcome::Ok(_) => ("ok".into(), None),
+            Outcome::Error(e) => (
+                serde_json::to_value(e.code)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                Some(e.message),
+            ),
+        },
+        Err(_) => ("bad-body".into(), None),
+    }
+}
+
+fn flood(sock: &str, n: usize, churn_ms: u64, hold: bool) {
+    let _ = bpfns_sys::process::raise_nofile_limit(n as u64 + 512);
+    let path = PathBuf::from(sock);
+    let mut conns = Vec::with_capacity(n);
+    let mut connect_errors = 0u64;
+    for _ in 0..n {
+        match UnixStream::connect(&path) {
+            Ok(c) => conns.push(c),
+            Err(_) => connect_errors += 1,
+        }
+    }
+    let (mut accepted, mut refused, mut other) = (0u64, 0u64, 0u64);
+    let mut refusal = None;
+    let mut others = std::collections::BTreeMap::<String, u64>::new();
+    for c in &mut conns {
+        match hello_on(c) {
+            (v, _) if v == "ok" => accepted += 1,
+            (v, m) if v == "limit_reached" => {
+                refused += 1;
+                refusal = refusal.or(m);
+            }
+            (v, _) => {
+                other += 1;
+                *others.entry(v).or_default() += 1;
+            }
+        }
+    }
+    say(&format!(
+        "holding=accepted:{accepted} refused:{refused} other:{other}"
+    ));
+    if let Some(m) = &refusal {
+        say(&format!("refusal={m}"));
+    }
+    if !others.is_empty() {
+        say(&format!("others={others:?}"));
+    }
+    let churned = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (path, churned, stop) = (path.clone(), churned.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if UnixStream::connect(&path).is_ok() {
+                        churned.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(churn_ms));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    say(&format!(
+        "flood=opened:{} accepted:{accepted} refused:{refused} other:{other} connect_errors:{connect_errors} churn:{}",
+        conns.len(),
+        churned.load(Ordering::Relaxed)
+    ));
+    if hold {
+        hold_until_eof();
+    }
+    drop(conns);
+}

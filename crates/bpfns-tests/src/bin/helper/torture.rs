@@ -12,6 +12,15 @@
 //!                          success
 //! ```
 //!   load-clients SOCK NS N MS  N clients of bpfnsd, mixed requests for MS ms (tests/load.rs)
+//!   orphan MAP_ID...       start `orphan-child MAP_ID...` in the background (it inherits stdin
+//!                          and stdout), print child=PID and exit at once, as
+//!                          `sh -c '(...) & exit 0'` does
+//!   orphan-child MAP_ID... try to create a map (own=ID | own=errno:E), then for each byte on
+//!                          stdin, probe: walk the map ids and open its own map and each MAP_ID
+//!                          by id; print `probe walk=IDS|errno:E own=RES foreign=ID:RES,...`
+//!                          (RES: opened:ID | errno:E | none); end at EOF. With
+//!                          BPFNS_ORPHAN_TRIGGER=DIR, probe when DIR/probe-N appears instead
+//!                          (N = 1, 2, ...), and end when DIR/stop appears or DIR goes
 //! Both members end with `calls=N ok=N eagain=N enosys=N other=N max_ms=N`: how their
 //! trapped calls were answered, and the longest one took.
 
@@ -29,7 +38,14 @@ use bpfns_sys::Errno;
 use super::{fail, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 4] = ["daemon", "torture-member", "torture-prober", "load-clients"];
+pub const ACTIONS: [&str; 6] = [
+    "daemon",
+    "torture-member",
+    "torture-prober",
+    "load-clients",
+    "orphan",
+    "orphan-child",
+];
 
 pub fn run(args: &[String]) {
     let arg = |i: usize| {
@@ -42,17 +58,102 @@ pub fn run(args: &[String]) {
         "torture-member" => member(Path::new(&arg(1))),
         "torture-prober" => prober(Path::new(&arg(1)), Path::new(&arg(2))),
         "load-clients" => load_clients(args),
+        "orphan" => orphan(&args[1..]),
+        "orphan-child" => orphan_child(&args[1..]),
         other => fail(&format!("unknown action {other}")),
     }
 }
 
+fn orphan(maps: &[String]) {
+    let exe = std::env::current_exe().unwrap_or_else(|e| fail(&e.to_string()));
+    #[allow(clippy::zombie_processes)] // on purpose: init reaps it, as for `( ... ) &`
+    let child = std::process::Command::new(exe)
+        .arg("orphan-child")
+        .args(maps)
+        .spawn()
+        .unwrap_or_else(|e| fail(&format!("starting the background child: {e}")));
+    say(&format!("child={}", child.id()));
+    // Exit without waiting: the child is left to init, as a shell's `( ... ) &` is.
+}
+
+fn orphan_child(maps: &[String]) {
+    let res = |r: bpfns_sys::Result<std::os::fd::OwnedFd>| match r {
+        Ok(fd) => match sysbpf::info::<sysbpf::bpf_map_info>(&fd) {
+            Ok(i) => format!("opened:{}", i.id),
+            Err(e) => format!("opened:?{}", e.errno.raw_os_error()),
+        },
+        Err(e) => format!("errno:{}", e.errno.raw_os_error()),
+    };
+    let own = sysbpf::map_create(BPF_MAP_TYPE_ARRAY, "orphan", 4, 8, 1);
+    let own_id = match &own {
+        Ok(fd) => {
+            let id = sysbpf::info::<sysbpf::bpf_map_info>(fd)
+                .map(|i| i.id)
+                .unwrap_or(0);
+            say(&format!("own={id}"));
+            Some(id)
+        }
+        Err(e) => {
+            say(&format!("own=errno:{}", e.errno.raw_os_error()));
+            None
+        }
+    };
+    let foreign: Vec<u32> = maps.iter().filter_map(|m| m.parse().ok()).collect();
+    // Through wrappers that do not pass stdin's bytes on, files trigger the probes.
+    let trigger = std::env::var_os("BPFNS_ORPHAN_TRIGGER").map(std::path::PathBuf::from);
+    let mut stdin = std::io::stdin().lock();
+    let mut b = [0u8; 1];
+    let mut n = 0u32;
+    let mut next = || -> bool {
+        n += 1;
+        match &trigger {
+            None => matches!(stdin.read(&mut b), Ok(1)),
+            Some(dir) => loop {
+                if dir.join(format!("probe-{n}")).exists() {
+                    return true;
+                }
+                if !dir.exists() || dir.join("stop").exists() {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            },
+        }
+    };
+    while next() {
+        let mut ids = Vec::new();
+        let mut cur = 0;
+        let walk = loop {
+            match sysbpf::next_id(ObjectKind::Map, cur) {
+                Ok(Some(id)) => {
+                    ids.push(id.to_string());
+                    cur = id;
+                }
+                Ok(None) => break ids.join(","),
+                Err(e) => break format!("errno:{}", e.errno.raw_os_error()),
+            }
+        };
+        let own = own_id.map_or("none".to_string(), |id| {
+            res(sysbpf::fd_by_id(ObjectKind::Map, id))
+        });
+        let foreign: Vec<String> = foreign
+            .iter()
+            .map(|&id| format!("{id}:{}", res(sysbpf::fd_by_id(ObjectKind::Map, id))))
+            .collect();
+        say(&format!(
+            "probe walk={walk} own={own} foreign={}",
+            foreign.join(",")
+        ));
+    }
+    drop(own);
+}
+
 fn daemon(dir: &Path, pin_root: &Path) {
+    // The keeper is this program (`--keeper`), bpfnsd's default.
     let config = bpfnsd::Config {
         socket: dir.join("bpfns.sock"),
         state_dir: dir.join("state"),
         pin_root: pin_root.to_path_buf(),
         ns_bpffs_dir: dir.join("ns"),
-        socket_mode: 0o666,
         gc_interval_secs: 1,
         ..bpfnsd::Config::default()
     };
@@ -69,6 +170,10 @@ struct Tally {
     eagain: u64,
     enosys: u64,
     other: u64,
+    /// Opens that returned something else than the object asked for.
+    wrong: u64,
+    /// The "other" and wrong answers, the first few.
+    others: Vec<String>,
     max: Duration,
 }
 
@@ -87,7 +192,12 @@ impl Tally {
                 match e.errno {
                     Errno::AGAIN => self.eagain += 1,
                     Errno::NOSYS => self.enosys += 1,
-                    _ => self.other += 1,
+                    _ => {
+                        self.other += 1;
+                        if self.others.len() < 8 {
+                            self.others.push(e.to_string());
+                        }
+                    }
                 }
                 None
             }
@@ -96,14 +206,18 @@ impl Tally {
 
     fn report(&self) {
         say(&format!(
-            "calls={} ok={} eagain={} enosys={} other={} max_ms={}",
+            "calls={} ok={} eagain={} enosys={} other={} wrong={} max_ms={}",
             self.calls,
             self.ok,
             self.eagain,
             self.enosys,
             self.other,
-            self.max.as_millis()
+            self.wrong,
+            self.max.as_millis(),
         ));
+        if !self.others.is_empty() {
+            say(&format!("other_errors={}", self.others.join("; ")));
+        }
     }
 }
 
@@ -164,7 +278,19 @@ fn member(pin: &Path) {
         }
         if let Some(ids) = walk(&mut t) {
             for id in ids.into_iter().rev().take(20) {
-                t.time(|| sysbpf::fd_by_id(ObjectKind::Map, id));
+                // An answer is right only if it is the map asked for.
+                if let Some(fd) = t.time(|| sysbpf::fd_by_id(ObjectKind::Map, id)) {
+                    match sysbpf::info::<sysbpf::bpf_map_info>(&fd) {
+                        Ok(i) if i.id == id => {}
+                        got => {
+                            t.wrong += 1;
+                            if t.others.len() < 8 {
+                                let got = got.map(|i| format!("map {}", i.id));
+                                t.others.push(format!("open of map {id} gave {got:?}"));
+                            }
+                        }
+                    }
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(5));

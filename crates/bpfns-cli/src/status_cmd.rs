@@ -47,7 +47,16 @@ impl Render for StatusView {
     fn render_text(&self) -> String {
         let mut out = format!("{}: running\n", self.server);
         out.push_str(&format!("layers: {}\n", self.layers.join(", ")));
-        out.push_str(&format!("kernel side: {}\n", self.pin_root));
+        if self.layers.iter().any(|l| l == "tracepoint backstop") {
+            out.push_str(&format!("kernel side: {}\n", self.pin_root));
+        } else {
+            // Unloaded under bpfnsd (`bpfns kernel unload --force`): only the supervisor runs.
+            out.push_str(&format!(
+                "kernel side: NOT LOADED at {} (no tagging, recording or backstop): restart \
+                 bpfnsd, which loads it\n",
+                self.pin_root
+            ));
+        }
         out.push_str(&format!("state: {}\n", self.state_dir));
         out.push_str(&format!(
             "namespaces: {} (with the root)\n",

@@ -412,6 +412,27 @@ fn status_names_the_layers_that_run_and_counts_supervised_members() {
         bpfns_kernel::loader::is_loaded(&d.layout),
         "a refused unload removed pins"
     );
+    // Forced, it unloads; bpfnsd's status then no longer reports the kernel side's layers.
+    let o = Command::new(bpfns())
+        .args([
+            "--socket",
+            &sock,
+            "kernel",
+            "unload",
+            "--force",
+            "--pin-root",
+            &root,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_str(&ok(&status(&["-j"]))).unwrap();
+    assert_eq!(v["layers"], serde_json::json!(["supervisor"]), "{v}");
     // No daemon: the error names the socket and how to start bpfnsd.
     let o = Command::new(bpfns())
         .args(["--socket", "/nonexistent/bpfns.sock", "status"])

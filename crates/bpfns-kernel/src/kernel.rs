@@ -109,6 +109,11 @@ impl Kernel {
     /// loaded, and BPF LSM when that layer's programs are pinned beside it (they are loaded
     /// only where the kernel allows them).
     pub fn layers(&self) -> Vec<Layer> {
+        // What is pinned, not what this handle once opened: an unload under a running daemon
+        // detaches the programs while the handle's maps stay open.
+        if !crate::loader::is_loaded(&self.layout) {
+            return Vec::new();
+        }
         let mut layers = vec![Layer::TracepointBackstop];
         if crate::lsm::is_active(&self.layout) {
             layers.push(Layer::BpfLsm);

@@ -401,7 +401,10 @@ int iter_links(struct bpf_iter__bpf_link *ctx)
 	struct bpf_link *link = ctx->link;
 	struct obj_record r = {};
 
-	if (!link)
+	/* A link in the middle of its creation is in the kernel's IDR before its id is set
+	 * (bpf_link_prime, then bpf_link_settle): it has no id yet and cannot be opened by id
+	 * (EAGAIN). It is listed once its creation returns. */
+	if (!link || !link->id)
 		return 0;
 	r.kind = BPFNS_KIND_LINK;
 	r.id = link->id;

@@ -593,19 +593,13 @@ fn namespaces_own_a_bounded_number_of_objects() {
         .kernel
         .layers()
         .contains(&bpfns_kernel::doctor::Layer::BpfLsm);
-    let mut h = Helper::spawn(&["create-many", "map", "20"]);
+    // Exactly the limit, held (so that no collection can lower the counts meanwhile): counted
+    // in /a/b/kid and in every ancestor below the root.
+    let mut h = Helper::spawn(&["create-many", "map", "10"]);
     c.enter("/a/b/kid", h.pid).unwrap();
     h.go();
-    let made = h.maybe("made");
-    let holder = if lsm {
-        assert_eq!(made.as_deref(), Some("10"));
-        assert_eq!(h.maybe("errno").as_deref(), Some("1"), "EPERM");
-        Some(h)
-    } else {
-        assert_eq!(made, None, "stopped");
-        assert!(bpfns_tests::killed(h.finish()));
-        None
-    };
+    assert_eq!(h.maybe("made").as_deref(), Some("10"));
+    assert_eq!(h.maybe("errno").as_deref(), Some("0"));
     for (ns, want) in [("/a/b/kid", 10), ("/a/b", 10), ("/a", 10)] {
         assert_eq!(c.ns_show(ns).unwrap().records, Some(want), "{ns}");
     }
@@ -614,6 +608,19 @@ fn namespaces_own_a_bounded_number_of_objects() {
         list.iter().find(|n| n.path == "/a/b").unwrap().records,
         Some(10)
     );
+    // One more, from another member: refused (BPF LSM) or stopped.
+    let mut more = Helper::spawn(&["create-many", "map", "1"]);
+    c.enter("/a/b/kid", more.pid).unwrap();
+    more.go();
+    let made = more.maybe("made");
+    if lsm {
+        assert_eq!(made.as_deref(), Some("0"));
+        assert_eq!(more.maybe("errno").as_deref(), Some("1"), "EPERM");
+    } else {
+        assert_eq!(made, None, "stopped");
+        assert!(bpfns_tests::killed(more.finish()));
+    }
+    let holder = Some(h);
     let name = if lsm {
         "refused_quota"
     } else {

@@ -2933,6 +2933,17 @@ impl ProcScene {
     }
 }
 
+/// Why the token level cannot run on this kernel, if it cannot (before Linux 6.9 there are no
+/// BPF tokens: `BPF_TOKEN_CREATE` is unknown).
+fn tokens_unavailable() -> Option<String> {
+    match bpfns_sys::probe::token_create(-1) {
+        Err(e) if e.errno == bpfns_sys::Errno::INVAL => {
+            Some("BPF tokens need Linux 6.9 (BPF_TOKEN_CREATE is unknown here)".to_string())
+        }
+        _ => None,
+    }
+}
+
 /// The member's listener outlives the process `bpfns exec` started: a background child it
 /// left behind is still supervised after a routine restart of bpfnsd.
 fn scene_keeper(m: &mut Matrix) {
@@ -2941,6 +2952,11 @@ fn scene_keeper(m: &mut Matrix) {
         "an orphan left behind by a member (sh -c '(...) & exit 0'), after a routine bpfnsd restart";
     let kill_row = "a uid-0 member kills what it can (bpfnsd, the listener keeper) and tries again";
     for level in LEVELS {
+        if let Some(why) = tokens_unavailable().filter(|_| level == Level::Token) {
+            m.set(orphan_row, level, cell(Verdict::NotRun, why.clone()));
+            m.set(kill_row, level, cell(Verdict::NotRun, why));
+            continue;
+        }
         let mut o = match sc.orphan(level) {
             Ok(o) => o,
             Err(e) if e.starts_with("token:") => {
@@ -3047,7 +3063,12 @@ fn scene_flood(m: &mut Matrix) {
     let sc = Scene::new("flood");
     let sock = sc.d.socket.to_string_lossy().into_owned();
     let limits = bpfnsd::config::Limits::default();
+    let row = "flood bpfnsd: 1,500 idle connections kept, then connect/close churn";
     for level in LEVELS {
+        if let Some(why) = tokens_unavailable().filter(|_| level == Level::Token) {
+            m.set(row, level, cell(Verdict::NotRun, why));
+            continue;
+        }
         let mut bg = sc.start_in(
             "/t",
             &[

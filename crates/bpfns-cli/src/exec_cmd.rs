@@ -1,14 +1,31 @@
-//! `bpfns exec NS -- CMD [ARGS...]`: run CMD as a member of NS (see `bpfns_client::member`).
+//! `bpfns exec NS -- CMD [ARGS...]`: run CMD as a member of NS (see `bpfns_client::member`),
+//! as a supervisor of it: the signals a service manager or a shell sends to `bpfns exec` go on
+//! to the command, `bpfns exec` waits for it and exits with its status.
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 
 use anyhow::{Context, Result};
 use bpfns_client::member;
+use bpfns_sys::Errno;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
+use signal_hook::iterator::exfiltrator::WithOrigin;
+use signal_hook::iterator::SignalsInfo;
+use signal_hook::low_level::siginfo::Cause;
 
-/// Start the command as a member and return its exit status (128+signal if killed).
+/// The signals passed on to the command (what `timeout`, `systemctl stop`, a closed terminal,
+/// job control and CI cancellation send).
+const FORWARDED: [i32; 7] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH];
+
+/// Exit status when the command cannot be run (as shells do).
+const CANNOT_RUN: u8 = 126;
+/// Exit status when the command is not found (as shells do).
+const NOT_FOUND: u8 = 127;
+
+/// Start the command as a member and return its exit status (128+signal if killed; 126 if it
+/// cannot be run, 127 if it is not found).
 pub fn run(socket: &Path, ns: &str, command: &[OsString]) -> Result<u8> {
     let (prog, args) = command
         .split_first()
@@ -16,16 +33,106 @@ pub fn run(socket: &Path, ns: &str, command: &[OsString]) -> Result<u8> {
     if let Some(w) = bpfns_client::advice::net_admin_in_host_netns() {
         eprintln!("{w}");
     }
+    // Taken over before the command starts, so that none of them ends `bpfns exec` first.
+    let mut signals =
+        SignalsInfo::<WithOrigin>::new(FORWARDED).context("setting up signal forwarding")?;
     let mut cmd = Command::new(prog);
     cmd.args(args);
     // bpfnsd and its listener keeper hold the member's seccomp listener: nothing is kept here,
     // and the member stays supervised across bpfnsd restarts also after this process exits.
-    let mut child = member::spawn(socket, ns, &mut cmd)
-        .with_context(|| format!("starting {} in namespace {ns}", prog.to_string_lossy()))?;
+    let mut child = match member::spawn(socket, ns, &mut cmd) {
+        Ok(c) => c,
+        Err(e) => {
+            let name = prog.to_string_lossy();
+            return match e.spawn_errno() {
+                Some(Errno::NOENT) => {
+                    eprintln!("bpfns: {name}: command not found");
+                    Ok(NOT_FOUND)
+                }
+                Some(errno @ (Errno::ACCESS | Errno::NOEXEC | Errno::ISDIR | Errno::PERM)) => {
+                    eprintln!("bpfns: {name}: cannot run it: {errno}");
+                    Ok(CANNOT_RUN)
+                }
+                _ => Err(anyhow::Error::new(e))
+                    .with_context(|| format!("starting {name} in namespace {ns}")),
+            };
+        }
+    };
+    let pid = child.id() as i32;
+    let handle = signals.handle();
+    let forwarder = std::thread::Builder::new()
+        .name("bpfns-signals".into())
+        .spawn(move || {
+            for info in signals.forever() {
+                // What the terminal sends (Ctrl-C, a resize) reaches the whole foreground
+                // process group, the command included: passing it on would deliver it twice.
+                if info.cause == Cause::Kernel {
+                    continue;
+                }
+                forward(pid, info.signal);
+            }
+        })
+        .context("starting the signal forwarder")?;
+    // Wait without reaping: while the command is a zombie, bpfnsd can check that it is our
+    // child when asked why it was stopped.
+    let status = wait_unreaped(pid);
+    handle.close();
+    let _ = forwarder.join();
+    if status.as_ref().is_ok_and(|s| s.signal() == Some(SIGKILL)) {
+        explain_kill(socket, pid);
+    }
     let status = child.wait().context("waiting for the command")?;
     Ok(match (status.code(), status.signal()) {
         (Some(c), _) => c as u8,
         (None, Some(s)) => 128u8.wrapping_add(s as u8),
         _ => 1,
     })
+}
+
+/// Send `sig` to process `pid` (gone already: nothing to do).
+fn forward(pid: i32, sig: i32) {
+    let (Some(p), Some(s)) = (
+        rustix::process::Pid::from_raw(pid),
+        rustix::process::Signal::from_named_raw(sig),
+    ) else {
+        return;
+    };
+    let _ = rustix::process::kill_process(p, s);
+}
+
+/// Wait for `pid` to end, leaving it unreaped (`WNOWAIT`); its status.
+fn wait_unreaped(pid: i32) -> std::io::Result<ExitStatus> {
+    use rustix::process::{waitid, WaitId, WaitIdOptions};
+    let p = rustix::process::Pid::from_raw(pid).ok_or(std::io::ErrorKind::InvalidInput)?;
+    loop {
+        match waitid(
+            WaitId::Pid(p),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        ) {
+            Ok(Some(st)) => {
+                let raw = if let Some(code) = st.exit_status() {
+                    (code & 0xff) << 8
+                } else {
+                    st.terminating_signal().unwrap_or(0) & 0x7f
+                };
+                return Ok(ExitStatus::from_raw(raw));
+            }
+            Ok(None) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The command died of SIGKILL: if bpfns's kernel side stopped it, say why and what to do.
+fn explain_kill(socket: &Path, pid: i32) {
+    let Ok(mut c) = bpfns_client::Client::connect(socket) else {
+        return;
+    };
+    let _ = c.set_timeout(Some(std::time::Duration::from_secs(2)));
+    if let Ok(events) = c.why_stopped(pid) {
+        for e in events {
+            eprintln!("bpfns: the command was {e}");
+        }
+    }
 }

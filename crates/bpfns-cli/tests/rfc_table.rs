@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
-use bpfns_model::ObjectKind;
+use bpfns_model::{ObjectKind, ProgramPolicy};
 use bpfns_tests::{require_kernel, TestDaemon};
 use serde_json::Value;
 
@@ -614,4 +614,90 @@ fn ns_max_objects_from_the_cli() {
     let all: Value = serde_json::from_str(&ok(&cli(&["-j", "ns", "list"]))).unwrap();
     assert_eq!(all[0]["path"], "/");
     assert!(all[0].get("max_objects").is_none(), "{all}");
+}
+
+/// `bpfns exec` supervises its command: a TERM (what `timeout` and `systemctl stop` send)
+/// reaches the command, and `bpfns exec` returns the command's own status once it has ended;
+/// a command that cannot be found exits 127 with one line; one the kernel side stopped gets
+/// the rule it broke and the fix.
+#[test]
+fn exec_passes_signals_on_and_explains_failures() {
+    require_kernel!();
+    let d = TestDaemon::start("exec-signals");
+    d.client().ns_create("/s").unwrap();
+    let sock = d.socket.to_str().unwrap().to_string();
+    let marker = std::env::temp_dir().join(format!("bpfns-exec-term-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let script = format!(
+        "trap 'touch {m}; exit 42' TERM; echo ready; while :; do sleep 0.05; done",
+        m = marker.display()
+    );
+    let mut c = Command::new(bpfns())
+        .args(["--socket", &sock, "exec", "/s", "--", "sh", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(c.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let t = std::time::Instant::now();
+    bpfns_sys::testhooks::kill(c.id() as i32, 15).unwrap();
+    let st = c.wait().unwrap();
+    assert_eq!(
+        st.code(),
+        Some(42),
+        "the command's own status, after its TERM handler"
+    );
+    assert!(marker.exists(), "the command got the TERM");
+    let _ = std::fs::remove_file(&marker);
+    eprintln!("TERM to exit: {:?}", t.elapsed());
+
+    // Not found: 127 and one line; cannot run (a directory): 126.
+    let o = Command::new(bpfns())
+        .args(["--socket", &sock, "exec", "/s", "--", "/nonexistent/cmd"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(127), "{err}");
+    assert_eq!(err.trim(), "bpfns: /nonexistent/cmd: command not found");
+    let o = Command::new(bpfns())
+        .args(["--socket", &sock, "exec", "/s", "--", "/"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(126),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // Stopped by the kernel side (its namespace's limit on objects): the rule and the fix.
+    d.client()
+        .ns_create_with("/q", ProgramPolicy::DEFAULT, Some(2))
+        .unwrap();
+    let helper = bpfns_tests::helper_path();
+    let o = Command::new(bpfns())
+        .args(["--socket", &sock, "exec", "/q", "--"])
+        .arg(&helper)
+        .args(["create-many", "map", "5"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    if bpfns_kernel::lsm::kernel_allows().is_ok() {
+        // BPF LSM refuses the third map with EPERM instead: nothing is killed.
+        assert_eq!(o.status.code(), Some(0), "{err}");
+    } else {
+        assert_eq!(o.status.code(), Some(137), "{err}");
+        assert!(
+            err.contains("bpfns: the command was stopped (SIGKILL)")
+                && err.contains("of namespace /q")
+                && err.contains("[quota]")
+                && err.contains("fix:"),
+            "{err}"
+        );
+    }
 }

@@ -328,6 +328,15 @@ impl Client {
             r => Self::unexpected(r),
         }
     }
+
+    /// Why the kernel side stopped or refused `pid`, a child of ours (unreaped if it exited):
+    /// the lines bpfnsd logged for it, each with the rule and the fix; empty if none.
+    pub fn why_stopped(&mut self, pid: i32) -> Result<Vec<String>> {
+        match self.call(Op::WhyStopped { pid })? {
+            Reply::Stopped { events, .. } => Ok(events),
+            r => Self::unexpected(r),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -40,12 +40,24 @@ use crate::{Client, ClientError};
 pub enum MemberError {
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// Setting the member up or starting the command failed; the errno says why (`ENOENT`:
+    /// the command was not found, `EACCES`/`ENOEXEC`: it cannot be run).
     #[error("starting the command: {0}")]
-    Spawn(String),
+    Spawn(bpfns_sys::SysError),
     #[error("the member filter: {0}")]
     Filter(bpfns_sys::SysError),
     #[error(transparent)]
     FilterProgram(#[from] crate::filter::FilterError),
+}
+
+impl MemberError {
+    /// The errno behind a failure to start the command, if that is what failed.
+    pub fn spawn_errno(&self) -> Option<bpfns_sys::Errno> {
+        match self {
+            MemberError::Spawn(e) => Some(e.errno),
+            _ => None,
+        }
+    }
 }
 
 /// How a member is started (no options yet beyond the defaults).
@@ -124,23 +136,17 @@ pub fn spawn_with(
         if !status.state_dir.is_empty() {
             setup = setup
                 .hide(Path::new(&status.state_dir))
-                .map_err(|e| MemberError::Spawn(e.to_string()))?;
+                .map_err(MemberError::Spawn)?;
         }
         if let Some(dir) = socket.parent().filter(|d| *d != Path::new("/")) {
-            setup = setup
-                .read_only(dir)
-                .map_err(|e| MemberError::Spawn(e.to_string()))?;
+            setup = setup.read_only(dir).map_err(MemberError::Spawn)?;
         }
     }
     if me.host_admin && !target.bpffs.is_empty() {
         let bpffs = PathBuf::from(&target.bpffs);
-        setup = setup
-            .bpffs(&bpffs)
-            .map_err(|e| MemberError::Spawn(e.to_string()))?;
+        setup = setup.bpffs(&bpffs).map_err(MemberError::Spawn)?;
         if let Some(all) = bpffs.parent() {
-            setup = setup
-                .hide(all)
-                .map_err(|e| MemberError::Spawn(e.to_string()))?;
+            setup = setup.hide(all).map_err(MemberError::Spawn)?;
         }
     }
     let client = Arc::new(Mutex::new(client));
@@ -165,7 +171,7 @@ pub fn spawn_with(
                     .map_err(|e| format!("handing the listener to bpfnsd: {e}"))
             },
         )
-        .map_err(|e| MemberError::Spawn(e.to_string()))?;
+        .map_err(MemberError::Spawn)?;
     // bpfnsd and its listener keeper hold the listener now; ours is closed here.
     drop(spawned.listener);
     Ok(Member {
@@ -184,5 +190,5 @@ fn spawn_nested(client: Client, ns: &str, cmd: &mut Command) -> Result<Child, Me
             .enter(&ns1, child)
             .map_err(|e| format!("entering {ns1}: {e}"))
     })
-    .map_err(|e| MemberError::Spawn(e.to_string()))
+    .map_err(MemberError::Spawn)
 }

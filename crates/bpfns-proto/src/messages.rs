@@ -71,6 +71,9 @@ pub enum Op {
     },
     /// Daemon status: kernel side, layers, counters.
     Status,
+    /// Why the kernel side stopped (SIGKILL) or refused process `pid`, a child of the caller
+    /// (a zombie not yet reaped will do): what bpfnsd logged for it, most recent last.
+    WhyStopped { pid: i32 },
 }
 
 /// A response: `{"v": 1, "seq": 7, "ok": {...}}` or `{"v": 1, "seq": 7, "error": {...}}`.
@@ -188,6 +191,11 @@ pub enum Reply {
         id: u32,
     },
     Status(StatusInfo),
+    /// What the kernel side did to a process (empty: nothing bpfnsd knows of).
+    Stopped {
+        pid: i32,
+        events: Vec<String>,
+    },
 }
 
 /// Who the caller is, from kernel facts (peer pidfd → task tag, capabilities).

@@ -214,10 +214,11 @@ impl MemberSetup {
             }
             // The parent side's error explains a child that gave up (ECANCELED) best.
             (Err(_), Err(e)) => Err(e),
-            (Err(e), Ok(_)) => Err(SysError::new(
-                format!("spawning the member: {e}"),
-                Errno::from_io_error(&e).unwrap_or(Errno::IO),
-            )),
+            // The errno is the cause (ENOENT: no such command); say it once.
+            (Err(e), Ok(_)) => Err(match Errno::from_io_error(&e) {
+                Some(errno) => SysError::new("executing the command", errno),
+                None => SysError::new(format!("spawning the member: {e}"), Errno::IO),
+            }),
         }
     }
 }

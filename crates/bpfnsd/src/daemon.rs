@@ -142,6 +142,8 @@ pub struct Daemon {
     collect_now: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
     /// Events read from the kernel side since start.
     events_read: std::sync::atomic::AtomicU64,
+    /// The latest stops and refusals, (pid, what was logged), for `why_stopped`.
+    recent_stops: Mutex<std::collections::VecDeque<(u32, String)>>,
     /// Connection limits (see [`crate::admission`]).
     pub admission: Arc<crate::admission::Admission>,
 }
@@ -196,6 +198,7 @@ impl Daemon {
             collected: std::sync::atomic::AtomicU64::new(0),
             collect_now: Mutex::new(None),
             events_read: std::sync::atomic::AtomicU64::new(0),
+            recent_stops: Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -320,6 +323,14 @@ impl Daemon {
                 }
             }
             ev => {
+                let line = describe_event(v, ev, &self.ns_name(NsId(v.ns)));
+                {
+                    let mut recent = self.recent_stops.lock().unwrap_or_else(|e| e.into_inner());
+                    if recent.len() >= RECENT_STOPS {
+                        recent.pop_front();
+                    }
+                    recent.push_back((v.pid, line.clone()));
+                }
                 if !log.admit() {
                     return;
                 }
@@ -331,7 +342,7 @@ impl Daemon {
                     );
                     log.suppressed = 0;
                 }
-                tracing::warn!("{}", describe_event(v, ev, &self.ns_name(NsId(v.ns))));
+                tracing::warn!("{line}");
             }
         }
     }
@@ -596,6 +607,31 @@ impl Daemon {
                 no_fds(&fds)?;
                 self.status()
             }
+            Op::WhyStopped { pid } => {
+                no_fds(&fds)?;
+                self.why_stopped(caller, pid)
+            }
+        }
+    }
+
+    /// What the kernel side did to `pid`, a child of the caller: its events reach bpfnsd
+    /// through the ring buffer a moment after the kill, so wait a little for them.
+    fn why_stopped(&self, caller: &Caller, pid: i32) -> Answer {
+        let _pidfd = self.own_child(caller, pid)?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        loop {
+            let events: Vec<String> = self
+                .recent_stops
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|(p, _)| i64::from(*p) == i64::from(pid))
+                .map(|(_, l)| l.clone())
+                .collect();
+            if !events.is_empty() || std::time::Instant::now() >= deadline {
+                return Ok((Reply::Stopped { pid, events }, vec![]));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 
@@ -1180,6 +1216,9 @@ impl EventLog {
         true
     }
 }
+
+/// How many recent stops and refusals bpfnsd keeps for `why_stopped`.
+const RECENT_STOPS: usize = 256;
 
 /// One line about a stopped or refused task: who, where, which rule, and the fix.
 pub fn describe_event(

@@ -16,7 +16,7 @@ use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 
 use bpfns_sys::fs::{ensure_bpffs, fs_magic, MountOutcome, BPF_FS_MAGIC};
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::Link;
 use serde::Serialize;
 
@@ -143,6 +143,26 @@ pub fn load(layout: &PinLayout) -> Result<LoadReport> {
         programs,
         lsm,
     })
+}
+
+/// Load the main object into the kernel — the verifier checks every program against the
+/// running kernel — and drop it again: nothing is pinned, attached or mounted, and no pinned
+/// state is touched (its maps are fresh and go with it). What `bpfnsd --check` asks of the
+/// kernel side.
+pub fn verify() -> Result<Vec<String>> {
+    let mut storage = MaybeUninit::uninit();
+    let open = BpfnsSkelBuilder::default()
+        .open(&mut storage)
+        .map_err(KernelError::libbpf("opening the BPF object"))?;
+    let skel = open.load().map_err(KernelError::libbpf(
+        "loading the BPF programs (the verifier refused them)",
+    ))?;
+    let names = skel
+        .object()
+        .progs()
+        .map(|p| p.name().to_string_lossy().into_owned())
+        .collect();
+    Ok(names)
 }
 
 /// The ownership map's definition (`obj_owner` in `bpf/maps.bpf.h`).

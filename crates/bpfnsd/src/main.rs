@@ -29,7 +29,8 @@ struct Args {
     /// Directory holding each namespace's bpffs instance [default: /run/bpfns/ns].
     #[arg(long)]
     ns_bpffs_dir: Option<PathBuf>,
-    /// Load the configuration, check the kernel and exit.
+    /// Check the configuration, the state and the kernel, and exit — changing nothing: no
+    /// kernel side is loaded or pinned, no database created, a running bpfnsd left alone.
     #[arg(long)]
     check: bool,
 }
@@ -64,9 +65,6 @@ fn main() -> Result<std::process::ExitCode> {
     }
     let check = args.check;
     bpfnsd::start::run(config, check, notify_ready)?;
-    if check {
-        println!("configuration and kernel side ok");
-    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 

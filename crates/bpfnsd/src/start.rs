@@ -27,13 +27,34 @@ pub enum StartError {
     Server(#[from] ServerError),
 }
 
-/// Load or upgrade the kernel side, open the state, reconcile, and (unless `check_only`)
-/// serve the API until the process ends. `ready` runs once the socket accepts connections.
+/// Serve bpfns: make sure no other bpfnsd serves this socket or holds this database (before
+/// anything is loaded or pinned), load or upgrade the kernel side, open the state, reconcile,
+/// and serve the API until the process ends. `ready` runs once the socket accepts connections.
+/// With `check_only`, [`check`] instead: nothing is changed.
 pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(), StartError> {
     if !bpfns_sys::probe::is_root() {
         return Err(StartError::NotRoot);
     }
+    if check_only {
+        for line in check(&config)? {
+            println!("{line}");
+        }
+        return Ok(());
+    }
     raise_fd_limit();
+    // Single instance first: a second bpfnsd must not touch the first one's kernel side.
+    let (listener, origin) = listen(&config.socket, config.socket_mode)?;
+    let store = Store::open(&config.db_path()).map_err(|e| match e {
+        StoreError::Db { path, message } => StoreError::Db {
+            message: format!(
+                "{message}; is another bpfnsd using it{}? Stop it first, or pass another \
+                 --state-dir",
+                holders_of(&path)
+            ),
+            path,
+        },
+        e => e,
+    })?;
     let kernel_err = |error| StartError::Kernel {
         pin_root: config.pin_root.display().to_string(),
         error,
@@ -49,7 +70,6 @@ pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(),
         "kernel side ready"
     );
     let kernel = bpfns_kernel::Kernel::open(&layout).map_err(kernel_err)?;
-    let store = Store::open(&config.db_path())?;
     let init_userns = crate::caller::init_userns().map_err(StartError::UserNamespace)?;
     let daemon = Daemon::new(config.clone(), kernel, store, init_userns)
         .map_err(|f| StartError::Daemon(f.message))?;
@@ -59,9 +79,6 @@ pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(),
     {
         tracing::info!("reconcile: {note}");
     }
-    if check_only {
-        return Ok(());
-    }
     let daemon = Arc::new(daemon);
     // Before serving: members of an earlier bpfnsd (held by the listener keeper) are served
     // again from here on.
@@ -70,11 +87,113 @@ pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(),
         &daemon,
         std::time::Duration::from_secs(config.gc_interval_secs),
     );
-    let (listener, origin) = listen(&config.socket, config.socket_mode)?;
     tracing::info!(socket = %config.socket.display(), ?origin, "serving");
     ready();
     serve(listener, daemon);
     Ok(())
+}
+
+/// What `bpfnsd --check` finds, one line each, changing nothing (like `nginx -t`): the
+/// configuration (already parsed), whether another bpfnsd serves the socket, the stored
+/// registry (read only), the kernel side (its programs loaded through the verifier and
+/// dropped again; nothing pinned, attached or mounted) and the BPF LSM layer's availability.
+pub fn check(config: &Config) -> Result<Vec<String>, StartError> {
+    let mut lines = vec!["configuration: ok".to_string()];
+    let running = std::os::unix::net::UnixStream::connect(&config.socket)
+        .ok()
+        .and_then(|s| {
+            use std::os::fd::AsFd;
+            bpfns_sys::unix::peer_cred(s.as_fd()).ok()
+        });
+    match running {
+        Some((pid, _, _)) => lines.push(format!(
+            "socket {}: a bpfnsd serves it (pid {pid}); this check leaves it alone",
+            config.socket.display()
+        )),
+        None => lines.push(format!("socket {}: free", config.socket.display())),
+    }
+    let db = config.db_path();
+    if running.is_some() {
+        lines.push(format!(
+            "database {}: in use by the running bpfnsd, not opened",
+            db.display()
+        ));
+    } else {
+        match Store::peek_registry(&db)? {
+            Some(reg) => lines.push(format!(
+                "database {}: {} namespace(s) stored, readable",
+                db.display(),
+                reg.len().saturating_sub(1)
+            )),
+            None => lines.push(format!(
+                "database {}: none yet (bpfnsd creates it at its first start)",
+                db.display()
+            )),
+        }
+    }
+    let progs = bpfns_kernel::loader::verify().map_err(|error| StartError::Kernel {
+        pin_root: config.pin_root.display().to_string(),
+        error,
+    })?;
+    lines.push(format!(
+        "kernel side: its {} programs pass this kernel's verifier (loaded and dropped; nothing \
+         pinned or attached)",
+        progs.len()
+    ));
+    let layout = bpfns_kernel::PinLayout::new(&config.pin_root);
+    lines.push(if bpfns_kernel::loader::is_loaded(&layout) {
+        format!(
+            "pin root {}: a kernel side is loaded there (bpfnsd reuses its state)",
+            config.pin_root.display()
+        )
+    } else {
+        format!(
+            "pin root {}: nothing loaded yet (bpfnsd loads and pins the kernel side there)",
+            config.pin_root.display()
+        )
+    });
+    // Asking the kernel would mount securityfs where it is not: this check mounts nothing.
+    lines.push(
+        if !std::path::Path::new("/sys/kernel/security/lsm").exists() {
+            "BPF LSM layer: not checked (securityfs is not mounted; bpfnsd mounts it at start)"
+                .to_string()
+        } else {
+            match bpfns_kernel::lsm::kernel_allows() {
+                Ok(()) => "BPF LSM layer: available (bpfnsd loads it)".to_string(),
+                Err(why) => format!("BPF LSM layer: unavailable: {why}"),
+            }
+        },
+    );
+    Ok(lines)
+}
+
+/// ` (pid N, ...)` for the processes that have `path` open, or nothing.
+fn holders_of(path: &std::path::Path) -> String {
+    let mut pids = Vec::new();
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == std::process::id() {
+                continue;
+            }
+            let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+                continue;
+            };
+            if fds
+                .flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == path))
+            {
+                pids.push(pid.to_string());
+            }
+        }
+    }
+    if pids.is_empty() {
+        String::new()
+    } else {
+        format!(" (pid {})", pids.join(", "))
+    }
 }
 
 /// Raise the soft limit on open files to the hard limit: connections, supervised members and

@@ -34,6 +34,29 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// Read the registry from an open database (no table or key yet: an empty registry).
+fn read_registry(db: &impl ReadableDatabase, path: &Path) -> Result<Registry, StoreError> {
+    let err = |e: &dyn std::fmt::Display| StoreError::Db {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let txn = db.begin_read().map_err(|e| err(&e))?;
+    let table = match txn.open_table(STATE) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Registry::new()),
+        Err(e) => return Err(err(&e)),
+    };
+    let Some(v) = table.get(REGISTRY_KEY).map_err(|e| err(&e))? else {
+        return Ok(Registry::new());
+    };
+    let corrupt = |message: String| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let snap: Snapshot = serde_json::from_slice(v.value()).map_err(|e| corrupt(e.to_string()))?;
+    Registry::from_snapshot(snap).map_err(|e| corrupt(e.to_string()))
+}
+
 impl Store {
     /// Open (or create) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -62,22 +85,20 @@ impl Store {
 
     /// The stored registry, or an empty one (just the root) if none was stored yet.
     pub fn load_registry(&self) -> Result<Registry, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = match txn.open_table(STATE) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Registry::new()),
-            Err(e) => return Err(self.err(e)),
-        };
-        let Some(v) = table.get(REGISTRY_KEY).map_err(|e| self.err(e))? else {
-            return Ok(Registry::new());
-        };
-        let corrupt = |message: String| StoreError::Corrupt {
-            path: self.path.clone(),
-            message,
-        };
-        let snap: Snapshot =
-            serde_json::from_slice(v.value()).map_err(|e| corrupt(e.to_string()))?;
-        Registry::from_snapshot(snap).map_err(|e| corrupt(e.to_string()))
+        read_registry(&self.db, &self.path)
+    }
+
+    /// The registry stored at `path`, read without creating, locking for writing or changing
+    /// anything (`bpfnsd --check`); `None` when there is no database yet.
+    pub fn peek_registry(path: &Path) -> Result<Option<Registry>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let db = redb::ReadOnlyDatabase::open(path).map_err(|e| StoreError::Db {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        read_registry(&db, path).map(Some)
     }
 
     /// Replace the stored registry, atomically and durably.

@@ -29,6 +29,10 @@ struct Args {
     /// Directory holding each namespace's bpffs instance [default: /run/bpfns/ns].
     #[arg(long)]
     ns_bpffs_dir: Option<PathBuf>,
+    /// What to log: error, warn, info (every namespace change, refusal, stopped task and
+    /// shutdown), debug or trace. `RUST_LOG` overrides it.
+    #[arg(long, default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
+    log_level: String,
     /// Check the configuration, the state and the kernel, and exit — changing nothing: no
     /// kernel side is loaded or pinned, no database created, a running bpfnsd left alone.
     #[arg(long)]
@@ -41,14 +45,18 @@ fn main() -> Result<std::process::ExitCode> {
     if bpfnsd::keeper::process::is_keeper(&argv) {
         return Ok(bpfnsd::keeper::process::main(&argv));
     }
+    let args = Args::parse();
+    // Plain text unless stderr is a terminal: colour codes have no place in a log file or the
+    // journal. RUST_LOG, when set, wins over --log-level.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log_level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let args = Args::parse();
     let explicit = args.config.as_os_str() != DEFAULT_CONFIG;
     let mut config = Config::load(&args.config, explicit)?;
     if let Some(s) = args.socket {
@@ -64,8 +72,32 @@ fn main() -> Result<std::process::ExitCode> {
         config.ns_bpffs_dir = s;
     }
     let check = args.check;
+    if !check {
+        log_shutdown()?;
+    }
     bpfnsd::start::run(config, check, notify_ready)?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// On SIGTERM or SIGINT (`systemctl stop`, Ctrl-C), say so and exit: nothing needs flushing
+/// (every change is committed before it is answered), and the listener keeper holds the
+/// members' listeners until the next bpfnsd.
+fn log_shutdown() -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("bpfns-shutdown".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
+                tracing::info!(
+                    "shutting down ({name}); members stay supervised by the listener keeper \
+                     until the next bpfnsd, and enforcement stays in the kernel"
+                );
+                std::process::exit(0);
+            }
+        })?;
+    Ok(())
 }
 
 /// Tell systemd (Type=notify) that we are ready, if it is listening.

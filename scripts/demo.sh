@@ -68,7 +68,6 @@ for ns in "$A" "$B"; do
         as_tenant "$ns" sh -c 'rm -f /sys/fs/bpf/tenant_*' || true
         "$BIN/bpfns" ns delete "$ns" >/dev/null
     fi
-    rm -rf "/sys/fs/bpf/orphans/${ns#/}"
     show bpfns ns create "$ns" >/dev/null && echo "created $ns"
 done
 

@@ -23,7 +23,10 @@ fn requests() -> Vec<Vec<u8>> {
         Op::NsCreate {
             path: "/team-a/ci/job-7".into(),
         },
-        Op::NsDelete { path: "/a".into() },
+        Op::NsDelete {
+            path: "/a".into(),
+            force: false,
+        },
         Op::NsList,
         Op::NsShow { path: "/".into() },
         Op::Enter {

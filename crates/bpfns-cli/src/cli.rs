@@ -177,6 +177,10 @@ pub enum NsCmd {
         /// table (about a million records).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         max_objects: Option<u32>,
+        /// Create missing ancestors too (with the default policy and limit), and do not fail if
+        /// the namespace exists (as `mkdir -p`; `-p` itself is pretty JSON, as in bpftool).
+        #[arg(long)]
+        parents: bool,
     },
     /// Change a namespace's program policy.
     ///
@@ -203,9 +207,21 @@ pub enum NsCmd {
     List,
     /// Show one namespace.
     Show { path: String },
-    /// Delete a namespace without member tasks or children; its objects move to its parent.
+    /// Delete a namespace; its objects (and pins, under orphans/NAME-ID in the parent's
+    /// bpffs) move to its parent.
+    ///
+    /// Refused while it has children (unless -r) or member tasks (unless --force). A
+    /// deletion that fails changes nothing.
     #[command(visible_alias = "rm")]
-    Delete { path: String },
+    Delete {
+        path: String,
+        /// Delete its descendants first, deepest first.
+        #[arg(short, long)]
+        recursive: bool,
+        /// Kill (SIGKILL) the member tasks of each namespace deleted, instead of refusing.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

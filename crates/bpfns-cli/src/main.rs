@@ -83,9 +83,10 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                     path,
                     allow_tracing,
                     max_objects,
+                    parents,
                 } => emit(
                     format,
-                    &ns_cmd::create(&mut c, path, *allow_tracing, *max_objects)?,
+                    &ns_cmd::create(&mut c, path, *allow_tracing, *max_objects, *parents)?,
                 ),
                 NsCmd::Policy {
                     path,
@@ -94,7 +95,11 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 } => emit(format, &ns_cmd::set_policy(&mut c, path, *allow_tracing)?),
                 NsCmd::List => emit(format, &ns_cmd::list(&mut c)?),
                 NsCmd::Show { path } => emit(format, &ns_cmd::show(&mut c, path)?),
-                NsCmd::Delete { path } => emit(format, &ns_cmd::delete(&mut c, path)?),
+                NsCmd::Delete {
+                    path,
+                    recursive,
+                    force,
+                } => emit(format, &ns_cmd::delete(&mut c, path, *recursive, *force)?),
             }
             .map(|()| 0)
         }

@@ -2,8 +2,8 @@
 
 use anyhow::{Context, Result};
 use bpfns_client::Client;
-use bpfns_model::ProgramPolicy;
-use bpfns_proto::NsInfo;
+use bpfns_model::{NsPath, ProgramPolicy};
+use bpfns_proto::{ErrorCode, NsInfo};
 use serde::{Serialize, Serializer};
 
 use crate::output::{Render, Table};
@@ -133,7 +133,29 @@ pub fn create(
     path: &str,
     allow_tracing: bool,
     max_objects: Option<u32>,
+    parents: bool,
 ) -> Result<NsOne> {
+    if parents {
+        let p = NsPath::parse(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut ancestors = Vec::new();
+        let mut up = p.parent();
+        while let Some(a) = up.filter(|a| !a.is_root()) {
+            up = a.parent();
+            ancestors.push(a);
+        }
+        // Ancestors first (top down), with the defaults; one that exists is fine.
+        for a in ancestors.into_iter().rev() {
+            match c.ns_create(a.as_str()) {
+                Ok(_) => {}
+                Err(e)
+                    if e.code() == Some(ErrorCode::Conflict) && c.ns_show(a.as_str()).is_ok() => {}
+                Err(e) => return Err(e).with_context(|| format!("creating namespace {a}")),
+            }
+        }
+        if let Ok(existing) = c.ns_show(path) {
+            return Ok(NsOne(existing));
+        }
+    }
     Ok(NsOne(
         c.ns_create_with(path, ProgramPolicy { allow_tracing }, max_objects)
             .with_context(|| format!("creating namespace {path}"))?,
@@ -155,15 +177,43 @@ pub fn list(c: &mut Client) -> Result<NsListing> {
     Ok(NsListing(c.ns_list()?))
 }
 
-pub fn delete(c: &mut Client, path: &str) -> Result<NsDeleted> {
-    let (to, n) = c
-        .ns_delete(path)
-        .with_context(|| format!("deleting namespace {path}"))?;
-    Ok(NsDeleted {
-        deleted: path.to_string(),
-        objects_moved_to: to,
-        objects_moved: n,
-    })
+pub fn delete(c: &mut Client, path: &str, recursive: bool, force: bool) -> Result<NsDeletions> {
+    let mut order = vec![path.to_string()];
+    if recursive {
+        let root = NsPath::parse(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut below: Vec<(u32, String)> = c
+            .ns_list()?
+            .into_iter()
+            .filter(|n| NsPath::parse(&n.path).is_ok_and(|q| q != root && root.is_ancestor_of(&q)))
+            .map(|n| (n.depth, n.path))
+            .collect();
+        // Deepest first: a namespace goes after its children.
+        below.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        order = below.into_iter().map(|(_, p)| p).chain(order).collect();
+    }
+    let mut done = Vec::new();
+    for p in order {
+        let (to, n) = c
+            .ns_delete_with(&p, force)
+            .with_context(|| format!("deleting namespace {p}"))?;
+        done.push(NsDeleted {
+            deleted: p,
+            objects_moved_to: to,
+            objects_moved: n,
+        });
+    }
+    Ok(NsDeletions(done))
+}
+
+/// What `bpfns ns delete` deleted (with -r, descendants first); JSON: an array.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct NsDeletions(pub Vec<NsDeleted>);
+
+impl Render for NsDeletions {
+    fn render_text(&self) -> String {
+        self.0.iter().map(Render::render_text).collect()
+    }
 }
 
 #[cfg(test)]

@@ -701,3 +701,62 @@ fn exec_passes_signals_on_and_explains_failures() {
         );
     }
 }
+
+/// `ns create --parents` makes the missing ancestors; `ns delete -r` deletes a subtree deepest first;
+/// `--force` kills a namespace's members instead of refusing.
+#[test]
+fn ns_create_parents_and_delete_recursive_and_forced() {
+    require_kernel!();
+    let d = TestDaemon::start("cli-tree");
+    let sock = d.socket.to_str().unwrap().to_string();
+    let cli = |args: &[&str]| {
+        Command::new(bpfns())
+            .args(["--socket", &sock])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    ok(&cli(&["ns", "create", "--parents", "/x/y/z"]));
+    ok(&cli(&["ns", "create", "--parents", "/x/y/z"]));
+    for p in ["/x", "/x/y", "/x/y/z"] {
+        assert!(d.client().ns_show(p).is_ok(), "{p}");
+    }
+    let o = cli(&["ns", "delete", "/x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(d.client().ns_show("/x/y/z").is_ok(), "nothing deleted");
+    let v: Value = serde_json::from_str(&ok(&cli(&["-j", "ns", "delete", "-r", "/x"]))).unwrap();
+    let deleted: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["deleted"].as_str().unwrap())
+        .collect();
+    assert_eq!(deleted, ["/x/y/z", "/x/y", "/x"]);
+    assert!(d.client().ns_show("/x").is_err());
+
+    // A member keeps its namespace until --force.
+    d.client().ns_create("/f").unwrap();
+    let mut member = Command::new(bpfns())
+        .args(["--socket", &sock, "exec", "/f", "--", "sleep", "600"])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while d.client().ns_show("/f").unwrap().members == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the member never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = cli(&["ns", "delete", "/f"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("member task") && err.contains("--force"),
+        "{err}"
+    );
+    ok(&cli(&["ns", "delete", "--force", "/f"]));
+    let st = member.wait().unwrap();
+    assert_eq!(st.code(), Some(137), "the member was killed");
+    assert!(d.client().ns_show("/f").is_err());
+}

@@ -229,7 +229,16 @@ impl Client {
 
     /// Delete a namespace; returns where its objects went and how many.
     pub fn ns_delete(&mut self, path: &str) -> Result<(String, u32)> {
-        match self.call(Op::NsDelete { path: path.into() })? {
+        self.ns_delete_with(path, false)
+    }
+
+    /// [`Client::ns_delete`]; with `force`, bpfnsd first kills (SIGKILL) the namespace's
+    /// member tasks instead of refusing.
+    pub fn ns_delete_with(&mut self, path: &str, force: bool) -> Result<(String, u32)> {
+        match self.call(Op::NsDelete {
+            path: path.into(),
+            force,
+        })? {
             Reply::Deleted {
                 objects_moved_to,
                 objects_moved,

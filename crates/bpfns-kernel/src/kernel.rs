@@ -499,13 +499,37 @@ impl Kernel {
     /// meanwhile (its object freed) is not written again. Quotas: `to` is `from`'s parent
     /// when a namespace is deleted, which counted these records already.
     pub fn reassign(&self, from: NsId, to: NsId) -> Result<usize> {
-        let mut n = 0;
+        self.reassign_records(from, to).map(|moved| moved.len())
+    }
+
+    /// [`Kernel::reassign`], returning the objects that moved, so that a caller can put them
+    /// back ([`Kernel::restore_owner`]) when what follows fails. On an error midway, the
+    /// records moved so far are put back before it returns.
+    pub fn reassign_records(&self, from: NsId, to: NsId) -> Result<Vec<(ObjectKind, u32)>> {
+        let mut moved = Vec::new();
         for (kind, id, ns) in self.ownership_records()? {
-            if ns == from && self.write_owner(kind, id, to, MapFlags::EXIST)? {
-                n += 1;
+            if ns != from {
+                continue;
+            }
+            match self.write_owner(kind, id, to, MapFlags::EXIST) {
+                Ok(true) => moved.push((kind, id)),
+                Ok(false) => {}
+                Err(e) => {
+                    let _ = self.restore_owner(&moved, from);
+                    return Err(e);
+                }
             }
         }
-        Ok(n)
+        Ok(moved)
+    }
+
+    /// Give `objects` back to `owner` (undoing [`Kernel::reassign_records`]); a record dropped
+    /// meanwhile (its object freed) is not written again.
+    pub fn restore_owner(&self, objects: &[(ObjectKind, u32)], owner: NsId) -> Result<()> {
+        for (kind, id) in objects {
+            self.write_owner(*kind, *id, owner, MapFlags::EXIST)?;
+        }
+        Ok(())
     }
 
     // ---- listing ------------------------------------------------------------------------

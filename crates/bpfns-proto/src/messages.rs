@@ -44,8 +44,13 @@ pub enum Op {
     /// Change a namespace's program policy: within its parent's, and not narrower than any
     /// descendant's. Host root for any namespace; a member for strict descendants of its own.
     NsSetPolicy { path: String, policy: ProgramPolicy },
-    /// Delete a namespace without member tasks or children; its objects move to the parent.
-    NsDelete { path: String },
+    /// Delete a namespace without children; its objects move to the parent. Refused while it
+    /// has member tasks, unless `force`: then they are killed (SIGKILL) first.
+    NsDelete {
+        path: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        force: bool,
+    },
     /// The namespaces visible to the caller (its own and below), as a tree in pre-order.
     NsList,
     /// One namespace.

@@ -6,6 +6,8 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
+use std::path::PathBuf;
+
 use bpfns_model::{ObjectKind, ProgramPolicy};
 use bpfns_proto::ErrorCode;
 use bpfns_tests::{require_kernel, Helper, TestDaemon};
@@ -233,19 +235,91 @@ fn deleting_refuses_members_and_moves_objects_to_the_parent() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    let b_id = c.ns_show("/a/b").unwrap().id;
     let (to, moved) = c.ns_delete("/a/b").unwrap();
     assert_eq!(to, "/a");
     assert_eq!(moved, 1, "only the pinned map was still there");
     let o = c.show(ObjectKind::Map, map).unwrap();
     assert_eq!(o.namespace, "/a");
-    // Its pin moved to the parent's bpffs.
+    // Its pin moved to the parent's bpffs, under a name no other deletion uses.
     let a_id = c.ns_show("/a").unwrap().id;
     let moved_pin = d
         .dir
         .join("ns")
         .join(a_id.to_string())
-        .join("orphans/b/kept");
+        .join(format!("orphans/b-{b_id}/kept"));
     assert!(moved_pin.exists(), "{}", moved_pin.display());
+}
+
+/// Pin a new map at `pin` as a member of `ns` (the helper exits; the pin keeps the map).
+fn pinned_map_in(d: &TestDaemon, ns: &str, pin: &std::path::Path) -> u32 {
+    let (h, id) = create_in(d, ns, "map");
+    let fd = bpfns_sys::bpf::fd_by_id(ObjectKind::Map, id).unwrap();
+    bpfns_sys::bpf::obj_pin(&fd, pin).unwrap();
+    drop(fd);
+    h.finish();
+    id
+}
+
+/// The same namespace created, given a pin and deleted twice: the second deletion's pins do
+/// not collide with the first's in the parent's tree.
+#[test]
+fn deleting_the_same_namespace_twice_works() {
+    require_kernel!();
+    let d = TestDaemon::start("delete-twice");
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    c.ns_create("/a/b").unwrap();
+    let mut maps = Vec::new();
+    for round in 0..2 {
+        let n = c.ns_create("/a/b/c").unwrap();
+        let map = pinned_map_in(&d, "/a/b/c", &PathBuf::from(&n.bpffs).join("m"));
+        let (to, moved) = c
+            .ns_delete("/a/b/c")
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!((to.as_str(), moved), ("/a/b", 1), "round {round}");
+        assert_eq!(c.show(ObjectKind::Map, map).unwrap().namespace, "/a/b");
+        maps.push((n.id, map));
+    }
+    let b = PathBuf::from(c.ns_show("/a/b").unwrap().bpffs);
+    for (id, map) in maps {
+        let pin = b.join(format!("orphans/c-{id}/m"));
+        let fd = bpfns_sys::bpf::obj_get(&pin).unwrap();
+        let info = bpfns_sys::bpf::info::<bpfns_sys::bpf::bpf_map_info>(&fd).unwrap();
+        assert_eq!(info.id, map, "{}", pin.display());
+    }
+}
+
+/// A deletion that fails midway (here: the parent's bpffs is read-only, so its pins cannot
+/// move) changes nothing: the namespace, its pins and its objects' owner stay as they were,
+/// and nothing is left in the parent's tree; once the cause is gone it deletes.
+#[test]
+fn a_deletion_failing_midway_changes_nothing() {
+    require_kernel!();
+    let d = TestDaemon::start("delete-fails");
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    let n = c.ns_create("/a/b").unwrap();
+    let pin = PathBuf::from(&n.bpffs).join("m");
+    let map = pinned_map_in(&d, "/a/b", &pin);
+    let a = PathBuf::from(c.ns_show("/a").unwrap().bpffs);
+    // MS_REMOUNT | MS_BIND | MS_RDONLY
+    let ro = 32 | 4096 | 1;
+    bpfns_sys::testhooks::mount(&a, &a, "", ro).unwrap();
+    let err = c.ns_delete("/a/b").unwrap_err();
+    bpfns_sys::testhooks::mount(&a, &a, "", 32 | 4096).unwrap();
+    assert!(err.to_string().contains("nothing was changed"), "{err}");
+    assert_eq!(c.ns_show("/a/b").unwrap().id, n.id, "the namespace stays");
+    assert_eq!(c.show(ObjectKind::Map, map).unwrap().namespace, "/a/b");
+    assert!(pin.exists(), "its pin stays");
+    assert!(
+        !a.join("orphans").exists(),
+        "nothing left in the parent's tree"
+    );
+    // The cause gone, it deletes.
+    let (_, moved) = c.ns_delete("/a/b").unwrap();
+    assert_eq!(moved, 1);
+    assert!(a.join(format!("orphans/b-{}/m", n.id)).exists());
 }
 
 #[test]

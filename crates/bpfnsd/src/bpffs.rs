@@ -4,7 +4,7 @@
 //! `<ns_bpffs_dir>/<id>`; `bpfns exec` bind-mounts it over `/sys/fs/bpf` in the member's
 //! private mount namespace, so a member sees only its own pins there. The root namespace's
 //! tree is the host's `/sys/fs/bpf`. When a namespace is deleted, its pins move to its
-//! parent's tree under `orphans/<name>/`, as its objects move to the parent.
+//! parent's tree under `orphans/<name>-<id>/`, as its objects move to the parent.
 
 use std::path::{Path, PathBuf};
 
@@ -66,21 +66,51 @@ impl NsBpffs {
         Ok(p)
     }
 
-    /// Remove `id`'s instance, re-pinning what is pinned there into `parent`'s tree under
-    /// `orphans/<name>/`. Returns how many pins moved.
-    pub fn remove(&self, id: NsId, name: &str, parent: NsId) -> Result<usize, BpffsError> {
+    /// Copy what is pinned in `id`'s instance into `parent`'s tree under
+    /// `orphans/<name>-<id>/` (ids are never reused, so two deletions never collide), leaving
+    /// `id`'s own pins in place: [`Repinned::undo`] takes the copies away again,
+    /// [`NsBpffs::unmount`] then drops the instance. On an error midway, the copies made so
+    /// far are removed before it returns.
+    pub fn repin_to_parent(
+        &self,
+        id: NsId,
+        name: &str,
+        parent: NsId,
+    ) -> Result<Repinned, BpffsError> {
+        let src = self.path(id);
+        let mut done = Repinned::default();
+        if !self.is_mounted(id) {
+            return Ok(done);
+        }
+        let orphans = self.path(parent).join("orphans");
+        // bpffs refuses names with dots, which namespace names may have.
+        let base = format!("{}-{id}", name.replace('.', "_"));
+        let mut dest = orphans.join(&base);
+        let mut n = 1;
+        while dest.exists() {
+            n += 1;
+            dest = orphans.join(format!("{base}-{n}"));
+        }
+        done.dest = Some(dest.clone());
+        if let Err(e) = repin_tree(&src, &dest, &mut done) {
+            done.undo();
+            return Err(e);
+        }
+        Ok(done)
+    }
+
+    /// Unmount `id`'s instance and remove its mount point.
+    pub fn unmount(&self, id: NsId) -> Result<(), BpffsError> {
         let src = self.path(id);
         if !self.is_mounted(id) {
-            return Ok(0);
+            return Ok(());
         }
-        let dest = self.path(parent).join("orphans").join(name);
-        let moved = repin_tree(&src, &dest)?;
         unmount_detach(&src).map_err(|error| BpffsError::Sys {
             what: format!("unmounting {}", src.display()),
             error,
         })?;
         let _ = std::fs::remove_dir(&src);
-        Ok(moved)
+        Ok(())
     }
 
     /// Ids of the instances mounted under the directory (for reconciliation at start).
@@ -99,9 +129,35 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> BpffsError {
     move |error| BpffsError::Io { what, error }
 }
 
-/// Pin every object pinned under `src` at the same relative path under `dest`.
-fn repin_tree(src: &Path, dest: &Path) -> Result<usize, BpffsError> {
-    let mut moved = 0;
+/// What [`NsBpffs::repin_to_parent`] made: the pins and directories it created.
+#[derive(Debug, Default)]
+pub struct Repinned {
+    /// Where the pins went (`None`: nothing was pinned).
+    pub dest: Option<PathBuf>,
+    pins: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Repinned {
+    /// How many pins were copied.
+    pub fn count(&self) -> usize {
+        self.pins.len()
+    }
+
+    /// Remove the copies (pins, then the directories made for them, deepest first).
+    pub fn undo(&mut self) {
+        for p in self.pins.drain(..).rev() {
+            let _ = std::fs::remove_file(p);
+        }
+        for d in self.dirs.drain(..).rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// Pin every object pinned under `src` at the same relative path under `dest`, noting what
+/// was made in `done`.
+fn repin_tree(src: &Path, dest: &Path, done: &mut Repinned) -> Result<(), BpffsError> {
     let entries = std::fs::read_dir(src).map_err(io(format!("reading {}", src.display())))?;
     for e in entries {
         let e = e.map_err(io(format!("reading {}", src.display())))?;
@@ -115,9 +171,9 @@ fn repin_tree(src: &Path, dest: &Path) -> Result<usize, BpffsError> {
             .file_type()
             .map_err(io(format!("inspecting {}", from.display())))?;
         if ft.is_dir() {
-            moved += repin_tree(&from, &to)?;
+            repin_tree(&from, &to, done)?;
         } else if ft.is_file() {
-            std::fs::create_dir_all(dest).map_err(io(format!("creating {}", dest.display())))?;
+            make_dirs(dest, done)?;
             let fd = bpfns_sys::bpf::obj_get(&from).map_err(|error| BpffsError::Sys {
                 what: format!("opening pin {}", from.display()),
                 error,
@@ -126,8 +182,29 @@ fn repin_tree(src: &Path, dest: &Path) -> Result<usize, BpffsError> {
                 what: format!("re-pinning {} at {}", from.display(), to.display()),
                 error,
             })?;
-            moved += 1;
+            done.pins.push(to);
         }
     }
-    Ok(moved)
+    Ok(())
+}
+
+/// Create `dir` and its missing parents, noting each one made in `done`.
+fn make_dirs(dir: &Path, done: &mut Repinned) -> Result<(), BpffsError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        make_dirs(parent, done)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {
+            done.dirs.push(dir.to_path_buf());
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(BpffsError::Io {
+            what: format!("creating {}", dir.display()),
+            error: e,
+        }),
+    }
 }

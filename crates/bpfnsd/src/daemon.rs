@@ -561,9 +561,9 @@ impl Daemon {
                 no_fds(&fds)?;
                 self.ns_set_policy(caller, &path, policy)
             }
-            Op::NsDelete { path } => {
+            Op::NsDelete { path, force } => {
                 no_fds(&fds)?;
-                self.ns_delete(caller, &path)
+                self.ns_delete(caller, &path, force)
             }
             Op::NsList => {
                 no_fds(&fds)?;
@@ -738,7 +738,7 @@ impl Daemon {
         Ok((Reply::Namespace(info), vec![]))
     }
 
-    fn ns_delete(&self, caller: &Caller, path: &str) -> Answer {
+    fn ns_delete(&self, caller: &Caller, path: &str, force: bool) -> Answer {
         let p = Self::parse_path(path)?;
         if p.is_root() {
             return Err(Failure::new(
@@ -773,40 +773,64 @@ impl Daemon {
             let parent = reg.parent(id).unwrap_or(NsId::ROOT);
             (id, parent, self_path(&reg, parent))
         };
-        let members: Vec<i32> = self
-            .kernel
-            .tagged_tasks()
-            .map_err(Failure::internal)?
-            .into_iter()
-            .filter(|t| t.ns == id)
-            .map(|t| t.tid)
-            .collect();
+        let mut members = self.members_of(id)?;
+        if !members.is_empty() && force {
+            self.kill_members(&p, id, &members)?;
+            members = self.members_of(id)?;
+        }
         if !members.is_empty() {
             let shown: Vec<String> = members.iter().take(8).map(|t| t.to_string()).collect();
             return Err(Failure::new(
                 ErrorCode::Conflict,
                 format!(
-                    "namespace {p} still has {} member task(s) (tids {}{}); stop them first",
+                    "namespace {p} still has {} member task(s) (tids {}{}); stop them first, or \
+                     delete with --force, which kills them",
                     members.len(),
                     shown.join(", "),
                     if members.len() > 8 { ", ..." } else { "" }
                 ),
             ));
         }
-        let moved = self
-            .kernel
-            .reassign(id, parent)
-            .map_err(Failure::internal)?;
+        // Everything that can fail comes before the registry's commit and is undone if a
+        // later step fails: the pins are copied (the originals stay until the end), the
+        // ownership records moved (and moved back on failure).
         let name = p.name().unwrap_or("ns").to_string();
-        self.bpffs
-            .remove(id, &name, parent)
-            .map_err(Failure::internal)?;
+        let mut pins = self
+            .bpffs
+            .repin_to_parent(id, &name, parent)
+            .map_err(|e| self.delete_failed(&p, "copying its pins to its parent's bpffs", e))?;
+        let moved_records = match self.kernel.reassign_records(id, parent) {
+            Ok(m) => m,
+            Err(e) => {
+                pins.undo();
+                return Err(self.delete_failed(&p, "moving its objects to its parent", e));
+            }
+        };
+        let moved = moved_records.len();
         let mut next = self.reg().clone();
-        next.delete(&p)?;
-        self.commit(next)?;
-        self.kernel
-            .remove_namespace(id)
-            .map_err(Failure::internal)?;
+        let committed = next
+            .delete(&p)
+            .map_err(Failure::from)
+            .and_then(|_| self.commit(next));
+        if let Err(f) = committed {
+            let _ = self.kernel.restore_owner(&moved_records, id);
+            pins.undo();
+            tracing::warn!(namespace = %p, "deleting the namespace failed; nothing changed: {}", f.message);
+            return Err(f);
+        }
+        // Deleted. What is left is cleanup, which a restart's reconciliation also finishes.
+        if let Err(e) = self.bpffs.unmount(id) {
+            tracing::warn!(namespace = %p, "unmounting its bpffs: {e} (retried at the next start)");
+        }
+        if let Err(e) = self.kernel.remove_namespace(id) {
+            tracing::warn!(
+                namespace = %p,
+                "removing it from the kernel's table: {e} (retried at the next start)"
+            );
+        }
+        if let Some(dest) = &pins.dest {
+            tracing::info!(namespace = %p, pins = pins.count(), to = %dest.display(), "moved its pins");
+        }
         tracing::info!(namespace = %p, moved, "deleted namespace");
         Ok((
             Reply::Deleted {
@@ -816,6 +840,60 @@ impl Daemon {
             },
             vec![],
         ))
+    }
+
+    /// The tasks (thread ids) of namespace `id`.
+    fn members_of(&self, id: NsId) -> Result<Vec<i32>, Failure> {
+        Ok(self
+            .kernel
+            .tagged_tasks()
+            .map_err(Failure::internal)?
+            .into_iter()
+            .filter(|t| t.ns == id)
+            .map(|t| t.tid)
+            .collect())
+    }
+
+    /// Kill (SIGKILL) the processes of the member tasks `tids` of namespace `id` and wait, a
+    /// few seconds at most, until none is left.
+    fn kill_members(&self, p: &NsPath, id: NsId, tids: &[i32]) -> Result<(), Failure> {
+        let mut killed = std::collections::BTreeSet::new();
+        for &tid in tids {
+            let Ok(tgid) = bpfns_sys::process::thread_group_of(tid) else {
+                continue; // gone already
+            };
+            if !killed.insert(tgid) {
+                continue;
+            }
+            // Through a pidfd checked to be a member still: a recycled pid is never killed.
+            let Ok(pidfd) = bpfns_sys::process::open_pidfd(tgid) else {
+                continue;
+            };
+            if self.kernel.task_ns(pidfd.as_fd()).ok() != Some(id) {
+                continue;
+            }
+            match bpfns_sys::unix::pidfd_kill(pidfd.as_fd()) {
+                Ok(()) => {
+                    tracing::info!(namespace = %p, pid = tgid, "killed a member to delete its namespace")
+                }
+                Err(e) => tracing::warn!(namespace = %p, pid = tgid, "killing a member: {e}"),
+            }
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !self.members_of(id)?.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// A deletion that failed at `step` and changed nothing: logged, and the error for the
+    /// caller.
+    fn delete_failed(&self, p: &NsPath, step: &str, e: impl std::fmt::Display) -> Failure {
+        tracing::warn!(namespace = %p, "deleting the namespace failed while {step}: {e}; nothing changed");
+        Failure::new(
+            ErrorCode::Internal,
+            format!("deleting {p} failed while {step}: {e}; nothing was changed"),
+        )
     }
 
     fn ns_list(&self, caller: &Caller) -> Answer {

@@ -15,7 +15,7 @@ section() { printf '\n=== %s ===\n\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "demo.sh: error: run as root (sudo scripts/demo.sh): it loads BPF programs into the kernel" >&2
+    echo "demo.sh: error: run as root: it loads BPF programs into the kernel" >&2
     exit 1
 fi
 trap 'echo; echo "demo.sh: FAILED at line $LINENO (see the output above; bpfnsd logs: $LOG)" >&2' ERR

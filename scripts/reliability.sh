@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # bpfns's reliability suites, short or long (docs/reliability.md).
 #
-#   sudo scripts/reliability.sh short   what `cargo test --workspace` (scripts/test.sh, CI)
+#   bash scripts/reliability.sh short   what `cargo test --workspace` (scripts/test.sh, CI)
 #                                       already runs: red-team matrix, 100 SIGKILLs of bpfnsd
 #                                       (and 5 of its listener keeper) under load, 1,000
 #                                       clients x 3 rounds x 3 s, a flood of 3,000 idle
 #                                       connections and 5 s of churn from a member
-#   sudo scripts/reliability.sh long    the long versions: 1,000 SIGKILLs, 1,000 clients x
+#   bash scripts/reliability.sh long    the long versions: 1,000 SIGKILLs, 1,000 clients x
 #                                       5 rounds x 60 s, a flood of 10,000 connections and
 #                                       60 s of churn, then 10,000,000 fuzzing executions per
 #                                       target (scripts/fuzz.sh long); about 2 hours
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "reliability.sh: error: run as root (sudo scripts/reliability.sh ...): the suites load BPF programs and start bpfnsd." >&2
+    echo "reliability.sh: error: run as root: the suites load BPF programs and start bpfnsd." >&2
     exit 1
 fi
 # shellcheck source=lib/cargo-path.sh

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 if [ "$(id -u)" -ne 0 ] && [ "${BPFNS_TEST_UNPRIVILEGED:-}" != 1 ]; then
-    echo "test.sh: error: run as root (sudo scripts/test.sh): the kernel tests load BPF programs." >&2
+    echo "test.sh: error: run as root (bash scripts/test.sh as root): the kernel tests load BPF programs." >&2
     echo "test.sh: set BPFNS_TEST_UNPRIVILEGED=1 to run without them (they are then skipped)." >&2
     exit 1
 fi

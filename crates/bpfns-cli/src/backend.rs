@@ -1,8 +1,8 @@
 //! Where the commands get their answers.
 //!
-//! Today every command works directly against the pinned kernel side, as host root
-//! ([`Direct`]). When bpfnsd exists, the object commands switch to a client of its socket by
-//! implementing [`Backend`] for it; the command code does not change.
+//! The object commands ask bpfnsd when it answers on the socket (each caller sees what it may),
+//! else read the pinned kernel side directly, as host root ([`Direct`]); both implement
+//! [`Backend`], so the command code does not care which.
 
 use std::path::Path;
 

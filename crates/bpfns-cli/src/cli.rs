@@ -21,9 +21,9 @@ success, 1 on errors and 2 on bad usage.
 Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to see more.";
 
 const LOW_LEVEL: &str = "\
-Low-level kernel-side aid: it writes straight into the pinned maps of the kernel side. \
-Namespaces proper (path names, policy, membership bookkeeping) are managed by bpfnsd and \
-`bpfns ns`, which come later; use this only for experiments and tests.";
+Low-level kernel-side aid: it writes straight into the pinned maps of the kernel side, behind \
+bpfnsd's back. Namespaces proper (path names, policy, limits, membership) are managed by \
+bpfnsd through `bpfns ns` and `bpfns exec`; use this only for experiments and tests.";
 
 /// `bpfns`: the command-line tool for BPF namespaces.
 #[derive(Debug, Parser)]
@@ -82,10 +82,24 @@ pub enum Command {
     /// CMD starts already in NS (its task tag is set before exec, and everything it starts
     /// inherits it), under bpfns's seccomp filter (its bpf() calls that list or open objects
     /// are answered by bpfnsd from NS's view), and in a private mount namespace whose
-    /// /sys/fs/bpf is NS's own bpffs. Otherwise CMD keeps your credentials: host root stays
-    /// host root, but sees only NS's objects. Exits with CMD's status. Inside a namespace,
-    /// exec can only go deeper.
+    /// /sys/fs/bpf is NS's own bpffs. Otherwise CMD keeps your credentials — host root stays
+    /// host root, but sees only NS's objects — unless --user or --caps say otherwise; where NS
+    /// denies tracing, CMD never holds CAP_PERFMON. Signals sent to `bpfns exec` (INT, TERM,
+    /// HUP, QUIT, USR1, USR2, WINCH) go on to CMD, and `bpfns exec` exits with CMD's status
+    /// once CMD has ended (126: it cannot be run, 127: not found; a command bpfns's kernel side
+    /// stopped is explained). Inside a namespace, exec can only go deeper.
+    #[command(after_help = "Example: a member that may load BPF and nothing else:
+                              bpfns exec --user nobody --caps bpf /tenant-a -- bpftool map show")]
     Exec {
+        /// Run CMD as this user (a name or a number; with :GROUP, that group, else the
+        /// user's), supplementary groups cleared.
+        #[arg(long, value_name = "USER[:GROUP]")]
+        user: Option<String>,
+        /// Run CMD with only these capabilities (comma-separated, e.g. bpf,net_admin; `none`),
+        /// kept across the exec even for a non-root --user; every other one is dropped from
+        /// every set, the bounding set included.
+        #[arg(long, value_name = "CAPS")]
+        caps: Option<String>,
         /// The namespace (path), e.g. /tenant-a.
         namespace: String,
         /// The command and its arguments (after `--`).
@@ -97,8 +111,8 @@ pub enum Command {
     #[command(
         subcommand,
         after_help = "ns-set, ns-rm, tag and run are low-level kernel-side aids that write the \
-                      pinned maps directly. Namespaces proper are managed by bpfnsd and \
-                      `bpfns ns`, which come later."
+                      pinned maps directly, behind bpfnsd's back. Namespaces proper are managed \
+                      by bpfnsd through `bpfns ns` and `bpfns exec`."
     )]
     Kernel(KernelCmd),
 
@@ -273,8 +287,8 @@ pub enum KernelCmd {
                       namespaces in the table have ID as parent. Objects still owned by ID become \
                       visible from the root only; tasks still tagged with ID keep the tag.\n\n\
                       Low-level kernel-side aid: it writes straight into the pinned maps of the \
-                      kernel side. Namespaces proper are managed by bpfnsd and `bpfns ns`, which \
-                      come later."
+                      kernel side, behind bpfnsd's back. Namespaces proper are managed by bpfnsd \
+                      through `bpfns ns`."
     )]
     NsRm {
         /// The namespace id.
@@ -297,8 +311,8 @@ pub enum KernelCmd {
                       when the backstop stops it with SIGKILL). CMD keeps bpfns's stdin, stdout \
                       and stderr, and everything it starts inherits the namespace.\n\n\
                       Low-level kernel-side aid: it writes straight into the pinned maps of the \
-                      kernel side. Namespaces proper (and `bpfns exec`) are managed by bpfnsd and \
-                      `bpfns ns`, which come later.",
+                      kernel side, behind bpfnsd's back; a member proper is started by `bpfns \
+                      exec`, which also puts it under bpfnsd's supervisor.",
         after_help = "Example: bpfns kernel run 1 -- bpftool map show"
     )]
     Run {

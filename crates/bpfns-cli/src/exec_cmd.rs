@@ -9,6 +9,8 @@ use std::process::{Command, ExitStatus};
 
 use anyhow::{Context, Result};
 use bpfns_client::member;
+use bpfns_sys::caps::CapabilitySet;
+use bpfns_sys::spawn::Credentials;
 use bpfns_sys::Errno;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
 use signal_hook::iterator::exfiltrator::WithOrigin;
@@ -26,7 +28,12 @@ const NOT_FOUND: u8 = 127;
 
 /// Start the command as a member and return its exit status (128+signal if killed; 126 if it
 /// cannot be run, 127 if it is not found).
-pub fn run(socket: &Path, ns: &str, command: &[OsString]) -> Result<u8> {
+pub fn run(
+    socket: &Path,
+    ns: &str,
+    command: &[OsString],
+    creds: Option<Credentials>,
+) -> Result<u8> {
     let (prog, args) = command
         .split_first()
         .context("no command given: bpfns exec NS -- CMD [ARGS...]")?;
@@ -40,7 +47,11 @@ pub fn run(socket: &Path, ns: &str, command: &[OsString]) -> Result<u8> {
     cmd.args(args);
     // bpfnsd and its listener keeper hold the member's seccomp listener: nothing is kept here,
     // and the member stays supervised across bpfnsd restarts also after this process exits.
-    let mut child = match member::spawn(socket, ns, &mut cmd) {
+    let mut options = member::Options::default();
+    if let Some(c) = creds {
+        options = options.credentials(c);
+    }
+    let mut child = match member::spawn_with(socket, ns, &mut cmd, options) {
         Ok(c) => c,
         Err(e) => {
             let name = prog.to_string_lossy();
@@ -87,6 +98,83 @@ pub fn run(socket: &Path, ns: &str, command: &[OsString]) -> Result<u8> {
         (None, Some(s)) => 128u8.wrapping_add(s as u8),
         _ => 1,
     })
+}
+
+/// The credentials `--user` and `--caps` ask for (`None`: neither given). With `--user` alone
+/// no capability is kept, as for any non-root user.
+pub fn credentials(user: Option<&str>, caps: Option<&str>) -> Result<Option<Credentials>> {
+    if user.is_none() && caps.is_none() {
+        return Ok(None);
+    }
+    let (uid, gid) = match user {
+        None => (None, None),
+        Some(u) => {
+            let (name, group) = match u.split_once(':') {
+                Some((n, g)) => (n, Some(g)),
+                None => (u, None),
+            };
+            let (uid, user_gid) = lookup_user(name)?;
+            let gid = match group {
+                Some(g) => lookup_group(g)?,
+                None => user_gid,
+            };
+            (Some(uid), Some(gid))
+        }
+    };
+    let keep = match caps {
+        None => CapabilitySet::empty(),
+        Some(list) => parse_caps(list)?,
+    };
+    Ok(Some(Credentials { uid, gid, keep }))
+}
+
+/// `bpf,net_admin` (also `CAP_BPF`, any case) to a set; `none` is the empty set.
+fn parse_caps(list: &str) -> Result<CapabilitySet> {
+    let mut set = CapabilitySet::empty();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if name.eq_ignore_ascii_case("none") {
+            continue;
+        }
+        let upper = name.to_ascii_uppercase();
+        let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+        let cap = CapabilitySet::from_name(bare).with_context(|| {
+            format!("--caps: unknown capability {name:?} (e.g. bpf, perfmon, net_admin, sys_admin)")
+        })?;
+        set |= cap;
+    }
+    Ok(set)
+}
+
+/// A user by name or number: (uid, its primary gid) from /etc/passwd (a number not there:
+/// the same number as gid).
+fn lookup_user(name: &str) -> Result<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for line in passwd.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() >= 4 && (f[0] == name || f[2] == name) {
+            if let (Ok(uid), Ok(gid)) = (f[2].parse(), f[3].parse()) {
+                return Ok((uid, gid));
+            }
+        }
+    }
+    match name.parse::<u32>() {
+        Ok(n) => Ok((n, n)),
+        Err(_) => anyhow::bail!("--user: no user {name:?} in /etc/passwd"),
+    }
+}
+
+/// A group by name or number, from /etc/group.
+fn lookup_group(name: &str) -> Result<u32> {
+    if let Ok(n) = name.parse() {
+        return Ok(n);
+    }
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    group
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 3 && f[0] == name)
+        .and_then(|f| f[2].parse().ok())
+        .with_context(|| format!("--user: no group {name:?} in /etc/group"))
 }
 
 /// Send `sig` to process `pid` (gone already: nothing to do).

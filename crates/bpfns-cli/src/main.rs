@@ -104,7 +104,15 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             .map(|()| 0)
         }
         Command::Status => emit(format, &status_cmd::status(&mut client()?)?).map(|()| 0),
-        Command::Exec { namespace, command } => exec_cmd::run(&cli.socket, namespace, command),
+        Command::Exec {
+            user,
+            caps,
+            namespace,
+            command,
+        } => {
+            let creds = exec_cmd::credentials(user.as_deref(), caps.as_deref())?;
+            exec_cmd::run(&cli.socket, namespace, command, creds)
+        }
         Command::Doctor => doctor_cmd::run(format),
         Command::Kernel(k) => match k {
             KernelCmd::Load => emit(format, &kernel_cmd::load(&direct)?).map(|()| 0),

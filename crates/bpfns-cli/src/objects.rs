@@ -10,8 +10,8 @@ use crate::output::{emit, Format, Render, Table};
 
 /// The name of a namespace as the CLI prints it.
 ///
-/// The namespace registry (path names) lives in the coming daemon; until then namespaces are
-/// known by id only: `/` for the root, `ns:<id>` for the others.
+/// Read directly from the kernel side (no bpfnsd answering), namespaces are known by id only:
+/// `/` for the root, `ns:<id>` for the others; bpfnsd's answers carry path names.
 pub fn namespace_label(ns: NsId) -> String {
     if ns.is_root() {
         "/".to_string()

@@ -760,3 +760,71 @@ fn ns_create_parents_and_delete_recursive_and_forced() {
     assert_eq!(st.code(), Some(137), "the member was killed");
     assert!(d.client().ns_show("/f").is_err());
 }
+
+/// `bpfns exec --user --caps` starts a member with exactly those credentials, without setpriv:
+/// a non-root user holding CAP_BPF alone (ambient, kept across its exec) creates a map in its
+/// namespace and lists it with unmodified bpftool; --caps perfmon is not kept where the
+/// namespace denies tracing.
+#[test]
+fn exec_with_a_user_and_capabilities() {
+    require_kernel!();
+    let d = TestDaemon::start("exec-creds");
+    d.client().ns_create("/a").unwrap();
+    let sock = d.socket.to_str().unwrap().to_string();
+    let exec = |args: &[&str]| {
+        Command::new(bpfns())
+            .args(["--socket", &sock, "exec"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = ok(&exec(&[
+        "--user",
+        "65534",
+        "--caps",
+        "bpf,perfmon",
+        "/a",
+        "--",
+        "sh",
+        "-c",
+        "id -u; grep -E '^Cap(Eff|Bnd|Amb)' /proc/self/status",
+    ]));
+    let bpf_only = format!("{:016x}", 1u64 << 39);
+    assert!(out.starts_with("65534\n"), "{out}");
+    for set in ["CapEff", "CapBnd", "CapAmb"] {
+        assert!(out.contains(&format!("{set}:\t{bpf_only}")), "{set}: {out}");
+    }
+    if !have("bpftool") {
+        eprintln!("SKIPPED (part): no bpftool");
+        return;
+    }
+    ok(&exec(&[
+        "--user",
+        "65534",
+        "--caps",
+        "bpf",
+        "/a",
+        "--",
+        "bpftool",
+        "map",
+        "create",
+        "/sys/fs/bpf/creds_map",
+        "type",
+        "array",
+        "key",
+        "4",
+        "value",
+        "4",
+        "entries",
+        "1",
+        "name",
+        "creds_map",
+    ]));
+    let listed = ok(&exec(&[
+        "--user", "65534", "--caps", "bpf", "/a", "--", "bpftool", "-j", "map", "show",
+    ]));
+    assert!(listed.contains("\"creds_map\""), "{listed}");
+    let o = exec(&["--caps", "no_such_cap", "/a", "--", "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown capability"));
+}

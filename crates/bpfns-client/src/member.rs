@@ -60,10 +60,23 @@ impl MemberError {
     }
 }
 
-/// How a member is started (no options yet beyond the defaults).
+/// How a member is started.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
-pub struct Options {}
+pub struct Options {
+    /// Run the command as this user, with these capabilities only (see
+    /// [`bpfns_sys::spawn::Credentials`]); `CAP_PERFMON` is never kept where the namespace
+    /// denies tracing. Only for members started from the root namespace.
+    pub credentials: Option<bpfns_sys::spawn::Credentials>,
+}
+
+impl Options {
+    /// [`Options::credentials`].
+    pub fn credentials(mut self, c: bpfns_sys::spawn::Credentials) -> Self {
+        self.credentials = Some(c);
+        self
+    }
+}
 
 /// A started member: its process. Dereferences to the [`Child`]. Dropping it neither kills
 /// the member nor ends its supervision.
@@ -104,11 +117,19 @@ pub fn spawn_with(
     cmd: &mut Command,
     options: Options,
 ) -> Result<Member, MemberError> {
-    let Options {} = options;
+    let Options { credentials } = options;
     let mut client = Client::connect(socket)?;
     let me = client.hello()?;
     let target = client.ns_show(ns)?;
     if me.namespace != "/" {
+        if credentials.is_some() {
+            return Err(MemberError::Spawn(bpfns_sys::SysError {
+                op: "choosing the user and capabilities applies to members started from the \
+                     root namespace; inside one, run the command through setpriv"
+                    .into(),
+                errno: bpfns_sys::Errno::INVAL,
+            }));
+        }
         if !target.policy.allow_tracing {
             // As below: no CAP_PERFMON where tracing is denied.
             bpfns_sys::spawn::drop_capabilities_before_exec(
@@ -128,6 +149,12 @@ pub fn spawn_with(
         // type read kernel memory; where tracing is denied no member holds it (bpfnsd refuses
         // program loads from a thread that does, and CAP_SYS_ADMIN, which also grants it).
         setup = setup.drop_capabilities(bpfns_sys::caps::CapabilitySet::PERFMON);
+    }
+    if let Some(mut c) = credentials {
+        if !target.policy.allow_tracing {
+            c.keep -= bpfns_sys::caps::CapabilitySet::PERFMON;
+        }
+        setup = setup.credentials(c);
     }
     if me.host_admin {
         // The daemon's own files: its state is hidden, the directory of its socket read-only

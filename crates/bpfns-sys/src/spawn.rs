@@ -61,6 +61,21 @@ pub struct MemberSetup {
     cwd: Option<CString>,
     wait_ack: bool,
     drop_caps: u64,
+    creds: Option<Credentials>,
+}
+
+/// Who the member runs as, set after the setup and just before exec: the user and group ids,
+/// and the capabilities it keeps (every other one is dropped from every set, bounding set
+/// included; the kept ones are raised in the ambient set, so that they survive the exec of an
+/// ordinary program by a non-root user). Supplementary groups are cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials {
+    /// `None`: keep the current user (and group).
+    pub uid: Option<u32>,
+    /// `None` with a `uid`: the same number as the uid.
+    pub gid: Option<u32>,
+    /// The capabilities kept.
+    pub keep: crate::caps::CapabilitySet,
 }
 
 /// A started member: the child, and the listener of its seccomp filter.
@@ -88,6 +103,7 @@ impl MemberSetup {
             cwd: None,
             wait_ack: false,
             drop_caps: 0,
+            creds: None,
         }
     }
 
@@ -139,6 +155,13 @@ impl MemberSetup {
     /// on (an exec then never gains what the child no longer has).
     pub fn drop_capabilities(mut self, caps: crate::caps::CapabilitySet) -> Self {
         self.drop_caps = caps.bits();
+        self
+    }
+
+    /// Run the program with these credentials (see [`Credentials`]): switched after the
+    /// setup (which needs the caller's privileges) and its handover, just before exec.
+    pub fn credentials(mut self, creds: Credentials) -> Self {
+        self.creds = Some(creds);
         self
     }
 
@@ -250,6 +273,7 @@ struct ChildPlan {
     cwd: Option<CString>,
     wait_ack: bool,
     drop_caps: u64,
+    creds: Option<Credentials>,
     sock: AtomicI32,
     root: CString,
     sys_fs_bpf: CString,
@@ -274,6 +298,7 @@ impl ChildPlan {
             cwd: s.cwd,
             wait_ack: s.wait_ack,
             drop_caps: s.drop_caps,
+            creds: s.creds,
             sock: AtomicI32::new(sock),
             root: c("/")?,
             sys_fs_bpf: c("/sys/fs/bpf")?,
@@ -402,6 +427,73 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
         if b[0] != ACK {
             return Err(io_err(Errno::CANCELED));
         }
+    }
+    if let Some(c) = &plan.creds {
+        set_credentials_raw(c)?;
+    }
+    Ok(())
+}
+
+/// Become `c`, with raw system calls only: drop every other capability from the bounding set
+/// (while `CAP_SETPCAP` is still held), keep the permitted set across the uid change
+/// (`PR_SET_KEEPCAPS`), change groups and ids, set the kept capabilities as effective,
+/// permitted and inheritable, and raise them in the ambient set.
+fn set_credentials_raw(c: &Credentials) -> io::Result<()> {
+    let keep = c.keep.bits();
+    for cap in 0..64u32 {
+        if keep & (1u64 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: plain integer arguments.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
+        }
+    }
+    if let Some(uid) = c.uid {
+        let gid = c.gid.unwrap_or(uid);
+        // SAFETY: plain integer arguments.
+        check(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) })?;
+        // SAFETY: a zero-length list with a null pointer clears the supplementary groups.
+        check(unsafe { libc::setgroups(0, std::ptr::null()) })?;
+        // SAFETY: plain integer arguments.
+        check(unsafe { libc::setresgid(gid, gid, gid) })?;
+        // SAFETY: plain integer arguments.
+        check(unsafe { libc::setresuid(uid, uid, uid) })?;
+    }
+    let header = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let data = [0usize, 1].map(|i| {
+        let m = (keep >> (32 * i)) as u32;
+        CapData {
+            effective: m,
+            permitted: m,
+            inheritable: m,
+        }
+    });
+    // SAFETY: `header` and two `CapData` are what capset(2) reads for version 3; the kept
+    // capabilities are a subset of the permitted set (kept across the uid change).
+    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for cap in 0..64u32 {
+        if keep & (1u64 << cap) == 0 {
+            continue;
+        }
+        // SAFETY: plain integer arguments.
+        check(unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                cap as libc::c_ulong,
+                0,
+                0,
+            )
+        })?;
     }
     Ok(())
 }

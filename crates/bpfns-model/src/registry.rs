@@ -357,6 +357,34 @@ impl Registry {
         self.nodes.get(&id).and_then(|n| n.parent)
     }
 
+    /// The tenant `id` belongs to: its top-level ancestor (a namespace right below the root),
+    /// `id` itself when it is top-level, the root for the root and for unknown ids. What
+    /// bpfnsd shares its resources by, so that no tenant's sub-namespaces multiply them.
+    pub fn tenant_of(&self, id: NsId) -> NsId {
+        let mut cur = id;
+        while let Some(p) = self.parent(cur) {
+            if p == NsId::ROOT {
+                return cur;
+            }
+            cur = p;
+        }
+        NsId::ROOT
+    }
+
+    /// How many namespaces the subtree of `id` has, `id` included (0 for unknown ids).
+    pub fn subtree_len(&self, id: NsId) -> usize {
+        match self.nodes.get(&id) {
+            None => 0,
+            Some(n) => {
+                1 + n
+                    .children
+                    .values()
+                    .map(|c| self.subtree_len(*c))
+                    .sum::<usize>()
+            }
+        }
+    }
+
     /// The child namespaces of `id`, sorted by name; empty for unknown ids.
     pub fn children(&self, id: NsId) -> Vec<NsId> {
         self.nodes
@@ -1336,5 +1364,23 @@ mod tests {
         }
         assert_eq!(Registry::from_snapshot(r.snapshot()).as_ref(), Ok(r));
         assert_eq!(r.kernel_parent_table().len(), r.len() - 1);
+    }
+
+    #[test]
+    fn tenants_are_top_level_namespaces() {
+        let mut r = Registry::new();
+        let a = r.create(&NsPath::parse("/a").unwrap()).unwrap();
+        let b = r.create(&NsPath::parse("/a/b").unwrap()).unwrap();
+        let c = r.create(&NsPath::parse("/a/b/c").unwrap()).unwrap();
+        let d = r.create(&NsPath::parse("/d").unwrap()).unwrap();
+        assert_eq!(r.tenant_of(c), a);
+        assert_eq!(r.tenant_of(b), a);
+        assert_eq!(r.tenant_of(a), a);
+        assert_eq!(r.tenant_of(d), d);
+        assert_eq!(r.tenant_of(NsId::ROOT), NsId::ROOT);
+        assert_eq!(r.tenant_of(NsId(999)), NsId::ROOT);
+        assert_eq!(r.subtree_len(a), 3);
+        assert_eq!(r.subtree_len(NsId::ROOT), 5);
+        assert_eq!(r.subtree_len(NsId(999)), 0);
     }
 }

@@ -436,3 +436,21 @@ pub fn possible_cpus() -> Result<usize> {
     let n = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
     check(|| "libbpf_num_possible_cpus".to_string(), n).map(|n| n as usize)
 }
+
+/// `BPF_OBJ_PIN` of `fd` as `name` in the directory `dir` refers to, by way of
+/// `/proc/self/fd/<dir>/<name>`: the directory is the one the handle names whatever happens to
+/// the path it was opened by, and a final component that exists (a symbolic link included) is
+/// `EEXIST`, never followed. Works on every kernel (`BPF_F_PATH_FD` is Linux 6.5+).
+pub fn obj_pin_at(fd: impl AsFd, dir: impl AsFd, name: &std::ffi::OsStr) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    if name.as_bytes().contains(&b'/') || name.is_empty() {
+        return Err(SysError::new(
+            "BPF_OBJ_PIN: a name, not a path",
+            Errno::INVAL,
+        ));
+    }
+    let path = Path::new("/proc/self/fd")
+        .join(dir.as_fd().as_raw_fd().to_string())
+        .join(name);
+    obj_pin(fd, &path)
+}

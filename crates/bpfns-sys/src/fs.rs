@@ -70,3 +70,60 @@ pub fn unmount_detach(target: &Path) -> Result<()> {
     rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH)
         .map_err(|e| SysError::new(format!("umount {}", target.display()), e))
 }
+
+/// A directory handle opened without following any symbolic link on the way
+/// (`openat2(O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH | RESOLVE_NO_XDEV)`):
+/// `name` is resolved beneath `dir` (`None`: an absolute path, from `/`), never outside it,
+/// never onto another filesystem. For working inside directories someone else may write.
+pub fn open_dir_beneath(
+    dir: Option<std::os::fd::BorrowedFd<'_>>,
+    name: &Path,
+) -> Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let (base, resolve) = match dir {
+        Some(d) => (
+            d,
+            ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_XDEV,
+        ),
+        None => (rustix::fs::CWD, ResolveFlags::NO_SYMLINKS),
+    };
+    rustix::fs::openat2(
+        base,
+        name,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        resolve,
+    )
+    .map_err(|e| SysError::new(format!("opening directory {}", name.display()), e))
+}
+
+/// `mkdirat(dir, name, mode)`; an existing entry is `EEXIST` (whatever it is).
+pub fn mkdir_at(dir: std::os::fd::BorrowedFd<'_>, name: &Path, mode: u32) -> Result<()> {
+    rustix::fs::mkdirat(dir, name, rustix::fs::Mode::from_raw_mode(mode))
+        .map_err(|e| SysError::new(format!("mkdir {}", name.display()), e))
+}
+
+/// The filesystem magic of the filesystem `fd` is on.
+pub fn fd_fs_magic(fd: std::os::fd::BorrowedFd<'_>) -> Result<i64> {
+    rustix::fs::fstatfs(fd)
+        .map(|s| s.f_type)
+        .map_err(|e| SysError::new("fstatfs", e))
+}
+
+/// `unlinkat(dir, name, flags)`: remove the entry `name` of the directory `dir` refers to (a
+/// directory with `dir_too`), never following a link.
+pub fn unlink_at(dir: std::os::fd::BorrowedFd<'_>, name: &Path, dir_too: bool) -> Result<()> {
+    let flags = if dir_too {
+        rustix::fs::AtFlags::REMOVEDIR
+    } else {
+        rustix::fs::AtFlags::empty()
+    };
+    rustix::fs::unlinkat(dir, name, flags)
+        .map_err(|e| SysError::new(format!("unlink {}", name.display()), e))
+}
+
+/// A duplicate of a directory handle, so that it can be kept beside the original.
+pub fn dup_fd(fd: std::os::fd::BorrowedFd<'_>) -> Result<std::os::fd::OwnedFd> {
+    fd.try_clone_to_owned()
+        .map_err(|e| SysError::new("dup", Errno::from_io_error(&e).unwrap_or(Errno::IO)))
+}

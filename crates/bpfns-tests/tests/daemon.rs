@@ -778,6 +778,8 @@ fn connection_limits_refuse_clearly_and_spare_administrators() {
             max_connections_per_namespace: 4,
             max_admin_connections: 3,
             idle_timeout_secs: 2,
+            // The total in all its strictness (each tenant's own share is checked apart).
+            min_connections_per_namespace: 0,
             ..bpfnsd::config::Limits::default()
         },
     );

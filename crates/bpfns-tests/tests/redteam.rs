@@ -3161,9 +3161,77 @@ fn scene_flood(m: &mut Matrix) {
     }
 }
 
+/// A namespace's deletion moves its pins into its parent's bpffs, which the parent's members
+/// write: a member plants `orphans` there as a symbolic link to a directory of its choosing
+/// and deletes a child namespace that has a pin. Blocked when nothing appears at the link's
+/// target (bpfnsd works through handles opened without following links, beneath the parent's
+/// bpffs) — the deletion then fails and changes nothing, or goes into a real directory.
+fn scene_orphans(m: &mut Matrix) {
+    let mut sc = Scene::new("orphans");
+    let row = "plant orphans/ as a symlink in its bpffs, then delete a child namespace with pins";
+    let sock = sc.d.socket.to_string_lossy().into_owned();
+    let t_bpffs = sc.bpffs("/t").to_path_buf();
+    for level in LEVELS {
+        let kid = format!("/t/o{}", level.index());
+        let n = sc.admin.ns_create(&kid).unwrap();
+        // A pinned map, and no member left (a namespace with members is not deleted).
+        let pin = PathBuf::from(&n.bpffs).join("kept");
+        let id = sc.create(Some(&kid), "map", None);
+        sc.pin(ObjectKind::Map, id, &pin);
+        drop(sc.holders.pop());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sc.admin.ns_show(&kid).map(|n| n.members).unwrap_or(0) > 0
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let target = sc.work.join(format!("target-{}", level.arg()));
+        std::fs::create_dir_all(&target).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let r = sc.attack(
+            level,
+            &["rt-orphans", target.to_str().unwrap(), &sock, &kid],
+        );
+        let c = match r.unusable(level, "delete") {
+            Some(c) => c,
+            None => {
+                let planted: Vec<String> = std::fs::read_dir(&target)
+                    .map(|rd| {
+                        rd.flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let why = format!(
+                    "symlink: {}; delete {kid}: {}; at the target: {}",
+                    errname(r.get("symlink").unwrap_or("?")),
+                    r.get("delete").unwrap_or("?"),
+                    if planted.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        planted.join(",")
+                    }
+                );
+                if planted.is_empty() {
+                    blocked(why)
+                } else {
+                    escape(why)
+                }
+            }
+        };
+        m.set(row, level, c);
+        // Clean up for the next level: the link, the child if it is still there, and the
+        // orphans/ its deletion made.
+        let _ = std::fs::remove_file(t_bpffs.join("orphans"));
+        let _ = sc.admin.ns_delete(&kid);
+        let _ = std::fs::remove_dir_all(t_bpffs.join("orphans"));
+    }
+}
+
 type SceneFn = fn(&mut Matrix);
 
-const SCENES: [(&str, SceneFn); 19] = [
+const SCENES: [(&str, SceneFn); 20] = [
     ("ids", scene_ids),
     ("pins", scene_pins),
     ("mount", scene_mount),
@@ -3183,6 +3251,7 @@ const SCENES: [(&str, SceneFn); 19] = [
     ("scmrace", scene_scmrace),
     ("keeper", scene_keeper),
     ("flood", scene_flood),
+    ("orphans", scene_orphans),
 ];
 
 #[test]

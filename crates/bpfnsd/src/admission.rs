@@ -1,5 +1,6 @@
-//! Who may open another connection: counts per uid, per namespace and in all, a separate
-//! allowance for host administrators, and a reserve of file descriptors.
+//! Who may open another connection: counts per tenant (a top-level namespace with everything
+//! below it), per uid within a tenant, and in all, a separate allowance for host
+//! administrators, a share no other tenant can take, and a reserve of file descriptors.
 //!
 //! bpfnsd runs a thread per connection and holds two fds each (the socket and the peer's
 //! pidfd). Without bounds, any local user could open connections until bpfnsd has no fd or
@@ -42,7 +43,9 @@ const FD_COUNT_TTL: Duration = Duration::from_millis(200);
 struct Counts {
     admin: u32,
     others: u32,
-    per_uid: HashMap<u32, u32>,
+    /// Per (tenant, uid): a uid's connections in one tenant never count against another's.
+    per_uid: HashMap<(NsId, u32), u32>,
+    /// Per tenant (its top-level namespace; the root for callers outside namespaces).
     per_ns: HashMap<NsId, u32>,
 }
 
@@ -86,7 +89,7 @@ pub struct Ticket {
 #[derive(Debug, Clone, Copy)]
 enum Class {
     Admin,
-    Other { uid: u32, ns: NsId },
+    Other { uid: u32, tenant: NsId },
 }
 
 impl Admission {
@@ -111,12 +114,13 @@ impl Admission {
     }
 
     /// Admit a connection of a caller (`admin`: a host administrator in the root namespace)
-    /// or say which limit refuses it. `ns_name` names the namespace for the message.
+    /// of `tenant` (its top-level namespace, see `Registry::tenant_of`) or say which limit
+    /// refuses it. `ns_name` names the tenant for the message.
     pub fn admit(
         self: &Arc<Self>,
         admin: bool,
         uid: u32,
-        ns: NsId,
+        tenant: NsId,
         ns_name: impl FnOnce() -> String,
     ) -> Result<Ticket, Refusal> {
         let l = &self.limits;
@@ -140,16 +144,17 @@ impl Admission {
                 class: Class::Admin,
             });
         }
-        let from_uid = c.per_uid.get(&uid).copied().unwrap_or(0);
-        let from_ns = c.per_ns.get(&ns).copied().unwrap_or(0);
+        let from_uid = c.per_uid.get(&(tenant, uid)).copied().unwrap_or(0);
+        let from_ns = c.per_ns.get(&tenant).copied().unwrap_or(0);
         let refuse = |limit, message| Err(Refusal { limit, message });
         if from_uid >= l.max_connections_per_uid {
             return refuse(
                 Limit::Uid,
                 format!(
-                    "uid {uid} already has {from_uid} connections to bpfnsd, its limit \
-                     (max_connections_per_uid in [limits] of bpfnsd.toml); close idle \
-                     connections, or ask the administrator to raise the limit"
+                    "uid {uid} already has {from_uid} connections to bpfnsd from {}, its \
+                     limit (max_connections_per_uid in [limits] of bpfnsd.toml); close idle \
+                     connections, or ask the administrator to raise the limit",
+                    ns_name()
                 ),
             );
         }
@@ -157,14 +162,16 @@ impl Admission {
             return refuse(
                 Limit::Namespace,
                 format!(
-                    "namespace {} already has {from_ns} connections to bpfnsd, its limit \
-                     (max_connections_per_namespace in [limits] of bpfnsd.toml); close idle \
-                     connections, or ask the administrator to raise the limit",
+                    "namespace {} (with the namespaces below it) already has {from_ns} \
+                     connections to bpfnsd, its limit (max_connections_per_namespace in \
+                     [limits] of bpfnsd.toml); close idle connections, or ask the \
+                     administrator to raise the limit",
                     ns_name()
                 ),
             );
         }
-        if c.others >= l.max_connections {
+        // Every tenant keeps a share of its own: below it, the total does not refuse it.
+        if c.others >= l.max_connections && from_ns >= l.min_connections_per_namespace {
             return refuse(
                 Limit::Total,
                 format!(
@@ -188,12 +195,12 @@ impl Admission {
             );
         }
         c.others += 1;
-        *c.per_uid.entry(uid).or_default() += 1;
-        *c.per_ns.entry(ns).or_default() += 1;
+        *c.per_uid.entry((tenant, uid)).or_default() += 1;
+        *c.per_ns.entry(tenant).or_default() += 1;
         self.note_accept();
         Ok(Ticket {
             adm: Arc::clone(self),
-            class: Class::Other { uid, ns },
+            class: Class::Other { uid, tenant },
         })
     }
 
@@ -270,10 +277,10 @@ impl Drop for Ticket {
         let mut c = self.adm.counts.lock().unwrap_or_else(|e| e.into_inner());
         match self.class {
             Class::Admin => c.admin = c.admin.saturating_sub(1),
-            Class::Other { uid, ns } => {
+            Class::Other { uid, tenant } => {
                 c.others = c.others.saturating_sub(1);
-                decrement(&mut c.per_uid, uid);
-                decrement(&mut c.per_ns, ns);
+                decrement(&mut c.per_uid, (tenant, uid));
+                decrement(&mut c.per_ns, tenant);
             }
         }
     }
@@ -307,6 +314,7 @@ mod tests {
             max_connections_per_namespace: 2,
             max_admin_connections: 1,
             fd_reserve: 0,
+            min_connections_per_namespace: 0,
             ..Limits::default()
         }
     }
@@ -317,15 +325,16 @@ mod tests {
         let ns = |n| NsId(n);
         let name = || "/t".to_string();
         let t1 = a.admit(false, 1000, ns(1), name).unwrap();
-        let _t2 = a.admit(false, 1000, ns(2), name).unwrap();
-        let r = a.admit(false, 1000, ns(3), name).unwrap_err();
+        let _t2 = a.admit(false, 1000, ns(1), name).unwrap();
+        let r = a.admit(false, 1000, ns(1), name).unwrap_err();
         assert_eq!(r.limit, Limit::Uid);
         assert!(
             r.message.contains("max_connections_per_uid"),
             "{}",
             r.message
         );
-        let _t3 = a.admit(false, 1001, ns(1), name).unwrap();
+        // The same uid in another tenant has a budget of its own.
+        let _t3 = a.admit(false, 1000, ns(2), name).unwrap();
         let r = a.admit(false, 1002, ns(1), name).unwrap_err();
         assert_eq!(r.limit, Limit::Namespace);
         assert!(r.message.contains("/t"), "{}", r.message);
@@ -342,9 +351,34 @@ mod tests {
         // Giving back.
         drop(t1);
         let _t4 = a.admit(false, 1002, ns(4), name).unwrap();
+        assert_eq!(
+            a.admit(false, 1003, ns(5), name).unwrap_err().limit,
+            Limit::Total
+        );
         let c: HashMap<String, u64> = a.counters().into_iter().collect();
         assert_eq!(c["connections_open"], 3);
         assert_eq!(c["admin_connections_open"], 1);
+    }
+
+    #[test]
+    fn every_tenant_keeps_a_share_the_others_cannot_take() {
+        let a = Admission::new(&Limits {
+            min_connections_per_namespace: 1,
+            ..limits()
+        });
+        let name = || "/t".to_string();
+        // Tenant 1 takes what the per-tenant limit allows, tenant 2 the rest of the total.
+        let _a = [
+            a.admit(false, 1, NsId(1), name).unwrap(),
+            a.admit(false, 2, NsId(1), name).unwrap(),
+            a.admit(false, 3, NsId(2), name).unwrap(),
+        ];
+        // The total is reached; tenant 3 still gets its share of one, not more.
+        let _t3 = a.admit(false, 4, NsId(3), name).unwrap();
+        assert_eq!(
+            a.admit(false, 4, NsId(3), name).unwrap_err().limit,
+            Limit::Total
+        );
     }
 
     #[test]

@@ -6,10 +6,15 @@
 //! tree is the host's `/sys/fs/bpf`. When a namespace is deleted, its pins move to its
 //! parent's tree under `orphans/<name>-<id>/`, as its objects move to the parent.
 
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use bpfns_model::NsId;
-use bpfns_sys::fs::{ensure_bpffs, fs_magic, unmount_detach, BPF_FS_MAGIC};
+use bpfns_sys::fs::{
+    dup_fd, ensure_bpffs, fd_fs_magic, fs_magic, mkdir_at, open_dir_beneath, unlink_at,
+    unmount_detach, BPF_FS_MAGIC,
+};
 
 /// The host's bpffs: the root namespace's pin tree.
 pub const HOST_BPFFS: &str = "/sys/fs/bpf";
@@ -82,17 +87,48 @@ impl NsBpffs {
         if !self.is_mounted(id) {
             return Ok(done);
         }
-        let orphans = self.path(parent).join("orphans");
+        // The parent's tree is its members' /sys/fs/bpf: they may have put anything there,
+        // symbolic links included. Everything below is reached through directory handles
+        // opened without following any link and without leaving that bpffs.
+        let sys = |what: String| move |error| BpffsError::Sys { what, error };
+        let top = self.path(parent);
+        let root =
+            open_dir_beneath(None, &top).map_err(sys(format!("opening {}", top.display())))?;
+        if fd_fs_magic(root.as_fd()).ok() != Some(BPF_FS_MAGIC) {
+            return Err(BpffsError::Io {
+                what: format!("{} is not a bpffs", top.display()),
+                error: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+            });
+        }
+        let orphans = subdir(
+            root.as_fd(),
+            OsStr::new("orphans"),
+            &top.join("orphans"),
+            &mut done,
+        )?;
         // bpffs refuses names with dots, which namespace names may have.
         let base = format!("{}-{id}", name.replace('.', "_"));
-        let mut dest = orphans.join(&base);
         let mut n = 1;
-        while dest.exists() {
-            n += 1;
-            dest = orphans.join(format!("{base}-{n}"));
+        let mut leaf = base.clone();
+        loop {
+            match mkdir_at(orphans.as_fd(), Path::new(&leaf), 0o700) {
+                Ok(()) => break,
+                Err(e) if e.errno == bpfns_sys::Errno::EXIST => {
+                    n += 1;
+                    leaf = format!("{base}-{n}");
+                }
+                Err(e) => {
+                    return Err(sys(format!("creating {leaf} in {}/orphans", top.display()))(e))
+                }
+            }
         }
-        done.dest = Some(dest.clone());
-        if let Err(e) = repin_tree(&src, &dest, &mut done) {
+        let dest_path = top.join("orphans").join(&leaf);
+        done.made_dir(orphans.as_fd(), OsStr::new(&leaf))?;
+        done.dest = Some(dest_path.clone());
+        let result = open_dir_beneath(Some(orphans.as_fd()), Path::new(&leaf))
+            .map_err(sys(format!("opening {}", dest_path.display())))
+            .and_then(|dest| repin_tree(&src, dest.as_fd(), &dest_path, &mut done));
+        if let Err(e) = result {
             done.undo();
             return Err(e);
         }
@@ -129,13 +165,15 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> BpffsError {
     move |error| BpffsError::Io { what, error }
 }
 
-/// What [`NsBpffs::repin_to_parent`] made: the pins and directories it created.
+/// What [`NsBpffs::repin_to_parent`] made: the pins and directories it created, each as the
+/// handle of the directory it is in and its name there, so that undoing them touches exactly
+/// those entries, whatever the parent's members do to the paths meanwhile.
 #[derive(Debug, Default)]
 pub struct Repinned {
     /// Where the pins went (`None`: nothing was pinned).
     pub dest: Option<PathBuf>,
-    pins: Vec<PathBuf>,
-    dirs: Vec<PathBuf>,
+    pins: Vec<(OwnedFd, std::ffi::OsString)>,
+    dirs: Vec<(OwnedFd, std::ffi::OsString)>,
 }
 
 impl Repinned {
@@ -146,18 +184,41 @@ impl Repinned {
 
     /// Remove the copies (pins, then the directories made for them, deepest first).
     pub fn undo(&mut self) {
-        for p in self.pins.drain(..).rev() {
-            let _ = std::fs::remove_file(p);
+        for (dir, name) in self.pins.drain(..).rev() {
+            let _ = unlink_at(dir.as_fd(), Path::new(&name), false);
         }
-        for d in self.dirs.drain(..).rev() {
-            let _ = std::fs::remove_dir(d);
+        for (dir, name) in self.dirs.drain(..).rev() {
+            let _ = unlink_at(dir.as_fd(), Path::new(&name), true);
         }
+    }
+
+    fn made_dir(&mut self, parent: BorrowedFd<'_>, name: &OsStr) -> Result<(), BpffsError> {
+        let fd = dup_fd(parent).map_err(|error| BpffsError::Sys {
+            what: "keeping a directory handle".into(),
+            error,
+        })?;
+        self.dirs.push((fd, name.to_os_string()));
+        Ok(())
+    }
+
+    fn made_pin(&mut self, dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), BpffsError> {
+        let fd = dup_fd(dir).map_err(|error| BpffsError::Sys {
+            what: "keeping a directory handle".into(),
+            error,
+        })?;
+        self.pins.push((fd, name.to_os_string()));
+        Ok(())
     }
 }
 
-/// Pin every object pinned under `src` at the same relative path under `dest`, noting what
-/// was made in `done`.
-fn repin_tree(src: &Path, dest: &Path, done: &mut Repinned) -> Result<(), BpffsError> {
+/// Pin every object pinned under `src` at the same relative path in the directory `dest` (a
+/// handle; `dest_path` names it in messages and in `done`), noting what was made in `done`.
+fn repin_tree(
+    src: &Path,
+    dest: BorrowedFd<'_>,
+    dest_path: &Path,
+    done: &mut Repinned,
+) -> Result<(), BpffsError> {
     let entries = std::fs::read_dir(src).map_err(io(format!("reading {}", src.display())))?;
     for e in entries {
         let e = e.map_err(io(format!("reading {}", src.display())))?;
@@ -166,45 +227,46 @@ fn repin_tree(src: &Path, dest: &Path, done: &mut Repinned) -> Result<(), BpffsE
             continue;
         }
         let from = e.path();
-        let to = dest.join(e.file_name());
+        let to = dest_path.join(e.file_name());
         let ft = e
             .file_type()
             .map_err(io(format!("inspecting {}", from.display())))?;
         if ft.is_dir() {
-            repin_tree(&from, &to, done)?;
+            let sub = subdir(dest, &e.file_name(), &to, done)?;
+            repin_tree(&from, sub.as_fd(), &to, done)?;
         } else if ft.is_file() {
-            make_dirs(dest, done)?;
             let fd = bpfns_sys::bpf::obj_get(&from).map_err(|error| BpffsError::Sys {
                 what: format!("opening pin {}", from.display()),
                 error,
             })?;
-            bpfns_sys::bpf::obj_pin(&fd, &to).map_err(|error| BpffsError::Sys {
-                what: format!("re-pinning {} at {}", from.display(), to.display()),
-                error,
+            bpfns_sys::bpf::obj_pin_at(&fd, dest, &e.file_name()).map_err(|error| {
+                BpffsError::Sys {
+                    what: format!("re-pinning {} at {}", from.display(), to.display()),
+                    error,
+                }
             })?;
-            done.pins.push(to);
+            done.made_pin(dest, &e.file_name())?;
         }
     }
     Ok(())
 }
 
-/// Create `dir` and its missing parents, noting each one made in `done`.
-fn make_dirs(dir: &Path, done: &mut Repinned) -> Result<(), BpffsError> {
-    if dir.is_dir() {
-        return Ok(());
+/// The directory `name` in `dir` (created if missing, noted in `done` then), opened without
+/// following links; a link or anything but a directory there is an error.
+fn subdir(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    path: &Path,
+    done: &mut Repinned,
+) -> Result<OwnedFd, BpffsError> {
+    let sys = |what: String| move |error| BpffsError::Sys { what, error };
+    match mkdir_at(dir, Path::new(name), 0o755) {
+        Ok(()) => done.made_dir(dir, name)?,
+        Err(e) if e.errno == bpfns_sys::Errno::EXIST => {}
+        Err(e) => return Err(sys(format!("creating {}", path.display()))(e)),
     }
-    if let Some(parent) = dir.parent() {
-        make_dirs(parent, done)?;
-    }
-    match std::fs::create_dir(dir) {
-        Ok(()) => {
-            done.dirs.push(dir.to_path_buf());
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(BpffsError::Io {
-            what: format!("creating {}", dir.display()),
-            error: e,
-        }),
-    }
+    open_dir_beneath(Some(dir), Path::new(name)).map_err(sys(format!(
+        "opening {} (a directory, not a link, is expected there)",
+        path.display()
+    )))
 }

@@ -67,10 +67,14 @@ pub struct Config {
 pub struct Limits {
     /// Connections open at once from all other callers together.
     pub max_connections: u32,
-    /// ... from one uid (the peer's uid as the host sees it).
+    /// ... from one uid (the peer's uid as the host sees it) within one tenant (a top-level
+    /// namespace with everything below it; the root namespace for callers outside them).
     pub max_connections_per_uid: u32,
-    /// ... from one bpfns namespace (its tasks and those of namespaces below count apart).
+    /// ... from one tenant: a top-level namespace with all the namespaces below it.
     pub max_connections_per_namespace: u32,
+    /// Connections a tenant may always open, even when `max_connections` are taken by
+    /// others: no tenant can shut another out.
+    pub min_connections_per_namespace: u32,
     /// Connections open at once from host administrators in the root namespace.
     pub max_admin_connections: u32,
     /// A connection with no request for this long is closed (as is one whose request, or
@@ -84,8 +88,11 @@ pub struct Limits {
     pub max_supervised: u32,
     /// ... handed over by one uid.
     pub max_supervised_per_uid: u32,
-    /// ... in one namespace.
+    /// ... in one tenant.
     pub max_supervised_per_namespace: u32,
+    /// Namespaces one tenant may have (its top-level namespace and every one below it): each
+    /// is a bpffs mount and entries in the kernel's tables, which hold 65,536 in all.
+    pub max_namespaces_per_tenant: u32,
 }
 
 impl Default for Limits {
@@ -94,12 +101,14 @@ impl Default for Limits {
             max_connections: 1024,
             max_connections_per_uid: 512,
             max_connections_per_namespace: 512,
+            min_connections_per_namespace: 16,
             max_admin_connections: 1024,
             idle_timeout_secs: 60,
             fd_reserve: 1024,
             max_supervised: 1024,
             max_supervised_per_uid: 1024,
             max_supervised_per_namespace: 256,
+            max_namespaces_per_tenant: 256,
         }
     }
 }

@@ -142,8 +142,11 @@ pub struct Daemon {
     collect_now: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
     /// Events read from the kernel side since start.
     events_read: std::sync::atomic::AtomicU64,
-    /// The latest stops and refusals, (pid, what was logged), for `why_stopped`.
-    recent_stops: Mutex<std::collections::VecDeque<(u32, String)>>,
+    /// Namespaces being deleted: their pins are being copied without the change lock held,
+    /// and nothing may enter them or be created below them meanwhile.
+    deleting: Mutex<std::collections::HashSet<NsId>>,
+    /// The latest stops and refusals, (pid, namespace, what was logged), for `why_stopped`.
+    recent_stops: Mutex<std::collections::VecDeque<(u32, NsId, String)>>,
     /// Connection limits (see [`crate::admission`]).
     pub admission: Arc<crate::admission::Admission>,
 }
@@ -199,6 +202,7 @@ impl Daemon {
             collect_now: Mutex::new(None),
             events_read: std::sync::atomic::AtomicU64::new(0),
             recent_stops: Mutex::new(std::collections::VecDeque::new()),
+            deleting: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -329,7 +333,7 @@ impl Daemon {
                     if recent.len() >= RECENT_STOPS {
                         recent.pop_front();
                     }
-                    recent.push_back((v.pid, line.clone()));
+                    recent.push_back((v.pid, NsId(v.ns), line.clone()));
                 }
                 if !log.admit() {
                     return;
@@ -413,41 +417,58 @@ impl Daemon {
             .into_iter()
             .map(|e| (e.id, (e.parent, e.depth, e.allow_tracing)))
             .collect();
+        // One namespace that cannot be put right does not keep bpfnsd from starting: it is
+        // reported, and (the kernel side failing closed for a namespace without its limit) its
+        // tasks cannot create objects until it is.
         for id in have.keys() {
             if !want.contains_key(id) {
-                self.kernel
-                    .remove_namespace(*id)
-                    .map_err(Failure::internal)?;
-                notes.push(format!(
-                    "removed namespace {id} from the kernel table (not in the registry)"
-                ));
+                match self.kernel.remove_namespace(*id) {
+                    Ok(()) => notes.push(format!(
+                        "removed namespace {id} from the kernel table (not in the registry)"
+                    )),
+                    Err(e) => notes.push(format!(
+                        "FAILED to remove namespace {id} (not in the registry) from the kernel \
+                         table: {e}"
+                    )),
+                }
             }
         }
         for (id, w @ (p, d, tracing)) in &want {
-            // The limit first: a namespace is never in the kernel's table without it.
-            if let Some(limit) = reg.max_objects(*id) {
-                let q = self
-                    .kernel
-                    .namespace_quota(*id)
-                    .map_err(Failure::internal)?;
-                if q.limit != Some(u64::from(limit)) {
-                    self.kernel
-                        .set_namespace_limit(*id, u64::from(limit))
-                        .map_err(Failure::internal)?;
-                    notes.push(format!(
-                        "restored the limit of namespace {id} ({limit} objects)"
-                    ));
+            let one = |notes: &mut Vec<String>| -> Result<(), String> {
+                // The limit first: a namespace is never in the kernel's table without it.
+                if let Some(limit) = reg.max_objects(*id) {
+                    let q = self
+                        .kernel
+                        .namespace_quota(*id)
+                        .map_err(|e| e.to_string())?;
+                    if q.limit != Some(u64::from(limit)) {
+                        self.kernel
+                            .set_namespace_limit(*id, u64::from(limit))
+                            .map_err(|e| e.to_string())?;
+                        notes.push(format!(
+                            "restored the limit of namespace {id} ({limit} objects)"
+                        ));
+                    }
                 }
-            }
-            if have.get(id) != Some(w) {
-                self.kernel
-                    .set_namespace_policy(*id, *p, *d, *tracing)
-                    .map_err(Failure::internal)?;
-                notes.push(format!("restored namespace {id} in the kernel table"));
-            }
-            if !self.bpffs.is_mounted(*id) {
-                self.bpffs.ensure(*id).map_err(Failure::internal)?;
-                notes.push(format!("mounted the bpffs of namespace {id}"));
+                if have.get(id) != Some(w) {
+                    self.kernel
+                        .set_namespace_policy(*id, *p, *d, *tracing)
+                        .map_err(|e| e.to_string())?;
+                    notes.push(format!("restored namespace {id} in the kernel table"));
+                }
+                if !self.bpffs.is_mounted(*id) {
+                    self.bpffs.ensure(*id).map_err(|e| e.to_string())?;
+                    notes.push(format!("mounted the bpffs of namespace {id}"));
+                }
+                Ok(())
+            };
+            if let Err(e) = one(&mut notes) {
+                notes.push(format!(
+                    "FAILED to restore namespace {} ({id}): {e}; its tasks cannot create objects \
+                     until it is (restart bpfnsd once the cause is gone)",
+                    reg.path(*id)
+                        .map_or_else(|| "?".to_string(), |p| p.to_string())
+                ));
             }
         }
         for id in self.bpffs.mounted_ids() {
@@ -618,6 +639,14 @@ impl Daemon {
     /// through the ring buffer a moment after the kill, so wait a little for them.
     fn why_stopped(&self, caller: &Caller, pid: i32) -> Answer {
         let _pidfd = self.own_child(caller, pid)?;
+        // Only events of the caller's own subtree: a pid may have been another namespace's
+        // task before it was the caller's child. Outside namespaces, as for listings.
+        if !caller.may_list_namespaces() {
+            return Err(Failure::new(
+                ErrorCode::Denied,
+                "permission denied: needs CAP_BPF or CAP_SYS_ADMIN in the initial user namespace",
+            ));
+        }
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
         loop {
             let events: Vec<String> = self
@@ -625,8 +654,11 @@ impl Daemon {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()
-                .filter(|(p, _)| i64::from(*p) == i64::from(pid))
-                .map(|(_, l)| l.clone())
+                .filter(|(p, ns, _)| {
+                    i64::from(*p) == i64::from(pid)
+                        && self.reg().is_same_or_ancestor(caller.ns, *ns)
+                })
+                .map(|(_, _, l)| l.clone())
                 .collect();
             if !events.is_empty() || std::time::Instant::now() >= deadline {
                 return Ok((Reply::Stopped { pid, events }, vec![]));
@@ -643,6 +675,11 @@ impl Daemon {
             host_admin: caller.host_admin(),
             cap_bpf: caller.cap_bpf(),
         }
+    }
+
+    /// The tenant of namespace `id`: its top-level ancestor (see `Registry::tenant_of`).
+    pub fn tenant_of(&self, id: NsId) -> NsId {
+        self.reg().tenant_of(id)
     }
 
     /// A namespace's path, or `ns:<id>` for an id the registry does not know.
@@ -676,31 +713,49 @@ impl Daemon {
     ) -> Answer {
         let p = Self::parse_path(path)?;
         let g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
-        let (id, parent, depth, limit) = {
-            let mut next = {
-                let reg = self.reg();
-                may_create(&reg, caller.policy(), &p)?;
-                reg.clone()
-            };
-            let id = next.create_with_policy(&p, policy)?;
-            let limit = quota::limit_for_new(&next, &p, max_objects, quota_rules(&self.config))?;
-            next.set_max_objects(id, limit);
-            let (parent, depth) = (
-                next.parent(id).unwrap_or(NsId::ROOT),
-                next.depth(id).unwrap_or(0),
-            );
-            // Durable first: if we crash after this, reconcile() finishes the kernel part.
-            self.commit(next)?;
-            (id, parent, depth, limit)
+        let mut next = {
+            let reg = self.reg();
+            may_create(&reg, caller.policy(), &p)?;
+            self.check_namespace_count(&reg, &p)?;
+            reg.clone()
         };
-        // The limit before the table entry: the kernel never sees the namespace without it.
+        if let Some(parent) = p.parent().and_then(|pp| next.id(&pp)) {
+            if self.is_deleting(parent) {
+                return Err(Failure::new(
+                    ErrorCode::Conflict,
+                    format!("its parent is being deleted; {p} was not created"),
+                ));
+            }
+        }
+        let id = next.create_with_policy(&p, policy)?;
+        let limit = quota::limit_for_new(&next, &p, max_objects, quota_rules(&self.config))?;
+        next.set_max_objects(id, limit);
+        let (parent, depth) = (
+            next.parent(id).unwrap_or(NsId::ROOT),
+            next.depth(id).unwrap_or(0),
+        );
+        // The kernel's entries and the bpffs first, the registry last: a failure on the way
+        // takes back what was done, so a namespace is either complete or not there. (After a
+        // crash between the two, the next start's reconciliation drops what the registry does
+        // not have.) The limit comes before the table entry: the kernel never sees the
+        // namespace without it.
+        let undo = |failure: Failure| {
+            let _ = self.kernel.remove_namespace(id);
+            let _ = self.bpffs.unmount(id);
+            tracing::warn!(namespace = %p, "creating the namespace failed: {}; nothing changed", failure.message);
+            failure
+        };
         self.kernel
             .set_namespace_limit(id, u64::from(limit))
-            .map_err(Failure::internal)?;
-        self.kernel
-            .set_namespace_policy(id, parent, depth, policy.allow_tracing)
-            .map_err(Failure::internal)?;
-        self.bpffs.ensure(id).map_err(Failure::internal)?;
+            .and_then(|()| {
+                self.kernel
+                    .set_namespace_policy(id, parent, depth, policy.allow_tracing)
+            })
+            .map_err(|e| undo(Failure::internal(e)))?;
+        self.bpffs
+            .ensure(id)
+            .map_err(|e| undo(Failure::internal(e)))?;
+        self.commit(next).map_err(undo)?;
         tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, max_objects = limit, "created namespace");
         // A new namespace owns nothing and has no members (ids are never reused, and tasks
         // enter only through later requests): no need to walk every object and task.
@@ -755,7 +810,7 @@ impl Daemon {
         let early = self.visible_ns(caller, path)?;
         may_delete(&self.reg(), caller.policy(), early)?;
         self.collect_garbage()?;
-        let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let (id, parent, parent_path) = {
             let id = self.visible_ns(caller, path)?;
             let reg = self.reg();
@@ -791,6 +846,22 @@ impl Daemon {
                 ),
             ));
         }
+        // Marked as being deleted, the namespace takes no member and no child; the change
+        // lock is let go while its pins are copied into the parent's bpffs, a directory the
+        // parent's members write (and may keep busy): that stalls this deletion only.
+        if !self
+            .deleting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id)
+        {
+            return Err(Failure::new(
+                ErrorCode::Conflict,
+                format!("namespace {p} is being deleted already"),
+            ));
+        }
+        let _marked = Unmark(&self.deleting, id);
+        drop(g);
         // Everything that can fail comes before the registry's commit and is undone if a
         // later step fails: the pins are copied (the originals stay until the end), the
         // ownership records moved (and moved back on failure).
@@ -799,6 +870,15 @@ impl Daemon {
             .bpffs
             .repin_to_parent(id, &name, parent)
             .map_err(|e| self.delete_failed(&p, "copying its pins to its parent's bpffs", e))?;
+        let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.members_of(id)?.is_empty() || !self.reg().children(id).is_empty() {
+            pins.undo();
+            return Err(self.delete_failed(
+                &p,
+                "copying its pins",
+                "it gained a member task or a child meanwhile",
+            ));
+        }
         let moved_records = match self.kernel.reassign_records(id, parent) {
             Ok(m) => m,
             Err(e) => {
@@ -840,6 +920,51 @@ impl Daemon {
             },
             vec![],
         ))
+    }
+
+    /// Refuse a new namespace beyond what the kernel's tables hold, and beyond
+    /// `max_namespaces_per_tenant` in one tenant (its top-level namespace and all below).
+    fn check_namespace_count(&self, reg: &Registry, p: &NsPath) -> Result<(), Failure> {
+        // The kernel's namespace table and quota maps (bpfns.h, BPFNS_NS_CAPACITY).
+        const CAPACITY: usize = 1 << 16;
+        if reg.len() >= CAPACITY {
+            return Err(Failure::new(
+                ErrorCode::Conflict,
+                format!(
+                    "bpfns holds {} namespaces, as many as the kernel's tables take; delete \
+                     some first",
+                    reg.len()
+                ),
+            ));
+        }
+        let Some(top) = p.components().next() else {
+            return Ok(());
+        };
+        let top = NsPath::parse(&format!("/{top}")).map_err(Failure::internal)?;
+        let Some(tenant) = reg.id(&top) else {
+            return Ok(()); // a new top-level namespace: a tenant of its own
+        };
+        let have = reg.subtree_len(tenant);
+        let max = self.config.limits.max_namespaces_per_tenant as usize;
+        if have >= max {
+            return Err(Failure::new(
+                ErrorCode::LimitReached,
+                format!(
+                    "namespace {top} already has {have} namespaces with those below it, its \
+                     limit (max_namespaces_per_tenant in [limits] of bpfnsd.toml); delete \
+                     some first"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether namespace `id` is being deleted (between its deletion's two steps).
+    fn is_deleting(&self, id: NsId) -> bool {
+        self.deleting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
     }
 
     /// The tasks (thread ids) of namespace `id`.
@@ -978,6 +1103,12 @@ impl Daemon {
             may_enter(&reg, caller.policy(), id)?;
             id
         };
+        if self.is_deleting(target) {
+            return Err(Failure::new(
+                ErrorCode::Conflict,
+                format!("namespace {p} is being deleted"),
+            ));
+        }
         let pidfd = self.own_child(caller, pid)?;
         let current = self
             .kernel
@@ -1292,6 +1423,18 @@ impl EventLog {
         }
         self.lines += 1;
         true
+    }
+}
+
+/// Takes a namespace off the set of those being deleted when dropped.
+struct Unmark<'a>(&'a Mutex<std::collections::HashSet<NsId>>, NsId);
+
+impl Drop for Unmark<'_> {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
     }
 }
 

@@ -118,29 +118,31 @@ fn admit(stream: UnixStream, daemon: &Arc<Daemon>) {
         }
     };
     let admin = caller.host_admin() && caller.ns == bpfns_model::NsId::ROOT;
-    let ticket = match daemon
-        .admission
-        .admit(admin, caller.uid, caller.ns, || daemon.ns_name(caller.ns))
-    {
-        Ok(t) => t,
-        Err(r) => {
-            daemon.admission.note_refusal(
-                &r,
-                &format!(
-                    "pid {} (uid {}, namespace {})",
-                    caller.pid,
-                    caller.uid,
-                    daemon.ns_name(caller.ns)
-                ),
-            );
-            let _ = send(
-                &stream,
-                &Response::error(0, ErrorCode::LimitReached, r.message),
-                &[],
-            );
-            return;
-        }
-    };
+    let ticket =
+        match daemon
+            .admission
+            .admit(admin, caller.uid, daemon.tenant_of(caller.ns), || {
+                daemon.ns_name(daemon.tenant_of(caller.ns))
+            }) {
+            Ok(t) => t,
+            Err(r) => {
+                daemon.admission.note_refusal(
+                    &r,
+                    &format!(
+                        "pid {} (uid {}, namespace {})",
+                        caller.pid,
+                        caller.uid,
+                        daemon.ns_name(caller.ns)
+                    ),
+                );
+                let _ = send(
+                    &stream,
+                    &Response::error(0, ErrorCode::LimitReached, r.message),
+                    &[],
+                );
+                return;
+            }
+        };
     let idle = match daemon.admission.limits().idle_timeout_secs {
         0 => None,
         s => Some(std::time::Duration::from_secs(s)),

@@ -77,7 +77,11 @@ pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(),
         .reconcile()
         .map_err(|f| StartError::Daemon(f.message))?
     {
-        tracing::info!("reconcile: {note}");
+        if note.starts_with("FAILED") {
+            tracing::error!("reconcile: {note}");
+        } else {
+            tracing::info!("reconcile: {note}");
+        }
     }
     let daemon = Arc::new(daemon);
     // Before serving: members of an earlier bpfnsd (held by the listener keeper) are served

@@ -323,7 +323,12 @@ pub struct SupervisorPool {
     live: Arc<Mutex<Live>>,
     keeper: Option<Arc<keeper::Link>>,
     limits: Limits,
+    /// The tenant (top-level namespace) of a namespace: limits count per tenant.
+    tenant_of: TenantOf,
 }
+
+/// Maps a namespace to its tenant (see `Registry::tenant_of`).
+type TenantOf = Arc<dyn Fn(NsId) -> NsId + Send + Sync>;
 
 #[derive(Default)]
 struct Live {
@@ -359,7 +364,14 @@ impl SupervisorPool {
             live: Arc::default(),
             keeper: None,
             limits: Limits::default(),
+            tenant_of: Arc::new(|ns| ns),
         }
+    }
+
+    /// Count limits per tenant as `tenant_of` says (default: per namespace).
+    pub fn with_tenants(mut self, tenant_of: TenantOf) -> Self {
+        self.tenant_of = tenant_of;
+        self
     }
 
     /// A pool whose listeners are also held by the keeper behind `link`.
@@ -471,26 +483,34 @@ impl SupervisorPool {
     fn check_limits(&self, live: &Live, uid: u32, ns: NsId) -> Result<(), Failure> {
         let l = &self.limits;
         let all = live.by_key.len() as u64;
-        let of_uid = live.by_key.values().filter(|e| e.uid == uid).count() as u64;
-        let of_ns = live.by_key.values().filter(|e| e.ns == ns).count() as u64;
+        // Per tenant, and per uid within it: nobody's members count against another tenant.
+        let tenant = (self.tenant_of)(ns);
+        let mine: Vec<&Entry> = live
+            .by_key
+            .values()
+            .filter(|e| (self.tenant_of)(e.ns) == tenant)
+            .collect();
+        let of_uid = mine.iter().filter(|e| e.uid == uid).count() as u64;
+        let of_ns = mine.len() as u64;
         let refuse = |what: String, n: u64, setting: &str| {
             Err(Failure::new(
                 ErrorCode::LimitReached,
                 format!(
-                    "bpfnsd already supervises {n} members {what}, its limit ({setting} in                      [limits] of bpfnsd.toml); stop some, or raise the limit"
+                    "bpfnsd already supervises {n} members {what}, its limit ({setting} in \
+                     [limits] of bpfnsd.toml); stop some, or raise the limit"
                 ),
             ))
         };
         if of_uid >= u64::from(l.max_supervised_per_uid) {
             return refuse(
-                format!("handed over by uid {uid}"),
+                format!("handed over by uid {uid} in this tenant"),
                 of_uid,
                 "max_supervised_per_uid",
             );
         }
         if of_ns >= u64::from(l.max_supervised_per_namespace) {
             return refuse(
-                format!("in namespace {ns}"),
+                format!("in the tenant of namespace {ns}"),
                 of_ns,
                 "max_supervised_per_namespace",
             );
@@ -629,12 +649,16 @@ pub fn install(daemon: &Arc<Daemon>) {
                 reply: ReplyMode::AddFdThenSend,
                 ..Options::default()
             };
-            let pool = Arc::new(SupervisorPool::with_keeper(
-                Arc::new(view),
-                options,
-                link,
-                c.limits.clone(),
-            ));
+            let registry = Arc::clone(&daemon.registry);
+            let pool = Arc::new(
+                SupervisorPool::with_keeper(Arc::new(view), options, link, c.limits.clone())
+                    .with_tenants(Arc::new(move |ns| {
+                        registry
+                            .read()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .tenant_of(ns)
+                    })),
+            );
             pool.take_over_from_keeper();
             daemon.set_listener_sink(pool);
         }

@@ -78,7 +78,8 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 56] = [
+pub const ACTIONS: [&str; 57] = [
+    "rt-orphans",
     "rt-flood",
     "rt-kill",
     "rt-as",
@@ -520,6 +521,7 @@ pub fn run(exe: &Path, args: &[String]) {
         "rt-serve-obj" => serve_obj(&arg(1), &arg(2)),
         "rt-hijack" => hijack(&arg(1), &arg(2), &arg(3), &arg(4)),
         "rt-fill" => fill(&arg(1), &arg(2)),
+        "rt-orphans" => orphans_symlink(&arg(1), &arg(2), &arg(3)),
         "rt-flood" => flood(
             &arg(1),
             arg(2).parse().unwrap_or(0),
@@ -2505,4 +2507,28 @@ fn flood(sock: &str, n: usize, churn_ms: u64, hold: bool) {
         hold_until_eof();
     }
     drop(conns);
+}
+
+// ---- namespace deletion through a tenant's directories -------------------------------------
+
+/// Plant `/sys/fs/bpf/orphans` (the member's own bpffs) as a symbolic link to `target`, then ask
+/// bpfnsd on `sock` to delete namespace `ns` (a child with pins, whose pins move into this
+/// bpffs under `orphans/`): `symlink=`, `delete=`.
+fn orphans_symlink(target: &str, sock: &str, ns: &str) {
+    let link = Path::new("/sys/fs/bpf/orphans");
+    let r = match std::os::unix::fs::symlink(target, link) {
+        Ok(()) => "ok".to_string(),
+        Err(e) => io_errno(&e),
+    };
+    say(&format!("symlink={r}"));
+    let r = match bpfns_client::Client::connect(sock).and_then(|mut c| c.ns_delete(ns)) {
+        Ok((to, n)) => format!("ok:{n}-to-{to}"),
+        Err(e) => format!(
+            "denied:{}",
+            e.code()
+                .map(|c| format!("{c:?}"))
+                .unwrap_or_else(|| e.to_string().replace(' ', "_"))
+        ),
+    };
+    say(&format!("delete={r}"));
 }

@@ -118,6 +118,8 @@ impl TaskRecord {
 /// `BPFNS_OWNERSHIP_CAPACITY`: entries of the ownership map (and of the BPF LSM layer's
 /// `lsm_objects`).
 pub const OWNERSHIP_CAPACITY: u32 = 1 << 20;
+/// `BPFNS_NS_CAPACITY`: entries of the namespace table and the per-namespace quota maps.
+pub const NS_CAPACITY: u32 = 1 << 16;
 /// What bpfnsd keeps free of the ownership map's capacity when it reserves namespaces' quotas:
 /// room for reservations in flight while it resynchronises counters.
 pub const OWNERSHIP_SLACK: u32 = 1 << 10;

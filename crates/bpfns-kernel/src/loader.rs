@@ -262,3 +262,27 @@ fn remove_dir_if_exists(dir: &Path) -> Result<()> {
 pub fn is_loaded(layout: &PinLayout) -> bool {
     MAPS.iter().all(|m| layout.map(m).exists()) && LINKS.iter().all(|l| layout.link(l).exists())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Rust mirrors of `bpfns.h`'s capacities are the compiled object's (opening a
+    /// skeleton parses the ELF only: no privilege needed).
+    #[test]
+    fn map_capacities_match_the_bpf_object() {
+        let mut storage = MaybeUninit::uninit();
+        let open = BpfnsSkelBuilder::default().open(&mut storage).unwrap();
+        let size = |name: &str| {
+            open.open_object()
+                .maps()
+                .find(|m| m.name() == name)
+                .unwrap_or_else(|| panic!("no map {name}"))
+                .max_entries()
+        };
+        assert_eq!(size("obj_owner"), crate::abi::OWNERSHIP_CAPACITY);
+        for m in ["ns_table", "quota_kernel", "quota_daemon"] {
+            assert_eq!(size(m), crate::abi::NS_CAPACITY, "{m}");
+        }
+    }
+}

@@ -605,3 +605,62 @@ mod tests {
         let _ = bpf_via_int80(12, &mut []);
     }
 }
+
+/// Hold `dir`'s inode lock (shared) until the process exits: a thread's `getdents64` on it
+/// copies into a page that faults into a userfaultfd nobody serves, so whoever needs the lock
+/// exclusively (a mkdir, a pin, an unlink in `dir`) waits. Kernel-mode faults into a
+/// userfaultfd need `CAP_SYS_PTRACE` or `vm.unprivileged_userfaultfd = 1`: others get
+/// `EPERM` here.
+pub fn hold_dir_lock(dir: &Path) -> Result<(), Errno> {
+    // <linux/userfaultfd.h>
+    const UFFD_API: u64 = 0xaa;
+    const UFFDIO_API: libc::c_ulong = 0xc018_aa3f; // _IOWR(0xaa, 0x3f, struct uffdio_api)
+    const UFFDIO_REGISTER: libc::c_ulong = 0xc020_aa00; // _IOWR(0xaa, 0x00, struct uffdio_register)
+    const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
+    const PAGE: usize = 4096;
+    // SAFETY: userfaultfd(2) takes flags only; the fd it returns is owned here.
+    let uffd = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) };
+    if uffd < 0 {
+        return Err(last_errno());
+    }
+    let uffd = uffd as i32;
+    let mut api = [UFFD_API, 0, 0];
+    // SAFETY: UFFDIO_API reads and writes a `struct uffdio_api` (three u64s).
+    if unsafe { libc::ioctl(uffd, UFFDIO_API as _, api.as_mut_ptr()) } < 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: a fresh private anonymous mapping, never unmapped: the blocked thread keeps
+    // faulting on it until the process exits.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if page == libc::MAP_FAILED {
+        return Err(last_errno());
+    }
+    let mut reg = [page as u64, PAGE as u64, UFFDIO_REGISTER_MODE_MISSING, 0];
+    // SAFETY: UFFDIO_REGISTER reads and writes a `struct uffdio_register` (four u64s).
+    if unsafe { libc::ioctl(uffd, UFFDIO_REGISTER as _, reg.as_mut_ptr()) } < 0 {
+        return Err(last_errno());
+    }
+    let dfd = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let (page, dfd) = (page as usize, std::mem::ManuallyDrop::new(dfd));
+    let raw = dfd.as_raw_fd();
+    std::thread::spawn(move || {
+        // SAFETY: getdents64 writes at most PAGE bytes into the registered page.
+        unsafe { libc::syscall(libc::SYS_getdents64, raw, page as *mut libc::c_void, PAGE) };
+    });
+    // Let the thread reach the fault (it then sleeps with the lock held).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    Ok(())
+}

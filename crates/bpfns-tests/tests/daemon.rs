@@ -848,3 +848,111 @@ fn connection_limits_refuse_clearly_and_spare_administrators() {
         .iter()
         .any(|(k, v)| k == "connections_closed_idle" && *v >= 1));
 }
+
+/// A tenant (a top-level namespace with everything below it) holds at most
+/// `max_namespaces_per_tenant` namespaces: beyond, creation is refused with `limit_reached`
+/// naming the setting, in any tenant's subtree, and other tenants are not affected.
+#[test]
+fn a_tenant_creates_a_bounded_number_of_namespaces() {
+    require_kernel!();
+    let d = TestDaemon::start_with("ns-count", |c| c.limits.max_namespaces_per_tenant = 3);
+    let mut c = d.client();
+    c.ns_create("/t").unwrap();
+    c.ns_create("/t/a").unwrap();
+    c.ns_create("/t/a/b").unwrap();
+    for p in ["/t/c", "/t/a/b/c"] {
+        let err = c.ns_create(p).unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::LimitReached), "{p}: {err}");
+        assert!(
+            err.to_string().contains("max_namespaces_per_tenant") && err.to_string().contains("/t"),
+            "{err}"
+        );
+        assert!(c.ns_show(p).is_err(), "{p} exists after a refusal");
+    }
+    // A member of /t/a asks itself: refused the same way.
+    let r = as_member(&d, Some("/t/a"), &["ns-create", "/t/a/x"]);
+    assert!(r.as_ref().is_err_and(|e| e == "LimitReached"), "{r:?}");
+    // Another tenant is not affected, and a deletion makes room.
+    c.ns_create("/u").unwrap();
+    c.ns_create("/u/a").unwrap();
+    c.ns_delete("/t/a/b").unwrap();
+    c.ns_create("/t/c").unwrap();
+}
+
+/// A creation failing midway (here: the directory of the namespaces' bpffs instances is
+/// read-only) changes nothing: no namespace in the registry, none in the kernel's table, no
+/// directory left; once the cause is gone it creates.
+#[test]
+fn a_creation_failing_midway_changes_nothing() {
+    require_kernel!();
+    let d = TestDaemon::start("create-fails");
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    let base = d.dir.join("ns");
+    let before: Vec<_> = std::fs::read_dir(&base)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    let kernel = bpfns_kernel::Kernel::open(&d.layout).unwrap();
+    let table = kernel.namespaces().unwrap().len();
+    // MS_BIND, then MS_REMOUNT | MS_BIND | MS_RDONLY.
+    bpfns_sys::testhooks::mount(&base, &base, "", 4096).unwrap();
+    bpfns_sys::testhooks::mount(&base, &base, "", 32 | 4096 | 1).unwrap();
+    let err = c.ns_create("/a/b").unwrap_err();
+    bpfns_sys::testhooks::umount_detach(&base).unwrap();
+    assert!(
+        err.to_string().contains("/a/b was not created") && err.to_string().contains("Read-only"),
+        "{err}"
+    );
+    assert!(c.ns_show("/a/b").is_err(), "the namespace is not there");
+    assert_eq!(
+        kernel.namespaces().unwrap().len(),
+        table,
+        "the kernel's table is as it was"
+    );
+    let after: Vec<_> = std::fs::read_dir(&base)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(before, after, "nothing left in {}", base.display());
+    // The cause gone, it creates.
+    let n = c.ns_create("/a/b").unwrap();
+    assert!(PathBuf::from(&n.bpffs).exists());
+    assert_eq!(kernel.namespaces().unwrap().len(), table + 1);
+}
+
+/// Connections are shared per tenant first: one tenant's uid holding the whole total leaves
+/// every other tenant its own `min_connections_per_namespace`, even for the same uid.
+#[test]
+fn one_tenant_cannot_take_another_tenants_connections() {
+    require_kernel!();
+    let d = TestDaemon::start_with_limits(
+        "limits-share",
+        bpfnsd::config::Limits {
+            max_connections: 4,
+            max_connections_per_uid: 4,
+            max_connections_per_namespace: 4,
+            min_connections_per_namespace: 2,
+            idle_timeout_secs: 600,
+            ..bpfnsd::config::Limits::default()
+        },
+    );
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    c.ns_create("/b").unwrap();
+    let sock = d.socket.to_string_lossy().into_owned();
+    let flood = |ns: &str| {
+        let mut h = Helper::spawn(&["rt-as", "none", "rt-flood", &sock, "6", "0", "hold"]);
+        d.client().enter(ns, h.pid).unwrap();
+        h.go();
+        let held = h.expect("holding");
+        (h, held)
+    };
+    let (_a, held) = flood("/a");
+    assert_eq!(held, "accepted:4 refused:2 other:0", "/a takes the total");
+    // The same uid (1000) in /b: its tenant's share, not /a's leftovers (none).
+    let (_b, held) = flood("/b");
+    assert_eq!(held, "accepted:2 refused:4 other:0", "/b keeps its share");
+}

@@ -3229,9 +3229,93 @@ fn scene_orphans(m: &mut Matrix) {
     }
 }
 
+/// bpfnsd works in tenants' bpffs trees (a deletion moves pins into the parent's), where a
+/// member may hold a directory's inode lock for as long as it likes (a getdents64 into a page
+/// that faults into a userfaultfd nobody serves). A member of /t holds its `orphans/` so that
+/// the deletion of its child waits; meanwhile the host's requests must be answered. Blocked
+/// when they are (the deletion, in the member's own subtree, may wait: it finishes when the
+/// member lets go).
+fn scene_stall(m: &mut Matrix) {
+    let mut sc = Scene::new("stall");
+    let row = "hold a directory lock in its bpffs while a child namespace is deleted";
+    let t_bpffs = sc.bpffs("/t").to_path_buf();
+    for level in LEVELS {
+        let kid = format!("/t/st{}", level.index());
+        let n = sc.admin.ns_create(&kid).unwrap();
+        let pin = PathBuf::from(&n.bpffs).join("kept");
+        let id = sc.create(Some(&kid), "map", None);
+        sc.pin(ObjectKind::Map, id, &pin);
+        drop(sc.holders.pop());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sc.admin.ns_show(&kid).map(|n| n.members).unwrap_or(0) > 0
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut bg = sc.start_in(
+            "/t",
+            &[
+                "rt-as".into(),
+                level.arg().into(),
+                "rt-stall".into(),
+                "/sys/fs/bpf/orphans".into(),
+            ],
+        );
+        let holding = bg.expect("holding").unwrap_or_else(|| "no answer".into());
+        // The deletion, on a connection of its own.
+        let (done_tx, done) = channel();
+        let (sock, k) = (sc.d.socket.clone(), kid.clone());
+        std::thread::spawn(move || {
+            let r = bpfns_client::Client::connect(&sock).and_then(|mut c| c.ns_delete(&k));
+            let _ = done_tx.send(r.map(|(_, n)| n).map_err(|e| e.to_string()));
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let early = done.try_recv().ok();
+        let waiting = early.is_none();
+        // The host, meanwhile.
+        let (ops_tx, ops) = channel();
+        let sock = sc.d.socket.clone();
+        let other = format!("/rt_stall{}", level.index());
+        std::thread::spawn(move || {
+            let r = (|| -> Result<(), String> {
+                let mut c = bpfns_client::Client::connect(&sock).map_err(|e| e.to_string())?;
+                c.hello().map_err(|e| format!("hello: {e}"))?;
+                c.ns_list().map_err(|e| format!("ns list: {e}"))?;
+                c.ns_create(&other).map_err(|e| format!("ns create: {e}"))?;
+                c.ns_delete(&other).map_err(|e| format!("ns delete: {e}"))?;
+                c.list(ObjectKind::Map).map_err(|e| format!("list: {e}"))?;
+                Ok(())
+            })();
+            let _ = ops_tx.send(r);
+        });
+        let answered = ops.recv_timeout(Duration::from_secs(15));
+        drop(bg);
+        let deleted = match early.or_else(|| done.recv_timeout(RUN_TIMEOUT).ok()) {
+            Some(Ok(n)) => format!("deleted ({n} moved)"),
+            Some(Err(e)) => format!("failed: {e}"),
+            None => "no answer".to_string(),
+        };
+        let why = format!(
+            "lock held: {}; deletion {} while held, then {deleted}",
+            errname(&holding),
+            if waiting { "waited" } else { "did not wait" },
+        );
+        let c = match answered {
+            Ok(Ok(())) => blocked(format!(
+                "{why}; the host's requests were answered meanwhile"
+            )),
+            Ok(Err(e)) => cell(Verdict::Error, format!("{why}; a host request failed: {e}")),
+            Err(_) => escape(format!("{why}; the host's requests waited with it")),
+        };
+        m.set(row, level, c);
+        let _ = sc.admin.ns_delete(&kid);
+        let _ = std::fs::remove_dir_all(t_bpffs.join("orphans"));
+    }
+}
+
 type SceneFn = fn(&mut Matrix);
 
-const SCENES: [(&str, SceneFn); 20] = [
+const SCENES: [(&str, SceneFn); 21] = [
     ("ids", scene_ids),
     ("pins", scene_pins),
     ("mount", scene_mount),
@@ -3252,6 +3336,7 @@ const SCENES: [(&str, SceneFn); 20] = [
     ("keeper", scene_keeper),
     ("flood", scene_flood),
     ("orphans", scene_orphans),
+    ("stall", scene_stall),
 ];
 
 #[test]

@@ -31,6 +31,23 @@ pub enum BpffsError {
     Io { what: String, error: std::io::Error },
 }
 
+impl BpffsError {
+    /// Whether what is in the way was made by the parent's members (a symbolic link, a file
+    /// or another filesystem where bpfnsd needs a bpffs directory): theirs to remove, not a
+    /// failure of bpfnsd.
+    pub fn is_in_the_way(&self) -> bool {
+        use bpfns_sys::Errno;
+        let errno = match self {
+            Self::Sys { error, .. } => error.errno,
+            Self::Io { error, .. } => match error.raw_os_error() {
+                Some(e) => Errno::from_raw_os_error(e),
+                None => return false,
+            },
+        };
+        [Errno::LOOP, Errno::NOTDIR, Errno::XDEV].contains(&errno)
+    }
+}
+
 /// Where the per-namespace instances live.
 #[derive(Debug, Clone)]
 pub struct NsBpffs {

@@ -743,7 +743,10 @@ impl Daemon {
             let _ = self.kernel.remove_namespace(id);
             let _ = self.bpffs.unmount(id);
             tracing::warn!(namespace = %p, "creating the namespace failed: {}; nothing changed", failure.message);
-            failure
+            Failure::new(
+                failure.code,
+                format!("{p} was not created (nothing changed): {}", failure.message),
+            )
         };
         self.kernel
             .set_namespace_limit(id, u64::from(limit))
@@ -866,10 +869,21 @@ impl Daemon {
         // later step fails: the pins are copied (the originals stay until the end), the
         // ownership records moved (and moved back on failure).
         let name = p.name().unwrap_or("ns").to_string();
-        let mut pins = self
-            .bpffs
-            .repin_to_parent(id, &name, parent)
-            .map_err(|e| self.delete_failed(&p, "copying its pins to its parent's bpffs", e))?;
+        let mut pins = self.bpffs.repin_to_parent(id, &name, parent).map_err(|e| {
+            if e.is_in_the_way() {
+                let f = self.delete_failed(&p, "copying its pins to its parent's bpffs", e);
+                Failure::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "{} (orphans/ in the parent's bpffs must be a directory of that \
+                             bpffs: remove what is there, or move it away)",
+                        f.message
+                    ),
+                )
+            } else {
+                self.delete_failed(&p, "copying its pins to its parent's bpffs", e)
+            }
+        })?;
         let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         if !self.members_of(id)?.is_empty() || !self.reg().children(id).is_empty() {
             pins.undo();
@@ -925,9 +939,7 @@ impl Daemon {
     /// Refuse a new namespace beyond what the kernel's tables hold, and beyond
     /// `max_namespaces_per_tenant` in one tenant (its top-level namespace and all below).
     fn check_namespace_count(&self, reg: &Registry, p: &NsPath) -> Result<(), Failure> {
-        // The kernel's namespace table and quota maps (bpfns.h, BPFNS_NS_CAPACITY).
-        const CAPACITY: usize = 1 << 16;
-        if reg.len() >= CAPACITY {
+        if reg.len() >= bpfns_kernel::abi::NS_CAPACITY as usize {
             return Err(Failure::new(
                 ErrorCode::Conflict,
                 format!(

@@ -78,8 +78,9 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 57] = [
+pub const ACTIONS: [&str; 58] = [
     "rt-orphans",
+    "rt-stall",
     "rt-flood",
     "rt-kill",
     "rt-as",
@@ -522,6 +523,17 @@ pub fn run(exe: &Path, args: &[String]) {
         "rt-hijack" => hijack(&arg(1), &arg(2), &arg(3), &arg(4)),
         "rt-fill" => fill(&arg(1), &arg(2)),
         "rt-orphans" => orphans_symlink(&arg(1), &arg(2), &arg(3)),
+        // rt-stall DIR: make DIR, hold its inode lock until stdin closes.
+        "rt-stall" => {
+            let dir = PathBuf::from(arg(1));
+            let _ = std::fs::create_dir(&dir);
+            let r = match bpfns_sys::testhooks::hold_dir_lock(&dir) {
+                Ok(()) => "ok".to_string(),
+                Err(e) => errno_str(e),
+            };
+            say(&format!("holding={r}"));
+            hold_until_eof();
+        }
         "rt-flood" => flood(
             &arg(1),
             arg(2).parse().unwrap_or(0),

@@ -614,7 +614,7 @@ fn backstop_stops_the_init_of_a_pid_namespace_too() {
         .output()
         .is_err()
     {
-        eprintln!("SKIPPED: needs unshare(1) from util-linux");
+        bpfns_tests::skip("needs unshare(1) from util-linux");
         return;
     }
     let tk = with_tree("pidns-init");
@@ -935,7 +935,7 @@ fn programs_loaded_with_perfmon_power_need_the_tracing_policy() {
         h.go();
         let token = h.expect("token");
         if token.starts_with("error") {
-            eprintln!("SKIPPED: BPF token: {token}");
+            bpfns_tests::skip(format!("BPF token: {token}"));
             return;
         }
         let mut id = None;

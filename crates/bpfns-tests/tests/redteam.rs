@@ -3342,7 +3342,7 @@ const SCENES: [(&str, SceneFn); 21] = [
 #[test]
 fn red_team_matrix() {
     if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED: {why}");
+        bpfns_tests::skip(why);
         return;
     }
     let only: Option<Vec<String>> = std::env::var("BPFNS_REDTEAM")

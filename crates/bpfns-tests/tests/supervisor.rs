@@ -911,7 +911,7 @@ fn json_ids(json: &str) -> BTreeSet<u32> {
 fn bpftool_in_a_namespace_shows_exactly_its_objects() {
     require_kernel!();
     if !Path::new(BPFTOOL).exists() {
-        eprintln!("SKIPPED: no {BPFTOOL}");
+        bpfns_tests::skip(format!("no {BPFTOOL}"));
         return;
     }
     let env = Env::new("bpftool");
@@ -1154,7 +1154,7 @@ fn holder(env: &Env, ns: Option<NsId>, args: &[&str]) -> (Helper, Vec<String>) {
 fn prog_query_shows_only_visible_programs() {
     require_kernel!();
     let Some(root) = cgroup2_root() else {
-        eprintln!("SKIPPED: no cgroup2 mount");
+        bpfns_tests::skip("no cgroup2 mount");
         return;
     };
     let env = Env::new("query");
@@ -1230,11 +1230,11 @@ fn bpftool_perf_show_lists_only_visible_programs() {
     let _ = bpfns_sys::fs::ensure_tracefs();
     let tp = "/sys/kernel/tracing/events/syscalls/sys_enter_getpid/id";
     let Ok(tp_id) = std::fs::read_to_string(tp) else {
-        eprintln!("SKIPPED: no {tp}");
+        bpfns_tests::skip(format!("no {tp}"));
         return;
     };
     if !Path::new(BPFTOOL).exists() {
-        eprintln!("SKIPPED: no {BPFTOOL}");
+        bpfns_tests::skip(format!("no {BPFTOOL}"));
         return;
     }
     let env = Env::new("perf");
@@ -1463,7 +1463,7 @@ fn line_of(out: &str, key: &str) -> String {
 fn members_attach_and_detach_what_they_can_see() {
     require_kernel!();
     let Some(root) = cgroup2_root() else {
-        eprintln!("SKIPPED: no cgroup2 mount");
+        bpfns_tests::skip("no cgroup2 mount");
         return;
     };
     let env = Env::new("attach");
@@ -1551,7 +1551,7 @@ fn perf_query_ioctl_lists_only_visible_programs() {
     let _ = bpfns_sys::fs::ensure_tracefs();
     let tp = "/sys/kernel/tracing/events/syscalls/sys_enter_getpid/id";
     let Ok(tp_id) = std::fs::read_to_string(tp) else {
-        eprintln!("SKIPPED: no {tp}");
+        bpfns_tests::skip(format!("no {tp}"));
         return;
     };
     let env = Env::new("perfq");

@@ -13,6 +13,7 @@ pub struct TaskTag {
 pub const TASK_DOOMED: u32 = 1;
 
 impl TaskTag {
+    pub const SIZE: usize = 8;
     pub fn new(ns: NsId) -> Self {
         Self { ns: ns.0, flags: 0 }
     }

@@ -169,10 +169,10 @@ impl Kernel {
     /// The tag of the task named by `pidfd`; `None` means untagged, i.e. root.
     pub fn task_tag(&self, pidfd: BorrowedFd<'_>) -> Result<Option<TaskTag>> {
         let key = pidfd.as_raw_fd().to_ne_bytes();
-        let v = self
-            .task_ns
-            .lookup(&key, MapFlags::ANY)
-            .map_err(KernelError::libbpf("reading a task's namespace"))?;
+        // Through bpfns-sys, which keeps the errno: a task that has exited is ESRCH, which
+        // callers tell apart from a failure.
+        let v = bpfns_sys::bpf::map_lookup(self.task_ns.as_fd(), &key, abi::TaskTag::SIZE)
+            .map_err(KernelError::sys("reading a task's namespace"))?;
         match v {
             None => Ok(None),
             Some(b) => TaskTag::from_bytes(&b)

@@ -817,7 +817,7 @@ fn a_signal_storm_does_not_livelock() {
 /// The control for the storm: the same without WAIT_KILLABLE_RECV. Prints how far the
 /// member got in 10 s (it may not finish). `--ignored --nocapture storm_control`.
 #[test]
-#[ignore]
+#[ignore = "a control run that prints figures: --ignored --nocapture storm_control"]
 fn storm_control_without_wait_killable_recv() {
     require_kernel!();
     let env = Env::new("stormctl");
@@ -959,7 +959,7 @@ fn bench_line(out: &str, key: &str) -> String {
 /// Prints numbers; asserts nothing about time. `cargo test --test supervisor -- --ignored
 /// --nocapture latency`.
 #[test]
-#[ignore]
+#[ignore = "a measurement that prints figures: --ignored --nocapture latency"]
 fn latency_of_intercepted_calls() {
     require_kernel!();
     let env = Env::new("latency");
@@ -1046,7 +1046,7 @@ fn latency_of_intercepted_calls() {
 /// bpftool as host root (no filter) listing the same maps plus the host's few others.
 /// Prints times; asserts nothing about them. `--ignored --nocapture bpftool_timing`.
 #[test]
-#[ignore]
+#[ignore = "a measurement that prints figures: --ignored --nocapture bpftool_timing"]
 fn bpftool_timing_over_1000_maps() {
     require_kernel!();
     if !Path::new(BPFTOOL).exists() {

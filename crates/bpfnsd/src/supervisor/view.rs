@@ -43,12 +43,11 @@ fn failed(e: impl std::fmt::Display) -> ViewError {
 impl View for KernelView {
     fn namespace_of(&self, pidfd: BorrowedFd<'_>) -> Result<NsId, ViewError> {
         self.kernel.task_ns(pidfd).map_err(|e| {
-            let text = e.to_string();
             // The task-storage lookup of a pidfd whose task has exited fails with ESRCH.
-            if text.contains("ESRCH") || text.contains("No such process") {
+            if e.errno() == Some(bpfns_sys::Errno::SRCH) {
                 ViewError::Gone
             } else {
-                ViewError::Failed(text)
+                ViewError::Failed(e.to_string())
             }
         })
     }

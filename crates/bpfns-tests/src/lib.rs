@@ -560,8 +560,17 @@ pub struct ProcessDaemon {
 impl ProcessDaemon {
     /// Start a daemon named `name` (unique per test) over fresh state.
     pub fn start(name: &str) -> Self {
+        Self::start_with_toml(name, "")
+    }
+
+    /// [`ProcessDaemon::start`] with bpfnsd.toml settings `toml` (paths are the harness's).
+    pub fn start_with_toml(name: &str, toml: &str) -> Self {
         let (dir, layout) = daemon_paths("p", name);
         cleanup_daemon_state(&dir, &layout);
+        if !toml.is_empty() {
+            std::fs::create_dir_all(&dir).expect("the daemon's directory");
+            std::fs::write(dir.join("bpfnsd.toml"), toml).expect("writing bpfnsd.toml");
+        }
         let mut d = Self {
             socket: dir.join("bpfns.sock"),
             log: dir.with_extension("log"),

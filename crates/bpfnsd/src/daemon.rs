@@ -716,7 +716,7 @@ impl Daemon {
         let mut next = {
             let reg = self.reg();
             may_create(&reg, caller.policy(), &p)?;
-            self.check_namespace_count(&reg, &p)?;
+            self.check_namespace_count(&reg, caller, &p)?;
             reg.clone()
         };
         if let Some(parent) = p.parent().and_then(|pp| next.id(&pp)) {
@@ -936,9 +936,15 @@ impl Daemon {
         ))
     }
 
-    /// Refuse a new namespace beyond what the kernel's tables hold, and beyond
-    /// `max_namespaces_per_tenant` in one tenant (its top-level namespace and all below).
-    fn check_namespace_count(&self, reg: &Registry, p: &NsPath) -> Result<(), Failure> {
+    /// Refuse a new namespace beyond what the kernel's tables hold, and a member's beyond
+    /// `max_namespaces_per_tenant` in its tenant (its top-level namespace and all below).
+    /// Host administrators set that limit for tenants; they are bound by the tables alone.
+    fn check_namespace_count(
+        &self,
+        reg: &Registry,
+        caller: &Caller,
+        p: &NsPath,
+    ) -> Result<(), Failure> {
         if reg.len() >= bpfns_kernel::abi::NS_CAPACITY as usize {
             return Err(Failure::new(
                 ErrorCode::Conflict,
@@ -948,6 +954,9 @@ impl Daemon {
                     reg.len()
                 ),
             ));
+        }
+        if caller.ns == NsId::ROOT && caller.host_admin() {
+            return Ok(());
         }
         let Some(top) = p.components().next() else {
             return Ok(());

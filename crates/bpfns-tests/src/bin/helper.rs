@@ -340,6 +340,11 @@ fn client(args: &[String]) {
             .get_fd(kind(&a(2)), a(3).parse().unwrap_or(0))
             .map(|fd| format!("fd{}", sysbpf::raw(&fd)))),
         "ns-create" => out(c.ns_create(&a(2)).map(|n| n.path)),
+        // The whole error message, for tests that check what it says.
+        "ns-create-msg" => match c.ns_create(&a(2)) {
+            Ok(n) => say(&format!("result={}", n.path)),
+            Err(e) => say(&format!("error={e}")),
+        },
         "ns-delete" => out(c.ns_delete(&a(2)).map(|(to, n)| format!("{n}->{to}"))),
         // ns-policy PATH allow|deny
         "ns-policy" => out(c

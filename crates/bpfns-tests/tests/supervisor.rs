@@ -110,6 +110,7 @@ impl Env {
         let a_child = reg.create(&path("/a/child")).unwrap();
         let b = reg.create(&path("/b")).unwrap();
         for (id, parent, depth) in reg.kernel_parent_table() {
+            tk.kernel.ensure_namespace_limit(id, u64::MAX).unwrap();
             tk.kernel.set_namespace(id, parent, depth).unwrap();
         }
         let kernel = Arc::new(Kernel::open(&tk.layout).unwrap());

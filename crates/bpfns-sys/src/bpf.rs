@@ -113,7 +113,7 @@ unsafe impl InfoStruct for bpf_prog_info {}
 unsafe impl InfoStruct for bpf_link_info {}
 // SAFETY: as above.
 unsafe impl InfoStruct for bpf_btf_info {}
-// SAFETY: as above (four u64 masks; Linux 6.17+ answers it for a BPF token).
+// SAFETY: as above (four u64 masks; recent kernels answer it for a BPF token).
 unsafe impl InfoStruct for bpf_token_info {}
 
 /// `BPF_OBJ_GET_INFO_BY_FD` for the fixed part of an info struct (no variable-length arrays).

@@ -583,8 +583,9 @@ fn flip_race(exe: &Path, tag: &str, rounds: u32, target: &str) {
     }
     let errs: Vec<String> = errnos.iter().map(|(k, n)| format!("{k}×{n}")).collect();
     say(&format!(
-        "flip=attempts:{attempts} socket_filters:{sf} other_types:{other} refused:{refused} killed:{killed} \
-         pinned_socket_filters:{pinned_sf} pinned_unopenable:{pinned_refused} errors:{}",
+        "flip=attempts:{attempts} socket_filters:{sf} other_types:{other} refused:{refused} \
+         killed:{killed} pinned_socket_filters:{pinned_sf} pinned_unopenable:{pinned_refused} \
+         errors:{}",
         errs.join(",")
     ));
     match bad {

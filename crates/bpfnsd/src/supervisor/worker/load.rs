@@ -421,8 +421,8 @@ impl Worker {
     }
 }
 
-/// What the BPF token behind `fd` delegates: `BPF_OBJ_GET_INFO_BY_FD` (Linux 6.17+), else its
-/// fdinfo (every kernel with tokens). `None` if it is not a token.
+/// What the BPF token behind `fd` delegates: `BPF_OBJ_GET_INFO_BY_FD` where the kernel has it,
+/// else its fdinfo (every kernel with tokens). `None` if it is not a token.
 fn token_info(fd: BorrowedFd<'_>) -> Option<TokenInfo> {
     // The fdinfo says whether it is a token at all (BPF_OBJ_GET_INFO_BY_FD answers for maps,
     // programs and links too, with other structs).

@@ -567,5 +567,11 @@ fn load_attrs() {
     let mut a = base(&exit0);
     put32(&mut a, 0, 9999);
     show("bad-type", &mut a);
+    // Short attrs: the kernel pads its copy with zeros (a cut pointer, no license).
+    for (name, size) in [("size-12", 12usize), ("size-16", 16), ("size-24", 24)] {
+        let mut a = base(&exit0);
+        a.truncate(size);
+        show(name, &mut a);
+    }
     say("load=done");
 }

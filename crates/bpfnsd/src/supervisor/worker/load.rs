@@ -26,7 +26,7 @@ use super::*;
 use crate::supervisor::attr::{
     fd_array_len, fd_array_used, insn_fds, load_caps, load_fd_set, load_sizes, load_way,
     rewrite_fd_array, rewrite_insns, signature_refusal, uses_prog_btf, LoadRefusal, LoadWay,
-    ProgLoadReq, TokenInfo, ATTR_SIZE, LOAD_COPY_MAX, LOAD_FDS_MAX, LOAD_TOKEN_FLAG,
+    ProgLoadReq, TokenInfo, ATTR_SIZE, LOAD_COPY_MAX, LOAD_FDS_MAX, LOAD_TOKEN_FLAG, PROG_LOAD_END,
 };
 
 /// The effective uid of a load made for a member: `(uid_t)-2`, which no account uses, so that
@@ -170,7 +170,10 @@ impl Worker {
         } else {
             None
         };
-        let mut a = call.attr.clone();
+        // Every field, also those past the caller's size (zeros there, as the kernel pads its
+        // copy): a pointer of bpfnsd's cut short at the caller's size would name other memory
+        // of bpfnsd.
+        let mut a = call.attr.widened(PROG_LOAD_END);
         a.set_u32(
             off::L_PROG_BTF_FD,
             if uses_prog_btf(r) {

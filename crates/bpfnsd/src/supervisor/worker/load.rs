@@ -94,7 +94,7 @@ impl Worker {
         let mut insns = read(r.insns, sizes.insns)?;
         let fds = insn_fds(&insns)?;
         if let Some(refusal) = signature_refusal(r, &fds) {
-            self.log_refusal(call, "(not yet known)", r.prog_type, &refusal);
+            self.log_refusal(call, &ns.to_string(), r.prog_type, &refusal);
             return Err(Errno::PERM);
         }
         let license = if r.license == 0 {

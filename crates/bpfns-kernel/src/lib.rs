@@ -47,6 +47,6 @@ mod lsm_skel {
 }
 
 pub use error::{KernelError, Result};
-pub use kernel::{EventReader, Kernel, NsEntry, NsQuota, OwnedObject};
+pub use kernel::{EventReader, Kernel, NsEntry, NsQuota, OwnedObject, QuotaRefusal};
 pub use layout::PinLayout;
 pub mod doctor;

@@ -29,6 +29,11 @@ const B: NsId = NsId(41);
 ///       └─ B
 fn with_tree(name: &str) -> TestKernel {
     let tk = TestKernel::load(name);
+    // A quota entry first (no limit of its own): the kernel side lets a namespace without one
+    // create nothing.
+    for ns in [A, A_CHILD, B] {
+        tk.kernel.ensure_namespace_limit(ns, u64::MAX).unwrap();
+    }
     tk.kernel.set_namespace(A, NsId::ROOT, 1).unwrap();
     tk.kernel.set_namespace(A_CHILD, A, 2).unwrap();
     tk.kernel.set_namespace(B, NsId::ROOT, 1).unwrap();

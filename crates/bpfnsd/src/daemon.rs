@@ -684,9 +684,7 @@ impl Daemon {
 
     /// A namespace's path, or `ns:<id>` for an id the registry does not know.
     pub fn ns_name(&self, id: NsId) -> String {
-        self.reg()
-            .path(id)
-            .map_or_else(|| format!("ns:{id}"), |p| p.to_string())
+        owner_name(&self.reg(), id)
     }
 
     fn parse_path(path: &str) -> Result<NsPath, Failure> {
@@ -1289,10 +1287,7 @@ impl Daemon {
             .map(|o| {
                 let namespace = names
                     .entry(o.owner)
-                    .or_insert_with(|| {
-                        reg.path(o.owner)
-                            .map_or_else(|| format!("ns:{}", o.owner), |p| p.to_string())
-                    })
+                    .or_insert_with(|| owner_name(&reg, o.owner))
                     .clone();
                 ObjectInfo {
                     id: o.id,
@@ -1486,8 +1481,16 @@ pub fn describe_event(
         Some(k) if !k.is_empty() && v.id != 0 => format!(" ({k} {})", v.id),
         _ => String::new(),
     };
+    use bpfns_kernel::abi::Reason;
+    // A program whose loader was stopped is quarantined (a thread may have pinned it first).
+    let quarantined = match ev {
+        Event::Stopped(Reason::ProgType | Reason::Perfmon) if v.kind == 1 && v.id != 0 => {
+            "; the program is quarantined: no namespace can open it (owner `quarantine`)"
+        }
+        _ => "",
+    };
     format!(
-        "{what}: pid {} ({}) of namespace {namespace}, bpf command {}{object}: {} [{}]; fix: {}",
+        "{what}: pid {} ({}) of namespace {namespace}, bpf command {}{object}: {} [{}]{quarantined}; fix: {}",
         v.pid,
         v.comm,
         v.cmd,
@@ -1495,6 +1498,17 @@ pub fn describe_event(
         reason.name(),
         reason.fix()
     )
+}
+
+/// How an owner is named in listings and logs: its path; `quarantine` for the quarantined
+/// objects (programs whose loader the kernel side stopped: no namespace sees them); `ns:ID`
+/// for an id the registry does not know.
+fn owner_name(reg: &Registry, id: NsId) -> String {
+    if id == NsId::QUARANTINE {
+        return "quarantine".to_string();
+    }
+    reg.path(id)
+        .map_or_else(|| format!("ns:{id}"), |p| p.to_string())
 }
 
 fn self_path(reg: &Registry, id: NsId) -> String {

@@ -40,6 +40,8 @@ use bpfns_sys::process::{self, ChildExit};
 
 #[path = "helper/kside.rs"]
 mod kside;
+#[path = "helper/loadrace.rs"]
+mod loadrace;
 #[path = "helper/redteam.rs"]
 mod redteam;
 #[path = "helper/supervised.rs"]
@@ -305,6 +307,7 @@ fn main() -> ExitCode {
         a if kside::ACTIONS.contains(&a) => kside::run(&args),
         a if supervised::ACTIONS.contains(&a) => supervised::run(&exe, &args),
         a if redteam::ACTIONS.contains(&a) => redteam::run(&exe, &args),
+        a if loadrace::ACTIONS.contains(&a) => loadrace::run(&exe, &args),
         a if torture::ACTIONS.contains(&a) => torture::run(&args),
         other => fail(&format!("unknown action {other}")),
     }

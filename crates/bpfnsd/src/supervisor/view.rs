@@ -77,6 +77,23 @@ impl View for KernelView {
         Ok(self.registry().visible(viewer, owner))
     }
 
+    fn reserve_record(&self, ns: NsId) -> Result<Result<(), String>, ViewError> {
+        self.kernel
+            .reserve_record(ns)
+            .map(|r| r.map_err(|refusal| refusal.to_string()))
+            .map_err(failed)
+    }
+
+    fn release_record(&self, ns: NsId) -> Result<(), ViewError> {
+        self.kernel.release_record(ns).map_err(failed)
+    }
+
+    fn record_program(&self, ns: NsId, id: u32) -> Result<bool, ViewError> {
+        self.kernel
+            .record_new(ObjectKind::Prog, id, ns)
+            .map_err(failed)
+    }
+
     fn allows_tracing(&self, ns: NsId) -> Result<bool, ViewError> {
         // A namespace never allows more than its parent (the registry keeps it so).
         Ok(self.registry().policy(ns).is_some_and(|p| p.allow_tracing))

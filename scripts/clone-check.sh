@@ -23,5 +23,5 @@ if [ -d "$src/target" ]; then
     cp -a "$src/target" "$dest/target"
 fi
 cd "$dest"
-BPFNS_REDTEAM=ids cargo test -q -p bpfns-tests --test redteam -- --nocapture
+cargo test -q -p bpfns-tests --test redteam scene::ids -- --nocapture
 cargo test -q -p bpfns-cli --test rfc_table

@@ -668,7 +668,11 @@ fn exec_passes_signals_on_and_explains_failures() {
         .lines()
         .filter(|l| !l.starts_with("bpfns: warning:"))
         .collect();
-    assert_eq!(lines, ["bpfns: /nonexistent/cmd: command not found"], "{err}");
+    assert_eq!(
+        lines,
+        ["bpfns: /nonexistent/cmd: command not found"],
+        "{err}"
+    );
     let o = Command::new(bpfns())
         .args(["--socket", &sock, "exec", "/s", "--", "/"])
         .output()

@@ -3601,8 +3601,14 @@ const SCENES: [(&str, SceneFn); 23] = [
     ("flood", scene_flood),
 ];
 
-#[test]
-fn red_team_matrix() {
+/// The scenes run one at a time (their races and the flood's figures need the machine); the
+/// matrix of what has run so far in this process, in the order of `SCENES`.
+static RUN: std::sync::Mutex<Vec<Option<(Matrix, Duration)>>> = std::sync::Mutex::new(Vec::new());
+
+/// Run scene `name` as a test of its own: its cells join the matrix (printed, and written to
+/// `target/tmp/redteam-matrix.md` with every scene run so far), and the test fails on any
+/// escape, harness error or missing cell of that scene.
+fn run_scene(name: &str) {
     if let Some(why) = skip_reason() {
         bpfns_tests::skip(why);
         return;
@@ -3610,56 +3616,108 @@ fn red_team_matrix() {
     let only: Option<Vec<String>> = std::env::var("BPFNS_REDTEAM")
         .ok()
         .map(|v| v.split(',').map(str::to_string).collect());
-    let started = Instant::now();
-    let mut m = Matrix::default();
-    for (name, f) in SCENES {
-        if only.as_ref().is_some_and(|o| !o.iter().any(|x| x == name)) {
-            continue;
+    if only.as_ref().is_some_and(|o| !o.iter().any(|x| x == name)) {
+        return; // not asked for: nothing to say
+    }
+    let (i, f) = SCENES
+        .iter()
+        .enumerate()
+        .find_map(|(i, (n, f))| (*n == name).then_some((i, *f)))
+        .expect("a scene of SCENES");
+    let mut run = RUN.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Instant::now();
+    let mut local = Matrix::default();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut local)));
+    if let Err(e) = r {
+        let msg = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        for l in LEVELS {
+            local.set(
+                &format!("scene {name}"),
+                l,
+                cell(Verdict::Error, format!("the scene panicked: {msg}")),
+            );
         }
-        let t = Instant::now();
-        let mut local = Matrix::default();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut local)));
-        for (a, cells) in local.rows {
+    }
+    let took = t.elapsed();
+    eprintln!("scene {name}: {took:.1?}");
+    let failures = local.failures();
+    println!("\n{}", local.markdown());
+    if run.len() < SCENES.len() {
+        run.resize_with(SCENES.len(), || None);
+    }
+    run[i] = Some((local, took));
+    write_matrix(&run);
+    drop(run);
+    assert!(
+        failures.is_empty(),
+        "scene {name}: {} escape(s) or error(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Every scene run so far, as one matrix, in `target/tmp/redteam-matrix.md`.
+fn write_matrix(run: &[Option<(Matrix, Duration)>]) {
+    let mut m = Matrix::default();
+    let mut total = Duration::ZERO;
+    let mut names = Vec::new();
+    for ((name, _), entry) in SCENES.iter().zip(run) {
+        let Some((local, took)) = entry else { continue };
+        for (a, cells) in &local.rows {
             for (l, c) in LEVELS.iter().zip(cells) {
                 if let Some(c) = c {
-                    m.set(&a, *l, c);
+                    m.set(a, *l, c.clone());
                 }
             }
         }
-        m.notes.extend(local.notes);
-        if let Err(e) = r {
-            let msg = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            for l in LEVELS {
-                m.set(
-                    &format!("scene {name}"),
-                    l,
-                    cell(Verdict::Error, format!("the scene panicked: {msg}")),
-                );
-            }
-        }
-        eprintln!("scene {name}: {:.1?}", t.elapsed());
+        m.notes.extend(local.notes.iter().cloned());
+        total += *took;
+        names.push(*name);
     }
     m.notes.push(format!(
-        "kernel {}; the whole run took {:.0?}",
+        "kernel {}; {} of {} scenes ({}), {:.0?} in all",
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
             .trim(),
-        started.elapsed()
+        names.len(),
+        SCENES.len(),
+        if names.len() == SCENES.len() {
+            "all".to_string()
+        } else {
+            names.join(", ")
+        },
+        total
     ));
-    let md = m.markdown();
-    println!("\n{md}");
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("redteam-matrix.md");
-    let _ = std::fs::write(&path, &md);
-    eprintln!("matrix written to {}", path.display());
-    let failures = m.failures();
-    assert!(
-        failures.is_empty(),
-        "{} escape(s) or error(s):\n{}",
-        failures.len(),
-        failures.join("\n")
+    let _ = std::fs::write(&path, m.markdown());
+}
+
+/// One test per scene, named after it (`scene::ids`, ...): a failure names its scene, and
+/// `cargo test --test redteam scene::hijack` runs one.
+mod scene {
+    macro_rules! scenes {
+        ($($name:ident),* $(,)?) => {
+            $(#[test]
+            fn $name() {
+                super::run_scene(stringify!($name));
+            })*
+            /// Every entry of `SCENES` has its test.
+            #[test]
+            fn every_scene_has_a_test() {
+                let tested = [$(stringify!($name)),*];
+                for (name, _) in super::SCENES {
+                    assert!(tested.contains(&name), "scene {name} has no test");
+                }
+            }
+        };
+    }
+    scenes!(
+        ids, pins, mount, query, iter, filter, steal, daemon, hijack, fill, kread, loadrace,
+        oracle, orphans, stall, attach, netattach, perfquery, xdp, listener, scmrace, keeper,
+        flood,
     );
 }

@@ -425,61 +425,71 @@ impl LsmReport {
     }
 }
 
+/// Why this kernel runs no BPF LSM programs (see [`kernel_allows`]).
+#[derive(Debug, thiserror::Error)]
+pub enum LsmUnavailable {
+    /// "bpf" is not among the active LSMs.
+    #[error("\"bpf\" is not in the active LSM list ({list}): boot with lsm={list},bpf")]
+    NotActive { list: String },
+    /// The active LSM list cannot be read (securityfs missing or not mountable).
+    #[error("cannot read the active LSM list {}: {source}{}", path.display(), mount.as_ref().map(|m| format!("; mounting securityfs failed: {m}")).unwrap_or_default())]
+    ListUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+        mount: Option<SysError>,
+    },
+    /// "bpf" is active, and still the kernel refuses BPF LSM programs (EPERM on some kernels).
+    #[error("the kernel refuses BPF LSM programs at load: {}, although \"bpf\" is an active LSM", describe_errno(.0.errno))]
+    Refused(#[source] SysError),
+    /// The hook is not in the kernel's BTF: built without CONFIG_BPF_LSM.
+    #[error("bpf_lsm_bpf_map is not in the kernel's BTF (kernel without CONFIG_BPF_LSM): {}", describe_errno(.0.errno))]
+    NoHook(#[source] SysError),
+    /// Loading the probe program failed otherwise.
+    #[error("loading a test lsm/bpf_map program failed: {}: {}", .0.op, describe_errno(.0.errno))]
+    ProbeFailed(#[source] SysError),
+}
+
 /// Whether this kernel runs BPF LSM programs at all: "bpf" in the active LSM list (mounting
-/// securityfs at `/sys/kernel/security` if needed) and an `lsm/bpf_map` program loads. `Err`
-/// says why not, in words; nothing is left behind either way.
-pub fn kernel_allows() -> std::result::Result<(), String> {
+/// securityfs at `/sys/kernel/security` if needed) and an `lsm/bpf_map` program loads.
+/// Nothing is left behind either way.
+pub fn kernel_allows() -> std::result::Result<(), LsmUnavailable> {
     let mount = sysfs::ensure_mounted("securityfs", Path::new(SECURITYFS_PATH), SECURITYFS_MAGIC);
     let list_path = Path::new(SECURITYFS_PATH).join("lsm");
     match std::fs::read_to_string(&list_path) {
         Ok(list) => {
             let list = list.trim().trim_end_matches('\0');
             if !list.split(',').any(|l| l == "bpf") {
-                return Err(format!(
-                    "\"bpf\" is not in the active LSM list ({list}): boot with lsm={list},bpf"
-                ));
+                return Err(LsmUnavailable::NotActive {
+                    list: list.to_string(),
+                });
             }
         }
-        Err(e) => {
-            let how = match mount {
-                Err(m) => format!("; mounting securityfs failed: {m}"),
-                Ok(_) => String::new(),
-            };
-            return Err(format!(
-                "cannot read the active LSM list {}: {e}{how}",
-                list_path.display()
-            ));
+        Err(source) => {
+            return Err(LsmUnavailable::ListUnreadable {
+                path: list_path,
+                source,
+                mount: mount.err(),
+            });
         }
     }
-    probe_lsm_load().map_err(|e| {
-        if e.errno == Errno::PERM {
-            format!(
-                "the kernel refuses BPF LSM programs at load: {}, although \"bpf\" is an active LSM",
-                describe_errno(e.errno)
-            )
-        } else if e.op.starts_with("vmlinux BTF id") {
-            format!(
-                "bpf_lsm_bpf_map is not in the kernel's BTF (kernel without CONFIG_BPF_LSM): {}",
-                describe_errno(e.errno)
-            )
-        } else {
-            format!(
-                "loading a test lsm/bpf_map program failed: {}: {}",
-                e.op,
-                describe_errno(e.errno)
-            )
-        }
-    })
-}
-
-/// Load a trivial `lsm/bpf_map` program (closed again at once).
-fn probe_lsm_load() -> std::result::Result<(), SysError> {
+    let attach_btf_id =
+        probe::vmlinux_btf_id("bpf_map", BPF_LSM_MAC).map_err(LsmUnavailable::NoHook)?;
     let opts = ProgLoadOpts {
         expected_attach_type: BPF_LSM_MAC,
-        attach_btf_id: probe::vmlinux_btf_id("bpf_map", BPF_LSM_MAC)?,
+        attach_btf_id,
         ..Default::default()
     };
-    sysbpf::prog_load(BPF_PROG_TYPE_LSM, "bpfns_lsm", &RETURN_ZERO, opts).map(drop)
+    // A trivial `lsm/bpf_map` program, closed again at once.
+    sysbpf::prog_load(BPF_PROG_TYPE_LSM, "bpfns_lsm", &RETURN_ZERO, opts)
+        .map(drop)
+        .map_err(|e| {
+            if e.errno == Errno::PERM {
+                LsmUnavailable::Refused(e)
+            } else {
+                LsmUnavailable::ProbeFailed(e)
+            }
+        })
 }
 
 /// `lsm_objects`' definition (`bpf/bpfns_lsm.bpf.c`).
@@ -506,7 +516,7 @@ pub fn load(layout: &PinLayout) -> Result<LsmReport> {
         }
     }
     if let Err(reason) = kernel_allows() {
-        return Ok(LsmReport::unavailable(reason, None));
+        return Ok(LsmReport::unavailable(reason.to_string(), None));
     }
     let plan = match plan() {
         Ok(p) => p,

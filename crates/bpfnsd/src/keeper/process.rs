@@ -326,20 +326,19 @@ impl Keeper {
     }
 
     /// Only a host administrator in the root bpfns namespace: bpfnsd.
-    fn authorize(&self, sock: &OwnedFd) -> Result<(), String> {
+    fn authorize(&self, sock: &OwnedFd) -> Result<(), Refusal> {
         // Opened for each check: a kernel side reloaded meanwhile has new maps, and a stale
         // task_ns map would call everybody a root-namespace task.
-        let kernel = Kernel::open(&PinLayout::new(&self.pin_root))
-            .map_err(|e| format!("the kernel side is needed to identify callers: {e}"))?;
-        let c =
-            Caller::of_peer(sock.as_fd(), &kernel, self.init_userns).map_err(|e| e.to_string())?;
+        let kernel = Kernel::open(&PinLayout::new(&self.pin_root)).map_err(Refusal::NoKernel)?;
+        let c = Caller::of_peer(sock.as_fd(), &kernel, self.init_userns)
+            .map_err(Refusal::Unidentified)?;
         if c.host_admin() && c.ns == NsId::ROOT {
             Ok(())
         } else {
-            Err(format!(
-                "pid {} (uid {}) is not a host administrator in the root namespace",
-                c.pid, c.uid
-            ))
+            Err(Refusal::NotAdmin {
+                pid: c.pid,
+                uid: c.uid,
+            })
         }
     }
 
@@ -550,4 +549,15 @@ impl Keeper {
 
 fn err(e: Errno) -> Msg {
     Msg::new(Op::Err, [e.raw_os_error() as u64, 0, 0, 0, 0, 0])
+}
+
+/// Why the keeper refused a connection.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("the kernel side is needed to identify callers: {0}")]
+    NoKernel(#[source] bpfns_kernel::KernelError),
+    #[error("{0}")]
+    Unidentified(#[source] crate::caller::CallerError),
+    #[error("pid {pid} (uid {uid}) is not a host administrator in the root namespace")]
+    NotAdmin { pid: i32, uid: u32 },
 }

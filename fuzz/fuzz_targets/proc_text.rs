@@ -1,6 +1,6 @@
-//! The daemon's parsing of `/proc` text: `bpfnsd::caller::parse_cap_eff` (a connecting
-//! caller's capabilities), `caller::parse_ppid` (`/proc/<pid>/stat`), and the supervisor's
-//! `fs_creds_from_status`, `nspids_from_status` and `kind_of_link_target`.
+//! The parsing of `/proc` text (`bpfns_sys::procfs`: a caller's capabilities, the parent pid
+//! from `/proc/<pid>/stat`), and the supervisor's `fs_creds_from_status`,
+//! `nspids_from_status` and `kind_of_link_target`.
 //!
 //! Two parts. (1) The whole input as text through every parser: nothing panics.
 //! (2) A task chooses its own name (comm), and the kernel prints it inside the very files
@@ -10,7 +10,7 @@
 #![no_main]
 
 use bpfns_fuzz::{le_u32, le_u64};
-use bpfnsd::caller::{parse_cap_eff, parse_ppid};
+use bpfns_sys::procfs::{caps, ppid_from_stat as parse_ppid};
 use bpfnsd::supervisor::attr::{fs_creds_from_status, kind_of_link_target, nspids_from_status};
 use libfuzzer_sys::fuzz_target;
 
@@ -19,7 +19,7 @@ const HEAD: usize = 40;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let _ = parse_cap_eff(&text);
+    let _ = caps(&text, "CapEff");
     let _ = parse_ppid(&text);
     let _ = fs_creds_from_status(&text);
     let _ = nspids_from_status(&text);
@@ -55,7 +55,11 @@ fuzz_target!(|data: &[u8]| {
          Seccomp:\t2\nSeccomp_filters:\t1\n",
         nspid[0], nspid[1], nspid[0], nspid[1], nspid[0], nspid[1],
     );
-    assert_eq!(parse_cap_eff(&status), Some(cap_eff), "status: {status:?}");
+    assert_eq!(
+        caps(&status, "CapEff").map(|c| c.bits()),
+        Some(cap_eff),
+        "status: {status:?}"
+    );
     assert_eq!(
         fs_creds_from_status(&status),
         Some((fsuid, fsgid, groups)),

@@ -226,5 +226,37 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(e, (!fits).then_some(Errno::NOSPC));
             }
         }
+        Request::ProgLoad(p) => {
+            assert_eq!(cmd, Command::ProgLoad);
+            assert_eq!((p.prog_type, p.insn_cnt), (attr.u32_at(0), attr.u32_at(4)));
+        }
+        Request::Attach(a) | Request::Detach(a) => {
+            assert!(matches!(cmd, Command::ProgAttach | Command::ProgDetach));
+            assert_eq!(
+                (a.target, a.attach_bpf_fd, a.attach_type, a.flags),
+                (
+                    attr.u32_at(off::A_TARGET),
+                    attr.u32_at(off::A_ATTACH_BPF_FD),
+                    attr.u32_at(off::A_ATTACH_TYPE),
+                    attr.u32_at(off::A_ATTACH_FLAGS)
+                )
+            );
+        }
+        Request::LinkUpdate(u) => {
+            assert_eq!(cmd, Command::LinkUpdate);
+            assert_eq!(
+                (u.link_fd, u.new_fd, u.flags, u.old_fd),
+                (
+                    attr.u32_at(off::LU_LINK_FD),
+                    attr.u32_at(off::LU_NEW_FD),
+                    attr.u32_at(off::LU_FLAGS),
+                    attr.u32_at(off::LU_OLD_FD)
+                )
+            );
+        }
+        Request::LinkDetach { link_fd } => {
+            assert_eq!(cmd, Command::LinkDetach);
+            assert_eq!(link_fd, attr.u32_at(off::LU_LINK_FD));
+        }
     }
 });

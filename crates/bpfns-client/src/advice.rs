@@ -4,30 +4,16 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use bpfns_sys::caps::{self, CapabilitySet};
+use bpfns_sys::caps::CapabilitySet;
+use bpfns_sys::procfs;
 
 /// Whether a program started now by this process holds `cap` after exec: a uid-0 (or setuid
 /// root) exec gets the bounding set, anyone else the ambient set.
 fn exec_holds(cap: CapabilitySet) -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(caps::parse_mask)
-            .unwrap_or(CapabilitySet::empty())
-    };
-    let euid_root = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().nth(1))
-        == Some("0");
-    let after_exec = if euid_root {
-        field("CapBnd:")
-    } else {
-        field("CapAmb:")
-    };
-    after_exec.contains(cap)
+    let status = procfs::read_status(std::process::id() as i32).unwrap_or_default();
+    let euid_root = procfs::ids(&status, "Uid").is_some_and(|ids| ids[1] == 0);
+    let after_exec = procfs::caps(&status, if euid_root { "CapBnd" } else { "CapAmb" });
+    after_exec.is_some_and(|set| set.contains(cap))
 }
 
 /// Whether this process is in the network namespace of pid 1 (the host's); `false` if that

@@ -92,12 +92,7 @@ pub fn restrict_for_exec(keep: CapabilitySet) -> Result<()> {
         .map_err(|e| SysError::new("PR_CAP_AMBIENT_CLEAR_ALL", e))
 }
 
-/// Parse the hexadecimal mask of a `/proc/<pid>/status` line such as `CapEff:\t000001ffffffffff`.
-pub fn parse_mask(hex: &str) -> Option<CapabilitySet> {
-    u64::from_str_radix(hex.trim(), 16)
-        .ok()
-        .map(CapabilitySet::from_bits_retain)
-}
+pub use crate::procfs::parse_mask;
 
 #[cfg(test)]
 mod tests {

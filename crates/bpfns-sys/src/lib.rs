@@ -6,12 +6,15 @@
 
 pub mod bpf;
 pub mod caps;
+pub mod cbpf;
 pub mod fds;
 pub mod fs;
 pub mod gate;
 pub mod mem;
+pub mod member_filter;
 pub mod probe;
 pub mod process;
+pub mod procfs;
 pub mod rawbpf;
 pub mod seccomp;
 pub mod spawn;

@@ -255,16 +255,13 @@ pub use rustix::thread::CapabilitySet;
 
 /// The thread-group id (process id) of thread `tid`, from `/proc/<tid>/status`.
 pub fn thread_group_of(tid: i32) -> Result<i32> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).map_err(|e| {
+    let status = crate::procfs::read_status(tid).map_err(|e| {
         SysError::new(
             format!("read /proc/{tid}/status"),
             Errno::from_io_error(&e).unwrap_or(Errno::SRCH),
         )
     })?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
+    crate::procfs::tgid(&status)
         .ok_or_else(|| SysError::new(format!("no Tgid in /proc/{tid}/status"), Errno::SRCH))
 }
 

@@ -23,10 +23,16 @@ use crate::{Result, SysError};
 /// libc 0.2, so spelled out here.
 pub const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
 
-/// `AUDIT_ARCH_*` (`include/uapi/linux/audit.h`) of the architecture this crate was built for.
-/// Not in libc 0.2, so spelled out here.
+/// `AUDIT_ARCH_X86_64` (`include/uapi/linux/audit.h`; not in libc 0.2, so spelled out here).
+pub const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+/// `AUDIT_ARCH_I386`: x86-64's ia32 entry point (`int 0x80`).
+pub const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+/// `__X32_SYSCALL_BIT`: x86-64's x32 entry point numbers its calls with it.
+pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// `AUDIT_ARCH_*` of the architecture this crate was built for.
 #[cfg(target_arch = "x86_64")]
-pub const NATIVE_AUDIT_ARCH: Option<u32> = Some(0xC000_003E);
+pub const NATIVE_AUDIT_ARCH: Option<u32> = Some(AUDIT_ARCH_X86_64);
 /// `AUDIT_ARCH_AARCH64`.
 #[cfg(target_arch = "aarch64")]
 pub const NATIVE_AUDIT_ARCH: Option<u32> = Some(0xC000_00B7);
@@ -173,20 +179,6 @@ impl Insn {
     }
 }
 
-const LD_W_ABS: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
-const JEQ_K: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
-const JA: u32 = libc::BPF_JMP; // | BPF_JA (0)
-const RET_K: u32 = libc::BPF_RET | libc::BPF_K;
-
-/// Offsets into `struct seccomp_data`.
-const OFF_NR: u32 = 0;
-const OFF_ARCH: u32 = 4;
-/// Low 32 bits of `args[0]` (offset 16 is the low word on little-endian machines).
-#[cfg(target_endian = "little")]
-const OFF_ARG0_LO: u32 = 16;
-#[cfg(target_endian = "big")]
-const OFF_ARG0_LO: u32 = 20;
-
 /// One rule of a [`FilterBuilder`]: system call `nr` (optionally only when the low 32 bits of its
 /// first argument are one of `arg0_in`) gets `action`.
 ///
@@ -253,45 +245,48 @@ impl FilterBuilder {
 
     /// Assemble the program.
     pub fn build(&self) -> Result<Filter> {
+        use crate::cbpf::{off_arg_lo, Asm, To, JEQ_K, OFF_ARCH, OFF_NR};
+        /// Where jumps lead: rule `i`'s action, past rule `i`, the foreign-ABI action.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum L {
+            Ret(usize),
+            Past(usize),
+            Foreign,
+        }
         let arch = NATIVE_AUDIT_ARCH
             .ok_or_else(|| SysError::new("seccomp filter: unknown AUDIT_ARCH", Errno::NOSYS))?;
-        let mut p = vec![
-            Insn::stmt(LD_W_ABS, OFF_ARCH),
-            Insn::jump(JEQ_K, arch, 1, 0),
-            Insn::stmt(RET_K, self.foreign_arch.ret()),
-            Insn::stmt(LD_W_ABS, OFF_NR),
-        ];
-        let too_far = || SysError::new("seccomp filter: jump too far", Errno::TOOBIG);
-        for rule in &self.rules {
+        let mut a = Asm::default();
+        a.load(OFF_ARCH);
+        a.jump(JEQ_K, arch, To::Next, To::L(L::Foreign));
+        a.load(OFF_NR);
+        for (i, rule) in self.rules.iter().enumerate() {
             let nr = u32::try_from(rule.nr)
                 .map_err(|_| SysError::new("seccomp filter: syscall number", Errno::INVAL))?;
             match &rule.arg0_in {
-                None => {
-                    p.push(Insn::jump(JEQ_K, nr, 0, 1));
-                    p.push(Insn::stmt(RET_K, rule.action.ret()));
-                }
+                None => a.jump(JEQ_K, nr, To::L(L::Ret(i)), To::Next),
                 Some(values) => {
-                    // jeq nr; ld arg0; jeq v_i -> ret; ld nr; ja +1; ret action
-                    let n = values.len();
-                    p.push(Insn::jump(
-                        JEQ_K,
-                        nr,
-                        0,
-                        u8::try_from(n + 4).map_err(|_| too_far())?,
-                    ));
-                    p.push(Insn::stmt(LD_W_ABS, OFF_ARG0_LO));
-                    for (i, v) in values.iter().enumerate() {
-                        let jt = u8::try_from(n - i + 1).map_err(|_| too_far())?;
-                        p.push(Insn::jump(JEQ_K, *v, jt, 0));
+                    a.jump(JEQ_K, nr, To::Next, To::L(L::Past(i)));
+                    a.load(off_arg_lo(0));
+                    for v in values {
+                        a.jump(JEQ_K, *v, To::L(L::Ret(i)), To::Next);
                     }
-                    p.push(Insn::stmt(LD_W_ABS, OFF_NR));
-                    p.push(Insn::stmt(JA, 1));
-                    p.push(Insn::stmt(RET_K, rule.action.ret()));
+                    // The next rules compare the number again.
+                    a.load(OFF_NR);
+                    a.label(L::Past(i));
                 }
             }
         }
-        p.push(Insn::stmt(RET_K, self.default.ret()));
-        Filter::from_insns(p)
+        a.ret(self.default.ret());
+        a.label(L::Foreign);
+        a.ret(self.foreign_arch.ret());
+        for (i, rule) in self.rules.iter().enumerate() {
+            a.label(L::Ret(i));
+            a.ret(rule.action.ret());
+        }
+        let insns = a
+            .finish()
+            .map_err(|e| SysError::new(format!("seccomp filter: {e}"), Errno::TOOBIG))?;
+        Filter::from_insns(insns)
     }
 }
 
@@ -806,6 +801,7 @@ pub(crate) fn poll_in(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<P
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cbpf::{off_arg_lo, JEQ_K, LD_W_ABS, OFF_ARCH, OFF_NR, RET_K};
 
     #[test]
     fn plain_rule_layout() {
@@ -813,10 +809,11 @@ mod tests {
         let i = f.insns();
         assert_eq!(i.len(), 7);
         assert_eq!(i[0], Insn::stmt(LD_W_ABS, OFF_ARCH));
-        assert_eq!(i[2].k, libc::SECCOMP_RET_KILL_PROCESS);
-        assert_eq!(i[4], Insn::jump(JEQ_K, 39, 0, 1));
-        assert_eq!(i[5].k, libc::SECCOMP_RET_USER_NOTIF);
-        assert_eq!(i[6].k, libc::SECCOMP_RET_ALLOW);
+        assert_eq!(i[1], Insn::jump(JEQ_K, AUDIT_ARCH_X86_64, 0, 3));
+        assert_eq!(i[3], Insn::jump(JEQ_K, 39, 2, 0));
+        assert_eq!(i[4].k, libc::SECCOMP_RET_ALLOW);
+        assert_eq!(i[5].k, libc::SECCOMP_RET_KILL_PROCESS);
+        assert_eq!(i[6].k, libc::SECCOMP_RET_USER_NOTIF);
     }
 
     /// Interpret the filter for a (nr, arg0) pair, to check the jump arithmetic.
@@ -830,7 +827,7 @@ mod tests {
                     a = match i.k {
                         OFF_ARCH => arch,
                         OFF_NR => nr,
-                        OFF_ARG0_LO => arg0,
+                        k if k == off_arg_lo(0) => arg0,
                         _ => panic!("offset"),
                     };
                     pc += 1;
@@ -838,7 +835,6 @@ mod tests {
                 JEQ_K => {
                     pc += 1 + usize::from(if a == i.k { i.jt } else { i.jf });
                 }
-                JA => pc += 1 + i.k as usize,
                 RET_K => return i.k,
                 c => panic!("code {c:#x}"),
             }

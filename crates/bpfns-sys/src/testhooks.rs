@@ -13,10 +13,8 @@ fn last_errno() -> Errno {
     Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
 }
 
-/// `__X32_SYSCALL_BIT`.
-pub const X32_SYSCALL_BIT: i64 = 0x4000_0000;
-/// bpf() in the ia32 system call table.
-pub const NR_IA32_BPF: u32 = 357;
+pub use crate::member_filter::NR_IA32_BPF;
+use crate::seccomp::X32_SYSCALL_BIT;
 
 /// bpf(cmd, attr, len) through the x32 entry point (`syscall` with `321 | __X32_SYSCALL_BIT`).
 /// Kernels without `CONFIG_X86_X32_ABI` answer `ENOSYS`; the bpfns filter answers `EPERM`
@@ -27,7 +25,7 @@ pub fn bpf_via_x32(cmd: u32, attr: &mut [u8]) -> Result<i64, Errno> {
     // most that many bytes there (or fails).
     let r = unsafe {
         libc::syscall(
-            libc::SYS_bpf | X32_SYSCALL_BIT,
+            libc::SYS_bpf | i64::from(X32_SYSCALL_BIT),
             cmd as libc::c_long,
             attr.as_mut_ptr(),
             attr.len() as libc::c_long,

@@ -11,11 +11,8 @@ use std::os::unix::fs::MetadataExt;
 
 use bpfns_kernel::Kernel;
 use bpfns_model::NsId;
-
-/// `CAP_SYS_ADMIN`.
-pub const CAP_SYS_ADMIN: u32 = 21;
-/// `CAP_BPF`.
-pub const CAP_BPF: u32 = 39;
+use bpfns_sys::caps::CapabilitySet;
+use bpfns_sys::procfs;
 
 /// A caller that cannot be identified.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +42,7 @@ pub struct Caller {
     /// bpfns namespace (kernel task tag; root when untagged).
     pub ns: NsId,
     /// Effective capability set, relative to `userns`.
-    pub cap_eff: u64,
+    pub cap_eff: CapabilitySet,
     /// Inode of the process's user namespace.
     pub userns: u64,
     /// The initial user namespace's inode (from the daemon's view).
@@ -77,9 +74,9 @@ impl Caller {
         kernel: &Kernel,
         init_userns: u64,
     ) -> Result<Self, CallerError> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .map_err(|source| CallerError::Proc { pid, source })?;
-        let cap_eff = parse_cap_eff(&status).ok_or(CallerError::Status(pid))?;
+        let status =
+            procfs::read_status(pid).map_err(|source| CallerError::Proc { pid, source })?;
+        let cap_eff = procfs::caps(&status, "CapEff").ok_or(CallerError::Status(pid))?;
         let userns = std::fs::metadata(format!("/proc/{pid}/ns/user"))
             .map_err(|source| CallerError::Proc { pid, source })?
             .ino();
@@ -105,18 +102,18 @@ impl Caller {
         Ok(())
     }
 
-    fn has(&self, cap: u32) -> bool {
-        self.cap_eff & (1u64 << cap) != 0
+    fn has(&self, cap: CapabilitySet) -> bool {
+        self.cap_eff.contains(cap)
     }
 
     /// CAP_SYS_ADMIN in the initial user namespace: host root.
     pub fn host_admin(&self) -> bool {
-        self.userns == self.init_userns && self.has(CAP_SYS_ADMIN)
+        self.userns == self.init_userns && self.has(CapabilitySet::SYS_ADMIN)
     }
 
     /// CAP_BPF (or CAP_SYS_ADMIN) in the caller's own user namespace (contract point (docs/design.md) 5).
     pub fn cap_bpf(&self) -> bool {
-        self.has(CAP_BPF) || self.has(CAP_SYS_ADMIN)
+        self.has(CapabilitySet::BPF) || self.has(CapabilitySet::SYS_ADMIN)
     }
 
     /// Whether the caller may list and inspect namespaces and the daemon's status: anyone
@@ -142,24 +139,7 @@ impl Caller {
     }
 }
 
-/// The `CapEff:` line of `/proc/<pid>/status`.
-pub fn parse_cap_eff(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
-    u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
-}
-
-/// The parent pid of `pid`, from `/proc/<pid>/stat` (the comm field may hold spaces and
-/// parentheses: parse after the last ')').
-pub fn parent_pid(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_ppid(&stat)
-}
-
-/// The parent pid from a `/proc/<pid>/stat` text (public for the fuzz targets).
-pub fn parse_ppid(stat: &str) -> Option<i32> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
+pub use bpfns_sys::procfs::parent_pid;
 
 /// `PROC_USER_INIT_INO`: the kernel's fixed inode number of the initial user namespace.
 pub const PROC_USER_INIT_INO: u64 = 0xEFFF_FFFD;
@@ -183,18 +163,35 @@ pub fn init_userns() -> std::io::Result<u64> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_cap_eff() {
-        let s = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
-        assert_eq!(parse_cap_eff(s), Some(0x1ff_ffff_ffff));
-        assert_eq!(parse_cap_eff("Name: x\n"), None);
-        assert_eq!(parse_cap_eff("CapEff:\tzz\n"), None);
+    fn caller(ns: NsId, caps: CapabilitySet, own_userns: bool) -> Caller {
+        Caller {
+            pid: 1,
+            uid: 0,
+            pidfd: std::fs::File::open("/dev/null").expect("/dev/null").into(),
+            ns,
+            cap_eff: caps,
+            userns: if own_userns { 7 } else { PROC_USER_INIT_INO },
+            init_userns: PROC_USER_INIT_INO,
+        }
     }
 
     #[test]
-    fn parses_ppid_with_odd_comm() {
-        assert_eq!(parse_ppid("42 (a) b (c)) S 17 42 42 0"), Some(17));
-        assert_eq!(parse_ppid("42 (sh) S 1 42"), Some(1));
-        assert_eq!(parse_ppid("garbage"), None);
+    fn privileges_follow_the_kernels_rules() {
+        let (root, member) = (NsId::ROOT, NsId(5));
+        let admin = CapabilitySet::SYS_ADMIN;
+        let bpf = CapabilitySet::BPF;
+        let none = CapabilitySet::empty();
+        // Host root; CAP_SYS_ADMIN in a user namespace counts for nothing on the host.
+        assert!(caller(root, admin, false).host_admin());
+        assert!(!caller(root, admin, true).host_admin());
+        assert!(!caller(root, bpf, false).host_admin());
+        // Listing in the root namespace: CAP_BPF or CAP_SYS_ADMIN of the initial namespace.
+        assert!(caller(root, bpf, false).may_list_objects());
+        assert!(!caller(root, bpf, true).may_list_objects());
+        assert!(!caller(root, none, false).may_list_namespaces());
+        // Members: their subtree's namespaces always, objects with CAP_BPF in their own.
+        assert!(caller(member, none, true).may_list_namespaces());
+        assert!(!caller(member, none, true).may_list_objects());
+        assert!(caller(member, bpf, true).may_list_objects());
     }
 }

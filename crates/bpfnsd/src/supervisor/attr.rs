@@ -49,7 +49,7 @@ pub const LINK_GET_NEXT_ID: u32 = 31;
 pub const LINK_DETACH: u32 = 34;
 
 /// Every bpf() command the member filter traps, ascending.
-pub use bpfns_client::filter::TRAPPED;
+pub use bpfns_sys::member_filter::TRAPPED;
 
 /// A trapped command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

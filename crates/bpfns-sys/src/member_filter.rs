@@ -1,0 +1,330 @@
+//! The seccomp filter every namespace member runs under (installed by `bpfns exec` and
+//! container runtimes through `bpfns_client::member`, answered by bpfnsd's supervisor): the
+//! one description both sides read.
+//!
+//! ```text
+//! arch == AUDIT_ARCH_X86_64:
+//!     nr == 321 (bpf):      cmd (low 32 bits of arg0) in TRAPPED -> USER_NOTIF, else ALLOW
+//!     nr == 16 (ioctl):     request == PERF_EVENT_IOC_QUERY_BPF -> USER_NOTIF, else ALLOW
+//!     nr == 317 (seccomp):  flags & SECCOMP_FILTER_FLAG_NEW_LISTENER -> ERRNO(EPERM), else ALLOW
+//!     x32 (nr | 0x40000000): bpf -> ERRNO(EPERM); ioctl (514) with either size of
+//!                           PERF_EVENT_IOC_QUERY_BPF -> ERRNO(EPERM); seccomp as above
+//!     else                  ALLOW
+//! arch == AUDIT_ARCH_I386 (int 0x80, ia32 emulation):
+//!     bpf (357) -> ERRNO(EPERM); ioctl (54) as x32; seccomp (354) as above; else ALLOW
+//! any other arch:           KILL_PROCESS   (cannot happen on x86-64; fail closed)
+//! ```
+//!
+//! Every entry point into bpf() is either trapped or refused. A member can never install a
+//! listener of its own: the kernel runs a newer filter's `USER_NOTIF` (or anything it ranks
+//! below, `TRACE`, `LOG`, `ALLOW`) only after ours, which traps first, and only `KILL`,
+//! `TRAP` and `ERRNO` outrank ours — none of which runs the call. So no trapped command ever
+//! reaches the kernel from a member except through bpfnsd, also after bpfnsd is gone (the
+//! trapped calls then fail). Other bpf() commands run unsupervised: creation is attributed by
+//! the kernel side, and the tracepoint backstop stops a member that ends up holding a foreign
+//! object anyway.
+
+use crate::cbpf::{off_arg_lo, Asm, AsmError, To, JEQ_K, JSET_K, OFF_ARCH, OFF_NR};
+#[cfg(test)]
+use crate::cbpf::{LD_W_ABS, RET_K};
+#[cfg(test)]
+use crate::seccomp::Insn;
+use crate::seccomp::{
+    Action, Filter, FilterFlags, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT,
+};
+use crate::SysError;
+
+/// The bpf() commands the filter traps: everything that lists or opens objects by id or path,
+/// the queries that reveal ids, program loading (perfmon power is refused where tracing is
+/// denied), and the commands that attach, detach or replace what is already attached
+/// (performed by the supervisor after it checked that the caller can see what would be
+/// replaced).
+pub const TRAPPED: [u32; 16] = [
+    libbpf_sys::BPF_PROG_LOAD,
+    libbpf_sys::BPF_OBJ_GET,
+    libbpf_sys::BPF_PROG_ATTACH,
+    libbpf_sys::BPF_PROG_DETACH,
+    libbpf_sys::BPF_PROG_GET_NEXT_ID,
+    libbpf_sys::BPF_MAP_GET_NEXT_ID,
+    libbpf_sys::BPF_PROG_GET_FD_BY_ID,
+    libbpf_sys::BPF_MAP_GET_FD_BY_ID,
+    libbpf_sys::BPF_PROG_QUERY,
+    libbpf_sys::BPF_BTF_GET_FD_BY_ID,
+    libbpf_sys::BPF_TASK_FD_QUERY,
+    libbpf_sys::BPF_BTF_GET_NEXT_ID,
+    libbpf_sys::BPF_LINK_UPDATE,
+    libbpf_sys::BPF_LINK_GET_FD_BY_ID,
+    libbpf_sys::BPF_LINK_GET_NEXT_ID,
+    libbpf_sys::BPF_LINK_DETACH,
+];
+
+/// bpf() on x86-64.
+pub const NR_BPF: u32 = libc::SYS_bpf as u32;
+/// ioctl() on x86-64.
+pub const NR_IOCTL: u32 = libc::SYS_ioctl as u32;
+/// seccomp() on x86-64 (also the x32 number, with [`X32_SYSCALL_BIT`]).
+pub const NR_SECCOMP: u32 = libc::SYS_seccomp as u32;
+/// ioctl() in the x32 table (`compat_sys_ioctl`), without [`X32_SYSCALL_BIT`].
+pub const NR_X32_IOCTL: u32 = 514;
+/// bpf() in the ia32 table (`arch/x86/entry/syscalls/syscall_32.tbl`; libc for x86-64 has no
+/// ia32 numbers).
+pub const NR_IA32_BPF: u32 = 357;
+/// ioctl() in the ia32 table.
+pub const NR_IA32_IOCTL: u32 = 54;
+/// seccomp() in the ia32 table.
+pub const NR_IA32_SECCOMP: u32 = 354;
+/// `PERF_EVENT_IOC_QUERY_BPF` = `_IOWR('$', 10, struct perf_event_query_bpf *)`: the size
+/// field is a pointer's, 8 bytes on x86-64.
+pub const PERF_EVENT_IOC_QUERY_BPF: u32 = 0xC008_240A;
+/// The same request as a 32-bit program spells it (4-byte pointer); `perf_compat_ioctl`
+/// accepts both sizes from the compat entry points.
+pub const PERF_EVENT_IOC_QUERY_BPF_32: u32 = 0xC004_240A;
+/// `SECCOMP_FILTER_FLAG_NEW_LISTENER`.
+pub const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32;
+
+/// The flags the filter is installed with: a listener, and no restarted duplicates while
+/// the supervisor holds a notification (otherwise a signalled member restarts the call forever).
+pub fn flags() -> FilterFlags {
+    FilterFlags::NEW_LISTENER | FilterFlags::WAIT_KILLABLE_RECV
+}
+
+/// The places jumps lead to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Label {
+    NotX86_64,
+    Bpf,
+    Ioctl,
+    CompatIoctl,
+    Seccomp,
+    Allow,
+    Notif,
+    Eperm,
+    Kill,
+}
+
+/// The member filter's instructions (see the module documentation).
+pub fn program() -> Result<Vec<crate::seccomp::Insn>, AsmError> {
+    use Label::*;
+    use To::{Next, L};
+    let mut a = Asm::default();
+    a.load(OFF_ARCH);
+    a.jump(JEQ_K, AUDIT_ARCH_X86_64, Next, L(NotX86_64));
+    // x86-64 entry point (native and x32 numbers).
+    a.load(OFF_NR);
+    a.jump(JEQ_K, NR_BPF, L(Bpf), Next);
+    a.jump(JEQ_K, NR_IOCTL, L(Ioctl), Next);
+    a.jump(JEQ_K, NR_SECCOMP, L(Seccomp), Next);
+    // x32: bpf() is not supervised there, so refused.
+    a.jump(JEQ_K, NR_BPF | X32_SYSCALL_BIT, L(Eperm), Next);
+    a.jump(JEQ_K, NR_X32_IOCTL | X32_SYSCALL_BIT, L(CompatIoctl), Next);
+    a.jump(JEQ_K, NR_SECCOMP | X32_SYSCALL_BIT, L(Seccomp), L(Allow));
+    a.label(Bpf);
+    a.load(off_arg_lo(0));
+    for cmd in TRAPPED {
+        a.jump(JEQ_K, cmd, L(Notif), Next);
+    }
+    a.ret(Action::Allow.ret());
+    a.label(Ioctl);
+    a.load(off_arg_lo(1));
+    a.jump(JEQ_K, PERF_EVENT_IOC_QUERY_BPF, L(Notif), L(Allow));
+    // ia32 entry point (int 0x80); A still holds the architecture.
+    a.label(NotX86_64);
+    a.jump(JEQ_K, AUDIT_ARCH_I386, Next, L(Kill));
+    a.load(OFF_NR);
+    a.jump(JEQ_K, NR_IA32_BPF, L(Eperm), Next);
+    a.jump(JEQ_K, NR_IA32_IOCTL, L(CompatIoctl), Next);
+    a.jump(JEQ_K, NR_IA32_SECCOMP, L(Seccomp), L(Allow));
+    // ioctl through a compat entry point: the query is not supervised there.
+    a.label(CompatIoctl);
+    a.load(off_arg_lo(1));
+    a.jump(JEQ_K, PERF_EVENT_IOC_QUERY_BPF, L(Eperm), Next);
+    a.jump(JEQ_K, PERF_EVENT_IOC_QUERY_BPF_32, L(Eperm), L(Allow));
+    // seccomp(), every entry point and any operation: none may ask for a listener
+    // (prctl(PR_SET_SECCOMP) never makes one).
+    a.label(Seccomp);
+    a.load(off_arg_lo(1));
+    a.jump(JSET_K, SECCOMP_FILTER_FLAG_NEW_LISTENER, L(Eperm), L(Allow));
+    a.label(Allow);
+    a.ret(Action::Allow.ret());
+    a.label(Notif);
+    a.ret(Action::UserNotif.ret());
+    a.label(Eperm);
+    a.ret(Action::Errno(rustix::io::Errno::PERM.raw_os_error() as u16).ret());
+    a.label(Kill);
+    a.ret(Action::KillProcess.ret());
+    a.finish()
+}
+
+/// Why the member filter could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("assembling the member filter: {0}")]
+    Asm(#[from] AsmError),
+    #[error(transparent)]
+    Sys(#[from] SysError),
+}
+
+/// The member filter, ready to install (with [`flags`]).
+pub fn filter() -> Result<Filter, FilterError> {
+    Ok(Filter::from_insns(program()?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One call as the filter sees it.
+    #[derive(Clone, Copy)]
+    struct Call {
+        arch: u32,
+        nr: u32,
+        arg0: u32,
+        arg1: u32,
+    }
+
+    fn call(arch: u32, nr: u32, arg0: u32, arg1: u32) -> Call {
+        Call {
+            arch,
+            nr,
+            arg0,
+            arg1,
+        }
+    }
+
+    /// Run the classic-BPF program on one `seccomp_data`.
+    fn eval(p: &[Insn], c: Call) -> u32 {
+        let mut a = 0u32;
+        let mut pc = 0usize;
+        for _ in 0..1000 {
+            let i = p[pc];
+            match u32::from(i.code) {
+                LD_W_ABS => {
+                    a = match i.k {
+                        OFF_ARCH => c.arch,
+                        OFF_NR => c.nr,
+                        k if k == off_arg_lo(0) => c.arg0,
+                        k if k == off_arg_lo(1) => c.arg1,
+                        k => panic!("offset {k}"),
+                    };
+                    pc += 1;
+                }
+                JEQ_K => pc += 1 + usize::from(if a == i.k { i.jt } else { i.jf }),
+                JSET_K => pc += 1 + usize::from(if a & i.k != 0 { i.jt } else { i.jf }),
+                RET_K => return i.k,
+                c => panic!("opcode {c:#x}"),
+            }
+            assert!(pc < p.len(), "fell off the end");
+        }
+        panic!("loop");
+    }
+
+    fn ret(a: Action) -> u32 {
+        a.ret()
+    }
+
+    const X64: u32 = AUDIT_ARCH_X86_64;
+    const I386: u32 = AUDIT_ARCH_I386;
+    const X32: u32 = X32_SYSCALL_BIT;
+
+    #[test]
+    fn every_bpf_entry_point_is_trapped_or_refused() {
+        let p = program().expect("assembles");
+        let notif = ret(Action::UserNotif);
+        let allow = ret(Action::Allow);
+        let eperm = ret(Action::Errno(1));
+        for cmd in 0..64u32 {
+            let want = if TRAPPED.contains(&cmd) { notif } else { allow };
+            assert_eq!(eval(&p, call(X64, NR_BPF, cmd, 0)), want, "cmd {cmd}");
+            assert_eq!(
+                eval(&p, call(X64, NR_BPF | X32, cmd, 0)),
+                eperm,
+                "x32 {cmd}"
+            );
+            assert_eq!(
+                eval(&p, call(I386, NR_IA32_BPF, cmd, 0)),
+                eperm,
+                "ia32 {cmd}"
+            );
+        }
+        // The attach family, program loading and the two link commands are among them.
+        for cmd in [5, 8, 9, 29, 34] {
+            assert_eq!(eval(&p, call(X64, NR_BPF, cmd, 0)), notif, "cmd {cmd}");
+        }
+        // LINK_CREATE never detaches or replaces: not trapped.
+        assert_eq!(eval(&p, call(X64, NR_BPF, 28, 0)), allow);
+        // Other system calls run, on both ABIs.
+        for nr in [0, 1, 15, 17, 56, 59, 316, 318, 320, 322, 357, 435] {
+            assert_eq!(eval(&p, call(X64, nr, 14, 0)), allow, "nr {nr}");
+        }
+        for nr in [0, 1, 11, 53, 55, 120, 321, 353, 355, 356, 358] {
+            assert_eq!(eval(&p, call(I386, nr, 14, 0)), allow, "ia32 nr {nr}");
+        }
+        // x32 calls other than these are the kernel's business.
+        assert_eq!(eval(&p, call(X64, 1 | X32, 0, 0)), allow);
+        assert_eq!(eval(&p, call(X64, NR_IOCTL | X32, 0, 0)), allow);
+        // Any other architecture is killed.
+        assert_eq!(
+            eval(&p, call(0xC000_00B7, NR_BPF, 14, 0)),
+            ret(Action::KillProcess)
+        );
+    }
+
+    #[test]
+    fn the_perf_query_ioctl_is_trapped_or_refused() {
+        let p = program().expect("assembles");
+        let notif = ret(Action::UserNotif);
+        let allow = ret(Action::Allow);
+        let eperm = ret(Action::Errno(1));
+        let q = PERF_EVENT_IOC_QUERY_BPF;
+        let q32 = PERF_EVENT_IOC_QUERY_BPF_32;
+        assert_eq!(eval(&p, call(X64, NR_IOCTL, 3, q)), notif);
+        // The 4-byte spelling means nothing to the native ioctl: its handler compares exactly.
+        assert_eq!(eval(&p, call(X64, NR_IOCTL, 3, q32)), allow);
+        // Other requests, also other perf ioctls (PERF_EVENT_IOC_ID = 0x80082407).
+        for req in [0, 0x5401, 0x8008_2407, 0x4008_2406, q ^ 1] {
+            assert_eq!(eval(&p, call(X64, NR_IOCTL, 3, req)), allow, "{req:#x}");
+        }
+        for (arch, nr) in [(X64, NR_X32_IOCTL | X32), (I386, NR_IA32_IOCTL)] {
+            assert_eq!(eval(&p, call(arch, nr, 3, q)), eperm, "{nr:#x}");
+            assert_eq!(eval(&p, call(arch, nr, 3, q32)), eperm, "{nr:#x}");
+            assert_eq!(eval(&p, call(arch, nr, 3, 0x5401)), allow, "{nr:#x}");
+        }
+    }
+
+    #[test]
+    fn no_entry_point_installs_a_listener() {
+        let p = program().expect("assembles");
+        let allow = ret(Action::Allow);
+        let eperm = ret(Action::Errno(1));
+        let nl = SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        for (arch, nr) in [
+            (X64, NR_SECCOMP),
+            (X64, NR_SECCOMP | X32),
+            (I386, NR_IA32_SECCOMP),
+        ] {
+            // SECCOMP_SET_MODE_FILTER (1) with the flag, alone or with others; any op.
+            for op in [0, 1, 2, 3, 4, 99] {
+                for flags in [nl, nl | 1, nl | (1 << 5), u32::MAX] {
+                    assert_eq!(
+                        eval(&p, call(arch, nr, op, flags)),
+                        eperm,
+                        "{nr} {op} {flags:#x}"
+                    );
+                }
+            }
+            // Filters without a listener, and the other operations, are the kernel's business.
+            for flags in [0, 1, 2, 1 << 5, !nl] {
+                assert_eq!(eval(&p, call(arch, nr, 1, flags)), allow, "{nr} {flags:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn builds_and_flags() {
+        let f = filter().expect("filter");
+        assert_eq!(f.insns().len(), program().expect("assembles").len());
+        assert!(f.insns().len() < 64);
+        assert!(flags().contains(FilterFlags::WAIT_KILLABLE_RECV));
+        assert!(flags().contains(FilterFlags::NEW_LISTENER));
+    }
+}

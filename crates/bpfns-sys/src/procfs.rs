@@ -1,0 +1,136 @@
+//! The texts of `/proc/<pid>/status` and `/proc/<pid>/stat`, parsed in one place.
+//!
+//! A task chooses its own name (comm) and the kernel prints it inside both files: raw between
+//! parentheses in `stat`, and in `status` with `\n` and `\\` escaped (`proc_task_name()`), so
+//! a name can never start a line of its own. The parsers rely on exactly that.
+
+use std::io;
+
+use crate::caps::CapabilitySet;
+
+/// `/proc/<pid>/status` of process (or thread) `pid`.
+pub fn read_status(pid: i32) -> io::Result<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+}
+
+/// `/proc/<pid>/stat` of process (or thread) `pid`.
+pub fn read_stat(pid: i32) -> io::Result<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+}
+
+/// The value of line `name:` (e.g. `"CapEff"`) of a status text, trimmed.
+pub fn field<'a>(status: &'a str, name: &str) -> Option<&'a str> {
+    status.lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(str::trim)
+    })
+}
+
+/// A capability mask as status prints it (`CapEff:\t000001ffffffffff`).
+pub fn parse_mask(hex: &str) -> Option<CapabilitySet> {
+    u64::from_str_radix(hex.trim(), 16)
+        .ok()
+        .map(CapabilitySet::from_bits_retain)
+}
+
+/// A capability set of a status text: `"CapEff"`, `"CapPrm"`, `"CapBnd"`, `"CapAmb"`, ...
+pub fn caps(status: &str, set: &str) -> Option<CapabilitySet> {
+    field(status, set).and_then(parse_mask)
+}
+
+/// The four ids of the `Uid:` or `Gid:` line: real, effective, saved, filesystem (in the
+/// reader's user namespace).
+pub fn ids(status: &str, line: &str) -> Option<[u32; 4]> {
+    let mut it = field(status, line)?.split_whitespace().map(str::parse);
+    let mut out = [0u32; 4];
+    for v in &mut out {
+        *v = it.next()?.ok()?;
+    }
+    Some(out)
+}
+
+/// `(fsuid, fsgid, supplementary groups)` of a status text.
+pub fn fs_creds(status: &str) -> Option<(u32, u32, Vec<u32>)> {
+    let fsuid = ids(status, "Uid")?[3];
+    let fsgid = ids(status, "Gid")?[3];
+    let groups = field(status, "Groups")?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<Vec<u32>, _>>()
+        .ok()?;
+    Some((fsuid, fsgid, groups))
+}
+
+/// The `NSpid:` list of a status text (outermost pid namespace first).
+pub fn nspids(status: &str) -> Option<Vec<u32>> {
+    field(status, "NSpid").map(|v| {
+        v.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    })
+}
+
+/// The thread-group id (process id) of a status text.
+pub fn tgid(status: &str) -> Option<i32> {
+    field(status, "Tgid")?.parse().ok()
+}
+
+/// The parent pid of a stat text (parsed after the last `)`: the name may hold any).
+pub fn ppid_from_stat(stat: &str) -> Option<i32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The parent pid of process `pid`, if it can be read.
+pub fn parent_pid(pid: i32) -> Option<i32> {
+    ppid_from_stat(&read_stat(pid).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str =
+        "Name:\tCapEff: 0 (x\nUmask:\t0022\nTgid:\t4242\nUid:\t1000\t1001\t1002\t1003\n\
+         Gid:\t100\t101\t102\t103\nGroups:\t4 24 27 \nNSpid:\t4242\t7\n\
+         CapEff:\t000001ffffffffff\nCapBnd:\t0000000000200000\nCapAmb:\t0000000000000000\n";
+
+    #[test]
+    fn status_fields() {
+        assert_eq!(
+            caps(STATUS, "CapEff"),
+            Some(CapabilitySet::from_bits_retain(0x1ff_ffff_ffff))
+        );
+        assert_eq!(caps(STATUS, "CapBnd"), Some(CapabilitySet::SYS_ADMIN));
+        assert_eq!(caps(STATUS, "CapAmb"), Some(CapabilitySet::empty()));
+        assert_eq!(caps(STATUS, "CapPrm"), None);
+        assert_eq!(caps("CapEff:\tzz\n", "CapEff"), None);
+        assert_eq!(ids(STATUS, "Uid"), Some([1000, 1001, 1002, 1003]));
+        assert_eq!(fs_creds(STATUS), Some((1003, 103, vec![4, 24, 27])));
+        assert_eq!(fs_creds("Uid:\t0\n"), None);
+        assert_eq!(nspids(STATUS), Some(vec![4242, 7]));
+        assert_eq!(tgid(STATUS), Some(4242));
+        // `CapEffX:` is not `CapEff:`.
+        assert_eq!(field("CapEffX:\t1\n", "CapEff"), None);
+    }
+
+    #[test]
+    fn stat_parent_with_odd_names() {
+        assert_eq!(ppid_from_stat("42 (a) b (c)) S 17 42 42 0"), Some(17));
+        assert_eq!(ppid_from_stat("42 (sh) S 1 42"), Some(1));
+        assert_eq!(ppid_from_stat("garbage"), None);
+    }
+
+    #[test]
+    fn this_process() {
+        let me = std::process::id() as i32;
+        let status = read_status(me).expect("own status");
+        assert_eq!(tgid(&status), Some(me));
+        assert!(caps(&status, "CapEff").is_some());
+        assert_eq!(
+            parent_pid(me),
+            Some(rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()))
+        );
+    }
+}

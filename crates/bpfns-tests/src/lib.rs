@@ -638,14 +638,13 @@ impl ProcessDaemon {
         }
     }
 
-    /// SIGTERM bpfnsd (what `systemctl stop` and `restart` send) and reap it.
-    pub fn terminate(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if let Ok(fd) = bpfns_sys::process::open_pidfd(c.id() as i32) {
-                let _ = bpfns_sys::unix::pidfd_signal(std::os::fd::AsFd::as_fd(&fd), libc::SIGTERM);
-            }
-            let _ = c.wait();
+    /// SIGTERM bpfnsd (what `systemctl stop` and `restart` send) and reap it; how it ended.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        if let Ok(fd) = bpfns_sys::process::open_pidfd(c.id() as i32) {
+            let _ = bpfns_sys::unix::pidfd_signal(std::os::fd::AsFd::as_fd(&fd), libc::SIGTERM);
         }
+        c.wait().ok()
     }
 
     /// A client connected to this daemon.

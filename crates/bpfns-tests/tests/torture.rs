@@ -660,3 +660,18 @@ fn a_killed_keeper_is_replaced_and_a_later_restart_finds_the_listeners() {
     assert_eq!((st.supervised_listeners, st.kept_listeners), (1, 1));
     assert_eq!(d.keeper().unwrap().pid, second.pid);
 }
+
+/// SIGTERM (`systemctl stop`) ends bpfnsd cleanly: exit status 0, a line in its log, and the
+/// next bpfnsd finds every namespace.
+#[test]
+fn sigterm_ends_bpfnsd_cleanly() {
+    require_kernel!();
+    let mut d = ProcessDaemon::start("sigterm");
+    d.client().ns_create("/st").unwrap();
+    let st = d.terminate().expect("bpfnsd was running");
+    assert!(st.success(), "bpfnsd ended with {st} on SIGTERM");
+    let log = std::fs::read_to_string(&d.log).unwrap();
+    assert!(log.contains("shutting down (SIGTERM)"), "{log}");
+    d.spawn().unwrap();
+    assert!(d.client().ns_show("/st").is_ok());
+}

@@ -98,6 +98,35 @@ impl Drop for RegistryRead<'_> {
     }
 }
 
+/// A change to the namespaces: the one way bpfnsd changes them. It holds the change lock
+/// from [`Daemon::begin`] until it is dropped, so nothing else changes the registry meanwhile;
+/// `next` is the registry to be, a copy of the current one. The caller changes `next`,
+/// applies what the kernel and the bpffs need (before or after the commit, and undoing its
+/// own steps if a later one fails), and [`Txn::commit`]s: the database first (durably), then
+/// the registry every request reads. Readers are never blocked by the database write.
+struct Txn<'a> {
+    daemon: &'a Daemon,
+    _lock: std::sync::MutexGuard<'a, ()>,
+    next: Registry,
+}
+
+impl Txn<'_> {
+    /// Make `next` the registry. The change lock stays held until the transaction is dropped,
+    /// so what is applied after the commit is applied in order too.
+    fn commit(&mut self) -> Result<(), Failure> {
+        self.daemon
+            .store
+            .save_registry(&self.next)
+            .map_err(Failure::internal)?;
+        *self
+            .daemon
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = self.next.clone();
+        Ok(())
+    }
+}
+
 /// A listener handed to the daemon (`supervise`), with what it is for.
 #[derive(Debug)]
 pub struct Supervise {
@@ -368,14 +397,26 @@ impl Daemon {
         self.init_userns
     }
 
-    /// Make `next` the registry: written to the database (durably) first, then swapped in.
-    /// Only under `changes` (so nothing else changed the registry since `next` was cloned
-    /// from it), and without holding the registry's lock across the database write, which
-    /// would stall every request meanwhile.
-    fn commit(&self, next: Registry) -> Result<(), Failure> {
-        self.store.save_registry(&next).map_err(Failure::internal)?;
-        *self.registry.write().unwrap_or_else(|e| e.into_inner()) = next;
-        Ok(())
+    /// Start a change to the namespaces (see [`Txn`]): waits for any other change to end.
+    fn begin(&self) -> Txn<'_> {
+        let lock = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let next = self.reg().clone();
+        Txn {
+            daemon: self,
+            _lock: lock,
+            next,
+        }
+    }
+
+    /// Wait for a change in progress to end and keep any other from starting (at shutdown).
+    pub fn stop_changes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.hold_changes()
+    }
+
+    /// Hold off changes to the namespaces without making one (the registry stays as it is
+    /// while the guard lives).
+    fn hold_changes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The registry, read-locked. At most one such guard per thread: std's RwLock deadlocks
@@ -398,7 +439,7 @@ impl Daemon {
     /// Make the kernel's namespace table and the bpffs instances match the stored registry
     /// (after a crash between a database commit and the kernel update, or after a reboot).
     pub fn reconcile(&self) -> Result<Vec<String>, Failure> {
-        let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = self.hold_changes();
         let reg = self.reg();
         let mut notes = Vec::new();
         // id -> (parent, depth, allow_tracing)
@@ -694,12 +735,7 @@ impl Daemon {
     /// Resolve `path` if the caller may see it (its own namespace and below): others are
     /// "not found", as if they did not exist.
     fn visible_ns(&self, caller: &Caller, path: &str) -> Result<NsId, Failure> {
-        let p = Self::parse_path(path)?;
-        let reg = self.reg();
-        let id = reg
-            .id(&p)
-            .filter(|id| reg.is_same_or_ancestor(caller.ns, *id));
-        id.ok_or_else(|| Failure::new(ErrorCode::NotFound, format!("no namespace {p}")))
+        visible_in(&self.reg(), caller, &Self::parse_path(path)?)
     }
 
     fn ns_create(
@@ -710,13 +746,10 @@ impl Daemon {
         max_objects: Option<u32>,
     ) -> Answer {
         let p = Self::parse_path(path)?;
-        let g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = {
-            let reg = self.reg();
-            may_create(&reg, caller.policy(), &p)?;
-            self.check_namespace_count(&reg, caller, &p)?;
-            reg.clone()
-        };
+        let mut tx = self.begin();
+        may_create(&tx.next, caller.policy(), &p)?;
+        self.check_namespace_count(&tx.next, caller, &p)?;
+        let next = &mut tx.next;
         if let Some(parent) = p.parent().and_then(|pp| next.id(&pp)) {
             if self.is_deleting(parent) {
                 return Err(Failure::new(
@@ -726,7 +759,7 @@ impl Daemon {
             }
         }
         let id = next.create_with_policy(&p, policy)?;
-        let limit = quota::limit_for_new(&next, &p, max_objects, quota_rules(&self.config))?;
+        let limit = quota::limit_for_new(next, &p, max_objects, quota_rules(&self.config))?;
         next.set_max_objects(id, limit);
         let (parent, depth) = (
             next.parent(id).unwrap_or(NsId::ROOT),
@@ -756,38 +789,34 @@ impl Daemon {
         self.bpffs
             .ensure(id)
             .map_err(|e| undo(Failure::internal(e)))?;
-        self.commit(next).map_err(undo)?;
+        tx.commit().map_err(undo)?;
         tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, max_objects = limit, "created namespace");
         // A new namespace owns nothing and has no members (ids are never reused, and tasks
         // enter only through later requests): no need to walk every object and task.
         let info = self
-            .ns_info(&self.reg(), id, ObjectCounts::default(), 0)
+            .ns_info(&tx.next, id, ObjectCounts::default(), 0)
             .ok_or_else(|| Failure::internal(format!("{p} is missing right after its creation")))?;
-        drop(g);
+        drop(tx);
         Ok((Reply::Namespace(info), vec![]))
     }
 
     fn ns_set_policy(&self, caller: &Caller, path: &str, policy: ProgramPolicy) -> Answer {
         let p = Self::parse_path(path)?;
-        let g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
-        let id = self.visible_ns(caller, path)?;
-        let mut next = {
-            let reg = self.reg();
-            may_set_policy(&reg, caller.policy(), id)?;
-            reg.clone()
-        };
-        next.set_policy(&p, policy)?;
+        let mut tx = self.begin();
+        let id = visible_in(&tx.next, caller, &p)?;
+        may_set_policy(&tx.next, caller.policy(), id)?;
+        tx.next.set_policy(&p, policy)?;
         let (parent, depth) = (
-            next.parent(id).unwrap_or(NsId::ROOT),
-            next.depth(id).unwrap_or(0),
+            tx.next.parent(id).unwrap_or(NsId::ROOT),
+            tx.next.depth(id).unwrap_or(0),
         );
         // Durable first: if we crash after this, reconcile() finishes the kernel part.
-        self.commit(next)?;
+        tx.commit()?;
         self.kernel
             .set_namespace_policy(id, parent, depth, policy.allow_tracing)
             .map_err(Failure::internal)?;
         tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, "set namespace policy");
-        drop(g);
+        drop(tx);
         let info = self.ns_infos(&[id])?.pop().ok_or_else(|| {
             Failure::new(ErrorCode::NotFound, format!("{p} was deleted meanwhile"))
         })?;
@@ -811,11 +840,11 @@ impl Daemon {
         let early = self.visible_ns(caller, path)?;
         may_delete(&self.reg(), caller.policy(), early)?;
         self.collect_garbage()?;
-        let g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = self.begin();
         let (id, parent, parent_path) = {
-            let id = self.visible_ns(caller, path)?;
-            let reg = self.reg();
-            may_delete(&reg, caller.policy(), id)?;
+            let reg = &tx.next;
+            let id = visible_in(reg, caller, &p)?;
+            may_delete(reg, caller.policy(), id)?;
             let kids = reg.children(id);
             if !kids.is_empty() {
                 return Err(Failure::new(
@@ -827,7 +856,7 @@ impl Daemon {
                 ));
             }
             let parent = reg.parent(id).unwrap_or(NsId::ROOT);
-            (id, parent, self_path(&reg, parent))
+            (id, parent, self_path(reg, parent))
         };
         let mut members = self.members_of(id)?;
         if !members.is_empty() && force {
@@ -862,7 +891,7 @@ impl Daemon {
             ));
         }
         let _marked = Unmark(&self.deleting, id);
-        drop(g);
+        drop(tx);
         // Everything that can fail comes before the registry's commit and is undone if a
         // later step fails: the pins are copied (the originals stay until the end), the
         // ownership records moved (and moved back on failure).
@@ -882,8 +911,8 @@ impl Daemon {
                 self.delete_failed(&p, "copying its pins to its parent's bpffs", e)
             }
         })?;
-        let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
-        if !self.members_of(id)?.is_empty() || !self.reg().children(id).is_empty() {
+        let mut tx = self.begin();
+        if !self.members_of(id)?.is_empty() || !tx.next.children(id).is_empty() {
             pins.undo();
             return Err(self.delete_failed(
                 &p,
@@ -899,11 +928,11 @@ impl Daemon {
             }
         };
         let moved = moved_records.len();
-        let mut next = self.reg().clone();
-        let committed = next
+        let committed = tx
+            .next
             .delete(&p)
             .map_err(Failure::from)
-            .and_then(|_| self.commit(next));
+            .and_then(|_| tx.commit());
         if let Err(f) = committed {
             let _ = self.kernel.restore_owner(&moved_records, id);
             pins.undo();
@@ -1113,7 +1142,7 @@ impl Daemon {
     fn enter(&self, caller: &Caller, path: &str, pid: i32) -> Answer {
         let p = Self::parse_path(path)?;
         // Not while the namespace is being deleted.
-        let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = self.hold_changes();
         let target = {
             let reg = self.reg();
             let id = reg
@@ -1503,6 +1532,13 @@ pub fn describe_event(
 /// How an owner is named in listings and logs: its path; `quarantine` for the quarantined
 /// objects (programs whose loader the kernel side stopped: no namespace sees them); `ns:ID`
 /// for an id the registry does not know.
+/// Namespace `p` if `caller` may see it (its own namespace and below): others are not found.
+fn visible_in(reg: &Registry, caller: &Caller, p: &NsPath) -> Result<NsId, Failure> {
+    reg.id(p)
+        .filter(|id| reg.is_same_or_ancestor(caller.ns, *id))
+        .ok_or_else(|| Failure::new(ErrorCode::NotFound, format!("no namespace {p}")))
+}
+
 fn owner_name(reg: &Registry, id: NsId) -> String {
     if id == NsId::QUARANTINE {
         return "quarantine".to_string();

@@ -71,33 +71,8 @@ fn main() -> Result<std::process::ExitCode> {
     if let Some(s) = args.ns_bpffs_dir {
         config.ns_bpffs_dir = s;
     }
-    let check = args.check;
-    if !check {
-        log_shutdown()?;
-    }
-    bpfnsd::start::run(config, check, notify_ready)?;
+    bpfnsd::start::run(config, args.check, notify_ready)?;
     Ok(std::process::ExitCode::SUCCESS)
-}
-
-/// On SIGTERM or SIGINT (`systemctl stop`, Ctrl-C), say so and exit: nothing needs flushing
-/// (every change is committed before it is answered), and the listener keeper holds the
-/// members' listeners until the next bpfnsd.
-fn log_shutdown() -> Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
-    std::thread::Builder::new()
-        .name("bpfns-shutdown".into())
-        .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
-                tracing::info!(
-                    "shutting down ({name}); members stay supervised by the listener keeper \
-                     until the next bpfnsd, and enforcement stays in the kernel"
-                );
-                std::process::exit(0);
-            }
-        })?;
-    Ok(())
 }
 
 /// Tell systemd (Type=notify) that we are ready, if it is listening.

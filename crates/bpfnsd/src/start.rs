@@ -15,6 +15,7 @@ pub enum StartError {
     #[error("loading the kernel side at {pin_root}: {error}")]
     Kernel {
         pin_root: String,
+        #[source]
         error: bpfns_kernel::KernelError,
     },
     #[error(transparent)]
@@ -25,6 +26,8 @@ pub enum StartError {
     Daemon(String),
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
 }
 
 /// Serve bpfns: make sure no other bpfnsd serves this socket or holds this database (before
@@ -91,9 +94,36 @@ pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(),
         &daemon,
         std::time::Duration::from_secs(config.gc_interval_secs),
     );
+    stop_on_signal(&daemon)?;
     tracing::info!(socket = %config.socket.display(), ?origin, "serving");
     ready();
     serve(listener, daemon);
+    Ok(())
+}
+
+/// On SIGTERM or SIGINT (`systemctl stop`, Ctrl-C): let a change to the namespaces in
+/// progress finish (every change is committed before it is answered, so nothing else needs
+/// flushing), say so, and exit. Members stay supervised by the listener keeper until the
+/// next bpfnsd, and enforcement stays in the kernel.
+fn stop_on_signal(daemon: &Arc<Daemon>) -> Result<(), StartError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| StartError::Io("installing the SIGTERM handler".into(), e))?;
+    let daemon = Arc::clone(daemon);
+    std::thread::Builder::new()
+        .name("bpfns-shutdown".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
+                let _no_more_changes = daemon.stop_changes();
+                tracing::info!(
+                    "shutting down ({name}); members stay supervised by the listener keeper \
+                     until the next bpfnsd, and enforcement stays in the kernel"
+                );
+                std::process::exit(0);
+            }
+        })
+        .map_err(|e| StartError::Io("starting the shutdown thread".into(), e))?;
     Ok(())
 }
 

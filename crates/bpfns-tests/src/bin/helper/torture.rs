@@ -149,6 +149,12 @@ fn orphan_child(maps: &[String]) {
 }
 
 fn daemon(dir: &Path, pin_root: &Path) {
+    // bpfnsd's log, as the binary writes it (plain text on stderr: the test's log file).
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .try_init();
     // A test's own settings, if it wrote any (paths and the GC interval are the harness's).
     let base = match std::fs::read_to_string(dir.join("bpfnsd.toml")) {
         Ok(text) => {

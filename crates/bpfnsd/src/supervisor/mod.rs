@@ -77,7 +77,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bpfns_kernel::Kernel;
+use bpfns_kernel::{Kernel, QuotaRefusal};
 use bpfns_model::{NsId, ObjectKind};
 use bpfns_sys::seccomp::{InFlight, Listener};
 
@@ -111,11 +111,9 @@ pub trait View: Send + Sync {
     /// in `ns` and its ancestors before it is compared with their limits, so that it and the
     /// kernel side's own reservations can never together exceed one. `Ok(Err(why))` when a
     /// limit (or a missing one: fail closed) refuses it. Refused unless a view knows better.
-    fn reserve_record(&self, ns: NsId) -> Result<Result<(), String>, ViewError> {
+    fn reserve_record(&self, ns: NsId) -> Result<Result<(), QuotaRefusal>, ViewError> {
         let _ = ns;
-        Err(ViewError::Failed(
-            "this view keeps no ownership records".into(),
-        ))
+        Err(ViewError::NoRecords)
     }
     /// Give back a reservation of [`View::reserve_record`] whose record was not written.
     fn release_record(&self, ns: NsId) -> Result<(), ViewError> {
@@ -126,21 +124,25 @@ pub trait View: Send + Sync {
     /// side records): whether it was written.
     fn record_program(&self, ns: NsId, id: u32) -> Result<bool, ViewError> {
         let _ = (ns, id);
-        Err(ViewError::Failed(
-            "this view keeps no ownership records".into(),
-        ))
+        Err(ViewError::NoRecords)
     }
 }
 
 /// Why a [`View`] could not answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ViewError {
     /// The task is gone.
     #[error("the task has exited")]
     Gone,
-    /// Anything else (the kernel side is not loaded, a map lookup failed, ...).
-    #[error("{0}")]
-    Failed(String),
+    /// The kernel side failed (it is not loaded, a map lookup failed, ...).
+    #[error(transparent)]
+    Kernel(#[from] bpfns_kernel::KernelError),
+    /// A system call of the view's own failed.
+    #[error(transparent)]
+    Sys(#[from] bpfns_sys::SysError),
+    /// The view keeps no ownership records (it cannot reserve or write one).
+    #[error("this view keeps no ownership records")]
+    NoRecords,
 }
 
 /// How a file descriptor reaches the caller.

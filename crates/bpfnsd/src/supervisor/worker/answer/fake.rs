@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 
+use bpfns_kernel::QuotaRefusal;
 use bpfns_model::{NsId, ObjectKind};
 use bpfns_sys::caps::CapabilitySet as C;
 use bpfns_sys::Errno;
@@ -254,7 +255,7 @@ pub struct FakeView {
     failing: Option<ViewError>,
     pub allows_tracing: bool,
     /// `Some(why)`: reserving a record is refused.
-    pub quota: Option<&'static str>,
+    pub quota: Option<QuotaRefusal>,
     pub recorded: Mutex<Vec<u32>>,
     pub reserved: Mutex<i32>,
 }
@@ -285,7 +286,8 @@ impl FakeView {
 
     fn fail(&self) -> Result<(), ViewError> {
         match &self.failing {
-            Some(e) => Err(e.clone()),
+            Some(ViewError::Gone) => Err(ViewError::Gone),
+            Some(_) => Err(ViewError::NoRecords),
             None => Ok(()),
         }
     }
@@ -312,9 +314,9 @@ impl View for FakeView {
         Ok(self.allows_tracing)
     }
 
-    fn reserve_record(&self, _ns: NsId) -> Result<Result<(), String>, ViewError> {
+    fn reserve_record(&self, _ns: NsId) -> Result<Result<(), QuotaRefusal>, ViewError> {
         if let Some(why) = self.quota {
-            return Ok(Err(why.to_string()));
+            return Ok(Err(why));
         }
         *self.reserved.lock().expect("lock") += 1;
         Ok(Ok(()))

@@ -150,7 +150,7 @@ mod tests {
 
     #[test]
     fn next_id_fails_closed_when_the_view_fails() {
-        let view = FakeView::new(ns(1)).failing(ViewError::Failed("no kernel side".into()));
+        let view = FakeView::new(ns(1)).failing(ViewError::NoRecords);
         let mem = FakeCaller::new().map(ATTR_AT, vec![0u8; ATTR_SIZE]);
         let mut cache = IdCache::new(Duration::from_secs(60));
         assert!(matches!(

@@ -500,7 +500,11 @@ mod tests {
     fn over_quota_nothing_is_loaded() {
         let ops = FakeOps::default();
         let mut view = FakeView::new(ns(1));
-        view.quota = Some("namespace 1 holds 10 objects, its limit");
+        view.quota = Some(bpfns_kernel::QuotaRefusal::Over {
+            ns: ns(1),
+            used: 10,
+            limit: 10,
+        });
         assert!(matches!(
             load(&view, &member(), &ops, req(SOCKET_FILTER)),
             Answer::Error(Errno::PERM)

@@ -142,7 +142,7 @@ mod tests {
         assert!(matches!(get(&mine, &ops), Answer::Inject(_)));
         let theirs = FakeView::new(ns(1)).visible(ObjectKind::Map, &[8]);
         assert!(matches!(get(&theirs, &ops), Answer::Error(Errno::PERM)));
-        let failing = FakeView::new(ns(1)).failing(ViewError::Failed("x".into()));
+        let failing = FakeView::new(ns(1)).failing(ViewError::NoRecords);
         assert!(matches!(get(&failing, &ops), Answer::Internal { .. }));
     }
 

@@ -351,7 +351,7 @@ mod tests {
             run_query(&view, &mem, &refused, query(4)),
             Answer::Error(Errno::BADF)
         ));
-        let failing = FakeView::new(ns(1)).failing(ViewError::Failed("x".into()));
+        let failing = FakeView::new(ns(1)).failing(ViewError::NoRecords);
         assert!(matches!(
             run_query(&failing, &mem, &attached(vec![entry(1, 0)]), query(4)),
             Answer::Internal { .. }

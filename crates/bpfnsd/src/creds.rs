@@ -328,6 +328,57 @@ mod tests {
         b.end().expect("nothing to restore");
     }
 
+    /// As root, on a thread of its own: a borrowed uid, fs ids and capabilities are all
+    /// given back.
+    #[test]
+    fn ids_and_fs_context_are_restored() {
+        if thread::euid() != 0 {
+            return;
+        }
+        std::thread::spawn(|| {
+            let own = Own::open(caps::of_current_thread().expect("capget")).expect("own");
+            let fs_uid = || own_fs_id("Uid:").expect("status");
+            {
+                let mut b = Borrow::begin(&own).expect("begin");
+                b.euid(65534).expect("euid");
+                b.caps(CapabilitySet::BPF).expect("caps");
+                assert_eq!(thread::euid(), 65534);
+                assert_eq!(
+                    caps::of_current_thread().expect("capget").effective,
+                    CapabilitySet::BPF & own.sets.permitted
+                );
+                b.end().expect("restored");
+            }
+            assert_eq!(thread::euid(), own.euid);
+            assert_eq!(fs_uid(), own.fs.as_ref().expect("fs").fsuid);
+            assert_eq!(caps::of_current_thread().expect("capget"), own.sets);
+            let dir = std::fs::File::open("/").expect("open /");
+            let creds = FsCreds {
+                root: dir.as_fd(),
+                cwd: dir.as_fd(),
+                fsuid: 1000,
+                fsgid: 1000,
+                groups: &[1000],
+                caps: CapabilitySet::empty(),
+            };
+            {
+                let mut b = Borrow::begin(&own).expect("begin");
+                b.fs(&creds).expect("fs");
+                assert_eq!(fs_uid(), 1000);
+                // Dropped: restored all the same.
+            }
+            assert_eq!(fs_uid(), own.fs.as_ref().expect("fs").fsuid);
+            assert_eq!(
+                thread::groups().expect("groups"),
+                own.fs.as_ref().expect("fs").groups
+            );
+            assert_eq!(caps::of_current_thread().expect("capget"), own.sets);
+            assert!(!poisoned());
+        })
+        .join()
+        .expect("thread");
+    }
+
     #[test]
     fn a_poisoned_thread_borrows_nothing() {
         // Poison is per thread: a thread of its own.

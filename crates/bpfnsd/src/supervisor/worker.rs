@@ -10,37 +10,19 @@ use std::cell::RefCell;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bpfns_sys::caps::{self, CapabilitySet as C};
 use bpfns_sys::seccomp::{AddFd, Listener, Notification, Response};
-use bpfns_sys::{fds, thread, Errno};
+use bpfns_sys::{fds, Errno};
 
 use self::answer::{Answer, Env, IdCache};
 use self::caller::{Call, Caller, OwnNs, Pidfds, ProcCaller};
-use self::kernel::HostOps;
+use self::kernel::Home;
 use super::attr::Command;
 use super::filter::{AUDIT_ARCH_X86_64, NR_BPF, NR_IOCTL, PERF_EVENT_IOC_QUERY_BPF};
 use super::{Counters, Options, ReplyMode, View};
-use crate::creds::{self, Own};
-
-/// The supervisor thread's effective capabilities between requests: what its own work needs
-/// (`GET_FD_BY_ID`/`GET_NEXT_ID`/queries: SYS_ADMIN; reading callers: SYS_PTRACE; resolving
-/// in their root: SYS_CHROOT, DAC_*, FOWNER; borrowing their fs ids: SETUID, SETGID), and
-/// above all *not* `CAP_SYSLOG`: an fd opened here keeps these credentials.
-fn base_caps() -> C {
-    C::SYS_ADMIN
-        | C::BPF
-        | C::SYS_PTRACE
-        | C::SYS_CHROOT
-        | C::SETUID
-        | C::SETGID
-        | C::DAC_OVERRIDE
-        | C::DAC_READ_SEARCH
-        | C::FOWNER
-}
+use crate::creds;
 
 enum Outcome {
     /// Answer with this.
@@ -65,9 +47,7 @@ struct Worker {
     counters: Arc<Counters>,
     ids: RefCell<IdCache>,
     /// What the thread comes back to after acting as a caller.
-    own: Own,
-    /// `/proc/thread-self/fd`, where the thread has a private fs context.
-    fd_dir: Option<OwnedFd>,
+    home: Home,
     pidfds: Pidfds,
     own_ns: OwnNs,
 }
@@ -84,34 +64,12 @@ pub(super) fn run(
             tracing::warn!("supervisor: cannot pin to CPU {cpu}: {e}");
         }
     }
-    let home = caps::of_current_thread()
-        .and_then(Own::open)
-        .and_then(|own| Ok((own, thread::open_dir(Path::new("/proc/thread-self/fd"))?)));
-    let home = match home {
-        Ok(h) => Some(h),
-        Err(e) => {
-            tracing::warn!("supervisor: no private fs context ({e}); OBJ_GET will be refused");
-            None
-        }
-    };
-    let sets = match caps::set_current_thread_effective(base_caps())
-        .and_then(|_| caps::of_current_thread())
-    {
-        Ok(v) => v,
+    let home = match Home::set_up() {
+        Ok(h) => h,
         Err(e) => {
             tracing::error!("supervisor: cannot reduce capabilities ({e}); refusing to serve");
             return;
         }
-    };
-    let (own, fd_dir) = match home {
-        Some((own, fd_dir)) => (Own { sets, ..own }, Some(fd_dir)),
-        None => match Own::caps_of_current_thread() {
-            Ok(own) => (own, None),
-            Err(e) => {
-                tracing::error!("supervisor: {e}; refusing to serve");
-                return;
-            }
-        },
     };
     if opts.sync_wakeup {
         if let Err(e) = listener.set_sync_wakeup() {
@@ -124,8 +82,7 @@ pub(super) fn run(
         ids: RefCell::new(IdCache::new(opts.cache_ttl)),
         opts,
         counters,
-        own,
-        fd_dir,
+        home,
         pidfds: Pidfds::default(),
         own_ns: OwnNs::of_current_thread(),
     };
@@ -205,13 +162,6 @@ impl Worker {
         }
     }
 
-    fn ops(&self) -> HostOps<'_> {
-        HostOps {
-            own: &self.own,
-            fd_dir: self.fd_dir.as_ref(),
-        }
-    }
-
     /// Read the caller of `n` (its pidfd cached unless `fresh`), and answer with `answer`;
     /// the pidfd is kept for its next call.
     fn with_caller(
@@ -264,29 +214,26 @@ impl Worker {
                 | Command::LinkUpdate
                 | Command::LinkDetach
         );
-        self.with_caller(n, fresh, |w, c, cached| (w.bpf(n, cmd, c, cached), true))
+        self.with_caller(n, fresh, |w, c, cached| {
+            let args = [n.args[0], n.args[1], n.args[2]];
+            match Call::read(cmd, args, c) {
+                Ok(call) => (w.bpf(n, &call, c, cached), true),
+                Err(e) => (w.abandoned_or(n.id, err(e)), false),
+            }
+        })
     }
 
-    /// A trapped bpf() call.
+    /// A trapped bpf() call, read as `call`.
     fn bpf(
         &self,
         n: &Notification,
-        cmd: Command,
+        call: &Call,
         caller: &mut ProcCaller<'_>,
         cached: bool,
     ) -> Outcome {
-        let args = [n.args[0], n.args[1], n.args[2]];
-        let call = match Call::read(cmd, args, caller) {
-            Ok(c) => c,
-            Err(e) => return self.abandoned_or(n.id, err(e)),
-        };
-        let ops = self.ops();
-        let prepared = answer::request(&call).and_then(|req| {
-            Ok((
-                answer::prepare(&call, &req, caller, &*self.view, &ops)?,
-                req,
-            ))
-        });
+        let ops = self.home.ops();
+        let prepared = answer::request(call)
+            .and_then(|req| Ok((answer::prepare(call, &req, caller, &*self.view, &ops)?, req)));
         let (prep, req) = match prepared {
             Ok(p) => p,
             Err(e) => return self.abandoned_or(n.id, err(e)),
@@ -319,23 +266,24 @@ impl Worker {
             return err(Errno::PERM);
         }
         let env = Env {
-            call: &call,
+            call,
             ns,
             view: &*self.view,
             caller,
             ops: &ops,
         };
         let a = answer::answer(&env, req, prep, &mut self.ids.borrow_mut());
-        if let Answer::Error(e) = a {
+        let out = self.settle(n.id, a);
+        if let Outcome::Respond(Response::Error(e)) = out {
             tracing::debug!(
                 tid = call.tid,
                 ns = %ns,
-                cmd = cmd.name(),
+                cmd = call.cmd.name(),
                 errno = e.raw_os_error(),
                 "refused"
             );
         }
-        self.settle(n.id, a)
+        out
     }
 
     /// `ioctl(fd, PERF_EVENT_IOC_QUERY_BPF, query)`; and whether to keep the caller's pidfd.
@@ -351,7 +299,7 @@ impl Worker {
             Ok(ns) => ns,
             Err(e) => return (self.settle(n.id, Answer::view_failed(CALLER_NS, e)), false),
         };
-        let a = answer::perf_query(ns, &*self.view, caller, &self.ops(), p);
+        let a = answer::perf_query(ns, &*self.view, caller, &self.home.ops(), p);
         (self.settle(n.id, a), true)
     }
 

@@ -457,6 +457,39 @@ mod tests {
     }
 
     #[test]
+    fn malformed_attrs_of_every_answered_command_are_einval() {
+        let with = |fields: &[(usize, u32)]| {
+            let mut a = Attr::zeroed(ATTR_SIZE);
+            for &(o, v) in fields {
+                a.set_u32(o, v);
+            }
+            a
+        };
+        let cases = [
+            // An open flag a map does not take; any flag but a token's for BTF.
+            (
+                Command::FdById(ObjectKind::Map),
+                with(&[(off::OPEN_FLAGS, 1)]),
+            ),
+            (
+                Command::FdById(ObjectKind::Btf),
+                with(&[(off::OPEN_FLAGS, 1 << 3)]),
+            ),
+            // A path fd without BPF_F_PATH_FD; an fd where none belongs.
+            (Command::ObjGet, with(&[(off::PATH_FD, 3)])),
+            (Command::ObjGet, with(&[(off::BPF_FD, 3)])),
+            // A query flag the kernel does not know.
+            (Command::ProgQuery, with(&[(off::Q_QUERY_FLAGS, 1 << 7)])),
+            // TASK_FD_QUERY takes no flags.
+            (Command::TaskFdQuery, with(&[(off::T_FLAGS, 1)])),
+        ];
+        for (cmd, a) in cases {
+            let c = call(cmd, a, C::SYS_ADMIN);
+            assert_eq!(request(&c).err(), Some(Errno::INVAL), "{}", cmd.name());
+        }
+    }
+
+    #[test]
     fn listing_needs_bpf_or_sys_admin_and_queries_net_admin_will_do() {
         let a = Attr::zeroed(ATTR_SIZE);
         let next = Command::NextId(ObjectKind::Prog);

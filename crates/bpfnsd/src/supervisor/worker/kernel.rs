@@ -8,9 +8,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use bpfns_model::ObjectKind;
-use bpfns_sys::caps::CapabilitySet as C;
+use bpfns_sys::caps::{self, CapabilitySet as C};
 use bpfns_sys::fds::{self, RESOLVE_NO_MAGICLINKS};
-use bpfns_sys::{rawbpf, thread, Errno};
+use bpfns_sys::{rawbpf, thread, Errno, SysError};
 
 use super::answer::{
     Answer, LoadPrep, Ops, Pin, QueryAnswer, QueryTarget, NAME_MAX, NO_FD, QUERY_MAX,
@@ -25,12 +25,72 @@ use crate::supervisor::attr::{
 /// it owns no user namespace (the owner of a user namespace holds every capability in it).
 const LOAD_UID: u32 = 0xFFFF_FFFE;
 
+/// The supervisor thread's effective capabilities between requests: what its own work needs
+/// (`GET_FD_BY_ID`/`GET_NEXT_ID`/queries: SYS_ADMIN; reading callers: SYS_PTRACE; resolving
+/// in their root: SYS_CHROOT, DAC_*, FOWNER; borrowing their fs ids: SETUID, SETGID), and
+/// above all *not* `CAP_SYSLOG`: an fd opened here keeps these credentials.
+fn base_caps() -> C {
+    C::SYS_ADMIN
+        | C::BPF
+        | C::SYS_PTRACE
+        | C::SYS_CHROOT
+        | C::SETUID
+        | C::SETGID
+        | C::DAC_OVERRIDE
+        | C::DAC_READ_SEARCH
+        | C::FOWNER
+}
+
+/// The thread's own context, which every borrow comes back to.
+pub(super) struct Home {
+    own: Own,
+    /// `/proc/thread-self/fd`, where the thread has a private fs context.
+    fd_dir: Option<OwnedFd>,
+}
+
+impl Home {
+    /// Give the calling thread a private fs context (without one, what would borrow it is
+    /// refused) and [`base_caps`] effective; an error only if the capabilities cannot be
+    /// reduced.
+    pub fn set_up() -> Result<Home, SysError> {
+        let private = caps::of_current_thread()
+            .and_then(Own::open)
+            .and_then(|own| Ok((own, thread::open_dir(Path::new("/proc/thread-self/fd"))?)));
+        let private = match private {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!("supervisor: no private fs context ({e}); OBJ_GET will be refused");
+                None
+            }
+        };
+        caps::set_current_thread_effective(base_caps())?;
+        let sets = caps::of_current_thread()?;
+        Ok(match private {
+            Some((own, fd_dir)) => Home {
+                own: Own { sets, ..own },
+                fd_dir: Some(fd_dir),
+            },
+            None => Home {
+                own: Own::caps_of_current_thread()?,
+                fd_dir: None,
+            },
+        })
+    }
+
+    pub fn ops(&self) -> HostOps<'_> {
+        HostOps {
+            own: &self.own,
+            fd_dir: self.fd_dir.as_ref(),
+        }
+    }
+}
+
 /// The supervisor thread's own kernel calls.
 pub(super) struct HostOps<'a> {
-    pub own: &'a Own,
+    own: &'a Own,
     /// `/proc/thread-self/fd` (for `BPF_OBJ_GET` of an `O_PATH` fd through its magic link);
     /// `None` without a private fs context.
-    pub fd_dir: Option<&'a OwnedFd>,
+    fd_dir: Option<&'a OwnedFd>,
 }
 
 fn warned(e: BorrowError) -> Errno {
@@ -94,7 +154,7 @@ impl Ops for HostOps<'_> {
     }
 
     fn open_pin(&self, pin: &Pin, file_flags: u32) -> Result<OwnedFd, Errno> {
-        let (Some(fd_dir), Some(fs)) = (self.fd_dir, self.own.fs.as_ref()) else {
+        let Some(fd_dir) = self.fd_dir else {
             return Err(Errno::PERM);
         };
         let creds = FsCreds {
@@ -128,7 +188,6 @@ impl Ops for HostOps<'_> {
                 r => r,
             }
         });
-        let _ = fs;
         b.end().map_err(|_| Errno::PERM)?;
         r
     }

@@ -1,5 +1,5 @@
 //! The supervisor's reading of a trapped bpf() call (`bpfnsd::supervisor::attr`, as
-//! `worker.rs` uses it). The input is the call: `cmd`, `size`, the caller's effective
+//! the worker uses it). The input is the call: `cmd`, `size`, the caller's effective
 //! capabilities, then its memory at the attr pointer (layout: `bpfns_fuzz::attr_input`).
 //! Steps, as the worker takes them: `Command::from_raw(cmd)`; `read_len(size)`; an `Attr`
 //! of that many bytes from the caller's memory, zero-padded; `parse(cmd, &attr)` (the
@@ -24,7 +24,7 @@ use bpfnsd::supervisor::attr::{
 };
 use libfuzzer_sys::fuzz_target;
 
-/// The worker's bounds (`QUERY_MAX`, `NAME_MAX` in worker.rs).
+/// The worker's bounds (`QUERY_MAX`, `NAME_MAX` in worker/answer.rs).
 const QUERY_MAX: u32 = 1 << 16;
 const NAME_MAX: usize = 1 << 16;
 

@@ -243,7 +243,7 @@ impl View for SlowView {
     fn reserve_record(
         &self,
         ns: NsId,
-    ) -> Result<Result<(), String>, bpfnsd::supervisor::ViewError> {
+    ) -> Result<Result<(), bpfns_kernel::QuotaRefusal>, bpfnsd::supervisor::ViewError> {
         self.0.reserve_record(ns)
     }
     fn release_record(&self, ns: NsId) -> Result<(), bpfnsd::supervisor::ViewError> {

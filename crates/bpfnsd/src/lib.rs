@@ -8,6 +8,7 @@
 //! - [`keeper`]: the listener keeper, which holds members' listeners across bpfnsd restarts.
 //! - [`bpffs`]: each namespace's own bpffs instance.
 //! - [`opener`]: opens objects for members with reduced credentials.
+//! - [`creds`]: borrowing credentials on one thread, and coming back (fail closed).
 //! - [`start`]: loading, reconciling and serving, as the `bpfnsd` binary does.
 #![deny(unsafe_code)]
 
@@ -15,6 +16,7 @@ pub mod admission;
 pub mod bpffs;
 pub mod caller;
 pub mod config;
+pub mod creds;
 pub mod daemon;
 pub mod keeper;
 pub mod opener;

@@ -14,9 +14,10 @@
 use std::os::fd::OwnedFd;
 
 use bpfns_model::ObjectKind;
-use bpfns_sys::caps;
 use bpfns_sys::process::CapabilitySet;
 use bpfns_sys::SysError;
+
+use crate::creds::{self, BorrowError, Own};
 
 /// What an open keeps: CAP_SYS_ADMIN (GET_FD_BY_ID), CAP_BPF, and DAC overrides for pins
 /// made by other users.
@@ -28,21 +29,19 @@ pub fn opener_caps() -> CapabilitySet {
 }
 
 /// Run `f` on the calling thread with its effective capabilities reduced to
-/// [`opener_caps`]; they are restored afterwards. If they cannot be reduced, `f` does not
-/// run. If they cannot be restored, the thread keeps the reduced set (only ever narrower).
-pub fn on_opener<T>(f: impl FnOnce() -> T) -> Result<T, SysError> {
-    let saved = caps::of_current_thread()?;
-    let mut reduced = saved;
-    reduced.effective &= opener_caps();
-    if reduced.effective == saved.effective {
+/// [`opener_caps`]; they are restored afterwards ([`crate::creds`], whose policy applies if
+/// they cannot be: the thread is poisoned and opens nothing more). If they cannot be reduced,
+/// `f` does not run.
+pub fn on_opener<T>(f: impl FnOnce() -> T) -> Result<T, BorrowError> {
+    let own = Own::caps_of_current_thread()?;
+    let reduced = own.sets.effective & opener_caps();
+    if reduced == own.sets.effective {
+        if creds::poisoned() {
+            return Err(BorrowError::Poisoned);
+        }
         return Ok(f());
     }
-    caps::set_current_thread(reduced)?;
-    let out = f();
-    if let Err(e) = caps::set_current_thread(saved) {
-        tracing::error!("cannot restore this thread's capabilities after an open: {e}");
-    }
-    Ok(out)
+    creds::with_caps(&own, reduced, f)
 }
 
 /// `BPF_*_GET_FD_BY_ID` with reduced credentials.
@@ -53,12 +52,17 @@ pub fn open(kind: ObjectKind, id: u32, read_only: bool) -> Result<OwnedFd, SysEr
         } else {
             bpfns_sys::bpf::fd_by_id(kind, id)
         }
+    })
+    .map_err(|e| SysError {
+        op: e.to_string(),
+        errno: e.errno(),
     })?
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bpfns_sys::caps;
 
     #[test]
     fn opens_with_reduced_caps_and_restores_them() {

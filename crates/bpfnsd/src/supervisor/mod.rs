@@ -16,7 +16,7 @@
 //! | `OBJ_GET` | the path resolved in the caller's root and cwd with the caller's fs credentials; `EPERM` if the pinned object belongs to a namespace the caller cannot see |
 //! | `PROG_QUERY` | run for the caller (its target fd fetched with `pidfd_getfd`, or in its network namespace for tcx/netkit ifindexes); invisible programs removed |
 //! | `TASK_FD_QUERY` | run for the caller (its pid translated from its pid namespace) about its own process, or about any with `CAP_SYS_ADMIN` in the initial user namespace (else `EPERM`); `ENOENT` if the program is invisible |
-//! | `PROG_LOAD` | `CONTINUE` for root-namespace callers and where the namespace allows tracing; where it denies tracing, made here (`worker::load`) from a copy of the attr and everything it points to, with copies of every fd it names, without perfmon power, recorded as the namespace's within its quota, then injected; tracing-class types `EPERM`; syscall programs always `EPERM` |
+//! | `PROG_LOAD` | `CONTINUE` for root-namespace callers and where the namespace allows tracing; where it denies tracing, made here (`worker/answer/load.rs`) from a copy of the attr and everything it points to, with copies of every fd it names, without perfmon power, recorded as the namespace's within its quota, then injected; tracing-class types `EPERM`; syscall programs always `EPERM` |
 //! | `PROG_ATTACH`, `PROG_DETACH`, `LINK_UPDATE`, `LINK_DETACH` | made here on copies of the caller's fds with its capabilities (initial user namespace only); `EPERM` if what it would replace or detach is invisible |
 //! | `ioctl(PERF_EVENT_IOC_QUERY_BPF)` | run on a copy of the caller's perf event with its capabilities; invisible programs removed |
 //!
@@ -77,7 +77,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bpfns_kernel::Kernel;
+use bpfns_kernel::{Kernel, QuotaRefusal};
 use bpfns_model::{NsId, ObjectKind};
 use bpfns_sys::seccomp::{InFlight, Listener};
 
@@ -111,11 +111,9 @@ pub trait View: Send + Sync {
     /// in `ns` and its ancestors before it is compared with their limits, so that it and the
     /// kernel side's own reservations can never together exceed one. `Ok(Err(why))` when a
     /// limit (or a missing one: fail closed) refuses it. Refused unless a view knows better.
-    fn reserve_record(&self, ns: NsId) -> Result<Result<(), String>, ViewError> {
+    fn reserve_record(&self, ns: NsId) -> Result<Result<(), QuotaRefusal>, ViewError> {
         let _ = ns;
-        Err(ViewError::Failed(
-            "this view keeps no ownership records".into(),
-        ))
+        Err(ViewError::NoRecords)
     }
     /// Give back a reservation of [`View::reserve_record`] whose record was not written.
     fn release_record(&self, ns: NsId) -> Result<(), ViewError> {
@@ -126,21 +124,25 @@ pub trait View: Send + Sync {
     /// side records): whether it was written.
     fn record_program(&self, ns: NsId, id: u32) -> Result<bool, ViewError> {
         let _ = (ns, id);
-        Err(ViewError::Failed(
-            "this view keeps no ownership records".into(),
-        ))
+        Err(ViewError::NoRecords)
     }
 }
 
 /// Why a [`View`] could not answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ViewError {
     /// The task is gone.
     #[error("the task has exited")]
     Gone,
-    /// Anything else (the kernel side is not loaded, a map lookup failed, ...).
-    #[error("{0}")]
-    Failed(String),
+    /// The kernel side failed (it is not loaded, a map lookup failed, ...).
+    #[error(transparent)]
+    Kernel(#[from] bpfns_kernel::KernelError),
+    /// A system call of the view's own failed.
+    #[error(transparent)]
+    Sys(#[from] bpfns_sys::SysError),
+    /// The view keeps no ownership records (it cannot reserve or write one).
+    #[error("this view keeps no ownership records")]
+    NoRecords,
 }
 
 /// How a file descriptor reaches the caller.

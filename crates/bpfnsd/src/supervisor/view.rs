@@ -4,7 +4,7 @@
 use std::os::fd::BorrowedFd;
 use std::sync::{Arc, RwLock};
 
-use bpfns_kernel::Kernel;
+use bpfns_kernel::{Kernel, QuotaRefusal};
 use bpfns_model::{NsId, ObjectKind, Registry, Visibility};
 
 use super::{View, ViewError};
@@ -36,10 +36,6 @@ impl KernelView {
     }
 }
 
-fn failed(e: impl std::fmt::Display) -> ViewError {
-    ViewError::Failed(e.to_string())
-}
-
 impl View for KernelView {
     fn namespace_of(&self, pidfd: BorrowedFd<'_>) -> Result<NsId, ViewError> {
         self.kernel.task_ns(pidfd).map_err(|e| {
@@ -47,7 +43,7 @@ impl View for KernelView {
             if e.errno() == Some(bpfns_sys::Errno::SRCH) {
                 ViewError::Gone
             } else {
-                ViewError::Failed(e.to_string())
+                ViewError::Kernel(e)
             }
         })
     }
@@ -55,9 +51,9 @@ impl View for KernelView {
     fn visible_ids(&self, viewer: NsId, kind: ObjectKind) -> Result<Vec<u32>, ViewError> {
         if viewer.is_root() && kind == ObjectKind::Btf {
             // The root sees everything: no ownership lookups needed.
-            return bpfns_sys::bpf::all_ids(kind).map_err(failed);
+            return Ok(bpfns_sys::bpf::all_ids(kind)?);
         }
-        let objects = self.kernel.list(kind).map_err(failed)?;
+        let objects = self.kernel.list(kind)?;
         let vis = Visibility::new(&self.registry(), viewer);
         let mut ids: Vec<u32> = objects
             .into_iter()
@@ -73,25 +69,20 @@ impl View for KernelView {
         if viewer.is_root() {
             return Ok(true);
         }
-        let owner = self.kernel.owner(kind, id).map_err(failed)?;
+        let owner = self.kernel.owner(kind, id)?;
         Ok(self.registry().visible(viewer, owner))
     }
 
-    fn reserve_record(&self, ns: NsId) -> Result<Result<(), String>, ViewError> {
-        self.kernel
-            .reserve_record(ns)
-            .map(|r| r.map_err(|refusal| refusal.to_string()))
-            .map_err(failed)
+    fn reserve_record(&self, ns: NsId) -> Result<Result<(), QuotaRefusal>, ViewError> {
+        Ok(self.kernel.reserve_record(ns)?)
     }
 
     fn release_record(&self, ns: NsId) -> Result<(), ViewError> {
-        self.kernel.release_record(ns).map_err(failed)
+        Ok(self.kernel.release_record(ns)?)
     }
 
     fn record_program(&self, ns: NsId, id: u32) -> Result<bool, ViewError> {
-        self.kernel
-            .record_new(ObjectKind::Prog, id, ns)
-            .map_err(failed)
+        Ok(self.kernel.record_new(ObjectKind::Prog, id, ns)?)
     }
 
     fn allows_tracing(&self, ns: NsId) -> Result<bool, ViewError> {

@@ -1,6 +1,6 @@
-//! The parsing of `/proc` text (`bpfns_sys::procfs`: a caller's capabilities, the parent pid
-//! from `/proc/<pid>/stat`), and the supervisor's `fs_creds_from_status`,
-//! `nspids_from_status` and `kind_of_link_target`.
+//! The parsing of `/proc` text (`bpfns_sys::procfs`: a caller's capabilities, fs credentials
+//! and pid-namespace ids, the parent pid from `/proc/<pid>/stat`), and the supervisor's
+//! `kind_of_link_target`.
 //!
 //! Two parts. (1) The whole input as text through every parser: nothing panics.
 //! (2) A task chooses its own name (comm), and the kernel prints it inside the very files
@@ -10,8 +10,11 @@
 #![no_main]
 
 use bpfns_fuzz::{le_u32, le_u64};
-use bpfns_sys::procfs::{caps, ppid_from_stat as parse_ppid};
-use bpfnsd::supervisor::attr::{fs_creds_from_status, kind_of_link_target, nspids_from_status};
+use bpfns_sys::procfs::{
+    caps, fs_creds as fs_creds_from_status, nspids as nspids_from_status,
+    ppid_from_stat as parse_ppid,
+};
+use bpfnsd::supervisor::attr::kind_of_link_target;
 use libfuzzer_sys::fuzz_target;
 
 /// Numbers taken from the head of the input; the rest is the task's name.

@@ -109,6 +109,8 @@ mod tests {
         assert_eq!(ids(STATUS, "Uid"), Some([1000, 1001, 1002, 1003]));
         assert_eq!(fs_creds(STATUS), Some((1003, 103, vec![4, 24, 27])));
         assert_eq!(fs_creds("Uid:\t0\n"), None);
+        let empty_groups = "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t\n";
+        assert_eq!(fs_creds(empty_groups), Some((0, 0, vec![])));
         assert_eq!(nspids(STATUS), Some(vec![4242, 7]));
         assert_eq!(tgid(STATUS), Some(4242));
         // `CapEffX:` is not `CapEff:`.

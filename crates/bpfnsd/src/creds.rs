@@ -99,8 +99,8 @@ impl Own {
         let fs = FsOwn {
             root: thread::open_dir(std::path::Path::new("/"))?,
             cwd: thread::open_dir(std::path::Path::new("."))?,
-            fsuid: own_fs_id("Uid:").unwrap_or(0),
-            fsgid: own_fs_id("Gid:").unwrap_or(0),
+            fsuid: own_fs_id("Uid").unwrap_or(0),
+            fsgid: own_fs_id("Gid").unwrap_or(0),
             groups: thread::groups()?,
         };
         Ok(Own {
@@ -118,8 +118,7 @@ impl Own {
 /// follow the effective ids unless changed; bpfnsd never changes them outside a borrow.
 fn own_fs_id(name: &str) -> Option<u32> {
     let s = std::fs::read_to_string("/proc/thread-self/status").ok()?;
-    let line = s.lines().find_map(|l| l.strip_prefix(name))?;
-    line.split_whitespace().nth(3)?.parse().ok()
+    Some(bpfns_sys::procfs::ids(&s, name)?[3])
 }
 
 /// A caller's filesystem credentials, for path lookups made as the caller.
@@ -337,7 +336,7 @@ mod tests {
         }
         std::thread::spawn(|| {
             let own = Own::open(caps::of_current_thread().expect("capget")).expect("own");
-            let fs_uid = || own_fs_id("Uid:").expect("status");
+            let fs_uid = || own_fs_id("Uid").expect("status");
             {
                 let mut b = Borrow::begin(&own).expect("begin");
                 b.euid(65534).expect("euid");

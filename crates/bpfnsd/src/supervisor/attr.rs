@@ -1621,38 +1621,6 @@ pub fn kind_of_link_target(target: &str) -> Option<ObjectKind> {
     }
 }
 
-/// From a `/proc/<tid>/status` text: `(fsuid, fsgid, supplementary groups)`, in the reader's
-/// user namespace.
-pub fn fs_creds_from_status(status: &str) -> Option<(u32, u32, Vec<u32>)> {
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::trim)
-    };
-    let fourth = |s: &str| s.split_whitespace().nth(3).and_then(|v| v.parse().ok());
-    let fsuid = fourth(field("Uid:")?)?;
-    let fsgid = fourth(field("Gid:")?)?;
-    let groups = field("Groups:")?
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<Vec<u32>, _>>()
-        .ok()?;
-    Some((fsuid, fsgid, groups))
-}
-
-/// From a `/proc/<pid>/status` text: the `NSpid:` list (outermost pid namespace first).
-pub fn nspids_from_status(status: &str) -> Option<Vec<u32>> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))
-        .map(|v| {
-            v.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect()
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2751,16 +2719,5 @@ mod tests {
         assert_eq!(kind_of_link_target("anon_inode:btf"), Some(ObjectKind::Btf));
         assert_eq!(kind_of_link_target("anon_inode:bpf-token"), None);
         assert_eq!(kind_of_link_target("/etc/passwd"), None);
-    }
-
-    #[test]
-    fn status_parsing() {
-        let s = "Name:\tx\nUid:\t1000\t1000\t1000\t1001\nGid:\t100\t100\t100\t101\n\
-                 Groups:\t4 24 27 \nNSpid:\t4242\t7\n";
-        assert_eq!(fs_creds_from_status(s), Some((1001, 101, vec![4, 24, 27])));
-        assert_eq!(nspids_from_status(s), Some(vec![4242, 7]));
-        let empty_groups = "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t\n";
-        assert_eq!(fs_creds_from_status(empty_groups), Some((0, 0, vec![])));
-        assert_eq!(fs_creds_from_status("Uid:\t0\n"), None);
     }
 }

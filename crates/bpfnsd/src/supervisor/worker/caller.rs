@@ -236,7 +236,7 @@ impl<'a> ProcCaller<'a> {
             return Ok(pid);
         }
         let status = std::fs::read_to_string(self.proc("status")).map_err(|_| Errno::SRCH)?;
-        let depth = attr::nspids_from_status(&status)
+        let depth = bpfns_sys::procfs::nspids(&status)
             .map(|v| v.len())
             .ok_or(Errno::SRCH)?;
         // Processes (not threads) whose innermost pid namespace is the caller's.
@@ -248,7 +248,7 @@ impl<'a> ProcCaller<'a> {
             let Ok(st) = std::fs::read_to_string(format!("/proc/{p}/status")) else {
                 continue;
             };
-            let Some(nspids) = attr::nspids_from_status(&st) else {
+            let Some(nspids) = bpfns_sys::procfs::nspids(&st) else {
                 continue;
             };
             if nspids.len() == depth
@@ -334,7 +334,7 @@ impl Caller for ProcCaller<'_> {
         let root = thread::open_dir(&self.proc("root")).map_err(|e| e.errno)?;
         let cwd = thread::open_dir(&self.proc("cwd")).map_err(|e| e.errno)?;
         let status = std::fs::read_to_string(self.proc("status")).map_err(|_| Errno::SRCH)?;
-        let (fsuid, fsgid, groups) = attr::fs_creds_from_status(&status).ok_or(Errno::SRCH)?;
+        let (fsuid, fsgid, groups) = bpfns_sys::procfs::fs_creds(&status).ok_or(Errno::SRCH)?;
         Ok(CallerFs {
             root,
             cwd,

@@ -16,7 +16,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bpfns_kernel::Kernel;
@@ -42,7 +42,7 @@ struct Obj {
 struct Env {
     tk: TestKernel,
     view: Arc<KernelView>,
-    registry: Arc<RwLock<Registry>>,
+    registry: bpfnsd::shared::SharedRegistry,
     a: NsId,
     a_child: NsId,
     b: NsId,
@@ -114,8 +114,8 @@ impl Env {
             tk.kernel.set_namespace(id, parent, depth).unwrap();
         }
         let kernel = Arc::new(Kernel::open(&tk.layout).unwrap());
-        let registry = Arc::new(RwLock::new(reg));
-        let view = Arc::new(KernelView::new(kernel, Arc::clone(&registry)));
+        let registry = bpfnsd::shared::SharedRegistry::new(reg);
+        let view = Arc::new(KernelView::new(kernel, registry.clone()));
         let base = PathBuf::from(format!(
             "/sys/fs/bpf/bpfns-test-nsfs-{name}-{}",
             std::process::id()
@@ -1525,16 +1525,15 @@ fn program_loads_follow_the_namespace_policy() {
     assert_eq!(load_as(&env, &["bpf-only"], KPROBE), refused);
     assert_eq!(load_as(&env, &["bpf-only"], SYSCALL), refused);
     // Allow tracing for /a (registry and kernel table, as bpfnsd does).
-    env.registry
-        .write()
-        .unwrap()
-        .set_policy(
-            &path("/a"),
-            bpfns_model::ProgramPolicy {
-                allow_tracing: true,
-            },
-        )
-        .unwrap();
+    let mut next = env.registry.read().clone();
+    next.set_policy(
+        &path("/a"),
+        bpfns_model::ProgramPolicy {
+            allow_tracing: true,
+        },
+    )
+    .unwrap();
+    env.registry.replace(next);
     env.tk
         .kernel
         .set_namespace_policy(env.a, NsId::ROOT, 1, true)

@@ -75,28 +75,7 @@ impl From<bpfns_model::Denied> for Failure {
 
 type Answer = Result<(Reply, Vec<OwnedFd>), Failure>;
 
-#[cfg(debug_assertions)]
-thread_local! {
-    /// Registry read guards alive on this thread (see [`Daemon::reg`]).
-    static REGISTRY_READS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
-/// A read guard on the registry, counted per thread in debug builds (see [`Daemon::reg`]).
-struct RegistryRead<'a>(std::sync::RwLockReadGuard<'a, Registry>);
-
-impl std::ops::Deref for RegistryRead<'_> {
-    type Target = Registry;
-    fn deref(&self) -> &Registry {
-        &self.0
-    }
-}
-
-impl Drop for RegistryRead<'_> {
-    fn drop(&mut self) {
-        #[cfg(debug_assertions)]
-        REGISTRY_READS.with(|n| n.set(0));
-    }
-}
+use crate::shared::{RegistryRead, SharedRegistry};
 
 /// A change to the namespaces: the one way bpfnsd changes them. It holds the change lock
 /// from [`Daemon::begin`] until it is dropped, so nothing else changes the registry meanwhile;
@@ -118,11 +97,7 @@ impl Txn<'_> {
             .store
             .save_registry(&self.next)
             .map_err(Failure::internal)?;
-        *self
-            .daemon
-            .registry
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = self.next.clone();
+        self.daemon.registry.replace(self.next.clone());
         Ok(())
     }
 }
@@ -158,7 +133,7 @@ pub trait ListenerSink: Send + Sync {
 pub struct Daemon {
     pub config: Config,
     pub kernel: Kernel,
-    pub registry: Arc<RwLock<Registry>>,
+    pub registry: SharedRegistry,
     store: Store,
     bpffs: NsBpffs,
     init_userns: u64,
@@ -221,7 +196,7 @@ impl Daemon {
             admission,
             config,
             kernel,
-            registry: Arc::new(RwLock::new(registry)),
+            registry: SharedRegistry::new(registry),
             store,
             bpffs,
             init_userns,
@@ -419,21 +394,9 @@ impl Daemon {
         self.changes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The registry, read-locked. At most one such guard per thread: std's RwLock deadlocks
-    /// when a thread read-locks twice while a writer waits (a bug that once hid in one
-    /// statement of `ns_delete`), so debug builds — the tests — panic on the second read.
+    /// The registry, read-locked (see [`SharedRegistry::read`]).
     fn reg(&self) -> RegistryRead<'_> {
-        #[cfg(debug_assertions)]
-        REGISTRY_READS.with(|n| {
-            assert_eq!(
-                n.get(),
-                0,
-                "the registry is read-locked twice on one thread: this deadlocks when a writer \
-                 waits in between"
-            );
-            n.set(1);
-        });
-        RegistryRead(self.registry.read().unwrap_or_else(|e| e.into_inner()))
+        self.registry.read()
     }
 
     /// Make the kernel's namespace table and the bpffs instances match the stored registry

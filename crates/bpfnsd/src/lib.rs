@@ -21,6 +21,7 @@ pub mod daemon;
 pub mod keeper;
 pub mod opener;
 pub mod server;
+pub mod shared;
 pub mod start;
 pub mod store;
 pub mod supervisor;

@@ -655,7 +655,7 @@ impl ListenerSink for SupervisorPool {
 pub fn install(daemon: &Arc<Daemon>) {
     match Kernel::open(daemon.kernel.layout()) {
         Ok(kernel) => {
-            let view = KernelView::new(Arc::new(kernel), Arc::clone(&daemon.registry));
+            let view = KernelView::new(Arc::new(kernel), daemon.registry.clone());
             let c = &daemon.config;
             let link = keeper::Link::new(keeper::KeeperConfig {
                 socket: c.keeper_socket(),
@@ -676,15 +676,10 @@ pub fn install(daemon: &Arc<Daemon>) {
                 reply: ReplyMode::AddFdThenSend,
                 ..Options::default()
             };
-            let registry = Arc::clone(&daemon.registry);
+            let registry = daemon.registry.clone();
             let pool = Arc::new(
                 SupervisorPool::with_keeper(Arc::new(view), options, link, c.limits.clone())
-                    .with_tenants(Arc::new(move |ns| {
-                        registry
-                            .read()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .tenant_of(ns)
-                    })),
+                    .with_tenants(Arc::new(move |ns| registry.read().tenant_of(ns))),
             );
             pool.take_over_from_keeper();
             daemon.set_listener_sink(pool);

@@ -2,10 +2,12 @@
 //! side (task tags, ownership records, object iterators) and the namespace registry.
 
 use std::os::fd::BorrowedFd;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use bpfns_kernel::{Kernel, QuotaRefusal};
-use bpfns_model::{NsId, ObjectKind, Registry, Visibility};
+use bpfns_model::{NsId, ObjectKind, Visibility};
+
+use crate::shared::{RegistryRead, SharedRegistry};
 
 use super::{View, ViewError};
 
@@ -13,7 +15,7 @@ use super::{View, ViewError};
 /// created or deleted by the daemon count at once).
 pub struct KernelView {
     kernel: Arc<Kernel>,
-    registry: Arc<RwLock<Registry>>,
+    registry: SharedRegistry,
 }
 
 impl std::fmt::Debug for KernelView {
@@ -25,14 +27,12 @@ impl std::fmt::Debug for KernelView {
 }
 
 impl KernelView {
-    pub fn new(kernel: Arc<Kernel>, registry: Arc<RwLock<Registry>>) -> Self {
+    pub fn new(kernel: Arc<Kernel>, registry: SharedRegistry) -> Self {
         Self { kernel, registry }
     }
 
-    fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
-        // A writer that panicked left the tree as it was before or after its change: both
-        // are consistent trees.
-        self.registry.read().unwrap_or_else(|e| e.into_inner())
+    fn registry(&self) -> RegistryRead<'_> {
+        self.registry.read()
     }
 }
 

@@ -48,6 +48,31 @@ pub enum MemberError {
     Filter(bpfns_sys::SysError),
     #[error(transparent)]
     FilterProgram(#[from] crate::filter::FilterError),
+    /// bpfnsd did not let the new process into the namespace (its code says why); the
+    /// command never ran.
+    #[error("entering {namespace}: {source}")]
+    Enter {
+        namespace: String,
+        #[source]
+        source: ClientError,
+    },
+    /// bpfnsd did not take the new process's seccomp listener; the command never ran.
+    #[error("handing the listener to bpfnsd: {0}")]
+    Handover(#[source] ClientError),
+}
+
+impl MemberError {
+    fn from_spawn(e: bpfns_sys::spawn::SpawnError<ClientError>, namespace: &str) -> Self {
+        use bpfns_sys::spawn::SpawnError;
+        match e {
+            SpawnError::Sys(e) => MemberError::Spawn(e),
+            SpawnError::Before { source, .. } => MemberError::Enter {
+                namespace: namespace.to_string(),
+                source,
+            },
+            SpawnError::WithListener { source, .. } => MemberError::Handover(source),
+        }
+    }
 }
 
 impl MemberError {
@@ -186,19 +211,19 @@ pub fn spawn_with(
             move |child| {
                 p1.store(child, Ordering::SeqCst);
                 c1.lock()
-                    .map_err(|_| "client lock".to_string())?
+                    .unwrap_or_else(|e| e.into_inner())
                     .enter(&ns1, child)
-                    .map_err(|e| format!("entering {ns1}: {e}"))
+                    .map(drop)
             },
             move |listener| {
                 let child = p2.load(Ordering::SeqCst);
                 c2.lock()
-                    .map_err(|_| "client lock".to_string())?
+                    .unwrap_or_else(|e| e.into_inner())
                     .supervise(child, listener.as_fd())
-                    .map_err(|e| format!("handing the listener to bpfnsd: {e}"))
+                    .map(drop)
             },
         )
-        .map_err(MemberError::Spawn)?;
+        .map_err(|e| MemberError::from_spawn(e, ns))?;
     // bpfnsd and its listener keeper hold the listener now; ours is closed here.
     drop(spawned.listener);
     Ok(Member {
@@ -213,9 +238,9 @@ fn spawn_nested(client: Client, ns: &str, cmd: &mut Command) -> Result<Child, Me
     bpfns_sys::gate::spawn_gated(cmd, |child| {
         client
             .lock()
-            .map_err(|_| "client lock".to_string())?
+            .unwrap_or_else(|e| e.into_inner())
             .enter(&ns1, child)
-            .map_err(|e| format!("entering {ns1}: {e}"))
+            .map(drop)
     })
-    .map_err(MemberError::Spawn)
+    .map_err(|e| MemberError::from_spawn(e, ns))
 }

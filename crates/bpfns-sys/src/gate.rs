@@ -13,13 +13,15 @@ use std::process::{Child, Command};
 
 use rustix::io::Errno;
 
-use crate::{Result, SysError};
+use crate::spawn::SpawnError;
+use crate::SysError;
 
 /// Spawn `cmd`; `before_exec(pid)` runs while the child waits. An error from it aborts the
-/// child and is returned.
-pub fn spawn_gated<F>(cmd: &mut Command, before_exec: F) -> Result<Child>
+/// child and is returned as it was ([`SpawnError::Before`]).
+pub fn spawn_gated<F, E>(cmd: &mut Command, before_exec: F) -> Result<Child, SpawnError<E>>
 where
-    F: FnOnce(i32) -> std::result::Result<(), String> + Send,
+    F: FnOnce(i32) -> Result<(), E> + Send,
+    E: std::error::Error + Send + 'static,
 {
     let (mut pid_r, pid_w) = std::io::pipe().map_err(|e| io_err("pipe", &e))?;
     let (go_r, mut go_w) = std::io::pipe().map_err(|e| io_err("pipe", &e))?;
@@ -50,15 +52,26 @@ where
             Ok(())
         });
     }
+    /// How the gate thread ended: the child let go, or why not.
+    enum Gate<E> {
+        Open,
+        Sys(SysError),
+        Refused(i32, E),
+    }
     std::thread::scope(|s| {
-        let waiter = s.spawn(move || -> std::result::Result<(), String> {
+        let waiter = s.spawn(move || {
             let mut buf = [0u8; 4];
-            pid_r
-                .read_exact(&mut buf)
-                .map_err(|e| format!("the child did not report its pid: {e}"))?;
-            before_exec(i32::from_ne_bytes(buf))?;
-            go_w.write_all(b"g")
-                .map_err(|e| format!("releasing the child: {e}"))
+            if let Err(e) = pid_r.read_exact(&mut buf) {
+                return Gate::Sys(io_err("the child did not report its pid", &e));
+            }
+            let pid = i32::from_ne_bytes(buf);
+            if let Err(e) = before_exec(pid) {
+                return Gate::Refused(pid, e);
+            }
+            match go_w.write_all(b"g") {
+                Ok(()) => Gate::Open,
+                Err(e) => Gate::Sys(io_err("releasing the child", &e)),
+            }
         });
         let child = cmd.spawn();
         // Our copies must close so the waiter sees EOF if the child died early.
@@ -66,14 +79,16 @@ where
         drop(go_r);
         let gate = waiter
             .join()
-            .unwrap_or_else(|_| Err("the gate thread panicked".into()));
+            .unwrap_or_else(|_| Gate::Sys(SysError::new("the gate thread panicked", Errno::IO)));
         let mut child = child.map_err(|e| io_err("spawn", &e))?;
-        if let Err(msg) = gate {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(SysError::new(msg, Errno::CANCELED));
-        }
-        Ok(child)
+        let failed = match gate {
+            Gate::Open => return Ok(child),
+            Gate::Sys(e) => SpawnError::Sys(SysError::new(e.op, Errno::CANCELED)),
+            Gate::Refused(pid, source) => SpawnError::Before { pid, source },
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(failed)
     })
 }
 

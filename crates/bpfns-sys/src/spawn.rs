@@ -177,21 +177,23 @@ impl MemberSetup {
     /// from either aborts the child and is returned.
     ///
     /// `cmd` gets a `pre_exec` hook for this one spawn: spawning it again fails.
-    pub fn spawn<B, L>(
+    pub fn spawn<B, L, E>(
         self,
         cmd: &mut Command,
         before_setup: B,
         with_listener: L,
-    ) -> Result<Spawned>
+    ) -> std::result::Result<Spawned, SpawnError<E>>
     where
-        B: FnOnce(i32) -> std::result::Result<(), String> + Send,
-        L: FnOnce(&Listener) -> std::result::Result<(), String> + Send,
+        B: FnOnce(i32) -> std::result::Result<(), E> + Send,
+        L: FnOnce(&Listener) -> std::result::Result<(), E> + Send,
+        E: std::error::Error + Send + 'static,
     {
         if !self.flags.contains(FilterFlags::NEW_LISTENER) {
             return Err(SysError::new(
                 "spawn member: filter flags lack NEW_LISTENER",
                 Errno::INVAL,
-            ));
+            )
+            .into());
         }
         let (parent_sock, child_sock) = seqpacket_pair()?;
         let wait_ack = self.wait_ack;
@@ -220,10 +222,10 @@ impl MemberSetup {
                 let _ = shutdown(&parent_sock);
             }
             let parent = helper.join().unwrap_or_else(|_| {
-                Err(SysError::new(
+                Err(SpawnError::Sys(SysError::new(
                     "spawn member: helper thread panicked",
                     Errno::IO,
-                ))
+                )))
             });
             (spawned, parent)
         });
@@ -238,12 +240,34 @@ impl MemberSetup {
             // The parent side's error explains a child that gave up (ECANCELED) best.
             (Err(_), Err(e)) => Err(e),
             // The errno is the cause (ENOENT: no such command); say it once.
-            (Err(e), Ok(_)) => Err(match Errno::from_io_error(&e) {
+            (Err(e), Ok(_)) => Err(SpawnError::Sys(match Errno::from_io_error(&e) {
                 Some(errno) => SysError::new("executing the command", errno),
                 None => SysError::new(format!("spawning the member: {e}"), Errno::IO),
-            }),
+            })),
         }
     }
+}
+
+/// Why a spawn failed: a system call (its errno says why; `ENOENT` from executing: no such
+/// command), or one of the caller's callbacks, whose error is kept as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError<E: std::error::Error + 'static> {
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    /// The callback that runs before the child is set up failed; the child never ran.
+    #[error("before setting up process {pid}: {source}")]
+    Before {
+        pid: i32,
+        #[source]
+        source: E,
+    },
+    /// The callback given the child's listener failed; the child never ran its command.
+    #[error("with the seccomp listener of process {pid}: {source}")]
+    WithListener {
+        pid: i32,
+        #[source]
+        source: E,
+    },
 }
 
 /// Make `cmd` drop `caps` from every capability set before it execs, as
@@ -609,15 +633,16 @@ fn drop_caps_raw(mask: u64, no_new_privs: bool) -> io::Result<()> {
 }
 
 /// The parent's half, on a helper thread while `Command::spawn` waits for the exec.
-fn parent_side<B, L>(
+fn parent_side<B, L, E>(
     sock: &std::os::fd::OwnedFd,
     before_setup: B,
     with_listener: L,
     wait_ack: bool,
-) -> Result<Listener>
+) -> std::result::Result<Listener, SpawnError<E>>
 where
-    B: FnOnce(i32) -> std::result::Result<(), String>,
-    L: FnOnce(&Listener) -> std::result::Result<(), String>,
+    B: FnOnce(i32) -> std::result::Result<(), E>,
+    L: FnOnce(&Listener) -> std::result::Result<(), E>,
+    E: std::error::Error + 'static,
 {
     use std::os::fd::AsFd;
     let raw = sock.as_raw_fd();
@@ -625,12 +650,9 @@ where
     recv_exact_raw(raw, &mut pid)
         .map_err(|e| SysError::new("spawn member: waiting for the child's pid", e))?;
     let pid = i32::from_ne_bytes(pid);
-    if let Err(msg) = before_setup(pid) {
+    if let Err(source) = before_setup(pid) {
         let _ = send_raw(raw, &[ABORT]);
-        return Err(SysError::new(
-            format!("spawn member: before setup of {pid}: {msg}"),
-            Errno::CANCELED,
-        ));
+        return Err(SpawnError::Before { pid, source });
     }
     send_raw(raw, &[GO]).map_err(|e| SysError::new("spawn member: go", e))?;
     let mut b = [0u8; 1];
@@ -644,21 +666,17 @@ where
         Some(fd) if n == 1 && b[0] == LISTENER => fd,
         // EOF: the child failed before sending (spawn reports why).
         _ => {
-            return Err(SysError::new(
-                "spawn member: the child sent no listener",
-                Errno::PIPE,
-            ))
+            return Err(
+                SysError::new("spawn member: the child sent no listener", Errno::PIPE).into(),
+            )
         }
     };
     let listener = Listener::from_fd(fd);
-    if let Err(msg) = with_listener(&listener) {
+    if let Err(source) = with_listener(&listener) {
         if wait_ack {
             let _ = send_raw(raw, &[ABORT]);
         }
-        return Err(SysError::new(
-            format!("spawn member: with the listener of {pid}: {msg}"),
-            Errno::CANCELED,
-        ));
+        return Err(SpawnError::WithListener { pid, source });
     }
     if wait_ack {
         send_raw(raw, &[ACK]).map_err(|e| SysError::new("spawn member: ack", e))?;
@@ -696,7 +714,7 @@ mod tests {
                 &mut cmd,
                 |pid| {
                     seen = pid;
-                    Ok(())
+                    Ok::<(), std::convert::Infallible>(())
                 },
                 |_| Ok(()),
             )
@@ -729,7 +747,11 @@ mod tests {
         let sp = MemberSetup::new(filter)
             .no_new_privs(true)
             .drop_capabilities(CapabilitySet::PERFMON | CapabilitySet::SYS_ADMIN)
-            .spawn(&mut cmd, |_| Ok(()), |_| Ok(()))
+            .spawn(
+                &mut cmd,
+                |_| Ok::<(), std::convert::Infallible>(()),
+                |_| Ok(()),
+            )
             .expect("spawn");
         let out = sp.child.wait_with_output().expect("wait");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -769,9 +791,17 @@ mod tests {
         let mut cmd = Command::new("/bin/true");
         let e = MemberSetup::new(getppid_filter())
             .no_new_privs(true)
-            .spawn(&mut cmd, |_| Err("no namespace".into()), |_| Ok(()))
+            .spawn(
+                &mut cmd,
+                |_| Err(std::io::Error::other("no namespace")),
+                |_| Ok(()),
+            )
             .expect_err("aborted");
-        assert!(e.op.contains("no namespace"), "{e}");
+        // The callback's own error comes back, as it was.
+        match e {
+            SpawnError::Before { source, .. } => assert_eq!(source.to_string(), "no namespace"),
+            e => panic!("{e}"),
+        }
         // The hook refuses a second use of the same command.
         assert!(cmd.spawn().is_err());
     }
@@ -781,8 +811,15 @@ mod tests {
         let mut cmd = Command::new("/nonexistent/bpfns-test");
         let e = MemberSetup::new(getppid_filter())
             .no_new_privs(true)
-            .spawn(&mut cmd, |_| Ok(()), |_| Ok(()))
+            .spawn(
+                &mut cmd,
+                |_| Ok::<(), std::convert::Infallible>(()),
+                |_| Ok(()),
+            )
             .expect_err("no such program");
-        assert_eq!(e.errno, Errno::NOENT, "{e}");
+        assert!(
+            matches!(e, SpawnError::Sys(ref s) if s.errno == Errno::NOENT),
+            "{e}"
+        );
     }
 }

@@ -438,17 +438,17 @@ impl Daemon {
             }
         }
         for (id, w @ (p, d, tracing)) in &want {
-            let one = |notes: &mut Vec<String>| -> Result<(), String> {
+            let one = |notes: &mut Vec<String>| -> Result<(), Restore> {
                 // The limit first: a namespace is never in the kernel's table without it.
                 if let Some(limit) = reg.max_objects(*id) {
                     let q = self
                         .kernel
                         .namespace_quota(*id)
-                        .map_err(|e| e.to_string())?;
+                        .map_err(Restore::Kernel)?;
                     if q.limit != Some(u64::from(limit)) {
                         self.kernel
                             .set_namespace_limit(*id, u64::from(limit))
-                            .map_err(|e| e.to_string())?;
+                            .map_err(Restore::Kernel)?;
                         notes.push(format!(
                             "restored the limit of namespace {id} ({limit} objects)"
                         ));
@@ -457,11 +457,11 @@ impl Daemon {
                 if have.get(id) != Some(w) {
                     self.kernel
                         .set_namespace_policy(*id, *p, *d, *tracing)
-                        .map_err(|e| e.to_string())?;
+                        .map_err(Restore::Kernel)?;
                     notes.push(format!("restored namespace {id} in the kernel table"));
                 }
                 if !self.bpffs.is_mounted(*id) {
-                    self.bpffs.ensure(*id).map_err(|e| e.to_string())?;
+                    self.bpffs.ensure(*id).map_err(Restore::Bpffs)?;
                     notes.push(format!("mounted the bpffs of namespace {id}"));
                 }
                 Ok(())
@@ -1495,6 +1495,15 @@ pub fn describe_event(
 /// How an owner is named in listings and logs: its path; `quarantine` for the quarantined
 /// objects (programs whose loader the kernel side stopped: no namespace sees them); `ns:ID`
 /// for an id the registry does not know.
+/// Why a namespace could not be put back as the registry has it (at start).
+#[derive(Debug, thiserror::Error)]
+enum Restore {
+    #[error(transparent)]
+    Kernel(bpfns_kernel::KernelError),
+    #[error(transparent)]
+    Bpffs(crate::bpffs::BpffsError),
+}
+
 /// Namespace `p` if `caller` may see it (its own namespace and below): others are not found.
 fn visible_in(reg: &Registry, caller: &Caller, p: &NsPath) -> Result<NsId, Failure> {
     reg.id(p)

@@ -290,6 +290,47 @@ fn deleting_the_same_namespace_twice_works() {
     }
 }
 
+/// A deletion copies to the parent only the pins of the namespace's own objects, found through
+/// handles (a subdirectory included): a pin of another namespace's object, or of the root's,
+/// and symbolic links stay behind and go with the instance.
+#[test]
+fn a_deletion_copies_only_the_namespaces_own_pins() {
+    require_kernel!();
+    let d = TestDaemon::start("delete-own-pins");
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    let s = c.ns_create("/s").unwrap();
+    let n = c.ns_create("/a/b").unwrap();
+    let b = PathBuf::from(&n.bpffs);
+    std::fs::create_dir(b.join("sub")).unwrap();
+    let own = pinned_map_in(&d, "/a/b", &b.join("sub").join("m"));
+    let foreign = pinned_map_in(&d, "/s", &PathBuf::from(&s.bpffs).join("victim"));
+    // The administrator's pins in /a/b's tree: /s's map, and a map of the root.
+    let fd = bpfns_sys::bpf::fd_by_id(ObjectKind::Map, foreign).unwrap();
+    bpfns_sys::bpf::obj_pin(&fd, &b.join("foreign")).unwrap();
+    let root_map = bpfns_sys::bpf::map_create(2 /* array */, "rootmap", 4, 4, 1).unwrap();
+    bpfns_sys::bpf::obj_pin(&root_map, &b.join("rootmap")).unwrap();
+    std::os::unix::fs::symlink(&s.bpffs, b.join("link")).unwrap();
+    let (_, moved) = c.ns_delete("/a/b").unwrap();
+    assert_eq!(moved, 1, "its own map");
+    let a = PathBuf::from(c.ns_show("/a").unwrap().bpffs);
+    let dest = a.join(format!("orphans/b-{}", n.id));
+    let fd = bpfns_sys::bpf::obj_get(&dest.join("sub/m")).unwrap();
+    let info = bpfns_sys::bpf::info::<bpfns_sys::bpf::bpf_map_info>(&fd).unwrap();
+    assert_eq!(info.id, own);
+    let mut left: Vec<String> = std::fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["sub"],
+        "nothing but its own pins in {}",
+        dest.display()
+    );
+}
+
 /// A deletion that fails midway (here: the parent's bpffs is read-only, so its pins cannot
 /// move) changes nothing: the namespace, its pins and its objects' owner stay as they were,
 /// and nothing is left in the parent's tree; once the cause is gone it deletes.

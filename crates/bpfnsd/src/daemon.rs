@@ -441,10 +441,7 @@ impl Daemon {
             let one = |notes: &mut Vec<String>| -> Result<(), Restore> {
                 // The limit first: a namespace is never in the kernel's table without it.
                 if let Some(limit) = reg.max_objects(*id) {
-                    let q = self
-                        .kernel
-                        .namespace_quota(*id)
-                        .map_err(Restore::Kernel)?;
+                    let q = self.kernel.namespace_quota(*id).map_err(Restore::Kernel)?;
                     if q.limit != Some(u64::from(limit)) {
                         self.kernel
                             .set_namespace_limit(*id, u64::from(limit))
@@ -859,21 +856,32 @@ impl Daemon {
         // later step fails: the pins are copied (the originals stay until the end), the
         // ownership records moved (and moved back on failure).
         let name = p.name().unwrap_or("ns").to_string();
-        let mut pins = self.bpffs.repin_to_parent(id, &name, parent).map_err(|e| {
-            if e.is_in_the_way() {
-                let f = self.delete_failed(&p, "copying its pins to its parent's bpffs", e);
-                Failure::new(
-                    ErrorCode::Conflict,
-                    format!(
-                        "{} (orphans/ in the parent's bpffs must be a directory of that \
+        // Only the namespace's own objects (and those of any namespace below it) go to the
+        // parent: a pin of anyone else's object in its tree stays behind, and goes with it.
+        let subtree: std::collections::HashSet<NsId> = self.reg().subtree(id).into_iter().collect();
+        let owns = |kind: ObjectKind, oid: u32| {
+            self.kernel
+                .owner(kind, oid)
+                .map(|owner| subtree.contains(&owner))
+        };
+        let mut pins = self
+            .bpffs
+            .repin_to_parent(id, &name, parent, &owns)
+            .map_err(|e| {
+                if e.is_in_the_way() {
+                    let f = self.delete_failed(&p, "copying its pins to its parent's bpffs", e);
+                    Failure::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "{} (orphans/ in the parent's bpffs must be a directory of that \
                              bpffs: remove what is there, or move it away)",
-                        f.message
-                    ),
-                )
-            } else {
-                self.delete_failed(&p, "copying its pins to its parent's bpffs", e)
-            }
-        })?;
+                            f.message
+                        ),
+                    )
+                } else {
+                    self.delete_failed(&p, "copying its pins to its parent's bpffs", e)
+                }
+            })?;
         let mut tx = self.begin();
         if !self.members_of(id)?.is_empty() || !tx.next.children(id).is_empty() {
             pins.undo();
@@ -914,6 +922,22 @@ impl Daemon {
         }
         if let Some(dest) = &pins.dest {
             tracing::info!(namespace = %p, pins = pins.count(), to = %dest.display(), "moved its pins");
+        }
+        if !pins.left_behind.is_empty() {
+            // Its members may have made thousands: one line, with the first few.
+            let first: Vec<String> = pins
+                .left_behind
+                .iter()
+                .take(5)
+                .map(|(pin, why)| format!("{} ({why})", pin.display()))
+                .collect();
+            tracing::warn!(
+                namespace = %p,
+                "left {} entries of its bpffs behind, not copied to its parent: {}{}",
+                pins.left_behind.len(),
+                first.join(", "),
+                if pins.left_behind.len() > first.len() { ", ..." } else { "" }
+            );
         }
         tracing::info!(namespace = %p, moved, "deleted namespace");
         Ok((

@@ -78,8 +78,9 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 58] = [
+pub const ACTIONS: [&str; 59] = [
     "rt-orphans",
+    "rt-orphan-race",
     "rt-stall",
     "rt-flood",
     "rt-kill",
@@ -523,6 +524,14 @@ pub fn run(exe: &Path, args: &[String]) {
         "rt-hijack" => hijack(&arg(1), &arg(2), &arg(3), &arg(4)),
         "rt-fill" => fill(&arg(1), &arg(2)),
         "rt-orphans" => orphans_symlink(&arg(1), &arg(2), &arg(3)),
+        "rt-orphan-race" => orphan_race(
+            &arg(1),
+            &arg(2),
+            &arg(3),
+            arg(4).parse().unwrap_or(300),
+            arg(5).parse().unwrap_or(300),
+            &args[6..],
+        ),
         // rt-stall DIR: make DIR, hold its inode lock until stdin closes.
         "rt-stall" => {
             let dir = PathBuf::from(arg(1));
@@ -2543,4 +2552,98 @@ fn orphans_symlink(target: &str, sock: &str, ns: &str) {
         ),
     };
     say(&format!("delete={r}"));
+}
+
+/// The race of a deletion's copy into `orphans/`: with a directory fd of the child namespace's
+/// bpffs (received from `fd_sock`, as a member of the child would send it), make `pairs`
+/// empty directories `dN` and symbolic links `lN` to the `targets` (in turn) there, wait for
+/// bpfnsd to open that directory (inotify), and `delay_us` later swap every pair
+/// (`RENAME_EXCHANGE`) while bpfnsd copies: a copy that follows links would take whatever is
+/// pinned at the targets into this namespace's `orphans/`.
+fn orphan_race(
+    fd_sock: &str,
+    sock: &str,
+    ns: &str,
+    pairs: usize,
+    delay_us: u64,
+    targets: &[String],
+) {
+    let dir = match UnixStream::connect(fd_sock) {
+        Ok(s) => {
+            let mut fds = Vec::new();
+            let mut b = [0u8; 1];
+            match bpfns_sys::unix::recv_exact_with_fds(s.as_fd(), &mut b, &mut fds) {
+                Ok(true) if !fds.is_empty() => fds.swap_remove(0),
+                Ok(_) => fail("no fd received"),
+                Err(e) => fail(&format!("receiving the fd: {e}")),
+            }
+        }
+        Err(e) => fail(&format!("connect {fd_sock}: {e}")),
+    };
+    let mut setup = "ok".to_string();
+    for i in 0..pairs {
+        let target = Path::new(&targets[i % targets.len().max(1)]);
+        let (d, l) = (
+            PathBuf::from(format!("d{i}")),
+            PathBuf::from(format!("l{i}")),
+        );
+        if let Err(e) = testhooks::mkdir_at(dir.as_fd(), &d)
+            .and_then(|()| testhooks::symlink_at(target, dir.as_fd(), &l))
+        {
+            setup = errno_str(e);
+            break;
+        }
+    }
+    say(&format!("setup={setup}"));
+    let watched = format!("/proc/self/fd/{}", dir.as_raw_fd());
+    let racer = (setup == "ok").then(|| {
+        let watch = testhooks::watch_opens(Path::new(&watched))
+            .unwrap_or_else(|e| fail(&format!("inotify: {}", errno_str(e))));
+        let dir = dir.try_clone().unwrap_or_else(|e| fail(&e.to_string()));
+        std::thread::spawn(move || {
+            // Bounded: a copy that never opens the directory is simply not raced.
+            let opened = testhooks::wait_inotify(&watch, Duration::from_secs(20)).unwrap_or(false);
+            std::thread::sleep(Duration::from_micros(delay_us));
+            let swapped = (0..pairs)
+                .filter(|i| {
+                    testhooks::rename_exchange_at(
+                        dir.as_fd(),
+                        Path::new(&format!("d{i}")),
+                        Path::new(&format!("l{i}")),
+                    )
+                    .is_ok()
+                })
+                .count();
+            format!("{}{swapped}", if opened { "" } else { "unopened:" })
+        })
+    });
+    // The child may still have a member for a moment (its fd's sender): retry a conflict.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = bpfns_client::Client::connect(sock).and_then(|mut c| c.ns_delete(ns));
+        match r {
+            Err(e)
+                if e.code() == Some(bpfns_proto::ErrorCode::Conflict)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok((to, n)) => break format!("ok:{n}-to-{to}"),
+            Err(e) => {
+                break format!(
+                    "denied:{}",
+                    e.code()
+                        .map(|c| format!("{c:?}"))
+                        .unwrap_or_else(|| e.to_string().replace(' ', "_"))
+                )
+            }
+        }
+    };
+    say(&format!("delete={r}"));
+    if let Some(h) = racer {
+        say(&format!(
+            "swapped={}",
+            h.join().unwrap_or_else(|_| "panicked".into())
+        ));
+    }
 }

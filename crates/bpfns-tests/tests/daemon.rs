@@ -290,6 +290,48 @@ fn deleting_the_same_namespace_twice_works() {
     }
 }
 
+/// A namespace whose only task is a zombie (a member that exited, its parent not reaping it)
+/// has no members: it is deleted without `force`, and a forced deletion does not wait for the
+/// zombie either.
+#[test]
+fn a_namespace_whose_only_task_is_a_zombie_is_deleted() {
+    require_kernel!();
+    let d = TestDaemon::start("delete-zombie");
+    let mut c = d.client();
+    for (round, force) in [(0, false), (1, true)] {
+        let ns = format!("/z{round}");
+        c.ns_create(&ns).unwrap();
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "read x"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        c.enter(&ns, pid).unwrap();
+        assert_eq!(c.ns_show(&ns).unwrap().members, 1, "a live member counts");
+        drop(child.stdin.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let stat = bpfns_sys::procfs::read_stat(pid).unwrap();
+            let state = stat.rsplit_once(')').unwrap().1.split_whitespace().next();
+            if state == Some("Z") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{pid} never exited");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            c.ns_show(&ns).unwrap().members,
+            0,
+            "a zombie does not count"
+        );
+        let deleted = c.ns_delete_with(&ns, force);
+        let _ = child.wait();
+        let (to, _) = deleted.unwrap_or_else(|e| panic!("deleting {ns} (force {force}): {e}"));
+        assert_eq!(to, "/");
+    }
+}
+
 /// A deletion copies to the parent only the pins of the namespace's own objects, found through
 /// handles (a subdirectory included): a pin of another namespace's object, or of the root's,
 /// and symbolic links stay behind and go with the instance.

@@ -3744,6 +3744,98 @@ fn scene_stall(m: &mut Matrix) {
         let _ = sc.admin.ns_delete(&kid);
         let _ = std::fs::remove_dir_all(t_bpffs.join("orphans"));
     }
+    lock_hog_row(&mut sc, m);
+}
+
+/// How long `ns_delete --force` waits for killed members to go: the most one request held
+/// bpfnsd's change lock for when it waited under it.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// The host's everyday requests, timed: create a namespace, start a member there (as
+/// `bpfns exec` does) and let it finish, delete the namespace.
+fn host_round(sock: &Path, ns: &str) -> Result<Duration, String> {
+    let t = Instant::now();
+    let mut c = bpfns_client::Client::connect(sock).map_err(|e| e.to_string())?;
+    c.ns_create(ns).map_err(|e| format!("ns create: {e}"))?;
+    let mut cmd = Command::new("/bin/true");
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    let ran = bpfns_client::member::spawn(sock, ns, &mut cmd)
+        .map_err(|e| format!("member: {e}"))
+        .and_then(|mut m| m.wait().map_err(|e| format!("member: {e}")));
+    let deleted = c.ns_delete(ns).map_err(|e| format!("ns delete: {e}"));
+    ran?;
+    deleted?;
+    Ok(t.elapsed())
+}
+
+/// [`host_round`] on a thread of its own, bounded.
+fn timed_host_round(sock: &Path, ns: String) -> Result<Duration, String> {
+    let (tx, rx) = channel();
+    let sock = sock.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(host_round(&sock, &ns));
+    });
+    rx.recv_timeout(RUN_TIMEOUT)
+        .unwrap_or_else(|_| Err("no answer within a minute".into()))
+}
+
+/// A member keeps bpfnsd's change lock busy: a zombie of its own entered into a namespace
+/// below it, and four threads asking `ns_delete --force` of that namespace in a loop (each
+/// request waited for the zombie, which never goes, for [`KILL_WAIT`] under the lock).
+/// Meanwhile the host creates a namespace, starts a member in it and deletes it. Blocked when
+/// the host's round under the hog takes less than one such wait (a control round with no hog,
+/// in the same run, gives the ratio).
+fn lock_hog_row(sc: &mut Scene, m: &mut Matrix) {
+    let row =
+        "a zombie member and ns_delete --force in a loop from four threads (the change-lock hog)";
+    let sock = sc.d.socket.to_string_lossy().into_owned();
+    for level in LEVELS {
+        let i = level.index();
+        let control = timed_host_round(&sc.d.socket, format!("/rt_hogc{i}"));
+        let mut bg = sc.start_in(
+            "/t",
+            &[
+                "rt-as".into(),
+                level.arg().into(),
+                "rt-lock-hog".into(),
+                sock.clone(),
+                format!("/t/z{i}"),
+                "4".into(),
+                "4".into(),
+            ],
+        );
+        let hogging = bg.expect("hogging").unwrap_or_else(|| "no answer".into());
+        std::thread::sleep(Duration::from_millis(200));
+        let hogged = timed_host_round(&sc.d.socket, format!("/rt_hogh{i}"));
+        let hog = bg.expect("hog").unwrap_or_else(|| "no answer".into());
+        drop(bg);
+        let _ = sc.admin.ns_delete_with(&format!("/t/z{i}"), true);
+        let c = match (control, hogged) {
+            (Err(e), _) => cell(Verdict::Error, format!("the control round failed: {e}")),
+            (_, Err(e)) if e.contains("within a minute") => escape(format!(
+                "{hogging}; the host's round waited over a minute; the hog's deletions: {hog}"
+            )),
+            (_, Err(e)) => cell(
+                Verdict::Error,
+                format!("{hogging}; a host request failed: {e}"),
+            ),
+            (Ok(ctl), Ok(h)) => {
+                let why = format!(
+                    "{hogging}; the hog's deletions: {hog}; the host's round (ns create, a \
+                     member, ns delete): {} ms, {} ms with no hog (×{:.1})",
+                    h.as_millis(),
+                    ctl.as_millis(),
+                    h.as_secs_f64() / ctl.as_secs_f64().max(1e-3)
+                );
+                if h < KILL_WAIT {
+                    blocked(why)
+                } else {
+                    escape(format!("{why}: it waited behind the hog"))
+                }
+            }
+        };
+        m.set(row, level, c);
+    }
 }
 
 type SceneFn = fn(&mut Matrix);

@@ -800,6 +800,15 @@ impl Daemon {
         let early = self.visible_ns(caller, path)?;
         may_delete(&self.reg(), caller.policy(), early)?;
         self.collect_garbage()?;
+        // Members are killed, and waited for, before the change lock is taken, never under
+        // it: one that does not go keeps only this request waiting. Whether any is left is
+        // checked again under the lock.
+        if force {
+            let members = self.members_of(early)?;
+            if !members.is_empty() {
+                self.kill_members(&p, early, &members)?;
+            }
+        }
         let tx = self.begin();
         let (id, parent, parent_path) = {
             let reg = &tx.next;
@@ -818,21 +827,21 @@ impl Daemon {
             let parent = reg.parent(id).unwrap_or(NsId::ROOT);
             (id, parent, self_path(reg, parent))
         };
-        let mut members = self.members_of(id)?;
-        if !members.is_empty() && force {
-            self.kill_members(&p, id, &members)?;
-            members = self.members_of(id)?;
-        }
+        let members = self.members_of(id)?;
         if !members.is_empty() {
             let shown: Vec<String> = members.iter().take(8).map(|t| t.to_string()).collect();
             return Err(Failure::new(
                 ErrorCode::Conflict,
                 format!(
-                    "namespace {p} still has {} member task(s) (tids {}{}); stop them first, or \
-                     delete with --force, which kills them",
+                    "namespace {p} still has {} member task(s) (tids {}{}); {}",
                     members.len(),
                     shown.join(", "),
-                    if members.len() > 8 { ", ..." } else { "" }
+                    if members.len() > 8 { ", ..." } else { "" },
+                    if force {
+                        "they were killed but had not gone yet, or entered meanwhile: try again"
+                    } else {
+                        "stop them first, or delete with --force, which kills them"
+                    }
                 ),
             ));
         }
@@ -1002,7 +1011,8 @@ impl Daemon {
             .contains(&id)
     }
 
-    /// The tasks (thread ids) of namespace `id`.
+    /// The live tasks (thread ids) of namespace `id` (exited ones, zombies included, are not
+    /// listed by the kernel side: they can do nothing).
     fn members_of(&self, id: NsId) -> Result<Vec<i32>, Failure> {
         Ok(self
             .kernel
@@ -1015,7 +1025,7 @@ impl Daemon {
     }
 
     /// Kill (SIGKILL) the processes of the member tasks `tids` of namespace `id` and wait, a
-    /// few seconds at most, until none is left.
+    /// few seconds at most, until none is left. Never called with the change lock held.
     fn kill_members(&self, p: &NsPath, id: NsId, tids: &[i32]) -> Result<(), Failure> {
         let mut killed = std::collections::BTreeSet::new();
         for &tid in tids {

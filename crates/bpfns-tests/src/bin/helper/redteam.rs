@@ -78,7 +78,8 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 59] = [
+pub const ACTIONS: [&str; 60] = [
+    "rt-lock-hog",
     "rt-orphans",
     "rt-orphan-race",
     "rt-stall",
@@ -524,6 +525,12 @@ pub fn run(exe: &Path, args: &[String]) {
         "rt-hijack" => hijack(&arg(1), &arg(2), &arg(3), &arg(4)),
         "rt-fill" => fill(&arg(1), &arg(2)),
         "rt-orphans" => orphans_symlink(&arg(1), &arg(2), &arg(3)),
+        "rt-lock-hog" => lock_hog(
+            &arg(1),
+            &arg(2),
+            arg(3).parse().unwrap_or(4),
+            arg(4).parse().unwrap_or(5),
+        ),
         "rt-orphan-race" => orphan_race(
             &arg(1),
             &arg(2),
@@ -2646,4 +2653,76 @@ fn orphan_race(
             h.join().unwrap_or_else(|_| "panicked".into())
         ));
     }
+}
+
+/// The lock hog: create namespace `ns` (below this member's own), enter a child of ours into
+/// it and let the child exit unreaped (a zombie, which never goes while we live), then have
+/// `threads` threads ask `ns_delete --force` of it for `secs` seconds. Says `hogging=` once the
+/// threads run and `hog=` with the answers they got (code×count).
+fn lock_hog(sock: &str, ns: &str, threads: usize, secs: u64) {
+    use bpfns_client::Client;
+    let code = |e: &bpfns_client::ClientError| {
+        e.code()
+            .map(|c| format!("{c:?}"))
+            .unwrap_or_else(|| "io".to_string())
+    };
+    let mut c = Client::connect(sock).unwrap_or_else(|e| fail(&format!("connect: {e}")));
+    if let Err(e) = c.ns_create(ns) {
+        say(&format!("hogging=create-{}", code(&e)));
+        say("hog=none");
+        return;
+    }
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", "read x"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| fail(&format!("spawn: {e}")));
+    let pid = child.id() as i32;
+    let entered = c.enter(ns, pid).map(|_| ()).map_err(|e| code(&e));
+    drop(child.stdin.take()); // it exits; never reaped until the end
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let zombie = loop {
+        let state = bpfns_sys::procfs::read_stat(pid)
+            .ok()
+            .and_then(|st| {
+                st.rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().next().map(str::to_string))
+            })
+            .unwrap_or_default();
+        if state == "Z" || std::time::Instant::now() > deadline {
+            break state == "Z";
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    say(&format!(
+        "hogging=entered-{} zombie-{zombie}",
+        entered.err().unwrap_or_else(|| "ok".into())
+    ));
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    let answers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (sock, ns) = (sock.to_string(), ns.to_string());
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                while std::time::Instant::now() < end {
+                    let r = Client::connect(&sock).and_then(|mut c| c.ns_delete_with(&ns, true));
+                    got.push(match r {
+                        Ok(_) => "deleted".to_string(),
+                        Err(e) => code(&e),
+                    });
+                }
+                got
+            })
+        })
+        .collect();
+    let mut tally = std::collections::BTreeMap::<String, u32>::new();
+    for h in answers {
+        for a in h.join().unwrap_or_default() {
+            *tally.entry(a).or_default() += 1;
+        }
+    }
+    let _ = child.wait();
+    let _ = c.ns_delete_with(ns, true);
+    let t: Vec<String> = tally.iter().map(|(k, n)| format!("{k}×{n}")).collect();
+    say(&format!("hog={}", t.join(",")));
 }

@@ -332,6 +332,59 @@ fn a_namespace_whose_only_task_is_a_zombie_is_deleted() {
     }
 }
 
+/// A member's mount namespace keeps no other namespace's bpffs instance: deleted while a
+/// member of a sibling runs, an instance is gone with its pins (a map pinned only there is
+/// freed: its id no longer opens) — the member's setup detached it, not only covered it.
+/// (Its mount point is kept, so that the instance would stay mounted in the member's mount
+/// namespace if the setup had only covered it.)
+#[test]
+fn a_deleted_namespaces_bpffs_does_not_outlive_it_in_other_members() {
+    require_kernel!();
+    let d = TestDaemon::start("delete-lifetime");
+    let mut c = d.client();
+    c.ns_create("/m").unwrap();
+    c.ns_create("/p").unwrap();
+    let gone = c.ns_create("/p/gone").unwrap();
+    // A map of the root's pinned only in /p/gone's bpffs: not copied at the deletion, so
+    // nothing but that instance holds it.
+    let map = bpfns_sys::bpf::map_create(2 /* array */, "lifetime", 4, 4, 1).unwrap();
+    let id = bpfns_sys::bpf::info::<bpfns_sys::bpf::bpf_map_info>(&map)
+        .unwrap()
+        .id;
+    bpfns_sys::bpf::obj_pin(&map, &PathBuf::from(&gone.bpffs).join("only")).unwrap();
+    drop(map);
+    // Removing a mount point detaches the mounts on it in every mount namespace, which would
+    // hide what is tested: keep /p/gone's from being removed (a file beneath its mount), as
+    // when the directory stays for any reason.
+    let under = d.dir.join("under");
+    std::fs::create_dir(&under).unwrap();
+    let ns_dir = PathBuf::from(&gone.bpffs).parent().unwrap().to_path_buf();
+    bpfns_sys::testhooks::mount(&ns_dir, &under, "", 4096 /* MS_BIND */).unwrap();
+    let kept = std::fs::File::create(under.join(gone.id.to_string()).join("kept"));
+    bpfns_sys::testhooks::umount_detach(&under).unwrap();
+    kept.unwrap();
+    let mut cmd = std::process::Command::new("sleep");
+    cmd.arg("600").stdin(std::process::Stdio::null());
+    let mut member = bpfns_client::member::spawn(&d.socket, "/m", &mut cmd).unwrap();
+    let freed = (|| {
+        c.ns_delete("/p/gone").map_err(|e| e.to_string())?;
+        // Maps are freed a moment after their last reference goes (RCU, a work queue).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while bpfns_sys::bpf::fd_by_id(ObjectKind::Map, id).is_ok() {
+            if std::time::Instant::now() > deadline {
+                return Err(format!("map {id} still alive 20 s after the deletion"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(())
+    })();
+    let running = member.try_wait().unwrap().is_none();
+    let _ = member.kill();
+    let _ = member.wait();
+    freed.unwrap();
+    assert!(running, "the member ran all along");
+}
+
 /// A deletion copies to the parent only the pins of the namespace's own objects, found through
 /// handles (a subdirectory included): a pin of another namespace's object, or of the root's,
 /// and symbolic links stay behind and go with the instance.

@@ -290,6 +290,25 @@ fn deleting_the_same_namespace_twice_works() {
     }
 }
 
+/// `status` tells a member nothing host-wide: its own subtree's namespaces, no listener
+/// counts, no counters (they would tell of other tenants); the host gets all of them.
+#[test]
+fn status_gives_a_member_only_its_subtree() {
+    require_kernel!();
+    let d = TestDaemon::start("status-member");
+    let mut c = d.client();
+    for p in ["/a", "/a/b", "/c", "/c/d", "/c/e"] {
+        c.ns_create(p).unwrap();
+    }
+    let host = c.status().unwrap();
+    assert_eq!(host.namespaces, 6, "with the root");
+    assert!(!host.counters.is_empty());
+    let member = as_member(&d, Some("/a"), &["status"]).unwrap();
+    assert_eq!(member, "namespaces=2 listeners=0 kept=0 counters=");
+    let deeper = as_member(&d, Some("/c/d"), &["status"]).unwrap();
+    assert_eq!(deeper, "namespaces=1 listeners=0 kept=0 counters=");
+}
+
 /// A namespace whose only task is a zombie (a member that exited, its parent not reaping it)
 /// has no members: it is deleted without `force`, and a forced deletion does not wait for the
 /// zombie either.

@@ -627,7 +627,7 @@ impl Daemon {
             } => self.get_fd(caller, kind, id, read_only, fds),
             Op::Status => {
                 no_fds(&fds)?;
-                self.status()
+                self.status(caller)
             }
             Op::WhyStopped { pid } => {
                 no_fds(&fds)?;
@@ -1372,7 +1372,10 @@ impl Daemon {
         Ok((Reply::Fd { kind, id }, vec![fd]))
     }
 
-    fn status(&self) -> Answer {
+    /// What runs. Host-wide figures (every namespace, every member's listener, the kernel
+    /// side's and bpfnsd's counters) would tell a member about other tenants: a member gets
+    /// its own subtree's namespace count and none of them.
+    fn status(&self, caller: &Caller) -> Answer {
         // What runs, not what the kernel would allow: the supervisor, then the kernel side's.
         let layers: Vec<String> = std::iter::once(Layer::Supervisor)
             .chain(self.kernel.layers())
@@ -1408,19 +1411,23 @@ impl Daemon {
                 counters.push(("keeper_refused_after_grace".to_string(), c.refused));
             }
         }
-        Ok((
-            Reply::Status(StatusInfo {
-                server: format!("bpfnsd {}", env!("CARGO_PKG_VERSION")),
-                pin_root: self.config.pin_root.display().to_string(),
-                state_dir: self.config.state_dir.display().to_string(),
-                layers,
-                namespaces: self.reg().len() as u32,
-                supervised_listeners: sink.map_or(0, |s| s.count() as u32),
-                kept_listeners: kept.and_then(|k| k.keeper).map_or(0, |c| c.held as u32),
-                counters,
-            }),
-            vec![],
-        ))
+        let mut info = StatusInfo {
+            server: format!("bpfnsd {}", env!("CARGO_PKG_VERSION")),
+            pin_root: self.config.pin_root.display().to_string(),
+            state_dir: self.config.state_dir.display().to_string(),
+            layers,
+            namespaces: self.reg().len() as u32,
+            supervised_listeners: sink.map_or(0, |s| s.count() as u32),
+            kept_listeners: kept.and_then(|k| k.keeper).map_or(0, |c| c.held as u32),
+            counters,
+        };
+        if caller.ns != NsId::ROOT {
+            info.namespaces = self.reg().subtree_len(caller.ns) as u32;
+            info.supervised_listeners = 0;
+            info.kept_listeners = 0;
+            info.counters.clear();
+        }
+        Ok((Reply::Status(info), vec![]))
     }
 }
 

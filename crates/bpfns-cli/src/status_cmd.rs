@@ -26,6 +26,10 @@ pub struct StatusView {
     /// restarts).
     pub kept_listeners: u32,
     pub counters: BTreeMap<String, u64>,
+    /// The caller's namespace when it is a member: bpfnsd then tells only its subtree's
+    /// namespaces, and none of the host-wide figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member_of: Option<String>,
 }
 
 impl From<StatusInfo> for StatusView {
@@ -39,6 +43,7 @@ impl From<StatusInfo> for StatusView {
             supervised_listeners: s.supervised_listeners,
             kept_listeners: s.kept_listeners,
             counters: s.counters.into_iter().collect(),
+            member_of: None,
         }
     }
 }
@@ -58,6 +63,13 @@ impl Render for StatusView {
             ));
         }
         out.push_str(&format!("state: {}\n", self.state_dir));
+        if let Some(ns) = &self.member_of {
+            out.push_str(&format!(
+                "namespaces: {} ({ns} and below; host-wide figures are the host's)\n",
+                self.namespaces
+            ));
+            return out;
+        }
         out.push_str(&format!(
             "namespaces: {} (with the root)\n",
             self.namespaces
@@ -81,7 +93,12 @@ impl Render for StatusView {
 }
 
 pub fn status(c: &mut Client) -> Result<StatusView> {
-    Ok(c.status().context("asking bpfnsd for its status")?.into())
+    let me = c.hello().context("asking bpfnsd who we are")?;
+    let mut v: StatusView = c.status().context("asking bpfnsd for its status")?.into();
+    if me.namespace != "/" {
+        v.member_of = Some(me.namespace);
+    }
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -124,5 +141,18 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("  lsm_opens_refused  4\n"), "{t}");
+    }
+
+    #[test]
+    fn a_member_sees_no_host_wide_figures() {
+        let mut v = sample();
+        v.namespaces = 1;
+        v.counters.clear();
+        v.member_of = Some("/s".into());
+        let t = v.render_text();
+        assert!(t.contains("\nnamespaces: 1 (/s and below"), "{t}");
+        assert!(!t.contains("listeners") && !t.contains("counters"), "{t}");
+        let j = serde_json::to_value(&v).unwrap();
+        assert_eq!(j["member_of"], "/s");
     }
 }

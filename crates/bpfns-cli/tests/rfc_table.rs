@@ -360,7 +360,7 @@ fn exec_returns_the_commands_status_and_refuses_bad_input() {
 }
 
 #[test]
-fn status_names_the_layers_that_run_and_counts_supervised_members() {
+fn status_names_the_layers_that_run_and_tells_a_member_only_its_subtree() {
     require_kernel!();
     let d = TestDaemon::start("cli-status");
     d.client().ns_create("/s").unwrap();
@@ -382,7 +382,8 @@ fn status_names_the_layers_that_run_and_counts_supervised_members() {
     assert_eq!(v["namespaces"], 2, "{v}");
     assert_eq!(v["supervised_listeners"], 0, "{v}");
     assert!(v["counters"]["tasks_stopped"].is_u64(), "{v}");
-    // A member asks from inside: its own listener is supervised while it runs.
+    // A member asks from inside: its own subtree's namespaces, none of the host-wide figures
+    // (listeners, counters), which would tell it of other tenants.
     let inner = ok(&exec(
         &d,
         "/s",
@@ -390,7 +391,10 @@ fn status_names_the_layers_that_run_and_counts_supervised_members() {
         &[bpfns(), "--socket", &sock, "-j", "status"],
     ));
     let v: Value = serde_json::from_str(&inner).unwrap();
-    assert_eq!(v["supervised_listeners"], 1, "{v}");
+    assert_eq!(v["namespaces"], 1, "{v}");
+    assert_eq!(v["member_of"], "/s", "{v}");
+    assert_eq!(v["supervised_listeners"], 0, "{v}");
+    assert_eq!(v["counters"], serde_json::json!({}), "{v}");
     let text = ok(&status(&[]));
     assert!(
         text.contains(&format!("\nlayers: {}\n", layers.join(", "))),

@@ -198,7 +198,12 @@ pub fn spawn_with(
         let bpffs = PathBuf::from(&target.bpffs);
         setup = setup.bpffs(&bpffs).map_err(MemberError::Spawn)?;
         if let Some(all) = bpffs.parent() {
-            setup = setup.hide(all).map_err(MemberError::Spawn)?;
+            // The other namespaces' instances are detached, not only hidden: a mount hidden
+            // under the cover would keep a deleted instance, and its pins, alive.
+            setup = setup
+                .detach_below(all, &bpffs)
+                .and_then(|s| s.hide(all))
+                .map_err(MemberError::Spawn)?;
         }
     }
     let client = Arc::new(Mutex::new(client));

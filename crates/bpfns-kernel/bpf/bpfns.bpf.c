@@ -450,7 +450,10 @@ int iter_links(struct bpf_iter__bpf_link *ctx)
 	return 0;
 }
 
-/* Tagged tasks: one task_record per thread that has a tag (untagged ones are root). */
+/* Tagged tasks: one task_record per thread that has a tag (untagged ones are root). Tasks that
+ * have exited (zombies whose parent has not reaped them, and tasks being released) are not
+ * listed: they run no code and make no call, and a zombie goes only when its parent wants, so
+ * counting it as a member would let that parent keep its namespace from being deleted. */
 SEC("iter/task")
 int iter_tasks(struct bpf_iter__task *ctx)
 {
@@ -458,7 +461,7 @@ int iter_tasks(struct bpf_iter__task *ctx)
 	struct task_record r = {};
 	struct task_tag *tag;
 
-	if (!task)
+	if (!task || task->exit_state)
 		return 0;
 	tag = bpf_task_storage_get(&task_ns, task, 0, 0);
 	if (!tag)

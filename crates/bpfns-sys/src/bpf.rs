@@ -456,3 +456,40 @@ pub fn obj_pin_at(fd: impl AsFd, dir: impl AsFd, name: &std::ffi::OsStr) -> Resu
         .join(name);
     obj_pin(fd, &path)
 }
+
+/// `BPF_OBJ_GET` of the pin a handle ([`crate::fs::open_entry_beneath`], `O_PATH`) holds,
+/// through its `/proc/self/fd/<n>` magic link, which resolves to that very inode whatever
+/// happens to the path meanwhile. `BPF_OBJ_GET` follows a final symbolic link
+/// (`LOOKUP_FOLLOW`), also with `BPF_F_PATH_FD`, so opening a pin by name in a directory
+/// someone else writes could open whatever they swapped in; the handle's inode cannot be
+/// swapped. Works on every kernel.
+pub fn obj_get_handle(handle: impl AsFd) -> Result<OwnedFd> {
+    let path = Path::new("/proc/self/fd").join(handle.as_fd().as_raw_fd().to_string());
+    obj_get(&path)
+}
+
+/// The kind and id of the BPF object behind `fd` (a map, program or link: what can be
+/// pinned), or `None` for anything else.
+pub fn object_of(fd: impl AsFd) -> Result<Option<(Kind, u32)>> {
+    let fd = fd.as_fd();
+    let what = std::fs::read_link(Path::new("/proc/self/fd").join(fd.as_raw_fd().to_string()))
+        .map_err(|e| {
+            SysError::new(
+                "reading /proc/self/fd",
+                Errno::from_io_error(&e).unwrap_or(Errno::IO),
+            )
+        })?;
+    let kind = match what.to_str() {
+        Some("anon_inode:bpf-map") => Kind::Map,
+        Some("anon_inode:bpf-prog") => Kind::Prog,
+        Some("anon_inode:bpf_link" | "anon_inode:bpf-link") => Kind::Link,
+        _ => return Ok(None),
+    };
+    let id = match kind {
+        Kind::Map => info::<bpf_map_info>(fd)?.id,
+        Kind::Prog => info::<bpf_prog_info>(fd)?.id,
+        Kind::Link => info::<bpf_link_info>(fd)?.id,
+        Kind::Btf => info::<bpf_btf_info>(fd)?.id,
+    };
+    Ok(Some((kind, id)))
+}

@@ -127,3 +127,106 @@ pub fn dup_fd(fd: std::os::fd::BorrowedFd<'_>) -> Result<std::os::fd::OwnedFd> {
     fd.try_clone_to_owned()
         .map_err(|e| SysError::new("dup", Errno::from_io_error(&e).unwrap_or(Errno::IO)))
 }
+
+/// `openat2` beneath `dir` with `RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH | RESOLVE_NO_XDEV` and
+/// `O_NOFOLLOW`: no link is followed on the way or at the end, nothing outside `dir` or on
+/// another mount is reached (`None`: an absolute path, resolved without following links).
+fn open_beneath(
+    dir: Option<std::os::fd::BorrowedFd<'_>>,
+    name: &Path,
+    flags: rustix::fs::OFlags,
+) -> Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let (base, resolve) = match dir {
+        Some(d) => (
+            d,
+            ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_XDEV,
+        ),
+        None => (rustix::fs::CWD, ResolveFlags::NO_SYMLINKS),
+    };
+    rustix::fs::openat2(
+        base,
+        name,
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        resolve,
+    )
+    .map_err(|e| SysError::new(format!("opening {}", name.display()), e))
+}
+
+/// A directory opened for reading its entries ([`dir_entries`]) the way
+/// [`open_dir_beneath`] opens one: beneath `dir`, never through a link, never onto another
+/// mount. A link there is `ELOOP`, anything but a directory `ENOTDIR`.
+pub fn open_dir_beneath_readable(
+    dir: Option<std::os::fd::BorrowedFd<'_>>,
+    name: &Path,
+) -> Result<std::os::fd::OwnedFd> {
+    open_beneath(
+        dir,
+        name,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+    )
+}
+
+/// A handle (`O_PATH`) on the entry `name` of `dir` itself, never what a link there points
+/// to (the handle is then the link's: [`fd_stat`] tells).
+pub fn open_entry_beneath(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &Path,
+) -> Result<std::os::fd::OwnedFd> {
+    open_beneath(Some(dir), name, rustix::fs::OFlags::PATH)
+}
+
+/// What a directory entry is, as `getdents64` says (`d_type`): a hint, which may be stale by
+/// the time the entry is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryType {
+    Directory,
+    File,
+    Other,
+}
+
+/// The entries of the directory `dir` (opened readable, [`open_dir_beneath_readable`]),
+/// without `.` and `..`.
+pub fn dir_entries(
+    dir: std::os::fd::BorrowedFd<'_>,
+) -> Result<Vec<(std::ffi::OsString, EntryType)>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut d = rustix::fs::Dir::read_from(dir).map_err(|e| SysError::new("opendir", e))?;
+    let mut out = Vec::new();
+    while let Some(e) = d.read() {
+        let e = e.map_err(|e| SysError::new("getdents64", e))?;
+        let name = e.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let ty = match e.file_type() {
+            rustix::fs::FileType::Directory => EntryType::Directory,
+            rustix::fs::FileType::RegularFile => EntryType::File,
+            _ => EntryType::Other,
+        };
+        out.push((std::ffi::OsStr::from_bytes(name).to_os_string(), ty));
+    }
+    Ok(out)
+}
+
+/// What `fstat` says of a handle: the device of its filesystem and what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdStat {
+    pub dev: u64,
+    pub kind: EntryType,
+}
+
+/// `fstat(fd)`: its device and type.
+pub fn fd_stat(fd: std::os::fd::BorrowedFd<'_>) -> Result<FdStat> {
+    let st = rustix::fs::fstat(fd).map_err(|e| SysError::new("fstat", e))?;
+    let kind = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+        rustix::fs::FileType::Directory => EntryType::Directory,
+        rustix::fs::FileType::RegularFile => EntryType::File,
+        _ => EntryType::Other,
+    };
+    Ok(FdStat {
+        dev: st.st_dev,
+        kind,
+    })
+}

@@ -1,4 +1,5 @@
-//! The texts of `/proc/<pid>/status` and `/proc/<pid>/stat`, parsed in one place.
+//! The texts of `/proc/<pid>/status`, `/proc/<pid>/stat` and `/proc/self/mountinfo`, parsed
+//! in one place.
 //!
 //! A task chooses its own name (comm) and the kernel prints it inside both files: raw between
 //! parentheses in `stat`, and in `status` with `\n` and `\\` escaped (`proc_task_name()`), so
@@ -87,9 +88,76 @@ pub fn parent_pid(pid: i32) -> Option<i32> {
     ppid_from_stat(&read_stat(pid).ok()?)
 }
 
+/// The mount points of a `mountinfo` text (the fifth field of each line, its `\ooo` escapes
+/// of space, tab, newline and backslash undone), in the order listed (parents before the
+/// mounts on them).
+pub fn mount_points(mountinfo: &str) -> Vec<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|field| {
+            let b = field.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                let octal = b
+                    .get(i + 1..i + 4)
+                    .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+                match octal {
+                    Some(d) => {
+                        out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                        i += 4;
+                    }
+                    None => {
+                        out.push(b[i]);
+                        i += 1;
+                    }
+                }
+            }
+            std::path::PathBuf::from(std::ffi::OsString::from_vec(out))
+        })
+        .collect()
+}
+
+/// The mount points strictly below `dir` in this process's mount namespace, deepest first.
+pub fn mounts_below(dir: &std::path::Path) -> io::Result<Vec<std::path::PathBuf>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mut below: Vec<_> = mount_points(&text)
+        .into_iter()
+        .filter(|m| m != dir && m.starts_with(dir))
+        .collect();
+    below.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    below.dedup();
+    Ok(below)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_mount_points() {
+        let text = "22 1 0:21 / /proc rw,nosuid - proc proc rw\n\
+                    40 22 0:40 / /run/bpfns/ns/3 rw - bpf bpf rw\n\
+                    41 22 0:41 / /run/a\\040b\\134c rw - bpf bpf rw\n";
+        assert_eq!(
+            mount_points(text),
+            [
+                std::path::PathBuf::from("/proc"),
+                "/run/bpfns/ns/3".into(),
+                "/run/a b\\c".into()
+            ]
+        );
+        assert!(mount_points("short line").is_empty());
+    }
+
+    #[test]
+    fn mounts_below_this_root() {
+        let all = mounts_below(std::path::Path::new("/")).expect("own mountinfo");
+        assert!(all.iter().all(|m| m != std::path::Path::new("/")));
+        assert!(all.iter().any(|m| m == std::path::Path::new("/proc")));
+    }
 
     const STATUS: &str =
         "Name:\tCapEff: 0 (x\nUmask:\t0022\nTgid:\t4242\nUid:\t1000\t1001\t1002\t1003\n\

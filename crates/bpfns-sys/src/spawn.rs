@@ -7,7 +7,10 @@
 //!    callback meanwhile (`before_setup`: have the daemon tag the child into its namespace);
 //! 2. optionally, in a new mount namespace with every mount made a slave (`rslave`), a
 //!    directory is bind-mounted over `/sys/fs/bpf` (the namespace's own bpffs) and given paths
-//!    are covered with an empty read-only tmpfs (the host's bpfns pin root, `/run/bpfns`);
+//!    are covered with an empty read-only tmpfs (the host's bpfns pin root, `/run/bpfns`),
+//!    after the mounts below the directory of every namespace's bpffs instance (but the
+//!    member's own) are detached, so that no deleted instance lives on in the member's mount
+//!    namespace;
 //!    optionally the working directory is set after that; in the bpffs, the kernel's preloaded
 //!    iterators `maps.debug` and `progs.debug` (which list every map and program of the host,
 //!    and cannot be unlinked) are covered with a read-only, device-less bind mount of
@@ -56,6 +59,7 @@ pub struct MemberSetup {
     flags: FilterFlags,
     no_new_privs: bool,
     bpffs: Option<CString>,
+    detach: Vec<CString>,
     hide: Vec<CString>,
     read_only: Vec<CString>,
     cwd: Option<CString>,
@@ -98,6 +102,7 @@ impl MemberSetup {
             flags: FilterFlags::NEW_LISTENER | FilterFlags::WAIT_KILLABLE_RECV,
             no_new_privs: false,
             bpffs: None,
+            detach: Vec::new(),
             hide: Vec::new(),
             read_only: Vec::new(),
             cwd: None,
@@ -130,6 +135,24 @@ impl MemberSetup {
     /// still be connected to; nothing in it can be replaced.
     pub fn read_only(mut self, path: &Path) -> Result<Self> {
         self.read_only.push(cpath(path)?);
+        Ok(self)
+    }
+
+    /// In a private mount namespace, after the bpffs bind mount and before the paths are
+    /// hidden, detach (`umount2(MNT_DETACH)`) every mount below `dir` but `keep`, as they are
+    /// now (read from `/proc/self/mountinfo`): a hidden mount would still keep its filesystem
+    /// alive — another namespace's bpffs instance, with its pins, after its deletion — for as
+    /// long as the member lives.
+    pub fn detach_below(mut self, dir: &Path, keep: &Path) -> Result<Self> {
+        let below = crate::procfs::mounts_below(dir).map_err(|e| {
+            SysError::new(
+                "reading /proc/self/mountinfo",
+                Errno::from_io_error(&e).unwrap_or(Errno::IO),
+            )
+        })?;
+        for m in below.iter().filter(|m| m.as_path() != keep) {
+            self.detach.push(cpath(m)?);
+        }
         Ok(self)
     }
 
@@ -292,6 +315,7 @@ struct ChildPlan {
     flags: FilterFlags,
     no_new_privs: bool,
     bpffs: Option<CString>,
+    detach: Vec<CString>,
     hide: Vec<CString>,
     read_only: Vec<CString>,
     cwd: Option<CString>,
@@ -317,6 +341,7 @@ impl ChildPlan {
             flags: s.flags,
             no_new_privs: s.no_new_privs,
             bpffs: s.bpffs,
+            detach: s.detach,
             hide: s.hide,
             read_only: s.read_only,
             cwd: s.cwd,
@@ -360,7 +385,11 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
     if b[0] != GO {
         return Err(io_err(Errno::CANCELED));
     }
-    if plan.bpffs.is_some() || !plan.hide.is_empty() || !plan.read_only.is_empty() {
+    if plan.bpffs.is_some()
+        || !plan.detach.is_empty()
+        || !plan.hide.is_empty()
+        || !plan.read_only.is_empty()
+    {
         // SAFETY: plain flag argument.
         check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
         // SAFETY: every pointer is a NUL-terminated string prepared before the fork, or null
@@ -387,6 +416,17 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
             })?;
             for p in &plan.preloaded {
                 cover_file(p, &plan.dev_null)?;
+            }
+        }
+        for m in &plan.detach {
+            // SAFETY: a NUL-terminated string prepared before the fork.
+            let r = unsafe { libc::umount2(m.as_ptr(), libc::MNT_DETACH) };
+            // Gone since the list was made, or detached with a mount above it: nothing to do.
+            if r != 0 {
+                let e = io::Error::last_os_error();
+                if !matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) {
+                    return Err(e);
+                }
             }
         }
         for h in &plan.hide {

@@ -675,3 +675,42 @@ pub fn hold_dir_lock(dir: &Path) -> Result<(), Errno> {
     std::thread::sleep(std::time::Duration::from_millis(300));
     Ok(())
 }
+
+/// `renameat2(dir, a, dir, b, RENAME_EXCHANGE)`: swap two entries of one directory atomically
+/// (whatever each is: a directory and a symbolic link, say).
+pub fn rename_exchange_at(dir: impl AsFd, a: &Path, b: &Path) -> Result<(), Errno> {
+    rustix::fs::renameat_with(&dir, a, &dir, b, rustix::fs::RenameFlags::EXCHANGE)
+}
+
+/// `mkdirat(dir, name, 0755)`.
+pub fn mkdir_at(dir: impl AsFd, name: &Path) -> Result<(), Errno> {
+    rustix::fs::mkdirat(dir, name, rustix::fs::Mode::from_raw_mode(0o755))
+}
+
+/// `symlinkat(target, dir, name)`.
+pub fn symlink_at(target: &Path, dir: impl AsFd, name: &Path) -> Result<(), Errno> {
+    rustix::fs::symlinkat(target, dir, name)
+}
+
+/// An inotify instance watching `path` (a directory: it reports opens of itself and of what
+/// is in it) for `IN_OPEN`.
+pub fn watch_opens(path: &Path) -> Result<std::os::fd::OwnedFd, Errno> {
+    use rustix::fs::inotify;
+    let fd = inotify::init(inotify::CreateFlags::CLOEXEC)?;
+    inotify::add_watch(&fd, path, inotify::WatchFlags::OPEN)?;
+    Ok(fd)
+}
+
+/// Wait at most `timeout` for an event of an inotify instance ([`watch_opens`]); whether one
+/// came (it is consumed).
+pub fn wait_inotify(fd: impl AsFd, timeout: std::time::Duration) -> Result<bool, Errno> {
+    match crate::fds::poll_any(&[fd.as_fd()], Some(timeout)) {
+        Ok(None) => Ok(false),
+        Ok(Some(_)) => {
+            let mut buf = [0u8; 4096];
+            rustix::io::read(&fd, &mut buf)?;
+            Ok(true)
+        }
+        Err(e) => Err(e.errno),
+    }
+}

@@ -290,6 +290,161 @@ fn deleting_the_same_namespace_twice_works() {
     }
 }
 
+/// `status` tells a member nothing host-wide: its own subtree's namespaces, no listener
+/// counts, no counters (they would tell of other tenants); the host gets all of them.
+#[test]
+fn status_gives_a_member_only_its_subtree() {
+    require_kernel!();
+    let d = TestDaemon::start("status-member");
+    let mut c = d.client();
+    for p in ["/a", "/a/b", "/c", "/c/d", "/c/e"] {
+        c.ns_create(p).unwrap();
+    }
+    let host = c.status().unwrap();
+    assert_eq!(host.namespaces, 6, "with the root");
+    assert!(!host.counters.is_empty());
+    let member = as_member(&d, Some("/a"), &["status"]).unwrap();
+    assert_eq!(member, "namespaces=2 listeners=0 kept=0 counters=");
+    let deeper = as_member(&d, Some("/c/d"), &["status"]).unwrap();
+    assert_eq!(deeper, "namespaces=1 listeners=0 kept=0 counters=");
+}
+
+/// A namespace whose only task is a zombie (a member that exited, its parent not reaping it)
+/// has no members: it is deleted without `force`, and a forced deletion does not wait for the
+/// zombie either.
+#[test]
+fn a_namespace_whose_only_task_is_a_zombie_is_deleted() {
+    require_kernel!();
+    let d = TestDaemon::start("delete-zombie");
+    let mut c = d.client();
+    for (round, force) in [(0, false), (1, true)] {
+        let ns = format!("/z{round}");
+        c.ns_create(&ns).unwrap();
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "read x"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        c.enter(&ns, pid).unwrap();
+        assert_eq!(c.ns_show(&ns).unwrap().members, 1, "a live member counts");
+        drop(child.stdin.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let stat = bpfns_sys::procfs::read_stat(pid).unwrap();
+            let state = stat.rsplit_once(')').unwrap().1.split_whitespace().next();
+            if state == Some("Z") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{pid} never exited");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            c.ns_show(&ns).unwrap().members,
+            0,
+            "a zombie does not count"
+        );
+        let deleted = c.ns_delete_with(&ns, force);
+        let _ = child.wait();
+        let (to, _) = deleted.unwrap_or_else(|e| panic!("deleting {ns} (force {force}): {e}"));
+        assert_eq!(to, "/");
+    }
+}
+
+/// A member's mount namespace keeps no other namespace's bpffs instance: deleted while a
+/// member of a sibling runs, an instance is gone with its pins (a map pinned only there is
+/// freed: its id no longer opens) — the member's setup detached it, not only covered it.
+/// (Its mount point is kept, so that the instance would stay mounted in the member's mount
+/// namespace if the setup had only covered it.)
+#[test]
+fn a_deleted_namespaces_bpffs_does_not_outlive_it_in_other_members() {
+    require_kernel!();
+    let d = TestDaemon::start("delete-lifetime");
+    let mut c = d.client();
+    c.ns_create("/m").unwrap();
+    c.ns_create("/p").unwrap();
+    let gone = c.ns_create("/p/gone").unwrap();
+    // A map of the root's pinned only in /p/gone's bpffs: not copied at the deletion, so
+    // nothing but that instance holds it.
+    let map = bpfns_sys::bpf::map_create(2 /* array */, "lifetime", 4, 4, 1).unwrap();
+    let id = bpfns_sys::bpf::info::<bpfns_sys::bpf::bpf_map_info>(&map)
+        .unwrap()
+        .id;
+    bpfns_sys::bpf::obj_pin(&map, &PathBuf::from(&gone.bpffs).join("only")).unwrap();
+    drop(map);
+    // Removing a mount point detaches the mounts on it in every mount namespace, which would
+    // hide what is tested: keep /p/gone's from being removed (a file beneath its mount), as
+    // when the directory stays for any reason.
+    let under = d.dir.join("under");
+    std::fs::create_dir(&under).unwrap();
+    let ns_dir = PathBuf::from(&gone.bpffs).parent().unwrap().to_path_buf();
+    bpfns_sys::testhooks::mount(&ns_dir, &under, "", 4096 /* MS_BIND */).unwrap();
+    let kept = std::fs::File::create(under.join(gone.id.to_string()).join("kept"));
+    bpfns_sys::testhooks::umount_detach(&under).unwrap();
+    kept.unwrap();
+    let mut cmd = std::process::Command::new("sleep");
+    cmd.arg("600").stdin(std::process::Stdio::null());
+    let mut member = bpfns_client::member::spawn(&d.socket, "/m", &mut cmd).unwrap();
+    let freed = (|| {
+        c.ns_delete("/p/gone").map_err(|e| e.to_string())?;
+        // Maps are freed a moment after their last reference goes (RCU, a work queue).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while bpfns_sys::bpf::fd_by_id(ObjectKind::Map, id).is_ok() {
+            if std::time::Instant::now() > deadline {
+                return Err(format!("map {id} still alive 20 s after the deletion"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(())
+    })();
+    let running = member.try_wait().unwrap().is_none();
+    let _ = member.kill();
+    let _ = member.wait();
+    freed.unwrap();
+    assert!(running, "the member ran all along");
+}
+
+/// A deletion copies to the parent only the pins of the namespace's own objects, found through
+/// handles (a subdirectory included): a pin of another namespace's object, or of the root's,
+/// and symbolic links stay behind and go with the instance.
+#[test]
+fn a_deletion_copies_only_the_namespaces_own_pins() {
+    require_kernel!();
+    let d = TestDaemon::start("delete-own-pins");
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    let s = c.ns_create("/s").unwrap();
+    let n = c.ns_create("/a/b").unwrap();
+    let b = PathBuf::from(&n.bpffs);
+    std::fs::create_dir(b.join("sub")).unwrap();
+    let own = pinned_map_in(&d, "/a/b", &b.join("sub").join("m"));
+    let foreign = pinned_map_in(&d, "/s", &PathBuf::from(&s.bpffs).join("victim"));
+    // The administrator's pins in /a/b's tree: /s's map, and a map of the root.
+    let fd = bpfns_sys::bpf::fd_by_id(ObjectKind::Map, foreign).unwrap();
+    bpfns_sys::bpf::obj_pin(&fd, &b.join("foreign")).unwrap();
+    let root_map = bpfns_sys::bpf::map_create(2 /* array */, "rootmap", 4, 4, 1).unwrap();
+    bpfns_sys::bpf::obj_pin(&root_map, &b.join("rootmap")).unwrap();
+    std::os::unix::fs::symlink(&s.bpffs, b.join("link")).unwrap();
+    let (_, moved) = c.ns_delete("/a/b").unwrap();
+    assert_eq!(moved, 1, "its own map");
+    let a = PathBuf::from(c.ns_show("/a").unwrap().bpffs);
+    let dest = a.join(format!("orphans/b-{}", n.id));
+    let fd = bpfns_sys::bpf::obj_get(&dest.join("sub/m")).unwrap();
+    let info = bpfns_sys::bpf::info::<bpfns_sys::bpf::bpf_map_info>(&fd).unwrap();
+    assert_eq!(info.id, own);
+    let mut left: Vec<String> = std::fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["sub"],
+        "nothing but its own pins in {}",
+        dest.display()
+    );
+}
+
 /// A deletion that fails midway (here: the parent's bpffs is read-only, so its pins cannot
 /// move) changes nothing: the namespace, its pins and its objects' owner stay as they were,
 /// and nothing is left in the parent's tree; once the cause is gone it deletes.

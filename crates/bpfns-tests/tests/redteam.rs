@@ -3487,6 +3487,179 @@ fn scene_orphans(m: &mut Matrix) {
         let _ = sc.admin.ns_delete(&kid);
         let _ = std::fs::remove_dir_all(t_bpffs.join("orphans"));
     }
+    orphan_race_row(&mut sc, m);
+}
+
+/// Tries of the race of [`orphan_race_row`] at each level (the copy as it was lost the first).
+const ORPHAN_RACE_TRIES: usize = 4;
+
+/// The copy into `orphans/` raced: a member of /t holding a directory fd of its child's bpffs
+/// (a member of the child sends it, as `SCM_RIGHTS` lets it) fills that bpffs with empty
+/// directories and symbolic links to another tenant's bpffs (/s's, with a map pinned) and to
+/// bpfns's own pins, deletes the child, and swaps every directory with its link
+/// (`RENAME_EXCHANGE`) as soon as bpfnsd opens the child's bpffs to copy it. Blocked when, over
+/// every try, nothing but /t's own objects appears in /t's bpffs.
+fn orphan_race_row(sc: &mut Scene, m: &mut Matrix) {
+    let row = "race the copy into orphans/: swap a child's directories for symlinks to another \
+               tenant's and bpfns's pins while its deletion copies them";
+    let sock = sc.d.socket.to_string_lossy().into_owned();
+    let t_bpffs = sc.bpffs("/t").to_path_buf();
+    let victim_pin = sc.bpffs("/s").join("race_victim");
+    let victim = sc.create(Some("/s"), "map", Some(&victim_pin));
+    let targets = [
+        sc.bpffs("/s").to_string_lossy().into_owned(),
+        sc.d.layout.maps_dir().to_string_lossy().into_owned(),
+        sc.d.layout.links_dir().to_string_lossy().into_owned(),
+    ];
+    for level in LEVELS {
+        let mut tries = Vec::new();
+        let mut found = Vec::new();
+        let mut failed = None;
+        for t in 0..ORPHAN_RACE_TRIES {
+            let kid = format!("/t/race{}x{t}", level.index());
+            let n = sc.admin.ns_create(&kid).unwrap();
+            let dir = sc.work.join(format!("race-{}-{t}", level.arg()));
+            std::fs::create_dir_all(&dir).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+            let fd_sock = dir.join("fd.sock");
+            let listener = std::os::unix::net::UnixListener::bind(&fd_sock).unwrap();
+            std::fs::set_permissions(&fd_sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+            let kid_dir = std::fs::File::open(&n.bpffs).unwrap();
+            let server = std::thread::spawn(move || {
+                use std::os::fd::AsFd;
+                if let Ok((s, _)) = listener.accept() {
+                    let _ = bpfns_sys::unix::send_with_fds(s.as_fd(), b"f", &[kid_dir.as_fd()]);
+                }
+            });
+            let mut args = vec![
+                "rt-orphan-race",
+                fd_sock.to_str().unwrap(),
+                &sock,
+                &kid,
+                "300",
+                "300",
+            ];
+            args.extend(targets.iter().map(String::as_str));
+            let r = sc.attack(level, &args);
+            // Unblock the server if the attacker never connected.
+            let _ = std::os::unix::net::UnixStream::connect(&fd_sock);
+            let _ = server.join();
+            let got = foreign_pins(sc, &t_bpffs.join("orphans"), &["/t"]);
+            let _ = sc.admin.ns_delete(&kid);
+            let _ = std::fs::remove_dir_all(t_bpffs.join("orphans"));
+            if let Some(c) = r.unusable(level, "delete") {
+                failed = Some(c);
+                break;
+            }
+            tries.push(format!(
+                "setup {}, delete {}, swapped {}",
+                errname(r.get("setup").unwrap_or("?")),
+                r.get("delete")
+                    .unwrap_or("?")
+                    .split(':')
+                    .next()
+                    .unwrap_or("?"),
+                r.get("swapped").unwrap_or("-")
+            ));
+            if !got.is_empty() {
+                found = got;
+                break;
+            }
+            if r.get("setup") != Some("ok") {
+                break; // nothing to race at this level
+            }
+        }
+        let why = format!(
+            "{} tr{}: {}; in /t's bpffs: {}",
+            tries.len(),
+            if tries.len() == 1 { "y" } else { "ies" },
+            tally(tries.iter().map(String::as_str)),
+            if found.is_empty() {
+                "nothing foreign".to_string()
+            } else {
+                found.join(", ")
+            }
+        );
+        let c = match failed {
+            Some(c) => c,
+            None if found.is_empty() => blocked(why),
+            None => escape(format!("{why} (the victim map is {victim})")),
+        };
+        m.set(row, level, c);
+    }
+    let _ = std::fs::remove_file(&victim_pin);
+}
+
+/// Pins under `dir` (a host path, walked without following links) whose objects are owned by
+/// none of `own` nor a namespace below them: "KIND ID of OWNER".
+fn foreign_pins(sc: &mut Scene, dir: &Path, own: &[&str]) -> Vec<String> {
+    let mut owners: BTreeMap<(String, u32), String> = BTreeMap::new();
+    for kind in ObjectKind::ALL {
+        for o in sc.admin.list(kind).unwrap_or_default() {
+            owners.insert((kind.name().to_string(), o.id), o.namespace);
+        }
+    }
+    let mine = |ns: &str| {
+        own.iter()
+            .any(|o| ns == *o || ns.strip_prefix(o).is_some_and(|r| r.starts_with('/')))
+    };
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(e.path());
+                continue;
+            }
+            if !ft.is_file() {
+                continue;
+            }
+            let Ok(fd) = sysbpf::obj_get(&e.path()) else {
+                continue;
+            };
+            use std::os::fd::AsRawFd;
+            let what = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let (kind, id) = if what.contains("map") {
+                (
+                    "map",
+                    sysbpf::info::<sysbpf::bpf_map_info>(&fd).map(|i| i.id),
+                )
+            } else if what.contains("prog") {
+                (
+                    "prog",
+                    sysbpf::info::<sysbpf::bpf_prog_info>(&fd).map(|i| i.id),
+                )
+            } else if what.contains("link") {
+                (
+                    "link",
+                    sysbpf::info::<sysbpf::bpf_link_info>(&fd).map(|i| i.id),
+                )
+            } else {
+                (
+                    "btf",
+                    sysbpf::info::<sysbpf::bpf_btf_info>(&fd).map(|i| i.id),
+                )
+            };
+            let id = id.unwrap_or(0);
+            let owner = owners
+                .get(&(kind.to_string(), id))
+                .cloned()
+                .unwrap_or_else(|| "?".into());
+            if !mine(&owner) {
+                *out.entry(format!("{kind} {id} of {owner}")).or_insert(0u32) += 1;
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(k, n)| format!("{k} ({n} pins)"))
+        .collect()
 }
 
 /// bpfnsd works in tenants' bpffs trees (a deletion moves pins into the parent's), where a
@@ -3570,6 +3743,98 @@ fn scene_stall(m: &mut Matrix) {
         m.set(row, level, c);
         let _ = sc.admin.ns_delete(&kid);
         let _ = std::fs::remove_dir_all(t_bpffs.join("orphans"));
+    }
+    lock_hog_row(&mut sc, m);
+}
+
+/// How long `ns_delete --force` waits for killed members to go: the most one request held
+/// bpfnsd's change lock for when it waited under it.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// The host's everyday requests, timed: create a namespace, start a member there (as
+/// `bpfns exec` does) and let it finish, delete the namespace.
+fn host_round(sock: &Path, ns: &str) -> Result<Duration, String> {
+    let t = Instant::now();
+    let mut c = bpfns_client::Client::connect(sock).map_err(|e| e.to_string())?;
+    c.ns_create(ns).map_err(|e| format!("ns create: {e}"))?;
+    let mut cmd = Command::new("/bin/true");
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    let ran = bpfns_client::member::spawn(sock, ns, &mut cmd)
+        .map_err(|e| format!("member: {e}"))
+        .and_then(|mut m| m.wait().map_err(|e| format!("member: {e}")));
+    let deleted = c.ns_delete(ns).map_err(|e| format!("ns delete: {e}"));
+    ran?;
+    deleted?;
+    Ok(t.elapsed())
+}
+
+/// [`host_round`] on a thread of its own, bounded.
+fn timed_host_round(sock: &Path, ns: String) -> Result<Duration, String> {
+    let (tx, rx) = channel();
+    let sock = sock.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(host_round(&sock, &ns));
+    });
+    rx.recv_timeout(RUN_TIMEOUT)
+        .unwrap_or_else(|_| Err("no answer within a minute".into()))
+}
+
+/// A member keeps bpfnsd's change lock busy: a zombie of its own entered into a namespace
+/// below it, and four threads asking `ns_delete --force` of that namespace in a loop (each
+/// request waited for the zombie, which never goes, for [`KILL_WAIT`] under the lock).
+/// Meanwhile the host creates a namespace, starts a member in it and deletes it. Blocked when
+/// the host's round under the hog takes less than one such wait (a control round with no hog,
+/// in the same run, gives the ratio).
+fn lock_hog_row(sc: &mut Scene, m: &mut Matrix) {
+    let row =
+        "a zombie member and ns_delete --force in a loop from four threads (the change-lock hog)";
+    let sock = sc.d.socket.to_string_lossy().into_owned();
+    for level in LEVELS {
+        let i = level.index();
+        let control = timed_host_round(&sc.d.socket, format!("/rt_hogc{i}"));
+        let mut bg = sc.start_in(
+            "/t",
+            &[
+                "rt-as".into(),
+                level.arg().into(),
+                "rt-lock-hog".into(),
+                sock.clone(),
+                format!("/t/z{i}"),
+                "4".into(),
+                "4".into(),
+            ],
+        );
+        let hogging = bg.expect("hogging").unwrap_or_else(|| "no answer".into());
+        std::thread::sleep(Duration::from_millis(200));
+        let hogged = timed_host_round(&sc.d.socket, format!("/rt_hogh{i}"));
+        let hog = bg.expect("hog").unwrap_or_else(|| "no answer".into());
+        drop(bg);
+        let _ = sc.admin.ns_delete_with(&format!("/t/z{i}"), true);
+        let c = match (control, hogged) {
+            (Err(e), _) => cell(Verdict::Error, format!("the control round failed: {e}")),
+            (_, Err(e)) if e.contains("within a minute") => escape(format!(
+                "{hogging}; the host's round waited over a minute; the hog's deletions: {hog}"
+            )),
+            (_, Err(e)) => cell(
+                Verdict::Error,
+                format!("{hogging}; a host request failed: {e}"),
+            ),
+            (Ok(ctl), Ok(h)) => {
+                let why = format!(
+                    "{hogging}; the hog's deletions: {hog}; the host's round (ns create, a \
+                     member, ns delete): {} ms, {} ms with no hog (×{:.1})",
+                    h.as_millis(),
+                    ctl.as_millis(),
+                    h.as_secs_f64() / ctl.as_secs_f64().max(1e-3)
+                );
+                if h < KILL_WAIT {
+                    blocked(why)
+                } else {
+                    escape(format!("{why}: it waited behind the hog"))
+                }
+            }
+        };
+        m.set(row, level, c);
     }
 }
 

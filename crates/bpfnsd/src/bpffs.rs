@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 use bpfns_model::NsId;
 use bpfns_sys::fs::{
-    dup_fd, ensure_bpffs, fd_fs_magic, fs_magic, mkdir_at, open_dir_beneath, unlink_at,
-    unmount_detach, BPF_FS_MAGIC,
+    dir_entries, dup_fd, ensure_bpffs, fd_fs_magic, fd_stat, fs_magic, mkdir_at, open_dir_beneath,
+    open_dir_beneath_readable, open_entry_beneath, unlink_at, unmount_detach, EntryType,
+    BPF_FS_MAGIC,
 };
 
 /// The host's bpffs: the root namespace's pin tree.
@@ -29,6 +30,12 @@ pub enum BpffsError {
     },
     #[error("{what}: {error}")]
     Io { what: String, error: std::io::Error },
+    #[error("finding the owner of the object pinned at {pin}: {error}")]
+    Owner {
+        pin: PathBuf,
+        #[source]
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl BpffsError {
@@ -43,6 +50,7 @@ impl BpffsError {
                 Some(e) => Errno::from_raw_os_error(e),
                 None => return false,
             },
+            Self::Owner { .. } => return false,
         };
         [Errno::LOOP, Errno::NOTDIR, Errno::XDEV].contains(&errno)
     }
@@ -93,21 +101,41 @@ impl NsBpffs {
     /// `id`'s own pins in place: [`Repinned::undo`] takes the copies away again,
     /// [`NsBpffs::unmount`] then drops the instance. On an error midway, the copies made so
     /// far are removed before it returns.
-    pub fn repin_to_parent(
+    ///
+    /// Only pins of objects `owns` accepts are copied (the deleted namespace's, by the kernel
+    /// side's ownership records): anything else pinned there stays behind and goes with the
+    /// instance ([`Repinned::left_behind`]).
+    pub fn repin_to_parent<E>(
         &self,
         id: NsId,
         name: &str,
         parent: NsId,
-    ) -> Result<Repinned, BpffsError> {
-        let src = self.path(id);
+        owns: &dyn Fn(bpfns_model::ObjectKind, u32) -> Result<bool, E>,
+    ) -> Result<Repinned, BpffsError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let src_path = self.path(id);
         let mut done = Repinned::default();
         if !self.is_mounted(id) {
             return Ok(done);
         }
-        // The parent's tree is its members' /sys/fs/bpf: they may have put anything there,
-        // symbolic links included. Everything below is reached through directory handles
-        // opened without following any link and without leaving that bpffs.
         let sys = |what: String| move |error| BpffsError::Sys { what, error };
+        // The deleted namespace's tree is its members' /sys/fs/bpf, and the parent's theirs:
+        // both may hold anything, symbolic links included, and change while bpfnsd works. Both
+        // are walked through directory handles opened without following any link and without
+        // leaving their bpffs; pins are opened through handles on their own inodes.
+        let src = open_dir_beneath_readable(None, &src_path)
+            .map_err(sys(format!("opening {}", src_path.display())))?;
+        let src_dev = fd_stat(src.as_fd())
+            .map_err(sys(format!("inspecting {}", src_path.display())))?
+            .dev;
+        if fd_fs_magic(src.as_fd()).ok() != Some(BPF_FS_MAGIC) {
+            return Err(BpffsError::Io {
+                what: format!("{} is not a bpffs", src_path.display()),
+                error: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+            });
+        }
         let top = self.path(parent);
         let root =
             open_dir_beneath(None, &top).map_err(sys(format!("opening {}", top.display())))?;
@@ -142,9 +170,15 @@ impl NsBpffs {
         let dest_path = top.join("orphans").join(&leaf);
         done.made_dir(orphans.as_fd(), OsStr::new(&leaf))?;
         done.dest = Some(dest_path.clone());
+        let walk = Walk {
+            dev: src_dev,
+            owns: &|kind, oid| owns(kind, oid).map_err(|e| Box::new(e) as _),
+        };
         let result = open_dir_beneath(Some(orphans.as_fd()), Path::new(&leaf))
             .map_err(sys(format!("opening {}", dest_path.display())))
-            .and_then(|dest| repin_tree(&src, dest.as_fd(), &dest_path, &mut done));
+            .and_then(|dest| {
+                walk.repin_tree(src.as_fd(), &src_path, dest.as_fd(), &dest_path, &mut done)
+            });
         if let Err(e) = result {
             done.undo();
             return Err(e);
@@ -178,10 +212,6 @@ impl NsBpffs {
     }
 }
 
-fn io(what: String) -> impl FnOnce(std::io::Error) -> BpffsError {
-    move |error| BpffsError::Io { what, error }
-}
-
 /// What [`NsBpffs::repin_to_parent`] made: the pins and directories it created, each as the
 /// handle of the directory it is in and its name there, so that undoing them touches exactly
 /// those entries, whatever the parent's members do to the paths meanwhile.
@@ -191,6 +221,9 @@ pub struct Repinned {
     pub dest: Option<PathBuf>,
     pins: Vec<(OwnedFd, std::ffi::OsString)>,
     dirs: Vec<(OwnedFd, std::ffi::OsString)>,
+    /// What was not copied, and why: pins of other namespaces' objects, and entries that
+    /// were not what they had been listed as (a directory become a link, say).
+    pub left_behind: Vec<(PathBuf, &'static str)>,
 }
 
 impl Repinned {
@@ -228,44 +261,109 @@ impl Repinned {
     }
 }
 
-/// Pin every object pinned under `src` at the same relative path in the directory `dest` (a
-/// handle; `dest_path` names it in messages and in `done`), noting what was made in `done`.
-fn repin_tree(
-    src: &Path,
-    dest: BorrowedFd<'_>,
-    dest_path: &Path,
-    done: &mut Repinned,
-) -> Result<(), BpffsError> {
-    let entries = std::fs::read_dir(src).map_err(io(format!("reading {}", src.display())))?;
-    for e in entries {
-        let e = e.map_err(io(format!("reading {}", src.display())))?;
-        // bpffs's own files (maps.debug, progs.debug) have dots; pins cannot.
-        if e.file_name().to_string_lossy().contains('.') {
-            continue;
-        }
-        let from = e.path();
-        let to = dest_path.join(e.file_name());
-        let ft = e
-            .file_type()
-            .map_err(io(format!("inspecting {}", from.display())))?;
-        if ft.is_dir() {
-            let sub = subdir(dest, &e.file_name(), &to, done)?;
-            repin_tree(&from, sub.as_fd(), &to, done)?;
-        } else if ft.is_file() {
-            let fd = bpfns_sys::bpf::obj_get(&from).map_err(|error| BpffsError::Sys {
-                what: format!("opening pin {}", from.display()),
-                error,
-            })?;
-            bpfns_sys::bpf::obj_pin_at(&fd, dest, &e.file_name()).map_err(|error| {
-                BpffsError::Sys {
-                    what: format!("re-pinning {} at {}", from.display(), to.display()),
-                    error,
+/// How to walk a deleted namespace's tree: its instance's device, and which objects to copy.
+struct Walk<'a> {
+    dev: u64,
+    #[allow(clippy::type_complexity)]
+    owns: &'a dyn Fn(
+        bpfns_model::ObjectKind,
+        u32,
+    ) -> Result<bool, Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Walk<'_> {
+    /// Pin every object of the deleted namespace pinned in the directory `src` (a readable
+    /// handle; `src_path` names it in messages) at the same relative path in the directory
+    /// `dest` (a handle; `dest_path` names it), noting what was made in `done`. An entry that
+    /// is not, when opened, what it was listed as — a directory or a pin of this instance —
+    /// was changed meanwhile by someone who may write there: it is left behind, never
+    /// followed.
+    fn repin_tree(
+        &self,
+        src: BorrowedFd<'_>,
+        src_path: &Path,
+        dest: BorrowedFd<'_>,
+        dest_path: &Path,
+        done: &mut Repinned,
+    ) -> Result<(), BpffsError> {
+        use bpfns_sys::Errno;
+        let sys = |what: String| move |error| BpffsError::Sys { what, error };
+        // What a member racing the walk can make an open fail with: not bpfnsd's failure.
+        let changed = |e: &bpfns_sys::SysError| {
+            [Errno::LOOP, Errno::NOTDIR, Errno::XDEV, Errno::NOENT].contains(&e.errno)
+        };
+        let entries = dir_entries(src).map_err(sys(format!("reading {}", src_path.display())))?;
+        for (name, ty) in entries {
+            // bpffs's own files (maps.debug, progs.debug) have dots; pins cannot.
+            if name.to_string_lossy().contains('.') {
+                continue;
+            }
+            let from = src_path.join(&name);
+            let to = dest_path.join(&name);
+            match ty {
+                EntryType::Directory => {
+                    let sub = match open_dir_beneath_readable(Some(src), Path::new(&name)) {
+                        Ok(sub) => sub,
+                        Err(e) if changed(&e) => {
+                            done.left_behind.push((from, "not a directory when opened"));
+                            continue;
+                        }
+                        Err(e) => return Err(sys(format!("opening {}", from.display()))(e)),
+                    };
+                    let st = fd_stat(sub.as_fd())
+                        .map_err(sys(format!("inspecting {}", from.display())))?;
+                    if st.dev != self.dev {
+                        done.left_behind.push((from, "on another filesystem"));
+                        continue;
+                    }
+                    let into = subdir(dest, &name, &to, done)?;
+                    self.repin_tree(sub.as_fd(), &from, into.as_fd(), &to, done)?;
                 }
-            })?;
-            done.made_pin(dest, &e.file_name())?;
+                EntryType::File => {
+                    let handle = match open_entry_beneath(src, Path::new(&name)) {
+                        Ok(h) => h,
+                        Err(e) if changed(&e) => {
+                            done.left_behind.push((from, "gone when opened"));
+                            continue;
+                        }
+                        Err(e) => return Err(sys(format!("opening {}", from.display()))(e)),
+                    };
+                    let st = fd_stat(handle.as_fd())
+                        .map_err(sys(format!("inspecting {}", from.display())))?;
+                    if st.kind != EntryType::File || st.dev != self.dev {
+                        done.left_behind
+                            .push((from, "not a pin of this bpffs when opened"));
+                        continue;
+                    }
+                    let fd = bpfns_sys::bpf::obj_get_handle(&handle)
+                        .map_err(sys(format!("opening pin {}", from.display())))?;
+                    let object = bpfns_sys::bpf::object_of(&fd)
+                        .map_err(sys(format!("inspecting pin {}", from.display())))?;
+                    let Some((kind, oid)) = object else {
+                        done.left_behind
+                            .push((from, "not a BPF map, program or link"));
+                        continue;
+                    };
+                    let own = (self.owns)(kind, oid).map_err(|error| BpffsError::Owner {
+                        pin: from.clone(),
+                        error,
+                    })?;
+                    if !own {
+                        done.left_behind.push((from, "another namespace's object"));
+                        continue;
+                    }
+                    bpfns_sys::bpf::obj_pin_at(&fd, dest, &name).map_err(sys(format!(
+                        "re-pinning {} at {}",
+                        from.display(),
+                        to.display()
+                    )))?;
+                    done.made_pin(dest, &name)?;
+                }
+                EntryType::Other => {}
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The directory `name` in `dir` (created if missing, noted in `done` then), opened without

@@ -441,10 +441,7 @@ impl Daemon {
             let one = |notes: &mut Vec<String>| -> Result<(), Restore> {
                 // The limit first: a namespace is never in the kernel's table without it.
                 if let Some(limit) = reg.max_objects(*id) {
-                    let q = self
-                        .kernel
-                        .namespace_quota(*id)
-                        .map_err(Restore::Kernel)?;
+                    let q = self.kernel.namespace_quota(*id).map_err(Restore::Kernel)?;
                     if q.limit != Some(u64::from(limit)) {
                         self.kernel
                             .set_namespace_limit(*id, u64::from(limit))
@@ -630,7 +627,7 @@ impl Daemon {
             } => self.get_fd(caller, kind, id, read_only, fds),
             Op::Status => {
                 no_fds(&fds)?;
-                self.status()
+                self.status(caller)
             }
             Op::WhyStopped { pid } => {
                 no_fds(&fds)?;
@@ -803,6 +800,15 @@ impl Daemon {
         let early = self.visible_ns(caller, path)?;
         may_delete(&self.reg(), caller.policy(), early)?;
         self.collect_garbage()?;
+        // Members are killed, and waited for, before the change lock is taken, never under
+        // it: one that does not go keeps only this request waiting. Whether any is left is
+        // checked again under the lock.
+        if force {
+            let members = self.members_of(early)?;
+            if !members.is_empty() {
+                self.kill_members(&p, early, &members)?;
+            }
+        }
         let tx = self.begin();
         let (id, parent, parent_path) = {
             let reg = &tx.next;
@@ -821,21 +827,21 @@ impl Daemon {
             let parent = reg.parent(id).unwrap_or(NsId::ROOT);
             (id, parent, self_path(reg, parent))
         };
-        let mut members = self.members_of(id)?;
-        if !members.is_empty() && force {
-            self.kill_members(&p, id, &members)?;
-            members = self.members_of(id)?;
-        }
+        let members = self.members_of(id)?;
         if !members.is_empty() {
             let shown: Vec<String> = members.iter().take(8).map(|t| t.to_string()).collect();
             return Err(Failure::new(
                 ErrorCode::Conflict,
                 format!(
-                    "namespace {p} still has {} member task(s) (tids {}{}); stop them first, or \
-                     delete with --force, which kills them",
+                    "namespace {p} still has {} member task(s) (tids {}{}); {}",
                     members.len(),
                     shown.join(", "),
-                    if members.len() > 8 { ", ..." } else { "" }
+                    if members.len() > 8 { ", ..." } else { "" },
+                    if force {
+                        "they were killed but had not gone yet, or entered meanwhile: try again"
+                    } else {
+                        "stop them first, or delete with --force, which kills them"
+                    }
                 ),
             ));
         }
@@ -859,21 +865,32 @@ impl Daemon {
         // later step fails: the pins are copied (the originals stay until the end), the
         // ownership records moved (and moved back on failure).
         let name = p.name().unwrap_or("ns").to_string();
-        let mut pins = self.bpffs.repin_to_parent(id, &name, parent).map_err(|e| {
-            if e.is_in_the_way() {
-                let f = self.delete_failed(&p, "copying its pins to its parent's bpffs", e);
-                Failure::new(
-                    ErrorCode::Conflict,
-                    format!(
-                        "{} (orphans/ in the parent's bpffs must be a directory of that \
+        // Only the namespace's own objects (and those of any namespace below it) go to the
+        // parent: a pin of anyone else's object in its tree stays behind, and goes with it.
+        let subtree: std::collections::HashSet<NsId> = self.reg().subtree(id).into_iter().collect();
+        let owns = |kind: ObjectKind, oid: u32| {
+            self.kernel
+                .owner(kind, oid)
+                .map(|owner| subtree.contains(&owner))
+        };
+        let mut pins = self
+            .bpffs
+            .repin_to_parent(id, &name, parent, &owns)
+            .map_err(|e| {
+                if e.is_in_the_way() {
+                    let f = self.delete_failed(&p, "copying its pins to its parent's bpffs", e);
+                    Failure::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "{} (orphans/ in the parent's bpffs must be a directory of that \
                              bpffs: remove what is there, or move it away)",
-                        f.message
-                    ),
-                )
-            } else {
-                self.delete_failed(&p, "copying its pins to its parent's bpffs", e)
-            }
-        })?;
+                            f.message
+                        ),
+                    )
+                } else {
+                    self.delete_failed(&p, "copying its pins to its parent's bpffs", e)
+                }
+            })?;
         let mut tx = self.begin();
         if !self.members_of(id)?.is_empty() || !tx.next.children(id).is_empty() {
             pins.undo();
@@ -914,6 +931,22 @@ impl Daemon {
         }
         if let Some(dest) = &pins.dest {
             tracing::info!(namespace = %p, pins = pins.count(), to = %dest.display(), "moved its pins");
+        }
+        if !pins.left_behind.is_empty() {
+            // Its members may have made thousands: one line, with the first few.
+            let first: Vec<String> = pins
+                .left_behind
+                .iter()
+                .take(5)
+                .map(|(pin, why)| format!("{} ({why})", pin.display()))
+                .collect();
+            tracing::warn!(
+                namespace = %p,
+                "left {} entries of its bpffs behind, not copied to its parent: {}{}",
+                pins.left_behind.len(),
+                first.join(", "),
+                if pins.left_behind.len() > first.len() { ", ..." } else { "" }
+            );
         }
         tracing::info!(namespace = %p, moved, "deleted namespace");
         Ok((
@@ -978,7 +1011,8 @@ impl Daemon {
             .contains(&id)
     }
 
-    /// The tasks (thread ids) of namespace `id`.
+    /// The live tasks (thread ids) of namespace `id` (exited ones, zombies included, are not
+    /// listed by the kernel side: they can do nothing).
     fn members_of(&self, id: NsId) -> Result<Vec<i32>, Failure> {
         Ok(self
             .kernel
@@ -991,7 +1025,7 @@ impl Daemon {
     }
 
     /// Kill (SIGKILL) the processes of the member tasks `tids` of namespace `id` and wait, a
-    /// few seconds at most, until none is left.
+    /// few seconds at most, until none is left. Never called with the change lock held.
     fn kill_members(&self, p: &NsPath, id: NsId, tids: &[i32]) -> Result<(), Failure> {
         let mut killed = std::collections::BTreeSet::new();
         for &tid in tids {
@@ -1338,7 +1372,10 @@ impl Daemon {
         Ok((Reply::Fd { kind, id }, vec![fd]))
     }
 
-    fn status(&self) -> Answer {
+    /// What runs. Host-wide figures (every namespace, every member's listener, the kernel
+    /// side's and bpfnsd's counters) would tell a member about other tenants: a member gets
+    /// its own subtree's namespace count and none of them.
+    fn status(&self, caller: &Caller) -> Answer {
         // What runs, not what the kernel would allow: the supervisor, then the kernel side's.
         let layers: Vec<String> = std::iter::once(Layer::Supervisor)
             .chain(self.kernel.layers())
@@ -1374,19 +1411,23 @@ impl Daemon {
                 counters.push(("keeper_refused_after_grace".to_string(), c.refused));
             }
         }
-        Ok((
-            Reply::Status(StatusInfo {
-                server: format!("bpfnsd {}", env!("CARGO_PKG_VERSION")),
-                pin_root: self.config.pin_root.display().to_string(),
-                state_dir: self.config.state_dir.display().to_string(),
-                layers,
-                namespaces: self.reg().len() as u32,
-                supervised_listeners: sink.map_or(0, |s| s.count() as u32),
-                kept_listeners: kept.and_then(|k| k.keeper).map_or(0, |c| c.held as u32),
-                counters,
-            }),
-            vec![],
-        ))
+        let mut info = StatusInfo {
+            server: format!("bpfnsd {}", env!("CARGO_PKG_VERSION")),
+            pin_root: self.config.pin_root.display().to_string(),
+            state_dir: self.config.state_dir.display().to_string(),
+            layers,
+            namespaces: self.reg().len() as u32,
+            supervised_listeners: sink.map_or(0, |s| s.count() as u32),
+            kept_listeners: kept.and_then(|k| k.keeper).map_or(0, |c| c.held as u32),
+            counters,
+        };
+        if caller.ns != NsId::ROOT {
+            info.namespaces = self.reg().subtree_len(caller.ns) as u32;
+            info.supervised_listeners = 0;
+            info.kept_listeners = 0;
+            info.counters.clear();
+        }
+        Ok((Reply::Status(info), vec![]))
     }
 }
 

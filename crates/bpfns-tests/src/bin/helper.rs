@@ -358,6 +358,17 @@ fn client(args: &[String]) {
                 },
             )
             .map(|n| format!("{}:{}", n.path, n.policy))),
+        // status: namespaces, listeners, kept listeners, counters (names)
+        "status" => out(c.status().map(|s| {
+            let names: Vec<&str> = s.counters.iter().map(|(n, _)| n.as_str()).collect();
+            format!(
+                "namespaces={} listeners={} kept={} counters={}",
+                s.namespaces,
+                s.supervised_listeners,
+                s.kept_listeners,
+                names.join(",")
+            )
+        })),
         "enter-self" => out(c
             .enter(&a(2), std::process::id() as i32)
             .map(|()| "entered".into())),

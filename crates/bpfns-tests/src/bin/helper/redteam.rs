@@ -78,8 +78,10 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 58] = [
+pub const ACTIONS: [&str; 60] = [
+    "rt-lock-hog",
     "rt-orphans",
+    "rt-orphan-race",
     "rt-stall",
     "rt-flood",
     "rt-kill",
@@ -523,6 +525,20 @@ pub fn run(exe: &Path, args: &[String]) {
         "rt-hijack" => hijack(&arg(1), &arg(2), &arg(3), &arg(4)),
         "rt-fill" => fill(&arg(1), &arg(2)),
         "rt-orphans" => orphans_symlink(&arg(1), &arg(2), &arg(3)),
+        "rt-lock-hog" => lock_hog(
+            &arg(1),
+            &arg(2),
+            arg(3).parse().unwrap_or(4),
+            arg(4).parse().unwrap_or(5),
+        ),
+        "rt-orphan-race" => orphan_race(
+            &arg(1),
+            &arg(2),
+            &arg(3),
+            arg(4).parse().unwrap_or(300),
+            arg(5).parse().unwrap_or(300),
+            &args[6..],
+        ),
         // rt-stall DIR: make DIR, hold its inode lock until stdin closes.
         "rt-stall" => {
             let dir = PathBuf::from(arg(1));
@@ -2543,4 +2559,170 @@ fn orphans_symlink(target: &str, sock: &str, ns: &str) {
         ),
     };
     say(&format!("delete={r}"));
+}
+
+/// The race of a deletion's copy into `orphans/`: with a directory fd of the child namespace's
+/// bpffs (received from `fd_sock`, as a member of the child would send it), make `pairs`
+/// empty directories `dN` and symbolic links `lN` to the `targets` (in turn) there, wait for
+/// bpfnsd to open that directory (inotify), and `delay_us` later swap every pair
+/// (`RENAME_EXCHANGE`) while bpfnsd copies: a copy that follows links would take whatever is
+/// pinned at the targets into this namespace's `orphans/`.
+fn orphan_race(
+    fd_sock: &str,
+    sock: &str,
+    ns: &str,
+    pairs: usize,
+    delay_us: u64,
+    targets: &[String],
+) {
+    let dir = match UnixStream::connect(fd_sock) {
+        Ok(s) => {
+            let mut fds = Vec::new();
+            let mut b = [0u8; 1];
+            match bpfns_sys::unix::recv_exact_with_fds(s.as_fd(), &mut b, &mut fds) {
+                Ok(true) if !fds.is_empty() => fds.swap_remove(0),
+                Ok(_) => fail("no fd received"),
+                Err(e) => fail(&format!("receiving the fd: {e}")),
+            }
+        }
+        Err(e) => fail(&format!("connect {fd_sock}: {e}")),
+    };
+    let mut setup = "ok".to_string();
+    for i in 0..pairs {
+        let target = Path::new(&targets[i % targets.len().max(1)]);
+        let (d, l) = (
+            PathBuf::from(format!("d{i}")),
+            PathBuf::from(format!("l{i}")),
+        );
+        if let Err(e) = testhooks::mkdir_at(dir.as_fd(), &d)
+            .and_then(|()| testhooks::symlink_at(target, dir.as_fd(), &l))
+        {
+            setup = errno_str(e);
+            break;
+        }
+    }
+    say(&format!("setup={setup}"));
+    let watched = format!("/proc/self/fd/{}", dir.as_raw_fd());
+    let racer = (setup == "ok").then(|| {
+        let watch = testhooks::watch_opens(Path::new(&watched))
+            .unwrap_or_else(|e| fail(&format!("inotify: {}", errno_str(e))));
+        let dir = dir.try_clone().unwrap_or_else(|e| fail(&e.to_string()));
+        std::thread::spawn(move || {
+            // Bounded: a copy that never opens the directory is simply not raced.
+            let opened = testhooks::wait_inotify(&watch, Duration::from_secs(20)).unwrap_or(false);
+            std::thread::sleep(Duration::from_micros(delay_us));
+            let swapped = (0..pairs)
+                .filter(|i| {
+                    testhooks::rename_exchange_at(
+                        dir.as_fd(),
+                        Path::new(&format!("d{i}")),
+                        Path::new(&format!("l{i}")),
+                    )
+                    .is_ok()
+                })
+                .count();
+            format!("{}{swapped}", if opened { "" } else { "unopened:" })
+        })
+    });
+    // The child may still have a member for a moment (its fd's sender): retry a conflict.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = bpfns_client::Client::connect(sock).and_then(|mut c| c.ns_delete(ns));
+        match r {
+            Err(e)
+                if e.code() == Some(bpfns_proto::ErrorCode::Conflict)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok((to, n)) => break format!("ok:{n}-to-{to}"),
+            Err(e) => {
+                break format!(
+                    "denied:{}",
+                    e.code()
+                        .map(|c| format!("{c:?}"))
+                        .unwrap_or_else(|| e.to_string().replace(' ', "_"))
+                )
+            }
+        }
+    };
+    say(&format!("delete={r}"));
+    if let Some(h) = racer {
+        say(&format!(
+            "swapped={}",
+            h.join().unwrap_or_else(|_| "panicked".into())
+        ));
+    }
+}
+
+/// The lock hog: create namespace `ns` (below this member's own), enter a child of ours into
+/// it and let the child exit unreaped (a zombie, which never goes while we live), then have
+/// `threads` threads ask `ns_delete --force` of it for `secs` seconds. Says `hogging=` once the
+/// threads run and `hog=` with the answers they got (code×count).
+fn lock_hog(sock: &str, ns: &str, threads: usize, secs: u64) {
+    use bpfns_client::Client;
+    let code = |e: &bpfns_client::ClientError| {
+        e.code()
+            .map(|c| format!("{c:?}"))
+            .unwrap_or_else(|| "io".to_string())
+    };
+    let mut c = Client::connect(sock).unwrap_or_else(|e| fail(&format!("connect: {e}")));
+    if let Err(e) = c.ns_create(ns) {
+        say(&format!("hogging=create-{}", code(&e)));
+        say("hog=none");
+        return;
+    }
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", "read x"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| fail(&format!("spawn: {e}")));
+    let pid = child.id() as i32;
+    let entered = c.enter(ns, pid).map(|_| ()).map_err(|e| code(&e));
+    drop(child.stdin.take()); // it exits; never reaped until the end
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let zombie = loop {
+        let state = bpfns_sys::procfs::read_stat(pid)
+            .ok()
+            .and_then(|st| {
+                st.rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().next().map(str::to_string))
+            })
+            .unwrap_or_default();
+        if state == "Z" || std::time::Instant::now() > deadline {
+            break state == "Z";
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    say(&format!(
+        "hogging=entered-{} zombie-{zombie}",
+        entered.err().unwrap_or_else(|| "ok".into())
+    ));
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    let answers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (sock, ns) = (sock.to_string(), ns.to_string());
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                while std::time::Instant::now() < end {
+                    let r = Client::connect(&sock).and_then(|mut c| c.ns_delete_with(&ns, true));
+                    got.push(match r {
+                        Ok(_) => "deleted".to_string(),
+                        Err(e) => code(&e),
+                    });
+                }
+                got
+            })
+        })
+        .collect();
+    let mut tally = std::collections::BTreeMap::<String, u32>::new();
+    for h in answers {
+        for a in h.join().unwrap_or_default() {
+            *tally.entry(a).or_default() += 1;
+        }
+    }
+    let _ = child.wait();
+    let _ = c.ns_delete_with(ns, true);
+    let t: Vec<String> = tally.iter().map(|(k, n)| format!("{k}×{n}")).collect();
+    say(&format!("hog={}", t.join(",")));
 }

@@ -47,6 +47,8 @@ mod lsm_skel {
 }
 
 pub use error::{KernelError, Result};
-pub use kernel::{EventReader, Kernel, NsEntry, NsQuota, OwnedObject};
+pub use kernel::{
+    boot_time, fill_details, Details, EventReader, Kernel, NsEntry, NsQuota, OwnedObject,
+};
 pub use layout::PinLayout;
 pub mod doctor;

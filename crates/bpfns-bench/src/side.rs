@@ -152,6 +152,7 @@ impl Active {
                     .map(|(_, id)| *id)
                     .collect();
                 let kernel = Kernel::open(layout).context("opening the kernel side")?;
+                kernel.ensure_namespace_limit(BENCH_NS, u64::MAX)?;
                 kernel.set_namespace(BENCH_NS, NsId::ROOT, 1)?;
                 active.kernel = Some(kernel);
             }
@@ -205,6 +206,7 @@ impl Instance {
             }
         };
         let kernel = Kernel::open(layout).context("opening the kernel side")?;
+        kernel.ensure_namespace_limit(BENCH_NS, u64::MAX)?;
         kernel.set_namespace(BENCH_NS, NsId::ROOT, 1)?;
         let hook = |name: &str| -> Result<OwnedFd> {
             let id = programs

@@ -458,6 +458,10 @@ pub fn plan_ns_set(rows: &[NsView], id: u32, parent: u32, depth: Option<u32>) ->
 pub fn ns_set(direct: &Direct, id: u32, parent: u32, depth: Option<u32>) -> Result<NsView> {
     let k = direct.kernel()?;
     let depth = plan_ns_set(&ns_rows(&k)?, id, parent, depth)?;
+    // The limit first, as bpfnsd writes them: the kernel side lets a namespace without one
+    // create nothing. One that has none gets no limit of its own (its ancestors' still count).
+    k.ensure_namespace_limit(NsId(id), u64::MAX)
+        .with_context(|| format!("writing the quota entry of namespace {id}"))?;
     k.set_namespace(NsId(id), NsId(parent), depth)
         .with_context(|| format!("writing namespace {id} into the namespace table"))?;
     Ok(NsView { id, parent, depth })

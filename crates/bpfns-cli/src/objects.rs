@@ -19,10 +19,12 @@ use crate::output::{Render, Table};
 /// The name of a namespace as the CLI prints it.
 ///
 /// Read directly from the kernel side (no bpfnsd answering), namespaces are known by id only:
-/// `/` for the root, `ns:<id>` for the others; bpfnsd's answers carry path names.
+/// `/` for the root, `quarantine` for quarantined objects, `ns:<id>` for the others; bpfnsd's answers carry path names.
 pub fn namespace_label(ns: NsId) -> String {
     if ns.is_root() {
         "/".to_string()
+    } else if ns == NsId::QUARANTINE {
+        "quarantine".to_string()
     } else {
         format!("ns:{ns}")
     }

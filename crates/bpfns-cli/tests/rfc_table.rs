@@ -146,7 +146,7 @@ fn world(name: &str) -> World {
 
 fn rfc_table(who: Who) {
     if !have("bpftool") || !have("setpriv") {
-        eprintln!("SKIPPED: needs bpftool and setpriv");
+        bpfns_tests::skip("needs bpftool and setpriv");
         return;
     }
     let w = world(&format!("rfc-{who:?}").to_lowercase());
@@ -522,7 +522,7 @@ fn ns_policy_from_the_cli() {
 fn a_user_without_capabilities_lists_nothing_through_bpfnsd() {
     require_kernel!();
     if !have("setpriv") {
-        eprintln!("SKIPPED: needs setpriv");
+        bpfns_tests::skip("needs setpriv");
         return;
     }
     let d = TestDaemon::start("cli-nocaps");
@@ -801,7 +801,7 @@ fn exec_with_a_user_and_capabilities() {
         assert!(out.contains(&format!("{set}:\t{bpf_only}")), "{set}: {out}");
     }
     if !have("bpftool") {
-        eprintln!("SKIPPED (part): no bpftool");
+        bpfns_tests::skip("part: no bpftool");
         return;
     }
     ok(&exec(&[

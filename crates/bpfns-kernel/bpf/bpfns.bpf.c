@@ -14,7 +14,9 @@
  *              may not see is killed before it returns to user space; so is one that
  *              loaded a program its namespace's policy forbids (syscall, tracing-class, or
  *              any type with perfmon power where tracing is denied). Each stop is counted
- *              (reasons) and reported to bpfnsd (violations ring buffer).
+ *              (reasons) and reported to bpfnsd (violations ring buffer); such a
+ *              program is quarantined (owner BPFNS_QUARANTINE: no namespace sees it),
+ *              so that a thread that pinned it before the kill landed gets nothing.
  * - iterators: list maps, progs and links with their owners in one read.
  *
  * Only raw tracepoints (tp_btf), iterators and task storage are used: BPF LSM and trampolines
@@ -175,14 +177,13 @@ static __always_inline __u32 created_kind(__u32 cmd)
 	}
 }
 
-/* Whether the program `prog`, just loaded by `task`, got perfmon power: the verifier allows
- * pointer leaks and bpf_base_func_proto() gives every program type bpf_probe_read_kernel,
- * bpf_get_current_task and the like when the loader is perfmon_capable() or, with a BPF
- * token (6.9+), holds CAP_PERFMON or CAP_SYS_ADMIN in the token's user namespace. */
-static __always_inline bool loaded_with_perfmon(struct task_struct *task, struct bpf_prog *prog)
+/* Whether the program `prog` got perfmon power when it was loaded with credentials `cred` (the
+ * credentials of the file bpf() returned for it: the loader's): the verifier allows pointer
+ * leaks and bpf_base_func_proto() gives every program type bpf_probe_read_kernel,
+ * bpf_get_current_task and the like when the loader is perfmon_capable() or, with a BPF token
+ * (6.9+), holds CAP_PERFMON or CAP_SYS_ADMIN in the token's user namespace. */
+static __always_inline bool loaded_with_perfmon(const struct cred *cred, struct bpf_prog *prog)
 {
-	const struct cred *cred = BPF_CORE_READ(task, cred);
-
 	if (perfmon_capable_cred(cred))
 		return true;
 	if (bpf_core_field_exists(((struct bpf_prog_aux *)0)->token)) {
@@ -195,16 +196,41 @@ static __always_inline bool loaded_with_perfmon(struct task_struct *task, struct
 }
 
 /*
+ * Quarantine the record at `key`, charged to namespace `ns`: the object stays counted in the
+ * namespace's quota until it is freed, but no namespace sees it any more (its pins, its id:
+ * refused to every member), the root does. Used for a program whose loader is being stopped,
+ * which another thread of the loader may have pinned or sent away before the kill lands. If
+ * the record cannot be rewritten it is dropped (no record is the root's, invisible to every
+ * namespace too) and the namespace's count given back.
+ */
+static __always_inline void quarantine(struct obj_key *key, __u32 ns)
+{
+	struct obj_owner q = { .ns = BPFNS_QUARANTINE, .charged = ns };
+
+	if (bpf_map_update_elem(&obj_owner, key, &q, BPF_EXIST) == 0)
+		return;
+	if (bpf_map_delete_elem(&obj_owner, key) == 0)
+		quota_unreserve(ns);
+}
+
+/*
  * A creation command returned fd `ret`: record the owner of the object this call created.
  *
  * Another thread can close that fd and dup2() any file onto its number before this runs, so
  * the file there is taken as this call's object only if it is a BPF object of the kind the
- * command creates and was made with this task's credentials (the kernel makes a new object's
- * file with current_cred(); a file received from another process carries that process's, and
- * threads share theirs). The record is written only if none exists: an existing one of this
- * namespace was written by the BPF LSM layer at creation; any other is an attack. A record
- * that cannot be written (quota, full table) stops the task: a live object is never left
- * owned by nobody while its creator goes on.
+ * command creates, and either already recorded as this namespace's (by the BPF LSM layer at
+ * creation, or by bpfnsd for a program it loaded on this task's behalf and injected: that
+ * file carries bpfnsd's credentials) or made with this task's credentials (the kernel makes a
+ * new object's file with current_cred(); a file received from another process carries that
+ * process's, and threads share theirs). A record is written only where none exists; any
+ * other file stops the task, and the object this call made, which is not on the fd, stays
+ * unrecorded: the root's, which no namespace sees. A record that cannot be written (quota,
+ * full table) stops the task: a live object is never left owned by nobody while its creator
+ * goes on (over a quota it stays unrecorded, so that it takes no entry of the table).
+ *
+ * A program this namespace may not have (syscall; tracing-class or loaded with perfmon power
+ * where tracing is denied) stops the task and is quarantined: a thread that pinned it or sent
+ * it away before the kill gets nothing any member can open.
  */
 static __always_inline int record_created(struct task_struct *task, struct task_tag *tag,
 					  __u32 cmd, long ret)
@@ -215,14 +241,15 @@ static __always_inline int record_created(struct task_struct *task, struct task_
 	struct obj_owner val = { .ns = tag->ns };
 	struct obj_owner *have;
 	struct quota_check qc = {};
+	const struct cred *cred;
 	int q, err;
 
-	if (!file_obj(f, &ref) || ref.kind != created_kind(cmd) ||
-	    BPF_CORE_READ(f, f_cred) != BPF_CORE_READ(task, cred)) {
+	if (!file_obj(f, &ref) || ref.kind != created_kind(cmd)) {
 		stop_task(tag, cmd, &ref, ref.kind ? owner_of(ref.kind, ref.id) : 0,
 			  BPFNS_REASON_HIJACK);
 		return 0;
 	}
+	cred = BPF_CORE_READ(f, f_cred);
 	key.kind = ref.kind;
 	key.id = ref.id;
 	have = bpf_map_lookup_elem(&obj_owner, &key);
@@ -232,8 +259,13 @@ static __always_inline int record_created(struct task_struct *task, struct task_
 			return 0;
 		}
 	} else {
+		if (cred != BPF_CORE_READ(task, cred)) {
+			stop_task(tag, cmd, &ref, ref.kind ? owner_of(ref.kind, ref.id) : 0,
+				  BPFNS_REASON_HIJACK);
+			return 0;
+		}
 		q = quota_reserve(tag->ns, &qc);
-		if (q == QUOTA_OVER) {
+		if (q == QUOTA_OVER || q == QUOTA_NOLIMIT) {
 			stop_task(tag, cmd, &ref, qc.over, BPFNS_REASON_QUOTA);
 			return 0;
 		}
@@ -259,10 +291,13 @@ static __always_inline int record_created(struct task_struct *task, struct task_
 	 * all BPF objects among them), and programs of any type loaded with perfmon power
 	 * (kernel-memory reads), only where the namespace's policy allows tracing. */
 	if (ref.type == BPF_PROG_TYPE_SYSCALL ||
-	    (tracing_class(ref.type) && !ns_allows_tracing(tag->ns)))
+	    (tracing_class(ref.type) && !ns_allows_tracing(tag->ns))) {
+		quarantine(&key, tag->ns);
 		stop_task(tag, cmd, &ref, tag->ns, BPFNS_REASON_PROG_TYPE);
-	else if (!ns_allows_tracing(tag->ns) && loaded_with_perfmon(task, ref.obj))
+	} else if (!ns_allows_tracing(tag->ns) && loaded_with_perfmon(cred, ref.obj)) {
+		quarantine(&key, tag->ns);
 		stop_task(tag, cmd, &ref, tag->ns, BPFNS_REASON_PERFMON);
+	}
 	return 0;
 }
 

@@ -31,8 +31,18 @@ struct obj_key {
 
 struct obj_owner {
 	__u32 ns;
-	__u32 pad;
+	/* 0, except in a quarantined record (ns == BPFNS_QUARANTINE): the namespace whose quota
+	 * still counts the object (until it is freed). Was `pad`: the layout is unchanged. */
+	__u32 charged;
 };
+
+/* The owner of a quarantined object: a program whose loader the backstop stopped (a syscall
+ * or tracing-class program, or one with perfmon power, where the namespace may not have it),
+ * which another thread may have pinned or sent away before the kill landed. No namespace has
+ * this id (the registry allocates ids upwards from 1 and never this one) and it is in no
+ * namespace table, so every visibility check refuses it to every namespace; the root sees
+ * it. */
+#define BPFNS_QUARANTINE 0xffffffffu
 
 /* Value of the namespace table, keyed by namespace id. */
 struct ns_info {

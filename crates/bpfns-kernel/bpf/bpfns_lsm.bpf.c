@@ -171,7 +171,7 @@ static __always_inline int new_fd(__u64 ptr, __u32 kind, __u32 id)
 		if (id == 0)
 			return 0;
 		q = quota_reserve(ns, &qc);
-		if (q == QUOTA_OVER)
+		if (q == QUOTA_OVER || q == QUOTA_NOLIMIT)
 			return refuse(ns, cmd, kind, id, qc.over, BPFNS_REASON_QUOTA);
 		if (q != QUOTA_OK)
 			return refuse(ns, cmd, kind, id, 0, BPFNS_REASON_UNRECORDED);
@@ -211,7 +211,8 @@ static __always_inline void freed(__u64 ptr)
 	if (!key)
 		return;
 	o = bpf_map_lookup_elem(&obj_owner, key);
-	owner = o ? o->ns : BPFNS_ROOT;
+	/* A quarantined record is still counted in the namespace it was charged to. */
+	owner = o ? charged_ns(o) : BPFNS_ROOT;
 	/* Whoever deletes the record (this hook, or bpfnsd's collector) counts it freed. */
 	if (bpf_map_delete_elem(&obj_owner, key) == 0) {
 		stat_inc(BPFNS_STAT_LSM_DROPPED);

@@ -116,6 +116,12 @@ static __always_inline __u32 owner_of(__u32 kind, __u32 id)
 	return o ? o->ns : BPFNS_ROOT;
 }
 
+/* The namespace whose quota counts the record `o` (a quarantined record keeps it apart). */
+static __always_inline __u32 charged_ns(const struct obj_owner *o)
+{
+	return o->ns == BPFNS_QUARANTINE ? o->charged : o->ns;
+}
+
 /* Is an object owned by `owner` visible from namespace `viewer`? (contract point (docs/design.md) 4) */
 static __always_inline bool visible(__u32 viewer, __u32 owner)
 {
@@ -149,6 +155,10 @@ struct quota_check {
 #define QUOTA_OK 0
 #define QUOTA_OVER 1   /* a limit on the chain refused it */
 #define QUOTA_NOROOM 2 /* a counter could not be made (quota_kernel full or out of memory) */
+/* A namespace on the chain is unknown to the namespace table, has no limit in quota_daemon,
+ * or the chain does not reach the root: fail closed (bpfnsd writes a namespace's limit before
+ * its table entry, and restores both at start; an entry missing means a write failed). */
+#define QUOTA_NOLIMIT 3
 
 /* The namespace's kernel-written counters, made zero on first use. */
 static __always_inline struct ns_kcount *kcount(__u32 ns)
@@ -165,22 +175,22 @@ static __always_inline struct ns_kcount *kcount(__u32 ns)
 	return c;
 }
 
-/* The parent of `ns`; root for unknown namespaces (the walk ends). */
+/* The parent of `ns`; BPFNS_QUARANTINE (no namespace) for an unknown one: walks end there. */
 static __always_inline __u32 parent_ns(__u32 ns)
 {
 	struct ns_info *ni = bpf_map_lookup_elem(&ns_table, &ns);
 
-	return ni ? ni->parent : BPFNS_ROOT;
+	return ni ? ni->parent : BPFNS_QUARANTINE;
 }
 
 /* Add `delta` to `created` of `ns` and its ancestors below the root, stopping before `until`
- * (BPFNS_ROOT: the whole chain). */
+ * (BPFNS_ROOT: the whole chain) and at an unknown namespace. */
 static __always_inline void quota_add_created(__u32 ns, __u32 until, __u64 delta)
 {
-	for (int i = 0; i < BPFNS_MAX_DEPTH; i++) {
+	for (int i = 0; i <= BPFNS_MAX_DEPTH; i++) {
 		struct ns_kcount *k;
 
-		if (ns == BPFNS_ROOT || ns == until)
+		if (ns == BPFNS_ROOT || ns == BPFNS_QUARANTINE || ns == until)
 			return;
 		k = bpf_map_lookup_elem(&quota_kernel, &ns);
 		if (k)
@@ -193,45 +203,58 @@ static __always_inline void quota_add_created(__u32 ns, __u32 until, __u64 delta
  * Reserve one record for namespace `ns`: count it in `ns` and each ancestor below the root,
  * refusing it (and undoing the counts) when that would exceed any of their limits. Each
  * counter is incremented before it is compared, so two racing creators can never both take
- * the last free record (at worst both are refused).
+ * the last free record (at worst both are refused); bpfnsd's own reservations (for programs it
+ * loads for members) follow the same order. Fails closed: a namespace on the chain that the
+ * namespace table does not know, or that has no limit, refuses the record (QUOTA_NOLIMIT), and
+ * so does a chain that does not reach the root within BPFNS_MAX_DEPTH steps.
  */
 static __always_inline int quota_reserve(__u32 ns, struct quota_check *qc)
 {
 	__u32 cur = ns;
-	int err = QUOTA_OK;
+	int err = QUOTA_NOLIMIT;
 
-	for (int i = 0; i < BPFNS_MAX_DEPTH; i++) {
+	for (int i = 0; i <= BPFNS_MAX_DEPTH; i++) {
+		struct ns_info *ni;
 		struct ns_kcount *k;
 		struct ns_dquota *d;
+		__s64 used;
+		__u64 limit;
 
-		if (cur == BPFNS_ROOT)
+		if (cur == BPFNS_ROOT) {
+			err = QUOTA_OK;
 			break;
+		}
+		ni = bpf_map_lookup_elem(&ns_table, &cur);
+		d = bpf_map_lookup_elem(&quota_daemon, &cur);
+		if (!ni || !d) {
+			qc->over = cur;
+			qc->used = 0;
+			qc->limit = 0;
+			err = QUOTA_NOLIMIT;
+			break;
+		}
 		k = kcount(cur);
 		if (!k) {
 			err = QUOTA_NOROOM;
 			break;
 		}
 		__sync_fetch_and_add(&k->created, 1);
-		d = bpf_map_lookup_elem(&quota_daemon, &cur);
-		if (d) {
-			__s64 used = (__s64)(k->created - k->kfreed - d->dfreed);
-			__u64 limit = d->limit;
-
-			if (used > 0 && (__u64)used > limit) {
-				__sync_fetch_and_add(&k->created, (__u64)-1);
-				qc->over = cur;
-				qc->used = used - 1;
-				qc->limit = limit;
-				err = QUOTA_OVER;
-				break;
-			}
-			if (!qc->high && limit >= 4 && (__u64)used == (limit * 3 + 3) / 4) {
-				qc->high = cur;
-				qc->used = used;
-				qc->limit = limit;
-			}
+		used = (__s64)(k->created - k->kfreed - d->dfreed);
+		limit = d->limit;
+		if (used > 0 && (__u64)used > limit) {
+			__sync_fetch_and_add(&k->created, (__u64)-1);
+			qc->over = cur;
+			qc->used = used - 1;
+			qc->limit = limit;
+			err = QUOTA_OVER;
+			break;
 		}
-		cur = parent_ns(cur);
+		if (!qc->high && limit >= 4 && (__u64)used == (limit * 3 + 3) / 4) {
+			qc->high = cur;
+			qc->used = used;
+			qc->limit = limit;
+		}
+		cur = ni->parent;
 	}
 	if (err != QUOTA_OK)
 		quota_add_created(ns, cur, (__u64)-1);
@@ -248,10 +271,10 @@ static __always_inline void quota_unreserve(__u32 ns)
  * ancestors below the root. */
 static __always_inline void quota_kfreed(__u32 ns)
 {
-	for (int i = 0; i < BPFNS_MAX_DEPTH; i++) {
+	for (int i = 0; i <= BPFNS_MAX_DEPTH; i++) {
 		struct ns_kcount *k;
 
-		if (ns == BPFNS_ROOT)
+		if (ns == BPFNS_ROOT || ns == BPFNS_QUARANTINE)
 			return;
 		k = bpf_map_lookup_elem(&quota_kernel, &ns);
 		if (k)

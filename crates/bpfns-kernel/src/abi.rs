@@ -13,6 +13,7 @@ pub struct TaskTag {
 pub const TASK_DOOMED: u32 = 1;
 
 impl TaskTag {
+    pub const SIZE: usize = 8;
     pub fn new(ns: NsId) -> Self {
         Self { ns: ns.0, flags: 0 }
     }
@@ -41,9 +42,26 @@ pub fn obj_owner(ns: NsId) -> [u8; 8] {
     pair(ns.0, 0)
 }
 
-/// Decode an `obj_owner`.
+/// Decode an `obj_owner`: the owner ([`NsId::QUARANTINE`] for a quarantined object).
 pub fn parse_obj_owner(b: &[u8]) -> Option<NsId> {
     unpair(b).map(|(ns, _)| NsId(ns))
+}
+
+/// Decode an `obj_owner`: the namespace whose quota counts the record (a quarantined record
+/// keeps it in `charged`; otherwise the owner).
+pub fn parse_obj_charged(b: &[u8]) -> Option<NsId> {
+    unpair(b).map(|(ns, charged)| {
+        if NsId(ns) == NsId::QUARANTINE {
+            NsId(charged)
+        } else {
+            NsId(ns)
+        }
+    })
+}
+
+/// `struct obj_owner` of a quarantined object charged to `charged`.
+pub fn obj_quarantined(charged: NsId) -> [u8; 8] {
+    pair(NsId::QUARANTINE.0, charged.0)
 }
 
 /// `BPFNS_DEPTH_MASK`: the depth bits of `ns_info.depth`; the bits above are policy flags.
@@ -296,7 +314,7 @@ impl Reason {
             Reason::SharedFiles => "a new process may not share the file descriptor table of a namespace task",
             Reason::Hijack => "a creation command's result must be the object that call created (another file was put on its descriptor)",
             Reason::Unrecorded => "every object a namespace task creates must be recorded as its namespace's (the ownership table could not take it)",
-            Reason::Quota => "a namespace may own at most max_objects objects (counting its descendants')",
+            Reason::Quota => "a namespace may own at most max_objects objects (counting its descendants'); one the kernel's tables hold no limit for creates nothing",
             Reason::Perfmon => "where the namespace's policy denies tracing, no program may be loaded with CAP_PERFMON or CAP_SYS_ADMIN (perfmon power lets any program type read kernel memory)",
         }
     }
@@ -639,6 +657,10 @@ mod tests {
             Some((ObjectKind::Btf, 5))
         );
         assert_eq!(parse_obj_owner(&obj_owner(NsId(9))), Some(NsId(9)));
+        assert_eq!(parse_obj_charged(&obj_owner(NsId(9))), Some(NsId(9)));
+        let q = obj_quarantined(NsId(9));
+        assert_eq!(parse_obj_owner(&q), Some(NsId::QUARANTINE));
+        assert_eq!(parse_obj_charged(&q), Some(NsId(9)));
         assert_eq!(parse_ns_info(&ns_info(NsId(1), 2)), Some((NsId(1), 2)));
     }
 }

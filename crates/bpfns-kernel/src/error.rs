@@ -39,6 +39,17 @@ impl KernelError {
         let what = what.into();
         move |error| Self::Io { what, error }
     }
+
+    /// The kernel's errno, where the failure was a system call that gave one.
+    pub fn errno(&self) -> Option<bpfns_sys::Errno> {
+        match self {
+            Self::Sys { error, .. } => Some(error.errno),
+            Self::Io { error, .. } => error
+                .raw_os_error()
+                .map(bpfns_sys::Errno::from_raw_os_error),
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T, E = KernelError> = std::result::Result<T, E>;

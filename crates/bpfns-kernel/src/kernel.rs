@@ -234,9 +234,50 @@ pub struct Kernel {
     quota_kernel: MapHandle,
     quota_daemon: MapHandle,
     reasons: MapHandle,
-    /// quota_daemon is read, changed and written back by this process only: one writer at a
-    /// time (the collector and namespace changes run on different threads).
-    quota_writes: Mutex<()>,
+}
+
+/// quota_daemon is read, changed and written back by bpfnsd only: one writer at a time in the
+/// process, whichever handle it goes through (the collector, namespace changes and the
+/// supervisor's reservations run on different threads, on different [`Kernel`] handles).
+static QUOTA_WRITES: Mutex<()> = Mutex::new(());
+
+fn quota_lock() -> std::sync::MutexGuard<'static, ()> {
+    QUOTA_WRITES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why [`Kernel::reserve_record`] refused a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaRefusal {
+    /// Namespace `ns` (the creator's, or one of its ancestors) would exceed its limit.
+    Over { ns: NsId, used: u64, limit: u64 },
+    /// Namespace `ns` has no limit in the kernel's quota table (a write failed): nothing is
+    /// created until bpfnsd restores it (at its next start).
+    NoLimit { ns: NsId },
+    /// Namespace `ns` is not in the kernel's namespace table, or its chain of parents does
+    /// not reach the root.
+    Unknown { ns: NsId },
+}
+
+impl std::fmt::Display for QuotaRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QuotaRefusal::Over { ns, used, limit } => write!(
+                f,
+                "namespace {ns} owns {used} objects with its descendants, its limit \
+                 (max_objects {limit})"
+            ),
+            QuotaRefusal::NoLimit { ns } => write!(
+                f,
+                "namespace {ns} has no limit in the kernel's quota table (fail closed until \
+                 bpfnsd restores it at its next start)"
+            ),
+            QuotaRefusal::Unknown { ns } => write!(
+                f,
+                "namespace {ns} is not in the kernel's namespace table (fail closed until \
+                 bpfnsd restores it at its next start)"
+            ),
+        }
+    }
 }
 
 impl Kernel {
@@ -264,7 +305,6 @@ impl Kernel {
             quota_kernel: open("quota_kernel")?,
             quota_daemon: open("quota_daemon")?,
             reasons: open("reasons")?,
-            quota_writes: Mutex::new(()),
         })
     }
 
@@ -336,10 +376,10 @@ impl Kernel {
     /// The tag of the task named by `pidfd`; `None` means untagged, i.e. root.
     pub fn task_tag(&self, pidfd: BorrowedFd<'_>) -> Result<Option<TaskTag>> {
         let key = pidfd.as_raw_fd().to_ne_bytes();
-        let v = self
-            .task_ns
-            .lookup(&key, MapFlags::ANY)
-            .map_err(KernelError::libbpf("reading a task's namespace"))?;
+        // Through bpfns-sys, which keeps the errno: a task that has exited is ESRCH, which
+        // callers tell apart from a failure.
+        let v = bpfns_sys::bpf::map_lookup(self.task_ns.as_fd(), &key, abi::TaskTag::SIZE)
+            .map_err(KernelError::sys("reading a task's namespace"))?;
         match v {
             None => Ok(None),
             Some(b) => TaskTag::from_bytes(&b)
@@ -400,7 +440,7 @@ impl Kernel {
     /// counted them already: counts are hierarchical.)
     pub fn remove_namespace(&self, id: NsId) -> Result<()> {
         let key = id.0.to_ne_bytes();
-        let _w = self.quota_writes.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = quota_lock();
         for (map, what) in [
             (&self.ns_table, "namespace"),
             (&self.quota_kernel, "quota counters of namespace"),
@@ -421,10 +461,22 @@ impl Kernel {
     /// creating beyond it fails for the creator (refused with EPERM by the BPF LSM layer,
     /// else stopped by the backstop). Keeps bpfnsd's counter.
     pub fn set_namespace_limit(&self, id: NsId, limit: u64) -> Result<()> {
-        let _w = self.quota_writes.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = quota_lock();
         let mut q = self.daemon_quota(id)?.unwrap_or_default();
         q.limit = limit;
         self.write_daemon_quota(id, q)
+    }
+
+    /// Give namespace `id` the limit `limit` unless it has one (`u64::MAX`: no limit of its
+    /// own, only its ancestors' and the table's). The kernel side fails closed: a namespace
+    /// without an entry in the quota table creates nothing. Whether it wrote one.
+    pub fn ensure_namespace_limit(&self, id: NsId, limit: u64) -> Result<bool> {
+        let _w = quota_lock();
+        if self.daemon_quota(id)?.is_some() {
+            return Ok(false);
+        }
+        self.write_daemon_quota(id, abi::DaemonQuota { limit, dfreed: 0 })?;
+        Ok(true)
     }
 
     /// Namespace `id`'s quota as the kernel counts it.
@@ -486,16 +538,19 @@ impl Kernel {
         let mut per_ns: HashMap<NsId, u64> = HashMap::new();
         for (owner, n) in freed {
             for ns in quota::counted_in(&parents, *owner) {
-                *per_ns.entry(ns).or_default() += n;
+                // A namespace no longer in the table (deleted meanwhile) counts nothing.
+                if parents.contains_key(&ns) {
+                    *per_ns.entry(ns).or_default() += n;
+                }
             }
         }
-        let _w = self.quota_writes.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = quota_lock();
         for (ns, n) in per_ns {
-            // No entry: a namespace without a limit; its counter still keeps `used` right.
-            let mut q = self.daemon_quota(ns)?.unwrap_or(abi::DaemonQuota {
-                limit: u64::MAX,
-                dfreed: 0,
-            });
+            // No entry: a namespace whose limit was never written creates nothing (the kernel
+            // side fails closed); an entry made here would lift that.
+            let Some(mut q) = self.daemon_quota(ns)? else {
+                continue;
+            };
             q.dfreed = q.dfreed.wrapping_add(n);
             self.write_daemon_quota(ns, q)?;
         }
@@ -508,12 +563,12 @@ impl Kernel {
     /// collection by another process. Namespaces whose kernel counters change meanwhile (a
     /// creation or free in flight) are left as they are. Returns the namespaces corrected.
     pub fn sync_quota_counters(&self) -> Result<Vec<NsId>> {
-        let _w = self.quota_writes.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = quota_lock();
         let before = self.all_kernel_counts()?;
-        let records = self.ownership_records()?;
+        let records = self.records_with_charges()?;
         let after = self.all_kernel_counts()?;
         let parents = self.parents()?;
-        let have = quota::hierarchical_counts(&parents, records.iter().map(|r| r.2));
+        let have = quota::hierarchical_counts(&parents, records.iter().map(|r| r.3));
         let mut fixed = Vec::new();
         for ns in parents.keys().copied() {
             let k = after.get(&ns).copied().unwrap_or_default();
@@ -528,10 +583,10 @@ impl Kernel {
             {
                 continue;
             }
-            let mut q = q.unwrap_or(abi::DaemonQuota {
-                limit: u64::MAX,
-                dfreed: 0,
-            });
+            // Without an entry the namespace creates nothing: leave it so.
+            let Some(mut q) = q else {
+                continue;
+            };
             q.dfreed = abi::dfreed_for(k, want);
             self.write_daemon_quota(ns, q)?;
             fixed.push(ns);
@@ -629,37 +684,191 @@ impl Kernel {
         }
     }
 
-    /// Every ownership record: `(kind, id, owner)`.
+    /// Every ownership record: `(kind, id, owner)` ([`NsId::QUARANTINE`] for a quarantined
+    /// object).
     pub fn ownership_records(&self) -> Result<Vec<(ObjectKind, u32, NsId)>> {
+        Ok(self
+            .records_with_charges()?
+            .into_iter()
+            .map(|(kind, id, owner, _)| (kind, id, owner))
+            .collect())
+    }
+
+    /// Every ownership record: `(kind, id, owner, the namespace its quota counts it in)`.
+    fn records_with_charges(&self) -> Result<Vec<(ObjectKind, u32, NsId, NsId)>> {
+        let parse = |k: &[u8], v: &[u8]| {
+            let (kind, id) = abi::parse_obj_key(k)?;
+            Some((
+                kind,
+                id,
+                abi::parse_obj_owner(v)?,
+                abi::parse_obj_charged(v)?,
+            ))
+        };
         // In batches (a few system calls for the whole table) where the kernel can.
         if let Ok(batches) = sysbpf::map_dump_batched(self.obj_owner.as_fd(), 8, 8) {
-            let mut out: Vec<(ObjectKind, u32, NsId)> = batches
+            let mut out: Vec<_> = batches
                 .into_iter()
-                .filter_map(|(k, v)| {
-                    let (kind, id) = abi::parse_obj_key(&k)?;
-                    Some((kind, id, abi::parse_obj_owner(&v)?))
-                })
+                .filter_map(|(k, v)| parse(&k, &v))
                 .collect();
             out.sort();
             return Ok(out);
         }
         let mut out = Vec::new();
         for key in self.obj_owner.keys() {
-            let Some((kind, id)) = abi::parse_obj_key(&key) else {
-                continue;
-            };
             if let Some(v) = self
                 .obj_owner
                 .lookup(&key, MapFlags::ANY)
                 .map_err(KernelError::libbpf("reading ownership records"))?
             {
-                if let Some(ns) = abi::parse_obj_owner(&v) {
-                    out.push((kind, id, ns));
+                if let Some(r) = parse(&key, &v) {
+                    out.push(r);
                 }
             }
         }
         out.sort();
         Ok(out)
+    }
+
+    /// Give the existing record of (kind, id) to `to`: its owner, or for a quarantined object
+    /// the namespace it is charged to (it stays quarantined). Whether there was one.
+    fn move_record(&self, kind: ObjectKind, id: u32, to: NsId) -> Result<bool> {
+        let key = abi::obj_key(kind, id);
+        let Some(v) = self
+            .obj_owner
+            .lookup(&key, MapFlags::ANY)
+            .map_err(KernelError::libbpf("reading an ownership record"))?
+        else {
+            return Ok(false);
+        };
+        if abi::parse_obj_owner(&v) == Some(NsId::QUARANTINE) {
+            return match self
+                .obj_owner
+                .update(&key, &abi::obj_quarantined(to), MapFlags::EXIST)
+            {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(KernelError::libbpf("writing an ownership record")(e)),
+            };
+        }
+        self.write_owner(kind, id, to, MapFlags::EXIST)
+    }
+
+    // ---- records bpfnsd makes itself ------------------------------------------------------
+
+    /// Reserve one ownership record for namespace `ns` (a program bpfnsd loads on behalf of a
+    /// member, on a thread of its own the kernel side does not record): counted in `ns` and
+    /// each ancestor below the root *before* it is compared with their limits, as the kernel
+    /// side counts its own, so that bpfnsd's reservations and concurrent creations in the
+    /// kernel can never together exceed a limit (at worst both are refused). bpfnsd's counter
+    /// (`dfreed`) goes down by one: records in use are `created - kfreed - dfreed`, read as
+    /// signed. Refused, with every count given back, over a limit, and — failing closed as
+    /// the kernel side does — for a namespace the namespace table does not know or that has no
+    /// limit in the quota table. Give it back with [`Kernel::release_record`] if the record is
+    /// not written; once written, the record is given back as every other one is, when the
+    /// collector finds its object freed.
+    pub fn reserve_record(&self, ns: NsId) -> Result<std::result::Result<(), QuotaRefusal>> {
+        let _w = quota_lock();
+        let mut chain: Vec<(NsId, abi::DaemonQuota)> = Vec::new();
+        let mut cur = ns;
+        let mut reached_root = false;
+        for _ in 0..=bpfns_model::MAX_DEPTH {
+            if cur == NsId::ROOT {
+                reached_root = true;
+                break;
+            }
+            let Some(parent) = self.parent_of(cur)? else {
+                return Ok(Err(QuotaRefusal::Unknown { ns: cur }));
+            };
+            let Some(q) = self.daemon_quota(cur)? else {
+                return Ok(Err(QuotaRefusal::NoLimit { ns: cur }));
+            };
+            chain.push((cur, q));
+            cur = parent;
+        }
+        if !reached_root {
+            return Ok(Err(QuotaRefusal::Unknown { ns: cur }));
+        }
+        // Reserve first, then compare.
+        for (written, (n, q)) in chain.iter().enumerate() {
+            let mut r = *q;
+            r.dfreed = r.dfreed.wrapping_sub(1);
+            if let Err(e) = self.write_daemon_quota(*n, r) {
+                self.give_back(&chain[..written]);
+                return Err(e);
+            }
+        }
+        for (n, q) in &chain {
+            let k = self.kernel_count(*n)?.unwrap_or_default();
+            let used = k
+                .created
+                .wrapping_sub(k.kfreed)
+                .wrapping_sub(q.dfreed.wrapping_sub(1)) as i64;
+            if used > 0 && used as u64 > q.limit {
+                self.give_back(&chain);
+                return Ok(Err(QuotaRefusal::Over {
+                    ns: *n,
+                    used: used as u64 - 1,
+                    limit: q.limit,
+                }));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Give back a reservation [`Kernel::reserve_record`] made for `ns` whose record was not
+    /// written (the load failed, the record could not be written).
+    pub fn release_record(&self, ns: NsId) -> Result<()> {
+        let _w = quota_lock();
+        let mut chain = Vec::new();
+        let mut cur = ns;
+        for _ in 0..=bpfns_model::MAX_DEPTH {
+            if cur == NsId::ROOT {
+                break;
+            }
+            let Some(parent) = self.parent_of(cur)? else {
+                break;
+            };
+            if let Some(q) = self.daemon_quota(cur)? {
+                chain.push((cur, q));
+            }
+            cur = parent;
+        }
+        for (n, mut q) in chain {
+            q.dfreed = q.dfreed.wrapping_add(1);
+            self.write_daemon_quota(n, q)?;
+        }
+        Ok(())
+    }
+
+    /// Undo the reservations written for `chain` (best effort: called on a failure path).
+    fn give_back(&self, chain: &[(NsId, abi::DaemonQuota)]) {
+        for (n, q) in chain {
+            let _ = self.write_daemon_quota(*n, *q);
+        }
+    }
+
+    /// The parent of `ns` in the kernel's namespace table; `None` if it is not there.
+    fn parent_of(&self, ns: NsId) -> Result<Option<NsId>> {
+        let v = self
+            .ns_table
+            .lookup(&ns.0.to_ne_bytes(), MapFlags::ANY)
+            .map_err(KernelError::libbpf("reading the namespace table"))?;
+        Ok(v.and_then(|b| abi::parse_ns_info(&b)).map(|(p, _)| p))
+    }
+
+    /// Write the ownership record of object (kind, id) as `ns`'s unless one exists
+    /// (`BPF_NOEXIST`, as the kernel side writes its own). Whether it was written.
+    pub fn record_new(&self, kind: ObjectKind, id: u32, ns: NsId) -> Result<bool> {
+        match self.obj_owner.update(
+            &abi::obj_key(kind, id),
+            &abi::obj_owner(ns),
+            MapFlags::NO_EXIST,
+        ) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(KernelError::libbpf("writing an ownership record")(e)),
+        }
     }
 
     /// Move every object owned by `from` to `to`. Returns how many moved. A record dropped
@@ -674,11 +883,12 @@ impl Kernel {
     /// records moved so far are put back before it returns.
     pub fn reassign_records(&self, from: NsId, to: NsId) -> Result<Vec<(ObjectKind, u32)>> {
         let mut moved = Vec::new();
-        for (kind, id, ns) in self.ownership_records()? {
-            if ns != from {
+        for (kind, id, _, charged) in self.records_with_charges()? {
+            // A quarantined object charged to `from` stays quarantined, charged to `to`.
+            if charged != from {
                 continue;
             }
-            match self.write_owner(kind, id, to, MapFlags::EXIST) {
+            match self.move_record(kind, id, to) {
                 Ok(true) => moved.push((kind, id)),
                 Ok(false) => {}
                 Err(e) => {
@@ -694,7 +904,7 @@ impl Kernel {
     /// meanwhile (its object freed) is not written again.
     pub fn restore_owner(&self, objects: &[(ObjectKind, u32)], owner: NsId) -> Result<()> {
         for (kind, id) in objects {
-            self.write_owner(*kind, *id, owner, MapFlags::EXIST)?;
+            self.move_record(*kind, *id, owner)?;
         }
         Ok(())
     }
@@ -785,7 +995,7 @@ impl Kernel {
     /// Records are read before the live set, so a record written meanwhile is never
     /// mistaken for a stale one.
     pub fn collect_garbage(&self) -> Result<usize> {
-        let records = self.ownership_records()?;
+        let records = self.records_with_charges()?;
         let mut live: HashSet<(ObjectKind, u32)> = HashSet::new();
         for kind in ObjectKind::ALL {
             if kind == ObjectKind::Btf {
@@ -801,7 +1011,7 @@ impl Kernel {
         let mut removed = 0;
         let mut freed: HashMap<NsId, u64> = HashMap::new();
         let mut result = Ok(());
-        for (kind, id, owner) in records {
+        for (kind, id, _, owner) in records {
             // Not in the listing; confirm by id before dropping the record (opening it fails
             // with ENOENT only once the object is gone), so that an object the listing missed
             // never loses its owner. Whoever deletes the record (this, or the BPF LSM layer's

@@ -49,6 +49,7 @@ mod lsm_skel {
 pub use error::{KernelError, Result};
 pub use kernel::{
     boot_time, fill_details, Details, EventReader, Kernel, NsEntry, NsQuota, OwnedObject,
+    QuotaRefusal,
 };
 pub use layout::PinLayout;
 pub mod doctor;

@@ -19,6 +19,12 @@ impl NsId {
     /// belongs to it.
     pub const ROOT: NsId = NsId(0);
 
+    /// The owner of a quarantined object (`BPFNS_QUARANTINE` in the kernel side): a program
+    /// whose loader the kernel side stopped, which another thread may have pinned first. No
+    /// namespace has this id (the [`Registry`](crate::Registry) never hands out `u32::MAX`),
+    /// so no namespace sees such an object; the root does.
+    pub const QUARANTINE: NsId = NsId(u32::MAX);
+
     /// The raw value, as stored in kernel maps.
     pub const fn get(self) -> u32 {
         self.0

@@ -98,7 +98,7 @@ pub fn obj_pin(fd: impl AsFd, path: &Path) -> Result<()> {
 }
 
 /// Info structs the kernel fills for `BPF_OBJ_GET_INFO_BY_FD`.
-pub use libbpf_sys::{bpf_btf_info, bpf_link_info, bpf_map_info, bpf_prog_info};
+pub use libbpf_sys::{bpf_btf_info, bpf_link_info, bpf_map_info, bpf_prog_info, bpf_token_info};
 
 /// Marker for the kernel's info structs: plain old data that may be zero-initialised.
 ///
@@ -113,6 +113,8 @@ unsafe impl InfoStruct for bpf_prog_info {}
 unsafe impl InfoStruct for bpf_link_info {}
 // SAFETY: as above.
 unsafe impl InfoStruct for bpf_btf_info {}
+// SAFETY: as above (four u64 masks; recent kernels answer it for a BPF token).
+unsafe impl InfoStruct for bpf_token_info {}
 
 /// `BPF_OBJ_GET_INFO_BY_FD` for the fixed part of an info struct (no variable-length arrays).
 pub fn info<T: InfoStruct>(fd: impl AsFd) -> Result<T> {

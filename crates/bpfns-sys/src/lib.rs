@@ -19,6 +19,7 @@ pub mod rawbpf;
 pub mod seccomp;
 pub mod spawn;
 #[cfg(target_arch = "x86_64")]
+#[cfg(feature = "testhooks")]
 pub mod testhooks;
 pub mod thread;
 pub mod unix;

@@ -580,6 +580,19 @@ pub fn dup2_raw(old: std::os::fd::RawFd, new: std::os::fd::RawFd) -> Result<(), 
     }
 }
 
+/// A new descriptor (close-on-exec) for the file at raw number `fd`, e.g. one inherited on
+/// purpose from a parent that passed its number: `fcntl(fd, F_DUPFD_CLOEXEC)`.
+pub fn dup_raw(fd: std::os::fd::RawFd) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_DUPFD_CLOEXEC only adds a descriptor to the table; no memory is passed.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if r < 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: the kernel just returned this new descriptor, which nobody else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(r) })
+}
+
 /// `close(fd)` on a raw descriptor number that no `OwnedFd` owns (see [`dup2_raw`]).
 pub fn close_raw(fd: std::os::fd::RawFd) -> Result<(), Errno> {
     // SAFETY: the caller owns `fd` by number only (no Rust object refers to it).

@@ -84,6 +84,37 @@ pub fn set_fsgid(gid: u32) -> Result<()> {
     set_fs_id(libc::SYS_setfsgid, gid, "setfsgid")
 }
 
+/// The calling thread's effective uid (raw `setresuid(-1, euid, -1)`, this thread only; needs
+/// `CAP_SETUID`). The filesystem uid follows it. Leaving uid 0 (with the real and saved uids
+/// still 0) clears the effective capabilities and keeps the permitted ones; coming back to 0
+/// makes the effective set the permitted one: set it again afterwards.
+pub fn set_euid(euid: u32) -> Result<()> {
+    const UNCHANGED: libc::c_long = -1;
+    // SAFETY: setresuid takes three integers; the raw call changes this thread's credentials
+    // only (glibc's wrapper would change every thread's).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_setresuid,
+            UNCHANGED as u32 as libc::c_long,
+            euid as libc::c_long,
+            UNCHANGED as u32 as libc::c_long,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(SysError::new(
+            format!("setresuid(-1, {euid}, -1)"),
+            Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)),
+        ))
+    }
+}
+
+/// The calling thread's effective uid.
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
 /// The calling thread's supplementary groups (raw `setgroups`, this thread only; needs
 /// `CAP_SETGID`).
 pub fn set_groups(groups: &[u32]) -> Result<()> {

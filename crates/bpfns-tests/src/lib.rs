@@ -32,12 +32,44 @@ pub fn skip_reason() -> Option<String> {
     None
 }
 
-/// Skip the calling test (with the reason on stderr) when the kernel tests cannot run here.
+/// Say that the calling test skips (all of it, or the part `why` names): on stderr, and — so
+/// that skips show in the suite's summary, where a passing test's stderr does not — as a line
+/// `TEST: why` appended to the file `$BPFNS_SKIP_LOG` names (scripts/test.sh sets it).
+pub fn skip(why: impl std::fmt::Display) {
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let bin = std::env::args()
+        .next()
+        .and_then(|a| {
+            let name = std::path::Path::new(&a)
+                .file_name()?
+                .to_string_lossy()
+                .into_owned();
+            // Test binaries are named NAME-HASH.
+            Some(
+                name.rsplit_once('-')
+                    .map_or(name.clone(), |(n, _)| n.to_string()),
+            )
+        })
+        .unwrap_or_default();
+    eprintln!("SKIPPED: {why}");
+    if let Some(log) = std::env::var_os("BPFNS_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(log)
+        {
+            let _ = writeln!(f, "{bin}::{test}: {why}");
+        }
+    }
+}
+
+/// Skip the calling test (with the reason, see [`skip`]) when the kernel tests cannot run here.
 #[macro_export]
 macro_rules! require_kernel {
     () => {
         if let Some(why) = $crate::skip_reason() {
-            eprintln!("SKIPPED: {why}");
+            $crate::skip(why);
             return;
         }
     };
@@ -528,8 +560,17 @@ pub struct ProcessDaemon {
 impl ProcessDaemon {
     /// Start a daemon named `name` (unique per test) over fresh state.
     pub fn start(name: &str) -> Self {
+        Self::start_with_toml(name, "")
+    }
+
+    /// [`ProcessDaemon::start`] with bpfnsd.toml settings `toml` (paths are the harness's).
+    pub fn start_with_toml(name: &str, toml: &str) -> Self {
         let (dir, layout) = daemon_paths("p", name);
         cleanup_daemon_state(&dir, &layout);
+        if !toml.is_empty() {
+            std::fs::create_dir_all(&dir).expect("the daemon's directory");
+            std::fs::write(dir.join("bpfnsd.toml"), toml).expect("writing bpfnsd.toml");
+        }
         let mut d = Self {
             socket: dir.join("bpfns.sock"),
             log: dir.with_extension("log"),

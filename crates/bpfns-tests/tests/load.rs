@@ -112,7 +112,11 @@ fn a_thousand_clients_leave_no_fd_thread_or_memory_behind() {
     let clients = env_or("BPFNS_LOAD_CLIENTS", 1000).max(2);
     let rounds = env_or("BPFNS_LOAD_ROUNDS", 3).max(2);
     let ms = env_or("BPFNS_LOAD_MS", 3000);
-    let d = ProcessDaemon::start("load");
+    // Members of /la create (and delete) a namespace now and then, up to one per client at once.
+    let d = ProcessDaemon::start_with_toml(
+        "load",
+        &format!("[limits]\nmax_namespaces_per_tenant = {}\n", clients + 16),
+    );
     d.client().ns_create("/la").unwrap();
     let pid = d.pid().unwrap();
     std::thread::sleep(Duration::from_millis(200));

@@ -6,7 +6,7 @@
 //! killed: the LSM refuses before the backstop would act. Where the layer is unavailable (this
 //! project's development machines refuse BPF LSM programs with EPERM; a kernel booted without
 //! "bpf" in `lsm=`), the tests check that the loader and the doctor say so, with the reason,
-//! and print SKIPPED for the EPERM assertions.
+//! and say they skip the EPERM assertions (`bpfns_tests::skip`).
 //!
 //! Lines starting with `lsm:` are the evidence the VM lane's console shows.
 
@@ -29,6 +29,11 @@ const B: NsId = NsId(41);
 ///       └─ B
 fn with_tree(name: &str) -> TestKernel {
     let tk = TestKernel::load(name);
+    // A quota entry first (no limit of its own): the kernel side lets a namespace without one
+    // create nothing.
+    for ns in [A, A_CHILD, B] {
+        tk.kernel.ensure_namespace_limit(ns, u64::MAX).unwrap();
+    }
     tk.kernel.set_namespace(A, NsId::ROOT, 1).unwrap();
     tk.kernel.set_namespace(A_CHILD, A, 2).unwrap();
     tk.kernel.set_namespace(B, NsId::ROOT, 1).unwrap();
@@ -45,12 +50,14 @@ fn status(tk: &TestKernel) -> LsmStatus {
     r.status
 }
 
-/// `true` when the layer runs; otherwise prints SKIPPED with the reason.
+/// `true` when the layer runs; otherwise says it skips, with the reason.
 fn active_or_skip(tk: &TestKernel, what: &str) -> bool {
     match status(tk) {
         LsmStatus::Active { .. } => true,
         LsmStatus::Unavailable { reason } => {
-            eprintln!("SKIPPED: {what}: the BPF LSM layer is unavailable here: {reason}");
+            bpfns_tests::skip(format!(
+                "{what}: the BPF LSM layer is unavailable here: {reason}"
+            ));
             false
         }
     }
@@ -158,7 +165,9 @@ fn the_layer_is_reported_truthfully() {
             assert_ne!(check.status, Status::Ok, "{}", check.detail);
             assert!(!report.active_layers().contains(&Layer::BpfLsm));
             assert!(check.fix.is_some());
-            eprintln!("SKIPPED: the layer's enforcement tests: unavailable here: {reason}");
+            bpfns_tests::skip(format!(
+                "the layer's enforcement tests: unavailable here: {reason}"
+            ));
         }
     }
 }
@@ -270,7 +279,7 @@ fn ownership_is_recorded_at_creation_and_dropped_when_freed() {
             .iter()
             .any(|p| lsm::has_program(&tk.layout, p));
     if !free_hooks {
-        eprintln!("SKIPPED: dropping records when objects are freed: no free hooks here");
+        bpfns_tests::skip("dropping records when objects are freed: no free hooks here");
         return;
     }
     for (h, kind, id) in made {

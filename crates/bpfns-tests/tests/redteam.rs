@@ -3161,6 +3161,266 @@ fn scene_flood(m: &mut Matrix) {
     }
 }
 
+/// The owner namespace (as bpfnsd lists it) of the program pinned at `pin` (a host path), if
+/// one is pinned there: (id, owner).
+fn pinned_owner(sc: &mut Scene, pin: &Path) -> Option<(u32, String)> {
+    let fd = sysbpf::obj_get(pin).ok()?;
+    let id = sysbpf::info::<sysbpf::bpf_prog_info>(&fd).ok()?.id;
+    let owner = sc
+        .admin
+        .list(ObjectKind::Prog)
+        .ok()?
+        .into_iter()
+        .find(|o| o.id == id)
+        .map_or_else(|| "?".to_string(), |o| o.namespace);
+    Some((id, owner))
+}
+
+/// Program loads racing the kernel side's backstop, each with a second thread that pins the
+/// new fd before the kill can land: the owner of a BPF token's user namespace loading from
+/// outside it without any capability (the owner holds every capability in its namespace,
+/// CAP_PERFMON included), and a program type flipped after the supervisor's look.
+fn scene_loadrace(m: &mut Matrix) {
+    let mut sc = Scene::new("loadrace");
+    let owner_row = "a token's user-namespace owner loads from outside it (no capabilities) and \
+                     races BPF_OBJ_PIN against the backstop";
+    let flip_row = "flip prog_type to syscall/tracing while pinning the new fd";
+    let flip_u_row = "flip prog_type to syscall while pinning the new fd, in a namespace that \
+                      allows tracing";
+    let rows = [owner_row, flip_row, flip_u_row];
+    // /u allows tracing: there the kernel answers program loads itself.
+    let u = sc.admin.ns_create("/u").unwrap();
+    sc.admin
+        .ns_set_policy(
+            "/u",
+            bpfns_model::ProgramPolicy {
+                allow_tracing: true,
+            },
+        )
+        .unwrap();
+    let u_bpffs = PathBuf::from(u.bpffs);
+    let v = sc.holder(Some("/s"), &["rt-hold-secret"], "victim");
+    let Some((pid, fd, _)) = victim_of(&v) else {
+        for r in rows {
+            for l in LEVELS {
+                m.set(r, l, cell(Verdict::Error, "the victim did not start"));
+            }
+        }
+        return;
+    };
+    let (ps, fs) = (pid.to_string(), fd.to_string());
+    let cfg = sc.work.join("cfg.sock").to_string_lossy().into_owned();
+    let mut cfgh = Helper::spawn(&["rt-token-configurator", &cfg]);
+    cfgh.go();
+    cfgh.expect("configurator");
+    sc.holders.push(cfgh);
+    // The control: uid 1000 without any capability, outside namespaces, owning the token's
+    // user namespace, reads /s's secret.
+    let control_text = control(&["rt-as", "none", "rt-owner-race", &cfg, &ps, &fs, "ctl", "2"]);
+    for p in ["/sys/fs/bpf/rt_ctl_prog", "/sys/fs/bpf/rt_ctl_out"] {
+        let _ = std::fs::remove_file(p);
+    }
+    let tokens = !control_text.contains("owner_token=error");
+    for level in LEVELS {
+        let tag = format!("owner_{}", level.arg());
+        let c = if !tokens {
+            cell(
+                Verdict::NotRun,
+                format!("no BPF token on this kernel: {control_text}"),
+            )
+        } else if !control_text.contains("secret:") {
+            cell(
+                Verdict::Error,
+                format!("the attack does not work unconfined either: {control_text}"),
+            )
+        } else {
+            let r = sc.attack(level, &["rt-owner-race", &cfg, &ps, &fs, &tag, "40"]);
+            let pin = sc.bpffs("/t").join(format!("rt_{tag}_prog"));
+            let host_view = pinned_owner(&mut sc, &pin);
+            for p in [pin.clone(), sc.bpffs("/t").join(format!("rt_{tag}_out"))] {
+                let _ = std::fs::remove_file(p);
+            }
+            match r.unusable(level, "owner_token") {
+                Some(c) => c,
+                None if r.get("owner_token") != Some("ok") => cell(
+                    Verdict::Error,
+                    format!(
+                        "no token of an owned user namespace at this level: {}",
+                        r.get("owner_token").unwrap_or("")
+                    ),
+                ),
+                None => judge_owner_race(&r, host_view, &control_text),
+            }
+        };
+        m.set(owner_row, level, c);
+    }
+    // Flipping the type: /t denies tracing (bpfnsd loads from its copy); /u allows it (the
+    // kernel loads, the kernel side stops and quarantines what it may not have).
+    for level in LEVELS {
+        let tag = format!("flip_{}", level.arg());
+        let r = sc.attack(level, &["rt-flip-race", &tag, "60", "both"]);
+        let _ = std::fs::remove_file(sc.bpffs("/t").join(format!("rt_{tag}_flip")));
+        let c = judge_flip(&mut sc, level, &r, "/t");
+        m.set(flip_row, level, c);
+        let v = vec![
+            "rt-as".to_string(),
+            level.arg().to_string(),
+            "rt-flip-race".to_string(),
+            tag.clone(),
+            "60".to_string(),
+            "syscall".to_string(),
+        ];
+        let r = sc.run_in("/u", &v);
+        let _ = std::fs::remove_file(u_bpffs.join(format!("rt_{tag}_flip")));
+        let c = judge_flip(&mut sc, level, &r, "/u");
+        m.set(flip_u_row, level, c);
+    }
+}
+
+fn judge_owner_race(r: &Run, host_view: Option<(u32, String)>, control_text: &str) -> Cell {
+    let get = |k: &str| r.get(k).unwrap_or("").to_string();
+    let evidence = format!(
+        "CapEff {}; {}; load {}; survivor {}; second process {}",
+        get("capeff"),
+        get("race"),
+        errname_words(&get("load")),
+        errname_words(&get("survivor")),
+        errname_words(&get("second")),
+    );
+    let read = ["direct", "survivor_run", "second"]
+        .iter()
+        .any(|k| r.get(k).is_some_and(|v| v.contains("secret:")));
+    if read {
+        return escape(format!("read the secret: {evidence}; {}", get("direct")));
+    }
+    if get("survivor").starts_with("opened:prog") || get("second").starts_with("opened:prog") {
+        return escape(format!(
+            "a pinned program with perfmon power was opened: {evidence}"
+        ));
+    }
+    if let Some((id, owner)) = &host_view {
+        if owner != "quarantine" {
+            return escape(format!(
+                "program {id} pinned by the racer is recorded as {owner}'s: {evidence}"
+            ));
+        }
+    }
+    let pinned = host_view.map_or_else(String::new, |(id, owner)| {
+        format!("; the racer's pin holds program {id}, owner {owner}")
+    });
+    blocked(format!(
+        "{evidence}{pinned}; (unconfined: {})",
+        control_text
+            .split("; ")
+            .filter(|s| s.starts_with("direct") || s.starts_with("race"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+/// A flip race's verdict: no program of a type the namespace may not have is usable by the
+/// member (pin, second process) or recorded as its namespace's.
+fn judge_flip(sc: &mut Scene, level: Level, r: &Run, ns: &str) -> Cell {
+    if let Some(c) = r.unusable(level, "flip") {
+        return c;
+    }
+    let get = |k: &str| r.get(k).unwrap_or("").to_string();
+    if get("bad") != "none" {
+        return escape(format!(
+            "{}; {}; run {}; second process {}",
+            get("flip"),
+            get("bad"),
+            errname_words(&get("bad_run")),
+            errname_words(&get("second"))
+        ));
+    }
+    let refused_types = |t: &str| t == "syscall" || (ns == "/t" && t != "socket_filter");
+    let progs = sc.admin.list(ObjectKind::Prog).unwrap_or_default();
+    let owned: Vec<String> = progs
+        .iter()
+        .filter(|o| o.name == "rt_flip" && o.namespace == ns && refused_types(&o.type_name))
+        .map(|o| format!("{} ({})", o.id, o.type_name))
+        .collect();
+    if !owned.is_empty() {
+        return escape(format!(
+            "programs of refused types recorded as {ns}'s: {}; {}",
+            owned.join(", "),
+            get("flip")
+        ));
+    }
+    let quarantined = progs
+        .iter()
+        .filter(|o| o.name == "rt_flip" && o.namespace == "quarantine")
+        .count();
+    blocked(format!(
+        "{}{}",
+        errname_words(&get("flip")),
+        if quarantined > 0 {
+            format!("; {quarantined} quarantined program(s) still alive")
+        } else {
+            String::new()
+        }
+    ))
+}
+
+/// `errno:1×30,errno:9×2` → `EPERM×30 EBADF×2` (`ENOTSUPP` for the kernel's 524).
+fn tally_words(v: &str) -> String {
+    v.split([',', ';'])
+        .map(|part| {
+            let (what, n) = part.split_once('×').unwrap_or((part, ""));
+            let name = match what.trim() {
+                "errno:524" => "ENOTSUPP".to_string(),
+                w => errname(w),
+            };
+            if n.is_empty() {
+                name
+            } else {
+                format!("{name}×{n}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `BPF_TASK_FD_QUERY` of another process's fds: the answer (`EBADF` for a closed fd,
+/// `ENOTSUPP` for an open one that is no perf event, ...) tells which fds it has open.
+fn scene_oracle(m: &mut Matrix) {
+    let mut sc = Scene::new("oracle");
+    let row = "TASK_FD_QUERY as an fd-table oracle on another process";
+    let v = sc.holder(Some("/s"), &["rt-hold-secret"], "victim");
+    let Some((pid, _, _)) = victim_of(&v) else {
+        for l in LEVELS {
+            m.set(row, l, cell(Verdict::Error, "the victim did not start"));
+        }
+        return;
+    };
+    let ps = pid.to_string();
+    let control_text = control(&["rt-fd-oracle", &ps, "32"]);
+    for level in LEVELS {
+        let r = sc.attack(level, &["rt-fd-oracle", &ps, "32"]);
+        let c = match r.unusable(level, "oracle") {
+            Some(c) => c,
+            None => {
+                let raw = r.get("oracle").unwrap();
+                let o = tally_words(raw);
+                if r.get("distinct") == Some("1") && raw.starts_with("errno:1×") {
+                    blocked(format!(
+                        "fds 0-31 of /s's process: {o}; (host root outside namespaces: {})",
+                        tally_words(control_text.trim_start_matches("oracle="))
+                    ))
+                } else {
+                    worked(
+                        level,
+                        &[(Oos::HostRoot, &[Level::Host])],
+                        format!("the answers tell open fds from closed ones: {o}"),
+                    )
+                }
+            }
+        };
+        m.set(row, level, c);
+    }
+}
+
 /// A namespace's deletion moves its pins into its parent's bpffs, which the parent's members
 /// write: a member plants `orphans` there as a symbolic link to a directory of its choosing
 /// and deletes a child namespace that has a pin. Blocked when nothing appears at the link's
@@ -3315,7 +3575,7 @@ fn scene_stall(m: &mut Matrix) {
 
 type SceneFn = fn(&mut Matrix);
 
-const SCENES: [(&str, SceneFn); 21] = [
+const SCENES: [(&str, SceneFn); 23] = [
     ("ids", scene_ids),
     ("pins", scene_pins),
     ("mount", scene_mount),
@@ -3327,6 +3587,10 @@ const SCENES: [(&str, SceneFn); 21] = [
     ("hijack", scene_hijack),
     ("fill", scene_fill),
     ("kread", scene_kread),
+    ("loadrace", scene_loadrace),
+    ("oracle", scene_oracle),
+    ("orphans", scene_orphans),
+    ("stall", scene_stall),
     ("attach", scene_attach),
     ("netattach", scene_netattach),
     ("perfquery", scene_perfquery),
@@ -3335,14 +3599,12 @@ const SCENES: [(&str, SceneFn); 21] = [
     ("scmrace", scene_scmrace),
     ("keeper", scene_keeper),
     ("flood", scene_flood),
-    ("orphans", scene_orphans),
-    ("stall", scene_stall),
 ];
 
 #[test]
 fn red_team_matrix() {
     if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED: {why}");
+        bpfns_tests::skip(why);
         return;
     }
     let only: Option<Vec<String>> = std::env::var("BPFNS_REDTEAM")

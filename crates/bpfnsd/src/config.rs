@@ -90,8 +90,9 @@ pub struct Limits {
     pub max_supervised_per_uid: u32,
     /// ... in one tenant.
     pub max_supervised_per_namespace: u32,
-    /// Namespaces one tenant may have (its top-level namespace and every one below it): each
-    /// is a bpffs mount and entries in the kernel's tables, which hold 65,536 in all.
+    /// Namespaces one tenant's members may make in it (its top-level namespace and every one
+    /// below): each is a bpffs mount and entries in the kernel's tables, which hold 65,536 in
+    /// all. Host administrators are bound by the tables alone.
     pub max_namespaces_per_tenant: u32,
 }
 

@@ -767,9 +767,7 @@ impl Daemon {
 
     /// A namespace's path, or `ns:<id>` for an id the registry does not know.
     pub fn ns_name(&self, id: NsId) -> String {
-        self.reg()
-            .path(id)
-            .map_or_else(|| format!("ns:{id}"), |p| p.to_string())
+        owner_name(&self.reg(), id)
     }
 
     fn parse_path(path: &str) -> Result<NsPath, Failure> {
@@ -799,7 +797,7 @@ impl Daemon {
         let mut next = {
             let reg = self.reg();
             may_create(&reg, caller.policy(), &p)?;
-            self.check_namespace_count(&reg, &p)?;
+            self.check_namespace_count(&reg, caller, &p)?;
             reg.clone()
         };
         if let Some(parent) = p.parent().and_then(|pp| next.id(&pp)) {
@@ -1019,9 +1017,15 @@ impl Daemon {
         ))
     }
 
-    /// Refuse a new namespace beyond what the kernel's tables hold, and beyond
-    /// `max_namespaces_per_tenant` in one tenant (its top-level namespace and all below).
-    fn check_namespace_count(&self, reg: &Registry, p: &NsPath) -> Result<(), Failure> {
+    /// Refuse a new namespace beyond what the kernel's tables hold, and a member's beyond
+    /// `max_namespaces_per_tenant` in its tenant (its top-level namespace and all below).
+    /// Host administrators set that limit for tenants; they are bound by the tables alone.
+    fn check_namespace_count(
+        &self,
+        reg: &Registry,
+        caller: &Caller,
+        p: &NsPath,
+    ) -> Result<(), Failure> {
         if reg.len() >= bpfns_kernel::abi::NS_CAPACITY as usize {
             return Err(Failure::new(
                 ErrorCode::Conflict,
@@ -1031,6 +1035,9 @@ impl Daemon {
                     reg.len()
                 ),
             ));
+        }
+        if caller.ns == NsId::ROOT && caller.host_admin() {
+            return Ok(());
         }
         let Some(top) = p.components().next() else {
             return Ok(());
@@ -1371,10 +1378,9 @@ impl Daemon {
             });
             // One path name per owner, not one registry lookup and formatting per object.
             for o in &objs {
-                names.entry(o.owner).or_insert_with(|| {
-                    reg.path(o.owner)
-                        .map_or_else(|| format!("ns:{}", o.owner), |p| p.to_string())
-                });
+                names
+                    .entry(o.owner)
+                    .or_insert_with(|| owner_name(&reg, o.owner));
             }
         }
         // What the listing does not carry (links' attach points, BTF names and sizes): one
@@ -1577,8 +1583,16 @@ pub fn describe_event(
         Some(k) if !k.is_empty() && v.id != 0 => format!(" ({k} {})", v.id),
         _ => String::new(),
     };
+    use bpfns_kernel::abi::Reason;
+    // A program whose loader was stopped is quarantined (a thread may have pinned it first).
+    let quarantined = match ev {
+        Event::Stopped(Reason::ProgType | Reason::Perfmon) if v.kind == 1 && v.id != 0 => {
+            "; the program is quarantined: no namespace can open it (owner `quarantine`)"
+        }
+        _ => "",
+    };
     format!(
-        "{what}: pid {} ({}) of namespace {namespace}, bpf command {}{object}: {} [{}]; fix: {}",
+        "{what}: pid {} ({}) of namespace {namespace}, bpf command {}{object}: {} [{}]{quarantined}; fix: {}",
         v.pid,
         v.comm,
         v.cmd,
@@ -1622,6 +1636,17 @@ impl ProcFacts {
             ns_id: ns,
         }
     }
+}
+
+/// How an owner is named in listings and logs: its path; `quarantine` for the quarantined
+/// objects (programs whose loader the kernel side stopped: no namespace sees them); `ns:ID`
+/// for an id the registry does not know.
+fn owner_name(reg: &Registry, id: NsId) -> String {
+    if id == NsId::QUARANTINE {
+        return "quarantine".to_string();
+    }
+    reg.path(id)
+        .map_or_else(|| format!("ns:{id}"), |p| p.to_string())
 }
 
 fn self_path(reg: &Registry, id: NsId) -> String {

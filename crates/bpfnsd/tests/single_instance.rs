@@ -109,7 +109,19 @@ fn bpfnsd(args: &[String]) -> Output {
 #[test]
 fn check_changes_nothing_and_a_second_bpfnsd_touches_nothing() {
     if !is_root() {
-        eprintln!("SKIPPED: needs root: run the suite as root");
+        let why = "needs root: run the suite as root";
+        eprintln!("SKIPPED: {why}");
+        // As bpfns_tests::skip does (bpfns-tests depends on this crate).
+        if let Some(log) = std::env::var_os("BPFNS_SKIP_LOG") {
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(log)
+            {
+                let _ = writeln!(f, "single_instance::check_changes_nothing_and_a_second_bpfnsd_touches_nothing: {why}");
+            }
+        }
         return;
     }
     let mut p = Paths::new("single");

@@ -41,6 +41,8 @@ use bpfns_sys::process::{self, ChildExit};
 
 #[path = "helper/kside.rs"]
 mod kside;
+#[path = "helper/loadrace.rs"]
+mod loadrace;
 #[path = "helper/redteam.rs"]
 mod redteam;
 #[path = "helper/supervised.rs"]
@@ -316,6 +318,7 @@ fn main() -> ExitCode {
         a if kside::ACTIONS.contains(&a) => kside::run(&args),
         a if supervised::ACTIONS.contains(&a) => supervised::run(&exe, &args),
         a if redteam::ACTIONS.contains(&a) => redteam::run(&exe, &args),
+        a if loadrace::ACTIONS.contains(&a) => loadrace::run(&exe, &args),
         a if torture::ACTIONS.contains(&a) => torture::run(&args),
         other => fail(&format!("unknown action {other}")),
     }
@@ -351,6 +354,11 @@ fn client(args: &[String]) {
             .get_fd(kind(&a(2)), a(3).parse().unwrap_or(0))
             .map(|fd| format!("fd{}", sysbpf::raw(&fd)))),
         "ns-create" => out(c.ns_create(&a(2)).map(|n| n.path)),
+        // The whole error message, for tests that check what it says.
+        "ns-create-msg" => match c.ns_create(&a(2)) {
+            Ok(n) => say(&format!("result={}", n.path)),
+            Err(e) => say(&format!("error={e}")),
+        },
         "ns-delete" => out(c.ns_delete(&a(2)).map(|(to, n)| format!("{n}->{to}"))),
         // ns-policy PATH allow|deny
         "ns-policy" => out(c

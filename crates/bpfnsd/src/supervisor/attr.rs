@@ -7,6 +7,8 @@
 //! Each command also gets the kernel's `CHECK_ATTR` treatment: bytes after the command's last
 //! field must be zero, or the answer is `EINVAL`, as it would be without bpfns.
 
+use std::collections::BTreeSet;
+
 use bpfns_model::ObjectKind;
 use bpfns_sys::rawbpf::{ATTR_MAX, BPF_F_PATH_FD, BPF_F_RDONLY, BPF_F_TOKEN_FD, BPF_F_WRONLY};
 use bpfns_sys::Errno;
@@ -148,8 +150,8 @@ impl Command {
             Self::ProgQuery => 64,
             // pid, fd, flags, buf_len, buf, prog_id, fd_type, probe_offset, probe_addr
             Self::TaskFdQuery => 48,
-            // Only prog_type is read; the kernel checks the rest of the call it runs.
-            Self::ProgLoad => ATTR_SIZE,
+            // ... keyring_id (6.18)
+            Self::ProgLoad => PROG_LOAD_END,
             // target, attach_bpf_fd, attach_type, attach_flags, replace_bpf_fd, relative,
             // expected_revision
             Self::ProgAttach | Self::ProgDetach => 32,
@@ -312,8 +314,39 @@ pub mod off {
     /// `task_fd_query.probe_addr` (output, u64).
     pub const T_PROBE_ADDR: usize = 40;
 
-    /// `prog_type` (BPF_PROG_LOAD).
+    /// `BPF_PROG_LOAD`'s fields (`union bpf_attr`, Linux 6.18; earlier kernels end earlier).
     pub const L_PROG_TYPE: usize = 0;
+    pub const L_INSN_CNT: usize = 4;
+    pub const L_INSNS: usize = 8;
+    pub const L_LICENSE: usize = 16;
+    pub const L_LOG_LEVEL: usize = 24;
+    pub const L_LOG_SIZE: usize = 28;
+    pub const L_LOG_BUF: usize = 32;
+    pub const L_KERN_VERSION: usize = 40;
+    pub const L_PROG_FLAGS: usize = 44;
+    pub const L_PROG_NAME: usize = 48;
+    pub const L_PROG_IFINDEX: usize = 64;
+    pub const L_EXPECTED_ATTACH_TYPE: usize = 68;
+    pub const L_PROG_BTF_FD: usize = 72;
+    pub const L_FUNC_INFO_REC_SIZE: usize = 76;
+    pub const L_FUNC_INFO: usize = 80;
+    pub const L_FUNC_INFO_CNT: usize = 88;
+    pub const L_LINE_INFO_REC_SIZE: usize = 92;
+    pub const L_LINE_INFO: usize = 96;
+    pub const L_LINE_INFO_CNT: usize = 104;
+    pub const L_ATTACH_BTF_ID: usize = 108;
+    pub const L_ATTACH_PROG_FD: usize = 112;
+    pub const L_CORE_RELO_CNT: usize = 116;
+    pub const L_FD_ARRAY: usize = 120;
+    pub const L_CORE_RELOS: usize = 128;
+    pub const L_CORE_RELO_REC_SIZE: usize = 136;
+    /// Output (6.4+): the log's full size.
+    pub const L_LOG_TRUE_SIZE: usize = 140;
+    pub const L_PROG_TOKEN_FD: usize = 144;
+    pub const L_FD_ARRAY_CNT: usize = 148;
+    pub const L_SIGNATURE: usize = 152;
+    pub const L_SIGNATURE_SIZE: usize = 160;
+    pub const L_KEYRING_ID: usize = 164;
 
     /// `target_fd` / `target_ifindex` (BPF_PROG_ATTACH / BPF_PROG_DETACH).
     pub const A_TARGET: usize = 0;
@@ -373,8 +406,8 @@ pub enum Request {
     ProgQuery(ProgQuery),
     /// `BPF_TASK_FD_QUERY`.
     TaskFdQuery(TaskFdQuery),
-    /// `BPF_PROG_LOAD`: only the program type is looked at.
-    ProgLoad { prog_type: u32 },
+    /// `BPF_PROG_LOAD`.
+    ProgLoad(ProgLoadReq),
     /// `BPF_PROG_ATTACH`.
     Attach(AttachReq),
     /// `BPF_PROG_DETACH`.
@@ -510,9 +543,7 @@ pub fn parse(cmd: Command, attr: &Attr) -> Result<Request, Errno> {
                 buf: attr.u64_at(off::T_BUF),
             }))
         }
-        Command::ProgLoad => Ok(Request::ProgLoad {
-            prog_type: attr.u32_at(off::L_PROG_TYPE),
-        }),
+        Command::ProgLoad => Ok(Request::ProgLoad(ProgLoadReq::parse(attr))),
         Command::ProgAttach | Command::ProgDetach => {
             let a = AttachReq {
                 target: attr.u32_at(off::A_TARGET),
@@ -649,19 +680,41 @@ pub fn is_tracing_class(prog_type: u32) -> bool {
     )
 }
 
+/// Program types the kernel loads only with `CAP_NET_ADMIN` (`is_net_admin_prog_type`).
+pub fn is_net_admin_prog_type(prog_type: u32) -> bool {
+    use bpfns_sys::rawbpf::uapi as u;
+    matches!(
+        prog_type,
+        u::BPF_PROG_TYPE_SCHED_CLS
+            | u::BPF_PROG_TYPE_SCHED_ACT
+            | u::BPF_PROG_TYPE_XDP
+            | u::BPF_PROG_TYPE_LWT_IN
+            | u::BPF_PROG_TYPE_LWT_OUT
+            | u::BPF_PROG_TYPE_LWT_XMIT
+            | u::BPF_PROG_TYPE_LWT_SEG6LOCAL
+            | u::BPF_PROG_TYPE_SK_SKB
+            | u::BPF_PROG_TYPE_SK_MSG
+            | u::BPF_PROG_TYPE_FLOW_DISSECTOR
+            | u::BPF_PROG_TYPE_CGROUP_DEVICE
+            | u::BPF_PROG_TYPE_CGROUP_SOCK
+            | u::BPF_PROG_TYPE_CGROUP_SOCK_ADDR
+            | u::BPF_PROG_TYPE_CGROUP_SOCKOPT
+            | u::BPF_PROG_TYPE_CGROUP_SYSCTL
+            | u::BPF_PROG_TYPE_SOCK_OPS
+            | u::BPF_PROG_TYPE_EXT
+            | u::BPF_PROG_TYPE_NETFILTER
+    )
+}
+
 /// Why a `BPF_PROG_LOAD` of a namespace member is refused (`EPERM`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadRefusal {
     /// Syscall programs call bpf() from inside the kernel, past every bpfns layer.
     Syscall,
     /// A tracing-class program where the namespace's policy denies tracing.
     TracingClass(u32),
-    /// The loading thread has perfmon power where the policy denies tracing: these
-    /// capabilities, effective in its own user namespace (`CAP_PERFMON` or `CAP_SYS_ADMIN`
-    /// in the initial one is `perfmon_capable()`; in another, a BPF token of that namespace
-    /// grants the same from Linux 6.9). The kernel then gives *every* program type
-    /// `bpf_probe_read_kernel`, `bpf_get_current_task` and BTF pointer walks.
-    PerfmonPower(bpfns_sys::caps::CapabilitySet),
+    /// The request cannot be made from bpfnsd's copy without changing what it means.
+    Unsupported(&'static str),
 }
 
 impl LoadRefusal {
@@ -675,10 +728,7 @@ impl LoadRefusal {
                 "program type {t} is tracing-class (it reads kernel memory) and the \
                  namespace's policy denies tracing"
             ),
-            LoadRefusal::PerfmonPower(c) => format!(
-                "the loading thread holds {c:?} (perfmon power: any program type it loads may \
-                 read kernel memory) and the namespace's policy denies tracing"
-            ),
+            LoadRefusal::Unsupported(what) => (*what).to_string(),
         }
     }
 
@@ -690,41 +740,525 @@ impl LoadRefusal {
                 "allow tracing for the namespace (`bpfns ns policy NS --allow-tracing`) if its \
                  tenants may read kernel memory"
             }
-            LoadRefusal::PerfmonPower(_) => {
-                "drop CAP_PERFMON and CAP_SYS_ADMIN from the loader (`bpfns exec` drops \
-                 CAP_PERFMON in such namespaces; run the loader with e.g. \
-                 `setpriv --inh-caps=-all,+bpf,+net_admin --bounding-set=-sys_admin`), or allow \
-                 tracing for the namespace (`bpfns ns policy NS --allow-tracing`)"
+            LoadRefusal::Unsupported(_) => {
+                "load it outside namespaces, or from a namespace whose policy allows tracing \
+                 (there the kernel answers the load itself)"
             }
         }
     }
 }
 
-/// The supervisor's answer to a member's `BPF_PROG_LOAD`: `Ok` to let the kernel run it
-/// (`CONTINUE`), else why not. `eff` is the calling thread's effective set in its own user
-/// namespace — it cannot change while the thread waits, so the kernel's own checks, made
-/// with the same credentials, agree. The program type is a pre-check for a clean error: a
-/// racer that flips it after this check is stopped by the kernel side.
-pub fn prog_load_verdict(
-    allows_tracing: bool,
-    prog_type: u32,
-    eff: bpfns_sys::caps::CapabilitySet,
-) -> Result<(), LoadRefusal> {
-    use bpfns_sys::caps::CapabilitySet as C;
+/// How a member's `BPF_PROG_LOAD` is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadWay {
+    /// Let the kernel run it with the caller's credentials (`CONTINUE`): a root-namespace
+    /// caller, or a namespace whose policy allows tracing (whose members may have perfmon
+    /// power). A racer that turns the program into a syscall program after this look is
+    /// stopped by the kernel side, which quarantines the program.
+    Continue,
+    /// `EPERM`, logged with the fix.
+    Refuse(LoadRefusal),
+    /// bpfnsd makes the call itself from its copy of the request, with credentials that never
+    /// carry perfmon power ([`load_caps`]).
+    Here,
+}
+
+/// The supervisor's answer to a `BPF_PROG_LOAD` whose attr (read once: what is decided here
+/// is what is loaded) asks for `prog_type`, from a caller of namespace `ns_is_root` / whose
+/// policy `allows_tracing`.
+pub fn load_way(ns_is_root: bool, allows_tracing: bool, prog_type: u32) -> LoadWay {
+    if ns_is_root {
+        // The kernel's rules, as without bpfns.
+        return LoadWay::Continue;
+    }
     if prog_type == bpfns_sys::rawbpf::uapi::BPF_PROG_TYPE_SYSCALL {
-        return Err(LoadRefusal::Syscall);
+        return LoadWay::Refuse(LoadRefusal::Syscall);
     }
     if allows_tracing {
-        return Ok(());
+        return LoadWay::Continue;
     }
     if is_tracing_class(prog_type) {
-        return Err(LoadRefusal::TracingClass(prog_type));
+        return LoadWay::Refuse(LoadRefusal::TracingClass(prog_type));
     }
-    let power = eff & (C::PERFMON | C::SYS_ADMIN);
-    if !power.is_empty() {
-        return Err(LoadRefusal::PerfmonPower(power));
+    LoadWay::Here
+}
+
+/// The effective capabilities bpfnsd loads a member's program with: never `CAP_PERFMON` nor
+/// `CAP_SYS_ADMIN` (either is perfmon power: every program type may then read kernel
+/// memory), and never more than the kernel would grant the caller otherwise.
+///
+/// `borrowed` is the caller's effective set where it is in the initial user namespace (empty
+/// otherwise: capabilities of another user namespace count for nothing in a load without a
+/// token). `CAP_SYS_ADMIN` stands for `CAP_BPF` and `CAP_NET_ADMIN` here, as the kernel's
+/// checks accept it for both. `token` is whether the caller's BPF token delegates this load
+/// ([`TokenInfo::allows_load`]): then `CAP_BPF`, and `CAP_NET_ADMIN` for the program types
+/// that need it, as the kernel grants through the token (`bpf_token_capable`). `CAP_SYSLOG`,
+/// where the caller holds it, lets the returned fd show kernel addresses as the kernel's would.
+pub fn load_caps(
+    borrowed: bpfns_sys::caps::CapabilitySet,
+    token: bool,
+    prog_type: u32,
+) -> bpfns_sys::caps::CapabilitySet {
+    use bpfns_sys::caps::CapabilitySet as C;
+    let mut c = C::empty();
+    if borrowed.intersects(C::BPF | C::SYS_ADMIN) {
+        c |= C::BPF;
     }
-    Ok(())
+    if borrowed.intersects(C::NET_ADMIN | C::SYS_ADMIN) {
+        c |= C::NET_ADMIN;
+    }
+    if borrowed.contains(C::SYSLOG) {
+        c |= C::SYSLOG;
+    }
+    if token {
+        c |= C::BPF;
+        if is_net_admin_prog_type(prog_type) {
+            c |= C::NET_ADMIN;
+        }
+    }
+    c
+}
+
+/// What a BPF token delegates (its fdinfo: `allowed_cmds`, `allowed_maps`, `allowed_progs`,
+/// `allowed_attachs`; or `struct bpf_token_info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TokenInfo {
+    pub cmds: u64,
+    pub maps: u64,
+    pub progs: u64,
+    pub attachs: u64,
+}
+
+impl TokenInfo {
+    /// From a token's `/proc/.../fdinfo/N` text (`bpf_token_show_fdinfo`: `any`, or a hex
+    /// mask); `None` if the file is not a token.
+    pub fn from_fdinfo(text: &str) -> Option<Self> {
+        let field = |name: &str| -> Option<u64> {
+            let v = text
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))?
+                .trim();
+            if v == "any" {
+                Some(u64::MAX)
+            } else {
+                u64::from_str_radix(v.strip_prefix("0x")?, 16).ok()
+            }
+        };
+        Some(Self {
+            cmds: field("allowed_cmds")?,
+            maps: field("allowed_maps")?,
+            progs: field("allowed_progs")?,
+            attachs: field("allowed_attachs")?,
+        })
+    }
+
+    /// Whether the kernel would take this token for a `BPF_PROG_LOAD` of `prog_type` with
+    /// `expected_attach_type` (`bpf_token_allow_cmd`, `bpf_token_allow_prog_type`, after
+    /// `bpf_prog_load_fixup_attach_type`).
+    pub fn allows_load(&self, prog_type: u32, expected_attach_type: u32) -> bool {
+        let attach = fixup_attach_type(prog_type, expected_attach_type);
+        let bit = |mask: u64, b: u32| b < 64 && mask & (1u64 << b) != 0;
+        bit(self.cmds, PROG_LOAD) && bit(self.progs, prog_type) && bit(self.attachs, attach)
+    }
+}
+
+/// The kernel's `bpf_prog_load_fixup_attach_type`: the attach type a program type implies
+/// when none is given.
+pub fn fixup_attach_type(prog_type: u32, expected_attach_type: u32) -> u32 {
+    use bpfns_sys::rawbpf::uapi as u;
+    if expected_attach_type != 0 {
+        return expected_attach_type;
+    }
+    match prog_type {
+        u::BPF_PROG_TYPE_CGROUP_SOCK => u::BPF_CGROUP_INET_SOCK_CREATE,
+        u::BPF_PROG_TYPE_SK_REUSEPORT => u::BPF_SK_REUSEPORT_SELECT,
+        _ => 0,
+    }
+}
+
+/// `BPF_PROG_LOAD`: every field, as read from the caller's attr (the supervisor makes the call
+/// itself from its copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProgLoadReq {
+    pub prog_type: u32,
+    pub insn_cnt: u32,
+    pub insns: u64,
+    pub license: u64,
+    pub log_level: u32,
+    pub log_size: u32,
+    pub log_buf: u64,
+    pub prog_flags: u32,
+    pub prog_ifindex: u32,
+    pub expected_attach_type: u32,
+    pub prog_btf_fd: u32,
+    pub func_info_rec_size: u32,
+    pub func_info: u64,
+    pub func_info_cnt: u32,
+    pub line_info_rec_size: u32,
+    pub line_info: u64,
+    pub line_info_cnt: u32,
+    /// `attach_prog_fd` / `attach_btf_obj_fd` (0: none).
+    pub attach_prog_fd: u32,
+    pub core_relo_cnt: u32,
+    pub fd_array: u64,
+    pub core_relos: u64,
+    pub core_relo_rec_size: u32,
+    pub prog_token_fd: u32,
+    pub fd_array_cnt: u32,
+    pub signature: u64,
+    pub signature_size: u32,
+    pub keyring_id: i32,
+}
+
+impl ProgLoadReq {
+    fn parse(a: &Attr) -> Self {
+        use off::*;
+        Self {
+            prog_type: a.u32_at(L_PROG_TYPE),
+            insn_cnt: a.u32_at(L_INSN_CNT),
+            insns: a.u64_at(L_INSNS),
+            license: a.u64_at(L_LICENSE),
+            log_level: a.u32_at(L_LOG_LEVEL),
+            log_size: a.u32_at(L_LOG_SIZE),
+            log_buf: a.u64_at(L_LOG_BUF),
+            prog_flags: a.u32_at(L_PROG_FLAGS),
+            prog_ifindex: a.u32_at(L_PROG_IFINDEX),
+            expected_attach_type: a.u32_at(L_EXPECTED_ATTACH_TYPE),
+            prog_btf_fd: a.u32_at(L_PROG_BTF_FD),
+            func_info_rec_size: a.u32_at(L_FUNC_INFO_REC_SIZE),
+            func_info: a.u64_at(L_FUNC_INFO),
+            func_info_cnt: a.u32_at(L_FUNC_INFO_CNT),
+            line_info_rec_size: a.u32_at(L_LINE_INFO_REC_SIZE),
+            line_info: a.u64_at(L_LINE_INFO),
+            line_info_cnt: a.u32_at(L_LINE_INFO_CNT),
+            attach_prog_fd: a.u32_at(L_ATTACH_PROG_FD),
+            core_relo_cnt: a.u32_at(L_CORE_RELO_CNT),
+            fd_array: a.u64_at(L_FD_ARRAY),
+            core_relos: a.u64_at(L_CORE_RELOS),
+            core_relo_rec_size: a.u32_at(L_CORE_RELO_REC_SIZE),
+            prog_token_fd: a.u32_at(L_PROG_TOKEN_FD),
+            fd_array_cnt: a.u32_at(L_FD_ARRAY_CNT),
+            signature: a.u64_at(L_SIGNATURE),
+            signature_size: a.u32_at(L_SIGNATURE_SIZE),
+            keyring_id: a.u32_at(L_KEYRING_ID) as i32,
+        }
+    }
+
+    /// Whether the request passes a BPF token (`BPF_F_TOKEN_FD`).
+    pub fn with_token(&self) -> bool {
+        self.prog_flags & BPF_F_TOKEN_FD != 0
+    }
+}
+
+/// End of `BPF_PROG_LOAD`'s last field (`keyring_id`, Linux 6.18): bytes after it must be
+/// zero (`CHECK_ATTR`). Older kernels end earlier (6.1: `core_relo_rec_size`; 6.4:
+/// `log_true_size`; 6.9: `prog_token_fd`; 6.14: `fd_array_cnt`) and refuse what they do not
+/// know when given a copy that sets it, as they would refuse the caller.
+pub const PROG_LOAD_END: usize = 168;
+const _: () = assert!(ATTR_SIZE >= PROG_LOAD_END);
+/// `BPF_COMPLEXITY_LIMIT_INSNS`: the most instructions a program may have (`E2BIG` above).
+pub const MAX_INSNS: u32 = 1_000_000;
+/// The largest verifier log buffer bpfnsd gives the kernel for a member (libbpf's largest).
+/// A caller asking for more gets this much: a log that does not fit is truncated
+/// (`ENOSPC`, `log_true_size` tells the size it needed).
+pub const LOAD_LOG_MAX: u32 = 16 << 20;
+/// The most bpfnsd copies from a caller for one load, log aside (instructions, func and line
+/// info, CO-RE relocations, fd_array, signature): `E2BIG` above.
+pub const LOAD_COPY_MAX: u64 = 64 << 20;
+/// The most `fd_array` entries bpfnsd reads (`E2BIG` above).
+pub const FD_ARRAY_MAX: u32 = 1 << 16;
+/// The most distinct file descriptors of the caller one load may name (the kernel's own
+/// limits are 64 maps, 64 BTF objects and 256 kfunc BTF objects): `E2BIG` above.
+pub const LOAD_FDS_MAX: usize = 512;
+/// The largest signature the kernel takes (`KMALLOC_MAX_CACHE_SIZE`); `EINVAL` above.
+pub const SIGNATURE_MAX: u32 = 8192;
+/// `BPF_F_TOKEN_FD` (in `prog_flags`).
+pub const LOAD_TOKEN_FLAG: u32 = BPF_F_TOKEN_FD;
+
+/// How many bytes of the caller's memory one load needs copied, per area (0: nothing passed
+/// there; the pointer is then passed as 0, or as the caller gave 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoadSizes {
+    pub insns: usize,
+    pub func_info: usize,
+    pub line_info: usize,
+    pub core_relos: usize,
+    pub signature: usize,
+    /// The own log buffer (0: no log buffer asked for).
+    pub log: usize,
+}
+
+impl LoadSizes {
+    /// Everything but the log and fd_array.
+    pub fn total(&self) -> u64 {
+        [
+            self.insns,
+            self.func_info,
+            self.line_info,
+            self.core_relos,
+            self.signature,
+        ]
+        .iter()
+        .map(|&n| n as u64)
+        .sum()
+    }
+}
+
+/// What to copy for `r`, with the kernel's checks of the sizes it reads by (so that no buffer
+/// bpfnsd passes is shorter than what the kernel reads from it) and bpfnsd's own bounds.
+pub fn load_sizes(r: &ProgLoadReq) -> Result<LoadSizes, Errno> {
+    if r.insn_cnt > MAX_INSNS {
+        return Err(Errno::TOOBIG);
+    }
+    let mut s = LoadSizes {
+        insns: r.insn_cnt as usize * 8,
+        ..Default::default()
+    };
+    // check_btf_func / check_btf_line: records of 8 (func) or 16 (line) to 252 bytes, a
+    // multiple of 4, at most one per instruction (their insn_off must be increasing).
+    let records = |ptr: u64, cnt: u32, rec: u32, min: u32| -> Result<usize, Errno> {
+        if ptr == 0 || cnt == 0 {
+            return Ok(0);
+        }
+        if rec < min || rec > 252 || !rec.is_multiple_of(4) || cnt > r.insn_cnt {
+            return Err(Errno::INVAL);
+        }
+        Ok(cnt as usize * rec as usize)
+    };
+    s.func_info = records(r.func_info, r.func_info_cnt, r.func_info_rec_size, 8)?;
+    s.line_info = records(r.line_info, r.line_info_cnt, r.line_info_rec_size, 16)?;
+    if r.core_relos != 0 && r.core_relo_cnt != 0 {
+        // check_core_relo: at least sizeof(struct bpf_core_relo); a record over a page is
+        // refused by bpf_check_uarg_tail_zero (E2BIG).
+        if r.core_relo_rec_size < 16 {
+            return Err(Errno::INVAL);
+        }
+        if r.core_relo_rec_size > 4096 {
+            return Err(Errno::TOOBIG);
+        }
+        s.core_relos = r.core_relo_cnt as usize * r.core_relo_rec_size as usize;
+    }
+    if r.signature != 0 {
+        if r.signature_size > SIGNATURE_MAX {
+            return Err(Errno::INVAL);
+        }
+        s.signature = r.signature_size as usize;
+    }
+    if r.log_buf != 0 || r.log_size != 0 {
+        // bpf_verifier_log_attr_valid: both or neither, a level with them, at most 1 GiB.
+        if r.log_buf == 0 || r.log_size == 0 || r.log_level == 0 || r.log_size > u32::MAX >> 2 {
+            return Err(Errno::INVAL);
+        }
+        s.log = r.log_size.min(LOAD_LOG_MAX) as usize;
+    }
+    if s.total() > LOAD_COPY_MAX {
+        return Err(Errno::TOOBIG);
+    }
+    Ok(s)
+}
+
+/// Where the instructions name the caller's file descriptors, found as the verifier walks
+/// them (`resolve_pseudo_ldimm64`, `add_subprog_and_kfunc`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InsnFds {
+    /// Instructions whose `imm` is a caller fd: the first half of a `BPF_LD_IMM64` with
+    /// `BPF_PSEUDO_MAP_FD` or `BPF_PSEUDO_MAP_VALUE`, and the second half of one with
+    /// `BPF_PSEUDO_BTF_ID` and a module BTF fd (non-zero).
+    pub imm_fds: Vec<usize>,
+    /// `fd_array` indexes the instructions use: `BPF_PSEUDO_MAP_IDX(_VALUE)` immediates and
+    /// the `off` of kfunc calls (`BPF_PSEUDO_KFUNC_CALL`, `off > 0`).
+    pub indexes: BTreeSet<u32>,
+}
+
+const LD_IMM64: u8 = 0x18;
+const JMP_CALL: u8 = 0x85;
+
+fn insn_at(insns: &[u8], i: usize) -> (u8, u8, i16, i32) {
+    let b = &insns[i * 8..i * 8 + 8];
+    (
+        b[0],
+        b[1] >> 4,
+        i16::from_ne_bytes([b[2], b[3]]),
+        i32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+    )
+}
+
+/// The caller fds and `fd_array` indexes in `insns` (8 bytes each). `EINVAL` for a
+/// `BPF_LD_IMM64` of a kind this supervisor does not know (the kernel refuses those too: a
+/// future kind could name an fd that would then be looked up among bpfnsd's own), `EFAULT`
+/// for a negative `fd_array` index, `E2BIG` for one past [`FD_ARRAY_MAX`].
+pub fn insn_fds(insns: &[u8]) -> Result<InsnFds, Errno> {
+    use bpfns_sys::rawbpf::uapi as u;
+    let n = insns.len() / 8;
+    let mut out = InsnFds::default();
+    let mut index = |v: i64| -> Result<(), Errno> {
+        if v < 0 {
+            return Err(Errno::FAULT);
+        }
+        if v >= i64::from(FD_ARRAY_MAX) {
+            return Err(Errno::TOOBIG);
+        }
+        out.indexes.insert(v as u32);
+        Ok(())
+    };
+    // Kfunc calls: every slot, as add_subprog_and_kfunc looks (before the ld_imm64 checks).
+    for i in 0..n {
+        let (code, src, off, _) = insn_at(insns, i);
+        if code == JMP_CALL && u32::from(src) == u::BPF_PSEUDO_KFUNC_CALL && off > 0 {
+            index(i64::from(off))?;
+        }
+    }
+    // BPF_LD_IMM64 pairs, as resolve_pseudo_ldimm64 walks them.
+    let mut i = 0;
+    while i < n {
+        let (code, src, _, imm) = insn_at(insns, i);
+        if code != LD_IMM64 {
+            i += 1;
+            continue;
+        }
+        if i + 1 == n {
+            // The kernel refuses an unpaired one before it looks at any fd.
+            break;
+        }
+        let (_, _, _, imm2) = insn_at(insns, i + 1);
+        match u32::from(src) {
+            0 => {}
+            u::BPF_PSEUDO_MAP_FD | u::BPF_PSEUDO_MAP_VALUE => out.imm_fds.push(i),
+            u::BPF_PSEUDO_BTF_ID => {
+                if imm2 != 0 {
+                    out.imm_fds.push(i + 1);
+                }
+            }
+            u::BPF_PSEUDO_FUNC => {}
+            u::BPF_PSEUDO_MAP_IDX | u::BPF_PSEUDO_MAP_IDX_VALUE => index(i64::from(imm))?,
+            _ => return Err(Errno::INVAL),
+        }
+        i += 2;
+    }
+    Ok(out)
+}
+
+/// How many `fd_array` entries to copy: every index the instructions use and, where the
+/// kernel has `fd_array_cnt` (6.14), that many; 0 when there is no `fd_array`. `E2BIG` past
+/// [`FD_ARRAY_MAX`].
+pub fn fd_array_len(r: &ProgLoadReq, fds: &InsnFds) -> Result<usize, Errno> {
+    if r.fd_array == 0 {
+        return Ok(0);
+    }
+    if r.fd_array_cnt >= FD_ARRAY_MAX {
+        return Err(Errno::TOOBIG);
+    }
+    let used = fds
+        .indexes
+        .iter()
+        .next_back()
+        .map_or(0, |&m| m as usize + 1);
+    Ok(used.max(r.fd_array_cnt as usize))
+}
+
+/// The `fd_array` entries that name fds the kernel may look up: the first `fd_array_cnt`
+/// (all of them are, from 6.14) and those the instructions use.
+pub fn fd_array_used(r: &ProgLoadReq, fds: &InsnFds, len: usize) -> BTreeSet<usize> {
+    let mut s: BTreeSet<usize> = (0..(r.fd_array_cnt as usize).min(len)).collect();
+    s.extend(fds.indexes.iter().map(|&i| i as usize).filter(|&i| i < len));
+    s
+}
+
+/// A caller fd number as the kernel reads it from a u32 field or an `imm`: negative numbers
+/// name no fd anywhere.
+pub fn as_fd(v: u32) -> Option<i32> {
+    i32::try_from(v).ok()
+}
+
+/// Rewrite `insns` for bpfnsd: every fd at [`InsnFds::imm_fds`] becomes `tr(fd)`.
+pub fn rewrite_insns(insns: &mut [u8], fds: &InsnFds, tr: &dyn Fn(u32) -> u32) {
+    for &i in &fds.imm_fds {
+        let at = i * 8 + 4;
+        let v = u32::from_ne_bytes([insns[at], insns[at + 1], insns[at + 2], insns[at + 3]]);
+        insns[at..at + 4].copy_from_slice(&tr(v).to_ne_bytes());
+    }
+}
+
+/// Rewrite an `fd_array` (4-byte entries) for bpfnsd: the `used` entries become `tr(fd)`,
+/// every other one an fd number nobody has (the kernel would look it up in bpfnsd's table).
+pub fn rewrite_fd_array(arr: &mut [u8], used: &BTreeSet<usize>, tr: &dyn Fn(u32) -> u32) {
+    for (i, e) in arr.chunks_exact_mut(4).enumerate() {
+        let v = u32::from_ne_bytes([e[0], e[1], e[2], e[3]]);
+        let new = if used.contains(&i) { tr(v) } else { u32::MAX };
+        e.copy_from_slice(&new.to_ne_bytes());
+    }
+}
+
+/// Whether the kernel looks at `prog_btf_fd` (`bpf_check_btf_info_early`: only with func or
+/// line info; 0 is then fd 0). Otherwise bpfnsd passes 0.
+pub fn uses_prog_btf(r: &ProgLoadReq) -> bool {
+    r.func_info_cnt != 0 || r.line_info_cnt != 0
+}
+
+/// Every caller fd one load names, distinct: the instructions', the used `fd_array`
+/// entries', `prog_btf_fd` where the kernel uses it, `attach_prog_fd` when set, and the token
+/// fd when set. bpfnsd passes each as its own copy (or a number no process has): never a
+/// number of its own process that it did not put there.
+pub fn load_fd_set(
+    r: &ProgLoadReq,
+    insns: &[u8],
+    fds: &InsnFds,
+    arr: &[u8],
+    used: &BTreeSet<usize>,
+) -> BTreeSet<i32> {
+    let mut s = BTreeSet::new();
+    let imm = |i: usize| {
+        let at = i * 8 + 4;
+        u32::from_ne_bytes([insns[at], insns[at + 1], insns[at + 2], insns[at + 3]])
+    };
+    s.extend(fds.imm_fds.iter().filter_map(|&i| as_fd(imm(i))));
+    for &i in used {
+        if let Some(e) = arr.get(i * 4..i * 4 + 4) {
+            s.extend(as_fd(u32::from_ne_bytes([e[0], e[1], e[2], e[3]])));
+        }
+    }
+    if uses_prog_btf(r) {
+        s.extend(as_fd(r.prog_btf_fd));
+    }
+    if r.attach_prog_fd != 0 {
+        s.extend(as_fd(r.attach_prog_fd));
+    }
+    if r.prog_token_fd != 0 || r.with_token() {
+        s.extend(as_fd(r.prog_token_fd));
+    }
+    s
+}
+
+/// Whether a program with `signature` can be loaded from bpfnsd's copy: the kernel checks it
+/// over the instructions as given (which bpfnsd must not have rewritten) with a system
+/// keyring (`keyring_id` 0 to 2); a user keyring is looked up among the *caller's* keyrings,
+/// which bpfnsd cannot borrow.
+pub fn signature_refusal(r: &ProgLoadReq, fds: &InsnFds) -> Option<LoadRefusal> {
+    if r.signature == 0 {
+        return None;
+    }
+    if !(0..=2).contains(&r.keyring_id) {
+        return Some(LoadRefusal::Unsupported(
+            "a signature checked against a user keyring (bpfnsd loads the program for the \
+             caller and cannot use its keyrings)",
+        ));
+    }
+    if !fds.imm_fds.is_empty() {
+        return Some(LoadRefusal::Unsupported(
+            "a signed program whose instructions carry fd numbers (bpfnsd rewrites them to its \
+             own copies, which would break the signature; pass maps through fd_array)",
+        ));
+    }
+    None
+}
+
+/// Whether a caller may ask `BPF_TASK_FD_QUERY` about process `target_tgid`: the kernel
+/// answers only `CAP_SYS_ADMIN` in the initial user namespace (`bpf_task_fd_query`); bpfnsd,
+/// which runs the query with its own, answers that and, for a caller with `CAP_BPF`, a
+/// question about its own process (its perf events and tracepoints). Anything else would make
+/// bpfnsd an oracle on other processes' fd tables.
+pub fn task_fd_query_allowed(caller_tgid: u32, target_tgid: u32, sys_admin_in_init: bool) -> bool {
+    sys_admin_in_init || caller_tgid == target_tgid
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1350,23 +1884,30 @@ mod tests {
         use bpfns_sys::rawbpf::uapi as u;
         const SOCKET_FILTER: u32 = 1;
         const XDP: u32 = 6;
-        let none = C::empty();
-        let admin = C::SYS_ADMIN | C::BPF | C::NET_ADMIN;
+        // Root-namespace callers: the kernel's rules, syscall programs included.
+        assert_eq!(
+            load_way(true, false, u::BPF_PROG_TYPE_SYSCALL),
+            LoadWay::Continue
+        );
+        assert_eq!(
+            load_way(true, false, u::BPF_PROG_TYPE_KPROBE),
+            LoadWay::Continue
+        );
         // Where tracing is allowed, everything but syscall programs goes to the kernel.
         for t in [
             SOCKET_FILTER,
             u::BPF_PROG_TYPE_KPROBE,
             u::BPF_PROG_TYPE_TRACING,
         ] {
-            assert_eq!(prog_load_verdict(true, t, admin | C::PERFMON), Ok(()));
+            assert_eq!(load_way(false, true, t), LoadWay::Continue);
         }
         for allow in [true, false] {
             assert_eq!(
-                prog_load_verdict(allow, u::BPF_PROG_TYPE_SYSCALL, none),
-                Err(LoadRefusal::Syscall)
+                load_way(false, allow, u::BPF_PROG_TYPE_SYSCALL),
+                LoadWay::Refuse(LoadRefusal::Syscall)
             );
         }
-        // Denied: tracing-class types, whoever loads them.
+        // Denied: tracing-class types; every other type is loaded by bpfnsd itself.
         for t in [
             u::BPF_PROG_TYPE_KPROBE,
             u::BPF_PROG_TYPE_TRACEPOINT,
@@ -1380,26 +1921,405 @@ mod tests {
         ] {
             assert!(is_tracing_class(t), "{t}");
             assert_eq!(
-                prog_load_verdict(false, t, C::BPF),
-                Err(LoadRefusal::TracingClass(t))
+                load_way(false, false, t),
+                LoadWay::Refuse(LoadRefusal::TracingClass(t))
             );
         }
-        // Denied: any type from a thread with perfmon power.
-        for t in [SOCKET_FILTER, XDP] {
+        for t in [SOCKET_FILTER, XDP, u::BPF_PROG_TYPE_CGROUP_SKB] {
             assert!(!is_tracing_class(t));
-            assert_eq!(prog_load_verdict(false, t, C::BPF | C::NET_ADMIN), Ok(()));
-            assert_eq!(prog_load_verdict(false, t, none), Ok(()));
-            assert_eq!(
-                prog_load_verdict(false, t, C::BPF | C::PERFMON),
-                Err(LoadRefusal::PerfmonPower(C::PERFMON))
-            );
-            assert_eq!(
-                prog_load_verdict(false, t, admin),
-                Err(LoadRefusal::PerfmonPower(C::SYS_ADMIN))
-            );
+            assert_eq!(load_way(false, false, t), LoadWay::Here);
         }
-        let r = LoadRefusal::PerfmonPower(C::SYS_ADMIN);
-        assert!(r.reason().contains("SYS_ADMIN") && r.fix().contains("--allow-tracing"));
+        let r = LoadRefusal::TracingClass(2);
+        assert!(r.reason().contains("tracing-class") && r.fix().contains("--allow-tracing"));
+    }
+
+    #[test]
+    fn load_credentials_never_carry_perfmon_power() {
+        use bpfns_sys::rawbpf::uapi as u;
+        let all = C::all();
+        for borrowed in [
+            C::empty(),
+            C::BPF,
+            C::PERFMON,
+            C::SYS_ADMIN,
+            C::BPF | C::PERFMON | C::NET_ADMIN,
+            all,
+        ] {
+            for token in [false, true] {
+                for t in [1, u::BPF_PROG_TYPE_XDP, u::BPF_PROG_TYPE_CGROUP_SKB] {
+                    let c = load_caps(borrowed, token, t);
+                    assert!(
+                        !c.intersects(C::PERFMON | C::SYS_ADMIN),
+                        "{borrowed:?} {c:?}"
+                    );
+                    assert!((c - (C::BPF | C::NET_ADMIN | C::SYSLOG)).is_empty());
+                }
+            }
+        }
+        // What the kernel would grant otherwise.
+        assert_eq!(load_caps(C::empty(), false, 1), C::empty());
+        assert_eq!(load_caps(C::PERFMON, false, 1), C::empty());
+        assert_eq!(load_caps(C::BPF, false, 1), C::BPF);
+        assert_eq!(load_caps(C::SYS_ADMIN, false, 1), C::BPF | C::NET_ADMIN);
+        assert_eq!(load_caps(C::BPF | C::SYSLOG, false, 1), C::BPF | C::SYSLOG);
+        // A token grants CAP_BPF, and CAP_NET_ADMIN for the types that need it.
+        assert_eq!(load_caps(C::empty(), true, 1), C::BPF);
+        assert_eq!(
+            load_caps(C::empty(), true, u::BPF_PROG_TYPE_XDP),
+            C::BPF | C::NET_ADMIN
+        );
+        assert!(is_net_admin_prog_type(u::BPF_PROG_TYPE_SCHED_CLS));
+        assert!(!is_net_admin_prog_type(u::BPF_PROG_TYPE_CGROUP_SKB));
+        assert!(!is_net_admin_prog_type(u::BPF_PROG_TYPE_SK_REUSEPORT));
+    }
+
+    #[test]
+    fn tokens_delegate_loads() {
+        use bpfns_sys::rawbpf::uapi as u;
+        let any = "pos:\t0\nflags:\t02000002\nallowed_cmds:\tany\nallowed_maps:\tany\n\
+                   allowed_progs:\tany\nallowed_attachs:\tany\n";
+        let t = TokenInfo::from_fdinfo(any).unwrap();
+        assert_eq!(t.cmds, u64::MAX);
+        assert!(t.allows_load(1, 0));
+        // Only map creation delegated.
+        let maps = "allowed_cmds:\t0x1\nallowed_maps:\tany\nallowed_progs:\t0x0\n\
+                    allowed_attachs:\t0x0\n";
+        let m = TokenInfo::from_fdinfo(maps).unwrap();
+        assert!(!m.allows_load(1, 0));
+        // PROG_LOAD (bit 5) of socket filters (bit 1), attach type 0.
+        let sf = "allowed_cmds:\t0x20\nallowed_maps:\t0x0\nallowed_progs:\t0x2\n\
+                  allowed_attachs:\t0x1\n";
+        let s = TokenInfo::from_fdinfo(sf).unwrap();
+        assert!(s.allows_load(1, 0));
+        assert!(!s.allows_load(u::BPF_PROG_TYPE_XDP, 0));
+        assert!(!s.allows_load(1, 2));
+        // CGROUP_SOCK without an attach type means INET_SOCK_CREATE (the kernel's fixup).
+        assert_eq!(
+            fixup_attach_type(u::BPF_PROG_TYPE_CGROUP_SOCK, 0),
+            u::BPF_CGROUP_INET_SOCK_CREATE
+        );
+        assert_eq!(fixup_attach_type(1, 0), 0);
+        assert!(!s.allows_load(200, 0), "types past 63 are never delegated");
+        // Not a token: a map's or a file's fdinfo.
+        assert!(TokenInfo::from_fdinfo("pos:\t0\nmap_type:\t2\n").is_none());
+        assert!(TokenInfo::from_fdinfo("allowed_cmds:\tzz\n").is_none());
+    }
+
+    fn load_attr(fields: &[(usize, u64, usize)]) -> Attr {
+        let mut a = Attr::zeroed(PROG_LOAD_END);
+        for &(o, v, w) in fields {
+            if w == 8 {
+                a.set_u64(o, v);
+            } else {
+                a.set_u32(o, v as u32);
+            }
+        }
+        a
+    }
+
+    #[test]
+    fn prog_load_parsing_and_sizes() {
+        use off::*;
+        let a = load_attr(&[
+            (L_PROG_TYPE, 1, 4),
+            (L_INSN_CNT, 10, 4),
+            (L_INSNS, 0x1000, 8),
+            (L_LICENSE, 0x2000, 8),
+            (L_LOG_LEVEL, 1, 4),
+            (L_LOG_SIZE, 1 << 29, 4),
+            (L_LOG_BUF, 0x3000, 8),
+            (L_PROG_FLAGS, u64::from(BPF_F_TOKEN_FD), 4),
+            (L_PROG_BTF_FD, 7, 4),
+            (L_FUNC_INFO_REC_SIZE, 8, 4),
+            (L_FUNC_INFO, 0x4000, 8),
+            (L_FUNC_INFO_CNT, 2, 4),
+            (L_LINE_INFO_REC_SIZE, 16, 4),
+            (L_LINE_INFO, 0x5000, 8),
+            (L_LINE_INFO_CNT, 10, 4),
+            (L_CORE_RELO_CNT, 3, 4),
+            (L_CORE_RELOS, 0x6000, 8),
+            (L_CORE_RELO_REC_SIZE, 16, 4),
+            (L_FD_ARRAY, 0x7000, 8),
+            (L_PROG_TOKEN_FD, 9, 4),
+            (L_FD_ARRAY_CNT, 4, 4),
+            (L_SIGNATURE, 0x8000, 8),
+            (L_SIGNATURE_SIZE, 100, 4),
+            (L_KEYRING_ID, (-3i32) as u32 as u64, 4),
+        ]);
+        let Ok(Request::ProgLoad(r)) = parse(Command::ProgLoad, &a) else {
+            panic!("{:?}", parse(Command::ProgLoad, &a));
+        };
+        assert_eq!((r.prog_type, r.insn_cnt, r.insns), (1, 10, 0x1000));
+        assert!(r.with_token());
+        assert_eq!((r.prog_token_fd, r.fd_array_cnt, r.keyring_id), (9, 4, -3));
+        let s = load_sizes(&r).unwrap();
+        assert_eq!(
+            s,
+            LoadSizes {
+                insns: 80,
+                func_info: 16,
+                line_info: 160,
+                core_relos: 48,
+                signature: 100,
+                log: LOAD_LOG_MAX as usize,
+            }
+        );
+        // Garbage after keyring_id: EINVAL, as CHECK_ATTR.
+        let mut g = Attr::zeroed(ATTR_SIZE);
+        if ATTR_SIZE > PROG_LOAD_END {
+            g.set_u32(PROG_LOAD_END, 1);
+            assert_eq!(parse(Command::ProgLoad, &g), Err(Errno::INVAL));
+        }
+        // Bounds.
+        let mut big = r;
+        big.insn_cnt = MAX_INSNS + 1;
+        assert_eq!(load_sizes(&big), Err(Errno::TOOBIG));
+        let mut bad = r;
+        bad.func_info_rec_size = 6;
+        assert_eq!(load_sizes(&bad), Err(Errno::INVAL));
+        let mut bad = r;
+        bad.line_info_cnt = 11;
+        assert_eq!(
+            load_sizes(&bad),
+            Err(Errno::INVAL),
+            "more line info than instructions"
+        );
+        let mut bad = r;
+        bad.core_relo_rec_size = 8192;
+        assert_eq!(load_sizes(&bad), Err(Errno::TOOBIG));
+        let mut bad = r;
+        bad.signature_size = SIGNATURE_MAX + 1;
+        assert_eq!(load_sizes(&bad), Err(Errno::INVAL));
+        for (buf, size, level) in [(0x3000, 0, 1), (0, 4096, 1), (0x3000, 4096, 0)] {
+            let mut bad = r;
+            (bad.log_buf, bad.log_size, bad.log_level) = (buf, size, level);
+            assert_eq!(load_sizes(&bad), Err(Errno::INVAL), "{buf} {size} {level}");
+        }
+        let mut bad = r;
+        bad.log_size = (u32::MAX >> 2) + 1;
+        assert_eq!(load_sizes(&bad), Err(Errno::INVAL));
+        let mut small = r;
+        small.log_size = 4096;
+        assert_eq!(load_sizes(&small).unwrap().log, 4096);
+        // Nothing passed: nothing copied (an info count without a pointer is the kernel's
+        // EFAULT, from a null pointer in bpfnsd's copy).
+        let mut none = r;
+        (none.func_info, none.log_buf, none.log_size) = (0, 0, 0);
+        let s = load_sizes(&none).unwrap();
+        assert_eq!((s.func_info, s.log), (0, 0));
+        let mut huge = r;
+        (huge.core_relo_cnt, huge.core_relo_rec_size) = (1 << 20, 4096);
+        assert_eq!(load_sizes(&huge), Err(Errno::TOOBIG), "the copy bound");
+    }
+
+    fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[0] = code;
+        b[1] = dst | (src << 4);
+        b[2..4].copy_from_slice(&off.to_ne_bytes());
+        b[4..8].copy_from_slice(&imm.to_ne_bytes());
+        b
+    }
+
+    fn prog(insns: &[[u8; 8]]) -> Vec<u8> {
+        insns.concat()
+    }
+
+    #[test]
+    fn fds_in_instructions() {
+        use bpfns_sys::rawbpf::uapi as u;
+        let ld = |src: u32, imm: i32| insn(LD_IMM64, 1, src as u8, 0, imm);
+        let second = |imm: i32| insn(0, 0, 0, 0, imm);
+        let p = prog(&[
+            ld(u::BPF_PSEUDO_MAP_FD, 5),                                // 0: fd 5
+            second(0),                                                  // 1
+            ld(u::BPF_PSEUDO_MAP_VALUE, 6),                             // 2: fd 6
+            second(16),                                                 // 3
+            ld(u::BPF_PSEUDO_BTF_ID, 77),                               // 4: btf id 77 ...
+            second(8),                                                  // 5: ... of module BTF fd 8
+            ld(u::BPF_PSEUDO_BTF_ID, 78),                               // 6: vmlinux
+            second(0),                                                  // 7
+            ld(u::BPF_PSEUDO_MAP_IDX, 3),                               // 8: fd_array[3]
+            second(0),                                                  // 9
+            ld(u::BPF_PSEUDO_MAP_IDX_VALUE, 1),                         // 10: fd_array[1]
+            second(0),                                                  // 11
+            ld(0, 5),                                                   // 12: a plain constant
+            second(5),                                                  // 13
+            insn(JMP_CALL, 0, u::BPF_PSEUDO_KFUNC_CALL as u8, 6, 1234), // 14: fd_array[6]
+            insn(JMP_CALL, 0, u::BPF_PSEUDO_KFUNC_CALL as u8, 0, 99),   // 15: vmlinux
+            insn(JMP_CALL, 0, 0, 0, 1),                                 // 16: a helper
+            insn(0x95, 0, 0, 0, 0),                                     // 17: exit
+        ]);
+        let f = insn_fds(&p).unwrap();
+        assert_eq!(f.imm_fds, vec![0, 2, 5]);
+        assert_eq!(f.indexes.iter().copied().collect::<Vec<_>>(), vec![1, 3, 6]);
+        // The second half of a pair is not an instruction of its own for ld_imm64 (a 0x18 there
+        // is data), but kfunc calls are found in every slot, as the kernel looks.
+        let tricky = prog(&[
+            ld(0, 0),
+            insn(LD_IMM64, 0, u::BPF_PSEUDO_MAP_FD as u8, 0, 42),
+            insn(JMP_CALL, 0, u::BPF_PSEUDO_KFUNC_CALL as u8, 2, 0),
+        ]);
+        let f = insn_fds(&tricky).unwrap();
+        assert!(f.imm_fds.is_empty());
+        assert_eq!(f.indexes.iter().copied().collect::<Vec<_>>(), vec![2]);
+        // An unpaired ld_imm64 at the end: the kernel refuses it before any fd lookup.
+        assert_eq!(
+            insn_fds(&prog(&[ld(u::BPF_PSEUDO_MAP_FD, 3)])).unwrap(),
+            InsnFds::default()
+        );
+        // Unknown pseudo sources, negative and huge indexes.
+        assert_eq!(insn_fds(&prog(&[ld(7, 3), second(0)])), Err(Errno::INVAL));
+        assert_eq!(
+            insn_fds(&prog(&[ld(u::BPF_PSEUDO_MAP_IDX, -1), second(0)])),
+            Err(Errno::FAULT)
+        );
+        assert_eq!(
+            insn_fds(&prog(&[
+                ld(u::BPF_PSEUDO_MAP_IDX, FD_ARRAY_MAX as i32),
+                second(0)
+            ])),
+            Err(Errno::TOOBIG)
+        );
+        // Negative kfunc offsets are the kernel's EINVAL; nothing to read.
+        assert!(insn_fds(&prog(&[insn(JMP_CALL, 0, 2, -4, 0)]))
+            .unwrap()
+            .indexes
+            .is_empty());
+    }
+
+    #[test]
+    fn translation_plan() {
+        use bpfns_sys::rawbpf::uapi as u;
+        let ld = |src: u32, imm: i32| insn(LD_IMM64, 1, src as u8, 0, imm);
+        let mut p = prog(&[
+            ld(u::BPF_PSEUDO_MAP_FD, 5),
+            insn(0, 0, 0, 0, 0),
+            ld(u::BPF_PSEUDO_MAP_FD, 5),
+            insn(0, 0, 0, 0, 0),
+            ld(u::BPF_PSEUDO_MAP_IDX, 2),
+            insn(0, 0, 0, 0, 0),
+            insn(0x95, 0, 0, 0, 0),
+        ]);
+        let f = insn_fds(&p).unwrap();
+        let r = ProgLoadReq {
+            insn_cnt: 7,
+            fd_array: 0x1000,
+            fd_array_cnt: 1,
+            prog_btf_fd: 0,
+            attach_prog_fd: 11,
+            prog_flags: LOAD_TOKEN_FLAG,
+            prog_token_fd: 12,
+            ..Default::default()
+        };
+        let len = fd_array_len(&r, &f).unwrap();
+        assert_eq!(len, 3, "index 2 used; fd_array_cnt 1");
+        let used = fd_array_used(&r, &f, len);
+        assert_eq!(used.iter().copied().collect::<Vec<_>>(), vec![0, 2]);
+        let mut arr: Vec<u8> = [20i32, 21, 22]
+            .iter()
+            .flat_map(|v| v.to_ne_bytes())
+            .collect();
+        let set = load_fd_set(&r, &p, &f, &arr, &used);
+        // 5 (twice), fd_array[0] and [2] (not [1]), attach 11, token 12; prog_btf_fd only with
+        // func or line info (then even fd 0).
+        assert_eq!(
+            set.iter().copied().collect::<Vec<_>>(),
+            vec![5, 11, 12, 20, 22]
+        );
+        let mut with_info = r;
+        with_info.line_info_cnt = 1;
+        assert!(load_fd_set(&with_info, &p, &f, &arr, &used).contains(&0));
+        // bpfnsd's copies: caller fd + 1000; the caller has no fd 22.
+        let tr = |v: u32| -> u32 {
+            match v {
+                22 => u32::MAX,
+                v if (v as i32) < 0 => v,
+                v => v + 1000,
+            }
+        };
+        rewrite_insns(&mut p, &f, &tr);
+        let imm = |i: usize| i32::from_ne_bytes(p[i * 8 + 4..i * 8 + 8].try_into().unwrap());
+        assert_eq!(
+            (imm(0), imm(2), imm(4)),
+            (1005, 1005, 2),
+            "indexes stay indexes"
+        );
+        rewrite_fd_array(&mut arr, &used, &tr);
+        let e = |i: usize| i32::from_ne_bytes(arr[i * 4..i * 4 + 4].try_into().unwrap());
+        assert_eq!((e(0), e(1), e(2)), (1020, -1, -1));
+        // Without an fd_array there is nothing to read; an fd_array_cnt past the bound: E2BIG.
+        let mut no = r;
+        no.fd_array = 0;
+        assert_eq!(fd_array_len(&no, &f), Ok(0));
+        let mut big = r;
+        big.fd_array_cnt = FD_ARRAY_MAX;
+        assert_eq!(fd_array_len(&big, &f), Err(Errno::TOOBIG));
+        // Negative numbers name no fd.
+        assert_eq!(as_fd(u32::MAX), None);
+        assert_eq!(as_fd(3), Some(3));
+    }
+
+    #[test]
+    fn signed_programs() {
+        use bpfns_sys::rawbpf::uapi as u;
+        let none = InsnFds::default();
+        let mut r = ProgLoadReq {
+            signature: 0x1000,
+            signature_size: 64,
+            ..Default::default()
+        };
+        assert_eq!(signature_refusal(&r, &none), None, "the builtin keyring");
+        r.keyring_id = 2;
+        assert_eq!(signature_refusal(&r, &none), None, "the platform keyring");
+        r.keyring_id = -3;
+        assert!(matches!(
+            signature_refusal(&r, &none),
+            Some(LoadRefusal::Unsupported(_))
+        ));
+        r.keyring_id = 0;
+        let with_fd = insn_fds(&prog(&[
+            insn(LD_IMM64, 1, u::BPF_PSEUDO_MAP_FD as u8, 0, 3),
+            insn(0, 0, 0, 0, 0),
+        ]))
+        .unwrap();
+        assert!(signature_refusal(&r, &with_fd).is_some());
+        r.signature = 0;
+        assert_eq!(signature_refusal(&r, &with_fd), None);
+    }
+
+    #[test]
+    fn task_fd_queries() {
+        assert!(task_fd_query_allowed(10, 10, false), "its own process");
+        assert!(!task_fd_query_allowed(10, 11, false), "another one");
+        assert!(
+            task_fd_query_allowed(10, 11, true),
+            "CAP_SYS_ADMIN in the initial userns"
+        );
+    }
+
+    #[test]
+    fn prog_load_offsets_match_libbpf() {
+        use std::mem::offset_of;
+        type A = libbpf_sys::bpf_attr__bindgen_ty_4;
+        assert_eq!(offset_of!(A, insn_cnt), off::L_INSN_CNT);
+        assert_eq!(offset_of!(A, license), off::L_LICENSE);
+        assert_eq!(offset_of!(A, log_buf), off::L_LOG_BUF);
+        assert_eq!(offset_of!(A, prog_flags), off::L_PROG_FLAGS);
+        assert_eq!(offset_of!(A, prog_name), off::L_PROG_NAME);
+        assert_eq!(offset_of!(A, prog_ifindex), off::L_PROG_IFINDEX);
+        assert_eq!(offset_of!(A, prog_btf_fd), off::L_PROG_BTF_FD);
+        assert_eq!(offset_of!(A, func_info), off::L_FUNC_INFO);
+        assert_eq!(offset_of!(A, line_info_cnt), off::L_LINE_INFO_CNT);
+        assert_eq!(offset_of!(A, core_relo_cnt), off::L_CORE_RELO_CNT);
+        assert_eq!(offset_of!(A, fd_array), off::L_FD_ARRAY);
+        assert_eq!(offset_of!(A, core_relos), off::L_CORE_RELOS);
+        assert_eq!(offset_of!(A, log_true_size), off::L_LOG_TRUE_SIZE);
+        assert_eq!(offset_of!(A, prog_token_fd), off::L_PROG_TOKEN_FD);
+        assert_eq!(offset_of!(A, fd_array_cnt), off::L_FD_ARRAY_CNT);
+        assert_eq!(offset_of!(A, signature), off::L_SIGNATURE);
+        assert_eq!(offset_of!(A, keyring_id), off::L_KEYRING_ID);
+        assert_eq!(off::L_KEYRING_ID + 4, PROG_LOAD_END);
     }
 
     fn attach(attach_type: u32, flags: u32) -> AttachReq {
@@ -1464,11 +2384,15 @@ mod tests {
             parse(Command::LinkDetach, &attr(&[(0, 6), (4, 1)])),
             Err(Errno::INVAL)
         );
-        // PROG_LOAD: only the type is read, the kernel checks the rest.
-        assert_eq!(
+        // PROG_LOAD: every field is read.
+        assert!(matches!(
             parse(Command::ProgLoad, &attr(&[(0, 1), (96, 7)])),
-            Ok(Request::ProgLoad { prog_type: 1 })
-        );
+            Ok(Request::ProgLoad(ProgLoadReq {
+                prog_type: 1,
+                line_info: 7,
+                ..
+            }))
+        ));
         assert_eq!(hook_of(u::BPF_CGROUP_INET_INGRESS), Some(Hook::Cgroup));
         assert_eq!(hook_of(u::BPF_CGROUP_UNIX_GETSOCKNAME), Some(Hook::Cgroup));
         assert_eq!(hook_of(u::BPF_LSM_CGROUP), Some(Hook::Cgroup));

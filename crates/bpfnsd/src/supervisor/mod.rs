@@ -15,8 +15,8 @@
 //! | `{PROG,MAP,LINK,BTF}_GET_FD_BY_ID` | `ENOENT` unless visible (as for a vanished id); else opened here and injected (`ADDFD`) |
 //! | `OBJ_GET` | the path resolved in the caller's root and cwd with the caller's fs credentials; `EPERM` if the pinned object belongs to a namespace the caller cannot see |
 //! | `PROG_QUERY` | run for the caller (its target fd fetched with `pidfd_getfd`, or in its network namespace for tcx/netkit ifindexes); invisible programs removed |
-//! | `TASK_FD_QUERY` | run for the caller (its pid translated from its pid namespace); `ENOENT` if the program is invisible |
-//! | `PROG_LOAD` | `CONTINUE`, except where the namespace denies tracing: `EPERM` for tracing-class types and for a thread with perfmon power (`CAP_PERFMON`/`CAP_SYS_ADMIN` in its own user namespace); syscall programs always `EPERM` |
+//! | `TASK_FD_QUERY` | run for the caller (its pid translated from its pid namespace) about its own process, or about any with `CAP_SYS_ADMIN` in the initial user namespace (else `EPERM`); `ENOENT` if the program is invisible |
+//! | `PROG_LOAD` | `CONTINUE` for root-namespace callers and where the namespace allows tracing; where it denies tracing, made here (`worker::load`) from a copy of the attr and everything it points to, with copies of every fd it names, without perfmon power, recorded as the namespace's within its quota, then injected; tracing-class types `EPERM`; syscall programs always `EPERM` |
 //! | `PROG_ATTACH`, `PROG_DETACH`, `LINK_UPDATE`, `LINK_DETACH` | made here on copies of the caller's fds with its capabilities (initial user namespace only); `EPERM` if what it would replace or detach is invisible |
 //! | `ioctl(PERF_EVENT_IOC_QUERY_BPF)` | run on a copy of the caller's perf event with its capabilities; invisible programs removed |
 //!
@@ -27,9 +27,11 @@
 //! bpf_attr)` bytes, zero-padded, checked like the kernel's `CHECK_ATTR`); every read of the
 //! caller (memory, `/proc/<tid>`, `capget`, `pidfd_getfd`) comes before a
 //! `SECCOMP_IOCTL_NOTIF_ID_VALID` check, and every action after it; the answer is never
-//! `CONTINUE` except for a program load judged safe (the kernel then checks it with the very
-//! credentials judged here, which cannot change while the caller waits); a failure is an error
-//! answer, never a panic of the daemon.
+//! `CONTINUE` except for a program load of a root-namespace caller or of a member of a
+//! namespace that allows tracing (the kernel then checks it with the caller's credentials,
+//! which cannot change while it waits; a type changed meanwhile into a syscall program is
+//! stopped and quarantined by the kernel side); a failure is an error answer, never a panic
+//! of the daemon.
 //!
 //! **Threads.** One thread per listener (i.e. per `bpfns exec`'d process tree). It keeps the
 //! loop simple and makes per-thread state safe: the thread has its own root and cwd
@@ -104,6 +106,29 @@ pub trait View: Send + Sync {
     fn allows_tracing(&self, ns: NsId) -> Result<bool, ViewError> {
         let _ = ns;
         Ok(false)
+    }
+    /// Reserve one ownership record for a program bpfnsd loads for a member of `ns`: counted
+    /// in `ns` and its ancestors before it is compared with their limits, so that it and the
+    /// kernel side's own reservations can never together exceed one. `Ok(Err(why))` when a
+    /// limit (or a missing one: fail closed) refuses it. Refused unless a view knows better.
+    fn reserve_record(&self, ns: NsId) -> Result<Result<(), String>, ViewError> {
+        let _ = ns;
+        Err(ViewError::Failed(
+            "this view keeps no ownership records".into(),
+        ))
+    }
+    /// Give back a reservation of [`View::reserve_record`] whose record was not written.
+    fn release_record(&self, ns: NsId) -> Result<(), ViewError> {
+        let _ = ns;
+        Ok(())
+    }
+    /// Record program `id` as `ns`'s, unless a record exists (`BPF_NOEXIST`, as the kernel
+    /// side records): whether it was written.
+    fn record_program(&self, ns: NsId, id: u32) -> Result<bool, ViewError> {
+        let _ = (ns, id);
+        Err(ViewError::Failed(
+            "this view keeps no ownership records".into(),
+        ))
     }
 }
 

@@ -43,12 +43,11 @@ fn failed(e: impl std::fmt::Display) -> ViewError {
 impl View for KernelView {
     fn namespace_of(&self, pidfd: BorrowedFd<'_>) -> Result<NsId, ViewError> {
         self.kernel.task_ns(pidfd).map_err(|e| {
-            let text = e.to_string();
             // The task-storage lookup of a pidfd whose task has exited fails with ESRCH.
-            if text.contains("ESRCH") || text.contains("No such process") {
+            if e.errno() == Some(bpfns_sys::Errno::SRCH) {
                 ViewError::Gone
             } else {
-                ViewError::Failed(text)
+                ViewError::Failed(e.to_string())
             }
         })
     }
@@ -76,6 +75,23 @@ impl View for KernelView {
         }
         let owner = self.kernel.owner(kind, id).map_err(failed)?;
         Ok(self.registry().visible(viewer, owner))
+    }
+
+    fn reserve_record(&self, ns: NsId) -> Result<Result<(), String>, ViewError> {
+        self.kernel
+            .reserve_record(ns)
+            .map(|r| r.map_err(|refusal| refusal.to_string()))
+            .map_err(failed)
+    }
+
+    fn release_record(&self, ns: NsId) -> Result<(), ViewError> {
+        self.kernel.release_record(ns).map_err(failed)
+    }
+
+    fn record_program(&self, ns: NsId, id: u32) -> Result<bool, ViewError> {
+        self.kernel
+            .record_new(ObjectKind::Prog, id, ns)
+            .map_err(failed)
     }
 
     fn allows_tracing(&self, ns: NsId) -> Result<bool, ViewError> {

@@ -28,6 +28,8 @@ use super::attr::{
 use super::filter::{AUDIT_ARCH_X86_64, NR_BPF, NR_IOCTL, PERF_EVENT_IOC_QUERY_BPF};
 use super::{Counters, Options, ReplyMode, View, ViewError};
 
+mod load;
+
 /// The supervisor thread's effective capabilities between requests: what its own work needs
 /// (`GET_FD_BY_ID`/`GET_NEXT_ID`/queries: SYS_ADMIN; reading callers: SYS_PTRACE; resolving
 /// in their root: SYS_CHROOT, DAC_*, FOWNER; borrowing their fs ids: SETUID, SETGID), and
@@ -149,6 +151,9 @@ enum Prepared {
     TaskFdQuery {
         host_pid: u32,
     },
+    /// `BPF_PROG_LOAD` the supervisor makes itself (`None`: it lets the kernel answer, or
+    /// refuses).
+    Load(Option<Box<load::LoadPrep>>),
     /// `BPF_PROG_ATTACH` / `BPF_PROG_DETACH`: copies of the caller's fds, its network
     /// namespace where the hook is in it, and the capabilities to act with.
     Attach {
@@ -191,6 +196,8 @@ struct Call {
     tid: i32,
     cmd: Command,
     attr_ptr: u64,
+    /// bpf()'s size argument (at most a page).
+    attr_size: usize,
     attr: Attr,
     pidfd: OwnedFd,
     eff: C,
@@ -377,6 +384,7 @@ impl Worker {
             cmd,
             Command::ObjGet
                 | Command::ProgQuery
+                | Command::ProgLoad
                 | Command::ProgAttach
                 | Command::ProgDetach
                 | Command::LinkUpdate
@@ -518,6 +526,7 @@ impl Worker {
             tid,
             cmd,
             attr_ptr: n.args[1],
+            attr_size: n.args[2] as u32 as usize,
             attr: a,
             pidfd,
             eff,
@@ -627,9 +636,9 @@ impl Worker {
                 }
             }
             Request::TaskFdQuery(q) => Ok(Prepared::TaskFdQuery {
-                host_pid: self.host_pid(call.tid, q.pid)?,
+                host_pid: self.task_fd_query_target(call, q.pid)?,
             }),
-            Request::ProgLoad { .. } => Ok(Prepared::Nothing),
+            Request::ProgLoad(r) => Ok(Prepared::Load(self.prepare_load(call, r)?)),
             Request::Attach(a) | Request::Detach(a) => {
                 let detach = matches!(req, Request::Detach(_));
                 // Attach types PROG_ATTACH does not take: the kernel's EINVAL.
@@ -762,7 +771,7 @@ impl Worker {
             (Request::TaskFdQuery(q), Prepared::TaskFdQuery { host_pid }) => {
                 self.task_fd_query(call, ns, q, host_pid)
             }
-            (Request::ProgLoad { prog_type }, _) => self.prog_load(call, ns, prog_type),
+            (Request::ProgLoad(r), Prepared::Load(prep)) => self.prog_load(call, ns, r, prep),
             (
                 Request::Attach(a),
                 Prepared::Attach {
@@ -794,35 +803,6 @@ impl Worker {
                 self.link_detach(call, ns, link, caps)
             }
             _ => err(Errno::PERM),
-        }
-    }
-
-    // ---- PROG_LOAD -----------------------------------------------------------------------
-
-    fn prog_load(&mut self, call: &Call, ns: NsId, prog_type: u32) -> Outcome {
-        if ns.is_root() {
-            // The kernel's rules, as without bpfns.
-            return Outcome::Respond(Response::Continue);
-        }
-        let allows = match self.view.allows_tracing(ns) {
-            Ok(a) => a,
-            Err(e) => return self.view_failed("the namespace's policy", e),
-        };
-        match attr::prog_load_verdict(allows, prog_type, call.eff) {
-            // Safe to let through: the caller's credentials cannot change while it waits, and
-            // the kernel checks the call with them.
-            Ok(()) => Outcome::Respond(Response::Continue),
-            Err(r) => {
-                tracing::warn!(
-                    tid = call.tid,
-                    namespace = %ns,
-                    prog_type,
-                    "refused BPF_PROG_LOAD: {}; fix: {}",
-                    r.reason(),
-                    r.fix()
-                );
-                err(Errno::PERM)
-            }
         }
     }
 
@@ -1495,6 +1475,28 @@ impl Worker {
         match e {
             Some(e) => err(e),
             None => Outcome::Respond(Response::Value(0)),
+        }
+    }
+
+    /// The pid, in our pid namespace, of the task a `BPF_TASK_FD_QUERY` asks about, if the
+    /// caller may ask: about its own process, or about any with `CAP_SYS_ADMIN` in the
+    /// initial user namespace (the kernel's own rule; bpfnsd runs the query with its own).
+    /// `EPERM` otherwise, also for a pid that does not exist, so that the answer says nothing
+    /// about other processes.
+    fn task_fd_query_target(&self, call: &Call, pid: u32) -> Result<u32, Errno> {
+        let admin =
+            call.eff.contains(C::SYS_ADMIN) && self.in_own_userns(call.pidfd.as_fd(), call.tid);
+        let found = self.host_pid(call.tid, pid);
+        if admin {
+            return found;
+        }
+        let own = bpfns_sys::process::thread_group_of(call.tid).map_err(|e| e.errno)?;
+        let target = found
+            .ok()
+            .and_then(|h| bpfns_sys::process::thread_group_of(h as i32).ok());
+        match target {
+            Some(t) if attr::task_fd_query_allowed(own as u32, t as u32, false) => found,
+            _ => Err(Errno::PERM),
         }
     }
 

@@ -172,7 +172,7 @@ fn exec(program: &Path, args: &[String]) -> ! {
     fail(&format!("exec {}: {err}", program.display()))
 }
 
-fn errno_str(e: bpfns_sys::Errno) -> String {
+pub(crate) fn errno_str(e: bpfns_sys::Errno) -> String {
     format!("errno:{}", e.raw_os_error())
 }
 
@@ -186,7 +186,7 @@ fn token() -> Option<i32> {
 }
 
 /// What a bpf fd is: `KIND:ID` (from its anon-inode name and its info).
-fn describe(fd: BorrowedFd<'_>) -> String {
+pub(crate) fn describe(fd: BorrowedFd<'_>) -> String {
     let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -222,15 +222,15 @@ fn opened(r: Result<OwnedFd, bpfns_sys::Errno>) -> String {
     }
 }
 
-fn put_u32(a: &mut [u8], off: usize, v: u32) {
+pub(crate) fn put_u32(a: &mut [u8], off: usize, v: u32) {
     a[off..off + 4].copy_from_slice(&v.to_ne_bytes());
 }
 
-fn put_u64(a: &mut [u8], off: usize, v: u64) {
+pub(crate) fn put_u64(a: &mut [u8], off: usize, v: u64) {
     a[off..off + 8].copy_from_slice(&v.to_ne_bytes());
 }
 
-fn attr() -> Vec<u8> {
+pub(crate) fn attr() -> Vec<u8> {
     vec![0u8; rawbpf::ATTR_SIZE]
 }
 
@@ -849,7 +849,7 @@ fn mount_bpffs() {
 // ---- iterators ---------------------------------------------------------------------------
 
 /// A BPF instruction.
-fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
+pub(crate) fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
     u64::from(code)
         | (u64::from(dst | (src << 4)) << 8)
         | (u64::from(off as u16) << 16)
@@ -1440,7 +1440,7 @@ const F_REPLACE: u32 = 4;
 const MAP_SOCKMAP: u32 = 15;
 const MAP_ARRAY_TYPE: u32 = 2;
 const EXEC_ENV: &str = "BPFNS_RT_EXEC_PID";
-const SECRET: &[u8; 32] = b"TOP-SECRET-OF-NAMESPACE-S\0\0\0\0\0\0\0";
+pub(crate) const SECRET: &[u8; 32] = b"TOP-SECRET-OF-NAMESPACE-S\0\0\0\0\0\0\0";
 
 /// `r0 = imm; exit`.
 fn returning(imm: i32) -> [u64; 2] {
@@ -1607,7 +1607,7 @@ fn struct_field(btf: &libbpf_rs::btf::Btf<'_>, name: &str, field: &str) -> Resul
 /// The kernel-memory read: walk from the current task along `tasks` to the task whose tgid is
 /// `pid`, then files->fdt->fd[fd]->private_data (a bpf_array) and copy 32 bytes of its value
 /// into `out`'s value with bpf_probe_read_kernel.
-fn kread_program(
+pub(crate) fn kread_program(
     btf: &libbpf_rs::btf::Btf<'_>,
     pid: i32,
     fd: i32,

@@ -25,6 +25,10 @@
 //!   prog-query DIR TYPE CNT  BPF_PROG_QUERY on cgroup DIR for attach TYPE with room for CNT
 //!                          ids (0: count only): ids=A,B cnt=N ret=0|errno=E
 //!   bad-attrs MAP_ID       malformed bpf() calls, one line each: NAME=ret:R | NAME=errno:E
+//!   load-attrs             BPF_PROG_LOAD variants (maps by fd and through fd_array, verifier
+//!                          logs, bad pointers and fds, limits), one line each: NAME=ret:1 ... |
+//!                          NAME=errno:E ..., with what the result says (its maps, its name, the
+//!                          log), never ids
 //!   create-maps N          create N array maps: print id=FIRST..LAST, hold until EOF
 //!   bench KIND ID N        time N GET_NEXT_ID (1 in 100 starting a walk) and N
 //!                          GET_FD_BY_ID(ID) calls: next_id_ns=... fd_by_id_ns=...
@@ -43,7 +47,8 @@ use bpfns_sys::testhooks;
 use super::{fail, kind, report_open, say, RETURN_ONE};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 20] = [
+pub const ACTIONS: [&str; 21] = [
+    "load-attrs",
     "create-maps",
     "bad-attrs",
     "cgroup-link",
@@ -278,6 +283,7 @@ pub fn run(exe: &Path, args: &[String]) {
             show("rdonly", testhooks::bpf_raw_ptr(14, p(&mut a), 12));
             say("bad=done");
         }
+        "load-attrs" => load_attrs(),
         "create-maps" => {
             let n: usize = arg(1).parse().unwrap_or_else(|_| fail("N"));
             let maps: Vec<_> = (0..n)
@@ -393,4 +399,179 @@ pub fn run(exe: &Path, args: &[String]) {
         }
         other => fail(&format!("unknown action {other}")),
     }
+}
+
+/// `BPF_PROG_LOAD` variants whose answers must be the kernel's, also when bpfnsd makes the call
+/// from its own copy of the request.
+fn load_attrs() {
+    use bpfns_sys::rawbpf;
+    const PROG_LOAD: u32 = 5;
+    let put32 =
+        |a: &mut [u8], off: usize, v: u32| a[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+    let put64 =
+        |a: &mut [u8], off: usize, v: u64| a[off..off + 8].copy_from_slice(&v.to_ne_bytes());
+    let insn = |code: u8, dst: u8, src: u8, off: i16, imm: i32| -> u64 {
+        u64::from(code)
+            | (u64::from(dst | (src << 4)) << 8)
+            | (u64::from(off as u16) << 16)
+            | (u64::from(imm as u32) << 32)
+    };
+    let map = sysbpf::map_create(2, "rt_load_m", 4, 8, 1).unwrap_or_else(|e| fail(&e.to_string()));
+    let map_id = sysbpf::info::<sysbpf::bpf_map_info>(&map).map_or(0, |i| i.id);
+    let mfd = sysbpf::raw(&map);
+    let license = c"GPL";
+    let base = |insns: &[u64]| -> Vec<u8> {
+        let mut a = vec![0u8; rawbpf::ATTR_SIZE];
+        put32(&mut a, 0, 1);
+        put32(&mut a, 4, insns.len() as u32);
+        put64(&mut a, 8, insns.as_ptr() as u64);
+        put64(&mut a, 16, license.as_ptr() as u64);
+        a
+    };
+    // What a loaded program says about itself: its maps (as "ok" when they are the map made
+    // here) and its name.
+    let describe = |fd: &std::os::fd::OwnedFd| -> String {
+        use libbpf_rs::libbpf_sys::bpf_prog_info as I;
+        use std::mem::offset_of;
+        let (nr, ptr) = (offset_of!(I, nr_map_ids), offset_of!(I, map_ids));
+        let name_at = offset_of!(I, name);
+        let mut ids = [0u32; 4];
+        let mut info = [0u8; 240];
+        let mut a = [0u8; 16];
+        put32(&mut info, nr, ids.len() as u32);
+        put64(&mut info, ptr, ids.as_mut_ptr() as u64);
+        put32(&mut a, 0, sysbpf::raw(fd) as u32);
+        put32(&mut a, 4, info.len() as u32);
+        put64(&mut a, 8, info.as_mut_ptr() as u64);
+        if rawbpf::sys_bpf(15, &mut a).is_err() {
+            return "info-failed".into();
+        }
+        let n = u32::from_ne_bytes([info[nr], info[nr + 1], info[nr + 2], info[nr + 3]]) as usize;
+        let maps: Vec<&str> = ids[..n.min(4)]
+            .iter()
+            .map(|&i| if i == map_id { "mine" } else { "other" })
+            .collect();
+        let name: String = info[name_at..name_at + 16]
+            .iter()
+            .take_while(|&&b| b != 0)
+            .map(|&b| b as char)
+            .collect();
+        format!("maps:[{}] name:{name}", maps.join(","))
+    };
+    let show = |name: &str, a: &mut [u8]| match rawbpf::sys_bpf_fd(PROG_LOAD, a) {
+        Ok(fd) => say(&format!("{name}=ret:1 {}", describe(&fd))),
+        Err(e) => say(&format!("{name}=errno:{}", e.raw_os_error())),
+    };
+    let exit0 = [insn(0xb7, 0, 0, 0, 0), insn(0x95, 0, 0, 0, 0)];
+    let mut a = base(&exit0);
+    a[48..51].copy_from_slice(b"abc");
+    show("plain", &mut a);
+    // r1 = map (by fd); r0 = 0; exit
+    let by_fd = [
+        insn(0x18, 1, 1, 0, mfd),
+        insn(0, 0, 0, 0, 0),
+        insn(0xb7, 0, 0, 0, 0),
+        insn(0x95, 0, 0, 0, 0),
+    ];
+    show("map-fd", &mut base(&by_fd));
+    // r1 = &map value (by fd)
+    let value = [
+        insn(0x18, 1, 2, 0, mfd),
+        insn(0, 0, 0, 0, 0),
+        insn(0xb7, 0, 0, 0, 0),
+        insn(0x95, 0, 0, 0, 0),
+    ];
+    show("map-value", &mut base(&value));
+    // Through fd_array (index 2), entries 0 and 1 not fds of this process's.
+    let fds: [i32; 3] = [-1, 9999, mfd];
+    let by_idx = [
+        insn(0x18, 1, 5, 0, 2),
+        insn(0, 0, 0, 0, 0),
+        insn(0xb7, 0, 0, 0, 0),
+        insn(0x95, 0, 0, 0, 0),
+    ];
+    let mut a = base(&by_idx);
+    put64(&mut a, 120, fds.as_ptr() as u64);
+    show("fd-array", &mut a);
+    let mut a = base(&by_idx);
+    show("idx-without-array", &mut a);
+    // fd_array_cnt (6.14): every entry must be a map or BTF.
+    let all_maps: [i32; 2] = [mfd, mfd];
+    let mut a = base(&exit0);
+    put64(&mut a, 120, all_maps.as_ptr() as u64);
+    put32(&mut a, 148, 2);
+    show("fd-array-cnt", &mut a);
+    let mut a = base(&exit0);
+    put64(&mut a, 120, fds.as_ptr() as u64);
+    put32(&mut a, 148, 3);
+    show("fd-array-cnt-bad", &mut a);
+    let bad_fd = [
+        insn(0x18, 1, 1, 0, 9999),
+        insn(0, 0, 0, 0, 0),
+        insn(0xb7, 0, 0, 0, 0),
+        insn(0x95, 0, 0, 0, 0),
+    ];
+    show("bad-fd", &mut base(&bad_fd));
+    let not_map = [
+        insn(0x18, 1, 1, 0, 0),
+        insn(0, 0, 0, 0, 0),
+        insn(0xb7, 0, 0, 0, 0),
+        insn(0x95, 0, 0, 0, 0),
+    ];
+    show("not-a-map", &mut base(&not_map));
+    // The verifier's log: `exit` with R0 never written.
+    let bad_prog = [insn(0x95, 0, 0, 0, 0)];
+    for (name, size) in [("log", 4096usize), ("short-log", 128)] {
+        let mut log = vec![0u8; size];
+        let mut a = base(&bad_prog);
+        put32(&mut a, 24, 1);
+        put32(&mut a, 28, size as u32);
+        put64(&mut a, 32, log.as_mut_ptr() as u64);
+        let r = rawbpf::sys_bpf_fd(PROG_LOAD, &mut a);
+        let text = String::from_utf8_lossy(&log);
+        let text = text.trim_end_matches('\0');
+        say(&format!(
+            "{name}={} r0:{} len:{} true_size:{}",
+            match r {
+                Ok(_) => "ret:1".to_string(),
+                Err(e) => format!("errno:{}", e.raw_os_error()),
+            },
+            text.contains("R0 !read_ok"),
+            text.len(),
+            u32::from_ne_bytes([a[140], a[141], a[142], a[143]])
+        ));
+    }
+    let mut a = base(&exit0);
+    put64(&mut a, 8, 0);
+    show("insns-null", &mut a);
+    let mut a = base(&exit0);
+    put64(&mut a, 8, 8);
+    show("insns-unmapped", &mut a);
+    let mut a = base(&exit0);
+    put32(&mut a, 4, 1_000_001);
+    show("too-many", &mut a);
+    let mut a = base(&exit0);
+    put64(&mut a, 16, 0);
+    show("license-null", &mut a);
+    let mut log = [0u8; 256];
+    let mut a = base(&exit0);
+    put32(&mut a, 24, 1);
+    put64(&mut a, 32, log.as_mut_ptr() as u64);
+    show("log-without-size", &mut a);
+    let mut a = base(&exit0);
+    a[48..52].copy_from_slice(b"a-b\0");
+    show("bad-name", &mut a);
+    let mut a = base(&exit0);
+    put32(&mut a, 44, 1 << 30);
+    show("bad-flags", &mut a);
+    let mut a = base(&exit0);
+    put32(&mut a, 0, 9999);
+    show("bad-type", &mut a);
+    // Short attrs: the kernel pads its copy with zeros (a cut pointer, no license).
+    for (name, size) in [("size-12", 12usize), ("size-16", 16), ("size-24", 24)] {
+        let mut a = base(&exit0);
+        a.truncate(size);
+        show(name, &mut a);
+    }
+    say("load=done");
 }

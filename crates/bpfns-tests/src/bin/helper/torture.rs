@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!   daemon DIR PIN_ROOT    run bpfnsd (the library the binary runs) with its socket, state and
-//!                          namespace bpffs under DIR and the kernel side at PIN_ROOT
+//!                          namespace bpffs under DIR and the kernel side at PIN_ROOT (other
+//!                          settings from DIR/bpfnsd.toml if a test wrote one)
 //!   torture-member PIN     as a namespace member until stdin's EOF: create array maps (one
 //!                          pinned at PIN, the rest kept open; print made=ID each), and walk
 //!                          and open every visible map over and over
@@ -148,6 +149,13 @@ fn orphan_child(maps: &[String]) {
 }
 
 fn daemon(dir: &Path, pin_root: &Path) {
+    // A test's own settings, if it wrote any (paths and the GC interval are the harness's).
+    let base = match std::fs::read_to_string(dir.join("bpfnsd.toml")) {
+        Ok(text) => {
+            bpfnsd::Config::parse(&text).unwrap_or_else(|e| fail(&format!("bpfnsd.toml: {e}")))
+        }
+        Err(_) => bpfnsd::Config::default(),
+    };
     // The keeper is this program (`--keeper`), bpfnsd's default.
     let config = bpfnsd::Config {
         socket: dir.join("bpfns.sock"),
@@ -155,7 +163,7 @@ fn daemon(dir: &Path, pin_root: &Path) {
         pin_root: pin_root.to_path_buf(),
         ns_bpffs_dir: dir.join("ns"),
         gc_interval_secs: 1,
-        ..bpfnsd::Config::default()
+        ..base
     };
     if let Err(e) = bpfnsd::start::run(config, false, || say("ready=1")) {
         fail(&format!("bpfnsd: {e}"));

@@ -210,7 +210,8 @@ pub struct ProgArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ProgAction {
-    /// List every program you may see, with its owner namespace, tag, load time and sizes.
+    /// List every program you may see, with its owner namespace, tag, load time, uid, sizes,
+    /// maps and attach points (those the links you may see tell).
     #[command(visible_alias = "ls")]
     List,
     /// Show one program (OBJECT), the programs with a name or tag, or all of them.

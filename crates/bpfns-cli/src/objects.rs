@@ -56,6 +56,20 @@ pub struct ObjectView {
     /// Links to a network device: its name (in this network namespace).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub devname: Option<String>,
+    /// Programs: where they are attached, as far as the links you may see tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attached: Option<Vec<Attachment>>,
+}
+
+/// A program's attach point, known from a link to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    pub link_id: u32,
+    /// The link's type (`tracing`, `cgroup`, ...).
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Where, in a few words (as the link's ATTACH column says it).
+    pub attach: String,
 }
 
 impl ObjectView {
@@ -71,6 +85,7 @@ impl ObjectView {
             details: o.details,
             cgroup: None,
             devname: None,
+            attached: None,
         }
     }
 
@@ -86,6 +101,7 @@ impl ObjectView {
             prog_id: o.prog_id,
             cgroup: None,
             devname: None,
+            attached: None,
         }
     }
 }
@@ -213,6 +229,14 @@ fn columns(kind: ObjectKind) -> Vec<Column> {
                     .unwrap_or_default()
             }),
             ("BTF", |o| opt(&o.details.btf_id)),
+            ("ATTACHED", |o| {
+                o.attached
+                    .iter()
+                    .flatten()
+                    .map(|a| format!("{} (link {})", a.attach, a.link_id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }),
         ]),
         ObjectKind::Link => c.extend([
             (
@@ -460,10 +484,44 @@ pub fn name_attach_points(objects: &mut [ObjectView]) {
     }
 }
 
+/// Programs' attach points, from the links to them that the caller may see (whatever their
+/// namespace): the kernel keeps a program's attachments with its links, not with it.
+fn attach_programs(backend: &dyn Backend, programs: &mut [ObjectView]) -> Result<()> {
+    if programs.is_empty() {
+        return Ok(());
+    }
+    let mut links = backend.list(ObjectKind::Link, &NsFilter::default())?;
+    name_attach_points(&mut links);
+    let mut by_prog: HashMap<u32, Vec<Attachment>> = HashMap::new();
+    for l in &links {
+        if let Some(prog) = l.prog_id {
+            by_prog.entry(prog).or_default().push(Attachment {
+                link_id: l.id,
+                type_name: l.type_name.clone(),
+                attach: attach_point(l),
+            });
+        }
+    }
+    for p in programs {
+        p.attached = by_prog.remove(&p.id);
+    }
+    Ok(())
+}
+
+/// What is said beside an object's own record: links' cgroups and devices by name, programs'
+/// attach points.
+fn complete(backend: &dyn Backend, kind: ObjectKind, objects: &mut [ObjectView]) -> Result<()> {
+    name_attach_points(objects);
+    if kind == ObjectKind::Prog {
+        attach_programs(backend, objects)?;
+    }
+    Ok(())
+}
+
 /// `bpfns KIND [list]`: every object of `kind` (of a namespace, with `filter`).
 pub fn list(backend: &dyn Backend, kind: ObjectKind, filter: &NsFilter) -> Result<Listing> {
     let mut objects = backend.list(kind, filter)?;
-    name_attach_points(&mut objects);
+    complete(backend, kind, &mut objects)?;
     Ok(Listing { kind, objects })
 }
 
@@ -493,12 +551,12 @@ pub fn show(
     Ok(match resolve(backend, kind, &target)? {
         Resolved::One(o, _) => {
             let mut v = [*o];
-            name_attach_points(&mut v);
+            complete(backend, kind, &mut v)?;
             let [object] = v;
             Shown::One(Box::new(Single { kind, object }))
         }
         Resolved::Many(mut objects) => {
-            name_attach_points(&mut objects);
+            complete(backend, kind, &mut objects)?;
             Shown::Some(Listing { kind, objects })
         }
     })
@@ -570,8 +628,9 @@ mod tests {
             link_type: 3,
             id: 5,
             prog_id: 105,
+            // No cgroup of this machine's: the id stays a number.
             attach: bpfns_sys::bpf::LinkAttach::Cgroup {
-                cgroup_id: 1,
+                cgroup_id: 0xdead_0000_0001,
                 attach_type: 0,
             },
         });
@@ -582,10 +641,13 @@ mod tests {
             size: 5000,
             kernel: true,
         });
+        // The program link 5 attaches (its prog_id is 105).
+        let attached = obj(ObjectKind::Prog, 105, 0, "raw_tracepoint", "on_sys_exit");
         Fake(vec![
             obj(ObjectKind::Map, 3, 0, "task_storage", "task_ns"),
             m,
             p,
+            attached,
             l,
             b,
         ])
@@ -633,6 +695,29 @@ mod tests {
     }
 
     #[test]
+    fn programs_show_where_their_links_attach_them() {
+        let p = serde_json::to_value(list(&fake(), ObjectKind::Prog, &all()).unwrap()).unwrap();
+        assert!(p[0].get("attached").is_none(), "{p}");
+        assert_eq!(
+            p[1]["attached"],
+            serde_json::json!([{"link_id": 5, "type": "cgroup", "attach": "cgroup id 244834610708481 cgroup_inet_ingress"}])
+        );
+        let t = |s: &[&str]| TargetArgs {
+            words: s.iter().map(|x| x.to_string()).collect(),
+        };
+        let Shown::One(one) = show(&fake(), ObjectKind::Prog, &t(&["105"]), &all()).unwrap() else {
+            panic!("one");
+        };
+        let text = one.render_text();
+        assert!(
+            text.contains(
+                "\n  attached:  cgroup id 244834610708481 cgroup_inet_ingress (link 5)\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn empty_list_is_an_empty_json_array() {
         let l = list(&Fake(vec![]), ObjectKind::Prog, &all()).unwrap();
         assert_eq!(render(Format::Json, &l).unwrap(), "[]\n");
@@ -676,7 +761,7 @@ mod tests {
         let l = list(&fake(), ObjectKind::Link, &all()).unwrap();
         let v: serde_json::Value = serde_json::to_value(&l).unwrap();
         assert_eq!(v[0]["prog_id"], 105);
-        assert_eq!(v[0]["cgroup_id"], 1);
+        assert_eq!(v[0]["cgroup_id"], 0xdead_0000_0001u64);
         let m: serde_json::Value =
             serde_json::to_value(list(&fake(), ObjectKind::Map, &all()).unwrap()).unwrap();
         assert!(m[0].get("prog_id").is_none());

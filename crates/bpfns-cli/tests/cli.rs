@@ -713,11 +713,31 @@ fn objects_processes_and_errors_through_bpfnsd() {
         kp["map_ids"].as_array().is_some_and(|a| !a.is_empty()),
         "{kp}"
     );
+    // A program's attach points, from the links to it.
+    assert!(
+        kp["attached"].as_array().is_some_and(|a| a.iter().any(
+            |x| x["link_id"] == on_fork["id"] && x["attach"] == "tracepoint sched_process_fork"
+        )),
+        "{kp}"
+    );
 
     // Links: the attach point; BTF: name, size, the kernel's or not.
     let l = via.json(&["link", "show", &a_link.to_string()]);
     assert_eq!(l["attach_type"], "sk_lookup", "{l}");
     assert!(l["netns_ino"].is_u64(), "{l}");
+    let linked = via.json(&["prog", "show", &l["prog_id"].to_string()]);
+    assert_eq!(linked["attached"][0]["link_id"], a_link, "{linked}");
+    assert!(
+        linked["attached"][0]["attach"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("netns ") && a.ends_with(" sk_lookup")),
+        "{linked}"
+    );
+    assert!(
+        via.text(&["prog", "list", "--namespace", "/a"])
+            .contains(&format!("(link {a_link})")),
+        "the ATTACHED column"
+    );
     let links = via.text(&["link", "list"]);
     assert!(
         links.contains("tracepoint sched_process_fork") && links.contains(" netns "),

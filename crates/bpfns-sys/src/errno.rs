@@ -41,22 +41,43 @@ pub fn name(e: Errno) -> &'static str {
         libc::EOPNOTSUPP => "EOPNOTSUPP",
         libc::ETIMEDOUT => "ETIMEDOUT",
         libc::EKEYREJECTED => "EKEYREJECTED",
+        libc::ENXIO => "ENXIO",
+        libc::ENOEXEC => "ENOEXEC",
+        libc::EXDEV => "EXDEV",
+        libc::ENFILE => "ENFILE",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::EROFS => "EROFS",
+        libc::EMLINK => "EMLINK",
+        libc::ENOTEMPTY => "ENOTEMPTY",
+        libc::EOVERFLOW => "EOVERFLOW",
+        libc::ENOTSOCK => "ENOTSOCK",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ENOTCONN => "ENOTCONN",
+        libc::EDQUOT => "EDQUOT",
         ENOTSUPP => "ENOTSUPP",
         _ => "errno",
     }
 }
 
-/// `"EPERM (Operation not permitted)"`; unknown errnos as `"errno 1234"`.
+/// The largest errno the C library has words for (`EHWPOISON`); above it are the kernel's
+/// internal ones (512 and up), which it calls "Unknown error".
+const LAST_LIBC_ERRNO: i32 = 133;
+
+/// `"EPERM (Operation not permitted)"`; an errno without a name here as `"errno 121 (Remote
+/// I/O error)"`, one the C library has no words for as `"errno 1234"`.
 pub fn describe(e: Errno) -> String {
     let code = e.raw_os_error();
+    let words = || {
+        let msg = std::io::Error::from_raw_os_error(code).to_string();
+        msg.split(" (os error").next().unwrap_or(&msg).to_string()
+    };
     match (name(e), code) {
         (_, ENOTSUPP) => "ENOTSUPP (operation not supported by this kernel)".to_string(),
+        ("errno", 1..=LAST_LIBC_ERRNO) => format!("errno {code} ({})", words()),
         ("errno", _) => format!("errno {code}"),
-        (name, _) => {
-            let msg = std::io::Error::from_raw_os_error(code).to_string();
-            let msg = msg.split(" (os error").next().unwrap_or(&msg).to_string();
-            format!("{name} ({msg})")
-        }
+        (name, _) => format!("{name} ({})", words()),
     }
 }
 
@@ -137,6 +158,11 @@ mod tests {
         assert_eq!(describe(Errno::PERM), "EPERM (Operation not permitted)");
         assert!(describe(Errno::from_raw_os_error(ENOTSUPP)).starts_with("ENOTSUPP"));
         assert_eq!(describe(Errno::from_raw_os_error(4000)), "errno 4000");
+        assert_eq!(describe(Errno::ROFS), "EROFS (Read-only file system)");
+        assert_eq!(
+            describe(Errno::from_raw_os_error(libc::EREMOTEIO)),
+            "errno 121 (Remote I/O error)"
+        );
     }
 
     #[test]

@@ -707,8 +707,7 @@ impl Daemon {
             if !reg.visible(caller.ns, ns) {
                 return Err(hidden());
             }
-            reg.path(ns)
-                .map_or_else(|| format!("ns:{ns}"), |p| p.to_string())
+            owner_name(&reg, ns)
         };
         let facts = ProcFacts::read(pid).ok_or_else(hidden)?;
         // Read by pid: still the process the pidfd names?

@@ -813,30 +813,30 @@ fn objects_processes_and_errors_through_bpfnsd() {
     let why = via.fails(&["prog", "show", "pinned", a_pin_s], 2, "bad_request");
     assert!(why.contains("is a map, not a prog"), "{why}");
 
-    // Processes: a member of /a/kid, found by `ns ps -r /a` and `ns identify`.
+    // Processes: a member of /a/kid, found by `ns ps -r /a` and `ns identify`. It is `cat`
+    // reading our pipe: it ends when the pipe closes, also when this test fails.
     let mut member = Command::new(bpfns())
-        .args([
-            "--socket",
-            &via.socket,
-            "exec",
-            "/a/kid",
-            "--",
-            "sleep",
-            "600",
-        ])
+        .args(["--socket", &via.socket, "exec", "/a/kid", "--", "cat"])
+        .stdin(Stdio::piped())
         .spawn()
         .expect("starting a member");
+    // The helper holding kid_map is a member already: wait for `cat` itself.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while c.ns_show("/a/kid").expect("/a/kid").members == 0 {
+    while !c
+        .ns_ps("/a/kid", false)
+        .expect("ns_ps")
+        .iter()
+        .any(|p| p.comm == "cat")
+    {
         assert!(Instant::now() < deadline, "the member never started");
         std::thread::sleep(Duration::from_millis(20));
     }
     let kid_ps = via.json(&["ns", "ps", "/a/kid"]);
     let sleeper = kid_ps
         .as_array()
-        .and_then(|a| a.iter().find(|p| p["comm"] == "sleep"))
+        .and_then(|a| a.iter().find(|p| p["comm"] == "cat"))
         .cloned()
-        .unwrap_or_else(|| panic!("sleep in {kid_ps}"));
+        .unwrap_or_else(|| panic!("cat in {kid_ps}"));
     let pid = sleeper["pid"].as_u64().expect("pid").to_string();
     assert_eq!(
         (&sleeper["namespace"], &sleeper["uid"]),
@@ -864,8 +864,8 @@ fn objects_processes_and_errors_through_bpfnsd() {
         Some(3),
         "a member does not see a root process"
     );
-    let _ = member.kill();
-    let _ = member.wait();
+    drop(member.stdin.take());
+    assert!(member.wait().expect("waiting for the member").success());
 
     // Errors: the protocol's code in JSON and the exit status; kernel errnos in a sentence.
     via.fails(&["ns", "show", "/nope"], 3, "not_found");
@@ -915,7 +915,26 @@ fn objects_processes_and_errors_through_bpfnsd() {
         socket: limited.socket.to_str().expect("utf-8").to_string(),
     };
     lim.json(&["ns", "create", "/t"]);
-    lim.fails(&["ns", "create", "/t/x"], 6, "limit_reached");
+    // The limit binds a tenant's members (host root, who sets it, is bound by the kernel's
+    // tables alone).
+    let o = lim.run(&[
+        "exec",
+        "/t",
+        "--",
+        bpfns(),
+        "--socket",
+        &lim.socket,
+        "-j",
+        "ns",
+        "create",
+        "/t/x",
+    ]);
+    let v: Value = serde_json::from_slice(&o.stdout).expect("error JSON");
+    assert_eq!(
+        (o.status.code(), &v["error"]["code"]),
+        (Some(6), &"limit_reached".into()),
+        "{v}"
+    );
 
     // The layers have one name: doctor's are status's.
     let doctor = via.json_status(&["doctor"]).1;

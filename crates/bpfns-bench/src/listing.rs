@@ -58,6 +58,8 @@ pub fn list_by_syscalls(kernel: &Kernel) -> Result<Vec<OwnedObject>> {
                 .map_or_else(|| format!("type {}", info.type_), str::to_string),
             name: String::from_utf8_lossy(&name).into_owned(),
             prog_id: None,
+            // The iterator's listing is what is compared: the bare records.
+            details: Default::default(),
         });
     }
     Ok(out)

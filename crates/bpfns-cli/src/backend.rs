@@ -9,16 +9,21 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use bpfns_kernel::layout::{DEFAULT_PIN_ROOT, LINKS, MAPS};
 use bpfns_kernel::{loader, Kernel, OwnedObject, PinLayout};
-use bpfns_model::ObjectKind;
+use bpfns_model::{NsId, ObjectKind};
 
+use crate::cli::NsFilter;
+use crate::error::{CliError, Code};
 use crate::objects::ObjectView;
 
 /// The questions the object commands ask.
 pub trait Backend {
-    /// Every object of `kind` the caller may see, with its owner, sorted by id.
-    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectView>>;
-    /// A file descriptor for object `id` of `kind`.
-    fn open(&self, kind: ObjectKind, id: u32) -> Result<std::os::fd::OwnedFd>;
+    /// Every object of `kind` the caller may see (of a namespace, with `filter`), with its
+    /// owner, sorted by id.
+    fn list(&self, kind: ObjectKind, filter: &NsFilter) -> Result<Vec<ObjectView>>;
+    /// Object `id` of `kind`; not found when the caller may not see it.
+    fn show(&self, kind: ObjectKind, id: u32) -> Result<ObjectView>;
+    /// A file descriptor for object `id` of `kind` (read-only, for a map, if `read_only`).
+    fn open(&self, kind: ObjectKind, id: u32, read_only: bool) -> Result<std::os::fd::OwnedFd>;
 }
 
 /// bpfnsd, through its socket: namespace path names, and only what the caller may see.
@@ -34,10 +39,11 @@ impl DaemonBackend {
 }
 
 impl Backend for DaemonBackend {
-    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectView>> {
+    fn list(&self, kind: ObjectKind, filter: &NsFilter) -> Result<Vec<ObjectView>> {
+        let ns = filter.namespace.as_deref();
         let mut v: Vec<ObjectView> = self
             .client()?
-            .list(kind)
+            .list_in(kind, ns, filter.recursive)
             .with_context(|| format!("listing {kind}s"))?
             .into_iter()
             .map(ObjectView::from_info)
@@ -46,8 +52,12 @@ impl Backend for DaemonBackend {
         Ok(v)
     }
 
-    fn open(&self, kind: ObjectKind, id: u32) -> Result<std::os::fd::OwnedFd> {
-        Ok(self.client()?.get_fd(kind, id)?)
+    fn show(&self, kind: ObjectKind, id: u32) -> Result<ObjectView> {
+        Ok(ObjectView::from_info(self.client()?.show(kind, id)?))
+    }
+
+    fn open(&self, kind: ObjectKind, id: u32, read_only: bool) -> Result<std::os::fd::OwnedFd> {
+        Ok(self.client()?.get_fd_opts(kind, id, read_only, None)?)
     }
 }
 
@@ -67,15 +77,19 @@ pub fn choose(socket: &Path, direct: &Direct) -> Result<Box<dyn Backend>> {
                 );
                 Ok(Box::new(direct.clone()))
             } else if have_sys_admin() {
-                bail!(
-                    "bpfnsd does not answer at {} ({e}), and the kernel side is not loaded at {}: \
-                     start bpfnsd, or run `{}` to read the kernel side directly",
-                    socket.display(),
-                    direct.layout().root().display(),
-                    load_command(direct.layout().root())
+                Err(CliError::new(
+                    Code::Unavailable,
+                    format!(
+                        "bpfnsd does not answer at {} ({e}), and the kernel side is not loaded \
+                         at {}: start bpfnsd, or run `{}` to read the kernel side directly",
+                        socket.display(),
+                        direct.layout().root().display(),
+                        load_command(direct.layout().root())
+                    ),
                 )
+                .into())
             } else {
-                Err(anyhow::anyhow!("{e}"))
+                Err(e.into())
             }
         }
     }
@@ -114,21 +128,89 @@ impl Direct {
             )
         })
     }
+
+    /// The namespace ids `filter` keeps (`None`: all). Without bpfnsd namespaces have no
+    /// paths: `/` and `ns:ID` (as listed) name them, and the kernel's table gives the tree.
+    fn wanted(&self, kernel: &Kernel, filter: &NsFilter) -> Result<Option<Vec<NsId>>> {
+        let Some(name) = filter.namespace.as_deref() else {
+            return Ok(None);
+        };
+        let top = match name {
+            "/" => NsId::ROOT,
+            _ => match name.strip_prefix("ns:").and_then(|n| n.parse().ok()) {
+                Some(n) => NsId(n),
+                None => {
+                    return Err(CliError::usage(format!(
+                        "bpfnsd does not answer, and without it namespaces are known by id \
+                         only: --namespace / or --namespace ns:ID (as `bpfns KIND list` shows \
+                         them), not {name}"
+                    ))
+                    .into())
+                }
+            },
+        };
+        let mut ids = vec![top];
+        if filter.recursive {
+            let table = kernel.namespaces().context("reading the namespace table")?;
+            let mut i = 0;
+            while i < ids.len() {
+                let parent = ids[i];
+                ids.extend(
+                    table
+                        .iter()
+                        .filter(|(_, p, _)| *p == parent)
+                        .map(|(id, _, _)| *id),
+                );
+                i += 1;
+            }
+        }
+        Ok(Some(ids))
+    }
 }
 
 impl Backend for Direct {
-    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectView>> {
-        let mut v: Vec<OwnedObject> = self
-            .kernel()?
+    fn list(&self, kind: ObjectKind, filter: &NsFilter) -> Result<Vec<ObjectView>> {
+        let kernel = self.kernel()?;
+        let wanted = self.wanted(&kernel, filter)?;
+        let mut v: Vec<OwnedObject> = kernel
             .list(kind)
             .with_context(|| format!("listing {kind}s with their owners"))?;
+        if let Some(w) = wanted {
+            v.retain(|o| w.contains(&o.owner));
+        }
         v.sort_by_key(|o| o.id);
-        Ok(v.into_iter().map(Into::into).collect())
+        bpfns_kernel::fill_details(&mut v);
+        let boot = bpfns_kernel::boot_time();
+        Ok(v.into_iter()
+            .map(|o| ObjectView::from_kernel(o, boot))
+            .collect())
     }
 
-    fn open(&self, kind: ObjectKind, id: u32) -> Result<std::os::fd::OwnedFd> {
+    fn show(&self, kind: ObjectKind, id: u32) -> Result<ObjectView> {
+        let kernel = self.kernel()?;
+        let mut v: Vec<OwnedObject> = kernel
+            .list(kind)
+            .with_context(|| format!("listing {kind}s with their owners"))?;
+        v.retain(|o| o.id == id);
+        bpfns_kernel::fill_details(&mut v);
+        v.pop()
+            .map(|o| ObjectView::from_kernel(o, bpfns_kernel::boot_time()))
+            .ok_or_else(|| {
+                CliError::not_found(format!(
+                    "no {kind} with id {id} (list them with `bpfns {kind} list`)"
+                ))
+                .into()
+            })
+    }
+
+    fn open(&self, kind: ObjectKind, id: u32, read_only: bool) -> Result<std::os::fd::OwnedFd> {
         require_root()?;
-        bpfns_sys::bpf::fd_by_id(kind, id).with_context(|| format!("opening {kind} {id}"))
+        if read_only && kind == ObjectKind::Map {
+            bpfns_sys::bpf::map_fd_by_id_rdonly(id)
+        } else {
+            bpfns_sys::bpf::fd_by_id(kind, id)
+        }
+        .with_context(|| format!("opening {kind} {id}"))
     }
 }
 
@@ -203,10 +285,12 @@ pub fn require_root() -> Result<()> {
     if have_sys_admin() {
         Ok(())
     } else {
-        bail!(
+        Err(CliError::new(
+            Code::DENIED,
             "this command needs root (CAP_SYS_ADMIN and CAP_BPF in the initial user namespace) \
-             until bpfnsd serves it: run it as root, e.g. with sudo"
+             until bpfnsd serves it: run it as root",
         )
+        .into())
     }
 }
 

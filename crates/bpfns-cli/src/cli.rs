@@ -15,8 +15,22 @@ BPF namespaces: per-namespace visibility of BPF programs, maps, links and BTF ob
 unmodified Linux kernels.
 
 Output is a plain table by default; -j prints JSON, -p pretty-printed JSON (as bpftool does). \
-Errors go to stderr (and, with -j, also as {\"error\": ...} on stdout); the exit status is 0 on \
-success, 1 on errors and 2 on bad usage.
+Errors go to stderr, with a sentence on what a kernel errno means and what to do; with -j \
+also on stdout as {\"error\": {\"code\": CODE, \"message\": TEXT}} (and \"errno\", \
+\"hint\" when a kernel call failed).
+
+Exit status (and -j error code):
+  0  success
+  1  any other error (internal, unavailable: bpfnsd does not answer, failed: a kernel call \
+or I/O)
+  2  bad usage: the command line, or a request bpfnsd finds malformed (bad_request)
+  3  no such namespace, object or process, or not visible to you (not_found)
+  4  not allowed (denied)
+  5  the state forbids it now: exists already, has members or children (conflict)
+  6  a limit of bpfnsd (limit_reached)
+`bpfns exec` exits with its command's status once the command runs (126: it cannot be run, \
+127: not found); `bpfns doctor` exits 1 when a required feature is missing, `bpfns kernel \
+status` when the kernel side is not loaded.
 
 Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to see more.";
 
@@ -70,7 +84,8 @@ pub enum Command {
     /// LSM where the kernel runs BPF LSM programs (`bpfns doctor` says why not elsewhere).
     Status,
 
-    /// Namespaces: create, list (as a tree, with object and task counts), show, delete.
+    /// Namespaces: create, list (as a tree, with object and member counts), show, delete, ps,
+    /// identify.
     ///
     /// Served by bpfnsd. Host root may manage any namespace; a namespace member may manage
     /// only namespaces below its own.
@@ -116,60 +131,180 @@ pub enum Command {
     )]
     Kernel(KernelCmd),
 
-    /// BPF programs with their owner namespaces.
-    Prog(ObjectArgs),
+    /// BPF programs with their owner namespaces: list, show, dump xlated.
+    Prog(ProgArgs),
 
-    /// BPF maps with their owner namespaces.
-    Map(ObjectArgs),
+    /// BPF maps with their owner namespaces: list, show, dump.
+    Map(MapArgs),
 
-    /// BPF links with their owner namespaces.
-    Link(ObjectArgs),
+    /// BPF links with their owner namespaces and attach points: list, show.
+    Link(LinkArgs),
 
-    /// BTF objects with their owner namespaces.
-    Btf(ObjectArgs),
+    /// BTF objects with their owner namespaces: list, show, dump (a summary).
+    Btf(BtfArgs),
 }
 
-/// `bpfns map|prog|link|btf [list|show [ID]]`.
+const OBJECTS_AFTER: &str = "\
+Without a subcommand, lists every object of this kind you may see (as `list` does).
+OBJECT is ID, `id ID` or `pinned PATH` (maps and programs also `name NAME`, programs \
+`tag TAG`), as bpftool takes them.";
+
+/// Which namespace's objects a listing shows.
+#[derive(Debug, Clone, Default, Args)]
+pub struct NsFilter {
+    /// Only the objects that namespace owns (a path, e.g. /tenant-a).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub namespace: Option<String>,
+    /// With --namespace: the objects of the namespaces below it too.
+    #[arg(short = 'r', long, global = true, requires = "namespace")]
+    pub recursive: bool,
+}
+
+/// One object, or the objects with a name or tag, as bpftool names them on its command line.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Target {
+    /// ID, `id ID`, `pinned PATH`, `name NAME` (maps, programs) or `tag TAG` (programs).
+    #[arg(value_name = "OBJECT", num_args = 0..=2)]
+    pub words: Vec<String>,
+}
+
+/// What an object command asks, whatever the kind.
+#[derive(Debug, Clone, Copy)]
+pub enum ObjectCmd<'a> {
+    List,
+    Show(&'a Target),
+    Dump(&'a Target),
+}
+
+/// `bpfns map`.
 #[derive(Debug, Args)]
-#[command(after_help = "Without a subcommand, lists every object of this kind (as `list` does).")]
-pub struct ObjectArgs {
+#[command(after_help = OBJECTS_AFTER)]
+pub struct MapArgs {
     #[command(subcommand)]
-    pub action: Option<ObjectAction>,
-}
-
-impl ObjectArgs {
-    /// The id to show, or `None` to list everything.
-    pub fn id(&self) -> Option<u32> {
-        match self.action {
-            Some(ObjectAction::Show { id }) => id,
-            Some(ObjectAction::List) | Some(ObjectAction::Dump { .. }) | None => None,
-        }
-    }
-
-    /// The map to dump, if this is `dump ID`.
-    pub fn dump_id(&self) -> Option<u32> {
-        match self.action {
-            Some(ObjectAction::Dump { id }) => Some(id),
-            _ => None,
-        }
-    }
+    pub action: Option<MapAction>,
+    #[command(flatten)]
+    pub filter: NsFilter,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ObjectAction {
-    /// List every object of this kind on the host, with its owner namespace.
+pub enum MapAction {
+    /// List every map you may see, with its owner namespace, sizes and flags.
     #[command(visible_alias = "ls")]
     List,
-    /// Show one object by id; without an id, the same as `list`.
-    Show {
-        /// The object's id (the kernel's global id, as bpftool prints it).
-        id: Option<u32>,
-    },
-    /// Maps only: print every key and value (hex bytes, as bpftool does).
-    Dump {
-        /// The map's id.
-        id: u32,
-    },
+    /// Show one map (OBJECT), the maps with a name, or all of them.
+    Show(Target),
+    /// Print every key and value of a map (hex bytes, as bpftool does), read through a
+    /// read-only descriptor. Ring buffers, queues, stacks and bloom filters have no keys.
+    Dump(Target),
+}
+
+/// `bpfns prog`.
+#[derive(Debug, Args)]
+#[command(after_help = OBJECTS_AFTER)]
+pub struct ProgArgs {
+    #[command(subcommand)]
+    pub action: Option<ProgAction>,
+    #[command(flatten)]
+    pub filter: NsFilter,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProgAction {
+    /// List every program you may see, with its owner namespace, tag, load time, uid, sizes,
+    /// maps and attach points (those the links you may see tell).
+    #[command(visible_alias = "ls")]
+    List,
+    /// Show one program (OBJECT), the programs with a name or tag, or all of them.
+    Show(Target),
+    /// Print a program's instructions.
+    #[command(subcommand)]
+    Dump(ProgDump),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProgDump {
+    /// Its instructions as the verifier left them, disassembled (as `bpftool prog dump
+    /// xlated`; helper calls show their number only). Needs CAP_BPF.
+    Xlated(Target),
+}
+
+/// `bpfns link`.
+#[derive(Debug, Args)]
+#[command(after_help = OBJECTS_AFTER)]
+pub struct LinkArgs {
+    #[command(subcommand)]
+    pub action: Option<LinkAction>,
+    #[command(flatten)]
+    pub filter: NsFilter,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LinkAction {
+    /// List every link you may see, with its owner namespace, program and attach point.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Show one link (OBJECT: ID, `id ID`, `pinned PATH`), or all of them.
+    Show(Target),
+}
+
+/// `bpfns btf`.
+#[derive(Debug, Args)]
+#[command(after_help = OBJECTS_AFTER)]
+pub struct BtfArgs {
+    #[command(subcommand)]
+    pub action: Option<BtfAction>,
+    #[command(flatten)]
+    pub filter: NsFilter,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BtfAction {
+    /// List every BTF object you may see, with its owner namespace, name and size.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Show one BTF object (OBJECT: ID or `id ID`), or all of them.
+    Show(Target),
+    /// Summarise a BTF object's raw data: its types by kind and its sections' sizes.
+    Dump(Target),
+}
+
+impl MapArgs {
+    pub fn cmd(&self) -> ObjectCmd<'_> {
+        match &self.action {
+            None | Some(MapAction::List) => ObjectCmd::List,
+            Some(MapAction::Show(t)) => ObjectCmd::Show(t),
+            Some(MapAction::Dump(t)) => ObjectCmd::Dump(t),
+        }
+    }
+}
+
+impl ProgArgs {
+    pub fn cmd(&self) -> ObjectCmd<'_> {
+        match &self.action {
+            None | Some(ProgAction::List) => ObjectCmd::List,
+            Some(ProgAction::Show(t)) => ObjectCmd::Show(t),
+            Some(ProgAction::Dump(ProgDump::Xlated(t))) => ObjectCmd::Dump(t),
+        }
+    }
+}
+
+impl LinkArgs {
+    pub fn cmd(&self) -> ObjectCmd<'_> {
+        match &self.action {
+            None | Some(LinkAction::List) => ObjectCmd::List,
+            Some(LinkAction::Show(t)) => ObjectCmd::Show(t),
+        }
+    }
+}
+
+impl BtfArgs {
+    pub fn cmd(&self) -> ObjectCmd<'_> {
+        match &self.action {
+            None | Some(BtfAction::List) => ObjectCmd::List,
+            Some(BtfAction::Show(t)) => ObjectCmd::Show(t),
+            Some(BtfAction::Dump(t)) => ObjectCmd::Dump(t),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,11 +351,31 @@ pub enum NsCmd {
         #[arg(long)]
         deny_tracing: bool,
     },
-    /// List the namespaces you can see as a tree, with object and task counts.
+    /// List the namespaces you can see as a tree, with object and member counts.
     #[command(visible_alias = "ls")]
     List,
     /// Show one namespace.
     Show { path: String },
+    /// The member processes of a namespace: pid, command, uid, threads and namespace.
+    ///
+    /// Process ids are bpfnsd's (the host's pid namespace). You see your own namespace and
+    /// those below it.
+    Ps {
+        /// The namespace, e.g. /tenant-a.
+        path: String,
+        /// Those of the namespaces below it too.
+        #[arg(short, long)]
+        recursive: bool,
+    },
+    /// Which namespace a process is in (`/` for none).
+    ///
+    /// A process outside your namespace and those below it is not found, as one that does
+    /// not exist.
+    Identify {
+        /// The process id (bpfnsd's: the host's pid namespace).
+        #[arg(value_parser = clap::value_parser!(i32).range(1..))]
+        pid: i32,
+    },
     /// Delete a namespace; its objects (and pins, under orphans/NAME-ID in the parent's
     /// bpffs) move to its parent.
     ///
@@ -364,27 +519,81 @@ mod tests {
         let Command::Map(a) = c.command else {
             panic!("not map");
         };
-        assert_eq!(a.id(), Some(42));
+        let ObjectCmd::Show(t) = a.cmd() else {
+            panic!("not show");
+        };
+        assert_eq!(t.words, ["42"]);
+        for args in [
+            &["map", "show", "id", "42"][..],
+            &["map", "dump", "pinned", "/sys/fs/bpf/x"],
+            &["prog", "dump", "xlated", "id", "3"],
+            &["prog", "show", "tag", "0123456789abcdef"],
+            &["btf", "dump", "1"],
+            &["link", "show", "pinned", "/sys/fs/bpf/l"],
+        ] {
+            let c = parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let cmd = match &c.command {
+                Command::Map(a) => a.cmd(),
+                Command::Prog(a) => a.cmd(),
+                Command::Btf(a) => a.cmd(),
+                Command::Link(a) => a.cmd(),
+                _ => panic!("{args:?}"),
+            };
+            let (ObjectCmd::Show(t) | ObjectCmd::Dump(t)) = cmd else {
+                panic!("{args:?}");
+            };
+            assert_eq!(
+                t.words.len(),
+                if args.len() == 3 { 1 } else { 2 },
+                "{args:?}"
+            );
+        }
         for args in [
             &["btf"][..],
             &["btf", "list"],
             &["btf", "ls"],
-            &["btf", "show"],
+            &["btf", "--namespace", "/a", "-r"],
+            &["btf", "list", "--namespace", "/a"],
         ] {
             let c = parse(args).unwrap();
             let Command::Btf(a) = c.command else {
                 panic!("not btf: {args:?}");
             };
-            assert_eq!(a.id(), None, "{args:?}");
+            assert!(matches!(a.cmd(), ObjectCmd::List), "{args:?}");
         }
+        let c = parse(&["map", "list", "--namespace", "/a", "-r"]).unwrap();
+        let Command::Map(a) = c.command else {
+            panic!("not map");
+        };
+        assert_eq!(a.filter.namespace.as_deref(), Some("/a"));
+        assert!(a.filter.recursive);
+        // Commands that cannot work are not offered.
+        for args in [&["link", "dump", "1"][..], &["prog", "dump", "1"]] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+        let c = parse(&["ns", "identify", "42"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Ns(NsCmd::Identify { pid: 42 })
+        ));
+        let c = parse(&["ns", "ps", "-r", "/a"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Ns(NsCmd::Ps {
+                recursive: true,
+                ..
+            })
+        ));
     }
 
     #[test]
     fn bad_input_is_a_usage_error() {
         for args in [
             &["maps", "list"][..],
-            &["map", "show", "abc"],
             &["map", "show", "-1"],
+            &["map", "show", "id", "1", "2"],
+            &["map", "list", "-r"],
+            &["ns", "identify", "0"],
             &["kernel", "ns-set", "0", "--parent", "0"],
             &["kernel", "ns-set", "3"],
             &["kernel", "run", "1"],

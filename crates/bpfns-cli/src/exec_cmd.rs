@@ -12,6 +12,8 @@ use bpfns_client::member;
 use bpfns_sys::caps::CapabilitySet;
 use bpfns_sys::spawn::Credentials;
 use bpfns_sys::Errno;
+
+use crate::error::CliError;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
 use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
@@ -137,8 +139,10 @@ fn parse_caps(list: &str) -> Result<CapabilitySet> {
         }
         let upper = name.to_ascii_uppercase();
         let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
-        let cap = CapabilitySet::from_name(bare).with_context(|| {
-            format!("--caps: unknown capability {name:?} (e.g. bpf, perfmon, net_admin, sys_admin)")
+        let cap = CapabilitySet::from_name(bare).ok_or_else(|| {
+            CliError::usage(format!(
+                "--caps: unknown capability {name:?} (e.g. bpf, perfmon, net_admin, sys_admin)"
+            ))
         })?;
         set |= cap;
     }
@@ -159,7 +163,7 @@ fn lookup_user(name: &str) -> Result<(u32, u32)> {
     }
     match name.parse::<u32>() {
         Ok(n) => Ok((n, n)),
-        Err(_) => anyhow::bail!("--user: no user {name:?} in /etc/passwd"),
+        Err(_) => Err(CliError::usage(format!("--user: no user {name:?} in /etc/passwd")).into()),
     }
 }
 
@@ -174,7 +178,7 @@ fn lookup_group(name: &str) -> Result<u32> {
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() >= 3 && f[0] == name)
         .and_then(|f| f[2].parse().ok())
-        .with_context(|| format!("--user: no group {name:?} in /etc/group"))
+        .ok_or_else(|| CliError::usage(format!("--user: no group {name:?} in /etc/group")).into())
 }
 
 /// Send `sig` to process `pid` (gone already: nothing to do).

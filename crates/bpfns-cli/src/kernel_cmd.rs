@@ -12,6 +12,7 @@ use bpfns_sys::fs::{fs_magic, BPF_FS_MAGIC};
 use serde::Serialize;
 
 use crate::backend::{load_command, pin_root_flag, pin_state, require_root, Direct, PinState};
+use crate::error::CliError;
 use crate::objects::namespace_label;
 use crate::output::{Render, Table};
 
@@ -145,12 +146,13 @@ pub fn unload(direct: &Direct, socket: &Path, force: bool) -> Result<UnloadView>
     if !users.is_empty() {
         let why = users.join("; ");
         if !force {
-            bail!(
+            return Err(CliError::conflict(format!(
                 "refusing to unload the kernel side at {}: {why}. Unloading switches \
                  enforcement off for every namespace member and loses their tags and ownership \
                  records; stop bpfnsd first (systemctl stop bpfnsd), or pass --force",
                 root.display()
-            );
+            ))
+            .into());
         }
         tracing::warn!(
             "unloading the kernel side at {} although it is in use ({why}): enforcement is \
@@ -402,11 +404,12 @@ pub fn ensure_ns_known(k: &Kernel, ns: NsId, pin_root: &std::path::Path) -> Resu
     if ns.is_root() || ns_rows(k)?.iter().any(|n| n.id == ns.get()) {
         return Ok(());
     }
-    bail!(
+    Err(CliError::not_found(format!(
         "namespace {ns} is not in the kernel's namespace table: add it first with \
          `bpfns kernel ns-set {ns} --parent 0{}`",
         pin_root_flag(pin_root)
-    )
+    ))
+    .into())
 }
 
 /// Choose the depth of a new namespace `id` below `parent`, given the table `rows`, and check
@@ -422,10 +425,11 @@ pub fn plan_ns_set(rows: &[NsView], id: u32, parent: u32, depth: Option<u32>) ->
         0
     } else {
         let Some(p) = rows.iter().find(|n| n.id == parent) else {
-            bail!(
+            return Err(CliError::not_found(format!(
                 "parent namespace {parent} is not in the kernel's namespace table: add it first \
                  (`bpfns kernel ns-set {parent} --parent 0`), or use --parent 0 for the root"
-            );
+            ))
+            .into());
         };
         // Walk up from the parent: reaching `id` would make a cycle.
         let mut cur = p.parent;
@@ -502,10 +506,11 @@ pub fn ns_rm(direct: &Direct, id: u32) -> Result<NsRmView> {
     let k = direct.kernel()?;
     let rows = ns_rows(&k)?;
     if !rows.iter().any(|n| n.id == id) {
-        bail!(
+        return Err(CliError::not_found(format!(
             "namespace {id} is not in the kernel's namespace table (see `bpfns kernel status{}`)",
             pin_root_flag(direct.layout().root())
-        );
+        ))
+        .into());
     }
     let children: Vec<String> = rows
         .iter()
@@ -513,21 +518,23 @@ pub fn ns_rm(direct: &Direct, id: u32) -> Result<NsRmView> {
         .map(|n| n.id.to_string())
         .collect();
     if !children.is_empty() {
-        bail!(
+        return Err(CliError::conflict(format!(
             "namespace {id} still has child namespaces in the table ({}): remove them first",
             children.join(", ")
-        );
+        ))
+        .into());
     }
     let mut pids: Vec<i32> = members(&k, Some(id))?.into_iter().map(|(_, p)| p).collect();
     pids.dedup();
     if !pids.is_empty() {
         let list: Vec<String> = pids.iter().take(10).map(i32::to_string).collect();
-        bail!(
+        return Err(CliError::conflict(format!(
             "namespace {id} still has member processes ({}{}): they must exit first, or be \
              moved with `bpfns kernel tag PID 0`",
             list.join(", "),
             if pids.len() > 10 { ", ..." } else { "" }
-        );
+        ))
+        .into());
     }
     let owned_objects = k
         .ownership_records()
@@ -561,12 +568,12 @@ impl Render for TagView {
 
 pub fn tag(direct: &Direct, pid: i32, ns_id: u32) -> Result<TagView> {
     if pid <= 0 {
-        bail!("{pid} is not a process id");
+        return Err(CliError::usage(format!("{pid} is not a process id")).into());
     }
     let k = direct.kernel()?;
     ensure_ns_known(&k, NsId(ns_id), direct.layout().root())?;
     if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        bail!("no process with pid {pid}");
+        return Err(CliError::not_found(format!("no process with pid {pid}")).into());
     }
     k.tag_process(pid, NsId(ns_id))
         .with_context(|| format!("tagging process {pid} with namespace {ns_id}"))?;

@@ -10,6 +10,8 @@
 mod backend;
 mod cli;
 mod doctor_cmd;
+mod dump;
+mod error;
 mod exec_cmd;
 mod kernel_cmd;
 mod ns_cmd;
@@ -28,8 +30,8 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::backend::Direct;
-use crate::cli::{Cli, Command, KernelCmd, NsCmd};
-use crate::output::{emit, to_json, write_stdout, ErrorJson, Format};
+use crate::cli::{Cli, Command, KernelCmd, NsCmd, NsFilter, ObjectCmd};
+use crate::output::{emit, to_json, write_stdout, Format};
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings); libbpf's messages go the
 /// same way.
@@ -61,21 +63,36 @@ fn libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
 fn dispatch(cli: &Cli) -> Result<u8> {
     let format = cli.format();
     let direct = Direct::new(PinLayout::new(&cli.pin_root));
-    let objects = |kind: ObjectKind, a: &crate::cli::ObjectArgs| -> Result<u8> {
+    let objects = |kind: ObjectKind, cmd: ObjectCmd<'_>, filter: &NsFilter| -> Result<u8> {
+        if let (ObjectCmd::Dump(_), Some(_)) = (cmd, &filter.namespace) {
+            return Err(error::CliError::usage(
+                "--namespace filters listings; dump takes one object",
+            )
+            .into());
+        }
         let backend = backend::choose(&cli.socket, &direct)?;
-        match a.dump_id() {
-            Some(id) => emit(format, &objects::dump(backend.as_ref(), kind, id)?),
-            None => objects::run(backend.as_ref(), format, kind, a.id()),
+        let backend = backend.as_ref();
+        match cmd {
+            ObjectCmd::List => emit(format, &objects::list(backend, kind, filter)?),
+            ObjectCmd::Show(t) => match objects::show(backend, kind, t, filter)? {
+                objects::Shown::One(o) => emit(format, o.as_ref()),
+                objects::Shown::Some(l) => emit(format, &l),
+            },
+            ObjectCmd::Dump(t) => match dump::dump(backend, kind, t)? {
+                dump::Dumped::Map(d) => emit(format, &d),
+                dump::Dumped::Prog(d) => emit(format, &d),
+                dump::Dumped::Btf(d) => emit(format, &d),
+            },
         }
         .map(|()| 0)
     };
     let client =
         || -> Result<bpfns_client::Client> { Ok(bpfns_client::Client::connect(&cli.socket)?) };
     match &cli.command {
-        Command::Prog(a) => objects(ObjectKind::Prog, a),
-        Command::Map(a) => objects(ObjectKind::Map, a),
-        Command::Link(a) => objects(ObjectKind::Link, a),
-        Command::Btf(a) => objects(ObjectKind::Btf, a),
+        Command::Prog(a) => objects(ObjectKind::Prog, a.cmd(), &a.filter),
+        Command::Map(a) => objects(ObjectKind::Map, a.cmd(), &a.filter),
+        Command::Link(a) => objects(ObjectKind::Link, a.cmd(), &a.filter),
+        Command::Btf(a) => objects(ObjectKind::Btf, a.cmd(), &a.filter),
         Command::Ns(n) => {
             let mut c = client()?;
             match n {
@@ -95,6 +112,10 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 } => emit(format, &ns_cmd::set_policy(&mut c, path, *allow_tracing)?),
                 NsCmd::List => emit(format, &ns_cmd::list(&mut c)?),
                 NsCmd::Show { path } => emit(format, &ns_cmd::show(&mut c, path)?),
+                NsCmd::Ps { path, recursive } => {
+                    emit(format, &ns_cmd::ps(&mut c, path, *recursive)?)
+                }
+                NsCmd::Identify { pid } => emit(format, &ns_cmd::identify(&mut c, *pid)?),
                 NsCmd::Delete {
                     path,
                     recursive,
@@ -137,24 +158,99 @@ fn dispatch(cli: &Cli) -> Result<u8> {
     }
 }
 
-fn report_error(format: Format, e: &anyhow::Error) {
-    let text = format!("{e:#}");
-    let _ = writeln!(std::io::stderr().lock(), "bpfns: error: {text}");
+/// Print `e` (on stderr; with -j also as JSON on stdout) and return the exit status its class
+/// calls for.
+fn report_error(format: Format, e: &anyhow::Error) -> u8 {
+    let (json, status) = error::report(e);
+    let mut text = format!("bpfns: error: {}\n", json.error.message);
+    if let (Some(name), Some(hint)) = (json.error.errno, json.error.hint) {
+        text.push_str(&format!("bpfns: {name}: {hint}\n"));
+    }
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
     if format.is_json() {
-        if let Ok(j) = to_json(&ErrorJson { error: text }, format == Format::PrettyJson) {
+        if let Ok(j) = to_json(&json, format == Format::PrettyJson) {
             let _ = write_stdout(&(j + "\n"));
         }
     }
+    status
+}
+
+/// Whether the raw command line asks for JSON (for errors found before it is parsed): `-j`,
+/// `--json`, `-p`, `--pretty`, or a cluster of short flags with j or p, before a `--`.
+fn wants_json(args: &[std::ffi::OsString]) -> Option<Format> {
+    let mut format = None;
+    for a in args.iter().skip(1) {
+        let a = a.to_string_lossy();
+        if a == "--" {
+            break;
+        }
+        let short = a.strip_prefix('-').filter(|s| !s.starts_with('-'));
+        if a == "--pretty" || short.is_some_and(|s| s.contains('p')) {
+            return Some(Format::PrettyJson);
+        }
+        if a == "--json" || short.is_some_and(|s| s.contains('j')) {
+            format = Some(Format::Json);
+        }
+    }
+    format
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || !e.use_stderr()
+            {
+                e.exit();
+            }
+            // Bad usage: clap's own words on stderr; with -j, the same as JSON on stdout.
+            if let Some(format) = wants_json(&args) {
+                let rendered = e.to_string();
+                let message = rendered.lines().next().unwrap_or("").to_string();
+                let body = error::ErrorJson {
+                    error: error::ErrorBodyJson {
+                        code: error::Code::USAGE.name(),
+                        message: message.trim_start_matches("error: ").to_string(),
+                        errno: None,
+                        hint: None,
+                    },
+                };
+                if let Ok(j) = to_json(&body, format == Format::PrettyJson) {
+                    let _ = write_stdout(&(j + "\n"));
+                }
+            }
+            let _ = e.print();
+            return ExitCode::from(error::EXIT_USAGE);
+        }
+    };
     init_logging();
     match dispatch(&cli) {
         Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            report_error(cli.format(), &e);
-            ExitCode::FAILURE
-        }
+        Err(e) => ExitCode::from(report_error(cli.format(), &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_wanted_before_the_command_line_parses() {
+        let w = |s: &[&str]| {
+            wants_json(
+                &std::iter::once("bpfns")
+                    .chain(s.iter().copied())
+                    .map(Into::into)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(w(&["map", "show", "x", "-j"]), Some(Format::Json));
+        assert_eq!(w(&["--pretty", "maps"]), Some(Format::PrettyJson));
+        assert_eq!(w(&["ns", "delete", "-rj", "/a"]), Some(Format::Json));
+        assert_eq!(w(&["exec", "/a", "--", "sh", "-j"]), None);
+        assert_eq!(w(&["map", "list"]), None);
     }
 }

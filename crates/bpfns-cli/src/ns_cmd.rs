@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use bpfns_client::Client;
 use bpfns_model::{NsPath, ProgramPolicy};
-use bpfns_proto::{ErrorCode, NsInfo};
+use bpfns_proto::{ErrorCode, NsInfo, ProcessInfo};
 use serde::{Serialize, Serializer};
 
 use crate::output::{Render, Table};
@@ -49,7 +49,7 @@ fn ns_table(list: &[NsInfo]) -> Table {
         "MAPS",
         "LINKS",
         "BTF",
-        "TASKS",
+        "MEMBERS",
         "TRACING",
         "RECORDS",
     ]);
@@ -94,7 +94,7 @@ impl Render for NsOne {
     fn render_text(&self) -> String {
         let n = &self.0;
         format!(
-            "namespace {}\n  id:       {}\n  parent:   {}\n  depth:    {}\n  objects:  {} progs, {} maps, {} links, {} btf\n  tasks:    {}\n  bpffs:    {}\n  tracing programs: {}\n  ownership records (with descendants'; used/max): {}\n",
+            "namespace {}\n  id:       {}\n  parent:   {}\n  depth:    {}\n  objects:  {} progs, {} maps, {} links, {} btf\n  members:  {}\n  bpffs:    {}\n  tracing programs: {}\n  ownership records (with descendants'; used/max): {}\n",
             n.path,
             n.id,
             n.parent.as_deref().unwrap_or("-"),
@@ -136,7 +136,7 @@ pub fn create(
     parents: bool,
 ) -> Result<NsOne> {
     if parents {
-        let p = NsPath::parse(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let p = NsPath::parse(path).map_err(|e| crate::error::CliError::usage(e.to_string()))?;
         let mut ancestors = Vec::new();
         let mut up = p.parent();
         while let Some(a) = up.filter(|a| !a.is_root()) {
@@ -180,7 +180,7 @@ pub fn list(c: &mut Client) -> Result<NsListing> {
 pub fn delete(c: &mut Client, path: &str, recursive: bool, force: bool) -> Result<NsDeletions> {
     let mut order = vec![path.to_string()];
     if recursive {
-        let root = NsPath::parse(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let root = NsPath::parse(path).map_err(|e| crate::error::CliError::usage(e.to_string()))?;
         let mut below: Vec<(u32, String)> = c
             .ns_list()?
             .into_iter()
@@ -203,6 +203,50 @@ pub fn delete(c: &mut Client, path: &str, recursive: bool, force: bool) -> Resul
         });
     }
     Ok(NsDeletions(done))
+}
+
+/// Processes: a JSON array; in text a table.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Processes(pub Vec<ProcessInfo>);
+
+impl Render for Processes {
+    fn render_text(&self) -> String {
+        let mut t = Table::new(["PID", "COMM", "UID", "THREADS", "NAMESPACE"]);
+        for p in &self.0 {
+            t.row([
+                p.pid.to_string(),
+                p.comm.clone(),
+                p.uid.to_string(),
+                p.threads.to_string(),
+                p.namespace.clone(),
+            ]);
+        }
+        t.render()
+    }
+}
+
+/// One process: a JSON object; in text a one-row table.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Process(pub ProcessInfo);
+
+impl Render for Process {
+    fn render_text(&self) -> String {
+        Processes(vec![self.0.clone()]).render_text()
+    }
+}
+
+/// `bpfns ns ps PATH [-r]`.
+pub fn ps(c: &mut Client, path: &str, recursive: bool) -> Result<Processes> {
+    Ok(Processes(c.ns_ps(path, recursive).with_context(|| {
+        format!("listing the processes of namespace {path}")
+    })?))
+}
+
+/// `bpfns ns identify PID`.
+pub fn identify(c: &mut Client, pid: i32) -> Result<Process> {
+    Ok(Process(c.ns_identify(pid)?))
 }
 
 /// What `bpfns ns delete` deleted (with -r, descendants first); JSON: an array.
@@ -266,7 +310,29 @@ mod tests {
         assert!(j[0].get("max_objects").is_none(), "the root is unlimited");
         let one = NsOne(ns("/a/b", 2, 2)).render_text();
         assert!(one.contains("tracing programs: denied"), "{one}");
+        assert!(one.contains("\n  members:  3\n"), "{one}");
+        assert!(lines[0].contains(" MEMBERS "), "{text}");
         assert!(one.contains("used/max): 2/256"), "{one}");
         assert_eq!(serde_json::to_string(&NsListing(vec![])).unwrap(), "[]");
+    }
+
+    #[test]
+    fn processes_table_and_json() {
+        let p = ProcessInfo {
+            pid: 42,
+            comm: "sleep".into(),
+            uid: 1000,
+            threads: 1,
+            namespace: "/a".into(),
+            ns_id: NsId(3),
+        };
+        let text = Processes(vec![p.clone()]).render_text();
+        assert_eq!(
+            text,
+            "PID  COMM   UID   THREADS  NAMESPACE\n42   sleep  1000  1        /a\n"
+        );
+        let v = serde_json::to_value(Process(p)).unwrap();
+        assert_eq!(v["namespace"], "/a");
+        assert_eq!(v["pid"], 42);
     }
 }

@@ -128,12 +128,6 @@ impl Table {
     }
 }
 
-/// The JSON body of an error, as bpftool prints it with `-j`.
-#[derive(Debug, Serialize)]
-pub struct ErrorJson {
-    pub error: String,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,13 +170,6 @@ mod tests {
     fn json_forms() {
         let v: Vec<u32> = vec![];
         assert_eq!(to_json(&v, false).unwrap(), "[]");
-        let e = ErrorJson {
-            error: "no map with id 5".into(),
-        };
-        assert_eq!(
-            to_json(&e, false).unwrap(),
-            r#"{"error":"no map with id 5"}"#
-        );
-        assert!(to_json(&e, true).unwrap().contains('\n'));
+        assert!(to_json(&vec![1, 2], true).unwrap().contains('\n'));
     }
 }

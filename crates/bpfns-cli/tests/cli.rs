@@ -1,12 +1,14 @@
 //! Runs the built `bpfns` binary as root against the real kernel, with a private pin root that
 //! is unloaded and removed at the end, also when an assertion fails.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bpfns_kernel::layout::{LINKS, MAPS};
+use bpfns_tests::{Helper, TestDaemon};
 use serde_json::Value;
 
 /// The CLI under test (see [`bpfns_tests::cli_path`]).
@@ -224,7 +226,20 @@ fn cli_against_the_kernel() {
         .unwrap_or("")
         .split_whitespace()
         .collect();
-    assert_eq!(header, ["ID", "TYPE", "NAME", "NAMESPACE"]);
+    assert_eq!(
+        header,
+        [
+            "ID",
+            "TYPE",
+            "NAME",
+            "KEY",
+            "VALUE",
+            "MAX_ENTRIES",
+            "FLAGS",
+            "BTF",
+            "NAMESPACE"
+        ]
+    );
     for kind in ["prog", "link", "btf"] {
         let v = cli.json(&[kind, "list"]);
         assert!(v.is_array(), "{kind} list -j: {v}");
@@ -244,9 +259,9 @@ fn cli_against_the_kernel() {
     cli.ok(&["kernel", "ns-set", "8", "--parent", "0"]);
     let ns = cli.json(&["kernel", "ns-set", "9", "--parent", "7"]);
     assert_eq!(ns, serde_json::json!({"id": 9, "parent": 7, "depth": 2}));
-    let err = cli.fails(&["kernel", "ns-set", "10", "--parent", "55"], 1);
+    let err = cli.fails(&["kernel", "ns-set", "10", "--parent", "55"], 3);
     assert!(err.contains("not in the kernel's namespace table"), "{err}");
-    let err = cli.fails(&["kernel", "ns-rm", "7"], 1);
+    let err = cli.fails(&["kernel", "ns-rm", "7"], 5);
     assert!(err.contains("child namespaces"), "{err}");
     cli.ok(&["kernel", "ns-rm", "9"]);
 
@@ -291,11 +306,11 @@ fn cli_against_the_kernel() {
         assert!(Instant::now() < deadline, "the member was never tagged");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let err = cli.fails(&["kernel", "ns-rm", "8"], 1);
+    let err = cli.fails(&["kernel", "ns-rm", "8"], 5);
     assert!(err.contains("still has member processes"), "{err}");
     drop(member.stdin.take());
     assert!(member.wait().expect("waiting for the member").success());
-    let err = cli.fails(&["kernel", "run", "42", "--", "true"], 1);
+    let err = cli.fails(&["kernel", "run", "42", "--", "true"], 3);
     assert!(
         err.contains("namespace 42 is not in the kernel's namespace table"),
         "{err}"
@@ -342,8 +357,23 @@ fn cli_against_the_kernel() {
         let id = id_num.to_string();
         let one = cli.json(&["map", "show", &id]);
         assert_eq!(&one, *m);
+        assert_eq!(cli.json(&["map", "show", "id", &id]), one);
+        assert_eq!(cli.json(&["map", "show", "pinned", pin]), one);
+        assert_eq!(
+            (&one["bytes_key"], &one["bytes_value"], &one["max_entries"]),
+            (&4.into(), &4.into(), &1.into()),
+            "{one}"
+        );
         let text = cli.ok(&["map", "show", &id]);
-        assert!(text.lines().nth(1).unwrap_or("").contains("ns:7"), "{text}");
+        assert!(text.contains("\n  namespace:   ns:7\n"), "{text}");
+        // Without bpfnsd namespaces are ids: --namespace takes them as listed.
+        let ns7 = cli.json(&["map", "list", "--namespace", "ns:7"]);
+        assert!(
+            ns7.as_array()
+                .is_some_and(|a| !a.is_empty() && a.iter().all(|m| m["ns_id"] == 7)),
+            "{ns7}"
+        );
+        cli.fails(&["map", "list", "--namespace", "/tenant"], 2);
 
         // A task of ns 8 opening it: where BPF LSM is loaded the kernel refuses the open
         // with EPERM (bpftool reports it and exits 255); elsewhere the backstop stops the
@@ -434,16 +464,20 @@ fn cli_against_the_kernel() {
     assert!(err.contains("unrecognized subcommand"), "{err}");
     let err = cli.fails(&["map", "show", "abc"], 2);
     assert!(err.contains("invalid value 'abc'"), "{err}");
-    let err = cli.fails(&["map", "show", "4294967295"], 1);
+    let err = cli.fails(&["map", "show", "4294967295"], 3);
     assert!(err.contains("no map with id 4294967295"), "{err}");
     let out = cli.run(&["map", "show", "4294967295", "-j"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     let e: Value = serde_json::from_slice(&out.stdout).expect("error JSON on stdout");
+    assert_eq!(e["error"]["code"], "not_found", "{e}");
     assert!(
-        e["error"].as_str().unwrap_or("").contains("no map with id"),
+        e["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no map with id"),
         "{e}"
     );
-    let err = cli.fails(&["kernel", "tag", "999999999", "7"], 1);
+    let err = cli.fails(&["kernel", "tag", "999999999", "7"], 3);
     assert!(err.contains("no process with pid 999999999"), "{err}");
     let other = format!("/sys/fs/bpf/bpfns-clitest-missing-{pid}");
     let err = cli.fails(&["btf", "list", "--pin-root", &other], 1);
@@ -455,7 +489,7 @@ fn cli_against_the_kernel() {
     // Unload: refused while the kernel side is in use (namespaces in its table), since that
     // switches enforcement off for their members.
     cli.ok(&["kernel", "ns-set", "77", "--parent", "0"]);
-    let err = cli.fails(&["kernel", "unload"], 1);
+    let err = cli.fails(&["kernel", "unload"], 5);
     assert!(
         err.contains("refusing to unload")
             && err.contains("namespace(s) are in its table")
@@ -478,4 +512,438 @@ fn cli_against_the_kernel() {
     assert!(!pin_root.exists(), "pin root left behind");
     let text = cli.ok(&["kernel", "unload"]);
     assert!(text.starts_with("nothing to unload"), "{text}");
+}
+
+/// `bpfns` against a private bpfnsd, as `bpfns --socket SOCK ARGS -j`: the parsed stdout (an
+/// error's JSON too) and the exit status.
+struct Via {
+    socket: String,
+}
+
+impl Via {
+    fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new(bpfns())
+            .args(["--socket", &self.socket])
+            .args(args)
+            .output()
+            .expect("running bpfns");
+        eprintln!(
+            "$ bpfns {}\n{}{}[exit {:?}]",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            out.status.code()
+        );
+        out
+    }
+
+    fn text(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "bpfns {args:?} failed");
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// With -j: the exit status and the JSON on stdout.
+    fn json_status(&self, args: &[&str]) -> (i32, Value) {
+        let mut a = vec!["-j"];
+        a.extend_from_slice(args);
+        let out = self.run(&a);
+        let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "bpfns {a:?}: invalid JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        (out.status.code().unwrap_or(-1), v)
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let (code, v) = self.json_status(args);
+        assert_eq!(code, 0, "bpfns -j {args:?}: {v}");
+        v
+    }
+
+    /// Expect failure with exit status `status` and JSON error code `code`; the message.
+    fn fails(&self, args: &[&str], status: i32, code: &str) -> String {
+        let (got, v) = self.json_status(args);
+        assert_eq!(got, status, "bpfns -j {args:?}: {v}");
+        assert_eq!(v["error"]["code"], code, "bpfns -j {args:?}: {v}");
+        v["error"]["message"].as_str().unwrap_or("").to_string()
+    }
+}
+
+fn ids(v: &Value) -> BTreeSet<u64> {
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(|o| o["id"].as_u64())
+        .collect()
+}
+
+/// A helper holding `what` (see `bpfns-test-helper create`) as a member of `ns`.
+fn holding(d: &TestDaemon, ns: &str, what: &[&str]) -> (Helper, u32) {
+    let mut args = vec!["create"];
+    args.extend_from_slice(what);
+    let mut h = Helper::spawn(&args);
+    d.client().enter(ns, h.pid).expect("entering the helper");
+    h.go();
+    let id = h.expect("id").parse().expect("an id");
+    (h, id)
+}
+
+/// What bpftool says of an object (`bpftool -j KIND show id ID`), if bpftool is installed.
+fn bpftool_show(kind: &str, id: u32) -> Option<Value> {
+    if !have_bpftool() {
+        return None;
+    }
+    let out = Command::new("bpftool")
+        .args(["-j", kind, "show", "id", &id.to_string()])
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Through bpfnsd: listings say what bpftool says of the same object, objects are named as
+/// bpftool names them (ID, `id ID`, `pinned PATH`, `name NAME`), listings filter by namespace,
+/// `ns ps` and `ns identify` find processes, dumps work or say in a sentence why not, and
+/// errors carry the protocol's code in JSON and in the exit status.
+#[test]
+fn objects_processes_and_errors_through_bpfnsd() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let d = TestDaemon::start("cli-objects");
+    let mut c = d.client();
+    for p in ["/a", "/a/kid", "/b"] {
+        c.ns_create(p).expect("creating namespaces");
+    }
+    let via = Via {
+        socket: d.socket.to_str().expect("utf-8 path").to_string(),
+    };
+    let a_id = c.ns_show("/a").expect("/a").id;
+    let a_pin = d.dir.join("ns").join(a_id.to_string()).join("cli_m");
+    let a_pin_s = a_pin.to_str().expect("utf-8 path");
+    let (_hm, a_map) = holding(&d, "/a", &["map", a_pin_s]);
+    let (_hk, kid_map) = holding(&d, "/a/kid", &["map"]);
+    let (_hr, b_rb) = holding(&d, "/b", &["ringbuf"]);
+    let (_hp, a_prog) = holding(&d, "/a", &["prog"]);
+    let (_hl, a_link) = holding(&d, "/a", &["link"]);
+    let (a_map_s, b_rb_s) = (a_map.to_string(), b_rb.to_string());
+
+    // One vocabulary: members, in the table, the text and JSON.
+    let list = via.text(&["ns", "list"]);
+    let header = list.lines().next().unwrap_or("");
+    assert!(
+        header.contains(" MEMBERS ") && !header.contains("TASKS"),
+        "{list}"
+    );
+    let show = via.text(&["ns", "show", "/a"]);
+    assert!(
+        show.contains("\n  members:  ") && !show.contains("tasks"),
+        "{show}"
+    );
+    assert!(via.json(&["ns", "show", "/a"])["members"].is_u64());
+
+    // Maps: sizes and flags, as bpftool has them; named by ID, `id ID`, `pinned PATH`, `name`.
+    let m = via.json(&["map", "show", &a_map_s]);
+    assert_eq!(
+        (
+            &m["namespace"],
+            &m["type"],
+            &m["bytes_key"],
+            &m["bytes_value"],
+            &m["max_entries"]
+        ),
+        (
+            &"/a".into(),
+            &"array".into(),
+            &4.into(),
+            &8.into(),
+            &4.into()
+        ),
+        "{m}"
+    );
+    assert_eq!(via.json(&["map", "show", "id", &a_map_s]), m);
+    assert_eq!(via.json(&["map", "show", "pinned", a_pin_s]), m);
+    let named = via.json(&["map", "show", "name", "bpfns_test"]);
+    assert!(ids(&named).contains(&u64::from(a_map)), "{named}");
+    if let Some(b) = bpftool_show("map", a_map) {
+        for f in ["bytes_key", "bytes_value", "max_entries", "flags", "name"] {
+            assert_eq!(m[f], b[f], "{f}: bpfns {m} bpftool {b}");
+        }
+    }
+    let text = via.text(&["map", "show", "id", &a_map_s]);
+    assert!(text.starts_with(&format!("map {a_map}\n")), "{text}");
+    assert!(text.contains("\n  max_entries: 4\n"), "{text}");
+
+    // Programs: tag, load time, uid, sizes, maps, as bpftool has them; the kernel side's own
+    // programs use maps.
+    let on_fork = via.json(&[
+        "link",
+        "show",
+        "pinned",
+        d.layout.link("on_fork").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(on_fork["tp_name"], "sched_process_fork", "{on_fork}");
+    let kernel_prog = on_fork["prog_id"].as_u64().expect("prog_id") as u32;
+    for id in [a_prog, kernel_prog] {
+        let p = via.json(&["prog", "show", "id", &id.to_string()]);
+        assert_eq!(p["tag"].as_str().map(str::len), Some(16), "{p}");
+        assert!(p["loaded_at"].is_u64() && p["bytes_xlated"].is_u64(), "{p}");
+        if let Some(b) = bpftool_show("prog", id) {
+            for f in [
+                "tag",
+                "uid",
+                "bytes_xlated",
+                "bytes_jited",
+                "btf_id",
+                "name",
+            ] {
+                assert_eq!(p[f], b[f], "{f}: bpfns {p} bpftool {b}");
+            }
+            let maps = |v: &Value| v["map_ids"].as_array().cloned().unwrap_or_default();
+            assert_eq!(maps(&p), maps(&b), "map_ids: bpfns {p} bpftool {b}");
+            let (x, y) = (p["loaded_at"].as_i64(), b["loaded_at"].as_i64());
+            assert!(x.zip(y).is_some_and(|(x, y)| (x - y).abs() <= 1), "{p} {b}");
+        }
+    }
+    let kp = via.json(&["prog", "show", &kernel_prog.to_string()]);
+    assert!(
+        kp["map_ids"].as_array().is_some_and(|a| !a.is_empty()),
+        "{kp}"
+    );
+    // A program's attach points, from the links to it.
+    assert!(
+        kp["attached"].as_array().is_some_and(|a| a.iter().any(
+            |x| x["link_id"] == on_fork["id"] && x["attach"] == "tracepoint sched_process_fork"
+        )),
+        "{kp}"
+    );
+
+    // Links: the attach point; BTF: name, size, the kernel's or not.
+    let l = via.json(&["link", "show", &a_link.to_string()]);
+    assert_eq!(l["attach_type"], "sk_lookup", "{l}");
+    assert!(l["netns_ino"].is_u64(), "{l}");
+    let linked = via.json(&["prog", "show", &l["prog_id"].to_string()]);
+    assert_eq!(linked["attached"][0]["link_id"], a_link, "{linked}");
+    assert!(
+        linked["attached"][0]["attach"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("netns ") && a.ends_with(" sk_lookup")),
+        "{linked}"
+    );
+    assert!(
+        via.text(&["prog", "list", "--namespace", "/a"])
+            .contains(&format!("(link {a_link})")),
+        "the ATTACHED column"
+    );
+    let links = via.text(&["link", "list"]);
+    assert!(
+        links.contains("tracepoint sched_process_fork") && links.contains(" netns "),
+        "{links}"
+    );
+    let v = via.json(&["btf", "show", "1"]);
+    assert_eq!(
+        (&v["name"], &v["kernel"]),
+        (&"vmlinux".into(), &true.into()),
+        "{v}"
+    );
+    assert!(v["size"].as_u64().is_some_and(|s| s > 0), "{v}");
+
+    // --namespace (and -r for the namespaces below); a namespace you cannot see is not found.
+    let only_a = ids(&via.json(&["map", "list", "--namespace", "/a"]));
+    assert_eq!(only_a, BTreeSet::from([u64::from(a_map)]));
+    let below_a = ids(&via.json(&["map", "list", "--namespace", "/a", "-r"]));
+    assert_eq!(
+        below_a,
+        BTreeSet::from([u64::from(a_map), u64::from(kid_map)])
+    );
+    via.fails(&["map", "list", "--namespace", "/nope"], 3, "not_found");
+    via.fails(&["prog", "list", "-r"], 2, "bad_request");
+    let inside = |args: &[&str]| {
+        let mut a = vec!["exec", "/a", "--", bpfns(), "--socket", &via.socket, "-j"];
+        a.extend_from_slice(args);
+        via.run(&a)
+    };
+    let o = inside(&["map", "list", "--namespace", "/b"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "another tenant's namespace is not found"
+    );
+    let o = inside(&["map", "list", "--namespace", "/a", "-r"]);
+    let seen: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(ids(&seen), below_a, "a member's view of its subtree");
+
+    // Dumps: a map by pin and by id; a program's instructions; a BTF summary. A ring buffer
+    // cannot be dumped by key, and says so.
+    let dump = via.json(&["map", "dump", "pinned", a_pin_s]);
+    assert_eq!(dump.as_array().map(Vec::len), Some(4), "{dump}");
+    assert_eq!(via.json(&["map", "dump", "id", &a_map_s]), dump);
+    let insns = via.json(&["prog", "dump", "xlated", "id", &a_prog.to_string()]);
+    let last = insns
+        .as_array()
+        .and_then(|a| a.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["disasm"], "exit", "{insns}");
+    assert!(via
+        .text(&["prog", "dump", "xlated", &kernel_prog.to_string()])
+        .contains("(95) exit"));
+    let btf = via.json(&["btf", "dump", "1"]);
+    assert!(btf["types"].as_u64().is_some_and(|n| n > 1000), "{btf}");
+    assert!(
+        btf["kinds"]["STRUCT"].as_u64().is_some_and(|n| n > 0),
+        "{btf}"
+    );
+    let why = via.fails(&["map", "dump", &b_rb_s], 1, "failed");
+    assert!(
+        why.contains("ring buffers cannot be dumped by key"),
+        "{why}"
+    );
+    let o = via.run(&["map", "dump", &b_rb_s]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("524") && !err.contains("Unknown error"),
+        "{err}"
+    );
+    // Commands that cannot work are not offered; a pin of another kind is named.
+    assert_eq!(via.run(&["link", "dump", "1"]).status.code(), Some(2));
+    let why = via.fails(&["prog", "show", "pinned", a_pin_s], 2, "bad_request");
+    assert!(why.contains("is a map, not a prog"), "{why}");
+
+    // Processes: a member of /a/kid, found by `ns ps -r /a` and `ns identify`. It is `cat`
+    // reading our pipe: it ends when the pipe closes, also when this test fails.
+    let mut member = Command::new(bpfns())
+        .args(["--socket", &via.socket, "exec", "/a/kid", "--", "cat"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("starting a member");
+    // The helper holding kid_map is a member already: wait for `cat` itself.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c
+        .ns_ps("/a/kid", false)
+        .expect("ns_ps")
+        .iter()
+        .any(|p| p.comm == "cat")
+    {
+        assert!(Instant::now() < deadline, "the member never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kid_ps = via.json(&["ns", "ps", "/a/kid"]);
+    let sleeper = kid_ps
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["comm"] == "cat"))
+        .cloned()
+        .unwrap_or_else(|| panic!("cat in {kid_ps}"));
+    let pid = sleeper["pid"].as_u64().expect("pid").to_string();
+    assert_eq!(
+        (&sleeper["namespace"], &sleeper["uid"]),
+        (&"/a/kid".into(), &0.into())
+    );
+    let not_r = via.json(&["ns", "ps", "/a"]);
+    assert!(not_r
+        .as_array()
+        .is_some_and(|a| a.iter().all(|p| p["namespace"] == "/a")));
+    let r = via.json(&["ns", "ps", "-r", "/a"]);
+    assert!(r
+        .as_array()
+        .is_some_and(|a| a.iter().any(|p| p["pid"] == sleeper["pid"])));
+    assert!(
+        via.text(&["ns", "ps", "-r", "/a"]).starts_with("PID "),
+        "a table"
+    );
+    assert_eq!(via.json(&["ns", "identify", &pid])["namespace"], "/a/kid");
+    let me = std::process::id().to_string();
+    assert_eq!(via.json(&["ns", "identify", &me])["namespace"], "/");
+    via.fails(&["ns", "identify", "2147483647"], 3, "not_found");
+    let o = inside(&["ns", "identify", &me]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "a member does not see a root process"
+    );
+    drop(member.stdin.take());
+    assert!(member.wait().expect("waiting for the member").success());
+
+    // Errors: the protocol's code in JSON and the exit status; kernel errnos in a sentence.
+    via.fails(&["ns", "show", "/nope"], 3, "not_found");
+    via.fails(&["ns", "create", "/a"], 5, "conflict");
+    via.fails(&["map", "show", "abc"], 2, "bad_request");
+    via.fails(&["ns", "delete", "/"], 4, "denied");
+    let (code, v) = via.json_status(&["map", "show", "pinned", "/sys/fs/bpf/bpfns-cli-nothing"]);
+    assert_eq!((code, &v["error"]["errno"]), (3, &"ENOENT".into()), "{v}");
+    assert!(
+        v["error"]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("no such object")),
+        "{v}"
+    );
+    let o = via.run(&["map", "show", "pinned", "/sys/fs/bpf/bpfns-cli-nothing"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("\nbpfns: ENOENT: no such object"),
+        "the errno in a sentence"
+    );
+    if have_setpriv() {
+        let o = Command::new(SETPRIV)
+            .args([
+                "--reuid=1000",
+                "--regid=1000",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                bpfns(),
+                "--socket",
+                &via.socket,
+                "-j",
+                "ns",
+                "identify",
+                &me,
+            ])
+            .output()
+            .expect("setpriv");
+        let v: Value = serde_json::from_slice(&o.stdout).expect("error JSON");
+        assert_eq!(
+            (o.status.code(), &v["error"]["code"]),
+            (Some(4), &"denied".into()),
+            "{v}"
+        );
+    }
+    let limited = TestDaemon::start_with("cli-limit", |c| c.limits.max_namespaces_per_tenant = 1);
+    let lim = Via {
+        socket: limited.socket.to_str().expect("utf-8").to_string(),
+    };
+    lim.json(&["ns", "create", "/t"]);
+    // The limit binds a tenant's members (host root, who sets it, is bound by the kernel's
+    // tables alone).
+    let o = lim.run(&[
+        "exec",
+        "/t",
+        "--",
+        bpfns(),
+        "--socket",
+        &lim.socket,
+        "-j",
+        "ns",
+        "create",
+        "/t/x",
+    ]);
+    let v: Value = serde_json::from_slice(&o.stdout).expect("error JSON");
+    assert_eq!(
+        (o.status.code(), &v["error"]["code"]),
+        (Some(6), &"limit_reached".into()),
+        "{v}"
+    );
+
+    // The layers have one name: doctor's are status's.
+    let doctor = via.json_status(&["doctor"]).1;
+    let status = via.json(&["status"]);
+    for l in doctor["active_layers"].as_array().expect("active_layers") {
+        assert!(
+            status["layers"].as_array().is_some_and(|s| s.contains(l)),
+            "doctor's {l} is not among status's {}",
+            status["layers"]
+        );
+    }
 }

@@ -407,7 +407,7 @@ fn status_names_the_layers_that_run_and_tells_a_member_only_its_subtree() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(o.status.code(), Some(5), "{err}");
     assert!(
         err.contains(&format!("bpfnsd serves it on {sock}")) && err.contains("--force"),
         "{err}"
@@ -473,9 +473,13 @@ fn ns_policy_from_the_cli() {
     // Wider than the parent: refused with the reason and the fix.
     ok(&bpfns(&["ns", "create", "/n"]));
     let o = bpfns(&["ns", "policy", "/n/x", "--allow-tracing"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3), "no such namespace");
     let o = bpfns(&["ns", "create", "/n/x", "--allow-tracing"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "a conflict with the parent's policy"
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("change the parent's policy first"), "{err}");
     // Changing it; the list shows it.
@@ -553,7 +557,9 @@ fn a_user_without_capabilities_lists_nothing_through_bpfnsd() {
     ] {
         let o = as_user(args);
         let out = String::from_utf8_lossy(&o.stdout);
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {out}");
+        assert_eq!(o.status.code(), Some(4), "{args:?}: {out}");
+        let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(v["error"]["code"], "denied", "{args:?}: {out}");
         assert!(
             out.contains("needs CAP_BPF or CAP_SYS_ADMIN in the initial user namespace"),
             "{args:?}: {out}"
@@ -599,7 +605,7 @@ fn ns_max_objects_from_the_cli() {
     );
     // Above the parent's: refused with the fix; 0: a usage error.
     let o = cli(&["ns", "create", "/q/big", "--max-objects", "65"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(5));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("ask for at most 64"), "{err}");
     assert_eq!(
@@ -735,7 +741,7 @@ fn ns_create_parents_and_delete_recursive_and_forced() {
         assert!(d.client().ns_show(p).is_ok(), "{p}");
     }
     let o = cli(&["ns", "delete", "/x"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(5), "has children");
     assert!(d.client().ns_show("/x/y/z").is_ok(), "nothing deleted");
     let v: Value = serde_json::from_str(&ok(&cli(&["-j", "ns", "delete", "-r", "/x"]))).unwrap();
     let deleted: Vec<&str> = v
@@ -763,7 +769,7 @@ fn ns_create_parents_and_delete_recursive_and_forced() {
     }
     let o = cli(&["ns", "delete", "/f"]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(o.status.code(), Some(5), "{err}");
     assert!(
         err.contains("member task") && err.contains("--force"),
         "{err}"
@@ -838,6 +844,6 @@ fn exec_with_a_user_and_capabilities() {
     ]));
     assert!(listed.contains("\"creds_map\""), "{listed}");
     let o = exec(&["--caps", "no_such_cap", "/a", "--", "true"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "bad usage");
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown capability"));
 }

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use bpfns_model::{ObjectKind, ProgramPolicy};
 use bpfns_proto::{
     decode, decode_len, encode, CallerInfo, ErrorBody, ErrorCode, NsInfo, ObjectInfo, Op, Outcome,
-    Reply, Request, Response, StatusInfo, HEADER_LEN, MAX_REQUEST, MAX_RESPONSE,
+    ProcessInfo, Reply, Request, Response, StatusInfo, HEADER_LEN, MAX_REQUEST, MAX_RESPONSE,
 };
 use bpfns_sys::unix::{recv_exact_with_fds, send_with_fds};
 
@@ -289,8 +289,42 @@ impl Client {
 
     /// The objects of `kind` we may see.
     pub fn list(&mut self, kind: ObjectKind) -> Result<Vec<ObjectInfo>> {
-        match self.call(Op::List { kind })? {
+        self.list_in(kind, None, false)
+    }
+
+    /// The objects of `kind` we may see in namespace `namespace` (with `recursive`, in those
+    /// below it too); every one we may see when `None`.
+    pub fn list_in(
+        &mut self,
+        kind: ObjectKind,
+        namespace: Option<&str>,
+        recursive: bool,
+    ) -> Result<Vec<ObjectInfo>> {
+        match self.call(Op::List {
+            kind,
+            namespace: namespace.map(str::to_string),
+            recursive,
+        })? {
             Reply::Objects { objects } => Ok(objects),
+            r => Self::unexpected(r),
+        }
+    }
+
+    /// The member processes of namespace `path` (with `recursive`, of those below it too).
+    pub fn ns_ps(&mut self, path: &str, recursive: bool) -> Result<Vec<ProcessInfo>> {
+        match self.call(Op::NsPs {
+            path: path.into(),
+            recursive,
+        })? {
+            Reply::Processes { processes } => Ok(processes),
+            r => Self::unexpected(r),
+        }
+    }
+
+    /// Which namespace process `pid` is in (`/` for none).
+    pub fn ns_identify(&mut self, pid: i32) -> Result<ProcessInfo> {
+        match self.call(Op::NsIdentify { pid })? {
+            Reply::Process(p) => Ok(p),
             r => Self::unexpected(r),
         }
     }
@@ -298,7 +332,7 @@ impl Client {
     /// One object we may see.
     pub fn show(&mut self, kind: ObjectKind, id: u32) -> Result<ObjectInfo> {
         match self.call(Op::Show { kind, id })? {
-            Reply::Object(o) => Ok(o),
+            Reply::Object(o) => Ok(*o),
             r => Self::unexpected(r),
         }
     }

@@ -392,25 +392,31 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
-static __always_inline void emit_record(struct seq_file *seq, struct obj_record *r)
+static __always_inline void emit_record(struct seq_file *seq, struct obj_record *r, __u32 size)
 {
 	r->owner = owner_of(r->kind, r->id);
-	bpf_seq_write(seq, r, sizeof(*r));
+	r->size = size;
+	bpf_seq_write(seq, r, size);
 }
 
 SEC("iter/bpf_map")
 int iter_maps(struct bpf_iter__bpf_map *ctx)
 {
 	struct bpf_map *map = ctx->map;
-	struct obj_record r = {};
+	struct map_record r = {};
 
 	if (!map)
 		return 0;
-	r.kind = BPFNS_KIND_MAP;
-	r.id = map->id;
-	r.type = map->map_type;
-	bpf_probe_read_kernel_str(r.name, sizeof(r.name), map->name);
-	emit_record(ctx->meta->seq, &r);
+	r.head.kind = BPFNS_KIND_MAP;
+	r.head.id = map->id;
+	r.head.type = map->map_type;
+	bpf_probe_read_kernel_str(r.head.name, sizeof(r.head.name), map->name);
+	r.key_size = map->key_size;
+	r.value_size = map->value_size;
+	r.max_entries = map->max_entries;
+	r.map_flags = map->map_flags;
+	r.btf_id = BPF_CORE_READ(map, btf, id);
+	emit_record(ctx->meta->seq, &r.head, sizeof(r));
 	return 0;
 }
 
@@ -418,15 +424,35 @@ SEC("iter/bpf_prog")
 int iter_progs(struct bpf_iter__bpf_prog *ctx)
 {
 	struct bpf_prog *prog = ctx->prog;
-	struct obj_record r = {};
+	struct prog_record r = {};
+	struct bpf_map **maps;
+	__u32 i, n;
 
 	if (!prog)
 		return 0;
-	r.kind = BPFNS_KIND_PROG;
-	r.id = BPF_CORE_READ(prog, aux, id);
-	r.type = prog->type;
-	bpf_probe_read_kernel_str(r.name, sizeof(r.name), BPF_CORE_READ(prog, aux, name));
-	emit_record(ctx->meta->seq, &r);
+	r.head.kind = BPFNS_KIND_PROG;
+	r.head.id = BPF_CORE_READ(prog, aux, id);
+	r.head.type = prog->type;
+	bpf_probe_read_kernel_str(r.head.name, sizeof(r.head.name), BPF_CORE_READ(prog, aux, name));
+	bpf_core_read(&r.tag, sizeof(r.tag), &prog->tag);
+	r.load_time = BPF_CORE_READ(prog, aux, load_time);
+	r.xlated_len = BPF_CORE_READ(prog, len) * 8; /* sizeof(struct bpf_insn) */
+	r.jited_len = BPF_CORE_READ(prog, jited_len);
+	r.uid = BPF_CORE_READ(prog, aux, user, uid.val);
+	r.btf_id = BPF_CORE_READ(prog, aux, btf, id);
+	r.pages = BPF_CORE_READ(prog, pages);
+	/* Read as they are now: a map bound meanwhile (BPF_PROG_BIND_MAP) may be missed. */
+	n = BPF_CORE_READ(prog, aux, used_map_cnt);
+	r.nr_map_ids = n;
+	maps = BPF_CORE_READ(prog, aux, used_maps);
+	for (i = 0; i < BPFNS_PROG_MAP_IDS && i < n; i++) {
+		struct bpf_map *m = NULL;
+
+		if (bpf_probe_read_kernel(&m, sizeof(m), &maps[i]) || !m)
+			break;
+		r.map_ids[i] = BPF_CORE_READ(m, id);
+	}
+	emit_record(ctx->meta->seq, &r.head, sizeof(r));
 	return 0;
 }
 
@@ -446,7 +472,7 @@ int iter_links(struct bpf_iter__bpf_link *ctx)
 	r.type = link->type;
 	r.extra = BPF_CORE_READ(link, prog, aux, id);
 	bpf_probe_read_kernel_str(r.name, sizeof(r.name), BPF_CORE_READ(link, prog, aux, name));
-	emit_record(ctx->meta->seq, &r);
+	emit_record(ctx->meta->seq, &r, sizeof(r));
 	return 0;
 }
 

@@ -56,15 +56,46 @@ struct ns_info {
  * BPF object, so namespaces do not get them unless their policy says so. */
 #define BPFNS_NS_ALLOW_TRACING (1u << 8)
 
-/* One record of the listing iterators. */
+/* One record of the listing iterators: this head, then what the kernel knows about objects of
+ * its kind (struct map_record, struct prog_record; links have the head alone). `size` is the
+ * whole record's size, so that a reader walks records of any length (kernel sides before the
+ * details wrote the 40-byte head alone, with 0 there). */
 struct obj_record {
 	__u32 kind;
 	__u32 id;
 	__u32 owner;
 	__u32 type;  /* map type, prog type or link type */
 	__u32 extra; /* links: the attached program's id */
-	__u32 pad;
+	__u32 size;  /* bytes of the whole record */
 	char name[16]; /* maps and progs: the object's name; links: the program's */
+};
+
+/* A map's record: what bpftool's `map show` prints but memlock (which needs the map's ops). */
+struct map_record {
+	struct obj_record head;
+	__u32 key_size;
+	__u32 value_size;
+	__u32 max_entries;
+	__u32 map_flags;
+	__u32 btf_id; /* 0: none */
+	__u32 pad;
+};
+
+/* Map ids a program's record carries; nr_map_ids says how many it uses in all. */
+#define BPFNS_PROG_MAP_IDS 16
+
+/* A program's record: what bpftool's `prog show` prints. */
+struct prog_record {
+	struct obj_record head;
+	__u8 tag[8];
+	__u64 load_time; /* ns since boot (CLOCK_BOOTTIME) */
+	__u32 xlated_len; /* bytes of its instructions after verification */
+	__u32 jited_len;  /* bytes of its JIT image; 0: not JITed */
+	__u32 uid;        /* the loader's uid (in the initial user namespace) */
+	__u32 btf_id;     /* 0: none */
+	__u32 pages;      /* memlock, in pages */
+	__u32 nr_map_ids; /* maps it uses; the first BPFNS_PROG_MAP_IDS are in map_ids */
+	__u32 map_ids[BPFNS_PROG_MAP_IDS];
 };
 
 /* One record of the task iterator. */

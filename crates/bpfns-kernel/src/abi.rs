@@ -79,10 +79,64 @@ pub fn parse_ns_info(b: &[u8]) -> Option<(NsId, u32)> {
     unpair(b).map(|(p, d)| (NsId(p), d))
 }
 
-/// Size of `struct obj_record`, one record of the listing iterators.
+/// Size of `struct obj_record`, the head of every record of the listing iterators.
 pub const OBJ_RECORD_SIZE: usize = 40;
+/// Size of `struct map_record`.
+pub const MAP_RECORD_SIZE: usize = 64;
+/// Size of `struct prog_record`.
+pub const PROG_RECORD_SIZE: usize = 144;
+/// `BPFNS_PROG_MAP_IDS`: map ids a program's record carries.
+pub const PROG_MAP_IDS: usize = 16;
 
-/// `struct obj_record` as decoded from an iterator.
+/// `struct map_record` beyond its head: what the kernel knows about a map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MapDetails {
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub map_flags: u32,
+    /// 0: none.
+    pub btf_id: u32,
+}
+
+/// `struct prog_record` beyond its head: what the kernel knows about a program.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProgDetails {
+    pub tag: [u8; 8],
+    /// Nanoseconds since boot (`CLOCK_BOOTTIME`) when it was loaded.
+    pub load_time_ns: u64,
+    pub xlated_len: u32,
+    /// 0: not JITed.
+    pub jited_len: u32,
+    pub uid: u32,
+    /// 0: none.
+    pub btf_id: u32,
+    /// Its memlock, in pages.
+    pub pages: u32,
+    /// How many maps it uses.
+    pub nr_map_ids: u32,
+    /// Their ids: from a record, the first [`PROG_MAP_IDS`] only.
+    pub map_ids: Vec<u32>,
+}
+
+impl ProgDetails {
+    /// Whether `map_ids` holds every map id.
+    pub fn map_ids_complete(&self) -> bool {
+        self.map_ids.len() >= self.nr_map_ids as usize
+    }
+}
+
+/// What a record says beyond its head.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RecordDetails {
+    /// Links, and records of kernel sides that wrote heads only.
+    #[default]
+    None,
+    Map(MapDetails),
+    Prog(ProgDetails),
+}
+
+/// `struct obj_record` as decoded from an iterator, with what follows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRecord {
     pub kind: ObjectKind,
@@ -91,22 +145,84 @@ pub struct RawRecord {
     pub type_code: u32,
     pub extra: u32,
     pub name: String,
+    pub details: RecordDetails,
+}
+
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
 }
 
 impl RawRecord {
-    /// Decode one record; `None` if the kind code is unknown.
-    pub fn parse(b: &[u8; OBJ_RECORD_SIZE]) -> Option<Self> {
-        let u = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        let name = &b[24..40];
+    /// Decode one record from the start of `b`, and its size; `None` when `b` does not start
+    /// with a whole record. The record's kind is `None` when its kind code is unknown.
+    fn parse_one(b: &[u8]) -> Option<(Option<Self>, usize)> {
+        let head = b.get(..OBJ_RECORD_SIZE)?;
+        let size = match u32_at(head, 20) as usize {
+            // Kernel sides before the details wrote the head alone, with 0 there.
+            0 => OBJ_RECORD_SIZE,
+            n if n < OBJ_RECORD_SIZE => return None,
+            n => n,
+        };
+        let rec = b.get(..size)?;
+        let Some(kind) = ObjectKind::from_code(u32_at(head, 0)) else {
+            return Some((None, size));
+        };
+        let name = &head[24..40];
         let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
-        Some(Self {
-            kind: ObjectKind::from_code(u(0))?,
-            id: u(4),
-            owner: NsId(u(8)),
-            type_code: u(12),
-            extra: u(16),
-            name: String::from_utf8_lossy(&name[..end]).into_owned(),
-        })
+        let details = match kind {
+            ObjectKind::Map if size >= MAP_RECORD_SIZE => RecordDetails::Map(MapDetails {
+                key_size: u32_at(rec, 40),
+                value_size: u32_at(rec, 44),
+                max_entries: u32_at(rec, 48),
+                map_flags: u32_at(rec, 52),
+                btf_id: u32_at(rec, 56),
+            }),
+            ObjectKind::Prog if size >= PROG_RECORD_SIZE => {
+                let mut tag = [0u8; 8];
+                tag.copy_from_slice(&rec[40..48]);
+                let mut load_time = [0u8; 8];
+                load_time.copy_from_slice(&rec[48..56]);
+                let nr_map_ids = u32_at(rec, 76);
+                let map_ids = (0..(nr_map_ids as usize).min(PROG_MAP_IDS))
+                    .map(|i| u32_at(rec, 80 + 4 * i))
+                    .collect();
+                RecordDetails::Prog(ProgDetails {
+                    tag,
+                    load_time_ns: u64::from_ne_bytes(load_time),
+                    xlated_len: u32_at(rec, 56),
+                    jited_len: u32_at(rec, 60),
+                    uid: u32_at(rec, 64),
+                    btf_id: u32_at(rec, 68),
+                    pages: u32_at(rec, 72),
+                    nr_map_ids,
+                    map_ids,
+                })
+            }
+            _ => RecordDetails::None,
+        };
+        Some((
+            Some(Self {
+                kind,
+                id: u32_at(head, 4),
+                owner: NsId(u32_at(head, 8)),
+                type_code: u32_at(head, 12),
+                extra: u32_at(head, 16),
+                name: String::from_utf8_lossy(&name[..end]).into_owned(),
+                details,
+            }),
+            size,
+        ))
+    }
+
+    /// Every record an iterator wrote, each as long as its `size` says (records of unknown
+    /// kinds are skipped; a truncated tail ends the walk).
+    pub fn parse_all(mut b: &[u8]) -> Vec<Self> {
+        let mut out = Vec::with_capacity(b.len() / MAP_RECORD_SIZE);
+        while let Some((rec, size)) = Self::parse_one(b) {
+            out.extend(rec);
+            b = &b[size..];
+        }
+        out
     }
 }
 
@@ -409,20 +525,78 @@ mod tests {
         assert_eq!(TaskTag::from_bytes(&[1, 2, 3]), None);
     }
 
-    #[test]
-    fn record_parse() {
-        let mut b = [0u8; OBJ_RECORD_SIZE];
-        b[0..4].copy_from_slice(&2u32.to_ne_bytes());
-        b[4..8].copy_from_slice(&42u32.to_ne_bytes());
+    fn head(kind: u32, id: u32, size: u32) -> Vec<u8> {
+        let mut b = vec![0u8; OBJ_RECORD_SIZE];
+        b[0..4].copy_from_slice(&kind.to_ne_bytes());
+        b[4..8].copy_from_slice(&id.to_ne_bytes());
         b[8..12].copy_from_slice(&3u32.to_ne_bytes());
         b[12..16].copy_from_slice(&1u32.to_ne_bytes());
+        b[20..24].copy_from_slice(&size.to_ne_bytes());
         b[24..28].copy_from_slice(b"abcd");
-        let r = RawRecord::parse(&b).unwrap();
-        assert_eq!(r.kind, ObjectKind::Map);
-        assert_eq!((r.id, r.owner, r.type_code), (42, NsId(3), 1));
-        assert_eq!(r.name, "abcd");
-        b[0..4].copy_from_slice(&9u32.to_ne_bytes());
-        assert!(RawRecord::parse(&b).is_none());
+        b
+    }
+
+    #[test]
+    fn record_parse() {
+        // A head alone (an older kernel side: size 0), of a known and an unknown kind.
+        let mut b = head(2, 42, 0);
+        b.extend(head(9, 43, 0));
+        b.extend(head(2, 44, 0));
+        let r = RawRecord::parse_all(&b);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].kind, ObjectKind::Map);
+        assert_eq!((r[0].id, r[0].owner, r[0].type_code), (42, NsId(3), 1));
+        assert_eq!(r[0].name, "abcd");
+        assert_eq!(r[0].details, RecordDetails::None);
+        assert_eq!(r[1].id, 44);
+    }
+
+    #[test]
+    fn map_and_prog_records_carry_details() {
+        let mut m = head(2, 7, MAP_RECORD_SIZE as u32);
+        for v in [4u32, 8, 16, 1, 5, 0] {
+            m.extend(v.to_ne_bytes());
+        }
+        assert_eq!(m.len(), MAP_RECORD_SIZE);
+        let mut p = head(1, 9, PROG_RECORD_SIZE as u32);
+        p.extend([1, 2, 3, 4, 5, 6, 7, 8]);
+        p.extend(1_000_000_000u64.to_ne_bytes());
+        for v in [16u32, 40, 1000, 6, 1, 17] {
+            p.extend(v.to_ne_bytes());
+        }
+        for i in 0..PROG_MAP_IDS as u32 {
+            p.extend((100 + i).to_ne_bytes());
+        }
+        assert_eq!(p.len(), PROG_RECORD_SIZE);
+        let mut b = m.clone();
+        b.extend(&p);
+        b.extend(&m[..50]); // a truncated tail ends the walk
+        let r = RawRecord::parse_all(&b);
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r[0].details,
+            RecordDetails::Map(MapDetails {
+                key_size: 4,
+                value_size: 8,
+                max_entries: 16,
+                map_flags: 1,
+                btf_id: 5
+            })
+        );
+        let RecordDetails::Prog(d) = &r[1].details else {
+            panic!("{:?}", r[1]);
+        };
+        assert_eq!(d.tag, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(d.load_time_ns, 1_000_000_000);
+        assert_eq!(
+            (d.xlated_len, d.jited_len, d.uid, d.btf_id),
+            (16, 40, 1000, 6)
+        );
+        assert_eq!(d.pages, 1);
+        assert_eq!(d.map_ids, (100..116).collect::<Vec<u32>>());
+        assert!(!d.map_ids_complete(), "17 maps, 16 carried");
+        // A size below the head's is not a record.
+        assert!(RawRecord::parse_all(&head(2, 1, 8)).is_empty());
     }
 
     #[test]

@@ -112,9 +112,9 @@ impl Check {
     }
 }
 
-/// An enforcement layer bpfns can use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// An enforcement layer bpfns can use. Named the same everywhere (`bpfns doctor`, `bpfns
+/// status`, `bpfns kernel status`, the protocol's `status`): by [`Layer::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layer {
     /// The seccomp supervisor: always used.
     Supervisor,
@@ -124,8 +124,14 @@ pub enum Layer {
     BpfLsm,
 }
 
+impl Serialize for Layer {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 impl Layer {
-    /// Human name.
+    /// Its name, in text and JSON alike.
     pub fn name(self) -> &'static str {
         match self {
             Layer::Supervisor => "supervisor",
@@ -1099,6 +1105,12 @@ mod tests {
         assert!(text.contains("enforcement layers: supervisor, tracepoint backstop, BPF LSM\n"));
         assert!(text.contains("required features: all present\n"));
         assert!(text.contains("not running as root"));
+        // JSON names the layers as the text and `bpfns status` do.
+        let v = serde_json::to_value(&r).expect("JSON");
+        assert_eq!(
+            v["active_layers"],
+            serde_json::json!(["supervisor", "tracepoint backstop", "BPF LSM"])
+        );
     }
 
     fn facts(load: Result<(), SysError>, lsms: &[&str]) -> LsmFacts {

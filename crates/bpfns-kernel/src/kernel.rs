@@ -11,7 +11,7 @@ use bpfns_sys::bpf::{self as sysbpf};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
 use serde::Serialize;
 
-use crate::abi::{self, RawRecord, Stat, TaskTag, OBJ_RECORD_SIZE};
+use crate::abi::{self, RawRecord, RecordDetails, Stat, TaskTag};
 use crate::doctor::Layer;
 use crate::error::{KernelError, Result};
 use crate::layout::{PinLayout, LINKS, MAPS};
@@ -31,6 +31,173 @@ pub struct OwnedObject {
     /// For links: the attached program's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prog_id: Option<u32>,
+    /// What the kernel says about it beyond that: maps' and programs' from the listing
+    /// itself, links' and BTF objects' once [`fill_details`] asked for them.
+    #[serde(skip)]
+    pub details: Details,
+}
+
+/// What is known about an object beyond its owner, type and name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Details {
+    #[default]
+    None,
+    Map(abi::MapDetails),
+    Prog(abi::ProgDetails),
+    Link(sysbpf::LinkInfo),
+    Btf(sysbpf::BtfInfo),
+}
+
+impl Details {
+    /// As the protocol names them. `boot_time` is when the machine booted, in seconds since the
+    /// epoch ([`boot_time`]): programs' load times are kept since boot.
+    pub fn to_proto(&self, boot_time: Option<u64>) -> bpfns_proto::ObjectDetails {
+        use sysbpf::LinkAttach as A;
+        let nonzero = |v: u32| (v != 0).then_some(v);
+        let attach_name = |t: u32| {
+            sysbpf::attach_type_name(t).map_or_else(|| format!("type {t}"), str::to_string)
+        };
+        let mut d = bpfns_proto::ObjectDetails::default();
+        match self {
+            Details::None => {}
+            Details::Map(m) => {
+                d.bytes_key = Some(m.key_size);
+                d.bytes_value = Some(m.value_size);
+                d.max_entries = Some(m.max_entries);
+                d.flags = Some(m.map_flags);
+                d.btf_id = nonzero(m.btf_id);
+            }
+            Details::Prog(p) => {
+                d.tag = Some(p.tag.iter().map(|b| format!("{b:02x}")).collect());
+                d.loaded_at = boot_time.map(|b| b + p.load_time_ns / 1_000_000_000);
+                d.uid = Some(p.uid);
+                d.bytes_xlated = Some(p.xlated_len);
+                d.bytes_jited = nonzero(p.jited_len);
+                d.bytes_memlock = Some(u64::from(p.pages) * bpfns_sys::process::page_size() as u64);
+                d.map_ids = Some(p.map_ids.clone());
+                d.btf_id = nonzero(p.btf_id);
+            }
+            Details::Link(l) => match &l.attach {
+                A::Other => {}
+                A::RawTracepoint { tp_name } => d.tp_name = Some(tp_name.clone()),
+                A::Tracing {
+                    attach_type,
+                    target_obj_id,
+                    target_btf_id,
+                } => {
+                    d.attach_type = Some(attach_name(*attach_type));
+                    d.target_obj_id = Some(*target_obj_id);
+                    d.target_btf_id = Some(*target_btf_id);
+                }
+                A::Cgroup {
+                    cgroup_id,
+                    attach_type,
+                } => {
+                    d.attach_type = Some(attach_name(*attach_type));
+                    d.cgroup_id = Some(*cgroup_id);
+                }
+                A::Iter { target_name } => d.target_name = Some(target_name.clone()),
+                A::Netns {
+                    netns_ino,
+                    attach_type,
+                } => {
+                    d.attach_type = Some(attach_name(*attach_type));
+                    d.netns_ino = Some(*netns_ino);
+                }
+                A::Xdp { ifindex } => d.ifindex = Some(*ifindex),
+                A::StructOps { map_id } => d.map_id = Some(*map_id),
+                A::Netfilter {
+                    pf,
+                    hooknum,
+                    priority,
+                } => {
+                    d.pf = Some(*pf);
+                    d.hooknum = Some(*hooknum);
+                    d.priority = Some(*priority);
+                }
+                A::KprobeMulti { count } => d.func_cnt = Some(*count),
+                A::UprobeMulti { count, pid } => {
+                    d.func_cnt = Some(*count);
+                    d.pid = Some(*pid);
+                }
+                A::PerfEvent { .. } => {}
+                A::Tcx {
+                    ifindex,
+                    attach_type,
+                }
+                | A::Netkit {
+                    ifindex,
+                    attach_type,
+                } => {
+                    d.attach_type = Some(attach_name(*attach_type));
+                    d.ifindex = Some(*ifindex);
+                }
+                A::Sockmap {
+                    map_id,
+                    attach_type,
+                } => {
+                    d.attach_type = Some(attach_name(*attach_type));
+                    d.map_id = Some(*map_id);
+                }
+            },
+            Details::Btf(b) => {
+                d.size = Some(b.size);
+                d.kernel = Some(b.kernel);
+            }
+        }
+        d
+    }
+}
+
+/// When the machine booted, in seconds since the epoch (`btime` in `/proc/stat`).
+pub fn boot_time() -> Option<u64> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Complete what a listing could not say cheaply, for `objects` (a few, already filtered:
+/// this opens each of them): links' attach points and BTF objects' names and sizes
+/// (`BPF_OBJ_GET_INFO_BY_FD`), and every map id of programs using more maps than their
+/// listing record holds. Objects freed meanwhile keep what they had.
+pub fn fill_details(objects: &mut [OwnedObject]) {
+    for o in objects {
+        let needs_open = match &o.details {
+            Details::Prog(p) => !p.map_ids_complete(),
+            Details::None => matches!(o.kind, ObjectKind::Link | ObjectKind::Btf),
+            _ => false,
+        };
+        if !needs_open {
+            continue;
+        }
+        let Ok(fd) = sysbpf::fd_by_id(o.kind, o.id) else {
+            continue;
+        };
+        match (&mut o.details, o.kind) {
+            (Details::Prog(p), _) => {
+                if let Ok(ids) = sysbpf::prog_map_ids(&fd) {
+                    p.nr_map_ids = ids.len() as u32;
+                    p.map_ids = ids;
+                }
+            }
+            (d, ObjectKind::Link) => {
+                if let Ok(info) = sysbpf::link_info(&fd) {
+                    *d = Details::Link(info);
+                }
+            }
+            (d, ObjectKind::Btf) => {
+                if let Ok(info) = sysbpf::btf_info(&fd) {
+                    o.name.clone_from(&info.name);
+                    *d = Details::Btf(info);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// One row of the kernel's namespace table.
@@ -768,11 +935,7 @@ impl Kernel {
     }
 
     fn read_iter(&self, link_name: &str) -> Result<Vec<RawRecord>> {
-        let buf = self.read_iter_bytes(link_name)?;
-        Ok(buf
-            .chunks_exact(OBJ_RECORD_SIZE)
-            .filter_map(|c| c.try_into().ok().and_then(RawRecord::parse))
-            .collect())
+        Ok(RawRecord::parse_all(&self.read_iter_bytes(link_name)?))
     }
 
     /// Every object of `kind` on the host with its owner.
@@ -798,6 +961,11 @@ impl Kernel {
                     .map_or_else(|| format!("type {}", r.type_code), str::to_string),
                 name: r.name,
                 prog_id: (kind == ObjectKind::Link).then_some(r.extra),
+                details: match r.details {
+                    RecordDetails::Map(m) => Details::Map(m),
+                    RecordDetails::Prog(p) => Details::Prog(p),
+                    RecordDetails::None => Details::None,
+                },
             })
             .collect();
         out.sort_by_key(|o| o.id);
@@ -815,6 +983,7 @@ impl Kernel {
                     type_name: String::new(),
                     name: String::new(),
                     prog_id: None,
+                    details: Details::None,
                 })
             })
             .collect()

@@ -47,6 +47,9 @@ mod lsm_skel {
 }
 
 pub use error::{KernelError, Result};
-pub use kernel::{EventReader, Kernel, NsEntry, NsQuota, OwnedObject, QuotaRefusal};
+pub use kernel::{
+    boot_time, fill_details, Details, EventReader, Kernel, NsEntry, NsQuota, OwnedObject,
+    QuotaRefusal,
+};
 pub use layout::PinLayout;
 pub mod doctor;

@@ -61,8 +61,15 @@ pub enum Op {
     /// listener passed along (1 fd), and optionally an in-flight record (a memfd, 2nd fd) where
     /// bpfnsd writes the id of each notification before answering it.
     Supervise { pid: i32 },
-    /// The objects of `kind` the caller may see.
-    List { kind: ObjectKind },
+    /// The objects of `kind` the caller may see; with `namespace`, only that namespace's (and,
+    /// with `recursive`, its descendants').
+    List {
+        kind: ObjectKind,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        namespace: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        recursive: bool,
+    },
     /// One object the caller may see, with its owner.
     Show { kind: ObjectKind, id: u32 },
     /// A file descriptor for an object the caller may see (1 fd in the response). Needs
@@ -79,6 +86,14 @@ pub enum Op {
     /// Why the kernel side stopped (SIGKILL) or refused process `pid`, a child of the caller
     /// (a zombie not yet reaped will do): what bpfnsd logged for it, most recent last.
     WhyStopped { pid: i32 },
+    /// The member processes of namespace `path` (with `recursive`, of its descendants too).
+    NsPs {
+        path: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        recursive: bool,
+    },
+    /// Which namespace process `pid` is in.
+    NsIdentify { pid: i32 },
 }
 
 /// A response: `{"v": 1, "seq": 7, "ok": {...}}` or `{"v": 1, "seq": 7, "error": {...}}`.
@@ -189,7 +204,7 @@ pub enum Reply {
     Objects {
         objects: Vec<ObjectInfo>,
     },
-    Object(ObjectInfo),
+    Object(Box<ObjectInfo>),
     /// The fd is in the frame's SCM_RIGHTS.
     Fd {
         kind: ObjectKind,
@@ -201,6 +216,25 @@ pub enum Reply {
         pid: i32,
         events: Vec<String>,
     },
+    Processes {
+        processes: Vec<ProcessInfo>,
+    },
+    Process(ProcessInfo),
+}
+
+/// A process and its namespace. Process ids are bpfnsd's (the host's pid namespace).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub pid: i32,
+    /// Its command name (`/proc/PID/comm`).
+    pub comm: String,
+    /// Its real uid.
+    pub uid: u32,
+    /// Its threads.
+    pub threads: u32,
+    /// Its namespace's path (`/` for a process in no namespace).
+    pub namespace: String,
+    pub ns_id: NsId,
 }
 
 /// Who the caller is, from kernel facts (peer pidfd → task tag, capabilities).
@@ -283,6 +317,97 @@ pub struct ObjectInfo {
     /// For links: the attached program.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prog_id: Option<u32>,
+    /// What the kernel says about it beyond that, as bpftool shows it.
+    #[serde(flatten)]
+    pub details: ObjectDetails,
+}
+
+/// What the kernel says about an object beyond its type and name, named as bpftool's JSON
+/// names it. A field is absent where it does not apply to the object (or its kernel did not
+/// say).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectDetails {
+    /// Maps: key size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_key: Option<u32>,
+    /// Maps: value size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_value: Option<u32>,
+    /// Maps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_entries: Option<u32>,
+    /// Maps: `BPF_F_*` creation flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<u32>,
+    /// Maps and programs: their BTF object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub btf_id: Option<u32>,
+    /// Programs: the kernel's tag (hash of the instructions), 16 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Programs: when loaded, in seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded_at: Option<u64>,
+    /// Programs: the loader's uid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Programs: bytes of instructions after verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_xlated: Option<u32>,
+    /// Programs: bytes of the JIT image (absent: not JITed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_jited: Option<u32>,
+    /// Programs: memory charged for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_memlock: Option<u64>,
+    /// Programs: the maps they use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_ids: Option<Vec<u32>>,
+    /// Links: how they attach (libbpf's name, e.g. `cgroup_inet_ingress`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach_type: Option<String>,
+    /// Links to a cgroup: its id (the inode of its directory in cgroupfs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_id: Option<u64>,
+    /// Links to a network device (XDP, tcx, netkit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifindex: Option<u32>,
+    /// Links to a network namespace: its inode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_ino: Option<u32>,
+    /// Raw tracepoint links: the tracepoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tp_name: Option<String>,
+    /// Iterator links: what they iterate (`bpf_map`, `task`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_name: Option<String>,
+    /// Tracing links: the target program (0: the kernel) and the BTF id of the function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_obj_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_btf_id: Option<u32>,
+    /// struct_ops and sockmap links: the map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_id: Option<u32>,
+    /// kprobe_multi and uprobe_multi links: how many functions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub func_cnt: Option<u32>,
+    /// uprobe_multi links: the process (0: every process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// netfilter links: protocol family, hook and priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pf: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooknum: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// BTF: bytes of raw data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u32>,
+    /// BTF: the kernel's own (vmlinux or a module's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<bool>,
 }
 
 /// Daemon status.
@@ -333,5 +458,62 @@ mod tests {
         );
         let back: Response = serde_json::from_str(&s).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn object_details_are_flat_optional_and_round_trip() {
+        let o = ObjectInfo {
+            id: 4,
+            kind: ObjectKind::Map,
+            type_name: "hash".into(),
+            name: "m".into(),
+            namespace: "/a".into(),
+            ns_id: NsId(2),
+            prog_id: None,
+            details: ObjectDetails {
+                bytes_key: Some(4),
+                max_entries: Some(16),
+                ..ObjectDetails::default()
+            },
+        };
+        let r = Response::ok(1, Reply::Object(Box::new(o)));
+        let s = serde_json::to_string(&r).unwrap();
+        assert!(
+            s.contains(r#""bytes_key":4,"max_entries":16"#) && !s.contains("bytes_value"),
+            "{s}"
+        );
+        assert_eq!(serde_json::from_str::<Response>(&s).unwrap(), r);
+        // An older daemon's object (no details) still reads.
+        let old = r#"{"v":1,"seq":1,"ok":{"reply":"object","id":1,"kind":"map","type":"array","name":"","namespace":"/","ns_id":0}}"#;
+        let back: Response = serde_json::from_str(old).unwrap();
+        let Outcome::Ok(Reply::Object(o)) = back.result else {
+            panic!("{back:?}");
+        };
+        assert_eq!(o.details, ObjectDetails::default());
+    }
+
+    #[test]
+    fn list_filters_are_optional() {
+        let bare = r#"{"v":1,"seq":1,"op":"list","kind":"map"}"#;
+        let r: Request = serde_json::from_str(bare).unwrap();
+        assert_eq!(
+            r.op,
+            Op::List {
+                kind: ObjectKind::Map,
+                namespace: None,
+                recursive: false
+            }
+        );
+        assert_eq!(serde_json::to_string(&r).unwrap(), bare);
+        let r: Request =
+            serde_json::from_str(r#"{"v":1,"seq":1,"op":"ns_ps","path":"/a","recursive":true}"#)
+                .unwrap();
+        assert_eq!(
+            r.op,
+            Op::NsPs {
+                path: "/a".into(),
+                recursive: true
+            }
+        );
     }
 }

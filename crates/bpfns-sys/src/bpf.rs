@@ -493,3 +493,354 @@ pub fn object_of(fd: impl AsFd) -> Result<Option<(Kind, u32)>> {
     };
     Ok(Some((kind, id)))
 }
+
+/// Whether values of map type `t` have one slot per possible CPU (a lookup returns them all,
+/// each rounded up to 8 bytes).
+pub fn is_percpu_map(t: u32) -> bool {
+    matches!(
+        t,
+        libbpf_sys::BPF_MAP_TYPE_PERCPU_HASH
+            | libbpf_sys::BPF_MAP_TYPE_PERCPU_ARRAY
+            | libbpf_sys::BPF_MAP_TYPE_LRU_PERCPU_HASH
+            | libbpf_sys::BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE
+    )
+}
+
+/// `BPF_MAP_TYPE_RINGBUF`.
+pub const MAP_TYPE_RINGBUF: u32 = libbpf_sys::BPF_MAP_TYPE_RINGBUF;
+
+/// How the elements of a map type are reached from user space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapAccess {
+    /// Keys: `BPF_MAP_GET_NEXT_KEY` and `BPF_MAP_LOOKUP_ELEM` walk them.
+    ByKey,
+    /// A ring buffer: a consumer maps and reads it; there are no keys (a key walk fails with
+    /// `ENOTSUPP`).
+    RingBuffer,
+    /// A queue or stack (pushed and popped) or a bloom filter (tested): no keys either.
+    NoKeys,
+}
+
+/// How the elements of map type `t` are reached.
+pub fn map_access(t: u32) -> MapAccess {
+    match t {
+        libbpf_sys::BPF_MAP_TYPE_RINGBUF | libbpf_sys::BPF_MAP_TYPE_USER_RINGBUF => {
+            MapAccess::RingBuffer
+        }
+        libbpf_sys::BPF_MAP_TYPE_QUEUE
+        | libbpf_sys::BPF_MAP_TYPE_STACK
+        | libbpf_sys::BPF_MAP_TYPE_BLOOM_FILTER => MapAccess::NoKeys,
+        _ => MapAccess::ByKey,
+    }
+}
+
+/// libbpf's name for an attach type ("cgroup_inet_ingress", "trace_fentry", ...).
+pub fn attach_type_name(t: u32) -> Option<&'static str> {
+    // SAFETY: takes an integer, returns a static string or NULL.
+    static_cstr(unsafe { libbpf_sys::libbpf_bpf_attach_type_str(t) })
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` into `info` as the caller prepared it (buffers to fill).
+///
+/// # Safety
+/// Every pointer field of `info` with a non-zero length must point to memory writable for
+/// that length (in the unit the kernel uses for that field) for the duration of the call.
+unsafe fn info_into<T: InfoStruct>(fd: BorrowedFd<'_>, info: &mut T) -> Result<()> {
+    let mut len = std::mem::size_of::<T>() as u32;
+    // SAFETY: `info` is writable for `len` bytes; the buffers it names are the caller's promise.
+    let ret = unsafe {
+        libbpf_sys::bpf_obj_get_info_by_fd(fd.as_raw_fd(), (info as *mut T).cast(), &mut len)
+    };
+    check(|| "BPF_OBJ_GET_INFO_BY_FD".to_string(), ret).map(|_| ())
+}
+
+use std::os::fd::BorrowedFd;
+
+/// Where a link is attached, as `BPF_OBJ_GET_INFO_BY_FD` tells it (fields a kernel does not
+/// fill stay zero).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LinkAttach {
+    /// A link type this table does not know (newer than bpfns).
+    #[default]
+    Other,
+    RawTracepoint {
+        tp_name: String,
+    },
+    Tracing {
+        attach_type: u32,
+        target_obj_id: u32,
+        target_btf_id: u32,
+    },
+    Cgroup {
+        cgroup_id: u64,
+        attach_type: u32,
+    },
+    Iter {
+        target_name: String,
+    },
+    Netns {
+        netns_ino: u32,
+        attach_type: u32,
+    },
+    Xdp {
+        ifindex: u32,
+    },
+    StructOps {
+        map_id: u32,
+    },
+    Netfilter {
+        pf: u32,
+        hooknum: u32,
+        priority: i32,
+    },
+    KprobeMulti {
+        count: u32,
+    },
+    UprobeMulti {
+        count: u32,
+        pid: u32,
+    },
+    PerfEvent {
+        event_type: u32,
+    },
+    Tcx {
+        ifindex: u32,
+        attach_type: u32,
+    },
+    Netkit {
+        ifindex: u32,
+        attach_type: u32,
+    },
+    Sockmap {
+        map_id: u32,
+        attach_type: u32,
+    },
+}
+
+/// A link's type, program and attach point.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LinkInfo {
+    pub link_type: u32,
+    pub id: u32,
+    pub prog_id: u32,
+    pub attach: LinkAttach,
+}
+
+/// A NUL-terminated name of at most `len` bytes that the kernel copies out for a link
+/// (`tp_name`, `target_name`), asked for once its length is known.
+fn link_name(fd: BorrowedFd<'_>, len: u32, set: impl Fn(&mut bpf_link_info, u64, u32)) -> String {
+    let len = len.min(4096);
+    if len == 0 {
+        return String::new();
+    }
+    let mut buf = vec![0u8; len as usize];
+    // SAFETY: all-zero is a valid bpf_link_info.
+    let mut info: bpf_link_info = unsafe { std::mem::zeroed() };
+    set(&mut info, buf.as_mut_ptr() as u64, len);
+    // SAFETY: the one buffer named in `info` is `buf`, writable for `len` bytes.
+    if unsafe { info_into(fd, &mut info) }.is_err() {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` of a link: its type, program and attach point (one call, and a
+/// second for link types whose attach point is a name).
+pub fn link_info(fd: impl AsFd) -> Result<LinkInfo> {
+    let fd = fd.as_fd();
+    let info: bpf_link_info = info(fd)?;
+    let u = &info.__bindgen_anon_1;
+    // SAFETY: every union read below is of the member that belongs to `info.type_`, which the
+    // kernel filled; each member is plain integers, for which any bytes are valid.
+    let attach = unsafe {
+        match info.type_ {
+            libbpf_sys::BPF_LINK_TYPE_RAW_TRACEPOINT => LinkAttach::RawTracepoint {
+                tp_name: link_name(fd, u.raw_tracepoint.tp_name_len, |i, p, l| {
+                    i.__bindgen_anon_1.raw_tracepoint.tp_name = p;
+                    i.__bindgen_anon_1.raw_tracepoint.tp_name_len = l;
+                }),
+            },
+            libbpf_sys::BPF_LINK_TYPE_TRACING => LinkAttach::Tracing {
+                attach_type: u.tracing.attach_type,
+                target_obj_id: u.tracing.target_obj_id,
+                target_btf_id: u.tracing.target_btf_id,
+            },
+            libbpf_sys::BPF_LINK_TYPE_CGROUP => LinkAttach::Cgroup {
+                cgroup_id: u.cgroup.cgroup_id,
+                attach_type: u.cgroup.attach_type,
+            },
+            libbpf_sys::BPF_LINK_TYPE_ITER => LinkAttach::Iter {
+                target_name: link_name(fd, u.iter.target_name_len, |i, p, l| {
+                    i.__bindgen_anon_1.iter.target_name = p;
+                    i.__bindgen_anon_1.iter.target_name_len = l;
+                }),
+            },
+            libbpf_sys::BPF_LINK_TYPE_NETNS => LinkAttach::Netns {
+                netns_ino: u.netns.netns_ino,
+                attach_type: u.netns.attach_type,
+            },
+            libbpf_sys::BPF_LINK_TYPE_XDP => LinkAttach::Xdp {
+                ifindex: u.xdp.ifindex,
+            },
+            libbpf_sys::BPF_LINK_TYPE_STRUCT_OPS => LinkAttach::StructOps {
+                map_id: u.struct_ops.map_id,
+            },
+            libbpf_sys::BPF_LINK_TYPE_NETFILTER => LinkAttach::Netfilter {
+                pf: u.netfilter.pf,
+                hooknum: u.netfilter.hooknum,
+                priority: u.netfilter.priority,
+            },
+            libbpf_sys::BPF_LINK_TYPE_KPROBE_MULTI => LinkAttach::KprobeMulti {
+                count: u.kprobe_multi.count,
+            },
+            libbpf_sys::BPF_LINK_TYPE_UPROBE_MULTI => LinkAttach::UprobeMulti {
+                count: u.uprobe_multi.count,
+                pid: u.uprobe_multi.pid,
+            },
+            libbpf_sys::BPF_LINK_TYPE_PERF_EVENT => LinkAttach::PerfEvent {
+                event_type: u.perf_event.type_,
+            },
+            libbpf_sys::BPF_LINK_TYPE_TCX => LinkAttach::Tcx {
+                ifindex: u.tcx.ifindex,
+                attach_type: u.tcx.attach_type,
+            },
+            libbpf_sys::BPF_LINK_TYPE_NETKIT => LinkAttach::Netkit {
+                ifindex: u.netkit.ifindex,
+                attach_type: u.netkit.attach_type,
+            },
+            libbpf_sys::BPF_LINK_TYPE_SOCKMAP => LinkAttach::Sockmap {
+                map_id: u.sockmap.map_id,
+                attach_type: u.sockmap.attach_type,
+            },
+            _ => LinkAttach::Other,
+        }
+    };
+    Ok(LinkInfo {
+        link_type: info.type_,
+        id: info.id,
+        prog_id: info.prog_id,
+        attach,
+    })
+}
+
+/// The ids of every map a program uses (`map_ids` of its info).
+pub fn prog_map_ids(fd: impl AsFd) -> Result<Vec<u32>> {
+    let fd = fd.as_fd();
+    let first: bpf_prog_info = info(fd)?;
+    if first.nr_map_ids == 0 {
+        return Ok(Vec::new());
+    }
+    let mut ids = vec![0u32; first.nr_map_ids as usize];
+    // SAFETY: all-zero is a valid bpf_prog_info.
+    let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
+    info.nr_map_ids = ids.len() as u32;
+    info.map_ids = ids.as_mut_ptr() as u64;
+    // SAFETY: `map_ids` points to `nr_map_ids` writable u32s; no other buffer is named.
+    unsafe { info_into(fd, &mut info) }?;
+    // More maps may have been bound meanwhile: the kernel wrote at most what was asked for.
+    ids.truncate((info.nr_map_ids as usize).min(ids.len()));
+    Ok(ids)
+}
+
+/// A program's instructions as the verifier left them (`xlated_prog_insns`), 8 bytes each;
+/// `None` when the kernel withholds them (the caller lacks `CAP_BPF`, or the program was
+/// constant-blinded and the descriptor's opener may not see kernel addresses).
+pub fn prog_xlated(fd: impl AsFd) -> Result<Option<Vec<u64>>> {
+    let fd = fd.as_fd();
+    let first: bpf_prog_info = info(fd)?;
+    if first.xlated_prog_len == 0 {
+        return Ok(None);
+    }
+    let mut insns = vec![0u64; first.xlated_prog_len.div_ceil(8) as usize];
+    // SAFETY: all-zero is a valid bpf_prog_info.
+    let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
+    info.xlated_prog_len = (insns.len() * 8) as u32;
+    info.xlated_prog_insns = insns.as_mut_ptr() as u64;
+    // SAFETY: `xlated_prog_insns` points to `xlated_prog_len` writable bytes; no other buffer.
+    unsafe { info_into(fd, &mut info) }?;
+    if info.xlated_prog_insns == 0 {
+        return Ok(None);
+    }
+    insns.truncate((info.xlated_prog_len as usize / 8).min(insns.len()));
+    Ok(Some(insns))
+}
+
+/// A BTF object's name (`vmlinux`, a module's, or empty for a program's), size and origin.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BtfInfo {
+    pub id: u32,
+    pub name: String,
+    /// Bytes of raw BTF data.
+    pub size: u32,
+    /// The kernel's own (vmlinux or a module's), not loaded by a program.
+    pub kernel: bool,
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` of a BTF object.
+pub fn btf_info(fd: impl AsFd) -> Result<BtfInfo> {
+    let fd = fd.as_fd();
+    // Module names are at most 56 bytes (MODULE_NAME_LEN).
+    let mut name = [0u8; 128];
+    // SAFETY: all-zero is a valid bpf_btf_info.
+    let mut info: bpf_btf_info = unsafe { std::mem::zeroed() };
+    info.name = name.as_mut_ptr() as u64;
+    info.name_len = name.len() as u32;
+    // SAFETY: `name` points to `name_len` writable bytes; `btf` is null with size 0.
+    unsafe { info_into(fd, &mut info) }?;
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    Ok(BtfInfo {
+        id: info.id,
+        name: String::from_utf8_lossy(&name[..end]).into_owned(),
+        size: info.btf_size,
+        kernel: info.kernel_btf != 0,
+    })
+}
+
+/// A BTF object's raw data (header, types, strings), as the kernel holds it.
+pub fn btf_data(fd: impl AsFd) -> Result<Vec<u8>> {
+    let fd = fd.as_fd();
+    let first: bpf_btf_info = info(fd)?;
+    let mut data = vec![0u8; first.btf_size as usize];
+    if data.is_empty() {
+        return Ok(data);
+    }
+    // SAFETY: all-zero is a valid bpf_btf_info.
+    let mut info: bpf_btf_info = unsafe { std::mem::zeroed() };
+    info.btf = data.as_mut_ptr() as u64;
+    info.btf_size = data.len() as u32;
+    // SAFETY: `btf` points to `btf_size` writable bytes; no other buffer is named.
+    unsafe { info_into(fd, &mut info) }?;
+    data.truncate((info.btf_size as usize).min(data.len()));
+    Ok(data)
+}
+
+/// The kind of a BPF object fd, from its `/proc/self/fd` link target: the name of its
+/// anonymous inode (`anon_inode:bpf-map`, `anon_inode:bpf-prog`, `anon_inode:bpf_link`,
+/// `anon_inode:btf`).
+pub fn kind_of_link_target(target: &str) -> Option<Kind> {
+    match target {
+        "anon_inode:bpf-map" => Some(Kind::Map),
+        "anon_inode:bpf-prog" => Some(Kind::Prog),
+        "anon_inode:bpf_link" | "anon_inode:bpf-link" => Some(Kind::Link),
+        "anon_inode:btf" => Some(Kind::Btf),
+        _ => None,
+    }
+}
+
+/// What kind of BPF object `fd` is; `None` for anything else.
+pub fn fd_kind(fd: impl AsFd) -> Option<Kind> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd())).ok()?;
+    kind_of_link_target(link.to_str()?)
+}
+
+/// The kernel's id of the BPF object behind `fd`, of kind `kind`.
+pub fn fd_id(fd: impl AsFd, kind: Kind) -> Result<u32> {
+    let fd = fd.as_fd();
+    Ok(match kind {
+        Kind::Map => info::<bpf_map_info>(fd)?.id,
+        Kind::Prog => info::<bpf_prog_info>(fd)?.id,
+        Kind::Link => info::<bpf_link_info>(fd)?.id,
+        Kind::Btf => info::<bpf_btf_info>(fd)?.id,
+    })
+}

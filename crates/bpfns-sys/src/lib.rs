@@ -5,11 +5,14 @@
 //! [`Errno`](rustix::io::Errno)-carrying errors.
 
 pub mod bpf;
+pub mod btf;
 pub mod caps;
 pub mod cbpf;
+pub mod errno;
 pub mod fds;
 pub mod fs;
 pub mod gate;
+pub mod insn;
 pub mod mem;
 pub mod member_filter;
 pub mod probe;
@@ -28,7 +31,7 @@ pub use rustix::io::Errno;
 
 /// A failed system call: which operation, and the kernel's errno.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{op}: {errno}")]
+#[error("{op}: {}", crate::errno::describe(*.errno))]
 pub struct SysError {
     /// What was being done, e.g. `"BPF_MAP_GET_FD_BY_ID 42"`.
     pub op: String,

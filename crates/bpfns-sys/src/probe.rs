@@ -23,59 +23,7 @@ use rustix::process::{
 use crate::seccomp::{self, AddFd, Filter, FilterFlags, Listener};
 use crate::{Result, SysError};
 
-/// `ENOTSUPP` (524): kernel-internal, but bpf() returns it (e.g. for unsupported attach types).
-pub const ENOTSUPP: i32 = 524;
-
-/// The symbolic name of an errno, e.g. `"EPERM"`.
-pub fn errno_name(e: Errno) -> &'static str {
-    match e.raw_os_error() {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::ESRCH => "ESRCH",
-        libc::EINTR => "EINTR",
-        libc::EIO => "EIO",
-        libc::E2BIG => "E2BIG",
-        libc::EBADF => "EBADF",
-        libc::ECHILD => "ECHILD",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EFAULT => "EFAULT",
-        libc::EBUSY => "EBUSY",
-        libc::EEXIST => "EEXIST",
-        libc::ENODEV => "ENODEV",
-        libc::ENOTDIR => "ENOTDIR",
-        libc::EINVAL => "EINVAL",
-        libc::EMFILE => "EMFILE",
-        libc::ENOTTY => "ENOTTY",
-        libc::ENOSPC => "ENOSPC",
-        libc::EPIPE => "EPIPE",
-        libc::ERANGE => "ERANGE",
-        libc::ENAMETOOLONG => "ENAMETOOLONG",
-        libc::ENOSYS => "ENOSYS",
-        libc::ELOOP => "ELOOP",
-        libc::EPROTO => "EPROTO",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        libc::EKEYREJECTED => "EKEYREJECTED",
-        ENOTSUPP => "ENOTSUPP",
-        _ => "errno",
-    }
-}
-
-/// `"EPERM (Operation not permitted)"`; unknown errnos as `"errno 1234"`.
-pub fn describe_errno(e: Errno) -> String {
-    let code = e.raw_os_error();
-    match (errno_name(e), code) {
-        (_, ENOTSUPP) => "ENOTSUPP (operation not supported by this kernel)".to_string(),
-        ("errno", _) => format!("errno {code}"),
-        (name, _) => {
-            let msg = std::io::Error::from_raw_os_error(code).to_string();
-            let msg = msg.split(" (os error").next().unwrap_or(&msg).to_string();
-            format!("{name} ({msg})")
-        }
-    }
-}
+pub use crate::errno::{describe as describe_errno, name as errno_name, ENOTSUPP};
 
 /// Whether the effective user is root.
 pub fn is_root() -> bool {
@@ -535,17 +483,6 @@ fn round_trip(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn errno_names() {
-        assert_eq!(errno_name(Errno::PERM), "EPERM");
-        assert_eq!(
-            describe_errno(Errno::PERM),
-            "EPERM (Operation not permitted)"
-        );
-        assert!(describe_errno(Errno::from_raw_os_error(ENOTSUPP)).starts_with("ENOTSUPP"));
-        assert_eq!(describe_errno(Errno::from_raw_os_error(4000)), "errno 4000");
-    }
 
     // The tests below touch the real kernel and need root; they return early otherwise.
 

@@ -280,3 +280,8 @@ pub fn heap_in_use() -> Option<u64> {
         None
     }
 }
+
+/// The size of a memory page (what the kernel counts memlock in).
+pub fn page_size() -> usize {
+    rustix::param::page_size()
+}

@@ -1116,3 +1116,220 @@ fn one_tenant_cannot_take_another_tenants_connections() {
     let (_b, held) = flood("/b");
     assert_eq!(held, "accepted:2 refused:4 other:0", "/b keeps its share");
 }
+
+/// A helper that holds still in namespace `ns` (None: the root) until dropped.
+fn member_in(d: &TestDaemon, ns: Option<&str>) -> Helper {
+    let mut h = Helper::spawn(&["hold"]);
+    if let Some(ns) = ns {
+        d.client().enter(ns, h.pid).unwrap();
+    }
+    h.go();
+    h.expect("pid");
+    h
+}
+
+/// `ns_ps` lists a namespace's member processes (and, recursively, those below it), and
+/// `ns_identify` names a process's namespace; both only within the caller's subtree, and in
+/// the root namespace only for a caller that may list namespaces.
+#[test]
+fn processes_of_a_namespace_and_the_namespace_of_a_process() {
+    require_kernel!();
+    let d = TestDaemon::start("ns-ps");
+    let mut c = d.client();
+    for p in ["/a", "/a/b", "/c"] {
+        c.ns_create(p).unwrap();
+    }
+    let ha = member_in(&d, Some("/a"));
+    let hb = member_in(&d, Some("/a/b"));
+    let hc = member_in(&d, Some("/c"));
+    let pids = |ps: Vec<bpfns_proto::ProcessInfo>| {
+        ps.into_iter()
+            .map(|p| (p.pid, p.namespace))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let only_a = c.ns_ps("/a", false).unwrap();
+    assert_eq!(only_a.len(), 1, "{only_a:?}");
+    let p = &only_a[0];
+    assert_eq!((p.pid, p.namespace.as_str(), p.uid), (ha.pid, "/a", 0));
+    assert!(p.threads >= 1 && !p.comm.is_empty(), "{p:?}");
+    assert_eq!(
+        pids(c.ns_ps("/a", true).unwrap()),
+        [(ha.pid, "/a".to_string()), (hb.pid, "/a/b".to_string())].into()
+    );
+    assert!(
+        c.ns_ps("/", false).unwrap().is_empty(),
+        "root's processes are not members"
+    );
+    assert_eq!(
+        c.ns_ps("/nope", false).unwrap_err().code(),
+        Some(ErrorCode::NotFound)
+    );
+    assert_eq!(c.ns_identify(hb.pid).unwrap().namespace, "/a/b");
+    let me = c.ns_identify(std::process::id() as i32).unwrap();
+    assert_eq!(
+        (me.namespace.as_str(), me.ns_id),
+        ("/", bpfns_model::NsId::ROOT)
+    );
+    assert_eq!(
+        c.ns_identify(i32::MAX).unwrap_err().code(),
+        Some(ErrorCode::NotFound)
+    );
+
+    // A member of /a: its subtree only; another tenant's process, or a root process, is
+    // "not found", as one that does not exist.
+    let (a, b, cc) = (ha.pid.to_string(), hb.pid.to_string(), hc.pid.to_string());
+    assert_eq!(
+        as_member(&d, Some("/a"), &["ns-identify", &b]),
+        Ok("/a/b".into())
+    );
+    for pid in [cc.as_str(), "1", &std::process::id().to_string()] {
+        assert_eq!(
+            as_member(&d, Some("/a"), &["ns-identify", pid]),
+            Err("NotFound".into()),
+            "{pid}"
+        );
+    }
+    assert_eq!(
+        as_member(&d, Some("/a/b"), &["ns-identify", &a]),
+        Err("NotFound".into()),
+        "the parent's process"
+    );
+    assert_eq!(
+        as_member(&d, Some("/a"), &["ns-ps", "/c"]),
+        Err("NotFound".into())
+    );
+    let seen = as_member(&d, Some("/a"), &["ns-ps", "/a/b"]).unwrap();
+    assert_eq!(seen, format!("{b}:/a/b"));
+    assert_eq!(
+        as_member(&d, Some("/a"), &["ns-ps", "/"]),
+        Err("NotFound".into())
+    );
+
+    // uid 1000 without capabilities in the root namespace: denied, as listing is.
+    let sock = d.socket.to_string_lossy().into_owned();
+    for op in [&["ns-identify", a.as_str()][..], &["ns-ps", "/a"]] {
+        let mut args = vec!["rt-as", "none", "client", sock.as_str()];
+        args.extend_from_slice(op);
+        let mut h = Helper::spawn(&args);
+        h.go();
+        let line = h.line().expect("helper output");
+        h.finish();
+        assert_eq!(line, "error=Denied", "{op:?}");
+    }
+    drop((ha, hb, hc));
+}
+
+/// `list` with a namespace: that namespace's objects, and with `recursive` those below it;
+/// a namespace the caller cannot see is not found.
+#[test]
+fn listings_filter_by_namespace() {
+    require_kernel!();
+    let d = TestDaemon::start("list-ns");
+    let mut c = d.client();
+    for p in ["/a", "/a/b", "/c"] {
+        c.ns_create(p).unwrap();
+    }
+    let (_ha, a_map) = create_in(&d, "/a", "map");
+    let (_hb, b_map) = create_in(&d, "/a/b", "map");
+    let (_hc, c_map) = create_in(&d, "/c", "map");
+    let ids_in = |c: &mut bpfns_client::Client, ns: &str, r: bool| {
+        c.list_in(ObjectKind::Map, Some(ns), r)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids_in(&mut c, "/a", false), [a_map]);
+    assert_eq!(ids_in(&mut c, "/a", true), [a_map, b_map]);
+    assert_eq!(ids_in(&mut c, "/c", true), [c_map]);
+    assert!(ids_in(&mut c, "/", false)
+        .iter()
+        .all(|id| ![a_map, b_map, c_map].contains(id)));
+    assert_eq!(
+        c.list_in(ObjectKind::Map, Some("/nope"), false)
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::NotFound)
+    );
+    assert_eq!(
+        as_member(&d, Some("/a"), &["list-in", "map", "/a", "r"]),
+        Ok(format!("{a_map},{b_map}"))
+    );
+    assert_eq!(
+        as_member(&d, Some("/a"), &["list-in", "map", "/c"]),
+        Err("NotFound".into())
+    );
+    assert_eq!(
+        as_member(&d, Some("/a/b"), &["list-in", "map", "/a"]),
+        Err("NotFound".into())
+    );
+}
+
+/// Listings carry what the kernel says about each object, as bpftool names it: maps' sizes,
+/// programs' tag, load time, sizes and maps, links' attach points, BTF objects' sizes; `show`
+/// carries the same.
+#[test]
+fn listings_carry_what_the_kernel_says() {
+    require_kernel!();
+    let d = TestDaemon::start("details");
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    let (_hm, map) = create_in(&d, "/a", "map");
+    let (_hp, prog) = create_in(&d, "/a", "prog");
+    let (_hl, link) = create_in(&d, "/a", "link");
+    let (_hb, btf) = create_in(&d, "/a", "btf");
+    let find = |c: &mut bpfns_client::Client, kind, id| {
+        let listed = c
+            .list(kind)
+            .unwrap()
+            .into_iter()
+            .find(|o| o.id == id)
+            .unwrap_or_else(|| panic!("{kind} {id} listed"));
+        assert_eq!(c.show(kind, id).unwrap(), listed, "show = list");
+        listed.details
+    };
+    let m = find(&mut c, ObjectKind::Map, map);
+    assert_eq!(
+        (m.bytes_key, m.bytes_value, m.max_entries, m.flags),
+        (Some(4), Some(8), Some(4), Some(0)),
+        "{m:?}"
+    );
+    let p = find(&mut c, ObjectKind::Prog, prog);
+    let fd = bpfns_sys::bpf::fd_by_id(ObjectKind::Prog, prog).unwrap();
+    let info: bpfns_sys::bpf::bpf_prog_info = bpfns_sys::bpf::info(&fd).unwrap();
+    let tag: String = info.tag.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(p.tag.as_deref(), Some(tag.as_str()), "{p:?}");
+    assert_eq!(p.bytes_xlated, Some(info.xlated_prog_len), "{p:?}");
+    assert_eq!(
+        p.bytes_jited,
+        (info.jited_prog_len != 0).then_some(info.jited_prog_len)
+    );
+    assert_eq!(
+        (p.uid, p.map_ids.as_deref()),
+        (Some(0), Some(&[][..])),
+        "{p:?}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let at = p.loaded_at.expect("loaded_at");
+    assert!(at + 600 > now && at <= now + 2, "loaded at {at}, now {now}");
+    let l = find(&mut c, ObjectKind::Link, link);
+    assert_eq!(l.attach_type.as_deref(), Some("sk_lookup"), "{l:?}");
+    assert!(l.netns_ino.is_some_and(|i| i != 0), "{l:?}");
+    let b = find(&mut c, ObjectKind::Btf, btf);
+    assert_eq!(
+        (b.size, b.kernel),
+        (
+            Some(bpfns_sys::bpf::minimal_btf().len() as u32),
+            Some(false)
+        ),
+        "{b:?}"
+    );
+    let vmlinux = c.show(ObjectKind::Btf, 1).unwrap();
+    assert_eq!(
+        (vmlinux.name.as_str(), vmlinux.details.kernel),
+        ("vmlinux", Some(true))
+    );
+}

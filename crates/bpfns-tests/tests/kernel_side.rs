@@ -1253,3 +1253,92 @@ fn collection_over_200000_records() {
     assert!(dropped >= n as usize);
     assert_eq!(tk.kernel.namespace_quota(A).unwrap().used, 0);
 }
+
+/// The listing iterators' records carry what `BPF_OBJ_GET_INFO_BY_FD` says of each map and
+/// program (the records' layout is the BPF object's and the reader's alike).
+#[test]
+fn listing_records_carry_what_get_info_says() {
+    require_kernel!();
+    let tk = with_tree("record-details");
+    let (_hm, map) = create_in(&tk, Some(A), "map", None);
+    let (_hp, prog) = create_in(&tk, Some(A), "prog", None);
+    let maps = tk.kernel.list(ObjectKind::Map).unwrap();
+    // This instance's own maps (a hash, task storage, a ring buffer...) and the helper's.
+    let own: Vec<u32> = tk
+        .kernel
+        .program_ids()
+        .unwrap()
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    let mut checked = 0;
+    for o in maps
+        .iter()
+        .filter(|o| o.id == map || o.name == "obj_owner" || o.name == "violations")
+    {
+        let Ok(fd) = sysbpf::fd_by_id(ObjectKind::Map, o.id) else {
+            continue; // freed meanwhile
+        };
+        let info: sysbpf::bpf_map_info = sysbpf::info(&fd).unwrap();
+        let bpfns_kernel::Details::Map(d) = &o.details else {
+            panic!("map {} without details: {o:?}", o.id);
+        };
+        assert_eq!(
+            (
+                d.key_size,
+                d.value_size,
+                d.max_entries,
+                d.map_flags,
+                d.btf_id
+            ),
+            (
+                info.key_size,
+                info.value_size,
+                info.max_entries,
+                info.map_flags,
+                info.btf_id
+            ),
+            "map {}",
+            o.id
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} maps checked");
+    let progs = tk.kernel.list(ObjectKind::Prog).unwrap();
+    for id in own.iter().copied().chain([prog]) {
+        let o = progs
+            .iter()
+            .find(|o| o.id == id)
+            .unwrap_or_else(|| panic!("prog {id} listed"));
+        let fd = sysbpf::fd_by_id(ObjectKind::Prog, id).unwrap();
+        let info: sysbpf::bpf_prog_info = sysbpf::info(&fd).unwrap();
+        let bpfns_kernel::Details::Prog(d) = &o.details else {
+            panic!("prog {id} without details: {o:?}");
+        };
+        assert_eq!(d.tag, info.tag, "prog {id}");
+        assert_eq!(
+            (d.xlated_len, d.jited_len, d.uid, d.btf_id, d.load_time_ns),
+            (
+                info.xlated_prog_len,
+                info.jited_prog_len,
+                info.created_by_uid,
+                info.btf_id,
+                info.load_time
+            ),
+            "prog {id}"
+        );
+        assert_eq!(d.nr_map_ids, info.nr_map_ids, "prog {id}");
+        let all = sysbpf::prog_map_ids(&fd).unwrap();
+        assert_eq!(
+            d.map_ids,
+            all[..all.len().min(d.map_ids.len())],
+            "prog {id}"
+        );
+        assert!(d.map_ids_complete() || all.len() > bpfns_kernel::abi::PROG_MAP_IDS);
+    }
+    // Programs using maps are among them (the kernel side's own).
+    assert!(progs
+        .iter()
+        .filter(|o| own.contains(&o.id))
+        .any(|o| matches!(&o.details, bpfns_kernel::Details::Prog(d) if !d.map_ids.is_empty())));
+}

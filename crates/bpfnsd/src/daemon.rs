@@ -525,7 +525,11 @@ impl Daemon {
     fn dispatch(&self, caller: &Caller, op: Op, fds: Vec<OwnedFd>) -> Answer {
         let allowed = match op {
             Op::List { .. } | Op::Show { .. } => caller.may_list_objects(),
-            Op::NsList | Op::NsShow { .. } | Op::Status => caller.may_list_namespaces(),
+            Op::NsList
+            | Op::NsShow { .. }
+            | Op::Status
+            | Op::NsPs { .. }
+            | Op::NsIdentify { .. } => caller.may_list_namespaces(),
             _ => true,
         };
         if !allowed {
@@ -602,11 +606,19 @@ impl Daemon {
                 self.enter(caller, &path, pid)
             }
             Op::Supervise { pid } => self.supervise(caller, pid, fds),
-            Op::List { kind } => {
+            Op::List {
+                kind,
+                namespace,
+                recursive,
+            } => {
                 no_fds(&fds)?;
+                let only = match namespace {
+                    Some(path) => Some((self.visible_ns(caller, &path)?, recursive)),
+                    None => None,
+                };
                 Ok((
                     Reply::Objects {
-                        objects: self.visible_objects(caller, kind)?,
+                        objects: self.visible_objects(caller, kind, only, None)?,
                     },
                     vec![],
                 ))
@@ -614,11 +626,10 @@ impl Daemon {
             Op::Show { kind, id } => {
                 no_fds(&fds)?;
                 let o = self
-                    .visible_objects(caller, kind)?
-                    .into_iter()
-                    .find(|o| o.id == id)
+                    .visible_objects(caller, kind, None, Some(id))?
+                    .pop()
                     .ok_or_else(|| not_visible(kind, id))?;
-                Ok((Reply::Object(o), vec![]))
+                Ok((Reply::Object(Box::new(o)), vec![]))
             }
             Op::GetFd {
                 kind,
@@ -633,7 +644,78 @@ impl Daemon {
                 no_fds(&fds)?;
                 self.why_stopped(caller, pid)
             }
+            Op::NsPs { path, recursive } => {
+                no_fds(&fds)?;
+                self.ns_ps(caller, &path, recursive)
+            }
+            Op::NsIdentify { pid } => {
+                no_fds(&fds)?;
+                self.ns_identify(caller, pid)
+            }
         }
+    }
+
+    /// The member processes of namespace `path` (and, with `recursive`, of those below it),
+    /// by pid. Like `ns_show`: the caller's own namespace and below only.
+    fn ns_ps(&self, caller: &Caller, path: &str, recursive: bool) -> Answer {
+        let id = self.visible_ns(caller, path)?;
+        let (wanted, names): (std::collections::HashSet<NsId>, HashMap<NsId, String>) = {
+            let reg = self.reg();
+            let ids = if recursive { reg.subtree(id) } else { vec![id] };
+            let names = ids.iter().map(|&i| (i, self_path(&reg, i))).collect();
+            (ids.into_iter().collect(), names)
+        };
+        // Tagged tasks are threads: one row per process (and namespace).
+        let mut seen = std::collections::BTreeSet::new();
+        for t in self.kernel.tagged_tasks().map_err(Failure::internal)? {
+            if wanted.contains(&t.ns) {
+                seen.insert((t.tgid, t.ns));
+            }
+        }
+        let processes = seen
+            .into_iter()
+            .filter_map(|(pid, ns)| {
+                let facts = ProcFacts::read(pid)?;
+                Some(facts.info(pid, names.get(&ns).cloned()?, ns))
+            })
+            .collect();
+        Ok((Reply::Processes { processes }, vec![]))
+    }
+
+    /// Which namespace process `pid` is in. A process outside the caller's namespace and
+    /// below is "not found", as one that does not exist (its existence is not the caller's
+    /// to learn).
+    fn ns_identify(&self, caller: &Caller, pid: i32) -> Answer {
+        let hidden = || {
+            Failure::new(
+                ErrorCode::NotFound,
+                format!("no process {pid} is visible to you"),
+            )
+        };
+        if pid <= 0 {
+            return Err(Failure::new(
+                ErrorCode::BadRequest,
+                format!("{pid} is not a process id"),
+            ));
+        }
+        let pidfd = bpfns_sys::process::open_pidfd(pid).map_err(|_| hidden())?;
+        let ns = self
+            .kernel
+            .task_ns(pidfd.as_fd())
+            .map_err(Failure::internal)?;
+        let name = {
+            let reg = self.reg();
+            if !reg.visible(caller.ns, ns) {
+                return Err(hidden());
+            }
+            owner_name(&reg, ns)
+        };
+        let facts = ProcFacts::read(pid).ok_or_else(hidden)?;
+        // Read by pid: still the process the pidfd names?
+        if !bpfns_sys::unix::pidfd_alive(pidfd.as_fd()) {
+            return Err(hidden());
+        }
+        Ok((Reply::Process(facts.info(pid, name, ns)), vec![]))
     }
 
     /// What the kernel side did to `pid`, a child of the caller: its events reach bpfnsd
@@ -1297,33 +1379,52 @@ impl Daemon {
         ))
     }
 
+    /// The objects of `kind` the caller may see, with what the kernel says about them; only
+    /// those of namespace `only.0` (and below it if `only.1`) when given, and only the one with
+    /// id `id` when given.
     fn visible_objects(
         &self,
         caller: &Caller,
         kind: ObjectKind,
+        only: Option<(NsId, bool)>,
+        id: Option<u32>,
     ) -> Result<Vec<ObjectInfo>, Failure> {
-        let objs = self.kernel.list(kind).map_err(Failure::internal)?;
-        let reg = self.reg();
-        let vis = Visibility::new(&reg, caller.ns);
-        // One path name per owner, not one registry lookup and formatting per object.
+        let mut objs = self.kernel.list(kind).map_err(Failure::internal)?;
         let mut names: HashMap<NsId, String> = HashMap::new();
+        {
+            let reg = self.reg();
+            let vis = Visibility::new(&reg, caller.ns);
+            objs.retain(|o| {
+                id.is_none_or(|id| o.id == id)
+                    && vis.can_see(o.owner)
+                    && only.is_none_or(|(ns, below)| {
+                        o.owner == ns || (below && reg.is_same_or_ancestor(ns, o.owner))
+                    })
+            });
+            // One path name per owner, not one registry lookup and formatting per object.
+            for o in &objs {
+                names
+                    .entry(o.owner)
+                    .or_insert_with(|| owner_name(&reg, o.owner));
+            }
+        }
+        // What the listing does not carry (links' attach points, BTF names and sizes): one
+        // open each, of the visible objects only.
+        bpfns_kernel::fill_details(&mut objs);
+        let boot = (kind == ObjectKind::Prog)
+            .then(bpfns_kernel::boot_time)
+            .flatten();
         Ok(objs
             .into_iter()
-            .filter(|o| vis.can_see(o.owner))
-            .map(|o| {
-                let namespace = names
-                    .entry(o.owner)
-                    .or_insert_with(|| owner_name(&reg, o.owner))
-                    .clone();
-                ObjectInfo {
-                    id: o.id,
-                    kind: o.kind,
-                    type_name: o.type_name,
-                    name: o.name,
-                    namespace,
-                    ns_id: o.owner,
-                    prog_id: o.prog_id,
-                }
+            .map(|o| ObjectInfo {
+                details: o.details.to_proto(boot),
+                namespace: names.get(&o.owner).cloned().unwrap_or_default(),
+                id: o.id,
+                kind: o.kind,
+                type_name: o.type_name,
+                name: o.name,
+                ns_id: o.owner,
+                prog_id: o.prog_id,
             })
             .collect())
     }
@@ -1531,6 +1632,42 @@ pub fn describe_event(
         reason.name(),
         reason.fix()
     )
+}
+
+/// What `/proc/PID/status` says about a process.
+struct ProcFacts {
+    comm: String,
+    uid: u32,
+    threads: u32,
+}
+
+impl ProcFacts {
+    /// `None` once the process is gone.
+    fn read(pid: i32) -> Option<Self> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+        };
+        Some(Self {
+            comm: field("Name:")?.to_string(),
+            uid: field("Uid:")?.split_whitespace().next()?.parse().ok()?,
+            threads: field("Threads:")?.parse().ok()?,
+        })
+    }
+
+    fn info(self, pid: i32, namespace: String, ns: NsId) -> bpfns_proto::ProcessInfo {
+        bpfns_proto::ProcessInfo {
+            pid,
+            comm: self.comm,
+            uid: self.uid,
+            threads: self.threads,
+            namespace,
+            ns_id: ns,
+        }
+    }
 }
 
 /// How an owner is named in listings and logs: its path; `quarantine` for the quarantined

@@ -11,15 +11,16 @@
 //!   exec-cmd CMD ARGS... exec CMD (after --wait: the command starts tagged)
 //!   open KIND ID         BPF_{KIND}_GET_FD_BY_ID: print opened=FD or errno=E, then exit 0
 //!   obj-get PATH         BPF_OBJ_GET: the same
-//!   create KIND [PATH]   create a map|prog|btf|link|rawtp-link|syscall-prog (pin it at PATH),
+//!   create KIND [PATH]   create a map|ringbuf|prog|btf|link|rawtp-link|syscall-prog (pin it at PATH),
 //!                        print id=ID fd=FD, hold until EOF; without CAP_PERFMON and CAP_SYS_ADMIN
 //!                        (but for rawtp-link), as a namespace that denies tracing requires
 //!   create-perfmon KIND [PATH]   the same, keeping them
 //!   clone-files          start a child sharing our fd table; print child=exited:N|signaled:N
 //!   load-kernel ROOT     load the kernel side pinned at ROOT, print loaded=1, exit
 //!   client SOCK OP ...   talk to bpfnsd at SOCK as this process: hello | list KIND |
-//!                        getfd KIND ID | ns-create PATH | ns-delete PATH | enter-self PATH;
-//!                        prints result=... or error=CODE
+//!                        list-in KIND NS [r] | getfd KIND ID | ns-create PATH |
+//!                        ns-delete PATH | enter-self PATH | ns-ps PATH [r] (pid:ns,...) |
+//!                        ns-identify PID; prints result=... or error=CODE
 //!   (supervisor tests)   list, obj-get-from, obj-get-chroot, obj-get-at, prog-dump,
 //!                        bpf-only, no-caps, install-listener, bpf-x32, bpf-int80, storm,
 //!                        bench, bad-attrs, create-maps, cgroup-link, perf-tp, prog-query:
@@ -144,6 +145,16 @@ fn create_as_is(what: &str) -> (ObjectKind, Vec<OwnedFd>) {
         "map" => (
             ObjectKind::Map,
             vec![ok(sysbpf::map_create(MAP_ARRAY, "bpfns_test", 4, 8, 4))],
+        ),
+        "ringbuf" => (
+            ObjectKind::Map,
+            vec![ok(sysbpf::map_create(
+                sysbpf::MAP_TYPE_RINGBUF,
+                "bpfns_test_rb",
+                0,
+                0,
+                4096,
+            ))],
         ),
         "prog" => (
             ObjectKind::Prog,
@@ -372,6 +383,23 @@ fn client(args: &[String]) {
         "enter-self" => out(c
             .enter(&a(2), std::process::id() as i32)
             .map(|()| "entered".into())),
+        // ns-ps PATH [r]: pid:namespace,...
+        "ns-ps" => out(c.ns_ps(&a(2), a(3) == "r").map(|ps| {
+            ps.iter()
+                .map(|p| format!("{}:{}", p.pid, p.namespace))
+                .collect::<Vec<_>>()
+                .join(",")
+        })),
+        "ns-identify" => out(c
+            .ns_identify(a(2).parse().unwrap_or(0))
+            .map(|p| p.namespace)),
+        // list-in KIND NS [r]: ids
+        "list-in" => out(c.list_in(kind(&a(2)), Some(&a(3)), a(4) == "r").map(|v| {
+            v.iter()
+                .map(|o| o.id.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })),
         other => fail(&format!("unknown client op {other}")),
     }
 }

@@ -1609,17 +1609,7 @@ pub fn perf_query_reply(visible: &[u32], ids_len: u32) -> (u32, Vec<u32>, Option
     (cnt, ids, err)
 }
 
-/// The kind of a bpf object fd, from its `/proc/self/fd` link target
-/// (`anon_inode:bpf-map`, `anon_inode:bpf-prog`, `anon_inode:bpf_link`, `anon_inode:btf`).
-pub fn kind_of_link_target(target: &str) -> Option<ObjectKind> {
-    match target {
-        "anon_inode:bpf-map" => Some(ObjectKind::Map),
-        "anon_inode:bpf-prog" => Some(ObjectKind::Prog),
-        "anon_inode:bpf_link" | "anon_inode:bpf-link" => Some(ObjectKind::Link),
-        "anon_inode:btf" => Some(ObjectKind::Btf),
-        _ => None,
-    }
-}
+pub use bpfns_sys::bpf::kind_of_link_target;
 
 #[cfg(test)]
 mod tests {

@@ -45,6 +45,14 @@ done
 install -D -m 0755 target/release/bpfnsd "$DESTDIR$PREFIX/sbin/bpfnsd"
 install -D -m 0755 target/release/bpfns "$DESTDIR$PREFIX/bin/bpfns"
 say "installed $DESTDIR$PREFIX/sbin/bpfnsd and $DESTDIR$PREFIX/bin/bpfns"
+# The manual page and shell completions, generated from the CLI's own definitions.
+install -d "$DESTDIR$PREFIX/share/man/man1" "$DESTDIR$PREFIX/share/bash-completion/completions" \
+    "$DESTDIR$PREFIX/share/zsh/site-functions" "$DESTDIR$PREFIX/share/fish/vendor_completions.d"
+target/release/bpfns man >"$DESTDIR$PREFIX/share/man/man1/bpfns.1"
+target/release/bpfns completions bash >"$DESTDIR$PREFIX/share/bash-completion/completions/bpfns"
+target/release/bpfns completions zsh >"$DESTDIR$PREFIX/share/zsh/site-functions/_bpfns"
+target/release/bpfns completions fish >"$DESTDIR$PREFIX/share/fish/vendor_completions.d/bpfns.fish"
+say "installed the manual page bpfns(1) and bash, zsh and fish completions"
 
 units=$DESTDIR/etc/systemd/system
 mkdir -p "$units"

@@ -35,9 +35,9 @@ status` when the kernel side is not loaded.
 Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to see more.";
 
 const LOW_LEVEL: &str = "\
-Low-level kernel-side aid: it writes straight into the pinned maps of the kernel side, behind \
-bpfnsd's back. Namespaces proper (path names, policy, limits, membership) are managed by \
-bpfnsd through `bpfns ns` and `bpfns exec`; use this only for experiments and tests.";
+Debugging aid for a kernel side no bpfnsd serves: it writes straight into the pinned maps. \
+Refused while a bpfnsd serves the pin root (namespaces proper — path names, policy, limits, \
+membership — are bpfnsd's, through `bpfns ns` and `bpfns exec`).";
 
 /// `bpfns`: the command-line tool for BPF namespaces.
 #[derive(Debug, Parser)]
@@ -72,6 +72,15 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print a shell completion script: `bpfns completions bash > /etc/bash_completion.d/bpfns`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff): `bpfns man | man -l -`.
+    Man,
+
     /// Probe the running kernel for every feature bpfns uses.
     ///
     /// Exits 0 when every required feature is present, 1 otherwise.
@@ -123,12 +132,7 @@ pub enum Command {
     },
 
     /// Load, inspect and unload the kernel side (needs root).
-    #[command(
-        subcommand,
-        after_help = "ns-set, ns-rm, tag and run are low-level kernel-side aids that write the \
-                      pinned maps directly, behind bpfnsd's back. Namespaces proper are managed \
-                      by bpfnsd through `bpfns ns` and `bpfns exec`."
-    )]
+    #[command(subcommand)]
     Kernel(KernelCmd),
 
     /// BPF programs with their owner namespaces: list, show, dump xlated.
@@ -421,7 +425,16 @@ pub enum KernelCmd {
     /// Remove ownership records of objects that no longer exist.
     Gc,
 
-    /// Low-level: record namespace ID with parent P in the kernel's namespace table.
+    /// Debugging aids that write the kernel side's tables directly (hidden; for tests and
+    /// experiments on a kernel side no bpfnsd serves).
+    #[command(subcommand, hide = true)]
+    Debug(DebugCmd),
+}
+
+/// `bpfns kernel debug ...`: refused while a bpfnsd serves the pin root.
+#[derive(Debug, Subcommand)]
+pub enum DebugCmd {
+    /// record namespace ID with parent P in the kernel's namespace table.
     #[command(name = "ns-set", long_about = LOW_LEVEL)]
     NsSet {
         /// The namespace id (1 or more; 0 is the root).
@@ -435,7 +448,7 @@ pub enum KernelCmd {
         depth: Option<u32>,
     },
 
-    /// Low-level: remove namespace ID from the kernel's namespace table.
+    /// remove namespace ID from the kernel's namespace table.
     #[command(
         name = "ns-rm",
         long_about = "Remove namespace ID from the kernel's namespace table. Refused while other \
@@ -450,7 +463,7 @@ pub enum KernelCmd {
         id: u32,
     },
 
-    /// Low-level: put every thread of process PID into namespace NS_ID (0 = the root).
+    /// put every thread of process PID into namespace NS_ID (0 = the root).
     #[command(long_about = LOW_LEVEL)]
     Tag {
         /// The process id.
@@ -459,7 +472,7 @@ pub enum KernelCmd {
         ns_id: u32,
     },
 
-    /// Low-level: run CMD in namespace NS_ID; returns its exit status (128+N on signal N).
+    /// run CMD in namespace NS_ID; returns its exit status (128+N on signal N).
     #[command(
         long_about = "Run CMD as a child tagged with namespace NS_ID before it executes anything, \
                       and return its exit status (128+N when it is killed by signal N, e.g. 137 \
@@ -468,7 +481,7 @@ pub enum KernelCmd {
                       Low-level kernel-side aid: it writes straight into the pinned maps of the \
                       kernel side, behind bpfnsd's back; a member proper is started by `bpfns \
                       exec`, which also puts it under bpfnsd's supervisor.",
-        after_help = "Example: bpfns kernel run 1 -- bpftool map show"
+        after_help = "Example: bpfns kernel debug run 1 -- bpftool map show"
     )]
     Run {
         /// The namespace id; it must be in the kernel's table (or 0).
@@ -594,10 +607,11 @@ mod tests {
             &["map", "show", "id", "1", "2"],
             &["map", "list", "-r"],
             &["ns", "identify", "0"],
-            &["kernel", "ns-set", "0", "--parent", "0"],
-            &["kernel", "ns-set", "3"],
-            &["kernel", "run", "1"],
-            &["kernel", "tag", "x", "1"],
+            &["kernel", "debug", "ns-set", "0", "--parent", "0"],
+            &["kernel", "debug", "ns-set", "3"],
+            &["kernel", "debug", "run", "1"],
+            &["kernel", "debug", "tag", "x", "1"],
+            &["kernel", "ns-set", "3", "--parent", "0"],
         ] {
             let e = parse(args)
                 .err()
@@ -608,14 +622,47 @@ mod tests {
 
     #[test]
     fn run_takes_the_rest_verbatim() {
-        let c = parse(&["kernel", "run", "3", "--", "ls", "-l", "--color", "x"]).unwrap();
-        let Command::Kernel(KernelCmd::Run { ns_id, command }) = c.command else {
+        let c = parse(&[
+            "kernel", "debug", "run", "3", "--", "ls", "-l", "--color", "x",
+        ])
+        .unwrap();
+        let Command::Kernel(KernelCmd::Debug(DebugCmd::Run { ns_id, command })) = c.command else {
             panic!("not run");
         };
         assert_eq!(ns_id, 3);
         assert_eq!(command, ["ls", "-l", "--color", "x"]);
         // Flags after CMD belong to CMD, not to bpfns.
-        let c = parse(&["kernel", "run", "3", "--", "sh", "-j"]).unwrap();
+        let c = parse(&["kernel", "debug", "run", "3", "--", "sh", "-j"]).unwrap();
         assert_eq!(c.format(), Format::Text);
+    }
+
+    /// The manual page and the completions come from these definitions: every command is
+    /// there (the manual page leaves out the hidden debugging aids).
+    #[test]
+    fn man_page_and_completions_follow_the_definitions() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let mut page = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut page)
+            .unwrap();
+        let page = String::from_utf8(page).unwrap();
+        assert!(page.contains(".TH bpfns 1"), "{page}");
+        for sub in ["exec", "doctor", "status", "completions"] {
+            assert!(page.contains(sub), "{sub} missing from the manual page");
+        }
+        let mut bash = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "bpfns",
+            &mut bash,
+        );
+        let bash = String::from_utf8(bash).unwrap();
+        assert!(bash.contains("identify") && bash.contains("exec"));
+        assert!(
+            !page.contains("ns\\-set"),
+            "a hidden aid is in the manual page"
+        );
     }
 }

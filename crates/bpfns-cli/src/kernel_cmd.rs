@@ -168,19 +168,33 @@ pub fn unload(direct: &Direct, socket: &Path, force: bool) -> Result<UnloadView>
     })
 }
 
+/// The debugging aids (`bpfns kernel debug`) write the kernel side's tables behind bpfnsd's
+/// back: refused while a bpfnsd on `socket` serves this pin root.
+pub fn refuse_under_bpfnsd(direct: &Direct, socket: &Path) -> Result<()> {
+    if let Some(who) = serving_bpfnsd(direct, socket) {
+        return Err(CliError::conflict(format!(
+            "refusing to change the kernel side at {} behind bpfnsd's back: {who}; use `bpfns \
+             ns` and `bpfns exec`, or stop bpfnsd first",
+            direct.layout().root().display()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// "bpfnsd serves it on SOCKET" when a bpfnsd on `socket` serves `direct`'s pin root.
+fn serving_bpfnsd(direct: &Direct, socket: &Path) -> Option<String> {
+    let mut c = bpfns_client::Client::connect(socket).ok()?;
+    let _ = c.set_timeout(Some(std::time::Duration::from_secs(5)));
+    let st = c.status().ok()?;
+    (Path::new(&st.pin_root) == direct.layout().root())
+        .then(|| format!("bpfnsd serves it on {}", socket.display()))
+}
+
 /// Who uses the kernel side: a bpfnsd serving it on `socket`, namespaces in its table,
 /// member tasks. Empty when nothing does (or it is not loaded).
 fn users_of(direct: &Direct, socket: &Path) -> Vec<String> {
-    let mut users = Vec::new();
-    let root = direct.layout().root();
-    if let Ok(mut c) = bpfns_client::Client::connect(socket) {
-        let _ = c.set_timeout(Some(std::time::Duration::from_secs(5)));
-        if let Ok(st) = c.status() {
-            if Path::new(&st.pin_root) == root {
-                users.push(format!("bpfnsd serves it on {}", socket.display()));
-            }
-        }
-    }
+    let mut users: Vec<String> = serving_bpfnsd(direct, socket).into_iter().collect();
     if !loader::is_loaded(direct.layout()) {
         return users;
     }
@@ -406,7 +420,7 @@ pub fn ensure_ns_known(k: &Kernel, ns: NsId, pin_root: &std::path::Path) -> Resu
     }
     Err(CliError::not_found(format!(
         "namespace {ns} is not in the kernel's namespace table: add it first with \
-         `bpfns kernel ns-set {ns} --parent 0{}`",
+         `bpfns kernel debug ns-set {ns} --parent 0{}`",
         pin_root_flag(pin_root)
     ))
     .into())
@@ -427,7 +441,7 @@ pub fn plan_ns_set(rows: &[NsView], id: u32, parent: u32, depth: Option<u32>) ->
         let Some(p) = rows.iter().find(|n| n.id == parent) else {
             return Err(CliError::not_found(format!(
                 "parent namespace {parent} is not in the kernel's namespace table: add it first \
-                 (`bpfns kernel ns-set {parent} --parent 0`), or use --parent 0 for the root"
+                 (`bpfns kernel debug ns-set {parent} --parent 0`), or use --parent 0 for the root"
             ))
             .into());
         };
@@ -478,7 +492,7 @@ impl Render for NsView {
     }
 }
 
-/// `bpfns kernel ns-rm`.
+/// `bpfns kernel debug ns-rm`.
 #[derive(Debug, Clone, Serialize)]
 pub struct NsRmView {
     pub id: u32,
@@ -530,7 +544,7 @@ pub fn ns_rm(direct: &Direct, id: u32) -> Result<NsRmView> {
         let list: Vec<String> = pids.iter().take(10).map(i32::to_string).collect();
         return Err(CliError::conflict(format!(
             "namespace {id} still has member processes ({}{}): they must exit first, or be \
-             moved with `bpfns kernel tag PID 0`",
+             moved with `bpfns kernel debug tag PID 0`",
             list.join(", "),
             if pids.len() > 10 { ", ..." } else { "" }
         ))
@@ -549,7 +563,7 @@ pub fn ns_rm(direct: &Direct, id: u32) -> Result<NsRmView> {
 
 // ---- tag -------------------------------------------------------------------------------------
 
-/// `bpfns kernel tag`.
+/// `bpfns kernel debug tag`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TagView {
     pub pid: i32,

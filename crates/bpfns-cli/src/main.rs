@@ -30,7 +30,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::backend::Direct;
-use crate::cli::{Cli, Command, KernelCmd, NsCmd, NsFilter, ObjectCmd};
+use crate::cli::{Cli, Command, DebugCmd, KernelCmd, NsCmd, NsFilter, ObjectCmd};
 use crate::output::{emit, to_json, write_stdout, Format};
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings); libbpf's messages go the
@@ -134,6 +134,19 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             let creds = exec_cmd::credentials(user.as_deref(), caps.as_deref())?;
             exec_cmd::run(&cli.socket, namespace, command, creds)
         }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // Into memory first: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "bpfns", &mut script);
+            print_all(&script)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut page)?;
+            print_all(&page)
+        }
         Command::Doctor => doctor_cmd::run(format),
         Command::Kernel(k) => match k {
             KernelCmd::Load => emit(format, &kernel_cmd::load(&direct)?).map(|()| 0),
@@ -146,14 +159,22 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 Ok(if s.loaded { 0 } else { 1 })
             }
             KernelCmd::Gc => emit(format, &kernel_cmd::gc(&direct)?).map(|()| 0),
-            KernelCmd::NsSet { id, parent, depth } => {
-                emit(format, &kernel_cmd::ns_set(&direct, *id, *parent, *depth)?).map(|()| 0)
+            KernelCmd::Debug(d) => {
+                kernel_cmd::refuse_under_bpfnsd(&direct, &cli.socket)?;
+                match d {
+                    DebugCmd::NsSet { id, parent, depth } => {
+                        emit(format, &kernel_cmd::ns_set(&direct, *id, *parent, *depth)?)
+                            .map(|()| 0)
+                    }
+                    DebugCmd::NsRm { id } => {
+                        emit(format, &kernel_cmd::ns_rm(&direct, *id)?).map(|()| 0)
+                    }
+                    DebugCmd::Tag { pid, ns_id } => {
+                        emit(format, &kernel_cmd::tag(&direct, *pid, *ns_id)?).map(|()| 0)
+                    }
+                    DebugCmd::Run { ns_id, command } => run::run(&direct, *ns_id, command),
+                }
             }
-            KernelCmd::NsRm { id } => emit(format, &kernel_cmd::ns_rm(&direct, *id)?).map(|()| 0),
-            KernelCmd::Tag { pid, ns_id } => {
-                emit(format, &kernel_cmd::tag(&direct, *pid, *ns_id)?).map(|()| 0)
-            }
-            KernelCmd::Run { ns_id, command } => run::run(&direct, *ns_id, command),
         },
     }
 }
@@ -230,6 +251,14 @@ fn main() -> ExitCode {
     match dispatch(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => ExitCode::from(report_error(cli.format(), &e)),
+    }
+}
+
+/// Write `bytes` to stdout; a reader that stopped early (`| head`) is no error.
+fn print_all(bytes: &[u8]) -> Result<u8> {
+    match std::io::Write::write_all(&mut std::io::stdout(), bytes) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        r => r.map(|()| 0).map_err(Into::into),
     }
 }
 

@@ -1,4 +1,4 @@
-//! `bpfns kernel run NS_ID -- CMD ARGS...`: start CMD already tagged with a namespace.
+//! `bpfns kernel debug run NS_ID -- CMD ARGS...`: start CMD already tagged with a namespace.
 //!
 //! The child must be tagged before it runs a single instruction of CMD, and CMD must keep the
 //! user's stdin. Without `unsafe` (no `pre_exec`, no extra inherited fd), the child is a shell
@@ -104,7 +104,7 @@ pub fn exit_code(status: ExitStatus) -> u8 {
 /// Run `command` in namespace `ns_id`; returns its exit status.
 pub fn run(direct: &Direct, ns_id: u32, command: &[OsString]) -> Result<u8> {
     let Some((program, args)) = command.split_first() else {
-        anyhow::bail!("no command given: `bpfns kernel run NS_ID -- CMD ARGS...`");
+        anyhow::bail!("no command given: `bpfns kernel debug run NS_ID -- CMD ARGS...`");
     };
     let ns = NsId(ns_id);
     let kernel = direct.kernel()?;

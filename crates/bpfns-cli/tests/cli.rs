@@ -255,19 +255,19 @@ fn cli_against_the_kernel() {
     assert_eq!(on_fork["namespace"], "/");
 
     // Namespace table.
-    cli.ok(&["kernel", "ns-set", "7", "--parent", "0"]);
-    cli.ok(&["kernel", "ns-set", "8", "--parent", "0"]);
-    let ns = cli.json(&["kernel", "ns-set", "9", "--parent", "7"]);
+    cli.ok(&["kernel", "debug", "ns-set", "7", "--parent", "0"]);
+    cli.ok(&["kernel", "debug", "ns-set", "8", "--parent", "0"]);
+    let ns = cli.json(&["kernel", "debug", "ns-set", "9", "--parent", "7"]);
     assert_eq!(ns, serde_json::json!({"id": 9, "parent": 7, "depth": 2}));
-    let err = cli.fails(&["kernel", "ns-set", "10", "--parent", "55"], 3);
+    let err = cli.fails(&["kernel", "debug", "ns-set", "10", "--parent", "55"], 3);
     assert!(err.contains("not in the kernel's namespace table"), "{err}");
-    let err = cli.fails(&["kernel", "ns-rm", "7"], 5);
+    let err = cli.fails(&["kernel", "debug", "ns-rm", "7"], 5);
     assert!(err.contains("child namespaces"), "{err}");
-    cli.ok(&["kernel", "ns-rm", "9"]);
+    cli.ok(&["kernel", "debug", "ns-rm", "9"]);
 
     // `kernel run`: exit status, the user's stdin, unknown namespaces.
     assert_eq!(
-        cli.run(&["kernel", "run", "7", "--", "sh", "-c", "exit 5"])
+        cli.run(&["kernel", "debug", "run", "7", "--", "sh", "-c", "exit 5"])
             .status
             .code(),
         Some(5)
@@ -275,6 +275,7 @@ fn cli_against_the_kernel() {
     let mut child = cli
         .cmd(&[
             "kernel",
+            "debug",
             "run",
             "7",
             "--",
@@ -297,7 +298,16 @@ fn cli_against_the_kernel() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "got:hello\n");
     // A namespace with a member process cannot be removed.
     let mut member = cli
-        .cmd(&["kernel", "run", "8", "--", "sh", "-c", "read x; exit 0"])
+        .cmd(&[
+            "kernel",
+            "debug",
+            "run",
+            "8",
+            "--",
+            "sh",
+            "-c",
+            "read x; exit 0",
+        ])
         .stdin(Stdio::piped())
         .spawn()
         .expect("spawning a member");
@@ -306,11 +316,11 @@ fn cli_against_the_kernel() {
         assert!(Instant::now() < deadline, "the member was never tagged");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let err = cli.fails(&["kernel", "ns-rm", "8"], 5);
+    let err = cli.fails(&["kernel", "debug", "ns-rm", "8"], 5);
     assert!(err.contains("still has member processes"), "{err}");
     drop(member.stdin.take());
     assert!(member.wait().expect("waiting for the member").success());
-    let err = cli.fails(&["kernel", "run", "42", "--", "true"], 3);
+    let err = cli.fails(&["kernel", "debug", "run", "42", "--", "true"], 3);
     assert!(
         err.contains("namespace 42 is not in the kernel's namespace table"),
         "{err}"
@@ -323,6 +333,7 @@ fn cli_against_the_kernel() {
         let pin = map_pin.to_str().expect("utf-8 path");
         let args = [
             "kernel",
+            "debug",
             "run",
             "7",
             "--",
@@ -380,7 +391,7 @@ fn cli_against_the_kernel() {
         // task (128 + SIGKILL).
         let lsm = layers.iter().any(|l| l == "BPF LSM");
         let out = cli.run(&[
-            "kernel", "run", "8", "--", "bpftool", "map", "show", "id", &id,
+            "kernel", "debug", "run", "8", "--", "bpftool", "map", "show", "id", &id,
         ]);
         if lsm {
             assert_eq!(out.status.code(), Some(255));
@@ -391,7 +402,7 @@ fn cli_against_the_kernel() {
         }
         // Its owner may open it.
         cli.ok(&[
-            "kernel", "run", "7", "--", "bpftool", "map", "show", "id", &id,
+            "kernel", "debug", "run", "7", "--", "bpftool", "map", "show", "id", &id,
         ]);
 
         let st = cli.json(&["kernel", "status"]);
@@ -477,7 +488,7 @@ fn cli_against_the_kernel() {
             .contains("no map with id"),
         "{e}"
     );
-    let err = cli.fails(&["kernel", "tag", "999999999", "7"], 3);
+    let err = cli.fails(&["kernel", "debug", "tag", "999999999", "7"], 3);
     assert!(err.contains("no process with pid 999999999"), "{err}");
     let other = format!("/sys/fs/bpf/bpfns-clitest-missing-{pid}");
     let err = cli.fails(&["btf", "list", "--pin-root", &other], 1);
@@ -488,7 +499,7 @@ fn cli_against_the_kernel() {
 
     // Unload: refused while the kernel side is in use (namespaces in its table), since that
     // switches enforcement off for their members.
-    cli.ok(&["kernel", "ns-set", "77", "--parent", "0"]);
+    cli.ok(&["kernel", "debug", "ns-set", "77", "--parent", "0"]);
     let err = cli.fails(&["kernel", "unload"], 5);
     assert!(
         err.contains("refusing to unload")
@@ -610,7 +621,7 @@ fn bpftool_show(kind: &str, id: u32) -> Option<Value> {
 #[test]
 fn objects_processes_and_errors_through_bpfnsd() {
     if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED: {why}");
+        bpfns_tests::skip(why);
         return;
     }
     let d = TestDaemon::start("cli-objects");
@@ -630,6 +641,21 @@ fn objects_processes_and_errors_through_bpfnsd() {
     let (_hp, a_prog) = holding(&d, "/a", &["prog"]);
     let (_hl, a_link) = holding(&d, "/a", &["link"]);
     let (a_map_s, b_rb_s) = (a_map.to_string(), b_rb.to_string());
+
+    // The debugging aids that write the kernel side's tables are refused under bpfnsd.
+    let pin_root = d.layout.root().to_str().expect("utf-8 path").to_string();
+    let (code, err) = via.json_status(&[
+        "--pin-root",
+        &pin_root,
+        "kernel",
+        "debug",
+        "ns-set",
+        "77",
+        "--parent",
+        "0",
+    ]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.to_string().contains("behind bpfnsd's back"), "{err}");
 
     // One vocabulary: members, in the table, the text and JSON.
     let list = via.text(&["ns", "list"]);

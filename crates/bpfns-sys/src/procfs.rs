@@ -87,6 +87,23 @@ pub fn parent_pid(pid: i32) -> Option<i32> {
     ppid_from_stat(&read_stat(pid).ok()?)
 }
 
+/// What `/proc/thread-self/fd/<fd>` names `fd` (`anon_inode:bpf-map`, `pipe:[N]`, a path),
+/// as the calling thread's fd table has it.
+pub fn fd_target(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<String> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/thread-self/fd/{}", fd.as_raw_fd()))
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// The link target of a BPF token's file (`bpf_token_create`: `anon_inode:bpf-token`).
+pub const BPF_TOKEN_TARGET: &str = "anon_inode:bpf-token";
+
+/// Whether `fd` is a BPF token: decided by the file's kind, which only the kernel names,
+/// not by its fdinfo text alone (whose lines another kind of file could share).
+pub fn is_bpf_token(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    fd_target(fd).is_ok_and(|t| t == BPF_TOKEN_TARGET)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +151,13 @@ mod tests {
             parent_pid(me),
             Some(rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()))
         );
+    }
+
+    #[test]
+    fn a_file_is_no_token() {
+        use std::os::fd::AsFd;
+        let f = std::fs::File::open("/dev/null").expect("/dev/null");
+        assert_eq!(fd_target(f.as_fd()).expect("target"), "/dev/null");
+        assert!(!is_bpf_token(f.as_fd()));
     }
 }

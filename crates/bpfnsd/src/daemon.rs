@@ -441,10 +441,7 @@ impl Daemon {
             let one = |notes: &mut Vec<String>| -> Result<(), Restore> {
                 // The limit first: a namespace is never in the kernel's table without it.
                 if let Some(limit) = reg.max_objects(*id) {
-                    let q = self
-                        .kernel
-                        .namespace_quota(*id)
-                        .map_err(Restore::Kernel)?;
+                    let q = self.kernel.namespace_quota(*id).map_err(Restore::Kernel)?;
                     if q.limit != Some(u64::from(limit)) {
                         self.kernel
                             .set_namespace_limit(*id, u64::from(limit))

@@ -715,6 +715,15 @@ pub enum LoadRefusal {
     TracingClass(u32),
     /// The request cannot be made from bpfnsd's copy without changing what it means.
     Unsupported(&'static str),
+    /// A call of a kernel function (kfunc) that is not on bpfnsd's allowlist: generic kfuncs
+    /// reach every program type, and some act on any task (`bpf_task_from_pid` with
+    /// `bpf_send_signal_task` signals any process on the host). `module`: the kfunc is in a
+    /// module's BTF (`insn.off != 0`), never allowed.
+    Kfunc {
+        insn: usize,
+        btf_id: i32,
+        module: bool,
+    },
 }
 
 impl LoadRefusal {
@@ -729,6 +738,17 @@ impl LoadRefusal {
                  namespace's policy denies tracing"
             ),
             LoadRefusal::Unsupported(what) => (*what).to_string(),
+            LoadRefusal::Kfunc {
+                insn,
+                btf_id,
+                module,
+            } => format!(
+                "instruction {insn} calls the kernel function with BTF id {btf_id}{} [kfunc], \
+                 which is not on the list of kfuncs with no power over other tasks, cgroups or \
+                 kernel memory that bpfnsd lets programs it loads call (bpf_task_from_pid with \
+                 bpf_send_signal_task, for one, would signal any process on the host)",
+                if *module { " of a module's BTF" } else { "" }
+            ),
         }
     }
 
@@ -743,6 +763,11 @@ impl LoadRefusal {
             LoadRefusal::Unsupported(_) => {
                 "load it outside namespaces, or from a namespace whose policy allows tracing \
                  (there the kernel answers the load itself)"
+            }
+            LoadRefusal::Kfunc { .. } => {
+                "call only the kfuncs bpfns allows (docs/supervisor.md), or allow tracing for \
+                 the namespace (`bpfns ns policy NS --allow-tracing`) if its tenants are \
+                 trusted with the kernel"
             }
         }
     }
@@ -1136,6 +1161,27 @@ pub fn insn_fds(insns: &[u8]) -> Result<InsnFds, Errno> {
         i += 2;
     }
     Ok(out)
+}
+
+/// The first kfunc call (`BPF_JMP | BPF_CALL` with `src_reg == BPF_PSEUDO_KFUNC_CALL`) in
+/// `insns` that a load bpfnsd makes may not have: one into a module's BTF (`off != 0`), or
+/// one whose vmlinux BTF id `allowed` refuses. The verifier resolves each call by `imm` (and
+/// `off`) as read here: bpfnsd's copy is what it loads.
+pub fn kfunc_refusal(insns: &[u8], allowed: &dyn Fn(u32) -> bool) -> Option<LoadRefusal> {
+    use bpfns_sys::rawbpf::uapi as u;
+    (0..insns.len() / 8).find_map(|i| {
+        let (code, src, off, imm) = insn_at(insns, i);
+        if code != JMP_CALL || u32::from(src) != u::BPF_PSEUDO_KFUNC_CALL {
+            return None;
+        }
+        let module = off != 0;
+        let ok = !module && u32::try_from(imm).is_ok_and(|id| id > 0 && allowed(id));
+        (!ok).then_some(LoadRefusal::Kfunc {
+            insn: i,
+            btf_id: imm,
+            module,
+        })
+    })
 }
 
 /// How many `fd_array` entries to copy: every index the instructions use and, where the
@@ -2101,6 +2147,50 @@ mod tests {
 
     fn prog(insns: &[[u8; 8]]) -> Vec<u8> {
         insns.concat()
+    }
+
+    #[test]
+    fn kfunc_calls_outside_the_allowlist_are_refused() {
+        use bpfns_sys::rawbpf::uapi as u;
+        let kfunc =
+            |off: i16, imm: i32| insn(JMP_CALL, 0, u::BPF_PSEUDO_KFUNC_CALL as u8, off, imm);
+        let allowed = |id: u32| id == 7;
+        let helper = insn(JMP_CALL, 0, 0, 0, 65_326);
+        let exit = insn(0x95, 0, 0, 0, 0);
+        // Helpers and allowed vmlinux kfuncs pass.
+        assert_eq!(
+            kfunc_refusal(&prog(&[helper, kfunc(0, 7), exit]), &allowed),
+            None
+        );
+        // Any other vmlinux kfunc: the first one is named.
+        assert_eq!(
+            kfunc_refusal(
+                &prog(&[kfunc(0, 7), kfunc(0, 65_326), kfunc(0, 9)]),
+                &allowed
+            ),
+            Some(LoadRefusal::Kfunc {
+                insn: 1,
+                btf_id: 65_326,
+                module: false
+            })
+        );
+        // A module's kfunc, even with an allowed id; ids the kernel cannot have.
+        for (off, imm) in [(1, 7), (-1, 7), (0, 0), (0, -7)] {
+            let r = kfunc_refusal(&prog(&[kfunc(off, imm), exit]), &allowed);
+            assert!(
+                matches!(r, Some(LoadRefusal::Kfunc { insn: 0, module, .. }) if module == (off != 0)),
+                "off {off} imm {imm}: {r:?}"
+            );
+        }
+        // A bpf-to-bpf call (BPF_PSEUDO_CALL) is no kfunc.
+        let local = insn(JMP_CALL, 0, 1, 0, 1);
+        assert_eq!(kfunc_refusal(&prog(&[local, exit, exit]), &allowed), None);
+        let r = LoadRefusal::Kfunc {
+            insn: 1,
+            btf_id: 65_326,
+            module: false,
+        };
+        assert!(r.reason().contains("[kfunc]") && r.fix().contains("kfuncs bpfns allows"));
     }
 
     #[test]

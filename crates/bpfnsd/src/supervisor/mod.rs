@@ -68,6 +68,7 @@
 
 pub mod attr;
 pub mod filter;
+pub mod kfuncs;
 pub mod view;
 mod worker;
 
@@ -653,6 +654,8 @@ impl ListenerSink for SupervisorPool {
 /// by a listener keeper too; what a keeper already holds (members of an earlier bpfnsd) is
 /// served from now on.
 pub fn install(daemon: &Arc<Daemon>) {
+    // Resolved once, before any member's load waits on it.
+    let _ = kfuncs::allowed_ids();
     match Kernel::open(daemon.kernel.layout()) {
         Ok(kernel) => {
             let view = KernelView::new(Arc::new(kernel), daemon.registry.clone());

@@ -141,6 +141,8 @@ pub(super) trait Ops {
     fn load(&self, p: &mut LoadPrep) -> Result<OwnedFd, Errno>;
     /// What the BPF token behind `fd` delegates; `None` if it is not a token.
     fn token_info(&self, fd: BorrowedFd<'_>) -> Option<TokenInfo>;
+    /// Whether a program bpfnsd loads may call the vmlinux kfunc with BTF id `btf_id`.
+    fn kfunc_allowed(&self, btf_id: u32) -> bool;
 }
 
 /// Everything an answer works with.

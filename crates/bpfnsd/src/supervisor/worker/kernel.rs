@@ -361,6 +361,10 @@ impl Ops for HostOps<'_> {
     fn token_info(&self, fd: BorrowedFd<'_>) -> Option<TokenInfo> {
         token_info(fd)
     }
+
+    fn kfunc_allowed(&self, btf_id: u32) -> bool {
+        crate::supervisor::kfuncs::allowed_ids().contains(&btf_id)
+    }
 }
 
 /// The id of the object behind a bpf fd of `kind`.
@@ -460,8 +464,11 @@ fn run_query(caller: &Attr, q: &ProgQuery, target: Option<u32>) -> Result<QueryA
 /// What the BPF token behind `fd` delegates: `BPF_OBJ_GET_INFO_BY_FD` where the kernel has it,
 /// else its fdinfo (every kernel with tokens). `None` if it is not a token.
 fn token_info(fd: BorrowedFd<'_>) -> Option<TokenInfo> {
-    // The fdinfo says whether it is a token at all (BPF_OBJ_GET_INFO_BY_FD answers for maps,
-    // programs and links too, with other structs).
+    // The file's kind says whether it is a token at all (BPF_OBJ_GET_INFO_BY_FD answers for
+    // maps, programs and links too, with other structs; fdinfo is only text).
+    if !bpfns_sys::procfs::is_bpf_token(fd) {
+        return None;
+    }
     let text =
         std::fs::read_to_string(format!("/proc/thread-self/fdinfo/{}", fd.as_raw_fd())).ok()?;
     let from_fdinfo = TokenInfo::from_fdinfo(&text)?;

@@ -354,6 +354,8 @@ pub struct FakeOps {
     pub opened: RefCell<Vec<(u32, u32)>>,
     pub calls: RefCell<Vec<(u32, C, Attr)>>,
     pub loads: RefCell<Vec<C>>,
+    /// The vmlinux BTF ids of the kfuncs loads may call.
+    pub kfuncs: Vec<u32>,
 }
 
 impl Default for FakeOps {
@@ -374,6 +376,7 @@ impl Default for FakeOps {
             opened: RefCell::default(),
             calls: RefCell::default(),
             loads: RefCell::default(),
+            kfuncs: Vec::new(),
         }
     }
 }
@@ -483,5 +486,9 @@ impl Ops for FakeOps {
 
     fn token_info(&self, _fd: BorrowedFd<'_>) -> Option<TokenInfo> {
         None
+    }
+
+    fn kfunc_allowed(&self, btf_id: u32) -> bool {
+        self.kfuncs.contains(&btf_id)
     }
 }

@@ -95,13 +95,17 @@ pub fn fd_target(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
-/// The link target of a BPF token's file (`bpf_token_create`: `anon_inode:bpf-token`).
-pub const BPF_TOKEN_TARGET: &str = "anon_inode:bpf-token";
+/// The link target of a BPF token's file: `bpf_token_create` makes it a pseudo file of the
+/// bpffs instance it was created from, named `bpf-token` and never linked into a directory.
+pub const BPF_TOKEN_TARGET: &str = "/bpf-token (deleted)";
 
-/// Whether `fd` is a BPF token: decided by the file's kind, which only the kernel names,
-/// not by its fdinfo text alone (whose lines another kind of file could share).
+/// Whether `fd` may be a BPF token: an unlinked `bpf-token` on a bpffs. Necessary, not
+/// sufficient (an object pinned as `bpf-token` at the root of a bpffs instance, opened and
+/// unlinked, looks the same): only a token's fdinfo carries its `allowed_*` lines, which a
+/// caller still reads. Never the fdinfo alone: its format is plain text.
 pub fn is_bpf_token(fd: std::os::fd::BorrowedFd<'_>) -> bool {
     fd_target(fd).is_ok_and(|t| t == BPF_TOKEN_TARGET)
+        && crate::fs::fd_fs_magic(fd).is_ok_and(|m| m == crate::fs::BPF_FS_MAGIC)
 }
 
 #[cfg(test)]

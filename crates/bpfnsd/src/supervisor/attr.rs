@@ -45,6 +45,8 @@ pub const LINK_GET_FD_BY_ID: u32 = 30;
 pub const LINK_UPDATE: u32 = 29;
 /// `BPF_LINK_GET_NEXT_ID`.
 pub const LINK_GET_NEXT_ID: u32 = 31;
+/// `BPF_LINK_CREATE`.
+pub const LINK_CREATE: u32 = 28;
 /// `BPF_LINK_DETACH`.
 pub const LINK_DETACH: u32 = 34;
 
@@ -62,6 +64,7 @@ pub enum Command {
     ProgLoad,
     ProgAttach,
     ProgDetach,
+    LinkCreate,
     LinkUpdate,
     LinkDetach,
 }
@@ -84,6 +87,7 @@ impl Command {
             PROG_LOAD => Self::ProgLoad,
             PROG_ATTACH => Self::ProgAttach,
             PROG_DETACH => Self::ProgDetach,
+            LINK_CREATE => Self::LinkCreate,
             LINK_UPDATE => Self::LinkUpdate,
             LINK_DETACH => Self::LinkDetach,
             _ => return None,
@@ -107,6 +111,7 @@ impl Command {
             Self::ProgLoad => PROG_LOAD,
             Self::ProgAttach => PROG_ATTACH,
             Self::ProgDetach => PROG_DETACH,
+            Self::LinkCreate => LINK_CREATE,
             Self::LinkUpdate => LINK_UPDATE,
             Self::LinkDetach => LINK_DETACH,
         }
@@ -129,6 +134,7 @@ impl Command {
             Self::ProgLoad => "BPF_PROG_LOAD",
             Self::ProgAttach => "BPF_PROG_ATTACH",
             Self::ProgDetach => "BPF_PROG_DETACH",
+            Self::LinkCreate => "BPF_LINK_CREATE",
             Self::LinkUpdate => "BPF_LINK_UPDATE",
             Self::LinkDetach => "BPF_LINK_DETACH",
         }
@@ -155,6 +161,8 @@ impl Command {
             // target, attach_bpf_fd, attach_type, attach_flags, replace_bpf_fd, relative,
             // expected_revision
             Self::ProgAttach | Self::ProgDetach => 32,
+            // prog_fd, target, attach_type, flags, then the union up to uprobe_multi.pid
+            Self::LinkCreate => 60,
             // link_fd, new_prog_fd, flags, old_prog_fd
             Self::LinkUpdate => 16,
             // link_fd
@@ -371,6 +379,16 @@ pub mod off {
     pub const LU_FLAGS: usize = 8;
     /// `link_update.old_prog_fd` / `old_map_fd`.
     pub const LU_OLD_FD: usize = 12;
+    /// `link_create.prog_fd` (`map_fd` for struct_ops).
+    pub const LC_PROG_FD: usize = 0;
+    /// `link_create.target_fd` / `target_ifindex`.
+    pub const LC_TARGET: usize = 4;
+    /// `link_create.attach_type`.
+    pub const LC_ATTACH_TYPE: usize = 8;
+    /// `link_create.flags`.
+    pub const LC_FLAGS: usize = 12;
+    /// `link_create.{tcx,netkit,cgroup}.relative_fd` / `relative_id`.
+    pub const LC_RELATIVE: usize = 16;
 }
 
 /// `BPF_F_QUERY_EFFECTIVE`.
@@ -412,6 +430,8 @@ pub enum Request {
     Attach(AttachReq),
     /// `BPF_PROG_DETACH`.
     Detach(AttachReq),
+    /// `BPF_LINK_CREATE`.
+    LinkCreate(LinkCreateReq),
     /// `BPF_LINK_UPDATE`.
     LinkUpdate(LinkUpdateReq),
     /// `BPF_LINK_DETACH`.
@@ -430,6 +450,19 @@ pub struct AttachReq {
     /// `relative_fd` or `relative_id`.
     pub relative: u32,
     pub expected_revision: u64,
+}
+
+/// The inputs of a `BPF_LINK_CREATE` the supervisor looks at (the rest of the attr is passed
+/// on as it was read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkCreateReq {
+    pub prog_fd: u32,
+    /// `target_fd` or `target_ifindex`.
+    pub target: u32,
+    pub attach_type: u32,
+    pub flags: u32,
+    /// `relative_fd` or `relative_id` (tcx, netkit, cgroups).
+    pub relative: u32,
 }
 
 /// The inputs of a `BPF_LINK_UPDATE`.
@@ -560,6 +593,13 @@ pub fn parse(cmd: Command, attr: &Attr) -> Result<Request, Errno> {
                 Request::Detach(a)
             })
         }
+        Command::LinkCreate => Ok(Request::LinkCreate(LinkCreateReq {
+            prog_fd: attr.u32_at(off::LC_PROG_FD),
+            target: attr.u32_at(off::LC_TARGET),
+            attach_type: attr.u32_at(off::LC_ATTACH_TYPE),
+            flags: attr.u32_at(off::LC_FLAGS),
+            relative: attr.u32_at(off::LC_RELATIVE),
+        })),
         Command::LinkUpdate => Ok(Request::LinkUpdate(LinkUpdateReq {
             link_fd: attr.u32_at(off::LU_LINK_FD),
             new_fd: attr.u32_at(off::LU_NEW_FD),
@@ -1584,24 +1624,83 @@ pub fn attach_verdict<E>(
             }
         }
     }
-    // A relative id the caller cannot see is not there, as far as it knows.
-    let relative_by_id = a.flags & u::BPF_F_ID != 0
-        && a.flags & (u::BPF_F_BEFORE | u::BPF_F_AFTER) != 0
-        && a.relative != 0;
-    if relative_by_id {
-        let kind = if a.flags & u::BPF_F_LINK != 0 {
-            ObjectKind::Link
-        } else {
-            ObjectKind::Prog
-        };
-        if !can_see(kind, a.relative)? {
-            return Ok(Err(refuse(
-                Errno::NOENT,
-                format!("relative {} {} is not visible", kind.name(), a.relative),
-            )));
-        }
+    if let Some(r) = relative_refusal(a.flags, a.relative, can_see)? {
+        return Ok(Err(r));
     }
     Ok(Ok(plan))
+}
+
+/// `ENOENT` for a relative id (`BPF_F_BEFORE` / `BPF_F_AFTER` with `BPF_F_ID`) of a program
+/// or link the caller cannot see: the kernel looks it up before anything else and answers
+/// `EINVAL` where it exists with another type, so it must look as if it did not exist.
+pub fn relative_refusal<E>(
+    flags: u32,
+    relative: u32,
+    can_see: &mut dyn FnMut(ObjectKind, u32) -> Result<bool, E>,
+) -> Result<Option<Refusal>, E> {
+    use bpfns_sys::rawbpf::uapi as u;
+    let by_id = flags & u::BPF_F_ID != 0
+        && flags & (u::BPF_F_BEFORE | u::BPF_F_AFTER) != 0
+        && relative != 0;
+    if !by_id {
+        return Ok(None);
+    }
+    let kind = if flags & u::BPF_F_LINK != 0 {
+        ObjectKind::Link
+    } else {
+        ObjectKind::Prog
+    };
+    Ok((!can_see(kind, relative)?).then(|| {
+        refuse(
+            Errno::NOENT,
+            format!("relative {} {relative} is not visible", kind.name()),
+        )
+    }))
+}
+
+/// What the fields of a `BPF_LINK_CREATE` the supervisor makes itself are, by attach type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkTarget {
+    /// `target_fd`: a cgroup, a sockmap, a network namespace, a perf event.
+    Fd,
+    /// `target_ifindex`, in the calling task's network namespace (XDP, tcx, netkit).
+    Ifindex,
+    /// No target; the calling task's network namespace (netfilter).
+    NetNs,
+}
+
+/// How the supervisor makes a member's `BPF_LINK_CREATE` of `attach_type`, where its
+/// namespace denies tracing: `None` for the attach types it does not make (tracing,
+/// iterators, kprobe/uprobe multi links, whose attrs point to more of the caller's memory,
+/// struct_ops; unknown types). Of those it makes, the attr holds no pointer: what bpfnsd
+/// passes is its copy, with its own fds.
+pub fn link_target(attach_type: u32) -> Option<LinkTarget> {
+    use bpfns_sys::rawbpf::uapi as u;
+    const BPF_SK_LOOKUP: u32 = 36;
+    const BPF_XDP: u32 = 37;
+    const BPF_PERF_EVENT: u32 = 41;
+    const BPF_NETFILTER: u32 = 45;
+    Some(match attach_type {
+        BPF_XDP
+        | u::BPF_TCX_INGRESS
+        | u::BPF_TCX_EGRESS
+        | u::BPF_NETKIT_PRIMARY
+        | u::BPF_NETKIT_PEER => LinkTarget::Ifindex,
+        BPF_NETFILTER => LinkTarget::NetNs,
+        u::BPF_FLOW_DISSECTOR | BPF_SK_LOOKUP | BPF_PERF_EVENT => LinkTarget::Fd,
+        t => match hook_of(t)? {
+            Hook::Cgroup | Hook::SockMap => LinkTarget::Fd,
+            _ => return None,
+        },
+    })
+}
+
+/// Whether a `BPF_LINK_CREATE` names its relative program or link by fd (tcx, netkit and
+/// cgroups read `relative_fd` unless `BPF_F_ID`).
+pub fn link_relative_is_fd(l: &LinkCreateReq) -> bool {
+    use bpfns_sys::rawbpf::uapi as u;
+    let ordered = matches!(hook_of(l.attach_type), Some(Hook::Cgroup | Hook::Mprog));
+    ordered && l.flags & u::BPF_F_ID == 0 && (l.relative != 0 || l.flags & u::BPF_F_LINK != 0)
 }
 
 /// The supervisor's decision on a member's `BPF_LINK_UPDATE` (`update` is `Some`) or
@@ -1687,9 +1786,9 @@ mod tests {
             assert_eq!(cmd.raw(), c);
             assert!(cmd.name().starts_with("BPF_"));
         }
-        // Map commands, BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_RUN (10), BPF_LINK_CREATE (28),
-        // BPF_ENABLE_STATS and BPF_TOKEN_CREATE are not trapped.
-        for c in [0, 1, 2, 6, 10, 15, 28, 32, 33, 36] {
+        // Map commands, BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_RUN (10), BPF_ENABLE_STATS and
+        // BPF_TOKEN_CREATE are not trapped.
+        for c in [0, 1, 2, 6, 10, 15, 32, 33, 36] {
             assert_eq!(Command::from_raw(c), None);
         }
     }

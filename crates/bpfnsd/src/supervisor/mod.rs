@@ -108,7 +108,7 @@ pub trait View: Send + Sync {
         let _ = ns;
         Ok(false)
     }
-    /// Reserve one ownership record for a program bpfnsd loads for a member of `ns`: counted
+    /// Reserve one ownership record for an object bpfnsd makes for a member of `ns`: counted
     /// in `ns` and its ancestors before it is compared with their limits, so that it and the
     /// kernel side's own reservations can never together exceed one. `Ok(Err(why))` when a
     /// limit (or a missing one: fail closed) refuses it. Refused unless a view knows better.
@@ -121,10 +121,10 @@ pub trait View: Send + Sync {
         let _ = ns;
         Ok(())
     }
-    /// Record program `id` as `ns`'s, unless a record exists (`BPF_NOEXIST`, as the kernel
-    /// side records): whether it was written.
-    fn record_program(&self, ns: NsId, id: u32) -> Result<bool, ViewError> {
-        let _ = (ns, id);
+    /// Record object (`kind`, `id`) as `ns`'s, unless a record exists (`BPF_NOEXIST`, as the
+    /// kernel side records): whether it was written.
+    fn record_new(&self, ns: NsId, kind: ObjectKind, id: u32) -> Result<bool, ViewError> {
+        let _ = (ns, kind, id);
         Err(ViewError::NoRecords)
     }
 }

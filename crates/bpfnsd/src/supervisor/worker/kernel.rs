@@ -314,6 +314,10 @@ impl Ops for HostOps<'_> {
         self.as_caller(caps, || rawbpf::sys_bpf(cmd, attr.supplied_mut()))
     }
 
+    fn bpf_fd_as(&self, caps: C, cmd: u32, attr: &mut Attr) -> Result<OwnedFd, Errno> {
+        self.as_caller(caps, || rawbpf::sys_bpf_fd(cmd, attr.supplied_mut()))
+    }
+
     /// The call itself: bpfnsd's buffers in the attr, the caller's network namespace where it
     /// names an interface, the load credentials (see `answer/load.rs`), then back.
     fn load(&self, p: &mut LoadPrep) -> Result<OwnedFd, Errno> {
@@ -464,8 +468,8 @@ fn run_query(caller: &Attr, q: &ProgQuery, target: Option<u32>) -> Result<QueryA
 /// What the BPF token behind `fd` delegates: `BPF_OBJ_GET_INFO_BY_FD` where the kernel has it,
 /// else its fdinfo (every kernel with tokens). `None` if it is not a token.
 fn token_info(fd: BorrowedFd<'_>) -> Option<TokenInfo> {
-    // The file's kind says whether it is a token at all (BPF_OBJ_GET_INFO_BY_FD answers for
-    // maps, programs and links too, with other structs; fdinfo is only text).
+    // The file first (BPF_OBJ_GET_INFO_BY_FD answers for maps, programs and links too, with
+    // other structs; fdinfo is only text), then the lines only a token's fdinfo has.
     if !bpfns_sys::procfs::is_bpf_token(fd) {
         return None;
     }

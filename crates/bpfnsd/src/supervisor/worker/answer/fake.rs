@@ -327,7 +327,7 @@ impl View for FakeView {
         Ok(())
     }
 
-    fn record_program(&self, _ns: NsId, id: u32) -> Result<bool, ViewError> {
+    fn record_new(&self, _ns: NsId, _kind: ObjectKind, id: u32) -> Result<bool, ViewError> {
         self.recorded.lock().expect("lock").push(id);
         Ok(true)
     }
@@ -473,6 +473,11 @@ impl Ops for FakeOps {
     fn bpf_as(&self, caps: C, cmd: u32, attr: &mut Attr) -> Result<i64, Errno> {
         self.calls.borrow_mut().push((cmd, caps, attr.clone()));
         self.bpf_result
+    }
+
+    fn bpf_fd_as(&self, caps: C, cmd: u32, attr: &mut Attr) -> Result<OwnedFd, Errno> {
+        self.calls.borrow_mut().push((cmd, caps, attr.clone()));
+        self.bpf_result.map(|_| null())
     }
 
     fn load(&self, p: &mut LoadPrep) -> Result<OwnedFd, Errno> {

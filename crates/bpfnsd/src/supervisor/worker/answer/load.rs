@@ -319,7 +319,7 @@ fn load_here(env: &Env<'_>, r: &ProgLoadReq, mut p: LoadPrep) -> Answer {
     };
     // Recorded before the member holds it: the kernel side and every later look find it
     // the namespace's (a new program's id has no record).
-    match env.view.record_program(ns, id) {
+    match env.view.record_new(ns, bpfns_model::ObjectKind::Prog, id) {
         Ok(true) => {}
         Ok(false) => {
             release();

@@ -2362,12 +2362,30 @@ fn scene_linkoracle(m: &mut Matrix) {
         } else {
             let lines = pairs(r.out.lines().map(str::to_string).collect());
             let (differs, says) = oracle_judged(&lines, &foreign);
+            // A plain link of its own that the kernel lets it make (cgroup links want
+            // CAP_NET_ADMIN, as without bpfns) is the member's: it opens again by id (bpfnsd
+            // made it and recorded it as /t's).
+            let own: Vec<String> = lines
+                .iter()
+                .filter_map(|(k, v)| Some(format!("{}:{v}", k.strip_prefix("oracle.own.")?)))
+                .collect();
+            let says = format!("{says}; own links: {}", own.join(", "));
+            let broken = own
+                .iter()
+                .any(|o| o.contains(":linked:") && !o.ends_with(":reopened"))
+                || (level == Level::Host
+                    && own.iter().filter(|o| o.ends_with(":reopened")).count() < 2);
             if differs {
                 escape(format!("foreign ids answered unlike an absent one: {says}"))
             } else if !control_differs {
                 cell(
                     Verdict::Error,
                     format!("the oracle does not work unconfined either ({control_says}): {says}"),
+                )
+            } else if broken {
+                cell(
+                    Verdict::Error,
+                    format!("its own link does not work: {says}"),
                 )
             } else {
                 blocked(format!(

@@ -16,7 +16,8 @@
 //! | `OBJ_GET` | the path resolved in the caller's root and cwd with the caller's fs credentials; `EPERM` if the pinned object belongs to a namespace the caller cannot see |
 //! | `PROG_QUERY` | run for the caller (its target fd fetched with `pidfd_getfd`, or in its network namespace for tcx/netkit ifindexes); invisible programs removed |
 //! | `TASK_FD_QUERY` | run for the caller (its pid translated from its pid namespace) about its own process, or about any with `CAP_SYS_ADMIN` in the initial user namespace (else `EPERM`); `ENOENT` if the program is invisible |
-//! | `PROG_LOAD` | `CONTINUE` for root-namespace callers and where the namespace allows tracing; where it denies tracing, made here (`worker/answer/load.rs`) from a copy of the attr and everything it points to, with copies of every fd it names, without perfmon power, recorded as the namespace's within its quota, then injected; tracing-class types `EPERM`; syscall programs always `EPERM` |
+//! | `PROG_LOAD` | `CONTINUE` for root-namespace callers and where the namespace allows tracing; where it denies tracing, made here (`worker/answer/load.rs`) from a copy of the attr and everything it points to, with copies of every fd it names, without perfmon power, calling no kfunc outside [`kfuncs::ALLOWED`], recorded as the namespace's within its quota, then injected; tracing-class types `EPERM`; syscall programs always `EPERM` |
+//! | `LINK_CREATE` | `CONTINUE` for root-namespace callers and where the namespace allows tracing; where it denies tracing, made here (`worker/answer/link.rs`) from a copy of the attr on copies of the caller's fds, an invisible relative id `ENOENT`, the link recorded as the namespace's before it is injected; tracing, iterator, multi-probe and struct_ops links `EPERM` |
 //! | `PROG_ATTACH`, `PROG_DETACH`, `LINK_UPDATE`, `LINK_DETACH` | made here on copies of the caller's fds with its capabilities (initial user namespace only); `EPERM` if what it would replace or detach is invisible |
 //! | `ioctl(PERF_EVENT_IOC_QUERY_BPF)` | run on a copy of the caller's perf event with its capabilities; invisible programs removed |
 //!
@@ -27,8 +28,8 @@
 //! bpf_attr)` bytes, zero-padded, checked like the kernel's `CHECK_ATTR`); every read of the
 //! caller (memory, `/proc/<tid>`, `capget`, `pidfd_getfd`) comes before a
 //! `SECCOMP_IOCTL_NOTIF_ID_VALID` check, and every action after it; the answer is never
-//! `CONTINUE` except for a program load of a root-namespace caller or of a member of a
-//! namespace that allows tracing (the kernel then checks it with the caller's credentials,
+//! `CONTINUE` except for a program load or link creation of a root-namespace caller or of a
+//! member of a namespace that allows tracing (the kernel then checks it with the caller's credentials,
 //! which cannot change while it waits; a type changed meanwhile into a syscall program is
 //! stopped and quarantined by the kernel side); a failure is an error answer, never a panic
 //! of the daemon.

@@ -1394,7 +1394,8 @@ fn fill(n: &str, secs: &str) {
 //                             kfunc=ran:retval:R | kfunc=load-E:[verifier's last line] | ...
 //   rt-link-oracle CG ID...   LINK_CREATE before program/link ID by id (BPF_F_BEFORE|BPF_F_ID)
 //                             at CG's egress and lo's tcx ingress:
-//                             oracle.HOOK.KIND.ID=errno:E|attached, oracle.HOOK=load-E
+//                             oracle.HOOK.KIND.ID=errno:E|attached, oracle.HOOK=load-E;
+//                             then a link of its own, reopened by id: oracle.own.HOOK=...
 //   rt-cg-victim CG MODE [SOCK]      (victim) a cgroup_skb program on cgroup CG, ingress,
 //                             MODE legacy | multi | link; hands its program (and link) fds to
 //                             whoever connects to SOCK: victim=PROG_ID link=LINK_ID
@@ -1940,6 +1941,23 @@ fn link_oracle(cg: &str, ids: &[String]) {
                 say(&format!("oracle.{hook}.{kind}.{n}={r}"));
             }
         }
+        // A link of its own, without an anchor: made, then opened again by its id (which
+        // works only if it is recorded as the member's namespace's), then closed (detached).
+        let mut l = attr();
+        put_u32(&mut l, 0, sysbpf::raw(&prog) as u32);
+        put_u32(&mut l, 4, target);
+        put_u32(&mut l, 8, attach);
+        let own = match rawbpf::sys_bpf_fd(BPF_LINK_CREATE, &mut l) {
+            Ok(link) => match sysbpf::info::<sysbpf::bpf_link_info>(&link) {
+                Ok(i) => match fd_by_id(ObjectKind::Link, i.id, "") {
+                    Ok(_) => format!("linked:{}:reopened", i.id),
+                    Err(e) => format!("linked:{}:reopen-{}", i.id, errno_str(e)),
+                },
+                Err(e) => format!("linked:info-{}", errno_str(e.errno)),
+            },
+            Err(e) => format!("link-{}", errno_str(e)),
+        };
+        say(&format!("oracle.own.{hook}={own}"));
     }
 }
 

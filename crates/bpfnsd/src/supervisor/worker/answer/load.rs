@@ -598,7 +598,7 @@ mod tests {
         for (id, off) in [(TASK_FROM_PID, 0), (ALLOWED, 1), (ALLOWED, -1)] {
             assert!(
                 matches!(
-                    load(&view, &with(kfunc_insns(id, off)), &ops, r.clone()),
+                    load(&view, &with(kfunc_insns(id, off)), &ops, r),
                     Answer::Error(Errno::PERM)
                 ),
                 "kfunc {id} off {off}"

@@ -242,6 +242,24 @@ fuzz_target!(|data: &[u8]| {
                 )
             );
         }
+        Request::LinkCreate(l) => {
+            assert_eq!(cmd, Command::LinkCreate);
+            assert_eq!(
+                (l.prog_fd, l.target, l.attach_type, l.flags, l.relative),
+                (
+                    attr.u32_at(off::LC_PROG_FD),
+                    attr.u32_at(off::LC_TARGET),
+                    attr.u32_at(off::LC_ATTACH_TYPE),
+                    attr.u32_at(off::LC_FLAGS),
+                    attr.u32_at(off::LC_RELATIVE)
+                )
+            );
+            // What bpfnsd makes itself holds no pointer; a relative fd only where the
+            // attach type takes an anchor.
+            if attr::link_relative_is_fd(&l) {
+                assert!(attr::link_target(l.attach_type).is_some());
+            }
+        }
         Request::LinkUpdate(u) => {
             assert_eq!(cmd, Command::LinkUpdate);
             assert_eq!(

@@ -38,8 +38,9 @@ use crate::SysError;
 /// the queries that reveal ids, program loading (perfmon power is refused where tracing is
 /// denied), and the commands that attach, detach or replace what is already attached
 /// (performed by the supervisor after it checked that the caller can see what would be
-/// replaced).
-pub const TRAPPED: [u32; 16] = [
+/// replaced), and `BPF_LINK_CREATE` (its relative ids, like `BPF_PROG_ATTACH`'s, answer
+/// whether a program or link exists; the supervisor makes it itself).
+pub const TRAPPED: [u32; 17] = [
     libbpf_sys::BPF_PROG_LOAD,
     libbpf_sys::BPF_OBJ_GET,
     libbpf_sys::BPF_PROG_ATTACH,
@@ -55,6 +56,7 @@ pub const TRAPPED: [u32; 16] = [
     libbpf_sys::BPF_LINK_UPDATE,
     libbpf_sys::BPF_LINK_GET_FD_BY_ID,
     libbpf_sys::BPF_LINK_GET_NEXT_ID,
+    libbpf_sys::BPF_LINK_CREATE,
     libbpf_sys::BPF_LINK_DETACH,
 ];
 
@@ -246,12 +248,15 @@ mod tests {
                 "ia32 {cmd}"
             );
         }
-        // The attach family, program loading and the two link commands are among them.
-        for cmd in [5, 8, 9, 29, 34] {
+        // The attach family, program loading and the link commands are among them
+        // (LINK_CREATE for its relative ids).
+        for cmd in [5, 8, 9, 28, 29, 34] {
             assert_eq!(eval(&p, call(X64, NR_BPF, cmd, 0)), notif, "cmd {cmd}");
         }
-        // LINK_CREATE never detaches or replaces: not trapped.
-        assert_eq!(eval(&p, call(X64, NR_BPF, 28, 0)), allow);
+        // Map commands and BPF_PROG_TEST_RUN are not.
+        for cmd in [0, 1, 2, 10] {
+            assert_eq!(eval(&p, call(X64, NR_BPF, cmd, 0)), allow, "cmd {cmd}");
+        }
         // Other system calls run, on both ABIs.
         for nr in [0, 1, 15, 17, 56, 59, 316, 318, 320, 322, 357, 435] {
             assert_eq!(eval(&p, call(X64, nr, 14, 0)), allow, "nr {nr}");

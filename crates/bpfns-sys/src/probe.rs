@@ -111,6 +111,37 @@ pub fn load_vmlinux_btf() -> Result<VmlinuxBtf> {
     Ok(VmlinuxBtf { types })
 }
 
+/// The vmlinux BTF ids of the functions (`BTF_KIND_FUNC`) named `names`, in order; `None`
+/// for a name the kernel's BTF does not have. Kfunc calls name their function by this id.
+pub fn vmlinux_func_ids(names: &[&str]) -> Result<Vec<Option<u32>>> {
+    // SAFETY: no arguments; returns an owned `struct btf *` or NULL with errno set.
+    let btf = unsafe { libbpf_sys::btf__load_vmlinux_btf() };
+    if btf.is_null() {
+        let e = std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::ENOENT);
+        return Err(SysError::new(
+            "btf__load_vmlinux_btf",
+            Errno::from_raw_os_error(e),
+        ));
+    }
+    let ids = names
+        .iter()
+        .map(|name| {
+            let c = cstr(name).ok()?;
+            // SAFETY: `btf` is valid until freed below; `c` is NUL-terminated and outlives
+            // the call.
+            let id = unsafe {
+                libbpf_sys::btf__find_by_name_kind(btf, c.as_ptr(), libbpf_sys::BTF_KIND_FUNC)
+            };
+            u32::try_from(id).ok().filter(|&i| i > 0)
+        })
+        .collect();
+    // SAFETY: `btf` is a valid object from libbpf, freed exactly once; not used afterwards.
+    unsafe { libbpf_sys::btf__free(btf) };
+    Ok(ids)
+}
+
 /// `BPF_TOKEN_CREATE` (Linux 6.9) from the bpffs fd `bpffs_fd` (an integer, so probes can pass
 /// -1: a kernel that knows the command answers `EBADF`, one that does not answers `EINVAL`).
 pub fn token_create(bpffs_fd: RawFd) -> Result<OwnedFd> {

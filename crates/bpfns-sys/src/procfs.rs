@@ -132,6 +132,27 @@ pub fn mounts_below(dir: &std::path::Path) -> io::Result<Vec<std::path::PathBuf>
     Ok(below)
 }
 
+/// What `/proc/thread-self/fd/<fd>` names `fd` (`anon_inode:bpf-map`, `pipe:[N]`, a path),
+/// as the calling thread's fd table has it.
+pub fn fd_target(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<String> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/thread-self/fd/{}", fd.as_raw_fd()))
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// The link target of a BPF token's file: `bpf_token_create` makes it a pseudo file of the
+/// bpffs instance it was created from, named `bpf-token` and never linked into a directory.
+pub const BPF_TOKEN_TARGET: &str = "/bpf-token (deleted)";
+
+/// Whether `fd` may be a BPF token: an unlinked `bpf-token` on a bpffs. Necessary, not
+/// sufficient (an object pinned as `bpf-token` at the root of a bpffs instance, opened and
+/// unlinked, looks the same): only a token's fdinfo carries its `allowed_*` lines, which a
+/// caller still reads. Never the fdinfo alone: its format is plain text.
+pub fn is_bpf_token(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    fd_target(fd).is_ok_and(|t| t == BPF_TOKEN_TARGET)
+        && crate::fs::fd_fs_magic(fd).is_ok_and(|m| m == crate::fs::BPF_FS_MAGIC)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +223,13 @@ mod tests {
             parent_pid(me),
             Some(rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()))
         );
+    }
+
+    #[test]
+    fn a_file_is_no_token() {
+        use std::os::fd::AsFd;
+        let f = std::fs::File::open("/dev/null").expect("/dev/null");
+        assert_eq!(fd_target(f.as_fd()).expect("target"), "/dev/null");
+        assert!(!is_bpf_token(f.as_fd()));
     }
 }

@@ -92,6 +92,16 @@ pub fn obj_get_relative(name: &CStr, file_flags: u32) -> Result<OwnedFd, Errno> 
     sys_bpf_fd(BPF_OBJ_GET, &mut attr)
 }
 
+/// bpf() command numbers (`enum bpf_cmd`, libbpf's copy of the UAPI).
+pub mod cmd {
+    pub use libbpf_sys::{
+        BPF_BTF_GET_FD_BY_ID, BPF_BTF_GET_NEXT_ID, BPF_LINK_CREATE, BPF_LINK_DETACH,
+        BPF_LINK_GET_FD_BY_ID, BPF_LINK_GET_NEXT_ID, BPF_LINK_UPDATE, BPF_MAP_GET_FD_BY_ID,
+        BPF_MAP_GET_NEXT_ID, BPF_OBJ_GET, BPF_PROG_ATTACH, BPF_PROG_DETACH, BPF_PROG_GET_FD_BY_ID,
+        BPF_PROG_GET_NEXT_ID, BPF_PROG_LOAD, BPF_PROG_QUERY, BPF_TASK_FD_QUERY,
+    };
+}
+
 /// Numbers of the BPF UAPI (`include/uapi/linux/bpf.h`, libbpf's copy): program types,
 /// attach types and attach/query flags, for the code that reads callers' attrs.
 pub mod uapi {

@@ -2205,6 +2205,199 @@ fn scene_kread(m: &mut Matrix) {
     }
 }
 
+/// A process of the test's own (root, outside namespaces) that `f` attacks; and whether it
+/// died of SIGKILL. It is stopped with SIGTERM after `f` in any case, so the way it ended
+/// says whether the attack reached it, with no timing involved.
+fn with_victim<T>(f: impl FnOnce(&str) -> T) -> (T, bool) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut v = Command::new("sleep")
+        .arg("600")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = v.id() as i32;
+    let out = f(&pid.to_string());
+    let _ = bpfns_sys::testhooks::kill(pid, libc::SIGTERM);
+    let st = v.wait().unwrap();
+    (out, st.signal() == Some(libc::SIGKILL))
+}
+
+/// A cgroup_skb program that bpfnsd loads for the member calls the generic kfuncs
+/// bpf_task_from_pid and bpf_send_signal_task to SIGKILL a process of the host.
+fn scene_kfunc(m: &mut Matrix) {
+    let sc = Scene::new("kfunc");
+    let row = "SIGKILL a host process from a cgroup_skb program through kfuncs \
+               (bpf_task_from_pid, bpf_send_signal_task; run with BPF_PROG_TEST_RUN)";
+    // The same program, unconfined: the attack works where nothing stops it.
+    let (control, control_killed) =
+        with_victim(|pid| as_root(&["rt-kfunc-kill", pid], "kfunc").unwrap_or_default());
+    m.notes.push(format!(
+        "control, kfunc kill by host root outside namespaces: {control}; the victim {}",
+        if control_killed {
+            "was killed (SIGKILL)"
+        } else {
+            "survived"
+        }
+    ));
+    for level in LEVELS {
+        let (r, killed) = with_victim(|pid| sc.attack(level, &["rt-kfunc-kill", pid]));
+        let c = match r.unusable(level, "kfunc") {
+            Some(c) => c,
+            None => {
+                let v = r.get("kfunc").unwrap();
+                let who = format!("capeff {}", r.get("capeff").unwrap_or("?"));
+                if killed {
+                    escape(format!("{who}; {v}; the victim was killed"))
+                } else if !control_killed {
+                    cell(
+                        Verdict::Error,
+                        format!("the attack does not work unconfined either ({control}): {v}"),
+                    )
+                } else {
+                    blocked(format!(
+                        "{who}; {}; the victim survived (host root outside namespaces: \
+                         {control}, the victim killed)",
+                        errname_words(v)
+                    ))
+                }
+            }
+        };
+        m.set(row, level, c);
+    }
+}
+
+/// Every `key=value` line a root helper outside namespaces prints.
+fn root_lines(args: &[&str]) -> Vec<String> {
+    let mut h = Helper::spawn(args);
+    h.go();
+    let mut out = Vec::new();
+    while let Some(l) = h.line() {
+        if l.contains('=') {
+            out.push(l);
+        }
+    }
+    out
+}
+
+/// An id no object has (ids count up from 1; this is near the kernel's INT_MAX bound).
+const ABSENT_ID: u32 = 0x7fff_fff0;
+
+/// The LINK_CREATE oracle in `lines` (`oracle.HOOK.KIND.ID=R`): whether a foreign id's
+/// answer ever differs from the absent id's at any hook, and what each hook answered.
+fn oracle_judged(lines: &[(String, String)], foreign: &[u32]) -> (bool, String) {
+    let mut differs = false;
+    let mut parts = Vec::new();
+    for hook in ["cgroup", "tcx"] {
+        if let Some((_, v)) = lines.iter().find(|(k, _)| *k == format!("oracle.{hook}")) {
+            parts.push(format!("{hook}: our program {}", errname(v)));
+            continue;
+        }
+        for kind in ["prog", "link"] {
+            let get = |id: u32| {
+                lines
+                    .iter()
+                    .find(|(k, _)| *k == format!("oracle.{hook}.{kind}.{id}"))
+                    .map_or("missing".to_string(), |(_, v)| errname(v))
+            };
+            let absent = get(ABSENT_ID);
+            let got: Vec<String> = foreign.iter().map(|&id| get(id)).collect();
+            differs |= got.iter().any(|g| *g != absent);
+            parts.push(format!(
+                "{hook} {kind}: foreign {} / absent {absent}",
+                got.join(",")
+            ));
+        }
+    }
+    (differs, parts.join("; "))
+}
+
+/// BPF_LINK_CREATE with a relative id (tcx, cgroups) as an existence and type oracle on
+/// every program and link id.
+fn scene_linkoracle(m: &mut Matrix) {
+    let mut sc = Scene::new("linkoracle");
+    let row = "BPF_LINK_CREATE before a foreign program or link by id (BPF_F_BEFORE|BPF_F_ID, \
+               tcx and cgroup) as an existence oracle: foreign ids answered as absent ones";
+    let Some(root) = cgroup2_mount() else {
+        for l in LEVELS {
+            m.set(row, l, cell(Verdict::NotRun, "no cgroup2 mount"));
+        }
+        return;
+    };
+    let cg = root.join(format!("bpfns-rt-linkoracle-{}", std::process::id()));
+    let _ = std::fs::remove_dir(&cg);
+    std::fs::create_dir(&cg).unwrap();
+    let cgs = cg.to_string_lossy().into_owned();
+    // /s's and the root's programs and links.
+    let foreign = [
+        sc.create(Some("/s"), "prog", None),
+        sc.create(Some("/s"), "link", None),
+        sc.create(None, "prog", None),
+        sc.create(None, "link", None),
+    ];
+    let ids: Vec<String> = foreign
+        .iter()
+        .chain([&ABSENT_ID])
+        .map(u32::to_string)
+        .collect();
+    let mut args = vec!["rt-link-oracle", cgs.as_str()];
+    args.extend(ids.iter().map(String::as_str));
+    let pairs = |lines: Vec<String>| -> Vec<(String, String)> {
+        lines
+            .into_iter()
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect()
+    };
+    let control = pairs(root_lines(&args));
+    let (control_differs, control_says) = oracle_judged(&control, &foreign);
+    m.notes.push(format!(
+        "control, LINK_CREATE id oracle by host root outside namespaces: {control_says}"
+    ));
+    for level in LEVELS {
+        let r = sc.attack(level, &args);
+        let c = if let Some(c) = r.unusable(level, "oracle.") {
+            c
+        } else {
+            let lines = pairs(r.out.lines().map(str::to_string).collect());
+            let (differs, says) = oracle_judged(&lines, &foreign);
+            // A plain link of its own that the kernel lets it make (cgroup links want
+            // CAP_NET_ADMIN, as without bpfns) is the member's: it opens again by id (bpfnsd
+            // made it and recorded it as /t's).
+            let own: Vec<String> = lines
+                .iter()
+                .filter_map(|(k, v)| Some(format!("{}:{v}", k.strip_prefix("oracle.own.")?)))
+                .collect();
+            let says = format!("{says}; own links: {}", own.join(", "));
+            let broken = own
+                .iter()
+                .any(|o| o.contains(":linked:") && !o.ends_with(":reopened"))
+                || (level == Level::Host
+                    && own.iter().filter(|o| o.ends_with(":reopened")).count() < 2);
+            if differs {
+                escape(format!("foreign ids answered unlike an absent one: {says}"))
+            } else if !control_differs {
+                cell(
+                    Verdict::Error,
+                    format!("the oracle does not work unconfined either ({control_says}): {says}"),
+                )
+            } else if broken {
+                cell(
+                    Verdict::Error,
+                    format!("its own link does not work: {says}"),
+                )
+            } else {
+                blocked(format!(
+                    "{says} (host root outside namespaces: {control_says})"
+                ))
+            }
+        };
+        m.set(row, level, c);
+    }
+    let _ = std::fs::remove_dir(&cg);
+}
+
 /// Programs attached at a cgroup's ingress hook: `PROG:LINK` pairs (as root).
 fn cg_ids(cg: &Path) -> Vec<(u32, u32)> {
     let v = as_root(&["rt-query", &cg.to_string_lossy(), "0"], "ids").unwrap_or_default();
@@ -3840,7 +4033,7 @@ fn lock_hog_row(sc: &mut Scene, m: &mut Matrix) {
 
 type SceneFn = fn(&mut Matrix);
 
-const SCENES: [(&str, SceneFn); 23] = [
+const SCENES: [(&str, SceneFn); 25] = [
     ("ids", scene_ids),
     ("pins", scene_pins),
     ("mount", scene_mount),
@@ -3852,6 +4045,8 @@ const SCENES: [(&str, SceneFn); 23] = [
     ("hijack", scene_hijack),
     ("fill", scene_fill),
     ("kread", scene_kread),
+    ("kfunc", scene_kfunc),
+    ("linkoracle", scene_linkoracle),
     ("loadrace", scene_loadrace),
     ("oracle", scene_oracle),
     ("orphans", scene_orphans),
@@ -3981,8 +4176,8 @@ mod scene {
         };
     }
     scenes!(
-        ids, pins, mount, query, iter, filter, steal, daemon, hijack, fill, kread, loadrace,
-        oracle, orphans, stall, attach, netattach, perfquery, xdp, listener, scmrace, keeper,
-        flood,
+        ids, pins, mount, query, iter, filter, steal, daemon, hijack, fill, kread, kfunc,
+        linkoracle, loadrace, oracle, orphans, stall, attach, netattach, perfquery, xdp, listener,
+        scmrace, keeper, flood,
     );
 }

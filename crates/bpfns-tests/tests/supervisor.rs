@@ -249,8 +249,13 @@ impl View for SlowView {
     fn release_record(&self, ns: NsId) -> Result<(), bpfnsd::supervisor::ViewError> {
         self.0.release_record(ns)
     }
-    fn record_program(&self, ns: NsId, id: u32) -> Result<bool, bpfnsd::supervisor::ViewError> {
-        self.0.record_program(ns, id)
+    fn record_new(
+        &self,
+        ns: NsId,
+        kind: ObjectKind,
+        id: u32,
+    ) -> Result<bool, bpfnsd::supervisor::ViewError> {
+        self.0.record_new(ns, kind, id)
     }
 }
 

@@ -1443,16 +1443,30 @@ impl Daemon {
                 "get_fd takes at most one fd: a BPF token",
             ));
         }
-        let token = fds
-            .first()
-            .map(|fd| is_bpf_token(fd.as_fd()))
-            .unwrap_or(false);
-        if !fds.is_empty() && !token {
-            return Err(Failure::new(
-                ErrorCode::BadRequest,
-                "the fd passed with get_fd is not a BPF token",
-            ));
-        }
+        let token = match fds.first() {
+            None => false,
+            Some(fd) => {
+                let Some(info) = crate::supervisor::attr::TokenInfo::of_fd(fd.as_fd()) else {
+                    return Err(Failure::new(
+                        ErrorCode::BadRequest,
+                        "the fd passed with get_fd is not a BPF token",
+                    ));
+                };
+                // As the kernel takes a token for *_GET_FD_BY_ID: only if it delegates that.
+                let cmd = crate::supervisor::attr::Command::FdById(kind).raw();
+                if !info.allows_cmd(cmd) {
+                    return Err(Failure::new(
+                        ErrorCode::Denied,
+                        format!(
+                            "the BPF token passed with get_fd does not delegate {} (its bpffs's \
+                             delegate_cmds)",
+                            crate::supervisor::attr::Command::FdById(kind).name()
+                        ),
+                    ));
+                }
+                true
+            }
+        };
         if !caller.cap_bpf() && !token {
             return Err(Failure::new(
                 ErrorCode::Denied,
@@ -1707,11 +1721,6 @@ fn not_visible(kind: ObjectKind, id: u32) -> Failure {
         ErrorCode::NotFound,
         format!("no {kind} with id {id} is visible to you"),
     )
-}
-
-/// Is `fd` a BPF token (`anon_inode:bpf-token`)?
-fn is_bpf_token(fd: std::os::fd::BorrowedFd<'_>) -> bool {
-    fd_kind(fd) == "anon_inode:bpf-token"
 }
 
 /// What an fd is, as `/proc/self/fd` names it (`anon_inode:...`, `pipe:[N]`, a path).

@@ -15,38 +15,41 @@ use bpfns_sys::Errno;
 
 pub use bpfns_sys::rawbpf::ATTR_SIZE;
 
+// bpf() command numbers (include/uapi/linux/bpf.h, as libbpf carries it).
 /// `BPF_PROG_LOAD`.
-pub const PROG_LOAD: u32 = 5;
+pub const PROG_LOAD: u32 = bpfns_sys::rawbpf::cmd::BPF_PROG_LOAD;
 /// `BPF_OBJ_GET`.
-pub const OBJ_GET: u32 = 7;
+pub const OBJ_GET: u32 = bpfns_sys::rawbpf::cmd::BPF_OBJ_GET;
 /// `BPF_PROG_ATTACH`.
-pub const PROG_ATTACH: u32 = 8;
+pub const PROG_ATTACH: u32 = bpfns_sys::rawbpf::cmd::BPF_PROG_ATTACH;
 /// `BPF_PROG_DETACH`.
-pub const PROG_DETACH: u32 = 9;
+pub const PROG_DETACH: u32 = bpfns_sys::rawbpf::cmd::BPF_PROG_DETACH;
 /// `BPF_PROG_GET_NEXT_ID`.
-pub const PROG_GET_NEXT_ID: u32 = 11;
+pub const PROG_GET_NEXT_ID: u32 = bpfns_sys::rawbpf::cmd::BPF_PROG_GET_NEXT_ID;
 /// `BPF_MAP_GET_NEXT_ID`.
-pub const MAP_GET_NEXT_ID: u32 = 12;
+pub const MAP_GET_NEXT_ID: u32 = bpfns_sys::rawbpf::cmd::BPF_MAP_GET_NEXT_ID;
 /// `BPF_PROG_GET_FD_BY_ID`.
-pub const PROG_GET_FD_BY_ID: u32 = 13;
+pub const PROG_GET_FD_BY_ID: u32 = bpfns_sys::rawbpf::cmd::BPF_PROG_GET_FD_BY_ID;
 /// `BPF_MAP_GET_FD_BY_ID`.
-pub const MAP_GET_FD_BY_ID: u32 = 14;
+pub const MAP_GET_FD_BY_ID: u32 = bpfns_sys::rawbpf::cmd::BPF_MAP_GET_FD_BY_ID;
 /// `BPF_PROG_QUERY`.
-pub const PROG_QUERY: u32 = 16;
+pub const PROG_QUERY: u32 = bpfns_sys::rawbpf::cmd::BPF_PROG_QUERY;
 /// `BPF_BTF_GET_FD_BY_ID`.
-pub const BTF_GET_FD_BY_ID: u32 = 19;
+pub const BTF_GET_FD_BY_ID: u32 = bpfns_sys::rawbpf::cmd::BPF_BTF_GET_FD_BY_ID;
 /// `BPF_TASK_FD_QUERY`.
-pub const TASK_FD_QUERY: u32 = 20;
+pub const TASK_FD_QUERY: u32 = bpfns_sys::rawbpf::cmd::BPF_TASK_FD_QUERY;
 /// `BPF_BTF_GET_NEXT_ID`.
-pub const BTF_GET_NEXT_ID: u32 = 23;
+pub const BTF_GET_NEXT_ID: u32 = bpfns_sys::rawbpf::cmd::BPF_BTF_GET_NEXT_ID;
 /// `BPF_LINK_GET_FD_BY_ID`.
-pub const LINK_GET_FD_BY_ID: u32 = 30;
+pub const LINK_GET_FD_BY_ID: u32 = bpfns_sys::rawbpf::cmd::BPF_LINK_GET_FD_BY_ID;
 /// `BPF_LINK_UPDATE`.
-pub const LINK_UPDATE: u32 = 29;
+pub const LINK_UPDATE: u32 = bpfns_sys::rawbpf::cmd::BPF_LINK_UPDATE;
 /// `BPF_LINK_GET_NEXT_ID`.
-pub const LINK_GET_NEXT_ID: u32 = 31;
+pub const LINK_GET_NEXT_ID: u32 = bpfns_sys::rawbpf::cmd::BPF_LINK_GET_NEXT_ID;
+/// `BPF_LINK_CREATE`.
+pub const LINK_CREATE: u32 = bpfns_sys::rawbpf::cmd::BPF_LINK_CREATE;
 /// `BPF_LINK_DETACH`.
-pub const LINK_DETACH: u32 = 34;
+pub const LINK_DETACH: u32 = bpfns_sys::rawbpf::cmd::BPF_LINK_DETACH;
 
 /// Every bpf() command the member filter traps, ascending.
 pub use bpfns_sys::member_filter::TRAPPED;
@@ -62,6 +65,7 @@ pub enum Command {
     ProgLoad,
     ProgAttach,
     ProgDetach,
+    LinkCreate,
     LinkUpdate,
     LinkDetach,
 }
@@ -84,6 +88,7 @@ impl Command {
             PROG_LOAD => Self::ProgLoad,
             PROG_ATTACH => Self::ProgAttach,
             PROG_DETACH => Self::ProgDetach,
+            LINK_CREATE => Self::LinkCreate,
             LINK_UPDATE => Self::LinkUpdate,
             LINK_DETACH => Self::LinkDetach,
             _ => return None,
@@ -107,6 +112,7 @@ impl Command {
             Self::ProgLoad => PROG_LOAD,
             Self::ProgAttach => PROG_ATTACH,
             Self::ProgDetach => PROG_DETACH,
+            Self::LinkCreate => LINK_CREATE,
             Self::LinkUpdate => LINK_UPDATE,
             Self::LinkDetach => LINK_DETACH,
         }
@@ -129,6 +135,7 @@ impl Command {
             Self::ProgLoad => "BPF_PROG_LOAD",
             Self::ProgAttach => "BPF_PROG_ATTACH",
             Self::ProgDetach => "BPF_PROG_DETACH",
+            Self::LinkCreate => "BPF_LINK_CREATE",
             Self::LinkUpdate => "BPF_LINK_UPDATE",
             Self::LinkDetach => "BPF_LINK_DETACH",
         }
@@ -155,6 +162,8 @@ impl Command {
             // target, attach_bpf_fd, attach_type, attach_flags, replace_bpf_fd, relative,
             // expected_revision
             Self::ProgAttach | Self::ProgDetach => 32,
+            // prog_fd, target, attach_type, flags, then the union up to uprobe_multi.pid
+            Self::LinkCreate => 60,
             // link_fd, new_prog_fd, flags, old_prog_fd
             Self::LinkUpdate => 16,
             // link_fd
@@ -371,6 +380,16 @@ pub mod off {
     pub const LU_FLAGS: usize = 8;
     /// `link_update.old_prog_fd` / `old_map_fd`.
     pub const LU_OLD_FD: usize = 12;
+    /// `link_create.prog_fd` (`map_fd` for struct_ops).
+    pub const LC_PROG_FD: usize = 0;
+    /// `link_create.target_fd` / `target_ifindex`.
+    pub const LC_TARGET: usize = 4;
+    /// `link_create.attach_type`.
+    pub const LC_ATTACH_TYPE: usize = 8;
+    /// `link_create.flags`.
+    pub const LC_FLAGS: usize = 12;
+    /// `link_create.{tcx,netkit,cgroup}.relative_fd` / `relative_id`.
+    pub const LC_RELATIVE: usize = 16;
 }
 
 /// `BPF_F_QUERY_EFFECTIVE`.
@@ -412,6 +431,8 @@ pub enum Request {
     Attach(AttachReq),
     /// `BPF_PROG_DETACH`.
     Detach(AttachReq),
+    /// `BPF_LINK_CREATE`.
+    LinkCreate(LinkCreateReq),
     /// `BPF_LINK_UPDATE`.
     LinkUpdate(LinkUpdateReq),
     /// `BPF_LINK_DETACH`.
@@ -430,6 +451,19 @@ pub struct AttachReq {
     /// `relative_fd` or `relative_id`.
     pub relative: u32,
     pub expected_revision: u64,
+}
+
+/// The inputs of a `BPF_LINK_CREATE` the supervisor looks at (the rest of the attr is passed
+/// on as it was read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkCreateReq {
+    pub prog_fd: u32,
+    /// `target_fd` or `target_ifindex`.
+    pub target: u32,
+    pub attach_type: u32,
+    pub flags: u32,
+    /// `relative_fd` or `relative_id` (tcx, netkit, cgroups).
+    pub relative: u32,
 }
 
 /// The inputs of a `BPF_LINK_UPDATE`.
@@ -560,6 +594,13 @@ pub fn parse(cmd: Command, attr: &Attr) -> Result<Request, Errno> {
                 Request::Detach(a)
             })
         }
+        Command::LinkCreate => Ok(Request::LinkCreate(LinkCreateReq {
+            prog_fd: attr.u32_at(off::LC_PROG_FD),
+            target: attr.u32_at(off::LC_TARGET),
+            attach_type: attr.u32_at(off::LC_ATTACH_TYPE),
+            flags: attr.u32_at(off::LC_FLAGS),
+            relative: attr.u32_at(off::LC_RELATIVE),
+        })),
         Command::LinkUpdate => Ok(Request::LinkUpdate(LinkUpdateReq {
             link_fd: attr.u32_at(off::LU_LINK_FD),
             new_fd: attr.u32_at(off::LU_NEW_FD),
@@ -715,6 +756,15 @@ pub enum LoadRefusal {
     TracingClass(u32),
     /// The request cannot be made from bpfnsd's copy without changing what it means.
     Unsupported(&'static str),
+    /// A call of a kernel function (kfunc) that is not on bpfnsd's allowlist: generic kfuncs
+    /// reach every program type, and some act on any task (`bpf_task_from_pid` with
+    /// `bpf_send_signal_task` signals any process on the host). `module`: the kfunc is in a
+    /// module's BTF (`insn.off != 0`), never allowed.
+    Kfunc {
+        insn: usize,
+        btf_id: i32,
+        module: bool,
+    },
 }
 
 impl LoadRefusal {
@@ -729,6 +779,17 @@ impl LoadRefusal {
                  namespace's policy denies tracing"
             ),
             LoadRefusal::Unsupported(what) => (*what).to_string(),
+            LoadRefusal::Kfunc {
+                insn,
+                btf_id,
+                module,
+            } => format!(
+                "instruction {insn} calls the kernel function with BTF id {btf_id}{} [kfunc], \
+                 which is not on the list of kfuncs with no power over other tasks, cgroups or \
+                 kernel memory that bpfnsd lets programs it loads call (bpf_task_from_pid with \
+                 bpf_send_signal_task, for one, would signal any process on the host)",
+                if *module { " of a module's BTF" } else { "" }
+            ),
         }
     }
 
@@ -743,6 +804,11 @@ impl LoadRefusal {
             LoadRefusal::Unsupported(_) => {
                 "load it outside namespaces, or from a namespace whose policy allows tracing \
                  (there the kernel answers the load itself)"
+            }
+            LoadRefusal::Kfunc { .. } => {
+                "call only the kfuncs bpfns allows (docs/supervisor.md), or allow tracing for \
+                 the namespace (`bpfns ns policy NS --allow-tracing`) if its tenants are \
+                 trusted with the kernel"
             }
         }
     }
@@ -830,6 +896,36 @@ pub struct TokenInfo {
 }
 
 impl TokenInfo {
+    /// What the BPF token behind `fd` delegates: `BPF_OBJ_GET_INFO_BY_FD` where the kernel has
+    /// it, else its fdinfo (every kernel with tokens). `None` if it is not a token.
+    pub fn of_fd(fd: std::os::fd::BorrowedFd<'_>) -> Option<Self> {
+        use std::os::fd::AsRawFd;
+        // The file first (BPF_OBJ_GET_INFO_BY_FD answers for maps, programs and links too,
+        // with other structs; fdinfo is only text), then the lines only a token's fdinfo has.
+        if !bpfns_sys::procfs::is_bpf_token(fd) {
+            return None;
+        }
+        let text =
+            std::fs::read_to_string(format!("/proc/thread-self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+        let from_fdinfo = Self::from_fdinfo(&text)?;
+        Some(
+            match bpfns_sys::bpf::info::<bpfns_sys::bpf::bpf_token_info>(fd) {
+                Ok(i) => Self {
+                    cmds: i.allowed_cmds,
+                    maps: i.allowed_maps,
+                    progs: i.allowed_progs,
+                    attachs: i.allowed_attachs,
+                },
+                Err(_) => from_fdinfo,
+            },
+        )
+    }
+
+    /// Whether the token delegates bpf() command `cmd`.
+    pub fn allows_cmd(&self, cmd: u32) -> bool {
+        cmd < 64 && self.cmds & (1u64 << cmd) != 0
+    }
+
     /// From a token's `/proc/.../fdinfo/N` text (`bpf_token_show_fdinfo`: `any`, or a hex
     /// mask); `None` if the file is not a token.
     pub fn from_fdinfo(text: &str) -> Option<Self> {
@@ -1136,6 +1232,27 @@ pub fn insn_fds(insns: &[u8]) -> Result<InsnFds, Errno> {
         i += 2;
     }
     Ok(out)
+}
+
+/// The first kfunc call (`BPF_JMP | BPF_CALL` with `src_reg == BPF_PSEUDO_KFUNC_CALL`) in
+/// `insns` that a load bpfnsd makes may not have: one into a module's BTF (`off != 0`), or
+/// one whose vmlinux BTF id `allowed` refuses. The verifier resolves each call by `imm` (and
+/// `off`) as read here: bpfnsd's copy is what it loads.
+pub fn kfunc_refusal(insns: &[u8], allowed: &dyn Fn(u32) -> bool) -> Option<LoadRefusal> {
+    use bpfns_sys::rawbpf::uapi as u;
+    (0..insns.len() / 8).find_map(|i| {
+        let (code, src, off, imm) = insn_at(insns, i);
+        if code != JMP_CALL || u32::from(src) != u::BPF_PSEUDO_KFUNC_CALL {
+            return None;
+        }
+        let module = off != 0;
+        let ok = !module && u32::try_from(imm).is_ok_and(|id| id > 0 && allowed(id));
+        (!ok).then_some(LoadRefusal::Kfunc {
+            insn: i,
+            btf_id: imm,
+            module,
+        })
+    })
 }
 
 /// How many `fd_array` entries to copy: every index the instructions use and, where the
@@ -1538,24 +1655,83 @@ pub fn attach_verdict<E>(
             }
         }
     }
-    // A relative id the caller cannot see is not there, as far as it knows.
-    let relative_by_id = a.flags & u::BPF_F_ID != 0
-        && a.flags & (u::BPF_F_BEFORE | u::BPF_F_AFTER) != 0
-        && a.relative != 0;
-    if relative_by_id {
-        let kind = if a.flags & u::BPF_F_LINK != 0 {
-            ObjectKind::Link
-        } else {
-            ObjectKind::Prog
-        };
-        if !can_see(kind, a.relative)? {
-            return Ok(Err(refuse(
-                Errno::NOENT,
-                format!("relative {} {} is not visible", kind.name(), a.relative),
-            )));
-        }
+    if let Some(r) = relative_refusal(a.flags, a.relative, can_see)? {
+        return Ok(Err(r));
     }
     Ok(Ok(plan))
+}
+
+/// `ENOENT` for a relative id (`BPF_F_BEFORE` / `BPF_F_AFTER` with `BPF_F_ID`) of a program
+/// or link the caller cannot see: the kernel looks it up before anything else and answers
+/// `EINVAL` where it exists with another type, so it must look as if it did not exist.
+pub fn relative_refusal<E>(
+    flags: u32,
+    relative: u32,
+    can_see: &mut dyn FnMut(ObjectKind, u32) -> Result<bool, E>,
+) -> Result<Option<Refusal>, E> {
+    use bpfns_sys::rawbpf::uapi as u;
+    let by_id = flags & u::BPF_F_ID != 0
+        && flags & (u::BPF_F_BEFORE | u::BPF_F_AFTER) != 0
+        && relative != 0;
+    if !by_id {
+        return Ok(None);
+    }
+    let kind = if flags & u::BPF_F_LINK != 0 {
+        ObjectKind::Link
+    } else {
+        ObjectKind::Prog
+    };
+    Ok((!can_see(kind, relative)?).then(|| {
+        refuse(
+            Errno::NOENT,
+            format!("relative {} {relative} is not visible", kind.name()),
+        )
+    }))
+}
+
+/// What the fields of a `BPF_LINK_CREATE` the supervisor makes itself are, by attach type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkTarget {
+    /// `target_fd`: a cgroup, a sockmap, a network namespace, a perf event.
+    Fd,
+    /// `target_ifindex`, in the calling task's network namespace (XDP, tcx, netkit).
+    Ifindex,
+    /// No target; the calling task's network namespace (netfilter).
+    NetNs,
+}
+
+/// How the supervisor makes a member's `BPF_LINK_CREATE` of `attach_type`, where its
+/// namespace denies tracing: `None` for the attach types it does not make (tracing,
+/// iterators, kprobe/uprobe multi links, whose attrs point to more of the caller's memory,
+/// struct_ops; unknown types). Of those it makes, the attr holds no pointer: what bpfnsd
+/// passes is its copy, with its own fds.
+pub fn link_target(attach_type: u32) -> Option<LinkTarget> {
+    use bpfns_sys::rawbpf::uapi as u;
+    const BPF_SK_LOOKUP: u32 = 36;
+    const BPF_XDP: u32 = 37;
+    const BPF_PERF_EVENT: u32 = 41;
+    const BPF_NETFILTER: u32 = 45;
+    Some(match attach_type {
+        BPF_XDP
+        | u::BPF_TCX_INGRESS
+        | u::BPF_TCX_EGRESS
+        | u::BPF_NETKIT_PRIMARY
+        | u::BPF_NETKIT_PEER => LinkTarget::Ifindex,
+        BPF_NETFILTER => LinkTarget::NetNs,
+        u::BPF_FLOW_DISSECTOR | BPF_SK_LOOKUP | BPF_PERF_EVENT => LinkTarget::Fd,
+        t => match hook_of(t)? {
+            Hook::Cgroup | Hook::SockMap => LinkTarget::Fd,
+            _ => return None,
+        },
+    })
+}
+
+/// Whether a `BPF_LINK_CREATE` names its relative program or link by fd (tcx, netkit and
+/// cgroups read `relative_fd` unless `BPF_F_ID`).
+pub fn link_relative_is_fd(l: &LinkCreateReq) -> bool {
+    use bpfns_sys::rawbpf::uapi as u;
+    let ordered = matches!(hook_of(l.attach_type), Some(Hook::Cgroup | Hook::Mprog));
+    ordered && l.flags & u::BPF_F_ID == 0 && (l.relative != 0 || l.flags & u::BPF_F_LINK != 0)
 }
 
 /// The supervisor's decision on a member's `BPF_LINK_UPDATE` (`update` is `Some`) or
@@ -1631,9 +1807,9 @@ mod tests {
             assert_eq!(cmd.raw(), c);
             assert!(cmd.name().starts_with("BPF_"));
         }
-        // Map commands, BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_RUN (10), BPF_LINK_CREATE (28),
-        // BPF_ENABLE_STATS and BPF_TOKEN_CREATE are not trapped.
-        for c in [0, 1, 2, 6, 10, 15, 28, 32, 33, 36] {
+        // Map commands, BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_RUN (10), BPF_ENABLE_STATS and
+        // BPF_TOKEN_CREATE are not trapped.
+        for c in [0, 1, 2, 6, 10, 15, 32, 33, 36] {
             assert_eq!(Command::from_raw(c), None);
         }
     }
@@ -2091,6 +2267,50 @@ mod tests {
 
     fn prog(insns: &[[u8; 8]]) -> Vec<u8> {
         insns.concat()
+    }
+
+    #[test]
+    fn kfunc_calls_outside_the_allowlist_are_refused() {
+        use bpfns_sys::rawbpf::uapi as u;
+        let kfunc =
+            |off: i16, imm: i32| insn(JMP_CALL, 0, u::BPF_PSEUDO_KFUNC_CALL as u8, off, imm);
+        let allowed = |id: u32| id == 7;
+        let helper = insn(JMP_CALL, 0, 0, 0, 65_326);
+        let exit = insn(0x95, 0, 0, 0, 0);
+        // Helpers and allowed vmlinux kfuncs pass.
+        assert_eq!(
+            kfunc_refusal(&prog(&[helper, kfunc(0, 7), exit]), &allowed),
+            None
+        );
+        // Any other vmlinux kfunc: the first one is named.
+        assert_eq!(
+            kfunc_refusal(
+                &prog(&[kfunc(0, 7), kfunc(0, 65_326), kfunc(0, 9)]),
+                &allowed
+            ),
+            Some(LoadRefusal::Kfunc {
+                insn: 1,
+                btf_id: 65_326,
+                module: false
+            })
+        );
+        // A module's kfunc, even with an allowed id; ids the kernel cannot have.
+        for (off, imm) in [(1, 7), (-1, 7), (0, 0), (0, -7)] {
+            let r = kfunc_refusal(&prog(&[kfunc(off, imm), exit]), &allowed);
+            assert!(
+                matches!(r, Some(LoadRefusal::Kfunc { insn: 0, module, .. }) if module == (off != 0)),
+                "off {off} imm {imm}: {r:?}"
+            );
+        }
+        // A bpf-to-bpf call (BPF_PSEUDO_CALL) is no kfunc.
+        let local = insn(JMP_CALL, 0, 1, 0, 1);
+        assert_eq!(kfunc_refusal(&prog(&[local, exit, exit]), &allowed), None);
+        let r = LoadRefusal::Kfunc {
+            insn: 1,
+            btf_id: 65_326,
+            module: false,
+        };
+        assert!(r.reason().contains("[kfunc]") && r.fix().contains("kfuncs bpfns allows"));
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! | `OBJ_GET` | the path resolved in the caller's root and cwd with the caller's fs credentials; `EPERM` if the pinned object belongs to a namespace the caller cannot see |
 //! | `PROG_QUERY` | run for the caller (its target fd fetched with `pidfd_getfd`, or in its network namespace for tcx/netkit ifindexes); invisible programs removed |
 //! | `TASK_FD_QUERY` | run for the caller (its pid translated from its pid namespace) about its own process, or about any with `CAP_SYS_ADMIN` in the initial user namespace (else `EPERM`); `ENOENT` if the program is invisible |
-//! | `PROG_LOAD` | `CONTINUE` for root-namespace callers and where the namespace allows tracing; where it denies tracing, made here (`worker/answer/load.rs`) from a copy of the attr and everything it points to, with copies of every fd it names, without perfmon power, recorded as the namespace's within its quota, then injected; tracing-class types `EPERM`; syscall programs always `EPERM` |
+//! | `PROG_LOAD` | `CONTINUE` for root-namespace callers and where the namespace allows tracing; where it denies tracing, made here (`worker/answer/load.rs`) from a copy of the attr and everything it points to, with copies of every fd it names, without perfmon power, calling no kfunc outside [`kfuncs::ALLOWED`], recorded as the namespace's within its quota, then injected; tracing-class types `EPERM`; syscall programs always `EPERM` |
+//! | `LINK_CREATE` | `CONTINUE` for root-namespace callers and where the namespace allows tracing; where it denies tracing, made here (`worker/answer/link.rs`) from a copy of the attr on copies of the caller's fds, an invisible relative id `ENOENT`, the link recorded as the namespace's before it is injected; tracing, iterator, multi-probe and struct_ops links `EPERM` |
 //! | `PROG_ATTACH`, `PROG_DETACH`, `LINK_UPDATE`, `LINK_DETACH` | made here on copies of the caller's fds with its capabilities (initial user namespace only); `EPERM` if what it would replace or detach is invisible |
 //! | `ioctl(PERF_EVENT_IOC_QUERY_BPF)` | run on a copy of the caller's perf event with its capabilities; invisible programs removed |
 //!
@@ -27,8 +28,8 @@
 //! bpf_attr)` bytes, zero-padded, checked like the kernel's `CHECK_ATTR`); every read of the
 //! caller (memory, `/proc/<tid>`, `capget`, `pidfd_getfd`) comes before a
 //! `SECCOMP_IOCTL_NOTIF_ID_VALID` check, and every action after it; the answer is never
-//! `CONTINUE` except for a program load of a root-namespace caller or of a member of a
-//! namespace that allows tracing (the kernel then checks it with the caller's credentials,
+//! `CONTINUE` except for a program load or link creation of a root-namespace caller or of a
+//! member of a namespace that allows tracing (the kernel then checks it with the caller's credentials,
 //! which cannot change while it waits; a type changed meanwhile into a syscall program is
 //! stopped and quarantined by the kernel side); a failure is an error answer, never a panic
 //! of the daemon.
@@ -68,6 +69,7 @@
 
 pub mod attr;
 pub mod filter;
+pub mod kfuncs;
 pub mod view;
 mod worker;
 
@@ -107,7 +109,7 @@ pub trait View: Send + Sync {
         let _ = ns;
         Ok(false)
     }
-    /// Reserve one ownership record for a program bpfnsd loads for a member of `ns`: counted
+    /// Reserve one ownership record for an object bpfnsd makes for a member of `ns`: counted
     /// in `ns` and its ancestors before it is compared with their limits, so that it and the
     /// kernel side's own reservations can never together exceed one. `Ok(Err(why))` when a
     /// limit (or a missing one: fail closed) refuses it. Refused unless a view knows better.
@@ -120,10 +122,10 @@ pub trait View: Send + Sync {
         let _ = ns;
         Ok(())
     }
-    /// Record program `id` as `ns`'s, unless a record exists (`BPF_NOEXIST`, as the kernel
-    /// side records): whether it was written.
-    fn record_program(&self, ns: NsId, id: u32) -> Result<bool, ViewError> {
-        let _ = (ns, id);
+    /// Record object (`kind`, `id`) as `ns`'s, unless a record exists (`BPF_NOEXIST`, as the
+    /// kernel side records): whether it was written.
+    fn record_new(&self, ns: NsId, kind: ObjectKind, id: u32) -> Result<bool, ViewError> {
+        let _ = (ns, kind, id);
         Err(ViewError::NoRecords)
     }
 }
@@ -653,6 +655,8 @@ impl ListenerSink for SupervisorPool {
 /// by a listener keeper too; what a keeper already holds (members of an earlier bpfnsd) is
 /// served from now on.
 pub fn install(daemon: &Arc<Daemon>) {
+    // Resolved once, before any member's load waits on it.
+    let _ = kfuncs::allowed_ids();
     match Kernel::open(daemon.kernel.layout()) {
         Ok(kernel) => {
             let view = KernelView::new(Arc::new(kernel), daemon.registry.clone());

@@ -81,8 +81,8 @@ impl View for KernelView {
         Ok(self.kernel.release_record(ns)?)
     }
 
-    fn record_program(&self, ns: NsId, id: u32) -> Result<bool, ViewError> {
-        Ok(self.kernel.record_new(ObjectKind::Prog, id, ns)?)
+    fn record_new(&self, ns: NsId, kind: ObjectKind, id: u32) -> Result<bool, ViewError> {
+        Ok(self.kernel.record_new(kind, id, ns)?)
     }
 
     fn allows_tracing(&self, ns: NsId) -> Result<bool, ViewError> {

@@ -211,6 +211,7 @@ impl Worker {
                 | Command::ProgLoad
                 | Command::ProgAttach
                 | Command::ProgDetach
+                | Command::LinkCreate
                 | Command::LinkUpdate
                 | Command::LinkDetach
         );

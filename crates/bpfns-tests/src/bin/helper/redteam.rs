@@ -78,7 +78,7 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 60] = [
+pub const ACTIONS: [&str; 62] = [
     "rt-lock-hog",
     "rt-orphans",
     "rt-orphan-race",
@@ -119,6 +119,8 @@ pub const ACTIONS: [&str; 60] = [
     "rt-fill",
     "rt-hold-secret",
     "rt-kread",
+    "rt-kfunc-kill",
+    "rt-link-oracle",
     "rt-cg-victim",
     "rt-cg-attack",
     "rt-query",
@@ -1403,6 +1405,13 @@ fn fill(n: &str, secs: &str) {
 //   rt-kread PID FD           a socket filter that walks the task list to PID, its fd table to
 //                             FD and reads the array map's value with bpf_probe_read_kernel:
 //                             kread=secret:TEXT | kread=STEP-errno:E[:verifier's last line]
+//   rt-kfunc-kill PID         a cgroup_skb program calling bpf_task_from_pid and
+//                             bpf_send_signal_task(SIGKILL) on PID, run with PROG_TEST_RUN:
+//                             kfunc=ran:retval:R | kfunc=load-E:[verifier's last line] | ...
+//   rt-link-oracle CG ID...   LINK_CREATE before program/link ID by id (BPF_F_BEFORE|BPF_F_ID)
+//                             at CG's egress and lo's tcx ingress:
+//                             oracle.HOOK.KIND.ID=errno:E|attached, oracle.HOOK=load-E;
+//                             then a link of its own, reopened by id: oracle.own.HOOK=...
 //   rt-cg-victim CG MODE [SOCK]      (victim) a cgroup_skb program on cgroup CG, ingress,
 //                             MODE legacy | multi | link; hands its program (and link) fds to
 //                             whoever connects to SOCK: victim=PROG_ID link=LINK_ID
@@ -1807,6 +1816,167 @@ fn kread(pid: i32, fd: i32) -> String {
     }
 }
 
+/// The last line of a verifier log that says why, with spaces as `_`.
+fn log_reason(log: &[u8]) -> String {
+    String::from_utf8_lossy(log)
+        .trim_end_matches('\0')
+        .lines()
+        .rev()
+        .find(|l| {
+            !l.trim().is_empty()
+                && !l.starts_with("processed")
+                && !l.starts_with("verification time")
+        })
+        .unwrap_or("")
+        .replace(' ', "_")
+}
+
+/// A `cgroup_skb` program (loadable with `CAP_BPF` alone) that calls the generic kfuncs
+/// `bpf_task_from_pid` and `bpf_send_signal_task` to SIGKILL `pid`, run with
+/// `BPF_PROG_TEST_RUN`: `ran:retval:R` (0: sent; 1: no such task), or why not.
+fn kfunc_kill(pid: i32) -> String {
+    use libbpf_rs::btf::types::Func;
+    const KFUNC: u8 = 2; // BPF_PSEUDO_KFUNC_CALL
+    let btf = match libbpf_rs::btf::Btf::from_vmlinux() {
+        Ok(b) => b,
+        Err(e) => return format!("btf-error:{e}"),
+    };
+    let id = |name: &str| -> Option<i32> {
+        let id: u32 = btf.type_by_name::<Func<'_>>(name)?.type_id().into();
+        i32::try_from(id).ok()
+    };
+    let (Some(from_pid), Some(send), Some(release)) = (
+        id("bpf_task_from_pid"),
+        id("bpf_send_signal_task"),
+        id("bpf_task_release"),
+    ) else {
+        return "no-kfuncs-in-btf".into();
+    };
+    let insns = [
+        insn(0xb7, 1, 0, 0, pid),          // r1 = pid
+        insn(0x85, 0, KFUNC, 0, from_pid), // r0 = bpf_task_from_pid(r1)
+        insn(0x55, 0, 0, 2, 0),            // if r0 != 0 goto +2
+        insn(0xb7, 0, 0, 0, 1),            // r0 = 1 (no such task)
+        insn(0x95, 0, 0, 0, 0),            // exit
+        insn(0xbf, 6, 0, 0, 0),            // r6 = r0
+        insn(0xbf, 1, 6, 0, 0),            // r1 = task
+        insn(0xb7, 2, 0, 0, 9),            // r2 = SIGKILL
+        insn(0xb7, 3, 0, 0, 0),            // r3 = PIDTYPE_PID
+        insn(0xb7, 4, 0, 0, 0),            // r4 = value
+        insn(0x85, 0, KFUNC, 0, send),     // bpf_send_signal_task(...)
+        insn(0xbf, 1, 6, 0, 0),            // r1 = task
+        insn(0x85, 0, KFUNC, 0, release),  // bpf_task_release(task)
+        insn(0xb7, 0, 0, 0, 0),            // r0 = 0
+        insn(0x95, 0, 0, 0, 0),            // exit
+    ];
+    let license = c"GPL";
+    let mut log = vec![0u8; 1 << 16];
+    let mut a = attr();
+    put_u32(&mut a, 0, PROG_CGROUP_SKB);
+    put_u32(&mut a, 4, insns.len() as u32);
+    put_u64(&mut a, 8, insns.as_ptr() as u64);
+    put_u64(&mut a, 16, license.as_ptr() as u64);
+    put_u32(&mut a, 24, 1);
+    put_u32(&mut a, 28, log.len() as u32);
+    put_u64(&mut a, 32, log.as_mut_ptr() as u64);
+    if let Some(t) = token() {
+        put_u32(&mut a, 44, rawbpf::BPF_F_TOKEN_FD);
+        put_u32(&mut a, 144, t as u32);
+    }
+    let prog = match rawbpf::sys_bpf_fd(BPF_PROG_LOAD, &mut a) {
+        Ok(p) => p,
+        Err(e) => return format!("load-{}:{}", errno_str(e), log_reason(&log)),
+    };
+    let packet = [0u8; 64];
+    let mut t = vec![0u8; 80];
+    put_u32(&mut t, 0, sysbpf::raw(&prog) as u32);
+    put_u32(&mut t, 8, packet.len() as u32);
+    put_u64(&mut t, 16, packet.as_ptr() as u64);
+    put_u32(&mut t, 32, 1); // repeat
+    if let Err(e) = rawbpf::sys_bpf(BPF_PROG_TEST_RUN, &mut t) {
+        return format!("run-{}", errno_str(e));
+    }
+    format!(
+        "ran:retval:{}",
+        u32::from_ne_bytes([t[4], t[5], t[6], t[7]])
+    )
+}
+
+/// The id oracle of `BPF_LINK_CREATE` with `BPF_F_BEFORE | BPF_F_ID`: for each id, a link
+/// of a program of our own placed before program (or, with `BPF_F_LINK`, link) `id`, at a
+/// cgroup's egress (`cg`, cgroups take relative ids since 6.16) and at tcx ingress of `lo`:
+/// `oracle.HOOK.KIND.ID=errno:E` (`ENOENT` for no such id, `EINVAL` for one of another type:
+/// the oracle), or `attached` (the link is closed at once, which detaches it); `oracle.HOOK=
+/// load-E` where our program cannot be loaded.
+fn link_oracle(cg: &str, ids: &[String]) {
+    const TCX_INGRESS: u32 = 46;
+    const PROG_SCHED_CLS: u32 = 3;
+    const ATTACH_CGROUP_EGRESS: u32 = 1;
+    let dir = std::fs::File::open(cg).unwrap_or_else(|e| fail(&format!("open {cg}: {e}")));
+    let hooks = [
+        (
+            "cgroup",
+            PROG_CGROUP_SKB,
+            ATTACH_CGROUP_EGRESS,
+            sysbpf::raw(&dir) as u32,
+            1,
+        ),
+        (
+            "tcx",
+            PROG_SCHED_CLS,
+            TCX_INGRESS,
+            1,  /* lo */
+            -1, /* TCX_NEXT */
+        ),
+    ];
+    for (hook, ptype, attach, target, ret) in hooks {
+        let prog = match load_here(ptype, &returning(ret), attach) {
+            Ok(p) => p,
+            Err(e) => {
+                say(&format!("oracle.{hook}=load-{}", errno_str(e)));
+                continue;
+            }
+        };
+        for id in ids {
+            let n: u32 = id.parse().unwrap_or_else(|_| fail("ID"));
+            for (kind, link_flag) in [("prog", 0), ("link", rawbpf::uapi::BPF_F_LINK)] {
+                let mut l = attr();
+                put_u32(&mut l, 0, sysbpf::raw(&prog) as u32);
+                put_u32(&mut l, 4, target);
+                put_u32(&mut l, 8, attach);
+                let flags = rawbpf::uapi::BPF_F_BEFORE | rawbpf::uapi::BPF_F_ID | link_flag;
+                put_u32(&mut l, 12, flags);
+                put_u32(&mut l, 16, n);
+                let r = match rawbpf::sys_bpf_fd(BPF_LINK_CREATE, &mut l) {
+                    Ok(link) => {
+                        drop(link);
+                        "attached".to_string()
+                    }
+                    Err(e) => format!("errno:{}", e.raw_os_error()),
+                };
+                say(&format!("oracle.{hook}.{kind}.{n}={r}"));
+            }
+        }
+        // A link of its own, without an anchor: made, then opened again by its id (which
+        // works only if it is recorded as the member's namespace's), then closed (detached).
+        let mut l = attr();
+        put_u32(&mut l, 0, sysbpf::raw(&prog) as u32);
+        put_u32(&mut l, 4, target);
+        put_u32(&mut l, 8, attach);
+        let own = match rawbpf::sys_bpf_fd(BPF_LINK_CREATE, &mut l) {
+            Ok(link) => match sysbpf::info::<sysbpf::bpf_link_info>(&link) {
+                Ok(i) => match fd_by_id(ObjectKind::Link, i.id, "") {
+                    Ok(_) => format!("linked:{}:reopened", i.id),
+                    Err(e) => format!("linked:{}:reopen-{}", i.id, errno_str(e)),
+                },
+                Err(e) => format!("linked:info-{}", errno_str(e.errno)),
+            },
+            Err(e) => format!("link-{}", errno_str(e)),
+        };
+        say(&format!("oracle.own.{hook}={own}"));
+    }
+}
+
 fn cg_attack(cg: &str, what: &str, sock: Option<&str>) {
     let dir = std::fs::File::open(cg).unwrap_or_else(|e| fail(&format!("open {cg}: {e}")));
     let cgfd = sysbpf::raw(&dir);
@@ -2162,6 +2332,15 @@ fn more(exe: &Path, args: &[String]) {
             }
             say(&format!("kread={}", kread(pid, fd)));
         }
+        "rt-kfunc-kill" => {
+            let pid: i32 = arg(1).parse().unwrap_or_else(|_| fail("PID"));
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            if let Some(l) = status.lines().find(|l| l.starts_with("CapEff:")) {
+                say(&format!("capeff={}", l["CapEff:".len()..].trim()));
+            }
+            say(&format!("kfunc={}", kfunc_kill(pid)));
+        }
+        "rt-link-oracle" => link_oracle(&arg(1), &args[2..]),
         "rt-cg-victim" => {
             let dir = std::fs::File::open(arg(1)).unwrap_or_else(|e| fail(&format!("open: {e}")));
             let prog = load(PROG_CGROUP_SKB, &RETURN_ONE_PASS, 0).unwrap_or_else(|e| fail(&e));

@@ -11,6 +11,7 @@ mod attach;
 #[cfg(test)]
 mod fake;
 mod ids;
+mod link;
 mod load;
 mod obj_get;
 mod query;
@@ -137,10 +138,14 @@ pub(super) trait Ops {
     ) -> Result<HookState, Errno>;
     /// bpf(`cmd`, `attr`) with exactly `caps` effective.
     fn bpf_as(&self, caps: C, cmd: u32, attr: &mut Attr) -> Result<i64, Errno>;
+    /// The same, for a command that returns a new fd.
+    fn bpf_fd_as(&self, caps: C, cmd: u32, attr: &mut Attr) -> Result<OwnedFd, Errno>;
     /// The `BPF_PROG_LOAD` of `p`, with the load credentials.
     fn load(&self, p: &mut LoadPrep) -> Result<OwnedFd, Errno>;
     /// What the BPF token behind `fd` delegates; `None` if it is not a token.
     fn token_info(&self, fd: BorrowedFd<'_>) -> Option<TokenInfo>;
+    /// Whether a program bpfnsd loads may call the vmlinux kfunc with BTF id `btf_id`.
+    fn kfunc_allowed(&self, btf_id: u32) -> bool;
 }
 
 /// Everything an answer works with.
@@ -191,6 +196,7 @@ pub(super) fn request(call: &Call) -> Result<Request, Errno> {
         | Request::ProgLoad { .. }
         | Request::Attach(_)
         | Request::Detach(_)
+        | Request::LinkCreate(_)
         | Request::LinkUpdate(_)
         | Request::LinkDetach { .. } => true,
     };
@@ -210,6 +216,7 @@ pub(super) fn root_may(caller: &dyn Caller, req: &Request) -> bool {
         | Request::ProgLoad { .. }
         | Request::Attach(_)
         | Request::Detach(_)
+        | Request::LinkCreate(_)
         | Request::LinkUpdate(_)
         | Request::LinkDetach { .. } => return true,
         Request::ProgQuery(_) => C::SYS_ADMIN | C::NET_ADMIN,
@@ -243,6 +250,9 @@ pub(super) enum Prepared {
         netns: Option<OwnedFd>,
         caps: C,
     },
+    /// `BPF_LINK_CREATE` the supervisor makes itself (`None`: it lets the kernel answer, or
+    /// refuses).
+    LinkCreate(Option<Box<link::LinkPrep>>),
     /// `BPF_LINK_UPDATE` / `BPF_LINK_DETACH`.
     Link {
         link: Option<OwnedFd>,
@@ -339,6 +349,9 @@ pub(super) fn prepare(
                 caps: caller.caps_here(),
             })
         }
+        Request::LinkCreate(l) => Ok(Prepared::LinkCreate(link::prepare(
+            call, l, caller, view, ops,
+        )?)),
         Request::LinkUpdate(u) => {
             use bpfns_sys::rawbpf::uapi::BPF_F_REPLACE;
             Ok(Prepared::Link {
@@ -401,6 +414,7 @@ pub(super) fn answer(env: &Env<'_>, req: Request, prep: Prepared, ids: &mut IdCa
                 caps,
             },
         ) => attach::attach(env, true, hook, a, &fds, netns.as_ref(), caps),
+        (Request::LinkCreate(l), Prepared::LinkCreate(prep)) => link::link_create(env, l, prep),
         (
             Request::LinkUpdate(u),
             Prepared::Link {

@@ -314,6 +314,10 @@ impl Ops for HostOps<'_> {
         self.as_caller(caps, || rawbpf::sys_bpf(cmd, attr.supplied_mut()))
     }
 
+    fn bpf_fd_as(&self, caps: C, cmd: u32, attr: &mut Attr) -> Result<OwnedFd, Errno> {
+        self.as_caller(caps, || rawbpf::sys_bpf_fd(cmd, attr.supplied_mut()))
+    }
+
     /// The call itself: bpfnsd's buffers in the attr, the caller's network namespace where it
     /// names an interface, the load credentials (see `answer/load.rs`), then back.
     fn load(&self, p: &mut LoadPrep) -> Result<OwnedFd, Errno> {
@@ -359,7 +363,11 @@ impl Ops for HostOps<'_> {
     }
 
     fn token_info(&self, fd: BorrowedFd<'_>) -> Option<TokenInfo> {
-        token_info(fd)
+        TokenInfo::of_fd(fd)
+    }
+
+    fn kfunc_allowed(&self, btf_id: u32) -> bool {
+        crate::supervisor::kfuncs::allowed_ids().contains(&btf_id)
     }
 }
 
@@ -455,25 +463,4 @@ fn run_query(caller: &Attr, q: &ProgQuery, target: Option<u32>) -> Result<QueryA
         }
     }
     Err(Errno::NOSPC)
-}
-
-/// What the BPF token behind `fd` delegates: `BPF_OBJ_GET_INFO_BY_FD` where the kernel has it,
-/// else its fdinfo (every kernel with tokens). `None` if it is not a token.
-fn token_info(fd: BorrowedFd<'_>) -> Option<TokenInfo> {
-    // The fdinfo says whether it is a token at all (BPF_OBJ_GET_INFO_BY_FD answers for maps,
-    // programs and links too, with other structs).
-    let text =
-        std::fs::read_to_string(format!("/proc/thread-self/fdinfo/{}", fd.as_raw_fd())).ok()?;
-    let from_fdinfo = TokenInfo::from_fdinfo(&text)?;
-    Some(
-        match bpfns_sys::bpf::info::<bpfns_sys::bpf::bpf_token_info>(fd) {
-            Ok(i) => TokenInfo {
-                cmds: i.allowed_cmds,
-                maps: i.allowed_maps,
-                progs: i.allowed_progs,
-                attachs: i.allowed_attachs,
-            },
-            Err(_) => from_fdinfo,
-        },
-    )
 }

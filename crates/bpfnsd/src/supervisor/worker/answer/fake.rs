@@ -327,7 +327,7 @@ impl View for FakeView {
         Ok(())
     }
 
-    fn record_program(&self, _ns: NsId, id: u32) -> Result<bool, ViewError> {
+    fn record_new(&self, _ns: NsId, _kind: ObjectKind, id: u32) -> Result<bool, ViewError> {
         self.recorded.lock().expect("lock").push(id);
         Ok(true)
     }
@@ -354,6 +354,8 @@ pub struct FakeOps {
     pub opened: RefCell<Vec<(u32, u32)>>,
     pub calls: RefCell<Vec<(u32, C, Attr)>>,
     pub loads: RefCell<Vec<C>>,
+    /// The vmlinux BTF ids of the kfuncs loads may call.
+    pub kfuncs: Vec<u32>,
 }
 
 impl Default for FakeOps {
@@ -374,6 +376,7 @@ impl Default for FakeOps {
             opened: RefCell::default(),
             calls: RefCell::default(),
             loads: RefCell::default(),
+            kfuncs: Vec::new(),
         }
     }
 }
@@ -472,6 +475,11 @@ impl Ops for FakeOps {
         self.bpf_result
     }
 
+    fn bpf_fd_as(&self, caps: C, cmd: u32, attr: &mut Attr) -> Result<OwnedFd, Errno> {
+        self.calls.borrow_mut().push((cmd, caps, attr.clone()));
+        self.bpf_result.map(|_| null())
+    }
+
     fn load(&self, p: &mut LoadPrep) -> Result<OwnedFd, Errno> {
         self.loads.borrow_mut().push(p.caps);
         let n = self.load_log.len().min(p.log.len());
@@ -483,5 +491,9 @@ impl Ops for FakeOps {
 
     fn token_info(&self, _fd: BorrowedFd<'_>) -> Option<TokenInfo> {
         None
+    }
+
+    fn kfunc_allowed(&self, btf_id: u32) -> bool {
+        self.kfuncs.contains(&btf_id)
     }
 }

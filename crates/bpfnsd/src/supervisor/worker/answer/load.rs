@@ -28,9 +28,10 @@ use bpfns_sys::Errno;
 
 use super::{prog_id_of, Answer, Env, Ops, NO_FD};
 use crate::supervisor::attr::{
-    self, fd_array_len, fd_array_used, insn_fds, load_caps, load_fd_set, load_sizes, load_way, off,
-    rewrite_fd_array, rewrite_insns, signature_refusal, uses_prog_btf, Attr, LoadRefusal, LoadWay,
-    ProgLoadReq, ATTR_SIZE, LOAD_COPY_MAX, LOAD_FDS_MAX, LOAD_TOKEN_FLAG, PROG_LOAD_END,
+    self, fd_array_len, fd_array_used, insn_fds, kfunc_refusal, load_caps, load_fd_set, load_sizes,
+    load_way, off, rewrite_fd_array, rewrite_insns, signature_refusal, uses_prog_btf, Attr,
+    LoadRefusal, LoadWay, ProgLoadReq, ATTR_SIZE, LOAD_COPY_MAX, LOAD_FDS_MAX, LOAD_TOKEN_FLAG,
+    PROG_LOAD_END,
 };
 use crate::supervisor::worker::caller::{Call, Caller};
 use crate::supervisor::View;
@@ -106,6 +107,12 @@ pub(super) fn prepare(
     let mut insns = read(r.insns, sizes.insns)?;
     let fds = insn_fds(&insns)?;
     if let Some(refusal) = signature_refusal(r, &fds) {
+        log_refusal(call, ns, r.prog_type, &refusal);
+        return Err(Errno::PERM);
+    }
+    // Loaded with CAP_BPF of the initial user namespace, the program could call every
+    // generic kfunc of its type, some of which act on any task on the host.
+    if let Some(refusal) = kfunc_refusal(&insns, &|id| ops.kfunc_allowed(id)) {
         log_refusal(call, ns, r.prog_type, &refusal);
         return Err(Errno::PERM);
     }
@@ -312,7 +319,7 @@ fn load_here(env: &Env<'_>, r: &ProgLoadReq, mut p: LoadPrep) -> Answer {
     };
     // Recorded before the member holds it: the kernel side and every later look find it
     // the namespace's (a new program's id has no record).
-    match env.view.record_program(ns, id) {
+    match env.view.record_new(ns, bpfns_model::ObjectKind::Prog, id) {
         Ok(true) => {}
         Ok(false) => {
             release();
@@ -555,6 +562,56 @@ mod tests {
             Answer::Error(Errno::SRCH)
         ));
         assert!(ops.loads.borrow().is_empty());
+    }
+
+    /// `r1 = 1; call kfunc btf_id (module BTF at fd_array[off] where off != 0); r0 = 0;
+    /// exit`.
+    fn kfunc_insns(btf_id: i32, off: i16) -> Vec<u8> {
+        let mut v = vec![0u8; 32];
+        v[0] = 0xb7;
+        v[1] = 1;
+        v[4] = 1;
+        v[8] = 0x85;
+        v[9] = (bpfns_sys::rawbpf::uapi::BPF_PSEUDO_KFUNC_CALL as u8) << 4;
+        v[10..12].copy_from_slice(&off.to_ne_bytes());
+        v[12..16].copy_from_slice(&btf_id.to_ne_bytes());
+        v[16] = 0xb7;
+        v[24] = 0x95;
+        v
+    }
+
+    #[test]
+    fn kfunc_calls_are_refused_unless_allowed_and_nothing_is_loaded() {
+        // bpf_task_from_pid on the kernel the report came from; any id not allowed will do.
+        const TASK_FROM_PID: i32 = 65_326;
+        const ALLOWED: i32 = 64_000;
+        let ops = FakeOps {
+            pinned: Some((bpfns_model::ObjectKind::Prog, 33)),
+            kfuncs: vec![ALLOWED as u32],
+            ..FakeOps::default()
+        };
+        let view = FakeView::new(ns(1));
+        let mut r = req(bpfns_sys::rawbpf::uapi::BPF_PROG_TYPE_CGROUP_SKB);
+        r.insn_cnt = 4;
+        let with = |insns: Vec<u8>| member().map(INSNS_AT + 0x1000, insns);
+        r.insns = INSNS_AT + 0x1000;
+        for (id, off) in [(TASK_FROM_PID, 0), (ALLOWED, 1), (ALLOWED, -1)] {
+            assert!(
+                matches!(
+                    load(&view, &with(kfunc_insns(id, off)), &ops, r),
+                    Answer::Error(Errno::PERM)
+                ),
+                "kfunc {id} off {off}"
+            );
+        }
+        assert!(ops.loads.borrow().is_empty());
+        assert_eq!(*view.reserved.lock().expect("lock"), 0);
+        // An allowed vmlinux kfunc loads.
+        assert!(matches!(
+            load(&view, &with(kfunc_insns(ALLOWED, 0)), &ops, r),
+            Answer::Inject(_)
+        ));
+        assert_eq!(ops.loads.borrow().len(), 1);
     }
 
     #[test]

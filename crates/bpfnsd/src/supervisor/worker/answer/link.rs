@@ -1,0 +1,352 @@
+//! `BPF_LINK_CREATE` for members of namespaces whose policy denies tracing, made by bpfnsd
+//! itself from its own copy of the attr.
+//!
+//! tcx, netkit and (from Linux 6.16) cgroups take a relative program or link by id
+//! (`BPF_F_BEFORE | BPF_F_ID`), which the kernel looks up before anything else: `EINVAL`
+//! for one that exists with another type, `ENOENT` for none, so any member could tell which
+//! ids exist. A check followed by `CONTINUE` cannot close that: the kernel reads the attr
+//! again from the member's memory, where another thread may have put another id, flag or
+//! attach type meanwhile. So bpfnsd reads the attr once, answers a relative id the caller
+//! cannot see with `ENOENT` (as for one that does not exist), and makes the call on its copy
+//! with copies of the caller's fds, its capabilities and, for interfaces, its network
+//! namespace; the new link is recorded as the namespace's (within its quota) before its fd
+//! is injected, as loads are.
+//!
+//! Where the namespace allows tracing (or for a root-namespace caller) the kernel answers:
+//! such a namespace may read kernel memory, which shows every id anyway.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use bpfns_model::ObjectKind;
+use bpfns_sys::caps::CapabilitySet as C;
+use bpfns_sys::Errno;
+
+use super::{Answer, Env, Ops, NO_FD};
+use crate::supervisor::attr::{
+    self, link_relative_is_fd, link_target, off, Attr, LinkCreateReq, LinkTarget,
+};
+use crate::supervisor::worker::caller::{Call, Caller};
+use crate::supervisor::View;
+
+/// What one `BPF_LINK_CREATE` needs, read from the caller before the validity check.
+#[derive(Debug)]
+pub(in crate::supervisor::worker) struct LinkPrep {
+    /// The caller's attr, with bpfnsd's fds in it.
+    pub attr: Attr,
+    /// bpfnsd's copies of the caller's fds, open across the call.
+    pub _copies: Vec<OwnedFd>,
+    /// The caller's network namespace, where the link's target is in it.
+    pub netns: Option<OwnedFd>,
+    pub caps: C,
+}
+
+/// Whether bpfnsd makes the link itself: a member of a namespace that denies tracing.
+fn made_here(ns_is_root: bool, allows_tracing: bool) -> bool {
+    !ns_is_root && !allows_tracing
+}
+
+/// Read a `BPF_LINK_CREATE` the supervisor will make itself: `None` when the kernel answers
+/// it ([`link_create`] decides again after the validity check).
+pub(super) fn prepare(
+    call: &Call,
+    l: &LinkCreateReq,
+    caller: &dyn Caller,
+    view: &dyn View,
+    ops: &dyn Ops,
+) -> Result<Option<Box<LinkPrep>>, Errno> {
+    let Ok(ns) = view.namespace_of(caller.pidfd()) else {
+        return Ok(None);
+    };
+    if !made_here(ns.is_root(), view.allows_tracing(ns).unwrap_or(false)) {
+        return Ok(None);
+    }
+    let Some(target) = link_target(l.attach_type) else {
+        tracing::warn!(
+            tid = call.tid,
+            namespace = %ns,
+            attach_type = l.attach_type,
+            "refused BPF_LINK_CREATE: bpfnsd makes links for members of namespaces that deny \
+             tracing, and only of the cgroup, socket map, network and perf event attach types \
+             (this one is tracing, or unknown to it) [link-create]; fix: attach it outside \
+             namespaces, or from a namespace whose policy allows tracing"
+        );
+        return Err(Errno::PERM);
+    };
+    let mut copies = Vec::new();
+    let mut copy = |fd: u32| -> Result<u32, Errno> {
+        // A negative number names no fd anywhere: it stays what it is.
+        if attr::as_fd(fd).is_none() {
+            return Ok(fd);
+        }
+        Ok(match caller.fd(fd)? {
+            Some(c) => {
+                let n = c.as_raw_fd() as u32;
+                copies.push(c);
+                n
+            }
+            None => NO_FD,
+        })
+    };
+    let mut a = call.attr.clone();
+    a.set_u32(off::LC_PROG_FD, copy(l.prog_fd)?);
+    if target == LinkTarget::Fd {
+        a.set_u32(off::LC_TARGET, copy(l.target)?);
+    }
+    if link_relative_is_fd(l) {
+        a.set_u32(off::LC_RELATIVE, copy(l.relative)?);
+    }
+    let netns = match target {
+        LinkTarget::Ifindex | LinkTarget::NetNs => {
+            if !ops.private_context() {
+                return Err(Errno::PERM);
+            }
+            Some(caller.net_ns()?)
+        }
+        LinkTarget::Fd => None,
+    };
+    Ok(Some(Box::new(LinkPrep {
+        attr: a,
+        _copies: copies,
+        netns,
+        caps: caller.caps_here(),
+    })))
+}
+
+/// Answer a `BPF_LINK_CREATE` of a task of namespace `env.ns`.
+pub(super) fn link_create(env: &Env<'_>, l: LinkCreateReq, prep: Option<Box<LinkPrep>>) -> Answer {
+    let ns = env.ns;
+    let allows = if ns.is_root() {
+        false
+    } else {
+        match env.view.allows_tracing(ns) {
+            Ok(a) => a,
+            Err(e) => return Answer::view_failed("the namespace's policy", e),
+        }
+    };
+    if !made_here(ns.is_root(), allows) {
+        return Answer::Continue;
+    }
+    let Some(mut p) = prep else {
+        // Read for another decision (the policy changed meanwhile): ask again.
+        return Answer::Error(Errno::AGAIN);
+    };
+    let mut see = |kind, id| env.view.can_see(ns, kind, id);
+    match attr::relative_refusal(l.flags, l.relative, &mut see) {
+        Ok(None) => {}
+        Ok(Some(r)) => {
+            tracing::debug!(tid = env.call.tid, namespace = %ns, "BPF_LINK_CREATE: {}", r.reason);
+            return Answer::Error(r.errno);
+        }
+        Err(e) => return Answer::view_failed("ownership of a relative program or link", e),
+    }
+    match env.view.reserve_record(ns) {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => {
+            tracing::warn!(
+                tid = env.call.tid,
+                namespace = %ns,
+                "refused BPF_LINK_CREATE: {why}; fix: close objects the namespace no longer \
+                 needs, or give it a larger limit (bpfns ns create --max-objects N)"
+            );
+            return Answer::Error(Errno::PERM);
+        }
+        Err(e) => return Answer::view_failed("reserving an ownership record", e),
+    }
+    let release = || {
+        if let Err(e) = env.view.release_record(ns) {
+            tracing::warn!("supervisor: giving back an ownership record: {e}");
+        }
+    };
+    let netns = p.netns.as_ref().map(|n| n.as_fd());
+    let (caps, attr) = (p.caps, &mut p.attr);
+    let mut fd = None;
+    let made = env.ops.in_net_ns(netns, &mut || match env.ops.bpf_fd_as(
+        caps,
+        attr::LINK_CREATE,
+        attr,
+    ) {
+        Ok(f) => {
+            fd = Some(f);
+            Answer::Value(0)
+        }
+        Err(e) => Answer::Error(e),
+    });
+    let Some(fd) = fd else {
+        release();
+        return made;
+    };
+    // The caller may have gone meanwhile: the link goes with bpfnsd's copy.
+    if !env.caller.waiting() {
+        release();
+        return Answer::Abandoned;
+    }
+    let id = match env.ops.object_of(fd.as_fd()) {
+        Some((ObjectKind::Link, id)) => id,
+        _ => {
+            release();
+            return Answer::Error(Errno::PERM);
+        }
+    };
+    // Recorded before the member holds it, as the kernel side expects of what bpfnsd makes.
+    match env.view.record_new(ns, ObjectKind::Link, id) {
+        Ok(true) => Answer::Inject(fd),
+        Ok(false) => {
+            release();
+            tracing::error!(namespace = %ns, id, "supervisor: a new link already has an ownership record");
+            Answer::Error(Errno::PERM)
+        }
+        Err(e) => {
+            release();
+            Answer::view_failed("recording a link's owner", e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bpfns_model::NsId;
+    use bpfns_sys::rawbpf::uapi as u;
+
+    use super::super::fake::*;
+    use super::super::{answer, IdCache, Prepared};
+    use super::*;
+    use crate::supervisor::attr::{Command, Request, ATTR_SIZE};
+
+    const TCX_INGRESS: u32 = u::BPF_TCX_INGRESS;
+
+    fn req(attach_type: u32, flags: u32, relative: u32) -> LinkCreateReq {
+        LinkCreateReq {
+            prog_fd: 3,
+            target: 1,
+            attach_type,
+            flags,
+            relative,
+        }
+    }
+
+    fn create(view: &FakeView, ops: &FakeOps, l: LinkCreateReq) -> Answer {
+        let mut a = Attr::zeroed(ATTR_SIZE);
+        a.set_u32(off::LC_PROG_FD, l.prog_fd);
+        a.set_u32(off::LC_TARGET, l.target);
+        a.set_u32(off::LC_ATTACH_TYPE, l.attach_type);
+        a.set_u32(off::LC_FLAGS, l.flags);
+        a.set_u32(off::LC_RELATIVE, l.relative);
+        let c = call(Command::LinkCreate, a, C::BPF | C::NET_ADMIN);
+        let mem = FakeCaller::new()
+            .caps(C::BPF | C::NET_ADMIN, true)
+            .with_fds(&[3, 4]);
+        let prep = match prepare(&c, &l, &mem, view, ops) {
+            Ok(p) => p,
+            Err(e) => return Answer::Error(e),
+        };
+        let env = env(&c, view, &mem, ops);
+        answer(
+            &env,
+            Request::LinkCreate(l),
+            Prepared::LinkCreate(prep),
+            &mut IdCache::new(Duration::ZERO),
+        )
+    }
+
+    #[test]
+    fn a_relative_id_the_caller_cannot_see_is_answered_as_one_that_does_not_exist() {
+        let ops = FakeOps {
+            pinned: Some((ObjectKind::Link, 40)),
+            ..FakeOps::default()
+        };
+        let view = FakeView::new(ns(1))
+            .visible(ObjectKind::Prog, &[7])
+            .visible(ObjectKind::Link, &[8]);
+        let by_id = u::BPF_F_BEFORE | u::BPF_F_ID;
+        // Foreign (9) and absent (0x7fff_fff0) ids alike, programs and links, tcx and cgroup.
+        for attach in [TCX_INGRESS, u::BPF_CGROUP_INET_EGRESS] {
+            for id in [9, 0x7fff_fff0] {
+                for link in [0, u::BPF_F_LINK] {
+                    let a = create(&view, &ops, req(attach, by_id | link, id));
+                    assert!(
+                        matches!(a, Answer::Error(Errno::NOENT)),
+                        "{attach} {id} {link}"
+                    );
+                }
+            }
+        }
+        assert!(ops.calls().is_empty());
+        assert_eq!(*view.reserved.lock().expect("lock"), 0);
+        // A visible one: the call is made here, the link recorded, then injected.
+        let a = create(&view, &ops, req(TCX_INGRESS, by_id, 7));
+        assert!(matches!(a, Answer::Inject(_)));
+        let a = create(&view, &ops, req(TCX_INGRESS, by_id | u::BPF_F_LINK, 8));
+        assert!(matches!(a, Answer::Inject(_)));
+        assert_eq!(
+            ops.calls(),
+            [
+                (attr::LINK_CREATE, C::BPF | C::NET_ADMIN),
+                (attr::LINK_CREATE, C::BPF | C::NET_ADMIN)
+            ]
+        );
+        assert_eq!(*view.recorded.lock().expect("lock"), [40, 40]);
+        assert_eq!(*view.reserved.lock().expect("lock"), 2);
+    }
+
+    #[test]
+    fn the_call_is_made_on_bpfnsds_copies_of_the_fds() {
+        let ops = FakeOps {
+            pinned: Some((ObjectKind::Link, 40)),
+            ..FakeOps::default()
+        };
+        let view = FakeView::new(ns(1));
+        // A cgroup link (target: an fd the caller has), relative by fd 4.
+        let mut l = req(u::BPF_CGROUP_INET_EGRESS, u::BPF_F_BEFORE, 4);
+        l.target = 4;
+        assert!(matches!(create(&view, &ops, l), Answer::Inject(_)));
+        for field in [off::LC_PROG_FD, off::LC_TARGET, off::LC_RELATIVE] {
+            let n = ops.last_fd_arg(field).expect("a call");
+            assert_ne!(n, NO_FD, "field {field}");
+        }
+        // tcx: the target is an ifindex, kept; an fd the caller lacks is one no process has.
+        let mut l = req(TCX_INGRESS, 0, 0);
+        l.prog_fd = 5;
+        assert!(matches!(create(&view, &ops, l), Answer::Inject(_)));
+        assert_eq!(ops.last_fd_arg(off::LC_TARGET), Some(1));
+        assert_eq!(ops.last_fd_arg(off::LC_PROG_FD), Some(NO_FD));
+        // Refused by the kernel: nothing recorded, the reservation given back.
+        let refused = FakeOps {
+            bpf_result: Err(Errno::INVAL),
+            ..FakeOps::default()
+        };
+        let view = FakeView::new(ns(1));
+        assert!(matches!(
+            create(&view, &refused, req(TCX_INGRESS, 0, 0)),
+            Answer::Error(Errno::INVAL)
+        ));
+        assert_eq!(*view.reserved.lock().expect("lock"), 0);
+        assert!(view.recorded.lock().expect("lock").is_empty());
+    }
+
+    #[test]
+    fn tracing_links_are_refused_and_the_kernel_answers_where_tracing_is_allowed() {
+        const BPF_TRACE_FENTRY: u32 = 24;
+        const BPF_TRACE_KPROBE_MULTI: u32 = 42;
+        let ops = FakeOps::default();
+        let view = FakeView::new(ns(1));
+        for t in [BPF_TRACE_FENTRY, BPF_TRACE_KPROBE_MULTI, 9999] {
+            assert!(matches!(
+                create(&view, &ops, req(t, 0, 0)),
+                Answer::Error(Errno::PERM)
+            ));
+        }
+        let mut tracing = FakeView::new(ns(1));
+        tracing.allows_tracing = true;
+        let root = FakeView::new(NsId::ROOT);
+        for v in [&tracing, &root] {
+            let by_id = u::BPF_F_BEFORE | u::BPF_F_ID;
+            assert!(matches!(
+                create(v, &ops, req(TCX_INGRESS, by_id, 9)),
+                Answer::Continue
+            ));
+        }
+        assert!(ops.calls().is_empty());
+    }
+}

@@ -12,6 +12,7 @@ pub mod fs;
 pub mod gate;
 pub mod mem;
 pub mod member_filter;
+pub mod mounts;
 pub mod probe;
 pub mod process;
 pub mod procfs;

@@ -16,6 +16,8 @@ use bpfns_proto::{
     StatusInfo, PROTOCOL_VERSION,
 };
 
+pub mod oci;
+
 use crate::bpffs::NsBpffs;
 use crate::caller::{parent_pid, Caller};
 use crate::config::Config;
@@ -441,10 +443,7 @@ impl Daemon {
             let one = |notes: &mut Vec<String>| -> Result<(), Restore> {
                 // The limit first: a namespace is never in the kernel's table without it.
                 if let Some(limit) = reg.max_objects(*id) {
-                    let q = self
-                        .kernel
-                        .namespace_quota(*id)
-                        .map_err(Restore::Kernel)?;
+                    let q = self.kernel.namespace_quota(*id).map_err(Restore::Kernel)?;
                     if q.limit != Some(u64::from(limit)) {
                         self.kernel
                             .set_namespace_limit(*id, u64::from(limit))
@@ -603,6 +602,10 @@ impl Daemon {
             Op::Enter { path, pid } => {
                 no_fds(&fds)?;
                 self.enter(caller, &path, pid)
+            }
+            Op::EnterContainer { path, pid } => {
+                no_fds(&fds)?;
+                self.enter_container(caller, &path, pid)
             }
             Op::Supervise { pid } => self.supervise(caller, pid, fds),
             Op::List { kind } => {

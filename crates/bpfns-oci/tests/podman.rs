@@ -154,20 +154,31 @@ fn two_containers_see_their_own_maps(runtime: &str) {
     assert!(out.status.success(), "container a: {t}");
     assert!(t.contains(&format!("name {a}")), "a sees its map: {t}");
     // The preloaded iterators of its bpffs are covered.
-    assert!(t.contains("Permission denied"), "maps.debug is covered: {t}");
+    assert!(
+        t.contains("Permission denied"),
+        "maps.debug is covered: {t}"
+    );
     let out = p.run(&rt, &["--annotation", &ann("b")], &create_and_list(&b));
     let t = text(&out);
     assert!(out.status.success(), "container b: {t}");
     assert!(t.contains(&format!("name {b}")), "b sees its map: {t}");
     assert!(!t.contains(&a), "b does not see a's map or pin: {t}");
     // a again: its pin is there, b's map is not visible.
-    let out = p.run(&rt, &["--annotation", &ann("a")], "bpftool map list; ls /sys/fs/bpf");
+    let out = p.run(
+        &rt,
+        &["--annotation", &ann("a")],
+        "bpftool map list; ls /sys/fs/bpf",
+    );
     let t = text(&out);
     assert!(t.contains(&a) && !t.contains(&b), "a's view: {t}");
 
     // The host sees both, with their owners.
     let maps = d.client().list(ObjectKind::Map).expect("list");
-    let owner = |n: &str| maps.iter().find(|m| m.name == n).map(|m| m.namespace.clone());
+    let owner = |n: &str| {
+        maps.iter()
+            .find(|m| m.name == n)
+            .map(|m| m.namespace.clone())
+    };
     assert_eq!(owner(&a).as_deref(), Some("/containers/a"), "{maps:?}");
     assert_eq!(owner(&b).as_deref(), Some("/containers/b"), "{maps:?}");
 
@@ -176,7 +187,10 @@ fn two_containers_see_their_own_maps(runtime: &str) {
     let out = p.run(runtime, &[], "bpftool map list; ls /sys/fs/bpf; echo ran");
     let t = text(&out);
     assert!(out.status.success(), "plain container: {t}");
-    assert!(t.contains("ran") && t.contains("Operation not permitted"), "{t}");
+    assert!(
+        t.contains("ran") && t.contains("Operation not permitted"),
+        "{t}"
+    );
     assert!(!t.contains(&a) && !t.contains(&b), "{t}");
 
     // bpfnsd down: the container does not start, and the message names the cause.

@@ -21,6 +21,8 @@ fi
 
 step "setup: build and test dependencies (scripts/setup.sh)"
 bash scripts/setup.sh || { echo "FAILED: setup"; exit 1; }
+step "setup: container engines and the test image (scripts/containers/setup.sh)"
+bash scripts/containers/setup.sh || { echo "FAILED: containers setup"; exit 1; }
 
 # shellcheck source=lib/cargo-path.sh
 . scripts/lib/cargo-path.sh

@@ -259,6 +259,18 @@ impl Client {
         }
     }
 
+    /// Put a container's init `pid` into namespace `path` (host administrators, from an OCI
+    /// `createRuntime` hook: the init is a sibling of the caller, started by the runtime).
+    pub fn enter_container(&mut self, path: &str, pid: i32) -> Result<()> {
+        match self.call(Op::EnterContainer {
+            path: path.into(),
+            pid,
+        })? {
+            Reply::Entered { .. } => Ok(()),
+            r => Self::unexpected(r),
+        }
+    }
+
     /// Hand the seccomp listener of our child `pid` to the daemon's supervisor.
     pub fn supervise(&mut self, pid: i32, listener: BorrowedFd<'_>) -> Result<()> {
         self.supervise_with(pid, listener, None).map(|_| ())

@@ -57,6 +57,10 @@ pub enum Op {
     NsShow { path: String },
     /// Put process `pid` — a child of the caller, in the caller's namespace — into `path`.
     Enter { path: String, pid: i32 },
+    /// Put a container's init process `pid` into `path` before it runs any code of the
+    /// container (an OCI `createRuntime` hook asks). Host administrators only; bpfnsd checks
+    /// that `pid` is a runtime's fresh container init (see docs/containers.md).
+    EnterContainer { path: String, pid: i32 },
     /// Supervise the tasks of process `pid` (which `Enter`ed a namespace) through the seccomp
     /// listener passed along (1 fd), and optionally an in-flight record (a memfd, 2nd fd) where
     /// bpfnsd writes the id of each notification before answering it.

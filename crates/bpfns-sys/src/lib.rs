@@ -15,6 +15,7 @@ pub mod gate;
 pub mod insn;
 pub mod mem;
 pub mod member_filter;
+pub mod mounts;
 pub mod probe;
 pub mod process;
 pub mod procfs;

@@ -402,6 +402,7 @@ impl TestDaemon {
             state_dir: dir.join("state"),
             pin_root: layout.root().to_path_buf(),
             ns_bpffs_dir: dir.join("ns"),
+            seccomp_socket: dir.join("seccomp.sock"),
             // Often, so that the tests run it concurrently with everything else.
             gc_interval_secs: 1,
             // The test process cannot be the keeper: the helper runs the same keeper code.
@@ -435,6 +436,9 @@ impl TestDaemon {
         let daemon = std::sync::Arc::new(daemon);
         bpfnsd::supervisor::install(&daemon);
         bpfnsd::Daemon::spawn_collector(&daemon, Duration::from_secs(config.gc_interval_secs));
+        let receiver = bpfnsd::daemon::oci::listen_seccomp(&config.seccomp_socket)
+            .expect("binding the seccomp receiver");
+        bpfnsd::daemon::oci::serve_seccomp(receiver, &daemon);
         let (listener, _) =
             bpfnsd::server::listen(&config.socket, config.socket_mode).expect("listening");
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -499,6 +503,8 @@ impl TestDaemon {
             let _ = t.join();
         }
         let _ = std::fs::remove_file(&self.socket);
+        // The receiver's thread stays in accept() on the unlinked socket; a restart binds anew.
+        let _ = std::fs::remove_file(self.dir.join("seccomp.sock"));
     }
 }
 

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 /// Where the optional configuration file lives by default.
 pub const DEFAULT_CONFIG: &str = "/etc/bpfns/bpfnsd.toml";
 
+/// Where container runtimes send containers' seccomp listeners by default.
+pub const DEFAULT_SECCOMP_SOCKET: &str = "/run/bpfns/seccomp.sock";
+
 /// Every setting of the daemon.
 ///
 /// ```toml
@@ -14,6 +17,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/bpfns/bpfnsd.toml";
 /// state_dir = "/var/lib/bpfns"
 /// pin_root = "/sys/fs/bpf/bpfns"
 /// ns_bpffs_dir = "/run/bpfns/ns"
+/// seccomp_socket = "/run/bpfns/seccomp.sock"
 /// socket_mode = 0o666
 /// gc_interval_secs = 60
 /// max_objects = 1024
@@ -34,6 +38,9 @@ pub struct Config {
     pub pin_root: PathBuf,
     /// Each namespace's own bpffs instance is mounted at `<ns_bpffs_dir>/<id>`.
     pub ns_bpffs_dir: PathBuf,
+    /// Where container runtimes send containers' seccomp listeners (`linux.seccomp.listenerPath`
+    /// in a container's configuration, as bpfns-oci writes it; see docs/containers.md).
+    pub seccomp_socket: PathBuf,
     /// Permissions of the socket. Everybody may connect: callers are authorised by kernel
     /// facts about them, not by file permissions.
     pub socket_mode: u32,
@@ -121,6 +128,7 @@ impl Default for Config {
             state_dir: PathBuf::from("/var/lib/bpfns"),
             pin_root: PathBuf::from(bpfns_kernel::layout::DEFAULT_PIN_ROOT),
             ns_bpffs_dir: PathBuf::from("/run/bpfns/ns"),
+            seccomp_socket: PathBuf::from(DEFAULT_SECCOMP_SOCKET),
             socket_mode: 0o666,
             gc_interval_secs: 60,
             max_objects: 1024,

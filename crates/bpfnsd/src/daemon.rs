@@ -16,6 +16,8 @@ use bpfns_proto::{
     StatusInfo, PROTOCOL_VERSION,
 };
 
+pub mod oci;
+
 use crate::bpffs::NsBpffs;
 use crate::caller::{parent_pid, Caller};
 use crate::config::Config;
@@ -604,6 +606,10 @@ impl Daemon {
             Op::Enter { path, pid } => {
                 no_fds(&fds)?;
                 self.enter(caller, &path, pid)
+            }
+            Op::EnterContainer { path, pid } => {
+                no_fds(&fds)?;
+                self.enter_container(caller, &path, pid)
             }
             Op::Supervise { pid } => self.supervise(caller, pid, fds),
             Op::List {

@@ -94,6 +94,16 @@ pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(),
         &daemon,
         std::time::Duration::from_secs(config.gc_interval_secs),
     );
+    let receiver = crate::daemon::oci::listen_seccomp(&config.seccomp_socket).map_err(|e| {
+        StartError::Io(
+            format!(
+                "binding the seccomp receiver at {}",
+                config.seccomp_socket.display()
+            ),
+            e,
+        )
+    })?;
+    crate::daemon::oci::serve_seccomp(receiver, &daemon);
     stop_on_signal(&daemon)?;
     tracing::info!(socket = %config.socket.display(), ?origin, "serving");
     ready();

@@ -70,6 +70,7 @@
 pub mod attr;
 pub mod filter;
 pub mod kfuncs;
+pub mod untagged;
 pub mod view;
 mod worker;
 
@@ -127,6 +128,12 @@ pub trait View: Send + Sync {
     fn record_new(&self, ns: NsId, kind: ObjectKind, id: u32) -> Result<bool, ViewError> {
         let _ = (ns, kind, id);
         Err(ViewError::NoRecords)
+    }
+    /// Tag the untagged task behind `pidfd` into `ns` (see [`untagged`]). Views that keep no
+    /// tags only answer it as `ns`.
+    fn adopt(&self, pidfd: BorrowedFd<'_>, ns: NsId) -> Result<(), ViewError> {
+        let _ = (pidfd, ns);
+        Ok(())
     }
 }
 
@@ -471,23 +478,27 @@ impl SupervisorPool {
         let key = live.next;
         live.next += 1;
         let pool = Arc::downgrade(&self.live);
-        let sup = Supervisor::spawn_then(
-            Listener::from_fd(listener),
-            Arc::clone(&self.view),
-            options,
-            move || {
-                if let Some(pool) = pool.upgrade() {
-                    let gone = pool
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .by_key
-                        .remove(&key);
-                    if let Some(e) = gone {
-                        e.sup.detach();
-                    }
+        // No task under a member's listener is answered as the root namespace's.
+        let view: Arc<dyn View> = if ns.is_root() {
+            Arc::clone(&self.view)
+        } else {
+            Arc::new(untagged::Untagged {
+                inner: Arc::clone(&self.view),
+                ns,
+            })
+        };
+        let sup = Supervisor::spawn_then(Listener::from_fd(listener), view, options, move || {
+            if let Some(pool) = pool.upgrade() {
+                let gone = pool
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .by_key
+                    .remove(&key);
+                if let Some(e) = gone {
+                    e.sup.detach();
                 }
-            },
-        )
+            }
+        })
         .map_err(|e| {
             Failure::new(
                 ErrorCode::LimitReached,

@@ -85,6 +85,10 @@ impl View for KernelView {
         Ok(self.kernel.record_new(kind, id, ns)?)
     }
 
+    fn adopt(&self, pidfd: BorrowedFd<'_>, ns: NsId) -> Result<(), ViewError> {
+        Ok(self.kernel.tag(pidfd, ns)?)
+    }
+
     fn allows_tracing(&self, ns: NsId) -> Result<bool, ViewError> {
         // A namespace never allows more than its parent (the registry keeps it so).
         Ok(self.registry().policy(ns).is_some_and(|p| p.allow_tracing))

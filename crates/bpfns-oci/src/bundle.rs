@@ -1,0 +1,243 @@
+//! Rewriting a bundle's `config.json` before the runtime creates the container.
+//!
+//! The configuration is edited as JSON values, not through typed OCI structures: a wrapper
+//! must hand the runtime everything the engine wrote, fields newer than any crate included.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use bpfns_client::Client;
+use bpfns_model::NsPath;
+use bpfns_proto::ErrorCode;
+use serde_json::{json, Value};
+
+use crate::profile;
+use crate::Settings;
+
+/// The annotation that puts a container in a namespace of the operator's choice.
+pub const NAMESPACE_ANNOTATION: &str = "io.bpfns.namespace";
+/// Where containers go by default: `/containers/<container id>`.
+pub const DEFAULT_PARENT: &str = "/containers";
+
+/// `create`/`run` options that take a value (crun's and runc's).
+const WITH_VALUE: [&str; 6] = [
+    "--bundle",
+    "-b",
+    "--pid-file",
+    "--console-socket",
+    "--preserve-fds",
+    "--log",
+];
+
+/// Rewrite the bundle named by `args` (what follows `create` or `run`).
+pub fn prepare(settings: &Settings, args: &[OsString]) -> Result<()> {
+    let mut bundle = PathBuf::from(".");
+    let mut id = None;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if let Some(v) = a.strip_prefix("--bundle=") {
+            bundle = v.into();
+        } else if a == "--bundle" || a == "-b" {
+            bundle = args.get(i + 1).map(PathBuf::from).unwrap_or(bundle);
+            i += 1;
+        } else if WITH_VALUE.contains(&a.as_ref()) {
+            i += 1;
+        } else if !a.starts_with('-') && id.is_none() {
+            id = Some(a.into_owned());
+        }
+        i += 1;
+    }
+    let id = id.context("no container id on the runtime's command line")?;
+    let path = bundle.join("config.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut config: Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let ns = namespace_of(&config, &id)?;
+    ensure_namespace(&settings.socket, &ns)
+        .with_context(|| format!("container {id}: its namespace {ns}"))?;
+    rewrite(&mut config, settings, &ns)?;
+    let tmp = bundle.join(".config.json.bpfns");
+    std::fs::write(&tmp, serde_json::to_vec(&config)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
+/// The container's namespace: the annotation's, or `/containers/<id>`.
+pub fn namespace_of(config: &Value, id: &str) -> Result<NsPath> {
+    let text = match config
+        .pointer(&format!(
+            "/annotations/{}",
+            NAMESPACE_ANNOTATION.replace('/', "~1")
+        ))
+        .and_then(Value::as_str)
+    {
+        Some(a) => a.to_string(),
+        None => format!("{DEFAULT_PARENT}/{id}"),
+    };
+    let p = NsPath::parse(&text).with_context(|| format!("namespace {text}"))?;
+    if p.is_root() {
+        bail!("a container cannot be put in the root namespace ({NAMESPACE_ANNOTATION}=/)");
+    }
+    Ok(p)
+}
+
+/// Create `ns` and any missing ancestor (another container may create them meanwhile).
+fn ensure_namespace(socket: &Path, ns: &NsPath) -> Result<()> {
+    let mut c = Client::connect(socket)?;
+    let mut prefix = String::new();
+    for part in ns.components() {
+        prefix.push('/');
+        prefix.push_str(part);
+        match c.ns_show(&prefix) {
+            Ok(_) => continue,
+            Err(e) if e.code() == Some(ErrorCode::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match c.ns_create(&prefix) {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(ErrorCode::Conflict) && c.ns_show(&prefix).is_ok() => {}
+            Err(e) => return Err(e).with_context(|| format!("creating {prefix}")),
+        }
+    }
+    Ok(())
+}
+
+/// The changes to the configuration: the hook, and (for a container that may use bpf()) the
+/// seccomp profile with bpfnsd as its listener.
+pub fn rewrite(config: &mut Value, settings: &Settings, ns: &NsPath) -> Result<()> {
+    let exe = std::env::current_exe().context("finding bpfns-oci's own executable")?;
+    let hook = json!({
+        "path": exe,
+        "args": ["bpfns-oci", "hook", "create-runtime",
+                 "--socket", settings.socket, "--namespace", ns.to_string()],
+        "timeout": 30,
+    });
+    let obj = config
+        .as_object_mut()
+        .context("config.json is not a JSON object")?;
+    let hooks = obj.entry("hooks").or_insert_with(|| json!({}));
+    let list = hooks
+        .as_object_mut()
+        .context("hooks is not an object")?
+        .entry("createRuntime")
+        .or_insert_with(|| json!([]));
+    list.as_array_mut()
+        .context("hooks.createRuntime is not a list")?
+        .insert(0, hook);
+    obj.entry("annotations")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .context("annotations is not an object")?
+        .insert(NAMESPACE_ANNOTATION.into(), json!(ns.to_string()));
+    if !profile::may_use_bpf(config) {
+        // The engine's profile refuses bpf() to it: it stays so (nothing to supervise).
+        return Ok(());
+    }
+    let linux = config
+        .as_object_mut()
+        .context("config.json is not a JSON object")?
+        .entry("linux")
+        .or_insert_with(|| json!({}));
+    let seccomp = linux
+        .as_object_mut()
+        .context("linux is not an object")?
+        .entry("seccomp")
+        .or_insert(Value::Null);
+    profile::rewrite(seccomp)?;
+    seccomp["listenerPath"] = json!(settings.seccomp_socket);
+    seccomp["listenerMetadata"] = json!(ns.to_string());
+    if !settings.is_runc() {
+        // Without it a member signalled while bpfnsd holds its call restarts the call.
+        let flags = seccomp
+            .as_object_mut()
+            .context("linux.seccomp is not an object")?
+            .entry("flags")
+            .or_insert_with(|| json!([]));
+        if let Some(f) = flags.as_array_mut() {
+            let k = json!("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV");
+            if !f.contains(&k) {
+                f.push(k);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(runtime: &str) -> Settings {
+        Settings {
+            runtime: runtime.into(),
+            socket: "/run/b/bpfns.sock".into(),
+            seccomp_socket: "/run/b/seccomp.sock".into(),
+        }
+    }
+
+    fn config(caps: &[&str]) -> Value {
+        json!({
+            "process": {"capabilities": {"bounding": caps}},
+            "annotations": {"io.container.manager": "libpod"},
+            "linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+                {"names": ["bpf"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}},
+        })
+    }
+
+    #[test]
+    fn namespaces() {
+        let c = config(&[]);
+        assert_eq!(
+            namespace_of(&c, "abc").expect("ns").to_string(),
+            "/containers/abc"
+        );
+        let mut c = c;
+        c["annotations"][NAMESPACE_ANNOTATION] = json!("/tenant-a/web");
+        assert_eq!(
+            namespace_of(&c, "abc").expect("ns").to_string(),
+            "/tenant-a/web"
+        );
+        c["annotations"][NAMESPACE_ANNOTATION] = json!("/");
+        assert!(namespace_of(&c, "abc").is_err());
+        c["annotations"][NAMESPACE_ANNOTATION] = json!("/../x");
+        assert!(namespace_of(&c, "abc").is_err());
+    }
+
+    #[test]
+    fn bpf_containers_get_the_listener_and_crun_the_flag() {
+        let ns = NsPath::parse("/containers/a").expect("path");
+        let mut c = config(&["CAP_BPF"]);
+        rewrite(&mut c, &settings("/usr/bin/crun"), &ns).expect("rewrite");
+        let s = &c["linux"]["seccomp"];
+        assert_eq!(s["listenerPath"], "/run/b/seccomp.sock");
+        assert_eq!(s["listenerMetadata"], "/containers/a");
+        assert_eq!(
+            s["flags"],
+            json!(["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"])
+        );
+        let hook = &c["hooks"]["createRuntime"][0];
+        assert_eq!(hook["args"][2], "create-runtime");
+        assert_eq!(hook["args"][6], "/containers/a");
+        assert_eq!(c["annotations"][NAMESPACE_ANNOTATION], "/containers/a");
+        assert_eq!(c["annotations"]["io.container.manager"], "libpod");
+
+        let mut c = config(&["CAP_SYS_ADMIN"]);
+        rewrite(&mut c, &settings("/usr/sbin/runc"), &ns).expect("rewrite");
+        assert!(c["linux"]["seccomp"].get("flags").is_none());
+        assert_eq!(c["linux"]["seccomp"]["listenerPath"], "/run/b/seccomp.sock");
+    }
+
+    #[test]
+    fn containers_without_bpf_keep_the_engines_profile() {
+        let ns = NsPath::parse("/containers/a").expect("path");
+        let mut c = config(&["CAP_CHOWN"]);
+        let before = c["linux"].clone();
+        rewrite(&mut c, &settings("/usr/bin/crun"), &ns).expect("rewrite");
+        assert_eq!(c["linux"], before);
+        assert_eq!(c["hooks"]["createRuntime"][0]["args"][2], "create-runtime");
+    }
+}

@@ -1,0 +1,228 @@
+//! bpfns-oci: an OCI runtime wrapper that puts every container in a BPF namespace of its own.
+//!
+//! Engines (podman, ...) run it instead of crun or runc. Every command goes through to the
+//! real runtime unchanged, except `create` and `run`, for which the bundle's `config.json` is
+//! rewritten first ([`bundle`]): the container's namespace is made (through bpfnsd), a
+//! `createRuntime` hook (`bpfns-oci hook create-runtime`, [`hook`]) tags the container's init
+//! into it and mounts the namespace's bpffs at the container's `/sys/fs/bpf`, and the
+//! seccomp profile sends the trapped bpf() commands to bpfnsd ([`profile`]). See
+//! docs/containers.md.
+
+mod bundle;
+mod hook;
+mod profile;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+/// Which runtime, socket and receiver to use: flags first, then the environment, then the
+/// name the wrapper was started as (`bpfns-oci-runc`), then its configuration file, then
+/// the defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The real runtime's executable.
+    pub runtime: PathBuf,
+    /// bpfnsd's API socket.
+    pub socket: PathBuf,
+    /// bpfnsd's receiver of seccomp listeners.
+    pub seccomp_socket: PathBuf,
+}
+
+impl Settings {
+    /// Whether the runtime is runc (which refuses `linux.seccomp.flags`).
+    pub fn is_runc(&self) -> bool {
+        self.runtime
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("runc"))
+    }
+}
+
+/// `bpfns-oci hook ...`: what runtimes run at the hook points bpfns-oci adds.
+#[derive(Debug, Parser)]
+#[command(name = "bpfns-oci", version)]
+struct HookArgs {
+    #[command(subcommand)]
+    hook: Hook,
+}
+
+#[derive(Debug, Subcommand)]
+enum Hooks {
+    /// The `createRuntime` hook: tag the container's init (its OCI state on stdin) into its
+    /// namespace and mount the namespace's bpffs at its `/sys/fs/bpf`.
+    CreateRuntime {
+        /// bpfnsd's socket.
+        #[arg(long)]
+        socket: PathBuf,
+        /// The container's namespace.
+        #[arg(long)]
+        namespace: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Hook {
+    /// Run at an OCI hook point (written into the container's configuration by bpfns-oci).
+    Hook {
+        #[command(subcommand)]
+        which: Hooks,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let result = if args.get(1).is_some_and(|a| a == "hook") {
+        let parsed = HookArgs::parse_from(&args);
+        let Hook::Hook { which } = parsed.hook;
+        match which {
+            Hooks::CreateRuntime { socket, namespace } => hook::create_runtime(&socket, &namespace),
+        }
+    } else {
+        wrap(args)
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // Runtimes and engines show the wrapper's stderr: the cause, named.
+            eprintln!("bpfns-oci: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The runtime's global options that take a value (crun's and runc's).
+const GLOBAL_WITH_VALUE: [&str; 6] = [
+    "--root",
+    "--log",
+    "--log-format",
+    "--criu",
+    "--rootless",
+    "--cgroup-manager",
+];
+
+/// Pass a runtime command through, rewriting the bundle first for `create` and `run`.
+fn wrap(mut args: Vec<OsString>) -> Result<()> {
+    let argv0 = args.remove(0);
+    let mut runtime_flag = None;
+    if args.first().is_some_and(|a| a == "--runtime") {
+        args.remove(0);
+        if args.is_empty() {
+            bail!("--runtime needs a value: crun, runc or a path");
+        }
+        runtime_flag = Some(args.remove(0));
+    }
+    let settings = settings(&argv0, runtime_flag)?;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if GLOBAL_WITH_VALUE.contains(&a.as_ref()) {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    if let Some(cmd) = args.get(i).map(|c| c.to_string_lossy().into_owned()) {
+        if cmd == "create" || cmd == "run" {
+            bundle::prepare(&settings, &args[i + 1..])?;
+        }
+    }
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new(&settings.runtime)
+        .args(&args)
+        .exec();
+    Err(err).with_context(|| format!("running {}", settings.runtime.display()))
+}
+
+/// The wrapper's configuration file (engines start runtimes with an environment of their
+/// own, so the environment alone cannot carry settings): `$BPFNS_OCI_CONFIG`, else
+/// `bpfns-oci.toml` beside the path the wrapper was started as, else `/etc/bpfns/oci.toml`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    runtime: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    seccomp_socket: Option<PathBuf>,
+}
+
+fn config_file(argv0: &OsString) -> Result<File> {
+    let candidates = [
+        std::env::var_os("BPFNS_OCI_CONFIG").map(PathBuf::from),
+        PathBuf::from(argv0)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(|d| d.join("bpfns-oci.toml")),
+        Some(PathBuf::from("/etc/bpfns/oci.toml")),
+    ];
+    for c in candidates.into_iter().flatten() {
+        match std::fs::read_to_string(&c) {
+            Ok(text) => {
+                return toml::from_str(&text).with_context(|| format!("parsing {}", c.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", c.display())),
+        }
+    }
+    Ok(File::default())
+}
+
+fn settings(argv0: &OsString, runtime_flag: Option<OsString>) -> Result<Settings> {
+    let file = config_file(argv0)?;
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    // `bpfns-oci-runc`, `bpfns-oci-crun`: one name per runtime, for engines that take a path
+    // without arguments.
+    let by_name = PathBuf::from(argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("bpfns-oci-"))
+        .map(OsString::from);
+    let wanted = runtime_flag
+        .or_else(|| env("BPFNS_OCI_RUNTIME"))
+        .or(by_name)
+        .or(file.runtime.map(OsString::from));
+    let runtime = match wanted {
+        Some(w) => find_runtime(&w)?,
+        None => find_runtime(&OsString::from("crun"))
+            .or_else(|_| find_runtime(&OsString::from("runc")))
+            .context("no OCI runtime found: install crun or runc, or set BPFNS_OCI_RUNTIME")?,
+    };
+    Ok(Settings {
+        runtime,
+        socket: env("BPFNS_SOCKET")
+            .map(PathBuf::from)
+            .or(file.socket)
+            .unwrap_or_else(|| bpfns_proto::DEFAULT_SOCKET.into()),
+        seccomp_socket: env("BPFNS_SECCOMP_SOCKET")
+            .map(PathBuf::from)
+            .or(file.seccomp_socket)
+            .unwrap_or_else(|| "/run/bpfns/seccomp.sock".into()),
+    })
+}
+
+/// A runtime by path, or by name in `$PATH` and the usual directories; never bpfns-oci itself.
+fn find_runtime(name: &OsString) -> Result<PathBuf> {
+    let p = PathBuf::from(name);
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.canonicalize().ok());
+    let ok = |c: &PathBuf| c.is_file() && c.canonicalize().ok() != me;
+    if p.components().count() > 1 {
+        if ok(&p) {
+            return Ok(p);
+        }
+        bail!("the runtime {} does not exist", p.display());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path)
+        .chain(["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"].map(PathBuf::from));
+    for d in dirs {
+        let c = d.join(&p);
+        if ok(&c) {
+            return Ok(c);
+        }
+    }
+    bail!("the runtime {} was not found in $PATH", p.display())
+}

@@ -1,0 +1,373 @@
+//! The container's seccomp profile (`linux.seccomp` of the OCI configuration), rewritten so
+//! that bpfnsd answers the same bpf() commands as for `bpfns exec` members.
+//!
+//! The engine's profile is kept for every other system call. Runtimes compile it with
+//! libseccomp, which has two traps:
+//! - an unconditional rule for a system call swallows the conditional rules of that call:
+//!   so every rule bpfns writes for `bpf`, `ioctl` and `seccomp` is conditional, and the
+//!   engine's unconditional rules for them are taken out;
+//! - comparisons are on 64 bits while the kernel reads only the low 32 of `bpf()`'s `cmd` and
+//!   of `ioctl()`'s request: a plain `SCMP_CMP_EQ` is bypassed by setting high bits, so every
+//!   rule compares `SCMP_CMP_MASKED_EQ` with the mask `0xffffffff`.
+//!
+//! What the rules say (as the member filter, `bpfns_sys::member_filter`):
+//! - `bpf`: the trapped commands go to the listener (`SCMP_ACT_NOTIFY`), the other commands
+//!   below [`CMD_LIMIT`] are allowed (beyond: the engine's default action);
+//! - `ioctl`: `PERF_EVENT_IOC_QUERY_BPF` goes to the listener, its 32-bit spelling is refused
+//!   (`EPERM`: only compat entry points read it, and they are not supervised), every other
+//!   request is allowed — "low 32 bits differ from both" written as one rule per bit;
+//! - `seccomp`: a filter with `SECCOMP_FILTER_FLAG_NEW_LISTENER` is refused (`EPERM`: a
+//!   listener of the container's own would answer for it), anything else allowed.
+//!
+//! `ioctl` and `seccomp` are rewritten only where the engine allowed them unconditionally;
+//! otherwise its rules for them stand.
+
+use serde_json::{json, Value};
+
+use bpfns_client::filter::{
+    PERF_EVENT_IOC_QUERY_BPF, PERF_EVENT_IOC_QUERY_BPF_32, SECCOMP_FILTER_FLAG_NEW_LISTENER,
+    TRAPPED,
+};
+
+/// bpf() commands at or above this one are left to the engine's default action (the kernel
+/// knows about 40).
+pub const CMD_LIMIT: u32 = 64;
+
+const ALLOW: &str = "SCMP_ACT_ALLOW";
+const NOTIFY: &str = "SCMP_ACT_NOTIFY";
+const ERRNO: &str = "SCMP_ACT_ERRNO";
+const LOW32: u64 = 0xffff_ffff;
+
+/// Why a profile cannot be rewritten.
+#[derive(Debug)]
+pub struct ProfileError(pub String);
+
+impl std::fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ProfileError {}
+
+/// One rule: `names` get `action` when `(arg[index] & mask) == value` (no condition: always).
+fn rule(name: &str, action: &str, cond: Option<(u32, u64, u64)>) -> Value {
+    let mut r = json!({ "names": [name], "action": action });
+    if action == ERRNO {
+        r["errnoRet"] = json!(libc_eperm());
+    }
+    if let Some((index, mask, value)) = cond {
+        r["args"] = json!([{
+            "index": index,
+            "value": mask,
+            "valueTwo": value,
+            "op": "SCMP_CMP_MASKED_EQ",
+        }]);
+    }
+    r
+}
+
+fn libc_eperm() -> u32 {
+    1
+}
+
+/// The rules bpfns adds for `bpf`.
+pub fn bpf_rules() -> Vec<Value> {
+    let mut out: Vec<Value> = TRAPPED
+        .iter()
+        .map(|&c| rule("bpf", NOTIFY, Some((0, LOW32, u64::from(c)))))
+        .collect();
+    out.extend(
+        (0..CMD_LIMIT)
+            .filter(|c| !TRAPPED.contains(c))
+            .map(|c| rule("bpf", ALLOW, Some((0, LOW32, u64::from(c))))),
+    );
+    out
+}
+
+/// The rules bpfns adds for `ioctl`.
+pub fn ioctl_rules() -> Vec<Value> {
+    let q = u64::from(PERF_EVENT_IOC_QUERY_BPF);
+    let q32 = u64::from(PERF_EVENT_IOC_QUERY_BPF_32);
+    let differ = q ^ q32;
+    let mut out = vec![
+        rule("ioctl", NOTIFY, Some((1, LOW32, q))),
+        rule("ioctl", ERRNO, Some((1, LOW32, q32))),
+    ];
+    // Allowed: a request whose low 32 bits are neither: a bit where both agree is
+    // different, or the bits where they disagree match neither (both clear, both set).
+    for bit in 0..32 {
+        let m = 1u64 << bit;
+        if differ & m == 0 {
+            out.push(rule("ioctl", ALLOW, Some((1, m, !q & m))));
+        }
+    }
+    out.push(rule("ioctl", ALLOW, Some((1, differ, 0))));
+    out.push(rule("ioctl", ALLOW, Some((1, differ, differ))));
+    out
+}
+
+/// The rules bpfns adds for `seccomp`.
+pub fn seccomp_rules() -> Vec<Value> {
+    let nl = u64::from(SECCOMP_FILTER_FLAG_NEW_LISTENER);
+    vec![
+        rule("seccomp", ALLOW, Some((1, nl, 0))),
+        rule("seccomp", ERRNO, Some((1, nl, nl))),
+    ]
+}
+
+/// Rewrite `seccomp` (the value of `linux.seccomp`; `Null` if the engine set none, as for a
+/// privileged container) in place.
+pub fn rewrite(seccomp: &mut Value) -> Result<(), ProfileError> {
+    if seccomp.is_null() {
+        *seccomp = json!({
+            "defaultAction": ALLOW,
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [],
+        });
+    }
+    let default = seccomp
+        .get("defaultAction")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ProfileError("linux.seccomp has no defaultAction".into()))?
+        .to_string();
+    let rules = seccomp
+        .get_mut("syscalls")
+        .map(|v| {
+            if v.is_null() {
+                *v = json!([]);
+            }
+            v
+        })
+        .and_then(Value::as_array_mut);
+    let rules = match rules {
+        Some(r) => r,
+        None => {
+            seccomp["syscalls"] = json!([]);
+            seccomp["syscalls"]
+                .as_array_mut()
+                .ok_or_else(|| ProfileError("linux.seccomp.syscalls".into()))?
+        }
+    };
+    let allowed = |rules: &Vec<Value>, name: &str| {
+        let named: Vec<&Value> = rules
+            .iter()
+            .filter(|r| names_of(r).contains(&name))
+            .collect();
+        if named.is_empty() {
+            return default == ALLOW;
+        }
+        named.iter().any(|r| {
+            r.get("action").and_then(Value::as_str) == Some(ALLOW)
+                && r.get("args")
+                    .and_then(Value::as_array)
+                    .is_none_or(|a| a.is_empty())
+        })
+    };
+    let mut take = vec!["bpf"];
+    let mut add = bpf_rules();
+    for (name, extra) in [("ioctl", ioctl_rules()), ("seccomp", seccomp_rules())] {
+        if allowed(rules, name) {
+            take.push(name);
+            add.extend(extra);
+        }
+    }
+    // Out of every rule; a rule left naming nothing goes.
+    for r in rules.iter_mut() {
+        if let Some(names) = r.get_mut("names").and_then(Value::as_array_mut) {
+            names.retain(|n| n.as_str().is_none_or(|n| !take.contains(&n)));
+        }
+    }
+    rules.retain(|r| !names_of(r).is_empty() || r.get("names").is_none());
+    // A rule whose action is the default one is refused by some runtimes and changes nothing.
+    rules.extend(
+        add.into_iter()
+            .filter(|r| r.get("action").and_then(Value::as_str) != Some(default.as_str())),
+    );
+    Ok(())
+}
+
+fn names_of(r: &Value) -> Vec<&str> {
+    r.get("names")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Whether the container holds `CAP_BPF` or `CAP_SYS_ADMIN` (in its bounding set): only then
+/// may it call bpf(), as the engines' profiles decide (podman's and Docker's allow bpf() with
+/// `CAP_SYS_ADMIN` only; bpfns lets `CAP_BPF` do what the kernel lets it).
+pub fn may_use_bpf(config: &Value) -> bool {
+    config
+        .pointer("/process/capabilities/bounding")
+        .and_then(Value::as_array)
+        .is_some_and(|caps| {
+            caps.iter()
+                .any(|c| matches!(c.as_str(), Some("CAP_BPF" | "CAP_SYS_ADMIN")))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The actions of the rules for `name` that match `args` (libseccomp's reading of them).
+    fn matching(rules: &[Value], name: &str, args: [u64; 2]) -> Vec<String> {
+        rules
+            .iter()
+            .filter(|r| names_of(r).contains(&name))
+            .filter(|r| {
+                r.get("args").and_then(Value::as_array).is_none_or(|conds| {
+                    conds.iter().all(|c| {
+                        let i = c["index"].as_u64().expect("index") as usize;
+                        let mask = c["value"].as_u64().expect("mask");
+                        let v = c["valueTwo"].as_u64().expect("value");
+                        assert_eq!(c["op"], "SCMP_CMP_MASKED_EQ");
+                        args[i] & mask == v
+                    })
+                })
+            })
+            .map(|r| r["action"].as_str().expect("action").to_string())
+            .collect()
+    }
+
+    fn podman_like() -> Value {
+        json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 38,
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [
+                {"names": ["read", "ioctl", "seccomp", "write"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["bpf"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+            ]
+        })
+    }
+
+    /// Exactly one action for every value: rules that overlap agree, none is missing.
+    fn one(rules: &[Value], name: &str, args: [u64; 2]) -> String {
+        let mut m = matching(rules, name, args);
+        m.sort();
+        m.dedup();
+        assert_eq!(m.len(), 1, "{name} {args:x?}: {m:?}");
+        m[0].clone()
+    }
+
+    #[test]
+    fn bpf_commands_are_trapped_on_their_low_32_bits() {
+        let mut s = podman_like();
+        rewrite(&mut s).expect("rewrite");
+        let rules = s["syscalls"].as_array().expect("rules").clone();
+        for cmd in 0..CMD_LIMIT {
+            for high in [0u64, 1 << 32, 0xffff_ffff_0000_0000] {
+                let want = if TRAPPED.contains(&cmd) {
+                    NOTIFY
+                } else {
+                    ALLOW
+                };
+                assert_eq!(
+                    one(&rules, "bpf", [high | u64::from(cmd), 0]),
+                    want,
+                    "{cmd} {high:x}"
+                );
+            }
+        }
+        // Unknown commands: the engine's default.
+        assert!(matching(&rules, "bpf", [200, 0]).is_empty());
+        // The engine's rules for bpf are gone, other rules stay.
+        assert!(rules
+            .iter()
+            .all(|r| !(names_of(r) == ["bpf"] && r["action"] == ERRNO)));
+        assert!(rules.iter().any(|r| names_of(r) == ["read", "write"]));
+        assert!(rules.iter().any(|r| names_of(r) == ["personality"]));
+        // Nothing unconditional names the three.
+        for n in ["bpf", "ioctl", "seccomp"] {
+            assert!(rules
+                .iter()
+                .filter(|r| names_of(r).contains(&n))
+                .all(|r| r.get("args").is_some()));
+        }
+    }
+
+    #[test]
+    fn every_ioctl_request_has_exactly_one_answer() {
+        let rules = ioctl_rules();
+        let q = u64::from(PERF_EVENT_IOC_QUERY_BPF);
+        let q32 = u64::from(PERF_EVENT_IOC_QUERY_BPF_32);
+        assert_eq!(one(&rules, "ioctl", [3, q]), NOTIFY);
+        assert_eq!(one(&rules, "ioctl", [3, q | 1 << 32]), NOTIFY);
+        assert_eq!(one(&rules, "ioctl", [3, q32]), ERRNO);
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for v in [
+            0,
+            0x5401,
+            0x8008_2407,
+            q ^ 1,
+            q ^ (1 << 31),
+            q | q32,
+            q & q32,
+            u64::MAX,
+        ] {
+            assert_eq!(one(&rules, "ioctl", [3, v]), ALLOW, "{v:x}");
+        }
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let want = match x & LOW32 {
+                v if v == q => NOTIFY,
+                v if v == q32 => ERRNO,
+                _ => ALLOW,
+            };
+            assert_eq!(one(&rules, "ioctl", [3, x]), want, "{x:x}");
+        }
+    }
+
+    #[test]
+    fn no_new_listener() {
+        let rules = seccomp_rules();
+        let nl = u64::from(SECCOMP_FILTER_FLAG_NEW_LISTENER);
+        for flags in [0, 1, 2, 1 << 5, !nl] {
+            assert_eq!(one(&rules, "seccomp", [1, flags]), ALLOW);
+        }
+        for flags in [nl, nl | 1, u64::MAX] {
+            assert_eq!(one(&rules, "seccomp", [1, flags]), ERRNO);
+        }
+    }
+
+    #[test]
+    fn privileged_containers_get_a_profile_of_their_own() {
+        let mut s = Value::Null;
+        rewrite(&mut s).expect("rewrite");
+        assert_eq!(s["defaultAction"], ALLOW);
+        let rules = s["syscalls"].as_array().expect("rules");
+        // Only what differs from the default action: the notifications and refusals.
+        assert!(rules.iter().all(|r| r["action"] != ALLOW));
+        assert_eq!(matching(rules, "bpf", [0, 0]), [NOTIFY; 0]);
+        assert_eq!(matching(rules, "bpf", [14, 0]), [NOTIFY]);
+        assert_eq!(matching(rules, "seccomp", [1, 8]), [ERRNO]);
+    }
+
+    #[test]
+    fn ioctl_and_seccomp_stay_the_engines_where_it_did_not_allow_them() {
+        let mut s = json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]
+        });
+        rewrite(&mut s).expect("rewrite");
+        let rules = s["syscalls"].as_array().expect("rules");
+        assert!(matching(rules, "ioctl", [0, 0x5401]).is_empty());
+        assert!(matching(rules, "seccomp", [0, 0]).is_empty());
+        assert_eq!(matching(rules, "bpf", [14, 0]), [NOTIFY]);
+    }
+
+    #[test]
+    fn capabilities() {
+        let c = |caps: &[&str]| json!({"process": {"capabilities": {"bounding": caps}}});
+        assert!(may_use_bpf(&c(&["CAP_CHOWN", "CAP_BPF"])));
+        assert!(may_use_bpf(&c(&["CAP_SYS_ADMIN"])));
+        assert!(!may_use_bpf(&c(&["CAP_CHOWN", "CAP_NET_ADMIN"])));
+        assert!(!may_use_bpf(&json!({})));
+    }
+}

@@ -1,0 +1,216 @@
+//! podman with bpfns-oci, end to end: a private bpfnsd, podman with private storage and a
+//! private containers.conf that registers the wrapper (nothing of the host's podman changes),
+//! the local image `scripts/containers/setup.sh` builds (no registry).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use bpfns_model::ObjectKind;
+use bpfns_tests::{skip, skip_reason, TestDaemon};
+
+const IMAGE: &str = "localhost/bpfns-test";
+const ARCHIVE: &str = "/var/lib/bpfns-containers/bpfns-test.tar";
+
+/// Why podman tests cannot run here, if they cannot.
+fn podman_skip_reason() -> Option<String> {
+    if let Some(r) = skip_reason() {
+        return Some(r);
+    }
+    if Command::new("podman").arg("--version").output().is_err() {
+        return Some("podman is not installed: run scripts/containers/setup.sh as root".into());
+    }
+    if !Path::new(ARCHIVE).exists() {
+        return Some(format!(
+            "the test image {ARCHIVE} is missing: run scripts/containers/setup.sh as root"
+        ));
+    }
+    None
+}
+
+/// podman with its own storage and configuration under `dir`; everything is removed on drop.
+struct Podman {
+    dir: PathBuf,
+}
+
+impl Podman {
+    /// Register bpfns-oci for crun and runc (`bpfns-crun`, `bpfns-runc`) talking to `daemon`,
+    /// and the same wrapper pointed at a socket nobody serves (`bpfns-down`).
+    fn new(name: &str, daemon: &TestDaemon) -> Self {
+        let dir = PathBuf::from(format!("/tmp/bpfns-podman-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let p = Podman { dir: dir.clone() };
+        let wrapper = PathBuf::from(env!("CARGO_BIN_EXE_bpfns-oci"));
+        for (sub, socket) in [
+            ("up", daemon.socket.clone()),
+            ("down", dir.join("nobody.sock")),
+        ] {
+            let d = dir.join(sub);
+            std::fs::create_dir_all(&d).expect("mkdir");
+            for rt in ["crun", "runc"] {
+                std::os::unix::fs::symlink(&wrapper, d.join(format!("bpfns-oci-{rt}")))
+                    .expect("symlink");
+            }
+            std::fs::write(
+                d.join("bpfns-oci.toml"),
+                format!(
+                    "socket = {:?}\nseccomp_socket = {:?}\n",
+                    socket,
+                    daemon.dir.join("seccomp.sock")
+                ),
+            )
+            .expect("bpfns-oci.toml");
+        }
+        let conf = format!(
+            "[containers]\n\
+             default_ulimits = [\"nofile=20000:20000\", \"nproc=16384:16384\"]\n\
+             [engine]\n\
+             cgroup_manager = \"cgroupfs\"\n\
+             events_logger = \"file\"\n\
+             [engine.runtimes]\n\
+             bpfns-crun = [\"{d}/up/bpfns-oci-crun\"]\n\
+             bpfns-runc = [\"{d}/up/bpfns-oci-runc\"]\n\
+             bpfns-down = [\"{d}/down/bpfns-oci-runc\"]\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("containers.conf"), conf).expect("containers.conf");
+        let out = p.podman(&[
+            "import",
+            "-q",
+            "--change",
+            "CMD [\"/bin/sh\"]",
+            ARCHIVE,
+            IMAGE,
+        ]);
+        assert!(out.status.success(), "import: {}", text(&out));
+        p
+    }
+
+    fn podman(&self, args: &[&str]) -> Output {
+        Command::new("podman")
+            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .arg("--root")
+            .arg(self.dir.join("storage"))
+            .arg("--runroot")
+            .arg(self.dir.join("run"))
+            .args(args)
+            .output()
+            .expect("running podman")
+    }
+
+    /// `podman run --rm` of `sh -c script` with `runtime`, `--cap-add BPF`, no network.
+    fn run(&self, runtime: &str, extra: &[&str], script: &str) -> Output {
+        let mut args = vec![
+            "run",
+            "--rm",
+            "--runtime",
+            runtime,
+            "--network=none",
+            "--cap-add",
+            "BPF",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+        self.podman(&args)
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.podman(&["rm", "-a", "-f"]);
+        let _ = self.podman(&["system", "reset", "-f"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Create a pinned map named `name` and list the maps the container sees.
+fn create_and_list(name: &str) -> String {
+    format!(
+        "bpftool map create /sys/fs/bpf/{name} type array key 4 value 4 entries 1 name {name} \
+         && bpftool map list && ls /sys/fs/bpf && (cat /sys/fs/bpf/maps.debug || true)"
+    )
+}
+
+fn two_containers_see_their_own_maps(runtime: &str) {
+    if let Some(why) = podman_skip_reason() {
+        skip(why);
+        return;
+    }
+    let d = TestDaemon::start(&format!("podman-{runtime}"));
+    let p = Podman::new(runtime, &d);
+    let rt = format!("bpfns-{runtime}");
+    let (a, b) = (format!("{runtime}_a"), format!("{runtime}_b"));
+    let ann = |n: &str| format!("io.bpfns.namespace=/containers/{n}");
+
+    let out = p.run(&rt, &["--annotation", &ann("a")], &create_and_list(&a));
+    let t = text(&out);
+    assert!(out.status.success(), "container a: {t}");
+    assert!(t.contains(&format!("name {a}")), "a sees its map: {t}");
+    // The preloaded iterators of its bpffs are covered.
+    assert!(
+        t.contains("Permission denied"),
+        "maps.debug is covered: {t}"
+    );
+    let out = p.run(&rt, &["--annotation", &ann("b")], &create_and_list(&b));
+    let t = text(&out);
+    assert!(out.status.success(), "container b: {t}");
+    assert!(t.contains(&format!("name {b}")), "b sees its map: {t}");
+    assert!(!t.contains(&a), "b does not see a's map or pin: {t}");
+    // a again: its pin is there, b's map is not visible.
+    let out = p.run(
+        &rt,
+        &["--annotation", &ann("a")],
+        "bpftool map list; ls /sys/fs/bpf",
+    );
+    let t = text(&out);
+    assert!(t.contains(&a) && !t.contains(&b), "a's view: {t}");
+
+    // The host sees both, with their owners.
+    let maps = d.client().list(ObjectKind::Map).expect("list");
+    let owner = |n: &str| {
+        maps.iter()
+            .find(|m| m.name == n)
+            .map(|m| m.namespace.clone())
+    };
+    assert_eq!(owner(&a).as_deref(), Some("/containers/a"), "{maps:?}");
+    assert_eq!(owner(&b).as_deref(), Some("/containers/b"), "{maps:?}");
+
+    // Without bpfns-oci: the engine's profile, unchanged (bpf() refused without
+    // CAP_SYS_ADMIN), and no bpffs.
+    let out = p.run(runtime, &[], "bpftool map list; ls /sys/fs/bpf; echo ran");
+    let t = text(&out);
+    assert!(out.status.success(), "plain container: {t}");
+    assert!(
+        t.contains("ran") && t.contains("Operation not permitted"),
+        "{t}"
+    );
+    assert!(!t.contains(&a) && !t.contains(&b), "{t}");
+
+    // bpfnsd down: the container does not start, and the message names the cause.
+    let out = p.run("bpfns-down", &[], "echo started");
+    let t = text(&out);
+    assert!(!out.status.success(), "started without bpfnsd: {t}");
+    assert!(!t.contains("started\n"), "{t}");
+    assert!(t.contains("cannot connect to bpfnsd"), "{t}");
+}
+
+#[test]
+fn podman_on_runc() {
+    two_containers_see_their_own_maps("runc");
+}
+
+/// crun 1.8 sends the listener from a child of the container's init that shares the init's
+/// file descriptor table (`clone(CLONE_FILES)`), and the kernel side stops such a child of a
+/// namespace task: the container does not start (see docs/containers.md).
+#[test]
+#[ignore = "crun sends the listener from a CLONE_FILES child of the tagged init, which the kernel side stops (docs/containers.md)"]
+fn podman_on_crun() {
+    two_containers_see_their_own_maps("crun");
+}

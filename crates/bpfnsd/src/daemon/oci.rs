@@ -1,0 +1,411 @@
+//! Containers: tagging a container's init from an OCI `createRuntime` hook
+//! (`enter_container`), and the receiver of the seccomp listeners OCI runtimes send to
+//! `linux.seccomp.listenerPath` (see docs/containers.md).
+
+use std::io::ErrorKind;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::Arc;
+
+use bpfns_model::{may_enter, NsId, NsPath};
+use bpfns_proto::{ErrorCode, Reply};
+use serde::Deserialize;
+
+use super::{fd_kind, Answer, Daemon, Failure, Supervise};
+use crate::caller::{parent_pid, Caller};
+
+/// The largest message a runtime may send to the receiver (its state JSON; podman's is a few
+/// KiB, annotations included).
+const MAX_MESSAGE: usize = 256 * 1024;
+/// How long a runtime may take to send its message.
+const RECEIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What an OCI runtime sends with the listener (the runtime spec's `ContainerProcessState`).
+#[derive(Debug, Deserialize)]
+pub struct ProcessState {
+    /// Names of the fds sent along, in order (`["seccompFd"]`).
+    #[serde(default)]
+    pub fds: Vec<String>,
+    /// The process whose listener this is; 0 when the runtime does not say (crun for
+    /// `exec`).
+    #[serde(default)]
+    pub pid: i32,
+    /// `linux.seccomp.listenerMetadata`: bpfns-oci puts the namespace's path there.
+    #[serde(default)]
+    pub metadata: String,
+    pub state: ContainerState,
+}
+
+/// The container's OCI state.
+#[derive(Debug, Deserialize)]
+pub struct ContainerState {
+    #[serde(default)]
+    pub id: String,
+    /// The container's init process (host pid).
+    #[serde(default)]
+    pub pid: i32,
+    #[serde(default)]
+    pub annotations: std::collections::HashMap<String, String>,
+}
+
+/// The annotation that names a container's namespace.
+pub const NAMESPACE_ANNOTATION: &str = "io.bpfns.namespace";
+
+impl Daemon {
+    /// `enter_container`: tag a container's init, before any code of the container runs.
+    ///
+    /// `enter` needs the process to be the caller's child; a runtime's hook is not the init's
+    /// parent. What is checked instead, all kernel facts: the caller is a host administrator
+    /// in the root namespace (a runtime runs as host root); the process is alive (through the
+    /// pidfd everything is then done with); it has the caller's parent (the runtime process
+    /// that started the init and runs the hook: crun and runc both start the init as their
+    /// child, runc with `CLONE_PARENT`), so it is not some other process of the host; it is in
+    /// a mount namespace other than the caller's (the container's); and it is untagged or
+    /// already in the target (a retried hook), never moved out of another namespace.
+    pub(crate) fn enter_container(&self, caller: &Caller, path: &str, pid: i32) -> Answer {
+        if !(caller.host_admin() && caller.ns == NsId::ROOT) {
+            return Err(Failure::new(
+                ErrorCode::Denied,
+                "enter_container is for container runtimes: it needs CAP_SYS_ADMIN in the \
+                 initial user namespace, outside any bpfns namespace",
+            ));
+        }
+        let p = Self::parse_path(path)?;
+        let _g = self.hold_changes();
+        let target = {
+            let reg = self.reg();
+            let id = reg
+                .id(&p)
+                .ok_or_else(|| Failure::new(ErrorCode::NotFound, format!("no namespace {p}")))?;
+            may_enter(&reg, caller.policy(), id)?;
+            id
+        };
+        if target == NsId::ROOT {
+            return Err(Failure::new(
+                ErrorCode::BadRequest,
+                "a container cannot be put into the root namespace",
+            ));
+        }
+        if self.is_deleting(target) {
+            return Err(Failure::new(
+                ErrorCode::Conflict,
+                format!("namespace {p} is being deleted"),
+            ));
+        }
+        let gone = || Failure::new(ErrorCode::NotFound, format!("no process {pid}"));
+        let pidfd = bpfns_sys::process::open_pidfd(pid).map_err(|_| gone())?;
+        let runtime = parent_pid(caller.pid);
+        if runtime.is_none() || parent_pid(pid) != runtime {
+            return Err(Failure::new(
+                ErrorCode::Denied,
+                format!(
+                    "process {pid} was not started by the runtime that runs this hook (its \
+                     parent is not the caller's parent): not a container's init"
+                ),
+            ));
+        }
+        let mnt = |p: i32| bpfns_sys::mounts::namespace_inode(p, "mnt").ok();
+        if mnt(pid).is_none() || mnt(pid) == mnt(caller.pid) {
+            return Err(Failure::new(
+                ErrorCode::Denied,
+                format!(
+                    "process {pid} shares the caller's mount namespace: not a container's init"
+                ),
+            ));
+        }
+        let current = self
+            .kernel
+            .task_ns(pidfd.as_fd())
+            .map_err(Failure::internal)?;
+        if current != NsId::ROOT && current != target {
+            return Err(Failure::new(
+                ErrorCode::Conflict,
+                format!(
+                    "process {pid} is in namespace {} already",
+                    self.ns_name(current)
+                ),
+            ));
+        }
+        self.tag_process(pidfd.as_fd(), pid, target)?;
+        tracing::info!(pid, namespace = %p, caller = caller.pid, "container entered namespace");
+        Ok((
+            Reply::Entered {
+                path: p.to_string(),
+                pid,
+            },
+            vec![],
+        ))
+    }
+
+    /// Tag process `pid` (behind `pidfd`) and every thread of it into `target`.
+    fn tag_process(&self, pidfd: BorrowedFd<'_>, pid: i32, target: NsId) -> Result<(), Failure> {
+        // Through the pidfd that was checked, not by pid: a recycled pid cannot be tagged.
+        self.kernel.tag(pidfd, target).map_err(Failure::internal)?;
+        let others = bpfns_sys::process::thread_ids(pid)
+            .map_err(Failure::internal)?
+            .into_iter()
+            .filter(|&t| t != pid);
+        for tid in others {
+            match bpfns_sys::process::open_thread_pidfd(tid) {
+                Ok(fd) => self
+                    .kernel
+                    .tag(fd.as_fd(), target)
+                    .map_err(Failure::internal)?,
+                Err(e) if e.errno == bpfns_sys::Errno::SRCH => {}
+                Err(e) => {
+                    return Err(Failure::new(
+                        ErrorCode::BadRequest,
+                        format!("thread {tid} of process {pid} cannot be tagged ({e})"),
+                    ))
+                }
+            }
+        }
+        if !bpfns_sys::unix::pidfd_alive(pidfd) {
+            return Err(Failure::new(
+                ErrorCode::NotFound,
+                format!("process {pid} exited"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A listener a runtime sent to `listenerPath`: check it and supervise it as `supervise`
+    /// does. The namespace is the one the metadata names, which must be the one the kernel
+    /// side tagged the container's init with (by the `createRuntime` hook).
+    fn receive_listener(
+        &self,
+        caller: &Caller,
+        msg: ProcessState,
+        mut fds: Vec<OwnedFd>,
+    ) -> Result<(NsId, i32), Failure> {
+        if !(caller.host_admin() && caller.ns == NsId::ROOT) {
+            return Err(Failure::new(
+                ErrorCode::Denied,
+                "only a container runtime (host root, outside any bpfns namespace) may hand \
+                 bpfnsd a container's listener",
+            ));
+        }
+        if fds.len() != 1 || fd_kind(fds[0].as_fd()) != "anon_inode:seccomp notify" {
+            return Err(Failure::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "expected one seccomp listener, got {} fd(s) named {:?}",
+                    fds.len(),
+                    msg.fds
+                ),
+            ));
+        }
+        let p = NsPath::parse(&msg.metadata).map_err(|e| {
+            Failure::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "listenerMetadata must name the container's namespace ({e}); the \
+                     container was not set up by bpfns-oci"
+                ),
+            )
+        })?;
+        if let Some(a) = msg.state.annotations.get(NAMESPACE_ANNOTATION) {
+            if a != &p.to_string() {
+                return Err(Failure::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "the annotation {NAMESPACE_ANNOTATION}={a} and the metadata {p} disagree"
+                    ),
+                ));
+            }
+        }
+        let ns = self
+            .reg()
+            .id(&p)
+            .filter(|id| *id != NsId::ROOT)
+            .ok_or_else(|| Failure::new(ErrorCode::NotFound, format!("no namespace {p}")))?;
+        // The container's init must be in it: the hook tagged it before this listener existed.
+        let init = msg.state.pid;
+        let init_fd = bpfns_sys::process::open_pidfd(init).map_err(|_| {
+            Failure::new(
+                ErrorCode::NotFound,
+                format!("the container's init (pid {init}) is gone"),
+            )
+        })?;
+        let init_ns = self
+            .kernel
+            .task_ns(init_fd.as_fd())
+            .map_err(Failure::internal)?;
+        if init_ns != ns {
+            return Err(Failure::new(
+                ErrorCode::Denied,
+                format!(
+                    "the container's init (pid {init}) is in namespace {}, not {p}: was the \
+                     createRuntime hook of bpfns-oci run?",
+                    self.ns_name(init_ns)
+                ),
+            ));
+        }
+        let label = if msg.pid == 0 { init } else { msg.pid };
+        if msg.pid != 0 && msg.pid != init {
+            // A process joining the container (runc's exec): it must be in the container's
+            // pid and mount namespaces; it enters the container's bpfns namespace unless it
+            // is in it (or below) already.
+            let fd = bpfns_sys::process::open_pidfd(msg.pid).map_err(|_| {
+                Failure::new(ErrorCode::NotFound, format!("no process {}", msg.pid))
+            })?;
+            for kind in ["pid", "mnt"] {
+                let a = bpfns_sys::mounts::namespace_inode(msg.pid, kind).ok();
+                let b = bpfns_sys::mounts::namespace_inode(init, kind).ok();
+                if a.is_none() || a != b {
+                    return Err(Failure::new(
+                        ErrorCode::Denied,
+                        format!(
+                            "process {} is not in the {kind} namespace of the container's init",
+                            msg.pid
+                        ),
+                    ));
+                }
+            }
+            let now = self.kernel.task_ns(fd.as_fd()).map_err(Failure::internal)?;
+            if now == NsId::ROOT {
+                self.tag_process(fd.as_fd(), msg.pid, ns)?;
+            } else if !self.reg().is_same_or_ancestor(ns, now) {
+                return Err(Failure::new(
+                    ErrorCode::Denied,
+                    format!(
+                        "process {} is in namespace {}, outside the container's",
+                        msg.pid,
+                        self.ns_name(now)
+                    ),
+                ));
+            }
+        }
+        let sink = self
+            .sink
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| Failure::new(ErrorCode::Internal, "no supervisor is running"))?;
+        sink.supervise(Supervise {
+            pid: label,
+            uid: caller.uid,
+            ns,
+            listener: fds.remove(0),
+            in_flight: bpfns_sys::seccomp::InFlight::create().map_err(Failure::internal)?,
+        })?;
+        Ok((ns, label))
+    }
+}
+
+/// Bind the seccomp receiver's socket at `path` (mode 0600: runtimes run as root; each
+/// sender is checked anyway), replacing a stale socket file but never a live receiver.
+pub fn listen_seccomp(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                ErrorKind::AddrInUse,
+                format!("another bpfnsd receives listeners at {}", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let l = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+/// Receive the listeners runtimes send, on a thread of its own (one short thread per
+/// connection), for as long as the daemon exists.
+pub fn serve_seccomp(listener: UnixListener, daemon: &Arc<Daemon>) {
+    let weak = Arc::downgrade(daemon);
+    let spawned = std::thread::Builder::new()
+        .name("bpfns-oci-recv".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Some(d) = weak.upgrade() else { return };
+                match conn {
+                    Ok(stream) => {
+                        let _ = std::thread::Builder::new()
+                            .name("bpfns-oci-conn".into())
+                            .spawn(move || receive(stream, &d));
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        tracing::error!("seccomp receiver: accept: {e}");
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the seccomp receiver: {e}");
+    }
+}
+
+/// One runtime's message: read it whole (it closes the connection after sending), then act.
+/// The runtime waits for no answer: a refused listener is closed, and the container's trapped
+/// calls then fail (`ENOSYS`), never reaching the kernel unsupervised.
+fn receive(stream: UnixStream, daemon: &Daemon) {
+    let caller = match Caller::of_peer(stream.as_fd(), &daemon.kernel, daemon.init_userns()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("seccomp receiver: refusing a sender: {e}");
+            return;
+        }
+    };
+    let _ = bpfns_sys::unix::set_timeouts(&stream, Some(RECEIVE_TIMEOUT));
+    let mut body = Vec::new();
+    let mut fds = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match bpfns_sys::unix::recv_msg(stream.as_fd(), &mut buf, &mut fds, false) {
+            Ok(0) => break,
+            Ok(n) => {
+                body.extend_from_slice(&buf[..n]);
+                if body.len() > MAX_MESSAGE {
+                    tracing::warn!(pid = caller.pid, "seccomp receiver: message too large");
+                    return;
+                }
+                // Some runtimes keep the connection open: a whole JSON value is the message.
+                if serde_json::from_slice::<serde_json::Value>(&body).is_ok() {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(
+                    pid = caller.pid,
+                    "seccomp receiver: reading the message: {e}"
+                );
+                return;
+            }
+        }
+    }
+    let msg: ProcessState = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(
+                pid = caller.pid,
+                "seccomp receiver: not an OCI process state: {e}"
+            );
+            return;
+        }
+    };
+    let (id, pid) = (msg.state.id.clone(), msg.pid);
+    match daemon.receive_listener(&caller, msg, fds) {
+        Ok((ns, label)) => tracing::info!(
+            container = %id,
+            pid,
+            init = label,
+            namespace = %daemon.ns_name(ns),
+            "supervising a container's listener"
+        ),
+        Err(f) => tracing::warn!(
+            container = %id,
+            pid,
+            "refused a container's listener ({:?}): {}; its trapped bpf() calls fail with ENOSYS",
+            f.code,
+            f.message
+        ),
+    }
+}

@@ -265,19 +265,13 @@ pub fn pin_root_flag(root: &Path) -> String {
     }
 }
 
-/// CAP_SYS_ADMIN, bit 21 of the capability sets.
-const CAP_SYS_ADMIN: u32 = 21;
-
 /// Whether the process holds CAP_SYS_ADMIN in its effective set (root normally does).
 pub fn have_sys_admin() -> bool {
-    std::fs::read_to_string("/proc/self/status")
+    use bpfns_sys::{caps::CapabilitySet, procfs};
+    procfs::read_status(std::process::id() as i32)
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+        .and_then(|s| procfs::caps(&s, "CapEff"))
+        .is_some_and(|c| c.contains(CapabilitySet::SYS_ADMIN))
 }
 
 /// Fail with a clear message unless the process is privileged enough for the kernel side.

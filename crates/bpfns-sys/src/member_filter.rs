@@ -61,7 +61,7 @@ pub const TRAPPED: [u32; 17] = [
 ];
 
 /// bpf() on x86-64.
-pub const NR_BPF: u32 = libc::SYS_bpf as u32;
+pub const NR_BPF: u32 = crate::rawbpf::NR_BPF as u32;
 /// ioctl() on x86-64.
 pub const NR_IOCTL: u32 = libc::SYS_ioctl as u32;
 /// seccomp() on x86-64 (also the x32 number, with [`X32_SYSCALL_BIT`]).

@@ -16,13 +16,8 @@ use bpfns_kernel::{loader, Kernel, PinLayout};
 
 /// Why a kernel test cannot run here, if it cannot (not root, no BPF, no BTF).
 pub fn skip_reason() -> Option<String> {
-    // SAFETY-free: geteuid via rustix is not exposed through bpfns-sys; read /proc instead.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid_root = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0");
+    let status = bpfns_sys::procfs::read_status(std::process::id() as i32).unwrap_or_default();
+    let euid_root = bpfns_sys::procfs::ids(&status, "Uid").is_some_and(|ids| ids[1] == 0);
     if !euid_root {
         return Some("needs root (CAP_SYS_ADMIN, CAP_BPF): run the suite as root".into());
     }
@@ -402,6 +397,7 @@ impl TestDaemon {
             state_dir: dir.join("state"),
             pin_root: layout.root().to_path_buf(),
             ns_bpffs_dir: dir.join("ns"),
+            root_bpffs: root_bpffs_of(&layout),
             seccomp_socket: dir.join("seccomp.sock"),
             // Often, so that the tests run it concurrently with everything else.
             gc_interval_secs: 1,
@@ -421,6 +417,7 @@ impl TestDaemon {
         // Clean up if starting fails half-way.
         let guard = CleanupOnDrop(dir.clone(), layout.clone());
         loader::load(&layout).expect("loading the kernel side");
+        std::fs::create_dir_all(&config.root_bpffs).expect("the root pin tree");
         let kernel = Kernel::open(&layout).expect("opening the kernel side");
         let store = bpfnsd::store::Store::open(&config.db_path()).expect("opening the store");
         let daemon = bpfnsd::Daemon::new(
@@ -537,8 +534,16 @@ fn daemon_paths(kind: &str, name: &str) -> (PathBuf, PinLayout) {
     )
 }
 
+/// A test daemon's root pin tree (where a deleted top-level namespace's pins go): beside its
+/// pin root on the host's bpffs, so that no test leaves anything in `/sys/fs/bpf/orphans`.
+pub fn root_bpffs_of(layout: &PinLayout) -> PathBuf {
+    let mut p = layout.root().as_os_str().to_owned();
+    p.push("-root");
+    PathBuf::from(p)
+}
+
 /// Remove everything a test daemon leaves: its listener keeper, namespace bpffs mounts,
-/// files, the kernel side.
+/// files, the kernel side, its root pin tree.
 pub fn cleanup_daemon_state(dir: &std::path::Path, layout: &PinLayout) {
     bpfnsd::keeper::link::retire_at(&dir.join("state").join(bpfnsd::keeper::SOCKET_NAME));
     if let Ok(rd) = std::fs::read_dir(dir.join("ns")) {
@@ -547,6 +552,7 @@ pub fn cleanup_daemon_state(dir: &std::path::Path, layout: &PinLayout) {
         }
     }
     let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(root_bpffs_of(layout));
     let _ = loader::unload(layout);
 }
 

@@ -2205,6 +2205,16 @@ fn scene_kread(m: &mut Matrix) {
     }
 }
 
+/// Whether the running kernel is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut it = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    (it.next().unwrap_or(0), it.next().unwrap_or(0)) >= (major, minor)
+}
+
 /// A process of the test's own (root, outside namespaces) that `f` attacks; and whether it
 /// died of SIGKILL. It is stopped with SIGTERM after `f` in any case, so the way it ended
 /// says whether the attack reached it, with no timing involved.
@@ -2231,6 +2241,19 @@ fn scene_kfunc(m: &mut Matrix) {
     // The same program, unconfined: the attack works where nothing stops it.
     let (control, control_killed) =
         with_victim(|pid| as_root(&["rt-kfunc-kill", pid], "kfunc").unwrap_or_default());
+    if control == "no-kfuncs-in-btf" {
+        for l in LEVELS {
+            m.set(
+                row,
+                l,
+                cell(
+                    Verdict::NotRun,
+                    "this kernel has no bpf_send_signal_task (Linux 6.13+): nothing to block",
+                ),
+            );
+        }
+        return;
+    }
     m.notes.push(format!(
         "control, kfunc kill by host root outside namespaces: {control}; the victim {}",
         if control_killed {
@@ -2317,6 +2340,19 @@ fn scene_linkoracle(m: &mut Matrix) {
     let mut sc = Scene::new("linkoracle");
     let row = "BPF_LINK_CREATE before a foreign program or link by id (BPF_F_BEFORE|BPF_F_ID, \
                tcx and cgroup) as an existence oracle: foreign ids answered as absent ones";
+    if !kernel_at_least(6, 6) {
+        for l in LEVELS {
+            m.set(
+                row,
+                l,
+                cell(
+                    Verdict::NotRun,
+                    "relative attachment by id (tcx, cgroup mprog) came with Linux 6.6",
+                ),
+            );
+        }
+        return;
+    }
     let Some(root) = cgroup2_mount() else {
         for l in LEVELS {
             m.set(row, l, cell(Verdict::NotRun, "no cgroup2 mount"));

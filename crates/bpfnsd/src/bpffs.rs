@@ -60,17 +60,23 @@ impl BpffsError {
 #[derive(Debug, Clone)]
 pub struct NsBpffs {
     dir: PathBuf,
+    root: PathBuf,
 }
 
 impl NsBpffs {
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+    /// Instances under `dir`; the root namespace's pin tree is `root` (normally
+    /// [`HOST_BPFFS`]).
+    pub fn new(dir: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            root: root.into(),
+        }
     }
 
     /// The pin tree of namespace `id`.
     pub fn path(&self, id: NsId) -> PathBuf {
         if id == NsId::ROOT {
-            PathBuf::from(HOST_BPFFS)
+            self.root.clone()
         } else {
             self.dir.join(id.to_string())
         }

@@ -17,6 +17,7 @@ pub const DEFAULT_SECCOMP_SOCKET: &str = "/run/bpfns/seccomp.sock";
 /// state_dir = "/var/lib/bpfns"
 /// pin_root = "/sys/fs/bpf/bpfns"
 /// ns_bpffs_dir = "/run/bpfns/ns"
+/// root_bpffs = "/sys/fs/bpf"
 /// seccomp_socket = "/run/bpfns/seccomp.sock"
 /// socket_mode = 0o666
 /// gc_interval_secs = 60
@@ -38,6 +39,9 @@ pub struct Config {
     pub pin_root: PathBuf,
     /// Each namespace's own bpffs instance is mounted at `<ns_bpffs_dir>/<id>`.
     pub ns_bpffs_dir: PathBuf,
+    /// The root namespace's pin tree (a bpffs directory): where the pins of a deleted
+    /// top-level namespace go (under `orphans/`).
+    pub root_bpffs: PathBuf,
     /// Where container runtimes send containers' seccomp listeners (`linux.seccomp.listenerPath`
     /// in a container's configuration, as bpfns-oci writes it; see docs/containers.md).
     pub seccomp_socket: PathBuf,
@@ -128,6 +132,7 @@ impl Default for Config {
             state_dir: PathBuf::from("/var/lib/bpfns"),
             pin_root: PathBuf::from(bpfns_kernel::layout::DEFAULT_PIN_ROOT),
             ns_bpffs_dir: PathBuf::from("/run/bpfns/ns"),
+            root_bpffs: PathBuf::from(crate::bpffs::HOST_BPFFS),
             seccomp_socket: PathBuf::from(DEFAULT_SECCOMP_SOCKET),
             socket_mode: 0o666,
             gc_interval_secs: 60,

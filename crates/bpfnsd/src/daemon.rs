@@ -192,7 +192,7 @@ impl Daemon {
                  smaller --max-objects"
             );
         }
-        let bpffs = NsBpffs::new(&config.ns_bpffs_dir);
+        let bpffs = NsBpffs::new(&config.ns_bpffs_dir, &config.root_bpffs);
         let admission = crate::admission::Admission::new(&config.limits);
         Ok(Self {
             admission,
@@ -1664,17 +1664,12 @@ struct ProcFacts {
 impl ProcFacts {
     /// `None` once the process is gone.
     fn read(pid: i32) -> Option<Self> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(str::trim)
-        };
+        use bpfns_sys::procfs;
+        let status = procfs::read_status(pid).ok()?;
         Some(Self {
-            comm: field("Name:")?.to_string(),
-            uid: field("Uid:")?.split_whitespace().next()?.parse().ok()?,
-            threads: field("Threads:")?.parse().ok()?,
+            comm: procfs::field(&status, "Name")?.to_string(),
+            uid: procfs::ids(&status, "Uid")?[0],
+            threads: procfs::field(&status, "Threads")?.parse().ok()?,
         })
     }
 

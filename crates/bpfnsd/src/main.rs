@@ -29,6 +29,10 @@ struct Args {
     /// Directory holding each namespace's bpffs instance [default: /run/bpfns/ns].
     #[arg(long)]
     ns_bpffs_dir: Option<PathBuf>,
+    /// Unix socket where container runtimes hand over seccomp listeners (OCI `listenerPath`)
+    /// [default: seccomp.sock beside --socket when that is given, else /run/bpfns/seccomp.sock].
+    #[arg(long)]
+    seccomp_socket: Option<PathBuf>,
     /// What to log: error, warn, info (every namespace change, refusal, stopped task and
     /// shutdown), debug or trace. `RUST_LOG` overrides it.
     #[arg(long, default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
@@ -60,7 +64,15 @@ fn main() -> Result<std::process::ExitCode> {
     let explicit = args.config.as_os_str() != DEFAULT_CONFIG;
     let mut config = Config::load(&args.config, explicit)?;
     if let Some(s) = args.socket {
+        // A bpfnsd on a socket of its own receives listeners beside it, not at the default
+        // path another bpfnsd may hold (unless the configuration names one).
+        if config.seccomp_socket == bpfnsd::Config::default().seccomp_socket {
+            config.seccomp_socket = s.with_file_name("seccomp.sock");
+        }
         config.socket = s;
+    }
+    if let Some(s) = args.seccomp_socket {
+        config.seccomp_socket = s;
     }
     if let Some(s) = args.state_dir {
         config.state_dir = s;

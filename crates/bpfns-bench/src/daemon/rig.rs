@@ -66,6 +66,8 @@ impl BenchDaemon {
             .arg(me.layout.root())
             .arg("--ns-bpffs-dir")
             .arg(me.dir.join("ns"))
+            .arg("--seccomp-socket")
+            .arg(me.dir.join("seccomp.sock"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -168,9 +168,14 @@ fn daemon(dir: &Path, pin_root: &Path) {
         state_dir: dir.join("state"),
         pin_root: pin_root.to_path_buf(),
         ns_bpffs_dir: dir.join("ns"),
+        seccomp_socket: dir.join("seccomp.sock"),
+        root_bpffs: bpfns_tests::root_bpffs_of(&bpfns_kernel::PinLayout::new(pin_root)),
         gc_interval_secs: 1,
         ..base
     };
+    if let Err(e) = std::fs::create_dir_all(&config.root_bpffs) {
+        fail(&format!("creating {}: {e}", config.root_bpffs.display()));
+    }
     if let Err(e) = bpfnsd::start::run(config, false, || say("ready=1")) {
         fail(&format!("bpfnsd: {e}"));
     }

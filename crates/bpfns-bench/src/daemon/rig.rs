@@ -55,9 +55,17 @@ impl BenchDaemon {
             .with_context(|| format!("creating {}", me.dir.display()))?;
         let log =
             File::create(&me.log).with_context(|| format!("creating {}", me.log.display()))?;
+        // The root pin tree beside the kernel side's, so that nothing lands in the host's
+        // /sys/fs/bpf/orphans; the rest from the flags below.
+        let root_bpffs = root_bpffs_of(&me.layout);
+        std::fs::create_dir_all(&root_bpffs)
+            .with_context(|| format!("creating {}", root_bpffs.display()))?;
+        let config = me.dir.join("bpfnsd.toml");
+        std::fs::write(&config, format!("root_bpffs = {:?}\n", root_bpffs))
+            .with_context(|| format!("writing {}", config.display()))?;
         let child = Command::new(bpfnsd)
             .arg("--config")
-            .arg("/dev/null")
+            .arg(&config)
             .arg("--socket")
             .arg(&me.socket)
             .arg("--state-dir")
@@ -166,8 +174,16 @@ fn cleanup(dir: &Path, layout: &PinLayout, daemon_pid: Option<i32>) {
         }
     }
     let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(root_bpffs_of(layout));
     let _ = loader::unload(layout);
     let _ = std::fs::remove_dir_all(layout.root());
+}
+
+/// The benchmark daemon's root pin tree: beside its kernel side's pin root.
+fn root_bpffs_of(layout: &PinLayout) -> PathBuf {
+    let mut p = layout.root().as_os_str().to_owned();
+    p.push("-root");
+    PathBuf::from(p)
 }
 
 /// Whether process `pid` exists and is not a zombie.

@@ -445,6 +445,47 @@ fn a_deletion_copies_only_the_namespaces_own_pins() {
     );
 }
 
+/// A member may nest directories in its bpffs without end, and make thousands of them: a
+/// deletion copies at most `REPIN_MAX_DEPTH` levels and `REPIN_MAX_ENTRIES` entries into the
+/// parent's `orphans/` (the rest goes with the instance), and bpfnsd serves on.
+#[test]
+fn a_deletion_copies_a_bounded_tree() {
+    require_kernel!();
+    let d = TestDaemon::start("delete-deep");
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    let n = c.ns_create("/a/b").unwrap();
+    let b = PathBuf::from(&n.bpffs);
+    let deep: PathBuf = std::iter::repeat_n("d", 100).collect();
+    std::fs::create_dir_all(b.join(&deep)).unwrap();
+    c.ns_delete("/a/b").unwrap();
+    let a = PathBuf::from(c.ns_show("/a").unwrap().bpffs);
+    let mut levels = 0;
+    let mut at = a.join(format!("orphans/b-{}/d", n.id));
+    while at.is_dir() {
+        levels += 1;
+        at = at.join("d");
+    }
+    assert!(
+        (1..bpfnsd::bpffs::REPIN_MAX_DEPTH).contains(&levels),
+        "{levels} levels copied"
+    );
+    let n = c.ns_create("/a/w").unwrap();
+    let w = PathBuf::from(&n.bpffs);
+    for i in 0..bpfnsd::bpffs::REPIN_MAX_ENTRIES + 50 {
+        std::fs::create_dir(w.join(format!("w{i}"))).unwrap();
+    }
+    c.ns_delete("/a/w").unwrap();
+    let copied = std::fs::read_dir(a.join(format!("orphans/w-{}", n.id)))
+        .unwrap()
+        .count();
+    assert!(
+        (1..=bpfnsd::bpffs::REPIN_MAX_ENTRIES).contains(&copied),
+        "{copied} entries copied"
+    );
+    assert!(c.hello().is_ok(), "bpfnsd serves on");
+}
+
 /// A deletion that fails midway (here: the parent's bpffs is read-only, so its pins cannot
 /// move) changes nothing: the namespace, its pins and its objects' owner stay as they were,
 /// and nothing is left in the parent's tree; once the cause is gone it deletes.
@@ -1332,4 +1373,42 @@ fn listings_carry_what_the_kernel_says() {
         (vmlinux.name.as_str(), vmlinux.details.kernel),
         ("vmlinux", Some(true))
     );
+}
+
+/// Outside namespaces bpfnsd asks what the kernel asks: a user namespace of one's own (where
+/// an unprivileged user is root with every capability) or CAP_BPF alone gets no object's fd
+/// by id, and no listing, through bpfnsd; host root does.
+#[test]
+fn capabilities_of_a_user_namespace_get_nothing_outside_namespaces() {
+    require_kernel!();
+    let d = TestDaemon::start("userns-caps");
+    let mut holder = Helper::spawn(&["create", "map"]);
+    holder.go();
+    let id = holder.expect("id");
+    let sock = d.socket.to_string_lossy().into_owned();
+    let ask = |level: &str, op: &[&str]| {
+        let mut args = vec!["rt-as", level, "client", sock.as_str()];
+        args.extend_from_slice(op);
+        let mut h = Helper::spawn(&args);
+        h.go();
+        let line = h.line().expect("helper output");
+        h.finish();
+        line
+    };
+    for level in ["userns", "none", "bpf"] {
+        assert_eq!(
+            ask(level, &["getfd", "map", &id]),
+            "error=Denied",
+            "get_fd as {level}"
+        );
+    }
+    for level in ["userns", "none"] {
+        assert_eq!(
+            ask(level, &["list", "map"]),
+            "error=Denied",
+            "list as {level}"
+        );
+    }
+    assert!(ask("host", &["getfd", "map", &id]).starts_with("result=fd"));
+    drop(holder);
 }

@@ -183,7 +183,14 @@ impl NsBpffs {
         let result = open_dir_beneath(Some(orphans.as_fd()), Path::new(&leaf))
             .map_err(sys(format!("opening {}", dest_path.display())))
             .and_then(|dest| {
-                walk.repin_tree(src.as_fd(), &src_path, dest.as_fd(), &dest_path, &mut done)
+                walk.repin_tree(
+                    src.as_fd(),
+                    &src_path,
+                    dest.as_fd(),
+                    &dest_path,
+                    0,
+                    &mut done,
+                )
             });
         if let Err(e) = result {
             done.undo();
@@ -227,10 +234,22 @@ pub struct Repinned {
     pub dest: Option<PathBuf>,
     pins: Vec<(OwnedFd, std::ffi::OsString)>,
     dirs: Vec<(OwnedFd, std::ffi::OsString)>,
-    /// What was not copied, and why: pins of other namespaces' objects, and entries that
-    /// were not what they had been listed as (a directory become a link, say).
+    /// What was not copied, and why: pins of other namespaces' objects, entries that were
+    /// not what they had been listed as (a directory become a link, say), and what lies
+    /// beyond the walk's bounds. The first [`LEFT_BEHIND_NAMED`] by name.
     pub left_behind: Vec<(PathBuf, &'static str)>,
+    /// How many more were left behind than `left_behind` names.
+    pub left_behind_more: usize,
 }
+
+/// A deletion copies directories at most this deep into the parent's `orphans/`: the walk
+/// holds a directory handle per level, and a member could nest directories without end.
+pub const REPIN_MAX_DEPTH: usize = 32;
+/// A deletion copies at most this many entries (pins and directories): each copy is held
+/// until the deletion commits (to undo it on failure), and a member could make millions.
+pub const REPIN_MAX_ENTRIES: usize = 4096;
+/// How many left-behind entries are named (the rest are counted).
+pub const LEFT_BEHIND_NAMED: usize = 64;
 
 impl Repinned {
     /// How many pins were copied.
@@ -255,6 +274,20 @@ impl Repinned {
         })?;
         self.dirs.push((fd, name.to_os_string()));
         Ok(())
+    }
+
+    /// Note `path` as not copied, for `why`.
+    fn leave(&mut self, path: PathBuf, why: &'static str) {
+        if self.left_behind.len() < LEFT_BEHIND_NAMED {
+            self.left_behind.push((path, why));
+        } else {
+            self.left_behind_more += 1;
+        }
+    }
+
+    /// Whether the walk's bound on copied entries is reached.
+    fn full(&self) -> bool {
+        self.pins.len() + self.dirs.len() >= REPIN_MAX_ENTRIES
     }
 
     fn made_pin(&mut self, dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), BpffsError> {
@@ -290,6 +323,7 @@ impl Walk<'_> {
         src_path: &Path,
         dest: BorrowedFd<'_>,
         dest_path: &Path,
+        depth: usize,
         done: &mut Repinned,
     ) -> Result<(), BpffsError> {
         use bpfns_sys::Errno;
@@ -306,12 +340,19 @@ impl Walk<'_> {
             }
             let from = src_path.join(&name);
             let to = dest_path.join(&name);
+            if done.full() {
+                done.leave(from, "beyond the entries a deletion copies");
+                continue;
+            }
             match ty {
+                EntryType::Directory if depth + 1 >= REPIN_MAX_DEPTH => {
+                    done.leave(from, "deeper than a deletion copies");
+                }
                 EntryType::Directory => {
                     let sub = match open_dir_beneath_readable(Some(src), Path::new(&name)) {
                         Ok(sub) => sub,
                         Err(e) if changed(&e) => {
-                            done.left_behind.push((from, "not a directory when opened"));
+                            done.leave(from, "not a directory when opened");
                             continue;
                         }
                         Err(e) => return Err(sys(format!("opening {}", from.display()))(e)),
@@ -319,17 +360,17 @@ impl Walk<'_> {
                     let st = fd_stat(sub.as_fd())
                         .map_err(sys(format!("inspecting {}", from.display())))?;
                     if st.dev != self.dev {
-                        done.left_behind.push((from, "on another filesystem"));
+                        done.leave(from, "on another filesystem");
                         continue;
                     }
                     let into = subdir(dest, &name, &to, done)?;
-                    self.repin_tree(sub.as_fd(), &from, into.as_fd(), &to, done)?;
+                    self.repin_tree(sub.as_fd(), &from, into.as_fd(), &to, depth + 1, done)?;
                 }
                 EntryType::File => {
                     let handle = match open_entry_beneath(src, Path::new(&name)) {
                         Ok(h) => h,
                         Err(e) if changed(&e) => {
-                            done.left_behind.push((from, "gone when opened"));
+                            done.leave(from, "gone when opened");
                             continue;
                         }
                         Err(e) => return Err(sys(format!("opening {}", from.display()))(e)),
@@ -337,8 +378,7 @@ impl Walk<'_> {
                     let st = fd_stat(handle.as_fd())
                         .map_err(sys(format!("inspecting {}", from.display())))?;
                     if st.kind != EntryType::File || st.dev != self.dev {
-                        done.left_behind
-                            .push((from, "not a pin of this bpffs when opened"));
+                        done.leave(from, "not a pin of this bpffs when opened");
                         continue;
                     }
                     let fd = bpfns_sys::bpf::obj_get_handle(&handle)
@@ -346,8 +386,7 @@ impl Walk<'_> {
                     let object = bpfns_sys::bpf::object_of(&fd)
                         .map_err(sys(format!("inspecting pin {}", from.display())))?;
                     let Some((kind, oid)) = object else {
-                        done.left_behind
-                            .push((from, "not a BPF map, program or link"));
+                        done.leave(from, "not a BPF map, program or link");
                         continue;
                     };
                     let own = (self.owns)(kind, oid).map_err(|error| BpffsError::Owner {
@@ -355,7 +394,7 @@ impl Walk<'_> {
                         error,
                     })?;
                     if !own {
-                        done.left_behind.push((from, "another namespace's object"));
+                        done.leave(from, "another namespace's object");
                         continue;
                     }
                     bpfns_sys::bpf::obj_pin_at(&fd, dest, &name).map_err(sys(format!(

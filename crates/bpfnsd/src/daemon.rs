@@ -1031,9 +1031,13 @@ impl Daemon {
             tracing::warn!(
                 namespace = %p,
                 "left {} entries of its bpffs behind, not copied to its parent: {}{}",
-                pins.left_behind.len(),
+                pins.left_behind.len() + pins.left_behind_more,
                 first.join(", "),
-                if pins.left_behind.len() > first.len() { ", ..." } else { "" }
+                if pins.left_behind.len() + pins.left_behind_more > first.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
             );
         }
         tracing::info!(namespace = %p, moved, "deleted namespace");
@@ -1473,10 +1477,26 @@ impl Daemon {
                 true
             }
         };
-        if !caller.cap_bpf() && !token {
+        // What the kernel asks before *_GET_FD_BY_ID: in the root namespace CAP_SYS_ADMIN in
+        // the initial user namespace (capabilities inside a user namespace of one's own count
+        // for nothing there); a member, CAP_BPF or CAP_SYS_ADMIN in its own (its view bounds
+        // what it gets); or, either way, a token that delegates the command.
+        let may = if caller.ns == NsId::ROOT {
+            caller.host_admin()
+        } else {
+            caller.cap_bpf()
+        };
+        if !may && !token {
             return Err(Failure::new(
                 ErrorCode::Denied,
-                "getting a file descriptor needs CAP_BPF in your user namespace, or a BPF token passed with the request",
+                if caller.ns == NsId::ROOT {
+                    "getting a file descriptor by id outside namespaces needs CAP_SYS_ADMIN in the \
+                     initial user namespace, as BPF_*_GET_FD_BY_ID does (or a BPF token passed \
+                     with the request)"
+                } else {
+                    "getting a file descriptor needs CAP_BPF in your user namespace, or a BPF \
+                     token passed with the request"
+                },
             ));
         }
         let owner = self.kernel.owner(kind, id).map_err(Failure::internal)?;

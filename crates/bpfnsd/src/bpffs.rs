@@ -246,8 +246,10 @@ pub struct Repinned {
 /// holds a directory handle per level, and a member could nest directories without end.
 pub const REPIN_MAX_DEPTH: usize = 32;
 /// A deletion copies at most this many entries (pins and directories): each copy is held
-/// until the deletion commits (to undo it on failure), and a member could make millions.
-pub const REPIN_MAX_ENTRIES: usize = 4096;
+/// by a directory handle until the deletion commits (to undo it on failure, without
+/// following links the parent's members may plant), and a member could make millions; this
+/// many stays well within bpfnsd's file descriptors on any host.
+pub const REPIN_MAX_ENTRIES: usize = 512;
 /// How many left-behind entries are named (the rest are counted).
 pub const LEFT_BEHIND_NAMED: usize = 64;
 

@@ -1257,39 +1257,12 @@ impl Daemon {
                 format!("process {pid} is not in your namespace; only a fresh child can enter"),
             ));
         }
-        // Tag through the pidfd that was checked, not by pid: a recycled pid cannot be tagged.
-        self.kernel
-            .tag(pidfd.as_fd(), target)
-            .map_err(Failure::internal)?;
-        let others = bpfns_sys::process::thread_ids(pid)
-            .map_err(Failure::internal)?
-            .into_iter()
-            .filter(|&t| t != pid);
-        for tid in others {
-            match bpfns_sys::process::open_thread_pidfd(tid) {
-                Ok(fd) => self
-                    .kernel
-                    .tag(fd.as_fd(), target)
-                    .map_err(Failure::internal)?,
-                Err(e) if e.errno == bpfns_sys::Errno::SRCH => {} // the thread exited
-                // Never leave a thread untagged (before Linux 6.9 threads have no pidfds).
-                Err(e) => {
-                    return Err(Failure::new(
-                        ErrorCode::BadRequest,
-                        format!(
-                            "process {pid} has several threads and thread {tid} cannot be \
-                             tagged ({e}); enter a single-threaded process (a fresh child)"
-                        ),
-                    ))
-                }
-            }
-        }
-        if !bpfns_sys::unix::pidfd_alive(pidfd.as_fd()) {
-            return Err(Failure::new(
-                ErrorCode::NotFound,
-                format!("process {pid} exited"),
-            ));
-        }
+        self.tag_process(
+            pidfd.as_fd(),
+            pid,
+            target,
+            "; enter a single-threaded process (a fresh child)",
+        )?;
         tracing::info!(pid, namespace = %p, caller = caller.pid, "process entered namespace");
         Ok((
             Reply::Entered {

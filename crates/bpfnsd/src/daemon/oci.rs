@@ -128,7 +128,7 @@ impl Daemon {
                 ),
             ));
         }
-        self.tag_process(pidfd.as_fd(), pid, target)?;
+        self.tag_process(pidfd.as_fd(), pid, target, "")?;
         tracing::info!(pid, namespace = %p, caller = caller.pid, "container entered namespace");
         Ok((
             Reply::Entered {
@@ -139,8 +139,15 @@ impl Daemon {
         ))
     }
 
-    /// Tag process `pid` (behind `pidfd`) and every thread of it into `target`.
-    fn tag_process(&self, pidfd: BorrowedFd<'_>, pid: i32, target: NsId) -> Result<(), Failure> {
+    /// Tag process `pid` (behind `pidfd`) and every thread of it into `target`; a thread that
+    /// cannot be tagged fails it, with `advice` after the cause.
+    pub(super) fn tag_process(
+        &self,
+        pidfd: BorrowedFd<'_>,
+        pid: i32,
+        target: NsId,
+        advice: &str,
+    ) -> Result<(), Failure> {
         // Through the pidfd that was checked, not by pid: a recycled pid cannot be tagged.
         self.kernel.tag(pidfd, target).map_err(Failure::internal)?;
         let others = bpfns_sys::process::thread_ids(pid)
@@ -157,8 +164,9 @@ impl Daemon {
                 Err(e) => {
                     return Err(Failure::new(
                         ErrorCode::BadRequest,
-                        format!("thread {tid} of process {pid} cannot be tagged ({e})"),
-                    ))
+                        // Never leave a thread untagged (before Linux 6.9 threads have no pidfds).
+                        format!("thread {tid} of process {pid} cannot be tagged ({e}){advice}"),
+                    ));
                 }
             }
         }
@@ -266,7 +274,7 @@ impl Daemon {
             }
             let now = self.kernel.task_ns(fd.as_fd()).map_err(Failure::internal)?;
             if now == NsId::ROOT {
-                self.tag_process(fd.as_fd(), msg.pid, ns)?;
+                self.tag_process(fd.as_fd(), msg.pid, ns, "")?;
             } else if !self.reg().is_same_or_ancestor(ns, now) {
                 return Err(Failure::new(
                     ErrorCode::Denied,

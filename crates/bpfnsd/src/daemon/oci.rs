@@ -9,6 +9,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
 
+use bpfns_kernel::abi::{TaskTag, TASK_RUNTIME};
 use bpfns_model::{may_enter, NsId, NsPath};
 use bpfns_proto::{ErrorCode, Reply};
 use serde::Deserialize;
@@ -128,8 +129,11 @@ impl Daemon {
                 ),
             ));
         }
-        self.tag_process(pidfd.as_fd(), pid, target, "")?;
-        tracing::info!(pid, namespace = %p, caller = caller.pid, "container entered namespace");
+        // The init is the runtime's code until it execs the container's program: it may hand
+        // the seccomp listener on from a child sharing its fd table (crun).
+        self.tag_process(pidfd.as_fd(), pid, target, TASK_RUNTIME, "")?;
+        let bound = self.bind_container_cgroups(pid, caller.pid, target, &p)?;
+        tracing::info!(pid, namespace = %p, caller = caller.pid, cgroups = %bound.join(" "), "container entered namespace");
         Ok((
             Reply::Entered {
                 path: p.to_string(),
@@ -139,17 +143,102 @@ impl Daemon {
         ))
     }
 
-    /// Tag process `pid` (behind `pidfd`) and every thread of it into `target`; a thread that
-    /// cannot be tagged fails it, with `advice` after the cause.
+    /// Bind the cgroups of a container's init `pid` to its namespace `target`: in every
+    /// hierarchy where the init's cgroup is not the one of the runtime that runs the hook
+    /// (`caller`), that cgroup is the container's own, and the kernel side tags every untagged
+    /// task attached to it (a process a runtime joins to the container: `podman exec`).
+    /// Returns the cgroups bound, as `hierarchy:path`. A cgroup bound to another existing
+    /// namespace is refused (two containers in one cgroup cannot be told apart); one that
+    /// cannot be found is skipped with a warning (such processes are then tagged at their
+    /// first trapped call, see docs/containers.md).
+    fn bind_container_cgroups(
+        &self,
+        pid: i32,
+        caller: i32,
+        target: NsId,
+        p: &NsPath,
+    ) -> Result<Vec<String>, Failure> {
+        use bpfns_sys::procfs::{cgroup_dir, cgroup_lines};
+        use std::os::unix::fs::MetadataExt;
+        let read = |pid: i32| {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .map(|t| cgroup_lines(&t))
+                .map_err(|e| {
+                    Failure::new(
+                        ErrorCode::NotFound,
+                        format!("reading the cgroups of process {pid}: {e}"),
+                    )
+                })
+        };
+        let init = read(pid)?;
+        let runtime = read(caller)?;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Failure::internal(format!("reading /proc/self/mountinfo: {e}")))?;
+        let mut bound = Vec::new();
+        for line in init {
+            if runtime
+                .iter()
+                .any(|r| r.hierarchy == line.hierarchy && r.path == line.path)
+            {
+                continue; // shared with the runtime: not the container's own
+            }
+            let Some(id) = cgroup_dir(&mountinfo, &line)
+                .and_then(|d| std::fs::metadata(&d).ok())
+                .map(|m| m.ino())
+            else {
+                tracing::warn!(
+                    namespace = %p,
+                    hierarchy = line.hierarchy,
+                    path = %line.path,
+                    "the container's cgroup is not mounted where bpfnsd can see it: processes \
+                     joining the container through it are tagged at their first trapped call"
+                );
+                continue;
+            };
+            match self
+                .kernel
+                .bind_cgroup(line.hierarchy, id, target)
+                .map_err(Failure::internal)?
+            {
+                None => {}
+                Some(other) if self.reg().path(other).is_some() => {
+                    return Err(Failure::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "the container's cgroup {}:{} belongs to namespace {} already: \
+                             give the container a cgroup of its own",
+                            line.hierarchy,
+                            line.path,
+                            self.ns_name(other)
+                        ),
+                    ));
+                }
+                Some(_) => self
+                    .kernel
+                    .rebind_cgroup(line.hierarchy, id, target)
+                    .map_err(Failure::internal)?,
+            }
+            bound.push(format!("{}:{}", line.hierarchy, line.path));
+        }
+        Ok(bound)
+    }
+
+    /// Tag process `pid` (behind `pidfd`) and every thread of it into `target` with `flags`
+    /// (`TASK_RUNTIME` or none); a thread that cannot be tagged fails it, with `advice` after
+    /// the cause.
     pub(super) fn tag_process(
         &self,
         pidfd: BorrowedFd<'_>,
         pid: i32,
         target: NsId,
+        flags: u32,
         advice: &str,
     ) -> Result<(), Failure> {
+        let tag = TaskTag::with_flags(target, flags);
         // Through the pidfd that was checked, not by pid: a recycled pid cannot be tagged.
-        self.kernel.tag(pidfd, target).map_err(Failure::internal)?;
+        self.kernel
+            .tag_with(pidfd, tag)
+            .map_err(Failure::internal)?;
         let others = bpfns_sys::process::thread_ids(pid)
             .map_err(Failure::internal)?
             .into_iter()
@@ -158,7 +247,7 @@ impl Daemon {
             match bpfns_sys::process::open_thread_pidfd(tid) {
                 Ok(fd) => self
                     .kernel
-                    .tag(fd.as_fd(), target)
+                    .tag_with(fd.as_fd(), tag)
                     .map_err(Failure::internal)?,
                 Err(e) if e.errno == bpfns_sys::Errno::SRCH => {}
                 Err(e) => {
@@ -274,7 +363,7 @@ impl Daemon {
             }
             let now = self.kernel.task_ns(fd.as_fd()).map_err(Failure::internal)?;
             if now == NsId::ROOT {
-                self.tag_process(fd.as_fd(), msg.pid, ns, "")?;
+                self.tag_process(fd.as_fd(), msg.pid, ns, 0, "")?;
             } else if !self.reg().is_same_or_ancestor(ns, now) {
                 return Err(Failure::new(
                     ErrorCode::Denied,

@@ -318,63 +318,97 @@ impl Daemon {
             .id(&p)
             .filter(|id| *id != NsId::ROOT)
             .ok_or_else(|| Failure::new(ErrorCode::NotFound, format!("no namespace {p}")))?;
-        // The container's init must be in it: the hook tagged it before this listener existed.
         let init = msg.state.pid;
-        let init_fd = bpfns_sys::process::open_pidfd(init).map_err(|_| {
-            Failure::new(
-                ErrorCode::NotFound,
-                format!("the container's init (pid {init}) is gone"),
-            )
-        })?;
-        let init_ns = self
-            .kernel
-            .task_ns(init_fd.as_fd())
-            .map_err(Failure::internal)?;
-        if init_ns != ns {
-            return Err(Failure::new(
-                ErrorCode::Denied,
-                format!(
-                    "the container's init (pid {init}) is in namespace {}, not {p}: was the \
-                     createRuntime hook of bpfns-oci run?",
-                    self.ns_name(init_ns)
-                ),
-            ));
-        }
-        let label = if msg.pid == 0 { init } else { msg.pid };
-        if msg.pid != 0 && msg.pid != init {
-            // A process joining the container (runc's exec): it must be in the container's
-            // pid and mount namespaces; it enters the container's bpfns namespace unless it
-            // is in it (or below) already.
-            let fd = bpfns_sys::process::open_pidfd(msg.pid).map_err(|_| {
-                Failure::new(ErrorCode::NotFound, format!("no process {}", msg.pid))
+        let label = if init == 0 {
+            // crun's exec names no process at all, not even the init. The namespace must be
+            // one a container was started in: its cgroups were bound when the hook tagged the
+            // init, and the kernel side tags every process a runtime joins to them.
+            if msg.pid != 0 {
+                return Err(Failure::new(
+                    ErrorCode::BadRequest,
+                    format!("the state names process {} but no container init", msg.pid),
+                ));
+            }
+            let bound = self
+                .kernel
+                .cgroup_bindings()
+                .map_err(Failure::internal)?
+                .iter()
+                .any(|b| b.2 == ns);
+            if !bound {
+                return Err(Failure::new(
+                    ErrorCode::Denied,
+                    format!(
+                        "no container's cgroup is bound to namespace {p}: was the \
+                         createRuntime hook of bpfns-oci run, and could bpfnsd see the \
+                         container's cgroups (/proc/self/mountinfo)?"
+                    ),
+                ));
+            }
+            caller.pid
+        } else {
+            // The container's init must be in it: the hook tagged it before this listener
+            // existed.
+            let init_fd = bpfns_sys::process::open_pidfd(init).map_err(|_| {
+                Failure::new(
+                    ErrorCode::NotFound,
+                    format!("the container's init (pid {init}) is gone"),
+                )
             })?;
-            for kind in ["pid", "mnt"] {
-                let a = bpfns_sys::mounts::namespace_inode(msg.pid, kind).ok();
-                let b = bpfns_sys::mounts::namespace_inode(init, kind).ok();
-                if a.is_none() || a != b {
+            let init_ns = self
+                .kernel
+                .task_ns(init_fd.as_fd())
+                .map_err(Failure::internal)?;
+            if init_ns != ns {
+                return Err(Failure::new(
+                    ErrorCode::Denied,
+                    format!(
+                        "the container's init (pid {init}) is in namespace {}, not {p}: was the \
+                         createRuntime hook of bpfns-oci run?",
+                        self.ns_name(init_ns)
+                    ),
+                ));
+            }
+            if msg.pid != 0 && msg.pid != init {
+                // A process joining the container (runc's exec): it must be in the container's
+                // pid and mount namespaces; it enters the container's bpfns namespace unless it
+                // is in it (or below) already.
+                let fd = bpfns_sys::process::open_pidfd(msg.pid).map_err(|_| {
+                    Failure::new(ErrorCode::NotFound, format!("no process {}", msg.pid))
+                })?;
+                for kind in ["pid", "mnt"] {
+                    let a = bpfns_sys::mounts::namespace_inode(msg.pid, kind).ok();
+                    let b = bpfns_sys::mounts::namespace_inode(init, kind).ok();
+                    if a.is_none() || a != b {
+                        return Err(Failure::new(
+                            ErrorCode::Denied,
+                            format!(
+                                "process {} is not in the {kind} namespace of the container's init",
+                                msg.pid
+                            ),
+                        ));
+                    }
+                }
+                let now = self.kernel.task_ns(fd.as_fd()).map_err(Failure::internal)?;
+                if now == NsId::ROOT {
+                    self.tag_process(fd.as_fd(), msg.pid, ns, 0, "")?;
+                } else if !self.reg().is_same_or_ancestor(ns, now) {
                     return Err(Failure::new(
                         ErrorCode::Denied,
                         format!(
-                            "process {} is not in the {kind} namespace of the container's init",
-                            msg.pid
+                            "process {} is in namespace {}, outside the container's",
+                            msg.pid,
+                            self.ns_name(now)
                         ),
                     ));
                 }
             }
-            let now = self.kernel.task_ns(fd.as_fd()).map_err(Failure::internal)?;
-            if now == NsId::ROOT {
-                self.tag_process(fd.as_fd(), msg.pid, ns, 0, "")?;
-            } else if !self.reg().is_same_or_ancestor(ns, now) {
-                return Err(Failure::new(
-                    ErrorCode::Denied,
-                    format!(
-                        "process {} is in namespace {}, outside the container's",
-                        msg.pid,
-                        self.ns_name(now)
-                    ),
-                ));
+            if msg.pid == 0 {
+                init
+            } else {
+                msg.pid
             }
-        }
+        };
         let sink = self
             .sink
             .read()

@@ -1349,7 +1349,21 @@ fn tag_of(tk: &TestKernel, pid: i32) -> Option<bpfns_kernel::abi::TaskTag> {
     tk.kernel.task_tag(fd.as_fd()).unwrap()
 }
 
+/// Wait until helper `pid` waits for its go byte (in `read`): its exec is over, so the kernel
+/// side's exec hook (which clears the runtime mark) has run for it.
+fn wait_for_go(pid: i32) {
+    for _ in 0..500 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        if s.starts_with("0 ") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("helper {pid} never waited for its go byte");
+}
+
 fn tag_runtime(tk: &TestKernel, pid: i32, ns: NsId) {
+    wait_for_go(pid);
     let fd = open_pidfd(pid).unwrap();
     tk.kernel
         .tag_with(
@@ -1476,6 +1490,7 @@ fn cgroup_tagging_in(tk: &TestKernel, cg: &TestCgroup) {
     );
     // An untagged process attached to it is tagged, as runtime code until it execs.
     let h = Helper::spawn(&["hold"]);
+    wait_for_go(h.pid);
     cg.attach(h.pid);
     assert_eq!(
         tag_of(tk, h.pid),

@@ -403,6 +403,33 @@ fn exec_joins_the_container(runtime: &str) {
         Some("signaled:9"),
         "container's init: {t}"
     );
+    // The container's cgroups were bound to its namespace, and go with it.
+    let kernel = &d.daemon().kernel;
+    let bound = || {
+        kernel
+            .cgroup_bindings()
+            .expect("bindings")
+            .iter()
+            .filter(|x| d.daemon().ns_name(x.2) == "/containers/xb")
+            .count()
+    };
+    assert!(bound() > 0, "{:?}", kernel.cgroup_bindings());
+    let out = p.podman(&["rm", "-f", "-t", "0", &b]);
+    assert!(out.status.success(), "{}", text(&out));
+    d.client()
+        .ns_delete_with("/containers/xb", true)
+        .expect("deleting /containers/xb");
+    // (Its id is gone with it: any binding of a namespace the registry lacks counts.)
+    let known = |ns| d.daemon().ns_name(ns).starts_with("/containers/");
+    assert!(
+        kernel
+            .cgroup_bindings()
+            .expect("bindings")
+            .iter()
+            .all(|x| known(x.2) && d.daemon().ns_name(x.2) != "/containers/xb"),
+        "{:?}",
+        kernel.cgroup_bindings()
+    );
 }
 
 #[test]

@@ -15,7 +15,7 @@ use bpfns_proto::{ErrorCode, Reply};
 use serde::Deserialize;
 
 use super::{fd_kind, Answer, Daemon, Failure, Supervise};
-use crate::caller::{parent_pid, Caller};
+use crate::caller::{parent_pid, Caller, CallerError};
 
 /// The largest message a runtime may send to the receiver (its state JSON; podman's is a few
 /// KiB, annotations included).
@@ -49,6 +49,36 @@ pub struct ContainerState {
     pub pid: i32,
     #[serde(default)]
     pub annotations: std::collections::HashMap<String, String>,
+}
+
+/// Who sent a listener to the receiver.
+#[derive(Clone, Copy)]
+enum Sender<'a> {
+    /// Its facts were read: a host administrator outside any namespace, except for crun's
+    /// exec form (below).
+    Live(&'a Caller),
+    /// It exited before its facts could be read (`runc create`, and both runtimes' `exec`,
+    /// which podman runs detached, exit as soon as they have sent): only what the socket's
+    /// peer credentials recorded at `connect()` is known.
+    ///
+    /// Such a sender, and crun's exec form (no pid at all) from a sender that is not (or no
+    /// longer) a host administrator outside any namespace — crun sends it from the process
+    /// joining the container, which the kernel side tags as it joins the container's cgroup,
+    /// and which drops its capabilities and execs meanwhile — are taken only from uid 0 (the
+    /// socket is root's, mode 0600), from a process untagged or in the very namespace named
+    /// (or gone), and only with the container's own evidence: its init tagged with the
+    /// namespace (the hook ran), a process named sharing the init's pid and mount namespaces,
+    /// or for crun's exec form, the namespace's container cgroups bound. The listener's
+    /// untagged tasks are adopted into that namespace and tagged ones answered from their own
+    /// tag: a process that sends a listener without being the runtime (uid 0 on the host
+    /// without CAP_SYS_ADMIN; members cannot make listeners) gains nothing, its own tasks
+    /// become members.
+    Departed { pid: i32, uid: u32 },
+}
+
+/// The sender's pid, for log lines.
+struct CallerLabel {
+    pid: i32,
 }
 
 /// The annotation that names a container's namespace.
@@ -273,15 +303,36 @@ impl Daemon {
     /// side tagged the container's init with (by the `createRuntime` hook).
     fn receive_listener(
         &self,
-        caller: &Caller,
+        sender: Sender<'_>,
         msg: ProcessState,
         mut fds: Vec<OwnedFd>,
     ) -> Result<(NsId, i32), Failure> {
-        if !(caller.host_admin() && caller.ns == NsId::ROOT) {
+        let (sender_pid, sender_uid, sender_ns) = match sender {
+            Sender::Live(c) => (c.pid, c.uid, Some(c.ns)),
+            Sender::Departed { pid, uid } => (pid, uid, None),
+        };
+        let admin = matches!(sender, Sender::Live(c) if c.host_admin() && c.ns == NsId::ROOT);
+        // A sender that is gone, or crun's exec form (no pid at all), sent by the process
+        // joining the container while it is tagged, loses its capabilities and execs: from
+        // uid 0 they are taken on the conditions below (see `Sender`).
+        let exec_form = msg.pid == 0 && msg.state.pid == 0;
+        let departed = matches!(sender, Sender::Departed { .. });
+        if !admin && !((exec_form || departed) && sender_uid == 0) {
+            let what = match sender {
+                Sender::Live(c) => format!(
+                    "uid {}, namespace {}, {}CAP_SYS_ADMIN in the initial user namespace",
+                    c.uid,
+                    self.ns_name(c.ns),
+                    if c.host_admin() { "" } else { "no " }
+                ),
+                Sender::Departed { uid, .. } => format!("uid {uid}, exited"),
+            };
             return Err(Failure::new(
                 ErrorCode::Denied,
-                "only a container runtime (host root, outside any bpfns namespace) may hand \
-                 bpfnsd a container's listener",
+                format!(
+                    "only a container runtime (host root, outside any bpfns namespace) may hand \
+                     bpfnsd a container's listener; the sender (pid {sender_pid}: {what}) is not"
+                ),
             ));
         }
         if fds.len() != 1 || fd_kind(fds[0].as_fd()) != "anon_inode:seccomp notify" {
@@ -335,6 +386,15 @@ impl Daemon {
                 .map_err(Failure::internal)?
                 .iter()
                 .any(|b| b.2 == ns);
+            if !admin && sender_ns.is_some_and(|s| s != NsId::ROOT && s != ns) {
+                return Err(Failure::new(
+                    ErrorCode::Denied,
+                    format!(
+                        "the sender (pid {sender_pid}) is in namespace {}, not {p}",
+                        self.ns_name(sender_ns.unwrap_or(NsId::ROOT))
+                    ),
+                ));
+            }
             if !bound {
                 return Err(Failure::new(
                     ErrorCode::Denied,
@@ -345,7 +405,7 @@ impl Daemon {
                     ),
                 ));
             }
-            caller.pid
+            sender_pid
         } else {
             // The container's init must be in it: the hook tagged it before this listener
             // existed.
@@ -417,7 +477,7 @@ impl Daemon {
             .ok_or_else(|| Failure::new(ErrorCode::Internal, "no supervisor is running"))?;
         sink.supervise(Supervise {
             pid: label,
-            uid: caller.uid,
+            uid: sender_uid,
             ns,
             listener: fds.remove(0),
             in_flight: bpfns_sys::seccomp::InFlight::create().map_err(Failure::internal)?,
@@ -478,12 +538,31 @@ pub fn serve_seccomp(listener: UnixListener, daemon: &Arc<Daemon>) {
 /// The runtime waits for no answer: a refused listener is closed, and the container's trapped
 /// calls then fail (`ENOSYS`), never reaching the kernel unsupervised.
 fn receive(stream: UnixStream, daemon: &Daemon) {
-    let caller = match Caller::of_peer(stream.as_fd(), &daemon.kernel, daemon.init_userns()) {
-        Ok(c) => c,
+    let live = Caller::of_peer(stream.as_fd(), &daemon.kernel, daemon.init_userns());
+    let departed = match &live {
+        Ok(_) => None,
+        // crun's exec connects from a process that exits as soon as it has sent (podman runs
+        // it detached): it may be gone before its facts are read.
+        Err(CallerError::Gone(_) | CallerError::Proc { .. }) => {
+            match bpfns_sys::unix::peer_cred(stream.as_fd()) {
+                Ok((pid, uid, _)) => Some((pid, uid)),
+                Err(e) => {
+                    tracing::warn!("seccomp receiver: refusing a sender: {e}");
+                    return;
+                }
+            }
+        }
         Err(e) => {
             tracing::warn!("seccomp receiver: refusing a sender: {e}");
             return;
         }
+    };
+    let caller = CallerLabel {
+        pid: match (&live, departed) {
+            (Ok(c), _) => c.pid,
+            (_, Some((pid, _))) => pid,
+            _ => 0,
+        },
     };
     let _ = bpfns_sys::unix::set_timeouts(&stream, Some(RECEIVE_TIMEOUT));
     let mut body = Vec::new();
@@ -523,7 +602,12 @@ fn receive(stream: UnixStream, daemon: &Daemon) {
         }
     };
     let (id, pid) = (msg.state.id.clone(), msg.pid);
-    match daemon.receive_listener(&caller, msg, fds) {
+    let sender = match (&live, departed) {
+        (Ok(c), _) => Sender::Live(c),
+        (_, Some((pid, uid))) => Sender::Departed { pid, uid },
+        _ => return,
+    };
+    match daemon.receive_listener(sender, msg, fds) {
         Ok((ns, label)) => tracing::info!(
             container = %id,
             pid,

@@ -1488,6 +1488,13 @@ fn cgroup_tagging_in(tk: &TestKernel, cg: &TestCgroup) {
         Some(A),
         "a bound cgroup is not taken over"
     );
+    // Bindings are state: a reload keeps them.
+    loader::load(&tk.layout).unwrap();
+    assert_eq!(
+        tk.kernel.cgroup_binding(cg.hierarchy, cg.id()).unwrap(),
+        Some(A),
+        "{what}: reloaded"
+    );
     // An untagged process attached to it is tagged, as runtime code until it execs.
     let h = Helper::spawn(&["hold"]);
     wait_for_go(h.pid);

@@ -123,6 +123,12 @@ impl Drop for Podman {
     fn drop(&mut self) {
         let _ = self.podman(&["rm", "-a", "-f", "-t", "0"]);
         let _ = self.podman(&["system", "reset", "-f"]);
+        // The overlay driver mounts its directory over itself; a reset after a failure may
+        // leave it mounted.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.join("storage/overlay"))
+            .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -62,7 +62,7 @@ enum Sender<'a> {
     /// peer credentials recorded at `connect()` is known.
     ///
     /// Such a sender, and crun's exec form (no pid at all) from a sender that is not (or no
-    /// longer) a host administrator outside any namespace — crun sends it from the process
+    /// longer) a host administrator outside any namespace — it may come from the process
     /// joining the container, which the kernel side tags as it joins the container's cgroup,
     /// and which drops its capabilities and execs meanwhile — are taken only from uid 0 (the
     /// socket is root's, mode 0600), from a process untagged or in the very namespace named
@@ -312,9 +312,9 @@ impl Daemon {
             Sender::Departed { pid, uid } => (pid, uid, None),
         };
         let admin = matches!(sender, Sender::Live(c) if c.host_admin() && c.ns == NsId::ROOT);
-        // A sender that is gone, or crun's exec form (no pid at all), sent by the process
-        // joining the container while it is tagged, loses its capabilities and execs: from
-        // uid 0 they are taken on the conditions below (see `Sender`).
+        // A sender that is gone, or crun's exec form (no pid at all), which may come from the
+        // process joining the container while it is tagged, loses its capabilities and execs:
+        // from uid 0 they are taken on the conditions below (see `Sender`).
         let exec_form = msg.pid == 0 && msg.state.pid == 0;
         let departed = matches!(sender, Sender::Departed { .. });
         if !admin && !((exec_form || departed) && sender_uid == 0) {
@@ -541,8 +541,8 @@ fn receive(stream: UnixStream, daemon: &Daemon) {
     let live = Caller::of_peer(stream.as_fd(), &daemon.kernel, daemon.init_userns());
     let departed = match &live {
         Ok(_) => None,
-        // crun's exec connects from a process that exits as soon as it has sent (podman runs
-        // it detached): it may be gone before its facts are read.
+        // `runc create` and the runtimes' exec (podman runs it detached) exit as soon as they
+        // have sent: the sender may be gone before its facts are read.
         Err(CallerError::Gone(_) | CallerError::Proc { .. }) => {
             match bpfns_sys::unix::peer_cred(stream.as_fd()) {
                 Ok((pid, uid, _)) => Some((pid, uid)),

@@ -426,6 +426,23 @@ impl Daemon {
         // One namespace that cannot be put right does not keep bpfnsd from starting: it is
         // reported, and (the kernel side failing closed for a namespace without its limit) its
         // tasks cannot create objects until it is.
+        // Cgroup bindings of namespaces the registry does not have (deleted while a removal
+        // failed): nothing may be tagged into them.
+        match self.kernel.cgroup_bindings() {
+            Ok(bindings) => {
+                for (_, _, ns) in bindings {
+                    if !want.contains_key(&ns) && !have.contains_key(&ns) {
+                        if let Err(e) = self.kernel.unbind_cgroups(ns) {
+                            notes.push(format!(
+                                "FAILED to drop the cgroup bindings of namespace {ns} (not in \
+                                 the registry): {e}"
+                            ));
+                        }
+                    }
+                }
+            }
+            Err(e) => notes.push(format!("FAILED to read the cgroup bindings: {e}")),
+        }
         for id in have.keys() {
             if !want.contains_key(id) {
                 match self.kernel.remove_namespace(*id) {
@@ -1261,6 +1278,7 @@ impl Daemon {
             pidfd.as_fd(),
             pid,
             target,
+            0,
             "; enter a single-threaded process (a fresh child)",
         )?;
         tracing::info!(pid, namespace = %p, caller = caller.pid, "process entered namespace");

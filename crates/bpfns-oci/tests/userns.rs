@@ -198,6 +198,16 @@ fn userns_on_runc() {
     userns_containers_use_tokens("runc");
 }
 
+/// crun 1.8 does not work yet: for a user-namespace container, `enter_container` refuses the
+/// init (its parent is not the crun process that runs the hook), and crun sends the listener
+/// from a `CLONE_FILES` child of the tagged init, which the kernel side stops (see
+/// `podman_on_crun` in tests/podman.rs and docs/containers.md).
+#[test]
+#[ignore = "crun: enter_container refuses a user-namespace container's init (not the hook's sibling), and the listener comes from a CLONE_FILES child (docs/containers.md)"]
+fn userns_on_crun() {
+    userns_containers_use_tokens("crun");
+}
+
 /// `container_bpffs` refuses what is not a runtime's fresh container init, and changes
 /// nothing then: the namespace keeps its bpffs.
 #[test]

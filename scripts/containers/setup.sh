@@ -99,7 +99,9 @@ if [ ! -s "$archive" ] || [ "$archive" -ot /usr/sbin/bpftool ] || [ "$archive" -
     done
     echo 'root:x:0:0:root:/:/bin/sh' >"$root/etc/passwd"
     echo 'root:x:0:' >"$root/etc/group"
-    tar -C "$root" -cf "$archive" .
+    # Renamed into place: tests running meanwhile import the old archive or the new one whole.
+    tar -C "$root" -cf "$archive.tmp" .
+    mv -f "$archive.tmp" "$archive"
     rm -rf "$root"
     trap - EXIT
     say "built $archive (busybox-static, bpftool and its libraries, bpftoken)"

@@ -176,6 +176,11 @@ fn userns_containers_use_tokens(runtime: &str) {
     );
     let t = text(&out);
     assert!(out.status.success(), "container c: {t}");
+    assert_eq!(
+        value(&t, "fsconfig_mode"),
+        Some("ok"),
+        "fsconfig is reachable: {t}"
+    );
     assert_eq!(value(&t, "widen_new"), Some("EPERM"), "{t}");
     let remount = value(&t, "widen_remount").expect("widen_remount");
     assert_ne!(remount, "ok", "{t}");

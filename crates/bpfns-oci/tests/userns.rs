@@ -186,6 +186,35 @@ fn userns_containers_use_tokens(runtime: &str) {
     assert_ne!(remount, "ok", "{t}");
     assert_eq!(hex(&t, "allowed_progs"), want.progs, "{t}");
 
+    // A namespace whose policy allows tracing: the token delegates the tracing class too.
+    let tracing = ProgramPolicy {
+        allow_tracing: true,
+    };
+    let traced = format!("/userns-{runtime}-tracing");
+    let mut c = d.client();
+    c.ns_create_with_policy(&traced, tracing).expect("ns");
+    c.ns_create_with_policy(&format!("{traced}/t"), tracing)
+        .expect("ns");
+    let out = p.run(
+        &rt,
+        &[
+            "--userns=auto",
+            "--annotation",
+            &format!("io.bpfns.namespace={traced}/t"),
+        ],
+        "bpftoken create ut",
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "container t: {t}");
+    let wide = bpfnsd::daemon::token::delegation(tracing);
+    assert_eq!(hex(&t, "allowed_progs"), wide.progs, "{t}");
+    assert_eq!(hex(&t, "allowed_attachs"), wide.attachs, "{t}");
+    assert_ne!(
+        hex(&t, "allowed_progs") & (1 << 2),
+        0,
+        "kprobe programs: {t}"
+    );
+
     // A second user-namespace container in a's namespace: its bpffs holds a's pin, which a
     // bpffs of the new container's user namespace would hide; it does not start, and says so.
     let out = p.run(

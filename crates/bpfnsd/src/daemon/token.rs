@@ -241,6 +241,8 @@ impl Daemon {
             return Err(Failure::internal(e));
         }
         let (dev, _) = instance(&dir).map_err(Failure::internal)?;
+        // Entries of containers that ended hold a pidfd each and decide nothing any more.
+        made.retain(|_, m| bpfns_sys::unix::pidfd_alive(m.init.as_fd()));
         made.insert(
             target,
             Made {

@@ -43,7 +43,7 @@ pub fn create_runtime(socket: &Path, namespace: &str) -> Result<()> {
     // A container of its own user namespace can make BPF tokens only from a bpffs of that
     // user namespace: bpfnsd makes the namespace's bpffs one (delegating what its policy
     // allows); the others get the namespace's bpffs as it is.
-    let userns = bpfns_sys::userns::in_other_user_ns(pidfd.as_fd())
+    let userns = bpfns_sys::userns::in_other_user_ns(pidfd.as_fd(), state.pid)
         .with_context(|| format!("container {id}: its user namespace"))?;
     let (info, made) = if userns {
         let (info, tree) = client

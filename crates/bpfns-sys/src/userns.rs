@@ -38,17 +38,34 @@ impl Delegation {
     }
 }
 
-/// Whether the process behind `pidfd` is in a user namespace other than ours.
-pub fn in_other_user_ns(pidfd: BorrowedFd<'_>) -> Result<bool> {
+/// Whether process `pid` (behind `pidfd`) is in a user namespace other than ours. Through the
+/// pidfd where the kernel can (Linux 6.11+), else `/proc/<pid>/ns/user`, checked against the
+/// pidfd afterwards (a recycled pid is never answered for).
+pub fn in_other_user_ns(pidfd: BorrowedFd<'_>, pid: i32) -> Result<bool> {
     use crate::fds::{file_ident, pidfd_namespace, PidfdNamespace};
-    let theirs = pidfd_namespace(pidfd, PidfdNamespace::User)?;
-    let ours = std::fs::File::open("/proc/self/ns/user").map_err(|e| {
-        SysError::new(
-            "opening /proc/self/ns/user",
-            Errno::from_io_error(&e).unwrap_or(Errno::IO),
-        )
-    })?;
-    Ok(file_ident(theirs.as_fd())? != file_ident(ours.as_fd())?)
+    use std::os::unix::fs::MetadataExt;
+    let stat = |path: &str| {
+        std::fs::metadata(path)
+            .map(|m| (m.dev(), m.ino()))
+            .map_err(|e| {
+                SysError::new(
+                    format!("stat {path}"),
+                    Errno::from_io_error(&e).unwrap_or(Errno::IO),
+                )
+            })
+    };
+    let ours = stat("/proc/self/ns/user")?;
+    let theirs = match pidfd_namespace(pidfd, PidfdNamespace::User) {
+        Ok(ns) => file_ident(ns.as_fd())?,
+        Err(_) => {
+            let t = stat(&format!("/proc/{pid}/ns/user"))?;
+            if !crate::unix::pidfd_alive(pidfd) {
+                return Err(SysError::new(format!("process {pid} exited"), Errno::SRCH));
+            }
+            t
+        }
+    };
+    Ok(theirs != ours)
 }
 
 /// What the child reports when a step fails: the step, then the errno.
@@ -197,7 +214,8 @@ mod tests {
 
     #[test]
     fn we_share_our_own_user_namespace() {
-        let me = crate::process::open_pidfd(std::process::id() as i32).expect("pidfd");
-        assert!(!in_other_user_ns(me.as_fd()).expect("compare"));
+        let pid = std::process::id() as i32;
+        let me = crate::process::open_pidfd(pid).expect("pidfd");
+        assert!(!in_other_user_ns(me.as_fd(), pid).expect("compare"));
     }
 }

@@ -93,6 +93,10 @@ impl Podman {
             .arg(self.dir.join("storage"))
             .arg("--runroot")
             .arg(self.dir.join("run"))
+            // Its own libpod state too: `system reset` removes the tmpdir, and the default
+            // (/run/libpod) is every other podman's on the machine.
+            .arg("--tmpdir")
+            .arg(self.dir.join("tmp"))
             .args(args)
             .output()
             .expect("running podman")

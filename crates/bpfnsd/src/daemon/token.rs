@@ -174,7 +174,7 @@ impl Daemon {
             ));
         }
         let other =
-            bpfns_sys::userns::in_other_user_ns(pidfd.as_fd()).map_err(Failure::internal)?;
+            bpfns_sys::userns::in_other_user_ns(pidfd.as_fd(), pid).map_err(Failure::internal)?;
         if !other {
             return Err(Failure::new(
                 ErrorCode::BadRequest,

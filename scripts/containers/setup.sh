@@ -6,8 +6,11 @@
 #     allows, cgroupfs and a file event log;
 #   - where crun refuses this machine's cgroups (v1 controllers with hugetlb alone on the v2
 #     hierarchy: "cgroups in hybrid mode not supported"), hugetlb mounted as a v1 hierarchy;
-#   - the image localhost/bpfns-test (busybox-static and bpftool with the libraries ldd names),
-#     built from files and imported with `podman import`: no registry is needed.
+#   - ranges in /etc/subuid and /etc/subgid for the user `containers` (`podman --userns=auto`);
+#   - the image localhost/bpfns-test (busybox-static, bpftool with the libraries ldd names, and
+#     bpftoken, built here from bpftoken.c: BPF tokens with raw bpf() calls, which Debian's
+#     bpftool cannot make), built from files and imported with `podman import`: no registry is
+#     needed.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -18,7 +21,8 @@ die() { printf 'containers/setup: error: %s\n' "$*" >&2; exit 1; }
 
 DIR=${BPFNS_CONTAINERS_DIR:-/var/lib/bpfns-containers}
 IMAGE=localhost/bpfns-test
-PACKAGES=(podman crun runc conmon busybox-static uidmap bpftool)
+PACKAGES=(podman crun runc conmon busybox-static uidmap bpftool gcc libc6-dev)
+HERE=$(cd "$(dirname "$0")" && pwd)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
@@ -65,9 +69,20 @@ else
     say "cgroups: crun needs no fix here"
 fi
 
+# podman --userns=auto takes the container's ids from the ranges of the user `containers`.
+for f in /etc/subuid /etc/subgid; do
+    if ! grep -q '^containers:' "$f" 2>/dev/null; then
+        echo 'containers:2147483647:2147483648' >>"$f"
+        say "added containers:2147483647:2147483648 to $f (podman --userns=auto)"
+    else
+        say "present: the containers range in $f"
+    fi
+done
+
 # The test image, in the host's default storage and in the tests' (they import the archive).
 archive=$DIR/bpfns-test.tar
-if [ ! -s "$archive" ] || [ "$archive" -ot /usr/sbin/bpftool ] || [ "$archive" -ot /bin/busybox ]; then
+if [ ! -s "$archive" ] || [ "$archive" -ot /usr/sbin/bpftool ] || [ "$archive" -ot /bin/busybox ] ||
+    [ "$archive" -ot "$HERE/bpftoken.c" ]; then
     root=$(mktemp -d)
     trap 'rm -rf "$root"' EXIT
     mkdir -p "$root"/{bin,sbin,lib64,lib/x86_64-linux-gnu,tmp,proc,sys,dev,etc,sys/fs/bpf}
@@ -77,20 +92,24 @@ if [ ! -s "$archive" ] || [ "$archive" -ot /usr/sbin/bpftool ] || [ "$archive" -
         [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
     done
     cp /usr/sbin/bpftool "$root/sbin/bpftool"
+    gcc -static -O2 -Wall -o "$root/bin/bpftoken" "$HERE/bpftoken.c"
     for lib in $(ldd /usr/sbin/bpftool | grep -o '/[^ ]*'); do
         mkdir -p "$root$(dirname "$lib")"
         cp -L "$lib" "$root$lib"
     done
     echo 'root:x:0:0:root:/:/bin/sh' >"$root/etc/passwd"
     echo 'root:x:0:' >"$root/etc/group"
-    tar -C "$root" -cf "$archive" .
+    # Renamed into place: tests running meanwhile import the old archive or the new one whole.
+    tar -C "$root" -cf "$archive.tmp" .
+    mv -f "$archive.tmp" "$archive"
     rm -rf "$root"
     trap - EXIT
-    say "built $archive (busybox-static, bpftool and its libraries)"
+    say "built $archive (busybox-static, bpftool and its libraries, bpftoken)"
 else
     say "present: $archive"
 fi
-if ! CONTAINERS_CONF=$conf podman image exists "$IMAGE"; then
+if ! CONTAINERS_CONF=$conf podman image exists "$IMAGE" ||
+    [ "$(CONTAINERS_CONF=$conf podman image inspect -f '{{.Created.Unix}}' "$IMAGE")" -lt "$(stat -c %Y "$archive")" ]; then
     CONTAINERS_CONF=$conf podman import -q --change 'CMD ["/bin/sh"]' "$archive" "$IMAGE" >/dev/null
     say "imported $IMAGE into podman's storage"
 else

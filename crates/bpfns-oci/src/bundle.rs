@@ -232,6 +232,22 @@ mod tests {
     }
 
     #[test]
+    fn user_namespace_containers_are_trapped_the_same() {
+        // CAP_BPF in its bounding set is CAP_BPF in its own user namespace only: bpf() is
+        // still trapped as for any other container (the member's view answers it).
+        let ns = NsPath::parse("/containers/a").expect("path");
+        let mut plain = config(&["CAP_BPF"]);
+        rewrite(&mut plain, &settings("/usr/sbin/runc"), &ns).expect("rewrite");
+        let mut userns = config(&["CAP_BPF"]);
+        userns["linux"]["namespaces"] = json!([{"type": "user"}, {"type": "mount"}]);
+        userns["linux"]["uidMappings"] =
+            json!([{"containerID": 0, "hostID": 2147483647, "size": 1024}]);
+        rewrite(&mut userns, &settings("/usr/sbin/runc"), &ns).expect("rewrite");
+        assert_eq!(userns["linux"]["seccomp"], plain["linux"]["seccomp"]);
+        assert_eq!(userns["hooks"], plain["hooks"]);
+    }
+
+    #[test]
     fn containers_without_bpf_keep_the_engines_profile() {
         let ns = NsPath::parse("/containers/a").expect("path");
         let mut c = config(&["CAP_CHOWN"]);

@@ -17,6 +17,7 @@ use bpfns_proto::{
 };
 
 pub mod oci;
+pub mod token;
 
 use crate::bpffs::NsBpffs;
 use crate::caller::{parent_pid, Caller};
@@ -627,6 +628,10 @@ impl Daemon {
             Op::EnterContainer { path, pid } => {
                 no_fds(&fds)?;
                 self.enter_container(caller, &path, pid)
+            }
+            Op::ContainerBpffs { path, pid } => {
+                no_fds(&fds)?;
+                self.container_bpffs(caller, &path, pid)
             }
             Op::Supervise { pid } => self.supervise(caller, pid, fds),
             Op::List {

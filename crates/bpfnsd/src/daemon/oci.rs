@@ -517,9 +517,12 @@ pub fn serve_seccomp(listener: UnixListener, daemon: &Arc<Daemon>) {
                 let Some(d) = weak.upgrade() else { return };
                 match conn {
                     Ok(stream) => {
+                        // Who sent it, at once: a runtime sends, closes and may exit (and be
+                        // reaped) right away, and a sender that is gone cannot be identified.
+                        let caller = Caller::of_peer(stream.as_fd(), &d.kernel, d.init_userns());
                         let _ = std::thread::Builder::new()
                             .name("bpfns-oci-conn".into())
-                            .spawn(move || receive(stream, &d));
+                            .spawn(move || receive(stream, caller, &d));
                     }
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) => {
@@ -537,8 +540,7 @@ pub fn serve_seccomp(listener: UnixListener, daemon: &Arc<Daemon>) {
 /// One runtime's message: read it whole (it closes the connection after sending), then act.
 /// The runtime waits for no answer: a refused listener is closed, and the container's trapped
 /// calls then fail (`ENOSYS`), never reaching the kernel unsupervised.
-fn receive(stream: UnixStream, daemon: &Daemon) {
-    let live = Caller::of_peer(stream.as_fd(), &daemon.kernel, daemon.init_userns());
+fn receive(stream: UnixStream, live: Result<Caller, CallerError>, daemon: &Daemon) {
     let departed = match &live {
         Ok(_) => None,
         // `runc create` and the runtimes' exec (podman runs it detached) exit as soon as they

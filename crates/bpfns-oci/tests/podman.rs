@@ -2,14 +2,16 @@
 //! private containers.conf that registers the wrapper (nothing of the host's podman changes),
 //! the local image `scripts/containers/setup.sh` builds (no registry).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use bpfns_model::ObjectKind;
 use bpfns_tests::{skip, skip_reason, TestDaemon};
+use common::{create_and_list, text, Wrappers, ARCHIVE};
 
 const IMAGE: &str = "localhost/bpfns-test";
-const ARCHIVE: &str = "/var/lib/bpfns-containers/bpfns-test.tar";
 
 /// Why podman tests cannot run here, if they cannot.
 fn podman_skip_reason() -> Option<String> {
@@ -39,27 +41,7 @@ impl Podman {
         let dir = PathBuf::from(format!("/tmp/bpfns-podman-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let p = Podman { dir: dir.clone() };
-        let wrapper = PathBuf::from(env!("CARGO_BIN_EXE_bpfns-oci"));
-        for (sub, socket) in [
-            ("up", daemon.socket.clone()),
-            ("down", dir.join("nobody.sock")),
-        ] {
-            let d = dir.join(sub);
-            std::fs::create_dir_all(&d).expect("mkdir");
-            for rt in ["crun", "runc"] {
-                std::os::unix::fs::symlink(&wrapper, d.join(format!("bpfns-oci-{rt}")))
-                    .expect("symlink");
-            }
-            std::fs::write(
-                d.join("bpfns-oci.toml"),
-                format!(
-                    "socket = {:?}\nseccomp_socket = {:?}\n",
-                    socket,
-                    daemon.dir.join("seccomp.sock")
-                ),
-            )
-            .expect("bpfns-oci.toml");
-        }
+        Wrappers::new(&dir, daemon);
         let conf = format!(
             "[containers]\n\
              default_ulimits = [\"nofile=20000:20000\", \"nproc=16384:16384\"]\n\
@@ -120,22 +102,6 @@ impl Drop for Podman {
         let _ = self.podman(&["system", "reset", "-f"]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Create a pinned map named `name` and list the maps the container sees.
-fn create_and_list(name: &str) -> String {
-    format!(
-        "bpftool map create /sys/fs/bpf/{name} type array key 4 value 4 entries 1 name {name} \
-         && bpftool map list && ls /sys/fs/bpf && (cat /sys/fs/bpf/maps.debug || true)"
-    )
 }
 
 fn two_containers_see_their_own_maps(runtime: &str) {

@@ -21,13 +21,13 @@ const CTR_NAMESPACE: &str = "bpfns-test";
 struct Containerd {
     dir: PathBuf,
     daemon: Child,
-    _shim_dirs: common::ShimSocketDirs,
+    _host_dirs: common::HostDirs,
     wrappers: Wrappers,
 }
 
 impl Containerd {
     fn new(name: &str, d: &TestDaemon) -> Self {
-        let shim_dirs = common::ShimSocketDirs::note();
+        let host_dirs = common::HostDirs::note(&common::SHIM_DIRS);
         let dir = common::private_dir("containerd", name);
         let wrappers = Wrappers::new(&dir, d);
         // The CRI plugin is off: ctr speaks containerd's own API, and the shim runs the
@@ -56,7 +56,7 @@ impl Containerd {
         let c = Containerd {
             dir,
             daemon,
-            _shim_dirs: shim_dirs,
+            _host_dirs: host_dirs,
             wrappers,
         };
         common::wait_for("containerd answers", Duration::from_secs(30), || {

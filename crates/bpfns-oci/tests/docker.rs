@@ -17,7 +17,7 @@ use common::{Engine, Runtime, Spec, Wrappers};
 struct Docker {
     dir: PathBuf,
     daemon: Child,
-    _shim_dirs: common::ShimSocketDirs,
+    _host_dirs: common::HostDirs,
 }
 
 /// Debian's client (docker.io) when it is there: another docker earlier in `$PATH` may be
@@ -32,7 +32,7 @@ fn client() -> PathBuf {
 
 impl Docker {
     fn new(name: &str, d: &TestDaemon) -> Self {
-        let shim_dirs = common::ShimSocketDirs::note();
+        let host_dirs = common::HostDirs::note(&[common::SHIM_DIRS, common::DOCKER_DIRS].concat());
         let dir = common::private_dir("docker", name);
         let w = Wrappers::new(&dir, d);
         let config = serde_json::json!({
@@ -72,7 +72,7 @@ impl Docker {
         let k = Docker {
             dir,
             daemon,
-            _shim_dirs: shim_dirs,
+            _host_dirs: host_dirs,
         };
         common::wait_for("dockerd answers", Duration::from_secs(60), || {
             k.docker()

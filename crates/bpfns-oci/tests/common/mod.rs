@@ -166,27 +166,33 @@ pub fn remove_cgroups(name: &str) {
     }
 }
 
-/// containerd 1.6's shims put their sockets in `/run/containerd/s` whatever the
-/// configuration says (and remove them): the directories the test made there go on drop.
+/// Host directories an engine makes whatever its configuration says: containerd 1.6's shims
+/// put their sockets in `/run/containerd/s` (and remove them), dockerd makes
+/// `/run/docker/plugins`. Those the test made go on drop, when empty.
 #[derive(Debug)]
-pub struct ShimSocketDirs(Vec<PathBuf>);
+pub struct HostDirs(Vec<PathBuf>);
 
-impl ShimSocketDirs {
-    pub fn note() -> Self {
-        ShimSocketDirs(
-            ["/run/containerd", "/run/containerd/s"]
+/// containerd's shims (also those of the containerd dockerd starts).
+pub const SHIM_DIRS: [&str; 2] = ["/run/containerd", "/run/containerd/s"];
+/// dockerd's plugin directory.
+pub const DOCKER_DIRS: [&str; 2] = ["/run/docker", "/run/docker/plugins"];
+
+impl HostDirs {
+    /// Note which of `dirs` (parents first) do not exist yet.
+    pub fn note(dirs: &[&str]) -> Self {
+        HostDirs(
+            dirs.iter()
                 .map(PathBuf::from)
-                .into_iter()
                 .filter(|d| !d.exists())
                 .collect(),
         )
     }
 }
 
-impl Drop for ShimSocketDirs {
+impl Drop for HostDirs {
     fn drop(&mut self) {
         for d in self.0.iter().rev() {
-            // Only when empty: a host containerd that started meanwhile keeps its own.
+            // Only when empty: a host engine that started meanwhile keeps its own.
             let _ = std::fs::remove_dir(d);
         }
     }

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use bpfns_model::ObjectKind;
 use bpfns_tests::{skip, skip_reason, TestDaemon};
-use common::{create_and_list, text, Wrappers, ARCHIVE};
+use common::{create_and_list, text, Engine, Runtime, Spec, Wrappers, ARCHIVE};
 
 const IMAGE: &str = "localhost/bpfns-test";
 
@@ -67,16 +67,18 @@ impl Podman {
         p
     }
 
-    fn podman(&self, args: &[&str]) -> Output {
-        Command::new("podman")
-            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+    fn command(&self) -> Command {
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
             .arg("--root")
             .arg(self.dir.join("storage"))
             .arg("--runroot")
-            .arg(self.dir.join("run"))
-            .args(args)
-            .output()
-            .expect("running podman")
+            .arg(self.dir.join("run"));
+        c
+    }
+
+    fn podman(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("running podman")
     }
 
     /// `podman run --rm` of `sh -c script` with `runtime`, `--cap-add BPF`, no network.
@@ -93,6 +95,41 @@ impl Podman {
         args.extend_from_slice(extra);
         args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
         self.podman(&args)
+    }
+}
+
+/// The engine tests' table (tests/common/mod.rs) on podman with runc.
+impl Engine for Podman {
+    fn name(&self) -> &str {
+        "podman"
+    }
+
+    fn spawn(&self, s: &Spec<'_>) -> Command {
+        let mut c = self.command();
+        c.args(["run", "--rm", "--network=none", "--runtime"])
+            .arg(match s.runtime {
+                Runtime::Bpfns => "bpfns-runc",
+                Runtime::Down => "bpfns-down",
+            })
+            .args([
+                "--annotation",
+                &format!("io.bpfns.namespace=/containers/{}", s.name),
+            ]);
+        if s.privileged {
+            c.arg("--privileged");
+        }
+        if s.bpf {
+            c.args(["--cap-add", "BPF"]);
+        }
+        if let Some(share) = s.share {
+            c.args(["--volume", &format!("{}:/x", share.display())]);
+        }
+        c.args([IMAGE, "sh", "-c", &s.script]);
+        c
+    }
+
+    fn is_namespace_of(&self, name: &str, namespace: &str) -> bool {
+        namespace == format!("/containers/{name}")
     }
 }
 
@@ -179,4 +216,19 @@ fn podman_on_runc() {
 #[ignore = "crun sends the listener from a CLONE_FILES child of the tagged init, which the kernel side stops (docs/containers.md)"]
 fn podman_on_crun() {
     two_containers_see_their_own_maps("crun");
+}
+
+/// The table the Docker and containerd tests run, on podman: with a sibling running at the
+/// same time, and host root in a privileged container.
+#[test]
+fn podman_table_on_runc() {
+    if let Some(why) = podman_skip_reason() {
+        skip(why);
+        return;
+    }
+    let d = TestDaemon::start("podman-table");
+    let p = Podman::new("table", &d);
+    let share = p.dir.join("share");
+    std::fs::create_dir_all(&share).expect("mkdir");
+    common::rfc_table(&p, &d, &share, "pm");
 }

@@ -169,7 +169,5 @@ fn containerd_shim_on_runc() {
     }
     let d = TestDaemon::start("containerd");
     let c = Containerd::new("runc", &d);
-    let share = c.dir.join("share");
-    std::fs::create_dir_all(&share).expect("mkdir");
-    common::rfc_table(&c, &d, &share, "ctr");
+    common::rfc_table(&c, &d, &c.dir, "ctr");
 }

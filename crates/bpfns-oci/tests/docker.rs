@@ -207,7 +207,5 @@ fn docker_runtime_on_runc() {
     }
     let d = TestDaemon::start("docker");
     let k = Docker::new("runc", &d);
-    let share = k.dir.join("share");
-    std::fs::create_dir_all(&share).expect("mkdir");
-    common::rfc_table(&k, &d, &share, "dk");
+    common::rfc_table(&k, &d, &k.dir, "dk");
 }

@@ -358,10 +358,11 @@ const LISTENER_REFUSED: &str = "Function not implemented";
 ///
 /// bpfnsd may refuse a listener whose runtime exited before the receiver read its
 /// credentials (docs/containers.md, "Not yet"): the containers' trapped calls then fail
-/// with ENOSYS. A first attempt that failed so is retried once, with fresh containers,
-/// namespaces and maps, and the retry is reported as a skip; a second failure fails.
+/// with ENOSYS. An attempt that failed so is retried, with fresh containers, namespaces and
+/// maps, and each retry is reported as a skip; the third failure fails.
 pub fn rfc_table(e: &dyn Engine, d: &TestDaemon, dir: &Path, prefix: &str) {
-    for attempt in 1..=2 {
+    const ATTEMPTS: u32 = 3;
+    for attempt in 1..=ATTEMPTS {
         let share = dir.join(format!("share{attempt}"));
         std::fs::create_dir_all(&share).expect("mkdir");
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -375,9 +376,9 @@ pub fn rfc_table(e: &dyn Engine, d: &TestDaemon, dir: &Path, prefix: &str) {
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|m| m.to_string()))
             .unwrap_or_default();
-        if attempt == 1 && message.contains(LISTENER_REFUSED) {
+        if attempt < ATTEMPTS && message.contains(LISTENER_REFUSED) {
             bpfns_tests::skip(format!(
-                "{}: first attempt retried: bpfnsd refused a container's seccomp listener \
+                "{}: attempt {attempt} retried: bpfnsd refused a container's seccomp listener \
                  (its trapped calls got ENOSYS), the receiver's race with a runtime that exits \
                  before bpfnsd reads its credentials (docs/containers.md, Not yet)",
                 e.name()

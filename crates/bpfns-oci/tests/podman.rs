@@ -137,7 +137,8 @@ impl Drop for Podman {
     fn drop(&mut self) {
         let _ = self.podman(&["rm", "-a", "-f"]);
         let _ = self.podman(&["system", "reset", "-f"]);
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // podman may leave its storage's own mounts behind when a container misbehaved.
+        common::remove_private_dir(&self.dir);
     }
 }
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # What the container tests need, as root (idempotent; says what it did):
-#   - podman, crun, runc, conmon, busybox-static and uidmap from Debian's archive;
+#   - podman, crun, runc, conmon, busybox-static, uidmap, gcc, libc6-dev, containerd and docker.io from
+#     Debian's archive, with no service started by the installation (the tests run private
+#     engine instances; the host's stay as they were);
 #   - a private containers.conf ($BPFNS_CONTAINERS_DIR/containers.conf, read through
 #     CONTAINERS_CONF; the host's own configuration is not changed) with rlimits this machine
 #     allows, cgroupfs and a file event log;
@@ -10,7 +12,8 @@
 #   - the image localhost/bpfns-test (busybox-static, bpftool with the libraries ldd names, and
 #     bpftoken, built here from bpftoken.c: BPF tokens with raw bpf() calls, which Debian's
 #     bpftool cannot make), built from files and imported with `podman import`: no registry is
-#     needed.
+#     needed; saved as a docker archive for `docker load` and `ctr images import`
+#     (bpfns-test.docker.tar).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -21,7 +24,7 @@ die() { printf 'containers/setup: error: %s\n' "$*" >&2; exit 1; }
 
 DIR=${BPFNS_CONTAINERS_DIR:-/var/lib/bpfns-containers}
 IMAGE=localhost/bpfns-test
-PACKAGES=(podman crun runc conmon busybox-static uidmap bpftool gcc libc6-dev)
+PACKAGES=(podman crun runc conmon busybox-static uidmap bpftool gcc libc6-dev containerd docker.io)
 HERE=$(cd "$(dirname "$0")" && pwd)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
@@ -32,8 +35,30 @@ for p in "${PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
+    # Debian's postinst scripts start containerd and dockerd through invoke-rc.d where it
+    # can: a policy-rc.d that refuses every start keeps the host's services as they were.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# bpfns containers/setup: no service starts while it installs\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        own_policy=1
+        trap 'rm -f "$policy"' EXIT
+    fi
+    engines_before=$(pgrep -x 'containerd|dockerd' | sort || true)
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ -n "$own_policy" ]; then
+        rm -f "$policy"
+        trap - EXIT
+        say "installed with services held back (a temporary $policy)"
+    else
+        say "installed with services held back by the existing $policy"
+    fi
+    started=$(comm -13 <(printf '%s\n' "$engines_before") <(pgrep -x 'containerd|dockerd' | sort || true) | tr '\n' ' ')
+    if [ -n "${started// /}" ]; then
+        die "the installation started engine daemons (pids $started) although policy-rc.d refuses it: stop them (systemctl stop docker.socket docker containerd) and rerun"
+    fi
 else
     say "present: ${PACKAGES[*]}"
 fi
@@ -114,4 +139,16 @@ if ! CONTAINERS_CONF=$conf podman image exists "$IMAGE" ||
     say "imported $IMAGE into podman's storage"
 else
     say "present: image $IMAGE"
+fi
+
+# docker and containerd import the same image from a docker archive (tag
+# localhost/bpfns-test:latest): `docker load -i`, `ctr images import`.
+docker_archive=$DIR/bpfns-test.docker.tar
+if [ ! -s "$docker_archive" ] || [ "$docker_archive" -ot "$archive" ]; then
+    rm -f "$docker_archive.tmp"
+    CONTAINERS_CONF=$conf podman save -q --format docker-archive -o "$docker_archive.tmp" "$IMAGE"
+    mv "$docker_archive.tmp" "$docker_archive"
+    say "saved $docker_archive (for docker load and ctr images import)"
+else
+    say "present: $docker_archive"
 fi

@@ -30,8 +30,9 @@ const WITH_VALUE: [&str; 6] = [
     "--log",
 ];
 
-/// Rewrite the bundle named by `args` (what follows `create` or `run`).
-pub fn prepare(settings: &Settings, args: &[OsString]) -> Result<()> {
+/// The bundle and the container id of a `create`/`run` command line (what follows the
+/// command): `--bundle B`, `-b B`, `--bundle=B` (default: the current directory).
+fn bundle_and_id(args: &[OsString]) -> (PathBuf, Option<String>) {
     let mut bundle = PathBuf::from(".");
     let mut id = None;
     let mut i = 0;
@@ -49,6 +50,12 @@ pub fn prepare(settings: &Settings, args: &[OsString]) -> Result<()> {
         }
         i += 1;
     }
+    (bundle, id)
+}
+
+/// Rewrite the bundle named by `args` (what follows `create` or `run`).
+pub fn prepare(settings: &Settings, args: &[OsString]) -> Result<()> {
+    let (bundle, id) = bundle_and_id(args);
     let id = id.context("no container id on the runtime's command line")?;
     let path = bundle.join("config.json");
     let text =
@@ -186,6 +193,23 @@ mod tests {
             "linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
                 {"names": ["bpf"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}},
         })
+    }
+
+    #[test]
+    fn command_lines_of_engines() {
+        let args = |s: &str| s.split(' ').map(OsString::from).collect::<Vec<_>>();
+        // containerd's shim (ctr, Docker, Kubernetes' CRI).
+        let (b, id) = bundle_and_id(&args(
+            "--bundle /run/c/t/ns/abc --pid-file /run/c/t/ns/abc/init.pid --no-pivot abc",
+        ));
+        assert_eq!((b, id.as_deref()), ("/run/c/t/ns/abc".into(), Some("abc")));
+        // conmon (podman), with a console socket and descriptors handed on.
+        let (b, id) = bundle_and_id(&args(
+            "--bundle=/b --console-socket /s --preserve-fds 1 --pid-file=/p id1",
+        ));
+        assert_eq!((b, id.as_deref()), ("/b".into(), Some("id1")));
+        let (b, id) = bundle_and_id(&args("-b /b"));
+        assert_eq!((b, id), ("/b".into(), None));
     }
 
     #[test]

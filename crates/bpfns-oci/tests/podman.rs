@@ -2,162 +2,25 @@
 //! private containers.conf that registers the wrapper (nothing of the host's podman changes),
 //! the local image `scripts/containers/setup.sh` builds (no registry).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
 use bpfns_model::ObjectKind;
-use bpfns_tests::{skip, skip_reason, TestDaemon};
-
-const IMAGE: &str = "localhost/bpfns-test";
-const ARCHIVE: &str = "/var/lib/bpfns-containers/bpfns-test.tar";
-
-/// Why podman tests cannot run here, if they cannot.
-fn podman_skip_reason() -> Option<String> {
-    if let Some(r) = skip_reason() {
-        return Some(r);
-    }
-    if Command::new("podman").arg("--version").output().is_err() {
-        return Some("podman is not installed: run scripts/containers/setup.sh as root".into());
-    }
-    if !Path::new(ARCHIVE).exists() {
-        return Some(format!(
-            "the test image {ARCHIVE} is missing: run scripts/containers/setup.sh as root"
-        ));
-    }
-    None
-}
-
-/// podman with its own storage and configuration under `dir`; everything is removed on drop.
-struct Podman {
-    dir: PathBuf,
-}
-
-impl Podman {
-    /// Register bpfns-oci for crun and runc (`bpfns-crun`, `bpfns-runc`) talking to `daemon`,
-    /// and the same wrapper pointed at a socket nobody serves (`bpfns-down`).
-    fn new(name: &str, daemon: &TestDaemon) -> Self {
-        let dir = PathBuf::from(format!("/tmp/bpfns-podman-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let p = Podman { dir: dir.clone() };
-        let wrapper = PathBuf::from(env!("CARGO_BIN_EXE_bpfns-oci"));
-        for (sub, socket) in [
-            ("up", daemon.socket.clone()),
-            ("down", dir.join("nobody.sock")),
-        ] {
-            let d = dir.join(sub);
-            std::fs::create_dir_all(&d).expect("mkdir");
-            for rt in ["crun", "runc"] {
-                std::os::unix::fs::symlink(&wrapper, d.join(format!("bpfns-oci-{rt}")))
-                    .expect("symlink");
-            }
-            std::fs::write(
-                d.join("bpfns-oci.toml"),
-                format!(
-                    "socket = {:?}\nseccomp_socket = {:?}\n",
-                    socket,
-                    daemon.dir.join("seccomp.sock")
-                ),
-            )
-            .expect("bpfns-oci.toml");
-        }
-        let conf = format!(
-            "[containers]\n\
-             default_ulimits = [\"nofile=20000:20000\", \"nproc=16384:16384\"]\n\
-             [engine]\n\
-             cgroup_manager = \"cgroupfs\"\n\
-             events_logger = \"file\"\n\
-             lock_type = \"file\"\n\
-             [engine.runtimes]\n\
-             bpfns-crun = [\"{d}/up/bpfns-oci-crun\"]\n\
-             bpfns-runc = [\"{d}/up/bpfns-oci-runc\"]\n\
-             bpfns-down = [\"{d}/down/bpfns-oci-runc\"]\n",
-            d = dir.display()
-        );
-        std::fs::write(dir.join("containers.conf"), conf).expect("containers.conf");
-        let out = p.podman(&[
-            "import",
-            "-q",
-            "--change",
-            "CMD [\"/bin/sh\"]",
-            ARCHIVE,
-            IMAGE,
-        ]);
-        assert!(out.status.success(), "import: {}", text(&out));
-        p
-    }
-
-    fn podman(&self, args: &[&str]) -> Output {
-        Command::new("podman")
-            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
-            .arg("--root")
-            .arg(self.dir.join("storage"))
-            .arg("--runroot")
-            .arg(self.dir.join("run"))
-            // Locks and liveness of its own: another podman's `system reset` (the default
-            // /run/libpod, shared memory locks) would otherwise reset this one's containers.
-            .arg("--tmpdir")
-            .arg(self.dir.join("tmp"))
-            .args(args)
-            .output()
-            .expect("running podman")
-    }
-
-    /// `podman run --rm` of `sh -c script` with `runtime`, `--cap-add BPF`, no network.
-    fn run(&self, runtime: &str, extra: &[&str], script: &str) -> Output {
-        let mut args = vec![
-            "run",
-            "--rm",
-            "--runtime",
-            runtime,
-            "--network=none",
-            "--cap-add",
-            "BPF",
-        ];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
-        self.podman(&args)
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        let _ = self.podman(&["rm", "-a", "-f", "-t", "0"]);
-        let _ = self.podman(&["system", "reset", "-f"]);
-        // The overlay driver mounts its directory over itself; a reset after a failure may
-        // leave it mounted.
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.join("storage/overlay"))
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Create a pinned map named `name` and list the maps the container sees.
-fn create_and_list(name: &str) -> String {
-    format!(
-        "bpftool map create /sys/fs/bpf/{name} type array key 4 value 4 entries 1 name {name} \
-         && bpftool map list && ls /sys/fs/bpf && (cat /sys/fs/bpf/maps.debug || true)"
-    )
-}
+use bpfns_tests::{skip, TestDaemon};
+use common::podman::{one_at_a_time, podman_skip_reason, Podman, IMAGE};
+use common::{create_and_list, text};
 
 fn two_containers_see_their_own_maps(runtime: &str) {
     if let Some(why) = podman_skip_reason() {
         skip(why);
         return;
     }
+    let _serial = one_at_a_time();
     let d = TestDaemon::start(&format!("podman-{runtime}"));
     let p = Podman::new(runtime, &d);
     let rt = format!("bpfns-{runtime}");
-    let (a, b) = (format!("{runtime}_a"), format!("{runtime}_b"));
+    // Unique on the host: the host's list names every map, other tests' too.
+    let pid = std::process::id();
+    let (a, b) = (format!("{runtime}_a_{pid}"), format!("{runtime}_b_{pid}"));
     let ann = |n: &str| format!("io.bpfns.namespace=/containers/{n}");
 
     let out = p.run(&rt, &["--annotation", &ann("a")], &create_and_list(&a));
@@ -459,4 +322,18 @@ fn podman_on_runc() {
 #[test]
 fn podman_on_crun() {
     two_containers_see_their_own_maps("crun");
+}
+
+/// The table the Docker and containerd tests run, on podman: with a sibling running at the
+/// same time, and host root in a privileged container.
+#[test]
+fn podman_table_on_runc() {
+    if let Some(why) = podman_skip_reason() {
+        skip(why);
+        return;
+    }
+    let _serial = one_at_a_time();
+    let d = TestDaemon::start("podman-table");
+    let p = Podman::new("table", &d);
+    common::rfc_table(&p, &d, &p.dir, "pm");
 }

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use bpfns_model::{ObjectKind, ProgramPolicy};
 use bpfns_tests::{skip, TestDaemon};
-use common::{podman_skip_reason, text, Podman};
+use common::podman::{podman_skip_reason, Podman};
+use common::text;
 
 /// Why these tests cannot run here, if they cannot.
 fn userns_skip_reason() -> Option<String> {

@@ -1,6 +1,10 @@
 //! podman with bpfns-oci, end to end: a private bpfnsd, podman with private storage and a
 //! private containers.conf that registers the wrapper (nothing of the host's podman changes),
 //! the local image `scripts/containers/setup.sh` builds (no registry).
+//!
+//! Installed binaries instead of the built ones (the package test, scripts/package-test.sh):
+//! `BPFNS_OCI` names bpfns-oci, `BPFNS_CLI` bpfns, and `BPFNS_TEST_BPFNSD_SOCKET` (with
+//! `BPFNS_TEST_BPFNSD_SECCOMP_SOCKET`) a running bpfnsd to use instead of one in the test.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -27,6 +31,113 @@ fn podman_skip_reason() -> Option<String> {
     None
 }
 
+/// The bpfnsd the containers use: one of the test's own, or a running one named by the
+/// environment (whose namespaces the test made are deleted on drop).
+enum Bpfnsd {
+    Test(TestDaemon),
+    Running {
+        socket: PathBuf,
+        seccomp_socket: PathBuf,
+        made: std::cell::RefCell<Vec<String>>,
+    },
+}
+
+impl Bpfnsd {
+    fn start(name: &str) -> Self {
+        match std::env::var_os("BPFNS_TEST_BPFNSD_SOCKET") {
+            Some(socket) => {
+                let socket = PathBuf::from(socket);
+                let seccomp_socket = std::env::var_os("BPFNS_TEST_BPFNSD_SECCOMP_SOCKET")
+                    .map_or_else(|| socket.with_file_name("seccomp.sock"), PathBuf::from);
+                Bpfnsd::Running {
+                    socket,
+                    seccomp_socket,
+                    made: Default::default(),
+                }
+            }
+            None => Bpfnsd::Test(TestDaemon::start(name)),
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        match self {
+            Bpfnsd::Test(d) => d.socket.clone(),
+            Bpfnsd::Running { socket, .. } => socket.clone(),
+        }
+    }
+
+    fn seccomp_socket(&self) -> PathBuf {
+        match self {
+            Bpfnsd::Test(d) => d.dir.join("seccomp.sock"),
+            Bpfnsd::Running { seccomp_socket, .. } => seccomp_socket.clone(),
+        }
+    }
+
+    fn client(&self) -> bpfns_client::Client {
+        bpfns_client::Client::connect(self.socket()).expect("connecting to bpfnsd")
+    }
+
+    /// A namespace the test's containers use: deleted at the end from a running bpfnsd.
+    fn namespace(&self, path: &str) -> String {
+        if let Bpfnsd::Running { made, .. } = self {
+            made.borrow_mut().push(path.to_string());
+        }
+        path.to_string()
+    }
+}
+
+impl Drop for Bpfnsd {
+    fn drop(&mut self) {
+        if let Bpfnsd::Running { made, .. } = self {
+            let mut made = made.borrow().clone();
+            // Deepest first: /containers/x before /containers.
+            made.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+            made.dedup();
+            if let Ok(mut c) = bpfns_client::Client::connect(self.socket()) {
+                for p in made {
+                    let _ = c.ns_delete_with(&p, true);
+                }
+            }
+        }
+    }
+}
+
+/// bpfns-oci: `$BPFNS_OCI` (an installed one), else the one cargo built.
+fn wrapper_path() -> PathBuf {
+    std::env::var_os("BPFNS_OCI").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_bpfns-oci")),
+        PathBuf::from,
+    )
+}
+
+/// bpfns (the CLI): `$BPFNS_CLI`, else built now with the cargo that runs the tests (another
+/// package's binary: cargo does not build it for this one), into the same target directory.
+fn cli_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("BPFNS_CLI") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
+        .expect("the target profile folder")
+        .to_path_buf();
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.args(["build", "-q", "-p", "bpfns-cli", "--bin", "bpfns"]);
+    if profile_dir.ends_with("release") {
+        c.arg("--release");
+    }
+    let status = c.status().expect("running cargo build");
+    assert!(status.success(), "building bpfns: {status}");
+    profile_dir.join("bpfns")
+}
+
 /// podman with its own storage and configuration under `dir`; everything is removed on drop.
 struct Podman {
     dir: PathBuf,
@@ -35,15 +146,12 @@ struct Podman {
 impl Podman {
     /// Register bpfns-oci for crun and runc (`bpfns-crun`, `bpfns-runc`) talking to `daemon`,
     /// and the same wrapper pointed at a socket nobody serves (`bpfns-down`).
-    fn new(name: &str, daemon: &TestDaemon) -> Self {
+    fn new(name: &str, daemon: &Bpfnsd) -> Self {
         let dir = PathBuf::from(format!("/tmp/bpfns-podman-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let p = Podman { dir: dir.clone() };
-        let wrapper = PathBuf::from(env!("CARGO_BIN_EXE_bpfns-oci"));
-        for (sub, socket) in [
-            ("up", daemon.socket.clone()),
-            ("down", dir.join("nobody.sock")),
-        ] {
+        let wrapper = wrapper_path();
+        for (sub, socket) in [("up", daemon.socket()), ("down", dir.join("nobody.sock"))] {
             let d = dir.join(sub);
             std::fs::create_dir_all(&d).expect("mkdir");
             for rt in ["crun", "runc"] {
@@ -55,7 +163,7 @@ impl Podman {
                 format!(
                     "socket = {:?}\nseccomp_socket = {:?}\n",
                     socket,
-                    daemon.dir.join("seccomp.sock")
+                    daemon.seccomp_socket()
                 ),
             )
             .expect("bpfns-oci.toml");
@@ -92,6 +200,10 @@ impl Podman {
             .arg(self.dir.join("storage"))
             .arg("--runroot")
             .arg(self.dir.join("run"))
+            // Its own libpod state (default /run/libpod, which `system reset` removes) too:
+            // podman tests run in parallel.
+            .arg("--tmpdir")
+            .arg(self.dir.join("tmp"))
             .args(args)
             .output()
             .expect("running podman")
@@ -143,11 +255,17 @@ fn two_containers_see_their_own_maps(runtime: &str) {
         skip(why);
         return;
     }
-    let d = TestDaemon::start(&format!("podman-{runtime}"));
+    let d = Bpfnsd::start(&format!("podman-{runtime}"));
     let p = Podman::new(runtime, &d);
     let rt = format!("bpfns-{runtime}");
     let (a, b) = (format!("{runtime}_a"), format!("{runtime}_b"));
-    let ann = |n: &str| format!("io.bpfns.namespace=/containers/{n}");
+    d.namespace("/containers");
+    let ann = |n: &str| {
+        format!(
+            "io.bpfns.namespace={}",
+            d.namespace(&format!("/containers/{n}"))
+        )
+    };
 
     let out = p.run(&rt, &["--annotation", &ann("a")], &create_and_list(&a));
     let t = text(&out);
@@ -213,4 +331,102 @@ fn podman_on_runc() {
 #[ignore = "crun sends the listener from a CLONE_FILES child of the tagged init, which the kernel side stops (docs/containers.md)"]
 fn podman_on_crun() {
     two_containers_see_their_own_maps("crun");
+}
+
+/// `bpfns containers install` registers the wrapper in podman's configuration (here the
+/// test's private containers.conf, merged), as the default runtime: a plain `podman run`
+/// then lands in a namespace of its own; `--undo` puts the configuration back byte for byte.
+#[test]
+fn podman_through_bpfns_containers_install() {
+    if let Some(why) = podman_skip_reason() {
+        skip(why);
+        return;
+    }
+    let d = Bpfnsd::start("podman-install");
+    let p = Podman::new("install", &d);
+    let conf = p.dir.join("containers.conf");
+    let before = std::fs::read(&conf).expect("containers.conf");
+    // The wrapper as a package installs it, in a directory of its own with its settings.
+    let bin = p.dir.join("installed");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    std::os::unix::fs::symlink(wrapper_path(), bin.join("bpfns-oci")).expect("symlink");
+    std::fs::write(
+        bin.join("bpfns-oci.toml"),
+        format!(
+            "socket = {:?}\nseccomp_socket = {:?}\n",
+            d.socket(),
+            d.seccomp_socket()
+        ),
+    )
+    .expect("bpfns-oci.toml");
+    let bpfns = cli_path();
+    let install = |extra: &[&str]| {
+        let out = Command::new(&bpfns)
+            .args([
+                "-j",
+                "containers",
+                "install",
+                "--engine",
+                "podman",
+                "--config",
+            ])
+            .arg(&conf)
+            .arg("--state-dir")
+            .arg(p.dir.join("state"))
+            .arg("--wrapper")
+            .arg(bin.join("bpfns-oci"))
+            .args(extra)
+            .output()
+            .expect("running bpfns");
+        assert!(
+            out.status.success(),
+            "bpfns containers install: {}",
+            text(&out)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    let j = install(&["--default"]);
+    assert_eq!(j["changed"], true, "{j}");
+    let j = install(&["--default"]);
+    assert_eq!(j["changed"], false, "a second install changes nothing: {j}");
+
+    // No --runtime: podman's default is now bpfns-runc.
+    let ns = d.namespace("/containers/installed");
+    d.namespace("/containers");
+    let out = p.podman(&[
+        "run",
+        "--rm",
+        "--network=none",
+        "--cap-add",
+        "BPF",
+        "--annotation",
+        &format!("io.bpfns.namespace={ns}"),
+        IMAGE,
+        "sh",
+        "-c",
+        &create_and_list("inst_m"),
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "podman run: {t}");
+    assert!(t.contains("name inst_m"), "the container sees its map: {t}");
+    let maps = d.client().list(ObjectKind::Map).expect("list");
+    let owner = maps
+        .iter()
+        .find(|m| m.name == "inst_m")
+        .map(|m| m.namespace.clone());
+    assert_eq!(owner.as_deref(), Some(ns.as_str()), "{maps:?}");
+
+    let j = install(&["--undo"]);
+    assert_eq!(j["changed"], true, "{j}");
+    assert_eq!(
+        std::fs::read(&conf).expect("containers.conf"),
+        before,
+        "--undo restores the configuration byte for byte"
+    );
+    for rt in ["crun", "runc"] {
+        assert!(
+            std::fs::symlink_metadata(bin.join(format!("bpfns-oci-{rt}"))).is_err(),
+            "the links it made are gone"
+        );
+    }
 }

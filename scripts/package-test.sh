@@ -54,6 +54,8 @@ case $DEB in /*) ;; *) DEB=$PWD/$DEB ;; esac
 
 BPFNSD_PID=
 KEEPERS=
+DROPIN=/etc/containers/containers.conf.d/bpfns.conf
+DROPIN_OURS=
 LOG=$(mktemp /tmp/bpfns-package-test.XXXXXX.log)
 # Stop the bpfnsd this test started (and its listener keeper, which outlives bpfnsd by design
 # and leaves by itself once idle), unload the kernel side, purge the package, and check that
@@ -90,9 +92,6 @@ finish() {
         done
         [ -z "$ORPHANS_BEFORE" ] && rmdir /sys/fs/bpf/orphans 2>/dev/null
     fi
-    if [ -x /usr/bin/bpfns ] && [ -e /sys/fs/bpf/bpfns ]; then
-        /usr/bin/bpfns kernel unload >/dev/null || fail "bpfns kernel unload"
-    fi
     if dpkg-query -W -f='${Status}' bpfns 2>/dev/null | grep -q 'installed\|config-files'; then
         say "purging the package (apt-get purge bpfns)"
         if DEBIAN_FRONTEND=noninteractive apt-get purge -y -q bpfns >"$LOG.purge" 2>&1; then
@@ -107,6 +106,14 @@ finish() {
         /var/lib/bpfns /run/bpfns /sys/fs/bpf/bpfns; do
         if [ -e "$p" ] || [ -L "$p" ]; then fail "left behind after purge: $p"; fi
     done
+    # Never leave an enforcing kernel side, nor a registration naming a missing wrapper.
+    if [ -e /sys/fs/bpf/bpfns ] && [ "$(stat -f -c %T /sys/fs/bpf/bpfns)" = bpf_fs ]; then
+        rm -rf /sys/fs/bpf/bpfns
+    fi
+    if [ -n "$DROPIN_OURS" ] && [ -e "$DROPIN" ]; then
+        fail "the package's removal left $DROPIN (removed now)"
+        rm -f "$DROPIN"
+    fi
     [ "$(bpffs_top)" = "$BPFFS_BEFORE" ] ||
         fail "/sys/fs/bpf differs from before: $(diff <(printf '%s\n' "$BPFFS_BEFORE") <(bpffs_top) | tr '\n' ' ')"
     for d in "${MOVED[@]}"; do
@@ -192,18 +199,23 @@ if BPFNS_OCI=/usr/bin/bpfns-oci BPFNS_CLI=/usr/bin/bpfns \
     say "ok: podman tests"
 else
     fail "podman tests against the installed binaries"
+    echo "--- the installed bpfnsd's log (last 40 lines):"
+    tail -n 40 "$LOG"
 fi
 
-# The installed registration with podman's own configuration directory, and its undo.
-dropin=/etc/containers/containers.conf.d/bpfns.conf
-if [ -e "$dropin" ]; then
-    fail "$dropin exists already: not touching it"
+# The installed registration with podman's own configuration directory, and its undo; then
+# registered again, for the package's removal to undo (prerm).
+if [ -e "$DROPIN" ]; then
+    fail "$DROPIN exists already: not touching it"
 else
+    DROPIN_OURS=1
     check /usr/bin/bpfns containers install --engine podman
-    check grep -q '^bpfns-runc = \["/usr/bin/bpfns-oci-runc"\]' "$dropin"
+    check grep -q '^bpfns-runc = \["/usr/bin/bpfns-oci-runc"\]' "$DROPIN"
     check sh -c '/usr/bin/bpfns -j containers install --engine podman | grep -q "\"changed\":false"'
     check /usr/bin/bpfns containers install --engine podman --undo
-    check test ! -e "$dropin"
+    check test ! -e "$DROPIN"
+    check /usr/bin/bpfns containers install --engine podman --default
 fi
 
-# finish (on exit) stops bpfnsd, purges the package and reports.
+# finish (on exit) stops bpfnsd, purges the package (its prerm undoes the registration, its
+# postrm removes the state and the pinned kernel side) and reports.

@@ -32,7 +32,9 @@ fn podman_skip_reason() -> Option<String> {
 }
 
 /// The bpfnsd the containers use: one of the test's own, or a running one named by the
-/// environment (whose namespaces the test made are deleted on drop).
+/// environment, shared by the tests that run at once and by earlier runs: there, namespace
+/// and map names carry the test process's id, and the namespaces a test made are deleted on
+/// drop (their parent `/containers`, which another test may be using, stays).
 enum Bpfnsd {
     Test(TestDaemon),
     Running {
@@ -77,22 +79,32 @@ impl Bpfnsd {
         bpfns_client::Client::connect(self.socket()).expect("connecting to bpfnsd")
     }
 
-    /// A namespace the test's containers use: deleted at the end from a running bpfnsd.
-    fn namespace(&self, path: &str) -> String {
-        if let Bpfnsd::Running { made, .. } = self {
-            made.borrow_mut().push(path.to_string());
+    /// What names of namespaces and maps end with: nothing with a bpfnsd of the test's own,
+    /// `_PID` with a running one.
+    fn suffix(&self) -> String {
+        match self {
+            Bpfnsd::Test(_) => String::new(),
+            Bpfnsd::Running { .. } => format!("_{}", std::process::id()),
         }
-        path.to_string()
+    }
+
+    /// The namespace `/containers/NAME` for the test's containers (with [`suffix`]); deleted
+    /// at the end from a running bpfnsd.
+    ///
+    /// [`suffix`]: Bpfnsd::suffix
+    fn namespace(&self, name: &str) -> String {
+        let path = format!("/containers/{name}{}", self.suffix());
+        if let Bpfnsd::Running { made, .. } = self {
+            made.borrow_mut().push(path.clone());
+        }
+        path
     }
 }
 
 impl Drop for Bpfnsd {
     fn drop(&mut self) {
         if let Bpfnsd::Running { made, .. } = self {
-            let mut made = made.borrow().clone();
-            // Deepest first: /containers/x before /containers.
-            made.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
-            made.dedup();
+            let made = made.borrow().clone();
             if let Ok(mut c) = bpfns_client::Client::connect(self.socket()) {
                 for p in made {
                     let _ = c.ns_delete_with(&p, true);
@@ -258,16 +270,14 @@ fn two_containers_see_their_own_maps(runtime: &str) {
     let d = Bpfnsd::start(&format!("podman-{runtime}"));
     let p = Podman::new(runtime, &d);
     let rt = format!("bpfns-{runtime}");
-    let (a, b) = (format!("{runtime}_a"), format!("{runtime}_b"));
-    d.namespace("/containers");
-    let ann = |n: &str| {
-        format!(
-            "io.bpfns.namespace={}",
-            d.namespace(&format!("/containers/{n}"))
-        )
-    };
+    let (a, b) = (
+        format!("{runtime}_a{}", d.suffix()),
+        format!("{runtime}_b{}", d.suffix()),
+    );
+    let (ns_a, ns_b) = (d.namespace("a"), d.namespace("b"));
+    let ann = |ns: &str| format!("io.bpfns.namespace={ns}");
 
-    let out = p.run(&rt, &["--annotation", &ann("a")], &create_and_list(&a));
+    let out = p.run(&rt, &["--annotation", &ann(&ns_a)], &create_and_list(&a));
     let t = text(&out);
     assert!(out.status.success(), "container a: {t}");
     assert!(t.contains(&format!("name {a}")), "a sees its map: {t}");
@@ -276,7 +286,7 @@ fn two_containers_see_their_own_maps(runtime: &str) {
         t.contains("Permission denied"),
         "maps.debug is covered: {t}"
     );
-    let out = p.run(&rt, &["--annotation", &ann("b")], &create_and_list(&b));
+    let out = p.run(&rt, &["--annotation", &ann(&ns_b)], &create_and_list(&b));
     let t = text(&out);
     assert!(out.status.success(), "container b: {t}");
     assert!(t.contains(&format!("name {b}")), "b sees its map: {t}");
@@ -284,7 +294,7 @@ fn two_containers_see_their_own_maps(runtime: &str) {
     // a again: its pin is there, b's map is not visible.
     let out = p.run(
         &rt,
-        &["--annotation", &ann("a")],
+        &["--annotation", &ann(&ns_a)],
         "bpftool map list; ls /sys/fs/bpf",
     );
     let t = text(&out);
@@ -297,8 +307,8 @@ fn two_containers_see_their_own_maps(runtime: &str) {
             .find(|m| m.name == n)
             .map(|m| m.namespace.clone())
     };
-    assert_eq!(owner(&a).as_deref(), Some("/containers/a"), "{maps:?}");
-    assert_eq!(owner(&b).as_deref(), Some("/containers/b"), "{maps:?}");
+    assert_eq!(owner(&a), Some(ns_a.clone()), "{maps:?}");
+    assert_eq!(owner(&b), Some(ns_b.clone()), "{maps:?}");
 
     // Without bpfns-oci: the engine's profile, unchanged (bpf() refused without
     // CAP_SYS_ADMIN), and no bpffs.
@@ -391,8 +401,8 @@ fn podman_through_bpfns_containers_install() {
     assert_eq!(j["changed"], false, "a second install changes nothing: {j}");
 
     // No --runtime: podman's default is now bpfns-runc.
-    let ns = d.namespace("/containers/installed");
-    d.namespace("/containers");
+    let ns = d.namespace("installed");
+    let map = format!("inst_m{}", d.suffix());
     let out = p.podman(&[
         "run",
         "--rm",
@@ -404,15 +414,18 @@ fn podman_through_bpfns_containers_install() {
         IMAGE,
         "sh",
         "-c",
-        &create_and_list("inst_m"),
+        &create_and_list(&map),
     ]);
     let t = text(&out);
     assert!(out.status.success(), "podman run: {t}");
-    assert!(t.contains("name inst_m"), "the container sees its map: {t}");
+    assert!(
+        t.contains(&format!("name {map}")),
+        "the container sees its map: {t}"
+    );
     let maps = d.client().list(ObjectKind::Map).expect("list");
     let owner = maps
         .iter()
-        .find(|m| m.name == "inst_m")
+        .find(|m| m.name == map)
         .map(|m| m.namespace.clone());
     assert_eq!(owner.as_deref(), Some(ns.as_str()), "{maps:?}");
 

@@ -1,13 +1,131 @@
 //! podman with bpfns-oci, end to end: a private bpfnsd, podman with private storage and a
 //! private containers.conf that registers the wrapper (nothing of the host's podman changes),
 //! the local image `scripts/containers/setup.sh` builds (no registry).
+//!
+//! Installed binaries instead of the built ones (the package test, scripts/package-test.sh,
+//! runs `podman_on_*` and `podman_through_bpfns_containers_install` so): `BPFNS_OCI` names
+//! bpfns-oci, `BPFNS_CLI` bpfns, and `BPFNS_TEST_BPFNSD_SOCKET` (with
+//! `BPFNS_TEST_BPFNSD_SECCOMP_SOCKET`) a running bpfnsd to use instead of one in the test.
 
 mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
 
 use bpfns_model::ObjectKind;
 use bpfns_tests::{skip, TestDaemon};
 use common::podman::{one_at_a_time, podman_skip_reason, Podman, IMAGE};
-use common::{create_and_list, text};
+use common::{create_and_list, text, wrapper_path, Sockets};
+
+/// The bpfnsd the containers use: one of the test's own, or a running one named by the
+/// environment, shared by the tests that run at once and by earlier runs: there, namespace
+/// and map names carry the test process's id, and the namespaces a test made are deleted on
+/// drop (their parent `/containers`, which another test may be using, stays).
+enum Bpfnsd {
+    Test(TestDaemon),
+    Running {
+        socket: PathBuf,
+        seccomp_socket: PathBuf,
+        made: std::cell::RefCell<Vec<String>>,
+    },
+}
+
+impl Bpfnsd {
+    fn start(name: &str) -> Self {
+        match std::env::var_os("BPFNS_TEST_BPFNSD_SOCKET") {
+            Some(socket) => {
+                let socket = PathBuf::from(socket);
+                let seccomp_socket = std::env::var_os("BPFNS_TEST_BPFNSD_SECCOMP_SOCKET")
+                    .map_or_else(|| socket.with_file_name("seccomp.sock"), PathBuf::from);
+                Bpfnsd::Running {
+                    socket,
+                    seccomp_socket,
+                    made: Default::default(),
+                }
+            }
+            None => Bpfnsd::Test(TestDaemon::start(name)),
+        }
+    }
+
+    fn client(&self) -> bpfns_client::Client {
+        bpfns_client::Client::connect(self.socket()).expect("connecting to bpfnsd")
+    }
+
+    /// What names of namespaces and maps end with: `_PID`, unique on the host (the host's
+    /// list names every map, other tests' and earlier runs' too).
+    fn suffix(&self) -> String {
+        format!("_{}", std::process::id())
+    }
+
+    /// The namespace `/containers/NAME` for the test's containers (with [`suffix`]); deleted
+    /// at the end from a running bpfnsd.
+    ///
+    /// [`suffix`]: Bpfnsd::suffix
+    fn namespace(&self, name: &str) -> String {
+        let path = format!("/containers/{name}{}", self.suffix());
+        if let Bpfnsd::Running { made, .. } = self {
+            made.borrow_mut().push(path.clone());
+        }
+        path
+    }
+}
+
+impl Sockets for Bpfnsd {
+    fn socket(&self) -> PathBuf {
+        match self {
+            Bpfnsd::Test(d) => d.socket(),
+            Bpfnsd::Running { socket, .. } => socket.clone(),
+        }
+    }
+
+    fn seccomp_socket(&self) -> PathBuf {
+        match self {
+            Bpfnsd::Test(d) => d.seccomp_socket(),
+            Bpfnsd::Running { seccomp_socket, .. } => seccomp_socket.clone(),
+        }
+    }
+}
+
+impl Drop for Bpfnsd {
+    fn drop(&mut self) {
+        if let Bpfnsd::Running { made, .. } = self {
+            let made = made.borrow().clone();
+            if let Ok(mut c) = bpfns_client::Client::connect(self.socket()) {
+                for p in made {
+                    let _ = c.ns_delete_with(&p, true);
+                }
+            }
+        }
+    }
+}
+
+/// bpfns (the CLI): `$BPFNS_CLI`, else built now with the cargo that runs the tests (another
+/// package's binary: cargo does not build it for this one), into the same target directory.
+fn cli_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("BPFNS_CLI") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
+        .expect("the target profile folder")
+        .to_path_buf();
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.args(["build", "-q", "-p", "bpfns-cli", "--bin", "bpfns"]);
+    if profile_dir.ends_with("release") {
+        c.arg("--release");
+    }
+    let status = c.status().expect("running cargo build");
+    assert!(status.success(), "building bpfns: {status}");
+    profile_dir.join("bpfns")
+}
 
 fn two_containers_see_their_own_maps(runtime: &str) {
     if let Some(why) = podman_skip_reason() {
@@ -15,15 +133,17 @@ fn two_containers_see_their_own_maps(runtime: &str) {
         return;
     }
     let _serial = one_at_a_time();
-    let d = TestDaemon::start(&format!("podman-{runtime}"));
+    let d = Bpfnsd::start(&format!("podman-{runtime}"));
     let p = Podman::new(runtime, &d);
     let rt = format!("bpfns-{runtime}");
-    // Unique on the host: the host's list names every map, other tests' too.
-    let pid = std::process::id();
-    let (a, b) = (format!("{runtime}_a_{pid}"), format!("{runtime}_b_{pid}"));
-    let ann = |n: &str| format!("io.bpfns.namespace=/containers/{n}");
+    let (a, b) = (
+        format!("{runtime}_a{}", d.suffix()),
+        format!("{runtime}_b{}", d.suffix()),
+    );
+    let (ns_a, ns_b) = (d.namespace("a"), d.namespace("b"));
+    let ann = |ns: &str| format!("io.bpfns.namespace={ns}");
 
-    let out = p.run(&rt, &["--annotation", &ann("a")], &create_and_list(&a));
+    let out = p.run(&rt, &["--annotation", &ann(&ns_a)], &create_and_list(&a));
     let t = text(&out);
     assert!(out.status.success(), "container a: {t}");
     assert!(t.contains(&format!("name {a}")), "a sees its map: {t}");
@@ -32,7 +152,7 @@ fn two_containers_see_their_own_maps(runtime: &str) {
         t.contains("Permission denied"),
         "maps.debug is covered: {t}"
     );
-    let out = p.run(&rt, &["--annotation", &ann("b")], &create_and_list(&b));
+    let out = p.run(&rt, &["--annotation", &ann(&ns_b)], &create_and_list(&b));
     let t = text(&out);
     assert!(out.status.success(), "container b: {t}");
     assert!(t.contains(&format!("name {b}")), "b sees its map: {t}");
@@ -40,7 +160,7 @@ fn two_containers_see_their_own_maps(runtime: &str) {
     // a again: its pin is there, b's map is not visible.
     let out = p.run(
         &rt,
-        &["--annotation", &ann("a")],
+        &["--annotation", &ann(&ns_a)],
         "bpftool map list; ls /sys/fs/bpf",
     );
     let t = text(&out);
@@ -53,8 +173,8 @@ fn two_containers_see_their_own_maps(runtime: &str) {
             .find(|m| m.name == n)
             .map(|m| m.namespace.clone())
     };
-    assert_eq!(owner(&a).as_deref(), Some("/containers/a"), "{maps:?}");
-    assert_eq!(owner(&b).as_deref(), Some("/containers/b"), "{maps:?}");
+    assert_eq!(owner(&a), Some(ns_a.clone()), "{maps:?}");
+    assert_eq!(owner(&b), Some(ns_b.clone()), "{maps:?}");
 
     // Without bpfns-oci: the engine's profile, unchanged (bpf() refused without
     // CAP_SYS_ADMIN), and no bpffs.
@@ -336,4 +456,106 @@ fn podman_table_on_runc() {
     let d = TestDaemon::start("podman-table");
     let p = Podman::new("table", &d);
     common::rfc_table(&p, &d, &p.dir, "pm");
+}
+
+/// `bpfns containers install` registers the wrapper in podman's configuration (here the
+/// test's private containers.conf, merged), as the default runtime: a plain `podman run`
+/// then lands in a namespace of its own; `--undo` puts the configuration back byte for byte.
+#[test]
+fn podman_through_bpfns_containers_install() {
+    if let Some(why) = podman_skip_reason() {
+        skip(why);
+        return;
+    }
+    let _serial = one_at_a_time();
+    let d = Bpfnsd::start("podman-install");
+    let p = Podman::new("install", &d);
+    let conf = p.dir.join("containers.conf");
+    let before = std::fs::read(&conf).expect("containers.conf");
+    // The wrapper as a package installs it, in a directory of its own with its settings.
+    let bin = p.dir.join("installed");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    std::os::unix::fs::symlink(wrapper_path(), bin.join("bpfns-oci")).expect("symlink");
+    std::fs::write(
+        bin.join("bpfns-oci.toml"),
+        format!(
+            "socket = {:?}\nseccomp_socket = {:?}\n",
+            d.socket(),
+            d.seccomp_socket()
+        ),
+    )
+    .expect("bpfns-oci.toml");
+    let bpfns = cli_path();
+    let install = |extra: &[&str]| {
+        let out = Command::new(&bpfns)
+            .args([
+                "-j",
+                "containers",
+                "install",
+                "--engine",
+                "podman",
+                "--config",
+            ])
+            .arg(&conf)
+            .arg("--state-dir")
+            .arg(p.dir.join("state"))
+            .arg("--wrapper")
+            .arg(bin.join("bpfns-oci"))
+            .args(extra)
+            .output()
+            .expect("running bpfns");
+        assert!(
+            out.status.success(),
+            "bpfns containers install: {}",
+            text(&out)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    let j = install(&["--default"]);
+    assert_eq!(j["changed"], true, "{j}");
+    let j = install(&["--default"]);
+    assert_eq!(j["changed"], false, "a second install changes nothing: {j}");
+
+    // No --runtime: podman's default is now bpfns-runc.
+    let ns = d.namespace("installed");
+    let map = format!("inst_m{}", d.suffix());
+    let out = p.podman(&[
+        "run",
+        "--rm",
+        "--network=none",
+        "--cap-add",
+        "BPF",
+        "--annotation",
+        &format!("io.bpfns.namespace={ns}"),
+        IMAGE,
+        "sh",
+        "-c",
+        &create_and_list(&map),
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "podman run: {t}");
+    assert!(
+        t.contains(&format!("name {map}")),
+        "the container sees its map: {t}"
+    );
+    let maps = d.client().list(ObjectKind::Map).expect("list");
+    let owner = maps
+        .iter()
+        .find(|m| m.name == map)
+        .map(|m| m.namespace.clone());
+    assert_eq!(owner.as_deref(), Some(ns.as_str()), "{maps:?}");
+
+    let j = install(&["--undo"]);
+    assert_eq!(j["changed"], true, "{j}");
+    assert_eq!(
+        std::fs::read(&conf).expect("containers.conf"),
+        before,
+        "--undo restores the configuration byte for byte"
+    );
+    for rt in ["crun", "runc"] {
+        assert!(
+            std::fs::symlink_metadata(bin.join(format!("bpfns-oci-{rt}"))).is_err(),
+            "the links it made are gone"
+        );
+    }
 }

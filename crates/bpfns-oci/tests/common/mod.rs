@@ -78,6 +78,30 @@ pub fn create_and_list(name: &str) -> String {
     )
 }
 
+/// Where a test's containers reach bpfnsd: a daemon of the test's own, or a running one.
+pub trait Sockets {
+    fn socket(&self) -> PathBuf;
+    fn seccomp_socket(&self) -> PathBuf;
+}
+
+impl Sockets for TestDaemon {
+    fn socket(&self) -> PathBuf {
+        self.socket.clone()
+    }
+
+    fn seccomp_socket(&self) -> PathBuf {
+        self.dir.join("seccomp.sock")
+    }
+}
+
+/// bpfns-oci: `$BPFNS_OCI` (an installed one, for the package test), else the one cargo built.
+pub fn wrapper_path() -> PathBuf {
+    std::env::var_os("BPFNS_OCI").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_bpfns-oci")),
+        PathBuf::from,
+    )
+}
+
 /// bpfns-oci as engines start it, talking to a test daemon: `up/bpfns-oci-runc` (and
 /// `-crun`) with that daemon's sockets beside it in `bpfns-oci.toml`, and `down/...` pointed
 /// at a socket nobody serves.
@@ -88,12 +112,9 @@ pub struct Wrappers {
 }
 
 impl Wrappers {
-    pub fn new(dir: &Path, daemon: &TestDaemon) -> Self {
-        let wrapper = PathBuf::from(env!("CARGO_BIN_EXE_bpfns-oci"));
-        for (sub, socket) in [
-            ("up", daemon.socket.clone()),
-            ("down", dir.join("nobody.sock")),
-        ] {
+    pub fn new(dir: &Path, daemon: &dyn Sockets) -> Self {
+        let wrapper = wrapper_path();
+        for (sub, socket) in [("up", daemon.socket()), ("down", dir.join("nobody.sock"))] {
             let d = dir.join(sub);
             std::fs::create_dir_all(&d).expect("mkdir");
             for rt in ["crun", "runc"] {
@@ -105,7 +126,7 @@ impl Wrappers {
                 format!(
                     "socket = {:?}\nseccomp_socket = {:?}\n",
                     socket,
-                    daemon.dir.join("seccomp.sock")
+                    daemon.seccomp_socket()
                 ),
             )
             .expect("bpfns-oci.toml");

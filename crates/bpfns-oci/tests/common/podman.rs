@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use bpfns_tests::{skip_reason, TestDaemon};
+use bpfns_tests::skip_reason;
 
-use super::{text, Engine, Runtime, Spec, Wrappers, ARCHIVE};
+use super::{text, Engine, Runtime, Sockets, Spec, Wrappers, ARCHIVE};
 
 /// The test image's name in podman's storage.
 pub const IMAGE: &str = "localhost/bpfns-test";
@@ -43,7 +43,7 @@ pub struct Podman {
 impl Podman {
     /// Register bpfns-oci for crun and runc (`bpfns-crun`, `bpfns-runc`) talking to `daemon`,
     /// and the same wrapper pointed at a socket nobody serves (`bpfns-down`).
-    pub fn new(name: &str, daemon: &TestDaemon) -> Self {
+    pub fn new(name: &str, daemon: &dyn Sockets) -> Self {
         let dir = PathBuf::from(format!("/tmp/bpfns-podman-{name}-{}", std::process::id()));
         super::remove_private_dir(&dir);
         let p = Podman { dir: dir.clone() };

@@ -48,16 +48,53 @@ enum Level {
     Token,
     Userns,
     Host,
+    /// `podman run --privileged` (host root, every capability).
+    CtrPriv,
+    /// `podman run --cap-add BPF` (uid 0, podman's default capabilities and CAP_BPF).
+    CtrBpf,
+    /// `podman run --userns=auto` (root of a user namespace; a BPF token where its bpffs
+    /// delegates).
+    CtrUserns,
 }
 
-const LEVELS: [Level; 6] = [
+const ALL_LEVELS: [Level; 9] = [
     Level::NoCaps,
     Level::Bpf,
     Level::Caps3,
     Level::Token,
     Level::Userns,
     Level::Host,
+    Level::CtrPriv,
+    Level::CtrBpf,
+    Level::CtrUserns,
 ];
+
+/// The levels this run covers: every one, unless `BPFNS_REDTEAM_LEVELS` names some (`exec`
+/// for the six `bpfns exec` levels, `containers` for the three container levels, or level
+/// names as `Level::arg` spells them, comma-separated).
+fn levels() -> &'static [Level] {
+    static L: std::sync::OnceLock<Vec<Level>> = std::sync::OnceLock::new();
+    L.get_or_init(|| {
+        let Ok(v) = std::env::var("BPFNS_REDTEAM_LEVELS") else {
+            return ALL_LEVELS.to_vec();
+        };
+        let want: Vec<&str> = v.split(',').map(str::trim).collect();
+        let picked: Vec<Level> = ALL_LEVELS
+            .into_iter()
+            .filter(|l| {
+                want.contains(&l.arg())
+                    || (want.contains(&"exec") && !l.container())
+                    || (want.contains(&"containers") && l.container())
+            })
+            .collect();
+        assert!(
+            !picked.is_empty(),
+            "BPFNS_REDTEAM_LEVELS={v} names no level (exec, containers, or: {})",
+            ALL_LEVELS.map(Level::arg).join(",")
+        );
+        picked
+    })
+}
 
 impl Level {
     fn arg(self) -> &'static str {
@@ -68,6 +105,9 @@ impl Level {
             Level::Token => "token",
             Level::Userns => "userns",
             Level::Host => "host",
+            Level::CtrPriv => "ctr-priv",
+            Level::CtrBpf => "ctr-bpf",
+            Level::CtrUserns => "ctr-userns",
         }
     }
     fn title(self) -> &'static str {
@@ -78,17 +118,50 @@ impl Level {
             Level::Token => "BPF token in a userns",
             Level::Userns => "root of a userns",
             Level::Host => "host root",
+            Level::CtrPriv => "container --privileged",
+            Level::CtrBpf => "container --cap-add BPF",
+            Level::CtrUserns => "container --userns=auto",
         }
     }
     /// The level a victim of the same kind runs at (a token victim needs no token).
     fn victim(self) -> &'static str {
         match self {
             Level::Token => "userns",
-            l => l.arg(),
+            l => l.exec_equivalent().arg(),
         }
     }
     fn index(self) -> usize {
-        LEVELS.iter().position(|l| *l == self).unwrap()
+        ALL_LEVELS.iter().position(|l| *l == self).unwrap()
+    }
+    /// Started by podman (`bpfns-runc`) as a container of /t, not by `bpfns exec`.
+    fn container(self) -> bool {
+        matches!(self, Level::CtrPriv | Level::CtrBpf | Level::CtrUserns)
+    }
+    /// The `bpfns exec` level with the same standing towards the host: for what is out of
+    /// scope (a privileged container is host root).
+    fn exec_equivalent(self) -> Level {
+        match self {
+            Level::CtrPriv => Level::Host,
+            Level::CtrBpf => Level::Bpf,
+            Level::CtrUserns => Level::Userns,
+            l => l,
+        }
+    }
+    /// podman's options for this container level.
+    fn podman_options(self) -> &'static [&'static str] {
+        match self {
+            Level::CtrPriv => &["--privileged"],
+            Level::CtrBpf => &["--cap-add", "BPF"],
+            Level::CtrUserns => &["--userns=auto"],
+            _ => &[],
+        }
+    }
+    /// The helper's `rt-as` level inside the container.
+    fn in_container(self) -> &'static str {
+        match self {
+            Level::CtrUserns => "ctr-userns",
+            _ => "ctr",
+        }
     }
 }
 
@@ -164,7 +237,7 @@ type Target<'a> = (&'a str, Option<(i32, i32, u32)>, &'a [OosRule<'a>]);
 fn worked(level: Level, oos: &[OosRule<'_>], why: impl Into<String>) -> Cell {
     let why = why.into();
     for (o, levels) in oos {
-        if levels.contains(&level) {
+        if levels.contains(&level.exec_equivalent()) {
             return cell(Verdict::OutOfScope(*o), why);
         }
     }
@@ -183,7 +256,7 @@ impl Matrix {
             Some(i) => i,
             None => {
                 self.rows
-                    .push((attack.to_string(), vec![None; LEVELS.len()]));
+                    .push((attack.to_string(), vec![None; ALL_LEVELS.len()]));
                 self.rows.len() - 1
             }
         };
@@ -193,8 +266,8 @@ impl Matrix {
     fn failures(&self) -> Vec<String> {
         let mut v = Vec::new();
         for (a, cells) in &self.rows {
-            for (l, c) in LEVELS.iter().zip(cells) {
-                match c {
+            for l in levels() {
+                match &cells[l.index()] {
                     Some(c) if matches!(c.v, Verdict::Escape | Verdict::Error) => {
                         v.push(format!("{:?} — {a} @ {}: {}", c.v, l.title(), c.why))
                     }
@@ -209,17 +282,17 @@ impl Matrix {
     fn markdown(&self) -> String {
         let mut s = String::new();
         s.push_str("| attack |");
-        for l in LEVELS {
+        for &l in levels() {
             s.push_str(&format!(" {} |", l.title()));
         }
         s.push_str("\n|---|");
-        for _ in LEVELS {
+        for _ in levels() {
             s.push_str("---|");
         }
         s.push('\n');
         for (a, cells) in &self.rows {
             s.push_str(&format!("| {a} |"));
-            for c in cells {
+            for c in levels().iter().map(|l| &cells[l.index()]) {
                 let t = match c.as_ref().map(|c| &c.v) {
                     Some(Verdict::Blocked) => "blocked".to_string(),
                     Some(Verdict::Allowed) => "allowed (by design)".to_string(),
@@ -238,8 +311,8 @@ impl Matrix {
         s.push_str("\nEvidence (what each attempt got):\n\n");
         for (a, cells) in &self.rows {
             s.push_str(&format!("- **{a}**\n"));
-            for (l, c) in LEVELS.iter().zip(cells) {
-                if let Some(c) = c {
+            for l in levels() {
+                if let Some(c) = &cells[l.index()] {
                     s.push_str(&format!("  - {}: {}\n", l.title(), c.why));
                 }
             }
@@ -265,6 +338,10 @@ struct Run {
     err: String,
     status: Option<ExitStatus>,
     timed_out: bool,
+    /// Why the attack was not run at all at this level (a container cannot apply it).
+    na: Option<String>,
+    /// Targets left out at this level (host pids a container cannot see), the rest was run.
+    dropped: Vec<String>,
 }
 
 impl Run {
@@ -308,6 +385,9 @@ impl Run {
     /// Why this run cannot be judged, if it cannot: the token could not be set up (not run)
     /// or the harness failed.
     fn unusable(&self, level: Level, want_key: &str) -> Option<Cell> {
+        if let Some(na) = &self.na {
+            return Some(cell(Verdict::NotRun, na.clone()));
+        }
         if level == Level::Token {
             if let Some(e) = self.get("token").filter(|t| t.starts_with("error")) {
                 return Some(cell(
@@ -347,9 +427,11 @@ fn spawn_reader<R: Read + Send + 'static>(
 
 /// A member running in the background (a victim), killed on drop.
 struct Bg {
-    child: bpfns_client::member::Member,
+    child: std::process::Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
+    /// A container's name and its podman: removed on drop.
+    ctr: Option<(String, Command)>,
 }
 
 impl Bg {
@@ -367,12 +449,16 @@ impl Bg {
 impl Drop for Bg {
     fn drop(&mut self) {
         self.stdin.take();
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let deadline =
+            Instant::now() + Duration::from_secs(if self.ctr.is_some() { 10 } else { 2 });
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some((name, mut podman)) = self.ctr.take() {
+            let _ = podman.args(["rm", "-f", "-t", "0", &name]).output();
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -396,6 +482,328 @@ fn victim_line(v: &str) -> Option<(i32, i32, u32)> {
     Some((pid?, fd?, id?))
 }
 
+/// Wait for `child` to end (bounded) and collect what it printed. For a container
+/// (`ctr`: its name and podman), a run that timed out is removed.
+fn finish(mut child: std::process::Child, ctr: Option<(&str, &Podman)>) -> Run {
+    let out = spawn_reader(child.stdout.take().unwrap());
+    let err = spawn_reader(child.stderr.take().unwrap());
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            timed_out = true;
+            if let Some((name, p)) = ctr {
+                let _ = p.command().args(["rm", "-f", "-t", "0", name]).output();
+            }
+            let _ = child.kill();
+            break child.wait().ok();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    // Let the readers drain to EOF (bounded: a leftover grandchild may hold the pipes).
+    let drained = Instant::now() + Duration::from_secs(10);
+    while !(out.1.is_finished() && err.1.is_finished()) && Instant::now() < drained {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let out = out.0.lock().unwrap().clone();
+    let err = err.0.lock().unwrap().clone();
+    Run {
+        out,
+        err,
+        status,
+        timed_out,
+        ..Default::default()
+    }
+}
+
+impl Bg {
+    fn new(mut child: std::process::Child, ctr: Option<(String, Command)>) -> Bg {
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Bg {
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+            ctr,
+        }
+    }
+}
+
+// ---- containers ------------------------------------------------------------------------------
+
+const IMAGE: &str = "localhost/bpfns-test";
+const ARCHIVE: &str = "/var/lib/bpfns-containers/bpfns-test.tar";
+
+/// Attacks whose first argument is a host pid: the container's pid namespace cannot see it.
+const NEEDS_HOST_PID: [&str; 5] = [
+    "rt-steal",
+    "rt-ptrace",
+    "rt-task-fd-query",
+    "rt-fd-oracle",
+    "rt-kill",
+];
+
+/// Attacks that try each of their arguments in turn (after `--` options).
+const ONE_BY_ONE: [&str; 6] = [
+    "rt-objget",
+    "rt-read",
+    "rt-symlink-objget",
+    "rt-bind",
+    "rt-probe",
+    "rt-open",
+];
+
+/// `/proc/PID...` of a host process: nothing a container's pid namespace shows.
+fn names_host_pid(a: &str) -> bool {
+    a.split("/proc/")
+        .skip(1)
+        .any(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+}
+
+/// The arguments an attack keeps in a container, and those left out (targets named by host
+/// pid); `Err`: the attack cannot apply in a container at all, and why.
+fn container_args(args: &[&str]) -> Result<(Vec<String>, Vec<String>), String> {
+    let action = args.first().copied().unwrap_or("");
+    if NEEDS_HOST_PID.contains(&action) {
+        return Err(format!(
+            "not applicable in a container: {action} names host pid {}, which the \
+             container's pid namespace does not show",
+            args.get(1).copied().unwrap_or("?")
+        ));
+    }
+    let dropped: Vec<String> = args
+        .iter()
+        .filter(|a| names_host_pid(a))
+        .map(|a| a.to_string())
+        .collect();
+    if dropped.is_empty() {
+        return Ok((args.iter().map(|a| a.to_string()).collect(), dropped));
+    }
+    let kept: Vec<String> = args
+        .iter()
+        .filter(|a| !names_host_pid(a))
+        .map(|a| a.to_string())
+        .collect();
+    if !ONE_BY_ONE.contains(&action) || kept.iter().skip(1).all(|a| a.starts_with("--")) {
+        return Err(format!(
+            "not applicable in a container: the targets {} are reached through host pids, \
+             which the container's pid namespace does not show",
+            dropped.join(", ")
+        ));
+    }
+    Ok((kept, dropped))
+}
+
+/// The library directories the helper needs (it is linked dynamically), as `ldd` names
+/// them, the loader's included.
+fn helper_library_dirs() -> Vec<PathBuf> {
+    let out = Command::new("ldd")
+        .arg(helper_path())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut dirs = BTreeSet::new();
+    for w in out.split_whitespace().filter(|w| w.starts_with('/')) {
+        if let Some(d) = Path::new(w).parent() {
+            dirs.insert(d.to_path_buf());
+        }
+    }
+    dirs.into_iter().collect()
+}
+
+/// The OCI runtime wrapper, built (once per test process) with the cargo that runs the tests.
+fn oci_wrapper() -> Result<PathBuf, String> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let dir = exe.parent().ok_or("test binary has no folder")?;
+            let dir = if dir.ends_with("deps") {
+                dir.parent().ok_or("no target profile folder")?
+            } else {
+                dir
+            };
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut c = Command::new(cargo);
+            c.args(["build", "-q", "-p", "bpfns-oci", "--bin", "bpfns-oci"]);
+            if dir.ends_with("release") {
+                c.arg("--release");
+            }
+            let built = dir.join("bpfns-oci");
+            match c.status() {
+                Ok(s) if s.success() => Ok(built),
+                _ if built.exists() => Ok(built),
+                other => Err(format!(
+                    "bpfns-oci could not be built ({other:?}): cargo build -p bpfns-oci"
+                )),
+            }
+        })
+        .clone()
+}
+
+/// podman with storage and configuration of its own under the scene's work folder (nothing
+/// of the host's podman changes), `bpfns-runc` registered as a runtime that talks to the
+/// scene's bpfnsd; containers and storage are removed on drop.
+struct Podman {
+    dir: PathBuf,
+    /// `-v` options every container gets: the helper, its libraries, the scene's work folder
+    /// (sockets victims serve on), bpfnsd's socket.
+    mounts: Vec<String>,
+    next: std::sync::atomic::AtomicU32,
+}
+
+impl Podman {
+    fn new(work: &Path, d: &TestDaemon) -> Result<Podman, String> {
+        if Command::new("podman").arg("--version").output().is_err() {
+            return Err("not run: podman is not installed (scripts/containers/setup.sh)".into());
+        }
+        if !Path::new(ARCHIVE).exists() {
+            return Err(format!(
+                "not run: the test image {ARCHIVE} is missing (scripts/containers/setup.sh)"
+            ));
+        }
+        let wrapper = oci_wrapper().map_err(|e| format!("not run: {e}"))?;
+        let dir = work.join("podman");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let mut p = Podman {
+            dir: dir.clone(),
+            mounts: Vec::new(),
+            next: std::sync::atomic::AtomicU32::new(0),
+        };
+        std::os::unix::fs::symlink(&wrapper, dir.join("bpfns-oci-runc"))
+            .map_err(|e| e.to_string())?;
+        std::fs::write(
+            dir.join("bpfns-oci.toml"),
+            format!(
+                "socket = {:?}\nseccomp_socket = {:?}\n",
+                d.socket,
+                d.dir.join("seccomp.sock")
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        std::fs::write(
+            dir.join("containers.conf"),
+            format!(
+                "[containers]\n\
+                 default_ulimits = [\"nofile=20000:20000\", \"nproc=16384:16384\"]\n\
+                 [engine]\n\
+                 cgroup_manager = \"cgroupfs\"\n\
+                 events_logger = \"file\"\n\
+                 [engine.runtimes]\n\
+                 bpfns-runc = [\"{}/bpfns-oci-runc\"]\n",
+                dir.display()
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let out = p
+            .command()
+            .args([
+                "import",
+                "-q",
+                "--change",
+                "CMD [\"/bin/sh\"]",
+                ARCHIVE,
+                IMAGE,
+            ])
+            .output()
+            .map_err(|e| format!("podman import: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "podman import: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let mut mounts = vec![format!("{}:/rt/helper:ro", helper_path().display())];
+        for l in helper_library_dirs() {
+            mounts.push(format!("{0}:{0}:ro", l.display()));
+        }
+        mounts.push(format!("{0}:{0}", work.display()));
+        mounts.push(format!("{0}:{0}", d.socket.display()));
+        p.mounts = mounts;
+        Ok(p)
+    }
+
+    /// podman with this storage and configuration.
+    fn command(&self) -> Command {
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .arg("--root")
+            .arg(self.dir.join("storage"))
+            .arg("--runroot")
+            .arg(self.dir.join("run"));
+        c
+    }
+
+    /// A fresh container name.
+    fn name(&self) -> String {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("rt{}-{n}", std::process::id())
+    }
+
+    /// `podman run` of `rt-as LEVEL args...` in a container of `ns` at `level`, with the
+    /// network namespace `netns` (else none); `interactive`: stdin is passed in.
+    fn run_command(
+        &self,
+        name: &str,
+        ns: &str,
+        level: Level,
+        netns: Option<&str>,
+        interactive: bool,
+        args: &[String],
+    ) -> Command {
+        let mut c = self.command();
+        c.args(["run", "--rm", "--name", name, "--runtime", "bpfns-runc"]);
+        c.arg(match netns {
+            Some(n) => format!("--network=ns:{n}"),
+            None => "--network=none".to_string(),
+        });
+        c.args(["--annotation", &format!("io.bpfns.namespace={ns}")]);
+        if interactive {
+            c.arg("-i");
+        }
+        c.args(level.podman_options());
+        for m in &self.mounts {
+            c.args(["-v", m]);
+        }
+        // The scene's cgroup directories, where an attack names one (under /rt-host: the
+        // container's /sys/fs/cgroup is its own).
+        let cg = cgroup2_mount();
+        let mut shown = Vec::new();
+        for a in args {
+            if let Some(root) = &cg {
+                if Path::new(a).starts_with(root) && Path::new(a).is_dir() {
+                    c.args(["-v", &format!("{a}:/rt-host{a}")]);
+                    shown.push(format!("/rt-host{a}"));
+                    continue;
+                }
+            }
+            shown.push(a.clone());
+        }
+        c.args([IMAGE, "/rt/helper", "rt-as", level.in_container()]);
+        c.args(shown);
+        c
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.command().args(["rm", "-a", "-f", "-t", "0"]).output();
+        let _ = self.command().args(["system", "reset", "-f"]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 // ---- a scene: a daemon, namespaces, foreign objects ---------------------------------------
 
 struct Scene {
@@ -406,10 +814,14 @@ struct Scene {
     bpffs: BTreeMap<&'static str, PathBuf>,
     holders: Vec<Helper>,
     host_pins: Vec<PathBuf>,
+    /// podman for the container levels, made at the first container attack.
+    ctr: std::sync::OnceLock<Result<Podman, String>>,
 }
 
 impl Drop for Scene {
     fn drop(&mut self) {
+        // Containers go first, while bpfnsd still runs.
+        self.ctr.take();
         self.holders.clear();
         for p in &self.host_pins {
             let _ = std::fs::remove_file(p);
@@ -456,6 +868,7 @@ impl Scene {
             bpffs,
             holders: Vec::new(),
             host_pins: Vec::new(),
+            ctr: std::sync::OnceLock::new(),
         }
     }
 
@@ -527,71 +940,100 @@ impl Scene {
     fn run_in(&self, ns: &str, args: &[String]) -> Run {
         let mut cmd = self.command(args);
         cmd.stdin(Stdio::null());
-        let mut child = match bpfns_client::member::spawn(&self.d.socket, ns, &mut cmd) {
-            Ok(c) => c,
-            Err(e) => {
-                return Run {
-                    err: format!("member::spawn failed: {e}"),
-                    ..Default::default()
-                }
-            }
-        };
-        let out = spawn_reader(child.stdout.take().unwrap());
-        let err = spawn_reader(child.stderr.take().unwrap());
-        let deadline = Instant::now() + RUN_TIMEOUT;
-        let mut timed_out = false;
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break Some(s);
-            }
-            if Instant::now() > deadline {
-                timed_out = true;
-                let _ = child.kill();
-                break child.wait().ok();
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        // Let the readers drain to EOF (bounded: a leftover grandchild may hold the pipes).
-        let drained = Instant::now() + Duration::from_secs(10);
-        while !(out.1.is_finished() && err.1.is_finished()) && Instant::now() < drained {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let out = out.0.lock().unwrap().clone();
-        let err = err.0.lock().unwrap().clone();
-        Run {
-            out,
-            err,
-            status,
-            timed_out,
+        match bpfns_client::member::spawn(&self.d.socket, ns, &mut cmd) {
+            Ok(c) => finish(c.into_child(), None),
+            Err(e) => Run {
+                err: format!("member::spawn failed: {e}"),
+                ..Default::default()
+            },
         }
     }
 
     /// Run `action args...` at `level` as a member of /t.
     fn attack(&self, level: Level, args: &[&str]) -> Run {
-        let mut v = vec!["rt-as".to_string(), level.arg().to_string()];
-        v.extend(args.iter().map(|s| s.to_string()));
-        self.run_in("/t", &v)
+        self.attack_in("/t", level, None, args)
+    }
+
+    /// Run `action args...` at `level` as a member of `ns`: through `bpfns exec`
+    /// (`rt-as LEVEL`), or in a container of `ns` that podman starts with `bpfns-runc` (in the
+    /// network namespace `netns` if given).
+    fn attack_in(&self, ns: &str, level: Level, netns: Option<&str>, args: &[&str]) -> Run {
+        if !level.container() {
+            let mut v: Vec<String> = Vec::new();
+            if let Some(n) = netns {
+                // The member starts as host root: it enters the namespace, then takes on its
+                // level.
+                v.extend(["rt-in-netns".to_string(), n.to_string()]);
+            }
+            v.extend(["rt-as".to_string(), level.arg().to_string()]);
+            v.extend(args.iter().map(|s| s.to_string()));
+            return self.run_in(ns, &v);
+        }
+        let (args, dropped) = match container_args(args) {
+            Ok(v) => v,
+            Err(na) => {
+                return Run {
+                    na: Some(na),
+                    ..Default::default()
+                }
+            }
+        };
+        let p = match self.podman() {
+            Ok(p) => p,
+            Err(e) => {
+                return Run {
+                    na: Some(e.clone()),
+                    ..Default::default()
+                }
+            }
+        };
+        let name = p.name();
+        let mut cmd = p.run_command(&name, ns, level, netns, false, &args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut r = match cmd.spawn() {
+            Ok(c) => finish(c, Some((&name, p))),
+            Err(e) => Run {
+                err: format!("podman run: {e}"),
+                ..Default::default()
+            },
+        };
+        r.dropped = dropped;
+        r
+    }
+
+    /// The scene's podman (private storage and configuration, `bpfns-runc` talking to the
+    /// scene's bpfnsd), made at the first container attack.
+    fn podman(&self) -> &Result<Podman, String> {
+        self.ctr.get_or_init(|| Podman::new(&self.work, &self.d))
     }
 
     /// Start `args` as a member of `ns` in the background.
     fn start_in(&self, ns: &str, args: &[String]) -> Bg {
         let mut cmd = self.command(args);
         cmd.stdin(Stdio::piped()).stderr(Stdio::null());
-        let mut child = bpfns_client::member::spawn(&self.d.socket, ns, &mut cmd).unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Bg {
-            stdin: child.stdin.take(),
-            child,
-            lines: rx,
+        let child = bpfns_client::member::spawn(&self.d.socket, ns, &mut cmd).unwrap();
+        Bg::new(child.into_child(), None)
+    }
+
+    /// Start `action args...` at `level` as a member of /t in the background: through
+    /// `bpfns exec`, or in a container of /t (`Err`: why it cannot run).
+    fn attack_bg(&self, level: Level, args: &[&str]) -> Result<Bg, String> {
+        if !level.container() {
+            let mut v = vec!["rt-as".to_string(), level.arg().to_string()];
+            v.extend(args.iter().map(|s| s.to_string()));
+            return Ok(self.start_in("/t", &v));
         }
+        let (args, _) = container_args(args)?;
+        let p = self.podman().as_ref().map_err(Clone::clone)?;
+        let name = p.name();
+        let mut cmd = p.run_command(&name, "/t", level, None, true, &args);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().map_err(|e| format!("podman run: {e}"))?;
+        Ok(Bg::new(child, Some((name, p.command()))))
     }
 
     /// A peer of the attacker in /s: same privilege level, holding (fd) a map of /s that is
@@ -738,7 +1180,7 @@ fn scene_ids(m: &mut Matrix) {
         .iter()
         .map(|(k, id, _)| format!("{}:{id}", k.name()))
         .collect();
-    for level in LEVELS {
+    for &level in levels() {
         let mut args: Vec<&str> = vec!["rt-probe"];
         args.extend(specs.iter().map(String::as_str));
         args.extend(tamper.iter().map(String::as_str));
@@ -826,6 +1268,106 @@ fn scene_ids(m: &mut Matrix) {
         };
         m.set(row, level, c);
     }
+    high_bits_row(&mut sc, m, &specs);
+}
+
+/// The trapped commands with high bits set in `cmd` (`bpf(cmd | 1<<32, ...)`): the kernel
+/// uses the low 32 bits, seccomp compares 64. Each must be trapped and answered as the plain
+/// command is; a rule comparing all 64 bits would let the walk reach the kernel.
+fn high_bits_row(sc: &mut Scene, m: &mut Matrix, specs: &[String]) {
+    let row = "bpf(cmd | 1<<32): GET_NEXT_ID walks, GET_FD_BY_ID and OBJ_GET of foreign \
+               objects with high bits set in cmd (answered as the plain cmd)";
+    let smap = sc.create(Some("/s"), "map", None);
+    let theirs = sc.bpffs("/t").join("theirs_hb");
+    sc.pin(ObjectKind::Map, smap, &theirs);
+    let mut args: Vec<&str> = vec!["rt-highbits"];
+    args.extend(specs.iter().map(String::as_str));
+    args.push("pin:/sys/fs/bpf/theirs_hb");
+    for &level in levels() {
+        let r = sc.attack(level, &args);
+        let c =
+            match r.unusable(level, "hb.ids.map") {
+                Some(c) => c,
+                None => {
+                    let mut leaks = Vec::new();
+                    let mut unlike = Vec::new();
+                    let mut said = Vec::new();
+                    for kind in ObjectKind::ALL {
+                        let k = kind.name();
+                        let hb = ids(r.get(&format!("hb.ids.{k}")).unwrap_or(""));
+                        let plain = ids(r.get(&format!("ids.{k}")).unwrap_or(""));
+                        let visible = sc.visible(kind);
+                        let leaked: BTreeSet<u32> = hb.difference(&visible).copied().collect();
+                        if !leaked.is_empty() {
+                            leaks.push(format!("{k} walk listed foreign ids {}", show(&leaked)));
+                        }
+                        let (he, pe) = (
+                            r.get(&format!("hb.end.{k}")).unwrap_or("?"),
+                            r.get(&format!("end.{k}")).unwrap_or("?"),
+                        );
+                        if hb != plain || he != pe {
+                            unlike.push(format!(
+                                "{k} walk: {} ids ending {} (plain: {} ids ending {})",
+                                hb.len(),
+                                errname(&format!("errno:{he}")),
+                                plain.len(),
+                                errname(&format!("errno:{pe}"))
+                            ));
+                        }
+                        said.push(format!(
+                            "{k} walk {} ids, ends {}",
+                            hb.len(),
+                            errname(&format!("errno:{he}"))
+                        ));
+                    }
+                    let mut opens = Vec::new();
+                    for (key, plain_key) in
+                        r.all("hb.open.")
+                            .into_iter()
+                            .map(|(s, v)| ((s.to_string(), v.to_string()), format!("open.{s}")))
+                            .chain(r.all("hb.objget.").into_iter().map(|(p, v)| {
+                                ((p.to_string(), v.to_string()), format!("objget.{p}"))
+                            }))
+                    {
+                        let (spec, v) = key;
+                        if v.starts_with("opened:") || v.starts_with("returned:") {
+                            leaks.push(format!("{spec} -> {v}"));
+                        }
+                        let plain = r.get(&plain_key).unwrap_or("?");
+                        if errname(plain) != errname(&v) {
+                            unlike.push(format!(
+                                "{spec}: {} (plain: {})",
+                                errname(&v),
+                                errname(plain)
+                            ));
+                        }
+                        opens.push(errname(&v));
+                    }
+                    let text = format!(
+                        "{}; {} foreign opens: {}",
+                        said.join(", "),
+                        opens.len(),
+                        tally(opens.iter().map(String::as_str))
+                    );
+                    if !leaks.is_empty() {
+                        escape(format!("{}; {text}", leaks.join("; ")))
+                    } else if opens.is_empty() {
+                        cell(Verdict::Error, format!("no opens recorded; {text}"))
+                    } else if !unlike.is_empty() {
+                        cell(
+                            Verdict::Error,
+                            format!(
+                                "answered unlike the plain command: {}; {text}",
+                                unlike.join("; ")
+                            ),
+                        )
+                    } else {
+                        blocked(format!("{text} (as the plain commands)"))
+                    }
+                }
+            };
+        m.set(row, level, c);
+    }
 }
 
 /// OBJ_GET and plain reads of foreign pins, by every path a member can think of.
@@ -847,7 +1389,7 @@ fn scene_pins(m: &mut Matrix) {
     let foreign: BTreeSet<u32> = [smap, rmap].into();
     let s_host = s.join("smap");
     let s_str = |p: &Path| p.to_string_lossy().into_owned();
-    for level in LEVELS {
+    for &level in levels() {
         let name = format!("vmap_{}", level.arg());
         let Some((_peer, vpid, _vfd, vid)) = sc.peer(level, &name) else {
             for row in PIN_ROWS {
@@ -1089,7 +1631,7 @@ fn scene_mount(m: &mut Matrix) {
     let mut sc = Scene::new("mount");
     let _ = sc.create(Some("/s"), "map", Some(&sc.bpffs("/s").join("smap")));
     let row = "mount a new bpffs instance (and read what is in it)";
-    for level in LEVELS {
+    for &level in levels() {
         let r = sc.attack(level, &["rt-mount-bpffs"]);
         let c = match r.unusable(level, "mount") {
             Some(c) => c,
@@ -1187,7 +1729,7 @@ fn scene_query(m: &mut Matrix) {
             sc.holders.push(h);
         }
     }
-    for level in LEVELS {
+    for &level in levels() {
         match &cg {
             None => m.set(q_row, level, cell(Verdict::NotRun, "no cgroup2 mount")),
             Some(cg) => {
@@ -1284,7 +1826,7 @@ fn scene_iter(m: &mut Matrix) {
             }
         }
     }
-    for level in LEVELS {
+    for &level in levels() {
         let r = sc.attack(level, &["rt-iter"]);
         let own: BTreeSet<u32> = r
             .all("own.")
@@ -1368,7 +1910,7 @@ fn scene_filter(m: &mut Matrix) {
     std::fs::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).unwrap();
     let suid_s = suid.to_string_lossy().into_owned();
     let fspec = [format!("map:{smap}"), format!("map:{rmap}")];
-    for level in LEVELS {
+    for &level in levels() {
         // A nested seccomp listener.
         let r = sc.attack(level, &["install-listener"]);
         let c = match r
@@ -1566,7 +2108,7 @@ fn scene_steal(m: &mut Matrix) {
             &[Level::NoCaps, Level::Bpf, Level::Caps3][..],
         ),
     ];
-    for level in LEVELS {
+    for &level in levels() {
         let name = format!("vmap_{}", level.arg());
         let peer = sc.peer(level, &name);
         let targets: [Target<'_>; 2] = [
@@ -1691,7 +2233,7 @@ fn scene_daemon(m: &mut Matrix) {
         .collect();
     let rename_path = sc.d.layout.link("on_fork").to_string_lossy().into_owned();
     let host_only = [(Oos::HostRoot, &[Level::Host][..])];
-    for level in LEVELS {
+    for &level in levels() {
         let r = sc.attack(level, &["rt-client", &sock, &smap.to_string()]);
         let ops = r.all("op.");
         let get = |k: &str| ops.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
@@ -2005,7 +2547,7 @@ fn scene_hijack(m: &mut Matrix) {
             victims.push((kind, owner.unwrap_or("/"), sock, id));
         }
     }
-    for level in LEVELS {
+    for &level in levels() {
         for (what, kind, rounds, secs) in kinds {
             let row = format!(
                 "take over a foreign {what} by racing the ownership recorder (close+create against \
@@ -2066,7 +2608,7 @@ fn scene_hijack(m: &mut Matrix) {
 fn scene_fill(m: &mut Matrix) {
     let mut sc = Scene::new("fill");
     let row = "fill the ownership table (create and close maps in a loop, 300,000 or 5 s)";
-    for level in LEVELS {
+    for &level in levels() {
         let full = kernel_counter(&sc, "ownership_map_full");
         let quota = ["stopped_quota", "refused_quota"].map(|c| kernel_counter(&sc, c));
         let r = sc.attack(level, &["rt-fill", "300000", "5"]);
@@ -2171,7 +2713,7 @@ fn scene_kread(m: &mut Matrix) {
                (bpf_get_current_task, bpf_probe_read_kernel)";
     let v = sc.holder(Some("/s"), &["rt-hold-secret"], "victim");
     let Some((pid, fd, _)) = victim_of(&v) else {
-        for l in LEVELS {
+        for &l in levels() {
             m.set(row, l, cell(Verdict::Error, "the victim did not start"));
         }
         return;
@@ -2179,7 +2721,7 @@ fn scene_kread(m: &mut Matrix) {
     let (ps, fs) = (pid.to_string(), fd.to_string());
     // The same program, unconfined: the attack works where nothing stops it.
     let control = as_root(&["rt-kread", &ps, &fs], "kread").unwrap_or_default();
-    for level in LEVELS {
+    for &level in levels() {
         let r = sc.attack(level, &["rt-kread", &ps, &fs]);
         let c = match r.unusable(level, "kread") {
             Some(c) => c,
@@ -2242,7 +2784,7 @@ fn scene_kfunc(m: &mut Matrix) {
     let (control, control_killed) =
         with_victim(|pid| as_root(&["rt-kfunc-kill", pid], "kfunc").unwrap_or_default());
     if control == "no-kfuncs-in-btf" {
-        for l in LEVELS {
+        for &l in levels() {
             m.set(
                 row,
                 l,
@@ -2262,7 +2804,7 @@ fn scene_kfunc(m: &mut Matrix) {
             "survived"
         }
     ));
-    for level in LEVELS {
+    for &level in levels() {
         let (r, killed) = with_victim(|pid| sc.attack(level, &["rt-kfunc-kill", pid]));
         let c = match r.unusable(level, "kfunc") {
             Some(c) => c,
@@ -2341,7 +2883,7 @@ fn scene_linkoracle(m: &mut Matrix) {
     let row = "BPF_LINK_CREATE before a foreign program or link by id (BPF_F_BEFORE|BPF_F_ID, \
                tcx and cgroup) as an existence oracle: foreign ids answered as absent ones";
     if !kernel_at_least(6, 6) {
-        for l in LEVELS {
+        for &l in levels() {
             m.set(
                 row,
                 l,
@@ -2354,7 +2896,7 @@ fn scene_linkoracle(m: &mut Matrix) {
         return;
     }
     let Some(root) = cgroup2_mount() else {
-        for l in LEVELS {
+        for &l in levels() {
             m.set(row, l, cell(Verdict::NotRun, "no cgroup2 mount"));
         }
         return;
@@ -2391,7 +2933,7 @@ fn scene_linkoracle(m: &mut Matrix) {
     m.notes.push(format!(
         "control, LINK_CREATE id oracle by host root outside namespaces: {control_says}"
     ));
-    for level in LEVELS {
+    for &level in levels() {
         let r = sc.attack(level, &args);
         let c = if let Some(c) = r.unusable(level, "oracle.") {
             c
@@ -2455,14 +2997,14 @@ fn scene_attach(m: &mut Matrix) {
     ];
     let Some(root) = cgroup2_mount() else {
         for r in rows {
-            for l in LEVELS {
+            for &l in levels() {
                 m.set(r, l, cell(Verdict::NotRun, "no cgroup2 mount"));
             }
         }
         return;
     };
     let mut dirs = Vec::new();
-    for level in LEVELS {
+    for &level in levels() {
         // (victim mode, attack, row)
         let plan: [(&str, &str, usize); 5] = [
             ("legacy", "detach", 0),
@@ -2606,13 +3148,7 @@ fn shared_netns() -> Option<SharedNetns> {
 impl Scene {
     /// Run `action args...` at `level` as a member of /t, inside the network namespace `ns`.
     fn attack_in_netns(&self, level: Level, ns: &str, args: &[&str]) -> Run {
-        // The member starts as host root: it enters the namespace, then takes on its level.
-        let mut v: Vec<String> = ["rt-in-netns", ns, "rt-as", level.arg()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        v.extend(args.iter().map(|s| s.to_string()));
-        self.run_in("/t", &v)
+        self.attack_in("/t", level, Some(ns), args)
     }
 }
 
@@ -2622,7 +3158,7 @@ fn scene_netattach(m: &mut Matrix) {
     let mut sc = Scene::new("netattach");
     let fd_row = "PROG_ATTACH over a sibling's flow dissector (shared network namespace)";
     let sm_row = "PROG_DETACH / PROG_ATTACH over a sibling's sockmap program (map and program received by SCM_RIGHTS)";
-    for level in LEVELS {
+    for &level in levels() {
         // The flow dissector of a network namespace both use.
         let c = match shared_netns() {
             None => cell(Verdict::Error, "no network namespace"),
@@ -2725,7 +3261,7 @@ fn scene_perfquery(m: &mut Matrix) {
             .ok()
             .map(|s| s.trim().to_string())
     else {
-        for l in LEVELS {
+        for &l in levels() {
             m.set(
                 row,
                 l,
@@ -2745,7 +3281,7 @@ fn scene_perfquery(m: &mut Matrix) {
         "control, PERF_EVENT_IOC_QUERY_BPF by host root outside namespaces: {}",
         control(&["rt-perf-query", &tp])
     ));
-    for level in LEVELS {
+    for &level in levels() {
         let r = sc.attack(level, &["rt-perf-query", &tp]);
         let c = match r
             .unusable(level, "ids")
@@ -2785,7 +3321,7 @@ fn scene_xdp(m: &mut Matrix) {
         ("link", "XDP of a sibling attached through BPF_LINK_CREATE, removed through netlink"),
     ];
     let net_admin = [(Oos::Netlink, &[Level::Caps3, Level::Host][..])];
-    for level in LEVELS {
+    for &level in levels() {
         for (mode, row) in rows {
             let Some(ns) = shared_netns() else {
                 m.set(row, level, cell(Verdict::Error, "no network namespace"));
@@ -2833,7 +3369,7 @@ fn scene_listener(m: &mut Matrix) {
     let map = victim.expect("id");
     drop(admin);
     let sock = d.socket.to_string_lossy().into_owned();
-    for level in LEVELS {
+    for &level in levels() {
         let dpid = d.pid().unwrap_or(0).to_string();
         let out = Command::new(helper_path())
             .args([
@@ -2875,6 +3411,7 @@ fn scene_listener(m: &mut Matrix) {
                     err: e,
                     status,
                     timed_out: false,
+                    ..Default::default()
                 }
             });
         let c = match out {
@@ -2932,7 +3469,7 @@ fn scene_scmrace(m: &mut Matrix) {
         format!("map:{rmap}"),
         "pin:/sys/fs/bpf/theirs".to_string(),
     ];
-    for level in LEVELS {
+    for &level in levels() {
         let mut args = vec!["rt-scm-race", "2000"];
         args.extend(specs.iter().map(String::as_str));
         let r = sc.attack(level, &args);
@@ -3180,7 +3717,7 @@ fn scene_keeper(m: &mut Matrix) {
     let orphan_row =
         "an orphan left behind by a member (sh -c '(...) & exit 0'), after a routine bpfnsd restart";
     let kill_row = "a uid-0 member kills what it can (bpfnsd, the listener keeper) and tries again";
-    for level in LEVELS {
+    for &level in levels() {
         if let Some(why) = tokens_unavailable().filter(|_| level == Level::Token) {
             m.set(orphan_row, level, cell(Verdict::NotRun, why.clone()));
             m.set(kill_row, level, cell(Verdict::NotRun, why));
@@ -3293,7 +3830,7 @@ fn scene_flood(m: &mut Matrix) {
     let sock = sc.d.socket.to_string_lossy().into_owned();
     let limits = bpfnsd::config::Limits::default();
     let row = "flood bpfnsd: 1,500 idle connections kept, then connect/close churn";
-    for level in LEVELS {
+    for &level in levels() {
         if let Some(why) = tokens_unavailable().filter(|_| level == Level::Token) {
             m.set(row, level, cell(Verdict::NotRun, why));
             continue;
@@ -3431,7 +3968,7 @@ fn scene_loadrace(m: &mut Matrix) {
     let v = sc.holder(Some("/s"), &["rt-hold-secret"], "victim");
     let Some((pid, fd, _)) = victim_of(&v) else {
         for r in rows {
-            for l in LEVELS {
+            for &l in levels() {
                 m.set(r, l, cell(Verdict::Error, "the victim did not start"));
             }
         }
@@ -3450,7 +3987,7 @@ fn scene_loadrace(m: &mut Matrix) {
         let _ = std::fs::remove_file(p);
     }
     let tokens = !control_text.contains("owner_token=error");
-    for level in LEVELS {
+    for &level in levels() {
         let tag = format!("owner_{}", level.arg());
         let c = if !tokens {
             cell(
@@ -3485,7 +4022,7 @@ fn scene_loadrace(m: &mut Matrix) {
     }
     // Flipping the type: /t denies tracing (bpfnsd loads from its copy); /u allows it (the
     // kernel loads, the kernel side stops and quarantines what it may not have).
-    for level in LEVELS {
+    for &level in levels() {
         let tag = format!("flip_{}", level.arg());
         let r = sc.attack(level, &["rt-flip-race", &tag, "60", "both"]);
         let _ = std::fs::remove_file(sc.bpffs("/t").join(format!("rt_{tag}_flip")));
@@ -3618,14 +4155,14 @@ fn scene_oracle(m: &mut Matrix) {
     let row = "TASK_FD_QUERY as an fd-table oracle on another process";
     let v = sc.holder(Some("/s"), &["rt-hold-secret"], "victim");
     let Some((pid, _, _)) = victim_of(&v) else {
-        for l in LEVELS {
+        for &l in levels() {
             m.set(row, l, cell(Verdict::Error, "the victim did not start"));
         }
         return;
     };
     let ps = pid.to_string();
     let control_text = control(&["rt-fd-oracle", &ps, "32"]);
-    for level in LEVELS {
+    for &level in levels() {
         let r = sc.attack(level, &["rt-fd-oracle", &ps, "32"]);
         let c = match r.unusable(level, "oracle") {
             Some(c) => c,
@@ -3660,7 +4197,7 @@ fn scene_orphans(m: &mut Matrix) {
     let row = "plant orphans/ as a symlink in its bpffs, then delete a child namespace with pins";
     let sock = sc.d.socket.to_string_lossy().into_owned();
     let t_bpffs = sc.bpffs("/t").to_path_buf();
-    for level in LEVELS {
+    for &level in levels() {
         let kid = format!("/t/o{}", level.index());
         let n = sc.admin.ns_create(&kid).unwrap();
         // A pinned map, and no member left (a namespace with members is not deleted).
@@ -3740,7 +4277,7 @@ fn orphan_race_row(sc: &mut Scene, m: &mut Matrix) {
         sc.d.layout.maps_dir().to_string_lossy().into_owned(),
         sc.d.layout.links_dir().to_string_lossy().into_owned(),
     ];
-    for level in LEVELS {
+    for &level in levels() {
         let mut tries = Vec::new();
         let mut found = Vec::new();
         let mut failed = None;
@@ -3901,7 +4438,7 @@ fn scene_stall(m: &mut Matrix) {
     let mut sc = Scene::new("stall");
     let row = "hold a directory lock in its bpffs while a child namespace is deleted";
     let t_bpffs = sc.bpffs("/t").to_path_buf();
-    for level in LEVELS {
+    for &level in levels() {
         let kid = format!("/t/st{}", level.index());
         let n = sc.admin.ns_create(&kid).unwrap();
         let pin = PathBuf::from(&n.bpffs).join("kept");
@@ -4018,7 +4555,7 @@ fn lock_hog_row(sc: &mut Scene, m: &mut Matrix) {
     let row =
         "a zombie member and ns_delete --force in a loop from four threads (the change-lock hog)";
     let sock = sc.d.socket.to_string_lossy().into_owned();
-    for level in LEVELS {
+    for &level in levels() {
         let i = level.index();
         let control = timed_host_round(&sc.d.socket, format!("/rt_hogc{i}"));
         let mut bg = sc.start_in(
@@ -4130,7 +4667,7 @@ fn run_scene(name: &str) {
             .cloned()
             .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_default();
-        for l in LEVELS {
+        for &l in levels() {
             local.set(
                 &format!("scene {name}"),
                 l,
@@ -4164,8 +4701,8 @@ fn write_matrix(run: &[Option<(Matrix, Duration)>]) {
     for ((name, _), entry) in SCENES.iter().zip(run) {
         let Some((local, took)) = entry else { continue };
         for (a, cells) in &local.rows {
-            for (l, c) in LEVELS.iter().zip(cells) {
-                if let Some(c) = c {
+            for l in levels() {
+                if let Some(c) = &cells[l.index()] {
                     m.set(a, *l, c.clone());
                 }
             }

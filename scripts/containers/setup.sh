@@ -6,6 +6,7 @@
 #     allows, cgroupfs and a file event log;
 #   - where crun refuses this machine's cgroups (v1 controllers with hugetlb alone on the v2
 #     hierarchy: "cgroups in hybrid mode not supported"), hugetlb mounted as a v1 hierarchy;
+#   - subordinate id ranges for the user `containers` (podman run --userns=auto);
 #   - the image localhost/bpfns-test (busybox-static and bpftool with the libraries ldd names),
 #     built from files and imported with `podman import`: no registry is needed.
 set -euo pipefail
@@ -64,6 +65,17 @@ elif mountpoint -q /sys/fs/cgroup/hugetlb 2>/dev/null; then
 else
     say "cgroups: crun needs no fix here"
 fi
+
+# `podman run --userns=auto` (the red-team suite's user-namespace containers) takes its ranges
+# from the user `containers` in /etc/subuid and /etc/subgid.
+for f in /etc/subuid /etc/subgid; do
+    if ! grep -q '^containers:' "$f" 2>/dev/null; then
+        echo 'containers:2147483647:2147483648' >>"$f"
+        say "added containers:2147483647:2147483648 to $f (for --userns=auto)"
+    else
+        say "present: the containers range in $f"
+    fi
+done
 
 # The test image, in the host's default storage and in the tests' (they import the archive).
 archive=$DIR/bpfns-test.tar

@@ -354,6 +354,31 @@ impl Run {
             || self.out.contains("signaled:9")
     }
 
+    /// For a judgment over `targets`: `Some(not run)` when this level left every one out,
+    /// else a note naming those it left out (empty when none).
+    fn left_out(&self, targets: &[String]) -> (Option<Cell>, String) {
+        let out: Vec<&String> = targets
+            .iter()
+            .filter(|t| self.dropped.contains(t))
+            .collect();
+        if out.is_empty() {
+            return (None, String::new());
+        }
+        let why = format!(
+            "not run in a container: {} (reached through host pids the container's pid \
+             namespace does not show)",
+            out.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if out.len() == targets.len() {
+            (Some(cell(Verdict::NotRun, why)), String::new())
+        } else {
+            (None, format!("; {why}"))
+        }
+    }
+
     /// The value of the first `key=` line.
     fn get(&self, key: &str) -> Option<&str> {
         let p = format!("{key}=");
@@ -1411,6 +1436,10 @@ fn scene_pins(m: &mut Matrix) {
             if let Some(c) = r.unusable(level, key) {
                 return c;
             }
+            let (none, note) = r.left_out(paths);
+            if let Some(c) = none {
+                return c;
+            }
             let vals: Vec<(&str, &str)> = r
                 .all(&format!("{key}."))
                 .into_iter()
@@ -1424,12 +1453,13 @@ fn scene_pins(m: &mut Matrix) {
             if !got.is_empty() {
                 escape(format!("opened: {}", got.join(", ")))
             } else {
-                blocked(
+                blocked(format!(
+                    "{}{note}",
                     vals.iter()
                         .map(|(p, v)| format!("{p}: {}", errname(v)))
                         .collect::<Vec<_>>()
-                        .join("; "),
-                )
+                        .join("; ")
+                ))
             }
         };
         // OBJ_GET by path.
@@ -1489,7 +1519,8 @@ fn scene_pins(m: &mut Matrix) {
         let mut args = vec!["rt-bind", umount.as_str()];
         args.extend(pairs.iter().map(String::as_str));
         let r = sc.attack(level, &args);
-        let c = match r.unusable(level, "bind.") {
+        let (none, note) = r.left_out(&pairs);
+        let c = match r.unusable(level, "bind.").or(none) {
             Some(c) => c,
             None => {
                 let vals = r.all("bind.");
@@ -1504,12 +1535,13 @@ fn scene_pins(m: &mut Matrix) {
                         opened_any.join("; ")
                     ))
                 } else {
-                    blocked(
+                    blocked(format!(
+                        "{}{note}",
                         vals.iter()
                             .map(|(p, v)| format!("{p}: {}", errname_words(v)))
                             .collect::<Vec<_>>()
-                            .join("; "),
-                    )
+                            .join("; ")
+                    ))
                 }
             }
         };
@@ -1552,6 +1584,10 @@ fn scene_pins(m: &mut Matrix) {
             if let Some(c) = r.unusable(level, "read.") {
                 return c;
             }
+            let (none, note) = r.left_out(paths);
+            if let Some(c) = none {
+                return c;
+            }
             let vals: Vec<(&str, &str)> = r
                 .all("read.")
                 .into_iter()
@@ -1566,7 +1602,8 @@ fn scene_pins(m: &mut Matrix) {
                 .iter()
                 .map(|(p, v)| format!("{p}: {}", errname(v)))
                 .collect::<Vec<_>>()
-                .join("; ");
+                .join("; ")
+                + &note;
             if got.is_empty() {
                 blocked(text)
             } else {
@@ -3370,6 +3407,20 @@ fn scene_listener(m: &mut Matrix) {
     drop(admin);
     let sock = d.socket.to_string_lossy().into_owned();
     for &level in levels() {
+        if level.container() {
+            m.set(
+                row,
+                level,
+                cell(
+                    Verdict::NotRun,
+                    "not applicable in a container: the attack kills `bpfns exec` and bpfnsd by \
+                     host pid (the container's pid namespace shows neither; its listener goes \
+                     to bpfnsd from the runtime); a listener of its own is the \
+                     `a nested seccomp listener` row",
+                ),
+            );
+            continue;
+        }
         let dpid = d.pid().unwrap_or(0).to_string();
         let out = Command::new(helper_path())
             .args([
@@ -3723,6 +3774,28 @@ fn scene_keeper(m: &mut Matrix) {
             m.set(kill_row, level, cell(Verdict::NotRun, why));
             continue;
         }
+        if level.container() {
+            m.set(
+                orphan_row,
+                level,
+                cell(
+                    Verdict::NotRun,
+                    "not run in a container: the orphan's container ends with its init (its \
+                     pid namespace is torn down), so nothing is left behind to outlive the \
+                     restart",
+                ),
+            );
+            m.set(
+                kill_row,
+                level,
+                cell(
+                    Verdict::NotRun,
+                    "not applicable in a container: bpfnsd's and the keeper's host pids are \
+                     not in the container's pid namespace",
+                ),
+            );
+            continue;
+        }
         let mut o = match sc.orphan(level) {
             Ok(o) => o,
             Err(e) if e.starts_with("token:") => {
@@ -3835,17 +3908,13 @@ fn scene_flood(m: &mut Matrix) {
             m.set(row, level, cell(Verdict::NotRun, why));
             continue;
         }
-        let mut bg = sc.start_in(
-            "/t",
-            &[
-                "rt-as".into(),
-                level.arg().into(),
-                "rt-flood".into(),
-                sock.clone(),
-                "1500".into(),
-                "3000".into(),
-            ],
-        );
+        let mut bg = match sc.attack_bg(level, &["rt-flood", &sock, "1500", "3000"]) {
+            Ok(bg) => bg,
+            Err(e) => {
+                m.set(row, level, cell(Verdict::NotRun, e));
+                continue;
+            }
+        };
         let Some(holding) = bg.expect("holding") else {
             m.set(
                 "flood bpfnsd: 1,500 idle connections kept, then connect/close churn",
@@ -4028,15 +4097,7 @@ fn scene_loadrace(m: &mut Matrix) {
         let _ = std::fs::remove_file(sc.bpffs("/t").join(format!("rt_{tag}_flip")));
         let c = judge_flip(&mut sc, level, &r, "/t");
         m.set(flip_row, level, c);
-        let v = vec![
-            "rt-as".to_string(),
-            level.arg().to_string(),
-            "rt-flip-race".to_string(),
-            tag.clone(),
-            "60".to_string(),
-            "syscall".to_string(),
-        ];
-        let r = sc.run_in("/u", &v);
+        let r = sc.attack_in("/u", level, None, &["rt-flip-race", &tag, "60", "syscall"]);
         let _ = std::fs::remove_file(u_bpffs.join(format!("rt_{tag}_flip")));
         let c = judge_flip(&mut sc, level, &r, "/u");
         m.set(flip_u_row, level, c);
@@ -4451,15 +4512,13 @@ fn scene_stall(m: &mut Matrix) {
         {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let mut bg = sc.start_in(
-            "/t",
-            &[
-                "rt-as".into(),
-                level.arg().into(),
-                "rt-stall".into(),
-                "/sys/fs/bpf/orphans".into(),
-            ],
-        );
+        let mut bg = match sc.attack_bg(level, &["rt-stall", "/sys/fs/bpf/orphans"]) {
+            Ok(bg) => bg,
+            Err(e) => {
+                m.set(row, level, cell(Verdict::NotRun, e));
+                continue;
+            }
+        };
         let holding = bg.expect("holding").unwrap_or_else(|| "no answer".into());
         // The deletion, on a connection of its own.
         let (done_tx, done) = channel();
@@ -4558,18 +4617,16 @@ fn lock_hog_row(sc: &mut Scene, m: &mut Matrix) {
     for &level in levels() {
         let i = level.index();
         let control = timed_host_round(&sc.d.socket, format!("/rt_hogc{i}"));
-        let mut bg = sc.start_in(
-            "/t",
-            &[
-                "rt-as".into(),
-                level.arg().into(),
-                "rt-lock-hog".into(),
-                sock.clone(),
-                format!("/t/z{i}"),
-                "4".into(),
-                "4".into(),
-            ],
-        );
+        let mut bg = match sc.attack_bg(
+            level,
+            &["rt-lock-hog", &sock, &format!("/t/z{i}"), "4", "4"],
+        ) {
+            Ok(bg) => bg,
+            Err(e) => {
+                m.set(row, level, cell(Verdict::NotRun, e));
+                continue;
+            }
+        };
         let hogging = bg.expect("hogging").unwrap_or_else(|| "no answer".into());
         std::thread::sleep(Duration::from_millis(200));
         let hogged = timed_host_round(&sc.d.socket, format!("/rt_hogh{i}"));
@@ -4604,9 +4661,122 @@ fn lock_hog_row(sc: &mut Scene, m: &mut Matrix) {
     }
 }
 
+/// A process that joins a running container of /t (`podman exec`; runc sends its pid with
+/// its listener): the ids and pins attacks, and the owner of a map it creates as its very
+/// first bpf() call (untrapped: nothing of bpfns sees the call itself).
+fn scene_podexec(m: &mut Matrix) {
+    let mut sc = Scene::new("podexec");
+    let row = "podman exec into a running container of /t: walks, GET_FD_BY_ID and OBJ_GET of \
+               foreign objects, and the owner of a map the exec'd process creates first";
+    let t = sc.bpffs("/t").to_path_buf();
+    let smap = sc.create(Some("/s"), "map", None);
+    let rmap = sc.create(None, "map", None);
+    sc.pin(ObjectKind::Map, smap, &t.join("theirs"));
+    let foreign: BTreeSet<u32> = [smap, rmap].into();
+    let mut admin = sc.d.client();
+    for &level in levels() {
+        if !level.container() {
+            m.set(
+                row,
+                level,
+                cell(
+                    Verdict::NotRun,
+                    "podman exec joins containers; at the bpfns exec levels every row is \
+                     already a process started into /t from outside",
+                ),
+            );
+            continue;
+        }
+        let mut bg = match sc.attack_bg(level, &["hold", "ready"]) {
+            Ok(bg) => bg,
+            Err(e) => {
+                m.set(row, level, cell(Verdict::NotRun, e));
+                continue;
+            }
+        };
+        let Some(init) = bg.expect("ready") else {
+            m.set(
+                row,
+                level,
+                cell(Verdict::Error, "the container did not start"),
+            );
+            continue;
+        };
+        let name = bg.ctr.as_ref().map(|(n, _)| n.clone()).unwrap_or_default();
+        let Ok(p) = sc.podman() else { continue };
+        let exec = |args: &[&str]| -> Run {
+            let mut c = p.command();
+            c.args(["exec", &name, "/rt/helper", "rt-as", level.in_container()])
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            match c.spawn() {
+                Ok(child) => finish(child, None),
+                Err(e) => Run {
+                    err: format!("podman exec: {e}"),
+                    ..Default::default()
+                },
+            }
+        };
+        let pin = format!("exec_made_{}", level.arg().replace('-', "_"));
+        let made = exec(&["create", "map", &format!("/sys/fs/bpf/{pin}")]);
+        let created = made.get("id").and_then(|v| v.parse::<u32>().ok());
+        let owner = created.map(|id| {
+            admin
+                .show(ObjectKind::Map, id)
+                .map(|o| o.namespace)
+                .map_err(|e| e.to_string())
+        });
+        let _ = std::fs::remove_file(t.join(&pin));
+        let probe = exec(&["rt-probe", &format!("map:{smap}"), &format!("map:{rmap}")]);
+        let objget = exec(&["rt-objget", "/sys/fs/bpf/theirs"]);
+        drop(bg);
+        let c = if let Some(c) = probe
+            .unusable(level, "ids.map")
+            .or_else(|| objget.unusable(level, "objget."))
+        {
+            c
+        } else {
+            let seen = ids(probe.get("ids.map").unwrap_or(""));
+            let leaked: BTreeSet<u32> = seen.intersection(&foreign).copied().collect();
+            let opens = probe.all("open.");
+            let got: Vec<String> = opens
+                .iter()
+                .chain(objget.all("objget.").iter())
+                .filter(|(_, v)| v.starts_with("opened:"))
+                .map(|(s, v)| format!("{s} -> {v}"))
+                .collect();
+            let made_text = match (&created, &owner) {
+                (Some(id), Some(Ok(o))) => format!("its map {id} is owned by {o}"),
+                (Some(id), Some(Err(e))) => format!("its map {id}: not listed ({e})"),
+                _ => format!("it created no map: {}", made.brief()),
+            };
+            let text = format!(
+                "container init pid {init} (in the container); exec'd: walk {} visible maps, \
+                 foreign opens {}, OBJ_GET of /s's pin: {}; {made_text}",
+                seen.len(),
+                tally(opens.iter().map(|(_, v)| *v)),
+                errname(objget.get("objget./sys/fs/bpf/theirs").unwrap_or("?"))
+            );
+            let wrong_owner = matches!(&owner, Some(Ok(o)) if o != "/t");
+            if !leaked.is_empty() || !got.is_empty() || wrong_owner {
+                escape(format!(
+                    "{text}; listed {}; opened {}",
+                    show(&leaked),
+                    got.join(", ")
+                ))
+            } else {
+                blocked(text)
+            }
+        };
+        m.set(row, level, c);
+    }
+}
+
 type SceneFn = fn(&mut Matrix);
 
-const SCENES: [(&str, SceneFn); 25] = [
+const SCENES: [(&str, SceneFn); 26] = [
     ("ids", scene_ids),
     ("pins", scene_pins),
     ("mount", scene_mount),
@@ -4632,6 +4802,7 @@ const SCENES: [(&str, SceneFn); 25] = [
     ("scmrace", scene_scmrace),
     ("keeper", scene_keeper),
     ("flood", scene_flood),
+    ("podexec", scene_podexec),
 ];
 
 /// The scenes run one at a time (their races and the flood's figures need the machine); the
@@ -4751,6 +4922,6 @@ mod scene {
     scenes!(
         ids, pins, mount, query, iter, filter, steal, daemon, hijack, fill, kread, kfunc,
         linkoracle, loadrace, oracle, orphans, stall, attach, netattach, perfquery, xdp, listener,
-        scmrace, keeper, flood,
+        scmrace, keeper, flood, podexec,
     );
 }

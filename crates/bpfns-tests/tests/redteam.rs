@@ -994,6 +994,17 @@ impl Scene {
             v.extend(args.iter().map(|s| s.to_string()));
             return self.run_in(ns, &v);
         }
+        if netns.is_some() && level == Level::CtrUserns {
+            return Run {
+                na: Some(
+                    "not applicable in a container: a user-namespace container cannot join a \
+                     network namespace of the host's user namespace (runc cannot mount sysfs \
+                     for it: EPERM)"
+                        .into(),
+                ),
+                ..Default::default()
+            };
+        }
         let (args, dropped) = match container_args(args) {
             Ok(v) => v,
             Err(na) => {
@@ -1368,12 +1379,19 @@ fn high_bits_row(sc: &mut Scene, m: &mut Matrix, specs: &[String]) {
                         }
                         opens.push(errname(&v));
                     }
-                    let text = format!(
+                    let mut text = format!(
                         "{}; {} foreign opens: {}",
                         said.join(", "),
                         opens.len(),
                         tally(opens.iter().map(String::as_str))
                     );
+                    if level == Level::CtrUserns {
+                        // Whether the container's /sys/fs/bpf gave the attack a token.
+                        text.push_str(&format!(
+                            "; BPF token from its /sys/fs/bpf: {}",
+                            errname_words(r.get("token").unwrap_or("?"))
+                        ));
+                    }
                     if !leaks.is_empty() {
                         escape(format!("{}; {text}", leaks.join("; ")))
                     } else if opens.is_empty() {
@@ -1956,6 +1974,23 @@ fn scene_filter(m: &mut Matrix) {
         {
             Some(c) => c,
             None => match r.get("installed") {
+                // A container the engine's profile refuses bpf() altogether (its ERRNO rule
+                // outranks any listener's USER_NOTIF): a listener of its own answers no bpf().
+                Some(_) if level.container() => {
+                    let l = sc.attack(level, &["rt-list"]);
+                    match l.get("end.map") {
+                        Some("1") => blocked(
+                            "a listener of its own was installed (bpfns-oci keeps the engine's \
+                             profile for a container without CAP_BPF or CAP_SYS_ADMIN), but it \
+                             answers no bpf(): the engine's profile refuses bpf() to this \
+                             container (EPERM; an ERRNO rule outranks USER_NOTIF)",
+                        ),
+                        other => escape(format!(
+                            "a second listener was installed, and bpf() reaches the filters \
+                             (MAP_GET_NEXT_ID walk ended {other:?})"
+                        )),
+                    }
+                }
                 Some(_) => escape("a second listener was installed"),
                 None => blocked(format!(
                     "seccomp(NEW_LISTENER): {}",
@@ -2232,6 +2267,12 @@ fn scene_steal(m: &mut Matrix) {
                     Some((_, id)) if id == served => cell(
                         Verdict::Allowed,
                         format!("received /s's map {id}, sent on purpose; not killed"),
+                    ),
+                    // Received, but bpf() (its info) is refused here: the engine's profile.
+                    None if level.container() && v.starts_with("opened:map:?1") => cell(
+                        Verdict::Allowed,
+                        "received a map fd, sent on purpose; not killed (its id is unreadable: \
+                         the engine's profile refuses bpf() to this container, EPERM)",
                     ),
                     _ => cell(
                         Verdict::Error,
@@ -4077,6 +4118,18 @@ fn scene_loadrace(m: &mut Matrix) {
             }
             match r.unusable(level, "owner_token") {
                 Some(c) => c,
+                // A container the engine's profile refuses bpf() to cannot make the token the
+                // attack needs.
+                None if level.container()
+                    && r.get("owner_token")
+                        .is_some_and(|t| t.ends_with("token-create:errno:1")) =>
+                {
+                    blocked(format!(
+                        "BPF_TOKEN_CREATE refused (EPERM: the engine's profile refuses bpf() to \
+                         this container): {}",
+                        r.get("owner_token").unwrap_or("")
+                    ))
+                }
                 None if r.get("owner_token") != Some("ok") => cell(
                     Verdict::Error,
                     format!(

@@ -676,6 +676,29 @@ fn oci_wrapper() -> Result<PathBuf, String> {
         .clone()
 }
 
+/// How a container is started: a member of `ns` at `level`, in the network namespace `netns`
+/// (else none), with stdin passed in if `interactive`, with the environment `env`.
+#[derive(Clone, Copy)]
+struct CtrRun<'a> {
+    ns: &'a str,
+    level: Level,
+    netns: Option<&'a str>,
+    interactive: bool,
+    env: &'a [(&'a str, &'a str)],
+}
+
+impl<'a> CtrRun<'a> {
+    fn new(ns: &'a str, level: Level) -> Self {
+        CtrRun {
+            ns,
+            level,
+            netns: None,
+            interactive: false,
+            env: &[],
+        }
+    }
+}
+
 /// podman with storage and configuration of its own under the scene's work folder (nothing
 /// of the host's podman changes), `bpfns-runc` registered as a runtime that talks to the
 /// scene's bpfnsd; containers and storage are removed on drop.
@@ -688,7 +711,8 @@ struct Podman {
 }
 
 impl Podman {
-    fn new(work: &Path, d: &TestDaemon) -> Result<Podman, String> {
+    /// For the bpfnsd whose API is `socket` and whose listener receiver is `receiver`.
+    fn new(work: &Path, socket: &Path, receiver: &Path) -> Result<Podman, String> {
         if Command::new("podman").arg("--version").output().is_err() {
             return Err("not run: podman is not installed (scripts/containers/setup.sh)".into());
         }
@@ -710,11 +734,7 @@ impl Podman {
             .map_err(|e| e.to_string())?;
         std::fs::write(
             dir.join("bpfns-oci.toml"),
-            format!(
-                "socket = {:?}\nseccomp_socket = {:?}\n",
-                d.socket,
-                d.dir.join("seccomp.sock")
-            ),
+            format!("socket = {socket:?}\nseccomp_socket = {receiver:?}\n"),
         )
         .map_err(|e| e.to_string())?;
         std::fs::write(
@@ -754,7 +774,7 @@ impl Podman {
             mounts.push(format!("{0}:{0}:ro", l.display()));
         }
         mounts.push(format!("{0}:{0}", work.display()));
-        mounts.push(format!("{0}:{0}", d.socket.display()));
+        mounts.push(format!("{0}:{0}", socket.display()));
         p.mounts = mounts;
         Ok(p)
     }
@@ -776,19 +796,20 @@ impl Podman {
         format!("rt{}-{n}", std::process::id())
     }
 
-    /// `podman run` of `rt-as LEVEL args...` in a container of `ns` at `level`, with the
-    /// network namespace `netns` (else none); `interactive`: stdin is passed in.
-    fn run_command(
-        &self,
-        name: &str,
-        ns: &str,
-        level: Level,
-        netns: Option<&str>,
-        interactive: bool,
-        args: &[String],
-    ) -> Command {
+    /// `podman run` of `rt-as LEVEL args...` in a container as `how` says.
+    fn run_command(&self, name: &str, how: &CtrRun<'_>, args: &[String]) -> Command {
+        let CtrRun {
+            ns,
+            level,
+            netns,
+            interactive,
+            env,
+        } = *how;
         let mut c = self.command();
         c.args(["run", "--rm", "--name", name, "--runtime", "bpfns-runc"]);
+        for (k, v) in env {
+            c.args(["-e", &format!("{k}={v}")]);
+        }
         c.arg(match netns {
             Some(n) => format!("--network=ns:{n}"),
             None => "--network=none".to_string(),
@@ -1024,7 +1045,14 @@ impl Scene {
             }
         };
         let name = p.name();
-        let mut cmd = p.run_command(&name, ns, level, netns, false, &args);
+        let mut cmd = p.run_command(
+            &name,
+            &CtrRun {
+                netns,
+                ..CtrRun::new(ns, level)
+            },
+            &args,
+        );
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -1042,7 +1070,9 @@ impl Scene {
     /// The scene's podman (private storage and configuration, `bpfns-runc` talking to the
     /// scene's bpfnsd), made at the first container attack.
     fn podman(&self) -> &Result<Podman, String> {
-        self.ctr.get_or_init(|| Podman::new(&self.work, &self.d))
+        self.ctr.get_or_init(|| {
+            Podman::new(&self.work, &self.d.socket, &self.d.dir.join("seccomp.sock"))
+        })
     }
 
     /// Start `args` as a member of `ns` in the background.
@@ -1064,7 +1094,14 @@ impl Scene {
         let (args, _) = container_args(args)?;
         let p = self.podman().as_ref().map_err(Clone::clone)?;
         let name = p.name();
-        let mut cmd = p.run_command(&name, "/t", level, None, true, &args);
+        let mut cmd = p.run_command(
+            &name,
+            &CtrRun {
+                interactive: true,
+                ..CtrRun::new("/t", level)
+            },
+            &args,
+        );
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
@@ -3590,10 +3627,13 @@ struct ProcScene {
     smap: u32,
     rmap: u32,
     _holders: Vec<Helper>,
+    /// podman for the container levels, made at the first container.
+    ctr: std::sync::OnceLock<Result<Podman, String>>,
 }
 
 impl Drop for ProcScene {
     fn drop(&mut self) {
+        self.ctr.take();
         let _ = std::fs::remove_dir_all(&self.work);
     }
 }
@@ -3605,6 +3645,8 @@ struct OrphanRt {
     dir: PathBuf,
     n: u32,
     pid: i32,
+    /// In a container: its podman run, name and podman (removed on drop).
+    ctr: Option<(std::process::Child, String, Command)>,
 }
 
 impl OrphanRt {
@@ -3627,8 +3669,19 @@ impl Drop for OrphanRt {
     fn drop(&mut self) {
         let _ = std::fs::write(self.dir.join("stop"), b"");
         std::thread::sleep(Duration::from_millis(50));
-        if let Ok(fd) = bpfns_sys::process::open_pidfd(self.pid) {
-            let _ = bpfns_sys::unix::pidfd_kill(std::os::fd::AsFd::as_fd(&fd));
+        if self.pid > 0 {
+            if let Ok(fd) = bpfns_sys::process::open_pidfd(self.pid) {
+                let _ = bpfns_sys::unix::pidfd_kill(std::os::fd::AsFd::as_fd(&fd));
+            }
+        }
+        if let Some((mut child, name, mut podman)) = self.ctr.take() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && !matches!(child.try_wait(), Ok(Some(_))) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = podman.args(["rm", "-f", "-t", "0", &name]).output();
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
@@ -3664,6 +3717,7 @@ impl ProcScene {
             smap,
             rmap,
             _holders: holders,
+            ctr: std::sync::OnceLock::new(),
         }
     }
 
@@ -3730,6 +3784,7 @@ impl ProcScene {
             dir,
             n: 0,
             pid: 0,
+            ctr: None,
         };
         let mut token_error = None;
         while o.pid == 0 {
@@ -3754,6 +3809,68 @@ impl ProcScene {
 
     /// Judge a probe of an orphan: never ENOSYS (its listener lost: it could then install one
     /// of its own), never a foreign id listed or opened.
+    /// The container counterpart of [`ProcScene::orphan`]: a container of /t at `level`
+    /// whose process (the probing child of `orphan`, as the container's own process: a
+    /// container's processes end with it) keeps running after podman started it.
+    fn container_orphan(&self, level: Level) -> Result<OrphanRt, String> {
+        let p = self
+            .ctr
+            .get_or_init(|| {
+                Podman::new(&self.work, &self.d.socket, &self.d.dir.join("seccomp.sock"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let dir = self.work.join(format!("orphan-{}", level.arg()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
+        let name = p.name();
+        let d = dir.to_string_lossy().into_owned();
+        let args = [
+            "orphan-child".to_string(),
+            self.smap.to_string(),
+            self.rmap.to_string(),
+        ];
+        let env = [("BPFNS_ORPHAN_TRIGGER", d.as_str())];
+        let mut cmd = p.run_command(
+            &name,
+            &CtrRun {
+                env: &env,
+                ..CtrRun::new("/t", level)
+            },
+            &args,
+        );
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().map_err(|e| format!("podman run: {e}"))?;
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let o = OrphanRt {
+            lines,
+            dir,
+            n: 0,
+            pid: 0,
+            ctr: Some((child, name, p.command())),
+        };
+        // It has made its own map (or was refused) once it says so.
+        loop {
+            match o.lines.recv_timeout(RUN_TIMEOUT) {
+                Ok(l) if l.starts_with("own=") => return Ok(o),
+                Ok(_) => {}
+                Err(_) => return Err("the container printed no own=".into()),
+            }
+        }
+    }
+
     fn judge(&self, probe: &str, context: &str) -> Cell {
         let field = |k: &str| {
             probe
@@ -3816,16 +3933,31 @@ fn scene_keeper(m: &mut Matrix) {
             continue;
         }
         if level.container() {
-            m.set(
-                orphan_row,
-                level,
-                cell(
-                    Verdict::NotRun,
-                    "not run in a container: the orphan's container ends with its init (its \
-                     pid namespace is torn down), so nothing is left behind to outlive the \
-                     restart",
-                ),
-            );
+            // A container's processes end with it: what outlives `podman run` is the
+            // container itself, its process probing across bpfnsd's restart.
+            let c = match sc.container_orphan(level) {
+                Err(e) => cell(Verdict::Error, e),
+                Ok(mut o) => {
+                    // A first trapped call answered: bpfnsd holds the container's listener
+                    // (and has handed the keeper its copy). Before that, the runtime does not
+                    // wait for bpfnsd (docs/containers.md).
+                    let before = o.probe();
+                    sc.d.terminate();
+                    match (before, sc.d.spawn()) {
+                        (None, _) => cell(Verdict::Error, "the container did not answer"),
+                        (_, Err(e)) => cell(Verdict::Error, format!("restarting bpfnsd: {e}")),
+                        (Some(_), Ok(_)) => match o.probe() {
+                            None => cell(Verdict::Error, "the container did not answer"),
+                            Some(p) => sc.judge(
+                                &p,
+                                "a running container of /t (a first call answered), bpfnsd \
+                                 restarted (SIGTERM)",
+                            ),
+                        },
+                    }
+                }
+            };
+            m.set(orphan_row, level, c);
             m.set(
                 kill_row,
                 level,

@@ -14,15 +14,22 @@
 //! no capabilities (uid 1000); CAP_BPF only (uid 0); CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN
 //! (uid 0); a BPF token in a user namespace (uid 1000 outside, root inside, token from a
 //! bpffs whose delegate_* options the privileged parent set); root of a user namespace (uid
-//! 1000 outside); host root.
+//! 1000 outside); host root. And three container levels: the attack runs as the process of a
+//! podman container of /t (`--runtime bpfns-runc`, `--annotation io.bpfns.namespace=/t`,
+//! private podman storage and configuration; `Podman`), `--privileged`, `--cap-add BPF` or
+//! `--userns=auto` (there with a BPF token where the container's /sys/fs/bpf delegates). The
+//! level is a parameter of how an attack is started (`Scene::attack_in`), so every scene runs
+//! at every level; what a container cannot apply (a target named by host pid) is "not run"
+//! with the reason.
 //!
 //! The suite prints the matrix (attack × level → blocked / allowed / out of scope / ESCAPE)
 //! as Markdown, writes it to `$CARGO_TARGET_TMPDIR/redteam-matrix.md`, and fails on any
 //! ESCAPE or harness error. "Out of scope" is only ever given for the cases
 //! docs/threat-model.md lists (anchors `oos-*`).
 //!
-//! Run: `cargo test -p bpfns-tests --test redteam -- --nocapture` (as root);
-//! `BPFNS_REDTEAM=ids,iter` runs only those scenes.
+//! Run: `cargo test -p bpfns-tests --test redteam -- --nocapture` (as root; the container
+//! levels need `scripts/containers/setup.sh` once); `BPFNS_REDTEAM=ids,iter` runs only those
+//! scenes, `BPFNS_REDTEAM_LEVELS=exec` (or `containers`, or level names) only those columns.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
 

@@ -298,7 +298,8 @@ impl Matrix {
         }
         s.push('\n');
         for (a, cells) in &self.rows {
-            s.push_str(&format!("| {a} |"));
+            // A `|` in an attack's name would end its table cell.
+            s.push_str(&format!("| {} |", a.replace('|', "\\|")));
             for c in levels().iter().map(|l| &cells[l.index()]) {
                 let t = match c.as_ref().map(|c| &c.v) {
                     Some(Verdict::Blocked) => "blocked".to_string(),

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use bpfns_client::Client;
+use bpfns_proto::ErrorCode;
 use serde::Deserialize;
 
 /// The part of the OCI state a hook reads on stdin.
@@ -45,12 +46,30 @@ pub fn create_runtime(socket: &Path, namespace: &str) -> Result<()> {
     // allows); the others get the namespace's bpffs as it is.
     let userns = bpfns_sys::userns::in_other_user_ns(pidfd.as_fd(), state.pid)
         .with_context(|| format!("container {id}: its user namespace"))?;
-    let (info, made) = if userns {
-        let (info, tree) = client
-            .container_bpffs(namespace, state.pid)
-            .with_context(|| {
-                format!("container {id}: a bpffs of its user namespace for {namespace}")
-            })?;
+    let shared = |e: &bpfns_client::ClientError| e.code() == Some(ErrorCode::Conflict);
+    let made = if userns {
+        match client.container_bpffs(namespace, state.pid) {
+            Ok((info, tree)) => Some((info, tree)),
+            // A namespace shared with others (members, pins, another user namespace's
+            // container) keeps its bpffs: the container runs without a token (its BPF calls
+            // that need one fail with EPERM), and the runtime's log says why.
+            Err(e) if shared(&e) => {
+                eprintln!(
+                    "bpfns-oci: container {id}: no BPF token: {e}; it gets namespace \
+                     {namespace}'s bpffs as it is"
+                );
+                None
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "container {id}: a bpffs of its user namespace for {namespace}"
+                )))
+            }
+        }
+    } else {
+        None
+    };
+    let (info, made) = if let Some((info, tree)) = made {
         (info, Some(tree))
     } else {
         let info = client

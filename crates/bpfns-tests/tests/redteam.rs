@@ -159,7 +159,7 @@ impl Level {
         match self {
             Level::CtrPriv => &["--privileged"],
             Level::CtrBpf => &["--cap-add", "BPF"],
-            Level::CtrUserns => &["--userns=auto"],
+            Level::CtrUserns => &["--userns=auto", "--cap-add", "BPF"],
             _ => &[],
         }
     }

@@ -209,6 +209,26 @@ impl Daemon {
                 ));
             }
         }
+        // The bpffs of one user namespace serves no other (a token is made only from a bpffs
+        // of the caller's own user namespace, and pins made there by others fail with
+        // EOVERFLOW): a namespace with live members outside this container is shared.
+        let init_pidns = bpfns_sys::mounts::namespace_inode(pid, "pid").ok();
+        let outsiders = self
+            .members_of(target)?
+            .into_iter()
+            .filter(|&t| bpfns_sys::mounts::namespace_inode(t, "pid").ok() != init_pidns)
+            .count();
+        if outsiders > 0 {
+            return Err(Failure::new(
+                ErrorCode::Conflict,
+                format!(
+                    "namespace {p} has {outsiders} member task(s) outside this container: a \
+                     user-namespace container gets a bpffs of its own user namespace only in a \
+                     namespace of its own; fix: run it in one (bpfns-oci's default, \
+                     /containers/<id>, or a distinct io.bpfns.namespace)"
+                ),
+            ));
+        }
         if let Some((_, true)) = current {
             return Err(Failure::new(
                 ErrorCode::Conflict,

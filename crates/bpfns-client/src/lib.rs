@@ -271,6 +271,35 @@ impl Client {
         }
     }
 
+    /// Where container `id` goes (bpfnsd decides from `facts`, creates the namespace if
+    /// missing and records it for the container): its path, and whether bpfnsd created it.
+    pub fn container_namespace(
+        &mut self,
+        facts: &bpfns_model::container::ContainerFacts,
+        bundle: Option<&str>,
+        state_dir: Option<&str>,
+    ) -> Result<(String, bool)> {
+        match self.call(Op::ContainerNamespace {
+            id: facts.id.clone(),
+            name: facts.name.clone(),
+            annotations: facts.annotations.clone(),
+            bundle: bundle.map(String::from),
+            state_dir: state_dir.map(String::from),
+        })? {
+            Reply::ContainerNamespace { path, created, .. } => Ok((path, created)),
+            r => Self::unexpected(r),
+        }
+    }
+
+    /// The runtime deleted container `id`: the namespaces bpfnsd deleted now (more may go
+    /// at its next collection, once the engine removes the container's bundle).
+    pub fn container_deleted(&mut self, id: &str) -> Result<Vec<String>> {
+        match self.call(Op::ContainerDeleted { id: id.into() })? {
+            Reply::ContainerReleased { deleted, .. } => Ok(deleted),
+            r => Self::unexpected(r),
+        }
+    }
+
     /// Hand the seccomp listener of our child `pid` to the daemon's supervisor.
     pub fn supervise(&mut self, pid: i32, listener: BorrowedFd<'_>) -> Result<()> {
         self.supervise_with(pid, listener, None).map(|_| ())

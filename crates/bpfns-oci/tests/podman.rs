@@ -148,6 +148,12 @@ fn two_containers_see_their_own_maps(runtime: &str) {
     let rt = format!("bpfns-{runtime}");
     let (a, b) = (format!("{runtime}_a"), format!("{runtime}_b"));
     let ann = |n: &str| format!("io.bpfns.namespace=/containers/{n}");
+    // Namespaces that exist before their containers stay when the containers go (`--rm`):
+    // a's pin is still there for the next container in /containers/a.
+    let mut c = d.client();
+    for n in ["/containers", "/containers/a", "/containers/b"] {
+        c.ns_create(n).expect("ns create");
+    }
 
     let out = p.run(&rt, &["--annotation", &ann("a")], &create_and_list(&a));
     let t = text(&out);
@@ -213,4 +219,328 @@ fn podman_on_runc() {
 #[ignore = "crun sends the listener from a CLONE_FILES child of the tagged init, which the kernel side stops (docs/containers.md)"]
 fn podman_on_crun() {
     two_containers_see_their_own_maps("crun");
+}
+
+/// A bpfnsd whose container collection runs every second, and counts a container as vanished
+/// two seconds after it was placed.
+fn lifecycle_daemon(name: &str) -> TestDaemon {
+    TestDaemon::start_with(name, |c| {
+        c.containers.collect_interval_secs = 1;
+        c.containers.vanish_grace_secs = 2;
+    })
+}
+
+/// Wait (30 s at most) until `f` holds.
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..150 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn ns_exists(d: &TestDaemon, path: &str) -> bool {
+    d.client().ns_show(path).is_ok()
+}
+
+fn owner_of_map(d: &TestDaemon, name: &str) -> Option<String> {
+    d.client()
+        .list(ObjectKind::Map)
+        .expect("list")
+        .into_iter()
+        .find(|m| m.name == name)
+        .map(|m| m.namespace)
+}
+
+/// A detached container named `name` that pins a map `pin` (or says `again` when the pin is
+/// there already) and sleeps.
+fn run_pinning(p: &Podman, name: &str, pin: &str, extra: &[&str]) -> Output {
+    let script = format!(
+        "if [ -e /sys/fs/bpf/{pin} ]; then echo again; else bpftool map create \
+         /sys/fs/bpf/{pin} type array key 4 value 4 entries 1 name {pin} && echo made; fi; \
+         exec sleep 1000"
+    );
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--runtime",
+        "bpfns-runc",
+        "--network=none",
+        "--cap-add",
+        "BPF",
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[IMAGE, "sh", "-c", &script]);
+    p.podman(&args)
+}
+
+/// Named after the container; kept (with its pins) over stop, a bpfnsd restart and start;
+/// deleted when the container is removed, its pins in the parent's orphans.
+#[test]
+fn podman_container_namespaces_live_and_die_with_their_containers() {
+    if let Some(why) = podman_skip_reason() {
+        skip(why);
+        return;
+    }
+    let d = lifecycle_daemon("podman-lifecycle");
+    let p = Podman::new("lifecycle", &d);
+    let out = run_pinning(&p, "lc_web", "lcpin", &[]);
+    assert!(out.status.success(), "run: {}", text(&out));
+    wait_until("the container's map exists", || {
+        owner_of_map(&d, "lcpin").is_some()
+    });
+    assert_eq!(
+        owner_of_map(&d, "lcpin").as_deref(),
+        Some("/containers/lc_web"),
+        "named after the container"
+    );
+
+    // Stopped: podman deletes it from the runtime; bpfnsd keeps its namespace, also over a
+    // restart of bpfnsd (the record is in its database).
+    let out = p.podman(&["stop", "-t", "0", "lc_web"]);
+    assert!(out.status.success(), "stop: {}", text(&out));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(ns_exists(&d, "/containers/lc_web"), "kept while stopped");
+    let (dir, layout) = d.stop();
+    let d = TestDaemon::start_configured(dir, layout, false, |c| {
+        c.containers.collect_interval_secs = 1;
+        c.containers.vanish_grace_secs = 2;
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(ns_exists(&d, "/containers/lc_web"), "kept over a restart");
+    let out = p.podman(&["start", "lc_web"]);
+    assert!(out.status.success(), "start: {}", text(&out));
+    wait_until("the restarted container says what it found", || {
+        let logs = text(&p.podman(&["logs", "lc_web"]));
+        logs.contains("again")
+    });
+    assert_eq!(d.client().status().expect("status").containers, 1);
+
+    // Removed: its namespace goes, its pin to the parent's orphans.
+    let bpffs_parent = d.client().ns_show("/containers").expect("parent").bpffs;
+    let out = p.podman(&["rm", "-f", "-t", "0", "lc_web"]);
+    assert!(out.status.success(), "rm: {}", text(&out));
+    wait_until("the namespace is deleted", || {
+        !ns_exists(&d, "/containers/lc_web")
+    });
+    let orphans: Vec<String> = std::fs::read_dir(Path::new(&bpffs_parent).join("orphans"))
+        .expect("orphans")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    let moved = orphans
+        .iter()
+        .find(|o| o.starts_with("lc_web-"))
+        .unwrap_or_else(|| panic!("no orphans/lc_web-*: {orphans:?}"));
+    assert!(
+        Path::new(&bpffs_parent)
+            .join("orphans")
+            .join(moved)
+            .join("lcpin")
+            .exists(),
+        "the pin moved to the parent's orphans"
+    );
+    assert_eq!(owner_of_map(&d, "lcpin").as_deref(), Some("/containers"));
+    let st = d.client().status().expect("status");
+    assert_eq!(st.containers, 0);
+    assert!(
+        st.collected_containers
+            .iter()
+            .any(|l| l.contains("/containers/lc_web") && l.contains("removed")),
+        "{:?}",
+        st.collected_containers
+    );
+}
+
+/// Kubernetes pod annotations put a pod's containers together in `/k8s/<namespace>/<pod>`,
+/// deleted with the last of them; an annotation's namespace made for a container goes with
+/// it.
+#[test]
+fn podman_pods_and_annotations_name_namespaces() {
+    if let Some(why) = podman_skip_reason() {
+        skip(why);
+        return;
+    }
+    let d = lifecycle_daemon("podman-pods");
+    let p = Podman::new("pods", &d);
+    let pod = [
+        "--annotation",
+        "io.kubernetes.cri.sandbox-namespace=default",
+        "--annotation",
+        "io.kubernetes.cri.sandbox-name=web-1",
+    ];
+    let sandbox = [
+        &pod[..],
+        &["--annotation", "io.kubernetes.cri.container-type=sandbox"],
+    ]
+    .concat();
+    let app = [
+        &pod[..],
+        &["--annotation", "io.kubernetes.cri.container-type=container"],
+    ]
+    .concat();
+    let out = run_pinning(&p, "pod_sandbox", "sbpin", &sandbox);
+    assert!(out.status.success(), "sandbox: {}", text(&out));
+    let out = run_pinning(&p, "pod_app", "apppin", &app);
+    assert!(out.status.success(), "app: {}", text(&out));
+    wait_until("both maps exist", || {
+        owner_of_map(&d, "sbpin").is_some() && owner_of_map(&d, "apppin").is_some()
+    });
+    assert_eq!(
+        owner_of_map(&d, "sbpin").as_deref(),
+        Some("/k8s/default/web-1")
+    );
+    assert_eq!(
+        owner_of_map(&d, "apppin").as_deref(),
+        Some("/k8s/default/web-1")
+    );
+    let out = p.podman(&["rm", "-f", "-t", "0", "pod_app"]);
+    assert!(out.status.success(), "rm app: {}", text(&out));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        ns_exists(&d, "/k8s/default/web-1"),
+        "the pod's namespace stays while the sandbox runs"
+    );
+    let out = p.podman(&["rm", "-f", "-t", "0", "pod_sandbox"]);
+    assert!(out.status.success(), "rm sandbox: {}", text(&out));
+    wait_until("the pod's namespace is deleted", || {
+        !ns_exists(&d, "/k8s/default/web-1")
+    });
+
+    // An annotation's namespace: made for the container, deleted with it.
+    let out = run_pinning(
+        &p,
+        "tenant_web",
+        "tpin",
+        &["--annotation", "io.bpfns.namespace=/tenant-a/web"],
+    );
+    assert!(out.status.success(), "annotated: {}", text(&out));
+    wait_until("its map exists", || owner_of_map(&d, "tpin").is_some());
+    assert_eq!(owner_of_map(&d, "tpin").as_deref(), Some("/tenant-a/web"));
+    let out = p.podman(&["rm", "-f", "-t", "0", "tenant_web"]);
+    assert!(out.status.success(), "rm: {}", text(&out));
+    wait_until("the annotation's namespace is deleted", || {
+        !ns_exists(&d, "/tenant-a/web")
+    });
+    assert!(ns_exists(&d, "/tenant-a"), "its parent stays");
+}
+
+/// Hostile names: refused with the rule they break, and nothing is created.
+#[test]
+fn podman_bad_container_names_are_refused() {
+    if let Some(why) = podman_skip_reason() {
+        skip(why);
+        return;
+    }
+    let d = lifecycle_daemon("podman-badnames");
+    let p = Podman::new("badnames", &d);
+    let long = "x".repeat(70);
+    let cases: [(Vec<String>, &str); 5] = [
+        (
+            vec!["--annotation".into(), "io.bpfns.namespace=/../etc".into()],
+            "io.bpfns.namespace",
+        ),
+        (
+            vec!["--annotation".into(), "io.bpfns.namespace=/".into()],
+            "root namespace",
+        ),
+        (
+            vec![
+                "--annotation".into(),
+                "io.kubernetes.cri.sandbox-namespace=..".into(),
+                "--annotation".into(),
+                "io.kubernetes.cri.sandbox-name=x".into(),
+            ],
+            "pod namespace",
+        ),
+        (
+            vec![
+                "--annotation".into(),
+                "io.kubernetes.pod.name=a/../../b".into(),
+                "--annotation".into(),
+                "io.kubernetes.pod.namespace=default".into(),
+            ],
+            "pod name",
+        ),
+        (vec!["--name".into(), long.clone()], "64 characters"),
+    ];
+    for (extra, says) in &cases {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let out = p.run("bpfns-runc", &extra, "echo started");
+        let t = text(&out);
+        assert!(!out.status.success(), "{extra:?} started: {t}");
+        assert!(
+            t.contains(says),
+            "{extra:?}: the message names the rule: {t}"
+        );
+    }
+    let names: Vec<String> = d
+        .client()
+        .ns_list()
+        .expect("list")
+        .into_iter()
+        .map(|n| n.path)
+        .collect();
+    assert_eq!(names, vec!["/".to_string()], "nothing was created");
+}
+
+/// A container killed with its engine (no `delete`): once its processes and its runtime
+/// state are gone, bpfnsd collects its namespace and says so.
+#[test]
+fn podman_vanished_containers_are_collected() {
+    if let Some(why) = podman_skip_reason() {
+        skip(why);
+        return;
+    }
+    let d = lifecycle_daemon("podman-vanish");
+    let p = Podman::new("vanish", &d);
+    let out = run_pinning(&p, "lc_gone", "gonepin", &[]);
+    assert!(out.status.success(), "run: {}", text(&out));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    wait_until("its map exists", || owner_of_map(&d, "gonepin").is_some());
+    let pids = text(&p.podman(&[
+        "inspect",
+        "-f",
+        "{{.State.ConmonPid}} {{.State.Pid}}",
+        "lc_gone",
+    ]));
+    // The engine's monitor first (it would clean up), then the container's init.
+    for pid in pids.split_whitespace() {
+        let pid: i32 = pid.parse().unwrap_or_else(|_| panic!("pids: {pids}"));
+        assert!(pid > 0, "pids: {pids}");
+        let killed = Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success(), "kill -9 {pid}");
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        ns_exists(&d, "/containers/lc_gone"),
+        "kept while the runtime's state is there"
+    );
+    let state = Path::new("/run/runc").join(&id);
+    assert!(state.is_dir(), "runc's state {}", state.display());
+    std::fs::remove_dir_all(&state).expect("removing the runtime's state");
+    wait_until("the vanished container is collected", || {
+        !ns_exists(&d, "/containers/lc_gone")
+    });
+    let st = d.client().status().expect("status");
+    assert!(
+        st.collected_containers
+            .iter()
+            .any(|l| l.contains("lc_gone") && l.contains("vanished")),
+        "{:?}",
+        st.collected_containers
+    );
+    assert!(
+        st.counters
+            .iter()
+            .any(|(k, v)| k == "containers_collected" && *v >= 1),
+        "{:?}",
+        st.counters
+    );
 }

@@ -166,8 +166,9 @@ fn delete(settings: &Settings, args: &[OsString], i: usize) -> std::process::Exi
             .and_then(|mut c| c.container_deleted(&id));
         if let Err(e) = told {
             eprintln!(
-                "bpfns-oci: warning: container {id} was deleted, but bpfnsd was not told ({e}); \
-                 it collects the container's namespace itself once the container is removed"
+                "bpfns-oci: warning: bpfnsd was not told of the runtime's delete of container \
+                 {id} ({e}); the delete itself is done as the runtime says, and bpfnsd collects \
+                 the container's namespace by itself once the container is removed"
             );
         }
     }

@@ -544,3 +544,35 @@ fn podman_vanished_containers_are_collected() {
         st.counters
     );
 }
+
+/// `podman rm` while bpfnsd is down succeeds (the wrapper only warns), and the next bpfnsd
+/// finds the container removed at its start.
+#[test]
+fn podman_rm_while_bpfnsd_is_down() {
+    if let Some(why) = podman_skip_reason() {
+        skip(why);
+        return;
+    }
+    let d = lifecycle_daemon("podman-rm-down");
+    let p = Podman::new("rmdown", &d);
+    let out = run_pinning(&p, "lc_down", "downpin", &[]);
+    assert!(out.status.success(), "run: {}", text(&out));
+    wait_until("its map exists", || owner_of_map(&d, "downpin").is_some());
+    let out = p.podman(&["stop", "-t", "0", "lc_down"]);
+    assert!(out.status.success(), "stop: {}", text(&out));
+    let (dir, layout) = d.stop();
+    let out = p.podman(&["rm", "lc_down"]);
+    assert!(
+        out.status.success(),
+        "rm without bpfnsd must succeed: {}",
+        text(&out)
+    );
+    let d = TestDaemon::start_configured(dir, layout, false, |c| {
+        c.containers.collect_interval_secs = 1;
+        c.containers.vanish_grace_secs = 2;
+    });
+    wait_until("the removed container's namespace is deleted", || {
+        !ns_exists(&d, "/containers/lc_down")
+    });
+    assert_eq!(owner_of_map(&d, "downpin").as_deref(), Some("/containers"));
+}

@@ -11,6 +11,14 @@ use bpfns_tests::{skip, skip_reason, TestDaemon};
 const IMAGE: &str = "localhost/bpfns-test";
 const ARCHIVE: &str = "/var/lib/bpfns-containers/bpfns-test.tar";
 
+/// One podman test at a time: each runs an engine, a bpfnsd and containers, on machines with
+/// few cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Why podman tests cannot run here, if they cannot.
 fn podman_skip_reason() -> Option<String> {
     if let Some(r) = skip_reason() {
@@ -27,7 +35,9 @@ fn podman_skip_reason() -> Option<String> {
     None
 }
 
-/// podman with its own storage and configuration under `dir`; everything is removed on drop.
+/// podman with its own storage, configuration, state (`tmp_dir`) and locks (files there, not
+/// podman's shared memory) under `dir`, so that tests run side by side and `system reset`
+/// touches nothing of another's; everything is removed on drop.
 struct Podman {
     dir: PathBuf,
 }
@@ -65,6 +75,8 @@ impl Podman {
              default_ulimits = [\"nofile=20000:20000\", \"nproc=16384:16384\"]\n\
              [engine]\n\
              cgroup_manager = \"cgroupfs\"\n\
+             tmp_dir = \"{d}/tmp\"\n\
+             lock_type = \"file\"\n\
              events_logger = \"file\"\n\
              [engine.runtimes]\n\
              bpfns-crun = [\"{d}/up/bpfns-oci-crun\"]\n\
@@ -143,10 +155,13 @@ fn two_containers_see_their_own_maps(runtime: &str) {
         skip(why);
         return;
     }
+    let _serial = one_at_a_time();
     let d = TestDaemon::start(&format!("podman-{runtime}"));
     let p = Podman::new(runtime, &d);
     let rt = format!("bpfns-{runtime}");
-    let (a, b) = (format!("{runtime}_a"), format!("{runtime}_b"));
+    // Map names unique to this test process: other processes may run the same test, and the
+    // host's listing holds their maps too.
+    let (a, b) = (uniq(&format!("{runtime}_a")), uniq(&format!("{runtime}_b")));
     let ann = |n: &str| format!("io.bpfns.namespace=/containers/{n}");
     // Namespaces that exist before their containers stay when the containers go (`--rm`):
     // a's pin is still there for the next container in /containers/a.
@@ -241,17 +256,46 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting until {what}");
 }
 
-fn ns_exists(d: &TestDaemon, path: &str) -> bool {
-    d.client().ns_show(path).is_ok()
+/// Wait until container `name` has pinned `pin` in namespace `ns`'s bpffs (a file, whatever
+/// answers its trapped calls); on a timeout, say what it printed.
+fn wait_for_pin(p: &Podman, d: &TestDaemon, name: &str, ns: &str, pin: &str) {
+    let pinned = || {
+        d.client()
+            .ns_show(ns)
+            .is_ok_and(|i| Path::new(&i.bpffs).join(pin).exists())
+    };
+    for _ in 0..150 {
+        if pinned() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!(
+        "timed out waiting for the pin {pin} of container {name} in {ns}: logs: {} ps: {} \
+         namespaces: {:?}",
+        text(&p.podman(&["logs", name])),
+        text(&p.podman(&["ps", "-a"])),
+        d.client()
+            .ns_list()
+            .map(|v| v.into_iter().map(|n| n.path).collect::<Vec<_>>())
+    );
 }
 
-fn owner_of_map(d: &TestDaemon, name: &str) -> Option<String> {
+/// How many maps namespace `ns` owns.
+fn maps_in(d: &TestDaemon, ns: &str) -> usize {
     d.client()
-        .list(ObjectKind::Map)
+        .list_in(ObjectKind::Map, Some(ns), false)
         .expect("list")
-        .into_iter()
-        .find(|m| m.name == name)
-        .map(|m| m.namespace)
+        .len()
+}
+
+/// `base` (at most 9 characters) made unique to this test process, as a BPF object name.
+fn uniq(base: &str) -> String {
+    format!("{base}{}", std::process::id() % 1_000_000)
+}
+
+fn ns_exists(d: &TestDaemon, path: &str) -> bool {
+    d.client().ns_show(path).is_ok()
 }
 
 /// A detached container named `name` that pins a map `pin` (or says `again` when the pin is
@@ -286,16 +330,16 @@ fn podman_container_namespaces_live_and_die_with_their_containers() {
         skip(why);
         return;
     }
+    let _serial = one_at_a_time();
     let d = lifecycle_daemon("podman-lifecycle");
     let p = Podman::new("lifecycle", &d);
-    let out = run_pinning(&p, "lc_web", "lcpin", &[]);
+    let lcpin = &uniq("lcpin");
+    let out = run_pinning(&p, "lc_web", lcpin, &[]);
     assert!(out.status.success(), "run: {}", text(&out));
-    wait_until("the container's map exists", || {
-        owner_of_map(&d, "lcpin").is_some()
-    });
+    wait_for_pin(&p, &d, "lc_web", "/containers/lc_web", lcpin);
     assert_eq!(
-        owner_of_map(&d, "lcpin").as_deref(),
-        Some("/containers/lc_web"),
+        maps_in(&d, "/containers/lc_web"),
+        1,
         "named after the container"
     );
 
@@ -339,11 +383,11 @@ fn podman_container_namespaces_live_and_die_with_their_containers() {
         Path::new(&bpffs_parent)
             .join("orphans")
             .join(moved)
-            .join("lcpin")
+            .join(lcpin.as_str())
             .exists(),
         "the pin moved to the parent's orphans"
     );
-    assert_eq!(owner_of_map(&d, "lcpin").as_deref(), Some("/containers"));
+    assert_eq!(maps_in(&d, "/containers"), 1, "its map moved to the parent");
     let st = d.client().status().expect("status");
     assert_eq!(st.containers, 0);
     assert!(
@@ -364,8 +408,10 @@ fn podman_pods_and_annotations_name_namespaces() {
         skip(why);
         return;
     }
+    let _serial = one_at_a_time();
     let d = lifecycle_daemon("podman-pods");
     let p = Podman::new("pods", &d);
+    let (sbpin, apppin, tpin) = (&uniq("sbpin"), &uniq("apppin"), &uniq("tpin"));
     let pod = [
         "--annotation",
         "io.kubernetes.cri.sandbox-namespace=default",
@@ -382,21 +428,14 @@ fn podman_pods_and_annotations_name_namespaces() {
         &["--annotation", "io.kubernetes.cri.container-type=container"],
     ]
     .concat();
-    let out = run_pinning(&p, "pod_sandbox", "sbpin", &sandbox);
+    let out = run_pinning(&p, "pod_sandbox", sbpin, &sandbox);
     assert!(out.status.success(), "sandbox: {}", text(&out));
-    let out = run_pinning(&p, "pod_app", "apppin", &app);
+    let out = run_pinning(&p, "pod_app", apppin, &app);
     assert!(out.status.success(), "app: {}", text(&out));
-    wait_until("both maps exist", || {
-        owner_of_map(&d, "sbpin").is_some() && owner_of_map(&d, "apppin").is_some()
-    });
-    assert_eq!(
-        owner_of_map(&d, "sbpin").as_deref(),
-        Some("/k8s/default/web-1")
-    );
-    assert_eq!(
-        owner_of_map(&d, "apppin").as_deref(),
-        Some("/k8s/default/web-1")
-    );
+    // Both in one namespace: each sees the other's pin, and the namespace owns both maps.
+    wait_for_pin(&p, &d, "pod_sandbox", "/k8s/default/web-1", sbpin);
+    wait_for_pin(&p, &d, "pod_app", "/k8s/default/web-1", apppin);
+    assert_eq!(maps_in(&d, "/k8s/default/web-1"), 2);
     let out = p.podman(&["rm", "-f", "-t", "0", "pod_app"]);
     assert!(out.status.success(), "rm app: {}", text(&out));
     std::thread::sleep(std::time::Duration::from_secs(3));
@@ -414,12 +453,12 @@ fn podman_pods_and_annotations_name_namespaces() {
     let out = run_pinning(
         &p,
         "tenant_web",
-        "tpin",
+        tpin,
         &["--annotation", "io.bpfns.namespace=/tenant-a/web"],
     );
     assert!(out.status.success(), "annotated: {}", text(&out));
-    wait_until("its map exists", || owner_of_map(&d, "tpin").is_some());
-    assert_eq!(owner_of_map(&d, "tpin").as_deref(), Some("/tenant-a/web"));
+    wait_for_pin(&p, &d, "tenant_web", "/tenant-a/web", tpin);
+    assert_eq!(maps_in(&d, "/tenant-a/web"), 1);
     let out = p.podman(&["rm", "-f", "-t", "0", "tenant_web"]);
     assert!(out.status.success(), "rm: {}", text(&out));
     wait_until("the annotation's namespace is deleted", || {
@@ -435,6 +474,7 @@ fn podman_bad_container_names_are_refused() {
         skip(why);
         return;
     }
+    let _serial = one_at_a_time();
     let d = lifecycle_daemon("podman-badnames");
     let p = Podman::new("badnames", &d);
     let long = "x".repeat(70);
@@ -495,12 +535,14 @@ fn podman_vanished_containers_are_collected() {
         skip(why);
         return;
     }
+    let _serial = one_at_a_time();
     let d = lifecycle_daemon("podman-vanish");
     let p = Podman::new("vanish", &d);
-    let out = run_pinning(&p, "lc_gone", "gonepin", &[]);
+    let gonepin = &uniq("gonepin");
+    let out = run_pinning(&p, "lc_gone", gonepin, &[]);
     assert!(out.status.success(), "run: {}", text(&out));
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    wait_until("its map exists", || owner_of_map(&d, "gonepin").is_some());
+    wait_for_pin(&p, &d, "lc_gone", "/containers/lc_gone", gonepin);
     let pids = text(&p.podman(&[
         "inspect",
         "-f",
@@ -553,11 +595,13 @@ fn podman_rm_while_bpfnsd_is_down() {
         skip(why);
         return;
     }
+    let _serial = one_at_a_time();
     let d = lifecycle_daemon("podman-rm-down");
     let p = Podman::new("rmdown", &d);
-    let out = run_pinning(&p, "lc_down", "downpin", &[]);
+    let downpin = &uniq("downpin");
+    let out = run_pinning(&p, "lc_down", downpin, &[]);
     assert!(out.status.success(), "run: {}", text(&out));
-    wait_until("its map exists", || owner_of_map(&d, "downpin").is_some());
+    wait_for_pin(&p, &d, "lc_down", "/containers/lc_down", downpin);
     let out = p.podman(&["stop", "-t", "0", "lc_down"]);
     assert!(out.status.success(), "stop: {}", text(&out));
     let (dir, layout) = d.stop();
@@ -574,5 +618,5 @@ fn podman_rm_while_bpfnsd_is_down() {
     wait_until("the removed container's namespace is deleted", || {
         !ns_exists(&d, "/containers/lc_down")
     });
-    assert_eq!(owner_of_map(&d, "downpin").as_deref(), Some("/containers"));
+    assert_eq!(maps_in(&d, "/containers"), 1, "its map moved to the parent");
 }

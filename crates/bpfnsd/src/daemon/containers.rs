@@ -137,26 +137,11 @@ impl Daemon {
                 ));
             }
         }
-        let mut created = false;
-        let mut prefix = NsPath::root();
-        for part in placement.path.components() {
-            prefix = prefix.join(part).map_err(Failure::internal)?;
-            if self.reg().id(&prefix).is_some() {
-                continue;
-            }
-            match self.ns_create(caller, prefix.as_str(), ProgramPolicy::default(), None) {
-                Ok(_) => created = prefix == placement.path,
-                // Made by someone else meanwhile.
-                Err(f) if f.code == ErrorCode::Conflict && self.reg().id(&prefix).is_some() => {}
-                Err(f) => {
-                    return Err(Failure::new(
-                        f.code,
-                        format!("container {id}: creating {prefix}: {}", f.message),
-                    ))
-                }
-            }
-        }
-        if created {
+        // Recorded before the namespace is made: after a crash in between, bpfnsd knows it
+        // as made for this container (and forgets it once it finds it missing), rather than
+        // leaving a namespace it made that nothing would delete.
+        let missing = self.reg().id(&placement.path).is_none();
+        if missing {
             table.made.insert(path.clone());
         }
         table.records.insert(
@@ -170,6 +155,27 @@ impl Daemon {
             },
         );
         self.save_containers(&table)?;
+        let step = self.make_path(caller, &id, &placement.path);
+        let created = match step {
+            Ok(c) => {
+                if missing && !c {
+                    // Someone else made it meanwhile: not bpfnsd's to delete.
+                    table.made.remove(&path);
+                    self.save_containers(&table)?;
+                }
+                c
+            }
+            Err(f) => {
+                table.records.remove(&id);
+                if missing && self.reg().id(&placement.path).is_none() {
+                    table.made.remove(&path);
+                }
+                if let Err(g) = self.save_containers(&table) {
+                    tracing::warn!(container = %id, "forgetting it: {}", g.message);
+                }
+                return Err(f);
+            }
+        };
         tracing::info!(container = %id, namespace = %path, created, source = ?placement.source, "placed a container");
         Ok((
             Reply::ContainerNamespace {
@@ -179,6 +185,30 @@ impl Daemon {
             },
             vec![],
         ))
+    }
+
+    /// Create `path` and its missing ancestors as `caller` (another container may create them
+    /// meanwhile); whether `path` itself was created now.
+    fn make_path(&self, caller: &Caller, id: &str, path: &NsPath) -> Result<bool, Failure> {
+        let mut created = false;
+        let mut prefix = NsPath::root();
+        for part in path.components() {
+            prefix = prefix.join(part).map_err(Failure::internal)?;
+            if self.reg().id(&prefix).is_some() {
+                continue;
+            }
+            match self.ns_create(caller, prefix.as_str(), ProgramPolicy::default(), None) {
+                Ok(_) => created = prefix == *path,
+                Err(f) if f.code == ErrorCode::Conflict && self.reg().id(&prefix).is_some() => {}
+                Err(f) => {
+                    return Err(Failure::new(
+                        f.code,
+                        format!("container {id}: creating {prefix}: {}", f.message),
+                    ))
+                }
+            }
+        }
+        Ok(created)
     }
 
     /// `container_deleted`: the runtime deleted container `id`. Stopped, perhaps not removed

@@ -331,7 +331,10 @@ fn podman_container_namespaces_live_and_die_with_their_containers() {
         return;
     }
     let _serial = one_at_a_time();
-    let d = lifecycle_daemon("podman-lifecycle");
+    // No periodic collection: a removed container's namespace goes because bpfnsd watches
+    // the bundle of a container its runtime deleted.
+    let no_sweep = |c: &mut bpfnsd::Config| c.containers.collect_interval_secs = 3600;
+    let d = TestDaemon::start_with("podman-lifecycle", no_sweep);
     let p = Podman::new("lifecycle", &d);
     let lcpin = &uniq("lcpin");
     let out = run_pinning(&p, "lc_web", lcpin, &[]);
@@ -350,10 +353,7 @@ fn podman_container_namespaces_live_and_die_with_their_containers() {
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert!(ns_exists(&d, "/containers/lc_web"), "kept while stopped");
     let (dir, layout) = d.stop();
-    let d = TestDaemon::start_configured(dir, layout, false, |c| {
-        c.containers.collect_interval_secs = 1;
-        c.containers.vanish_grace_secs = 2;
-    });
+    let d = TestDaemon::start_configured(dir, layout, false, no_sweep);
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert!(ns_exists(&d, "/containers/lc_web"), "kept over a restart");
     let out = p.podman(&["start", "lc_web"]);
@@ -368,9 +368,15 @@ fn podman_container_namespaces_live_and_die_with_their_containers() {
     let bpffs_parent = d.client().ns_show("/containers").expect("parent").bpffs;
     let out = p.podman(&["rm", "-f", "-t", "0", "lc_web"]);
     assert!(out.status.success(), "rm: {}", text(&out));
+    let removed = std::time::Instant::now();
     wait_until("the namespace is deleted", || {
         !ns_exists(&d, "/containers/lc_web")
     });
+    assert!(
+        removed.elapsed() < std::time::Duration::from_secs(10),
+        "deleted {:?} after podman rm",
+        removed.elapsed()
+    );
     let orphans: Vec<String> = std::fs::read_dir(Path::new(&bpffs_parent).join("orphans"))
         .expect("orphans")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())

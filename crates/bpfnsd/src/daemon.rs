@@ -162,6 +162,9 @@ pub struct Daemon {
     collected_containers: Mutex<std::collections::VecDeque<String>>,
     /// Containers collected since start.
     collected_containers_total: std::sync::atomic::AtomicU64,
+    /// Containers their runtime deleted a short while ago, until when their bundle's removal
+    /// is watched.
+    watched_containers: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -225,6 +228,7 @@ impl Daemon {
             containers: Mutex::new(containers),
             collected_containers: Mutex::new(std::collections::VecDeque::new()),
             collected_containers_total: std::sync::atomic::AtomicU64::new(0),
+            watched_containers: Mutex::new(HashMap::new()),
         })
     }
 

@@ -17,6 +17,10 @@ use crate::caller::Caller;
 
 /// How many collected containers `status` lists.
 const RECENT_COLLECTED: usize = 32;
+/// How long after the runtime's `delete` a container's bundle is watched for its removal.
+const WATCH_AFTER_DELETE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often watched bundles are looked at.
+const WATCH_STEP: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
@@ -234,6 +238,18 @@ impl Daemon {
         let members = self.members_by_ns()?;
         let mut deleted = Vec::new();
         self.collect_if_gone(&mut table, id, &members, &mut deleted);
+        if table.records.contains_key(id) {
+            // Engines remove the bundle right after the runtime's delete when they remove
+            // the container (`podman rm`): watched for a while, so that its namespace goes
+            // then rather than at the next collection.
+            self.watched_containers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    id.to_string(),
+                    std::time::Instant::now() + WATCH_AFTER_DELETE,
+                );
+        }
         Ok((
             Reply::ContainerReleased {
                 id: id.into(),
@@ -353,6 +369,58 @@ impl Daemon {
         Ok(deleted)
     }
 
+    /// Collect the containers deleted by their runtime a short while ago whose bundle is gone
+    /// now; stop watching those deleted longer ago.
+    fn collect_watched(&self) {
+        // Lock order: the container records, then the watch list (as `container_deleted`).
+        let ids: Vec<String> = {
+            let mut w = self
+                .watched_containers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            w.retain(|_, until| *until > now);
+            w.keys().cloned().collect()
+        };
+        if ids.is_empty() {
+            return;
+        }
+        let due: Vec<String> = {
+            let table = self.containers();
+            let due: Vec<String> = ids
+                .into_iter()
+                .filter(|id| {
+                    table
+                        .records
+                        .get(id)
+                        .is_none_or(|r| r.bundle.is_some() && !exists(&r.bundle))
+                })
+                .collect();
+            let mut w = self
+                .watched_containers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for id in &due {
+                w.remove(id);
+            }
+            due
+        };
+        if due.is_empty() {
+            return;
+        }
+        let members = match self.members_by_ns() {
+            Ok(m) => m,
+            Err(f) => {
+                tracing::warn!("collecting removed containers: {}", f.message);
+                return;
+            }
+        };
+        let mut table = self.containers();
+        for id in due {
+            self.collect_if_gone(&mut table, &id, &members, &mut Vec::new());
+        }
+    }
+
     /// How many containers bpfnsd keeps a record of, and the latest collected.
     pub(super) fn container_status(&self) -> (u32, Vec<String>) {
         let n = self.containers().records.len() as u32;
@@ -366,15 +434,27 @@ impl Daemon {
         (n, recent)
     }
 
-    /// Collect containers that are gone at once and then every `interval` (zero: only now),
-    /// on a thread of its own, for as long as the daemon exists.
+    /// Collect containers that are gone at once and then every `interval` (zero: only now;
+    /// containers deleted by their runtime are watched for their removal in any case), on a
+    /// thread of its own, for as long as the daemon exists.
     pub fn spawn_container_collector(daemon: &Arc<Daemon>, interval: std::time::Duration) {
         let weak = Arc::downgrade(daemon);
         let spawned = std::thread::Builder::new()
             .name("bpfns-containers".into())
-            .spawn(move || loop {
-                {
+            .spawn(move || {
+                let mut next = std::time::Instant::now();
+                loop {
+                    std::thread::sleep(WATCH_STEP);
                     let Some(d) = weak.upgrade() else { return };
+                    d.collect_watched();
+                    if std::time::Instant::now() < next {
+                        continue;
+                    }
+                    next = if interval.is_zero() {
+                        std::time::Instant::now() + std::time::Duration::from_secs(86_400 * 365)
+                    } else {
+                        std::time::Instant::now() + interval
+                    };
                     match d.collect_containers() {
                         Ok(v) if v.is_empty() => {}
                         Ok(v) => tracing::info!(
@@ -382,17 +462,6 @@ impl Daemon {
                             "deleted the namespaces of containers that are gone"
                         ),
                         Err(f) => tracing::warn!("collecting containers: {}", f.message),
-                    }
-                }
-                if interval.is_zero() {
-                    return;
-                }
-                // Sleep in short steps: a daemon dropped meanwhile ends the thread soon.
-                let until = std::time::Instant::now() + interval;
-                while std::time::Instant::now() < until {
-                    std::thread::sleep(std::time::Duration::from_millis(200).min(interval));
-                    if weak.strong_count() == 0 {
-                        return;
                     }
                 }
             });

@@ -2,7 +2,8 @@
 # bpfns in one command (run as root): set the machine up, build, start bpfnsd, and show the
 # RFC's table live — two tenants that each see only their own BPF objects (with unmodified
 # bpftool), the host that sees everything with owners, and a tenant that is host root failing
-# to open the other tenant's map. Leaves bpfnsd running (and says how to stop it).
+# to open the other tenant's map; then the same with podman containers (BPFNS_DEMO_CONTAINERS=0
+# skips them). Leaves bpfnsd running (and says how to stop it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +13,7 @@ A=/demo-tenant-a
 B=/demo-tenant-b
 
 section() { printf '\n=== %s ===\n\n' "$*"; }
-show() { printf '$ %s\n' "$*"; "$@"; }
+show() { printf '$'; printf ' %q' "$@"; printf '\n'; "$@"; }
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "demo.sh: error: run as root: it loads BPF programs into the kernel" >&2
@@ -27,8 +28,14 @@ bash scripts/setup.sh
 . scripts/lib/cargo-path.sh
 find_cargo || true
 
+CONTAINERS=${BPFNS_DEMO_CONTAINERS:-1}
+if [ "$CONTAINERS" = 1 ]; then
+    section "1b. Container engines and a local image (scripts/containers/setup.sh)"
+    bash scripts/containers/setup.sh
+fi
+
 section "2. Building (cargo build --release)"
-cargo build --release --bin bpfns --bin bpfnsd
+cargo build --release --bin bpfns --bin bpfnsd --bin bpfns-oci
 BIN=$PWD/target/release
 export BPFNS_SOCKET=$SOCKET
 bpfns() { "$BIN/bpfns" "$@"; }
@@ -124,12 +131,68 @@ wait "$HOLDER" 2>/dev/null || true
 section "10. Tenant A may open its own map"
 show as_tenant "$A" bpftool map dump id "$A_MAP"
 
+if [ "$CONTAINERS" = 1 ]; then
+    # podman runs bpfns-oci instead of the runtime, registered in a containers.conf of the demo's
+    # own (CONTAINERS_CONF): the host's podman configuration is not changed.
+    DEMO=/var/lib/bpfns-demo
+    mkdir -p "$DEMO/bin"
+    for rt in crun runc; do ln -sf "$BIN/bpfns-oci" "$DEMO/bin/bpfns-oci-$rt"; done
+    cat "${BPFNS_CONTAINERS_DIR:-/var/lib/bpfns-containers}/containers.conf" - >"$DEMO/containers.conf" <<CONF
+
+[engine.runtimes]
+bpfns-crun = ["$DEMO/bin/bpfns-oci-crun"]
+bpfns-runc = ["$DEMO/bin/bpfns-oci-runc"]
+CONF
+    export CONTAINERS_CONF=$DEMO/containers.conf
+    RT=${BPFNS_DEMO_RUNTIME:-bpfns-runc}
+    IMAGE=localhost/bpfns-test
+    podman rm -f -i -t 0 demo-web demo-db >/dev/null 2>&1 || true
+
+    section "11. Two podman containers with --cap-add BPF (runtime $RT): each makes a map"
+    for c in web db; do
+        show podman run -d --name "demo-$c" --runtime "$RT" --cap-add BPF --network=none "$IMAGE" \
+            sh -c "bpftool map create /sys/fs/bpf/${c}_map type array key 4 value 4 entries 1 name ${c}_map && sleep 3600"
+    done
+    for _ in $(seq 50); do
+        bpfns map list | grep -q db_map && bpfns map list | grep -q web_map && break
+        sleep 0.2
+    done
+    WEB_MAP=$("$BIN/bpfns" -j map list | python3 -c 'import json,sys; print([m["id"] for m in json.load(sys.stdin) if m["name"]=="web_map"][-1])')
+
+    section "12. The host sees both containers' maps, each owned by its container's namespace"
+    echo "\$ bpfns map list"
+    bpfns map list | awk 'NR == 1 || /web_map|db_map/'
+
+    section "13. Inside, each container sees only its own (podman exec ... bpftool map show)"
+    echo "--- demo-web:"
+    show podman exec demo-web bpftool map show
+    echo "--- demo-db:"
+    show podman exec demo-db bpftool map show
+    show podman exec demo-db ls /sys/fs/bpf
+
+    section "14. A privileged container (host root, every capability) tries demo-web's map $WEB_MAP"
+    echo "\$ podman run --rm --privileged --runtime $RT $IMAGE bpftool map show id $WEB_MAP"
+    if podman run --rm --privileged --runtime "$RT" --network=none "$IMAGE" bpftool map show id "$WEB_MAP"; then
+        echo "UNEXPECTED: a privileged container opened demo-web's map" >&2
+        exit 1
+    fi
+    echo "=> refused: the map is not in its namespace."
+fi
+
 section "Done"
 cat <<MSG
 bpfnsd keeps running (pid $(pgrep -n -x bpfnsd)); the demo namespaces stay so you can explore:
     $BIN/bpfns ns list
     $BIN/bpfns exec $A -- bpftool map show
+MSG
+if [ "$CONTAINERS" = 1 ]; then
+    cat <<MSG
+    CONTAINERS_CONF=$CONTAINERS_CONF podman exec demo-web bpftool map show
+MSG
+fi
+cat <<MSG
 To clean up:
+    CONTAINERS_CONF=${CONTAINERS_CONF:-} podman rm -f -t 0 demo-web demo-db
     $BIN/bpfns ns delete $A; $BIN/bpfns ns delete $B
     pkill -x bpfnsd; $BIN/bpfns kernel unload
 MSG

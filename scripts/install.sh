@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install bpfns from this checkout (run as root; until there is a package):
+# Install bpfns from this checkout (run as root; scripts/package.sh builds a Debian package):
 #   bpfnsd -> PREFIX/sbin/bpfnsd, bpfns -> PREFIX/bin/bpfns (PREFIX default /usr/local),
+#   bpfns-oci -> PREFIX/bin/bpfns-oci with its links bpfns-oci-crun and bpfns-oci-runc,
 #   the systemd units -> /etc/systemd/system (ExecStart pointing at PREFIX/sbin/bpfnsd),
 #   the example configuration -> /etc/bpfns/bpfnsd.toml (never over an existing file).
 #
@@ -35,16 +36,19 @@ if [ "$BUILD" = 1 ]; then
     . scripts/lib/cargo-path.sh
     find_cargo || true
     command -v cargo >/dev/null 2>&1 || die "cargo not found: run scripts/setup.sh first"
-    say "building the release binaries (cargo build --release --bin bpfnsd --bin bpfns)"
-    cargo build --release --bin bpfnsd --bin bpfns
+    say "building the release binaries (cargo build --release --bin bpfnsd --bin bpfns --bin bpfns-oci)"
+    cargo build --release --bin bpfnsd --bin bpfns --bin bpfns-oci
 fi
-for b in bpfnsd bpfns; do
+for b in bpfnsd bpfns bpfns-oci; do
     [ -x "target/release/$b" ] || die "target/release/$b is missing: run without --no-build"
 done
 
 install -D -m 0755 target/release/bpfnsd "$DESTDIR$PREFIX/sbin/bpfnsd"
 install -D -m 0755 target/release/bpfns "$DESTDIR$PREFIX/bin/bpfns"
-say "installed $DESTDIR$PREFIX/sbin/bpfnsd and $DESTDIR$PREFIX/bin/bpfns"
+install -D -m 0755 target/release/bpfns-oci "$DESTDIR$PREFIX/bin/bpfns-oci"
+# Engines start a runtime by path, without arguments: one name per real runtime.
+for rt in crun runc; do ln -sfn bpfns-oci "$DESTDIR$PREFIX/bin/bpfns-oci-$rt"; done
+say "installed $DESTDIR$PREFIX/sbin/bpfnsd, $DESTDIR$PREFIX/bin/bpfns and $DESTDIR$PREFIX/bin/bpfns-oci (and its links)"
 # The manual page and shell completions, generated from the CLI's own definitions.
 install -d "$DESTDIR$PREFIX/share/man/man1" "$DESTDIR$PREFIX/share/bash-completion/completions" \
     "$DESTDIR$PREFIX/share/zsh/site-functions" "$DESTDIR$PREFIX/share/fish/vendor_completions.d"
@@ -76,4 +80,4 @@ if [ -d /run/systemd/system ]; then
 else
     say "no systemd here; start it by hand: setsid $PREFIX/sbin/bpfnsd >>/var/log/bpfnsd.log 2>&1 &"
 fi
-say "then: bpfns doctor; bpfns status"
+say "then: bpfns doctor; bpfns status; containers: bpfns containers install --engine podman|docker|containerd"

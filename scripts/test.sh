@@ -2,8 +2,8 @@
 # bpfns's whole test suite, as CI runs it (.ci/run):
 #   setup (scripts/setup.sh), cargo fmt --check, cargo clippy -D warnings, cargo test --workspace
 #   (every test binary runs even when an earlier one fails), the location-sensitive tests from a
-#   fresh clone under a 0700 directory (scripts/clone-check.sh), a fuzzing smoke run
-#   (scripts/fuzz.sh smoke),
+#   fresh clone under a 0700 directory (scripts/clone-check.sh), the Debian package built,
+#   installed, run and purged (scripts/package-test.sh), a fuzzing smoke run (scripts/fuzz.sh smoke),
 #   and the VM lane (scripts/vm/run.sh: Debian 6.1 with/without BPF LSM, 6.12; BPFNS_SKIP_VM=1 skips).
 # Run it as root: the kernel tests load BPF programs for real (without root they are skipped,
 # so this script refuses to run unless BPFNS_TEST_UNPRIVILEGED=1 says that is intended).
@@ -76,6 +76,10 @@ rm -f "$BPFNS_SKIP_LOG"
 unset BPFNS_SKIP_LOG
 check clone "from a fresh clone in a 0700 directory (scripts/clone-check.sh)" \
     bash scripts/clone-check.sh
+# The Debian package (scripts/package.sh): installed with apt-get, its bpfnsd started, the podman
+# tests run against the installed binaries, then purged.
+check package "the Debian package: build, install, run, purge (scripts/package-test.sh)" \
+    bash scripts/package-test.sh
 # Fuzzing smoke run (docs/reliability.md): each target 30 s on the committed corpus.
 check fuzz "fuzz smoke (scripts/fuzz.sh smoke)" bash scripts/fuzz.sh smoke
 # The VM lane (docs/vm.md): kernel tests on Debian's 6.1 kernel with and without BPF LSM, and on
@@ -88,7 +92,7 @@ fi
 
 echo
 if [ ${#failed[@]} -eq 0 ]; then
-    echo "==> all passed: format, lint, tests, clone, fuzz, vm"
+    echo "==> all passed: format, lint, tests, clone, package, fuzz, vm"
     exit 0
 fi
 echo "==> FAILED: ${failed[*]}"

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # What the container tests need, as root (idempotent; says what it did):
-#   - podman, crun, runc, conmon, busybox-static and uidmap from Debian's archive;
+#   - podman, crun, runc, conmon, busybox-static, uidmap, gcc, libc6-dev, containerd and docker.io from
+#     Debian's archive, with no service started by the installation (the tests run private
+#     engine instances; the host's stay as they were);
 #   - a private containers.conf ($BPFNS_CONTAINERS_DIR/containers.conf, read through
 #     CONTAINERS_CONF; the host's own configuration is not changed) with rlimits this machine
 #     allows, cgroupfs and a file event log;
 #   - where crun refuses this machine's cgroups (v1 controllers with hugetlb alone on the v2
 #     hierarchy: "cgroups in hybrid mode not supported"), hugetlb mounted as a v1 hierarchy;
-#   - the image localhost/bpfns-test (busybox-static and bpftool with the libraries ldd names),
-#     built from files and imported with `podman import`: no registry is needed.
+#   - ranges in /etc/subuid and /etc/subgid for the user `containers` (`podman --userns=auto`);
+#   - the image localhost/bpfns-test (busybox-static, bpftool with the libraries ldd names, and
+#     bpftoken, built here from bpftoken.c: BPF tokens with raw bpf() calls, which Debian's
+#     bpftool cannot make), built from files and imported with `podman import`: no registry is
+#     needed; saved as a docker archive for `docker load` and `ctr images import`
+#     (bpfns-test.docker.tar).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -18,7 +24,8 @@ die() { printf 'containers/setup: error: %s\n' "$*" >&2; exit 1; }
 
 DIR=${BPFNS_CONTAINERS_DIR:-/var/lib/bpfns-containers}
 IMAGE=localhost/bpfns-test
-PACKAGES=(podman crun runc conmon busybox-static uidmap bpftool)
+PACKAGES=(podman crun runc conmon busybox-static uidmap bpftool gcc libc6-dev containerd docker.io)
+HERE=$(cd "$(dirname "$0")" && pwd)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
@@ -28,8 +35,30 @@ for p in "${PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
+    # Debian's postinst scripts start containerd and dockerd through invoke-rc.d where it
+    # can: a policy-rc.d that refuses every start keeps the host's services as they were.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# bpfns containers/setup: no service starts while it installs\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        own_policy=1
+        trap 'rm -f "$policy"' EXIT
+    fi
+    engines_before=$(pgrep -x 'containerd|dockerd' | sort || true)
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ -n "$own_policy" ]; then
+        rm -f "$policy"
+        trap - EXIT
+        say "installed with services held back (a temporary $policy)"
+    else
+        say "installed with services held back by the existing $policy"
+    fi
+    started=$(comm -13 <(printf '%s\n' "$engines_before") <(pgrep -x 'containerd|dockerd' | sort || true) | tr '\n' ' ')
+    if [ -n "${started// /}" ]; then
+        die "the installation started engine daemons (pids $started) although policy-rc.d refuses it: stop them (systemctl stop docker.socket docker containerd) and rerun"
+    fi
 else
     say "present: ${PACKAGES[*]}"
 fi
@@ -65,9 +94,20 @@ else
     say "cgroups: crun needs no fix here"
 fi
 
+# podman --userns=auto takes the container's ids from the ranges of the user `containers`.
+for f in /etc/subuid /etc/subgid; do
+    if ! grep -q '^containers:' "$f" 2>/dev/null; then
+        echo 'containers:2147483647:2147483648' >>"$f"
+        say "added containers:2147483647:2147483648 to $f (podman --userns=auto)"
+    else
+        say "present: the containers range in $f"
+    fi
+done
+
 # The test image, in the host's default storage and in the tests' (they import the archive).
 archive=$DIR/bpfns-test.tar
-if [ ! -s "$archive" ] || [ "$archive" -ot /usr/sbin/bpftool ] || [ "$archive" -ot /bin/busybox ]; then
+if [ ! -s "$archive" ] || [ "$archive" -ot /usr/sbin/bpftool ] || [ "$archive" -ot /bin/busybox ] ||
+    [ "$archive" -ot "$HERE/bpftoken.c" ]; then
     root=$(mktemp -d)
     trap 'rm -rf "$root"' EXIT
     mkdir -p "$root"/{bin,sbin,lib64,lib/x86_64-linux-gnu,tmp,proc,sys,dev,etc,sys/fs/bpf}
@@ -77,22 +117,38 @@ if [ ! -s "$archive" ] || [ "$archive" -ot /usr/sbin/bpftool ] || [ "$archive" -
         [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
     done
     cp /usr/sbin/bpftool "$root/sbin/bpftool"
+    gcc -static -O2 -Wall -o "$root/bin/bpftoken" "$HERE/bpftoken.c"
     for lib in $(ldd /usr/sbin/bpftool | grep -o '/[^ ]*'); do
         mkdir -p "$root$(dirname "$lib")"
         cp -L "$lib" "$root$lib"
     done
     echo 'root:x:0:0:root:/:/bin/sh' >"$root/etc/passwd"
     echo 'root:x:0:' >"$root/etc/group"
-    tar -C "$root" -cf "$archive" .
+    # Renamed into place: tests running meanwhile import the old archive or the new one whole.
+    tar -C "$root" -cf "$archive.tmp" .
+    mv -f "$archive.tmp" "$archive"
     rm -rf "$root"
     trap - EXIT
-    say "built $archive (busybox-static, bpftool and its libraries)"
+    say "built $archive (busybox-static, bpftool and its libraries, bpftoken)"
 else
     say "present: $archive"
 fi
-if ! CONTAINERS_CONF=$conf podman image exists "$IMAGE"; then
+if ! CONTAINERS_CONF=$conf podman image exists "$IMAGE" ||
+    [ "$(CONTAINERS_CONF=$conf podman image inspect -f '{{.Created.Unix}}' "$IMAGE")" -lt "$(stat -c %Y "$archive")" ]; then
     CONTAINERS_CONF=$conf podman import -q --change 'CMD ["/bin/sh"]' "$archive" "$IMAGE" >/dev/null
     say "imported $IMAGE into podman's storage"
 else
     say "present: image $IMAGE"
+fi
+
+# docker and containerd import the same image from a docker archive (tag
+# localhost/bpfns-test:latest): `docker load -i`, `ctr images import`.
+docker_archive=$DIR/bpfns-test.docker.tar
+if [ ! -s "$docker_archive" ] || [ "$docker_archive" -ot "$archive" ]; then
+    rm -f "$docker_archive.tmp"
+    CONTAINERS_CONF=$conf podman save -q --format docker-archive -o "$docker_archive.tmp" "$IMAGE"
+    mv "$docker_archive.tmp" "$docker_archive"
+    say "saved $docker_archive (for docker load and ctr images import)"
+else
+    say "present: $docker_archive"
 fi

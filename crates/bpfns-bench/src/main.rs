@@ -22,6 +22,7 @@
 //! Results and the command that reproduces them are in docs/benchmarks.md.
 
 mod analysis;
+mod containers;
 mod controller;
 mod daemon;
 mod listing;
@@ -106,6 +107,16 @@ enum Cmd {
     /// `BPFNS_BENCH_PAUSE=1` stops once everything is set up (for profiling by hand);
     /// `BPFNS_BENCH_VERBOSE=1` prints every timed process.
     Daemon(daemon::Args),
+    /// Benchmark a container's start with and without bpfns.
+    ///
+    /// The runtime level (`runc run`/`crun run` of a bundle whose process is `true`, directly
+    /// against through `bpfns-oci`, with and without CAP_BPF) and the engine level (`podman run
+    /// --rm IMAGE true` with the runtime against the bpfns runtime). Interleaved rounds,
+    /// medians, ratios and the time added against the same start without bpfns, measured in
+    /// the same run. Needs scripts/containers/setup.sh (engines and the test image) and the
+    /// binaries beside this one (`cargo build --release -p bpfnsd -p bpfns-oci -p
+    /// bpfns-bench`); runs its own bpfnsd, podman storage and runtime roots and removes them.
+    Containers(containers::Args),
     /// Internal: a load generator on bpfnsd's API (client threads, one connection each).
     #[command(hide = true)]
     Load(daemon::LoadArgs),
@@ -213,6 +224,7 @@ fn main() {
     let result = match cli.cmd {
         Some(Cmd::Worker { cpu }) => worker::serve(cpu),
         Some(Cmd::Daemon(ref a)) => daemon::run(a),
+        Some(Cmd::Containers(ref a)) => containers::run(a),
         Some(Cmd::Load(ref a)) => daemon::serve_load(a),
         Some(Cmd::Traps { reps }) => daemon::serve_traps(reps),
         None => bench(&cli),

@@ -135,6 +135,11 @@ pub enum Command {
     #[command(subcommand)]
     Kernel(KernelCmd),
 
+    /// Container engines: register bpfns-oci, the OCI runtime wrapper that puts every
+    /// container in a BPF namespace of its own.
+    #[command(subcommand)]
+    Containers(ContainersCmd),
+
     /// BPF programs with their owner namespaces: list, show, dump xlated.
     Prog(ProgArgs),
 
@@ -395,6 +400,82 @@ pub enum NsCmd {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainersCmd {
+    /// Register bpfns-oci with a container engine (podman, docker, containerd), or undo it.
+    ///
+    /// podman: a drop-in /etc/containers/containers.conf.d/bpfns.conf with the runtimes
+    /// bpfns-crun and bpfns-runc; docker: the runtime `bpfns` in /etc/docker/daemon.json;
+    /// containerd: the CRI runtime `bpfns` (runc v2 shim, BinaryName the wrapper) in
+    /// /etc/containerd/config.toml. The existing configuration is merged, keeping every other
+    /// setting and comment; the links bpfns-oci-crun and bpfns-oci-runc are made beside
+    /// bpfns-oci. What was there before is kept under /var/lib/bpfns/containers, and --undo
+    /// puts it back byte for byte (a file that did not exist is removed). Running it again
+    /// changes nothing. Without --default, containers use bpfns only when asked (podman run
+    /// --runtime bpfns-runc, docker run --runtime bpfns).
+    #[command(after_help = "Examples:
+  bpfns containers install --engine podman --default --dry-run   # show the change
+  bpfns containers install --engine docker
+  bpfns containers install --engine docker --undo")]
+    Install(InstallArgs),
+}
+
+/// A container engine bpfns-oci can be registered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    Podman,
+    Docker,
+    Containerd,
+}
+
+/// The real OCI runtime bpfns-oci runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OciRuntime {
+    Runc,
+    Crun,
+}
+
+/// `bpfns containers install`.
+#[derive(Debug, Clone, Args)]
+pub struct InstallArgs {
+    /// The engine.
+    #[arg(long, value_enum, default_value = "podman")]
+    pub engine: Engine,
+    /// Make bpfns the engine's default runtime: every container runs under it.
+    #[arg(long)]
+    pub default: bool,
+    /// The runtime bpfns-oci runs for docker and containerd, and podman's default with
+    /// --default (crun does not work with bpfns yet: docs/containers.md).
+    #[arg(long, value_enum, default_value = "runc")]
+    pub runtime: OciRuntime,
+    /// Put back what was there before bpfns registered itself.
+    #[arg(long)]
+    pub undo: bool,
+    /// Print the change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Go on although the configuration changed since bpfns wrote it (--undo then puts back
+    /// what was there before bpfns, losing those changes).
+    #[arg(long)]
+    pub force: bool,
+    /// Do not signal dockerd to reload its configuration.
+    #[arg(long)]
+    pub no_reload: bool,
+    /// Read and write the engine's configuration and bpfns's records below DIR instead of
+    /// / (for images and tests); the engine is not signalled.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// The engine's configuration file [default: the engine's, as above].
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Where bpfns keeps what was there before [default: /var/lib/bpfns/containers].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The bpfns-oci executable [default: beside bpfns, else on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub wrapper: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@
 
 mod backend;
 mod cli;
+mod containers_cmd;
 mod doctor_cmd;
 mod dump;
 mod error;
@@ -30,7 +31,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::backend::Direct;
-use crate::cli::{Cli, Command, DebugCmd, KernelCmd, NsCmd, NsFilter, ObjectCmd};
+use crate::cli::{Cli, Command, ContainersCmd, DebugCmd, KernelCmd, NsCmd, NsFilter, ObjectCmd};
 use crate::output::{emit, to_json, write_stdout, Format};
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings); libbpf's messages go the
@@ -148,6 +149,9 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             print_all(&page)
         }
         Command::Doctor => doctor_cmd::run(format),
+        Command::Containers(ContainersCmd::Install(a)) => {
+            emit(format, &containers_cmd::run(a)?).map(|()| 0)
+        }
         Command::Kernel(k) => match k {
             KernelCmd::Load => emit(format, &kernel_cmd::load(&direct)?).map(|()| 0),
             KernelCmd::Unload { force } => {

@@ -300,6 +300,26 @@ impl Client {
         }
     }
 
+    /// Make namespace `path`'s bpffs one of the user namespace of container init `pid`,
+    /// delegating what the namespace's policy allows (host administrators, from an OCI
+    /// `createRuntime` hook, after [`Client::enter_container`]); returns the namespace and a
+    /// detached copy of the new bpffs mount (`open_tree(OPEN_TREE_CLONE)`), to be attached in
+    /// the container (a runtime may run in a copy of the host's mount namespace made before
+    /// the bpffs was mounted, where its path is an empty directory).
+    pub fn container_bpffs(&mut self, path: &str, pid: i32) -> Result<(NsInfo, OwnedFd)> {
+        let (reply, mut got) = self.call_with_fds(
+            Op::ContainerBpffs {
+                path: path.into(),
+                pid,
+            },
+            &[],
+        )?;
+        match reply {
+            Reply::Namespace(info) if got.len() == 1 => Ok((info, got.remove(0))),
+            r => Self::unexpected(r),
+        }
+    }
+
     /// Hand the seccomp listener of our child `pid` to the daemon's supervisor.
     pub fn supervise(&mut self, pid: i32, listener: BorrowedFd<'_>) -> Result<()> {
         self.supervise_with(pid, listener, None).map(|_| ())

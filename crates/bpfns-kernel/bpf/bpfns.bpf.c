@@ -331,6 +331,77 @@ static __always_inline int bpf_exit(struct task_struct *task, struct task_tag *t
 }
 
 /*
+ * The namespace cgroup `cg` is bound to (0: none). Read through probe reads: only ids are
+ * needed, and they work alike on every kernel bpfns supports.
+ */
+static __always_inline __u32 cgroup_bound(struct cgroup *cg)
+{
+	struct cgroup_key key = {};
+	struct cgroup_binding *b;
+
+	if (!cg)
+		return 0;
+	key.hierarchy = BPF_CORE_READ(cg, root, hierarchy_id);
+	key.id = BPF_CORE_READ(cg, kn, id);
+	b = bpf_map_lookup_elem(&cgroup_ns, &key);
+	return b ? b->ns : 0;
+}
+
+/* The namespace of the first bound cgroup `task` is in: its cgroup v2 cgroup, then its
+ * cgroups of every v1 hierarchy with a controller. */
+static __always_inline __u32 bound_ns(struct task_struct *task)
+{
+	struct css_set *cs = BPF_CORE_READ(task, cgroups);
+	__u32 n = bpf_core_enum_value(enum cgroup_subsys_id, CGROUP_SUBSYS_COUNT);
+	__u32 ns, i;
+
+	if (!cs)
+		return 0;
+	ns = cgroup_bound(BPF_CORE_READ(cs, dfl_cgrp));
+	for (i = 0; !ns && i < 16 && i < n; i++) {
+		struct cgroup_subsys_state *css = NULL;
+
+		if (bpf_core_read(&css, sizeof(css), &cs->subsys[i]) || !css)
+			continue;
+		ns = cgroup_bound(BPF_CORE_READ(css, cgroup));
+	}
+	return ns;
+}
+
+/* Tag untagged `task` into `ns` (0: leave it) with `flags`. */
+static __always_inline void tag_bound(struct task_struct *task, __u32 ns, __u32 flags)
+{
+	struct task_tag tag = { .ns = ns, .flags = flags };
+
+	if (!ns)
+		return;
+	if (bpf_task_storage_get(&task_ns, task, &tag, BPF_LOCAL_STORAGE_GET_F_CREATE))
+		stat_inc(BPFNS_STAT_CGROUP);
+	else
+		stat_inc(BPFNS_STAT_TAG_FAILED);
+}
+
+/*
+ * An untagged thread of a tagged process takes its leader's tag: the kernel tags only the
+ * leader when a whole process is moved into a bound cgroup (on_cgroup_attach), and a process is
+ * in one namespace (its threads share its fds and memory). NULL: the leader is untagged too.
+ */
+static __always_inline struct task_tag *from_leader(struct task_struct *task)
+{
+	struct task_struct *leader = task->group_leader;
+	struct task_tag *lt, tag;
+
+	if (!leader || leader == task)
+		return 0;
+	lt = bpf_task_storage_get(&task_ns, leader, 0, 0);
+	if (!lt)
+		return 0;
+	tag.ns = lt->ns;
+	tag.flags = lt->flags;
+	return bpf_task_storage_get(&task_ns, task, &tag, BPF_LOCAL_STORAGE_GET_F_CREATE);
+}
+
+/*
  * Every syscall exit, filtered on the syscall number first so that other syscalls cost one
  * compare. A raw tracepoint (unlike a perf-event tracepoint) gives a link that can be pinned,
  * so it keeps running when no bpfns process is alive.
@@ -352,6 +423,8 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	}
 	task = bpf_get_current_task_btf();
 	tag = bpf_task_storage_get(&task_ns, task, 0, 0);
+	if (!tag)
+		tag = from_leader(task);
 	/* Root tasks: nothing to record (no entry = root) and nothing to forbid. */
 	if (!tag)
 		return 0;
@@ -376,11 +449,23 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 
 	pt = bpf_task_storage_get(&task_ns, parent, 0, 0);
 	if (!pt)
+		pt = from_leader(parent);
+	if (!pt) {
+		/* An untagged parent's child is in the parent's cgroups, unless it was made
+		 * straight into another (clone3 CLONE_INTO_CGROUP: how runtimes join a process to a
+		 * container on cgroup v2, with no attach event). Runtime code until it execs. */
+		if (BPF_CORE_READ(child, cgroups) == BPF_CORE_READ(parent, cgroups))
+			return 0;
+		tag_bound(child, bound_ns(child), BPFNS_TASK_RUNTIME);
 		return 0;
+	}
 	tag.ns = pt->ns;
+	tag.flags = pt->flags & BPFNS_TASK_RUNTIME;
 	/* A new process that shares the fd table of a namespace task could keep an fd the
-	 * backstop kills the namespace task for: such a child never runs (on_clone_exit). */
-	if (tag.ns != BPFNS_ROOT && child->files == parent->files && child->tgid != parent->tgid)
+	 * backstop kills the namespace task for: such a child never runs (on_sys_exit). Runtime
+	 * code before its exec may (BPFNS_TASK_RUNTIME): the child is runtime code too. */
+	if (tag.ns != BPFNS_ROOT && child->files == parent->files && child->tgid != parent->tgid &&
+	    !(pt->flags & BPFNS_TASK_RUNTIME))
 		tag.flags |= BPFNS_TASK_DOOMED;
 	ct = bpf_task_storage_get(&task_ns, child, &tag, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!ct) {
@@ -389,6 +474,44 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	}
 	ct->ns = tag.ns;
 	ct->flags = tag.flags;
+	return 0;
+}
+
+/*
+ * execve: the task runs a new program, with an fd table of its own (exec unshares it), so the
+ * runtime's exemption ends here. An untagged task in a bound cgroup is tagged: a thread of a
+ * process the kernel tagged by its leader's move into the cgroup (the leader is gone once
+ * another thread execs).
+ */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct task_tag *tag = bpf_task_storage_get(&task_ns, p, 0, 0);
+
+	if (tag) {
+		if (tag->flags & BPFNS_TASK_RUNTIME)
+			tag->flags &= ~BPFNS_TASK_RUNTIME;
+		return 0;
+	}
+	tag_bound(p, bound_ns(p), 0);
+	return 0;
+}
+
+/*
+ * A task was moved into cgroup `dst` (cgroup.procs, or tasks on v1): if that cgroup is bound to a
+ * namespace and the task untagged, it joins the namespace before it runs again: how runtimes
+ * join a process to a running container (podman exec). A task of any namespace, the root's
+ * included once tagged, is never moved. With `threadgroup` the leader is reported; the other
+ * threads of its process take its tag at their next fork, bpf(), clone() or exec
+ * (from_leader, on_exec).
+ */
+SEC("tp_btf/cgroup_attach_task")
+int BPF_PROG(on_cgroup_attach, struct cgroup *dst, const char *path, struct task_struct *task,
+	     bool threadgroup)
+{
+	if (bpf_task_storage_get(&task_ns, task, 0, 0))
+		return 0;
+	tag_bound(task, cgroup_bound(dst), BPFNS_TASK_RUNTIME);
 	return 0;
 }
 

@@ -16,12 +16,38 @@
 /* The task was cloned with CLONE_FILES into a new process: it shares an fd table with a
  * namespace task and is killed before it runs user code (see on_clone_exit). */
 #define BPFNS_TASK_DOOMED 1u
+/* Container runtime code that has not exec'd yet: the container's init from the moment
+ * bpfnsd tags it for a runtime (enter_container), or an untagged task the kernel tagged
+ * because it was moved into a namespace's cgroup (a runtime joining a process to a running
+ * container). Its CLONE_FILES children are not doomed (runtimes hand a seccomp listener on
+ * from such a child); they inherit the tag and this flag. Cleared when the task execs:
+ * execve unshares the fd table, so a table shared before the exec is never shared with the
+ * program it runs. Never set for `bpfns exec` members. */
+#define BPFNS_TASK_RUNTIME 2u
 
 /* Value of the task storage map: which namespace the task belongs to. No entry = root. */
 struct task_tag {
 	__u32 ns;
 	__u32 flags;
 };
+
+/* Key of the cgroup bindings (cgroup_ns): a cgroup of one hierarchy. `hierarchy` is the first
+ * field of /proc/PID/cgroup (0: the cgroup v2 hierarchy), `id` the cgroup's kernfs node id,
+ * which is its directory's inode number. The value is the namespace (struct cgroup_binding). */
+struct cgroup_key {
+	__u32 hierarchy;
+	__u32 pad;
+	__u64 id;
+};
+
+struct cgroup_binding {
+	__u32 ns;
+	__u32 pad;
+};
+
+/* Capacity of the cgroup bindings: a container's namespace binds one cgroup per hierarchy it
+ * has its own cgroup in (a dozen on a host with cgroup v1 controllers). */
+#define BPFNS_CGROUP_CAPACITY (1u << 16)
 
 /* Key and value of the ownership map. No entry = owned by root. */
 struct obj_key {
@@ -119,6 +145,7 @@ struct task_record {
 #define BPFNS_STAT_DOOMED 2     /* CLONE_FILES children stopped */
 #define BPFNS_STAT_TAG_FAILED 3 /* fork: child's tag could not be stored */
 #define BPFNS_STAT_FULL 4       /* ownership record could not be stored */
+#define BPFNS_STAT_CGROUP 5     /* untagged tasks tagged by a namespace's cgroup */
 #define BPFNS_STAT_MAX 8
 
 /* Why a task was stopped (or, with BPFNS_EVENT_REFUSED, refused by the BPF LSM layer):

@@ -53,6 +53,17 @@ struct {
 	__type(value, struct ns_dquota);
 } quota_daemon SEC(".maps");
 
+/* Cgroups bound to namespaces: an untagged task attached to one is tagged (bpfns.bpf.c,
+ * on_cgroup_attach). bpfnsd binds a container's cgroups when it tags its init and drops them
+ * with the namespace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BPFNS_CGROUP_CAPACITY);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct cgroup_key);
+	__type(value, struct cgroup_binding);
+} cgroup_ns SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, BPFNS_STAT_MAX);

@@ -11,11 +11,17 @@ pub struct TaskTag {
 
 /// `BPFNS_TASK_DOOMED`: the task shares its fd table with a namespace task and is stopped.
 pub const TASK_DOOMED: u32 = 1;
+/// `BPFNS_TASK_RUNTIME`: container runtime code before its exec; its `CLONE_FILES` children
+/// are not stopped. Cleared by the kernel side at exec.
+pub const TASK_RUNTIME: u32 = 2;
 
 impl TaskTag {
     pub const SIZE: usize = 8;
     pub fn new(ns: NsId) -> Self {
         Self { ns: ns.0, flags: 0 }
+    }
+    pub fn with_flags(ns: NsId, flags: u32) -> Self {
+        Self { ns: ns.0, flags }
     }
     pub fn to_bytes(self) -> [u8; 8] {
         pair(self.ns, self.flags)
@@ -24,6 +30,27 @@ impl TaskTag {
         let (ns, flags) = unpair(b)?;
         Some(Self { ns, flags })
     }
+}
+
+/// `struct cgroup_key`: a cgroup of hierarchy `hierarchy` (0: cgroup v2) with kernfs id `id`
+/// (its directory's inode number).
+pub fn cgroup_key(hierarchy: u32, id: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..4].copy_from_slice(&hierarchy.to_ne_bytes());
+    out[8..].copy_from_slice(&id.to_ne_bytes());
+    out
+}
+
+/// Decode a `cgroup_key`.
+pub fn parse_cgroup_key(b: &[u8]) -> Option<(u32, u64)> {
+    let h = u32::from_ne_bytes(b.get(..4)?.try_into().ok()?);
+    let id = u64::from_ne_bytes(b.get(8..16)?.try_into().ok()?);
+    Some((h, id))
+}
+
+/// `struct cgroup_binding`.
+pub fn cgroup_binding(ns: NsId) -> [u8; 8] {
+    pair(ns.0, 0)
 }
 
 /// `struct obj_key`.
@@ -254,6 +281,8 @@ impl TaskRecord {
 pub const OWNERSHIP_CAPACITY: u32 = 1 << 20;
 /// `BPFNS_NS_CAPACITY`: entries of the namespace table and the per-namespace quota maps.
 pub const NS_CAPACITY: u32 = 1 << 16;
+/// `BPFNS_CGROUP_CAPACITY`: cgroups bound to namespaces.
+pub const CGROUP_CAPACITY: u32 = 1 << 16;
 /// What bpfnsd keeps free of the ownership map's capacity when it reserves namespaces' quotas:
 /// room for reservations in flight while it resynchronises counters.
 pub const OWNERSHIP_SLACK: u32 = 1 << 10;
@@ -476,15 +505,17 @@ pub enum Stat {
     Doomed = 2,
     TagFailed = 3,
     Full = 4,
+    Cgroup = 5,
 }
 
 impl Stat {
-    pub const ALL: [Stat; 5] = [
+    pub const ALL: [Stat; 6] = [
         Stat::Recorded,
         Stat::Killed,
         Stat::Doomed,
         Stat::TagFailed,
         Stat::Full,
+        Stat::Cgroup,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -493,6 +524,7 @@ impl Stat {
             Stat::Doomed => "shared_fd_table_children_stopped",
             Stat::TagFailed => "fork_tag_failures",
             Stat::Full => "ownership_map_full",
+            Stat::Cgroup => "tagged_by_cgroup",
         }
     }
 }

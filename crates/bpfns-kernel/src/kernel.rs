@@ -234,6 +234,7 @@ pub struct Kernel {
     quota_kernel: MapHandle,
     quota_daemon: MapHandle,
     reasons: MapHandle,
+    cgroup_ns: MapHandle,
 }
 
 /// quota_daemon is read, changed and written back by bpfnsd only: one writer at a time in the
@@ -305,6 +306,7 @@ impl Kernel {
             quota_kernel: open("quota_kernel")?,
             quota_daemon: open("quota_daemon")?,
             reasons: open("reasons")?,
+            cgroup_ns: open("cgroup_ns")?,
         })
     }
 
@@ -345,9 +347,16 @@ impl Kernel {
     /// thread-group leader only; see [`tag_process`](Self::tag_process) for all threads.
     /// New tasks it creates inherit the tag in the kernel.
     pub fn tag(&self, pidfd: BorrowedFd<'_>, ns: NsId) -> Result<()> {
+        self.tag_with(pidfd, TaskTag::new(ns))
+    }
+
+    /// [`tag`](Self::tag) with flags: [`abi::TASK_RUNTIME`] for a container's init, which is
+    /// the runtime's code until it execs.
+    pub fn tag_with(&self, pidfd: BorrowedFd<'_>, tag: TaskTag) -> Result<()> {
         let key = pidfd.as_raw_fd().to_ne_bytes();
+        let ns = tag.ns;
         self.task_ns
-            .update(&key, &TaskTag::new(ns).to_bytes(), MapFlags::ANY)
+            .update(&key, &tag.to_bytes(), MapFlags::ANY)
             .map_err(KernelError::libbpf(format!(
                 "tagging task with namespace {ns}"
             )))
@@ -403,6 +412,81 @@ impl Kernel {
         }
     }
 
+    // ---- cgroup bindings ----------------------------------------------------------------
+
+    /// Bind the cgroup `id` of hierarchy `hierarchy` (0: cgroup v2) to namespace `ns`: the
+    /// kernel side tags every untagged task attached to it. A cgroup bound to another namespace
+    /// already is left alone: `Ok(Some(that namespace))`.
+    pub fn bind_cgroup(&self, hierarchy: u32, id: u64, ns: NsId) -> Result<Option<NsId>> {
+        let key = abi::cgroup_key(hierarchy, id);
+        match self
+            .cgroup_ns
+            .update(&key, &abi::cgroup_binding(ns), MapFlags::NO_EXIST)
+        {
+            Ok(()) => Ok(None),
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::AlreadyExists => {
+                let have = self.cgroup_binding(hierarchy, id)?;
+                Ok(have.filter(|&h| h != ns))
+            }
+            Err(e) => Err(KernelError::libbpf(format!(
+                "binding cgroup {id} of hierarchy {hierarchy} to namespace {ns}"
+            ))(e)),
+        }
+    }
+
+    /// Replace the binding of a cgroup (one whose namespace is gone).
+    pub fn rebind_cgroup(&self, hierarchy: u32, id: u64, ns: NsId) -> Result<()> {
+        let key = abi::cgroup_key(hierarchy, id);
+        self.cgroup_ns
+            .update(&key, &abi::cgroup_binding(ns), MapFlags::ANY)
+            .map_err(KernelError::libbpf(format!(
+                "binding cgroup {id} of hierarchy {hierarchy} to namespace {ns}"
+            )))
+    }
+
+    /// The namespace a cgroup is bound to.
+    pub fn cgroup_binding(&self, hierarchy: u32, id: u64) -> Result<Option<NsId>> {
+        let key = abi::cgroup_key(hierarchy, id);
+        let v = self
+            .cgroup_ns
+            .lookup(&key, MapFlags::ANY)
+            .map_err(KernelError::libbpf("reading a cgroup binding"))?;
+        Ok(
+            v.and_then(|b| b.get(..4)?.try_into().ok().map(u32::from_ne_bytes))
+                .map(NsId),
+        )
+    }
+
+    /// Every binding: `(hierarchy, cgroup id, namespace)`.
+    pub fn cgroup_bindings(&self) -> Result<Vec<(u32, u64, NsId)>> {
+        let mut out = Vec::new();
+        for key in self.cgroup_ns.keys() {
+            let Some((h, id)) = abi::parse_cgroup_key(&key) else {
+                continue;
+            };
+            if let Some(ns) = self.cgroup_binding(h, id)? {
+                out.push((h, id, ns));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drop every binding of namespace `ns` (it is being deleted); how many there were.
+    pub fn unbind_cgroups(&self, ns: NsId) -> Result<usize> {
+        let mut n = 0;
+        for (h, id, owner) in self.cgroup_bindings()? {
+            if owner != ns {
+                continue;
+            }
+            match self.cgroup_ns.delete(&abi::cgroup_key(h, id)) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
+                Err(e) => return Err(KernelError::libbpf("dropping a cgroup binding")(e)),
+            }
+        }
+        Ok(n)
+    }
+
     // ---- namespace table ----------------------------------------------------------------
 
     /// Record namespace `id` with its parent, so the kernel can decide visibility. Its
@@ -440,6 +524,8 @@ impl Kernel {
     /// counted them already: counts are hierarchical.)
     pub fn remove_namespace(&self, id: NsId) -> Result<()> {
         let key = id.0.to_ne_bytes();
+        // Its cgroups first: nothing is tagged into it once it is gone.
+        self.unbind_cgroups(id)?;
         let _w = quota_lock();
         for (map, what) in [
             (&self.ns_table, "namespace"),

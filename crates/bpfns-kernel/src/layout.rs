@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! <root>/maps/{task_ns,obj_owner,ns_table,stats,violations,     state: survives reloads
-//!              quota_kernel,quota_daemon,reasons}
-//! <root>/links/{on_sys_exit,on_fork,iter_maps,iter_progs,iter_links,iter_tasks}
+//!              quota_kernel,quota_daemon,reasons,cgroup_ns}
+//! <root>/links/{on_sys_exit,on_fork,on_exec,on_cgroup_attach,
+//!               iter_maps,iter_progs,iter_links,iter_tasks}
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -12,7 +13,9 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/bpfns";
 
 /// The state maps, by their names in `bpfns.bpf.c`.
-pub const MAPS: [&str; 8] = [
+/// A kernel side loaded by an older release lacks the newest (`cgroup_ns`): the next load
+/// creates it, and [`Kernel::open`](crate::Kernel::open) asks for that load.
+pub const MAPS: [&str; 9] = [
     "task_ns",
     "obj_owner",
     "ns_table",
@@ -21,12 +24,15 @@ pub const MAPS: [&str; 8] = [
     "quota_kernel",
     "quota_daemon",
     "reasons",
+    "cgroup_ns",
 ];
 
 /// The programs, each attached through one pinned link.
-pub const LINKS: [&str; 6] = [
+pub const LINKS: [&str; 8] = [
     "on_sys_exit",
     "on_fork",
+    "on_exec",
+    "on_cgroup_attach",
     "iter_maps",
     "iter_progs",
     "iter_links",

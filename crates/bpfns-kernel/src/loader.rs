@@ -193,6 +193,8 @@ fn load_main(layout: &PinLayout) -> Result<Vec<(String, u32)>> {
     let progs = [
         ("on_sys_exit", &skel.progs.on_sys_exit),
         ("on_fork", &skel.progs.on_fork),
+        ("on_exec", &skel.progs.on_exec),
+        ("on_cgroup_attach", &skel.progs.on_cgroup_attach),
         ("iter_maps", &skel.progs.iter_maps),
         ("iter_progs", &skel.progs.iter_progs),
         ("iter_links", &skel.progs.iter_links),
@@ -284,5 +286,6 @@ mod tests {
         for m in ["ns_table", "quota_kernel", "quota_daemon"] {
             assert_eq!(size(m), crate::abi::NS_CAPACITY, "{m}");
         }
+        assert_eq!(size("cgroup_ns"), crate::abi::CGROUP_CAPACITY);
     }
 }

@@ -30,9 +30,9 @@ const WITH_VALUE: [&str; 6] = [
     "--log",
 ];
 
-/// Rewrite the bundle named by `args` (what follows `create` or `run`); `global` are the
-/// runtime's options before the command (`--root`).
-pub fn prepare(settings: &Settings, global: &[OsString], args: &[OsString]) -> Result<()> {
+/// The bundle and the container id of a `create`/`run` command line (what follows the
+/// command): `--bundle B`, `-b B`, `--bundle=B` (default: the current directory).
+fn bundle_and_id(args: &[OsString]) -> (PathBuf, Option<String>) {
     let mut bundle = PathBuf::from(".");
     let mut id = None;
     let mut i = 0;
@@ -50,6 +50,13 @@ pub fn prepare(settings: &Settings, global: &[OsString], args: &[OsString]) -> R
         }
         i += 1;
     }
+    (bundle, id)
+}
+
+/// Rewrite the bundle named by `args` (what follows `create` or `run`); `global` are the
+/// runtime's options before the command (`--root`).
+pub fn prepare(settings: &Settings, global: &[OsString], args: &[OsString]) -> Result<()> {
+    let (bundle, id) = bundle_and_id(args);
     let id = id.context("no container id on the runtime's command line")?;
     let path = bundle.join("config.json");
     let text =
@@ -225,6 +232,23 @@ mod tests {
     }
 
     #[test]
+    fn command_lines_of_engines() {
+        let args = |s: &str| s.split(' ').map(OsString::from).collect::<Vec<_>>();
+        // containerd's shim (ctr, Docker, Kubernetes' CRI).
+        let (b, id) = bundle_and_id(&args(
+            "--bundle /run/c/t/ns/abc --pid-file /run/c/t/ns/abc/init.pid --no-pivot abc",
+        ));
+        assert_eq!((b, id.as_deref()), ("/run/c/t/ns/abc".into(), Some("abc")));
+        // conmon (podman), with a console socket and descriptors handed on.
+        let (b, id) = bundle_and_id(&args(
+            "--bundle=/b --console-socket /s --preserve-fds 1 --pid-file=/p id1",
+        ));
+        assert_eq!((b, id.as_deref()), ("/b".into(), Some("id1")));
+        let (b, id) = bundle_and_id(&args("-b /b"));
+        assert_eq!((b, id), ("/b".into(), None));
+    }
+
+    #[test]
     fn what_the_engine_says_of_a_container() {
         let mut c = config(&[]);
         c["annotations"]["n"] = json!(3);
@@ -273,6 +297,22 @@ mod tests {
         rewrite(&mut c, &settings("/usr/sbin/runc"), &ns).expect("rewrite");
         assert!(c["linux"]["seccomp"].get("flags").is_none());
         assert_eq!(c["linux"]["seccomp"]["listenerPath"], "/run/b/seccomp.sock");
+    }
+
+    #[test]
+    fn user_namespace_containers_are_trapped_the_same() {
+        // CAP_BPF in its bounding set is CAP_BPF in its own user namespace only: bpf() is
+        // still trapped as for any other container (the member's view answers it).
+        let ns = NsPath::parse("/containers/a").expect("path");
+        let mut plain = config(&["CAP_BPF"]);
+        rewrite(&mut plain, &settings("/usr/sbin/runc"), &ns).expect("rewrite");
+        let mut userns = config(&["CAP_BPF"]);
+        userns["linux"]["namespaces"] = json!([{"type": "user"}, {"type": "mount"}]);
+        userns["linux"]["uidMappings"] =
+            json!([{"containerID": 0, "hostID": 2147483647, "size": 1024}]);
+        rewrite(&mut userns, &settings("/usr/sbin/runc"), &ns).expect("rewrite");
+        assert_eq!(userns["linux"]["seccomp"], plain["linux"]["seccomp"]);
+        assert_eq!(userns["hooks"], plain["hooks"]);
     }
 
     #[test]

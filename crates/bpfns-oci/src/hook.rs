@@ -21,7 +21,8 @@ struct State {
 }
 
 /// Tag the container's init into `namespace` (bpfnsd checks it), then mount the namespace's
-/// bpffs at the container's `/sys/fs/bpf`.
+/// bpffs at the container's `/sys/fs/bpf` (for a container of its own user namespace, a
+/// bpffs of that user namespace that delegates: see bpfnsd's `container_bpffs`).
 pub fn create_runtime(socket: &Path, namespace: &str) -> Result<()> {
     let mut text = String::new();
     std::io::stdin()
@@ -37,9 +38,26 @@ pub fn create_runtime(socket: &Path, namespace: &str) -> Result<()> {
     client
         .enter_container(namespace, state.pid)
         .with_context(|| format!("container {id}: entering namespace {namespace}"))?;
-    let info = client
-        .ns_show(namespace)
-        .with_context(|| format!("container {id}: namespace {namespace}"))?;
+    let pidfd = bpfns_sys::process::open_pidfd(state.pid)
+        .with_context(|| format!("container {id}: its init {} is gone", state.pid))?;
+    // A container of its own user namespace can make BPF tokens only from a bpffs of that
+    // user namespace: bpfnsd makes the namespace's bpffs one (delegating what its policy
+    // allows); the others get the namespace's bpffs as it is.
+    let userns = bpfns_sys::userns::in_other_user_ns(pidfd.as_fd(), state.pid)
+        .with_context(|| format!("container {id}: its user namespace"))?;
+    let (info, made) = if userns {
+        let (info, tree) = client
+            .container_bpffs(namespace, state.pid)
+            .with_context(|| {
+                format!("container {id}: a bpffs of its user namespace for {namespace}")
+            })?;
+        (info, Some(tree))
+    } else {
+        let info = client
+            .ns_show(namespace)
+            .with_context(|| format!("container {id}: namespace {namespace}"))?;
+        (info, None)
+    };
     // runc's state has no root at this stage: the bundle's configuration says where it is.
     let config: serde_json::Value = serde_json::from_slice(
         &std::fs::read(state.bundle.join("config.json")).context("reading the bundle")?,
@@ -55,9 +73,10 @@ pub fn create_runtime(socket: &Path, namespace: &str) -> Result<()> {
         state.bundle.join(root)
     };
     let target = rootfs.join("sys/fs/bpf");
-    let pidfd = bpfns_sys::process::open_pidfd(state.pid)
-        .with_context(|| format!("container {id}: its init {} is gone", state.pid))?;
-    let tree = bpfns_sys::mounts::clone_mount(Path::new(&info.bpffs))?;
+    let tree = match made {
+        Some(tree) => tree,
+        None => bpfns_sys::mounts::clone_mount(Path::new(&info.bpffs))?,
+    };
     // The kernel's preloaded iterators list every map and program of the host.
     let covers = ["maps.debug", "progs.debug"]
         .map(|n| bpfns_sys::mounts::clone_mount(Path::new("/dev/null")).map(|t| (n, t)));

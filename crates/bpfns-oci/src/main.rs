@@ -13,7 +13,7 @@ mod hook;
 mod profile;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -104,6 +104,47 @@ const GLOBAL_WITH_VALUE: [&str; 6] = [
     "--cgroup-manager",
 ];
 
+/// The runtime's command line as the wrapper reads it: where the command is, and the log the
+/// engine asked the runtime to write.
+#[derive(Debug, Default, PartialEq)]
+struct Global {
+    /// Index of the command (`create`, `start`, ...) in the arguments, if there is one.
+    command: Option<usize>,
+    /// `--log FILE`.
+    log: Option<PathBuf>,
+    /// `--log-format json`: containerd's shim (and so Docker and Kubernetes) writes it.
+    json: bool,
+}
+
+/// Read the global options before the command (`--root R --log F --log-format json
+/// --systemd-cgroup create ...`, as containerd's shim writes them; `--opt=value` too).
+fn global_options(args: &[OsString]) -> Global {
+    let mut g = Global::default();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(OsString::from(v))),
+            _ => (a.as_ref(), None),
+        };
+        let value = || inline.clone().or_else(|| args.get(i + 1).cloned());
+        match name {
+            "--log" => g.log = value().map(PathBuf::from),
+            "--log-format" => g.json = value().is_some_and(|v| v == "json"),
+            _ => {}
+        }
+        if GLOBAL_WITH_VALUE.contains(&name) && inline.is_none() {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            g.command = Some(i);
+            break;
+        }
+    }
+    g
+}
+
 /// Pass a runtime command through, rewriting the bundle first for `create` and `run`.
 fn wrap(mut args: Vec<OsString>) -> Result<std::process::ExitCode> {
     let argv0 = args.remove(0);
@@ -115,29 +156,34 @@ fn wrap(mut args: Vec<OsString>) -> Result<std::process::ExitCode> {
         }
         runtime_flag = Some(args.remove(0));
     }
-    let settings = settings(&argv0, runtime_flag)?;
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i].to_string_lossy();
-        if GLOBAL_WITH_VALUE.contains(&a.as_ref()) {
-            i += 2;
-        } else if a.starts_with('-') {
-            i += 1;
-        } else {
-            break;
-        }
+    let global = global_options(&args);
+    let result = wrap_command(&argv0, runtime_flag, &args, &global);
+    if let (Err(e), Some(log)) = (&result, &global.log) {
+        // containerd's shim reports the last error of the runtime's log, not its stderr.
+        log_error(log, global.json, &format!("bpfns-oci: {e:#}"));
     }
-    if let Some(cmd) = args.get(i).map(|c| c.to_string_lossy().into_owned()) {
+    result
+}
+
+fn wrap_command(
+    argv0: &OsString,
+    runtime_flag: Option<OsString>,
+    args: &[OsString],
+    global: &Global,
+) -> Result<std::process::ExitCode> {
+    let settings = settings(argv0, runtime_flag)?;
+    if let Some(i) = global.command {
+        let cmd = args[i].to_string_lossy();
         if cmd == "create" || cmd == "run" {
             bundle::prepare(&settings, &args[..i], &args[i + 1..])?;
         }
         if cmd == "delete" {
-            return Ok(delete(&settings, &args, i));
+            return Ok(delete(&settings, args, i));
         }
     }
     use std::os::unix::process::CommandExt;
     let err = std::process::Command::new(&settings.runtime)
-        .args(&args)
+        .args(args)
         .exec();
     Err(err).with_context(|| format!("running {}", settings.runtime.display()))
 }
@@ -178,6 +224,48 @@ fn delete(settings: &Settings, args: &[OsString], i: usize) -> std::process::Exi
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(1);
     std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Append an error to the runtime's log as runc writes it (JSON lines, or logrus text).
+fn log_error(log: &Path, json: bool, msg: &str) {
+    use std::io::Write;
+    let time = rfc3339(std::time::SystemTime::now());
+    let line = if json {
+        serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
+    } else {
+        format!("time={time:?} level=error msg={msg:?}")
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log);
+    if let Ok(mut f) = file {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// `2026-01-02T03:04:05Z`.
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days to a civil date (Howard Hinnant's algorithm), for years from 1970.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// The wrapper's configuration file (engines start runtimes with an environment of their
@@ -268,4 +356,70 @@ fn find_runtime(name: &OsString) -> Result<PathBuf> {
         }
     }
     bail!("the runtime {} was not found in $PATH", p.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<OsString> {
+        s.split(' ').map(OsString::from).collect()
+    }
+
+    #[test]
+    fn global_options_of_engines() {
+        // containerd's shim: the command after its own global flags, its log in JSON.
+        let a = args(
+            "--root /run/c/runc/k8s.io --log /run/c/t/log.json --log-format json \
+             --systemd-cgroup create --bundle /b --pid-file /b/init.pid id",
+        );
+        let g = global_options(&a);
+        assert_eq!(g.command, Some(7));
+        assert_eq!(a[7], "create");
+        assert_eq!(g.log.as_deref(), Some(Path::new("/run/c/t/log.json")));
+        assert!(g.json);
+        for cmd in ["start", "kill", "delete", "state"] {
+            let a = args(&format!("--root /r --log /l --log-format json {cmd} id"));
+            assert_eq!(global_options(&a).command, Some(6), "{cmd}");
+        }
+        // --opt=value, text logs, crun's options.
+        let g = global_options(&args(
+            "--cgroup-manager cgroupfs --log=/l --log-format=text --debug run id",
+        ));
+        assert_eq!(g.command, Some(5));
+        assert_eq!(g.log.as_deref(), Some(Path::new("/l")));
+        assert!(!g.json);
+        assert_eq!(global_options(&args("--version")).command, None);
+    }
+
+    #[test]
+    fn errors_go_to_the_runtimes_log() {
+        let dir = std::env::temp_dir().join(format!("bpfns-oci-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let log = dir.join("log.json");
+        std::fs::write(&log, "{\"level\":\"info\",\"msg\":\"before\"}\n").expect("write");
+        log_error(&log, true, "bpfns-oci: cannot connect to bpfnsd");
+        let text = std::fs::read_to_string(&log).expect("read");
+        let last: serde_json::Value =
+            serde_json::from_str(text.lines().last().expect("a line")).expect("JSON");
+        assert_eq!(last["level"], "error");
+        assert_eq!(last["msg"], "bpfns-oci: cannot connect to bpfnsd");
+        assert!(last["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+        let text_log = dir.join("log.txt");
+        log_error(&text_log, false, "a \"quoted\" cause");
+        let line = std::fs::read_to_string(&text_log).expect("read");
+        assert!(
+            line.contains("level=error msg=\"a \\\"quoted\\\" cause\""),
+            "{line}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn dates() {
+        let at = |s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        assert_eq!(rfc3339(at(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(at(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(at(1_798_761_599)), "2026-12-31T23:59:59Z");
+    }
 }

@@ -1,153 +1,130 @@
 //! podman with bpfns-oci, end to end: a private bpfnsd, podman with private storage and a
 //! private containers.conf that registers the wrapper (nothing of the host's podman changes),
 //! the local image `scripts/containers/setup.sh` builds (no registry).
+//!
+//! Installed binaries instead of the built ones (the package test, scripts/package-test.sh,
+//! runs `podman_on_*` and `podman_through_bpfns_containers_install` so): `BPFNS_OCI` names
+//! bpfns-oci, `BPFNS_CLI` bpfns, and `BPFNS_TEST_BPFNSD_SOCKET` (with
+//! `BPFNS_TEST_BPFNSD_SECCOMP_SOCKET`) a running bpfnsd to use instead of one in the test.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
 
 use bpfns_model::ObjectKind;
-use bpfns_tests::{skip, skip_reason, TestDaemon};
+use bpfns_tests::{skip, TestDaemon};
+use common::podman::{one_at_a_time, podman_skip_reason, Podman, IMAGE};
+use common::{create_and_list, text, wrapper_path, Sockets};
 
-const IMAGE: &str = "localhost/bpfns-test";
-const ARCHIVE: &str = "/var/lib/bpfns-containers/bpfns-test.tar";
-
-/// One podman test at a time: each runs an engine, a bpfnsd and containers, on machines with
-/// few cores.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+/// The bpfnsd the containers use: one of the test's own, or a running one named by the
+/// environment, shared by the tests that run at once and by earlier runs: there, namespace
+/// and map names carry the test process's id, and the namespaces a test made are deleted on
+/// drop (their parent `/containers`, which another test may be using, stays).
+enum Bpfnsd {
+    Test(TestDaemon),
+    Running {
+        socket: PathBuf,
+        seccomp_socket: PathBuf,
+        made: std::cell::RefCell<Vec<String>>,
+    },
 }
 
-/// Why podman tests cannot run here, if they cannot.
-fn podman_skip_reason() -> Option<String> {
-    if let Some(r) = skip_reason() {
-        return Some(r);
-    }
-    if Command::new("podman").arg("--version").output().is_err() {
-        return Some("podman is not installed: run scripts/containers/setup.sh as root".into());
-    }
-    if !Path::new(ARCHIVE).exists() {
-        return Some(format!(
-            "the test image {ARCHIVE} is missing: run scripts/containers/setup.sh as root"
-        ));
-    }
-    None
-}
-
-/// podman with its own storage, configuration, state (`tmp_dir`) and locks (files there, not
-/// podman's shared memory) under `dir`, so that tests run side by side and `system reset`
-/// touches nothing of another's; everything is removed on drop.
-struct Podman {
-    dir: PathBuf,
-}
-
-impl Podman {
-    /// Register bpfns-oci for crun and runc (`bpfns-crun`, `bpfns-runc`) talking to `daemon`,
-    /// and the same wrapper pointed at a socket nobody serves (`bpfns-down`).
-    fn new(name: &str, daemon: &TestDaemon) -> Self {
-        let dir = PathBuf::from(format!("/tmp/bpfns-podman-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let p = Podman { dir: dir.clone() };
-        let wrapper = PathBuf::from(env!("CARGO_BIN_EXE_bpfns-oci"));
-        for (sub, socket) in [
-            ("up", daemon.socket.clone()),
-            ("down", dir.join("nobody.sock")),
-        ] {
-            let d = dir.join(sub);
-            std::fs::create_dir_all(&d).expect("mkdir");
-            for rt in ["crun", "runc"] {
-                std::os::unix::fs::symlink(&wrapper, d.join(format!("bpfns-oci-{rt}")))
-                    .expect("symlink");
-            }
-            std::fs::write(
-                d.join("bpfns-oci.toml"),
-                format!(
-                    "socket = {:?}\nseccomp_socket = {:?}\n",
+impl Bpfnsd {
+    fn start(name: &str) -> Self {
+        match std::env::var_os("BPFNS_TEST_BPFNSD_SOCKET") {
+            Some(socket) => {
+                let socket = PathBuf::from(socket);
+                let seccomp_socket = std::env::var_os("BPFNS_TEST_BPFNSD_SECCOMP_SOCKET")
+                    .map_or_else(|| socket.with_file_name("seccomp.sock"), PathBuf::from);
+                Bpfnsd::Running {
                     socket,
-                    daemon.dir.join("seccomp.sock")
-                ),
-            )
-            .expect("bpfns-oci.toml");
+                    seccomp_socket,
+                    made: Default::default(),
+                }
+            }
+            None => Bpfnsd::Test(TestDaemon::start(name)),
         }
-        let conf = format!(
-            "[containers]\n\
-             default_ulimits = [\"nofile=20000:20000\", \"nproc=16384:16384\"]\n\
-             [engine]\n\
-             cgroup_manager = \"cgroupfs\"\n\
-             tmp_dir = \"{d}/tmp\"\n\
-             lock_type = \"file\"\n\
-             events_logger = \"file\"\n\
-             [engine.runtimes]\n\
-             bpfns-crun = [\"{d}/up/bpfns-oci-crun\"]\n\
-             bpfns-runc = [\"{d}/up/bpfns-oci-runc\"]\n\
-             bpfns-down = [\"{d}/down/bpfns-oci-runc\"]\n",
-            d = dir.display()
-        );
-        std::fs::write(dir.join("containers.conf"), conf).expect("containers.conf");
-        let out = p.podman(&[
-            "import",
-            "-q",
-            "--change",
-            "CMD [\"/bin/sh\"]",
-            ARCHIVE,
-            IMAGE,
-        ]);
-        assert!(out.status.success(), "import: {}", text(&out));
-        p
     }
 
-    fn podman(&self, args: &[&str]) -> Output {
-        Command::new("podman")
-            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
-            .arg("--root")
-            .arg(self.dir.join("storage"))
-            .arg("--runroot")
-            .arg(self.dir.join("run"))
-            .args(args)
-            .output()
-            .expect("running podman")
+    fn client(&self) -> bpfns_client::Client {
+        bpfns_client::Client::connect(self.socket()).expect("connecting to bpfnsd")
     }
 
-    /// `podman run --rm` of `sh -c script` with `runtime`, `--cap-add BPF`, no network.
-    fn run(&self, runtime: &str, extra: &[&str], script: &str) -> Output {
-        let mut args = vec![
-            "run",
-            "--rm",
-            "--runtime",
-            runtime,
-            "--network=none",
-            "--cap-add",
-            "BPF",
-        ];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
-        self.podman(&args)
+    /// What names of namespaces and maps end with: `_PID`, unique on the host (the host's
+    /// list names every map, other tests' and earlier runs' too).
+    fn suffix(&self) -> String {
+        format!("_{}", std::process::id())
+    }
+
+    /// The namespace `/containers/NAME` for the test's containers (with [`suffix`]); deleted
+    /// at the end from a running bpfnsd.
+    ///
+    /// [`suffix`]: Bpfnsd::suffix
+    fn namespace(&self, name: &str) -> String {
+        let path = format!("/containers/{name}{}", self.suffix());
+        if let Bpfnsd::Running { made, .. } = self {
+            made.borrow_mut().push(path.clone());
+        }
+        path
     }
 }
 
-impl Drop for Podman {
+impl Sockets for Bpfnsd {
+    fn socket(&self) -> PathBuf {
+        match self {
+            Bpfnsd::Test(d) => d.socket(),
+            Bpfnsd::Running { socket, .. } => socket.clone(),
+        }
+    }
+
+    fn seccomp_socket(&self) -> PathBuf {
+        match self {
+            Bpfnsd::Test(d) => d.seccomp_socket(),
+            Bpfnsd::Running { seccomp_socket, .. } => seccomp_socket.clone(),
+        }
+    }
+}
+
+impl Drop for Bpfnsd {
     fn drop(&mut self) {
-        let _ = self.podman(&["rm", "-a", "-f"]);
-        let _ = self.podman(&["system", "reset", "-f"]);
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Bpfnsd::Running { made, .. } = self {
+            let made = made.borrow().clone();
+            if let Ok(mut c) = bpfns_client::Client::connect(self.socket()) {
+                for p in made {
+                    let _ = c.ns_delete_with(&p, true);
+                }
+            }
+        }
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Create a pinned map named `name` and list the maps the container sees.
-fn create_and_list(name: &str) -> String {
-    format!(
-        "bpftool map create /sys/fs/bpf/{name} type array key 4 value 4 entries 1 name {name} \
-         && bpftool map list && ls /sys/fs/bpf && (cat /sys/fs/bpf/maps.debug || true)"
-    )
+/// bpfns (the CLI): `$BPFNS_CLI`, else built now with the cargo that runs the tests (another
+/// package's binary: cargo does not build it for this one), into the same target directory.
+fn cli_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("BPFNS_CLI") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
+        .expect("the target profile folder")
+        .to_path_buf();
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.args(["build", "-q", "-p", "bpfns-cli", "--bin", "bpfns"]);
+    if profile_dir.ends_with("release") {
+        c.arg("--release");
+    }
+    let status = c.status().expect("running cargo build");
+    assert!(status.success(), "building bpfns: {status}");
+    profile_dir.join("bpfns")
 }
 
 fn two_containers_see_their_own_maps(runtime: &str) {
@@ -156,21 +133,25 @@ fn two_containers_see_their_own_maps(runtime: &str) {
         return;
     }
     let _serial = one_at_a_time();
-    let d = TestDaemon::start(&format!("podman-{runtime}"));
+    let d = Bpfnsd::start(&format!("podman-{runtime}"));
     let p = Podman::new(runtime, &d);
     let rt = format!("bpfns-{runtime}");
-    // Map names unique to this test process: other processes may run the same test, and the
-    // host's listing holds their maps too.
-    let (a, b) = (uniq(&format!("{runtime}_a")), uniq(&format!("{runtime}_b")));
-    let ann = |n: &str| format!("io.bpfns.namespace=/containers/{n}");
+    let (a, b) = (
+        format!("{runtime}_a{}", d.suffix()),
+        format!("{runtime}_b{}", d.suffix()),
+    );
+    let (ns_a, ns_b) = (d.namespace("a"), d.namespace("b"));
+    let ann = |ns: &str| format!("io.bpfns.namespace={ns}");
     // Namespaces that exist before their containers stay when the containers go (`--rm`):
-    // a's pin is still there for the next container in /containers/a.
+    // a's pin is still there for the next container in a's namespace.
     let mut c = d.client();
-    for n in ["/containers", "/containers/a", "/containers/b"] {
-        c.ns_create(n).expect("ns create");
+    for ns in ["/containers", ns_a.as_str(), ns_b.as_str()] {
+        if c.ns_show(ns).is_err() {
+            c.ns_create(ns).expect("ns create");
+        }
     }
 
-    let out = p.run(&rt, &["--annotation", &ann("a")], &create_and_list(&a));
+    let out = p.run(&rt, &["--annotation", &ann(&ns_a)], &create_and_list(&a));
     let t = text(&out);
     assert!(out.status.success(), "container a: {t}");
     assert!(t.contains(&format!("name {a}")), "a sees its map: {t}");
@@ -179,7 +160,7 @@ fn two_containers_see_their_own_maps(runtime: &str) {
         t.contains("Permission denied"),
         "maps.debug is covered: {t}"
     );
-    let out = p.run(&rt, &["--annotation", &ann("b")], &create_and_list(&b));
+    let out = p.run(&rt, &["--annotation", &ann(&ns_b)], &create_and_list(&b));
     let t = text(&out);
     assert!(out.status.success(), "container b: {t}");
     assert!(t.contains(&format!("name {b}")), "b sees its map: {t}");
@@ -187,7 +168,7 @@ fn two_containers_see_their_own_maps(runtime: &str) {
     // a again: its pin is there, b's map is not visible.
     let out = p.run(
         &rt,
-        &["--annotation", &ann("a")],
+        &["--annotation", &ann(&ns_a)],
         "bpftool map list; ls /sys/fs/bpf",
     );
     let t = text(&out);
@@ -200,8 +181,8 @@ fn two_containers_see_their_own_maps(runtime: &str) {
             .find(|m| m.name == n)
             .map(|m| m.namespace.clone())
     };
-    assert_eq!(owner(&a).as_deref(), Some("/containers/a"), "{maps:?}");
-    assert_eq!(owner(&b).as_deref(), Some("/containers/b"), "{maps:?}");
+    assert_eq!(owner(&a), Some(ns_a.clone()), "{maps:?}");
+    assert_eq!(owner(&b), Some(ns_b.clone()), "{maps:?}");
 
     // Without bpfns-oci: the engine's profile, unchanged (bpf() refused without
     // CAP_SYS_ADMIN), and no bpffs.
@@ -222,407 +203,367 @@ fn two_containers_see_their_own_maps(runtime: &str) {
     assert!(t.contains("cannot connect to bpfnsd"), "{t}");
 }
 
+/// The test helper inside a container: bind-mounted at /helper with the one library it needs
+/// that the image lacks.
+fn helper_mounts() -> Vec<String> {
+    let helper = bpfns_tests::keeper_program();
+    vec![
+        "-v".into(),
+        format!("{}:/helper:ro", helper.display()),
+        "-v".into(),
+        "/lib/x86_64-linux-gnu/libgcc_s.so.1:/lib/x86_64-linux-gnu/libgcc_s.so.1:ro".into(),
+    ]
+}
+
+/// `key=value` of a helper's output.
+fn value<'a>(t: &'a str, key: &str) -> Option<&'a str> {
+    t.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// `podman exec`: a process joining a running container is in its namespace before its first
+/// call (its cgroup is bound to the namespace), sees the container's view and never the
+/// root's, and owns what it creates; user code in the container may not share its fd table
+/// with a new process.
+fn exec_joins_the_container(runtime: &str) {
+    if let Some(why) = podman_skip_reason() {
+        skip(why);
+        return;
+    }
+    let d = TestDaemon::start(&format!("podman-exec-{runtime}"));
+    let p = Podman::new(&format!("exec-{runtime}"), &d);
+    let rt = format!("bpfns-{runtime}");
+    let mounts = helper_mounts();
+    let (a, b) = (format!("{runtime}_xa"), format!("{runtime}_xb"));
+    for (name, ns) in [(&a, "xa"), (&b, "xb")] {
+        let ann = format!("io.bpfns.namespace=/containers/{ns}");
+        let script = format!(
+            "bpftool map create /sys/fs/bpf/{name} type array key 4 value 4 entries 1 \
+             name {name} && touch /tmp/ready && exec sleep 600"
+        );
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--runtime",
+            &rt,
+            "--network=none",
+            "--cap-add",
+            "BPF",
+            "--annotation",
+            &ann,
+        ];
+        args.extend(mounts.iter().map(String::as_str));
+        args.extend_from_slice(&[IMAGE, "sh", "-c", &script]);
+        let out = p.podman(&args);
+        assert!(out.status.success(), "container {name}: {}", text(&out));
+    }
+    let exec = |name: &str, cmd: &[&str]| {
+        let mut args = vec!["exec", name];
+        args.extend_from_slice(cmd);
+        p.podman(&args)
+    };
+    for name in [&a, &b] {
+        let ready = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            exec(name, &["test", "-e", "/tmp/ready"]).status.success()
+        });
+        assert!(
+            ready,
+            "container {name} never made its map: {} {} {}",
+            text(&p.podman(&["logs", name])),
+            text(&p.podman(&[
+                "inspect",
+                name,
+                "--format",
+                "{{.State.ExitCode}} {{.State.Error}}"
+            ])),
+            text(&exec(name, &["cat", "/proc/self/cgroup"]))
+        );
+    }
+    let maps = d.client().list(ObjectKind::Map).expect("list");
+    let id_of = |maps: &[bpfns_proto::ObjectInfo], n: &str| {
+        maps.iter()
+            .find(|m| m.name == n)
+            .map(|m| m.id)
+            .unwrap_or_else(|| panic!("no map {n}: {maps:?}"))
+    };
+    let b_id = id_of(&maps, &b);
+
+    // Its view: its own map listed and opened by pin, the sibling's not, nor root's.
+    let out = exec(&a, &["bpftool", "map", "list"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains(&format!("name {a}")),
+        "exec sees its container's map: {t}"
+    );
+    assert!(!t.contains(&b), "exec sees the sibling's map: {t}");
+    assert!(!t.contains("task_ns"), "exec sees the root's maps: {t}");
+    let out = exec(
+        &a,
+        &[
+            "bpftool",
+            "map",
+            "show",
+            "pinned",
+            &format!("/sys/fs/bpf/{a}"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "exec opens its container's pin: {}",
+        text(&out)
+    );
+    let out = exec(&a, &["bpftool", "map", "show", "id", &b_id.to_string()]);
+    assert!(
+        !out.status.success(),
+        "exec opened the sibling's map by id: {}",
+        text(&out)
+    );
+
+    // Its first call is an untrapped MAP_CREATE: the map is the container's, so the process
+    // was in its namespace before it ran.
+    // (Pinned: the map outlives the helper.)
+    let out = exec(
+        &a,
+        &[
+            "/helper",
+            "create",
+            "map",
+            &format!("/sys/fs/bpf/{a}_first"),
+        ],
+    );
+    let t = text(&out);
+    let first: u32 = value(&t, "id")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{t}"));
+    // bpftool too, pinned.
+    let pin = format!("/sys/fs/bpf/{a}_exec");
+    let out = exec(
+        &a,
+        &[
+            "bpftool",
+            "map",
+            "create",
+            &pin,
+            "type",
+            "array",
+            "key",
+            "4",
+            "value",
+            "4",
+            "entries",
+            "1",
+            "name",
+            &format!("{a}_exec"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let maps = d.client().list(ObjectKind::Map).expect("list");
+    let owner = |id: u32| {
+        maps.iter()
+            .find(|m| m.id == id)
+            .map(|m| m.namespace.clone())
+    };
+    assert_eq!(owner(first).as_deref(), Some("/containers/xa"), "{maps:?}");
+    assert_eq!(
+        owner(id_of(&maps, &format!("{a}_exec"))).as_deref(),
+        Some("/containers/xa"),
+        "{maps:?}"
+    );
+    let out = exec(&b, &["bpftool", "map", "list"]);
+    let t = text(&out);
+    assert!(t.contains(&b) && !t.contains(&a), "b's exec view: {t}");
+
+    // User code may not share its fd table with a new process: not the container's first
+    // program, nor an exec'd one.
+    let out = exec(&a, &["/helper", "clone-files"]);
+    let t = text(&out);
+    assert_eq!(value(&t, "child"), Some("signaled:9"), "exec'd: {t}");
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--runtime",
+        &rt,
+        "--network=none",
+        "--cap-add",
+        "BPF",
+    ];
+    args.extend(mounts.iter().map(String::as_str));
+    args.extend_from_slice(&[IMAGE, "/helper", "clone-files"]);
+    let out = p.podman(&args);
+    let t = text(&out);
+    assert_eq!(
+        value(&t, "child"),
+        Some("signaled:9"),
+        "container's init: {t}"
+    );
+    // The container's cgroups were bound to its namespace, and go with it.
+    let kernel = &d.daemon().kernel;
+    let bound = || {
+        kernel
+            .cgroup_bindings()
+            .expect("bindings")
+            .iter()
+            .filter(|x| d.daemon().ns_name(x.2) == "/containers/xb")
+            .count()
+    };
+    assert!(bound() > 0, "{:?}", kernel.cgroup_bindings());
+    let out = p.podman(&["rm", "-f", "-t", "0", &b]);
+    assert!(out.status.success(), "{}", text(&out));
+    d.client()
+        .ns_delete_with("/containers/xb", true)
+        .expect("deleting /containers/xb");
+    // (Its id is gone with it: any binding of a namespace the registry lacks counts.)
+    let known = |ns| d.daemon().ns_name(ns).starts_with("/containers/");
+    assert!(
+        kernel
+            .cgroup_bindings()
+            .expect("bindings")
+            .iter()
+            .all(|x| known(x.2) && d.daemon().ns_name(x.2) != "/containers/xb"),
+        "{:?}",
+        kernel.cgroup_bindings()
+    );
+}
+
+#[test]
+fn podman_exec_on_runc() {
+    exec_joins_the_container("runc");
+}
+
+#[test]
+fn podman_exec_on_crun() {
+    exec_joins_the_container("crun");
+}
+
 #[test]
 fn podman_on_runc() {
     two_containers_see_their_own_maps("runc");
 }
 
 /// crun 1.8 sends the listener from a child of the container's init that shares the init's
-/// file descriptor table (`clone(CLONE_FILES)`), and the kernel side stops such a child of a
-/// namespace task: the container does not start (see docs/containers.md).
+/// file descriptor table (`clone(CLONE_FILES)`): the init is runtime code until its exec, and
+/// the kernel side lets such code do it (BPFNS_TASK_RUNTIME).
 #[test]
-#[ignore = "crun sends the listener from a CLONE_FILES child of the tagged init, which the kernel side stops (docs/containers.md)"]
 fn podman_on_crun() {
     two_containers_see_their_own_maps("crun");
 }
 
-/// A bpfnsd whose container collection runs every second, and counts a container as vanished
-/// two seconds after it was placed.
-fn lifecycle_daemon(name: &str) -> TestDaemon {
-    TestDaemon::start_with(name, |c| {
-        c.containers.collect_interval_secs = 1;
-        c.containers.vanish_grace_secs = 2;
-    })
-}
-
-/// Wait (30 s at most) until `f` holds.
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..150 {
-        if f() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+/// The table the Docker and containerd tests run, on podman: with a sibling running at the
+/// same time, and host root in a privileged container.
+#[test]
+fn podman_table_on_runc() {
+    if let Some(why) = podman_skip_reason() {
+        skip(why);
+        return;
     }
-    panic!("timed out waiting until {what}");
+    let _serial = one_at_a_time();
+    let d = TestDaemon::start("podman-table");
+    let p = Podman::new("table", &d);
+    common::rfc_table(&p, &d, &p.dir, "pm");
 }
 
-/// Wait until container `name` has pinned `pin` in namespace `ns`'s bpffs (a file, whatever
-/// answers its trapped calls); on a timeout, say what it printed.
-fn wait_for_pin(p: &Podman, d: &TestDaemon, name: &str, ns: &str, pin: &str) {
-    let pinned = || {
-        d.client()
-            .ns_show(ns)
-            .is_ok_and(|i| Path::new(&i.bpffs).join(pin).exists())
+/// `bpfns containers install` registers the wrapper in podman's configuration (here the
+/// test's private containers.conf, merged), as the default runtime: a plain `podman run`
+/// then lands in a namespace of its own; `--undo` puts the configuration back byte for byte.
+#[test]
+fn podman_through_bpfns_containers_install() {
+    if let Some(why) = podman_skip_reason() {
+        skip(why);
+        return;
+    }
+    let _serial = one_at_a_time();
+    let d = Bpfnsd::start("podman-install");
+    let p = Podman::new("install", &d);
+    let conf = p.dir.join("containers.conf");
+    let before = std::fs::read(&conf).expect("containers.conf");
+    // The wrapper as a package installs it, in a directory of its own with its settings.
+    let bin = p.dir.join("installed");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    std::os::unix::fs::symlink(wrapper_path(), bin.join("bpfns-oci")).expect("symlink");
+    std::fs::write(
+        bin.join("bpfns-oci.toml"),
+        format!(
+            "socket = {:?}\nseccomp_socket = {:?}\n",
+            d.socket(),
+            d.seccomp_socket()
+        ),
+    )
+    .expect("bpfns-oci.toml");
+    let bpfns = cli_path();
+    let install = |extra: &[&str]| {
+        let out = Command::new(&bpfns)
+            .args([
+                "-j",
+                "containers",
+                "install",
+                "--engine",
+                "podman",
+                "--config",
+            ])
+            .arg(&conf)
+            .arg("--state-dir")
+            .arg(p.dir.join("state"))
+            .arg("--wrapper")
+            .arg(bin.join("bpfns-oci"))
+            .args(extra)
+            .output()
+            .expect("running bpfns");
+        assert!(
+            out.status.success(),
+            "bpfns containers install: {}",
+            text(&out)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
     };
-    for _ in 0..150 {
-        if pinned() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    panic!(
-        "timed out waiting for the pin {pin} of container {name} in {ns}: logs: {} ps: {} \
-         namespaces: {:?}",
-        text(&p.podman(&["logs", name])),
-        text(&p.podman(&["ps", "-a"])),
-        d.client()
-            .ns_list()
-            .map(|v| v.into_iter().map(|n| n.path).collect::<Vec<_>>())
-    );
-}
+    let j = install(&["--default"]);
+    assert_eq!(j["changed"], true, "{j}");
+    let j = install(&["--default"]);
+    assert_eq!(j["changed"], false, "a second install changes nothing: {j}");
 
-/// How many maps namespace `ns` owns.
-fn maps_in(d: &TestDaemon, ns: &str) -> usize {
-    d.client()
-        .list_in(ObjectKind::Map, Some(ns), false)
-        .expect("list")
-        .len()
-}
-
-/// `base` (at most 9 characters) made unique to this test process, as a BPF object name.
-fn uniq(base: &str) -> String {
-    format!("{base}{}", std::process::id() % 1_000_000)
-}
-
-fn ns_exists(d: &TestDaemon, path: &str) -> bool {
-    d.client().ns_show(path).is_ok()
-}
-
-/// A detached container named `name` that pins a map `pin` (or says `again` when the pin is
-/// there already) and sleeps.
-fn run_pinning(p: &Podman, name: &str, pin: &str, extra: &[&str]) -> Output {
-    let script = format!(
-        "if [ -e /sys/fs/bpf/{pin} ]; then echo again; else bpftool map create \
-         /sys/fs/bpf/{pin} type array key 4 value 4 entries 1 name {pin} && echo made; fi; \
-         exec sleep 1000"
-    );
-    let mut args = vec![
+    // No --runtime: podman's default is now bpfns-runc.
+    let ns = d.namespace("installed");
+    let map = format!("inst_m{}", d.suffix());
+    let out = p.podman(&[
         "run",
-        "-d",
-        "--name",
-        name,
-        "--runtime",
-        "bpfns-runc",
+        "--rm",
         "--network=none",
         "--cap-add",
         "BPF",
-    ];
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&[IMAGE, "sh", "-c", &script]);
-    p.podman(&args)
-}
-
-/// Named after the container; kept (with its pins) over stop, a bpfnsd restart and start;
-/// deleted when the container is removed, its pins in the parent's orphans.
-#[test]
-fn podman_container_namespaces_live_and_die_with_their_containers() {
-    if let Some(why) = podman_skip_reason() {
-        skip(why);
-        return;
-    }
-    let _serial = one_at_a_time();
-    // No periodic collection: a removed container's namespace goes because bpfnsd watches
-    // the bundle of a container its runtime deleted.
-    let no_sweep = |c: &mut bpfnsd::Config| c.containers.collect_interval_secs = 3600;
-    let d = TestDaemon::start_with("podman-lifecycle", no_sweep);
-    let p = Podman::new("lifecycle", &d);
-    let lcpin = &uniq("lcpin");
-    let out = run_pinning(&p, "lc_web", lcpin, &[]);
-    assert!(out.status.success(), "run: {}", text(&out));
-    wait_for_pin(&p, &d, "lc_web", "/containers/lc_web", lcpin);
-    assert_eq!(
-        maps_in(&d, "/containers/lc_web"),
-        1,
-        "named after the container"
-    );
-
-    // Stopped: podman deletes it from the runtime; bpfnsd keeps its namespace, also over a
-    // restart of bpfnsd (the record is in its database).
-    let out = p.podman(&["stop", "-t", "0", "lc_web"]);
-    assert!(out.status.success(), "stop: {}", text(&out));
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    assert!(ns_exists(&d, "/containers/lc_web"), "kept while stopped");
-    let (dir, layout) = d.stop();
-    let d = TestDaemon::start_configured(dir, layout, false, no_sweep);
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    assert!(ns_exists(&d, "/containers/lc_web"), "kept over a restart");
-    let out = p.podman(&["start", "lc_web"]);
-    assert!(out.status.success(), "start: {}", text(&out));
-    wait_until("the restarted container says what it found", || {
-        let logs = text(&p.podman(&["logs", "lc_web"]));
-        logs.contains("again")
-    });
-    assert_eq!(d.client().status().expect("status").containers, 1);
-
-    // Removed: its namespace goes, its pin to the parent's orphans.
-    let bpffs_parent = d.client().ns_show("/containers").expect("parent").bpffs;
-    let out = p.podman(&["rm", "-f", "-t", "0", "lc_web"]);
-    assert!(out.status.success(), "rm: {}", text(&out));
-    let removed = std::time::Instant::now();
-    wait_until("the namespace is deleted", || {
-        !ns_exists(&d, "/containers/lc_web")
-    });
+        "--annotation",
+        &format!("io.bpfns.namespace={ns}"),
+        IMAGE,
+        "sh",
+        "-c",
+        &create_and_list(&map),
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "podman run: {t}");
     assert!(
-        removed.elapsed() < std::time::Duration::from_secs(10),
-        "deleted {:?} after podman rm",
-        removed.elapsed()
+        t.contains(&format!("name {map}")),
+        "the container sees its map: {t}"
     );
-    let orphans: Vec<String> = std::fs::read_dir(Path::new(&bpffs_parent).join("orphans"))
-        .expect("orphans")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    let moved = orphans
+    let maps = d.client().list(ObjectKind::Map).expect("list");
+    let owner = maps
         .iter()
-        .find(|o| o.starts_with("lc_web-"))
-        .unwrap_or_else(|| panic!("no orphans/lc_web-*: {orphans:?}"));
-    assert!(
-        Path::new(&bpffs_parent)
-            .join("orphans")
-            .join(moved)
-            .join(lcpin.as_str())
-            .exists(),
-        "the pin moved to the parent's orphans"
-    );
-    assert_eq!(maps_in(&d, "/containers"), 1, "its map moved to the parent");
-    let st = d.client().status().expect("status");
-    assert_eq!(st.containers, 0);
-    assert!(
-        st.collected_containers
-            .iter()
-            .any(|l| l.contains("/containers/lc_web") && l.contains("removed")),
-        "{:?}",
-        st.collected_containers
-    );
-}
+        .find(|m| m.name == map)
+        .map(|m| m.namespace.clone());
+    assert_eq!(owner.as_deref(), Some(ns.as_str()), "{maps:?}");
 
-/// Kubernetes pod annotations put a pod's containers together in `/k8s/<namespace>/<pod>`,
-/// deleted with the last of them; an annotation's namespace made for a container goes with
-/// it.
-#[test]
-fn podman_pods_and_annotations_name_namespaces() {
-    if let Some(why) = podman_skip_reason() {
-        skip(why);
-        return;
-    }
-    let _serial = one_at_a_time();
-    let d = lifecycle_daemon("podman-pods");
-    let p = Podman::new("pods", &d);
-    let (sbpin, apppin, tpin) = (&uniq("sbpin"), &uniq("apppin"), &uniq("tpin"));
-    let pod = [
-        "--annotation",
-        "io.kubernetes.cri.sandbox-namespace=default",
-        "--annotation",
-        "io.kubernetes.cri.sandbox-name=web-1",
-    ];
-    let sandbox = [
-        &pod[..],
-        &["--annotation", "io.kubernetes.cri.container-type=sandbox"],
-    ]
-    .concat();
-    let app = [
-        &pod[..],
-        &["--annotation", "io.kubernetes.cri.container-type=container"],
-    ]
-    .concat();
-    let out = run_pinning(&p, "pod_sandbox", sbpin, &sandbox);
-    assert!(out.status.success(), "sandbox: {}", text(&out));
-    let out = run_pinning(&p, "pod_app", apppin, &app);
-    assert!(out.status.success(), "app: {}", text(&out));
-    // Both in one namespace: each sees the other's pin, and the namespace owns both maps.
-    wait_for_pin(&p, &d, "pod_sandbox", "/k8s/default/web-1", sbpin);
-    wait_for_pin(&p, &d, "pod_app", "/k8s/default/web-1", apppin);
-    assert_eq!(maps_in(&d, "/k8s/default/web-1"), 2);
-    let out = p.podman(&["rm", "-f", "-t", "0", "pod_app"]);
-    assert!(out.status.success(), "rm app: {}", text(&out));
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    assert!(
-        ns_exists(&d, "/k8s/default/web-1"),
-        "the pod's namespace stays while the sandbox runs"
+    let j = install(&["--undo"]);
+    assert_eq!(j["changed"], true, "{j}");
+    assert_eq!(
+        std::fs::read(&conf).expect("containers.conf"),
+        before,
+        "--undo restores the configuration byte for byte"
     );
-    let out = p.podman(&["rm", "-f", "-t", "0", "pod_sandbox"]);
-    assert!(out.status.success(), "rm sandbox: {}", text(&out));
-    wait_until("the pod's namespace is deleted", || {
-        !ns_exists(&d, "/k8s/default/web-1")
-    });
-
-    // An annotation's namespace: made for the container, deleted with it.
-    let out = run_pinning(
-        &p,
-        "tenant_web",
-        tpin,
-        &["--annotation", "io.bpfns.namespace=/tenant-a/web"],
-    );
-    assert!(out.status.success(), "annotated: {}", text(&out));
-    wait_for_pin(&p, &d, "tenant_web", "/tenant-a/web", tpin);
-    assert_eq!(maps_in(&d, "/tenant-a/web"), 1);
-    let out = p.podman(&["rm", "-f", "-t", "0", "tenant_web"]);
-    assert!(out.status.success(), "rm: {}", text(&out));
-    wait_until("the annotation's namespace is deleted", || {
-        !ns_exists(&d, "/tenant-a/web")
-    });
-    assert!(ns_exists(&d, "/tenant-a"), "its parent stays");
-}
-
-/// Hostile names: refused with the rule they break, and nothing is created.
-#[test]
-fn podman_bad_container_names_are_refused() {
-    if let Some(why) = podman_skip_reason() {
-        skip(why);
-        return;
-    }
-    let _serial = one_at_a_time();
-    let d = lifecycle_daemon("podman-badnames");
-    let p = Podman::new("badnames", &d);
-    let long = "x".repeat(70);
-    let cases: [(Vec<String>, &str); 5] = [
-        (
-            vec!["--annotation".into(), "io.bpfns.namespace=/../etc".into()],
-            "io.bpfns.namespace",
-        ),
-        (
-            vec!["--annotation".into(), "io.bpfns.namespace=/".into()],
-            "root namespace",
-        ),
-        (
-            vec![
-                "--annotation".into(),
-                "io.kubernetes.cri.sandbox-namespace=..".into(),
-                "--annotation".into(),
-                "io.kubernetes.cri.sandbox-name=x".into(),
-            ],
-            "pod namespace",
-        ),
-        (
-            vec![
-                "--annotation".into(),
-                "io.kubernetes.pod.name=a/../../b".into(),
-                "--annotation".into(),
-                "io.kubernetes.pod.namespace=default".into(),
-            ],
-            "pod name",
-        ),
-        (vec!["--name".into(), long.clone()], "64 characters"),
-    ];
-    for (extra, says) in &cases {
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        let out = p.run("bpfns-runc", &extra, "echo started");
-        let t = text(&out);
-        assert!(!out.status.success(), "{extra:?} started: {t}");
+    for rt in ["crun", "runc"] {
         assert!(
-            t.contains(says),
-            "{extra:?}: the message names the rule: {t}"
+            std::fs::symlink_metadata(bin.join(format!("bpfns-oci-{rt}"))).is_err(),
+            "the links it made are gone"
         );
     }
-    let names: Vec<String> = d
-        .client()
-        .ns_list()
-        .expect("list")
-        .into_iter()
-        .map(|n| n.path)
-        .collect();
-    assert_eq!(names, vec!["/".to_string()], "nothing was created");
-}
-
-/// A container killed with its engine (no `delete`): once its processes and its runtime
-/// state are gone, bpfnsd collects its namespace and says so.
-#[test]
-fn podman_vanished_containers_are_collected() {
-    if let Some(why) = podman_skip_reason() {
-        skip(why);
-        return;
-    }
-    let _serial = one_at_a_time();
-    let d = lifecycle_daemon("podman-vanish");
-    let p = Podman::new("vanish", &d);
-    let gonepin = &uniq("gonepin");
-    let out = run_pinning(&p, "lc_gone", gonepin, &[]);
-    assert!(out.status.success(), "run: {}", text(&out));
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    wait_for_pin(&p, &d, "lc_gone", "/containers/lc_gone", gonepin);
-    let pids = text(&p.podman(&[
-        "inspect",
-        "-f",
-        "{{.State.ConmonPid}} {{.State.Pid}}",
-        "lc_gone",
-    ]));
-    // The engine's monitor first (it would clean up), then the container's init.
-    for pid in pids.split_whitespace() {
-        let pid: i32 = pid.parse().unwrap_or_else(|_| panic!("pids: {pids}"));
-        assert!(pid > 0, "pids: {pids}");
-        let killed = Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(killed.success(), "kill -9 {pid}");
-    }
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    assert!(
-        ns_exists(&d, "/containers/lc_gone"),
-        "kept while the runtime's state is there"
-    );
-    let state = Path::new("/run/runc").join(&id);
-    assert!(state.is_dir(), "runc's state {}", state.display());
-    std::fs::remove_dir_all(&state).expect("removing the runtime's state");
-    wait_until("the vanished container is collected", || {
-        !ns_exists(&d, "/containers/lc_gone")
-    });
-    let st = d.client().status().expect("status");
-    assert!(
-        st.collected_containers
-            .iter()
-            .any(|l| l.contains("lc_gone") && l.contains("vanished")),
-        "{:?}",
-        st.collected_containers
-    );
-    assert!(
-        st.counters
-            .iter()
-            .any(|(k, v)| k == "containers_collected" && *v >= 1),
-        "{:?}",
-        st.counters
-    );
-}
-
-/// `podman rm` while bpfnsd is down succeeds (the wrapper only warns), and the next bpfnsd
-/// finds the container removed at its start.
-#[test]
-fn podman_rm_while_bpfnsd_is_down() {
-    if let Some(why) = podman_skip_reason() {
-        skip(why);
-        return;
-    }
-    let _serial = one_at_a_time();
-    let d = lifecycle_daemon("podman-rm-down");
-    let p = Podman::new("rmdown", &d);
-    let downpin = &uniq("downpin");
-    let out = run_pinning(&p, "lc_down", downpin, &[]);
-    assert!(out.status.success(), "run: {}", text(&out));
-    wait_for_pin(&p, &d, "lc_down", "/containers/lc_down", downpin);
-    let out = p.podman(&["stop", "-t", "0", "lc_down"]);
-    assert!(out.status.success(), "stop: {}", text(&out));
-    let (dir, layout) = d.stop();
-    let out = p.podman(&["rm", "lc_down"]);
-    assert!(
-        out.status.success(),
-        "rm without bpfnsd must succeed: {}",
-        text(&out)
-    );
-    let d = TestDaemon::start_configured(dir, layout, false, |c| {
-        c.containers.collect_interval_secs = 1;
-        c.containers.vanish_grace_secs = 2;
-    });
-    wait_until("the removed container's namespace is deleted", || {
-        !ns_exists(&d, "/containers/lc_down")
-    });
-    assert_eq!(maps_in(&d, "/containers"), 1, "its map moved to the parent");
 }

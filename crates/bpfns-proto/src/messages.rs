@@ -86,6 +86,11 @@ pub enum Op {
     /// container is removed (its bundle is gone), now or at its next collection. Host
     /// administrators only.
     ContainerDeleted { id: String },
+    /// Make namespace `path`'s bpffs one of the user namespace of container init `pid` (which
+    /// `EnterContainer` put into `path`), delegating what the namespace's policy allows, so
+    /// that the container can create BPF tokens from it. Host administrators only; refused
+    /// where the init shares bpfnsd's user namespace or the namespace's bpffs holds pins.
+    ContainerBpffs { path: String, pid: i32 },
     /// Supervise the tasks of process `pid` (which `Enter`ed a namespace) through the seccomp
     /// listener passed along (1 fd), and optionally an in-flight record (a memfd, 2nd fd) where
     /// bpfnsd writes the id of each notification before answering it.

@@ -27,6 +27,7 @@ pub mod spawn;
 pub mod testhooks;
 pub mod thread;
 pub mod unix;
+pub mod userns;
 
 pub use rustix::io::Errno;
 

@@ -92,32 +92,102 @@ pub fn parent_pid(pid: i32) -> Option<i32> {
 /// of space, tab, newline and backslash undone), in the order listed (parents before the
 /// mounts on them).
 pub fn mount_points(mountinfo: &str) -> Vec<std::path::PathBuf> {
-    use std::os::unix::ffi::OsStringExt;
     mountinfo
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .map(|field| {
-            let b = field.as_bytes();
-            let mut out = Vec::with_capacity(b.len());
-            let mut i = 0;
-            while i < b.len() {
-                let octal = b
-                    .get(i + 1..i + 4)
-                    .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-                match octal {
-                    Some(d) => {
-                        out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                        i += 4;
-                    }
-                    None => {
-                        out.push(b[i]);
-                        i += 1;
-                    }
-                }
+        .map(unescape)
+        .collect()
+}
+
+/// A mountinfo field with its `\ooo` escapes undone.
+fn unescape(field: &str) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
             }
-            std::path::PathBuf::from(std::ffi::OsString::from_vec(out))
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    std::path::PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+/// One line of `/proc/<pid>/cgroup`: the hierarchy id (0: cgroup v2), its controllers as
+/// listed (`cpu,cpuacct`, `name=systemd`; empty for v2), and the cgroup's path in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupLine {
+    pub hierarchy: u32,
+    pub controllers: String,
+    pub path: String,
+}
+
+/// Parse a `/proc/<pid>/cgroup` text (the path may hold `:`; it is the rest of the line).
+pub fn cgroup_lines(text: &str) -> Vec<CgroupLine> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let hierarchy = it.next()?.parse().ok()?;
+            let controllers = it.next()?.to_string();
+            let path = it.next()?.to_string();
+            Some(CgroupLine {
+                hierarchy,
+                controllers,
+                path,
+            })
         })
         .collect()
+}
+
+/// Where the cgroup of `line` is in this mount namespace, from a mountinfo text: below a mount
+/// of its hierarchy (`cgroup2` for hierarchy 0, else a `cgroup` mount whose options name
+/// every controller of the line) whose root is the line's path or above it.
+pub fn cgroup_dir(mountinfo: &str, line: &CgroupLine) -> Option<std::path::PathBuf> {
+    let want: Vec<&str> = line
+        .controllers
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .collect();
+    for l in mountinfo.lines() {
+        let fields: Vec<&str> = l.split(' ').collect();
+        let Some(dash) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let (Some(root), Some(point), Some(fstype), Some(opts)) = (
+            fields.get(3),
+            fields.get(4),
+            fields.get(dash + 1),
+            fields.get(dash + 3),
+        ) else {
+            continue;
+        };
+        let ours = if line.hierarchy == 0 {
+            *fstype == "cgroup2"
+        } else {
+            *fstype == "cgroup"
+                && !want.is_empty()
+                && want.iter().all(|c| opts.split(',').any(|o| o == *c))
+        };
+        if !ours {
+            continue;
+        }
+        let root = unescape(root);
+        let Ok(rest) = std::path::Path::new(&line.path).strip_prefix(&root) else {
+            continue;
+        };
+        return Some(unescape(point).join(rest));
+    }
+    None
 }
 
 /// The mount points strictly below `dir` in this process's mount namespace, deepest first.
@@ -171,6 +241,42 @@ mod tests {
             ]
         );
         assert!(mount_points("short line").is_empty());
+    }
+
+    #[test]
+    fn cgroup_lines_and_their_directories() {
+        let cg =
+            "10:hugetlb:/\n4:cpu,cpuacct:/libpod_parent/libpod-ab:c\n1:name=systemd:/x\n0::/\n";
+        let lines = cgroup_lines(cg);
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[1].hierarchy, 4);
+        assert_eq!(lines[1].controllers, "cpu,cpuacct");
+        assert_eq!(lines[1].path, "/libpod_parent/libpod-ab:c");
+        assert_eq!(lines[3].hierarchy, 0);
+        let mi = "30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpuacct,cpu\n\
+                  31 25 0:27 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n\
+                  32 25 0:28 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                  33 25 0:29 /sub /mnt/h rw - cgroup cgroup rw,hugetlb\n";
+        assert_eq!(
+            cgroup_dir(mi, &lines[1]),
+            Some("/sys/fs/cgroup/cpu,cpuacct/libpod_parent/libpod-ab:c".into())
+        );
+        assert_eq!(
+            cgroup_dir(mi, &lines[2]),
+            Some("/sys/fs/cgroup/systemd/x".into())
+        );
+        assert_eq!(
+            cgroup_dir(mi, &lines[3]),
+            Some("/sys/fs/cgroup/unified".into())
+        );
+        // The hugetlb mount's root is below the cgroup: not reachable through it.
+        assert_eq!(cgroup_dir(mi, &lines[0]), None);
+        let only_cpu = CgroupLine {
+            hierarchy: 4,
+            controllers: "cpu,memory".into(),
+            path: "/".into(),
+        };
+        assert_eq!(cgroup_dir(mi, &only_cpu), None);
     }
 
     #[test]

@@ -389,6 +389,13 @@ impl TestDaemon {
         fresh: bool,
         tweak: impl FnOnce(&mut bpfnsd::Config),
     ) -> Self {
+        // bpfnsd's log on stderr, for debugging a test: BPFNS_TEST_LOG=info (a filter).
+        if let Some(filter) = std::env::var_os("BPFNS_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter.to_string_lossy()))
+                .try_init();
+        }
         if fresh {
             cleanup_daemon_state(&dir, &layout);
         }

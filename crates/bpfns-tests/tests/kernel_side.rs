@@ -1342,3 +1342,246 @@ fn listing_records_carry_what_get_info_says() {
         .filter(|o| own.contains(&o.id))
         .any(|o| matches!(&o.details, bpfns_kernel::Details::Prog(d) if !d.map_ids.is_empty())));
 }
+
+/// The flags of a process's tag (`None`: untagged).
+fn tag_of(tk: &TestKernel, pid: i32) -> Option<bpfns_kernel::abi::TaskTag> {
+    let fd = open_pidfd(pid).unwrap();
+    tk.kernel.task_tag(fd.as_fd()).unwrap()
+}
+
+/// Wait until helper `pid` waits for its go byte (in `read`): its exec is over, so the kernel
+/// side's exec hook (which clears the runtime mark) has run for it.
+fn wait_for_go(pid: i32) {
+    for _ in 0..500 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        if s.starts_with("0 ") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("helper {pid} never waited for its go byte");
+}
+
+fn tag_runtime(tk: &TestKernel, pid: i32, ns: NsId) {
+    wait_for_go(pid);
+    let fd = open_pidfd(pid).unwrap();
+    tk.kernel
+        .tag_with(
+            fd.as_fd(),
+            bpfns_kernel::abi::TaskTag::with_flags(ns, bpfns_kernel::abi::TASK_RUNTIME),
+        )
+        .unwrap();
+}
+
+#[test]
+fn runtime_code_may_share_its_fd_table_until_it_execs() {
+    require_kernel!();
+    let tk = with_tree("runtime-flag");
+    // A container's init before its exec (how crun hands its seccomp listener on).
+    let mut h = Helper::spawn(&["clone-files"]);
+    tag_runtime(&tk, h.pid, A);
+    h.go();
+    assert_eq!(h.expect("child"), "exited:0");
+    assert!(h.finish().success());
+    // After its exec the program it runs is the container's: the rule holds again.
+    let mut h = Helper::spawn(&["exec", "clone-files"]);
+    tag_runtime(&tk, h.pid, A);
+    h.go();
+    assert_eq!(h.expect("child"), "signaled:9");
+    assert!(h.finish().success());
+    // The exec clears the flag and keeps the namespace.
+    let mut h = Helper::spawn(&["exec", "hold", "after-exec"]);
+    tag_runtime(&tk, h.pid, A);
+    h.go();
+    h.expect("after-exec");
+    assert_eq!(
+        tag_of(&tk, h.pid),
+        Some(bpfns_kernel::abi::TaskTag::new(A)),
+        "exec clears the runtime flag"
+    );
+    h.finish();
+    // A member without the flag (bpfns exec, enter): its CLONE_FILES child is stopped.
+    let mut h = Helper::spawn(&["clone-files"]);
+    tk.kernel.tag_process(h.pid, B).unwrap();
+    h.go();
+    assert_eq!(h.expect("child"), "signaled:9");
+    h.finish();
+}
+
+/// A cgroup of its own for a test, in one hierarchy, removed on drop (its processes moved back
+/// to the hierarchy's root first).
+struct TestCgroup {
+    hierarchy: u32,
+    dir: std::path::PathBuf,
+    root: std::path::PathBuf,
+}
+
+impl TestCgroup {
+    /// In the cgroup v2 hierarchy (`v2`) or the v1 hierarchy of the `pids` controller; `None`
+    /// when this machine has no such hierarchy mounted.
+    fn new(name: &str, v2: bool) -> Option<Self> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let lines =
+            bpfns_sys::procfs::cgroup_lines(&std::fs::read_to_string("/proc/self/cgroup").unwrap());
+        let line = lines.into_iter().find(|l| {
+            if v2 {
+                l.hierarchy == 0
+            } else {
+                l.hierarchy != 0 && l.controllers.split(',').any(|c| c == "pids")
+            }
+        })?;
+        let here = bpfns_sys::procfs::cgroup_dir(&mountinfo, &line)?;
+        // The hierarchy's root: where our own cgroup's path ends.
+        let mut root = here.clone();
+        for _ in std::path::Path::new(&line.path)
+            .components()
+            .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            root.pop();
+        }
+        let dir = root.join(format!("bpfns-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir).ok()?;
+        Some(Self {
+            hierarchy: line.hierarchy,
+            dir,
+            root,
+        })
+    }
+
+    fn id(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&self.dir).unwrap().ino()
+    }
+
+    fn attach(&self, pid: i32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        if let Ok(procs) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
+            for p in procs.lines() {
+                let _ = std::fs::write(self.root.join("cgroup.procs"), p);
+            }
+        }
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("warning: could not remove {}", self.dir.display());
+    }
+}
+
+fn cgroup_tagging_in(tk: &TestKernel, cg: &TestCgroup) {
+    use bpfns_kernel::abi::{TaskTag, TASK_RUNTIME};
+    let what = format!("hierarchy {} ({})", cg.hierarchy, cg.dir.display());
+    assert_eq!(
+        tk.kernel.bind_cgroup(cg.hierarchy, cg.id(), A).unwrap(),
+        None
+    );
+    assert_eq!(
+        tk.kernel.bind_cgroup(cg.hierarchy, cg.id(), B).unwrap(),
+        Some(A),
+        "a bound cgroup is not taken over"
+    );
+    // Bindings are state: a reload keeps them.
+    loader::load(&tk.layout).unwrap();
+    assert_eq!(
+        tk.kernel.cgroup_binding(cg.hierarchy, cg.id()).unwrap(),
+        Some(A),
+        "{what}: reloaded"
+    );
+    // An untagged process attached to it is tagged, as runtime code until it execs.
+    let h = Helper::spawn(&["hold"]);
+    wait_for_go(h.pid);
+    cg.attach(h.pid);
+    assert_eq!(
+        tag_of(tk, h.pid),
+        Some(TaskTag::with_flags(A, TASK_RUNTIME)),
+        "{what}"
+    );
+    // ... and what it then starts, and runs after its exec, is in it.
+    drop(h);
+    let mut h = Helper::spawn(&["exec", "tree"]);
+    cg.attach(h.pid);
+    h.go();
+    let child: i32 = h.expect("child").parse().unwrap();
+    assert_eq!(
+        tag_of(tk, h.pid),
+        Some(TaskTag::new(A)),
+        "{what}: after exec"
+    );
+    assert_eq!(ns_of(tk, child), A, "{what}: child");
+    h.finish();
+    // A task of another namespace is not moved.
+    let mut h = Helper::spawn(&["hold"]);
+    tk.kernel.tag_process(h.pid, B).unwrap();
+    cg.attach(h.pid);
+    assert_eq!(ns_of(tk, h.pid), B, "{what}: moved out of its namespace");
+    h.go();
+    drop(h);
+    // A thread that existed when its process was moved takes the process's namespace at its
+    // next call: the map it creates is the namespace's.
+    let mut h = Helper::spawn(&["thread-create", "map"]);
+    h.go();
+    let tid: i32 = h.expect("tid").parse().unwrap();
+    cg.attach(h.pid);
+    h.go();
+    let Some(id) = h.maybe("id") else {
+        panic!(
+            "{what}: the thread created nothing: {:?}, stats {:?}",
+            h.finish(),
+            tk.kernel.all_stats()
+        );
+    };
+    let id: u32 = id.parse().unwrap();
+    assert_eq!(tk.kernel.owner(ObjectKind::Map, id).unwrap(), A, "{what}");
+    assert_eq!(ns_of_thread(tk, tid), A, "{what}: thread");
+    drop(h);
+    // An untagged process that was in the cgroup before it was bound is tagged at its exec.
+    assert_eq!(tk.kernel.unbind_cgroups(A).unwrap(), 1);
+    let mut h = Helper::spawn(&["exec", "hold", "after-exec"]);
+    cg.attach(h.pid);
+    assert_eq!(tag_of(tk, h.pid), None, "{what}: unbound");
+    assert_eq!(
+        tk.kernel.bind_cgroup(cg.hierarchy, cg.id(), A).unwrap(),
+        None
+    );
+    h.go();
+    h.expect("after-exec");
+    assert_eq!(tag_of(tk, h.pid), Some(TaskTag::new(A)), "{what}: exec");
+    drop(h);
+    // Unbound (the namespace was deleted): nothing is tagged any more.
+    tk.kernel.remove_namespace(A).unwrap();
+    assert_eq!(
+        tk.kernel.cgroup_binding(cg.hierarchy, cg.id()).unwrap(),
+        None
+    );
+    let h = Helper::spawn(&["hold"]);
+    cg.attach(h.pid);
+    assert_eq!(tag_of(tk, h.pid), None, "{what}: after the namespace went");
+    drop(h);
+}
+
+#[test]
+fn tasks_attached_to_a_bound_cgroup_join_its_namespace() {
+    require_kernel!();
+    let mut tried = 0;
+    for v2 in [true, false] {
+        let Some(cg) = TestCgroup::new(if v2 { "cg2" } else { "cg1" }, v2) else {
+            eprintln!(
+                "no {} hierarchy here",
+                if v2 { "cgroup v2" } else { "v1 pids" }
+            );
+            continue;
+        };
+        let tk = with_tree(if v2 { "cgroup-v2" } else { "cgroup-v1" });
+        cgroup_tagging_in(&tk, &cg);
+        tried += 1;
+    }
+    assert!(tried > 0, "no cgroup hierarchy found to test");
+}

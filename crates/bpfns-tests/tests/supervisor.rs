@@ -737,6 +737,16 @@ fn members_cannot_install_a_listener() {
     assert_eq!(m.expect("errno"), EPERM);
 }
 
+/// A member (as `bpfns exec` makes it: never marked as container runtime code) may not share
+/// its fd table with a new process: the child is killed before it runs.
+#[test]
+fn members_children_sharing_the_fd_table_are_killed() {
+    require_kernel!();
+    let env = Env::new("clone-files");
+    let out = run(&env, Spec::new(env.a, &["clone-files"]));
+    assert_eq!(value(&out, "child"), "signaled:9", "{out}");
+}
+
 /// (6): without a supervisor, trapped calls fail with ENOSYS — pending ones (never received,
 /// or received and not answered) and later ones — instead of hanging.
 #[test]

@@ -18,6 +18,7 @@ use bpfns_proto::{
 
 pub mod containers;
 pub mod oci;
+pub mod token;
 
 use crate::bpffs::NsBpffs;
 use crate::caller::{parent_pid, Caller};
@@ -450,6 +451,23 @@ impl Daemon {
         // One namespace that cannot be put right does not keep bpfnsd from starting: it is
         // reported, and (the kernel side failing closed for a namespace without its limit) its
         // tasks cannot create objects until it is.
+        // Cgroup bindings of namespaces the registry does not have (deleted while a removal
+        // failed): nothing may be tagged into them.
+        match self.kernel.cgroup_bindings() {
+            Ok(bindings) => {
+                for (_, _, ns) in bindings {
+                    if !want.contains_key(&ns) && !have.contains_key(&ns) {
+                        if let Err(e) = self.kernel.unbind_cgroups(ns) {
+                            notes.push(format!(
+                                "FAILED to drop the cgroup bindings of namespace {ns} (not in \
+                                 the registry): {e}"
+                            ));
+                        }
+                    }
+                }
+            }
+            Err(e) => notes.push(format!("FAILED to read the cgroup bindings: {e}")),
+        }
         for id in have.keys() {
             if !want.contains_key(id) {
                 match self.kernel.remove_namespace(*id) {
@@ -659,6 +677,10 @@ impl Daemon {
             Op::ContainerDeleted { id } => {
                 no_fds(&fds)?;
                 self.container_deleted(caller, &id)
+            }
+            Op::ContainerBpffs { path, pid } => {
+                no_fds(&fds)?;
+                self.container_bpffs(caller, &path, pid)
             }
             Op::Supervise { pid } => self.supervise(caller, pid, fds),
             Op::List {
@@ -1310,6 +1332,7 @@ impl Daemon {
             pidfd.as_fd(),
             pid,
             target,
+            0,
             "; enter a single-threaded process (a fresh child)",
         )?;
         tracing::info!(pid, namespace = %p, caller = caller.pid, "process entered namespace");

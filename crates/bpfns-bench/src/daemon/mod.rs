@@ -25,7 +25,7 @@
 mod broker;
 mod cpu;
 mod report;
-mod rig;
+pub(crate) mod rig;
 mod traps;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -281,7 +281,7 @@ fn parse_listing(stdout: &[u8]) -> Result<Vec<(u32, Option<String>)>> {
 }
 
 /// Where `name` is on `$PATH`.
-fn which(name: &Path) -> Option<PathBuf> {
+pub(crate) fn which(name: &Path) -> Option<PathBuf> {
     if name.components().count() > 1 {
         return name.exists().then(|| name.to_path_buf());
     }
@@ -293,7 +293,7 @@ fn which(name: &Path) -> Option<PathBuf> {
 }
 
 /// A binary of this workspace, given or beside this one.
-fn sibling(given: Option<&Path>, name: &str) -> Result<PathBuf> {
+pub(crate) fn sibling(given: Option<&Path>, name: &str) -> Result<PathBuf> {
     let p = match given {
         Some(p) => p.to_path_buf(),
         None => std::env::current_exe()?

@@ -298,6 +298,23 @@ fn main() -> ExitCode {
             hold_until_eof();
             drop(fds);
         }
+        "thread-create" => {
+            // A thread that waits for a second go byte, then creates `what` (map, prog, ...):
+            // for tests that move the process meanwhile.
+            let what = arg(1);
+            let t = std::thread::spawn(move || {
+                say(&format!("tid={}", process::gettid()));
+                let mut b = [0u8; 1];
+                if std::io::stdin().read_exact(&mut b).is_err() {
+                    fail("stdin closed before the second go byte");
+                }
+                let (k, fds) = create(&what);
+                say(&format!("id={}", object_id(k, &fds[0])));
+                hold_until_eof();
+                drop(fds);
+            });
+            let _ = t.join();
+        }
         "clone-files" => {
             let pid = process::spawn_sharing_fd_table(shared_files_child)
                 .unwrap_or_else(|e| fail(&e.to_string()));

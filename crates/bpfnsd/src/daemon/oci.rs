@@ -9,12 +9,13 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
 
+use bpfns_kernel::abi::{TaskTag, TASK_RUNTIME};
 use bpfns_model::{may_enter, NsId, NsPath};
 use bpfns_proto::{ErrorCode, Reply};
 use serde::Deserialize;
 
 use super::{fd_kind, Answer, Daemon, Failure, Supervise};
-use crate::caller::{parent_pid, Caller};
+use crate::caller::{parent_pid, Caller, CallerError};
 
 /// The largest message a runtime may send to the receiver (its state JSON; podman's is a few
 /// KiB, annotations included).
@@ -48,6 +49,36 @@ pub struct ContainerState {
     pub pid: i32,
     #[serde(default)]
     pub annotations: std::collections::HashMap<String, String>,
+}
+
+/// Who sent a listener to the receiver.
+#[derive(Clone, Copy)]
+enum Sender<'a> {
+    /// Its facts were read: a host administrator outside any namespace, except for crun's
+    /// exec form (below).
+    Live(&'a Caller),
+    /// It exited before its facts could be read (`runc create`, and both runtimes' `exec`,
+    /// which podman runs detached, exit as soon as they have sent): only what the socket's
+    /// peer credentials recorded at `connect()` is known.
+    ///
+    /// Such a sender, and crun's exec form (no pid at all) from a sender that is not (or no
+    /// longer) a host administrator outside any namespace — it may come from the process
+    /// joining the container, which the kernel side tags as it joins the container's cgroup,
+    /// and which drops its capabilities and execs meanwhile — are taken only from uid 0 (the
+    /// socket is root's, mode 0600), from a process untagged or in the very namespace named
+    /// (or gone), and only with the container's own evidence: its init tagged with the
+    /// namespace (the hook ran), a process named sharing the init's pid and mount namespaces,
+    /// or for crun's exec form, the namespace's container cgroups bound. The listener's
+    /// untagged tasks are adopted into that namespace and tagged ones answered from their own
+    /// tag: a process that sends a listener without being the runtime (uid 0 on the host
+    /// without CAP_SYS_ADMIN; members cannot make listeners) gains nothing, its own tasks
+    /// become members.
+    Departed { pid: i32, uid: u32 },
+}
+
+/// The sender's pid, for log lines.
+struct CallerLabel {
+    pid: i32,
 }
 
 /// The annotation that names a container's namespace.
@@ -128,8 +159,11 @@ impl Daemon {
                 ),
             ));
         }
-        self.tag_process(pidfd.as_fd(), pid, target, "")?;
-        tracing::info!(pid, namespace = %p, caller = caller.pid, "container entered namespace");
+        // The init is the runtime's code until it execs the container's program: it may hand
+        // the seccomp listener on from a child sharing its fd table (crun).
+        self.tag_process(pidfd.as_fd(), pid, target, TASK_RUNTIME, "")?;
+        let bound = self.bind_container_cgroups(pid, caller.pid, target, &p)?;
+        tracing::info!(pid, namespace = %p, caller = caller.pid, cgroups = %bound.join(" "), "container entered namespace");
         Ok((
             Reply::Entered {
                 path: p.to_string(),
@@ -139,17 +173,102 @@ impl Daemon {
         ))
     }
 
-    /// Tag process `pid` (behind `pidfd`) and every thread of it into `target`; a thread that
-    /// cannot be tagged fails it, with `advice` after the cause.
+    /// Bind the cgroups of a container's init `pid` to its namespace `target`: in every
+    /// hierarchy where the init's cgroup is not the one of the runtime that runs the hook
+    /// (`caller`), that cgroup is the container's own, and the kernel side tags every untagged
+    /// task attached to it (a process a runtime joins to the container: `podman exec`).
+    /// Returns the cgroups bound, as `hierarchy:path`. A cgroup bound to another existing
+    /// namespace is refused (two containers in one cgroup cannot be told apart); one that
+    /// cannot be found is skipped with a warning (such processes are then tagged at their
+    /// first trapped call, see docs/containers.md).
+    fn bind_container_cgroups(
+        &self,
+        pid: i32,
+        caller: i32,
+        target: NsId,
+        p: &NsPath,
+    ) -> Result<Vec<String>, Failure> {
+        use bpfns_sys::procfs::{cgroup_dir, cgroup_lines};
+        use std::os::unix::fs::MetadataExt;
+        let read = |pid: i32| {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .map(|t| cgroup_lines(&t))
+                .map_err(|e| {
+                    Failure::new(
+                        ErrorCode::NotFound,
+                        format!("reading the cgroups of process {pid}: {e}"),
+                    )
+                })
+        };
+        let init = read(pid)?;
+        let runtime = read(caller)?;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Failure::internal(format!("reading /proc/self/mountinfo: {e}")))?;
+        let mut bound = Vec::new();
+        for line in init {
+            if runtime
+                .iter()
+                .any(|r| r.hierarchy == line.hierarchy && r.path == line.path)
+            {
+                continue; // shared with the runtime: not the container's own
+            }
+            let Some(id) = cgroup_dir(&mountinfo, &line)
+                .and_then(|d| std::fs::metadata(&d).ok())
+                .map(|m| m.ino())
+            else {
+                tracing::warn!(
+                    namespace = %p,
+                    hierarchy = line.hierarchy,
+                    path = %line.path,
+                    "the container's cgroup is not mounted where bpfnsd can see it: processes \
+                     joining the container through it are tagged at their first trapped call"
+                );
+                continue;
+            };
+            match self
+                .kernel
+                .bind_cgroup(line.hierarchy, id, target)
+                .map_err(Failure::internal)?
+            {
+                None => {}
+                Some(other) if self.reg().path(other).is_some() => {
+                    return Err(Failure::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "the container's cgroup {}:{} belongs to namespace {} already: \
+                             give the container a cgroup of its own",
+                            line.hierarchy,
+                            line.path,
+                            self.ns_name(other)
+                        ),
+                    ));
+                }
+                Some(_) => self
+                    .kernel
+                    .rebind_cgroup(line.hierarchy, id, target)
+                    .map_err(Failure::internal)?,
+            }
+            bound.push(format!("{}:{}", line.hierarchy, line.path));
+        }
+        Ok(bound)
+    }
+
+    /// Tag process `pid` (behind `pidfd`) and every thread of it into `target` with `flags`
+    /// (`TASK_RUNTIME` or none); a thread that cannot be tagged fails it, with `advice` after
+    /// the cause.
     pub(super) fn tag_process(
         &self,
         pidfd: BorrowedFd<'_>,
         pid: i32,
         target: NsId,
+        flags: u32,
         advice: &str,
     ) -> Result<(), Failure> {
+        let tag = TaskTag::with_flags(target, flags);
         // Through the pidfd that was checked, not by pid: a recycled pid cannot be tagged.
-        self.kernel.tag(pidfd, target).map_err(Failure::internal)?;
+        self.kernel
+            .tag_with(pidfd, tag)
+            .map_err(Failure::internal)?;
         let others = bpfns_sys::process::thread_ids(pid)
             .map_err(Failure::internal)?
             .into_iter()
@@ -158,7 +277,7 @@ impl Daemon {
             match bpfns_sys::process::open_thread_pidfd(tid) {
                 Ok(fd) => self
                     .kernel
-                    .tag(fd.as_fd(), target)
+                    .tag_with(fd.as_fd(), tag)
                     .map_err(Failure::internal)?,
                 Err(e) if e.errno == bpfns_sys::Errno::SRCH => {}
                 Err(e) => {
@@ -184,15 +303,36 @@ impl Daemon {
     /// side tagged the container's init with (by the `createRuntime` hook).
     fn receive_listener(
         &self,
-        caller: &Caller,
+        sender: Sender<'_>,
         msg: ProcessState,
         mut fds: Vec<OwnedFd>,
     ) -> Result<(NsId, i32), Failure> {
-        if !(caller.host_admin() && caller.ns == NsId::ROOT) {
+        let (sender_pid, sender_uid, sender_ns) = match sender {
+            Sender::Live(c) => (c.pid, c.uid, Some(c.ns)),
+            Sender::Departed { pid, uid } => (pid, uid, None),
+        };
+        let admin = matches!(sender, Sender::Live(c) if c.host_admin() && c.ns == NsId::ROOT);
+        // A sender that is gone, or crun's exec form (no pid at all), which may come from the
+        // process joining the container while it is tagged, loses its capabilities and execs:
+        // from uid 0 they are taken on the conditions below (see `Sender`).
+        let exec_form = msg.pid == 0 && msg.state.pid == 0;
+        let departed = matches!(sender, Sender::Departed { .. });
+        if !admin && !((exec_form || departed) && sender_uid == 0) {
+            let what = match sender {
+                Sender::Live(c) => format!(
+                    "uid {}, namespace {}, {}CAP_SYS_ADMIN in the initial user namespace",
+                    c.uid,
+                    self.ns_name(c.ns),
+                    if c.host_admin() { "" } else { "no " }
+                ),
+                Sender::Departed { uid, .. } => format!("uid {uid}, exited"),
+            };
             return Err(Failure::new(
                 ErrorCode::Denied,
-                "only a container runtime (host root, outside any bpfns namespace) may hand \
-                 bpfnsd a container's listener",
+                format!(
+                    "only a container runtime (host root, outside any bpfns namespace) may hand \
+                     bpfnsd a container's listener; the sender (pid {sender_pid}: {what}) is not"
+                ),
             ));
         }
         if fds.len() != 1 || fd_kind(fds[0].as_fd()) != "anon_inode:seccomp notify" {
@@ -229,63 +369,106 @@ impl Daemon {
             .id(&p)
             .filter(|id| *id != NsId::ROOT)
             .ok_or_else(|| Failure::new(ErrorCode::NotFound, format!("no namespace {p}")))?;
-        // The container's init must be in it: the hook tagged it before this listener existed.
         let init = msg.state.pid;
-        let init_fd = bpfns_sys::process::open_pidfd(init).map_err(|_| {
-            Failure::new(
-                ErrorCode::NotFound,
-                format!("the container's init (pid {init}) is gone"),
-            )
-        })?;
-        let init_ns = self
-            .kernel
-            .task_ns(init_fd.as_fd())
-            .map_err(Failure::internal)?;
-        if init_ns != ns {
-            return Err(Failure::new(
-                ErrorCode::Denied,
-                format!(
-                    "the container's init (pid {init}) is in namespace {}, not {p}: was the \
-                     createRuntime hook of bpfns-oci run?",
-                    self.ns_name(init_ns)
-                ),
-            ));
-        }
-        let label = if msg.pid == 0 { init } else { msg.pid };
-        if msg.pid != 0 && msg.pid != init {
-            // A process joining the container (runc's exec): it must be in the container's
-            // pid and mount namespaces; it enters the container's bpfns namespace unless it
-            // is in it (or below) already.
-            let fd = bpfns_sys::process::open_pidfd(msg.pid).map_err(|_| {
-                Failure::new(ErrorCode::NotFound, format!("no process {}", msg.pid))
+        let label = if init == 0 {
+            // crun's exec names no process at all, not even the init. The namespace must be
+            // one a container was started in: its cgroups were bound when the hook tagged the
+            // init, and the kernel side tags every process a runtime joins to them.
+            if msg.pid != 0 {
+                return Err(Failure::new(
+                    ErrorCode::BadRequest,
+                    format!("the state names process {} but no container init", msg.pid),
+                ));
+            }
+            let bound = self
+                .kernel
+                .cgroup_bindings()
+                .map_err(Failure::internal)?
+                .iter()
+                .any(|b| b.2 == ns);
+            if !admin && sender_ns.is_some_and(|s| s != NsId::ROOT && s != ns) {
+                return Err(Failure::new(
+                    ErrorCode::Denied,
+                    format!(
+                        "the sender (pid {sender_pid}) is in namespace {}, not {p}",
+                        self.ns_name(sender_ns.unwrap_or(NsId::ROOT))
+                    ),
+                ));
+            }
+            if !bound {
+                return Err(Failure::new(
+                    ErrorCode::Denied,
+                    format!(
+                        "no container's cgroup is bound to namespace {p}: was the \
+                         createRuntime hook of bpfns-oci run, and could bpfnsd see the \
+                         container's cgroups (/proc/self/mountinfo)?"
+                    ),
+                ));
+            }
+            sender_pid
+        } else {
+            // The container's init must be in it: the hook tagged it before this listener
+            // existed.
+            let init_fd = bpfns_sys::process::open_pidfd(init).map_err(|_| {
+                Failure::new(
+                    ErrorCode::NotFound,
+                    format!("the container's init (pid {init}) is gone"),
+                )
             })?;
-            for kind in ["pid", "mnt"] {
-                let a = bpfns_sys::mounts::namespace_inode(msg.pid, kind).ok();
-                let b = bpfns_sys::mounts::namespace_inode(init, kind).ok();
-                if a.is_none() || a != b {
+            let init_ns = self
+                .kernel
+                .task_ns(init_fd.as_fd())
+                .map_err(Failure::internal)?;
+            if init_ns != ns {
+                return Err(Failure::new(
+                    ErrorCode::Denied,
+                    format!(
+                        "the container's init (pid {init}) is in namespace {}, not {p}: was the \
+                         createRuntime hook of bpfns-oci run?",
+                        self.ns_name(init_ns)
+                    ),
+                ));
+            }
+            if msg.pid != 0 && msg.pid != init {
+                // A process joining the container (runc's exec): it must be in the container's
+                // pid and mount namespaces; it enters the container's bpfns namespace unless it
+                // is in it (or below) already.
+                let fd = bpfns_sys::process::open_pidfd(msg.pid).map_err(|_| {
+                    Failure::new(ErrorCode::NotFound, format!("no process {}", msg.pid))
+                })?;
+                for kind in ["pid", "mnt"] {
+                    let a = bpfns_sys::mounts::namespace_inode(msg.pid, kind).ok();
+                    let b = bpfns_sys::mounts::namespace_inode(init, kind).ok();
+                    if a.is_none() || a != b {
+                        return Err(Failure::new(
+                            ErrorCode::Denied,
+                            format!(
+                                "process {} is not in the {kind} namespace of the container's init",
+                                msg.pid
+                            ),
+                        ));
+                    }
+                }
+                let now = self.kernel.task_ns(fd.as_fd()).map_err(Failure::internal)?;
+                if now == NsId::ROOT {
+                    self.tag_process(fd.as_fd(), msg.pid, ns, 0, "")?;
+                } else if !self.reg().is_same_or_ancestor(ns, now) {
                     return Err(Failure::new(
                         ErrorCode::Denied,
                         format!(
-                            "process {} is not in the {kind} namespace of the container's init",
-                            msg.pid
+                            "process {} is in namespace {}, outside the container's",
+                            msg.pid,
+                            self.ns_name(now)
                         ),
                     ));
                 }
             }
-            let now = self.kernel.task_ns(fd.as_fd()).map_err(Failure::internal)?;
-            if now == NsId::ROOT {
-                self.tag_process(fd.as_fd(), msg.pid, ns, "")?;
-            } else if !self.reg().is_same_or_ancestor(ns, now) {
-                return Err(Failure::new(
-                    ErrorCode::Denied,
-                    format!(
-                        "process {} is in namespace {}, outside the container's",
-                        msg.pid,
-                        self.ns_name(now)
-                    ),
-                ));
+            if msg.pid == 0 {
+                init
+            } else {
+                msg.pid
             }
-        }
+        };
         let sink = self
             .sink
             .read()
@@ -294,7 +477,7 @@ impl Daemon {
             .ok_or_else(|| Failure::new(ErrorCode::Internal, "no supervisor is running"))?;
         sink.supervise(Supervise {
             pid: label,
-            uid: caller.uid,
+            uid: sender_uid,
             ns,
             listener: fds.remove(0),
             in_flight: bpfns_sys::seccomp::InFlight::create().map_err(Failure::internal)?,
@@ -334,9 +517,12 @@ pub fn serve_seccomp(listener: UnixListener, daemon: &Arc<Daemon>) {
                 let Some(d) = weak.upgrade() else { return };
                 match conn {
                     Ok(stream) => {
+                        // Who sent it, at once: a runtime sends, closes and may exit (and be
+                        // reaped) right away, and a sender that is gone cannot be identified.
+                        let caller = Caller::of_peer(stream.as_fd(), &d.kernel, d.init_userns());
                         let _ = std::thread::Builder::new()
                             .name("bpfns-oci-conn".into())
-                            .spawn(move || receive(stream, &d));
+                            .spawn(move || receive(stream, caller, &d));
                     }
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) => {
@@ -354,13 +540,31 @@ pub fn serve_seccomp(listener: UnixListener, daemon: &Arc<Daemon>) {
 /// One runtime's message: read it whole (it closes the connection after sending), then act.
 /// The runtime waits for no answer: a refused listener is closed, and the container's trapped
 /// calls then fail (`ENOSYS`), never reaching the kernel unsupervised.
-fn receive(stream: UnixStream, daemon: &Daemon) {
-    let caller = match Caller::of_peer(stream.as_fd(), &daemon.kernel, daemon.init_userns()) {
-        Ok(c) => c,
+fn receive(stream: UnixStream, live: Result<Caller, CallerError>, daemon: &Daemon) {
+    let departed = match &live {
+        Ok(_) => None,
+        // `runc create` and the runtimes' exec (podman runs it detached) exit as soon as they
+        // have sent: the sender may be gone before its facts are read.
+        Err(CallerError::Gone(_) | CallerError::Proc { .. }) => {
+            match bpfns_sys::unix::peer_cred(stream.as_fd()) {
+                Ok((pid, uid, _)) => Some((pid, uid)),
+                Err(e) => {
+                    tracing::warn!("seccomp receiver: refusing a sender: {e}");
+                    return;
+                }
+            }
+        }
         Err(e) => {
             tracing::warn!("seccomp receiver: refusing a sender: {e}");
             return;
         }
+    };
+    let caller = CallerLabel {
+        pid: match (&live, departed) {
+            (Ok(c), _) => c.pid,
+            (_, Some((pid, _))) => pid,
+            _ => 0,
+        },
     };
     let _ = bpfns_sys::unix::set_timeouts(&stream, Some(RECEIVE_TIMEOUT));
     let mut body = Vec::new();
@@ -400,7 +604,12 @@ fn receive(stream: UnixStream, daemon: &Daemon) {
         }
     };
     let (id, pid) = (msg.state.id.clone(), msg.pid);
-    match daemon.receive_listener(&caller, msg, fds) {
+    let sender = match (&live, departed) {
+        (Ok(c), _) => Sender::Live(c),
+        (_, Some((pid, uid))) => Sender::Departed { pid, uid },
+        _ => return,
+    };
+    match daemon.receive_listener(sender, msg, fds) {
         Ok((ns, label)) => tracing::info!(
             container = %id,
             pid,

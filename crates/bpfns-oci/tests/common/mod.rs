@@ -1,0 +1,593 @@
+//! What the engine tests share: the wrapper registered for a test daemon, private engine
+//! directories that go away on drop, and the end-to-end table every engine must pass.
+#![allow(dead_code)] // each test binary uses its part
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bpfns_model::ObjectKind;
+use bpfns_tests::{skip_reason, TestDaemon};
+
+pub mod podman;
+
+/// The image `scripts/containers/setup.sh` builds, as podman imports it.
+pub const ARCHIVE: &str = "/var/lib/bpfns-containers/bpfns-test.tar";
+/// The same image as a docker archive, for `docker load` and `ctr images import`.
+pub const DOCKER_ARCHIVE: &str = "/var/lib/bpfns-containers/bpfns-test.docker.tar";
+/// Its name in every engine.
+pub const IMAGE: &str = "localhost/bpfns-test:latest";
+/// How long a container may take to reach a step of the table (engines start slowly on a
+/// loaded machine; the containers' own waits are bounded by the same time).
+pub const STEP: Duration = Duration::from_secs(120);
+
+/// Why an engine test cannot run here: not root, no BTF, or `scripts/containers/setup.sh` has
+/// not run. Once it has, a missing engine is a failure, not a skip.
+pub fn engine_skip_reason(engine: &str, binaries: &[&str]) -> Option<String> {
+    if let Some(r) = skip_reason() {
+        return Some(r);
+    }
+    if !Path::new(DOCKER_ARCHIVE).exists() {
+        return Some(format!(
+            "the {engine} test image {DOCKER_ARCHIVE} is missing: run scripts/containers/setup.sh as root"
+        ));
+    }
+    for b in binaries {
+        assert!(
+            which(b).is_some(),
+            "{b} is missing although scripts/containers/setup.sh has run: rerun it (it installs {engine})"
+        );
+    }
+    None
+}
+
+/// `name` in `$PATH` or the usual directories.
+pub fn which(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Path::new(name).is_file().then(|| name.into());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin", "/usr/sbin", "/usr/local/bin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A command's output, which must be a success.
+pub fn ok(mut c: Command, what: &str) -> Output {
+    let out = c
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: running {c:?}: {e}"));
+    assert!(out.status.success(), "{what}: {c:?}: {}", text(&out));
+    out
+}
+
+/// Create a pinned map named `name` and list the maps the container sees.
+pub fn create_and_list(name: &str) -> String {
+    format!(
+        "bpftool map create /sys/fs/bpf/{name} type array key 4 value 4 entries 1 name {name} \
+         && bpftool map list && ls /sys/fs/bpf && (cat /sys/fs/bpf/maps.debug || true)"
+    )
+}
+
+/// Where a test's containers reach bpfnsd: a daemon of the test's own, or a running one.
+pub trait Sockets {
+    fn socket(&self) -> PathBuf;
+    fn seccomp_socket(&self) -> PathBuf;
+}
+
+impl Sockets for TestDaemon {
+    fn socket(&self) -> PathBuf {
+        self.socket.clone()
+    }
+
+    fn seccomp_socket(&self) -> PathBuf {
+        self.dir.join("seccomp.sock")
+    }
+}
+
+/// bpfns-oci: `$BPFNS_OCI` (an installed one, for the package test), else the one cargo built.
+pub fn wrapper_path() -> PathBuf {
+    std::env::var_os("BPFNS_OCI").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_bpfns-oci")),
+        PathBuf::from,
+    )
+}
+
+/// bpfns-oci as engines start it, talking to a test daemon: `up/bpfns-oci-runc` (and
+/// `-crun`) with that daemon's sockets beside it in `bpfns-oci.toml`, and `down/...` pointed
+/// at a socket nobody serves.
+#[derive(Debug)]
+pub struct Wrappers {
+    pub up: PathBuf,
+    pub down: PathBuf,
+}
+
+impl Wrappers {
+    pub fn new(dir: &Path, daemon: &dyn Sockets) -> Self {
+        let wrapper = wrapper_path();
+        for (sub, socket) in [("up", daemon.socket()), ("down", dir.join("nobody.sock"))] {
+            let d = dir.join(sub);
+            std::fs::create_dir_all(&d).expect("mkdir");
+            for rt in ["crun", "runc"] {
+                std::os::unix::fs::symlink(&wrapper, d.join(format!("bpfns-oci-{rt}")))
+                    .expect("symlink");
+            }
+            std::fs::write(
+                d.join("bpfns-oci.toml"),
+                format!(
+                    "socket = {:?}\nseccomp_socket = {:?}\n",
+                    socket,
+                    daemon.seccomp_socket()
+                ),
+            )
+            .expect("bpfns-oci.toml");
+        }
+        Wrappers {
+            up: dir.join("up"),
+            down: dir.join("down"),
+        }
+    }
+}
+
+/// A fresh private directory for an engine instance (`/tmp/bpfns-ENGINE-NAME-PID`).
+pub fn private_dir(engine: &str, name: &str) -> PathBuf {
+    let dir = PathBuf::from(format!("/tmp/bpfns-{engine}-{name}-{}", std::process::id()));
+    remove_private_dir(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}
+
+/// Unmount what an engine left mounted below `dir` (rootfs overlays, shm), then remove it.
+pub fn remove_private_dir(dir: &Path) {
+    if let Ok(mounts) = bpfns_sys::procfs::mounts_below(dir) {
+        for m in mounts {
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The cgroup the private engine instance puts its containers under (in every hierarchy):
+/// not the one a host engine uses (`docker`, containerd's namespaces), removed on drop.
+pub fn cgroup_parent(engine: &str) -> String {
+    format!("bpfns-test-{engine}-{}", std::process::id())
+}
+
+/// Remove the (empty, once the containers are gone) cgroup `name` from every hierarchy.
+pub fn remove_cgroups(name: &str) {
+    fn remove(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for h in hierarchies.flatten() {
+        let dir = h.path().join(name);
+        if dir.is_dir() {
+            remove(&dir);
+        }
+    }
+    let top = Path::new("/sys/fs/cgroup").join(name);
+    if top.is_dir() {
+        remove(&top);
+    }
+}
+
+/// Host directories an engine makes whatever its configuration says: containerd 1.6's shims
+/// put their sockets in `/run/containerd/s` (and remove them), dockerd makes
+/// `/run/docker/plugins`. Those the test made go on drop, when empty.
+#[derive(Debug)]
+pub struct HostDirs(Vec<PathBuf>);
+
+/// containerd's shims (also those of the containerd dockerd starts).
+pub const SHIM_DIRS: [&str; 2] = ["/run/containerd", "/run/containerd/s"];
+/// dockerd's plugin directory.
+pub const DOCKER_DIRS: [&str; 2] = ["/run/docker", "/run/docker/plugins"];
+
+impl HostDirs {
+    /// Note which of `dirs` (parents first) do not exist yet.
+    pub fn note(dirs: &[&str]) -> Self {
+        HostDirs(
+            dirs.iter()
+                .map(PathBuf::from)
+                .filter(|d| !d.exists())
+                .collect(),
+        )
+    }
+}
+
+impl Drop for HostDirs {
+    fn drop(&mut self) {
+        for d in self.0.iter().rev() {
+            // Only when empty: a host engine that started meanwhile keeps its own.
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// Stop a daemon the test started: SIGTERM, then SIGKILL after `grace`.
+pub fn stop(child: &mut Child, grace: Duration) {
+    let pid = child.id() as i32;
+    // SAFETY: signalling our own child, which has not been reaped (it is waited for below).
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let until = Instant::now() + grace;
+    while Instant::now() < until {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Wait until `ready()` holds, at most `within`.
+pub fn wait_for(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
+    let until = Instant::now() + within;
+    while !ready() {
+        assert!(Instant::now() < until, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Which runtime a container is started with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// bpfns-oci talking to the test daemon.
+    Bpfns,
+    /// bpfns-oci pointed at a socket nobody serves (bpfnsd down).
+    Down,
+}
+
+/// A container to run.
+#[derive(Debug)]
+pub struct Spec<'a> {
+    /// Its name in the engine (unique within the test).
+    pub name: &'a str,
+    pub runtime: Runtime,
+    /// Given the capability the engine grants for BPF.
+    pub bpf: bool,
+    /// `--privileged`: host root with every capability.
+    pub privileged: bool,
+    /// The host directory mounted at `/x`, if any.
+    pub share: Option<&'a Path>,
+    /// Run as `sh -c script`.
+    pub script: String,
+}
+
+/// A container engine's private instance.
+pub trait Engine {
+    /// Its name in messages.
+    fn name(&self) -> &str;
+    /// The engine's client running the container to its end, started (not waited for).
+    fn spawn(&self, spec: &Spec<'_>) -> Command;
+    /// Whether `namespace` is the one bpfns-oci put the running container `name` in.
+    fn is_namespace_of(&self, name: &str, namespace: &str) -> bool;
+    /// The engine's client in a container run to its end.
+    fn run(&self, spec: &Spec<'_>) -> Output {
+        let mut c = self.spawn(spec);
+        c.output()
+            .unwrap_or_else(|e| panic!("{}: running {c:?}: {e}", self.name()))
+    }
+}
+
+/// An engine's client running a container; killed on drop (also when the test fails: the
+/// engine's drop removes the container).
+pub struct Running {
+    child: Option<Child>,
+    what: String,
+}
+
+impl Running {
+    pub fn start(mut c: Command, what: &str) -> Self {
+        let child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what}: starting {c:?}: {e}"));
+        Running {
+            child: Some(child),
+            what: what.into(),
+        }
+    }
+
+    /// Whether it ended (then the test can stop waiting for it).
+    pub fn ended(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
+    pub fn finish(mut self) -> Output {
+        let child = self.child.take().expect("running");
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("{}: {e}", self.what))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A container that creates its pinned map `me`, lists, opens its own map by id, publishes
+/// the id in `/x`, waits for its sibling's id, tries to open it, lists again, says it is
+/// ready and waits for `/x/go` (so that both maps live while the host looks).
+fn sibling_script(me: &str, sibling: &str) -> String {
+    // Every wait is bounded: a test that failed elsewhere does not leave containers behind.
+    let wait = |cond: &str| {
+        format!(
+            "i=0; while {cond} && [ $i -lt {} ]; do sleep 0.1; i=$((i+1)); done",
+            STEP.as_secs() * 10
+        )
+    };
+    format!(
+        "bpftool map create /sys/fs/bpf/{me} type array key 4 value 4 entries 1 name {me} \
+           || {{ echo create-failed; exit 1; }}\n\
+         id=$(bpftool map show pinned /sys/fs/bpf/{me} | head -n1 | cut -d: -f1)\n\
+         echo own=$id\n\
+         bpftool map show id $id >/dev/null && echo own-opened\n\
+         echo listing:; bpftool map list; ls /sys/fs/bpf; cat /sys/fs/bpf/maps.debug\n\
+         echo $id >/x/{me}.tmp && mv /x/{me}.tmp /x/{me}.id\n\
+         {}\n\
+         sib=$(cat /x/{sibling}.id); echo sibling=$sib\n\
+         if bpftool map show id $sib; then echo OPENED-SIBLING; else echo sibling-refused; fi\n\
+         echo relisting:; bpftool map list; ls /sys/fs/bpf\n\
+         touch /x/{me}.ready\n\
+         {}\n\
+         echo end\n",
+        wait(&format!("[ ! -s /x/{sibling}.id ]")),
+        wait("[ ! -e /x/go ]"),
+    )
+}
+
+/// The value of `key=` on a line of `t`.
+fn value_of(t: &str, key: &str) -> Option<u32> {
+    t.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// What a container's trapped calls get when bpfnsd refused its seccomp listener.
+const LISTENER_REFUSED: &str = "Function not implemented";
+
+/// The table every engine passes, end to end: two containers allowed BPF each see their own
+/// map only (listed, opened by id, pinned), not the sibling's; host root in a privileged
+/// container cannot open either by id; the host sees both with their owners, and so does
+/// their parent namespace (an ancestor sees its descendants); without bpfnsd a container
+/// does not start and the engine's error names the cause.
+///
+pub fn rfc_table(e: &dyn Engine, d: &TestDaemon, dir: &Path, prefix: &str) {
+    let share = dir.join("share");
+    std::fs::create_dir_all(&share).expect("mkdir");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        table_once(e, d, &share, prefix, 1)
+    }));
+    // Containers of a failed run stop waiting.
+    let _ = std::fs::write(share.join("go"), "");
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn table_once(e: &dyn Engine, d: &TestDaemon, share: &Path, prefix: &str, attempt: u32) {
+    let pid = std::process::id();
+    let (a, b) = (format!("{prefix}_a_{pid}"), format!("{prefix}_b_{pid}"));
+    let (name_a, name_b) = (format!("a{attempt}"), format!("b{attempt}"));
+    let spec = |name: &'_ str, me: &str, sib: &str| -> (String, String) {
+        (name.to_string(), sibling_script(me, sib))
+    };
+    let (sa, sb) = (spec(&name_a, &a, &b), spec(&name_b, &b, &a));
+    let sibling = |(name, script): &(String, String)| {
+        e.spawn(&Spec {
+            name,
+            runtime: Runtime::Bpfns,
+            bpf: true,
+            privileged: false,
+            share: Some(share),
+            script: script.clone(),
+        })
+    };
+    // One after the other: a has made its map (its first calls answered) before b starts.
+    // Started together, a runtime may exit before bpfnsd's receiver has read its
+    // credentials, and bpfnsd then refuses the listener (docs/containers.md, "Not yet").
+    let mut ca = Running::start(sibling(&sa), "container a");
+    let a_published = share.join(format!("{a}.id"));
+    let until = Instant::now() + STEP;
+    while !a_published.exists() && !ca.ended() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut cb = Running::start(sibling(&sb), "container b");
+    let both_ready =
+        || share.join(format!("{a}.ready")).exists() && share.join(format!("{b}.ready")).exists();
+    while !both_ready() {
+        if ca.ended() || cb.ended() || Instant::now() > until + STEP {
+            let _ = std::fs::write(share.join("go"), "");
+            let (oa, ob) = (ca.finish(), cb.finish());
+            panic!(
+                "{}: the containers did not both get ready:\na: {}\nb: {}",
+                e.name(),
+                text(&oa),
+                text(&ob)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // While both live: what the host sees, what their parent namespaces see (by the map's
+    // name), and host root in a privileged container (a namespace of its own) trying both
+    // ids. Asserted once every output is in, so that a failure shows them all.
+    let maps = d.client().list(ObjectKind::Map).expect("list");
+    let parents_see: Vec<(String, Vec<String>)> = maps
+        .iter()
+        .filter(|m| m.name == a || m.name == b)
+        .filter_map(|m| m.namespace.rsplit_once('/').map(|(p, _)| p.to_string()))
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let seen = d
+                .client()
+                .list_in(ObjectKind::Map, Some(&p), true)
+                .expect("list_in");
+            (p, seen.into_iter().map(|o| o.name).collect())
+        })
+        .collect();
+    let id_of = |n: &str| {
+        std::fs::read_to_string(share.join(format!("{n}.id")))
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            // Asserted below, with the containers' outputs.
+            .unwrap_or(0)
+    };
+    let ids = [id_of(&a), id_of(&b)];
+    let owners: Vec<(String, bool)> = [&a, &b]
+        .iter()
+        .zip([&name_a, &name_b])
+        .map(|(n, short)| {
+            let ns = maps
+                .iter()
+                .find(|m| &&m.name == n)
+                .map(|m| m.namespace.clone())
+                .unwrap_or_default();
+            let right = e.is_namespace_of(short, &ns);
+            (ns, right)
+        })
+        .collect();
+    let privileged = e.run(&Spec {
+        name: &format!("privileged{attempt}"),
+        runtime: Runtime::Bpfns,
+        bpf: true,
+        privileged: true,
+        share: None,
+        script: format!(
+            "for id in {} {}; do bpftool map show id $id && echo OPENED-$id; done; \
+             bpftool map list; ls /sys/fs/bpf; grep CapEff /proc/self/status; echo done",
+            ids[0], ids[1]
+        ),
+    });
+    std::fs::write(share.join("go"), "").expect("go");
+    let (oa, ob) = (ca.finish(), cb.finish());
+    let name = e.name();
+    let (ta, tb, tp) = (text(&oa), text(&ob), text(&privileged));
+    eprintln!("{name}: container {a}:\n{ta}\n{name}: container {b}:\n{tb}");
+    eprintln!("{name}: privileged container:\n{tp}");
+
+    for (who, t) in [(a.as_str(), &ta), (b.as_str(), &tb), ("privileged", &tp)] {
+        assert!(
+            !t.contains(LISTENER_REFUSED),
+            "{who}: its trapped calls got ENOSYS ({LISTENER_REFUSED}): bpfnsd refused its \
+             seccomp listener (its log says why; 'refusing a sender: reading /proc/PID' is \
+             the runtime exiting before bpfnsd read its credentials): {t}"
+        );
+    }
+    for (me, sib, out, t) in [(&a, &b, &oa, &ta), (&b, &a, &ob, &tb)] {
+        assert!(out.status.success(), "{me}: {t}");
+        assert!(!ids.contains(&0), "{me}: no id published: {t}");
+        let own = value_of(t, "own").unwrap_or_else(|| panic!("{me}: no id: {t}"));
+        assert!(
+            t.contains("own-opened"),
+            "{me} opens its own map by id: {t}"
+        );
+        assert!(
+            t.contains(&format!("{own}: array  name {me}")),
+            "{me} lists its map: {t}"
+        );
+        assert!(t.contains(&format!("\n{me}\n")), "{me} sees its pin: {t}");
+        assert!(
+            t.contains("Permission denied"),
+            "maps.debug is covered: {t}"
+        );
+        assert!(
+            t.contains("sibling-refused") && !t.contains("OPENED-SIBLING"),
+            "{me} opens {sib} by id: {t}"
+        );
+        assert!(!t.contains(sib.as_str()), "{me} sees {sib}: {t}");
+        assert!(t.contains("\nend\n"), "{t}");
+    }
+
+    // The host sees both, each owned by its container's namespace; so do their parents.
+    for (n, (ns, right)) in [&a, &b].iter().zip(&owners) {
+        assert!(
+            !ns.is_empty(),
+            "the host does not see {n}: {:?}",
+            maps.iter()
+                .map(|m| (&m.name, &m.namespace))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            right,
+            "{name}: {n} is owned by {ns}, not its container's namespace"
+        );
+    }
+    assert_ne!(owners[0].0, owners[1].0, "a and b share a namespace");
+    for (parent, seen) in &parents_see {
+        assert!(
+            seen.contains(&a) || seen.contains(&b),
+            "{parent} sees neither map: {seen:?}"
+        );
+    }
+    for (n, ns) in [(&a, &owners[0].0), (&b, &owners[1].0)] {
+        let parent = ns.rsplit_once('/').map(|(p, _)| p).unwrap_or_default();
+        if !parent.is_empty() {
+            assert!(
+                parents_see
+                    .iter()
+                    .any(|(p, seen)| p == parent && seen.contains(n)),
+                "{parent} does not see {n}: {parents_see:?}"
+            );
+        }
+    }
+
+    // Host root in a container: neither id opens, neither map is listed.
+    let t = &tp;
+    assert!(t.contains("done"), "the privileged container ran: {t}");
+    let cap_eff = t
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no CapEff: {t}"));
+    // CAP_SYS_ADMIN: everything the host's root may do with bpf().
+    assert!(cap_eff & (1 << 21) != 0, "it is privileged: {t}");
+    assert!(
+        !t.contains("OPENED-"),
+        "host root in a container opened a sibling's map: {t}"
+    );
+    assert_eq!(t.matches("No such file or directory").count(), 2, "{t}");
+    assert!(!t.contains(&a) && !t.contains(&b), "{t}");
+
+    // bpfnsd down: no container, and the engine's error names the cause.
+    let out = e.run(&Spec {
+        name: &format!("down{attempt}"),
+        runtime: Runtime::Down,
+        bpf: true,
+        privileged: false,
+        share: None,
+        script: "echo started".into(),
+    });
+    let t = text(&out);
+    eprintln!("{}: without bpfnsd:\n{t}", e.name());
+    assert!(!out.status.success(), "started without bpfnsd: {t}");
+    assert!(!t.contains("started\n"), "{t}");
+    assert!(t.contains("cannot connect to bpfnsd"), "{t}");
+}

@@ -1,0 +1,173 @@
+//! containerd with bpfns-oci, end to end, on the path Kubernetes' CRI takes: containerd's
+//! runc shim (`containerd-shim-runc-v2`) runs the wrapper as its runc (`ctr run
+//! --runc-binary`). A private containerd (its own root, state and sockets under a temporary
+//! directory; nothing of a host containerd is used or changed), a private bpfnsd, the local
+//! image `scripts/containers/setup.sh` saves (no registry).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bpfns_tests::{skip, TestDaemon};
+use common::{Engine, Runtime, Spec, Wrappers};
+
+/// containerd's namespace for the test's images and containers.
+const CTR_NAMESPACE: &str = "bpfns-test";
+
+/// A private containerd under `dir`: stopped, its containers removed and `dir` deleted on
+/// drop.
+struct Containerd {
+    dir: PathBuf,
+    daemon: Child,
+    _host_dirs: common::HostDirs,
+    wrappers: Wrappers,
+}
+
+impl Containerd {
+    fn new(name: &str, d: &TestDaemon) -> Self {
+        let host_dirs = common::HostDirs::note(&common::SHIM_DIRS);
+        let dir = common::private_dir("containerd", name);
+        let wrappers = Wrappers::new(&dir, d);
+        // The CRI plugin is off: ctr speaks containerd's own API, and the shim runs the
+        // runtime exactly as it does for CRI's pods.
+        let config = format!(
+            "version = 2\n\
+             root = \"{d}/root\"\n\
+             state = \"{d}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{d}/containerd.sock\"\n\
+             [ttrpc]\n  address = \"{d}/containerd.sock.ttrpc\"\n\
+             [debug]\n  address = \"\"\n\
+             [metrics]\n  address = \"\"\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("config.toml"), config).expect("config.toml");
+        let log = std::fs::File::create(dir.join("containerd.log")).expect("log");
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting containerd");
+        let c = Containerd {
+            dir,
+            daemon,
+            _host_dirs: host_dirs,
+            wrappers,
+        };
+        common::wait_for("containerd answers", Duration::from_secs(30), || {
+            c.ctr()
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        let mut import = c.ctr();
+        import.args(["images", "import", common::DOCKER_ARCHIVE]);
+        common::ok(import, "ctr images import");
+        c
+    }
+
+    fn ctr(&self) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("--address")
+            .arg(self.dir.join("containerd.sock"))
+            .args(["--namespace", CTR_NAMESPACE]);
+        c
+    }
+
+    fn ctr_out(&self, args: &[&str]) -> String {
+        let out = self.ctr().args(args).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Engine for Containerd {
+    fn name(&self) -> &str {
+        "containerd"
+    }
+
+    fn spawn(&self, s: &Spec<'_>) -> Command {
+        let wrapper = match s.runtime {
+            Runtime::Bpfns => &self.wrappers.up,
+            Runtime::Down => &self.wrappers.down,
+        };
+        let mut c = self.ctr();
+        c.args(["run", "--rm"])
+            // ctr's stdio FIFOs and runc's state stay under the private directory.
+            .arg("--fifo-dir")
+            .arg(self.dir.join("fifo"))
+            .arg("--runc-root")
+            .arg(self.dir.join("runc"))
+            .arg("--runc-binary")
+            .arg(wrapper.join("bpfns-oci-runc"))
+            .args([
+                "--annotation",
+                &format!("io.bpfns.namespace=/containers/{}", s.name),
+            ])
+            .args([
+                "--cgroup",
+                &format!("/{}/{}", common::cgroup_parent("containerd"), s.name),
+            ]);
+        if s.privileged {
+            c.arg("--privileged");
+        } else {
+            // containerd's default profile, as CRI's RuntimeDefault.
+            c.arg("--seccomp");
+        }
+        if s.bpf {
+            c.args(["--cap-add", "CAP_BPF"]);
+        }
+        if let Some(share) = s.share {
+            c.args([
+                "--mount",
+                &format!("type=bind,src={},dst=/x,options=rbind:rw", share.display()),
+            ]);
+        }
+        c.args([common::IMAGE, s.name, "sh", "-c", &s.script]);
+        c
+    }
+
+    fn is_namespace_of(&self, name: &str, namespace: &str) -> bool {
+        namespace == format!("/containers/{name}")
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // Tasks first: their shims outlive containerd.
+        for task in self.ctr_out(&["tasks", "list", "-q"]).lines() {
+            let _ = self
+                .ctr()
+                .args(["tasks", "kill", "-s", "SIGKILL", task])
+                .output();
+        }
+        for task in self.ctr_out(&["tasks", "list", "-q"]).lines() {
+            let _ = self.ctr().args(["tasks", "delete", "-f", task]).output();
+        }
+        for c in self.ctr_out(&["containers", "list", "-q"]).lines() {
+            let _ = self.ctr().args(["containers", "delete", c]).output();
+        }
+        common::stop(&mut self.daemon, Duration::from_secs(10));
+        common::remove_private_dir(&self.dir);
+        common::remove_cgroups(&common::cgroup_parent("containerd"));
+    }
+}
+
+#[test]
+fn containerd_shim_on_runc() {
+    if let Some(why) = common::engine_skip_reason(
+        "containerd",
+        &["containerd", "ctr", "containerd-shim-runc-v2", "runc"],
+    ) {
+        skip(why);
+        return;
+    }
+    let d = TestDaemon::start("containerd");
+    let c = Containerd::new("runc", &d);
+    common::rfc_table(&c, &d, &c.dir, "ctr");
+}

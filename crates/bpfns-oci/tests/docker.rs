@@ -1,0 +1,211 @@
+//! Docker with bpfns-oci, end to end: the wrapper registered as a runtime in daemon.json
+//! (`"runtimes": {"bpfns": {"path": ...}}`, `docker run --runtime bpfns`). A private dockerd
+//! (its own data root, exec root, socket, pid file and configuration; no iptables, no bridge,
+//! no sysctl changes; the containerd it starts itself, under its exec root), a private
+//! bpfnsd, the local image `scripts/containers/setup.sh` saves (no registry).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bpfns_tests::{skip, TestDaemon};
+use common::{Engine, Runtime, Spec, Wrappers};
+
+/// A private dockerd under `dir`: stopped, its containers removed and `dir` deleted on drop.
+struct Docker {
+    dir: PathBuf,
+    daemon: Child,
+    _host_dirs: common::HostDirs,
+}
+
+/// Debian's client (docker.io) when it is there: another docker earlier in `$PATH` may be
+/// newer than the daemon.
+fn client() -> PathBuf {
+    ["/usr/bin/docker"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| "docker".into())
+}
+
+impl Docker {
+    fn new(name: &str, d: &TestDaemon) -> Self {
+        let host_dirs = common::HostDirs::note(&[common::SHIM_DIRS, common::DOCKER_DIRS].concat());
+        let dir = common::private_dir("docker", name);
+        let w = Wrappers::new(&dir, d);
+        let config = serde_json::json!({
+            "runtimes": {
+                "bpfns": {"path": w.up.join("bpfns-oci-runc")},
+                "bpfns-down": {"path": w.down.join("bpfns-oci-runc")},
+            },
+        });
+        std::fs::write(dir.join("daemon.json"), config.to_string()).expect("daemon.json");
+        let log = std::fs::File::create(dir.join("dockerd.log")).expect("log");
+        let daemon = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--host")
+            .arg(format!("unix://{}", dir.join("docker.sock").display()))
+            .arg("--pidfile")
+            .arg(dir.join("docker.pid"))
+            .arg("--config-file")
+            .arg(dir.join("daemon.json"))
+            .arg("--cgroup-parent")
+            .arg(format!("/{}", common::cgroup_parent("docker")))
+            // Nothing of the host's network changes: no rules, no bridge, no sysctls.
+            .args([
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--ip-forward=false",
+                "--ip-masq=false",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting dockerd");
+        let k = Docker {
+            dir,
+            daemon,
+            _host_dirs: host_dirs,
+        };
+        common::wait_for("dockerd answers", Duration::from_secs(60), || {
+            k.docker()
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        let mut load = k.docker();
+        load.args(["load", "-q", "-i", common::DOCKER_ARCHIVE]);
+        common::ok(load, "docker load");
+        k
+    }
+
+    fn docker(&self) -> Command {
+        let mut c = Command::new(client());
+        c.env("DOCKER_CONFIG", self.dir.join("client"))
+            .arg("--host")
+            .arg(format!("unix://{}", self.dir.join("docker.sock").display()));
+        c
+    }
+}
+
+/// Whether this process's bounding set lacks CAP_SYS_RESOURCE (root on some machines does).
+fn root_lacks_sys_resource() -> bool {
+    let status = bpfns_sys::procfs::read_status(std::process::id() as i32).unwrap_or_default();
+    let bounding = bpfns_sys::procfs::field(&status, "CapBnd")
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    bounding & (1 << 24) == 0
+}
+
+/// Docker's name for the test's container `name` (at least two characters).
+fn container(name: &str) -> String {
+    format!("bpfns-{name}")
+}
+
+impl Engine for Docker {
+    fn name(&self) -> &str {
+        "docker"
+    }
+
+    fn spawn(&self, s: &Spec<'_>) -> Command {
+        let mut c = self.docker();
+        c.args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--name",
+            &container(s.name),
+            "--runtime",
+        ])
+        .arg(match s.runtime {
+            Runtime::Bpfns => "bpfns",
+            Runtime::Down => "bpfns-down",
+        });
+        if s.privileged && root_lacks_sys_resource() {
+            // Docker 20.10's --privileged asks for every capability the kernel knows, and
+            // runc fails ("unable to apply caps") where root lacks one: host root with all
+            // it holds, and no seccomp profile (bpfns-oci gives it one of its own).
+            c.args(["--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE"])
+                .args(["--security-opt", "seccomp=unconfined"]);
+        } else if s.privileged {
+            c.arg("--privileged");
+        }
+        if s.bpf {
+            // Docker 20.10 does not know CAP_BPF ("unknown capability"); CAP_SYS_ADMIN is
+            // what its default profile allows bpf() with.
+            c.args(["--cap-add", "SYS_ADMIN"]);
+        }
+        if let Some(share) = s.share {
+            c.args(["--volume", &format!("{}:/x", share.display())]);
+        }
+        c.args([common::IMAGE, "sh", "-c", &s.script]);
+        c
+    }
+
+    /// Docker 20.10 cannot pass annotations: the container's namespace is named after its id.
+    fn is_namespace_of(&self, name: &str, namespace: &str) -> bool {
+        let out = self
+            .docker()
+            .args(["inspect", "--format", "{{.Id}}", &container(name)])
+            .output()
+            .expect("docker inspect");
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        !id.is_empty()
+            && (namespace.contains(&id) || namespace.ends_with(&format!("/{}", container(name))))
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        let ids = self.docker().args(["ps", "-a", "-q"]).output();
+        let ids = ids
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for id in ids.lines() {
+            let _ = self.docker().args(["rm", "-f", id]).output();
+        }
+        // dockerd stops the containerd it started; one that outlived it is stopped here.
+        common::stop(&mut self.daemon, Duration::from_secs(20));
+        let pidfile = self.dir.join("exec/containerd/containerd.pid");
+        if let Some(pid) = std::fs::read_to_string(pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&*self.dir.to_string_lossy()) {
+                // SAFETY: a plain kill(2) of a process verified to be this test's containerd.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        common::remove_private_dir(&self.dir);
+        common::remove_cgroups(&common::cgroup_parent("docker"));
+    }
+}
+
+#[test]
+fn docker_runtime_on_runc() {
+    if let Some(why) = common::engine_skip_reason(
+        "docker.io",
+        &[
+            "dockerd",
+            "containerd",
+            "containerd-shim-runc-v2",
+            "runc",
+            "/usr/bin/docker",
+        ],
+    ) {
+        skip(why);
+        return;
+    }
+    let d = TestDaemon::start("docker");
+    let k = Docker::new("runc", &d);
+    common::rfc_table(&k, &d, &k.dir, "dk");
+}

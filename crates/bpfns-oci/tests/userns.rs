@@ -1,0 +1,280 @@
+//! podman `--userns=auto` containers with bpfns-oci, end to end: unprivileged on the host,
+//! each container gets its namespace's bpffs made in its own user namespace, delegating what
+//! the namespace's policy allows; with a BPF token from it the container creates a map, and
+//! through bpfns lists and opens its own objects (the RFC table's first row) and no other's.
+//! `bpftoken` (scripts/containers/bpftoken.c, in the test image) makes the raw bpf() calls.
+
+mod common;
+
+use std::path::Path;
+
+use bpfns_model::{ObjectKind, ProgramPolicy};
+use bpfns_tests::{skip, TestDaemon};
+use common::podman::{podman_skip_reason, Podman};
+use common::text;
+
+/// Why these tests cannot run here, if they cannot.
+fn userns_skip_reason() -> Option<String> {
+    if let Some(r) = podman_skip_reason() {
+        return Some(r);
+    }
+    let ranges = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    if !ranges.lines().any(|l| l.starts_with("containers:")) {
+        return Some(
+            "/etc/subuid has no range for `containers` (podman --userns=auto): run \
+             scripts/containers/setup.sh as root"
+                .into(),
+        );
+    }
+    let listing = std::process::Command::new("tar")
+        .args(["-tf", common::ARCHIVE])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if !listing.lines().any(|l| l == "./bin/bpftoken") {
+        return Some(format!(
+            "the test image {} has no bin/bpftoken: run scripts/containers/setup.sh as root",
+            common::ARCHIVE
+        ));
+    }
+    if let Err(e) = bpfns_sys::probe::token_create(-1) {
+        if e.errno == bpfns_sys::Errno::INVAL {
+            return Some("this kernel has no BPF tokens (Linux 6.9+)".into());
+        }
+    }
+    None
+}
+
+/// What a container's `ENOSYS` from trapped commands means.
+fn receiver_refused(out: &str) -> String {
+    format!(
+        "bpfnsd did not supervise the container's listener (trapped calls answered ENOSYS: \
+         the receiver refused it; one known cause is `runc create` exiting before the receiver \
+         read its /proc entry): {out}"
+    )
+}
+
+/// The value of `key=` in a container's output.
+fn value<'a>(out: &'a str, key: &str) -> Option<&'a str> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn hex(out: &str, key: &str) -> u64 {
+    let v = value(out, key).unwrap_or_else(|| panic!("no {key} in: {out}"));
+    u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap_or_else(|_| panic!("{key}={v}"))
+}
+
+fn userns_containers_use_tokens(runtime: &str) {
+    if let Some(why) = userns_skip_reason() {
+        skip(why);
+        return;
+    }
+    let d = TestDaemon::start(&format!("userns-{runtime}"));
+    let p = Podman::new(&format!("userns-{runtime}"), &d);
+    let rt = format!("bpfns-{runtime}");
+    let ns = |n: &str| format!("/containers/userns-{runtime}-{n}");
+    let ann = |n: &str| format!("io.bpfns.namespace={}", ns(n));
+    let (a, b) = (format!("ua_{runtime}"), format!("ub_{runtime}"));
+    // Container a: in a user namespace of its own; without a token it cannot create a map,
+    // with one it can, and bpfns answers its listing and opening.
+    let out = p.run(
+        &rt,
+        &["--userns=auto", "--annotation", &ann("a")],
+        &format!(
+            "cat /proc/self/uid_map; bpftoken notoken; bpftoken create {a}; ls /sys/fs/bpf; \
+             cat /sys/fs/bpf/maps.debug || true"
+        ),
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "container a: {t}");
+    assert!(
+        !t.contains("4294967295"),
+        "container a is in a user namespace of its own: {t}"
+    );
+    assert_eq!(value(&t, "notoken"), Some("EPERM"), "no token, no map: {t}");
+    assert_eq!(value(&t, "token"), Some("ok"), "{t}");
+    assert_eq!(value(&t, "map"), Some("ok"), "{t}");
+    assert_eq!(value(&t, "pin"), Some("ok"), "{t}");
+    let a_id: u32 = value(&t, "map_id")
+        .and_then(|v| v.parse().ok())
+        .expect("map_id");
+    let ids: Vec<u32> = value(&t, "ids")
+        .expect("ids")
+        .split(',')
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    assert!(!t.contains("ENOSYS"), "{}", receiver_refused(&t));
+    assert_eq!(ids, vec![a_id], "a lists exactly its own map: {t}");
+    assert_eq!(value(&t, "own_open"), Some("ok"), "{t}");
+    assert!(t.lines().any(|l| l == a), "its pin in its /sys/fs/bpf: {t}");
+    assert!(
+        t.contains("Permission denied"),
+        "maps.debug is covered: {t}"
+    );
+    // The token delegates what the namespace's policy allows (no tracing), never `any`.
+    let want = bpfnsd::daemon::token::delegation(ProgramPolicy::DEFAULT);
+    assert_eq!(hex(&t, "allowed_cmds"), want.cmds, "{t}");
+    assert_eq!(hex(&t, "allowed_maps"), want.maps, "{t}");
+    assert_eq!(hex(&t, "allowed_progs"), want.progs, "{t}");
+    assert_eq!(hex(&t, "allowed_attachs"), want.attachs, "{t}");
+    assert_eq!(
+        hex(&t, "allowed_progs") & (1 << 2),
+        0,
+        "no kprobe programs: {t}"
+    );
+
+    // The host: the map is a's namespace's, its pin in the namespace's bpffs.
+    let maps = d.client().list(ObjectKind::Map).expect("list");
+    let m = maps.iter().find(|m| m.id == a_id).expect("a's map");
+    assert_eq!(m.namespace, ns("a"), "{maps:?}");
+    let info = d.client().ns_show(&ns("a")).expect("ns");
+    assert!(
+        Path::new(&info.bpffs).join(&a).exists(),
+        "the pin is in the namespace's bpffs {}",
+        info.bpffs
+    );
+
+    // Container b: its own map, neither sees nor opens a's (the token opens nothing more).
+    let out = p.run(
+        &rt,
+        &["--userns=auto", "--annotation", &ann("b")],
+        &format!("bpftoken create {b}; bpftoken open {a_id}; ls /sys/fs/bpf"),
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "container b: {t}");
+    assert_eq!(value(&t, "map"), Some("ok"), "{t}");
+    let b_id: u32 = value(&t, "map_id")
+        .and_then(|v| v.parse().ok())
+        .expect("map_id");
+    let ids = value(&t, "ids").expect("ids");
+    assert!(!t.contains("ENOSYS"), "{}", receiver_refused(&t));
+    assert_eq!(ids, b_id.to_string(), "b lists only its own map: {t}");
+    assert_eq!(
+        value(&t, "open"),
+        Some("ENOENT"),
+        "b opens a's map by id: {t}"
+    );
+    assert_eq!(
+        value(&t, "open_token"),
+        Some("ENOENT"),
+        "b opens a's map by id with its token: {t}"
+    );
+    assert!(!t.contains(&a), "b does not see a's pin: {t}");
+
+    // Container c, with CAP_SYS_ADMIN in its user namespace: it cannot make a bpffs that
+    // delegates more, nor widen its own.
+    let out = p.run(
+        &rt,
+        &[
+            "--userns=auto",
+            "--cap-add",
+            "SYS_ADMIN",
+            "--annotation",
+            &ann("c"),
+        ],
+        "bpftoken widen; bpftoken create uc",
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "container c: {t}");
+    assert_eq!(
+        value(&t, "fsconfig_mode"),
+        Some("ok"),
+        "fsconfig is reachable: {t}"
+    );
+    assert_eq!(value(&t, "widen_new"), Some("EPERM"), "{t}");
+    let remount = value(&t, "widen_remount").expect("widen_remount");
+    assert_ne!(remount, "ok", "{t}");
+    assert_eq!(hex(&t, "allowed_progs"), want.progs, "{t}");
+
+    // A namespace whose policy allows tracing: the token delegates the tracing class too.
+    let tracing = ProgramPolicy {
+        allow_tracing: true,
+    };
+    let traced = format!("/userns-{runtime}-tracing");
+    let mut c = d.client();
+    c.ns_create_with_policy(&traced, tracing).expect("ns");
+    c.ns_create_with_policy(&format!("{traced}/t"), tracing)
+        .expect("ns");
+    let out = p.run(
+        &rt,
+        &[
+            "--userns=auto",
+            "--annotation",
+            &format!("io.bpfns.namespace={traced}/t"),
+        ],
+        "bpftoken create ut",
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "container t: {t}");
+    let wide = bpfnsd::daemon::token::delegation(tracing);
+    assert_eq!(hex(&t, "allowed_progs"), wide.progs, "{t}");
+    assert_eq!(hex(&t, "allowed_attachs"), wide.attachs, "{t}");
+    assert_ne!(
+        hex(&t, "allowed_progs") & (1 << 2),
+        0,
+        "kprobe programs: {t}"
+    );
+
+    // A second user-namespace container in a's namespace: its bpffs holds a's pin, which a
+    // bpffs of the new container's user namespace would hide; it does not start, and says so.
+    let out = p.run(
+        &rt,
+        &["--userns=auto", "--annotation", &ann("a")],
+        "echo started",
+    );
+    let t = text(&out);
+    assert!(!out.status.success(), "started: {t}");
+    assert!(t.contains("holds pins"), "{t}");
+}
+
+#[test]
+fn userns_on_runc() {
+    userns_containers_use_tokens("runc");
+}
+
+/// crun 1.8 does not work yet: for a user-namespace container, `enter_container` refuses the
+/// init (its parent is not the crun process that runs the hook), and crun sends the listener
+/// from a `CLONE_FILES` child of the tagged init, which the kernel side stops (see
+/// `podman_on_crun` in tests/podman.rs and docs/containers.md).
+#[test]
+#[ignore = "crun: enter_container refuses a user-namespace container's init (not the hook's sibling), and the listener comes from a CLONE_FILES child (docs/containers.md)"]
+fn userns_on_crun() {
+    userns_containers_use_tokens("crun");
+}
+
+/// `container_bpffs` refuses what is not a runtime's fresh container init, and changes
+/// nothing then: the namespace keeps its bpffs.
+#[test]
+fn container_bpffs_refuses_other_processes() {
+    if let Some(why) = bpfns_tests::skip_reason() {
+        skip(why);
+        return;
+    }
+    let d = TestDaemon::start("userns-refusals");
+    let mut c = d.client();
+    let info = c.ns_create("/refusals").expect("ns_create");
+    let before = std::fs::metadata(&info.bpffs).expect("bpffs");
+    let e = c
+        .container_bpffs("/refusals", 999_999_999)
+        .expect_err("no such process");
+    assert!(e.to_string().contains("no process"), "{e}");
+    // Our own child: not started by the caller's parent (not a container's init).
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep");
+    let e = c
+        .container_bpffs("/refusals", child.id() as i32)
+        .expect_err("not a sibling");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(e.to_string().contains("not a container's init"), "{e}");
+    let e = c
+        .container_bpffs("/nowhere", std::process::id() as i32)
+        .expect_err("no namespace");
+    assert!(e.to_string().contains("no namespace"), "{e}");
+    use std::os::unix::fs::MetadataExt;
+    let after = std::fs::metadata(&info.bpffs).expect("bpffs");
+    assert_eq!(before.dev(), after.dev(), "the namespace keeps its bpffs");
+}

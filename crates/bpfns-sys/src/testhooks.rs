@@ -117,6 +117,25 @@ pub fn bpf_raw_ptr(cmd: u32, ptr: u64, size: u32) -> Result<i64, Errno> {
     }
 }
 
+/// bpf(cmd, attr, attr.len()) with a full 64-bit `cmd`: the kernel uses its low 32 bits,
+/// seccomp filters see all 64 (a filter comparing 64 bits is bypassed by setting high bits).
+pub fn bpf_cmd64(cmd: u64, attr: &mut [u8]) -> Result<i64, Errno> {
+    // SAFETY: `attr` is valid and writable for `attr.len()` bytes, all the kernel may access.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            attr.as_mut_ptr(),
+            attr.len() as libc::c_long,
+        )
+    };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(r)
+    }
+}
+
 static SIGNALS: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn count_signal(_: libc::c_int) {

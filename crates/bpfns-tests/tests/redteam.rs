@@ -14,15 +14,22 @@
 //! no capabilities (uid 1000); CAP_BPF only (uid 0); CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN
 //! (uid 0); a BPF token in a user namespace (uid 1000 outside, root inside, token from a
 //! bpffs whose delegate_* options the privileged parent set); root of a user namespace (uid
-//! 1000 outside); host root.
+//! 1000 outside); host root. And three container levels: the attack runs as the process of a
+//! podman container of /t (`--runtime bpfns-runc`, `--annotation io.bpfns.namespace=/t`,
+//! private podman storage and configuration; `Podman`), `--privileged`, `--cap-add BPF` or
+//! `--userns=auto` (there with a BPF token where the container's /sys/fs/bpf delegates). The
+//! level is a parameter of how an attack is started (`Scene::attack_in`), so every scene runs
+//! at every level; what a container cannot apply (a target named by host pid) is "not run"
+//! with the reason.
 //!
 //! The suite prints the matrix (attack × level → blocked / allowed / out of scope / ESCAPE)
 //! as Markdown, writes it to `$CARGO_TARGET_TMPDIR/redteam-matrix.md`, and fails on any
 //! ESCAPE or harness error. "Out of scope" is only ever given for the cases
 //! docs/threat-model.md lists (anchors `oos-*`).
 //!
-//! Run: `cargo test -p bpfns-tests --test redteam -- --nocapture` (as root);
-//! `BPFNS_REDTEAM=ids,iter` runs only those scenes.
+//! Run: `cargo test -p bpfns-tests --test redteam -- --nocapture` (as root; the container
+//! levels need `scripts/containers/setup.sh` once); `BPFNS_REDTEAM=ids,iter` runs only those
+//! scenes, `BPFNS_REDTEAM_LEVELS=exec` (or `containers`, or level names) only those columns.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
 
@@ -48,16 +55,53 @@ enum Level {
     Token,
     Userns,
     Host,
+    /// `podman run --privileged` (host root, every capability).
+    CtrPriv,
+    /// `podman run --cap-add BPF` (uid 0, podman's default capabilities and CAP_BPF).
+    CtrBpf,
+    /// `podman run --userns=auto` (root of a user namespace; a BPF token where its bpffs
+    /// delegates).
+    CtrUserns,
 }
 
-const LEVELS: [Level; 6] = [
+const ALL_LEVELS: [Level; 9] = [
     Level::NoCaps,
     Level::Bpf,
     Level::Caps3,
     Level::Token,
     Level::Userns,
     Level::Host,
+    Level::CtrPriv,
+    Level::CtrBpf,
+    Level::CtrUserns,
 ];
+
+/// The levels this run covers: every one, unless `BPFNS_REDTEAM_LEVELS` names some (`exec`
+/// for the six `bpfns exec` levels, `containers` for the three container levels, or level
+/// names as `Level::arg` spells them, comma-separated).
+fn levels() -> &'static [Level] {
+    static L: std::sync::OnceLock<Vec<Level>> = std::sync::OnceLock::new();
+    L.get_or_init(|| {
+        let Ok(v) = std::env::var("BPFNS_REDTEAM_LEVELS") else {
+            return ALL_LEVELS.to_vec();
+        };
+        let want: Vec<&str> = v.split(',').map(str::trim).collect();
+        let picked: Vec<Level> = ALL_LEVELS
+            .into_iter()
+            .filter(|l| {
+                want.contains(&l.arg())
+                    || (want.contains(&"exec") && !l.container())
+                    || (want.contains(&"containers") && l.container())
+            })
+            .collect();
+        assert!(
+            !picked.is_empty(),
+            "BPFNS_REDTEAM_LEVELS={v} names no level (exec, containers, or: {})",
+            ALL_LEVELS.map(Level::arg).join(",")
+        );
+        picked
+    })
+}
 
 impl Level {
     fn arg(self) -> &'static str {
@@ -68,6 +112,9 @@ impl Level {
             Level::Token => "token",
             Level::Userns => "userns",
             Level::Host => "host",
+            Level::CtrPriv => "ctr-priv",
+            Level::CtrBpf => "ctr-bpf",
+            Level::CtrUserns => "ctr-userns",
         }
     }
     fn title(self) -> &'static str {
@@ -78,17 +125,50 @@ impl Level {
             Level::Token => "BPF token in a userns",
             Level::Userns => "root of a userns",
             Level::Host => "host root",
+            Level::CtrPriv => "container --privileged",
+            Level::CtrBpf => "container --cap-add BPF",
+            Level::CtrUserns => "container --userns=auto",
         }
     }
     /// The level a victim of the same kind runs at (a token victim needs no token).
     fn victim(self) -> &'static str {
         match self {
             Level::Token => "userns",
-            l => l.arg(),
+            l => l.exec_equivalent().arg(),
         }
     }
     fn index(self) -> usize {
-        LEVELS.iter().position(|l| *l == self).unwrap()
+        ALL_LEVELS.iter().position(|l| *l == self).unwrap()
+    }
+    /// Started by podman (`bpfns-runc`) as a container of /t, not by `bpfns exec`.
+    fn container(self) -> bool {
+        matches!(self, Level::CtrPriv | Level::CtrBpf | Level::CtrUserns)
+    }
+    /// The `bpfns exec` level with the same standing towards the host: for what is out of
+    /// scope (a privileged container is host root).
+    fn exec_equivalent(self) -> Level {
+        match self {
+            Level::CtrPriv => Level::Host,
+            Level::CtrBpf => Level::Bpf,
+            Level::CtrUserns => Level::Userns,
+            l => l,
+        }
+    }
+    /// podman's options for this container level.
+    fn podman_options(self) -> &'static [&'static str] {
+        match self {
+            Level::CtrPriv => &["--privileged"],
+            Level::CtrBpf => &["--cap-add", "BPF"],
+            Level::CtrUserns => &["--userns=auto"],
+            _ => &[],
+        }
+    }
+    /// The helper's `rt-as` level inside the container.
+    fn in_container(self) -> &'static str {
+        match self {
+            Level::CtrUserns => "ctr-userns",
+            _ => "ctr",
+        }
     }
 }
 
@@ -164,7 +244,7 @@ type Target<'a> = (&'a str, Option<(i32, i32, u32)>, &'a [OosRule<'a>]);
 fn worked(level: Level, oos: &[OosRule<'_>], why: impl Into<String>) -> Cell {
     let why = why.into();
     for (o, levels) in oos {
-        if levels.contains(&level) {
+        if levels.contains(&level.exec_equivalent()) {
             return cell(Verdict::OutOfScope(*o), why);
         }
     }
@@ -183,7 +263,7 @@ impl Matrix {
             Some(i) => i,
             None => {
                 self.rows
-                    .push((attack.to_string(), vec![None; LEVELS.len()]));
+                    .push((attack.to_string(), vec![None; ALL_LEVELS.len()]));
                 self.rows.len() - 1
             }
         };
@@ -193,8 +273,8 @@ impl Matrix {
     fn failures(&self) -> Vec<String> {
         let mut v = Vec::new();
         for (a, cells) in &self.rows {
-            for (l, c) in LEVELS.iter().zip(cells) {
-                match c {
+            for l in levels() {
+                match &cells[l.index()] {
                     Some(c) if matches!(c.v, Verdict::Escape | Verdict::Error) => {
                         v.push(format!("{:?} — {a} @ {}: {}", c.v, l.title(), c.why))
                     }
@@ -209,17 +289,18 @@ impl Matrix {
     fn markdown(&self) -> String {
         let mut s = String::new();
         s.push_str("| attack |");
-        for l in LEVELS {
+        for &l in levels() {
             s.push_str(&format!(" {} |", l.title()));
         }
         s.push_str("\n|---|");
-        for _ in LEVELS {
+        for _ in levels() {
             s.push_str("---|");
         }
         s.push('\n');
         for (a, cells) in &self.rows {
-            s.push_str(&format!("| {a} |"));
-            for c in cells {
+            // A `|` in an attack's name would end its table cell.
+            s.push_str(&format!("| {} |", a.replace('|', "\\|")));
+            for c in levels().iter().map(|l| &cells[l.index()]) {
                 let t = match c.as_ref().map(|c| &c.v) {
                     Some(Verdict::Blocked) => "blocked".to_string(),
                     Some(Verdict::Allowed) => "allowed (by design)".to_string(),
@@ -238,8 +319,8 @@ impl Matrix {
         s.push_str("\nEvidence (what each attempt got):\n\n");
         for (a, cells) in &self.rows {
             s.push_str(&format!("- **{a}**\n"));
-            for (l, c) in LEVELS.iter().zip(cells) {
-                if let Some(c) = c {
+            for l in levels() {
+                if let Some(c) = &cells[l.index()] {
                     s.push_str(&format!("  - {}: {}\n", l.title(), c.why));
                 }
             }
@@ -265,6 +346,10 @@ struct Run {
     err: String,
     status: Option<ExitStatus>,
     timed_out: bool,
+    /// Why the attack was not run at all at this level (a container cannot apply it).
+    na: Option<String>,
+    /// Targets left out at this level (host pids a container cannot see), the rest was run.
+    dropped: Vec<String>,
 }
 
 impl Run {
@@ -275,6 +360,31 @@ impl Run {
         self.status
             .is_some_and(|s| s.signal() == Some(9) || s.code() == Some(137))
             || self.out.contains("signaled:9")
+    }
+
+    /// For a judgment over `targets`: `Some(not run)` when this level left every one out,
+    /// else a note naming those it left out (empty when none).
+    fn left_out(&self, targets: &[String]) -> (Option<Cell>, String) {
+        let out: Vec<&String> = targets
+            .iter()
+            .filter(|t| self.dropped.contains(t))
+            .collect();
+        if out.is_empty() {
+            return (None, String::new());
+        }
+        let why = format!(
+            "not run in a container: {} (reached through host pids the container's pid \
+             namespace does not show)",
+            out.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if out.len() == targets.len() {
+            (Some(cell(Verdict::NotRun, why)), String::new())
+        } else {
+            (None, format!("; {why}"))
+        }
     }
 
     /// The value of the first `key=` line.
@@ -308,6 +418,9 @@ impl Run {
     /// Why this run cannot be judged, if it cannot: the token could not be set up (not run)
     /// or the harness failed.
     fn unusable(&self, level: Level, want_key: &str) -> Option<Cell> {
+        if let Some(na) = &self.na {
+            return Some(cell(Verdict::NotRun, na.clone()));
+        }
         if level == Level::Token {
             if let Some(e) = self.get("token").filter(|t| t.starts_with("error")) {
                 return Some(cell(
@@ -347,9 +460,11 @@ fn spawn_reader<R: Read + Send + 'static>(
 
 /// A member running in the background (a victim), killed on drop.
 struct Bg {
-    child: bpfns_client::member::Member,
+    child: std::process::Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
+    /// A container's name and its podman: removed on drop.
+    ctr: Option<(String, Command)>,
 }
 
 impl Bg {
@@ -367,12 +482,16 @@ impl Bg {
 impl Drop for Bg {
     fn drop(&mut self) {
         self.stdin.take();
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let deadline =
+            Instant::now() + Duration::from_secs(if self.ctr.is_some() { 10 } else { 2 });
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some((name, mut podman)) = self.ctr.take() {
+            let _ = podman.args(["rm", "-f", "-t", "0", &name]).output();
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -396,6 +515,349 @@ fn victim_line(v: &str) -> Option<(i32, i32, u32)> {
     Some((pid?, fd?, id?))
 }
 
+/// Wait for `child` to end (bounded) and collect what it printed. For a container
+/// (`ctr`: its name and podman), a run that timed out is removed.
+fn finish(mut child: std::process::Child, ctr: Option<(&str, &Podman)>) -> Run {
+    let out = spawn_reader(child.stdout.take().unwrap());
+    let err = spawn_reader(child.stderr.take().unwrap());
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            timed_out = true;
+            if let Some((name, p)) = ctr {
+                let _ = p.command().args(["rm", "-f", "-t", "0", name]).output();
+            }
+            let _ = child.kill();
+            break child.wait().ok();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    // Let the readers drain to EOF (bounded: a leftover grandchild may hold the pipes).
+    let drained = Instant::now() + Duration::from_secs(10);
+    while !(out.1.is_finished() && err.1.is_finished()) && Instant::now() < drained {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let out = out.0.lock().unwrap().clone();
+    let err = err.0.lock().unwrap().clone();
+    Run {
+        out,
+        err,
+        status,
+        timed_out,
+        ..Default::default()
+    }
+}
+
+impl Bg {
+    fn new(mut child: std::process::Child, ctr: Option<(String, Command)>) -> Bg {
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Bg {
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+            ctr,
+        }
+    }
+}
+
+// ---- containers ------------------------------------------------------------------------------
+
+const IMAGE: &str = "localhost/bpfns-test";
+const ARCHIVE: &str = "/var/lib/bpfns-containers/bpfns-test.tar";
+
+/// Attacks whose first argument is a host pid: the container's pid namespace cannot see it.
+const NEEDS_HOST_PID: [&str; 5] = [
+    "rt-steal",
+    "rt-ptrace",
+    "rt-task-fd-query",
+    "rt-fd-oracle",
+    "rt-kill",
+];
+
+/// Attacks that try each of their arguments in turn (after `--` options).
+const ONE_BY_ONE: [&str; 6] = [
+    "rt-objget",
+    "rt-read",
+    "rt-symlink-objget",
+    "rt-bind",
+    "rt-probe",
+    "rt-open",
+];
+
+/// `/proc/PID...` of a host process: nothing a container's pid namespace shows.
+fn names_host_pid(a: &str) -> bool {
+    a.split("/proc/")
+        .skip(1)
+        .any(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+}
+
+/// The arguments an attack keeps in a container, and those left out (targets named by host
+/// pid); `Err`: the attack cannot apply in a container at all, and why.
+fn container_args(args: &[&str]) -> Result<(Vec<String>, Vec<String>), String> {
+    let action = args.first().copied().unwrap_or("");
+    if NEEDS_HOST_PID.contains(&action) {
+        return Err(format!(
+            "not applicable in a container: {action} names host pid {}, which the \
+             container's pid namespace does not show",
+            args.get(1).copied().unwrap_or("?")
+        ));
+    }
+    let dropped: Vec<String> = args
+        .iter()
+        .filter(|a| names_host_pid(a))
+        .map(|a| a.to_string())
+        .collect();
+    if dropped.is_empty() {
+        return Ok((args.iter().map(|a| a.to_string()).collect(), dropped));
+    }
+    let kept: Vec<String> = args
+        .iter()
+        .filter(|a| !names_host_pid(a))
+        .map(|a| a.to_string())
+        .collect();
+    if !ONE_BY_ONE.contains(&action) || kept.iter().skip(1).all(|a| a.starts_with("--")) {
+        return Err(format!(
+            "not applicable in a container: the targets {} are reached through host pids, \
+             which the container's pid namespace does not show",
+            dropped.join(", ")
+        ));
+    }
+    Ok((kept, dropped))
+}
+
+/// The library directories the helper needs (it is linked dynamically), as `ldd` names
+/// them, the loader's included.
+fn helper_library_dirs() -> Vec<PathBuf> {
+    let out = Command::new("ldd")
+        .arg(helper_path())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut dirs = BTreeSet::new();
+    for w in out.split_whitespace().filter(|w| w.starts_with('/')) {
+        if let Some(d) = Path::new(w).parent() {
+            dirs.insert(d.to_path_buf());
+        }
+    }
+    dirs.into_iter().collect()
+}
+
+/// The OCI runtime wrapper, built (once per test process) with the cargo that runs the tests.
+fn oci_wrapper() -> Result<PathBuf, String> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let dir = exe.parent().ok_or("test binary has no folder")?;
+            let dir = if dir.ends_with("deps") {
+                dir.parent().ok_or("no target profile folder")?
+            } else {
+                dir
+            };
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut c = Command::new(cargo);
+            c.args(["build", "-q", "-p", "bpfns-oci", "--bin", "bpfns-oci"]);
+            if dir.ends_with("release") {
+                c.arg("--release");
+            }
+            let built = dir.join("bpfns-oci");
+            match c.status() {
+                Ok(s) if s.success() => Ok(built),
+                _ if built.exists() => Ok(built),
+                other => Err(format!(
+                    "bpfns-oci could not be built ({other:?}): cargo build -p bpfns-oci"
+                )),
+            }
+        })
+        .clone()
+}
+
+/// How a container is started: a member of `ns` at `level`, in the network namespace `netns`
+/// (else none), with stdin passed in if `interactive`, with the environment `env`.
+#[derive(Clone, Copy)]
+struct CtrRun<'a> {
+    ns: &'a str,
+    level: Level,
+    netns: Option<&'a str>,
+    interactive: bool,
+    env: &'a [(&'a str, &'a str)],
+}
+
+impl<'a> CtrRun<'a> {
+    fn new(ns: &'a str, level: Level) -> Self {
+        CtrRun {
+            ns,
+            level,
+            netns: None,
+            interactive: false,
+            env: &[],
+        }
+    }
+}
+
+/// podman with storage and configuration of its own under the scene's work folder (nothing
+/// of the host's podman changes), `bpfns-runc` registered as a runtime that talks to the
+/// scene's bpfnsd; containers and storage are removed on drop.
+struct Podman {
+    dir: PathBuf,
+    /// `-v` options every container gets: the helper, its libraries, the scene's work folder
+    /// (sockets victims serve on), bpfnsd's socket.
+    mounts: Vec<String>,
+    next: std::sync::atomic::AtomicU32,
+}
+
+impl Podman {
+    /// For the bpfnsd whose API is `socket` and whose listener receiver is `receiver`.
+    fn new(work: &Path, socket: &Path, receiver: &Path) -> Result<Podman, String> {
+        if Command::new("podman").arg("--version").output().is_err() {
+            return Err("not run: podman is not installed (scripts/containers/setup.sh)".into());
+        }
+        if !Path::new(ARCHIVE).exists() {
+            return Err(format!(
+                "not run: the test image {ARCHIVE} is missing (scripts/containers/setup.sh)"
+            ));
+        }
+        let wrapper = oci_wrapper().map_err(|e| format!("not run: {e}"))?;
+        let dir = work.join("podman");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let mut p = Podman {
+            dir: dir.clone(),
+            mounts: Vec::new(),
+            next: std::sync::atomic::AtomicU32::new(0),
+        };
+        std::os::unix::fs::symlink(&wrapper, dir.join("bpfns-oci-runc"))
+            .map_err(|e| e.to_string())?;
+        std::fs::write(
+            dir.join("bpfns-oci.toml"),
+            format!("socket = {socket:?}\nseccomp_socket = {receiver:?}\n"),
+        )
+        .map_err(|e| e.to_string())?;
+        std::fs::write(
+            dir.join("containers.conf"),
+            format!(
+                "[containers]\n\
+                 default_ulimits = [\"nofile=20000:20000\", \"nproc=16384:16384\"]\n\
+                 [engine]\n\
+                 cgroup_manager = \"cgroupfs\"\n\
+                 events_logger = \"file\"\n\
+                 [engine.runtimes]\n\
+                 bpfns-runc = [\"{}/bpfns-oci-runc\"]\n",
+                dir.display()
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let out = p
+            .command()
+            .args([
+                "import",
+                "-q",
+                "--change",
+                "CMD [\"/bin/sh\"]",
+                ARCHIVE,
+                IMAGE,
+            ])
+            .output()
+            .map_err(|e| format!("podman import: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "podman import: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let mut mounts = vec![format!("{}:/rt/helper:ro", helper_path().display())];
+        for l in helper_library_dirs() {
+            mounts.push(format!("{0}:{0}:ro", l.display()));
+        }
+        mounts.push(format!("{0}:{0}", work.display()));
+        mounts.push(format!("{0}:{0}", socket.display()));
+        p.mounts = mounts;
+        Ok(p)
+    }
+
+    /// podman with this storage and configuration.
+    fn command(&self) -> Command {
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .arg("--root")
+            .arg(self.dir.join("storage"))
+            .arg("--runroot")
+            .arg(self.dir.join("run"));
+        c
+    }
+
+    /// A fresh container name.
+    fn name(&self) -> String {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("rt{}-{n}", std::process::id())
+    }
+
+    /// `podman run` of `rt-as LEVEL args...` in a container as `how` says.
+    fn run_command(&self, name: &str, how: &CtrRun<'_>, args: &[String]) -> Command {
+        let CtrRun {
+            ns,
+            level,
+            netns,
+            interactive,
+            env,
+        } = *how;
+        let mut c = self.command();
+        c.args(["run", "--rm", "--name", name, "--runtime", "bpfns-runc"]);
+        for (k, v) in env {
+            c.args(["-e", &format!("{k}={v}")]);
+        }
+        c.arg(match netns {
+            Some(n) => format!("--network=ns:{n}"),
+            None => "--network=none".to_string(),
+        });
+        c.args(["--annotation", &format!("io.bpfns.namespace={ns}")]);
+        if interactive {
+            c.arg("-i");
+        }
+        c.args(level.podman_options());
+        for m in &self.mounts {
+            c.args(["-v", m]);
+        }
+        // The scene's cgroup directories, where an attack names one (under /rt-host: the
+        // container's /sys/fs/cgroup is its own).
+        let cg = cgroup2_mount();
+        let mut shown = Vec::new();
+        for a in args {
+            if let Some(root) = &cg {
+                if Path::new(a).starts_with(root) && Path::new(a).is_dir() {
+                    c.args(["-v", &format!("{a}:/rt-host{a}")]);
+                    shown.push(format!("/rt-host{a}"));
+                    continue;
+                }
+            }
+            shown.push(a.clone());
+        }
+        c.args([IMAGE, "/rt/helper", "rt-as", level.in_container()]);
+        c.args(shown);
+        c
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.command().args(["rm", "-a", "-f", "-t", "0"]).output();
+        let _ = self.command().args(["system", "reset", "-f"]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 // ---- a scene: a daemon, namespaces, foreign objects ---------------------------------------
 
 struct Scene {
@@ -406,10 +868,14 @@ struct Scene {
     bpffs: BTreeMap<&'static str, PathBuf>,
     holders: Vec<Helper>,
     host_pins: Vec<PathBuf>,
+    /// podman for the container levels, made at the first container attack.
+    ctr: std::sync::OnceLock<Result<Podman, String>>,
 }
 
 impl Drop for Scene {
     fn drop(&mut self) {
+        // Containers go first, while bpfnsd still runs.
+        self.ctr.take();
         self.holders.clear();
         for p in &self.host_pins {
             let _ = std::fs::remove_file(p);
@@ -456,6 +922,7 @@ impl Scene {
             bpffs,
             holders: Vec::new(),
             host_pins: Vec::new(),
+            ctr: std::sync::OnceLock::new(),
         }
     }
 
@@ -527,71 +994,127 @@ impl Scene {
     fn run_in(&self, ns: &str, args: &[String]) -> Run {
         let mut cmd = self.command(args);
         cmd.stdin(Stdio::null());
-        let mut child = match bpfns_client::member::spawn(&self.d.socket, ns, &mut cmd) {
-            Ok(c) => c,
-            Err(e) => {
-                return Run {
-                    err: format!("member::spawn failed: {e}"),
-                    ..Default::default()
-                }
-            }
-        };
-        let out = spawn_reader(child.stdout.take().unwrap());
-        let err = spawn_reader(child.stderr.take().unwrap());
-        let deadline = Instant::now() + RUN_TIMEOUT;
-        let mut timed_out = false;
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break Some(s);
-            }
-            if Instant::now() > deadline {
-                timed_out = true;
-                let _ = child.kill();
-                break child.wait().ok();
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        // Let the readers drain to EOF (bounded: a leftover grandchild may hold the pipes).
-        let drained = Instant::now() + Duration::from_secs(10);
-        while !(out.1.is_finished() && err.1.is_finished()) && Instant::now() < drained {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let out = out.0.lock().unwrap().clone();
-        let err = err.0.lock().unwrap().clone();
-        Run {
-            out,
-            err,
-            status,
-            timed_out,
+        match bpfns_client::member::spawn(&self.d.socket, ns, &mut cmd) {
+            Ok(c) => finish(c.into_child(), None),
+            Err(e) => Run {
+                err: format!("member::spawn failed: {e}"),
+                ..Default::default()
+            },
         }
     }
 
     /// Run `action args...` at `level` as a member of /t.
     fn attack(&self, level: Level, args: &[&str]) -> Run {
-        let mut v = vec!["rt-as".to_string(), level.arg().to_string()];
-        v.extend(args.iter().map(|s| s.to_string()));
-        self.run_in("/t", &v)
+        self.attack_in("/t", level, None, args)
+    }
+
+    /// Run `action args...` at `level` as a member of `ns`: through `bpfns exec`
+    /// (`rt-as LEVEL`), or in a container of `ns` that podman starts with `bpfns-runc` (in the
+    /// network namespace `netns` if given).
+    fn attack_in(&self, ns: &str, level: Level, netns: Option<&str>, args: &[&str]) -> Run {
+        if !level.container() {
+            let mut v: Vec<String> = Vec::new();
+            if let Some(n) = netns {
+                // The member starts as host root: it enters the namespace, then takes on its
+                // level.
+                v.extend(["rt-in-netns".to_string(), n.to_string()]);
+            }
+            v.extend(["rt-as".to_string(), level.arg().to_string()]);
+            v.extend(args.iter().map(|s| s.to_string()));
+            return self.run_in(ns, &v);
+        }
+        if netns.is_some() && level == Level::CtrUserns {
+            return Run {
+                na: Some(
+                    "not applicable in a container: a user-namespace container cannot join a \
+                     network namespace of the host's user namespace (runc cannot mount sysfs \
+                     for it: EPERM)"
+                        .into(),
+                ),
+                ..Default::default()
+            };
+        }
+        let (args, dropped) = match container_args(args) {
+            Ok(v) => v,
+            Err(na) => {
+                return Run {
+                    na: Some(na),
+                    ..Default::default()
+                }
+            }
+        };
+        let p = match self.podman() {
+            Ok(p) => p,
+            Err(e) => {
+                return Run {
+                    na: Some(e.clone()),
+                    ..Default::default()
+                }
+            }
+        };
+        let name = p.name();
+        let mut cmd = p.run_command(
+            &name,
+            &CtrRun {
+                netns,
+                ..CtrRun::new(ns, level)
+            },
+            &args,
+        );
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut r = match cmd.spawn() {
+            Ok(c) => finish(c, Some((&name, p))),
+            Err(e) => Run {
+                err: format!("podman run: {e}"),
+                ..Default::default()
+            },
+        };
+        r.dropped = dropped;
+        r
+    }
+
+    /// The scene's podman (private storage and configuration, `bpfns-runc` talking to the
+    /// scene's bpfnsd), made at the first container attack.
+    fn podman(&self) -> &Result<Podman, String> {
+        self.ctr.get_or_init(|| {
+            Podman::new(&self.work, &self.d.socket, &self.d.dir.join("seccomp.sock"))
+        })
     }
 
     /// Start `args` as a member of `ns` in the background.
     fn start_in(&self, ns: &str, args: &[String]) -> Bg {
         let mut cmd = self.command(args);
         cmd.stdin(Stdio::piped()).stderr(Stdio::null());
-        let mut child = bpfns_client::member::spawn(&self.d.socket, ns, &mut cmd).unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Bg {
-            stdin: child.stdin.take(),
-            child,
-            lines: rx,
+        let child = bpfns_client::member::spawn(&self.d.socket, ns, &mut cmd).unwrap();
+        Bg::new(child.into_child(), None)
+    }
+
+    /// Start `action args...` at `level` as a member of /t in the background: through
+    /// `bpfns exec`, or in a container of /t (`Err`: why it cannot run).
+    fn attack_bg(&self, level: Level, args: &[&str]) -> Result<Bg, String> {
+        if !level.container() {
+            let mut v = vec!["rt-as".to_string(), level.arg().to_string()];
+            v.extend(args.iter().map(|s| s.to_string()));
+            return Ok(self.start_in("/t", &v));
         }
+        let (args, _) = container_args(args)?;
+        let p = self.podman().as_ref().map_err(Clone::clone)?;
+        let name = p.name();
+        let mut cmd = p.run_command(
+            &name,
+            &CtrRun {
+                interactive: true,
+                ..CtrRun::new("/t", level)
+            },
+            &args,
+        );
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().map_err(|e| format!("podman run: {e}"))?;
+        Ok(Bg::new(child, Some((name, p.command()))))
     }
 
     /// A peer of the attacker in /s: same privilege level, holding (fd) a map of /s that is
@@ -738,7 +1261,7 @@ fn scene_ids(m: &mut Matrix) {
         .iter()
         .map(|(k, id, _)| format!("{}:{id}", k.name()))
         .collect();
-    for level in LEVELS {
+    for &level in levels() {
         let mut args: Vec<&str> = vec!["rt-probe"];
         args.extend(specs.iter().map(String::as_str));
         args.extend(tamper.iter().map(String::as_str));
@@ -826,6 +1349,113 @@ fn scene_ids(m: &mut Matrix) {
         };
         m.set(row, level, c);
     }
+    high_bits_row(&mut sc, m, &specs);
+}
+
+/// The trapped commands with high bits set in `cmd` (`bpf(cmd | 1<<32, ...)`): the kernel
+/// uses the low 32 bits, seccomp compares 64. Each must be trapped and answered as the plain
+/// command is; a rule comparing all 64 bits would let the walk reach the kernel.
+fn high_bits_row(sc: &mut Scene, m: &mut Matrix, specs: &[String]) {
+    let row = "bpf(cmd | 1<<32): GET_NEXT_ID walks, GET_FD_BY_ID and OBJ_GET of foreign \
+               objects with high bits set in cmd (answered as the plain cmd)";
+    let smap = sc.create(Some("/s"), "map", None);
+    let theirs = sc.bpffs("/t").join("theirs_hb");
+    sc.pin(ObjectKind::Map, smap, &theirs);
+    let mut args: Vec<&str> = vec!["rt-highbits"];
+    args.extend(specs.iter().map(String::as_str));
+    args.push("pin:/sys/fs/bpf/theirs_hb");
+    for &level in levels() {
+        let r = sc.attack(level, &args);
+        let c =
+            match r.unusable(level, "hb.ids.map") {
+                Some(c) => c,
+                None => {
+                    let mut leaks = Vec::new();
+                    let mut unlike = Vec::new();
+                    let mut said = Vec::new();
+                    for kind in ObjectKind::ALL {
+                        let k = kind.name();
+                        let hb = ids(r.get(&format!("hb.ids.{k}")).unwrap_or(""));
+                        let plain = ids(r.get(&format!("ids.{k}")).unwrap_or(""));
+                        let visible = sc.visible(kind);
+                        let leaked: BTreeSet<u32> = hb.difference(&visible).copied().collect();
+                        if !leaked.is_empty() {
+                            leaks.push(format!("{k} walk listed foreign ids {}", show(&leaked)));
+                        }
+                        let (he, pe) = (
+                            r.get(&format!("hb.end.{k}")).unwrap_or("?"),
+                            r.get(&format!("end.{k}")).unwrap_or("?"),
+                        );
+                        if hb != plain || he != pe {
+                            unlike.push(format!(
+                                "{k} walk: {} ids ending {} (plain: {} ids ending {})",
+                                hb.len(),
+                                errname(&format!("errno:{he}")),
+                                plain.len(),
+                                errname(&format!("errno:{pe}"))
+                            ));
+                        }
+                        said.push(format!(
+                            "{k} walk {} ids, ends {}",
+                            hb.len(),
+                            errname(&format!("errno:{he}"))
+                        ));
+                    }
+                    let mut opens = Vec::new();
+                    for (key, plain_key) in
+                        r.all("hb.open.")
+                            .into_iter()
+                            .map(|(s, v)| ((s.to_string(), v.to_string()), format!("open.{s}")))
+                            .chain(r.all("hb.objget.").into_iter().map(|(p, v)| {
+                                ((p.to_string(), v.to_string()), format!("objget.{p}"))
+                            }))
+                    {
+                        let (spec, v) = key;
+                        if v.starts_with("opened:") || v.starts_with("returned:") {
+                            leaks.push(format!("{spec} -> {v}"));
+                        }
+                        let plain = r.get(&plain_key).unwrap_or("?");
+                        if errname(plain) != errname(&v) {
+                            unlike.push(format!(
+                                "{spec}: {} (plain: {})",
+                                errname(&v),
+                                errname(plain)
+                            ));
+                        }
+                        opens.push(errname(&v));
+                    }
+                    let mut text = format!(
+                        "{}; {} foreign opens: {}",
+                        said.join(", "),
+                        opens.len(),
+                        tally(opens.iter().map(String::as_str))
+                    );
+                    if level == Level::CtrUserns {
+                        // Whether the container's /sys/fs/bpf gave the attack a token.
+                        text.push_str(&format!(
+                            "; BPF token from its /sys/fs/bpf: {}",
+                            errname_words(r.get("token").unwrap_or("?"))
+                        ));
+                    }
+                    if !leaks.is_empty() {
+                        escape(format!("{}; {text}", leaks.join("; ")))
+                    } else if opens.is_empty() {
+                        cell(Verdict::Error, format!("no opens recorded; {text}"))
+                    } else if !unlike.is_empty() {
+                        cell(
+                            Verdict::Error,
+                            format!(
+                                "answered unlike the plain command: {}; {text}",
+                                unlike.join("; ")
+                            ),
+                        )
+                    } else {
+                        blocked(format!("{text} (as the plain commands)"))
+                    }
+                }
+            };
+        m.set(row, level, c);
+    }
 }
 
 /// OBJ_GET and plain reads of foreign pins, by every path a member can think of.
@@ -847,7 +1477,7 @@ fn scene_pins(m: &mut Matrix) {
     let foreign: BTreeSet<u32> = [smap, rmap].into();
     let s_host = s.join("smap");
     let s_str = |p: &Path| p.to_string_lossy().into_owned();
-    for level in LEVELS {
+    for &level in levels() {
         let name = format!("vmap_{}", level.arg());
         let Some((_peer, vpid, _vfd, vid)) = sc.peer(level, &name) else {
             for row in PIN_ROWS {
@@ -869,6 +1499,10 @@ fn scene_pins(m: &mut Matrix) {
             if let Some(c) = r.unusable(level, key) {
                 return c;
             }
+            let (none, note) = r.left_out(paths);
+            if let Some(c) = none {
+                return c;
+            }
             let vals: Vec<(&str, &str)> = r
                 .all(&format!("{key}."))
                 .into_iter()
@@ -882,12 +1516,13 @@ fn scene_pins(m: &mut Matrix) {
             if !got.is_empty() {
                 escape(format!("opened: {}", got.join(", ")))
             } else {
-                blocked(
+                blocked(format!(
+                    "{}{note}",
                     vals.iter()
                         .map(|(p, v)| format!("{p}: {}", errname(v)))
                         .collect::<Vec<_>>()
-                        .join("; "),
-                )
+                        .join("; ")
+                ))
             }
         };
         // OBJ_GET by path.
@@ -947,7 +1582,8 @@ fn scene_pins(m: &mut Matrix) {
         let mut args = vec!["rt-bind", umount.as_str()];
         args.extend(pairs.iter().map(String::as_str));
         let r = sc.attack(level, &args);
-        let c = match r.unusable(level, "bind.") {
+        let (none, note) = r.left_out(&pairs);
+        let c = match r.unusable(level, "bind.").or(none) {
             Some(c) => c,
             None => {
                 let vals = r.all("bind.");
@@ -962,12 +1598,13 @@ fn scene_pins(m: &mut Matrix) {
                         opened_any.join("; ")
                     ))
                 } else {
-                    blocked(
+                    blocked(format!(
+                        "{}{note}",
                         vals.iter()
                             .map(|(p, v)| format!("{p}: {}", errname_words(v)))
                             .collect::<Vec<_>>()
-                            .join("; "),
-                    )
+                            .join("; ")
+                    ))
                 }
             }
         };
@@ -1010,6 +1647,10 @@ fn scene_pins(m: &mut Matrix) {
             if let Some(c) = r.unusable(level, "read.") {
                 return c;
             }
+            let (none, note) = r.left_out(paths);
+            if let Some(c) = none {
+                return c;
+            }
             let vals: Vec<(&str, &str)> = r
                 .all("read.")
                 .into_iter()
@@ -1024,7 +1665,8 @@ fn scene_pins(m: &mut Matrix) {
                 .iter()
                 .map(|(p, v)| format!("{p}: {}", errname(v)))
                 .collect::<Vec<_>>()
-                .join("; ");
+                .join("; ")
+                + &note;
             if got.is_empty() {
                 blocked(text)
             } else {
@@ -1089,7 +1731,7 @@ fn scene_mount(m: &mut Matrix) {
     let mut sc = Scene::new("mount");
     let _ = sc.create(Some("/s"), "map", Some(&sc.bpffs("/s").join("smap")));
     let row = "mount a new bpffs instance (and read what is in it)";
-    for level in LEVELS {
+    for &level in levels() {
         let r = sc.attack(level, &["rt-mount-bpffs"]);
         let c = match r.unusable(level, "mount") {
             Some(c) => c,
@@ -1187,7 +1829,7 @@ fn scene_query(m: &mut Matrix) {
             sc.holders.push(h);
         }
     }
-    for level in LEVELS {
+    for &level in levels() {
         match &cg {
             None => m.set(q_row, level, cell(Verdict::NotRun, "no cgroup2 mount")),
             Some(cg) => {
@@ -1284,7 +1926,7 @@ fn scene_iter(m: &mut Matrix) {
             }
         }
     }
-    for level in LEVELS {
+    for &level in levels() {
         let r = sc.attack(level, &["rt-iter"]);
         let own: BTreeSet<u32> = r
             .all("own.")
@@ -1368,7 +2010,7 @@ fn scene_filter(m: &mut Matrix) {
     std::fs::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).unwrap();
     let suid_s = suid.to_string_lossy().into_owned();
     let fspec = [format!("map:{smap}"), format!("map:{rmap}")];
-    for level in LEVELS {
+    for &level in levels() {
         // A nested seccomp listener.
         let r = sc.attack(level, &["install-listener"]);
         let c = match r
@@ -1377,6 +2019,23 @@ fn scene_filter(m: &mut Matrix) {
         {
             Some(c) => c,
             None => match r.get("installed") {
+                // A container the engine's profile refuses bpf() altogether (its ERRNO rule
+                // outranks any listener's USER_NOTIF): a listener of its own answers no bpf().
+                Some(_) if level.container() => {
+                    let l = sc.attack(level, &["rt-list"]);
+                    match l.get("end.map") {
+                        Some("1") => blocked(
+                            "a listener of its own was installed (bpfns-oci keeps the engine's \
+                             profile for a container without CAP_BPF or CAP_SYS_ADMIN), but it \
+                             answers no bpf(): the engine's profile refuses bpf() to this \
+                             container (EPERM; an ERRNO rule outranks USER_NOTIF)",
+                        ),
+                        other => escape(format!(
+                            "a second listener was installed, and bpf() reaches the filters \
+                             (MAP_GET_NEXT_ID walk ended {other:?})"
+                        )),
+                    }
+                }
                 Some(_) => escape("a second listener was installed"),
                 None => blocked(format!(
                     "seccomp(NEW_LISTENER): {}",
@@ -1566,7 +2225,7 @@ fn scene_steal(m: &mut Matrix) {
             &[Level::NoCaps, Level::Bpf, Level::Caps3][..],
         ),
     ];
-    for level in LEVELS {
+    for &level in levels() {
         let name = format!("vmap_{}", level.arg());
         let peer = sc.peer(level, &name);
         let targets: [Target<'_>; 2] = [
@@ -1654,6 +2313,12 @@ fn scene_steal(m: &mut Matrix) {
                         Verdict::Allowed,
                         format!("received /s's map {id}, sent on purpose; not killed"),
                     ),
+                    // Received, but bpf() (its info) is refused here: the engine's profile.
+                    None if level.container() && v.starts_with("opened:map:?1") => cell(
+                        Verdict::Allowed,
+                        "received a map fd, sent on purpose; not killed (its id is unreadable: \
+                         the engine's profile refuses bpf() to this container, EPERM)",
+                    ),
                     _ => cell(
                         Verdict::Error,
                         format!("an fd sent on purpose did not arrive: {v}"),
@@ -1691,7 +2356,7 @@ fn scene_daemon(m: &mut Matrix) {
         .collect();
     let rename_path = sc.d.layout.link("on_fork").to_string_lossy().into_owned();
     let host_only = [(Oos::HostRoot, &[Level::Host][..])];
-    for level in LEVELS {
+    for &level in levels() {
         let r = sc.attack(level, &["rt-client", &sock, &smap.to_string()]);
         let ops = r.all("op.");
         let get = |k: &str| ops.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
@@ -2005,7 +2670,7 @@ fn scene_hijack(m: &mut Matrix) {
             victims.push((kind, owner.unwrap_or("/"), sock, id));
         }
     }
-    for level in LEVELS {
+    for &level in levels() {
         for (what, kind, rounds, secs) in kinds {
             let row = format!(
                 "take over a foreign {what} by racing the ownership recorder (close+create against \
@@ -2066,7 +2731,7 @@ fn scene_hijack(m: &mut Matrix) {
 fn scene_fill(m: &mut Matrix) {
     let mut sc = Scene::new("fill");
     let row = "fill the ownership table (create and close maps in a loop, 300,000 or 5 s)";
-    for level in LEVELS {
+    for &level in levels() {
         let full = kernel_counter(&sc, "ownership_map_full");
         let quota = ["stopped_quota", "refused_quota"].map(|c| kernel_counter(&sc, c));
         let r = sc.attack(level, &["rt-fill", "300000", "5"]);
@@ -2171,7 +2836,7 @@ fn scene_kread(m: &mut Matrix) {
                (bpf_get_current_task, bpf_probe_read_kernel)";
     let v = sc.holder(Some("/s"), &["rt-hold-secret"], "victim");
     let Some((pid, fd, _)) = victim_of(&v) else {
-        for l in LEVELS {
+        for &l in levels() {
             m.set(row, l, cell(Verdict::Error, "the victim did not start"));
         }
         return;
@@ -2179,7 +2844,7 @@ fn scene_kread(m: &mut Matrix) {
     let (ps, fs) = (pid.to_string(), fd.to_string());
     // The same program, unconfined: the attack works where nothing stops it.
     let control = as_root(&["rt-kread", &ps, &fs], "kread").unwrap_or_default();
-    for level in LEVELS {
+    for &level in levels() {
         let r = sc.attack(level, &["rt-kread", &ps, &fs]);
         let c = match r.unusable(level, "kread") {
             Some(c) => c,
@@ -2242,7 +2907,7 @@ fn scene_kfunc(m: &mut Matrix) {
     let (control, control_killed) =
         with_victim(|pid| as_root(&["rt-kfunc-kill", pid], "kfunc").unwrap_or_default());
     if control == "no-kfuncs-in-btf" {
-        for l in LEVELS {
+        for &l in levels() {
             m.set(
                 row,
                 l,
@@ -2262,7 +2927,7 @@ fn scene_kfunc(m: &mut Matrix) {
             "survived"
         }
     ));
-    for level in LEVELS {
+    for &level in levels() {
         let (r, killed) = with_victim(|pid| sc.attack(level, &["rt-kfunc-kill", pid]));
         let c = match r.unusable(level, "kfunc") {
             Some(c) => c,
@@ -2341,7 +3006,7 @@ fn scene_linkoracle(m: &mut Matrix) {
     let row = "BPF_LINK_CREATE before a foreign program or link by id (BPF_F_BEFORE|BPF_F_ID, \
                tcx and cgroup) as an existence oracle: foreign ids answered as absent ones";
     if !kernel_at_least(6, 6) {
-        for l in LEVELS {
+        for &l in levels() {
             m.set(
                 row,
                 l,
@@ -2354,7 +3019,7 @@ fn scene_linkoracle(m: &mut Matrix) {
         return;
     }
     let Some(root) = cgroup2_mount() else {
-        for l in LEVELS {
+        for &l in levels() {
             m.set(row, l, cell(Verdict::NotRun, "no cgroup2 mount"));
         }
         return;
@@ -2391,7 +3056,7 @@ fn scene_linkoracle(m: &mut Matrix) {
     m.notes.push(format!(
         "control, LINK_CREATE id oracle by host root outside namespaces: {control_says}"
     ));
-    for level in LEVELS {
+    for &level in levels() {
         let r = sc.attack(level, &args);
         let c = if let Some(c) = r.unusable(level, "oracle.") {
             c
@@ -2455,14 +3120,14 @@ fn scene_attach(m: &mut Matrix) {
     ];
     let Some(root) = cgroup2_mount() else {
         for r in rows {
-            for l in LEVELS {
+            for &l in levels() {
                 m.set(r, l, cell(Verdict::NotRun, "no cgroup2 mount"));
             }
         }
         return;
     };
     let mut dirs = Vec::new();
-    for level in LEVELS {
+    for &level in levels() {
         // (victim mode, attack, row)
         let plan: [(&str, &str, usize); 5] = [
             ("legacy", "detach", 0),
@@ -2606,13 +3271,7 @@ fn shared_netns() -> Option<SharedNetns> {
 impl Scene {
     /// Run `action args...` at `level` as a member of /t, inside the network namespace `ns`.
     fn attack_in_netns(&self, level: Level, ns: &str, args: &[&str]) -> Run {
-        // The member starts as host root: it enters the namespace, then takes on its level.
-        let mut v: Vec<String> = ["rt-in-netns", ns, "rt-as", level.arg()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        v.extend(args.iter().map(|s| s.to_string()));
-        self.run_in("/t", &v)
+        self.attack_in("/t", level, Some(ns), args)
     }
 }
 
@@ -2622,7 +3281,7 @@ fn scene_netattach(m: &mut Matrix) {
     let mut sc = Scene::new("netattach");
     let fd_row = "PROG_ATTACH over a sibling's flow dissector (shared network namespace)";
     let sm_row = "PROG_DETACH / PROG_ATTACH over a sibling's sockmap program (map and program received by SCM_RIGHTS)";
-    for level in LEVELS {
+    for &level in levels() {
         // The flow dissector of a network namespace both use.
         let c = match shared_netns() {
             None => cell(Verdict::Error, "no network namespace"),
@@ -2725,7 +3384,7 @@ fn scene_perfquery(m: &mut Matrix) {
             .ok()
             .map(|s| s.trim().to_string())
     else {
-        for l in LEVELS {
+        for &l in levels() {
             m.set(
                 row,
                 l,
@@ -2745,7 +3404,7 @@ fn scene_perfquery(m: &mut Matrix) {
         "control, PERF_EVENT_IOC_QUERY_BPF by host root outside namespaces: {}",
         control(&["rt-perf-query", &tp])
     ));
-    for level in LEVELS {
+    for &level in levels() {
         let r = sc.attack(level, &["rt-perf-query", &tp]);
         let c = match r
             .unusable(level, "ids")
@@ -2785,7 +3444,7 @@ fn scene_xdp(m: &mut Matrix) {
         ("link", "XDP of a sibling attached through BPF_LINK_CREATE, removed through netlink"),
     ];
     let net_admin = [(Oos::Netlink, &[Level::Caps3, Level::Host][..])];
-    for level in LEVELS {
+    for &level in levels() {
         for (mode, row) in rows {
             let Some(ns) = shared_netns() else {
                 m.set(row, level, cell(Verdict::Error, "no network namespace"));
@@ -2833,7 +3492,21 @@ fn scene_listener(m: &mut Matrix) {
     let map = victim.expect("id");
     drop(admin);
     let sock = d.socket.to_string_lossy().into_owned();
-    for level in LEVELS {
+    for &level in levels() {
+        if level.container() {
+            m.set(
+                row,
+                level,
+                cell(
+                    Verdict::NotRun,
+                    "not applicable in a container: the attack kills `bpfns exec` and bpfnsd by \
+                     host pid (the container's pid namespace shows neither; its listener goes \
+                     to bpfnsd from the runtime); a listener of its own is the \
+                     `a nested seccomp listener` row",
+                ),
+            );
+            continue;
+        }
         let dpid = d.pid().unwrap_or(0).to_string();
         let out = Command::new(helper_path())
             .args([
@@ -2875,6 +3548,7 @@ fn scene_listener(m: &mut Matrix) {
                     err: e,
                     status,
                     timed_out: false,
+                    ..Default::default()
                 }
             });
         let c = match out {
@@ -2932,7 +3606,7 @@ fn scene_scmrace(m: &mut Matrix) {
         format!("map:{rmap}"),
         "pin:/sys/fs/bpf/theirs".to_string(),
     ];
-    for level in LEVELS {
+    for &level in levels() {
         let mut args = vec!["rt-scm-race", "2000"];
         args.extend(specs.iter().map(String::as_str));
         let r = sc.attack(level, &args);
@@ -2961,10 +3635,13 @@ struct ProcScene {
     smap: u32,
     rmap: u32,
     _holders: Vec<Helper>,
+    /// podman for the container levels, made at the first container.
+    ctr: std::sync::OnceLock<Result<Podman, String>>,
 }
 
 impl Drop for ProcScene {
     fn drop(&mut self) {
+        self.ctr.take();
         let _ = std::fs::remove_dir_all(&self.work);
     }
 }
@@ -2976,6 +3653,8 @@ struct OrphanRt {
     dir: PathBuf,
     n: u32,
     pid: i32,
+    /// In a container: its podman run, name and podman (removed on drop).
+    ctr: Option<(std::process::Child, String, Command)>,
 }
 
 impl OrphanRt {
@@ -2998,8 +3677,19 @@ impl Drop for OrphanRt {
     fn drop(&mut self) {
         let _ = std::fs::write(self.dir.join("stop"), b"");
         std::thread::sleep(Duration::from_millis(50));
-        if let Ok(fd) = bpfns_sys::process::open_pidfd(self.pid) {
-            let _ = bpfns_sys::unix::pidfd_kill(std::os::fd::AsFd::as_fd(&fd));
+        if self.pid > 0 {
+            if let Ok(fd) = bpfns_sys::process::open_pidfd(self.pid) {
+                let _ = bpfns_sys::unix::pidfd_kill(std::os::fd::AsFd::as_fd(&fd));
+            }
+        }
+        if let Some((mut child, name, mut podman)) = self.ctr.take() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && !matches!(child.try_wait(), Ok(Some(_))) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = podman.args(["rm", "-f", "-t", "0", &name]).output();
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
@@ -3035,6 +3725,7 @@ impl ProcScene {
             smap,
             rmap,
             _holders: holders,
+            ctr: std::sync::OnceLock::new(),
         }
     }
 
@@ -3101,6 +3792,7 @@ impl ProcScene {
             dir,
             n: 0,
             pid: 0,
+            ctr: None,
         };
         let mut token_error = None;
         while o.pid == 0 {
@@ -3125,6 +3817,68 @@ impl ProcScene {
 
     /// Judge a probe of an orphan: never ENOSYS (its listener lost: it could then install one
     /// of its own), never a foreign id listed or opened.
+    /// The container counterpart of [`ProcScene::orphan`]: a container of /t at `level`
+    /// whose process (the probing child of `orphan`, as the container's own process: a
+    /// container's processes end with it) keeps running after podman started it.
+    fn container_orphan(&self, level: Level) -> Result<OrphanRt, String> {
+        let p = self
+            .ctr
+            .get_or_init(|| {
+                Podman::new(&self.work, &self.d.socket, &self.d.dir.join("seccomp.sock"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let dir = self.work.join(format!("orphan-{}", level.arg()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
+        let name = p.name();
+        let d = dir.to_string_lossy().into_owned();
+        let args = [
+            "orphan-child".to_string(),
+            self.smap.to_string(),
+            self.rmap.to_string(),
+        ];
+        let env = [("BPFNS_ORPHAN_TRIGGER", d.as_str())];
+        let mut cmd = p.run_command(
+            &name,
+            &CtrRun {
+                env: &env,
+                ..CtrRun::new("/t", level)
+            },
+            &args,
+        );
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().map_err(|e| format!("podman run: {e}"))?;
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let o = OrphanRt {
+            lines,
+            dir,
+            n: 0,
+            pid: 0,
+            ctr: Some((child, name, p.command())),
+        };
+        // It has made its own map (or was refused) once it says so.
+        loop {
+            match o.lines.recv_timeout(RUN_TIMEOUT) {
+                Ok(l) if l.starts_with("own=") => return Ok(o),
+                Ok(_) => {}
+                Err(_) => return Err("the container printed no own=".into()),
+            }
+        }
+    }
+
     fn judge(&self, probe: &str, context: &str) -> Cell {
         let field = |k: &str| {
             probe
@@ -3180,10 +3934,47 @@ fn scene_keeper(m: &mut Matrix) {
     let orphan_row =
         "an orphan left behind by a member (sh -c '(...) & exit 0'), after a routine bpfnsd restart";
     let kill_row = "a uid-0 member kills what it can (bpfnsd, the listener keeper) and tries again";
-    for level in LEVELS {
+    for &level in levels() {
         if let Some(why) = tokens_unavailable().filter(|_| level == Level::Token) {
             m.set(orphan_row, level, cell(Verdict::NotRun, why.clone()));
             m.set(kill_row, level, cell(Verdict::NotRun, why));
+            continue;
+        }
+        if level.container() {
+            // A container's processes end with it: what outlives `podman run` is the
+            // container itself, its process probing across bpfnsd's restart.
+            let c = match sc.container_orphan(level) {
+                Err(e) => cell(Verdict::Error, e),
+                Ok(mut o) => {
+                    // A first trapped call answered: bpfnsd holds the container's listener
+                    // (and has handed the keeper its copy). Before that, the runtime does not
+                    // wait for bpfnsd (docs/containers.md).
+                    let before = o.probe();
+                    sc.d.terminate();
+                    match (before, sc.d.spawn()) {
+                        (None, _) => cell(Verdict::Error, "the container did not answer"),
+                        (_, Err(e)) => cell(Verdict::Error, format!("restarting bpfnsd: {e}")),
+                        (Some(_), Ok(_)) => match o.probe() {
+                            None => cell(Verdict::Error, "the container did not answer"),
+                            Some(p) => sc.judge(
+                                &p,
+                                "a running container of /t (a first call answered), bpfnsd \
+                                 restarted (SIGTERM)",
+                            ),
+                        },
+                    }
+                }
+            };
+            m.set(orphan_row, level, c);
+            m.set(
+                kill_row,
+                level,
+                cell(
+                    Verdict::NotRun,
+                    "not applicable in a container: bpfnsd's and the keeper's host pids are \
+                     not in the container's pid namespace",
+                ),
+            );
             continue;
         }
         let mut o = match sc.orphan(level) {
@@ -3293,22 +4084,18 @@ fn scene_flood(m: &mut Matrix) {
     let sock = sc.d.socket.to_string_lossy().into_owned();
     let limits = bpfnsd::config::Limits::default();
     let row = "flood bpfnsd: 1,500 idle connections kept, then connect/close churn";
-    for level in LEVELS {
+    for &level in levels() {
         if let Some(why) = tokens_unavailable().filter(|_| level == Level::Token) {
             m.set(row, level, cell(Verdict::NotRun, why));
             continue;
         }
-        let mut bg = sc.start_in(
-            "/t",
-            &[
-                "rt-as".into(),
-                level.arg().into(),
-                "rt-flood".into(),
-                sock.clone(),
-                "1500".into(),
-                "3000".into(),
-            ],
-        );
+        let mut bg = match sc.attack_bg(level, &["rt-flood", &sock, "1500", "3000"]) {
+            Ok(bg) => bg,
+            Err(e) => {
+                m.set(row, level, cell(Verdict::NotRun, e));
+                continue;
+            }
+        };
         let Some(holding) = bg.expect("holding") else {
             m.set(
                 "flood bpfnsd: 1,500 idle connections kept, then connect/close churn",
@@ -3431,7 +4218,7 @@ fn scene_loadrace(m: &mut Matrix) {
     let v = sc.holder(Some("/s"), &["rt-hold-secret"], "victim");
     let Some((pid, fd, _)) = victim_of(&v) else {
         for r in rows {
-            for l in LEVELS {
+            for &l in levels() {
                 m.set(r, l, cell(Verdict::Error, "the victim did not start"));
             }
         }
@@ -3450,7 +4237,7 @@ fn scene_loadrace(m: &mut Matrix) {
         let _ = std::fs::remove_file(p);
     }
     let tokens = !control_text.contains("owner_token=error");
-    for level in LEVELS {
+    for &level in levels() {
         let tag = format!("owner_{}", level.arg());
         let c = if !tokens {
             cell(
@@ -3471,6 +4258,18 @@ fn scene_loadrace(m: &mut Matrix) {
             }
             match r.unusable(level, "owner_token") {
                 Some(c) => c,
+                // A container the engine's profile refuses bpf() to cannot make the token the
+                // attack needs.
+                None if level.container()
+                    && r.get("owner_token")
+                        .is_some_and(|t| t.ends_with("token-create:errno:1")) =>
+                {
+                    blocked(format!(
+                        "BPF_TOKEN_CREATE refused (EPERM: the engine's profile refuses bpf() to \
+                         this container): {}",
+                        r.get("owner_token").unwrap_or("")
+                    ))
+                }
                 None if r.get("owner_token") != Some("ok") => cell(
                     Verdict::Error,
                     format!(
@@ -3485,21 +4284,13 @@ fn scene_loadrace(m: &mut Matrix) {
     }
     // Flipping the type: /t denies tracing (bpfnsd loads from its copy); /u allows it (the
     // kernel loads, the kernel side stops and quarantines what it may not have).
-    for level in LEVELS {
+    for &level in levels() {
         let tag = format!("flip_{}", level.arg());
         let r = sc.attack(level, &["rt-flip-race", &tag, "60", "both"]);
         let _ = std::fs::remove_file(sc.bpffs("/t").join(format!("rt_{tag}_flip")));
         let c = judge_flip(&mut sc, level, &r, "/t");
         m.set(flip_row, level, c);
-        let v = vec![
-            "rt-as".to_string(),
-            level.arg().to_string(),
-            "rt-flip-race".to_string(),
-            tag.clone(),
-            "60".to_string(),
-            "syscall".to_string(),
-        ];
-        let r = sc.run_in("/u", &v);
+        let r = sc.attack_in("/u", level, None, &["rt-flip-race", &tag, "60", "syscall"]);
         let _ = std::fs::remove_file(u_bpffs.join(format!("rt_{tag}_flip")));
         let c = judge_flip(&mut sc, level, &r, "/u");
         m.set(flip_u_row, level, c);
@@ -3618,14 +4409,14 @@ fn scene_oracle(m: &mut Matrix) {
     let row = "TASK_FD_QUERY as an fd-table oracle on another process";
     let v = sc.holder(Some("/s"), &["rt-hold-secret"], "victim");
     let Some((pid, _, _)) = victim_of(&v) else {
-        for l in LEVELS {
+        for &l in levels() {
             m.set(row, l, cell(Verdict::Error, "the victim did not start"));
         }
         return;
     };
     let ps = pid.to_string();
     let control_text = control(&["rt-fd-oracle", &ps, "32"]);
-    for level in LEVELS {
+    for &level in levels() {
         let r = sc.attack(level, &["rt-fd-oracle", &ps, "32"]);
         let c = match r.unusable(level, "oracle") {
             Some(c) => c,
@@ -3660,7 +4451,7 @@ fn scene_orphans(m: &mut Matrix) {
     let row = "plant orphans/ as a symlink in its bpffs, then delete a child namespace with pins";
     let sock = sc.d.socket.to_string_lossy().into_owned();
     let t_bpffs = sc.bpffs("/t").to_path_buf();
-    for level in LEVELS {
+    for &level in levels() {
         let kid = format!("/t/o{}", level.index());
         let n = sc.admin.ns_create(&kid).unwrap();
         // A pinned map, and no member left (a namespace with members is not deleted).
@@ -3740,7 +4531,7 @@ fn orphan_race_row(sc: &mut Scene, m: &mut Matrix) {
         sc.d.layout.maps_dir().to_string_lossy().into_owned(),
         sc.d.layout.links_dir().to_string_lossy().into_owned(),
     ];
-    for level in LEVELS {
+    for &level in levels() {
         let mut tries = Vec::new();
         let mut found = Vec::new();
         let mut failed = None;
@@ -3901,7 +4692,7 @@ fn scene_stall(m: &mut Matrix) {
     let mut sc = Scene::new("stall");
     let row = "hold a directory lock in its bpffs while a child namespace is deleted";
     let t_bpffs = sc.bpffs("/t").to_path_buf();
-    for level in LEVELS {
+    for &level in levels() {
         let kid = format!("/t/st{}", level.index());
         let n = sc.admin.ns_create(&kid).unwrap();
         let pin = PathBuf::from(&n.bpffs).join("kept");
@@ -3914,15 +4705,13 @@ fn scene_stall(m: &mut Matrix) {
         {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let mut bg = sc.start_in(
-            "/t",
-            &[
-                "rt-as".into(),
-                level.arg().into(),
-                "rt-stall".into(),
-                "/sys/fs/bpf/orphans".into(),
-            ],
-        );
+        let mut bg = match sc.attack_bg(level, &["rt-stall", "/sys/fs/bpf/orphans"]) {
+            Ok(bg) => bg,
+            Err(e) => {
+                m.set(row, level, cell(Verdict::NotRun, e));
+                continue;
+            }
+        };
         let holding = bg.expect("holding").unwrap_or_else(|| "no answer".into());
         // The deletion, on a connection of its own.
         let (done_tx, done) = channel();
@@ -4018,21 +4807,19 @@ fn lock_hog_row(sc: &mut Scene, m: &mut Matrix) {
     let row =
         "a zombie member and ns_delete --force in a loop from four threads (the change-lock hog)";
     let sock = sc.d.socket.to_string_lossy().into_owned();
-    for level in LEVELS {
+    for &level in levels() {
         let i = level.index();
         let control = timed_host_round(&sc.d.socket, format!("/rt_hogc{i}"));
-        let mut bg = sc.start_in(
-            "/t",
-            &[
-                "rt-as".into(),
-                level.arg().into(),
-                "rt-lock-hog".into(),
-                sock.clone(),
-                format!("/t/z{i}"),
-                "4".into(),
-                "4".into(),
-            ],
-        );
+        let mut bg = match sc.attack_bg(
+            level,
+            &["rt-lock-hog", &sock, &format!("/t/z{i}"), "4", "4"],
+        ) {
+            Ok(bg) => bg,
+            Err(e) => {
+                m.set(row, level, cell(Verdict::NotRun, e));
+                continue;
+            }
+        };
         let hogging = bg.expect("hogging").unwrap_or_else(|| "no answer".into());
         std::thread::sleep(Duration::from_millis(200));
         let hogged = timed_host_round(&sc.d.socket, format!("/rt_hogh{i}"));
@@ -4067,9 +4854,122 @@ fn lock_hog_row(sc: &mut Scene, m: &mut Matrix) {
     }
 }
 
+/// A process that joins a running container of /t (`podman exec`; runc sends its pid with
+/// its listener): the ids and pins attacks, and the owner of a map it creates as its very
+/// first bpf() call (untrapped: nothing of bpfns sees the call itself).
+fn scene_podexec(m: &mut Matrix) {
+    let mut sc = Scene::new("podexec");
+    let row = "podman exec into a running container of /t: walks, GET_FD_BY_ID and OBJ_GET of \
+               foreign objects, and the owner of a map the exec'd process creates first";
+    let t = sc.bpffs("/t").to_path_buf();
+    let smap = sc.create(Some("/s"), "map", None);
+    let rmap = sc.create(None, "map", None);
+    sc.pin(ObjectKind::Map, smap, &t.join("theirs"));
+    let foreign: BTreeSet<u32> = [smap, rmap].into();
+    let mut admin = sc.d.client();
+    for &level in levels() {
+        if !level.container() {
+            m.set(
+                row,
+                level,
+                cell(
+                    Verdict::NotRun,
+                    "podman exec joins containers; at the bpfns exec levels every row is \
+                     already a process started into /t from outside",
+                ),
+            );
+            continue;
+        }
+        let mut bg = match sc.attack_bg(level, &["hold", "ready"]) {
+            Ok(bg) => bg,
+            Err(e) => {
+                m.set(row, level, cell(Verdict::NotRun, e));
+                continue;
+            }
+        };
+        let Some(init) = bg.expect("ready") else {
+            m.set(
+                row,
+                level,
+                cell(Verdict::Error, "the container did not start"),
+            );
+            continue;
+        };
+        let name = bg.ctr.as_ref().map(|(n, _)| n.clone()).unwrap_or_default();
+        let Ok(p) = sc.podman() else { continue };
+        let exec = |args: &[&str]| -> Run {
+            let mut c = p.command();
+            c.args(["exec", &name, "/rt/helper", "rt-as", level.in_container()])
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            match c.spawn() {
+                Ok(child) => finish(child, None),
+                Err(e) => Run {
+                    err: format!("podman exec: {e}"),
+                    ..Default::default()
+                },
+            }
+        };
+        let pin = format!("exec_made_{}", level.arg().replace('-', "_"));
+        let made = exec(&["create", "map", &format!("/sys/fs/bpf/{pin}")]);
+        let created = made.get("id").and_then(|v| v.parse::<u32>().ok());
+        let owner = created.map(|id| {
+            admin
+                .show(ObjectKind::Map, id)
+                .map(|o| o.namespace)
+                .map_err(|e| e.to_string())
+        });
+        let _ = std::fs::remove_file(t.join(&pin));
+        let probe = exec(&["rt-probe", &format!("map:{smap}"), &format!("map:{rmap}")]);
+        let objget = exec(&["rt-objget", "/sys/fs/bpf/theirs"]);
+        drop(bg);
+        let c = if let Some(c) = probe
+            .unusable(level, "ids.map")
+            .or_else(|| objget.unusable(level, "objget."))
+        {
+            c
+        } else {
+            let seen = ids(probe.get("ids.map").unwrap_or(""));
+            let leaked: BTreeSet<u32> = seen.intersection(&foreign).copied().collect();
+            let opens = probe.all("open.");
+            let got: Vec<String> = opens
+                .iter()
+                .chain(objget.all("objget.").iter())
+                .filter(|(_, v)| v.starts_with("opened:"))
+                .map(|(s, v)| format!("{s} -> {v}"))
+                .collect();
+            let made_text = match (&created, &owner) {
+                (Some(id), Some(Ok(o))) => format!("its map {id} is owned by {o}"),
+                (Some(id), Some(Err(e))) => format!("its map {id}: not listed ({e})"),
+                _ => format!("it created no map: {}", made.brief()),
+            };
+            let text = format!(
+                "container init pid {init} (in the container); exec'd: walk {} visible maps, \
+                 foreign opens {}, OBJ_GET of /s's pin: {}; {made_text}",
+                seen.len(),
+                tally(opens.iter().map(|(_, v)| *v)),
+                errname(objget.get("objget./sys/fs/bpf/theirs").unwrap_or("?"))
+            );
+            let wrong_owner = matches!(&owner, Some(Ok(o)) if o != "/t");
+            if !leaked.is_empty() || !got.is_empty() || wrong_owner {
+                escape(format!(
+                    "{text}; listed {}; opened {}",
+                    show(&leaked),
+                    got.join(", ")
+                ))
+            } else {
+                blocked(text)
+            }
+        };
+        m.set(row, level, c);
+    }
+}
+
 type SceneFn = fn(&mut Matrix);
 
-const SCENES: [(&str, SceneFn); 25] = [
+const SCENES: [(&str, SceneFn); 26] = [
     ("ids", scene_ids),
     ("pins", scene_pins),
     ("mount", scene_mount),
@@ -4095,6 +4995,7 @@ const SCENES: [(&str, SceneFn); 25] = [
     ("scmrace", scene_scmrace),
     ("keeper", scene_keeper),
     ("flood", scene_flood),
+    ("podexec", scene_podexec),
 ];
 
 /// The scenes run one at a time (their races and the flood's figures need the machine); the
@@ -4130,7 +5031,7 @@ fn run_scene(name: &str) {
             .cloned()
             .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_default();
-        for l in LEVELS {
+        for &l in levels() {
             local.set(
                 &format!("scene {name}"),
                 l,
@@ -4164,8 +5065,8 @@ fn write_matrix(run: &[Option<(Matrix, Duration)>]) {
     for ((name, _), entry) in SCENES.iter().zip(run) {
         let Some((local, took)) = entry else { continue };
         for (a, cells) in &local.rows {
-            for (l, c) in LEVELS.iter().zip(cells) {
-                if let Some(c) = c {
+            for l in levels() {
+                if let Some(c) = &cells[l.index()] {
                     m.set(a, *l, c.clone());
                 }
             }
@@ -4214,6 +5115,6 @@ mod scene {
     scenes!(
         ids, pins, mount, query, iter, filter, steal, daemon, hijack, fill, kread, kfunc,
         linkoracle, loadrace, oracle, orphans, stall, attach, netattach, perfquery, xdp, listener,
-        scmrace, keeper, flood,
+        scmrace, keeper, flood, podexec,
     );
 }

@@ -12,6 +12,10 @@
 //!                             privileged parent (this process) configured; the token's fd
 //!                             number is in $BPFNS_RT_TOKEN; prints token=FD | token=error:...
 //!   rt-as host ACTION...      unchanged (host root)
+//!   rt-as ctr ACTION...       unchanged (inside a container: the engine set the privileges)
+//!   rt-as ctr-userns ACTION...  inside a user-namespace container: a BPF token from its
+//!                             /sys/fs/bpf where that bpffs delegates (then as `token`:
+//!                             $BPFNS_RT_TOKEN, token=FD), else token=none:errno:E and without
 //! Attacks:
 //!   rt-list                   walk GET_NEXT_ID of all four kinds: ids.KIND=A,B end.KIND=ERRNO
 //!   rt-open SPEC...           GET_FD_BY_ID, SPEC = KIND:ID[:ro|:tok]: open.SPEC=opened:KIND:ID|errno:E
@@ -35,6 +39,9 @@
 //!   rt-scm SOCK               connect and receive an fd: scm=opened:KIND:ID|errno:E
 //!   rt-client SOCK FOREIGN_MAP       daemon requests a member may not make: op.NAME=ok:...|denied:CODE
 //!   rt-probe SPEC...          print euid and CapEff, then rt-list and rt-open SPEC...
+//!   rt-highbits SPEC...       each trapped command twice, plainly and as bpf(cmd | 1<<32):
+//!                             rt-list (ids.KIND, hb.ids.KIND, hb.end.KIND), SPEC = KIND:ID
+//!                             (open.SPEC, hb.open.SPEC) or pin:PATH (objget.PATH, hb.objget.PATH)
 //!   rt-flood SOCK N MS [hold] open N connections to bpfnsd and keep them, ask each for hello:
 //!                             holding=accepted:A refused:R other:O (refusal=MESSAGE); then
 //!                             connect and close over and over from 4 threads for MS ms while
@@ -78,7 +85,8 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 62] = [
+pub const ACTIONS: [&str; 63] = [
+    "rt-highbits",
     "rt-lock-hog",
     "rt-orphans",
     "rt-orphan-race",
@@ -321,6 +329,7 @@ pub fn run(exe: &Path, args: &[String]) {
         "rt-token-child" => token_child(exe, &args[1..]),
         "rt-list" => list_all(),
         "rt-open" => open_specs(&args[1..]),
+        "rt-highbits" => high_bits(&args[1..]),
         "rt-probe" => {
             let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
             for key in ["Uid:", "CapEff:"] {
@@ -623,8 +632,39 @@ fn as_level(exe: &Path, level: &str, rest: &[String]) {
             ]),
         ),
         "token" => token_runtime(exe, rest),
+        "ctr" => exec(exe, rest),
+        "ctr-userns" => container_token(exe, rest),
         other => fail(&format!("unknown level {other}")),
     }
+}
+
+/// In a user-namespace container: a BPF token from the container's /sys/fs/bpf if that bpffs
+/// delegates (a runtime made it inside the container's user namespace), used as the `token`
+/// level uses its own; without one, `rest` runs as it is.
+fn container_token(exe: &Path, rest: &[String]) {
+    let made = std::fs::File::open("/sys/fs/bpf")
+        .map_err(|e| io_errno(&e))
+        .and_then(|dir| {
+            let dir = OwnedFd::from(dir);
+            let mut a = vec![0u8; 8];
+            put_u32(&mut a, 4, sysbpf::raw(&dir) as u32);
+            rawbpf::sys_bpf_fd(BPF_TOKEN_CREATE, &mut a).map_err(errno_str)
+        });
+    let mut cmd = Command::new(exe);
+    cmd.args(rest);
+    match made {
+        Ok(tok) => {
+            testhooks::clear_cloexec(&tok).unwrap_or_else(|e| fail(&e.to_string()));
+            let n = sysbpf::raw(&tok);
+            std::mem::forget(tok);
+            say(&format!("token={n}"));
+            cmd.env(TOKEN_ENV, n.to_string());
+        }
+        Err(e) => say(&format!("token=none:{e}")),
+    }
+    use std::os::unix::process::CommandExt;
+    let err = cmd.exec();
+    fail(&format!("exec: {err}"))
 }
 
 /// The privileged half of the token dance (a container runtime's part): start the child as
@@ -772,6 +812,85 @@ fn list_all() {
         };
         say(&format!("ids.{}={}", k.name(), ids.join(",")));
         say(&format!("end.{}={end}", k.name()));
+    }
+}
+
+/// `bpf(cmd | 1<<32, attr)`: a new fd described, or the errno.
+fn high_fd(cmd: u32, a: &mut [u8]) -> String {
+    match testhooks::bpf_cmd64(u64::from(cmd) | 1 << 32, a) {
+        Err(e) => errno_str(e),
+        Ok(n) => {
+            let n = n as i32;
+            let r = testhooks::dup_raw(n);
+            let _ = testhooks::close_raw(n);
+            match r {
+                Ok(fd) => format!("opened:{}", describe(fd.as_fd())),
+                Err(e) => format!("returned:{n}:{}", errno_str(e)),
+            }
+        }
+    }
+}
+
+/// The trapped commands with high bits set in `cmd`, beside the plain ones.
+fn high_bits(specs: &[String]) {
+    list_all();
+    for (k, cmd) in [
+        (ObjectKind::Prog, 11u32),
+        (ObjectKind::Map, 12),
+        (ObjectKind::Btf, 23),
+        (ObjectKind::Link, 31),
+    ] {
+        let mut ids = Vec::new();
+        let mut cur = 0u32;
+        let end = loop {
+            let mut a = vec![0u8; 12];
+            put_u32(&mut a, 0, cur);
+            match testhooks::bpf_cmd64(u64::from(cmd) | 1 << 32, &mut a) {
+                Ok(_) => {
+                    let next = u32::from_ne_bytes([a[4], a[5], a[6], a[7]]);
+                    if next <= cur || ids.len() >= 100_000 {
+                        break -1;
+                    }
+                    ids.push(next.to_string());
+                    cur = next;
+                }
+                Err(e) => break e.raw_os_error(),
+            }
+        };
+        say(&format!("hb.ids.{}={}", k.name(), ids.join(",")));
+        say(&format!("hb.end.{}={end}", k.name()));
+    }
+    for spec in specs {
+        if let Some(path) = spec.strip_prefix("pin:") {
+            let c = std::ffi::CString::new(path).unwrap_or_else(|_| fail("a path"));
+            say(&format!(
+                "objget.{path}={}",
+                opened(sysbpf::obj_get(Path::new(path)).map_err(|e| e.errno))
+            ));
+            let mut a = vec![0u8; 16];
+            put_u64(&mut a, 0, c.as_ptr() as u64);
+            say(&format!(
+                "hb.objget.{path}={}",
+                high_fd(rawbpf::BPF_OBJ_GET, &mut a)
+            ));
+            continue;
+        }
+        let mut parts = spec.split(':');
+        let k = kind(parts.next().unwrap_or(""));
+        let id: u32 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| fail("KIND:ID"));
+        say(&format!("open.{spec}={}", opened(fd_by_id(k, id, ""))));
+        let cmd = match k {
+            ObjectKind::Prog => BPF_PROG_GET_FD_BY_ID,
+            ObjectKind::Map => BPF_MAP_GET_FD_BY_ID,
+            ObjectKind::Btf => BPF_BTF_GET_FD_BY_ID,
+            ObjectKind::Link => BPF_LINK_GET_FD_BY_ID,
+        };
+        let mut a = vec![0u8; 16];
+        put_u32(&mut a, 0, id);
+        say(&format!("hb.open.{spec}={}", high_fd(cmd, &mut a)));
     }
 }
 

@@ -26,6 +26,11 @@ pub struct StatusView {
     /// restarts).
     pub kept_listeners: u32,
     pub counters: BTreeMap<String, u64>,
+    /// Containers bpfnsd placed and keeps a record of.
+    pub containers: u32,
+    /// The latest containers collected (gone, their namespaces deleted), most recent last.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub collected_containers: Vec<String>,
     /// The caller's namespace when it is a member: bpfnsd then tells only its subtree's
     /// namespaces, and none of the host-wide figures.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -43,6 +48,8 @@ impl From<StatusInfo> for StatusView {
             supervised_listeners: s.supervised_listeners,
             kept_listeners: s.kept_listeners,
             counters: s.counters.into_iter().collect(),
+            containers: s.containers,
+            collected_containers: s.collected_containers,
             member_of: None,
         }
     }
@@ -82,6 +89,13 @@ impl Render for StatusView {
             "listeners held by the listener keeper: {}\n",
             self.kept_listeners
         ));
+        out.push_str(&format!("containers: {}\n", self.containers));
+        if !self.collected_containers.is_empty() {
+            out.push_str("containers collected (latest last):\n");
+            for c in &self.collected_containers {
+                out.push_str(&format!("  {c}\n"));
+            }
+        }
         out.push_str("counters:\n");
         let mut t = Table::new(["COUNTER", "VALUE"]);
         for (k, v) in &self.counters {
@@ -119,6 +133,8 @@ mod tests {
             supervised_listeners: 2,
             kept_listeners: 2,
             counters: vec![("tasks_stopped".into(), 1), ("lsm_opens_refused".into(), 4)],
+            containers: 1,
+            collected_containers: vec![],
         }
         .into()
     }

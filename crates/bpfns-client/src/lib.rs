@@ -271,6 +271,35 @@ impl Client {
         }
     }
 
+    /// Where container `id` goes (bpfnsd decides from `facts`, creates the namespace if
+    /// missing and records it for the container): its path, and whether bpfnsd created it.
+    pub fn container_namespace(
+        &mut self,
+        facts: &bpfns_model::container::ContainerFacts,
+        bundle: Option<&str>,
+        state_dir: Option<&str>,
+    ) -> Result<(String, bool)> {
+        match self.call(Op::ContainerNamespace {
+            id: facts.id.clone(),
+            name: facts.name.clone(),
+            annotations: facts.annotations.clone(),
+            bundle: bundle.map(String::from),
+            state_dir: state_dir.map(String::from),
+        })? {
+            Reply::ContainerNamespace { path, created, .. } => Ok((path, created)),
+            r => Self::unexpected(r),
+        }
+    }
+
+    /// The runtime deleted container `id`: the namespaces bpfnsd deleted now (more may go
+    /// at its next collection, once the engine removes the container's bundle).
+    pub fn container_deleted(&mut self, id: &str) -> Result<Vec<String>> {
+        match self.call(Op::ContainerDeleted { id: id.into() })? {
+            Reply::ContainerReleased { deleted, .. } => Ok(deleted),
+            r => Self::unexpected(r),
+        }
+    }
+
     /// Make namespace `path`'s bpffs one of the user namespace of container init `pid`,
     /// delegating what the namespace's policy allows (host administrators, from an OCI
     /// `createRuntime` hook, after [`Client::enter_container`]); returns the namespace and a

@@ -29,6 +29,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod container;
 mod id;
 mod kind;
 mod path;

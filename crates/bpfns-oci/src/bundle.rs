@@ -6,19 +6,19 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+
 use bpfns_client::Client;
+use bpfns_model::container::ContainerFacts;
 use bpfns_model::NsPath;
-use bpfns_proto::ErrorCode;
 use serde_json::{json, Value};
 
 use crate::profile;
 use crate::Settings;
 
 /// The annotation that puts a container in a namespace of the operator's choice.
-pub const NAMESPACE_ANNOTATION: &str = "io.bpfns.namespace";
-/// Where containers go by default: `/containers/<container id>`.
-pub const DEFAULT_PARENT: &str = "/containers";
+pub const NAMESPACE_ANNOTATION: &str = bpfns_model::container::NAMESPACE_ANNOTATION;
 
 /// `create`/`run` options that take a value (crun's and runc's).
 const WITH_VALUE: [&str; 6] = [
@@ -53,8 +53,9 @@ fn bundle_and_id(args: &[OsString]) -> (PathBuf, Option<String>) {
     (bundle, id)
 }
 
-/// Rewrite the bundle named by `args` (what follows `create` or `run`).
-pub fn prepare(settings: &Settings, args: &[OsString]) -> Result<()> {
+/// Rewrite the bundle named by `args` (what follows `create` or `run`); `global` are the
+/// runtime's options before the command (`--root`).
+pub fn prepare(settings: &Settings, global: &[OsString], args: &[OsString]) -> Result<()> {
     let (bundle, id) = bundle_and_id(args);
     let id = id.context("no container id on the runtime's command line")?;
     let path = bundle.join("config.json");
@@ -62,9 +63,17 @@ pub fn prepare(settings: &Settings, args: &[OsString]) -> Result<()> {
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut config: Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let ns = namespace_of(&config, &id)?;
-    ensure_namespace(&settings.socket, &ns)
-        .with_context(|| format!("container {id}: its namespace {ns}"))?;
+    let facts = ContainerFacts {
+        id: id.clone(),
+        name: engine_name(),
+        annotations: annotations(&config),
+    };
+    let bundle_dir = std::fs::canonicalize(&bundle).unwrap_or_else(|_| bundle.clone());
+    let state_dir = runtime_root(settings, global).join(&id);
+    let (ns_path, _created) = Client::connect(&settings.socket)
+        .and_then(|mut c| c.container_namespace(&facts, bundle_dir.to_str(), state_dir.to_str()))
+        .with_context(|| format!("container {id}: its namespace"))?;
+    let ns = NsPath::parse(&ns_path).with_context(|| format!("bpfnsd answered {ns_path}"))?;
     rewrite(&mut config, settings, &ns)?;
     let tmp = bundle.join(".config.json.bpfns");
     std::fs::write(&tmp, serde_json::to_vec(&config)?)
@@ -73,44 +82,71 @@ pub fn prepare(settings: &Settings, args: &[OsString]) -> Result<()> {
     Ok(())
 }
 
-/// The container's namespace: the annotation's, or `/containers/<id>`.
-pub fn namespace_of(config: &Value, id: &str) -> Result<NsPath> {
-    let text = match config
-        .pointer(&format!(
-            "/annotations/{}",
-            NAMESPACE_ANNOTATION.replace('/', "~1")
-        ))
-        .and_then(Value::as_str)
-    {
-        Some(a) => a.to_string(),
-        None => format!("{DEFAULT_PARENT}/{id}"),
-    };
-    let p = NsPath::parse(&text).with_context(|| format!("namespace {text}"))?;
-    if p.is_root() {
-        bail!("a container cannot be put in the root namespace ({NAMESPACE_ANNOTATION}=/)");
-    }
-    Ok(p)
+/// The container's annotations (string values) from its configuration.
+pub fn annotations(config: &Value) -> BTreeMap<String, String> {
+    config
+        .get("annotations")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
-/// Create `ns` and any missing ancestor (another container may create them meanwhile).
-fn ensure_namespace(socket: &Path, ns: &NsPath) -> Result<()> {
-    let mut c = Client::connect(socket)?;
-    let mut prefix = String::new();
-    for part in ns.components() {
-        prefix.push('/');
-        prefix.push_str(part);
-        match c.ns_show(&prefix) {
-            Ok(_) => continue,
-            Err(e) if e.code() == Some(ErrorCode::NotFound) => {}
-            Err(e) => return Err(e.into()),
+/// The container's name, where the engine gives one: podman puts it on the command line of
+/// conmon (`-n NAME`), which starts the runtime, and nowhere in the bundle. bpfnsd validates
+/// it like every name it is given.
+fn engine_name() -> Option<String> {
+    let parent = std::fs::read(format!(
+        "/proc/{}/cmdline",
+        std::os::unix::process::parent_id()
+    ))
+    .ok()?;
+    name_from_conmon(&parent)
+}
+
+/// `-n NAME`, `--name NAME` or `--name=NAME` from conmon's command line (NUL-separated).
+pub fn name_from_conmon(cmdline: &[u8]) -> Option<String> {
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let exe = args.first()?;
+    if Path::new(exe).file_name().is_none_or(|n| n != "conmon") {
+        return None;
+    }
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix("--name=") {
+            return Some(v.to_string());
         }
-        match c.ns_create(&prefix) {
-            Ok(_) => {}
-            Err(e) if e.code() == Some(ErrorCode::Conflict) && c.ns_show(&prefix).is_ok() => {}
-            Err(e) => return Err(e).with_context(|| format!("creating {prefix}")),
+        if a == "-n" || a == "--name" {
+            return it.next().cloned();
         }
     }
-    Ok(())
+    None
+}
+
+/// The runtime's state directory (its `--root`, else its default for root).
+fn runtime_root(settings: &Settings, global: &[OsString]) -> PathBuf {
+    let mut it = global.iter().map(|a| a.to_string_lossy());
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix("--root=") {
+            return v.into();
+        }
+        if a == "--root" {
+            if let Some(v) = it.next() {
+                return PathBuf::from(v.as_ref());
+            }
+        }
+    }
+    if settings.is_runc() {
+        "/run/runc".into()
+    } else {
+        "/run/crun".into()
+    }
 }
 
 /// The changes to the configuration: the hook, and (for a container that may use bpf()) the
@@ -213,22 +249,30 @@ mod tests {
     }
 
     #[test]
-    fn namespaces() {
-        let c = config(&[]);
+    fn what_the_engine_says_of_a_container() {
+        let mut c = config(&[]);
+        c["annotations"]["n"] = json!(3);
+        let a = annotations(&c);
         assert_eq!(
-            namespace_of(&c, "abc").expect("ns").to_string(),
-            "/containers/abc"
+            a.get("io.container.manager").map(String::as_str),
+            Some("libpod")
         );
-        let mut c = c;
-        c["annotations"][NAMESPACE_ANNOTATION] = json!("/tenant-a/web");
+        assert!(!a.contains_key("n"));
+        let conmon = b"/usr/bin/conmon\0--api-version\x001\0-c\0abc\0-n\0web1\0-r\0/x";
+        assert_eq!(name_from_conmon(conmon).as_deref(), Some("web1"));
         assert_eq!(
-            namespace_of(&c, "abc").expect("ns").to_string(),
-            "/tenant-a/web"
+            name_from_conmon(b"conmon\0--name=db\0").as_deref(),
+            Some("db")
         );
-        c["annotations"][NAMESPACE_ANNOTATION] = json!("/");
-        assert!(namespace_of(&c, "abc").is_err());
-        c["annotations"][NAMESPACE_ANNOTATION] = json!("/../x");
-        assert!(namespace_of(&c, "abc").is_err());
+        assert_eq!(name_from_conmon(b"containerd-shim\0-n\0x\0"), None);
+        let s = settings("/usr/sbin/runc");
+        assert_eq!(runtime_root(&s, &[]), PathBuf::from("/run/runc"));
+        let g = ["--root", "/run/x/runc"].map(OsString::from);
+        assert_eq!(runtime_root(&s, &g), PathBuf::from("/run/x/runc"));
+        assert_eq!(
+            runtime_root(&settings("/usr/bin/crun"), &[OsString::from("--root=/r")]),
+            PathBuf::from("/r")
+        );
     }
 
     #[test]

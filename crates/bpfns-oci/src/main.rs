@@ -77,13 +77,15 @@ fn main() -> std::process::ExitCode {
         let parsed = HookArgs::parse_from(&args);
         let Hook::Hook { which } = parsed.hook;
         match which {
-            Hooks::CreateRuntime { socket, namespace } => hook::create_runtime(&socket, &namespace),
+            Hooks::CreateRuntime { socket, namespace } => {
+                hook::create_runtime(&socket, &namespace).map(|()| std::process::ExitCode::SUCCESS)
+            }
         }
     } else {
         wrap(args)
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // Runtimes and engines show the wrapper's stderr: the cause, named.
             eprintln!("bpfns-oci: {e:#}");
@@ -144,7 +146,7 @@ fn global_options(args: &[OsString]) -> Global {
 }
 
 /// Pass a runtime command through, rewriting the bundle first for `create` and `run`.
-fn wrap(mut args: Vec<OsString>) -> Result<()> {
+fn wrap(mut args: Vec<OsString>) -> Result<std::process::ExitCode> {
     let argv0 = args.remove(0);
     let mut runtime_flag = None;
     if args.first().is_some_and(|a| a == "--runtime") {
@@ -168,12 +170,15 @@ fn wrap_command(
     runtime_flag: Option<OsString>,
     args: &[OsString],
     global: &Global,
-) -> Result<()> {
+) -> Result<std::process::ExitCode> {
     let settings = settings(argv0, runtime_flag)?;
     if let Some(i) = global.command {
         let cmd = args[i].to_string_lossy();
         if cmd == "create" || cmd == "run" {
-            bundle::prepare(&settings, &args[i + 1..])?;
+            bundle::prepare(&settings, &args[..i], &args[i + 1..])?;
+        }
+        if cmd == "delete" {
+            return Ok(delete(&settings, args, i));
         }
     }
     use std::os::unix::process::CommandExt;
@@ -181,6 +186,44 @@ fn wrap_command(
         .args(args)
         .exec();
     Err(err).with_context(|| format!("running {}", settings.runtime.display()))
+}
+
+/// `delete`: the runtime deletes the container, then bpfnsd is told (it drops the
+/// container's namespace once the engine has removed the container). The engine gets the
+/// runtime's exit status: a bpfnsd that fails or is down does not make `delete` fail, it is
+/// only reported on stderr.
+fn delete(settings: &Settings, args: &[OsString], i: usize) -> std::process::ExitCode {
+    let status = match std::process::Command::new(&settings.runtime)
+        .args(args)
+        .status()
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bpfns-oci: running {}: {e}", settings.runtime.display());
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let id = args[i + 1..]
+        .iter()
+        .map(|a| a.to_string_lossy())
+        .rfind(|a| !a.starts_with('-'));
+    if let Some(id) = id {
+        let told = bpfns_client::Client::connect(&settings.socket)
+            .and_then(|mut c| c.container_deleted(&id));
+        if let Err(e) = told {
+            eprintln!(
+                "bpfns-oci: warning: bpfnsd was not told of the runtime's delete of container \
+                 {id} ({e}); the delete itself is done as the runtime says, and bpfnsd collects \
+                 the container's namespace by itself once the container is removed"
+            );
+        }
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1);
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 /// Append an error to the runtime's log as runc writes it (JSON lines, or logrus text).

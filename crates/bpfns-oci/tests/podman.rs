@@ -142,6 +142,14 @@ fn two_containers_see_their_own_maps(runtime: &str) {
     );
     let (ns_a, ns_b) = (d.namespace("a"), d.namespace("b"));
     let ann = |ns: &str| format!("io.bpfns.namespace={ns}");
+    // Namespaces that exist before their containers stay when the containers go (`--rm`):
+    // a's pin is still there for the next container in a's namespace.
+    let mut c = d.client();
+    for ns in ["/containers", ns_a.as_str(), ns_b.as_str()] {
+        if c.ns_show(ns).is_err() {
+            c.ns_create(ns).expect("ns create");
+        }
+    }
 
     let out = p.run(&rt, &["--annotation", &ann(&ns_a)], &create_and_list(&a));
     let t = text(&out);
@@ -405,9 +413,16 @@ fn exec_joins_the_container(runtime: &str) {
     assert!(bound() > 0, "{:?}", kernel.cgroup_bindings());
     let out = p.podman(&["rm", "-f", "-t", "0", &b]);
     assert!(out.status.success(), "{}", text(&out));
-    d.client()
-        .ns_delete_with("/containers/xb", true)
-        .expect("deleting /containers/xb");
+    // bpfnsd made /containers/xb for the container: it deletes it once the container is
+    // removed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while d.client().ns_show("/containers/xb").is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/containers/xb outlived its container"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     // (Its id is gone with it: any binding of a namespace the registry lacks counts.)
     let known = |ns| d.daemon().ns_name(ns).starts_with("/containers/");
     assert!(

@@ -76,6 +76,12 @@ fn userns_containers_use_tokens(runtime: &str) {
     let ns = |n: &str| format!("/containers/userns-{runtime}-{n}");
     let ann = |n: &str| format!("io.bpfns.namespace={}", ns(n));
     let (a, b) = (format!("ua_{runtime}"), format!("ub_{runtime}"));
+    // Namespaces that exist before their containers outlive them (`--rm`): a's pin is still
+    // in a's namespace for the last container below.
+    let mut c = d.client();
+    for n in ["/containers".to_string(), ns("a"), ns("b"), ns("c")] {
+        c.ns_create(&n).expect("ns create");
+    }
     // Container a: in a user namespace of its own; without a token it cannot create a map,
     // with one it can, and bpfns answers its listing and opening.
     let out = p.run(
@@ -192,7 +198,6 @@ fn userns_containers_use_tokens(runtime: &str) {
         allow_tracing: true,
     };
     let traced = format!("/userns-{runtime}-tracing");
-    let mut c = d.client();
     c.ns_create_with_policy(&traced, tracing).expect("ns");
     c.ns_create_with_policy(&format!("{traced}/t"), tracing)
         .expect("ns");

@@ -61,6 +61,31 @@ pub enum Op {
     /// container (an OCI `createRuntime` hook asks). Host administrators only; bpfnsd checks
     /// that `pid` is a runtime's fresh container init (see docs/containers.md).
     EnterContainer { path: String, pid: i32 },
+    /// Where a container goes, from what its engine says of it (bpfnsd's `[containers]`
+    /// settings decide: its name, its pod, the annotation `io.bpfns.namespace`); the namespace
+    /// is created if missing and recorded for the container, so that it is deleted when the
+    /// container is gone. The same container created again (`podman start`) keeps its
+    /// namespace. Host administrators only (an OCI runtime wrapper asks).
+    ContainerNamespace {
+        /// The container's id (the runtime's command line).
+        id: String,
+        /// Its name, where the engine gives one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// The annotations of its `config.json`.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        annotations: std::collections::BTreeMap<String, String>,
+        /// Its bundle directory (the engine removes it with the container).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bundle: Option<String>,
+        /// The runtime's state directory for it (`<runtime root>/<id>`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state_dir: Option<String>,
+    },
+    /// The runtime deleted container `id` (`delete`): bpfnsd drops its namespace if the
+    /// container is removed (its bundle is gone), now or at its next collection. Host
+    /// administrators only.
+    ContainerDeleted { id: String },
     /// Make namespace `path`'s bpffs one of the user namespace of container init `pid` (which
     /// `EnterContainer` put into `path`), delegating what the namespace's policy allows, so
     /// that the container can create BPF tokens from it. Host administrators only; refused
@@ -229,6 +254,25 @@ pub enum Reply {
         processes: Vec<ProcessInfo>,
     },
     Process(ProcessInfo),
+    /// A container's namespace ([`Op::ContainerNamespace`]).
+    ContainerNamespace {
+        path: String,
+        /// bpfnsd created it now.
+        created: bool,
+        /// The container was placed before (created again after a stop): same namespace.
+        #[serde(default)]
+        again: bool,
+    },
+    /// What became of a deleted container ([`Op::ContainerDeleted`]).
+    ContainerReleased {
+        id: String,
+        /// Its namespace (none: bpfnsd had no record of it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        namespace: Option<String>,
+        /// Namespaces deleted now.
+        #[serde(default)]
+        deleted: Vec<String>,
+    },
 }
 
 /// A process and its namespace. Process ids are bpfnsd's (the host's pid namespace).
@@ -433,6 +477,13 @@ pub struct StatusInfo {
     #[serde(default)]
     pub kept_listeners: u32,
     pub counters: Vec<(String, u64)>,
+    /// Containers bpfnsd placed and keeps a record of.
+    #[serde(default)]
+    pub containers: u32,
+    /// The latest containers collected (gone, and their namespaces with them), most recent
+    /// last: `<id> <namespace>: <why>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collected_containers: Vec<String>,
 }
 
 #[cfg(test)]

@@ -27,6 +27,11 @@ pub const DEFAULT_SECCOMP_SOCKET: &str = "/run/bpfns/seccomp.sock";
 /// [limits]
 /// max_connections = 1024
 /// # ... see [`Limits`]
+///
+/// [containers]
+/// parent = "/containers"
+/// name = "{name}"
+/// # ... see [`Containers`]
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -68,6 +73,63 @@ pub struct Config {
     pub keeper_program: Option<PathBuf>,
     /// Bounds on what callers can make bpfnsd spend.
     pub limits: Limits,
+    /// Containers' namespaces: how they are named, and how often those of containers that
+    /// are gone are collected.
+    pub containers: Containers,
+}
+
+/// Containers' namespaces (`[containers]` in bpfnsd.toml; see docs/containers.md): one
+/// naming for every engine, decided here rather than in each runtime wrapper.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Containers {
+    /// Where containers go: `<parent>/<name>`.
+    pub parent: String,
+    /// The namespace's name below `parent`: `{name}` is the container's name (its id where
+    /// the engine gives none), `{id}` its id.
+    pub name: String,
+    /// Where a Kubernetes pod's containers go, together: `<k8s_parent>/<pod namespace>/<pod>`.
+    pub k8s_parent: String,
+    /// Honour the annotation `io.bpfns.namespace` (whoever sets a container's annotations
+    /// chooses its namespace with it; in Kubernetes, a pod's author).
+    pub annotation: bool,
+    /// The annotation may name only namespaces strictly below this one.
+    pub annotation_within: String,
+    /// Every this many seconds, collect the namespaces of containers that are gone (0:
+    /// only at start and when a runtime deletes a container).
+    pub collect_interval_secs: u64,
+    /// A container whose runtime state is missing and whose namespace has no live task counts
+    /// as vanished only this long after it was placed (its runtime writes its state and
+    /// starts its init in that time).
+    pub vanish_grace_secs: u64,
+}
+
+impl Default for Containers {
+    fn default() -> Self {
+        let n = bpfns_model::container::Naming::default();
+        Self {
+            parent: n.parent,
+            name: n.name,
+            k8s_parent: n.k8s_parent,
+            annotation: n.annotation,
+            annotation_within: n.annotation_within,
+            collect_interval_secs: 10,
+            vanish_grace_secs: 30,
+        }
+    }
+}
+
+impl Containers {
+    /// The naming rules these settings make.
+    pub fn naming(&self) -> bpfns_model::container::Naming {
+        bpfns_model::container::Naming {
+            parent: self.parent.clone(),
+            name: self.name.clone(),
+            k8s_parent: self.k8s_parent.clone(),
+            annotation: self.annotation,
+            annotation_within: self.annotation_within.clone(),
+        }
+    }
 }
 
 /// Bounds on what callers can make bpfnsd spend (`[limits]` in bpfnsd.toml). Host
@@ -140,6 +202,7 @@ impl Default for Config {
             outage_grace_ms: 2000,
             keeper_program: None,
             limits: Limits::default(),
+            containers: Containers::default(),
         }
     }
 }
@@ -213,6 +276,10 @@ mod tests {
         assert_eq!(c.limits.max_connections_per_uid, 7);
         assert_eq!(c.limits.max_connections, Limits::default().max_connections);
         assert!(Config::parse("[limits]\nmax_conections = 7\n").is_err());
+        let c = Config::parse("[containers]\nparent = \"/ctr\"\nname = \"{id}\"\n").unwrap();
+        assert_eq!(c.containers.naming().parent, "/ctr");
+        assert_eq!(c.containers.collect_interval_secs, 10);
+        assert!(Config::parse("[containers]\nprefix = \"/x\"\n").is_err());
     }
 
     #[test]

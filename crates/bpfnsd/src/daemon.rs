@@ -16,6 +16,7 @@ use bpfns_proto::{
     StatusInfo, PROTOCOL_VERSION,
 };
 
+pub mod containers;
 pub mod oci;
 pub mod token;
 
@@ -156,6 +157,15 @@ pub struct Daemon {
     recent_stops: Mutex<std::collections::VecDeque<(u32, NsId, String)>>,
     /// Connection limits (see [`crate::admission`]).
     pub admission: Arc<crate::admission::Admission>,
+    /// The containers bpfnsd placed and the namespaces it made for them (kept in the store).
+    containers: Mutex<bpfns_model::container::Containers>,
+    /// The latest containers collected, for `status`.
+    collected_containers: Mutex<std::collections::VecDeque<String>>,
+    /// Containers collected since start.
+    collected_containers_total: std::sync::atomic::AtomicU64,
+    /// Containers their runtime deleted a short while ago, until when their bundle's removal
+    /// is watched.
+    watched_containers: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -193,6 +203,12 @@ impl Daemon {
                  smaller --max-objects"
             );
         }
+        config
+            .containers
+            .naming()
+            .check()
+            .map_err(|e| Failure::new(ErrorCode::BadRequest, e.to_string()))?;
+        let containers = store.load_containers().map_err(Failure::internal)?;
         let bpffs = NsBpffs::new(&config.ns_bpffs_dir, &config.root_bpffs);
         let admission = crate::admission::Admission::new(&config.limits);
         Ok(Self {
@@ -210,6 +226,10 @@ impl Daemon {
             events_read: std::sync::atomic::AtomicU64::new(0),
             recent_stops: Mutex::new(std::collections::VecDeque::new()),
             deleting: Mutex::new(std::collections::HashSet::new()),
+            containers: Mutex::new(containers),
+            collected_containers: Mutex::new(std::collections::VecDeque::new()),
+            collected_containers_total: std::sync::atomic::AtomicU64::new(0),
+            watched_containers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -274,6 +294,10 @@ impl Daemon {
             tracing::error!("cannot start the record collector: {e}");
         }
         Self::spawn_event_reader(daemon);
+        Self::spawn_container_collector(
+            daemon,
+            std::time::Duration::from_secs(daemon.config.containers.collect_interval_secs),
+        );
     }
 
     /// Read the kernel side's events on a thread of its own: log every stopped or refused
@@ -628,6 +652,31 @@ impl Daemon {
             Op::EnterContainer { path, pid } => {
                 no_fds(&fds)?;
                 self.enter_container(caller, &path, pid)
+            }
+            Op::ContainerNamespace {
+                id,
+                name,
+                annotations,
+                bundle,
+                state_dir,
+            } => {
+                no_fds(&fds)?;
+                self.container_namespace(
+                    caller,
+                    containers::ContainerRequest {
+                        facts: bpfns_model::container::ContainerFacts {
+                            id,
+                            name,
+                            annotations,
+                        },
+                        bundle,
+                        state_dir,
+                    },
+                )
+            }
+            Op::ContainerDeleted { id } => {
+                no_fds(&fds)?;
+                self.container_deleted(caller, &id)
             }
             Op::ContainerBpffs { path, pid } => {
                 no_fds(&fds)?;
@@ -1538,6 +1587,12 @@ impl Daemon {
             counters.push(("bpfnsd_heap_in_use_bytes".to_string(), b));
         }
         counters.extend(self.admission.counters());
+        counters.push((
+            "containers_collected".to_string(),
+            self.collected_containers_total
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ));
+        let (containers, collected_containers) = self.container_status();
         let sink = self.sink.read().unwrap_or_else(|e| e.into_inner()).clone();
         let kept = sink.as_ref().and_then(|s| s.kept());
         if let Some(k) = kept {
@@ -1557,12 +1612,16 @@ impl Daemon {
             supervised_listeners: sink.map_or(0, |s| s.count() as u32),
             kept_listeners: kept.and_then(|k| k.keeper).map_or(0, |c| c.held as u32),
             counters,
+            containers,
+            collected_containers,
         };
         if caller.ns != NsId::ROOT {
             info.namespaces = self.reg().subtree_len(caller.ns) as u32;
             info.supervised_listeners = 0;
             info.kept_listeners = 0;
             info.counters.clear();
+            info.containers = 0;
+            info.collected_containers.clear();
         }
         Ok((Reply::Status(info), vec![]))
     }

@@ -38,6 +38,12 @@ pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(),
     if !bpfns_sys::probe::is_root() {
         return Err(StartError::NotRoot);
     }
+    // Settings that cannot work stop bpfnsd before anything is loaded or pinned.
+    config
+        .containers
+        .naming()
+        .check()
+        .map_err(|e| StartError::Daemon(e.to_string()))?;
     if check_only {
         for line in check(&config)? {
             println!("{line}");

@@ -7,11 +7,14 @@
 
 use std::path::{Path, PathBuf};
 
+use bpfns_model::container::Containers;
 use bpfns_model::{Registry, Snapshot};
 use redb::{Database, ReadableDatabase, TableDefinition};
 
 const STATE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("state");
 const REGISTRY_KEY: &str = "registry";
+/// The containers bpfnsd placed and the namespaces it made for them.
+const CONTAINERS_KEY: &str = "containers";
 
 /// A state database that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +116,36 @@ impl Store {
         }
         txn.commit().map_err(|e| self.err(e))
     }
+
+    /// The stored container records (none stored: empty).
+    pub fn load_containers(&self) -> Result<Containers, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = match txn.open_table(STATE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Containers::default()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let Some(v) = table.get(CONTAINERS_KEY).map_err(|e| self.err(e))? else {
+            return Ok(Containers::default());
+        };
+        serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+            path: self.path.clone(),
+            message: format!("its container records: {e}"),
+        })
+    }
+
+    /// Replace the stored container records, atomically and durably.
+    pub fn save_containers(&self, c: &Containers) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(c).map_err(|e| self.err(e))?;
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = txn.open_table(STATE).map_err(|e| self.err(e))?;
+            table
+                .insert(CONTAINERS_KEY, bytes.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
 }
 
 #[cfg(test)]
@@ -134,5 +167,30 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let back = store.load_registry().unwrap();
         assert_eq!(back.snapshot(), reg.snapshot());
+    }
+
+    #[test]
+    fn container_records_survive_reopen_beside_the_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bpfns.redb");
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.load_containers().unwrap(), Containers::default());
+        let mut c = Containers::default();
+        c.made.insert("/containers/web".into());
+        c.records.insert(
+            "abc".into(),
+            bpfns_model::container::ContainerRecord {
+                namespace: "/containers/web".into(),
+                bundle: Some("/b".into()),
+                state_dir: None,
+                released: true,
+                since: 7,
+            },
+        );
+        store.save_containers(&c).unwrap();
+        store.save_registry(&Registry::new()).unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.load_containers().unwrap(), c);
     }
 }

@@ -197,3 +197,36 @@ fn check_changes_nothing_and_a_second_bpfnsd_touches_nothing() {
     assert!(std::os::unix::net::UnixStream::connect(p.socket()).is_ok());
     assert_eq!(pinned(&first), before);
 }
+
+/// Container naming settings that cannot name anything are refused by `--check` and at start,
+/// with the setting and the rule, before anything is created or loaded.
+#[test]
+fn bad_container_naming_is_refused_before_anything_starts() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root: run the suite as root");
+        return;
+    }
+    let mut p = Paths::new("naming");
+    let pins = p.pin_root("naming");
+    for (toml, says) in [
+        ("[containers]\nparent = \"/\"\n", "[containers] parent"),
+        (
+            "[containers]\nname = \"{name}/{id}\"\n",
+            "[containers] name",
+        ),
+        ("[containers]\nname = \"{pod}\"\n", "placeholders"),
+    ] {
+        for check in [true, false] {
+            let mut args = p.args(&pins);
+            std::fs::write(&args[1], toml).unwrap();
+            if check {
+                args.push("--check".into());
+            }
+            let o = bpfnsd(&args);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!o.status.success(), "{toml}: started");
+            assert!(err.contains(says), "{toml}: {err}");
+        }
+    }
+    assert!(!pins.exists(), "a kernel side was loaded");
+}

@@ -410,6 +410,21 @@ fn client(args: &[String]) {
         "ns-identify" => out(c
             .ns_identify(a(2).parse().unwrap_or(0))
             .map(|p| p.namespace)),
+        // container-ns ID [KEY=VALUE...]: a container's namespace (runtimes only)
+        "container-ns" => {
+            let facts = bpfns_model::container::ContainerFacts {
+                id: a(2),
+                name: None,
+                annotations: args
+                    .iter()
+                    .skip(3)
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            };
+            out(c.container_namespace(&facts, None, None).map(|(p, _)| p))
+        }
+        "container-deleted" => out(c.container_deleted(&a(2)).map(|v| v.join(","))),
         // list-in KIND NS [r]: ids
         "list-in" => out(c.list_in(kind(&a(2)), Some(&a(3)), a(4) == "r").map(|v| {
             v.iter()

@@ -1,0 +1,187 @@
+//! bpfnsd's side of containers' namespaces, without an engine: placing a container
+//! (`container_namespace`), what only runtimes may ask, records that survive a restart, and
+//! the collection at start. (tests/podman.rs of bpfns-oci runs the same with podman.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
+use std::collections::BTreeMap;
+
+use bpfns_model::container::ContainerFacts;
+use bpfns_proto::ErrorCode;
+use bpfns_tests::{require_kernel, Helper, TestDaemon};
+
+fn facts(id: &str, name: Option<&str>, ann: &[(&str, &str)]) -> ContainerFacts {
+    ContainerFacts {
+        id: id.into(),
+        name: name.map(String::from),
+        annotations: ann
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+fn paths(d: &TestDaemon) -> Vec<String> {
+    d.client()
+        .ns_list()
+        .unwrap()
+        .into_iter()
+        .map(|n| n.path)
+        .collect()
+}
+
+/// The helper as a client of `d`: in namespace `ns`, or (`as_nobody`) as uid 1000 without
+/// capabilities in the root namespace.
+fn helper_asks(d: &TestDaemon, ns: Option<&str>, as_nobody: bool, op: &[&str]) -> String {
+    let sock = d.socket.to_string_lossy().into_owned();
+    let mut args = if as_nobody {
+        vec!["rt-as", "none", "client", sock.as_str()]
+    } else {
+        vec!["client", sock.as_str()]
+    };
+    args.extend_from_slice(op);
+    let mut h = Helper::spawn(&args);
+    if let Some(ns) = ns {
+        d.client().enter(ns, h.pid).unwrap();
+    }
+    h.go();
+    let line = h.line().expect("helper output");
+    h.finish();
+    line
+}
+
+/// Only a host administrator outside namespaces (a runtime) places containers or tells
+/// bpfnsd one was deleted: a member with every capability, and an unprivileged user, are
+/// refused, and nothing changes.
+#[test]
+fn only_runtimes_place_and_release_containers() {
+    require_kernel!();
+    let d = TestDaemon::start("ctr-authz");
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    let (path, created) = c
+        .container_namespace(&facts("victim", Some("victim"), &[]), None, None)
+        .unwrap();
+    assert_eq!((path.as_str(), created), ("/containers/victim", true));
+    let before = paths(&d);
+    for (ns, nobody) in [(Some("/a"), false), (None, true)] {
+        let ask = |op: &[&str]| helper_asks(&d, ns, nobody, op);
+        // Placing itself (or anything) outside its namespace, by annotation.
+        assert_eq!(
+            ask(&["container-ns", "evil", "io.bpfns.namespace=/escape"]),
+            "error=Denied",
+            "{ns:?} {nobody}"
+        );
+        // Releasing another container's namespace.
+        assert_eq!(
+            ask(&["container-deleted", "victim"]),
+            "error=Denied",
+            "{ns:?} {nobody}"
+        );
+    }
+    assert_eq!(paths(&d), before, "nothing changed");
+    assert_eq!(d.client().status().unwrap().containers, 1);
+}
+
+/// Placing: by name (again after a restart of the container), a name taken by a container
+/// that is not gone, bad names refused without creating anything, records kept over a
+/// restart of bpfnsd, and a container whose bundle went while bpfnsd was down collected at
+/// start, its pins in the parent's orphans.
+#[test]
+fn containers_are_placed_recorded_and_collected_at_start() {
+    require_kernel!();
+    let d = TestDaemon::start_with("ctr-place", |c| c.containers.collect_interval_secs = 0);
+    let bundle = d.dir.join("bundle-web");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let b = bundle.to_str().unwrap();
+    let mut c = d.client();
+    let web = facts("id-web", Some("web"), &[]);
+    assert_eq!(
+        c.container_namespace(&web, Some(b), None).unwrap(),
+        ("/containers/web".to_string(), true)
+    );
+    // Created again (a stopped container started): the same namespace.
+    assert_eq!(
+        c.container_namespace(&web, Some(b), None).unwrap(),
+        ("/containers/web".to_string(), false)
+    );
+    // Another container of the same name while the first is not gone.
+    let e = c
+        .container_namespace(&facts("id-other", Some("web"), &[]), None, None)
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Conflict), "{e}");
+    assert!(e.to_string().contains("id-web"), "{e}");
+    // Hostile names: refused, nothing created.
+    let before = paths(&d);
+    for f in [
+        facts("x1", Some(".."), &[]),
+        facts("x2", Some("a/../../b"), &[]),
+        facts("../../x3", None, &[]),
+        facts("x4", None, &[("io.bpfns.namespace", "/")]),
+        facts("x5", None, &[("io.bpfns.namespace", "/a/../b")]),
+        facts(
+            "x6",
+            None,
+            &[
+                ("io.kubernetes.pod.namespace", "default"),
+                ("io.kubernetes.pod.name", "../../../etc"),
+            ],
+        ),
+        facts("x7", None, &[("io.kubernetes.cri.sandbox-name", "p")]),
+    ] {
+        let e = c.container_namespace(&f, None, None).unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::BadRequest), "{f:?}: {e}");
+    }
+    assert_eq!(paths(&d), before, "nothing created");
+    // Released (the runtime deleted it) but its bundle is there: kept.
+    assert_eq!(c.container_deleted("id-web").unwrap(), Vec::<String>::new());
+    assert!(c.ns_show("/containers/web").is_ok());
+    assert!(c.container_deleted("unknown").unwrap().is_empty());
+    // A pin in its bpffs, to follow.
+    let ns_bpffs = c.ns_show("/containers/web").unwrap().bpffs;
+    let pin = std::path::Path::new(&ns_bpffs).join("web-pin");
+    // A map of the container's (made by a member), pinned in its bpffs.
+    let mut h = Helper::spawn(&["create", "map"]);
+    c.enter("/containers/web", h.pid).unwrap();
+    h.go();
+    let id: u32 = h.expect("id").parse().unwrap();
+    let map = c.get_fd(bpfns_model::ObjectKind::Map, id).unwrap();
+    bpfns_sys::bpf::obj_pin(&map, &pin).unwrap();
+    drop((map, h));
+    drop(c);
+
+    // bpfnsd restarts; meanwhile the engine removed the container (its bundle).
+    let (dir, layout) = d.stop();
+    std::fs::remove_dir_all(&bundle).unwrap();
+    let d = TestDaemon::start_configured(dir, layout, false, |c| {
+        c.containers.collect_interval_secs = 0
+    });
+    let mut c = d.client();
+    let mut collected = false;
+    for _ in 0..50 {
+        if c.ns_show("/containers/web").is_err() {
+            collected = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(collected, "collected at start");
+    let parent = c.ns_show("/containers").unwrap().bpffs;
+    let orphans: Vec<_> = std::fs::read_dir(std::path::Path::new(&parent).join("orphans"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        orphans.iter().any(|o| o.join("web-pin").exists()),
+        "its pin is in the parent's orphans: {orphans:?}"
+    );
+    let st = c.status().unwrap();
+    assert_eq!(st.containers, 0);
+    assert!(
+        st.collected_containers
+            .iter()
+            .any(|l| l.starts_with("id-web /containers/web: removed")),
+        "{:?}",
+        st.collected_containers
+    );
+}

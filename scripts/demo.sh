@@ -13,7 +13,19 @@ A=/demo-tenant-a
 B=/demo-tenant-b
 
 section() { printf '\n=== %s ===\n\n' "$*"; }
-show() { printf '$'; printf ' %q' "$@"; printf '\n'; "$@"; }
+# Print the command (arguments with spaces or shell characters in single quotes), then run it.
+show() {
+    local out='$' a
+    for a in "$@"; do
+        if [[ $a =~ [[:space:]\&\;\|\'\"\$\<\>] ]]; then
+            out+=" '${a//\'/\'\\\'\'}'"
+        else
+            out+=" $a"
+        fi
+    done
+    printf '%s\n' "$out"
+    "$@"
+}
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "demo.sh: error: run as root: it loads BPF programs into the kernel" >&2
@@ -144,7 +156,7 @@ bpfns-crun = ["$DEMO/bin/bpfns-oci-crun"]
 bpfns-runc = ["$DEMO/bin/bpfns-oci-runc"]
 CONF
     export CONTAINERS_CONF=$DEMO/containers.conf
-    RT=${BPFNS_DEMO_RUNTIME:-bpfns-runc}
+    RT=${BPFNS_DEMO_RUNTIME:-bpfns-crun}
     IMAGE=localhost/bpfns-test
     podman rm -f -i -t 0 demo-web demo-db >/dev/null 2>&1 || true
 

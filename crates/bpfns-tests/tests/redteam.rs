@@ -3944,6 +3944,8 @@ fn scene_keeper(m: &mut Matrix) {
             // A container's processes end with it: what outlives `podman run` is the
             // container itself, its process probing across bpfnsd's restart.
             let c = match sc.container_orphan(level) {
+                // podman or its image missing (the VM lane): the level cannot be tried here.
+                Err(e) if e.starts_with("not run") => cell(Verdict::NotRun, e),
                 Err(e) => cell(Verdict::Error, e),
                 Ok(mut o) => {
                     // A first trapped call answered: bpfnsd holds the container's listener

@@ -176,10 +176,9 @@ pub fn rewrite(config: &mut Value, settings: &Settings, ns: &NsPath) -> Result<(
         .as_object_mut()
         .context("annotations is not an object")?
         .insert(NAMESPACE_ANNOTATION.into(), json!(ns.to_string()));
-    if !profile::may_use_bpf(config) {
-        // The engine's profile refuses bpf() to it: it stays so (nothing to supervise).
-        return Ok(());
-    }
+    // Every container: what a profile allows and what the container's processes hold may be
+    // more than its bounding set says (see the profile module).
+    let may_use_bpf = profile::may_use_bpf(config);
     let linux = config
         .as_object_mut()
         .context("config.json is not a JSON object")?
@@ -190,7 +189,10 @@ pub fn rewrite(config: &mut Value, settings: &Settings, ns: &NsPath) -> Result<(
         .context("linux is not an object")?
         .entry("seccomp")
         .or_insert(Value::Null);
-    profile::rewrite(seccomp)?;
+    if !profile::rewrite(seccomp, may_use_bpf)? {
+        // Nothing goes to bpfnsd (the engine refuses bpf() and ioctl() alike).
+        return Ok(());
+    }
     seccomp["listenerPath"] = json!(settings.seccomp_socket);
     seccomp["listenerMetadata"] = json!(ns.to_string());
     if !settings.is_runc() {
@@ -315,13 +317,50 @@ mod tests {
         assert_eq!(userns["hooks"], plain["hooks"]);
     }
 
+    /// Without CAP_BPF or CAP_SYS_ADMIN, where the engine refuses bpf() and ioctl(): nothing
+    /// to supervise, the profile as it was.
     #[test]
-    fn containers_without_bpf_keep_the_engines_profile() {
+    fn containers_without_bpf_keep_the_engines_refusal() {
         let ns = NsPath::parse("/containers/a").expect("path");
         let mut c = config(&["CAP_CHOWN"]);
         let before = c["linux"].clone();
         rewrite(&mut c, &settings("/usr/bin/crun"), &ns).expect("rewrite");
         assert_eq!(c["linux"], before);
         assert_eq!(c["hooks"]["createRuntime"][0]["args"][2], "create-runtime");
+    }
+
+    /// Without CAP_BPF or CAP_SYS_ADMIN, but with a profile that allows bpf() (none at all:
+    /// `seccomp=unconfined`) or ioctl(): supervised all the same, the listener handed to
+    /// bpfnsd (an exec'd process may hold more than the bounding set; CAP_PERFMON and
+    /// CAP_NET_ADMIN reach BPF through ioctl() and PROG_QUERY).
+    #[test]
+    fn containers_without_bpf_are_supervised_where_their_profile_lets_them_reach_bpf() {
+        let ns = NsPath::parse("/containers/a").expect("path");
+        let mut unconfined = config(&["CAP_NET_ADMIN"]);
+        unconfined["linux"]["seccomp"] = Value::Null;
+        rewrite(&mut unconfined, &settings("/usr/sbin/runc"), &ns).expect("rewrite");
+        let mut ioctl = config(&["CAP_PERFMON"]);
+        ioctl["linux"]["seccomp"]["syscalls"]
+            .as_array_mut()
+            .expect("rules")
+            .push(json!({"names": ["ioctl"], "action": "SCMP_ACT_ALLOW"}));
+        rewrite(&mut ioctl, &settings("/usr/sbin/runc"), &ns).expect("rewrite");
+        for c in [&unconfined, &ioctl] {
+            assert_eq!(c["linux"]["seccomp"]["listenerPath"], "/run/b/seccomp.sock");
+            assert_eq!(c["linux"]["seccomp"]["listenerMetadata"], "/containers/a");
+        }
+        // The engine's refusal of bpf() stands where it refused it.
+        let bpf_rules: Vec<&Value> = ioctl["linux"]["seccomp"]["syscalls"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .filter(|r| {
+                r["names"]
+                    .as_array()
+                    .is_some_and(|n| n.contains(&json!("bpf")))
+            })
+            .collect();
+        assert_eq!(bpf_rules.len(), 1, "{bpf_rules:?}");
+        assert_eq!(bpf_rules[0]["action"], "SCMP_ACT_ERRNO");
     }
 }

@@ -19,8 +19,17 @@
 //! - `seccomp`: a filter with `SECCOMP_FILTER_FLAG_NEW_LISTENER` is refused (`EPERM`: a
 //!   listener of the container's own would answer for it), anything else allowed.
 //!
-//! `ioctl` and `seccomp` are rewritten only where the engine allowed them unconditionally;
-//! otherwise its rules for them stand.
+//! Every container gets them, whatever its capabilities: `PERF_EVENT_IOC_QUERY_BPF` needs
+//! only `CAP_PERFMON`, `BPF_PROG_QUERY` on a cgroup only `CAP_NET_ADMIN`, a profile may allow
+//! bpf() to anyone (`seccomp=unconfined`, Kubernetes' `Unconfined`), and a process joining the
+//! container (`exec --privileged`) may hold more than the container's bounding set.
+//! `bpf` is opened (the rules above) where the engine allowed it, or where the container holds
+//! `CAP_BPF` or `CAP_SYS_ADMIN` (podman's and Docker's profiles allow bpf() with
+//! `CAP_SYS_ADMIN` only; bpfns lets `CAP_BPF` do what the kernel lets it); otherwise the
+//! engine's refusal stands. A profile with conditional rules of its own for `bpf` is refused
+//! (bpfns cannot merge them without widening or narrowing them). `ioctl` and `seccomp` are
+//! rewritten only where the engine allowed them unconditionally; otherwise its rules for them
+//! stand.
 
 use serde_json::{json, Value};
 
@@ -117,8 +126,9 @@ pub fn seccomp_rules() -> Vec<Value> {
 }
 
 /// Rewrite `seccomp` (the value of `linux.seccomp`; `Null` if the engine set none, as for a
-/// privileged container) in place.
-pub fn rewrite(seccomp: &mut Value) -> Result<(), ProfileError> {
+/// privileged container) in place, for a container that holds `CAP_BPF` or `CAP_SYS_ADMIN`
+/// (`may_use_bpf`) or not. Returns whether a rule sends calls to the listener.
+pub fn rewrite(seccomp: &mut Value, may_use_bpf: bool) -> Result<bool, ProfileError> {
     if seccomp.is_null() {
         *seccomp = json!({
             "defaultAction": ALLOW,
@@ -164,8 +174,28 @@ pub fn rewrite(seccomp: &mut Value) -> Result<(), ProfileError> {
                     .is_none_or(|a| a.is_empty())
         })
     };
-    let mut take = vec!["bpf"];
-    let mut add = bpf_rules();
+    let bpf_named: Vec<&Value> = rules
+        .iter()
+        .filter(|r| names_of(r).contains(&"bpf"))
+        .collect();
+    if bpf_named.iter().any(|r| {
+        r.get("args")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    }) {
+        return Err(ProfileError(
+            "the container's seccomp profile has conditional rules for bpf(), which bpfns-oci \
+             cannot merge with its own without changing what they allow; fix: give it a profile \
+             whose bpf rule is unconditional (allowed or refused), or run it without bpfns-oci"
+                .into(),
+        ));
+    }
+    let mut take = Vec::new();
+    let mut add = Vec::new();
+    if may_use_bpf || allowed(rules, "bpf") {
+        take.push("bpf");
+        add = bpf_rules();
+    }
     for (name, extra) in [("ioctl", ioctl_rules()), ("seccomp", seccomp_rules())] {
         if allowed(rules, name) {
             take.push(name);
@@ -179,12 +209,15 @@ pub fn rewrite(seccomp: &mut Value) -> Result<(), ProfileError> {
         }
     }
     rules.retain(|r| !names_of(r).is_empty() || r.get("names").is_none());
+    let notify = add
+        .iter()
+        .any(|r| r.get("action").and_then(Value::as_str) == Some(NOTIFY));
     // A rule whose action is the default one is refused by some runtimes and changes nothing.
     rules.extend(
         add.into_iter()
             .filter(|r| r.get("action").and_then(Value::as_str) != Some(default.as_str())),
     );
-    Ok(())
+    Ok(notify)
 }
 
 fn names_of(r: &Value) -> Vec<&str> {
@@ -257,7 +290,7 @@ mod tests {
     #[test]
     fn bpf_commands_are_trapped_on_their_low_32_bits() {
         let mut s = podman_like();
-        rewrite(&mut s).expect("rewrite");
+        rewrite(&mut s, true).expect("rewrite");
         let rules = s["syscalls"].as_array().expect("rules").clone();
         for cmd in 0..CMD_LIMIT {
             for high in [0u64, 1 << 32, 0xffff_ffff_0000_0000] {
@@ -339,7 +372,7 @@ mod tests {
     #[test]
     fn privileged_containers_get_a_profile_of_their_own() {
         let mut s = Value::Null;
-        rewrite(&mut s).expect("rewrite");
+        rewrite(&mut s, true).expect("rewrite");
         assert_eq!(s["defaultAction"], ALLOW);
         let rules = s["syscalls"].as_array().expect("rules");
         // Only what differs from the default action: the notifications and refusals.
@@ -355,11 +388,73 @@ mod tests {
             "defaultAction": "SCMP_ACT_ERRNO",
             "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]
         });
-        rewrite(&mut s).expect("rewrite");
+        rewrite(&mut s, true).expect("rewrite");
         let rules = s["syscalls"].as_array().expect("rules");
         assert!(matching(rules, "ioctl", [0, 0x5401]).is_empty());
         assert!(matching(rules, "seccomp", [0, 0]).is_empty());
         assert_eq!(matching(rules, "bpf", [14, 0]), [NOTIFY]);
+    }
+
+    /// Without CAP_BPF or CAP_SYS_ADMIN the engine's refusal of bpf() stands (every command,
+    /// high bits or not), but `PERF_EVENT_IOC_QUERY_BPF` still goes to bpfnsd, and the
+    /// container gets no listener of its own.
+    #[test]
+    fn without_bpf_capabilities_the_engines_refusal_stands() {
+        let mut s = podman_like();
+        assert!(
+            rewrite(&mut s, false).expect("rewrite"),
+            "a listener is needed"
+        );
+        let rules = s["syscalls"].as_array().expect("rules").clone();
+        for cmd in [0u64, 14, 12, 1 << 32 | 12, 200] {
+            assert_eq!(matching(&rules, "bpf", [cmd, 0]), [ERRNO], "{cmd:x}");
+        }
+        let q = u64::from(PERF_EVENT_IOC_QUERY_BPF);
+        assert_eq!(one(&rules, "ioctl", [3, q]), NOTIFY);
+        // A listener of its own is refused (by the engine's default action, an ERRNO too).
+        let nl = u64::from(SECCOMP_FILTER_FLAG_NEW_LISTENER);
+        assert!(matching(&rules, "seccomp", [1, nl]).is_empty());
+        assert_eq!(s["defaultAction"], ERRNO);
+        assert_eq!(one(&rules, "seccomp", [1, 0]), ALLOW);
+    }
+
+    /// A profile that allows bpf() to anyone (`seccomp=unconfined`: no profile; or an
+    /// unconditional allow) gets the member filter's rules whatever the capabilities.
+    #[test]
+    fn where_the_engine_allows_bpf_it_is_supervised_whatever_the_capabilities() {
+        let mut none = Value::Null;
+        assert!(rewrite(&mut none, false).expect("rewrite"));
+        let mut allowing = json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["bpf", "read"], "action": "SCMP_ACT_ALLOW"}]
+        });
+        assert!(rewrite(&mut allowing, false).expect("rewrite"));
+        for s in [none, allowing] {
+            let rules = s["syscalls"].as_array().expect("rules").clone();
+            for cmd in TRAPPED {
+                for high in [0u64, 1 << 32] {
+                    assert_eq!(
+                        matching(&rules, "bpf", [high | u64::from(cmd), 0]),
+                        [NOTIFY],
+                        "{cmd}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// An engine's conditional rules for bpf() cannot be merged: refused, not widened.
+    #[test]
+    fn conditional_engine_rules_for_bpf_are_refused() {
+        let mut s = json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["bpf"], "action": "SCMP_ACT_ALLOW",
+                          "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]}]
+        });
+        for caps in [true, false] {
+            let e = rewrite(&mut s, caps).expect_err("conditional bpf rules");
+            assert!(e.0.contains("conditional rules for bpf()"), "{e}");
+        }
     }
 
     #[test]

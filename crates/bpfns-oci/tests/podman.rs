@@ -574,3 +574,93 @@ fn podman_through_bpfns_containers_install() {
         );
     }
 }
+
+/// A container without CAP_BPF or CAP_SYS_ADMIN whose profile allows bpf()
+/// (`seccomp=unconfined`) is supervised all the same: a process `podman exec --privileged`
+/// joins to it (every capability, more than the container's bounding set) and a container
+/// with CAP_NET_ADMIN walk the ids of their namespace only, never the host's.
+#[test]
+fn unconfined_containers_without_bpf_capabilities_are_supervised() {
+    if let Some(why) = podman_skip_reason() {
+        skip(why);
+        return;
+    }
+    let _serial = one_at_a_time();
+    let d = TestDaemon::start("podman-unconfined");
+    let p = Podman::new("unconfined", &d);
+    // A map of the host's (the root namespace's), pinned where the test alone uses it.
+    let host_map = format!("uc_host_{}", std::process::id());
+    let pin = format!("/sys/fs/bpf/bpfns-test-{host_map}");
+    struct Unpin(String);
+    impl Drop for Unpin {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _unpin = Unpin(pin.clone());
+    let out = Command::new("bpftool")
+        .args([
+            "map", "create", &pin, "type", "array", "key", "4", "value", "4",
+        ])
+        .args(["entries", "1", "name", &host_map])
+        .output()
+        .expect("bpftool");
+    assert!(out.status.success(), "{}", text(&out));
+    let maps = d.client().list(ObjectKind::Map).expect("list");
+    let host_id = maps
+        .iter()
+        .find(|m| m.name == host_map)
+        .map(|m| m.id)
+        .expect("the host's map");
+    // The ids a walk (MAP_GET_NEXT_ID, nothing opened) returns.
+    let walked = |t: &str| -> Vec<u32> {
+        value(t, "ids")
+            .unwrap_or_else(|| panic!("no walk: {t}"))
+            .split(',')
+            .filter_map(|v| v.parse().ok())
+            .collect()
+    };
+    let mounts = helper_mounts();
+    let name = format!("uc_{}", std::process::id());
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--runtime",
+        "bpfns-runc",
+        "--network=none",
+        "--security-opt",
+        "seccomp=unconfined",
+    ];
+    args.extend(mounts.iter().map(String::as_str));
+    args.extend_from_slice(&[IMAGE, "sleep", "600"]);
+    let out = p.podman(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = p.podman(&["exec", "--privileged", &name, "/helper", "list", "map"]);
+    let t = text(&out);
+    assert!(
+        !walked(&t).contains(&host_id),
+        "a privileged exec into an unconfined container walks to the host's map {host_id}: {t}"
+    );
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--runtime",
+        "bpfns-runc",
+        "--network=none",
+        "--cap-add",
+        "NET_ADMIN",
+        "--security-opt",
+        "seccomp=unconfined",
+    ];
+    args.extend(mounts.iter().map(String::as_str));
+    args.extend_from_slice(&[IMAGE, "/helper", "list", "map"]);
+    let out = p.podman(&args);
+    let t = text(&out);
+    assert!(
+        !walked(&t).contains(&host_id),
+        "an unconfined CAP_NET_ADMIN container walks to the host's map {host_id}: {t}"
+    );
+    let _ = p.podman(&["rm", "-f", "-t", "0", &name]);
+}

@@ -14,10 +14,11 @@
 //! no capabilities (uid 1000); CAP_BPF only (uid 0); CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN
 //! (uid 0); a BPF token in a user namespace (uid 1000 outside, root inside, token from a
 //! bpffs whose delegate_* options the privileged parent set); root of a user namespace (uid
-//! 1000 outside); host root. And three container levels: the attack runs as the process of a
+//! 1000 outside); host root. And four container levels: the attack runs as the process of a
 //! podman container of /t (`--runtime bpfns-runc`, `--annotation io.bpfns.namespace=/t`,
-//! private podman storage and configuration; `Podman`), `--privileged`, `--cap-add BPF` or
-//! `--userns=auto` (there with a BPF token where the container's /sys/fs/bpf delegates). The
+//! private podman storage and configuration; `Podman`), `--privileged`, `--cap-add BPF`,
+//! `--userns=auto --cap-add BPF` (there with a BPF token where the container's /sys/fs/bpf
+//! delegates) or `--security-opt seccomp=unconfined --cap-add NET_ADMIN,PERFMON`. The
 //! level is a parameter of how an attack is started (`Scene::attack_in`), so every scene runs
 //! at every level; what a container cannot apply (a target named by host pid) is "not run"
 //! with the reason.
@@ -62,9 +63,12 @@ enum Level {
     /// `podman run --userns=auto` (root of a user namespace; a BPF token where its bpffs
     /// delegates).
     CtrUserns,
+    /// `podman run --security-opt seccomp=unconfined --cap-add NET_ADMIN,PERFMON`: no
+    /// CAP_BPF or CAP_SYS_ADMIN, and no profile of the engine's refusing bpf().
+    CtrUnconf,
 }
 
-const ALL_LEVELS: [Level; 9] = [
+const ALL_LEVELS: [Level; 10] = [
     Level::NoCaps,
     Level::Bpf,
     Level::Caps3,
@@ -74,10 +78,11 @@ const ALL_LEVELS: [Level; 9] = [
     Level::CtrPriv,
     Level::CtrBpf,
     Level::CtrUserns,
+    Level::CtrUnconf,
 ];
 
 /// The levels this run covers: every one, unless `BPFNS_REDTEAM_LEVELS` names some (`exec`
-/// for the six `bpfns exec` levels, `containers` for the three container levels, or level
+/// for the six `bpfns exec` levels, `containers` for the four container levels, or level
 /// names as `Level::arg` spells them, comma-separated).
 fn levels() -> &'static [Level] {
     static L: std::sync::OnceLock<Vec<Level>> = std::sync::OnceLock::new();
@@ -115,6 +120,7 @@ impl Level {
             Level::CtrPriv => "ctr-priv",
             Level::CtrBpf => "ctr-bpf",
             Level::CtrUserns => "ctr-userns",
+            Level::CtrUnconf => "ctr-unconf",
         }
     }
     fn title(self) -> &'static str {
@@ -128,6 +134,7 @@ impl Level {
             Level::CtrPriv => "container --privileged",
             Level::CtrBpf => "container --cap-add BPF",
             Level::CtrUserns => "container --userns=auto",
+            Level::CtrUnconf => "container unconfined, NET_ADMIN+PERFMON",
         }
     }
     /// The level a victim of the same kind runs at (a token victim needs no token).
@@ -142,7 +149,10 @@ impl Level {
     }
     /// Started by podman (`bpfns-runc`) as a container of /t, not by `bpfns exec`.
     fn container(self) -> bool {
-        matches!(self, Level::CtrPriv | Level::CtrBpf | Level::CtrUserns)
+        matches!(
+            self,
+            Level::CtrPriv | Level::CtrBpf | Level::CtrUserns | Level::CtrUnconf
+        )
     }
     /// The `bpfns exec` level with the same standing towards the host: for what is out of
     /// scope (a privileged container is host root).
@@ -151,6 +161,7 @@ impl Level {
             Level::CtrPriv => Level::Host,
             Level::CtrBpf => Level::Bpf,
             Level::CtrUserns => Level::Userns,
+            Level::CtrUnconf => Level::Caps3,
             l => l,
         }
     }
@@ -160,6 +171,12 @@ impl Level {
             Level::CtrPriv => &["--privileged"],
             Level::CtrBpf => &["--cap-add", "BPF"],
             Level::CtrUserns => &["--userns=auto", "--cap-add", "BPF"],
+            Level::CtrUnconf => &[
+                "--security-opt",
+                "seccomp=unconfined",
+                "--cap-add",
+                "NET_ADMIN,PERFMON",
+            ],
             _ => &[],
         }
     }

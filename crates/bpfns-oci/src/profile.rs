@@ -23,13 +23,13 @@
 //! only `CAP_PERFMON`, `BPF_PROG_QUERY` on a cgroup only `CAP_NET_ADMIN`, a profile may allow
 //! bpf() to anyone (`seccomp=unconfined`, Kubernetes' `Unconfined`), and a process joining the
 //! container (`exec --privileged`) may hold more than the container's bounding set.
-//! `bpf` is opened (the rules above) where the engine allowed it, or where the container holds
-//! `CAP_BPF` or `CAP_SYS_ADMIN` (podman's and Docker's profiles allow bpf() with
-//! `CAP_SYS_ADMIN` only; bpfns lets `CAP_BPF` do what the kernel lets it); otherwise the
-//! engine's refusal stands. A profile with conditional rules of its own for `bpf` is refused
-//! (bpfns cannot merge them without widening or narrowing them). `ioctl` and `seccomp` are
-//! rewritten only where the engine allowed them unconditionally; otherwise its rules for them
-//! stand.
+//! Each of the three is rewritten where the engine's profile lets the call run — `ALLOW`, but
+//! also `LOG` (runs it), `TRACE` (a tracer lets it run: the container may trace itself) or an
+//! action bpfns does not know — and `bpf` also where the container holds `CAP_BPF` or
+//! `CAP_SYS_ADMIN` (podman's and Docker's profiles allow bpf() with `CAP_SYS_ADMIN` only; bpfns
+//! lets `CAP_BPF` do what the kernel lets it). Where the engine refuses the call (`ERRNO`,
+//! `KILL*`, `TRAP`) its rules stand. A profile with conditional rules of its own for one of
+//! the three is refused: bpfns cannot merge them without widening or narrowing them.
 
 use serde_json::{json, Value};
 
@@ -159,45 +159,28 @@ pub fn rewrite(seccomp: &mut Value, may_use_bpf: bool) -> Result<bool, ProfileEr
                 .ok_or_else(|| ProfileError("linux.seccomp.syscalls".into()))?
         }
     };
-    let allowed = |rules: &Vec<Value>, name: &str| {
-        let named: Vec<&Value> = rules
-            .iter()
-            .filter(|r| names_of(r).contains(&name))
-            .collect();
-        if named.is_empty() {
-            return default == ALLOW;
-        }
-        named.iter().any(|r| {
-            r.get("action").and_then(Value::as_str) == Some(ALLOW)
-                && r.get("args")
-                    .and_then(Value::as_array)
-                    .is_none_or(|a| a.is_empty())
-        })
-    };
-    let bpf_named: Vec<&Value> = rules
-        .iter()
-        .filter(|r| names_of(r).contains(&"bpf"))
-        .collect();
-    if bpf_named.iter().any(|r| {
-        r.get("args")
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty())
-    }) {
-        return Err(ProfileError(
-            "the container's seccomp profile has conditional rules for bpf(), which bpfns-oci \
-             cannot merge with its own without changing what they allow; fix: give it a profile \
-             whose bpf rule is unconditional (allowed or refused), or run it without bpfns-oci"
-                .into(),
-        ));
-    }
     let mut take = Vec::new();
     let mut add = Vec::new();
-    if may_use_bpf || allowed(rules, "bpf") {
-        take.push("bpf");
-        add = bpf_rules();
-    }
-    for (name, extra) in [("ioctl", ioctl_rules()), ("seccomp", seccomp_rules())] {
-        if allowed(rules, name) {
+    for (name, extra) in [
+        ("bpf", bpf_rules()),
+        ("ioctl", ioctl_rules()),
+        ("seccomp", seccomp_rules()),
+    ] {
+        let replace = match engine_answer(rules, &default, name) {
+            Answer::Conditional => {
+                return Err(ProfileError(format!(
+                    "the container's seccomp profile has conditional rules for {name}(), which \
+                     bpfns-oci cannot merge with its own without changing what they allow; fix: \
+                     give it a profile whose {name} rule is unconditional (allowed or refused), \
+                     or run it without bpfns-oci"
+                )))
+            }
+            Answer::Runs => true,
+            // podman's and Docker's profiles refuse bpf() without CAP_SYS_ADMIN: bpfns lets
+            // CAP_BPF do what the kernel lets it.
+            Answer::Refused => name == "bpf" && may_use_bpf,
+        };
+        if replace {
             take.push(name);
             add.extend(extra);
         }
@@ -218,6 +201,57 @@ pub fn rewrite(seccomp: &mut Value, may_use_bpf: bool) -> Result<bool, ProfileEr
             .filter(|r| r.get("action").and_then(Value::as_str) != Some(default.as_str())),
     );
     Ok(notify)
+}
+
+/// How the engine's profile answers a system call.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    /// The call may run: allowed, logged (`LOG`), left to a tracer (`TRACE`: the container can
+    /// be its own) or to a listener — or an action bpfns does not know.
+    Runs,
+    /// Refused: `ERRNO`, `KILL*`, `TRAP`.
+    Refused,
+    /// Rules with conditions decide.
+    Conditional,
+}
+
+fn refuses(action: &str) -> bool {
+    matches!(
+        action,
+        "SCMP_ACT_ERRNO"
+            | "SCMP_ACT_KILL"
+            | "SCMP_ACT_KILL_PROCESS"
+            | "SCMP_ACT_KILL_THREAD"
+            | "SCMP_ACT_TRAP"
+    )
+}
+
+/// The engine's answer for `name`: its rules naming it, else its default action.
+fn engine_answer(rules: &[Value], default: &str, name: &str) -> Answer {
+    let named: Vec<&Value> = rules
+        .iter()
+        .filter(|r| names_of(r).contains(&name))
+        .collect();
+    if named.iter().any(|r| {
+        r.get("args")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    }) {
+        return Answer::Conditional;
+    }
+    let actions: Vec<&str> = if named.is_empty() {
+        vec![default]
+    } else {
+        named
+            .iter()
+            .map(|r| r.get("action").and_then(Value::as_str).unwrap_or(""))
+            .collect()
+    };
+    if actions.iter().all(|a| refuses(a)) {
+        Answer::Refused
+    } else {
+        Answer::Runs
+    }
 }
 
 fn names_of(r: &Value) -> Vec<&str> {
@@ -454,6 +488,66 @@ mod tests {
         for caps in [true, false] {
             let e = rewrite(&mut s, caps).expect_err("conditional bpf rules");
             assert!(e.0.contains("conditional rules for bpf()"), "{e}");
+        }
+    }
+
+    /// Profiles that let a call run without `SCMP_ACT_ALLOW` — a `LOG` default, a `TRACE`
+    /// rule (the container can be its own tracer), an unknown action — are rewritten as an
+    /// allowing one, with or without capabilities; conditional rules for ioctl() or seccomp()
+    /// are refused, not merged.
+    #[test]
+    fn every_action_that_lets_a_call_run_is_supervised() {
+        let q = u64::from(PERF_EVENT_IOC_QUERY_BPF);
+        let log_default = json!({"defaultAction": "SCMP_ACT_LOG", "syscalls": []});
+        let trace_bpf = json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [
+                {"names": ["bpf"], "action": "SCMP_ACT_TRACE", "errnoRet": 1},
+                {"names": ["ioctl"], "action": "SCMP_ACT_LOG"},
+            ]
+        });
+        let unknown = json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["bpf", "ioctl"], "action": "SCMP_ACT_SOMETHING_NEW"}]
+        });
+        for (what, profile) in [("log", log_default), ("trace", trace_bpf), ("new", unknown)] {
+            for caps in [false, true] {
+                let mut s = profile.clone();
+                assert!(
+                    rewrite(&mut s, caps).expect("rewrite"),
+                    "{what}: a listener"
+                );
+                let rules = s["syscalls"].as_array().expect("rules").clone();
+                for cmd in TRAPPED {
+                    assert_eq!(
+                        matching(&rules, "bpf", [u64::from(cmd), 0]),
+                        [NOTIFY],
+                        "{what} {cmd}"
+                    );
+                }
+                assert_eq!(one(&rules, "ioctl", [3, q]), NOTIFY, "{what}");
+                // The engine's rules for them are gone (none would outrank bpfns's).
+                assert!(
+                    rules.iter().all(|r| {
+                        !names_of(r).contains(&"bpf")
+                            || r["action"] == NOTIFY
+                            || r["action"] == ALLOW
+                    }),
+                    "{what}: {rules:?}"
+                );
+            }
+        }
+        for name in ["ioctl", "seccomp"] {
+            let mut s = json!({
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "syscalls": [{"names": [name], "action": "SCMP_ACT_ALLOW",
+                              "args": [{"index": 1, "value": 0x5412, "op": "SCMP_CMP_NE"}]}]
+            });
+            let e = rewrite(&mut s, true).expect_err("conditional rules");
+            assert!(
+                e.0.contains(&format!("conditional rules for {name}()")),
+                "{e}"
+            );
         }
     }
 

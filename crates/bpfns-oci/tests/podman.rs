@@ -575,8 +575,8 @@ fn podman_through_bpfns_containers_install() {
     }
 }
 
-/// A container without CAP_BPF or CAP_SYS_ADMIN whose profile allows bpf()
-/// (`seccomp=unconfined`) is supervised all the same: a process `podman exec --privileged`
+/// A container without CAP_BPF or CAP_SYS_ADMIN whose profile lets bpf() run
+/// (`seccomp=unconfined`, a profile that only logs) is supervised all the same: a process `podman exec --privileged`
 /// joins to it (every capability, more than the container's bounding set) and a container
 /// with CAP_NET_ADMIN walk the ids of their namespace only, never the host's.
 #[test]
@@ -621,28 +621,45 @@ fn unconfined_containers_without_bpf_capabilities_are_supervised() {
             .collect()
     };
     let mounts = helper_mounts();
-    let name = format!("uc_{}", std::process::id());
-    let mut args = vec![
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--runtime",
-        "bpfns-runc",
-        "--network=none",
-        "--security-opt",
-        "seccomp=unconfined",
-    ];
-    args.extend(mounts.iter().map(String::as_str));
-    args.extend_from_slice(&[IMAGE, "sleep", "600"]);
-    let out = p.podman(&args);
-    assert!(out.status.success(), "{}", text(&out));
-    let out = p.podman(&["exec", "--privileged", &name, "/helper", "list", "map"]);
-    let t = text(&out);
-    assert!(
-        !walked(&t).contains(&host_id),
-        "a privileged exec into an unconfined container walks to the host's map {host_id}: {t}"
-    );
+    // No profile, and one whose default action logs the call and lets it run.
+    let log_profile = p.dir.join("log.json");
+    std::fs::write(
+        &log_profile,
+        r#"{"defaultAction": "SCMP_ACT_LOG",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": []}"#,
+    )
+    .expect("log.json");
+    for (i, profile) in ["unconfined".to_string(), log_profile.display().to_string()]
+        .iter()
+        .enumerate()
+    {
+        let name = format!("uc{i}_{}", std::process::id());
+        let opt = format!("seccomp={profile}");
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--runtime",
+            "bpfns-runc",
+            "--network=none",
+            "--security-opt",
+            &opt,
+        ];
+        args.extend(mounts.iter().map(String::as_str));
+        args.extend_from_slice(&[IMAGE, "sleep", "600"]);
+        let out = p.podman(&args);
+        assert!(out.status.success(), "{}", text(&out));
+        let out = p.podman(&["exec", "--privileged", &name, "/helper", "list", "map"]);
+        let t = text(&out);
+        assert!(
+            !walked(&t).contains(&host_id),
+            "a privileged exec into a container with seccomp={profile} walks to the host's map \
+             {host_id}: {t}"
+        );
+        let _ = p.podman(&["rm", "-f", "-t", "0", &name]);
+    }
     let mut args = vec![
         "run",
         "--rm",
@@ -662,5 +679,4 @@ fn unconfined_containers_without_bpf_capabilities_are_supervised() {
         !walked(&t).contains(&host_id),
         "an unconfined CAP_NET_ADMIN container walks to the host's map {host_id}: {t}"
     );
-    let _ = p.podman(&["rm", "-f", "-t", "0", &name]);
 }

@@ -440,6 +440,7 @@ fn enter_container_refuses_other_processes() {
     let dir = std::env::temp_dir().join(format!("bpfns-runtime-init-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
+    let _remove = RemoveDir(dir.clone());
     let listener = std::os::unix::net::UnixListener::bind(dir.join("s")).expect("bind");
     let client = std::os::unix::net::UnixStream::connect(dir.join("s")).expect("connect");
     let (accepted, _) = listener.accept().expect("accept");
@@ -455,5 +456,13 @@ fn enter_container_refuses_other_processes() {
     assert!(t.contains("bundle"), "{t}");
     assert_eq!(c.ns_identify(o.pid).expect("identify").namespace, "/rt");
     drop((o, mine, bare, connected, accepted, listener));
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Removes a directory on drop (also when the test fails).
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -243,12 +243,10 @@ fn userns_on_runc() {
     userns_containers_use_tokens("runc");
 }
 
-/// crun 1.8 does not work yet: for a user-namespace container, `enter_container` refuses the
-/// init (its parent is not the crun process that runs the hook), and crun sends the listener
-/// from a `CLONE_FILES` child of the tagged init, which the kernel side stops (see
-/// `podman_on_crun` in tests/podman.rs and docs/containers.md).
+/// crun starts a user-namespace container's init as its grandchild (the child it cloned into
+/// the new user namespace forks the init and exits): bpfnsd knows it by the socket pair it
+/// shares with crun (see `started_by_runtime` and docs/containers.md).
 #[test]
-#[ignore = "crun: enter_container refuses a user-namespace container's init (not the hook's sibling), and the listener comes from a CLONE_FILES child (docs/containers.md)"]
 fn userns_on_crun() {
     userns_containers_use_tokens("crun");
 }
@@ -280,6 +278,20 @@ fn container_bpffs_refuses_other_processes() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(e.to_string().contains("not a container's init"), "{e}");
+    // An orphan in a mount namespace of its own, holding a socket pair with this process
+    // (not the caller's parent): not what a runtime started.
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair().expect("pair");
+    let o = Orphan::start(Some(theirs.into()));
+    if o.adopted_by_our_parent() {
+        skip(ADOPTED);
+    } else {
+        let e = c
+            .container_bpffs("/refusals", o.pid)
+            .expect_err("a pair with someone else");
+        assert!(e.to_string().contains("not a container's init"), "{e}");
+        assert!(e.to_string().contains("socket pair"), "{e}");
+    }
+    drop((o, mine));
     let e = c
         .container_bpffs("/nowhere", std::process::id() as i32)
         .expect_err("no namespace");
@@ -287,4 +299,170 @@ fn container_bpffs_refuses_other_processes() {
     use std::os::unix::fs::MetadataExt;
     let after = std::fs::metadata(&info.bpffs).expect("bpffs");
     assert_eq!(before.dev(), after.dev(), "the namespace keeps its bpffs");
+}
+
+/// A `sleep` orphaned in a mount namespace of its own (the shell that started it exits, and
+/// the kernel reparents it to a subreaper above this test or to pid 1: an ancestor of this
+/// test's parent), holding `hold` (as its stdin) if given. Killed on drop.
+struct Orphan {
+    pid: i32,
+    pidfd: std::os::fd::OwnedFd,
+}
+
+impl Orphan {
+    fn start(hold: Option<std::os::fd::OwnedFd>) -> Self {
+        use std::process::{Command, Stdio};
+        let stdin = hold.map_or_else(Stdio::null, Stdio::from);
+        // A background job's stdin is /dev/null unless redirected: hand it over on fd 3.
+        let out = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg("exec 3<&0; sleep 60 <&3 3<&- >/dev/null 2>&1 & echo $!")
+            .stdin(stdin)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("unshare");
+        assert!(out.status.success(), "unshare: {}", text(&out));
+        let pid: i32 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("the orphan's pid");
+        let pidfd = bpfns_sys::process::open_pidfd(pid).expect("the orphan");
+        Orphan { pid, pidfd }
+    }
+}
+
+/// Why an orphan's refusal by a direct caller is not tried.
+const ADOPTED: &str = "the refusal of an orphan holding a socket pair with the caller (this \
+     test's parent is a subreaper: it adopted the orphan, which is then its child, as a \
+     runtime's init is)";
+
+impl Orphan {
+    /// Whether this test's parent adopted it (a subreaper): the orphan is then its child.
+    fn adopted_by_our_parent(&self) -> bool {
+        let ours = bpfns_sys::procfs::parent_pid(std::process::id() as i32);
+        ours.is_some() && bpfns_sys::procfs::parent_pid(self.pid) == ours
+    }
+}
+
+impl Drop for Orphan {
+    fn drop(&mut self) {
+        use std::os::fd::AsFd;
+        let _ = bpfns_sys::unix::pidfd_kill(self.pidfd.as_fd());
+    }
+}
+
+/// Run bpfns-oci's `createRuntime` hook for "init" `pid` (this test is then the runtime: the
+/// hook's parent); the bundle does not exist, so a hook that got past `enter_container` fails
+/// reading it.
+fn hook_for(d: &TestDaemon, namespace: &str, pid: i32) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut hook = Command::new(common::wrapper_path())
+        .args(["hook", "create-runtime", "--socket"])
+        .arg(&d.socket)
+        .args(["--namespace", namespace])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bpfns-oci hook");
+    let state = format!(r#"{{"id":"runtime-init","pid":{pid},"bundle":"/nonexistent/bpfns"}}"#);
+    hook.stdin
+        .take()
+        .expect("stdin")
+        .write_all(state.as_bytes())
+        .expect("state");
+    let out = hook.wait_with_output().expect("hook");
+    assert!(
+        !out.status.success(),
+        "the hook cannot succeed here: {}",
+        text(&out)
+    );
+    text(&out)
+}
+
+/// `enter_container` takes only a process the runtime running the hook started: its child,
+/// or (crun's user-namespace init) a process that holds one end of a socket pair whose other
+/// end the runtime holds, reparented above it. A process of the host that is neither is
+/// refused and stays where it is, whatever else it holds.
+#[test]
+fn enter_container_refuses_other_processes() {
+    if let Some(why) = bpfns_tests::skip_reason() {
+        skip(why);
+        return;
+    }
+    if common::which("unshare").is_none() {
+        skip("unshare (util-linux) is not installed");
+        return;
+    }
+    let d = TestDaemon::start("runtime-init");
+    let mut c = d.client();
+    c.ns_create("/rt").expect("ns_create");
+    let not_init = |e: &str| e.contains("not a container's init");
+    let untagged = |c: &mut bpfns_client::Client, pid: i32| {
+        let p = c.ns_identify(pid).expect("identify");
+        assert_eq!(p.namespace, "/", "process {pid} stays where it was");
+    };
+    // This test calls: the process must be a child of this test's parent.
+    let mut child = std::process::Command::new("unshare")
+        .args(["-m", "sleep", "30"])
+        .spawn()
+        .expect("sleep");
+    let e = c
+        .enter_container("/rt", child.id() as i32)
+        .expect_err("our own child");
+    assert!(not_init(&e.to_string()), "{e}");
+    untagged(&mut c, child.id() as i32);
+    let _ = child.kill();
+    let _ = child.wait();
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair().expect("pair");
+    let o = Orphan::start(Some(theirs.into()));
+    if o.adopted_by_our_parent() {
+        skip(ADOPTED);
+    } else {
+        let e = c
+            .enter_container("/rt", o.pid)
+            .expect_err("a pair with someone else");
+        assert!(
+            not_init(&e.to_string()) && e.to_string().contains("socket pair"),
+            "{e}"
+        );
+        untagged(&mut c, o.pid);
+    }
+
+    // The hook calls, this test is its runtime. An orphan holding nothing of ours:
+    let bare = Orphan::start(None);
+    let t = hook_for(&d, "/rt", bare.pid);
+    assert!(not_init(&t) && t.contains("socket pair"), "{t}");
+    untagged(&mut c, bare.pid);
+    // ... one holding our end of a connection to a listening socket of ours (named: not a
+    // pair; a runtime's console socket is of that kind) ...
+    let dir = std::env::temp_dir().join(format!("bpfns-runtime-init-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let _remove = RemoveDir(dir.clone());
+    let listener = std::os::unix::net::UnixListener::bind(dir.join("s")).expect("bind");
+    let client = std::os::unix::net::UnixStream::connect(dir.join("s")).expect("connect");
+    let (accepted, _) = listener.accept().expect("accept");
+    let connected = Orphan::start(Some(client.into()));
+    let t = hook_for(&d, "/rt", connected.pid);
+    assert!(not_init(&t) && t.contains("socket pair"), "{t}");
+    untagged(&mut c, connected.pid);
+    // ... and one holding the other end of a pair with us: what a runtime's init holds,
+    // which no other process of the host can come by. It is taken (the hook fails later, at
+    // the missing bundle).
+    let t = hook_for(&d, "/rt", o.pid);
+    assert!(!not_init(&t), "{t}");
+    assert!(t.contains("bundle"), "{t}");
+    assert_eq!(c.ns_identify(o.pid).expect("identify").namespace, "/rt");
+    drop((o, mine, bare, connected, accepted, listener));
+}
+
+/// Removes a directory on drop (also when the test fails).
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -88,6 +88,32 @@ pub fn parent_pid(pid: i32) -> Option<i32> {
     ppid_from_stat(&read_stat(pid).ok()?)
 }
 
+/// The inodes of the sockets process `pid` holds open (`/proc/PID/fd/N` → `socket:[INO]`).
+pub fn socket_inodes(pid: i32) -> io::Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        // An fd closed while listing is skipped.
+        let Ok(target) = std::fs::read_link(entry?.path()) else {
+            continue;
+        };
+        if let Some(ino) = socket_inode(&target.to_string_lossy()) {
+            out.push(ino);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// The inode of an fd link target `socket:[INO]`.
+pub fn socket_inode(target: &str) -> Option<u32> {
+    target
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
 /// The mount points of a `mountinfo` text (the fifth field of each line, its `\ooo` escapes
 /// of space, tab, newline and backslash undone), in the order listed (parents before the
 /// mounts on them).
@@ -226,6 +252,20 @@ pub fn is_bpf_token(fd: std::os::fd::BorrowedFd<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socket_fd_targets() {
+        assert_eq!(socket_inode("socket:[189585723]"), Some(189585723));
+        assert_eq!(socket_inode("pipe:[12]"), None);
+        assert_eq!(socket_inode("/tmp/socket:[12]"), None);
+        assert_eq!(socket_inode("socket:[x]"), None);
+        let (a, _b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        use std::os::unix::fs::MetadataExt;
+        let a = std::fs::File::from(std::os::fd::OwnedFd::from(a));
+        let ino = a.metadata().expect("fstat").ino() as u32;
+        let mine = socket_inodes(std::process::id() as i32).expect("our fds");
+        assert!(mine.contains(&ino), "{mine:?} lacks {ino}");
+    }
 
     #[test]
     fn mountinfo_mount_points() {

@@ -1,5 +1,6 @@
 //! Unix-socket plumbing for the bpfnsd protocol: frames with file descriptors (SCM_RIGHTS)
-//! and who is on the other end (SO_PEERPIDFD, SO_PEERCRED).
+//! and who is on the other end (SO_PEERPIDFD, SO_PEERCRED; sock_diag for other processes'
+//! sockets).
 
 use std::io::IoSlice;
 use std::mem::MaybeUninit;
@@ -330,4 +331,210 @@ pub fn set_timeouts(sock: impl AsFd, timeout: Option<std::time::Duration>) -> Re
     set_socket_timeout(&sock, Timeout::Recv, timeout)
         .map_err(|e| SysError::new("SO_RCVTIMEO", e))?;
     set_socket_timeout(&sock, Timeout::Send, timeout).map_err(|e| SysError::new("SO_SNDTIMEO", e))
+}
+
+// ---- sock_diag: who holds the other end of a Unix socket ------------------------------------
+
+/// What the kernel's `sock_diag` says of one Unix socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixSocketDiag {
+    /// Its inode (what `/proc/PID/fd/N` shows as `socket:[INO]`).
+    pub ino: u32,
+    /// The inode of the socket it is connected to, if any.
+    pub peer: Option<u32>,
+    /// Whether it has an address: bound, or accepted from a bound listener (both ends of a
+    /// `socketpair()` have none).
+    pub named: bool,
+}
+
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLMSG_ERROR: u16 = 2;
+const NLM_F_REQUEST: u16 = 1;
+const UDIAG_SHOW_NAME: u32 = 1;
+const UDIAG_SHOW_PEER: u32 = 4;
+const UNIX_DIAG_NAME: u16 = 0;
+const UNIX_DIAG_PEER: u16 = 2;
+const NLMSG_HDRLEN: usize = 16;
+/// `struct unix_diag_msg`.
+const UNIX_DIAG_MSG_LEN: usize = 16;
+
+/// A `NETLINK_SOCK_DIAG` socket, for asking the kernel about sockets of the caller's network
+/// namespace.
+#[derive(Debug)]
+pub struct SockDiag(OwnedFd);
+
+impl SockDiag {
+    pub fn open() -> Result<Self> {
+        use rustix::net::{netlink, AddressFamily, SocketFlags, SocketType};
+        let sock = rustix::net::socket_with(
+            AddressFamily::NETLINK,
+            SocketType::RAW,
+            SocketFlags::CLOEXEC,
+            Some(netlink::SOCK_DIAG),
+        )
+        .map_err(|e| SysError::new("socket(AF_NETLINK, NETLINK_SOCK_DIAG)", e))?;
+        set_timeouts(&sock, Some(std::time::Duration::from_secs(5)))?;
+        Ok(Self(sock))
+    }
+
+    /// One exact lookup of the Unix socket with inode `ino`: its peer and whether it is
+    /// named. `ENOENT` when no such Unix socket exists in this network namespace (closed, not
+    /// a Unix socket, or made in another network namespace).
+    pub fn unix(&self, ino: u32) -> Result<UnixSocketDiag> {
+        let op = || format!("sock_diag of Unix socket {ino}");
+        // struct nlmsghdr, then struct unix_diag_req.
+        let mut req = Vec::with_capacity(NLMSG_HDRLEN + 24);
+        req.extend_from_slice(&((NLMSG_HDRLEN + 24) as u32).to_ne_bytes());
+        req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        req.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+        req.extend_from_slice(&ino.to_ne_bytes()); // sequence number
+        req.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
+        req.push(libc::AF_UNIX as u8);
+        req.push(0); // protocol
+        req.extend_from_slice(&0u16.to_ne_bytes());
+        req.extend_from_slice(&u32::MAX.to_ne_bytes()); // states: all (only dumps filter)
+        req.extend_from_slice(&ino.to_ne_bytes());
+        req.extend_from_slice(&(UDIAG_SHOW_NAME | UDIAG_SHOW_PEER).to_ne_bytes());
+        req.extend_from_slice(&u32::MAX.to_ne_bytes()); // no cookie
+        req.extend_from_slice(&u32::MAX.to_ne_bytes());
+        loop {
+            match rustix::net::send(&self.0, &req, SendFlags::empty()) {
+                Ok(_) => break,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(SysError::new(op(), e)),
+            }
+        }
+        let mut buf = vec![0u8; 8192];
+        let n = loop {
+            match rustix::net::recv(&self.0, &mut buf[..], RecvFlags::empty()) {
+                Ok((n, _)) => break n,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(SysError::new(op(), e)),
+            }
+        };
+        parse_unix_diag(&buf[..n.min(buf.len())], ino).map_err(|e| SysError::new(op(), e))
+    }
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Parse the kernel's answer to [`SockDiag::unix`]: one `unix_diag_msg` with its
+/// attributes, or an error message.
+fn parse_unix_diag(b: &[u8], ino: u32) -> std::result::Result<UnixSocketDiag, Errno> {
+    let bad = Errno::PROTO;
+    let len = u32_at(b, 0).ok_or(bad)? as usize;
+    let kind = u16_at(b, 4).ok_or(bad)?;
+    if len < NLMSG_HDRLEN || len > b.len() {
+        return Err(bad);
+    }
+    let b = &b[..len];
+    if kind == NLMSG_ERROR {
+        let code = u32_at(b, NLMSG_HDRLEN).ok_or(bad)? as i32;
+        return Err(if code < 0 {
+            Errno::from_raw_os_error(-code)
+        } else {
+            bad
+        });
+    }
+    if kind != SOCK_DIAG_BY_FAMILY || len < NLMSG_HDRLEN + UNIX_DIAG_MSG_LEN {
+        return Err(bad);
+    }
+    if u32_at(b, NLMSG_HDRLEN + 4) != Some(ino) {
+        return Err(bad);
+    }
+    let mut diag = UnixSocketDiag {
+        ino,
+        peer: None,
+        named: false,
+    };
+    let mut at = NLMSG_HDRLEN + UNIX_DIAG_MSG_LEN;
+    while at + 4 <= len {
+        let alen = u16_at(b, at).ok_or(bad)? as usize;
+        let atype = u16_at(b, at + 2).ok_or(bad)?;
+        if alen < 4 || at + alen > len {
+            return Err(bad);
+        }
+        match atype {
+            UNIX_DIAG_NAME => diag.named = true,
+            UNIX_DIAG_PEER => diag.peer = Some(u32_at(b, at + 4).ok_or(bad)?),
+            _ => {}
+        }
+        at += (alen + 3) & !3;
+    }
+    Ok(diag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn ino(fd: impl AsFd) -> u32 {
+        let f = std::fs::File::from(fd.as_fd().try_clone_to_owned().expect("dup"));
+        f.metadata().expect("fstat").ino() as u32
+    }
+
+    #[test]
+    fn sock_diag_tells_socket_pairs_from_named_connections() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let (ia, ib) = (ino(&a), ino(&b));
+        let diag = SockDiag::open().expect("sock_diag");
+        let da = diag.unix(ia).expect("diag a");
+        assert_eq!(da.peer, Some(ib));
+        assert!(!da.named);
+        assert_eq!(diag.unix(ib).expect("diag b").peer, Some(ia));
+
+        let dir = std::env::temp_dir().join(format!("bpfns-sys-diag-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("s");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let client = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        let (ic, is) = (ino(&client), ino(&server));
+        let dc = diag.unix(ic).expect("diag client");
+        let ds = diag.unix(is).expect("diag server");
+        assert_eq!((dc.peer, ds.peer), (Some(is), Some(ic)));
+        assert!(!dc.named, "the client is unnamed");
+        assert!(ds.named, "the accepted end has the listener's name");
+        assert!(diag.unix(ino(&listener)).expect("listener").named);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        drop((a, b));
+        let gone = diag.unix(ia).expect_err("closed");
+        assert_eq!(gone.errno, Errno::NOENT, "{gone}");
+    }
+
+    #[test]
+    fn sock_diag_answers_are_parsed_strictly() {
+        assert_eq!(parse_unix_diag(&[], 1), Err(Errno::PROTO));
+        let mut err = Vec::new();
+        err.extend_from_slice(&20u32.to_ne_bytes());
+        err.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        err.extend_from_slice(&[0; 10]);
+        err.extend_from_slice(&(-2i32).to_ne_bytes());
+        assert_eq!(parse_unix_diag(&err, 1), Err(Errno::NOENT));
+        // An attribute running past the message.
+        let mut m = Vec::new();
+        m.extend_from_slice(&36u32.to_ne_bytes());
+        m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        m.extend_from_slice(&[0; 10]);
+        m.extend_from_slice(&[1, 5, 1, 0]);
+        m.extend_from_slice(&7u32.to_ne_bytes());
+        m.extend_from_slice(&[0; 8]);
+        m.extend_from_slice(&40u16.to_ne_bytes());
+        m.extend_from_slice(&UNIX_DIAG_PEER.to_ne_bytes());
+        assert_eq!(parse_unix_diag(&m, 7), Err(Errno::PROTO));
+        assert_eq!(
+            parse_unix_diag(&m, 8),
+            Err(Errno::PROTO),
+            "another socket's answer"
+        );
+    }
 }

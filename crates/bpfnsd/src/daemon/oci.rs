@@ -81,6 +81,120 @@ struct CallerLabel {
     pid: i32,
 }
 
+/// How many ancestors of a runtime [`started_by_runtime`] looks through, and how many sockets
+/// of a process it asks about (a container's init holds a few).
+const MAX_ANCESTORS: usize = 256;
+const MAX_SOCKETS: usize = 4096;
+
+/// Check that process `pid` is the container init started by the runtime whose hook is
+/// `caller` (the hook's parent is the runtime process). Kernel facts only, either:
+///
+/// - its parent is the runtime: runc starts the init with `CLONE_PARENT`, crun as its child
+///   when one clone makes all the container's namespaces; or
+/// - it holds one end of a socket pair whose other end the runtime holds, and its parent is
+///   an ancestor of the runtime. crun, for a container in a new user namespace (or joining a
+///   pid namespace), clones a child that forks the init and exits before the hook runs: the
+///   kernel reparents the init to the nearest subreaper above the runtime (conmon, a
+///   containerd shim) or to pid 1. The init keeps its end of the socket pair the runtime made
+///   before cloning (its synchronisation socket, close-on-exec, closed in the runtime): no
+///   other process of the host holds an end of a pair the runtime made unless the runtime
+///   handed it one. Both ends are unnamed, which a connection to a listening socket (a
+///   console socket, bpfnsd's receiver) never is.
+pub(crate) fn started_by_runtime(caller: i32, pid: i32) -> Result<(), Failure> {
+    let refused = |why: String| {
+        Failure::new(
+            ErrorCode::Denied,
+            format!(
+                "process {pid} was not started by the runtime that runs this hook ({why}): \
+                 not a container's init"
+            ),
+        )
+    };
+    let Some(runtime) = parent_pid(caller) else {
+        return Err(refused("the caller's parent cannot be read".into()));
+    };
+    let Some(parent) = parent_pid(pid) else {
+        return Err(Failure::new(
+            ErrorCode::NotFound,
+            format!("no process {pid}"),
+        ));
+    };
+    if parent == runtime {
+        return Ok(());
+    }
+    let mut above = runtime;
+    let mut ancestor = false;
+    for _ in 0..MAX_ANCESTORS {
+        match parent_pid(above) {
+            Some(p) if p > 0 => {
+                if p == parent {
+                    ancestor = true;
+                    break;
+                }
+                above = p;
+            }
+            _ => break,
+        }
+    }
+    if !ancestor {
+        return Err(refused(format!(
+            "its parent {parent} is neither the caller's parent {runtime} nor an ancestor of it"
+        )));
+    }
+    match socket_pair_with(pid, runtime) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(refused(format!(
+            "its parent {parent} is not the caller's parent {runtime}, and it holds no end of \
+             a socket pair whose other end that process holds"
+        ))),
+        Err(e) => Err(refused(format!(
+            "its parent {parent} is not the caller's parent {runtime}, and its sockets could \
+             not be compared with that process's: {e} (bpfnsd must run in the runtime's \
+             network namespace, with sock_diag for Unix sockets: CONFIG_UNIX_DIAG)"
+        ))),
+    }
+}
+
+/// Whether process `pid` holds an unnamed Unix socket connected to an unnamed one process
+/// `other` holds (the two ends of a `socketpair()`).
+fn socket_pair_with(pid: i32, other: i32) -> Result<bool, String> {
+    use bpfns_sys::procfs::socket_inodes;
+    let read = |p: i32| socket_inodes(p).map_err(|e| format!("reading /proc/{p}/fd: {e}"));
+    let theirs = read(other)?;
+    if theirs.is_empty() {
+        return Ok(false);
+    }
+    let mine = read(pid)?;
+    let diag = bpfns_sys::unix::SockDiag::open().map_err(|e| e.to_string())?;
+    let mut failed = None;
+    for &ino in mine.iter().take(MAX_SOCKETS) {
+        let d = match diag.unix(ino) {
+            Ok(d) => d,
+            // Not a Unix socket, or closed meanwhile.
+            Err(e) if e.errno == bpfns_sys::Errno::NOENT => continue,
+            Err(e) => {
+                failed = Some(e.to_string());
+                continue;
+            }
+        };
+        let Some(peer) = d
+            .peer
+            .filter(|p| !d.named && theirs.binary_search(p).is_ok())
+        else {
+            continue;
+        };
+        match diag.unix(peer) {
+            Ok(p) if !p.named && p.peer == Some(ino) => return Ok(true),
+            Ok(_) => {}
+            Err(e) => failed = Some(e.to_string()),
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(false),
+    }
+}
+
 /// The annotation that names a container's namespace.
 pub const NAMESPACE_ANNOTATION: &str = "io.bpfns.namespace";
 
@@ -90,9 +204,8 @@ impl Daemon {
     /// `enter` needs the process to be the caller's child; a runtime's hook is not the init's
     /// parent. What is checked instead, all kernel facts: the caller is a host administrator
     /// in the root namespace (a runtime runs as host root); the process is alive (through the
-    /// pidfd everything is then done with); it has the caller's parent (the runtime process
-    /// that started the init and runs the hook: crun and runc both start the init as their
-    /// child, runc with `CLONE_PARENT`), so it is not some other process of the host; it is in
+    /// pidfd everything is then done with); it was started by the runtime process that runs
+    /// the hook ([`started_by_runtime`]), so it is not some other process of the host; it is in
     /// a mount namespace other than the caller's (the container's); and it is untagged or
     /// already in the target (a retried hook), never moved out of another namespace.
     pub(crate) fn enter_container(&self, caller: &Caller, path: &str, pid: i32) -> Answer {
@@ -127,16 +240,7 @@ impl Daemon {
         }
         let gone = || Failure::new(ErrorCode::NotFound, format!("no process {pid}"));
         let pidfd = bpfns_sys::process::open_pidfd(pid).map_err(|_| gone())?;
-        let runtime = parent_pid(caller.pid);
-        if runtime.is_none() || parent_pid(pid) != runtime {
-            return Err(Failure::new(
-                ErrorCode::Denied,
-                format!(
-                    "process {pid} was not started by the runtime that runs this hook (its \
-                     parent is not the caller's parent): not a container's init"
-                ),
-            ));
-        }
+        started_by_runtime(caller.pid, pid)?;
         let mnt = |p: i32| bpfns_sys::mounts::namespace_inode(p, "mnt").ok();
         if mnt(pid).is_none() || mnt(pid) == mnt(caller.pid) {
             return Err(Failure::new(

@@ -19,7 +19,7 @@ use bpfns_proto::{ErrorCode, Reply};
 use bpfns_sys::userns::Delegation;
 
 use super::{Answer, Daemon, Failure};
-use crate::caller::{parent_pid, Caller};
+use crate::caller::Caller;
 use crate::supervisor::attr::is_tracing_class;
 
 /// The bpf() commands a container's token delegates: those the kernel takes a token for
@@ -120,8 +120,8 @@ impl Daemon {
     /// init `pid`, delegating what the namespace's policy allows (see the module).
     ///
     /// Host administrators outside namespaces only (a runtime's hook). The init must be the
-    /// one the hook just put into `path` (`enter_container`: tagged with it, a sibling of the
-    /// caller) and in a user namespace other than bpfnsd's. The instance it replaces must hold
+    /// one the hook just put into `path` (`enter_container`: tagged with it, started by the
+    /// runtime that runs the hook) and in a user namespace other than bpfnsd's. The instance it replaces must hold
     /// no pins (they would be hidden from the namespace), and must not be the instance of
     /// another container of the namespace that still runs.
     pub(crate) fn container_bpffs(&self, caller: &Caller, path: &str, pid: i32) -> Answer {
@@ -151,16 +151,7 @@ impl Daemon {
         }
         let gone = || Failure::new(ErrorCode::NotFound, format!("no process {pid}"));
         let pidfd = bpfns_sys::process::open_pidfd(pid).map_err(|_| gone())?;
-        let runtime = parent_pid(caller.pid);
-        if runtime.is_none() || parent_pid(pid) != runtime {
-            return Err(Failure::new(
-                ErrorCode::Denied,
-                format!(
-                    "process {pid} was not started by the runtime that runs this hook (its \
-                     parent is not the caller's parent): not a container's init"
-                ),
-            ));
-        }
+        super::oci::started_by_runtime(caller.pid, pid)?;
         let tag = self
             .kernel
             .task_ns(pidfd.as_fd())

@@ -423,17 +423,24 @@ fn exec_joins_the_container(runtime: &str) {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    // (Its id is gone with it: any binding of a namespace the registry lacks counts.)
+    // (Its id is gone with it: any binding of a namespace the registry lacks counts. The
+    // registry lets go of a namespace before the kernel side does: wait for both.)
     let known = |ns| d.daemon().ns_name(ns).starts_with("/containers/");
-    assert!(
+    let clean = || {
         kernel
             .cgroup_bindings()
             .expect("bindings")
             .iter()
-            .all(|x| known(x.2) && d.daemon().ns_name(x.2) != "/containers/xb"),
-        "{:?}",
-        kernel.cgroup_bindings()
-    );
+            .all(|x| known(x.2) && d.daemon().ns_name(x.2) != "/containers/xb")
+    };
+    while !clean() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bindings of /containers/xb outlived it: {:?}",
+            kernel.cgroup_bindings()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -447,7 +447,7 @@ pub struct InstallArgs {
     #[arg(long)]
     pub default: bool,
     /// The runtime bpfns-oci runs for docker and containerd, and podman's default with
-    /// --default (crun does not work with bpfns yet: docs/containers.md).
+    /// --default (both work: docs/containers.md; runc is what Docker and containerd ship with).
     #[arg(long, value_enum, default_value = "runc")]
     pub runtime: OciRuntime,
     /// Put back what was there before bpfns registered itself.

@@ -143,6 +143,14 @@ impl Engine for Podman {
     fn is_namespace_of(&self, name: &str, namespace: &str) -> bool {
         namespace == format!("/containers/{name}")
     }
+
+    fn exec(&self, name: &str, cmd: &[&str]) -> Output {
+        self.command()
+            .args(["exec", name])
+            .args(cmd)
+            .output()
+            .expect("running podman exec")
+    }
 }
 
 impl Drop for Podman {

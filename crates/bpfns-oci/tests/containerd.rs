@@ -141,14 +141,12 @@ impl Engine for Containerd {
     fn exec(&self, name: &str, cmd: &[&str]) -> Output {
         static EXECS: AtomicU32 = AtomicU32::new(0);
         let id = format!("x{}", EXECS.fetch_add(1, Ordering::Relaxed));
-        self.ctr()
-            .args(["task", "exec", "--exec-id", &id, "--fifo-dir"])
+        let mut c = self.ctr();
+        c.args(["task", "exec", "--exec-id", &id, "--fifo-dir"])
             .arg(self.dir.join("fifo"))
             .arg(name)
-            .args(cmd)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running ctr task exec")
+            .args(cmd);
+        common::output_within(c, "ctr task exec")
     }
 }
 

@@ -167,11 +167,9 @@ impl Engine for Docker {
     }
 
     fn exec(&self, name: &str, cmd: &[&str]) -> Output {
-        self.docker()
-            .args(["exec", &container(name)])
-            .args(cmd)
-            .output()
-            .expect("running docker exec")
+        let mut c = self.docker();
+        c.args(["exec", &container(name)]).args(cmd);
+        common::output_within(c, "docker exec")
     }
 }
 

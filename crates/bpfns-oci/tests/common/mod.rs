@@ -247,6 +247,35 @@ pub fn wait_for(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// The output of `c`, which must end within [`STEP`] (killed and a failure otherwise): an
+/// engine's client that hangs must not hang the test.
+pub fn output_within(mut c: Command, what: &str) -> Output {
+    let child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: running {c:?}: {e}"));
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(STEP) {
+        Ok(out) => out.unwrap_or_else(|e| panic!("{what}: {c:?}: {e}")),
+        Err(_) => {
+            // SAFETY: a plain kill(2) of our own child, not reaped yet (its waiter still
+            // waits for it).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let out = rx.recv().ok().and_then(Result::ok);
+            panic!(
+                "{what}: {c:?} did not end within {STEP:?}: {}",
+                out.map(|o| text(&o)).unwrap_or_default()
+            );
+        }
+    }
+}
+
 /// Which runtime a container is started with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runtime {
@@ -651,12 +680,15 @@ pub fn wait_exec_ready(e: &dyn Engine, name: &str, running: Option<&mut Running>
 /// no hook runs for an exec). Its `bpftool map list` lists exactly its container's map (not
 /// the sibling's, nor the root's), it opens its container's pin, opening the sibling's map by
 /// id fails as for a map that does not exist (`ENOENT`), and a map it creates and pins is
-/// owned by its container's namespace. Returns the namespaces of `a` and `b`.
+/// owned by its container's namespace, also one made by its very first call. `helper` is
+/// the shell command that execs the test helper inside the containers (its arguments follow).
+/// Returns the namespaces of `a` and `b`.
 pub fn exec_joins_the_container(
     e: &dyn Engine,
     d: &TestDaemon,
     a: &str,
     b: &str,
+    helper: &str,
 ) -> (String, String) {
     let name = e.name();
     let maps = d.client().list(ObjectKind::Map).expect("list");
@@ -720,6 +752,32 @@ pub fn exec_joins_the_container(
         "{name}: exec in {a} opens {b}'s map by id, or fails otherwise than ENOENT: {t}"
     );
 
+    // Its first call is an untrapped MAP_CREATE (the test helper, which `sh -c` execs):
+    // the map is the container's namespace's, so the process was in it before it ran.
+    // (Pinned: the map outlives the helper.)
+    let out = e.exec(
+        a,
+        &[
+            "sh",
+            "-c",
+            // Its stdin at its end: the helper holds the map until EOF (`ctr task exec`
+            // gives it a FIFO that stays open).
+            // `create-perfmon`: with every capability it holds (`create` drops
+            // CAP_SYS_ADMIN, Docker's only capability for BPF).
+            &format!("{helper} create-perfmon map /sys/fs/bpf/{a}_first </dev/null"),
+        ],
+    );
+    let t = text(&out);
+    let first = value_of(&t, "id").unwrap_or_else(|| panic!("{name}: the helper: {t}"));
+    let maps = d.client().list(ObjectKind::Map).expect("list");
+    let owner = maps.iter().find(|m| m.id == first).map(|m| &m.namespace);
+    eprintln!("{name}: exec in {a}: its first call made map {first}, owned by {owner:?}");
+    assert_eq!(
+        owner,
+        Some(&ns_a),
+        "{name}: the first map of an exec'd process is not its container's namespace's"
+    );
+
     // A map an exec'd process creates and pins is its container's namespace's.
     let made = format!("{a}_exec");
     // What the kernel keeps of it (BPF_OBJ_NAME_LEN).
@@ -766,6 +824,14 @@ pub fn exec_joins_the_container(
 pub fn exec_table(e: &dyn Engine, d: &TestDaemon, dir: &Path, prefix: &str) {
     let share = dir.join("exec-share");
     std::fs::create_dir_all(&share).expect("mkdir");
+    // The test helper, at /x in the containers, with the one library it needs that the image
+    // lacks.
+    std::fs::copy(bpfns_tests::keeper_program(), share.join("helper")).expect("the helper");
+    std::fs::copy(
+        "/lib/x86_64-linux-gnu/libgcc_s.so.1",
+        share.join("libgcc_s.so.1"),
+    )
+    .expect("libgcc_s");
     let pid = std::process::id();
     let (a, b) = (format!("{prefix}_xa_{pid}"), format!("{prefix}_xb_{pid}"));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -774,7 +840,7 @@ pub fn exec_table(e: &dyn Engine, d: &TestDaemon, dir: &Path, prefix: &str) {
         wait_exec_ready(e, &a, Some(&mut ca));
         let mut cb = Running::start(e.spawn(&exec_target(&b, &share)), "container b");
         wait_exec_ready(e, &b, Some(&mut cb));
-        exec_joins_the_container(e, d, &a, &b);
+        exec_joins_the_container(e, d, &a, &b, "export LD_LIBRARY_PATH=/x; exec /x/helper");
         std::fs::write(share.join("go"), "").expect("go");
         for (n, c) in [(&a, ca), (&b, cb)] {
             let out = c.finish();

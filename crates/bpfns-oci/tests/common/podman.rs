@@ -145,11 +145,9 @@ impl Engine for Podman {
     }
 
     fn exec(&self, name: &str, cmd: &[&str]) -> Output {
-        self.command()
-            .args(["exec", name])
-            .args(cmd)
-            .output()
-            .expect("running podman exec")
+        let mut c = self.command();
+        c.args(["exec", name]).args(cmd);
+        super::output_within(c, "podman exec")
     }
 }
 

@@ -7,7 +7,8 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bpfns_tests::{skip, TestDaemon};
@@ -21,6 +22,8 @@ const CTR_NAMESPACE: &str = "bpfns-test";
 struct Containerd {
     dir: PathBuf,
     daemon: Child,
+    /// The cgroup parent of its containers.
+    cgroups: String,
     _host_dirs: common::HostDirs,
     wrappers: Wrappers,
 }
@@ -56,6 +59,7 @@ impl Containerd {
         let c = Containerd {
             dir,
             daemon,
+            cgroups: common::cgroup_parent("containerd", name),
             _host_dirs: host_dirs,
             wrappers,
         };
@@ -109,10 +113,7 @@ impl Engine for Containerd {
                 "--annotation",
                 &format!("io.bpfns.namespace=/containers/{}", s.name),
             ])
-            .args([
-                "--cgroup",
-                &format!("/{}/{}", common::cgroup_parent("containerd"), s.name),
-            ]);
+            .args(["--cgroup", &format!("/{}/{}", self.cgroups, s.name)]);
         if s.privileged {
             c.arg("--privileged");
         } else {
@@ -135,6 +136,18 @@ impl Engine for Containerd {
     fn is_namespace_of(&self, name: &str, namespace: &str) -> bool {
         namespace == format!("/containers/{name}")
     }
+
+    /// `ctr task exec`, with an exec id of its own and its FIFOs under the private directory.
+    fn exec(&self, name: &str, cmd: &[&str]) -> Output {
+        static EXECS: AtomicU32 = AtomicU32::new(0);
+        let id = format!("x{}", EXECS.fetch_add(1, Ordering::Relaxed));
+        let mut c = self.ctr();
+        c.args(["task", "exec", "--exec-id", &id, "--fifo-dir"])
+            .arg(self.dir.join("fifo"))
+            .arg(name)
+            .args(cmd);
+        common::output_within(c, "ctr task exec")
+    }
 }
 
 impl Drop for Containerd {
@@ -154,7 +167,7 @@ impl Drop for Containerd {
         }
         common::stop(&mut self.daemon, Duration::from_secs(10));
         common::remove_private_dir(&self.dir);
-        common::remove_cgroups(&common::cgroup_parent("containerd"));
+        common::remove_cgroups(&self.cgroups);
     }
 }
 
@@ -170,4 +183,21 @@ fn containerd_shim_on_runc() {
     let d = TestDaemon::start("containerd");
     let c = Containerd::new("runc", &d);
     common::rfc_table(&c, &d, &c.dir, "ctr");
+}
+
+/// `ctr task exec` into running containers joins each one's namespace (no hook runs for an
+/// exec: the shim runs `runc exec`, which joins the process to the container's cgroups,
+/// bound to its namespace).
+#[test]
+fn containerd_exec_on_runc() {
+    if let Some(why) = common::engine_skip_reason(
+        "containerd",
+        &["containerd", "ctr", "containerd-shim-runc-v2", "runc"],
+    ) {
+        skip(why);
+        return;
+    }
+    let d = TestDaemon::start("containerd-exec");
+    let c = Containerd::new("exec", &d);
+    common::exec_table(&c, &d, &c.dir, "ctr");
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use bpfns_tests::{skip, TestDaemon};
@@ -17,6 +17,8 @@ use common::{Engine, Runtime, Spec, Wrappers};
 struct Docker {
     dir: PathBuf,
     daemon: Child,
+    /// The cgroup parent of its containers.
+    cgroups: String,
     _host_dirs: common::HostDirs,
 }
 
@@ -35,6 +37,7 @@ impl Docker {
         let host_dirs = common::HostDirs::note(&[common::SHIM_DIRS, common::DOCKER_DIRS].concat());
         let dir = common::private_dir("docker", name);
         let w = Wrappers::new(&dir, d);
+        let cgroups = common::cgroup_parent("docker", name);
         let config = serde_json::json!({
             "runtimes": {
                 "bpfns": {"path": w.up.join("bpfns-oci-runc")},
@@ -55,7 +58,7 @@ impl Docker {
             .arg("--config-file")
             .arg(dir.join("daemon.json"))
             .arg("--cgroup-parent")
-            .arg(format!("/{}", common::cgroup_parent("docker")))
+            .arg(format!("/{cgroups}"))
             // Nothing of the host's network changes: no rules, no bridge, no sysctls.
             .args([
                 "--iptables=false",
@@ -72,6 +75,7 @@ impl Docker {
         let k = Docker {
             dir,
             daemon,
+            cgroups,
             _host_dirs: host_dirs,
         };
         common::wait_for("dockerd answers", Duration::from_secs(60), || {
@@ -161,6 +165,12 @@ impl Engine for Docker {
         !id.is_empty()
             && (namespace.contains(&id) || namespace.ends_with(&format!("/{}", container(name))))
     }
+
+    fn exec(&self, name: &str, cmd: &[&str]) -> Output {
+        let mut c = self.docker();
+        c.args(["exec", &container(name)]).args(cmd);
+        common::output_within(c, "docker exec")
+    }
 }
 
 impl Drop for Docker {
@@ -186,7 +196,7 @@ impl Drop for Docker {
             }
         }
         common::remove_private_dir(&self.dir);
-        common::remove_cgroups(&common::cgroup_parent("docker"));
+        common::remove_cgroups(&self.cgroups);
     }
 }
 
@@ -208,4 +218,27 @@ fn docker_runtime_on_runc() {
     let d = TestDaemon::start("docker");
     let k = Docker::new("runc", &d);
     common::rfc_table(&k, &d, &k.dir, "dk");
+}
+
+/// `docker exec` into running containers joins each one's namespace (no hook runs for an
+/// exec: containerd's shim runs `runc exec`, which joins the process to the container's
+/// cgroups, bound to its namespace).
+#[test]
+fn docker_exec_on_runc() {
+    if let Some(why) = common::engine_skip_reason(
+        "docker.io",
+        &[
+            "dockerd",
+            "containerd",
+            "containerd-shim-runc-v2",
+            "runc",
+            "/usr/bin/docker",
+        ],
+    ) {
+        skip(why);
+        return;
+    }
+    let d = TestDaemon::start("docker-exec");
+    let k = Docker::new("exec", &d);
+    common::exec_table(&k, &d, &k.dir, "dk");
 }

@@ -15,7 +15,7 @@ use std::process::Command;
 use bpfns_model::ObjectKind;
 use bpfns_tests::{skip, TestDaemon};
 use common::podman::{one_at_a_time, podman_skip_reason, Podman, IMAGE};
-use common::{create_and_list, text, wrapper_path, Sockets};
+use common::{create_and_list, text, wrapper_path, Engine, Sockets};
 
 /// The bpfnsd the containers use: one of the test's own, or a running one named by the
 /// environment, shared by the tests that run at once and by earlier runs: there, namespace
@@ -235,8 +235,9 @@ fn exec_joins_the_container(runtime: &str) {
     let rt = format!("bpfns-{runtime}");
     let mounts = helper_mounts();
     let (a, b) = (format!("{runtime}_xa"), format!("{runtime}_xb"));
-    for (name, ns) in [(&a, "xa"), (&b, "xb")] {
-        let ann = format!("io.bpfns.namespace=/containers/{ns}");
+    for name in [&a, &b] {
+        // As the engine tests name namespaces (`Engine::is_namespace_of`).
+        let ann = format!("io.bpfns.namespace=/containers/{name}");
         let script = format!(
             "bpftool map create /sys/fs/bpf/{name} type array key 4 value 4 entries 1 \
              name {name} && touch /tmp/ready && exec sleep 600"
@@ -259,123 +260,12 @@ fn exec_joins_the_container(runtime: &str) {
         let out = p.podman(&args);
         assert!(out.status.success(), "container {name}: {}", text(&out));
     }
-    let exec = |name: &str, cmd: &[&str]| {
-        let mut args = vec!["exec", name];
-        args.extend_from_slice(cmd);
-        p.podman(&args)
-    };
     for name in [&a, &b] {
-        let ready = (0..100).any(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            exec(name, &["test", "-e", "/tmp/ready"]).status.success()
-        });
-        assert!(
-            ready,
-            "container {name} never made its map: {} {} {}",
-            text(&p.podman(&["logs", name])),
-            text(&p.podman(&[
-                "inspect",
-                name,
-                "--format",
-                "{{.State.ExitCode}} {{.State.Error}}"
-            ])),
-            text(&exec(name, &["cat", "/proc/self/cgroup"]))
-        );
+        common::wait_exec_ready(&p, name, None);
     }
-    let maps = d.client().list(ObjectKind::Map).expect("list");
-    let id_of = |maps: &[bpfns_proto::ObjectInfo], n: &str| {
-        maps.iter()
-            .find(|m| m.name == n)
-            .map(|m| m.id)
-            .unwrap_or_else(|| panic!("no map {n}: {maps:?}"))
-    };
-    let b_id = id_of(&maps, &b);
-
-    // Its view: its own map listed and opened by pin, the sibling's not, nor root's.
-    let out = exec(&a, &["bpftool", "map", "list"]);
-    let t = text(&out);
-    assert!(out.status.success(), "{t}");
-    assert!(
-        t.contains(&format!("name {a}")),
-        "exec sees its container's map: {t}"
-    );
-    assert!(!t.contains(&b), "exec sees the sibling's map: {t}");
-    assert!(!t.contains("task_ns"), "exec sees the root's maps: {t}");
-    let out = exec(
-        &a,
-        &[
-            "bpftool",
-            "map",
-            "show",
-            "pinned",
-            &format!("/sys/fs/bpf/{a}"),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "exec opens its container's pin: {}",
-        text(&out)
-    );
-    let out = exec(&a, &["bpftool", "map", "show", "id", &b_id.to_string()]);
-    assert!(
-        !out.status.success(),
-        "exec opened the sibling's map by id: {}",
-        text(&out)
-    );
-
-    // Its first call is an untrapped MAP_CREATE: the map is the container's, so the process
-    // was in its namespace before it ran.
-    // (Pinned: the map outlives the helper.)
-    let out = exec(
-        &a,
-        &[
-            "/helper",
-            "create",
-            "map",
-            &format!("/sys/fs/bpf/{a}_first"),
-        ],
-    );
-    let t = text(&out);
-    let first: u32 = value(&t, "id")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{t}"));
-    // bpftool too, pinned.
-    let pin = format!("/sys/fs/bpf/{a}_exec");
-    let out = exec(
-        &a,
-        &[
-            "bpftool",
-            "map",
-            "create",
-            &pin,
-            "type",
-            "array",
-            "key",
-            "4",
-            "value",
-            "4",
-            "entries",
-            "1",
-            "name",
-            &format!("{a}_exec"),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    let maps = d.client().list(ObjectKind::Map).expect("list");
-    let owner = |id: u32| {
-        maps.iter()
-            .find(|m| m.id == id)
-            .map(|m| m.namespace.clone())
-    };
-    assert_eq!(owner(first).as_deref(), Some("/containers/xa"), "{maps:?}");
-    assert_eq!(
-        owner(id_of(&maps, &format!("{a}_exec"))).as_deref(),
-        Some("/containers/xa"),
-        "{maps:?}"
-    );
-    let out = exec(&b, &["bpftool", "map", "list"]);
-    let t = text(&out);
-    assert!(t.contains(&b) && !t.contains(&a), "b's exec view: {t}");
+    // Its view, its pin, the sibling's id, the maps it creates: as for Docker and containerd.
+    let (_, ns_b) = common::exec_joins_the_container(&p, &d, &a, &b, "exec /helper");
+    let exec = |name: &str, cmd: &[&str]| p.exec(name, cmd);
 
     // User code may not share its fd table with a new process: not the container's first
     // program, nor an exec'd one.
@@ -407,19 +297,19 @@ fn exec_joins_the_container(runtime: &str) {
             .cgroup_bindings()
             .expect("bindings")
             .iter()
-            .filter(|x| d.daemon().ns_name(x.2) == "/containers/xb")
+            .filter(|x| d.daemon().ns_name(x.2) == ns_b)
             .count()
     };
     assert!(bound() > 0, "{:?}", kernel.cgroup_bindings());
     let out = p.podman(&["rm", "-f", "-t", "0", &b]);
     assert!(out.status.success(), "{}", text(&out));
-    // bpfnsd made /containers/xb for the container: it deletes it once the container is
+    // bpfnsd made b's namespace for the container: it deletes it once the container is
     // removed.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while d.client().ns_show("/containers/xb").is_ok() {
+    while d.client().ns_show(&ns_b).is_ok() {
         assert!(
             std::time::Instant::now() < deadline,
-            "/containers/xb outlived its container"
+            "{ns_b} outlived its container"
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -431,12 +321,12 @@ fn exec_joins_the_container(runtime: &str) {
             .cgroup_bindings()
             .expect("bindings")
             .iter()
-            .all(|x| known(x.2) && d.daemon().ns_name(x.2) != "/containers/xb")
+            .all(|x| known(x.2) && d.daemon().ns_name(x.2) != ns_b)
     };
     while !clean() {
         assert!(
             std::time::Instant::now() < deadline,
-            "bindings of /containers/xb outlived it: {:?}",
+            "bindings of {ns_b} outlived it: {:?}",
             kernel.cgroup_bindings()
         );
         std::thread::sleep(std::time::Duration::from_millis(100));

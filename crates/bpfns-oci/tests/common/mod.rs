@@ -156,10 +156,11 @@ pub fn remove_private_dir(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The cgroup the private engine instance puts its containers under (in every hierarchy):
-/// not the one a host engine uses (`docker`, containerd's namespaces), removed on drop.
-pub fn cgroup_parent(engine: &str) -> String {
-    format!("bpfns-test-{engine}-{}", std::process::id())
+/// The cgroup the private engine instance `name` puts its containers under (in every
+/// hierarchy): not the one a host engine uses (`docker`, containerd's namespaces), nor
+/// another instance's of the same test binary, removed on drop.
+pub fn cgroup_parent(engine: &str, name: &str) -> String {
+    format!("bpfns-test-{engine}-{name}-{}", std::process::id())
 }
 
 /// Remove the (empty, once the containers are gone) cgroup `name` from every hierarchy.
@@ -246,6 +247,35 @@ pub fn wait_for(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// The output of `c`, which must end within [`STEP`] (killed and a failure otherwise): an
+/// engine's client that hangs must not hang the test.
+pub fn output_within(mut c: Command, what: &str) -> Output {
+    let child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: running {c:?}: {e}"));
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(STEP) {
+        Ok(out) => out.unwrap_or_else(|e| panic!("{what}: {c:?}: {e}")),
+        Err(_) => {
+            // SAFETY: a plain kill(2) of our own child, not reaped yet (its waiter still
+            // waits for it).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let out = rx.recv().ok().and_then(Result::ok);
+            panic!(
+                "{what}: {c:?} did not end within {STEP:?}: {}",
+                out.map(|o| text(&o)).unwrap_or_default()
+            );
+        }
+    }
+}
+
 /// Which runtime a container is started with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runtime {
@@ -279,6 +309,9 @@ pub trait Engine {
     fn spawn(&self, spec: &Spec<'_>) -> Command;
     /// Whether `namespace` is the one bpfns-oci put the running container `name` in.
     fn is_namespace_of(&self, name: &str, namespace: &str) -> bool;
+    /// The engine's exec: `cmd` run as a new process of the running container `name`, to its
+    /// end.
+    fn exec(&self, name: &str, cmd: &[&str]) -> Output;
     /// The engine's client in a container run to its end.
     fn run(&self, spec: &Spec<'_>) -> Output {
         let mut c = self.spawn(spec);
@@ -590,4 +623,238 @@ fn table_once(e: &dyn Engine, d: &TestDaemon, share: &Path, prefix: &str, attemp
     assert!(!out.status.success(), "started without bpfnsd: {t}");
     assert!(!t.contains("started\n"), "{t}");
     assert!(t.contains("cannot connect to bpfnsd"), "{t}");
+}
+
+/// A container allowed BPF that creates its pinned map `name` (named as the container), says
+/// so in `/tmp/ready` and runs until `/x/go` appears in `share` (at most [`STEP`] five times).
+pub fn exec_target<'a>(name: &'a str, share: &'a Path) -> Spec<'a> {
+    let script = format!(
+        "bpftool map create /sys/fs/bpf/{name} type array key 4 value 4 entries 1 name {name} \
+           || {{ echo create-failed; exit 1; }}\n\
+         touch /tmp/ready\n\
+         i=0; while [ ! -e /x/go ] && [ $i -lt {} ]; do sleep 0.1; i=$((i+1)); done\n",
+        STEP.as_secs() * 50
+    );
+    Spec {
+        name,
+        runtime: Runtime::Bpfns,
+        bpf: true,
+        privileged: false,
+        share: Some(share),
+        script,
+    }
+}
+
+/// Wait until the running container `name` (see [`exec_target`]) made its map, asking through
+/// the engine's exec; `running` is its client, whose output tells why when it ended.
+pub fn wait_exec_ready(e: &dyn Engine, name: &str, running: Option<&mut Running>) {
+    let until = Instant::now() + STEP;
+    let mut running = running;
+    loop {
+        if e.exec(name, &["test", "-e", "/tmp/ready"]).status.success() {
+            return;
+        }
+        let ended = running.as_mut().is_some_and(|r| r.ended());
+        if ended || Instant::now() > until {
+            // Its client's output so far (killed first if it still runs).
+            let out = running.and_then(|r| r.child.take()).map(|mut c| {
+                let _ = c.kill();
+                c.wait_with_output()
+                    .map(|o| text(&o))
+                    .unwrap_or_else(|e| e.to_string())
+            });
+            panic!(
+                "{}: container {name} never made its map: {}; its cgroups: {}",
+                e.name(),
+                out.unwrap_or_default(),
+                text(&e.exec(name, &["cat", "/proc/self/cgroup"]))
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// An engine's exec into running containers `a` and `b` (each with its pinned map named as
+/// the container, see [`exec_target`]): the process joins its container's namespace before it
+/// runs (runtimes join it to the container's cgroups, which bpfnsd bound to the namespace;
+/// no hook runs for an exec). Its `bpftool map list` lists exactly its container's map (not
+/// the sibling's, nor the root's), it opens its container's pin, opening the sibling's map by
+/// id fails as for a map that does not exist (`ENOENT`), and a map it creates and pins is
+/// owned by its container's namespace, also one made by its very first call. `helper` is
+/// the shell command that execs the test helper inside the containers (its arguments follow).
+/// Returns the namespaces of `a` and `b`.
+pub fn exec_joins_the_container(
+    e: &dyn Engine,
+    d: &TestDaemon,
+    a: &str,
+    b: &str,
+    helper: &str,
+) -> (String, String) {
+    let name = e.name();
+    let maps = d.client().list(ObjectKind::Map).expect("list");
+    let find = |maps: &[bpfns_proto::ObjectInfo], n: &str| {
+        maps.iter()
+            .find(|m| m.name == n)
+            .map(|m| (m.id, m.namespace.clone()))
+            .unwrap_or_else(|| panic!("{name}: the host does not see map {n}: {maps:?}"))
+    };
+    let ((a_id, ns_a), (b_id, ns_b)) = (find(&maps, a), find(&maps, b));
+    assert!(
+        e.is_namespace_of(a, &ns_a) && e.is_namespace_of(b, &ns_b) && ns_a != ns_b,
+        "{name}: the containers' maps are owned by {ns_a} and {ns_b}"
+    );
+
+    for (me, sib, my_id) in [(a, b, a_id), (b, a, b_id)] {
+        let out = e.exec(me, &["bpftool", "map", "list"]);
+        let t = text(&out);
+        eprintln!("{name}: exec in {me}: bpftool map list:\n{t}");
+        assert!(out.status.success(), "{name} exec in {me}: {t}");
+        let listed: Vec<&str> = t
+            .lines()
+            .filter(|l| {
+                l.split_once(':')
+                    .is_some_and(|(id, _)| id.parse::<u32>().is_ok())
+            })
+            .collect();
+        assert_eq!(
+            listed.len(),
+            1,
+            "{name}: exec in {me} lists exactly its container's map: {t}"
+        );
+        assert!(
+            listed[0].starts_with(&format!("{my_id}: array  name {me}")),
+            "{name}: exec in {me} lists its container's map: {t}"
+        );
+        assert!(!t.contains(sib), "{name}: exec in {me} sees {sib}: {t}");
+    }
+
+    let out = e.exec(
+        a,
+        &[
+            "bpftool",
+            "map",
+            "show",
+            "pinned",
+            &format!("/sys/fs/bpf/{a}"),
+        ],
+    );
+    let t = text(&out);
+    assert!(
+        out.status.success() && t.contains(&format!("{a_id}: array  name {a}")),
+        "{name}: exec opens its container's pin: {t}"
+    );
+    // The sibling's map by id: as if it did not exist.
+    let out = e.exec(a, &["bpftool", "map", "show", "id", &b_id.to_string()]);
+    let t = text(&out);
+    eprintln!("{name}: exec in {a}: bpftool map show id {b_id} ({b}'s):\n{t}");
+    assert!(
+        !out.status.success() && t.contains("No such file or directory"),
+        "{name}: exec in {a} opens {b}'s map by id, or fails otherwise than ENOENT: {t}"
+    );
+
+    // Its first call is an untrapped MAP_CREATE (the test helper, which `sh -c` execs):
+    // the map is the container's namespace's, so the process was in it before it ran.
+    // (Pinned: the map outlives the helper.)
+    let out = e.exec(
+        a,
+        &[
+            "sh",
+            "-c",
+            // Its stdin at its end: the helper holds the map until EOF (`ctr task exec`
+            // gives it a FIFO that stays open).
+            // `create-perfmon`: with every capability it holds (`create` drops
+            // CAP_SYS_ADMIN, Docker's only capability for BPF).
+            &format!("{helper} create-perfmon map /sys/fs/bpf/{a}_first </dev/null"),
+        ],
+    );
+    let t = text(&out);
+    let first = value_of(&t, "id").unwrap_or_else(|| panic!("{name}: the helper: {t}"));
+    let maps = d.client().list(ObjectKind::Map).expect("list");
+    let owner = maps.iter().find(|m| m.id == first).map(|m| &m.namespace);
+    eprintln!("{name}: exec in {a}: its first call made map {first}, owned by {owner:?}");
+    assert_eq!(
+        owner,
+        Some(&ns_a),
+        "{name}: the first map of an exec'd process is not its container's namespace's"
+    );
+
+    // A map an exec'd process creates and pins is its container's namespace's.
+    let made = format!("{a}_exec");
+    // What the kernel keeps of it (BPF_OBJ_NAME_LEN).
+    let made_name: String = made.chars().take(15).collect();
+    let out = e.exec(
+        a,
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "bpftool map create /sys/fs/bpf/{made} type array key 4 value 4 entries 1 \
+                 name {made} && bpftool map show pinned /sys/fs/bpf/{made}"
+            ),
+        ],
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "{name}: exec creates a map: {t}");
+    let maps = d.client().list(ObjectKind::Map).expect("list");
+    let (made_id, owner) = find(&maps, &made_name);
+    eprintln!("{name}: exec in {a} made map {made_id}, owned by {owner}");
+    assert_eq!(
+        owner, ns_a,
+        "{name}: the map an exec'd process made is not its container's namespace's"
+    );
+    assert!(t.contains(&format!("{made_id}: array")), "{t}");
+    // Its container sees it; the sibling does not, neither listed nor by id.
+    let out = e.exec(a, &["bpftool", "map", "list"]);
+    assert!(
+        text(&out).contains(&format!("name {made_name}")),
+        "{name}: exec in {a} does not list the map it made: {}",
+        text(&out)
+    );
+    let out = e.exec(b, &["bpftool", "map", "show", "id", &made_id.to_string()]);
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("No such file or directory"),
+        "{name}: exec in {b} opens the map made by an exec in {a}: {t}"
+    );
+    (ns_a, ns_b)
+}
+
+/// The exec table of Docker and containerd: two running containers allowed BPF, each with
+/// its pinned map, and [`exec_joins_the_container`] through the engine's exec.
+pub fn exec_table(e: &dyn Engine, d: &TestDaemon, dir: &Path, prefix: &str) {
+    let share = dir.join("exec-share");
+    std::fs::create_dir_all(&share).expect("mkdir");
+    // The test helper, at /x in the containers, with the one library it needs that the image
+    // lacks.
+    std::fs::copy(bpfns_tests::keeper_program(), share.join("helper")).expect("the helper");
+    std::fs::copy(
+        "/lib/x86_64-linux-gnu/libgcc_s.so.1",
+        share.join("libgcc_s.so.1"),
+    )
+    .expect("libgcc_s");
+    let pid = std::process::id();
+    let (a, b) = (format!("{prefix}_xa_{pid}"), format!("{prefix}_xb_{pid}"));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // One after the other, as in the table: a's listener taken before b starts.
+        let mut ca = Running::start(e.spawn(&exec_target(&a, &share)), "container a");
+        wait_exec_ready(e, &a, Some(&mut ca));
+        let mut cb = Running::start(e.spawn(&exec_target(&b, &share)), "container b");
+        wait_exec_ready(e, &b, Some(&mut cb));
+        exec_joins_the_container(e, d, &a, &b, "export LD_LIBRARY_PATH=/x; exec /x/helper");
+        std::fs::write(share.join("go"), "").expect("go");
+        for (n, c) in [(&a, ca), (&b, cb)] {
+            let out = c.finish();
+            assert!(
+                out.status.success(),
+                "{}: container {n}: {}",
+                e.name(),
+                text(&out)
+            );
+        }
+    }));
+    // Containers of a failed run stop waiting.
+    let _ = std::fs::write(share.join("go"), "");
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
 }

@@ -143,6 +143,12 @@ impl Engine for Podman {
     fn is_namespace_of(&self, name: &str, namespace: &str) -> bool {
         namespace == format!("/containers/{name}")
     }
+
+    fn exec(&self, name: &str, cmd: &[&str]) -> Output {
+        let mut c = self.command();
+        c.args(["exec", name]).args(cmd);
+        super::output_within(c, "podman exec")
+    }
 }
 
 impl Drop for Podman {

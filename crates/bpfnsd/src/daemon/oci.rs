@@ -541,7 +541,25 @@ impl Daemon {
                     Failure::new(ErrorCode::NotFound, format!("no process {}", msg.pid))
                 })?;
                 for kind in ["pid", "mnt"] {
-                    let a = bpfns_sys::mounts::namespace_inode(msg.pid, kind).ok();
+                    let a = match bpfns_sys::mounts::namespace_inode(msg.pid, kind) {
+                        Ok(a) => Some(a),
+                        // A short exec (`docker exec C test -e F`) may end before its listener
+                        // is read: nothing of it is left to supervise, and nothing is
+                        // widened (a process it left running gets ENOSYS).
+                        Err(e) if e.errno == bpfns_sys::Errno::NOENT => {
+                            return Err(Failure::new(
+                                ErrorCode::NotFound,
+                                format!(
+                                    "process {} (joining the container) exited before bpfnsd \
+                                     read its {kind} namespace ({e}): nothing is left to \
+                                     supervise unless it left processes running; fix: none \
+                                     needed for an exec that has ended",
+                                    msg.pid
+                                ),
+                            ));
+                        }
+                        Err(_) => None,
+                    };
                     let b = bpfns_sys::mounts::namespace_inode(init, kind).ok();
                     if a.is_none() || a != b {
                         return Err(Failure::new(

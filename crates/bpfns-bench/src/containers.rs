@@ -235,6 +235,15 @@ fn prepare(
     not_measured: &mut Vec<(String, String)>,
 ) -> Result<Vec<Setup>> {
     let dir = rig.dir.clone();
+    // The namespace the runtime-level runs (and the "reused" podman runs) name: made here, so
+    // that no run makes or deletes it (bpfnsd deletes one an annotation made with its
+    // container).
+    let mut client = daemon.client()?;
+    for p in ["/bench", "/bench/containers"] {
+        client
+            .ns_create(p)
+            .with_context(|| format!("creating namespace {p}"))?;
+    }
     let wrappers = dir.join("wrappers");
     std::fs::create_dir_all(&wrappers)?;
     std::fs::write(
@@ -336,7 +345,7 @@ fn prepare(
         &mut import,
         "importing the image into the bench's podman storage",
     )?;
-    let podman = |runtime: &str, bpf: bool| {
+    let podman = |runtime: &str, bpf: bool, extra: &[&str]| {
         let mut v: Vec<String> = [
             "podman",
             "--root",
@@ -355,6 +364,7 @@ fn prepare(
         if bpf {
             v.extend(["--cap-add".into(), "BPF".into()]);
         }
+        v.extend(extra.iter().map(|s| s.to_string()));
         v.extend([IMAGE.into(), "true".into()]);
         v
     };
@@ -364,16 +374,30 @@ fn prepare(
             let base = setups.len();
             setups.push(Setup {
                 label: format!("podman run --runtime {rt}{caps}"),
-                argv: podman(rt, bpf),
+                argv: podman(rt, bpf, &[]),
                 config: None,
                 baseline: None,
             });
             setups.push(Setup {
                 label: format!("podman run --runtime bpfns-{rt}{caps}"),
-                argv: podman(&format!("bpfns-{rt}"), bpf),
+                argv: podman(&format!("bpfns-{rt}"), bpf, &[]),
                 config: None,
                 baseline: Some(base),
             });
+            // The same in a namespace that exists already (named by annotation): none is
+            // made at create nor deleted at removal, which shows what those cost.
+            if !bpf {
+                setups.push(Setup {
+                    label: format!("podman run --runtime bpfns-{rt}, namespace reused"),
+                    argv: podman(
+                        &format!("bpfns-{rt}"),
+                        bpf,
+                        &["--annotation", "io.bpfns.namespace=/bench/containers"],
+                    ),
+                    config: None,
+                    baseline: Some(base),
+                });
+            }
         }
     }
     Ok(setups)

@@ -48,6 +48,12 @@ pub struct Naming {
     pub annotation: bool,
     /// The annotation may only name namespaces strictly below this one.
     pub annotation_within: String,
+    /// Place the containers of a Kubernetes pod together by the pod keys their runtime writes
+    /// (`io.kubernetes.cri.sandbox-*`, `io.kubernetes.pod.*`). Whoever can set a container's
+    /// annotations can name any pod this way and join its namespace: turn it off where they
+    /// are tenants who may (podman users, a CRI that passes `io.kubernetes.*` pod annotations
+    /// through). `annotation = false` does not turn it off.
+    pub pods: bool,
 }
 
 impl Default for Naming {
@@ -58,6 +64,7 @@ impl Default for Naming {
             k8s_parent: "/k8s".into(),
             annotation: true,
             annotation_within: "/".into(),
+            pods: true,
         }
     }
 }
@@ -87,6 +94,11 @@ pub enum NamingError {
          both to share its namespace"
     )]
     HalfPod { has: String, missing: String },
+    #[error(
+        "the container names two pods, {first} (containerd's keys) and {second} (CRI-O's): one \
+         runtime writes one pair; the other came from whoever set the annotations"
+    )]
+    TwoPods { first: String, second: String },
 }
 
 /// What the engine says of a container: its id (the runtime's command line), its name where
@@ -216,7 +228,23 @@ impl Naming {
                 });
             }
         }
+        // Both runtimes' pairs, disagreeing: one was not written by the runtime.
+        let pairs: Vec<(&String, &String)> = POD_ANNOTATIONS
+            .iter()
+            .filter_map(|(n, p)| Some((facts.annotations.get(*n)?, facts.annotations.get(*p)?)))
+            .collect();
+        if let [a, b] = pairs.as_slice() {
+            if a != b {
+                return Err(NamingError::TwoPods {
+                    first: format!("{}/{}", a.0, a.1),
+                    second: format!("{}/{}", b.0, b.1),
+                });
+            }
+        }
         for (ns_key, pod_key) in POD_ANNOTATIONS {
+            if !self.pods {
+                break;
+            }
             match (
                 facts.annotations.get(ns_key),
                 facts.annotations.get(pod_key),
@@ -463,6 +491,45 @@ mod tests {
         let half = facts("z", None, &[("io.kubernetes.pod.name", "dns")]);
         let e = place(&n, &half).unwrap_err().to_string();
         assert!(e.contains("io.kubernetes.pod.namespace"), "{e}");
+    }
+
+    /// Pod keys are trusted only as the operator says (`pods`), and never when two runtimes'
+    /// pairs disagree: a container that adds containerd's keys naming another pod to its own
+    /// CRI-O keys is refused, not put in that pod's namespace.
+    #[test]
+    fn pod_keys_cannot_take_a_container_into_another_pod() {
+        let both = |ns: &str, pod: &str| {
+            facts(
+                "x",
+                Some("evil"),
+                &[
+                    ("io.kubernetes.pod.namespace", "team-b"),
+                    ("io.kubernetes.pod.name", "evil"),
+                    ("io.kubernetes.cri.sandbox-namespace", ns),
+                    ("io.kubernetes.cri.sandbox-name", pod),
+                ],
+            )
+        };
+        let n = Naming {
+            annotation: false,
+            ..Naming::default()
+        };
+        let e = n.place(&both("team-a", "web")).unwrap_err();
+        assert!(matches!(e, NamingError::TwoPods { .. }), "{e}");
+        assert!(e.to_string().contains("team-a/web"), "{e}");
+        // The same pod twice is one pod.
+        let twice = both("team-b", "evil");
+        assert_eq!(place(&n, &twice).unwrap(), "/k8s/team-b/evil");
+        // pods = false: the keys name nothing; a namespace of its own.
+        let off = Naming {
+            pods: false,
+            ..Naming::default()
+        };
+        let p = off.place(&twice).unwrap();
+        assert_eq!(p.path.to_string(), "/containers/evil");
+        assert_eq!(p.source, Source::Name);
+        let e = off.place(&both("team-a", "web")).unwrap_err();
+        assert!(matches!(e, NamingError::TwoPods { .. }), "{e}");
     }
 
     #[test]

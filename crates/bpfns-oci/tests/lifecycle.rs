@@ -261,7 +261,7 @@ fn podman_bad_container_names_are_refused() {
     let d = lifecycle_daemon("podman-badnames");
     let p = Podman::new("badnames", &d);
     let long = "x".repeat(70);
-    let cases: [(Vec<String>, &str); 5] = [
+    let cases: [(Vec<String>, &str); 6] = [
         (
             vec!["--annotation".into(), "io.bpfns.namespace=/../etc".into()],
             "io.bpfns.namespace",
@@ -289,6 +289,21 @@ fn podman_bad_container_names_are_refused() {
             "pod name",
         ),
         (vec!["--name".into(), long.clone()], "64 characters"),
+        // Its own pod's keys (CRI-O's) and another pod's (containerd's): not that pod's
+        // namespace, refused.
+        (
+            vec![
+                "--annotation".into(),
+                "io.kubernetes.pod.namespace=team-b".into(),
+                "--annotation".into(),
+                "io.kubernetes.pod.name=evil".into(),
+                "--annotation".into(),
+                "io.kubernetes.cri.sandbox-namespace=team-a".into(),
+                "--annotation".into(),
+                "io.kubernetes.cri.sandbox-name=web".into(),
+            ],
+            "two pods",
+        ),
     ];
     for (extra, says) in &cases {
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();

@@ -95,6 +95,10 @@ pub struct Containers {
     pub annotation: bool,
     /// The annotation may name only namespaces strictly below this one.
     pub annotation_within: String,
+    /// Put a Kubernetes pod's containers together by the pod keys their runtime writes
+    /// (whoever can set those annotations can join any pod's namespace with them; false where
+    /// tenants may: `annotation = false` does not turn this off).
+    pub pods: bool,
     /// Every this many seconds, collect the namespaces of containers that are gone (0:
     /// only at start and when a runtime deletes a container).
     pub collect_interval_secs: u64,
@@ -113,6 +117,7 @@ impl Default for Containers {
             k8s_parent: n.k8s_parent,
             annotation: n.annotation,
             annotation_within: n.annotation_within,
+            pods: n.pods,
             collect_interval_secs: 10,
             vanish_grace_secs: 30,
         }
@@ -128,6 +133,7 @@ impl Containers {
             k8s_parent: self.k8s_parent.clone(),
             annotation: self.annotation,
             annotation_within: self.annotation_within.clone(),
+            pods: self.pods,
         }
     }
 }

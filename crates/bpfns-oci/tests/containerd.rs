@@ -109,10 +109,8 @@ impl Engine for Containerd {
             .arg(self.dir.join("runc"))
             .arg("--runc-binary")
             .arg(wrapper.join("bpfns-oci-runc"))
-            .args([
-                "--annotation",
-                &format!("io.bpfns.namespace=/containers/{}", s.name),
-            ])
+            // No annotation: bpfnsd names the namespace after ctr's container id, the name
+            // its user chose (`/containers/<name>`).
             .args(["--cgroup", &format!("/{}/{}", self.cgroups, s.name)]);
         if s.privileged {
             c.arg("--privileged");
@@ -147,6 +145,26 @@ impl Engine for Containerd {
             .arg(name)
             .args(cmd);
         common::output_within(c, "ctr task exec")
+    }
+
+    /// `ctr task kill`, then the task and the container deleted (by `ctr run --rm`, which
+    /// ran it, or here: whichever comes first).
+    fn remove(&self, name: &str) -> Output {
+        let mut kill = self.ctr();
+        kill.args(["tasks", "kill", "-s", "SIGKILL", name]);
+        let out = common::output_within(kill, "ctr task kill");
+        if !out.status.success() {
+            return out;
+        }
+        common::wait_for("ctr removes the container", common::STEP, || {
+            let _ = self.ctr().args(["tasks", "delete", name]).output();
+            let _ = self.ctr().args(["containers", "rm", name]).output();
+            !self
+                .ctr_out(&["containers", "list", "-q"])
+                .lines()
+                .any(|c| c == name)
+        });
+        out
     }
 }
 
@@ -200,4 +218,21 @@ fn containerd_exec_on_runc() {
     let d = TestDaemon::start("containerd-exec");
     let c = Containerd::new("exec", &d);
     common::exec_table(&c, &d, &c.dir, "ctr");
+}
+
+/// A container's namespace (`/containers/<name>`, ctr's container id) goes when `ctr task
+/// kill` and `ctr run --rm` (or `ctr container rm`) remove the container, its pin in the
+/// parent's orphans.
+#[test]
+fn containerd_namespace_goes_with_its_container() {
+    if let Some(why) = common::engine_skip_reason(
+        "containerd",
+        &["containerd", "ctr", "containerd-shim-runc-v2", "runc"],
+    ) {
+        skip(why);
+        return;
+    }
+    let d = TestDaemon::start("containerd-life");
+    let c = Containerd::new("life", &d);
+    common::lifecycle_table(&c, &d, &c.dir, "ctr");
 }

@@ -171,6 +171,12 @@ impl Engine for Docker {
         c.args(["exec", &container(name)]).args(cmd);
         common::output_within(c, "docker exec")
     }
+
+    fn remove(&self, name: &str) -> Output {
+        let mut c = self.docker();
+        c.args(["rm", "-f", &container(name)]);
+        common::output_within(c, "docker rm -f")
+    }
 }
 
 impl Drop for Docker {
@@ -241,4 +247,26 @@ fn docker_exec_on_runc() {
     let d = TestDaemon::start("docker-exec");
     let k = Docker::new("exec", &d);
     common::exec_table(&k, &d, &k.dir, "dk");
+}
+
+/// A container's namespace (`/containers/<id>`: Docker 20.10 gives no name) goes when
+/// `docker rm -f` removes the container, its pin in the parent's orphans.
+#[test]
+fn docker_namespace_goes_with_its_container() {
+    if let Some(why) = common::engine_skip_reason(
+        "docker.io",
+        &[
+            "dockerd",
+            "containerd",
+            "containerd-shim-runc-v2",
+            "runc",
+            "/usr/bin/docker",
+        ],
+    ) {
+        skip(why);
+        return;
+    }
+    let d = TestDaemon::start("docker-life");
+    let k = Docker::new("life", &d);
+    common::lifecycle_table(&k, &d, &k.dir, "dk");
 }

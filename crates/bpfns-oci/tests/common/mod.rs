@@ -312,6 +312,8 @@ pub trait Engine {
     /// The engine's exec: `cmd` run as a new process of the running container `name`, to its
     /// end.
     fn exec(&self, name: &str, cmd: &[&str]) -> Output;
+    /// The engine removes the running container `name` (killed first), as its user does.
+    fn remove(&self, name: &str) -> Output;
     /// The engine's client in a container run to its end.
     fn run(&self, spec: &Spec<'_>) -> Output {
         let mut c = self.spawn(spec);
@@ -853,6 +855,93 @@ pub fn exec_table(e: &dyn Engine, d: &TestDaemon, dir: &Path, prefix: &str) {
         }
     }));
     // Containers of a failed run stop waiting.
+    let _ = std::fs::write(share.join("go"), "");
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// How long bpfnsd may take to delete a removed container's namespace: it watches the bundle
+/// of a container its runtime deleted every 200 ms (docs/containers.md, "When containers go").
+pub const REMOVED_WITHIN: Duration = Duration::from_secs(10);
+
+/// A running container allowed BPF pins a map; its namespace exists and owns it. The engine
+/// removes the container: its namespace is gone within [`REMOVED_WITHIN`], the pin in the
+/// parent's `orphans/<name>-<id>/` and the map owned by the parent.
+pub fn lifecycle_table(e: &dyn Engine, d: &TestDaemon, dir: &Path, prefix: &str) {
+    let share = dir.join("life-share");
+    std::fs::create_dir_all(&share).expect("mkdir");
+    let name = e.name();
+    // At most 15 characters: the map's name is the pin's, and the kernel keeps 15.
+    let c = format!("{prefix}_lc_{}", std::process::id() % 1_000_000);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut running = Running::start(e.spawn(&exec_target(&c, &share)), "container");
+        wait_exec_ready(e, &c, Some(&mut running));
+        let maps = d.client().list(ObjectKind::Map).expect("list");
+        let ns = maps
+            .iter()
+            .find(|m| m.name == c)
+            .map(|m| m.namespace.clone())
+            .unwrap_or_else(|| panic!("{name}: the host does not see map {c}: {maps:?}"));
+        assert!(
+            e.is_namespace_of(&c, &ns),
+            "{name}: {c}'s map is owned by {ns}, not its container's namespace"
+        );
+        let (parent, leaf) = ns.rsplit_once('/').expect("a namespace path");
+        let parent = if parent.is_empty() { "/" } else { parent };
+        let bpffs = d.client().ns_show(&ns).expect("its namespace").bpffs;
+        assert!(
+            Path::new(&bpffs).join(&c).exists(),
+            "{name}: no pin {c} in {bpffs}"
+        );
+        let parent_bpffs = d.client().ns_show(parent).expect("the parent").bpffs;
+        eprintln!("{name}: container {c} in {ns}, its pin in {bpffs}");
+
+        let out = e.remove(&c);
+        assert!(out.status.success(), "{name}: removing {c}: {}", text(&out));
+        let removed = Instant::now();
+        while d.client().ns_show(&ns).is_ok() {
+            assert!(
+                removed.elapsed() < REMOVED_WITHIN,
+                "{name}: {ns} still exists {REMOVED_WITHIN:?} after the engine removed {c} \
+                 (bpfnsd's log: BPFNS_TEST_LOG=info)"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!(
+            "{name}: {ns} deleted {:?} after the engine removed {c}",
+            removed.elapsed()
+        );
+        let orphans = Path::new(&parent_bpffs).join("orphans");
+        let entries: Vec<String> = std::fs::read_dir(&orphans)
+            .unwrap_or_else(|e| panic!("{name}: {}: {e}", orphans.display()))
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        let moved = entries
+            .iter()
+            .find(|o| o.starts_with(&format!("{leaf}-")))
+            .unwrap_or_else(|| panic!("{name}: no orphans/{leaf}-* in {parent}: {entries:?}"));
+        assert!(
+            orphans.join(moved).join(&c).exists(),
+            "{name}: the pin {c} did not move to {parent}'s orphans/{moved}"
+        );
+        let maps = d.client().list(ObjectKind::Map).expect("list");
+        let owner = maps
+            .iter()
+            .find(|m| m.name == c)
+            .map(|m| m.namespace.as_str());
+        assert_eq!(owner, Some(parent), "{name}: the map moved to the parent");
+        let st = d.client().status().expect("status");
+        assert!(
+            st.collected_containers
+                .iter()
+                .any(|l| l.contains(ns.as_str()) && l.contains("removed")),
+            "{name}: {:?}",
+            st.collected_containers
+        );
+        // The engine's client ended with its container.
+        drop(running);
+    }));
     let _ = std::fs::write(share.join("go"), "");
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);

@@ -149,6 +149,10 @@ impl Engine for Podman {
         c.args(["exec", name]).args(cmd);
         super::output_within(c, "podman exec")
     }
+
+    fn remove(&self, name: &str) -> Output {
+        self.podman(&["rm", "-f", "-t", "0", name])
+    }
 }
 
 impl Drop for Podman {

@@ -307,7 +307,9 @@ impl Naming {
 pub struct ContainerRecord {
     /// Its namespace.
     pub namespace: String,
-    /// Its bundle directory: the engine removes it with the container.
+    /// Its bundle directory, which the engine removes with the container; for containerd's
+    /// shims, which remove the bundle when the container stops, its writable layer (what
+    /// bpfns-oci sends as the bundle).
     #[serde(default)]
     pub bundle: Option<String>,
     /// The runtime's state directory for it (`<runtime root>/<id>`): there while the

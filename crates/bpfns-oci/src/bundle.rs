@@ -69,9 +69,10 @@ pub fn prepare(settings: &Settings, global: &[OsString], args: &[OsString]) -> R
         annotations: annotations(&config),
     };
     let bundle_dir = std::fs::canonicalize(&bundle).unwrap_or_else(|_| bundle.clone());
+    let presence = presence_path(&bundle_dir, &config);
     let state_dir = runtime_root(settings, global).join(&id);
     let (ns_path, _created) = Client::connect(&settings.socket)
-        .and_then(|mut c| c.container_namespace(&facts, bundle_dir.to_str(), state_dir.to_str()))
+        .and_then(|mut c| c.container_namespace(&facts, presence.to_str(), state_dir.to_str()))
         .with_context(|| format!("container {id}: its namespace"))?;
     let ns = NsPath::parse(&ns_path).with_context(|| format!("bpfnsd answered {ns_path}"))?;
     rewrite(&mut config, settings, &ns)?;
@@ -80,6 +81,31 @@ pub fn prepare(settings: &Settings, global: &[OsString], args: &[OsString]) -> R
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
+}
+
+/// The directory whose removal means the engine removed the container, sent to bpfnsd as its
+/// bundle. Usually the bundle; but containerd's shims (containerd's own, Docker's, Kubernetes'
+/// CRI) make the bundle for the task and remove it when the task is deleted, that is when the
+/// container stops (`docker stop`, `ctr task delete`), while the container stays and may start
+/// again. Its writable layer (the rootfs overlay's upper directory, kept until the engine
+/// removes the container) stands for it there; the bundle where the rootfs is no such overlay.
+fn presence_path(bundle: &Path, config: &Value) -> PathBuf {
+    let by_task = bundle
+        .components()
+        .any(|c| c.as_os_str() == "io.containerd.runtime.v2.task");
+    let rootfs = config
+        .get("root")
+        .and_then(|r| r.get("path"))
+        .and_then(Value::as_str)
+        .map(|r| bundle.join(r));
+    let upper = by_task.then_some(rootfs).flatten().and_then(|r| {
+        let r = std::fs::canonicalize(&r).unwrap_or(r);
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        bpfns_sys::procfs::overlay_upperdir(&mountinfo, &r)
+    });
+    upper
+        .filter(|u| u.is_dir())
+        .unwrap_or_else(|| bundle.into())
 }
 
 /// The container's annotations (string values) from its configuration.

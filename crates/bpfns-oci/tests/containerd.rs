@@ -83,25 +83,21 @@ impl Containerd {
         c
     }
 
-    fn ctr_out(&self, args: &[&str]) -> String {
-        let out = self.ctr().args(args).output();
-        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    }
-}
-
-impl Engine for Containerd {
-    fn name(&self) -> &str {
-        "containerd"
-    }
-
-    fn spawn(&self, s: &Spec<'_>) -> Command {
+    /// `ctr run` of spec `s`: removed at its end (`--rm`, ctr waits for it), or `kept`
+    /// (detached, no stdio, stays when its task ends).
+    fn run_command(&self, s: &Spec<'_>, kept: bool) -> Command {
         let wrapper = match s.runtime {
             Runtime::Bpfns => &self.wrappers.up,
             Runtime::Down => &self.wrappers.down,
         };
         let mut c = self.ctr();
-        c.args(["run", "--rm"])
+        c.arg("run");
+        if kept {
+            c.args(["-d", "--null-io"]);
+        } else {
+            c.arg("--rm");
+        }
+        c
             // ctr's stdio FIFOs and runc's state stay under the private directory.
             .arg("--fifo-dir")
             .arg(self.dir.join("fifo"))
@@ -129,6 +125,75 @@ impl Engine for Containerd {
         }
         c.args([common::IMAGE, s.name, "sh", "-c", &s.script]);
         c
+    }
+
+    fn ctr_out(&self, args: &[&str]) -> String {
+        let out = self.ctr().args(args).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Engine for Containerd {
+    fn name(&self) -> &str {
+        "containerd"
+    }
+
+    fn spawn(&self, s: &Spec<'_>) -> Command {
+        self.run_command(s, false)
+    }
+
+    /// `ctr run -d` without `--rm`: the container stays when its task ends.
+    fn run_kept(&self, s: &Spec<'_>) -> Output {
+        common::output_within(self.run_command(s, true), "ctr run -d")
+    }
+
+    /// `ctr task kill`, and the task deleted once it stopped: the container stays.
+    fn stop(&self, name: &str) -> Output {
+        let mut kill = self.ctr();
+        kill.args(["tasks", "kill", "-s", "SIGKILL", name]);
+        let out = common::output_within(kill, "ctr task kill");
+        if !out.status.success() {
+            return out;
+        }
+        common::wait_for("the task stops", common::STEP, || {
+            self.ctr_out(&["tasks", "list"])
+                .lines()
+                .all(|l| !(l.starts_with(&format!("{name} ")) && l.contains("RUNNING")))
+        });
+        let mut delete = self.ctr();
+        delete.args(["tasks", "delete", name]);
+        common::output_within(delete, "ctr task delete")
+    }
+
+    /// A new task of the container: `ctr task start`.
+    fn start(&self, name: &str) -> Output {
+        let mut c = self.ctr();
+        c.args(["tasks", "start", "-d", "--null-io", "--fifo-dir"])
+            .arg(self.dir.join("fifo"))
+            .arg(name);
+        common::output_within(c, "ctr task start")
+    }
+
+    fn crash(&self, name: &str) {
+        let line = self
+            .ctr_out(&["tasks", "list"])
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no task {name}"));
+        let init: i32 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        let shim = bpfns_sys::procfs::parent_pid(init).expect("the shim");
+        common::crash_leftovers(
+            &[self.daemon.id() as i32, init],
+            shim,
+            &self.dir.join("runc"),
+            name,
+        );
     }
 
     fn is_namespace_of(&self, name: &str, namespace: &str) -> bool {
@@ -238,4 +303,40 @@ fn containerd_namespace_goes_with_its_container() {
     let d = TestDaemon::start("containerd-life");
     let c = Containerd::new("life", &d);
     common::lifecycle_table(&c, &d, &c.dir, "ctr");
+}
+
+/// Stopped without removal (`ctr task kill`, `ctr task delete`), a container keeps its
+/// namespace and pin; a new task (`ctr task start`) is put back there and sees its pinned map.
+#[test]
+fn containerd_stop_and_start_keep_the_namespace() {
+    if skipped() {
+        return;
+    }
+    let d = common::collecting_daemon("containerd-kept");
+    let c = Containerd::new("kept", &d);
+    common::stop_start_table(&c, &d, &c.dir, "ctr");
+}
+
+/// bpfnsd restarted while containers run: they stay supervised, and their namespaces go
+/// when they are removed.
+#[test]
+fn containerd_containers_survive_a_bpfnsd_restart() {
+    if skipped() {
+        return;
+    }
+    let d = common::collecting_daemon("containerd-restart");
+    let c = Containerd::new("restart", &d);
+    let _d = common::restart_table(&c, d, &c.dir, "ctr");
+}
+
+/// containerd, the container's shim and its init killed, its runtime state gone: bpfnsd
+/// collects the vanished container's namespace.
+#[test]
+fn containerd_vanished_container_is_collected() {
+    if skipped() {
+        return;
+    }
+    let d = common::collecting_daemon("containerd-vanish");
+    let c = Containerd::new("vanish", &d);
+    common::vanish_table(&c, &d, &c.dir, "ctr");
 }

@@ -90,6 +90,58 @@ impl Docker {
         k
     }
 
+    /// `docker run` of spec `s`: removed at its end (`--rm`, the client waits for it), or
+    /// `kept` (detached, stays when it stops).
+    fn run_command(&self, s: &Spec<'_>, kept: bool) -> Command {
+        let mut c = self.docker();
+        c.arg("run")
+            .arg(if kept { "-d" } else { "--rm" })
+            .args([
+                "--network",
+                "none",
+                "--name",
+                &container(s.name),
+                "--runtime",
+            ])
+            .arg(match s.runtime {
+                Runtime::Bpfns => "bpfns",
+                Runtime::Down => "bpfns-down",
+            });
+        if s.privileged && root_lacks_sys_resource() {
+            // Docker 20.10's --privileged asks for every capability the kernel knows, and
+            // runc fails ("unable to apply caps") where root lacks one: host root with all
+            // it holds, and no seccomp profile (bpfns-oci gives it one of its own).
+            c.args(["--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE"])
+                .args(["--security-opt", "seccomp=unconfined"]);
+        } else if s.privileged {
+            c.arg("--privileged");
+        }
+        if s.bpf {
+            // Docker 20.10 does not know CAP_BPF ("unknown capability"); CAP_SYS_ADMIN is
+            // what its default profile allows bpf() with.
+            c.args(["--cap-add", "SYS_ADMIN"]);
+        }
+        if let Some(share) = s.share {
+            c.args(["--volume", &format!("{}:/x", share.display())]);
+        }
+        c.args([common::IMAGE, "sh", "-c", &s.script]);
+        c
+    }
+
+    /// The containerd this dockerd started, while it runs.
+    fn containerd_pid(&self) -> Option<i32> {
+        let pidfile = self.dir.join("exec/containerd/containerd.pid");
+        let pid = std::fs::read_to_string(pidfile)
+            .ok()?
+            .trim()
+            .parse::<i32>()
+            .ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&cmdline)
+            .contains(&*self.dir.to_string_lossy())
+            .then_some(pid)
+    }
+
     fn docker(&self) -> Command {
         let mut c = Command::new(client());
         c.env("DOCKER_CONFIG", self.dir.join("client"))
@@ -119,39 +171,50 @@ impl Engine for Docker {
     }
 
     fn spawn(&self, s: &Spec<'_>) -> Command {
+        self.run_command(s, false)
+    }
+
+    fn run_kept(&self, s: &Spec<'_>) -> Output {
+        common::output_within(self.run_command(s, true), "docker run -d")
+    }
+
+    fn stop(&self, name: &str) -> Output {
         let mut c = self.docker();
-        c.args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--name",
-            &container(s.name),
-            "--runtime",
-        ])
-        .arg(match s.runtime {
-            Runtime::Bpfns => "bpfns",
-            Runtime::Down => "bpfns-down",
-        });
-        if s.privileged && root_lacks_sys_resource() {
-            // Docker 20.10's --privileged asks for every capability the kernel knows, and
-            // runc fails ("unable to apply caps") where root lacks one: host root with all
-            // it holds, and no seccomp profile (bpfns-oci gives it one of its own).
-            c.args(["--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE"])
-                .args(["--security-opt", "seccomp=unconfined"]);
-        } else if s.privileged {
-            c.arg("--privileged");
-        }
-        if s.bpf {
-            // Docker 20.10 does not know CAP_BPF ("unknown capability"); CAP_SYS_ADMIN is
-            // what its default profile allows bpf() with.
-            c.args(["--cap-add", "SYS_ADMIN"]);
-        }
-        if let Some(share) = s.share {
-            c.args(["--volume", &format!("{}:/x", share.display())]);
-        }
-        c.args([common::IMAGE, "sh", "-c", &s.script]);
-        c
+        c.args(["stop", "-t", "0", &container(name)]);
+        common::output_within(c, "docker stop")
+    }
+
+    fn start(&self, name: &str) -> Output {
+        let mut c = self.docker();
+        c.args(["start", &container(name)]);
+        common::output_within(c, "docker start")
+    }
+
+    fn crash(&self, name: &str) {
+        let out = self
+            .docker()
+            .args([
+                "inspect",
+                "--format",
+                "{{.State.Pid}} {{.Id}}",
+                &container(name),
+            ])
+            .output()
+            .expect("docker inspect");
+        let t = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (init, id) = t.trim().split_once(' ').unwrap_or_else(|| panic!("{t}"));
+        let init: i32 = init.parse().unwrap_or_else(|_| panic!("{t}"));
+        let shim = bpfns_sys::procfs::parent_pid(init).expect("the shim");
+        common::crash_leftovers(
+            &[
+                self.daemon.id() as i32,
+                self.containerd_pid().expect("its containerd"),
+                init,
+            ],
+            shim,
+            &self.dir.join("exec"),
+            id,
+        );
     }
 
     /// Docker 20.10 cannot pass annotations: the container's namespace is named after its id.
@@ -190,16 +253,9 @@ impl Drop for Docker {
         }
         // dockerd stops the containerd it started; one that outlived it is stopped here.
         common::stop(&mut self.daemon, Duration::from_secs(20));
-        let pidfile = self.dir.join("exec/containerd/containerd.pid");
-        if let Some(pid) = std::fs::read_to_string(pidfile)
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-        {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&*self.dir.to_string_lossy()) {
-                // SAFETY: a plain kill(2) of a process verified to be this test's containerd.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
+        if let Some(pid) = self.containerd_pid() {
+            // SAFETY: a plain kill(2) of a process verified to be this test's containerd.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         common::remove_private_dir(&self.dir);
         common::remove_cgroups(&self.cgroups);
@@ -260,4 +316,40 @@ fn docker_namespace_goes_with_its_container() {
     let d = TestDaemon::start("docker-life");
     let k = Docker::new("life", &d);
     common::lifecycle_table(&k, &d, &k.dir, "dk");
+}
+
+/// Stopped without removal (`docker stop`), a container keeps its namespace and pin; `docker
+/// start` puts it back there, and it sees its pinned map.
+#[test]
+fn docker_stop_and_start_keep_the_namespace() {
+    if skipped() {
+        return;
+    }
+    let d = common::collecting_daemon("docker-kept");
+    let k = Docker::new("kept", &d);
+    common::stop_start_table(&k, &d, &k.dir, "dk");
+}
+
+/// bpfnsd restarted while containers run: they stay supervised, and their namespaces go
+/// when they are removed.
+#[test]
+fn docker_containers_survive_a_bpfnsd_restart() {
+    if skipped() {
+        return;
+    }
+    let d = common::collecting_daemon("docker-restart");
+    let k = Docker::new("restart", &d);
+    let _d = common::restart_table(&k, d, &k.dir, "dk");
+}
+
+/// dockerd, the container's shim and its init killed, its runtime state gone: bpfnsd
+/// collects the vanished container's namespace.
+#[test]
+fn docker_vanished_container_is_collected() {
+    if skipped() {
+        return;
+    }
+    let d = common::collecting_daemon("docker-vanish");
+    let k = Docker::new("vanish", &d);
+    common::vanish_table(&k, &d, &k.dir, "dk");
 }

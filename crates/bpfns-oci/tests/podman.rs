@@ -15,7 +15,7 @@ use std::process::Command;
 use bpfns_model::ObjectKind;
 use bpfns_tests::{skip, TestDaemon};
 use common::podman::{one_at_a_time, podman_skip_reason, Podman, IMAGE};
-use common::{create_and_list, text, wrapper_path, Engine, Sockets};
+use common::{create_and_list, text, Engine, Installed, Sockets};
 
 /// The bpfnsd the containers use: one of the test's own, or a running one named by the
 /// environment, shared by the tests that run at once and by earlier runs: there, namespace
@@ -97,34 +97,6 @@ impl Drop for Bpfnsd {
             }
         }
     }
-}
-
-/// bpfns (the CLI): `$BPFNS_CLI`, else built now with the cargo that runs the tests (another
-/// package's binary: cargo does not build it for this one), into the same target directory.
-fn cli_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("BPFNS_CLI") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(|d| {
-            if d.ends_with("deps") {
-                d.parent()
-            } else {
-                Some(d)
-            }
-        })
-        .expect("the target profile folder")
-        .to_path_buf();
-    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    c.args(["build", "-q", "-p", "bpfns-cli", "--bin", "bpfns"]);
-    if profile_dir.ends_with("release") {
-        c.arg("--release");
-    }
-    let status = c.status().expect("running cargo build");
-    assert!(status.success(), "building bpfns: {status}");
-    profile_dir.join("bpfns")
 }
 
 fn two_containers_see_their_own_maps(runtime: &str) {
@@ -384,45 +356,8 @@ fn podman_through_bpfns_containers_install() {
     let p = Podman::new("install", &d);
     let conf = p.dir.join("containers.conf");
     let before = std::fs::read(&conf).expect("containers.conf");
-    // The wrapper as a package installs it, in a directory of its own with its settings.
-    let bin = p.dir.join("installed");
-    std::fs::create_dir_all(&bin).expect("mkdir");
-    std::os::unix::fs::symlink(wrapper_path(), bin.join("bpfns-oci")).expect("symlink");
-    std::fs::write(
-        bin.join("bpfns-oci.toml"),
-        format!(
-            "socket = {:?}\nseccomp_socket = {:?}\n",
-            d.socket(),
-            d.seccomp_socket()
-        ),
-    )
-    .expect("bpfns-oci.toml");
-    let bpfns = cli_path();
-    let install = |extra: &[&str]| {
-        let out = Command::new(&bpfns)
-            .args([
-                "-j",
-                "containers",
-                "install",
-                "--engine",
-                "podman",
-                "--config",
-            ])
-            .arg(&conf)
-            .arg("--state-dir")
-            .arg(p.dir.join("state"))
-            .arg("--wrapper")
-            .arg(bin.join("bpfns-oci"))
-            .args(extra)
-            .output()
-            .expect("running bpfns");
-        assert!(
-            out.status.success(),
-            "bpfns containers install: {}",
-            text(&out)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
-    };
+    let installed = Installed::new(&p.dir, &d);
+    let install = |extra: &[&str]| installed.install("podman", &conf, extra);
     let j = install(&["--default"]);
     assert_eq!(j["changed"], true, "{j}");
     let j = install(&["--default"]);
@@ -466,7 +401,7 @@ fn podman_through_bpfns_containers_install() {
     );
     for rt in ["crun", "runc"] {
         assert!(
-            std::fs::symlink_metadata(bin.join(format!("bpfns-oci-{rt}"))).is_err(),
+            std::fs::symlink_metadata(installed.bin.join(format!("bpfns-oci-{rt}"))).is_err(),
             "the links it made are gone"
         );
     }

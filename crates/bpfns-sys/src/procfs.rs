@@ -216,6 +216,24 @@ pub fn cgroup_dir(mountinfo: &str, line: &CgroupLine) -> Option<std::path::PathB
     None
 }
 
+/// The upper (writable) directory of the overlay mounted last at `point`, from a mountinfo
+/// text: its `upperdir=` super option, if absolute (an engine may give it relative to a
+/// directory it changed into, which the text does not say).
+pub fn overlay_upperdir(mountinfo: &str, point: &std::path::Path) -> Option<std::path::PathBuf> {
+    mountinfo.lines().rev().find_map(|l| {
+        let fields: Vec<&str> = l.split(' ').collect();
+        let dash = fields.iter().position(|f| *f == "-")?;
+        if unescape(fields.get(4)?) != point || *fields.get(dash + 1)? != "overlay" {
+            return None;
+        }
+        let upper = fields
+            .get(dash + 3)?
+            .split(',')
+            .find_map(|o| o.strip_prefix("upperdir="))?;
+        Some(unescape(upper)).filter(|u| u.is_absolute())
+    })
+}
+
 /// The mount points strictly below `dir` in this process's mount namespace, deepest first.
 pub fn mounts_below(dir: &std::path::Path) -> io::Result<Vec<std::path::PathBuf>> {
     let text = std::fs::read_to_string("/proc/self/mountinfo")?;
@@ -265,6 +283,21 @@ mod tests {
         let ino = a.metadata().expect("fstat").ino() as u32;
         let mine = socket_inodes(std::process::id() as i32).expect("our fds");
         assert!(mine.contains(&ino), "{mine:?} lacks {ino}");
+    }
+
+    #[test]
+    fn overlay_upper_directories() {
+        let text = "86 55 0:44 / /run/t/ns/a/rootfs rw,relatime - overlay overlay \
+                    rw,lowerdir=/s/1/fs,upperdir=/s/2/fs,workdir=/s/2/work\n\
+                    87 55 0:45 / /var/lib/docker/overlay2/x/merged rw - overlay overlay \
+                    rw,lowerdir=l/A:l/B,upperdir=x/diff,workdir=x/work\n\
+                    88 55 0:46 / /run/t/ns/b/rootfs rw - tmpfs tmpfs rw\n";
+        let up = |p: &str| overlay_upperdir(text, std::path::Path::new(p));
+        assert_eq!(up("/run/t/ns/a/rootfs"), Some("/s/2/fs".into()));
+        // Relative: not knowable from the text.
+        assert_eq!(up("/var/lib/docker/overlay2/x/merged"), None);
+        assert_eq!(up("/run/t/ns/b/rootfs"), None);
+        assert_eq!(up("/run/t/ns/c/rootfs"), None);
     }
 
     #[test]

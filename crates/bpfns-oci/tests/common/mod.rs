@@ -138,6 +138,92 @@ impl Wrappers {
     }
 }
 
+/// bpfns (the CLI): `$BPFNS_CLI`, else built now with the cargo that runs the tests (another
+/// package's binary: cargo does not build it for this one), into the same target directory.
+pub fn cli_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("BPFNS_CLI") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
+        .expect("the target profile folder")
+        .to_path_buf();
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.args(["build", "-q", "-p", "bpfns-cli", "--bin", "bpfns"]);
+    if profile_dir.ends_with("release") {
+        c.arg("--release");
+    }
+    let status = c.status().expect("running cargo build");
+    assert!(status.success(), "building bpfns: {status}");
+    profile_dir.join("bpfns")
+}
+
+/// bpfns-oci as a package installs it, in a directory of its own (`DIR/installed`) with its
+/// settings beside it (the test daemon's sockets), for `bpfns containers install` to register.
+pub struct Installed {
+    pub bin: PathBuf,
+    state: PathBuf,
+    bpfns: PathBuf,
+}
+
+impl Installed {
+    pub fn new(dir: &Path, daemon: &dyn Sockets) -> Self {
+        let bin = dir.join("installed");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        std::os::unix::fs::symlink(wrapper_path(), bin.join("bpfns-oci")).expect("symlink");
+        std::fs::write(
+            bin.join("bpfns-oci.toml"),
+            format!(
+                "socket = {:?}\nseccomp_socket = {:?}\n",
+                daemon.socket(),
+                daemon.seccomp_socket()
+            ),
+        )
+        .expect("bpfns-oci.toml");
+        Installed {
+            bin,
+            state: dir.join("install-state"),
+            bpfns: cli_path(),
+        }
+    }
+
+    /// `bpfns -j containers install --engine ENGINE --config CONF` (records in a directory of
+    /// the test's own), which must succeed; its JSON report.
+    pub fn install(&self, engine: &str, conf: &Path, extra: &[&str]) -> serde_json::Value {
+        let out = Command::new(&self.bpfns)
+            .args([
+                "-j",
+                "containers",
+                "install",
+                "--engine",
+                engine,
+                "--config",
+            ])
+            .arg(conf)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg("--wrapper")
+            .arg(self.bin.join("bpfns-oci"))
+            .args(extra)
+            .output()
+            .expect("running bpfns");
+        assert!(
+            out.status.success(),
+            "bpfns containers install --engine {engine}: {}",
+            text(&out)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    }
+}
+
 /// A fresh private directory for an engine instance (`/tmp/bpfns-ENGINE-NAME-PID`).
 pub fn private_dir(engine: &str, name: &str) -> PathBuf {
     let dir = PathBuf::from(format!("/tmp/bpfns-{engine}-{name}-{}", std::process::id()));
@@ -314,6 +400,26 @@ pub trait Engine {
     fn exec(&self, name: &str, cmd: &[&str]) -> Output;
     /// The engine removes the running container `name` (killed first), as its user does.
     fn remove(&self, name: &str) -> Output;
+    /// The engine's client starting a container that stays when it stops (not removed with
+    /// its end), detached: returns once it runs. (podman's lifetimes have tests of their
+    /// own, `tests/lifecycle.rs`: the lifetime tables here are Docker's and containerd's.)
+    fn run_kept(&self, _spec: &Spec<'_>) -> Output {
+        unimplemented!("{}: the lifetime tables", self.name())
+    }
+    /// The engine stops (kills) the running container `name` without removing it.
+    fn stop(&self, _name: &str) -> Output {
+        unimplemented!("{}: the lifetime tables", self.name())
+    }
+    /// The engine starts the stopped container `name` again, detached.
+    fn start(&self, _name: &str) -> Output {
+        unimplemented!("{}: the lifetime tables", self.name())
+    }
+    /// A crash of the running container `name` with its engine: the engine's daemons, the
+    /// container's shim and its init are killed (`SIGKILL`), and the runtime's state of it
+    /// goes, as at a reboot (`/run` is emptied); the engine's files on disk stay.
+    fn crash(&self, _name: &str) {
+        unimplemented!("{}: the lifetime tables", self.name())
+    }
     /// The engine's client in a container run to its end.
     fn run(&self, spec: &Spec<'_>) -> Output {
         let mut c = self.spawn(spec);
@@ -865,6 +971,96 @@ pub fn exec_table(e: &dyn Engine, d: &TestDaemon, dir: &Path, prefix: &str) {
 /// of a container its runtime deleted every 200 ms (docs/containers.md, "When containers go").
 pub const REMOVED_WITHIN: Duration = Duration::from_secs(10);
 
+/// The namespace of the running container `c` of engine `e`: the owner of the map named `c`
+/// it made, which must be its container's.
+pub fn namespace_of_map(e: &dyn Engine, d: &TestDaemon, c: &str) -> String {
+    let name = e.name();
+    let maps = d.client().list(ObjectKind::Map).expect("list");
+    let ns = maps
+        .iter()
+        .find(|m| m.name == c)
+        .map(|m| m.namespace.clone())
+        .unwrap_or_else(|| panic!("{name}: the host does not see map {c}: {maps:?}"));
+    assert!(
+        e.is_namespace_of(c, &ns),
+        "{name}: {c}'s map is owned by {ns}, not its container's namespace"
+    );
+    ns
+}
+
+/// The id of the map named `c` and its owner, as the host sees them.
+fn map_named(d: &TestDaemon, c: &str) -> Option<(u32, String)> {
+    let maps = d.client().list(ObjectKind::Map).expect("list");
+    maps.iter()
+        .find(|m| m.name == c)
+        .map(|m| (m.id, m.namespace.clone()))
+}
+
+/// The engine removes container `c` (its map and pin named `c`, its namespace `ns`): the
+/// namespace is gone within [`REMOVED_WITHIN`], the pin in the parent's
+/// `orphans/<leaf>-<id>/`, the map owned by the parent, and `status` says it was removed.
+pub fn removed_to_orphans(e: &dyn Engine, d: &TestDaemon, c: &str, ns: &str) {
+    let name = e.name();
+    let out = e.remove(c);
+    assert!(out.status.success(), "{name}: removing {c}: {}", text(&out));
+    let removed = Instant::now();
+    while d.client().ns_show(ns).is_ok() {
+        assert!(
+            removed.elapsed() < REMOVED_WITHIN,
+            "{name}: {ns} still exists {REMOVED_WITHIN:?} after the engine removed {c} \
+             (bpfnsd's log: BPFNS_TEST_LOG=info)"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "{name}: {ns} deleted {:?} after the engine removed {c}",
+        removed.elapsed()
+    );
+    in_orphans(e, d, c, ns);
+    let st = d.client().status().expect("status");
+    assert!(
+        st.collected_containers
+            .iter()
+            .any(|l| l.contains(ns) && l.contains("removed")),
+        "{name}: {:?}",
+        st.collected_containers
+    );
+}
+
+/// The deleted namespace `ns`'s pin `c` is in its parent's `orphans/<leaf>-<id>/`, and the
+/// map named `c` is owned by the parent.
+fn in_orphans(e: &dyn Engine, d: &TestDaemon, c: &str, ns: &str) {
+    let name = e.name();
+    let (parent, leaf) = ns.rsplit_once('/').expect("a namespace path");
+    let parent = if parent.is_empty() { "/" } else { parent };
+    let parent_bpffs = d.client().ns_show(parent).expect("the parent").bpffs;
+    let orphans = Path::new(&parent_bpffs).join("orphans");
+    let entries: Vec<String> = std::fs::read_dir(&orphans)
+        .unwrap_or_else(|e| panic!("{name}: {}: {e}", orphans.display()))
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    let moved = entries
+        .iter()
+        .find(|o| o.starts_with(&format!("{leaf}-")))
+        .unwrap_or_else(|| panic!("{name}: no orphans/{leaf}-* in {parent}: {entries:?}"));
+    assert!(
+        orphans.join(moved).join(c).exists(),
+        "{name}: the pin {c} did not move to {parent}'s orphans/{moved}"
+    );
+    assert_eq!(
+        map_named(d, c).map(|(_, owner)| owner).as_deref(),
+        Some(parent),
+        "{name}: the map moved to the parent"
+    );
+}
+
+/// Whether namespace `ns` holds the pin `pin`.
+fn pinned_in(d: &TestDaemon, ns: &str, pin: &str) -> bool {
+    d.client()
+        .ns_show(ns)
+        .is_ok_and(|i| Path::new(&i.bpffs).join(pin).exists())
+}
+
 /// A running container allowed BPF pins a map; its namespace exists and owns it. The engine
 /// removes the container: its namespace is gone within [`REMOVED_WITHIN`], the pin in the
 /// parent's `orphans/<name>-<id>/` and the map owned by the parent.
@@ -877,68 +1073,10 @@ pub fn lifecycle_table(e: &dyn Engine, d: &TestDaemon, dir: &Path, prefix: &str)
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut running = Running::start(e.spawn(&exec_target(&c, &share)), "container");
         wait_exec_ready(e, &c, Some(&mut running));
-        let maps = d.client().list(ObjectKind::Map).expect("list");
-        let ns = maps
-            .iter()
-            .find(|m| m.name == c)
-            .map(|m| m.namespace.clone())
-            .unwrap_or_else(|| panic!("{name}: the host does not see map {c}: {maps:?}"));
-        assert!(
-            e.is_namespace_of(&c, &ns),
-            "{name}: {c}'s map is owned by {ns}, not its container's namespace"
-        );
-        let (parent, leaf) = ns.rsplit_once('/').expect("a namespace path");
-        let parent = if parent.is_empty() { "/" } else { parent };
-        let bpffs = d.client().ns_show(&ns).expect("its namespace").bpffs;
-        assert!(
-            Path::new(&bpffs).join(&c).exists(),
-            "{name}: no pin {c} in {bpffs}"
-        );
-        let parent_bpffs = d.client().ns_show(parent).expect("the parent").bpffs;
-        eprintln!("{name}: container {c} in {ns}, its pin in {bpffs}");
-
-        let out = e.remove(&c);
-        assert!(out.status.success(), "{name}: removing {c}: {}", text(&out));
-        let removed = Instant::now();
-        while d.client().ns_show(&ns).is_ok() {
-            assert!(
-                removed.elapsed() < REMOVED_WITHIN,
-                "{name}: {ns} still exists {REMOVED_WITHIN:?} after the engine removed {c} \
-                 (bpfnsd's log: BPFNS_TEST_LOG=info)"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        eprintln!(
-            "{name}: {ns} deleted {:?} after the engine removed {c}",
-            removed.elapsed()
-        );
-        let orphans = Path::new(&parent_bpffs).join("orphans");
-        let entries: Vec<String> = std::fs::read_dir(&orphans)
-            .unwrap_or_else(|e| panic!("{name}: {}: {e}", orphans.display()))
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        let moved = entries
-            .iter()
-            .find(|o| o.starts_with(&format!("{leaf}-")))
-            .unwrap_or_else(|| panic!("{name}: no orphans/{leaf}-* in {parent}: {entries:?}"));
-        assert!(
-            orphans.join(moved).join(&c).exists(),
-            "{name}: the pin {c} did not move to {parent}'s orphans/{moved}"
-        );
-        let maps = d.client().list(ObjectKind::Map).expect("list");
-        let owner = maps
-            .iter()
-            .find(|m| m.name == c)
-            .map(|m| m.namespace.as_str());
-        assert_eq!(owner, Some(parent), "{name}: the map moved to the parent");
-        let st = d.client().status().expect("status");
-        assert!(
-            st.collected_containers
-                .iter()
-                .any(|l| l.contains(ns.as_str()) && l.contains("removed")),
-            "{name}: {:?}",
-            st.collected_containers
-        );
+        let ns = namespace_of_map(e, d, &c);
+        assert!(pinned_in(d, &ns, &c), "{name}: no pin {c} in {ns}");
+        eprintln!("{name}: container {c} in {ns}");
+        removed_to_orphans(e, d, &c, &ns);
         // The engine's client ended with its container.
         drop(running);
     }));
@@ -946,4 +1084,308 @@ pub fn lifecycle_table(e: &dyn Engine, d: &TestDaemon, dir: &Path, prefix: &str)
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// At most [`STEP`] for `file` to appear; its text.
+fn wait_file(e: &dyn Engine, file: &Path) -> String {
+    wait_for(&format!("{}: {}", e.name(), file.display()), STEP, || {
+        file.exists()
+    });
+    std::fs::read_to_string(file).unwrap_or_default()
+}
+
+/// The map lines of a `bpftool map list` output.
+fn listed_maps(t: &str) -> Vec<&str> {
+    t.lines()
+        .filter(|l| {
+            l.split_once(':')
+                .is_some_and(|(id, _)| id.trim().parse::<u32>().is_ok())
+        })
+        .collect()
+}
+
+/// A container allowed BPF that stays when it stops: at its first start it pins map `name`
+/// (`/x/<name>.made`); at a later one, finding its pin, it writes what it sees of the pinned
+/// map and its listing to `/x/<name>.again`. Then it sleeps.
+pub fn kept_target<'a>(name: &'a str, share: &'a Path) -> Spec<'a> {
+    let script = format!(
+        "if [ -e /sys/fs/bpf/{name} ]; then\n\
+           {{ bpftool map show pinned /sys/fs/bpf/{name}; echo listing:; bpftool map list; }} \
+             >/x/{name}.tmp 2>&1; mv /x/{name}.tmp /x/{name}.again\n\
+         else\n\
+           bpftool map create /sys/fs/bpf/{name} type array key 4 value 4 entries 1 \
+             name {name} || {{ echo create-failed; exit 1; }}\n\
+           touch /x/{name}.made\n\
+         fi\n\
+         exec sleep {}\n",
+        STEP.as_secs() * 5
+    );
+    Spec {
+        name,
+        runtime: Runtime::Bpfns,
+        bpf: true,
+        privileged: false,
+        share: Some(share),
+        script,
+    }
+}
+
+/// A bpfnsd for the lifetime tables: containers collected every second, a container counted
+/// as vanished two seconds after it was placed (so that the tables see what a collection
+/// does, not only the watch after the runtime's `delete`).
+pub fn collecting_daemon(name: &str) -> TestDaemon {
+    TestDaemon::start_with(name, collect_often)
+}
+
+fn collect_often(c: &mut bpfnsd::Config) {
+    c.containers.collect_interval_secs = 1;
+    c.containers.vanish_grace_secs = 2;
+}
+
+/// Stopped without removal (`docker stop`; `ctr task kill` and `ctr task delete`): the
+/// container's namespace and its pin stay (over several collections); started again
+/// (`docker start`; a new task, `ctr task start`), it is in the same namespace and sees its
+/// pinned map, the one map it lists. Removed then, its namespace goes. `d` collects often
+/// ([`collecting_daemon`]).
+pub fn stop_start_table(e: &dyn Engine, d: &TestDaemon, dir: &Path, prefix: &str) {
+    let share = dir.join("kept-share");
+    std::fs::create_dir_all(&share).expect("mkdir");
+    let name = e.name();
+    let c = format!("{prefix}_ks_{}", std::process::id() % 1_000_000);
+    let out = e.run_kept(&kept_target(&c, &share));
+    assert!(out.status.success(), "{name}: run {c}: {}", text(&out));
+    wait_file(e, &share.join(format!("{c}.made")));
+    let ns = namespace_of_map(e, d, &c);
+    let (id, _) = map_named(d, &c).expect("its map");
+    assert!(pinned_in(d, &ns, &c), "{name}: no pin {c} in {ns}");
+    eprintln!("{name}: container {c} in {ns}, its map {id} pinned");
+
+    let out = e.stop(&c);
+    assert!(out.status.success(), "{name}: stopping {c}: {}", text(&out));
+    // Several collections, and longer than the watch of a deleted container's bundle needs.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        d.client().ns_show(&ns).is_ok(),
+        "{name}: {ns} was deleted when {c} stopped (bpfnsd's log: BPFNS_TEST_LOG=info): {:?}",
+        d.client().status().map(|s| s.collected_containers)
+    );
+    assert!(pinned_in(d, &ns, &c), "{name}: the pin {c} left {ns}");
+    assert_eq!(
+        map_named(d, &c),
+        Some((id, ns.clone())),
+        "{name}: {c}'s map"
+    );
+
+    let out = e.start(&c);
+    assert!(out.status.success(), "{name}: starting {c}: {}", text(&out));
+    let t = wait_file(e, &share.join(format!("{c}.again")));
+    eprintln!("{name}: {c} started again:\n{t}");
+    assert!(
+        t.starts_with(&format!("{id}: array  name {c}")),
+        "{name}: {c} started again does not see its pinned map {id}: {t}"
+    );
+    let (_, listing) = t.split_once("listing:").expect("its listing");
+    let listed = listed_maps(listing);
+    assert!(
+        listed.len() == 1 && listed[0].starts_with(&format!("{id}: array  name {c}")),
+        "{name}: {c} started again lists exactly its map: {t}"
+    );
+    assert_eq!(
+        map_named(d, &c),
+        Some((id, ns.clone())),
+        "{name}: {c}'s map"
+    );
+    removed_to_orphans(e, d, &c, &ns);
+}
+
+/// Two containers allowed BPF, each with its pinned map, wait for `/x/<name>.go` and then
+/// write what they see to `/x/<name>.after`: their listing, and what opening the sibling's
+/// map by id gives.
+fn after_restart_script(me: &str, sibling: &str) -> String {
+    let wait = |cond: &str| {
+        format!(
+            "i=0; while {cond} && [ $i -lt {} ]; do sleep 0.1; i=$((i+1)); done",
+            STEP.as_secs() * 10
+        )
+    };
+    format!(
+        "bpftool map create /sys/fs/bpf/{me} type array key 4 value 4 entries 1 name {me} \
+           || {{ echo create-failed; exit 1; }}\n\
+         id=$(bpftool map show pinned /sys/fs/bpf/{me} | head -n1 | cut -d: -f1)\n\
+         echo $id >/x/{me}.tmp && mv /x/{me}.tmp /x/{me}.id\n\
+         {}\n\
+         {}\n\
+         {{ echo own:; bpftool map show pinned /sys/fs/bpf/{me}; echo listing:; bpftool map list; \
+            echo sibling:; bpftool map show id $(cat /x/{sibling}.id); echo end; }} \
+           >/x/{me}.tmp 2>&1; mv /x/{me}.tmp /x/{me}.after\n\
+         {}\n",
+        wait(&format!("[ ! -s /x/{sibling}.id ]")),
+        wait(&format!("[ ! -e /x/{me}.go ]")),
+        wait("[ ! -e /x/go ]"),
+    )
+}
+
+/// bpfnsd restarted while two containers allowed BPF run (each with its pinned map): after
+/// the restart each container's own `bpf()` calls are still answered from its namespace (it
+/// lists its own map only; the sibling's id answers `ENOENT`), and removed afterwards, each
+/// one's namespace goes. Returns the restarted daemon.
+pub fn restart_table(e: &dyn Engine, d: TestDaemon, dir: &Path, prefix: &str) -> TestDaemon {
+    let share = dir.join("restart-share");
+    std::fs::create_dir_all(&share).expect("mkdir");
+    let name = e.name();
+    let pid = std::process::id() % 1_000_000;
+    let (a, b) = (format!("{prefix}_ra_{pid}"), format!("{prefix}_rb_{pid}"));
+    let spec = |me: &str, sib: &str| (me.to_string(), after_restart_script(me, sib));
+    let mut d = Some(d);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut running = Vec::new();
+        for (me, script) in [spec(&a, &b), spec(&b, &a)] {
+            let s = Spec {
+                name: &me,
+                runtime: Runtime::Bpfns,
+                bpf: true,
+                privileged: false,
+                share: Some(&share),
+                script,
+            };
+            running.push(Running::start(e.spawn(&s), "container"));
+            wait_file(e, &share.join(format!("{me}.id")));
+        }
+        let dd = d.as_ref().expect("the daemon");
+        let (ns_a, ns_b) = (namespace_of_map(e, dd, &a), namespace_of_map(e, dd, &b));
+        let ids: Vec<u32> = [&a, &b]
+            .iter()
+            .map(|c| map_named(dd, c).expect("its map").0)
+            .collect();
+
+        let (ddir, layout) = d.take().expect("the daemon").stop();
+        d = Some(TestDaemon::start_configured(
+            ddir,
+            layout,
+            false,
+            collect_often,
+        ));
+        let dd = d.as_ref().expect("the daemon");
+        eprintln!("{name}: bpfnsd restarted while {a} and {b} run");
+
+        for (me, sib, my_id, sib_id) in [(&a, &b, ids[0], ids[1]), (&b, &a, ids[1], ids[0])] {
+            std::fs::write(share.join(format!("{me}.go")), "").expect("go");
+            let t = wait_file(e, &share.join(format!("{me}.after")));
+            eprintln!("{name}: {me} after bpfnsd's restart:\n{t}");
+            assert!(
+                !t.contains(LISTENER_REFUSED),
+                "{name}: {me} is no longer supervised: {t}"
+            );
+            let listing = t
+                .split_once("listing:")
+                .and_then(|(_, r)| r.split_once("sibling:"))
+                .map(|(l, _)| l)
+                .unwrap_or_else(|| panic!("{name}: {me}: {t}"));
+            let listed = listed_maps(listing);
+            assert!(
+                listed.len() == 1 && listed[0].starts_with(&format!("{my_id}: array  name {me}")),
+                "{name}: {me} lists exactly its own map after bpfnsd's restart: {t}"
+            );
+            let (_, sibling) = t.split_once("sibling:").expect("sibling");
+            assert!(
+                !sibling.contains(&format!("{sib_id}: array"))
+                    && !sibling.contains(sib.as_str())
+                    && sibling.contains("No such file or directory"),
+                "{name}: {me} opens {sib}'s map {sib_id} after bpfnsd's restart: {t}"
+            );
+        }
+        for (c, ns) in [(&a, &ns_a), (&b, &ns_b)] {
+            removed_to_orphans(e, dd, c, ns);
+        }
+        drop(running);
+    }));
+    let _ = std::fs::write(share.join("go"), "");
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    d.expect("the daemon")
+}
+
+/// A container allowed BPF with its pinned map vanishes without a stop: its engine, shim and
+/// init killed, the runtime's state gone (as at a reboot). bpfnsd (collecting every second,
+/// [`collecting_daemon`]) collects its namespace within a few collections, its pin in the
+/// parent's orphans, and `status` says it vanished.
+pub fn vanish_table(e: &dyn Engine, d: &TestDaemon, dir: &Path, prefix: &str) {
+    let share = dir.join("vanish-share");
+    std::fs::create_dir_all(&share).expect("mkdir");
+    let name = e.name();
+    let c = format!("{prefix}_vn_{}", std::process::id() % 1_000_000);
+    let out = e.run_kept(&kept_target(&c, &share));
+    assert!(out.status.success(), "{name}: run {c}: {}", text(&out));
+    wait_file(e, &share.join(format!("{c}.made")));
+    let ns = namespace_of_map(e, d, &c);
+    e.crash(&c);
+    let crashed = Instant::now();
+    // The grace (2 s) and a few collections (every second).
+    let within = Duration::from_secs(10);
+    while d.client().ns_show(&ns).is_ok() {
+        assert!(
+            crashed.elapsed() < within,
+            "{name}: {ns} still exists {within:?} after {c} vanished (bpfnsd's log: \
+             BPFNS_TEST_LOG=info): {:?}",
+            d.client().status().map(|s| s.collected_containers)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "{name}: {ns} deleted {:?} after {c} vanished",
+        crashed.elapsed()
+    );
+    in_orphans(e, d, &c, &ns);
+    let st = d.client().status().expect("status");
+    assert!(
+        st.collected_containers
+            .iter()
+            .any(|l| l.contains(ns.as_str()) && l.contains("vanished")),
+        "{name}: {:?}",
+        st.collected_containers
+    );
+    assert!(
+        st.counters
+            .iter()
+            .any(|(k, v)| k == "containers_collected" && *v >= 1),
+        "{name}: {:?}",
+        st.counters
+    );
+}
+
+/// A crashed container's leftovers on the host: SIGKILL `pids` (engine daemons first, then
+/// the shim and the init), remove the runtime's state directory of container `id` below
+/// `dir` (what a reboot does to `/run`), and the shim's socket (a killed shim leaves it in
+/// `/run/containerd/s`).
+pub fn crash_leftovers(pids: &[i32], shim: i32, dir: &Path, id: &str) {
+    // The shim's socket, named in its bundle (its working directory).
+    let socket = std::fs::read_to_string(format!("/proc/{shim}/cwd/address")).ok();
+    for &pid in pids.iter().chain([&shim]) {
+        assert!(pid > 1, "pid {pid}");
+        // SAFETY: a plain kill(2); the pids are the test's engine's processes, read just now.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    if let Some(s) = socket {
+        let _ = std::fs::remove_file(s.trim().trim_start_matches("unix://"));
+    }
+    let state = find_runc_state(dir, id, 6)
+        .unwrap_or_else(|| panic!("no runc state of {id} below {}", dir.display()));
+    std::fs::remove_dir_all(&state).expect("removing the runtime's state");
+}
+
+/// The directory `id` holding runc's `state.json` below `dir` (at most `depth` levels down).
+fn find_runc_state(dir: &Path, id: &str, depth: usize) -> Option<PathBuf> {
+    let candidate = dir.join(id);
+    if candidate.join("state.json").is_file() {
+        return Some(candidate);
+    }
+    if depth == 0 {
+        return None;
+    }
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .find_map(|e| find_runc_state(&e.path(), id, depth - 1))
 }

@@ -447,9 +447,11 @@ pub struct InstallArgs {
     #[arg(long)]
     pub default: bool,
     /// The runtime bpfns-oci runs for docker and containerd, and podman's default with
-    /// --default (both work: docs/containers.md; runc is what Docker and containerd ship with).
-    #[arg(long, value_enum, default_value = "runc")]
-    pub runtime: OciRuntime,
+    /// --default (both work: docs/containers.md) [default: the engine's own default: runc for
+    /// docker and containerd; for podman the `runtime` its containers.conf files name, else
+    /// crun, podman's built-in default].
+    #[arg(long, value_enum)]
+    pub runtime: Option<OciRuntime>,
     /// Put back what was there before bpfns registered itself.
     #[arg(long)]
     pub undo: bool,

@@ -325,12 +325,19 @@ struct Registration {
 fn install(a: &InstallArgs, p: &Paths) -> Result<InstallReport> {
     let engine = a.engine;
     let wrapper = find_wrapper(a)?;
+    let runtime = match (a.runtime, engine) {
+        (Some(r), _) => r,
+        (None, Engine::Podman) if a.default => {
+            podman_default_runtime(a.root.as_deref(), &p.config)?
+        }
+        (None, _) => OciRuntime::Runc,
+    };
     let reg = Registration {
         crun: link_path(&wrapper, OciRuntime::Crun),
         runc: link_path(&wrapper, OciRuntime::Runc),
-        chosen: link_path(&wrapper, a.runtime),
+        chosen: link_path(&wrapper, runtime),
         default: a.default,
-        runtime: a.runtime,
+        runtime,
     };
     let record = load_record(p, engine)?;
     let current = read_opt(&p.config)?;
@@ -441,8 +448,57 @@ fn install(a: &InstallArgs, p: &Paths) -> Result<InstallReport> {
         )?;
     }
     report.record = Some(record_path(p, engine, "json"));
-    report.reload = reload(engine, p, a.no_reload);
+    report.reload = reload(engine, p, a.no_reload, false);
     Ok(report)
+}
+
+/// podman's default runtime, which `--default` keeps under bpfns-oci: the last `[engine]
+/// runtime` of the containers.conf files podman reads (below `root`, and the file being
+/// edited; bpfns's own `bpfns-*` values skipped), else crun, podman's built-in default.
+fn podman_default_runtime(root: Option<&Path>, edited: &Path) -> Result<OciRuntime> {
+    let mut files = vec![
+        under_root(root, "/usr/share/containers/containers.conf"),
+        under_root(root, "/etc/containers/containers.conf"),
+    ];
+    let drop_ins = under_root(root, "/etc/containers/containers.conf.d");
+    let mut more: Vec<PathBuf> = std::fs::read_dir(&drop_ins)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+                .collect()
+        })
+        .unwrap_or_default();
+    more.sort();
+    files.extend(more);
+    if !files.iter().any(|f| f == edited) {
+        files.push(edited.to_path_buf());
+    }
+    let mut found: Option<(String, PathBuf)> = None;
+    for f in files {
+        let Some(bytes) = read_opt(&f)? else { continue };
+        let text = String::from_utf8_lossy(&bytes);
+        let doc = parse_toml(&f, &text, "podman")?;
+        let value = doc
+            .get("engine")
+            .and_then(|e| e.get("runtime"))
+            .and_then(toml_edit::Item::as_str)
+            .filter(|v| !v.starts_with("bpfns-"));
+        if let Some(v) = value {
+            found = Some((v.to_string(), f));
+        }
+    }
+    match found {
+        None => Ok(OciRuntime::Crun),
+        Some((v, _)) if v == "crun" => Ok(OciRuntime::Crun),
+        Some((v, _)) if v == "runc" => Ok(OciRuntime::Runc),
+        Some((v, f)) => Err(CliError::usage(format!(
+            "podman's default runtime is {v} ({}); bpfns-oci runs runc or crun: choose one \
+             with --runtime runc|crun",
+            f.display()
+        ))
+        .into()),
+    }
 }
 
 /// Refuse (unless `force`) when the configuration is no longer what bpfns wrote.
@@ -580,14 +636,20 @@ fn undo(a: &InstallArgs, p: &Paths) -> Result<InstallReport> {
     }
     let _ = std::fs::remove_dir(&p.state);
     let mut report = report;
-    report.reload = reload(engine, p, a.no_reload);
+    report.reload = reload(engine, p, a.no_reload, true);
     Ok(report)
 }
 
 /// Make the engine read its configuration again where it keeps it in memory; else say what
 /// takes effect when.
-fn reload(engine: Engine, p: &Paths, no_reload: bool) -> String {
+fn reload(engine: Engine, p: &Paths, no_reload: bool, undo: bool) -> String {
     match engine {
+        // dockerd's SIGHUP applies the keys the file has and keeps those it no longer has
+        // (checked with dockerd 20.10: `runtimes` and `default-runtime` stay as they were).
+        Engine::Docker if undo => "dockerd keeps the bpfns runtime (and default-runtime) until \
+                                   it restarts: SIGHUP does not drop settings removed from the \
+                                   file; restart it: systemctl restart docker"
+            .into(),
         Engine::Podman => "podman reads it at its next command: nothing to restart".into(),
         Engine::Containerd => "restart containerd to apply it: systemctl restart containerd \
                                (running containers keep running)"

@@ -157,7 +157,8 @@ fn podman_drop_in_is_created_and_removed() {
         &["--default"],
         "/etc/containers/containers.conf.d/bpfns.conf",
         |t| {
-            assert!(t.contains("runtime = \"bpfns-runc\""), "{t}");
+            // No containers.conf names a runtime: podman's own default, crun, under bpfns-oci.
+            assert!(t.contains("runtime = \"bpfns-crun\""), "{t}");
             assert!(t.contains(&format!(
                 "bpfns-crun = [\"{}\"]",
                 r.wrapper.with_file_name("bpfns-oci-crun").display()
@@ -166,6 +167,52 @@ fn podman_drop_in_is_created_and_removed() {
     );
     // The directories it made are gone too.
     assert!(!r.path("/etc/containers").exists());
+}
+
+/// `--default` without `--runtime` keeps podman's default runtime (the last `[engine]
+/// runtime` of its containers.conf files) under bpfns-oci; one bpfns-oci cannot run is
+/// refused with the cause, and nothing is written.
+#[test]
+fn podman_default_follows_podmans_runtime() {
+    let r = Root::new("podman-follow");
+    std::fs::create_dir_all(r.path("/usr/share/containers")).unwrap();
+    std::fs::write(
+        r.path("/usr/share/containers/containers.conf"),
+        "[engine]\nruntime = \"crun\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(r.path("/etc/containers")).unwrap();
+    std::fs::write(
+        r.path("/etc/containers/containers.conf"),
+        "[engine]\nruntime = \"runc\"\n",
+    )
+    .unwrap();
+    let drop_in = r.path("/etc/containers/containers.conf.d/bpfns.conf");
+    let out = r.install(&["--engine", "podman", "--default"]);
+    assert!(out.status.success(), "{out:?}");
+    let t = std::fs::read_to_string(&drop_in).unwrap();
+    assert!(t.contains("runtime = \"bpfns-runc\""), "{t}");
+    // Its own value does not count: installing again changes nothing.
+    let j = json(&r.install(&["--engine", "podman", "--default"]));
+    assert_eq!(j["changed"], false, "{j}");
+    let j = json(&r.install(&["--engine", "podman", "--undo"]));
+    assert_eq!(j["changed"], true, "{j}");
+
+    std::fs::write(
+        r.path("/etc/containers/containers.conf"),
+        "[engine]\nruntime = \"kata\"\n",
+    )
+    .unwrap();
+    let out = r.install(&["--engine", "podman", "--default"]);
+    let t = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("kata") && t.contains("--runtime"), "{t}");
+    assert!(!drop_in.exists(), "nothing was written");
+    let out = r.install(&["--engine", "podman", "--default", "--runtime", "crun"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(std::fs::read_to_string(&drop_in)
+        .unwrap()
+        .contains("runtime = \"bpfns-crun\""));
 }
 
 #[test]

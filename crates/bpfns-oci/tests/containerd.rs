@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bpfns_tests::{skip, TestDaemon};
-use common::{Engine, Runtime, Spec, Wrappers};
+use common::{text, Engine, Installed, Runtime, Spec, Wrappers};
 
 /// containerd's namespace for the test's images and containers.
 const CTR_NAMESPACE: &str = "bpfns-test";
@@ -47,15 +47,7 @@ impl Containerd {
             d = dir.display()
         );
         std::fs::write(dir.join("config.toml"), config).expect("config.toml");
-        let log = std::fs::File::create(dir.join("containerd.log")).expect("log");
-        let daemon = Command::new("containerd")
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("starting containerd");
+        let daemon = start_containerd(&dir);
         let c = Containerd {
             dir,
             daemon,
@@ -63,16 +55,27 @@ impl Containerd {
             _host_dirs: host_dirs,
             wrappers,
         };
-        common::wait_for("containerd answers", Duration::from_secs(30), || {
-            c.ctr()
-                .arg("version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
+        c.wait_answers();
         let mut import = c.ctr();
         import.args(["images", "import", common::DOCKER_ARCHIVE]);
         common::ok(import, "ctr images import");
         c
+    }
+
+    fn wait_answers(&self) {
+        common::wait_for("containerd answers", Duration::from_secs(30), || {
+            self.ctr()
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    }
+
+    /// Stop containerd and start it again with its configuration file as it is now.
+    fn restart(&mut self) {
+        common::stop(&mut self.daemon, Duration::from_secs(10));
+        self.daemon = start_containerd(&self.dir);
+        self.wait_answers();
     }
 
     fn ctr(&self) -> Command {
@@ -87,8 +90,10 @@ impl Containerd {
     /// (detached, no stdio, stays when its task ends).
     fn run_command(&self, s: &Spec<'_>, kept: bool) -> Command {
         let wrapper = match s.runtime {
-            Runtime::Bpfns => &self.wrappers.up,
-            Runtime::Down => &self.wrappers.down,
+            Runtime::Bpfns => Some(&self.wrappers.up),
+            Runtime::Down => Some(&self.wrappers.down),
+            // runc itself: ctr names the runtime's binary with each container.
+            Runtime::Default => None,
         };
         let mut c = self.ctr();
         c.arg("run");
@@ -103,11 +108,12 @@ impl Containerd {
             .arg(self.dir.join("fifo"))
             .arg("--runc-root")
             .arg(self.dir.join("runc"))
-            .arg("--runc-binary")
-            .arg(wrapper.join("bpfns-oci-runc"))
             // No annotation: bpfnsd names the namespace after ctr's container id, the name
             // its user chose (`/containers/<name>`).
             .args(["--cgroup", &format!("/{}/{}", self.cgroups, s.name)]);
+        if let Some(w) = wrapper {
+            c.arg("--runc-binary").arg(w.join("bpfns-oci-runc"));
+        }
         if s.privileged {
             c.arg("--privileged");
         } else {
@@ -132,6 +138,23 @@ impl Containerd {
         out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     }
+}
+
+/// containerd with `dir/config.toml`, its log appended to `dir/containerd.log`.
+fn start_containerd(dir: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("containerd.log"))
+        .expect("log");
+    Command::new("containerd")
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("starting containerd")
 }
 
 impl Engine for Containerd {
@@ -339,4 +362,65 @@ fn containerd_vanished_container_is_collected() {
     let d = common::collecting_daemon("containerd-vanish");
     let c = Containerd::new("vanish", &d);
     common::vanish_table(&c, &d, &c.dir, "ctr");
+}
+
+/// `bpfns containers install --engine containerd --default` registers bpfns-oci in the
+/// private containerd's config.toml (merged) for the CRI plugin: containerd reads the runtime
+/// `bpfns` as runc's shim with bpfns-oci as its runc, and as the default (`containerd config
+/// dump`, with the CRI plugin a host's containerd has; the test's instance runs without it),
+/// and restarts with the file. A second install changes nothing; `--undo` restores it byte
+/// for byte. (CRI's runtimes are for CRI clients: ctr names the runtime's binary itself, so
+/// no container here runs through the registration.)
+#[test]
+fn containerd_config_from_bpfns_containers_install() {
+    if skipped() {
+        return;
+    }
+    let d = TestDaemon::start("containerd-install");
+    let mut c = Containerd::new("install", &d);
+    let conf = c.dir.join("config.toml");
+    let before = std::fs::read(&conf).expect("config.toml");
+    let installed = Installed::new(&c.dir, &d);
+    let j = installed.install("containerd", &conf, &["--default"]);
+    assert_eq!(j["changed"], true, "{j}");
+    let written = std::fs::read_to_string(&conf).expect("config.toml");
+    let j = installed.install("containerd", &conf, &["--default"]);
+    assert_eq!(j["changed"], false, "a second install changes nothing: {j}");
+    assert_eq!(
+        std::fs::read_to_string(&conf).expect("config.toml"),
+        written
+    );
+
+    let with_cri = c.dir.join("with-cri.toml");
+    let text_with_cri: String = written
+        .lines()
+        .filter(|l| !l.starts_with("disabled_plugins"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&with_cri, text_with_cri).expect("with-cri.toml");
+    let mut dump = Command::new("containerd");
+    dump.arg("--config").arg(&with_cri).args(["config", "dump"]);
+    let t = text(&common::ok(dump, "containerd config dump"));
+    let link = installed.bin.join("bpfns-oci-runc");
+    for want in [
+        "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.bpfns]".to_string(),
+        "runtime_type = \"io.containerd.runc.v2\"".to_string(),
+        format!("BinaryName = \"{}\"", link.display()),
+        "default_runtime_name = \"bpfns\"".to_string(),
+    ] {
+        assert!(t.contains(&want), "containerd does not read {want}: {t}");
+    }
+    c.restart();
+
+    let j = installed.install("containerd", &conf, &["--undo"]);
+    assert_eq!(j["changed"], true, "{j}");
+    assert_eq!(
+        std::fs::read(&conf).expect("config.toml"),
+        before,
+        "--undo restores config.toml byte for byte"
+    );
+    assert!(
+        std::fs::symlink_metadata(&link).is_err(),
+        "its links are gone"
+    );
 }

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use bpfns_tests::{skip, TestDaemon};
-use common::{Engine, Runtime, Spec, Wrappers};
+use common::{text, Engine, Installed, Running, Runtime, Spec, Wrappers};
 
 /// A private dockerd under `dir`: stopped, its containers removed and `dir` deleted on drop.
 struct Docker {
@@ -34,56 +34,32 @@ fn client() -> PathBuf {
 
 impl Docker {
     fn new(name: &str, d: &TestDaemon) -> Self {
+        Self::configured(name, d, |w| {
+            serde_json::json!({
+                "runtimes": {
+                    "bpfns": {"path": w.up.join("bpfns-oci-runc")},
+                    "bpfns-down": {"path": w.down.join("bpfns-oci-runc")},
+                },
+            })
+            .to_string()
+        })
+    }
+
+    /// A private dockerd whose daemon.json (`DIR/daemon.json`) is what `config` makes.
+    fn configured(name: &str, d: &TestDaemon, config: impl FnOnce(&Wrappers) -> String) -> Self {
         let host_dirs = common::HostDirs::note(&[common::SHIM_DIRS, common::DOCKER_DIRS].concat());
         let dir = common::private_dir("docker", name);
         let w = Wrappers::new(&dir, d);
         let cgroups = common::cgroup_parent("docker", name);
-        let config = serde_json::json!({
-            "runtimes": {
-                "bpfns": {"path": w.up.join("bpfns-oci-runc")},
-                "bpfns-down": {"path": w.down.join("bpfns-oci-runc")},
-            },
-        });
-        std::fs::write(dir.join("daemon.json"), config.to_string()).expect("daemon.json");
-        let log = std::fs::File::create(dir.join("dockerd.log")).expect("log");
-        let daemon = Command::new("dockerd")
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--host")
-            .arg(format!("unix://{}", dir.join("docker.sock").display()))
-            .arg("--pidfile")
-            .arg(dir.join("docker.pid"))
-            .arg("--config-file")
-            .arg(dir.join("daemon.json"))
-            .arg("--cgroup-parent")
-            .arg(format!("/{cgroups}"))
-            // Nothing of the host's network changes: no rules, no bridge, no sysctls.
-            .args([
-                "--iptables=false",
-                "--ip6tables=false",
-                "--bridge=none",
-                "--ip-forward=false",
-                "--ip-masq=false",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("starting dockerd");
+        std::fs::write(dir.join("daemon.json"), config(&w)).expect("daemon.json");
+        let daemon = start_dockerd(&dir, &cgroups);
         let k = Docker {
             dir,
             daemon,
             cgroups,
             _host_dirs: host_dirs,
         };
-        common::wait_for("dockerd answers", Duration::from_secs(60), || {
-            k.docker()
-                .arg("version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
+        k.wait_answers();
         let mut load = k.docker();
         load.args(["load", "-q", "-i", common::DOCKER_ARCHIVE]);
         common::ok(load, "docker load");
@@ -94,19 +70,17 @@ impl Docker {
     /// `kept` (detached, stays when it stops).
     fn run_command(&self, s: &Spec<'_>, kept: bool) -> Command {
         let mut c = self.docker();
-        c.arg("run")
-            .arg(if kept { "-d" } else { "--rm" })
-            .args([
-                "--network",
-                "none",
-                "--name",
-                &container(s.name),
-                "--runtime",
-            ])
-            .arg(match s.runtime {
-                Runtime::Bpfns => "bpfns",
-                Runtime::Down => "bpfns-down",
-            });
+        c.arg("run").arg(if kept { "-d" } else { "--rm" }).args([
+            "--network",
+            "none",
+            "--name",
+            &container(s.name),
+        ]);
+        match s.runtime {
+            Runtime::Bpfns => c.args(["--runtime", "bpfns"]),
+            Runtime::Down => c.args(["--runtime", "bpfns-down"]),
+            Runtime::Default => &mut c,
+        };
         if s.privileged && root_lacks_sys_resource() {
             // Docker 20.10's --privileged asks for every capability the kernel knows, and
             // runc fails ("unable to apply caps") where root lacks one: host root with all
@@ -126,6 +100,49 @@ impl Docker {
         }
         c.args([common::IMAGE, "sh", "-c", &s.script]);
         c
+    }
+
+    fn wait_answers(&self) {
+        common::wait_for("dockerd answers", Duration::from_secs(60), || {
+            self.docker()
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    }
+
+    /// Stop dockerd and start it again (its containers are gone: the tests' are `--rm`).
+    fn restart(&mut self) {
+        common::stop(&mut self.daemon, Duration::from_secs(20));
+        self.daemon = start_dockerd(&self.dir, &self.cgroups);
+        self.wait_answers();
+    }
+
+    /// `docker info --format FORMAT`.
+    fn info(&self, format: &str) -> String {
+        let mut c = self.docker();
+        c.args(["info", "--format", format]);
+        String::from_utf8_lossy(&common::ok(c, "docker info").stdout)
+            .trim()
+            .to_string()
+    }
+
+    /// Tell dockerd to read its configuration again (`SIGHUP`), and wait until it did (its
+    /// log says so).
+    fn reload(&self) {
+        let log = self.dir.join("dockerd.log");
+        let reloads = || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches("Reloaded configuration")
+                .count()
+        };
+        let before = reloads();
+        // SAFETY: a plain kill(2) of this test's own dockerd, not reaped yet.
+        unsafe { libc::kill(self.daemon.id() as i32, libc::SIGHUP) };
+        common::wait_for("dockerd reloads", Duration::from_secs(30), || {
+            reloads() > before
+        });
     }
 
     /// The containerd this dockerd started, while it runs.
@@ -149,6 +166,42 @@ impl Docker {
             .arg(format!("unix://{}", self.dir.join("docker.sock").display()));
         c
     }
+}
+
+/// dockerd with its data, state, socket, configuration and containers' cgroups below `dir`,
+/// its log appended to `dir/dockerd.log`.
+fn start_dockerd(dir: &std::path::Path, cgroups: &str) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("dockerd.log"))
+        .expect("log");
+    Command::new("dockerd")
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--host")
+        .arg(format!("unix://{}", dir.join("docker.sock").display()))
+        .arg("--pidfile")
+        .arg(dir.join("docker.pid"))
+        .arg("--config-file")
+        .arg(dir.join("daemon.json"))
+        .arg("--cgroup-parent")
+        .arg(format!("/{cgroups}"))
+        // Nothing of the host's network changes: no rules, no bridge, no sysctls.
+        .args([
+            "--iptables=false",
+            "--ip6tables=false",
+            "--bridge=none",
+            "--ip-forward=false",
+            "--ip-masq=false",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("starting dockerd")
 }
 
 /// Whether this process's bounding set lacks CAP_SYS_RESOURCE (root on some machines does).
@@ -352,4 +405,96 @@ fn docker_vanished_container_is_collected() {
     let d = common::collecting_daemon("docker-vanish");
     let k = Docker::new("vanish", &d);
     common::vanish_table(&k, &d, &k.dir, "dk");
+}
+
+/// `bpfns containers install --engine docker --default` registers bpfns-oci in the private
+/// dockerd's daemon.json (merged: the administrator's settings and indentation stay).
+/// dockerd takes it at `SIGHUP`, without a restart: a plain `docker run` (no `--runtime`) then
+/// runs through bpfns-oci, its container in a namespace of its own, listing its own map only.
+/// A second install changes nothing; `--undo` restores daemon.json byte for byte, and runc is
+/// dockerd's default again at the next `SIGHUP`.
+#[test]
+fn docker_through_bpfns_containers_install() {
+    if skipped() {
+        return;
+    }
+    let d = TestDaemon::start("docker-install");
+    let mut k = Docker::configured("install", &d, |_| {
+        "{\n  \"log-level\": \"info\"\n}\n".into()
+    });
+    let conf = k.dir.join("daemon.json");
+    let before = std::fs::read(&conf).expect("daemon.json");
+    let installed = Installed::new(&k.dir, &d);
+    let j = installed.install("docker", &conf, &["--default"]);
+    assert_eq!(j["changed"], true, "{j}");
+    let written = std::fs::read(&conf).expect("daemon.json");
+    eprintln!(
+        "daemon.json written:\n{}",
+        String::from_utf8_lossy(&written)
+    );
+    let j = installed.install("docker", &conf, &["--default"]);
+    assert_eq!(j["changed"], false, "a second install changes nothing: {j}");
+    assert_eq!(std::fs::read(&conf).expect("daemon.json"), written);
+
+    assert_eq!(k.info("{{.DefaultRuntime}}"), "runc");
+    k.reload();
+    let runtimes = k.info("{{json .Runtimes}}");
+    assert_eq!(
+        k.info("{{.DefaultRuntime}}"),
+        "bpfns",
+        "dockerd did not take the registration at SIGHUP: runtimes {runtimes}"
+    );
+
+    let share = k.dir.join("install-share");
+    std::fs::create_dir_all(&share).expect("mkdir");
+    let c = format!("dk_in_{}", std::process::id() % 1_000_000);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let spec = Spec {
+            runtime: Runtime::Default,
+            ..common::exec_target(&c, &share)
+        };
+        let mut running = Running::start(k.spawn(&spec), "container");
+        common::wait_exec_ready(&k, &c, Some(&mut running));
+        let ns = common::namespace_of_map(&k, &d, &c);
+        let out = k.exec(&c, &["bpftool", "map", "list"]);
+        let t = text(&out);
+        let listed = common::listed_maps(&t);
+        assert!(
+            out.status.success() && listed.len() == 1 && listed[0].contains(&format!("name {c}")),
+            "the container lists its own map only: {t}"
+        );
+        eprintln!("docker: a plain docker run landed in {ns}");
+        common::removed_to_orphans(&k, &d, &c, &ns);
+        drop(running);
+    }));
+    let _ = std::fs::write(share.join("go"), "");
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+
+    let j = installed.install("docker", &conf, &["--undo"]);
+    assert_eq!(j["changed"], true, "{j}");
+    assert_eq!(
+        std::fs::read(&conf).expect("daemon.json"),
+        before,
+        "--undo restores daemon.json byte for byte"
+    );
+    for rt in ["crun", "runc"] {
+        assert!(
+            std::fs::symlink_metadata(installed.bin.join(format!("bpfns-oci-{rt}"))).is_err(),
+            "the links it made are gone"
+        );
+    }
+    // SIGHUP does not drop what the file no longer says: dockerd keeps bpfns (registered and
+    // the default) until it restarts.
+    k.reload();
+    eprintln!(
+        "docker: after --undo and SIGHUP: default runtime {}, runtimes {}",
+        k.info("{{.DefaultRuntime}}"),
+        k.info("{{json .Runtimes}}")
+    );
+    k.restart();
+    assert_eq!(k.info("{{.DefaultRuntime}}"), "runc");
+    let runtimes = k.info("{{json .Runtimes}}");
+    assert!(!runtimes.contains("bpfns"), "{runtimes}");
 }

@@ -369,6 +369,8 @@ pub enum Runtime {
     Bpfns,
     /// bpfns-oci pointed at a socket nobody serves (bpfnsd down).
     Down,
+    /// The engine's default (no runtime named), as its configuration says.
+    Default,
 }
 
 /// A container to run.
@@ -1095,7 +1097,7 @@ fn wait_file(e: &dyn Engine, file: &Path) -> String {
 }
 
 /// The map lines of a `bpftool map list` output.
-fn listed_maps(t: &str) -> Vec<&str> {
+pub fn listed_maps(t: &str) -> Vec<&str> {
     t.lines()
         .filter(|l| {
             l.split_once(':')

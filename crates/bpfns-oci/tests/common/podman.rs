@@ -118,15 +118,16 @@ impl Engine for Podman {
 
     fn spawn(&self, s: &Spec<'_>) -> Command {
         let mut c = self.command();
-        c.args(["run", "--rm", "--network=none", "--runtime"])
-            .arg(match s.runtime {
-                Runtime::Bpfns => "bpfns-runc",
-                Runtime::Down => "bpfns-down",
-            })
-            .args([
-                "--annotation",
-                &format!("io.bpfns.namespace=/containers/{}", s.name),
-            ]);
+        c.args(["run", "--rm", "--network=none"]);
+        match s.runtime {
+            Runtime::Bpfns => c.args(["--runtime", "bpfns-runc"]),
+            Runtime::Down => c.args(["--runtime", "bpfns-down"]),
+            Runtime::Default => &mut c,
+        };
+        c.args([
+            "--annotation",
+            &format!("io.bpfns.namespace=/containers/{}", s.name),
+        ]);
         if s.privileged {
             c.arg("--privileged");
         }

@@ -363,8 +363,16 @@ fn podman_through_bpfns_containers_install() {
     let j = install(&["--default"]);
     assert_eq!(j["changed"], false, "a second install changes nothing: {j}");
 
-    // No --runtime: podman's default is now bpfns-runc.
+    // No --runtime: podman's default is now bpfns-oci on podman's own default runtime (crun
+    // unless a containers.conf of the host names runc).
     let ns = d.namespace("installed");
+    // Made beforehand, so that it outlives the `--rm` container and still owns its map below.
+    let mut c = d.client();
+    for n in ["/containers", ns.as_str()] {
+        if c.ns_show(n).is_err() {
+            c.ns_create(n).expect("ns create");
+        }
+    }
     let map = format!("inst_m{}", d.suffix());
     let out = p.podman(&[
         "run",

@@ -75,7 +75,8 @@ pub enum Op {
         /// The annotations of its `config.json`.
         #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
         annotations: std::collections::BTreeMap<String, String>,
-        /// Its bundle directory (the engine removes it with the container).
+        /// A directory the engine removes with the container: its bundle (bpfns-oci sends
+        /// its writable layer where the engine removes the bundle at stop, containerd's shims).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         bundle: Option<String>,
         /// The runtime's state directory for it (`<runtime root>/<id>`).

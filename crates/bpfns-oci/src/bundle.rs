@@ -242,6 +242,18 @@ pub fn rewrite(config: &mut Value, settings: &Settings, ns: &NsPath) -> Result<(
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_bundle_stands_for_the_container_unless_a_shim_made_it() {
+        let config = json!({"root": {"path": "rootfs"}});
+        // Not a containerd shim's task bundle (podman's, CRI-O's): the bundle.
+        let b = Path::new("/var/lib/containers/storage/overlay-containers/abc/userdata");
+        assert_eq!(presence_path(b, &config), b);
+        // A shim's, whose rootfs is no overlay mounted here: the bundle still.
+        let b = Path::new("/nonexistent/io.containerd.runtime.v2.task/default/abc");
+        assert_eq!(presence_path(b, &config), b);
+        assert_eq!(presence_path(b, &json!({})), b);
+    }
+
     fn settings(runtime: &str) -> Settings {
         Settings {
             runtime: runtime.into(),

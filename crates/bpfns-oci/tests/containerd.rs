@@ -272,6 +272,7 @@ impl Drop for Containerd {
             let _ = self.ctr().args(["containers", "delete", c]).output();
         }
         common::stop(&mut self.daemon, Duration::from_secs(10));
+        common::kill_shims_below(&self.dir);
         common::remove_private_dir(&self.dir);
         common::remove_cgroups(&self.cgroups);
     }

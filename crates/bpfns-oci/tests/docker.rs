@@ -310,6 +310,7 @@ impl Drop for Docker {
             // SAFETY: a plain kill(2) of a process verified to be this test's containerd.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
+        common::kill_shims_below(&self.dir);
         common::remove_private_dir(&self.dir);
         common::remove_cgroups(&self.cgroups);
     }

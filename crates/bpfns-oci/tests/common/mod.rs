@@ -2,6 +2,7 @@
 //! directories that go away on drop, and the end-to-end table every engine must pass.
 #![allow(dead_code)] // each test binary uses its part
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -1361,19 +1362,67 @@ pub fn vanish_table(e: &dyn Engine, d: &TestDaemon, dir: &Path, prefix: &str) {
 /// `dir` (what a reboot does to `/run`), and the shim's socket (a killed shim leaves it in
 /// `/run/containerd/s`).
 pub fn crash_leftovers(pids: &[i32], shim: i32, dir: &Path, id: &str) {
-    // The shim's socket, named in its bundle (its working directory).
-    let socket = std::fs::read_to_string(format!("/proc/{shim}/cwd/address")).ok();
+    let sockets = shim_sockets(shim);
     for &pid in pids.iter().chain([&shim]) {
         assert!(pid > 1, "pid {pid}");
         // SAFETY: a plain kill(2); the pids are the test's engine's processes, read just now.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
-    if let Some(s) = socket {
-        let _ = std::fs::remove_file(s.trim().trim_start_matches("unix://"));
+    for s in sockets {
+        let _ = std::fs::remove_file(s);
     }
     let state = find_runc_state(dir, id, 6)
         .unwrap_or_else(|| panic!("no runc state of {id} below {}", dir.display()));
     std::fs::remove_dir_all(&state).expect("removing the runtime's state");
+}
+
+/// The sockets containerd's shim `pid` listens on in `/run/containerd/s` (it leaves them when
+/// it is killed).
+fn shim_sockets(pid: i32) -> Vec<PathBuf> {
+    let inodes = bpfns_sys::procfs::socket_inodes(pid).unwrap_or_default();
+    std::fs::read_to_string("/proc/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let inode: u32 = f.get(6)?.parse().ok()?;
+            let path = f.get(7)?;
+            (inodes.contains(&inode) && path.starts_with("/run/containerd/s/"))
+                .then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+/// Kill the containerd shims an engine instance under `dir` left running (their
+/// `-address` is below `dir`), and remove their sockets. containerd 1.6 left a task's shim
+/// running once here after the task and its container were deleted (in the bpfnsd-restart
+/// table, whose removal deletes a task that `ctr run --rm` deletes too; the cause is not
+/// known).
+pub fn kill_shims_below(dir: &Path) {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let is_shim = args
+            .first()
+            .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"));
+        let ours = args.windows(2).any(|w| {
+            w[0] == b"-address" && Path::new(std::ffi::OsStr::from_bytes(w[1])).starts_with(dir)
+        });
+        if is_shim && ours {
+            let sockets = shim_sockets(pid);
+            // SAFETY: a plain kill(2) of a shim of this test's own engine instance.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            for s in sockets {
+                let _ = std::fs::remove_file(s);
+            }
+        }
+    }
 }
 
 /// The directory `id` holding runc's `state.json` below `dir` (at most `depth` levels down).

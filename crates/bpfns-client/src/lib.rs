@@ -291,10 +291,14 @@ impl Client {
         }
     }
 
-    /// The runtime deleted container `id`: the namespaces bpfnsd deleted now (more may go
+    /// The runtime deleted container `id`, whose state directory was `state_dir` (as given
+    /// to [`Client::container_namespace`]): the namespaces bpfnsd deleted now (more may go
     /// at its next collection, once the engine removes the container's bundle).
-    pub fn container_deleted(&mut self, id: &str) -> Result<Vec<String>> {
-        match self.call(Op::ContainerDeleted { id: id.into() })? {
+    pub fn container_deleted(&mut self, id: &str, state_dir: Option<&str>) -> Result<Vec<String>> {
+        match self.call(Op::ContainerDeleted {
+            id: id.into(),
+            state_dir: state_dir.map(String::from),
+        })? {
             Reply::ContainerReleased { deleted, .. } => Ok(deleted),
             r => Self::unexpected(r),
         }

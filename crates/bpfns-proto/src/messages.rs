@@ -85,7 +85,14 @@ pub enum Op {
     /// The runtime deleted container `id` (`delete`): bpfnsd drops its namespace if the
     /// container is removed (its bundle is gone), now or at its next collection. Host
     /// administrators only.
-    ContainerDeleted { id: String },
+    ContainerDeleted {
+        id: String,
+        /// The runtime's state directory for it (`<runtime root>/<id>`, as given to
+        /// `ContainerNamespace`): only the record of the container of that runtime is
+        /// released (another runtime instance may use the same id).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state_dir: Option<String>,
+    },
     /// Make namespace `path`'s bpffs one of the user namespace of container init `pid` (which
     /// `EnterContainer` put into `path`), delegating what the namespace's policy allows, so
     /// that the container can create BPF tokens from it. Host administrators only; refused

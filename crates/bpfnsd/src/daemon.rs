@@ -642,8 +642,7 @@ impl Daemon {
             Op::NsShow { path } => {
                 no_fds(&fds)?;
                 let id = self.visible_ns(caller, &path)?;
-                let info = self.ns_infos(&[id])?.remove(0);
-                Ok((Reply::Namespace(info), vec![]))
+                Ok((Reply::Namespace(self.ns_info_of(id, &path)?), vec![]))
             }
             Op::Enter { path, pid } => {
                 no_fds(&fds)?;
@@ -674,9 +673,9 @@ impl Daemon {
                     },
                 )
             }
-            Op::ContainerDeleted { id } => {
+            Op::ContainerDeleted { id, state_dir } => {
                 no_fds(&fds)?;
-                self.container_deleted(caller, &id)
+                self.container_deleted(caller, &id, state_dir.as_deref())
             }
             Op::ContainerBpffs { path, pid } => {
                 no_fds(&fds)?;
@@ -936,10 +935,7 @@ impl Daemon {
             .map_err(Failure::internal)?;
         tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, "set namespace policy");
         drop(tx);
-        let info = self.ns_infos(&[id])?.pop().ok_or_else(|| {
-            Failure::new(ErrorCode::NotFound, format!("{p} was deleted meanwhile"))
-        })?;
-        Ok((Reply::Namespace(info), vec![]))
+        Ok((Reply::Namespace(self.ns_info_of(id, &p)?), vec![]))
     }
 
     fn ns_delete(&self, caller: &Caller, path: &str, force: bool) -> Answer {
@@ -1243,6 +1239,17 @@ impl Daemon {
             },
             vec![],
         ))
+    }
+
+    /// The info of namespace `id` (named `path` in errors); `NotFound` if it was deleted
+    /// since the caller looked it up.
+    fn ns_info_of(&self, id: NsId, path: &dyn std::fmt::Display) -> Result<NsInfo, Failure> {
+        self.ns_infos(&[id])?.pop().ok_or_else(|| {
+            Failure::new(
+                ErrorCode::NotFound,
+                format!("namespace {path} was deleted meanwhile"),
+            )
+        })
     }
 
     /// Infos with object and member counts, in the order of `ids`.

@@ -424,7 +424,7 @@ fn client(args: &[String]) {
             };
             out(c.container_namespace(&facts, None, None).map(|(p, _)| p))
         }
-        "container-deleted" => out(c.container_deleted(&a(2)).map(|v| v.join(","))),
+        "container-deleted" => out(c.container_deleted(&a(2), None).map(|v| v.join(","))),
         // list-in KIND NS [r]: ids
         "list-in" => out(c.list_in(kind(&a(2)), Some(&a(3)), a(4) == "r").map(|v| {
             v.iter()

@@ -220,6 +220,29 @@ impl Client {
         }
     }
 
+    /// What starting a member of `path` needs, in one round trip (see
+    /// [`bpfns_proto::Op::MemberPlan`]).
+    /// A bpfnsd older than the request gets the three it answers instead.
+    pub fn member_plan(&mut self, path: &str) -> Result<bpfns_proto::MemberPlan> {
+        match self.call(Op::MemberPlan { path: path.into() }) {
+            Ok(Reply::MemberPlan(p)) => Ok(p),
+            Ok(r) => Self::unexpected(r),
+            Err(e) if e.code() == Some(ErrorCode::BadRequest) => {
+                let caller = self.hello()?;
+                let ns = self.ns_show(path)?;
+                let state_dir = self.status()?.state_dir;
+                Ok(bpfns_proto::MemberPlan {
+                    caller,
+                    path: ns.path,
+                    bpffs: ns.bpffs,
+                    policy: ns.policy,
+                    state_dir,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn ns_list(&mut self) -> Result<Vec<NsInfo>> {
         match self.call(Op::NsList)? {
             Reply::Namespaces { namespaces } => Ok(namespaces),

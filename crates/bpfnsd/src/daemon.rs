@@ -571,6 +571,7 @@ impl Daemon {
             Op::List { .. } | Op::Show { .. } => caller.may_list_objects(),
             Op::NsList
             | Op::NsShow { .. }
+            | Op::MemberPlan { .. }
             | Op::Status
             | Op::NsPs { .. }
             | Op::NsIdentify { .. } => caller.may_list_namespaces(),
@@ -643,6 +644,25 @@ impl Daemon {
                 no_fds(&fds)?;
                 let id = self.visible_ns(caller, &path)?;
                 Ok((Reply::Namespace(self.ns_info_of(id, &path)?), vec![]))
+            }
+            Op::MemberPlan { path } => {
+                no_fds(&fds)?;
+                let id = self.visible_ns(caller, &path)?;
+                let me = self.caller_info(caller);
+                let reg = self.reg();
+                let plan = bpfns_proto::MemberPlan {
+                    caller: me,
+                    path: reg.path(id).map(|p| p.to_string()).unwrap_or(path),
+                    bpffs: self.bpffs.path(id).display().to_string(),
+                    policy: reg.policy(id).unwrap_or_default(),
+                    // Only a host administrator outside namespaces hides it from its members.
+                    state_dir: if caller.ns == NsId::ROOT && caller.host_admin() {
+                        self.config.state_dir.display().to_string()
+                    } else {
+                        String::new()
+                    },
+                };
+                Ok((Reply::MemberPlan(plan), vec![]))
             }
             Op::Enter { path, pid } => {
                 no_fds(&fds)?;

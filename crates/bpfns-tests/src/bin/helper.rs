@@ -407,6 +407,10 @@ fn client(args: &[String]) {
                 .collect::<Vec<_>>()
                 .join(",")
         })),
+        // member-plan PATH: namespace,bpffs,state_dir (empty: hidden)
+        "member-plan" => out(c
+            .member_plan(&a(2))
+            .map(|p| format!("{},{},{}", p.path, p.bpffs, p.state_dir))),
         "ns-identify" => out(c
             .ns_identify(a(2).parse().unwrap_or(0))
             .map(|p| p.namespace)),

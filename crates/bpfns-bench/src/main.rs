@@ -28,6 +28,7 @@ mod daemon;
 mod listing;
 mod proto;
 mod report;
+mod scale;
 mod side;
 mod stats;
 mod worker;
@@ -117,6 +118,15 @@ enum Cmd {
     /// binaries beside this one (`cargo build --release -p bpfnsd -p bpfns-oci -p
     /// bpfns-bench`); runs its own bpfnsd, podman storage and runtime roots and removes them.
     Containers(containers::Args),
+    /// Benchmark bpfnsd at scale: 10k namespaces and 100k maps.
+    ///
+    /// bpfnsd's resident memory, `ns list` and `map list` from the root, and restart to
+    /// serving, each against the same bpfnsd before anything was made and against the
+    /// targets (RSS ≤ 64 MiB, `ns list` ≤ 50 ms, restart ≤ 1 s); namespace creation latency
+    /// along the way. Runs its own bpfnsd (the binary beside this one: `cargo build
+    /// --release -p bpfnsd -p bpfns-bench`) and removes everything it made at the end, on
+    /// error and on Ctrl-C.
+    Scale(scale::Args),
     /// Internal: a load generator on bpfnsd's API (client threads, one connection each).
     #[command(hide = true)]
     Load(daemon::LoadArgs),
@@ -225,6 +235,7 @@ fn main() {
         Some(Cmd::Worker { cpu }) => worker::serve(cpu),
         Some(Cmd::Daemon(ref a)) => daemon::run(a),
         Some(Cmd::Containers(ref a)) => containers::run(a),
+        Some(Cmd::Scale(ref a)) => scale::run(a),
         Some(Cmd::Load(ref a)) => daemon::serve_load(a),
         Some(Cmd::Traps { reps }) => daemon::serve_traps(reps),
         None => bench(&cli),

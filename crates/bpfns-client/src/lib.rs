@@ -220,6 +220,29 @@ impl Client {
         }
     }
 
+    /// What starting a member of `path` needs, in one round trip (see
+    /// [`bpfns_proto::Op::MemberPlan`]).
+    /// A bpfnsd older than the request gets the three it answers instead.
+    pub fn member_plan(&mut self, path: &str) -> Result<bpfns_proto::MemberPlan> {
+        match self.call(Op::MemberPlan { path: path.into() }) {
+            Ok(Reply::MemberPlan(p)) => Ok(p),
+            Ok(r) => Self::unexpected(r),
+            Err(e) if e.code() == Some(ErrorCode::BadRequest) => {
+                let caller = self.hello()?;
+                let ns = self.ns_show(path)?;
+                let state_dir = self.status()?.state_dir;
+                Ok(bpfns_proto::MemberPlan {
+                    caller,
+                    path: ns.path,
+                    bpffs: ns.bpffs,
+                    policy: ns.policy,
+                    state_dir,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn ns_list(&mut self) -> Result<Vec<NsInfo>> {
         match self.call(Op::NsList)? {
             Reply::Namespaces { namespaces } => Ok(namespaces),
@@ -291,10 +314,14 @@ impl Client {
         }
     }
 
-    /// The runtime deleted container `id`: the namespaces bpfnsd deleted now (more may go
+    /// The runtime deleted container `id`, whose state directory was `state_dir` (as given
+    /// to [`Client::container_namespace`]): the namespaces bpfnsd deleted now (more may go
     /// at its next collection, once the engine removes the container's bundle).
-    pub fn container_deleted(&mut self, id: &str) -> Result<Vec<String>> {
-        match self.call(Op::ContainerDeleted { id: id.into() })? {
+    pub fn container_deleted(&mut self, id: &str, state_dir: Option<&str>) -> Result<Vec<String>> {
+        match self.call(Op::ContainerDeleted {
+            id: id.into(),
+            state_dir: state_dir.map(String::from),
+        })? {
             Reply::ContainerReleased { deleted, .. } => Ok(deleted),
             r => Self::unexpected(r),
         }

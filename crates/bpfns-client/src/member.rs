@@ -144,8 +144,8 @@ pub fn spawn_with(
 ) -> Result<Member, MemberError> {
     let Options { credentials } = options;
     let mut client = Client::connect(socket)?;
-    let me = client.hello()?;
-    let target = client.ns_show(ns)?;
+    let target = client.member_plan(ns)?;
+    let me = &target.caller;
     if me.namespace != "/" {
         if credentials.is_some() {
             return Err(MemberError::Spawn(bpfns_sys::SysError {
@@ -184,10 +184,9 @@ pub fn spawn_with(
     if me.host_admin {
         // The daemon's own files: its state is hidden, the directory of its socket read-only
         // (connect() still works; a uid-0 member cannot unlink the socket and bind its own).
-        let status = client.status()?;
-        if !status.state_dir.is_empty() {
+        if !target.state_dir.is_empty() {
             setup = setup
-                .hide(Path::new(&status.state_dir))
+                .hide(Path::new(&target.state_dir))
                 .map_err(MemberError::Spawn)?;
         }
         if let Some(dir) = socket.parent().filter(|d| *d != Path::new("/")) {

@@ -31,6 +31,9 @@ pub const NAME_ANNOTATIONS: [&str; 2] = [
     "io.kubernetes.container.name",
 ];
 
+/// Characters of an id `{short_id}` keeps: what engines show of their 64-character ids.
+pub const SHORT_ID: usize = 12;
+
 /// How container namespaces are named (`[containers]` in bpfnsd.toml).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -38,7 +41,8 @@ pub struct Naming {
     /// Where containers go: `<parent>/<name>`.
     pub parent: String,
     /// The name of a container's namespace below `parent`: `{name}` is the container's name
-    /// (its id where the engine gives none), `{id}` its id.
+    /// (its id where the engine gives none), `{id}` its id, `{short_id}` the id's first 12
+    /// characters (a 64-character id leaves no room for anything beside it).
     pub name: String,
     /// Where the containers of a Kubernetes pod go, together: `<k8s_parent>/<pod
     /// namespace>/<pod>`.
@@ -174,11 +178,14 @@ impl Naming {
         let mut rest = self.name.as_str();
         while let Some(i) = rest.find('{') {
             let tail = &rest[i..];
-            if !(tail.starts_with("{name}") || tail.starts_with("{id}")) {
+            if !["{name}", "{id}", "{short_id}"]
+                .iter()
+                .any(|p| tail.starts_with(p))
+            {
                 return Err(NamingError::Config {
                     key: "name",
                     value: self.name.clone(),
-                    why: "the only placeholders are {name} and {id}".into(),
+                    why: "the only placeholders are {name}, {id} and {short_id}".into(),
                 });
             }
             rest = &tail[1..];
@@ -197,7 +204,12 @@ impl Naming {
     }
 
     fn render(&self, name: &str, id: &str) -> String {
-        self.name.replace("{name}", name).replace("{id}", id)
+        // Engines show the first 12 characters of their 64-character ids.
+        let short: String = id.chars().take(SHORT_ID).collect();
+        self.name
+            .replace("{name}", name)
+            .replace("{short_id}", &short)
+            .replace("{id}", id)
     }
 
     /// Where the container `facts` describes goes: the annotation `io.bpfns.namespace` (if
@@ -322,6 +334,16 @@ pub struct ContainerRecord {
     pub released: bool,
     /// When it was placed (or created again), in seconds since the epoch.
     pub since: u64,
+}
+
+impl ContainerRecord {
+    /// Whether a container created with this `bundle` and runtime `state_dir` is the one
+    /// recorded (created again after a stop), rather than another that reuses its id: ids
+    /// are the engine's or the user's choice (`ctr run ... web`), unique only within one
+    /// runtime root, so the id alone proves nothing.
+    pub fn is_same_container(&self, bundle: Option<&str>, state_dir: Option<&str>) -> bool {
+        self.bundle.as_deref() == bundle && self.state_dir.as_deref() == state_dir
+    }
 }
 
 /// What bpfnsd sees of a recorded container now.
@@ -616,6 +638,17 @@ mod tests {
         };
         let id = "f".repeat(64);
         assert!(place(&n, &facts(&id, Some("web"), &[])).is_err());
+        // What fits: the short id, as engines show it.
+        let n = Naming {
+            name: "{name}-{short_id}".into(),
+            ..Naming::default()
+        };
+        n.check().unwrap();
+        let id = format!("0123456789ab{}", "f".repeat(52));
+        assert_eq!(
+            place(&n, &facts(&id, Some("web"), &[])).unwrap(),
+            "/containers/web-0123456789ab"
+        );
     }
 
     #[test]

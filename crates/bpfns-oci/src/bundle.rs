@@ -156,7 +156,7 @@ pub fn name_from_conmon(cmdline: &[u8]) -> Option<String> {
 }
 
 /// The runtime's state directory (its `--root`, else its default for root).
-fn runtime_root(settings: &Settings, global: &[OsString]) -> PathBuf {
+pub fn runtime_root(settings: &Settings, global: &[OsString]) -> PathBuf {
     let mut it = global.iter().map(|a| a.to_string_lossy());
     while let Some(a) = it.next() {
         if let Some(v) = a.strip_prefix("--root=") {

@@ -189,9 +189,11 @@ fn wrap_command(
 }
 
 /// `delete`: the runtime deletes the container, then bpfnsd is told (it drops the
-/// container's namespace once the engine has removed the container). The engine gets the
-/// runtime's exit status: a bpfnsd that fails or is down does not make `delete` fail, it is
-/// only reported on stderr.
+/// container's namespace once the engine has removed the container), naming the runtime's
+/// state directory so that only this runtime's container of that id is released. The engine
+/// gets the runtime's exit status: a bpfnsd that fails or is down does not make `delete`
+/// fail, it is only reported on stderr. A delete the runtime refused (an unknown id, another
+/// runtime's container) tells bpfnsd nothing.
 fn delete(settings: &Settings, args: &[OsString], i: usize) -> std::process::ExitCode {
     let status = match std::process::Command::new(&settings.runtime)
         .args(args)
@@ -207,9 +209,10 @@ fn delete(settings: &Settings, args: &[OsString], i: usize) -> std::process::Exi
         .iter()
         .map(|a| a.to_string_lossy())
         .rfind(|a| !a.starts_with('-'));
-    if let Some(id) = id {
+    if let (Some(id), true) = (id, status.success()) {
+        let state_dir = bundle::runtime_root(settings, &args[..i]).join(id.as_ref());
         let told = bpfns_client::Client::connect(&settings.socket)
-            .and_then(|mut c| c.container_deleted(&id));
+            .and_then(|mut c| c.container_deleted(&id, state_dir.to_str()));
         if let Err(e) = told {
             eprintln!(
                 "bpfns-oci: warning: bpfnsd was not told of the runtime's delete of container \

@@ -55,6 +55,10 @@ pub enum Op {
     NsList,
     /// One namespace.
     NsShow { path: String },
+    /// What starting a member of `path` needs, in one round trip and without the object and
+    /// member counts `NsShow` gathers (which cost a walk of every object on the host): who
+    /// the caller is, the namespace's bpffs and policy, bpfnsd's state directory.
+    MemberPlan { path: String },
     /// Put process `pid` — a child of the caller, in the caller's namespace — into `path`.
     Enter { path: String, pid: i32 },
     /// Put a container's init process `pid` into `path` before it runs any code of the
@@ -86,7 +90,14 @@ pub enum Op {
     /// The runtime deleted container `id` (`delete`): bpfnsd drops its namespace if the
     /// container is removed (its bundle is gone), now or at its next collection. Host
     /// administrators only.
-    ContainerDeleted { id: String },
+    ContainerDeleted {
+        id: String,
+        /// The runtime's state directory for it (`<runtime root>/<id>`, as given to
+        /// `ContainerNamespace`): only the record of the container of that runtime is
+        /// released (another runtime instance may use the same id).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state_dir: Option<String>,
+    },
     /// Make namespace `path`'s bpffs one of the user namespace of container init `pid` (which
     /// `EnterContainer` put into `path`), delegating what the namespace's policy allows, so
     /// that the container can create BPF tokens from it. Host administrators only; refused
@@ -217,6 +228,8 @@ pub enum Reply {
         caller: CallerInfo,
     },
     Namespace(NsInfo),
+    /// What starting a member needs ([`Op::MemberPlan`]).
+    MemberPlan(MemberPlan),
     Namespaces {
         namespaces: Vec<NsInfo>,
     },
@@ -302,6 +315,21 @@ pub struct CallerInfo {
     pub host_admin: bool,
     /// CAP_BPF in the caller's own user namespace.
     pub cap_bpf: bool,
+}
+
+/// What starting a member of a namespace needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberPlan {
+    /// Who asks (as `Hello` answers).
+    pub caller: CallerInfo,
+    /// The namespace's path, as bpfnsd spells it.
+    pub path: String,
+    /// Where the namespace's bpffs instance is mounted on the host.
+    pub bpffs: String,
+    /// What its members may load beyond the default.
+    pub policy: ProgramPolicy,
+    /// bpfnsd's state directory (hidden from members).
+    pub state_dir: String,
 }
 
 /// One namespace.

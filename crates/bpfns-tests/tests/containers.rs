@@ -134,9 +134,12 @@ fn containers_are_placed_recorded_and_collected_at_start() {
     }
     assert_eq!(paths(&d), before, "nothing created");
     // Released (the runtime deleted it) but its bundle is there: kept.
-    assert_eq!(c.container_deleted("id-web").unwrap(), Vec::<String>::new());
+    assert_eq!(
+        c.container_deleted("id-web", None).unwrap(),
+        Vec::<String>::new()
+    );
     assert!(c.ns_show("/containers/web").is_ok());
-    assert!(c.container_deleted("unknown").unwrap().is_empty());
+    assert!(c.container_deleted("unknown", None).unwrap().is_empty());
     // A pin in its bpffs, to follow.
     let ns_bpffs = c.ns_show("/containers/web").unwrap().bpffs;
     let pin = std::path::Path::new(&ns_bpffs).join("web-pin");
@@ -183,5 +186,80 @@ fn containers_are_placed_recorded_and_collected_at_start() {
             .any(|l| l.starts_with("id-web /containers/web: removed")),
         "{:?}",
         st.collected_containers
+    );
+}
+
+/// A container id is unique only within one runtime root (`ctr -n a run ... web` and `ctr -n b
+/// run ... web`; a runtime's `--root`): a second container reusing a live container's id
+/// neither joins its namespace (refused, naming the other) nor releases it with its own
+/// runtime's `delete`; once the first is gone, the id gets a fresh namespace.
+#[test]
+fn a_reused_container_id_neither_joins_nor_releases_the_first() {
+    require_kernel!();
+    let d = TestDaemon::start_with("ctr-reuse", |c| {
+        c.containers.collect_interval_secs = 0;
+        c.containers.vanish_grace_secs = 0;
+    });
+    let dir = |n: &str| {
+        let p = d.dir.join(n);
+        std::fs::create_dir_all(&p).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (bundle_a, state_a) = (dir("a/bundle/web"), dir("a/state/web"));
+    let (bundle_b, state_b) = (dir("b/bundle/web"), dir("b/state/web"));
+    let web = facts("web", None, &[]);
+    let mut c = d.client();
+    let place = |c: &mut bpfns_client::Client, b: &str, s: &str| {
+        c.container_namespace(&web, Some(b), Some(s))
+    };
+    assert_eq!(
+        place(&mut c, &bundle_a, &state_a).unwrap(),
+        ("/containers/web".to_string(), true)
+    );
+    let first = c.ns_show("/containers/web").unwrap().id;
+    // Another runtime root's container "web": refused, the first's namespace untouched.
+    let e = place(&mut c, &bundle_b, &state_b).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Conflict), "{e}");
+    assert!(e.to_string().contains(&bundle_a), "{e}");
+    // Its runtime's delete does not release the first.
+    let released = |c: &mut bpfns_client::Client, s: &str| match c
+        .call(bpfns_proto::Op::ContainerDeleted {
+            id: "web".into(),
+            state_dir: Some(s.into()),
+        })
+        .unwrap()
+    {
+        bpfns_proto::Reply::ContainerReleased { namespace, .. } => namespace,
+        r => panic!("unexpected reply {r:?}"),
+    };
+    assert_eq!(released(&mut c, &state_b), None);
+    // Not released, the first still counts as running: with its runtime state gone and no
+    // task in it, it is collected as vanished (a released one would be kept as stopped).
+    std::fs::remove_dir_all(&state_a).unwrap();
+    let mut collected = false;
+    for _ in 0..100 {
+        if c.ns_show("/containers/web").is_err() {
+            collected = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        collected,
+        "the first container was released by the other runtime's delete"
+    );
+    // The first is gone: the id gets a fresh namespace.
+    let (path, created) = place(&mut c, &bundle_b, &state_b).unwrap();
+    assert_eq!((path.as_str(), created), ("/containers/web", true));
+    assert_ne!(c.ns_show("/containers/web").unwrap().id, first);
+    // The same container created again (same bundle and state): the same namespace; its
+    // own runtime's delete releases it.
+    assert_eq!(
+        place(&mut c, &bundle_b, &state_b).unwrap(),
+        ("/containers/web".to_string(), false)
+    );
+    assert_eq!(
+        released(&mut c, &state_b).as_deref(),
+        Some("/containers/web")
     );
 }

@@ -1412,3 +1412,38 @@ fn capabilities_of_a_user_namespace_get_nothing_outside_namespaces() {
     assert!(ask("host", &["getfd", "map", &id]).starts_with("result=fd"));
     drop(holder);
 }
+
+/// What `bpfns exec` asks before it starts a member, in one round trip: the same facts as
+/// `hello`, `ns show` and `status` give; a namespace the caller cannot see is not found, and
+/// a member learns nothing of bpfnsd's state directory.
+#[test]
+fn member_plan_gives_what_exec_needs_and_no_more() {
+    require_kernel!();
+    let d = TestDaemon::start("member-plan");
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    c.ns_create("/a/b").unwrap();
+    c.ns_create("/c").unwrap();
+    let plan = c.member_plan("/a/b").unwrap();
+    let shown = c.ns_show("/a/b").unwrap();
+    assert_eq!(plan.caller, c.hello().unwrap());
+    assert_eq!(
+        (plan.path.as_str(), plan.bpffs.as_str(), plan.policy),
+        (shown.path.as_str(), shown.bpffs.as_str(), shown.policy)
+    );
+    assert_eq!(plan.state_dir, c.status().unwrap().state_dir);
+    assert_eq!(
+        c.member_plan("/nope").unwrap_err().code(),
+        Some(ErrorCode::NotFound)
+    );
+    // A member of /a: its descendant, without the state directory; a sibling's is not found.
+    let b_bpffs = shown.bpffs;
+    assert_eq!(
+        as_member(&d, Some("/a"), &["member-plan", "/a/b"]),
+        Ok(format!("/a/b,{b_bpffs},"))
+    );
+    assert_eq!(
+        as_member(&d, Some("/a"), &["member-plan", "/c"]),
+        Err("NotFound".to_string())
+    );
+}

@@ -86,7 +86,7 @@ pub struct Containers {
     /// Where containers go: `<parent>/<name>`.
     pub parent: String,
     /// The namespace's name below `parent`: `{name}` is the container's name (its id where
-    /// the engine gives none), `{id}` its id.
+    /// the engine gives none), `{id}` its id, `{short_id}` its first 12 characters.
     pub name: String,
     /// Where a Kubernetes pod's containers go, together: `<k8s_parent>/<pod namespace>/<pod>`.
     pub k8s_parent: String,

@@ -571,6 +571,7 @@ impl Daemon {
             Op::List { .. } | Op::Show { .. } => caller.may_list_objects(),
             Op::NsList
             | Op::NsShow { .. }
+            | Op::MemberPlan { .. }
             | Op::Status
             | Op::NsPs { .. }
             | Op::NsIdentify { .. } => caller.may_list_namespaces(),
@@ -642,8 +643,26 @@ impl Daemon {
             Op::NsShow { path } => {
                 no_fds(&fds)?;
                 let id = self.visible_ns(caller, &path)?;
-                let info = self.ns_infos(&[id])?.remove(0);
-                Ok((Reply::Namespace(info), vec![]))
+                Ok((Reply::Namespace(self.ns_info_of(id, &path)?), vec![]))
+            }
+            Op::MemberPlan { path } => {
+                no_fds(&fds)?;
+                let id = self.visible_ns(caller, &path)?;
+                let me = self.caller_info(caller);
+                let reg = self.reg();
+                let plan = bpfns_proto::MemberPlan {
+                    caller: me,
+                    path: reg.path(id).map(|p| p.to_string()).unwrap_or(path),
+                    bpffs: self.bpffs.path(id).display().to_string(),
+                    policy: reg.policy(id).unwrap_or_default(),
+                    // Only a host administrator outside namespaces hides it from its members.
+                    state_dir: if caller.ns == NsId::ROOT && caller.host_admin() {
+                        self.config.state_dir.display().to_string()
+                    } else {
+                        String::new()
+                    },
+                };
+                Ok((Reply::MemberPlan(plan), vec![]))
             }
             Op::Enter { path, pid } => {
                 no_fds(&fds)?;
@@ -674,9 +693,9 @@ impl Daemon {
                     },
                 )
             }
-            Op::ContainerDeleted { id } => {
+            Op::ContainerDeleted { id, state_dir } => {
                 no_fds(&fds)?;
-                self.container_deleted(caller, &id)
+                self.container_deleted(caller, &id, state_dir.as_deref())
             }
             Op::ContainerBpffs { path, pid } => {
                 no_fds(&fds)?;
@@ -936,10 +955,7 @@ impl Daemon {
             .map_err(Failure::internal)?;
         tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, "set namespace policy");
         drop(tx);
-        let info = self.ns_infos(&[id])?.pop().ok_or_else(|| {
-            Failure::new(ErrorCode::NotFound, format!("{p} was deleted meanwhile"))
-        })?;
-        Ok((Reply::Namespace(info), vec![]))
+        Ok((Reply::Namespace(self.ns_info_of(id, &p)?), vec![]))
     }
 
     fn ns_delete(&self, caller: &Caller, path: &str, force: bool) -> Answer {
@@ -1243,6 +1259,17 @@ impl Daemon {
             },
             vec![],
         ))
+    }
+
+    /// The info of namespace `id` (named `path` in errors); `NotFound` if it was deleted
+    /// since the caller looked it up.
+    fn ns_info_of(&self, id: NsId, path: &dyn std::fmt::Display) -> Result<NsInfo, Failure> {
+        self.ns_infos(&[id])?.pop().ok_or_else(|| {
+            Failure::new(
+                ErrorCode::NotFound,
+                format!("namespace {path} was deleted meanwhile"),
+            )
+        })
     }
 
     /// Infos with object and member counts, in the order of `ids`.

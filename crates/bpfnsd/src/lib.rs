@@ -19,6 +19,7 @@ pub mod config;
 pub mod creds;
 pub mod daemon;
 pub mod keeper;
+pub mod logging;
 pub mod opener;
 pub mod server;
 pub mod shared;

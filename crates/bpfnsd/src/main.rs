@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use bpfnsd::config::{Config, DEFAULT_CONFIG};
+use bpfnsd::logging::LogFormat;
 use clap::Parser;
 
 /// bpfnsd: BPF namespaces for Linux. Loads the bpfns kernel side, keeps the namespace
@@ -37,6 +38,11 @@ struct Args {
     /// shutdown), debug or trace. `RUST_LOG` overrides it.
     #[arg(long, default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
     log_level: String,
+    /// How log lines look: `text` (plain, coloured only on a terminal) or `json` (one JSON
+    /// object a line with `timestamp`, `level`, `target` and the event's fields, for log
+    /// collectors; the journal keeps either).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Check the configuration, the state and the kernel, and exit — changing nothing: no
     /// kernel side is loaded or pinned, no database created, a running bpfnsd left alone.
     #[arg(long)]
@@ -50,17 +56,7 @@ fn main() -> Result<std::process::ExitCode> {
         return Ok(bpfnsd::keeper::process::main(&argv));
     }
     let args = Args::parse();
-    // Plain text unless stderr is a terminal: colour codes have no place in a log file or the
-    // journal. RUST_LOG, when set, wins over --log-level.
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log_level)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    bpfnsd::logging::init(&args.log_level, args.log_format);
     let explicit = args.config.as_os_str() != DEFAULT_CONFIG;
     let mut config = Config::load(&args.config, explicit)?;
     if let Some(s) = args.socket {

@@ -230,3 +230,76 @@ fn bad_container_naming_is_refused_before_anything_starts() {
     }
     assert!(!pins.exists(), "a kernel side was loaded");
 }
+
+/// bpfnsd's log is plain text when stderr is a file (no terminal colour codes for the journal
+/// or a log file), and one JSON object a line with `--log-format json`.
+#[test]
+fn log_is_plain_text_in_a_file_and_json_lines_on_request() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root: run the suite as root");
+        return;
+    }
+    for format in ["text", "json"] {
+        let mut p = Paths::new(&format!("log-{format}"));
+        let pins = p.pin_root(&format!("log-{format}"));
+        std::fs::create_dir_all(&p.dir).unwrap();
+        let log_path = p.dir.join("bpfnsd.log");
+        let mut args = p.args(&pins);
+        args.extend(["--log-format".into(), format.into()]);
+        // Ready when it says so (sd_notify), i.e. with its SIGTERM handler in place.
+        let notify_path = p.dir.join("notify.sock");
+        let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut d = Running(
+            Command::new(BPFNSD)
+                .args(&args)
+                .env_remove("RUST_LOG")
+                .env("NOTIFY_SOCKET", &notify_path)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log_path).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        let mut buf = [0u8; 64];
+        let n = notify
+            .recv(&mut buf)
+            .expect("bpfnsd did not notify READY=1");
+        assert_eq!(&buf[..n], b"READY=1");
+        // SIGTERM: a clean stop, which is logged too.
+        let pidfd = bpfns_sys::process::open_pidfd(d.0.id() as i32).unwrap();
+        bpfns_sys::unix::pidfd_signal(std::os::fd::AsFd::as_fd(&pidfd), libc::SIGTERM).unwrap();
+        let status = d.0.wait().unwrap();
+        assert!(status.success(), "{format}: bpfnsd ended with {status}");
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        // The keeper bpfnsd started writes to the same stream, in the same format.
+        let mut keeper = format == "text";
+        assert!(
+            log.lines().count() >= 2,
+            "{format}: too little logged:\n{log}"
+        );
+        assert!(
+            !log.contains('\u{1b}'),
+            "{format}: colour codes in a file:\n{log}"
+        );
+        for line in log.lines() {
+            let parsed = serde_json::from_str::<serde_json::Value>(line);
+            if format == "json" {
+                let v = parsed.unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+                for key in ["timestamp", "level", "target", "message"] {
+                    assert!(v.get(key).is_some(), "no {key} in {line}");
+                }
+                keeper |= v["target"] == "bpfnsd_keeper";
+            } else {
+                assert!(parsed.is_err(), "a JSON line in the text log: {line}");
+                assert!(
+                    ["ERROR", "WARN", "INFO"].iter().any(|l| line.contains(l))
+                        || line.starts_with("bpfnsd-keeper["),
+                    "neither a level nor the keeper's prefix in {line}"
+                );
+            }
+        }
+        assert!(keeper, "{format}: no line of the keeper:\n{log}");
+    }
+}

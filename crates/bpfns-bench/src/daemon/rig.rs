@@ -5,7 +5,6 @@
 //! is unloaded. A run that was SIGKILLed is cleaned up by the next one
 //! ([`remove_stale_daemons`]).
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,6 +29,7 @@ fn layout_of(bench_pid: u32) -> PinLayout {
 #[derive(Debug)]
 pub struct BenchDaemon {
     child: Option<Child>,
+    program: PathBuf,
     pub socket: PathBuf,
     pub dir: PathBuf,
     pub layout: PinLayout,
@@ -46,6 +46,7 @@ impl BenchDaemon {
         // From here on, drop removes whatever got made.
         let mut me = Self {
             child: None,
+            program: bpfnsd.to_path_buf(),
             socket: dir.join("bpfns.sock"),
             log: dir.join("bpfnsd.log"),
             dir,
@@ -53,8 +54,6 @@ impl BenchDaemon {
         };
         std::fs::create_dir_all(&me.dir)
             .with_context(|| format!("creating {}", me.dir.display()))?;
-        let log =
-            File::create(&me.log).with_context(|| format!("creating {}", me.log.display()))?;
         // The root pin tree beside the kernel side's, so that nothing lands in the host's
         // /sys/fs/bpf/orphans; the rest from the flags below.
         let root_bpffs = root_bpffs_of(&me.layout);
@@ -63,51 +62,75 @@ impl BenchDaemon {
         let config = me.dir.join("bpfnsd.toml");
         std::fs::write(&config, format!("root_bpffs = {:?}\n", root_bpffs))
             .with_context(|| format!("writing {}", config.display()))?;
-        let child = Command::new(bpfnsd)
+        me.spawn()?;
+        Ok(me)
+    }
+
+    /// Start the process over this daemon's state and wait until it answers; how long
+    /// that took.
+    fn spawn(&mut self) -> Result<Duration> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        let start = Instant::now();
+        let child = Command::new(&self.program)
             .arg("--config")
-            .arg(&config)
+            .arg(self.dir.join("bpfnsd.toml"))
             .arg("--socket")
-            .arg(&me.socket)
+            .arg(&self.socket)
             .arg("--state-dir")
-            .arg(me.dir.join("state"))
+            .arg(self.dir.join("state"))
             .arg("--pin-root")
-            .arg(me.layout.root())
+            .arg(self.layout.root())
             .arg("--ns-bpffs-dir")
-            .arg(me.dir.join("ns"))
+            .arg(self.dir.join("ns"))
             .arg("--seccomp-socket")
-            .arg(me.dir.join("seccomp.sock"))
+            .arg(self.dir.join("seccomp.sock"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {}", bpfnsd.display()))?;
-        std::fs::write(me.dir.join("bpfnsd.pid"), child.id().to_string())?;
-        me.child = Some(child);
-        let start = Instant::now();
+            .with_context(|| format!("starting {}", self.program.display()))?;
+        std::fs::write(self.dir.join("bpfnsd.pid"), child.id().to_string())?;
+        self.child = Some(child);
         loop {
             crate::controller::check_interrupt()?;
-            if let Some(c) = me.child.as_mut() {
+            if let Some(c) = self.child.as_mut() {
                 if let Some(status) = c.try_wait()? {
                     bail!(
                         "bpfnsd exited at start ({status}); its log:\n{}",
-                        me.log_tail()
+                        self.log_tail()
                     );
                 }
             }
-            if let Ok(mut c) = bpfns_client::Client::connect(&me.socket) {
+            if let Ok(mut c) = bpfns_client::Client::connect(&self.socket) {
                 if c.hello().is_ok() {
-                    return Ok(me);
+                    return Ok(start.elapsed());
                 }
             }
-            if start.elapsed() > Duration::from_secs(30) {
+            if start.elapsed() > Duration::from_secs(60) {
                 bail!(
-                    "bpfnsd did not answer on {} within 30 s; its log:\n{}",
-                    me.socket.display(),
-                    me.log_tail()
+                    "bpfnsd did not answer on {} within 60 s; its log:\n{}",
+                    self.socket.display(),
+                    self.log_tail()
                 );
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// Stop bpfnsd as `systemctl restart` does (SIGTERM, wait), start it again over the same
+    /// state: the time from the new process's start until it answers `hello`.
+    pub fn restart(&mut self) -> Result<Duration> {
+        if let Some(mut c) = self.child.take() {
+            if let Some(p) = rustix::process::Pid::from_raw(c.id() as i32) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+            }
+            c.wait().context("waiting for bpfnsd to stop")?;
+        }
+        self.spawn()
     }
 
     /// The daemon's pid.

@@ -407,6 +407,10 @@ fn client(args: &[String]) {
                 .collect::<Vec<_>>()
                 .join(",")
         })),
+        // member-plan PATH: namespace,bpffs,state_dir (empty: hidden)
+        "member-plan" => out(c
+            .member_plan(&a(2))
+            .map(|p| format!("{},{},{}", p.path, p.bpffs, p.state_dir))),
         "ns-identify" => out(c
             .ns_identify(a(2).parse().unwrap_or(0))
             .map(|p| p.namespace)),
@@ -424,7 +428,7 @@ fn client(args: &[String]) {
             };
             out(c.container_namespace(&facts, None, None).map(|(p, _)| p))
         }
-        "container-deleted" => out(c.container_deleted(&a(2)).map(|v| v.join(","))),
+        "container-deleted" => out(c.container_deleted(&a(2), None).map(|v| v.join(","))),
         // list-in KIND NS [r]: ids
         "list-in" => out(c.list_in(kind(&a(2)), Some(&a(3)), a(4) == "r").map(|v| {
             v.iter()

@@ -78,19 +78,21 @@ impl Daemon {
         let id = req.facts.id.clone();
         let mut table = self.containers();
         // Created again (podman creates a stopped container anew at `start`): the same
-        // namespace, its pins with it, as long as it exists.
+        // namespace, its pins with it, as long as it exists. Only the same container, i.e.
+        // the same bundle and runtime state directory: another runtime root (a containerd
+        // namespace, a `--root`) may reuse the id, and must not land in this namespace.
         if let Some(rec) = table.records.get(&id).cloned() {
-            if NsPath::parse(&rec.namespace)
-                .ok()
-                .and_then(|p| self.reg().id(&p))
-                .is_some()
+            let same = rec.is_same_container(req.bundle.as_deref(), req.state_dir.as_deref());
+            if same
+                && NsPath::parse(&rec.namespace)
+                    .ok()
+                    .and_then(|p| self.reg().id(&p))
+                    .is_some()
             {
                 let rec = ContainerRecord {
-                    bundle: req.bundle.or(rec.bundle),
-                    state_dir: req.state_dir.or(rec.state_dir),
                     released: false,
                     since: now_secs(),
-                    namespace: rec.namespace,
+                    ..rec
                 };
                 let path = rec.namespace.clone();
                 table.records.insert(id.clone(), rec);
@@ -105,8 +107,28 @@ impl Daemon {
                     vec![],
                 ));
             }
-            // Its namespace was deleted by hand meanwhile: placed afresh.
-            table.records.remove(&id);
+            if !same {
+                // Another container with this id: the recorded one must be gone first.
+                let members = self.members_by_ns()?;
+                self.collect_if_gone(&mut table, &id, &members, &mut Vec::new());
+                if let Some(rec) = table.records.get(&id) {
+                    tracing::warn!(container = %id, namespace = %rec.namespace, bundle = ?req.bundle, state_dir = ?req.state_dir, "refused a container reusing the id of one that is not gone");
+                    return Err(Failure::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "container {id}: another container with this id (bundle {}, \
+                             runtime state {}) is not gone; container ids must be unique on \
+                             the host while bpfns places containers: remove the other one, or \
+                             choose another id",
+                            rec.bundle.as_deref().unwrap_or("unknown"),
+                            rec.state_dir.as_deref().unwrap_or("unknown"),
+                        ),
+                    ));
+                }
+            } else {
+                // Its namespace was deleted by hand meanwhile: placed afresh.
+                table.records.remove(&id);
+            }
         }
         let placement = self
             .config
@@ -136,7 +158,7 @@ impl Daemon {
                     format!(
                         "container {id}: its namespace {path} belongs to container {other}, \
                          which is not gone; give the container another name, or set \
-                         [containers] name = \"{{name}}-{{id}}\" in bpfnsd.toml"
+                         [containers] name = \"{{name}}-{{short_id}}\" in bpfnsd.toml"
                     ),
                 ));
             }
@@ -219,10 +241,20 @@ impl Daemon {
     /// (podman deletes a stopped container from the runtime and creates it again at
     /// `start`): its namespace goes now if its engine removed its bundle, else at the
     /// collection after the engine does.
-    pub(crate) fn container_deleted(&self, caller: &Caller, id: &str) -> Answer {
+    pub(crate) fn container_deleted(
+        &self,
+        caller: &Caller,
+        id: &str,
+        state_dir: Option<&str>,
+    ) -> Answer {
         Self::runtime_only(caller, "container_deleted")?;
         let mut table = self.containers();
-        let Some(rec) = table.records.get_mut(id) else {
+        // Only the container of the runtime that deleted it: another runtime root may use
+        // the same id (a runtime without a state directory is trusted with the id alone).
+        let rec = table.records.get_mut(id).filter(|r| {
+            state_dir.is_none() || r.state_dir.is_none() || r.state_dir.as_deref() == state_dir
+        });
+        let Some(rec) = rec else {
             return Ok((
                 Reply::ContainerReleased {
                     id: id.into(),

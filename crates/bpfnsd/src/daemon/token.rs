@@ -279,7 +279,7 @@ impl Daemon {
     /// runtime may run in a copy of the host's mount namespace made before the new instance
     /// was mounted: the path would show it an empty directory there).
     fn container_bpffs_done(&self, target: NsId) -> Answer {
-        let info = self.ns_infos(&[target])?.remove(0);
+        let info = self.ns_info_of(target, &target)?;
         let tree =
             bpfns_sys::mounts::clone_mount(&self.bpffs.path(target)).map_err(Failure::internal)?;
         Ok((Reply::Namespace(info), vec![tree]))

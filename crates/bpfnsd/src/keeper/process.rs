@@ -12,7 +12,6 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,12 +35,7 @@ const MAX_HELD: usize = 1 << 16;
 const RECV_TIMEOUT: Duration = Duration::from_millis(100);
 
 fn log(msg: &str) {
-    // Never panic on a closed stderr (eprintln! would).
-    let _ = writeln!(
-        std::io::stderr(),
-        "bpfnsd-keeper[{}]: {msg}",
-        std::process::id()
-    );
+    crate::logging::keeper_line(msg);
 }
 
 /// Whether `args` (as `std::env::args()` gives them) select keeper mode.

@@ -131,6 +131,33 @@ pub enum Command {
         command: Vec<std::ffi::OsString>,
     },
 
+    /// Which namespace's BPF programs use the CPU: a live view in the manner of bpftop.
+    ///
+    /// Programs (id, name, type, owner namespace, share of one CPU, runs per second, time per
+    /// run) and a total per namespace, busiest first, redrawn every interval; q, Esc or
+    /// Ctrl-C quits, space pauses. With -j (or when stdout is not a terminal) one sample over
+    /// one interval is printed instead. A namespace member sees its own subtree only.
+    ///
+    /// The kernel counts programs' run time only while BPF run-time statistics are on:
+    /// bpfnsd turns them on for as long as `bpfns top` runs (BPF_ENABLE_STATS; each program
+    /// run then costs two clock reads) and the kernel turns them off when it ends, however
+    /// it ends. Needs what listing programs needs (CAP_BPF or CAP_SYS_ADMIN).
+    #[command(
+        after_help = "Example: the busiest programs of /tenant-a and below, as JSON:
+                              bpfns top -j --namespace /tenant-a -r"
+    )]
+    Top {
+        /// Seconds between samples.
+        #[arg(long, short = 'd', default_value_t = 1.0, value_name = "SECONDS")]
+        interval: f64,
+        /// Only this namespace's programs.
+        #[arg(long, short = 'n', value_name = "PATH")]
+        namespace: Option<String>,
+        /// With --namespace: and those of the namespaces below it.
+        #[arg(long, short = 'r', requires = "namespace")]
+        recursive: bool,
+    },
+
     /// Load, inspect and unload the kernel side (needs root).
     #[command(subcommand)]
     Kernel(KernelCmd),

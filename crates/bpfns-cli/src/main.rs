@@ -20,6 +20,7 @@ mod objects;
 mod output;
 mod run;
 mod status_cmd;
+mod top_cmd;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -126,6 +127,28 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             .map(|()| 0)
         }
         Command::Status => emit(format, &status_cmd::status(&mut client()?)?).map(|()| 0),
+        Command::Top {
+            interval,
+            namespace,
+            recursive,
+        } => {
+            if !(interval.is_finite() && *interval >= 0.1 && *interval <= 3600.0) {
+                return Err(error::CliError::usage(
+                    "--interval must be between 0.1 and 3600 seconds",
+                )
+                .into());
+            }
+            let args = top_cmd::TopArgs {
+                interval: std::time::Duration::from_secs_f64(*interval),
+                namespace: namespace.clone(),
+                recursive: *recursive,
+            };
+            if format != Format::Text || !std::io::stdout().is_terminal() {
+                emit(format, &top_cmd::once(client()?, args)?).map(|()| 0)
+            } else {
+                top_cmd::live(client()?, args).map(|()| 0)
+            }
+        }
         Command::Exec {
             user,
             caps,

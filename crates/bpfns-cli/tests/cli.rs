@@ -973,3 +973,168 @@ fn objects_processes_and_errors_through_bpfnsd() {
         );
     }
 }
+
+/// Whether the kernel counts program `id`'s runs now (run-time statistics on): its `run_cnt`
+/// grows while it runs (the sysctl does not show statistics turned on by `BPF_ENABLE_STATS`).
+fn counting(id: u64) -> bool {
+    let runs = || {
+        let fd = bpfns_sys::bpf::fd_by_id(bpfns_model::ObjectKind::Prog, id as u32)
+            .expect("opening the busy program");
+        bpfns_sys::bpf::info::<bpfns_sys::bpf::bpf_prog_info>(&fd)
+            .expect("its info")
+            .run_cnt
+    };
+    let before = runs();
+    std::thread::sleep(Duration::from_millis(300));
+    runs() != before
+}
+
+/// `bpfns top`: a busy program's run time is attributed to its namespace, in one JSON sample
+/// and in the live view as a person uses it (in tmux: start, read the screen, pause, quit); a
+/// member sees its own subtree only; statistics are on only while `bpfns top` runs.
+#[test]
+fn top_attributes_run_time_to_the_owner_namespace() {
+    if let Some(why) = skip_reason() {
+        bpfns_tests::skip(why);
+        return;
+    }
+    let d = TestDaemon::start("cli-top");
+    let mut c = d.client();
+    for p in ["/busy", "/idle"] {
+        c.ns_create(p).expect("creating namespaces");
+    }
+    let via = Via {
+        socket: d.socket.to_str().expect("utf-8 path").to_string(),
+    };
+    let mut busy = Helper::spawn(&["busy-prog"]);
+    c.enter("/busy", busy.pid).expect("entering the helper");
+    busy.go();
+    let id: u64 = busy.expect("id").parse().expect("an id");
+    // Nobody else has statistics on (else what is checked below proves nothing).
+    let stats_before = counting(id);
+
+    // One sample, as root: the program, its namespace, both busy.
+    let s = via.json(&["top", "--interval", "1"]);
+    let p = s["programs"]
+        .as_array()
+        .expect("programs")
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap_or_else(|| panic!("program {id} not in {s}"))
+        .clone();
+    assert_eq!(p["namespace"], "/busy", "{p}");
+    assert!(p["cpu_percent"].as_f64().unwrap_or(0.0) > 0.0, "{p}");
+    assert!(p["runs_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{p}");
+    let ns = s["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .find(|n| n["namespace"] == "/busy")
+        .unwrap_or_else(|| panic!("/busy not in {s}"))
+        .clone();
+    assert!(
+        ns["cpu_percent"].as_f64().unwrap_or(0.0) >= p["cpu_percent"].as_f64().unwrap_or(0.0),
+        "{ns}"
+    );
+    if !stats_before {
+        assert!(!counting(id), "statistics left on after bpfns top -j");
+    }
+
+    // A member of /idle: only its own subtree.
+    let out = via.run(&[
+        "exec",
+        "/idle",
+        "--",
+        bpfns(),
+        "--socket",
+        &via.socket,
+        "-j",
+        "top",
+        "-d",
+        "0.5",
+    ]);
+    assert!(out.status.success(), "bpfns top as a member failed");
+    let m: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(
+        m["programs"]
+            .as_array()
+            .expect("programs")
+            .iter()
+            .all(|p| p["namespace"] == "/idle"),
+        "a member of /idle saw {m}"
+    );
+
+    // The live view, in a terminal.
+    if Command::new("tmux").arg("-V").output().is_err() {
+        bpfns_tests::skip("the live view needs tmux (scripts/setup.sh installs it)");
+        return;
+    }
+    let session = format!("bpfns-top-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(args)
+            .output()
+            .expect("running tmux")
+    };
+    struct Kill(String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("tmux")
+                .args(["kill-session", "-t", &self.0])
+                .output();
+        }
+    }
+    let _kill = Kill(session.clone());
+    let cmd = format!("{} --socket {} top -d 0.5", bpfns(), via.socket);
+    assert!(tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "150",
+        "-y",
+        "40",
+        &cmd
+    ])
+    .status
+    .success());
+    let screen = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
+    };
+    let wait_for = |what: &dyn Fn(&str) -> bool| -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = screen();
+            if what(&s) || Instant::now() > deadline {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let id_s = id.to_string();
+    let s = wait_for(&|s| s.contains("/busy") && s.contains(&id_s));
+    assert!(
+        s.contains("bpfns top") && s.contains("BPF_ENABLE_STATS"),
+        "{s}"
+    );
+    assert!(s.contains("/busy") && s.contains(&id_s), "{s}");
+    assert!(counting(id), "statistics off while bpfns top runs");
+    tmux(&["send-keys", "-t", &session, "Space"]);
+    let s = wait_for(&|s| s.contains("paused"));
+    assert!(s.contains("paused"), "{s}");
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux(&["has-session", "-t", &session]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "bpfns top did not quit on q: {}",
+            screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !stats_before {
+        assert!(!counting(id), "statistics left on after bpfns top quit");
+    }
+    drop(busy);
+}

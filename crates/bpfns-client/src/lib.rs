@@ -392,8 +392,36 @@ impl Client {
             kind,
             namespace: namespace.map(str::to_string),
             recursive,
+            run_stats: false,
         })? {
             Reply::Objects { objects } => Ok(objects),
+            r => Self::unexpected(r),
+        }
+    }
+
+    /// The programs we may see (in `namespace` and, with `recursive`, below it), with their
+    /// run-time statistics (`run_time_ns`, `run_cnt`).
+    pub fn prog_stats(
+        &mut self,
+        namespace: Option<&str>,
+        recursive: bool,
+    ) -> Result<Vec<ObjectInfo>> {
+        match self.call(Op::List {
+            kind: ObjectKind::Prog,
+            namespace: namespace.map(str::to_string),
+            recursive,
+            run_stats: true,
+        })? {
+            Reply::Objects { objects } => Ok(objects),
+            r => Self::unexpected(r),
+        }
+    }
+
+    /// Turn the kernel's BPF run-time statistics on while the returned fd is open.
+    pub fn enable_stats(&mut self) -> Result<OwnedFd> {
+        let (reply, mut got) = self.call_with_fds(Op::EnableStats, &[])?;
+        match reply {
+            Reply::StatsEnabled if got.len() == 1 => Ok(got.remove(0)),
             r => Self::unexpected(r),
         }
     }

@@ -115,7 +115,15 @@ pub enum Op {
         namespace: Option<String>,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         recursive: bool,
+        /// Programs: with their run-time statistics (`run_time_ns`, `run_cnt`; counted only
+        /// while statistics are on, see `EnableStats`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        run_stats: bool,
     },
+    /// Turn the kernel's BPF run-time statistics on (`BPF_ENABLE_STATS`) for as long as the
+    /// fd returned is open (the kernel turns them off when the last such fd closes). For
+    /// `bpfns top`; each program run then costs two clock reads.
+    EnableStats,
     /// One object the caller may see, with its owner.
     Show { kind: ObjectKind, id: u32 },
     /// A file descriptor for an object the caller may see (1 fd in the response). Needs
@@ -228,6 +236,8 @@ pub enum Reply {
         caller: CallerInfo,
     },
     Namespace(NsInfo),
+    /// Run-time statistics are on while the fd passed along is open ([`Op::EnableStats`]).
+    StatsEnabled,
     /// What starting a member needs ([`Op::MemberPlan`]).
     MemberPlan(MemberPlan),
     Namespaces {
@@ -442,6 +452,13 @@ pub struct ObjectDetails {
     /// Programs: memory charged for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_memlock: Option<u64>,
+    /// Programs: nanoseconds run, while run-time statistics were on (`List` with
+    /// `run_stats`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_time_ns: Option<u64>,
+    /// Programs: runs counted, while run-time statistics were on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_cnt: Option<u64>,
     /// Programs: the maps they use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_ids: Option<Vec<u32>>,
@@ -590,7 +607,8 @@ mod tests {
             Op::List {
                 kind: ObjectKind::Map,
                 namespace: None,
-                recursive: false
+                recursive: false,
+                run_stats: false
             }
         );
         assert_eq!(serde_json::to_string(&r).unwrap(), bare);

@@ -284,6 +284,23 @@ pub fn enable_run_time_stats() -> Result<OwnedFd> {
     check(|| "BPF_ENABLE_STATS".to_string(), ret).map(owned)
 }
 
+/// `BPF_PROG_TEST_RUN` of `prog` on `data`, `repeat` times in the kernel: the program's return
+/// value. With run-time statistics on, each run counts in the program's `run_cnt` and
+/// `run_time_ns`.
+pub fn prog_test_run(prog: impl AsFd, data: &[u8], repeat: u32) -> Result<u32> {
+    let mut opts = libbpf_sys::bpf_test_run_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _,
+        data_in: data.as_ptr().cast(),
+        data_size_in: u32::try_from(data.len()).unwrap_or(u32::MAX),
+        repeat: i32::try_from(repeat).unwrap_or(i32::MAX),
+        ..Default::default()
+    };
+    // SAFETY: `data` outlives the call and its length is given; no output buffers are set.
+    let ret = unsafe { libbpf_sys::bpf_prog_test_run_opts(raw(&prog), &mut opts) };
+    check(|| "BPF_PROG_TEST_RUN".to_string(), ret)?;
+    Ok(opts.retval)
+}
+
 /// `BPF_F_RDONLY`.
 pub const BPF_F_RDONLY: u32 = 1 << 3;
 /// `BPF_F_WRONLY`.

@@ -568,7 +568,7 @@ impl Daemon {
 
     fn dispatch(&self, caller: &Caller, op: Op, fds: Vec<OwnedFd>) -> Answer {
         let allowed = match op {
-            Op::List { .. } | Op::Show { .. } => caller.may_list_objects(),
+            Op::List { .. } | Op::Show { .. } | Op::EnableStats => caller.may_list_objects(),
             Op::NsList
             | Op::NsShow { .. }
             | Op::MemberPlan { .. }
@@ -706,18 +706,28 @@ impl Daemon {
                 kind,
                 namespace,
                 recursive,
+                run_stats,
             } => {
                 no_fds(&fds)?;
                 let only = match namespace {
                     Some(path) => Some((self.visible_ns(caller, &path)?, recursive)),
                     None => None,
                 };
-                Ok((
-                    Reply::Objects {
-                        objects: self.visible_objects(caller, kind, only, None)?,
-                    },
-                    vec![],
-                ))
+                let mut objects = self.visible_objects(caller, kind, only, None)?;
+                if run_stats && kind == ObjectKind::Prog {
+                    add_run_stats(&mut objects);
+                }
+                Ok((Reply::Objects { objects }, vec![]))
+            }
+            Op::EnableStats => {
+                no_fds(&fds)?;
+                let fd = bpfns_sys::bpf::enable_run_time_stats().map_err(Failure::internal)?;
+                tracing::info!(
+                    pid = caller.pid,
+                    ns = %caller.ns,
+                    "BPF run-time statistics on while the caller holds them"
+                );
+                Ok((Reply::StatsEnabled, vec![fd]))
             }
             Op::Show { kind, id } => {
                 no_fds(&fds)?;
@@ -1832,6 +1842,20 @@ fn fd_kind(fd: std::os::fd::BorrowedFd<'_>) -> String {
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_else(|e| format!("an fd that cannot be inspected ({e})"))
+}
+
+/// Each program's run-time statistics, read from the kernel (one open each; a program gone
+/// meanwhile keeps none).
+fn add_run_stats(progs: &mut [ObjectInfo]) {
+    use bpfns_sys::bpf;
+    for p in progs {
+        let info = bpf::fd_by_id(ObjectKind::Prog, p.id)
+            .and_then(|fd| bpf::info::<bpf::bpf_prog_info>(&fd));
+        if let Ok(i) = info {
+            p.details.run_time_ns = Some(i.run_time_ns);
+            p.details.run_cnt = Some(i.run_cnt);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -282,6 +282,25 @@ fn main() -> ExitCode {
             let err = Command::new(arg(1)).args(&args[2..]).exec();
             fail(&format!("exec {}: {err}", arg(1)));
         }
+        // busy-prog: load a socket filter, say its id, then run it (BPF_PROG_TEST_RUN) in a
+        // loop until stdin closes, so that its run time shows while statistics are on.
+        "busy-prog" => {
+            let (k, fds) = create("prog");
+            say(&format!("id={}", object_id(k, &fds[0])));
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let s = stop.clone();
+            std::thread::spawn(move || {
+                hold_until_eof();
+                s.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            let packet = [0u8; 64];
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Err(e) = sysbpf::prog_test_run(&fds[0], &packet, 10_000) {
+                    fail(&format!("test run: {e}"));
+                }
+            }
+            drop(fds);
+        }
         "open" => return report_open(sysbpf::fd_by_id(kind(&arg(1)), arg(2).parse().unwrap_or(0))),
         "obj-get" => return report_open(sysbpf::obj_get(Path::new(&arg(1)))),
         "create" | "create-perfmon" => {

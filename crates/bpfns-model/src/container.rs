@@ -41,8 +41,9 @@ pub struct Naming {
     /// Where containers go: `<parent>/<name>`.
     pub parent: String,
     /// The name of a container's namespace below `parent`: `{name}` is the container's name
-    /// (its id where the engine gives none), `{id}` its id, `{short_id}` the id's first 12
-    /// characters (a 64-character id leaves no room for anything beside it).
+    /// (where the engine gives none, its id, or its short id when the template holds the id
+    /// too), `{id}` its id, `{short_id}` the id's first 12 characters (a 64-character id
+    /// leaves no room for anything beside it).
     pub name: String,
     /// Where the containers of a Kubernetes pod go, together: `<k8s_parent>/<pod
     /// namespace>/<pod>`.
@@ -174,6 +175,17 @@ impl Naming {
                 why: "too deep for <pod namespace>/<pod> below it".into(),
             });
         }
+        if self.pods && (parent.is_same_or_ancestor_of(&k8s) || k8s.is_ancestor_of(&parent)) {
+            return Err(NamingError::Config {
+                key: "k8s_parent",
+                value: self.k8s_parent.clone(),
+                why: format!(
+                    "containers' namespaces (parent {parent}) and pods' must not be one inside \
+                     the other: a container could be named after a pod namespace and see its \
+                     pods; choose apart parents such as \"/containers\" and \"/k8s\""
+                ),
+            });
+        }
         parse_config("annotation_within", &self.annotation_within)?;
         let mut rest = self.name.as_str();
         while let Some(i) = rest.find('{') {
@@ -291,17 +303,31 @@ impl Naming {
                 (None, None) => {}
             }
         }
-        let id = component("the container id", &facts.id)?;
+        // The id is checked where it is used: in full, or its first characters.
+        let holds_id = self.name.contains("{id}") || self.name.contains("{short_id}");
+        let id = || component("the container id", &facts.id);
+        let short = || {
+            let s: String = facts.id.chars().take(SHORT_ID).collect();
+            component("the container id", &s)
+        };
         let name = match &facts.name {
             Some(n) => component("the container name", n)?,
-            None => NAME_ANNOTATIONS
+            None => match NAME_ANNOTATIONS
                 .iter()
                 .find_map(|k| facts.annotations.get(*k).map(|v| (k, v)))
-                .map(|(k, v)| component(format!("the container name ({k})"), v))
-                .transpose()?
-                .unwrap_or_else(|| id.clone()),
+            {
+                Some((k, v)) => component(format!("the container name ({k})"), v)?,
+                // No name: its id, or its short id where the template holds the id already.
+                None if holds_id && self.name.contains("{name}") => short()?,
+                None => id()?,
+            },
         };
-        let leaf = component("the container's namespace name", &self.render(&name, &id))?;
+        let full = if self.name.contains("{id}") {
+            id()?
+        } else {
+            short()?
+        };
+        let leaf = component("the container's namespace name", &self.render(&name, &full))?;
         let path = parent.join(&leaf).map_err(|e| NamingError::BadName {
             what: "the container's namespace".into(),
             value: leaf.clone(),
@@ -649,6 +675,33 @@ mod tests {
             place(&n, &facts(&id, Some("web"), &[])).unwrap(),
             "/containers/web-0123456789ab"
         );
+        // Engines that give no name (Docker, containerd's shim): still fits.
+        assert_eq!(
+            place(&n, &facts(&id, None, &[])).unwrap(),
+            "/containers/0123456789ab-0123456789ab"
+        );
+        // An id nothing uses is not checked: a long one with a name.
+        let long = "f".repeat(80);
+        assert_eq!(
+            place(&Naming::default(), &facts(&long, Some("web"), &[])).unwrap(),
+            "/containers/web"
+        );
+        assert!(place(&Naming::default(), &facts(&long, None, &[])).is_err());
+    }
+
+    #[test]
+    fn pods_and_containers_parents_do_not_nest() {
+        for (parent, k8s) in [("/k8s", "/k8s"), ("/k8s", "/k8s/pods"), ("/a/b", "/a")] {
+            let n = Naming {
+                parent: parent.into(),
+                k8s_parent: k8s.into(),
+                ..Naming::default()
+            };
+            let e = n.check().unwrap_err().to_string();
+            assert!(e.contains("k8s_parent"), "{parent} {k8s}: {e}");
+            // Without pods, nothing is placed under k8s_parent.
+            Naming { pods: false, ..n }.check().unwrap();
+        }
     }
 
     #[test]

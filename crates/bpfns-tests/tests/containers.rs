@@ -263,3 +263,135 @@ fn a_reused_container_id_neither_joins_nor_releases_the_first() {
         Some("/containers/web")
     );
 }
+
+fn wait_gone(c: &mut bpfns_client::Client, path: &str) -> bool {
+    for _ in 0..100 {
+        if c.ns_show(path).is_err() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+/// What a removed container leaves is not the next one's: namespaces below its own (its
+/// members made them) go with it; one that cannot go (a member left in it) keeps a container
+/// of the same name from starting rather than letting it in.
+#[test]
+fn a_removed_containers_namespace_is_not_inherited() {
+    require_kernel!();
+    let d = TestDaemon::start_with("ctr-leftover", |c| c.containers.collect_interval_secs = 0);
+    let dir = |n: &str| {
+        let p = d.dir.join(n);
+        std::fs::create_dir_all(&p).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let mut c = d.client();
+    let web = |id: &str| facts(id, Some("web"), &[]);
+    // Removed with a namespace below its own: both go.
+    let (b1, s1) = (dir("b1"), dir("s1"));
+    c.container_namespace(&web("id1"), Some(&b1), Some(&s1))
+        .unwrap();
+    c.ns_create("/containers/web/kid").unwrap();
+    std::fs::remove_dir_all(&b1).unwrap();
+    c.container_deleted("id1", Some(&s1)).unwrap();
+    assert!(
+        wait_gone(&mut c, "/containers/web"),
+        "namespace left behind"
+    );
+    // Removed while a task lives below its namespace: kept, and the next "web" is refused.
+    let (b2, s2) = (dir("b2"), dir("s2"));
+    c.container_namespace(&web("id2"), Some(&b2), Some(&s2))
+        .unwrap();
+    c.ns_create("/containers/web/kid").unwrap();
+    let mut h = Helper::spawn(&["hold", "ready"]);
+    c.enter("/containers/web/kid", h.pid).unwrap();
+    h.go();
+    h.expect("ready");
+    std::fs::remove_dir_all(&b2).unwrap();
+    c.container_deleted("id2", Some(&s2)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        c.ns_show("/containers/web").is_ok(),
+        "deleted with a member"
+    );
+    let (b3, s3) = (dir("b3"), dir("s3"));
+    let e = c
+        .container_namespace(&web("id3"), Some(&b3), Some(&s3))
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Conflict), "{e}");
+    assert!(e.to_string().contains("left from a container"), "{e}");
+    // Once the member is gone, the next "web" gets a fresh namespace.
+    h.finish();
+    let (path, created) = c
+        .container_namespace(&web("id3"), Some(&b3), Some(&s3))
+        .unwrap();
+    assert_eq!((path.as_str(), created), ("/containers/web", true));
+    assert!(c.ns_show("/containers/web/kid").is_err());
+}
+
+/// A stopped container created again counts as running only once its createRuntime hook
+/// has run: a create the runtime then fails leaves it stopped (its namespace and pins kept),
+/// not vanished.
+#[test]
+fn a_failed_create_again_leaves_the_container_stopped() {
+    require_kernel!();
+    let d = TestDaemon::start_with("ctr-again-failed", |c| {
+        c.containers.collect_interval_secs = 0;
+        c.containers.vanish_grace_secs = 0;
+    });
+    let dir = |n: &str| {
+        let p = d.dir.join(n);
+        std::fs::create_dir_all(&p).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (b, s) = (dir("bundle"), dir("state"));
+    let pv = facts("pv", Some("pv"), &[]);
+    let mut c = d.client();
+    c.container_namespace(&pv, Some(&b), Some(&s)).unwrap();
+    // Stopped: deleted by its runtime, its state gone, its bundle kept.
+    c.container_deleted("pv", Some(&s)).unwrap();
+    std::fs::remove_dir_all(&s).unwrap();
+    // Created again; the runtime fails before the hook (no state written).
+    assert_eq!(
+        c.container_namespace(&pv, Some(&b), Some(&s)).unwrap(),
+        ("/containers/pv".to_string(), false)
+    );
+    assert!(
+        !wait_gone(&mut c, "/containers/pv"),
+        "collected as vanished after a failed create"
+    );
+}
+
+/// A container created again goes where the settings say now: an annotation placement the
+/// operator turned off meanwhile is not kept.
+#[test]
+fn a_container_created_again_follows_the_settings_of_now() {
+    require_kernel!();
+    let d = TestDaemon::start("ctr-again-settings");
+    let dir = |n: &str| {
+        let p = d.dir.join(n);
+        std::fs::create_dir_all(&p).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (b, s) = (dir("bundle"), dir("state"));
+    let sq = facts(
+        "sq",
+        Some("sq"),
+        &[("io.bpfns.namespace", "/containers/v1")],
+    );
+    let mut c = d.client();
+    assert_eq!(
+        c.container_namespace(&sq, Some(&b), Some(&s)).unwrap().0,
+        "/containers/v1"
+    );
+    c.container_deleted("sq", Some(&s)).unwrap();
+    drop(c);
+    let (dir, layout) = d.stop();
+    let d = TestDaemon::start_configured(dir, layout, false, |c| c.containers.annotation = false);
+    let mut c = d.client();
+    assert_eq!(
+        c.container_namespace(&sq, Some(&b), Some(&s)).unwrap().0,
+        "/containers/sq"
+    );
+}

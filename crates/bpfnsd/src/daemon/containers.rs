@@ -77,6 +77,14 @@ impl Daemon {
         Self::runtime_only(caller, "container_namespace")?;
         let id = req.facts.id.clone();
         let mut table = self.containers();
+        // The placement the settings give now: a container created again after the operator
+        // changed them goes where they say (or is refused), not where it was.
+        let placement = self
+            .config
+            .containers
+            .naming()
+            .place(&req.facts)
+            .map_err(|e| Failure::new(ErrorCode::BadRequest, format!("container {id}: {e}")))?;
         // Created again (podman creates a stopped container anew at `start`): the same
         // namespace, its pins with it, as long as it exists. Only the same container, i.e.
         // the same bundle and runtime state directory: another runtime root (a containerd
@@ -84,13 +92,12 @@ impl Daemon {
         if let Some(rec) = table.records.get(&id).cloned() {
             let same = rec.is_same_container(req.bundle.as_deref(), req.state_dir.as_deref());
             if same
-                && NsPath::parse(&rec.namespace)
-                    .ok()
-                    .and_then(|p| self.reg().id(&p))
-                    .is_some()
+                && rec.namespace == placement.path.to_string()
+                && self.reg().id(&placement.path).is_some()
             {
+                // Still stopped (`released`) until its createRuntime hook has run: a create
+                // the runtime then fails leaves a stopped container, not a vanished one.
                 let rec = ContainerRecord {
-                    released: false,
                     since: now_secs(),
                     ..rec
                 };
@@ -126,16 +133,32 @@ impl Daemon {
                     ));
                 }
             } else {
-                // Its namespace was deleted by hand meanwhile: placed afresh.
-                table.records.remove(&id);
+                // Its namespace was deleted by hand meanwhile, or the settings place it
+                // elsewhere now: placed afresh (the namespace it leaves goes as any other).
+                if let Some((old, Some(delete))) = table.remove(&id) {
+                    if let Err(e) = self.delete_made(&mut table, &delete) {
+                        tracing::info!(container = %id, namespace = %old.namespace, "left behind for the next collection: {e}");
+                    }
+                }
             }
         }
-        let placement = self
-            .config
-            .containers
-            .naming()
-            .place(&req.facts)
-            .map_err(|e| Failure::new(ErrorCode::BadRequest, format!("container {id}: {e}")))?;
+        // What stands for a container (its bundle, or its writable layer) is its own: one
+        // that stands for another container too would keep either from being collected.
+        if let Some(b) = &req.bundle {
+            if let Some((other, _)) = table
+                .records
+                .iter()
+                .find(|(k, r)| **k != id && r.bundle.as_ref() == Some(b))
+            {
+                return Err(Failure::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "container {id}: its bundle (or writable layer) {b} is container \
+                         {other}'s; each container needs its own"
+                    ),
+                ));
+            }
+        }
         let path = placement.path.to_string();
         // Containers that were removed but not yet collected give their namespace up first
         // (`podman rm web && podman run --name web` gets a fresh one).
@@ -149,6 +172,21 @@ impl Daemon {
             let members = self.members_by_ns()?;
             for other in before {
                 self.collect_if_gone(&mut table, &other, &members, &mut Vec::new());
+            }
+        }
+        // A namespace bpfnsd made for containers none of which is left (its deletion failed:
+        // a namespace below it, a member): gone first, or this container does not start,
+        // so that nobody lands in what another container left.
+        if table.made.contains(&path) && table.users(&path) == 0 {
+            if let Err(e) = self.delete_made(&mut table, &path) {
+                return Err(Failure::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "container {id}: namespace {path} is left from a container that is \
+                         gone and cannot be deleted ({e}); delete it (bpfns ns delete -r \
+                         {path}), or give the container another name"
+                    ),
+                ));
             }
         }
         if placement.source == bpfns_model::container::Source::Name {
@@ -292,6 +330,27 @@ impl Daemon {
         ))
     }
 
+    /// A container of namespace `path` had its createRuntime hook run: stopped containers
+    /// of it whose runtime state exists again (created again, `podman start`) run again, so
+    /// that they count as vanished if that state goes without a delete.
+    pub(crate) fn containers_started(&self, path: &NsPath) {
+        let path = path.to_string();
+        let mut table = self.containers();
+        let mut changed = false;
+        for rec in table.records.values_mut() {
+            if rec.namespace == path && rec.released && exists(&rec.state_dir) {
+                rec.released = false;
+                rec.since = now_secs();
+                changed = true;
+            }
+        }
+        if changed {
+            if let Err(f) = self.save_containers(&table) {
+                tracing::warn!(namespace = %path, "recording a container started: {}", f.message);
+            }
+        }
+    }
+
     /// Live tasks per namespace.
     fn members_by_ns(&self) -> Result<HashMap<NsId, usize>, Failure> {
         let mut m = HashMap::new();
@@ -367,11 +426,35 @@ impl Daemon {
     /// forgotten as made once deleted (or deleted by someone else).
     fn delete_made(&self, table: &mut Containers, path: &str) -> Result<(), String> {
         let me = self.itself().map_err(|f| f.message)?;
-        let result = match self.ns_delete(&me, path, false) {
-            Ok(_) => Ok(()),
-            Err(f) if f.code == ErrorCode::NotFound => Ok(()),
-            Err(f) => Err(f.message),
+        // The namespaces below it are the container's too (its members made them): deepest
+        // first; one with members stops it all.
+        let below: Vec<String> = {
+            let reg = self.reg();
+            NsPath::parse(path)
+                .ok()
+                .and_then(|p| reg.id(&p))
+                .map(|id| {
+                    let mut ids = reg.subtree(id);
+                    ids.retain(|&d| d != id);
+                    ids.sort_by_key(|&d| std::cmp::Reverse(reg.depth(d).unwrap_or(0)));
+                    ids.iter()
+                        .filter_map(|&d| reg.path(d).map(|p| p.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default()
         };
+        for p in below
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once(path))
+        {
+            match self.ns_delete(&me, p, false) {
+                Ok(_) => {}
+                Err(f) if f.code == ErrorCode::NotFound => {}
+                Err(f) => return Err(f.message),
+            }
+        }
+        let result: Result<(), String> = Ok(());
         if result.is_ok() {
             table.made.remove(path);
             if let Err(f) = self.save_containers(table) {

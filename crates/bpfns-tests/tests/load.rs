@@ -521,7 +521,7 @@ fn stalled_connections_hold_no_thread_and_others_are_served() {
     other.ns_delete("/stalled").unwrap();
     let after = usage(pid);
 
-    let bound = base.threads + bpfnsd::server::WORKERS as u64;
+    let bound = base.threads + (bpfnsd::server::WORKERS + bpfnsd::server::CHANGE_WORKERS) as u64;
     println!(
         "bpfnsd threads: {} before, {} holding {n} stalled connections, {} after serving \
          another client (bound {bound}); fds: {} before, {} holding them",

@@ -12,11 +12,11 @@
 //! few CPUs (reads waited a second at p99), and a client that sends half a frame and stalls
 //! held a thread for the idle timeout. Here a connection is a task: frames (with the fds
 //! passed along, SCM_RIGHTS) are assembled from non-blocking reads as bytes arrive, and only
-//! a whole request takes a thread: a quick one (`hello`, `get_fd`, ...: µs) is answered by the
+//! a whole request takes a thread: a quick one (`hello`, `get_fd`: µs) is answered by the
 //! loop's thread that read it, one that walks every object or task or that changes something
 //! by a worker, which answers it and lets go ([`Work`]). Threads: the loop's
-//! ([`EVENT_THREADS`] at most) and the workers' ([`WORKERS`] at most), whatever the number of
-//! clients. Why tokio: it is the Rust ecosystem's event loop (bpfman's too), with readiness
+//! ([`EVENT_THREADS`] at most) and the workers' ([`WORKERS`] for walks, [`CHANGE_WORKERS`] for
+//! changes, at most), whatever the number of clients. Why tokio: it is the Rust ecosystem's event loop (bpfman's too), with readiness
 //! for raw fds (`AsyncFd`, so bpfns-sys keeps doing every recvmsg/sendmsg with fds), timers
 //! for the idle timeout and a bounded pool for blocking work; a hand-written epoll loop would
 //! repeat all three. The handlers stay synchronous (redb, bpf(2), /proc are blocking calls).
@@ -42,7 +42,7 @@ use bpfns_sys::unix::{recv_msg, send_some, send_with_fds};
 use bpfns_sys::Errno;
 use tokio::io::Interest;
 use tokio::net::UnixStream as AsyncStream;
-use tokio::sync::Semaphore;
+use tokio::runtime::Handle;
 
 use crate::caller::Caller;
 use crate::daemon::Daemon;
@@ -56,7 +56,7 @@ pub enum ServerError {
     Io { what: String, error: std::io::Error },
     #[error(
         "starting the API's event loop and workers: {0}; bpfnsd needs {EVENT_THREADS} + \
-         {WORKERS} threads (check the unit's TasksMax and RLIMIT_NPROC)"
+         {WORKERS} + {CHANGE_WORKERS} threads (check the unit's TasksMax and RLIMIT_NPROC)"
     )]
     Runtime(std::io::Error),
 }
@@ -99,10 +99,11 @@ pub const EVENT_THREADS: usize = 4;
 /// Workers answering requests at most (each request is synchronous work: redb, bpf(2),
 /// /proc). Idle workers go after a few seconds.
 pub const WORKERS: usize = 8;
-/// Workers that may answer changes (namespace changes, entering, supervising) at once. A
-/// change can wait for another (they are serialised) or for members to die; the other
-/// workers stay free for reads meanwhile.
-const CHANGE_WORKERS: usize = WORKERS / 2;
+/// Workers answering changes (namespace changes, entering, supervising) at most: a pool of
+/// their own, so that a change neither queues behind the walks of a busy moment nor, when
+/// it waits for another change (they are serialised) or for members to die, keeps a walk
+/// waiting.
+pub const CHANGE_WORKERS: usize = 4;
 
 /// Serve connections until the process ends.
 pub fn serve(listener: UnixListener, daemon: Arc<Daemon>) -> Result<(), ServerError> {
@@ -127,14 +128,23 @@ pub fn serve_until(
         .enable_time()
         .build()
         .map_err(ServerError::Runtime)?;
-    let r = rt.block_on(accept(listener, daemon, stop));
+    // Only its pool of blocking threads is used.
+    let changes = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(CHANGE_WORKERS)
+        .thread_keep_alive(Duration::from_secs(5))
+        .thread_name("bpfns-change")
+        .build()
+        .map_err(ServerError::Runtime)?;
+    let r = rt.block_on(accept(listener, daemon, changes.handle().clone(), stop));
     rt.shutdown_background();
+    changes.shutdown_background();
     r
 }
 
 async fn accept(
     listener: UnixListener,
     daemon: Arc<Daemon>,
+    changes: Handle,
     stop: &AtomicBool,
 ) -> Result<(), ServerError> {
     let io = |what: &str| {
@@ -147,7 +157,6 @@ async fn accept(
         .map_err(io("making the API socket non-blocking"))?;
     let listener =
         tokio::net::UnixListener::from_std(listener).map_err(io("watching the API socket"))?;
-    let changes = Arc::new(Semaphore::new(CHANGE_WORKERS));
     loop {
         let conn = listener.accept().await;
         if stop.load(Ordering::SeqCst) {
@@ -167,7 +176,7 @@ async fn accept(
 /// Identify the caller, apply the connection limits, and serve it as a task of its own.
 /// Done in the accepting task, one connection after the other, as before any of its bytes
 /// is read: a flood waits in the socket's backlog, not in bpfnsd's fds.
-fn admit(stream: AsyncStream, daemon: &Arc<Daemon>, changes: &Arc<Semaphore>) {
+fn admit(stream: AsyncStream, daemon: &Arc<Daemon>, changes: &Handle) {
     // A caller that already hung up (connect-and-close churn) costs no identification.
     if let Ok(Some(r)) =
         bpfns_sys::fds::poll_events(&[(stream.as_fd(), false)], Some(Duration::ZERO))
@@ -220,7 +229,7 @@ fn admit(stream: AsyncStream, daemon: &Arc<Daemon>, changes: &Arc<Semaphore>) {
         0 => None,
         s => Some(Duration::from_secs(s)),
     };
-    let (d, changes) = (Arc::clone(daemon), Arc::clone(changes));
+    let (d, changes) = (Arc::clone(daemon), changes.clone());
     tokio::spawn(async move {
         let _ticket = ticket;
         connection(Conn { sock: stream, idle }, caller, d, changes).await;
@@ -333,21 +342,23 @@ enum Work {
     /// A walk over every object or task (ms): on a worker.
     Walk,
     /// A change: can wait for another change (they are serialised) or for members to die. On
-    /// a worker, at most [`CHANGE_WORKERS`] at once.
+    /// worker of the changes' pool ([`CHANGE_WORKERS`]).
     Change,
 }
 
 impl Work {
     fn of(op: &Op) -> Self {
         match op {
-            Op::Hello
-            | Op::Show { .. }
-            | Op::GetFd { .. }
-            | Op::WhyStopped { .. }
-            | Op::NsIdentify { .. } => Work::Quick,
-            Op::NsList | Op::NsShow { .. } | Op::List { .. } | Op::Status | Op::NsPs { .. } => {
-                Work::Walk
+            Op::Hello | Op::GetFd { .. } | Op::WhyStopped { .. } | Op::NsIdentify { .. } => {
+                Work::Quick
             }
+            // `show` finds its object in the listing of its kind.
+            Op::NsList
+            | Op::NsShow { .. }
+            | Op::List { .. }
+            | Op::Show { .. }
+            | Op::Status
+            | Op::NsPs { .. } => Work::Walk,
             _ => Work::Change,
         }
     }
@@ -380,7 +391,7 @@ fn answer(daemon: &Daemon, caller: &mut Caller, req: Request, fds: Vec<OwnedFd>)
 
 /// One client connection (identified already): answer requests until it hangs up or idles.
 /// Reading and writing happen in the event loop; a request, once whole, goes to a worker.
-async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes: Arc<Semaphore>) {
+async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes: Handle) {
     tracing::debug!(pid = caller.pid, ns = %caller.ns, "connection");
     loop {
         let mut fds = Vec::new();
@@ -443,18 +454,12 @@ async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes
         let answer = match Work::of(&req.op) {
             Work::Quick => answer(&daemon, &mut caller, req, fds),
             work => {
-                // Waiting for a change worker holds no thread.
-                let permit = if work == Work::Change {
-                    match Arc::clone(&changes).acquire_owned().await {
-                        Ok(p) => Some(p),
-                        Err(_) => return,
-                    }
-                } else {
-                    None
+                let pool = match work {
+                    Work::Change => changes.clone(),
+                    _ => Handle::current(),
                 };
                 let d = Arc::clone(&daemon);
-                let job = tokio::task::spawn_blocking(move || {
-                    let _permit = permit;
+                let job = pool.spawn_blocking(move || {
                     let a = answer(&d, &mut caller, req, fds);
                     (caller, a)
                 });

@@ -287,6 +287,31 @@ pub fn send_msg(
     }
 }
 
+/// Send what the socket takes of `bytes` without blocking (one `sendmsg`, `MSG_DONTWAIT`),
+/// with `fds` attached: returns how many bytes went (the fds went with them if any did);
+/// `EAGAIN` when the socket is full. For a stream socket served by an event loop, which sends
+/// the rest, without fds, when the socket can take more.
+pub fn send_some(sock: impl AsFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<usize> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut anc = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && (fds.len() > MAX_FDS || !anc.push(SendAncillaryMessage::ScmRights(fds))) {
+        return Err(SysError::new("sendmsg: too many fds", Errno::INVAL));
+    }
+    let iov = [IoSlice::new(bytes)];
+    loop {
+        match sendmsg(
+            sock.as_fd(),
+            &iov,
+            &mut anc,
+            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+        ) {
+            Ok(n) => return Ok(n),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(SysError::new("sendmsg", e)),
+        }
+    }
+}
+
 /// Receive one message into `buf` (one `recvmsg`), collecting the fds that came with it
 /// (close-on-exec). Returns its length: 0 at end of stream. A message longer than `buf`, or
 /// with more than [`MAX_FDS`] fds, is an error (`EMSGSIZE`; its fds are closed). With

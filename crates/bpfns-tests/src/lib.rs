@@ -447,7 +447,11 @@ impl TestDaemon {
             bpfnsd::server::listen(&config.socket, config.socket_mode).expect("listening");
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (d, s) = (daemon.clone(), stop.clone());
-        let thread = std::thread::spawn(move || bpfnsd::server::serve_until(listener, d, &s));
+        let thread = std::thread::spawn(move || {
+            if let Err(e) = bpfnsd::server::serve_until(listener, d, &s) {
+                panic!("serving: {e}");
+            }
+        });
         std::mem::forget(guard);
         Self {
             daemon: Some(daemon),

@@ -445,3 +445,97 @@ fn a_flood_from_an_unprivileged_member_leaves_the_host_served() {
     let bound = u64::from(limits.max_connections_per_uid) + 64;
     assert!(peak.threads <= bound, "bpfnsd ran {} threads", peak.threads);
 }
+
+/// Connections that hold no thread: `BPFNS_STALLED_CONNECTIONS` (default 2,000) connections
+/// of which a third never send a byte, a third stop in the middle of a frame's header and a
+/// third after a header announcing a body and part of that body. bpfnsd holds them all
+/// (`status` counts them), runs no more threads than its event loop and its workers allow
+/// (`/proc`), and serves another client meanwhile: `hello`, a namespace created, listed and
+/// deleted, on a connection opened after the stalled ones. Nothing is timed.
+#[test]
+fn stalled_connections_hold_no_thread_and_others_are_served() {
+    require_kernel!();
+    let n = env_or("BPFNS_STALLED_CONNECTIONS", 2000) as usize;
+    // Two fds a connection on either side.
+    let _ = bpfns_sys::process::raise_nofile_to_hard();
+    let d = ProcessDaemon::start_with_toml(
+        "stalled",
+        &format!(
+            "[limits]\nmax_admin_connections = {}\nidle_timeout_secs = 600\n",
+            n + 16
+        ),
+    );
+    let pid = d.pid().unwrap();
+    let held_by_bpfnsd = |c: &mut bpfns_client::Client| -> u64 {
+        let s = c.status().unwrap();
+        s.counters
+            .iter()
+            .find(|(k, _)| k == "admin_connections_open")
+            .map_or(0, |(_, v)| *v)
+    };
+    // The loop and a worker have run once.
+    d.client().hello().unwrap();
+    let base = usage(pid);
+
+    let mut stalled = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut s = std::os::unix::net::UnixStream::connect(&d.socket)
+            .unwrap_or_else(|e| panic!("connection {i} of {n}: {e}"));
+        use std::io::Write;
+        match i % 3 {
+            0 => {}
+            1 => s.write_all(&[100, 0]).unwrap(),
+            _ => {
+                s.write_all(&100u32.to_le_bytes()).unwrap();
+                s.write_all(br#"{"v":1,"seq":1,"op""#).unwrap();
+            }
+        }
+        stalled.push(s);
+    }
+    // Each is admitted (identified, counted) before it is served; wait for the last.
+    let mut c = d.client();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut open = held_by_bpfnsd(&mut c);
+    while open < n as u64 + 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        open = held_by_bpfnsd(&mut c);
+    }
+    assert!(
+        open > n as u64,
+        "bpfnsd holds {open} connections of the {n} stalled and this client"
+    );
+    let held = usage(pid);
+
+    // Another client is served while they stall.
+    let mut other = d.client();
+    other.hello().unwrap();
+    other.ns_create("/stalled").unwrap();
+    assert!(
+        other
+            .ns_list()
+            .unwrap()
+            .iter()
+            .any(|ns| ns.path == "/stalled"),
+        "the namespace just created is listed"
+    );
+    other.ns_delete("/stalled").unwrap();
+    let after = usage(pid);
+
+    let bound = base.threads + (bpfnsd::server::WORKERS + bpfnsd::server::CHANGE_WORKERS) as u64;
+    println!(
+        "bpfnsd threads: {} before, {} holding {n} stalled connections, {} after serving \
+         another client (bound {bound}); fds: {} before, {} holding them",
+        base.threads, held.threads, after.threads, base.fds, held.fds
+    );
+    assert!(
+        held.threads <= bound && after.threads <= bound,
+        "bpfnsd ran {} threads holding {n} stalled connections and {} after serving another \
+         client, {} before: the number of threads grows with the connections",
+        held.threads,
+        after.threads,
+        base.threads
+    );
+    // Nothing closed the stalled connections to serve the other client.
+    assert!(held_by_bpfnsd(&mut c) > n as u64);
+    drop(stalled);
+}

@@ -2,11 +2,12 @@
 //! below it), per uid within a tenant, and in all, a separate allowance for host
 //! administrators, a share no other tenant can take, and a reserve of file descriptors.
 //!
-//! bpfnsd runs a thread per connection and holds two fds each (the socket and the peer's
-//! pidfd). Without bounds, any local user could open connections until bpfnsd has no fd or
-//! thread left for anyone, its own record collection and supervisor included. Each
-//! connection is identified before it gets a thread, and refused — with an error frame naming
-//! the limit and its setting — when its caller is over a limit.
+//! bpfnsd holds two fds per connection (the socket and the peer's pidfd); its threads do not
+//! grow with connections (an event loop serves them, [`crate::server`]). Without bounds, any
+//! local user could open connections until bpfnsd has no fd left for anyone, its own record
+//! collection and supervisor included. Each connection is identified before any of its bytes
+//! is read, and refused — with an error frame naming the limit and its setting — when its
+//! caller is over a limit.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

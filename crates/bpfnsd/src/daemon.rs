@@ -22,6 +22,7 @@ pub mod token;
 
 use crate::bpffs::NsBpffs;
 use crate::caller::{parent_pid, Caller};
+use crate::coalesce::Coalesced;
 use crate::config::Config;
 use crate::store::Store;
 
@@ -166,6 +167,27 @@ pub struct Daemon {
     /// Containers their runtime deleted a short while ago, until when their bundle's removal
     /// is watched.
     watched_containers: Mutex<HashMap<String, std::time::Instant>>,
+    /// The object and member counts of every namespace (`ns_show`, `ns_list`), one walk for
+    /// the requests waiting together ([`crate::coalesce`]).
+    census: Coalesced<Census>,
+    /// Every object of a kind (`list`, `show`), by [`kind_index`], likewise.
+    listings: [Coalesced<Vec<bpfns_kernel::OwnedObject>>; 4],
+}
+
+/// Objects and member tasks per namespace, as one walk found them.
+#[derive(Debug, Default)]
+struct Census {
+    objects: HashMap<NsId, ObjectCounts>,
+    members: HashMap<NsId, u32>,
+}
+
+fn kind_index(kind: ObjectKind) -> usize {
+    match kind {
+        ObjectKind::Prog => 0,
+        ObjectKind::Map => 1,
+        ObjectKind::Link => 2,
+        ObjectKind::Btf => 3,
+    }
 }
 
 impl std::fmt::Debug for Daemon {
@@ -230,7 +252,16 @@ impl Daemon {
             collected_containers: Mutex::new(std::collections::VecDeque::new()),
             collected_containers_total: std::sync::atomic::AtomicU64::new(0),
             watched_containers: Mutex::new(HashMap::new()),
+            census: Coalesced::default(),
+            listings: Default::default(),
         })
+    }
+
+    /// Every object of `kind`, from a walk that started after this call.
+    fn listing(&self, kind: ObjectKind) -> Result<Arc<Vec<bpfns_kernel::OwnedObject>>, Failure> {
+        self.listings[kind_index(kind)]
+            .get(|| self.kernel.list(kind).map_err(|e| e.to_string()))
+            .map_err(Failure::internal)
     }
 
     /// Drop the ownership records of objects that no longer exist; how many. Not under the
@@ -1284,16 +1315,22 @@ impl Daemon {
 
     /// Infos with object and member counts, in the order of `ids`.
     fn ns_infos(&self, ids: &[NsId]) -> Result<Vec<NsInfo>, Failure> {
-        let mut counts: HashMap<NsId, ObjectCounts> = HashMap::new();
-        for kind in ObjectKind::ALL {
-            for o in self.kernel.list(kind).map_err(Failure::internal)? {
-                counts.entry(o.owner).or_default().add(kind);
-            }
-        }
-        let mut members: HashMap<NsId, u32> = HashMap::new();
-        for t in self.kernel.tagged_tasks().map_err(Failure::internal)? {
-            *members.entry(t.ns).or_default() += 1;
-        }
+        let census = self
+            .census
+            .get(|| {
+                let mut c = Census::default();
+                for kind in ObjectKind::ALL {
+                    for o in self.kernel.list(kind).map_err(|e| e.to_string())? {
+                        c.objects.entry(o.owner).or_default().add(kind);
+                    }
+                }
+                for t in self.kernel.tagged_tasks().map_err(|e| e.to_string())? {
+                    *c.members.entry(t.ns).or_default() += 1;
+                }
+                Ok(c)
+            })
+            .map_err(Failure::internal)?;
+        let (counts, members) = (&census.objects, &census.members);
         let reg = self.reg();
         Ok(ids
             .iter()
@@ -1481,18 +1518,23 @@ impl Daemon {
         only: Option<(NsId, bool)>,
         id: Option<u32>,
     ) -> Result<Vec<ObjectInfo>, Failure> {
-        let mut objs = self.kernel.list(kind).map_err(Failure::internal)?;
+        let all = self.listing(kind)?;
         let mut names: HashMap<NsId, String> = HashMap::new();
+        let mut objs;
         {
             let reg = self.reg();
             let vis = Visibility::new(&reg, caller.ns);
-            objs.retain(|o| {
-                id.is_none_or(|id| o.id == id)
-                    && vis.can_see(o.owner)
-                    && only.is_none_or(|(ns, below)| {
-                        o.owner == ns || (below && reg.is_same_or_ancestor(ns, o.owner))
-                    })
-            });
+            objs = all
+                .iter()
+                .filter(|o| {
+                    id.is_none_or(|id| o.id == id)
+                        && vis.can_see(o.owner)
+                        && only.is_none_or(|(ns, below)| {
+                            o.owner == ns || (below && reg.is_same_or_ancestor(ns, o.owner))
+                        })
+                })
+                .cloned()
+                .collect::<Vec<_>>();
             // One path name per owner, not one registry lookup and formatting per object.
             for o in &objs {
                 names

@@ -15,6 +15,7 @@
 pub mod admission;
 pub mod bpffs;
 pub mod caller;
+pub mod coalesce;
 pub mod config;
 pub mod creds;
 pub mod daemon;

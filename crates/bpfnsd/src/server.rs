@@ -1,10 +1,26 @@
-//! The Unix-socket API: one thread per connection, one request at a time per connection.
+//! The Unix-socket API: an event loop for the connections and a small pool of workers for the
+//! requests, one request at a time per connection.
 //!
-//! The accepting thread identifies each caller before it gets a thread, and refuses it (an
-//! error frame with code `limit_reached`, naming the limit and its setting) when its uid,
-//! namespace or everybody together are over the connection limits, or when bpfnsd's file
-//! descriptors run low ([`crate::admission`]); host administrators in the root namespace are
-//! counted apart. A connection idle for `idle_timeout_secs` is closed.
+//! The accepting task identifies each caller (SO_PEERPIDFD) before it reads a byte from it,
+//! and refuses it (an error frame with code `limit_reached`, naming the limit and its setting)
+//! when its uid, namespace or everybody together are over the connection limits, or when
+//! bpfnsd's file descriptors run low ([`crate::admission`]); host administrators in the root
+//! namespace are counted apart. A connection idle for `idle_timeout_secs` is closed, as is
+//! one whose request or answer stalls that long.
+//!
+//! Why an event loop: a thread per connection made 1,000 clients 1,000 runnable threads on a
+//! few CPUs (reads waited a second at p99), and a client that sends half a frame and stalls
+//! held a thread for the idle timeout. Here a connection is a task: frames (with the fds
+//! passed along, SCM_RIGHTS) are assembled from non-blocking reads as bytes arrive, and only
+//! a whole request takes a thread: a quick one (`hello`, `get_fd`: µs) is answered by the
+//! loop's thread that read it, one that walks every object or task or that changes something
+//! by a worker, which answers it and lets go ([`Work`]). Threads: the loop's
+//! ([`EVENT_THREADS`] at most) and the workers' ([`WORKERS`] for walks, [`CHANGE_WORKERS`] for
+//! changes, at most), whatever the number of clients. Why tokio: it is the Rust ecosystem's event loop (bpfman's too), with readiness
+//! for raw fds (`AsyncFd`, so bpfns-sys keeps doing every recvmsg/sendmsg with fds), timers
+//! for the idle timeout and a bounded pool for blocking work; a hand-written epoll loop would
+//! repeat all three. The handlers stay synchronous (redb, bpf(2), /proc are blocking calls).
+//! The supervisor, the record collector and the keeper's link keep their OS threads.
 //!
 //! The socket comes from systemd (socket activation) when it passes one; otherwise bpfnsd
 //! binds it itself, replacing a stale socket file left by a crash but never a live daemon.
@@ -14,13 +30,19 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bpfns_proto::{
-    decode, decode_len, encode, ErrorCode, FrameError, Request, Response, HEADER_LEN, MAX_REQUEST,
-    MAX_RESPONSE,
+    decode, decode_len, encode, ErrorCode, FrameError, Op, Request, Response, HEADER_LEN,
+    MAX_REQUEST, MAX_RESPONSE,
 };
-use bpfns_sys::unix::{recv_exact_with_fds, send_with_fds};
+use bpfns_sys::unix::{recv_msg, send_some, send_with_fds};
+use bpfns_sys::Errno;
+use tokio::io::Interest;
+use tokio::net::UnixStream as AsyncStream;
+use tokio::runtime::Handle;
 
 use crate::caller::Caller;
 use crate::daemon::Daemon;
@@ -32,6 +54,11 @@ pub enum ServerError {
     InUse(String),
     #[error("{what}: {error}")]
     Io { what: String, error: std::io::Error },
+    #[error(
+        "starting the API's event loop and workers: {0}; bpfnsd needs {EVENT_THREADS} + \
+         {WORKERS} + {CHANGE_WORKERS} threads (check the unit's TasksMax and RLIMIT_NPROC)"
+    )]
+    Runtime(std::io::Error),
 }
 
 /// Where the listening socket came from.
@@ -66,52 +93,107 @@ pub fn listen(path: &Path, mode: u32) -> Result<(UnixListener, SocketOrigin), Se
     Ok((l, SocketOrigin::Bound))
 }
 
-/// Serve connections forever.
-pub fn serve(listener: UnixListener, daemon: Arc<Daemon>) {
-    serve_until(listener, daemon, &std::sync::atomic::AtomicBool::new(false));
+/// Threads of the event loop at most (one per CPU up to this): they accept, identify callers,
+/// move frames and answer the quick requests.
+pub const EVENT_THREADS: usize = 4;
+/// Workers answering requests at most (each request is synchronous work: redb, bpf(2),
+/// /proc). Idle workers go after a few seconds.
+pub const WORKERS: usize = 8;
+/// Workers answering changes (namespace changes, entering, supervising) at most: a pool of
+/// their own, so that a change neither queues behind the walks of a busy moment nor, when
+/// it waits for another change (they are serialised) or for members to die, keeps a walk
+/// waiting.
+pub const CHANGE_WORKERS: usize = 4;
+
+/// Serve connections until the process ends.
+pub fn serve(listener: UnixListener, daemon: Arc<Daemon>) -> Result<(), ServerError> {
+    serve_until(listener, daemon, &AtomicBool::new(false))
 }
 
 /// Serve connections until `stop` is set (checked after each accept: connect once to wake
-/// the loop). Used by tests that run a daemon in-process.
+/// the loop). Used by tests that run a daemon in-process. The connections end with it; a
+/// request being answered finishes on its worker.
 pub fn serve_until(
     listener: UnixListener,
     daemon: Arc<Daemon>,
-    stop: &std::sync::atomic::AtomicBool,
-) {
-    for conn in listener.incoming() {
-        if stop.load(std::sync::atomic::Ordering::SeqCst) {
-            return;
+    stop: &AtomicBool,
+) -> Result<(), ServerError> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cpus.clamp(1, EVENT_THREADS))
+        .max_blocking_threads(WORKERS)
+        .thread_keep_alive(Duration::from_secs(5))
+        .thread_name("bpfns-api")
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(ServerError::Runtime)?;
+    // Only its pool of blocking threads is used.
+    let changes = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(CHANGE_WORKERS)
+        .thread_keep_alive(Duration::from_secs(5))
+        .thread_name("bpfns-change")
+        .build()
+        .map_err(ServerError::Runtime)?;
+    let r = rt.block_on(accept(listener, daemon, changes.handle().clone(), stop));
+    rt.shutdown_background();
+    changes.shutdown_background();
+    r
+}
+
+async fn accept(
+    listener: UnixListener,
+    daemon: Arc<Daemon>,
+    changes: Handle,
+    stop: &AtomicBool,
+) -> Result<(), ServerError> {
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |error| ServerError::Io { what, error }
+    };
+    // systemd's socket may come blocking.
+    listener
+        .set_nonblocking(true)
+        .map_err(io("making the API socket non-blocking"))?;
+    let listener =
+        tokio::net::UnixListener::from_std(listener).map_err(io("watching the API socket"))?;
+    loop {
+        let conn = listener.accept().await;
+        if stop.load(Ordering::SeqCst) {
+            return Ok(());
         }
         match conn {
-            Ok(stream) => admit(stream, &daemon),
+            Ok((stream, _)) => admit(stream, &daemon, &changes),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
                 tracing::error!("accept: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(50));
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
 }
 
-/// Identify the caller, apply the connection limits, and serve it on a thread of its own.
-fn admit(stream: UnixStream, daemon: &Arc<Daemon>) {
+/// Identify the caller, apply the connection limits, and serve it as a task of its own.
+/// Done in the accepting task, one connection after the other, as before any of its bytes
+/// is read: a flood waits in the socket's backlog, not in bpfnsd's fds.
+fn admit(stream: AsyncStream, daemon: &Arc<Daemon>, changes: &Handle) {
     // A caller that already hung up (connect-and-close churn) costs no identification.
     if let Ok(Some(r)) =
-        bpfns_sys::fds::poll_events(&[(stream.as_fd(), false)], Some(std::time::Duration::ZERO))
+        bpfns_sys::fds::poll_events(&[(stream.as_fd(), false)], Some(Duration::ZERO))
     {
         if r.first().is_some_and(|r| r.hung_up) {
             return;
         }
     }
-    // Nothing this thread writes may block it: a refusal is one small frame.
-    let _ = bpfns_sys::unix::set_timeouts(&stream, Some(std::time::Duration::from_secs(1)));
+    // The socket is non-blocking: a refusal is one small frame into an empty socket buffer,
+    // sent at once or dropped, never waited for.
     let caller = match Caller::of_peer(stream.as_fd(), &daemon.kernel, daemon.init_userns()) {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!("refusing a connection: {e}");
-            let _ = send(
-                &stream,
-                &Response::error(0, ErrorCode::Denied, e.to_string()),
+            let _ = send_with_fds(
+                stream.as_fd(),
+                &frame(&Response::error(0, ErrorCode::Denied, e.to_string())),
                 &[],
             );
             return;
@@ -135,9 +217,9 @@ fn admit(stream: UnixStream, daemon: &Arc<Daemon>) {
                         daemon.ns_name(caller.ns)
                     ),
                 );
-                let _ = send(
-                    &stream,
-                    &Response::error(0, ErrorCode::LimitReached, r.message),
+                let _ = send_with_fds(
+                    stream.as_fd(),
+                    &frame(&Response::error(0, ErrorCode::LimitReached, r.message)),
                     &[],
                 );
                 return;
@@ -145,26 +227,18 @@ fn admit(stream: UnixStream, daemon: &Arc<Daemon>) {
         };
     let idle = match daemon.admission.limits().idle_timeout_secs {
         0 => None,
-        s => Some(std::time::Duration::from_secs(s)),
+        s => Some(Duration::from_secs(s)),
     };
-    if let Err(e) = bpfns_sys::unix::set_timeouts(&stream, idle) {
-        tracing::warn!("refusing a connection: {e}");
-        return;
-    }
-    let d = Arc::clone(daemon);
-    let spawned = std::thread::Builder::new()
-        .name("bpfns-conn".into())
-        .spawn(move || {
-            let _ticket = ticket;
-            connection(stream, caller, &d);
-        });
-    if let Err(e) = spawned {
-        tracing::error!("cannot start a connection thread: {e}");
-    }
+    let (d, changes) = (Arc::clone(daemon), changes.clone());
+    tokio::spawn(async move {
+        let _ticket = ticket;
+        connection(Conn { sock: stream, idle }, caller, d, changes).await;
+    });
 }
 
-fn send(stream: &UnixStream, resp: &Response, fds: &[OwnedFd]) -> bool {
-    let frame = match encode(resp, MAX_RESPONSE) {
+/// A response's frame; one too large to send becomes an `internal` error saying so.
+fn frame(resp: &Response) -> Vec<u8> {
+    match encode(resp, MAX_RESPONSE) {
         Ok(f) => f,
         Err(e) => {
             let small = Response::error(
@@ -172,31 +246,168 @@ fn send(stream: &UnixStream, resp: &Response, fds: &[OwnedFd]) -> bool {
                 ErrorCode::Internal,
                 format!("response too large: {e}"),
             );
-            match encode(&small, MAX_RESPONSE) {
-                Ok(f) => return send_with_fds(stream.as_fd(), &f, &[]).is_ok(),
+            encode(&small, MAX_RESPONSE).unwrap_or_default()
+        }
+    }
+}
+
+/// Why reading a frame ended.
+enum Ended {
+    /// Nothing came for the idle timeout.
+    Idle,
+    Failed(String),
+}
+
+/// A connection's socket (non-blocking, watched by the loop) and its idle timeout.
+struct Conn {
+    sock: AsyncStream,
+    idle: Option<Duration>,
+}
+
+/// `EAGAIN` as the loop's "not ready" (it then waits for readiness again); any other error as
+/// itself.
+fn again(e: bpfns_sys::SysError) -> std::io::Error {
+    if e.errno == Errno::AGAIN {
+        ErrorKind::WouldBlock.into()
+    } else {
+        std::io::Error::other(e)
+    }
+}
+
+impl Conn {
+    /// Wait until the socket is readable (or writable), at most the idle timeout.
+    async fn ready(&self, interest: Interest) -> Result<(), Ended> {
+        let wait = self.sock.ready(interest);
+        let r = match self.idle {
+            Some(t) => tokio::time::timeout(t, wait)
+                .await
+                .map_err(|_| Ended::Idle)?,
+            None => wait.await,
+        };
+        r.map(drop).map_err(|e| Ended::Failed(e.to_string()))
+    }
+
+    /// Fill `buf` from as many reads as it takes, collecting the fds that come with the
+    /// bytes (SCM_RIGHTS). `Ok(false)`: a clean end before the first byte.
+    async fn recv_exact(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Result<bool, Ended> {
+        let mut got = 0;
+        while got < buf.len() {
+            self.ready(Interest::READABLE).await?;
+            let rest = &mut buf[got..];
+            let r = self.sock.try_io(Interest::READABLE, || {
+                recv_msg(self.sock.as_fd(), rest, fds, true).map_err(again)
+            });
+            match r {
+                Ok(0) if got == 0 => return Ok(false),
+                Ok(0) => return Err(Ended::Failed("connection closed mid-message".into())),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(Ended::Failed(e.to_string())),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Send `resp` with `fds` (attached to its first bytes) as the socket takes it. False
+    /// when the client is gone or has not read for the idle timeout.
+    async fn send(&self, resp: &Response, fds: &[OwnedFd]) -> bool {
+        let frame = frame(resp);
+        let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+        let mut sent = 0;
+        while sent < frame.len() {
+            if self.ready(Interest::WRITABLE).await.is_err() {
+                return false;
+            }
+            let with = if sent == 0 { &borrowed[..] } else { &[] };
+            let r = self.sock.try_io(Interest::WRITABLE, || {
+                send_some(self.sock.as_fd(), &frame[sent..], with).map_err(again)
+            });
+            match r {
+                Ok(0) => return false,
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(_) => return false,
             }
         }
-    };
-    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-    send_with_fds(stream.as_fd(), &frame, &borrowed).is_ok()
+        !frame.is_empty()
+    }
+}
+
+/// Where a request is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    /// A few syscalls and a registry lookup (µs): on the event loop's thread that read it,
+    /// which then answers the next ready connection without a wake-up in between.
+    Quick,
+    /// A walk over every object or task (ms): on a worker.
+    Walk,
+    /// A change: can wait for another change (they are serialised) or for members to die. On
+    /// worker of the changes' pool ([`CHANGE_WORKERS`]).
+    Change,
+}
+
+impl Work {
+    fn of(op: &Op) -> Self {
+        match op {
+            Op::Hello
+            | Op::GetFd { .. }
+            | Op::WhyStopped { .. }
+            | Op::NsIdentify { .. }
+            | Op::MemberPlan { .. }
+            | Op::EnableStats => Work::Quick,
+            // `show` finds its object in the listing of its kind.
+            Op::NsList
+            | Op::NsShow { .. }
+            | Op::List { .. }
+            | Op::Show { .. }
+            | Op::Status
+            | Op::NsPs { .. } => Work::Walk,
+            _ => Work::Change,
+        }
+    }
+}
+
+/// An answer to send, and whether the connection ends after it.
+struct Answer {
+    resp: Response,
+    fds: Vec<OwnedFd>,
+    last: bool,
+}
+
+/// Answer one request: the caller's namespace as of now (a caller that cannot be placed any
+/// more is refused and its connection ends), then the daemon's answer.
+fn answer(daemon: &Daemon, caller: &mut Caller, req: Request, fds: Vec<OwnedFd>) -> Answer {
+    if let Err(e) = caller.refresh_ns(&daemon.kernel) {
+        return Answer {
+            resp: Response::error(req.seq, ErrorCode::Denied, e.to_string()),
+            fds: Vec::new(),
+            last: true,
+        };
+    }
+    let (resp, fds) = daemon.handle(caller, req, fds);
+    Answer {
+        resp,
+        fds,
+        last: false,
+    }
 }
 
 /// One client connection (identified already): answer requests until it hangs up or idles.
-fn connection(stream: UnixStream, mut caller: Caller, daemon: &Daemon) {
+/// Reading and writing happen in the event loop; a request, once whole, goes to a worker.
+async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes: Handle) {
     tracing::debug!(pid = caller.pid, ns = %caller.ns, "connection");
     loop {
         let mut fds = Vec::new();
         let mut header = [0u8; HEADER_LEN];
-        match recv_exact_with_fds(stream.as_fd(), &mut header, &mut fds) {
+        match conn.recv_exact(&mut header, &mut fds).await {
             Ok(true) => {}
             Ok(false) => return,
-            Err(e) if e.errno == bpfns_sys::Errno::AGAIN => {
+            Err(Ended::Idle) => {
                 daemon.admission.note_idle_close();
                 tracing::debug!(pid = caller.pid, "closing an idle connection");
                 return;
             }
-            Err(e) => {
+            Err(Ended::Failed(e)) => {
                 tracing::debug!(pid = caller.pid, "connection ended: {e}");
                 return;
             }
@@ -206,20 +417,23 @@ fn connection(stream: UnixStream, mut caller: Caller, daemon: &Daemon) {
             Err(FrameError::TooLarge { len, max }) => {
                 // The frame boundary cannot be trusted any more: answer and hang up.
                 let msg = format!("request of {len} bytes exceeds the limit of {max} bytes");
-                let _ = send(&stream, &Response::error(0, ErrorCode::TooLarge, msg), &[]);
+                let _ = conn
+                    .send(&Response::error(0, ErrorCode::TooLarge, msg), &[])
+                    .await;
                 return;
             }
             Err(e) => {
-                let _ = send(
-                    &stream,
-                    &Response::error(0, ErrorCode::BadRequest, e.to_string()),
-                    &[],
-                );
+                let _ = conn
+                    .send(
+                        &Response::error(0, ErrorCode::BadRequest, e.to_string()),
+                        &[],
+                    )
+                    .await;
                 return;
             }
         };
         let mut body = vec![0u8; len];
-        match recv_exact_with_fds(stream.as_fd(), &mut body, &mut fds) {
+        match conn.recv_exact(&mut body, &mut fds).await {
             Ok(true) => {}
             _ => return,
         }
@@ -231,26 +445,39 @@ fn connection(stream: UnixStream, mut caller: Caller, daemon: &Daemon) {
                     .and_then(|v| v.get("seq").and_then(|s| s.as_u64()))
                     .unwrap_or(0);
                 let msg = format!("{e}; see docs/protocol.md for the request format");
-                if !send(
-                    &stream,
-                    &Response::error(seq, ErrorCode::BadRequest, msg),
-                    &[],
-                ) {
+                if !conn
+                    .send(&Response::error(seq, ErrorCode::BadRequest, msg), &[])
+                    .await
+                {
                     return;
                 }
                 continue;
             }
         };
-        if let Err(e) = caller.refresh_ns(&daemon.kernel) {
-            let _ = send(
-                &stream,
-                &Response::error(req.seq, ErrorCode::Denied, e.to_string()),
-                &[],
-            );
-            return;
-        }
-        let (resp, out_fds) = daemon.handle(&caller, req, fds);
-        if !send(&stream, &resp, &out_fds) {
+        let answer = match Work::of(&req.op) {
+            Work::Quick => answer(&daemon, &mut caller, req, fds),
+            work => {
+                let pool = match work {
+                    Work::Change => changes.clone(),
+                    _ => Handle::current(),
+                };
+                let d = Arc::clone(&daemon);
+                let job = pool.spawn_blocking(move || {
+                    let a = answer(&d, &mut caller, req, fds);
+                    (caller, a)
+                });
+                let a;
+                (caller, a) = match job.await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!("a request's worker failed: {e}");
+                        return;
+                    }
+                };
+                a
+            }
+        };
+        if !conn.send(&answer.resp, &answer.fds).await || answer.last {
             return;
         }
     }

@@ -113,7 +113,7 @@ pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(),
     stop_on_signal(&daemon)?;
     tracing::info!(socket = %config.socket.display(), ?origin, "serving");
     ready();
-    serve(listener, daemon);
+    serve(listener, daemon)?;
     Ok(())
 }
 

@@ -116,6 +116,12 @@ pub fn serve(args: &LoadArgs) -> Result<()> {
     Ok(())
 }
 
+/// The first failed request, told on stderr (the count alone does not say what failed).
+fn note_failure(what: String) {
+    static FIRST: std::sync::Once = std::sync::Once::new();
+    FIRST.call_once(|| eprintln!("bpfns-bench load: the first failed request: {what}"));
+}
+
 fn run(args: &LoadArgs) -> Result<LoadResult> {
     let mut probe = Client::connect(&args.socket)?;
     let namespace = probe.hello()?.namespace;
@@ -180,6 +186,9 @@ fn run(args: &LoadArgs) -> Result<LoadResult> {
                         let id = ids[k % ids.len()];
                         k += 1;
                         let fd = c.get_fd(ObjectKind::Map, id);
+                        if let Err(e) = &fd {
+                            note_failure(format!("get_fd of map {id}: {e}"));
+                        }
                         let ok = fd.is_ok();
                         let done = Instant::now();
                         drop(fd);
@@ -187,10 +196,16 @@ fn run(args: &LoadArgs) -> Result<LoadResult> {
                     }
                     LoadOp::List => {
                         let r = c.list(ObjectKind::Map);
+                        if let Err(e) = &r {
+                            note_failure(format!("list: {e}"));
+                        }
                         (r.is_ok(), Instant::now())
                     }
                     LoadOp::Hello => {
                         let r = c.hello();
+                        if let Err(e) = &r {
+                            note_failure(format!("hello: {e}"));
+                        }
                         (r.is_ok(), Instant::now())
                     }
                 };

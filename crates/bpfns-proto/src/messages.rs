@@ -150,6 +150,35 @@ pub enum Op {
     NsIdentify { pid: i32 },
 }
 
+impl Op {
+    /// The operation's name on the wire (`op`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Hello => "hello",
+            Op::NsCreate { .. } => "ns_create",
+            Op::NsSetPolicy { .. } => "ns_set_policy",
+            Op::NsDelete { .. } => "ns_delete",
+            Op::NsList => "ns_list",
+            Op::NsShow { .. } => "ns_show",
+            Op::MemberPlan { .. } => "member_plan",
+            Op::Enter { .. } => "enter",
+            Op::EnterContainer { .. } => "enter_container",
+            Op::ContainerNamespace { .. } => "container_namespace",
+            Op::ContainerDeleted { .. } => "container_deleted",
+            Op::ContainerBpffs { .. } => "container_bpffs",
+            Op::Supervise { .. } => "supervise",
+            Op::List { .. } => "list",
+            Op::EnableStats => "enable_stats",
+            Op::Show { .. } => "show",
+            Op::GetFd { .. } => "get_fd",
+            Op::Status => "status",
+            Op::WhyStopped { .. } => "why_stopped",
+            Op::NsPs { .. } => "ns_ps",
+            Op::NsIdentify { .. } => "ns_identify",
+        }
+    }
+}
+
 /// A response: `{"v": 1, "seq": 7, "ok": {...}}` or `{"v": 1, "seq": 7, "error": {...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
@@ -622,5 +651,23 @@ mod tests {
                 recursive: true
             }
         );
+    }
+    #[test]
+    fn op_names_are_the_wire_names() {
+        for op in [
+            Op::Hello,
+            Op::NsList,
+            Op::EnableStats,
+            Op::MemberPlan { path: "/a".into() },
+            Op::GetFd {
+                kind: ObjectKind::Map,
+                id: 1,
+                read_only: false,
+            },
+            Op::NsIdentify { pid: 1 },
+        ] {
+            let v = serde_json::to_value(&op).unwrap();
+            assert_eq!(v["op"], op.name(), "{op:?}");
+        }
     }
 }

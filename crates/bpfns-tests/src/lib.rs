@@ -443,6 +443,9 @@ impl TestDaemon {
         let receiver = bpfnsd::daemon::oci::listen_seccomp(&config.seccomp_socket)
             .expect("binding the seccomp receiver");
         bpfnsd::daemon::oci::serve_seccomp(receiver, &daemon);
+        if let Some(addr) = &config.metrics {
+            bpfnsd::metrics::serve(addr, &daemon).expect("serving metrics");
+        }
         let (listener, _) =
             bpfnsd::server::listen(&config.socket, config.socket_mode).expect("listening");
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -1447,3 +1447,107 @@ fn member_plan_gives_what_exec_needs_and_no_more() {
         Err("NotFound".to_string())
     );
 }
+
+/// `GET /metrics` (bpfnsd's `metrics` setting): parses as Prometheus text; its per-namespace
+/// values are those `ns show` gives; requests are counted by operation and outcome.
+#[test]
+fn metrics_match_ns_show_and_count_requests() {
+    require_kernel!();
+    let d = TestDaemon::start_with("metrics", |c| c.metrics = Some("127.0.0.1:0".into()));
+    let addr = d
+        .daemon()
+        .metrics
+        .bound
+        .lock()
+        .unwrap()
+        .expect("the endpoint's address");
+    let mut c = d.client();
+    c.ns_create("/m1").unwrap();
+    c.ns_create("/m1/kid").unwrap();
+    c.ns_create("/m2").unwrap();
+    let _ = c.ns_show("/nope");
+    let (_h, _map) = create_in(&d, "/m1", "map");
+    let (_h2, _prog) = create_in(&d, "/m1/kid", "prog");
+    let get = |path: &str| -> String {
+        let mut s = TcpClient::connect(addr);
+        write!(s.0, "GET {path} HTTP/1.0\r\nHost: bpfnsd\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.0.read_to_string(&mut out).unwrap();
+        out
+    };
+    let reply = get("/metrics");
+    let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let value = |metric: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    for path in ["/m1", "/m1/kid", "/m2"] {
+        let ns = c.ns_show(path).unwrap();
+        for (kind, n) in [
+            ("map", ns.objects.map),
+            ("prog", ns.objects.prog),
+            ("link", ns.objects.link),
+            ("btf", ns.objects.btf),
+        ] {
+            assert_eq!(
+                value(
+                    "bpfns_namespace_objects",
+                    &[("namespace", path), ("kind", kind)]
+                ),
+                Some(f64::from(n)),
+                "{path} {kind}:\n{body}"
+            );
+        }
+        assert_eq!(
+            value("bpfns_namespace_members", &[("namespace", path)]),
+            Some(f64::from(ns.members)),
+            "{path}"
+        );
+        assert_eq!(
+            value("bpfns_namespace_records", &[("namespace", path)]),
+            ns.records.map(|r| r as f64),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        value(
+            "bpfns_namespace_objects",
+            &[("namespace", "/m1"), ("kind", "map")]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        body.contains(r#"bpfnsd_request_duration_seconds_count{op="ns_create",outcome="ok"} 3"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"bpfnsd_request_duration_seconds_count{op="ns_show",outcome="not_found"}"#),
+        "{body}"
+    );
+    assert!(get("/other").contains(" 404 "));
+}
+
+/// A TCP connection (the metrics endpoint), with read and write timeouts.
+struct TcpClient(std::net::TcpStream);
+
+impl TcpClient {
+    fn connect(addr: std::net::SocketAddr) -> Self {
+        let s = std::net::TcpStream::connect(addr).expect("connecting to /metrics");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        Self(s)
+    }
+}

@@ -50,6 +50,10 @@ pub struct Config {
     /// Where container runtimes send containers' seccomp listeners (`linux.seccomp.listenerPath`
     /// in a container's configuration, as bpfns-oci writes it; see docs/containers.md).
     pub seccomp_socket: PathBuf,
+    /// Serve Prometheus metrics at `http://<metrics>/metrics` (e.g. "127.0.0.1:9469"); off
+    /// when absent. What it shows is what the host administrator sees: bind it where only the
+    /// scraper reaches.
+    pub metrics: Option<String>,
     /// Permissions of the socket. Everybody may connect: callers are authorised by kernel
     /// facts about them, not by file permissions.
     pub socket_mode: u32,
@@ -202,6 +206,7 @@ impl Default for Config {
             ns_bpffs_dir: PathBuf::from("/run/bpfns/ns"),
             root_bpffs: PathBuf::from(crate::bpffs::HOST_BPFFS),
             seccomp_socket: PathBuf::from(DEFAULT_SECCOMP_SOCKET),
+            metrics: None,
             socket_mode: 0o666,
             gc_interval_secs: 60,
             max_objects: 1024,

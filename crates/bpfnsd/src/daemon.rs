@@ -172,6 +172,8 @@ pub struct Daemon {
     census: Coalesced<Census>,
     /// Every object of a kind (`list`, `show`), by [`kind_index`], likewise.
     listings: [Coalesced<Vec<bpfns_kernel::OwnedObject>>; 4],
+    /// What the metrics endpoint reports that is recorded as bpfnsd serves.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Objects and member tasks per namespace, as one walk found them.
@@ -254,6 +256,7 @@ impl Daemon {
             watched_containers: Mutex::new(HashMap::new()),
             census: Coalesced::default(),
             listings: Default::default(),
+            metrics: Default::default(),
         })
     }
 
@@ -587,7 +590,19 @@ impl Daemon {
                 Vec::new(),
             );
         }
-        match self.dispatch(caller, req.op, fds) {
+        let started = std::time::Instant::now();
+        let op = req.op.name();
+        let answer = self.dispatch(caller, req.op, fds);
+        let outcome = match &answer {
+            Ok(_) => "ok".to_string(),
+            Err(f) => serde_json::to_value(f.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "error".into()),
+        };
+        self.metrics
+            .observe(op, &outcome, started.elapsed().as_secs_f64());
+        match answer {
             Ok((reply, fds)) => {
                 let mut r = Response::ok(seq, reply);
                 r.fds = fds.len() as u32;
@@ -1640,7 +1655,26 @@ impl Daemon {
     /// What runs. Host-wide figures (every namespace, every member's listener, the kernel
     /// side's and bpfnsd's counters) would tell a member about other tenants: a member gets
     /// its own subtree's namespace count and none of them.
+    /// Every namespace's info, as the host administrator sees them (the metrics endpoint).
+    pub fn all_ns_infos(&self) -> Result<Vec<NsInfo>, Failure> {
+        let ids: Vec<NsId> = self.reg().iter().map(|(id, _)| id).collect();
+        self.ns_infos(&ids)
+    }
+
+    /// bpfnsd's status, as the host administrator sees it (the metrics endpoint).
+    pub fn status_info(&self) -> Result<StatusInfo, Failure> {
+        match self.status_of(None)? {
+            (Reply::Status(s), _) => Ok(s),
+            _ => Err(Failure::new(ErrorCode::Internal, "status gave no status")),
+        }
+    }
+
     fn status(&self, caller: &Caller) -> Answer {
+        self.status_of(Some(caller))
+    }
+
+    /// The status; for `caller` (a member: its subtree only), or for the host.
+    fn status_of(&self, caller: Option<&Caller>) -> Answer {
         // What runs, not what the kernel would allow: the supervisor, then the kernel side's.
         let layers: Vec<String> = std::iter::once(Layer::Supervisor)
             .chain(self.kernel.layers())
@@ -1694,7 +1728,7 @@ impl Daemon {
             containers,
             collected_containers,
         };
-        if caller.ns != NsId::ROOT {
+        if let Some(caller) = caller.filter(|c| c.ns != NsId::ROOT) {
             info.namespaces = self.reg().subtree_len(caller.ns) as u32;
             info.supervised_listeners = 0;
             info.kept_listeners = 0;

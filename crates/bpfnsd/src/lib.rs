@@ -21,6 +21,7 @@ pub mod creds;
 pub mod daemon;
 pub mod keeper;
 pub mod logging;
+pub mod metrics;
 pub mod opener;
 pub mod server;
 pub mod shared;

@@ -43,6 +43,10 @@ struct Args {
     /// collectors; the journal keeps either).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9469; `metrics` in
+    /// bpfnsd.toml). Off by default; bind it where only the scraper reaches.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Check the configuration, the state and the kernel, and exit — changing nothing: no
     /// kernel side is loaded or pinned, no database created, a running bpfnsd left alone.
     #[arg(long)]
@@ -75,6 +79,9 @@ fn main() -> Result<std::process::ExitCode> {
     }
     if let Some(s) = args.pin_root {
         config.pin_root = s;
+    }
+    if let Some(m) = args.metrics {
+        config.metrics = Some(m);
     }
     if let Some(s) = args.ns_bpffs_dir {
         config.ns_bpffs_dir = s;

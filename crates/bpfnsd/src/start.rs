@@ -110,6 +110,15 @@ pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(),
         )
     })?;
     crate::daemon::oci::serve_seccomp(receiver, &daemon);
+    if let Some(addr) = &config.metrics {
+        let bound = crate::metrics::serve(addr, &daemon).map_err(|e| {
+            StartError::Io(
+                format!("serving metrics at {addr} (the metrics setting)"),
+                e,
+            )
+        })?;
+        tracing::info!("metrics at http://{bound}/metrics");
+    }
     stop_on_signal(&daemon)?;
     tracing::info!(socket = %config.socket.display(), ?origin, "serving");
     ready();

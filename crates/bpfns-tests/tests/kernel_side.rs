@@ -750,6 +750,96 @@ fn racing_the_recorder_never_takes_over_a_foreign_object() {
     }
 }
 
+/// A file that only looks like a BPF object: on a tmpfs, named as the kernel names a map's
+/// anonymous inode (`bpf-map`), with private data of its own (a FIFO's pipe, a directory's
+/// readdir cursor) or none (a regular file). A namespace task dup2()s it over the fd each of its
+/// map creates returns. The recorder must not take it for a map: read as a `struct bpf_map`,
+/// a pipe gives the id its ring size says (16 by default, set with `F_SETPIPE_SZ`), and the
+/// namespace would own whatever object has that id. A task that wins the race is stopped, and
+/// no record is written but for maps it made.
+#[test]
+fn a_file_named_like_a_bpf_object_is_not_taken_for_one() {
+    require_kernel!();
+    let tk = with_tree("fakeobj");
+    let shm =
+        std::path::Path::new("/dev/shm").join(format!("bpfns-fakeobj-{}", std::process::id()));
+    // /dev/shm is a tmpfs; a directory per fake, each holding one entry named "bpf-map".
+    let _cleanup = Cleanup(shm.clone());
+    let mut fakes = Vec::new();
+    for what in ["fifo", "dir", "file"] {
+        let d = shm.join(what);
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("bpf-map");
+        match what {
+            "fifo" => assert!(std::process::Command::new("mkfifo")
+                .arg(&p)
+                .status()
+                .unwrap()
+                .success()),
+            "dir" => std::fs::create_dir(&p).unwrap(),
+            _ => std::fs::write(&p, b"not a map").unwrap(),
+        }
+        fakes.push((what, p));
+    }
+    for (what, path) in &fakes {
+        let path_s = path.to_string_lossy().into_owned();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let before = reason_count(&tk, "stopped_hijack");
+            let mut h = Helper::spawn(&["fake", &path_s, "100000000", "5"]);
+            tk.kernel.tag_process(h.pid, B).unwrap();
+            h.go();
+            let first: u32 = h.expect("first").parse().unwrap();
+            let race = h.maybe("race");
+            let last = h.maybe("last").map(|l| l.parse::<u32>().unwrap());
+            let status = h.finish();
+            // Every record of B is of a map the task made: ids between `first` and the last
+            // map made (`last`, or the newest id once the task was stopped).
+            let upto = last.unwrap_or(u32::MAX);
+            let forged: Vec<_> = tk
+                .kernel
+                .ownership_records()
+                .unwrap()
+                .into_iter()
+                .filter(|&(k, id, ns)| ns == B && (k != ObjectKind::Map || id < first || id > upto))
+                .collect();
+            assert!(
+                forged.is_empty(),
+                "{what}: the recorder took the fake {path_s} for a map: records {forged:?} \
+                 (maps made: {first}..{upto}; {race:?}, {status})"
+            );
+            let stopped = reason_count(&tk, "stopped_hijack") - before;
+            if killed(status) {
+                assert!(stopped >= 1, "{what}: killed, but not for a hijack");
+                eprintln!("fake {what}: stopped on try {tries} ({race:?})");
+                break;
+            }
+            assert!(
+                status.success() && race.as_deref().is_some_and(|r| r.starts_with("created:")),
+                "{what}: {race:?} {status}"
+            );
+            tk.kernel.collect_garbage().unwrap();
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the race was never won in {tries} tries ({race:?}): the recorder was \
+                 not tested"
+            );
+        }
+        tk.kernel.collect_garbage().unwrap();
+    }
+}
+
+/// Removes a directory tree when dropped (pass or fail).
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// What a `create-many` helper in `ns` got: (made, errno) when it lived, None when stopped.
 fn create_many(tk: &TestKernel, ns: NsId, what: &str, n: u32) -> (Helper, Option<(u32, i32)>) {
     let mut h = Helper::spawn(&["create-many", what, &n.to_string()]);

@@ -765,6 +765,10 @@ fn a_file_named_like_a_bpf_object_is_not_taken_for_one() {
         std::path::Path::new("/dev/shm").join(format!("bpfns-fakeobj-{}", std::process::id()));
     // /dev/shm is a tmpfs; a directory per fake, each holding one entry named "bpf-map".
     let _cleanup = Cleanup(shm.clone());
+    // With one CPU and no preemption inside the kernel (Debian's default), no other thread runs
+    // between the fd's installation and the tracepoint: the race cannot be won there (the VM
+    // lane's single vCPU), and one try only checks that nothing is forged.
+    let one_cpu = std::thread::available_parallelism().map_or(true, |n| n.get() < 2);
     let mut fakes = Vec::new();
     for what in ["fifo", "dir", "file"] {
         let d = shm.join(what);
@@ -821,6 +825,10 @@ fn a_file_named_like_a_bpf_object_is_not_taken_for_one() {
                 "{what}: {race:?} {status}"
             );
             tk.kernel.collect_garbage().unwrap();
+            if one_cpu {
+                eprintln!("fake {what}: race not won (one CPU: it cannot be), nothing forged");
+                break;
+            }
             assert!(
                 Instant::now() < deadline,
                 "{what}: the race was never won in {tries} tries ({race:?}): the recorder was \

@@ -38,7 +38,8 @@ pub struct LoadReport {
     pub mounted: Vec<String>,
     /// True when pinned state from an earlier load was found and reused.
     pub reused_state: bool,
-    /// `(link name, program id)` of what now runs (the main object's programs).
+    /// `(link name, program id)` of the main object's programs: what now runs, and the syscall
+    /// hooks whether attached now or not ([`crate::hooks`]).
     pub programs: Vec<(String, u32)>,
     /// Whether the BPF LSM layer runs too, and if not why.
     pub lsm: LsmStatus,

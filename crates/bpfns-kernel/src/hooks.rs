@@ -21,6 +21,9 @@
 //! left by an earlier bpfnsd). A kernel side nobody relaxes keeps its hooks: failing to detach
 //! costs time, never enforcement.
 //!
+//! Only a process in the initial pid namespace detaches them: a task iterator read from any
+//! other lists only that namespace's tasks.
+//!
 //! Races: attaching and tagging, and checking and detaching, each happen under one `flock` of
 //! the pin root, so a task cannot be tagged between [`relax`]'s check and its detach. The
 //! kernel side tags tasks on its own only through a bound cgroup, and bindings are made under
@@ -105,8 +108,22 @@ pub fn ensure(layout: &PinLayout) -> Result<()> {
     attach_locked(layout, &lock)
 }
 
-/// Whether the hooks have work: some task is tagged, or some cgroup bound.
+/// The initial pid namespace's inode number (`PROC_PID_INIT_INO`, include/linux/proc_ns.h).
+const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+
+/// Whether this process sees every task of the host: a task iterator lists only the tasks of
+/// its reader's pid namespace, so from any other it cannot show that no member is left.
+pub fn sees_every_task() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() == PROC_PID_INIT_INO)
+}
+
+/// Whether the hooks have work: some task is tagged, or some cgroup bound. Asked from outside
+/// the initial pid namespace, always yes.
 pub fn needed(kernel: &crate::Kernel) -> Result<bool> {
+    if !sees_every_task() {
+        return Ok(true);
+    }
     Ok(!kernel.cgroup_bindings()?.is_empty() || !kernel.tagged_tasks()?.is_empty())
 }
 

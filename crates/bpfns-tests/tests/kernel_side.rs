@@ -1795,6 +1795,38 @@ fn syscall_hooks_are_attached_only_while_needed() {
     assert!(!hooks_on(&tk));
 }
 
+/// A process in a pid namespace of its own sees only that namespace's tasks through the task
+/// iterator: it never detaches the hooks, whatever it sees (here: no member at all).
+#[test]
+fn a_pid_namespace_never_detaches_the_hooks() {
+    require_kernel!();
+    let tk = with_tree("hooks-pidns");
+    assert!(bpfns_kernel::hooks::sees_every_task());
+    let (h, _) = create_in(&tk, Some(A), "map", None);
+    assert!(hooks_on(&tk));
+    let root = tk.layout.root().to_string_lossy().into_owned();
+    let out = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(bpfns_tests::helper_path())
+        .args(["relax-hooks", &root])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("detached=0"), "{stdout}");
+    assert!(
+        hooks_on(&tk),
+        "detached from a pid namespace under a live member"
+    );
+    // From the initial pid namespace, once the member is gone: detached.
+    h.finish();
+    assert!(relaxed(&tk));
+}
+
 /// A load (bpfnsd restarting) with members alive keeps or puts the hooks on the new programs;
 /// with none it leaves them off.
 #[test]

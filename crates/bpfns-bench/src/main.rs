@@ -297,7 +297,7 @@ fn bench(cli: &Cli) -> Result<()> {
 
     let mut worker = Worker::spawn(Some(cpu))?;
 
-    let mut setups = vec![Setup::None, Setup::Full];
+    let mut setups = vec![Setup::None, Setup::Idle, Setup::Full];
     if !cli.no_analysis {
         setups.extend([Setup::Control, Setup::Nop, Setup::NoSysExit]);
     }

@@ -31,8 +31,12 @@ pub enum Setup {
     Control,
     /// `r0 = 0; exit` on the `sys_exit` raw tracepoint: what any `sys_exit` program costs.
     Nop,
-    /// The kernel side as built into this binary.
+    /// The kernel side as built into this binary, with its syscall hooks attached (as they are
+    /// while some task on the host is a namespace member).
     Full,
+    /// The kernel side as built into this binary with no namespace member on the host: as the
+    /// loader leaves it, its syscall hooks detached (checked).
+    Idle,
     /// The kernel side with its `sys_exit` link removed (on_fork and the iterators stay).
     NoSysExit,
     /// Another build of the kernel side (a `.bpf.o` with the same maps), e.g. a candidate
@@ -47,6 +51,7 @@ impl Setup {
             Setup::Control => "not loaded (A/A control)".into(),
             Setup::Nop => "empty sys_exit prog".into(),
             Setup::Full => "loaded".into(),
+            Setup::Idle => "loaded, no members".into(),
             Setup::NoSysExit => "loaded w/o sys_exit prog".into(),
             Setup::Object(p) => format!(
                 "loaded {}",
@@ -58,6 +63,8 @@ impl Setup {
         }
     }
 
+    /// Whether the setup has tagged conditions too (`Idle` is, by definition, without
+    /// members).
     pub fn has_kernel(&self) -> bool {
         matches!(self, Setup::Full | Setup::NoSysExit | Setup::Object(_))
     }
@@ -127,7 +134,7 @@ impl Active {
                 active.hooks.insert(id);
                 active._nop = Some((prog, link));
             }
-            Setup::Full | Setup::NoSysExit | Setup::Object(_) => {
+            Setup::Full | Setup::Idle | Setup::NoSysExit | Setup::Object(_) => {
                 let _ = loader::unload(layout);
                 // From here on, drop unloads whatever got pinned.
                 active.layout = Some(layout.clone());
@@ -139,19 +146,34 @@ impl Active {
                             .programs
                     }
                 };
+                // The loader attaches the syscall hooks only while some task is tagged or some
+                // cgroup bound: none here.
+                if matches!(setup, Setup::Full | Setup::NoSysExit) {
+                    bpfns_kernel::hooks::ensure(layout).context("attaching the syscall hooks")?;
+                }
+                if *setup == Setup::Idle && !bpfns_kernel::hooks::attached(layout).is_empty() {
+                    bail!("the kernel side attached its syscall hooks with no member");
+                }
                 if *setup == Setup::NoSysExit {
                     let p = layout.link("on_sys_exit");
                     std::fs::remove_file(&p)
                         .with_context(|| format!("removing {}", p.display()))?;
                     active.programs.retain(|(n, _)| n != "on_sys_exit");
                 }
+                let attached = bpfns_kernel::hooks::attached(layout);
                 active.hooks = active
                     .programs
                     .iter()
-                    .filter(|(n, _)| HOOK_NAMES.contains(&n.as_str()))
+                    .filter(|(n, _)| {
+                        HOOK_NAMES.contains(&n.as_str())
+                            && (matches!(setup, Setup::Object(_)) || attached.contains(&n.as_str()))
+                    })
                     .map(|(_, id)| *id)
                     .collect();
-                let kernel = Kernel::open(layout).context("opening the kernel side")?;
+                // Tagging the worker must not attach the hooks: the setup decides.
+                let kernel = Kernel::open(layout)
+                    .context("opening the kernel side")?
+                    .manual_hooks();
                 kernel.ensure_namespace_limit(BENCH_NS, u64::MAX)?;
                 kernel.set_namespace(BENCH_NS, NsId::ROOT, 1)?;
                 active.kernel = Some(kernel);
@@ -205,7 +227,10 @@ impl Instance {
                     .programs
             }
         };
-        let kernel = Kernel::open(layout).context("opening the kernel side")?;
+        // The rig attaches the hooks: tagging the worker must not.
+        let kernel = Kernel::open(layout)
+            .context("opening the kernel side")?
+            .manual_hooks();
         kernel.ensure_namespace_limit(BENCH_NS, u64::MAX)?;
         kernel.set_namespace(BENCH_NS, NsId::ROOT, 1)?;
         let hook = |name: &str| -> Result<OwnedFd> {
@@ -215,9 +240,14 @@ impl Instance {
                 .map(|(_, id)| *id)
                 .with_context(|| format!("the kernel side has no program {name}"))?;
             let fd = bpf::fd_by_id(ObjectKind::Prog, id)?;
-            // Detach: the pinned link was its only reference.
+            // Detach: the pinned link (if the loader attached it: another build's) was its only
+            // reference.
             let pin = layout.link(name);
-            std::fs::remove_file(&pin).with_context(|| format!("removing {}", pin.display()))?;
+            match std::fs::remove_file(&pin) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", pin.display())),
+            }
             Ok(fd)
         };
         let sys_exit = hook("on_sys_exit")?;
@@ -318,7 +348,7 @@ impl Rig {
 
     fn instance_of(&self, setup: &Setup) -> Option<usize> {
         match setup {
-            Setup::Full | Setup::NoSysExit => Some(0),
+            Setup::Full | Setup::Idle | Setup::NoSysExit => Some(0),
             Setup::Object(p) => self
                 .instances
                 .iter()
@@ -329,7 +359,7 @@ impl Rig {
 
     fn hooks(&self, setup: &Setup) -> Result<Vec<Hook>> {
         Ok(match setup {
-            Setup::None | Setup::Control => vec![],
+            Setup::None | Setup::Control | Setup::Idle => vec![],
             Setup::Nop => vec![Hook::Nop],
             Setup::NoSysExit => vec![Hook::Fork(0)],
             Setup::Full | Setup::Object(_) => {
@@ -355,6 +385,9 @@ impl Rig {
                 Hook::Nop => bpf::raw_tracepoint_open("sys_exit", &self.nop)?,
             };
             self.attached.insert(h, link);
+        }
+        if *setup == Setup::Idle && !self.instances[0].1.kernel.hooks_attached().is_empty() {
+            bail!("the kernel side attached its syscall hooks with no member");
         }
         Ok(self.instance_of(setup).map(|i| &self.instances[i].1.kernel))
     }

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use bpfns_kernel::layout::{DEFAULT_PIN_ROOT, LINKS, MAPS};
+use bpfns_kernel::layout::{DEFAULT_PIN_ROOT, LINKS, MAPS, ON_DEMAND};
 use bpfns_kernel::{loader, Kernel, OwnedObject, PinLayout};
 use bpfns_model::{NsId, ObjectKind};
 
@@ -238,10 +238,16 @@ pub fn pin_state(layout: &PinLayout) -> PinState {
         }
     }
     for l in LINKS {
-        if layout.link(l).exists() {
+        // The syscall hooks are attached only while needed: their programs are pinned.
+        let (path, name) = if ON_DEMAND.contains(&l) {
+            (layout.prog(l), format!("progs/{l}"))
+        } else {
+            (layout.link(l), format!("links/{l}"))
+        };
+        if path.exists() {
             present += 1;
         } else {
-            missing.push(format!("links/{l}"));
+            missing.push(name);
         }
     }
     if present == 0 {

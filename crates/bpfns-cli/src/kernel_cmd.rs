@@ -230,6 +230,9 @@ pub struct LoadedDetails {
     /// The enforcement layers running in the kernel: `tracepoint backstop`, and `BPF LSM`
     /// where that layer is loaded.
     pub layers: Vec<String>,
+    /// The syscall hooks attached now (`on_sys_exit`, `on_fork`): only while some task is
+    /// tagged or some cgroup bound.
+    pub syscall_hooks: Vec<String>,
     pub programs: Vec<ProgramView>,
     pub stats: BTreeMap<String, u64>,
     pub namespaces: Vec<NsView>,
@@ -273,6 +276,11 @@ impl Render for StatusView {
             return out;
         };
         out.push_str(&format!("layers: {}\n", d.layers.join(", ")));
+        out.push_str(&if d.syscall_hooks.is_empty() {
+            "syscall hooks: detached (no task tagged, no cgroup bound)\n".to_string()
+        } else {
+            format!("syscall hooks: attached ({})\n", d.syscall_hooks.join(", "))
+        });
         out.push_str("programs:\n");
         out.push_str(&programs_table(&d.programs));
         out.push_str("counters:\n");
@@ -329,6 +337,7 @@ pub fn status(direct: &Direct) -> Result<StatusView> {
             .context("reading the BPF LSM layer's program ids")?;
         Some(LoadedDetails {
             layers: k.layers().iter().map(|l| l.name().to_string()).collect(),
+            syscall_hooks: k.hooks_attached().into_iter().map(str::to_string).collect(),
             programs: k
                 .program_ids()
                 .context("reading the kernel side's program ids")?
@@ -645,6 +654,7 @@ mod tests {
             fix: None,
             details: Some(LoadedDetails {
                 layers: vec!["tracepoint backstop".into(), "BPF LSM".into()],
+                syscall_hooks: vec!["on_sys_exit".into(), "on_fork".into()],
                 programs: vec![ProgramView {
                     link: "on_sys_exit".into(),
                     id: 41,
@@ -677,6 +687,10 @@ mod tests {
         );
         assert_eq!(v["ownership_records"], 3);
         assert_eq!(v["tagged_tasks"], 4);
+        assert_eq!(
+            v["syscall_hooks"],
+            serde_json::json!(["on_sys_exit", "on_fork"])
+        );
         assert!(v.get("fix").is_none());
 
         let not = StatusView {
@@ -707,6 +721,10 @@ mod tests {
         );
         assert!(
             t.contains("\nlayers: tracepoint backstop, BPF LSM\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("\nsyscall hooks: attached (on_sys_exit, on_fork)\n"),
             "{t}"
         );
         assert!(t.contains("  on_sys_exit  41\n"), "{t}");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use bpfns_kernel::layout::{LINKS, MAPS};
+use bpfns_kernel::layout::{LINKS, MAPS, ON_DEMAND};
 use bpfns_tests::{Helper, TestDaemon};
 use serde_json::Value;
 
@@ -508,7 +508,12 @@ fn cli_against_the_kernel() {
         "{err}"
     );
     assert!(pin_root.exists(), "a refused unload removed something");
-    // Everything pinned goes, the BPF LSM layer's links and maps too where it ran.
+    // Everything pinned goes, the BPF LSM layer's links and maps too where it ran, the syscall
+    // hooks' programs, and their links where they are attached now.
+    let hooks = cli.json(&["kernel", "status"])["syscall_hooks"]
+        .as_array()
+        .map(Vec::len)
+        .expect("syscall_hooks");
     let un = cli.json(&["kernel", "unload", "--force"]);
     let lsm_pins = if layers.iter().any(|l| l == "BPF LSM") {
         lsm_links + bpfns_kernel::lsm::LSM_MAPS.len()
@@ -517,7 +522,7 @@ fn cli_against_the_kernel() {
     };
     assert_eq!(
         un["removed"].as_array().map(Vec::len),
-        Some(MAPS.len() + LINKS.len() + lsm_pins),
+        Some(MAPS.len() + LINKS.len() - ON_DEMAND.len() + hooks + ON_DEMAND.len() + lsm_pins),
         "{un}"
     );
     assert!(!pin_root.exists(), "pin root left behind");

@@ -57,15 +57,13 @@ struct obj_ref {
 	void *obj; /* struct bpf_map, bpf_prog, bpf_link or btf */
 };
 
-/* ANON_INODE_FS_MAGIC (include/uapi/linux/magic.h): BPF objects are anonymous-inode files. */
-#define ANON_INODE_FS_MAGIC 0x09041934
-
 /*
  * Identify a BPF object by its file: anon inode name gives the kind, private_data the object.
  * The name alone is not proof: another thread may dup2() an ordinary file called "bpf-map"
  * onto the new fd number, and its private_data must then not be read as a struct bpf_map
  * (that would let a namespace forge an ownership record). Only the kernel's BPF code makes
- * anonymous-inode files with these names.
+ * anonymous-inode files with these names: the superblock is checked first
+ * (ANON_INODE_FS_MAGIC, maps.bpf.h).
  */
 static __always_inline bool file_obj(struct file *f, struct obj_ref *ref)
 {

@@ -274,9 +274,6 @@ int BPF_PROG(lsm_prog_alloc, struct bpf_prog_aux *aux)
 
 /* ---- command level: links, BTF, program loads ------------------------------------------- */
 
-/* BPF_FS_MAGIC (include/uapi/linux/magic.h): a BPF token's file lives on bpffs. */
-#define BPF_FS_MAGIC 0xcafe4a11
-
 /* The user namespace of the BPF token at fd `fd` of the current task, or NULL. Best effort:
  * another thread can swap the fd before the kernel takes the token; lsm_token_capable below is
  * what holds against that. */
@@ -287,6 +284,7 @@ static __always_inline struct user_namespace *token_userns(int fd)
 	char name[10] = {};
 	void *pd;
 
+	/* A BPF token's file lives on bpffs. */
 	if (!f || BPF_CORE_READ(f, f_inode, i_sb, s_magic) != BPF_FS_MAGIC)
 		return NULL;
 	nameptr = BPF_CORE_READ(f, f_path.dentry, d_name.name);

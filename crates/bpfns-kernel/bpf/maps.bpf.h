@@ -305,6 +305,12 @@ static __always_inline void quota_notice(__u32 ns, __u32 cmd, struct quota_check
 
 /* ---- files and credentials --------------------------------------------------------------- */
 
+/* Superblock magics, from include/uapi/linux/magic.h (stable ABI): a file is what its name says
+ * only on the filesystem that makes such files. BPF objects (maps, programs, links, BTF) are
+ * anonymous-inode files; a BPF token is a file on bpffs. */
+#define ANON_INODE_FS_MAGIC 0x09041934
+#define BPF_FS_MAGIC 0xcafe4a11
+
 /* The file at descriptor `fd` of `task`, or NULL. */
 static __always_inline struct file *fd_file(struct task_struct *task, long fd)
 {

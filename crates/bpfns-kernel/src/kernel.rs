@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::abi::{self, RawRecord, RecordDetails, Stat, TaskTag};
 use crate::doctor::Layer;
 use crate::error::{KernelError, Result};
-use crate::layout::{PinLayout, LINKS, MAPS};
+use crate::layout::{PinLayout, LINKS, MAPS, ON_DEMAND};
 
 /// One BPF object and its owner namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -235,6 +235,8 @@ pub struct Kernel {
     quota_daemon: MapHandle,
     reasons: MapHandle,
     cgroup_ns: MapHandle,
+    /// Whether tagging and binding attach the syscall hooks first ([`crate::hooks`]).
+    auto_hooks: bool,
 }
 
 /// quota_daemon is read, changed and written back by bpfnsd only: one writer at a time in the
@@ -307,7 +309,39 @@ impl Kernel {
             quota_daemon: open("quota_daemon")?,
             reasons: open("reasons")?,
             cgroup_ns: open("cgroup_ns")?,
+            auto_hooks: true,
         })
+    }
+
+    /// This handle tags tasks and binds cgroups without attaching the syscall hooks: for a
+    /// caller that attaches them itself (the benchmark, which measures with and without).
+    pub fn manual_hooks(mut self) -> Self {
+        self.auto_hooks = false;
+        self
+    }
+
+    /// Attach the syscall hooks unless this handle leaves them to its caller; the lock is held
+    /// until the caller has written what made them needed.
+    fn hooks_for_write(&self) -> Result<Option<crate::hooks::HookLock>> {
+        if !self.auto_hooks {
+            return Ok(None);
+        }
+        let lock = crate::hooks::HookLock::take(&self.layout)?;
+        crate::hooks::attach_locked(&self.layout, &lock)?;
+        Ok(Some(lock))
+    }
+
+    /// The syscall hooks (`on_sys_exit`, `on_fork`) attached now: both while some task is
+    /// tagged or some cgroup bound, none otherwise once [`relax_hooks`](Self::relax_hooks)
+    /// ran.
+    pub fn hooks_attached(&self) -> Vec<&'static str> {
+        crate::hooks::attached(&self.layout)
+    }
+
+    /// Detach the syscall hooks if no task is tagged and no cgroup bound; whether they are
+    /// detached now ([`crate::hooks::relax`]).
+    pub fn relax_hooks(&self) -> Result<bool> {
+        crate::hooks::relax(self)
     }
 
     pub fn layout(&self) -> &PinLayout {
@@ -352,9 +386,13 @@ impl Kernel {
 
     /// [`tag`](Self::tag) with flags: [`abi::TASK_RUNTIME`] for a container's init, which is
     /// the runtime's code until it execs.
+    ///
+    /// The syscall hooks are attached first (and the tag written under their lock): a tagged
+    /// task is never left unwatched ([`crate::hooks`]).
     pub fn tag_with(&self, pidfd: BorrowedFd<'_>, tag: TaskTag) -> Result<()> {
         let key = pidfd.as_raw_fd().to_ne_bytes();
         let ns = tag.ns;
+        let _hooks = self.hooks_for_write()?;
         self.task_ns
             .update(&key, &tag.to_bytes(), MapFlags::ANY)
             .map_err(KernelError::libbpf(format!(
@@ -416,9 +454,11 @@ impl Kernel {
 
     /// Bind the cgroup `id` of hierarchy `hierarchy` (0: cgroup v2) to namespace `ns`: the
     /// kernel side tags every untagged task attached to it. A cgroup bound to another namespace
-    /// already is left alone: `Ok(Some(that namespace))`.
+    /// already is left alone: `Ok(Some(that namespace))`. The syscall hooks are attached
+    /// first: the kernel side tags tasks that enter the cgroup.
     pub fn bind_cgroup(&self, hierarchy: u32, id: u64, ns: NsId) -> Result<Option<NsId>> {
         let key = abi::cgroup_key(hierarchy, id);
+        let _hooks = self.hooks_for_write()?;
         match self
             .cgroup_ns
             .update(&key, &abi::cgroup_binding(ns), MapFlags::NO_EXIST)
@@ -437,6 +477,7 @@ impl Kernel {
     /// Replace the binding of a cgroup (one whose namespace is gone).
     pub fn rebind_cgroup(&self, hierarchy: u32, id: u64, ns: NsId) -> Result<()> {
         let key = abi::cgroup_key(hierarchy, id);
+        let _hooks = self.hooks_for_write()?;
         self.cgroup_ns
             .update(&key, &abi::cgroup_binding(ns), MapFlags::ANY)
             .map_err(KernelError::libbpf(format!(
@@ -1194,11 +1235,22 @@ impl Kernel {
             .sum())
     }
 
-    /// The ids of the programs the kernel side runs, by link name.
+    /// The ids of the programs of the kernel side, by link name: the syscall hooks' whether
+    /// attached now or not ([`hooks_attached`](Self::hooks_attached)).
     pub fn program_ids(&self) -> Result<Vec<(&'static str, u32)>> {
         LINKS
             .iter()
-            .map(|name| Ok((*name, pinned_link_prog_id(&self.layout.link(name))?)))
+            .map(|name| {
+                if ON_DEMAND.contains(name) {
+                    let path = self.layout.prog(name);
+                    let fd = sysbpf::obj_get(&path)
+                        .map_err(KernelError::sys(format!("opening {}", path.display())))?;
+                    let info: sysbpf::bpf_prog_info = sysbpf::info(&fd)
+                        .map_err(KernelError::sys(format!("info of {}", path.display())))?;
+                    return Ok((*name, info.id));
+                }
+                Ok((*name, pinned_link_prog_id(&self.layout.link(name))?))
+            })
             .collect()
     }
 }

@@ -3,9 +3,14 @@
 //! ```text
 //! <root>/maps/{task_ns,obj_owner,ns_table,stats,violations,     state: survives reloads
 //!              quota_kernel,quota_daemon,reasons,cgroup_ns}
-//! <root>/links/{on_sys_exit,on_fork,on_exec,on_cgroup_attach,
-//!               iter_maps,iter_progs,iter_links,iter_tasks}
+//! <root>/links/{on_exec,on_cgroup_attach,iter_maps,iter_progs,     always
+//!               iter_links,iter_tasks,
+//!               on_sys_exit,on_fork}                                only while needed
+//! <root>/progs/{on_sys_exit,on_fork}          the programs, to attach them again
 //! ```
+//!
+//! `on_sys_exit` and `on_fork` run on every syscall and every fork of the host: they are
+//! attached only while some task is tagged or some cgroup is bound ([`crate::hooks`]).
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +44,10 @@ pub const LINKS: [&str; 8] = [
     "iter_tasks",
 ];
 
+/// The programs attached only while needed ([`crate::hooks`]); pinned as programs too, so
+/// that they can be attached again without a reload.
+pub const ON_DEMAND: [&str; 2] = ["on_sys_exit", "on_fork"];
+
 /// Paths of one pinned instance of the kernel side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinLayout {
@@ -57,6 +66,12 @@ impl PinLayout {
     }
     pub fn links_dir(&self) -> PathBuf {
         self.root.join("links")
+    }
+    pub fn progs_dir(&self) -> PathBuf {
+        self.root.join("progs")
+    }
+    pub fn prog(&self, name: &str) -> PathBuf {
+        self.progs_dir().join(name)
     }
     pub fn map(&self, name: &str) -> PathBuf {
         self.maps_dir().join(name)

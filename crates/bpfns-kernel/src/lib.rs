@@ -4,12 +4,14 @@
 //!
 //! - [`loader`]: load/upgrade/unload, pinned under one bpffs directory ([`layout`]).
 //! - [`Kernel`]: tag tasks, keep the namespace table, read ownership, list objects.
+//! - [`hooks`]: the per-syscall hooks, attached only while some task is tagged.
 //! - [`lsm`]: the optional BPF LSM layer, loaded beside the kernel side where the kernel allows.
 //! - [`doctor`]: probe the running kernel for every feature bpfns uses.
 #![deny(unsafe_code)]
 
 pub mod abi;
 pub mod error;
+pub mod hooks;
 pub mod kernel;
 pub mod layout;
 pub mod loader;

@@ -9,6 +9,10 @@
 //! A state map whose definition changed (the ownership map's capacity) is migrated: its entries
 //! are carried over into a map of the new definition ([`crate::migrate`]).
 //!
+//! `on_sys_exit` and `on_fork` are attached only while they have work ([`crate::hooks`]): a
+//! load keeps them attached if they were, attaches them if some task is tagged or some cgroup
+//! bound (members of an earlier bpfnsd, say), and otherwise only pins their programs.
+//!
 //! After the main object, [`load`] loads the optional BPF LSM layer ([`crate::lsm`]) the same
 //! way; a kernel that refuses it never fails the load: [`LoadReport::lsm`] says why.
 
@@ -21,7 +25,7 @@ use libbpf_rs::Link;
 use serde::Serialize;
 
 use crate::error::{KernelError, Result};
-use crate::layout::{PinLayout, LINKS, MAPS};
+use crate::layout::{PinLayout, LINKS, MAPS, ON_DEMAND};
 use crate::lsm::{self, LsmStatus};
 use crate::migrate;
 use crate::skel::BpfnsSkelBuilder;
@@ -34,7 +38,8 @@ pub struct LoadReport {
     pub mounted: Vec<String>,
     /// True when pinned state from an earlier load was found and reused.
     pub reused_state: bool,
-    /// `(link name, program id)` of what now runs (the main object's programs).
+    /// `(link name, program id)` of the main object's programs: what now runs, and the syscall
+    /// hooks whether attached now or not ([`crate::hooks`]).
     pub programs: Vec<(String, u32)>,
     /// Whether the BPF LSM layer runs too, and if not why.
     pub lsm: LsmStatus,
@@ -72,6 +77,7 @@ fn prepare_fs(layout: &PinLayout, mounted: &mut Vec<String>) -> Result<()> {
         layout.root().to_path_buf(),
         layout.maps_dir(),
         layout.links_dir(),
+        layout.progs_dir(),
     ] {
         std::fs::create_dir_all(&dir).map_err(KernelError::io(format!(
             "creating {} (is it on a bpffs mount?)",
@@ -108,7 +114,10 @@ pub fn load(layout: &PinLayout) -> Result<LoadReport> {
     let reused_state = MAPS.iter().any(|m| layout.map(m).exists());
     // The ownership map of an older version (preallocated, 1 << 18 entries): carried over.
     let migration = migrate::begin(&layout.map("obj_owner"), OBJ_OWNER)?;
-    let (programs, migration) = match load_main(layout) {
+    // Tagging waits while the programs are swapped: no task is tagged for the old programs
+    // after the new ones were pinned.
+    let hook_lock = crate::hooks::HookLock::take(layout)?;
+    let (programs, migration) = match load_main(layout, &hook_lock) {
         Ok(p) => (p, migration),
         Err(e) => {
             if let Some(m) = migration {
@@ -136,6 +145,13 @@ pub fn load(layout: &PinLayout) -> Result<LoadReport> {
     if let Some(m) = migration {
         m.finish()?;
     }
+    // Tasks tagged, cgroups bound (by an earlier bpfnsd, or before an unload and load): the
+    // hooks go on watching them.
+    let kernel = crate::Kernel::open(layout)?;
+    if crate::hooks::needed(&kernel)? {
+        crate::hooks::attach_locked(layout, &hook_lock)?;
+    }
+    drop(hook_lock);
     Ok(LoadReport {
         pin_root: layout.root().to_path_buf(),
         mounted,
@@ -172,8 +188,10 @@ pub(crate) const OBJ_OWNER: migrate::Want = migrate::Want {
     map_flags: migrate::BPF_F_NO_PREALLOC,
 };
 
-/// Load the main object, attach its programs and pin their links over the old ones.
-fn load_main(layout: &PinLayout) -> Result<Vec<(String, u32)>> {
+/// Load the main object, attach its programs and pin their links over the old ones. The
+/// on-demand hooks' programs are pinned, and attached only where an old link was (the caller
+/// attaches them where they have work).
+fn load_main(layout: &PinLayout, _hooks: &crate::hooks::HookLock) -> Result<Vec<(String, u32)>> {
     let mut storage = MaybeUninit::uninit();
     let mut open = BpfnsSkelBuilder::default()
         .open(&mut storage)
@@ -203,14 +221,32 @@ fn load_main(layout: &PinLayout) -> Result<Vec<(String, u32)>> {
     debug_assert_eq!(progs.len(), LINKS.len());
     let mut programs = Vec::new();
     for (name, prog) in progs {
+        let id = bpfns_sys::bpf::info::<bpfns_sys::bpf::bpf_prog_info>(prog)
+            .map(|i| i.id)
+            .unwrap_or(0);
+        if ON_DEMAND.contains(&name) {
+            let pin = layout.prog(name);
+            let tmp = layout.prog(&format!("new-{name}"));
+            let _ = std::fs::remove_file(&tmp);
+            bpfns_sys::bpf::obj_pin(prog, &tmp)
+                .map_err(KernelError::sys(format!("pinning {}", tmp.display())))?;
+            std::fs::rename(&tmp, &pin).map_err(KernelError::io(format!(
+                "renaming {} over {}",
+                tmp.display(),
+                pin.display()
+            )))?;
+            programs.push((name.to_string(), id));
+            if !layout.link(name).exists() {
+                continue;
+            }
+        }
         let mut link = prog
             .attach()
             .map_err(KernelError::libbpf(format!("attaching {name}")))?;
         pin_replace(&mut link, &layout.link(name))?;
-        let id = bpfns_sys::bpf::info::<bpfns_sys::bpf::bpf_prog_info>(prog)
-            .map(|i| i.id)
-            .unwrap_or(0);
-        programs.push((name.to_string(), id));
+        if !ON_DEMAND.contains(&name) {
+            programs.push((name.to_string(), id));
+        }
     }
     // The pins keep maps and links alive; `skel` may now be dropped.
     drop(skel);
@@ -223,13 +259,13 @@ pub struct UnloadReport {
     pub removed: Vec<PathBuf>,
 }
 
-/// Detach everything and remove every pin under `layout`. Idempotent.
+/// Detach everything and remove every pin under `layout` (links, programs, maps). Idempotent.
 ///
 /// Links go first so that no program runs against maps being torn down. This includes the BPF
 /// LSM layer's pins (`links/lsm_*`, `maps/lsm_objects`): everything under `links/` and `maps/`.
 pub fn unload(layout: &PinLayout) -> Result<UnloadReport> {
     let mut report = UnloadReport::default();
-    for dir in [layout.links_dir(), layout.maps_dir()] {
+    for dir in [layout.links_dir(), layout.progs_dir(), layout.maps_dir()] {
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -260,9 +296,17 @@ fn remove_dir_if_exists(dir: &Path) -> Result<()> {
     }
 }
 
-/// Is a complete kernel side pinned under `layout`?
+/// Is a complete kernel side pinned under `layout`? (The on-demand hooks' programs pinned,
+/// every other program attached.)
 pub fn is_loaded(layout: &PinLayout) -> bool {
-    MAPS.iter().all(|m| layout.map(m).exists()) && LINKS.iter().all(|l| layout.link(l).exists())
+    MAPS.iter().all(|m| layout.map(m).exists())
+        && LINKS.iter().all(|l| {
+            if ON_DEMAND.contains(l) {
+                layout.prog(l).exists()
+            } else {
+                layout.link(l).exists()
+            }
+        })
 }
 
 #[cfg(test)]

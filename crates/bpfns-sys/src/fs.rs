@@ -103,6 +103,25 @@ pub fn mkdir_at(dir: std::os::fd::BorrowedFd<'_>, name: &Path, mode: u32) -> Res
         .map_err(|e| SysError::new(format!("mkdir {}", name.display()), e))
 }
 
+/// Open directory `path` and hold an exclusive `flock` on it until the returned handle is
+/// dropped (waits for another holder). Locks of different opens exclude each other, within one
+/// process too.
+pub fn lock_dir(path: &Path) -> Result<std::os::fd::OwnedFd> {
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| SysError::new(format!("open {}", path.display()), e))?;
+    loop {
+        match rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive) {
+            Ok(()) => return Ok(fd),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(SysError::new(format!("flock {}", path.display()), e)),
+        }
+    }
+}
+
 /// The filesystem magic of the filesystem `fd` is on.
 pub fn fd_fs_magic(fd: std::os::fd::BorrowedFd<'_>) -> Result<i64> {
     rustix::fs::fstatfs(fd)

@@ -1551,3 +1551,60 @@ impl TcpClient {
         Self(s)
     }
 }
+
+/// Wait (bounded) until the kernel side's syscall hooks are attached (`on`) or detached.
+fn hooks_become(layout: &bpfns_kernel::PinLayout, on: bool) -> bool {
+    let k = bpfns_kernel::Kernel::open(layout).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if k.hooks_attached().is_empty() != on {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The syscall hooks run only while the host has members: a member attaches them before it is
+/// tagged, bpfnsd detaches them after the last one is gone, a bpfnsd that stops (as in a crash)
+/// leaves them on for the members alive, and the next one detaches them once those are gone.
+#[test]
+fn the_syscall_hooks_follow_the_members() {
+    require_kernel!();
+    let d = TestDaemon::start("hooks");
+    let k = bpfns_kernel::Kernel::open(&d.layout).unwrap();
+    assert!(hooks_become(&d.layout, false), "attached with no member");
+    d.client().ns_create("/h").unwrap();
+    let (h, id) = create_in(&d, "/h", "map");
+    assert_eq!(k.hooks_attached(), ["on_sys_exit", "on_fork"]);
+    let h_id = d.client().ns_show("/h").unwrap().id;
+    assert_eq!(k.owner(ObjectKind::Map, id).unwrap(), h_id);
+    h.finish();
+    assert!(
+        hooks_become(&d.layout, false),
+        "still attached after the last member"
+    );
+
+    // A member alive across a restart.
+    let (h, _) = create_in(&d, "/h", "map");
+    assert!(!k.hooks_attached().is_empty());
+    let (dir, layout) = d.stop();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        !k.hooks_attached().is_empty(),
+        "detached under a live member"
+    );
+    let d = TestDaemon::start_at(dir, layout, false);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        !k.hooks_attached().is_empty(),
+        "detached under a live member"
+    );
+    h.finish();
+    assert!(
+        hooks_become(&d.layout, false),
+        "still attached after the last member"
+    );
+}

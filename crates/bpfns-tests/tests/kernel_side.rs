@@ -750,6 +750,104 @@ fn racing_the_recorder_never_takes_over_a_foreign_object() {
     }
 }
 
+/// A file that only looks like a BPF object: on a tmpfs, named as the kernel names a map's
+/// anonymous inode (`bpf-map`), with private data of its own (a FIFO's pipe, a directory's
+/// readdir cursor) or none (a regular file). A namespace task dup2()s it over the fd each of its
+/// map creates returns. The recorder must not take it for a map: read as a `struct bpf_map`,
+/// a pipe gives the id its ring size says (16 by default, set with `F_SETPIPE_SZ`), and the
+/// namespace would own whatever object has that id. A task that wins the race is stopped, and
+/// no record is written but for maps it made.
+#[test]
+fn a_file_named_like_a_bpf_object_is_not_taken_for_one() {
+    require_kernel!();
+    let tk = with_tree("fakeobj");
+    let shm =
+        std::path::Path::new("/dev/shm").join(format!("bpfns-fakeobj-{}", std::process::id()));
+    // /dev/shm is a tmpfs; a directory per fake, each holding one entry named "bpf-map".
+    let _cleanup = Cleanup(shm.clone());
+    // With one CPU and no preemption inside the kernel (Debian's default), no other thread runs
+    // between the fd's installation and the tracepoint: the race cannot be won there (the VM
+    // lane's single vCPU), and one try only checks that nothing is forged.
+    let one_cpu = std::thread::available_parallelism().map_or(true, |n| n.get() < 2);
+    let mut fakes = Vec::new();
+    for what in ["fifo", "dir", "file"] {
+        let d = shm.join(what);
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("bpf-map");
+        match what {
+            "fifo" => assert!(std::process::Command::new("mkfifo")
+                .arg(&p)
+                .status()
+                .unwrap()
+                .success()),
+            "dir" => std::fs::create_dir(&p).unwrap(),
+            _ => std::fs::write(&p, b"not a map").unwrap(),
+        }
+        fakes.push((what, p));
+    }
+    for (what, path) in &fakes {
+        let path_s = path.to_string_lossy().into_owned();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let before = reason_count(&tk, "stopped_hijack");
+            let mut h = Helper::spawn(&["fake", &path_s, "100000000", "5"]);
+            tk.kernel.tag_process(h.pid, B).unwrap();
+            h.go();
+            let first: u32 = h.expect("first").parse().unwrap();
+            let race = h.maybe("race");
+            let last = h.maybe("last").map(|l| l.parse::<u32>().unwrap());
+            let status = h.finish();
+            // Every record of B is of a map the task made: ids between `first` and the last
+            // map made (`last`, or the newest id once the task was stopped).
+            let upto = last.unwrap_or(u32::MAX);
+            let forged: Vec<_> = tk
+                .kernel
+                .ownership_records()
+                .unwrap()
+                .into_iter()
+                .filter(|&(k, id, ns)| ns == B && (k != ObjectKind::Map || id < first || id > upto))
+                .collect();
+            assert!(
+                forged.is_empty(),
+                "{what}: the recorder took the fake {path_s} for a map: records {forged:?} \
+                 (maps made: {first}..{upto}; {race:?}, {status})"
+            );
+            let stopped = reason_count(&tk, "stopped_hijack") - before;
+            if killed(status) {
+                assert!(stopped >= 1, "{what}: killed, but not for a hijack");
+                eprintln!("fake {what}: stopped on try {tries} ({race:?})");
+                break;
+            }
+            assert!(
+                status.success() && race.as_deref().is_some_and(|r| r.starts_with("created:")),
+                "{what}: {race:?} {status}"
+            );
+            tk.kernel.collect_garbage().unwrap();
+            if one_cpu {
+                eprintln!("fake {what}: race not won (one CPU: it cannot be), nothing forged");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the race was never won in {tries} tries ({race:?}): the recorder was \
+                 not tested"
+            );
+        }
+        tk.kernel.collect_garbage().unwrap();
+    }
+}
+
+/// Removes a directory tree when dropped (pass or fail).
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// What a `create-many` helper in `ns` got: (made, errno) when it lived, None when stopped.
 fn create_many(tk: &TestKernel, ns: NsId, what: &str, n: u32) -> (Helper, Option<(u32, i32)>) {
     let mut h = Helper::spawn(&["create-many", what, &n.to_string()]);
@@ -1584,4 +1682,231 @@ fn tasks_attached_to_a_bound_cgroup_join_its_namespace() {
         tried += 1;
     }
     assert!(tried > 0, "no cgroup hierarchy found to test");
+}
+
+/// The programs the host's links run now, among `ids`.
+fn attached_among(ids: &[u32]) -> BTreeSet<u32> {
+    let mut out = BTreeSet::new();
+    for id in sysbpf::all_ids(ObjectKind::Link).unwrap() {
+        // Links come and go meanwhile.
+        let Ok(fd) = sysbpf::fd_by_id(ObjectKind::Link, id) else {
+            continue;
+        };
+        if let Ok(info) = sysbpf::info::<sysbpf::bpf_link_info>(&fd) {
+            if ids.contains(&info.prog_id) {
+                out.insert(info.prog_id);
+            }
+        }
+    }
+    out
+}
+
+/// The syscall hooks' program ids: (on_sys_exit, on_fork).
+fn hook_prog_ids(tk: &TestKernel) -> Vec<u32> {
+    tk.kernel
+        .program_ids()
+        .unwrap()
+        .into_iter()
+        .filter(|(n, _)| bpfns_kernel::layout::ON_DEMAND.contains(n))
+        .map(|(_, id)| id)
+        .collect()
+}
+
+/// Whether the syscall hooks are attached, by the kernel side's own account and by the host's
+/// links (the two must agree).
+fn hooks_on(tk: &TestKernel) -> bool {
+    let ids = hook_prog_ids(tk);
+    let own = tk.kernel.hooks_attached();
+    let links = attached_among(&ids);
+    assert_eq!(
+        own.len(),
+        links.len(),
+        "pins {own:?}, links to {links:?} of {ids:?}"
+    );
+    assert!(
+        own.is_empty() || own.len() == 2,
+        "one hook without the other: {own:?}"
+    );
+    !own.is_empty()
+}
+
+/// Relax until the hooks are detached (a task just reaped may still be listed a moment).
+fn relaxed(tk: &TestKernel) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if tk.kernel.relax_hooks().unwrap() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `on_sys_exit` and `on_fork` run on every syscall and fork of the host: they are attached
+/// only while some task is tagged (or some cgroup bound), before the first tag is written, and
+/// detached once the last member is gone; records and tags stay in the maps meanwhile.
+#[test]
+fn syscall_hooks_are_attached_only_while_needed() {
+    require_kernel!();
+    let tk = with_tree("hooks");
+    assert!(!hooks_on(&tk), "attached with no member");
+    assert!(tk.kernel.relax_hooks().unwrap());
+
+    // The first member: attached before its tag, and what it creates is recorded.
+    let pin = TempPin::new("hooks");
+    let (h, id) = create_in(&tk, Some(A), "map", Some(&pin));
+    assert!(hooks_on(&tk));
+    assert_eq!(tk.kernel.owner(ObjectKind::Map, id).unwrap(), A);
+    // Its child is a member too (on_fork ran).
+    let mut tree = Helper::spawn(&["tree"]);
+    tk.kernel.tag_process(tree.pid, B).unwrap();
+    tree.go();
+    let child: i32 = tree.expect("child").parse().unwrap();
+    assert_eq!(ns_of(&tk, child), B);
+    tree.finish();
+    // Not detached while a member lives.
+    assert!(!tk.kernel.relax_hooks().unwrap());
+    assert!(hooks_on(&tk));
+
+    // The last member gone: detached; its map (pinned) keeps its owner.
+    h.finish();
+    assert!(relaxed(&tk), "still needed: {:?}", tk.kernel.tagged_tasks());
+    assert!(!hooks_on(&tk));
+    assert_eq!(tk.kernel.owner(ObjectKind::Map, id).unwrap(), A);
+    // An untagged task creating now is not watched, and nothing is recorded for it.
+    let (_u, uid) = create_in(&tk, None, "map", None);
+    assert_eq!(tk.kernel.owner(ObjectKind::Map, uid).unwrap(), NsId::ROOT);
+    assert!(!hooks_on(&tk));
+
+    // The next member attaches them again; the backstop works again.
+    let id_s = id.to_string();
+    assert!(!try_open(&tk, Some(B), &["open", "map", &id_s]));
+    assert!(try_open(&tk, Some(A), &["open", "map", &id_s]));
+    assert!(relaxed(&tk));
+
+    // A bound cgroup keeps them attached (the kernel tags the tasks that enter it).
+    tk.kernel.bind_cgroup(0, 0xb9f5_0001, A).unwrap();
+    assert!(hooks_on(&tk));
+    assert!(!tk.kernel.relax_hooks().unwrap());
+    assert_eq!(tk.kernel.unbind_cgroups(A).unwrap(), 1);
+    assert!(relaxed(&tk));
+    assert!(!hooks_on(&tk));
+}
+
+/// A process in a pid namespace of its own sees only that namespace's tasks through the task
+/// iterator: it never detaches the hooks, whatever it sees (here: no member at all).
+#[test]
+fn a_pid_namespace_never_detaches_the_hooks() {
+    require_kernel!();
+    let tk = with_tree("hooks-pidns");
+    assert!(bpfns_kernel::hooks::sees_every_task());
+    let (h, _) = create_in(&tk, Some(A), "map", None);
+    assert!(hooks_on(&tk));
+    let root = tk.layout.root().to_string_lossy().into_owned();
+    let out = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(bpfns_tests::helper_path())
+        .args(["relax-hooks", &root])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("detached=0"), "{stdout}");
+    assert!(
+        hooks_on(&tk),
+        "detached from a pid namespace under a live member"
+    );
+    // From the initial pid namespace, once the member is gone: detached.
+    h.finish();
+    assert!(relaxed(&tk));
+}
+
+/// A load (bpfnsd restarting) with members alive keeps or puts the hooks on the new programs;
+/// with none it leaves them off.
+#[test]
+fn a_reload_with_live_members_attaches_the_hooks() {
+    require_kernel!();
+    let tk = with_tree("hooks-reload");
+    loader::load(&tk.layout).unwrap();
+    assert!(!hooks_on(&tk), "a load with no member attached them");
+
+    let mut holder = Helper::spawn(&["tree"]);
+    tk.kernel.tag_process(holder.pid, A).unwrap();
+    holder.go();
+    holder.expect("grandchild");
+    assert!(hooks_on(&tk));
+    // Attached: a reload moves them to the new programs.
+    let before = hook_prog_ids(&tk);
+    loader::load(&tk.layout).unwrap();
+    let after = hook_prog_ids(&tk);
+    assert!(
+        before.iter().all(|b| !after.contains(b)),
+        "{before:?} {after:?}"
+    );
+    assert!(hooks_on(&tk));
+    assert_eq!(
+        attached_among(&before),
+        BTreeSet::new(),
+        "old programs still attached"
+    );
+    // Detached behind its back (as by a kernel side whose links were removed): the load
+    // attaches them, for the member that is alive.
+    let lock = bpfns_kernel::hooks::HookLock::take(&tk.layout).unwrap();
+    bpfns_kernel::hooks::detach_locked(&tk.layout, &lock).unwrap();
+    drop(lock);
+    assert!(!hooks_on(&tk));
+    loader::load(&tk.layout).unwrap();
+    assert!(hooks_on(&tk));
+    let (_m, id) = create_in(&tk, Some(A), "map", None);
+    assert_eq!(tk.kernel.owner(ObjectKind::Map, id).unwrap(), A);
+    assert_eq!(ns_of(&tk, holder.pid), A);
+    holder.finish();
+}
+
+/// Tagging and detaching race: one thread detaches whenever the kernel side has no member,
+/// another makes members one after the other. A member is never left unwatched: once its tag
+/// is written the hooks are on, and its objects are recorded.
+#[test]
+fn a_member_tagged_while_the_hooks_are_detached_is_watched() {
+    require_kernel!();
+    let tk = with_tree("hooks-race");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let layout = tk.layout.clone();
+    let s2 = stop.clone();
+    let relaxer = std::thread::spawn(move || {
+        // Its own handle: the lock is the pin root's, not the handle's.
+        let k = bpfns_kernel::Kernel::open(&layout).unwrap();
+        let mut detached = 0u32;
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            if k.relax_hooks().unwrap() {
+                detached += 1;
+            }
+        }
+        detached
+    });
+    let mut rounds = 0;
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < deadline {
+        let (h, id) = create_in(&tk, Some(A), "map", None);
+        assert!(
+            !tk.kernel.hooks_attached().is_empty(),
+            "a member without hooks"
+        );
+        assert_eq!(tk.kernel.owner(ObjectKind::Map, id).unwrap(), A);
+        h.finish();
+        rounds += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let detached = relaxer.join().unwrap();
+    eprintln!("hooks race: {rounds} members, {detached} relaxations found nothing to watch");
+    assert!(
+        rounds > 5 && detached > 0,
+        "{rounds} rounds, {detached} detaches"
+    );
 }

@@ -328,6 +328,7 @@ impl Daemon {
             tracing::error!("cannot start the record collector: {e}");
         }
         Self::spawn_event_reader(daemon);
+        Self::spawn_hook_relaxer(daemon);
         Self::spawn_container_collector(
             daemon,
             std::time::Duration::from_secs(daemon.config.containers.collect_interval_secs),
@@ -338,6 +339,43 @@ impl Daemon {
     /// task (pid, command, namespace, the rule it broke and the fix; at most
     /// [`EVENT_LOG_PER_SEC`] lines a second, the rest counted), and wake the collector when a
     /// namespace crosses 3/4 of its limit.
+    /// Every [`HOOK_RELAX_INTERVAL`], detach the kernel side's syscall hooks once no task is
+    /// tagged and no cgroup bound (the last member gone): a host without members pays nothing
+    /// on its syscalls. Tagging attaches them again first (`Kernel::tag_with`). The decision is
+    /// the kernel side's own (its task iterator and bindings, under its lock: see
+    /// `bpfns_kernel::hooks`), not this daemon's member accounting, which misses tasks the
+    /// kernel tagged by itself (children, cgroup joins) and members of an earlier bpfnsd.
+    /// bpfnsd only says when to look: it is the process that outlives members.
+    pub fn spawn_hook_relaxer(daemon: &Arc<Daemon>) {
+        let weak = Arc::downgrade(daemon);
+        let spawned = std::thread::Builder::new()
+            .name("bpfns-hooks".into())
+            .spawn(move || {
+                let mut attached = true;
+                loop {
+                    std::thread::sleep(HOOK_RELAX_INTERVAL);
+                    let Some(d) = weak.upgrade() else { return };
+                    match d.kernel.relax_hooks() {
+                        Ok(detached) => {
+                            if detached && attached {
+                                tracing::info!(
+                                    "no namespace member left: syscall hooks detached until the \
+                                     next member"
+                                );
+                            }
+                            attached = !detached;
+                        }
+                        Err(e) => {
+                            tracing::warn!("checking whether the syscall hooks are needed: {e}")
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the syscall hooks' relaxer: {e}");
+        }
+    }
+
     pub fn spawn_event_reader(daemon: &Arc<Daemon>) {
         let weak = Arc::downgrade(daemon);
         let on_event = {
@@ -1742,6 +1780,10 @@ impl Daemon {
 
 /// At most one early collection this often (the periodic one is separate).
 pub const EARLY_COLLECTION_GAP: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// How often bpfnsd looks whether the syscall hooks can be detached (a task iterator read: a
+/// few milliseconds).
+pub const HOOK_RELAX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 /// At most this many kernel events are logged a second.
 pub const EVENT_LOG_PER_SEC: u32 = 50;
 

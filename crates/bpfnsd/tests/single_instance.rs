@@ -72,8 +72,8 @@ impl Paths {
 impl Drop for Paths {
     fn drop(&mut self) {
         for p in &self.pins {
-            // Links first, then maps (what `bpfns kernel unload` removes).
-            for sub in ["links", "maps"] {
+            // Links first, then programs and maps (what `bpfns kernel unload` removes).
+            for sub in ["links", "progs", "maps"] {
                 if let Ok(rd) = std::fs::read_dir(p.join(sub)) {
                     for e in rd.flatten() {
                         let _ = std::fs::remove_file(e.path());

@@ -350,6 +350,14 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             }
         }
+        "relax-hooks" => {
+            let layout = bpfns_kernel::PinLayout::new(arg(1));
+            let k = bpfns_kernel::Kernel::open(&layout).unwrap_or_else(|e| fail(&e.to_string()));
+            match k.relax_hooks() {
+                Ok(d) => say(&format!("detached={}", u8::from(d))),
+                Err(e) => fail(&e.to_string()),
+            }
+        }
         "client" => client(&args[1..]),
         a if kside::ACTIONS.contains(&a) => kside::run(&args),
         a if supervised::ACTIONS.contains(&a) => supervised::run(&exe, &args),

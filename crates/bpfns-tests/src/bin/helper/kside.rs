@@ -7,6 +7,9 @@
 //!                       then N times (or SECS seconds) close(n) + create a KIND (map|prog|btf|
 //!                       link) that lands on fd n, while a second thread dup2()s the foreign
 //!                       fd onto n: race=created:C failed:F rounds:R (if not stopped first)
+//!   fake PATH N SECS    the same race with the file at PATH (a FIFO, directory or regular
+//!                       file named like a BPF object's anonymous inode) for the dup2(), and
+//!                       maps: first=ID (a map made before), race=..., last=ID (one made after)
 //!   create-many KIND N [close [MS]]   create N objects of KIND (map|prog|btf|link), or until
 //!                       refused: made=M errno=E (E = 0 when all were made); hold them until
 //!                       EOF, or close each at once (and pause MS milliseconds)
@@ -29,7 +32,7 @@ use bpfns_sys::{rawbpf, testhooks, Errno};
 
 use super::{fail, kind, say};
 
-pub const ACTIONS: [&str; 4] = ["hijack", "create-many", "prog-token", "race-scm"];
+pub const ACTIONS: [&str; 5] = ["hijack", "fake", "create-many", "prog-token", "race-scm"];
 
 const BPF_MAP_CREATE: u32 = 0;
 const BPF_PROG_LOAD: u32 = 5;
@@ -160,6 +163,11 @@ pub fn run(args: &[String]) {
             arg(4).parse().unwrap_or_else(|_| fail("N")),
             args.get(5).and_then(|s| s.parse().ok()),
         ),
+        "fake" => fake(
+            &arg(1),
+            arg(2).parse().unwrap_or_else(|_| fail("N")),
+            arg(3).parse().unwrap_or_else(|_| fail("SECS")),
+        ),
         "create-many" => {
             super::drop_perfmon();
             let c = Creator::new(&arg(1)).unwrap_or_else(|e| fail(&e));
@@ -215,10 +223,51 @@ pub fn hijack(pid: i32, fd: i32, what: &str, rounds: u64, secs: Option<u64>) {
     race(foreign, what, rounds, secs);
 }
 
+/// The id of a map made now (and closed again): map ids only grow, so every map made between
+/// two of these calls has an id between theirs.
+fn map_id_now() -> u32 {
+    let c = Creator::new("map").unwrap_or_else(|e| fail(&e));
+    let fd = c
+        .create()
+        .unwrap_or_else(|e| fail(&format!("map create: {e}")));
+    let owned = testhooks::dup_raw(fd).unwrap_or_else(|e| fail(&format!("dup: {e}")));
+    let _ = testhooks::close_raw(fd);
+    sysbpf::info::<sysbpf::bpf_map_info>(&owned)
+        .map(|i| i.id)
+        .unwrap_or_else(|e| fail(&format!("map info: {e}")))
+}
+
+/// The race against the recorder with a file that only looks like a BPF object: the file at
+/// `path` (named like a map's anonymous inode) is dup2()ed over the fd each map create returns.
+fn fake(path: &str, rounds: u64, secs: u64) {
+    // With the credentials it creates with: the recorder takes a file made with the creator's
+    // credentials (as a new object's is) for what it seems to be.
+    super::drop_perfmon();
+    let meta = std::fs::symlink_metadata(path).unwrap_or_else(|e| fail(&format!("{path}: {e}")));
+    // A FIFO opened for reading and writing does not wait for a peer.
+    let file = if meta.is_dir() {
+        std::fs::File::open(path)
+    } else {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+    }
+    .unwrap_or_else(|e| fail(&format!("opening {path}: {e}")));
+    say(&format!("first={}", map_id_now()));
+    race_as_is(OwnedFd::from(file), "map", rounds, Some(secs));
+    say(&format!("last={}", map_id_now()));
+}
+
 /// The race with a foreign object already in hand.
 pub fn race(foreign: OwnedFd, what: &str, rounds: u64, secs: Option<u64>) {
     // Creating, not tracing: without perfmon power (a namespace denying tracing stops that).
     super::drop_perfmon();
+    race_as_is(foreign, what, rounds, secs);
+}
+
+/// [`race`] with the credentials the process has.
+fn race_as_is(foreign: OwnedFd, what: &str, rounds: u64, secs: Option<u64>) {
     let creator = match Creator::new(what) {
         Ok(c) => c,
         Err(e) => {

@@ -170,6 +170,10 @@ impl Warm {
         let from = src.log_end();
         let all = src.all(kind)?;
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.log_pos.is_none() {
+            // The first read: walks go on from the log as it was before it.
+            st.log_pos = Some(from);
+        }
         Self::install(&mut st, kind, all);
         // What bpfnsd changed while it read: looked up again (the others' log position
         // stays; looking up twice changes nothing).
@@ -519,6 +523,23 @@ mod tests {
         f.reg.delete(&NsPath::parse("/a/c").unwrap()).unwrap();
         assert_eq!(seen(&w, &h, &f, f.a, 0), [1], "same generation: kept");
         assert!(seen(&w, &h, &f, f.a, 1).is_empty());
+    }
+
+    #[test]
+    fn a_walk_after_a_refresh_reads_nothing_whole() {
+        let f = fixture();
+        let h = Host::default();
+        h.put(1, f.a);
+        let w = Warm::default();
+        w.refresh(&h, ObjectKind::Map).unwrap();
+        h.logged(1, f.b);
+        h.put(2, f.a);
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [2]);
+        assert_eq!(*h.reads.borrow(), 1);
+        // Refreshed again: the same answer, the objects found since kept.
+        w.refresh(&h, ObjectKind::Map).unwrap();
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [2]);
+        assert_eq!(*h.reads.borrow(), 2);
     }
 
     #[test]

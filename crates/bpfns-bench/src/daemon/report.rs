@@ -159,6 +159,14 @@ fn trap_rows(floor: &Floor, who: &str, member: &TrapTimes, root: &TrapTimes) -> 
         root.fd_by_id_median_ns,
         inject,
     );
+    // bpfnsd injects in two steps (a call whose answer was never sent stays pending for the
+    // listener keeper): held against that way too.
+    row(
+        "MAP_GET_FD_BY_ID (vs ADDFD+SEND, as bpfnsd)",
+        member.fd_by_id_median_ns,
+        root.fd_by_id_median_ns,
+        floor.of(Mode::AddFdThenSend).map(|f| (f, "ADDFD+SEND")),
+    );
     // Held against the empty round trip literally, too: what the target says as written.
     if let Some(e) = empty {
         row(

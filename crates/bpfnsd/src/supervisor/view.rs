@@ -73,21 +73,35 @@ impl KernelView {
         }
     }
 
-    /// Read every object whole now and every [`warm::REFRESH`] on a thread of its own (until
-    /// the view is dropped), so that no walk pays for it.
+    /// Read every object whole now and every [`warm::REFRESH`], and catch up every
+    /// [`warm::CATCH_UP`], on a thread of its own (until the view is dropped), so that walks
+    /// find little to do.
     pub fn keep_warm(self: &Arc<Self>) {
         let weak: Weak<Self> = Arc::downgrade(self);
         let spawned = std::thread::Builder::new()
             .name("bpfns-warm".into())
-            .spawn(move || loop {
-                let Some(v) = weak.upgrade() else { return };
-                for kind in [ObjectKind::Map, ObjectKind::Prog, ObjectKind::Link] {
-                    if let Err(e) = v.warm.refresh(&KernelSource(&v.kernel), kind) {
-                        tracing::warn!("supervisor: reading every {kind}: {e}");
+            .spawn(move || {
+                let mut last_read: Option<std::time::Instant> = None;
+                loop {
+                    let Some(v) = weak.upgrade() else { return };
+                    let whole = last_read.is_none_or(|t| t.elapsed() >= warm::REFRESH);
+                    for kind in [ObjectKind::Map, ObjectKind::Prog, ObjectKind::Link] {
+                        let src = KernelSource(&v.kernel);
+                        let r = if whole {
+                            v.warm.refresh(&src, kind)
+                        } else {
+                            v.warm.catch_up(&src, kind)
+                        };
+                        if let Err(e) = r {
+                            tracing::warn!("supervisor: reading every {kind}: {e}");
+                        }
                     }
+                    if whole {
+                        last_read = Some(std::time::Instant::now());
+                    }
+                    drop(v);
+                    std::thread::sleep(warm::CATCH_UP);
                 }
-                drop(v);
-                std::thread::sleep(warm::REFRESH);
             });
         if let Err(e) = spawned {
             tracing::warn!("supervisor: no thread keeps the listing warm ({e}); walks read it");

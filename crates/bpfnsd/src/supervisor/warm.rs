@@ -2,8 +2,9 @@
 //! a `GET_NEXT_ID` walk starts from a namespace's visible-id list at once instead of reading
 //! every object on the host (the kernel side's iterator: milliseconds for 10 000 objects).
 //!
-//! It is read whole once (and again every [`REFRESH`], off the walk path when
-//! [`super::KernelView::keep_warm`] runs), and brought up to date at every walk start:
+//! It is read whole once (and again every [`REFRESH`]), and brought up to date at every walk
+//! start and, when [`super::KernelView::keep_warm`] runs, every [`CATCH_UP`] off the walk
+//! path (so that a walk finds little new):
 //! - objects created since: ids above the highest known (ids grow until they wrap at
 //!   `INT_MAX`), found with `GET_NEXT_ID` and their records looked up;
 //! - records bpfnsd itself wrote, moved or dropped (a namespace's deletion, its own loads, the
@@ -11,7 +12,8 @@
 //! - records the kernel side writes after an object is found: an object's record is written
 //!   when the call that created it returns, and a program is quarantined right after its
 //!   record is written, so objects found without a record and programs are looked up again
-//!   at every walk start for [`YOUNG`] after they were found.
+//!   for [`YOUNG`] after they were found, at each walk start after the kernel side's record
+//!   counter moved.
 //!
 //! What a walk sees is what the whole read would have shown at its start, except:
 //! an object freed since is still listed until the collector drops its record or the next
@@ -34,8 +36,13 @@ use super::ViewError;
 
 /// How often everything is read again.
 pub const REFRESH: Duration = Duration::from_secs(10);
-/// How long a newly found object's record is looked up again at each walk start.
-pub const YOUNG: Duration = Duration::from_secs(10);
+/// How often the keeping thread brings the lists up to date between whole reads.
+pub const CATCH_UP: Duration = Duration::from_secs(1);
+/// How long a newly found object's record is looked up again when the kernel side has
+/// written records since. The kernel side writes a record (and quarantines a program) as the
+/// creating call returns, microseconds after the object got its id; whatever comes later
+/// still shows at the next whole read.
+pub const YOUNG: Duration = Duration::from_secs(1);
 /// At the first whole read, the newest this many ids are taken as newly found.
 const FIRST_YOUNG: usize = 256;
 /// Visible lists kept (namespace × kind).
@@ -212,16 +219,9 @@ impl Warm {
         let Some(k) = st.known.get_mut(&kind) else {
             return Ok(());
         };
-        k.young.retain(|(_, at)| at.elapsed() <= YOUNG);
-        // Read before any record is looked up: a record written after a look-up shows as a
-        // different count at the next walk start.
-        let writes = if k.young.is_empty() {
-            None
-        } else {
-            Some(src.record_writes()?)
-        };
-        // Objects created since.
         let now = Instant::now();
+        k.young.retain(|(_, at)| now.duration_since(*at) <= YOUNG);
+        // Objects created since.
         let mut found = false;
         while let Some(id) = src.next_id(kind, k.high)? {
             let owner = src.owner(kind, id)?;
@@ -232,8 +232,15 @@ impl Warm {
             }
             k.high = id;
         }
-        // Records the kernel side may have written or quarantined since they were looked up.
-        if writes.is_none() || writes != k.writes_seen {
+        if k.young.is_empty() {
+            k.writes_seen = None;
+            return Ok(());
+        }
+        // Records the kernel side may have written or quarantined since they were looked up:
+        // the count is read before looking them up again, so a record written after a look-up
+        // shows as a different count at a later walk start.
+        let writes = src.record_writes()?;
+        if found || k.writes_seen != Some(writes) {
             for i in 0..k.young.len() {
                 let id = k.young[i].0;
                 if k.owners.contains_key(&id) {
@@ -242,12 +249,22 @@ impl Warm {
                 }
             }
         }
-        k.writes_seen = if found && writes.is_none() {
-            None
-        } else {
-            writes
-        };
+        k.writes_seen = Some(writes);
         Ok(())
+    }
+
+    /// Bring `kind` up to date now (off the walk path), as a walk start would.
+    pub fn catch_up(&self, src: &dyn Source, kind: ObjectKind) -> Result<(), ViewError> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !st.known.contains_key(&kind) {
+            return Ok(());
+        }
+        let r = Self::sync(&mut st, src, kind);
+        if r.is_err() {
+            st.known.clear();
+            st.views.clear();
+        }
+        r
     }
 
     /// Put a whole read of `kind` in place.
@@ -262,7 +279,7 @@ impl Warm {
                 let mut y: Vec<(u32, Instant)> = o
                     .young
                     .iter()
-                    .filter(|(id, at)| at.elapsed() <= YOUNG && owners.contains_key(id))
+                    .filter(|(id, at)| now.duration_since(*at) <= YOUNG && owners.contains_key(id))
                     .copied()
                     .collect();
                 y.extend(

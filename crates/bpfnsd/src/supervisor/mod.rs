@@ -43,20 +43,23 @@
 //! costs ~8 KiB of kernel stack and a mostly untouched user stack; a host with thousands of
 //! concurrently supervised process trees would want an epoll-based pool instead.
 //!
-//! **Latency** (`bpfns-bench daemon --supervisor-only`, docs/benchmarks.md "The supervisor
-//! against the seccomp floor"; 2 vCPUs, figures of a busy machine): the floor, measured in
-//! the same run, is an empty user-notification round trip (~2.5 µs), ~4.2 µs with the read,
-//! `NOTIF_ID_VALID` and write a `GET_NEXT_ID` needs, ~3.1 µs for an fd injected with
-//! `ADDFD | SEND` and ~4.1 µs with `ADDFD` then `SEND`. A trapped `MAP_GET_NEXT_ID` takes
-//! ~5.4–6 µs (within 2× of floor + direct call), `MAP_GET_FD_BY_ID` ~9–10 µs for a CAP_BPF
-//! member and ~11–13 µs for a host-root one, the first `GET_NEXT_ID` of a walk ~20–40 µs
-//! instead of milliseconds. What matters:
+//! **Latency** (reproduce: `cargo build --release -p bpfnsd -p bpfns-cli -p bpfns-bench &&
+//! target/release/bpfns-bench daemon --supervisor-only`; docs/benchmarks.md, "The supervisor
+//! against the seccomp floor"; 2 vCPUs, indicative figures of a busy machine): the floor,
+//! measured in the same run, is an empty user-notification round trip (~2.4 µs), ~3.8 µs with
+//! the read, `NOTIF_ID_VALID` and write a `GET_NEXT_ID` needs, ~2.8 µs for an fd injected
+//! with `ADDFD | SEND` and ~4.1 µs with `ADDFD` then `SEND`. A trapped `MAP_GET_NEXT_ID` takes
+//! ~5.0–5.4 µs (within 2× of floor + direct call), `MAP_GET_FD_BY_ID` ~8.5 µs for a CAP_BPF
+//! member and ~11.6–14 µs for a host-root one (2.5× and 3.5× the `ADDFD | SEND` floor +
+//! direct call: the remaining distance is the two-step injection, and for `CAP_SYSLOG`
+//! holders the user-namespace check and a `capset` pair, below), the first `GET_NEXT_ID` of a
+//! walk ~15–70 µs instead of 6–10 ms. What matters:
 //! - *Wake-ups.* `SYNC_WAKE_UP` on the listener and a thread that waits in `poll`: the
 //!   caller's notification wakes the supervisor on the caller's CPU and the answer wakes the
 //!   caller on the supervisor's, so a round trip stays on one CPU. Pinning ([`Options::pin_cpu`])
 //!   only hurts: with caller and supervisor held on two CPUs every wake-up crosses to an idle
-//!   vCPU, 35–95 µs per round trip.
-//! - *Reply mode.* `ADDFD | SEND` is ~1 µs cheaper than `ADDFD` then `SEND` when both stay on
+//!   vCPU, 36–126 µs per round trip.
+//! - *Reply mode.* `ADDFD | SEND` is ~1.3 µs cheaper than `ADDFD` then `SEND` when both stay on
 //!   one CPU (they do, unpinned); bpfnsd still uses the two steps ([`install`]) because an
 //!   `ADDFD | SEND` cut short by bpfnsd's death leaves the call answered with fd 0.
 //! - *Syscalls per call.* `GET_NEXT_ID` makes 8 (`poll`, `RECV`, `capget`,

@@ -300,6 +300,7 @@ impl Warm {
                 .map(|(id, _)| (*id, now))
                 .collect(),
         };
+        let same = old.as_ref().is_some_and(|o| o.owners == owners);
         st.known.insert(
             kind,
             Known {
@@ -308,7 +309,11 @@ impl Warm {
                 young,
                 writes_seen: None,
                 read_at: now,
-                version: next_version(),
+                // The same owners as before: the visible lists computed from them still hold.
+                version: match &old {
+                    Some(o) if same => o.version,
+                    _ => next_version(),
+                },
             },
         );
     }

@@ -45,20 +45,21 @@
 //!
 //! **Latency** (reproduce: `cargo build --release -p bpfnsd -p bpfns-cli -p bpfns-bench &&
 //! target/release/bpfns-bench daemon --supervisor-only`; docs/benchmarks.md, "The supervisor
-//! against the seccomp floor"; 2 vCPUs, indicative figures of a busy machine): the floor,
-//! measured in the same run, is an empty user-notification round trip (~2.4 µs), ~3.8 µs with
-//! the read, `NOTIF_ID_VALID` and write a `GET_NEXT_ID` needs, ~2.8 µs for an fd injected
-//! with `ADDFD | SEND` and ~4.1 µs with `ADDFD` then `SEND`. A trapped `MAP_GET_NEXT_ID` takes
-//! ~5.0–5.4 µs (within 2× of floor + direct call), `MAP_GET_FD_BY_ID` ~8.5 µs for a CAP_BPF
-//! member and ~11.6–14 µs for a host-root one (2.5× and 3.5× the `ADDFD | SEND` floor +
-//! direct call: the remaining distance is the two-step injection, and for `CAP_SYSLOG`
-//! holders the user-namespace check and a `capset` pair, below), the first `GET_NEXT_ID` of a
-//! walk ~15–70 µs instead of 6–10 ms. What matters:
+//! against the seccomp floor"; 2 vCPUs, quiet): the floor, measured in the same run, is an
+//! empty user-notification round trip (~2.2 µs), ~3.4 µs with the read, `NOTIF_ID_VALID` and
+//! write a `GET_NEXT_ID` needs, ~2.5 µs for an fd injected with `ADDFD | SEND` and ~3.8 µs
+//! with `ADDFD` then `SEND`. A trapped `MAP_GET_NEXT_ID` takes ~4.7–4.8 µs (within 2× of
+//! floor + direct call), `MAP_GET_FD_BY_ID` ~8 µs for a CAP_BPF member (within 2× of the
+//! two-step injection bpfnsd uses + direct call) and ~11.5–16 µs for a host-root one (the
+//! user-namespace check and a `capset` pair, below), both with a tail of 65–76 µs at p90 when
+//! `ADDFD`'s plain wake-up of the caller lands on the idle vCPU; the first `GET_NEXT_ID` of a
+//! walk ~15–30 µs, ~55–85 µs within a second of a burst of creations, instead of 6–10 ms.
+//! What matters:
 //! - *Wake-ups.* `SYNC_WAKE_UP` on the listener and a thread that waits in `poll`: the
 //!   caller's notification wakes the supervisor on the caller's CPU and the answer wakes the
 //!   caller on the supervisor's, so a round trip stays on one CPU. Pinning ([`Options::pin_cpu`])
 //!   only hurts: with caller and supervisor held on two CPUs every wake-up crosses to an idle
-//!   vCPU, 36–126 µs per round trip.
+//!   vCPU, 57–130 µs per round trip.
 //! - *Reply mode.* `ADDFD | SEND` is ~1.3 µs cheaper than `ADDFD` then `SEND` when both stay on
 //!   one CPU (they do, unpinned); bpfnsd still uses the two steps ([`install`]) because an
 //!   `ADDFD | SEND` cut short by bpfnsd's death leaves the call answered with fd 0.

@@ -136,6 +136,9 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },
+    /// Internal: the caller side of the seccomp floor (traps getppid, times each call).
+    #[command(hide = true)]
+    FloorCaller,
     /// Internal: the measuring process the controller drives over stdin/stdout.
     #[command(hide = true)]
     Worker {
@@ -238,6 +241,7 @@ fn main() {
         Some(Cmd::Scale(ref a)) => scale::run(a),
         Some(Cmd::Load(ref a)) => daemon::serve_load(a),
         Some(Cmd::Traps { reps }) => daemon::serve_traps(reps),
+        Some(Cmd::FloorCaller) => daemon::serve_floor_caller(),
         None => bench(&cli),
     };
     if let Err(e) = result {

@@ -15,6 +15,7 @@ use crate::abi::{self, RawRecord, RecordDetails, Stat, TaskTag};
 use crate::doctor::Layer;
 use crate::error::{KernelError, Result};
 use crate::layout::{PinLayout, LINKS, MAPS, ON_DEMAND};
+pub use crate::record_log::{RecordChange, RecordLog};
 
 /// One BPF object and its owner namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -795,6 +796,9 @@ impl Kernel {
     /// one. Whether it was there to change.
     fn write_owner(&self, kind: ObjectKind, id: u32, ns: NsId, flags: MapFlags) -> Result<bool> {
         let key = abi::obj_key(kind, id);
+        // Logged before the write: a reader that syncs in between looks the record up again
+        // at its next sync at the latest.
+        RecordLog::note(kind, id, false);
         if ns == NsId::ROOT {
             return match self.obj_owner.delete(&key) {
                 Ok(()) => Ok(true),
@@ -869,6 +873,7 @@ impl Kernel {
             return Ok(false);
         };
         if abi::parse_obj_owner(&v) == Some(NsId::QUARANTINE) {
+            RecordLog::note(kind, id, false);
             return match self
                 .obj_owner
                 .update(&key, &abi::obj_quarantined(to), MapFlags::EXIST)
@@ -987,6 +992,7 @@ impl Kernel {
     /// Write the ownership record of object (kind, id) as `ns`'s unless one exists
     /// (`BPF_NOEXIST`, as the kernel side writes its own). Whether it was written.
     pub fn record_new(&self, kind: ObjectKind, id: u32, ns: NsId) -> Result<bool> {
+        RecordLog::note(kind, id, false);
         match self.obj_owner.update(
             &abi::obj_key(kind, id),
             &abi::obj_owner(ns),
@@ -1146,6 +1152,7 @@ impl Kernel {
             if !live.contains(&(kind, id)) && sysbpf::fd_by_id(kind, id).is_err() {
                 match self.write_owner(kind, id, NsId::ROOT, MapFlags::ANY) {
                     Ok(true) => {
+                        RecordLog::note(kind, id, true);
                         removed += 1;
                         *freed.entry(owner).or_default() += 1;
                     }
@@ -1160,6 +1167,28 @@ impl Kernel {
         // Count what was dropped even when a later step failed.
         self.add_dfreed(&freed)?;
         result.map(|()| removed)
+    }
+
+    /// A count that grows whenever the kernel side writes an ownership record (either layer)
+    /// or stops a task (which may quarantine a program's record first): read before looking
+    /// records up, it tells a reader whether any may have changed since.
+    pub fn record_writes(&self) -> Result<u64> {
+        // The BPF LSM layer's "recorded" counter (see lsm.rs).
+        const LSM_RECORDED: u32 = 6;
+        let mut n = 0u64;
+        for idx in [Stat::Recorded as u32, Stat::Killed as u32, LSM_RECORDED] {
+            let per_cpu = self
+                .stats
+                .lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY)
+                .map_err(KernelError::libbpf("reading stats"))?
+                .unwrap_or_default();
+            for v in &per_cpu {
+                if let Some(b) = v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                    n = n.wrapping_add(u64::from_ne_bytes(b));
+                }
+            }
+        }
+        Ok(n)
     }
 
     /// The kernel side's counters, summed over CPUs.

@@ -17,6 +17,7 @@ pub mod layout;
 pub mod loader;
 pub mod lsm;
 pub mod migrate;
+pub mod record_log;
 
 #[allow(
     clippy::all,

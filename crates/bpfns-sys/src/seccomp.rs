@@ -800,6 +800,32 @@ pub(crate) fn poll_in(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<P
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_mapped_in_flight_record_reads_back_as_written() {
+        let f = InFlight::create().unwrap();
+        let m = f.map().unwrap();
+        m.record(0x0102_0304_0506_0708);
+        assert_eq!(f.last().unwrap(), 0x0102_0304_0506_0708);
+        f.record(5).unwrap();
+        drop(m);
+        assert_eq!(f.last().unwrap(), 5);
+    }
+
+    #[test]
+    fn an_in_flight_record_that_may_shrink_is_not_mapped() {
+        let fd = rustix::fs::memfd_create(
+            "bpfns-test",
+            rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+        )
+        .unwrap();
+        rustix::fs::ftruncate(&fd, 8).unwrap();
+        let f = InFlight::from_fd(fd).unwrap();
+        assert_eq!(f.map().unwrap_err().errno, Errno::INVAL);
+        // Writing through the fd still works.
+        f.record(3).unwrap();
+        assert_eq!(f.last().unwrap(), 3);
+    }
+
     use super::*;
     use crate::cbpf::{off_arg_lo, JEQ_K, LD_W_ABS, OFF_ARCH, OFF_NR, RET_K};
 
@@ -1024,12 +1050,85 @@ impl InFlight {
             .map_err(|e| SysError::new("pwrite in-flight record", e))
     }
 
+    /// A mapping of the record, to [`record`](InFlightMap::record) ids with a plain store
+    /// instead of a system call. Only for a record whose size is sealed at 8 bytes or more
+    /// and that may be written (else `EINVAL` / `EPERM`): a mapped file that shrank would
+    /// fault.
+    pub fn map(&self) -> Result<InFlightMap> {
+        let seals = rustix::fs::fcntl_get_seals(&self.0)
+            .map_err(|e| SysError::new("F_GET_SEALS in-flight record", e))?;
+        if !seals.contains(rustix::fs::SealFlags::SHRINK) {
+            return Err(SysError::new(
+                "mapping an in-flight record that may shrink",
+                Errno::INVAL,
+            ));
+        }
+        if seals.intersects(rustix::fs::SealFlags::WRITE | rustix::fs::SealFlags::FUTURE_WRITE) {
+            return Err(SysError::new(
+                "mapping a write-sealed in-flight record",
+                Errno::PERM,
+            ));
+        }
+        let st = rustix::fs::fstat(&self.0).map_err(|e| SysError::new("fstat in-flight", e))?;
+        if st.st_size < 8 {
+            return Err(SysError::new(
+                "mapping an in-flight record under 8 bytes",
+                Errno::INVAL,
+            ));
+        }
+        // SAFETY: a new shared mapping of 8 bytes of a file at least that long, which cannot
+        // shrink (sealed); nothing else is mapped there.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                8,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.0.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(SysError::new("mmap in-flight record", last_errno()));
+        }
+        Ok(InFlightMap(p.cast()))
+    }
+
     /// The last id recorded (0: none yet).
     pub fn last(&self) -> Result<u64> {
         let mut b = [0u8; 8];
         let n = rustix::io::pread(&self.0, &mut b, 0)
             .map_err(|e| SysError::new("pread in-flight record", e))?;
         Ok(if n == 8 { u64::from_le_bytes(b) } else { 0 })
+    }
+}
+
+/// An [`InFlight`] record mapped into this process ([`InFlight::map`]).
+#[derive(Debug)]
+pub struct InFlightMap(*mut std::sync::atomic::AtomicU64);
+
+// SAFETY: the mapping is process memory like any other; the atomic makes stores from any
+// thread sound.
+unsafe impl Send for InFlightMap {}
+// SAFETY: as above.
+unsafe impl Sync for InFlightMap {}
+
+impl InFlightMap {
+    /// Record that notification `id` is being answered (as [`InFlight::record`] writes it:
+    /// little-endian, read back with [`InFlight::last`]).
+    pub fn record(&self, id: u64) {
+        // SAFETY: the mapping is page-aligned, 8 bytes long and lives as long as `self`.
+        unsafe { &*self.0 }.store(
+            u64::from_ne_bytes(id.to_le_bytes()),
+            std::sync::atomic::Ordering::Release,
+        );
+    }
+}
+
+impl Drop for InFlightMap {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `InFlight::map` mapped.
+        unsafe { libc::munmap(self.0.cast(), 8) };
     }
 }
 

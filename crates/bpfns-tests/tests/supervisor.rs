@@ -1140,6 +1140,51 @@ fn kernel_view_agrees_with_the_records() {
     assert_eq!(env.view.namespace_of(me.as_fd()).unwrap(), NsId::ROOT);
 }
 
+/// The visible ids are kept between walks, not read again: they still follow what is created
+/// and what bpfnsd gives away, and a namespace never sees another's object through them.
+#[test]
+fn kept_visible_ids_follow_new_objects_and_moved_records() {
+    require_kernel!();
+    let env = Env::new("warm");
+    let visible = |ns: NsId| -> BTreeSet<u32> {
+        env.view
+            .visible_ids(ns, ObjectKind::Map)
+            .unwrap()
+            .into_iter()
+            .collect()
+    };
+    assert_eq!(visible(env.a), env.visible_to_a(ObjectKind::Map));
+    // Created after the list was read: /a's shows up, /b's and the root's do not.
+    let (_ha, mine) = create(&env.tk, Some(env.a), "map", None);
+    let (_hb, theirs) = create(&env.tk, Some(env.b), "map", None);
+    let (_hr, roots) = create(&env.tk, None, "map", None);
+    let now = visible(env.a);
+    assert!(now.contains(&mine));
+    assert!(!now.contains(&theirs) && !now.contains(&roots));
+    assert!(visible(env.b).contains(&theirs));
+    assert!(!visible(env.b).contains(&mine));
+    // bpfnsd moves a record (as when a namespace is deleted): seen at the next walk.
+    env.tk
+        .kernel
+        .set_owner(ObjectKind::Map, mine, env.b)
+        .unwrap();
+    assert!(!visible(env.a).contains(&mine));
+    assert!(visible(env.b).contains(&mine));
+    env.tk
+        .kernel
+        .set_owner(ObjectKind::Map, mine, env.a)
+        .unwrap();
+    assert!(visible(env.a).contains(&mine));
+    // Freed and collected: no longer listed.
+    drop(_ha);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sysbpf::fd_by_id(ObjectKind::Map, mine).is_ok() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    env.tk.kernel.collect_garbage().unwrap();
+    assert!(!visible(env.a).contains(&mine));
+}
+
 // ---- PROG_QUERY and TASK_FD_QUERY --------------------------------------
 
 /// The cgroup2 mount, if there is one.

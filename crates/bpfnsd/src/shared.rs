@@ -2,6 +2,7 @@
 //! by the supervisor's threads through [`SharedRegistry::read`], replaced only by the
 //! daemon's transactions once they are durable.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bpfns_model::Registry;
@@ -14,7 +15,7 @@ thread_local! {
 
 /// The one handle on the registry every reader uses (cheap to clone: it is shared).
 #[derive(Debug, Clone, Default)]
-pub struct SharedRegistry(Arc<RwLock<Registry>>);
+pub struct SharedRegistry(Arc<RwLock<Registry>>, Arc<AtomicU64>);
 
 /// A read guard on the registry, counted per thread in debug builds.
 #[derive(Debug)]
@@ -36,7 +37,13 @@ impl Drop for RegistryRead<'_> {
 
 impl SharedRegistry {
     pub fn new(registry: Registry) -> Self {
-        Self(Arc::new(RwLock::new(registry)))
+        Self(Arc::new(RwLock::new(registry)), Arc::default())
+    }
+
+    /// How many times the registry was replaced: what was derived from it (a namespace's
+    /// visible ids) is still right while this stays the same.
+    pub fn generation(&self) -> u64 {
+        self.1.load(Ordering::Acquire)
     }
 
     /// The registry, read-locked. At most one such guard per thread: std's RwLock deadlocks
@@ -60,7 +67,10 @@ impl SharedRegistry {
     /// Put `next` in place. The daemon's transactions call this once `next` is stored; tests
     /// that stand in for the daemon call it directly.
     pub fn replace(&self, next: Registry) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = next;
+        let mut w = self.0.write().unwrap_or_else(|e| e.into_inner());
+        *w = next;
+        // Under the write lock: a reader that saw the old generation read the old registry.
+        self.1.fetch_add(1, Ordering::AcqRel);
     }
 }
 

@@ -24,6 +24,7 @@
 
 mod broker;
 mod cpu;
+mod floor;
 mod report;
 pub(crate) mod rig;
 mod traps;
@@ -39,6 +40,7 @@ use bpfns_model::ObjectKind;
 use serde::Serialize;
 
 pub use broker::{serve as serve_load, LoadArgs};
+pub use floor::serve_caller as serve_floor_caller;
 pub use rig::alive;
 pub use traps::serve as serve_traps;
 
@@ -78,6 +80,10 @@ pub struct Args {
     /// Skip the load benchmarks (FD broker, list).
     #[arg(long)]
     pub no_load: bool,
+    /// Only the supervisor: the seccomp floor and each trapped listing call against it
+    /// (no process rounds, no load).
+    #[arg(long)]
+    pub supervisor_only: bool,
     /// The bpfnsd binary [default: beside this binary, e.g. target/release/bpfnsd].
     #[arg(long)]
     pub bpfnsd: Option<PathBuf>,
@@ -344,6 +350,8 @@ pub struct Measured {
     pub rounds_cpu: Option<cpu::Usage>,
     /// Per-call times of a map walk: as a member (supervised) and as root.
     pub traps: Vec<(String, traps::TrapTimes)>,
+    /// The seccomp user-notification floor.
+    pub floor: Option<floor::Floor>,
 }
 
 /// `bpfns-bench daemon`.
@@ -578,7 +586,12 @@ fn measure(
 
     let warmup = 1;
     let mut meter = None;
-    for round in 0..warmup + sizes.rounds {
+    let rounds = if args.supervisor_only {
+        0
+    } else {
+        warmup + sizes.rounds
+    };
+    for round in 0..rounds {
         if round == warmup {
             meter = Some(cpu::Meter::start(&[
                 (std::process::id(), true),
@@ -638,7 +651,12 @@ fn measure(
         let mut line = String::new();
         std::io::stdin().read_line(&mut line)?;
     }
-    analysis(daemon, &mut m)?;
+    if !args.supervisor_only {
+        analysis(daemon, &mut m)?;
+    }
+    check_interrupt()?;
+    eprintln!("timing the seccomp floor");
+    m.floor = Some(floor::measure(0)?);
     let exe = std::env::current_exe()?;
     let mut member = Command::new(bpfns);
     member
@@ -649,15 +667,26 @@ fn measure(
         .args(["traps", "--reps", "3"]);
     let mut root = Command::new(&exe);
     root.args(["traps", "--reps", "3"]);
+    let mut cap_bpf = Command::new(bpfns);
+    cap_bpf
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args(["exec", NS, "--"])
+        .arg(setpriv)
+        .args(CAP_BPF_ONLY)
+        .arg(&exe)
+        .args(["traps", "--reps", "3"]);
+    // The first two are what the supervisor's table compares (report::trap_rows).
     for (who, cmd) in [
         ("member (host root), supervised", member),
         ("root, direct", root),
+        ("member (CAP_BPF only), supervised", cap_bpf),
     ] {
         check_interrupt()?;
         eprintln!("timing each listing call: {who}");
         m.traps.push((who.to_string(), traps::run(cmd)?));
     }
-    if !args.no_load {
+    if !args.no_load && !args.supervisor_only {
         let full = Duration::from_secs_f64(sizes.load_seconds);
         let short = Duration::from_secs_f64(sizes.short_seconds);
         let warm = Duration::from_millis(if args.quick { 200 } else { 500 });

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::broker::LoadResult;
 use super::cpu::Usage;
+use super::floor::{Floor, Mode};
 use super::traps::TrapTimes;
 use super::{Measured, Scenario, Sizes};
 use crate::report::{fmt_ns, verdict, Machine};
@@ -18,6 +19,12 @@ pub const MEMBER_TARGET: f64 = 1.5;
 /// FD broker with the configured clients.
 pub const BROKER_RPS_TARGET: f64 = 50_000.0;
 pub const BROKER_P99_TARGET_NS: f64 = 1_000_000.0;
+/// A trapped call against the floor: at most this many times (the mechanism's round trip +
+/// the same call made directly).
+pub const TRAP_TARGET: f64 = 2.0;
+/// Unmodified bpftool inside a namespace, against root's over the same maps, for the
+/// supervisor's verdict.
+pub const MEMBER_BPFTOOL_TARGET: f64 = 2.0;
 
 /// Above this many CPUs of other work, the report warns that figures are disturbed.
 pub const OTHER_WORK_WARNING: f64 = 0.25;
@@ -83,6 +90,101 @@ pub struct DaemonReport {
     /// the map holders), in CPUs.
     pub rounds_cpu: Option<Usage>,
     pub traps: Vec<(String, TrapTimes)>,
+    /// The seccomp user-notification floor, measured in this run.
+    pub floor: Option<Floor>,
+    /// Each trapped call against the floor.
+    pub supervisor: Vec<TrapRow>,
+}
+
+/// A trapped call against what the mechanism and the call itself cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrapRow {
+    /// Which member made the calls.
+    pub member: String,
+    pub call: &'static str,
+    /// Median of the call as a supervised member.
+    pub trapped_ns: f64,
+    /// Median of the same call made directly (as root).
+    pub direct_ns: f64,
+    /// Which floor it is held against, and its median.
+    pub floor: &'static str,
+    pub floor_ns: f64,
+    /// trapped / (floor + direct); the target is on this.
+    pub ratio: f64,
+    pub target: f64,
+    pub verdict: &'static str,
+}
+
+/// The supervisor's rows: `member` and `root` are the traps probe's two callers.
+fn trap_rows(floor: &Floor, who: &str, member: &TrapTimes, root: &TrapTimes) -> Vec<TrapRow> {
+    let mut rows = Vec::new();
+    let empty = floor.of(Mode::Empty);
+    // An fd answer cannot be cheaper than the cheaper of the two ways to inject one.
+    let inject = match (floor.of(Mode::AddFdSend), floor.of(Mode::AddFdThenSend)) {
+        (Some(a), Some(b)) => Some((a.min(b), if a <= b { "ADDFD|SEND" } else { "ADDFD+SEND" })),
+        _ => None,
+    };
+    let mut row = |call, trapped: f64, direct: f64, floor: Option<(f64, &'static str)>| {
+        if let Some((f, name)) = floor {
+            let ratio = trapped / (f + direct);
+            rows.push(TrapRow {
+                member: who.to_string(),
+                call,
+                trapped_ns: trapped,
+                direct_ns: direct,
+                floor: name,
+                floor_ns: f,
+                ratio,
+                target: TRAP_TARGET,
+                verdict: meets(ratio <= TRAP_TARGET),
+            });
+        }
+    };
+    let empty = empty.map(|e| (e, "empty"));
+    row(
+        "MAP_GET_NEXT_ID",
+        member.next_id_median_ns,
+        root.next_id_median_ns,
+        empty,
+    );
+    row(
+        "MAP_GET_NEXT_ID, first of a walk",
+        member.first_next_id_ns,
+        root.first_next_id_ns,
+        empty,
+    );
+    row(
+        "MAP_GET_FD_BY_ID",
+        member.fd_by_id_median_ns,
+        root.fd_by_id_median_ns,
+        inject,
+    );
+    // bpfnsd injects in two steps (a call whose answer was never sent stays pending for the
+    // listener keeper): held against that way too.
+    row(
+        "MAP_GET_FD_BY_ID (vs ADDFD+SEND, as bpfnsd)",
+        member.fd_by_id_median_ns,
+        root.fd_by_id_median_ns,
+        floor.of(Mode::AddFdThenSend).map(|f| (f, "ADDFD+SEND")),
+    );
+    // Held against the empty round trip literally, too: what the target says as written.
+    if let Some(e) = empty {
+        row(
+            "MAP_GET_FD_BY_ID (vs the empty round trip)",
+            member.fd_by_id_median_ns,
+            root.fd_by_id_median_ns,
+            Some(e),
+        );
+    }
+    rows
+}
+
+fn meets(ok: bool) -> &'static str {
+    if ok {
+        "meets"
+    } else {
+        "misses"
+    }
 }
 
 fn per_round(v: &[f64]) -> Vec<Vec<f64>> {
@@ -266,6 +368,17 @@ impl DaemonReport {
             analysis: m.analysis.clone(),
             rounds_cpu: m.rounds_cpu.clone(),
             traps: m.traps.clone(),
+            floor: m.floor.clone(),
+            supervisor: match (&m.floor, m.traps.get(1)) {
+                (Some(f), Some((_, root))) => m
+                    .traps
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != 1)
+                    .flat_map(|(_, (who, member))| trap_rows(f, who, member, root))
+                    .collect(),
+                _ => Vec::new(),
+            },
         }
     }
 
@@ -468,6 +581,68 @@ impl DaemonReport {
                     )
                 );
             }
+        }
+        if let Some(f) = &self.floor {
+            let _ = writeln!(
+                s,
+                "\n== The seccomp floor (a child traps getppid; this process answers at once; \
+                 SYNC_WAKE_UP on, poll then recv as bpfnsd; median per call)"
+            );
+            for t in &f.times {
+                let _ = writeln!(
+                    s,
+                    "{:<50} {:<10} {:>10} (p90 {})",
+                    t.mode.label(),
+                    t.placement.label(),
+                    fmt_ns(t.median_ns),
+                    fmt_ns(t.p90_ns)
+                );
+            }
+        }
+        if !self.supervisor.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n== Trapped calls against the floor (ratio = trapped / (floor + direct), \
+                 target ≤{TRAP_TARGET:.1})"
+            );
+            let _ = writeln!(
+                s,
+                "{:<44} {:>10} {:>10} {:>22} {:>7} {:>8}",
+                "call", "trapped", "direct", "floor", "ratio", "verdict"
+            );
+            let mut member = "";
+            for r in &self.supervisor {
+                if r.member != member {
+                    member = &r.member;
+                    let _ = writeln!(s, "{member}:");
+                }
+                let _ = writeln!(
+                    s,
+                    "{:<44} {:>10} {:>10} {:>22} {:>7.2} {:>8}",
+                    r.call,
+                    fmt_ns(r.trapped_ns),
+                    fmt_ns(r.direct_ns),
+                    format!("{} {}", r.floor, fmt_ns(r.floor_ns)),
+                    r.ratio,
+                    r.verdict
+                );
+            }
+        }
+        if let Some(r) = self
+            .comparisons
+            .iter()
+            .find(|c| c.subject == Scenario::MemberRootBpftool.label())
+        {
+            let ok = r.stats.ratio <= MEMBER_BPFTOOL_TARGET;
+            let _ = writeln!(
+                s,
+                "unmodified bpftool in a namespace ({} visible of {}) against root's over the \
+                 same maps: ratio {:.2}, target ≤{MEMBER_BPFTOOL_TARGET:.1}, {}",
+                z.visible,
+                z.maps,
+                r.stats.ratio,
+                meets(ok)
+            );
         }
         if !self.analysis.is_empty() {
             let _ = writeln!(

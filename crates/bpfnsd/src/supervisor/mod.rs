@@ -43,16 +43,43 @@
 //! costs ~8 KiB of kernel stack and a mostly untouched user stack; a host with thousands of
 //! concurrently supervised process trees would want an epoll-based pool instead.
 //!
-//! **Latency** (`tests/supervisor.rs`, `latency_of_intercepted_calls`; a 2-vCPU VM where a
-//! plain bpf() call costs 1.4–1.6 µs): an intercepted `MAP_GET_NEXT_ID` inside a walk takes
-//! ~16–20 µs at the median, `MAP_GET_FD_BY_ID` ~22–37 µs (`ADDFD | SEND`, synchronous
-//! wake-up on). What matters: `SYNC_WAKE_UP` on the listener; caching callers' pidfds
-//! (`pidfd_open` + `close` alone cost 7.5 µs there); `PIDFD_GET_USER_NAMESPACE` instead of
-//! stat'ing `/proc/<tid>/ns/user` (8.8 µs); one `capset` each way around an open instead of
-//! `capget` + `capset`. The rest is wake-ups: the `ADDFD` reply wakes the caller with a
-//! plain `complete()`, which an idle vCPU answers slowly; `ADDFD` followed by a separate
-//! `SEND` (which does use the synchronous wake-up) was not faster unless caller and
-//! supervisor share one CPU ([`ReplyMode`], [`Options::pin_cpu`]).
+//! **Latency** (reproduce: `cargo build --release -p bpfnsd -p bpfns-cli -p bpfns-bench &&
+//! target/release/bpfns-bench daemon --supervisor-only`; docs/benchmarks.md, "The supervisor
+//! against the seccomp floor"; 2 vCPUs, quiet): the floor, measured in the same run, is an
+//! empty user-notification round trip (~2.2 µs), ~3.4 µs with the read, `NOTIF_ID_VALID` and
+//! write a `GET_NEXT_ID` needs, ~2.5 µs for an fd injected with `ADDFD | SEND` and ~3.8 µs
+//! with `ADDFD` then `SEND`. A trapped `MAP_GET_NEXT_ID` takes ~4.7–4.8 µs (within 2× of
+//! floor + direct call), `MAP_GET_FD_BY_ID` ~8 µs for a CAP_BPF member (within 2× of the
+//! two-step injection bpfnsd uses + direct call) and ~11.5–16 µs for a host-root one (the
+//! user-namespace check and a `capset` pair, below), both with a tail of 65–76 µs at p90 when
+//! `ADDFD`'s plain wake-up of the caller lands on the idle vCPU; the first `GET_NEXT_ID` of a
+//! walk ~15–30 µs, ~55–85 µs within a second of a burst of creations, instead of 6–10 ms.
+//! What matters:
+//! - *Wake-ups.* `SYNC_WAKE_UP` on the listener and a thread that waits in `poll`: the
+//!   caller's notification wakes the supervisor on the caller's CPU and the answer wakes the
+//!   caller on the supervisor's, so a round trip stays on one CPU. Pinning ([`Options::pin_cpu`])
+//!   only hurts: with caller and supervisor held on two CPUs every wake-up crosses to an idle
+//!   vCPU, 57–130 µs per round trip.
+//! - *Reply mode.* `ADDFD | SEND` is ~1.3 µs cheaper than `ADDFD` then `SEND` when both stay on
+//!   one CPU (they do, unpinned); bpfnsd still uses the two steps ([`install`]) because an
+//!   `ADDFD | SEND` cut short by bpfnsd's death leaves the call answered with fd 0.
+//! - *Syscalls per call.* `GET_NEXT_ID` makes 8 (`poll`, `RECV`, `capget`,
+//!   `process_vm_readv`, `ID_VALID`, the namespace lookup, `process_vm_writev`, `SEND`); the
+//!   in-flight record is a store into a shared mapping, not a `pwrite`. `GET_FD_BY_ID` adds
+//!   the owner lookup, the open, `ADDFD`, a `close`, and for a caller holding `CAP_SYSLOG`
+//!   `PIDFD_GET_USER_NAMESPACE` + `fstat` + `close` (~2 µs: it makes a file every time) and a
+//!   `capset` pair around the open. Pidfds are cached (a cached one can only name a task
+//!   that exited, and then fails). Capabilities and the user namespace are read at every
+//!   call: a thread changes them with its own syscalls (`capset`, `setuid`, `unshare`,
+//!   `setns`, `execve`, which keeps the thread id) between two trapped calls, unseen by
+//!   bpfnsd, and no cheap read tells that they changed — after `unshare(CLONE_NEWUSER)` and
+//!   a `capset` back, `capget` shows the same sets, so a cached "initial user namespace"
+//!   would lend capabilities the caller no longer holds there. The namespace tag is read per
+//!   call too (`enter` can move a running member).
+//! - *Walk start.* The visible ids come from [`warm::Warm`]: every object's owner read once
+//!   and kept current by new ids, bpfnsd's own record changes and the kernel side's record
+//!   counter (see there for what a walk can see that a fresh read would not: ids of objects
+//!   freed since, until the collector or the next whole read).
 //!
 //! **Known limits.** `OBJ_GET` does not follow `/proc/<pid>/fd/N`-style magic links (`ELOOP`);
 //! its permission check uses the caller's fs uid/gid, groups and — only when the caller is
@@ -72,6 +99,7 @@ pub mod filter;
 pub mod kfuncs;
 pub mod untagged;
 pub mod view;
+pub mod warm;
 mod worker;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -161,9 +189,9 @@ pub enum ReplyMode {
     /// step (Linux 5.14).
     #[default]
     AddFdSend,
-    /// `ADDFD` without `SEND`, then `NOTIF_SEND` with the fd number (which uses the
-    /// synchronous wake-up). Only faster when caller and supervisor share a CPU; see the
-    /// latency notes above.
+    /// `ADDFD` without `SEND`, then `NOTIF_SEND` with the fd number: ~1 µs slower (see the
+    /// latency notes above), but a call whose answer was never sent stays pending for the
+    /// listener keeper to answer.
     AddFdThenSend,
 }
 
@@ -670,7 +698,8 @@ pub fn install(daemon: &Arc<Daemon>) {
     let _ = kfuncs::allowed_ids();
     match Kernel::open(daemon.kernel.layout()) {
         Ok(kernel) => {
-            let view = KernelView::new(Arc::new(kernel), daemon.registry.clone());
+            let view = Arc::new(KernelView::new(Arc::new(kernel), daemon.registry.clone()));
+            view.keep_warm();
             let c = &daemon.config;
             let link = keeper::Link::new(keeper::KeeperConfig {
                 socket: c.keeper_socket(),
@@ -693,7 +722,7 @@ pub fn install(daemon: &Arc<Daemon>) {
             };
             let registry = daemon.registry.clone();
             let pool = Arc::new(
-                SupervisorPool::with_keeper(Arc::new(view), options, link, c.limits.clone())
+                SupervisorPool::with_keeper(view, options, link, c.limits.clone())
                     .with_tenants(Arc::new(move |ns| registry.read().tenant_of(ns))),
             );
             pool.take_over_from_keeper();

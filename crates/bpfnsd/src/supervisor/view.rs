@@ -2,13 +2,15 @@
 //! side (task tags, ownership records, object iterators) and the namespace registry.
 
 use std::os::fd::BorrowedFd;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
+use bpfns_kernel::kernel::{RecordChange, RecordLog};
 use bpfns_kernel::{Kernel, QuotaRefusal};
 use bpfns_model::{NsId, ObjectKind, Visibility};
 
 use crate::shared::{RegistryRead, SharedRegistry};
 
+use super::warm::{self, Warm};
 use super::{View, ViewError};
 
 /// A [`View`] over a [`Kernel`] handle and the daemon's registry (shared, so that namespaces
@@ -16,6 +18,42 @@ use super::{View, ViewError};
 pub struct KernelView {
     kernel: Arc<Kernel>,
     registry: SharedRegistry,
+    /// Owners of every prog, map and link, kept up to date between walks.
+    warm: Warm,
+}
+
+/// The kernel side as the warm listing reads it.
+struct KernelSource<'a>(&'a Kernel);
+
+impl warm::Source for KernelSource<'_> {
+    fn all(&self, kind: ObjectKind) -> Result<Vec<(u32, NsId)>, ViewError> {
+        Ok(self
+            .0
+            .list(kind)?
+            .into_iter()
+            .map(|o| (o.id, o.owner))
+            .collect())
+    }
+
+    fn next_id(&self, kind: ObjectKind, after: u32) -> Result<Option<u32>, ViewError> {
+        Ok(bpfns_sys::bpf::next_id(kind, after)?)
+    }
+
+    fn owner(&self, kind: ObjectKind, id: u32) -> Result<NsId, ViewError> {
+        Ok(self.0.owner(kind, id)?)
+    }
+
+    fn record_writes(&self) -> Result<u64, ViewError> {
+        Ok(self.0.record_writes()?)
+    }
+
+    fn log_end(&self) -> u64 {
+        RecordLog::end()
+    }
+
+    fn log_since(&self, from: u64) -> Option<(Vec<RecordChange>, u64)> {
+        RecordLog::since(from)
+    }
 }
 
 impl std::fmt::Debug for KernelView {
@@ -28,7 +66,46 @@ impl std::fmt::Debug for KernelView {
 
 impl KernelView {
     pub fn new(kernel: Arc<Kernel>, registry: SharedRegistry) -> Self {
-        Self { kernel, registry }
+        Self {
+            kernel,
+            registry,
+            warm: Warm::default(),
+        }
+    }
+
+    /// Read every object whole now and every [`warm::REFRESH`], and catch up every
+    /// [`warm::CATCH_UP`], on a thread of its own (until the view is dropped), so that walks
+    /// find little to do.
+    pub fn keep_warm(self: &Arc<Self>) {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("bpfns-warm".into())
+            .spawn(move || {
+                let mut last_read: Option<std::time::Instant> = None;
+                loop {
+                    let Some(v) = weak.upgrade() else { return };
+                    let whole = last_read.is_none_or(|t| t.elapsed() >= warm::REFRESH);
+                    for kind in [ObjectKind::Map, ObjectKind::Prog, ObjectKind::Link] {
+                        let src = KernelSource(&v.kernel);
+                        let r = if whole {
+                            v.warm.refresh(&src, kind)
+                        } else {
+                            v.warm.catch_up(&src, kind)
+                        };
+                        if let Err(e) = r {
+                            tracing::warn!("supervisor: reading every {kind}: {e}");
+                        }
+                    }
+                    if whole {
+                        last_read = Some(std::time::Instant::now());
+                    }
+                    drop(v);
+                    std::thread::sleep(warm::CATCH_UP);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("supervisor: no thread keeps the listing warm ({e}); walks read it");
+        }
     }
 
     fn registry(&self) -> RegistryRead<'_> {
@@ -49,20 +126,30 @@ impl View for KernelView {
     }
 
     fn visible_ids(&self, viewer: NsId, kind: ObjectKind) -> Result<Vec<u32>, ViewError> {
-        if viewer.is_root() && kind == ObjectKind::Btf {
-            // The root sees everything: no ownership lookups needed.
-            return Ok(bpfns_sys::bpf::all_ids(kind)?);
+        if kind == ObjectKind::Btf {
+            if viewer.is_root() {
+                // The root sees everything: no ownership lookups needed.
+                return Ok(bpfns_sys::bpf::all_ids(kind)?);
+            }
+            // No iterator for BTF: its ids and their records, read now.
+            let objects = self.kernel.list(kind)?;
+            let vis = Visibility::new(&self.registry(), viewer);
+            let mut ids: Vec<u32> = objects
+                .into_iter()
+                .filter(|o| vis.can_see(o.owner))
+                .map(|o| o.id)
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            return Ok(ids);
         }
-        let objects = self.kernel.list(kind)?;
-        let vis = Visibility::new(&self.registry(), viewer);
-        let mut ids: Vec<u32> = objects
-            .into_iter()
-            .filter(|o| vis.can_see(o.owner))
-            .map(|o| o.id)
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        Ok(ids)
+        let reg = self.registry();
+        // Read under the registry's read lock: the generation names the registry read.
+        let generation = self.registry.generation();
+        let ids = self
+            .warm
+            .visible(&KernelSource(&self.kernel), viewer, kind, &reg, generation)?;
+        Ok(ids.to_vec())
     }
 
     fn can_see(&self, viewer: NsId, kind: ObjectKind, id: u32) -> Result<bool, ViewError> {

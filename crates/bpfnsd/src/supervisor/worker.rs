@@ -13,7 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bpfns_sys::seccomp::{AddFd, Listener, Notification, Response};
+use bpfns_sys::seccomp::{AddFd, InFlightMap, Listener, Notification, Response};
 use bpfns_sys::{fds, Errno};
 
 use self::answer::{Answer, Env, IdCache};
@@ -50,6 +50,8 @@ struct Worker {
     home: Home,
     pidfds: Pidfds,
     own_ns: OwnNs,
+    /// The in-flight record mapped: a store per notification instead of a `pwrite`.
+    in_flight_map: Option<InFlightMap>,
 }
 
 pub(super) fn run(
@@ -85,7 +87,14 @@ pub(super) fn run(
         home,
         pidfds: Pidfds::default(),
         own_ns: OwnNs::of_current_thread(),
+        in_flight_map: None,
     };
+    if let Some(f) = &w.opts.in_flight {
+        match f.map() {
+            Ok(m) => w.in_flight_map = Some(m),
+            Err(e) => tracing::debug!("supervisor: in-flight record written per call ({e})"),
+        }
+    }
     w.serve(stop);
     tracing::debug!(label = %w.opts.label, "supervisor stops");
 }
@@ -124,7 +133,9 @@ impl Worker {
                     return;
                 }
             };
-            if let Some(f) = &self.opts.in_flight {
+            if let Some(m) = &self.in_flight_map {
+                m.record(n.id);
+            } else if let Some(f) = &self.opts.in_flight {
                 // Best effort: a relay that sealed its memfd against writes only loses the
                 // ability to answer for us after a crash.
                 let _ = f.record(n.id);

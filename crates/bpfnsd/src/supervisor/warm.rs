@@ -1,0 +1,581 @@
+//! [`Warm`]: the owners of every prog, map and link, kept up to date between walks, so that
+//! a `GET_NEXT_ID` walk starts from a namespace's visible-id list at once instead of reading
+//! every object on the host (the kernel side's iterator: milliseconds for 10 000 objects).
+//!
+//! It is read whole once (and again every [`REFRESH`]), and brought up to date at every walk
+//! start and, when [`super::KernelView::keep_warm`] runs, every [`CATCH_UP`] off the walk
+//! path (so that a walk finds little new):
+//! - objects created since: ids above the highest known (ids grow until they wrap at
+//!   `INT_MAX`), found with `GET_NEXT_ID` and their records looked up;
+//! - records bpfnsd itself wrote, moved or dropped (a namespace's deletion, its own loads, the
+//!   collector): looked up again, as [`RecordLog`] lists them;
+//! - records the kernel side writes after an object is found: an object's record is written
+//!   when the call that created it returns, and a program is quarantined right after its
+//!   record is written, so objects found without a record and programs are looked up again
+//!   for [`YOUNG`] after they were found, at each walk start after the kernel side's record
+//!   counter moved.
+//!
+//! What a walk sees is what the whole read would have shown at its start, except:
+//! an object freed since is still listed until the collector drops its record or the next
+//! whole read (opening it answers `ENOENT`, as for any id that vanishes during a walk); an
+//! object whose creating call takes longer than [`YOUNG`] from getting its id to returning
+//! is listed from the next whole read on; ids that wrapped around are found by the next whole
+//! read. Nothing is listed that the namespace could not see: owners come from the records,
+//! looked up at the latest at each walk start while they can still change.
+//! The visible list of each (namespace, kind) is kept too, until the objects or the
+//! registry change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bpfns_kernel::kernel::RecordChange;
+use bpfns_model::{NsId, ObjectKind, Registry, Visibility};
+
+use super::ViewError;
+
+/// How often everything is read again.
+pub const REFRESH: Duration = Duration::from_secs(10);
+/// How often the keeping thread brings the lists up to date between whole reads.
+pub const CATCH_UP: Duration = Duration::from_secs(1);
+/// How long a newly found object's record is looked up again when the kernel side has
+/// written records since. The kernel side writes a record (and quarantines a program) as the
+/// creating call returns, microseconds after the object got its id; whatever comes later
+/// still shows at the next whole read.
+pub const YOUNG: Duration = Duration::from_secs(1);
+/// At the first whole read, the newest this many ids are taken as newly found.
+const FIRST_YOUNG: usize = 256;
+/// Visible lists kept (namespace × kind).
+const VIEWS_MAX: usize = 1024;
+
+/// Where the owners come from (the kernel side; a fake in tests).
+pub trait Source {
+    /// Every object of `kind` with its owner (the whole read).
+    fn all(&self, kind: ObjectKind) -> Result<Vec<(u32, NsId)>, ViewError>;
+    /// The next existing id of `kind` above `after`.
+    fn next_id(&self, kind: ObjectKind, after: u32) -> Result<Option<u32>, ViewError>;
+    /// The owner its record names (the root without one).
+    fn owner(&self, kind: ObjectKind, id: u32) -> Result<NsId, ViewError>;
+    /// A count that grows whenever the kernel side writes or quarantines a record.
+    fn record_writes(&self) -> Result<u64, ViewError>;
+    /// Where the record log ends now.
+    fn log_end(&self) -> u64;
+    /// The record changes from `from` on, and where the next read starts; `None` if some
+    /// are no longer kept.
+    fn log_since(&self, from: u64) -> Option<(Vec<RecordChange>, u64)>;
+}
+
+struct Known {
+    owners: BTreeMap<u32, NsId>,
+    high: u32,
+    /// Ids to look up again when the kernel side has written records since, and when they
+    /// were found.
+    young: Vec<(u32, Instant)>,
+    /// [`Source::record_writes`] when `young` was last looked up (`None`: look again).
+    writes_seen: Option<u64>,
+    read_at: Instant,
+    /// Bumped whenever `owners` changes.
+    version: u64,
+}
+
+/// Versions of every [`Known`]: never reused, so a kept visible list never matches a later
+/// state by accident.
+static VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_version() -> u64 {
+    VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+impl Known {
+    fn set(&mut self, id: u32, owner: NsId) {
+        if self.owners.insert(id, owner) != Some(owner) {
+            self.version = next_version();
+        }
+    }
+
+    fn remove(&mut self, id: u32) {
+        if self.owners.remove(&id).is_some() {
+            self.version = next_version();
+        }
+    }
+}
+
+/// A visible list: the [`Known::version`] and registry generation it was computed from.
+type View = (u64, u64, Arc<Vec<u32>>);
+
+#[derive(Default)]
+struct State {
+    known: HashMap<ObjectKind, Known>,
+    log_pos: Option<u64>,
+    views: HashMap<(NsId, ObjectKind), View>,
+}
+
+/// See the module documentation.
+#[derive(Default)]
+pub struct Warm {
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Warm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warm").finish_non_exhaustive()
+    }
+}
+
+fn young_kind(kind: ObjectKind, owner: NsId) -> bool {
+    owner == NsId::ROOT || kind == ObjectKind::Prog
+}
+
+impl Warm {
+    /// The sorted ids of `kind` visible from `viewer`, as of now.
+    pub fn visible(
+        &self,
+        src: &dyn Source,
+        viewer: NsId,
+        kind: ObjectKind,
+        registry: &Registry,
+        registry_generation: u64,
+    ) -> Result<Arc<Vec<u32>>, ViewError> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = Self::sync(&mut st, src, kind) {
+            // Start over at the next walk.
+            st.known.clear();
+            st.views.clear();
+            return Err(e);
+        }
+        let version = st.known.get(&kind).map_or(0, |k| k.version);
+        if let Some((v, g, ids)) = st.views.get(&(viewer, kind)) {
+            if *v == version && *g == registry_generation {
+                return Ok(Arc::clone(ids));
+            }
+        }
+        let vis = Visibility::new(registry, viewer);
+        let ids: Arc<Vec<u32>> = Arc::new(
+            st.known
+                .get(&kind)
+                .map(|k| {
+                    k.owners
+                        .iter()
+                        .filter(|(_, o)| vis.can_see(**o))
+                        .map(|(id, _)| *id)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        );
+        if st.views.len() >= VIEWS_MAX {
+            st.views.clear();
+        }
+        st.views.insert(
+            (viewer, kind),
+            (version, registry_generation, Arc::clone(&ids)),
+        );
+        Ok(ids)
+    }
+
+    /// Read `kind` whole again (off the walk path: the read is made without the lock).
+    pub fn refresh(&self, src: &dyn Source, kind: ObjectKind) -> Result<(), ViewError> {
+        let from = src.log_end();
+        let all = src.all(kind)?;
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.log_pos.is_none() {
+            // The first read: walks go on from the log as it was before it.
+            st.log_pos = Some(from);
+        }
+        Self::install(&mut st, kind, all);
+        // What bpfnsd changed while it read: looked up again (the others' log position
+        // stays; looking up twice changes nothing).
+        let Some((changes, _)) = src.log_since(from) else {
+            st.known.remove(&kind);
+            return Ok(());
+        };
+        let r = Self::apply(&mut st, src, &changes, Some(kind));
+        if r.is_err() {
+            st.known.remove(&kind);
+        }
+        r
+    }
+
+    fn sync(st: &mut State, src: &dyn Source, kind: ObjectKind) -> Result<(), ViewError> {
+        // bpfnsd's own record changes, for every kind known.
+        match st.log_pos.and_then(|p| src.log_since(p)) {
+            Some((changes, next)) => {
+                Self::apply(st, src, &changes, None)?;
+                st.log_pos = Some(next);
+            }
+            None => {
+                // Too far behind (or never read): read everything again.
+                st.known.clear();
+                st.log_pos = Some(src.log_end());
+            }
+        }
+        let stale = st
+            .known
+            .get(&kind)
+            .is_none_or(|k| k.read_at.elapsed() > REFRESH * 3);
+        if stale {
+            let all = src.all(kind)?;
+            Self::install(st, kind, all);
+        }
+        let Some(k) = st.known.get_mut(&kind) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        k.young.retain(|(_, at)| now.duration_since(*at) <= YOUNG);
+        // Objects created since.
+        let mut found = false;
+        while let Some(id) = src.next_id(kind, k.high)? {
+            let owner = src.owner(kind, id)?;
+            k.set(id, owner);
+            if young_kind(kind, owner) {
+                k.young.push((id, now));
+                found = true;
+            }
+            k.high = id;
+        }
+        if k.young.is_empty() {
+            k.writes_seen = None;
+            return Ok(());
+        }
+        // Records the kernel side may have written or quarantined since they were looked up:
+        // the count is read before looking them up again, so a record written after a look-up
+        // shows as a different count at a later walk start.
+        let writes = src.record_writes()?;
+        if found || k.writes_seen != Some(writes) {
+            for i in 0..k.young.len() {
+                let id = k.young[i].0;
+                if k.owners.contains_key(&id) {
+                    let owner = src.owner(kind, id)?;
+                    k.set(id, owner);
+                }
+            }
+        }
+        k.writes_seen = Some(writes);
+        Ok(())
+    }
+
+    /// Bring `kind` up to date now (off the walk path), as a walk start would.
+    pub fn catch_up(&self, src: &dyn Source, kind: ObjectKind) -> Result<(), ViewError> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !st.known.contains_key(&kind) {
+            return Ok(());
+        }
+        let r = Self::sync(&mut st, src, kind);
+        if r.is_err() {
+            st.known.clear();
+            st.views.clear();
+        }
+        r
+    }
+
+    /// Put a whole read of `kind` in place.
+    fn install(st: &mut State, kind: ObjectKind, all: Vec<(u32, NsId)>) {
+        let now = Instant::now();
+        let old = st.known.remove(&kind);
+        let owners: BTreeMap<u32, NsId> = all.into_iter().collect();
+        let high = owners.keys().next_back().copied().unwrap_or(0);
+        let young: Vec<(u32, Instant)> = match &old {
+            // Found since the last read, and what was young then (with its age).
+            Some(o) => {
+                let mut y: Vec<(u32, Instant)> = o
+                    .young
+                    .iter()
+                    .filter(|(id, at)| now.duration_since(*at) <= YOUNG && owners.contains_key(id))
+                    .copied()
+                    .collect();
+                y.extend(
+                    owners
+                        .range(o.high.saturating_add(1)..)
+                        .filter(|(id, ow)| {
+                            young_kind(kind, **ow) && !o.young.iter().any(|(y, _)| y == *id)
+                        })
+                        .map(|(id, _)| (*id, now)),
+                );
+                y
+            }
+            None => owners
+                .iter()
+                .rev()
+                .take(FIRST_YOUNG)
+                .filter(|(_, ow)| young_kind(kind, **ow))
+                .map(|(id, _)| (*id, now))
+                .collect(),
+        };
+        let same = old.as_ref().is_some_and(|o| o.owners == owners);
+        st.known.insert(
+            kind,
+            Known {
+                owners,
+                high,
+                young,
+                writes_seen: None,
+                read_at: now,
+                // The same owners as before: the visible lists computed from them still hold.
+                version: match &old {
+                    Some(o) if same => o.version,
+                    _ => next_version(),
+                },
+            },
+        );
+    }
+
+    /// Look up again what `changes` name (only for `only`, if given).
+    fn apply(
+        st: &mut State,
+        src: &dyn Source,
+        changes: &[RecordChange],
+        only: Option<ObjectKind>,
+    ) -> Result<(), ViewError> {
+        for c in changes {
+            if only.is_some_and(|k| k != c.kind) {
+                continue;
+            }
+            let Some(k) = st.known.get_mut(&c.kind) else {
+                continue;
+            };
+            if c.freed {
+                k.remove(c.id);
+            } else if k.owners.contains_key(&c.id) {
+                let owner = src.owner(c.kind, c.id)?;
+                k.set(c.id, owner);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use bpfns_model::NsPath;
+
+    use super::*;
+
+    /// A host: objects with owners (records), and bpfnsd's record log.
+    #[derive(Default)]
+    struct Host {
+        objects: RefCell<BTreeMap<u32, NsId>>,
+        log: RefCell<Vec<RecordChange>>,
+        reads: RefCell<usize>,
+        writes: RefCell<u64>,
+    }
+
+    impl Host {
+        /// An object and its record, as the kernel side writes it.
+        fn put(&self, id: u32, owner: NsId) {
+            self.objects.borrow_mut().insert(id, owner);
+            *self.writes.borrow_mut() += 1;
+        }
+        fn logged(&self, id: u32, owner: NsId) {
+            self.put(id, owner);
+            self.log.borrow_mut().push(RecordChange {
+                kind: ObjectKind::Map,
+                id,
+                freed: false,
+            });
+        }
+    }
+
+    impl Source for Host {
+        fn all(&self, _: ObjectKind) -> Result<Vec<(u32, NsId)>, ViewError> {
+            *self.reads.borrow_mut() += 1;
+            Ok(self
+                .objects
+                .borrow()
+                .iter()
+                .map(|(a, b)| (*a, *b))
+                .collect())
+        }
+        fn next_id(&self, _: ObjectKind, after: u32) -> Result<Option<u32>, ViewError> {
+            Ok(self
+                .objects
+                .borrow()
+                .range(after.saturating_add(1)..)
+                .next()
+                .map(|(id, _)| *id))
+        }
+        fn owner(&self, _: ObjectKind, id: u32) -> Result<NsId, ViewError> {
+            Ok(self
+                .objects
+                .borrow()
+                .get(&id)
+                .copied()
+                .unwrap_or(NsId::ROOT))
+        }
+        fn record_writes(&self) -> Result<u64, ViewError> {
+            Ok(*self.writes.borrow())
+        }
+        fn log_end(&self) -> u64 {
+            self.log.borrow().len() as u64
+        }
+        fn log_since(&self, from: u64) -> Option<(Vec<RecordChange>, u64)> {
+            let l = self.log.borrow();
+            let from = usize::try_from(from).ok().filter(|&f| f <= l.len())?;
+            Some((l[from..].to_vec(), l.len() as u64))
+        }
+    }
+
+    struct Fixture {
+        reg: Registry,
+        a: NsId,
+        child: NsId,
+        b: NsId,
+    }
+
+    fn fixture() -> Fixture {
+        let mut reg = Registry::new();
+        let a = reg.create(&NsPath::parse("/a").unwrap()).unwrap();
+        let child = reg.create(&NsPath::parse("/a/c").unwrap()).unwrap();
+        let b = reg.create(&NsPath::parse("/b").unwrap()).unwrap();
+        Fixture { reg, a, child, b }
+    }
+
+    fn seen(w: &Warm, h: &Host, f: &Fixture, viewer: NsId, gen: u64) -> Vec<u32> {
+        w.visible(h, viewer, ObjectKind::Map, &f.reg, gen)
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn a_namespace_sees_its_own_and_its_descendants_objects_only() {
+        let f = fixture();
+        let h = Host::default();
+        h.put(1, f.a);
+        h.put(2, f.child);
+        h.put(3, f.b);
+        h.put(4, NsId::ROOT);
+        h.put(5, NsId::QUARANTINE);
+        let w = Warm::default();
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [1, 2]);
+        assert_eq!(seen(&w, &h, &f, f.child, 0), [2]);
+        assert_eq!(seen(&w, &h, &f, f.b, 0), [3]);
+        assert_eq!(seen(&w, &h, &f, NsId::ROOT, 0), [1, 2, 3, 4, 5]);
+        // One whole read for all of it.
+        assert_eq!(*h.reads.borrow(), 1);
+    }
+
+    #[test]
+    fn new_objects_are_found_without_reading_everything_again() {
+        let f = fixture();
+        let h = Host::default();
+        h.put(1, f.a);
+        let w = Warm::default();
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [1]);
+        h.put(7, f.a);
+        h.put(8, f.b);
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [1, 7]);
+        assert_eq!(*h.reads.borrow(), 1);
+    }
+
+    #[test]
+    fn a_record_written_after_its_object_was_found_is_seen() {
+        let f = fixture();
+        let h = Host::default();
+        h.put(1, f.a);
+        let w = Warm::default();
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [1]);
+        // Created, its record not written yet (its creating call has not returned).
+        h.put(2, NsId::ROOT);
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [1]);
+        h.put(2, f.a);
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [1, 2]);
+        // The same at the very first read.
+        let w = Warm::default();
+        h.put(3, NsId::ROOT);
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [1, 2]);
+        h.put(3, f.a);
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [1, 2, 3]);
+    }
+
+    #[test]
+    fn records_bpfnsd_changes_are_looked_up_again() {
+        let f = fixture();
+        let h = Host::default();
+        for id in 1..=300 {
+            h.put(id, f.b);
+        }
+        let w = Warm::default();
+        assert!(seen(&w, &h, &f, f.a, 0).is_empty());
+        // An old object (not among the newest) given to /a: only the log says so.
+        h.logged(5, f.a);
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [5]);
+        // And taken away again.
+        h.logged(5, f.b);
+        assert!(seen(&w, &h, &f, f.a, 0).is_empty());
+        // Dropped by the collector: no longer listed.
+        h.logged(6, f.a);
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [6]);
+        h.objects.borrow_mut().remove(&6);
+        h.log.borrow_mut().push(RecordChange {
+            kind: ObjectKind::Map,
+            id: 6,
+            freed: true,
+        });
+        assert!(seen(&w, &h, &f, f.a, 0).is_empty());
+        assert_eq!(*h.reads.borrow(), 1);
+    }
+
+    #[test]
+    fn a_quarantined_program_is_no_longer_listed() {
+        let f = fixture();
+        let h = Host::default();
+        h.put(1, f.a);
+        let w = Warm::default();
+        let progs = |w: &Warm| {
+            w.visible(&h, f.a, ObjectKind::Prog, &f.reg, 0)
+                .unwrap()
+                .to_vec()
+        };
+        assert_eq!(progs(&w), [1]);
+        h.put(2, f.a);
+        assert_eq!(progs(&w), [1, 2]);
+        // The kernel side quarantines it right after writing its record.
+        h.put(2, NsId::QUARANTINE);
+        assert_eq!(progs(&w), [1]);
+    }
+
+    #[test]
+    fn a_changed_registry_is_seen_at_once() {
+        let mut f = fixture();
+        let h = Host::default();
+        h.put(1, f.child);
+        let w = Warm::default();
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [1]);
+        // /a/c deleted (its record not moved yet): the next generation is computed again.
+        f.reg.delete(&NsPath::parse("/a/c").unwrap()).unwrap();
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [1], "same generation: kept");
+        assert!(seen(&w, &h, &f, f.a, 1).is_empty());
+    }
+
+    #[test]
+    fn a_walk_after_a_refresh_reads_nothing_whole() {
+        let f = fixture();
+        let h = Host::default();
+        h.put(1, f.a);
+        let w = Warm::default();
+        w.refresh(&h, ObjectKind::Map).unwrap();
+        h.logged(1, f.b);
+        h.put(2, f.a);
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [2]);
+        assert_eq!(*h.reads.borrow(), 1);
+        // Refreshed again: the same answer, the objects found since kept.
+        w.refresh(&h, ObjectKind::Map).unwrap();
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [2]);
+        assert_eq!(*h.reads.borrow(), 2);
+    }
+
+    #[test]
+    fn a_lost_log_reads_everything_again() {
+        let f = fixture();
+        let h = Host::default();
+        h.put(1, f.a);
+        let w = Warm::default();
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [1]);
+        // The log moved on past what it keeps.
+        h.log.borrow_mut().clear();
+        w.state.lock().unwrap().log_pos = Some(5);
+        h.put(1, f.b);
+        assert!(seen(&w, &h, &f, f.a, 0).is_empty());
+        assert_eq!(*h.reads.borrow(), 2);
+    }
+}

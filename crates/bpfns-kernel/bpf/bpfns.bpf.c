@@ -63,7 +63,9 @@ struct obj_ref {
  * onto the new fd number, and its private_data must then not be read as a struct bpf_map
  * (that would let a namespace forge an ownership record). Only the kernel's BPF code makes
  * anonymous-inode files with these names: the superblock is checked first
- * (ANON_INODE_FS_MAGIC, maps.bpf.h).
+ * (ANON_INODE_FS_MAGIC, maps.bpf.h). An object whose id is 0 is being freed (the kernel
+ * clears the id when the last reference goes: another thread closed or replaced the fd since
+ * the call made it) and is no object to record.
  */
 static __always_inline bool file_obj(struct file *f, struct obj_ref *ref)
 {
@@ -87,7 +89,7 @@ static __always_inline bool file_obj(struct file *f, struct obj_ref *ref)
 		ref->kind = BPFNS_KIND_BTF;
 		ref->id = BPF_CORE_READ((struct btf *)pd, id);
 		ref->type = 0;
-		return true;
+		return ref->id != 0;
 	}
 	if (name[0] != 'b' || name[1] != 'p' || name[2] != 'f' || (name[3] != '-' && name[3] != '_'))
 		return false;
@@ -95,19 +97,19 @@ static __always_inline bool file_obj(struct file *f, struct obj_ref *ref)
 		ref->kind = BPFNS_KIND_MAP;
 		ref->id = BPF_CORE_READ((struct bpf_map *)pd, id);
 		ref->type = BPF_CORE_READ((struct bpf_map *)pd, map_type);
-		return true;
+		return ref->id != 0;
 	}
 	if (name[4] == 'p' && name[5] == 'r' && name[6] == 'o' && name[7] == 'g' && name[8] == 0) {
 		ref->kind = BPFNS_KIND_PROG;
 		ref->id = BPF_CORE_READ((struct bpf_prog *)pd, aux, id);
 		ref->type = BPF_CORE_READ((struct bpf_prog *)pd, type);
-		return true;
+		return ref->id != 0;
 	}
 	if (name[4] == 'l' && name[5] == 'i' && name[6] == 'n' && name[7] == 'k' && name[8] == 0) {
 		ref->kind = BPFNS_KIND_LINK;
 		ref->id = BPF_CORE_READ((struct bpf_link *)pd, id);
 		ref->type = BPF_CORE_READ((struct bpf_link *)pd, type);
-		return true;
+		return ref->id != 0;
 	}
 	return false;
 }

@@ -175,16 +175,16 @@ fn two_containers_see_their_own_maps(runtime: &str) {
     assert!(t.contains("cannot connect to bpfnsd"), "{t}");
 }
 
-/// The test helper inside a container: bind-mounted at /helper with the one library it needs
-/// that the image lacks.
+/// The test helper inside a container: bind-mounted at /helper with the libraries it loads
+/// (the image may lack some), each at its own path.
 fn helper_mounts() -> Vec<String> {
     let helper = bpfns_tests::keeper_program();
-    vec![
-        "-v".into(),
-        format!("{}:/helper:ro", helper.display()),
-        "-v".into(),
-        "/lib/x86_64-linux-gnu/libgcc_s.so.1:/lib/x86_64-linux-gnu/libgcc_s.so.1:ro".into(),
-    ]
+    let mut v = vec!["-v".into(), format!("{}:/helper:ro", helper.display())];
+    for lib in bpfns_tests::helper_libraries() {
+        v.push("-v".into());
+        v.push(format!("{}:{}:ro", lib.display(), lib.display()));
+    }
+    v
 }
 
 /// `key=value` of a helper's output.

@@ -208,6 +208,22 @@ pub fn reachable_exe(exe: &std::path::Path) -> PathBuf {
     copy
 }
 
+/// The shared libraries the helper program loads (`ldd`), the loader excepted: what a
+/// container image may lack when the helper is run inside it.
+pub fn helper_libraries() -> Vec<PathBuf> {
+    let out = Command::new("ldd")
+        .arg(keeper_program())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| l.split_once("=>").map(|(_, r)| r.trim()))
+        .filter_map(|r| r.split_whitespace().next())
+        .filter(|p| p.starts_with('/'))
+        .map(PathBuf::from)
+        .collect()
+}
+
 /// The program a [`TestDaemon`] starts as its listener keeper: `bpfns-test-helper --keeper`
 /// runs what `bpfnsd --keeper` runs. Unless `BPFNS_TEST_HELPER` names one, the helper is
 /// built (once per test process) with the cargo that runs the tests, so that it is never

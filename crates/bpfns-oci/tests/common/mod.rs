@@ -935,14 +935,13 @@ pub fn exec_joins_the_container(
 pub fn exec_table(e: &dyn Engine, d: &TestDaemon, dir: &Path, prefix: &str) {
     let share = dir.join("exec-share");
     std::fs::create_dir_all(&share).expect("mkdir");
-    // The test helper, at /x in the containers, with the one library it needs that the image
-    // lacks.
+    // The test helper, at /x in the containers, with the libraries it loads (the image may
+    // lack some).
     std::fs::copy(bpfns_tests::keeper_program(), share.join("helper")).expect("the helper");
-    std::fs::copy(
-        "/lib/x86_64-linux-gnu/libgcc_s.so.1",
-        share.join("libgcc_s.so.1"),
-    )
-    .expect("libgcc_s");
+    for lib in bpfns_tests::helper_libraries() {
+        let name = lib.file_name().expect("a library's file name");
+        std::fs::copy(&lib, share.join(name)).expect("a library of the helper");
+    }
     let pid = std::process::id();
     let (a, b) = (format!("{prefix}_xa_{pid}"), format!("{prefix}_xb_{pid}"));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -127,8 +127,19 @@ pub fn needed(kernel: &crate::Kernel) -> Result<bool> {
     Ok(!kernel.cgroup_bindings()?.is_empty() || !kernel.tagged_tasks()?.is_empty())
 }
 
+/// Whether the kernel's namespace table holds a namespace (the root is not in it). Unlike
+/// [`needed`], not a walk of the tasks: a member that execs in a loop (its thread taking the
+/// zombie leader's pid) can be missed by a walk, never by this.
+pub fn namespaces_exist(kernel: &crate::Kernel) -> Result<bool> {
+    Ok(kernel
+        .namespaces()?
+        .iter()
+        .any(|(id, _, _)| *id != bpfns_model::NsId::ROOT))
+}
+
 /// Detach the on-demand hooks if they have no work ([`needed`]); whether they are detached
-/// now. Called by whoever watches members leave (bpfnsd).
+/// now. A walk of the tasks can miss a member (see [`namespaces_exist`]): bpfnsd asks only
+/// once no namespace is left.
 pub fn relax(kernel: &crate::Kernel) -> Result<bool> {
     let layout = kernel.layout();
     let lock = HookLock::take(layout)?;

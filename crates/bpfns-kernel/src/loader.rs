@@ -84,6 +84,12 @@ fn prepare_fs(layout: &PinLayout, mounted: &mut Vec<String>) -> Result<()> {
             dir.display()
         )))?;
     }
+    // Root's alone: the hooks' lock is an flock of this directory, which anyone who may open
+    // it could hold to stall every tagging (and a bpffs at /sys/fs/bpf is often 1777).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(layout.root(), std::fs::Permissions::from_mode(0o700)).map_err(
+        KernelError::io(format!("making {} root's alone", layout.root().display())),
+    )?;
     Ok(())
 }
 
@@ -145,10 +151,11 @@ pub fn load(layout: &PinLayout) -> Result<LoadReport> {
     if let Some(m) = migration {
         m.finish()?;
     }
-    // Tasks tagged, cgroups bound (by an earlier bpfnsd, or before an unload and load): the
-    // hooks go on watching them.
+    // Tasks tagged, cgroups bound (by an earlier bpfnsd, or before an unload and load), or
+    // merely namespaces that may have members (a walk of the tasks can miss one that moves
+    // pids meanwhile): the hooks go on watching them.
     let kernel = crate::Kernel::open(layout)?;
-    if crate::hooks::needed(&kernel)? {
+    if crate::hooks::namespaces_exist(&kernel)? || crate::hooks::needed(&kernel)? {
         crate::hooks::attach_locked(layout, &hook_lock)?;
     }
     drop(hook_lock);

@@ -355,12 +355,23 @@ impl Daemon {
                 loop {
                     std::thread::sleep(HOOK_RELAX_INTERVAL);
                     let Some(d) = weak.upgrade() else { return };
+                    // Only once no namespace is left: the task walk `relax_hooks` trusts can
+                    // miss a member that execs in a loop (its thread moving to the zombie
+                    // leader's pid), which would then run unwatched.
+                    match bpfns_kernel::hooks::namespaces_exist(&d.kernel) {
+                        Ok(false) => {}
+                        Ok(true) => continue,
+                        Err(e) => {
+                            tracing::warn!("reading the kernel's namespace table: {e}");
+                            continue;
+                        }
+                    }
                     match d.kernel.relax_hooks() {
                         Ok(detached) => {
                             if detached && attached {
                                 tracing::info!(
-                                    "no namespace member left: syscall hooks detached until the \
-                                     next member"
+                                    "no namespace left: syscall hooks detached until the next \
+                                     member"
                                 );
                             }
                             attached = !detached;

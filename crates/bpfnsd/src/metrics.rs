@@ -7,7 +7,9 @@
 //! and every counter `bpfns status` shows (the kernel side's among them). The text is
 //! OpenMetrics (what `prometheus-client` writes, which Prometheus scrapes). Everything the
 //! endpoint shows is what the host administrator sees: bind it where only the scraper
-//! reaches (a loopback address, or a firewall).
+//! reaches (a firewall; members started by `bpfns exec` share the host's network namespace,
+//! so a loopback address alone does not keep them out). At most [`MAX_CONNECTIONS`] at a
+//! time, each closed after [`CONNECTION_TIMEOUT`].
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -175,6 +177,12 @@ pub fn render(daemon: &Daemon) -> Result<String, String> {
     Ok(text)
 }
 
+/// Scrapes served at a time; more connections are closed at once (a scraper needs one).
+const MAX_CONNECTIONS: usize = 8;
+/// A connection is closed after this long, whatever it sends (a slow or silent client holds
+/// no fd for long).
+const CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serve `GET /metrics` on `addr` from a thread of its own, for as long as `daemon` lives;
 /// the address bound (a port 0 asks for any free one).
 pub fn serve(addr: &str, daemon: &Arc<Daemon>) -> std::io::Result<SocketAddr> {
@@ -207,6 +215,7 @@ pub fn serve(addr: &str, daemon: &Arc<Daemon>) -> std::io::Result<SocketAddr> {
                         return;
                     }
                 };
+                let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
                 while daemon.strong_count() > 0 {
                     let accepted = tokio::time::timeout(
                         std::time::Duration::from_millis(500),
@@ -214,6 +223,10 @@ pub fn serve(addr: &str, daemon: &Arc<Daemon>) -> std::io::Result<SocketAddr> {
                     )
                     .await;
                     let Ok(Ok((stream, _))) = accepted else {
+                        continue;
+                    };
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        drop(stream);
                         continue;
                     };
                     let d = daemon.clone();
@@ -254,10 +267,12 @@ pub fn serve(addr: &str, daemon: &Arc<Daemon>) -> std::io::Result<SocketAddr> {
                         }
                     });
                     tokio::task::spawn(async move {
+                        let _slot = slot;
                         let io = hyper_util::rt::TokioIo::new(stream);
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(io, service)
-                            .await;
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .keep_alive(false)
+                            .serve_connection(io, service);
+                        let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
                     });
                 }
             });

@@ -38,7 +38,7 @@ use bpfns_proto::{
     decode, decode_len, encode, ErrorCode, FrameError, Op, Request, Response, HEADER_LEN,
     MAX_REQUEST, MAX_RESPONSE,
 };
-use bpfns_sys::unix::{recv_msg, send_some, send_with_fds};
+use bpfns_sys::unix::{recv_msg, send_some, send_with_fds, MAX_FDS};
 use bpfns_sys::Errno;
 use tokio::io::Interest;
 use tokio::net::UnixStream as AsyncStream;
@@ -258,6 +258,13 @@ enum Ended {
     Failed(String),
 }
 
+/// One frame being read: whether its first byte came, and by when the rest must.
+#[derive(Default)]
+struct FrameRead {
+    started: bool,
+    deadline: Option<tokio::time::Instant>,
+}
+
 /// A connection's socket (non-blocking, watched by the loop) and its idle timeout.
 struct Conn {
     sock: AsyncStream,
@@ -275,32 +282,67 @@ fn again(e: bpfns_sys::SysError) -> std::io::Error {
 }
 
 impl Conn {
-    /// Wait until the socket is readable (or writable), at most the idle timeout.
+    /// Wait until the socket is readable (or writable), at most the idle timeout (or until
+    /// `deadline`, when given).
     async fn ready(&self, interest: Interest) -> Result<(), Ended> {
+        self.ready_until(interest, None).await
+    }
+
+    async fn ready_until(
+        &self,
+        interest: Interest,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(), Ended> {
         let wait = self.sock.ready(interest);
-        let r = match self.idle {
-            Some(t) => tokio::time::timeout(t, wait)
+        let r = match (deadline, self.idle) {
+            (Some(d), _) => tokio::time::timeout_at(d, wait)
                 .await
                 .map_err(|_| Ended::Idle)?,
-            None => wait.await,
+            (None, Some(t)) => tokio::time::timeout(t, wait)
+                .await
+                .map_err(|_| Ended::Idle)?,
+            (None, None) => wait.await,
         };
         r.map(drop).map_err(|e| Ended::Failed(e.to_string()))
     }
 
     /// Fill `buf` from as many reads as it takes, collecting the fds that come with the
-    /// bytes (SCM_RIGHTS). `Ok(false)`: a clean end before the first byte.
-    async fn recv_exact(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Result<bool, Ended> {
+    /// bytes (SCM_RIGHTS). `Ok(false)`: a clean end before the first byte. A frame must be
+    /// whole within the idle timeout of its first byte (`deadline` is set then; one trickled
+    /// a byte at a time is not kept open), and fds come only with its first byte, at most
+    /// [`MAX_FDS`] (protocol.md): fds sent with later bytes would pile up in bpfnsd.
+    async fn recv_exact(
+        &self,
+        buf: &mut [u8],
+        fds: &mut Vec<OwnedFd>,
+        frame: &mut FrameRead,
+    ) -> Result<bool, Ended> {
         let mut got = 0;
         while got < buf.len() {
-            self.ready(Interest::READABLE).await?;
+            self.ready_until(Interest::READABLE, frame.deadline).await?;
             let rest = &mut buf[got..];
+            let had = fds.len();
+            let first = !frame.started;
             let r = self.sock.try_io(Interest::READABLE, || {
                 recv_msg(self.sock.as_fd(), rest, fds, true).map_err(again)
             });
             match r {
-                Ok(0) if got == 0 => return Ok(false),
+                Ok(0) if got == 0 && first => return Ok(false),
                 Ok(0) => return Err(Ended::Failed("connection closed mid-message".into())),
-                Ok(n) => got += n,
+                Ok(n) => {
+                    got += n;
+                    if first {
+                        frame.started = true;
+                        frame.deadline = self.idle.map(|t| tokio::time::Instant::now() + t);
+                    }
+                    if fds.len() > had && (!first || fds.len() > MAX_FDS) {
+                        return Err(Ended::Failed(
+                            "file descriptors after a frame's first byte, or more than the \
+                             protocol allows"
+                                .into(),
+                        ));
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(e) => return Err(Ended::Failed(e.to_string())),
             }
@@ -399,7 +441,11 @@ async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes
     loop {
         let mut fds = Vec::new();
         let mut header = [0u8; HEADER_LEN];
-        match conn.recv_exact(&mut header, &mut fds).await {
+        let mut frame_read = FrameRead::default();
+        match conn
+            .recv_exact(&mut header, &mut fds, &mut frame_read)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => return,
             Err(Ended::Idle) => {
@@ -433,7 +479,7 @@ async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes
             }
         };
         let mut body = vec![0u8; len];
-        match conn.recv_exact(&mut body, &mut fds).await {
+        match conn.recv_exact(&mut body, &mut fds, &mut frame_read).await {
             Ok(true) => {}
             _ => return,
         }

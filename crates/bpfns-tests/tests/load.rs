@@ -539,3 +539,65 @@ fn stalled_connections_hold_no_thread_and_others_are_served() {
     assert!(held_by_bpfnsd(&mut c) > n as u64);
     drop(stalled);
 }
+
+/// fds come only with a frame's first byte, and a frame must be whole within the idle timeout
+/// of its first byte: a client that trickles a frame a byte at a time, each with fds, is
+/// closed, and bpfnsd keeps none of its fds.
+#[test]
+fn a_trickled_frame_with_fds_is_closed_and_its_fds_released() {
+    require_kernel!();
+    let d = ProcessDaemon::start_with_toml("trickle", "[limits]\nidle_timeout_secs = 2\n");
+    let pid = d.pid().unwrap();
+    d.client().hello().unwrap();
+    let base = usage(pid).fds;
+    let null = std::fs::File::open("/dev/null").unwrap();
+    use std::os::fd::AsFd;
+    // fds with a later byte of the frame: closed at once.
+    let s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    let fds = [null.as_fd(); 4];
+    bpfns_sys::unix::send_with_fds(&s, &[200], &fds).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let _ = bpfns_sys::unix::send_with_fds(&s, &[0], &fds);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 64];
+    use std::io::Read;
+    let kept = matches!(
+        (&s).read(&mut buf),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+    );
+    assert!(
+        !kept,
+        "fds after a frame's first byte: the connection was kept"
+    );
+    // A frame trickled a byte at a time, each within the idle timeout: closed once the frame
+    // is older than it.
+    let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    use std::io::Write;
+    for b in [200u8, 0, 0, 0]
+        .into_iter()
+        .chain(std::iter::repeat(b'x'))
+        .take(40)
+    {
+        if s.write_all(&[b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        closed,
+        "a frame trickled for {:?} was kept open",
+        started.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while usage(pid).fds > base && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        usage(pid).fds <= base,
+        "bpfnsd kept fds: {} > {base}",
+        usage(pid).fds
+    );
+}

@@ -796,23 +796,28 @@ impl Kernel {
     /// one. Whether it was there to change.
     fn write_owner(&self, kind: ObjectKind, id: u32, ns: NsId, flags: MapFlags) -> Result<bool> {
         let key = abi::obj_key(kind, id);
-        // Logged before the write: a reader that syncs in between looks the record up again
-        // at its next sync at the latest.
+        // Logged before the write and again after it: a reader that syncs in between (and
+        // read the old owner) finds the second note at its next sync and looks again.
         RecordLog::note(kind, id, false);
-        if ns == NsId::ROOT {
-            return match self.obj_owner.delete(&key) {
+        let written = if ns == NsId::ROOT {
+            match self.obj_owner.delete(&key) {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(false),
                 Err(e) => Err(KernelError::libbpf("deleting an ownership record")(e)),
-            };
-        }
-        match self.obj_owner.update(&key, &abi::obj_owner(ns), flags) {
-            Ok(()) => Ok(true),
-            Err(e) if flags == MapFlags::EXIST && e.kind() == libbpf_rs::ErrorKind::NotFound => {
-                Ok(false)
             }
-            Err(e) => Err(KernelError::libbpf("writing an ownership record")(e)),
-        }
+        } else {
+            match self.obj_owner.update(&key, &abi::obj_owner(ns), flags) {
+                Ok(()) => Ok(true),
+                Err(e)
+                    if flags == MapFlags::EXIST && e.kind() == libbpf_rs::ErrorKind::NotFound =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(KernelError::libbpf("writing an ownership record")(e)),
+            }
+        };
+        RecordLog::note(kind, id, false);
+        written
     }
 
     /// Every ownership record: `(kind, id, owner)` ([`NsId::QUARANTINE`] for a quarantined

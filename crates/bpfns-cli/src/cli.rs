@@ -93,6 +93,30 @@ pub enum Command {
     /// LSM where the kernel runs BPF LSM programs (`bpfns doctor` says why not elsewhere).
     Status,
 
+    /// A live stream of what tenants do: namespaces created, deleted, their policy changed,
+    /// processes entering them; calls refused (by the supervisor, or by the kernel side) and
+    /// tasks the kernel side's backstop stopped.
+    ///
+    /// One event a line (with -j, a JSON object a line; fields in docs/protocol.md) until
+    /// interrupted. A namespace member sees the events of its own namespace and below only.
+    /// bpfnsd drops a subscriber that does not keep reading (its queue is bounded): the
+    /// stream then ends with an error and `bpfns status` counts it
+    /// (events_subscribers_dropped). Needs CAP_BPF or CAP_SYS_ADMIN, as listing namespaces
+    /// does.
+    #[command(
+        after_help = "Example: refusals and stops in /tenant-a and below, as JSON lines:
+                              bpfns events -j --ns /tenant-a --kind denied,stopped"
+    )]
+    Events {
+        /// Only the events of this namespace and below.
+        #[arg(long, value_name = "PATH")]
+        ns: Option<String>,
+        /// Only these kinds (comma-separated): ns_created, ns_deleted, ns_policy_changed,
+        /// member_entered, denied, stopped.
+        #[arg(long, value_name = "KIND,...", value_delimiter = ',')]
+        kind: Vec<bpfns_proto::EventKind>,
+    },
+
     /// Namespaces: create, list (as a tree, with object and member counts), show, delete, ps,
     /// identify.
     ///

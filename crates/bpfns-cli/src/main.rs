@@ -13,6 +13,7 @@ mod containers_cmd;
 mod doctor_cmd;
 mod dump;
 mod error;
+mod events_cmd;
 mod exec_cmd;
 mod kernel_cmd;
 mod ns_cmd;
@@ -127,6 +128,9 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             .map(|()| 0)
         }
         Command::Status => emit(format, &status_cmd::status(&mut client()?)?).map(|()| 0),
+        Command::Events { ns, kind } => {
+            events_cmd::events(client()?, ns.as_deref(), kind.clone(), format).map(|()| 0)
+        }
         Command::Top {
             interval,
             namespace,

@@ -1143,3 +1143,107 @@ fn top_attributes_run_time_to_the_owner_namespace() {
     }
     drop(busy);
 }
+
+/// `bpfns events`: JSON lines with -j, one line of text without; --kind and --ns filter; an
+/// unknown kind is a usage error naming the known ones.
+#[test]
+fn events_stream_as_json_lines_and_text() {
+    if let Some(why) = skip_reason() {
+        bpfns_tests::skip(why);
+        return;
+    }
+    let d = TestDaemon::start("cli-events");
+    let socket = d.socket.to_str().expect("utf-8 path").to_string();
+    let subscribers = || {
+        d.client()
+            .status()
+            .expect("status")
+            .counters
+            .iter()
+            .find(|(n, _)| n == "events_subscribers")
+            .map_or(0, |(_, v)| *v)
+    };
+    // A stream's lines, read on a thread; the process is killed when the guard goes.
+    struct Stream(std::process::Child, std::sync::mpsc::Receiver<String>);
+    impl Drop for Stream {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let start = |args: &[&str], now: u64| {
+        let mut child = Command::new(bpfns())
+            .args(["--socket", &socket])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("bpfns events");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while subscribers() <= now {
+            assert!(
+                Instant::now() < deadline,
+                "bpfns {args:?} did not subscribe"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Stream(child, rx)
+    };
+    let json = start(&["-j", "events", "--kind", "ns_created"], 0);
+    let mut c = d.client();
+    c.ns_create("/e1").expect("creating /e1");
+    let text = start(&["events", "--ns", "/e1"], 1);
+    c.ns_set_policy(
+        "/e1",
+        bpfns_model::ProgramPolicy {
+            allow_tracing: true,
+        },
+    )
+    .expect("policy");
+    c.ns_create("/e1/x").expect("creating /e1/x");
+    let line = |s: &Stream| {
+        s.1.recv_timeout(Duration::from_secs(20))
+            .expect("an event line")
+    };
+    let first: Value = serde_json::from_str(&line(&json)).expect("a JSON line");
+    assert_eq!(
+        (first["kind"].as_str(), first["namespace"].as_str()),
+        (Some("ns_created"), Some("/e1")),
+        "{first}"
+    );
+    assert!(
+        first["time_ms"].as_u64().is_some() && first.get("reply").is_none(),
+        "{first}"
+    );
+    // The policy change is not of the kind asked for.
+    let second: Value = serde_json::from_str(&line(&json)).expect("a JSON line");
+    assert_eq!(second["namespace"], "/e1/x", "{second}");
+    // /e1 and below only: its policy change, then its child.
+    let t = line(&text);
+    assert!(
+        t.contains(" ns_policy_changed /e1 ") && t.contains("policy="),
+        "{t}"
+    );
+    let t = line(&text);
+    assert!(t.contains(" ns_created /e1/x "), "{t}");
+    drop((json, text));
+
+    let out = Command::new(bpfns())
+        .args(["--socket", &socket, "events", "--kind", "nope"])
+        .output()
+        .expect("bpfns events");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("member_entered"),
+        "{out:?}"
+    );
+}

@@ -488,6 +488,33 @@ impl Client {
         }
     }
 
+    /// Subscribe to bpfnsd's audit events (of namespace `ns` and below, default: our own;
+    /// of `kinds`, default: all). The connection then only carries events: read them with
+    /// [`next_event`](Self::next_event). Returns the namespace the stream covers.
+    pub fn subscribe(
+        &mut self,
+        ns: Option<&str>,
+        kinds: Vec<bpfns_proto::EventKind>,
+    ) -> Result<String> {
+        match self.call(Op::Events {
+            ns: ns.map(str::to_string),
+            kinds,
+        })? {
+            Reply::Subscribed { namespace, .. } => Ok(namespace),
+            r => Self::unexpected(r),
+        }
+    }
+
+    /// The next event of a subscription (waits for it); [`ClientError::Closed`] when bpfnsd
+    /// ended the stream (it drops a subscriber that does not keep up).
+    pub fn next_event(&mut self) -> Result<bpfns_proto::EventInfo> {
+        let (resp, fds) = self.read_response()?;
+        match Self::outcome(resp, fds)?.0 {
+            Reply::Event(e) => Ok(e),
+            r => Self::unexpected(r),
+        }
+    }
+
     /// Why the kernel side stopped or refused `pid`, a child of ours (unreaped if it exited):
     /// the lines bpfnsd logged for it, each with the rule and the fix; empty if none.
     pub fn why_stopped(&mut self, pid: i32) -> Result<Vec<String>> {

@@ -148,6 +148,16 @@ pub enum Op {
     },
     /// Which namespace process `pid` is in.
     NsIdentify { pid: i32 },
+    /// Subscribe to the audit event stream: answered [`Reply::Subscribed`], then one
+    /// [`Reply::Event`] frame per event (same `seq`) for as long as the connection stays open;
+    /// the connection takes no other request. Only events of the caller's own namespace and
+    /// below (with `ns`, of that namespace and below); with `kinds`, only those.
+    Events {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ns: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        kinds: Vec<EventKind>,
+    },
 }
 
 impl Op {
@@ -175,6 +185,7 @@ impl Op {
             Op::WhyStopped { .. } => "why_stopped",
             Op::NsPs { .. } => "ns_ps",
             Op::NsIdentify { .. } => "ns_identify",
+            Op::Events { .. } => "events",
         }
     }
 }
@@ -316,6 +327,15 @@ pub enum Reply {
         #[serde(default)]
         again: bool,
     },
+    /// The event stream starts ([`Op::Events`]): events follow as [`Reply::Event`] frames.
+    Subscribed {
+        /// The namespace whose subtree the stream covers.
+        namespace: String,
+        /// How many events bpfnsd queues for this subscriber before it drops it.
+        queue: u32,
+    },
+    /// One audit event of a subscription.
+    Event(EventInfo),
     /// What became of a deleted container ([`Op::ContainerDeleted`]).
     ContainerReleased {
         id: String,
@@ -326,6 +346,124 @@ pub enum Reply {
         #[serde(default)]
         deleted: Vec<String>,
     },
+}
+
+/// What an audit event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A namespace was created.
+    NsCreated,
+    /// A namespace was deleted.
+    NsDeleted,
+    /// A namespace's program policy changed.
+    NsPolicyChanged,
+    /// A process entered a namespace.
+    MemberEntered,
+    /// A call was refused (`layer` says by whom).
+    Denied,
+    /// The kernel side's backstop stopped a task (SIGKILL).
+    Stopped,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 6] = [
+        EventKind::NsCreated,
+        EventKind::NsDeleted,
+        EventKind::NsPolicyChanged,
+        EventKind::MemberEntered,
+        EventKind::Denied,
+        EventKind::Stopped,
+    ];
+
+    /// The name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::NsCreated => "ns_created",
+            EventKind::NsDeleted => "ns_deleted",
+            EventKind::NsPolicyChanged => "ns_policy_changed",
+            EventKind::MemberEntered => "member_entered",
+            EventKind::Denied => "denied",
+            EventKind::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::str::FromStr for EventKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let all: Vec<_> = EventKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown event kind {s:?}; known: {}", all.join(", "))
+            })
+    }
+}
+
+/// One audit event. Fields that do not apply to an event are absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventInfo {
+    /// When bpfnsd saw it, in milliseconds since the epoch.
+    pub time_ms: u64,
+    pub kind: EventKind,
+    /// The namespace concerned (of the task, for denials and stops), by path.
+    pub namespace: String,
+    pub ns_id: NsId,
+    /// The process concerned (host pid namespace): the one refused, stopped or entered, or
+    /// the caller that changed a namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Denials and stops: the bpf command (`MAP_GET_FD_BY_ID`, ...) or its number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The object the call named, where it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_kind: Option<ObjectKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_id: Option<u32>,
+    /// Denials of `OBJ_GET`: the path, as the caller gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Denials and stops: who acted: `supervisor`, `lsm` or `backstop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
+    /// Denials and stops: why (the errno answered, or the kernel side's rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Namespace creations and policy changes: the policy now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<ProgramPolicy>,
+}
+
+impl EventInfo {
+    /// An event of `kind` about namespace `namespace` (`ns_id`), stamped now.
+    pub fn new(kind: EventKind, namespace: impl Into<String>, ns_id: NsId) -> Self {
+        let time_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Self {
+            time_ms,
+            kind,
+            namespace: namespace.into(),
+            ns_id,
+            pid: None,
+            comm: None,
+            uid: None,
+            command: None,
+            object_kind: None,
+            object_id: None,
+            path: None,
+            layer: None,
+            reason: None,
+            policy: None,
+        }
+    }
 }
 
 /// A process and its namespace. Process ids are bpfnsd's (the host's pid namespace).
@@ -652,6 +790,38 @@ mod tests {
             }
         );
     }
+    #[test]
+    fn events_json_shape() {
+        let r: Request =
+            serde_json::from_str(r#"{"v":1,"seq":2,"op":"events","kinds":["denied","stopped"]}"#)
+                .unwrap();
+        assert_eq!(
+            r.op,
+            Op::Events {
+                ns: None,
+                kinds: vec![EventKind::Denied, EventKind::Stopped]
+            }
+        );
+        let mut e = EventInfo::new(EventKind::Denied, "/a", NsId(2));
+        e.time_ms = 5;
+        e.object_kind = Some(ObjectKind::Map);
+        e.object_id = Some(9);
+        let s = serde_json::to_string(&Response::ok(2, Reply::Event(e.clone()))).unwrap();
+        assert_eq!(
+            s,
+            r#"{"v":1,"seq":2,"ok":{"reply":"event","time_ms":5,"kind":"denied","namespace":"/a","ns_id":2,"object_kind":"map","object_id":9}}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Response>(&s).unwrap(),
+            Response::ok(2, Reply::Event(e))
+        );
+        assert_eq!("ns_created".parse::<EventKind>(), Ok(EventKind::NsCreated));
+        assert!("nope"
+            .parse::<EventKind>()
+            .unwrap_err()
+            .contains("member_entered"));
+    }
+
     #[test]
     fn op_names_are_the_wire_names() {
         for op in [

@@ -1611,3 +1611,213 @@ fn the_syscall_hooks_follow_the_members() {
         "still attached after the last namespace"
     );
 }
+
+/// Run the helper's `args` as a supervised member of `ns` (as `bpfns exec` starts one); its
+/// output.
+fn supervised_in(d: &TestDaemon, ns: &str, args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(bpfns_tests::helper_path());
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped());
+    let m = bpfns_client::member::spawn(&d.socket, ns, &mut cmd).expect("a supervised member");
+    let out = m
+        .into_child()
+        .wait_with_output()
+        .expect("waiting for the member");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Read a subscription's events until `want` holds for the events read (bounded).
+fn events_until(
+    c: &mut bpfns_client::Client,
+    what: &str,
+    mut want: impl FnMut(&[bpfns_proto::EventInfo]) -> bool,
+) -> Vec<bpfns_proto::EventInfo> {
+    let mut got = Vec::new();
+    while !want(&got) {
+        match c.next_event() {
+            Ok(e) => got.push(e),
+            Err(e) => panic!("{what}: the stream ended ({e}) after {got:#?}"),
+        }
+    }
+    got
+}
+
+/// `events`: namespace changes, a member entering, the supervisor's refusal of a foreign id
+/// and the backstop's stop of an unsupervised member reach a host subscriber, with who did
+/// what; a member's subscription carries its own subtree's events and never another's.
+#[test]
+fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
+    use bpfns_proto::EventKind as K;
+    require_kernel!();
+    let d = TestDaemon::start("events");
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    c.ns_create("/b").unwrap();
+    let mut host = d.client();
+    host.set_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    assert_eq!(host.subscribe(None, Vec::new()).unwrap(), "/");
+    // A member of /a subscribed to everything it may get.
+    let sock = d.socket.to_string_lossy().into_owned();
+    let mut member = Helper::spawn(&["client", &sock, "events"]);
+    d.client().enter("/a", member.pid).unwrap();
+    member.go();
+    assert_eq!(member.expect("subscribed"), "/a");
+
+    c.ns_create("/a/x").unwrap();
+    c.ns_set_policy(
+        "/b",
+        ProgramPolicy {
+            allow_tracing: true,
+        },
+    )
+    .unwrap();
+    c.ns_delete("/a/x").unwrap();
+    let (_hb, b_map) = create_in(&d, "/b", "map");
+    // The supervisor refuses a member of /a the map of /b (ENOENT, as for a missing id).
+    let out = supervised_in(&d, "/a", &["open", "map", &b_map.to_string()]);
+    assert_eq!(out.trim(), "errno=2", "the foreign open is refused");
+    // Unsupervised, the kernel side acts: the backstop's SIGKILL (or BPF LSM's refusal).
+    let mut h = Helper::spawn(&["open", "map", &b_map.to_string()]);
+    d.client().enter("/a", h.pid).unwrap();
+    h.go();
+    let h_pid = h.pid;
+    let status = h.finish();
+
+    let is = |e: &bpfns_proto::EventInfo, k: K, ns: &str| e.kind == k && e.namespace == ns;
+    let got = events_until(&mut host, "host subscriber", |got| {
+        let has = |f: &dyn Fn(&bpfns_proto::EventInfo) -> bool| got.iter().any(f);
+        has(&|e| is(e, K::NsCreated, "/a/x"))
+            && has(&|e| is(e, K::NsPolicyChanged, "/b"))
+            && has(&|e| is(e, K::NsDeleted, "/a/x"))
+            && has(&|e| is(e, K::MemberEntered, "/b"))
+            && has(&|e| is(e, K::Denied, "/a") && e.layer.as_deref() == Some("supervisor"))
+            && has(&|e| {
+                e.namespace == "/a"
+                    && e.layer.as_deref() != Some("supervisor")
+                    && matches!(e.kind, K::Stopped | K::Denied)
+            })
+    });
+    let created = got.iter().find(|e| is(e, K::NsCreated, "/a/x")).unwrap();
+    assert_eq!(created.pid, Some(std::process::id() as i32), "{created:?}");
+    let policy = got
+        .iter()
+        .find(|e| is(e, K::NsPolicyChanged, "/b"))
+        .unwrap();
+    assert_eq!(policy.policy.map(|p| p.allow_tracing), Some(true));
+    let denied = got
+        .iter()
+        .find(|e| is(e, K::Denied, "/a") && e.layer.as_deref() == Some("supervisor"))
+        .unwrap();
+    assert_eq!(
+        denied.command.as_deref(),
+        Some("BPF_MAP_GET_FD_BY_ID"),
+        "{denied:?}"
+    );
+    assert_eq!(
+        (denied.object_kind, denied.object_id),
+        (Some(ObjectKind::Map), Some(b_map))
+    );
+    assert!(denied.pid.is_some() && denied.uid == Some(0), "{denied:?}");
+    assert!(
+        denied.comm.as_ref().is_some_and(|c| !c.is_empty()),
+        "{denied:?}"
+    );
+    let kernel = got
+        .iter()
+        .find(|e| {
+            e.namespace == "/a"
+                && matches!(e.kind, K::Stopped | K::Denied)
+                && e.layer.as_deref() != Some("supervisor")
+        })
+        .unwrap();
+    if bpfns_tests::killed(status) {
+        assert_eq!(
+            (kernel.kind, kernel.layer.as_deref()),
+            (K::Stopped, Some("backstop")),
+            "{kernel:?}"
+        );
+        assert_eq!(kernel.pid, Some(h_pid), "{kernel:?}");
+    }
+
+    // The member's stream: /a's subtree only, up to a marker made last.
+    c.ns_create("/a/marker").unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let line = member.expect("event");
+        let e: bpfns_proto::EventInfo = serde_json::from_str(&line).unwrap();
+        let mark = is(&e, K::NsCreated, "/a/marker");
+        seen.push(e);
+        if mark {
+            break;
+        }
+    }
+    for e in &seen {
+        assert!(
+            e.namespace == "/a" || e.namespace.starts_with("/a/"),
+            "a member of /a got an event of {}: {e:?}",
+            e.namespace
+        );
+    }
+    assert!(
+        seen.iter().any(|e| is(e, K::NsCreated, "/a/x")),
+        "{seen:#?}"
+    );
+    assert!(seen.iter().any(|e| is(e, K::Denied, "/a")), "{seen:#?}");
+    assert!(!seen.iter().any(|e| e.namespace == "/b"), "{seen:#?}");
+}
+
+/// A subscriber that stops reading is dropped once its queue is full, and counted; bpfnsd
+/// goes on answering requests and serving the other subscribers meanwhile.
+#[test]
+fn a_subscriber_that_stops_reading_is_dropped_and_counted() {
+    use bpfns_proto::EventKind as K;
+    require_kernel!();
+    let d = TestDaemon::start("events-slow");
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    c.ns_create("/b").unwrap();
+    let (_hb, b_map) = create_in(&d, "/b", "map");
+    let mut slow = d.client();
+    slow.subscribe(None, Vec::new()).unwrap();
+    let mut other = d.client();
+    other
+        .set_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    other.subscribe(None, vec![K::NsCreated]).unwrap();
+    assert_eq!(counter(&d, "events_subscribers"), 2);
+    // Far more refusals than the slow one's queue and socket hold.
+    let n = 4 * bpfnsd::events::QUEUE + 4096;
+    let out = supervised_in(
+        &d,
+        "/a",
+        &["open-loop", "map", &b_map.to_string(), &n.to_string()],
+    );
+    assert_eq!(out.trim(), format!("refused={n}"));
+    eventually("the slow subscriber is dropped", || {
+        counter(&d, "events_subscribers_dropped") == 1
+    });
+    // Still serving: requests, and the other subscriber.
+    c.ns_create("/a/after").unwrap();
+    events_until(&mut other, "the other subscriber", |got| {
+        got.iter()
+            .any(|e| e.kind == K::NsCreated && e.namespace == "/a/after")
+    });
+    assert_eq!(counter(&d, "events_subscribers"), 1);
+    // The slow one reads what was queued, then the end.
+    slow.set_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut read = 0;
+    let end = loop {
+        match slow.next_event() {
+            Ok(_) => read += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(end, bpfns_client::ClientError::Closed), "{end}");
+    assert!(
+        read < n,
+        "dropped before the last event: read {read} of {n}"
+    );
+}

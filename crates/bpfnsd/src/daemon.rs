@@ -12,8 +12,8 @@ use bpfns_model::{
     Registry, RegistryError, Visibility,
 };
 use bpfns_proto::{
-    CallerInfo, ErrorCode, NsInfo, ObjectCounts, ObjectInfo, Op, Reply, Request, Response,
-    StatusInfo, PROTOCOL_VERSION,
+    CallerInfo, ErrorCode, EventInfo, EventKind, NsInfo, ObjectCounts, ObjectInfo, Op, Reply,
+    Request, Response, StatusInfo, PROTOCOL_VERSION,
 };
 
 pub mod containers;
@@ -174,6 +174,8 @@ pub struct Daemon {
     listings: [Coalesced<Vec<bpfns_kernel::OwnedObject>>; 4],
     /// What the metrics endpoint reports that is recorded as bpfnsd serves.
     pub metrics: crate::metrics::Metrics,
+    /// The audit event stream (`events`).
+    pub events: Arc<crate::events::Bus>,
 }
 
 /// Objects and member tasks per namespace, as one walk found them.
@@ -257,6 +259,7 @@ impl Daemon {
             census: Coalesced::default(),
             listings: Default::default(),
             metrics: Default::default(),
+            events: Arc::default(),
         })
     }
 
@@ -449,6 +452,7 @@ impl Daemon {
                     }
                     recent.push_back((v.pid, NsId(v.ns), line.clone()));
                 }
+                self.publish_kernel_event(v, ev);
                 if !log.admit() {
                     return;
                 }
@@ -460,9 +464,210 @@ impl Daemon {
                     );
                     log.suppressed = 0;
                 }
-                tracing::warn!("{line}");
+                let (layer, reason) = match ev {
+                    Event::Stopped(r) => ("backstop", r.name()),
+                    Event::Refused(r) => ("lsm", r.name()),
+                    _ => ("kernel", "unknown"),
+                };
+                tracing::warn!(
+                    layer,
+                    pid = v.pid,
+                    tid = v.tid,
+                    comm = %v.comm,
+                    namespace = %self.ns_name(NsId(v.ns)),
+                    command = v.cmd,
+                    object_kind = v.kind,
+                    object_id = v.id,
+                    reason,
+                    "{line}"
+                );
             }
         }
+    }
+
+    /// A stop or refusal of the kernel side, as an event: `stopped` for the backstop's
+    /// SIGKILL, `denied` (layer `lsm`) for a refusal.
+    fn publish_kernel_event(&self, v: &bpfns_kernel::abi::Violation, ev: bpfns_kernel::abi::Event) {
+        use bpfns_kernel::abi::Event;
+        if !self.events.has_subscribers() {
+            return;
+        }
+        let (kind, layer, reason) = match ev {
+            Event::Stopped(r) => (EventKind::Stopped, "backstop", r.name().to_string()),
+            Event::Refused(r) => (EventKind::Denied, "lsm", r.name().to_string()),
+            Event::Unknown(code) => (EventKind::Stopped, "backstop", format!("reason {code}")),
+            Event::QuotaHigh { .. } => return,
+        };
+        let ns = NsId(v.ns);
+        let (path, chain) = {
+            let reg = self.reg();
+            (owner_name(&reg, ns), Self::chain_in(&reg, ns))
+        };
+        let mut e = EventInfo::new(kind, path, ns);
+        e.pid = i32::try_from(v.pid).ok();
+        e.comm = Some(v.comm.clone());
+        // The task is usually dead (SIGKILL): its uid only while it lingers.
+        e.uid = ProcFacts::read(v.pid as i32).map(|f| f.uid);
+        e.command = Some(
+            crate::supervisor::attr::Command::from_raw(v.cmd).map_or_else(
+                || format!("bpf command {}", v.cmd),
+                |c| c.name().to_string(),
+            ),
+        );
+        let kinds = [
+            None,
+            Some(ObjectKind::Prog),
+            Some(ObjectKind::Map),
+            Some(ObjectKind::Link),
+            Some(ObjectKind::Btf),
+        ];
+        if let Some(Some(k)) = kinds.get(v.kind as usize) {
+            if v.id != 0 {
+                e.object_kind = Some(*k);
+                e.object_id = Some(v.id);
+            }
+        }
+        e.layer = Some(layer.into());
+        e.reason = Some(reason);
+        self.events.publish(e, &chain);
+    }
+
+    /// `id` and its ancestors (the root last), as `reg` has them; an unknown id's chain is
+    /// the root's only, so that only host subscribers see its events.
+    fn chain_in(reg: &Registry, id: NsId) -> Vec<NsId> {
+        if !reg.contains(id) {
+            return vec![NsId::ROOT];
+        }
+        let mut chain = vec![id];
+        chain.extend(reg.ancestors(id));
+        chain
+    }
+
+    /// An event about namespace `id` as `reg` has it, done by `caller`; `None` when nobody
+    /// subscribes.
+    fn change_event(
+        &self,
+        kind: EventKind,
+        reg: &Registry,
+        id: NsId,
+        caller: &Caller,
+        policy: Option<ProgramPolicy>,
+    ) -> Option<(EventInfo, Vec<NsId>)> {
+        if !self.events.has_subscribers() {
+            return None;
+        }
+        let mut ev = EventInfo::new(kind, owner_name(reg, id), id);
+        ev.pid = Some(caller.pid);
+        ev.uid = Some(caller.uid);
+        ev.comm = ProcFacts::read(caller.pid).map(|f| f.comm);
+        ev.policy = policy;
+        Some((ev, Self::chain_in(reg, id)))
+    }
+
+    fn publish_change(
+        &self,
+        kind: EventKind,
+        reg: &Registry,
+        id: NsId,
+        caller: &Caller,
+        policy: Option<ProgramPolicy>,
+    ) {
+        if let Some((ev, chain)) = self.change_event(kind, reg, id, caller, policy) {
+            self.events.publish(ev, &chain);
+        }
+    }
+
+    /// Process `pid` entered namespace `id`.
+    pub(crate) fn publish_entered(&self, id: NsId, pid: i32) {
+        if !self.events.has_subscribers() {
+            return;
+        }
+        let (ev, chain) = {
+            let reg = self.reg();
+            let mut ev = EventInfo::new(EventKind::MemberEntered, owner_name(&reg, id), id);
+            ev.pid = Some(pid);
+            if let Some(f) = ProcFacts::read(pid) {
+                ev.comm = Some(f.comm);
+                ev.uid = Some(f.uid);
+            }
+            (ev, Self::chain_in(&reg, id))
+        };
+        self.events.publish(ev, &chain);
+    }
+
+    /// A call the supervisor refused: logged (every one, with its fields) and published.
+    pub(crate) fn on_denial(&self, d: crate::supervisor::Denial) {
+        let facts = ProcFacts::read(d.tid);
+        let tgid = bpfns_sys::procfs::read_status(d.tid)
+            .ok()
+            .and_then(|s| bpfns_sys::procfs::field(&s, "Tgid").and_then(|t| t.parse().ok()))
+            .unwrap_or(d.tid);
+        let (path, chain) = {
+            let reg = self.reg();
+            (owner_name(&reg, d.ns), Self::chain_in(&reg, d.ns))
+        };
+        let comm = facts.as_ref().map(|f| f.comm.clone());
+        let uid = facts.as_ref().map(|f| f.uid);
+        tracing::info!(
+            layer = "supervisor",
+            pid = tgid,
+            tid = d.tid,
+            comm = comm.as_deref().unwrap_or("?"),
+            uid = uid.unwrap_or(u32::MAX),
+            namespace = %path,
+            command = d.command,
+            object_kind = d.object.map(|(k, _)| k.to_string()).unwrap_or_default(),
+            object_id = d.object.map_or(0, |(_, id)| id),
+            path = d.path.as_deref().unwrap_or(""),
+            errno = d.errno,
+            "denied"
+        );
+        if !self.events.has_subscribers() {
+            return;
+        }
+        let mut ev = EventInfo::new(EventKind::Denied, path, d.ns);
+        ev.pid = Some(tgid);
+        ev.comm = comm;
+        ev.uid = uid;
+        ev.command = Some(d.command.to_string());
+        ev.object_kind = d.object.map(|(k, _)| k);
+        ev.object_id = d.object.map(|(_, id)| id);
+        ev.path = d.path;
+        ev.layer = Some("supervisor".into());
+        ev.reason = Some(d.reason);
+        self.events.publish(ev, &chain);
+    }
+
+    /// Subscribe `caller` to the events of `ns` (default: its own namespace) and below.
+    pub fn subscribe(
+        &self,
+        caller: &Caller,
+        ns: Option<&str>,
+        kinds: Vec<EventKind>,
+    ) -> Result<(crate::events::Subscription, String), Failure> {
+        if !caller.may_list_namespaces() {
+            tracing::info!(
+                pid = caller.pid,
+                uid = caller.uid,
+                ns = %caller.ns,
+                "refused an event subscription: no CAP_BPF or CAP_SYS_ADMIN"
+            );
+            return Err(Failure::new(
+                ErrorCode::Denied,
+                "permission denied: the event stream needs CAP_BPF or CAP_SYS_ADMIN (in the \
+                 initial user namespace outside namespaces, in your user namespace inside one), \
+                 as listing namespaces does",
+            ));
+        }
+        let (root, path) = match ns {
+            Some(path) => {
+                let id = self.visible_ns(caller, path)?;
+                (id, self.ns_name(id))
+            }
+            None => (caller.ns, self.ns_name(caller.ns)),
+        };
+        tracing::info!(pid = caller.pid, ns = %path, "event subscription");
+        Ok((self.events.subscribe(root, kinds), path))
     }
 
     /// Stop using the listener keeper (it goes on holding the listeners, as after a crash of
@@ -853,6 +1058,11 @@ impl Daemon {
                 no_fds(&fds)?;
                 self.ns_identify(caller, pid)
             }
+            // The API server keeps a subscription's connection itself.
+            Op::Events { .. } => Err(Failure::new(
+                ErrorCode::BadRequest,
+                "`events` is a subscription: send it on a connection of its own",
+            )),
         }
     }
 
@@ -1034,6 +1244,7 @@ impl Daemon {
             .map_err(|e| undo(Failure::internal(e)))?;
         tx.commit().map_err(undo)?;
         tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, max_objects = limit, "created namespace");
+        self.publish_change(EventKind::NsCreated, &tx.next, id, caller, Some(policy));
         // A new namespace owns nothing and has no members (ids are never reused, and tasks
         // enter only through later requests): no need to walk every object and task.
         let info = self
@@ -1059,6 +1270,13 @@ impl Daemon {
             .set_namespace_policy(id, parent, depth, policy.allow_tracing)
             .map_err(Failure::internal)?;
         tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, "set namespace policy");
+        self.publish_change(
+            EventKind::NsPolicyChanged,
+            &tx.next,
+            id,
+            caller,
+            Some(policy),
+        );
         drop(tx);
         Ok((Reply::Namespace(self.ns_info_of(id, &p)?), vec![]))
     }
@@ -1188,6 +1406,8 @@ impl Daemon {
             }
         };
         let moved = moved_records.len();
+        // Its chain as it was: the event goes to the subscribers of its subtree.
+        let deleted_event = self.change_event(EventKind::NsDeleted, &tx.next, id, caller, None);
         let committed = tx
             .next
             .delete(&p)
@@ -1233,6 +1453,9 @@ impl Daemon {
             );
         }
         tracing::info!(namespace = %p, moved, "deleted namespace");
+        if let Some((ev, chain)) = deleted_event {
+            self.events.publish(ev, &chain);
+        }
         Ok((
             Reply::Deleted {
                 path: p.to_string(),
@@ -1474,6 +1697,7 @@ impl Daemon {
             "; enter a single-threaded process (a fresh child)",
         )?;
         tracing::info!(pid, namespace = %p, caller = caller.pid, "process entered namespace");
+        self.publish_entered(target, pid);
         Ok((
             Reply::Entered {
                 path: p.to_string(),
@@ -1743,6 +1967,14 @@ impl Daemon {
         counters.push((
             "kernel_events_read".to_string(),
             self.events_read.load(std::sync::atomic::Ordering::Relaxed),
+        ));
+        counters.push((
+            "events_subscribers".to_string(),
+            self.events.subscribers() as u64,
+        ));
+        counters.push((
+            "events_subscribers_dropped".to_string(),
+            self.events.dropped(),
         ));
         // bpfnsd's own allocations (not what its allocator merely keeps): leaks show here.
         if let Some(b) = bpfns_sys::process::heap_in_use() {

@@ -4,6 +4,7 @@
 //! - [`server`]: the Unix-socket API (systemd socket activation, or its own bind), within the
 //!   connection limits of [`admission`].
 //! - [`caller`]: who is calling, from kernel facts only.
+//! - [`events`]: the audit event stream, fanned out to subscribers.
 //! - [`supervisor`]: answers namespace members' trapped bpf() calls.
 //! - [`keeper`]: the listener keeper, which holds members' listeners across bpfnsd restarts.
 //! - [`bpffs`]: each namespace's own bpffs instance.
@@ -19,6 +20,7 @@ pub mod coalesce;
 pub mod config;
 pub mod creds;
 pub mod daemon;
+pub mod events;
 pub mod keeper;
 pub mod logging;
 pub mod metrics;

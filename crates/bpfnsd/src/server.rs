@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bpfns_proto::{
-    decode, decode_len, encode, ErrorCode, FrameError, Op, Request, Response, HEADER_LEN,
+    decode, decode_len, encode, ErrorCode, FrameError, Op, Reply, Request, Response, HEADER_LEN,
     MAX_REQUEST, MAX_RESPONSE,
 };
 use bpfns_sys::unix::{recv_msg, send_some, send_with_fds, MAX_FDS};
@@ -434,6 +434,92 @@ fn answer(daemon: &Daemon, caller: &mut Caller, req: Request, fds: Vec<OwnedFd>)
     }
 }
 
+/// Serve an `events` subscription on `conn`: the answer, then its events as they come,
+/// until the client hangs up or sends anything, its queue overflows (bpfnsd dropped it), or
+/// a write stalls for the idle timeout.
+#[allow(clippy::too_many_arguments)]
+async fn subscription(
+    conn: &Conn,
+    caller: &mut Caller,
+    daemon: &Daemon,
+    seq: u64,
+    v: u32,
+    ns: Option<String>,
+    kinds: Vec<bpfns_proto::EventKind>,
+    fds: Vec<OwnedFd>,
+) {
+    let refused = if v != bpfns_proto::PROTOCOL_VERSION {
+        Some(Response::error(
+            seq,
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "protocol version {v} is not supported; this bpfnsd speaks {}",
+                bpfns_proto::PROTOCOL_VERSION
+            ),
+        ))
+    } else if !fds.is_empty() {
+        Some(Response::error(
+            seq,
+            ErrorCode::BadRequest,
+            "this request takes no file descriptors",
+        ))
+    } else if let Err(e) = caller.refresh_ns(&daemon.kernel) {
+        Some(Response::error(seq, ErrorCode::Denied, e.to_string()))
+    } else {
+        None
+    };
+    if let Some(r) = refused {
+        let _ = conn.send(&r, &[]).await;
+        return;
+    }
+    let (mut sub, namespace) = match daemon.subscribe(caller, ns.as_deref(), kinds) {
+        Ok(s) => s,
+        Err(f) => {
+            let _ = conn
+                .send(&Response::error(seq, f.code, f.message), &[])
+                .await;
+            return;
+        }
+    };
+    let ok = Response::ok(
+        seq,
+        Reply::Subscribed {
+            namespace,
+            queue: crate::events::QUEUE as u32,
+        },
+    );
+    if !conn.send(&ok, &[]).await {
+        return;
+    }
+    loop {
+        let ev = tokio::select! {
+            ev = sub.events.recv() => ev,
+            _ = sub.dropped.notified() => None,
+            // A subscriber sends nothing more: bytes or a hangup end it (readiness alone may
+            // be spurious: a read says).
+            r = conn.sock.ready(Interest::READABLE) => match r {
+                Ok(_) => match conn.sock.try_read(&mut [0u8; 1]) {
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                    _ => None,
+                },
+                Err(_) => None,
+            },
+        };
+        let Some(ev) = ev else {
+            tracing::debug!(pid = caller.pid, "event subscription ended");
+            return;
+        };
+        let frame = Response::ok(seq, Reply::Event((*ev).clone()));
+        let sent = tokio::select! {
+            sent = conn.send(&frame, &[]) => sent,
+            _ = sub.dropped.notified() => false,
+        };
+        if !sent {
+            return;
+        }
+    }
+}
+
 /// One client connection (identified already): answer requests until it hangs up or idles.
 /// Reading and writing happen in the event loop; a request, once whole, goes to a worker.
 async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes: Handle) {
@@ -500,6 +586,11 @@ async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes
                 continue;
             }
         };
+        if let Op::Events { ns, kinds } = req.op {
+            // The connection becomes the subscription's, until either side ends it.
+            subscription(&conn, &mut caller, &daemon, req.seq, req.v, ns, kinds, fds).await;
+            return;
+        }
         let answer = match Work::of(&req.op) {
             Work::Quick => answer(&daemon, &mut caller, req, fds),
             work => {

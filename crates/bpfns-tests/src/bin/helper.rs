@@ -302,6 +302,16 @@ fn main() -> ExitCode {
             drop(fds);
         }
         "open" => return report_open(sysbpf::fd_by_id(kind(&arg(1)), arg(2).parse().unwrap_or(0))),
+        // `open-loop KIND ID N`: N opens of one id (a burst of refusals when it is foreign).
+        "open-loop" => {
+            let (k, id, n) = (
+                kind(&arg(1)),
+                arg(2).parse().unwrap_or(0),
+                arg(3).parse().unwrap_or(1),
+            );
+            let refused = (0..n).filter(|_| sysbpf::fd_by_id(k, id).is_err()).count();
+            say(&format!("refused={refused}"));
+        }
         "obj-get" => return report_open(sysbpf::obj_get(Path::new(&arg(1)))),
         "create" | "create-perfmon" => {
             let (k, fds) = if arg(0) == "create" {
@@ -397,6 +407,23 @@ fn client(args: &[String]) {
         "getfd" => out(c
             .get_fd(kind(&a(2)), a(3).parse().unwrap_or(0))
             .map(|fd| format!("fd{}", sysbpf::raw(&fd)))),
+        // `events [NS]`: subscribe, then one `event=JSON` line per event until the stream ends.
+        "events" => {
+            let ns = Some(a(2)).filter(|n| !n.is_empty());
+            match c.subscribe(ns.as_deref(), Vec::new()) {
+                Ok(n) => say(&format!("subscribed={n}")),
+                Err(e) => return out(Err(e)),
+            }
+            loop {
+                match c.next_event() {
+                    Ok(e) => say(&format!(
+                        "event={}",
+                        serde_json::to_string(&e).unwrap_or_default()
+                    )),
+                    Err(e) => return say(&format!("ended={e}")),
+                }
+            }
+        }
         "ns-create" => out(c.ns_create(&a(2)).map(|n| n.path)),
         // The whole error message, for tests that check what it says.
         "ns-create-msg" => match c.ns_create(&a(2)) {

@@ -268,6 +268,7 @@ impl Daemon {
         self.tag_process(pidfd.as_fd(), pid, target, TASK_RUNTIME, "")?;
         let bound = self.bind_container_cgroups(pid, caller.pid, target, &p)?;
         tracing::info!(pid, namespace = %p, caller = caller.pid, cgroups = %bound.join(" "), "container entered namespace");
+        self.publish_entered(target, pid);
         // Not under the lock for namespace changes: placing a container takes the records'
         // lock first, then that one.
         drop(_g);

@@ -213,6 +213,38 @@ pub struct Options {
     /// Where the id of each notification is written before it is answered, so that the
     /// listener keeper can answer it if bpfnsd dies meanwhile.
     pub in_flight: Option<Arc<InFlight>>,
+    /// Told of every call refused (see [`Denial`]), after it is answered.
+    pub on_denial: Option<DenialSink>,
+}
+
+/// A call the supervisor refused: an object or pin of a namespace the caller cannot see, or
+/// an `EPERM` of its rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// The calling thread (host pid namespace).
+    pub tid: i32,
+    /// The caller's namespace.
+    pub ns: NsId,
+    /// The bpf command (`BPF_MAP_GET_FD_BY_ID`, ...).
+    pub command: &'static str,
+    /// The object the call named, where it named one by id.
+    pub object: Option<(ObjectKind, u32)>,
+    /// The path of an `OBJ_GET`.
+    pub path: Option<String>,
+    /// The errno answered.
+    pub errno: i32,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// Where a supervisor reports its [`Denial`]s (bpfnsd logs and publishes them).
+#[derive(Clone)]
+pub struct DenialSink(pub Arc<dyn Fn(Denial) + Send + Sync>);
+
+impl std::fmt::Debug for DenialSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DenialSink")
+    }
 }
 
 impl Default for Options {
@@ -224,6 +256,7 @@ impl Default for Options {
             cache_ttl: Duration::from_secs(2),
             label: String::new(),
             in_flight: None,
+            on_denial: None,
         }
     }
 }
@@ -716,8 +749,14 @@ pub fn install(daemon: &Arc<Daemon>) {
             // member gets fd 0 — libbpf then dups and closes it. In two steps, a call whose
             // answer bpfnsd never sent stays pending, and the keeper answers it EAGAIN. The
             // cost: about 1 µs per open (docs/benchmarks.md).
+            let weak = Arc::downgrade(daemon);
             let options = Options {
                 reply: ReplyMode::AddFdThenSend,
+                on_denial: Some(DenialSink(Arc::new(move |d| {
+                    if let Some(daemon) = weak.upgrade() {
+                        daemon.on_denial(d);
+                    }
+                }))),
                 ..Options::default()
             };
             let registry = daemon.registry.clone();

@@ -284,7 +284,17 @@ impl Worker {
             caller,
             ops: &ops,
         };
+        let target = self
+            .opts
+            .on_denial
+            .as_ref()
+            .map(|_| answer::target(&req, &prep));
         let a = answer::answer(&env, req, prep, &mut self.ids.borrow_mut());
+        let why = match &a {
+            Answer::Denied { why, .. } => Some(*why),
+            Answer::Error(e) if *e == Errno::PERM => Some("refused by the supervisor's rules"),
+            _ => None,
+        };
         let out = self.settle(n.id, a);
         if let Outcome::Respond(Response::Error(e)) = out {
             tracing::debug!(
@@ -294,6 +304,19 @@ impl Worker {
                 errno = e.raw_os_error(),
                 "refused"
             );
+            if let (Some(why), Some(sink), Some((object, path))) =
+                (why, &self.opts.on_denial, target)
+            {
+                (sink.0)(super::Denial {
+                    tid: call.tid,
+                    ns,
+                    command: call.cmd.name(),
+                    object,
+                    path,
+                    errno: e.raw_os_error(),
+                    reason: format!("{} ({why})", bpfns_sys::errno::name(e)),
+                });
+            }
         }
         out
     }
@@ -336,7 +359,7 @@ impl Worker {
     /// What the loop does with an answer.
     fn settle(&self, id: u64, a: Answer) -> Outcome {
         match a {
-            Answer::Error(e) => err(e),
+            Answer::Error(e) | Answer::Denied { errno: e, .. } => err(e),
             Answer::Value(v) => Outcome::Respond(Response::Value(v)),
             Answer::Continue => Outcome::Respond(Response::Continue),
             Answer::Inject(fd) => self.inject(id, fd),

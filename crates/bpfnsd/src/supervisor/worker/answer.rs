@@ -55,6 +55,12 @@ pub(super) enum Answer {
     Value(i64),
     /// This fd, injected into the caller (`ADDFD`); its number is the answer.
     Inject(OwnedFd),
+    /// Refused because of what the caller may see (answered with this errno, and reported
+    /// as a denial, `why` in words).
+    Denied {
+        errno: Errno,
+        why: &'static str,
+    },
     /// Let the kernel run the call with the caller's credentials.
     Continue,
     /// The caller gave up meanwhile: nothing to answer.
@@ -428,6 +434,19 @@ pub(super) fn answer(env: &Env<'_>, req: Request, prep: Prepared, ids: &mut IdCa
             attach::link_detach(env, link, caps)
         }
         _ => Answer::Error(Errno::PERM),
+    }
+}
+
+/// What a call names, for a report of its denial: the object of a `*_GET_FD_BY_ID`, the
+/// path of an `OBJ_GET`.
+pub(super) fn target(
+    req: &Request,
+    prep: &Prepared,
+) -> (Option<(ObjectKind, u32)>, Option<String>) {
+    match (req, prep) {
+        (Request::FdById { kind, id, .. }, _) => (Some((*kind, *id)), None),
+        (_, Prepared::ObjGet(pin)) => (None, Some(String::from_utf8_lossy(&pin.path).into_owned())),
+        _ => (None, None),
     }
 }
 

@@ -53,7 +53,13 @@ pub(super) fn fd_by_id(
 ) -> Answer {
     match env.view.can_see(env.ns, kind, id) {
         Ok(true) => {}
-        Ok(false) => return Answer::Error(Errno::NOENT),
+        Ok(false) => {
+            return Answer::Denied {
+                errno: Errno::NOENT,
+                why: "the id belongs to a namespace the caller cannot see (answered ENOENT, as \
+                      for a missing id)",
+            }
+        }
         Err(e) => return Answer::view_failed("ownership of an object", e),
     }
     let mut a = env.call.attr.clone();
@@ -216,7 +222,10 @@ mod tests {
         assert_eq!(ops.opened(), [3]);
         assert!(matches!(
             open(&view, &ops, 4, 0),
-            Answer::Error(Errno::NOENT)
+            Answer::Denied {
+                errno: Errno::NOENT,
+                ..
+            }
         ));
         // Never opened.
         assert_eq!(ops.opened(), [3]);

@@ -57,7 +57,10 @@ pub(super) fn obj_get(env: &Env<'_>, pin: &Pin, file_flags: u32) -> Answer {
     match env.view.can_see(env.ns, kind, id) {
         Ok(true) => Answer::Inject(fd),
         // The pin exists, but its object belongs to a namespace the caller cannot see.
-        Ok(false) => Answer::Error(Errno::PERM),
+        Ok(false) => Answer::Denied {
+            errno: Errno::PERM,
+            why: "the pinned object belongs to a namespace the caller cannot see",
+        },
         Err(e) => Answer::view_failed("ownership of a pinned object", e),
     }
 }
@@ -141,7 +144,13 @@ mod tests {
         let mine = FakeView::new(ns(1)).visible(ObjectKind::Map, &[7]);
         assert!(matches!(get(&mine, &ops), Answer::Inject(_)));
         let theirs = FakeView::new(ns(1)).visible(ObjectKind::Map, &[8]);
-        assert!(matches!(get(&theirs, &ops), Answer::Error(Errno::PERM)));
+        assert!(matches!(
+            get(&theirs, &ops),
+            Answer::Denied {
+                errno: Errno::PERM,
+                ..
+            }
+        ));
         let failing = FakeView::new(ns(1)).failing(ViewError::NoRecords);
         assert!(matches!(get(&failing, &ops), Answer::Internal { .. }));
     }

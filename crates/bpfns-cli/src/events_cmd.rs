@@ -1,0 +1,108 @@
+//! `bpfns events`: bpfnsd's audit event stream, one event a line, until interrupted.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use bpfns_client::{Client, ClientError};
+use bpfns_proto::{EventInfo, EventKind};
+
+use crate::output::{to_json, Format};
+
+/// Subscribe and print events as they come. Ends when stdout closes (`| head`), or with an
+/// error when bpfnsd ends the stream (it dropped us for not keeping up, or it stopped).
+pub fn events(
+    mut c: Client,
+    ns: Option<&str>,
+    kinds: Vec<EventKind>,
+    format: Format,
+) -> Result<()> {
+    let covered = c.subscribe(ns, kinds)?;
+    tracing::info!("events of namespace {covered} and below");
+    let mut out = std::io::stdout().lock();
+    loop {
+        let ev = match c.next_event() {
+            Ok(e) => e,
+            Err(ClientError::Closed) => anyhow::bail!(
+                "bpfnsd ended the event stream: it drops a subscriber whose queue of unread \
+                 events is full (bpfns status counts them: events_subscribers_dropped), and \
+                 ends every stream when it stops; subscribe again"
+            ),
+            Err(e) => return Err(e.into()),
+        };
+        let line = match format {
+            Format::Text => text(&ev),
+            Format::Json | Format::PrettyJson => to_json(&ev, false)?,
+        };
+        match writeln!(out, "{line}").and_then(|()| out.flush()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(e).context("writing to stdout"),
+        }
+    }
+}
+
+/// One event as a line of text: time, kind, namespace, then what applies of who and what.
+pub fn text(e: &EventInfo) -> String {
+    let secs = e.time_ms / 1000;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let mut line = format!(
+        "{h:02}:{m:02}:{s:02}.{:03}Z {} {}",
+        e.time_ms % 1000,
+        e.kind.name(),
+        e.namespace
+    );
+    let mut add = |k: &str, v: String| {
+        line.push_str(&format!(" {k}={v}"));
+    };
+    if let Some(p) = e.pid {
+        add("pid", p.to_string());
+    }
+    if let Some(c) = &e.comm {
+        add("comm", c.clone());
+    }
+    if let Some(u) = e.uid {
+        add("uid", u.to_string());
+    }
+    if let Some(c) = &e.command {
+        add("command", c.clone());
+    }
+    if let (Some(k), Some(id)) = (e.object_kind, e.object_id) {
+        add("object", format!("{k}:{id}"));
+    }
+    if let Some(p) = &e.path {
+        add("path", format!("{p:?}"));
+    }
+    if let Some(l) = &e.layer {
+        add("layer", l.clone());
+    }
+    if let Some(r) = &e.reason {
+        add("reason", format!("{r:?}"));
+    }
+    if let Some(p) = &e.policy {
+        add("policy", p.to_string());
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpfns_model::{NsId, ObjectKind};
+
+    #[test]
+    fn a_denial_reads_as_one_line() {
+        let mut e = EventInfo::new(EventKind::Denied, "/a", NsId(2));
+        e.time_ms = 3_723_004;
+        e.pid = Some(42);
+        e.comm = Some("bpftool".into());
+        e.command = Some("BPF_MAP_GET_FD_BY_ID".into());
+        e.object_kind = Some(ObjectKind::Map);
+        e.object_id = Some(7);
+        e.layer = Some("supervisor".into());
+        assert_eq!(
+            text(&e),
+            "01:02:03.004Z denied /a pid=42 comm=bpftool command=BPF_MAP_GET_FD_BY_ID \
+             object=map:7 layer=supervisor"
+        );
+    }
+}

@@ -132,8 +132,14 @@ mod tests {
                       40 31 0:38 /x /c rw - cgroup2 cgroup2 rw\n\
                       41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
         assert_eq!(root_in(unified), Some(PathBuf::from("/sys/fs/cgroup")));
-        assert_eq!(root_in(hybrid), Some(PathBuf::from("/sys/fs/cgroup/unified")));
-        assert_eq!(root_in("31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"), None);
+        assert_eq!(
+            root_in(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(
+            root_in("31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"),
+            None
+        );
     }
 
     #[test]
@@ -158,7 +164,10 @@ mod tests {
             let other = File::open("/proc/self")?;
             assert_eq!(within(c.as_fd(), &rel)?, Ancestry::Inside);
             assert_eq!(within(c.as_fd(), &child_rel)?, Ancestry::Inside);
-            assert_eq!(within(File::open(&parent)?.as_fd(), &child_rel)?, Ancestry::Outside);
+            assert_eq!(
+                within(File::open(&parent)?.as_fd(), &child_rel)?,
+                Ancestry::Outside
+            );
             assert_eq!(within(r.as_fd(), &rel)?, Ancestry::Outside);
             assert_eq!(within(other.as_fd(), &rel)?, Ancestry::NotCgroup2);
             Ok(())

@@ -118,8 +118,12 @@ impl Daemon {
         }
         tx.next.set_cgroup(id, line.path.clone());
         match tx.commit() {
-            Ok(()) => tracing::info!(namespace = %p, pid, cgroup = %line.path, "namespace bound to its first member's cgroup: its members may attach programs to it and the cgroups below it"),
-            Err(e) => tracing::warn!(namespace = %p, pid, "binding the namespace to cgroup {}: {}", line.path, e.message),
+            Ok(()) => {
+                tracing::info!(namespace = %p, pid, cgroup = %line.path, "namespace bound to its first member's cgroup: its members may attach programs to it and the cgroups below it")
+            }
+            Err(e) => {
+                tracing::warn!(namespace = %p, pid, "binding the namespace to cgroup {}: {}", line.path, e.message)
+            }
         }
     }
 }
@@ -145,16 +149,28 @@ mod tests {
         let ab = reg.create(&"/a/b".parse().unwrap()).unwrap();
         let abc = reg.create(&"/a/b/c".parse().unwrap()).unwrap();
         let host = NsId::ROOT;
-        assert!(refusal(&reg, a, "/anything", host).is_none(), "below the root: any");
-        assert!(refusal(&reg, ab, "/t/x", host).is_none(), "nothing bound above");
-        assert!(refusal(&reg, ab, "/t/x", a).is_some(), "a member binds only inside");
+        assert!(
+            refusal(&reg, a, "/anything", host).is_none(),
+            "below the root: any"
+        );
+        assert!(
+            refusal(&reg, ab, "/t/x", host).is_none(),
+            "nothing bound above"
+        );
+        assert!(
+            refusal(&reg, ab, "/t/x", a).is_some(),
+            "a member binds only inside"
+        );
         reg.set_cgroup(a, "/t".into());
         for by in [host, a] {
             assert!(refusal(&reg, ab, "/t/x", by).is_none());
             assert!(refusal(&reg, ab, "/t", by).is_none());
             assert!(refusal(&reg, ab, "/u", by).is_some());
             assert!(refusal(&reg, ab, "/", by).is_some());
-            assert!(refusal(&reg, abc, "/t/y", by).is_none(), "the nearest bound ancestor");
+            assert!(
+                refusal(&reg, abc, "/t/y", by).is_none(),
+                "the nearest bound ancestor"
+            );
             assert!(refusal(&reg, abc, "/", by).is_some());
         }
     }

@@ -151,9 +151,8 @@ impl Ops for HostOps<'_> {
         target: BorrowedFd<'_>,
         bound: &str,
     ) -> Result<bpfns_sys::cgroup::Ancestry, Errno> {
-        bpfns_sys::cgroup::within(target, bound).map_err(|e| {
-            Errno::from_io_error(&e).unwrap_or(Errno::IO)
-        })
+        bpfns_sys::cgroup::within(target, bound)
+            .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
     }
 
     fn open_by_id(&self, cmd: u32, attr: &mut Attr, syslog: bool) -> Result<OwnedFd, Errno> {

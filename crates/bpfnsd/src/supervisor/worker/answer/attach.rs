@@ -497,7 +497,10 @@ mod tests {
             ));
             assert!(ops.calls().is_empty());
             // Inside: made.
-            assert!(matches!(cgroup_attach(&view, &ops, detach), Answer::Value(0)));
+            assert!(matches!(
+                cgroup_attach(&view, &ops, detach),
+                Answer::Value(0)
+            ));
         }
     }
 }

@@ -434,20 +434,29 @@ mod tests {
                 cgroup: bpfns_sys::cgroup::Ancestry::Outside,
                 ..FakeOps::default()
             };
-            assert!(matches!(create(&view, &outside, l), Answer::Error(Errno::PERM)));
+            assert!(matches!(
+                create(&view, &outside, l),
+                Answer::Error(Errno::PERM)
+            ));
             assert!(outside.calls().is_empty());
             let mut unbound = FakeView::new(ns(1));
             unbound.cgroup = None;
             unbound.allows_tracing = allows_tracing;
             let ops = FakeOps::default();
-            assert!(matches!(create(&unbound, &ops, l), Answer::Error(Errno::PERM)));
+            assert!(matches!(
+                create(&unbound, &ops, l),
+                Answer::Error(Errno::PERM)
+            ));
             assert!(ops.calls().is_empty());
             // Inside: made here, on bpfnsd's copy.
             let inside = FakeOps {
                 pinned: Some((ObjectKind::Link, 40)),
                 ..FakeOps::default()
             };
-            assert!(!matches!(create(&view, &inside, l), Answer::Error(Errno::PERM) | Answer::Continue));
+            assert!(!matches!(
+                create(&view, &inside, l),
+                Answer::Error(Errno::PERM) | Answer::Continue
+            ));
             assert_eq!(inside.calls().len(), 1);
         }
     }

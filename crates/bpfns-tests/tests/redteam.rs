@@ -3291,7 +3291,12 @@ fn scene_confine(m: &mut Matrix) {
         .unwrap();
     let s = |p: &Path| p.to_string_lossy().into_owned();
     let (a_s, b_s, root_s) = (s(&cg_a), s(&cg_b), s(&root));
-    let v = sc.holder(Some("/cb"), &["rt-cg-victim", &b_s, "legacy"], "victim");
+    // /cb denies tracing: its holder loads without perfmon power.
+    let v = sc.holder(
+        Some("/cb"),
+        &["no-perfmon", "rt-cg-victim", &b_s, "legacy"],
+        "victim",
+    );
     let prog: u32 = v
         .split(' ')
         .next()

@@ -1084,6 +1084,23 @@ mod tests {
     }
 
     #[test]
+    fn a_cgroup_binding_is_kept_and_old_files_read_as_unbound() {
+        let (mut r, _) = sample();
+        let a = r.id(&p("/a")).unwrap();
+        r.set_cgroup(a, "/tenants/a".into());
+        r.set_cgroup(NsId::ROOT, "/".into());
+        assert_eq!(r.cgroup(NsId::ROOT), None, "the root is not confined");
+        let json = serde_json::to_string(&r).unwrap();
+        let back: Registry = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.cgroup(a), Some("/tenants/a"));
+        // A file written before bindings existed: every namespace unbound.
+        let old = json.replace(",\"cgroup\":\"/tenants/a\"", "");
+        assert!(!old.contains("cgroup"), "{old}");
+        let back: Registry = serde_json::from_str(&old).unwrap();
+        assert_eq!(back.cgroup(a), None);
+    }
+
+    #[test]
     fn snapshot_round_trip() {
         let (mut r, _) = sample();
         r.delete(&p("/e")).unwrap();

@@ -60,6 +60,8 @@ pub struct FakeCaller {
     here: bool,
     dead: bool,
     pidfd: OwnedFd,
+    /// Its network namespace is another file than the fds it holds (which are all one).
+    pub other_netns: bool,
 }
 
 impl FakeCaller {
@@ -71,6 +73,7 @@ impl FakeCaller {
             here: true,
             dead: false,
             pidfd: null(),
+            other_netns: false,
         }
     }
 
@@ -217,6 +220,11 @@ impl Caller for FakeCaller {
     fn net_ns(&self) -> Result<OwnedFd, Errno> {
         if self.dead {
             return Err(Errno::SRCH);
+        }
+        if self.other_netns {
+            return Ok(std::fs::File::open("/proc/self/ns/net")
+                .expect("/proc/self/ns/net")
+                .into());
         }
         Ok(null())
     }

@@ -460,4 +460,35 @@ mod tests {
             assert_eq!(inside.calls().len(), 1);
         }
     }
+
+    #[test]
+    fn a_network_namespace_target_must_be_the_callers_own() {
+        const BPF_SK_LOOKUP: u32 = 36;
+        for (attach_type, own) in [
+            (u::BPF_FLOW_DISSECTOR, true),
+            (u::BPF_FLOW_DISSECTOR, false),
+            (BPF_SK_LOOKUP, true),
+            (BPF_SK_LOOKUP, false),
+        ] {
+            let l = LinkCreateReq {
+                target: 4,
+                ..req(attach_type, 0, 0)
+            };
+            let mut a = Attr::zeroed(ATTR_SIZE);
+            a.set_u32(off::LC_PROG_FD, l.prog_fd);
+            a.set_u32(off::LC_TARGET, l.target);
+            a.set_u32(off::LC_ATTACH_TYPE, l.attach_type);
+            let c = call(Command::LinkCreate, a, C::BPF | C::NET_ADMIN);
+            let mut mem = FakeCaller::new()
+                .caps(C::BPF | C::NET_ADMIN, true)
+                .with_fds(&[3, 4]);
+            mem.other_netns = !own;
+            let view = FakeView::new(ns(1));
+            let r = prepare(&c, &l, &mem, &view, &FakeOps::default());
+            assert_eq!(r.is_ok(), own, "attach type {attach_type}, own netns {own}");
+            if !own {
+                assert_eq!(r.err(), Some(Errno::PERM));
+            }
+        }
+    }
 }

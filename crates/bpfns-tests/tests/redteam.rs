@@ -3278,6 +3278,16 @@ fn scene_confine(m: &mut Matrix) {
         format!("bpfns-rt-conf-b-{pid}"),
     );
     let (cg_a, cg_b) = (root.join(&na), root.join(&nb));
+    /// Removes the scene's cgroups however it ends (after the scene's holders are gone).
+    struct Gone(Vec<PathBuf>);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            for cg in &self.0 {
+                let _ = std::fs::remove_dir(cg);
+            }
+        }
+    }
+    let _gone = Gone(vec![cg_a.clone(), cg_b.clone()]);
     for cg in [&cg_a, &cg_b] {
         let _ = std::fs::remove_dir(cg);
         std::fs::create_dir(cg).unwrap();
@@ -3375,9 +3385,6 @@ fn scene_confine(m: &mut Matrix) {
         m.set(rows[2], level, c);
     }
     drop(sc);
-    for cg in [&cg_a, &cg_b] {
-        let _ = std::fs::remove_dir(cg);
-    }
 }
 
 fn steps_key(attack: &str) -> &'static str {

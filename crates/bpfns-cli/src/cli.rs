@@ -386,6 +386,13 @@ pub enum NsCmd {
         /// table (about a million records).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         max_objects: Option<u32>,
+        /// Bind it to this cgroup v2 cgroup (a path below the cgroup2 root, /x/y, or under
+        /// its mount, /sys/fs/cgroup/x/y): its members may attach programs to it and the
+        /// cgroups below it, to no other. Without it, its first member's cgroup binds it
+        /// (a container's own cgroup). Below a namespace other than the root: within the
+        /// parent's cgroup.
+        #[arg(long, value_name = "PATH")]
+        cgroup: Option<String>,
         /// Create missing ancestors too (with the default policy and limit), and do not fail if
         /// the namespace exists (as `mkdir -p`; `-p` itself is pretty JSON, as in bpftool).
         #[arg(long)]

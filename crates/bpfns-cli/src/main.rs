@@ -103,10 +103,18 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                     path,
                     allow_tracing,
                     max_objects,
+                    cgroup,
                     parents,
                 } => emit(
                     format,
-                    &ns_cmd::create(&mut c, path, *allow_tracing, *max_objects, *parents)?,
+                    &ns_cmd::create(
+                        &mut c,
+                        path,
+                        *allow_tracing,
+                        *max_objects,
+                        cgroup.as_deref(),
+                        *parents,
+                    )?,
                 ),
                 NsCmd::Policy {
                     path,

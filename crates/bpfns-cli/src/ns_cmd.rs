@@ -29,6 +29,15 @@ fn tracing_label(n: &NsInfo) -> &'static str {
     }
 }
 
+/// The cgroup subtree its members may attach programs to.
+fn cgroup_label(n: &NsInfo) -> String {
+    match (&n.cgroup, n.depth) {
+        (_, 0) => "any (the host)".to_string(),
+        (Some(c), _) => format!("{c} and below"),
+        (None, _) => "none (not bound: its first member's cgroup binds it)".to_string(),
+    }
+}
+
 /// Ownership records in use against the limit (`17/1024`); `-` for the root (unlimited).
 fn records_label(n: &NsInfo) -> String {
     match (n.records, n.max_objects) {
@@ -94,7 +103,7 @@ impl Render for NsOne {
     fn render_text(&self) -> String {
         let n = &self.0;
         format!(
-            "namespace {}\n  id:       {}\n  parent:   {}\n  depth:    {}\n  objects:  {} progs, {} maps, {} links, {} btf\n  members:  {}\n  bpffs:    {}\n  tracing programs: {}\n  ownership records (with descendants'; used/max): {}\n",
+            "namespace {}\n  id:       {}\n  parent:   {}\n  depth:    {}\n  objects:  {} progs, {} maps, {} links, {} btf\n  members:  {}\n  bpffs:    {}\n  tracing programs: {}\n  ownership records (with descendants'; used/max): {}\n  cgroup (attach targets): {}\n",
             n.path,
             n.id,
             n.parent.as_deref().unwrap_or("-"),
@@ -106,7 +115,8 @@ impl Render for NsOne {
             n.members,
             n.bpffs,
             tracing_label(n),
-            records_label(n)
+            records_label(n),
+            cgroup_label(n)
         )
     }
 }
@@ -133,6 +143,7 @@ pub fn create(
     path: &str,
     allow_tracing: bool,
     max_objects: Option<u32>,
+    cgroup: Option<&str>,
     parents: bool,
 ) -> Result<NsOne> {
     if parents {
@@ -157,7 +168,7 @@ pub fn create(
         }
     }
     Ok(NsOne(
-        c.ns_create_with(path, ProgramPolicy { allow_tracing }, max_objects)
+        c.ns_create_bound(path, ProgramPolicy { allow_tracing }, max_objects, cgroup)
             .with_context(|| format!("creating namespace {path}"))?,
     ))
 }
@@ -284,6 +295,7 @@ mod tests {
                 allow_tracing: path == "/a",
             },
             max_objects: (depth > 0).then_some(1024 >> depth),
+            cgroup: None,
             records: (depth > 0).then_some(u64::from(depth)),
         }
     }

@@ -192,10 +192,24 @@ impl Client {
         policy: ProgramPolicy,
         max_objects: Option<u32>,
     ) -> Result<NsInfo> {
+        self.ns_create_bound(path, policy, max_objects, None)
+    }
+
+    /// Like [`ns_create_with`](Self::ns_create_with), bound to the cgroup v2 subtree `cgroup`
+    /// (a path below the cgroup2 root): the only cgroups its members may attach programs to.
+    /// Without one, its first member's cgroup binds it.
+    pub fn ns_create_bound(
+        &mut self,
+        path: &str,
+        policy: ProgramPolicy,
+        max_objects: Option<u32>,
+        cgroup: Option<&str>,
+    ) -> Result<NsInfo> {
         match self.call(Op::NsCreate {
             path: path.into(),
             policy,
             max_objects,
+            cgroup: cgroup.map(str::to_owned),
         })? {
             Reply::Namespace(n) => Ok(n),
             r => Self::unexpected(r),

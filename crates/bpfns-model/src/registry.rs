@@ -23,6 +23,9 @@ struct Node {
     /// for the root (unlimited) and for namespaces stored before limits existed (the
     /// daemon gives them its default: [`crate::quota::fill_default_limits`]).
     max_objects: Option<u32>,
+    /// The cgroup v2 subtree its members may attach programs to, as a path below the
+    /// cgroup2 root (`/system.slice/x`); `None` until bound: no cgroup at all.
+    cgroup: Option<String>,
 }
 
 /// The tree of BPF namespaces (contract point (docs/design.md) 1).
@@ -162,6 +165,7 @@ impl Registry {
             children: BTreeMap::new(),
             policy: ProgramPolicy::HOST,
             max_objects: None,
+            cgroup: None,
         };
         Registry {
             nodes: BTreeMap::from([(NsId::ROOT, root)]),
@@ -219,6 +223,7 @@ impl Registry {
                 children: BTreeMap::new(),
                 policy,
                 max_objects: None,
+                cgroup: None,
             },
         );
         self.by_path.insert(path.clone(), id);
@@ -239,6 +244,23 @@ impl Registry {
         }
         if let Some(n) = self.nodes.get_mut(&id) {
             n.max_objects = Some(max_objects);
+        }
+    }
+
+    /// The cgroup v2 subtree namespace `id` is bound to (a path below the cgroup2 root);
+    /// `None` for the root, unknown ids and namespaces not bound yet.
+    pub fn cgroup(&self, id: NsId) -> Option<&str> {
+        self.nodes.get(&id).and_then(|n| n.cgroup.as_deref())
+    }
+
+    /// Bind namespace `id` (not the root, which is not confined) to the cgroup v2 subtree
+    /// `cgroup`, a path below the cgroup2 root.
+    pub fn set_cgroup(&mut self, id: NsId, cgroup: String) {
+        if id == NsId::ROOT {
+            return;
+        }
+        if let Some(n) = self.nodes.get_mut(&id) {
+            n.cgroup = Some(cgroup);
         }
     }
 
@@ -491,6 +513,7 @@ impl Registry {
                         path: p.clone(),
                         policy: self.policy(id)?,
                         max_objects: self.max_objects(id),
+                        cgroup: self.cgroup(id).map(str::to_owned),
                     })
                 })
                 .collect(),
@@ -601,6 +624,7 @@ impl Registry {
                     children: BTreeMap::new(),
                     policy: e.policy,
                     max_objects: e.max_objects,
+                    cgroup: e.cgroup.clone(),
                 },
             );
             reg.by_path.insert(e.path.clone(), e.id);
@@ -651,6 +675,10 @@ pub struct SnapshotEntry {
     /// Its limit on ownership records; absent in files written before limits existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_objects: Option<u32>,
+    /// The cgroup v2 subtree it is bound to; absent in files written before bindings
+    /// existed (such a namespace attaches to no cgroup until a member enters and binds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
 }
 
 /// Why a [`Snapshot`] is not a consistent tree.
@@ -1056,6 +1084,23 @@ mod tests {
     }
 
     #[test]
+    fn a_cgroup_binding_is_kept_and_old_files_read_as_unbound() {
+        let (mut r, _) = sample();
+        let a = r.id(&p("/a")).unwrap();
+        r.set_cgroup(a, "/tenants/a".into());
+        r.set_cgroup(NsId::ROOT, "/".into());
+        assert_eq!(r.cgroup(NsId::ROOT), None, "the root is not confined");
+        let json = serde_json::to_string(&r).unwrap();
+        let back: Registry = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.cgroup(a), Some("/tenants/a"));
+        // A file written before bindings existed: every namespace unbound.
+        let old = json.replace(",\"cgroup\":\"/tenants/a\"", "");
+        assert!(!old.contains("cgroup"), "{old}");
+        let back: Registry = serde_json::from_str(&old).unwrap();
+        assert_eq!(back.cgroup(a), None);
+    }
+
+    #[test]
     fn snapshot_round_trip() {
         let (mut r, _) = sample();
         r.delete(&p("/e")).unwrap();
@@ -1094,6 +1139,7 @@ mod tests {
             path: p(path),
             policy: ProgramPolicy::DEFAULT,
             max_objects: None,
+            cgroup: None,
         }
     }
 

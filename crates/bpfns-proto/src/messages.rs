@@ -34,12 +34,18 @@ pub enum Op {
     /// Create a namespace; its parent must exist. Its program policy (default: no tracing
     /// programs) may not allow more than its parent's. `max_objects` (default: bpfnsd's
     /// `max_objects`, capped at the parent's) may not be above the parent's.
+    ///
+    /// `cgroup` binds it to a cgroup v2 subtree (a path below the cgroup2 root), the only
+    /// cgroups its members may attach programs to; without it, its first member's cgroup
+    /// binds it. Below a namespace other than the root, within the parent's cgroup.
     NsCreate {
         path: String,
         #[serde(default, skip_serializing_if = "ProgramPolicy::is_default")]
         policy: ProgramPolicy,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_objects: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cgroup: Option<String>,
     },
     /// Change a namespace's program policy: within its parent's, and not narrower than any
     /// descendant's. Host root for any namespace; a member for strict descendants of its own.
@@ -532,6 +538,10 @@ pub struct NsInfo {
     /// root (unlimited) and from older daemons.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_objects: Option<u32>,
+    /// The cgroup v2 subtree its members may attach programs to (a path below the cgroup2
+    /// root); `None`: bound to none (no cgroup at all), the root (not confined), older daemons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
     /// Ownership records it uses with its descendants, as the kernel counts them (freed
     /// objects' records count until collected); `None` for the root and from older daemons.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,6 +8,7 @@ pub mod bpf;
 pub mod btf;
 pub mod caps;
 pub mod cbpf;
+pub mod cgroup;
 pub mod errno;
 pub mod fds;
 pub mod fs;

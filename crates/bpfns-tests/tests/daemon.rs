@@ -1821,3 +1821,94 @@ fn a_subscriber_that_stops_reading_is_dropped_and_counted() {
         "dropped before the last event: read {read} of {n}"
     );
 }
+
+/// A namespace's cgroup (where its members may attach programs): given at creation
+/// (`--cgroup`, checked: it must exist, and below a bound namespace lie inside that one's),
+/// else bound by its first member's cgroup; shown, and kept across a restart.
+#[test]
+fn a_namespace_is_bound_to_a_cgroup_given_or_its_first_members() {
+    require_kernel!();
+    let Ok(root) = bpfns_sys::cgroup::cgroup2_root() else {
+        bpfns_tests::skip("no cgroup2 hierarchy is mounted");
+        return;
+    };
+    struct Cg(PathBuf);
+    impl Drop for Cg {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(self.0.join("kid"));
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let name = format!("bpfns-test-bind-{}", std::process::id());
+    let cg = Cg(root.join(&name));
+    let _ = std::fs::remove_dir(cg.0.join("kid"));
+    let _ = std::fs::remove_dir(&cg.0);
+    std::fs::create_dir_all(cg.0.join("kid")).unwrap();
+    let (top, kid) = (format!("/{name}"), format!("/{name}/kid"));
+    let d = TestDaemon::start("cgbind");
+    let mut c = d.client();
+    let p = ProgramPolicy::DEFAULT;
+    // Given: by its path below the cgroup2 root or under the mount.
+    let n = c
+        .ns_create_bound("/g", p, None, Some(&cg.0.to_string_lossy()))
+        .unwrap();
+    assert_eq!(n.cgroup.as_deref(), Some(top.as_str()));
+    assert_eq!(
+        c.ns_create_bound("/g/in", p, None, Some(&kid))
+            .unwrap()
+            .cgroup
+            .as_deref(),
+        Some(kid.as_str())
+    );
+    // Outside the parent's, missing, or not absolute: refused, nothing created.
+    let e = c.ns_create_bound("/g/out", p, None, Some("/")).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Denied), "{e}");
+    let e = c
+        .ns_create_bound("/h", p, None, Some("/bpfns-no-such-cgroup"))
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::NotFound), "{e}");
+    let e = c
+        .ns_create_bound("/h", p, None, Some("a/../b"))
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::BadRequest), "{e}");
+    assert!(c.ns_show("/g/out").is_err() && c.ns_show("/h").is_err());
+    // Not given: its first member's cgroup binds it; the next member's changes nothing.
+    c.ns_create("/f").unwrap();
+    assert_eq!(c.ns_show("/f").unwrap().cgroup, None);
+    let mut first = Helper::spawn(&["create", "map"]);
+    std::fs::write(cg.0.join("kid/cgroup.procs"), first.pid.to_string()).unwrap();
+    c.enter("/f", first.pid).unwrap();
+    assert_eq!(
+        c.ns_show("/f").unwrap().cgroup.as_deref(),
+        Some(kid.as_str())
+    );
+    let mut second = Helper::spawn(&["create", "map"]);
+    std::fs::write(cg.0.join("cgroup.procs"), second.pid.to_string()).unwrap();
+    c.enter("/f", second.pid).unwrap();
+    assert_eq!(
+        c.ns_show("/f").unwrap().cgroup.as_deref(),
+        Some(kid.as_str())
+    );
+    // Back where they came from, so that the test cgroups can go.
+    for h in [&first, &second] {
+        let _ = std::fs::write(root.join("cgroup.procs"), h.pid.to_string());
+    }
+    first.go();
+    second.go();
+    let _ = first.finish();
+    let _ = second.finish();
+    // Kept across a restart.
+    drop(c);
+    let (dir, layout) = d.stop();
+    let d = TestDaemon::start_at(dir, layout, false);
+    let mut c = d.client();
+    assert_eq!(
+        c.ns_show("/g").unwrap().cgroup.as_deref(),
+        Some(top.as_str())
+    );
+    assert_eq!(
+        c.ns_show("/f").unwrap().cgroup.as_deref(),
+        Some(kid.as_str())
+    );
+    assert_eq!(c.ns_show("/").unwrap().cgroup, None);
+}

@@ -912,7 +912,12 @@ impl Scene {
         let mut admin = d.client();
         let mut bpffs = BTreeMap::new();
         for p in ["/t", "/t/kid", "/s"] {
-            let n = admin.ns_create(p).unwrap();
+            // Bound to the whole cgroup tree: the rows of these namespaces test what the
+            // ownership checks stop on a cgroup both can reach; scene "confine" tests the
+            // confinement of attach targets with namespaces of its own.
+            let n = admin
+                .ns_create_bound(p, bpfns_model::ProgramPolicy::DEFAULT, None, Some("/"))
+                .unwrap();
             bpffs.insert(p, PathBuf::from(n.bpffs));
             // The victims' namespace /s may load tracing programs (its objects include
             // iterator and perf-event programs); the attacker's /t has the default policy.
@@ -3248,6 +3253,140 @@ fn scene_attach(m: &mut Matrix) {
 }
 
 /// The first key an attack prints.
+/// Attach targets confined to the namespace's cgroup subtree: `/ca`, bound to a cgroup of
+/// its own, attaches (`PROG_ATTACH`), links (`LINK_CREATE`) and detaches (`PROG_DETACH`) on
+/// the host's root cgroup and on the cgroup of a sibling namespace `/cb` (which attached a
+/// program there). The program tried passes every packet, so a hole harms nothing.
+fn scene_confine(m: &mut Matrix) {
+    let mut sc = Scene::new("confine");
+    let rows = [
+        "PROG_ATTACH / LINK_CREATE on the host's root cgroup from a namespace bound to a cgroup of its own",
+        "PROG_ATTACH / LINK_CREATE / PROG_DETACH on a sibling namespace's cgroup",
+        "PROG_ATTACH / LINK_CREATE / PROG_DETACH on the namespace's own cgroup (control: works)",
+    ];
+    let Some(root) = cgroup2_mount() else {
+        for r in rows {
+            for &l in levels() {
+                m.set(r, l, cell(Verdict::NotRun, "no cgroup2 mount"));
+            }
+        }
+        return;
+    };
+    let pid = std::process::id();
+    let (na, nb) = (
+        format!("bpfns-rt-conf-a-{pid}"),
+        format!("bpfns-rt-conf-b-{pid}"),
+    );
+    let (cg_a, cg_b) = (root.join(&na), root.join(&nb));
+    /// Removes the scene's cgroups however it ends (after the scene's holders are gone).
+    struct Gone(Vec<PathBuf>);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            for cg in &self.0 {
+                let _ = std::fs::remove_dir(cg);
+            }
+        }
+    }
+    let _gone = Gone(vec![cg_a.clone(), cg_b.clone()]);
+    for cg in [&cg_a, &cg_b] {
+        let _ = std::fs::remove_dir(cg);
+        std::fs::create_dir(cg).unwrap();
+    }
+    let policy = bpfns_model::ProgramPolicy::DEFAULT;
+    sc.admin
+        .ns_create_bound("/ca", policy, None, Some(&format!("/{na}")))
+        .unwrap();
+    sc.admin
+        .ns_create_bound("/cb", policy, None, Some(&format!("/{nb}")))
+        .unwrap();
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let (a_s, b_s, root_s) = (s(&cg_a), s(&cg_b), s(&root));
+    // /cb denies tracing: its holder loads without perfmon power.
+    let v = sc.holder(
+        Some("/cb"),
+        &["no-perfmon", "rt-cg-victim", &b_s, "legacy"],
+        "victim",
+    );
+    let prog: u32 = v
+        .split(' ')
+        .next()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0);
+    let words = |r: &Run, keys: &[&str]| -> String {
+        keys.iter()
+            .filter_map(|k| r.get(k).map(|v| format!("{k}: {}", errname_words(v))))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    for &level in levels() {
+        // The host's root cgroup.
+        let r = sc.attack_in("/ca", level, None, &["rt-cg-attack", &root_s, "pass"]);
+        let c = match r.unusable(level, "attach") {
+            Some(c) => c,
+            None if r.get("attach") == Some("ok")
+                || r.get("link").is_some_and(|l| l.starts_with("created")) =>
+            {
+                escape(format!(
+                    "on the host's root cgroup: {}",
+                    words(&r, &["attach", "link"])
+                ))
+            }
+            None => blocked(format!(
+                "on the host's root cgroup: {}",
+                words(&r, &["attach", "link"])
+            )),
+        };
+        m.set(rows[0], level, c);
+        // The sibling's cgroup: attach and link, then detach its program.
+        let r = sc.attack_in("/ca", level, None, &["rt-cg-attack", &b_s, "pass"]);
+        let d = sc.attack_in("/ca", level, None, &["rt-cg-attack", &b_s, "detach"]);
+        let still = cg_ids(&cg_b).iter().any(|(p, _)| *p == prog);
+        let c = match r
+            .unusable(level, "attach")
+            .or_else(|| d.unusable(level, "detach"))
+        {
+            Some(c) => c,
+            None if r.get("attach") == Some("ok")
+                || r.get("link").is_some_and(|l| l.starts_with("created"))
+                || !still =>
+            {
+                escape(format!(
+                    "on /cb's cgroup: {}; detach: {}; /cb's program {prog} {}",
+                    words(&r, &["attach", "link"]),
+                    d.get("detach").map(errname_words).unwrap_or_default(),
+                    if still { "still attached" } else { "gone" }
+                ))
+            }
+            None => blocked(format!(
+                "on /cb's cgroup: {}; detach: {}; /cb's program {prog} still attached",
+                words(&r, &["attach", "link"]),
+                d.get("detach").map(errname_words).unwrap_or_default()
+            )),
+        };
+        m.set(rows[1], level, c);
+        // Its own cgroup: what the confinement leaves (where the level may attach at all).
+        let r = sc.attack_in("/ca", level, None, &["rt-cg-attack", &a_s, "pass"]);
+        let c = match r.unusable(level, "attach") {
+            Some(c) => c,
+            // Allowed where the level may attach at all (CAP_NET_ADMIN); the kernel's own
+            // refusal elsewhere.
+            None if r.get("attach") == Some("ok") => cell(
+                Verdict::Allowed,
+                format!(
+                    "on its own cgroup: {}",
+                    words(&r, &["attach", "detach", "link"])
+                ),
+            ),
+            None => blocked(format!(
+                "on its own cgroup, by the kernel (the level lacks what cgroup attach needs): {}",
+                words(&r, &["attach", "detach", "link"])
+            )),
+        };
+        m.set(rows[2], level, c);
+    }
+    drop(sc);
+}
+
 fn steps_key(attack: &str) -> &'static str {
     match attack {
         "replace" => "replace",
@@ -4988,7 +5127,7 @@ fn scene_podexec(m: &mut Matrix) {
 
 type SceneFn = fn(&mut Matrix);
 
-const SCENES: [(&str, SceneFn); 26] = [
+const SCENES: [(&str, SceneFn); 27] = [
     ("ids", scene_ids),
     ("pins", scene_pins),
     ("mount", scene_mount),
@@ -5007,6 +5146,7 @@ const SCENES: [(&str, SceneFn); 26] = [
     ("orphans", scene_orphans),
     ("stall", scene_stall),
     ("attach", scene_attach),
+    ("confine", scene_confine),
     ("netattach", scene_netattach),
     ("perfquery", scene_perfquery),
     ("xdp", scene_xdp),
@@ -5133,7 +5273,7 @@ mod scene {
     }
     scenes!(
         ids, pins, mount, query, iter, filter, steal, daemon, hijack, fill, kread, kfunc,
-        linkoracle, loadrace, oracle, orphans, stall, attach, netattach, perfquery, xdp, listener,
-        scmrace, keeper, flood, podexec,
+        linkoracle, loadrace, oracle, orphans, stall, attach, confine, netattach, perfquery, xdp,
+        listener, scmrace, keeper, flood, podexec,
     );
 }

@@ -1196,6 +1196,15 @@ fn cgroup2_root() -> Option<PathBuf> {
     })
 }
 
+/// Bind namespaces to cgroups (paths below the cgroup2 root), as bpfnsd's registry would.
+fn bind_cgroups(env: &Env, binds: &[(NsId, &str)]) {
+    let mut next = env.registry.read().clone();
+    for (ns, cg) in binds {
+        next.set_cgroup(*ns, (*cg).to_string());
+    }
+    env.registry.replace(next);
+}
+
 /// A test cgroup, removed on drop.
 struct TestCgroup(PathBuf);
 
@@ -1616,10 +1625,16 @@ fn members_attach_and_detach_what_they_can_see() {
         return;
     };
     let env = Env::new("attach");
-    let cg = TestCgroup(root.join(format!("bpfns-test-attach-{}", std::process::id())));
+    let name = format!("bpfns-test-attach-{}", std::process::id());
+    let cg = TestCgroup(root.join(&name));
     let _ = std::fs::remove_dir(&cg.0);
     std::fs::create_dir(&cg.0).unwrap();
     let cgs = cg.0.to_string_lossy().into_owned();
+    // Both namespaces may attach to it: what is checked here is whose programs they touch.
+    bind_cgroups(
+        &env,
+        &[(env.a, &format!("/{name}")), (env.b, &format!("/{name}"))],
+    );
     let attached = || {
         let mut h = Helper::spawn(&["rt-query", &cgs, "0"]);
         h.go();
@@ -1725,4 +1740,101 @@ fn perf_query_ioctl_lists_only_visible_programs() {
     for id in [&a[0], &b[0], &r[0]] {
         assert!(all.contains(&id.as_str()), "{id} missing from {all:?}");
     }
+}
+
+/// Attach targets are confined to the namespace's cgroup subtree: a member of /a (bound to
+/// its own cgroup), holding CAP_NET_ADMIN, can attach, link and detach on its cgroup and
+/// those below it, but neither on the host's root cgroup nor on /b's cgroup, where it can
+/// also not detach /b's program; a namespace bound to no cgroup attaches nowhere. The
+/// program tried is a pass-everything one, so a failure of the check harms nothing.
+#[test]
+fn attach_targets_are_confined_to_the_namespaces_cgroup() {
+    require_kernel!();
+    let Some(root) = cgroup2_root() else {
+        bpfns_tests::skip("no cgroup2 mount");
+        return;
+    };
+    let env = Env::new("confine");
+    let pid = std::process::id();
+    let (na, nb) = (
+        format!("bpfns-test-conf-a-{pid}"),
+        format!("bpfns-test-conf-b-{pid}"),
+    );
+    let cg_a = TestCgroup(root.join(&na));
+    let cg_b = TestCgroup(root.join(&nb));
+    for cg in [&cg_a, &cg_b] {
+        let _ = std::fs::remove_dir(&cg.0);
+        std::fs::create_dir(&cg.0).unwrap();
+    }
+    let below = TestCgroup(cg_a.0.join("below"));
+    std::fs::create_dir(&below.0).unwrap();
+    let s = |c: &TestCgroup| c.0.to_string_lossy().into_owned();
+    let (a_s, b_s, below_s, root_s) = (
+        s(&cg_a),
+        s(&cg_b),
+        s(&below),
+        root.to_string_lossy().into_owned(),
+    );
+    let try_pass = |ns: NsId, cg: &str| {
+        run(
+            &env,
+            Spec::new(ns, &["bpf-net", "rt-cg-attack", cg, "pass"]),
+        )
+    };
+    // Not bound yet: no cgroup at all, its own included.
+    let out = try_pass(env.a, &a_s);
+    assert_eq!(line_of(&out, "attach"), "errno:1", "unbound: {out}");
+    assert_eq!(line_of(&out, "link"), "errno:1", "unbound: {out}");
+    bind_cgroups(
+        &env,
+        &[(env.a, &format!("/{na}")), (env.b, &format!("/{nb}"))],
+    );
+    // Its own cgroup and one below it: attach, detach and link as without bpfns.
+    for cg in [&a_s, &below_s] {
+        let out = try_pass(env.a, cg);
+        assert_eq!(line_of(&out, "attach"), "ok", "{cg}: {out}");
+        assert_eq!(line_of(&out, "detach"), "ok", "{cg}: {out}");
+        assert!(line_of(&out, "link").starts_with("created:"), "{cg}: {out}");
+    }
+    // The host's root cgroup and the sibling's: refused, the link too.
+    for cg in [&root_s, &b_s] {
+        let out = try_pass(env.a, cg);
+        assert_eq!(line_of(&out, "attach"), "errno:1", "{cg}: {out}");
+        assert_eq!(line_of(&out, "link"), "errno:1", "{cg}: {out}");
+    }
+    // /b's program on its cgroup: /a cannot detach it (neither by the cgroup nor, were it
+    // let through, by ownership); /b can.
+    let attached = |cg: &str| {
+        let mut h = Helper::spawn(&["rt-query", cg, "0"]);
+        h.go();
+        h.expect("ids")
+    };
+    let mut holder = Member::start(
+        &env,
+        Spec::new(env.b, &["bpf-net", "rt-cg-victim", &b_s, "legacy"]).stdin(),
+    );
+    let prog = holder
+        .expect("victim")
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(attached(&b_s), format!("{prog}:0"));
+    let out = run(
+        &env,
+        Spec::new(env.a, &["bpf-net", "rt-cg-attack", &b_s, "detach"]),
+    );
+    assert_eq!(line_of(&out, "detach"), "errno:1", "{out}");
+    assert_eq!(attached(&b_s), format!("{prog}:0"));
+    let out = run(
+        &env,
+        Spec::new(env.b, &["bpf-net", "rt-cg-attack", &b_s, "detach"]),
+    );
+    assert_eq!(line_of(&out, "detach"), "ok", "{out}");
+    assert_eq!(attached(&b_s), "");
+    let _ = holder.finish();
+    // A cgroup of /a's subtree is no cgroup of /a/child's, which is bound to none.
+    let out = try_pass(env.a_child, &a_s);
+    assert_eq!(line_of(&out, "attach"), "errno:1", "/a/child: {out}");
+    drop(below);
 }

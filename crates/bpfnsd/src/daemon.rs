@@ -16,6 +16,7 @@ use bpfns_proto::{
     Request, Response, StatusInfo, PROTOCOL_VERSION,
 };
 
+pub mod cgroup;
 pub mod containers;
 pub mod oci;
 pub mod token;
@@ -924,9 +925,10 @@ impl Daemon {
                 path,
                 policy,
                 max_objects,
+                cgroup,
             } => {
                 no_fds(&fds)?;
-                self.ns_create(caller, &path, policy, max_objects)
+                self.ns_create(caller, &path, policy, max_objects, cgroup.as_deref())
             }
             Op::NsSetPolicy { path, policy } => {
                 no_fds(&fds)?;
@@ -1197,8 +1199,10 @@ impl Daemon {
         path: &str,
         policy: ProgramPolicy,
         max_objects: Option<u32>,
+        cgroup: Option<&str>,
     ) -> Answer {
         let p = Self::parse_path(path)?;
+        let cgroup = cgroup.map(cgroup::canonical).transpose()?;
         let mut tx = self.begin();
         may_create(&tx.next, caller.policy(), &p)?;
         self.check_namespace_count(&tx.next, caller, &p)?;
@@ -1214,6 +1218,15 @@ impl Daemon {
         let id = next.create_with_policy(&p, policy)?;
         let limit = quota::limit_for_new(next, &p, max_objects, quota_rules(&self.config))?;
         next.set_max_objects(id, limit);
+        if let Some(cg) = &cgroup {
+            if let Some(why) = cgroup::refusal(next, id, cg, caller.ns) {
+                return Err(Failure::new(
+                    ErrorCode::Denied,
+                    format!("{p} was not created: {why}"),
+                ));
+            }
+            next.set_cgroup(id, cg.clone());
+        }
         let (parent, depth) = (
             next.parent(id).unwrap_or(NsId::ROOT),
             next.depth(id).unwrap_or(0),
@@ -1243,7 +1256,7 @@ impl Daemon {
             .ensure(id)
             .map_err(|e| undo(Failure::internal(e)))?;
         tx.commit().map_err(undo)?;
-        tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, max_objects = limit, "created namespace");
+        tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, max_objects = limit, cgroup = cgroup.as_deref().unwrap_or(""), "created namespace");
         self.publish_change(EventKind::NsCreated, &tx.next, id, caller, Some(policy));
         // A new namespace owns nothing and has no members (ids are never reused, and tasks
         // enter only through later requests): no need to walk every object and task.
@@ -1654,6 +1667,7 @@ impl Daemon {
             bpffs: self.bpffs.path(id).display().to_string(),
             policy: reg.policy(id).unwrap_or_default(),
             max_objects: reg.max_objects(id),
+            cgroup: reg.cgroup(id).map(str::to_owned),
             records: (id != NsId::ROOT)
                 .then(|| self.kernel.namespace_quota(id).ok().map(|q| q.used))
                 .flatten(),
@@ -1698,6 +1712,9 @@ impl Daemon {
         )?;
         tracing::info!(pid, namespace = %p, caller = caller.pid, "process entered namespace");
         self.publish_entered(target, pid);
+        // Not under the lock for namespace changes: binding takes it.
+        drop(_g);
+        self.bind_first_cgroup(target, &p, pid);
         Ok((
             Reply::Entered {
                 path: p.to_string(),

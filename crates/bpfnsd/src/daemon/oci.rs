@@ -272,6 +272,8 @@ impl Daemon {
         // Not under the lock for namespace changes: placing a container takes the records'
         // lock first, then that one.
         drop(_g);
+        // The container's own cgroup, where the runtime made one (else the init's).
+        self.bind_first_cgroup(target, &p, pid);
         self.containers_started(&p);
         Ok((
             Reply::Entered {

@@ -138,6 +138,12 @@ pub trait View: Send + Sync {
         let _ = ns;
         Ok(false)
     }
+    /// The cgroup v2 subtree `ns`'s members may attach programs to (a path below the
+    /// cgroup2 root); `None`: not bound, no cgroup at all. None unless a view knows better.
+    fn bound_cgroup(&self, ns: NsId) -> Result<Option<String>, ViewError> {
+        let _ = ns;
+        Ok(None)
+    }
     /// Reserve one ownership record for an object bpfnsd makes for a member of `ns`: counted
     /// in `ns` and its ancestors before it is compared with their limits, so that it and the
     /// kernel side's own reservations can never together exceed one. `Ok(Err(why))` when a

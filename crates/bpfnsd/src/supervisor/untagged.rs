@@ -48,6 +48,9 @@ impl View for Untagged {
     fn allows_tracing(&self, ns: NsId) -> Result<bool, ViewError> {
         self.inner.allows_tracing(ns)
     }
+    fn bound_cgroup(&self, ns: NsId) -> Result<Option<String>, ViewError> {
+        self.inner.bound_cgroup(ns)
+    }
     fn reserve_record(&self, ns: NsId) -> Result<Result<(), QuotaRefusal>, ViewError> {
         self.inner.reserve_record(ns)
     }

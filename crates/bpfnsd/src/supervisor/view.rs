@@ -180,4 +180,8 @@ impl View for KernelView {
         // A namespace never allows more than its parent (the registry keeps it so).
         Ok(self.registry().policy(ns).is_some_and(|p| p.allow_tracing))
     }
+
+    fn bound_cgroup(&self, ns: NsId) -> Result<Option<String>, ViewError> {
+        Ok(self.registry().cgroup(ns).map(str::to_owned))
+    }
 }

@@ -2150,6 +2150,40 @@ fn cg_attack(cg: &str, what: &str, sock: Option<&str>) {
                 prog_attach(BPF_PROG_DETACH, cgfd, theirs, ATTACH_CGROUP_INGRESS, 0, 0)
             ));
         }
+        "pass" => {
+            // A pass-everything program, attached (multi), detached and linked: harmless on
+            // any cgroup, the host's root included, should it be let through.
+            let p = match load(PROG_CGROUP_SKB, &RETURN_ONE_PASS, 0) {
+                Ok(p) => p,
+                Err(e) => {
+                    for k in ["attach", "detach", "link"] {
+                        say(&format!("{k}={e}"));
+                    }
+                    return;
+                }
+            };
+            let pfd = sysbpf::raw(&p);
+            let a = prog_attach(
+                BPF_PROG_ATTACH,
+                cgfd,
+                pfd,
+                ATTACH_CGROUP_INGRESS,
+                F_ALLOW_MULTI,
+                0,
+            );
+            say(&format!("attach={a}"));
+            let d = prog_attach(BPF_PROG_DETACH, cgfd, pfd, ATTACH_CGROUP_INGRESS, 0, 0);
+            say(&format!("detach={d}"));
+            let mut l = attr();
+            put_u32(&mut l, 0, pfd as u32);
+            put_u32(&mut l, 4, cgfd as u32);
+            put_u32(&mut l, 8, ATTACH_CGROUP_INGRESS);
+            let r = match rawbpf::sys_bpf_fd(BPF_LINK_CREATE, &mut l) {
+                Ok(link) => format!("created:{}", link_id(&link)),
+                Err(e) => errno_str(e),
+            };
+            say(&format!("link={r}"));
+        }
         "link-create" => {
             let p = match own() {
                 Ok(p) => p,

@@ -152,6 +152,13 @@ pub(super) trait Ops {
     fn token_info(&self, fd: BorrowedFd<'_>) -> Option<TokenInfo>;
     /// Whether a program bpfnsd loads may call the vmlinux kfunc with BTF id `btf_id`.
     fn kfunc_allowed(&self, btf_id: u32) -> bool;
+    /// Whether the cgroup behind `target` (bpfnsd's copy of a caller's fd) is the cgroup v2
+    /// cgroup `bound` (a path below the cgroup2 root) or below it.
+    fn cgroup_within(
+        &self,
+        target: BorrowedFd<'_>,
+        bound: &str,
+    ) -> Result<bpfns_sys::cgroup::Ancestry, Errno>;
 }
 
 /// Everything an answer works with.

@@ -146,6 +146,15 @@ impl Ops for HostOps<'_> {
         self.fd_dir.is_some() && self.own.fs.is_some() && self.own.netns.is_some()
     }
 
+    fn cgroup_within(
+        &self,
+        target: BorrowedFd<'_>,
+        bound: &str,
+    ) -> Result<bpfns_sys::cgroup::Ancestry, Errno> {
+        bpfns_sys::cgroup::within(target, bound)
+            .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+    }
+
     fn open_by_id(&self, cmd: u32, attr: &mut Attr, syslog: bool) -> Result<OwnedFd, Errno> {
         if !syslog {
             return rawbpf::sys_bpf_fd(cmd, attr.supplied_mut());

@@ -2,7 +2,7 @@
 //! would replace or detach is checked, then the call is made here on copies of the caller's
 //! fds (a caller cannot swap its attr or fd numbers after the check).
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use bpfns_sys::caps::CapabilitySet as C;
 use bpfns_sys::rawbpf::uapi::BPF_F_REPLACE;
@@ -14,6 +14,72 @@ use crate::supervisor::attr::{self, off, AttachReq, FdIds, Hook, LinkUpdateReq};
 /// How many times an attach-family call is retried when the hook changed between the
 /// supervisor's look and the call (`ESTALE` on a revision the supervisor pinned).
 const STALE_RETRIES: usize = 3;
+
+/// Whether a member of `env.ns` may attach programs to (or detach them from) the cgroup
+/// behind `target`, bpfnsd's copy of the fd the member passed: only its namespace's bound
+/// cgroup and those below it. `Some(errno)` refuses (and is logged). The fd is checked, not
+/// trusted: a member that is host root may hold the host's root cgroup open, or a sibling
+/// tenant's cgroup.
+pub(super) fn cgroup_refusal(env: &Env<'_>, target: Option<BorrowedFd<'_>>) -> Option<Errno> {
+    use bpfns_sys::cgroup::Ancestry;
+    if env.ns.is_root() {
+        return None;
+    }
+    // An fd number the caller does not have: the kernel answers EBADF.
+    let target = target?;
+    let cmd = env.call.cmd.name();
+    let (tid, ns) = (env.call.tid, env.ns);
+    let (target_path, target_id) = describe(target);
+    let bound = match env.view.bound_cgroup(ns) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(pid = tid, namespace = %ns, cmd, target = %target_path, "refused {cmd}: the namespace's cgroup is unknown ({e})");
+            return Some(Errno::PERM);
+        }
+    };
+    let Some(bound) = bound else {
+        tracing::warn!(
+            pid = tid, namespace = %ns, cmd, target = %target_path, target_id,
+            "refused {cmd}: the namespace is bound to no cgroup, so its members may attach \
+             to none [cgroup-confined]; fix: bind it (bpfns ns create --cgroup PATH, or let \
+             a member enter: the first one's cgroup binds it)"
+        );
+        return Some(Errno::PERM);
+    };
+    match env.ops.cgroup_within(target, &bound) {
+        Ok(Ancestry::Inside) => None,
+        // What the kernel answers for an fd that is no cgroup v2 cgroup.
+        Ok(Ancestry::NotCgroup2) => Some(Errno::BADF),
+        Ok(Ancestry::Outside) => {
+            tracing::warn!(
+                pid = tid, namespace = %ns, cmd, target = %target_path, target_id, bound = %bound,
+                "refused {cmd}: the target cgroup is outside the namespace's cgroup {bound} \
+                 [cgroup-confined]; fix: attach to {bound} or a cgroup below it"
+            );
+            Some(Errno::PERM)
+        }
+        Err(e) => {
+            tracing::warn!(
+                pid = tid, namespace = %ns, cmd, target = %target_path, target_id, bound = %bound,
+                "refused {cmd}: the target cgroup's place could not be checked against the \
+                 namespace's cgroup {bound} ({e}) [cgroup-confined]; fix: make sure \
+                 /sys/fs/cgroup{bound} exists (or bind the namespace to an existing cgroup)"
+            );
+            Some(Errno::PERM)
+        }
+    }
+}
+
+/// The path (as bpfnsd sees it) and inode (the cgroup id) of `fd`, for the log.
+fn describe(fd: BorrowedFd<'_>) -> (String, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let link = format!("/proc/thread-self/fd/{}", fd.as_raw_fd());
+    let path = std::fs::read_link(&link)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let id = std::fs::metadata(&link).map(|m| m.ino()).unwrap_or(0);
+    (path, id)
+}
 
 fn raw(f: &Option<OwnedFd>) -> u32 {
     f.as_ref().map_or(NO_FD, |f| f.as_raw_fd() as u32)
@@ -46,6 +112,11 @@ fn attach_here(
     caps: C,
 ) -> Answer {
     let call = env.call;
+    if hook == Hook::Cgroup {
+        if let Some(e) = cgroup_refusal(env, fds.target.as_ref().map(|f| f.as_fd())) {
+            return Answer::Error(e);
+        }
+    }
     let ids = FdIds {
         prog: fds
             .prog
@@ -384,5 +455,52 @@ mod tests {
             Answer::Error(Errno::BADF)
         ));
         assert!(none.calls().is_empty() && no_look.calls().is_empty());
+    }
+
+    #[test]
+    fn a_cgroup_outside_the_namespaces_cgroup_is_neither_attached_to_nor_detached_from() {
+        use bpfns_sys::cgroup::Ancestry;
+        let view = FakeView::new(ns(1)).visible(ObjectKind::Prog, &[7]);
+        for detach in [false, true] {
+            let outside = FakeOps {
+                cgroup: Ancestry::Outside,
+                hook: Ok(hook_with(7)),
+                pinned: Some((ObjectKind::Prog, 7)),
+                ..FakeOps::default()
+            };
+            assert!(matches!(
+                cgroup_attach(&view, &outside, detach),
+                Answer::Error(Errno::PERM)
+            ));
+            assert!(outside.calls().is_empty());
+            // Not a cgroup v2 cgroup: the kernel's answer, without asking it.
+            let junk = FakeOps {
+                cgroup: Ancestry::NotCgroup2,
+                ..FakeOps::default()
+            };
+            assert!(matches!(
+                cgroup_attach(&view, &junk, detach),
+                Answer::Error(Errno::BADF)
+            ));
+            assert!(junk.calls().is_empty());
+            // Bound to no cgroup: none at all.
+            let mut unbound = FakeView::new(ns(1)).visible(ObjectKind::Prog, &[7]);
+            unbound.cgroup = None;
+            let ops = FakeOps {
+                hook: Ok(hook_with(7)),
+                pinned: Some((ObjectKind::Prog, 7)),
+                ..FakeOps::default()
+            };
+            assert!(matches!(
+                cgroup_attach(&unbound, &ops, detach),
+                Answer::Error(Errno::PERM)
+            ));
+            assert!(ops.calls().is_empty());
+            // Inside: made.
+            assert!(matches!(
+                cgroup_attach(&view, &ops, detach),
+                Answer::Value(0)
+            ));
+        }
     }
 }

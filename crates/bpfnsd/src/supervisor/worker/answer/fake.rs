@@ -60,6 +60,8 @@ pub struct FakeCaller {
     here: bool,
     dead: bool,
     pidfd: OwnedFd,
+    /// Its network namespace is another file than the fds it holds (which are all one).
+    pub other_netns: bool,
 }
 
 impl FakeCaller {
@@ -71,6 +73,7 @@ impl FakeCaller {
             here: true,
             dead: false,
             pidfd: null(),
+            other_netns: false,
         }
     }
 
@@ -218,6 +221,11 @@ impl Caller for FakeCaller {
         if self.dead {
             return Err(Errno::SRCH);
         }
+        if self.other_netns {
+            return Ok(std::fs::File::open("/proc/self/ns/net")
+                .expect("/proc/self/ns/net")
+                .into());
+        }
         Ok(null())
     }
 
@@ -254,6 +262,8 @@ pub struct FakeView {
     visible: HashMap<ObjectKind, Vec<u32>>,
     failing: Option<ViewError>,
     pub allows_tracing: bool,
+    /// The namespace's bound cgroup.
+    pub cgroup: Option<String>,
     /// `Some(why)`: reserving a record is refused.
     pub quota: Option<QuotaRefusal>,
     pub recorded: Mutex<Vec<u32>>,
@@ -267,6 +277,7 @@ impl FakeView {
             visible: HashMap::new(),
             failing: None,
             allows_tracing: false,
+            cgroup: Some("/tenant".into()),
             quota: None,
             recorded: Mutex::new(Vec::new()),
             reserved: Mutex::new(0),
@@ -314,6 +325,10 @@ impl View for FakeView {
         Ok(self.allows_tracing)
     }
 
+    fn bound_cgroup(&self, _ns: NsId) -> Result<Option<String>, ViewError> {
+        Ok(self.cgroup.clone())
+    }
+
     fn reserve_record(&self, _ns: NsId) -> Result<Result<(), QuotaRefusal>, ViewError> {
         if let Some(why) = self.quota {
             return Ok(Err(why));
@@ -356,6 +371,8 @@ pub struct FakeOps {
     pub loads: RefCell<Vec<C>>,
     /// The vmlinux BTF ids of the kfuncs loads may call.
     pub kfuncs: Vec<u32>,
+    /// Where every cgroup target lies.
+    pub cgroup: bpfns_sys::cgroup::Ancestry,
 }
 
 impl Default for FakeOps {
@@ -377,6 +394,7 @@ impl Default for FakeOps {
             calls: RefCell::default(),
             loads: RefCell::default(),
             kfuncs: Vec::new(),
+            cgroup: bpfns_sys::cgroup::Ancestry::Inside,
         }
     }
 }
@@ -409,6 +427,14 @@ impl FakeOps {
 impl Ops for FakeOps {
     fn private_context(&self) -> bool {
         self.private
+    }
+
+    fn cgroup_within(
+        &self,
+        _target: BorrowedFd<'_>,
+        _bound: &str,
+    ) -> Result<bpfns_sys::cgroup::Ancestry, Errno> {
+        Ok(self.cgroup)
     }
 
     fn open_by_id(&self, _cmd: u32, attr: &mut Attr, _syslog: bool) -> Result<OwnedFd, Errno> {

@@ -15,7 +15,7 @@
 //! Where the namespace allows tracing (or for a root-namespace caller) the kernel answers:
 //! such a namespace may read kernel memory, which shows every id anyway.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use bpfns_model::ObjectKind;
 use bpfns_sys::caps::CapabilitySet as C;
@@ -35,14 +35,51 @@ pub(in crate::supervisor::worker) struct LinkPrep {
     pub attr: Attr,
     /// bpfnsd's copies of the caller's fds, open across the call.
     pub _copies: Vec<OwnedFd>,
+    /// Which of them is the target (a cgroup, a network namespace), where the attach type
+    /// confines it.
+    pub target: Option<i32>,
     /// The caller's network namespace, where the link's target is in it.
     pub netns: Option<OwnedFd>,
     pub caps: C,
 }
 
-/// Whether bpfnsd makes the link itself: a member of a namespace that denies tracing.
-fn made_here(ns_is_root: bool, allows_tracing: bool) -> bool {
-    !ns_is_root && !allows_tracing
+/// Whether bpfnsd makes the link itself: a member of a namespace that denies tracing, or
+/// of any namespace for a target it confines (a cgroup, a network namespace), which must be
+/// checked on bpfnsd's own copy of the fd: the kernel would read the member's fd number
+/// again, which another thread may have pointed elsewhere meanwhile.
+fn made_here(ns_is_root: bool, allows_tracing: bool, attach_type: u32) -> bool {
+    !ns_is_root && (!allows_tracing || confined_target(attach_type).is_some())
+}
+
+/// What a link's target of `attach_type` is confined to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Confined {
+    /// The namespace's bound cgroup subtree.
+    Cgroup,
+    /// The member's own network namespace (flow dissector, sk_lookup: `target_fd` is a
+    /// network namespace).
+    OwnNetNs,
+}
+
+fn confined_target(attach_type: u32) -> Option<Confined> {
+    use bpfns_sys::rawbpf::uapi as u;
+    const BPF_SK_LOOKUP: u32 = 36;
+    match attach_type {
+        u::BPF_FLOW_DISSECTOR | BPF_SK_LOOKUP => Some(Confined::OwnNetNs),
+        t if attr::hook_of(t) == Some(attr::Hook::Cgroup) => Some(Confined::Cgroup),
+        _ => None,
+    }
+}
+
+/// Whether `a` and `b` are the same file (inode).
+fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let m = |f: BorrowedFd<'_>| {
+        std::fs::metadata(format!("/proc/thread-self/fd/{}", f.as_raw_fd()))
+            .map(|m| (m.dev(), m.ino()))
+            .ok()
+    };
+    matches!((m(a), m(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// Read a `BPF_LINK_CREATE` the supervisor will make itself: `None` when the kernel answers
@@ -57,7 +94,11 @@ pub(super) fn prepare(
     let Ok(ns) = view.namespace_of(caller.pidfd()) else {
         return Ok(None);
     };
-    if !made_here(ns.is_root(), view.allows_tracing(ns).unwrap_or(false)) {
+    if !made_here(
+        ns.is_root(),
+        view.allows_tracing(ns).unwrap_or(false),
+        l.attach_type,
+    ) {
         return Ok(None);
     }
     let Some(target) = link_target(l.attach_type) else {
@@ -89,8 +130,11 @@ pub(super) fn prepare(
     };
     let mut a = call.attr.clone();
     a.set_u32(off::LC_PROG_FD, copy(l.prog_fd)?);
+    let mut target_fd = None;
     if target == LinkTarget::Fd {
-        a.set_u32(off::LC_TARGET, copy(l.target)?);
+        let t = copy(l.target)?;
+        a.set_u32(off::LC_TARGET, t);
+        target_fd = attr::as_fd(t).filter(|_| t != NO_FD);
     }
     if link_relative_is_fd(l) {
         a.set_u32(off::LC_RELATIVE, copy(l.relative)?);
@@ -104,9 +148,27 @@ pub(super) fn prepare(
         }
         LinkTarget::Fd => None,
     };
+    if confined_target(l.attach_type) == Some(Confined::OwnNetNs) {
+        let own = caller.net_ns()?;
+        let named = target_fd.and_then(|t| copies.iter().find(|c| c.as_raw_fd() == t));
+        if let Some(named) = named {
+            if !same_file(named.as_fd(), own.as_fd()) {
+                tracing::warn!(
+                    pid = call.tid,
+                    namespace = %ns,
+                    attach_type = l.attach_type,
+                    "refused BPF_LINK_CREATE: the target network namespace is not the \
+                     caller's own [netns-confined]; fix: attach in the network namespace the \
+                     process is in (open /proc/self/ns/net)"
+                );
+                return Err(Errno::PERM);
+            }
+        }
+    }
     Ok(Some(Box::new(LinkPrep {
         attr: a,
         _copies: copies,
+        target: target_fd,
         netns,
         caps: caller.caps_here(),
     })))
@@ -123,13 +185,22 @@ pub(super) fn link_create(env: &Env<'_>, l: LinkCreateReq, prep: Option<Box<Link
             Err(e) => return Answer::view_failed("the namespace's policy", e),
         }
     };
-    if !made_here(ns.is_root(), allows) {
+    if !made_here(ns.is_root(), allows, l.attach_type) {
         return Answer::Continue;
     }
     let Some(mut p) = prep else {
         // Read for another decision (the policy changed meanwhile): ask again.
         return Answer::Error(Errno::AGAIN);
     };
+    if confined_target(l.attach_type) == Some(Confined::Cgroup) {
+        let target = p
+            .target
+            .and_then(|t| p._copies.iter().find(|c| c.as_raw_fd() == t))
+            .map(|c| c.as_fd());
+        if let Some(e) = super::attach::cgroup_refusal(env, target) {
+            return Answer::Error(e);
+        }
+    }
     let mut see = |kind, id| env.view.can_see(ns, kind, id);
     match attr::relative_refusal(l.flags, l.relative, &mut see) {
         Ok(None) => {}
@@ -348,5 +419,76 @@ mod tests {
             ));
         }
         assert!(ops.calls().is_empty());
+    }
+
+    #[test]
+    fn a_cgroup_link_outside_the_namespaces_cgroup_is_refused_even_where_tracing_is_allowed() {
+        let l = LinkCreateReq {
+            target: 4,
+            ..req(u::BPF_CGROUP_INET_INGRESS, 0, 0)
+        };
+        for allows_tracing in [false, true] {
+            let mut view = FakeView::new(ns(1)).visible(ObjectKind::Prog, &[7]);
+            view.allows_tracing = allows_tracing;
+            let outside = FakeOps {
+                cgroup: bpfns_sys::cgroup::Ancestry::Outside,
+                ..FakeOps::default()
+            };
+            assert!(matches!(
+                create(&view, &outside, l),
+                Answer::Error(Errno::PERM)
+            ));
+            assert!(outside.calls().is_empty());
+            let mut unbound = FakeView::new(ns(1));
+            unbound.cgroup = None;
+            unbound.allows_tracing = allows_tracing;
+            let ops = FakeOps::default();
+            assert!(matches!(
+                create(&unbound, &ops, l),
+                Answer::Error(Errno::PERM)
+            ));
+            assert!(ops.calls().is_empty());
+            // Inside: made here, on bpfnsd's copy.
+            let inside = FakeOps {
+                pinned: Some((ObjectKind::Link, 40)),
+                ..FakeOps::default()
+            };
+            assert!(!matches!(
+                create(&view, &inside, l),
+                Answer::Error(Errno::PERM) | Answer::Continue
+            ));
+            assert_eq!(inside.calls().len(), 1);
+        }
+    }
+
+    #[test]
+    fn a_network_namespace_target_must_be_the_callers_own() {
+        const BPF_SK_LOOKUP: u32 = 36;
+        for (attach_type, own) in [
+            (u::BPF_FLOW_DISSECTOR, true),
+            (u::BPF_FLOW_DISSECTOR, false),
+            (BPF_SK_LOOKUP, true),
+            (BPF_SK_LOOKUP, false),
+        ] {
+            let l = LinkCreateReq {
+                target: 4,
+                ..req(attach_type, 0, 0)
+            };
+            let mut a = Attr::zeroed(ATTR_SIZE);
+            a.set_u32(off::LC_PROG_FD, l.prog_fd);
+            a.set_u32(off::LC_TARGET, l.target);
+            a.set_u32(off::LC_ATTACH_TYPE, l.attach_type);
+            let c = call(Command::LinkCreate, a, C::BPF | C::NET_ADMIN);
+            let mut mem = FakeCaller::new()
+                .caps(C::BPF | C::NET_ADMIN, true)
+                .with_fds(&[3, 4]);
+            mem.other_netns = !own;
+            let view = FakeView::new(ns(1));
+            let r = prepare(&c, &l, &mem, &view, &FakeOps::default());
+            assert_eq!(r.is_ok(), own, "attach type {attach_type}, own netns {own}");
+            if !own {
+                assert_eq!(r.err(), Some(Errno::PERM));
+            }
+        }
     }
 }

@@ -175,6 +175,9 @@ pub struct Daemon {
     listings: [Coalesced<Vec<bpfns_kernel::OwnedObject>>; 4],
     /// What the metrics endpoint reports that is recorded as bpfnsd serves.
     pub metrics: crate::metrics::Metrics,
+    /// Rate limit of the supervisor's denial log lines (a member looping refused calls must
+    /// not flood the journal; the event stream gets every one).
+    denial_log: Mutex<EventLog>,
     /// The audit event stream (`events`).
     pub events: Arc<crate::events::Bus>,
 }
@@ -260,6 +263,7 @@ impl Daemon {
             census: Coalesced::default(),
             listings: Default::default(),
             metrics: Default::default(),
+            denial_log: Mutex::new(EventLog::default()),
             events: Arc::default(),
         })
     }
@@ -596,7 +600,8 @@ impl Daemon {
         self.events.publish(ev, &chain);
     }
 
-    /// A call the supervisor refused: logged (every one, with its fields) and published.
+    /// A call the supervisor refused: logged (at most [`EVENT_LOG_PER_SEC`] a second, with its
+    /// fields) and published (every one).
     pub(crate) fn on_denial(&self, d: crate::supervisor::Denial) {
         let facts = ProcFacts::read(d.tid);
         let tgid = bpfns_sys::procfs::read_status(d.tid)
@@ -609,7 +614,13 @@ impl Daemon {
         };
         let comm = facts.as_ref().map(|f| f.comm.clone());
         let uid = facts.as_ref().map(|f| f.uid);
-        tracing::info!(
+        let log = self
+            .denial_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit();
+        if log {
+            tracing::info!(
             layer = "supervisor",
             pid = tgid,
             tid = d.tid,
@@ -622,7 +633,8 @@ impl Daemon {
             path = d.path.as_deref().unwrap_or(""),
             errno = d.errno,
             "denied"
-        );
+            );
+        }
         if !self.events.has_subscribers() {
             return;
         }

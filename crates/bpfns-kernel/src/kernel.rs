@@ -1219,6 +1219,40 @@ impl Kernel {
         result.map(|()| removed)
     }
 
+    /// [`Kernel::collect_garbage`] for the records owned by or charged to `ns` only: no walk
+    /// of the host's objects (one batched read of the records, then one open by id per record
+    /// of `ns`), for a namespace's deletion, which needs only its own records right.
+    pub fn collect_garbage_of(&self, ns: NsId) -> Result<usize> {
+        let mut removed = 0;
+        let mut freed: HashMap<NsId, u64> = HashMap::new();
+        let mut result = Ok(());
+        for (kind, id, owner, charged) in self.records_with_charges()? {
+            if owner != ns && charged != ns {
+                continue;
+            }
+            // Only ENOENT says the object is gone; any other failure keeps the record.
+            let gone =
+                matches!(sysbpf::fd_by_id(kind, id), Err(e) if e.errno == bpfns_sys::Errno::NOENT);
+            if !gone {
+                continue;
+            }
+            match self.write_owner(kind, id, NsId::ROOT, MapFlags::ANY) {
+                Ok(true) => {
+                    RecordLog::note(kind, id, true);
+                    removed += 1;
+                    *freed.entry(charged).or_default() += 1;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.add_dfreed(&freed)?;
+        result.map(|()| removed)
+    }
+
     /// A count that grows whenever the kernel side writes an ownership record (either layer)
     /// or stops a task (which may quarantine a program's record first): read before looking
     /// records up, it tells a reader whether any may have changed since.

@@ -1077,7 +1077,14 @@ impl Daemon {
         // lock while a writer waits would deadlock.)
         let early = self.visible_ns(caller, path)?;
         may_delete(&self.reg(), caller.policy(), early)?;
-        self.collect_garbage()?;
+        // Its own records only (it has no child by now, or the deletion is refused below):
+        // a collection over every object on the host made each deletion a walk.
+        let n = self
+            .kernel
+            .collect_garbage_of(early)
+            .map_err(Failure::internal)?;
+        self.collected
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         // Members are killed, and waited for, before the change lock is taken, never under
         // it: one that does not go keeps only this request waiting. Whether any is left is
         // checked again under the lock.

@@ -182,7 +182,7 @@ fn u32_at(b: &[u8], i: usize) -> u32 {
 impl RawRecord {
     /// Decode one record from the start of `b`, and its size; `None` when `b` does not start
     /// with a whole record. The record's kind is `None` when its kind code is unknown.
-    fn parse_one(b: &[u8]) -> Option<(Option<Self>, usize)> {
+    pub(crate) fn parse_one(b: &[u8]) -> Option<(Option<Self>, usize)> {
         let head = b.get(..OBJ_RECORD_SIZE)?;
         let size = match u32_at(head, 20) as usize {
             // Kernel sides before the details wrote the head alone, with 0 there.

@@ -1067,8 +1067,45 @@ impl Kernel {
         Ok(buf)
     }
 
-    fn read_iter(&self, link_name: &str) -> Result<Vec<RawRecord>> {
-        Ok(RawRecord::parse_all(&self.read_iter_bytes(link_name)?))
+    /// Read iterator `link_name` through a 64 KiB buffer, handing `each` every whole record
+    /// as `decode` makes it: the iterator's output is never held whole (for 100 000 objects
+    /// it is megabytes, doubled while a growing buffer is copied).
+    fn stream_iter<T>(
+        &self,
+        link_name: &str,
+        decode: impl Fn(&[u8]) -> Option<(Option<T>, usize)>,
+        mut each: impl FnMut(T),
+    ) -> Result<()> {
+        let path = self.layout.link(link_name);
+        let link = Link::open(&path)
+            .map_err(KernelError::libbpf(format!("opening {}", path.display())))?;
+        let mut iter = libbpf_rs::Iter::new(&link).map_err(KernelError::libbpf(format!(
+            "starting iterator {link_name}"
+        )))?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut have = 0;
+        loop {
+            if have == buf.len() {
+                // A record larger than the buffer (never, today): make room.
+                buf.resize(buf.len() * 2, 0);
+            }
+            let n = iter
+                .read(&mut buf[have..])
+                .map_err(KernelError::io(format!("reading iterator {link_name}")))?;
+            have += n;
+            let mut at = 0;
+            while let Some((rec, size)) = decode(&buf[at..have]) {
+                if let Some(rec) = rec {
+                    each(rec);
+                }
+                at += size;
+            }
+            buf.copy_within(at..have, 0);
+            have -= at;
+            if n == 0 {
+                return Ok(());
+            }
+        }
     }
 
     /// Every object of `kind` on the host with its owner.
@@ -1082,11 +1119,12 @@ impl Kernel {
             ObjectKind::Link => ("iter_links", sysbpf::link_type_name),
             ObjectKind::Btf => return self.list_btf(),
         };
-        let mut out: Vec<OwnedObject> = self
-            .read_iter(link)?
-            .into_iter()
-            .filter(|r| r.kind == kind)
-            .map(|r| OwnedObject {
+        let mut out: Vec<OwnedObject> = Vec::new();
+        self.stream_iter(link, RawRecord::parse_one, |r| {
+            if r.kind != kind {
+                return;
+            }
+            out.push(OwnedObject {
                 kind,
                 id: r.id,
                 owner: r.owner,
@@ -1099,8 +1137,8 @@ impl Kernel {
                     RecordDetails::Prog(p) => Details::Prog(p),
                     RecordDetails::None => Details::None,
                 },
-            })
-            .collect();
+            });
+        })?;
         out.sort_by_key(|o| o.id);
         Ok(out)
     }
@@ -1122,37 +1160,12 @@ impl Kernel {
                 return Ok(counts);
             }
         };
-        let path = self.layout.link(link_name);
-        let link = Link::open(&path)
-            .map_err(KernelError::libbpf(format!("opening {}", path.display())))?;
-        let mut iter = libbpf_rs::Iter::new(&link).map_err(KernelError::libbpf(format!(
-            "starting iterator {link_name}"
-        )))?;
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut have = 0;
-        loop {
-            if have == buf.len() {
-                // A record larger than the buffer (never, today): make room.
-                buf.resize(buf.len() * 2, 0);
+        self.stream_iter(link_name, RawRecord::owner_of_one, |(k, owner)| {
+            if k == kind {
+                *counts.entry(owner).or_default() += 1;
             }
-            let n = iter
-                .read(&mut buf[have..])
-                .map_err(KernelError::io(format!("reading iterator {link_name}")))?;
-            have += n;
-            let mut at = 0;
-            while let Some((owner, size)) = RawRecord::owner_of_one(&buf[at..have]) {
-                if let Some((k, owner)) = owner.filter(|(k, _)| *k == kind) {
-                    debug_assert_eq!(k, kind);
-                    *counts.entry(owner).or_default() += 1;
-                }
-                at += size;
-            }
-            buf.copy_within(at..have, 0);
-            have -= at;
-            if n == 0 {
-                return Ok(counts);
-            }
-        }
+        })?;
+        Ok(counts)
     }
 
     fn list_btf(&self) -> Result<Vec<OwnedObject>> {

@@ -182,7 +182,7 @@ fn u32_at(b: &[u8], i: usize) -> u32 {
 impl RawRecord {
     /// Decode one record from the start of `b`, and its size; `None` when `b` does not start
     /// with a whole record. The record's kind is `None` when its kind code is unknown.
-    fn parse_one(b: &[u8]) -> Option<(Option<Self>, usize)> {
+    pub(crate) fn parse_one(b: &[u8]) -> Option<(Option<Self>, usize)> {
         let head = b.get(..OBJ_RECORD_SIZE)?;
         let size = match u32_at(head, 20) as usize {
             // Kernel sides before the details wrote the head alone, with 0 there.
@@ -243,6 +243,21 @@ impl RawRecord {
 
     /// Every record an iterator wrote, each as long as its `size` says (records of unknown
     /// kinds are skipped; a truncated tail ends the walk).
+    /// The kind and owner of the whole record at the start of `b` (`None` for a record of an
+    /// unknown kind), and the record's size; `None` when `b` does not start with a whole record.
+    /// Nothing is decoded beyond the owner: counting owners needs no names or details.
+    pub fn owner_of_one(b: &[u8]) -> Option<(Option<(ObjectKind, NsId)>, usize)> {
+        let head = b.get(..OBJ_RECORD_SIZE)?;
+        let size = match u32_at(head, 20) as usize {
+            0 => OBJ_RECORD_SIZE,
+            n if n < OBJ_RECORD_SIZE => return None,
+            n => n,
+        };
+        b.get(..size)?;
+        let owner = ObjectKind::from_code(u32_at(head, 0)).map(|k| (k, NsId(u32_at(head, 8))));
+        Some((owner, size))
+    }
+
     pub fn parse_all(mut b: &[u8]) -> Vec<Self> {
         let mut out = Vec::with_capacity(b.len() / MAP_RECORD_SIZE);
         while let Some((rec, size)) = Self::parse_one(b) {

@@ -1,6 +1,11 @@
 //! The namespace tree: ids, paths, parents, and a persistable snapshot of it.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+// The tree's maps share their structure between copies: a namespace change works on a copy
+// of the registry (committed or dropped whole), and copying 10 000 namespaces' std maps
+// cost milliseconds per change; these copy in O(1) and change in O(log n).
+use imbl::OrdMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +21,7 @@ struct Node {
     /// `None` only for the root.
     parent: Option<NsId>,
     /// Children by name, so that listing them is sorted by name.
-    children: BTreeMap<String, NsId>,
+    children: OrdMap<String, NsId>,
     /// What its members may load; never more than the parent's.
     policy: ProgramPolicy,
     /// How many ownership records it may use with its descendants ([`crate::quota`]); `None`
@@ -39,9 +44,9 @@ struct Node {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "Snapshot", into = "Snapshot")]
 pub struct Registry {
-    nodes: BTreeMap<NsId, Node>,
+    nodes: OrdMap<NsId, Node>,
     /// Every namespace by path; iterating it walks the tree in pre-order.
-    by_path: BTreeMap<NsPath, NsId>,
+    by_path: OrdMap<NsPath, NsId>,
     /// The next id to hand out. Only ever grows, and is persisted, so ids are never reused.
     next_id: u32,
 }
@@ -162,14 +167,14 @@ impl Registry {
         let root = Node {
             path: NsPath::root(),
             parent: None,
-            children: BTreeMap::new(),
+            children: OrdMap::new(),
             policy: ProgramPolicy::HOST,
             max_objects: None,
             cgroup: None,
         };
         Registry {
-            nodes: BTreeMap::from([(NsId::ROOT, root)]),
-            by_path: BTreeMap::from([(NsPath::root(), NsId::ROOT)]),
+            nodes: OrdMap::unit(NsId::ROOT, root),
+            by_path: OrdMap::unit(NsPath::root(), NsId::ROOT),
             next_id: 1,
         }
     }
@@ -220,7 +225,7 @@ impl Registry {
             Node {
                 path: path.clone(),
                 parent: Some(parent),
-                children: BTreeMap::new(),
+                children: OrdMap::new(),
                 policy,
                 max_objects: None,
                 cgroup: None,
@@ -520,6 +525,45 @@ impl Registry {
         }
     }
 
+    /// The snapshot entry of one non-root namespace (`None` for the root or an unknown id).
+    pub fn entry(&self, id: NsId) -> Option<SnapshotEntry> {
+        let n = self.nodes.get(&id)?;
+        Some(SnapshotEntry {
+            id,
+            parent: n.parent?,
+            path: n.path.clone(),
+            policy: n.policy,
+            max_objects: n.max_objects,
+        })
+    }
+
+    /// What differs from `prev` in a [`Snapshot`]: the non-root namespaces whose entry is new
+    /// or changed, and the ids gone; without building a snapshot, so that a change can be
+    /// persisted as the entries it touched.
+    pub fn changes_since(&self, prev: &Registry) -> (Vec<NsId>, Vec<NsId>) {
+        let same = |a: &Node, b: &Node| {
+            a.path == b.path
+                && a.parent == b.parent
+                && a.policy == b.policy
+                && a.max_objects == b.max_objects
+        };
+        // A copy shares every part of the tree the change did not touch, and the diff skips
+        // shared parts: O(changed · log n), not O(n).
+        let (mut changed, mut gone) = (Vec::new(), Vec::new());
+        for d in prev.nodes.diff(&self.nodes) {
+            match d {
+                imbl::ordmap::DiffItem::Add(id, n) if n.parent.is_some() => changed.push(*id),
+                imbl::ordmap::DiffItem::Update {
+                    old: (_, was),
+                    new: (id, n),
+                } if n.parent.is_some() && !same(n, was) => changed.push(*id),
+                imbl::ordmap::DiffItem::Remove(id, _) => gone.push(*id),
+                _ => {}
+            }
+        }
+        (changed, gone)
+    }
+
     /// Rebuilds a registry from a snapshot, after checking that it is a consistent tree.
     ///
     /// A persisted file may be damaged or hand-edited; loading a bad tree would make the
@@ -621,7 +665,7 @@ impl Registry {
                 Node {
                     path: e.path.clone(),
                     parent: Some(e.parent),
-                    children: BTreeMap::new(),
+                    children: OrdMap::new(),
                     policy: e.policy,
                     max_objects: e.max_objects,
                     cgroup: e.cgroup.clone(),
@@ -842,6 +886,26 @@ mod tests {
         assert_eq!(r.subtree(abc), vec![abc]);
         assert_eq!(r.subtree(NsId::ROOT).len(), 6);
         assert_eq!(r.resolve(&p("/e")), Ok(e));
+    }
+
+    #[test]
+    fn changes_since_names_what_a_snapshot_would_differ_in() {
+        let mut r = Registry::new();
+        let a = r.create(&p("/a")).unwrap();
+        let b = r.create(&p("/b")).unwrap();
+        let prev = r.clone();
+        assert_eq!(r.changes_since(&prev), (vec![], vec![]));
+        let ac = r.create(&p("/a/c")).unwrap();
+        r.set_max_objects(b, 9);
+        // /a gained a child, which its snapshot entry does not show.
+        assert_eq!(r.changes_since(&prev), (vec![b, ac], vec![]));
+        let prev = r.clone();
+        r.delete(&p("/a/c")).unwrap();
+        assert_eq!(r.changes_since(&prev), (vec![], vec![ac]));
+        assert_eq!(
+            prev.changes_since(&Registry::new()),
+            (vec![a, b, ac], vec![])
+        );
     }
 
     #[test]

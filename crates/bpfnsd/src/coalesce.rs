@@ -22,9 +22,13 @@ struct State<T> {
     running: bool,
     /// Walks started so far; the one running (if any) is number `started`.
     started: u64,
-    /// The last walk that finished (0: none), and its result.
+    /// The last walk that finished (0: none), and its result: kept only while a caller still
+    /// waits for it (a listing of 100 000 objects is tens of MiB; holding the last one between
+    /// requests doubled bpfnsd's peak at scale).
     finished: u64,
     last: Option<Result<Arc<T>, String>>,
+    /// Callers in [`Coalesced::get`] that are not walking themselves.
+    waiting: usize,
 }
 
 impl<T> Default for Coalesced<T> {
@@ -35,6 +39,7 @@ impl<T> Default for Coalesced<T> {
                 started: 0,
                 finished: 0,
                 last: None,
+                waiting: 0,
             }),
             done: Condvar::new(),
         }
@@ -53,7 +58,8 @@ impl<T> Drop for Running<'_, T> {
         s.running = false;
         if let Some(r) = self.result.take() {
             s.finished = s.started;
-            s.last = Some(r);
+            // Nobody waits: the walker has its own copy, and a later caller walks again.
+            s.last = (s.waiting > 0).then_some(r);
         }
         self.of.done.notify_all();
     }
@@ -74,14 +80,20 @@ impl<T> Coalesced<T> {
         } else {
             s.finished + 1
         };
+        s.waiting += 1;
         loop {
             if s.finished >= need {
-                if let Some(r) = &s.last {
-                    return r.clone();
+                if let Some(r) = s.last.clone() {
+                    s.waiting -= 1;
+                    if s.waiting == 0 {
+                        s.last = None;
+                    }
+                    return r;
                 }
             }
             if !s.running {
                 if let Some(walk) = walk.take() {
+                    s.waiting -= 1;
                     s.running = true;
                     s.started += 1;
                     drop(s);
@@ -154,6 +166,15 @@ mod tests {
             );
         }
         assert!(walks.load(Ordering::SeqCst) <= 9);
+    }
+
+    #[test]
+    fn no_result_is_kept_once_nobody_waits() {
+        let c = Coalesced::default();
+        let r = c.get(|| Ok(vec![0u8; 1024])).unwrap();
+        assert_eq!(Arc::strong_count(&r), 1, "the last result is still held");
+        assert!(c.lock().last.is_none());
+        assert_eq!(c.lock().waiting, 0);
     }
 
     #[test]

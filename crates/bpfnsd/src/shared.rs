@@ -68,9 +68,12 @@ impl SharedRegistry {
     /// that stand in for the daemon call it directly.
     pub fn replace(&self, next: Registry) {
         let mut w = self.0.write().unwrap_or_else(|e| e.into_inner());
-        *w = next;
+        let old = std::mem::replace(&mut *w, next);
         // Under the write lock: a reader that saw the old generation read the old registry.
         self.1.fetch_add(1, Ordering::AcqRel);
+        // Freed after readers are let in again.
+        drop(w);
+        drop(old);
     }
 }
 

@@ -534,6 +534,7 @@ impl Registry {
             path: n.path.clone(),
             policy: n.policy,
             max_objects: n.max_objects,
+            cgroup: n.cgroup.clone(),
         })
     }
 
@@ -546,6 +547,7 @@ impl Registry {
                 && a.parent == b.parent
                 && a.policy == b.policy
                 && a.max_objects == b.max_objects
+                && a.cgroup == b.cgroup
         };
         // A copy shares every part of the tree the change did not touch, and the diff skips
         // shared parts: O(changed · log n), not O(n).

@@ -1278,7 +1278,8 @@ impl Daemon {
             .map_err(|e| undo(Failure::internal(e)))?;
         tx.commit().map_err(undo)?;
         tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, max_objects = limit, cgroup = cgroup.as_deref().unwrap_or(""), "created namespace");
-        self.publish_change(EventKind::NsCreated, &tx.next, id, caller, Some(policy));
+        // The registry committed (`tx.next` is moved into it by the commit).
+        self.publish_change(EventKind::NsCreated, &self.reg(), id, caller, Some(policy));
         // A new namespace owns nothing and has no members (ids are never reused, and tasks
         // enter only through later requests): no need to walk every object and task.
         let info = self
@@ -1306,7 +1307,7 @@ impl Daemon {
         tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, "set namespace policy");
         self.publish_change(
             EventKind::NsPolicyChanged,
-            &tx.next,
+            &self.reg(),
             id,
             caller,
             Some(policy),

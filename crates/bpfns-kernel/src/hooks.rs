@@ -86,20 +86,9 @@ pub fn attach_locked(layout: &PinLayout, _lock: &HookLock) -> Result<()> {
 /// Pin `link` at `path` (nothing is there: the lock is held), through a temporary name so
 /// that a half-made pin is never seen as attached.
 fn pin_new(link: &OwnedFd, path: &Path) -> Result<()> {
-    let mut tmp = path.to_path_buf();
-    tmp.set_file_name(format!(
-        "new-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    let _ = std::fs::remove_file(&tmp);
-    sysbpf::obj_pin(link, &tmp).map_err(KernelError::sys(format!("pinning {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(KernelError::io(format!(
-        "renaming {} over {}",
-        tmp.display(),
-        path.display()
-    )))
+    crate::loader::pin_via_temp(path, |tmp| {
+        sysbpf::obj_pin(link, tmp).map_err(KernelError::sys(format!("pinning {}", tmp.display())))
+    })
 }
 
 /// Attach the on-demand hooks (if they are not attached).

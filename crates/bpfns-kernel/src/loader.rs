@@ -95,6 +95,15 @@ fn prepare_fs(layout: &PinLayout, mounted: &mut Vec<String>) -> Result<()> {
 
 /// Pin `link` at `path`, atomically replacing whatever was pinned there.
 pub(crate) fn pin_replace(link: &mut Link, path: &Path) -> Result<()> {
+    pin_via_temp(path, |tmp| {
+        link.pin(tmp)
+            .map_err(KernelError::libbpf(format!("pinning {}", tmp.display())))
+    })
+}
+
+/// Pin with `pin` at a temporary name beside `path`, then rename it over `path`: a half-made
+/// pin is never seen at `path`, and what was there is replaced atomically.
+pub(crate) fn pin_via_temp(path: &Path, pin: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     // bpffs refuses names with dots (reserved for its own files such as maps.debug).
     let mut tmp = path.to_path_buf();
     tmp.set_file_name(format!(
@@ -104,8 +113,7 @@ pub(crate) fn pin_replace(link: &mut Link, path: &Path) -> Result<()> {
             .unwrap_or_default()
     ));
     let _ = std::fs::remove_file(&tmp);
-    link.pin(&tmp)
-        .map_err(KernelError::libbpf(format!("pinning {}", tmp.display())))?;
+    pin(&tmp)?;
     std::fs::rename(&tmp, path).map_err(KernelError::io(format!(
         "renaming {} over {}",
         tmp.display(),

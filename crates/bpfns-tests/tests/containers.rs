@@ -21,6 +21,13 @@ fn facts(id: &str, name: Option<&str>, ann: &[(&str, &str)]) -> ContainerFacts {
     }
 }
 
+/// A directory `n` in the daemon's test directory (a bundle or runtime state stand-in).
+fn made_dir(d: &TestDaemon, n: &str) -> String {
+    let p = d.dir.join(n);
+    std::fs::create_dir_all(&p).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
 fn paths(d: &TestDaemon) -> Vec<String> {
     d.client()
         .ns_list()
@@ -200,11 +207,7 @@ fn a_reused_container_id_neither_joins_nor_releases_the_first() {
         c.containers.collect_interval_secs = 0;
         c.containers.vanish_grace_secs = 0;
     });
-    let dir = |n: &str| {
-        let p = d.dir.join(n);
-        std::fs::create_dir_all(&p).unwrap();
-        p.to_str().unwrap().to_string()
-    };
+    let dir = |n: &str| made_dir(&d, n);
     let (bundle_a, state_a) = (dir("a/bundle/web"), dir("a/state/web"));
     let (bundle_b, state_b) = (dir("b/bundle/web"), dir("b/state/web"));
     let web = facts("web", None, &[]);
@@ -281,11 +284,7 @@ fn wait_gone(c: &mut bpfns_client::Client, path: &str) -> bool {
 fn a_removed_containers_namespace_is_not_inherited() {
     require_kernel!();
     let d = TestDaemon::start_with("ctr-leftover", |c| c.containers.collect_interval_secs = 0);
-    let dir = |n: &str| {
-        let p = d.dir.join(n);
-        std::fs::create_dir_all(&p).unwrap();
-        p.to_str().unwrap().to_string()
-    };
+    let dir = |n: &str| made_dir(&d, n);
     let mut c = d.client();
     let web = |id: &str| facts(id, Some("web"), &[]);
     // Removed with a namespace below its own: both go.
@@ -340,11 +339,7 @@ fn a_failed_create_again_leaves_the_container_stopped() {
         c.containers.collect_interval_secs = 0;
         c.containers.vanish_grace_secs = 0;
     });
-    let dir = |n: &str| {
-        let p = d.dir.join(n);
-        std::fs::create_dir_all(&p).unwrap();
-        p.to_str().unwrap().to_string()
-    };
+    let dir = |n: &str| made_dir(&d, n);
     let (b, s) = (dir("bundle"), dir("state"));
     let pv = facts("pv", Some("pv"), &[]);
     let mut c = d.client();
@@ -369,11 +364,7 @@ fn a_failed_create_again_leaves_the_container_stopped() {
 fn a_container_created_again_follows_the_settings_of_now() {
     require_kernel!();
     let d = TestDaemon::start("ctr-again-settings");
-    let dir = |n: &str| {
-        let p = d.dir.join(n);
-        std::fs::create_dir_all(&p).unwrap();
-        p.to_str().unwrap().to_string()
-    };
+    let dir = |n: &str| made_dir(&d, n);
     let (b, s) = (dir("bundle"), dir("state"));
     let sq = facts(
         "sq",

@@ -47,6 +47,10 @@ struct Args {
     /// bpfnsd.toml). Off by default; bind it where only the scraper reaches.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
+    /// Bind the metrics endpoint in this network namespace (e.g. /run/netns/bpfns-metrics;
+    /// `metrics_netns` in bpfnsd.toml): members share the host's, loopback included.
+    #[arg(long, value_name = "PATH")]
+    metrics_netns: Option<PathBuf>,
     /// Check the configuration, the state and the kernel, and exit — changing nothing: no
     /// kernel side is loaded or pinned, no database created, a running bpfnsd left alone.
     #[arg(long)]
@@ -82,6 +86,9 @@ fn main() -> Result<std::process::ExitCode> {
     }
     if let Some(m) = args.metrics {
         config.metrics = Some(m);
+    }
+    if let Some(n) = args.metrics_netns {
+        config.metrics_netns = Some(n);
     }
     if let Some(s) = args.ns_bpffs_dir {
         config.ns_bpffs_dir = s;

@@ -7,8 +7,9 @@
 //! and every counter `bpfns status` shows (the kernel side's among them). The text is
 //! OpenMetrics (what `prometheus-client` writes, which Prometheus scrapes). Everything the
 //! endpoint shows is what the host administrator sees: bind it where only the scraper
-//! reaches (a firewall; members started by `bpfns exec` share the host's network namespace,
-//! so a loopback address alone does not keep them out). At most [`MAX_CONNECTIONS`] at a
+//! reaches. Members started by `bpfns exec` share the host's network namespace, so a loopback
+//! address alone does not keep them out: `metrics_netns` binds it in a network namespace of
+//! its own (or a firewall must). At most [`MAX_CONNECTIONS`] at a
 //! time, each closed after [`CONNECTION_TIMEOUT`].
 
 use std::net::SocketAddr;
@@ -183,14 +184,39 @@ const MAX_CONNECTIONS: usize = 8;
 /// no fd for long).
 const CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Serve `GET /metrics` on `addr` from a thread of its own, for as long as `daemon` lives;
+/// Bind `addr` in the network namespace `netns` (a socket stays in the namespace it was made
+/// in): from a thread of its own, which enters it and ends.
+fn bind_in(addr: &str, netns: &std::path::Path) -> std::io::Result<std::net::TcpListener> {
+    let (addr, netns) = (addr.to_string(), netns.to_path_buf());
+    std::thread::Builder::new()
+        .name("bpfnsd-metrics-bind".into())
+        .spawn(move || {
+            let ns = bpfns_sys::thread::open_ns(&netns).map_err(std::io::Error::other)?;
+            bpfns_sys::thread::enter_net_ns(&ns).map_err(|e| {
+                std::io::Error::other(format!(
+                    "{e}: {} must be a network namespace file (ip netns add NAME makes \
+                     /run/netns/NAME)",
+                    netns.display()
+                ))
+            })?;
+            std::net::TcpListener::bind(&addr)
+        })?
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the binding thread panicked")))
+}
+
+/// Serve `GET /metrics` on `addr` (in the network namespace `metrics_netns` of the
+/// configuration, if it names one) from a thread of its own, for as long as `daemon` lives;
 /// the address bound (a port 0 asks for any free one).
 pub fn serve(addr: &str, daemon: &Arc<Daemon>) -> std::io::Result<SocketAddr> {
     use http_body_util::Full;
     use hyper::body::Bytes;
     use hyper::{Response, StatusCode};
 
-    let listener = std::net::TcpListener::bind(addr)?;
+    let listener = match &daemon.config.metrics_netns {
+        Some(netns) => bind_in(addr, netns)?,
+        None => std::net::TcpListener::bind(addr)?,
+    };
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
     *daemon

@@ -1547,6 +1547,61 @@ fn metrics_match_ns_show_and_count_requests() {
     assert!(get("/other").contains(" 404 "));
 }
 
+/// `metrics_netns`: the endpoint is bound in that network namespace, where a scraper gets it;
+/// from bpfnsd's own (the host's, which `bpfns exec` members share) the same address is
+/// refused. The red-team scene `observe` tries it from inside namespaces.
+#[test]
+fn metrics_bound_in_a_network_namespace_of_their_own() {
+    require_kernel!();
+    let mut holder = Helper::spawn(&["rt-netns-hold"]);
+    holder.go();
+    let netns = format!("/proc/{}/ns/net", holder.expect("netns"));
+    let up = std::process::Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .args(["ip", "link", "set", "lo", "up"])
+        .status();
+    assert!(
+        matches!(up, Ok(s) if s.success()),
+        "bringing up lo (nsenter, ip): {up:?}"
+    );
+    let path = PathBuf::from(&netns);
+    let d = TestDaemon::start_with("metrics-netns", |c| {
+        c.metrics = Some("127.0.0.1:0".into());
+        c.metrics_netns = Some(path);
+    });
+    let addr = d
+        .daemon()
+        .metrics
+        .bound
+        .lock()
+        .unwrap()
+        .expect("the endpoint's address");
+    let here = std::net::TcpStream::connect(addr).map(|_| ());
+    assert_eq!(
+        here.as_ref().map_err(std::io::Error::kind),
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "the endpoint answered in the host's network namespace: {here:?}"
+    );
+    // A thread of its own enters the namespace (and ends with it).
+    let ns = netns.clone();
+    let reply = std::thread::spawn(move || {
+        let f = bpfns_sys::thread::open_ns(std::path::Path::new(&ns)).unwrap();
+        bpfns_sys::thread::enter_net_ns(&f).unwrap();
+        let mut s = TcpClient::connect(addr);
+        write!(s.0, "GET /metrics HTTP/1.0\r\nHost: bpfnsd\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.0.read_to_string(&mut out).unwrap();
+        out
+    })
+    .join()
+    .unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"),
+        "{reply}"
+    );
+    assert!(reply.contains("bpfnsd_namespaces"), "{reply}");
+}
+
 /// A TCP connection (the metrics endpoint), with read and write timeouts.
 struct TcpClient(std::net::TcpStream);
 

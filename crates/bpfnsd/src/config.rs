@@ -317,4 +317,16 @@ mod dist_tests {
         let text = include_str!("../../../dist/bpfnsd.toml");
         assert_eq!(Config::parse(text).unwrap(), Config::default());
     }
+
+    #[test]
+    fn metrics_netns_is_a_path() {
+        let c = Config::parse(
+            "metrics = \"127.0.0.1:9469\"\nmetrics_netns = \"/run/netns/bpfns-metrics\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.metrics_netns.as_deref(),
+            Some(Path::new("/run/netns/bpfns-metrics"))
+        );
+    }
 }

@@ -191,14 +191,14 @@ fn bind_in(addr: &str, netns: &std::path::Path) -> std::io::Result<std::net::Tcp
     std::thread::Builder::new()
         .name("bpfnsd-metrics-bind".into())
         .spawn(move || {
-            let ns = bpfns_sys::thread::open_ns(&netns).map_err(std::io::Error::other)?;
-            bpfns_sys::thread::enter_net_ns(&ns).map_err(|e| {
+            let fix = |e: bpfns_sys::SysError| {
                 std::io::Error::other(format!(
-                    "{e}: {} must be a network namespace file (ip netns add NAME makes \
-                     /run/netns/NAME)",
-                    netns.display()
+                    "{e}: metrics_netns must name a network namespace file (`ip netns add \
+                     bpfns-metrics` makes /run/netns/bpfns-metrics)"
                 ))
-            })?;
+            };
+            let ns = bpfns_sys::thread::open_ns(&netns).map_err(fix)?;
+            bpfns_sys::thread::enter_net_ns(&ns).map_err(fix)?;
             std::net::TcpListener::bind(&addr)
         })?
         .join()

@@ -63,6 +63,10 @@ fn main() -> Result<std::process::ExitCode> {
     if bpfnsd::keeper::process::is_keeper(&argv) {
         return Ok(bpfnsd::keeper::process::main(&argv));
     }
+    // Two heaps for all threads: with one per thread (glibc's default, up to 8 per CPU) each
+    // walk worker kept the pages of its largest answer (96 MiB resident at 10 000 namespaces
+    // and 100 000 maps against 17-33 MiB with two and the trim after walks; docs/benchmarks.md).
+    bpfns_sys::heap::limit_arenas(2);
     let args = Args::parse();
     bpfnsd::logging::init(&args.log_level, args.log_format);
     let explicit = args.config.as_os_str() != DEFAULT_CONFIG;

@@ -2,7 +2,8 @@
 //! `--metrics`), off by default.
 //!
 //! Per namespace (the values `bpfns ns show` gives, from the same walk): objects by kind,
-//! member tasks, ownership records in use and the limit. For bpfnsd: API requests by
+//! member tasks, ownership records in use and the limit, the memory of its maps (own, and with
+//! descendants). For bpfnsd: API requests by
 //! operation and outcome with a latency histogram, supervised and kept listeners, namespaces,
 //! and every counter `bpfns status` shows (the kernel side's among them). The text is
 //! OpenMetrics (what `prometheus-client` writes, which Prometheus scrapes). Everything the
@@ -92,6 +93,8 @@ pub fn render(daemon: &Daemon) -> Result<String, String> {
     let members = Family::<NsLabels, Gauge>::default();
     let records = Family::<NsLabels, Gauge>::default();
     let limits = Family::<NsLabels, Gauge>::default();
+    let memory = Family::<NsLabels, Gauge>::default();
+    let memory_all = Family::<NsLabels, Gauge>::default();
     for ns in daemon.all_ns_infos().map_err(|f| f.message)? {
         let o = ns.objects;
         for (kind, n) in [
@@ -119,7 +122,30 @@ pub fn render(daemon: &Daemon) -> Result<String, String> {
         if let Some(m) = ns.max_objects {
             limits.get_or_create(&l).set(i64::from(m));
         }
+        if let Some(b) = ns.map_memory {
+            memory
+                .get_or_create(&l)
+                .set(i64::try_from(b).unwrap_or(i64::MAX));
+        }
+        if let Some(b) = ns.map_memory_total {
+            memory_all
+                .get_or_create(&l)
+                .set(i64::try_from(b).unwrap_or(i64::MAX));
+        }
     }
+    // Own and with descendants apart, so that summing one metric over namespaces counts
+    // every map once.
+    reg.register(
+        "bpfns_namespace_map_memory_bytes",
+        "Bytes of memory the maps a namespace owns itself use (the kernel's memlock of each, \
+         as bpfns ns show sums them)",
+        memory,
+    );
+    reg.register(
+        "bpfns_namespace_subtree_map_memory_bytes",
+        "Bytes of memory the maps of a namespace and its descendants use",
+        memory_all,
+    );
     reg.register(
         "bpfns_namespace_objects",
         "BPF objects a namespace owns itself, by kind (as bpfns ns show counts them)",

@@ -1075,7 +1075,7 @@ impl Kernel {
     /// Read iterator `link_name` through a 64 KiB buffer, handing `each` every whole record
     /// as `decode` makes it: the iterator's output is never held whole (for 100 000 objects
     /// it is megabytes, doubled while a growing buffer is copied).
-    fn stream_iter<T>(
+    pub(crate) fn stream_iter<T>(
         &self,
         link_name: &str,
         decode: impl Fn(&[u8]) -> Option<(Option<T>, usize)>,

@@ -2008,7 +2008,7 @@ fn map_memory_is_summed_per_namespace_and_agrees_with_the_metrics() {
     c.ns_create("/other").unwrap();
     // 256 KiB and 16 KiB of values.
     let (_ha, _) = array_in(&d, "/m", "mem_a", 4096, 64);
-    let (_hb, _) = array_in(&d, "/m/c", "mem_b", 1024, 16);
+    let (hb, _) = array_in(&d, "/m/c", "mem_b", 1024, 16);
     let m = c.ns_show("/m").unwrap();
     let mc = c.ns_show("/m/c").unwrap();
     let other = c.ns_show("/other").unwrap();
@@ -2050,6 +2050,13 @@ fn map_memory_is_summed_per_namespace_and_agrees_with_the_metrics() {
             "{scrape}"
         );
     }
+    // A freed map counts no more (bpfnsd remembers the size of fixed-size maps by id).
+    hb.finish();
+    eventually("/m/c's map freed", || {
+        let mc = c.ns_show("/m/c").unwrap();
+        let m = c.ns_show("/m").unwrap();
+        mc.map_memory == Some(0) && m.map_memory_total == Some(own)
+    });
 }
 
 /// `object_created` reaches a subscriber of the creator's namespace with what was created

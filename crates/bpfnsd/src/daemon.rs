@@ -318,6 +318,9 @@ impl Daemon {
     /// Have the kernel side write object-created notices while some subscriber wants them
     /// (`known`: what it was last told; `None`: unknown, as after a start).
     fn sync_object_events(&self, known: &mut Option<bool>) {
+        let _one = OBJECT_EVENTS_SWITCH
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let want = self.events.wants(EventKind::ObjectCreated);
         if *known == Some(want) {
             return;
@@ -768,6 +771,9 @@ impl Daemon {
         };
         tracing::info!(pid = caller.pid, ns = %path, "event subscription");
         let wants_objects = kinds.is_empty() || kinds.contains(&EventKind::ObjectCreated);
+        let _one = OBJECT_EVENTS_SWITCH
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let sub = self.events.subscribe(root, kinds);
         // At once, so that what the subscriber's namespace creates next is reported; the
         // event reader turns them off again after the last such subscriber.
@@ -2239,6 +2245,10 @@ impl Drop for Unmark<'_> {
             .remove(&self.1);
     }
 }
+
+/// Held while the kernel side's object notices are switched: a subscription that turns them on
+/// is never undone by the event reader turning them off from what it saw just before.
+static OBJECT_EVENTS_SWITCH: Mutex<()> = Mutex::new(());
 
 /// How many recent stops and refusals bpfnsd keeps for `why_stopped`.
 const RECENT_STOPS: usize = 256;

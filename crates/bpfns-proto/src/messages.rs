@@ -458,6 +458,10 @@ pub struct EventInfo {
     /// Namespace creations and policy changes: the policy now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<ProgramPolicy>,
+    /// Events of this namespace left out just before this one: over the limit of events a
+    /// namespace may publish a second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<u64>,
 }
 
 impl EventInfo {
@@ -482,6 +486,7 @@ impl EventInfo {
             layer: None,
             reason: None,
             policy: None,
+            suppressed: None,
         }
     }
 }

@@ -304,9 +304,10 @@ fn status_gives_a_member_only_its_subtree() {
     assert_eq!(host.namespaces, 6, "with the root");
     assert!(!host.counters.is_empty());
     let member = as_member(&d, Some("/a"), &["status"]).unwrap();
-    assert_eq!(member, "namespaces=2 listeners=0 kept=0 counters=");
+    // No host paths either (bpfnsd's pin root and state directory).
+    assert_eq!(member, "namespaces=2 listeners=0 kept=0 counters= paths=");
     let deeper = as_member(&d, Some("/c/d"), &["status"]).unwrap();
-    assert_eq!(deeper, "namespaces=1 listeners=0 kept=0 counters=");
+    assert_eq!(deeper, "namespaces=1 listeners=0 kept=0 counters= paths=");
 }
 
 /// A namespace whose only task is a zombie (a member that exited, its parent not reaping it)
@@ -1703,6 +1704,49 @@ fn events_until(
         }
     }
     got
+}
+
+/// A member refused in a loop (thousands a second) cannot get the operator's subscription
+/// dropped: its namespace's events beyond the per-namespace limit are left out and counted,
+/// and the stream goes on (a later event still arrives).
+#[test]
+fn a_flood_of_refusals_does_not_drop_the_operators_stream() {
+    use bpfns_proto::EventKind as K;
+    require_kernel!();
+    let d = TestDaemon::start("events-flood");
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    c.ns_create("/b").unwrap();
+    let (_hb, b_map) = create_in(&d, "/b", "map");
+    let mut host = d.client();
+    host.set_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    host.subscribe(None, vec![K::Denied, K::NsCreated]).unwrap();
+    // Not read while the member floods: 5 000 refusals would overflow its queue 5 times.
+    let out = supervised_in(&d, "/a", &["open-loop", "map", &b_map.to_string(), "5000"]);
+    assert!(!out.trim().is_empty(), "the member ran: {out}");
+    c.ns_create("/after").unwrap();
+    let got = events_until(&mut host, "host subscriber after the flood", |got| {
+        got.iter()
+            .any(|e| e.kind == K::NsCreated && e.namespace == "/after")
+    });
+    let denials = got.iter().filter(|e| e.kind == K::Denied).count();
+    assert!(denials >= 1, "no refusal reported at all");
+    assert!(
+        denials < 5000,
+        "every one of the 5 000 refusals was published: no per-namespace limit"
+    );
+    let mut counter = |name: &str| {
+        c.status()
+            .unwrap()
+            .counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no counter {name}"))
+    };
+    assert_eq!(counter("events_subscribers_dropped"), 0);
+    assert_eq!(counter("events_suppressed") as usize + denials, 5000);
 }
 
 /// `events`: namespace changes, a member entering, the supervisor's refusal of a foreign id

@@ -184,6 +184,8 @@ pub struct Daemon {
     /// Rate limit of the supervisor's denial log lines (a member looping refused calls must
     /// not flood the journal; the event stream gets every one).
     denial_log: Mutex<EventLog>,
+    /// The supervisor's refusals logged per namespace (at most [`DENIAL_LOG_PER_NS_PER_SEC`]).
+    denial_log_ns: Mutex<crate::events::PerNamespace>,
     /// The audit event stream (`events`).
     pub events: Arc<crate::events::Bus>,
 }
@@ -275,6 +277,7 @@ impl Daemon {
             listings: Default::default(),
             metrics: Default::default(),
             denial_log: Mutex::new(EventLog::default()),
+            denial_log_ns: Mutex::new(crate::events::PerNamespace::new(DENIAL_LOG_PER_NS_PER_SEC)),
             events: Arc::default(),
         })
     }
@@ -647,7 +650,7 @@ impl Daemon {
         id: NsId,
         caller: &Caller,
         policy: Option<ProgramPolicy>,
-    ) -> Option<(EventInfo, Vec<NsId>)> {
+    ) -> Option<(EventInfo, Vec<NsId>, Vec<NsId>)> {
         if !self.events.has_subscribers() {
             return None;
         }
@@ -656,7 +659,7 @@ impl Daemon {
         ev.uid = Some(caller.uid);
         ev.comm = ProcFacts::read(caller.pid).map(|f| f.comm);
         ev.policy = policy;
-        Some((ev, Self::chain_in(reg, id)))
+        Some((ev, Self::chain_in(reg, id), Self::chain_in(reg, caller.ns)))
     }
 
     fn publish_change(
@@ -667,8 +670,8 @@ impl Daemon {
         caller: &Caller,
         policy: Option<ProgramPolicy>,
     ) {
-        if let Some((ev, chain)) = self.change_event(kind, reg, id, caller, policy) {
-            self.events.publish(ev, &chain);
+        if let Some((ev, chain, actor)) = self.change_event(kind, reg, id, caller, policy) {
+            self.events.publish_by(ev, &chain, &actor);
         }
     }
 
@@ -704,14 +707,23 @@ impl Daemon {
         };
         let comm = facts.as_ref().map(|f| f.comm.clone());
         let uid = facts.as_ref().map(|f| f.uid);
-        let log = self
-            .denial_log
+        // Per namespace first, so that one tenant refused in a loop does not use up the
+        // log's lines of everyone else's refusals.
+        let mine = self
+            .denial_log_ns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .admit();
+            .admit(d.ns, std::time::Instant::now());
+        let log = mine.is_some()
+            && self
+                .denial_log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .admit();
         if log {
             tracing::info!(
             layer = "supervisor",
+            suppressed = mine.unwrap_or(0),
             pid = tgid,
             tid = d.tid,
             comm = comm.as_deref().unwrap_or("?"),
@@ -1588,8 +1600,8 @@ impl Daemon {
             );
         }
         tracing::info!(namespace = %p, moved, "deleted namespace");
-        if let Some((ev, chain)) = deleted_event {
-            self.events.publish(ev, &chain);
+        if let Some((ev, chain, actor)) = deleted_event {
+            self.events.publish_by(ev, &chain, &actor);
         }
         Ok((
             Reply::Deleted {
@@ -2141,6 +2153,7 @@ impl Daemon {
             "events_subscribers_dropped".to_string(),
             self.events.dropped(),
         ));
+        counters.push(("events_suppressed".to_string(), self.events.suppressed()));
         // bpfnsd's own allocations (not what its allocator merely keeps): leaks show here.
         if let Some(b) = bpfns_sys::process::heap_in_use() {
             counters.push(("bpfnsd_heap_in_use_bytes".to_string(), b));
@@ -2178,6 +2191,9 @@ impl Daemon {
             info.namespaces = self.reg().subtree_len(caller.ns) as u32;
             info.supervised_listeners = 0;
             info.kept_listeners = 0;
+            // The host's paths are not a member's business (as in `member_plan`).
+            info.pin_root.clear();
+            info.state_dir.clear();
             info.counters.clear();
             info.containers = 0;
             info.collected_containers.clear();
@@ -2194,6 +2210,9 @@ pub const EARLY_COLLECTION_GAP: std::time::Duration = std::time::Duration::from_
 pub const HOOK_RELAX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 /// At most this many kernel events are logged a second.
 pub const EVENT_LOG_PER_SEC: u32 = 50;
+/// At most this many of one namespace's refusals are logged a second (within
+/// [`EVENT_LOG_PER_SEC`] for all); the line after a gap says how many were left out.
+pub const DENIAL_LOG_PER_NS_PER_SEC: u32 = 10;
 
 /// The quota rules of this configuration: its default, and the ownership table's capacity
 /// less a margin for reservations in flight.

@@ -461,11 +461,13 @@ fn client(args: &[String]) {
         "status" => out(c.status().map(|s| {
             let names: Vec<&str> = s.counters.iter().map(|(n, _)| n.as_str()).collect();
             format!(
-                "namespaces={} listeners={} kept={} counters={}",
+                "namespaces={} listeners={} kept={} counters={} paths={}{}",
                 s.namespaces,
                 s.supervised_listeners,
                 s.kept_listeners,
-                names.join(",")
+                names.join(","),
+                s.pin_root,
+                s.state_dir
             )
         })),
         "enter-self" => out(c

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
-use bpfns_model::{ObjectKind, ProgramPolicy};
+use bpfns_model::{ObjectKind, Policy};
 use bpfns_tests::{require_kernel, TestDaemon};
 use serde_json::Value;
 
@@ -696,7 +696,7 @@ fn exec_passes_signals_on_and_explains_failures() {
 
     // Stopped by the kernel side (its namespace's limit on objects): the rule and the fix.
     d.client()
-        .ns_create_with("/q", ProgramPolicy::DEFAULT, Some(2))
+        .ns_create_with("/q", Policy::DEFAULT, Some(2))
         .unwrap();
     let helper = bpfns_tests::helper_path();
     let o = Command::new(bpfns())

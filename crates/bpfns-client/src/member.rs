@@ -155,7 +155,7 @@ pub fn spawn_with(
                 errno: bpfns_sys::Errno::INVAL,
             }));
         }
-        if !target.policy.allow_tracing {
+        if !target.policy.allows_some_tracing() {
             // As below: no CAP_PERFMON where tracing is denied.
             bpfns_sys::spawn::drop_capabilities_before_exec(
                 cmd,
@@ -164,19 +164,22 @@ pub fn spawn_with(
         }
         return spawn_nested(client, ns, cmd).map(|child| Member { child });
     }
-    let mut setup = MemberSetup::new(crate::filter::filter()?)
+    // The namespace's commands are refused from bpf()'s cmd alone; the default policy gives
+    // the same filter as without policies.
+    let rules = crate::filter::CmdRules::of(&target.policy);
+    let mut setup = MemberSetup::new(crate::filter::filter_for(&rules)?)
         .filter_flags(crate::filter::flags())
         // Without CAP_SYS_ADMIN the kernel accepts a filter only under no_new_privs.
         .no_new_privs(!me.host_admin)
         .wait_ack(true);
-    if !target.policy.allow_tracing {
+    if !target.policy.allows_some_tracing() {
         // With CAP_PERFMON (or, from 6.9, a token granting it) the kernel lets any program
         // type read kernel memory; where tracing is denied no member holds it (bpfnsd refuses
         // program loads from a thread that does, and CAP_SYS_ADMIN, which also grants it).
         setup = setup.drop_capabilities(bpfns_sys::caps::CapabilitySet::PERFMON);
     }
     if let Some(mut c) = credentials {
-        if !target.policy.allow_tracing {
+        if !target.policy.allows_some_tracing() {
             c.keep -= bpfns_sys::caps::CapabilitySet::PERFMON;
         }
         setup = setup.credentials(c);

@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 
 use std::path::PathBuf;
 
-use bpfns_model::{ObjectKind, ProgramPolicy};
+use bpfns_model::{ObjectKind, Policy};
 use bpfns_proto::ErrorCode;
 use bpfns_tests::{require_kernel, Helper, TestDaemon};
 
@@ -679,10 +679,8 @@ fn namespace_policy_decides_tracing_programs_and_only_narrows() {
     require_kernel!();
     let d = TestDaemon::start("ns-policy");
     let mut c = d.client();
-    let allow = ProgramPolicy {
-        allow_tracing: true,
-    };
-    let deny = ProgramPolicy::DEFAULT;
+    let allow = Policy::tracing(true);
+    let deny = Policy::DEFAULT;
     let t = c.ns_create_with_policy("/t", allow).unwrap();
     assert_eq!(t.policy, allow);
     let n = c.ns_create("/n").unwrap();
@@ -815,9 +813,7 @@ fn namespaces_own_a_bounded_number_of_objects() {
     let mut c = d.client();
     let a = c.ns_create("/a").unwrap();
     assert_eq!((a.max_objects, a.records), (Some(1024), Some(0)));
-    let b = c
-        .ns_create_with("/a/b", ProgramPolicy::DEFAULT, Some(10))
-        .unwrap();
+    let b = c.ns_create_with("/a/b", Policy::DEFAULT, Some(10)).unwrap();
     assert_eq!(b.max_objects, Some(10));
     let kid = c.ns_create("/a/b/kid").unwrap();
     assert_eq!(
@@ -826,19 +822,19 @@ fn namespaces_own_a_bounded_number_of_objects() {
         "the default, capped at the parent's"
     );
     let e = c
-        .ns_create_with("/a/c", ProgramPolicy::DEFAULT, Some(2000))
+        .ns_create_with("/a/c", Policy::DEFAULT, Some(2000))
         .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::Conflict), "{e}");
     assert!(e.to_string().contains("at most 1024"), "{e}");
     let e = c
-        .ns_create_with("/a/c", ProgramPolicy::DEFAULT, Some(0))
+        .ns_create_with("/a/c", Policy::DEFAULT, Some(0))
         .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::BadRequest), "{e}");
     assert!(c.ns_show("/a/c").is_err(), "nothing was created");
     // The top-level namespaces share the table: what is left is all a new one may have.
     let capacity = (1u32 << 20) - (1 << 10);
     let left = capacity - 1024;
-    c.ns_create_with("/big", ProgramPolicy::DEFAULT, Some(left))
+    c.ns_create_with("/big", Policy::DEFAULT, Some(left))
         .unwrap();
     let e = c.ns_create("/x").unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::Conflict), "{e}");
@@ -911,8 +907,7 @@ fn a_namespace_near_its_limit_is_collected_at_once() {
     require_kernel!();
     let d = TestDaemon::start_with("quota-early", |c| c.gc_interval_secs = 0);
     let mut c = d.client();
-    c.ns_create_with("/e", ProgramPolicy::DEFAULT, Some(40))
-        .unwrap();
+    c.ns_create_with("/e", Policy::DEFAULT, Some(40)).unwrap();
     let mut h = Helper::spawn(&["create-many", "map", "60", "close", "50"]);
     c.enter("/e", h.pid).unwrap();
     h.go();
@@ -934,10 +929,7 @@ fn limits_persist_and_older_registries_get_the_default() {
     let d = TestDaemon::start_with("quota-restart", |c| c.max_objects = 50);
     let mut c = d.client();
     assert_eq!(c.ns_create("/p").unwrap().max_objects, Some(50));
-    let q = c
-        .ns_create_with("/q", ProgramPolicy::DEFAULT, Some(7))
-        .unwrap()
-        .id;
+    let q = c.ns_create_with("/q", Policy::DEFAULT, Some(7)).unwrap().id;
     drop(c);
     let (dir, layout) = d.stop();
     // While bpfnsd is down: the kernel loses /q's limit, and an older bpfnsd's database
@@ -1673,13 +1665,7 @@ fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
     assert_eq!(member.expect("subscribed"), "/a");
 
     c.ns_create("/a/x").unwrap();
-    c.ns_set_policy(
-        "/b",
-        ProgramPolicy {
-            allow_tracing: true,
-        },
-    )
-    .unwrap();
+    c.ns_set_policy("/b", Policy::tracing(true)).unwrap();
     c.ns_delete("/a/x").unwrap();
     let (_hb, b_map) = create_in(&d, "/b", "map");
     // The supervisor refuses a member of /a the map of /b (ENOENT, as for a missing id).
@@ -1712,7 +1698,7 @@ fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
         .iter()
         .find(|e| is(e, K::NsPolicyChanged, "/b"))
         .unwrap();
-    assert_eq!(policy.policy.map(|p| p.allow_tracing), Some(true));
+    assert_eq!(policy.policy.map(|p| p.allows_tracing()), Some(true));
     let denied = got
         .iter()
         .find(|e| is(e, K::Denied, "/a") && e.layer.as_deref() == Some("supervisor"))
@@ -1854,7 +1840,7 @@ fn a_namespace_is_bound_to_a_cgroup_given_or_its_first_members() {
     let (top, kid) = (format!("/{name}"), format!("/{name}/kid"));
     let d = TestDaemon::start("cgbind");
     let mut c = d.client();
-    let p = ProgramPolicy::DEFAULT;
+    let p = Policy::DEFAULT;
     // Given: by its path below the cgroup2 root or under the mount.
     let n = c
         .ns_create_bound("/g", p, None, Some(&cg.0.to_string_lossy()))

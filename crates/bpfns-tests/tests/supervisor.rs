@@ -1591,13 +1591,8 @@ fn program_loads_follow_the_namespace_policy() {
     assert_eq!(load_as(&env, &["bpf-only"], SYSCALL), refused);
     // Allow tracing for /a (registry and kernel table, as bpfnsd does).
     let mut next = env.registry.read().clone();
-    next.set_policy(
-        &path("/a"),
-        bpfns_model::ProgramPolicy {
-            allow_tracing: true,
-        },
-    )
-    .unwrap();
+    next.set_policy(&path("/a"), bpfns_model::Policy::tracing(true))
+        .unwrap();
     env.registry.replace(next);
     env.tk
         .kernel

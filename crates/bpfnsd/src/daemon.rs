@@ -8,8 +8,8 @@ use bpfns_kernel::doctor::Layer;
 use bpfns_kernel::Kernel;
 use bpfns_model::quota::{self, QuotaError};
 use bpfns_model::{
-    may_create, may_delete, may_enter, may_set_policy, NsId, NsPath, ObjectKind, ProgramPolicy,
-    Registry, RegistryError, Visibility,
+    may_create, may_delete, may_enter, may_set_policy, NsId, NsPath, ObjectKind, Policy, Registry,
+    RegistryError, Visibility,
 };
 use bpfns_proto::{
     CallerInfo, ErrorCode, EventInfo, EventKind, NsInfo, ObjectCounts, ObjectInfo, Op, Reply,
@@ -565,7 +565,7 @@ impl Daemon {
         reg: &Registry,
         id: NsId,
         caller: &Caller,
-        policy: Option<ProgramPolicy>,
+        policy: Option<Policy>,
     ) -> Option<(EventInfo, Vec<NsId>)> {
         if !self.events.has_subscribers() {
             return None;
@@ -584,7 +584,7 @@ impl Daemon {
         reg: &Registry,
         id: NsId,
         caller: &Caller,
-        policy: Option<ProgramPolicy>,
+        policy: Option<Policy>,
     ) {
         if let Some((ev, chain)) = self.change_event(kind, reg, id, caller, policy) {
             self.events.publish(ev, &chain);
@@ -747,7 +747,9 @@ impl Daemon {
             .kernel_parent_table()
             .into_iter()
             .map(|(id, p, d)| {
-                let tracing = reg.policy(id).is_some_and(|x| x.allow_tracing);
+                let tracing = reg
+                    .effective_policy(id)
+                    .is_some_and(|x| x.allows_some_tracing());
                 (id, (p, d, tracing))
             })
             .collect();
@@ -977,7 +979,7 @@ impl Daemon {
                     caller: me,
                     path: reg.path(id).map(|p| p.to_string()).unwrap_or(path),
                     bpffs: self.bpffs.path(id).display().to_string(),
-                    policy: reg.policy(id).unwrap_or_default(),
+                    policy: reg.effective_policy(id).unwrap_or_default(),
                     // Only a host administrator outside namespaces hides it from its members.
                     state_dir: if caller.ns == NsId::ROOT && caller.host_admin() {
                         self.config.state_dir.display().to_string()
@@ -1218,7 +1220,7 @@ impl Daemon {
         &self,
         caller: &Caller,
         path: &str,
-        policy: ProgramPolicy,
+        policy: Policy,
         max_objects: Option<u32>,
         cgroup: Option<&str>,
     ) -> Answer {
@@ -1236,6 +1238,12 @@ impl Daemon {
                 ));
             }
         }
+        // No policy asked for: the default as far as the parent's allows.
+        let policy = if policy.is_default() {
+            next.default_policy_under(&p)
+        } else {
+            policy
+        };
         let id = next.create_with_policy(&p, policy)?;
         let limit = quota::limit_for_new(next, &p, max_objects, quota_rules(&self.config))?;
         next.set_max_objects(id, limit);
@@ -1270,7 +1278,7 @@ impl Daemon {
             .set_namespace_limit(id, u64::from(limit))
             .and_then(|()| {
                 self.kernel
-                    .set_namespace_policy(id, parent, depth, policy.allow_tracing)
+                    .set_namespace_policy(id, parent, depth, policy.allows_some_tracing())
             })
             .map_err(|e| undo(Failure::internal(e)))?;
         self.bpffs
@@ -1289,7 +1297,7 @@ impl Daemon {
         Ok((Reply::Namespace(info), vec![]))
     }
 
-    fn ns_set_policy(&self, caller: &Caller, path: &str, policy: ProgramPolicy) -> Answer {
+    fn ns_set_policy(&self, caller: &Caller, path: &str, policy: Policy) -> Answer {
         let p = Self::parse_path(path)?;
         let mut tx = self.begin();
         let id = visible_in(&tx.next, caller, &p)?;
@@ -1302,7 +1310,7 @@ impl Daemon {
         // Durable first: if we crash after this, reconcile() finishes the kernel part.
         tx.commit()?;
         self.kernel
-            .set_namespace_policy(id, parent, depth, policy.allow_tracing)
+            .set_namespace_policy(id, parent, depth, policy.allows_some_tracing())
             .map_err(Failure::internal)?;
         tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, "set namespace policy");
         self.publish_change(
@@ -1703,6 +1711,7 @@ impl Daemon {
             members,
             bpffs: self.bpffs.path(id).display().to_string(),
             policy: reg.policy(id).unwrap_or_default(),
+            effective_policy: reg.effective_policy(id),
             max_objects: reg.max_objects(id),
             cgroup: reg.cgroup(id).map(str::to_owned),
             records: (id != NsId::ROOT)

@@ -339,7 +339,10 @@ impl Member {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut setup = MemberSetup::new(supervisor::filter().unwrap());
+        // The filter `bpfns exec` gives a member of the namespace: its policy's commands.
+        let policy = env.view.policy(spec.ns).unwrap();
+        let rules = bpfns_sys::member_filter::CmdRules::of(&policy);
+        let mut setup = MemberSetup::new(bpfns_sys::member_filter::filter_for(&rules).unwrap());
         if let Some(d) = spec.bpffs {
             setup = setup.bpffs(d).unwrap();
         }
@@ -1601,6 +1604,104 @@ fn program_loads_follow_the_namespace_policy() {
     assert!(load_as(&env, &[], SOCKET_FILTER).starts_with("loaded="));
     assert!(load_as(&env, &[], KPROBE).starts_with("loaded="));
     assert_eq!(load_as(&env, &[], SYSCALL), refused);
+}
+
+/// Set /a's policy to `policy` as bpfnsd does (registry, then the kernel table's bit).
+fn set_policy_a(env: &Env, policy: bpfns_model::Policy) {
+    let mut next = env.registry.read().clone();
+    // Narrow the child first, widen it last: a namespace never allows more than its parent.
+    let child = bpfns_model::Policy::DEFAULT.intersect(&policy);
+    let now = next.policy(env.a).unwrap();
+    next.set_policy(&path("/a/child"), child.intersect(&now))
+        .unwrap();
+    next.set_policy(&path("/a"), policy).unwrap();
+    next.set_policy(&path("/a/child"), child).unwrap();
+    env.registry.replace(next);
+    env.tk
+        .kernel
+        .set_namespace_policy(env.a, NsId::ROOT, 1, policy.allows_some_tracing())
+        .unwrap();
+}
+
+/// The first `map=`/`link=`/`loaded=`/`errno=` line of a member's output.
+fn outcome(env: &Env, args: &[&str]) -> String {
+    let out = run(env, Spec::new(env.a, args));
+    out.lines()
+        .find(|l| {
+            ["map=", "link=", "loaded=", "errno="]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Each field of a namespace's policy, against the real kernel: what it allows works, what
+/// it leaves out is refused with EPERM before anything is made: program types and the commands
+/// the filter traps (the supervisor), untrapped commands (the member filter), map types
+/// (BPF_MAP_CREATE trapped for the namespace whose map types are restricted), attach types
+/// (the supervisor, at link creation).
+#[test]
+fn policy_fields_allow_and_refuse() {
+    use bpfns_model::Field;
+    use bpfns_model::{Policy, TypeSet};
+    use bpfns_sys::names::parse_list;
+    require_kernel!();
+    let Some(root) = cgroup2_root() else {
+        bpfns_tests::skip("no cgroup2 mount");
+        return;
+    };
+    let env = Env::new("policy");
+    let refused = format!("errno={EPERM}");
+    let ok = |v: &str, key: &str| assert!(v.starts_with(key), "{v}");
+    let with = |f: Field, allow: Option<&str>, deny: Option<&str>| {
+        let mut p = Policy::DEFAULT;
+        if let Some(l) = allow {
+            p.set(f, parse_list(f, l).unwrap());
+        }
+        if let Some(l) = deny {
+            p.set(f, p.get(f).minus(parse_list(f, l).unwrap()));
+        }
+        p
+    };
+    // progs: --allow-progs socket_filter loads a socket filter, not an xdp program.
+    set_policy_a(&env, with(Field::Progs, Some("socket_filter"), None));
+    ok(&load_as(&env, &["bpf-net"], 1), "loaded=");
+    assert_eq!(load_as(&env, &["bpf-net"], 6), refused);
+    // maps: --deny-maps hash refuses a hash map, an array map is made.
+    set_policy_a(&env, with(Field::Maps, None, Some("hash")));
+    assert_eq!(outcome(&env, &["bpf-only", "map", "1"]), refused);
+    ok(&outcome(&env, &["bpf-only", "map", "2"]), "map=");
+    // --allow-maps array: the same from the other side.
+    set_policy_a(&env, with(Field::Maps, Some("array"), None));
+    assert_eq!(outcome(&env, &["bpf-only", "map", "1"]), refused);
+    ok(&outcome(&env, &["bpf-only", "map", "2"]), "map=");
+    // cmds: --deny-cmds map_create refuses every map from the cmd alone (the member
+    // filter); prog_load, trapped, is refused by the supervisor under --deny-cmds prog_load.
+    set_policy_a(&env, with(Field::Cmds, None, Some("map_create")));
+    assert_eq!(outcome(&env, &["bpf-only", "map", "2"]), refused);
+    ok(&load_as(&env, &["bpf-only"], 1), "loaded=");
+    set_policy_a(&env, with(Field::Cmds, None, Some("prog_load")));
+    assert_eq!(load_as(&env, &["bpf-only"], 1), refused);
+    ok(&outcome(&env, &["bpf-only", "map", "2"]), "map=");
+    // attachs: --deny-attachs cgroup_inet_ingress refuses that link, egress is made.
+    let name = format!("bpfns-test-policy-{}", std::process::id());
+    let cg = TestCgroup(root.join(&name));
+    let _ = std::fs::remove_dir(&cg.0);
+    std::fs::create_dir(&cg.0).unwrap();
+    let cgs = cg.0.to_string_lossy().into_owned();
+    bind_cgroups(&env, &[(env.a, &format!("/{name}"))]);
+    set_policy_a(
+        &env,
+        with(Field::Attachs, None, Some("cgroup_inet_ingress")),
+    );
+    assert_eq!(outcome(&env, &["bpf-net", "cg-link", &cgs, "0"]), refused);
+    ok(&outcome(&env, &["bpf-net", "cg-link", &cgs, "1"]), "link=");
+    // The default again: everything as without policies.
+    set_policy_a(&env, Policy::DEFAULT);
+    ok(&outcome(&env, &["bpf-only", "map", "1"]), "map=");
+    ok(&outcome(&env, &["bpf-net", "cg-link", &cgs, "0"]), "link=");
+    assert_eq!(TypeSet::ANY, Policy::DEFAULT.maps);
 }
 
 /// One line `key=value` of a member's output.

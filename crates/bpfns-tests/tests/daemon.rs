@@ -744,6 +744,99 @@ fn namespace_policy_decides_tracing_programs_and_only_narrows() {
     assert!(load_tracing_in(&d, "/t").is_err());
 }
 
+/// The four-set policy through bpfnsd: set at creation, capping what is created below
+/// without one, never widened from below, enforced for `bpfns exec`-style members (program
+/// types by the supervisor, commands and map types by the filter the member plan gives),
+/// and kept across a restart.
+#[test]
+fn four_set_policies_cap_below_are_enforced_and_kept() {
+    use bpfns_model::{Field, TypeSet};
+    use bpfns_sys::names::parse_list;
+    require_kernel!();
+    let d = TestDaemon::start("ns-policy4");
+    let mut c = d.client();
+    let mut p = Policy::DEFAULT;
+    p.set(
+        Field::Progs,
+        parse_list(Field::Progs, "socket_filter").unwrap(),
+    );
+    p.set(
+        Field::Maps,
+        TypeSet::ANY.minus(parse_list(Field::Maps, "hash").unwrap()),
+    );
+    let made = c.ns_create_with_policy("/p", p).unwrap();
+    assert_eq!(made.policy, p);
+    assert_eq!(made.effective_policy, Some(p));
+    // Created without a policy below /p: the default as far as /p allows.
+    let kid = c.ns_create("/p/kid").unwrap();
+    assert_eq!(kid.policy, Policy::DEFAULT.intersect(&p));
+    assert_eq!(kid.effective_policy, Some(p));
+    // A child cannot widen: not at creation, not later; nothing changes.
+    let mut xdp = p;
+    xdp.progs = parse_list(Field::Progs, "socket_filter,xdp").unwrap();
+    let err = c.ns_create_with_policy("/p/wide", xdp).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Conflict), "{err}");
+    assert!(err.to_string().contains("progs"), "{err}");
+    let err = c.ns_set_policy("/p/kid", xdp).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Conflict), "{err}");
+    assert_eq!(c.ns_show("/p/kid").unwrap().policy, p);
+    // Nor does a member widen its own namespace.
+    assert_eq!(
+        as_member(&d, Some("/p"), &["ns-policy", "/p", "allow"]),
+        Err("Denied".to_string())
+    );
+
+    let check = |d: &TestDaemon| {
+        let eperm = "errno=1";
+        let line = |out: String| {
+            out.lines()
+                .find(|l| {
+                    ["loaded=", "map=", "errno="]
+                        .iter()
+                        .any(|k| l.starts_with(k))
+                })
+                .unwrap_or("")
+                .to_string()
+        };
+        assert!(line(supervised_in(d, "/p", &["bpf-only", "load", "1"])).starts_with("loaded="));
+        assert_eq!(
+            line(supervised_in(d, "/p", &["bpf-only", "load", "6"])),
+            eperm
+        );
+        assert_eq!(
+            line(supervised_in(d, "/p", &["bpf-only", "map", "1"])),
+            eperm
+        );
+        assert!(line(supervised_in(d, "/p", &["bpf-only", "map", "2"])).starts_with("map="));
+        // The child's own effective policy: the same caps.
+        assert_eq!(
+            line(supervised_in(d, "/p/kid", &["bpf-only", "load", "6"])),
+            eperm
+        );
+    };
+    check(&d);
+    // Commands: --deny-cmds map_create, refused from the cmd alone by the member's filter.
+    let mut no_maps = p;
+    no_maps.cmds = TypeSet::ANY.minus(parse_list(Field::Cmds, "map_create").unwrap());
+    c.ns_set_policy("/p/kid", Policy::DEFAULT.intersect(&no_maps))
+        .unwrap();
+    let out = supervised_in(&d, "/p/kid", &["bpf-only", "map", "2"]);
+    assert!(out.contains("errno=1"), "{out}");
+
+    // A restart keeps them, and enforcement with them.
+    drop(c);
+    let (dir, layout) = d.stop();
+    let d = TestDaemon::start_at(dir, layout, false);
+    let mut c = d.client();
+    assert_eq!(c.ns_show("/p").unwrap().policy, p);
+    let kid = c.ns_show("/p/kid").unwrap();
+    assert_eq!(kid.policy, Policy::DEFAULT.intersect(&no_maps));
+    assert_eq!(kid.effective_policy, Some(no_maps));
+    check(&d);
+    let out = supervised_in(&d, "/p/kid", &["bpf-only", "map", "2"]);
+    assert!(out.contains("errno=1"), "{out}");
+}
+
 /// bpfnsd drops the ownership records of freed objects by itself (every second in tests):
 /// kernels without BPF LSM have no hook at free, and the records would pile up.
 #[test]

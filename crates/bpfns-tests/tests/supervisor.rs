@@ -1619,8 +1619,109 @@ fn set_policy_a(env: &Env, policy: bpfns_model::Policy) {
     env.registry.replace(next);
     env.tk
         .kernel
+        .set_namespace_types(env.a, bpfnsd::daemon::kernel_types(&policy))
+        .unwrap();
+    env.tk
+        .kernel
         .set_namespace_policy(env.a, NsId::ROOT, 1, policy.allows_some_tracing())
         .unwrap();
+}
+
+/// The kernel side alone (no filter, no supervisor: what a caller that got past both would
+/// have): a task of a namespace whose policy leaves out hash maps and xdp programs that makes
+/// one is stopped, and the object quarantined; an array map is recorded as the namespace's.
+#[test]
+fn the_backstop_stops_map_and_program_types_outside_the_policy() {
+    use bpfns_model::{Field, Policy};
+    use bpfns_sys::names::parse_list;
+    require_kernel!();
+    let env = Env::new("policystop");
+    let mut p = Policy::DEFAULT;
+    p.set(Field::Maps, parse_list(Field::Maps, "array").unwrap());
+    p.set(
+        Field::Progs,
+        parse_list(Field::Progs, "socket_filter").unwrap(),
+    );
+    set_policy_a(&env, p);
+    let tagged = |args: &[&str]| {
+        let mut h = Helper::spawn(args);
+        env.tk.kernel.tag_process(h.pid, env.a).unwrap();
+        h.go();
+        h
+    };
+    // Without perfmon power, which /a's policy denies with tracing.
+    let mut h = tagged(&["no-perfmon", "map", "2"]);
+    let v = h.line().unwrap_or_default();
+    if !v.starts_with("map=") {
+        let st = h.finish();
+        let r = env.tk.kernel.reason_stats().unwrap_or_default();
+        panic!("{v:?} {st} {r:?}");
+    }
+    let id: u32 = v["map=".len()..].parse().unwrap();
+    assert_eq!(env.tk.kernel.owner(ObjectKind::Map, id).unwrap(), env.a);
+    h.finish();
+    for args in [
+        &["no-perfmon", "map", "1"][..],
+        &["no-perfmon", "load", "6"][..],
+    ] {
+        let h = tagged(args);
+        let status = h.finish();
+        assert!(bpfns_tests::killed(status), "{args:?}: {status}");
+    }
+    // Quarantined: no record of /a's holds a hash map or an xdp program.
+    for (kind, id, owner) in env.tk.kernel.ownership_records().unwrap() {
+        if owner != env.a {
+            continue;
+        }
+        let fd = sysbpf::fd_by_id(kind, id);
+        if let (ObjectKind::Map, Ok(fd)) = (kind, &fd) {
+            let t = sysbpf::info::<sysbpf::bpf_map_info>(fd).unwrap().type_;
+            assert_ne!(t, 1, "a hash map recorded as /a's");
+        }
+        if let (ObjectKind::Prog, Ok(fd)) = (kind, &fd) {
+            let t = sysbpf::info::<sysbpf::bpf_prog_info>(fd).unwrap().type_;
+            assert_ne!(t, 6, "an xdp program recorded as /a's");
+        }
+    }
+}
+
+/// A member whose namespace allows some tracing (so the kernel answers its loads with its own
+/// credentials after the supervisor looked) flips its socket filter to an xdp program, which
+/// the policy leaves out, after the look: the kernel side stops it and quarantines the
+/// program, so that what its racing thread pinned cannot be opened.
+#[test]
+fn a_program_type_rewritten_after_the_look_leaves_nothing_usable() {
+    use bpfns_model::{Field, Policy};
+    use bpfns_sys::names::parse_list;
+    require_kernel!();
+    let env = Env::new("policyrace");
+    let mut p = Policy::DEFAULT;
+    p.set(
+        Field::Progs,
+        parse_list(Field::Progs, "socket_filter,kprobe").unwrap(),
+    );
+    set_policy_a(&env, p);
+    assert_eq!(
+        env.tk.kernel.namespace_types(env.a).unwrap(),
+        Some((p.progs.mask64(), u64::MAX))
+    );
+    let refused = format!("errno={EPERM}");
+    // The honest caller: refused by the supervisor.
+    assert_eq!(load_as(&env, &[], 6), refused);
+    let out = run(
+        &env,
+        Spec::new(env.a, &["rt-flip-race", "policy", "40", "xdp"]).bpffs(&env.bpffs_a),
+    );
+    let flip = line_of(&out, "flip");
+    eprintln!("{flip}");
+    assert_eq!(line_of(&out, "bad"), "none", "{flip}\n{out}");
+    // Every xdp program the kernel made was the stopped loader's: none came back to a
+    // caller that lived on.
+    assert!(flip.contains("other_types:0"), "{flip}");
+    // Without an entry (the default policy) nothing changes for socket filters.
+    set_policy_a(&env, Policy::DEFAULT);
+    assert_eq!(env.tk.kernel.namespace_types(env.a).unwrap(), None);
+    assert!(load_as(&env, &[], 1).starts_with("loaded="));
 }
 
 /// The first `map=`/`link=`/`loaded=`/`errno=` line of a member's output.

@@ -813,6 +813,15 @@ impl Daemon {
                         .map_err(Restore::Kernel)?;
                     notes.push(format!("restored namespace {id} in the kernel table"));
                 }
+                let types = kernel_types(&reg.effective_policy(*id).unwrap_or_default());
+                if self.kernel.namespace_types(*id).map_err(Restore::Kernel)? != types {
+                    self.kernel
+                        .set_namespace_types(*id, types)
+                        .map_err(Restore::Kernel)?;
+                    notes.push(format!(
+                        "restored the program and map types of namespace {id} in the kernel side"
+                    ));
+                }
                 if !self.bpffs.is_mounted(*id) {
                     self.bpffs.ensure(*id).map_err(Restore::Bpffs)?;
                     notes.push(format!("mounted the bpffs of namespace {id}"));
@@ -1276,6 +1285,7 @@ impl Daemon {
         };
         self.kernel
             .set_namespace_limit(id, u64::from(limit))
+            .and_then(|()| self.kernel.set_namespace_types(id, kernel_types(&policy)))
             .and_then(|()| {
                 self.kernel
                     .set_namespace_policy(id, parent, depth, policy.allows_some_tracing())
@@ -1309,8 +1319,13 @@ impl Daemon {
         );
         // Durable first: if we crash after this, reconcile() finishes the kernel part.
         tx.commit()?;
+        // The types first: the tracing bit may widen, and the backstop then checks types.
         self.kernel
-            .set_namespace_policy(id, parent, depth, policy.allows_some_tracing())
+            .set_namespace_types(id, kernel_types(&policy))
+            .and_then(|()| {
+                self.kernel
+                    .set_namespace_policy(id, parent, depth, policy.allows_some_tracing())
+            })
             .map_err(Failure::internal)?;
         tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, "set namespace policy");
         self.publish_change(
@@ -2282,6 +2297,18 @@ fn add_run_stats(progs: &mut [ObjectInfo]) {
             p.details.run_time_ns = Some(i.run_time_ns);
             p.details.run_cnt = Some(i.run_cnt);
         }
+    }
+}
+
+/// What the kernel side's backstop checks of a namespace's (effective) policy: the program
+/// and map types it may create, as masks; `None` where it restricts neither beyond the
+/// default (the tracing class, which the kernel table's bit covers), so that such namespaces
+/// have no entry and cost nothing.
+pub fn kernel_types(p: &Policy) -> Option<(u64, u64)> {
+    if p.maps.is_any() && Policy::DEFAULT.progs.is_within(p.progs) {
+        None
+    } else {
+        Some((p.progs.mask64(), p.maps.mask64()))
     }
 }
 

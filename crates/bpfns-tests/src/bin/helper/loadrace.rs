@@ -15,7 +15,7 @@
 //!                                    new fd to /sys/fs/bpf/rt_TAG_prog; then this process and a
 //!                                    second one open and run what was pinned
 //!   rt-flip-race TAG N TARGET        load a socket filter while a thread flips its type to
-//!                                    TARGET (syscall, kprobe, or both in turn) and another races
+//!                                    TARGET (syscall, kprobe, xdp, or syscall and kprobe in turn) and another races
 //!                                    BPF_OBJ_PIN to /sys/fs/bpf/rt_TAG_flip; open and run what
 //!                                    was pinned (also from a second process)
 //!   rt-fd-oracle PID N               BPF_TASK_FD_QUERY of PID's fds 0..N: oracle=TALLY distinct=K
@@ -58,6 +58,7 @@ const BPF_TASK_FD_QUERY: u32 = 20;
 const BPF_TOKEN_CREATE: u32 = 36;
 const PROG_SOCKET_FILTER: u32 = 1;
 const PROG_KPROBE: u32 = 2;
+const PROG_XDP: u32 = 6;
 const PROG_SYSCALL: u32 = 31;
 const MAP_ARRAY: u32 = 2;
 const F_SLEEPABLE: u32 = 16;
@@ -636,6 +637,8 @@ fn flip_load(pin: &str, target: &str) {
     let targets: Vec<u32> = match target {
         "syscall" => vec![PROG_SYSCALL],
         "kprobe" => vec![PROG_KPROBE],
+        // A type a namespace's policy may leave out (--allow-progs).
+        "xdp" => vec![PROG_XDP],
         _ => vec![PROG_SYSCALL, PROG_KPROBE],
     };
     std::thread::spawn(move || {

@@ -23,10 +23,15 @@ impl Serialize for NsListing {
 fn tracing_label(n: &NsInfo) -> &'static str {
     if n.depth == 0 {
         "host"
-    } else if n.policy.allows_tracing() {
-        "allowed"
     } else {
-        "denied"
+        let p = n.effective_policy.unwrap_or(n.policy);
+        if p.allows_tracing() {
+            "allowed"
+        } else if p.allows_some_tracing() {
+            "some"
+        } else {
+            "denied"
+        }
     }
 }
 

@@ -162,6 +162,13 @@ pub fn spawn_with(
                 bpfns_sys::caps::CapabilitySet::PERFMON,
             );
         }
+        // The filter it inherits refuses what its own namespace refuses: the target's
+        // commands, if fewer, are refused by one more on top.
+        if let Some(f) =
+            crate::filter::narrowing_filter(target.policy.cmds, bpfns_model::TypeSet::ANY)?
+        {
+            bpfns_sys::spawn::install_filter_before_exec(cmd, f);
+        }
         return spawn_nested(client, ns, cmd).map(|child| Member { child });
     }
     // The namespace's commands are refused from bpf()'s cmd alone; the default policy gives
@@ -238,7 +245,8 @@ pub fn spawn_with(
     })
 }
 
-/// From inside a namespace: only tag the child deeper (the filter is inherited).
+/// From inside a namespace: only tag the child deeper (the filter is inherited; a narrowing
+/// one is installed on top by the caller).
 fn spawn_nested(client: Client, ns: &str, cmd: &mut Command) -> Result<Child, MemberError> {
     let client = Mutex::new(client);
     let ns1 = ns.to_string();

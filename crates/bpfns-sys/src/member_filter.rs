@@ -231,9 +231,62 @@ pub enum FilterError {
     Sys(#[from] SysError),
 }
 
+/// A filter that only refuses (`EPERM`) the untrapped bpf() commands outside `cmds`, for a
+/// task already under the member filter that moves into a namespace with fewer commands (it
+/// keeps the filter it has; this one is stacked on it); `None` when it would refuse nothing
+/// the outer filter's `outer` commands allow. Trapped commands stay the supervisor's.
+pub fn narrowing_program(
+    cmds: bpfns_model::TypeSet,
+    outer: bpfns_model::TypeSet,
+) -> Result<Option<Vec<crate::seccomp::Insn>>, AsmError> {
+    use Label::*;
+    use To::{Next, L};
+    let newly_refused = outer.minus(cmds);
+    if newly_refused == bpfns_model::TypeSet::NONE {
+        return Ok(None);
+    }
+    let mut a = Asm::default();
+    a.load(OFF_ARCH);
+    a.jump(JEQ_K, AUDIT_ARCH_X86_64, Next, L(Allow));
+    a.load(OFF_NR);
+    a.jump(JEQ_K, NR_BPF, Next, L(Allow));
+    a.load(off_arg_lo(0));
+    for cmd in TRAPPED {
+        a.jump(JEQ_K, cmd, L(Allow), Next);
+    }
+    let (co, listed) = cmds.listed();
+    if co {
+        for cmd in listed {
+            a.jump(JEQ_K, cmd, L(Eperm), Next);
+        }
+        a.ret(Action::Allow.ret());
+    } else {
+        for cmd in listed {
+            a.jump(JEQ_K, cmd, L(Allow), Next);
+        }
+        a.jump(JEQ_K, 0, L(Eperm), L(Eperm));
+    }
+    a.label(Allow);
+    a.ret(Action::Allow.ret());
+    a.label(Eperm);
+    a.ret(Action::Errno(rustix::io::Errno::PERM.raw_os_error() as u16).ret());
+    a.finish().map(Some)
+}
+
 /// The member filter, ready to install (with [`flags`]).
 pub fn filter() -> Result<Filter, FilterError> {
     Ok(Filter::from_insns(program()?)?)
+}
+
+/// [`narrowing_program`], ready to install.
+pub fn narrowing_filter(
+    cmds: bpfns_model::TypeSet,
+    outer: bpfns_model::TypeSet,
+) -> Result<Option<Filter>, FilterError> {
+    match narrowing_program(cmds, outer)? {
+        Some(p) => Ok(Some(Filter::from_insns(p)?)),
+        None => Ok(None),
+    }
 }
 
 /// The member filter for a member under `rules` (see [`program_for`]).
@@ -406,6 +459,32 @@ mod tests {
             assert_eq!(eval(&p, call(I386, NR_IA32_BPF, btf_load, 0)), eperm);
             assert_eq!(eval(&p, call(X64, 1, btf_load, 0)), allow);
         }
+    }
+
+    #[test]
+    fn a_narrower_namespace_below_gets_a_refusing_filter_on_top() {
+        use bpfns_model::TypeSet;
+        let map_create = libbpf_sys::BPF_MAP_CREATE;
+        assert_eq!(narrowing_program(TypeSet::ANY, TypeSet::ANY).unwrap(), None);
+        let no_maps = TypeSet::ANY.minus(TypeSet::of([map_create]));
+        assert_eq!(narrowing_program(no_maps, no_maps).unwrap(), None);
+        let p = narrowing_program(no_maps, TypeSet::ANY).unwrap().unwrap();
+        let allow = ret(Action::Allow);
+        let eperm = ret(Action::Errno(1));
+        for cmd in 0..100u32 {
+            let want = if cmd == map_create { eperm } else { allow };
+            assert_eq!(eval(&p, call(X64, NR_BPF, cmd, 0)), want, "cmd {cmd}");
+        }
+        // Only a trapped command listed: everything else untrapped refused; trapped ones left
+        // to the outer filter.
+        let only = TypeSet::of([libbpf_sys::BPF_PROG_LOAD]);
+        let p = narrowing_program(only, TypeSet::ANY).unwrap().unwrap();
+        for cmd in 0..100u32 {
+            let want = if TRAPPED.contains(&cmd) { allow } else { eperm };
+            assert_eq!(eval(&p, call(X64, NR_BPF, cmd, 0)), want, "cmd {cmd}");
+        }
+        assert_eq!(eval(&p, call(X64, 1, 0, 0)), allow);
+        assert_eq!(eval(&p, call(I386, NR_IA32_BPF, 0, 0)), allow);
     }
 
     #[test]

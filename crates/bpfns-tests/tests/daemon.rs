@@ -822,6 +822,15 @@ fn four_set_policies_cap_below_are_enforced_and_kept() {
         .unwrap();
     let out = supervised_in(&d, "/p/kid", &["bpf-only", "map", "2"]);
     assert!(out.contains("errno=1"), "{out}");
+    // A member of /p starting a child in /p/kid (it keeps its own filter): one more filter
+    // on top refuses the child what /p/kid refuses; /p itself still has it.
+    let sock = d.socket.to_string_lossy().into_owned();
+    let nested =
+        |ns: &str| supervised_in(&d, "/p", &["rt-exec", &sock, ns, "bpf-only", "map", "2"]);
+    let out = nested("/p/kid");
+    assert!(out.contains("errno=1"), "{out}");
+    let out = nested("/p");
+    assert!(out.contains("map="), "{out}");
 
     // A restart keeps them, and enforcement with them.
     drop(c);

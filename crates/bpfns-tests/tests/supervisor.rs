@@ -1685,6 +1685,33 @@ fn the_backstop_stops_map_and_program_types_outside_the_policy() {
     }
 }
 
+/// A member of a namespace whose policy leaves out hash maps flips its array map's type to hash
+/// after the supervisor looked (BPF_MAP_CREATE is trapped for it, and let through as an
+/// array): the kernel side stops it before it returns, so no caller lives on with a hash map.
+#[test]
+fn a_map_type_rewritten_after_the_look_leaves_nothing_usable() {
+    use bpfns_model::{Field, Policy};
+    use bpfns_sys::names::parse_list;
+    require_kernel!();
+    let env = Env::new("mapflip");
+    let mut p = Policy::DEFAULT;
+    p.set(
+        Field::Maps,
+        Policy::DEFAULT
+            .maps
+            .minus(parse_list(Field::Maps, "hash").unwrap()),
+    );
+    set_policy_a(&env, p);
+    let out = run(
+        &env,
+        Spec::new(env.a, &["no-perfmon", "rt-map-flip-race", "40"]),
+    );
+    let flip = line_of(&out, "mapflip");
+    eprintln!("{flip}");
+    assert!(flip.contains("hash_kept:0"), "{flip}\n{out}");
+    assert!(!flip.contains("arrays:0 "), "some arrays were made: {flip}");
+}
+
 /// A member whose namespace allows some tracing (so the kernel answers its loads with its own
 /// credentials after the supervisor looked) flips its socket filter to an xdp program, which
 /// the policy leaves out, after the look: the kernel side stops it and quarantines the

@@ -101,7 +101,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             match n {
                 NsCmd::Create {
                     path,
-                    allow_tracing,
+                    policy,
                     max_objects,
                     cgroup,
                     parents,
@@ -110,17 +110,18 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                     &ns_cmd::create(
                         &mut c,
                         path,
-                        *allow_tracing,
+                        policy,
                         *max_objects,
                         cgroup.as_deref(),
                         *parents,
                     )?,
                 ),
-                NsCmd::Policy {
-                    path,
-                    allow_tracing,
-                    ..
-                } => emit(format, &ns_cmd::set_policy(&mut c, path, *allow_tracing)?),
+                NsCmd::Policy { path, policy } if !policy.any() => {
+                    emit(format, &ns_cmd::show_policy(&mut c, path)?)
+                }
+                NsCmd::Policy { path, policy } => {
+                    emit(format, &ns_cmd::set_policy(&mut c, path, policy)?)
+                }
                 NsCmd::List => emit(format, &ns_cmd::list(&mut c)?),
                 NsCmd::Show { path } => emit(format, &ns_cmd::show(&mut c, path)?),
                 NsCmd::Ps { path, recursive } => {

@@ -24,7 +24,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use bpfns_model::{ObjectKind, ProgramPolicy};
+use bpfns_model::{ObjectKind, Policy};
 use bpfns_proto::{
     decode, decode_len, encode, CallerInfo, ErrorBody, ErrorCode, NsInfo, ObjectInfo, Op, Outcome,
     ProcessInfo, Reply, Request, Response, StatusInfo, HEADER_LEN, MAX_REQUEST, MAX_RESPONSE,
@@ -176,11 +176,11 @@ impl Client {
 
     /// Create a namespace with the default policy (no tracing programs).
     pub fn ns_create(&mut self, path: &str) -> Result<NsInfo> {
-        self.ns_create_with_policy(path, ProgramPolicy::DEFAULT)
+        self.ns_create_with_policy(path, Policy::DEFAULT)
     }
 
     /// Create a namespace with `policy`, which may not allow more than its parent's.
-    pub fn ns_create_with_policy(&mut self, path: &str, policy: ProgramPolicy) -> Result<NsInfo> {
+    pub fn ns_create_with_policy(&mut self, path: &str, policy: Policy) -> Result<NsInfo> {
         self.ns_create_with(path, policy, None)
     }
 
@@ -189,7 +189,7 @@ impl Client {
     pub fn ns_create_with(
         &mut self,
         path: &str,
-        policy: ProgramPolicy,
+        policy: Policy,
         max_objects: Option<u32>,
     ) -> Result<NsInfo> {
         self.ns_create_bound(path, policy, max_objects, None)
@@ -201,7 +201,7 @@ impl Client {
     pub fn ns_create_bound(
         &mut self,
         path: &str,
-        policy: ProgramPolicy,
+        policy: Policy,
         max_objects: Option<u32>,
         cgroup: Option<&str>,
     ) -> Result<NsInfo> {
@@ -217,7 +217,7 @@ impl Client {
     }
 
     /// Change a namespace's program policy; returns the namespace as it now is.
-    pub fn ns_set_policy(&mut self, path: &str, policy: ProgramPolicy) -> Result<NsInfo> {
+    pub fn ns_set_policy(&mut self, path: &str, policy: Policy) -> Result<NsInfo> {
         match self.call(Op::NsSetPolicy {
             path: path.into(),
             policy,

@@ -3,7 +3,7 @@
 //! ```text
 //! <root>/maps/{task_ns,obj_owner,ns_table,stats,violations,     state: survives reloads
 //!              quota_kernel,quota_daemon,reasons,cgroup_ns,
-//!              object_events,object_notices}
+//!              object_events,object_notices,ns_policy}
 //! <root>/links/{on_exec,on_cgroup_attach,iter_maps,iter_progs,     always
 //!               iter_links,iter_tasks,
 //!               on_sys_exit,on_fork}                                only while needed
@@ -20,9 +20,9 @@ pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/bpfns";
 
 /// The state maps, by their names in `bpfns.bpf.c`.
 /// A kernel side loaded by an older release lacks the newest (`object_events`,
-/// `object_notices`): the next load creates them, and [`Kernel::open`](crate::Kernel::open)
-/// asks for that load.
-pub const MAPS: [&str; 11] = [
+/// `object_notices`, `ns_policy`): the next load creates them, and
+/// [`Kernel::open`](crate::Kernel::open) asks for that load.
+pub const MAPS: [&str; 12] = [
     "task_ns",
     "obj_owner",
     "ns_table",
@@ -34,6 +34,7 @@ pub const MAPS: [&str; 11] = [
     "cgroup_ns",
     "object_events",
     "object_notices",
+    "ns_policy",
 ];
 
 /// The programs, each attached through one pinned link.

@@ -8,8 +8,8 @@ use bpfns_kernel::doctor::Layer;
 use bpfns_kernel::Kernel;
 use bpfns_model::quota::{self, QuotaError};
 use bpfns_model::{
-    may_create, may_delete, may_enter, may_set_policy, NsId, NsPath, ObjectKind, ProgramPolicy,
-    Registry, RegistryError, Visibility,
+    may_create, may_delete, may_enter, may_set_policy, NsId, NsPath, ObjectKind, Policy, Registry,
+    RegistryError, Visibility,
 };
 use bpfns_proto::{
     CallerInfo, ErrorCode, EventInfo, EventKind, NsInfo, ObjectCounts, ObjectInfo, Op, Reply,
@@ -649,7 +649,7 @@ impl Daemon {
         reg: &Registry,
         id: NsId,
         caller: &Caller,
-        policy: Option<ProgramPolicy>,
+        policy: Option<Policy>,
     ) -> Option<(EventInfo, Vec<NsId>, Vec<NsId>)> {
         if !self.events.has_subscribers() {
             return None;
@@ -668,7 +668,7 @@ impl Daemon {
         reg: &Registry,
         id: NsId,
         caller: &Caller,
-        policy: Option<ProgramPolicy>,
+        policy: Option<Policy>,
     ) {
         if let Some((ev, chain, actor)) = self.change_event(kind, reg, id, caller, policy) {
             self.events.publish_by(ev, &chain, &actor);
@@ -852,7 +852,9 @@ impl Daemon {
             .kernel_parent_table()
             .into_iter()
             .map(|(id, p, d)| {
-                let tracing = reg.policy(id).is_some_and(|x| x.allow_tracing);
+                let tracing = reg
+                    .effective_policy(id)
+                    .is_some_and(|x| x.allows_some_tracing());
                 (id, (p, d, tracing))
             })
             .collect();
@@ -915,6 +917,15 @@ impl Daemon {
                         .set_namespace_policy(*id, *p, *d, *tracing)
                         .map_err(Restore::Kernel)?;
                     notes.push(format!("restored namespace {id} in the kernel table"));
+                }
+                let types = kernel_types(&reg.effective_policy(*id).unwrap_or_default());
+                if self.kernel.namespace_types(*id).map_err(Restore::Kernel)? != types {
+                    self.kernel
+                        .set_namespace_types(*id, types)
+                        .map_err(Restore::Kernel)?;
+                    notes.push(format!(
+                        "restored the program and map types of namespace {id} in the kernel side"
+                    ));
                 }
                 if !self.bpffs.is_mounted(*id) {
                     self.bpffs.ensure(*id).map_err(Restore::Bpffs)?;
@@ -1082,7 +1093,7 @@ impl Daemon {
                     caller: me,
                     path: reg.path(id).map(|p| p.to_string()).unwrap_or(path),
                     bpffs: self.bpffs.path(id).display().to_string(),
-                    policy: reg.policy(id).unwrap_or_default(),
+                    policy: reg.effective_policy(id).unwrap_or_default(),
                     // Only a host administrator outside namespaces hides it from its members.
                     state_dir: if caller.ns == NsId::ROOT && caller.host_admin() {
                         self.config.state_dir.display().to_string()
@@ -1323,7 +1334,7 @@ impl Daemon {
         &self,
         caller: &Caller,
         path: &str,
-        policy: ProgramPolicy,
+        policy: Policy,
         max_objects: Option<u32>,
         cgroup: Option<&str>,
     ) -> Answer {
@@ -1341,6 +1352,12 @@ impl Daemon {
                 ));
             }
         }
+        // No policy asked for: the default as far as the parent's allows.
+        let policy = if policy.is_default() {
+            next.default_policy_under(&p)
+        } else {
+            policy
+        };
         let id = next.create_with_policy(&p, policy)?;
         let limit = quota::limit_for_new(next, &p, max_objects, quota_rules(&self.config))?;
         next.set_max_objects(id, limit);
@@ -1373,9 +1390,10 @@ impl Daemon {
         };
         self.kernel
             .set_namespace_limit(id, u64::from(limit))
+            .and_then(|()| self.kernel.set_namespace_types(id, kernel_types(&policy)))
             .and_then(|()| {
                 self.kernel
-                    .set_namespace_policy(id, parent, depth, policy.allow_tracing)
+                    .set_namespace_policy(id, parent, depth, policy.allows_some_tracing())
             })
             .map_err(|e| undo(Failure::internal(e)))?;
         self.bpffs
@@ -1394,7 +1412,7 @@ impl Daemon {
         Ok((Reply::Namespace(info), vec![]))
     }
 
-    fn ns_set_policy(&self, caller: &Caller, path: &str, policy: ProgramPolicy) -> Answer {
+    fn ns_set_policy(&self, caller: &Caller, path: &str, policy: Policy) -> Answer {
         let p = Self::parse_path(path)?;
         let mut tx = self.begin();
         let id = visible_in(&tx.next, caller, &p)?;
@@ -1406,8 +1424,13 @@ impl Daemon {
         );
         // Durable first: if we crash after this, reconcile() finishes the kernel part.
         tx.commit()?;
+        // The types first: the tracing bit may widen, and the backstop then checks types.
         self.kernel
-            .set_namespace_policy(id, parent, depth, policy.allow_tracing)
+            .set_namespace_types(id, kernel_types(&policy))
+            .and_then(|()| {
+                self.kernel
+                    .set_namespace_policy(id, parent, depth, policy.allows_some_tracing())
+            })
             .map_err(Failure::internal)?;
         tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, "set namespace policy");
         self.publish_change(
@@ -1821,6 +1844,7 @@ impl Daemon {
             members,
             bpffs: self.bpffs.path(id).display().to_string(),
             policy: reg.policy(id).unwrap_or_default(),
+            effective_policy: reg.effective_policy(id),
             max_objects: reg.max_objects(id),
             cgroup: reg.cgroup(id).map(str::to_owned),
             records: (id != NsId::ROOT)
@@ -2410,6 +2434,18 @@ fn add_run_stats(progs: &mut [ObjectInfo]) {
             p.details.run_time_ns = Some(i.run_time_ns);
             p.details.run_cnt = Some(i.run_cnt);
         }
+    }
+}
+
+/// What the kernel side's backstop checks of a namespace's (effective) policy: the program
+/// and map types it may create, as masks; `None` where it restricts neither beyond the
+/// default (the tracing class, which the kernel table's bit covers), so that such namespaces
+/// have no entry and cost nothing.
+pub fn kernel_types(p: &Policy) -> Option<(u64, u64)> {
+    if p.maps.is_any() && Policy::DEFAULT.progs.is_within(p.progs) {
+        None
+    } else {
+        Some((p.progs.mask64(), p.maps.mask64()))
     }
 }
 

@@ -450,12 +450,7 @@ fn client(args: &[String]) {
         "ns-delete" => out(c.ns_delete(&a(2)).map(|(to, n)| format!("{n}->{to}"))),
         // ns-policy PATH allow|deny
         "ns-policy" => out(c
-            .ns_set_policy(
-                &a(2),
-                bpfns_model::ProgramPolicy {
-                    allow_tracing: a(3) == "allow",
-                },
-            )
+            .ns_set_policy(&a(2), bpfns_model::Policy::tracing(a(3) == "allow"))
             .map(|n| format!("{}:{}", n.path, n.policy))),
         // status: namespaces, listeners, kept listeners, counters (names)
         "status" => out(c.status().map(|s| {

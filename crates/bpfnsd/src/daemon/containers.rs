@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bpfns_model::container::{gone, ContainerFacts, ContainerRecord, Containers, Gone, Observed};
-use bpfns_model::{NsId, NsPath, ProgramPolicy};
+use bpfns_model::{NsId, NsPath, Policy};
 use bpfns_proto::{ErrorCode, Reply};
 
 use super::{Answer, Daemon, Failure};
@@ -261,13 +261,7 @@ impl Daemon {
             if self.reg().id(&prefix).is_some() {
                 continue;
             }
-            match self.ns_create(
-                caller,
-                prefix.as_str(),
-                ProgramPolicy::default(),
-                None,
-                None,
-            ) {
+            match self.ns_create(caller, prefix.as_str(), Policy::default(), None, None) {
                 Ok(_) => created = prefix == *path,
                 Err(f) if f.code == ErrorCode::Conflict && self.reg().id(&prefix).is_some() => {}
                 Err(f) => {

@@ -1968,7 +1968,10 @@ fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
 fn a_subscriber_that_stops_reading_is_dropped_and_counted() {
     use bpfns_proto::EventKind as K;
     require_kernel!();
-    let d = TestDaemon::start("events-slow");
+    // One namespace's refusals must be able to overflow a queue here: no per-namespace limit.
+    let d = TestDaemon::start_with("events-slow", |c| {
+        c.events_per_namespace_per_sec = u32::MAX;
+    });
     let mut c = d.client();
     c.ns_create("/a").unwrap();
     c.ns_create("/b").unwrap();

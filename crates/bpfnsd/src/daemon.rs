@@ -254,6 +254,7 @@ impl Daemon {
         let containers = store.load_containers().map_err(Failure::internal)?;
         let bpffs = NsBpffs::new(&config.ns_bpffs_dir, &config.root_bpffs);
         let admission = crate::admission::Admission::new(&config.limits);
+        let events = Arc::new(crate::events::Bus::new(config.events_per_namespace_per_sec));
         Ok(Self {
             admission,
             config,
@@ -278,7 +279,7 @@ impl Daemon {
             metrics: Default::default(),
             denial_log: Mutex::new(EventLog::default()),
             denial_log_ns: Mutex::new(crate::events::PerNamespace::new(DENIAL_LOG_PER_NS_PER_SEC)),
-            events: Arc::default(),
+            events,
         })
     }
 

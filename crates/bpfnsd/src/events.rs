@@ -26,7 +26,8 @@ use tokio::sync::{mpsc, Notify};
 /// Events queued per subscriber before it is dropped.
 pub const QUEUE: usize = 1024;
 
-/// Events a namespace (other than the root) may publish a second.
+/// Events a namespace (other than the root) may publish a second, unless bpfnsd.toml says
+/// otherwise (`events_per_namespace_per_sec`).
 pub const PER_NAMESPACE_PER_SEC: u32 = 50;
 
 /// At most `per_sec` of something a second per namespace, counting what was left out.
@@ -94,13 +95,7 @@ pub struct Bus {
 
 impl Default for Bus {
     fn default() -> Self {
-        Self {
-            subs: Mutex::default(),
-            dropped: AtomicU64::new(0),
-            published: AtomicU64::new(0),
-            limit: Mutex::new(PerNamespace::new(PER_NAMESPACE_PER_SEC)),
-            suppressed: AtomicU64::new(0),
-        }
+        Self::new(PER_NAMESPACE_PER_SEC)
     }
 }
 
@@ -122,6 +117,17 @@ pub struct Subscription {
 }
 
 impl Bus {
+    /// A bus on which a namespace publishes at most `per_namespace_per_sec` events a second.
+    pub fn new(per_namespace_per_sec: u32) -> Self {
+        Self {
+            subs: Mutex::default(),
+            dropped: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            limit: Mutex::new(PerNamespace::new(per_namespace_per_sec)),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
     /// Subscribe to the events of `root`'s subtree, of `kinds` (empty: all).
     pub fn subscribe(&self, root: NsId, kinds: Vec<EventKind>) -> Subscription {
         let (tx, events) = mpsc::channel(QUEUE);

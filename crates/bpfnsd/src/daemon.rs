@@ -616,15 +616,14 @@ impl Daemon {
         e.pid = i32::try_from(v.pid).ok();
         e.comm = Some(v.comm.clone());
         e.uid = Some(uid);
-        // The commands that create objects (the supervisor's Command lacks those it passes).
-        e.command = Some(match v.cmd {
-            0 => "BPF_MAP_CREATE".to_string(),
-            5 => "BPF_PROG_LOAD".to_string(),
-            17 => "BPF_RAW_TRACEPOINT_OPEN".to_string(),
-            18 => "BPF_BTF_LOAD".to_string(),
-            28 => "BPF_LINK_CREATE".to_string(),
-            n => format!("bpf command {n}"),
-        });
+        // The commands that create objects (the supervisor's Command lacks those it passes),
+        // named as the UAPI names them.
+        e.command = Some(
+            bpfns_sys::names::name(bpfns_model::Field::Cmds, v.cmd).map_or_else(
+                || format!("bpf command {}", v.cmd),
+                |n| format!("BPF_{}", n.to_uppercase()),
+            ),
+        );
         e.object_kind = ObjectKind::from_code(kind);
         e.object_id = Some(id);
         e.object_name = Some(v.name.clone()).filter(|n| !n.is_empty());

@@ -2,7 +2,8 @@
 
 use anyhow::{Context, Result};
 use bpfns_client::Client;
-use bpfns_model::{NsPath, ProgramPolicy};
+use bpfns_model::quota::{KindLimits, Usage};
+use bpfns_model::{NsPath, ObjectKind, ProgramPolicy};
 use bpfns_proto::{ErrorCode, NsInfo, ProcessInfo};
 use serde::{Serialize, Serializer};
 
@@ -42,12 +43,44 @@ fn cgroup_label(n: &NsInfo) -> String {
 fn records_label(n: &NsInfo) -> String {
     match (n.records, n.max_objects) {
         (None, None) => "-".to_string(),
-        (used, limit) => bpfns_model::quota::Usage {
+        (used, limit) => Usage {
             used: used.unwrap_or(0),
             limit,
         }
         .to_string(),
     }
+}
+
+/// Records in use per kind against each kind's limit, with its descendants':
+/// `progs 1/8, maps 3/16, links 0, btf 0` (no limit of a kind: its count alone); `-` for the
+/// root and older daemons.
+fn kind_records_label(n: &NsInfo) -> String {
+    let Some(used) = n.kind_records else {
+        return "-".to_string();
+    };
+    ObjectKind::ALL
+        .iter()
+        .map(|k| {
+            let u = match k {
+                ObjectKind::Prog => used.prog,
+                ObjectKind::Map => used.map,
+                ObjectKind::Link => used.link,
+                ObjectKind::Btf => used.btf,
+            };
+            let name = match k {
+                ObjectKind::Prog => "progs",
+                ObjectKind::Map => "maps",
+                ObjectKind::Link => "links",
+                ObjectKind::Btf => "btf",
+            };
+            let usage = Usage {
+                used: u64::from(u),
+                limit: n.kind_limits.get(*k),
+            };
+            format!("{name} {usage}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn ns_table(list: &[NsInfo]) -> Table {
@@ -103,7 +136,7 @@ impl Render for NsOne {
     fn render_text(&self) -> String {
         let n = &self.0;
         format!(
-            "namespace {}\n  id:       {}\n  parent:   {}\n  depth:    {}\n  objects:  {} progs, {} maps, {} links, {} btf\n  members:  {}\n  bpffs:    {}\n  tracing programs: {}\n  ownership records (with descendants'; used/max): {}\n  cgroup (attach targets): {}\n",
+            "namespace {}\n  id:       {}\n  parent:   {}\n  depth:    {}\n  objects:  {} progs, {} maps, {} links, {} btf\n  members:  {}\n  bpffs:    {}\n  tracing programs: {}\n  ownership records (with descendants'; used/max): {}\n    per kind: {}\n  cgroup (attach targets): {}\n",
             n.path,
             n.id,
             n.parent.as_deref().unwrap_or("-"),
@@ -116,6 +149,7 @@ impl Render for NsOne {
             n.bpffs,
             tracing_label(n),
             records_label(n),
+            kind_records_label(n),
             cgroup_label(n)
         )
     }
@@ -142,7 +176,7 @@ pub fn create(
     c: &mut Client,
     path: &str,
     allow_tracing: bool,
-    max_objects: Option<u32>,
+    (max_objects, limits): (Option<u32>, KindLimits),
     cgroup: Option<&str>,
     parents: bool,
 ) -> Result<NsOne> {
@@ -168,8 +202,34 @@ pub fn create(
         }
     }
     Ok(NsOne(
-        c.ns_create_bound(path, ProgramPolicy { allow_tracing }, max_objects, cgroup)
-            .with_context(|| format!("creating namespace {path}"))?,
+        c.ns_create_limited(
+            path,
+            ProgramPolicy { allow_tracing },
+            max_objects,
+            limits,
+            cgroup,
+        )
+        .with_context(|| format!("creating namespace {path}"))?,
+    ))
+}
+
+/// `bpfns ns quota PATH [--max-objects N] [--max-maps N] ...`.
+pub fn set_quota(
+    c: &mut Client,
+    path: &str,
+    max_objects: Option<u32>,
+    limits: KindLimits,
+) -> Result<NsOne> {
+    if max_objects.is_none() && limits.is_empty() {
+        return Err(crate::error::CliError::usage(
+            "bpfns ns quota: give at least one limit (--max-objects, --max-maps, --max-progs, \
+             --max-links, --max-btf)",
+        )
+        .into());
+    }
+    Ok(NsOne(
+        c.ns_set_quota(path, max_objects, limits)
+            .with_context(|| format!("changing the limits of namespace {path}"))?,
     ))
 }
 
@@ -297,6 +357,16 @@ mod tests {
             max_objects: (depth > 0).then_some(1024 >> depth),
             cgroup: None,
             records: (depth > 0).then_some(u64::from(depth)),
+            kind_limits: KindLimits {
+                max_maps: (depth > 0).then_some(8),
+                ..KindLimits::NONE
+            },
+            kind_records: (depth > 0).then_some(ObjectCounts {
+                prog: 1,
+                map: 2,
+                link: 0,
+                btf: 0,
+            }),
         }
     }
 
@@ -325,6 +395,18 @@ mod tests {
         assert!(one.contains("\n  members:  3\n"), "{one}");
         assert!(lines[0].contains(" MEMBERS "), "{text}");
         assert!(one.contains("used/max): 2/256"), "{one}");
+        assert!(
+            one.contains("per kind: progs 1, maps 2/8, links 0, btf 0\n"),
+            "{one}"
+        );
+        assert_eq!(j[1]["max_maps"], 8);
+        assert!(
+            j[1].get("max_progs").is_none(),
+            "unset limits are not written"
+        );
+        assert_eq!(j[1]["kind_records"]["map"], 2);
+        assert!(j[0].get("kind_records").is_none());
+        assert!(NsOne(ns("/", 0, 0)).render_text().contains("per kind: -\n"));
         assert_eq!(serde_json::to_string(&NsListing(vec![])).unwrap(), "[]");
     }
 

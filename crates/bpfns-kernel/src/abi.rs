@@ -506,6 +506,82 @@ pub fn dfreed_for(k: KernelCount, records: u64) -> u64 {
     k.created.wrapping_sub(k.kfreed).wrapping_sub(records)
 }
 
+/// `BPFNS_KINDS`: per-kind counters, indexed by [`kind_index`].
+pub const KINDS: usize = 4;
+/// `BPFNS_NO_LIMIT`: no limit of that kind (only the total).
+pub const NO_LIMIT: u64 = u64::MAX;
+
+/// The per-kind index of `kind` (`kind - 1` in `bpfns.h`'s codes).
+pub fn kind_index(kind: bpfns_model::ObjectKind) -> usize {
+    (kind.code() as usize - 1) % KINDS
+}
+
+fn parse_u64s<const N: usize>(b: &[u8]) -> Option<[u64; N]> {
+    let mut out = [0u64; N];
+    for (i, v) in out.iter_mut().enumerate() {
+        *v = u64::from_ne_bytes(b.get(i * 8..i * 8 + 8)?.try_into().ok()?);
+    }
+    Some(out)
+}
+
+/// `struct ns_kind_kcount`: a namespace's kernel-written per-kind counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct KindKernelCount {
+    pub created: [u64; KINDS],
+    pub kfreed: [u64; KINDS],
+}
+
+impl KindKernelCount {
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        let v: [u64; 8] = parse_u64s(b)?;
+        Some(Self {
+            created: [v[0], v[1], v[2], v[3]],
+            kfreed: [v[4], v[5], v[6], v[7]],
+        })
+    }
+    /// The counters of one kind, as the total's are kept.
+    pub fn of(&self, i: usize) -> KernelCount {
+        KernelCount {
+            created: self.created[i],
+            kfreed: self.kfreed[i],
+        }
+    }
+}
+
+/// `struct ns_kind_dquota`: a namespace's per-kind limits ([`NO_LIMIT`]: none) and bpfnsd's
+/// per-kind counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct KindDaemonQuota {
+    pub limit: [u64; KINDS],
+    pub dfreed: [u64; KINDS],
+}
+
+impl Default for KindDaemonQuota {
+    fn default() -> Self {
+        Self {
+            limit: [NO_LIMIT; KINDS],
+            dfreed: [0; KINDS],
+        }
+    }
+}
+
+impl KindDaemonQuota {
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        let v: [u64; 8] = parse_u64s(b)?;
+        Some(Self {
+            limit: [v[0], v[1], v[2], v[3]],
+            dfreed: [v[4], v[5], v[6], v[7]],
+        })
+    }
+    pub fn to_bytes(self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        for (i, v) in self.limit.iter().chain(self.dfreed.iter()).enumerate() {
+            out[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes());
+        }
+        out
+    }
+}
+
 fn unpair64(b: &[u8]) -> Option<(u64, u64)> {
     let a = u64::from_ne_bytes(b.get(..8)?.try_into().ok()?);
     let c = u64::from_ne_bytes(b.get(8..16)?.try_into().ok()?);
@@ -695,6 +771,14 @@ mod tests {
             dfreed: d,
         };
         assert_eq!(DaemonQuota::parse(&q.to_bytes()), Some(q));
+        let kq = KindDaemonQuota {
+            limit: [1, NO_LIMIT, 3, 4],
+            dfreed: [5, 6, 7, u64::MAX - 1],
+        };
+        assert_eq!(KindDaemonQuota::parse(&kq.to_bytes()), Some(kq));
+        assert_eq!(KindDaemonQuota::parse(&[0u8; 63]), None);
+        assert_eq!(kind_index(bpfns_model::ObjectKind::Prog), 0);
+        assert_eq!(kind_index(bpfns_model::ObjectKind::Btf), 3);
     }
 
     #[test]

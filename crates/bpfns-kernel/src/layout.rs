@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! <root>/maps/{task_ns,obj_owner,ns_table,stats,violations,     state: survives reloads
-//!              quota_kernel,quota_daemon,reasons,cgroup_ns}
+//!              quota_kernel,quota_daemon,reasons,cgroup_ns,
+//!              quota_kind_kernel,quota_kind_daemon}
 //! <root>/links/{on_exec,on_cgroup_attach,iter_maps,iter_progs,     always
 //!               iter_links,iter_tasks,
 //!               on_sys_exit,on_fork}                                only while needed
@@ -18,9 +19,10 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/bpfns";
 
 /// The state maps, by their names in `bpfns.bpf.c`.
-/// A kernel side loaded by an older release lacks the newest (`cgroup_ns`): the next load
-/// creates it, and [`Kernel::open`](crate::Kernel::open) asks for that load.
-pub const MAPS: [&str; 9] = [
+/// A kernel side loaded by an older release lacks the newest (`cgroup_ns`, the per-kind quota
+/// maps): the next load creates them, and [`Kernel::open`](crate::Kernel::open) asks for that
+/// load.
+pub const MAPS: [&str; 11] = [
     "task_ns",
     "obj_owner",
     "ns_table",
@@ -30,6 +32,8 @@ pub const MAPS: [&str; 9] = [
     "quota_daemon",
     "reasons",
     "cgroup_ns",
+    "quota_kind_kernel",
+    "quota_kind_daemon",
 ];
 
 /// The programs, each attached through one pinned link.

@@ -342,7 +342,13 @@ mod tests {
                 .max_entries()
         };
         assert_eq!(size("obj_owner"), crate::abi::OWNERSHIP_CAPACITY);
-        for m in ["ns_table", "quota_kernel", "quota_daemon"] {
+        for m in [
+            "ns_table",
+            "quota_kernel",
+            "quota_daemon",
+            "quota_kind_kernel",
+            "quota_kind_daemon",
+        ] {
             assert_eq!(size(m), crate::abi::NS_CAPACITY, "{m}");
         }
         assert_eq!(size("cgroup_ns"), crate::abi::CGROUP_CAPACITY);

@@ -1,5 +1,6 @@
 //! Requests and responses.
 
+use bpfns_model::quota::KindLimits;
 use bpfns_model::{NsId, ObjectKind, ProgramPolicy};
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +34,9 @@ pub enum Op {
     Hello,
     /// Create a namespace; its parent must exist. Its program policy (default: no tracing
     /// programs) may not allow more than its parent's. `max_objects` (default: bpfnsd's
-    /// `max_objects`, capped at the parent's) may not be above the parent's.
+    /// `max_objects`, capped at the parent's) may not be above the parent's. `limits`: its
+    /// limits per kind (`{"max_maps": 16}`; default: bpfnsd's `[quota]` ones, capped at the
+    /// nearest ancestor's of the kind and at `max_objects`; none: only the total).
     ///
     /// `cgroup` binds it to a cgroup v2 subtree (a path below the cgroup2 root), the only
     /// cgroups its members may attach programs to; without it, its first member's cgroup
@@ -44,8 +47,23 @@ pub enum Op {
         policy: ProgramPolicy,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_objects: Option<u32>,
+        #[serde(default, skip_serializing_if = "KindLimits::is_empty")]
+        limits: KindLimits,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cgroup: Option<String>,
+    },
+    /// Change a namespace's limits: `max_objects` and those per kind in `limits` that are
+    /// given (the others are kept). Within its parent's (per kind: the nearest ancestor's),
+    /// not below any child's, a limit per kind not above the total, and a top-level
+    /// namespace's total within the ownership table's free room. Who may change a policy may
+    /// change limits: host root for any namespace; a member for strict descendants of its
+    /// own. Objects over a lowered limit stay; new ones fail until enough are gone.
+    NsSetQuota {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_objects: Option<u32>,
+        #[serde(default, skip_serializing_if = "KindLimits::is_empty")]
+        limits: KindLimits,
     },
     /// Change a namespace's program policy: within its parent's, and not narrower than any
     /// descendant's. Host root for any namespace; a member for strict descendants of its own.
@@ -173,6 +191,7 @@ impl Op {
             Op::Hello => "hello",
             Op::NsCreate { .. } => "ns_create",
             Op::NsSetPolicy { .. } => "ns_set_policy",
+            Op::NsSetQuota { .. } => "ns_set_quota",
             Op::NsDelete { .. } => "ns_delete",
             Op::NsList => "ns_list",
             Op::NsShow { .. } => "ns_show",
@@ -546,6 +565,12 @@ pub struct NsInfo {
     /// objects' records count until collected); `None` for the root and from older daemons.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<u64>,
+    /// Its limits per kind (`max_maps`...), each only when set (none: only `max_objects`).
+    #[serde(flatten)]
+    pub kind_limits: KindLimits,
+    /// [`NsInfo::records`] per kind; `None` for the root and from older daemons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind_records: Option<ObjectCounts>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

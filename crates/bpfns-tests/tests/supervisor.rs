@@ -243,11 +243,16 @@ impl View for SlowView {
     fn reserve_record(
         &self,
         ns: NsId,
+        kind: ObjectKind,
     ) -> Result<Result<(), bpfns_kernel::QuotaRefusal>, bpfnsd::supervisor::ViewError> {
-        self.0.reserve_record(ns)
+        self.0.reserve_record(ns, kind)
     }
-    fn release_record(&self, ns: NsId) -> Result<(), bpfnsd::supervisor::ViewError> {
-        self.0.release_record(ns)
+    fn release_record(
+        &self,
+        ns: NsId,
+        kind: ObjectKind,
+    ) -> Result<(), bpfnsd::supervisor::ViewError> {
+        self.0.release_record(ns, kind)
     }
     fn record_new(
         &self,

@@ -265,7 +265,7 @@ impl Daemon {
                 caller,
                 prefix.as_str(),
                 ProgramPolicy::default(),
-                None,
+                (None, bpfns_model::quota::KindLimits::NONE),
                 None,
             ) {
                 Ok(_) => created = prefix == *path,

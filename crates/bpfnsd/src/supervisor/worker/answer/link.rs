@@ -210,21 +210,27 @@ pub(super) fn link_create(env: &Env<'_>, l: LinkCreateReq, prep: Option<Box<Link
         }
         Err(e) => return Answer::view_failed("ownership of a relative program or link", e),
     }
-    match env.view.reserve_record(ns) {
+    match env.view.reserve_record(ns, ObjectKind::Link) {
         Ok(Ok(())) => {}
         Ok(Err(why)) => {
             tracing::warn!(
                 tid = env.call.tid,
                 namespace = %ns,
                 "refused BPF_LINK_CREATE: {why}; fix: close objects the namespace no longer \
-                 needs, or give it a larger limit (bpfns ns create --max-objects N)"
+                 needs, or give it larger limits (bpfns ns quota PATH --max-objects N \
+                 --max-links N)"
             );
-            return Answer::Error(Errno::PERM);
+            // Over a limit: EDQUOT; failing closed (no limit in the kernel's tables): EPERM.
+            return Answer::Error(if why.is_over() {
+                Errno::DQUOT
+            } else {
+                Errno::PERM
+            });
         }
         Err(e) => return Answer::view_failed("reserving an ownership record", e),
     }
     let release = || {
-        if let Err(e) = env.view.release_record(ns) {
+        if let Err(e) = env.view.release_record(ns, ObjectKind::Link) {
             tracing::warn!("supervisor: giving back an ownership record: {e}");
         }
     };

@@ -358,7 +358,7 @@ impl Reason {
             Reason::SharedFiles => "a new process may not share the file descriptor table of a namespace task",
             Reason::Hijack => "a creation command's result must be the object that call created (another file was put on its descriptor)",
             Reason::Unrecorded => "every object a namespace task creates must be recorded as its namespace's (the ownership table could not take it)",
-            Reason::Quota => "a namespace may own at most max_objects objects (counting its descendants'); one the kernel's tables hold no limit for creates nothing",
+            Reason::Quota => "a namespace may own at most max_objects objects, and of a kind with a limit (max_maps, max_progs, max_links, max_btf) at most that many, counting its descendants'; one the kernel's tables hold no limit for creates nothing",
             Reason::Perfmon => "where the namespace's policy denies tracing, no program may be loaded with CAP_PERFMON or CAP_SYS_ADMIN (perfmon power lets any program type read kernel memory)",
         }
     }
@@ -371,7 +371,7 @@ impl Reason {
             Reason::SharedFiles => "do not use clone(CLONE_FILES) without CLONE_THREAD in a namespace",
             Reason::Hijack => "none for honest programs; this is an attempt to take over another namespace's object",
             Reason::Unrecorded => "retry later; bpfnsd collects the records of freed objects (see bpfns status)",
-            Reason::Quota => "close objects the namespace no longer needs, or create it with a larger limit (bpfns ns create --max-objects N)",
+            Reason::Quota => "close objects the namespace no longer needs, or raise its limits (bpfns ns quota PATH --max-objects N, --max-maps N, ...; bpfns ns show PATH says which is full)",
             Reason::Perfmon => "drop CAP_PERFMON and CAP_SYS_ADMIN from the loading process (e.g. setpriv --bounding-set=-perfmon,-sys_admin), or allow tracing for the namespace (bpfns ns policy PATH --allow-tracing)",
         }
     }

@@ -696,16 +696,86 @@ impl Kernel {
 
     /// Namespace `id`'s quota as the kernel counts it.
     pub fn namespace_quota(&self, id: NsId) -> Result<NsQuota> {
-        let k = self.kernel_count(id)?.unwrap_or_default();
-        let d = self.daemon_quota(id)?;
+        Ok(Self::quota_of(
+            self.kernel_count(id)?,
+            self.daemon_quota(id)?,
+            self.kind_kernel_count(id)?,
+            self.kind_daemon_quota(id)?,
+        ))
+    }
+
+    /// Every namespace's quota as the kernel counts it ([`Kernel::namespace_quota`] of each
+    /// namespace with an entry in the kernel's quota maps), in a few batched reads of the four
+    /// maps where the kernel can batch: for listings of many namespaces.
+    pub fn namespace_quotas(&self) -> Result<HashMap<NsId, NsQuota>> {
+        let k = Self::dump_by_ns(&self.quota_kernel, 16, "quota counters")?;
+        let d = Self::dump_by_ns(&self.quota_daemon, 16, "quotas")?;
+        let kk = Self::dump_by_ns(&self.quota_kind_kernel, 64, "per-kind quota counters")?;
+        let kd = Self::dump_by_ns(&self.quota_kind_daemon, 64, "per-kind quotas")?;
+        let ids: std::collections::HashSet<NsId> = k
+            .keys()
+            .chain(d.keys())
+            .chain(kk.keys())
+            .chain(kd.keys())
+            .copied()
+            .collect();
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let q = Self::quota_of(
+                    k.get(&id).and_then(|b| abi::KernelCount::parse(b)),
+                    d.get(&id).and_then(|b| abi::DaemonQuota::parse(b)),
+                    kk.get(&id).and_then(|b| abi::KindKernelCount::parse(b)),
+                    kd.get(&id).and_then(|b| abi::KindDaemonQuota::parse(b)),
+                );
+                (id, q)
+            })
+            .collect())
+    }
+
+    /// The entries of a map keyed by namespace id: batched where the kernel can, else one
+    /// lookup per key.
+    fn dump_by_ns(
+        map: &MapHandle,
+        value_size: usize,
+        what: &str,
+    ) -> Result<HashMap<NsId, Vec<u8>>> {
+        let id_of = |k: &[u8]| Some(NsId(u32::from_ne_bytes(k.get(..4)?.try_into().ok()?)));
+        if let Ok(rows) = sysbpf::map_dump_batched(map.as_fd(), 4, value_size) {
+            return Ok(rows
+                .into_iter()
+                .filter_map(|(k, v)| Some((id_of(&k)?, v)))
+                .collect());
+        }
+        let mut out = HashMap::new();
+        for key in map.keys() {
+            if let Some(v) = map
+                .lookup(&key, MapFlags::ANY)
+                .map_err(KernelError::libbpf(format!("reading {what}")))?
+            {
+                if let Some(id) = id_of(&key) {
+                    out.insert(id, v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn quota_of(
+        k: Option<abi::KernelCount>,
+        d: Option<abi::DaemonQuota>,
+        kk: Option<abi::KindKernelCount>,
+        kd: Option<abi::KindDaemonQuota>,
+    ) -> NsQuota {
+        let k = k.unwrap_or_default();
         let dfreed = d.map_or(0, |d| d.dfreed);
-        let kk = self.kind_kernel_count(id)?.unwrap_or_default();
-        let kd = self.kind_daemon_quota(id)?.unwrap_or_default();
+        let kk = kk.unwrap_or_default();
+        let kd = kd.unwrap_or_default();
         let kinds = std::array::from_fn(|i| KindUse {
             used: abi::records_in_use(kk.of(i), kd.dfreed[i]),
             limit: Some(kd.limit[i]).filter(|l| *l != abi::NO_LIMIT),
         });
-        Ok(NsQuota {
+        NsQuota {
             // u64::MAX: an entry that only carries bpfnsd's counter.
             limit: d.map(|d| d.limit).filter(|l| *l != u64::MAX),
             used: abi::records_in_use(k, dfreed),
@@ -713,7 +783,7 @@ impl Kernel {
             kfreed: k.kfreed,
             dfreed,
             kinds,
-        })
+        }
     }
 
     fn kind_kernel_count(&self, id: NsId) -> Result<Option<abi::KindKernelCount>> {

@@ -1030,6 +1030,26 @@ fn namespaces_own_a_bounded_number_of_objects_of_each_kind() {
     );
     let e = c.ns_set_quota("/", Some(5), KindLimits::NONE).unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::BadRequest), "{e}");
+    // A member (host root inside /a) cannot raise its own namespace's limits, nor touch a
+    // sibling's; it may lower a child's within its own.
+    c.ns_create("/s").unwrap();
+    for (target, objects, maps) in [("/a", "100", "3"), ("/a", "-", "1000"), ("/s", "-", "1")] {
+        assert_eq!(
+            as_member(&d, Some("/a"), &["ns-quota", target, objects, maps]),
+            Err(if target == "/s" { "NotFound" } else { "Denied" }.into()),
+            "{target} {objects} {maps}"
+        );
+    }
+    assert_eq!(
+        c.ns_show("/a").unwrap().kind_limits.max_maps,
+        Some(3),
+        "unchanged"
+    );
+    assert_eq!(
+        as_member(&d, Some("/a"), &["ns-quota", "/a/b", "-", "1"]),
+        Ok("/a/b:Some(100):Some(1)".into())
+    );
+    c.ns_set_quota("/a/b", None, maps(2)).unwrap();
     let k = &d.daemon().kernel;
     assert_eq!(k.namespace_quota(b.id).unwrap().kinds[1].limit, Some(2));
 

@@ -999,6 +999,11 @@ fn quotas_per_kind_are_hierarchical() {
     let (_b, got) = create_many(&tk, B, "map", 10);
     assert_eq!(got, Some((10, 0)));
     assert_eq!(kind_used(&tk, B), [0, 10, 0, 0]);
+    // The batched read of every namespace's counters (listings) reads the same.
+    let all = tk.kernel.namespace_quotas().unwrap();
+    for ns in [A, A_CHILD, B] {
+        assert_eq!(all[&ns], tk.kernel.namespace_quota(ns).unwrap(), "{ns}");
+    }
 
     // bpfnsd's own reservations: the limit of the kind, then the total, in the same order.
     tk.kernel

@@ -333,6 +333,17 @@ mod tests {
         assert_eq!(c.containers.naming().parent, "/ctr");
         assert_eq!(c.containers.collect_interval_secs, 10);
         assert!(Config::parse("[containers]\nprefix = \"/x\"\n").is_err());
+        let c = Config::parse("max_objects = 512\n[quota]\nmax_maps = 64\n").unwrap();
+        assert_eq!(c.quota.max_maps, Some(64));
+        assert_eq!(
+            c.quota.kind_limits().max_progs,
+            None,
+            "unset: only max_objects"
+        );
+        assert!(
+            Config::parse("[quota]\nmax_map = 64\n").is_err(),
+            "typos are refused"
+        );
     }
 
     #[test]

@@ -1317,7 +1317,13 @@ impl Daemon {
         // A new namespace owns nothing and has no members (ids are never reused, and tasks
         // enter only through later requests): no need to walk every object and task.
         let info = self
-            .ns_info(&self.reg(), id, ObjectCounts::default(), 0)
+            .ns_info(
+                &self.reg(),
+                id,
+                ObjectCounts::default(),
+                0,
+                self.kernel.namespace_quota(id).ok(),
+            )
             .ok_or_else(|| Failure::internal(format!("{p} is missing right after its creation")))?;
         drop(tx);
         Ok((Reply::Namespace(info), vec![]))
@@ -1737,32 +1743,43 @@ impl Daemon {
             })
             .map_err(Failure::internal)?;
         let (counts, members) = (&census.objects, &census.members);
+        // Many namespaces: their quota counters in a few batched reads, not four lookups each.
+        let quotas = (ids.len() > 1)
+            .then(|| self.kernel.namespace_quotas().ok())
+            .flatten();
         let reg = self.reg();
         Ok(ids
             .iter()
             .filter_map(|&id| {
+                let quota = match &quotas {
+                    // No entry in any quota map reads as namespace_quota's zeros.
+                    Some(all) => Some(all.get(&id).copied().unwrap_or_default()),
+                    None => self.kernel.namespace_quota(id).ok(),
+                };
                 self.ns_info(
                     &reg,
                     id,
                     counts.get(&id).copied().unwrap_or_default(),
                     members.get(&id).copied().unwrap_or(0),
+                    quota,
                 )
             })
             .collect())
     }
 
-    /// One namespace's info with the given counts; `None` if `id` is unknown.
+    /// One namespace's info with the given counts and quota counters; `None` if `id` is
+    /// unknown.
     fn ns_info(
         &self,
         reg: &Registry,
         id: NsId,
         objects: ObjectCounts,
         members: u32,
+        quota: Option<bpfns_kernel::NsQuota>,
     ) -> Option<NsInfo> {
         let path = reg.path(id)?;
-        let q = (id != NsId::ROOT)
-            .then(|| self.kernel.namespace_quota(id).ok())
-            .flatten();
+        // The root's objects are not recorded: it has no counters.
+        let q = quota.filter(|_| id != NsId::ROOT);
         Some(NsInfo {
             path: path.to_string(),
             id,

@@ -1759,6 +1759,14 @@ fn metrics_match_ns_show_and_count_requests() {
             ns.records.map(|r| r as f64),
             "{path}"
         );
+        assert_eq!(
+            value(
+                "bpfns_namespace_kind_records",
+                &[("namespace", path), ("kind", "map")]
+            ),
+            ns.kind_records.map(|r| f64::from(r.map)),
+            "{path}"
+        );
     }
     assert_eq!(
         value(

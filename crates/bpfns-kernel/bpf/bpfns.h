@@ -199,8 +199,8 @@ struct ns_dquota {
 };
 
 /* Per-kind quotas, beside the total: the same counters, one per object kind (index = kind -
- * 1), in two maps of their own (quota_kind_kernel, quota_kind_daemon) so that the pinned
- * total maps keep their layout. A namespace without a quota_kind_daemon entry, or with
+ * 1), in two maps of their own (kquota_kernel, kquota_daemon) so that the pinned
+ * total maps keep their layout. A namespace without a kquota_daemon entry, or with
  * BPFNS_NO_LIMIT for a kind, has only the total (and its ancestors' limits) for that kind. */
 #define BPFNS_KINDS 4
 #define BPFNS_NO_LIMIT ((__u64)-1)

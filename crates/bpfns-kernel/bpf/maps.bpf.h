@@ -59,7 +59,7 @@ struct {
 	__uint(max_entries, BPFNS_NS_CAPACITY);
 	__type(key, __u32);
 	__type(value, struct ns_kind_kcount);
-} quota_kind_kernel SEC(".maps");
+} kquota_kernel SEC(".maps");
 
 /* Namespace -> its per-kind limits and bpfnsd's per-kind counters (no entry: no per-kind
  * limit, only the total). */
@@ -68,7 +68,7 @@ struct {
 	__uint(max_entries, BPFNS_NS_CAPACITY);
 	__type(key, __u32);
 	__type(value, struct ns_kind_dquota);
-} quota_kind_daemon SEC(".maps");
+} kquota_daemon SEC(".maps");
 
 /* Cgroups bound to namespaces: an untagged task attached to one is tagged (bpfns.bpf.c,
  * on_cgroup_attach). bpfnsd binds a container's cgroups when it tags its init and drops them
@@ -208,13 +208,13 @@ static __always_inline struct ns_kcount *kcount(__u32 ns)
 /* The namespace's kernel-written per-kind counters, made zero on first use. */
 static __always_inline struct ns_kind_kcount *kind_kcount(__u32 ns)
 {
-	struct ns_kind_kcount *c = bpf_map_lookup_elem(&quota_kind_kernel, &ns);
+	struct ns_kind_kcount *c = bpf_map_lookup_elem(&kquota_kernel, &ns);
 
 	if (!c) {
 		struct ns_kind_kcount zero = {};
 
-		bpf_map_update_elem(&quota_kind_kernel, &ns, &zero, BPF_NOEXIST);
-		c = bpf_map_lookup_elem(&quota_kind_kernel, &ns);
+		bpf_map_update_elem(&kquota_kernel, &ns, &zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&kquota_kernel, &ns);
 	}
 	return c;
 }
@@ -248,7 +248,7 @@ static __always_inline void quota_add_created(__u32 ns, __u32 until, __u64 delta
 		k = bpf_map_lookup_elem(&quota_kernel, &ns);
 		if (k)
 			__sync_fetch_and_add(&k->created, delta);
-		kk = bpf_map_lookup_elem(&quota_kind_kernel, &ns);
+		kk = bpf_map_lookup_elem(&kquota_kernel, &ns);
 		if (kk)
 			__sync_fetch_and_add(&kk->created[ki], delta);
 		ns = parent_ns(ns);
@@ -319,7 +319,7 @@ static __always_inline int quota_reserve(__u32 ns, __u32 kind, struct quota_chec
 			qc->used = used;
 			qc->limit = limit;
 		}
-		kd = bpf_map_lookup_elem(&quota_kind_daemon, &cur);
+		kd = bpf_map_lookup_elem(&kquota_daemon, &cur);
 		if (kd && kd->limit[ki] != BPFNS_NO_LIMIT) {
 			__s64 kused = (__s64)(kk->created[ki] - kk->kfreed[ki] - kd->dfreed[ki]);
 
@@ -362,7 +362,7 @@ static __always_inline void quota_kfreed(__u32 ns, __u32 kind)
 		k = bpf_map_lookup_elem(&quota_kernel, &ns);
 		if (k)
 			__sync_fetch_and_add(&k->kfreed, 1);
-		kk = bpf_map_lookup_elem(&quota_kind_kernel, &ns);
+		kk = bpf_map_lookup_elem(&kquota_kernel, &ns);
 		if (kk)
 			__sync_fetch_and_add(&kk->kfreed[ki], 1);
 		ns = parent_ns(ns);

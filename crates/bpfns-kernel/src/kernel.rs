@@ -246,15 +246,15 @@ pub struct Kernel {
     stats: MapHandle,
     quota_kernel: MapHandle,
     quota_daemon: MapHandle,
-    quota_kind_kernel: MapHandle,
-    quota_kind_daemon: MapHandle,
+    kquota_kernel: MapHandle,
+    kquota_daemon: MapHandle,
     reasons: MapHandle,
     cgroup_ns: MapHandle,
     /// Whether tagging and binding attach the syscall hooks first ([`crate::hooks`]).
     auto_hooks: bool,
 }
 
-/// quota_daemon (and quota_kind_daemon) is read, changed and written back by bpfnsd only: one writer at a time in the
+/// quota_daemon (and kquota_daemon) is read, changed and written back by bpfnsd only: one writer at a time in the
 /// process, whichever handle it goes through (the collector, namespace changes and the
 /// supervisor's reservations run on different threads, on different [`Kernel`] handles).
 static QUOTA_WRITES: Mutex<()> = Mutex::new(());
@@ -372,8 +372,8 @@ impl Kernel {
             stats: open("stats")?,
             quota_kernel: open("quota_kernel")?,
             quota_daemon: open("quota_daemon")?,
-            quota_kind_kernel: open("quota_kind_kernel")?,
-            quota_kind_daemon: open("quota_kind_daemon")?,
+            kquota_kernel: open("kquota_kernel")?,
+            kquota_daemon: open("kquota_daemon")?,
             reasons: open("reasons")?,
             cgroup_ns: open("cgroup_ns")?,
             auto_hooks: true,
@@ -639,11 +639,8 @@ impl Kernel {
             (&self.ns_table, "namespace"),
             (&self.quota_kernel, "quota counters of namespace"),
             (&self.quota_daemon, "quota of namespace"),
-            (
-                &self.quota_kind_kernel,
-                "per-kind quota counters of namespace",
-            ),
-            (&self.quota_kind_daemon, "per-kind quota of namespace"),
+            (&self.kquota_kernel, "per-kind quota counters of namespace"),
+            (&self.kquota_daemon, "per-kind quota of namespace"),
         ] {
             match map.delete(&key) {
                 Ok(()) => {}
@@ -710,8 +707,8 @@ impl Kernel {
     pub fn namespace_quotas(&self) -> Result<HashMap<NsId, NsQuota>> {
         let k = Self::dump_by_ns(&self.quota_kernel, 16, "quota counters")?;
         let d = Self::dump_by_ns(&self.quota_daemon, 16, "quotas")?;
-        let kk = Self::dump_by_ns(&self.quota_kind_kernel, 64, "per-kind quota counters")?;
-        let kd = Self::dump_by_ns(&self.quota_kind_daemon, 64, "per-kind quotas")?;
+        let kk = Self::dump_by_ns(&self.kquota_kernel, 64, "per-kind quota counters")?;
+        let kd = Self::dump_by_ns(&self.kquota_daemon, 64, "per-kind quotas")?;
         let ids: std::collections::HashSet<NsId> = k
             .keys()
             .chain(d.keys())
@@ -788,7 +785,7 @@ impl Kernel {
 
     fn kind_kernel_count(&self, id: NsId) -> Result<Option<abi::KindKernelCount>> {
         let v = self
-            .quota_kind_kernel
+            .kquota_kernel
             .lookup(&id.0.to_ne_bytes(), MapFlags::ANY)
             .map_err(KernelError::libbpf("reading per-kind quota counters"))?;
         v.map(|b| {
@@ -801,7 +798,7 @@ impl Kernel {
 
     fn kind_daemon_quota(&self, id: NsId) -> Result<Option<abi::KindDaemonQuota>> {
         let v = self
-            .quota_kind_daemon
+            .kquota_daemon
             .lookup(&id.0.to_ne_bytes(), MapFlags::ANY)
             .map_err(KernelError::libbpf("reading a per-kind quota"))?;
         v.map(|b| {
@@ -813,7 +810,7 @@ impl Kernel {
     }
 
     fn write_kind_daemon_quota(&self, id: NsId, q: abi::KindDaemonQuota) -> Result<()> {
-        self.quota_kind_daemon
+        self.kquota_daemon
             .update(&id.0.to_ne_bytes(), &q.to_bytes(), MapFlags::ANY)
             .map_err(KernelError::libbpf(format!(
                 "writing the per-kind quota of namespace {id}"
@@ -981,7 +978,7 @@ impl Kernel {
 
     fn all_kind_kernel_counts(&self) -> Result<HashMap<NsId, abi::KindKernelCount>> {
         let mut out = HashMap::new();
-        for key in self.quota_kind_kernel.keys() {
+        for key in self.kquota_kernel.keys() {
             let Ok(id) = <[u8; 4]>::try_from(key.as_slice()) else {
                 continue;
             };

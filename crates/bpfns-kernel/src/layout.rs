@@ -3,7 +3,7 @@
 //! ```text
 //! <root>/maps/{task_ns,obj_owner,ns_table,stats,violations,     state: survives reloads
 //!              quota_kernel,quota_daemon,reasons,cgroup_ns,
-//!              quota_kind_kernel,quota_kind_daemon}
+//!              kquota_kernel,kquota_daemon}
 //! <root>/links/{on_exec,on_cgroup_attach,iter_maps,iter_progs,     always
 //!               iter_links,iter_tasks,
 //!               on_sys_exit,on_fork}                                only while needed
@@ -32,8 +32,8 @@ pub const MAPS: [&str; 11] = [
     "quota_daemon",
     "reasons",
     "cgroup_ns",
-    "quota_kind_kernel",
-    "quota_kind_daemon",
+    "kquota_kernel",
+    "kquota_daemon",
 ];
 
 /// The programs, each attached through one pinned link.

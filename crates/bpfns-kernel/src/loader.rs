@@ -346,8 +346,8 @@ mod tests {
             "ns_table",
             "quota_kernel",
             "quota_daemon",
-            "quota_kind_kernel",
-            "quota_kind_daemon",
+            "kquota_kernel",
+            "kquota_daemon",
         ] {
             assert_eq!(size(m), crate::abi::NS_CAPACITY, "{m}");
         }

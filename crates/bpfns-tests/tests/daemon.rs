@@ -1136,7 +1136,7 @@ fn limits_per_kind_persist_and_older_registries_have_none() {
     let k = bpfns_kernel::Kernel::open(&layout).unwrap();
     k.set_namespace_kind_limits(p, [None; 4]).unwrap();
     drop(k);
-    let pinned = layout.map("quota_kind_kernel");
+    let pinned = layout.map("kquota_kernel");
     let m = libbpf_rs::MapHandle::from_pinned_path(&pinned).unwrap();
     use libbpf_rs::MapCore;
     m.delete(&p.0.to_ne_bytes()).unwrap();

@@ -368,6 +368,44 @@ mod tests {
     }
 
     #[test]
+    fn over_a_quota_no_link_is_made_and_the_answer_is_edquot() {
+        let ops = FakeOps {
+            pinned: Some((ObjectKind::Link, 40)),
+            ..FakeOps::default()
+        };
+        let mut view = FakeView::new(ns(1));
+        for (why, errno) in [
+            (
+                bpfns_kernel::QuotaRefusal::KindOver {
+                    ns: ns(1),
+                    kind: ObjectKind::Link,
+                    used: 2,
+                    limit: 2,
+                },
+                Errno::DQUOT,
+            ),
+            (
+                bpfns_kernel::QuotaRefusal::Over {
+                    ns: ns(1),
+                    used: 9,
+                    limit: 9,
+                },
+                Errno::DQUOT,
+            ),
+            (
+                bpfns_kernel::QuotaRefusal::Unknown { ns: ns(1) },
+                Errno::PERM,
+            ),
+        ] {
+            view.quota = Some(why);
+            let a = create(&view, &ops, req(TCX_INGRESS, 0, 0));
+            assert!(matches!(a, Answer::Error(e) if e == errno), "{why}");
+        }
+        assert!(ops.calls().is_empty());
+        assert!(view.recorded.lock().expect("lock").is_empty());
+    }
+
+    #[test]
     fn the_call_is_made_on_bpfnsds_copies_of_the_fds() {
         let ops = FakeOps {
             pinned: Some((ObjectKind::Link, 40)),

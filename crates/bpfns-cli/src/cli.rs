@@ -112,7 +112,7 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         ns: Option<String>,
         /// Only these kinds (comma-separated): ns_created, ns_deleted, ns_policy_changed,
-        /// member_entered, denied, stopped.
+        /// ns_quota_changed, member_entered, denied, stopped.
         #[arg(long, value_name = "KIND,...", value_delimiter = ',')]
         kind: Vec<bpfns_proto::EventKind>,
     },

@@ -383,6 +383,8 @@ pub enum EventKind {
     NsDeleted,
     /// A namespace's program policy changed.
     NsPolicyChanged,
+    /// A namespace's limits (`max_objects`, limits per kind) changed (`bpfns ns quota`).
+    NsQuotaChanged,
     /// A process entered a namespace.
     MemberEntered,
     /// A call was refused (`layer` says by whom).
@@ -392,10 +394,11 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::NsCreated,
         EventKind::NsDeleted,
         EventKind::NsPolicyChanged,
+        EventKind::NsQuotaChanged,
         EventKind::MemberEntered,
         EventKind::Denied,
         EventKind::Stopped,
@@ -407,6 +410,7 @@ impl EventKind {
             EventKind::NsCreated => "ns_created",
             EventKind::NsDeleted => "ns_deleted",
             EventKind::NsPolicyChanged => "ns_policy_changed",
+            EventKind::NsQuotaChanged => "ns_quota_changed",
             EventKind::MemberEntered => "member_entered",
             EventKind::Denied => "denied",
             EventKind::Stopped => "stopped",

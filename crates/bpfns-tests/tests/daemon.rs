@@ -1919,6 +1919,7 @@ fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
         },
     )
     .unwrap();
+    c.ns_set_quota("/b", None, maps(7)).unwrap();
     c.ns_delete("/a/x").unwrap();
     let (_hb, b_map) = create_in(&d, "/b", "map");
     // The supervisor refuses a member of /a the map of /b (ENOENT, as for a missing id).
@@ -1936,6 +1937,7 @@ fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
         let has = |f: &dyn Fn(&bpfns_proto::EventInfo) -> bool| got.iter().any(f);
         has(&|e| is(e, K::NsCreated, "/a/x"))
             && has(&|e| is(e, K::NsPolicyChanged, "/b"))
+            && has(&|e| is(e, K::NsQuotaChanged, "/b"))
             && has(&|e| is(e, K::NsDeleted, "/a/x"))
             && has(&|e| is(e, K::MemberEntered, "/b"))
             && has(&|e| is(e, K::Denied, "/a") && e.layer.as_deref() == Some("supervisor"))

@@ -1360,6 +1360,7 @@ impl Daemon {
                 ))
             })?;
         tracing::info!(namespace = %p, %id, caller = caller.pid, max_objects = total, limits = ?kinds, "set namespace limits");
+        self.publish_change(EventKind::NsQuotaChanged, &self.reg(), id, caller, None);
         drop(tx);
         Ok((Reply::Namespace(self.ns_info_of(id, &p)?), vec![]))
     }

@@ -374,23 +374,32 @@ impl BtfArgs {
 /// namespace's --max-objects, and is stored with the namespace. Unset: only --max-objects (and
 /// the ancestors' limits) applies; new namespaces get bpfnsd.toml's `[quota]` ones, if any.
 ///
-/// Over a limit, the creation fails for its creator: a map or BTF object (and a program load or
-/// link the kernel answers, where tracing is allowed) is refused with EPERM where the BPF LSM
-/// layer runs, and otherwise the creator is stopped (SIGKILL; `bpfns why-stopped` says
-/// "quota"); a program load or link that bpfnsd makes for a member (where tracing is denied)
-/// fails with EDQUOT. Delete objects (or raise the limit) and the next creation goes in.
+/// Over a limit, the creation fails for its creator: where the kernel answers it (maps, BTF;
+/// program loads and links where tracing is allowed), a map or program is refused with EPERM
+/// where the BPF LSM layer runs, and otherwise (BTF and links always) the creator is stopped
+/// (SIGKILL; `bpfns why-stopped` says "quota"); a program load or link that bpfnsd makes for
+/// a member (where tracing is denied) fails with EDQUOT. Delete objects (or raise the limit)
+/// and the next creation goes in.
 #[derive(Debug, Clone, Copy, Default, Args)]
 pub struct KindLimitArgs {
-    /// How many maps it may own with its descendants.
+    /// How many maps it may own with its descendants (failing over it as over
+    /// --max-objects). New namespaces: default bpfnsd.toml's [quota] max_maps, at most the
+    /// nearest ancestor's; none: only --max-objects.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_maps: Option<u32>,
-    /// How many programs it may own with its descendants.
+    /// How many programs it may own with its descendants (failing over it as over
+    /// --max-objects). New namespaces: default bpfnsd.toml's [quota] max_progs, at most the
+    /// nearest ancestor's; none: only --max-objects.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_progs: Option<u32>,
-    /// How many links it may own with its descendants.
+    /// How many links it may own with its descendants (failing over it as over
+    /// --max-objects). New namespaces: default bpfnsd.toml's [quota] max_links, at most the
+    /// nearest ancestor's; none: only --max-objects.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_links: Option<u32>,
-    /// How many BTF objects it may own with its descendants.
+    /// How many BTF objects it may own with its descendants (failing over it as over
+    /// --max-objects). New namespaces: default bpfnsd.toml's [quota] max_btf, at most the
+    /// nearest ancestor's; none: only --max-objects.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_btf: Option<u32>,
 }
@@ -414,6 +423,14 @@ pub enum NsCmd {
     /// Its members may not load tracing-class programs (kprobes, tracepoints, tracing and
     /// iterator programs, LSM, struct_ops, ext: they can read kernel memory) unless
     /// --allow-tracing is given, which its parent must allow too.
+    ///
+    /// It may own --max-objects objects with its descendants, and of a kind with a limit
+    /// (--max-maps, --max-progs, --max-links, --max-btf) that many. Over a limit the creation
+    /// fails for its creator: where the kernel answers it (maps, BTF; program loads and
+    /// links where tracing is allowed), a map or program is refused with EPERM where the BPF
+    /// LSM layer runs, and otherwise (BTF and links always) the creator is stopped (SIGKILL,
+    /// reason quota); a program load or link that bpfnsd makes for a member (where tracing is
+    /// denied) fails with EDQUOT. Change limits later with `bpfns ns quota`.
     Create {
         /// The new namespace, e.g. /tenant-a or /tenant-a/ci.
         path: String,
@@ -451,11 +468,11 @@ pub enum NsCmd {
     /// namespaces below its own. Objects over a lowered limit stay; new ones fail until enough
     /// are gone.
     ///
-    /// Over a limit, the creation fails for its creator: a map or BTF object (and a program load
-    /// or link the kernel answers, where tracing is allowed) is refused with EPERM where the BPF
-    /// LSM layer runs, and otherwise the creator is stopped (SIGKILL; `bpfns why-stopped` says
-    /// "quota"); a program load or link that bpfnsd makes for a member (where tracing is
-    /// denied) fails with EDQUOT.
+    /// Over a limit, the creation fails for its creator: where the kernel answers it (maps,
+    /// BTF; program loads and links where tracing is allowed), a map or program is refused with
+    /// EPERM where the BPF LSM layer runs, and otherwise (BTF and links always) the creator is
+    /// stopped (SIGKILL; `bpfns why-stopped` says "quota"); a program load or link that bpfnsd
+    /// makes for a member (where tracing is denied) fails with EDQUOT.
     Quota {
         /// The namespace, e.g. /tenant-a.
         path: String,

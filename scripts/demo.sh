@@ -2,7 +2,7 @@
 # bpfns in one command (run as root): set the machine up, build, start bpfnsd, and show the
 # RFC's table live — two tenants that each see only their own BPF objects (with unmodified
 # bpftool), the host that sees everything with owners, and a tenant that is host root failing
-# to open the other tenant's map; then the same with podman containers (BPFNS_DEMO_CONTAINERS=0
+# to open the other tenant's map, which `bpfns events` for that tenant reports; then the same with podman containers (BPFNS_DEMO_CONTAINERS=0
 # skips them). Leaves bpfnsd running (and says how to stop it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -90,6 +90,20 @@ for ns in "$A" "$B"; do
     show bpfns ns create "$ns" >/dev/null && echo "created $ns"
 done
 
+section "5b. Watching tenant B: bpfns events --ns $B (in the background)"
+# What bpfnsd sees happen in tenant B's namespace, one line an event; shown after step 9.
+EVENTS=$(mktemp /tmp/bpfns-demo-events.XXXXXX)
+"$BIN/bpfns" events --ns "$B" >"$EVENTS" 2>&1 &
+EVENTS_PID=$!
+stop_events() { kill "$EVENTS_PID" 2>/dev/null || true; wait "$EVENTS_PID" 2>/dev/null || true; rm -f "$EVENTS"; }
+trap stop_events EXIT
+echo "\$ bpfns events --ns $B &"
+# Subscribed before anything of B's happens.
+for _ in $(seq 50); do
+    [ "$("$BIN/bpfns" -j status 2>/dev/null | python3 -c 'import json,sys; print(dict(json.load(sys.stdin)["counters"]).get("events_subscribers", 0))' 2>/dev/null)" != 0 ] && break
+    sleep 0.1
+done
+
 section "6. Each tenant loads a map with unmodified bpftool, pinned in its own /sys/fs/bpf"
 # Without CAP_PERFMON and CAP_SYS_ADMIN: libbpf probes the kernel with a program before it
 # names a map, and where a namespace denies tracing nothing is loaded with perfmon power.
@@ -139,6 +153,22 @@ fi
 echo "=> refused: that pin is tenant A's."
 kill "$APID" 2>/dev/null || true
 wait "$HOLDER" 2>/dev/null || true
+
+section "9b. What bpfns events --ns $B saw meanwhile"
+# The refusal reaches the stream as the supervisor answers; give it a moment.
+for _ in $(seq 50); do
+    grep -q " denied $B .*object=map:$A_MAP" "$EVENTS" && break
+    sleep 0.1
+done
+cat "$EVENTS"
+if ! grep -q " denied $B .*object=map:$A_MAP" "$EVENTS"; then
+    echo "UNEXPECTED: tenant B's refused open of map $A_MAP is not in its event stream" >&2
+    exit 1
+fi
+echo "=> tenant B's objects as it created them (object_created; libbpf's feature probes among"
+echo "   them), and its refused open of tenant A's map (denied), as the supervisor answered it."
+stop_events
+trap - EXIT
 
 section "10. Tenant A may open its own map"
 show as_tenant "$A" bpftool map dump id "$A_MAP"

@@ -16,7 +16,7 @@
 //! (docs/benchmarks.md): RSS ≤ 64 MiB, `ns list` ≤ 50 ms, restart-to-serving ≤ 1 s.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bpfns_model::ObjectKind;
@@ -138,6 +138,9 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// How long bpfnsd is left alone before its resident memory at scale is read.
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// bpfnsd's resident memory and its peak, in MiB (`VmRSS`, `VmHWM` of /proc/PID/status).
 fn rss_mib(pid: u32) -> Result<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -249,6 +252,9 @@ fn measure(
     if listed_maps < made {
         bail!("map list shows {listed_maps} maps, expected at least the {made} made");
     }
+    // Resident memory once the listings' answers are sent and given back (bpfnsd trims its
+    // heap shortly after a walk); the peak (VmHWM) includes them.
+    std::thread::sleep(SETTLE);
     let (rss, hwm) = rss_mib(daemon.pid())?;
     drop(c);
     let restart = daemon.restart()?.as_secs_f64() * 1e3;

@@ -94,8 +94,9 @@ pub enum Command {
     Status,
 
     /// A live stream of what tenants do: namespaces created, deleted, their policy changed,
-    /// processes entering them; calls refused (by the supervisor, or by the kernel side) and
-    /// tasks the kernel side's backstop stopped.
+    /// processes entering them; objects members created, and objects gone (freed, their
+    /// record dropped); calls refused (by the supervisor, or by the kernel side) and tasks
+    /// the kernel side's backstop stopped.
     ///
     /// One event a line (with -j, a JSON object a line; fields in docs/protocol.md) until
     /// interrupted. A namespace member sees the events of its own namespace and below only.
@@ -112,7 +113,7 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         ns: Option<String>,
         /// Only these kinds (comma-separated): ns_created, ns_deleted, ns_policy_changed,
-        /// ns_quota_changed, member_entered, denied, stopped.
+        /// ns_quota_changed, member_entered, denied, stopped, object_created, object_gone.
         #[arg(long, value_name = "KIND,...", value_delimiter = ',')]
         kind: Vec<bpfns_proto::EventKind>,
     },

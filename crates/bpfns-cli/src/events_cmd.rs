@@ -69,6 +69,9 @@ pub fn text(e: &EventInfo) -> String {
     if let (Some(k), Some(id)) = (e.object_kind, e.object_id) {
         add("object", format!("{k}:{id}"));
     }
+    if let Some(n) = e.object_name.as_deref().filter(|n| !n.is_empty()) {
+        add("name", n.to_string());
+    }
     if let Some(p) = &e.path {
         add("path", format!("{p:?}"));
     }
@@ -103,6 +106,20 @@ mod tests {
             text(&e),
             "01:02:03.004Z denied /a pid=42 comm=bpftool command=BPF_MAP_GET_FD_BY_ID \
              object=map:7 layer=supervisor"
+        );
+        let mut c = EventInfo::new(EventKind::ObjectCreated, "/a", NsId(2));
+        c.time_ms = 0;
+        c.pid = Some(7);
+        c.comm = Some("bpftool".into());
+        c.uid = Some(65534);
+        c.command = Some("BPF_MAP_CREATE".into());
+        c.object_kind = Some(ObjectKind::Map);
+        c.object_id = Some(12);
+        c.object_name = Some("tenant_map".into());
+        assert_eq!(
+            text(&c),
+            "00:00:00.000Z object_created /a pid=7 comm=bpftool uid=65534 \
+             command=BPF_MAP_CREATE object=map:12 name=tenant_map"
         );
     }
 }

@@ -83,6 +83,28 @@ fn kind_records_label(n: &NsInfo) -> String {
         .join(", ")
 }
 
+/// Bytes in binary units, one word (`1.3MiB`, `0B`); `-` when bpfnsd did not say (older
+/// daemons).
+pub fn human_bytes(b: Option<u64>) -> String {
+    let Some(b) = b else {
+        return "-".to_string();
+    };
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b}B")
+    } else if v < 10.0 {
+        format!("{v:.1}{}", UNITS[u])
+    } else {
+        format!("{v:.0}{}", UNITS[u])
+    }
+}
+
 fn ns_table(list: &[NsInfo]) -> Table {
     let mut t = Table::new([
         "NAMESPACE",
@@ -94,6 +116,9 @@ fn ns_table(list: &[NsInfo]) -> Table {
         "MEMBERS",
         "TRACING",
         "RECORDS",
+        // Last, so that scripts reading the columns before by position go on working.
+        "MEMORY",
+        "MEMORY-ALL",
     ]);
     for n in list {
         // Tree view: indent by depth, show the last component.
@@ -116,6 +141,8 @@ fn ns_table(list: &[NsInfo]) -> Table {
             n.members.to_string(),
             tracing_label(n).to_string(),
             records_label(n),
+            human_bytes(n.map_memory),
+            human_bytes(n.map_memory_total),
         ]);
     }
     t
@@ -136,7 +163,7 @@ impl Render for NsOne {
     fn render_text(&self) -> String {
         let n = &self.0;
         format!(
-            "namespace {}\n  id:       {}\n  parent:   {}\n  depth:    {}\n  objects:  {} progs, {} maps, {} links, {} btf\n  members:  {}\n  bpffs:    {}\n  tracing programs: {}\n  ownership records (with descendants'; used/max): {}\n    per kind: {}\n  cgroup (attach targets): {}\n",
+            "namespace {}\n  id:       {}\n  parent:   {}\n  depth:    {}\n  objects:  {} progs, {} maps, {} links, {} btf\n  map memory: {} own, {} with descendants'\n  members:  {}\n  bpffs:    {}\n  tracing programs: {}\n  ownership records (with descendants'; used/max): {}\n    per kind: {}\n  cgroup (attach targets): {}\n",
             n.path,
             n.id,
             n.parent.as_deref().unwrap_or("-"),
@@ -145,6 +172,8 @@ impl Render for NsOne {
             n.objects.map,
             n.objects.link,
             n.objects.btf,
+            human_bytes(n.map_memory),
+            human_bytes(n.map_memory_total),
             n.members,
             n.bpffs,
             tracing_label(n),
@@ -367,6 +396,8 @@ mod tests {
                 link: 0,
                 btf: 0,
             }),
+            map_memory: Some(4096 * u64::from(depth)),
+            map_memory_total: Some(1_500_000),
         }
     }
 
@@ -379,10 +410,22 @@ mod tests {
         assert!(lines[1].starts_with("/ "));
         assert!(lines[2].starts_with("a "));
         assert!(lines[3].starts_with("  b "));
-        assert!(lines[0].ends_with("TRACING  RECORDS"), "{text}");
-        assert!(lines[1].ends_with("host     -"), "{text}");
-        assert!(lines[2].ends_with("allowed  1/512"), "{text}");
-        assert!(lines[3].ends_with("denied   2/256"), "{text}");
+        assert!(
+            lines[0].ends_with("TRACING  RECORDS  MEMORY  MEMORY-ALL"),
+            "{text}"
+        );
+        assert!(
+            lines[1].ends_with("host     -        0B      1.4MiB"),
+            "{text}"
+        );
+        assert!(
+            lines[2].ends_with("allowed  1/512    4.0KiB  1.4MiB"),
+            "{text}"
+        );
+        assert!(
+            lines[3].ends_with("denied   2/256    8.0KiB  1.4MiB"),
+            "{text}"
+        );
         let j = serde_json::to_value(&l).unwrap();
         assert_eq!(j[2]["path"], "/a/b");
         assert_eq!(j[2]["objects"]["map"], 2);
@@ -394,6 +437,15 @@ mod tests {
         assert!(one.contains("tracing programs: denied"), "{one}");
         assert!(one.contains("\n  members:  3\n"), "{one}");
         assert!(lines[0].contains(" MEMBERS "), "{text}");
+        assert_eq!(j[2]["map_memory"], 8192);
+        assert_eq!(j[2]["map_memory_total"], 1_500_000);
+        assert!(
+            one.contains("map memory: 8.0KiB own, 1.4MiB with descendants'"),
+            "{one}"
+        );
+        assert_eq!(human_bytes(None), "-");
+        assert_eq!(human_bytes(Some(1023)), "1023B");
+        assert_eq!(human_bytes(Some(20 << 20)), "20MiB");
         assert!(one.contains("used/max): 2/256"), "{one}");
         assert!(
             one.contains("per kind: progs 1, maps 2/8, links 0, btf 0\n"),

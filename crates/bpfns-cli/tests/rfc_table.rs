@@ -615,12 +615,18 @@ fn ns_max_objects_from_the_cli() {
         Some(2)
     );
     let list = ok(&cli(&["ns", "list"]));
-    assert!(list.lines().next().unwrap().ends_with("RECORDS"), "{list}");
+    assert!(
+        list.lines()
+            .next()
+            .unwrap()
+            .ends_with("RECORDS  MEMORY  MEMORY-ALL"),
+        "{list}"
+    );
     let q = list
         .lines()
         .find(|l| l.split_whitespace().next() == Some("q"))
         .unwrap();
-    assert!(q.ends_with("0/64"), "{list}");
+    assert!(q.ends_with("0/64     0B      0B"), "{list}");
     let all: Value = serde_json::from_str(&ok(&cli(&["-j", "ns", "list"]))).unwrap();
     assert_eq!(all[0]["path"], "/");
     assert!(all[0].get("max_objects").is_none(), "{all}");

@@ -196,6 +196,69 @@ static __always_inline bool loaded_with_perfmon(const struct cred *cred, struct 
 }
 
 /*
+ * object_created events for `bpfns events`. Kept apart from the state maps (maps.bpf.h): only
+ * this object writes them, and their own ring buffer keeps a member that creates objects in a
+ * loop from crowding violations out of theirs.
+ *
+ * object_events[0] != 0 while bpfnsd has a subscriber that wants them. Cost per object a
+ * namespace task creates: one array lookup while nobody subscribes; while somebody does, a
+ * 64-byte ring-buffer write and bpfnsd's wake-up.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} object_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 16);
+} object_notices SEC(".maps");
+
+static __always_inline void notify_created(struct task_tag *tag, __u32 cmd, struct obj_ref *ref)
+{
+	__u32 zero = 0;
+	__u32 *on = bpf_map_lookup_elem(&object_events, &zero);
+	struct object_notice n = {};
+	struct bpf_prog_aux *aux;
+	__u64 pid_tgid;
+
+	if (!on || !*on)
+		return;
+	pid_tgid = bpf_get_current_pid_tgid();
+	n.v.pid = pid_tgid >> 32;
+	n.v.tid = (__u32)pid_tgid;
+	n.v.ns = tag->ns;
+	n.v.cmd = cmd;
+	n.v.kind = ref->kind;
+	n.v.id = ref->id;
+	n.v.owner = (__u32)bpf_get_current_uid_gid();
+	n.v.reason = BPFNS_NOTICE_OBJECT_CREATED;
+	bpf_get_current_comm(n.v.comm, sizeof(n.v.comm));
+	/* Names are BPF_OBJ_NAME_LEN (16) bytes, NUL-padded. */
+	if (ref->kind == BPFNS_KIND_MAP) {
+		struct bpf_map *map = ref->obj;
+
+		bpf_core_read(n.name, sizeof(n.name), &map->name);
+	} else if (ref->kind == BPFNS_KIND_PROG) {
+		struct bpf_prog *prog = ref->obj;
+
+		aux = BPF_CORE_READ(prog, aux);
+		if (aux)
+			bpf_core_read(n.name, sizeof(n.name), &aux->name);
+	} else if (ref->kind == BPFNS_KIND_LINK) {
+		struct bpf_link *link = ref->obj;
+
+		aux = BPF_CORE_READ(link, prog, aux);
+		if (aux)
+			bpf_core_read(n.name, sizeof(n.name), &aux->name);
+	}
+	n.name[sizeof(n.name) - 1] = 0;
+	bpf_ringbuf_output(&object_notices, &n, sizeof(n), 0);
+}
+
+/*
  * Quarantine the record at `key`, charged to namespace `ns`: the object stays counted in the
  * namespace's quota until it is freed, but no namespace sees it any more (its pins, its id:
  * refused to every member), the root does. Used for a program whose loader is being stopped,
@@ -284,8 +347,10 @@ static __always_inline int record_created(struct task_struct *task, struct task_
 		stat_inc(BPFNS_STAT_RECORDED);
 		quota_notice(tag->ns, cmd, &qc);
 	}
-	if (ref.kind != BPFNS_KIND_PROG)
+	if (ref.kind != BPFNS_KIND_PROG) {
+		notify_created(tag, cmd, &ref);
 		return 0;
+	}
 	/* Syscall programs can call bpf(BPF_MAP_GET_FD_BY_ID) from inside the kernel, past this
 	 * backstop: namespace tasks may never load them. Tracing-class programs (iterators over
 	 * all BPF objects among them), and programs of any type loaded with perfmon power
@@ -297,6 +362,8 @@ static __always_inline int record_created(struct task_struct *task, struct task_
 	} else if (!ns_allows_tracing(tag->ns) && loaded_with_perfmon(cred, ref.obj)) {
 		quarantine(&key, tag->ns);
 		stop_task(tag, cmd, &ref, tag->ns, BPFNS_REASON_PERFMON);
+	} else {
+		notify_created(tag, cmd, &ref);
 	}
 	return 0;
 }

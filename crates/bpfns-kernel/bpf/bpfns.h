@@ -160,6 +160,10 @@ struct task_record {
 /* Not a violation: a namespace's records crossed 3/4 of its limit (ns = that namespace, id =
  * records in use, owner = its limit); bpfnsd collects stale records at once. */
 #define BPFNS_NOTICE_QUOTA_HIGH 16
+/* Not a violation: a namespace task created an object (struct object_notice, in the
+ * object_notices ring buffer, written only while bpfnsd sets object_events[0]). ns = the
+ * owner, kind and id = the object, cmd = the creating command, owner = the creator's uid. */
+#define BPFNS_NOTICE_OBJECT_CREATED 17
 /* ORed into reason: the BPF LSM layer refused the call with EPERM; the task was not killed. */
 #define BPFNS_EVENT_REFUSED (1u << 16)
 
@@ -175,6 +179,13 @@ struct violation {
 	__u32 owner;
 	__u32 reason; /* BPFNS_REASON_* | BPFNS_EVENT_REFUSED, or BPFNS_NOTICE_* */
 	char comm[16];
+};
+
+/* An object_created notice: the event, then the object's name (maps and programs; links:
+ * their program's; BTF: none). 64 bytes. */
+struct object_notice {
+	struct violation v;
+	char name[16];
 };
 
 /* Counters of the reasons array (per-CPU, index): tasks stopped by reason (index = reason),

@@ -379,6 +379,8 @@ impl Reason {
 
 /// `BPFNS_NOTICE_QUOTA_HIGH`: not a violation; a namespace's records crossed 3/4 of its limit.
 pub const NOTICE_QUOTA_HIGH: u32 = 16;
+/// `BPFNS_NOTICE_OBJECT_CREATED`: not a violation; a namespace task created an object.
+pub const NOTICE_OBJECT_CREATED: u32 = 17;
 /// `BPFNS_EVENT_REFUSED`: ORed into a reason when the BPF LSM layer refused the call with
 /// EPERM (the task lives).
 pub const EVENT_REFUSED: u32 = 1 << 16;
@@ -396,6 +398,8 @@ pub struct Violation {
     pub reason: u32,
     /// The task's command name (empty in events of older kernel sides).
     pub comm: String,
+    /// Object-created notices (`struct object_notice`): the object's name; empty otherwise.
+    pub name: String,
 }
 
 /// What an event says.
@@ -407,6 +411,13 @@ pub enum Event {
     Refused(Reason),
     /// Namespace `ns`'s records reached 3/4 of its limit (`used` of `limit`).
     QuotaHigh { ns: u32, used: u32, limit: u32 },
+    /// A task of namespace `ns` (the owner) created object `kind`/`id`; `uid` is its uid.
+    ObjectCreated {
+        ns: u32,
+        kind: u32,
+        id: u32,
+        uid: u32,
+    },
     /// A code this version does not know.
     Unknown(u32),
 }
@@ -422,10 +433,12 @@ impl Violation {
             return None;
         }
         let u = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        let comm = b.get(32..48).map_or_else(String::new, |c| {
+        let text = |c: &[u8]| {
             let end = c.iter().position(|&x| x == 0).unwrap_or(c.len());
             String::from_utf8_lossy(&c[..end]).into_owned()
-        });
+        };
+        let comm = b.get(32..48).map_or_else(String::new, text);
+        let name = b.get(48..64).map_or_else(String::new, text);
         Some(Self {
             pid: u(0),
             tid: u(4),
@@ -436,11 +449,20 @@ impl Violation {
             owner: u(24),
             reason: u(28),
             comm,
+            name,
         })
     }
 
     /// What this event says.
     pub fn event(&self) -> Event {
+        if self.reason == NOTICE_OBJECT_CREATED {
+            return Event::ObjectCreated {
+                ns: self.ns,
+                kind: self.kind,
+                id: self.id,
+                uid: self.owner,
+            };
+        }
         if self.reason == NOTICE_QUOTA_HIGH {
             return Event::QuotaHigh {
                 ns: self.ns,
@@ -752,6 +774,22 @@ mod tests {
         );
         b[28..32].copy_from_slice(&99u32.to_ne_bytes());
         assert_eq!(Violation::parse(&b).unwrap().event(), Event::Unknown(99));
+        // An object_created notice: 64 bytes, the name last.
+        b[28..32].copy_from_slice(&NOTICE_OBJECT_CREATED.to_ne_bytes());
+        b.resize(64, 0);
+        b[48..52].copy_from_slice(b"m_ab");
+        let n = Violation::parse(&b).unwrap();
+        assert_eq!(n.name, "m_ab");
+        assert_eq!(
+            n.event(),
+            Event::ObjectCreated {
+                ns: 3,
+                kind: 2,
+                id: 42,
+                uid: 5
+            }
+        );
+        assert_eq!(Violation::parse(&b[..48]).unwrap().name, "");
     }
 
     #[test]

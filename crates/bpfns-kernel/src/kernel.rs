@@ -1363,7 +1363,7 @@ impl Kernel {
     /// Read iterator `link_name` through a 64 KiB buffer, handing `each` every whole record
     /// as `decode` makes it: the iterator's output is never held whole (for 100 000 objects
     /// it is megabytes, doubled while a growing buffer is copied).
-    fn stream_iter<T>(
+    pub(crate) fn stream_iter<T>(
         &self,
         link_name: &str,
         decode: impl Fn(&[u8]) -> Option<(Option<T>, usize)>,
@@ -1484,6 +1484,11 @@ impl Kernel {
     /// Records are read before the live set, so a record written meanwhile is never
     /// mistaken for a stale one.
     pub fn collect_garbage(&self) -> Result<usize> {
+        self.collect_garbage_listed().map(|v| v.len())
+    }
+
+    /// [`Kernel::collect_garbage`], saying which records it dropped: (kind, id, owner).
+    pub fn collect_garbage_listed(&self) -> Result<Vec<(ObjectKind, u32, NsId)>> {
         let records = self.records_with_charges()?;
         let mut live: HashSet<(ObjectKind, u32)> = HashSet::new();
         for kind in ObjectKind::ALL {
@@ -1497,10 +1502,10 @@ impl Kernel {
                 }
             }
         }
-        let mut removed = 0;
+        let mut removed = Vec::new();
         let mut freed: HashMap<(NsId, ObjectKind), u64> = HashMap::new();
         let mut result = Ok(());
-        for (kind, id, _, owner) in records {
+        for (kind, id, owner, charged) in records {
             // Not in the listing; confirm by id before dropping the record (opening it fails
             // with ENOENT only once the object is gone), so that an object the listing missed
             // never loses its owner. Whoever deletes the record (this, or the BPF LSM layer's
@@ -1509,8 +1514,8 @@ impl Kernel {
                 match self.write_owner(kind, id, NsId::ROOT, MapFlags::ANY) {
                     Ok(true) => {
                         RecordLog::note(kind, id, true);
-                        removed += 1;
-                        *freed.entry((owner, kind)).or_default() += 1;
+                        removed.push((kind, id, owner));
+                        *freed.entry((charged, kind)).or_default() += 1;
                     }
                     Ok(false) => {}
                     Err(e) => {
@@ -1681,6 +1686,7 @@ pub struct EventReader {
     // Dropped first: it stops using the map before the map's fd goes.
     rb: libbpf_rs::RingBuffer<'static>,
     _map: MapHandle,
+    _notices: MapHandle,
 }
 
 impl std::fmt::Debug for EventReader {
@@ -1699,25 +1705,54 @@ impl EventReader {
 }
 
 impl Kernel {
-    /// A reader that hands every event to `on_event` (from [`EventReader::poll`]).
+    /// A reader that hands every event to `on_event` (from [`EventReader::poll`]): those of
+    /// the `violations` ring buffer and the object-created notices of `object_notices`.
     pub fn event_reader(
         &self,
-        mut on_event: impl FnMut(abi::Violation) + 'static,
+        on_event: impl FnMut(abi::Violation) + 'static,
     ) -> Result<EventReader> {
         let map = MapHandle::from_pinned_path(self.layout.map("violations"))
             .map_err(KernelError::libbpf("opening pinned map violations"))?;
+        let notices = MapHandle::from_pinned_path(self.layout.map("object_notices"))
+            .map_err(KernelError::libbpf("opening pinned map object_notices"))?;
+        // Both callbacks run on the polling thread, one at a time.
+        let on_event = std::rc::Rc::new(std::cell::RefCell::new(on_event));
         let mut b = libbpf_rs::RingBufferBuilder::new();
-        b.add(&map, move |data: &[u8]| {
-            if let Some(v) = abi::Violation::parse(data) {
-                on_event(v);
-            }
-            0
-        })
-        .map_err(KernelError::libbpf("reading the violations ring buffer"))?;
+        for (m, what) in [
+            (&map, "reading the violations ring buffer"),
+            (&notices, "reading the object_notices ring buffer"),
+        ] {
+            let on_event = std::rc::Rc::clone(&on_event);
+            b.add(m, move |data: &[u8]| {
+                if let Some(v) = abi::Violation::parse(data) {
+                    (on_event.borrow_mut())(v);
+                }
+                0
+            })
+            .map_err(KernelError::libbpf(what))?;
+        }
         let rb = b
             .build()
             .map_err(KernelError::libbpf("reading the violations ring buffer"))?;
-        Ok(EventReader { rb, _map: map })
+        Ok(EventReader {
+            rb,
+            _map: map,
+            _notices: notices,
+        })
+    }
+
+    /// Ask the kernel side for object-created notices (`on`), or stop them: bpfnsd asks
+    /// while some event subscriber wants them, so that creations cost no ring-buffer write
+    /// otherwise.
+    pub fn set_object_events(&self, on: bool) -> Result<()> {
+        let map = MapHandle::from_pinned_path(self.layout.map("object_events"))
+            .map_err(KernelError::libbpf("opening pinned map object_events"))?;
+        map.update(
+            &0u32.to_ne_bytes(),
+            &u32::from(on).to_ne_bytes(),
+            MapFlags::ANY,
+        )
+        .map_err(KernelError::libbpf("writing object_events"))
     }
 }
 

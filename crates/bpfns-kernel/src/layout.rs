@@ -3,7 +3,7 @@
 //! ```text
 //! <root>/maps/{task_ns,obj_owner,ns_table,stats,violations,     state: survives reloads
 //!              quota_kernel,quota_daemon,reasons,cgroup_ns,
-//!              kquota_kernel,kquota_daemon}
+//!              object_events,object_notices,kquota_kernel,kquota_daemon}
 //! <root>/links/{on_exec,on_cgroup_attach,iter_maps,iter_progs,     always
 //!               iter_links,iter_tasks,
 //!               on_sys_exit,on_fork}                                only while needed
@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/bpfns";
 
 /// The state maps, by their names in `bpfns.bpf.c`.
-/// A kernel side loaded by an older release lacks the newest (`cgroup_ns`, the per-kind quota
-/// maps): the next load creates them, and [`Kernel::open`](crate::Kernel::open) asks for that
-/// load.
-pub const MAPS: [&str; 11] = [
+/// A kernel side loaded by an older release lacks the newest (`object_events`,
+/// `object_notices`, the per-kind quota maps): the next load creates them, and
+/// [`Kernel::open`](crate::Kernel::open) asks for that load.
+pub const MAPS: [&str; 13] = [
     "task_ns",
     "obj_owner",
     "ns_table",
@@ -32,6 +32,8 @@ pub const MAPS: [&str; 11] = [
     "quota_daemon",
     "reasons",
     "cgroup_ns",
+    "object_events",
+    "object_notices",
     "kquota_kernel",
     "kquota_daemon",
 ];

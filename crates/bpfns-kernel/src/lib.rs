@@ -16,6 +16,7 @@ pub mod kernel;
 pub mod layout;
 pub mod loader;
 pub mod lsm;
+pub mod memory;
 pub mod migrate;
 pub mod record_log;
 

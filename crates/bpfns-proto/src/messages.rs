@@ -391,10 +391,15 @@ pub enum EventKind {
     Denied,
     /// The kernel side's backstop stopped a task (SIGKILL).
     Stopped,
+    /// A member created a BPF object (the kernel side reports it when the creating `bpf()`
+    /// returns; the namespace is the owner).
+    ObjectCreated,
+    /// bpfnsd found a namespace's object freed and dropped its ownership record.
+    ObjectGone,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::NsCreated,
         EventKind::NsDeleted,
         EventKind::NsPolicyChanged,
@@ -402,6 +407,8 @@ impl EventKind {
         EventKind::MemberEntered,
         EventKind::Denied,
         EventKind::Stopped,
+        EventKind::ObjectCreated,
+        EventKind::ObjectGone,
     ];
 
     /// The name on the wire.
@@ -414,6 +421,8 @@ impl EventKind {
             EventKind::MemberEntered => "member_entered",
             EventKind::Denied => "denied",
             EventKind::Stopped => "stopped",
+            EventKind::ObjectCreated => "object_created",
+            EventKind::ObjectGone => "object_gone",
         }
     }
 }
@@ -456,6 +465,10 @@ pub struct EventInfo {
     pub object_kind: Option<ObjectKind>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_id: Option<u32>,
+    /// Object events: the object's name (maps and programs; links: their program's), where
+    /// it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_name: Option<String>,
     /// Denials of `OBJ_GET`: the path, as the caller gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -487,6 +500,7 @@ impl EventInfo {
             command: None,
             object_kind: None,
             object_id: None,
+            object_name: None,
             path: None,
             layer: None,
             reason: None,
@@ -569,6 +583,14 @@ pub struct NsInfo {
     /// objects' records count until collected); `None` for the root and from older daemons.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<u64>,
+    /// Bytes of memory the maps it owns itself use, as the kernel reports each map's
+    /// (`memlock` in the map fd's fdinfo, what `bpftool map show` prints); `None` from older
+    /// daemons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_memory: Option<u64>,
+    /// The same for its maps and its descendants'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_memory_total: Option<u64>,
     /// Its limits per kind (`max_maps`...), each only when set (none: only `max_objects`).
     #[serde(flatten)]
     pub kind_limits: KindLimits,

@@ -13,6 +13,7 @@ pub mod errno;
 pub mod fds;
 pub mod fs;
 pub mod gate;
+pub mod heap;
 pub mod insn;
 pub mod mem;
 pub mod member_filter;

@@ -1786,6 +1786,61 @@ fn metrics_match_ns_show_and_count_requests() {
     assert!(get("/other").contains(" 404 "));
 }
 
+/// `metrics_netns`: the endpoint is bound in that network namespace, where a scraper gets it;
+/// from bpfnsd's own (the host's, which `bpfns exec` members share) the same address is
+/// refused. The red-team scene `observe` tries it from inside namespaces.
+#[test]
+fn metrics_bound_in_a_network_namespace_of_their_own() {
+    require_kernel!();
+    let mut holder = Helper::spawn(&["rt-netns-hold"]);
+    holder.go();
+    let netns = format!("/proc/{}/ns/net", holder.expect("netns"));
+    let up = std::process::Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .args(["ip", "link", "set", "lo", "up"])
+        .status();
+    assert!(
+        matches!(up, Ok(s) if s.success()),
+        "bringing up lo (nsenter, ip): {up:?}"
+    );
+    let path = PathBuf::from(&netns);
+    let d = TestDaemon::start_with("metrics-netns", |c| {
+        c.metrics = Some("127.0.0.1:0".into());
+        c.metrics_netns = Some(path);
+    });
+    let addr = d
+        .daemon()
+        .metrics
+        .bound
+        .lock()
+        .unwrap()
+        .expect("the endpoint's address");
+    let here = std::net::TcpStream::connect(addr).map(|_| ());
+    assert_eq!(
+        here.as_ref().map_err(std::io::Error::kind),
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "the endpoint answered in the host's network namespace: {here:?}"
+    );
+    // A thread of its own enters the namespace (and ends with it).
+    let ns = netns.clone();
+    let reply = std::thread::spawn(move || {
+        let f = bpfns_sys::thread::open_ns(std::path::Path::new(&ns)).unwrap();
+        bpfns_sys::thread::enter_net_ns(&f).unwrap();
+        let mut s = TcpClient::connect(addr);
+        write!(s.0, "GET /metrics HTTP/1.0\r\nHost: bpfnsd\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.0.read_to_string(&mut out).unwrap();
+        out
+    })
+    .join()
+    .unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"),
+        "{reply}"
+    );
+    assert!(reply.contains("bpfnsd_namespaces"), "{reply}");
+}
+
 /// A TCP connection (the metrics endpoint), with read and write timeouts.
 struct TcpClient(std::net::TcpStream);
 
@@ -2159,4 +2214,171 @@ fn a_namespace_is_bound_to_a_cgroup_given_or_its_first_members() {
         Some(kid.as_str())
     );
     assert_eq!(c.ns_show("/").unwrap().cgroup, None);
+}
+
+/// An array map of `entries` values of `value_size` bytes, named `name`, made by a member of
+/// `ns`; the helper holds it until dropped.
+fn array_in(d: &TestDaemon, ns: &str, name: &str, value_size: u32, entries: u32) -> (Helper, u32) {
+    let (vs, n) = (value_size.to_string(), entries.to_string());
+    let mut h = Helper::spawn(&["create-array", name, &vs, &n]);
+    d.client().enter(ns, h.pid).unwrap();
+    h.go();
+    let id = h.expect("id").parse().unwrap();
+    (h, id)
+}
+
+/// The value of `metric` for namespace `ns` in a scrape.
+fn metric_of(scrape: &str, metric: &str, ns: &str) -> Option<u64> {
+    let head = format!("{metric}{{namespace=\"{ns}\"}} ");
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(&head))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Map memory per namespace: the kernel's own account of each map (memlock) summed for its
+/// owner, and with the descendants' for each ancestor; `ns show`, `ns list` and the metrics
+/// say the same.
+#[test]
+fn map_memory_is_summed_per_namespace_and_agrees_with_the_metrics() {
+    require_kernel!();
+    let d = TestDaemon::start("mapmem");
+    let mut c = d.client();
+    c.ns_create("/m").unwrap();
+    c.ns_create("/m/c").unwrap();
+    c.ns_create("/other").unwrap();
+    // 256 KiB and 16 KiB of values.
+    let (_ha, _) = array_in(&d, "/m", "mem_a", 4096, 64);
+    let (hb, _) = array_in(&d, "/m/c", "mem_b", 1024, 16);
+    let m = c.ns_show("/m").unwrap();
+    let mc = c.ns_show("/m/c").unwrap();
+    let other = c.ns_show("/other").unwrap();
+    let (own, child) = (m.map_memory.unwrap(), mc.map_memory.unwrap());
+    assert!(own >= 4096 * 64, "/m's map is 256 KiB of values: {own}");
+    assert!(
+        child >= 1024 * 16,
+        "/m/c's map is 16 KiB of values: {child}"
+    );
+    assert!(
+        own < 4096 * 64 * 2,
+        "only /m's own map counts in its own: {own}"
+    );
+    assert_eq!(m.map_memory_total, Some(own + child));
+    assert_eq!(mc.map_memory_total, Some(child));
+    assert_eq!(
+        (other.map_memory, other.map_memory_total),
+        (Some(0), Some(0))
+    );
+    let root = c.ns_show("/").unwrap();
+    assert!(root.map_memory_total.unwrap() >= own + child + root.map_memory.unwrap());
+
+    let list = c.ns_list().unwrap();
+    let listed = list.iter().find(|n| n.path == "/m").unwrap();
+    assert_eq!(
+        (listed.map_memory, listed.map_memory_total),
+        (m.map_memory, m.map_memory_total)
+    );
+    let scrape = bpfnsd::metrics::render(d.daemon()).unwrap();
+    for n in [&m, &mc, &other] {
+        assert_eq!(
+            metric_of(&scrape, "bpfns_namespace_map_memory_bytes", &n.path),
+            n.map_memory,
+            "{scrape}"
+        );
+        assert_eq!(
+            metric_of(&scrape, "bpfns_namespace_subtree_map_memory_bytes", &n.path),
+            n.map_memory_total,
+            "{scrape}"
+        );
+    }
+    // A freed map counts no more (bpfnsd remembers the size of fixed-size maps by id).
+    hb.finish();
+    eventually("/m/c's map freed", || {
+        let mc = c.ns_show("/m/c").unwrap();
+        let m = c.ns_show("/m").unwrap();
+        mc.map_memory == Some(0) && m.map_memory_total == Some(own)
+    });
+}
+
+/// `object_created` reaches a subscriber of the creator's namespace with what was created
+/// and by whom; a sibling namespace's subscriber never gets it. `object_gone` follows once
+/// the object is freed and bpfnsd drops its record. The kernel side writes object notices
+/// only while a subscriber wants them.
+#[test]
+fn object_events_reach_the_owners_subtree_only() {
+    use bpfns_proto::EventKind as K;
+    require_kernel!();
+    let d = TestDaemon::start("objev");
+    let mut c = d.client();
+    c.ns_create("/p").unwrap();
+    c.ns_create("/p/a").unwrap();
+    c.ns_create("/p/b").unwrap();
+    let flag = || {
+        let m = libbpf_rs::MapHandle::from_pinned_path(d.layout.map("object_events")).unwrap();
+        use libbpf_rs::MapCore;
+        m.lookup(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+            .unwrap()
+            .is_some_and(|v| v.iter().any(|b| *b != 0))
+    };
+    let mut sub_a = d.client();
+    sub_a
+        .set_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    sub_a
+        .subscribe(Some("/p/a"), vec![K::ObjectCreated, K::ObjectGone])
+        .unwrap();
+    assert!(flag(), "a subscription turns object notices on at once");
+    let mut sub_b = d.client();
+    sub_b
+        .set_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    sub_b
+        .subscribe(Some("/p/b"), vec![K::ObjectCreated, K::NsCreated])
+        .unwrap();
+
+    let (h, id) = array_in(&d, "/p/a", "ev_map", 8, 4);
+    let h_pid = h.pid;
+    let is_ours = |e: &bpfns_proto::EventInfo, k: K| e.kind == k && e.object_id == Some(id);
+    let got = events_until(&mut sub_a, "subscriber of /p/a", |g| {
+        g.iter().any(|e| is_ours(e, K::ObjectCreated))
+    });
+    let e = got.iter().find(|e| is_ours(e, K::ObjectCreated)).unwrap();
+    assert_eq!(
+        (e.namespace.as_str(), e.object_kind),
+        ("/p/a", Some(ObjectKind::Map)),
+        "{e:?}"
+    );
+    assert_eq!(e.object_name.as_deref(), Some("ev_map"), "{e:?}");
+    assert_eq!((e.pid, e.uid), (Some(h_pid), Some(0)), "{e:?}");
+    assert_eq!(e.command.as_deref(), Some("BPF_MAP_CREATE"), "{e:?}");
+    assert!(
+        e.comm
+            .as_deref()
+            .is_some_and(|c| c.starts_with("bpfns-test")),
+        "{e:?}"
+    );
+
+    // The sibling's stream, up to a marker made after the creation was published.
+    c.ns_create("/p/b/marker").unwrap();
+    let seen = events_until(&mut sub_b, "subscriber of /p/b", |g| {
+        g.iter()
+            .any(|e| e.kind == K::NsCreated && e.namespace == "/p/b/marker")
+    });
+    assert!(
+        !seen.iter().any(|e| e.kind == K::ObjectCreated),
+        "a subscriber of /p/b got another namespace's object: {seen:#?}"
+    );
+
+    // Freed (the helper exits), then collected.
+    h.finish();
+    d.daemon().collect_garbage().unwrap();
+    let got = events_until(&mut sub_a, "subscriber of /p/a", |g| {
+        g.iter().any(|e| is_ours(e, K::ObjectGone))
+    });
+    let gone = got.iter().find(|e| is_ours(e, K::ObjectGone)).unwrap();
+    assert_eq!(gone.namespace, "/p/a", "{gone:?}");
+
+    drop(sub_a);
+    drop(sub_b);
+    eventually("object notices off once nobody subscribes", || !flag());
 }

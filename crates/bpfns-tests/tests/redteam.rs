@@ -1242,6 +1242,8 @@ fn errname(v: &str) -> String {
         38 => "ENOSYS",
         40 => "ELOOP",
         95 => "EOPNOTSUPP",
+        101 => "ENETUNREACH",
+        111 => "ECONNREFUSED",
         _ => return v.to_string(),
     };
     format!("{pre}{name}")
@@ -5125,9 +5127,410 @@ fn scene_podexec(m: &mut Matrix) {
     }
 }
 
+// ---- what a member may ask bpfnsd to show: events, run statistics, plans, metrics ---------
+
+/// Lines of a background member, gathered until one starts with `key=` (true) or the run's
+/// timeout passes (false).
+fn bg_until(bg: &mut Bg, key: &str, out: &mut String) -> bool {
+    let p = format!("{key}=");
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match bg.lines.recv_timeout(left) {
+            Ok(l) => {
+                out.push_str(&l);
+                out.push('\n');
+                if l.starts_with(&p) {
+                    return true;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// The ids of an `ID/NAME/RUN_NS/RUN_CNT,...` listing (after `ok:`).
+fn stats_ids(v: &str) -> BTreeSet<u32> {
+    v.strip_prefix("ok:")
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|e| e.split('/').next()?.parse().ok())
+        .collect()
+}
+
+/// The events a host-root subscriber gets, as (kind, namespace), until one of `marker`.
+fn host_events(rx: &Receiver<(String, String)>, marker: &str) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Ok(e) = rx.recv_timeout(left) else { break };
+        let end = e.1 == marker;
+        v.push(e);
+        if end {
+            break;
+        }
+    }
+    v
+}
+
+/// Is namespace `ns` (as an event names it) /t or below?
+fn in_t(ns: &str) -> bool {
+    ns == "/t" || ns.starts_with("/t/")
+}
+
+/// What a member may ask bpfnsd to show it: the event stream (`bpfns events`), `list` with run
+/// statistics (`bpfns top`), `enable_stats`, `member_plan` (`bpfns exec`), and the metrics
+/// endpoint, which this scene's bpfnsd binds in a network namespace of its own
+/// (`metrics_netns`): the members share the host's.
+fn scene_observe(m: &mut Matrix) {
+    // Declared before the scene: it outlives the daemon that binds in it.
+    let mnet = shared_netns().expect("a network namespace for the metrics endpoint");
+    let up = Command::new("nsenter")
+        .arg(format!("--net={}", mnet.path))
+        .args(["ip", "link", "set", "lo", "up"])
+        .status();
+    assert!(
+        matches!(up, Ok(s) if s.success()),
+        "bringing up lo in the metrics namespace (nsenter, ip: util-linux, iproute2): {up:?}"
+    );
+    let netns = PathBuf::from(&mnet.path);
+    let mut sc = Scene::new_with("observe", |c| {
+        c.metrics = Some("127.0.0.1:0".into());
+        c.metrics_netns = Some(netns);
+    });
+    let addr =
+        sc.d.daemon()
+            .metrics
+            .bound
+            .lock()
+            .unwrap()
+            .expect("the metrics endpoint is bound")
+            .to_string();
+    let sock = sc.d.socket.to_string_lossy().into_owned();
+    let sprog = sc.create(Some("/s"), "prog", None);
+    let rprog = sc.create(None, "prog", None);
+    let tprog = sc.create(Some("/t"), "prog", None);
+    let tmap = sc.create(Some("/t"), "map", None);
+
+    // The scraper's view, from the endpoint's namespace: what a member must not get.
+    let scrape = Command::new(helper_path())
+        .args(["rt-in-netns", &mnet.path, "rt-http", &addr])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let scraped = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("http="))
+        .unwrap_or("nothing")
+        .to_string();
+    let metrics_control = scraped.contains("namespaces:") && scraped.contains("/s");
+    m.notes.push(format!(
+        "control, the metrics endpoint scraped from its own network namespace: {scraped}"
+    ));
+
+    for (i, &level) in levels().iter().enumerate() {
+        // ---- member_plan, list with run statistics, enable_stats
+        let plan_row = "member_plan of a sibling's or the root namespace (bpfns exec's request)";
+        let list_row =
+            "list with run stats (bpfns top): foreign programs' ids, names and run time, also \
+             asked for /s or /";
+        let stats_row = "enable_stats: what the member gets, and foreign programs' run time \
+                         while statistics are on";
+        let mut out = String::new();
+        let mut host_counted = String::from("not asked");
+        let go = sc.work.join(format!("observe-go-{i}"));
+        let go_arg = go.to_string_lossy().into_owned();
+        let r = match sc.attack_bg(level, &["rt-observe", &sock, &go_arg]) {
+            Err(e) => Run {
+                na: Some(e),
+                ..Default::default()
+            },
+            Ok(mut bg) => {
+                let ready = bg_until(&mut bg, "obs.ready", &mut out);
+                if ready && out.contains("obs.stats=ok") {
+                    // Programs run while the member holds statistics on: the host sees the
+                    // foreign ones' run time counted, the member only its own's.
+                    for id in [sprog, rprog, tprog] {
+                        let fd = sysbpf::fd_by_id(ObjectKind::Prog, id).unwrap();
+                        let _ = sysbpf::prog_test_run(&fd, &[0u8; 64], 500);
+                    }
+                    let host = sc.admin.prog_stats(None, false).unwrap();
+                    let cnt = |id: u32| {
+                        host.iter()
+                            .find(|o| o.id == id)
+                            .and_then(|o| o.details.run_cnt)
+                            .unwrap_or(0)
+                    };
+                    host_counted = format!(
+                        "the host sees /s's program {sprog} run {} times, the root's {rprog} {}",
+                        cnt(sprog),
+                        cnt(rprog)
+                    );
+                }
+                std::fs::write(&go, b"").unwrap();
+                let ended = ready && bg_until(&mut bg, "obs.end", &mut out);
+                Run {
+                    out,
+                    timed_out: !ended,
+                    ..Default::default()
+                }
+            }
+        };
+        let visible = sc.visible(ObjectKind::Prog);
+        let (pc, lc, stc) = match r.unusable(level, "obs.plan/s") {
+            Some(c) => (c.clone(), c.clone(), c),
+            None => {
+                let get = |k: &str| r.get(k).unwrap_or("missing").to_string();
+                // member_plan
+                let plans: Vec<String> = ["/s", "/", "/t/kid", "/t"]
+                    .iter()
+                    .map(|p| format!("{p}: {}", get(&format!("obs.plan{p}"))))
+                    .collect();
+                let bad: Vec<&String> = plans[..2].iter().filter(|v| v.contains(": ok")).collect();
+                let pc = if bad.is_empty() {
+                    blocked(plans.join("; "))
+                } else {
+                    escape(
+                        bad.iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    )
+                };
+                // list with run statistics
+                let mut leaked = BTreeSet::new();
+                for k in ["obs.list", "obs.after"] {
+                    leaked.extend(stats_ids(&get(k)).difference(&visible).copied());
+                }
+                let foreign_ns: Vec<String> =
+                    ["obs.list/s", "obs.list/", "obs.after/s", "obs.after/"]
+                        .iter()
+                        .filter(|k| get(k).starts_with("ok"))
+                        .map(|k| format!("{k}: {}", get(k)))
+                        .collect();
+                let listed = get("obs.after");
+                let own_seen = stats_ids(&listed).contains(&tprog);
+                let lc = if !leaked.is_empty() || !foreign_ns.is_empty() {
+                    escape(format!(
+                        "foreign ids {}; {}; listing {listed}",
+                        show(&leaked),
+                        foreign_ns.join("; ")
+                    ))
+                } else {
+                    blocked(format!(
+                        "listing: {} ({}its own program {tprog}); --ns /s: {}; --ns /: {}",
+                        if listed.starts_with("ok") {
+                            format!("{} programs", stats_ids(&listed).len())
+                        } else {
+                            listed.clone()
+                        },
+                        if own_seen { "" } else { "not " },
+                        get("obs.list/s"),
+                        get("obs.list/")
+                    ))
+                };
+                // enable_stats
+                let st = get("obs.stats");
+                let stc = if st.starts_with("ok") && !st.contains("anon_inode:bpf-stats") {
+                    escape(format!("enable_stats handed it something else: {st}"))
+                } else if !leaked.is_empty() || !foreign_ns.is_empty() {
+                    escape(format!(
+                        "with statistics on ({host_counted}) it read foreign run time: ids {}; {}",
+                        show(&leaked),
+                        foreign_ns.join("; ")
+                    ))
+                } else {
+                    blocked(format!(
+                        "enable_stats: {st}; {host_counted}; its listing with statistics on: {}",
+                        get("obs.after")
+                            .split(',')
+                            .filter(|e| e.contains(&format!("{tprog}/")))
+                            .map(|e| format!("own {e}"))
+                            .next()
+                            .unwrap_or_else(|| "no program of its own".into())
+                    ))
+                };
+                (pc, lc, stc)
+            }
+        };
+        m.set(plan_row, level, pc);
+        m.set(list_row, level, lc);
+        m.set(stats_row, level, stc);
+
+        // ---- the event stream
+        let events_row = "events: a member's subscription (its own, --ns /s, --ns /) gets no \
+                          foreign namespace change or denial";
+        let marker = format!("/t/rt_mark{i}");
+        let fsub = format!("/s/rt_ev{i}");
+        let froot = format!("/rt_ev{i}");
+        let mut hc = sc.d.client();
+        hc.subscribe(None, Vec::new()).unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            while let Ok(e) = hc.next_event() {
+                if tx.send((e.kind.name().to_string(), e.namespace)).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut out = String::new();
+        let bg = sc.attack_bg(level, &["rt-events", &sock, &marker, "30"]);
+        let mut bg = match bg {
+            Ok(mut bg) => {
+                if bg_until(&mut bg, "events.subscribed", &mut out) {
+                    Ok(bg)
+                } else {
+                    Err(format!("never subscribed: {out:?}"))
+                }
+            }
+            Err(e) => Err(e),
+        };
+        // Foreign changes and a foreign denial while it listens, then its own marker.
+        let allow = bpfns_model::ProgramPolicy {
+            allow_tracing: true,
+        };
+        sc.admin.ns_create(&fsub).unwrap();
+        sc.admin.ns_set_policy(&fsub, allow).unwrap();
+        sc.admin.ns_delete(&fsub).unwrap();
+        sc.admin.ns_create(&froot).unwrap();
+        sc.admin.ns_delete(&froot).unwrap();
+        let denial = sc.run_in(
+            "/s",
+            &[
+                "rt-as".to_string(),
+                "host".to_string(),
+                "rt-open".to_string(),
+                format!("map:{tmap}"),
+            ],
+        );
+        sc.admin.ns_create(&marker).unwrap();
+        let host = host_events(&rx, &marker);
+        let ended = match &mut bg {
+            Ok(b) => bg_until(b, "events.end", &mut out),
+            Err(_) => false,
+        };
+        let _ = sc.admin.ns_delete(&marker);
+        let host_text = tally_events(&host);
+        let control = [
+            ("ns_created", fsub.as_str()),
+            ("ns_policy_changed", fsub.as_str()),
+            ("ns_created", froot.as_str()),
+            ("denied", "/s"),
+        ];
+        let missed: Vec<String> = control
+            .iter()
+            .filter(|(k, n)| !host.iter().any(|(hk, hn)| hk == k && hn == n))
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let c = match &bg {
+            Err(e) if e.starts_with("never") => cell(Verdict::Error, e.clone()),
+            Err(e) => cell(Verdict::NotRun, e.clone()),
+            Ok(_) if !missed.is_empty() => cell(
+                Verdict::Error,
+                format!(
+                    "control: the host's subscriber missed {} (it got {host_text}; the /s \
+                     member's open: {})",
+                    missed.join(", "),
+                    denial.out.trim()
+                ),
+            ),
+            Ok(_) => {
+                let r = Run {
+                    out: out.clone(),
+                    timed_out: !ended,
+                    ..Default::default()
+                };
+                match r.unusable(level, "events.subscribed") {
+                    Some(c) => c,
+                    None => {
+                        let subs: Vec<String> = ["/s", "/", "own"]
+                            .iter()
+                            .map(|t| {
+                                format!(
+                                    "{t}: {}",
+                                    r.get(&format!("events.sub{t}")).unwrap_or("missing")
+                                )
+                            })
+                            .collect();
+                        let got = r.all("event.");
+                        let foreign: Vec<String> = got
+                            .iter()
+                            .filter(|(_, v)| {
+                                *v != "closed" && !in_t(v.split_once(':').map_or(*v, |(_, n)| n))
+                            })
+                            .map(|(t, v)| format!("{t}: {v}"))
+                            .collect();
+                        let foreign_sub = subs[..2].iter().any(|s| s.contains(": ok"));
+                        let end = r.get("events.end").unwrap_or("missing");
+                        let text = format!(
+                            "subscriptions {}; it got {} events ({}), end: {end}; the host's \
+                             subscriber got {host_text}",
+                            subs.join(", "),
+                            got.len(),
+                            got.iter()
+                                .map(|(t, v)| format!("{t} {v}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                        if !foreign.is_empty() || foreign_sub {
+                            escape(format!("{text}; foreign: {}", foreign.join(", ")))
+                        } else if r.get("events.subscribed") == Some("ok") && end != "marker" {
+                            cell(
+                                Verdict::Error,
+                                format!("its own subscription never saw {marker}: {text}"),
+                            )
+                        } else {
+                            blocked(text)
+                        }
+                    }
+                }
+            }
+        };
+        m.set(events_row, level, c);
+
+        // ---- the metrics endpoint, from the member's network namespace
+        let metrics_row = "the metrics endpoint (every namespace's names and counts) from the \
+                           member's network namespace, bound in a network namespace of its own";
+        let r = sc.attack(level, &["rt-http", &addr]);
+        let c = match r.unusable(level, "http") {
+            Some(c) => c,
+            None => {
+                let v = r.get("http").unwrap_or("missing");
+                let names = v.split("namespaces:").nth(1).unwrap_or("");
+                if v.starts_with("ok") && !names.is_empty() {
+                    escape(format!("{addr}: {v}"))
+                } else if !metrics_control {
+                    cell(
+                        Verdict::Error,
+                        format!(
+                            "control: the scraper in the endpoint's namespace got {scraped}; \
+                             the member: {v}"
+                        ),
+                    )
+                } else {
+                    blocked(format!("{addr}: {}", errname(v)))
+                }
+            }
+        };
+        m.set(metrics_row, level, c);
+    }
+}
+
+/// Events as `KIND NS×N` counts.
+fn tally_events(v: &[(String, String)]) -> String {
+    let mut m: BTreeMap<String, u32> = BTreeMap::new();
+    for (k, n) in v {
+        *m.entry(format!("{k} {n}")).or_default() += 1;
+    }
+    m.iter()
+        .map(|(k, n)| format!("{k}×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 type SceneFn = fn(&mut Matrix);
 
-const SCENES: [(&str, SceneFn); 27] = [
+const SCENES: [(&str, SceneFn); 28] = [
     ("ids", scene_ids),
     ("pins", scene_pins),
     ("mount", scene_mount),
@@ -5155,6 +5558,7 @@ const SCENES: [(&str, SceneFn); 27] = [
     ("keeper", scene_keeper),
     ("flood", scene_flood),
     ("podexec", scene_podexec),
+    ("observe", scene_observe),
 ];
 
 /// The scenes run one at a time (their races and the flood's figures need the machine); the
@@ -5274,6 +5678,6 @@ mod scene {
     scenes!(
         ids, pins, mount, query, iter, filter, steal, daemon, hijack, fill, kread, kfunc,
         linkoracle, loadrace, oracle, orphans, stall, attach, confine, netattach, perfquery, xdp,
-        listener, scmrace, keeper, flood, podexec,
+        listener, scmrace, keeper, flood, podexec, observe,
     );
 }

@@ -56,8 +56,14 @@ pub struct Config {
     pub seccomp_socket: PathBuf,
     /// Serve Prometheus metrics at `http://<metrics>/metrics` (e.g. "127.0.0.1:9469"); off
     /// when absent. What it shows is what the host administrator sees: bind it where only the
-    /// scraper reaches.
+    /// scraper reaches (see `metrics_netns`).
     pub metrics: Option<String>,
+    /// Bind the metrics endpoint in this network namespace (a file such as
+    /// `/run/netns/bpfns-metrics`, which `ip netns add` makes) instead of bpfnsd's own. Members
+    /// started by `bpfns exec` share the host's network namespace, so any address bpfnsd binds
+    /// there, loopback included, is one they can connect to; in a namespace of its own only
+    /// what the operator puts there (the scraper, a veth) reaches the endpoint.
+    pub metrics_netns: Option<PathBuf>,
     /// Permissions of the socket. Everybody may connect: callers are authorised by kernel
     /// facts about them, not by file permissions.
     pub socket_mode: u32,
@@ -248,6 +254,7 @@ impl Default for Config {
             root_bpffs: PathBuf::from(crate::bpffs::HOST_BPFFS),
             seccomp_socket: PathBuf::from(DEFAULT_SECCOMP_SOCKET),
             metrics: None,
+            metrics_netns: None,
             socket_mode: 0o666,
             gc_interval_secs: 60,
             max_objects: 1024,
@@ -362,5 +369,17 @@ mod dist_tests {
     fn the_shipped_example_is_the_defaults() {
         let text = include_str!("../../../dist/bpfnsd.toml");
         assert_eq!(Config::parse(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn metrics_netns_is_a_path() {
+        let c = Config::parse(
+            "metrics = \"127.0.0.1:9469\"\nmetrics_netns = \"/run/netns/bpfns-metrics\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.metrics_netns.as_deref(),
+            Some(Path::new("/run/netns/bpfns-metrics"))
+        );
     }
 }

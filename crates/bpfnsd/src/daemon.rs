@@ -195,6 +195,8 @@ pub struct Daemon {
 struct Census {
     objects: HashMap<NsId, ObjectCounts>,
     members: HashMap<NsId, u32>,
+    /// Bytes of memory the maps of each owner use (`Kernel::map_memory`).
+    map_memory: HashMap<NsId, u64>,
 }
 
 fn kind_index(kind: ObjectKind) -> usize {
@@ -291,10 +293,47 @@ impl Daemon {
     /// deletion moving records meanwhile can at worst re-create the record of an object
     /// freed meanwhile, which the next collection drops.
     pub fn collect_garbage(&self) -> Result<usize, Failure> {
-        let n = self.kernel.collect_garbage().map_err(Failure::internal)?;
+        let gone = self
+            .kernel
+            .collect_garbage_listed()
+            .map_err(Failure::internal)?;
         self.collected
-            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(n)
+            .fetch_add(gone.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.publish_gone(&gone);
+        Ok(gone.len())
+    }
+
+    /// `object_gone` for each record the collector dropped (root-owned objects have none).
+    fn publish_gone(&self, gone: &[(ObjectKind, u32, NsId)]) {
+        if gone.is_empty() || !self.events.has_subscribers() {
+            return;
+        }
+        let reg = self.reg();
+        for &(kind, id, owner) in gone {
+            let mut ev = EventInfo::new(EventKind::ObjectGone, owner_name(&reg, owner), owner);
+            ev.object_kind = Some(kind);
+            ev.object_id = Some(id);
+            self.events.publish(ev, &Self::chain_in(&reg, owner));
+        }
+    }
+
+    /// Have the kernel side write object-created notices while some subscriber wants them
+    /// (`known`: what it was last told; `None`: unknown, as after a start).
+    fn sync_object_events(&self, known: &mut Option<bool>) {
+        let _one = OBJECT_EVENTS_SWITCH
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let want = self.events.wants(EventKind::ObjectCreated);
+        if *known == Some(want) {
+            return;
+        }
+        match self.kernel.set_object_events(want) {
+            Ok(()) => *known = Some(want),
+            Err(e) => tracing::warn!(
+                "turning object events {}: {e}",
+                if want { "on" } else { "off" }
+            ),
+        }
     }
 
     /// Run [`Daemon::collect_garbage`] every `interval` (zero: never) on a thread of its own,
@@ -425,13 +464,17 @@ impl Daemon {
         };
         let spawned = std::thread::Builder::new()
             .name("bpfns-events".into())
-            .spawn(move || loop {
-                if let Err(e) = reader.poll(std::time::Duration::from_millis(500)) {
-                    tracing::warn!("{e}");
-                    std::thread::sleep(std::time::Duration::from_secs(1));
-                }
-                if weak.strong_count() == 0 {
-                    return;
+            .spawn(move || {
+                // Object notices off once the last subscriber that wants them is gone (a
+                // subscription turns them on at once: `subscribe`).
+                let mut notices = None;
+                loop {
+                    if let Err(e) = reader.poll(std::time::Duration::from_millis(500)) {
+                        tracing::warn!("{e}");
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                    }
+                    let Some(d) = weak.upgrade() else { return };
+                    d.sync_object_events(&mut notices);
                 }
             });
         if let Err(e) = spawned {
@@ -444,6 +487,9 @@ impl Daemon {
         self.events_read
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match v.event() {
+            Event::ObjectCreated { ns, kind, id, uid } => {
+                self.publish_created(v, NsId(ns), kind, id, uid);
+            }
             Event::QuotaHigh { ns, used, limit } => {
                 tracing::debug!(
                     "namespace {} uses {used} of its {limit} ownership records: collecting the \
@@ -512,7 +558,7 @@ impl Daemon {
             Event::Stopped(r) => (EventKind::Stopped, "backstop", r.name().to_string()),
             Event::Refused(r) => (EventKind::Denied, "lsm", r.name().to_string()),
             Event::Unknown(code) => (EventKind::Stopped, "backstop", format!("reason {code}")),
-            Event::QuotaHigh { .. } => return,
+            Event::QuotaHigh { .. } | Event::ObjectCreated { .. } => return,
         };
         let ns = NsId(v.ns);
         let (path, chain) = {
@@ -545,6 +591,41 @@ impl Daemon {
         }
         e.layer = Some(layer.into());
         e.reason = Some(reason);
+        self.events.publish(e, &chain);
+    }
+
+    /// An object a member created (the kernel side's notice), as an `object_created` event.
+    fn publish_created(
+        &self,
+        v: &bpfns_kernel::abi::Violation,
+        ns: NsId,
+        kind: u32,
+        id: u32,
+        uid: u32,
+    ) {
+        if !self.events.has_subscribers() {
+            return;
+        }
+        let (path, chain) = {
+            let reg = self.reg();
+            (owner_name(&reg, ns), Self::chain_in(&reg, ns))
+        };
+        let mut e = EventInfo::new(EventKind::ObjectCreated, path, ns);
+        e.pid = i32::try_from(v.pid).ok();
+        e.comm = Some(v.comm.clone());
+        e.uid = Some(uid);
+        // The commands that create objects (the supervisor's Command lacks those it passes).
+        e.command = Some(match v.cmd {
+            0 => "BPF_MAP_CREATE".to_string(),
+            5 => "BPF_PROG_LOAD".to_string(),
+            17 => "BPF_RAW_TRACEPOINT_OPEN".to_string(),
+            18 => "BPF_BTF_LOAD".to_string(),
+            28 => "BPF_LINK_CREATE".to_string(),
+            n => format!("bpf command {n}"),
+        });
+        e.object_kind = ObjectKind::from_code(kind);
+        e.object_id = Some(id);
+        e.object_name = Some(v.name.clone()).filter(|n| !n.is_empty());
         self.events.publish(e, &chain);
     }
 
@@ -691,7 +772,19 @@ impl Daemon {
             None => (caller.ns, self.ns_name(caller.ns)),
         };
         tracing::info!(pid = caller.pid, ns = %path, "event subscription");
-        Ok((self.events.subscribe(root, kinds), path))
+        let wants_objects = kinds.is_empty() || kinds.contains(&EventKind::ObjectCreated);
+        let _one = OBJECT_EVENTS_SWITCH
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let sub = self.events.subscribe(root, kinds);
+        // At once, so that what the subscriber's namespace creates next is reported; the
+        // event reader turns them off again after the last such subscriber.
+        if wants_objects {
+            if let Err(e) = self.kernel.set_object_events(true) {
+                tracing::warn!("turning object events on: {e}");
+            }
+        }
+        Ok((sub, path))
     }
 
     /// Stop using the listener keeper (it goes on holding the listeners, as after a crash of
@@ -1740,10 +1833,11 @@ impl Daemon {
                 for t in self.kernel.tagged_tasks().map_err(|e| e.to_string())? {
                     *c.members.entry(t.ns).or_default() += 1;
                 }
+                c.map_memory = self.kernel.map_memory().map_err(|e| e.to_string())?;
                 Ok(c)
             })
             .map_err(Failure::internal)?;
-        let (counts, members) = (&census.objects, &census.members);
+        let (counts, members, memory) = (&census.objects, &census.members, &census.map_memory);
         // Many namespaces: their quota counters in a few batched reads, not four lookups each.
         let quotas = (ids.len() > 1)
             .then(|| self.kernel.namespace_quotas().ok())
@@ -1757,13 +1851,25 @@ impl Daemon {
                     Some(all) => Some(all.get(&id).copied().unwrap_or_default()),
                     None => self.kernel.namespace_quota(id).ok(),
                 };
-                self.ns_info(
+                let mut info = self.ns_info(
                     &reg,
                     id,
                     counts.get(&id).copied().unwrap_or_default(),
                     members.get(&id).copied().unwrap_or(0),
                     quota,
-                )
+                )?;
+                info.map_memory = Some(memory.get(&id).copied().unwrap_or(0));
+                // Everything is below the root (quarantined objects' and those of owners
+                // the registry no longer has included).
+                info.map_memory_total = Some(if id == NsId::ROOT {
+                    memory.values().sum()
+                } else {
+                    reg.subtree(id)
+                        .iter()
+                        .map(|n| memory.get(n).copied().unwrap_or(0))
+                        .sum()
+                });
+                Some(info)
             })
             .collect())
     }
@@ -1809,6 +1915,8 @@ impl Daemon {
                     btf: n(ObjectKind::Btf),
                 }
             }),
+            map_memory: None,
+            map_memory_total: None,
         })
     }
 
@@ -2249,6 +2357,10 @@ impl Drop for Unmark<'_> {
     }
 }
 
+/// Held while the kernel side's object notices are switched: a subscription that turns them on
+/// is never undone by the event reader turning them off from what it saw just before.
+static OBJECT_EVENTS_SWITCH: Mutex<()> = Mutex::new(());
+
 /// How many recent stops and refusals bpfnsd keeps for `why_stopped`.
 const RECENT_STOPS: usize = 256;
 
@@ -2263,6 +2375,12 @@ pub fn describe_event(
         Event::Stopped(r) => ("stopped (SIGKILL)", r),
         Event::Refused(r) => ("refused (EPERM)", r),
         Event::QuotaHigh { .. } => return format!("namespace {namespace}: quota notice"),
+        Event::ObjectCreated { kind, id, .. } => {
+            return format!(
+                "namespace {namespace}: object {kind}:{id} created by pid {}",
+                v.pid
+            )
+        }
         Event::Unknown(code) => {
             return format!(
                 "the kernel side acted on task {} ({}) of namespace {namespace} for reason {code}, \
@@ -2403,6 +2521,7 @@ mod tests {
             owner: 5,
             reason,
             comm: "evil".into(),
+            name: String::new(),
         }
     }
 

@@ -62,6 +62,15 @@ impl Bus {
         !self.lock().is_empty()
     }
 
+    /// Whether some subscriber takes events of `kind` (the kernel side writes object
+    /// notices only then).
+    pub fn wants(&self, kind: EventKind) -> bool {
+        let mut subs = self.lock();
+        subs.retain(|s| !s.tx.is_closed());
+        subs.iter()
+            .any(|s| s.kinds.is_empty() || s.kinds.contains(&kind))
+    }
+
     /// Hand `ev` to every subscriber whose subtree holds it. `chain` is the event's namespace
     /// and its ancestors (the root last); an event of a namespace the registry did not know
     /// reaches the root's subscribers only.
@@ -134,6 +143,13 @@ mod tests {
         assert!(a.events.try_recv().is_err());
         assert_eq!(root.events.try_recv().unwrap().ns_id, NsId(4));
         assert!(root.events.try_recv().is_err());
+        assert!(bus.wants(EventKind::ObjectCreated), "a takes every kind");
+        drop(a);
+        assert!(
+            !bus.wants(EventKind::ObjectCreated),
+            "root takes denials only"
+        );
+        assert!(bus.wants(EventKind::Denied));
     }
 
     #[test]

@@ -2,14 +2,16 @@
 //! `--metrics`), off by default.
 //!
 //! Per namespace (the values `bpfns ns show` gives, from the same walk): objects by kind,
-//! member tasks, ownership records in use and the limit, and records per kind (with the limit
-//! of the kind where one is set). For bpfnsd: API requests by operation and outcome with a
-//! latency histogram, supervised and kept listeners, namespaces,
+//! member tasks, ownership records in use and the limit, records per kind (with the limit of
+//! the kind where one is set), the memory of its maps (own, and with descendants). For bpfnsd:
+//! API requests by operation and outcome with a latency histogram, supervised and kept
+//! listeners, namespaces,
 //! and every counter `bpfns status` shows (the kernel side's among them). The text is
 //! OpenMetrics (what `prometheus-client` writes, which Prometheus scrapes). Everything the
 //! endpoint shows is what the host administrator sees: bind it where only the scraper
-//! reaches (a firewall; members started by `bpfns exec` share the host's network namespace,
-//! so a loopback address alone does not keep them out). At most [`MAX_CONNECTIONS`] at a
+//! reaches. Members started by `bpfns exec` share the host's network namespace, so a loopback
+//! address alone does not keep them out: `metrics_netns` binds it in a network namespace of
+//! its own (or a firewall must). At most [`MAX_CONNECTIONS`] at a
 //! time, each closed after [`CONNECTION_TIMEOUT`].
 
 use std::net::SocketAddr;
@@ -94,6 +96,8 @@ pub fn render(daemon: &Daemon) -> Result<String, String> {
     let limits = Family::<NsLabels, Gauge>::default();
     let kind_records = Family::<NsKindLabels, Gauge>::default();
     let kind_limits = Family::<NsKindLabels, Gauge>::default();
+    let memory = Family::<NsLabels, Gauge>::default();
+    let memory_all = Family::<NsLabels, Gauge>::default();
     for ns in daemon.all_ns_infos().map_err(|f| f.message)? {
         for kind in bpfns_model::ObjectKind::ALL {
             let labels = NsKindLabels {
@@ -139,7 +143,30 @@ pub fn render(daemon: &Daemon) -> Result<String, String> {
         if let Some(m) = ns.max_objects {
             limits.get_or_create(&l).set(i64::from(m));
         }
+        if let Some(b) = ns.map_memory {
+            memory
+                .get_or_create(&l)
+                .set(i64::try_from(b).unwrap_or(i64::MAX));
+        }
+        if let Some(b) = ns.map_memory_total {
+            memory_all
+                .get_or_create(&l)
+                .set(i64::try_from(b).unwrap_or(i64::MAX));
+        }
     }
+    // Own and with descendants apart, so that summing one metric over namespaces counts
+    // every map once.
+    reg.register(
+        "bpfns_namespace_map_memory_bytes",
+        "Bytes of memory the maps a namespace owns itself use (the kernel's memlock of each, \
+         as bpfns ns show sums them)",
+        memory,
+    );
+    reg.register(
+        "bpfns_namespace_subtree_map_memory_bytes",
+        "Bytes of memory the maps of a namespace and its descendants use",
+        memory_all,
+    );
     reg.register(
         "bpfns_namespace_objects",
         "BPF objects a namespace owns itself, by kind (as bpfns ns show counts them)",
@@ -214,14 +241,39 @@ const MAX_CONNECTIONS: usize = 8;
 /// no fd for long).
 const CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Serve `GET /metrics` on `addr` from a thread of its own, for as long as `daemon` lives;
+/// Bind `addr` in the network namespace `netns` (a socket stays in the namespace it was made
+/// in): from a thread of its own, which enters it and ends.
+fn bind_in(addr: &str, netns: &std::path::Path) -> std::io::Result<std::net::TcpListener> {
+    let (addr, netns) = (addr.to_string(), netns.to_path_buf());
+    std::thread::Builder::new()
+        .name("bpfnsd-metrics-bind".into())
+        .spawn(move || {
+            let fix = |e: bpfns_sys::SysError| {
+                std::io::Error::other(format!(
+                    "{e}: metrics_netns must name a network namespace file (`ip netns add \
+                     bpfns-metrics` makes /run/netns/bpfns-metrics)"
+                ))
+            };
+            let ns = bpfns_sys::thread::open_ns(&netns).map_err(fix)?;
+            bpfns_sys::thread::enter_net_ns(&ns).map_err(fix)?;
+            std::net::TcpListener::bind(&addr)
+        })?
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the binding thread panicked")))
+}
+
+/// Serve `GET /metrics` on `addr` (in the network namespace `metrics_netns` of the
+/// configuration, if it names one) from a thread of its own, for as long as `daemon` lives;
 /// the address bound (a port 0 asks for any free one).
 pub fn serve(addr: &str, daemon: &Arc<Daemon>) -> std::io::Result<SocketAddr> {
     use http_body_util::Full;
     use hyper::body::Bytes;
     use hyper::{Response, StatusCode};
 
-    let listener = std::net::TcpListener::bind(addr)?;
+    let listener = match &daemon.config.metrics_netns {
+        Some(netns) => bind_in(addr, netns)?,
+        None => std::net::TcpListener::bind(addr)?,
+    };
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
     *daemon

@@ -113,7 +113,14 @@ pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(),
     if let Some(addr) = &config.metrics {
         let bound = crate::metrics::serve(addr, &daemon).map_err(|e| {
             StartError::Io(
-                format!("serving metrics at {addr} (the metrics setting)"),
+                match &config.metrics_netns {
+                    Some(n) => format!(
+                        "serving metrics at {addr} in the network namespace {} (the metrics \
+                         and metrics_netns settings)",
+                        n.display()
+                    ),
+                    None => format!("serving metrics at {addr} (the metrics setting)"),
+                },
                 e,
             )
         })?;

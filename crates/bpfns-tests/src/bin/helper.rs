@@ -15,6 +15,7 @@
 //!                        print id=ID fd=FD, hold until EOF; without CAP_PERFMON and CAP_SYS_ADMIN
 //!                        (but for rawtp-link), as a namespace that denies tracing requires
 //!   create-perfmon KIND [PATH]   the same, keeping them
+//!   create-array NAME VALUE_SIZE ENTRIES   an array map of that size: id=ID, hold until EOF
 //!   clone-files          start a child sharing our fd table; print child=exited:N|signaled:N
 //!   load-kernel ROOT     load the kernel side pinned at ROOT, print loaded=1, exit
 //!   client SOCK OP ...   talk to bpfnsd at SOCK as this process: hello | list KIND |
@@ -326,6 +327,22 @@ fn main() -> ExitCode {
             say(&format!("fd={}", sysbpf::raw(&fds[0])));
             hold_until_eof();
             drop(fds);
+        }
+        // `create-array NAME VALUE_SIZE ENTRIES`: an array map of that size; id=ID, hold.
+        "create-array" => {
+            // libbpf probes name support with a program load, which perfmon power forbids.
+            drop_perfmon();
+            let fd = sysbpf::map_create(
+                MAP_ARRAY,
+                &arg(1),
+                4,
+                arg(2).parse().unwrap_or(8),
+                arg(3).parse().unwrap_or(1),
+            )
+            .unwrap_or_else(|e| fail(&e.to_string()));
+            say(&format!("id={}", object_id(ObjectKind::Map, &fd)));
+            hold_until_eof();
+            drop(fd);
         }
         "thread-create" => {
             // A thread that waits for a second go byte, then creates `what` (map, prog, ...):

@@ -38,6 +38,18 @@
 //!   rt-ptrace PID             PTRACE_SEIZE: ptrace=ok|errno:E
 //!   rt-scm SOCK               connect and receive an fd: scm=opened:KIND:ID|errno:E
 //!   rt-client SOCK FOREIGN_MAP       daemon requests a member may not make: op.NAME=ok:...|denied:CODE
+//!   rt-observe SOCK GO        the daemon's read-only requests: member_plan of /s, /, /t/kid,
+//!                             /t (obs.plan/NS=); list with run stats, all and of /s and /
+//!                             (obs.list=, obs.list/s=, obs.list/=, each ID/NAME/RUN_NS/RUN_CNT,...);
+//!                             enable_stats (obs.stats=ok:FD_TARGET|denied:CODE); then
+//!                             obs.ready=1, and once the file GO exists the listings again with
+//!                             statistics on (obs.after=...), and obs.end=1
+//!   rt-events SOCK MARKER SECS  subscribe to bpfnsd's events of /s, /, and (own) of its own
+//!                             namespace (events.sub/NS=ok:NS|denied:CODE, events.subscribed=),
+//!                             then print every event each subscription gets (event.SUB=KIND:NS)
+//!                             until its own one shows namespace MARKER or SECS pass:
+//!                             events.end=marker|timeout|closed|none
+//!   rt-http ADDR              GET /metrics from ADDR: http=ok:bytes:N:namespaces:A|B|..|errno:E
 //!   rt-probe SPEC...          print euid and CapEff, then rt-list and rt-open SPEC...
 //!   rt-highbits SPEC...       each trapped command twice, plainly and as bpf(cmd | 1<<32):
 //!                             rt-list (ids.KIND, hb.ids.KIND, hb.end.KIND), SPEC = KIND:ID
@@ -85,7 +97,10 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 63] = [
+pub const ACTIONS: [&str; 66] = [
+    "rt-observe",
+    "rt-events",
+    "rt-http",
     "rt-highbits",
     "rt-lock-hog",
     "rt-orphans",
@@ -485,6 +500,9 @@ pub fn run(exe: &Path, args: &[String]) {
             say(&format!("scm={r}"));
         }
         "rt-client" => client_attacks(&arg(1), &arg(2)),
+        "rt-observe" => observe(&arg(1), &arg(2)),
+        "rt-events" => events(&arg(1), &arg(2), &arg(3)),
+        "rt-http" => http_get(&arg(1)),
         "rt-victim" => {
             let map = btf_map();
             let id = map_id(&map);
@@ -1427,6 +1445,224 @@ fn client_attacks(sock: &str, foreign_map: &str) {
         "after-junk",
         connect().and_then(|mut c| c.hello()).map(|h| h.namespace),
     );
+}
+
+/// `op.NAME=ok:V` or `NAME=denied:CODE` for a daemon request's result.
+fn said(name: &str, r: Result<String, bpfns_client::ClientError>) {
+    match r {
+        Ok(v) => say(&format!("{name}=ok:{v}")),
+        Err(e) => say(&format!(
+            "{name}=denied:{}",
+            e.code()
+                .map(|c| format!("{c:?}"))
+                .unwrap_or_else(|| e.to_string().replace(' ', "_"))
+        )),
+    }
+}
+
+/// A listing with run-time statistics as `ID/NAME/RUN_NS/RUN_CNT,...`.
+fn stats_text(v: &[bpfns_proto::ObjectInfo]) -> String {
+    v.iter()
+        .map(|o| {
+            format!(
+                "{}/{}/{}/{}",
+                o.id,
+                o.name,
+                o.details.run_time_ns.unwrap_or(0),
+                o.details.run_cnt.unwrap_or(0)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn observe(sock: &str, go: &str) {
+    let mut c = match bpfns_client::Client::connect(sock) {
+        Ok(c) => c,
+        Err(e) => {
+            say(&format!(
+                "obs.connect=denied:{}",
+                e.to_string().replace(' ', "_")
+            ));
+            say("obs.ready=none");
+            say("obs.end=1");
+            return;
+        }
+    };
+    for p in ["/s", "/", "/t/kid", "/t"] {
+        said(
+            &format!("obs.plan{p}"),
+            c.member_plan(p).map(|m| {
+                format!(
+                    "{}:bpffs={}:state_dir={}",
+                    m.path,
+                    m.bpffs,
+                    if m.state_dir.is_empty() {
+                        "hidden"
+                    } else {
+                        &m.state_dir
+                    }
+                )
+            }),
+        );
+    }
+    let listings = |c: &mut bpfns_client::Client, tag: &str| {
+        said(
+            &format!("obs.{tag}"),
+            c.prog_stats(None, false).map(|v| stats_text(&v)),
+        );
+        for p in ["/s", "/"] {
+            said(
+                &format!("obs.{tag}{p}"),
+                c.prog_stats(Some(p), true).map(|v| stats_text(&v)),
+            );
+        }
+    };
+    listings(&mut c, "list");
+    let stats = match c.enable_stats() {
+        Ok(fd) => {
+            say(&format!("obs.stats=ok:{}", describe_fd(fd.as_fd())));
+            Some(fd)
+        }
+        Err(e) => {
+            said("obs.stats", Err(e));
+            None
+        }
+    };
+    say("obs.ready=1");
+    // Go on once GO exists (a file: the token level's wrapper passes on only stdin's end).
+    let go = Path::new(go);
+    for _ in 0..600 {
+        if go.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    listings(&mut c, "after");
+    drop(stats);
+    say("obs.end=1");
+}
+
+/// What an fd is, as `/proc/self/fd` names it (`anon_inode:bpf-stats`, ...).
+fn describe_fd(fd: BorrowedFd<'_>) -> String {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map(|p| p.display().to_string().replace(' ', "_"))
+        .unwrap_or_else(|e| format!("unreadable:{e}"))
+}
+
+fn events(sock: &str, marker: &str, secs: &str) {
+    use std::sync::mpsc;
+    let secs: u64 = secs.parse().unwrap_or(20);
+    let (tx, rx) = mpsc::channel::<(String, Option<String>)>();
+    let mut own = false;
+    for (tag, ns) in [("/s", Some("/s")), ("/", Some("/")), ("own", None)] {
+        let mut c = match bpfns_client::Client::connect(sock) {
+            Ok(c) => c,
+            Err(e) => {
+                say(&format!(
+                    "events.sub{tag}=denied:{}",
+                    e.to_string().replace(' ', "_")
+                ));
+                continue;
+            }
+        };
+        let r = c.subscribe(ns, Vec::new());
+        let ok = r.is_ok();
+        said(&format!("events.sub{tag}"), r);
+        if !ok {
+            continue;
+        }
+        own |= tag == "own";
+        let tx = tx.clone();
+        let tag = tag.to_string();
+        std::thread::spawn(move || loop {
+            match c.next_event() {
+                Ok(e) => {
+                    let line = format!("{}:{}", e.kind.name(), e.namespace);
+                    if tx.send((tag.clone(), Some(line))).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => {
+                    let _ = tx.send((tag.clone(), None));
+                    return;
+                }
+            }
+        });
+    }
+    drop(tx);
+    say(&format!(
+        "events.subscribed={}",
+        if own { "ok" } else { "none" }
+    ));
+    if !own {
+        say("events.end=none");
+        return;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    let mut end = "timeout";
+    let mut grace: Option<std::time::Instant> = None;
+    loop {
+        let now = std::time::Instant::now();
+        let until = grace.unwrap_or(deadline).min(deadline);
+        if now >= until {
+            break;
+        }
+        match rx.recv_timeout(until - now) {
+            Ok((tag, Some(line))) => {
+                say(&format!("event.{tag}={line}"));
+                if tag == "own" && line.ends_with(&format!(":{marker}")) && grace.is_none() {
+                    end = "marker";
+                    // The other subscriptions' events of before the marker, if any, are
+                    // on their way: a moment for them.
+                    grace = Some(std::time::Instant::now() + Duration::from_millis(500));
+                }
+            }
+            Ok((tag, None)) => {
+                say(&format!("event.{tag}=closed"));
+                if tag == "own" && grace.is_none() {
+                    end = "closed";
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    say(&format!("events.end={end}"));
+    // The subscriptions' threads block in reads: leave without waiting for them.
+    std::process::exit(0);
+}
+
+fn http_get(addr: &str) {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let Some(a) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        fail(&format!("bad address {addr}"));
+    };
+    let mut s = match TcpStream::connect_timeout(&a, Duration::from_secs(3)) {
+        Ok(s) => s,
+        Err(e) => {
+            say(&format!("http={}", io_errno(&e)));
+            return;
+        }
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: bpfns\r\n\r\n");
+    let mut body = Vec::new();
+    let _ = s.read_to_end(&mut body);
+    let text = String::from_utf8_lossy(&body);
+    let mut names: Vec<&str> = text
+        .split("namespace=\"")
+        .skip(1)
+        .filter_map(|r| r.split('"').next())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    say(&format!(
+        "http=ok:bytes:{}:namespaces:{}",
+        body.len(),
+        names.join("|")
+    ));
 }
 
 // ---- ownership records -------------------------------------------------------------------

@@ -253,6 +253,8 @@ impl Response {
     }
 }
 
+// One per response, built once and moved: a box would only add an allocation per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {

@@ -190,12 +190,8 @@ fn measure(
     let parent = format!("/scale-{}", std::process::id());
     let per_holder = objects.div_ceil(holders);
     let parent_limit = u32::try_from(objects + objects / 4 + 1024).unwrap_or(u32::MAX);
-    c.ns_create_with(
-        &parent,
-        bpfns_model::ProgramPolicy::DEFAULT,
-        Some(parent_limit),
-    )
-    .context("creating the parent namespace (lower --objects if its limit is refused)")?;
+    c.ns_create_with(&parent, bpfns_model::Policy::DEFAULT, Some(parent_limit))
+        .context("creating the parent namespace (lower --objects if its limit is refused)")?;
     let holder_limit = u32::try_from(per_holder + per_holder / 4 + 16).unwrap_or(u32::MAX);
     let mut create_ms = Vec::with_capacity(namespaces);
     let started = Instant::now();
@@ -204,11 +200,7 @@ fn measure(
         let path = format!("{parent}/n{i:05}");
         let t = Instant::now();
         if i < holders {
-            c.ns_create_with(
-                &path,
-                bpfns_model::ProgramPolicy::DEFAULT,
-                Some(holder_limit),
-            )?;
+            c.ns_create_with(&path, bpfns_model::Policy::DEFAULT, Some(holder_limit))?;
         } else {
             c.ns_create(&path)?;
         }

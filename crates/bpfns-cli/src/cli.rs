@@ -417,6 +417,108 @@ impl KindLimitArgs {
     }
 }
 
+/// A namespace's policy, in bpffs's `delegate_*` vocabulary (names as the kernel's enums
+/// name them, lowercased without the prefix: `map_create`, `hash`, `socket_filter`,
+/// `cgroup_inet_ingress`; or `any`). `--allow-X LIST` makes X exactly LIST; `--deny-X LIST`
+/// then takes LIST out. Without any, a new namespace gets every command, map and attach
+/// type and every program type but the tracing class, as far as its parent allows.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PolicyFlags {
+    /// Let members load tracing-class programs (kprobes, tracepoints, tracing and iterator
+    /// programs, LSM, struct_ops, ext: they can read kernel memory); shorthand for adding
+    /// them to --allow-progs. The parent must allow them too.
+    #[arg(long, conflicts_with = "deny_tracing")]
+    pub allow_tracing: bool,
+    /// Take the tracing-class program types out (the default for new namespaces).
+    #[arg(long)]
+    pub deny_tracing: bool,
+    /// The bpf() commands members may call (delegate_cmds), e.g. map_create,prog_load or any.
+    #[arg(long, value_name = "LIST")]
+    pub allow_cmds: Option<String>,
+    /// The map types members may create (delegate_maps), e.g. array,hash or any.
+    #[arg(long, value_name = "LIST")]
+    pub allow_maps: Option<String>,
+    /// The program types members may load (delegate_progs), e.g. socket_filter,xdp or any.
+    #[arg(long, value_name = "LIST")]
+    pub allow_progs: Option<String>,
+    /// The attach types members may use (delegate_attachs), e.g. cgroup_inet_ingress or any.
+    #[arg(long, value_name = "LIST")]
+    pub allow_attachs: Option<String>,
+    /// bpf() commands to refuse members, e.g. map_create.
+    #[arg(long, value_name = "LIST")]
+    pub deny_cmds: Option<String>,
+    /// Map types to refuse members, e.g. hash.
+    #[arg(long, value_name = "LIST")]
+    pub deny_maps: Option<String>,
+    /// Program types to refuse members, e.g. xdp.
+    #[arg(long, value_name = "LIST")]
+    pub deny_progs: Option<String>,
+    /// Attach types to refuse members, e.g. cgroup_inet_egress.
+    #[arg(long, value_name = "LIST")]
+    pub deny_attachs: Option<String>,
+}
+
+impl PolicyFlags {
+    /// Whether any flag was given.
+    pub fn any(&self) -> bool {
+        self.allow_tracing
+            || self.deny_tracing
+            || self
+                .allows()
+                .iter()
+                .chain(self.denies().iter())
+                .any(|(_, l)| l.is_some())
+    }
+
+    fn allows(&self) -> [(bpfns_model::Field, &Option<String>); 4] {
+        use bpfns_model::Field;
+        [
+            (Field::Cmds, &self.allow_cmds),
+            (Field::Maps, &self.allow_maps),
+            (Field::Progs, &self.allow_progs),
+            (Field::Attachs, &self.allow_attachs),
+        ]
+    }
+
+    fn denies(&self) -> [(bpfns_model::Field, &Option<String>); 4] {
+        use bpfns_model::Field;
+        [
+            (Field::Cmds, &self.deny_cmds),
+            (Field::Maps, &self.deny_maps),
+            (Field::Progs, &self.deny_progs),
+            (Field::Attachs, &self.deny_attachs),
+        ]
+    }
+
+    /// `base` with the flags applied: the allow lists replace their field, then tracing is
+    /// added or taken out, then the deny lists are taken out. An unknown name is an error
+    /// that lists the valid ones.
+    pub fn apply(
+        &self,
+        base: bpfns_model::Policy,
+    ) -> Result<bpfns_model::Policy, bpfns_sys::names::UnknownName> {
+        use bpfns_sys::names::parse_list;
+        let mut p = base;
+        for (f, list) in self.allows() {
+            if let Some(l) = list {
+                p.set(f, parse_list(f, l)?);
+            }
+        }
+        if self.allow_tracing {
+            p = p.with_tracing();
+        }
+        if self.deny_tracing {
+            p.progs = p.progs.minus(bpfns_model::TRACING_PROGS);
+        }
+        for (f, list) in self.denies() {
+            if let Some(l) = list {
+                p.set(f, p.get(f).minus(parse_list(f, l)?));
+            }
+        }
+        Ok(p)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum NsCmd {
     /// Create a namespace; its parent must exist (e.g. /tenant-a/ci needs /tenant-a).
@@ -435,9 +537,8 @@ pub enum NsCmd {
     Create {
         /// The new namespace, e.g. /tenant-a or /tenant-a/ci.
         path: String,
-        /// Let members load tracing-class programs (the parent must allow them too).
-        #[arg(long)]
-        allow_tracing: bool,
+        #[command(flatten)]
+        policy: PolicyFlags,
         /// How many objects (programs, maps, links, BTF) it may own with its descendants
         /// [default: bpfnsd's max_objects, at most the parent's]; creating more fails for the
         /// creator (EPERM with BPF LSM, else stopped; EDQUOT for program loads and links
@@ -484,24 +585,22 @@ pub enum NsCmd {
         limits: KindLimitArgs,
     },
     /// Change a namespace's program policy.
+    /// Show or change a namespace's policy: the bpf() commands, map types, program types and
+    /// attach types its members may use.
     ///
-    /// A namespace never allows more than its parent: widen from the top down, narrow from
-    /// the bottom up. Host root may change any namespace but the root; a member only the
-    /// namespaces below its own. Takes effect at once for every member task's next program
-    /// load; narrowing does not unload tracing programs members loaded before.
+    /// Without flags, prints it (its own, and what its ancestors cap it to). With flags,
+    /// changes it starting from the current one. A namespace never allows more than its
+    /// parent: widen from the top down, narrow from the bottom up. Host root may change any
+    /// namespace but the root; a member only the namespaces below its own. Takes effect at
+    /// once for every member's next program load, attach and link; commands and map types
+    /// for members that enter afterwards (those inside keep the filter they entered with;
+    /// the supervisor and the kernel side still refuse them programs, attach types and map
+    /// types outside the new policy); narrowing unloads nothing loaded before.
     Policy {
         /// The namespace, e.g. /tenant-a.
         path: String,
-        /// Let members load tracing-class programs.
-        #[arg(
-            long,
-            conflicts_with = "deny_tracing",
-            required_unless_present = "deny_tracing"
-        )]
-        allow_tracing: bool,
-        /// Refuse them tracing-class programs (the default for new namespaces).
-        #[arg(long)]
-        deny_tracing: bool,
+        #[command(flatten)]
+        policy: PolicyFlags,
     },
     /// List the namespaces you can see as a tree, with object and member counts.
     #[command(visible_alias = "ls")]

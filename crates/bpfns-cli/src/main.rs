@@ -101,7 +101,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             match n {
                 NsCmd::Create {
                     path,
-                    allow_tracing,
+                    policy,
                     max_objects,
                     limits,
                     cgroup,
@@ -111,7 +111,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                     &ns_cmd::create(
                         &mut c,
                         path,
-                        *allow_tracing,
+                        policy,
                         (*max_objects, limits.limits()),
                         cgroup.as_deref(),
                         *parents,
@@ -125,11 +125,12 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                     format,
                     &ns_cmd::set_quota(&mut c, path, *max_objects, limits.limits())?,
                 ),
-                NsCmd::Policy {
-                    path,
-                    allow_tracing,
-                    ..
-                } => emit(format, &ns_cmd::set_policy(&mut c, path, *allow_tracing)?),
+                NsCmd::Policy { path, policy } if !policy.any() => {
+                    emit(format, &ns_cmd::show_policy(&mut c, path)?)
+                }
+                NsCmd::Policy { path, policy } => {
+                    emit(format, &ns_cmd::set_policy(&mut c, path, policy)?)
+                }
                 NsCmd::List => emit(format, &ns_cmd::list(&mut c)?),
                 NsCmd::Show { path } => emit(format, &ns_cmd::show(&mut c, path)?),
                 NsCmd::Ps { path, recursive } => {

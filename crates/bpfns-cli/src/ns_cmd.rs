@@ -3,10 +3,11 @@
 use anyhow::{Context, Result};
 use bpfns_client::Client;
 use bpfns_model::quota::{KindLimits, Usage};
-use bpfns_model::{NsPath, ObjectKind, ProgramPolicy};
+use bpfns_model::{Field, NsPath, ObjectKind, Policy};
 use bpfns_proto::{ErrorCode, NsInfo, ProcessInfo};
 use serde::{Serialize, Serializer};
 
+use crate::cli::PolicyFlags;
 use crate::output::{Render, Table};
 
 /// Namespaces: a JSON array; in text a tree-indented table.
@@ -23,10 +24,15 @@ impl Serialize for NsListing {
 fn tracing_label(n: &NsInfo) -> &'static str {
     if n.depth == 0 {
         "host"
-    } else if n.policy.allow_tracing {
-        "allowed"
     } else {
-        "denied"
+        let p = n.effective_policy.unwrap_or(n.policy);
+        if p.allows_tracing() {
+            "allowed"
+        } else if p.allows_some_tracing() {
+            "some"
+        } else {
+            "denied"
+        }
     }
 }
 
@@ -154,16 +160,128 @@ impl Render for NsListing {
     }
 }
 
-/// One namespace.
+/// A policy in names, for JSON: each field a list of names (`["any"]` for every number,
+/// those of later kernels included), with `*_except` for "everything but" sets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyNames {
+    pub cmds: Vec<String>,
+    pub maps: Vec<String>,
+    pub progs: Vec<String>,
+    pub attachs: Vec<String>,
+    /// The same in words (`any but kprobe,tracepoint,...`), one per field.
+    pub text: std::collections::BTreeMap<&'static str, String>,
+    /// Whether every tracing-class program type is in `progs`.
+    pub allow_tracing: bool,
+}
+
+impl PolicyNames {
+    pub fn of(p: &Policy) -> Self {
+        use bpfns_sys::names::{describe, names_in};
+        let list = |f: Field| names_in(f, p.get(f));
+        PolicyNames {
+            cmds: list(Field::Cmds),
+            maps: list(Field::Maps),
+            progs: list(Field::Progs),
+            attachs: list(Field::Attachs),
+            text: Field::ALL
+                .into_iter()
+                .map(|f| (f.name(), describe(f, p.get(f))))
+                .collect(),
+            allow_tracing: p.allows_tracing(),
+        }
+    }
+}
+
+/// `policy` in text, one line a field, each indented by `indent`.
+fn policy_lines(p: &Policy, indent: &str) -> String {
+    Field::ALL
+        .into_iter()
+        .map(|f| {
+            format!(
+                "{indent}{:<8} {}\n",
+                format!("{}:", f.name()),
+                bpfns_sys::names::describe(f, p.get(f))
+            )
+        })
+        .collect()
+}
+
+/// A namespace's policy: its own and the effective one (capped by its ancestors').
 #[derive(Debug, Clone, Serialize)]
-#[serde(transparent)]
+pub struct NsPolicy {
+    pub path: String,
+    pub policy: PolicyNames,
+    pub effective: PolicyNames,
+}
+
+impl NsPolicy {
+    fn of(n: &NsInfo) -> Self {
+        NsPolicy {
+            path: n.path.clone(),
+            policy: PolicyNames::of(&n.policy),
+            effective: PolicyNames::of(&n.effective_policy.unwrap_or(n.policy)),
+        }
+    }
+}
+
+fn effective_text(n: &NsInfo) -> String {
+    let eff = n.effective_policy.unwrap_or(n.policy);
+    if eff == n.policy {
+        "  effective: the same (no ancestor caps it)\n".to_string()
+    } else {
+        format!(
+            "  effective (capped by its ancestors'):\n{}",
+            policy_lines(&eff, "    ")
+        )
+    }
+}
+
+/// `bpfns ns policy PATH`: the text form needs the numbers, so it is rendered from the info.
+#[derive(Debug, Clone)]
+pub struct NsPolicyShown(pub NsInfo);
+
+impl Serialize for NsPolicyShown {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        NsPolicy::of(&self.0).serialize(s)
+    }
+}
+
+impl Render for NsPolicyShown {
+    fn render_text(&self) -> String {
+        let n = &self.0;
+        format!(
+            "namespace {}\n  policy:\n{}{}",
+            n.path,
+            policy_lines(&n.policy, "    "),
+            effective_text(n)
+        )
+    }
+}
+
+/// One namespace.
+#[derive(Debug, Clone)]
 pub struct NsOne(pub NsInfo);
+
+/// The namespace as bpfnsd gives it, with its policy and effective policy in names too
+/// (`policy_names`, `effective_policy_names`).
+impl Serialize for NsOne {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut v = serde_json::to_value(&self.0).map_err(serde::ser::Error::custom)?;
+        let p = NsPolicy::of(&self.0);
+        if let Some(o) = v.as_object_mut() {
+            let names = |x: &PolicyNames| serde_json::to_value(x).unwrap_or_default();
+            o.insert("policy_names".into(), names(&p.policy));
+            o.insert("effective_policy_names".into(), names(&p.effective));
+        }
+        v.serialize(s)
+    }
+}
 
 impl Render for NsOne {
     fn render_text(&self) -> String {
         let n = &self.0;
         format!(
-            "namespace {}\n  id:       {}\n  parent:   {}\n  depth:    {}\n  objects:  {} progs, {} maps, {} links, {} btf\n  map memory: {} own, {} with descendants'\n  members:  {}\n  bpffs:    {}\n  tracing programs: {}\n  ownership records (with descendants'; used/max): {}\n    per kind: {}\n  cgroup (attach targets): {}\n",
+            "namespace {}\n  id:       {}\n  parent:   {}\n  depth:    {}\n  objects:  {} progs, {} maps, {} links, {} btf\n  map memory: {} own, {} with descendants'\n  members:  {}\n  bpffs:    {}\n  tracing programs: {}\n  ownership records (with descendants'; used/max): {}\n    per kind: {}\n  cgroup (attach targets): {}\n  policy:\n{}{}",
             n.path,
             n.id,
             n.parent.as_deref().unwrap_or("-"),
@@ -179,7 +297,9 @@ impl Render for NsOne {
             tracing_label(n),
             records_label(n),
             kind_records_label(n),
-            cgroup_label(n)
+            cgroup_label(n),
+            policy_lines(&n.policy, "    "),
+            effective_text(n)
         )
     }
 }
@@ -201,10 +321,14 @@ impl Render for NsDeleted {
     }
 }
 
+fn usage(e: impl ToString) -> anyhow::Error {
+    crate::error::CliError::usage(e.to_string()).into()
+}
+
 pub fn create(
     c: &mut Client,
     path: &str,
-    allow_tracing: bool,
+    flags: &PolicyFlags,
     (max_objects, limits): (Option<u32>, KindLimits),
     cgroup: Option<&str>,
     parents: bool,
@@ -230,15 +354,23 @@ pub fn create(
             return Ok(NsOne(existing));
         }
     }
+    // The flags change the default as far as the parent allows it (bpfnsd gives exactly
+    // that when asked for no policy).
+    let policy = if flags.any() {
+        let p = NsPath::parse(path).map_err(usage)?;
+        let base = p
+            .parent()
+            .and_then(|pp| c.ns_show(pp.as_str()).ok())
+            .map_or(Policy::DEFAULT, |parent| {
+                Policy::DEFAULT.intersect(&parent.effective_policy.unwrap_or(parent.policy))
+            });
+        flags.apply(base).map_err(usage)?
+    } else {
+        Policy::DEFAULT
+    };
     Ok(NsOne(
-        c.ns_create_limited(
-            path,
-            ProgramPolicy { allow_tracing },
-            max_objects,
-            limits,
-            cgroup,
-        )
-        .with_context(|| format!("creating namespace {path}"))?,
+        c.ns_create_limited(path, policy, max_objects, limits, cgroup)
+            .with_context(|| format!("creating namespace {path}"))?,
     ))
 }
 
@@ -262,11 +394,18 @@ pub fn set_quota(
     ))
 }
 
-pub fn set_policy(c: &mut Client, path: &str, allow_tracing: bool) -> Result<NsOne> {
-    Ok(NsOne(
-        c.ns_set_policy(path, ProgramPolicy { allow_tracing })
-            .with_context(|| format!("changing the policy of namespace {path}"))?,
-    ))
+/// `bpfns ns policy PATH` with flags: the current policy, changed by them.
+pub fn set_policy(c: &mut Client, path: &str, flags: &PolicyFlags) -> Result<NsOne> {
+    let current = c.ns_show(path)?.policy;
+    let policy = flags.apply(current).map_err(usage)?;
+    Ok(NsOne(c.ns_set_policy(path, policy).with_context(|| {
+        format!("changing the policy of namespace {path}")
+    })?))
+}
+
+/// `bpfns ns policy PATH` without flags.
+pub fn show_policy(c: &mut Client, path: &str) -> Result<NsPolicyShown> {
+    Ok(NsPolicyShown(c.ns_show(path)?))
 }
 
 pub fn show(c: &mut Client, path: &str) -> Result<NsOne> {
@@ -380,9 +519,8 @@ mod tests {
             },
             members: 3,
             bpffs: String::new(),
-            policy: ProgramPolicy {
-                allow_tracing: path == "/a",
-            },
+            policy: Policy::tracing(path == "/a"),
+            effective_policy: None,
             max_objects: (depth > 0).then_some(1024 >> depth),
             cgroup: None,
             records: (depth > 0).then_some(u64::from(depth)),
@@ -460,6 +598,73 @@ mod tests {
         assert!(j[0].get("kind_records").is_none());
         assert!(NsOne(ns("/", 0, 0)).render_text().contains("per kind: -\n"));
         assert_eq!(serde_json::to_string(&NsListing(vec![])).unwrap(), "[]");
+    }
+
+    #[test]
+    fn policy_flags_apply_and_print() {
+        let flags = |args: &[&str]| {
+            use clap::Parser;
+            let mut v = vec!["bpfns", "ns", "policy", "/a"];
+            v.extend_from_slice(args);
+            match crate::cli::Cli::try_parse_from(v).unwrap().command {
+                crate::cli::Command::Ns(crate::cli::NsCmd::Policy { policy, .. }) => policy,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(!flags(&[]).any());
+        let p = flags(&["--allow-progs", "socket_filter"])
+            .apply(Policy::DEFAULT)
+            .unwrap();
+        assert!(p.progs.contains(1) && !p.progs.contains(6));
+        assert_eq!(p.maps, Policy::DEFAULT.maps);
+        let p = flags(&["--deny-maps", "hash", "--deny-cmds", "map_create"])
+            .apply(Policy::DEFAULT)
+            .unwrap();
+        assert!(!p.maps.contains(1) && p.maps.contains(2));
+        assert!(!p.cmds.contains(0) && p.cmds.contains(5));
+        let p = flags(&["--allow-tracing"]).apply(Policy::DEFAULT).unwrap();
+        assert_eq!(p, Policy::tracing(true));
+        let p = flags(&["--deny-tracing"]).apply(p).unwrap();
+        assert_eq!(p, Policy::DEFAULT);
+        let p = flags(&["--allow-attachs", "any", "--deny-attachs", "xdp"])
+            .apply(Policy::DEFAULT)
+            .unwrap();
+        assert!(!p.attachs.contains(37) && p.attachs.contains(0));
+        let err = flags(&["--allow-maps", "hsh"])
+            .apply(Policy::DEFAULT)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown maps name \"hsh\"") && err.contains("hash"),
+            "{err}"
+        );
+
+        let mut n = ns("/a/b", 2, 2);
+        n.policy = flags(&["--deny-maps", "hash"])
+            .apply(Policy::DEFAULT)
+            .unwrap();
+        let mut cap = n.policy;
+        cap.progs = bpfns_model::TypeSet::of([1]);
+        n.effective_policy = Some(cap);
+        let text = NsPolicyShown(n.clone()).render_text();
+        assert!(text.contains("maps:    any but hash"), "{text}");
+        assert!(text.contains("capped by its ancestors'"), "{text}");
+        assert!(text.contains("    progs:   socket_filter\n"), "{text}");
+        let j = serde_json::to_value(NsPolicyShown(n.clone())).unwrap();
+        assert_eq!(
+            j["effective"]["progs"],
+            serde_json::json!(["socket_filter"])
+        );
+        assert_eq!(j["policy"]["cmds"], serde_json::json!(["any"]));
+        assert_eq!(j["policy"]["text"]["maps"], "any but hash");
+        let j = serde_json::to_value(NsOne(n.clone())).unwrap();
+        assert_eq!(
+            j["effective_policy_names"]["progs"],
+            serde_json::json!(["socket_filter"])
+        );
+        assert_eq!(j["path"], "/a/b");
+        let one = NsOne(n).render_text();
+        assert!(one.contains("  policy:\n    cmds:    any\n"), "{one}");
     }
 
     #[test]

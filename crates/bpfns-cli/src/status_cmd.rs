@@ -60,7 +60,12 @@ impl Render for StatusView {
         let mut out = format!("{}: running\n", self.server);
         out.push_str(&format!("layers: {}\n", self.layers.join(", ")));
         if self.layers.iter().any(|l| l == "tracepoint backstop") {
-            out.push_str(&format!("kernel side: {}\n", self.pin_root));
+            if self.pin_root.is_empty() {
+                // A member is not told the host's paths.
+                out.push_str("kernel side: loaded\n");
+            } else {
+                out.push_str(&format!("kernel side: {}\n", self.pin_root));
+            }
         } else {
             // Unloaded under bpfnsd (`bpfns kernel unload --force`): only the supervisor runs.
             out.push_str(&format!(
@@ -69,7 +74,9 @@ impl Render for StatusView {
                 self.pin_root
             ));
         }
-        out.push_str(&format!("state: {}\n", self.state_dir));
+        if !self.state_dir.is_empty() {
+            out.push_str(&format!("state: {}\n", self.state_dir));
+        }
         if let Some(ns) = &self.member_of {
             out.push_str(&format!(
                 "namespaces: {} ({ns} and below; host-wide figures are the host's)\n",

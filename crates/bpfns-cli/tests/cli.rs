@@ -1202,13 +1202,8 @@ fn events_stream_as_json_lines_and_text() {
     let mut c = d.client();
     c.ns_create("/e1").expect("creating /e1");
     let text = start(&["events", "--ns", "/e1"], 1);
-    c.ns_set_policy(
-        "/e1",
-        bpfns_model::ProgramPolicy {
-            allow_tracing: true,
-        },
-    )
-    .expect("policy");
+    c.ns_set_policy("/e1", bpfns_model::Policy::tracing(true))
+        .expect("policy");
     c.ns_create("/e1/x").expect("creating /e1/x");
     let line = |s: &Stream| {
         s.1.recv_timeout(Duration::from_secs(20))

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
-use bpfns_model::{ObjectKind, ProgramPolicy};
+use bpfns_model::{ObjectKind, Policy};
 use bpfns_tests::{require_kernel, TestDaemon};
 use serde_json::Value;
 
@@ -509,15 +509,74 @@ fn ns_policy_from_the_cli() {
     assert_eq!(col(row("/")), "host", "{list}");
     assert_eq!(col(row("n")), "allowed", "{list}");
     assert_eq!(col(row("kid")), "denied", "{list}");
-    // Bad usage: both flags, or neither.
-    for args in [
-        &["ns", "policy", "/n", "--allow-tracing", "--deny-tracing"][..],
-        &["ns", "policy", "/n"][..],
-    ] {
-        assert_eq!(bpfns(args).status.code(), Some(2), "{args:?}");
-    }
+    // Bad usage: both flags.
+    let args = ["ns", "policy", "/n", "--allow-tracing", "--deny-tracing"];
+    assert_eq!(bpfns(&args).status.code(), Some(2), "{args:?}");
     ok(&bpfns(&["ns", "policy", "/n", "--deny-tracing"]));
     assert!(ok(&bpfns(&["ns", "show", "/n"])).contains("tracing programs: denied"));
+
+    // The four sets, in bpffs's names.
+    let v: Value = serde_json::from_str(&ok(&bpfns(&[
+        "-j",
+        "ns",
+        "create",
+        "/f",
+        "--allow-progs",
+        "socket_filter,xdp",
+        "--deny-maps",
+        "hash",
+        "--deny-cmds",
+        "map_freeze",
+        "--allow-attachs",
+        "xdp,cgroup_inet_ingress",
+    ])))
+    .unwrap();
+    assert_eq!(
+        v["policy_names"]["progs"],
+        serde_json::json!(["socket_filter", "xdp"]),
+        "{v}"
+    );
+    assert_eq!(v["policy_names"]["text"]["maps"], "any but hash", "{v}");
+    assert_eq!(
+        v["policy_names"]["text"]["cmds"], "any but map_freeze",
+        "{v}"
+    );
+    assert_eq!(
+        v["policy_names"]["attachs"],
+        serde_json::json!(["cgroup_inet_ingress", "xdp"]),
+        "{v}"
+    );
+    // Without flags, `ns policy` prints it: its own, and what its ancestors cap it to.
+    ok(&bpfns(&["ns", "create", "/f/kid"]));
+    let text = ok(&bpfns(&["ns", "policy", "/f/kid"]));
+    assert!(text.contains("    progs:   socket_filter,xdp\n"), "{text}");
+    assert!(text.contains("    maps:    any but hash\n"), "{text}");
+    let v: Value = serde_json::from_str(&ok(&bpfns(&["-j", "ns", "policy", "/f/kid"]))).unwrap();
+    assert_eq!(
+        v["effective"]["progs"],
+        serde_json::json!(["socket_filter", "xdp"]),
+        "{v}"
+    );
+    // Narrowing from above works; widening from below is refused, naming the field.
+    ok(&bpfns(&["ns", "policy", "/f/kid", "--deny-progs", "xdp"]));
+    let o = bpfns(&["ns", "policy", "/f/kid", "--allow-progs", "any"]);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "a conflict with the parent's policy"
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("in its progs"), "{err}");
+    // An unknown name is a usage error that lists the valid ones.
+    let o = bpfns(&["ns", "policy", "/f", "--deny-maps", "hsh"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("unknown maps name \"hsh\"") && err.contains("lru_hash"),
+        "{err}"
+    );
+    let show = ok(&bpfns(&["ns", "show", "/f/kid"]));
+    assert!(show.contains("    progs:   socket_filter\n"), "{show}");
 }
 
 /// bpfnsd never shows more than the kernel would: a host user without capabilities lists
@@ -778,7 +837,7 @@ fn exec_passes_signals_on_and_explains_failures() {
 
     // Stopped by the kernel side (its namespace's limit on objects): the rule and the fix.
     d.client()
-        .ns_create_with("/q", ProgramPolicy::DEFAULT, Some(2))
+        .ns_create_with("/q", Policy::DEFAULT, Some(2))
         .unwrap();
     let helper = bpfns_tests::helper_path();
     let o = Command::new(bpfns())

@@ -25,7 +25,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use bpfns_model::quota::KindLimits;
-use bpfns_model::{ObjectKind, ProgramPolicy};
+use bpfns_model::{ObjectKind, Policy};
 use bpfns_proto::{
     decode, decode_len, encode, CallerInfo, ErrorBody, ErrorCode, NsInfo, ObjectInfo, Op, Outcome,
     ProcessInfo, Reply, Request, Response, StatusInfo, HEADER_LEN, MAX_REQUEST, MAX_RESPONSE,
@@ -177,11 +177,11 @@ impl Client {
 
     /// Create a namespace with the default policy (no tracing programs).
     pub fn ns_create(&mut self, path: &str) -> Result<NsInfo> {
-        self.ns_create_with_policy(path, ProgramPolicy::DEFAULT)
+        self.ns_create_with_policy(path, Policy::DEFAULT)
     }
 
     /// Create a namespace with `policy`, which may not allow more than its parent's.
-    pub fn ns_create_with_policy(&mut self, path: &str, policy: ProgramPolicy) -> Result<NsInfo> {
+    pub fn ns_create_with_policy(&mut self, path: &str, policy: Policy) -> Result<NsInfo> {
         self.ns_create_with(path, policy, None)
     }
 
@@ -190,7 +190,7 @@ impl Client {
     pub fn ns_create_with(
         &mut self,
         path: &str,
-        policy: ProgramPolicy,
+        policy: Policy,
         max_objects: Option<u32>,
     ) -> Result<NsInfo> {
         self.ns_create_bound(path, policy, max_objects, None)
@@ -202,7 +202,7 @@ impl Client {
     pub fn ns_create_bound(
         &mut self,
         path: &str,
-        policy: ProgramPolicy,
+        policy: Policy,
         max_objects: Option<u32>,
         cgroup: Option<&str>,
     ) -> Result<NsInfo> {
@@ -214,7 +214,7 @@ impl Client {
     pub fn ns_create_limited(
         &mut self,
         path: &str,
-        policy: ProgramPolicy,
+        policy: Policy,
         max_objects: Option<u32>,
         limits: KindLimits,
         cgroup: Option<&str>,
@@ -250,7 +250,7 @@ impl Client {
     }
 
     /// Change a namespace's program policy; returns the namespace as it now is.
-    pub fn ns_set_policy(&mut self, path: &str, policy: ProgramPolicy) -> Result<NsInfo> {
+    pub fn ns_set_policy(&mut self, path: &str, policy: Policy) -> Result<NsInfo> {
         match self.call(Op::NsSetPolicy {
             path: path.into(),
             policy,

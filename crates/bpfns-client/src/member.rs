@@ -155,28 +155,38 @@ pub fn spawn_with(
                 errno: bpfns_sys::Errno::INVAL,
             }));
         }
-        if !target.policy.allow_tracing {
+        if !target.policy.allows_some_tracing() {
             // As below: no CAP_PERFMON where tracing is denied.
             bpfns_sys::spawn::drop_capabilities_before_exec(
                 cmd,
                 bpfns_sys::caps::CapabilitySet::PERFMON,
             );
         }
+        // The filter it inherits refuses what its own namespace refuses: the target's
+        // commands, if fewer, are refused by one more on top.
+        if let Some(f) =
+            crate::filter::narrowing_filter(target.policy.cmds, bpfns_model::TypeSet::ANY)?
+        {
+            bpfns_sys::spawn::install_filter_before_exec(cmd, f);
+        }
         return spawn_nested(client, ns, cmd).map(|child| Member { child });
     }
-    let mut setup = MemberSetup::new(crate::filter::filter()?)
+    // The namespace's commands are refused from bpf()'s cmd alone; the default policy gives
+    // the same filter as without policies.
+    let rules = crate::filter::CmdRules::of(&target.policy);
+    let mut setup = MemberSetup::new(crate::filter::filter_for(&rules)?)
         .filter_flags(crate::filter::flags())
         // Without CAP_SYS_ADMIN the kernel accepts a filter only under no_new_privs.
         .no_new_privs(!me.host_admin)
         .wait_ack(true);
-    if !target.policy.allow_tracing {
+    if !target.policy.allows_some_tracing() {
         // With CAP_PERFMON (or, from 6.9, a token granting it) the kernel lets any program
         // type read kernel memory; where tracing is denied no member holds it (bpfnsd refuses
         // program loads from a thread that does, and CAP_SYS_ADMIN, which also grants it).
         setup = setup.drop_capabilities(bpfns_sys::caps::CapabilitySet::PERFMON);
     }
     if let Some(mut c) = credentials {
-        if !target.policy.allow_tracing {
+        if !target.policy.allows_some_tracing() {
             c.keep -= bpfns_sys::caps::CapabilitySet::PERFMON;
         }
         setup = setup.credentials(c);
@@ -235,7 +245,8 @@ pub fn spawn_with(
     })
 }
 
-/// From inside a namespace: only tag the child deeper (the filter is inherited).
+/// From inside a namespace: only tag the child deeper (the filter is inherited; a narrowing
+/// one is installed on top by the caller).
 fn spawn_nested(client: Client, ns: &str, cmd: &mut Command) -> Result<Child, MemberError> {
     let client = Mutex::new(client);
     let ns1 = ns.to_string();

@@ -13,7 +13,8 @@
  * - backstop:  a namespace task that comes back from bpf() holding an fd of an object it
  *              may not see is killed before it returns to user space; so is one that
  *              loaded a program its namespace's policy forbids (syscall, tracing-class, or
- *              any type with perfmon power where tracing is denied). Each stop is counted
+ *              any type with perfmon power where tracing is denied; a program or map type
+ *              outside the namespace's policy, ns_policy). Each stop is counted
  *              (reasons) and reported to bpfnsd (violations ring buffer); such a
  *              program is quarantined (owner BPFNS_QUARANTINE: no namespace sees it),
  *              so that a thread that pinned it before the kill landed gets nothing.
@@ -153,6 +154,19 @@ static __always_inline bool tracing_class(__u32 type)
 	default:
 		return false;
 	}
+}
+
+/* Whether namespace `ns`'s policy allows the program (kind BPFNS_KIND_PROG) or map type
+ * `type`: yes without an entry in ns_policy (no restriction but the tracing class). */
+static __always_inline bool ns_allows_type(__u32 ns, __u32 kind, __u32 type)
+{
+	struct ns_policy *p = bpf_map_lookup_elem(&ns_policy, &ns);
+	__u64 mask;
+
+	if (!p)
+		return true;
+	mask = kind == BPFNS_KIND_PROG ? p->progs : p->maps;
+	return type < 64 && (mask & (1ULL << type));
 }
 
 static __always_inline bool ns_allows_tracing(__u32 ns)
@@ -346,6 +360,14 @@ static __always_inline int record_created(struct task_struct *task, struct task_
 		}
 		stat_inc(BPFNS_STAT_RECORDED);
 		quota_notice(tag->ns, cmd, &qc);
+	}
+	/* A program or map type outside the namespace's policy: the supervisor refused it, so
+	 * the caller rewrote its attr after the supervisor's look (or went around it). */
+	if ((ref.kind == BPFNS_KIND_PROG || ref.kind == BPFNS_KIND_MAP) &&
+	    !ns_allows_type(tag->ns, ref.kind, ref.type)) {
+		quarantine(&key, tag->ns);
+		stop_task(tag, cmd, &ref, tag->ns, BPFNS_REASON_PROG_TYPE);
+		return 0;
 	}
 	if (ref.kind != BPFNS_KIND_PROG) {
 		notify_created(tag, cmd, &ref);

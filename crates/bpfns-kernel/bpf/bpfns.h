@@ -139,6 +139,14 @@ struct task_record {
 /* Capacity of the namespace table and of the quota maps. */
 #define BPFNS_NS_CAPACITY (1u << 16)
 
+/* A namespace's effective policy as the backstop checks it (ns_policy): the program and map
+ * types its members may create, bit n for type n. No entry: no restriction beyond the
+ * tracing class (BPFNS_NS_ALLOW_TRACING). */
+struct ns_policy {
+	__u64 progs;
+	__u64 maps;
+};
+
 /* Counters in the stats array (index). */
 #define BPFNS_STAT_RECORDED 0   /* ownership records written */
 #define BPFNS_STAT_KILLED 1     /* tasks stopped by the backstop */

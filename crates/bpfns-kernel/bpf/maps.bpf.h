@@ -37,6 +37,15 @@ struct {
 	__type(value, struct ns_info);
 } ns_table SEC(".maps");
 
+/* Namespace -> the program and map types its policy allows (written by bpfnsd only for a
+ * namespace whose policy restricts them; a new map, so older pinned state needs no change). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BPFNS_NS_CAPACITY);
+	__type(key, __u32);
+	__type(value, struct ns_policy);
+} ns_policy SEC(".maps");
+
 /* Namespace -> its kernel-written record counters (entries made on first use). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -96,6 +96,21 @@ pub const DEPTH_MASK: u32 = 0xff;
 /// `BPFNS_NS_ALLOW_TRACING`: members may load tracing-class programs.
 pub const NS_ALLOW_TRACING: u32 = 1 << 8;
 
+/// `struct ns_policy`: the program and map types a namespace's policy allows (bit n: type n).
+pub fn ns_policy(progs: u64, maps: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&progs.to_ne_bytes());
+    b[8..].copy_from_slice(&maps.to_ne_bytes());
+    b
+}
+
+/// Decode an `ns_policy`: (progs, maps).
+pub fn parse_ns_policy(b: &[u8]) -> Option<(u64, u64)> {
+    let progs = u64::from_ne_bytes(b.get(..8)?.try_into().ok()?);
+    let maps = u64::from_ne_bytes(b.get(8..16)?.try_into().ok()?);
+    Some((progs, maps))
+}
+
 /// `struct ns_info`: parent and depth (with policy flags) of a namespace.
 pub fn ns_info(parent: NsId, depth: u32) -> [u8; 8] {
     pair(parent.0, depth)
@@ -354,7 +369,7 @@ impl Reason {
     pub fn rule(self) -> &'static str {
         match self {
             Reason::Foreign => "a namespace task may not hold a file descriptor of an object its namespace cannot see",
-            Reason::ProgType => "namespace tasks may not load syscall programs, nor tracing-class programs unless the namespace's policy allows tracing",
+            Reason::ProgType => "namespace tasks may not load syscall programs, nor tracing-class programs unless the namespace's policy allows tracing, nor program or map types outside the namespace's policy",
             Reason::SharedFiles => "a new process may not share the file descriptor table of a namespace task",
             Reason::Hijack => "a creation command's result must be the object that call created (another file was put on its descriptor)",
             Reason::Unrecorded => "every object a namespace task creates must be recorded as its namespace's (the ownership table could not take it)",

@@ -250,6 +250,7 @@ pub struct Kernel {
     kquota_daemon: MapHandle,
     reasons: MapHandle,
     cgroup_ns: MapHandle,
+    ns_policy: MapHandle,
     /// Whether tagging and binding attach the syscall hooks first ([`crate::hooks`]).
     auto_hooks: bool,
 }
@@ -376,6 +377,7 @@ impl Kernel {
             kquota_daemon: open("kquota_daemon")?,
             reasons: open("reasons")?,
             cgroup_ns: open("cgroup_ns")?,
+            ns_policy: open("ns_policy")?,
             auto_hooks: true,
         })
     }
@@ -627,6 +629,41 @@ impl Kernel {
             .map_err(KernelError::libbpf(format!("recording namespace {id}")))
     }
 
+    /// The program and map types namespace `id`'s members may create, as the backstop checks
+    /// them (bit n: type n): `None` removes the entry (no restriction but the tracing class,
+    /// [`Kernel::set_namespace_policy`]). A member that gets another type past the
+    /// supervisor (by rewriting its attr after the supervisor looked) is stopped and the
+    /// object quarantined.
+    pub fn set_namespace_types(&self, id: NsId, types: Option<(u64, u64)>) -> Result<()> {
+        let key = id.0.to_ne_bytes();
+        match types {
+            Some((progs, maps)) => self
+                .ns_policy
+                .update(&key, &abi::ns_policy(progs, maps), MapFlags::ANY)
+                .map_err(KernelError::libbpf(format!(
+                    "recording the types namespace {id} may create"
+                ))),
+            None => match self.ns_policy.delete(&key) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(KernelError::libbpf(format!(
+                    "removing the types namespace {id} may create"
+                ))(e)),
+            },
+        }
+    }
+
+    /// What [`Kernel::set_namespace_types`] recorded for namespace `id`.
+    pub fn namespace_types(&self, id: NsId) -> Result<Option<(u64, u64)>> {
+        let v = self
+            .ns_policy
+            .lookup(&id.0.to_ne_bytes(), MapFlags::ANY)
+            .map_err(KernelError::libbpf(format!(
+                "reading the types namespace {id} may create"
+            )))?;
+        Ok(v.as_deref().and_then(abi::parse_ns_policy))
+    }
+
     /// Forget namespace `id` and its quota counters. Objects still owned by it become visible
     /// to root only. (Deleting a namespace first moves its records to the parent, which
     /// counted them already: counts are hierarchical.)
@@ -639,6 +676,7 @@ impl Kernel {
             (&self.ns_table, "namespace"),
             (&self.quota_kernel, "quota counters of namespace"),
             (&self.quota_daemon, "quota of namespace"),
+            (&self.ns_policy, "types of namespace"),
             (&self.kquota_kernel, "per-kind quota counters of namespace"),
             (&self.kquota_daemon, "per-kind quota of namespace"),
         ] {

@@ -346,6 +346,7 @@ mod tests {
             "ns_table",
             "quota_kernel",
             "quota_daemon",
+            "ns_policy",
             "kquota_kernel",
             "kquota_daemon",
         ] {

@@ -4,7 +4,7 @@
 //! and its path names ([`Registry`], [`NsPath`], [`NsId`]), who sees which object
 //! ([`Registry::visible`], [`Visibility`]), who may create, enter or delete which
 //! namespace or change its policy ([`may_create`], [`may_enter`], [`may_delete`],
-//! [`may_set_policy`]), and which program types a namespace may load ([`ProgramPolicy`]). Keeping it free of syscalls,
+//! [`may_set_policy`]), and what a namespace's members may do with bpf() ([`Policy`]). Keeping it free of syscalls,
 //! `unsafe` and I/O lets every rule of the contract (docs/design.md, "The contract") be tested
 //! exhaustively without root; the daemon and the kernel side only apply its answers.
 //!
@@ -43,6 +43,6 @@ pub use id::NsId;
 pub use kind::{ObjectKind, ParseKindError};
 pub use path::{NsPath, PathError, PathProblem, MAX_COMPONENT_LEN, MAX_DEPTH};
 pub use policy::{may_create, may_delete, may_enter, may_set_policy, Action, Caller, Denied};
-pub use program_policy::ProgramPolicy;
+pub use program_policy::{Field, Policy, ProgramPolicy, TypeSet, TRACING_PROGS};
 pub use registry::{Deleted, Registry, RegistryError, Snapshot, SnapshotEntry, SnapshotError};
 pub use visibility::{ObjectRecord, Visibility};

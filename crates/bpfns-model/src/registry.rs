@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::NsId;
 use crate::path::{NsPath, MAX_DEPTH};
-use crate::program_policy::ProgramPolicy;
+use crate::program_policy::{Field, Policy};
 use crate::quota::KindLimits;
 
 /// One namespace in the tree.
@@ -24,7 +24,7 @@ struct Node {
     /// Children by name, so that listing them is sorted by name.
     children: OrdMap<String, NsId>,
     /// What its members may load; never more than the parent's.
-    policy: ProgramPolicy,
+    policy: Policy,
     /// How many ownership records it may use with its descendants ([`crate::quota`]); `None`
     /// for the root (unlimited) and for namespaces stored before limits existed (the
     /// daemon gives them its default: [`crate::quota::fill_default_limits`]).
@@ -103,14 +103,18 @@ pub enum RegistryError {
     },
     /// A policy would allow more than the parent's.
     #[error(
-        "namespace {path} cannot have {policy}: its parent {parent} does not, and a \
-         namespace never allows more than its parent; change the parent's policy first"
+        "namespace {path} cannot have {policy}: in its {} it allows what its parent {parent} \
+         does not, and a namespace never allows more than its parent; change the parent's \
+         policy first",
+        ListFields(fields)
     )]
     PolicyWiderThanParent {
         /// The namespace.
         path: NsPath,
         /// The policy asked for.
-        policy: ProgramPolicy,
+        policy: Box<Policy>,
+        /// Where it allows more.
+        fields: Vec<Field>,
         /// Its parent.
         parent: NsPath,
     },
@@ -124,7 +128,7 @@ pub enum RegistryError {
         /// The namespace.
         path: NsPath,
         /// The policy asked for.
-        policy: ProgramPolicy,
+        policy: Box<Policy>,
         /// The descendants whose policy is wider, in tree order.
         descendants: Vec<NsPath>,
     },
@@ -140,6 +144,15 @@ pub enum RegistryError {
 }
 
 /// Displays at most a few paths, comma-separated.
+struct ListFields<'a>(&'a [Field]);
+
+impl fmt::Display for ListFields<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.0.iter().map(|x| x.name()).collect();
+        f.write_str(&names.join(", "))
+    }
+}
+
 struct ListPaths<'a>(&'a [NsPath]);
 
 impl fmt::Display for ListPaths<'_> {
@@ -171,7 +184,7 @@ impl Registry {
             path: NsPath::root(),
             parent: None,
             children: OrdMap::new(),
-            policy: ProgramPolicy::HOST,
+            policy: Policy::HOST,
             max_objects: None,
             kind_limits: KindLimits::NONE,
             cgroup: None,
@@ -183,20 +196,31 @@ impl Registry {
         }
     }
 
-    /// Creates the namespace `path` with the default policy ([`ProgramPolicy::DEFAULT`]) and
-    /// returns its new id.
+    /// Creates the namespace `path` with the default policy ([`Policy::DEFAULT`]) as far as
+    /// its parent's allows, and returns its new id.
     ///
     /// Its parent must exist and `path` must not; the depth bound ([`MAX_DEPTH`]) holds by
     /// construction of [`NsPath`].
     pub fn create(&mut self, path: &NsPath) -> Result<NsId, RegistryError> {
-        self.create_with_policy(path, ProgramPolicy::DEFAULT)
+        let policy = self.default_policy_under(path);
+        self.create_with_policy(path, policy)
+    }
+
+    /// What a namespace created at `path` without a policy asked for gets: the default,
+    /// capped by its parent's (a parent that allows only some program types passes on no
+    /// more). The default itself where the parent is unknown.
+    pub fn default_policy_under(&self, path: &NsPath) -> Policy {
+        path.parent()
+            .and_then(|pp| self.by_path.get(&pp))
+            .and_then(|&parent| self.policy(parent))
+            .map_or(Policy::DEFAULT, |pp| Policy::DEFAULT.intersect(&pp))
     }
 
     /// Like [`create`](Self::create), with `policy`, which must be within the parent's.
     pub fn create_with_policy(
         &mut self,
         path: &NsPath,
-        policy: ProgramPolicy,
+        policy: Policy,
     ) -> Result<NsId, RegistryError> {
         if self.by_path.contains_key(path) {
             return Err(RegistryError::AlreadyExists(path.clone()));
@@ -298,31 +322,43 @@ impl Registry {
         &self,
         path: &NsPath,
         parent: NsId,
-        policy: ProgramPolicy,
+        policy: Policy,
     ) -> Result<(), RegistryError> {
-        if policy.is_within(self.policy(parent).unwrap_or(ProgramPolicy::DEFAULT)) {
+        let fields = policy.wider_fields(&self.policy(parent).unwrap_or(Policy::DEFAULT));
+        if fields.is_empty() {
             return Ok(());
         }
         Err(RegistryError::PolicyWiderThanParent {
             path: path.clone(),
-            policy,
+            policy: Box::new(policy),
+            fields,
             parent: self.path(parent).cloned().unwrap_or_else(NsPath::root),
         })
     }
 
     /// The policy of namespace `id`; `None` for unknown ids.
-    pub fn policy(&self, id: NsId) -> Option<ProgramPolicy> {
+    pub fn policy(&self, id: NsId) -> Option<Policy> {
         self.nodes.get(&id).map(|n| n.policy)
+    }
+
+    /// What the members of `id` may do: its policy intersected with every ancestor's (the
+    /// same as its own while the tree keeps its rule that no namespace allows more than its
+    /// parent; computed anyway, so that a registry that broke it still grants no more).
+    /// `None` for unknown ids.
+    pub fn effective_policy(&self, id: NsId) -> Option<Policy> {
+        let own = self.policy(id)?;
+        Some(
+            self.ancestors(id)
+                .into_iter()
+                .filter_map(|a| self.policy(a))
+                .fold(own, |p, a| p.intersect(&a)),
+        )
     }
 
     /// Sets the policy of `path` and returns its id. The new policy must be within the
     /// parent's, and no descendant's may be wider than it (narrow them first: nothing is
     /// narrowed behind the operator's back). The root's is fixed.
-    pub fn set_policy(
-        &mut self,
-        path: &NsPath,
-        policy: ProgramPolicy,
-    ) -> Result<NsId, RegistryError> {
+    pub fn set_policy(&mut self, path: &NsPath, policy: Policy) -> Result<NsId, RegistryError> {
         if path.is_root() {
             return Err(RegistryError::RootPolicyIsFixed);
         }
@@ -338,7 +374,7 @@ impl Registry {
         if !descendants.is_empty() {
             return Err(RegistryError::PolicyNarrowerThanDescendants {
                 path: path.clone(),
-                policy,
+                policy: Box::new(policy),
                 descendants,
             });
         }
@@ -674,7 +710,7 @@ impl Registry {
                 p.children.insert(name.to_owned(), e.id);
             }
             // Parents come first, so the parent's policy is known here.
-            let outer = reg.policy(e.parent).unwrap_or(ProgramPolicy::DEFAULT);
+            let outer = reg.policy(e.parent).unwrap_or(Policy::DEFAULT);
             if !e.policy.is_within(outer) {
                 return Err(SnapshotError::PolicyWiderThanParent {
                     id: e.id,
@@ -757,8 +793,8 @@ pub struct SnapshotEntry {
     /// Its path.
     pub path: NsPath,
     /// Its program policy; absent (the default) in files written before policies existed.
-    #[serde(default, skip_serializing_if = "ProgramPolicy::is_default")]
-    pub policy: ProgramPolicy,
+    #[serde(default, skip_serializing_if = "Policy::is_default")]
+    pub policy: Policy,
     /// Its limit on ownership records; absent in files written before limits existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_objects: Option<u32>,
@@ -1248,22 +1284,20 @@ mod tests {
             id: NsId(id),
             parent: NsId(parent),
             path: p(path),
-            policy: ProgramPolicy::DEFAULT,
+            policy: Policy::DEFAULT,
             max_objects: None,
             kind_limits: KindLimits::NONE,
             cgroup: None,
         }
     }
 
-    const ALLOW: ProgramPolicy = ProgramPolicy {
-        allow_tracing: true,
-    };
-    const DENY: ProgramPolicy = ProgramPolicy::DEFAULT;
+    const ALLOW: Policy = Policy::HOST;
+    const DENY: Policy = Policy::DEFAULT;
 
     #[test]
     fn policies_only_narrow_down_the_tree() {
         let mut r = Registry::new();
-        assert_eq!(r.policy(NsId::ROOT), Some(ProgramPolicy::HOST));
+        assert_eq!(r.policy(NsId::ROOT), Some(Policy::HOST));
         let a = r.create(&p("/a")).unwrap();
         assert_eq!(r.policy(a), Some(DENY), "new namespaces deny tracing");
         // Below a denying parent, allowing is refused, at creation and later.
@@ -1294,7 +1328,7 @@ mod tests {
             err,
             RegistryError::PolicyNarrowerThanDescendants {
                 path: p("/a"),
-                policy: DENY,
+                policy: Box::new(DENY),
                 descendants: vec![p("/a/x")],
             }
         );
@@ -1315,6 +1349,64 @@ mod tests {
     }
 
     #[test]
+    fn four_set_policies_narrow_down_the_tree() {
+        use crate::program_policy::TypeSet;
+        let mut r = Registry::new();
+        let mut sock = DENY;
+        sock.progs = TypeSet::of([1]);
+        let a = r.create_with_policy(&p("/a"), sock).unwrap();
+        // Created without a policy below /a: the default as far as /a allows.
+        let ab = r.create(&p("/a/b")).unwrap();
+        assert_eq!(r.policy(ab), Some(sock));
+        // A child cannot widen: asking for xdp (6) below /a is refused, naming the field.
+        let mut xdp = sock;
+        xdp.progs = TypeSet::of([1, 6]);
+        let err = r.set_policy(&p("/a/b"), xdp).unwrap_err();
+        assert!(
+            matches!(&err, RegistryError::PolicyWiderThanParent { fields, .. } if *fields == vec![Field::Progs]),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("in its progs"), "{err}");
+        assert!(r.create_with_policy(&p("/a/c"), DENY).is_err());
+        // Narrowing in another field is fine; the effective policy is the intersection.
+        let mut no_hash = sock;
+        no_hash.maps = TypeSet::ANY.minus(TypeSet::of([1]));
+        assert_eq!(r.set_policy(&p("/a/b"), no_hash), Ok(ab));
+        assert_eq!(r.effective_policy(ab), Some(no_hash));
+        assert_eq!(r.effective_policy(a), Some(sock));
+        assert_eq!(r.effective_policy(NsId::ROOT), Some(Policy::HOST));
+        assert_eq!(r.effective_policy(NsId(99)), None);
+        // Narrowing /a's maps below /a/b's is refused until /a/b narrows.
+        let mut tiny = sock;
+        tiny.maps = TypeSet::of([2]);
+        assert!(matches!(
+            r.set_policy(&p("/a"), tiny),
+            Err(RegistryError::PolicyNarrowerThanDescendants { .. })
+        ));
+        // A registry that broke the rule (a damaged or hand-edited one) still grants only
+        // the intersection.
+        if let Some(n) = r.nodes.get_mut(&ab) {
+            n.policy = Policy::HOST;
+        }
+        assert_eq!(r.effective_policy(ab), Some(sock));
+    }
+
+    #[test]
+    fn old_registry_rows_read_as_today() {
+        // Rows written when the policy was one switch, and before policies existed.
+        let old = r#"{"format":1,"next_id":4,"namespaces":[
+            {"id":1,"parent":0,"path":"/a","policy":{"allow_tracing":true}},
+            {"id":2,"parent":1,"path":"/a/b","policy":{"allow_tracing":false}},
+            {"id":3,"parent":0,"path":"/c"}]}"#;
+        let back: Registry = serde_json::from_str(old).unwrap();
+        assert_eq!(back.policy(NsId(1)), Some(Policy::tracing(true)));
+        assert!(back.policy(NsId(1)).unwrap().allows_tracing());
+        assert_eq!(back.policy(NsId(2)), Some(Policy::DEFAULT));
+        assert_eq!(back.policy(NsId(3)), Some(Policy::DEFAULT));
+        assert_eq!(back.effective_policy(NsId(3)), Some(Policy::DEFAULT));
+    }
+
+    #[test]
     fn policies_survive_snapshots_and_old_files_read_as_deny() {
         let mut r = Registry::new();
         r.create_with_policy(&p("/a"), ALLOW).unwrap();
@@ -1322,7 +1414,7 @@ mod tests {
         r.create(&p("/c")).unwrap();
         let json = serde_json::to_string(&r).unwrap();
         assert!(
-            json.contains(r#""policy":{"allow_tracing":true}"#),
+            json.contains(r#""policy":{"allow_tracing":true,"cmds":"any""#),
             "{json}"
         );
         let back: Registry = serde_json::from_str(&json).unwrap();

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 
+use bpfns_client::filter::CmdRules;
 use bpfns_client::Client;
 use bpfns_model::container::ContainerFacts;
 use bpfns_model::NsPath;
@@ -71,11 +72,18 @@ pub fn prepare(settings: &Settings, global: &[OsString], args: &[OsString]) -> R
     let bundle_dir = std::fs::canonicalize(&bundle).unwrap_or_else(|_| bundle.clone());
     let presence = presence_path(&bundle_dir, &config);
     let state_dir = runtime_root(settings, global).join(&id);
-    let (ns_path, _created) = Client::connect(&settings.socket)
-        .and_then(|mut c| c.container_namespace(&facts, presence.to_str(), state_dir.to_str()))
+    let mut client = Client::connect(&settings.socket)
+        .with_context(|| format!("container {id}: connecting to bpfnsd"))?;
+    let (ns_path, _created) = client
+        .container_namespace(&facts, presence.to_str(), state_dir.to_str())
         .with_context(|| format!("container {id}: its namespace"))?;
     let ns = NsPath::parse(&ns_path).with_context(|| format!("bpfnsd answered {ns_path}"))?;
-    rewrite(&mut config, settings, &ns)?;
+    // The namespace's commands, refused from the cmd alone as for `bpfns exec` members.
+    let info = client
+        .ns_show(&ns_path)
+        .with_context(|| format!("container {id}: the policy of namespace {ns_path}"))?;
+    let cmds = CmdRules::of(&info.effective_policy.unwrap_or(info.policy));
+    rewrite(&mut config, settings, &ns, &cmds)?;
     let tmp = bundle.join(".config.json.bpfns");
     std::fs::write(&tmp, serde_json::to_vec(&config)?)
         .with_context(|| format!("writing {}", tmp.display()))?;
@@ -177,7 +185,12 @@ pub fn runtime_root(settings: &Settings, global: &[OsString]) -> PathBuf {
 
 /// The changes to the configuration: the hook, and (for a container that may use bpf()) the
 /// seccomp profile with bpfnsd as its listener.
-pub fn rewrite(config: &mut Value, settings: &Settings, ns: &NsPath) -> Result<()> {
+pub fn rewrite(
+    config: &mut Value,
+    settings: &Settings,
+    ns: &NsPath,
+    cmds: &CmdRules,
+) -> Result<()> {
     let exe = std::env::current_exe().context("finding bpfns-oci's own executable")?;
     let hook = json!({
         "path": exe,
@@ -215,7 +228,7 @@ pub fn rewrite(config: &mut Value, settings: &Settings, ns: &NsPath) -> Result<(
         .context("linux is not an object")?
         .entry("seccomp")
         .or_insert(Value::Null);
-    if !profile::rewrite(seccomp, may_use_bpf)? {
+    if !profile::rewrite(seccomp, may_use_bpf, cmds)? {
         // Nothing goes to bpfnsd (the engine refuses bpf() and ioctl() alike).
         return Ok(());
     }
@@ -319,7 +332,7 @@ mod tests {
     fn bpf_containers_get_the_listener_and_crun_the_flag() {
         let ns = NsPath::parse("/containers/a").expect("path");
         let mut c = config(&["CAP_BPF"]);
-        rewrite(&mut c, &settings("/usr/bin/crun"), &ns).expect("rewrite");
+        rewrite(&mut c, &settings("/usr/bin/crun"), &ns, &CmdRules::ALL).expect("rewrite");
         let s = &c["linux"]["seccomp"];
         assert_eq!(s["listenerPath"], "/run/b/seccomp.sock");
         assert_eq!(s["listenerMetadata"], "/containers/a");
@@ -334,7 +347,7 @@ mod tests {
         assert_eq!(c["annotations"]["io.container.manager"], "libpod");
 
         let mut c = config(&["CAP_SYS_ADMIN"]);
-        rewrite(&mut c, &settings("/usr/sbin/runc"), &ns).expect("rewrite");
+        rewrite(&mut c, &settings("/usr/sbin/runc"), &ns, &CmdRules::ALL).expect("rewrite");
         assert!(c["linux"]["seccomp"].get("flags").is_none());
         assert_eq!(c["linux"]["seccomp"]["listenerPath"], "/run/b/seccomp.sock");
     }
@@ -345,12 +358,18 @@ mod tests {
         // still trapped as for any other container (the member's view answers it).
         let ns = NsPath::parse("/containers/a").expect("path");
         let mut plain = config(&["CAP_BPF"]);
-        rewrite(&mut plain, &settings("/usr/sbin/runc"), &ns).expect("rewrite");
+        rewrite(&mut plain, &settings("/usr/sbin/runc"), &ns, &CmdRules::ALL).expect("rewrite");
         let mut userns = config(&["CAP_BPF"]);
         userns["linux"]["namespaces"] = json!([{"type": "user"}, {"type": "mount"}]);
         userns["linux"]["uidMappings"] =
             json!([{"containerID": 0, "hostID": 2147483647, "size": 1024}]);
-        rewrite(&mut userns, &settings("/usr/sbin/runc"), &ns).expect("rewrite");
+        rewrite(
+            &mut userns,
+            &settings("/usr/sbin/runc"),
+            &ns,
+            &CmdRules::ALL,
+        )
+        .expect("rewrite");
         assert_eq!(userns["linux"]["seccomp"], plain["linux"]["seccomp"]);
         assert_eq!(userns["hooks"], plain["hooks"]);
     }
@@ -362,7 +381,7 @@ mod tests {
         let ns = NsPath::parse("/containers/a").expect("path");
         let mut c = config(&["CAP_CHOWN"]);
         let before = c["linux"].clone();
-        rewrite(&mut c, &settings("/usr/bin/crun"), &ns).expect("rewrite");
+        rewrite(&mut c, &settings("/usr/bin/crun"), &ns, &CmdRules::ALL).expect("rewrite");
         assert_eq!(c["linux"], before);
         assert_eq!(c["hooks"]["createRuntime"][0]["args"][2], "create-runtime");
     }
@@ -376,13 +395,19 @@ mod tests {
         let ns = NsPath::parse("/containers/a").expect("path");
         let mut unconfined = config(&["CAP_NET_ADMIN"]);
         unconfined["linux"]["seccomp"] = Value::Null;
-        rewrite(&mut unconfined, &settings("/usr/sbin/runc"), &ns).expect("rewrite");
+        rewrite(
+            &mut unconfined,
+            &settings("/usr/sbin/runc"),
+            &ns,
+            &CmdRules::ALL,
+        )
+        .expect("rewrite");
         let mut ioctl = config(&["CAP_PERFMON"]);
         ioctl["linux"]["seccomp"]["syscalls"]
             .as_array_mut()
             .expect("rules")
             .push(json!({"names": ["ioctl"], "action": "SCMP_ACT_ALLOW"}));
-        rewrite(&mut ioctl, &settings("/usr/sbin/runc"), &ns).expect("rewrite");
+        rewrite(&mut ioctl, &settings("/usr/sbin/runc"), &ns, &CmdRules::ALL).expect("rewrite");
         for c in [&unconfined, &ioctl] {
             assert_eq!(c["linux"]["seccomp"]["listenerPath"], "/run/b/seccomp.sock");
             assert_eq!(c["linux"]["seccomp"]["listenerMetadata"], "/containers/a");

@@ -34,8 +34,8 @@
 use serde_json::{json, Value};
 
 use bpfns_client::filter::{
-    PERF_EVENT_IOC_QUERY_BPF, PERF_EVENT_IOC_QUERY_BPF_32, SECCOMP_FILTER_FLAG_NEW_LISTENER,
-    TRAPPED,
+    CmdRules, PERF_EVENT_IOC_QUERY_BPF, PERF_EVENT_IOC_QUERY_BPF_32,
+    SECCOMP_FILTER_FLAG_NEW_LISTENER, TRAPPED,
 };
 
 /// bpf() commands at or above this one are left to the engine's default action (the kernel
@@ -80,17 +80,23 @@ fn libc_eperm() -> u32 {
     1
 }
 
-/// The rules bpfns adds for `bpf`.
-pub fn bpf_rules() -> Vec<Value> {
+/// The rules bpfns adds for `bpf`, for a container of a namespace whose policy gives
+/// `cmds` (as the member filter: [`CmdRules::action`]): the trapped commands (and
+/// `BPF_MAP_CREATE` where map types are restricted) go to the listener, the policy's other
+/// commands below [`CMD_LIMIT`] are allowed, the rest below it refused (`EPERM`).
+pub fn bpf_rules(cmds: &CmdRules) -> Vec<Value> {
     let mut out: Vec<Value> = TRAPPED
         .iter()
         .map(|&c| rule("bpf", NOTIFY, Some((0, LOW32, u64::from(c)))))
         .collect();
-    out.extend(
-        (0..CMD_LIMIT)
-            .filter(|c| !TRAPPED.contains(c))
-            .map(|c| rule("bpf", ALLOW, Some((0, LOW32, u64::from(c))))),
-    );
+    out.extend((0..CMD_LIMIT).filter(|c| !TRAPPED.contains(c)).map(|c| {
+        let action = match cmds.action(c) {
+            bpfns_sys::seccomp::Action::UserNotif => NOTIFY,
+            bpfns_sys::seccomp::Action::Allow => ALLOW,
+            _ => ERRNO,
+        };
+        rule("bpf", action, Some((0, LOW32, u64::from(c))))
+    }));
     out
 }
 
@@ -128,7 +134,11 @@ pub fn seccomp_rules() -> Vec<Value> {
 /// Rewrite `seccomp` (the value of `linux.seccomp`; `Null` if the engine set none, as for a
 /// privileged container) in place, for a container that holds `CAP_BPF` or `CAP_SYS_ADMIN`
 /// (`may_use_bpf`) or not. Returns whether a rule sends calls to the listener.
-pub fn rewrite(seccomp: &mut Value, may_use_bpf: bool) -> Result<bool, ProfileError> {
+pub fn rewrite(
+    seccomp: &mut Value,
+    may_use_bpf: bool,
+    cmds: &CmdRules,
+) -> Result<bool, ProfileError> {
     if seccomp.is_null() {
         *seccomp = json!({
             "defaultAction": ALLOW,
@@ -162,7 +172,7 @@ pub fn rewrite(seccomp: &mut Value, may_use_bpf: bool) -> Result<bool, ProfileEr
     let mut take = Vec::new();
     let mut add = Vec::new();
     for (name, extra) in [
-        ("bpf", bpf_rules()),
+        ("bpf", bpf_rules(cmds)),
         ("ioctl", ioctl_rules()),
         ("seccomp", seccomp_rules()),
     ] {
@@ -324,7 +334,7 @@ mod tests {
     #[test]
     fn bpf_commands_are_trapped_on_their_low_32_bits() {
         let mut s = podman_like();
-        rewrite(&mut s, true).expect("rewrite");
+        rewrite(&mut s, true, &CmdRules::ALL).expect("rewrite");
         let rules = s["syscalls"].as_array().expect("rules").clone();
         for cmd in 0..CMD_LIMIT {
             for high in [0u64, 1 << 32, 0xffff_ffff_0000_0000] {
@@ -355,6 +365,38 @@ mod tests {
                 .filter(|r| names_of(r).contains(&n))
                 .all(|r| r.get("args").is_some()));
         }
+    }
+
+    #[test]
+    fn the_namespaces_commands_are_refused_as_the_member_filter_refuses_them() {
+        use bpfns_model::{Policy, TypeSet};
+        let mut p = Policy::DEFAULT;
+        p.cmds = TypeSet::ANY.minus(TypeSet::of([0, 18]));
+        p.maps = TypeSet::of([2]);
+        // map_create out: not trapped either, refused.
+        let rules = CmdRules::of(&p);
+        let r = bpf_rules(&rules);
+        for cmd in 0..CMD_LIMIT {
+            let got = one(&r, "bpf", [u64::from(cmd), 0]);
+            let want = if TRAPPED.contains(&cmd) {
+                NOTIFY
+            } else if cmd == 0 || cmd == 18 {
+                ERRNO
+            } else {
+                ALLOW
+            };
+            assert_eq!(got, want, "cmd {cmd}");
+        }
+        // Map types restricted, map_create allowed: it goes to the listener.
+        p.cmds = TypeSet::ANY;
+        let r = bpf_rules(&CmdRules::of(&p));
+        assert_eq!(one(&r, "bpf", [0, 0]), NOTIFY);
+        assert_eq!(one(&r, "bpf", [18, 0]), ALLOW);
+        // The default policy: today's rules.
+        assert_eq!(
+            bpf_rules(&CmdRules::of(&Policy::DEFAULT)),
+            bpf_rules(&CmdRules::ALL)
+        );
     }
 
     #[test]
@@ -406,7 +448,7 @@ mod tests {
     #[test]
     fn privileged_containers_get_a_profile_of_their_own() {
         let mut s = Value::Null;
-        rewrite(&mut s, true).expect("rewrite");
+        rewrite(&mut s, true, &CmdRules::ALL).expect("rewrite");
         assert_eq!(s["defaultAction"], ALLOW);
         let rules = s["syscalls"].as_array().expect("rules");
         // Only what differs from the default action: the notifications and refusals.
@@ -422,7 +464,7 @@ mod tests {
             "defaultAction": "SCMP_ACT_ERRNO",
             "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]
         });
-        rewrite(&mut s, true).expect("rewrite");
+        rewrite(&mut s, true, &CmdRules::ALL).expect("rewrite");
         let rules = s["syscalls"].as_array().expect("rules");
         assert!(matching(rules, "ioctl", [0, 0x5401]).is_empty());
         assert!(matching(rules, "seccomp", [0, 0]).is_empty());
@@ -436,7 +478,7 @@ mod tests {
     fn without_bpf_capabilities_the_engines_refusal_stands() {
         let mut s = podman_like();
         assert!(
-            rewrite(&mut s, false).expect("rewrite"),
+            rewrite(&mut s, false, &CmdRules::ALL).expect("rewrite"),
             "a listener is needed"
         );
         let rules = s["syscalls"].as_array().expect("rules").clone();
@@ -457,12 +499,12 @@ mod tests {
     #[test]
     fn where_the_engine_allows_bpf_it_is_supervised_whatever_the_capabilities() {
         let mut none = Value::Null;
-        assert!(rewrite(&mut none, false).expect("rewrite"));
+        assert!(rewrite(&mut none, false, &CmdRules::ALL).expect("rewrite"));
         let mut allowing = json!({
             "defaultAction": "SCMP_ACT_ERRNO",
             "syscalls": [{"names": ["bpf", "read"], "action": "SCMP_ACT_ALLOW"}]
         });
-        assert!(rewrite(&mut allowing, false).expect("rewrite"));
+        assert!(rewrite(&mut allowing, false, &CmdRules::ALL).expect("rewrite"));
         for s in [none, allowing] {
             let rules = s["syscalls"].as_array().expect("rules").clone();
             for cmd in TRAPPED {
@@ -486,7 +528,7 @@ mod tests {
                           "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]}]
         });
         for caps in [true, false] {
-            let e = rewrite(&mut s, caps).expect_err("conditional bpf rules");
+            let e = rewrite(&mut s, caps, &CmdRules::ALL).expect_err("conditional bpf rules");
             assert!(e.0.contains("conditional rules for bpf()"), "{e}");
         }
     }
@@ -514,7 +556,7 @@ mod tests {
             for caps in [false, true] {
                 let mut s = profile.clone();
                 assert!(
-                    rewrite(&mut s, caps).expect("rewrite"),
+                    rewrite(&mut s, caps, &CmdRules::ALL).expect("rewrite"),
                     "{what}: a listener"
                 );
                 let rules = s["syscalls"].as_array().expect("rules").clone();
@@ -543,7 +585,7 @@ mod tests {
                 "syscalls": [{"names": [name], "action": "SCMP_ACT_ALLOW",
                               "args": [{"index": 1, "value": 0x5412, "op": "SCMP_CMP_NE"}]}]
             });
-            let e = rewrite(&mut s, true).expect_err("conditional rules");
+            let e = rewrite(&mut s, true, &CmdRules::ALL).expect_err("conditional rules");
             assert!(
                 e.0.contains(&format!("conditional rules for {name}()")),
                 "{e}"

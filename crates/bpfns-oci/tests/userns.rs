@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use bpfns_model::{ObjectKind, ProgramPolicy};
+use bpfns_model::{ObjectKind, Policy};
 use bpfns_tests::{skip, TestDaemon};
 use common::podman::{podman_skip_reason, Podman};
 use common::text;
@@ -119,7 +119,7 @@ fn userns_containers_use_tokens(runtime: &str) {
         "maps.debug is covered: {t}"
     );
     // The token delegates what the namespace's policy allows (no tracing), never `any`.
-    let want = bpfnsd::daemon::token::delegation(ProgramPolicy::DEFAULT);
+    let want = bpfnsd::daemon::token::delegation(Policy::DEFAULT);
     assert_eq!(hex(&t, "allowed_cmds"), want.cmds, "{t}");
     assert_eq!(hex(&t, "allowed_maps"), want.maps, "{t}");
     assert_eq!(hex(&t, "allowed_progs"), want.progs, "{t}");
@@ -194,9 +194,7 @@ fn userns_containers_use_tokens(runtime: &str) {
     assert_eq!(hex(&t, "allowed_progs"), want.progs, "{t}");
 
     // A namespace whose policy allows tracing: the token delegates the tracing class too.
-    let tracing = ProgramPolicy {
-        allow_tracing: true,
-    };
+    let tracing = Policy::tracing(true);
     let traced = format!("/userns-{runtime}-tracing");
     c.ns_create_with_policy(&traced, tracing).expect("ns");
     c.ns_create_with_policy(&format!("{traced}/t"), tracing)

@@ -1,7 +1,7 @@
 //! Requests and responses.
 
 use bpfns_model::quota::KindLimits;
-use bpfns_model::{NsId, ObjectKind, ProgramPolicy};
+use bpfns_model::{NsId, ObjectKind, Policy};
 use serde::{Deserialize, Serialize};
 
 /// A request: `{"v": 1, "seq": 7, "op": "ns_create", "path": "/a"}`.
@@ -43,8 +43,8 @@ pub enum Op {
     /// binds it. Below a namespace other than the root, within the parent's cgroup.
     NsCreate {
         path: String,
-        #[serde(default, skip_serializing_if = "ProgramPolicy::is_default")]
-        policy: ProgramPolicy,
+        #[serde(default, skip_serializing_if = "Policy::is_default")]
+        policy: Policy,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_objects: Option<u32>,
         #[serde(default, skip_serializing_if = "KindLimits::is_empty")]
@@ -67,7 +67,7 @@ pub enum Op {
     },
     /// Change a namespace's program policy: within its parent's, and not narrower than any
     /// descendant's. Host root for any namespace; a member for strict descendants of its own.
-    NsSetPolicy { path: String, policy: ProgramPolicy },
+    NsSetPolicy { path: String, policy: Policy },
     /// Delete a namespace without children; its objects move to the parent. Refused while it
     /// has member tasks, unless `force`: then they are killed (SIGKILL) first.
     NsDelete {
@@ -253,7 +253,7 @@ impl Response {
     }
 }
 
-// One per response, built once and moved: a box would only add an allocation per request.
+// One per request, moved once: the size of a namespace's policies in a reply costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -482,7 +482,11 @@ pub struct EventInfo {
     pub reason: Option<String>,
     /// Namespace creations and policy changes: the policy now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<ProgramPolicy>,
+    pub policy: Option<Policy>,
+    /// Events of this namespace left out just before this one: over the limit of events a
+    /// namespace may publish a second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<u64>,
 }
 
 impl EventInfo {
@@ -507,6 +511,7 @@ impl EventInfo {
             layer: None,
             reason: None,
             policy: None,
+            suppressed: None,
         }
     }
 }
@@ -548,8 +553,9 @@ pub struct MemberPlan {
     pub path: String,
     /// Where the namespace's bpffs instance is mounted on the host.
     pub bpffs: String,
-    /// What its members may load beyond the default.
-    pub policy: ProgramPolicy,
+    /// Its effective policy (capped by its ancestors'): what its members may do with bpf();
+    /// the member filter refuses the commands outside it.
+    pub policy: Policy,
     /// bpfnsd's state directory (hidden from members).
     pub state_dir: String,
 }
@@ -570,9 +576,14 @@ pub struct NsInfo {
     /// at `/sys/fs/bpf` for members).
     #[serde(default)]
     pub bpffs: String,
-    /// What its members may load beyond the default.
+    /// Its own policy: what its members may do with bpf() (`cmds`, `maps`, `progs`,
+    /// `attachs`, as bpffs's `delegate_*` options; `allow_tracing` alone from older daemons).
     #[serde(default)]
-    pub policy: ProgramPolicy,
+    pub policy: Policy,
+    /// Its policy as its ancestors cap it (the intersection with every ancestor's): what its
+    /// members may actually do. `None` from older daemons (then it is `policy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_policy: Option<Policy>,
     /// How many objects it may own with its descendants (ownership records); `None` for the
     /// root (unlimited) and from older daemons.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -18,6 +18,7 @@ pub mod insn;
 pub mod mem;
 pub mod member_filter;
 pub mod mounts;
+pub mod names;
 pub mod probe;
 pub mod process;
 pub mod procfs;

@@ -104,8 +104,56 @@ enum Label {
     Kill,
 }
 
-/// The member filter's instructions (see the module documentation).
+/// What of a namespace's policy the member filter enforces from bpf()'s `cmd` alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CmdRules {
+    /// The commands members may call: an untrapped one outside it is refused (`EPERM`);
+    /// trapped ones go to the supervisor whatever this says (it checks the namespace's
+    /// policy as it stands then).
+    pub cmds: bpfns_model::TypeSet,
+    /// Whether `BPF_MAP_CREATE` goes to the supervisor too, to check the map type: only for
+    /// namespaces whose policy restricts map types (others pay nothing).
+    pub trap_map_create: bool,
+}
+
+impl CmdRules {
+    /// Today's filter: every command, nothing trapped but [`TRAPPED`].
+    pub const ALL: CmdRules = CmdRules {
+        cmds: bpfns_model::TypeSet::ANY,
+        trap_map_create: false,
+    };
+
+    /// The rules for a member of a namespace with (effective) `policy`.
+    pub fn of(policy: &bpfns_model::Policy) -> CmdRules {
+        CmdRules {
+            cmds: policy.cmds,
+            trap_map_create: !policy.maps.is_any()
+                && policy.cmds.contains(libbpf_sys::BPF_MAP_CREATE),
+        }
+    }
+
+    /// What the filter answers bpf() command `cmd` with (below 2^32).
+    pub fn action(&self, cmd: u32) -> Action {
+        if TRAPPED.contains(&cmd) || (self.trap_map_create && cmd == libbpf_sys::BPF_MAP_CREATE) {
+            Action::UserNotif
+        } else if self.cmds.contains(cmd) {
+            Action::Allow
+        } else {
+            Action::Errno(rustix::io::Errno::PERM.raw_os_error() as u16)
+        }
+    }
+}
+
+/// The member filter's instructions (see the module documentation), with today's rules for
+/// bpf() commands ([`CmdRules::ALL`]).
 pub fn program() -> Result<Vec<crate::seccomp::Insn>, AsmError> {
+    program_for(&CmdRules::ALL)
+}
+
+/// The member filter's instructions for a member under `rules`: as [`program`], but an
+/// untrapped command outside `rules.cmds` is refused (`EPERM`), and `BPF_MAP_CREATE` trapped
+/// with `rules.trap_map_create`. [`CmdRules::ALL`] gives [`program`]'s instructions exactly.
+pub fn program_for(rules: &CmdRules) -> Result<Vec<crate::seccomp::Insn>, AsmError> {
     use Label::*;
     use To::{Next, L};
     let mut a = Asm::default();
@@ -125,7 +173,24 @@ pub fn program() -> Result<Vec<crate::seccomp::Insn>, AsmError> {
     for cmd in TRAPPED {
         a.jump(JEQ_K, cmd, L(Notif), Next);
     }
-    a.ret(Action::Allow.ret());
+    if rules.trap_map_create {
+        a.jump(JEQ_K, libbpf_sys::BPF_MAP_CREATE, L(Notif), Next);
+    }
+    // Then the policy's commands: an "everything but" set refuses the ones left out, a
+    // finite one allows the ones listed and refuses the rest (those of later kernels too).
+    let (co, listed) = rules.cmds.listed();
+    let untrapped = listed.into_iter().filter(|c| !TRAPPED.contains(c));
+    if co {
+        for cmd in untrapped {
+            a.jump(JEQ_K, cmd, L(Eperm), Next);
+        }
+        a.ret(Action::Allow.ret());
+    } else {
+        for cmd in untrapped {
+            a.jump(JEQ_K, cmd, L(Allow), Next);
+        }
+        a.jump(JEQ_K, 0, L(Eperm), L(Eperm));
+    }
     a.label(Ioctl);
     a.load(off_arg_lo(1));
     a.jump(JEQ_K, PERF_EVENT_IOC_QUERY_BPF, L(Notif), L(Allow));
@@ -166,9 +231,67 @@ pub enum FilterError {
     Sys(#[from] SysError),
 }
 
+/// A filter that only refuses (`EPERM`) the untrapped bpf() commands outside `cmds`, for a
+/// task already under the member filter that moves into a namespace with fewer commands (it
+/// keeps the filter it has; this one is stacked on it); `None` when it would refuse nothing
+/// the outer filter's `outer` commands allow. Trapped commands stay the supervisor's.
+pub fn narrowing_program(
+    cmds: bpfns_model::TypeSet,
+    outer: bpfns_model::TypeSet,
+) -> Result<Option<Vec<crate::seccomp::Insn>>, AsmError> {
+    use Label::*;
+    use To::{Next, L};
+    let newly_refused = outer.minus(cmds);
+    if newly_refused == bpfns_model::TypeSet::NONE {
+        return Ok(None);
+    }
+    let mut a = Asm::default();
+    a.load(OFF_ARCH);
+    a.jump(JEQ_K, AUDIT_ARCH_X86_64, Next, L(Allow));
+    a.load(OFF_NR);
+    a.jump(JEQ_K, NR_BPF, Next, L(Allow));
+    a.load(off_arg_lo(0));
+    for cmd in TRAPPED {
+        a.jump(JEQ_K, cmd, L(Allow), Next);
+    }
+    let (co, listed) = cmds.listed();
+    if co {
+        for cmd in listed {
+            a.jump(JEQ_K, cmd, L(Eperm), Next);
+        }
+        a.ret(Action::Allow.ret());
+    } else {
+        for cmd in listed {
+            a.jump(JEQ_K, cmd, L(Allow), Next);
+        }
+        a.jump(JEQ_K, 0, L(Eperm), L(Eperm));
+    }
+    a.label(Allow);
+    a.ret(Action::Allow.ret());
+    a.label(Eperm);
+    a.ret(Action::Errno(rustix::io::Errno::PERM.raw_os_error() as u16).ret());
+    a.finish().map(Some)
+}
+
 /// The member filter, ready to install (with [`flags`]).
 pub fn filter() -> Result<Filter, FilterError> {
     Ok(Filter::from_insns(program()?)?)
+}
+
+/// [`narrowing_program`], ready to install.
+pub fn narrowing_filter(
+    cmds: bpfns_model::TypeSet,
+    outer: bpfns_model::TypeSet,
+) -> Result<Option<Filter>, FilterError> {
+    match narrowing_program(cmds, outer)? {
+        Some(p) => Ok(Some(Filter::from_insns(p)?)),
+        None => Ok(None),
+    }
+}
+
+/// The member filter for a member under `rules` (see [`program_for`]).
+pub fn filter_for(rules: &CmdRules) -> Result<Filter, FilterError> {
+    Ok(Filter::from_insns(program_for(rules)?)?)
 }
 
 #[cfg(test)]
@@ -272,6 +395,96 @@ mod tests {
             eval(&p, call(0xC000_00B7, NR_BPF, 14, 0)),
             ret(Action::KillProcess)
         );
+    }
+
+    #[test]
+    fn the_policys_commands_are_refused_from_the_cmd_alone() {
+        use bpfns_model::{Policy, TypeSet};
+        // The default policy gives today's filter, instruction for instruction.
+        assert_eq!(CmdRules::of(&Policy::DEFAULT), CmdRules::ALL);
+        assert_eq!(
+            program_for(&CmdRules::of(&Policy::DEFAULT)).unwrap(),
+            program().unwrap()
+        );
+        let notif = ret(Action::UserNotif);
+        let allow = ret(Action::Allow);
+        let eperm = ret(Action::Errno(1));
+        let map_create = libbpf_sys::BPF_MAP_CREATE;
+        let btf_load = libbpf_sys::BPF_BTF_LOAD;
+        // "Everything but map_create": refused; the rest as today.
+        let mut no_maps = Policy::DEFAULT;
+        no_maps.cmds = TypeSet::ANY.minus(TypeSet::of([map_create]));
+        let rules = CmdRules::of(&no_maps);
+        let p = program_for(&rules).unwrap();
+        for cmd in 0..100u32 {
+            let want = if TRAPPED.contains(&cmd) {
+                notif
+            } else if cmd == map_create {
+                eperm
+            } else {
+                allow
+            };
+            assert_eq!(eval(&p, call(X64, NR_BPF, cmd, 0)), want, "cmd {cmd}");
+            assert_eq!(rules.action(cmd).ret(), want, "cmd {cmd}");
+        }
+        // A finite list: what is listed runs, trapped commands still go to the supervisor,
+        // the rest (later kernels' too) is refused.
+        let mut only = Policy::DEFAULT;
+        only.cmds = TypeSet::of([btf_load, libbpf_sys::BPF_PROG_LOAD]);
+        let rules = CmdRules::of(&only);
+        assert!(!rules.trap_map_create);
+        let p = program_for(&rules).unwrap();
+        for cmd in 0..100u32 {
+            let want = if TRAPPED.contains(&cmd) {
+                notif
+            } else if cmd == btf_load {
+                allow
+            } else {
+                eperm
+            };
+            assert_eq!(eval(&p, call(X64, NR_BPF, cmd, 0)), want, "cmd {cmd}");
+            assert_eq!(rules.action(cmd).ret(), want, "cmd {cmd}");
+        }
+        // Map types restricted: map_create goes to the supervisor.
+        let mut no_hash = Policy::DEFAULT;
+        no_hash.maps = TypeSet::ANY.minus(TypeSet::of([libbpf_sys::BPF_MAP_TYPE_HASH]));
+        let rules = CmdRules::of(&no_hash);
+        assert!(rules.trap_map_create);
+        let p = program_for(&rules).unwrap();
+        assert_eq!(eval(&p, call(X64, NR_BPF, map_create, 0)), notif);
+        assert_eq!(eval(&p, call(X64, NR_BPF, btf_load, 0)), allow);
+        // x32 and ia32 stay refused, other calls run.
+        for p in [program_for(&CmdRules::of(&only)).unwrap(), p] {
+            assert_eq!(eval(&p, call(X64, NR_BPF | X32, btf_load, 0)), eperm);
+            assert_eq!(eval(&p, call(I386, NR_IA32_BPF, btf_load, 0)), eperm);
+            assert_eq!(eval(&p, call(X64, 1, btf_load, 0)), allow);
+        }
+    }
+
+    #[test]
+    fn a_narrower_namespace_below_gets_a_refusing_filter_on_top() {
+        use bpfns_model::TypeSet;
+        let map_create = libbpf_sys::BPF_MAP_CREATE;
+        assert_eq!(narrowing_program(TypeSet::ANY, TypeSet::ANY).unwrap(), None);
+        let no_maps = TypeSet::ANY.minus(TypeSet::of([map_create]));
+        assert_eq!(narrowing_program(no_maps, no_maps).unwrap(), None);
+        let p = narrowing_program(no_maps, TypeSet::ANY).unwrap().unwrap();
+        let allow = ret(Action::Allow);
+        let eperm = ret(Action::Errno(1));
+        for cmd in 0..100u32 {
+            let want = if cmd == map_create { eperm } else { allow };
+            assert_eq!(eval(&p, call(X64, NR_BPF, cmd, 0)), want, "cmd {cmd}");
+        }
+        // Only a trapped command listed: everything else untrapped refused; trapped ones left
+        // to the outer filter.
+        let only = TypeSet::of([libbpf_sys::BPF_PROG_LOAD]);
+        let p = narrowing_program(only, TypeSet::ANY).unwrap().unwrap();
+        for cmd in 0..100u32 {
+            let want = if TRAPPED.contains(&cmd) { allow } else { eperm };
+            assert_eq!(eval(&p, call(X64, NR_BPF, cmd, 0)), want, "cmd {cmd}");
+        }
+        assert_eq!(eval(&p, call(X64, 1, 0, 0)), allow);
+        assert_eq!(eval(&p, call(I386, NR_IA32_BPF, 0, 0)), allow);
     }
 
     #[test]

@@ -308,6 +308,25 @@ pub fn drop_capabilities_before_exec(cmd: &mut Command, caps: crate::caps::Capab
     }
 }
 
+/// Make `cmd` install `filter` (with `no_new_privs`, which an unprivileged task needs for it)
+/// before it execs: for starts that use no [`MemberSetup`] (a member moving a child into a
+/// namespace below its own, which keeps the filter it inherits and gets this one on top: the
+/// kernel runs every filter, and an `ERRNO` of the newer one outranks the older one's
+/// `USER_NOTIF` and `ALLOW`). The exec fails if the filter cannot be installed.
+pub fn install_filter_before_exec(cmd: &mut Command, filter: Filter) {
+    // SAFETY: the hook runs in the child between fork and exec and makes raw system calls only
+    // (prctl, seccomp) on data prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            set_no_new_privs_raw()
+                .map_err(|e| std::io::Error::from_raw_os_error(e.raw_os_error()))?;
+            install_filter_raw(&filter, FilterFlags::EMPTY)
+                .map(drop)
+                .map_err(|e| std::io::Error::from_raw_os_error(e.raw_os_error()))
+        });
+    }
+}
+
 /// What the child needs, prepared before the fork.
 #[derive(Debug)]
 struct ChildPlan {

@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 use bpfns_model::quota::KindLimits;
-use bpfns_model::{ObjectKind, ProgramPolicy};
+use bpfns_model::{ObjectKind, Policy};
 use bpfns_proto::ErrorCode;
 use bpfns_tests::{require_kernel, Helper, TestDaemon};
 
@@ -305,9 +305,10 @@ fn status_gives_a_member_only_its_subtree() {
     assert_eq!(host.namespaces, 6, "with the root");
     assert!(!host.counters.is_empty());
     let member = as_member(&d, Some("/a"), &["status"]).unwrap();
-    assert_eq!(member, "namespaces=2 listeners=0 kept=0 counters=");
+    // No host paths either (bpfnsd's pin root and state directory).
+    assert_eq!(member, "namespaces=2 listeners=0 kept=0 counters= paths=");
     let deeper = as_member(&d, Some("/c/d"), &["status"]).unwrap();
-    assert_eq!(deeper, "namespaces=1 listeners=0 kept=0 counters=");
+    assert_eq!(deeper, "namespaces=1 listeners=0 kept=0 counters= paths=");
 }
 
 /// A namespace whose only task is a zombie (a member that exited, its parent not reaping it)
@@ -680,10 +681,8 @@ fn namespace_policy_decides_tracing_programs_and_only_narrows() {
     require_kernel!();
     let d = TestDaemon::start("ns-policy");
     let mut c = d.client();
-    let allow = ProgramPolicy {
-        allow_tracing: true,
-    };
-    let deny = ProgramPolicy::DEFAULT;
+    let allow = Policy::tracing(true);
+    let deny = Policy::DEFAULT;
     let t = c.ns_create_with_policy("/t", allow).unwrap();
     assert_eq!(t.policy, allow);
     let n = c.ns_create("/n").unwrap();
@@ -745,6 +744,108 @@ fn namespace_policy_decides_tracing_programs_and_only_narrows() {
     assert_eq!(c.ns_show("/t").unwrap().policy, deny);
     load_tracing_in(&d, "/n").expect("still allowed after a restart");
     assert!(load_tracing_in(&d, "/t").is_err());
+}
+
+/// The four-set policy through bpfnsd: set at creation, capping what is created below
+/// without one, never widened from below, enforced for `bpfns exec`-style members (program
+/// types by the supervisor, commands and map types by the filter the member plan gives),
+/// and kept across a restart.
+#[test]
+fn four_set_policies_cap_below_are_enforced_and_kept() {
+    use bpfns_model::{Field, TypeSet};
+    use bpfns_sys::names::parse_list;
+    require_kernel!();
+    let d = TestDaemon::start("ns-policy4");
+    let mut c = d.client();
+    let mut p = Policy::DEFAULT;
+    p.set(
+        Field::Progs,
+        parse_list(Field::Progs, "socket_filter").unwrap(),
+    );
+    p.set(
+        Field::Maps,
+        TypeSet::ANY.minus(parse_list(Field::Maps, "hash").unwrap()),
+    );
+    let made = c.ns_create_with_policy("/p", p).unwrap();
+    assert_eq!(made.policy, p);
+    assert_eq!(made.effective_policy, Some(p));
+    // Created without a policy below /p: the default as far as /p allows.
+    let kid = c.ns_create("/p/kid").unwrap();
+    assert_eq!(kid.policy, Policy::DEFAULT.intersect(&p));
+    assert_eq!(kid.effective_policy, Some(p));
+    // A child cannot widen: not at creation, not later; nothing changes.
+    let mut xdp = p;
+    xdp.progs = parse_list(Field::Progs, "socket_filter,xdp").unwrap();
+    let err = c.ns_create_with_policy("/p/wide", xdp).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Conflict), "{err}");
+    assert!(err.to_string().contains("progs"), "{err}");
+    let err = c.ns_set_policy("/p/kid", xdp).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Conflict), "{err}");
+    assert_eq!(c.ns_show("/p/kid").unwrap().policy, p);
+    // Nor does a member widen its own namespace.
+    assert_eq!(
+        as_member(&d, Some("/p"), &["ns-policy", "/p", "allow"]),
+        Err("Denied".to_string())
+    );
+
+    let check = |d: &TestDaemon| {
+        let eperm = "errno=1";
+        let line = |out: String| {
+            out.lines()
+                .find(|l| {
+                    ["loaded=", "map=", "errno="]
+                        .iter()
+                        .any(|k| l.starts_with(k))
+                })
+                .unwrap_or("")
+                .to_string()
+        };
+        assert!(line(supervised_in(d, "/p", &["bpf-only", "load", "1"])).starts_with("loaded="));
+        assert_eq!(
+            line(supervised_in(d, "/p", &["bpf-only", "load", "6"])),
+            eperm
+        );
+        assert_eq!(
+            line(supervised_in(d, "/p", &["bpf-only", "map", "1"])),
+            eperm
+        );
+        assert!(line(supervised_in(d, "/p", &["bpf-only", "map", "2"])).starts_with("map="));
+        // The child's own effective policy: the same caps.
+        assert_eq!(
+            line(supervised_in(d, "/p/kid", &["bpf-only", "load", "6"])),
+            eperm
+        );
+    };
+    check(&d);
+    // Commands: --deny-cmds map_create, refused from the cmd alone by the member's filter.
+    let mut no_maps = p;
+    no_maps.cmds = TypeSet::ANY.minus(parse_list(Field::Cmds, "map_create").unwrap());
+    c.ns_set_policy("/p/kid", Policy::DEFAULT.intersect(&no_maps))
+        .unwrap();
+    let out = supervised_in(&d, "/p/kid", &["bpf-only", "map", "2"]);
+    assert!(out.contains("errno=1"), "{out}");
+    // A member of /p starting a child in /p/kid (it keeps its own filter): one more filter
+    // on top refuses the child what /p/kid refuses; /p itself still has it.
+    let sock = d.socket.to_string_lossy().into_owned();
+    let nested =
+        |ns: &str| supervised_in(&d, "/p", &["rt-exec", &sock, ns, "bpf-only", "map", "2"]);
+    let out = nested("/p/kid");
+    assert!(out.contains("errno=1"), "{out}");
+    let out = nested("/p");
+    assert!(out.contains("map="), "{out}");
+
+    // A restart keeps them, and enforcement with them.
+    drop(c);
+    let (dir, layout) = d.stop();
+    let d = TestDaemon::start_at(dir, layout, false);
+    let mut c = d.client();
+    assert_eq!(c.ns_show("/p").unwrap().policy, p);
+    let kid = c.ns_show("/p/kid").unwrap();
+    assert_eq!(kid.policy, Policy::DEFAULT.intersect(&no_maps));
+    assert_eq!(kid.effective_policy, Some(no_maps));
+    check(&d);
+    let out = supervised_in(&d, "/p/kid", &["bpf-only", "map", "2"]);
+    assert!(out.contains("errno=1"), "{out}");
 }
 
 /// bpfnsd drops the ownership records of freed objects by itself (every second in tests):
@@ -816,9 +917,7 @@ fn namespaces_own_a_bounded_number_of_objects() {
     let mut c = d.client();
     let a = c.ns_create("/a").unwrap();
     assert_eq!((a.max_objects, a.records), (Some(1024), Some(0)));
-    let b = c
-        .ns_create_with("/a/b", ProgramPolicy::DEFAULT, Some(10))
-        .unwrap();
+    let b = c.ns_create_with("/a/b", Policy::DEFAULT, Some(10)).unwrap();
     assert_eq!(b.max_objects, Some(10));
     let kid = c.ns_create("/a/b/kid").unwrap();
     assert_eq!(
@@ -827,19 +926,19 @@ fn namespaces_own_a_bounded_number_of_objects() {
         "the default, capped at the parent's"
     );
     let e = c
-        .ns_create_with("/a/c", ProgramPolicy::DEFAULT, Some(2000))
+        .ns_create_with("/a/c", Policy::DEFAULT, Some(2000))
         .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::Conflict), "{e}");
     assert!(e.to_string().contains("at most 1024"), "{e}");
     let e = c
-        .ns_create_with("/a/c", ProgramPolicy::DEFAULT, Some(0))
+        .ns_create_with("/a/c", Policy::DEFAULT, Some(0))
         .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::BadRequest), "{e}");
     assert!(c.ns_show("/a/c").is_err(), "nothing was created");
     // The top-level namespaces share the table: what is left is all a new one may have.
     let capacity = (1u32 << 20) - (1 << 10);
     let left = capacity - 1024;
-    c.ns_create_with("/big", ProgramPolicy::DEFAULT, Some(left))
+    c.ns_create_with("/big", Policy::DEFAULT, Some(left))
         .unwrap();
     let e = c.ns_create("/x").unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::Conflict), "{e}");
@@ -912,8 +1011,7 @@ fn a_namespace_near_its_limit_is_collected_at_once() {
     require_kernel!();
     let d = TestDaemon::start_with("quota-early", |c| c.gc_interval_secs = 0);
     let mut c = d.client();
-    c.ns_create_with("/e", ProgramPolicy::DEFAULT, Some(40))
-        .unwrap();
+    c.ns_create_with("/e", Policy::DEFAULT, Some(40)).unwrap();
     let mut h = Helper::spawn(&["create-many", "map", "60", "close", "50"]);
     c.enter("/e", h.pid).unwrap();
     h.go();
@@ -935,10 +1033,7 @@ fn limits_persist_and_older_registries_get_the_default() {
     let d = TestDaemon::start_with("quota-restart", |c| c.max_objects = 50);
     let mut c = d.client();
     assert_eq!(c.ns_create("/p").unwrap().max_objects, Some(50));
-    let q = c
-        .ns_create_with("/q", ProgramPolicy::DEFAULT, Some(7))
-        .unwrap()
-        .id;
+    let q = c.ns_create_with("/q", Policy::DEFAULT, Some(7)).unwrap().id;
     drop(c);
     let (dir, layout) = d.stop();
     // While bpfnsd is down: the kernel loses /q's limit, and an older bpfnsd's database
@@ -985,7 +1080,7 @@ fn namespaces_own_a_bounded_number_of_objects_of_each_kind() {
         .layers()
         .contains(&bpfns_kernel::doctor::Layer::BpfLsm);
     let a = c
-        .ns_create_limited("/a", ProgramPolicy::DEFAULT, Some(100), maps(3), None)
+        .ns_create_limited("/a", Policy::DEFAULT, Some(100), maps(3), None)
         .unwrap();
     assert_eq!(a.kind_limits.max_maps, Some(3));
     assert_eq!(a.kind_limits.max_links, Some(64), "bpfnsd.toml's default");
@@ -993,7 +1088,7 @@ fn namespaces_own_a_bounded_number_of_objects_of_each_kind() {
     assert_eq!(a.kind_records.map(|k| k.map), Some(0));
     // A child never above the nearest ancestor's limit of the kind.
     let e = c
-        .ns_create_limited("/a/b", ProgramPolicy::DEFAULT, None, maps(4), None)
+        .ns_create_limited("/a/b", Policy::DEFAULT, None, maps(4), None)
         .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::Conflict), "{e}");
     assert!(e.to_string().contains("ask for at most 3"), "{e}");
@@ -1001,7 +1096,7 @@ fn namespaces_own_a_bounded_number_of_objects_of_each_kind() {
     let e = c
         .ns_create_limited(
             "/a/b",
-            ProgramPolicy::DEFAULT,
+            Policy::DEFAULT,
             Some(5),
             KindLimits {
                 max_progs: Some(6),
@@ -1121,7 +1216,7 @@ fn limits_per_kind_persist_and_older_registries_have_none() {
     let d = TestDaemon::start("kquota-restart");
     let mut c = d.client();
     let p = c
-        .ns_create_limited("/p", ProgramPolicy::DEFAULT, Some(20), maps(4), None)
+        .ns_create_limited("/p", Policy::DEFAULT, Some(20), maps(4), None)
         .unwrap()
         .id;
     let mut h = Helper::spawn(&["create-many", "map", "3"]);
@@ -1944,6 +2039,49 @@ fn events_until(
     got
 }
 
+/// A member refused in a loop (thousands a second) cannot get the operator's subscription
+/// dropped: its namespace's events beyond the per-namespace limit are left out and counted,
+/// and the stream goes on (a later event still arrives).
+#[test]
+fn a_flood_of_refusals_does_not_drop_the_operators_stream() {
+    use bpfns_proto::EventKind as K;
+    require_kernel!();
+    let d = TestDaemon::start("events-flood");
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    c.ns_create("/b").unwrap();
+    let (_hb, b_map) = create_in(&d, "/b", "map");
+    let mut host = d.client();
+    host.set_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    host.subscribe(None, vec![K::Denied, K::NsCreated]).unwrap();
+    // Not read while the member floods: 5 000 refusals would overflow its queue 5 times.
+    let out = supervised_in(&d, "/a", &["open-loop", "map", &b_map.to_string(), "5000"]);
+    assert!(!out.trim().is_empty(), "the member ran: {out}");
+    c.ns_create("/after").unwrap();
+    let got = events_until(&mut host, "host subscriber after the flood", |got| {
+        got.iter()
+            .any(|e| e.kind == K::NsCreated && e.namespace == "/after")
+    });
+    let denials = got.iter().filter(|e| e.kind == K::Denied).count();
+    assert!(denials >= 1, "no refusal reported at all");
+    assert!(
+        denials < 5000,
+        "every one of the 5 000 refusals was published: no per-namespace limit"
+    );
+    let mut counter = |name: &str| {
+        c.status()
+            .unwrap()
+            .counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no counter {name}"))
+    };
+    assert_eq!(counter("events_subscribers_dropped"), 0);
+    assert_eq!(counter("events_suppressed") as usize + denials, 5000);
+}
+
 /// `events`: namespace changes, a member entering, the supervisor's refusal of a foreign id
 /// and the backstop's stop of an unsupervised member reach a host subscriber, with who did
 /// what; a member's subscription carries its own subtree's events and never another's.
@@ -1967,13 +2105,7 @@ fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
     assert_eq!(member.expect("subscribed"), "/a");
 
     c.ns_create("/a/x").unwrap();
-    c.ns_set_policy(
-        "/b",
-        ProgramPolicy {
-            allow_tracing: true,
-        },
-    )
-    .unwrap();
+    c.ns_set_policy("/b", Policy::tracing(true)).unwrap();
     c.ns_set_quota("/b", None, maps(7)).unwrap();
     c.ns_delete("/a/x").unwrap();
     let (_hb, b_map) = create_in(&d, "/b", "map");
@@ -2008,7 +2140,7 @@ fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
         .iter()
         .find(|e| is(e, K::NsPolicyChanged, "/b"))
         .unwrap();
-    assert_eq!(policy.policy.map(|p| p.allow_tracing), Some(true));
+    assert_eq!(policy.policy.map(|p| p.allows_tracing()), Some(true));
     let denied = got
         .iter()
         .find(|e| is(e, K::Denied, "/a") && e.layer.as_deref() == Some("supervisor"))
@@ -2077,7 +2209,10 @@ fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
 fn a_subscriber_that_stops_reading_is_dropped_and_counted() {
     use bpfns_proto::EventKind as K;
     require_kernel!();
-    let d = TestDaemon::start("events-slow");
+    // One namespace's refusals must be able to overflow a queue here: no per-namespace limit.
+    let d = TestDaemon::start_with("events-slow", |c| {
+        c.events_per_namespace_per_sec = u32::MAX;
+    });
     let mut c = d.client();
     c.ns_create("/a").unwrap();
     c.ns_create("/b").unwrap();
@@ -2150,7 +2285,7 @@ fn a_namespace_is_bound_to_a_cgroup_given_or_its_first_members() {
     let (top, kid) = (format!("/{name}"), format!("/{name}/kid"));
     let d = TestDaemon::start("cgbind");
     let mut c = d.client();
-    let p = ProgramPolicy::DEFAULT;
+    let p = Policy::DEFAULT;
     // Given: by its path below the cgroup2 root or under the mount.
     let n = c
         .ns_create_bound("/g", p, None, Some(&cg.0.to_string_lossy()))

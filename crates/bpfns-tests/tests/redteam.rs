@@ -916,19 +916,14 @@ impl Scene {
             // ownership checks stop on a cgroup both can reach; scene "confine" tests the
             // confinement of attach targets with namespaces of its own.
             let n = admin
-                .ns_create_bound(p, bpfns_model::ProgramPolicy::DEFAULT, None, Some("/"))
+                .ns_create_bound(p, bpfns_model::Policy::DEFAULT, None, Some("/"))
                 .unwrap();
             bpffs.insert(p, PathBuf::from(n.bpffs));
             // The victims' namespace /s may load tracing programs (its objects include
             // iterator and perf-event programs); the attacker's /t has the default policy.
             if p == "/s" {
                 admin
-                    .ns_set_policy(
-                        p,
-                        bpfns_model::ProgramPolicy {
-                            allow_tracing: true,
-                        },
-                    )
+                    .ns_set_policy(p, bpfns_model::Policy::tracing(true))
                     .unwrap();
             }
         }
@@ -3294,7 +3289,7 @@ fn scene_confine(m: &mut Matrix) {
         let _ = std::fs::remove_dir(cg);
         std::fs::create_dir(cg).unwrap();
     }
-    let policy = bpfns_model::ProgramPolicy::DEFAULT;
+    let policy = bpfns_model::Policy::DEFAULT;
     sc.admin
         .ns_create_bound("/ca", policy, None, Some(&format!("/{na}")))
         .unwrap();
@@ -4367,12 +4362,7 @@ fn scene_loadrace(m: &mut Matrix) {
     // /u allows tracing: there the kernel answers program loads itself.
     let u = sc.admin.ns_create("/u").unwrap();
     sc.admin
-        .ns_set_policy(
-            "/u",
-            bpfns_model::ProgramPolicy {
-                allow_tracing: true,
-            },
-        )
+        .ns_set_policy("/u", bpfns_model::Policy::tracing(true))
         .unwrap();
     let u_bpffs = PathBuf::from(u.bpffs);
     let v = sc.holder(Some("/s"), &["rt-hold-secret"], "victim");
@@ -5386,9 +5376,7 @@ fn scene_observe(m: &mut Matrix) {
             Err(e) => Err(e),
         };
         // Foreign changes and a foreign denial while it listens, then its own marker.
-        let allow = bpfns_model::ProgramPolicy {
-            allow_tracing: true,
-        };
+        let allow = bpfns_model::Policy::tracing(true);
         sc.admin.ns_create(&fsub).unwrap();
         sc.admin.ns_set_policy(&fsub, allow).unwrap();
         sc.admin.ns_delete(&fsub).unwrap();

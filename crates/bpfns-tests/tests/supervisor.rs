@@ -345,7 +345,10 @@ impl Member {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut setup = MemberSetup::new(supervisor::filter().unwrap());
+        // The filter `bpfns exec` gives a member of the namespace: its policy's commands.
+        let policy = env.view.policy(spec.ns).unwrap();
+        let rules = bpfns_sys::member_filter::CmdRules::of(&policy);
+        let mut setup = MemberSetup::new(bpfns_sys::member_filter::filter_for(&rules).unwrap());
         if let Some(d) = spec.bpffs {
             setup = setup.bpffs(d).unwrap();
         }
@@ -1648,13 +1651,8 @@ fn program_loads_follow_the_namespace_policy() {
     assert_eq!(load_as(&env, &["bpf-only"], SYSCALL), refused);
     // Allow tracing for /a (registry and kernel table, as bpfnsd does).
     let mut next = env.registry.read().clone();
-    next.set_policy(
-        &path("/a"),
-        bpfns_model::ProgramPolicy {
-            allow_tracing: true,
-        },
-    )
-    .unwrap();
+    next.set_policy(&path("/a"), bpfns_model::Policy::tracing(true))
+        .unwrap();
     env.registry.replace(next);
     env.tk
         .kernel
@@ -1663,6 +1661,232 @@ fn program_loads_follow_the_namespace_policy() {
     assert!(load_as(&env, &[], SOCKET_FILTER).starts_with("loaded="));
     assert!(load_as(&env, &[], KPROBE).starts_with("loaded="));
     assert_eq!(load_as(&env, &[], SYSCALL), refused);
+}
+
+/// Set /a's policy to `policy` as bpfnsd does (registry, then the kernel table's bit).
+fn set_policy_a(env: &Env, policy: bpfns_model::Policy) {
+    let mut next = env.registry.read().clone();
+    // Narrow the child first, widen it last: a namespace never allows more than its parent.
+    let child = bpfns_model::Policy::DEFAULT.intersect(&policy);
+    let now = next.policy(env.a).unwrap();
+    next.set_policy(&path("/a/child"), child.intersect(&now))
+        .unwrap();
+    next.set_policy(&path("/a"), policy).unwrap();
+    next.set_policy(&path("/a/child"), child).unwrap();
+    env.registry.replace(next);
+    env.tk
+        .kernel
+        .set_namespace_types(env.a, bpfnsd::daemon::kernel_types(&policy))
+        .unwrap();
+    env.tk
+        .kernel
+        .set_namespace_policy(env.a, NsId::ROOT, 1, policy.allows_some_tracing())
+        .unwrap();
+}
+
+/// The kernel side alone (no filter, no supervisor: what a caller that got past both would
+/// have): a task of a namespace whose policy leaves out hash maps and xdp programs that makes
+/// one is stopped, and the object quarantined; an array map is recorded as the namespace's.
+#[test]
+fn the_backstop_stops_map_and_program_types_outside_the_policy() {
+    use bpfns_model::{Field, Policy};
+    use bpfns_sys::names::parse_list;
+    require_kernel!();
+    let env = Env::new("policystop");
+    let mut p = Policy::DEFAULT;
+    p.set(Field::Maps, parse_list(Field::Maps, "array").unwrap());
+    p.set(
+        Field::Progs,
+        parse_list(Field::Progs, "socket_filter").unwrap(),
+    );
+    set_policy_a(&env, p);
+    let tagged = |args: &[&str]| {
+        let mut h = Helper::spawn(args);
+        env.tk.kernel.tag_process(h.pid, env.a).unwrap();
+        h.go();
+        h
+    };
+    // Without perfmon power, which /a's policy denies with tracing.
+    let mut h = tagged(&["no-perfmon", "map", "2"]);
+    let v = h.line().unwrap_or_default();
+    if !v.starts_with("map=") {
+        let st = h.finish();
+        let r = env.tk.kernel.reason_stats().unwrap_or_default();
+        panic!("{v:?} {st} {r:?}");
+    }
+    let id: u32 = v["map=".len()..].parse().unwrap();
+    assert_eq!(env.tk.kernel.owner(ObjectKind::Map, id).unwrap(), env.a);
+    h.finish();
+    for args in [
+        &["no-perfmon", "map", "1"][..],
+        &["no-perfmon", "load", "6"][..],
+    ] {
+        let h = tagged(args);
+        let status = h.finish();
+        assert!(bpfns_tests::killed(status), "{args:?}: {status}");
+    }
+    // Quarantined: no record of /a's holds a hash map or an xdp program.
+    for (kind, id, owner) in env.tk.kernel.ownership_records().unwrap() {
+        if owner != env.a {
+            continue;
+        }
+        let fd = sysbpf::fd_by_id(kind, id);
+        if let (ObjectKind::Map, Ok(fd)) = (kind, &fd) {
+            let t = sysbpf::info::<sysbpf::bpf_map_info>(fd).unwrap().type_;
+            assert_ne!(t, 1, "a hash map recorded as /a's");
+        }
+        if let (ObjectKind::Prog, Ok(fd)) = (kind, &fd) {
+            let t = sysbpf::info::<sysbpf::bpf_prog_info>(fd).unwrap().type_;
+            assert_ne!(t, 6, "an xdp program recorded as /a's");
+        }
+    }
+}
+
+/// A member of a namespace whose policy leaves out hash maps flips its array map's type to hash
+/// after the supervisor looked (BPF_MAP_CREATE is trapped for it, and let through as an
+/// array): the kernel side stops it before it returns, so no caller lives on with a hash map.
+#[test]
+fn a_map_type_rewritten_after_the_look_leaves_nothing_usable() {
+    use bpfns_model::{Field, Policy};
+    use bpfns_sys::names::parse_list;
+    require_kernel!();
+    let env = Env::new("mapflip");
+    let mut p = Policy::DEFAULT;
+    p.set(
+        Field::Maps,
+        Policy::DEFAULT
+            .maps
+            .minus(parse_list(Field::Maps, "hash").unwrap()),
+    );
+    set_policy_a(&env, p);
+    let out = run(
+        &env,
+        Spec::new(env.a, &["no-perfmon", "rt-map-flip-race", "40"]),
+    );
+    let flip = line_of(&out, "mapflip");
+    eprintln!("{flip}");
+    assert!(flip.contains("hash_kept:0"), "{flip}\n{out}");
+    assert!(!flip.contains("arrays:0 "), "some arrays were made: {flip}");
+}
+
+/// A member whose namespace allows some tracing (so the kernel answers its loads with its own
+/// credentials after the supervisor looked) flips its socket filter to an xdp program, which
+/// the policy leaves out, after the look: the kernel side stops it and quarantines the
+/// program, so that what its racing thread pinned cannot be opened.
+#[test]
+fn a_program_type_rewritten_after_the_look_leaves_nothing_usable() {
+    use bpfns_model::{Field, Policy};
+    use bpfns_sys::names::parse_list;
+    require_kernel!();
+    let env = Env::new("policyrace");
+    let mut p = Policy::DEFAULT;
+    p.set(
+        Field::Progs,
+        parse_list(Field::Progs, "socket_filter,kprobe").unwrap(),
+    );
+    set_policy_a(&env, p);
+    assert_eq!(
+        env.tk.kernel.namespace_types(env.a).unwrap(),
+        Some((p.progs.mask64(), u64::MAX))
+    );
+    let refused = format!("errno={EPERM}");
+    // The honest caller: refused by the supervisor.
+    assert_eq!(load_as(&env, &[], 6), refused);
+    let out = run(
+        &env,
+        Spec::new(env.a, &["rt-flip-race", "policy", "40", "xdp"]).bpffs(&env.bpffs_a),
+    );
+    let flip = line_of(&out, "flip");
+    eprintln!("{flip}");
+    assert_eq!(line_of(&out, "bad"), "none", "{flip}\n{out}");
+    // Every xdp program the kernel made was the stopped loader's: none came back to a
+    // caller that lived on.
+    assert!(flip.contains("other_types:0"), "{flip}");
+    // Without an entry (the default policy) nothing changes for socket filters.
+    set_policy_a(&env, Policy::DEFAULT);
+    assert_eq!(env.tk.kernel.namespace_types(env.a).unwrap(), None);
+    assert!(load_as(&env, &[], 1).starts_with("loaded="));
+}
+
+/// The first `map=`/`link=`/`loaded=`/`errno=` line of a member's output.
+fn outcome(env: &Env, args: &[&str]) -> String {
+    let out = run(env, Spec::new(env.a, args));
+    out.lines()
+        .find(|l| {
+            ["map=", "link=", "loaded=", "errno="]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Each field of a namespace's policy, against the real kernel: what it allows works, what
+/// it leaves out is refused with EPERM before anything is made: program types and the commands
+/// the filter traps (the supervisor), untrapped commands (the member filter), map types
+/// (BPF_MAP_CREATE trapped for the namespace whose map types are restricted), attach types
+/// (the supervisor, at link creation).
+#[test]
+fn policy_fields_allow_and_refuse() {
+    use bpfns_model::Field;
+    use bpfns_model::{Policy, TypeSet};
+    use bpfns_sys::names::parse_list;
+    require_kernel!();
+    let Some(root) = cgroup2_root() else {
+        bpfns_tests::skip("no cgroup2 mount");
+        return;
+    };
+    let env = Env::new("policy");
+    let refused = format!("errno={EPERM}");
+    let ok = |v: &str, key: &str| assert!(v.starts_with(key), "{v}");
+    let with = |f: Field, allow: Option<&str>, deny: Option<&str>| {
+        let mut p = Policy::DEFAULT;
+        if let Some(l) = allow {
+            p.set(f, parse_list(f, l).unwrap());
+        }
+        if let Some(l) = deny {
+            p.set(f, p.get(f).minus(parse_list(f, l).unwrap()));
+        }
+        p
+    };
+    // progs: --allow-progs socket_filter loads a socket filter, not an xdp program.
+    set_policy_a(&env, with(Field::Progs, Some("socket_filter"), None));
+    ok(&load_as(&env, &["bpf-net"], 1), "loaded=");
+    assert_eq!(load_as(&env, &["bpf-net"], 6), refused);
+    // maps: --deny-maps hash refuses a hash map, an array map is made.
+    set_policy_a(&env, with(Field::Maps, None, Some("hash")));
+    assert_eq!(outcome(&env, &["bpf-only", "map", "1"]), refused);
+    ok(&outcome(&env, &["bpf-only", "map", "2"]), "map=");
+    // --allow-maps array: the same from the other side.
+    set_policy_a(&env, with(Field::Maps, Some("array"), None));
+    assert_eq!(outcome(&env, &["bpf-only", "map", "1"]), refused);
+    ok(&outcome(&env, &["bpf-only", "map", "2"]), "map=");
+    // cmds: --deny-cmds map_create refuses every map from the cmd alone (the member
+    // filter); prog_load, trapped, is refused by the supervisor under --deny-cmds prog_load.
+    set_policy_a(&env, with(Field::Cmds, None, Some("map_create")));
+    assert_eq!(outcome(&env, &["bpf-only", "map", "2"]), refused);
+    ok(&load_as(&env, &["bpf-only"], 1), "loaded=");
+    set_policy_a(&env, with(Field::Cmds, None, Some("prog_load")));
+    assert_eq!(load_as(&env, &["bpf-only"], 1), refused);
+    ok(&outcome(&env, &["bpf-only", "map", "2"]), "map=");
+    // attachs: --deny-attachs cgroup_inet_ingress refuses that link, egress is made.
+    let name = format!("bpfns-test-policy-{}", std::process::id());
+    let cg = TestCgroup(root.join(&name));
+    let _ = std::fs::remove_dir(&cg.0);
+    std::fs::create_dir(&cg.0).unwrap();
+    let cgs = cg.0.to_string_lossy().into_owned();
+    bind_cgroups(&env, &[(env.a, &format!("/{name}"))]);
+    set_policy_a(
+        &env,
+        with(Field::Attachs, None, Some("cgroup_inet_ingress")),
+    );
+    assert_eq!(outcome(&env, &["bpf-net", "cg-link", &cgs, "0"]), refused);
+    ok(&outcome(&env, &["bpf-net", "cg-link", &cgs, "1"]), "link=");
+    // The default again: everything as without policies.
+    set_policy_a(&env, Policy::DEFAULT);
+    ok(&outcome(&env, &["bpf-only", "map", "1"]), "map=");
+    ok(&outcome(&env, &["bpf-net", "cg-link", &cgs, "0"]), "link=");
+    assert_eq!(TypeSet::ANY, Policy::DEFAULT.maps);
 }
 
 /// One line `key=value` of a member's output.

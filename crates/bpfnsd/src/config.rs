@@ -64,6 +64,10 @@ pub struct Config {
     /// there, loopback included, is one they can connect to; in a namespace of its own only
     /// what the operator puts there (the scraper, a veth) reaches the endpoint.
     pub metrics_netns: Option<PathBuf>,
+    /// Events (`bpfns events`) one namespace may publish a second; the rest are counted
+    /// (`events_suppressed`). Keeps a member refused in a loop from filling every
+    /// subscriber's queue, which drops the subscriber.
+    pub events_per_namespace_per_sec: u32,
     /// Permissions of the socket. Everybody may connect: callers are authorised by kernel
     /// facts about them, not by file permissions.
     pub socket_mode: u32,
@@ -255,6 +259,7 @@ impl Default for Config {
             seccomp_socket: PathBuf::from(DEFAULT_SECCOMP_SOCKET),
             metrics: None,
             metrics_netns: None,
+            events_per_namespace_per_sec: crate::events::PER_NAMESPACE_PER_SEC,
             socket_mode: 0o666,
             gc_interval_secs: 60,
             max_objects: 1024,

@@ -8,8 +8,8 @@ use bpfns_kernel::doctor::Layer;
 use bpfns_kernel::Kernel;
 use bpfns_model::quota::{self, QuotaError};
 use bpfns_model::{
-    may_create, may_delete, may_enter, may_set_policy, NsId, NsPath, ObjectKind, ProgramPolicy,
-    Registry, RegistryError, Visibility,
+    may_create, may_delete, may_enter, may_set_policy, NsId, NsPath, ObjectKind, Policy, Registry,
+    RegistryError, Visibility,
 };
 use bpfns_proto::{
     CallerInfo, ErrorCode, EventInfo, EventKind, NsInfo, ObjectCounts, ObjectInfo, Op, Reply,
@@ -186,6 +186,8 @@ pub struct Daemon {
     /// Rate limit of the supervisor's denial log lines (a member looping refused calls must
     /// not flood the journal; the event stream gets every one).
     denial_log: Mutex<EventLog>,
+    /// The supervisor's refusals logged per namespace (at most [`DENIAL_LOG_PER_NS_PER_SEC`]).
+    denial_log_ns: Mutex<crate::events::PerNamespace>,
     /// The audit event stream (`events`).
     pub events: Arc<crate::events::Bus>,
 }
@@ -254,6 +256,7 @@ impl Daemon {
         let containers = store.load_containers().map_err(Failure::internal)?;
         let bpffs = NsBpffs::new(&config.ns_bpffs_dir, &config.root_bpffs);
         let admission = crate::admission::Admission::new(&config.limits);
+        let events = Arc::new(crate::events::Bus::new(config.events_per_namespace_per_sec));
         Ok(Self {
             admission,
             config,
@@ -277,7 +280,8 @@ impl Daemon {
             listings: Default::default(),
             metrics: Default::default(),
             denial_log: Mutex::new(EventLog::default()),
-            events: Arc::default(),
+            denial_log_ns: Mutex::new(crate::events::PerNamespace::new(DENIAL_LOG_PER_NS_PER_SEC)),
+            events,
         })
     }
 
@@ -614,15 +618,14 @@ impl Daemon {
         e.pid = i32::try_from(v.pid).ok();
         e.comm = Some(v.comm.clone());
         e.uid = Some(uid);
-        // The commands that create objects (the supervisor's Command lacks those it passes).
-        e.command = Some(match v.cmd {
-            0 => "BPF_MAP_CREATE".to_string(),
-            5 => "BPF_PROG_LOAD".to_string(),
-            17 => "BPF_RAW_TRACEPOINT_OPEN".to_string(),
-            18 => "BPF_BTF_LOAD".to_string(),
-            28 => "BPF_LINK_CREATE".to_string(),
-            n => format!("bpf command {n}"),
-        });
+        // The commands that create objects (the supervisor's Command lacks those it passes),
+        // named as the UAPI names them.
+        e.command = Some(
+            bpfns_sys::names::name(bpfns_model::Field::Cmds, v.cmd).map_or_else(
+                || format!("bpf command {}", v.cmd),
+                |n| format!("BPF_{}", n.to_uppercase()),
+            ),
+        );
         e.object_kind = ObjectKind::from_code(kind);
         e.object_id = Some(id);
         e.object_name = Some(v.name.clone()).filter(|n| !n.is_empty());
@@ -648,8 +651,8 @@ impl Daemon {
         reg: &Registry,
         id: NsId,
         caller: &Caller,
-        policy: Option<ProgramPolicy>,
-    ) -> Option<(EventInfo, Vec<NsId>)> {
+        policy: Option<Policy>,
+    ) -> Option<(EventInfo, Vec<NsId>, Vec<NsId>)> {
         if !self.events.has_subscribers() {
             return None;
         }
@@ -658,7 +661,7 @@ impl Daemon {
         ev.uid = Some(caller.uid);
         ev.comm = ProcFacts::read(caller.pid).map(|f| f.comm);
         ev.policy = policy;
-        Some((ev, Self::chain_in(reg, id)))
+        Some((ev, Self::chain_in(reg, id), Self::chain_in(reg, caller.ns)))
     }
 
     fn publish_change(
@@ -667,10 +670,10 @@ impl Daemon {
         reg: &Registry,
         id: NsId,
         caller: &Caller,
-        policy: Option<ProgramPolicy>,
+        policy: Option<Policy>,
     ) {
-        if let Some((ev, chain)) = self.change_event(kind, reg, id, caller, policy) {
-            self.events.publish(ev, &chain);
+        if let Some((ev, chain, actor)) = self.change_event(kind, reg, id, caller, policy) {
+            self.events.publish_by(ev, &chain, &actor);
         }
     }
 
@@ -706,14 +709,23 @@ impl Daemon {
         };
         let comm = facts.as_ref().map(|f| f.comm.clone());
         let uid = facts.as_ref().map(|f| f.uid);
-        let log = self
-            .denial_log
+        // Per namespace first, so that one tenant refused in a loop does not use up the
+        // log's lines of everyone else's refusals.
+        let mine = self
+            .denial_log_ns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .admit();
+            .admit(d.ns, std::time::Instant::now());
+        let log = mine.is_some()
+            && self
+                .denial_log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .admit();
         if log {
             tracing::info!(
             layer = "supervisor",
+            suppressed = mine.unwrap_or(0),
             pid = tgid,
             tid = d.tid,
             comm = comm.as_deref().unwrap_or("?"),
@@ -842,7 +854,9 @@ impl Daemon {
             .kernel_parent_table()
             .into_iter()
             .map(|(id, p, d)| {
-                let tracing = reg.policy(id).is_some_and(|x| x.allow_tracing);
+                let tracing = reg
+                    .effective_policy(id)
+                    .is_some_and(|x| x.allows_some_tracing());
                 (id, (p, d, tracing))
             })
             .collect();
@@ -915,6 +929,15 @@ impl Daemon {
                         .set_namespace_policy(*id, *p, *d, *tracing)
                         .map_err(Restore::Kernel)?;
                     notes.push(format!("restored namespace {id} in the kernel table"));
+                }
+                let types = kernel_types(&reg.effective_policy(*id).unwrap_or_default());
+                if self.kernel.namespace_types(*id).map_err(Restore::Kernel)? != types {
+                    self.kernel
+                        .set_namespace_types(*id, types)
+                        .map_err(Restore::Kernel)?;
+                    notes.push(format!(
+                        "restored the program and map types of namespace {id} in the kernel side"
+                    ));
                 }
                 if !self.bpffs.is_mounted(*id) {
                     self.bpffs.ensure(*id).map_err(Restore::Bpffs)?;
@@ -1097,7 +1120,7 @@ impl Daemon {
                     caller: me,
                     path: reg.path(id).map(|p| p.to_string()).unwrap_or(path),
                     bpffs: self.bpffs.path(id).display().to_string(),
-                    policy: reg.policy(id).unwrap_or_default(),
+                    policy: reg.effective_policy(id).unwrap_or_default(),
                     // Only a host administrator outside namespaces hides it from its members.
                     state_dir: if caller.ns == NsId::ROOT && caller.host_admin() {
                         self.config.state_dir.display().to_string()
@@ -1338,7 +1361,7 @@ impl Daemon {
         &self,
         caller: &Caller,
         path: &str,
-        policy: ProgramPolicy,
+        policy: Policy,
         (max_objects, kind_limits): (Option<u32>, quota::KindLimits),
         cgroup: Option<&str>,
     ) -> Answer {
@@ -1356,6 +1379,12 @@ impl Daemon {
                 ));
             }
         }
+        // No policy asked for: the default as far as the parent's allows.
+        let policy = if policy.is_default() {
+            next.default_policy_under(&p)
+        } else {
+            policy
+        };
         let id = next.create_with_policy(&p, policy)?;
         let limit = quota::limit_for_new(next, &p, max_objects, quota_rules(&self.config))?;
         next.set_max_objects(id, limit);
@@ -1391,13 +1420,14 @@ impl Daemon {
         };
         self.kernel
             .set_namespace_limit(id, u64::from(limit))
+            .and_then(|()| self.kernel.set_namespace_types(id, kernel_types(&policy)))
             .and_then(|()| {
                 self.kernel
                     .set_namespace_kind_limits(id, kernel_kind_limits(kinds))
             })
             .and_then(|()| {
                 self.kernel
-                    .set_namespace_policy(id, parent, depth, policy.allow_tracing)
+                    .set_namespace_policy(id, parent, depth, policy.allows_some_tracing())
             })
             .map_err(|e| undo(Failure::internal(e)))?;
         self.bpffs
@@ -1458,7 +1488,7 @@ impl Daemon {
         Ok((Reply::Namespace(self.ns_info_of(id, &p)?), vec![]))
     }
 
-    fn ns_set_policy(&self, caller: &Caller, path: &str, policy: ProgramPolicy) -> Answer {
+    fn ns_set_policy(&self, caller: &Caller, path: &str, policy: Policy) -> Answer {
         let p = Self::parse_path(path)?;
         let mut tx = self.begin();
         let id = visible_in(&tx.next, caller, &p)?;
@@ -1470,8 +1500,13 @@ impl Daemon {
         );
         // Durable first: if we crash after this, reconcile() finishes the kernel part.
         tx.commit()?;
+        // The types first: the tracing bit may widen, and the backstop then checks types.
         self.kernel
-            .set_namespace_policy(id, parent, depth, policy.allow_tracing)
+            .set_namespace_types(id, kernel_types(&policy))
+            .and_then(|()| {
+                self.kernel
+                    .set_namespace_policy(id, parent, depth, policy.allows_some_tracing())
+            })
             .map_err(Failure::internal)?;
         tracing::info!(namespace = %p, %id, caller = caller.pid, %policy, "set namespace policy");
         self.publish_change(
@@ -1664,8 +1699,8 @@ impl Daemon {
             );
         }
         tracing::info!(namespace = %p, moved, "deleted namespace");
-        if let Some((ev, chain)) = deleted_event {
-            self.events.publish(ev, &chain);
+        if let Some((ev, chain, actor)) = deleted_event {
+            self.events.publish_by(ev, &chain, &actor);
         }
         Ok((
             Reply::Deleted {
@@ -1899,6 +1934,7 @@ impl Daemon {
             members,
             bpffs: self.bpffs.path(id).display().to_string(),
             policy: reg.policy(id).unwrap_or_default(),
+            effective_policy: reg.effective_policy(id),
             max_objects: reg.max_objects(id),
             cgroup: reg.cgroup(id).map(str::to_owned),
             records: q.map(|q| q.used),
@@ -2242,6 +2278,7 @@ impl Daemon {
             "events_subscribers_dropped".to_string(),
             self.events.dropped(),
         ));
+        counters.push(("events_suppressed".to_string(), self.events.suppressed()));
         // bpfnsd's own allocations (not what its allocator merely keeps): leaks show here.
         if let Some(b) = bpfns_sys::process::heap_in_use() {
             counters.push(("bpfnsd_heap_in_use_bytes".to_string(), b));
@@ -2279,6 +2316,9 @@ impl Daemon {
             info.namespaces = self.reg().subtree_len(caller.ns) as u32;
             info.supervised_listeners = 0;
             info.kept_listeners = 0;
+            // The host's paths are not a member's business (as in `member_plan`).
+            info.pin_root.clear();
+            info.state_dir.clear();
             info.counters.clear();
             info.containers = 0;
             info.collected_containers.clear();
@@ -2295,6 +2335,9 @@ pub const EARLY_COLLECTION_GAP: std::time::Duration = std::time::Duration::from_
 pub const HOOK_RELAX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 /// At most this many kernel events are logged a second.
 pub const EVENT_LOG_PER_SEC: u32 = 50;
+/// At most this many of one namespace's refusals are logged a second (within
+/// [`EVENT_LOG_PER_SEC`] for all); the line after a gap says how many were left out.
+pub const DENIAL_LOG_PER_NS_PER_SEC: u32 = 10;
 
 /// The quota rules of this configuration: its default, and the ownership table's capacity
 /// less a margin for reservations in flight.
@@ -2502,6 +2545,18 @@ fn add_run_stats(progs: &mut [ObjectInfo]) {
             p.details.run_time_ns = Some(i.run_time_ns);
             p.details.run_cnt = Some(i.run_cnt);
         }
+    }
+}
+
+/// What the kernel side's backstop checks of a namespace's (effective) policy: the program
+/// and map types it may create, as masks; `None` where it restricts neither beyond the
+/// default (the tracing class, which the kernel table's bit covers), so that such namespaces
+/// have no entry and cost nothing.
+pub fn kernel_types(p: &Policy) -> Option<(u64, u64)> {
+    if p.maps.is_any() && Policy::DEFAULT.progs.is_within(p.progs) {
+        None
+    } else {
+        Some((p.progs.mask64(), p.maps.mask64()))
     }
 }
 

@@ -7,9 +7,17 @@
 //! connection ends. Which events a subscriber gets is decided here, at publishing, from the
 //! namespace chain of the event (the namespace and its ancestors, as the registry had them
 //! when it happened): only those of the subscriber's own subtree.
+//!
+//! A namespace's members can make events as fast as they can call bpf() (a refused open in a
+//! loop: 26 000 a second), which would fill every subscriber's queue and get the operator's
+//! stream dropped. So each namespace may publish at most [`PER_NAMESPACE_PER_SEC`] events a
+//! second; the rest are counted (`events_suppressed` in `status`), and the namespace's next
+//! event that goes out says how many of its own were left out before it (`suppressed`).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bpfns_model::NsId;
 use bpfns_proto::{EventInfo, EventKind};
@@ -18,12 +26,77 @@ use tokio::sync::{mpsc, Notify};
 /// Events queued per subscriber before it is dropped.
 pub const QUEUE: usize = 1024;
 
+/// Events a namespace (other than the root) may publish a second, unless bpfnsd.toml says
+/// otherwise (`events_per_namespace_per_sec`).
+pub const PER_NAMESPACE_PER_SEC: u32 = 50;
+
+/// At most `per_sec` of something a second per namespace, counting what was left out.
+#[derive(Debug)]
+pub struct PerNamespace {
+    per_sec: u32,
+    windows: HashMap<NsId, Window>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: Instant,
+    used: u32,
+    /// Left out since the last one admitted.
+    suppressed: u64,
+}
+
+/// Windows kept before old ones (nothing left out, a second past) are forgotten.
+const WINDOWS_KEPT: usize = 4096;
+
+impl PerNamespace {
+    /// At most `per_sec` a second per namespace.
+    pub fn new(per_sec: u32) -> Self {
+        Self {
+            per_sec,
+            windows: HashMap::new(),
+        }
+    }
+
+    /// Whether namespace `ns` may have one more now: `Some(n)` with `n` the ones of `ns`
+    /// left out since its last one admitted, or `None` (this one is left out and counted).
+    pub fn admit(&mut self, ns: NsId, now: Instant) -> Option<u64> {
+        if self.windows.len() >= WINDOWS_KEPT && !self.windows.contains_key(&ns) {
+            self.windows.retain(|_, w| {
+                w.suppressed > 0 || now.duration_since(w.start) < Duration::from_secs(1)
+            });
+        }
+        let w = self.windows.entry(ns).or_insert(Window {
+            start: now,
+            used: 0,
+            suppressed: 0,
+        });
+        if now.duration_since(w.start) >= Duration::from_secs(1) {
+            w.start = now;
+            w.used = 0;
+        }
+        if w.used >= self.per_sec {
+            w.suppressed += 1;
+            return None;
+        }
+        w.used += 1;
+        Some(std::mem::take(&mut w.suppressed))
+    }
+}
+
 /// The subscribers and the counters of the stream.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Bus {
     subs: Mutex<Vec<Sub>>,
     dropped: AtomicU64,
     published: AtomicU64,
+    limit: Mutex<PerNamespace>,
+    suppressed: AtomicU64,
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Self::new(PER_NAMESPACE_PER_SEC)
+    }
 }
 
 #[derive(Debug)]
@@ -44,6 +117,17 @@ pub struct Subscription {
 }
 
 impl Bus {
+    /// A bus on which a namespace publishes at most `per_namespace_per_sec` events a second.
+    pub fn new(per_namespace_per_sec: u32) -> Self {
+        Self {
+            subs: Mutex::default(),
+            dropped: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            limit: Mutex::new(PerNamespace::new(per_namespace_per_sec)),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
     /// Subscribe to the events of `root`'s subtree, of `kinds` (empty: all).
     pub fn subscribe(&self, root: NsId, kinds: Vec<EventKind>) -> Subscription {
         let (tx, events) = mpsc::channel(QUEUE);
@@ -75,12 +159,35 @@ impl Bus {
     /// and its ancestors (the root last); an event of a namespace the registry did not know
     /// reaches the root's subscribers only.
     pub fn publish(&self, ev: EventInfo, chain: &[NsId]) {
+        self.publish_by(ev, chain, chain);
+    }
+
+    /// [`Bus::publish`] of an event done by a task of namespace chain `actor` (the caller of
+    /// a namespace change, who may be outside the event's namespace): subscribers outside
+    /// `actor`'s subtree get it without the doer's pid, comm and uid (the host's processes
+    /// are none of a member's business).
+    pub fn publish_by(&self, mut ev: EventInfo, chain: &[NsId], actor: &[NsId]) {
         let mut subs = self.lock();
         if subs.is_empty() {
             return;
         }
+        if ev.ns_id != NsId::ROOT {
+            let admitted = self
+                .limit
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .admit(ev.ns_id, Instant::now());
+            match admitted {
+                None => {
+                    self.suppressed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Some(n) => ev.suppressed = (n > 0).then_some(n),
+            }
+        }
         self.published.fetch_add(1, Ordering::Relaxed);
         let ev = Arc::new(ev);
+        let mut without_doer: Option<Arc<EventInfo>> = None;
         subs.retain(|s| {
             if s.tx.is_closed() {
                 return false;
@@ -89,7 +196,17 @@ impl Bus {
             if !inside || !(s.kinds.is_empty() || s.kinds.contains(&ev.kind)) {
                 return true;
             }
-            match s.tx.try_send(Arc::clone(&ev)) {
+            let sees_doer = s.root == NsId::ROOT || actor.contains(&s.root);
+            let this = if sees_doer {
+                Arc::clone(&ev)
+            } else {
+                Arc::clone(without_doer.get_or_insert_with(|| {
+                    let mut e = EventInfo::clone(&ev);
+                    (e.pid, e.comm, e.uid) = (None, None, None);
+                    Arc::new(e)
+                }))
+            };
+            match s.tx.try_send(this) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -109,6 +226,11 @@ impl Bus {
     /// Subscribers dropped for not keeping up, since start.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Events left out since start: over their namespace's [`PER_NAMESPACE_PER_SEC`].
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed.load(Ordering::Relaxed)
     }
 
     /// Subscribers now.
@@ -158,7 +280,9 @@ mod tests {
         let slow = bus.subscribe(NsId::ROOT, vec![]);
         let mut fast = bus.subscribe(NsId::ROOT, vec![]);
         for i in 0..=QUEUE {
-            bus.publish(ev(EventKind::Stopped, 1), &[NsId(1), NsId::ROOT]);
+            // Spread over namespaces: one alone is held to its limit.
+            let ns = (i / PER_NAMESPACE_PER_SEC as usize) as u32 + 1;
+            bus.publish(ev(EventKind::Stopped, ns), &[NsId(ns), NsId::ROOT]);
             // The other one keeps reading.
             assert!(fast.events.try_recv().is_ok(), "event {i}");
         }
@@ -167,5 +291,67 @@ mod tests {
         drop(slow);
         drop(fast);
         assert_eq!(bus.subscribers(), 0);
+    }
+
+    /// One namespace flooding cannot fill an operator's queue: its events beyond the limit
+    /// are left out and counted, the others' still go out, and its next one says how many.
+    #[test]
+    fn a_flooding_namespace_is_held_to_its_limit() {
+        let bus = Bus::default();
+        let mut op = bus.subscribe(NsId::ROOT, vec![]);
+        for _ in 0..10 * QUEUE {
+            bus.publish(ev(EventKind::Denied, 7), &[NsId(7), NsId::ROOT]);
+        }
+        bus.publish(ev(EventKind::Denied, 8), &[NsId(8), NsId::ROOT]);
+        let mut got = Vec::new();
+        while let Ok(e) = op.events.try_recv() {
+            got.push(e);
+        }
+        assert_eq!(bus.dropped(), 0, "the operator was dropped");
+        assert_eq!(
+            got.iter().filter(|e| e.ns_id == NsId(7)).count(),
+            PER_NAMESPACE_PER_SEC as usize
+        );
+        assert!(
+            got.iter().any(|e| e.ns_id == NsId(8)),
+            "another namespace's event"
+        );
+        assert_eq!(
+            bus.suppressed(),
+            10 * QUEUE as u64 - u64::from(PER_NAMESPACE_PER_SEC)
+        );
+    }
+
+    #[test]
+    fn the_next_admitted_one_counts_what_was_left_out() {
+        let mut l = PerNamespace::new(2);
+        let t0 = Instant::now();
+        assert_eq!(l.admit(NsId(1), t0), Some(0));
+        assert_eq!(l.admit(NsId(1), t0), Some(0));
+        assert_eq!(l.admit(NsId(1), t0), None);
+        assert_eq!(l.admit(NsId(1), t0), None);
+        assert_eq!(l.admit(NsId(2), t0), Some(0), "namespaces apart");
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(l.admit(NsId(1), t1), Some(2));
+        assert_eq!(l.admit(NsId(1), t1), Some(0));
+    }
+
+    /// A namespace change made by the host is shown to the namespace's own subscribers
+    /// without the host process that made it.
+    #[test]
+    fn the_doer_is_shown_only_inside_its_own_subtree() {
+        let bus = Bus::default();
+        let mut member = bus.subscribe(NsId(2), vec![]);
+        let mut host = bus.subscribe(NsId::ROOT, vec![]);
+        let mut e = ev(EventKind::NsCreated, 3);
+        (e.pid, e.comm, e.uid) = (Some(17), Some("bpfns".into()), Some(0));
+        bus.publish_by(e.clone(), &[NsId(3), NsId(2), NsId::ROOT], &[NsId::ROOT]);
+        let m = member.events.try_recv().unwrap();
+        assert_eq!((m.pid, m.comm.as_deref(), m.uid), (None, None, None));
+        let h = host.events.try_recv().unwrap();
+        assert_eq!(h.pid, Some(17));
+        // Done by a member of /n2 itself: its subscribers see who.
+        bus.publish_by(e, &[NsId(3), NsId(2), NsId::ROOT], &[NsId(2), NsId::ROOT]);
+        assert_eq!(member.events.try_recv().unwrap().pid, Some(17));
     }
 }

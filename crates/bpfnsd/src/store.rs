@@ -359,6 +359,48 @@ mod tests {
     }
 
     #[test]
+    fn old_policy_rows_read_as_they_meant_and_new_ones_round_trip() {
+        use bpfns_model::{Policy, TypeSet};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bpfns.redb");
+        let store = Store::open(&path).unwrap();
+        let mut reg = Registry::new();
+        reg.create(&NsPath::parse("/t").unwrap()).unwrap();
+        store.save_registry(&reg).unwrap();
+        // Rows as bpfnsd wrote them when the policy was one switch (or before it existed).
+        {
+            let txn = store.db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(NAMESPACES).unwrap();
+                let row = br#"{"id":1,"parent":0,"path":"/t","policy":{"allow_tracing":true}}"#;
+                t.insert(1, row.as_slice()).unwrap();
+                let row = br#"{"id":2,"parent":1,"path":"/t/x","max_objects":10}"#;
+                t.insert(2, row.as_slice()).unwrap();
+                let mut st = txn.open_table(STATE).unwrap();
+                st.insert(NEXT_ID_KEY, b"3".as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let back = store.load_registry().unwrap();
+        assert_eq!(back.policy(NsId(1)), Some(Policy::tracing(true)));
+        assert_eq!(back.policy(NsId(2)), Some(Policy::DEFAULT));
+        assert_eq!(back.effective_policy(NsId(2)), Some(Policy::DEFAULT));
+        // A four-set policy is written and read back as it was.
+        let prev = back.clone();
+        let mut next = back;
+        let mut p = Policy::DEFAULT;
+        p.progs = TypeSet::of([1]);
+        p.maps = TypeSet::ANY.minus(TypeSet::of([1]));
+        next.set_policy(&NsPath::parse("/t/x").unwrap(), p).unwrap();
+        store.save_changes(&prev, &next).unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let again = store.load_registry().unwrap();
+        assert_eq!(again.policy(NsId(2)), Some(p));
+        assert_eq!(again.snapshot(), next.snapshot());
+    }
+
+    #[test]
     fn a_damaged_row_is_reported_not_loaded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bpfns.redb");

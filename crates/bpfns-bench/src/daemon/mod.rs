@@ -500,8 +500,8 @@ fn measure(
     // Room for every map of a round and the records of the last round's until they are
     // collected (namespaces own at most max_objects, 1024 by default).
     let limit = Some(u32::try_from(4 * sizes.maps).unwrap_or(u32::MAX));
-    c.ns_create_with(NS, bpfns_model::ProgramPolicy::DEFAULT, limit)?;
-    c.ns_create_with(OTHER_NS, bpfns_model::ProgramPolicy::DEFAULT, limit)?;
+    c.ns_create_with(NS, bpfns_model::Policy::DEFAULT, limit)?;
+    c.ns_create_with(OTHER_NS, bpfns_model::Policy::DEFAULT, limit)?;
 
     // The map holders: tagged by the daemon like any member (ownership recorded at creation).
     let mut w_vis = Worker::spawn(None)?;

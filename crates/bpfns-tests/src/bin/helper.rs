@@ -466,22 +466,19 @@ fn client(args: &[String]) {
             })),
         // ns-policy PATH allow|deny
         "ns-policy" => out(c
-            .ns_set_policy(
-                &a(2),
-                bpfns_model::ProgramPolicy {
-                    allow_tracing: a(3) == "allow",
-                },
-            )
+            .ns_set_policy(&a(2), bpfns_model::Policy::tracing(a(3) == "allow"))
             .map(|n| format!("{}:{}", n.path, n.policy))),
         // status: namespaces, listeners, kept listeners, counters (names)
         "status" => out(c.status().map(|s| {
             let names: Vec<&str> = s.counters.iter().map(|(n, _)| n.as_str()).collect();
             format!(
-                "namespaces={} listeners={} kept={} counters={}",
+                "namespaces={} listeners={} kept={} counters={} paths={}{}",
                 s.namespaces,
                 s.supervised_listeners,
                 s.kept_listeners,
-                names.join(",")
+                names.join(","),
+                s.pin_root,
+                s.state_dir
             )
         })),
         "enter-self" => out(c

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bpfns_model::container::{gone, ContainerFacts, ContainerRecord, Containers, Gone, Observed};
-use bpfns_model::{NsId, NsPath, ProgramPolicy};
+use bpfns_model::{NsId, NsPath, Policy};
 use bpfns_proto::{ErrorCode, Reply};
 
 use super::{Answer, Daemon, Failure};
@@ -264,7 +264,7 @@ impl Daemon {
             match self.ns_create(
                 caller,
                 prefix.as_str(),
-                ProgramPolicy::default(),
+                Policy::default(),
                 (None, bpfns_model::quota::KindLimits::NONE),
                 None,
             ) {

@@ -14,12 +14,13 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use bpfns_model::{NsId, ProgramPolicy};
+use bpfns_model::{NsId, Policy};
 use bpfns_proto::{ErrorCode, Reply};
 use bpfns_sys::userns::Delegation;
 
 use super::{Answer, Daemon, Failure};
 use crate::caller::Caller;
+#[cfg(test)]
 use crate::supervisor::attr::is_tracing_class;
 
 /// The bpf() commands a container's token delegates: those the kernel takes a token for
@@ -65,27 +66,32 @@ fn mask(upto: u32, keep: impl Fn(u32) -> bool) -> u64 {
         .fold(0, |m, t| m | 1 << t)
 }
 
-/// What the bpffs of a user-namespace container of a namespace with `policy` delegates: the
-/// commands above; every map type (no policy restricts maps) but struct_ops maps where tracing
-/// is denied (they exist only for struct_ops programs); every program type the policy allows
-/// (never syscall programs, which call bpf() from inside the kernel past every bpfns layer:
-/// the supervisor refuses them to every member); every attach type but the tracing ones where
-/// tracing is denied. Never `any`: what a later kernel adds is not delegated unasked.
-pub fn delegation(policy: ProgramPolicy) -> Delegation {
-    let tracing = policy.allow_tracing;
+/// What the bpffs of a user-namespace container of a namespace with (effective) `policy`
+/// delegates: the policy's own four sets, within the commands above; never syscall programs
+/// (they call bpf() from inside the kernel past every bpfns layer: the supervisor refuses
+/// them to every member); struct_ops maps only with struct_ops programs (they exist only for
+/// them); tracing attach types only where some tracing-class program type is allowed. Never
+/// `any`: what a later kernel adds is not delegated unasked.
+pub fn delegation(policy: Policy) -> Delegation {
+    let tracing = policy.allows_some_tracing();
+    let struct_ops = policy.progs.contains(libbpf_sys::BPF_PROG_TYPE_STRUCT_OPS);
     Delegation {
-        cmds: DELEGATED_CMDS.iter().fold(0, |m, &c| m | 1 << c),
+        cmds: DELEGATED_CMDS
+            .iter()
+            .filter(|&&c| policy.cmds.contains(c))
+            .fold(0, |m, &c| m | 1 << c),
         maps: mask(libbpf_sys::__MAX_BPF_MAP_TYPE, |t| {
             t != libbpf_sys::BPF_MAP_TYPE_UNSPEC
-                && (tracing || t != libbpf_sys::BPF_MAP_TYPE_STRUCT_OPS)
+                && policy.maps.contains(t)
+                && (struct_ops || t != libbpf_sys::BPF_MAP_TYPE_STRUCT_OPS)
         }),
         progs: mask(libbpf_sys::__MAX_BPF_PROG_TYPE, |t| {
             t != libbpf_sys::BPF_PROG_TYPE_UNSPEC
                 && t != libbpf_sys::BPF_PROG_TYPE_SYSCALL
-                && (tracing || !is_tracing_class(t))
+                && policy.progs.contains(t)
         }),
         attachs: mask(libbpf_sys::__MAX_BPF_ATTACH_TYPE, |t| {
-            tracing || !TRACING_ATTACH_TYPES.contains(&t)
+            policy.attachs.contains(t) && (tracing || !TRACING_ATTACH_TYPES.contains(&t))
         }),
     }
 }
@@ -139,7 +145,7 @@ impl Daemon {
             let id = reg
                 .id(&p)
                 .ok_or_else(|| Failure::new(ErrorCode::NotFound, format!("no namespace {p}")))?;
-            (id, reg.policy(id).unwrap_or_default())
+            (id, reg.effective_policy(id).unwrap_or_default())
         };
         if target == NsId::ROOT || self.is_deleting(target) {
             return Err(Failure::new(
@@ -292,10 +298,8 @@ mod tests {
 
     #[test]
     fn delegation_follows_the_policy() {
-        let deny = delegation(ProgramPolicy::DEFAULT);
-        let allow = delegation(ProgramPolicy {
-            allow_tracing: true,
-        });
+        let deny = delegation(Policy::DEFAULT);
+        let allow = delegation(Policy::tracing(true));
         let has = |m: u64, b: u32| m & (1 << b) != 0;
         for d in [deny, allow] {
             assert!(has(d.cmds, libbpf_sys::BPF_MAP_CREATE));
@@ -322,5 +326,30 @@ mod tests {
         assert!(!has(deny.attachs, libbpf_sys::BPF_TRACE_FENTRY));
         assert!(!has(deny.attachs, libbpf_sys::BPF_TRACE_KPROBE_MULTI));
         assert!(has(allow.attachs, libbpf_sys::BPF_TRACE_FENTRY));
+    }
+
+    #[test]
+    fn delegation_narrows_with_the_four_sets() {
+        use bpfns_model::{Field, TypeSet};
+        let mut p = Policy::DEFAULT;
+        p.set(
+            Field::Cmds,
+            TypeSet::ANY.minus(TypeSet::of([libbpf_sys::BPF_MAP_CREATE])),
+        );
+        p.set(Field::Maps, TypeSet::of([libbpf_sys::BPF_MAP_TYPE_ARRAY]));
+        p.set(
+            Field::Progs,
+            TypeSet::of([libbpf_sys::BPF_PROG_TYPE_SOCKET_FILTER]),
+        );
+        p.set(
+            Field::Attachs,
+            TypeSet::of([libbpf_sys::BPF_CGROUP_INET_INGRESS]),
+        );
+        let d = delegation(p);
+        assert_eq!(d.cmds & (1 << libbpf_sys::BPF_MAP_CREATE), 0);
+        assert_ne!(d.cmds & (1 << libbpf_sys::BPF_PROG_LOAD), 0);
+        assert_eq!(d.maps, 1 << libbpf_sys::BPF_MAP_TYPE_ARRAY);
+        assert_eq!(d.progs, 1 << libbpf_sys::BPF_PROG_TYPE_SOCKET_FILTER);
+        assert_eq!(d.attachs, 1 << libbpf_sys::BPF_CGROUP_INET_INGRESS);
     }
 }

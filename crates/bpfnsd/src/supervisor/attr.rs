@@ -16,6 +16,8 @@ use bpfns_sys::Errno;
 pub use bpfns_sys::rawbpf::ATTR_SIZE;
 
 // bpf() command numbers (include/uapi/linux/bpf.h, as libbpf carries it).
+/// `BPF_MAP_CREATE` (trapped only for members whose policy restricts map types).
+pub const MAP_CREATE: u32 = bpfns_sys::rawbpf::cmd::BPF_MAP_CREATE;
 /// `BPF_PROG_LOAD`.
 pub const PROG_LOAD: u32 = bpfns_sys::rawbpf::cmd::BPF_PROG_LOAD;
 /// `BPF_OBJ_GET`.
@@ -68,6 +70,8 @@ pub enum Command {
     LinkCreate,
     LinkUpdate,
     LinkDetach,
+    /// Trapped for members whose policy restricts map types.
+    MapCreate,
 }
 
 impl Command {
@@ -91,6 +95,7 @@ impl Command {
             LINK_CREATE => Self::LinkCreate,
             LINK_UPDATE => Self::LinkUpdate,
             LINK_DETACH => Self::LinkDetach,
+            MAP_CREATE => Self::MapCreate,
             _ => return None,
         })
     }
@@ -115,6 +120,7 @@ impl Command {
             Self::LinkCreate => LINK_CREATE,
             Self::LinkUpdate => LINK_UPDATE,
             Self::LinkDetach => LINK_DETACH,
+            Self::MapCreate => MAP_CREATE,
         }
     }
 
@@ -138,6 +144,7 @@ impl Command {
             Self::LinkCreate => "BPF_LINK_CREATE",
             Self::LinkUpdate => "BPF_LINK_UPDATE",
             Self::LinkDetach => "BPF_LINK_DETACH",
+            Self::MapCreate => "BPF_MAP_CREATE",
         }
     }
 
@@ -168,6 +175,8 @@ impl Command {
             Self::LinkUpdate => 16,
             // link_fd
             Self::LinkDetach => 4,
+            // The kernel checks it: the supervisor only reads the map type and continues.
+            Self::MapCreate => ATTR_SIZE,
         }
     }
 }
@@ -437,6 +446,8 @@ pub enum Request {
     LinkUpdate(LinkUpdateReq),
     /// `BPF_LINK_DETACH`.
     LinkDetach { link_fd: u32 },
+    /// `BPF_MAP_CREATE`: only its map type is looked at.
+    MapCreate { map_type: u32 },
 }
 
 /// The inputs of a `BPF_PROG_ATTACH` or `BPF_PROG_DETACH`.
@@ -610,6 +621,9 @@ pub fn parse(cmd: Command, attr: &Attr) -> Result<Request, Errno> {
         Command::LinkDetach => Ok(Request::LinkDetach {
             link_fd: attr.u32_at(off::LU_LINK_FD),
         }),
+        Command::MapCreate => Ok(Request::MapCreate {
+            map_type: attr.u32_at(0),
+        }),
     }
 }
 
@@ -706,19 +720,7 @@ pub fn task_fd_name_reply(name: &[u8], user_len: u32, user_buf: u64) -> (Vec<u8>
 /// behind `CAP_PERFMON`: `is_perfmon_prog_type`). Keep in step with `tracing_class()` in
 /// `bpfns.bpf.c`, which stops a member that loads one where its policy denies tracing.
 pub fn is_tracing_class(prog_type: u32) -> bool {
-    use bpfns_sys::rawbpf::uapi as u;
-    matches!(
-        prog_type,
-        u::BPF_PROG_TYPE_KPROBE
-            | u::BPF_PROG_TYPE_TRACEPOINT
-            | u::BPF_PROG_TYPE_PERF_EVENT
-            | u::BPF_PROG_TYPE_RAW_TRACEPOINT
-            | u::BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE
-            | u::BPF_PROG_TYPE_TRACING
-            | u::BPF_PROG_TYPE_LSM
-            | u::BPF_PROG_TYPE_STRUCT_OPS
-            | u::BPF_PROG_TYPE_EXT
-    )
+    bpfns_model::TRACING_PROGS.contains(prog_type)
 }
 
 /// Program types the kernel loads only with `CAP_NET_ADMIN` (`is_net_admin_prog_type`).
@@ -847,6 +849,56 @@ pub fn load_way(ns_is_root: bool, allows_tracing: bool, prog_type: u32) -> LoadW
         return LoadWay::Refuse(LoadRefusal::TracingClass(prog_type));
     }
     LoadWay::Here
+}
+
+/// What of a namespace's policy a trapped request of one of its members falls outside of:
+/// the command (`cmds`), at `BPF_MAP_CREATE` the map type (`maps`), at `BPF_PROG_LOAD` the program type (`progs`) and the attach type it
+/// implies (`attachs`, when it names one: `expected_attach_type` after the kernel's fixup,
+/// 0 meaning none), at `BPF_PROG_ATTACH` and `BPF_LINK_CREATE` the attach type. `None`: within
+/// it. The caller is answered `EPERM` before anything is done for it.
+pub fn policy_refusal(
+    policy: &bpfns_model::Policy,
+    cmd: Command,
+    req: &Request,
+) -> Option<(bpfns_model::Field, u32)> {
+    use bpfns_model::Field;
+    let outside = |f: Field, n: u32| (!policy.get(f).contains(n)).then_some((f, n));
+    if let Some(r) = outside(Field::Cmds, cmd.raw()) {
+        return Some(r);
+    }
+    match req {
+        Request::ProgLoad(r) => outside(Field::Progs, r.prog_type).or_else(|| {
+            match fixup_attach_type(r.prog_type, r.expected_attach_type) {
+                0 => None,
+                a => outside(Field::Attachs, a),
+            }
+        }),
+        Request::Attach(a) => outside(Field::Attachs, a.attach_type),
+        Request::LinkCreate(l) => outside(Field::Attachs, l.attach_type),
+        Request::MapCreate { map_type } => outside(Field::Maps, *map_type),
+        _ => None,
+    }
+}
+
+/// [`policy_refusal`]'s finding in words, with the fix.
+pub fn policy_refusal_text(ns: bpfns_model::NsId, (f, n): (bpfns_model::Field, u32)) -> String {
+    use bpfns_model::Field;
+    let what = match f {
+        Field::Cmds => "command",
+        Field::Maps => "map type",
+        Field::Progs => "program type",
+        Field::Attachs => "attach type",
+    };
+    let name = bpfns_sys::names::name(f, n).map_or_else(|| n.to_string(), str::to_owned);
+    let tracing = if f == Field::Progs && is_tracing_class(n) {
+        " (tracing-class: it reads kernel memory)"
+    } else {
+        ""
+    };
+    format!(
+        "{what} {name}{tracing} is outside the {f} of namespace {ns}'s policy; fix: \
+         `bpfns ns policy NS --allow-{f} {name}` from its parent, if its parent's policy allows it"
+    )
 }
 
 /// The effective capabilities bpfnsd loads a member's program with: never `CAP_PERFMON` nor
@@ -1808,10 +1860,118 @@ mod tests {
             assert!(cmd.name().starts_with("BPF_"));
         }
         // Map commands, BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_RUN (10), BPF_ENABLE_STATS and
-        // BPF_TOKEN_CREATE are not trapped.
-        for c in [0, 1, 2, 6, 10, 15, 32, 33, 36] {
+        // BPF_TOKEN_CREATE are not trapped; BPF_MAP_CREATE only where map types are
+        // restricted, so it is answered when it comes.
+        for c in [1, 2, 6, 10, 15, 32, 33, 36] {
             assert_eq!(Command::from_raw(c), None);
         }
+        assert_eq!(Command::from_raw(MAP_CREATE), Some(Command::MapCreate));
+        assert_eq!(Command::MapCreate.raw(), MAP_CREATE);
+    }
+
+    #[test]
+    fn requests_outside_the_policy_are_named() {
+        use bpfns_model::{Field, NsId, Policy, TypeSet};
+        use bpfns_sys::rawbpf::uapi as u;
+        let load = |prog_type, expected_attach_type| {
+            Request::ProgLoad(ProgLoadReq {
+                prog_type,
+                expected_attach_type,
+                ..Default::default()
+            })
+        };
+        let mut p = Policy::DEFAULT;
+        p.progs = TypeSet::of([u::BPF_PROG_TYPE_SOCKET_FILTER, u::BPF_PROG_TYPE_CGROUP_SOCK]);
+        let sock = u::BPF_PROG_TYPE_SOCKET_FILTER;
+        assert_eq!(policy_refusal(&p, Command::ProgLoad, &load(sock, 0)), None);
+        assert_eq!(
+            policy_refusal(&p, Command::ProgLoad, &load(u::BPF_PROG_TYPE_XDP, 0)),
+            Some((Field::Progs, u::BPF_PROG_TYPE_XDP))
+        );
+        // The default denies the tracing class, and says so.
+        let d = policy_refusal(
+            &Policy::DEFAULT,
+            Command::ProgLoad,
+            &load(u::BPF_PROG_TYPE_KPROBE, 0),
+        )
+        .unwrap();
+        let text = policy_refusal_text(NsId(3), d);
+        assert!(
+            text.contains("program type kprobe (tracing-class"),
+            "{text}"
+        );
+        assert!(text.contains("--allow-progs kprobe"), "{text}");
+        // Attach types: the one a load implies (after the kernel's fixup), and at attach and
+        // link creation.
+        p.attachs = TypeSet::ANY.minus(TypeSet::of([u::BPF_CGROUP_INET_SOCK_CREATE]));
+        assert_eq!(
+            policy_refusal(
+                &p,
+                Command::ProgLoad,
+                &load(u::BPF_PROG_TYPE_CGROUP_SOCK, 0)
+            ),
+            Some((Field::Attachs, u::BPF_CGROUP_INET_SOCK_CREATE))
+        );
+        let attach = |attach_type| AttachReq {
+            target: 3,
+            attach_bpf_fd: 4,
+            attach_type,
+            flags: 0,
+            replace_bpf_fd: 0,
+            relative: 0,
+            expected_revision: 0,
+        };
+        let sc = u::BPF_CGROUP_INET_SOCK_CREATE;
+        let a = Request::Attach(attach(sc));
+        assert_eq!(
+            policy_refusal(&p, Command::ProgAttach, &a),
+            Some((Field::Attachs, sc))
+        );
+        // Detaching is not attaching.
+        let d = Request::Detach(attach(sc));
+        assert_eq!(policy_refusal(&p, Command::ProgDetach, &d), None);
+        let l = Request::LinkCreate(LinkCreateReq {
+            prog_fd: 3,
+            target: 4,
+            attach_type: sc,
+            flags: 0,
+            relative: 0,
+        });
+        assert_eq!(
+            policy_refusal(&p, Command::LinkCreate, &l),
+            Some((Field::Attachs, sc))
+        );
+        // Commands, whatever the request.
+        p.cmds = TypeSet::ANY.minus(TypeSet::of([PROG_GET_NEXT_ID]));
+        let n = Request::NextId {
+            kind: ObjectKind::Prog,
+            start_id: 0,
+        };
+        assert_eq!(
+            policy_refusal(&p, Command::NextId(ObjectKind::Prog), &n),
+            Some((Field::Cmds, PROG_GET_NEXT_ID))
+        );
+        // Map types.
+        p.maps = TypeSet::ANY.minus(TypeSet::of([u32::from(1u8)]));
+        let m = |map_type| Request::MapCreate { map_type };
+        assert_eq!(
+            policy_refusal(&p, Command::MapCreate, &m(1)),
+            Some((Field::Maps, 1))
+        );
+        assert_eq!(policy_refusal(&p, Command::MapCreate, &m(2)), None);
+        assert_eq!(
+            parse(Command::MapCreate, &attr(&[(0, 1), (4, 4)])),
+            Ok(m(1))
+        );
+        // The host's policy refuses nothing.
+        assert_eq!(
+            policy_refusal(
+                &Policy::HOST,
+                Command::ProgLoad,
+                &load(u::BPF_PROG_TYPE_KPROBE, 0)
+            ),
+            None
+        );
     }
 
     #[test]

@@ -138,6 +138,12 @@ pub trait View: Send + Sync {
         let _ = ns;
         Ok(false)
     }
+    /// The effective policy of `ns` (its own intersected with its ancestors'): what its
+    /// members may do with bpf(). The one-switch policy [`View::allows_tracing`] gives unless
+    /// a view knows better.
+    fn policy(&self, ns: NsId) -> Result<bpfns_model::Policy, ViewError> {
+        Ok(bpfns_model::Policy::tracing(self.allows_tracing(ns)?))
+    }
     /// The cgroup v2 subtree `ns`'s members may attach programs to (a path below the
     /// cgroup2 root); `None`: not bound, no cgroup at all. None unless a view knows better.
     fn bound_cgroup(&self, ns: NsId) -> Result<Option<String>, ViewError> {

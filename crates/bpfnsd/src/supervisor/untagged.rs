@@ -48,6 +48,9 @@ impl View for Untagged {
     fn allows_tracing(&self, ns: NsId) -> Result<bool, ViewError> {
         self.inner.allows_tracing(ns)
     }
+    fn policy(&self, ns: NsId) -> Result<bpfns_model::Policy, ViewError> {
+        self.inner.policy(ns)
+    }
     fn bound_cgroup(&self, ns: NsId) -> Result<Option<String>, ViewError> {
         self.inner.bound_cgroup(ns)
     }

@@ -181,8 +181,19 @@ impl View for KernelView {
     }
 
     fn allows_tracing(&self, ns: NsId) -> Result<bool, ViewError> {
-        // A namespace never allows more than its parent (the registry keeps it so).
-        Ok(self.registry().policy(ns).is_some_and(|p| p.allow_tracing))
+        // Any tracing-class type: members then load with their own credentials (the kernel
+        // side stops a type outside the policy, [`Kernel::set_namespace_policy`]).
+        Ok(self
+            .registry()
+            .effective_policy(ns)
+            .is_some_and(|p| p.allows_some_tracing()))
+    }
+
+    fn policy(&self, ns: NsId) -> Result<bpfns_model::Policy, ViewError> {
+        Ok(self
+            .registry()
+            .effective_policy(ns)
+            .unwrap_or(bpfns_model::Policy::DEFAULT))
     }
 
     fn bound_cgroup(&self, ns: NsId) -> Result<Option<String>, ViewError> {

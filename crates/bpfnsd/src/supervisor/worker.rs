@@ -19,7 +19,7 @@ use bpfns_sys::{fds, Errno};
 use self::answer::{Answer, Env, IdCache};
 use self::caller::{Call, Caller, OwnNs, Pidfds, ProcCaller};
 use self::kernel::Home;
-use super::attr::Command;
+use super::attr::{self, Command};
 use super::filter::{AUDIT_ARCH_X86_64, NR_BPF, NR_IOCTL, PERF_EVENT_IOC_QUERY_BPF};
 use super::{Counters, Options, ReplyMode, View};
 use crate::creds;
@@ -276,6 +276,30 @@ impl Worker {
             // Not a namespace member after all: the kernel's own rules, which want the
             // capability in the initial user namespace; bpfns grants nothing.
             return err(Errno::PERM);
+        }
+        if !ns.is_root() {
+            let refusal = match self.view.policy(ns) {
+                Ok(policy) => attr::policy_refusal(&policy, call.cmd, &req),
+                Err(e) => {
+                    return self.settle(n.id, Answer::view_failed("the namespace's policy", e))
+                }
+            };
+            if let Some(r) = refusal {
+                tracing::info!(
+                    tid = call.tid,
+                    ns = %ns,
+                    cmd = call.cmd.name(),
+                    "refused: {}",
+                    attr::policy_refusal_text(ns, r)
+                );
+                return self.settle(
+                    n.id,
+                    Answer::Denied {
+                        errno: Errno::PERM,
+                        why: "outside the namespace's policy",
+                    },
+                );
+            }
         }
         let env = Env {
             call,

@@ -15,11 +15,14 @@
 //!                                    new fd to /sys/fs/bpf/rt_TAG_prog; then this process and a
 //!                                    second one open and run what was pinned
 //!   rt-flip-race TAG N TARGET        load a socket filter while a thread flips its type to
-//!                                    TARGET (syscall, kprobe, or both in turn) and another races
+//!                                    TARGET (syscall, kprobe, xdp, or syscall and kprobe in turn) and another races
 //!                                    BPF_OBJ_PIN to /sys/fs/bpf/rt_TAG_flip; open and run what
 //!                                    was pinned (also from a second process)
 //!   rt-fd-oracle PID N               BPF_TASK_FD_QUERY of PID's fds 0..N: oracle=TALLY distinct=K
-//! Internal: rt-owner-token-child, rt-race-load, rt-flip-load, rt-pin-use.
+//!   rt-map-flip-race N               create an array map N times (each in a child) while a
+//!                                    thread flips the attr's map type to hash:
+//!                                    mapflip=attempts:.. arrays:.. hash_kept:.. refused:.. killed:..
+//! Internal: rt-owner-token-child, rt-race-load, rt-flip-load, rt-pin-use, rt-map-flip-load.
 //! ```
 
 use std::io::{BufRead, BufReader, Write};
@@ -38,7 +41,9 @@ use super::redteam::{attr, describe, errno_str, kread_program, put_u32, put_u64,
 use super::{fail, hold_until_eof, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 8] = [
+pub const ACTIONS: [&str; 10] = [
+    "rt-map-flip-race",
+    "rt-map-flip-load",
     "rt-token-configurator",
     "rt-owner-token-child",
     "rt-owner-race",
@@ -58,6 +63,7 @@ const BPF_TASK_FD_QUERY: u32 = 20;
 const BPF_TOKEN_CREATE: u32 = 36;
 const PROG_SOCKET_FILTER: u32 = 1;
 const PROG_KPROBE: u32 = 2;
+const PROG_XDP: u32 = 6;
 const PROG_SYSCALL: u32 = 31;
 const MAP_ARRAY: u32 = 2;
 const F_SLEEPABLE: u32 = 16;
@@ -93,6 +99,8 @@ pub fn run(exe: &Path, args: &[String]) {
         "rt-flip-race" => flip_race(exe, &arg(1), num(2) as u32, &arg(3)),
         "rt-flip-load" => flip_load(&arg(1), &arg(2)),
         "rt-fd-oracle" => fd_oracle(num(1) as u32, num(2) as u32),
+        "rt-map-flip-race" => map_flip_race(exe, num(1) as u32),
+        "rt-map-flip-load" => map_flip_load(),
         other => fail(&format!("unknown action {other}")),
     }
 }
@@ -636,6 +644,8 @@ fn flip_load(pin: &str, target: &str) {
     let targets: Vec<u32> = match target {
         "syscall" => vec![PROG_SYSCALL],
         "kprobe" => vec![PROG_KPROBE],
+        // A type a namespace's policy may leave out (--allow-progs).
+        "xdp" => vec![PROG_XDP],
         _ => vec![PROG_SYSCALL, PROG_KPROBE],
     };
     std::thread::spawn(move || {
@@ -673,6 +683,65 @@ fn flip_load(pin: &str, target: &str) {
             std::process::exit(2)
         }
     }
+}
+
+// ---- map types flipped after the supervisor's look --------------------------------------------
+
+/// The attr of one flipped BPF_MAP_CREATE (map_type, key_size, value_size, max_entries).
+static MAP_FLIP_ATTR: [AtomicU32; 18] = [const { AtomicU32::new(0) }; 18];
+const MAP_HASH: u32 = 1;
+
+fn map_flip_race(exe: &Path, rounds: u32) {
+    let (mut arrays, mut hash_kept, mut refused, mut killed, mut attempts) = (0, 0, 0, 0, 0);
+    let started = Instant::now();
+    while attempts < rounds && started.elapsed() < Duration::from_secs(20) {
+        attempts += 1;
+        let (o, k) = run_child(
+            Command::new(exe).arg("rt-map-flip-load"),
+            Duration::from_secs(15),
+        );
+        if k {
+            killed += 1;
+        }
+        match value(&o, "map") {
+            Some(v) if v == format!("type:{MAP_ARRAY}") => arrays += 1,
+            Some(v) if v.starts_with("type:") => hash_kept += 1,
+            Some(_) => refused += 1,
+            None => {}
+        }
+    }
+    say(&format!(
+        "mapflip=attempts:{attempts} arrays:{arrays} hash_kept:{hash_kept} refused:{refused} \
+         killed:{killed}"
+    ));
+}
+
+fn map_flip_load() {
+    let set = |i: usize, v: u32| MAP_FLIP_ATTR[i].store(v, Ordering::SeqCst);
+    set(0, MAP_ARRAY);
+    set(1, 4);
+    set(2, 8);
+    set(3, 1);
+    std::thread::spawn(|| loop {
+        MAP_FLIP_ATTR[0].store(MAP_HASH, Ordering::SeqCst);
+        for _ in 0..3000 {
+            std::hint::spin_loop();
+        }
+        MAP_FLIP_ATTR[0].store(MAP_ARRAY, Ordering::SeqCst);
+        for _ in 0..3000 {
+            std::hint::spin_loop();
+        }
+    });
+    match testhooks::bpf_fd_raw_ptr(BPF_MAP_CREATE, MAP_FLIP_ATTR.as_ptr() as u64, 72) {
+        Ok(m) => {
+            let t = sysbpf::info::<sysbpf::bpf_map_info>(&m)
+                .map(|i| i.type_)
+                .unwrap_or(0);
+            say(&format!("map=type:{t}"));
+        }
+        Err(e) => say(&format!("map={}", errno_str(e))),
+    }
+    std::process::exit(0)
 }
 
 // ---- TASK_FD_QUERY as an oracle ------------------------------------------------------------

@@ -1369,9 +1369,7 @@ fn client_attacks(sock: &str, foreign_map: &str) {
         );
     }
     // Widen its own namespace's program policy, a sibling's, or a child's beyond its own.
-    let allow = bpfns_model::ProgramPolicy {
-        allow_tracing: true,
-    };
+    let allow = bpfns_model::Policy::tracing(true);
     for p in ["/t", "/s", "/", "/t/kid"] {
         show(
             &format!("policy{p}"),

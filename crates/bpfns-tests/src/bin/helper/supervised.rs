@@ -47,9 +47,11 @@ use bpfns_sys::testhooks;
 use super::{fail, kind, report_open, say, RETURN_ONE};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 21] = [
+pub const ACTIONS: [&str; 23] = [
     "load-attrs",
     "create-maps",
+    "map",
+    "cg-link",
     "bad-attrs",
     "cgroup-link",
     "perf-tp",
@@ -306,6 +308,37 @@ pub fn run(exe: &Path, args: &[String]) {
                 ids.last().copied().unwrap_or(0)
             ));
             super::hold_until_eof();
+        }
+        "map" => {
+            // A map of TYPE (key 4, value 8, one entry: fits array and hash alike).
+            let t: u32 = arg(1).parse().unwrap_or_else(|_| fail("TYPE"));
+            match sysbpf::map_create(t, "bpfns_pol", 4, 8, 1) {
+                Ok(fd) => say(&format!(
+                    "map={}",
+                    sysbpf::info::<sysbpf::bpf_map_info>(&fd)
+                        .map(|i| i.id)
+                        .unwrap_or(0)
+                )),
+                Err(e) => say(&format!("errno={}", errno_of(&e))),
+            }
+        }
+        "cg-link" => {
+            // A cgroup_skb program linked to cgroup DIR with attach type ATTACH; the answer of
+            // the step that failed, or the link's id.
+            let dir = std::fs::File::open(arg(1)).unwrap_or_else(|e| fail(&format!("open: {e}")));
+            let at: u32 = arg(2).parse().unwrap_or_else(|_| fail("ATTACH"));
+            super::drop_perfmon();
+            let out = sysbpf::prog_load(8, "bpfns_cg", &RETURN_ONE, Default::default())
+                .and_then(|prog| sysbpf::link_create(&prog, &dir, at));
+            match out {
+                Ok(link) => say(&format!(
+                    "link={}",
+                    sysbpf::info::<sysbpf::bpf_link_info>(&link)
+                        .map(|i| i.id)
+                        .unwrap_or(0)
+                )),
+                Err(e) => say(&format!("errno={}", errno_of(&e))),
+            }
         }
         "cgroup-link" => {
             let dir = std::fs::File::open(arg(1)).unwrap_or_else(|e| fail(&format!("open: {e}")));

@@ -113,7 +113,7 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         ns: Option<String>,
         /// Only these kinds (comma-separated): ns_created, ns_deleted, ns_policy_changed,
-        /// member_entered, denied, stopped, object_created, object_gone.
+        /// ns_quota_changed, member_entered, denied, stopped, object_created, object_gone.
         #[arg(long, value_name = "KIND,...", value_delimiter = ',')]
         kind: Vec<bpfns_proto::EventKind>,
     },
@@ -368,6 +368,55 @@ impl BtfArgs {
     }
 }
 
+/// Limits per kind of object, beside --max-objects (`bpfns ns create|quota`).
+///
+/// Each counts the namespace's objects of that kind with its descendants' (a map of /a/b counts
+/// in /a/b's and /a's), is never above the nearest ancestor's limit of the kind nor above the
+/// namespace's --max-objects, and is stored with the namespace. Unset: only --max-objects (and
+/// the ancestors' limits) applies; new namespaces get bpfnsd.toml's `[quota]` ones, if any.
+///
+/// Over a limit, the creation fails for its creator: where the kernel answers it (maps, BTF;
+/// program loads and links where tracing is allowed), a map or program is refused with EPERM
+/// where the BPF LSM layer runs, and otherwise (BTF and links always) the creator is stopped
+/// (SIGKILL; `bpfns why-stopped` says "quota"); a program load or link that bpfnsd makes for
+/// a member (where tracing is denied) fails with EDQUOT. Delete objects (or raise the limit)
+/// and the next creation goes in.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct KindLimitArgs {
+    /// How many maps it may own with its descendants (failing over it as over
+    /// --max-objects). New namespaces: default bpfnsd.toml's [quota] max_maps, at most the
+    /// nearest ancestor's; none: only --max-objects.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_maps: Option<u32>,
+    /// How many programs it may own with its descendants (failing over it as over
+    /// --max-objects). New namespaces: default bpfnsd.toml's [quota] max_progs, at most the
+    /// nearest ancestor's; none: only --max-objects.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_progs: Option<u32>,
+    /// How many links it may own with its descendants (failing over it as over
+    /// --max-objects). New namespaces: default bpfnsd.toml's [quota] max_links, at most the
+    /// nearest ancestor's; none: only --max-objects.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_links: Option<u32>,
+    /// How many BTF objects it may own with its descendants (failing over it as over
+    /// --max-objects). New namespaces: default bpfnsd.toml's [quota] max_btf, at most the
+    /// nearest ancestor's; none: only --max-objects.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_btf: Option<u32>,
+}
+
+impl KindLimitArgs {
+    /// As the protocol takes them.
+    pub fn limits(&self) -> bpfns_model::quota::KindLimits {
+        bpfns_model::quota::KindLimits {
+            max_progs: self.max_progs,
+            max_maps: self.max_maps,
+            max_links: self.max_links,
+            max_btf: self.max_btf,
+        }
+    }
+}
+
 /// A namespace's policy, in bpffs's `delegate_*` vocabulary (names as the kernel's enums
 /// name them, lowercased without the prefix: `map_create`, `hash`, `socket_filter`,
 /// `cgroup_inet_ingress`; or `any`). `--allow-X LIST` makes X exactly LIST; `--deny-X LIST`
@@ -477,6 +526,14 @@ pub enum NsCmd {
     /// Its members may not load tracing-class programs (kprobes, tracepoints, tracing and
     /// iterator programs, LSM, struct_ops, ext: they can read kernel memory) unless
     /// --allow-tracing is given, which its parent must allow too.
+    ///
+    /// It may own --max-objects objects with its descendants, and of a kind with a limit
+    /// (--max-maps, --max-progs, --max-links, --max-btf) that many. Over a limit the creation
+    /// fails for its creator: where the kernel answers it (maps, BTF; program loads and
+    /// links where tracing is allowed), a map or program is refused with EPERM where the BPF
+    /// LSM layer runs, and otherwise (BTF and links always) the creator is stopped (SIGKILL,
+    /// reason quota); a program load or link that bpfnsd makes for a member (where tracing is
+    /// denied) fails with EDQUOT. Change limits later with `bpfns ns quota`.
     Create {
         /// The new namespace, e.g. /tenant-a or /tenant-a/ci.
         path: String,
@@ -484,10 +541,14 @@ pub enum NsCmd {
         policy: PolicyFlags,
         /// How many objects (programs, maps, links, BTF) it may own with its descendants
         /// [default: bpfnsd's max_objects, at most the parent's]; creating more fails for the
-        /// creator. Not above the parent's; top-level namespaces share the kernel's ownership
-        /// table (about a million records).
+        /// creator (EPERM with BPF LSM, else stopped; EDQUOT for program loads and links
+        /// bpfnsd makes). Not above the parent's; top-level namespaces share the kernel's
+        /// ownership table (about a million records).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         max_objects: Option<u32>,
+        /// Limits per kind (see `bpfns ns quota --help`).
+        #[command(flatten)]
+        limits: KindLimitArgs,
         /// Bind it to this cgroup v2 cgroup (a path below the cgroup2 root, /x/y, or under
         /// its mount, /sys/fs/cgroup/x/y): its members may attach programs to it and the
         /// cgroups below it, to no other. Without it, its first member's cgroup binds it
@@ -500,6 +561,30 @@ pub enum NsCmd {
         #[arg(long)]
         parents: bool,
     },
+    /// Change a namespace's limits on the objects it may own with its descendants.
+    ///
+    /// --max-objects counts every kind; --max-maps, --max-progs, --max-links and --max-btf one
+    /// kind each. Limits not given are kept. A namespace's limit is never above its parent's
+    /// (per kind: the nearest ancestor's) nor below a child's: raise from the top down, lower
+    /// from the bottom up. Host root may change any namespace but the root; a member only the
+    /// namespaces below its own. Objects over a lowered limit stay; new ones fail until enough
+    /// are gone.
+    ///
+    /// Over a limit, the creation fails for its creator: where the kernel answers it (maps,
+    /// BTF; program loads and links where tracing is allowed), a map or program is refused with
+    /// EPERM where the BPF LSM layer runs, and otherwise (BTF and links always) the creator is
+    /// stopped (SIGKILL; `bpfns why-stopped` says "quota"); a program load or link that bpfnsd
+    /// makes for a member (where tracing is denied) fails with EDQUOT.
+    Quota {
+        /// The namespace, e.g. /tenant-a.
+        path: String,
+        /// How many objects of every kind it may own with its descendants.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_objects: Option<u32>,
+        #[command(flatten)]
+        limits: KindLimitArgs,
+    },
+    /// Change a namespace's program policy.
     /// Show or change a namespace's policy: the bpf() commands, map types, program types and
     /// attach types its members may use.
     ///

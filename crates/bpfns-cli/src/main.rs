@@ -103,6 +103,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                     path,
                     policy,
                     max_objects,
+                    limits,
                     cgroup,
                     parents,
                 } => emit(
@@ -111,10 +112,18 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                         &mut c,
                         path,
                         policy,
-                        *max_objects,
+                        (*max_objects, limits.limits()),
                         cgroup.as_deref(),
                         *parents,
                     )?,
+                ),
+                NsCmd::Quota {
+                    path,
+                    max_objects,
+                    limits,
+                } => emit(
+                    format,
+                    &ns_cmd::set_quota(&mut c, path, *max_objects, limits.limits())?,
                 ),
                 NsCmd::Policy { path, policy } if !policy.any() => {
                     emit(format, &ns_cmd::show_policy(&mut c, path)?)

@@ -2,7 +2,8 @@
 
 use anyhow::{Context, Result};
 use bpfns_client::Client;
-use bpfns_model::{Field, NsPath, Policy};
+use bpfns_model::quota::{KindLimits, Usage};
+use bpfns_model::{Field, NsPath, ObjectKind, Policy};
 use bpfns_proto::{ErrorCode, NsInfo, ProcessInfo};
 use serde::{Serialize, Serializer};
 
@@ -48,12 +49,44 @@ fn cgroup_label(n: &NsInfo) -> String {
 fn records_label(n: &NsInfo) -> String {
     match (n.records, n.max_objects) {
         (None, None) => "-".to_string(),
-        (used, limit) => bpfns_model::quota::Usage {
+        (used, limit) => Usage {
             used: used.unwrap_or(0),
             limit,
         }
         .to_string(),
     }
+}
+
+/// Records in use per kind against each kind's limit, with its descendants':
+/// `progs 1/8, maps 3/16, links 0, btf 0` (no limit of a kind: its count alone); `-` for the
+/// root and older daemons.
+fn kind_records_label(n: &NsInfo) -> String {
+    let Some(used) = n.kind_records else {
+        return "-".to_string();
+    };
+    ObjectKind::ALL
+        .iter()
+        .map(|k| {
+            let u = match k {
+                ObjectKind::Prog => used.prog,
+                ObjectKind::Map => used.map,
+                ObjectKind::Link => used.link,
+                ObjectKind::Btf => used.btf,
+            };
+            let name = match k {
+                ObjectKind::Prog => "progs",
+                ObjectKind::Map => "maps",
+                ObjectKind::Link => "links",
+                ObjectKind::Btf => "btf",
+            };
+            let usage = Usage {
+                used: u64::from(u),
+                limit: n.kind_limits.get(*k),
+            };
+            format!("{name} {usage}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Bytes in binary units, one word (`1.3MiB`, `0B`); `-` when bpfnsd did not say (older
@@ -248,7 +281,7 @@ impl Render for NsOne {
     fn render_text(&self) -> String {
         let n = &self.0;
         format!(
-            "namespace {}\n  id:       {}\n  parent:   {}\n  depth:    {}\n  objects:  {} progs, {} maps, {} links, {} btf\n  map memory: {} own, {} with descendants'\n  members:  {}\n  bpffs:    {}\n  tracing programs: {}\n  ownership records (with descendants'; used/max): {}\n  cgroup (attach targets): {}\n  policy:\n{}{}",
+            "namespace {}\n  id:       {}\n  parent:   {}\n  depth:    {}\n  objects:  {} progs, {} maps, {} links, {} btf\n  map memory: {} own, {} with descendants'\n  members:  {}\n  bpffs:    {}\n  tracing programs: {}\n  ownership records (with descendants'; used/max): {}\n    per kind: {}\n  cgroup (attach targets): {}\n  policy:\n{}{}",
             n.path,
             n.id,
             n.parent.as_deref().unwrap_or("-"),
@@ -263,6 +296,7 @@ impl Render for NsOne {
             n.bpffs,
             tracing_label(n),
             records_label(n),
+            kind_records_label(n),
             cgroup_label(n),
             policy_lines(&n.policy, "    "),
             effective_text(n)
@@ -295,7 +329,7 @@ pub fn create(
     c: &mut Client,
     path: &str,
     flags: &PolicyFlags,
-    max_objects: Option<u32>,
+    (max_objects, limits): (Option<u32>, KindLimits),
     cgroup: Option<&str>,
     parents: bool,
 ) -> Result<NsOne> {
@@ -335,8 +369,28 @@ pub fn create(
         Policy::DEFAULT
     };
     Ok(NsOne(
-        c.ns_create_bound(path, policy, max_objects, cgroup)
+        c.ns_create_limited(path, policy, max_objects, limits, cgroup)
             .with_context(|| format!("creating namespace {path}"))?,
+    ))
+}
+
+/// `bpfns ns quota PATH [--max-objects N] [--max-maps N] ...`.
+pub fn set_quota(
+    c: &mut Client,
+    path: &str,
+    max_objects: Option<u32>,
+    limits: KindLimits,
+) -> Result<NsOne> {
+    if max_objects.is_none() && limits.is_empty() {
+        return Err(crate::error::CliError::usage(
+            "bpfns ns quota: give at least one limit (--max-objects, --max-maps, --max-progs, \
+             --max-links, --max-btf)",
+        )
+        .into());
+    }
+    Ok(NsOne(
+        c.ns_set_quota(path, max_objects, limits)
+            .with_context(|| format!("changing the limits of namespace {path}"))?,
     ))
 }
 
@@ -470,6 +524,16 @@ mod tests {
             max_objects: (depth > 0).then_some(1024 >> depth),
             cgroup: None,
             records: (depth > 0).then_some(u64::from(depth)),
+            kind_limits: KindLimits {
+                max_maps: (depth > 0).then_some(8),
+                ..KindLimits::NONE
+            },
+            kind_records: (depth > 0).then_some(ObjectCounts {
+                prog: 1,
+                map: 2,
+                link: 0,
+                btf: 0,
+            }),
             map_memory: Some(4096 * u64::from(depth)),
             map_memory_total: Some(1_500_000),
         }
@@ -521,6 +585,18 @@ mod tests {
         assert_eq!(human_bytes(Some(1023)), "1023B");
         assert_eq!(human_bytes(Some(20 << 20)), "20MiB");
         assert!(one.contains("used/max): 2/256"), "{one}");
+        assert!(
+            one.contains("per kind: progs 1, maps 2/8, links 0, btf 0\n"),
+            "{one}"
+        );
+        assert_eq!(j[1]["max_maps"], 8);
+        assert!(
+            j[1].get("max_progs").is_none(),
+            "unset limits are not written"
+        );
+        assert_eq!(j[1]["kind_records"]["map"], 2);
+        assert!(j[0].get("kind_records").is_none());
+        assert!(NsOne(ns("/", 0, 0)).render_text().contains("per kind: -\n"));
         assert_eq!(serde_json::to_string(&NsListing(vec![])).unwrap(), "[]");
     }
 

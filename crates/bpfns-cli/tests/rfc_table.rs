@@ -691,6 +691,82 @@ fn ns_max_objects_from_the_cli() {
     assert!(all[0].get("max_objects").is_none(), "{all}");
 }
 
+/// `--max-maps` (and the other kinds) on `ns create` and `ns quota`: shown per kind by
+/// `ns show` (used/limit) and `-j`; a child above its parent's refused with the fix; `ns quota`
+/// changes them; `--help` says how a creation over a limit fails.
+#[test]
+fn ns_limits_per_kind_from_the_cli() {
+    require_kernel!();
+    let d = TestDaemon::start("cli-kquota");
+    let sock = d.socket.to_str().unwrap().to_string();
+    let cli = |args: &[&str]| {
+        Command::new(bpfns())
+            .args(["--socket", &sock])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let v: Value = serde_json::from_str(&ok(&cli(&[
+        "-j",
+        "ns",
+        "create",
+        "/k",
+        "--max-maps",
+        "4",
+        "--max-progs",
+        "2",
+    ])))
+    .unwrap();
+    assert_eq!(v["max_maps"].as_u64(), Some(4), "{v}");
+    assert_eq!(v["max_progs"].as_u64(), Some(2), "{v}");
+    assert!(v.get("max_links").is_none(), "{v}");
+    assert_eq!(v["kind_records"]["map"].as_u64(), Some(0), "{v}");
+    let text = ok(&cli(&["ns", "show", "/k"]));
+    assert!(
+        text.contains("per kind: progs 0/2, maps 0/4, links 0, btf 0"),
+        "{text}"
+    );
+    let o = cli(&["ns", "create", "/k/kid", "--max-maps", "5"]);
+    assert_eq!(o.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("ask for at most 4"), "{err}");
+    ok(&cli(&["ns", "create", "/k/kid", "--max-maps", "3"]));
+    let o = cli(&["ns", "quota", "/k", "--max-maps", "2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("lower the child's first"), "{err}");
+    let v: Value = serde_json::from_str(&ok(&cli(&[
+        "-j",
+        "ns",
+        "quota",
+        "/k",
+        "--max-maps",
+        "8",
+        "--max-links",
+        "3",
+    ])))
+    .unwrap();
+    assert_eq!(
+        (
+            v["max_maps"].as_u64(),
+            v["max_links"].as_u64(),
+            v["max_progs"].as_u64()
+        ),
+        (Some(8), Some(3), Some(2)),
+        "the others kept: {v}"
+    );
+    assert_eq!(
+        cli(&["ns", "quota", "/k"]).status.code(),
+        Some(2),
+        "no limit given"
+    );
+    assert_eq!(
+        cli(&["ns", "quota", "/k", "--max-maps", "0"]).status.code(),
+        Some(2)
+    );
+    let help = ok(&cli(&["ns", "quota", "--help"]));
+    assert!(help.contains("EDQUOT") && help.contains("EPERM"), "{help}");
+}
+
 /// `bpfns exec` supervises its command: a TERM (what `timeout` and `systemctl stop` send)
 /// reaches the command, and `bpfns exec` returns the command's own status once it has ended;
 /// a command that cannot be found exits 127 with one line; one the kernel side stopped gets

@@ -24,6 +24,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
+use bpfns_model::quota::KindLimits;
 use bpfns_model::{ObjectKind, Policy};
 use bpfns_proto::{
     decode, decode_len, encode, CallerInfo, ErrorBody, ErrorCode, NsInfo, ObjectInfo, Op, Outcome,
@@ -205,11 +206,43 @@ impl Client {
         max_objects: Option<u32>,
         cgroup: Option<&str>,
     ) -> Result<NsInfo> {
+        self.ns_create_limited(path, policy, max_objects, KindLimits::NONE, cgroup)
+    }
+
+    /// Like [`ns_create_bound`](Self::ns_create_bound), with limits per kind of object
+    /// (`max_maps`...; those not given: bpfnsd's `[quota]` defaults, if any).
+    pub fn ns_create_limited(
+        &mut self,
+        path: &str,
+        policy: Policy,
+        max_objects: Option<u32>,
+        limits: KindLimits,
+        cgroup: Option<&str>,
+    ) -> Result<NsInfo> {
         match self.call(Op::NsCreate {
             path: path.into(),
             policy,
             max_objects,
+            limits,
             cgroup: cgroup.map(str::to_owned),
+        })? {
+            Reply::Namespace(n) => Ok(n),
+            r => Self::unexpected(r),
+        }
+    }
+
+    /// Change a namespace's limits: `max_objects` if given, and the limits per kind given in
+    /// `limits` (the others kept); returns the namespace as it now is.
+    pub fn ns_set_quota(
+        &mut self,
+        path: &str,
+        max_objects: Option<u32>,
+        limits: KindLimits,
+    ) -> Result<NsInfo> {
+        match self.call(Op::NsSetQuota {
+            path: path.into(),
+            max_objects,
+            limits,
         })? {
             Reply::Namespace(n) => Ok(n),
             r => Self::unexpected(r),

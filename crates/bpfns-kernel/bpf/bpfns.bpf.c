@@ -287,7 +287,7 @@ static __always_inline void quarantine(struct obj_key *key, __u32 ns)
 	if (bpf_map_update_elem(&obj_owner, key, &q, BPF_EXIST) == 0)
 		return;
 	if (bpf_map_delete_elem(&obj_owner, key) == 0)
-		quota_unreserve(ns);
+		quota_unreserve(ns, key->kind);
 }
 
 /*
@@ -341,7 +341,7 @@ static __always_inline int record_created(struct task_struct *task, struct task_
 				  BPFNS_REASON_HIJACK);
 			return 0;
 		}
-		q = quota_reserve(tag->ns, &qc);
+		q = quota_reserve(tag->ns, ref.kind, &qc);
 		if (q == QUOTA_OVER || q == QUOTA_NOLIMIT) {
 			stop_task(tag, cmd, &ref, qc.over, BPFNS_REASON_QUOTA);
 			return 0;
@@ -352,7 +352,7 @@ static __always_inline int record_created(struct task_struct *task, struct task_
 		}
 		err = bpf_map_update_elem(&obj_owner, &key, &val, BPF_NOEXIST);
 		if (err) {
-			quota_unreserve(tag->ns);
+			quota_unreserve(tag->ns, ref.kind);
 			if (err != -EEXIST)
 				stat_inc(BPFNS_STAT_FULL);
 			stop_task(tag, cmd, &ref, 0, BPFNS_REASON_UNRECORDED);

@@ -163,7 +163,7 @@ struct ns_policy {
 #define BPFNS_REASON_SHARED_FILES 3 /* a new process sharing a namespace task's fd table */
 #define BPFNS_REASON_HIJACK 4       /* the fd bpf() returned is not the object this call created */
 #define BPFNS_REASON_UNRECORDED 5   /* the new object's ownership record could not be written */
-#define BPFNS_REASON_QUOTA 6        /* the record would exceed a namespace's max_objects */
+#define BPFNS_REASON_QUOTA 6        /* the record would exceed a namespace's max_objects or its limit of that kind */
 #define BPFNS_REASON_PERFMON 7      /* a program loaded with perfmon power where tracing is denied */
 /* Not a violation: a namespace's records crossed 3/4 of its limit (ns = that namespace, id =
  * records in use, owner = its limit); bpfnsd collects stale records at once. */
@@ -215,6 +215,23 @@ struct ns_kcount {
 struct ns_dquota {
 	__u64 limit;  /* max_objects: records in use may not exceed it */
 	__u64 dfreed; /* records bpfnsd dropped (objects found freed), or its correction */
+};
+
+/* Per-kind quotas, beside the total: the same counters, one per object kind (index = kind -
+ * 1), in two maps of their own (kquota_kernel, kquota_daemon) so that the pinned
+ * total maps keep their layout. A namespace without a kquota_daemon entry, or with
+ * BPFNS_NO_LIMIT for a kind, has only the total (and its ancestors' limits) for that kind. */
+#define BPFNS_KINDS 4
+#define BPFNS_NO_LIMIT ((__u64)-1)
+
+struct ns_kind_kcount {
+	__u64 created[BPFNS_KINDS];
+	__u64 kfreed[BPFNS_KINDS];
+};
+
+struct ns_kind_dquota {
+	__u64 limit[BPFNS_KINDS];  /* max_maps, max_progs...: BPFNS_NO_LIMIT for none */
+	__u64 dfreed[BPFNS_KINDS]; /* as ns_dquota's, per kind */
 };
 
 #endif

@@ -170,7 +170,7 @@ static __always_inline int new_fd(__u64 ptr, __u32 kind, __u32 id)
 		bpf_map_delete_elem(&lsm_pending, &ptr);
 		if (id == 0)
 			return 0;
-		q = quota_reserve(ns, &qc);
+		q = quota_reserve(ns, kind, &qc);
 		if (q == QUOTA_OVER || q == QUOTA_NOLIMIT)
 			return refuse(ns, cmd, kind, id, qc.over, BPFNS_REASON_QUOTA);
 		if (q != QUOTA_OK)
@@ -178,7 +178,7 @@ static __always_inline int new_fd(__u64 ptr, __u32 kind, __u32 id)
 		/* A new id has no record: never overwrite one. */
 		err = bpf_map_update_elem(&obj_owner, &key, &val, BPF_NOEXIST);
 		if (err) {
-			quota_unreserve(ns);
+			quota_unreserve(ns, kind);
 			if (err != -EEXIST)
 				stat_inc(BPFNS_STAT_FULL);
 			return refuse(ns, cmd, kind, id, 0, BPFNS_REASON_UNRECORDED);
@@ -204,19 +204,20 @@ static __always_inline void freed(__u64 ptr)
 {
 	struct obj_key *key;
 	struct obj_owner *o;
-	__u32 owner;
+	__u32 owner, kind;
 
 	bpf_map_delete_elem(&lsm_pending, &ptr);
 	key = bpf_map_lookup_elem(&lsm_objects, &ptr);
 	if (!key)
 		return;
+	kind = key->kind;
 	o = bpf_map_lookup_elem(&obj_owner, key);
 	/* A quarantined record is still counted in the namespace it was charged to. */
 	owner = o ? charged_ns(o) : BPFNS_ROOT;
 	/* Whoever deletes the record (this hook, or bpfnsd's collector) counts it freed. */
 	if (bpf_map_delete_elem(&obj_owner, key) == 0) {
 		stat_inc(BPFNS_STAT_LSM_DROPPED);
-		quota_kfreed(owner);
+		quota_kfreed(owner, kind);
 	}
 	bpf_map_delete_elem(&lsm_objects, &ptr);
 }

@@ -62,6 +62,23 @@ struct {
 	__type(value, struct ns_dquota);
 } quota_daemon SEC(".maps");
 
+/* Namespace -> its kernel-written per-kind counters (entries made on first use). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BPFNS_NS_CAPACITY);
+	__type(key, __u32);
+	__type(value, struct ns_kind_kcount);
+} kquota_kernel SEC(".maps");
+
+/* Namespace -> its per-kind limits and bpfnsd's per-kind counters (no entry: no per-kind
+ * limit, only the total). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BPFNS_NS_CAPACITY);
+	__type(key, __u32);
+	__type(value, struct ns_kind_dquota);
+} kquota_daemon SEC(".maps");
+
 /* Cgroups bound to namespaces: an untagged task attached to one is tagged (bpfns.bpf.c,
  * on_cgroup_attach). bpfnsd binds a container's cgroups when it tags its init and drops them
  * with the namespace. */
@@ -170,6 +187,8 @@ struct quota_check {
 	__u32 high;  /* a namespace whose records reached 3/4 of its limit with this one, or 0 */
 	__u64 used;  /* records in use in `over` or `high` (with this one) */
 	__u64 limit; /* its limit */
+	__u32 kind;  /* over: 0 when the total refused it, else the kind whose limit did */
+	__u32 pad;
 };
 
 #define QUOTA_OK 0
@@ -195,6 +214,26 @@ static __always_inline struct ns_kcount *kcount(__u32 ns)
 	return c;
 }
 
+/* The namespace's kernel-written per-kind counters, made zero on first use. */
+static __always_inline struct ns_kind_kcount *kind_kcount(__u32 ns)
+{
+	struct ns_kind_kcount *c = bpf_map_lookup_elem(&kquota_kernel, &ns);
+
+	if (!c) {
+		struct ns_kind_kcount zero = {};
+
+		bpf_map_update_elem(&kquota_kernel, &ns, &zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&kquota_kernel, &ns);
+	}
+	return c;
+}
+
+/* The per-kind index of object kind `kind` (BPFNS_KIND_*), bounded for the verifier. */
+static __always_inline __u32 kind_index(__u32 kind)
+{
+	return (kind - 1) & (BPFNS_KINDS - 1);
+}
+
 /* The parent of `ns`; BPFNS_QUARANTINE (no namespace) for an unknown one: walks end there. */
 static __always_inline __u32 parent_ns(__u32 ns)
 {
@@ -203,40 +242,51 @@ static __always_inline __u32 parent_ns(__u32 ns)
 	return ni ? ni->parent : BPFNS_QUARANTINE;
 }
 
-/* Add `delta` to `created` of `ns` and its ancestors below the root, stopping before `until`
- * (BPFNS_ROOT: the whole chain) and at an unknown namespace. */
-static __always_inline void quota_add_created(__u32 ns, __u32 until, __u64 delta)
+/* Add `delta` to `created` (the total and that of `kind`) of `ns` and its ancestors below the
+ * root, stopping before `until` (BPFNS_ROOT: the whole chain) and at an unknown namespace. */
+static __always_inline void quota_add_created(__u32 ns, __u32 until, __u64 delta, __u32 kind)
 {
+	__u32 ki = kind_index(kind);
+
 	for (int i = 0; i <= BPFNS_MAX_DEPTH; i++) {
 		struct ns_kcount *k;
+		struct ns_kind_kcount *kk;
 
 		if (ns == BPFNS_ROOT || ns == BPFNS_QUARANTINE || ns == until)
 			return;
 		k = bpf_map_lookup_elem(&quota_kernel, &ns);
 		if (k)
 			__sync_fetch_and_add(&k->created, delta);
+		kk = bpf_map_lookup_elem(&kquota_kernel, &ns);
+		if (kk)
+			__sync_fetch_and_add(&kk->created[ki], delta);
 		ns = parent_ns(ns);
 	}
 }
 
 /*
- * Reserve one record for namespace `ns`: count it in `ns` and each ancestor below the root,
- * refusing it (and undoing the counts) when that would exceed any of their limits. Each
- * counter is incremented before it is compared, so two racing creators can never both take
- * the last free record (at worst both are refused); bpfnsd's own reservations (for programs it
- * loads for members) follow the same order. Fails closed: a namespace on the chain that the
- * namespace table does not know, or that has no limit, refuses the record (QUOTA_NOLIMIT), and
- * so does a chain that does not reach the root within BPFNS_MAX_DEPTH steps.
+ * Reserve one record of object kind `kind` for namespace `ns`: count it in `ns` and each
+ * ancestor below the root, in the total and in that kind's counter, refusing it (and undoing
+ * the counts) when that would exceed any of their limits: max_objects, or the limit of that
+ * kind where one is set. Each counter is incremented before it is compared, so two racing
+ * creators can never both take the last free record (at worst both are refused); bpfnsd's own
+ * reservations (for programs and links it makes for members) follow the same order. Fails
+ * closed: a namespace on the chain that the namespace table does not know, or that has no
+ * limit, refuses the record (QUOTA_NOLIMIT), and so does a chain that does not reach the root
+ * within BPFNS_MAX_DEPTH steps. A namespace without per-kind limits has only the total.
  */
-static __always_inline int quota_reserve(__u32 ns, struct quota_check *qc)
+static __always_inline int quota_reserve(__u32 ns, __u32 kind, struct quota_check *qc)
 {
 	__u32 cur = ns;
+	__u32 ki = kind_index(kind);
 	int err = QUOTA_NOLIMIT;
 
 	for (int i = 0; i <= BPFNS_MAX_DEPTH; i++) {
 		struct ns_info *ni;
 		struct ns_kcount *k;
 		struct ns_dquota *d;
+		struct ns_kind_kcount *kk;
+		struct ns_kind_dquota *kd;
 		__s64 used;
 		__u64 limit;
 
@@ -254,18 +304,22 @@ static __always_inline int quota_reserve(__u32 ns, struct quota_check *qc)
 			break;
 		}
 		k = kcount(cur);
-		if (!k) {
+		kk = kind_kcount(cur);
+		if (!k || !kk) {
 			err = QUOTA_NOROOM;
 			break;
 		}
 		__sync_fetch_and_add(&k->created, 1);
+		__sync_fetch_and_add(&kk->created[ki], 1);
 		used = (__s64)(k->created - k->kfreed - d->dfreed);
 		limit = d->limit;
 		if (used > 0 && (__u64)used > limit) {
 			__sync_fetch_and_add(&k->created, (__u64)-1);
+			__sync_fetch_and_add(&kk->created[ki], (__u64)-1);
 			qc->over = cur;
 			qc->used = used - 1;
 			qc->limit = limit;
+			qc->kind = 0;
 			err = QUOTA_OVER;
 			break;
 		}
@@ -274,31 +328,52 @@ static __always_inline int quota_reserve(__u32 ns, struct quota_check *qc)
 			qc->used = used;
 			qc->limit = limit;
 		}
+		kd = bpf_map_lookup_elem(&kquota_daemon, &cur);
+		if (kd && kd->limit[ki] != BPFNS_NO_LIMIT) {
+			__s64 kused = (__s64)(kk->created[ki] - kk->kfreed[ki] - kd->dfreed[ki]);
+
+			if (kused > 0 && (__u64)kused > kd->limit[ki]) {
+				__sync_fetch_and_add(&k->created, (__u64)-1);
+				__sync_fetch_and_add(&kk->created[ki], (__u64)-1);
+				qc->over = cur;
+				qc->used = kused - 1;
+				qc->limit = kd->limit[ki];
+				qc->kind = kind;
+				err = QUOTA_OVER;
+				break;
+			}
+		}
 		cur = ni->parent;
 	}
 	if (err != QUOTA_OK)
-		quota_add_created(ns, cur, (__u64)-1);
+		quota_add_created(ns, cur, (__u64)-1, kind);
 	return err;
 }
 
 /* Undo a reservation whose record could not be written. */
-static __always_inline void quota_unreserve(__u32 ns)
+static __always_inline void quota_unreserve(__u32 ns, __u32 kind)
 {
-	quota_add_created(ns, BPFNS_ROOT, (__u64)-1);
+	quota_add_created(ns, BPFNS_ROOT, (__u64)-1, kind);
 }
 
-/* A record of `ns` was dropped by the kernel: count it freed in the namespace and its
- * ancestors below the root. */
-static __always_inline void quota_kfreed(__u32 ns)
+/* A record of kind `kind` of `ns` was dropped by the kernel: count it freed in the namespace
+ * and its ancestors below the root. */
+static __always_inline void quota_kfreed(__u32 ns, __u32 kind)
 {
+	__u32 ki = kind_index(kind);
+
 	for (int i = 0; i <= BPFNS_MAX_DEPTH; i++) {
 		struct ns_kcount *k;
+		struct ns_kind_kcount *kk;
 
 		if (ns == BPFNS_ROOT || ns == BPFNS_QUARANTINE)
 			return;
 		k = bpf_map_lookup_elem(&quota_kernel, &ns);
 		if (k)
 			__sync_fetch_and_add(&k->kfreed, 1);
+		kk = bpf_map_lookup_elem(&kquota_kernel, &ns);
+		if (kk)
+			__sync_fetch_and_add(&kk->kfreed[ki], 1);
 		ns = parent_ns(ns);
 	}
 }

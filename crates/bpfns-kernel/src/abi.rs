@@ -373,7 +373,7 @@ impl Reason {
             Reason::SharedFiles => "a new process may not share the file descriptor table of a namespace task",
             Reason::Hijack => "a creation command's result must be the object that call created (another file was put on its descriptor)",
             Reason::Unrecorded => "every object a namespace task creates must be recorded as its namespace's (the ownership table could not take it)",
-            Reason::Quota => "a namespace may own at most max_objects objects (counting its descendants'); one the kernel's tables hold no limit for creates nothing",
+            Reason::Quota => "a namespace may own at most max_objects objects, and of a kind with a limit (max_maps, max_progs, max_links, max_btf) at most that many, counting its descendants'; one the kernel's tables hold no limit for creates nothing",
             Reason::Perfmon => "where the namespace's policy denies tracing, no program may be loaded with CAP_PERFMON or CAP_SYS_ADMIN (perfmon power lets any program type read kernel memory)",
         }
     }
@@ -386,7 +386,7 @@ impl Reason {
             Reason::SharedFiles => "do not use clone(CLONE_FILES) without CLONE_THREAD in a namespace",
             Reason::Hijack => "none for honest programs; this is an attempt to take over another namespace's object",
             Reason::Unrecorded => "retry later; bpfnsd collects the records of freed objects (see bpfns status)",
-            Reason::Quota => "close objects the namespace no longer needs, or create it with a larger limit (bpfns ns create --max-objects N)",
+            Reason::Quota => "close objects the namespace no longer needs, or raise its limits (bpfns ns quota PATH --max-objects N, --max-maps N, ...; bpfns ns show PATH says which is full)",
             Reason::Perfmon => "drop CAP_PERFMON and CAP_SYS_ADMIN from the loading process (e.g. setpriv --bounding-set=-perfmon,-sys_admin), or allow tracing for the namespace (bpfns ns policy PATH --allow-tracing)",
         }
     }
@@ -541,6 +541,82 @@ pub fn records_in_use(k: KernelCount, dfreed: u64) -> u64 {
 /// The `dfreed` that makes [`records_in_use`] equal `records`.
 pub fn dfreed_for(k: KernelCount, records: u64) -> u64 {
     k.created.wrapping_sub(k.kfreed).wrapping_sub(records)
+}
+
+/// `BPFNS_KINDS`: per-kind counters, indexed by [`kind_index`].
+pub const KINDS: usize = 4;
+/// `BPFNS_NO_LIMIT`: no limit of that kind (only the total).
+pub const NO_LIMIT: u64 = u64::MAX;
+
+/// The per-kind index of `kind` (`kind - 1` in `bpfns.h`'s codes).
+pub fn kind_index(kind: bpfns_model::ObjectKind) -> usize {
+    (kind.code() as usize - 1) % KINDS
+}
+
+fn parse_u64s<const N: usize>(b: &[u8]) -> Option<[u64; N]> {
+    let mut out = [0u64; N];
+    for (i, v) in out.iter_mut().enumerate() {
+        *v = u64::from_ne_bytes(b.get(i * 8..i * 8 + 8)?.try_into().ok()?);
+    }
+    Some(out)
+}
+
+/// `struct ns_kind_kcount`: a namespace's kernel-written per-kind counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct KindKernelCount {
+    pub created: [u64; KINDS],
+    pub kfreed: [u64; KINDS],
+}
+
+impl KindKernelCount {
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        let v: [u64; 8] = parse_u64s(b)?;
+        Some(Self {
+            created: [v[0], v[1], v[2], v[3]],
+            kfreed: [v[4], v[5], v[6], v[7]],
+        })
+    }
+    /// The counters of one kind, as the total's are kept.
+    pub fn of(&self, i: usize) -> KernelCount {
+        KernelCount {
+            created: self.created[i],
+            kfreed: self.kfreed[i],
+        }
+    }
+}
+
+/// `struct ns_kind_dquota`: a namespace's per-kind limits ([`NO_LIMIT`]: none) and bpfnsd's
+/// per-kind counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct KindDaemonQuota {
+    pub limit: [u64; KINDS],
+    pub dfreed: [u64; KINDS],
+}
+
+impl Default for KindDaemonQuota {
+    fn default() -> Self {
+        Self {
+            limit: [NO_LIMIT; KINDS],
+            dfreed: [0; KINDS],
+        }
+    }
+}
+
+impl KindDaemonQuota {
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        let v: [u64; 8] = parse_u64s(b)?;
+        Some(Self {
+            limit: [v[0], v[1], v[2], v[3]],
+            dfreed: [v[4], v[5], v[6], v[7]],
+        })
+    }
+    pub fn to_bytes(self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        for (i, v) in self.limit.iter().chain(self.dfreed.iter()).enumerate() {
+            out[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes());
+        }
+        out
+    }
 }
 
 fn unpair64(b: &[u8]) -> Option<(u64, u64)> {
@@ -748,6 +824,14 @@ mod tests {
             dfreed: d,
         };
         assert_eq!(DaemonQuota::parse(&q.to_bytes()), Some(q));
+        let kq = KindDaemonQuota {
+            limit: [1, NO_LIMIT, 3, 4],
+            dfreed: [5, 6, 7, u64::MAX - 1],
+        };
+        assert_eq!(KindDaemonQuota::parse(&kq.to_bytes()), Some(kq));
+        assert_eq!(KindDaemonQuota::parse(&[0u8; 63]), None);
+        assert_eq!(kind_index(bpfns_model::ObjectKind::Prog), 0);
+        assert_eq!(kind_index(bpfns_model::ObjectKind::Btf), 3);
     }
 
     #[test]

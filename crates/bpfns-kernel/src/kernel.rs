@@ -222,6 +222,18 @@ pub struct NsQuota {
     pub created: u64,
     pub kfreed: u64,
     pub dfreed: u64,
+    /// Per kind (indexed by [`abi::kind_index`]: progs, maps, links, BTF): records in use
+    /// with its descendants' and its limit of that kind.
+    pub kinds: [KindUse; abi::KINDS],
+}
+
+/// A namespace's records of one kind, as the kernel counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct KindUse {
+    /// Records of that kind in use: its own objects' and its descendants'.
+    pub used: u64,
+    /// Its limit of that kind; `None`: only the total (and its ancestors' limits).
+    pub limit: Option<u64>,
 }
 
 /// An open handle on the pinned maps and iterators.
@@ -234,6 +246,8 @@ pub struct Kernel {
     stats: MapHandle,
     quota_kernel: MapHandle,
     quota_daemon: MapHandle,
+    kquota_kernel: MapHandle,
+    kquota_daemon: MapHandle,
     reasons: MapHandle,
     cgroup_ns: MapHandle,
     ns_policy: MapHandle,
@@ -241,7 +255,7 @@ pub struct Kernel {
     auto_hooks: bool,
 }
 
-/// quota_daemon is read, changed and written back by bpfnsd only: one writer at a time in the
+/// quota_daemon (and kquota_daemon) is read, changed and written back by bpfnsd only: one writer at a time in the
 /// process, whichever handle it goes through (the collector, namespace changes and the
 /// supervisor's reservations run on different threads, on different [`Kernel`] handles).
 static QUOTA_WRITES: Mutex<()> = Mutex::new(());
@@ -255,6 +269,14 @@ fn quota_lock() -> std::sync::MutexGuard<'static, ()> {
 pub enum QuotaRefusal {
     /// Namespace `ns` (the creator's, or one of its ancestors) would exceed its limit.
     Over { ns: NsId, used: u64, limit: u64 },
+    /// Namespace `ns` (the creator's, or one of its ancestors) would exceed its limit of
+    /// objects of `kind` (`--max-maps` ...).
+    KindOver {
+        ns: NsId,
+        kind: ObjectKind,
+        used: u64,
+        limit: u64,
+    },
     /// Namespace `ns` has no limit in the kernel's quota table (a write failed): nothing is
     /// created until bpfnsd restores it (at its next start).
     NoLimit { ns: NsId },
@@ -271,6 +293,17 @@ impl std::fmt::Display for QuotaRefusal {
                 "namespace {ns} owns {used} objects with its descendants, its limit \
                  (max_objects {limit})"
             ),
+            QuotaRefusal::KindOver {
+                ns,
+                kind,
+                used,
+                limit,
+            } => write!(
+                f,
+                "namespace {ns} owns {used} {} with its descendants, its limit ({} {limit})",
+                kind_plural(*kind),
+                kind_flag(*kind)
+            ),
             QuotaRefusal::NoLimit { ns } => write!(
                 f,
                 "namespace {ns} has no limit in the kernel's quota table (fail closed until \
@@ -282,6 +315,37 @@ impl std::fmt::Display for QuotaRefusal {
                  bpfnsd restores it at its next start)"
             ),
         }
+    }
+}
+
+impl QuotaRefusal {
+    /// Whether a limit refused it (the creator gets `EDQUOT` where bpfnsd makes the object),
+    /// not a namespace missing from the kernel's tables (failing closed).
+    pub fn is_over(&self) -> bool {
+        matches!(
+            self,
+            QuotaRefusal::Over { .. } | QuotaRefusal::KindOver { .. }
+        )
+    }
+}
+
+/// "maps", "programs"...: objects of `kind`, in messages.
+pub fn kind_plural(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Prog => "programs",
+        ObjectKind::Map => "maps",
+        ObjectKind::Link => "links",
+        ObjectKind::Btf => "BTF objects",
+    }
+}
+
+/// The limit of objects of `kind` as `bpfns ns create|quota` and bpfnsd.toml name it.
+pub fn kind_flag(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Prog => "max_progs",
+        ObjectKind::Map => "max_maps",
+        ObjectKind::Link => "max_links",
+        ObjectKind::Btf => "max_btf",
     }
 }
 
@@ -309,6 +373,8 @@ impl Kernel {
             stats: open("stats")?,
             quota_kernel: open("quota_kernel")?,
             quota_daemon: open("quota_daemon")?,
+            kquota_kernel: open("kquota_kernel")?,
+            kquota_daemon: open("kquota_daemon")?,
             reasons: open("reasons")?,
             cgroup_ns: open("cgroup_ns")?,
             ns_policy: open("ns_policy")?,
@@ -611,6 +677,8 @@ impl Kernel {
             (&self.quota_kernel, "quota counters of namespace"),
             (&self.quota_daemon, "quota of namespace"),
             (&self.ns_policy, "types of namespace"),
+            (&self.kquota_kernel, "per-kind quota counters of namespace"),
+            (&self.kquota_daemon, "per-kind quota of namespace"),
         ] {
             match map.delete(&key) {
                 Ok(()) => {}
@@ -633,6 +701,22 @@ impl Kernel {
         self.write_daemon_quota(id, q)
     }
 
+    /// Set namespace `id`'s limits per kind (indexed by [`abi::kind_index`]; `None`: no limit
+    /// of that kind, only the total): creating beyond one fails as beyond the total does.
+    /// Keeps bpfnsd's counters.
+    pub fn set_namespace_kind_limits(
+        &self,
+        id: NsId,
+        limits: [Option<u64>; abi::KINDS],
+    ) -> Result<()> {
+        let _w = quota_lock();
+        let mut q = self.kind_daemon_quota(id)?.unwrap_or_default();
+        for (l, want) in q.limit.iter_mut().zip(limits) {
+            *l = want.unwrap_or(abi::NO_LIMIT);
+        }
+        self.write_kind_daemon_quota(id, q)
+    }
+
     /// Give namespace `id` the limit `limit` unless it has one (`u64::MAX`: no limit of its
     /// own, only its ancestors' and the table's). The kernel side fails closed: a namespace
     /// without an entry in the quota table creates nothing. Whether it wrote one.
@@ -647,17 +731,128 @@ impl Kernel {
 
     /// Namespace `id`'s quota as the kernel counts it.
     pub fn namespace_quota(&self, id: NsId) -> Result<NsQuota> {
-        let k = self.kernel_count(id)?.unwrap_or_default();
-        let d = self.daemon_quota(id)?;
+        Ok(Self::quota_of(
+            self.kernel_count(id)?,
+            self.daemon_quota(id)?,
+            self.kind_kernel_count(id)?,
+            self.kind_daemon_quota(id)?,
+        ))
+    }
+
+    /// Every namespace's quota as the kernel counts it ([`Kernel::namespace_quota`] of each
+    /// namespace with an entry in the kernel's quota maps), in a few batched reads of the four
+    /// maps where the kernel can batch: for listings of many namespaces.
+    pub fn namespace_quotas(&self) -> Result<HashMap<NsId, NsQuota>> {
+        let k = Self::dump_by_ns(&self.quota_kernel, 16, "quota counters")?;
+        let d = Self::dump_by_ns(&self.quota_daemon, 16, "quotas")?;
+        let kk = Self::dump_by_ns(&self.kquota_kernel, 64, "per-kind quota counters")?;
+        let kd = Self::dump_by_ns(&self.kquota_daemon, 64, "per-kind quotas")?;
+        let ids: std::collections::HashSet<NsId> = k
+            .keys()
+            .chain(d.keys())
+            .chain(kk.keys())
+            .chain(kd.keys())
+            .copied()
+            .collect();
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let q = Self::quota_of(
+                    k.get(&id).and_then(|b| abi::KernelCount::parse(b)),
+                    d.get(&id).and_then(|b| abi::DaemonQuota::parse(b)),
+                    kk.get(&id).and_then(|b| abi::KindKernelCount::parse(b)),
+                    kd.get(&id).and_then(|b| abi::KindDaemonQuota::parse(b)),
+                );
+                (id, q)
+            })
+            .collect())
+    }
+
+    /// The entries of a map keyed by namespace id: batched where the kernel can, else one
+    /// lookup per key.
+    fn dump_by_ns(
+        map: &MapHandle,
+        value_size: usize,
+        what: &str,
+    ) -> Result<HashMap<NsId, Vec<u8>>> {
+        let id_of = |k: &[u8]| Some(NsId(u32::from_ne_bytes(k.get(..4)?.try_into().ok()?)));
+        if let Ok(rows) = sysbpf::map_dump_batched(map.as_fd(), 4, value_size) {
+            return Ok(rows
+                .into_iter()
+                .filter_map(|(k, v)| Some((id_of(&k)?, v)))
+                .collect());
+        }
+        let mut out = HashMap::new();
+        for key in map.keys() {
+            if let Some(v) = map
+                .lookup(&key, MapFlags::ANY)
+                .map_err(KernelError::libbpf(format!("reading {what}")))?
+            {
+                if let Some(id) = id_of(&key) {
+                    out.insert(id, v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn quota_of(
+        k: Option<abi::KernelCount>,
+        d: Option<abi::DaemonQuota>,
+        kk: Option<abi::KindKernelCount>,
+        kd: Option<abi::KindDaemonQuota>,
+    ) -> NsQuota {
+        let k = k.unwrap_or_default();
         let dfreed = d.map_or(0, |d| d.dfreed);
-        Ok(NsQuota {
+        let kk = kk.unwrap_or_default();
+        let kd = kd.unwrap_or_default();
+        let kinds = std::array::from_fn(|i| KindUse {
+            used: abi::records_in_use(kk.of(i), kd.dfreed[i]),
+            limit: Some(kd.limit[i]).filter(|l| *l != abi::NO_LIMIT),
+        });
+        NsQuota {
             // u64::MAX: an entry that only carries bpfnsd's counter.
             limit: d.map(|d| d.limit).filter(|l| *l != u64::MAX),
             used: abi::records_in_use(k, dfreed),
             created: k.created,
             kfreed: k.kfreed,
             dfreed,
+            kinds,
+        }
+    }
+
+    fn kind_kernel_count(&self, id: NsId) -> Result<Option<abi::KindKernelCount>> {
+        let v = self
+            .kquota_kernel
+            .lookup(&id.0.to_ne_bytes(), MapFlags::ANY)
+            .map_err(KernelError::libbpf("reading per-kind quota counters"))?;
+        v.map(|b| {
+            abi::KindKernelCount::parse(&b).ok_or(KernelError::Malformed {
+                what: "ns_kind_kcount",
+            })
         })
+        .transpose()
+    }
+
+    fn kind_daemon_quota(&self, id: NsId) -> Result<Option<abi::KindDaemonQuota>> {
+        let v = self
+            .kquota_daemon
+            .lookup(&id.0.to_ne_bytes(), MapFlags::ANY)
+            .map_err(KernelError::libbpf("reading a per-kind quota"))?;
+        v.map(|b| {
+            abi::KindDaemonQuota::parse(&b).ok_or(KernelError::Malformed {
+                what: "ns_kind_dquota",
+            })
+        })
+        .transpose()
+    }
+
+    fn write_kind_daemon_quota(&self, id: NsId, q: abi::KindDaemonQuota) -> Result<()> {
+        self.kquota_daemon
+            .update(&id.0.to_ne_bytes(), &q.to_bytes(), MapFlags::ANY)
+            .map_err(KernelError::libbpf(format!(
+                "writing the per-kind quota of namespace {id}"
+            )))
     }
 
     fn kernel_count(&self, id: NsId) -> Result<Option<abi::KernelCount>> {
@@ -694,31 +889,37 @@ impl Kernel {
             .collect())
     }
 
-    /// Count `freed` records of each owner freed by bpfnsd (added to `dfreed` of the owner and
-    /// its ancestors below the root).
-    fn add_dfreed(&self, freed: &HashMap<NsId, u64>) -> Result<()> {
+    /// Count `freed` records of each owner and kind freed by bpfnsd (added to `dfreed`, the
+    /// total's and the kind's, of the owner and its ancestors below the root).
+    fn add_dfreed(&self, freed: &HashMap<(NsId, ObjectKind), u64>) -> Result<()> {
         if freed.is_empty() {
             return Ok(());
         }
         let parents = self.parents()?;
-        let mut per_ns: HashMap<NsId, u64> = HashMap::new();
-        for (owner, n) in freed {
+        let mut per_ns: HashMap<NsId, [u64; abi::KINDS]> = HashMap::new();
+        for ((owner, kind), n) in freed {
             for ns in quota::counted_in(&parents, *owner) {
                 // A namespace no longer in the table (deleted meanwhile) counts nothing.
                 if parents.contains_key(&ns) {
-                    *per_ns.entry(ns).or_default() += n;
+                    per_ns.entry(ns).or_default()[abi::kind_index(*kind)] += n;
                 }
             }
         }
         let _w = quota_lock();
-        for (ns, n) in per_ns {
+        for (ns, by_kind) in per_ns {
             // No entry: a namespace whose limit was never written creates nothing (the kernel
             // side fails closed); an entry made here would lift that.
             let Some(mut q) = self.daemon_quota(ns)? else {
                 continue;
             };
-            q.dfreed = q.dfreed.wrapping_add(n);
+            q.dfreed = q.dfreed.wrapping_add(by_kind.iter().sum());
             self.write_daemon_quota(ns, q)?;
+            // Per kind, an entry without limits is only counters: made here if missing.
+            let mut kq = self.kind_daemon_quota(ns)?.unwrap_or_default();
+            for (d, n) in kq.dfreed.iter_mut().zip(by_kind) {
+                *d = d.wrapping_add(n);
+            }
+            self.write_kind_daemon_quota(ns, kq)?;
         }
         Ok(())
     }
@@ -731,15 +932,52 @@ impl Kernel {
     pub fn sync_quota_counters(&self) -> Result<Vec<NsId>> {
         let _w = quota_lock();
         let before = self.all_kernel_counts()?;
+        let kinds_before = self.all_kind_kernel_counts()?;
         let records = self.records_with_charges()?;
         let after = self.all_kernel_counts()?;
+        let kinds_after = self.all_kind_kernel_counts()?;
         let parents = self.parents()?;
         let have = quota::hierarchical_counts(&parents, records.iter().map(|r| r.3));
+        let have_kind: Vec<HashMap<NsId, u64>> = ObjectKind::ALL
+            .iter()
+            .map(|kind| {
+                quota::hierarchical_counts(
+                    &parents,
+                    records.iter().filter(|r| r.0 == *kind).map(|r| r.3),
+                )
+            })
+            .collect();
         let mut fixed = Vec::new();
         for ns in parents.keys().copied() {
             let k = after.get(&ns).copied().unwrap_or_default();
             if before.get(&ns).copied().unwrap_or_default() != k {
                 continue;
+            }
+            let kk = kinds_after.get(&ns).copied().unwrap_or_default();
+            if kinds_before.get(&ns).copied().unwrap_or_default() == kk {
+                let mut kq = self.kind_daemon_quota(ns)?;
+                let mut changed = false;
+                for kind in ObjectKind::ALL {
+                    let i = abi::kind_index(kind);
+                    let want = have_kind[i].get(&ns).copied().unwrap_or(0);
+                    let dfreed = kq.map_or(0, |q| q.dfreed[i]);
+                    if abi::records_in_use(kk.of(i), dfreed) != want
+                        || (kk
+                            .of(i)
+                            .created
+                            .wrapping_sub(kk.of(i).kfreed)
+                            .wrapping_sub(dfreed) as i64)
+                            < 0
+                    {
+                        kq.get_or_insert_with(Default::default).dfreed[i] =
+                            abi::dfreed_for(kk.of(i), want);
+                        changed = true;
+                    }
+                }
+                if let (true, Some(q)) = (changed, kq) {
+                    self.write_kind_daemon_quota(ns, q)?;
+                    fixed.push(ns);
+                }
             }
             let want = have.get(&ns).copied().unwrap_or(0);
             let q = self.daemon_quota(ns)?;
@@ -758,6 +996,7 @@ impl Kernel {
             fixed.push(ns);
         }
         fixed.sort();
+        fixed.dedup();
         Ok(fixed)
     }
 
@@ -769,6 +1008,20 @@ impl Kernel {
             };
             let id = NsId(u32::from_ne_bytes(id));
             if let Some(k) = self.kernel_count(id)? {
+                out.insert(id, k);
+            }
+        }
+        Ok(out)
+    }
+
+    fn all_kind_kernel_counts(&self) -> Result<HashMap<NsId, abi::KindKernelCount>> {
+        let mut out = HashMap::new();
+        for key in self.kquota_kernel.keys() {
+            let Ok(id) = <[u8; 4]>::try_from(key.as_slice()) else {
+                continue;
+            };
+            let id = NsId(u32::from_ne_bytes(id));
+            if let Some(k) = self.kind_kernel_count(id)? {
                 out.insert(id, k);
             }
         }
@@ -942,9 +1195,14 @@ impl Kernel {
     /// limit in the quota table. Give it back with [`Kernel::release_record`] if the record is
     /// not written; once written, the record is given back as every other one is, when the
     /// collector finds its object freed.
-    pub fn reserve_record(&self, ns: NsId) -> Result<std::result::Result<(), QuotaRefusal>> {
+    pub fn reserve_record(
+        &self,
+        ns: NsId,
+        kind: ObjectKind,
+    ) -> Result<std::result::Result<(), QuotaRefusal>> {
         let _w = quota_lock();
-        let mut chain: Vec<(NsId, abi::DaemonQuota)> = Vec::new();
+        let ki = abi::kind_index(kind);
+        let mut chain: Vec<(NsId, abi::DaemonQuota, abi::KindDaemonQuota)> = Vec::new();
         let mut cur = ns;
         let mut reached_root = false;
         for _ in 0..=bpfns_model::MAX_DEPTH {
@@ -958,22 +1216,29 @@ impl Kernel {
             let Some(q) = self.daemon_quota(cur)? else {
                 return Ok(Err(QuotaRefusal::NoLimit { ns: cur }));
             };
-            chain.push((cur, q));
+            // No per-kind entry: no limit of that kind; one is made to carry the counter.
+            let kq = self.kind_daemon_quota(cur)?.unwrap_or_default();
+            chain.push((cur, q, kq));
             cur = parent;
         }
         if !reached_root {
             return Ok(Err(QuotaRefusal::Unknown { ns: cur }));
         }
-        // Reserve first, then compare.
-        for (written, (n, q)) in chain.iter().enumerate() {
+        // Reserve first (the total and the kind), then compare.
+        for (written, (n, q, kq)) in chain.iter().enumerate() {
             let mut r = *q;
             r.dfreed = r.dfreed.wrapping_sub(1);
-            if let Err(e) = self.write_daemon_quota(*n, r) {
-                self.give_back(&chain[..written]);
+            let mut kr = *kq;
+            kr.dfreed[ki] = kr.dfreed[ki].wrapping_sub(1);
+            let done = self
+                .write_daemon_quota(*n, r)
+                .and_then(|()| self.write_kind_daemon_quota(*n, kr));
+            if let Err(e) = done {
+                self.give_back(&chain[..=written]);
                 return Err(e);
             }
         }
-        for (n, q) in &chain {
+        for (n, q, kq) in &chain {
             let k = self.kernel_count(*n)?.unwrap_or_default();
             let used = k
                 .created
@@ -987,14 +1252,32 @@ impl Kernel {
                     limit: q.limit,
                 }));
             }
+            if kq.limit[ki] == abi::NO_LIMIT {
+                continue;
+            }
+            let kk = self.kind_kernel_count(*n)?.unwrap_or_default().of(ki);
+            let used = kk
+                .created
+                .wrapping_sub(kk.kfreed)
+                .wrapping_sub(kq.dfreed[ki].wrapping_sub(1)) as i64;
+            if used > 0 && used as u64 > kq.limit[ki] {
+                self.give_back(&chain);
+                return Ok(Err(QuotaRefusal::KindOver {
+                    ns: *n,
+                    kind,
+                    used: used as u64 - 1,
+                    limit: kq.limit[ki],
+                }));
+            }
         }
         Ok(Ok(()))
     }
 
-    /// Give back a reservation [`Kernel::reserve_record`] made for `ns` whose record was not
-    /// written (the load failed, the record could not be written).
-    pub fn release_record(&self, ns: NsId) -> Result<()> {
+    /// Give back a reservation [`Kernel::reserve_record`] made for an object of `kind` of
+    /// `ns` whose record was not written (the load failed, the record could not be written).
+    pub fn release_record(&self, ns: NsId, kind: ObjectKind) -> Result<()> {
         let _w = quota_lock();
+        let ki = abi::kind_index(kind);
         let mut chain = Vec::new();
         let mut cur = ns;
         for _ in 0..=bpfns_model::MAX_DEPTH {
@@ -1005,21 +1288,26 @@ impl Kernel {
                 break;
             };
             if let Some(q) = self.daemon_quota(cur)? {
-                chain.push((cur, q));
+                chain.push((cur, q, self.kind_daemon_quota(cur)?));
             }
             cur = parent;
         }
-        for (n, mut q) in chain {
+        for (n, mut q, kq) in chain {
             q.dfreed = q.dfreed.wrapping_add(1);
             self.write_daemon_quota(n, q)?;
+            if let Some(mut kq) = kq {
+                kq.dfreed[ki] = kq.dfreed[ki].wrapping_add(1);
+                self.write_kind_daemon_quota(n, kq)?;
+            }
         }
         Ok(())
     }
 
     /// Undo the reservations written for `chain` (best effort: called on a failure path).
-    fn give_back(&self, chain: &[(NsId, abi::DaemonQuota)]) {
-        for (n, q) in chain {
+    fn give_back(&self, chain: &[(NsId, abi::DaemonQuota, abi::KindDaemonQuota)]) {
+        for (n, q, kq) in chain {
             let _ = self.write_daemon_quota(*n, *q);
+            let _ = self.write_kind_daemon_quota(*n, *kq);
         }
     }
 
@@ -1253,7 +1541,7 @@ impl Kernel {
             }
         }
         let mut removed = Vec::new();
-        let mut freed: HashMap<NsId, u64> = HashMap::new();
+        let mut freed: HashMap<(NsId, ObjectKind), u64> = HashMap::new();
         let mut result = Ok(());
         for (kind, id, owner, charged) in records {
             // Not in the listing; confirm by id before dropping the record (opening it fails
@@ -1265,7 +1553,7 @@ impl Kernel {
                     Ok(true) => {
                         RecordLog::note(kind, id, true);
                         removed.push((kind, id, owner));
-                        *freed.entry(charged).or_default() += 1;
+                        *freed.entry((charged, kind)).or_default() += 1;
                     }
                     Ok(false) => {}
                     Err(e) => {
@@ -1285,7 +1573,7 @@ impl Kernel {
     /// of `ns`), for a namespace's deletion, which needs only its own records right.
     pub fn collect_garbage_of(&self, ns: NsId) -> Result<usize> {
         let mut removed = 0;
-        let mut freed: HashMap<NsId, u64> = HashMap::new();
+        let mut freed: HashMap<(NsId, ObjectKind), u64> = HashMap::new();
         let mut result = Ok(());
         for (kind, id, owner, charged) in self.records_with_charges()? {
             if owner != ns && charged != ns {
@@ -1301,7 +1589,7 @@ impl Kernel {
                 Ok(true) => {
                     RecordLog::note(kind, id, true);
                     removed += 1;
-                    *freed.entry(charged).or_default() += 1;
+                    *freed.entry((charged, kind)).or_default() += 1;
                 }
                 Ok(false) => {}
                 Err(e) => {

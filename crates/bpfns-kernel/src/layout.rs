@@ -3,7 +3,8 @@
 //! ```text
 //! <root>/maps/{task_ns,obj_owner,ns_table,stats,violations,     state: survives reloads
 //!              quota_kernel,quota_daemon,reasons,cgroup_ns,
-//!              object_events,object_notices,ns_policy}
+//!              object_events,object_notices,ns_policy,kquota_kernel,
+//!              kquota_daemon}
 //! <root>/links/{on_exec,on_cgroup_attach,iter_maps,iter_progs,     always
 //!               iter_links,iter_tasks,
 //!               on_sys_exit,on_fork}                                only while needed
@@ -20,9 +21,9 @@ pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/bpfns";
 
 /// The state maps, by their names in `bpfns.bpf.c`.
 /// A kernel side loaded by an older release lacks the newest (`object_events`,
-/// `object_notices`, `ns_policy`): the next load creates them, and
+/// `object_notices`, `ns_policy`, the per-kind quota maps): the next load creates them, and
 /// [`Kernel::open`](crate::Kernel::open) asks for that load.
-pub const MAPS: [&str; 12] = [
+pub const MAPS: [&str; 14] = [
     "task_ns",
     "obj_owner",
     "ns_table",
@@ -35,6 +36,8 @@ pub const MAPS: [&str; 12] = [
     "object_events",
     "object_notices",
     "ns_policy",
+    "kquota_kernel",
+    "kquota_daemon",
 ];
 
 /// The programs, each attached through one pinned link.

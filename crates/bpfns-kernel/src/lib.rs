@@ -52,8 +52,8 @@ mod lsm_skel {
 
 pub use error::{KernelError, Result};
 pub use kernel::{
-    boot_time, fill_details, Details, EventReader, Kernel, NsEntry, NsQuota, OwnedObject,
-    QuotaRefusal,
+    boot_time, fill_details, kind_flag, kind_plural, Details, EventReader, Kernel, KindUse,
+    NsEntry, NsQuota, OwnedObject, QuotaRefusal,
 };
 pub use layout::PinLayout;
 pub mod doctor;

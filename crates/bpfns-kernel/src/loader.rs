@@ -342,7 +342,14 @@ mod tests {
                 .max_entries()
         };
         assert_eq!(size("obj_owner"), crate::abi::OWNERSHIP_CAPACITY);
-        for m in ["ns_table", "quota_kernel", "quota_daemon", "ns_policy"] {
+        for m in [
+            "ns_table",
+            "quota_kernel",
+            "quota_daemon",
+            "ns_policy",
+            "kquota_kernel",
+            "kquota_daemon",
+        ] {
             assert_eq!(size(m), crate::abi::NS_CAPACITY, "{m}");
         }
         assert_eq!(size("cgroup_ns"), crate::abi::CGROUP_CAPACITY);

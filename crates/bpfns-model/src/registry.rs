@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::id::NsId;
 use crate::path::{NsPath, MAX_DEPTH};
 use crate::program_policy::{Field, Policy};
+use crate::quota::KindLimits;
 
 /// One namespace in the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,8 @@ struct Node {
     /// for the root (unlimited) and for namespaces stored before limits existed (the
     /// daemon gives them its default: [`crate::quota::fill_default_limits`]).
     max_objects: Option<u32>,
+    /// Its limits per kind of object ([`crate::quota::KindLimits`]); none: only the total.
+    kind_limits: KindLimits,
     /// The cgroup v2 subtree its members may attach programs to, as a path below the
     /// cgroup2 root (`/system.slice/x`); `None` until bound: no cgroup at all.
     cgroup: Option<String>,
@@ -183,6 +186,7 @@ impl Registry {
             children: OrdMap::new(),
             policy: Policy::HOST,
             max_objects: None,
+            kind_limits: KindLimits::NONE,
             cgroup: None,
         };
         Registry {
@@ -252,6 +256,7 @@ impl Registry {
                 children: OrdMap::new(),
                 policy,
                 max_objects: None,
+                kind_limits: KindLimits::NONE,
                 cgroup: None,
             },
         );
@@ -273,6 +278,25 @@ impl Registry {
         }
         if let Some(n) = self.nodes.get_mut(&id) {
             n.max_objects = Some(max_objects);
+        }
+    }
+
+    /// The limits per kind of namespace `id` (none for the root, unknown ids and namespaces
+    /// stored before such limits existed: only the total applies).
+    pub fn kind_limits(&self, id: NsId) -> KindLimits {
+        self.nodes
+            .get(&id)
+            .map_or(KindLimits::NONE, |n| n.kind_limits)
+    }
+
+    /// Set the limits per kind of namespace `id` (not the root's). The rules (within the
+    /// ancestors', within its total) are [`crate::quota`]'s to check.
+    pub fn set_kind_limits(&mut self, id: NsId, limits: KindLimits) {
+        if id == NsId::ROOT {
+            return;
+        }
+        if let Some(n) = self.nodes.get_mut(&id) {
+            n.kind_limits = limits;
         }
     }
 
@@ -554,6 +578,7 @@ impl Registry {
                         path: p.clone(),
                         policy: self.policy(id)?,
                         max_objects: self.max_objects(id),
+                        kind_limits: self.kind_limits(id),
                         cgroup: self.cgroup(id).map(str::to_owned),
                     })
                 })
@@ -570,6 +595,7 @@ impl Registry {
             path: n.path.clone(),
             policy: n.policy,
             max_objects: n.max_objects,
+            kind_limits: n.kind_limits,
             cgroup: n.cgroup.clone(),
         })
     }
@@ -583,6 +609,7 @@ impl Registry {
                 && a.parent == b.parent
                 && a.policy == b.policy
                 && a.max_objects == b.max_objects
+                && a.kind_limits == b.kind_limits
                 && a.cgroup == b.cgroup
         };
         // A copy shares every part of the tree the change did not touch, and the diff skips
@@ -698,6 +725,19 @@ impl Registry {
                     });
                 }
             }
+            for kind in crate::kind::ObjectKind::ALL {
+                if let (Some(mine), Some((_, outer))) = (
+                    e.kind_limits.get(kind),
+                    crate::quota::effective_kind_limit(&reg, e.parent, kind),
+                ) {
+                    if mine > outer {
+                        return Err(SnapshotError::LimitAboveParent {
+                            id: e.id,
+                            parent: e.parent,
+                        });
+                    }
+                }
+            }
             reg.nodes.insert(
                 e.id,
                 Node {
@@ -706,6 +746,7 @@ impl Registry {
                     children: OrdMap::new(),
                     policy: e.policy,
                     max_objects: e.max_objects,
+                    kind_limits: e.kind_limits,
                     cgroup: e.cgroup.clone(),
                 },
             );
@@ -757,6 +798,10 @@ pub struct SnapshotEntry {
     /// Its limit on ownership records; absent in files written before limits existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_objects: Option<u32>,
+    /// Its limits per kind (`max_maps`...), each absent when not set, and in files written
+    /// before such limits existed.
+    #[serde(flatten)]
+    pub kind_limits: KindLimits,
     /// The cgroup v2 subtree it is bound to; absent in files written before bindings
     /// existed (such a namespace attaches to no cgroup until a member enters and binds it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -833,7 +878,7 @@ pub enum SnapshotError {
     /// An entry's limit on ownership records is above its parent's.
     #[error(
         "namespace {id} in snapshot may own more objects than its parent {parent}; a \
-         namespace's max_objects is never above its parent's"
+         namespace's max_objects (and each limit per kind) is never above its parent's"
     )]
     LimitAboveParent {
         /// The entry's id.
@@ -1241,6 +1286,7 @@ mod tests {
             path: p(path),
             policy: Policy::DEFAULT,
             max_objects: None,
+            kind_limits: KindLimits::NONE,
             cgroup: None,
         }
     }

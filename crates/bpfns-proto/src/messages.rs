@@ -1,5 +1,6 @@
 //! Requests and responses.
 
+use bpfns_model::quota::KindLimits;
 use bpfns_model::{NsId, ObjectKind, Policy};
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +34,9 @@ pub enum Op {
     Hello,
     /// Create a namespace; its parent must exist. Its program policy (default: no tracing
     /// programs) may not allow more than its parent's. `max_objects` (default: bpfnsd's
-    /// `max_objects`, capped at the parent's) may not be above the parent's.
+    /// `max_objects`, capped at the parent's) may not be above the parent's. `limits`: its
+    /// limits per kind (`{"max_maps": 16}`; default: bpfnsd's `[quota]` ones, capped at the
+    /// nearest ancestor's of the kind and at `max_objects`; none: only the total).
     ///
     /// `cgroup` binds it to a cgroup v2 subtree (a path below the cgroup2 root), the only
     /// cgroups its members may attach programs to; without it, its first member's cgroup
@@ -44,8 +47,23 @@ pub enum Op {
         policy: Policy,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_objects: Option<u32>,
+        #[serde(default, skip_serializing_if = "KindLimits::is_empty")]
+        limits: KindLimits,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cgroup: Option<String>,
+    },
+    /// Change a namespace's limits: `max_objects` and those per kind in `limits` that are
+    /// given (the others are kept). Within its parent's (per kind: the nearest ancestor's),
+    /// not below any child's, a limit per kind not above the total, and a top-level
+    /// namespace's total within the ownership table's free room. Who may change a policy may
+    /// change limits: host root for any namespace; a member for strict descendants of its
+    /// own. Objects over a lowered limit stay; new ones fail until enough are gone.
+    NsSetQuota {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_objects: Option<u32>,
+        #[serde(default, skip_serializing_if = "KindLimits::is_empty")]
+        limits: KindLimits,
     },
     /// Change a namespace's program policy: within its parent's, and not narrower than any
     /// descendant's. Host root for any namespace; a member for strict descendants of its own.
@@ -173,6 +191,7 @@ impl Op {
             Op::Hello => "hello",
             Op::NsCreate { .. } => "ns_create",
             Op::NsSetPolicy { .. } => "ns_set_policy",
+            Op::NsSetQuota { .. } => "ns_set_quota",
             Op::NsDelete { .. } => "ns_delete",
             Op::NsList => "ns_list",
             Op::NsShow { .. } => "ns_show",
@@ -366,6 +385,8 @@ pub enum EventKind {
     NsDeleted,
     /// A namespace's program policy changed.
     NsPolicyChanged,
+    /// A namespace's limits (`max_objects`, limits per kind) changed (`bpfns ns quota`).
+    NsQuotaChanged,
     /// A process entered a namespace.
     MemberEntered,
     /// A call was refused (`layer` says by whom).
@@ -380,10 +401,11 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::NsCreated,
         EventKind::NsDeleted,
         EventKind::NsPolicyChanged,
+        EventKind::NsQuotaChanged,
         EventKind::MemberEntered,
         EventKind::Denied,
         EventKind::Stopped,
@@ -397,6 +419,7 @@ impl EventKind {
             EventKind::NsCreated => "ns_created",
             EventKind::NsDeleted => "ns_deleted",
             EventKind::NsPolicyChanged => "ns_policy_changed",
+            EventKind::NsQuotaChanged => "ns_quota_changed",
             EventKind::MemberEntered => "member_entered",
             EventKind::Denied => "denied",
             EventKind::Stopped => "stopped",
@@ -581,6 +604,12 @@ pub struct NsInfo {
     /// The same for its maps and its descendants'.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_memory_total: Option<u64>,
+    /// Its limits per kind (`max_maps`...), each only when set (none: only `max_objects`).
+    #[serde(flatten)]
+    pub kind_limits: KindLimits,
+    /// [`NsInfo::records`] per kind; `None` for the root and from older daemons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind_records: Option<ObjectCounts>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,6 +8,7 @@ use std::os::unix::net::UnixStream;
 
 use std::path::PathBuf;
 
+use bpfns_model::quota::KindLimits;
 use bpfns_model::{ObjectKind, Policy};
 use bpfns_proto::ErrorCode;
 use bpfns_tests::{require_kernel, Helper, TestDaemon};
@@ -1055,6 +1056,236 @@ fn limits_persist_and_older_registries_get_the_default() {
     assert_eq!(k.namespace_quota(old).unwrap().limit, Some(60));
 }
 
+fn maps(n: u32) -> KindLimits {
+    KindLimits {
+        max_maps: Some(n),
+        ..KindLimits::NONE
+    }
+}
+
+/// Limits per kind (`--max-maps` ...): the configured defaults or those asked, never above
+/// the nearest ancestor's of the kind nor the namespace's total; `ns quota` changes them
+/// within the same rules; the N+1th map of a member fails (refused with EPERM by BPF LSM, else
+/// the member is stopped, reason quota), other kinds go on, and once one is gone the next goes
+/// in; an ancestor's limit of the kind binds its descendants' members; `ns show`/`ns list`
+/// give used and limit per kind.
+#[test]
+fn namespaces_own_a_bounded_number_of_objects_of_each_kind() {
+    require_kernel!();
+    let d = TestDaemon::start_with("kquota", |c| c.quota.max_links = Some(64));
+    let mut c = d.client();
+    let lsm = d
+        .daemon()
+        .kernel
+        .layers()
+        .contains(&bpfns_kernel::doctor::Layer::BpfLsm);
+    let a = c
+        .ns_create_limited("/a", Policy::DEFAULT, Some(100), maps(3), None)
+        .unwrap();
+    assert_eq!(a.kind_limits.max_maps, Some(3));
+    assert_eq!(a.kind_limits.max_links, Some(64), "bpfnsd.toml's default");
+    assert_eq!(a.kind_limits.max_progs, None, "no default: only the total");
+    assert_eq!(a.kind_records.map(|k| k.map), Some(0));
+    // A child never above the nearest ancestor's limit of the kind.
+    let e = c
+        .ns_create_limited("/a/b", Policy::DEFAULT, None, maps(4), None)
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Conflict), "{e}");
+    assert!(e.to_string().contains("ask for at most 3"), "{e}");
+    assert!(c.ns_show("/a/b").is_err(), "nothing was created");
+    let e = c
+        .ns_create_limited(
+            "/a/b",
+            Policy::DEFAULT,
+            Some(5),
+            KindLimits {
+                max_progs: Some(6),
+                ..KindLimits::NONE
+            },
+            None,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("max_objects is 5"), "{e}");
+    let b = c.ns_create("/a/b").unwrap();
+    assert_eq!(b.kind_limits.max_maps, None, "counted in /a's anyway");
+    assert_eq!(b.kind_limits.max_links, Some(64));
+    // `ns quota`: a child cannot be given more than its parent, a parent not less than a child.
+    let e = c.ns_set_quota("/a/b", None, maps(4)).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Conflict), "{e}");
+    c.ns_set_quota("/a/b", None, maps(2)).unwrap();
+    let e = c.ns_set_quota("/a", None, maps(1)).unwrap_err();
+    assert!(
+        e.to_string().contains("its child /a/b has max_maps 2"),
+        "{e}"
+    );
+    assert_eq!(
+        c.ns_show("/a").unwrap().kind_limits.max_maps,
+        Some(3),
+        "unchanged"
+    );
+    let e = c.ns_set_quota("/", Some(5), KindLimits::NONE).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::BadRequest), "{e}");
+    // A member (host root inside /a) cannot raise its own namespace's limits, nor touch a
+    // sibling's; it may lower a child's within its own.
+    c.ns_create("/s").unwrap();
+    for (target, objects, maps) in [("/a", "100", "3"), ("/a", "-", "1000"), ("/s", "-", "1")] {
+        assert_eq!(
+            as_member(&d, Some("/a"), &["ns-quota", target, objects, maps]),
+            Err(if target == "/s" { "NotFound" } else { "Denied" }.into()),
+            "{target} {objects} {maps}"
+        );
+    }
+    assert_eq!(
+        c.ns_show("/a").unwrap().kind_limits.max_maps,
+        Some(3),
+        "unchanged"
+    );
+    assert_eq!(
+        as_member(&d, Some("/a"), &["ns-quota", "/a/b", "-", "1"]),
+        Ok("/a/b:Some(100):Some(1)".into())
+    );
+    c.ns_set_quota("/a/b", None, maps(2)).unwrap();
+    let k = &d.daemon().kernel;
+    assert_eq!(k.namespace_quota(b.id).unwrap().kinds[1].limit, Some(2));
+
+    // A member of /a/b: two maps, the third fails; BTF objects go on.
+    let mut h = Helper::spawn(&["create-many", "map", "2"]);
+    c.enter("/a/b", h.pid).unwrap();
+    h.go();
+    assert_eq!(h.maybe("made").as_deref(), Some("2"));
+    assert_eq!(h.maybe("errno").as_deref(), Some("0"));
+    let stopped = counter(&d, "stopped_quota");
+    let third = |c: &mut bpfns_client::Client, ns: &str| {
+        let mut more = Helper::spawn(&["create-many", "map", "1"]);
+        c.enter(ns, more.pid).unwrap();
+        more.go();
+        let made = more.maybe("made");
+        if lsm {
+            assert_eq!(made.as_deref(), Some("0"));
+            assert_eq!(more.maybe("errno").as_deref(), Some("1"), "EPERM");
+        } else {
+            assert_eq!(made, None, "stopped");
+            assert!(bpfns_tests::killed(more.finish()));
+        }
+    };
+    third(&mut c, "/a/b");
+    if !lsm {
+        assert_eq!(counter(&d, "stopped_quota"), stopped + 1);
+    }
+    let mut btf = Helper::spawn(&["create-many", "btf", "3"]);
+    c.enter("/a/b", btf.pid).unwrap();
+    btf.go();
+    assert_eq!(btf.maybe("made").as_deref(), Some("3"));
+    let show = c.ns_show("/a/b").unwrap();
+    let used = show.kind_records.unwrap();
+    assert_eq!((used.map, used.btf), (2, 3));
+    let list = c.ns_list().unwrap();
+    let in_a = list.iter().find(|n| n.path == "/a").unwrap();
+    assert_eq!(in_a.kind_records.unwrap().map, 2, "counted in /a too");
+
+    // /a's limit of maps (3) binds its own members with what /a/b holds: one more.
+    let mut h_a = Helper::spawn(&["create-many", "map", "1"]);
+    c.enter("/a", h_a.pid).unwrap();
+    h_a.go();
+    assert_eq!(h_a.maybe("made").as_deref(), Some("1"));
+    third(&mut c, "/a");
+
+    // Deleting one lets the next in.
+    h.finish();
+    eventually("the maps of the finished member collected", || {
+        let _ = d.daemon().collect_garbage();
+        c.ns_show("/a/b")
+            .unwrap()
+            .kind_records
+            .is_some_and(|k| k.map == 0)
+    });
+    let mut next = Helper::spawn(&["create-many", "map", "2"]);
+    c.enter("/a/b", next.pid).unwrap();
+    next.go();
+    assert_eq!(next.maybe("made").as_deref(), Some("2"));
+    assert_eq!(next.maybe("errno").as_deref(), Some("0"));
+    drop((h_a, btf, next));
+}
+
+/// Limits per kind are stored with the namespaces and restored into the kernel at every
+/// start; a database of a bpfnsd before them reads as before (only the totals), and the
+/// counts per kind of objects made before come from the ownership table.
+#[test]
+fn limits_per_kind_persist_and_older_registries_have_none() {
+    require_kernel!();
+    let d = TestDaemon::start("kquota-restart");
+    let mut c = d.client();
+    let p = c
+        .ns_create_limited("/p", Policy::DEFAULT, Some(20), maps(4), None)
+        .unwrap()
+        .id;
+    let mut h = Helper::spawn(&["create-many", "map", "3"]);
+    c.enter("/p", h.pid).unwrap();
+    h.go();
+    assert_eq!(h.maybe("made").as_deref(), Some("3"));
+    drop(c);
+    let (dir, layout) = d.stop();
+    // While bpfnsd is down: the kernel loses /p's limits and counts per kind (as after an
+    // upgrade from a kernel side without them), and an older bpfnsd's database brings a
+    // namespace without limits per kind.
+    let k = bpfns_kernel::Kernel::open(&layout).unwrap();
+    k.set_namespace_kind_limits(p, [None; 4]).unwrap();
+    drop(k);
+    let pinned = layout.map("kquota_kernel");
+    let m = libbpf_rs::MapHandle::from_pinned_path(&pinned).unwrap();
+    use libbpf_rs::MapCore;
+    m.delete(&p.0.to_ne_bytes()).unwrap();
+    drop(m);
+    let store = bpfnsd::store::Store::open(&dir.join("state").join("bpfns.redb")).unwrap();
+    let mut reg = store.load_registry().unwrap();
+    let old = reg.create(&"/old".parse().unwrap()).unwrap();
+    reg.set_max_objects(old, 9);
+    store.save_registry(&reg).unwrap();
+    drop(store);
+    let d = TestDaemon::start_configured(dir, layout, false, |c| c.quota.max_maps = Some(5));
+    let mut c = d.client();
+    let show = c.ns_show("/p").unwrap();
+    assert_eq!(show.kind_limits, maps(4));
+    assert_eq!(
+        show.kind_records.map(|k| k.map),
+        Some(3),
+        "recounted from the table"
+    );
+    let old_show = c.ns_show("/old").unwrap();
+    assert_eq!(
+        old_show.kind_limits,
+        KindLimits::NONE,
+        "as before: only the total"
+    );
+    assert_eq!(old_show.max_objects, Some(9));
+    let k = &d.daemon().kernel;
+    assert_eq!(
+        k.namespace_quota(p).unwrap().kinds[1].limit,
+        Some(4),
+        "restored"
+    );
+    assert_eq!(k.namespace_quota(old).unwrap().kinds[1].limit, None);
+    // The restored limit binds: one more map, then the fifth fails.
+    let mut more = Helper::spawn(&["create-many", "map", "1"]);
+    c.enter("/p", more.pid).unwrap();
+    more.go();
+    assert_eq!(more.maybe("made").as_deref(), Some("1"));
+    let mut over = Helper::spawn(&["create-many", "map", "1"]);
+    c.enter("/p", over.pid).unwrap();
+    over.go();
+    if d.daemon()
+        .kernel
+        .layers()
+        .contains(&bpfns_kernel::doctor::Layer::BpfLsm)
+    {
+        assert_eq!(over.maybe("made").as_deref(), Some("0"));
+    } else {
+        assert_eq!(over.maybe("made"), None, "stopped");
+        assert!(bpfns_tests::killed(over.finish()));
+    }
+    drop((h, more));
+}
+
 /// Connection limits: a caller over its uid's or namespace's limit is refused with
 /// `limit_reached` and a message naming the setting; host administrators in the root namespace
 /// count apart and are never refused because of others; idle connections are closed.
@@ -1623,6 +1854,14 @@ fn metrics_match_ns_show_and_count_requests() {
             ns.records.map(|r| r as f64),
             "{path}"
         );
+        assert_eq!(
+            value(
+                "bpfns_namespace_kind_records",
+                &[("namespace", path), ("kind", "map")]
+            ),
+            ns.kind_records.map(|r| f64::from(r.map)),
+            "{path}"
+        );
     }
     assert_eq!(
         value(
@@ -1867,6 +2106,7 @@ fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
 
     c.ns_create("/a/x").unwrap();
     c.ns_set_policy("/b", Policy::tracing(true)).unwrap();
+    c.ns_set_quota("/b", None, maps(7)).unwrap();
     c.ns_delete("/a/x").unwrap();
     let (_hb, b_map) = create_in(&d, "/b", "map");
     // The supervisor refuses a member of /a the map of /b (ENOENT, as for a missing id).
@@ -1884,6 +2124,7 @@ fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
         let has = |f: &dyn Fn(&bpfns_proto::EventInfo) -> bool| got.iter().any(f);
         has(&|e| is(e, K::NsCreated, "/a/x"))
             && has(&|e| is(e, K::NsPolicyChanged, "/b"))
+            && has(&|e| is(e, K::NsQuotaChanged, "/b"))
             && has(&|e| is(e, K::NsDeleted, "/a/x"))
             && has(&|e| is(e, K::MemberEntered, "/b"))
             && has(&|e| is(e, K::Denied, "/a") && e.layer.as_deref() == Some("supervisor"))

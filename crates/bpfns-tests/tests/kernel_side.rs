@@ -931,6 +931,127 @@ fn quotas_are_hierarchical_and_fail_closed() {
     assert_eq!(got, Some((5, 0)), "room again after the frees");
 }
 
+/// The per-kind counts of namespace `ns` (with its descendants'): (progs, maps, links, btf).
+fn kind_used(tk: &TestKernel, ns: NsId) -> [u64; 4] {
+    tk.kernel.namespace_quota(ns).unwrap().kinds.map(|k| k.used)
+}
+
+/// Limits per kind beside the total: the N+1th object of a kind fails for its creator as over
+/// the total (EPERM where the BPF LSM layer records, else the task is stopped, reason quota),
+/// other kinds go on; counted in every ancestor, whose own limit of the kind binds the whole
+/// subtree; frees make room again; bpfnsd's own reservations follow the same per-kind rule.
+#[test]
+fn quotas_per_kind_are_hierarchical() {
+    require_kernel!();
+    use bpfns_kernel::QuotaRefusal;
+    let tk = with_tree("kquota");
+    let lsm = lsm_records_maps(&tk);
+    let none = [None; 4];
+    let maps = |n: u64| [None, Some(n), None, None];
+    tk.kernel.set_namespace_kind_limits(A, maps(4)).unwrap();
+    tk.kernel
+        .set_namespace_kind_limits(A_CHILD, maps(3))
+        .unwrap();
+    let q = tk.kernel.namespace_quota(A_CHILD).unwrap();
+    assert_eq!(q.kinds[1].limit, Some(3));
+    assert_eq!(
+        q.kinds[0].limit, None,
+        "no limit of programs: only the total"
+    );
+    let stopped_before = reason_count(&tk, "stopped_quota");
+
+    // The child's 4th map fails; its BTF objects do not count against maps.
+    let (child, got) = create_many(&tk, A_CHILD, "map", 100);
+    let child = if lsm {
+        assert_eq!(got, Some((3, 1)), "the 4th map refused with EPERM");
+        Some(child)
+    } else {
+        assert_eq!(got, None, "the task creating the 4th map is stopped");
+        assert!(killed(child.finish()));
+        assert_eq!(reason_count(&tk, "stopped_quota"), stopped_before + 1);
+        None
+    };
+    let (_btf, got) = create_many(&tk, A_CHILD, "btf", 2);
+    assert_eq!(got, Some((2, 0)), "other kinds go on");
+    assert_eq!(kind_used(&tk, A_CHILD), [0, 3, 0, 2]);
+    assert_eq!(kind_used(&tk, A), [0, 3, 0, 2], "counted in the parent too");
+    assert_eq!(tk.kernel.namespace_quota(A).unwrap().used, 5);
+
+    // The parent's limit of maps binds its own tasks with what its child holds: one more.
+    let (parent, got) = create_many(&tk, A, "map", 100);
+    if lsm {
+        assert_eq!(got, Some((1, 1)));
+    } else {
+        assert_eq!(
+            got, None,
+            "A's 5th map (with the child's) is beyond A's max_maps"
+        );
+        assert!(killed(parent.finish()));
+    }
+    // Programs have no limit of their own here (the kernel answers these loads: tagged
+    // directly, no supervisor).
+    let (_progs, got) = create_many(&tk, A, "prog", 3);
+    assert_eq!(got, Some((3, 0)));
+    // A refused creation left no count behind (a stopped task's map counts until collected).
+    assert_eq!(kind_used(&tk, A), [3, 4, 0, 2]);
+
+    // Another namespace is not affected.
+    let (_b, got) = create_many(&tk, B, "map", 10);
+    assert_eq!(got, Some((10, 0)));
+    assert_eq!(kind_used(&tk, B), [0, 10, 0, 0]);
+    // The batched read of every namespace's counters (listings) reads the same.
+    let all = tk.kernel.namespace_quotas().unwrap();
+    for ns in [A, A_CHILD, B] {
+        assert_eq!(all[&ns], tk.kernel.namespace_quota(ns).unwrap(), "{ns}");
+    }
+
+    // bpfnsd's own reservations: the limit of the kind, then the total, in the same order.
+    tk.kernel
+        .set_namespace_kind_limits(A_CHILD, [Some(1), Some(3), None, None])
+        .unwrap();
+    tk.kernel
+        .reserve_record(A_CHILD, ObjectKind::Prog)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        tk.kernel.reserve_record(A_CHILD, ObjectKind::Prog).unwrap(),
+        Err(QuotaRefusal::KindOver {
+            ns: A_CHILD,
+            kind: ObjectKind::Prog,
+            used: 1,
+            limit: 1
+        })
+    );
+    assert_eq!(kind_used(&tk, A_CHILD)[0], 1, "the refused one given back");
+    let (_p, got) = create_many(&tk, A_CHILD, "prog", 1);
+    assert_eq!(
+        got, None,
+        "the kernel side sees bpfnsd's reservation of the kind"
+    );
+    tk.kernel.release_record(A_CHILD, ObjectKind::Prog).unwrap();
+    assert_eq!(kind_used(&tk, A_CHILD)[0], 0);
+    assert_eq!(kind_used(&tk, A)[0], 3);
+
+    // Frees make room again (the free hook, else the collector, counts them per kind).
+    drop(child);
+    tk.kernel
+        .set_namespace_kind_limits(A_CHILD, maps(3))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while kind_used(&tk, A_CHILD)[1] != 0 {
+        tk.kernel.collect_garbage().unwrap();
+        assert!(Instant::now() < deadline, "{:?}", kind_used(&tk, A_CHILD));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_again, got) = create_many(&tk, A_CHILD, "map", 3);
+    assert_eq!(got, Some((3, 0)), "room again after the frees");
+    // Dropping the limits of a kind leaves only the total.
+    tk.kernel.set_namespace_kind_limits(A_CHILD, none).unwrap();
+    tk.kernel.set_namespace_kind_limits(A, none).unwrap();
+    let (_more, got) = create_many(&tk, A_CHILD, "map", 5);
+    assert_eq!(got, Some((5, 0)));
+}
+
 /// Quotas fail closed: a namespace without a limit entry (a failed write), or one the
 /// namespace table does not know (nor its parent), creates nothing: its creator is refused
 /// (EPERM with BPF LSM) or stopped; and no count is left behind.
@@ -979,23 +1100,29 @@ fn quotas_fail_closed_without_a_limit_or_a_known_namespace() {
     // bpfnsd's own reservations (programs it loads for members) fail closed the same way.
     use bpfns_kernel::QuotaRefusal;
     assert_eq!(
-        tk.kernel.reserve_record(NO_LIMIT).unwrap(),
+        tk.kernel.reserve_record(NO_LIMIT, ObjectKind::Map).unwrap(),
         Err(QuotaRefusal::NoLimit { ns: NO_LIMIT })
     );
     assert_eq!(
-        tk.kernel.reserve_record(ORPHAN).unwrap(),
+        tk.kernel.reserve_record(ORPHAN, ObjectKind::Map).unwrap(),
         Err(QuotaRefusal::Unknown { ns: GONE })
     );
     // Within a limit: counted in the namespace and its ancestors before it is compared,
     // given back on release; refused at the limit, naming it.
     tk.kernel.set_namespace_limit(A, 2).unwrap();
     tk.kernel.set_namespace_limit(A_CHILD, 100).unwrap();
-    tk.kernel.reserve_record(A_CHILD).unwrap().unwrap();
+    tk.kernel
+        .reserve_record(A_CHILD, ObjectKind::Map)
+        .unwrap()
+        .unwrap();
     assert_eq!(tk.kernel.namespace_quota(A_CHILD).unwrap().used, 1);
     assert_eq!(tk.kernel.namespace_quota(A).unwrap().used, 1);
-    tk.kernel.reserve_record(A).unwrap().unwrap();
+    tk.kernel
+        .reserve_record(A, ObjectKind::Map)
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        tk.kernel.reserve_record(A_CHILD).unwrap(),
+        tk.kernel.reserve_record(A_CHILD, ObjectKind::Map).unwrap(),
         Err(QuotaRefusal::Over {
             ns: A,
             used: 2,
@@ -1015,8 +1142,8 @@ fn quotas_fail_closed_without_a_limit_or_a_known_namespace() {
         assert_eq!(got, None);
         assert!(killed(h.finish()));
     }
-    tk.kernel.release_record(A_CHILD).unwrap();
-    tk.kernel.release_record(A).unwrap();
+    tk.kernel.release_record(A_CHILD, ObjectKind::Map).unwrap();
+    tk.kernel.release_record(A, ObjectKind::Map).unwrap();
     assert_eq!(tk.kernel.namespace_quota(A).unwrap().used, 0);
     assert_eq!(tk.kernel.namespace_quota(A_CHILD).unwrap().used, 0);
     for ns in [NO_LIMIT, ORPHAN] {

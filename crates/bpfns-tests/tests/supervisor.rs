@@ -30,6 +30,7 @@ use bpfnsd::supervisor::{self, KernelView, Options, ReplyMode, Stats, Supervisor
 const TIMEOUT: Duration = Duration::from_secs(120);
 const ENOENT: &str = "2";
 const EPERM: &str = "1";
+const EDQUOT: &str = "122";
 
 /// One object a test created, and who owns it.
 #[derive(Debug, Clone, Copy)]
@@ -243,11 +244,16 @@ impl View for SlowView {
     fn reserve_record(
         &self,
         ns: NsId,
+        kind: ObjectKind,
     ) -> Result<Result<(), bpfns_kernel::QuotaRefusal>, bpfnsd::supervisor::ViewError> {
-        self.0.reserve_record(ns)
+        self.0.reserve_record(ns, kind)
     }
-    fn release_record(&self, ns: NsId) -> Result<(), bpfnsd::supervisor::ViewError> {
-        self.0.release_record(ns)
+    fn release_record(
+        &self,
+        ns: NsId,
+        kind: ObjectKind,
+    ) -> Result<(), bpfnsd::supervisor::ViewError> {
+        self.0.release_record(ns, kind)
     }
     fn record_new(
         &self,
@@ -1415,7 +1421,8 @@ fn program_loads_made_by_bpfnsd_get_the_kernels_answers() {
 }
 
 /// A member's program load counts against its namespace's quota (and its ancestors'), as a
-/// creation in the kernel does: over the limit, `EPERM`, and the reservation is given back.
+/// creation in the kernel does: over the limit, `EDQUOT` (bpfnsd makes the load), and the
+/// reservation is given back.
 #[test]
 fn program_loads_made_by_bpfnsd_count_against_the_quota() {
     require_kernel!();
@@ -1436,7 +1443,7 @@ fn program_loads_made_by_bpfnsd_count_against_the_quota() {
     assert_eq!(used(), base + per_run);
     assert_eq!(
         load_as(&env, &["bpf-only"], 1),
-        format!("errno={EPERM}"),
+        format!("errno={EDQUOT}"),
         "over the limit"
     );
     assert_eq!(
@@ -1449,6 +1456,56 @@ fn program_loads_made_by_bpfnsd_count_against_the_quota() {
     let again = load_as(&env, &["bpf-only"], 1);
     assert!(again.starts_with("loaded="), "{again}");
     k.set_namespace_limit(env.a, u64::MAX).unwrap();
+}
+
+/// The same with a limit of programs (`max_progs`) instead of the total: the load beyond it
+/// fails with `EDQUOT`, nothing is left counted, a freed program makes room; a limit of
+/// programs on the parent binds its child's loads too.
+#[test]
+fn program_loads_made_by_bpfnsd_count_against_the_limit_of_programs() {
+    require_kernel!();
+    let env = Env::new("loadkquota");
+    let k = &env.tk.kernel;
+    let progs = |ns| k.namespace_quota(ns).unwrap().kinds[0].used;
+    let before = progs(env.a);
+    assert!(load_as(&env, &["bpf-only"], 1).starts_with("loaded="));
+    let per_run = progs(env.a) - before;
+    assert!(per_run >= 1);
+    k.collect_garbage().unwrap();
+    let base = progs(env.a);
+    let total = k.namespace_quota(env.a).unwrap().used;
+    k.set_namespace_kind_limits(env.a, [Some(base + per_run), None, None, None])
+        .unwrap();
+    let first = load_as(&env, &["bpf-only"], 1);
+    assert!(first.starts_with("loaded="), "{first}");
+    assert_eq!(
+        load_as(&env, &["bpf-only"], 1),
+        format!("errno={EDQUOT}"),
+        "over max_progs"
+    );
+    assert_eq!(
+        progs(env.a),
+        base + per_run,
+        "refused reservations are given back"
+    );
+    assert_eq!(
+        k.namespace_quota(env.a).unwrap().used,
+        total + per_run,
+        "and the total's"
+    );
+    k.collect_garbage().unwrap();
+    assert_eq!(progs(env.a), base);
+    let again = load_as(&env, &["bpf-only"], 1);
+    assert!(again.starts_with("loaded="), "{again}");
+    k.collect_garbage().unwrap();
+    // The parent's limit of programs binds a member of its child.
+    let child_base = progs(env.a_child);
+    k.set_namespace_kind_limits(env.a, [Some(progs(env.a)), None, None, None])
+        .unwrap();
+    let out = run(&env, Spec::new(env.a_child, &["bpf-only", "load", "1"]));
+    assert!(out.contains(&format!("errno={EDQUOT}")), "{out}");
+    assert_eq!(progs(env.a_child), child_base);
+    k.set_namespace_kind_limits(env.a, [None; 4]).unwrap();
 }
 
 /// A task under the filter but in the root namespace gets the kernel's rules: with CAP_BPF

@@ -24,6 +24,10 @@ pub const DEFAULT_SECCOMP_SOCKET: &str = "/run/bpfns/seccomp.sock";
 /// max_objects = 1024
 /// outage_grace_ms = 2000
 ///
+/// [quota]
+/// max_maps = 256
+/// # ... see [`QuotaDefaults`]
+///
 /// [limits]
 /// max_connections = 1024
 /// # ... see [`Limits`]
@@ -85,11 +89,48 @@ pub struct Config {
     /// bpfnsd's own executable. Test harnesses that run bpfnsd inside another program set it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keeper_program: Option<PathBuf>,
+    /// Limits per kind of object a new namespace gets (beside `max_objects`).
+    pub quota: QuotaDefaults,
     /// Bounds on what callers can make bpfnsd spend.
     pub limits: Limits,
     /// Containers' namespaces: how they are named, and how often those of containers that
     /// are gone are collected.
     pub containers: Containers,
+}
+
+/// The limits per kind of object a new namespace gets unless `bpfns ns create --max-maps N`
+/// (...) says otherwise (`[quota]` in bpfnsd.toml): how many of that kind it may own with its
+/// descendants, counted beside `max_objects` and the same way (in the namespace and every
+/// ancestor). Each is capped at the nearest ancestor's limit of the kind and at the
+/// namespace's `max_objects`. Absent (the default): no limit of that kind, only
+/// `max_objects`. Namespaces that exist keep theirs (change them with `bpfns ns quota`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotaDefaults {
+    /// Programs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_progs: Option<u32>,
+    /// Maps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_maps: Option<u32>,
+    /// Links.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_links: Option<u32>,
+    /// BTF objects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_btf: Option<u32>,
+}
+
+impl QuotaDefaults {
+    /// As the quota rules take them.
+    pub fn kind_limits(&self) -> bpfns_model::quota::KindLimits {
+        bpfns_model::quota::KindLimits {
+            max_progs: self.max_progs,
+            max_maps: self.max_maps,
+            max_links: self.max_links,
+            max_btf: self.max_btf,
+        }
+    }
 }
 
 /// Containers' namespaces (`[containers]` in bpfnsd.toml; see docs/containers.md): one
@@ -224,6 +265,7 @@ impl Default for Config {
             max_objects: 1024,
             outage_grace_ms: 2000,
             keeper_program: None,
+            quota: QuotaDefaults::default(),
             limits: Limits::default(),
             containers: Containers::default(),
         }
@@ -303,6 +345,17 @@ mod tests {
         assert_eq!(c.containers.naming().parent, "/ctr");
         assert_eq!(c.containers.collect_interval_secs, 10);
         assert!(Config::parse("[containers]\nprefix = \"/x\"\n").is_err());
+        let c = Config::parse("max_objects = 512\n[quota]\nmax_maps = 64\n").unwrap();
+        assert_eq!(c.quota.max_maps, Some(64));
+        assert_eq!(
+            c.quota.kind_limits().max_progs,
+            None,
+            "unset: only max_objects"
+        );
+        assert!(
+            Config::parse("[quota]\nmax_map = 64\n").is_err(),
+            "typos are refused"
+        );
     }
 
     #[test]

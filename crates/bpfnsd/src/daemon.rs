@@ -66,7 +66,9 @@ impl From<RegistryError> for Failure {
 impl From<QuotaError> for Failure {
     fn from(e: QuotaError) -> Self {
         let code = match e {
-            QuotaError::Zero { .. } => ErrorCode::BadRequest,
+            QuotaError::Zero { .. } | QuotaError::KindZero { .. } | QuotaError::Root => {
+                ErrorCode::BadRequest
+            }
             _ => ErrorCode::Conflict,
         };
         Self::new(code, e.to_string())
@@ -911,6 +913,16 @@ impl Daemon {
                             "restored the limit of namespace {id} ({limit} objects)"
                         ));
                     }
+                    let kinds = reg.kind_limits(*id);
+                    let want = kernel_kind_limits(kinds);
+                    if q.kinds.map(|k| k.limit) != want {
+                        self.kernel
+                            .set_namespace_kind_limits(*id, want)
+                            .map_err(Restore::Kernel)?;
+                        notes.push(format!(
+                            "restored the limits per kind of namespace {id} ({kinds:?})"
+                        ));
+                    }
                 }
                 if have.get(id) != Some(w) {
                     self.kernel
@@ -1062,10 +1074,25 @@ impl Daemon {
                 path,
                 policy,
                 max_objects,
+                limits,
                 cgroup,
             } => {
                 no_fds(&fds)?;
-                self.ns_create(caller, &path, policy, max_objects, cgroup.as_deref())
+                self.ns_create(
+                    caller,
+                    &path,
+                    policy,
+                    (max_objects, limits),
+                    cgroup.as_deref(),
+                )
+            }
+            Op::NsSetQuota {
+                path,
+                max_objects,
+                limits,
+            } => {
+                no_fds(&fds)?;
+                self.ns_set_quota(caller, &path, max_objects, limits)
             }
             Op::NsSetPolicy { path, policy } => {
                 no_fds(&fds)?;
@@ -1335,7 +1362,7 @@ impl Daemon {
         caller: &Caller,
         path: &str,
         policy: Policy,
-        max_objects: Option<u32>,
+        (max_objects, kind_limits): (Option<u32>, quota::KindLimits),
         cgroup: Option<&str>,
     ) -> Answer {
         let p = Self::parse_path(path)?;
@@ -1361,6 +1388,9 @@ impl Daemon {
         let id = next.create_with_policy(&p, policy)?;
         let limit = quota::limit_for_new(next, &p, max_objects, quota_rules(&self.config))?;
         next.set_max_objects(id, limit);
+        let kinds =
+            quota::kind_limits_for_new(next, &p, kind_limits, limit, quota_rules(&self.config))?;
+        next.set_kind_limits(id, kinds);
         if let Some(cg) = &cgroup {
             if let Some(why) = cgroup::refusal(next, id, cg, caller.ns) {
                 return Err(Failure::new(
@@ -1393,6 +1423,10 @@ impl Daemon {
             .and_then(|()| self.kernel.set_namespace_types(id, kernel_types(&policy)))
             .and_then(|()| {
                 self.kernel
+                    .set_namespace_kind_limits(id, kernel_kind_limits(kinds))
+            })
+            .and_then(|()| {
+                self.kernel
                     .set_namespace_policy(id, parent, depth, policy.allows_some_tracing())
             })
             .map_err(|e| undo(Failure::internal(e)))?;
@@ -1406,10 +1440,52 @@ impl Daemon {
         // A new namespace owns nothing and has no members (ids are never reused, and tasks
         // enter only through later requests): no need to walk every object and task.
         let info = self
-            .ns_info(&self.reg(), id, ObjectCounts::default(), 0)
+            .ns_info(
+                &self.reg(),
+                id,
+                ObjectCounts::default(),
+                0,
+                self.kernel.namespace_quota(id).ok(),
+            )
             .ok_or_else(|| Failure::internal(format!("{p} is missing right after its creation")))?;
         drop(tx);
         Ok((Reply::Namespace(info), vec![]))
+    }
+
+    /// `bpfns ns quota`: new limits, stored first, then written to the kernel (a crash between
+    /// the two: the next start's reconciliation writes them).
+    fn ns_set_quota(
+        &self,
+        caller: &Caller,
+        path: &str,
+        max_objects: Option<u32>,
+        limits: quota::KindLimits,
+    ) -> Answer {
+        let p = Self::parse_path(path)?;
+        let mut tx = self.begin();
+        let id = visible_in(&tx.next, caller, &p)?;
+        may_set_policy(&tx.next, caller.policy(), id)?;
+        let (total, kinds) =
+            quota::change_limits(&tx.next, id, max_objects, limits, quota_rules(&self.config))?;
+        tx.next.set_max_objects(id, total);
+        tx.next.set_kind_limits(id, kinds);
+        tx.commit()?;
+        self.kernel
+            .set_namespace_limit(id, u64::from(total))
+            .and_then(|()| {
+                self.kernel
+                    .set_namespace_kind_limits(id, kernel_kind_limits(kinds))
+            })
+            .map_err(|e| {
+                Failure::internal(format!(
+                    "the limits of {p} are stored but writing them to the kernel failed: {e}; \
+                     restart bpfnsd to write them"
+                ))
+            })?;
+        tracing::info!(namespace = %p, %id, caller = caller.pid, max_objects = total, limits = ?kinds, "set namespace limits");
+        self.publish_change(EventKind::NsQuotaChanged, &self.reg(), id, caller, None);
+        drop(tx);
+        Ok((Reply::Namespace(self.ns_info_of(id, &p)?), vec![]))
     }
 
     fn ns_set_policy(&self, caller: &Caller, path: &str, policy: Policy) -> Answer {
@@ -1797,15 +1873,25 @@ impl Daemon {
             })
             .map_err(Failure::internal)?;
         let (counts, members, memory) = (&census.objects, &census.members, &census.map_memory);
+        // Many namespaces: their quota counters in a few batched reads, not four lookups each.
+        let quotas = (ids.len() > 1)
+            .then(|| self.kernel.namespace_quotas().ok())
+            .flatten();
         let reg = self.reg();
         Ok(ids
             .iter()
             .filter_map(|&id| {
+                let quota = match &quotas {
+                    // No entry in any quota map reads as namespace_quota's zeros.
+                    Some(all) => Some(all.get(&id).copied().unwrap_or_default()),
+                    None => self.kernel.namespace_quota(id).ok(),
+                };
                 let mut info = self.ns_info(
                     &reg,
                     id,
                     counts.get(&id).copied().unwrap_or_default(),
                     members.get(&id).copied().unwrap_or(0),
+                    quota,
                 )?;
                 info.map_memory = Some(memory.get(&id).copied().unwrap_or(0));
                 // Everything is below the root (quarantined objects' and those of owners
@@ -1823,15 +1909,19 @@ impl Daemon {
             .collect())
     }
 
-    /// One namespace's info with the given counts; `None` if `id` is unknown.
+    /// One namespace's info with the given counts and quota counters; `None` if `id` is
+    /// unknown.
     fn ns_info(
         &self,
         reg: &Registry,
         id: NsId,
         objects: ObjectCounts,
         members: u32,
+        quota: Option<bpfns_kernel::NsQuota>,
     ) -> Option<NsInfo> {
         let path = reg.path(id)?;
+        // The root's objects are not recorded: it has no counters.
+        let q = quota.filter(|_| id != NsId::ROOT);
         Some(NsInfo {
             path: path.to_string(),
             id,
@@ -1847,9 +1937,20 @@ impl Daemon {
             effective_policy: reg.effective_policy(id),
             max_objects: reg.max_objects(id),
             cgroup: reg.cgroup(id).map(str::to_owned),
-            records: (id != NsId::ROOT)
-                .then(|| self.kernel.namespace_quota(id).ok().map(|q| q.used))
-                .flatten(),
+            records: q.map(|q| q.used),
+            kind_limits: reg.kind_limits(id),
+            kind_records: q.map(|q| {
+                let n = |k: ObjectKind| {
+                    u32::try_from(q.kinds[bpfns_kernel::abi::kind_index(k)].used)
+                        .unwrap_or(u32::MAX)
+                };
+                ObjectCounts {
+                    prog: n(ObjectKind::Prog),
+                    map: n(ObjectKind::Map),
+                    link: n(ObjectKind::Link),
+                    btf: n(ObjectKind::Btf),
+                }
+            }),
             map_memory: None,
             map_memory_total: None,
         })
@@ -2243,10 +2344,20 @@ pub const DENIAL_LOG_PER_NS_PER_SEC: u32 = 10;
 pub fn quota_rules(config: &Config) -> quota::Rules {
     quota::Rules {
         default: config.max_objects,
+        kind_defaults: config.quota.kind_limits(),
         capacity: u64::from(
             bpfns_kernel::abi::OWNERSHIP_CAPACITY - bpfns_kernel::abi::OWNERSHIP_SLACK,
         ),
     }
+}
+
+/// A namespace's limits per kind as the kernel's per-kind quota table takes them.
+fn kernel_kind_limits(kinds: quota::KindLimits) -> [Option<u64>; bpfns_kernel::abi::KINDS] {
+    let mut out = [None; bpfns_kernel::abi::KINDS];
+    for k in ObjectKind::ALL {
+        out[bpfns_kernel::abi::kind_index(k)] = kinds.get(k).map(u64::from);
+    }
+    out
 }
 
 /// Rate limit of the event log.

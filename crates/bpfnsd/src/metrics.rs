@@ -2,9 +2,10 @@
 //! `--metrics`), off by default.
 //!
 //! Per namespace (the values `bpfns ns show` gives, from the same walk): objects by kind,
-//! member tasks, ownership records in use and the limit, the memory of its maps (own, and with
-//! descendants). For bpfnsd: API requests by
-//! operation and outcome with a latency histogram, supervised and kept listeners, namespaces,
+//! member tasks, ownership records in use and the limit, records per kind (with the limit of
+//! the kind where one is set), the memory of its maps (own, and with descendants). For bpfnsd:
+//! API requests by operation and outcome with a latency histogram, supervised and kept
+//! listeners, namespaces,
 //! and every counter `bpfns status` shows (the kernel side's among them). The text is
 //! OpenMetrics (what `prometheus-client` writes, which Prometheus scrapes). Everything the
 //! endpoint shows is what the host administrator sees: bind it where only the scraper
@@ -93,9 +94,29 @@ pub fn render(daemon: &Daemon) -> Result<String, String> {
     let members = Family::<NsLabels, Gauge>::default();
     let records = Family::<NsLabels, Gauge>::default();
     let limits = Family::<NsLabels, Gauge>::default();
+    let kind_records = Family::<NsKindLabels, Gauge>::default();
+    let kind_limits = Family::<NsKindLabels, Gauge>::default();
     let memory = Family::<NsLabels, Gauge>::default();
     let memory_all = Family::<NsLabels, Gauge>::default();
     for ns in daemon.all_ns_infos().map_err(|f| f.message)? {
+        for kind in bpfns_model::ObjectKind::ALL {
+            let labels = NsKindLabels {
+                namespace: ns.path.clone(),
+                kind: kind.name().into(),
+            };
+            if let Some(r) = ns.kind_records {
+                let n = match kind {
+                    bpfns_model::ObjectKind::Prog => r.prog,
+                    bpfns_model::ObjectKind::Map => r.map,
+                    bpfns_model::ObjectKind::Link => r.link,
+                    bpfns_model::ObjectKind::Btf => r.btf,
+                };
+                kind_records.get_or_create(&labels).set(i64::from(n));
+            }
+            if let Some(l) = ns.kind_limits.get(kind) {
+                kind_limits.get_or_create(&labels).set(i64::from(l));
+            }
+        }
         let o = ns.objects;
         for (kind, n) in [
             ("prog", o.prog),
@@ -165,6 +186,16 @@ pub fn render(daemon: &Daemon) -> Result<String, String> {
         "bpfns_namespace_max_objects",
         "Ownership records a namespace may use with its descendants",
         limits,
+    );
+    reg.register(
+        "bpfns_namespace_kind_records",
+        "Ownership records of one kind a namespace uses with its descendants",
+        kind_records,
+    );
+    reg.register(
+        "bpfns_namespace_kind_limit",
+        "Objects of one kind a namespace may own with its descendants (max_maps...; only where set)",
+        kind_limits,
     );
     let status = daemon.status_info().map_err(|f| f.message)?;
     reg.register(

@@ -448,6 +448,22 @@ fn client(args: &[String]) {
             Err(e) => say(&format!("error={e}")),
         },
         "ns-delete" => out(c.ns_delete(&a(2)).map(|(to, n)| format!("{n}->{to}"))),
+        // ns-quota PATH MAX_OBJECTS MAX_MAPS
+        "ns-quota" => out(c
+            .ns_set_quota(
+                &a(2),
+                a(3).parse().ok(),
+                bpfns_model::quota::KindLimits {
+                    max_maps: a(4).parse().ok(),
+                    ..bpfns_model::quota::KindLimits::NONE
+                },
+            )
+            .map(|n| {
+                format!(
+                    "{}:{:?}:{:?}",
+                    n.path, n.max_objects, n.kind_limits.max_maps
+                )
+            })),
         // ns-policy PATH allow|deny
         "ns-policy" => out(c
             .ns_set_policy(&a(2), bpfns_model::Policy::tracing(a(3) == "allow"))

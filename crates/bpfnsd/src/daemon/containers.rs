@@ -261,7 +261,13 @@ impl Daemon {
             if self.reg().id(&prefix).is_some() {
                 continue;
             }
-            match self.ns_create(caller, prefix.as_str(), Policy::default(), None, None) {
+            match self.ns_create(
+                caller,
+                prefix.as_str(),
+                Policy::default(),
+                (None, bpfns_model::quota::KindLimits::NONE),
+                None,
+            ) {
                 Ok(_) => created = prefix == *path,
                 Err(f) if f.code == ErrorCode::Conflict && self.reg().id(&prefix).is_some() => {}
                 Err(f) => {

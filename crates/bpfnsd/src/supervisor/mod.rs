@@ -150,17 +150,21 @@ pub trait View: Send + Sync {
         let _ = ns;
         Ok(None)
     }
-    /// Reserve one ownership record for an object bpfnsd makes for a member of `ns`: counted
-    /// in `ns` and its ancestors before it is compared with their limits, so that it and the
+    /// Reserve one ownership record for an object of `kind` bpfnsd makes for a member of `ns`:
+    /// counted (in the total and its kind) in `ns` and its ancestors before it is compared with their limits, so that it and the
     /// kernel side's own reservations can never together exceed one. `Ok(Err(why))` when a
     /// limit (or a missing one: fail closed) refuses it. Refused unless a view knows better.
-    fn reserve_record(&self, ns: NsId) -> Result<Result<(), QuotaRefusal>, ViewError> {
-        let _ = ns;
+    fn reserve_record(
+        &self,
+        ns: NsId,
+        kind: ObjectKind,
+    ) -> Result<Result<(), QuotaRefusal>, ViewError> {
+        let _ = (ns, kind);
         Err(ViewError::NoRecords)
     }
     /// Give back a reservation of [`View::reserve_record`] whose record was not written.
-    fn release_record(&self, ns: NsId) -> Result<(), ViewError> {
-        let _ = ns;
+    fn release_record(&self, ns: NsId, kind: ObjectKind) -> Result<(), ViewError> {
+        let _ = (ns, kind);
         Ok(())
     }
     /// Record object (`kind`, `id`) as `ns`'s, unless a record exists (`BPF_NOEXIST`, as the

@@ -54,11 +54,15 @@ impl View for Untagged {
     fn bound_cgroup(&self, ns: NsId) -> Result<Option<String>, ViewError> {
         self.inner.bound_cgroup(ns)
     }
-    fn reserve_record(&self, ns: NsId) -> Result<Result<(), QuotaRefusal>, ViewError> {
-        self.inner.reserve_record(ns)
+    fn reserve_record(
+        &self,
+        ns: NsId,
+        kind: ObjectKind,
+    ) -> Result<Result<(), QuotaRefusal>, ViewError> {
+        self.inner.reserve_record(ns, kind)
     }
-    fn release_record(&self, ns: NsId) -> Result<(), ViewError> {
-        self.inner.release_record(ns)
+    fn release_record(&self, ns: NsId, kind: ObjectKind) -> Result<(), ViewError> {
+        self.inner.release_record(ns, kind)
     }
     fn record_new(&self, ns: NsId, kind: ObjectKind, id: u32) -> Result<bool, ViewError> {
         self.inner.record_new(ns, kind, id)

@@ -160,12 +160,16 @@ impl View for KernelView {
         Ok(self.registry().visible(viewer, owner))
     }
 
-    fn reserve_record(&self, ns: NsId) -> Result<Result<(), QuotaRefusal>, ViewError> {
-        Ok(self.kernel.reserve_record(ns)?)
+    fn reserve_record(
+        &self,
+        ns: NsId,
+        kind: ObjectKind,
+    ) -> Result<Result<(), QuotaRefusal>, ViewError> {
+        Ok(self.kernel.reserve_record(ns, kind)?)
     }
 
-    fn release_record(&self, ns: NsId) -> Result<(), ViewError> {
-        Ok(self.kernel.release_record(ns)?)
+    fn release_record(&self, ns: NsId, kind: ObjectKind) -> Result<(), ViewError> {
+        Ok(self.kernel.release_record(ns, kind)?)
     }
 
     fn record_new(&self, ns: NsId, kind: ObjectKind, id: u32) -> Result<bool, ViewError> {

@@ -329,7 +329,11 @@ impl View for FakeView {
         Ok(self.cgroup.clone())
     }
 
-    fn reserve_record(&self, _ns: NsId) -> Result<Result<(), QuotaRefusal>, ViewError> {
+    fn reserve_record(
+        &self,
+        _ns: NsId,
+        _kind: ObjectKind,
+    ) -> Result<Result<(), QuotaRefusal>, ViewError> {
         if let Some(why) = self.quota {
             return Ok(Err(why));
         }
@@ -337,7 +341,7 @@ impl View for FakeView {
         Ok(Ok(()))
     }
 
-    fn release_record(&self, _ns: NsId) -> Result<(), ViewError> {
+    fn release_record(&self, _ns: NsId, _kind: ObjectKind) -> Result<(), ViewError> {
         *self.reserved.lock().expect("lock") -= 1;
         Ok(())
     }

@@ -210,21 +210,27 @@ pub(super) fn link_create(env: &Env<'_>, l: LinkCreateReq, prep: Option<Box<Link
         }
         Err(e) => return Answer::view_failed("ownership of a relative program or link", e),
     }
-    match env.view.reserve_record(ns) {
+    match env.view.reserve_record(ns, ObjectKind::Link) {
         Ok(Ok(())) => {}
         Ok(Err(why)) => {
             tracing::warn!(
                 tid = env.call.tid,
                 namespace = %ns,
                 "refused BPF_LINK_CREATE: {why}; fix: close objects the namespace no longer \
-                 needs, or give it a larger limit (bpfns ns create --max-objects N)"
+                 needs, or give it larger limits (bpfns ns quota PATH --max-objects N \
+                 --max-links N)"
             );
-            return Answer::Error(Errno::PERM);
+            // Over a limit: EDQUOT; failing closed (no limit in the kernel's tables): EPERM.
+            return Answer::Error(if why.is_over() {
+                Errno::DQUOT
+            } else {
+                Errno::PERM
+            });
         }
         Err(e) => return Answer::view_failed("reserving an ownership record", e),
     }
     let release = || {
-        if let Err(e) = env.view.release_record(ns) {
+        if let Err(e) = env.view.release_record(ns, ObjectKind::Link) {
             tracing::warn!("supervisor: giving back an ownership record: {e}");
         }
     };
@@ -359,6 +365,44 @@ mod tests {
         );
         assert_eq!(*view.recorded.lock().expect("lock"), [40, 40]);
         assert_eq!(*view.reserved.lock().expect("lock"), 2);
+    }
+
+    #[test]
+    fn over_a_quota_no_link_is_made_and_the_answer_is_edquot() {
+        let ops = FakeOps {
+            pinned: Some((ObjectKind::Link, 40)),
+            ..FakeOps::default()
+        };
+        let mut view = FakeView::new(ns(1));
+        for (why, errno) in [
+            (
+                bpfns_kernel::QuotaRefusal::KindOver {
+                    ns: ns(1),
+                    kind: ObjectKind::Link,
+                    used: 2,
+                    limit: 2,
+                },
+                Errno::DQUOT,
+            ),
+            (
+                bpfns_kernel::QuotaRefusal::Over {
+                    ns: ns(1),
+                    used: 9,
+                    limit: 9,
+                },
+                Errno::DQUOT,
+            ),
+            (
+                bpfns_kernel::QuotaRefusal::Unknown { ns: ns(1) },
+                Errno::PERM,
+            ),
+        ] {
+            view.quota = Some(why);
+            let a = create(&view, &ops, req(TCX_INGRESS, 0, 0));
+            assert!(matches!(a, Answer::Error(e) if e == errno), "{why}");
+        }
+        assert!(ops.calls().is_empty());
+        assert!(view.recorded.lock().expect("lock").is_empty());
     }
 
     #[test]

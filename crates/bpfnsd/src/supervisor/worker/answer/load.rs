@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use bpfns_model::NsId;
+use bpfns_model::{NsId, ObjectKind};
 use bpfns_sys::caps::CapabilitySet as C;
 use bpfns_sys::mem::GuardedBuf;
 use bpfns_sys::Errno;
@@ -273,7 +273,7 @@ pub(super) fn prog_load(env: &Env<'_>, r: ProgLoadReq, prep: Option<Box<LoadPrep
 
 fn load_here(env: &Env<'_>, r: &ProgLoadReq, mut p: LoadPrep) -> Answer {
     let (call, ns) = (env.call, env.ns);
-    match env.view.reserve_record(ns) {
+    match env.view.reserve_record(ns, ObjectKind::Prog) {
         Ok(Ok(())) => {}
         Ok(Err(why)) => {
             tracing::warn!(
@@ -281,15 +281,22 @@ fn load_here(env: &Env<'_>, r: &ProgLoadReq, mut p: LoadPrep) -> Answer {
                 namespace = %ns,
                 prog_type = r.prog_type,
                 "refused BPF_PROG_LOAD: {why}; fix: close objects the namespace no longer \
-                 needs, or give it a larger limit (bpfns ns create --max-objects N)"
+                 needs, or give it larger limits (bpfns ns quota PATH --max-objects N \
+                 --max-progs N)"
             );
-            return Answer::Error(Errno::PERM);
+            // Over a limit: EDQUOT, as a filesystem says of a quota. A namespace missing from
+            // the kernel's tables (fail closed) is no quota the caller can act on: EPERM.
+            return Answer::Error(if why.is_over() {
+                Errno::DQUOT
+            } else {
+                Errno::PERM
+            });
         }
         Err(e) => return Answer::view_failed("reserving an ownership record", e),
     }
     let loaded = env.ops.load(&mut p);
     let release = || {
-        if let Err(e) = env.view.release_record(ns) {
+        if let Err(e) = env.view.release_record(ns, ObjectKind::Prog) {
             tracing::warn!("supervisor: giving back an ownership record: {e}");
         }
     };
@@ -512,6 +519,22 @@ mod tests {
             used: 10,
             limit: 10,
         });
+        assert!(matches!(
+            load(&view, &member(), &ops, req(SOCKET_FILTER)),
+            Answer::Error(Errno::DQUOT)
+        ));
+        view.quota = Some(bpfns_kernel::QuotaRefusal::KindOver {
+            ns: ns(1),
+            kind: ObjectKind::Prog,
+            used: 3,
+            limit: 3,
+        });
+        assert!(matches!(
+            load(&view, &member(), &ops, req(SOCKET_FILTER)),
+            Answer::Error(Errno::DQUOT)
+        ));
+        // Failing closed (no limit in the kernel's tables) is no quota: EPERM.
+        view.quota = Some(bpfns_kernel::QuotaRefusal::NoLimit { ns: ns(1) });
         assert!(matches!(
             load(&view, &member(), &ops, req(SOCKET_FILTER)),
             Answer::Error(Errno::PERM)

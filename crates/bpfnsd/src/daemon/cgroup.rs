@@ -85,9 +85,13 @@ pub(super) fn refusal(reg: &Registry, id: NsId, path: &str, by: NsId) -> Option<
 /// Why namespace `id` may not be bound to `path` because another namespace, neither its
 /// ancestor nor its descendant, is bound to `path`, a cgroup above it or one below it: the
 /// programs of either would run on the other's members (and each could attach to cgroups
-/// the other's members are in).
+/// the other's members are in). The root cgroup is exempt: host root binds a namespace to
+/// it only on purpose (`--cgroup /`: attach anywhere), which confines nothing to share.
 pub(super) fn overlap(reg: &Registry, id: NsId, path: &str) -> Option<String> {
     let here = reg.path(id)?;
+    if path == "/" {
+        return None;
+    }
     reg.iter().find_map(|(other, op)| {
         if other == id || other.is_root() {
             return None;
@@ -95,7 +99,7 @@ pub(super) fn overlap(reg: &Registry, id: NsId, path: &str) -> Option<String> {
         if op.is_same_or_ancestor_of(here) || here.is_same_or_ancestor_of(op) {
             return None;
         }
-        let c = reg.cgroup(other)?;
+        let c = reg.cgroup(other).filter(|c| *c != "/")?;
         (is_within(path, c) || is_within(c, path)).then(|| {
             format!(
                 "cgroup {path} overlaps the cgroup {c} of namespace {op}, which is not \
@@ -215,7 +219,10 @@ mod tests {
         assert!(overlap(&reg, ab, "/x/y").is_none());
         assert!(overlap(&reg, c, "/x").is_some(), "a sibling may not");
         assert!(overlap(&reg, c, "/x/y").is_some(), "nor below it");
-        assert!(overlap(&reg, c, "/").is_some(), "nor above it");
+        assert!(
+            overlap(&reg, c, "/").is_none(),
+            "the root cgroup: on purpose"
+        );
         assert!(overlap(&reg, c, "/xy").is_none(), "by whole components");
         let why = overlap(&reg, c, "/x").unwrap();
         assert!(why.contains("/a") && why.contains("/c") && why.contains("--cgroup"));

@@ -2143,7 +2143,7 @@ fn unrelated_namespaces_never_share_a_cgroup() {
     let (top, kid) = (format!("/{name}"), format!("/{name}/kid"));
     let d = TestDaemon::start("cgshare");
     let mut c = d.client();
-    let p = ProgramPolicy::DEFAULT;
+    let p = Policy::DEFAULT;
     c.ns_create_bound("/p2", p, None, Some(&top)).unwrap();
     for at in [&top, &kid] {
         let e = c.ns_create_bound("/p1", p, None, Some(at)).unwrap_err();

@@ -3314,7 +3314,7 @@ fn scene_confine(m: &mut Matrix) {
     sc.admin
         .ns_create_bound(
             "/ct",
-            bpfns_model::ProgramPolicy::HOST,
+            bpfns_model::Policy::tracing(true),
             None,
             Some(&format!("/{nt}")),
         )

@@ -3404,7 +3404,11 @@ fn scene_confine(m: &mut Matrix) {
             )),
         };
         m.set(rows[2], level, c);
-        m.set(rows[3], level, choose_binding(&mut sc, level, &sock, &b_s));
+        m.set(
+            rows[3],
+            level,
+            choose_binding(&mut sc, level, &sock, &b_s, &format!("/{nb}")),
+        );
         // The race: on the host's root cgroup, outside /ct's.
         let r = sc.attack_in("/ct", level, None, &["rt-link-race", &root_s, "20000"]);
         let c = match r.unusable(level, "race") {
@@ -3429,8 +3433,10 @@ fn scene_confine(m: &mut Matrix) {
 /// member started from the root cgroup (so nothing binds it); the member, with cgroupfs left
 /// writable (`--writable-cgroups`: this row is about the binding, not the mount), moves into
 /// `/cb`'s cgroup, lets a child of its own enter `/cu-LEVEL`, then creates `/cu-LEVEL/d` and
-/// lets a child enter it. Neither namespace may end up bound.
-fn choose_binding(sc: &mut Scene, level: Level, sock: &str, b_cg: &str) -> Cell {
+/// lets a child enter it. Neither namespace may end up bound to that cgroup (`b_rel`, below
+/// the cgroup2 root); a container's namespace is bound to the container's own cgroup by its
+/// runtime's hook, which is no escape.
+fn choose_binding(sc: &mut Scene, level: Level, sock: &str, b_cg: &str, b_rel: &str) -> Cell {
     let ns = format!("/cu-{}", level.arg());
     if let Err(e) = sc.admin.ns_create(&ns) {
         return cell(Verdict::Error, format!("creating {ns}: {e}"));
@@ -3462,7 +3468,13 @@ fn choose_binding(sc: &mut Scene, level: Level, sock: &str, b_cg: &str) -> Cell 
     );
     match r.unusable(level, "enter") {
         Some(c) => c,
-        None if !top.is_empty() || !child.is_empty() => escape(text),
+        None if [&top, &child].iter().any(|c| {
+            c.as_str() == b_rel || c.strip_prefix(b_rel).is_some_and(|r| r.starts_with('/'))
+        }) || (!level.container() && !top.is_empty())
+            || !child.is_empty() =>
+        {
+            escape(text)
+        }
         None => blocked(text),
     }
 }

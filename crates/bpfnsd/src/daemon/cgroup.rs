@@ -1,7 +1,8 @@
 //! A namespace's cgroup: the cgroup v2 subtree its members may attach programs to (the
 //! supervisor checks every cgroup target against it). Bound when the namespace is created
-//! with `--cgroup`, else by its first member's cgroup (a container's own cgroup for a
-//! container); a namespace bound to none attaches to no cgroup.
+//! with `--cgroup`, else by the cgroup of its first member placed by host root (a
+//! container's own cgroup for a container), never by a member's choice; unrelated
+//! namespaces never share one. A namespace bound to none attaches to no cgroup.
 
 use bpfns_model::{NsId, NsPath, Registry};
 use bpfns_proto::ErrorCode;

@@ -131,7 +131,7 @@ pub enum Command {
     /// CMD starts already in NS (its task tag is set before exec, and everything it starts
     /// inherits it), under bpfns's seccomp filter (its bpf() calls that list or open objects
     /// are answered by bpfnsd from NS's view), and in a private mount namespace whose
-    /// /sys/fs/bpf is NS's own bpffs. Otherwise CMD keeps your credentials — host root stays
+    /// /sys/fs/bpf is NS's own bpffs and the cgroup filesystems are read-only. Otherwise CMD keeps your credentials — host root stays
     /// host root, but sees only NS's objects — unless --user or --caps say otherwise; where NS
     /// denies tracing, CMD never holds CAP_PERFMON. Signals sent to `bpfns exec` (INT, TERM,
     /// HUP, QUIT, USR1, USR2, WINCH) go on to CMD, and `bpfns exec` exits with CMD's status
@@ -149,6 +149,11 @@ pub enum Command {
         /// every set, the bounding set included.
         #[arg(long, value_name = "CAPS")]
         caps: Option<String>,
+        /// Leave the cgroup filesystems writable for CMD. By default a member started by host
+        /// root sees them read-only, so that it cannot move other processes into the cgroup
+        /// its programs are attached to.
+        #[arg(long)]
+        writable_cgroups: bool,
         /// The namespace (path), e.g. /tenant-a.
         namespace: String,
         /// The command and its arguments (after `--`).

@@ -35,6 +35,7 @@ pub fn run(
     ns: &str,
     command: &[OsString],
     creds: Option<Credentials>,
+    writable_cgroups: bool,
 ) -> Result<u8> {
     let (prog, args) = command
         .split_first()
@@ -49,7 +50,7 @@ pub fn run(
     cmd.args(args);
     // bpfnsd and its listener keeper hold the member's seccomp listener: nothing is kept here,
     // and the member stays supervised across bpfnsd restarts also after this process exits.
-    let mut options = member::Options::default();
+    let mut options = member::Options::default().writable_cgroups(writable_cgroups);
     if let Some(c) = creds {
         options = options.credentials(c);
     }

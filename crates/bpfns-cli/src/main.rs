@@ -174,11 +174,12 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Exec {
             user,
             caps,
+            writable_cgroups,
             namespace,
             command,
         } => {
             let creds = exec_cmd::credentials(user.as_deref(), caps.as_deref())?;
-            exec_cmd::run(&cli.socket, namespace, command, creds)
+            exec_cmd::run(&cli.socket, namespace, command, creds, *writable_cgroups)
         }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

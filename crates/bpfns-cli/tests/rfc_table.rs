@@ -925,6 +925,47 @@ fn ns_create_parents_and_delete_recursive_and_forced() {
 /// a non-root user holding CAP_BPF alone (ambient, kept across its exec) creates a map in its
 /// namespace and lists it with unmodified bpftool; --caps perfmon is not kept where the
 /// namespace denies tracing.
+/// A member started by host root sees the cgroup filesystems read-only (a uid-0 member could
+/// otherwise move any process into the cgroup its programs are attached to); with
+/// `--writable-cgroups` they stay writable. Negative: the write is tried and must fail.
+#[test]
+fn exec_mounts_cgroupfs_read_only_unless_asked() {
+    require_kernel!();
+    let Ok(root) = bpfns_sys::cgroup::cgroup2_root() else {
+        bpfns_tests::skip("no cgroup2 hierarchy is mounted");
+        return;
+    };
+    let d = TestDaemon::start("exec-cgro");
+    d.client().ns_create("/a").unwrap();
+    let sock = d.socket.to_str().unwrap().to_string();
+    // The shell writes its own pid to the cgroup it is in: a move that changes nothing.
+    let procs = root.join("cgroup.procs").display().to_string();
+    let script = format!(
+        "grep -q '^0::/$' /proc/self/cgroup || {{ echo not-in-root; exit 3; }}; \
+         echo $$ > {procs} && echo wrote"
+    );
+    let exec = |extra: &[&str]| {
+        Command::new(bpfns())
+            .args(["--socket", &sock, "exec"])
+            .args(extra)
+            .args(["/a", "--", "sh", "-c", &script])
+            .output()
+            .unwrap()
+    };
+    let o = exec(&[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    if out.contains("not-in-root") {
+        bpfns_tests::skip("the test does not run in the root cgroup v2 cgroup");
+        return;
+    }
+    assert!(!o.status.success() && !out.contains("wrote"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Read-only file system"),
+        "{o:?}"
+    );
+    assert!(ok(&exec(&["--writable-cgroups"])).contains("wrote"));
+}
+
 #[test]
 fn exec_with_a_user_and_capabilities() {
     require_kernel!();

@@ -93,12 +93,23 @@ pub struct Options {
     /// [`bpfns_sys::spawn::Credentials`]); `CAP_PERFMON` is never kept where the namespace
     /// denies tracing. Only for members started from the root namespace.
     pub credentials: Option<bpfns_sys::spawn::Credentials>,
+    /// Leave the cgroup filesystems writable in the member's mount namespace. By default a
+    /// member started by host root sees every cgroup mount read-only: with a writable
+    /// `cgroup.procs` a uid-0 member could move any process of the host into the cgroup its
+    /// programs are attached to. (A member that keeps CAP_SYS_ADMIN can remount them.)
+    pub writable_cgroups: bool,
 }
 
 impl Options {
     /// [`Options::credentials`].
     pub fn credentials(mut self, c: bpfns_sys::spawn::Credentials) -> Self {
         self.credentials = Some(c);
+        self
+    }
+
+    /// [`Options::writable_cgroups`].
+    pub fn writable_cgroups(mut self, on: bool) -> Self {
+        self.writable_cgroups = on;
         self
     }
 }
@@ -142,7 +153,10 @@ pub fn spawn_with(
     cmd: &mut Command,
     options: Options,
 ) -> Result<Member, MemberError> {
-    let Options { credentials } = options;
+    let Options {
+        credentials,
+        writable_cgroups,
+    } = options;
     let mut client = Client::connect(socket)?;
     let target = client.member_plan(ns)?;
     let me = &target.caller;
@@ -201,6 +215,20 @@ pub fn spawn_with(
         }
         if let Some(dir) = socket.parent().filter(|d| *d != Path::new("/")) {
             setup = setup.read_only(dir).map_err(MemberError::Spawn)?;
+        }
+        // cgroupfs read-only, as container runtimes mount it: a member must not move
+        // processes (another namespace's, the host's) into the cgroup it attaches to, nor
+        // rename or create the cgroups its namespace's binding names.
+        if !writable_cgroups {
+            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| {
+                MemberError::Spawn(bpfns_sys::SysError {
+                    op: "reading /proc/self/mountinfo".into(),
+                    errno: bpfns_sys::Errno::from_io_error(&e).unwrap_or(bpfns_sys::Errno::IO),
+                })
+            })?;
+            for m in bpfns_sys::procfs::cgroup_mount_points(&mountinfo) {
+                setup = setup.read_only(&m).map_err(MemberError::Spawn)?;
+            }
         }
     }
     if me.host_admin && !target.bpffs.is_empty() {

@@ -125,6 +125,27 @@ pub fn mount_points(mountinfo: &str) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// The mount points of the cgroup filesystems (v1 `cgroup` and v2 `cgroup2`) of a
+/// `mountinfo` text, each once, in the order listed.
+pub fn cgroup_mount_points(mountinfo: &str) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<std::path::PathBuf> = Vec::new();
+    for l in mountinfo.lines() {
+        // The filesystem type is the first field after the optional fields' ` - `.
+        let fstype = l
+            .split_once(" - ")
+            .and_then(|(_, rest)| rest.split(' ').next());
+        if !matches!(fstype, Some("cgroup" | "cgroup2")) {
+            continue;
+        }
+        if let Some(p) = l.split(' ').nth(4).map(unescape) {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// A mountinfo field with its `\ooo` escapes undone.
 fn unescape(field: &str) -> std::path::PathBuf {
     use std::os::unix::ffi::OsStringExt;
@@ -270,6 +291,23 @@ pub fn is_bpf_token(fd: std::os::fd::BorrowedFd<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_mounts_are_found_by_type() {
+        let mi = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime shared:9 - cgroup2 cgroup2 rw
+42 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+43 23 0:40 / /mnt/my\\040cg rw - cgroup2 none rw
+44 23 0:41 / /mnt/x rw - ext4 /dev/cgroup rw
+";
+        let p: Vec<_> = cgroup_mount_points(mi);
+        assert_eq!(
+            p,
+            ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/unified", "/mnt/my cg"]
+                .map(std::path::PathBuf::from)
+        );
+    }
 
     #[test]
     fn socket_fd_targets() {

@@ -2310,22 +2310,29 @@ fn a_namespace_is_bound_to_a_cgroup_given_or_its_first_members() {
         .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::BadRequest), "{e}");
     assert!(c.ns_show("/g/out").is_err() && c.ns_show("/h").is_err());
-    // Not given: its first member's cgroup binds it; the next member's changes nothing.
+    // Not given: its first member's cgroup binds it (one apart from /g's: unrelated
+    // namespaces never share one); the next member's changes nothing.
+    let name_f = format!("{name}-f");
+    let cg_f = Cg(root.join(&name_f));
+    let _ = std::fs::remove_dir(cg_f.0.join("kid"));
+    let _ = std::fs::remove_dir(&cg_f.0);
+    std::fs::create_dir_all(cg_f.0.join("kid")).unwrap();
+    let kid_f = format!("/{name_f}/kid");
     c.ns_create("/f").unwrap();
     assert_eq!(c.ns_show("/f").unwrap().cgroup, None);
     let mut first = Helper::spawn(&["create", "map"]);
-    std::fs::write(cg.0.join("kid/cgroup.procs"), first.pid.to_string()).unwrap();
+    std::fs::write(cg_f.0.join("kid/cgroup.procs"), first.pid.to_string()).unwrap();
     c.enter("/f", first.pid).unwrap();
     assert_eq!(
         c.ns_show("/f").unwrap().cgroup.as_deref(),
-        Some(kid.as_str())
+        Some(kid_f.as_str())
     );
     let mut second = Helper::spawn(&["create", "map"]);
-    std::fs::write(cg.0.join("cgroup.procs"), second.pid.to_string()).unwrap();
+    std::fs::write(cg_f.0.join("cgroup.procs"), second.pid.to_string()).unwrap();
     c.enter("/f", second.pid).unwrap();
     assert_eq!(
         c.ns_show("/f").unwrap().cgroup.as_deref(),
-        Some(kid.as_str())
+        Some(kid_f.as_str())
     );
     // Back where they came from, so that the test cgroups can go.
     for h in [&first, &second] {
@@ -2346,9 +2353,65 @@ fn a_namespace_is_bound_to_a_cgroup_given_or_its_first_members() {
     );
     assert_eq!(
         c.ns_show("/f").unwrap().cgroup.as_deref(),
-        Some(kid.as_str())
+        Some(kid_f.as_str())
     );
     assert_eq!(c.ns_show("/").unwrap().cgroup, None);
+}
+
+/// Two namespaces neither of which is the other's ancestor never share a cgroup (the
+/// programs of each would run on the other's processes): a `--cgroup` at, above or below
+/// another's is refused with both named, and a first member in another's cgroup binds
+/// nothing. A descendant may share, and `--cgroup /` (attach anywhere, on purpose) is exempt.
+#[test]
+fn unrelated_namespaces_never_share_a_cgroup() {
+    require_kernel!();
+    let Ok(root) = bpfns_sys::cgroup::cgroup2_root() else {
+        bpfns_tests::skip("no cgroup2 hierarchy is mounted");
+        return;
+    };
+    struct Cg(PathBuf);
+    impl Drop for Cg {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(self.0.join("kid"));
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let name = format!("bpfns-test-share-{}", std::process::id());
+    let cg = Cg(root.join(&name));
+    let _ = std::fs::remove_dir(cg.0.join("kid"));
+    let _ = std::fs::remove_dir(&cg.0);
+    std::fs::create_dir_all(cg.0.join("kid")).unwrap();
+    let (top, kid) = (format!("/{name}"), format!("/{name}/kid"));
+    let d = TestDaemon::start("cgshare");
+    let mut c = d.client();
+    let p = Policy::DEFAULT;
+    c.ns_create_bound("/p2", p, None, Some(&top)).unwrap();
+    for at in [&top, &kid] {
+        let e = c.ns_create_bound("/p1", p, None, Some(at)).unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::Denied), "{e}");
+        let m = e.to_string();
+        assert!(
+            m.contains("/p1") && m.contains("/p2") && m.contains("--cgroup"),
+            "{m}"
+        );
+        assert!(c.ns_show("/p1").is_err(), "nothing created");
+    }
+    // A descendant may share; the root cgroup is exempt.
+    c.ns_create_bound("/p2/in", p, None, Some(&kid)).unwrap();
+    c.ns_create_bound("/any", p, None, Some("/")).unwrap();
+    // Above another's: refused too.
+    c.ns_create("/q").unwrap();
+    let e = c.ns_create_bound("/q/x", p, None, Some(&top)).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Denied), "{e}");
+    // A first member in /p2's cgroup (a shell both were started from) binds nothing.
+    c.ns_create("/p3").unwrap();
+    let mut h = Helper::spawn(&["create", "map"]);
+    std::fs::write(cg.0.join("cgroup.procs"), h.pid.to_string()).unwrap();
+    c.enter("/p3", h.pid).unwrap();
+    assert_eq!(c.ns_show("/p3").unwrap().cgroup, None);
+    let _ = std::fs::write(root.join("cgroup.procs"), h.pid.to_string());
+    h.go();
+    let _ = h.finish();
 }
 
 /// An array map of `entries` values of `value_size` bytes, named `name`, made by a member of

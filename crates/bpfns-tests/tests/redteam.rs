@@ -1009,9 +1009,18 @@ impl Scene {
 
     /// Run `args` as a member of `ns` to its end (bounded).
     fn run_in(&self, ns: &str, args: &[String]) -> Run {
+        self.run_in_with(ns, args, bpfns_client::member::Options::default())
+    }
+
+    fn run_in_with(
+        &self,
+        ns: &str,
+        args: &[String],
+        options: bpfns_client::member::Options,
+    ) -> Run {
         let mut cmd = self.command(args);
         cmd.stdin(Stdio::null());
-        match bpfns_client::member::spawn(&self.d.socket, ns, &mut cmd) {
+        match bpfns_client::member::spawn_with(&self.d.socket, ns, &mut cmd, options) {
             Ok(c) => finish(c.into_child(), None),
             Err(e) => Run {
                 err: format!("member::spawn failed: {e}"),
@@ -3260,6 +3269,9 @@ fn scene_confine(m: &mut Matrix) {
         "PROG_ATTACH / LINK_CREATE on the host's root cgroup from a namespace bound to a cgroup of its own",
         "PROG_ATTACH / LINK_CREATE / PROG_DETACH on a sibling namespace's cgroup",
         "PROG_ATTACH / LINK_CREATE / PROG_DETACH on the namespace's own cgroup (control: works)",
+        "A member binds its unbound namespace (or a child namespace it creates) to a cgroup it moved into (a sibling's): enter of a child of its own",
+        "LINK_CREATE while another thread flips the attach type XDP <-> cgroup egress, on the host's root cgroup (namespace allowing tracing)",
+        "A member writes the host's cgroupfs: moves a sibling namespace's process into its own cgroup",
     ];
     let Some(root) = cgroup2_mount() else {
         for r in rows {
@@ -3284,8 +3296,10 @@ fn scene_confine(m: &mut Matrix) {
             }
         }
     }
-    let _gone = Gone(vec![cg_a.clone(), cg_b.clone()]);
-    for cg in [&cg_a, &cg_b] {
+    let nt = format!("bpfns-rt-conf-t-{pid}");
+    let cg_t = root.join(&nt);
+    let _gone = Gone(vec![cg_a.clone(), cg_b.clone(), cg_t.clone()]);
+    for cg in [&cg_a, &cg_b, &cg_t] {
         let _ = std::fs::remove_dir(cg);
         std::fs::create_dir(cg).unwrap();
     }
@@ -3296,6 +3310,16 @@ fn scene_confine(m: &mut Matrix) {
     sc.admin
         .ns_create_bound("/cb", policy, None, Some(&format!("/{nb}")))
         .unwrap();
+    // Tracing allowed: bpfnsd once left such a namespace's non-cgroup links to the kernel.
+    sc.admin
+        .ns_create_bound(
+            "/ct",
+            bpfns_model::Policy::tracing(true),
+            None,
+            Some(&format!("/{nt}")),
+        )
+        .unwrap();
+    let sock = sc.d.socket.to_string_lossy().into_owned();
     let s = |p: &Path| p.to_string_lossy().into_owned();
     let (a_s, b_s, root_s) = (s(&cg_a), s(&cg_b), s(&root));
     // /cb denies tracing: its holder loads without perfmon power.
@@ -3380,8 +3404,139 @@ fn scene_confine(m: &mut Matrix) {
             )),
         };
         m.set(rows[2], level, c);
+        m.set(
+            rows[3],
+            level,
+            choose_binding(&mut sc, level, &sock, &b_s, &format!("/{nb}")),
+        );
+        // The race: on the host's root cgroup, outside /ct's.
+        let r = sc.attack_in("/ct", level, None, &["rt-link-race", &root_s, "20000"]);
+        let c = match r.unusable(level, "race") {
+            Some(c) => c,
+            None if r.get("race").is_some_and(|v| v.starts_with("created"))
+                || r.get("plain").is_some_and(|v| v.starts_with("created")) =>
+            {
+                escape(format!(
+                    "a link on the host's root cgroup: {}",
+                    words(&r, &["plain", "race"])
+                ))
+            }
+            None => blocked(words(&r, &["plain", "race"])),
+        };
+        m.set(rows[4], level, c);
+        m.set(rows[5], level, move_victim(&mut sc, level, &a_s, &cg_b));
     }
     drop(sc);
+}
+
+/// Row "a member binds its unbound namespace": `/cu-LEVEL` is created unbound and its first
+/// member started from the root cgroup (so nothing binds it); the member, with cgroupfs left
+/// writable (`--writable-cgroups`: this row is about the binding, not the mount), moves into
+/// `/cb`'s cgroup, lets a child of its own enter `/cu-LEVEL`, then creates `/cu-LEVEL/d` and
+/// lets a child enter it. Neither namespace may end up bound to that cgroup (`b_rel`, below
+/// the cgroup2 root); a container's namespace is bound to the container's own cgroup by its
+/// runtime's hook, which is no escape.
+fn choose_binding(sc: &mut Scene, level: Level, sock: &str, b_cg: &str, b_rel: &str) -> Cell {
+    let ns = format!("/cu-{}", level.arg());
+    if let Err(e) = sc.admin.ns_create(&ns) {
+        return cell(Verdict::Error, format!("creating {ns}: {e}"));
+    }
+    let r = if level.container() {
+        sc.attack_in(&ns, level, None, &["rt-enter-self", sock, &ns, b_cg])
+    } else {
+        let mut v = vec!["rt-as".to_string(), level.arg().to_string()];
+        v.extend(["rt-enter-self", sock, &ns, b_cg].map(String::from));
+        sc.run_in_with(
+            &ns,
+            &v,
+            bpfns_client::member::Options::default().writable_cgroups(true),
+        )
+    };
+    let mut bound = |p: &str| {
+        sc.admin
+            .ns_show(p)
+            .ok()
+            .and_then(|i| i.cgroup)
+            .unwrap_or_default()
+    };
+    let (top, child) = (bound(&ns), bound(&format!("{ns}/d")));
+    let text = format!(
+        "move: {}; enter: {}; child namespace: {}; {ns} bound to [{top}], {ns}/d to [{child}]",
+        r.get("move").map(errname_words).unwrap_or_default(),
+        r.get("enter").unwrap_or("?"),
+        r.get("child").unwrap_or("?"),
+    );
+    match r.unusable(level, "enter") {
+        Some(c) => c,
+        None if [&top, &child].iter().any(|c| {
+            c.as_str() == b_rel || c.strip_prefix(b_rel).is_some_and(|r| r.starts_with('/'))
+        }) || (!level.container() && !top.is_empty())
+            || !child.is_empty() =>
+        {
+            escape(text)
+        }
+        None => blocked(text),
+    }
+}
+
+/// Row "a member writes the host's cgroupfs": a process of `/cb` (a `sleep` in `/cb`'s cgroup
+/// `b_cg`) is moved into `/ca`'s cgroup `a_cg` by a member of `/ca`.
+fn move_victim(sc: &mut Scene, level: Level, a_cg: &str, b_cg: &Path) -> Cell {
+    if level.container() {
+        return cell(
+            Verdict::NotRun,
+            "not applicable in a container: the victim is named by a host pid, and a \
+             container's cgroupfs is its engine's (podman mounts it read-only, in a cgroup \
+             namespace of its own, unless --privileged)",
+        );
+    }
+    /// Kills the victim however the row ends (before the scene removes the cgroups).
+    struct Victim(std::process::Child);
+    impl Drop for Victim {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let v = match Command::new("sleep").arg("300").spawn() {
+        Ok(c) => Victim(c),
+        Err(e) => return cell(Verdict::Error, format!("spawning sleep: {e}")),
+    };
+    let victim = v.0.id();
+    if let Err(e) = std::fs::write(b_cg.join("cgroup.procs"), victim.to_string()) {
+        return cell(
+            Verdict::Error,
+            format!("moving the victim into /cb's cgroup: {e}"),
+        );
+    }
+    if let Err(e) = sc.admin.enter("/cb", victim as i32) {
+        return cell(Verdict::Error, format!("the victim entering /cb: {e}"));
+    }
+    let r = sc.attack_in(
+        "/ca",
+        level,
+        None,
+        &["rt-cg-move", a_cg, &victim.to_string()],
+    );
+    let moved = !cg_procs(b_cg).contains(&victim);
+    let text = format!(
+        "moving /cb's process {victim} into /ca's cgroup: {}",
+        r.get("move").map(errname_words).unwrap_or_default()
+    );
+    match r.unusable(level, "move") {
+        Some(c) => c,
+        None if moved || r.get("move") == Some("ok") => escape(text),
+        None => blocked(text),
+    }
+}
+
+/// The processes in cgroup `cg` (its `cgroup.procs`).
+fn cg_procs(cg: &Path) -> Vec<u32> {
+    std::fs::read_to_string(cg.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
 
 fn steps_key(attack: &str) -> &'static str {

@@ -1392,7 +1392,9 @@ impl Daemon {
             quota::kind_limits_for_new(next, &p, kind_limits, limit, quota_rules(&self.config))?;
         next.set_kind_limits(id, kinds);
         if let Some(cg) = &cgroup {
-            if let Some(why) = cgroup::refusal(next, id, cg, caller.ns) {
+            if let Some(why) =
+                cgroup::refusal(next, id, cg, caller.ns).or_else(|| cgroup::overlap(next, id, cg))
+            {
                 return Err(Failure::new(
                     ErrorCode::Denied,
                     format!("{p} was not created: {why}"),
@@ -1996,7 +1998,14 @@ impl Daemon {
         self.publish_entered(target, pid);
         // Not under the lock for namespace changes: binding takes it.
         drop(_g);
-        self.bind_first_cgroup(target, &p, pid);
+        // Only host root's enter binds: a member can move itself into any cgroup it may
+        // write, so a binding made from its child's cgroup would be one it chose. A
+        // namespace a member starts stays unbound unless created with `--cgroup`.
+        if caller.ns == NsId::ROOT && caller.host_admin() {
+            self.bind_first_cgroup(target, &p, pid);
+        } else if self.reg().cgroup(target).is_none() {
+            tracing::info!(namespace = %p, pid, caller = caller.pid, "the namespace stays bound to no cgroup (its members may attach to none): only an enter by host root binds the first member's cgroup; fix: bpfns ns create --cgroup PATH (inside the cgroup of a bound ancestor)");
+        }
         Ok((
             Reply::Entered {
                 path: p.to_string(),

@@ -1,7 +1,8 @@
 //! A namespace's cgroup: the cgroup v2 subtree its members may attach programs to (the
 //! supervisor checks every cgroup target against it). Bound when the namespace is created
-//! with `--cgroup`, else by its first member's cgroup (a container's own cgroup for a
-//! container); a namespace bound to none attaches to no cgroup.
+//! with `--cgroup`, else by the cgroup of its first member placed by host root (a
+//! container's own cgroup for a container), never by a member's choice; unrelated
+//! namespaces never share one. A namespace bound to none attaches to no cgroup.
 
 use bpfns_model::{NsId, NsPath, Registry};
 use bpfns_proto::ErrorCode;
@@ -82,10 +83,41 @@ pub(super) fn refusal(reg: &Registry, id: NsId, path: &str, by: NsId) -> Option<
     })
 }
 
+/// Why namespace `id` may not be bound to `path` because another namespace, neither its
+/// ancestor nor its descendant, is bound to `path`, a cgroup above it or one below it: the
+/// programs of either would run on the other's members (and each could attach to cgroups
+/// the other's members are in). The root cgroup is exempt: host root binds a namespace to
+/// it only on purpose (`--cgroup /`: attach anywhere), which confines nothing to share.
+pub(super) fn overlap(reg: &Registry, id: NsId, path: &str) -> Option<String> {
+    let here = reg.path(id)?;
+    if path == "/" {
+        return None;
+    }
+    reg.iter().find_map(|(other, op)| {
+        if other == id || other.is_root() {
+            return None;
+        }
+        if op.is_same_or_ancestor_of(here) || here.is_same_or_ancestor_of(op) {
+            return None;
+        }
+        let c = reg.cgroup(other).filter(|c| *c != "/")?;
+        (is_within(path, c) || is_within(c, path)).then(|| {
+            format!(
+                "cgroup {path} overlaps the cgroup {c} of namespace {op}, which is not \
+                 related to {here}: each could attach programs to the other's processes; fix: \
+                 give {here} a cgroup of its own (mkdir one, move its processes there, and \
+                 bpfns ns create {here} --cgroup PATH)"
+            )
+        })
+    })
+}
+
 impl Daemon {
     /// Bind namespace `id` to the cgroup v2 cgroup of process `pid`, its first member (or a
     /// container's init), unless it is bound already. A member in the root cgroup binds
-    /// nothing: that would confine nothing.
+    /// nothing: that would confine nothing. Only for processes a host administrator in the
+    /// root namespace placed (`enter` by host root, `enter_container`): a member chooses its
+    /// own cgroup (where cgroupfs is writable to it) and so would choose the binding.
     pub(super) fn bind_first_cgroup(&self, id: NsId, p: &NsPath, pid: i32) {
         if self.reg().cgroup(id).is_some() {
             return;
@@ -112,7 +144,9 @@ impl Daemon {
         if tx.next.cgroup(id).is_some() || tx.next.path(id).is_none() {
             return;
         }
-        if let Some(why) = refusal(&tx.next, id, &line.path, NsId::ROOT) {
+        if let Some(why) = refusal(&tx.next, id, &line.path, NsId::ROOT)
+            .or_else(|| overlap(&tx.next, id, &line.path))
+        {
             tracing::warn!(namespace = %p, pid, cgroup = %line.path, "the namespace stays bound to no cgroup: {why}");
             return;
         }
@@ -173,6 +207,31 @@ mod tests {
             );
             assert!(refusal(&reg, abc, "/", by).is_some());
         }
+    }
+
+    #[test]
+    fn unrelated_namespaces_do_not_share_a_cgroup() {
+        let mut reg = Registry::new();
+        let a = reg.create(&"/a".parse().unwrap()).unwrap();
+        let ab = reg.create(&"/a/b".parse().unwrap()).unwrap();
+        let c = reg.create(&"/c".parse().unwrap()).unwrap();
+        reg.set_cgroup(a, "/x".into());
+        assert!(overlap(&reg, ab, "/x").is_none(), "a descendant may share");
+        assert!(overlap(&reg, ab, "/x/y").is_none());
+        assert!(overlap(&reg, c, "/x").is_some(), "a sibling may not");
+        assert!(overlap(&reg, c, "/x/y").is_some(), "nor below it");
+        assert!(
+            overlap(&reg, c, "/").is_none(),
+            "the root cgroup: on purpose"
+        );
+        assert!(overlap(&reg, c, "/xy").is_none(), "by whole components");
+        let why = overlap(&reg, c, "/x").unwrap();
+        assert!(why.contains("/a") && why.contains("/c") && why.contains("--cgroup"));
+        reg.set_cgroup(c, "/z".into());
+        assert!(
+            overlap(&reg, a, "/x").is_none(),
+            "its own binding is no overlap"
+        );
     }
 
     #[test]

@@ -1752,11 +1752,11 @@ pub enum LinkTarget {
     NetNs,
 }
 
-/// How the supervisor makes a member's `BPF_LINK_CREATE` of `attach_type`, where its
-/// namespace denies tracing: `None` for the attach types it does not make (tracing,
-/// iterators, kprobe/uprobe multi links, whose attrs point to more of the caller's memory,
-/// struct_ops; unknown types). Of those it makes, the attr holds no pointer: what bpfnsd
-/// passes is its copy, with its own fds.
+/// How the supervisor makes a member's `BPF_LINK_CREATE` of `attach_type`: `None` for the
+/// tracing-class attach types (tracing, iterators, kprobe/uprobe multi links, struct_ops),
+/// which it makes only where the namespace allows tracing and the attr holds no pointer, and
+/// for unknown types. Of those it makes here, the attr holds no pointer: what bpfnsd passes
+/// is its copy, with its own fds.
 pub fn link_target(attach_type: u32) -> Option<LinkTarget> {
     use bpfns_sys::rawbpf::uapi as u;
     const BPF_SK_LOOKUP: u32 = 36;

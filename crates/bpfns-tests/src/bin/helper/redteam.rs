@@ -97,7 +97,7 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 66] = [
+pub const ACTIONS: [&str; 69] = [
     "rt-observe",
     "rt-events",
     "rt-http",
@@ -146,6 +146,9 @@ pub const ACTIONS: [&str; 66] = [
     "rt-link-oracle",
     "rt-cg-victim",
     "rt-cg-attack",
+    "rt-cg-move",
+    "rt-enter-self",
+    "rt-link-race",
     "rt-query",
     "rt-netns-hold",
     "rt-fd-victim",
@@ -1895,6 +1898,115 @@ fn done(r: Result<i64, bpfns_sys::Errno>) -> String {
     }
 }
 
+/// Write `pid` (`self`: this process) into the cgroup `cg`'s `cgroup.procs`: move it there.
+fn cg_move(cg: &str, pid: &str) -> String {
+    let pid = if pid == "self" {
+        std::process::id().to_string()
+    } else {
+        pid.to_string()
+    };
+    match std::fs::write(format!("{cg}/cgroup.procs"), pid) {
+        Ok(()) => "ok".into(),
+        Err(e) => io_errno(&e),
+    }
+}
+
+/// Choose the cgroup of one's own namespace `ns`: move into the cgroup `cg`, start a child
+/// there and ask bpfnsd (at `sock`) to let it enter `ns`, as a first member would.
+/// Then the same with a child namespace `ns/d` it creates (key `child`).
+fn enter_self(sock: &str, ns: &str, cg: &str) {
+    say(&format!("move={}", cg_move(cg, "self")));
+    let word = |r: Result<(), bpfns_client::ClientError>| match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.to_string().replace(' ', "_"),
+    };
+    let enter = |ns: &str| {
+        let mut child = match Command::new("/bin/sleep").arg("30").spawn() {
+            Ok(c) => c,
+            Err(e) => fail(&format!("spawning sleep: {e}")),
+        };
+        let r =
+            bpfns_client::Client::connect(sock).and_then(|mut c| c.enter(ns, child.id() as i32));
+        let _ = child.kill();
+        let _ = child.wait();
+        word(r)
+    };
+    say(&format!("enter={}", enter(ns)));
+    let kid = format!("{ns}/d");
+    let made = bpfns_client::Client::connect(sock).and_then(|mut c| c.ns_create(&kid).map(drop));
+    match made {
+        Ok(()) => say(&format!("child={}", enter(&kid))),
+        Err(e) => say(&format!("child=create:{}", word(Err(e)))),
+    }
+}
+
+/// `BPF_LINK_CREATE` of a cgroup_skb program on the cgroup `cg`, `n` times, while another
+/// thread flips the attr's attach type between XDP (37), which bpfnsd once let the kernel
+/// answer where tracing is allowed, and cgroup egress (1): the kernel reads the attr again.
+fn link_race(cg: &str, n: u32) {
+    let dir = std::fs::File::open(cg).unwrap_or_else(|e| fail(&format!("open {cg}: {e}")));
+    let p = match load(PROG_CGROUP_SKB, &RETURN_ONE_PASS, 0) {
+        Ok(p) => p,
+        Err(e) => {
+            say(&format!("plain={e}"));
+            say(&format!("race={e}"));
+            return;
+        }
+    };
+    // u64s: the attach type is flipped through an aligned AtomicU32.
+    let attr: Arc<Vec<AtomicU32>> = Arc::new((0..36).map(|_| AtomicU32::new(0)).collect());
+    attr[0].store(sysbpf::raw(&p) as u32, Ordering::SeqCst);
+    attr[1].store(sysbpf::raw(&dir) as u32, Ordering::SeqCst);
+    attr[2].store(1, Ordering::SeqCst);
+    let call = |a: &Arc<Vec<AtomicU32>>| {
+        testhooks::bpf_fd_raw_ptr(BPF_LINK_CREATE, a[0].as_ptr() as u64, 144)
+    };
+    say(&format!(
+        "plain={}",
+        match call(&attr) {
+            Ok(l) => format!("created:{}", link_id(&l)),
+            Err(e) => errno_str(e),
+        }
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let (attr, stop) = (attr.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                attr[2].store(37, Ordering::Relaxed);
+                std::hint::spin_loop();
+                attr[2].store(1, Ordering::Relaxed);
+                std::hint::spin_loop();
+            }
+        })
+    };
+    let mut counts = std::collections::BTreeMap::<String, u32>::new();
+    let mut made = None;
+    for _ in 0..n {
+        match call(&attr) {
+            Ok(l) => {
+                made = Some(link_id(&l));
+                break;
+            }
+            Err(e) => *counts.entry(errno_str(e)).or_default() += 1,
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let _ = flipper.join();
+    let tally = counts
+        .iter()
+        .map(|(k, v)| format!("{k}x{v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    say(&format!(
+        "race={}",
+        match made {
+            Some(id) => format!("created:{id}:after:{tally}"),
+            None => format!("refused:{tally}"),
+        }
+    ));
+}
+
 /// `BPF_PROG_ATTACH` / `BPF_PROG_DETACH` with a raw attr.
 fn prog_attach(
     cmd: u32,
@@ -2781,6 +2893,9 @@ fn more(exe: &Path, args: &[String]) {
             }
         }
         "rt-cg-attack" => cg_attack(&arg(1), &arg(2), args.get(3).map(String::as_str)),
+        "rt-cg-move" => say(&format!("move={}", cg_move(&arg(1), &arg(2)))),
+        "rt-enter-self" => enter_self(&arg(1), &arg(2), &arg(3)),
+        "rt-link-race" => link_race(&arg(1), arg(2).parse().unwrap_or(20000)),
         "rt-query" => {
             let t: u32 = arg(2).parse().unwrap_or_else(|_| fail("TYPE"));
             query_print(&arg(1), t);

@@ -12,8 +12,17 @@
 //! namespace; the new link is recorded as the namespace's (within its quota) before its fd
 //! is injected, as loads are.
 //!
-//! Where the namespace allows tracing (or for a root-namespace caller) the kernel answers:
-//! such a namespace may read kernel memory, which shows every id anyway.
+//! Every member's `BPF_LINK_CREATE` is made here, also where the namespace allows tracing:
+//! what the kernel attaches to follows from the attach type and the program behind the fd,
+//! and both could be changed by another thread between a check and a `CONTINUE` (an XDP
+//! attach type read, a cgroup one attached: a link on any cgroup). Where tracing is allowed
+//! the tracing attach types whose attr points to no more of the caller's memory (fentry,
+//! fexit, fmod_ret, LSM, raw tracepoints, iterators without `iter_info`, struct_ops) are
+//! made here too; the others (kprobe and uprobe multi and session links, iterators with
+//! `iter_info`) are refused. Only root-namespace callers' calls go on to the kernel, and
+//! the ids a relative id names are checked as for a namespace that denies tracing (one that
+//! allows tracing may read kernel memory, which shows every id anyway, but answering the
+//! same everywhere keeps one path).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
@@ -43,12 +52,37 @@ pub(in crate::supervisor::worker) struct LinkPrep {
     pub caps: C,
 }
 
-/// Whether bpfnsd makes the link itself: a member of a namespace that denies tracing, or
-/// of any namespace for a target it confines (a cgroup, a network namespace), which must be
-/// checked on bpfnsd's own copy of the fd: the kernel would read the member's fd number
-/// again, which another thread may have pointed elsewhere meanwhile.
-fn made_here(ns_is_root: bool, allows_tracing: bool, attach_type: u32) -> bool {
-    !ns_is_root && (!allows_tracing || confined_target(attach_type).is_some())
+/// Whether bpfnsd makes the link itself: for every member. A decision followed by
+/// `CONTINUE` would be on memory and fd numbers the member may change before the kernel
+/// reads them again: a target it confines (a cgroup, a network namespace) could be swapped
+/// in after the check.
+fn made_here(ns_is_root: bool) -> bool {
+    !ns_is_root
+}
+
+/// How bpfnsd makes a member's tracing link (an attach type [`link_target`] does not know)
+/// where the namespace allows tracing: `Some(true)` when `target_fd` is an fd (a program,
+/// for `freplace`; `0` for none), `Some(false)` when the attr holds no fd but the program;
+/// `None` for the attach types whose attr points to more of the caller's memory, which
+/// bpfnsd does not make (the kernel would read its own memory at those addresses).
+fn tracing_shape(attach_type: u32, attr: &Attr) -> Option<bool> {
+    const BPF_TRACE_RAW_TP: u32 = 23;
+    const BPF_TRACE_FENTRY: u32 = 24;
+    const BPF_LSM_MAC: u32 = 27;
+    const BPF_TRACE_ITER: u32 = 28;
+    const BPF_STRUCT_OPS: u32 = 44;
+    // `link_create.iter_info` (a pointer) and `iter_info_len`.
+    const LC_ITER_INFO: usize = 16;
+    const LC_ITER_INFO_LEN: usize = 24;
+    match attach_type {
+        BPF_TRACE_RAW_TP | BPF_STRUCT_OPS => Some(false),
+        // fentry, fexit, fmod_ret, LSM.
+        BPF_TRACE_FENTRY..=BPF_LSM_MAC => Some(true),
+        BPF_TRACE_ITER => {
+            (attr.u64_at(LC_ITER_INFO) == 0 && attr.u32_at(LC_ITER_INFO_LEN) == 0).then_some(false)
+        }
+        _ => None,
+    }
 }
 
 /// What a link's target of `attach_type` is confined to.
@@ -94,24 +128,40 @@ pub(super) fn prepare(
     let Ok(ns) = view.namespace_of(caller.pidfd()) else {
         return Ok(None);
     };
-    if !made_here(
-        ns.is_root(),
-        view.allows_tracing(ns).unwrap_or(false),
-        l.attach_type,
-    ) {
+    if !made_here(ns.is_root()) {
         return Ok(None);
     }
-    let Some(target) = link_target(l.attach_type) else {
-        tracing::warn!(
-            tid = call.tid,
-            namespace = %ns,
-            attach_type = l.attach_type,
-            "refused BPF_LINK_CREATE: bpfnsd makes links for members of namespaces that deny \
-             tracing, and only of the cgroup, socket map, network and perf event attach types \
-             (this one is tracing, or unknown to it) [link-create]; fix: attach it outside \
-             namespaces, or from a namespace whose policy allows tracing"
-        );
-        return Err(Errno::PERM);
+    let target = match link_target(l.attach_type) {
+        Some(t) => Some(t),
+        None if view.allows_tracing(ns).unwrap_or(false) => {
+            let Some(fd_target) = tracing_shape(l.attach_type, &call.attr) else {
+                tracing::warn!(
+                    tid = call.tid,
+                    namespace = %ns,
+                    attach_type = l.attach_type,
+                    "refused BPF_LINK_CREATE: bpfnsd makes every member's link on its own \
+                     copy of the attr, and this attach type's attr points to more of the \
+                     caller's memory (kprobe or uprobe multi or session links, iterators \
+                     with iter_info), or is unknown to it [link-create]; fix: attach one \
+                     function at a time (a kprobe or uprobe perf event link, \
+                     BPF_PERF_EVENT), or attach it outside namespaces"
+                );
+                return Err(Errno::PERM);
+            };
+            fd_target.then_some(LinkTarget::Fd)
+        }
+        None => {
+            tracing::warn!(
+                tid = call.tid,
+                namespace = %ns,
+                attach_type = l.attach_type,
+                "refused BPF_LINK_CREATE: bpfnsd makes links for members of namespaces that \
+                 deny tracing, and only of the cgroup, socket map, network and perf event \
+                 attach types (this one is tracing, or unknown to it) [link-create]; fix: \
+                 attach it outside namespaces, or from a namespace whose policy allows tracing"
+            );
+            return Err(Errno::PERM);
+        }
     };
     let mut copies = Vec::new();
     let mut copy = |fd: u32| -> Result<u32, Errno> {
@@ -131,7 +181,9 @@ pub(super) fn prepare(
     let mut a = call.attr.clone();
     a.set_u32(off::LC_PROG_FD, copy(l.prog_fd)?);
     let mut target_fd = None;
-    if target == LinkTarget::Fd {
+    // A tracing link's target fd 0 is none (not the caller's fd 0).
+    let tracing = link_target(l.attach_type).is_none();
+    if target == Some(LinkTarget::Fd) && !(tracing && l.target == 0) {
         let t = copy(l.target)?;
         a.set_u32(off::LC_TARGET, t);
         target_fd = attr::as_fd(t).filter(|_| t != NO_FD);
@@ -140,13 +192,13 @@ pub(super) fn prepare(
         a.set_u32(off::LC_RELATIVE, copy(l.relative)?);
     }
     let netns = match target {
-        LinkTarget::Ifindex | LinkTarget::NetNs => {
+        Some(LinkTarget::Ifindex | LinkTarget::NetNs) => {
             if !ops.private_context() {
                 return Err(Errno::PERM);
             }
             Some(caller.net_ns()?)
         }
-        LinkTarget::Fd => None,
+        Some(LinkTarget::Fd) | None => None,
     };
     if confined_target(l.attach_type) == Some(Confined::OwnNetNs) {
         let own = caller.net_ns()?;
@@ -177,21 +229,21 @@ pub(super) fn prepare(
 /// Answer a `BPF_LINK_CREATE` of a task of namespace `env.ns`.
 pub(super) fn link_create(env: &Env<'_>, l: LinkCreateReq, prep: Option<Box<LinkPrep>>) -> Answer {
     let ns = env.ns;
-    let allows = if ns.is_root() {
-        false
-    } else {
-        match env.view.allows_tracing(ns) {
-            Ok(a) => a,
-            Err(e) => return Answer::view_failed("the namespace's policy", e),
-        }
-    };
-    if !made_here(ns.is_root(), allows, l.attach_type) {
+    if !made_here(ns.is_root()) {
         return Answer::Continue;
     }
     let Some(mut p) = prep else {
-        // Read for another decision (the policy changed meanwhile): ask again.
+        // Read for another decision (the caller's namespace changed meanwhile): ask again.
         return Answer::Error(Errno::AGAIN);
     };
+    if link_target(l.attach_type).is_none() {
+        // A tracing link, read where tracing was allowed: not if the policy changed since.
+        match env.view.allows_tracing(ns) {
+            Ok(true) => {}
+            Ok(false) => return Answer::Error(Errno::PERM),
+            Err(e) => return Answer::view_failed("the namespace's policy", e),
+        }
+    }
     if confined_target(l.attach_type) == Some(Confined::Cgroup) {
         let target = p
             .target
@@ -452,17 +504,60 @@ mod tests {
                 Answer::Error(Errno::PERM)
             ));
         }
-        let mut tracing = FakeView::new(ns(1));
-        tracing.allows_tracing = true;
         let root = FakeView::new(NsId::ROOT);
-        for v in [&tracing, &root] {
-            let by_id = u::BPF_F_BEFORE | u::BPF_F_ID;
-            assert!(matches!(
-                create(v, &ops, req(TCX_INGRESS, by_id, 9)),
-                Answer::Continue
-            ));
-        }
+        let by_id = u::BPF_F_BEFORE | u::BPF_F_ID;
+        assert!(matches!(
+            create(&root, &ops, req(TCX_INGRESS, by_id, 9)),
+            Answer::Continue
+        ));
         assert!(ops.calls().is_empty());
+    }
+
+    /// Where tracing is allowed too: a `CONTINUE` would let the kernel read the attach type
+    /// and the fds again, after another thread changed them (an XDP link checked, a cgroup
+    /// link made).
+    #[test]
+    fn every_members_link_is_made_here_where_tracing_is_allowed() {
+        const BPF_XDP: u32 = 37;
+        const BPF_TRACE_FENTRY: u32 = 24;
+        const BPF_TRACE_ITER: u32 = 28;
+        const BPF_TRACE_KPROBE_MULTI: u32 = 42;
+        const BPF_TRACE_UPROBE_MULTI: u32 = 48;
+        let mut tracing = FakeView::new(ns(1)).visible(ObjectKind::Prog, &[7]);
+        tracing.allows_tracing = true;
+        let made = |l: LinkCreateReq| {
+            let ops = FakeOps {
+                pinned: Some((ObjectKind::Link, 40)),
+                ..FakeOps::default()
+            };
+            let a = create(&tracing, &ops, l);
+            (a, ops.calls().len())
+        };
+        for t in [
+            BPF_XDP,
+            TCX_INGRESS,
+            u::BPF_CGROUP_INET_EGRESS,
+            BPF_TRACE_FENTRY,
+            BPF_TRACE_ITER,
+        ] {
+            let l = LinkCreateReq {
+                target: if t == u::BPF_CGROUP_INET_EGRESS { 4 } else { 0 },
+                ..req(t, 0, 0)
+            };
+            let (a, calls) = made(l);
+            assert!(matches!(a, Answer::Inject(_)), "attach type {t}");
+            assert_eq!(calls, 1, "attach type {t}");
+        }
+        // Not by id either: a relative id the caller cannot see.
+        let (a, calls) = made(req(TCX_INGRESS, u::BPF_F_BEFORE | u::BPF_F_ID, 9));
+        assert!(matches!(a, Answer::Error(Errno::NOENT)));
+        assert_eq!(calls, 0);
+        // Attrs that point to more of the caller's memory: refused, never continued.
+        for t in [BPF_TRACE_KPROBE_MULTI, BPF_TRACE_UPROBE_MULTI, 9999] {
+            let (a, calls) = made(req(t, 0, 0));
+            assert!(matches!(a, Answer::Error(Errno::PERM)), "attach type {t}");
+            assert_eq!(calls, 0);
+        }
     }
 
     #[test]

@@ -1799,8 +1799,24 @@ fn metrics_match_ns_show_and_count_requests() {
     c.ns_create("/m1/kid").unwrap();
     c.ns_create("/m2").unwrap();
     let _ = c.ns_show("/nope");
-    let (_h, _map) = create_in(&d, "/m1", "map");
+    let (_h, map) = create_in(&d, "/m1", "map");
     let (_h2, _prog) = create_in(&d, "/m1/kid", "prog");
+    // A member of /m2 refused /m1's map, twice.
+    for _ in 0..2 {
+        let out = supervised_in(&d, "/m2", &["open", "map", &map.to_string()]);
+        assert_eq!(out.trim(), "errno=2");
+    }
+    // A program of /m2 running while statistics are on.
+    let _stats = bpfns_sys::bpf::enable_run_time_stats().expect("BPF_ENABLE_STATS");
+    let mut busy = Helper::spawn(&["busy-prog"]);
+    c.enter("/m2", busy.pid).unwrap();
+    busy.go();
+    let busy_id: u32 = busy.expect("id").parse().unwrap();
+    eventually("the busy program runs", || {
+        bpfns_sys::bpf::fd_by_id(ObjectKind::Prog, busy_id)
+            .and_then(|fd| bpfns_sys::bpf::info::<bpfns_sys::bpf::bpf_prog_info>(&fd))
+            .is_ok_and(|i| i.run_cnt > 0)
+    });
     let get = |path: &str| -> String {
         let mut s = TcpClient::connect(addr);
         write!(s.0, "GET {path} HTTP/1.0\r\nHost: bpfnsd\r\n\r\n").unwrap();
@@ -1869,6 +1885,38 @@ fn metrics_match_ns_show_and_count_requests() {
             &[("namespace", "/m1"), ("kind", "map")]
         ),
         Some(1.0)
+    );
+    assert_eq!(
+        value(
+            "bpfns_namespace_denials_total",
+            &[
+                ("namespace", "/m2"),
+                ("command", "BPF_MAP_GET_FD_BY_ID"),
+                ("layer", "supervisor")
+            ]
+        ),
+        Some(2.0),
+        "{body}"
+    );
+    assert_eq!(
+        value("bpfns_namespace_denials_total", &[("namespace", "/m1")]),
+        None,
+        "/m1 was refused nothing"
+    );
+    let runs = value("bpfns_namespace_prog_runs", &[("namespace", "/m2")]);
+    assert!(runs.is_some_and(|r| r > 0.0), "/m2's program ran: {runs:?}");
+    let time = value(
+        "bpfns_namespace_prog_run_time_seconds",
+        &[("namespace", "/m2")],
+    );
+    assert!(
+        time.is_some_and(|t| t > 0.0),
+        "/m2's program took time: {time:?}"
+    );
+    assert_eq!(
+        value("bpfns_namespace_prog_runs", &[("namespace", "/m1/kid")]),
+        Some(0.0),
+        "/m1/kid's program did not run"
     );
     assert!(
         body.contains(r#"bpfnsd_request_duration_seconds_count{op="ns_create",outcome="ok"} 3"#),

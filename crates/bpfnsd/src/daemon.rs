@@ -186,6 +186,8 @@ pub struct Daemon {
     /// Rate limit of the supervisor's denial log lines (a member looping refused calls must
     /// not flood the journal; the event stream gets every one).
     denial_log: Mutex<EventLog>,
+    /// Refusals and stops since start, by namespace, command and layer (the metrics).
+    denials_by: Mutex<HashMap<(NsId, String, &'static str), u64>>,
     /// The supervisor's refusals logged per namespace (at most [`DENIAL_LOG_PER_NS_PER_SEC`]).
     denial_log_ns: Mutex<crate::events::PerNamespace>,
     /// The audit event stream (`events`).
@@ -280,6 +282,7 @@ impl Daemon {
             listings: Default::default(),
             metrics: Default::default(),
             denial_log: Mutex::new(EventLog::default()),
+            denials_by: Mutex::new(HashMap::new()),
             denial_log_ns: Mutex::new(crate::events::PerNamespace::new(DENIAL_LOG_PER_NS_PER_SEC)),
             events,
         })
@@ -510,6 +513,11 @@ impl Daemon {
                 }
             }
             ev => {
+                let layer = match ev {
+                    Event::Refused(_) => "lsm",
+                    _ => "backstop",
+                };
+                self.count_denial(NsId(v.ns), command_name(v.cmd), layer);
                 let line = describe_event(v, ev, &self.ns_name(NsId(v.ns)));
                 {
                     let mut recent = self.recent_stops.lock().unwrap_or_else(|e| e.into_inner());
@@ -574,12 +582,7 @@ impl Daemon {
         e.comm = Some(v.comm.clone());
         // The task is usually dead (SIGKILL): its uid only while it lingers.
         e.uid = ProcFacts::read(v.pid as i32).map(|f| f.uid);
-        e.command = Some(
-            crate::supervisor::attr::Command::from_raw(v.cmd).map_or_else(
-                || format!("bpf command {}", v.cmd),
-                |c| c.name().to_string(),
-            ),
-        );
+        e.command = Some(command_name(v.cmd));
         let kinds = [
             None,
             Some(ObjectKind::Prog),
@@ -618,14 +621,7 @@ impl Daemon {
         e.pid = i32::try_from(v.pid).ok();
         e.comm = Some(v.comm.clone());
         e.uid = Some(uid);
-        // The commands that create objects (the supervisor's Command lacks those it passes),
-        // named as the UAPI names them.
-        e.command = Some(
-            bpfns_sys::names::name(bpfns_model::Field::Cmds, v.cmd).map_or_else(
-                || format!("bpf command {}", v.cmd),
-                |n| format!("BPF_{}", n.to_uppercase()),
-            ),
-        );
+        e.command = Some(command_name(v.cmd));
         e.object_kind = ObjectKind::from_code(kind);
         e.object_id = Some(id);
         e.object_name = Some(v.name.clone()).filter(|n| !n.is_empty());
@@ -698,6 +694,7 @@ impl Daemon {
     /// A call the supervisor refused: logged (at most [`EVENT_LOG_PER_SEC`] a second, with its
     /// fields) and published (every one).
     pub(crate) fn on_denial(&self, d: crate::supervisor::Denial) {
+        self.count_denial(d.ns, d.command.to_string(), "supervisor");
         let facts = ProcFacts::read(d.tid);
         let tgid = bpfns_sys::procfs::read_status(d.tid)
             .ok()
@@ -2240,6 +2237,51 @@ impl Daemon {
     /// side's and bpfnsd's counters) would tell a member about other tenants: a member gets
     /// its own subtree's namespace count and none of them.
     /// Every namespace's info, as the host administrator sees them (the metrics endpoint).
+    /// One refusal (or stop) of a member's call, for the metrics.
+    fn count_denial(&self, ns: NsId, command: String, layer: &'static str) {
+        let mut by = self.denials_by.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded by namespaces × commands × layers; entries of deleted namespaces go here.
+        if by.len() >= DENIAL_COUNTS_KEPT {
+            let reg = self.reg();
+            by.retain(|(n, _, _), _| reg.contains(*n));
+        }
+        *by.entry((ns, command, layer)).or_default() += 1;
+    }
+
+    /// Refusals and stops since start of the namespaces that exist: (namespace path,
+    /// command, layer, count).
+    pub fn denial_counts(&self) -> Vec<(String, String, &'static str, u64)> {
+        let by = self.denials_by.lock().unwrap_or_else(|e| e.into_inner());
+        let reg = self.reg();
+        by.iter()
+            .filter_map(|((ns, cmd, layer), n)| {
+                Some((reg.path(*ns)?.to_string(), cmd.clone(), *layer, *n))
+            })
+            .collect()
+    }
+
+    /// The run time (ns) and run count of every namespace's own programs, summed (the
+    /// kernel counts them while BPF statistics are on): (namespace path, run time, runs).
+    pub fn prog_run_totals(&self) -> Result<Vec<(String, u64, u64)>, Failure> {
+        use bpfns_sys::bpf;
+        let progs = self.listing(ObjectKind::Prog)?;
+        let mut sums: HashMap<NsId, (u64, u64)> = HashMap::new();
+        for p in progs.iter() {
+            let info = bpf::fd_by_id(ObjectKind::Prog, p.id)
+                .and_then(|fd| bpf::info::<bpf::bpf_prog_info>(&fd));
+            if let Ok(i) = info {
+                let s = sums.entry(p.owner).or_default();
+                s.0 = s.0.saturating_add(i.run_time_ns);
+                s.1 = s.1.saturating_add(i.run_cnt);
+            }
+        }
+        let reg = self.reg();
+        Ok(sums
+            .into_iter()
+            .filter_map(|(ns, (t, n))| Some((reg.path(ns)?.to_string(), t, n)))
+            .collect())
+    }
+
     pub fn all_ns_infos(&self) -> Result<Vec<NsInfo>, Failure> {
         let ids: Vec<NsId> = self.reg().iter().map(|(id, _)| id).collect();
         self.ns_infos(&ids)
@@ -2342,6 +2384,9 @@ pub const EARLY_COLLECTION_GAP: std::time::Duration = std::time::Duration::from_
 /// How often bpfnsd looks whether the syscall hooks can be detached (a task iterator read: a
 /// few milliseconds).
 pub const HOOK_RELAX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Refusal counters kept (namespace, command, layer) before those of deleted namespaces go.
+const DENIAL_COUNTS_KEPT: usize = 16_384;
+
 /// At most this many kernel events are logged a second.
 pub const EVENT_LOG_PER_SEC: u32 = 50;
 /// At most this many of one namespace's refusals are logged a second (within
@@ -2545,6 +2590,14 @@ fn fd_kind(fd: std::os::fd::BorrowedFd<'_>) -> String {
 
 /// Each program's run-time statistics, read from the kernel (one open each; a program gone
 /// meanwhile keeps none).
+/// A bpf() command as the UAPI names it (`BPF_MAP_CREATE`), from the one table of names.
+fn command_name(cmd: u32) -> String {
+    bpfns_sys::names::name(bpfns_model::Field::Cmds, cmd).map_or_else(
+        || format!("bpf command {cmd}"),
+        |n| format!("BPF_{}", n.to_uppercase()),
+    )
+}
+
 fn add_run_stats(progs: &mut [ObjectInfo]) {
     use bpfns_sys::bpf;
     for p in progs {

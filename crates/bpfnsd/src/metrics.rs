@@ -15,9 +15,11 @@
 //! time, each closed after [`CONNECTION_TIMEOUT`].
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -41,6 +43,13 @@ struct NsLabels {
 struct NsKindLabels {
     namespace: String,
     kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DenialLabels {
+    namespace: String,
+    command: String,
+    layer: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -196,6 +205,43 @@ pub fn render(daemon: &Daemon) -> Result<String, String> {
         "bpfns_namespace_kind_limit",
         "Objects of one kind a namespace may own with its descendants (max_maps...; only where set)",
         kind_limits,
+    );
+    let denials = Family::<DenialLabels, Counter>::default();
+    for (namespace, command, layer, n) in daemon.denial_counts() {
+        denials
+            .get_or_create(&DenialLabels {
+                namespace,
+                command,
+                layer: layer.into(),
+            })
+            .inc_by(n);
+    }
+    reg.register(
+        "bpfns_namespace_denials",
+        "Calls of a namespace's members refused (layer supervisor, lsm) or stopped (backstop) \
+         since bpfnsd started, by command",
+        denials,
+    );
+    // Sums over the programs that exist now: a gauge (a freed program takes its share away).
+    let run_time = Family::<NsLabels, Gauge<f64, AtomicU64>>::default();
+    let run_count = Family::<NsLabels, Gauge>::default();
+    for (namespace, ns, n) in daemon.prog_run_totals().map_err(|f| f.message)? {
+        let l = NsLabels { namespace };
+        run_time.get_or_create(&l).set(ns as f64 / 1e9);
+        run_count
+            .get_or_create(&l)
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    reg.register(
+        "bpfns_namespace_prog_run_time_seconds",
+        "Run time of the programs a namespace owns itself, summed (counted by the kernel only \
+         while BPF statistics are on: bpfns top, or sysctl kernel.bpf_stats_enabled)",
+        run_time,
+    );
+    reg.register(
+        "bpfns_namespace_prog_runs",
+        "Runs of the programs a namespace owns itself, summed (while BPF statistics are on)",
+        run_count,
     );
     let status = daemon.status_info().map_err(|f| f.message)?;
     reg.register(

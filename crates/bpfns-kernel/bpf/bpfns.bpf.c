@@ -169,6 +169,26 @@ static __always_inline bool ns_allows_type(__u32 ns, __u32 kind, __u32 type)
 	return type < 64 && (mask & (1ULL << type));
 }
 
+/* Whether namespace `ns`'s policy allows a program loaded for expected attach type `eat`:
+ * 0 always (it is also every attach-less type's), others only by the policy's attachs. */
+static __always_inline bool ns_allows_attach(__u32 ns, __u32 eat)
+{
+	struct ns_policy *p;
+
+	if (eat == 0)
+		return true;
+	p = bpf_map_lookup_elem(&ns_policy, &ns);
+	if (!p)
+		return true;
+	return eat < 64 && (p->attachs & (1ULL << eat));
+}
+
+/* The expected attach type a program was loaded for. */
+static __always_inline __u32 prog_eat(struct bpf_prog *prog)
+{
+	return BPF_CORE_READ(prog, expected_attach_type);
+}
+
 static __always_inline bool ns_allows_tracing(__u32 ns)
 {
 	struct ns_info *ni = bpf_map_lookup_elem(&ns_table, &ns);
@@ -364,7 +384,8 @@ static __always_inline int record_created(struct task_struct *task, struct task_
 	/* A program or map type outside the namespace's policy: the supervisor refused it, so
 	 * the caller rewrote its attr after the supervisor's look (or went around it). */
 	if ((ref.kind == BPFNS_KIND_PROG || ref.kind == BPFNS_KIND_MAP) &&
-	    !ns_allows_type(tag->ns, ref.kind, ref.type)) {
+	    (!ns_allows_type(tag->ns, ref.kind, ref.type) ||
+	     (ref.kind == BPFNS_KIND_PROG && !ns_allows_attach(tag->ns, prog_eat(ref.obj))))) {
 		quarantine(&key, tag->ns);
 		stop_task(tag, cmd, &ref, tag->ns, BPFNS_REASON_PROG_TYPE);
 		return 0;

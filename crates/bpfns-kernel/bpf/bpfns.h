@@ -140,11 +140,13 @@ struct task_record {
 #define BPFNS_NS_CAPACITY (1u << 16)
 
 /* A namespace's effective policy as the backstop checks it (ns_policy): the program and map
- * types its members may create, bit n for type n. No entry: no restriction beyond the
- * tracing class (BPFNS_NS_ALLOW_TRACING). */
+ * types its members may create, and the expected attach types of its programs (other than 0,
+ * which every program type without one has), bit n for type n. No entry: no restriction
+ * beyond the tracing class (BPFNS_NS_ALLOW_TRACING). */
 struct ns_policy {
 	__u64 progs;
 	__u64 maps;
+	__u64 attachs;
 };
 
 /* Counters in the stats array (index). */

@@ -96,19 +96,38 @@ pub const DEPTH_MASK: u32 = 0xff;
 /// `BPFNS_NS_ALLOW_TRACING`: members may load tracing-class programs.
 pub const NS_ALLOW_TRACING: u32 = 1 << 8;
 
-/// `struct ns_policy`: the program and map types a namespace's policy allows (bit n: type n).
-pub fn ns_policy(progs: u64, maps: u64) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&progs.to_ne_bytes());
-    b[8..].copy_from_slice(&maps.to_ne_bytes());
+/// `struct ns_policy`: what a namespace's policy allows as the backstop checks it (bit n:
+/// type n).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NsTypes {
+    /// Program types.
+    pub progs: u64,
+    /// Map types.
+    pub maps: u64,
+    /// Expected attach types of programs (0 is always allowed: every program type without
+    /// one has it).
+    pub attachs: u64,
+}
+
+/// `struct ns_policy`'s bytes.
+pub fn ns_policy(t: NsTypes) -> [u8; 24] {
+    let mut b = [0u8; 24];
+    b[..8].copy_from_slice(&t.progs.to_ne_bytes());
+    b[8..16].copy_from_slice(&t.maps.to_ne_bytes());
+    b[16..].copy_from_slice(&t.attachs.to_ne_bytes());
     b
 }
 
-/// Decode an `ns_policy`: (progs, maps).
-pub fn parse_ns_policy(b: &[u8]) -> Option<(u64, u64)> {
-    let progs = u64::from_ne_bytes(b.get(..8)?.try_into().ok()?);
-    let maps = u64::from_ne_bytes(b.get(8..16)?.try_into().ok()?);
-    Some((progs, maps))
+/// Decode an `ns_policy`.
+pub fn parse_ns_policy(b: &[u8]) -> Option<NsTypes> {
+    let word = |r: std::ops::Range<usize>| -> Option<u64> {
+        Some(u64::from_ne_bytes(b.get(r)?.try_into().ok()?))
+    };
+    Some(NsTypes {
+        progs: word(0..8)?,
+        maps: word(8..16)?,
+        attachs: word(16..24)?,
+    })
 }
 
 /// `struct ns_info`: parent and depth (with policy flags) of a namespace.

@@ -634,12 +634,12 @@ impl Kernel {
     /// [`Kernel::set_namespace_policy`]). A member that gets another type past the
     /// supervisor (by rewriting its attr after the supervisor looked) is stopped and the
     /// object quarantined.
-    pub fn set_namespace_types(&self, id: NsId, types: Option<(u64, u64)>) -> Result<()> {
+    pub fn set_namespace_types(&self, id: NsId, types: Option<abi::NsTypes>) -> Result<()> {
         let key = id.0.to_ne_bytes();
         match types {
-            Some((progs, maps)) => self
+            Some(t) => self
                 .ns_policy
-                .update(&key, &abi::ns_policy(progs, maps), MapFlags::ANY)
+                .update(&key, &abi::ns_policy(t), MapFlags::ANY)
                 .map_err(KernelError::libbpf(format!(
                     "recording the types namespace {id} may create"
                 ))),
@@ -654,7 +654,7 @@ impl Kernel {
     }
 
     /// What [`Kernel::set_namespace_types`] recorded for namespace `id`.
-    pub fn namespace_types(&self, id: NsId) -> Result<Option<(u64, u64)>> {
+    pub fn namespace_types(&self, id: NsId) -> Result<Option<abi::NsTypes>> {
         let v = self
             .ns_policy
             .lookup(&id.0.to_ne_bytes(), MapFlags::ANY)

@@ -2087,6 +2087,55 @@ fn events_until(
     got
 }
 
+/// A call the supervisor refuses because it is outside the namespace's policy (a hash map
+/// where the policy leaves hash maps out) is a `denied` event like any other refusal, with the
+/// rule in its reason, and counted in the metrics.
+#[test]
+fn policy_refusals_are_events() {
+    use bpfns_model::{Field, TypeSet};
+    use bpfns_proto::EventKind as K;
+    use bpfns_sys::names::parse_list;
+    require_kernel!();
+    let d = TestDaemon::start("events-policy");
+    let mut c = d.client();
+    let mut p = Policy::DEFAULT;
+    p.set(
+        Field::Maps,
+        TypeSet::ANY.minus(parse_list(Field::Maps, "hash").unwrap()),
+    );
+    c.ns_create_with_policy("/p", p).unwrap();
+    let mut host = d.client();
+    host.set_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    host.subscribe(None, vec![K::Denied]).unwrap();
+    let hash = parse_list(Field::Maps, "hash")
+        .unwrap()
+        .mask64()
+        .trailing_zeros();
+    let out = supervised_in(&d, "/p", &["map", &hash.to_string()]);
+    assert_eq!(out.trim(), format!("errno={}", libc::EPERM));
+    let got = events_until(&mut host, "host subscriber", |got| {
+        got.iter().any(|e| e.namespace == "/p")
+    });
+    let e = got.iter().find(|e| e.namespace == "/p").unwrap();
+    assert_eq!(e.command.as_deref(), Some("BPF_MAP_CREATE"), "{e:?}");
+    assert_eq!(e.layer.as_deref(), Some("supervisor"), "{e:?}");
+    assert!(
+        e.reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("EPERM") && r.contains("hash")),
+        "{e:?}"
+    );
+    let counts = d.daemon().denial_counts();
+    assert!(
+        counts.iter().any(|(ns, cmd, layer, n)| ns == "/p"
+            && cmd == "BPF_MAP_CREATE"
+            && *layer == "supervisor"
+            && *n == 1),
+        "{counts:?}"
+    );
+}
+
 /// A member refused in a loop (thousands a second) cannot get the operator's subscription
 /// dropped: its namespace's events beyond the per-namespace limit are left out and counted,
 /// and the stream goes on (a later event still arrives).

@@ -1742,6 +1742,60 @@ fn the_backstop_stops_map_and_program_types_outside_the_policy() {
     }
 }
 
+/// A program loaded for an expected attach type outside the policy (an xdp program for
+/// devmaps, where only `xdp` is allowed) by a tagged task that got past the supervisor (where
+/// the kernel answers loads: namespaces allowing some tracing) is stopped and quarantined: it
+/// could otherwise be attached through a devmap update, which no attach check sees.
+#[test]
+fn the_backstop_stops_expected_attach_types_outside_the_policy() {
+    use bpfns_model::{Field, Policy};
+    use bpfns_sys::names::parse_list;
+    require_kernel!();
+    let env = Env::new("policyeat");
+    let mut p = Policy::DEFAULT;
+    p.set(Field::Attachs, parse_list(Field::Attachs, "xdp").unwrap());
+    set_policy_a(&env, p);
+    let xdp = bpfns_sys::names::number(Field::Attachs, "xdp").unwrap();
+    let devmap = bpfns_sys::names::number(Field::Attachs, "xdp_devmap").unwrap();
+    let xdp_prog = bpfns_sys::names::number(Field::Progs, "xdp").unwrap();
+    let load = |eat: u32| {
+        let mut h = Helper::spawn(&[
+            "no-perfmon",
+            "load",
+            &xdp_prog.to_string(),
+            &eat.to_string(),
+        ]);
+        env.tk.kernel.tag_process(h.pid, env.a).unwrap();
+        h.go();
+        let line = h.line().unwrap_or_default();
+        (line, h.finish())
+    };
+    // Allowed: loaded for `xdp`, and for no attach type at all.
+    for eat in [xdp, 0] {
+        let (line, status) = load(eat);
+        assert!(line.starts_with("loaded="), "eat {eat}: {line:?} {status}");
+    }
+    let quarantined = || {
+        env.tk
+            .kernel
+            .ownership_records()
+            .unwrap()
+            .into_iter()
+            .filter(|&(kind, _, owner)| kind == ObjectKind::Prog && owner == NsId::QUARANTINE)
+            .count()
+    };
+    let before = quarantined();
+    // Outside the policy: stopped before bpf() returns, and its program quarantined (its
+    // record no longer /a's: no member of /a finds it by id or pin).
+    let (line, status) = load(devmap);
+    assert!(bpfns_tests::killed(status), "{line:?} {status}");
+    assert_eq!(
+        quarantined(),
+        before + 1,
+        "the devmap program was not quarantined"
+    );
+}
+
 /// A member of a namespace whose policy leaves out hash maps flips its array map's type to hash
 /// after the supervisor looked (BPF_MAP_CREATE is trapped for it, and let through as an
 /// array): the kernel side stops it before it returns, so no caller lives on with a hash map.
@@ -1787,7 +1841,11 @@ fn a_program_type_rewritten_after_the_look_leaves_nothing_usable() {
     set_policy_a(&env, p);
     assert_eq!(
         env.tk.kernel.namespace_types(env.a).unwrap(),
-        Some((p.progs.mask64(), u64::MAX))
+        Some(bpfns_kernel::abi::NsTypes {
+            progs: p.progs.mask64(),
+            maps: u64::MAX,
+            attachs: u64::MAX
+        })
     );
     let refused = format!("errno={EPERM}");
     // The honest caller: refused by the supervisor.

@@ -2611,14 +2611,18 @@ fn add_run_stats(progs: &mut [ObjectInfo]) {
 }
 
 /// What the kernel side's backstop checks of a namespace's (effective) policy: the program
-/// and map types it may create, as masks; `None` where it restricts neither beyond the
-/// default (the tracing class, which the kernel table's bit covers), so that such namespaces
-/// have no entry and cost nothing.
-pub fn kernel_types(p: &Policy) -> Option<(u64, u64)> {
-    if p.maps.is_any() && Policy::DEFAULT.progs.is_within(p.progs) {
+/// and map types it may create and its programs' expected attach types, as masks; `None`
+/// where it restricts none of them beyond the default (the tracing class, which the kernel
+/// table's bit covers), so that such namespaces have no entry and cost nothing.
+pub fn kernel_types(p: &Policy) -> Option<bpfns_kernel::abi::NsTypes> {
+    if p.maps.is_any() && p.attachs.is_any() && Policy::DEFAULT.progs.is_within(p.progs) {
         None
     } else {
-        Some((p.progs.mask64(), p.maps.mask64()))
+        Some(bpfns_kernel::abi::NsTypes {
+            progs: p.progs.mask64(),
+            maps: p.maps.mask64(),
+            attachs: p.attachs.mask64(),
+        })
     }
 }
 

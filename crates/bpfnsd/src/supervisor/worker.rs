@@ -285,20 +285,31 @@ impl Worker {
                 }
             };
             if let Some(r) = refusal {
-                tracing::info!(
-                    tid = call.tid,
-                    ns = %ns,
-                    cmd = call.cmd.name(),
-                    "refused: {}",
-                    attr::policy_refusal_text(ns, r)
-                );
-                return self.settle(
+                let text = attr::policy_refusal_text(ns, r);
+                tracing::debug!(tid = call.tid, ns = %ns, cmd = call.cmd.name(), "refused: {text}");
+                let out = self.settle(
                     n.id,
                     Answer::Denied {
                         errno: Errno::PERM,
                         why: "outside the namespace's policy",
                     },
                 );
+                // Logged (rate-limited per namespace) and published like every other refusal.
+                if let (Outcome::Respond(Response::Error(_)), Some(sink)) =
+                    (&out, &self.opts.on_denial)
+                {
+                    let (object, path) = answer::target(&req, &prep);
+                    (sink.0)(super::Denial {
+                        tid: call.tid,
+                        ns,
+                        command: call.cmd.name(),
+                        object,
+                        path,
+                        errno: Errno::PERM.raw_os_error(),
+                        reason: format!("EPERM ({text})"),
+                    });
+                }
+                return out;
             }
         }
         let env = Env {

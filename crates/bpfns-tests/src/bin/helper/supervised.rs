@@ -186,8 +186,12 @@ pub fn run(exe: &Path, args: &[String]) {
             caps::restrict_for_exec(keep).unwrap_or_else(|e| fail(&e.to_string()));
             exec_next(exe, &args[1..]);
         }
+        // `load TYPE [EXPECTED_ATTACH_TYPE]`
         "load" => {
             let t: u32 = arg(1).parse().unwrap_or_else(|_| fail("TYPE"));
+            let eat: u32 = args
+                .get(2)
+                .map_or(0, |a| a.parse().unwrap_or_else(|_| fail("EAT")));
             // Syscall programs must be sleepable.
             let flags = if t == 31 { 16 } else { 0 };
             match sysbpf::prog_load(
@@ -196,6 +200,7 @@ pub fn run(exe: &Path, args: &[String]) {
                 &sysbpf::RETURN_ZERO,
                 sysbpf::ProgLoadOpts {
                     prog_flags: flags,
+                    expected_attach_type: eat,
                     ..Default::default()
                 },
             ) {

@@ -686,8 +686,70 @@ fn attrs() -> Vec<Vec<u8>> {
         CAP_BPF,
         b"do_sys_openat2",
     );
-    // Not trapped, and too big.
-    out.push(attr_input(0, 72, CAP_BPF, &[0; 72]));
+    // BPF_MAP_CREATE (trapped where map types are restricted): a hash map, as libbpf makes
+    // it (up to map_token_fd).
+    put(
+        attr::MAP_CREATE,
+        72,
+        &[(0, 1, 4), (4, 4, 4), (8, 8, 4), (12, 1024, 4)],
+        CAP_BPF,
+        &[],
+    );
+    // BPF_PROG_LOAD of a cgroup_skb program (prog_type, insn_cnt, insns, license,
+    // expected_attach_type), BPF_PROG_ATTACH and BPF_LINK_CREATE to a cgroup's egress,
+    // BPF_LINK_UPDATE and BPF_LINK_DETACH.
+    put(
+        attr::PROG_LOAD,
+        attr::PROG_LOAD_END,
+        &[
+            (0, 8, 4),
+            (4, 2, 4),
+            (8, 0x7ffd_0000_6000, 8),
+            (16, 0x7ffd_0000_7000, 8),
+            (68, 1, 4),
+        ],
+        CAP_BPF,
+        &[],
+    );
+    put(
+        attr::PROG_ATTACH,
+        32,
+        &[
+            (off::A_TARGET, 5, 4),
+            (off::A_ATTACH_BPF_FD, 6, 4),
+            (off::A_ATTACH_TYPE, 1, 4),
+            (off::A_ATTACH_FLAGS, 2, 4),
+        ],
+        CAP_NET_ADMIN,
+        &[],
+    );
+    put(
+        attr::LINK_CREATE,
+        60,
+        &[
+            (off::LC_PROG_FD, 6, 4),
+            (off::LC_TARGET, 5, 4),
+            (off::LC_ATTACH_TYPE, 1, 4),
+        ],
+        CAP_BPF,
+        &[],
+    );
+    put(
+        attr::LINK_UPDATE,
+        16,
+        &[(off::LU_LINK_FD, 7, 4), (off::LU_NEW_FD, 6, 4)],
+        CAP_BPF,
+        &[],
+    );
+    put(
+        attr::LINK_DETACH,
+        4,
+        &[(off::LU_LINK_FD, 7, 4)],
+        CAP_BPF,
+        &[],
+    );
+    // Not trapped (BPF_MAP_LOOKUP_ELEM), and too big.
+    out.push(attr_input(1, 32, CAP_BPF, &[0; 32]));
     out.push(attr_input(attr::MAP_GET_NEXT_ID, 4097, CAP_BPF, &[]));
     out
 }

@@ -2,8 +2,10 @@
 # bpfns's fuzz targets (fuzz/, cargo-fuzz + libFuzzer; docs/reliability.md, "Fuzzing").
 #
 #   scripts/fuzz.sh smoke [SECONDS] [TARGET...]  each target for SECONDS (default 30) on the
-#                                                committed corpus; what it finds is kept
-#                                                out of the tree (CI runs this)
+#                                                committed corpus and fresh seeds (the seed
+#                                                generator, built and run into a scratch
+#                                                directory: a stale one fails); what it finds
+#                                                is kept out of the tree (CI runs this)
 #   scripts/fuzz.sh long [N] [TARGET...]         each target for N executions (default
 #                                                10000000), one after the other, under nice;
 #                                                new inputs go to fuzz/target/corpus/TARGET
@@ -35,6 +37,8 @@ command -v cargo >/dev/null 2>&1 || die "cargo not found"
 
 export RUSTC_BOOTSTRAP=1
 RUNNER=()
+# More input directories `run` reads (after the committed corpus).
+EXTRA_CORPUS=()
 
 ensure_cargo_fuzz() {
     if cargo fuzz --version >/dev/null 2>&1; then
@@ -73,7 +77,7 @@ run() {
     mapfile -t opts < <(lf_opts "$t")
     local start=$SECONDS rc=0
     "${RUNNER[@]}" "$BIN_DIR/$t" -artifact_prefix=fuzz/artifacts/"$t"/ "${opts[@]}" "$@" \
-        "$work" fuzz/corpus/"$t" >"$log" 2>&1 || rc=$?
+        "$work" fuzz/corpus/"$t" "${EXTRA_CORPUS[@]/%//$t}" >"$log" 2>&1 || rc=$?
     local done stats
     done=$(grep -E '^Done [0-9]+ runs' "$log" | tail -1 || true)
     stats=$(grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log" |
@@ -130,6 +134,12 @@ case $cmd in
         build
         tmp=$(mktemp -d)
         trap 'rm -rf "$tmp"' EXIT
+        # The seed generator follows the protocol (every operation and reply has a seed, each
+        # round-trips): built and run here so that a protocol change it misses fails the lane.
+        say "writing fresh seeds (cargo run --example seeds) to a scratch directory"
+        cargo run -q --manifest-path fuzz/Cargo.toml --example seeds -- "$tmp/seeds" ||
+            die "the seed generator (fuzz/examples/seeds.rs) fails: make it follow the protocol"
+        EXTRA_CORPUS=("$tmp/seeds")
         failed=()
         for t in "${ts[@]}"; do
             run "$t" "$tmp/$t" fuzz/target/logs/"$t".smoke.log -max_total_time="$secs" || failed+=("$t")
@@ -172,7 +182,7 @@ case $cmd in
         printf '%s\n' "${ALL_TARGETS[@]}"
         ;;
     *)
-        sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
         [ -z "$cmd" ] || exit 2
         ;;
 esac

@@ -80,7 +80,8 @@ check clone "from a fresh clone in a 0700 directory (scripts/clone-check.sh)" \
 # tests run against the installed binaries, then purged.
 check package "the Debian package: build, install, run, purge (scripts/package-test.sh)" \
     bash scripts/package-test.sh
-# Fuzzing smoke run (docs/reliability.md): each target 30 s on the committed corpus.
+# Fuzzing smoke run (docs/reliability.md): the seed generator built and run (a stale one fails),
+# then each target 30 s on the committed corpus and those seeds.
 check fuzz "fuzz smoke (scripts/fuzz.sh smoke)" bash scripts/fuzz.sh smoke
 # The VM lane (docs/vm.md): kernel tests on Debian's 6.1 kernel with and without BPF LSM, and on
 # 6.12, under QEMU/TCG. BPFNS_SKIP_VM=1 skips it.

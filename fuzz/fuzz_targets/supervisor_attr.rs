@@ -15,6 +15,7 @@
 #![no_main]
 
 use bpfns_fuzz::{le_u32, le_u64, ATTR_INPUT_HEADER};
+use bpfns_model::{Field, Policy, TypeSet};
 use bpfns_sys::caps::CapabilitySet as C;
 use bpfns_sys::rawbpf::{BPF_F_PATH_FD, BPF_F_RDONLY, BPF_F_TOKEN_FD, BPF_F_WRONLY};
 use bpfns_sys::Errno;
@@ -37,10 +38,11 @@ fuzz_target!(|data: &[u8]| {
     // Untrapped commands never reach the supervisor (the filter allows them; were one to
     // arrive, the answer is ENOSYS).
     let Some(cmd) = Command::from_raw(raw_cmd) else {
-        assert!(!TRAPPED.contains(&raw_cmd));
+        assert!(!TRAPPED.contains(&raw_cmd) && raw_cmd != attr::MAP_CREATE);
         return;
     };
-    assert!(TRAPPED.contains(&raw_cmd));
+    // BPF_MAP_CREATE is trapped too where a namespace's policy restricts map types.
+    assert!(TRAPPED.contains(&raw_cmd) || raw_cmd == attr::MAP_CREATE);
     assert_eq!(cmd.raw(), raw_cmd);
     assert!(cmd.name().starts_with("BPF_"));
 
@@ -275,6 +277,27 @@ fuzz_target!(|data: &[u8]| {
         Request::LinkDetach { link_fd } => {
             assert_eq!(cmd, Command::LinkDetach);
             assert_eq!(link_fd, attr.u32_at(off::LU_LINK_FD));
+        }
+        Request::MapCreate { map_type } => {
+            assert_eq!(cmd, Command::MapCreate);
+            assert_eq!(map_type, attr.u32_at(0));
+            // A policy's map types refuse exactly the types outside them (those of 64 and
+            // more cannot be listed, so only "any" or "all but" sets allow them).
+            let mut p = Policy::HOST;
+            assert_eq!(attr::policy_refusal(&p, cmd, &req), None);
+            p.maps = TypeSet::of([map_type]);
+            let refused = (map_type >= 64).then_some((Field::Maps, map_type));
+            assert_eq!(attr::policy_refusal(&p, cmd, &req), refused);
+            p.maps = TypeSet::NONE;
+            assert_eq!(
+                attr::policy_refusal(&p, cmd, &req),
+                Some((Field::Maps, map_type))
+            );
+            p.cmds = TypeSet::ANY.minus(TypeSet::of([raw_cmd]));
+            assert_eq!(
+                attr::policy_refusal(&p, cmd, &req),
+                Some((Field::Cmds, raw_cmd))
+            );
         }
     }
 });

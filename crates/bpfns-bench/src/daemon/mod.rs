@@ -115,6 +115,9 @@ pub enum Scenario {
     ExecTrue,
     /// `bpfns exec NS -- setpriv (uid 65534, CAP_BPF only) -- true`.
     ExecCapBpfTrue,
+    /// `unshare --mount --propagation private true`: the floor of a process in a mount
+    /// namespace of its own, which `bpfns exec` also makes (the yardstick of its fixed cost).
+    UnshareTrue,
     /// `bpfns --version`: the floor of a `bpfns` process.
     BpfnsVersion,
     /// `bpftool version`: the floor of a `bpftool` process.
@@ -125,13 +128,14 @@ impl Scenario {
     /// Measured while only the visible maps exist.
     const FEW: [Scenario; 2] = [Scenario::True, Scenario::RootBpftoolFew];
     /// Measured while all maps exist.
-    const ALL: [Scenario; 8] = [
+    const ALL: [Scenario; 9] = [
         Scenario::RootBpftoolAll,
         Scenario::BpfnsList,
         Scenario::MemberRootBpftool,
         Scenario::MemberCapBpfBpftool,
         Scenario::ExecTrue,
         Scenario::ExecCapBpfTrue,
+        Scenario::UnshareTrue,
         Scenario::BpfnsVersion,
         Scenario::BpftoolVersion,
     ];
@@ -146,6 +150,7 @@ impl Scenario {
             Scenario::MemberCapBpfBpftool => "bpfns exec NS -- bpftool map show -j (CAP_BPF only)",
             Scenario::ExecTrue => "bpfns exec NS -- true (host root)",
             Scenario::ExecCapBpfTrue => "bpfns exec NS -- true (CAP_BPF only, via setpriv)",
+            Scenario::UnshareTrue => "unshare --mount --propagation private true",
             Scenario::BpfnsVersion => "bpfns --version",
             Scenario::BpftoolVersion => "bpftool version",
         }
@@ -183,6 +188,7 @@ struct Tools {
     bpftool: PathBuf,
     setpriv: PathBuf,
     truth: PathBuf,
+    unshare: PathBuf,
     socket: PathBuf,
 }
 
@@ -234,6 +240,12 @@ impl Tools {
             Scenario::MemberCapBpfBpftool => exec(true, bpftool_show()),
             Scenario::ExecTrue => exec(false, vec![self.truth.clone().into()]),
             Scenario::ExecCapBpfTrue => exec(true, vec![self.truth.clone().into()]),
+            Scenario::UnshareTrue => {
+                let mut c = Command::new(&self.unshare);
+                c.args(["--mount", "--propagation", "private"])
+                    .arg(&self.truth);
+                c
+            }
             Scenario::BpfnsVersion => {
                 let mut c = Command::new(&self.bpfns);
                 c.arg("--version");
@@ -494,6 +506,7 @@ fn measure(
         bpftool: bpftool.to_path_buf(),
         setpriv: setpriv.to_path_buf(),
         truth: truth.to_path_buf(),
+        unshare: which(Path::new("unshare")).context("unshare not found (util-linux)")?,
         socket: daemon.socket.clone(),
     };
     let mut c = daemon.client()?;
@@ -827,7 +840,7 @@ mod tests {
         for s in Scenario::FEW {
             assert!(!Scenario::ALL.contains(&s));
         }
-        assert_eq!(Scenario::FEW.len() + Scenario::ALL.len(), 10);
+        assert_eq!(Scenario::FEW.len() + Scenario::ALL.len(), 11);
     }
 
     #[test]
@@ -837,6 +850,7 @@ mod tests {
             bpftool: "/s/bpftool".into(),
             setpriv: "/u/setpriv".into(),
             truth: "/u/true".into(),
+            unshare: "/u/unshare".into(),
             socket: "/tmp/s.sock".into(),
         };
         let argv = |s| -> Vec<String> {

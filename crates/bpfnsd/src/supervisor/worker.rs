@@ -277,6 +277,8 @@ impl Worker {
             // capability in the initial user namespace; bpfns grants nothing.
             return err(Errno::PERM);
         }
+        // Outside the namespace's policy: refused before anything is done.
+        let mut refused_by_policy = None;
         if !ns.is_root() {
             let refusal = match self.view.policy(ns) {
                 Ok(policy) => attr::policy_refusal(&policy, call.cmd, &req),
@@ -287,48 +289,40 @@ impl Worker {
             if let Some(r) = refusal {
                 let text = attr::policy_refusal_text(ns, r);
                 tracing::debug!(tid = call.tid, ns = %ns, cmd = call.cmd.name(), "refused: {text}");
-                let out = self.settle(
-                    n.id,
-                    Answer::Denied {
-                        errno: Errno::PERM,
-                        why: "outside the namespace's policy",
-                    },
-                );
-                // Logged (rate-limited per namespace) and published like every other refusal.
-                if let (Outcome::Respond(Response::Error(_)), Some(sink)) =
-                    (&out, &self.opts.on_denial)
-                {
-                    let (object, path) = answer::target(&req, &prep);
-                    (sink.0)(super::Denial {
-                        tid: call.tid,
-                        ns,
-                        command: call.cmd.name(),
-                        object,
-                        path,
-                        errno: Errno::PERM.raw_os_error(),
-                        reason: format!("EPERM ({text})"),
-                    });
-                }
-                return out;
+                refused_by_policy = Some(text);
             }
         }
-        let env = Env {
-            call,
-            ns,
-            view: &*self.view,
-            caller,
-            ops: &ops,
-        };
         let target = self
             .opts
             .on_denial
             .as_ref()
             .map(|_| answer::target(&req, &prep));
-        let a = answer::answer(&env, req, prep, &mut self.ids.borrow_mut());
-        let why = match &a {
-            Answer::Denied { why, .. } => Some(*why),
-            Answer::Error(e) if *e == Errno::PERM => Some("refused by the supervisor's rules"),
-            _ => None,
+        let (a, why) = match refused_by_policy {
+            Some(text) => (
+                Answer::Denied {
+                    errno: Errno::PERM,
+                    why: "outside the namespace's policy",
+                },
+                Some(std::borrow::Cow::Owned(text)),
+            ),
+            None => {
+                let env = Env {
+                    call,
+                    ns,
+                    view: &*self.view,
+                    caller,
+                    ops: &ops,
+                };
+                let a = answer::answer(&env, req, prep, &mut self.ids.borrow_mut());
+                let why = match &a {
+                    Answer::Denied { why, .. } => Some(*why),
+                    Answer::Error(e) if *e == Errno::PERM => {
+                        Some("refused by the supervisor's rules")
+                    }
+                    _ => None,
+                };
+                (a, why.map(std::borrow::Cow::Borrowed))
+            }
         };
         let out = self.settle(n.id, a);
         if let Outcome::Respond(Response::Error(e)) = out {
@@ -339,6 +333,7 @@ impl Worker {
                 errno = e.raw_os_error(),
                 "refused"
             );
+            // Logged (rate-limited per namespace), published and counted by bpfnsd.
             if let (Some(why), Some(sink), Some((object, path))) =
                 (why, &self.opts.on_denial, target)
             {

@@ -2357,35 +2357,55 @@ fn a_subscriber_that_stops_reading_is_dropped_and_counted() {
     );
 }
 
+/// A cgroup v2 directory `bpfns-test-<what>-<pid>` with a child `kid`, removed on drop;
+/// `None` (and the test skipped) where no cgroup2 hierarchy is mounted.
+struct TestCgroup {
+    name: String,
+    path: PathBuf,
+}
+
+impl TestCgroup {
+    fn new(what: &str) -> Option<Self> {
+        let Ok(root) = bpfns_sys::cgroup::cgroup2_root() else {
+            bpfns_tests::skip("no cgroup2 hierarchy is mounted");
+            return None;
+        };
+        let name = format!("bpfns-test-{what}-{}", std::process::id());
+        let cg = TestCgroup {
+            path: root.join(&name),
+            name,
+        };
+        let _ = std::fs::remove_dir(cg.path.join("kid"));
+        let _ = std::fs::remove_dir(&cg.path);
+        std::fs::create_dir_all(cg.path.join("kid")).unwrap();
+        Some(cg)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(self.path.join("kid"));
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
 /// A namespace's cgroup (where its members may attach programs): given at creation
 /// (`--cgroup`, checked: it must exist, and below a bound namespace lie inside that one's),
 /// else bound by its first member's cgroup; shown, and kept across a restart.
 #[test]
 fn a_namespace_is_bound_to_a_cgroup_given_or_its_first_members() {
     require_kernel!();
-    let Ok(root) = bpfns_sys::cgroup::cgroup2_root() else {
-        bpfns_tests::skip("no cgroup2 hierarchy is mounted");
+    let Some(cg) = TestCgroup::new("bind") else {
         return;
     };
-    struct Cg(PathBuf);
-    impl Drop for Cg {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir(self.0.join("kid"));
-            let _ = std::fs::remove_dir(&self.0);
-        }
-    }
-    let name = format!("bpfns-test-bind-{}", std::process::id());
-    let cg = Cg(root.join(&name));
-    let _ = std::fs::remove_dir(cg.0.join("kid"));
-    let _ = std::fs::remove_dir(&cg.0);
-    std::fs::create_dir_all(cg.0.join("kid")).unwrap();
+    let name = cg.name.clone();
     let (top, kid) = (format!("/{name}"), format!("/{name}/kid"));
     let d = TestDaemon::start("cgbind");
     let mut c = d.client();
     let p = Policy::DEFAULT;
     // Given: by its path below the cgroup2 root or under the mount.
     let n = c
-        .ns_create_bound("/g", p, None, Some(&cg.0.to_string_lossy()))
+        .ns_create_bound("/g", p, None, Some(&cg.path.to_string_lossy()))
         .unwrap();
     assert_eq!(n.cgroup.as_deref(), Some(top.as_str()));
     assert_eq!(
@@ -2409,29 +2429,28 @@ fn a_namespace_is_bound_to_a_cgroup_given_or_its_first_members() {
     assert!(c.ns_show("/g/out").is_err() && c.ns_show("/h").is_err());
     // Not given: its first member's cgroup binds it (one apart from /g's: unrelated
     // namespaces never share one); the next member's changes nothing.
-    let name_f = format!("{name}-f");
-    let cg_f = Cg(root.join(&name_f));
-    let _ = std::fs::remove_dir(cg_f.0.join("kid"));
-    let _ = std::fs::remove_dir(&cg_f.0);
-    std::fs::create_dir_all(cg_f.0.join("kid")).unwrap();
-    let kid_f = format!("/{name_f}/kid");
+    let Some(cg_f) = TestCgroup::new("bind-f") else {
+        return;
+    };
+    let kid_f = format!("/{}/kid", cg_f.name);
     c.ns_create("/f").unwrap();
     assert_eq!(c.ns_show("/f").unwrap().cgroup, None);
     let mut first = Helper::spawn(&["create", "map"]);
-    std::fs::write(cg_f.0.join("kid/cgroup.procs"), first.pid.to_string()).unwrap();
+    std::fs::write(cg_f.path.join("kid/cgroup.procs"), first.pid.to_string()).unwrap();
     c.enter("/f", first.pid).unwrap();
     assert_eq!(
         c.ns_show("/f").unwrap().cgroup.as_deref(),
         Some(kid_f.as_str())
     );
     let mut second = Helper::spawn(&["create", "map"]);
-    std::fs::write(cg_f.0.join("cgroup.procs"), second.pid.to_string()).unwrap();
+    std::fs::write(cg_f.path.join("cgroup.procs"), second.pid.to_string()).unwrap();
     c.enter("/f", second.pid).unwrap();
     assert_eq!(
         c.ns_show("/f").unwrap().cgroup.as_deref(),
         Some(kid_f.as_str())
     );
     // Back where they came from, so that the test cgroups can go.
+    let root = cg.path.parent().expect("the cgroup2 root").to_path_buf();
     for h in [&first, &second] {
         let _ = std::fs::write(root.join("cgroup.procs"), h.pid.to_string());
     }
@@ -2462,22 +2481,10 @@ fn a_namespace_is_bound_to_a_cgroup_given_or_its_first_members() {
 #[test]
 fn unrelated_namespaces_never_share_a_cgroup() {
     require_kernel!();
-    let Ok(root) = bpfns_sys::cgroup::cgroup2_root() else {
-        bpfns_tests::skip("no cgroup2 hierarchy is mounted");
+    let Some(cg) = TestCgroup::new("share") else {
         return;
     };
-    struct Cg(PathBuf);
-    impl Drop for Cg {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir(self.0.join("kid"));
-            let _ = std::fs::remove_dir(&self.0);
-        }
-    }
-    let name = format!("bpfns-test-share-{}", std::process::id());
-    let cg = Cg(root.join(&name));
-    let _ = std::fs::remove_dir(cg.0.join("kid"));
-    let _ = std::fs::remove_dir(&cg.0);
-    std::fs::create_dir_all(cg.0.join("kid")).unwrap();
+    let name = cg.name.clone();
     let (top, kid) = (format!("/{name}"), format!("/{name}/kid"));
     let d = TestDaemon::start("cgshare");
     let mut c = d.client();
@@ -2503,10 +2510,16 @@ fn unrelated_namespaces_never_share_a_cgroup() {
     // A first member in /p2's cgroup (a shell both were started from) binds nothing.
     c.ns_create("/p3").unwrap();
     let mut h = Helper::spawn(&["create", "map"]);
-    std::fs::write(cg.0.join("cgroup.procs"), h.pid.to_string()).unwrap();
+    std::fs::write(cg.path.join("cgroup.procs"), h.pid.to_string()).unwrap();
     c.enter("/p3", h.pid).unwrap();
     assert_eq!(c.ns_show("/p3").unwrap().cgroup, None);
-    let _ = std::fs::write(root.join("cgroup.procs"), h.pid.to_string());
+    let _ = std::fs::write(
+        cg.path
+            .parent()
+            .expect("the cgroup2 root")
+            .join("cgroup.procs"),
+        h.pid.to_string(),
+    );
     h.go();
     let _ = h.finish();
 }

@@ -2087,6 +2087,26 @@ fn events_until(
     got
 }
 
+/// `member_stats = false`: a member may not turn the host-wide statistics switch on; the host
+/// may. By default a member may (the same member, in a bpfnsd with the default).
+#[test]
+fn member_stats_is_the_operators_choice() {
+    require_kernel!();
+    let d = TestDaemon::start_with("member-stats", |c| c.member_stats = false);
+    d.client().ns_create("/s").unwrap();
+    assert_eq!(
+        as_member(&d, Some("/s"), &["enable-stats"]).unwrap_err(),
+        "Denied"
+    );
+    assert!(d.client().enable_stats().is_ok(), "the host may");
+    let d2 = TestDaemon::start("member-stats-on");
+    d2.client().ns_create("/s").unwrap();
+    assert_eq!(
+        as_member(&d2, Some("/s"), &["enable-stats"]).as_deref(),
+        Ok("on")
+    );
+}
+
 /// A call the supervisor refuses because it is outside the namespace's policy (a hash map
 /// where the policy leaves hash maps out) is a `denied` event like any other refusal, with the
 /// rule in its reason, and counted in the metrics.

@@ -68,6 +68,11 @@ pub struct Config {
     /// (`events_suppressed`). Keeps a member refused in a loop from filling every
     /// subscriber's queue, which drops the subscriber.
     pub events_per_namespace_per_sec: u32,
+    /// Whether namespace members may turn BPF run-time statistics on (`enable_stats`, what
+    /// `bpfns top` asks). The kernel's switch is host-wide: while any holder keeps it on,
+    /// every BPF program on the host pays two clock reads a run. The host's own callers may
+    /// always.
+    pub member_stats: bool,
     /// Permissions of the socket. Everybody may connect: callers are authorised by kernel
     /// facts about them, not by file permissions.
     pub socket_mode: u32,
@@ -260,6 +265,7 @@ impl Default for Config {
             metrics: None,
             metrics_netns: None,
             events_per_namespace_per_sec: crate::events::PER_NAMESPACE_PER_SEC,
+            member_stats: true,
             socket_mode: 0o666,
             gc_interval_secs: 60,
             max_objects: 1024,

@@ -1184,6 +1184,14 @@ impl Daemon {
             }
             Op::EnableStats => {
                 no_fds(&fds)?;
+                if caller.ns != NsId::ROOT && !self.config.member_stats {
+                    return Err(Failure::new(
+                        ErrorCode::Denied,
+                        "permission denied: this bpfnsd does not let namespace members turn BPF \
+                         run-time statistics on (member_stats = false in bpfnsd.toml); the host \
+                         administrator can (bpfns top as root), or set member_stats = true",
+                    ));
+                }
                 let fd = bpfns_sys::bpf::enable_run_time_stats().map_err(Failure::internal)?;
                 tracing::info!(
                     pid = caller.pid,

@@ -468,6 +468,8 @@ fn client(args: &[String]) {
         "ns-policy" => out(c
             .ns_set_policy(&a(2), bpfns_model::Policy::tracing(a(3) == "allow"))
             .map(|n| format!("{}:{}", n.path, n.policy))),
+        // enable-stats: whether bpfnsd hands BPF run-time statistics over
+        "enable-stats" => out(c.enable_stats().map(|_| "on".to_string())),
         // status: namespaces, listeners, kept listeners, counters (names)
         "status" => out(c.status().map(|s| {
             let names: Vec<&str> = s.counters.iter().map(|(n, _)| n.as_str()).collect();

@@ -3620,9 +3620,11 @@ fn scene_polflip(m: &mut Matrix) {
                     None if r.get("lflip_setup") != Some("ok") => cell(
                         Verdict::NotRun,
                         format!(
-                            "the level cannot make the program or the perf event (needs \
-                             CAP_PERFMON): {}",
-                            w(&r, "lflip_setup")
+                            "the level cannot make the program (CAP_BPF and CAP_PERFMON, over \
+                             the host or, with a token, in its user namespace) or the perf \
+                             event on a tracepoint (CAP_PERFMON over the host): {}{}",
+                            w(&r, "lflip_setup"),
+                            token_note(&r)
                         ),
                     ),
                     None if ["lflip_perf", "lflip_xdp", "lflip"]
@@ -3648,9 +3650,11 @@ fn scene_polflip(m: &mut Matrix) {
             None if r.get("xflip_setup") != Some("ok") => cell(
                 Verdict::NotRun,
                 format!(
-                    "the level cannot load an XDP program or make a devmap (needs CAP_BPF and \
-                     CAP_NET_ADMIN, or a token): {}",
-                    w(&r, "xflip_setup")
+                    "the level cannot load an XDP program or make a devmap (CAP_BPF and \
+                     CAP_NET_ADMIN, over the host or, with a token, in its user namespace): \
+                     {}{}",
+                    w(&r, "xflip_setup"),
+                    token_note(&r)
                 ),
             ),
             None if r.get("xflip").is_none() => cell(
@@ -3667,6 +3671,13 @@ fn scene_polflip(m: &mut Matrix) {
         };
         m.set(load_row, level, c);
     }
+}
+
+/// `; token: ...` where the level looked for a BPF token (`rt-as token`, `ctr-userns`).
+fn token_note(r: &Run) -> String {
+    r.get("token")
+        .map(|t| format!("; token: {}", errname_words(t)))
+        .unwrap_or_default()
 }
 
 /// A sibling's flow dissector and sockmap program: replaced or detached through PROG_ATTACH /

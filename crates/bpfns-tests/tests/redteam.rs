@@ -3583,6 +3583,103 @@ impl Scene {
     }
 }
 
+/// Attach types a namespace's policy leaves out, rewritten after the supervisor's look, in a
+/// namespace `/pf` whose policy allows tracing-class programs (so the kernel answers its
+/// members' loads) and of the attach types only xdp: a link of a tracepoint program on a perf
+/// event (attach type perf_event), and an XDP program loaded for xdp_devmap put into a devmap.
+fn scene_polflip(m: &mut Matrix) {
+    let mut sc = Scene::new("polflip");
+    let link_row = "LINK_CREATE of a tracepoint program on a perf event while another thread \
+                    flips the attach type xdp <-> perf_event (namespace allowing tracing \
+                    programs and only the xdp attach type)";
+    let load_row = "PROG_LOAD of an XDP program while another thread flips its expected attach \
+                    type xdp <-> xdp_devmap, then MAP_UPDATE_ELEM of it into a devmap \
+                    (namespace allowing tracing programs and only the xdp attach type)";
+    let mut policy = bpfns_model::Policy::tracing(true);
+    policy.attachs = bpfns_model::TypeSet::of([37]);
+    sc.admin.ns_create_with_policy("/pf", policy).unwrap();
+    // Perf events on tracepoints need tracefs: mounted here if it is not (idempotent).
+    let _ = bpfns_sys::fs::ensure_tracefs();
+    let tp = std::fs::read_to_string("/sys/kernel/tracing/events/syscalls/sys_enter_getpid/id")
+        .ok()
+        .map(|s| s.trim().to_string());
+    let w = |r: &Run, k: &str| errname_words(r.get(k).unwrap_or("?"));
+    for &level in levels() {
+        let c = match &tp {
+            None => cell(Verdict::NotRun, "no tracepoint sys_enter_getpid"),
+            Some(tp) => {
+                let r = sc.attack_in("/pf", level, None, &["rt-link-flip", tp, "20000"]);
+                let text = format!(
+                    "plain perf_event: {}; plain xdp: {}; flipping: {}",
+                    w(&r, "lflip_perf"),
+                    w(&r, "lflip_xdp"),
+                    w(&r, "lflip")
+                );
+                match r.unusable(level, "lflip_setup") {
+                    Some(c) => c,
+                    None if r.get("lflip_setup") != Some("ok") => cell(
+                        Verdict::NotRun,
+                        format!(
+                            "the level cannot make the program (CAP_BPF and CAP_PERFMON, over \
+                             the host or, with a token, in its user namespace) or the perf \
+                             event on a tracepoint (CAP_PERFMON over the host): {}{}",
+                            w(&r, "lflip_setup"),
+                            token_note(&r)
+                        ),
+                    ),
+                    None if ["lflip_perf", "lflip_xdp", "lflip"]
+                        .iter()
+                        .any(|k| r.get(k).is_some_and(|v| v.starts_with("created"))) =>
+                    {
+                        escape(text)
+                    }
+                    None => blocked(text),
+                }
+            }
+        };
+        m.set(link_row, level, c);
+        let r = sc.attack_in("/pf", level, None, &["rt-xdp-flip", "20000"]);
+        let text = format!(
+            "plain xdp_devmap load: {}; flipping: {}; devmap insert: {}",
+            w(&r, "xflip_plain"),
+            w(&r, "xflip"),
+            w(&r, "xinsert")
+        );
+        let c = match r.unusable(level, "xflip_setup") {
+            Some(c) => c,
+            None if r.get("xflip_setup") != Some("ok") => cell(
+                Verdict::NotRun,
+                format!(
+                    "the level cannot load an XDP program or make a devmap (CAP_BPF and \
+                     CAP_NET_ADMIN, over the host or, with a token, in its user namespace): \
+                     {}{}",
+                    w(&r, "xflip_setup"),
+                    token_note(&r)
+                ),
+            ),
+            None if r.get("xflip").is_none() => cell(
+                Verdict::Error,
+                format!("the race did not report: {:?}; {}", r.out, r.brief()),
+            ),
+            None if r.get("xinsert") != Some("none")
+                || r.get("xflip_plain")
+                    .is_some_and(|v| v.contains("insert:ok")) =>
+            {
+                escape(text)
+            }
+            None => blocked(text),
+        };
+        m.set(load_row, level, c);
+    }
+}
+
+/// `; token: ...` where the level looked for a BPF token (`rt-as token`, `ctr-userns`).
+fn token_note(r: &Run) -> String {
+    r.get("token")
+        .map(|t| format!("; token: {}", errname_words(t)))
+        .unwrap_or_default()
+}
+
 /// A sibling's flow dissector and sockmap program: replaced or detached through PROG_ATTACH /
 /// PROG_DETACH.
 fn scene_netattach(m: &mut Matrix) {
@@ -5673,7 +5770,7 @@ fn tally_events(v: &[(String, String)]) -> String {
 
 type SceneFn = fn(&mut Matrix);
 
-const SCENES: [(&str, SceneFn); 28] = [
+const SCENES: [(&str, SceneFn); 29] = [
     ("ids", scene_ids),
     ("pins", scene_pins),
     ("mount", scene_mount),
@@ -5693,6 +5790,7 @@ const SCENES: [(&str, SceneFn); 28] = [
     ("stall", scene_stall),
     ("attach", scene_attach),
     ("confine", scene_confine),
+    ("polflip", scene_polflip),
     ("netattach", scene_netattach),
     ("perfquery", scene_perfquery),
     ("xdp", scene_xdp),
@@ -5820,7 +5918,7 @@ mod scene {
     }
     scenes!(
         ids, pins, mount, query, iter, filter, steal, daemon, hijack, fill, kread, kfunc,
-        linkoracle, loadrace, oracle, orphans, stall, attach, confine, netattach, perfquery, xdp,
-        listener, scmrace, keeper, flood, podexec, observe,
+        linkoracle, loadrace, oracle, orphans, stall, attach, confine, polflip, netattach,
+        perfquery, xdp, listener, scmrace, keeper, flood, podexec, observe,
     );
 }

@@ -44,6 +44,8 @@ use bpfns_sys::process::{self, ChildExit};
 mod kside;
 #[path = "helper/loadrace.rs"]
 mod loadrace;
+#[path = "helper/polflip.rs"]
+mod polflip;
 #[path = "helper/redteam.rs"]
 mod redteam;
 #[path = "helper/supervised.rs"]
@@ -390,6 +392,7 @@ fn main() -> ExitCode {
         a if supervised::ACTIONS.contains(&a) => supervised::run(&exe, &args),
         a if redteam::ACTIONS.contains(&a) => redteam::run(&exe, &args),
         a if loadrace::ACTIONS.contains(&a) => loadrace::run(&exe, &args),
+        a if polflip::ACTIONS.contains(&a) => polflip::run(&exe, &args),
         a if torture::ACTIONS.contains(&a) => torture::run(&args),
         other => fail(&format!("unknown action {other}")),
     }

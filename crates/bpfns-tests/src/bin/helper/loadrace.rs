@@ -342,7 +342,7 @@ fn obj_get(path: &str) -> Result<OwnedFd, bpfns_sys::Errno> {
 }
 
 /// What a child printed, and whether SIGKILL ended it.
-fn run_child(cmd: &mut Command, limit: Duration) -> (String, bool) {
+pub(crate) fn run_child(cmd: &mut Command, limit: Duration) -> (String, bool) {
     let mut child = match cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn() {
         Ok(c) => c,
         Err(e) => return (format!("spawn-error={e}"), false),
@@ -374,7 +374,7 @@ fn run_child(cmd: &mut Command, limit: Duration) -> (String, bool) {
     (reader.join().unwrap_or_default(), killed)
 }
 
-fn value<'a>(out: &'a str, key: &str) -> Option<&'a str> {
+pub(crate) fn value<'a>(out: &'a str, key: &str) -> Option<&'a str> {
     let p = format!("{key}=");
     out.lines().find_map(|l| l.strip_prefix(&p))
 }

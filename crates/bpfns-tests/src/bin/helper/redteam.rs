@@ -211,7 +211,7 @@ fn io_errno(e: &std::io::Error) -> String {
 }
 
 /// The token fd this process inherited from `rt-as token`, if any.
-fn token() -> Option<i32> {
+pub(crate) fn token() -> Option<i32> {
     std::env::var(TOKEN_ENV).ok()?.parse().ok()
 }
 

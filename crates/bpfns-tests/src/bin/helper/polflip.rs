@@ -1,0 +1,332 @@
+//! Helper actions for the red-team rows on attach types a namespace's policy leaves out,
+//! rewritten after the supervisor's look (`tests/redteam.rs`, scene `polflip`). The member's
+//! namespace allows tracing-class programs and only the XDP attach type. Every attack reports
+//! `key=value` lines; the suite judges them.
+//!
+//! ```text
+//!   rt-link-flip TP N      load a tracepoint program, open a perf event on tracepoint id TP,
+//!                          then BPF_LINK_CREATE (program, perf event) plainly with attach type
+//!                          perf_event (41) and xdp (37) (lflip_perf=, lflip_xdp=), then up to N
+//!                          times (10 s at most) while another thread flips the attr's attach
+//!                          type between the two: lflip=created:link:ID:type:T:after:TALLY |
+//!                          refused:TALLY; lflip_setup=ok | load:errno:E | perf:errno:E
+//!   rt-xdp-flip N          load an XDP program and put it into a devmap (xflip_setup=ok |
+//!                          load:errno:E | devmap:errno:E; xflip_xdp_insert=...), then in
+//!                          children (200, or 15 s, at most; each killable by the kernel
+//!                          side): load an XDP program N times while a thread flips
+//!                          expected_attach_type between xdp (37) and xdp_devmap (33), each
+//!                          program it gets put into a devmap: xflip=children:C killed:K
+//!                          programs_loaded:L outcomes:..; xinsert=none | ok:prog:ID;
+//!                          xflip_plain=the first child's plain load for xdp_devmap
+//! Internal: rt-xdp-flip-load N FIRST.
+//! ```
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bpfns_sys::bpf as sysbpf;
+use bpfns_sys::rawbpf;
+use bpfns_sys::testhooks;
+
+use super::loadrace::{run_child, value};
+use super::redteam::{attr, describe, errno_str, put_u32, put_u64, token};
+use super::{fail, say};
+
+/// The actions this module handles.
+pub const ACTIONS: [&str; 3] = ["rt-link-flip", "rt-xdp-flip", "rt-xdp-flip-load"];
+
+const BPF_MAP_CREATE: u32 = 0;
+const BPF_MAP_UPDATE_ELEM: u32 = 2;
+const BPF_PROG_LOAD: u32 = 5;
+const BPF_LINK_CREATE: u32 = 28;
+const PROG_XDP: u32 = 6;
+const PROG_TRACEPOINT: u32 = 5;
+const MAP_DEVMAP: u32 = 14;
+const ATTACH_XDP_DEVMAP: u32 = 33;
+const ATTACH_XDP: u32 = 37;
+const ATTACH_PERF_EVENT: u32 = 41;
+
+/// `r0 = 0; exit` (a tracepoint program that does nothing).
+static RET0: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+/// `r0 = XDP_PASS (2); exit`.
+static PASS: [u64; 2] = [0x0000_0002_0000_00b7, 0x0000_0000_0000_0095];
+
+pub fn run(exe: &Path, args: &[String]) {
+    let arg = |i: usize| {
+        args.get(i)
+            .cloned()
+            .unwrap_or_else(|| fail("missing argument"))
+    };
+    let num = |i: usize| -> u64 { arg(i).parse().unwrap_or_else(|_| fail("a number")) };
+    match arg(0).as_str() {
+        "rt-link-flip" => link_flip(num(1), num(2) as u32),
+        "rt-xdp-flip" => xdp_flip(exe, num(1) as u32),
+        "rt-xdp-flip-load" => xdp_flip_load(num(1) as u32, arg(2) == "first"),
+        other => fail(&format!("unknown action {other}")),
+    }
+}
+
+/// Load `insns` as `prog_type` for `eat` (with the inherited BPF token, if any).
+fn load(prog_type: u32, insns: &[u64; 2], eat: u32) -> Result<OwnedFd, bpfns_sys::Errno> {
+    let license = c"GPL";
+    let mut a = attr();
+    put_u32(&mut a, 0, prog_type);
+    put_u32(&mut a, 4, 2);
+    put_u64(&mut a, 8, insns.as_ptr() as u64);
+    put_u64(&mut a, 16, license.as_ptr() as u64);
+    put_u32(&mut a, 68, eat);
+    if let Some(t) = token() {
+        put_u32(&mut a, 44, rawbpf::BPF_F_TOKEN_FD);
+        put_u32(&mut a, 144, t as u32);
+    }
+    rawbpf::sys_bpf_fd(BPF_PROG_LOAD, &mut a)
+}
+
+fn tally(m: &std::collections::BTreeMap<String, u32>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k}x{v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+// ---- F1: the link's attach type flipped to one the policy leaves out ------------------------
+
+/// The `BPF_LINK_CREATE` attr (prog_fd, target_fd, attach_type, flags, ...: 144 bytes),
+/// shared with the flipping thread.
+static LINK_ATTR: [AtomicU32; 36] = [const { AtomicU32::new(0) }; 36];
+
+fn link_flip(tp: u64, n: u32) {
+    let prog = match load(PROG_TRACEPOINT, &RET0, 0) {
+        Ok(p) => p,
+        Err(e) => return say(&format!("lflip_setup=load:{}", errno_str(e))),
+    };
+    let perf = match testhooks::perf_tracepoint_open(tp) {
+        Ok(p) => p,
+        Err(e) => return say(&format!("lflip_setup=perf:{}", errno_str(e))),
+    };
+    say("lflip_setup=ok");
+    LINK_ATTR[0].store(prog.as_raw_fd() as u32, Ordering::SeqCst);
+    LINK_ATTR[1].store(perf.as_raw_fd() as u32, Ordering::SeqCst);
+    let call = || testhooks::bpf_fd_raw_ptr(BPF_LINK_CREATE, LINK_ATTR.as_ptr() as u64, 144);
+    let shown = |r: Result<OwnedFd, bpfns_sys::Errno>| match r {
+        Ok(l) => format!("created:{}:type:{}", describe(l.as_fd()), link_type(&l)),
+        Err(e) => errno_str(e),
+    };
+    for (key, t) in [("perf", ATTACH_PERF_EVENT), ("xdp", ATTACH_XDP)] {
+        LINK_ATTR[2].store(t, Ordering::SeqCst);
+        say(&format!("lflip_{key}={}", shown(call())));
+    }
+    let stop = AtomicBool::new(false);
+    let mut counts = std::collections::BTreeMap::<String, u32>::new();
+    let mut made = None;
+    let mut tries = 0;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                LINK_ATTR[2].store(ATTACH_XDP, Ordering::Relaxed);
+                std::hint::spin_loop();
+                LINK_ATTR[2].store(ATTACH_PERF_EVENT, Ordering::Relaxed);
+                std::hint::spin_loop();
+            }
+        });
+        let started = Instant::now();
+        while tries < n && started.elapsed() < Duration::from_secs(10) {
+            tries += 1;
+            match call() {
+                Ok(l) => {
+                    made = Some(l);
+                    break;
+                }
+                Err(e) => *counts.entry(errno_str(e)).or_default() += 1,
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    say(&format!(
+        "lflip={}",
+        match made {
+            Some(l) => format!(
+                "created:{}:type:{}:after:{tries}:{}",
+                describe(l.as_fd()),
+                link_type(&l),
+                tally(&counts)
+            ),
+            None => format!("refused:{tries}:{}", tally(&counts)),
+        }
+    ));
+}
+
+/// `bpf_link_info.type` (perf_event is 7).
+fn link_type(l: &OwnedFd) -> u32 {
+    sysbpf::info::<sysbpf::bpf_link_info>(l.as_fd()).map_or(0, |i| i.type_)
+}
+
+// ---- F2: an XDP program's expected attach type flipped to xdp_devmap ------------------------
+
+/// A devmap of one entry (`bpf_devmap_val`: ifindex and program fd).
+fn devmap() -> Result<OwnedFd, bpfns_sys::Errno> {
+    let mut a = attr();
+    put_u32(&mut a, 0, MAP_DEVMAP);
+    put_u32(&mut a, 4, 4);
+    put_u32(&mut a, 8, 8);
+    put_u32(&mut a, 12, 1);
+    if let Some(t) = token() {
+        put_u32(&mut a, 16, rawbpf::BPF_F_TOKEN_FD);
+        put_u32(&mut a, 76, t as u32);
+    }
+    rawbpf::sys_bpf_fd(BPF_MAP_CREATE, &mut a)
+}
+
+/// Put program `prog` into `map` at key 0, on the loopback interface (ifindex 1): the kernel
+/// takes only programs loaded for xdp_devmap.
+fn insert(map: &OwnedFd, prog: &OwnedFd) -> Result<i64, bpfns_sys::Errno> {
+    let key = 0u32;
+    let val: [u32; 2] = [1, prog.as_raw_fd() as u32];
+    let mut u = attr();
+    put_u32(&mut u, 0, map.as_raw_fd() as u32);
+    put_u64(&mut u, 8, &key as *const u32 as u64);
+    put_u64(&mut u, 16, val.as_ptr() as u64);
+    rawbpf::sys_bpf(BPF_MAP_UPDATE_ELEM, &mut u)
+}
+
+fn xdp_flip(exe: &Path, n: u32) {
+    let prog = match load(PROG_XDP, &PASS, ATTACH_XDP) {
+        Ok(p) => p,
+        Err(e) => return say(&format!("xflip_setup=load:{}", errno_str(e))),
+    };
+    let map = match devmap() {
+        Ok(m) => m,
+        Err(e) => return say(&format!("xflip_setup=devmap:{}", errno_str(e))),
+    };
+    say("xflip_setup=ok");
+    // The control: the kernel refuses a program loaded for xdp.
+    say(&format!(
+        "xflip_xdp_insert={}",
+        match insert(&map, &prog) {
+            Ok(_) => "ok".to_string(),
+            Err(e) => errno_str(e),
+        }
+    ));
+    drop((prog, map));
+    let (mut children, mut killed, mut loads) = (0u32, 0u32, 0u64);
+    let mut refused = std::collections::BTreeMap::<String, u32>::new();
+    let mut inserted = None;
+    let started = Instant::now();
+    while children < MAX_CHILDREN
+        && started.elapsed() < Duration::from_secs(15)
+        && inserted.is_none()
+    {
+        children += 1;
+        let first = if children == 1 { "first" } else { "more" };
+        let (o, k) = run_child(
+            Command::new(exe).args(["rt-xdp-flip-load", &n.to_string(), first]),
+            Duration::from_secs(20),
+        );
+        killed += u32::from(k);
+        if let Some(v) = value(&o, "plain") {
+            say(&format!("xflip_plain={v}"));
+        }
+        if let Some(v) = value(&o, "inserted") {
+            inserted = Some(v.to_string());
+        }
+        for l in o.lines().filter_map(|l| l.strip_prefix("loaded=")) {
+            loads += 1;
+            *refused.entry(l.to_string()).or_default() += 1;
+        }
+        for part in value(&o, "refused").unwrap_or("").split(',') {
+            if let Some((k, c)) = part.rsplit_once('x') {
+                *refused.entry(k.to_string()).or_default() += c.parse::<u32>().unwrap_or(0);
+            }
+        }
+        if let Some(e) = value(&o, "error") {
+            say(&format!("xflip_child_error={e}"));
+            break;
+        }
+    }
+    say(&format!(
+        "xflip=children:{children} killed:{killed} programs_loaded:{loads} outcomes:{}",
+        tally(&refused)
+    ));
+    say(&format!(
+        "xinsert={}",
+        inserted.as_deref().unwrap_or("none")
+    ));
+}
+
+/// How many children `rt-xdp-flip` runs at most: each one the kernel side stops leaves a
+/// quarantined program behind.
+const MAX_CHILDREN: u32 = 200;
+
+/// The attr of the flipped loads (42 words), shared with the flipping thread.
+static XDP_ATTR: [AtomicU32; 42] = [const { AtomicU32::new(0) }; 42];
+
+fn xdp_flip_load(n: u32, first: bool) {
+    let map = match devmap() {
+        Ok(m) => m,
+        Err(e) => return say(&format!("error=devmap:{}", errno_str(e))),
+    };
+    if first {
+        // Plainly: what the supervisor answers a load for xdp_devmap.
+        let v = match load(PROG_XDP, &PASS, ATTACH_XDP_DEVMAP) {
+            Ok(p) => format!(
+                "loaded:{}:insert:{}",
+                describe(p.as_fd()),
+                insert(&map, &p).map_or_else(errno_str, |_| "ok".into())
+            ),
+            Err(e) => errno_str(e),
+        };
+        say(&format!("plain={v}"));
+    }
+    let license = c"GPL";
+    let set = |off: usize, v: u32| XDP_ATTR[off / 4].store(v, Ordering::SeqCst);
+    set(0, PROG_XDP);
+    set(4, 2);
+    let insns = PASS.as_ptr() as u64;
+    set(8, insns as u32);
+    set(12, (insns >> 32) as u32);
+    let lic = license.as_ptr() as u64;
+    set(16, lic as u32);
+    set(20, (lic >> 32) as u32);
+    set(68, ATTACH_XDP);
+    let size = match token() {
+        Some(t) => {
+            set(44, rawbpf::BPF_F_TOKEN_FD);
+            set(144, t as u32);
+            152
+        }
+        None => 72,
+    };
+    let stop = AtomicBool::new(false);
+    let mut refused = std::collections::BTreeMap::<String, u32>::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                XDP_ATTR[68 / 4].store(ATTACH_XDP_DEVMAP, Ordering::Relaxed);
+                std::hint::spin_loop();
+                XDP_ATTR[68 / 4].store(ATTACH_XDP, Ordering::Relaxed);
+                std::hint::spin_loop();
+            }
+        });
+        for _ in 0..n {
+            match testhooks::bpf_fd_raw_ptr(BPF_PROG_LOAD, XDP_ATTR.as_ptr() as u64, size) {
+                Ok(p) => {
+                    // One line per program: the parent counts them where this child is
+                    // killed before its summary.
+                    match insert(&map, &p) {
+                        Ok(_) => {
+                            say(&format!("inserted=ok:{}", describe(p.as_fd())));
+                            break;
+                        }
+                        Err(e) => say(&format!("loaded=insert-{}", errno_str(e))),
+                    }
+                }
+                Err(e) => *refused.entry(format!("load-{}", errno_str(e))).or_default() += 1,
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    say(&format!("refused={}", tally(&refused)));
+}

@@ -2163,7 +2163,10 @@ fn policy_refusals_are_events() {
 fn a_flood_of_refusals_does_not_drop_the_operators_stream() {
     use bpfns_proto::EventKind as K;
     require_kernel!();
-    let d = TestDaemon::start("events-flood");
+    // 5 a second: however slowly the member's refusals come (a virtual machine without
+    // acceleration answers a few hundred a second), what one namespace publishes during the
+    // flood stays far below the subscriber's queue.
+    let d = TestDaemon::start_with("events-flood", |c| c.events_per_namespace_per_sec = 5);
     let mut c = d.client();
     c.ns_create("/a").unwrap();
     c.ns_create("/b").unwrap();
@@ -2172,8 +2175,8 @@ fn a_flood_of_refusals_does_not_drop_the_operators_stream() {
     host.set_timeout(Some(std::time::Duration::from_secs(20)))
         .unwrap();
     host.subscribe(None, vec![K::Denied, K::NsCreated]).unwrap();
-    // Not read while the member floods: 5 000 refusals would overflow its queue 5 times.
-    let out = supervised_in(&d, "/a", &["open-loop", "map", &b_map.to_string(), "5000"]);
+    // Not read while the member floods: 2 000 refusals would overflow its queue twice.
+    let out = supervised_in(&d, "/a", &["open-loop", "map", &b_map.to_string(), "2000"]);
     assert!(!out.trim().is_empty(), "the member ran: {out}");
     c.ns_create("/after").unwrap();
     let got = events_until(&mut host, "host subscriber after the flood", |got| {
@@ -2183,8 +2186,8 @@ fn a_flood_of_refusals_does_not_drop_the_operators_stream() {
     let denials = got.iter().filter(|e| e.kind == K::Denied).count();
     assert!(denials >= 1, "no refusal reported at all");
     assert!(
-        denials < 5000,
-        "every one of the 5 000 refusals was published: no per-namespace limit"
+        denials < 2000,
+        "every one of the 2 000 refusals was published: no per-namespace limit"
     );
     let mut counter = |name: &str| {
         c.status()
@@ -2196,7 +2199,7 @@ fn a_flood_of_refusals_does_not_drop_the_operators_stream() {
             .unwrap_or_else(|| panic!("no counter {name}"))
     };
     assert_eq!(counter("events_subscribers_dropped"), 0);
-    assert_eq!(counter("events_suppressed") as usize + denials, 5000);
+    assert_eq!(counter("events_suppressed") as usize + denials, 2000);
 }
 
 /// `events`: namespace changes, a member entering, the supervisor's refusal of a foreign id

@@ -327,6 +327,17 @@ impl QuotaRefusal {
             QuotaRefusal::Over { .. } | QuotaRefusal::KindOver { .. }
         )
     }
+
+    /// What a caller whose creation bpfnsd makes is answered: over a limit `EDQUOT`, as a
+    /// filesystem says of a quota; a namespace missing from the kernel's tables (failing
+    /// closed) is no quota the caller can act on: `EPERM`.
+    pub fn errno(&self) -> bpfns_sys::Errno {
+        if self.is_over() {
+            bpfns_sys::Errno::DQUOT
+        } else {
+            bpfns_sys::Errno::PERM
+        }
+    }
 }
 
 /// "maps", "programs"...: objects of `kind`, in messages.

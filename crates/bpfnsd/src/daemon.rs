@@ -2271,16 +2271,13 @@ impl Daemon {
     /// The run time (ns) and run count of every namespace's own programs, summed (the
     /// kernel counts them while BPF statistics are on): (namespace path, run time, runs).
     pub fn prog_run_totals(&self) -> Result<Vec<(String, u64, u64)>, Failure> {
-        use bpfns_sys::bpf;
         let progs = self.listing(ObjectKind::Prog)?;
         let mut sums: HashMap<NsId, (u64, u64)> = HashMap::new();
         for p in progs.iter() {
-            let info = bpf::fd_by_id(ObjectKind::Prog, p.id)
-                .and_then(|fd| bpf::info::<bpf::bpf_prog_info>(&fd));
-            if let Ok(i) = info {
+            if let Some((t, n)) = run_stats(p.id) {
                 let s = sums.entry(p.owner).or_default();
-                s.0 = s.0.saturating_add(i.run_time_ns);
-                s.1 = s.1.saturating_add(i.run_cnt);
+                s.0 = s.0.saturating_add(t);
+                s.1 = s.1.saturating_add(n);
             }
         }
         let reg = self.reg();
@@ -2606,14 +2603,21 @@ fn command_name(cmd: u32) -> String {
     )
 }
 
-fn add_run_stats(progs: &mut [ObjectInfo]) {
+/// Program `id`'s run time (ns) and run count, as the kernel counts them while BPF statistics
+/// are on; `None` if it is gone.
+fn run_stats(id: u32) -> Option<(u64, u64)> {
     use bpfns_sys::bpf;
+    let i = bpf::fd_by_id(ObjectKind::Prog, id)
+        .and_then(|fd| bpf::info::<bpf::bpf_prog_info>(&fd))
+        .ok()?;
+    Some((i.run_time_ns, i.run_cnt))
+}
+
+fn add_run_stats(progs: &mut [ObjectInfo]) {
     for p in progs {
-        let info = bpf::fd_by_id(ObjectKind::Prog, p.id)
-            .and_then(|fd| bpf::info::<bpf::bpf_prog_info>(&fd));
-        if let Ok(i) = info {
-            p.details.run_time_ns = Some(i.run_time_ns);
-            p.details.run_cnt = Some(i.run_cnt);
+        if let Some((t, n)) = run_stats(p.id) {
+            p.details.run_time_ns = Some(t);
+            p.details.run_cnt = Some(n);
         }
     }
 }

@@ -66,11 +66,9 @@ fn made_here(ns_is_root: bool) -> bool {
 /// `None` for the attach types whose attr points to more of the caller's memory, which
 /// bpfnsd does not make (the kernel would read its own memory at those addresses).
 fn tracing_shape(attach_type: u32, attr: &Attr) -> Option<bool> {
-    const BPF_TRACE_RAW_TP: u32 = 23;
-    const BPF_TRACE_FENTRY: u32 = 24;
-    const BPF_LSM_MAC: u32 = 27;
-    const BPF_TRACE_ITER: u32 = 28;
-    const BPF_STRUCT_OPS: u32 = 44;
+    use libbpf_sys::{
+        BPF_LSM_MAC, BPF_STRUCT_OPS, BPF_TRACE_FENTRY, BPF_TRACE_ITER, BPF_TRACE_RAW_TP,
+    };
     // `link_create.iter_info` (a pointer) and `iter_info_len`.
     const LC_ITER_INFO: usize = 16;
     const LC_ITER_INFO_LEN: usize = 24;
@@ -272,12 +270,7 @@ pub(super) fn link_create(env: &Env<'_>, l: LinkCreateReq, prep: Option<Box<Link
                  needs, or give it larger limits (bpfns ns quota PATH --max-objects N \
                  --max-links N)"
             );
-            // Over a limit: EDQUOT; failing closed (no limit in the kernel's tables): EPERM.
-            return Answer::Error(if why.is_over() {
-                Errno::DQUOT
-            } else {
-                Errno::PERM
-            });
+            return Answer::Error(why.errno());
         }
         Err(e) => return Answer::view_failed("reserving an ownership record", e),
     }

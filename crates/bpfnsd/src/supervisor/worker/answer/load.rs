@@ -284,13 +284,7 @@ fn load_here(env: &Env<'_>, r: &ProgLoadReq, mut p: LoadPrep) -> Answer {
                  needs, or give it larger limits (bpfns ns quota PATH --max-objects N \
                  --max-progs N)"
             );
-            // Over a limit: EDQUOT, as a filesystem says of a quota. A namespace missing from
-            // the kernel's tables (fail closed) is no quota the caller can act on: EPERM.
-            return Answer::Error(if why.is_over() {
-                Errno::DQUOT
-            } else {
-                Errno::PERM
-            });
+            return Answer::Error(why.errno());
         }
         Err(e) => return Answer::view_failed("reserving an ownership record", e),
     }

@@ -229,36 +229,13 @@ static __always_inline bool loaded_with_perfmon(const struct cred *cred, struct 
 	return false;
 }
 
-/*
- * object_created events for `bpfns events`. Kept apart from the state maps (maps.bpf.h): only
- * this object writes them, and their own ring buffer keeps a member that creates objects in a
- * loop from crowding violations out of theirs.
- *
- * object_events[0] != 0 while bpfnsd has a subscriber that wants them. Cost per object a
- * namespace task creates: one array lookup while nobody subscribes; while somebody does, a
- * 64-byte ring-buffer write and bpfnsd's wake-up.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} object_events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 16);
-} object_notices SEC(".maps");
-
 static __always_inline void notify_created(struct task_tag *tag, __u32 cmd, struct obj_ref *ref)
 {
-	__u32 zero = 0;
-	__u32 *on = bpf_map_lookup_elem(&object_events, &zero);
 	struct object_notice n = {};
 	struct bpf_prog_aux *aux;
 	__u64 pid_tgid;
 
-	if (!on || !*on)
+	if (!object_events_on())
 		return;
 	pid_tgid = bpf_get_current_pid_tgid();
 	n.v.pid = pid_tgid >> 32;

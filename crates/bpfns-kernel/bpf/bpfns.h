@@ -174,6 +174,9 @@ struct ns_policy {
  * object_notices ring buffer, written only while bpfnsd sets object_events[0]). ns = the
  * owner, kind and id = the object, cmd = the creating command, owner = the creator's uid. */
 #define BPFNS_NOTICE_OBJECT_CREATED 17
+/* Not a violation: an object of namespace ns (kind, id) was freed and BPF LSM dropped its
+ * record (object_notices; pid, cmd and owner are 0). */
+#define BPFNS_NOTICE_OBJECT_GONE 18
 /* ORed into reason: the BPF LSM layer refused the call with EPERM; the task was not killed. */
 #define BPFNS_EVENT_REFUSED (1u << 16)
 

@@ -218,6 +218,7 @@ static __always_inline void freed(__u64 ptr)
 	if (bpf_map_delete_elem(&obj_owner, key) == 0) {
 		stat_inc(BPFNS_STAT_LSM_DROPPED);
 		quota_kfreed(owner, kind);
+		notify_gone(owner, key);
 	}
 	bpf_map_delete_elem(&lsm_objects, &ptr);
 }

@@ -457,4 +457,49 @@ static __always_inline bool perfmon_capable_cred(const struct cred *cred)
 	return BPF_CORE_READ(cred, user_ns, level) == 0 && (cap_effective(cred) & PERFMON_CAPS);
 }
 
+/*
+ * Object events for `bpfns events`: object_created notices (bpfns.bpf.c, at the creating
+ * syscall's exit) and, where BPF LSM drops the records of freed objects, object_gone notices
+ * (bpfns_lsm.bpf.c; elsewhere bpfnsd's collector finds the freed objects). In a ring buffer of
+ * their own, so that a member that creates objects in a loop cannot crowd violations out.
+ *
+ * object_events[0] != 0 while bpfnsd has a subscriber that wants them. Cost per object a
+ * namespace task creates or frees: one array lookup while nobody subscribes; while somebody
+ * does, a 64-byte ring-buffer write and bpfnsd's wake-up.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} object_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 16);
+} object_notices SEC(".maps");
+
+static __always_inline bool object_events_on(void)
+{
+	__u32 zero = 0;
+	__u32 *on = bpf_map_lookup_elem(&object_events, &zero);
+
+	return on && *on;
+}
+
+/* Object `key` of namespace `ns` was freed. The freeing context is not the creator (often a
+ * kernel worker): no pid, uid or command. */
+static __always_inline void notify_gone(__u32 ns, struct obj_key *key)
+{
+	struct object_notice n = {};
+
+	if (!object_events_on())
+		return;
+	n.v.ns = ns;
+	n.v.kind = key->kind;
+	n.v.id = key->id;
+	n.v.reason = BPFNS_NOTICE_OBJECT_GONE;
+	bpf_ringbuf_output(&object_notices, &n, sizeof(n), 0);
+}
+
 #endif

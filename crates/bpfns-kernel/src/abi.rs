@@ -415,6 +415,8 @@ impl Reason {
 pub const NOTICE_QUOTA_HIGH: u32 = 16;
 /// `BPFNS_NOTICE_OBJECT_CREATED`: not a violation; a namespace task created an object.
 pub const NOTICE_OBJECT_CREATED: u32 = 17;
+/// `BPFNS_NOTICE_OBJECT_GONE`: not a violation; BPF LSM dropped a freed object's record.
+pub const NOTICE_OBJECT_GONE: u32 = 18;
 /// `BPFNS_EVENT_REFUSED`: ORed into a reason when the BPF LSM layer refused the call with
 /// EPERM (the task lives).
 pub const EVENT_REFUSED: u32 = 1 << 16;
@@ -452,6 +454,8 @@ pub enum Event {
         id: u32,
         uid: u32,
     },
+    /// Object `kind`/`id` of namespace `ns` was freed (its record dropped by BPF LSM).
+    ObjectGone { ns: u32, kind: u32, id: u32 },
     /// A code this version does not know.
     Unknown(u32),
 }
@@ -495,6 +499,13 @@ impl Violation {
                 kind: self.kind,
                 id: self.id,
                 uid: self.owner,
+            };
+        }
+        if self.reason == NOTICE_OBJECT_GONE {
+            return Event::ObjectGone {
+                ns: self.ns,
+                kind: self.kind,
+                id: self.id,
             };
         }
         if self.reason == NOTICE_QUOTA_HIGH {
@@ -824,6 +835,15 @@ mod tests {
             }
         );
         assert_eq!(Violation::parse(&b[..48]).unwrap().name, "");
+        b[28..32].copy_from_slice(&NOTICE_OBJECT_GONE.to_ne_bytes());
+        assert_eq!(
+            Violation::parse(&b).unwrap().event(),
+            Event::ObjectGone {
+                ns: 3,
+                kind: 2,
+                id: 42
+            }
+        );
     }
 
     #[test]

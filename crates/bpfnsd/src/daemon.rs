@@ -310,7 +310,8 @@ impl Daemon {
         Ok(gone.len())
     }
 
-    /// `object_gone` for each record the collector dropped (root-owned objects have none).
+    /// `object_gone` for each record dropped, by the collector or by BPF LSM's free hooks
+    /// (root-owned objects have none).
     fn publish_gone(&self, gone: &[(ObjectKind, u32, NsId)]) {
         if gone.is_empty() || !self.events.has_subscribers() {
             return;
@@ -324,13 +325,14 @@ impl Daemon {
         }
     }
 
-    /// Have the kernel side write object-created notices while some subscriber wants them
+    /// Have the kernel side write object notices while some subscriber wants object events
     /// (`known`: what it was last told; `None`: unknown, as after a start).
     fn sync_object_events(&self, known: &mut Option<bool>) {
         let _one = OBJECT_EVENTS_SWITCH
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let want = self.events.wants(EventKind::ObjectCreated);
+        let want =
+            self.events.wants(EventKind::ObjectCreated) || self.events.wants(EventKind::ObjectGone);
         if *known == Some(want) {
             return;
         }
@@ -497,6 +499,11 @@ impl Daemon {
             Event::ObjectCreated { ns, kind, id, uid } => {
                 self.publish_created(v, NsId(ns), kind, id, uid);
             }
+            Event::ObjectGone { ns, kind, id } => {
+                if let Some(kind) = ObjectKind::from_code(kind) {
+                    self.publish_gone(&[(kind, id, NsId(ns))]);
+                }
+            }
             Event::QuotaHigh { ns, used, limit } => {
                 tracing::debug!(
                     "namespace {} uses {used} of its {limit} ownership records: collecting the \
@@ -570,7 +577,9 @@ impl Daemon {
             Event::Stopped(r) => (EventKind::Stopped, "backstop", r.name().to_string()),
             Event::Refused(r) => (EventKind::Denied, "lsm", r.name().to_string()),
             Event::Unknown(code) => (EventKind::Stopped, "backstop", format!("reason {code}")),
-            Event::QuotaHigh { .. } | Event::ObjectCreated { .. } => return,
+            Event::QuotaHigh { .. } | Event::ObjectCreated { .. } | Event::ObjectGone { .. } => {
+                return
+            }
         };
         let ns = NsId(v.ns);
         let (path, chain) = {
@@ -781,7 +790,9 @@ impl Daemon {
             None => (caller.ns, self.ns_name(caller.ns)),
         };
         tracing::info!(pid = caller.pid, ns = %path, "event subscription");
-        let wants_objects = kinds.is_empty() || kinds.contains(&EventKind::ObjectCreated);
+        let wants_objects = kinds.is_empty()
+            || kinds.contains(&EventKind::ObjectCreated)
+            || kinds.contains(&EventKind::ObjectGone);
         let _one = OBJECT_EVENTS_SWITCH
             .lock()
             .unwrap_or_else(|e| e.into_inner());
@@ -2482,6 +2493,9 @@ pub fn describe_event(
                 "namespace {namespace}: object {kind}:{id} created by pid {}",
                 v.pid
             )
+        }
+        Event::ObjectGone { kind, id, .. } => {
+            return format!("namespace {namespace}: object {kind}:{id} freed")
         }
         Event::Unknown(code) => {
             return format!(

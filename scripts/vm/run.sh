@@ -4,14 +4,18 @@
 #
 #   scripts/vm/run.sh [MATRIX_ENTRY...]
 #
-# Each MATRIX_ENTRY is KERNEL:LSM[+TEST...], KERNEL one of 6.1 (Debian 12's
-# linux-image-6.1.0-*-amd64) or 6.12 (linux-image-6.12*-cloud-amd64 from bookworm-backports,
-# skipped with a message when unreachable), LSM `lsm` (boot with "bpf" in lsm=) or `nolsm`
-# (without it); each +TEST adds a test binary to that VM's run.
-# Default: 6.1:nolsm+supervisor+rfc_table+redteam 6.1:lsm+rfc_table+redteam 6.12:lsm, the
+# Each MATRIX_ENTRY is KERNEL:LSM[+TEST...] or KERNEL:LSM=TEST[+TEST...], KERNEL one of 6.1
+# (Debian 12's linux-image-6.1.0-*-amd64) or 6.12 (linux-image-6.12*-cloud-amd64 from
+# bookworm-backports, skipped with a message when unreachable), LSM `lsm` (boot with "bpf" in
+# lsm=) or `nolsm` (without it); each +TEST adds a test binary to that VM's run, and =TEST...
+# runs only the binaries named.
+# Default: 6.1:lsm=rfc_table+redteam 6.1:nolsm+supervisor+rfc_table 6.1:lsm 6.12:lsm, the
 # longest first: on the oldest kernel the end-to-end suites (the supervisor's, unmodified
-# bpftool in members, the red-team matrix) with the supervisor as the only layer (no
-# BPF_F_PATH_FD, no thread pidfds, ...) and with the BPF LSM layer under it.
+# bpftool in members) with the supervisor as the only layer (no BPF_F_PATH_FD, no thread
+# pidfds, ...) and with the BPF LSM layer under it, and the red-team matrix with the layer
+# the development machines cannot run (BPF LSM). Each VM has one vCPU: the suites are split
+# over VMs so that two cores finish them in about 25 minutes. The matrix without BPF LSM on
+# 6.1 (about 15 minutes more) on demand: scripts/vm/run.sh 6.1:nolsm=redteam.
 #
 # Environment:
 #   BPFNS_VM_CACHE         downloads and unpacked packages (default ~/.cache/bpfns-vm)
@@ -19,11 +23,13 @@
 #                          the names of integration tests of bpfns-tests, bpfns-kernel and
 #                          bpfns-cli; cli and rfc_table bring the `bpfns` CLI and the host's
 #                          bpftool)
-#   BPFNS_VM_TIMEOUT       seconds per VM, boot to power-off (default 900)
+#   BPFNS_VM_TIMEOUT       seconds per VM, boot to power-off (default 1800)
 #   BPFNS_VM_MEM           MiB per VM (default 1024)
 #   BPFNS_VM_JOBS          VMs booted at once (default: the number of cores; each takes one)
 #   BPFNS_VM_LOGS          where console logs go (default target/vm/logs)
 #   BPFNS_VM_SKIP_BUILD=1  reuse the binaries of the last build
+#   BPFNS_VM_FILTER        test-name filter handed to every test binary (one test, for debugging)
+#   BPFNS_TEST_LOG         bpfnsd's log filter in tests that start one (e.g. debug), as on the host
 #
 # Exit status: 0 when every VM passed (skipped kernels do not fail the lane), 1 otherwise.
 set -uo pipefail
@@ -33,7 +39,7 @@ HERE=scripts/vm
 CACHE=${BPFNS_VM_CACHE:-${HOME:-/root}/.cache/bpfns-vm}
 export BPFNS_VM_CACHE=$CACHE
 TESTS=${BPFNS_VM_TESTS:-doctor kernel_side listing lsm daemon cli}
-TIMEOUT=${BPFNS_VM_TIMEOUT:-900}
+TIMEOUT=${BPFNS_VM_TIMEOUT:-1800}
 MEM=${BPFNS_VM_MEM:-1024}
 JOBS=${BPFNS_VM_JOBS:-$(nproc)}
 [[ $JOBS =~ ^[1-9][0-9]*$ ]] || JOBS=1
@@ -42,15 +48,26 @@ CARGO_OUT=${CARGO_TARGET_DIR:-target}
 WORK=target/vm
 LOGS=${BPFNS_VM_LOGS:-$WORK/logs}
 MATRIX=("$@")
-[ ${#MATRIX[@]} -gt 0 ] || MATRIX=(6.1:nolsm+supervisor+rfc_table+redteam 6.1:lsm+rfc_table+redteam 6.12:lsm)
+[ ${#MATRIX[@]} -gt 0 ] ||
+    MATRIX=(6.1:lsm=rfc_table+redteam 6.1:nolsm+supervisor+rfc_table 6.1:lsm 6.12:lsm)
+# entry_tests ENTRY: the test binaries an entry runs (KERNEL:LSM[+T...] or KERNEL:LSM=T[+T...]).
+entry_tests() {
+    local mode=${1#*:}
+    if [[ $mode == *=* ]]; then
+        mode=${mode#*=}
+        echo "${mode//+/ }"
+    elif [[ $mode == *+* ]]; then
+        mode=${mode#*+}
+        echo "$TESTS ${mode//+/ }"
+    else
+        echo "$TESTS"
+    fi
+}
 # Every test binary some entry runs is built once.
-ALL_TESTS=$TESTS
+ALL_TESTS=""
 for entry in "${MATRIX[@]}"; do
-    rest=${entry#*:}
-    while [[ $rest == *+* ]]; do
-        rest=${rest#*+}
-        t=${rest%%+*}
-        [[ " $ALL_TESTS " == *" $t "* ]] || ALL_TESTS="$ALL_TESTS $t"
+    for t in $(entry_tests "$entry"); do
+        [[ " $ALL_TESTS " == *" $t "* ]] || ALL_TESTS="${ALL_TESTS:+$ALL_TESTS }$t"
     done
 done
 
@@ -154,16 +171,17 @@ make_initramfs() { # LABEL OUT TESTS
         # One line per test binary: NAME HARNESS-ARGS.
         for n in $3; do
             case $n in
-                doctor) echo "$n --test-threads=1 --nocapture" ;;
-                lsm) echo "$n --test-threads=1 --nocapture" ;;
-                redteam) echo "$n --nocapture" ;; # the matrix, in the console log
-                *) echo "$n --test-threads=2" ;;
+                doctor) echo "$n --test-threads=1 --nocapture ${BPFNS_VM_FILTER:-}" ;;
+                lsm) echo "$n --test-threads=1 --nocapture ${BPFNS_VM_FILTER:-}" ;;
+                redteam) echo "$n --nocapture ${BPFNS_VM_FILTER:-}" ;; # the matrix, in the log
+                *) echo "$n --test-threads=2 ${BPFNS_VM_FILTER:-}" ;;
             esac
         done
     } >"$STAGE/etc/bpfns-vm/tests"
     cat >"$STAGE/etc/bpfns-vm/env" <<EOF
 BPFNS_VM_LABEL='$1'
 BPFNS_VM_TEST_TIMEOUT=$((TIMEOUT - 30))
+${BPFNS_TEST_LOG:+export BPFNS_TEST_LOG='$BPFNS_TEST_LOG'}
 EOF
     (cd "$STAGE" && find . | "$ROOT/bin/busybox" cpio -o -H newc 2>/dev/null) >"$2"
 }
@@ -178,12 +196,14 @@ declare -A appends=() kdirs=() initrds=() verdicts=() lsms=()
 for entry in "${MATRIX[@]}"; do
     kver=${entry%%:*}
     mode=${entry#*:}
-    tests=$TESTS
+    tests=$(entry_tests "$entry")
     extra=""
-    if [[ $mode == *+* ]]; then
+    if [[ $mode == *=* ]]; then
+        extra=only+${mode#*=}
+        mode=${mode%%=*}
+    elif [[ $mode == *+* ]]; then
         extra=${mode#*+}
         mode=${mode%%+*}
-        tests="$TESTS ${extra//+/ }"
     fi
     case $mode in
         lsm) lsm=$LSM_BASE,bpf ;;

@@ -3583,10 +3583,11 @@ impl Scene {
     }
 }
 
-/// Attach types a namespace's policy leaves out, rewritten after the supervisor's look, in a
-/// namespace `/pf` whose policy allows tracing-class programs (so the kernel answers its
+/// Types a namespace's policy leaves out, rewritten after the supervisor's look. Attach types
+/// in a namespace `/pf` whose policy allows tracing-class programs (so the kernel answers its
 /// members' loads) and of the attach types only xdp: a link of a tracepoint program on a perf
 /// event (attach type perf_event), and an XDP program loaded for xdp_devmap put into a devmap.
+/// Map and program types in a namespace `/pt` allowing only array maps and socket filters.
 fn scene_polflip(m: &mut Matrix) {
     let mut sc = Scene::new("polflip");
     let link_row = "LINK_CREATE of a tracepoint program on a perf event while another thread \
@@ -3595,9 +3596,19 @@ fn scene_polflip(m: &mut Matrix) {
     let load_row = "PROG_LOAD of an XDP program while another thread flips its expected attach \
                     type xdp <-> xdp_devmap, then MAP_UPDATE_ELEM of it into a devmap \
                     (namespace allowing tracing programs and only the xdp attach type)";
+    let map_row = "MAP_CREATE of an array while another thread flips the map type array <-> \
+                   hash (namespace allowing only array maps), in children the kernel side may \
+                   stop";
+    let prog_row = "PROG_LOAD of a socket filter while another thread flips the program type \
+                    socket_filter <-> cgroup_skb (namespace allowing only socket filters), in \
+                    children the kernel side may stop";
     let mut policy = bpfns_model::Policy::tracing(true);
     policy.attachs = bpfns_model::TypeSet::of([37]);
     sc.admin.ns_create_with_policy("/pf", policy).unwrap();
+    let mut narrow = bpfns_model::Policy::DEFAULT;
+    narrow.maps = bpfns_model::TypeSet::of([2]);
+    narrow.progs = bpfns_model::TypeSet::of([1]);
+    sc.admin.ns_create_with_policy("/pt", narrow).unwrap();
     // Perf events on tracepoints need tracefs: mounted here if it is not (idempotent).
     let _ = bpfns_sys::fs::ensure_tracefs();
     let tp = std::fs::read_to_string("/sys/kernel/tracing/events/syscalls/sys_enter_getpid/id")
@@ -3670,6 +3681,43 @@ fn scene_polflip(m: &mut Matrix) {
             None => blocked(text),
         };
         m.set(load_row, level, c);
+        for (kind, row) in [("map", map_row), ("prog", prog_row)] {
+            let r = sc.attack_in("/pt", level, None, &["rt-type-flip", kind, "2000"]);
+            let text = format!(
+                "plain {}: {}; flipping: {}; kept: {}",
+                if kind == "map" {
+                    "hash map"
+                } else {
+                    "cgroup_skb program"
+                },
+                w(&r, "tflip_plain"),
+                w(&r, "tflip"),
+                w(&r, "tforbidden")
+            );
+            let c = match r.unusable(level, "tflip") {
+                Some(c) => c,
+                None if r.get("tforbidden") != Some("none")
+                    || r.get("tflip_plain").is_some_and(|v| v.starts_with("made")) =>
+                {
+                    escape(text)
+                }
+                None if r
+                    .get("tflip")
+                    .is_some_and(|v| v.contains("allowed_made:0 ")) =>
+                {
+                    cell(
+                        Verdict::NotRun,
+                        format!(
+                        "the level cannot make a {kind} of the allowed type (CAP_BPF, over the \
+                         host or, with a token, in its user namespace): {text}{}",
+                        token_note(&r)
+                    ),
+                    )
+                }
+                None => blocked(text),
+            };
+            m.set(row, level, c);
+        }
     }
 }
 

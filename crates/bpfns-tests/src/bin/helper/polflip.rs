@@ -18,7 +18,15 @@
 //!                          program it gets put into a devmap: xflip=children:C killed:K
 //!                          programs_loaded:L outcomes:..; xinsert=none | ok:prog:ID;
 //!                          xflip_plain=the first child's plain load for xdp_devmap
-//! Internal: rt-xdp-flip-load N FIRST.
+//!   rt-type-flip map|prog N  in children (200, or 8 s, at most; each killable by the kernel
+//!                          side): create a map (load a program) N times while a thread flips
+//!                          its type between the one the namespace allows (array 2;
+//!                          socket_filter 1) and one it leaves out (hash 1; cgroup_skb 8);
+//!                          tflip_plain=the first child's plain creation of the type left out;
+//!                          tflip=children:C killed:K allowed_made:A outcomes:..;
+//!                          tforbidden=none | kept:KIND:ID:type:T (a child holding an object of
+//!                          the type left out, alive after the call)
+//! Internal: rt-xdp-flip-load N FIRST, rt-type-flip-child map|prog N FIRST.
 //! ```
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -36,13 +44,23 @@ use super::redteam::{attr, describe, errno_str, put_u32, put_u64, token};
 use super::{fail, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 3] = ["rt-link-flip", "rt-xdp-flip", "rt-xdp-flip-load"];
+pub const ACTIONS: [&str; 5] = [
+    "rt-link-flip",
+    "rt-xdp-flip",
+    "rt-xdp-flip-load",
+    "rt-type-flip",
+    "rt-type-flip-child",
+];
 
 const BPF_MAP_CREATE: u32 = 0;
 const BPF_MAP_UPDATE_ELEM: u32 = 2;
 const BPF_PROG_LOAD: u32 = 5;
 const BPF_LINK_CREATE: u32 = 28;
 const PROG_XDP: u32 = 6;
+const PROG_SOCKET_FILTER: u32 = 1;
+const PROG_CGROUP_SKB: u32 = 8;
+const MAP_HASH: u32 = 1;
+const MAP_ARRAY: u32 = 2;
 const PROG_TRACEPOINT: u32 = 5;
 const MAP_DEVMAP: u32 = 14;
 const ATTACH_XDP_DEVMAP: u32 = 33;
@@ -65,6 +83,8 @@ pub fn run(exe: &Path, args: &[String]) {
         "rt-link-flip" => link_flip(num(1), num(2) as u32),
         "rt-xdp-flip" => xdp_flip(exe, num(1) as u32),
         "rt-xdp-flip-load" => xdp_flip_load(num(1) as u32, arg(2) == "first"),
+        "rt-type-flip" => type_flip(exe, flip_of(&arg(1)), num(2) as u32),
+        "rt-type-flip-child" => type_flip_child(flip_of(&arg(1)), num(2) as u32, arg(3) == "first"),
         other => fail(&format!("unknown action {other}")),
     }
 }
@@ -324,6 +344,166 @@ fn xdp_flip_load(n: u32, first: bool) {
                     }
                 }
                 Err(e) => *refused.entry(format!("load-{}", errno_str(e))).or_default() += 1,
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    say(&format!("refused={}", tally(&refused)));
+}
+
+// ---- a map's or a program's type flipped to one the policy leaves out ------------------------
+
+/// Which type a `rt-type-flip` races, and between which values.
+#[derive(Clone, Copy)]
+struct Flip {
+    kind: &'static str,
+    cmd: u32,
+    allowed: u32,
+    forbidden: u32,
+}
+
+fn flip_of(kind: &str) -> Flip {
+    match kind {
+        "map" => Flip {
+            kind: "map",
+            cmd: BPF_MAP_CREATE,
+            allowed: MAP_ARRAY,
+            forbidden: MAP_HASH,
+        },
+        "prog" => Flip {
+            kind: "prog",
+            cmd: BPF_PROG_LOAD,
+            allowed: PROG_SOCKET_FILTER,
+            forbidden: PROG_CGROUP_SKB,
+        },
+        other => fail(&format!("rt-type-flip: map or prog, not {other}")),
+    }
+}
+
+/// The type of map or program `fd`.
+fn type_of(f: Flip, fd: &OwnedFd) -> u32 {
+    if f.cmd == BPF_MAP_CREATE {
+        sysbpf::info::<sysbpf::bpf_map_info>(fd.as_fd()).map_or(0, |i| i.type_)
+    } else {
+        sysbpf::info::<sysbpf::bpf_prog_info>(fd.as_fd()).map_or(0, |i| i.type_)
+    }
+}
+
+fn type_flip(exe: &Path, f: Flip, n: u32) {
+    let (mut children, mut killed, mut allowed) = (0u32, 0u32, 0u64);
+    let mut outcomes = std::collections::BTreeMap::<String, u32>::new();
+    let mut kept = None;
+    let started = Instant::now();
+    while children < MAX_CHILDREN && started.elapsed() < Duration::from_secs(8) && kept.is_none() {
+        children += 1;
+        let first = if children == 1 { "first" } else { "more" };
+        let (o, k) = run_child(
+            Command::new(exe).args(["rt-type-flip-child", f.kind, &n.to_string(), first]),
+            Duration::from_secs(20),
+        );
+        killed += u32::from(k);
+        if let Some(v) = value(&o, "plain") {
+            say(&format!("tflip_plain={v}"));
+        }
+        if let Some(v) = value(&o, "kept") {
+            kept = Some(v.to_string());
+        }
+        allowed += o.lines().filter(|l| l.starts_with("allowed=")).count() as u64;
+        for part in value(&o, "refused").unwrap_or("").split(',') {
+            if let Some((k, c)) = part.rsplit_once('x') {
+                *outcomes.entry(k.to_string()).or_default() += c.parse::<u32>().unwrap_or(0);
+            }
+        }
+        if let Some(e) = value(&o, "error") {
+            say(&format!("tflip_child_error={e}"));
+            break;
+        }
+        if children == 1 && !k && allowed == 0 {
+            // The level cannot make even the allowed type: more children would say the same.
+            break;
+        }
+    }
+    say(&format!(
+        "tflip=children:{children} killed:{killed} allowed_made:{allowed} outcomes:{}",
+        tally(&outcomes)
+    ));
+    say(&format!("tforbidden={}", kept.as_deref().unwrap_or("none")));
+}
+
+/// The attr of the flipped creations (38 words: a program load with a token), shared with the
+/// flipping thread.
+static TYPE_ATTR: [AtomicU32; 38] = [const { AtomicU32::new(0) }; 38];
+
+fn type_flip_child(f: Flip, n: u32, first: bool) {
+    let set = |off: usize, v: u32| TYPE_ATTR[off / 4].store(v, Ordering::SeqCst);
+    let size = if f.cmd == BPF_MAP_CREATE {
+        // key 4, value 8, one entry: valid for both an array and a hash.
+        set(4, 4);
+        set(8, 8);
+        set(12, 1);
+        match token() {
+            Some(t) => {
+                set(16, rawbpf::BPF_F_TOKEN_FD);
+                set(76, t as u32);
+                80
+            }
+            None => 72,
+        }
+    } else {
+        // `r0 = 0; exit`: valid for both a socket filter and a cgroup skb program.
+        let license = c"GPL";
+        set(4, 2);
+        let insns = RET0.as_ptr() as u64;
+        set(8, insns as u32);
+        set(12, (insns >> 32) as u32);
+        let lic = license.as_ptr() as u64;
+        set(16, lic as u32);
+        set(20, (lic >> 32) as u32);
+        match token() {
+            Some(t) => {
+                set(44, rawbpf::BPF_F_TOKEN_FD);
+                set(144, t as u32);
+                152
+            }
+            None => 72,
+        }
+    };
+    let call = || testhooks::bpf_fd_raw_ptr(f.cmd, TYPE_ATTR.as_ptr() as u64, size);
+    if first {
+        // Plainly: what the supervisor (or the kernel side) answers the type left out.
+        set(0, f.forbidden);
+        let v = match call() {
+            Ok(o) => format!("made:{}:type:{}", describe(o.as_fd()), type_of(f, &o)),
+            Err(e) => errno_str(e),
+        };
+        say(&format!("plain={v}"));
+    }
+    set(0, f.allowed);
+    let stop = AtomicBool::new(false);
+    let mut refused = std::collections::BTreeMap::<String, u32>::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                TYPE_ATTR[0].store(f.forbidden, Ordering::Relaxed);
+                std::hint::spin_loop();
+                TYPE_ATTR[0].store(f.allowed, Ordering::Relaxed);
+                std::hint::spin_loop();
+            }
+        });
+        for _ in 0..n {
+            match call() {
+                Ok(o) => {
+                    let t = type_of(f, &o);
+                    if t == f.forbidden {
+                        // Alive after the call that made it: the kernel side let it be.
+                        say(&format!("kept={}:type:{t}", describe(o.as_fd())));
+                        break;
+                    }
+                    // One line per object: the parent counts them where this child is
+                    // killed before its summary.
+                    say(&format!("allowed=type:{t}"));
+                }
+                Err(e) => *refused.entry(errno_str(e)).or_default() += 1,
             }
         }
         stop.store(true, Ordering::SeqCst);

@@ -136,6 +136,12 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },
+    /// Internal: time BPF_MAP_CREATE of an array and BPF_PROG_LOAD of a socket filter.
+    #[command(hide = true)]
+    Creates {
+        #[arg(long, default_value_t = 500)]
+        reps: usize,
+    },
     /// Internal: the caller side of the seccomp floor (traps getppid, times each call).
     #[command(hide = true)]
     FloorCaller,
@@ -241,6 +247,7 @@ fn main() {
         Some(Cmd::Scale(ref a)) => scale::run(a),
         Some(Cmd::Load(ref a)) => daemon::serve_load(a),
         Some(Cmd::Traps { reps }) => daemon::serve_traps(reps),
+        Some(Cmd::Creates { reps }) => daemon::serve_creates(reps),
         Some(Cmd::FloorCaller) => daemon::serve_floor_caller(),
         None => bench(&cli),
     };

@@ -43,6 +43,7 @@ pub use broker::{serve as serve_load, LoadArgs};
 pub use floor::serve_caller as serve_floor_caller;
 pub use rig::alive;
 pub use traps::serve as serve_traps;
+pub use traps::serve_creates;
 
 use crate::controller::{check_interrupt, verbose, Worker};
 use crate::stats::median;
@@ -51,6 +52,9 @@ use crate::stats::median;
 const NS: &str = "/bench";
 /// A sibling namespace that owns part of the other maps.
 const OTHER_NS: &str = "/other";
+/// A namespace whose policy allows array maps and socket filters only: its members'
+/// `BPF_MAP_CREATE` goes through the supervisor too, and their loads are checked by type.
+const NARROW_NS: &str = "/narrow";
 
 /// Arguments of `bpfns-bench daemon`.
 #[derive(Debug, Clone, clap::Args)]
@@ -362,6 +366,8 @@ pub struct Measured {
     pub rounds_cpu: Option<cpu::Usage>,
     /// Per-call times of a map walk: as a member (supervised) and as root.
     pub traps: Vec<(String, traps::TrapTimes)>,
+    /// Map creations and program loads: root, a member, a member of a narrowed namespace.
+    pub creates: Vec<(String, traps::CreateTimes)>,
     /// The seccomp user-notification floor.
     pub floor: Option<floor::Floor>,
 }
@@ -515,6 +521,10 @@ fn measure(
     let limit = Some(u32::try_from(4 * sizes.maps).unwrap_or(u32::MAX));
     c.ns_create_with(NS, bpfns_model::Policy::DEFAULT, limit)?;
     c.ns_create_with(OTHER_NS, bpfns_model::Policy::DEFAULT, limit)?;
+    let mut narrow = bpfns_model::Policy::DEFAULT;
+    narrow.maps = bpfns_model::TypeSet::of([libbpf_sys::BPF_MAP_TYPE_ARRAY]);
+    narrow.progs = bpfns_model::TypeSet::of([libbpf_sys::BPF_PROG_TYPE_SOCKET_FILTER]);
+    c.ns_create_with(NARROW_NS, narrow, limit)?;
 
     // The map holders: tagged by the daemon like any member (ownership recorded at creation).
     let mut w_vis = Worker::spawn(None)?;
@@ -698,6 +708,34 @@ fn measure(
         check_interrupt()?;
         eprintln!("timing each listing call: {who}");
         m.traps.push((who.to_string(), traps::run(cmd)?));
+    }
+    // Creations with and without a policy that restricts types (CAP_BPF-only members).
+    let creates = |ns: Option<&str>| {
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new(bpfns);
+                c.arg("--socket")
+                    .arg(&daemon.socket)
+                    .args(["exec", ns, "--"])
+                    .arg(setpriv)
+                    .args(CAP_BPF_ONLY)
+                    .arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        cmd.args(["creates", "--reps", "500"]);
+        cmd
+    };
+    for (who, ns) in [
+        ("root, direct", None),
+        ("member (CAP_BPF only), default policy", Some(NS)),
+        ("member (CAP_BPF only), types restricted", Some(NARROW_NS)),
+    ] {
+        check_interrupt()?;
+        eprintln!("timing map creations and program loads: {who}");
+        m.creates
+            .push((who.to_string(), traps::run_creates(creates(ns))?));
     }
     if !args.no_load && !args.supervisor_only {
         let full = Duration::from_secs_f64(sizes.load_seconds);

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::broker::LoadResult;
 use super::cpu::Usage;
 use super::floor::{Floor, Mode};
-use super::traps::TrapTimes;
+use super::traps::{CreateTimes, TrapTimes};
 use super::{Measured, Scenario, Sizes};
 use crate::report::{fmt_ns, verdict, Machine};
 use crate::stats::{median, Comparison, Summary};
@@ -92,6 +92,8 @@ pub struct DaemonReport {
     /// the map holders), in CPUs.
     pub rounds_cpu: Option<Usage>,
     pub traps: Vec<(String, TrapTimes)>,
+    /// Map creations and program loads, root first.
+    pub creates: Vec<(String, CreateTimes)>,
     /// The seccomp user-notification floor, measured in this run.
     pub floor: Option<Floor>,
     /// Each trapped call against the floor.
@@ -378,6 +380,7 @@ impl DaemonReport {
             analysis: m.analysis.clone(),
             rounds_cpu: m.rounds_cpu.clone(),
             traps: m.traps.clone(),
+            creates: m.creates.clone(),
             floor: m.floor.clone(),
             supervisor: match (&m.floor, m.traps.get(1)) {
                 (Some(f), Some((_, root))) => m
@@ -588,6 +591,37 @@ impl DaemonReport {
                         "{} (p90 {})",
                         fmt_ns(t.fd_by_id_median_ns),
                         fmt_ns(t.fd_by_id_p90_ns)
+                    )
+                );
+            }
+        }
+        if let Some((_, root)) = self.creates.first() {
+            let _ = writeln!(
+                s,
+                "\n== Creations: BPF_MAP_CREATE of an array, BPF_PROG_LOAD of a socket filter \
+                 (median of 500 each, p90; ratio against root's)"
+            );
+            let _ = writeln!(
+                s,
+                "{:<42} {:>30} {:>30}",
+                "caller", "MAP_CREATE", "PROG_LOAD"
+            );
+            for (who, t) in &self.creates {
+                let _ = writeln!(
+                    s,
+                    "{:<42} {:>30} {:>30}",
+                    who,
+                    format!(
+                        "{} (p90 {}) {:.2}x",
+                        fmt_ns(t.map_create_median_ns),
+                        fmt_ns(t.map_create_p90_ns),
+                        t.map_create_median_ns / root.map_create_median_ns
+                    ),
+                    format!(
+                        "{} (p90 {}) {:.2}x",
+                        fmt_ns(t.prog_load_median_ns),
+                        fmt_ns(t.prog_load_p90_ns),
+                        t.prog_load_median_ns / root.prog_load_median_ns
                     )
                 );
             }

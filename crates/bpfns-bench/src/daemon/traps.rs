@@ -99,3 +99,64 @@ pub fn run(mut cmd: Command) -> Result<TrapTimes> {
     }
     serde_json::from_slice(&out.stdout).context("parsing the traps probe's output")
 }
+
+/// Per-call times of creations that a namespace's policy checks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateTimes {
+    pub map_create_median_ns: f64,
+    pub map_create_p90_ns: f64,
+    pub prog_load_median_ns: f64,
+    pub prog_load_p90_ns: f64,
+}
+
+/// `r0 = 0; exit`.
+const RET0: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+
+/// The `creates` subcommand: `reps` times `BPF_MAP_CREATE` of a one-entry array and
+/// `BPF_PROG_LOAD` of a two-instruction socket filter, each timed alone and closed at once.
+pub fn serve_creates(reps: usize) -> Result<()> {
+    let mut maps = Vec::new();
+    let mut progs = Vec::new();
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        let m = bpf::map_create(libbpf_sys::BPF_MAP_TYPE_ARRAY, "bench_arr", 4, 8, 1)
+            .context("BPF_MAP_CREATE")?;
+        maps.push(t.elapsed().as_nanos() as f64);
+        drop(m);
+        let t = Instant::now();
+        let p = bpf::prog_load(
+            libbpf_sys::BPF_PROG_TYPE_SOCKET_FILTER,
+            "bench_sf",
+            &RET0,
+            bpf::ProgLoadOpts::default(),
+        )
+        .context("BPF_PROG_LOAD")?;
+        progs.push(t.elapsed().as_nanos() as f64);
+        drop(p);
+    }
+    let times = CreateTimes {
+        map_create_median_ns: quantile(&maps, 0.5),
+        map_create_p90_ns: quantile(&maps, 0.9),
+        prog_load_median_ns: quantile(&progs, 0.5),
+        prog_load_p90_ns: quantile(&progs, 0.9),
+    };
+    println!("{}", serde_json::to_string(&times)?);
+    Ok(())
+}
+
+/// Run `cmd` (which ends in this binary's `creates` subcommand) and parse its answer.
+pub fn run_creates(mut cmd: Command) -> Result<CreateTimes> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .context("running the creations probe")?;
+    if !out.status.success() {
+        bail!(
+            "creations probe: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("parsing the creations probe's output")
+}

@@ -5710,10 +5710,18 @@ fn scene_observe(m: &mut Matrix) {
             .filter(|(k, n)| !host.iter().any(|(hk, hn)| hk == k && hn == n))
             .map(|(k, n)| format!("{k} {n}"))
             .collect();
-        let c = match &bg {
-            Err(e) if e.starts_with("never") => cell(Verdict::Error, e.clone()),
-            Err(e) => cell(Verdict::NotRun, e.clone()),
-            Ok(_) if !missed.is_empty() => cell(
+        // A level whose BPF token could not be made (kernels before 6.9) never subscribes.
+        let no_token = Run {
+            out: out.clone(),
+            ..Default::default()
+        }
+        .unusable(level, "token")
+        .filter(|_| level == Level::Token && out.contains("token=error"));
+        let c = match (&bg, no_token) {
+            (Err(_), Some(c)) => c,
+            (Err(e), None) if e.starts_with("never") => cell(Verdict::Error, e.clone()),
+            (Err(e), None) => cell(Verdict::NotRun, e.clone()),
+            (Ok(_), _) if !missed.is_empty() => cell(
                 Verdict::Error,
                 format!(
                     "control: the host's subscriber missed {} (it got {host_text}; the /s \
@@ -5722,7 +5730,7 @@ fn scene_observe(m: &mut Matrix) {
                     denial.out.trim()
                 ),
             ),
-            Ok(_) => {
+            (Ok(_), _) => {
                 let r = Run {
                     out: out.clone(),
                     timed_out: !ended,

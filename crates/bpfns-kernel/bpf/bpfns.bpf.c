@@ -156,39 +156,6 @@ static __always_inline bool tracing_class(__u32 type)
 	}
 }
 
-/* Whether namespace `ns`'s policy allows the program (kind BPFNS_KIND_PROG) or map type
- * `type`: yes without an entry in ns_policy (no restriction but the tracing class). */
-static __always_inline bool ns_allows_type(__u32 ns, __u32 kind, __u32 type)
-{
-	struct ns_policy *p = bpf_map_lookup_elem(&ns_policy, &ns);
-	__u64 mask;
-
-	if (!p)
-		return true;
-	mask = kind == BPFNS_KIND_PROG ? p->progs : p->maps;
-	return type < 64 && (mask & (1ULL << type));
-}
-
-/* Whether namespace `ns`'s policy allows a program loaded for expected attach type `eat`:
- * 0 always (it is also every attach-less type's), others only by the policy's attachs. */
-static __always_inline bool ns_allows_attach(__u32 ns, __u32 eat)
-{
-	struct ns_policy *p;
-
-	if (eat == 0)
-		return true;
-	p = bpf_map_lookup_elem(&ns_policy, &ns);
-	if (!p)
-		return true;
-	return eat < 64 && (p->attachs & (1ULL << eat));
-}
-
-/* The expected attach type a program was loaded for. */
-static __always_inline __u32 prog_eat(struct bpf_prog *prog)
-{
-	return BPF_CORE_READ(prog, expected_attach_type);
-}
-
 static __always_inline bool ns_allows_tracing(__u32 ns)
 {
 	struct ns_info *ni = bpf_map_lookup_elem(&ns_table, &ns);

@@ -20,11 +20,13 @@
  *                                  (map->id and prog->aux->id are still 0 there: the ids are
  *                                  allocated later, before the fd is made)
  *   lsm/bpf                        cmd level: BPF_LINK_GET_FD_BY_ID and BPF_BTF_GET_FD_BY_ID
- *                                  (links and BTF have no object hook); BPF_PROG_LOAD of a
- *                                  syscall program (which could call bpf() from inside the
- *                                  kernel), and, where the namespace's policy does not allow
- *                                  tracing, of a tracing-class program or by a loader with
- *                                  perfmon power (the same rules as the backstop's in
+ *                                  (links and BTF have no object hook); BPF_MAP_CREATE and
+ *                                  BPF_PROG_LOAD of a map, program or expected attach type
+ *                                  the namespace's policy leaves out (ns_policy); BPF_PROG_LOAD
+ *                                  of a syscall program (which could call bpf() from inside
+ *                                  the kernel), and, where the namespace's policy does not
+ *                                  allow tracing, of a tracing-class program or by a loader
+ *                                  with perfmon power (the same rules as the backstop's in
  *                                  bpfns.bpf.c, which kills instead)
  *   lsm/bpf_token_capable          (6.9+) no CAP_PERFMON through a BPF token for namespace
  *                                  tasks whose policy denies tracing
@@ -327,16 +329,27 @@ int BPF_PROG(lsm_bpf, int cmd, union bpf_attr *attr)
 {
 	__u32 ns, kind, id, owner;
 
-	if (cmd != CMD_LINK_GET_FD_BY_ID && cmd != CMD_BTF_GET_FD_BY_ID && cmd != CMD_PROG_LOAD)
+	if (cmd != CMD_LINK_GET_FD_BY_ID && cmd != CMD_BTF_GET_FD_BY_ID && cmd != CMD_PROG_LOAD &&
+	    cmd != CMD_MAP_CREATE)
 		return 0;
 	ns = current_ns();
 	if (ns == BPFNS_ROOT)
 		return 0;
+	/* The namespace's policy on map, program and expected attach types, on the kernel's copy
+	 * of the attr: a type rewritten after the supervisor looked is refused here too. */
+	if (cmd == CMD_MAP_CREATE) {
+		if (!ns_allows_type(ns, BPFNS_KIND_MAP, BPF_CORE_READ(attr, map_type)))
+			return refuse(ns, cmd, BPFNS_KIND_MAP, 0, ns, BPFNS_REASON_PROG_TYPE);
+		return 0;
+	}
 	if (cmd == CMD_PROG_LOAD) {
 		__u32 type = BPF_CORE_READ(attr, prog_type);
 
 		/* A syscall program can call bpf(BPF_MAP_GET_FD_BY_ID) from inside the kernel. */
 		if (type == PROG_TYPE_SYSCALL)
+			return refuse(ns, cmd, BPFNS_KIND_PROG, 0, ns, BPFNS_REASON_PROG_TYPE);
+		if (!ns_allows_type(ns, BPFNS_KIND_PROG, type) ||
+		    !ns_allows_attach(ns, BPF_CORE_READ(attr, expected_attach_type)))
 			return refuse(ns, cmd, BPFNS_KIND_PROG, 0, ns, BPFNS_REASON_PROG_TYPE);
 		if (lsm_ns_allows_tracing(ns))
 			return 0;

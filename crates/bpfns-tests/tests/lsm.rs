@@ -348,6 +348,70 @@ fn namespace_tasks_get_eperm_for_forbidden_program_types() {
     assert!(id > 0);
 }
 
+/// A namespace's policy on map, program and expected attach types (the `ns_policy` map, written
+/// by bpfnsd for namespaces that restrict them): BPF LSM refuses what it leaves out with EPERM
+/// on the kernel's copy of the attr, so that a member that rewrote its attr after the
+/// supervisor looked gets EPERM too, and lives; what the policy allows is made.
+#[test]
+fn types_outside_the_namespaces_policy_get_eperm() {
+    use bpfns_sys::names::number;
+    require_kernel!();
+    let tk = with_tree("lsm-types");
+    if !active_or_skip(&tk, "EPERM for types outside the namespace's policy") {
+        return;
+    }
+    let ty = |f, name| 1u64 << number(f, name).unwrap();
+    use bpfns_model::Field::{Attachs, Maps, Progs};
+    tk.kernel
+        .set_namespace_types(
+            A,
+            Some(bpfns_kernel::abi::NsTypes {
+                maps: ty(Maps, "array"),
+                progs: ty(Progs, "xdp"),
+                attachs: ty(Attachs, "xdp"),
+            }),
+        )
+        .unwrap();
+    // Refused, the task alive: a ring buffer, a socket filter, an XDP program for devmaps.
+    let xdp = number(Progs, "xdp").unwrap().to_string();
+    let devmap = number(Attachs, "xdp_devmap").unwrap().to_string();
+    let plain_xdp = number(Attachs, "xdp").unwrap().to_string();
+    for args in [
+        &["create", "ringbuf"][..],
+        &["create", "prog"][..],
+        &["no-perfmon", "load", &xdp, &devmap][..],
+    ] {
+        let mut h = Helper::spawn(args);
+        tk.kernel.tag_process(h.pid, A).unwrap();
+        h.go();
+        let line = h.line().unwrap_or_default();
+        let status = h.finish();
+        assert!(!killed(status), "{args:?}: killed, not refused: {line:?}");
+        assert!(
+            !line.starts_with("id=") && !line.starts_with("loaded="),
+            "{args:?}: made: {line:?}"
+        );
+        eprintln!(
+            "lsm: policy maps=array progs=xdp attachs=xdp: {args:?} -> {line:?}, task not killed"
+        );
+    }
+    let refused = lsm::counters(&tk.layout).unwrap().refused;
+    assert!(refused >= 3, "refusals counted: {refused}");
+    // Allowed: an array, an XDP program for xdp.
+    let (_m, id) = create_in(&tk, Some(A), "map", None);
+    assert_eq!(tk.kernel.owner(ObjectKind::Map, id).unwrap(), A);
+    let mut h = Helper::spawn(&["no-perfmon", "load", &xdp, &plain_xdp]);
+    tk.kernel.tag_process(h.pid, A).unwrap();
+    h.go();
+    let line = h.line().unwrap_or_default();
+    h.finish();
+    assert!(line.starts_with("loaded="), "{line:?}");
+    // Without an entry: no restriction but the tracing class.
+    tk.kernel.set_namespace_types(A, None).unwrap();
+    let (_r, id) = create_in(&tk, Some(A), "ringbuf", None);
+    assert_eq!(tk.kernel.owner(ObjectKind::Map, id).unwrap(), A);
+}
+
 /// A tagged task without the supervisor's filter races opens of a foreign object by id against
 /// a second thread that sends the descriptor number the open lands on to another process
 /// (SCM_RIGHTS), hoping to get the fd out between the open and the backstop's SIGKILL. With

@@ -360,6 +360,8 @@ pub struct Measured {
     /// Time to create the other maps, per round (ns).
     pub create_ns: Vec<f64>,
     pub loads: Vec<(String, broker::LoadResult)>,
+    /// The FD broker with events flowing, with and without a subscriber that stops reading.
+    pub stalled: Option<report::Stalled>,
     pub analysis: Vec<report::Probe>,
     /// CPU over the process rounds: watched = [this process with its reaped children (the
     /// timed processes), the daemon, the three map holders].
@@ -784,10 +786,75 @@ fn measure(
             m.loads.push((label.to_string(), r));
             daemon.check_alive()?;
         }
+        check_interrupt()?;
+        m.stalled = Some(stalled_subscriber(daemon, spec(NS, GetFd, n, short))?);
+        daemon.check_alive()?;
     }
     drop(_others);
     drop(w_vis);
     Ok(m)
+}
+
+/// The FD broker's load while namespaces are created and deleted in a loop (events for every
+/// root subscriber), first without a subscriber, then with one that subscribed to everything
+/// and never reads: bpfnsd must drop it (counted) and go on at the same pace.
+fn stalled_subscriber(daemon: &rig::BenchDaemon, run: broker::LoadSpec) -> Result<report::Stalled> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dropped = || -> Result<u64> {
+        let st = daemon.client()?.status()?;
+        Ok(st
+            .counters
+            .iter()
+            .find(|(k, _)| k == "events_subscribers_dropped")
+            .map_or(0, |(_, v)| *v))
+    };
+    let churned = |stalled: bool| -> Result<(broker::LoadResult, u64, u64)> {
+        let stop = AtomicBool::new(false);
+        let changes = AtomicU64::new(0);
+        let mut sub = None;
+        if stalled {
+            let mut c = daemon.client()?;
+            c.subscribe(None, Vec::new())?;
+            sub = Some(c);
+        }
+        let before = dropped()?;
+        let r = std::thread::scope(|s| {
+            let churn = s.spawn(|| -> Result<()> {
+                let mut c = daemon.client()?;
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let path = format!("/churn{}", i % 16);
+                    c.ns_create(&path)?;
+                    c.ns_delete(&path)?;
+                    i += 1;
+                    changes.fetch_add(2, Ordering::Relaxed);
+                }
+                Ok(())
+            });
+            let r = broker::run_child(&daemon.socket, daemon.pid(), &run);
+            stop.store(true, Ordering::Relaxed);
+            match churn.join() {
+                Ok(Err(e)) => return Err(e.context("the namespace churn")),
+                Err(_) => bail!("the namespace churn panicked"),
+                Ok(Ok(())) => {}
+            }
+            r
+        })?;
+        let after = dropped()?;
+        drop(sub);
+        Ok((r, changes.load(Ordering::Relaxed), after - before))
+    };
+    eprintln!("load: FD broker with namespace churn, without a subscriber");
+    let (alone, alone_events, _) = churned(false)?;
+    eprintln!("load: FD broker with namespace churn, and a subscriber that never reads");
+    let (with, with_events, dropped) = churned(true)?;
+    Ok(report::Stalled {
+        alone,
+        alone_events,
+        with,
+        with_events,
+        dropped,
+    })
 }
 
 /// Direct measurements of the pieces a request is made of, with all maps present: what the

@@ -71,6 +71,21 @@ pub struct LoadRow {
     pub verdict: Option<&'static str>,
 }
 
+/// The FD broker while namespace changes make events, without and with a stalled subscriber.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stalled {
+    pub alone: LoadResult,
+    /// Namespace changes (one event each) during the run.
+    pub alone_events: u64,
+    pub with: LoadResult,
+    pub with_events: u64,
+    /// Subscribers bpfnsd dropped during the second run (the stalled one: 1).
+    pub dropped: u64,
+}
+
+/// A stalled subscriber may cost the broker at most this share of its rate.
+pub const STALLED_MIN_RATIO: f64 = 0.9;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DaemonReport {
     pub machine: Machine,
@@ -94,6 +109,7 @@ pub struct DaemonReport {
     pub traps: Vec<(String, TrapTimes)>,
     /// Map creations and program loads, root first.
     pub creates: Vec<(String, CreateTimes)>,
+    pub stalled: Option<Stalled>,
     /// The seccomp user-notification floor, measured in this run.
     pub floor: Option<Floor>,
     /// Each trapped call against the floor.
@@ -381,6 +397,7 @@ impl DaemonReport {
             rounds_cpu: m.rounds_cpu.clone(),
             traps: m.traps.clone(),
             creates: m.creates.clone(),
+            stalled: m.stalled.clone(),
             floor: m.floor.clone(),
             supervisor: match (&m.floor, m.traps.get(1)) {
                 (Some(f), Some((_, root))) => m
@@ -594,6 +611,39 @@ impl DaemonReport {
                     )
                 );
             }
+        }
+        if let Some(st) = &self.stalled {
+            let ratio = st.with.per_sec / st.alone.per_sec;
+            let _ = writeln!(
+                s,
+                "\n== A subscriber that stops reading: the FD broker ({} clients) while a host \
+                 client creates and deletes namespaces in a loop (an event each)",
+                st.alone.threads
+            );
+            for (who, r, ev) in [
+                ("no subscriber", &st.alone, st.alone_events),
+                ("a subscriber that never reads", &st.with, st.with_events),
+            ] {
+                let _ = writeln!(
+                    s,
+                    "{who:<32} {:>9.0}/s  p99 {:>9}  events {:>6.0}/s",
+                    r.per_sec,
+                    fmt_ns(r.p99_ns),
+                    ev as f64 / r.seconds
+                );
+            }
+            let _ = writeln!(
+                s,
+                "ratio {ratio:.2} (target ≥ {STALLED_MIN_RATIO}: {}); subscribers dropped: {} \
+                 (target 1: {})",
+                if ratio >= STALLED_MIN_RATIO {
+                    "meets"
+                } else {
+                    "misses"
+                },
+                st.dropped,
+                if st.dropped == 1 { "meets" } else { "misses" }
+            );
         }
         if let Some((_, root)) = self.creates.first() {
             let _ = writeln!(

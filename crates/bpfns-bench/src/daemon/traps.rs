@@ -84,20 +84,25 @@ pub fn serve(reps: usize) -> Result<()> {
 }
 
 /// Run `cmd` (which ends in this binary's `traps` subcommand) and parse its answer.
-pub fn run(mut cmd: Command) -> Result<TrapTimes> {
+pub fn run(cmd: Command) -> Result<TrapTimes> {
+    run_probe(cmd, "traps probe")
+}
+
+/// Run `cmd`, a probe subcommand of this binary printing JSON, and parse its answer.
+fn run_probe<T: serde::de::DeserializeOwned>(mut cmd: Command, what: &str) -> Result<T> {
     let out = cmd
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .output()
-        .context("running the traps probe")?;
+        .with_context(|| format!("running the {what}"))?;
     if !out.status.success() {
         bail!(
-            "traps probe: {}: {}",
+            "{what}: {}: {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    serde_json::from_slice(&out.stdout).context("parsing the traps probe's output")
+    serde_json::from_slice(&out.stdout).with_context(|| format!("parsing the {what}'s output"))
 }
 
 /// Per-call times of creations that a namespace's policy checks.
@@ -145,18 +150,6 @@ pub fn serve_creates(reps: usize) -> Result<()> {
 }
 
 /// Run `cmd` (which ends in this binary's `creates` subcommand) and parse its answer.
-pub fn run_creates(mut cmd: Command) -> Result<CreateTimes> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .context("running the creations probe")?;
-    if !out.status.success() {
-        bail!(
-            "creations probe: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    serde_json::from_slice(&out.stdout).context("parsing the creations probe's output")
+pub fn run_creates(cmd: Command) -> Result<CreateTimes> {
+    run_probe(cmd, "creations probe")
 }

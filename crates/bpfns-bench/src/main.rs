@@ -141,6 +141,9 @@ enum Cmd {
     Creates {
         #[arg(long, default_value_t = 500)]
         reps: usize,
+        /// Instead: create and close array maps for this many seconds; print how many.
+        #[arg(long)]
+        churn_secs: Option<f64>,
     },
     /// Internal: the caller side of the seccomp floor (traps getppid, times each call).
     #[command(hide = true)]
@@ -247,7 +250,7 @@ fn main() {
         Some(Cmd::Scale(ref a)) => scale::run(a),
         Some(Cmd::Load(ref a)) => daemon::serve_load(a),
         Some(Cmd::Traps { reps }) => daemon::serve_traps(reps),
-        Some(Cmd::Creates { reps }) => daemon::serve_creates(reps),
+        Some(Cmd::Creates { reps, churn_secs }) => daemon::serve_creates(reps, churn_secs),
         Some(Cmd::FloorCaller) => daemon::serve_floor_caller(),
         None => bench(&cli),
     };

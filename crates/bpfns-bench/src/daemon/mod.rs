@@ -787,7 +787,11 @@ fn measure(
             daemon.check_alive()?;
         }
         check_interrupt()?;
-        m.stalled = Some(stalled_subscriber(daemon, spec(NS, GetFd, n, short))?);
+        m.stalled = Some(stalled_subscriber(
+            daemon,
+            bpfns,
+            spec(NS, GetFd, n, short),
+        )?);
         daemon.check_alive()?;
     }
     drop(_others);
@@ -795,11 +799,17 @@ fn measure(
     Ok(m)
 }
 
-/// The FD broker's load while namespaces are created and deleted in a loop (events for every
-/// root subscriber), first without a subscriber, then with one that subscribed to everything
-/// and never reads: bpfnsd must drop it (counted) and go on at the same pace.
-fn stalled_subscriber(daemon: &rig::BenchDaemon, run: broker::LoadSpec) -> Result<report::Stalled> {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+/// The FD broker's load while a member of another namespace creates and closes maps in a loop
+/// (an `object_created` event each while somebody subscribes; the benchmark's bpfnsd has no
+/// per-namespace event limit, [`rig::EVENTS_PER_NS`]), first without a subscriber, then with
+/// one that subscribed to everything and never reads: bpfnsd must drop it (counted) and go
+/// on at the same pace.
+fn stalled_subscriber(
+    daemon: &rig::BenchDaemon,
+    bpfns: &Path,
+    run: broker::LoadSpec,
+) -> Result<report::Stalled> {
+    let exe = std::env::current_exe()?;
     let dropped = || -> Result<u64> {
         let st = daemon.client()?.status()?;
         Ok(st
@@ -808,9 +818,7 @@ fn stalled_subscriber(daemon: &rig::BenchDaemon, run: broker::LoadSpec) -> Resul
             .find(|(k, _)| k == "events_subscribers_dropped")
             .map_or(0, |(_, v)| *v))
     };
-    let churned = |stalled: bool| -> Result<(broker::LoadResult, u64, u64)> {
-        let stop = AtomicBool::new(false);
-        let changes = AtomicU64::new(0);
+    let churned = |stalled: bool| -> Result<(broker::LoadResult, f64, u64)> {
         let mut sub = None;
         if stalled {
             let mut c = daemon.client()?;
@@ -818,41 +826,45 @@ fn stalled_subscriber(daemon: &rig::BenchDaemon, run: broker::LoadSpec) -> Resul
             sub = Some(c);
         }
         let before = dropped()?;
-        let r = std::thread::scope(|s| {
-            let churn = s.spawn(|| -> Result<()> {
-                let mut c = daemon.client()?;
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let path = format!("/churn{}", i % 16);
-                    c.ns_create(&path)?;
-                    c.ns_delete(&path)?;
-                    i += 1;
-                    changes.fetch_add(2, Ordering::Relaxed);
-                }
-                Ok(())
-            });
-            let r = broker::run_child(&daemon.socket, daemon.pid(), &run);
-            stop.store(true, Ordering::Relaxed);
-            match churn.join() {
-                Ok(Err(e)) => return Err(e.context("the namespace churn")),
-                Err(_) => bail!("the namespace churn panicked"),
-                Ok(Ok(())) => {}
-            }
-            r
-        })?;
+        let secs = (run.warmup + run.duration).as_secs_f64() + 0.5;
+        let churn = Command::new(bpfns)
+            .arg("--socket")
+            .arg(&daemon.socket)
+            .args(["exec", OTHER_NS, "--"])
+            .arg(&exe)
+            .args(["creates", "--churn-secs", &format!("{secs:.1}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting the map churn")?;
+        let r = broker::run_child(&daemon.socket, daemon.pid(), &run);
+        let out = churn.wait_with_output().context("the map churn")?;
+        if !out.status.success() {
+            bail!(
+                "the map churn: {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let r = r?;
+        let made: u64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
         let after = dropped()?;
         drop(sub);
-        Ok((r, changes.load(Ordering::Relaxed), after - before))
+        Ok((r, made as f64 / secs, after - before))
     };
-    eprintln!("load: FD broker with namespace churn, without a subscriber");
-    let (alone, alone_events, _) = churned(false)?;
-    eprintln!("load: FD broker with namespace churn, and a subscriber that never reads");
-    let (with, with_events, dropped) = churned(true)?;
+    eprintln!("load: FD broker while a member makes maps, without a subscriber");
+    let (alone, alone_maps_per_sec, _) = churned(false)?;
+    eprintln!("load: FD broker while a member makes maps, and a subscriber that never reads");
+    let (with, with_maps_per_sec, dropped) = churned(true)?;
     Ok(report::Stalled {
         alone,
-        alone_events,
+        alone_maps_per_sec,
         with,
-        with_events,
+        with_maps_per_sec,
         dropped,
     })
 }

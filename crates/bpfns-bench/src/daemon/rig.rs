@@ -14,6 +14,8 @@ use bpfns_kernel::{loader, PinLayout};
 
 /// `/tmp/bpfns-bench-daemon-<bench pid>`: socket, database, namespace bpffs mounts, log.
 const DIR_PREFIX: &str = "/tmp/bpfns-bench-daemon-";
+/// `events_per_namespace_per_sec` of the benchmark's bpfnsd.
+pub const EVENTS_PER_NS: u32 = 1_000_000;
 
 fn dir_of(bench_pid: u32) -> PathBuf {
     PathBuf::from(format!("{DIR_PREFIX}{bench_pid}"))
@@ -60,8 +62,16 @@ impl BenchDaemon {
         std::fs::create_dir_all(&root_bpffs)
             .with_context(|| format!("creating {}", root_bpffs.display()))?;
         let config = me.dir.join("bpfnsd.toml");
-        std::fs::write(&config, format!("root_bpffs = {:?}\n", root_bpffs))
-            .with_context(|| format!("writing {}", config.display()))?;
+        // Events unlimited per namespace: the stalled-subscriber run needs a stream faster
+        // than a subscriber's queue (no other run subscribes).
+        std::fs::write(
+            &config,
+            format!(
+                "root_bpffs = {:?}\nevents_per_namespace_per_sec = {EVENTS_PER_NS}\n",
+                root_bpffs
+            ),
+        )
+        .with_context(|| format!("writing {}", config.display()))?;
         me.spawn()?;
         Ok(me)
     }

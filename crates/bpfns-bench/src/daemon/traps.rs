@@ -114,12 +114,37 @@ pub struct CreateTimes {
     pub prog_load_p90_ns: f64,
 }
 
+/// Maps a second that `creates --churn-secs` makes: twice a subscriber's queue.
+const CHURN_PER_SEC: f64 = 2048.0;
+
 /// `r0 = 0; exit`.
 const RET0: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
 
 /// The `creates` subcommand: `reps` times `BPF_MAP_CREATE` of a one-entry array and
-/// `BPF_PROG_LOAD` of a two-instruction socket filter, each timed alone and closed at once.
-pub fn serve_creates(reps: usize) -> Result<()> {
+/// `BPF_PROG_LOAD` of a two-instruction socket filter, each timed alone and closed at once;
+/// with `churn_secs`, array maps made and closed for that long instead (their count printed).
+pub fn serve_creates(reps: usize, churn_secs: Option<f64>) -> Result<()> {
+    if let Some(secs) = churn_secs {
+        // An event source (object_created for each map while somebody subscribes).
+        // Paced at CHURN_PER_SEC: faster, the namespace's records of freed maps (collected
+        // every few seconds without BPF LSM) would reach its limit.
+        let start = Instant::now();
+        let end = start + std::time::Duration::from_secs_f64(secs);
+        let mut n = 0u64;
+        while Instant::now() < end {
+            drop(
+                bpf::map_create(libbpf_sys::BPF_MAP_TYPE_ARRAY, "bench_churn", 4, 8, 1)
+                    .context("BPF_MAP_CREATE")?,
+            );
+            n += 1;
+            let due = start + std::time::Duration::from_secs_f64(n as f64 / CHURN_PER_SEC);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        println!("{n}");
+        return Ok(());
+    }
     let mut maps = Vec::new();
     let mut progs = Vec::new();
     for _ in 0..reps.max(1) {

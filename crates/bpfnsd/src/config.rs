@@ -64,9 +64,10 @@ pub struct Config {
     /// there, loopback included, is one they can connect to; in a namespace of its own only
     /// what the operator puts there (the scraper, a veth) reaches the endpoint.
     pub metrics_netns: Option<PathBuf>,
-    /// Events (`bpfns events`) one namespace may publish a second; the rest are counted
-    /// (`events_suppressed`). Keeps a member refused in a loop from filling every
-    /// subscriber's queue, which drops the subscriber.
+    /// Events (`bpfns events`) one tenant (a top-level namespace with its subtree) may make a
+    /// second; the rest are counted (`events_suppressed`). Keeps a member refused in a loop,
+    /// or churning child namespaces, from filling every subscriber's queue, which drops the
+    /// subscriber.
     pub events_per_namespace_per_sec: u32,
     /// Whether namespace members may turn BPF run-time statistics on (`enable_stats`, what
     /// `bpfns top` asks). The kernel's switch is host-wide: while any holder keeps it on,

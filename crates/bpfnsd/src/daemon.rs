@@ -188,7 +188,7 @@ pub struct Daemon {
     denial_log: Mutex<EventLog>,
     /// Refusals and stops since start, by namespace, command and layer (the metrics).
     denials_by: Mutex<HashMap<(NsId, String, &'static str), u64>>,
-    /// The supervisor's refusals logged per namespace (at most [`DENIAL_LOG_PER_NS_PER_SEC`]).
+    /// The supervisor's refusals logged per tenant (at most [`DENIAL_LOG_PER_NS_PER_SEC`]).
     denial_log_ns: Mutex<crate::events::PerNamespace>,
     /// The audit event stream (`events`).
     pub events: Arc<crate::events::Bus>,
@@ -715,13 +715,16 @@ impl Daemon {
         };
         let comm = facts.as_ref().map(|f| f.comm.clone());
         let uid = facts.as_ref().map(|f| f.uid);
-        // Per namespace first, so that one tenant refused in a loop does not use up the
-        // log's lines of everyone else's refusals.
+        // Per tenant first, so that one tenant refused in a loop (in however many of its
+        // namespaces) does not use up the log's lines of everyone else's refusals.
         let mine = self
             .denial_log_ns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .admit(d.ns, std::time::Instant::now());
+            .admit(
+                crate::events::tenant_of(&chain).unwrap_or(d.ns),
+                std::time::Instant::now(),
+            );
         let log = mine.is_some()
             && self
                 .denial_log
@@ -1408,8 +1411,8 @@ impl Daemon {
             quota::kind_limits_for_new(next, &p, kind_limits, limit, quota_rules(&self.config))?;
         next.set_kind_limits(id, kinds);
         if let Some(cg) = &cgroup {
-            if let Some(why) =
-                cgroup::refusal(next, id, cg, caller.ns).or_else(|| cgroup::overlap(next, id, cg))
+            if let Some(why) = cgroup::refusal(next, id, cg, caller.ns)
+                .or_else(|| cgroup::overlap(next, id, cg, caller.ns))
             {
                 return Err(Failure::new(
                     ErrorCode::Denied,

@@ -9,10 +9,15 @@
 //! when it happened): only those of the subscriber's own subtree.
 //!
 //! A namespace's members can make events as fast as they can call bpf() (a refused open in a
-//! loop: 26 000 a second), which would fill every subscriber's queue and get the operator's
-//! stream dropped. So each namespace may publish at most [`PER_NAMESPACE_PER_SEC`] events a
-//! second; the rest are counted (`events_suppressed` in `status`), and the namespace's next
-//! event that goes out says how many of its own were left out before it (`suppressed`).
+//! loop: 26 000 a second) or change their namespaces (creating and deleting child namespaces,
+//! each new one with an id of its own), which would fill every subscriber's queue and get the
+//! operator's stream dropped. So each tenant — a top-level namespace with everything below
+//! it — may make at most [`PER_NAMESPACE_PER_SEC`] events a second: an event is counted
+//! against the tenant of whoever made it (the member that changed a namespace; the namespace
+//! of a kernel event), and the host's own changes are not counted. The rest are counted
+//! (`events_suppressed` in `status`), and the tenant's next event that goes out says how many
+//! of its events were left out before it (`suppressed`, to subscribers of the tenant or the
+//! host only: deeper subscribers would learn of their siblings' activity).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,8 +31,8 @@ use tokio::sync::{mpsc, Notify};
 /// Events queued per subscriber before it is dropped.
 pub const QUEUE: usize = 1024;
 
-/// Events a namespace (other than the root) may publish a second, unless bpfnsd.toml says
-/// otherwise (`events_per_namespace_per_sec`).
+/// Events a tenant (a top-level namespace and everything below it) may make a second, unless
+/// bpfnsd.toml says otherwise (`events_per_namespace_per_sec`).
 pub const PER_NAMESPACE_PER_SEC: u32 = 50;
 
 /// At most `per_sec` of something a second per namespace, counting what was left out.
@@ -80,6 +85,15 @@ impl PerNamespace {
         }
         w.used += 1;
         Some(std::mem::take(&mut w.suppressed))
+    }
+}
+
+/// The tenant of a namespace chain (the namespace and its ancestors, the root last): its
+/// top-level namespace; `None` for the root's own (the host is not held to a limit).
+pub(crate) fn tenant_of(chain: &[NsId]) -> Option<NsId> {
+    match chain {
+        [.., t, last] if *last == NsId::ROOT && *t != NsId::ROOT => Some(*t),
+        _ => None,
     }
 }
 
@@ -171,12 +185,13 @@ impl Bus {
         if subs.is_empty() {
             return;
         }
-        if ev.ns_id != NsId::ROOT {
+        let tenant = tenant_of(actor);
+        if let Some(t) = tenant {
             let admitted = self
                 .limit
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .admit(ev.ns_id, Instant::now());
+                .admit(t, Instant::now());
             match admitted {
                 None => {
                     self.suppressed.fetch_add(1, Ordering::Relaxed);
@@ -187,7 +202,9 @@ impl Bus {
         }
         self.published.fetch_add(1, Ordering::Relaxed);
         let ev = Arc::new(ev);
-        let mut without_doer: Option<Arc<EventInfo>> = None;
+        // Variants without what a subscriber may not see: the doer (outside the doer's
+        // subtree), the tenant's count of left-out events (below the tenant).
+        let mut variants: [Option<Arc<EventInfo>>; 4] = Default::default();
         subs.retain(|s| {
             if s.tx.is_closed() {
                 return false;
@@ -197,14 +214,23 @@ impl Bus {
                 return true;
             }
             let sees_doer = s.root == NsId::ROOT || actor.contains(&s.root);
-            let this = if sees_doer {
-                Arc::clone(&ev)
-            } else {
-                Arc::clone(without_doer.get_or_insert_with(|| {
-                    let mut e = EventInfo::clone(&ev);
-                    (e.pid, e.comm, e.uid) = (None, None, None);
-                    Arc::new(e)
-                }))
+            let sees_count =
+                ev.suppressed.is_none() || s.root == NsId::ROOT || Some(s.root) == tenant;
+            let this = match (sees_doer, sees_count) {
+                (true, true) => Arc::clone(&ev),
+                _ => Arc::clone(
+                    variants[usize::from(sees_doer) * 2 + usize::from(sees_count)]
+                        .get_or_insert_with(|| {
+                            let mut e = EventInfo::clone(&ev);
+                            if !sees_doer {
+                                (e.pid, e.comm, e.uid) = (None, None, None);
+                            }
+                            if !sees_count {
+                                e.suppressed = None;
+                            }
+                            Arc::new(e)
+                        }),
+                ),
             };
             match s.tx.try_send(this) {
                 Ok(()) => true,
@@ -320,6 +346,73 @@ mod tests {
             bus.suppressed(),
             10 * QUEUE as u64 - u64::from(PER_NAMESPACE_PER_SEC)
         );
+    }
+
+    /// A member creating and deleting child namespaces makes a new namespace id each time:
+    /// its events are still held to its tenant's limit. The host's own changes are not.
+    #[test]
+    fn a_tenants_new_namespaces_share_its_limit() {
+        let bus = Bus::default();
+        let mut op = bus.subscribe(NsId::ROOT, vec![]);
+        let member = [NsId(7), NsId::ROOT];
+        for i in 0..10 * QUEUE as u32 {
+            let child = NsId(100 + i);
+            bus.publish_by(
+                ev(EventKind::NsCreated, 100 + i),
+                &[child, NsId(7), NsId::ROOT],
+                &member,
+            );
+        }
+        let host = [NsId::ROOT];
+        for i in 0..2 * PER_NAMESPACE_PER_SEC {
+            let ns = NsId(50_000 + i);
+            bus.publish_by(
+                ev(EventKind::NsCreated, 50_000 + i),
+                &[ns, NsId::ROOT],
+                &host,
+            );
+        }
+        let mut got = Vec::new();
+        while let Ok(e) = op.events.try_recv() {
+            got.push(e);
+        }
+        assert_eq!(bus.dropped(), 0, "the operator was dropped");
+        let of_member = got.iter().filter(|e| e.ns_id.0 < 50_000).count();
+        assert_eq!(of_member, PER_NAMESPACE_PER_SEC as usize);
+        assert_eq!(
+            got.len() - of_member,
+            2 * PER_NAMESPACE_PER_SEC as usize,
+            "the host's changes are not limited"
+        );
+    }
+
+    /// The count of left-out events goes to the tenant's and the host's subscribers only.
+    #[test]
+    fn the_left_out_count_stays_with_the_tenant() {
+        let bus = Bus::new(1);
+        let mut host = bus.subscribe(NsId::ROOT, vec![]);
+        let mut tenant = bus.subscribe(NsId(7), vec![]);
+        let mut deeper = bus.subscribe(NsId(8), vec![]);
+        let chain8 = [NsId(8), NsId(7), NsId::ROOT];
+        let chain9 = [NsId(9), NsId(7), NsId::ROOT];
+        // /7/9's event goes out; /7/9's next two are left out (the tenant's limit is 1).
+        bus.publish(ev(EventKind::Denied, 9), &chain9);
+        bus.publish(ev(EventKind::Denied, 9), &chain9);
+        bus.publish(ev(EventKind::Denied, 9), &chain9);
+        // A second later, /7/8's event says 2 were left out, but not to /7/8's subscriber.
+        std::thread::sleep(Duration::from_millis(1010));
+        bus.publish(ev(EventKind::Denied, 8), &chain8);
+        let last = |r: &mut Subscription| {
+            let mut l = None;
+            while let Ok(e) = r.events.try_recv() {
+                l = Some(e);
+            }
+            l.unwrap()
+        };
+        assert_eq!(last(&mut host).suppressed, Some(2));
+        assert_eq!(last(&mut tenant).suppressed, Some(2));
+        let d = last(&mut deeper);
+        assert_eq!((d.ns_id, d.suppressed), (NsId(8), None));
     }
 
     #[test]

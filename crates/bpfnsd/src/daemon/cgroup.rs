@@ -87,9 +87,17 @@ pub(super) fn refusal(reg: &Registry, id: NsId, path: &str, by: NsId) -> Option<
 /// ancestor nor its descendant, is bound to `path`, a cgroup above it or one below it: the
 /// programs of either would run on the other's members (and each could attach to cgroups
 /// the other's members are in). The root cgroup is exempt: host root binds a namespace to
-/// it only on purpose (`--cgroup /`: attach anywhere), which confines nothing to share.
-pub(super) fn overlap(reg: &Registry, id: NsId, path: &str) -> Option<String> {
+/// it only on purpose (`--cgroup /`: attach anywhere), which confines nothing to share. The
+/// reason names the other namespace and its cgroup only where `viewer` (the caller's
+/// namespace) sees it.
+pub(super) fn overlap(reg: &Registry, id: NsId, path: &str, viewer: NsId) -> Option<String> {
     let here = reg.path(id)?;
+    let sees = |other: &bpfns_model::NsPath| {
+        viewer.is_root()
+            || reg
+                .path(viewer)
+                .is_some_and(|v| v.is_same_or_ancestor_of(other))
+    };
     if path == "/" {
         return None;
     }
@@ -102,11 +110,15 @@ pub(super) fn overlap(reg: &Registry, id: NsId, path: &str) -> Option<String> {
         }
         let c = reg.cgroup(other).filter(|c| *c != "/")?;
         (is_within(path, c) || is_within(c, path)).then(|| {
+            let whose = if sees(op) {
+                format!("the cgroup {c} of namespace {op}, which is not related to {here}")
+            } else {
+                format!("the cgroup of a namespace not related to {here}")
+            };
             format!(
-                "cgroup {path} overlaps the cgroup {c} of namespace {op}, which is not \
-                 related to {here}: each could attach programs to the other's processes; fix: \
-                 give {here} a cgroup of its own (mkdir one, move its processes there, and \
-                 bpfns ns create {here} --cgroup PATH)"
+                "cgroup {path} overlaps {whose}: each could attach programs to the other's \
+                 processes; fix: give {here} a cgroup of its own (mkdir one, move its processes \
+                 there, and bpfns ns create {here} --cgroup PATH)"
             )
         })
     })
@@ -145,7 +157,7 @@ impl Daemon {
             return;
         }
         if let Some(why) = refusal(&tx.next, id, &line.path, NsId::ROOT)
-            .or_else(|| overlap(&tx.next, id, &line.path))
+            .or_else(|| overlap(&tx.next, id, &line.path, NsId::ROOT))
         {
             tracing::warn!(namespace = %p, pid, cgroup = %line.path, "the namespace stays bound to no cgroup: {why}");
             return;
@@ -216,20 +228,36 @@ mod tests {
         let ab = reg.create(&"/a/b".parse().unwrap()).unwrap();
         let c = reg.create(&"/c".parse().unwrap()).unwrap();
         reg.set_cgroup(a, "/x".into());
-        assert!(overlap(&reg, ab, "/x").is_none(), "a descendant may share");
-        assert!(overlap(&reg, ab, "/x/y").is_none());
-        assert!(overlap(&reg, c, "/x").is_some(), "a sibling may not");
-        assert!(overlap(&reg, c, "/x/y").is_some(), "nor below it");
         assert!(
-            overlap(&reg, c, "/").is_none(),
+            overlap(&reg, ab, "/x", NsId::ROOT).is_none(),
+            "a descendant may share"
+        );
+        assert!(overlap(&reg, ab, "/x/y", NsId::ROOT).is_none());
+        assert!(
+            overlap(&reg, c, "/x", NsId::ROOT).is_some(),
+            "a sibling may not"
+        );
+        assert!(
+            overlap(&reg, c, "/x/y", NsId::ROOT).is_some(),
+            "nor below it"
+        );
+        assert!(
+            overlap(&reg, c, "/", NsId::ROOT).is_none(),
             "the root cgroup: on purpose"
         );
-        assert!(overlap(&reg, c, "/xy").is_none(), "by whole components");
-        let why = overlap(&reg, c, "/x").unwrap();
+        assert!(
+            overlap(&reg, c, "/xy", NsId::ROOT).is_none(),
+            "by whole components"
+        );
+        let why = overlap(&reg, c, "/x", NsId::ROOT).unwrap();
         assert!(why.contains("/a") && why.contains("/c") && why.contains("--cgroup"));
+        // A member of /c is not told which namespace holds /x, nor where it is bound.
+        let why = overlap(&reg, c, "/x/y", c).unwrap();
+        assert!(!why.contains("/a") && !why.contains("cgroup /x "), "{why}");
+        assert!(why.contains("/c") && why.contains("--cgroup"), "{why}");
         reg.set_cgroup(c, "/z".into());
         assert!(
-            overlap(&reg, a, "/x").is_none(),
+            overlap(&reg, a, "/x", NsId::ROOT).is_none(),
             "its own binding is no overlap"
         );
     }

@@ -2202,6 +2202,59 @@ fn a_flood_of_refusals_does_not_drop_the_operators_stream() {
     assert_eq!(counter("events_suppressed") as usize + denials, 2000);
 }
 
+/// A member creating and deleting child namespaces in a loop (each a new namespace id, two
+/// events each) is held to its tenant's event limit like a member refused in a loop: an
+/// operator's subscription that pauses meanwhile is not dropped, and the host's own changes
+/// still come through.
+#[test]
+fn a_member_churning_namespaces_is_held_to_its_tenants_limit() {
+    use bpfns_proto::EventKind as K;
+    require_kernel!();
+    let d = TestDaemon::start_with("events-churn", |c| c.events_per_namespace_per_sec = 5);
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    let mut host = d.client();
+    host.set_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    host.subscribe(None, vec![K::NsCreated, K::NsDeleted])
+        .unwrap();
+    // Not read while the member churns: 1 200 events, over the subscriber's queue.
+    let sock = d.socket.to_string_lossy().into_owned();
+    let mut member = Helper::spawn(&["client", &sock, "ns-churn", "/a/c", "600"]);
+    d.client().enter("/a", member.pid).unwrap();
+    member.go();
+    let churned: u32 = member.expect("churned").parse().unwrap();
+    member.finish();
+    assert_eq!(churned, 600, "the member's namespace changes failed");
+    c.ns_create("/after").unwrap();
+    let got = events_until(&mut host, "host subscriber after the churn", |got| {
+        got.iter()
+            .any(|e| e.kind == K::NsCreated && e.namespace == "/after")
+    });
+    let of_member = got
+        .iter()
+        .filter(|e| e.namespace.starts_with("/a/"))
+        .count();
+    assert!(
+        of_member < 1200,
+        "every one of the member's 1 200 events was published: no limit per tenant"
+    );
+    let counter = |c: &mut bpfns_client::Client, name: &str| {
+        c.status()
+            .unwrap()
+            .counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no counter {name}"))
+    };
+    assert_eq!(counter(&mut c, "events_subscribers_dropped"), 0);
+    assert_eq!(
+        counter(&mut c, "events_suppressed") as usize + of_member,
+        1200
+    );
+}
+
 /// `events`: namespace changes, a member entering, the supervisor's refusal of a foreign id
 /// and the backstop's stop of an unsupervised member reach a host subscriber, with who did
 /// what; a member's subscription carries its own subtree's events and never another's.

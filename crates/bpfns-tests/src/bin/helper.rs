@@ -451,6 +451,19 @@ fn client(args: &[String]) {
             Err(e) => say(&format!("error={e}")),
         },
         "ns-delete" => out(c.ns_delete(&a(2)).map(|(to, n)| format!("{n}->{to}"))),
+        // ns-churn PREFIX N: create and delete PREFIX0..PREFIX{N-1} (an event each, each a new
+        // namespace id); how many cycles succeeded.
+        "ns-churn" => {
+            let n: u32 = a(3).parse().unwrap_or_else(|_| fail("N"));
+            let mut done = 0;
+            for i in 0..n {
+                let p = format!("{}{i}", a(2));
+                if c.ns_create(&p).is_ok() && c.ns_delete(&p).is_ok() {
+                    done += 1;
+                }
+            }
+            say(&format!("churned={done}"))
+        }
         // ns-quota PATH MAX_OBJECTS MAX_MAPS
         "ns-quota" => out(c
             .ns_set_quota(

@@ -2189,17 +2189,8 @@ fn a_flood_of_refusals_does_not_drop_the_operators_stream() {
         denials < 2000,
         "every one of the 2 000 refusals was published: no per-namespace limit"
     );
-    let mut counter = |name: &str| {
-        c.status()
-            .unwrap()
-            .counters
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| *v)
-            .unwrap_or_else(|| panic!("no counter {name}"))
-    };
-    assert_eq!(counter("events_subscribers_dropped"), 0);
-    assert_eq!(counter("events_suppressed") as usize + denials, 2000);
+    assert_eq!(counter(&d, "events_subscribers_dropped"), 0);
+    assert_eq!(counter(&d, "events_suppressed") as usize + denials, 2000);
 }
 
 /// A member creating and deleting child namespaces in a loop (each a new namespace id, two
@@ -2218,14 +2209,15 @@ fn a_member_churning_namespaces_is_held_to_its_tenants_limit() {
         .unwrap();
     host.subscribe(None, vec![K::NsCreated, K::NsDeleted])
         .unwrap();
-    // Not read while the member churns: 1 200 events, over the subscriber's queue.
+    // Not read while the member churns: 400 events, each of a new namespace id (200 cycles:
+    // a virtual machine without acceleration makes a few a second).
     let sock = d.socket.to_string_lossy().into_owned();
-    let mut member = Helper::spawn(&["client", &sock, "ns-churn", "/a/c", "600"]);
+    let mut member = Helper::spawn(&["client", &sock, "ns-churn", "/a/c", "200"]);
     d.client().enter("/a", member.pid).unwrap();
     member.go();
     let churned: u32 = member.expect("churned").parse().unwrap();
     member.finish();
-    assert_eq!(churned, 600, "the member's namespace changes failed");
+    assert_eq!(churned, 200, "the member's namespace changes failed");
     c.ns_create("/after").unwrap();
     let got = events_until(&mut host, "host subscriber after the churn", |got| {
         got.iter()
@@ -2236,23 +2228,11 @@ fn a_member_churning_namespaces_is_held_to_its_tenants_limit() {
         .filter(|e| e.namespace.starts_with("/a/"))
         .count();
     assert!(
-        of_member < 1200,
-        "every one of the member's 1 200 events was published: no limit per tenant"
+        of_member < 400,
+        "every one of the member's 400 events was published: no limit per tenant"
     );
-    let counter = |c: &mut bpfns_client::Client, name: &str| {
-        c.status()
-            .unwrap()
-            .counters
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| *v)
-            .unwrap_or_else(|| panic!("no counter {name}"))
-    };
-    assert_eq!(counter(&mut c, "events_subscribers_dropped"), 0);
-    assert_eq!(
-        counter(&mut c, "events_suppressed") as usize + of_member,
-        1200
-    );
+    assert_eq!(counter(&d, "events_subscribers_dropped"), 0);
+    assert_eq!(counter(&d, "events_suppressed") as usize + of_member, 400);
 }
 
 /// `events`: namespace changes, a member entering, the supervisor's refusal of a foreign id

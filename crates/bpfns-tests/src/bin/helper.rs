@@ -461,6 +461,10 @@ fn client(args: &[String]) {
                 if c.ns_create(&p).is_ok() && c.ns_delete(&p).is_ok() {
                     done += 1;
                 }
+                // A line now and then: slow machines take minutes over it.
+                if i % 20 == 19 {
+                    say(&format!("progress={}", i + 1));
+                }
             }
             say(&format!("churned={done}"))
         }

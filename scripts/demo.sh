@@ -236,5 +236,7 @@ cat <<MSG
 To clean up:
     CONTAINERS_CONF=${CONTAINERS_CONF:-} podman rm -f -t 0 demo-web demo-db
     $BIN/bpfns ns delete $A; $BIN/bpfns ns delete $B
+    $BIN/bpfns ns list    # until the containers' namespaces are gone: bpfnsd deletes them
+                          # (and unmounts their bpffs) once it sees their containers gone
     pkill -x bpfnsd; $BIN/bpfns kernel unload
 MSG

@@ -156,6 +156,12 @@ static __always_inline bool tracing_class(__u32 type)
 	}
 }
 
+/* The expected attach type a program was loaded for. */
+static __always_inline __u32 prog_eat(struct bpf_prog *prog)
+{
+	return BPF_CORE_READ(prog, expected_attach_type);
+}
+
 static __always_inline bool ns_allows_tracing(__u32 ns)
 {
 	struct ns_info *ni = bpf_map_lookup_elem(&ns_table, &ns);

@@ -73,12 +73,6 @@ static __always_inline bool ns_allows_attach(__u32 ns, __u32 eat)
 	return eat < 64 && (p->attachs & (1ULL << eat));
 }
 
-/* The expected attach type a program was loaded for. */
-static __always_inline __u32 prog_eat(struct bpf_prog *prog)
-{
-	return BPF_CORE_READ(prog, expected_attach_type);
-}
-
 /* Namespace -> its kernel-written record counters (entries made on first use). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -331,8 +331,7 @@ impl Daemon {
         let _one = OBJECT_EVENTS_SWITCH
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let want =
-            self.events.wants(EventKind::ObjectCreated) || self.events.wants(EventKind::ObjectGone);
+        let want = self.events.wants_any(&crate::events::OBJECT_KINDS);
         if *known == Some(want) {
             return;
         }
@@ -793,9 +792,7 @@ impl Daemon {
             None => (caller.ns, self.ns_name(caller.ns)),
         };
         tracing::info!(pid = caller.pid, ns = %path, "event subscription");
-        let wants_objects = kinds.is_empty()
-            || kinds.contains(&EventKind::ObjectCreated)
-            || kinds.contains(&EventKind::ObjectGone);
+        let wants_objects = crate::events::takes_any(&kinds, &crate::events::OBJECT_KINDS);
         let _one = OBJECT_EVENTS_SWITCH
             .lock()
             .unwrap_or_else(|e| e.into_inner());

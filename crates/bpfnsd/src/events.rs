@@ -88,6 +88,14 @@ impl PerNamespace {
     }
 }
 
+/// The kinds made from the kernel side's object notices.
+pub const OBJECT_KINDS: [EventKind; 2] = [EventKind::ObjectCreated, EventKind::ObjectGone];
+
+/// Whether a subscription to `taken` (empty: all) takes one of `kinds`.
+pub fn takes_any(taken: &[EventKind], kinds: &[EventKind]) -> bool {
+    taken.is_empty() || kinds.iter().any(|k| taken.contains(k))
+}
+
 /// The tenant of a namespace chain (the namespace and its ancestors, the root last): its
 /// top-level namespace; `None` for the root's own (the host is not held to a limit).
 pub(crate) fn tenant_of(chain: &[NsId]) -> Option<NsId> {
@@ -160,13 +168,17 @@ impl Bus {
         !self.lock().is_empty()
     }
 
-    /// Whether some subscriber takes events of `kind` (the kernel side writes object
-    /// notices only then).
+    /// Whether some subscriber takes events of `kind`.
     pub fn wants(&self, kind: EventKind) -> bool {
+        self.wants_any(&[kind])
+    }
+
+    /// Whether some subscriber takes events of one of `kinds` (the kernel side writes object
+    /// notices only while one takes [`OBJECT_KINDS`]).
+    pub fn wants_any(&self, kinds: &[EventKind]) -> bool {
         let mut subs = self.lock();
         subs.retain(|s| !s.tx.is_closed());
-        subs.iter()
-            .any(|s| s.kinds.is_empty() || s.kinds.contains(&kind))
+        subs.iter().any(|s| takes_any(&s.kinds, kinds))
     }
 
     /// Hand `ev` to every subscriber whose subtree holds it. `chain` is the event's namespace

@@ -284,6 +284,7 @@ impl Client {
                     bpffs: ns.bpffs,
                     policy: ns.policy,
                     state_dir,
+                    trap_map_create: ns.trap_map_create,
                 })
             }
             Err(e) => Err(e),

@@ -58,6 +58,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define EPERM 1
 #define EEXIST 17
+#define EDQUOT 122
 
 /* bpf(2) commands, flags and program types, from include/uapi/linux/bpf.h (stable ABI). */
 #define CMD_MAP_CREATE 0
@@ -130,14 +131,17 @@ static __always_inline __u32 current_ns(void)
 	return tag ? tag->ns : BPFNS_ROOT;
 }
 
-/* Refuse the call with EPERM, counted and reported to bpfnsd (the task lives). */
+/*
+ * Refuse the call, counted and reported to bpfnsd (the task lives): EDQUOT over a quota, as
+ * bpfnsd answers the creations it makes; EPERM otherwise.
+ */
 static __always_inline int refuse(__u32 ns, __u32 cmd, __u32 kind, __u32 id, __u32 owner,
 				  __u32 reason)
 {
 	stat_inc(BPFNS_STAT_LSM_REFUSED);
 	reason_inc(BPFNS_REASONS_REFUSED + reason);
 	emit(ns, cmd, kind, id, owner, reason | BPFNS_EVENT_REFUSED);
-	return -EPERM;
+	return reason == BPFNS_REASON_QUOTA ? -EDQUOT : -EPERM;
 }
 
 /* Creation hooks: remember the object, which has no id yet, for its first fd. */

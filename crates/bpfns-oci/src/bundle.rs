@@ -82,7 +82,10 @@ pub fn prepare(settings: &Settings, global: &[OsString], args: &[OsString]) -> R
     let info = client
         .ns_show(&ns_path)
         .with_context(|| format!("container {id}: the policy of namespace {ns_path}"))?;
-    let cmds = CmdRules::of(&info.effective_policy.unwrap_or(info.policy));
+    let cmds = CmdRules::of(
+        &info.effective_policy.unwrap_or(info.policy),
+        info.trap_map_create,
+    );
     rewrite(&mut config, settings, &ns, &cmds)?;
     let tmp = bundle.join(".config.json.bpfns");
     std::fs::write(&tmp, serde_json::to_vec(&config)?)

@@ -374,7 +374,7 @@ mod tests {
         p.cmds = TypeSet::ANY.minus(TypeSet::of([0, 18]));
         p.maps = TypeSet::of([2]);
         // map_create out: not trapped either, refused.
-        let rules = CmdRules::of(&p);
+        let rules = CmdRules::of(&p, false);
         let r = bpf_rules(&rules);
         for cmd in 0..CMD_LIMIT {
             let got = one(&r, "bpf", [u64::from(cmd), 0]);
@@ -389,12 +389,12 @@ mod tests {
         }
         // Map types restricted, map_create allowed: it goes to the listener.
         p.cmds = TypeSet::ANY;
-        let r = bpf_rules(&CmdRules::of(&p));
+        let r = bpf_rules(&CmdRules::of(&p, false));
         assert_eq!(one(&r, "bpf", [0, 0]), NOTIFY);
         assert_eq!(one(&r, "bpf", [18, 0]), ALLOW);
         // The default policy: today's rules.
         assert_eq!(
-            bpf_rules(&CmdRules::of(&Policy::DEFAULT)),
+            bpf_rules(&CmdRules::of(&Policy::DEFAULT, false)),
             bpf_rules(&CmdRules::ALL)
         );
     }

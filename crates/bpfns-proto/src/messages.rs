@@ -558,6 +558,10 @@ pub struct MemberPlan {
     pub policy: Policy,
     /// bpfnsd's state directory (hidden from members).
     pub state_dir: String,
+    /// bpfnsd makes its members' maps itself (BPF LSM does not run): the member filter sends
+    /// every `BPF_MAP_CREATE` to the supervisor. `false` from older daemons.
+    #[serde(default)]
+    pub trap_map_create: bool,
 }
 
 /// One namespace.
@@ -584,6 +588,10 @@ pub struct NsInfo {
     /// members may actually do. `None` from older daemons (then it is `policy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_policy: Option<Policy>,
+    /// bpfnsd makes its members' maps itself (BPF LSM does not run): a member filter made
+    /// for it sends every `BPF_MAP_CREATE` to the supervisor. `false` from older daemons.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trap_map_create: bool,
     /// How many objects it may own with its descendants (ownership records); `None` for the
     /// root (unlimited) and from older daemons.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -23,6 +23,58 @@ pub fn cgroup2_root() -> io::Result<PathBuf> {
     })
 }
 
+/// Where a task's memory is charged, so that another process can be put there: its cgroup v2
+/// directory (for `clone3`'s `CLONE_INTO_CGROUP`), and where the memory controller is on a
+/// cgroup v1 hierarchy (hybrid and legacy hosts), that cgroup's `cgroup.procs`, open for
+/// writing a pid into.
+#[derive(Debug)]
+pub struct MemoryHome {
+    pub v2: Option<std::os::fd::OwnedFd>,
+    pub v1_procs: Option<File>,
+}
+
+/// The [`MemoryHome`] of task `tid` (a host thread id), found through this process's cgroup
+/// mounts (read once per process: they do not move under a running daemon). An error when
+/// the task is gone; [`MemoryHome::is_unknown`] when none of its cgroups is mounted here.
+pub fn memory_home_of_task(tid: i32) -> io::Result<MemoryHome> {
+    static MOUNTINFO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let mountinfo = match MOUNTINFO.get() {
+        Some(m) => m,
+        None => {
+            let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+            MOUNTINFO.get_or_init(|| text)
+        }
+    };
+    let text = std::fs::read_to_string(format!("/proc/{tid}/cgroup"))?;
+    let lines = crate::procfs::cgroup_lines(&text);
+    let dir_of = |l: &crate::procfs::CgroupLine| crate::procfs::cgroup_dir(mountinfo, l);
+    let v2 = match lines.iter().find(|l| l.hierarchy == 0).and_then(dir_of) {
+        Some(d) => Some(File::open(d)?.into()),
+        None => None,
+    };
+    let v1_memory = lines
+        .iter()
+        .find(|l| l.hierarchy != 0 && l.controllers.split(',').any(|c| c == "memory"));
+    let v1_procs = match v1_memory.and_then(dir_of) {
+        Some(d) => Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(d.join("cgroup.procs"))?,
+        ),
+        None => None,
+    };
+    Ok(MemoryHome { v2, v1_procs })
+}
+
+impl MemoryHome {
+    /// Neither of its cgroups is mounted where this process can see it (no cgroup file
+    /// system, or the task's cgroup outside this process's cgroup mounts): a process put
+    /// "there" stays in the caller's cgroups.
+    pub fn is_unknown(&self) -> bool {
+        self.v2.is_none() && self.v1_procs.is_none()
+    }
+}
+
 fn root_in(mountinfo: &str) -> Option<PathBuf> {
     mountinfo.lines().find_map(|l| {
         let f: Vec<&str> = l.split(' ').collect();

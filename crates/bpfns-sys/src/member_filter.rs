@@ -111,8 +111,9 @@ pub struct CmdRules {
     /// trapped ones go to the supervisor whatever this says (it checks the namespace's
     /// policy as it stands then).
     pub cmds: bpfns_model::TypeSet,
-    /// Whether `BPF_MAP_CREATE` goes to the supervisor too, to check the map type: only for
-    /// namespaces whose policy restricts map types (others pay nothing).
+    /// Whether `BPF_MAP_CREATE` goes to the supervisor too: where bpfnsd makes members' maps
+    /// itself (no BPF LSM), and to check the map type for namespaces whose policy restricts
+    /// map types. Others pay nothing.
     pub trap_map_create: bool,
 }
 
@@ -123,11 +124,12 @@ impl CmdRules {
         trap_map_create: false,
     };
 
-    /// The rules for a member of a namespace with (effective) `policy`.
-    pub fn of(policy: &bpfns_model::Policy) -> CmdRules {
+    /// The rules for a member of a namespace with (effective) `policy`; `bpfnsd_makes_maps`
+    /// where bpfnsd says it makes members' maps (`trap_map_create` of its member plan).
+    pub fn of(policy: &bpfns_model::Policy, bpfnsd_makes_maps: bool) -> CmdRules {
         CmdRules {
             cmds: policy.cmds,
-            trap_map_create: !policy.maps.is_any()
+            trap_map_create: (bpfnsd_makes_maps || !policy.maps.is_any())
                 && policy.cmds.contains(libbpf_sys::BPF_MAP_CREATE),
         }
     }
@@ -401,9 +403,9 @@ mod tests {
     fn the_policys_commands_are_refused_from_the_cmd_alone() {
         use bpfns_model::{Policy, TypeSet};
         // The default policy gives today's filter, instruction for instruction.
-        assert_eq!(CmdRules::of(&Policy::DEFAULT), CmdRules::ALL);
+        assert_eq!(CmdRules::of(&Policy::DEFAULT, false), CmdRules::ALL);
         assert_eq!(
-            program_for(&CmdRules::of(&Policy::DEFAULT)).unwrap(),
+            program_for(&CmdRules::of(&Policy::DEFAULT, false)).unwrap(),
             program().unwrap()
         );
         let notif = ret(Action::UserNotif);
@@ -414,7 +416,7 @@ mod tests {
         // "Everything but map_create": refused; the rest as today.
         let mut no_maps = Policy::DEFAULT;
         no_maps.cmds = TypeSet::ANY.minus(TypeSet::of([map_create]));
-        let rules = CmdRules::of(&no_maps);
+        let rules = CmdRules::of(&no_maps, false);
         let p = program_for(&rules).unwrap();
         for cmd in 0..100u32 {
             let want = if TRAPPED.contains(&cmd) {
@@ -431,7 +433,7 @@ mod tests {
         // the rest (later kernels' too) is refused.
         let mut only = Policy::DEFAULT;
         only.cmds = TypeSet::of([btf_load, libbpf_sys::BPF_PROG_LOAD]);
-        let rules = CmdRules::of(&only);
+        let rules = CmdRules::of(&only, false);
         assert!(!rules.trap_map_create);
         let p = program_for(&rules).unwrap();
         for cmd in 0..100u32 {
@@ -448,13 +450,13 @@ mod tests {
         // Map types restricted: map_create goes to the supervisor.
         let mut no_hash = Policy::DEFAULT;
         no_hash.maps = TypeSet::ANY.minus(TypeSet::of([libbpf_sys::BPF_MAP_TYPE_HASH]));
-        let rules = CmdRules::of(&no_hash);
+        let rules = CmdRules::of(&no_hash, false);
         assert!(rules.trap_map_create);
         let p = program_for(&rules).unwrap();
         assert_eq!(eval(&p, call(X64, NR_BPF, map_create, 0)), notif);
         assert_eq!(eval(&p, call(X64, NR_BPF, btf_load, 0)), allow);
         // x32 and ia32 stay refused, other calls run.
-        for p in [program_for(&CmdRules::of(&only)).unwrap(), p] {
+        for p in [program_for(&CmdRules::of(&only, false)).unwrap(), p] {
             assert_eq!(eval(&p, call(X64, NR_BPF | X32, btf_load, 0)), eperm);
             assert_eq!(eval(&p, call(I386, NR_IA32_BPF, btf_load, 0)), eperm);
             assert_eq!(eval(&p, call(X64, 1, btf_load, 0)), allow);

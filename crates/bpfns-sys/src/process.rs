@@ -1,6 +1,6 @@
 //! Processes and threads: pidfds and thread ids.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
 
@@ -284,4 +284,199 @@ pub fn heap_in_use() -> Option<u64> {
 /// The size of a memory page (what the kernel counts memlock in).
 pub fn page_size() -> usize {
     rustix::param::page_size()
+}
+
+// ---- a bpf() call made by a child in another cgroup -------------------------------------------
+
+/// `struct clone_args` (Linux 5.7 layout, with `cgroup`): what `clone3` reads.
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// The credentials a [`bpf_fd_in_cgroup`] child makes its call with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildCreds {
+    /// Its effective uid (real and saved stay the parent thread's).
+    pub euid: u32,
+    /// Its effective and permitted capabilities (none inheritable).
+    pub caps: crate::caps::CapabilitySet,
+}
+
+/// bpf(`cmd`, `attr`) made by a new child process put in the memory cgroup `home` (created
+/// straight into its cgroup v2 directory with `clone3`'s `CLONE_INTO_CGROUP`, and moved into
+/// its cgroup v1 memory cgroup where there is one, before it runs), so that what the kernel
+/// allocates for a new map is charged there: the kernel charges a map's memory to the memory
+/// cgroup of the task that creates it. Returns the new fd, in this process (the child shares
+/// its fd table), or the call's errno.
+///
+/// The child is created with the calling thread's credentials and namespaces, which must be
+/// allowed to move a process into `home`; it then takes `creds`, and waits until `before`
+/// (given its pidfd, e.g. to tag it) has returned `Ok`, before it makes the call on its own
+/// copy of `attr`, which nothing outside it can change. `ENOMEM` when the child was killed
+/// (the memory controller's OOM killer).
+pub fn bpf_fd_in_cgroup(
+    home: &crate::cgroup::MemoryHome,
+    cmd: u32,
+    attr: &[u8],
+    creds: ChildCreds,
+    before: impl FnOnce(BorrowedFd<'_>) -> std::result::Result<(), Errno>,
+) -> std::result::Result<OwnedFd, Errno> {
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // A number of ours the child moves the new fd to: the table is shared, so the parent
+    // finds the object there.
+    let (go_r, go_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let slot = rustix::io::fcntl_dupfd_cloexec(&go_r, 0)?;
+    let mut pidfd: i32 = -1;
+    let mut flags = (libc::CLONE_FILES | libc::CLONE_PIDFD) as u64;
+    let mut cgroup = 0;
+    if let Some(d) = &home.v2 {
+        flags |= CLONE_INTO_CGROUP;
+        cgroup = d.as_raw_fd() as u64;
+    }
+    let args = CloneArgs {
+        flags,
+        pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
+        cgroup,
+        // No signal at exit: bpfnsd's SIGCHLD handling stays as it is (waited with __WALL).
+        exit_signal: 0,
+        ..CloneArgs::default()
+    };
+    let (slot_raw, go_raw) = (slot.as_raw_fd(), go_r.as_raw_fd());
+    let (attr_ptr, attr_len) = (attr.as_ptr(), attr.len());
+    // SAFETY: without CLONE_VM the child runs on its own copy of the address space and of
+    // this stack, like fork(); from here to `_exit` it only makes raw system calls (rustix's
+    // are raw too) and touches no lock or allocator state copied from other threads.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::addr_of!(args),
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid == 0 {
+        child_call(go_raw, creds, cmd, attr_ptr, attr_len, slot_raw);
+    }
+    if pid < 0 {
+        return Err(Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ));
+    }
+    // SAFETY: clone3 wrote a new pidfd that nobody else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let go = match &home.v1_procs {
+        Some(procs) => (&*procs)
+            .write_all(pid.to_string().as_bytes())
+            .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::PERM)),
+        None => Ok(()),
+    }
+    .and_then(|()| before(pidfd.as_fd()));
+    if go.is_ok() {
+        let _ = rustix::io::write(&go_w, &[1]);
+    }
+    // Closed unwritten, it tells the child to give up.
+    drop(go_w);
+    let exit = wait_pidfd(pidfd.as_fd())?;
+    go?;
+    match exit {
+        ChildExit::Exited(0) => Ok(slot),
+        ChildExit::Exited(e) => Err(Errno::from_raw_os_error(e)),
+        ChildExit::Signaled(_) => Err(Errno::NOMEM),
+    }
+}
+
+/// The child of [`bpf_fd_in_cgroup`]: never returns.
+fn child_call(go: i32, creds: ChildCreds, cmd: u32, attr: *const u8, len: usize, slot: i32) -> ! {
+    fn errno() -> i32 {
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    }
+    fn fail(e: i32) -> ! {
+        // SAFETY: `_exit` ends the child at once, running nothing copied from the parent.
+        unsafe { libc::_exit(e.clamp(1, 255)) }
+    }
+    let mut b = 0u8;
+    loop {
+        // SAFETY: reads one byte into `b`.
+        let n = unsafe { libc::read(go, std::ptr::addr_of_mut!(b).cast(), 1) };
+        match n {
+            1 => break,
+            0 => fail(libc::ECANCELED),
+            _ if errno() == libc::EINTR => {}
+            _ => fail(errno()),
+        }
+    }
+    // The effective uid first (leaving uid 0 clears the effective set), then the sets.
+    // SAFETY: a raw setresuid of this (single-threaded) process; -1 keeps a field.
+    if unsafe { libc::syscall(libc::SYS_setresuid, -1i64, i64::from(creds.euid), -1i64) } < 0 {
+        fail(errno());
+    }
+    let sets = crate::caps::CapabilitySets {
+        effective: creds.caps,
+        permitted: creds.caps,
+        inheritable: crate::caps::CapabilitySet::empty(),
+    };
+    if let Err(e) = rustix::thread::set_capabilities(None, sets) {
+        fail(e.raw_os_error());
+    }
+    // SAFETY: `attr` points at `len` bytes of this process's copy of the caller's buffer.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd as libc::c_long, attr, len) };
+    if fd < 0 {
+        fail(errno());
+    }
+    // SAFETY: plain fd-table calls on the shared table.
+    unsafe {
+        if libc::dup3(fd as i32, slot, libc::O_CLOEXEC) < 0 {
+            fail(errno());
+        }
+        libc::close(fd as i32);
+        libc::_exit(0)
+    }
+}
+
+/// Wait for the child behind `pidfd` (created without an exit signal) to end.
+fn wait_pidfd(pidfd: BorrowedFd<'_>) -> std::result::Result<ChildExit, Errno> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: an all-zero siginfo_t is a valid value of the plain C struct.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid out-pointer; P_PIDFD takes the pidfd as the id.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::__WALL,
+            )
+        };
+        if r == 0 {
+            // SAFETY: waitid filled a CLD_* siginfo.
+            let status = unsafe { info.si_status() };
+            return Ok(if info.si_code == libc::CLD_EXITED {
+                ChildExit::Exited(status)
+            } else {
+                ChildExit::Signaled(status)
+            });
+        }
+        let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        if e != libc::EINTR {
+            return Err(Errno::from_raw_os_error(e));
+        }
+    }
 }

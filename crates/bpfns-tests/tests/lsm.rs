@@ -502,3 +502,33 @@ fn the_token_capability_hook_is_used_where_tokens_exist() {
         }
     }
 }
+
+/// Over a namespace's limit of maps, BPF LSM refuses the creation with `EDQUOT` (as bpfnsd
+/// answers the creations it makes) before any fd exists: a member racing to send the fd number
+/// away gets nothing out, and lives.
+#[test]
+fn creations_over_a_quota_get_edquot_and_nothing_gets_out() {
+    require_kernel!();
+    let tk = with_tree("lsm-quota");
+    if !active_or_skip(&tk, "EDQUOT for creations over a quota") {
+        return;
+    }
+    let maps = bpfns_kernel::abi::kind_index(ObjectKind::Map);
+    let used = tk.kernel.namespace_quota(A).unwrap().kinds[maps].used;
+    let mut limits = [None; 4];
+    limits[maps] = Some(used + 2);
+    tk.kernel.set_namespace_kind_limits(A, limits).unwrap();
+    let mut h = Helper::spawn(&["rt-smuggle", "2", "20"]);
+    tk.kernel.tag_process(h.pid, A).unwrap();
+    h.go();
+    assert_eq!(h.expect("smuggle_filled"), "2:errno:122");
+    let line = h.expect("smuggle");
+    assert!(
+        line.ends_with("outcomes:errno:122x20") && line.contains("killed:0 "),
+        "{line}"
+    );
+    assert_eq!(h.expect("smuggled"), "none");
+    let status = h.finish();
+    assert!(status.success(), "{status}");
+    eprintln!("lsm: namespace task over max_maps: BPF_MAP_CREATE -> EDQUOT, nothing sent away");
+}

@@ -277,6 +277,9 @@ struct Spec<'a> {
     slow: Option<Duration>,
     supervise: Option<Options>,
     stdin: bool,
+    /// The policy the member's filter is made for, where it is not its namespace's policy now
+    /// (a member that entered before a change).
+    filter_policy: Option<bpfns_model::Policy>,
 }
 
 impl<'a> Spec<'a> {
@@ -291,6 +294,7 @@ impl<'a> Spec<'a> {
             slow: None,
             supervise: Some(Options::default()),
             stdin: false,
+            filter_policy: None,
         }
     }
     fn bpffs(mut self, d: &'a Path) -> Self {
@@ -346,8 +350,10 @@ impl Member {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // The filter `bpfns exec` gives a member of the namespace: its policy's commands.
-        let policy = env.view.policy(spec.ns).unwrap();
-        let rules = bpfns_sys::member_filter::CmdRules::of(&policy);
+        let policy = spec
+            .filter_policy
+            .unwrap_or_else(|| env.view.policy(spec.ns).unwrap());
+        let rules = bpfns_sys::member_filter::CmdRules::of(&policy, env.view.makes_members_maps());
         let mut setup = MemberSetup::new(bpfns_sys::member_filter::filter_for(&rules).unwrap());
         if let Some(d) = spec.bpffs {
             setup = setup.bpffs(d).unwrap();
@@ -2176,4 +2182,199 @@ fn attach_targets_are_confined_to_the_namespaces_cgroup() {
     let out = try_pass(env.a_child, &a_s);
     assert_eq!(line_of(&out, "attach"), "errno:1", "/a/child: {out}");
     drop(below);
+}
+
+/// The attack of an outside review: a member at its namespace's limit of maps creates one in
+/// a child while a second thread sends the fd number the map would get to its parent over
+/// `SCM_RIGHTS`. Where the kernel made the map and the kernel side judged it at syscall exit,
+/// the parent kept maps past the limit; made by bpfnsd, the creation is refused before any
+/// map exists.
+#[test]
+fn a_member_sending_its_new_fd_away_keeps_no_map_past_its_quota() {
+    require_kernel!();
+    let env = Env::new("smuggleq");
+    let k = &env.tk.kernel;
+    let maps = bpfns_kernel::abi::kind_index(ObjectKind::Map);
+    let used = k.namespace_quota(env.a).unwrap().kinds[maps].used;
+    let mut limits = [None; 4];
+    limits[maps] = Some(used + 3);
+    k.set_namespace_kind_limits(env.a, limits).unwrap();
+    let out = run(&env, Spec::new(env.a, &["rt-smuggle", "2", "60"]));
+    k.set_namespace_kind_limits(env.a, [None; 4]).unwrap();
+    assert!(
+        out.contains(&format!("smuggle_filled=3:errno:{EDQUOT}")),
+        "{out}"
+    );
+    assert!(out.contains("smuggled=none"), "{out}");
+    let line = line_of(&out, "smuggle");
+    assert!(
+        line.ends_with(&format!("outcomes:errno:{EDQUOT}x60")) && line.contains("killed:0 "),
+        "{line}"
+    );
+}
+
+/// The same attack with a map type the namespace's policy leaves out, by a member whose filter
+/// was made before the narrowing (so, made for every map type): refused with `EPERM`, nothing
+/// sent.
+#[test]
+fn a_member_whose_filter_predates_a_narrowing_gets_eperm_for_the_left_out_map_type() {
+    use bpfns_model::{Field, Policy};
+    use bpfns_sys::names::parse_list;
+    require_kernel!();
+    let env = Env::new("smugglet");
+    let mut p = Policy::DEFAULT;
+    p.set(
+        Field::Maps,
+        Policy::DEFAULT
+            .maps
+            .minus(parse_list(Field::Maps, "hash").unwrap()),
+    );
+    set_policy_a(&env, p);
+    let mut spec = Spec::new(env.a, &["rt-smuggle", "1", "30"]);
+    spec.filter_policy = Some(Policy::DEFAULT);
+    let out = run(&env, spec);
+    assert!(out.contains("smuggled=none"), "{out}");
+    let line = line_of(&out, "smuggle");
+    // Every creation refused, no member stopped: the answer came before any map existed.
+    assert!(
+        line.ends_with(&format!("outcomes:errno:{EPERM}x30")) && line.contains("killed:0 "),
+        "{line}"
+    );
+}
+
+/// The memory cgroup directory a test may make children in (the cgroup v1 memory hierarchy
+/// where it is one, else the cgroup2 root), with its file of the memory in use; or why not.
+fn memory_cgroup_root() -> Result<(PathBuf, &'static str), String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    if let Some(v1) = mountinfo.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let dash = f.iter().position(|x| *x == "-")?;
+        (f.get(dash + 1) == Some(&"cgroup")
+            && f.get(dash + 3)?.split(',').any(|o| o == "memory")
+            && f.get(3) == Some(&"/"))
+        .then(|| PathBuf::from(f[4]))
+    }) {
+        return Ok((v1, "memory.usage_in_bytes"));
+    }
+    let root = bpfns_sys::cgroup::cgroup2_root().map_err(|e| e.to_string())?;
+    let controllers = std::fs::read_to_string(root.join("cgroup.subtree_control"))
+        .map_err(|e| format!("{}: {e}", root.display()))?;
+    if !controllers.split_whitespace().any(|c| c == "memory") {
+        let _ = std::fs::write(root.join("cgroup.subtree_control"), "+memory");
+    }
+    let controllers = std::fs::read_to_string(root.join("cgroup.subtree_control"))
+        .map_err(|e| format!("{}: {e}", root.display()))?;
+    if controllers.split_whitespace().any(|c| c == "memory") {
+        Ok((root, "memory.current"))
+    } else {
+        Err("the cgroup2 root does not delegate the memory controller".into())
+    }
+}
+
+/// What bpfnsd makes for a member where BPF LSM does not run: a map made by a child created
+/// straight into another cgroup is charged to that cgroup's memory (the tenant's memory limit
+/// keeps counting its maps), and lands in the parent's fd table; a child told not to go
+/// makes nothing.
+#[test]
+fn a_map_made_by_a_child_in_a_cgroup_is_charged_there() {
+    require_kernel!();
+    let (root, in_use) = match memory_cgroup_root() {
+        Ok(r) => r,
+        Err(why) => return bpfns_tests::skip(why),
+    };
+    let cg = root.join(format!("bpfns-test-charge-{}", std::process::id()));
+    std::fs::create_dir(&cg).unwrap();
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            // The charge may outlive the map by an RCU grace period.
+            for _ in 0..50 {
+                if std::fs::remove_dir(&self.0).is_ok() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    let _rm = Rm(cg.clone());
+    let current = || -> u64 {
+        std::fs::read_to_string(cg.join(in_use))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // As bpfnsd finds a member's: a process put in that cgroup.
+    let mut member = Command::new("sleep").arg("60").spawn().unwrap();
+    std::fs::write(cg.join("cgroup.procs"), member.id().to_string()).unwrap();
+    let home = bpfns_sys::cgroup::memory_home_of_task(member.id() as i32);
+    let _ = member.kill();
+    let _ = member.wait();
+    let home = home.unwrap();
+    // An array of 4096 values of 4 KiB: 16 MiB, allocated at creation.
+    let mut attr = [0u8; 72];
+    attr[0..4].copy_from_slice(&2u32.to_ne_bytes());
+    attr[4..8].copy_from_slice(&4u32.to_ne_bytes());
+    attr[8..12].copy_from_slice(&4096u32.to_ne_bytes());
+    attr[12..16].copy_from_slice(&4096u32.to_ne_bytes());
+    let creds = bpfns_sys::process::ChildCreds {
+        euid: 0xFFFF_FFFE,
+        caps: bpfns_sys::caps::CapabilitySet::BPF,
+    };
+    let before = current();
+    let mut child_cgroup = String::new();
+    let fd = bpfns_sys::process::bpf_fd_in_cgroup(
+        &home,
+        bpfns_sys::rawbpf::cmd::BPF_MAP_CREATE,
+        &attr,
+        creds,
+        |pidfd| {
+            use std::os::fd::AsRawFd;
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()))
+                .unwrap();
+            let pid = info
+                .lines()
+                .find_map(|l| l.strip_prefix("Pid:"))
+                .unwrap()
+                .trim()
+                .to_string();
+            child_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+            Ok(())
+        },
+    )
+    .unwrap();
+    let info = sysbpf::info::<sysbpf::bpf_map_info>(fd.as_fd()).unwrap();
+    assert_eq!((info.type_, info.max_entries), (2, 4096));
+    let name = cg.file_name().unwrap().to_str().unwrap();
+    assert!(child_cgroup.contains(name), "{child_cgroup}");
+    let grew = current().saturating_sub(before);
+    assert!(grew >= 16 << 20, "the cgroup's memory grew by {grew} bytes");
+    drop(fd);
+    // Told not to go: nothing made, the answer is the one given.
+    let r = bpfns_sys::process::bpf_fd_in_cgroup(
+        &home,
+        bpfns_sys::rawbpf::cmd::BPF_MAP_CREATE,
+        &attr,
+        creds,
+        |_| Err(bpfns_sys::Errno::PERM),
+    );
+    assert_eq!(r.err(), Some(bpfns_sys::Errno::PERM));
+    // Without CAP_BPF the kernel refuses it (unprivileged BPF is off on hosts bpfns runs on).
+    let none = bpfns_sys::process::ChildCreds {
+        caps: bpfns_sys::caps::CapabilitySet::empty(),
+        ..creds
+    };
+    let unpriv = std::fs::read_to_string("/proc/sys/kernel/unprivileged_bpf_disabled")
+        .map(|s| s.trim() != "0")
+        .unwrap_or(true);
+    if unpriv {
+        let r = bpfns_sys::process::bpf_fd_in_cgroup(
+            &home,
+            bpfns_sys::rawbpf::cmd::BPF_MAP_CREATE,
+            &attr,
+            none,
+            |_| Ok(()),
+        );
+        assert_eq!(r.err(), Some(bpfns_sys::Errno::PERM));
+    }
 }

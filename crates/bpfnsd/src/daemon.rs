@@ -621,11 +621,7 @@ impl Daemon {
         if !self.events.has_subscribers() {
             return;
         }
-        let (path, chain) = {
-            let reg = self.reg();
-            (owner_name(&reg, ns), Self::chain_in(&reg, ns))
-        };
-        let mut e = EventInfo::new(EventKind::ObjectCreated, path, ns);
+        let mut e = self.created_event(ns);
         e.pid = i32::try_from(v.pid).ok();
         e.comm = Some(v.comm.clone());
         e.uid = Some(uid);
@@ -633,6 +629,48 @@ impl Daemon {
         e.object_kind = ObjectKind::from_code(kind);
         e.object_id = Some(id);
         e.object_name = Some(v.name.clone()).filter(|n| !n.is_empty());
+        self.publish_for(e, ns);
+    }
+
+    /// Whether the supervisor makes members' maps (BPF LSM does not run here): their filters
+    /// must send `BPF_MAP_CREATE` to it.
+    pub(crate) fn makes_members_maps(&self) -> bool {
+        !self
+            .kernel
+            .layers()
+            .contains(&bpfns_kernel::doctor::Layer::BpfLsm)
+    }
+
+    /// An object the supervisor made for a member (no kernel notice tells of it), as an
+    /// `object_created` event.
+    pub(crate) fn on_made(&self, c: crate::supervisor::Created) {
+        if !self.events.has_subscribers() {
+            return;
+        }
+        let mut e = self.created_event(c.ns);
+        let facts = ProcFacts::read(c.tid);
+        e.pid = Some(
+            bpfns_sys::procfs::read_status(c.tid)
+                .ok()
+                .and_then(|s| bpfns_sys::procfs::field(&s, "Tgid").and_then(|t| t.parse().ok()))
+                .unwrap_or(c.tid),
+        );
+        e.comm = facts.as_ref().map(|f| f.comm.clone());
+        e.uid = facts.as_ref().map(|f| f.uid);
+        e.command = Some(c.command.to_string());
+        e.object_kind = Some(c.kind);
+        e.object_id = Some(c.id);
+        e.object_name = Some(c.name).filter(|n| !n.is_empty());
+        self.publish_for(e, c.ns);
+    }
+
+    fn created_event(&self, ns: NsId) -> EventInfo {
+        EventInfo::new(EventKind::ObjectCreated, owner_name(&self.reg(), ns), ns)
+    }
+
+    /// Publish `e`, about namespace `ns`, to the subscribers that may see `ns`.
+    fn publish_for(&self, e: EventInfo, ns: NsId) {
+        let chain = Self::chain_in(&self.reg(), ns);
         self.events.publish(e, &chain);
     }
 
@@ -1135,6 +1173,7 @@ impl Daemon {
                     } else {
                         String::new()
                     },
+                    trap_map_create: self.makes_members_maps(),
                 };
                 Ok((Reply::MemberPlan(plan), vec![]))
             }
@@ -1953,6 +1992,7 @@ impl Daemon {
             bpffs: self.bpffs.path(id).display().to_string(),
             policy: reg.policy(id).unwrap_or_default(),
             effective_policy: reg.effective_policy(id),
+            trap_map_create: self.makes_members_maps(),
             max_objects: reg.max_objects(id),
             cgroup: reg.cgroup(id).map(str::to_owned),
             records: q.map(|q| q.used),

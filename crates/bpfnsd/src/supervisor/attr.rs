@@ -332,6 +332,21 @@ pub mod off {
     /// `task_fd_query.probe_addr` (output, u64).
     pub const T_PROBE_ADDR: usize = 40;
 
+    /// `BPF_MAP_CREATE`'s fields (`union bpf_attr`, Linux 6.18; earlier kernels end earlier).
+    pub const M_MAP_TYPE: usize = 0;
+    pub const M_MAP_FLAGS: usize = 16;
+    pub const M_INNER_MAP_FD: usize = 20;
+    pub const M_MAP_NAME: usize = 28;
+    pub const M_MAP_IFINDEX: usize = 44;
+    pub const M_BTF_FD: usize = 48;
+    pub const M_BTF_KEY_TYPE_ID: usize = 52;
+    pub const M_BTF_VALUE_TYPE_ID: usize = 56;
+    pub const M_BTF_VMLINUX_VALUE_TYPE_ID: usize = 60;
+    pub const M_VALUE_TYPE_BTF_OBJ_FD: usize = 72;
+    pub const M_MAP_TOKEN_FD: usize = 76;
+    pub const M_EXCL_PROG_HASH: usize = 80;
+    pub const M_EXCL_PROG_HASH_SIZE: usize = 88;
+
     /// `BPF_PROG_LOAD`'s fields (`union bpf_attr`, Linux 6.18; earlier kernels end earlier).
     pub const L_PROG_TYPE: usize = 0;
     pub const L_INSN_CNT: usize = 4;
@@ -446,9 +461,76 @@ pub enum Request {
     LinkUpdate(LinkUpdateReq),
     /// `BPF_LINK_DETACH`.
     LinkDetach { link_fd: u32 },
-    /// `BPF_MAP_CREATE`: only its map type is looked at.
-    MapCreate { map_type: u32 },
+    /// `BPF_MAP_CREATE`.
+    MapCreate(MapCreateReq),
 }
+
+/// The fields of a `BPF_MAP_CREATE` the supervisor looks at or rewrites (the rest of the attr
+/// is passed on as it was read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MapCreateReq {
+    pub map_type: u32,
+    pub map_flags: u32,
+    pub inner_map_fd: u32,
+    pub map_ifindex: u32,
+    pub btf_fd: u32,
+    pub btf_key_type_id: u32,
+    pub btf_value_type_id: u32,
+    pub btf_vmlinux_value_type_id: u32,
+    pub value_type_btf_obj_fd: u32,
+    pub map_token_fd: u32,
+    pub excl_prog_hash: u64,
+    pub excl_prog_hash_size: u32,
+}
+
+impl MapCreateReq {
+    /// Whether the caller passes a BPF token (`BPF_F_TOKEN_FD`).
+    pub fn with_token(&self) -> bool {
+        self.map_flags & BPF_F_TOKEN_FD != 0
+    }
+
+    /// The fd fields the kernel resolves for this request, with their offsets: the inner map
+    /// of a map-in-map, the BTF object where a type id is given, the value type's BTF object
+    /// with `BPF_F_VTYPE_BTF_OBJ_FD`. (The token is taken apart: [`Self::with_token`].)
+    pub fn used_fds(&self) -> Vec<(usize, u32)> {
+        use bpfns_sys::rawbpf::uapi as u;
+        let mut v = Vec::new();
+        if matches!(
+            self.map_type,
+            u::BPF_MAP_TYPE_ARRAY_OF_MAPS | u::BPF_MAP_TYPE_HASH_OF_MAPS
+        ) {
+            v.push((off::M_INNER_MAP_FD, self.inner_map_fd));
+        }
+        if self.btf_key_type_id != 0
+            || self.btf_value_type_id != 0
+            || self.btf_vmlinux_value_type_id != 0
+        {
+            v.push((off::M_BTF_FD, self.btf_fd));
+        }
+        if self.map_flags & u::BPF_F_VTYPE_BTF_OBJ_FD != 0 {
+            v.push((off::M_VALUE_TYPE_BTF_OBJ_FD, self.value_type_btf_obj_fd));
+        }
+        v
+    }
+
+    /// The fd fields the kernel leaves alone for this request (it never resolves them).
+    pub fn unused_fds(&self) -> Vec<(usize, u32)> {
+        let used: Vec<usize> = self.used_fds().iter().map(|(o, _)| *o).collect();
+        [
+            (off::M_INNER_MAP_FD, self.inner_map_fd),
+            (off::M_BTF_FD, self.btf_fd),
+            (off::M_VALUE_TYPE_BTF_OBJ_FD, self.value_type_btf_obj_fd),
+        ]
+        .into_iter()
+        .filter(|(o, _)| !used.contains(o))
+        .collect()
+    }
+}
+
+/// The length of `excl_prog_hash` the kernel takes (`SHA256_DIGEST_SIZE`).
+pub const EXCL_PROG_HASH_SIZE: u32 = 32;
+/// Where `BPF_MAP_CREATE`'s fields end (Linux 6.18: after `excl_prog_hash_size`).
+pub const MAP_CREATE_END: usize = off::M_EXCL_PROG_HASH_SIZE + 4;
 
 /// The inputs of a `BPF_PROG_ATTACH` or `BPF_PROG_DETACH`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -621,9 +703,20 @@ pub fn parse(cmd: Command, attr: &Attr) -> Result<Request, Errno> {
         Command::LinkDetach => Ok(Request::LinkDetach {
             link_fd: attr.u32_at(off::LU_LINK_FD),
         }),
-        Command::MapCreate => Ok(Request::MapCreate {
-            map_type: attr.u32_at(0),
-        }),
+        Command::MapCreate => Ok(Request::MapCreate(MapCreateReq {
+            map_type: attr.u32_at(off::M_MAP_TYPE),
+            map_flags: attr.u32_at(off::M_MAP_FLAGS),
+            inner_map_fd: attr.u32_at(off::M_INNER_MAP_FD),
+            map_ifindex: attr.u32_at(off::M_MAP_IFINDEX),
+            btf_fd: attr.u32_at(off::M_BTF_FD),
+            btf_key_type_id: attr.u32_at(off::M_BTF_KEY_TYPE_ID),
+            btf_value_type_id: attr.u32_at(off::M_BTF_VALUE_TYPE_ID),
+            btf_vmlinux_value_type_id: attr.u32_at(off::M_BTF_VMLINUX_VALUE_TYPE_ID),
+            value_type_btf_obj_fd: attr.u32_at(off::M_VALUE_TYPE_BTF_OBJ_FD),
+            map_token_fd: attr.u32_at(off::M_MAP_TOKEN_FD),
+            excl_prog_hash: attr.u64_at(off::M_EXCL_PROG_HASH),
+            excl_prog_hash_size: attr.u32_at(off::M_EXCL_PROG_HASH_SIZE),
+        })),
     }
 }
 
@@ -875,7 +968,7 @@ pub fn policy_refusal(
         }),
         Request::Attach(a) => outside(Field::Attachs, a.attach_type),
         Request::LinkCreate(l) => outside(Field::Attachs, l.attach_type),
-        Request::MapCreate { map_type } => outside(Field::Maps, *map_type),
+        Request::MapCreate(m) => outside(Field::Maps, m.map_type),
         _ => None,
     }
 }
@@ -935,6 +1028,47 @@ pub fn load_caps(
         }
     }
     c
+}
+
+/// The effective capabilities bpfnsd makes a member's map with (see `answer/map.rs`): never
+/// more than the kernel would grant the caller otherwise. `borrowed` is the caller's effective
+/// set where it is in the initial user namespace (empty otherwise); `CAP_SYS_ADMIN` stands for
+/// `CAP_BPF` and `CAP_NET_ADMIN` there, as the kernel's checks accept it for both. `token` is
+/// whether the caller's BPF token delegates this map type ([`TokenInfo::allows_map`]): then
+/// `CAP_BPF` and `CAP_NET_ADMIN`, which the kernel grants through the token
+/// (`bpf_token_capable`) for the map types that want them. `CAP_SYS_ADMIN` itself only for a
+/// map offloaded to a device (`map_ifindex`), which the kernel wants it for, and only where the
+/// caller holds it.
+pub fn map_caps(
+    borrowed: bpfns_sys::caps::CapabilitySet,
+    token: bool,
+    offload: bool,
+) -> bpfns_sys::caps::CapabilitySet {
+    use bpfns_sys::caps::CapabilitySet as C;
+    let mut c = C::empty();
+    if borrowed.intersects(C::BPF | C::SYS_ADMIN) || token {
+        c |= C::BPF;
+    }
+    if borrowed.intersects(C::NET_ADMIN | C::SYS_ADMIN) || token {
+        c |= C::NET_ADMIN;
+    }
+    if offload && borrowed.contains(C::SYS_ADMIN) {
+        c |= C::SYS_ADMIN;
+    }
+    c
+}
+
+/// An object's name as an attr holds it at `at` (`map_name`, `prog_name`: 16 bytes, up to
+/// the first NUL).
+pub fn object_name(a: &Attr, at: usize) -> String {
+    let mut b = [0u8; 16];
+    for (i, x) in b.iter_mut().enumerate() {
+        if at + i < a.len {
+            *x = a.bytes[at + i];
+        }
+    }
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 /// What a BPF token delegates (its fdinfo: `allowed_cmds`, `allowed_maps`, `allowed_progs`,
@@ -998,6 +1132,13 @@ impl TokenInfo {
             progs: field("allowed_progs")?,
             attachs: field("allowed_attachs")?,
         })
+    }
+
+    /// Whether the kernel would take this token for a `BPF_MAP_CREATE` of `map_type`
+    /// (`bpf_token_allow_cmd`, `bpf_token_allow_map_type`).
+    pub fn allows_map(&self, map_type: u32) -> bool {
+        let bit = |mask: u64, b: u32| b < 64 && mask & (1u64 << b) != 0;
+        bit(self.cmds, MAP_CREATE) && bit(self.maps, map_type)
     }
 
     /// Whether the kernel would take this token for a `BPF_PROG_LOAD` of `prog_type` with
@@ -1953,7 +2094,12 @@ mod tests {
         );
         // Map types.
         p.maps = TypeSet::ANY.minus(TypeSet::of([u32::from(1u8)]));
-        let m = |map_type| Request::MapCreate { map_type };
+        let m = |map_type| {
+            Request::MapCreate(MapCreateReq {
+                map_type,
+                ..MapCreateReq::default()
+            })
+        };
         assert_eq!(
             policy_refusal(&p, Command::MapCreate, &m(1)),
             Some((Field::Maps, 1))
@@ -1962,6 +2108,32 @@ mod tests {
         assert_eq!(
             parse(Command::MapCreate, &attr(&[(0, 1), (4, 4)])),
             Ok(m(1))
+        );
+        // The fds the kernel resolves, and those it leaves alone.
+        let r = MapCreateReq {
+            map_type: u::BPF_MAP_TYPE_HASH_OF_MAPS,
+            inner_map_fd: 7,
+            btf_fd: 8,
+            value_type_btf_obj_fd: 9,
+            ..MapCreateReq::default()
+        };
+        assert_eq!(r.used_fds(), vec![(off::M_INNER_MAP_FD, 7)]);
+        assert_eq!(
+            r.unused_fds(),
+            vec![(off::M_BTF_FD, 8), (off::M_VALUE_TYPE_BTF_OBJ_FD, 9)]
+        );
+        let r = MapCreateReq {
+            btf_value_type_id: 3,
+            map_flags: u::BPF_F_VTYPE_BTF_OBJ_FD,
+            ..r
+        };
+        assert_eq!(
+            r.used_fds(),
+            vec![
+                (off::M_INNER_MAP_FD, 7),
+                (off::M_BTF_FD, 8),
+                (off::M_VALUE_TYPE_BTF_OBJ_FD, 9)
+            ]
         );
         // The host's policy refuses nothing.
         assert_eq!(
@@ -2668,6 +2840,34 @@ mod tests {
         assert_eq!(offset_of!(A, signature), off::L_SIGNATURE);
         assert_eq!(offset_of!(A, keyring_id), off::L_KEYRING_ID);
         assert_eq!(off::L_KEYRING_ID + 4, PROG_LOAD_END);
+    }
+
+    #[test]
+    fn map_create_offsets_match_libbpf() {
+        use std::mem::offset_of;
+        type A = libbpf_sys::bpf_attr__bindgen_ty_1;
+        assert_eq!(offset_of!(A, map_type), off::M_MAP_TYPE);
+        assert_eq!(offset_of!(A, map_flags), off::M_MAP_FLAGS);
+        assert_eq!(offset_of!(A, inner_map_fd), off::M_INNER_MAP_FD);
+        assert_eq!(offset_of!(A, map_name), off::M_MAP_NAME);
+        assert_eq!(offset_of!(A, map_ifindex), off::M_MAP_IFINDEX);
+        assert_eq!(offset_of!(A, btf_fd), off::M_BTF_FD);
+        assert_eq!(offset_of!(A, btf_key_type_id), off::M_BTF_KEY_TYPE_ID);
+        assert_eq!(offset_of!(A, btf_value_type_id), off::M_BTF_VALUE_TYPE_ID);
+        assert_eq!(
+            offset_of!(A, btf_vmlinux_value_type_id),
+            off::M_BTF_VMLINUX_VALUE_TYPE_ID
+        );
+        assert_eq!(
+            offset_of!(A, value_type_btf_obj_fd),
+            off::M_VALUE_TYPE_BTF_OBJ_FD
+        );
+        assert_eq!(offset_of!(A, map_token_fd), off::M_MAP_TOKEN_FD);
+        assert_eq!(offset_of!(A, excl_prog_hash), off::M_EXCL_PROG_HASH);
+        assert_eq!(
+            offset_of!(A, excl_prog_hash_size),
+            off::M_EXCL_PROG_HASH_SIZE
+        );
     }
 
     fn attach(attach_type: u32, flags: u32) -> AttachReq {

@@ -20,6 +20,9 @@ pub struct KernelView {
     registry: SharedRegistry,
     /// Owners of every prog, map and link, kept up to date between walks.
     warm: Warm,
+    /// BPF LSM runs: it refuses a member's creation outside its quota or policy before the
+    /// object exists (read once: loading that layer takes a restart of bpfnsd anyway).
+    lsm_judges_creations: bool,
 }
 
 /// The kernel side as the warm listing reads it.
@@ -66,10 +69,14 @@ impl std::fmt::Debug for KernelView {
 
 impl KernelView {
     pub fn new(kernel: Arc<Kernel>, registry: SharedRegistry) -> Self {
+        let lsm_judges_creations = kernel
+            .layers()
+            .contains(&bpfns_kernel::doctor::Layer::BpfLsm);
         Self {
             kernel,
             registry,
             warm: Warm::default(),
+            lsm_judges_creations,
         }
     }
 
@@ -178,6 +185,19 @@ impl View for KernelView {
 
     fn adopt(&self, pidfd: BorrowedFd<'_>, ns: NsId) -> Result<(), ViewError> {
         Ok(self.kernel.tag(pidfd, ns)?)
+    }
+
+    fn makes_members_maps(&self) -> bool {
+        !self.lsm_judges_creations
+    }
+
+    fn exempt(&self, pidfd: BorrowedFd<'_>) -> Result<(), ViewError> {
+        // A lookup first: tagging takes the hooks' lock, and the child is tagged only when
+        // its cgroup is bound to a namespace.
+        match self.kernel.task_tag(pidfd)? {
+            Some(t) if t.ns != NsId::ROOT.0 => Ok(self.kernel.tag(pidfd, NsId::ROOT)?),
+            _ => Ok(()),
+        }
     }
 
     fn allows_tracing(&self, ns: NsId) -> Result<bool, ViewError> {

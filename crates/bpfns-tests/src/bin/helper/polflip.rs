@@ -26,7 +26,16 @@
 //!                          tflip=children:C killed:K allowed_made:A outcomes:..;
 //!                          tforbidden=none | kept:KIND:ID:type:T (a child holding an object of
 //!                          the type left out, alive after the call)
-//! Internal: rt-xdp-flip-load N FIRST, rt-type-flip-child map|prog N FIRST.
+//!   rt-smuggle TYPE N      fill the namespace's quota of maps (up to 256 arrays:
+//!                          smuggle_filled=K:errno:E), then in N children (or 10 s): create a
+//!                          map of TYPE (2 array, 1 hash) while a second thread sends the fd
+//!                          number the map would get over SCM_RIGHTS to this process, stopping
+//!                          at the first that goes (the kernel side may stop the child, too
+//!                          late for an fd already sent): smuggle=children:C killed:K
+//!                          outcomes:..; smuggled=none | map:ID:type:T (an over-quota or
+//!                          forbidden map this process received)
+//! Internal: rt-xdp-flip-load N FIRST, rt-type-flip-child map|prog N FIRST,
+//! rt-smuggle-child TYPE FD.
 //! ```
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -44,12 +53,14 @@ use super::redteam::{attr, describe, errno_str, put_u32, put_u64, token};
 use super::{fail, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 5] = [
+pub const ACTIONS: [&str; 7] = [
     "rt-link-flip",
     "rt-xdp-flip",
     "rt-xdp-flip-load",
     "rt-type-flip",
     "rt-type-flip-child",
+    "rt-smuggle",
+    "rt-smuggle-child",
 ];
 
 const BPF_MAP_CREATE: u32 = 0;
@@ -85,6 +96,8 @@ pub fn run(exe: &Path, args: &[String]) {
         "rt-xdp-flip-load" => xdp_flip_load(num(1) as u32, arg(2) == "first"),
         "rt-type-flip" => type_flip(exe, flip_of(&arg(1)), num(2) as u32),
         "rt-type-flip-child" => type_flip_child(flip_of(&arg(1)), num(2) as u32, arg(3) == "first"),
+        "rt-smuggle" => smuggle(exe, num(1) as u32, num(2) as u32),
+        "rt-smuggle-child" => smuggle_child(num(1) as u32, num(2) as i32),
         other => fail(&format!("unknown action {other}")),
     }
 }
@@ -509,4 +522,108 @@ fn type_flip_child(f: Flip, n: u32, first: bool) {
         stop.store(true, Ordering::SeqCst);
     });
     say(&format!("refused={}", tally(&refused)));
+}
+
+// ---- an fd sent away before the kernel side judges its object ---------------------------------
+
+/// A map of `map_type` (key 4, value 8, one entry), with the inherited BPF token if any.
+fn small_map(map_type: u32) -> Result<OwnedFd, bpfns_sys::Errno> {
+    let mut a = attr();
+    put_u32(&mut a, 0, map_type);
+    put_u32(&mut a, 4, 4);
+    put_u32(&mut a, 8, 8);
+    put_u32(&mut a, 12, 1);
+    if let Some(t) = token() {
+        put_u32(&mut a, 16, rawbpf::BPF_F_TOKEN_FD);
+        put_u32(&mut a, 76, t as u32);
+    }
+    rawbpf::sys_bpf_fd(BPF_MAP_CREATE, &mut a)
+}
+
+fn smuggle(exe: &Path, map_type: u32, n: u32) {
+    use std::os::unix::net::UnixDatagram;
+    // The namespace's quota of maps, used up (the maps stay held).
+    let mut held = Vec::new();
+    let stop = loop {
+        if held.len() >= 256 {
+            break "none".to_string();
+        }
+        match small_map(MAP_ARRAY) {
+            Ok(m) => held.push(m),
+            Err(e) => break errno_str(e),
+        }
+    };
+    say(&format!("smuggle_filled={}:{stop}", held.len()));
+    let (mine, theirs) = UnixDatagram::pair().unwrap_or_else(|e| fail(&format!("socketpair: {e}")));
+    mine.set_nonblocking(true)
+        .unwrap_or_else(|e| fail(&format!("{e}")));
+    // The child's end, inherited.
+    let raw = theirs.as_raw_fd();
+    testhooks::clear_cloexec(&theirs).unwrap_or_else(|e| fail(&format!("fcntl: {e}")));
+    let (mut children, mut killed) = (0u32, 0u32);
+    let mut outcomes = std::collections::BTreeMap::<String, u32>::new();
+    let mut smuggled: Option<String> = None;
+    let started = Instant::now();
+    while children < n && started.elapsed() < Duration::from_secs(10) && smuggled.is_none() {
+        children += 1;
+        let (o, k) = run_child(
+            Command::new(exe).args(["rt-smuggle-child", &map_type.to_string(), &raw.to_string()]),
+            Duration::from_secs(15),
+        );
+        killed += u32::from(k);
+        *outcomes
+            .entry(value(&o, "made").unwrap_or("killed").to_string())
+            .or_default() += 1;
+        // Whatever arrived: a map here is one its creator was not to keep.
+        loop {
+            let mut fds = Vec::new();
+            let mut b = [0u8; 1];
+            match bpfns_sys::unix::recv_exact_with_fds(&mine, &mut b, &mut fds) {
+                Ok(true) => {
+                    for fd in fds {
+                        if let Ok(i) = sysbpf::info::<sysbpf::bpf_map_info>(fd.as_fd()) {
+                            smuggled = Some(format!("map:{}:type:{}", i.id, i.type_));
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+    drop(held);
+    say(&format!(
+        "smuggle=children:{children} killed:{killed} outcomes:{}",
+        tally(&outcomes)
+    ));
+    say(&format!(
+        "smuggled={}",
+        smuggled.as_deref().unwrap_or("none")
+    ));
+}
+
+fn smuggle_child(map_type: u32, sock: i32) {
+    // The number the new map's fd gets: the lowest free one.
+    let sock = testhooks::dup_raw(sock).unwrap_or_else(|e| fail(&format!("dup: {e}")));
+    let guess = testhooks::dup_raw(0)
+        .map(|f| f.as_raw_fd())
+        .unwrap_or_else(|e| fail(&format!("dup: {e}")));
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                if testhooks::send_fd_number(&sock, guess).is_ok() {
+                    return;
+                }
+            }
+        });
+        let r = small_map(map_type);
+        stop.store(true, Ordering::SeqCst);
+        match r {
+            Ok(m) => say(&format!(
+                "made=map:type:{}",
+                sysbpf::info::<sysbpf::bpf_map_info>(m.as_fd()).map_or(0, |i| i.type_)
+            )),
+            Err(e) => say(&format!("made={}", errno_str(e))),
+        }
+    });
 }

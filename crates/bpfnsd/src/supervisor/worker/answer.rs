@@ -13,6 +13,7 @@ mod fake;
 mod ids;
 mod link;
 mod load;
+mod map;
 mod obj_get;
 mod query;
 
@@ -32,6 +33,7 @@ use crate::supervisor::attr::{
 use crate::supervisor::{View, ViewError};
 
 pub(super) use load::LoadPrep;
+pub(super) use map::MapPrep;
 pub(super) use obj_get::Pin;
 pub(super) use query::{perf_prepare, perf_query};
 
@@ -55,6 +57,14 @@ pub(super) enum Answer {
     Value(i64),
     /// This fd, injected into the caller (`ADDFD`); its number is the answer.
     Inject(OwnedFd),
+    /// A new object bpfnsd made for the caller, recorded as its namespace's: injected as
+    /// [`Answer::Inject`], then reported (an `object_created` event).
+    Made {
+        fd: OwnedFd,
+        kind: ObjectKind,
+        id: u32,
+        name: String,
+    },
     /// Refused because of what the caller may see (answered with this errno, and reported
     /// as a denial, `why` in words).
     Denied {
@@ -148,6 +158,13 @@ pub(super) trait Ops {
     fn bpf_fd_as(&self, caps: C, cmd: u32, attr: &mut Attr) -> Result<OwnedFd, Errno>;
     /// The `BPF_PROG_LOAD` of `p`, with the load credentials.
     fn load(&self, p: &mut LoadPrep) -> Result<OwnedFd, Errno>;
+    /// The `BPF_MAP_CREATE` of `p`, made by a child process in the caller's cgroup with
+    /// `p.caps`; `exempt` runs on the child's pidfd before it makes the call.
+    fn create_map(
+        &self,
+        p: &MapPrep,
+        exempt: &dyn Fn(BorrowedFd<'_>) -> Result<(), Errno>,
+    ) -> Result<OwnedFd, Errno>;
     /// What the BPF token behind `fd` delegates; `None` if it is not a token.
     fn token_info(&self, fd: BorrowedFd<'_>) -> Option<TokenInfo>;
     /// Whether a program bpfnsd loads may call the vmlinux kfunc with BTF id `btf_id`.
@@ -257,6 +274,8 @@ pub(super) enum Prepared {
     /// `BPF_PROG_LOAD` the supervisor makes itself (`None`: it lets the kernel answer, or
     /// refuses).
     Load(Option<Box<LoadPrep>>),
+    /// `BPF_MAP_CREATE` the supervisor makes itself (`None`: it lets the kernel answer).
+    Map(Option<Box<MapPrep>>),
     /// `BPF_PROG_ATTACH` / `BPF_PROG_DETACH`: copies of the caller's fds, its network
     /// namespace where the hook is in it, and the capabilities to act with.
     Attach {
@@ -296,7 +315,8 @@ pub(super) fn prepare(
     ops: &dyn Ops,
 ) -> Result<Prepared, Errno> {
     match req {
-        Request::NextId { .. } | Request::MapCreate { .. } => Ok(Prepared::Nothing),
+        Request::NextId { .. } => Ok(Prepared::Nothing),
+        Request::MapCreate(r) => Ok(Prepared::Map(map::prepare(call, r, caller, view, ops)?)),
         Request::FdById { .. } => Ok(Prepared::FdById {
             syslog: call.eff.contains(C::SYSLOG) && caller.caps_here().contains(C::SYSLOG),
         }),
@@ -442,11 +462,24 @@ pub(super) fn answer(env: &Env<'_>, req: Request, prep: Prepared, ids: &mut IdCa
         (Request::LinkDetach { .. }, Prepared::Link { link, caps, .. }) => {
             attach::link_detach(env, link, caps)
         }
-        // The map type was within the policy (checked before): the kernel's rules, with the
-        // caller's credentials. One rewritten meanwhile is the kernel side's to stop.
-        (Request::MapCreate { .. }, _) => Answer::Continue,
+        (Request::MapCreate(r), Prepared::Map(prep)) => map::map_create(env, &r, prep),
         _ => Answer::Error(Errno::PERM),
     }
+}
+
+/// What follows the attr bpfnsd knows must be zero where bpfnsd makes the call itself: a
+/// kernel that knew more fields would read them, bpfnsd cannot pass them on (`E2BIG`, as an
+/// older kernel answers).
+fn zero_tail(call: &Call, caller: &dyn Caller) -> Result<(), Errno> {
+    use bpfns_sys::rawbpf::ATTR_SIZE;
+    if call.attr_size > ATTR_SIZE {
+        let mut tail = vec![0u8; call.attr_size - ATTR_SIZE];
+        caller.read(call.attr_ptr.wrapping_add(ATTR_SIZE as u64), &mut tail)?;
+        if tail.iter().any(|&b| b != 0) {
+            return Err(Errno::TOOBIG);
+        }
+    }
+    Ok(())
 }
 
 /// What a call names, for a report of its denial: the object of a `*_GET_FD_BY_ID`, the

@@ -105,6 +105,8 @@ pub(in crate::supervisor) trait Caller {
     fn fd(&self, fd: u32) -> Result<Option<OwnedFd>, Errno>;
     /// Its network namespace (for setns).
     fn net_ns(&self) -> Result<OwnedFd, Errno>;
+    /// Where the caller's memory is charged (its cgroups, in bpfnsd's mounts).
+    fn memory_home(&self) -> Result<bpfns_sys::cgroup::MemoryHome, Errno>;
     /// Its root, cwd and fs credentials.
     fn fs(&self) -> Result<CallerFs, Errno>;
     /// The pid, in bpfnsd's pid namespace, of the task a `BPF_TASK_FD_QUERY` asks about as
@@ -328,6 +330,21 @@ impl Caller for ProcCaller<'_> {
             // thread id was still the caller's).
             Err(_) => thread::open_ns(&self.proc("ns/net")).map_err(|e| e.errno),
         }
+    }
+
+    fn memory_home(&self) -> Result<bpfns_sys::cgroup::MemoryHome, Errno> {
+        bpfns_sys::cgroup::memory_home_of_task(self.tid).map_err(|e| {
+            let errno = Errno::from_io_error(&e).unwrap_or(Errno::PERM);
+            if errno != Errno::NOENT && errno != Errno::SRCH {
+                tracing::warn!("supervisor: the cgroup of task {}: {e}", self.tid);
+            }
+            // A task that is gone: ESRCH, as for its other reads.
+            if errno == Errno::NOENT {
+                Errno::SRCH
+            } else {
+                errno
+            }
+        })
     }
 
     fn fs(&self) -> Result<CallerFs, Errno> {

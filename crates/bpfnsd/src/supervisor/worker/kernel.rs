@@ -13,7 +13,7 @@ use bpfns_sys::fds::{self, RESOLVE_NO_MAGICLINKS};
 use bpfns_sys::{rawbpf, thread, Errno, SysError};
 
 use super::answer::{
-    Answer, LoadPrep, Ops, Pin, QueryAnswer, QueryTarget, NAME_MAX, NO_FD, QUERY_MAX,
+    Answer, LoadPrep, MapPrep, Ops, Pin, QueryAnswer, QueryTarget, NAME_MAX, NO_FD, QUERY_MAX,
 };
 use crate::creds::{Borrow, BorrowError, FsCreds, Own};
 use crate::supervisor::attr::{
@@ -369,6 +369,47 @@ impl Ops for HostOps<'_> {
         let r = rawbpf::sys_bpf_fd(attr::PROG_LOAD, p.attr.supplied_mut());
         b.end().map_err(|_| Errno::PERM)?;
         r
+    }
+
+    /// The child is made with the thread's own credentials (moving a process into another
+    /// cgroup wants them), in the caller's network namespace where the map names an
+    /// interface; it takes the map's own (an uid that owns no user namespace, `p.caps`)
+    /// before the call.
+    fn create_map(
+        &self,
+        p: &MapPrep,
+        exempt: &dyn Fn(BorrowedFd<'_>) -> Result<(), Errno>,
+    ) -> Result<OwnedFd, Errno> {
+        let mut a = p.attr.clone();
+        if !p.hash.is_empty() {
+            a.set_u64(off::M_EXCL_PROG_HASH, p.hash.as_ptr() as u64);
+        }
+        let creds = bpfns_sys::process::ChildCreds {
+            euid: LOAD_UID,
+            caps: p.caps,
+        };
+        let make = || {
+            bpfns_sys::process::bpf_fd_in_cgroup(
+                &p.home,
+                attr::MAP_CREATE,
+                a.supplied(),
+                creds,
+                exempt,
+            )
+        };
+        match &p.netns {
+            None => make(),
+            Some(n) => {
+                if !self.private_context() {
+                    return Err(Errno::PERM);
+                }
+                let mut b = Borrow::begin(self.own).map_err(|e| e.errno())?;
+                b.net_ns(n.as_fd()).map_err(warned)?;
+                let r = make();
+                b.end().map_err(|_| Errno::PERM)?;
+                r
+            }
+        }
     }
 
     fn token_info(&self, fd: BorrowedFd<'_>) -> Option<TokenInfo> {

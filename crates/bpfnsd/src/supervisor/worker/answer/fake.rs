@@ -11,7 +11,7 @@ use bpfns_model::{NsId, ObjectKind};
 use bpfns_sys::caps::CapabilitySet as C;
 use bpfns_sys::Errno;
 
-use super::{Answer, Env, LoadPrep, Ops, Pin, QueryAnswer, QueryTarget};
+use super::{Answer, Env, LoadPrep, MapPrep, Ops, Pin, QueryAnswer, QueryTarget};
 use crate::supervisor::attr::{off, AttachReq, Attr, Command, HookState, ProgQuery, TokenInfo};
 use crate::supervisor::worker::caller::{Call, Caller, CallerFs};
 use crate::supervisor::{View, ViewError};
@@ -229,6 +229,16 @@ impl Caller for FakeCaller {
         Ok(null())
     }
 
+    fn memory_home(&self) -> Result<bpfns_sys::cgroup::MemoryHome, Errno> {
+        if self.dead {
+            return Err(Errno::SRCH);
+        }
+        Ok(bpfns_sys::cgroup::MemoryHome {
+            v2: Some(null()),
+            v1_procs: None,
+        })
+    }
+
     fn fs(&self) -> Result<CallerFs, Errno> {
         if self.dead {
             return Err(Errno::SRCH);
@@ -268,6 +278,10 @@ pub struct FakeView {
     pub quota: Option<QuotaRefusal>,
     pub recorded: Mutex<Vec<u32>>,
     pub reserved: Mutex<i32>,
+    /// Whether bpfnsd makes members' maps (no BPF LSM).
+    pub makes_maps: bool,
+    /// Tasks exempted from the kernel side.
+    pub exempted: Mutex<u32>,
 }
 
 impl FakeView {
@@ -281,6 +295,8 @@ impl FakeView {
             quota: None,
             recorded: Mutex::new(Vec::new()),
             reserved: Mutex::new(0),
+            makes_maps: true,
+            exempted: Mutex::new(0),
         }
     }
 
@@ -350,6 +366,15 @@ impl View for FakeView {
         self.recorded.lock().expect("lock").push(id);
         Ok(true)
     }
+
+    fn makes_members_maps(&self) -> bool {
+        self.makes_maps
+    }
+
+    fn exempt(&self, _pidfd: BorrowedFd<'_>) -> Result<(), ViewError> {
+        *self.exempted.lock().expect("lock") += 1;
+        Ok(())
+    }
 }
 
 /// The supervisor's kernel calls, answered from its fields; what was asked is kept.
@@ -373,6 +398,12 @@ pub struct FakeOps {
     pub opened: RefCell<Vec<(u32, u32)>>,
     pub calls: RefCell<Vec<(u32, C, Attr)>>,
     pub loads: RefCell<Vec<C>>,
+    /// Maps made: the attr passed and the capabilities.
+    pub maps: RefCell<Vec<(Attr, C)>>,
+    /// The answer of a map creation.
+    pub map_result: Result<(), Errno>,
+    /// What `token_info` finds behind any fd.
+    pub token: Option<TokenInfo>,
     /// The vmlinux BTF ids of the kfuncs loads may call.
     pub kfuncs: Vec<u32>,
     /// Where every cgroup target lies.
@@ -397,6 +428,9 @@ impl Default for FakeOps {
             opened: RefCell::default(),
             calls: RefCell::default(),
             loads: RefCell::default(),
+            maps: RefCell::default(),
+            map_result: Ok(()),
+            token: None,
             kfuncs: Vec::new(),
             cgroup: bpfns_sys::cgroup::Ancestry::Inside,
         }
@@ -519,8 +553,19 @@ impl Ops for FakeOps {
         self.load_result.map(|()| null())
     }
 
+    fn create_map(
+        &self,
+        p: &MapPrep,
+        exempt: &dyn Fn(BorrowedFd<'_>) -> Result<(), Errno>,
+    ) -> Result<OwnedFd, Errno> {
+        let child = null();
+        exempt(std::os::fd::AsFd::as_fd(&child))?;
+        self.maps.borrow_mut().push((p.attr.clone(), p.caps));
+        self.map_result.map(|()| null())
+    }
+
     fn token_info(&self, _fd: BorrowedFd<'_>) -> Option<TokenInfo> {
-        None
+        self.token
     }
 
     fn kfunc_allowed(&self, btf_id: u32) -> bool {

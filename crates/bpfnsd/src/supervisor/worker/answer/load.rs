@@ -30,8 +30,7 @@ use super::{prog_id_of, Answer, Env, Ops, NO_FD};
 use crate::supervisor::attr::{
     self, fd_array_len, fd_array_used, insn_fds, kfunc_refusal, load_caps, load_fd_set, load_sizes,
     load_way, off, rewrite_fd_array, rewrite_insns, signature_refusal, uses_prog_btf, Attr,
-    LoadRefusal, LoadWay, ProgLoadReq, ATTR_SIZE, LOAD_COPY_MAX, LOAD_FDS_MAX, LOAD_TOKEN_FLAG,
-    PROG_LOAD_END,
+    LoadRefusal, LoadWay, ProgLoadReq, LOAD_COPY_MAX, LOAD_FDS_MAX, LOAD_TOKEN_FLAG, PROG_LOAD_END,
 };
 use crate::supervisor::worker::caller::{Call, Caller};
 use crate::supervisor::View;
@@ -87,15 +86,7 @@ pub(super) fn prepare(
     if load_way(ns.is_root(), allows, r.prog_type) != LoadWay::Here {
         return Ok(None);
     }
-    // What follows the attr bpfnsd knows must be zero: a kernel that knew more fields
-    // would read them, bpfnsd cannot pass them on (E2BIG, as an older kernel answers).
-    if call.attr_size > ATTR_SIZE {
-        let mut tail = vec![0u8; call.attr_size - ATTR_SIZE];
-        caller.read(call.attr_ptr.wrapping_add(ATTR_SIZE as u64), &mut tail)?;
-        if tail.iter().any(|&b| b != 0) {
-            return Err(Errno::TOOBIG);
-        }
-    }
+    super::zero_tail(call, caller)?;
     let sizes = load_sizes(r)?;
     let read = |ptr: u64, n: usize| -> Result<Vec<u8>, Errno> {
         let mut v = vec![0u8; n];
@@ -344,7 +335,12 @@ fn load_here(env: &Env<'_>, r: &ProgLoadReq, mut p: LoadPrep) -> Answer {
         token = p.token,
         "loaded a program for a member"
     );
-    Answer::Inject(fd)
+    Answer::Made {
+        fd,
+        kind: ObjectKind::Prog,
+        id,
+        name: attr::object_name(&p.attr, off::L_PROG_NAME),
+    }
 }
 
 /// The verifier's log and `log_true_size`, as the kernel would have written them to the
@@ -375,7 +371,7 @@ mod tests {
     use super::super::fake::*;
     use super::super::{answer, IdCache, Prepared};
     use super::*;
-    use crate::supervisor::attr::{Command, Request};
+    use crate::supervisor::attr::{Command, Request, ATTR_SIZE};
 
     const ATTR_AT: u64 = 0x50_000;
     const INSNS_AT: u64 = 0x60_000;

@@ -518,7 +518,7 @@ fn creations_over_a_quota_get_edquot_and_nothing_gets_out() {
     let mut limits = [None; 4];
     limits[maps] = Some(used + 2);
     tk.kernel.set_namespace_kind_limits(A, limits).unwrap();
-    let mut h = Helper::spawn(&["rt-smuggle", "2", "20"]);
+    let mut h = Helper::spawn(&["rt-smuggle", "2", "20", "fill"]);
     tk.kernel.tag_process(h.pid, A).unwrap();
     h.go();
     assert_eq!(h.expect("smuggle_filled"), "2:errno:122");

@@ -3609,6 +3609,24 @@ fn scene_polflip(m: &mut Matrix) {
     narrow.maps = bpfns_model::TypeSet::of([2]);
     narrow.progs = bpfns_model::TypeSet::of([1]);
     sc.admin.ns_create_with_policy("/pt", narrow).unwrap();
+    let quota_row = "fd of a new map sent away over SCM_RIGHTS before the creation returns, \
+                     the namespace at its limit of maps (--max-maps 4), in children the kernel \
+                     side may stop";
+    let type_row = "fd of a new hash map sent away over SCM_RIGHTS before the creation returns \
+                    (namespace allowing only array maps), in children the kernel side may stop";
+    sc.admin
+        .ns_create_with_policy("/pq", bpfns_model::Policy::DEFAULT)
+        .unwrap();
+    sc.admin
+        .ns_set_quota(
+            "/pq",
+            None,
+            bpfns_model::quota::KindLimits {
+                max_maps: Some(4),
+                ..bpfns_model::quota::KindLimits::NONE
+            },
+        )
+        .unwrap();
     // Perf events on tracepoints need tracefs: mounted here if it is not (idempotent).
     let _ = bpfns_sys::fs::ensure_tracefs();
     let tp = std::fs::read_to_string("/sys/kernel/tracing/events/syscalls/sys_enter_getpid/id")
@@ -3681,6 +3699,37 @@ fn scene_polflip(m: &mut Matrix) {
             None => blocked(text),
         };
         m.set(load_row, level, c);
+        for (ns, map_type, fill, row) in [
+            ("/pq", "2", "fill", quota_row),
+            ("/pt", "1", "probe", type_row),
+        ] {
+            let r = sc.attack_in(ns, level, None, &["rt-smuggle", map_type, "40", fill]);
+            let text = format!(
+                "{} {}; racing children: {}; received: {}",
+                if fill == "fill" {
+                    "arrays made to the limit:"
+                } else {
+                    "plain array:"
+                },
+                r.get("smuggle_filled").unwrap_or("?"),
+                r.get("smuggle").unwrap_or("?"),
+                r.get("smuggled").unwrap_or("?"),
+            );
+            let c = match r.unusable(level, "smuggled") {
+                Some(c) => c,
+                None if r.get("smuggled") != Some("none") => escape(text),
+                None if r.get("smuggle_filled").is_some_and(|v| v.starts_with("0:")) => cell(
+                    Verdict::NotRun,
+                    format!(
+                        "the level cannot make an array map (CAP_BPF, over the host or, with a \
+                         token, in its user namespace): {text}{}",
+                        token_note(&r)
+                    ),
+                ),
+                None => blocked(text),
+            };
+            m.set(row, level, c);
+        }
         for (kind, row) in [("map", map_row), ("prog", prog_row)] {
             let r = sc.attack_in("/pt", level, None, &["rt-type-flip", kind, "2000"]);
             let text = format!(

@@ -263,6 +263,15 @@ impl View for SlowView {
     ) -> Result<bool, bpfnsd::supervisor::ViewError> {
         self.0.record_new(ns, kind, id)
     }
+    fn makes_members_maps(&self) -> bool {
+        self.0.makes_members_maps()
+    }
+    fn exempt(
+        &self,
+        pidfd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<(), bpfnsd::supervisor::ViewError> {
+        self.0.exempt(pidfd)
+    }
 }
 
 /// How to start a member.
@@ -2199,7 +2208,7 @@ fn a_member_sending_its_new_fd_away_keeps_no_map_past_its_quota() {
     let mut limits = [None; 4];
     limits[maps] = Some(used + 3);
     k.set_namespace_kind_limits(env.a, limits).unwrap();
-    let out = run(&env, Spec::new(env.a, &["rt-smuggle", "2", "60"]));
+    let out = run(&env, Spec::new(env.a, &["rt-smuggle", "2", "60", "fill"]));
     k.set_namespace_kind_limits(env.a, [None; 4]).unwrap();
     assert!(
         out.contains(&format!("smuggle_filled=3:errno:{EDQUOT}")),
@@ -2230,7 +2239,7 @@ fn a_member_whose_filter_predates_a_narrowing_gets_eperm_for_the_left_out_map_ty
             .minus(parse_list(Field::Maps, "hash").unwrap()),
     );
     set_policy_a(&env, p);
-    let mut spec = Spec::new(env.a, &["rt-smuggle", "1", "30"]);
+    let mut spec = Spec::new(env.a, &["rt-smuggle", "1", "30", "probe"]);
     spec.filter_policy = Some(Policy::DEFAULT);
     let out = run(&env, spec);
     assert!(out.contains("smuggled=none"), "{out}");

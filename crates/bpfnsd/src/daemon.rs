@@ -641,29 +641,6 @@ impl Daemon {
             .contains(&bpfns_kernel::doctor::Layer::BpfLsm)
     }
 
-    /// An object the supervisor made for a member (no kernel notice tells of it), as an
-    /// `object_created` event.
-    pub(crate) fn on_made(&self, c: crate::supervisor::Created) {
-        if !self.events.has_subscribers() {
-            return;
-        }
-        let mut e = self.created_event(c.ns);
-        let facts = ProcFacts::read(c.tid);
-        e.pid = Some(
-            bpfns_sys::procfs::read_status(c.tid)
-                .ok()
-                .and_then(|s| bpfns_sys::procfs::field(&s, "Tgid").and_then(|t| t.parse().ok()))
-                .unwrap_or(c.tid),
-        );
-        e.comm = facts.as_ref().map(|f| f.comm.clone());
-        e.uid = facts.as_ref().map(|f| f.uid);
-        e.command = Some(c.command.to_string());
-        e.object_kind = Some(c.kind);
-        e.object_id = Some(c.id);
-        e.object_name = Some(c.name).filter(|n| !n.is_empty());
-        self.publish_for(e, c.ns);
-    }
-
     fn created_event(&self, ns: NsId) -> EventInfo {
         EventInfo::new(EventKind::ObjectCreated, owner_name(&self.reg(), ns), ns)
     }

@@ -336,7 +336,6 @@ pub mod off {
     pub const M_MAP_TYPE: usize = 0;
     pub const M_MAP_FLAGS: usize = 16;
     pub const M_INNER_MAP_FD: usize = 20;
-    pub const M_MAP_NAME: usize = 28;
     pub const M_MAP_IFINDEX: usize = 44;
     pub const M_BTF_FD: usize = 48;
     pub const M_BTF_KEY_TYPE_ID: usize = 52;
@@ -1056,19 +1055,6 @@ pub fn map_caps(
         c |= C::SYS_ADMIN;
     }
     c
-}
-
-/// An object's name as an attr holds it at `at` (`map_name`, `prog_name`: 16 bytes, up to
-/// the first NUL).
-pub fn object_name(a: &Attr, at: usize) -> String {
-    let mut b = [0u8; 16];
-    for (i, x) in b.iter_mut().enumerate() {
-        if at + i < a.len {
-            *x = a.bytes[at + i];
-        }
-    }
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 /// What a BPF token delegates (its fdinfo: `allowed_cmds`, `allowed_maps`, `allowed_progs`,
@@ -2849,7 +2835,6 @@ mod tests {
         assert_eq!(offset_of!(A, map_type), off::M_MAP_TYPE);
         assert_eq!(offset_of!(A, map_flags), off::M_MAP_FLAGS);
         assert_eq!(offset_of!(A, inner_map_fd), off::M_INNER_MAP_FD);
-        assert_eq!(offset_of!(A, map_name), off::M_MAP_NAME);
         assert_eq!(offset_of!(A, map_ifindex), off::M_MAP_IFINDEX);
         assert_eq!(offset_of!(A, btf_fd), off::M_BTF_FD);
         assert_eq!(offset_of!(A, btf_key_type_id), off::M_BTF_KEY_TYPE_ID);

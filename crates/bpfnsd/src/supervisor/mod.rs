@@ -174,16 +174,12 @@ pub trait View: Send + Sync {
         Err(ViewError::NoRecords)
     }
     /// Whether bpfnsd makes members' maps itself ([`worker`]'s `answer/map.rs`): where BPF LSM
-    /// does not judge creations before their fd exists. Not unless a view knows better.
-    fn makes_members_maps(&self) -> bool {
-        false
-    }
+    /// does not judge creations before their fd exists. No default: a view that wraps another
+    /// must say what the kernel side under it does.
+    fn makes_members_maps(&self) -> bool;
     /// Make the task behind `pidfd` (a child bpfnsd made in a member's cgroup) the root's in
     /// the kernel side's eyes, if a cgroup binding tagged it: what it makes, bpfnsd records.
-    fn exempt(&self, pidfd: BorrowedFd<'_>) -> Result<(), ViewError> {
-        let _ = pidfd;
-        Ok(())
-    }
+    fn exempt(&self, pidfd: BorrowedFd<'_>) -> Result<(), ViewError>;
     /// Tag the untagged task behind `pidfd` into `ns` (see [`untagged`]). Views that keep no
     /// tags only answer it as `ns`.
     fn adopt(&self, pidfd: BorrowedFd<'_>, ns: NsId) -> Result<(), ViewError> {
@@ -242,8 +238,6 @@ pub struct Options {
     pub in_flight: Option<Arc<InFlight>>,
     /// Told of every call refused (see [`Denial`]), after it is answered.
     pub on_denial: Option<DenialSink>,
-    /// Told of every object made for a member (see [`Created`]), after it is injected.
-    pub on_created: Option<CreatedSink>,
 }
 
 /// A call the supervisor refused: an object or pin of a namespace the caller cannot see, or
@@ -266,31 +260,6 @@ pub struct Denial {
     pub reason: String,
 }
 
-/// An object bpfnsd made for a member (a map or a program), reported once the member holds
-/// its fd.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Created {
-    /// The calling thread (host pid namespace).
-    pub tid: i32,
-    /// The namespace that owns it.
-    pub ns: NsId,
-    /// The bpf command (`BPF_MAP_CREATE`, `BPF_PROG_LOAD`).
-    pub command: &'static str,
-    pub kind: ObjectKind,
-    pub id: u32,
-    pub name: String,
-}
-
-/// Where a supervisor reports what it [`Created`] (bpfnsd publishes it).
-#[derive(Clone)]
-pub struct CreatedSink(pub Arc<dyn Fn(Created) + Send + Sync>);
-
-impl std::fmt::Debug for CreatedSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CreatedSink")
-    }
-}
-
 /// Where a supervisor reports its [`Denial`]s (bpfnsd logs and publishes them).
 #[derive(Clone)]
 pub struct DenialSink(pub Arc<dyn Fn(Denial) + Send + Sync>);
@@ -311,7 +280,6 @@ impl Default for Options {
             label: String::new(),
             in_flight: None,
             on_denial: None,
-            on_created: None,
         }
     }
 }
@@ -805,17 +773,11 @@ pub fn install(daemon: &Arc<Daemon>) {
             // answer bpfnsd never sent stays pending, and the keeper answers it EAGAIN. The
             // cost: about 1 µs per open (docs/benchmarks.md).
             let weak = Arc::downgrade(daemon);
-            let weak_created = weak.clone();
             let options = Options {
                 reply: ReplyMode::AddFdThenSend,
                 on_denial: Some(DenialSink(Arc::new(move |d| {
                     if let Some(daemon) = weak.upgrade() {
                         daemon.on_denial(d);
-                    }
-                }))),
-                on_created: Some(CreatedSink(Arc::new(move |c| {
-                    if let Some(daemon) = weak_created.upgrade() {
-                        daemon.on_made(c);
                     }
                 }))),
                 ..Options::default()

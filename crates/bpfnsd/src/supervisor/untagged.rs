@@ -70,4 +70,10 @@ impl View for Untagged {
     fn adopt(&self, pidfd: BorrowedFd<'_>, ns: NsId) -> Result<(), ViewError> {
         self.inner.adopt(pidfd, ns)
     }
+    fn makes_members_maps(&self) -> bool {
+        self.inner.makes_members_maps()
+    }
+    fn exempt(&self, pidfd: BorrowedFd<'_>) -> Result<(), ViewError> {
+        self.inner.exempt(pidfd)
+    }
 }

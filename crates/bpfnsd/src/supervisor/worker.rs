@@ -324,26 +324,7 @@ impl Worker {
                 (a, why.map(std::borrow::Cow::Borrowed))
             }
         };
-        let made = match &a {
-            Answer::Made { kind, id, name, .. } => Some((*kind, *id, name.clone())),
-            _ => None,
-        };
         let out = self.settle(n.id, a);
-        if let (Some((kind, id, name)), Some(sink)) = (made, &self.opts.on_created) {
-            if matches!(
-                out,
-                Outcome::Injected | Outcome::Respond(Response::Value(_))
-            ) {
-                (sink.0)(super::Created {
-                    tid: call.tid,
-                    ns,
-                    command: call.cmd.name(),
-                    kind,
-                    id,
-                    name,
-                });
-            }
-        }
         if let Outcome::Respond(Response::Error(e)) = out {
             tracing::debug!(
                 tid = call.tid,
@@ -411,7 +392,7 @@ impl Worker {
             Answer::Error(e) | Answer::Denied { errno: e, .. } => err(e),
             Answer::Value(v) => Outcome::Respond(Response::Value(v)),
             Answer::Continue => Outcome::Respond(Response::Continue),
-            Answer::Inject(fd) | Answer::Made { fd, .. } => self.inject(id, fd),
+            Answer::Inject(fd) => self.inject(id, fd),
             Answer::Abandoned => Outcome::Abandoned,
             Answer::Internal { what, error } => {
                 tracing::error!("supervisor: {what}: {error}");

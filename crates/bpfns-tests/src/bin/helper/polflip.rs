@@ -26,8 +26,10 @@
 //!                          tflip=children:C killed:K allowed_made:A outcomes:..;
 //!                          tforbidden=none | kept:KIND:ID:type:T (a child holding an object of
 //!                          the type left out, alive after the call)
-//!   rt-smuggle TYPE N      fill the namespace's quota of maps (up to 256 arrays:
-//!                          smuggle_filled=K:errno:E), then in N children (or 10 s): create a
+//!   rt-smuggle TYPE N fill|probe
+//!                          fill the namespace's quota of maps (up to 256 arrays), or make one
+//!                          array to show the level can (smuggle_filled=K:errno:E | K:none),
+//!                          then in N children (or 10 s): create a
 //!                          map of TYPE (2 array, 1 hash) while a second thread sends the fd
 //!                          number the map would get over SCM_RIGHTS to this process, stopping
 //!                          at the first that goes (the kernel side may stop the child, too
@@ -96,7 +98,7 @@ pub fn run(exe: &Path, args: &[String]) {
         "rt-xdp-flip-load" => xdp_flip_load(num(1) as u32, arg(2) == "first"),
         "rt-type-flip" => type_flip(exe, flip_of(&arg(1)), num(2) as u32),
         "rt-type-flip-child" => type_flip_child(flip_of(&arg(1)), num(2) as u32, arg(3) == "first"),
-        "rt-smuggle" => smuggle(exe, num(1) as u32, num(2) as u32),
+        "rt-smuggle" => smuggle(exe, num(1) as u32, num(2) as u32, arg(3) == "fill"),
         "rt-smuggle-child" => smuggle_child(num(1) as u32, num(2) as i32),
         other => fail(&format!("unknown action {other}")),
     }
@@ -540,12 +542,13 @@ fn small_map(map_type: u32) -> Result<OwnedFd, bpfns_sys::Errno> {
     rawbpf::sys_bpf_fd(BPF_MAP_CREATE, &mut a)
 }
 
-fn smuggle(exe: &Path, map_type: u32, n: u32) {
+fn smuggle(exe: &Path, map_type: u32, n: u32, fill: bool) {
     use std::os::unix::net::UnixDatagram;
-    // The namespace's quota of maps, used up (the maps stay held).
+    // The namespace's quota of maps, used up (the maps stay held); or one map.
     let mut held = Vec::new();
+    let most = if fill { 256 } else { 1 };
     let stop = loop {
-        if held.len() >= 256 {
+        if held.len() >= most {
             break "none".to_string();
         }
         match small_map(MAP_ARRAY) {

@@ -57,14 +57,6 @@ pub(super) enum Answer {
     Value(i64),
     /// This fd, injected into the caller (`ADDFD`); its number is the answer.
     Inject(OwnedFd),
-    /// A new object bpfnsd made for the caller, recorded as its namespace's: injected as
-    /// [`Answer::Inject`], then reported (an `object_created` event).
-    Made {
-        fd: OwnedFd,
-        kind: ObjectKind,
-        id: u32,
-        name: String,
-    },
     /// Refused because of what the caller may see (answered with this errno, and reported
     /// as a denial, `why` in words).
     Denied {

@@ -335,12 +335,8 @@ fn load_here(env: &Env<'_>, r: &ProgLoadReq, mut p: LoadPrep) -> Answer {
         token = p.token,
         "loaded a program for a member"
     );
-    Answer::Made {
-        fd,
-        kind: ObjectKind::Prog,
-        id,
-        name: attr::object_name(&p.attr, off::L_PROG_NAME),
-    }
+    // The member's call returning it is the kernel side's cue for `object_created`.
+    Answer::Inject(fd)
 }
 
 /// The verifier's log and `log_true_size`, as the kernel would have written them to the

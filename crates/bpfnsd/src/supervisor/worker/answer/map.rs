@@ -235,12 +235,8 @@ pub(super) fn map_create(env: &Env<'_>, r: &MapCreateReq, prep: Option<Box<MapPr
             return Answer::view_failed("recording a map's owner", e);
         }
     }
-    Answer::Made {
-        fd,
-        kind: ObjectKind::Map,
-        id,
-        name: attr::object_name(&p.attr, off::M_MAP_NAME),
-    }
+    // The member's call returning it is the kernel side's cue for `object_created`.
+    Answer::Inject(fd)
 }
 
 #[cfg(test)]
@@ -314,8 +310,8 @@ mod tests {
         let member = FakeCaller::new().caps(C::BPF | C::PERFMON, true);
         let a = attr_of(&[(off::M_MAP_TYPE, ARRAY)]);
         match create(&view, &member, &ops, a) {
-            Answer::Made { kind, id, .. } => assert_eq!((kind, id), (ObjectKind::Map, 41)),
-            other => panic!("made, not {other:?}"),
+            Answer::Inject(_) => {}
+            other => panic!("injected, not {other:?}"),
         }
         assert_eq!(*view.recorded.lock().unwrap(), vec![41]);
         assert_eq!(*view.reserved.lock().unwrap(), 1);
@@ -330,10 +326,7 @@ mod tests {
         let view = FakeView::new(ns(1));
         let member = FakeCaller::new().caps(C::BPF | C::NET_ADMIN | C::SYS_ADMIN, false);
         let a = attr_of(&[(off::M_MAP_TYPE, ARRAY)]);
-        assert!(matches!(
-            create(&view, &member, &ops, a),
-            Answer::Made { .. }
-        ));
+        assert!(matches!(create(&view, &member, &ops, a), Answer::Inject(_)));
         assert_eq!(ops.maps.borrow()[0].1, C::empty());
     }
 
@@ -377,10 +370,7 @@ mod tests {
             (off::M_INNER_MAP_FD, 5),
             (off::M_BTF_FD, 6),
         ]);
-        assert!(matches!(
-            create(&view, &member, &ops, a),
-            Answer::Made { .. }
-        ));
+        assert!(matches!(create(&view, &member, &ops, a), Answer::Inject(_)));
         let passed = ops.maps.borrow()[0].0.clone();
         let inner = passed.u32_at(off::M_INNER_MAP_FD);
         assert!(inner != 5 && inner != NO_FD, "bpfnsd's copy, not {inner}");
@@ -393,10 +383,7 @@ mod tests {
             (off::M_BTF_FD, 6),
             (off::M_BTF_VALUE_TYPE_ID, 3),
         ]);
-        assert!(matches!(
-            create(&view, &member, &ops, a),
-            Answer::Made { .. }
-        ));
+        assert!(matches!(create(&view, &member, &ops, a), Answer::Inject(_)));
         assert_eq!(ops.maps.borrow()[0].0.u32_at(off::M_BTF_FD), NO_FD);
     }
 
@@ -421,7 +408,7 @@ mod tests {
         ]);
         assert!(matches!(
             create(&view, &member, &ops, a.clone()),
-            Answer::Made { .. }
+            Answer::Inject(_)
         ));
         let (passed, caps) = ops.maps.borrow()[0].clone();
         assert_eq!(passed.u32_at(off::M_MAP_FLAGS) & BPF_F_TOKEN_FD, 0);
@@ -436,7 +423,7 @@ mod tests {
         hash.set_u32(off::M_MAP_TYPE, 1);
         assert!(matches!(
             create(&view, &member, &ops, hash),
-            Answer::Made { .. }
+            Answer::Inject(_)
         ));
         assert_eq!(ops.maps.borrow()[0].1, C::empty());
     }
@@ -450,7 +437,7 @@ mod tests {
         a.set_u64(off::M_EXCL_PROG_HASH, 0x9000);
         assert!(matches!(
             create(&view, &member, &ops, a.clone()),
-            Answer::Made { .. }
+            Answer::Inject(_)
         ));
         a.set_u32(off::M_EXCL_PROG_HASH_SIZE, 20);
         assert!(matches!(

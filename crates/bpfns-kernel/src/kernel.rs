@@ -520,6 +520,12 @@ impl Kernel {
         Ok(self.task_tag(pidfd)?.map_or(NsId::ROOT, |t| NsId(t.ns)))
     }
 
+    /// The map of task tags (task storage keyed by pidfd), for a task that writes its own
+    /// entry: a child bpfnsd makes to create a member's map tags itself the root's with it.
+    pub fn task_tag_map(&self) -> BorrowedFd<'_> {
+        self.task_ns.as_fd()
+    }
+
     /// Remove a task's tag (it returns to root).
     pub fn untag(&self, pidfd: BorrowedFd<'_>) -> Result<()> {
         let key = pidfd.as_raw_fd().to_ne_bytes();

@@ -23,19 +23,25 @@ pub fn cgroup2_root() -> io::Result<PathBuf> {
     })
 }
 
-/// Where a task's memory is charged, so that another process can be put there: its cgroup v2
-/// directory (for `clone3`'s `CLONE_INTO_CGROUP`), and where the memory controller is on a
-/// cgroup v1 hierarchy (hybrid and legacy hosts), that cgroup's `cgroup.procs`, open for
-/// writing a pid into.
+/// Where a task's memory is charged, so that a new process can be put there: its cgroup in
+/// the hierarchy of the memory controller. On a unified host, its cgroup v2 directory, which
+/// `clone3`'s `CLONE_INTO_CGROUP` creates a process straight into (no migration); where the
+/// memory controller is on a cgroup v1 hierarchy (hybrid and legacy hosts), the `cgroup.procs`
+/// of its v1 memory cgroup, to move a process into (a migration: the kernel's cgroup
+/// threadgroup lock taken for writing, which can wait for an RCU grace period). At most one.
 #[derive(Debug)]
-pub struct MemoryHome {
-    pub v2: Option<std::os::fd::OwnedFd>,
-    pub v1_procs: Option<File>,
+pub enum MemoryHome {
+    V2(std::os::fd::OwnedFd),
+    V1(File),
+    /// Its cgroup is not mounted where this process can see it (no cgroup file system, or the
+    /// task's cgroup outside this process's cgroup mounts): a process put "there" stays in
+    /// the caller's cgroups.
+    Unknown,
 }
 
 /// The [`MemoryHome`] of task `tid` (a host thread id), found through this process's cgroup
 /// mounts (read once per process: they do not move under a running daemon). An error when
-/// the task is gone; [`MemoryHome::is_unknown`] when none of its cgroups is mounted here.
+/// the task is gone.
 pub fn memory_home_of_task(tid: i32) -> io::Result<MemoryHome> {
     static MOUNTINFO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let mountinfo = match MOUNTINFO.get() {
@@ -47,31 +53,31 @@ pub fn memory_home_of_task(tid: i32) -> io::Result<MemoryHome> {
     };
     let text = std::fs::read_to_string(format!("/proc/{tid}/cgroup"))?;
     let lines = crate::procfs::cgroup_lines(&text);
-    let dir_of = |l: &crate::procfs::CgroupLine| crate::procfs::cgroup_dir(mountinfo, l);
-    let v2 = match lines.iter().find(|l| l.hierarchy == 0).and_then(dir_of) {
-        Some(d) => Some(File::open(d)?.into()),
-        None => None,
-    };
-    let v1_memory = lines
+    let dir = |l: &crate::procfs::CgroupLine| crate::procfs::cgroup_dir(mountinfo, l);
+    if let Some(v1) = lines
         .iter()
-        .find(|l| l.hierarchy != 0 && l.controllers.split(',').any(|c| c == "memory"));
-    let v1_procs = match v1_memory.and_then(dir_of) {
-        Some(d) => Some(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(d.join("cgroup.procs"))?,
-        ),
-        None => None,
-    };
-    Ok(MemoryHome { v2, v1_procs })
+        .find(|l| l.hierarchy != 0 && l.controllers.split(',').any(|c| c == "memory"))
+    {
+        return Ok(match dir(v1) {
+            Some(d) => MemoryHome::V1(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(d.join("cgroup.procs"))?,
+            ),
+            None => MemoryHome::Unknown,
+        });
+    }
+    Ok(
+        match lines.iter().find(|l| l.hierarchy == 0).and_then(dir) {
+            Some(d) => MemoryHome::V2(File::open(d)?.into()),
+            None => MemoryHome::Unknown,
+        },
+    )
 }
 
 impl MemoryHome {
-    /// Neither of its cgroups is mounted where this process can see it (no cgroup file
-    /// system, or the task's cgroup outside this process's cgroup mounts): a process put
-    /// "there" stays in the caller's cgroups.
     pub fn is_unknown(&self) -> bool {
-        self.v2.is_none() && self.v1_procs.is_none()
+        matches!(self, MemoryHome::Unknown)
     }
 }
 

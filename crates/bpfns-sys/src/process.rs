@@ -288,6 +288,15 @@ pub fn page_size() -> usize {
 
 // ---- a bpf() call made by a child in another cgroup -------------------------------------------
 
+/// The credentials a [`bpf_fd_in_cgroup`] child makes its call with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildCreds {
+    /// Its effective uid (real and saved stay the parent thread's).
+    pub euid: u32,
+    /// Its effective and permitted capabilities (none inheritable).
+    pub caps: crate::caps::CapabilitySet,
+}
+
 /// `struct clone_args` (Linux 5.7 layout, with `cgroup`): what `clone3` reads.
 #[repr(C)]
 #[derive(Default)]
@@ -308,146 +317,297 @@ struct CloneArgs {
 /// `CLONE_INTO_CGROUP` (Linux 5.7).
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// The credentials a [`bpf_fd_in_cgroup`] child makes its call with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChildCreds {
-    /// Its effective uid (real and saved stay the parent thread's).
-    pub euid: u32,
-    /// Its effective and permitted capabilities (none inheritable).
-    pub caps: crate::caps::CapabilitySet,
+/// `clone3(args)` whose child runs `f(arg)` on the stack `args` gives (what glibc's internal
+/// `__clone3` does; glibc exports no wrapper, and `clone()` takes no cgroup). Returns the
+/// child's pid or `-errno`. `f` must never return.
+///
+/// # Safety
+/// `args.stack` must be valid for the child's whole life and `f` must be safe to run on it with
+/// `arg`, sharing whatever `args.flags` shares.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3_running(
+    args: &CloneArgs,
+    f: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+) -> i64 {
+    let ret: i64;
+    // SAFETY: the caller's contract. The child starts after `syscall` on its new stack with
+    // every register but rax, rcx and r11 as the parent had them: it calls `f(arg)` from r12
+    // and r13 and never comes back into code the compiler made for the parent.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "and rsp, -16",
+            "mov rdi, r13",
+            "call r12",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") std::ptr::from_ref(args),
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") f,
+            in("r13") arg,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    ret
 }
 
-/// bpf(`cmd`, `attr`) made by a new child process put in the memory cgroup `home` (created
-/// straight into its cgroup v2 directory with `clone3`'s `CLONE_INTO_CGROUP`, and moved into
-/// its cgroup v1 memory cgroup where there is one, before it runs), so that what the kernel
+/// bpfns runs on x86-64 only (its member filter admits no other system call ABI).
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn clone3_running(
+    _args: &CloneArgs,
+    _f: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    _arg: *mut libc::c_void,
+) -> i64 {
+    -(libc::ENOSYS as i64)
+}
+
+/// A task-storage map entry a [`bpf_fd_in_cgroup`] child writes for itself (keyed by its own
+/// pidfd, `BPF_ANY`) before its call: how bpfnsd makes it the root's in the kernel side's eyes,
+/// whatever a cgroup binding made of it.
+#[derive(Debug, Clone, Copy)]
+pub struct SelfTag<'a> {
+    pub map: BorrowedFd<'a>,
+    pub value: &'a [u8],
+}
+
+/// What the child of [`bpf_fd_in_cgroup`] reads (in the parent's memory, which it shares).
+struct ChildJob {
+    /// The v1 memory cgroup's `cgroup.procs` to move itself into, or -1.
+    procs: i32,
+    /// Where the kernel wrote the child's pidfd (`CLONE_PIDFD`, before the child runs).
+    pidfd: *const libc::c_int,
+    tag_map: i32,
+    tag_value: *const u8,
+    creds: ChildCreds,
+    cmd: u32,
+    attr: *const u8,
+    len: usize,
+    slot: i32,
+}
+
+/// The child's stack: it runs only [`child_job`], raw system calls and no allocation.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// bpf(`cmd`, `attr`) made by a new child process in the memory cgroup `home` (created there,
+/// or moving itself there first: see [`crate::cgroup::MemoryHome`]), so that what the kernel
 /// allocates for a new map is charged there: the kernel charges a map's memory to the memory
 /// cgroup of the task that creates it. Returns the new fd, in this process (the child shares
 /// its fd table), or the call's errno.
 ///
-/// The child is created with the calling thread's credentials and namespaces, which must be
-/// allowed to move a process into `home`; it then takes `creds`, and waits until `before`
-/// (given its pidfd, e.g. to tag it) has returned `Ok`, before it makes the call on its own
-/// copy of `attr`, which nothing outside it can change. `ENOMEM` when the child was killed
-/// (the memory controller's OOM killer).
+/// The child shares this process's memory (`CLONE_VM`: no copy of the address space, whose
+/// page tables would cost milliseconds to copy for a daemon of some size) and starts with the
+/// calling thread's credentials and namespaces, which must be allowed to move a process into
+/// `home`. It writes `tag` for itself, takes `creds`, and makes the call on `attr` (which the
+/// caller keeps unchanged: nothing outside this process can change it). It runs on the calling
+/// thread's CPU, which waits: no wake-up crosses CPUs. `ENOMEM` when the child was killed (the
+/// memory controller's OOM killer).
 pub fn bpf_fd_in_cgroup(
     home: &crate::cgroup::MemoryHome,
     cmd: u32,
     attr: &[u8],
     creds: ChildCreds,
-    before: impl FnOnce(BorrowedFd<'_>) -> std::result::Result<(), Errno>,
+    tag: Option<SelfTag<'_>>,
 ) -> std::result::Result<OwnedFd, Errno> {
-    use std::io::Write;
     use std::os::fd::{AsRawFd, FromRawFd};
     // A number of ours the child moves the new fd to: the table is shared, so the parent
     // finds the object there.
-    let (go_r, go_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    let slot = rustix::io::fcntl_dupfd_cloexec(&go_r, 0)?;
-    let mut pidfd: i32 = -1;
-    let mut flags = (libc::CLONE_FILES | libc::CLONE_PIDFD) as u64;
-    let mut cgroup = 0;
-    if let Some(d) = &home.v2 {
-        flags |= CLONE_INTO_CGROUP;
-        cgroup = d.as_raw_fd() as u64;
-    }
-    let args = CloneArgs {
-        flags,
+    let slot = placeholder()?;
+    let mut pidfd: libc::c_int = -1;
+    let job = ChildJob {
+        procs: match home {
+            crate::cgroup::MemoryHome::V1(f) => f.as_raw_fd(),
+            _ => -1,
+        },
+        pidfd: std::ptr::addr_of!(pidfd),
+        tag_map: tag.map_or(-1, |t| t.map.as_raw_fd()),
+        tag_value: tag.map_or(std::ptr::null(), |t| t.value.as_ptr()),
+        creds,
+        cmd,
+        attr: attr.as_ptr(),
+        len: attr.len(),
+        slot: slot.as_raw_fd(),
+    };
+    let mut stack = vec![0u8; CHILD_STACK];
+    let mut args = CloneArgs {
+        flags: (libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_PIDFD) as u64,
         pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
-        cgroup,
-        // No signal at exit: bpfnsd's SIGCHLD handling stays as it is (waited with __WALL).
+        // No exit signal: waited for with __WALL.
         exit_signal: 0,
+        stack: stack.as_mut_ptr() as u64,
+        stack_size: CHILD_STACK as u64,
         ..CloneArgs::default()
     };
-    let (slot_raw, go_raw) = (slot.as_raw_fd(), go_r.as_raw_fd());
-    let (attr_ptr, attr_len) = (attr.as_ptr(), attr.len());
-    // SAFETY: without CLONE_VM the child runs on its own copy of the address space and of
-    // this stack, like fork(); from here to `_exit` it only makes raw system calls (rustix's
-    // are raw too) and touches no lock or allocator state copied from other threads.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            std::ptr::addr_of!(args),
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if pid == 0 {
-        child_call(go_raw, creds, cmd, attr_ptr, attr_len, slot_raw);
+    if let crate::cgroup::MemoryHome::V2(dir) = home {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = dir.as_raw_fd() as u64;
+    }
+    // The child inherits this thread's affinity: held to this CPU for the clone, it runs here
+    // while this thread waits.
+    let affinity = rustix::thread::sched_getaffinity(None).ok();
+    let mut one = rustix::thread::CpuSet::new();
+    one.set(rustix::thread::sched_getcpu());
+    let _ = rustix::thread::sched_setaffinity(None, &one);
+    // SAFETY: the stack outlives the child (`Reap` below waits for it before `stack` and `job`
+    // are dropped, also on unwind); the child runs only `child_job`, which makes raw system
+    // calls without errno (it shares this thread's TLS) and touches no allocator or lock.
+    let pid =
+        unsafe { clone3_running(&args, child_job, std::ptr::addr_of!(job).cast_mut().cast()) };
+    if let Some(a) = &affinity {
+        let _ = rustix::thread::sched_setaffinity(None, a);
     }
     if pid < 0 {
-        return Err(Errno::from_raw_os_error(
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
-        ));
+        return Err(Errno::from_raw_os_error(-pid as i32));
     }
     // SAFETY: clone3 wrote a new pidfd that nobody else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    let go = match &home.v1_procs {
-        Some(procs) => (&*procs)
-            .write_all(pid.to_string().as_bytes())
-            .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::PERM)),
-        None => Ok(()),
-    }
-    .and_then(|()| before(pidfd.as_fd()));
-    if go.is_ok() {
-        let _ = rustix::io::write(&go_w, &[1]);
-    }
-    // Closed unwritten, it tells the child to give up.
-    drop(go_w);
-    let exit = wait_pidfd(pidfd.as_fd())?;
-    go?;
-    match exit {
+    let exit = Reap { pidfd, done: false }.wait();
+    drop(stack);
+    match exit? {
         ChildExit::Exited(0) => Ok(slot),
         ChildExit::Exited(e) => Err(Errno::from_raw_os_error(e)),
         ChildExit::Signaled(_) => Err(Errno::NOMEM),
     }
 }
 
-/// The child of [`bpf_fd_in_cgroup`]: never returns.
-fn child_call(go: i32, creds: ChildCreds, cmd: u32, attr: *const u8, len: usize, slot: i32) -> ! {
-    fn errno() -> i32 {
-        std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO)
+/// Waits for the child before its stack can be freed: at [`Reap::wait`], or on unwind (after
+/// killing it).
+struct Reap {
+    pidfd: OwnedFd,
+    done: bool,
+}
+
+impl Reap {
+    fn wait(mut self) -> std::result::Result<ChildExit, Errno> {
+        self.done = true;
+        wait_pidfd(self.pidfd.as_fd())
     }
-    fn fail(e: i32) -> ! {
-        // SAFETY: `_exit` ends the child at once, running nothing copied from the parent.
-        unsafe { libc::_exit(e.clamp(1, 255)) }
-    }
-    let mut b = 0u8;
-    loop {
-        // SAFETY: reads one byte into `b`.
-        let n = unsafe { libc::read(go, std::ptr::addr_of_mut!(b).cast(), 1) };
-        match n {
-            1 => break,
-            0 => fail(libc::ECANCELED),
-            _ if errno() == libc::EINTR => {}
-            _ => fail(errno()),
+}
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL);
+            let _ = wait_pidfd(self.pidfd.as_fd());
         }
     }
+}
+
+/// The child of [`bpf_fd_in_cgroup`]: never returns. Raw system calls only (rustix's, and
+/// [`raw_syscall`]): it shares the parent thread's TLS, whose errno that thread may read.
+extern "C" fn child_job(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the parent's `ChildJob`, alive until the parent has waited for us.
+    let job = unsafe { &*(arg as *const ChildJob) };
+    let fail = |r: i64| {
+        if r < 0 {
+            child_exit(-r as i32);
+        }
+    };
+    if job.procs >= 0 {
+        // "0": the writer itself.
+        fail(raw_syscall(
+            libc::SYS_write,
+            [job.procs as u64, b"0".as_ptr() as u64, 1],
+        ));
+    }
+    if job.tag_map >= 0 {
+        // SAFETY: written by the kernel before this task first ran.
+        let key: libc::c_int = unsafe { *job.pidfd };
+        // union bpf_attr for BPF_MAP_UPDATE_ELEM: map_fd, key, value, flags (BPF_ANY).
+        let mut a = [0u64; 4];
+        a[0] = job.tag_map as u64;
+        a[1] = std::ptr::addr_of!(key) as u64;
+        a[2] = job.tag_value as u64;
+        fail(raw_syscall(
+            libc::SYS_bpf,
+            [
+                u64::from(BPF_MAP_UPDATE_ELEM),
+                a.as_ptr() as u64,
+                std::mem::size_of_val(&a) as u64,
+            ],
+        ));
+    }
     // The effective uid first (leaving uid 0 clears the effective set), then the sets.
-    // SAFETY: a raw setresuid of this (single-threaded) process; -1 keeps a field.
-    if unsafe { libc::syscall(libc::SYS_setresuid, -1i64, i64::from(creds.euid), -1i64) } < 0 {
-        fail(errno());
+    let euid = rustix::process::Uid::from_raw(job.creds.euid);
+    if let Err(e) = rustix::thread::set_thread_res_uid(None, Some(euid), None) {
+        child_exit(e.raw_os_error());
     }
     let sets = crate::caps::CapabilitySets {
-        effective: creds.caps,
-        permitted: creds.caps,
+        effective: job.creds.caps,
+        permitted: job.creds.caps,
         inheritable: crate::caps::CapabilitySet::empty(),
     };
     if let Err(e) = rustix::thread::set_capabilities(None, sets) {
-        fail(e.raw_os_error());
+        child_exit(e.raw_os_error());
     }
-    // SAFETY: `attr` points at `len` bytes of this process's copy of the caller's buffer.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd as libc::c_long, attr, len) };
-    if fd < 0 {
-        fail(errno());
+    let fd = raw_syscall(
+        libc::SYS_bpf,
+        [u64::from(job.cmd), job.attr as u64, job.len as u64],
+    );
+    fail(fd);
+    let r = raw_syscall(
+        libc::SYS_dup3,
+        [fd as u64, job.slot as u64, libc::O_CLOEXEC as u64],
+    );
+    raw_syscall(libc::SYS_close, [fd as u64, 0, 0]);
+    fail(r);
+    child_exit(0)
+}
+
+use libbpf_sys::BPF_MAP_UPDATE_ELEM;
+
+/// A new fd number of this process (a duplicate of one `/dev/null` opened once).
+fn placeholder() -> std::result::Result<OwnedFd, Errno> {
+    static NULL: std::sync::OnceLock<std::result::Result<OwnedFd, Errno>> =
+        std::sync::OnceLock::new();
+    let null = NULL.get_or_init(|| {
+        rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+    });
+    match null {
+        Ok(n) => rustix::io::fcntl_dupfd_cloexec(n, 0),
+        Err(e) => Err(*e),
     }
-    // SAFETY: plain fd-table calls on the shared table.
+}
+
+fn child_exit(code: i32) -> ! {
+    loop {
+        raw_syscall(libc::SYS_exit, [code.clamp(0, 255) as u64, 0, 0]);
+    }
+}
+
+/// A system call that returns `-errno` instead of setting `errno`.
+#[cfg(target_arch = "x86_64")]
+fn raw_syscall(nr: libc::c_long, args: [u64; 3]) -> i64 {
+    let ret: i64;
+    // SAFETY: the x86-64 system call convention; the kernel clobbers rcx and r11 only.
     unsafe {
-        if libc::dup3(fd as i32, slot, libc::O_CLOEXEC) < 0 {
-            fail(errno());
-        }
-        libc::close(fd as i32);
-        libc::_exit(0)
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") nr => ret,
+            in("rdi") args[0],
+            in("rsi") args[1],
+            in("rdx") args[2],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
     }
+    ret
+}
+
+/// bpfns runs on x86-64 only (its member filter admits no other system call ABI).
+#[cfg(not(target_arch = "x86_64"))]
+fn raw_syscall(_nr: libc::c_long, _args: [u64; 3]) -> i64 {
+    -(libc::ENOSYS as i64)
 }
 
 /// Wait for the child behind `pidfd` (created without an exit signal) to end.

@@ -177,9 +177,11 @@ pub trait View: Send + Sync {
     /// does not judge creations before their fd exists. No default: a view that wraps another
     /// must say what the kernel side under it does.
     fn makes_members_maps(&self) -> bool;
-    /// Make the task behind `pidfd` (a child bpfnsd made in a member's cgroup) the root's in
-    /// the kernel side's eyes, if a cgroup binding tagged it: what it makes, bpfnsd records.
-    fn exempt(&self, pidfd: BorrowedFd<'_>) -> Result<(), ViewError>;
+    /// The kernel side's task-tag map and the tag that makes a task the root's: what a child
+    /// bpfnsd makes in a member's cgroup writes for itself (a cgroup binding may have tagged
+    /// it), so that what it makes is recorded by bpfnsd only. `None` where no kernel side
+    /// tags tasks.
+    fn root_tag(&self) -> Option<(BorrowedFd<'_>, [u8; 8])>;
     /// Tag the untagged task behind `pidfd` into `ns` (see [`untagged`]). Views that keep no
     /// tags only answer it as `ns`.
     fn adopt(&self, pidfd: BorrowedFd<'_>, ns: NsId) -> Result<(), ViewError> {

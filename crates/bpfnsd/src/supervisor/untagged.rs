@@ -73,7 +73,7 @@ impl View for Untagged {
     fn makes_members_maps(&self) -> bool {
         self.inner.makes_members_maps()
     }
-    fn exempt(&self, pidfd: BorrowedFd<'_>) -> Result<(), ViewError> {
-        self.inner.exempt(pidfd)
+    fn root_tag(&self) -> Option<(BorrowedFd<'_>, [u8; 8])> {
+        self.inner.root_tag()
     }
 }

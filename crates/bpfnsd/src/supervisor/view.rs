@@ -191,13 +191,11 @@ impl View for KernelView {
         !self.lsm_judges_creations
     }
 
-    fn exempt(&self, pidfd: BorrowedFd<'_>) -> Result<(), ViewError> {
-        // A lookup first: tagging takes the hooks' lock, and the child is tagged only when
-        // its cgroup is bound to a namespace.
-        match self.kernel.task_tag(pidfd)? {
-            Some(t) if t.ns != NsId::ROOT.0 => Ok(self.kernel.tag(pidfd, NsId::ROOT)?),
-            _ => Ok(()),
-        }
+    fn root_tag(&self) -> Option<(BorrowedFd<'_>, [u8; 8])> {
+        Some((
+            self.kernel.task_tag_map(),
+            bpfns_kernel::abi::TaskTag::new(NsId::ROOT).to_bytes(),
+        ))
     }
 
     fn allows_tracing(&self, ns: NsId) -> Result<bool, ViewError> {

@@ -150,12 +150,12 @@ pub(super) trait Ops {
     fn bpf_fd_as(&self, caps: C, cmd: u32, attr: &mut Attr) -> Result<OwnedFd, Errno>;
     /// The `BPF_PROG_LOAD` of `p`, with the load credentials.
     fn load(&self, p: &mut LoadPrep) -> Result<OwnedFd, Errno>;
-    /// The `BPF_MAP_CREATE` of `p`, made by a child process in the caller's cgroup with
-    /// `p.caps`; `exempt` runs on the child's pidfd before it makes the call.
+    /// The `BPF_MAP_CREATE` of `p`, made by a child process in the caller's memory cgroup with
+    /// `p.caps`, which writes `tag` for itself first (see [`View::root_tag`]).
     fn create_map(
         &self,
         p: &MapPrep,
-        exempt: &dyn Fn(BorrowedFd<'_>) -> Result<(), Errno>,
+        tag: Option<(BorrowedFd<'_>, [u8; 8])>,
     ) -> Result<OwnedFd, Errno>;
     /// What the BPF token behind `fd` delegates; `None` if it is not a token.
     fn token_info(&self, fd: BorrowedFd<'_>) -> Option<TokenInfo>;

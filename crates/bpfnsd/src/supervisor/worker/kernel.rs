@@ -378,7 +378,7 @@ impl Ops for HostOps<'_> {
     fn create_map(
         &self,
         p: &MapPrep,
-        exempt: &dyn Fn(BorrowedFd<'_>) -> Result<(), Errno>,
+        tag: Option<(BorrowedFd<'_>, [u8; 8])>,
     ) -> Result<OwnedFd, Errno> {
         let mut a = p.attr.clone();
         if !p.hash.is_empty() {
@@ -388,13 +388,19 @@ impl Ops for HostOps<'_> {
             euid: LOAD_UID,
             caps: p.caps,
         };
+        let tag = tag
+            .as_ref()
+            .map(|(map, value)| bpfns_sys::process::SelfTag {
+                map: *map,
+                value: value.as_slice(),
+            });
         let make = || {
             bpfns_sys::process::bpf_fd_in_cgroup(
                 &p.home,
                 attr::MAP_CREATE,
                 a.supplied(),
                 creds,
-                exempt,
+                tag,
             )
         };
         match &p.netns {

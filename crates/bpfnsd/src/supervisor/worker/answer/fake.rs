@@ -233,10 +233,7 @@ impl Caller for FakeCaller {
         if self.dead {
             return Err(Errno::SRCH);
         }
-        Ok(bpfns_sys::cgroup::MemoryHome {
-            v2: Some(null()),
-            v1_procs: None,
-        })
+        Ok(bpfns_sys::cgroup::MemoryHome::Unknown)
     }
 
     fn fs(&self) -> Result<CallerFs, Errno> {
@@ -371,9 +368,9 @@ impl View for FakeView {
         self.makes_maps
     }
 
-    fn exempt(&self, _pidfd: BorrowedFd<'_>) -> Result<(), ViewError> {
+    fn root_tag(&self) -> Option<(BorrowedFd<'_>, [u8; 8])> {
         *self.exempted.lock().expect("lock") += 1;
-        Ok(())
+        None
     }
 }
 
@@ -556,10 +553,8 @@ impl Ops for FakeOps {
     fn create_map(
         &self,
         p: &MapPrep,
-        exempt: &dyn Fn(BorrowedFd<'_>) -> Result<(), Errno>,
+        _tag: Option<(BorrowedFd<'_>, [u8; 8])>,
     ) -> Result<OwnedFd, Errno> {
-        let child = null();
-        exempt(std::os::fd::AsFd::as_fd(&child))?;
         self.maps.borrow_mut().push((p.attr.clone(), p.caps));
         self.map_result.map(|()| null())
     }

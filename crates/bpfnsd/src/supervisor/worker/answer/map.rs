@@ -192,13 +192,7 @@ pub(super) fn map_create(env: &Env<'_>, r: &MapCreateReq, prep: Option<Box<MapPr
             tracing::warn!("supervisor: giving back an ownership record: {e}");
         }
     };
-    let exempt = |pidfd: std::os::fd::BorrowedFd<'_>| {
-        env.view.exempt(pidfd).map_err(|e| {
-            tracing::warn!("supervisor: exempting the map-making child: {e}");
-            Errno::PERM
-        })
-    };
-    let made = env.ops.create_map(&p, &exempt);
+    let made = env.ops.create_map(&p, env.view.root_tag());
     let fd = match made {
         Ok(fd) => fd,
         Err(e) => {

@@ -1589,7 +1589,12 @@ impl Kernel {
     /// of the host's objects (one batched read of the records, then one open by id per record
     /// of `ns`), for a namespace's deletion, which needs only its own records right.
     pub fn collect_garbage_of(&self, ns: NsId) -> Result<usize> {
-        let mut removed = 0;
+        self.collect_garbage_of_listed(ns).map(|v| v.len())
+    }
+
+    /// [`Kernel::collect_garbage_of`], saying which records it dropped: (kind, id, owner).
+    pub fn collect_garbage_of_listed(&self, ns: NsId) -> Result<Vec<(ObjectKind, u32, NsId)>> {
+        let mut removed = Vec::new();
         let mut freed: HashMap<(NsId, ObjectKind), u64> = HashMap::new();
         let mut result = Ok(());
         for (kind, id, owner, charged) in self.records_with_charges()? {
@@ -1605,7 +1610,7 @@ impl Kernel {
             match self.write_owner(kind, id, NsId::ROOT, MapFlags::ANY) {
                 Ok(true) => {
                     RecordLog::note(kind, id, true);
-                    removed += 1;
+                    removed.push((kind, id, owner));
                     *freed.entry((charged, kind)).or_default() += 1;
                 }
                 Ok(false) => {}

@@ -2582,6 +2582,42 @@ fn unrelated_namespaces_never_share_a_cgroup() {
 
 /// An array map of `entries` values of `value_size` bytes, named `name`, made by a member of
 /// `ns`; the helper holds it until dropped.
+/// A namespace's objects freed before it is deleted, their records not collected yet (the
+/// collector runs once an hour here), are reported gone by the deletion, under the deleted
+/// namespace's name, to its ancestors' subscribers: after the deletion no event could name it.
+#[test]
+fn objects_freed_in_a_namespace_being_deleted_are_reported_gone() {
+    use bpfns_proto::EventKind as K;
+    require_kernel!();
+    let d = TestDaemon::start_with("delgone", |c| c.gc_interval_secs = 3600);
+    let mut c = d.client();
+    c.ns_create("/q").unwrap();
+    c.ns_create("/q/x").unwrap();
+    let mut sub = d.client();
+    sub.set_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    sub.subscribe(Some("/q"), vec![K::ObjectGone, K::NsCreated])
+        .unwrap();
+    let (h, id) = array_in(&d, "/q/x", "dg_map", 8, 4);
+    h.finish();
+    c.ns_delete("/q/x").unwrap();
+    // Up to a marker made after the deletion answered.
+    c.ns_create("/q/marker").unwrap();
+    let got = events_until(&mut sub, "subscriber of /q", |g| {
+        g.iter()
+            .any(|e| e.kind == K::NsCreated && e.namespace == "/q/marker")
+    });
+    let gone = got
+        .iter()
+        .find(|e| e.kind == K::ObjectGone && e.object_id == Some(id));
+    let gone = gone.unwrap_or_else(|| panic!("no object_gone for map {id}: {got:#?}"));
+    assert_eq!(
+        (gone.namespace.as_str(), gone.object_kind),
+        ("/q/x", Some(ObjectKind::Map)),
+        "{gone:?}"
+    );
+}
+
 fn array_in(d: &TestDaemon, ns: &str, name: &str, value_size: u32, entries: u32) -> (Helper, u32) {
     let (vs, n) = (value_size.to_string(), entries.to_string());
     let mut h = Helper::spawn(&["create-array", name, &vs, &n]);

@@ -1572,12 +1572,14 @@ impl Daemon {
         may_delete(&self.reg(), caller.policy(), early)?;
         // Its own records only (it has no child by now, or the deletion is refused below):
         // a collection over every object on the host made each deletion a walk.
-        let n = self
+        let gone = self
             .kernel
-            .collect_garbage_of(early)
+            .collect_garbage_of_listed(early)
             .map_err(Failure::internal)?;
         self.collected
-            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(gone.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        // Reported now: once the namespace is gone, no event could name it.
+        self.publish_gone(&gone);
         // Members are killed, and waited for, before the change lock is taken, never under
         // it: one that does not go keeps only this request waiting. Whether any is left is
         // checked again under the lock.

@@ -4681,6 +4681,109 @@ fn scene_flood(m: &mut Matrix) {
     }
 }
 
+/// Flooding the event stream with namespace changes, each of a new namespace id (an outside
+/// review bypassed a limit counted per namespace id that way and got an operator's paused
+/// stream dropped). Blocked when the member's events reaching a host subscriber that does not
+/// read meanwhile are held to its tenant's limit (5 a second here), the rest counted as
+/// suppressed, and the subscriber is not dropped.
+fn scene_evflood(m: &mut Matrix) {
+    use bpfns_proto::EventKind as K;
+    let mut sc = Scene::new_with("evflood", |c| c.events_per_namespace_per_sec = 5);
+    let sock = sc.d.socket.to_string_lossy().into_owned();
+    let row = "flood the event stream: create and delete child namespaces in a loop (200 \
+               cycles, each a new namespace id) while a host subscriber does not read";
+    let counter = |sc: &Scene, name: &str| -> u64 {
+        sc.d.client()
+            .status()
+            .ok()
+            .and_then(|s| s.counters.into_iter().find(|(n, _)| n == name))
+            .map_or(0, |(_, v)| v)
+    };
+    for &level in levels() {
+        if let Some(why) = tokens_unavailable().filter(|_| level == Level::Token) {
+            m.set(row, level, cell(Verdict::NotRun, why));
+            continue;
+        }
+        let mut host = sc.d.client();
+        let _ = host.set_timeout(Some(Duration::from_secs(60)));
+        if let Err(e) = host.subscribe(None, vec![K::NsCreated, K::NsDeleted]) {
+            m.set(
+                row,
+                level,
+                cell(Verdict::Error, format!("host subscription: {e}")),
+            );
+            continue;
+        }
+        let (suppressed, dropped) = (
+            counter(&sc, "events_suppressed"),
+            counter(&sc, "events_subscribers_dropped"),
+        );
+        let prefix = format!("/t/ev_{}_", level.arg());
+        let mut bg = match sc.attack_bg(level, &["client", &sock, "ns-churn", &prefix, "200"]) {
+            Ok(bg) => bg,
+            Err(e) => {
+                m.set(row, level, cell(Verdict::NotRun, e));
+                continue;
+            }
+        };
+        let churned: u32 = bg
+            .expect("churned")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        drop(bg);
+        if churned == 0 {
+            m.set(
+                row,
+                level,
+                cell(
+                    Verdict::NotRun,
+                    "the level cannot create namespaces below its own (it reaches no bpfnsd \
+                     socket, or bpfnsd refuses it)",
+                ),
+            );
+            continue;
+        }
+        // Up to a marker the host makes afterwards.
+        let marker = format!("/ev_mark_{}", level.arg());
+        let _ = sc.admin.ns_create(&marker);
+        let mut got = Vec::new();
+        let mut ended = None;
+        while !got
+            .iter()
+            .any(|e: &bpfns_proto::EventInfo| e.kind == K::NsCreated && e.namespace == marker)
+        {
+            match host.next_event() {
+                Ok(e) => got.push(e),
+                Err(e) => {
+                    ended = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        let _ = sc.admin.ns_delete(&marker);
+        let of_member = got
+            .iter()
+            .filter(|e| e.namespace.starts_with(&prefix))
+            .count() as u64;
+        let suppressed = counter(&sc, "events_suppressed") - suppressed;
+        let dropped = counter(&sc, "events_subscribers_dropped") - dropped;
+        let text = format!(
+            "{churned} cycles ({} events); the host subscriber got {of_member} of them, \
+             {suppressed} counted suppressed; subscribers dropped: {dropped}",
+            2 * churned
+        );
+        let c = match ended {
+            Some(e) => escape(format!("the host subscriber's stream ended ({e}): {text}")),
+            None if dropped > 0 => escape(format!("a subscriber was dropped: {text}")),
+            None if of_member >= u64::from(2 * churned) => {
+                escape(format!("every event was published (no limit): {text}"))
+            }
+            None => blocked(text),
+        };
+        m.set(row, level, c);
+    }
+}
+
 /// The owner namespace (as bpfnsd lists it) of the program pinned at `pin` (a host path), if
 /// one is pinned there: (id, owner).
 fn pinned_owner(sc: &mut Scene, pin: &Path) -> Option<(u32, String)> {
@@ -5875,7 +5978,7 @@ fn tally_events(v: &[(String, String)]) -> String {
 
 type SceneFn = fn(&mut Matrix);
 
-const SCENES: [(&str, SceneFn); 29] = [
+const SCENES: [(&str, SceneFn); 30] = [
     ("ids", scene_ids),
     ("pins", scene_pins),
     ("mount", scene_mount),
@@ -5903,6 +6006,7 @@ const SCENES: [(&str, SceneFn); 29] = [
     ("scmrace", scene_scmrace),
     ("keeper", scene_keeper),
     ("flood", scene_flood),
+    ("evflood", scene_evflood),
     ("podexec", scene_podexec),
     ("observe", scene_observe),
 ];
@@ -6024,6 +6128,6 @@ mod scene {
     scenes!(
         ids, pins, mount, query, iter, filter, steal, daemon, hijack, fill, kread, kfunc,
         linkoracle, loadrace, oracle, orphans, stall, attach, confine, polflip, netattach,
-        perfquery, xdp, listener, scmrace, keeper, flood, podexec, observe,
+        perfquery, xdp, listener, scmrace, keeper, flood, evflood, podexec, observe,
     );
 }

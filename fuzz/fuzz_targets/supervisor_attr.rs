@@ -278,9 +278,16 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(cmd, Command::LinkDetach);
             assert_eq!(link_fd, attr.u32_at(off::LU_LINK_FD));
         }
-        Request::MapCreate { map_type } => {
+        Request::MapCreate(ref m) => {
+            let map_type = m.map_type;
             assert_eq!(cmd, Command::MapCreate);
-            assert_eq!(map_type, attr.u32_at(0));
+            assert_eq!(map_type, attr.u32_at(off::M_MAP_TYPE));
+            assert_eq!(m.map_flags, attr.u32_at(off::M_MAP_FLAGS));
+            // Every fd field is either resolved by the kernel (bpfnsd puts its copy there) or
+            // not (bpfnsd puts a number no process has there, where it is not 0): never both.
+            let used: Vec<usize> = m.used_fds().iter().map(|(o, _)| *o).collect();
+            assert!(m.unused_fds().iter().all(|(o, _)| !used.contains(o)));
+            assert_eq!(used.len() + m.unused_fds().len(), 3);
             // A policy's map types refuse exactly the types outside them (those of 64 and
             // more cannot be listed, so only "any" or "all but" sets allow them).
             let mut p = Policy::HOST;

@@ -521,7 +521,7 @@ mod tests {
             bpffs: String::new(),
             policy: Policy::tracing(path == "/a"),
             effective_policy: None,
-            trap_map_create: false,
+            supervised_creations: false,
             max_objects: (depth > 0).then_some(1024 >> depth),
             cgroup: None,
             records: (depth > 0).then_some(u64::from(depth)),

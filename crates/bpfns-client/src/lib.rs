@@ -284,7 +284,7 @@ impl Client {
                     bpffs: ns.bpffs,
                     policy: ns.policy,
                     state_dir,
-                    trap_map_create: ns.trap_map_create,
+                    supervised_creations: ns.supervised_creations,
                 })
             }
             Err(e) => Err(e),

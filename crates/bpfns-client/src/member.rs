@@ -187,7 +187,7 @@ pub fn spawn_with(
     }
     // The namespace's commands are refused from bpf()'s cmd alone; the default policy gives
     // the same filter as without policies.
-    let rules = crate::filter::CmdRules::of(&target.policy, target.trap_map_create);
+    let rules = crate::filter::CmdRules::of(&target.policy, target.supervised_creations);
     let mut setup = MemberSetup::new(crate::filter::filter_for(&rules)?)
         .filter_flags(crate::filter::flags())
         // Without CAP_SYS_ADMIN the kernel accepts a filter only under no_new_privs.

@@ -84,7 +84,7 @@ pub fn prepare(settings: &Settings, global: &[OsString], args: &[OsString]) -> R
         .with_context(|| format!("container {id}: the policy of namespace {ns_path}"))?;
     let cmds = CmdRules::of(
         &info.effective_policy.unwrap_or(info.policy),
-        info.trap_map_create,
+        info.supervised_creations,
     );
     rewrite(&mut config, settings, &ns, &cmds)?;
     let tmp = bundle.join(".config.json.bpfns");

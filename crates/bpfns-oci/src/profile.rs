@@ -371,7 +371,7 @@ mod tests {
     fn the_namespaces_commands_are_refused_as_the_member_filter_refuses_them() {
         use bpfns_model::{Policy, TypeSet};
         let mut p = Policy::DEFAULT;
-        p.cmds = TypeSet::ANY.minus(TypeSet::of([0, 18]));
+        p.cmds = TypeSet::ANY.minus(TypeSet::of([0, 21]));
         p.maps = TypeSet::of([2]);
         // map_create out: not trapped either, refused.
         let rules = CmdRules::of(&p, false);
@@ -380,7 +380,7 @@ mod tests {
             let got = one(&r, "bpf", [u64::from(cmd), 0]);
             let want = if TRAPPED.contains(&cmd) {
                 NOTIFY
-            } else if cmd == 0 || cmd == 18 {
+            } else if cmd == 0 || cmd == 21 {
                 ERRNO
             } else {
                 ALLOW
@@ -391,7 +391,12 @@ mod tests {
         p.cmds = TypeSet::ANY;
         let r = bpf_rules(&CmdRules::of(&p, false));
         assert_eq!(one(&r, "bpf", [0, 0]), NOTIFY);
-        assert_eq!(one(&r, "bpf", [18, 0]), ALLOW);
+        assert_eq!(one(&r, "bpf", [21, 0]), ALLOW);
+        // BTF loads always go to the listener (bpfnsd makes them); map creation too where
+        // bpfnsd makes members' maps.
+        assert_eq!(one(&r, "bpf", [18, 0]), NOTIFY);
+        let r = bpf_rules(&CmdRules::of(&Policy::DEFAULT, true));
+        assert_eq!(one(&r, "bpf", [0, 0]), NOTIFY);
         // The default policy: today's rules.
         assert_eq!(
             bpf_rules(&CmdRules::of(&Policy::DEFAULT, false)),

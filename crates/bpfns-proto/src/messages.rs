@@ -561,7 +561,7 @@ pub struct MemberPlan {
     /// bpfnsd makes its members' maps itself (BPF LSM does not run): the member filter sends
     /// every `BPF_MAP_CREATE` to the supervisor. `false` from older daemons.
     #[serde(default)]
-    pub trap_map_create: bool,
+    pub supervised_creations: bool,
 }
 
 /// One namespace.
@@ -588,10 +588,10 @@ pub struct NsInfo {
     /// members may actually do. `None` from older daemons (then it is `policy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_policy: Option<Policy>,
-    /// bpfnsd makes its members' maps itself (BPF LSM does not run): a member filter made
-    /// for it sends every `BPF_MAP_CREATE` to the supervisor. `false` from older daemons.
+    /// bpfnsd makes its members' maps itself (BPF LSM does not run): a member filter made for
+    /// it sends every `BPF_MAP_CREATE` to the supervisor. `false` from older daemons.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub trap_map_create: bool,
+    pub supervised_creations: bool,
     /// How many objects it may own with its descendants (ownership records); `None` for the
     /// root (unlimited) and from older daemons.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -38,9 +38,11 @@ use crate::SysError;
 /// the queries that reveal ids, program loading (perfmon power is refused where tracing is
 /// denied), and the commands that attach, detach or replace what is already attached
 /// (performed by the supervisor after it checked that the caller can see what would be
-/// replaced), and `BPF_LINK_CREATE` (its relative ids, like `BPF_PROG_ATTACH`'s, answer
-/// whether a program or link exists; the supervisor makes it itself).
-pub const TRAPPED: [u32; 17] = [
+/// replaced), `BPF_LINK_CREATE` (its relative ids, like `BPF_PROG_ATTACH`'s, answer
+/// whether a program or link exists; the supervisor makes it itself), and `BPF_BTF_LOAD` (the
+/// supervisor makes the object, within the namespace's quota: no kernel layer refuses one
+/// over it before its fd exists).
+pub const TRAPPED: [u32; 18] = [
     libbpf_sys::BPF_PROG_LOAD,
     libbpf_sys::BPF_OBJ_GET,
     libbpf_sys::BPF_PROG_ATTACH,
@@ -50,6 +52,7 @@ pub const TRAPPED: [u32; 17] = [
     libbpf_sys::BPF_PROG_GET_FD_BY_ID,
     libbpf_sys::BPF_MAP_GET_FD_BY_ID,
     libbpf_sys::BPF_PROG_QUERY,
+    libbpf_sys::BPF_BTF_LOAD,
     libbpf_sys::BPF_BTF_GET_FD_BY_ID,
     libbpf_sys::BPF_TASK_FD_QUERY,
     libbpf_sys::BPF_BTF_GET_NEXT_ID,
@@ -124,19 +127,24 @@ impl CmdRules {
         trap_map_create: false,
     };
 
-    /// The rules for a member of a namespace with (effective) `policy`; `bpfnsd_makes_maps`
-    /// where bpfnsd says it makes members' maps (`trap_map_create` of its member plan).
-    pub fn of(policy: &bpfns_model::Policy, bpfnsd_makes_maps: bool) -> CmdRules {
+    /// The rules for a member of a namespace with (effective) `policy`; `supervised_creations`
+    /// where bpfnsd says it makes members' maps (`supervised_creations` of its member plan).
+    pub fn of(policy: &bpfns_model::Policy, supervised_creations: bool) -> CmdRules {
         CmdRules {
             cmds: policy.cmds,
-            trap_map_create: (bpfnsd_makes_maps || !policy.maps.is_any())
+            trap_map_create: (supervised_creations || !policy.maps.is_any())
                 && policy.cmds.contains(libbpf_sys::BPF_MAP_CREATE),
         }
     }
 
+    /// Whether the filter sends `cmd`, which is not in [`TRAPPED`], to the supervisor.
+    fn traps_too(&self, cmd: u32) -> bool {
+        self.trap_map_create && cmd == libbpf_sys::BPF_MAP_CREATE
+    }
+
     /// What the filter answers bpf() command `cmd` with (below 2^32).
     pub fn action(&self, cmd: u32) -> Action {
-        if TRAPPED.contains(&cmd) || (self.trap_map_create && cmd == libbpf_sys::BPF_MAP_CREATE) {
+        if TRAPPED.contains(&cmd) || self.traps_too(cmd) {
             Action::UserNotif
         } else if self.cmds.contains(cmd) {
             Action::Allow
@@ -175,7 +183,7 @@ pub fn program_for(rules: &CmdRules) -> Result<Vec<crate::seccomp::Insn>, AsmErr
     for cmd in TRAPPED {
         a.jump(JEQ_K, cmd, L(Notif), Next);
     }
-    if rules.trap_map_create {
+    if rules.traps_too(libbpf_sys::BPF_MAP_CREATE) {
         a.jump(JEQ_K, libbpf_sys::BPF_MAP_CREATE, L(Notif), Next);
     }
     // Then the policy's commands: an "everything but" set refuses the ones left out, a
@@ -454,9 +462,25 @@ mod tests {
         assert!(rules.trap_map_create);
         let p = program_for(&rules).unwrap();
         assert_eq!(eval(&p, call(X64, NR_BPF, map_create, 0)), notif);
-        assert_eq!(eval(&p, call(X64, NR_BPF, btf_load, 0)), allow);
+        assert_eq!(eval(&p, call(X64, NR_BPF, map_create + 1, 0)), allow);
+        // bpfnsd makes members' maps (no BPF LSM): map creation goes to the supervisor too,
+        // unless the policy leaves the command out.
+        let rules = CmdRules::of(&Policy::DEFAULT, true);
+        let made = program_for(&rules).unwrap();
+        for cmd in 0..100u32 {
+            let want = if TRAPPED.contains(&cmd) || cmd == map_create || cmd == btf_load {
+                notif
+            } else {
+                allow
+            };
+            assert_eq!(eval(&made, call(X64, NR_BPF, cmd, 0)), want, "cmd {cmd}");
+            assert_eq!(rules.action(cmd).ret(), want, "cmd {cmd}");
+        }
+        let rules = CmdRules::of(&only, true);
+        assert!(!rules.trap_map_create);
+        assert_eq!(rules.action(map_create).ret(), eperm);
         // x32 and ia32 stay refused, other calls run.
-        for p in [program_for(&CmdRules::of(&only, false)).unwrap(), p] {
+        for p in [program_for(&CmdRules::of(&only, false)).unwrap(), p, made] {
             assert_eq!(eval(&p, call(X64, NR_BPF | X32, btf_load, 0)), eperm);
             assert_eq!(eval(&p, call(I386, NR_IA32_BPF, btf_load, 0)), eperm);
             assert_eq!(eval(&p, call(X64, 1, btf_load, 0)), allow);

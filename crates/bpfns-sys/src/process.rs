@@ -376,19 +376,19 @@ pub struct SelfTag<'a> {
     pub value: &'a [u8],
 }
 
-/// What the child of [`bpf_fd_in_cgroup`] reads (in the parent's memory, which it shares).
+/// What the child of [`bpf_fd_in_cgroup`] reads (in the parent's memory, which it shares;
+/// its fds are numbers in the child's copy of the parent's fd table).
 struct ChildJob {
     /// The v1 memory cgroup's `cgroup.procs` to move itself into, or -1.
     procs: i32,
-    /// Where the kernel wrote the child's pidfd (`CLONE_PIDFD`, before the child runs).
-    pidfd: *const libc::c_int,
     tag_map: i32,
     tag_value: *const u8,
     creds: ChildCreds,
     cmd: u32,
     attr: *const u8,
     len: usize,
-    slot: i32,
+    /// Where the child sends the new fd (`SCM_RIGHTS`).
+    sock: i32,
 }
 
 /// The child's stack: it runs only [`child_job`], raw system calls and no allocation.
@@ -397,45 +397,57 @@ const CHILD_STACK: usize = 64 * 1024;
 /// bpf(`cmd`, `attr`) made by a new child process in the memory cgroup `home` (created there,
 /// or moving itself there first: see [`crate::cgroup::MemoryHome`]), so that what the kernel
 /// allocates for a new map is charged there: the kernel charges a map's memory to the memory
-/// cgroup of the task that creates it. Returns the new fd, in this process (the child shares
-/// its fd table), or the call's errno.
+/// cgroup of the task that creates it. Returns the new fd, or the call's errno.
 ///
-/// The child shares this process's memory (`CLONE_VM`: no copy of the address space, whose
-/// page tables would cost milliseconds to copy for a daemon of some size) and starts with the
+/// With `share_memory` the child shares this process's memory (`CLONE_VM`: no copy of the
+/// address space, whose page tables would cost milliseconds to copy for a daemon of some size):
+/// only where the OOM killer never picks this process ([`children_share_memory`]: it kills
+/// every process sharing its victim's memory). It always has a copy of the fd table: killed
+/// at any point, it takes the object it made with it. It starts with the
 /// calling thread's credentials and namespaces, which must be allowed to move a process into
-/// `home`. It writes `tag` for itself, takes `creds`, and makes the call on `attr` (which the
-/// caller keeps unchanged: nothing outside this process can change it). It runs on the calling
-/// thread's CPU, which waits: no wake-up crosses CPUs. `ENOMEM` when the child was killed (the
-/// memory controller's OOM killer).
+/// `home`; it writes `tag` for itself, takes `creds` (all three uids: a task of the caller's
+/// uid cannot signal it), makes the call on `attr` (which the caller keeps unchanged: nothing
+/// outside this process can change it) and sends the new fd back over a socket. It runs on the
+/// calling thread's CPU, which waits: no wake-up crosses CPUs. `ENOMEM` when the child was
+/// killed (the memory controller's OOM killer).
+///
 pub fn bpf_fd_in_cgroup(
     home: &crate::cgroup::MemoryHome,
     cmd: u32,
     attr: &[u8],
     creds: ChildCreds,
     tag: Option<SelfTag<'_>>,
+    share_memory: bool,
 ) -> std::result::Result<OwnedFd, Errno> {
     use std::os::fd::{AsRawFd, FromRawFd};
-    // A number of ours the child moves the new fd to: the table is shared, so the parent
-    // finds the object there.
-    let slot = placeholder()?;
+    let (mine, theirs) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::DGRAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )?;
     let mut pidfd: libc::c_int = -1;
     let job = ChildJob {
         procs: match home {
             crate::cgroup::MemoryHome::V1(f) => f.as_raw_fd(),
             _ => -1,
         },
-        pidfd: std::ptr::addr_of!(pidfd),
         tag_map: tag.map_or(-1, |t| t.map.as_raw_fd()),
         tag_value: tag.map_or(std::ptr::null(), |t| t.value.as_ptr()),
         creds,
         cmd,
         attr: attr.as_ptr(),
         len: attr.len(),
-        slot: slot.as_raw_fd(),
+        sock: theirs.as_raw_fd(),
     };
     let mut stack = vec![0u8; CHILD_STACK];
+    let vm = if share_memory {
+        libc::CLONE_VM as u64
+    } else {
+        0
+    };
     let mut args = CloneArgs {
-        flags: (libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_PIDFD) as u64,
+        flags: vm | libc::CLONE_PIDFD as u64,
         pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
         // No exit signal: waited for with __WALL.
         exit_signal: 0,
@@ -464,15 +476,65 @@ pub fn bpf_fd_in_cgroup(
     if pid < 0 {
         return Err(Errno::from_raw_os_error(-pid as i32));
     }
+    drop(theirs);
     // SAFETY: clone3 wrote a new pidfd that nobody else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     let exit = Reap { pidfd, done: false }.wait();
     drop(stack);
     match exit? {
-        ChildExit::Exited(0) => Ok(slot),
+        ChildExit::Exited(0) => receive_fd(&mine),
         ChildExit::Exited(e) => Err(Errno::from_raw_os_error(e)),
         ChildExit::Signaled(_) => Err(Errno::NOMEM),
     }
+}
+
+/// The fd a child sent on `sock` before it exited (`EIO` if none came).
+fn receive_fd(sock: &OwnedFd) -> std::result::Result<OwnedFd, Errno> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut anc = RecvAncillaryBuffer::new(&mut space);
+    let mut b = [0u8; 1];
+    rustix::net::recvmsg(
+        sock,
+        &mut [std::io::IoSliceMut::new(&mut b)],
+        &mut anc,
+        RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+    )?;
+    for msg in anc.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = msg {
+            if let Some(fd) = fds.next() {
+                return Ok(fd);
+            }
+        }
+    }
+    Err(Errno::IO)
+}
+
+/// `OOM_SCORE_ADJ_MIN`: a process the OOM killer never picks.
+const OOM_SCORE_ADJ_MIN: &str = "-1000";
+
+/// Make this process one the OOM killer never picks (`oom_score_adj` -1000, which its children
+/// inherit; lowering it takes `CAP_SYS_RESOURCE`), so that its [`bpf_fd_in_cgroup`] children
+/// may share its memory: the OOM killer kills every process sharing its victim's memory.
+pub fn protect_from_oom_killer() -> Result<()> {
+    std::fs::write("/proc/self/oom_score_adj", OOM_SCORE_ADJ_MIN).map_err(|e| {
+        SysError::new(
+            "writing /proc/self/oom_score_adj",
+            Errno::from_io_error(&e).unwrap_or(Errno::PERM),
+        )
+    })
+}
+
+/// Whether [`bpf_fd_in_cgroup`]'s children share this process's memory: only where the OOM
+/// killer never picks this process ([`protect_from_oom_killer`]); elsewhere each gets a copy
+/// (its page tables cost time in proportion to this process's memory, but an OOM kill in a
+/// member's cgroup then ends the child alone). Read once.
+pub fn children_share_memory() -> bool {
+    static SHARED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SHARED.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/oom_score_adj")
+            .is_ok_and(|v| v.trim() == OOM_SCORE_ADJ_MIN)
+    })
 }
 
 /// Waits for the child before its stack can be freed: at [`Reap::wait`], or on unwind (after
@@ -516,8 +578,11 @@ extern "C" fn child_job(arg: *mut libc::c_void) -> libc::c_int {
         ));
     }
     if job.tag_map >= 0 {
-        // SAFETY: written by the kernel before this task first ran.
-        let key: libc::c_int = unsafe { *job.pidfd };
+        // A pidfd of its own (`CLONE_PIDFD` put the parent's in the parent's table only).
+        let me = raw_syscall(libc::SYS_getpid, [0, 0, 0]);
+        let pidfd = raw_syscall(libc::SYS_pidfd_open, [me as u64, 0, 0]);
+        fail(pidfd);
+        let key = pidfd as libc::c_int;
         // union bpf_attr for BPF_MAP_UPDATE_ELEM: map_fd, key, value, flags (BPF_ANY).
         let mut a = [0u64; 4];
         a[0] = job.tag_map as u64;
@@ -531,10 +596,15 @@ extern "C" fn child_job(arg: *mut libc::c_void) -> libc::c_int {
                 std::mem::size_of_val(&a) as u64,
             ],
         ));
+        raw_syscall(libc::SYS_close, [pidfd as u64, 0, 0]);
     }
-    // The effective uid first (leaving uid 0 clears the effective set), then the sets.
-    let euid = rustix::process::Uid::from_raw(job.creds.euid);
-    if let Err(e) = rustix::thread::set_thread_res_uid(None, Some(euid), None) {
+    // Every uid (a task of uid 0 could signal it otherwise), keeping the permitted set through
+    // the change (leaving uid 0 clears it, and the effective one), then the sets.
+    if let Err(e) = rustix::thread::set_keep_capabilities(true) {
+        child_exit(e.raw_os_error());
+    }
+    let uid = rustix::process::Uid::from_raw(job.creds.euid);
+    if let Err(e) = rustix::thread::set_thread_res_uid(uid, uid, uid) {
         child_exit(e.raw_os_error());
     }
     let sets = crate::caps::CapabilitySets {
@@ -550,33 +620,31 @@ extern "C" fn child_job(arg: *mut libc::c_void) -> libc::c_int {
         [u64::from(job.cmd), job.attr as u64, job.len as u64],
     );
     fail(fd);
-    let r = raw_syscall(
-        libc::SYS_dup3,
-        [fd as u64, job.slot as u64, libc::O_CLOEXEC as u64],
-    );
-    raw_syscall(libc::SYS_close, [fd as u64, 0, 0]);
-    fail(r);
+    // SAFETY: fds of this task's own table (a copy of the parent's, plus the new one).
+    let (sock, new) = unsafe {
+        (
+            BorrowedFd::borrow_raw(job.sock),
+            BorrowedFd::borrow_raw(fd as i32),
+        )
+    };
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
+    let fds = [new];
+    if !anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)) {
+        child_exit(libc::EIO);
+    }
+    if let Err(e) = rustix::net::sendmsg(
+        sock,
+        &[std::io::IoSlice::new(b"f")],
+        &mut anc,
+        rustix::net::SendFlags::empty(),
+    ) {
+        child_exit(e.raw_os_error());
+    }
     child_exit(0)
 }
 
 use libbpf_sys::BPF_MAP_UPDATE_ELEM;
-
-/// A new fd number of this process (a duplicate of one `/dev/null` opened once).
-fn placeholder() -> std::result::Result<OwnedFd, Errno> {
-    static NULL: std::sync::OnceLock<std::result::Result<OwnedFd, Errno>> =
-        std::sync::OnceLock::new();
-    let null = NULL.get_or_init(|| {
-        rustix::fs::open(
-            "/dev/null",
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-    });
-    match null {
-        Ok(n) => rustix::io::fcntl_dupfd_cloexec(n, 0),
-        Err(e) => Err(*e),
-    }
-}
 
 fn child_exit(code: i32) -> ! {
     loop {

@@ -95,7 +95,7 @@ pub fn obj_get_relative(name: &CStr, file_flags: u32) -> Result<OwnedFd, Errno> 
 /// bpf() command numbers (`enum bpf_cmd`, libbpf's copy of the UAPI).
 pub mod cmd {
     pub use libbpf_sys::{
-        BPF_BTF_GET_FD_BY_ID, BPF_BTF_GET_NEXT_ID, BPF_LINK_CREATE, BPF_LINK_DETACH,
+        BPF_BTF_GET_FD_BY_ID, BPF_BTF_GET_NEXT_ID, BPF_BTF_LOAD, BPF_LINK_CREATE, BPF_LINK_DETACH,
         BPF_LINK_GET_FD_BY_ID, BPF_LINK_GET_NEXT_ID, BPF_LINK_UPDATE, BPF_MAP_CREATE,
         BPF_MAP_GET_FD_BY_ID, BPF_MAP_GET_NEXT_ID, BPF_OBJ_GET, BPF_PROG_ATTACH, BPF_PROG_DETACH,
         BPF_PROG_GET_FD_BY_ID, BPF_PROG_GET_NEXT_ID, BPF_PROG_LOAD, BPF_PROG_QUERY,

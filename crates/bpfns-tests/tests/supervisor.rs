@@ -263,8 +263,8 @@ impl View for SlowView {
     ) -> Result<bool, bpfnsd::supervisor::ViewError> {
         self.0.record_new(ns, kind, id)
     }
-    fn makes_members_maps(&self) -> bool {
-        self.0.makes_members_maps()
+    fn supervises_creations(&self) -> bool {
+        self.0.supervises_creations()
     }
     fn root_tag(&self) -> Option<(std::os::fd::BorrowedFd<'_>, [u8; 8])> {
         self.0.root_tag()
@@ -359,7 +359,8 @@ impl Member {
         let policy = spec
             .filter_policy
             .unwrap_or_else(|| env.view.policy(spec.ns).unwrap());
-        let rules = bpfns_sys::member_filter::CmdRules::of(&policy, env.view.makes_members_maps());
+        let rules =
+            bpfns_sys::member_filter::CmdRules::of(&policy, env.view.supervises_creations());
         let mut setup = MemberSetup::new(bpfns_sys::member_filter::filter_for(&rules).unwrap());
         if let Some(d) = spec.bpffs {
             setup = setup.bpffs(d).unwrap();
@@ -2229,6 +2230,28 @@ fn a_member_sending_its_new_fd_away_keeps_no_map_past_its_quota() {
     assert!(only_refusals(&line, EDQUOT), "{line}");
 }
 
+/// The same attack with BTF objects, at the namespace's limit of BTF objects: made by bpfnsd
+/// (BPF LSM records none), the load over the limit is refused before any object exists.
+#[test]
+fn a_member_sending_its_new_fd_away_keeps_no_btf_object_past_its_quota() {
+    require_kernel!();
+    let env = Env::new("smuggleb");
+    let k = &env.tk.kernel;
+    let btf = bpfns_kernel::abi::kind_index(ObjectKind::Btf);
+    let used = k.namespace_quota(env.a).unwrap().kinds[btf].used;
+    let mut limits = [None; 4];
+    limits[btf] = Some(used + 2);
+    k.set_namespace_kind_limits(env.a, limits).unwrap();
+    let out = run(&env, Spec::new(env.a, &["rt-smuggle", "btf", "40", "fill"]));
+    k.set_namespace_kind_limits(env.a, [None; 4]).unwrap();
+    assert!(
+        out.contains(&format!("smuggle_filled=2:errno:{EDQUOT}")),
+        "{out}"
+    );
+    assert!(out.contains("smuggled=none"), "{out}");
+    assert!(only_refusals(&line_of(&out, "smuggle"), EDQUOT), "{out}");
+}
+
 /// The same attack with a map type the namespace's policy leaves out, by a member whose filter
 /// was made before the narrowing (so, made for every map type): refused with `EPERM`, nothing
 /// sent.
@@ -2363,21 +2386,32 @@ fn a_map_made_by_a_child_in_a_cgroup_is_charged_there() {
         value: &root_tag,
     };
     let create = bpfns_sys::rawbpf::cmd::BPF_MAP_CREATE;
-    let before = current();
-    let fd = bpfns_sys::process::bpf_fd_in_cgroup(&home, create, &attr, creds, Some(tag)).unwrap();
-    let info = sysbpf::info::<sysbpf::bpf_map_info>(fd.as_fd()).unwrap();
-    assert_eq!((info.type_, info.max_entries), (2, 4096));
-    let grew = current().saturating_sub(before);
-    assert!(grew >= 16 << 20, "the cgroup's memory grew by {grew} bytes");
-    assert_eq!(
-        k.owner(ObjectKind::Map, info.id).unwrap(),
-        NsId::ROOT,
-        "recorded by the kernel side"
-    );
-    drop(fd);
+    // Sharing this process's memory (where the OOM killer never picks it), or with a copy.
+    for share in [true, false] {
+        let before = current();
+        let fd =
+            bpfns_sys::process::bpf_fd_in_cgroup(&home, create, &attr, creds, Some(tag), share)
+                .unwrap();
+        let info = sysbpf::info::<sysbpf::bpf_map_info>(fd.as_fd()).unwrap();
+        assert_eq!((info.type_, info.max_entries), (2, 4096));
+        let grew = current().saturating_sub(before);
+        // 16 MiB, give or take the pages the last round's map gives back meanwhile.
+        assert!(
+            grew >= 15 << 20,
+            "the cgroup's memory grew by {grew} bytes ({share})"
+        );
+        assert_eq!(
+            k.owner(ObjectKind::Map, info.id).unwrap(),
+            NsId::ROOT,
+            "recorded by the kernel side ({share})"
+        );
+        drop(fd);
+        // Freed (maps are freed from a work queue): the next round's growth is its own.
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // Without its tag, the child is the bound namespace's, and so is its map.
     attr[12..16].copy_from_slice(&1u32.to_ne_bytes());
-    let fd = bpfns_sys::process::bpf_fd_in_cgroup(&home, create, &attr, creds, None).unwrap();
+    let fd = bpfns_sys::process::bpf_fd_in_cgroup(&home, create, &attr, creds, None, true).unwrap();
     let info = sysbpf::info::<sysbpf::bpf_map_info>(fd.as_fd()).unwrap();
     assert_eq!(k.owner(ObjectKind::Map, info.id).unwrap(), env.a);
     drop(fd);
@@ -2391,7 +2425,7 @@ fn a_map_made_by_a_child_in_a_cgroup_is_charged_there() {
         .map(|s| s.trim() != "0")
         .unwrap_or(true);
     if unpriv {
-        let r = bpfns_sys::process::bpf_fd_in_cgroup(&home, create, &attr, none, Some(tag));
+        let r = bpfns_sys::process::bpf_fd_in_cgroup(&home, create, &attr, none, Some(tag), false);
         assert_eq!(r.err(), Some(bpfns_sys::Errno::PERM));
     }
 }

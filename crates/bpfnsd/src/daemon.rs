@@ -634,7 +634,7 @@ impl Daemon {
 
     /// Whether the supervisor makes members' maps (BPF LSM does not run here): their filters
     /// must send `BPF_MAP_CREATE` to it.
-    pub(crate) fn makes_members_maps(&self) -> bool {
+    pub(crate) fn supervises_creations(&self) -> bool {
         !self
             .kernel
             .layers()
@@ -1150,7 +1150,7 @@ impl Daemon {
                     } else {
                         String::new()
                     },
-                    trap_map_create: self.makes_members_maps(),
+                    supervised_creations: self.supervises_creations(),
                 };
                 Ok((Reply::MemberPlan(plan), vec![]))
             }
@@ -1971,7 +1971,7 @@ impl Daemon {
             bpffs: self.bpffs.path(id).display().to_string(),
             policy: reg.policy(id).unwrap_or_default(),
             effective_policy: reg.effective_policy(id),
-            trap_map_create: self.makes_members_maps(),
+            supervised_creations: self.supervises_creations(),
             max_objects: reg.max_objects(id),
             cgroup: reg.cgroup(id).map(str::to_owned),
             records: q.map(|q| q.used),

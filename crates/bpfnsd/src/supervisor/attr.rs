@@ -16,8 +16,11 @@ use bpfns_sys::Errno;
 pub use bpfns_sys::rawbpf::ATTR_SIZE;
 
 // bpf() command numbers (include/uapi/linux/bpf.h, as libbpf carries it).
-/// `BPF_MAP_CREATE` (trapped only for members whose policy restricts map types).
+/// `BPF_MAP_CREATE` (trapped where bpfnsd makes members' maps, or the policy restricts map
+/// types).
 pub const MAP_CREATE: u32 = bpfns_sys::rawbpf::cmd::BPF_MAP_CREATE;
+/// `BPF_BTF_LOAD` (trapped where bpfnsd makes members' BTF objects).
+pub const BTF_LOAD: u32 = bpfns_sys::rawbpf::cmd::BPF_BTF_LOAD;
 /// `BPF_PROG_LOAD`.
 pub const PROG_LOAD: u32 = bpfns_sys::rawbpf::cmd::BPF_PROG_LOAD;
 /// `BPF_OBJ_GET`.
@@ -70,8 +73,10 @@ pub enum Command {
     LinkCreate,
     LinkUpdate,
     LinkDetach,
-    /// Trapped for members whose policy restricts map types.
+    /// Trapped where bpfnsd makes members' maps, or their policy restricts map types.
     MapCreate,
+    /// Trapped where bpfnsd makes members' BTF objects.
+    BtfLoad,
 }
 
 impl Command {
@@ -96,6 +101,7 @@ impl Command {
             LINK_UPDATE => Self::LinkUpdate,
             LINK_DETACH => Self::LinkDetach,
             MAP_CREATE => Self::MapCreate,
+            BTF_LOAD => Self::BtfLoad,
             _ => return None,
         })
     }
@@ -121,6 +127,7 @@ impl Command {
             Self::LinkUpdate => LINK_UPDATE,
             Self::LinkDetach => LINK_DETACH,
             Self::MapCreate => MAP_CREATE,
+            Self::BtfLoad => BTF_LOAD,
         }
     }
 
@@ -145,6 +152,7 @@ impl Command {
             Self::LinkUpdate => "BPF_LINK_UPDATE",
             Self::LinkDetach => "BPF_LINK_DETACH",
             Self::MapCreate => "BPF_MAP_CREATE",
+            Self::BtfLoad => "BPF_BTF_LOAD",
         }
     }
 
@@ -175,8 +183,8 @@ impl Command {
             Self::LinkUpdate => 16,
             // link_fd
             Self::LinkDetach => 4,
-            // The kernel checks it: the supervisor only reads the map type and continues.
-            Self::MapCreate => ATTR_SIZE,
+            // The kernel checks them, on the caller's attr or on bpfnsd's copy of it.
+            Self::MapCreate | Self::BtfLoad => ATTR_SIZE,
         }
     }
 }
@@ -257,14 +265,17 @@ impl Attr {
         u64::from_ne_bytes(b)
     }
 
-    /// Store a u32 at `off` (in this copy only).
+    /// Store a u32 at `off` (in this copy only), which then passes it whole: a caller's size
+    /// that ends inside the field must not hand the kernel part of a number of bpfnsd's.
     pub fn set_u32(&mut self, off: usize, v: u32) {
         self.bytes[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+        self.len = self.len.max(off + 4);
     }
 
-    /// Store a u64 at `off` (in this copy only).
+    /// Store a u64 at `off` (in this copy only), passed whole as [`Attr::set_u32`].
     pub fn set_u64(&mut self, off: usize, v: u64) {
         self.bytes[off..off + 8].copy_from_slice(&v.to_ne_bytes());
+        self.len = self.len.max(off + 8);
     }
 
     fn tail_is_zero(&self, from: usize) -> bool {
@@ -345,6 +356,17 @@ pub mod off {
     pub const M_MAP_TOKEN_FD: usize = 76;
     pub const M_EXCL_PROG_HASH: usize = 80;
     pub const M_EXCL_PROG_HASH_SIZE: usize = 88;
+
+    /// `BPF_BTF_LOAD`'s fields.
+    pub const B_BTF: usize = 0;
+    pub const B_LOG_BUF: usize = 8;
+    pub const B_SIZE: usize = 16;
+    pub const B_LOG_SIZE: usize = 20;
+    pub const B_LOG_LEVEL: usize = 24;
+    /// Output (6.4+): the log's full size.
+    pub const B_LOG_TRUE_SIZE: usize = 28;
+    pub const B_FLAGS: usize = 32;
+    pub const B_TOKEN_FD: usize = 36;
 
     /// `BPF_PROG_LOAD`'s fields (`union bpf_attr`, Linux 6.18; earlier kernels end earlier).
     pub const L_PROG_TYPE: usize = 0;
@@ -462,7 +484,54 @@ pub enum Request {
     LinkDetach { link_fd: u32 },
     /// `BPF_MAP_CREATE`.
     MapCreate(MapCreateReq),
+    /// `BPF_BTF_LOAD`.
+    BtfLoad(BtfLoadReq),
 }
+
+/// `BPF_BTF_LOAD`: every field, as read from the caller's attr (the supervisor makes the call
+/// itself from its copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BtfLoadReq {
+    pub btf: u64,
+    pub log_buf: u64,
+    pub btf_size: u32,
+    pub log_size: u32,
+    pub log_level: u32,
+    pub flags: u32,
+    pub token_fd: u32,
+}
+
+impl BtfLoadReq {
+    /// Whether the caller passes a BPF token (`BPF_F_TOKEN_FD`).
+    pub fn with_token(&self) -> bool {
+        self.flags & BPF_F_TOKEN_FD != 0
+    }
+
+    /// How many bytes of the caller's log bpfnsd gives the kernel (0: no log), or the kernel's
+    /// answer to the request: `E2BIG` above [`BTF_MAX_SIZE`], `EINVAL` for a log without a
+    /// buffer, size or level (`bpf_verifier_log_attr_valid`).
+    pub fn log_len(&self) -> Result<usize, Errno> {
+        if self.btf_size > BTF_MAX_SIZE {
+            return Err(Errno::TOOBIG);
+        }
+        if self.log_buf == 0 && self.log_size == 0 {
+            return Ok(0);
+        }
+        if self.log_buf == 0
+            || self.log_size == 0
+            || self.log_level == 0
+            || self.log_size > u32::MAX >> 2
+        {
+            return Err(Errno::INVAL);
+        }
+        Ok(self.log_size.min(LOAD_LOG_MAX) as usize)
+    }
+}
+
+/// `BTF_MAX_SIZE`: the largest BTF blob the kernel takes (`E2BIG` above).
+pub const BTF_MAX_SIZE: u32 = 16 << 20;
+/// Where `BPF_BTF_LOAD`'s fields end (Linux 6.9: after `btf_token_fd`).
+pub const BTF_LOAD_END: usize = off::B_TOKEN_FD + 4;
 
 /// The fields of a `BPF_MAP_CREATE` the supervisor looks at or rewrites (the rest of the attr
 /// is passed on as it was read).
@@ -702,6 +771,15 @@ pub fn parse(cmd: Command, attr: &Attr) -> Result<Request, Errno> {
         Command::LinkDetach => Ok(Request::LinkDetach {
             link_fd: attr.u32_at(off::LU_LINK_FD),
         }),
+        Command::BtfLoad => Ok(Request::BtfLoad(BtfLoadReq {
+            btf: attr.u64_at(off::B_BTF),
+            log_buf: attr.u64_at(off::B_LOG_BUF),
+            btf_size: attr.u32_at(off::B_SIZE),
+            log_size: attr.u32_at(off::B_LOG_SIZE),
+            log_level: attr.u32_at(off::B_LOG_LEVEL),
+            flags: attr.u32_at(off::B_FLAGS),
+            token_fd: attr.u32_at(off::B_TOKEN_FD),
+        })),
         Command::MapCreate => Ok(Request::MapCreate(MapCreateReq {
             map_type: attr.u32_at(off::M_MAP_TYPE),
             map_flags: attr.u32_at(off::M_MAP_FLAGS),
@@ -1118,6 +1196,11 @@ impl TokenInfo {
             progs: field("allowed_progs")?,
             attachs: field("allowed_attachs")?,
         })
+    }
+
+    /// Whether the kernel would take this token for a `BPF_BTF_LOAD` (`bpf_token_allow_cmd`).
+    pub fn allows_btf(&self) -> bool {
+        self.cmds & (1u64 << BTF_LOAD) != 0
     }
 
     /// Whether the kernel would take this token for a `BPF_MAP_CREATE` of `map_type`
@@ -2826,6 +2909,21 @@ mod tests {
         assert_eq!(offset_of!(A, signature), off::L_SIGNATURE);
         assert_eq!(offset_of!(A, keyring_id), off::L_KEYRING_ID);
         assert_eq!(off::L_KEYRING_ID + 4, PROG_LOAD_END);
+    }
+
+    #[test]
+    fn btf_load_offsets_match_libbpf() {
+        use std::mem::offset_of;
+        type A = libbpf_sys::bpf_attr__bindgen_ty_12;
+        assert_eq!(offset_of!(A, btf), off::B_BTF);
+        assert_eq!(offset_of!(A, btf_log_buf), off::B_LOG_BUF);
+        assert_eq!(offset_of!(A, btf_size), off::B_SIZE);
+        assert_eq!(offset_of!(A, btf_log_size), off::B_LOG_SIZE);
+        assert_eq!(offset_of!(A, btf_log_level), off::B_LOG_LEVEL);
+        assert_eq!(offset_of!(A, btf_log_true_size), off::B_LOG_TRUE_SIZE);
+        assert_eq!(offset_of!(A, btf_flags), off::B_FLAGS);
+        assert_eq!(offset_of!(A, btf_token_fd), off::B_TOKEN_FD);
+        assert_eq!(std::mem::size_of::<A>(), BTF_LOAD_END);
     }
 
     #[test]

@@ -176,7 +176,7 @@ pub trait View: Send + Sync {
     /// Whether bpfnsd makes members' maps itself ([`worker`]'s `answer/map.rs`): where BPF LSM
     /// does not judge creations before their fd exists. No default: a view that wraps another
     /// must say what the kernel side under it does.
-    fn makes_members_maps(&self) -> bool;
+    fn supervises_creations(&self) -> bool;
     /// The kernel side's task-tag map and the tag that makes a task the root's: what a child
     /// bpfnsd makes in a member's cgroup writes for itself (a cgroup binding may have tagged
     /// it), so that what it makes is recorded by bpfnsd only. `None` where no kernel side

@@ -70,8 +70,8 @@ impl View for Untagged {
     fn adopt(&self, pidfd: BorrowedFd<'_>, ns: NsId) -> Result<(), ViewError> {
         self.inner.adopt(pidfd, ns)
     }
-    fn makes_members_maps(&self) -> bool {
-        self.inner.makes_members_maps()
+    fn supervises_creations(&self) -> bool {
+        self.inner.supervises_creations()
     }
     fn root_tag(&self) -> Option<(BorrowedFd<'_>, [u8; 8])> {
         self.inner.root_tag()

@@ -187,7 +187,7 @@ impl View for KernelView {
         Ok(self.kernel.tag(pidfd, ns)?)
     }
 
-    fn makes_members_maps(&self) -> bool {
+    fn supervises_creations(&self) -> bool {
         !self.lsm_judges_creations
     }
 

@@ -26,10 +26,11 @@
 //!                          tflip=children:C killed:K allowed_made:A outcomes:..;
 //!                          tforbidden=none | kept:KIND:ID:type:T (a child holding an object of
 //!                          the type left out, alive after the call)
-//!   rt-smuggle TYPE N fill|probe
-//!                          fill the namespace's quota of maps (up to 256 arrays), or make one
-//!                          array to show the level can (smuggle_filled=K:errno:E | K:none),
-//!                          then in N children (or 10 s): create a
+//!   rt-smuggle TYPE|btf N fill|probe
+//!                          fill the namespace's quota of maps (up to 256 arrays; of BTF
+//!                          objects for btf), or make one to show the level can
+//!                          (smuggle_filled=K:errno:E | K:none), then in N children (or 10 s):
+//!                          create a BTF object, or a
 //!                          map of TYPE (2 array, 1 hash) while a second thread sends the fd
 //!                          number the map would get over SCM_RIGHTS to this process, stopping
 //!                          at the first that goes (the kernel side may stop the child, too
@@ -67,6 +68,7 @@ pub const ACTIONS: [&str; 7] = [
 
 const BPF_MAP_CREATE: u32 = 0;
 const BPF_MAP_UPDATE_ELEM: u32 = 2;
+const BPF_BTF_LOAD: u32 = 18;
 const BPF_PROG_LOAD: u32 = 5;
 const BPF_LINK_CREATE: u32 = 28;
 const PROG_XDP: u32 = 6;
@@ -98,8 +100,14 @@ pub fn run(exe: &Path, args: &[String]) {
         "rt-xdp-flip-load" => xdp_flip_load(num(1) as u32, arg(2) == "first"),
         "rt-type-flip" => type_flip(exe, flip_of(&arg(1)), num(2) as u32),
         "rt-type-flip-child" => type_flip_child(flip_of(&arg(1)), num(2) as u32, arg(3) == "first"),
-        "rt-smuggle" => smuggle(exe, num(1) as u32, num(2) as u32, arg(3) == "fill"),
-        "rt-smuggle-child" => smuggle_child(num(1) as u32, num(2) as i32),
+        "rt-smuggle" => smuggle(
+            exe,
+            Made::of(&arg(1)),
+            &arg(1),
+            num(2) as u32,
+            arg(3) == "fill",
+        ),
+        "rt-smuggle-child" => smuggle_child(Made::of(&arg(1)), num(2) as i32),
         other => fail(&format!("unknown action {other}")),
     }
 }
@@ -528,6 +536,53 @@ fn type_flip_child(f: Flip, n: u32, first: bool) {
 
 // ---- an fd sent away before the kernel side judges its object ---------------------------------
 
+/// What `rt-smuggle` creates: a map of a type (its number), or a BTF object (`btf`).
+#[derive(Clone, Copy)]
+enum Made {
+    Map(u32),
+    Btf,
+}
+
+impl Made {
+    fn of(arg: &str) -> Made {
+        match arg {
+            "btf" => Made::Btf,
+            n => Made::Map(n.parse().unwrap_or_else(|_| fail("a map type or btf"))),
+        }
+    }
+
+    fn create(self) -> Result<OwnedFd, bpfns_sys::Errno> {
+        match self {
+            Made::Map(t) => small_map(t),
+            Made::Btf => {
+                // Raw: libbpf's btf_load probes the kernel with a program load first.
+                let data = sysbpf::minimal_btf();
+                let mut a = attr();
+                put_u64(&mut a, 0, data.as_ptr() as u64);
+                put_u32(&mut a, 16, data.len() as u32);
+                if let Some(t) = token() {
+                    put_u32(&mut a, 32, rawbpf::BPF_F_TOKEN_FD);
+                    put_u32(&mut a, 36, t as u32);
+                }
+                rawbpf::sys_bpf_fd(BPF_BTF_LOAD, &mut a)
+            }
+        }
+    }
+
+    /// What `fd` is, if it is what this makes: `map:ID:type:T` or `btf:ID`.
+    fn describe(self, fd: &OwnedFd) -> Option<String> {
+        let what = describe(fd.as_fd());
+        match self {
+            Made::Map(_) if what.starts_with("map:") => Some(format!(
+                "{what}:type:{}",
+                sysbpf::info::<sysbpf::bpf_map_info>(fd.as_fd()).map_or(0, |i| i.type_)
+            )),
+            Made::Btf if what.starts_with("btf:") => Some(what),
+            _ => None,
+        }
+    }
+}
+
 /// A map of `map_type` (key 4, value 8, one entry), with the inherited BPF token if any.
 fn small_map(map_type: u32) -> Result<OwnedFd, bpfns_sys::Errno> {
     let mut a = attr();
@@ -542,7 +597,7 @@ fn small_map(map_type: u32) -> Result<OwnedFd, bpfns_sys::Errno> {
     rawbpf::sys_bpf_fd(BPF_MAP_CREATE, &mut a)
 }
 
-fn smuggle(exe: &Path, map_type: u32, n: u32, fill: bool) {
+fn smuggle(exe: &Path, what: Made, what_arg: &str, n: u32, fill: bool) {
     use std::os::unix::net::UnixDatagram;
     // The namespace's quota of maps, used up (the maps stay held); or one map.
     let mut held = Vec::new();
@@ -551,7 +606,11 @@ fn smuggle(exe: &Path, map_type: u32, n: u32, fill: bool) {
         if held.len() >= most {
             break "none".to_string();
         }
-        match small_map(MAP_ARRAY) {
+        let one = match what {
+            Made::Btf => what.create(),
+            Made::Map(_) => small_map(MAP_ARRAY),
+        };
+        match one {
             Ok(m) => held.push(m),
             Err(e) => break errno_str(e),
         }
@@ -570,7 +629,7 @@ fn smuggle(exe: &Path, map_type: u32, n: u32, fill: bool) {
     while children < n && started.elapsed() < Duration::from_secs(10) && smuggled.is_none() {
         children += 1;
         let (o, k) = run_child(
-            Command::new(exe).args(["rt-smuggle-child", &map_type.to_string(), &raw.to_string()]),
+            Command::new(exe).args(["rt-smuggle-child", what_arg, &raw.to_string()]),
             Duration::from_secs(15),
         );
         killed += u32::from(k);
@@ -584,8 +643,8 @@ fn smuggle(exe: &Path, map_type: u32, n: u32, fill: bool) {
             match bpfns_sys::unix::recv_exact_with_fds(&mine, &mut b, &mut fds) {
                 Ok(true) => {
                     for fd in fds {
-                        if let Ok(i) = sysbpf::info::<sysbpf::bpf_map_info>(fd.as_fd()) {
-                            smuggled = Some(format!("map:{}:type:{}", i.id, i.type_));
+                        if let Some(d) = what.describe(&fd) {
+                            smuggled = Some(d);
                         }
                     }
                 }
@@ -604,7 +663,7 @@ fn smuggle(exe: &Path, map_type: u32, n: u32, fill: bool) {
     ));
 }
 
-fn smuggle_child(map_type: u32, sock: i32) {
+fn smuggle_child(what: Made, sock: i32) {
     // The number the new map's fd gets: the lowest free one.
     let sock = testhooks::dup_raw(sock).unwrap_or_else(|e| fail(&format!("dup: {e}")));
     let guess = testhooks::dup_raw(0)
@@ -619,12 +678,12 @@ fn smuggle_child(map_type: u32, sock: i32) {
                 }
             }
         });
-        let r = small_map(map_type);
+        let r = what.create();
         stop.store(true, Ordering::SeqCst);
         match r {
             Ok(m) => say(&format!(
-                "made=map:type:{}",
-                sysbpf::info::<sysbpf::bpf_map_info>(m.as_fd()).map_or(0, |i| i.type_)
+                "made={}",
+                what.describe(&m).unwrap_or_else(|| "?".into())
             )),
             Err(e) => say(&format!("made={}", errno_str(e))),
         }

@@ -8,6 +8,7 @@
 //! the caller's namespace found after it, [`answer`].
 
 mod attach;
+mod btf;
 #[cfg(test)]
 mod fake;
 mod ids;
@@ -221,7 +222,8 @@ pub(super) fn request(call: &Call) -> Result<Request, Errno> {
         | Request::LinkCreate(_)
         | Request::LinkUpdate(_)
         | Request::LinkDetach { .. }
-        | Request::MapCreate { .. } => true,
+        | Request::MapCreate { .. }
+        | Request::BtfLoad(_) => true,
     };
     if allowed {
         Ok(req)
@@ -242,7 +244,8 @@ pub(super) fn root_may(caller: &dyn Caller, req: &Request) -> bool {
         | Request::LinkCreate(_)
         | Request::LinkUpdate(_)
         | Request::LinkDetach { .. }
-        | Request::MapCreate { .. } => return true,
+        | Request::MapCreate { .. }
+        | Request::BtfLoad(_) => return true,
         Request::ProgQuery(_) => C::SYS_ADMIN | C::NET_ADMIN,
         _ => C::SYS_ADMIN,
     };
@@ -268,6 +271,8 @@ pub(super) enum Prepared {
     Load(Option<Box<LoadPrep>>),
     /// `BPF_MAP_CREATE` the supervisor makes itself (`None`: it lets the kernel answer).
     Map(Option<Box<MapPrep>>),
+    /// `BPF_BTF_LOAD` the supervisor makes itself (`None`: it lets the kernel answer).
+    Btf(Option<Box<btf::BtfPrep>>),
     /// `BPF_PROG_ATTACH` / `BPF_PROG_DETACH`: copies of the caller's fds, its network
     /// namespace where the hook is in it, and the capabilities to act with.
     Attach {
@@ -309,6 +314,7 @@ pub(super) fn prepare(
     match req {
         Request::NextId { .. } => Ok(Prepared::Nothing),
         Request::MapCreate(r) => Ok(Prepared::Map(map::prepare(call, r, caller, view, ops)?)),
+        Request::BtfLoad(r) => Ok(Prepared::Btf(btf::prepare(call, r, caller, view, ops)?)),
         Request::FdById { .. } => Ok(Prepared::FdById {
             syslog: call.eff.contains(C::SYSLOG) && caller.caps_here().contains(C::SYSLOG),
         }),
@@ -455,8 +461,34 @@ pub(super) fn answer(env: &Env<'_>, req: Request, prep: Prepared, ids: &mut IdCa
             attach::link_detach(env, link, caps)
         }
         (Request::MapCreate(r), Prepared::Map(prep)) => map::map_create(env, &r, prep),
+        (Request::BtfLoad(r), Prepared::Btf(prep)) => btf::btf_load(env, &r, prep),
         _ => Answer::Error(Errno::PERM),
     }
+}
+
+/// A verifier log and its `log_true_size` (at `true_size_at` in the attr), as the kernel would
+/// have written them to the caller: the log up to its NUL where the kernel wrote one, the size
+/// where the caller's attr has room for it.
+fn write_back_log(
+    env: &Env<'_>,
+    log_buf: u64,
+    log: &[u8],
+    true_size: u32,
+    true_size_at: usize,
+) -> Result<(), Errno> {
+    let call = env.call;
+    if !log.is_empty() && (true_size > 0 || log[0] != 0) {
+        let end = log
+            .iter()
+            .position(|&b| b == 0)
+            .map_or(log.len(), |n| n + 1);
+        env.caller.write_large(log_buf, &log[..end])?;
+    }
+    if call.attr.len >= true_size_at + 4 {
+        env.caller
+            .write(call.field(true_size_at), &true_size.to_ne_bytes())?;
+    }
+    Ok(())
 }
 
 /// What follows the attr bpfnsd knows must be zero where bpfnsd makes the call itself: a

@@ -401,6 +401,7 @@ impl Ops for HostOps<'_> {
                 a.supplied(),
                 creds,
                 tag,
+                bpfns_sys::process::children_share_memory(),
             )
         };
         match &p.netns {

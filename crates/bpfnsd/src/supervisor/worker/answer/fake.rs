@@ -364,7 +364,7 @@ impl View for FakeView {
         Ok(true)
     }
 
-    fn makes_members_maps(&self) -> bool {
+    fn supervises_creations(&self) -> bool {
         self.makes_maps
     }
 

@@ -339,25 +339,10 @@ fn load_here(env: &Env<'_>, r: &ProgLoadReq, mut p: LoadPrep) -> Answer {
     Answer::Inject(fd)
 }
 
-/// The verifier's log and `log_true_size`, as the kernel would have written them to the
-/// caller: the log up to its NUL where the kernel wrote one, the size where the caller's
-/// attr has room for it.
+/// The verifier's log and `log_true_size`, written back to the caller.
 fn write_back_log(env: &Env<'_>, r: &ProgLoadReq, p: &LoadPrep) -> Result<(), Errno> {
-    let call = env.call;
     let true_size = p.attr.u32_at(off::L_LOG_TRUE_SIZE);
-    if !p.log.is_empty() && (true_size > 0 || p.log[0] != 0) {
-        let end = p
-            .log
-            .iter()
-            .position(|&b| b == 0)
-            .map_or(p.log.len(), |n| n + 1);
-        env.caller.write_large(r.log_buf, &p.log[..end])?;
-    }
-    if call.attr.len >= off::L_LOG_TRUE_SIZE + 4 {
-        env.caller
-            .write(call.field(off::L_LOG_TRUE_SIZE), &true_size.to_ne_bytes())?;
-    }
-    Ok(())
+    super::write_back_log(env, r.log_buf, &p.log, true_size, off::L_LOG_TRUE_SIZE)
 }
 
 #[cfg(test)]

@@ -67,14 +67,14 @@ pub(super) fn prepare(
     let Ok(ns) = view.namespace_of(caller.pidfd()) else {
         return Ok(None);
     };
-    if ns.is_root() || !view.makes_members_maps() {
+    if ns.is_root() || !view.supervises_creations() {
         return Ok(None);
     }
     super::zero_tail(call, caller)?;
     let mut copies: HashMap<i32, OwnedFd> = HashMap::new();
-    // The caller's size: fields past it are zero to the kernel, as they are here.
+    // The caller's size: fields past it are zero to the kernel, as they are here (and a
+    // field bpfnsd writes is passed whole, see `Attr::set_u32`).
     let mut a = call.attr.clone();
-    let within = |at: usize| at + 4 <= call.attr.len;
     for (at, v) in r.used_fds() {
         let fd = match attr::as_fd(v) {
             Some(fd) => match copies.get(&fd) {
@@ -90,14 +90,12 @@ pub(super) fn prepare(
             },
             None => v,
         };
-        if within(at) {
-            a.set_u32(at, fd);
-        }
+        a.set_u32(at, fd);
     }
     // A number the kernel does not resolve stays unresolved: one of bpfnsd's never stands
     // in its place.
     for (at, v) in r.unused_fds() {
-        if v != 0 && within(at) {
+        if v != 0 {
             a.set_u32(at, NO_FD);
         }
     }
@@ -110,12 +108,10 @@ pub(super) fn prepare(
             .allows_map(r.map_type);
         // Made without it, with what it delegates.
         a.set_u32(off::M_MAP_FLAGS, r.map_flags & !BPF_F_TOKEN_FD);
-        if within(off::M_MAP_TOKEN_FD) {
-            a.set_u32(off::M_MAP_TOKEN_FD, 0);
-        }
+        a.set_u32(off::M_MAP_TOKEN_FD, 0);
         allows
     } else {
-        if r.map_token_fd != 0 && within(off::M_MAP_TOKEN_FD) {
+        if r.map_token_fd != 0 {
             a.set_u32(off::M_MAP_TOKEN_FD, NO_FD);
         }
         false
@@ -163,7 +159,7 @@ pub(super) fn prepare(
 /// Answer a `BPF_MAP_CREATE` of a task of namespace `env.ns`.
 pub(super) fn map_create(env: &Env<'_>, r: &MapCreateReq, prep: Option<Box<MapPrep>>) -> Answer {
     let ns = env.ns;
-    if ns.is_root() || !env.view.makes_members_maps() {
+    if ns.is_root() || !env.view.supervises_creations() {
         // The map type was within the policy (checked before): the kernel's rules, with the
         // caller's credentials; BPF LSM refuses one rewritten meanwhile.
         return Answer::Continue;
@@ -420,6 +416,25 @@ mod tests {
             Answer::Inject(_)
         ));
         assert_eq!(ops.maps.borrow()[0].1, C::empty());
+    }
+
+    #[test]
+    fn a_short_attr_never_hands_the_kernel_part_of_an_fd_of_bpfnsds() {
+        let ops = map_ops();
+        let view = FakeView::new(ns(1));
+        // 22 bytes: the low half of inner_map_fd only.
+        let mut a = attr_of(&[(off::M_MAP_TYPE, u::BPF_MAP_TYPE_HASH_OF_MAPS)]);
+        a.set_u32(off::M_INNER_MAP_FD, 5);
+        let a = Attr::from_bytes(&a.supplied()[..22]);
+        let member = FakeCaller::new().with_fds(&[5]);
+        assert!(matches!(create(&view, &member, &ops, a), Answer::Inject(_)));
+        let passed = ops.maps.borrow()[0].0.clone();
+        assert!(passed.len >= off::M_INNER_MAP_FD + 4, "{passed:?}");
+        let inner = passed.u32_at(off::M_INNER_MAP_FD);
+        assert!(
+            inner != 5 && inner != NO_FD,
+            "bpfnsd's copy, whole: {inner}"
+        );
     }
 
     #[test]

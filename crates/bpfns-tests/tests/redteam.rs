@@ -3614,6 +3614,9 @@ fn scene_polflip(m: &mut Matrix) {
                      side may stop";
     let type_row = "fd of a new hash map sent away over SCM_RIGHTS before the creation returns \
                     (namespace allowing only array maps), in children the kernel side may stop";
+    let btf_row = "fd of a new BTF object sent away over SCM_RIGHTS before the load returns, the \
+                   namespace at its limit of BTF objects (--max-btf 4), in children the kernel \
+                   side may stop";
     sc.admin
         .ns_create_with_policy("/pq", bpfns_model::Policy::DEFAULT)
         .unwrap();
@@ -3623,6 +3626,7 @@ fn scene_polflip(m: &mut Matrix) {
             None,
             bpfns_model::quota::KindLimits {
                 max_maps: Some(4),
+                max_btf: Some(4),
                 ..bpfns_model::quota::KindLimits::NONE
             },
         )
@@ -3702,14 +3706,15 @@ fn scene_polflip(m: &mut Matrix) {
         for (ns, map_type, fill, row) in [
             ("/pq", "2", "fill", quota_row),
             ("/pt", "1", "probe", type_row),
+            ("/pq", "btf", "fill", btf_row),
         ] {
             let r = sc.attack_in(ns, level, None, &["rt-smuggle", map_type, "40", fill]);
             let text = format!(
                 "{} {}; racing children: {}; received: {}",
-                if fill == "fill" {
-                    "arrays made to the limit:"
-                } else {
-                    "plain array:"
+                match (fill, map_type) {
+                    ("fill", "btf") => "BTF objects loaded to the limit:",
+                    ("fill", _) => "arrays made to the limit:",
+                    _ => "plain array:",
                 },
                 r.get("smuggle_filled").unwrap_or("?"),
                 r.get("smuggle").unwrap_or("?"),
@@ -3721,8 +3726,8 @@ fn scene_polflip(m: &mut Matrix) {
                 None if r.get("smuggle_filled").is_some_and(|v| v.starts_with("0:")) => cell(
                     Verdict::NotRun,
                     format!(
-                        "the level cannot make an array map (CAP_BPF, over the host or, with a \
-                         token, in its user namespace): {text}{}",
+                        "the level cannot make an array map or load BTF (CAP_BPF, over the host \
+                         or, with a token, in its user namespace): {text}{}",
                         token_note(&r)
                     ),
                 ),

@@ -399,17 +399,18 @@ const CHILD_STACK: usize = 64 * 1024;
 /// allocates for a new map is charged there: the kernel charges a map's memory to the memory
 /// cgroup of the task that creates it. Returns the new fd, or the call's errno.
 ///
-/// With `share_memory` the child shares this process's memory (`CLONE_VM`: no copy of the
-/// address space, whose page tables would cost milliseconds to copy for a daemon of some size):
-/// only where the OOM killer never picks this process ([`children_share_memory`]: it kills
-/// every process sharing its victim's memory). It always has a copy of the fd table: killed
-/// at any point, it takes the object it made with it. It starts with the
+/// The child shares this process's memory (`CLONE_VM`: no copy of the address space, whose
+/// page tables would cost milliseconds to copy, and every page written afterwards a fault) as
+/// a vfork child (`CLONE_VFORK`: the calling thread waits until it exits), which the OOM
+/// killer never picks (`oom_badness` skips a task in the middle of a vfork): otherwise a
+/// member's memory cgroup at its limit could have it pick the child, and the OOM killer kills
+/// every process sharing its victim's memory. It has a copy of the fd table: killed at any
+/// point, it takes the object it made with it. It starts with the
 /// calling thread's credentials and namespaces, which must be allowed to move a process into
 /// `home`; it writes `tag` for itself, takes `creds` (all three uids: a task of the caller's
 /// uid cannot signal it), makes the call on `attr` (which the caller keeps unchanged: nothing
 /// outside this process can change it) and sends the new fd back over a socket. It runs on the
-/// calling thread's CPU, which waits: no wake-up crosses CPUs. `ENOMEM` when the child was
-/// killed (the memory controller's OOM killer).
+/// calling thread's CPU. `ENOMEM` when the child was killed.
 ///
 pub fn bpf_fd_in_cgroup(
     home: &crate::cgroup::MemoryHome,
@@ -417,7 +418,6 @@ pub fn bpf_fd_in_cgroup(
     attr: &[u8],
     creds: ChildCreds,
     tag: Option<SelfTag<'_>>,
-    share_memory: bool,
 ) -> std::result::Result<OwnedFd, Errno> {
     use std::os::fd::{AsRawFd, FromRawFd};
     let (mine, theirs) = rustix::net::socketpair(
@@ -441,13 +441,8 @@ pub fn bpf_fd_in_cgroup(
         sock: theirs.as_raw_fd(),
     };
     let mut stack = vec![0u8; CHILD_STACK];
-    let vm = if share_memory {
-        libc::CLONE_VM as u64
-    } else {
-        0
-    };
     let mut args = CloneArgs {
-        flags: vm | libc::CLONE_PIDFD as u64,
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD) as u64,
         pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
         // No exit signal: waited for with __WALL.
         exit_signal: 0,
@@ -460,13 +455,13 @@ pub fn bpf_fd_in_cgroup(
         args.cgroup = dir.as_raw_fd() as u64;
     }
     // The child inherits this thread's affinity: held to this CPU for the clone, it runs here
-    // while this thread waits.
+    // while this thread waits (the vfork).
     let affinity = rustix::thread::sched_getaffinity(None).ok();
     let mut one = rustix::thread::CpuSet::new();
     one.set(rustix::thread::sched_getcpu());
     let _ = rustix::thread::sched_setaffinity(None, &one);
-    // SAFETY: the stack outlives the child (`Reap` below waits for it before `stack` and `job`
-    // are dropped, also on unwind); the child runs only `child_job`, which makes raw system
+    // SAFETY: the stack outlives the child (with CLONE_VFORK this thread resumes once the child
+    // has exited; `Reap` reaps it); the child runs only `child_job`, which makes raw system
     // calls without errno (it shares this thread's TLS) and touches no allocator or lock.
     let pid =
         unsafe { clone3_running(&args, child_job, std::ptr::addr_of!(job).cast_mut().cast()) };
@@ -508,33 +503,6 @@ fn receive_fd(sock: &OwnedFd) -> std::result::Result<OwnedFd, Errno> {
         }
     }
     Err(Errno::IO)
-}
-
-/// `OOM_SCORE_ADJ_MIN`: a process the OOM killer never picks.
-const OOM_SCORE_ADJ_MIN: &str = "-1000";
-
-/// Make this process one the OOM killer never picks (`oom_score_adj` -1000, which its children
-/// inherit; lowering it takes `CAP_SYS_RESOURCE`), so that its [`bpf_fd_in_cgroup`] children
-/// may share its memory: the OOM killer kills every process sharing its victim's memory.
-pub fn protect_from_oom_killer() -> Result<()> {
-    std::fs::write("/proc/self/oom_score_adj", OOM_SCORE_ADJ_MIN).map_err(|e| {
-        SysError::new(
-            "writing /proc/self/oom_score_adj",
-            Errno::from_io_error(&e).unwrap_or(Errno::PERM),
-        )
-    })
-}
-
-/// Whether [`bpf_fd_in_cgroup`]'s children share this process's memory: only where the OOM
-/// killer never picks this process ([`protect_from_oom_killer`]); elsewhere each gets a copy
-/// (its page tables cost time in proportion to this process's memory, but an OOM kill in a
-/// member's cgroup then ends the child alone). Read once.
-pub fn children_share_memory() -> bool {
-    static SHARED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SHARED.get_or_init(|| {
-        std::fs::read_to_string("/proc/self/oom_score_adj")
-            .is_ok_and(|v| v.trim() == OOM_SCORE_ADJ_MIN)
-    })
 }
 
 /// Waits for the child before its stack can be freed: at [`Reap::wait`], or on unwind (after

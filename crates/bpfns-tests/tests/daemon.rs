@@ -2582,28 +2582,6 @@ fn unrelated_namespaces_never_share_a_cgroup() {
 
 /// An array map of `entries` values of `value_size` bytes, named `name`, made by a member of
 /// `ns`; the helper holds it until dropped.
-/// bpfnsd is never the OOM killer's pick: the children that make members' maps share its
-/// memory and live in the members' memory cgroups, and the OOM killer kills every process
-/// sharing its victim's memory (an outside review got bpfnsd killed through a member's cgroup
-/// at its limit).
-#[test]
-fn bpfnsd_is_never_the_oom_killers_pick() {
-    require_kernel!();
-    let caps = bpfns_sys::caps::of_current_thread().unwrap();
-    if !caps
-        .effective
-        .contains(bpfns_sys::caps::CapabilitySet::SYS_RESOURCE)
-    {
-        // Its map-making children then get a copy of its memory: see the supervisor's test
-        // `a_map_made_by_a_child_in_a_cgroup_is_charged_there`.
-        return bpfns_tests::skip("needs CAP_SYS_RESOURCE, which this machine's root lacks");
-    }
-    let d = bpfns_tests::ProcessDaemon::start("oomadj");
-    let pid = d.pid().unwrap();
-    let adj = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap();
-    assert_eq!(adj.trim(), "-1000");
-}
-
 /// A namespace's objects freed before it is deleted, their records not collected yet (the
 /// collector runs once an hour here), are reported gone by the deletion, under the deleted
 /// namespace's name, to its ancestors' subscribers: after the deletion no event could name it.

@@ -51,17 +51,6 @@ pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(),
         return Ok(());
     }
     raise_fd_limit();
-    // The children that make members' maps (where BPF LSM does not run) live in the members'
-    // memory cgroups: they share bpfnsd's memory only if the OOM killer, which kills every
-    // process sharing its victim's memory, never picks them (they inherit this). Done while
-    // bpfnsd still holds CAP_SYS_RESOURCE.
-    if let Err(e) = bpfns_sys::process::protect_from_oom_killer() {
-        tracing::info!(
-            "{e}: the children that make members' maps get a copy of bpfnsd's memory (slower: \
-             docs/benchmarks.md, \"Creations\"); fix: run bpfnsd with CAP_SYS_RESOURCE, or \
-             OOMScoreAdjust=-1000 in its unit"
-        );
-    }
     // Single instance first: a second bpfnsd must not touch the first one's kernel side.
     let (listener, origin) = listen(&config.socket, config.socket_mode)?;
     let store = Store::open(&config.db_path()).map_err(|e| match e {

@@ -401,7 +401,6 @@ impl Ops for HostOps<'_> {
                 a.supplied(),
                 creds,
                 tag,
-                bpfns_sys::process::children_share_memory(),
             )
         };
         match &p.netns {

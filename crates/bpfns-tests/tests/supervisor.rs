@@ -2204,6 +2204,26 @@ fn only_refusals(line: &str, errno: &str) -> bool {
         && line.ends_with(&format!(" outcomes:errno:{errno}x{children}"))
 }
 
+/// `rt-smuggle WHAT` by a member of /a with room for `room` more objects of `kind`: it fills
+/// the room (then `EDQUOT`), and no racing child gets one past the limit, nor is stopped.
+fn smuggle_at_the_limit(name: &str, kind: ObjectKind, what: &str, room: u64) {
+    let env = Env::new(name);
+    let k = &env.tk.kernel;
+    let i = bpfns_kernel::abi::kind_index(kind);
+    let used = k.namespace_quota(env.a).unwrap().kinds[i].used;
+    let mut limits = [None; 4];
+    limits[i] = Some(used + room);
+    k.set_namespace_kind_limits(env.a, limits).unwrap();
+    let out = run(&env, Spec::new(env.a, &["rt-smuggle", what, "40", "fill"]));
+    k.set_namespace_kind_limits(env.a, [None; 4]).unwrap();
+    assert!(
+        out.contains(&format!("smuggle_filled={room}:errno:{EDQUOT}")),
+        "{out}"
+    );
+    assert!(out.contains("smuggled=none"), "{out}");
+    assert!(only_refusals(&line_of(&out, "smuggle"), EDQUOT), "{out}");
+}
+
 /// The attack of an outside review: a member at its namespace's limit of maps creates one in
 /// a child while a second thread sends the fd number the map would get to its parent over
 /// `SCM_RIGHTS`. Where the kernel made the map and the kernel side judged it at syscall exit,
@@ -2212,22 +2232,7 @@ fn only_refusals(line: &str, errno: &str) -> bool {
 #[test]
 fn a_member_sending_its_new_fd_away_keeps_no_map_past_its_quota() {
     require_kernel!();
-    let env = Env::new("smuggleq");
-    let k = &env.tk.kernel;
-    let maps = bpfns_kernel::abi::kind_index(ObjectKind::Map);
-    let used = k.namespace_quota(env.a).unwrap().kinds[maps].used;
-    let mut limits = [None; 4];
-    limits[maps] = Some(used + 3);
-    k.set_namespace_kind_limits(env.a, limits).unwrap();
-    let out = run(&env, Spec::new(env.a, &["rt-smuggle", "2", "60", "fill"]));
-    k.set_namespace_kind_limits(env.a, [None; 4]).unwrap();
-    assert!(
-        out.contains(&format!("smuggle_filled=3:errno:{EDQUOT}")),
-        "{out}"
-    );
-    assert!(out.contains("smuggled=none"), "{out}");
-    let line = line_of(&out, "smuggle");
-    assert!(only_refusals(&line, EDQUOT), "{line}");
+    smuggle_at_the_limit("smuggleq", ObjectKind::Map, "2", 3);
 }
 
 /// The same attack with BTF objects, at the namespace's limit of BTF objects: made by bpfnsd
@@ -2235,21 +2240,7 @@ fn a_member_sending_its_new_fd_away_keeps_no_map_past_its_quota() {
 #[test]
 fn a_member_sending_its_new_fd_away_keeps_no_btf_object_past_its_quota() {
     require_kernel!();
-    let env = Env::new("smuggleb");
-    let k = &env.tk.kernel;
-    let btf = bpfns_kernel::abi::kind_index(ObjectKind::Btf);
-    let used = k.namespace_quota(env.a).unwrap().kinds[btf].used;
-    let mut limits = [None; 4];
-    limits[btf] = Some(used + 2);
-    k.set_namespace_kind_limits(env.a, limits).unwrap();
-    let out = run(&env, Spec::new(env.a, &["rt-smuggle", "btf", "40", "fill"]));
-    k.set_namespace_kind_limits(env.a, [None; 4]).unwrap();
-    assert!(
-        out.contains(&format!("smuggle_filled=2:errno:{EDQUOT}")),
-        "{out}"
-    );
-    assert!(out.contains("smuggled=none"), "{out}");
-    assert!(only_refusals(&line_of(&out, "smuggle"), EDQUOT), "{out}");
+    smuggle_at_the_limit("smuggleb", ObjectKind::Btf, "btf", 2);
 }
 
 /// The same attack with a map type the namespace's policy leaves out, by a member whose filter

@@ -19,7 +19,7 @@ mod obj_get;
 mod query;
 
 use std::collections::HashMap;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use bpfns_model::{NsId, ObjectKind};
@@ -463,6 +463,83 @@ pub(super) fn answer(env: &Env<'_>, req: Request, prep: Prepared, ids: &mut IdCa
         (Request::MapCreate(r), Prepared::Map(prep)) => map::map_create(env, &r, prep),
         (Request::BtfLoad(r), Prepared::Btf(prep)) => btf::btf_load(env, &r, prep),
         _ => Answer::Error(Errno::PERM),
+    }
+}
+
+/// The ownership record of an object bpfnsd is about to make for a caller of `env.ns`,
+/// reserved within the quotas (of the namespace and its ancestors) before anything is made,
+/// and given back when dropped unless [`Reservation::record`] wrote it.
+struct Reservation<'e> {
+    env: &'e Env<'e>,
+    kind: ObjectKind,
+    held: bool,
+}
+
+impl<'e> Reservation<'e> {
+    /// Reserve, or the answer: `EDQUOT` over a limit (logged with the fix), the view's
+    /// failure.
+    fn take(env: &'e Env<'e>, kind: ObjectKind) -> Result<Self, Answer> {
+        match env.view.reserve_record(env.ns, kind) {
+            Ok(Ok(())) => Ok(Reservation {
+                env,
+                kind,
+                held: true,
+            }),
+            Ok(Err(why)) => {
+                tracing::warn!(
+                    tid = env.call.tid,
+                    namespace = %env.ns,
+                    "refused {}: {why}; fix: close objects the namespace no longer needs, or \
+                     give it larger limits (bpfns ns quota PATH --max-objects N --{} N)",
+                    env.call.cmd.name(),
+                    bpfns_kernel::kernel::kind_flag(kind).replace('_', "-"),
+                );
+                Err(Answer::Error(why.errno()))
+            }
+            Err(e) => Err(Answer::view_failed("reserving an ownership record", e)),
+        }
+    }
+
+    /// Record the new object behind `fd` as the namespace's, then inject it: recorded before
+    /// the member holds it, so that the kernel side and every later look find it the
+    /// namespace's (a new object's id has no record). The member's call returning it is the
+    /// kernel side's cue for `object_created`.
+    fn record(mut self, fd: OwnedFd) -> Answer {
+        let (env, kind) = (self.env, self.kind);
+        let Some(id) = env
+            .ops
+            .object_of(fd.as_fd())
+            .and_then(|(k, id)| (k == kind).then_some(id))
+        else {
+            return Answer::Error(Errno::PERM);
+        };
+        match env.view.record_new(env.ns, kind, id) {
+            Ok(true) => {
+                self.held = false;
+                tracing::debug!(tid = env.call.tid, namespace = %env.ns, %kind, id, "made for a member");
+                Answer::Inject(fd)
+            }
+            Ok(false) => {
+                tracing::error!(
+                    namespace = %env.ns,
+                    %kind,
+                    id,
+                    "supervisor: an object just made already has an ownership record"
+                );
+                Answer::Error(Errno::PERM)
+            }
+            Err(e) => Answer::view_failed("recording a new object's owner", e),
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            if let Err(e) = self.env.view.release_record(self.env.ns, self.kind) {
+                tracing::warn!("supervisor: giving back an ownership record: {e}");
+            }
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use bpfns_sys::caps::CapabilitySet as C;
 use bpfns_sys::rawbpf::BPF_F_TOKEN_FD;
 use bpfns_sys::Errno;
 
-use super::{Answer, Env, Ops};
+use super::{Answer, Env, Ops, Reservation};
 use crate::supervisor::attr::{off, Attr, BtfLoadReq, BTF_LOAD};
 use crate::supervisor::worker::caller::{Call, Caller};
 use crate::supervisor::View;
@@ -103,24 +103,9 @@ pub(super) fn btf_load(env: &Env<'_>, r: &BtfLoadReq, prep: Option<Box<BtfPrep>>
         // Read for another decision (the caller's namespace changed meanwhile): ask again.
         return Answer::Error(Errno::AGAIN);
     };
-    match env.view.reserve_record(ns, ObjectKind::Btf) {
-        Ok(Ok(())) => {}
-        Ok(Err(why)) => {
-            tracing::warn!(
-                tid = env.call.tid,
-                namespace = %ns,
-                "refused BPF_BTF_LOAD: {why}; fix: close objects the namespace no longer \
-                 needs, or give it larger limits (bpfns ns quota PATH --max-objects N \
-                 --max-btf N)"
-            );
-            return Answer::Error(why.errno());
-        }
-        Err(e) => return Answer::view_failed("reserving an ownership record", e),
-    }
-    let release = || {
-        if let Err(e) = env.view.release_record(ns, ObjectKind::Btf) {
-            tracing::warn!("supervisor: giving back an ownership record: {e}");
-        }
+    let reserved = match Reservation::take(env, ObjectKind::Btf) {
+        Ok(r) => r,
+        Err(a) => return a,
     };
     // Every pointer is to bpfnsd's copy (the blob's stays set for a size of 0, as the
     // caller's was: the kernel answers before reading).
@@ -135,42 +120,14 @@ pub(super) fn btf_load(env: &Env<'_>, r: &BtfLoadReq, prep: Option<Box<BtfPrep>>
     );
     let loaded = env.ops.bpf_fd_as(p.caps, BTF_LOAD, &mut p.attr);
     if !env.caller.waiting() {
-        release();
         return Answer::Abandoned;
     }
+    // The log and its size are the caller's answer too.
     let true_size = p.attr.u32_at(off::B_LOG_TRUE_SIZE);
     let logged = super::write_back_log(env, r.log_buf, &p.log, true_size, off::B_LOG_TRUE_SIZE);
-    let fd = match (loaded, logged) {
-        (Ok(fd), Ok(())) => fd,
-        (Err(e), _) | (Ok(_), Err(e)) => {
-            release();
-            return Answer::Error(e);
-        }
-    };
-    let Some(id) = env
-        .ops
-        .object_of(fd.as_fd())
-        .and_then(|(k, id)| (k == ObjectKind::Btf).then_some(id))
-    else {
-        release();
-        return Answer::Error(Errno::PERM);
-    };
-    // Recorded before the member holds it (a new object's id has no record).
-    match env.view.record_new(ns, ObjectKind::Btf, id) {
-        Ok(true) => Answer::Inject(fd),
-        Ok(false) => {
-            release();
-            tracing::error!(
-                namespace = %ns,
-                id,
-                "supervisor: a BTF object just loaded already has an ownership record"
-            );
-            Answer::Error(Errno::PERM)
-        }
-        Err(e) => {
-            release();
-            Answer::view_failed("recording a BTF object's owner", e)
-        }
+    match (loaded, logged) {
+        (Ok(fd), Ok(())) => reserved.record(fd),
+        (Err(e), _) | (Ok(_), Err(e)) => Answer::Error(e),
     }
 }
 

@@ -30,7 +30,7 @@ use bpfns_model::ObjectKind;
 use bpfns_sys::caps::CapabilitySet as C;
 use bpfns_sys::Errno;
 
-use super::{Answer, Env, Ops, NO_FD};
+use super::{Answer, Env, Ops, Reservation, NO_FD};
 use crate::supervisor::attr::{
     self, link_relative_is_fd, link_target, off, Attr, LinkCreateReq, LinkTarget,
 };
@@ -260,24 +260,9 @@ pub(super) fn link_create(env: &Env<'_>, l: LinkCreateReq, prep: Option<Box<Link
         }
         Err(e) => return Answer::view_failed("ownership of a relative program or link", e),
     }
-    match env.view.reserve_record(ns, ObjectKind::Link) {
-        Ok(Ok(())) => {}
-        Ok(Err(why)) => {
-            tracing::warn!(
-                tid = env.call.tid,
-                namespace = %ns,
-                "refused BPF_LINK_CREATE: {why}; fix: close objects the namespace no longer \
-                 needs, or give it larger limits (bpfns ns quota PATH --max-objects N \
-                 --max-links N)"
-            );
-            return Answer::Error(why.errno());
-        }
-        Err(e) => return Answer::view_failed("reserving an ownership record", e),
-    }
-    let release = || {
-        if let Err(e) = env.view.release_record(ns, ObjectKind::Link) {
-            tracing::warn!("supervisor: giving back an ownership record: {e}");
-        }
+    let reserved = match Reservation::take(env, ObjectKind::Link) {
+        Ok(r) => r,
+        Err(a) => return a,
     };
     let netns = p.netns.as_ref().map(|n| n.as_fd());
     let (caps, attr) = (p.caps, &mut p.attr);
@@ -294,34 +279,13 @@ pub(super) fn link_create(env: &Env<'_>, l: LinkCreateReq, prep: Option<Box<Link
         Err(e) => Answer::Error(e),
     });
     let Some(fd) = fd else {
-        release();
         return made;
     };
     // The caller may have gone meanwhile: the link goes with bpfnsd's copy.
     if !env.caller.waiting() {
-        release();
         return Answer::Abandoned;
     }
-    let id = match env.ops.object_of(fd.as_fd()) {
-        Some((ObjectKind::Link, id)) => id,
-        _ => {
-            release();
-            return Answer::Error(Errno::PERM);
-        }
-    };
-    // Recorded before the member holds it, as the kernel side expects of what bpfnsd makes.
-    match env.view.record_new(ns, ObjectKind::Link, id) {
-        Ok(true) => Answer::Inject(fd),
-        Ok(false) => {
-            release();
-            tracing::error!(namespace = %ns, id, "supervisor: a new link already has an ownership record");
-            Answer::Error(Errno::PERM)
-        }
-        Err(e) => {
-            release();
-            Answer::view_failed("recording a link's owner", e)
-        }
-    }
+    reserved.record(fd)
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use bpfns_sys::caps::CapabilitySet as C;
 use bpfns_sys::mem::GuardedBuf;
 use bpfns_sys::Errno;
 
-use super::{prog_id_of, Answer, Env, Ops, NO_FD};
+use super::{Answer, Env, Ops, Reservation, NO_FD};
 use crate::supervisor::attr::{
     self, fd_array_len, fd_array_used, insn_fds, kfunc_refusal, load_caps, load_fd_set, load_sizes,
     load_way, off, rewrite_fd_array, rewrite_insns, signature_refusal, uses_prog_btf, Attr,
@@ -263,80 +263,31 @@ pub(super) fn prog_load(env: &Env<'_>, r: ProgLoadReq, prep: Option<Box<LoadPrep
 }
 
 fn load_here(env: &Env<'_>, r: &ProgLoadReq, mut p: LoadPrep) -> Answer {
-    let (call, ns) = (env.call, env.ns);
-    match env.view.reserve_record(ns, ObjectKind::Prog) {
-        Ok(Ok(())) => {}
-        Ok(Err(why)) => {
-            tracing::warn!(
-                tid = call.tid,
-                namespace = %ns,
-                prog_type = r.prog_type,
-                "refused BPF_PROG_LOAD: {why}; fix: close objects the namespace no longer \
-                 needs, or give it larger limits (bpfns ns quota PATH --max-objects N \
-                 --max-progs N)"
-            );
-            return Answer::Error(why.errno());
-        }
-        Err(e) => return Answer::view_failed("reserving an ownership record", e),
-    }
-    let loaded = env.ops.load(&mut p);
-    let release = || {
-        if let Err(e) = env.view.release_record(ns, ObjectKind::Prog) {
-            tracing::warn!("supervisor: giving back an ownership record: {e}");
-        }
+    let reserved = match Reservation::take(env, ObjectKind::Prog) {
+        Ok(r) => r,
+        Err(a) => return a,
     };
+    let loaded = env.ops.load(&mut p);
     // The caller may have gone while the verifier ran: write nothing then.
     if !env.caller.waiting() {
-        release();
         return Answer::Abandoned;
     }
-    let fd = match loaded {
-        Ok(fd) => fd,
-        Err(e) => {
-            release();
-            // The log and its size are the caller's answer too.
-            if let Err(w) = write_back_log(env, r, &p) {
-                return Answer::Error(w);
-            }
-            return Answer::Error(e);
-        }
-    };
-    if let Err(e) = write_back_log(env, r, &p) {
-        release();
-        return Answer::Error(e);
-    }
-    let Some(id) = prog_id_of(env.ops, fd.as_fd()) else {
-        release();
-        return Answer::Error(Errno::PERM);
-    };
-    // Recorded before the member holds it: the kernel side and every later look find it
-    // the namespace's (a new program's id has no record).
-    match env.view.record_new(ns, bpfns_model::ObjectKind::Prog, id) {
-        Ok(true) => {}
-        Ok(false) => {
-            release();
-            tracing::error!(
-                namespace = %ns,
-                id,
-                "supervisor: a program just loaded already has an ownership record"
+    // The log and its size are the caller's answer too.
+    let logged = write_back_log(env, r, &p);
+    match (loaded, logged) {
+        (Ok(fd), Ok(())) => {
+            tracing::debug!(
+                prog_type = r.prog_type,
+                token = p.token,
+                "loading a program"
             );
-            return Answer::Error(Errno::PERM);
+            reserved.record(fd)
         }
-        Err(e) => {
-            release();
-            return Answer::view_failed("recording a program's owner", e);
-        }
+        (Ok(_), Err(e)) => Answer::Error(e),
+        // The log's failure first, as before.
+        (Err(_), Err(w)) => Answer::Error(w),
+        (Err(e), Ok(())) => Answer::Error(e),
     }
-    tracing::debug!(
-        tid = call.tid,
-        namespace = %ns,
-        prog_type = r.prog_type,
-        id,
-        token = p.token,
-        "loaded a program for a member"
-    );
-    // The member's call returning it is the kernel side's cue for `object_created`.
-    Answer::Inject(fd)
 }
 
 /// The verifier's log and `log_true_size`, written back to the caller.

@@ -25,7 +25,7 @@ use bpfns_model::ObjectKind;
 use bpfns_sys::caps::CapabilitySet as C;
 use bpfns_sys::Errno;
 
-use super::{Answer, Env, Ops, NO_FD};
+use super::{Answer, Env, Ops, Reservation, NO_FD};
 use bpfns_sys::rawbpf::BPF_F_TOKEN_FD;
 
 use crate::supervisor::attr::{self, map_caps, off, Attr, MapCreateReq, EXCL_PROG_HASH_SIZE};
@@ -168,65 +168,19 @@ pub(super) fn map_create(env: &Env<'_>, r: &MapCreateReq, prep: Option<Box<MapPr
         // Read for another decision (the caller's namespace changed meanwhile): ask again.
         return Answer::Error(Errno::AGAIN);
     };
-    match env.view.reserve_record(ns, ObjectKind::Map) {
-        Ok(Ok(())) => {}
-        Ok(Err(why)) => {
-            tracing::warn!(
-                tid = env.call.tid,
-                namespace = %ns,
-                map_type = r.map_type,
-                "refused BPF_MAP_CREATE: {why}; fix: close objects the namespace no longer \
-                 needs, or give it larger limits (bpfns ns quota PATH --max-objects N \
-                 --max-maps N)"
-            );
-            return Answer::Error(why.errno());
-        }
-        Err(e) => return Answer::view_failed("reserving an ownership record", e),
-    }
-    let release = || {
-        if let Err(e) = env.view.release_record(ns, ObjectKind::Map) {
-            tracing::warn!("supervisor: giving back an ownership record: {e}");
-        }
+    let reserved = match Reservation::take(env, ObjectKind::Map) {
+        Ok(r) => r,
+        Err(a) => return a,
     };
+    tracing::debug!(map_type = r.map_type, "making a map");
     let made = env.ops.create_map(&p, env.view.root_tag());
-    let fd = match made {
-        Ok(fd) => fd,
-        Err(e) => {
-            release();
-            return Answer::Error(e);
-        }
-    };
     if !env.caller.waiting() {
-        release();
         return Answer::Abandoned;
     }
-    let Some(id) = env
-        .ops
-        .object_of(fd.as_fd())
-        .and_then(|(k, id)| (k == ObjectKind::Map).then_some(id))
-    else {
-        release();
-        return Answer::Error(Errno::PERM);
-    };
-    // Recorded before the member holds it (a new map's id has no record).
-    match env.view.record_new(ns, ObjectKind::Map, id) {
-        Ok(true) => {}
-        Ok(false) => {
-            release();
-            tracing::error!(
-                namespace = %ns,
-                id,
-                "supervisor: a map just made already has an ownership record"
-            );
-            return Answer::Error(Errno::PERM);
-        }
-        Err(e) => {
-            release();
-            return Answer::view_failed("recording a map's owner", e);
-        }
+    match made {
+        Ok(fd) => reserved.record(fd),
+        Err(e) => Answer::Error(e),
     }
-    // The member's call returning it is the kernel side's cue for `object_created`.
-    Answer::Inject(fd)
 }
 
 #[cfg(test)]

@@ -278,6 +278,15 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(cmd, Command::LinkDetach);
             assert_eq!(link_fd, attr.u32_at(off::LU_LINK_FD));
         }
+        Request::BtfLoad(b) => {
+            assert_eq!(cmd, Command::BtfLoad);
+            assert_eq!(b.btf, attr.u64_at(off::B_BTF));
+            assert_eq!(b.btf_size, attr.u32_at(off::B_SIZE));
+            // The log bpfnsd passes is never larger than the caller's, nor than its cap.
+            if let Ok(n) = b.log_len() {
+                assert!(n as u64 <= u64::from(b.log_size));
+            }
+        }
         Request::MapCreate(ref m) => {
             let map_type = m.map_type;
             assert_eq!(cmd, Command::MapCreate);

@@ -835,15 +835,18 @@ fn exec_passes_signals_on_and_explains_failures() {
         String::from_utf8_lossy(&o.stderr)
     );
 
-    // Stopped by the kernel side (its namespace's limit on objects): the rule and the fix.
+    // Stopped by the kernel side (its namespace's limit on objects): the rule and the fix. The
+    // kernel makes the programs of a namespace that allows tracing, and the backstop judges
+    // them at syscall exit (maps, BTF objects and the programs of other namespaces bpfnsd
+    // makes itself, refusing what is over a limit with EDQUOT).
     d.client()
-        .ns_create_with("/q", Policy::DEFAULT, Some(2))
+        .ns_create_with("/q", Policy::tracing(true), Some(2))
         .unwrap();
     let helper = bpfns_tests::helper_path();
     let o = Command::new(bpfns())
         .args(["--socket", &sock, "exec", "/q", "--"])
         .arg(&helper)
-        .args(["create-many", "map", "5"])
+        .args(["create-many", "prog", "5"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

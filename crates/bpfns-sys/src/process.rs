@@ -389,7 +389,14 @@ struct ChildJob {
     len: usize,
     /// Where the child sends the new fd (`SCM_RIGHTS`).
     sock: i32,
+    /// The fds it keeps (ascending; -1 past the last): it closes every other one of its copy
+    /// of the table first, so that nothing of the parent's (a listening socket, a lock)
+    /// outlives the parent in it.
+    keep: [i32; KEEP_MAX],
 }
+
+/// The most fds a [`bpf_fd_in_cgroup`] child keeps: its own three and those the call names.
+pub const KEEP_MAX: usize = 16;
 
 /// The child's stack: it runs only [`child_job`], raw system calls and no allocation.
 const CHILD_STACK: usize = 64 * 1024;
@@ -418,6 +425,7 @@ pub fn bpf_fd_in_cgroup(
     attr: &[u8],
     creds: ChildCreds,
     tag: Option<SelfTag<'_>>,
+    uses: &[BorrowedFd<'_>],
 ) -> std::result::Result<OwnedFd, Errno> {
     use std::os::fd::{AsRawFd, FromRawFd};
     let (mine, theirs) = rustix::net::socketpair(
@@ -439,7 +447,21 @@ pub fn bpf_fd_in_cgroup(
         attr: attr.as_ptr(),
         len: attr.len(),
         sock: theirs.as_raw_fd(),
+        keep: [-1; KEEP_MAX],
     };
+    let mut job = job;
+    let mut keep: Vec<i32> = uses.iter().map(|f| f.as_raw_fd()).collect();
+    keep.extend(
+        [job.procs, job.tag_map, job.sock]
+            .into_iter()
+            .filter(|&f| f >= 0),
+    );
+    keep.sort_unstable();
+    keep.dedup();
+    if keep.len() > KEEP_MAX {
+        return Err(Errno::TOOBIG);
+    }
+    job.keep[..keep.len()].copy_from_slice(&keep);
     let mut stack = vec![0u8; CHILD_STACK];
     let mut args = CloneArgs {
         flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD) as u64,
@@ -538,6 +560,35 @@ extern "C" fn child_job(arg: *mut libc::c_void) -> libc::c_int {
             child_exit(-r as i32);
         }
     };
+    // Its credentials first, before anything that can wait (a cgroup v1 move can wait for an
+    // RCU grace period): every uid (a task of bpfnsd's uid 0 could signal, or stop, it
+    // otherwise), keeping the permitted set through the change (leaving uid 0 clears it, and
+    // the effective one), then the sets. What follows needs none: the move is checked against
+    // the credentials `cgroup.procs` was opened with, the rest works on fds it holds.
+    if let Err(e) = rustix::thread::set_keep_capabilities(true) {
+        child_exit(e.raw_os_error());
+    }
+    let uid = rustix::process::Uid::from_raw(job.creds.euid);
+    if let Err(e) = rustix::thread::set_thread_res_uid(uid, uid, uid) {
+        child_exit(e.raw_os_error());
+    }
+    let sets = crate::caps::CapabilitySets {
+        effective: job.creds.caps,
+        permitted: job.creds.caps,
+        inheritable: crate::caps::CapabilitySet::empty(),
+    };
+    if let Err(e) = rustix::thread::set_capabilities(None, sets) {
+        child_exit(e.raw_os_error());
+    }
+    // Every fd but those it uses: close_range over the gaps.
+    let mut from: u64 = 0;
+    for &k in job.keep.iter().take_while(|&&k| k >= 0) {
+        if (k as u64) > from {
+            raw_syscall(libc::SYS_close_range, [from, k as u64 - 1, 0]);
+        }
+        from = k as u64 + 1;
+    }
+    raw_syscall(libc::SYS_close_range, [from, u64::from(u32::MAX), 0]);
     if job.procs >= 0 {
         // "0": the writer itself.
         fail(raw_syscall(
@@ -565,23 +616,6 @@ extern "C" fn child_job(arg: *mut libc::c_void) -> libc::c_int {
             ],
         ));
         raw_syscall(libc::SYS_close, [pidfd as u64, 0, 0]);
-    }
-    // Every uid (a task of uid 0 could signal it otherwise), keeping the permitted set through
-    // the change (leaving uid 0 clears it, and the effective one), then the sets.
-    if let Err(e) = rustix::thread::set_keep_capabilities(true) {
-        child_exit(e.raw_os_error());
-    }
-    let uid = rustix::process::Uid::from_raw(job.creds.euid);
-    if let Err(e) = rustix::thread::set_thread_res_uid(uid, uid, uid) {
-        child_exit(e.raw_os_error());
-    }
-    let sets = crate::caps::CapabilitySets {
-        effective: job.creds.caps,
-        permitted: job.creds.caps,
-        inheritable: crate::caps::CapabilitySet::empty(),
-    };
-    if let Err(e) = rustix::thread::set_capabilities(None, sets) {
-        child_exit(e.raw_os_error());
     }
     let fd = raw_syscall(
         libc::SYS_bpf,

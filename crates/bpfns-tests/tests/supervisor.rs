@@ -2379,8 +2379,8 @@ fn a_map_made_by_a_child_in_a_cgroup_is_charged_there() {
     let create = bpfns_sys::rawbpf::cmd::BPF_MAP_CREATE;
     for round in [1, 2] {
         let before = current();
-        let fd =
-            bpfns_sys::process::bpf_fd_in_cgroup(&home, create, &attr, creds, Some(tag)).unwrap();
+        let fd = bpfns_sys::process::bpf_fd_in_cgroup(&home, create, &attr, creds, Some(tag), &[])
+            .unwrap();
         let info = sysbpf::info::<sysbpf::bpf_map_info>(fd.as_fd()).unwrap();
         assert_eq!((info.type_, info.max_entries), (2, 4096));
         let grew = current().saturating_sub(before);
@@ -2400,7 +2400,7 @@ fn a_map_made_by_a_child_in_a_cgroup_is_charged_there() {
     }
     // Without its tag, the child is the bound namespace's, and so is its map.
     attr[12..16].copy_from_slice(&1u32.to_ne_bytes());
-    let fd = bpfns_sys::process::bpf_fd_in_cgroup(&home, create, &attr, creds, None).unwrap();
+    let fd = bpfns_sys::process::bpf_fd_in_cgroup(&home, create, &attr, creds, None, &[]).unwrap();
     let info = sysbpf::info::<sysbpf::bpf_map_info>(fd.as_fd()).unwrap();
     assert_eq!(k.owner(ObjectKind::Map, info.id).unwrap(), env.a);
     drop(fd);
@@ -2414,7 +2414,7 @@ fn a_map_made_by_a_child_in_a_cgroup_is_charged_there() {
         .map(|s| s.trim() != "0")
         .unwrap_or(true);
     if unpriv {
-        let r = bpfns_sys::process::bpf_fd_in_cgroup(&home, create, &attr, none, Some(tag));
+        let r = bpfns_sys::process::bpf_fd_in_cgroup(&home, create, &attr, none, Some(tag), &[]);
         assert_eq!(r.err(), Some(bpfns_sys::Errno::PERM));
     }
 }

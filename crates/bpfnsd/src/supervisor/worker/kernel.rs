@@ -401,6 +401,7 @@ impl Ops for HostOps<'_> {
                 a.supplied(),
                 creds,
                 tag,
+                &p.copies.iter().map(AsFd::as_fd).collect::<Vec<_>>(),
             )
         };
         match &p.netns {

@@ -41,7 +41,7 @@ pub(in crate::supervisor::worker) struct MapPrep {
     /// The caller's memory cgroup: the child is made there.
     pub home: bpfns_sys::cgroup::MemoryHome,
     /// bpfnsd's copies of the caller's fds, open across the call.
-    pub _copies: Vec<OwnedFd>,
+    pub copies: Vec<OwnedFd>,
     pub netns: Option<OwnedFd>,
     pub caps: C,
 }
@@ -150,7 +150,7 @@ pub(super) fn prepare(
         attr: a,
         hash,
         home,
-        _copies: copies.into_values().collect(),
+        copies: copies.into_values().collect(),
         netns,
         caps: map_caps(caller.caps_here(), token, r.map_ifindex != 0),
     })))

@@ -131,17 +131,14 @@ static __always_inline __u32 current_ns(void)
 	return tag ? tag->ns : BPFNS_ROOT;
 }
 
-/*
- * Refuse the call, counted and reported to bpfnsd (the task lives): EDQUOT over a quota, as
- * bpfnsd answers the creations it makes; EPERM otherwise.
- */
+/* Refuse the call with EPERM, counted and reported to bpfnsd (the task lives). */
 static __always_inline int refuse(__u32 ns, __u32 cmd, __u32 kind, __u32 id, __u32 owner,
 				  __u32 reason)
 {
 	stat_inc(BPFNS_STAT_LSM_REFUSED);
 	reason_inc(BPFNS_REASONS_REFUSED + reason);
 	emit(ns, cmd, kind, id, owner, reason | BPFNS_EVENT_REFUSED);
-	return reason == BPFNS_REASON_QUOTA ? -EDQUOT : -EPERM;
+	return -EPERM;
 }
 
 /* Creation hooks: remember the object, which has no id yet, for its first fd. */
@@ -177,7 +174,13 @@ static __always_inline int new_fd(__u64 ptr, __u32 kind, __u32 id)
 		if (id == 0)
 			return 0;
 		q = quota_reserve(ns, kind, &qc);
-		if (q == QUOTA_OVER || q == QUOTA_NOLIMIT)
+		/* Over a limit: EDQUOT, as bpfnsd answers the creations it makes; a namespace
+		 * without a known limit fails closed with EPERM (no quota its member can act on). */
+		if (q == QUOTA_OVER) {
+			refuse(ns, cmd, kind, id, qc.over, BPFNS_REASON_QUOTA);
+			return -EDQUOT;
+		}
+		if (q == QUOTA_NOLIMIT)
 			return refuse(ns, cmd, kind, id, qc.over, BPFNS_REASON_QUOTA);
 		if (q != QUOTA_OK)
 			return refuse(ns, cmd, kind, id, 0, BPFNS_REASON_UNRECORDED);

@@ -985,7 +985,7 @@ fn namespaces_own_a_bounded_number_of_objects() {
     let made = more.maybe("made");
     if lsm {
         assert_eq!(made.as_deref(), Some("0"));
-        assert_eq!(more.maybe("errno").as_deref(), Some("1"), "EPERM");
+        assert_eq!(more.maybe("errno").as_deref(), Some("122"), "EDQUOT");
     } else {
         assert_eq!(made, None, "stopped");
         assert!(bpfns_tests::killed(more.finish()));
@@ -1162,7 +1162,7 @@ fn namespaces_own_a_bounded_number_of_objects_of_each_kind() {
         let made = more.maybe("made");
         if lsm {
             assert_eq!(made.as_deref(), Some("0"));
-            assert_eq!(more.maybe("errno").as_deref(), Some("1"), "EPERM");
+            assert_eq!(more.maybe("errno").as_deref(), Some("122"), "EDQUOT");
         } else {
             assert_eq!(made, None, "stopped");
             assert!(bpfns_tests::killed(more.finish()));

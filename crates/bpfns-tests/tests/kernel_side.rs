@@ -880,7 +880,7 @@ fn quotas_are_hierarchical_and_fail_closed() {
     // The child's own limit.
     let (child, got) = create_many(&tk, A_CHILD, "map", 100);
     let child = if lsm {
-        assert_eq!(got, Some((5, 1)), "the 6th map refused with EPERM");
+        assert_eq!(got, Some((5, 122)), "the 6th map refused with EDQUOT");
         assert_eq!(reason_count(&tk, "refused_quota"), 1);
         Some(child)
     } else {
@@ -937,7 +937,7 @@ fn kind_used(tk: &TestKernel, ns: NsId) -> [u64; 4] {
 }
 
 /// Limits per kind beside the total: the N+1th object of a kind fails for its creator as over
-/// the total (EPERM where the BPF LSM layer records, else the task is stopped, reason quota),
+/// the total (EDQUOT where the BPF LSM layer records, else the task is stopped, reason quota),
 /// other kinds go on; counted in every ancestor, whose own limit of the kind binds the whole
 /// subtree; frees make room again; bpfnsd's own reservations follow the same per-kind rule.
 #[test]
@@ -963,7 +963,7 @@ fn quotas_per_kind_are_hierarchical() {
     // The child's 4th map fails; its BTF objects do not count against maps.
     let (child, got) = create_many(&tk, A_CHILD, "map", 100);
     let child = if lsm {
-        assert_eq!(got, Some((3, 1)), "the 4th map refused with EPERM");
+        assert_eq!(got, Some((3, 122)), "the 4th map refused with EDQUOT");
         Some(child)
     } else {
         assert_eq!(got, None, "the task creating the 4th map is stopped");

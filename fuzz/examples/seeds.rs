@@ -312,6 +312,7 @@ fn ns(path: &str, id: u32, parent: Option<&str>) -> NsInfo {
             four_set_policy()
         },
         effective_policy: (!root).then(four_set_policy),
+        supervised_creations: !root,
         max_objects: (!root).then_some(64),
         cgroup: (!root).then(|| format!("/bpfns.slice/ns-{id}")),
         records: (!root).then_some(11),
@@ -438,6 +439,7 @@ fn responses() -> Vec<Vec<u8>> {
             bpffs: "/run/bpfns/fs/7".into(),
             policy: four_set_policy(),
             state_dir: "/var/lib/bpfns".into(),
+            supervised_creations: true,
         }),
         Reply::Namespaces {
             namespaces: vec![

@@ -1026,8 +1026,9 @@ fn quotas_per_kind_are_hierarchical() {
     let (_p, got) = create_many(&tk, A_CHILD, "prog", 1);
     assert_eq!(
         got,
-        // BPF LSM refuses the load (it records programs at creation); else it is stopped.
-        lsm.then_some((0, libc::EPERM)),
+        // BPF LSM refuses the load over the limit (EDQUOT; it records programs at creation);
+        // else it is stopped.
+        lsm.then_some((0, libc::EDQUOT)),
         "the kernel side sees bpfnsd's reservation of the kind"
     );
     tk.kernel.release_record(A_CHILD, ObjectKind::Prog).unwrap();

@@ -133,12 +133,9 @@ pub(super) fn btf_load(env: &Env<'_>, r: &BtfLoadReq, prep: Option<Box<BtfPrep>>
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::super::fake::*;
-    use super::super::{answer, IdCache, Prepared};
     use super::*;
-    use crate::supervisor::attr::{parse, Command, Request, TokenInfo, ATTR_SIZE};
+    use crate::supervisor::attr::{Command, TokenInfo, ATTR_SIZE};
     use bpfns_model::NsId;
 
     const ATTR_AT: u64 = 0x50_000;
@@ -166,20 +163,7 @@ mod tests {
     fn load(view: &FakeView, mem: &FakeCaller, ops: &FakeOps, a: Attr) -> Answer {
         let mut c = call(Command::BtfLoad, a, C::BPF);
         c.attr_ptr = ATTR_AT;
-        let Ok(Request::BtfLoad(r)) = parse(Command::BtfLoad, &c.attr) else {
-            panic!("a BTF load");
-        };
-        let prep = match prepare(&c, &r, mem, view, ops) {
-            Ok(p) => p,
-            Err(e) => return Answer::Error(e),
-        };
-        let env = env(&c, view, mem, ops);
-        answer(
-            &env,
-            Request::BtfLoad(r),
-            Prepared::Btf(prep),
-            &mut IdCache::new(Duration::ZERO),
-        )
+        answer_call(&c, view, mem, ops)
     }
 
     fn btf_ops() -> FakeOps {

@@ -51,6 +51,25 @@ pub fn env<'a>(
     }
 }
 
+/// `c` answered as the worker answers a trapped call: [`super::request`], [`super::prepare`],
+/// then [`super::answer`] (a failure on the way is the answer).
+pub fn answer_call(c: &Call, view: &FakeView, mem: &FakeCaller, ops: &FakeOps) -> Answer {
+    let req = match super::request(c) {
+        Ok(r) => r,
+        Err(e) => return Answer::Error(e),
+    };
+    let prep = match super::prepare(c, &req, mem, view, ops) {
+        Ok(p) => p,
+        Err(e) => return Answer::Error(e),
+    };
+    super::answer(
+        &env(c, view, mem, ops),
+        req,
+        prep,
+        &mut super::IdCache::new(std::time::Duration::ZERO),
+    )
+}
+
 /// A caller: memory regions at given addresses (everything else unmapped), fd numbers it
 /// holds, its capabilities; dead, every access fails with `ESRCH`.
 pub struct FakeCaller {

@@ -185,12 +185,9 @@ pub(super) fn map_create(env: &Env<'_>, r: &MapCreateReq, prep: Option<Box<MapPr
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::super::fake::*;
-    use super::super::{answer, IdCache, Prepared};
     use super::*;
-    use crate::supervisor::attr::{Command, Request, ATTR_SIZE};
+    use crate::supervisor::attr::{Command, ATTR_SIZE};
     use bpfns_model::NsId;
     use bpfns_sys::rawbpf::uapi as u;
 
@@ -205,21 +202,7 @@ mod tests {
     }
 
     fn create(view: &FakeView, mem: &FakeCaller, ops: &FakeOps, a: Attr) -> Answer {
-        let c = call(Command::MapCreate, a, C::BPF);
-        let Ok(Request::MapCreate(r)) = attr::parse(Command::MapCreate, &c.attr) else {
-            panic!("a map creation");
-        };
-        let prep = match prepare(&c, &r, mem, view, ops) {
-            Ok(p) => p,
-            Err(e) => return Answer::Error(e),
-        };
-        let env = env(&c, view, mem, ops);
-        answer(
-            &env,
-            Request::MapCreate(r),
-            Prepared::Map(prep),
-            &mut IdCache::new(Duration::ZERO),
-        )
+        answer_call(&call(Command::MapCreate, a, C::BPF), view, mem, ops)
     }
 
     fn map_ops() -> FakeOps {

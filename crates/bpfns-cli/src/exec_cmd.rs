@@ -73,8 +73,12 @@ pub fn run(
         }
     };
     let pid = child.id() as i32;
+    // Signals go through a pidfd: one forwarded after the command was reaped reaches nothing
+    // (never a process that took its pid), so the forwarder need not be waited for at the end.
+    let pidfd = bpfns_sys::process::open_pidfd(pid)
+        .with_context(|| format!("opening a pidfd for the command (process {pid})"))?;
     let handle = signals.handle();
-    let forwarder = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("bpfns-signals".into())
         .spawn(move || {
             for info in signals.forever() {
@@ -83,7 +87,7 @@ pub fn run(
                 if info.cause == Cause::Kernel {
                     continue;
                 }
-                forward(pid, info.signal);
+                forward(&pidfd, info.signal);
             }
         })
         .context("starting the signal forwarder")?;
@@ -91,7 +95,6 @@ pub fn run(
     // child when asked why it was stopped.
     let status = wait_unreaped(pid);
     handle.close();
-    let _ = forwarder.join();
     if status.as_ref().is_ok_and(|s| s.signal() == Some(SIGKILL)) {
         explain_kill(socket, pid);
     }
@@ -182,15 +185,12 @@ fn lookup_group(name: &str) -> Result<u32> {
         .ok_or_else(|| CliError::usage(format!("--user: no group {name:?} in /etc/group")).into())
 }
 
-/// Send `sig` to process `pid` (gone already: nothing to do).
-fn forward(pid: i32, sig: i32) {
-    let (Some(p), Some(s)) = (
-        rustix::process::Pid::from_raw(pid),
-        rustix::process::Signal::from_named_raw(sig),
-    ) else {
+/// Send `sig` to the process of `pidfd` (gone already: nothing to do).
+fn forward(pidfd: &std::os::fd::OwnedFd, sig: i32) {
+    let Some(s) = rustix::process::Signal::from_named_raw(sig) else {
         return;
     };
-    let _ = rustix::process::kill_process(p, s);
+    let _ = rustix::process::pidfd_send_signal(pidfd, s);
 }
 
 /// Wait for `pid` to end, leaving it unreaped (`WNOWAIT`); its status.

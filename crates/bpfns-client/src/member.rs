@@ -205,6 +205,20 @@ pub fn spawn_with(
         }
         setup = setup.credentials(c);
     }
+    // Read once, when needed (a host with many mounts makes it ~0.1 ms each time).
+    let mountinfo_text: std::cell::OnceCell<String> = std::cell::OnceCell::new();
+    let mountinfo = || -> Result<&str, MemberError> {
+        if let Some(t) = mountinfo_text.get() {
+            return Ok(t.as_str());
+        }
+        let t = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| {
+            MemberError::Spawn(bpfns_sys::SysError {
+                op: "reading /proc/self/mountinfo".into(),
+                errno: bpfns_sys::Errno::from_io_error(&e).unwrap_or(bpfns_sys::Errno::IO),
+            })
+        })?;
+        Ok(mountinfo_text.get_or_init(|| t).as_str())
+    };
     if me.host_admin {
         // The daemon's own files: its state is hidden, the directory of its socket read-only
         // (connect() still works; a uid-0 member cannot unlink the socket and bind its own).
@@ -220,14 +234,10 @@ pub fn spawn_with(
         // processes (another namespace's, the host's) into the cgroup it attaches to, nor
         // rename or create the cgroups its namespace's binding names.
         if !writable_cgroups {
-            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| {
-                MemberError::Spawn(bpfns_sys::SysError {
-                    op: "reading /proc/self/mountinfo".into(),
-                    errno: bpfns_sys::Errno::from_io_error(&e).unwrap_or(bpfns_sys::Errno::IO),
-                })
-            })?;
-            for m in bpfns_sys::procfs::cgroup_mount_points(&mountinfo) {
-                setup = setup.read_only(&m).map_err(MemberError::Spawn)?;
+            for m in bpfns_sys::procfs::cgroup_mount_points(mountinfo()?) {
+                setup = setup
+                    .read_only_mount_point(&m)
+                    .map_err(MemberError::Spawn)?;
             }
         }
     }
@@ -238,7 +248,7 @@ pub fn spawn_with(
             // The other namespaces' instances are detached, not only hidden: a mount hidden
             // under the cover would keep a deleted instance, and its pins, alive.
             setup = setup
-                .detach_below(all, &bpffs)
+                .detach_below(mountinfo()?, all, &bpffs)
                 .and_then(|s| s.hide(all))
                 .map_err(MemberError::Spawn)?;
         }

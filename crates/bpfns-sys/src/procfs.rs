@@ -257,14 +257,21 @@ pub fn overlay_upperdir(mountinfo: &str, point: &std::path::Path) -> Option<std:
 
 /// The mount points strictly below `dir` in this process's mount namespace, deepest first.
 pub fn mounts_below(dir: &std::path::Path) -> io::Result<Vec<std::path::PathBuf>> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let mut below: Vec<_> = mount_points(&text)
+    Ok(mounts_below_in(
+        &std::fs::read_to_string("/proc/self/mountinfo")?,
+        dir,
+    ))
+}
+
+/// The mount points strictly below `dir` in a `mountinfo` text, deepest first.
+pub fn mounts_below_in(mountinfo: &str, dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut below: Vec<_> = mount_points(mountinfo)
         .into_iter()
         .filter(|m| m != dir && m.starts_with(dir))
         .collect();
     below.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
     below.dedup();
-    Ok(below)
+    below
 }
 
 /// What `/proc/thread-self/fd/<fd>` names `fd` (`anon_inode:bpf-map`, `pipe:[N]`, a path),

@@ -141,6 +141,11 @@ pub trait ListenerSink: Send + Sync {
     fn kept(&self) -> Option<crate::keeper::KeeperStats>;
     /// Let go of the listener keeper (it goes on without this bpfnsd, as after a crash).
     fn detach_keeper(&self) {}
+    /// Whether this supervisor makes members' maps (its view's answer, decided once): what
+    /// bpfnsd tells clients to trap must be what the supervisor expects to see.
+    fn supervises_creations(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// The daemon's state.
@@ -635,10 +640,16 @@ impl Daemon {
     /// Whether the supervisor makes members' maps (BPF LSM does not run here): their filters
     /// must send `BPF_MAP_CREATE` to it.
     pub(crate) fn supervises_creations(&self) -> bool {
-        !self
-            .kernel
-            .layers()
-            .contains(&bpfns_kernel::doctor::Layer::BpfLsm)
+        // The supervisor's view decided it once (reading the layers stats every pin: ~0.1 ms
+        // per member start otherwise).
+        let sink = self.sink.read().unwrap_or_else(|e| e.into_inner()).clone();
+        sink.and_then(|s| s.supervises_creations())
+            .unwrap_or_else(|| {
+                !self
+                    .kernel
+                    .layers()
+                    .contains(&bpfns_kernel::doctor::Layer::BpfLsm)
+            })
     }
 
     fn created_event(&self, ns: NsId) -> EventInfo {

@@ -745,6 +745,10 @@ impl ListenerSink for SupervisorPool {
             l.close();
         }
     }
+
+    fn supervises_creations(&self) -> Option<bool> {
+        Some(self.view.supervises_creations())
+    }
 }
 
 /// Connect the supervisor to the daemon: listeners the daemon receives are served by a

@@ -30,6 +30,13 @@ impl Kernel {
     /// Bytes of memory the maps of each owner use, as the kernel reports them (`memlock`).
     /// A map freed between the walk and its open counts nothing.
     pub fn map_memory(&self) -> Result<HashMap<NsId, u64>> {
+        self.map_census().map(|c| c.memory)
+    }
+
+    /// The maps of each owner and the bytes of memory they use, from one walk of the maps
+    /// (what [`Kernel::owner_counts`] of maps and [`Kernel::map_memory`] give, for half the
+    /// walking: at 100 000 maps each walk is most of an `ns list`).
+    pub fn map_census(&self) -> Result<MapCensus> {
         let mut maps: Vec<(u32, NsId, bool)> = Vec::new();
         self.stream_iter("iter_maps", RawRecord::parse_one, |r| {
             if r.kind != ObjectKind::Map {
@@ -45,7 +52,9 @@ impl Kernel {
         let mut cache = fixed.take().unwrap_or_default();
         let mut kept = HashMap::with_capacity(cache.len());
         let mut out: HashMap<NsId, u64> = HashMap::new();
+        let mut counts: HashMap<NsId, u32> = HashMap::new();
         for (id, owner, is_fixed) in maps {
+            *counts.entry(owner).or_default() += 1;
             let bytes = match cache.remove(&id) {
                 Some(b) => Some(b),
                 None => map_memlock(id),
@@ -58,8 +67,20 @@ impl Kernel {
             }
         }
         *fixed = Some(kept);
-        Ok(out)
+        Ok(MapCensus {
+            counts,
+            memory: out,
+        })
     }
+}
+
+/// Maps per owner, from one walk ([`Kernel::map_census`]).
+#[derive(Debug, Default, Clone)]
+pub struct MapCensus {
+    /// How many maps each owner has.
+    pub counts: HashMap<NsId, u32>,
+    /// Bytes of memory (`memlock`) the maps of each owner use.
+    pub memory: HashMap<NsId, u64>,
 }
 
 /// Whether the kernel's account of a map of `map_type` with `flags` is fixed at its creation:

@@ -1899,9 +1899,14 @@ impl Daemon {
             .census
             .get(|| {
                 let mut c = Census::default();
-                // Owners only (no listing of 100 000 objects built to be counted).
+                // Owners only (no listing of 100 000 objects built to be counted); maps
+                // counted in the walk that sums their memory.
+                let mut maps = self.kernel.map_census().map_err(|e| e.to_string())?;
                 for kind in ObjectKind::ALL {
-                    let counts = self.kernel.owner_counts(kind).map_err(|e| e.to_string())?;
+                    let counts = match kind {
+                        ObjectKind::Map => std::mem::take(&mut maps.counts),
+                        _ => self.kernel.owner_counts(kind).map_err(|e| e.to_string())?,
+                    };
                     for (owner, n) in counts {
                         let o = c.objects.entry(owner).or_default();
                         match kind {
@@ -1915,7 +1920,7 @@ impl Daemon {
                 for t in self.kernel.tagged_tasks().map_err(|e| e.to_string())? {
                     *c.members.entry(t.ns).or_default() += 1;
                 }
-                c.map_memory = self.kernel.map_memory().map_err(|e| e.to_string())?;
+                c.map_memory = maps.memory;
                 Ok(c)
             })
             .map_err(Failure::internal)?;

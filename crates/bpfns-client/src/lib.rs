@@ -27,8 +27,9 @@ use std::path::{Path, PathBuf};
 use bpfns_model::quota::KindLimits;
 use bpfns_model::{ObjectKind, Policy};
 use bpfns_proto::{
-    decode, decode_len, encode, CallerInfo, ErrorBody, ErrorCode, NsInfo, ObjectInfo, Op, Outcome,
-    ProcessInfo, Reply, Request, Response, StatusInfo, HEADER_LEN, MAX_REQUEST, MAX_RESPONSE,
+    decode_len, decode_response, encode, CallerInfo, ErrorBody, ErrorCode, NsInfo, ObjectInfo, Op,
+    Outcome, ProcessInfo, Reply, Request, Response, StatusInfo, HEADER_LEN, MAX_REQUEST,
+    MAX_RESPONSE,
 };
 use bpfns_sys::unix::{recv_exact_with_fds, send_with_fds};
 
@@ -140,7 +141,7 @@ impl Client {
         if !recv_exact_with_fds(self.sock.as_fd(), &mut body, &mut got_fds)? {
             return Err(ClientError::Closed);
         }
-        let resp: Response = decode(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = decode_response(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok((resp, got_fds))
     }
 

@@ -12,7 +12,9 @@
 mod frame;
 mod messages;
 
-pub use frame::{decode, decode_len, encode, FrameError, HEADER_LEN, MAX_REQUEST, MAX_RESPONSE};
+pub use frame::{
+    decode, decode_len, decode_response, encode, FrameError, HEADER_LEN, MAX_REQUEST, MAX_RESPONSE,
+};
 pub use messages::*;
 
 /// The protocol version this crate speaks. A request with another `v` gets

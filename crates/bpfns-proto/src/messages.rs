@@ -644,6 +644,7 @@ impl ObjectCounts {
 
 /// One BPF object as the caller may see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "FlatObjectInfo")]
 pub struct ObjectInfo {
     pub id: u32,
     pub kind: ObjectKind,
@@ -663,99 +664,118 @@ pub struct ObjectInfo {
     pub details: ObjectDetails,
 }
 
-/// What the kernel says about an object beyond its type and name, named as bpftool's JSON
-/// names it. A field is absent where it does not apply to the object (or its kernel did not
-/// say).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ObjectDetails {
+/// Defines [`ObjectDetails`] (every field optional, absent from the JSON when `None`) and the
+/// flat form an [`ObjectInfo`] has on the wire, from one list of fields: `ObjectInfo` is read
+/// through the flat form, since serde's `flatten` buffers every object of a listing before
+/// reading it (most of the time a 10 000-object listing took to decode).
+macro_rules! object_details {
+    ($( $(#[doc = $doc:expr])* $name:ident : $ty:ty, )*) => {
+        /// What the kernel says about an object beyond its type and name, named as bpftool's
+        /// JSON names it. A field is absent where it does not apply to the object (or its
+        /// kernel did not say).
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct ObjectDetails {
+            $(
+                $(#[doc = $doc])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $name: Option<$ty>,
+            )*
+        }
+
+        /// [`ObjectInfo`] as the wire has it: its own fields and its details side by side.
+        #[derive(Deserialize)]
+        struct FlatObjectInfo {
+            id: u32,
+            kind: ObjectKind,
+            #[serde(rename = "type")]
+            type_name: String,
+            name: String,
+            namespace: String,
+            ns_id: NsId,
+            #[serde(default)]
+            prog_id: Option<u32>,
+            $(
+                #[serde(default)]
+                $name: Option<$ty>,
+            )*
+        }
+
+        impl From<FlatObjectInfo> for ObjectInfo {
+            fn from(f: FlatObjectInfo) -> Self {
+                ObjectInfo {
+                    id: f.id,
+                    kind: f.kind,
+                    type_name: f.type_name,
+                    name: f.name,
+                    namespace: f.namespace,
+                    ns_id: f.ns_id,
+                    prog_id: f.prog_id,
+                    details: ObjectDetails { $( $name: f.$name, )* },
+                }
+            }
+        }
+    };
+}
+
+object_details! {
     /// Maps: key size in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes_key: Option<u32>,
+    bytes_key: u32,
     /// Maps: value size in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes_value: Option<u32>,
+    bytes_value: u32,
     /// Maps.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_entries: Option<u32>,
+    max_entries: u32,
     /// Maps: `BPF_F_*` creation flags.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flags: Option<u32>,
+    flags: u32,
     /// Maps and programs: their BTF object.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub btf_id: Option<u32>,
+    btf_id: u32,
     /// Programs: the kernel's tag (hash of the instructions), 16 hex digits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
+    tag: String,
     /// Programs: when loaded, in seconds since the epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loaded_at: Option<u64>,
+    loaded_at: u64,
     /// Programs: the loader's uid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uid: Option<u32>,
+    uid: u32,
     /// Programs: bytes of instructions after verification.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes_xlated: Option<u32>,
+    bytes_xlated: u32,
     /// Programs: bytes of the JIT image (absent: not JITed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes_jited: Option<u32>,
+    bytes_jited: u32,
     /// Programs: memory charged for them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes_memlock: Option<u64>,
+    bytes_memlock: u64,
     /// Programs: nanoseconds run, while run-time statistics were on (`List` with
     /// `run_stats`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_time_ns: Option<u64>,
+    run_time_ns: u64,
     /// Programs: runs counted, while run-time statistics were on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_cnt: Option<u64>,
+    run_cnt: u64,
     /// Programs: the maps they use.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub map_ids: Option<Vec<u32>>,
+    map_ids: Vec<u32>,
     /// Links: how they attach (libbpf's name, e.g. `cgroup_inet_ingress`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attach_type: Option<String>,
+    attach_type: String,
     /// Links to a cgroup: its id (the inode of its directory in cgroupfs).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cgroup_id: Option<u64>,
+    cgroup_id: u64,
     /// Links to a network device (XDP, tcx, netkit).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ifindex: Option<u32>,
+    ifindex: u32,
     /// Links to a network namespace: its inode.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub netns_ino: Option<u32>,
+    netns_ino: u32,
     /// Raw tracepoint links: the tracepoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tp_name: Option<String>,
+    tp_name: String,
     /// Iterator links: what they iterate (`bpf_map`, `task`, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_name: Option<String>,
+    target_name: String,
     /// Tracing links: the target program (0: the kernel) and the BTF id of the function.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_obj_id: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_btf_id: Option<u32>,
+    target_obj_id: u32,
+    target_btf_id: u32,
     /// struct_ops and sockmap links: the map.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub map_id: Option<u32>,
+    map_id: u32,
     /// kprobe_multi and uprobe_multi links: how many functions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub func_cnt: Option<u32>,
+    func_cnt: u32,
     /// uprobe_multi links: the process (0: every process).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
+    pid: u32,
     /// netfilter links: protocol family, hook and priority.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pf: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hooknum: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<i32>,
+    pf: u32,
+    hooknum: u32,
+    priority: i32,
     /// BTF: bytes of raw data.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size: Option<u32>,
+    size: u32,
     /// BTF: the kernel's own (vmlinux or a module's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kernel: Option<bool>,
+    kernel: bool,
 }
 
 /// Daemon status.

@@ -75,6 +75,12 @@ pub fn text(e: &EventInfo) -> String {
     if let Some(p) = &e.path {
         add("path", format!("{p:?}"));
     }
+    if let Some(n) = &e.target_namespace {
+        add("target_namespace", n.clone());
+    }
+    if let Some(p) = e.target_pid {
+        add("target_pid", p.to_string());
+    }
     if let Some(l) = &e.layer {
         add("layer", l.clone());
     }
@@ -120,6 +126,19 @@ mod tests {
             text(&c),
             "00:00:00.000Z object_created /a pid=7 comm=bpftool uid=65534 \
              command=BPF_MAP_CREATE object=map:12 name=tenant_map"
+        );
+        let mut a = EventInfo::new(EventKind::Denied, "/a", NsId(2));
+        a.time_ms = 0;
+        a.pid = Some(9);
+        a.uid = Some(1000);
+        a.command = Some("ns_create".into());
+        a.target_namespace = Some("/c".into());
+        a.layer = Some("api".into());
+        a.reason = Some("permission denied".into());
+        assert_eq!(
+            text(&a),
+            "00:00:00.000Z denied /a pid=9 uid=1000 command=ns_create target_namespace=/c \
+             layer=api reason=\"permission denied\""
         );
     }
 }

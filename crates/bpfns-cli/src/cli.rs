@@ -100,10 +100,16 @@ pub enum Command {
     ///
     /// One event a line (with -j, a JSON object a line; fields in docs/protocol.md) until
     /// interrupted. A namespace member sees the events of its own namespace and below only.
-    /// bpfnsd drops a subscriber that does not keep reading (its queue is bounded): the
-    /// stream then ends with an error and `bpfns status` counts it
-    /// (events_subscribers_dropped). Needs CAP_BPF or CAP_SYS_ADMIN, as listing namespaces
-    /// does.
+    /// Refusals are reported with the layer that refused: the supervisor, the kernel side
+    /// (lsm, backstop) or bpfnsd's API (api).
+    ///
+    /// A tenant (a top-level namespace with everything below it) makes at most
+    /// events_per_namespace_per_sec events a second (bpfnsd.toml; 50 by default): the rest
+    /// are left out and counted (events_suppressed in `bpfns status`), and a line before the
+    /// tenant's next event says how many (with -j, its `suppressed` field). bpfnsd drops a
+    /// subscriber that does not keep reading (its queue is bounded): the stream then ends
+    /// with an error and `bpfns status` counts it (events_subscribers_dropped). Needs CAP_BPF
+    /// or CAP_SYS_ADMIN, as listing namespaces does.
     #[command(
         after_help = "Example: refusals and stops in /tenant-a and below, as JSON lines:
                               bpfns events -j --ns /tenant-a --kind denied,stopped"

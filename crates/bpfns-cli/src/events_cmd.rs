@@ -30,7 +30,10 @@ pub fn events(
             Err(e) => return Err(e.into()),
         };
         let line = match format {
-            Format::Text => text(&ev),
+            Format::Text => match left_out(&ev) {
+                Some(l) => format!("{l}\n{}", text(&ev)),
+                None => text(&ev),
+            },
             Format::Json | Format::PrettyJson => to_json(&ev, false)?,
         };
         match writeln!(out, "{line}").and_then(|()| out.flush()) {
@@ -41,16 +44,32 @@ pub fn events(
     }
 }
 
+/// The time of an event as the text lines give it (UTC, to the millisecond).
+fn clock(time_ms: u64) -> String {
+    let secs = time_ms / 1000;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!("{h:02}:{m:02}:{s:02}.{:03}Z", time_ms % 1000)
+}
+
+/// The line that goes before an event that says events of its tenant were left out just
+/// before it (over the tenant's limit of events a second), if it says so.
+pub fn left_out(e: &EventInfo) -> Option<String> {
+    let n = e.suppressed.filter(|&n| n > 0)?;
+    // The tenant: the top-level namespace (the host's callers count as one).
+    let tenant = match e.namespace.trim_start_matches('/').split('/').next() {
+        Some(top) if !top.is_empty() => format!("/{top}"),
+        _ => "the host's callers".to_string(),
+    };
+    Some(format!(
+        "{} … {n} event{} of {tenant} left out (over its limit of events a second)",
+        clock(e.time_ms),
+        if n == 1 { "" } else { "s" }
+    ))
+}
+
 /// One event as a line of text: time, kind, namespace, then what applies of who and what.
 pub fn text(e: &EventInfo) -> String {
-    let secs = e.time_ms / 1000;
-    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    let mut line = format!(
-        "{h:02}:{m:02}:{s:02}.{:03}Z {} {}",
-        e.time_ms % 1000,
-        e.kind.name(),
-        e.namespace
-    );
+    let mut line = format!("{} {} {}", clock(e.time_ms), e.kind.name(), e.namespace);
     let mut add = |k: &str, v: String| {
         line.push_str(&format!(" {k}={v}"));
     };
@@ -135,6 +154,14 @@ mod tests {
         a.target_namespace = Some("/c".into());
         a.layer = Some("api".into());
         a.reason = Some("permission denied".into());
+        assert_eq!(left_out(&a), None);
+        a.suppressed = Some(31);
+        a.namespace = "/t/x".into();
+        assert_eq!(
+            left_out(&a).as_deref(),
+            Some("00:00:00.000Z … 31 events of /t left out (over its limit of events a second)")
+        );
+        a.namespace = "/a".into();
         assert_eq!(
             text(&a),
             "00:00:00.000Z denied /a pid=9 uid=1000 command=ns_create target_namespace=/c \

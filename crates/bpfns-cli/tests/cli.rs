@@ -1242,3 +1242,117 @@ fn events_stream_as_json_lines_and_text() {
         "{out:?}"
     );
 }
+
+/// `bpfns events` in text says when events were left out: a tenant making more events a
+/// second than its limit (a member creating and deleting namespaces in a loop) gets a line
+/// "… N events of /t left out" before its next event, N as many as bpfnsd left out.
+#[test]
+fn events_in_text_say_how_many_were_left_out() {
+    if let Some(why) = skip_reason() {
+        bpfns_tests::skip(why);
+        return;
+    }
+    let d = TestDaemon::start_with("cli-events-left-out", |c| {
+        c.events_per_namespace_per_sec = 3;
+    });
+    let socket = d.socket.to_str().expect("utf-8 path").to_string();
+    let counter = |name: &str| {
+        d.client()
+            .status()
+            .expect("status")
+            .counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| *v)
+    };
+    let mut c = d.client();
+    c.ns_create("/t").expect("creating /t");
+    let mut child = Command::new(bpfns())
+        .args(["--socket", &socket, "events", "--ns", "/t"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("bpfns events");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let out = child.stdout.take().expect("stdout");
+    let _kill = Kill(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counter("events_subscribers") == 0 {
+        assert!(Instant::now() < deadline, "bpfns events did not subscribe");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // 20 events of /t in well under a second (and one for the member entering).
+    let mut member = Helper::spawn(&["client", &socket, "ns-churn", "/t/c", "10"]);
+    c.enter("/t", member.pid).expect("entering the member");
+    member.go();
+    assert_eq!(member.expect("churned"), "10");
+    member.finish();
+    let left_out = counter("events_suppressed");
+    assert!(
+        left_out > 0,
+        "nothing was left out: the test proves nothing"
+    );
+    // A second later, the tenant's next event goes out, after the line.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut marker = Helper::spawn(&["client", &socket, "ns-create", "/t/after"]);
+    c.enter("/t", marker.pid).expect("entering the marker");
+    marker.go();
+    assert_eq!(marker.expect("result"), "/t/after");
+    marker.finish();
+    let mut lines = Vec::new();
+    loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no ns_created /t/after line after {lines:#?}"));
+        let done = l.contains(" ns_created /t/after ");
+        lines.push(l);
+        if done {
+            break;
+        }
+    }
+    // Every event left out is told, on the line before the tenant's next event that went out
+    // (one line here; two if the loop outlasted a second).
+    let told: Vec<(usize, u64)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains(" of /t left out "))
+        .map(|(i, l)| {
+            let n = l
+                .split(" … ")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no count in {l:?}"));
+            (i, n)
+        })
+        .collect();
+    assert!(
+        !told.is_empty(),
+        "no line says events were left out: {lines:#?}"
+    );
+    assert_eq!(
+        told.iter().map(|(_, n)| n).sum::<u64>(),
+        left_out,
+        "{lines:#?}"
+    );
+    for (i, _) in told {
+        assert!(
+            lines.get(i + 1).is_some_and(|l| l.contains(" /t")),
+            "not before an event of /t: {lines:#?}"
+        );
+    }
+}

@@ -177,7 +177,8 @@ pub enum Command {
     /// The kernel counts programs' run time only while BPF run-time statistics are on:
     /// bpfnsd turns them on for as long as `bpfns top` runs (BPF_ENABLE_STATS; each program
     /// run then costs two clock reads) and the kernel turns them off when it ends, however
-    /// it ends. Needs what listing programs needs (CAP_BPF or CAP_SYS_ADMIN).
+    /// it ends; the live view says so on screen, a sample on stderr. Needs what listing
+    /// programs needs (CAP_BPF or CAP_SYS_ADMIN).
     #[command(
         after_help = "Example: the busiest programs of /tenant-a and below, as JSON:
                               bpfns top -j --namespace /tenant-a -r"

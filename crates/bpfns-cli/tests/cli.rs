@@ -1018,8 +1018,21 @@ fn top_attributes_run_time_to_the_owner_namespace() {
     // Nobody else has statistics on (else what is checked below proves nothing).
     let stats_before = counting(id);
 
-    // One sample, as root: the program, its namespace, both busy.
-    let s = via.json(&["top", "--interval", "1"]);
+    // One sample, as root: the program, its namespace, both busy; stderr says (once) that
+    // statistics are on meanwhile.
+    let notices = |out: &Output| {
+        String::from_utf8_lossy(&out.stderr)
+            .matches("BPF_ENABLE_STATS")
+            .count()
+    };
+    let out = via.run(&["-j", "top", "--interval", "1"]);
+    assert!(out.status.success(), "bpfns -j top failed");
+    assert_eq!(
+        notices(&out),
+        1,
+        "bpfns -j top did not say statistics are on"
+    );
+    let s: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let p = s["programs"]
         .as_array()
         .expect("programs")
@@ -1044,6 +1057,19 @@ fn top_attributes_run_time_to_the_owner_namespace() {
     if !stats_before {
         assert!(!counting(id), "statistics left on after bpfns top -j");
     }
+    // The text sample when stdout is not a terminal: the notice on stderr, not in the table.
+    let out = via.run(&["top", "--interval", "0.5"]);
+    assert!(out.status.success(), "bpfns top | ... failed");
+    assert_eq!(
+        notices(&out),
+        1,
+        "bpfns top | ... did not say statistics are on"
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("/busy") && !table.contains("BPF_ENABLE_STATS"),
+        "{table}"
+    );
 
     // A member of /idle: only its own subtree.
     let out = via.run(&[
@@ -1140,6 +1166,39 @@ fn top_attributes_run_time_to_the_owner_namespace() {
     }
     if !stats_before {
         assert!(!counting(id), "statistics left on after bpfns top quit");
+    }
+    // Again, quitting with Ctrl-C.
+    assert!(tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "150",
+        "-y",
+        "40",
+        &cmd
+    ])
+    .status
+    .success());
+    let s = wait_for(&|s| s.contains("/busy") && s.contains(&id_s));
+    assert!(s.contains("/busy") && s.contains(&id_s), "{s}");
+    assert!(counting(id), "statistics off while bpfns top runs again");
+    tmux(&["send-keys", "-t", &session, "C-c"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux(&["has-session", "-t", &session]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "bpfns top did not quit on Ctrl-C: {}",
+            screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !stats_before {
+        assert!(
+            !counting(id),
+            "statistics left on after bpfns top got Ctrl-C"
+        );
     }
     drop(busy);
 }

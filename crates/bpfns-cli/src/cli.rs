@@ -43,11 +43,12 @@ membership — are bpfnsd's, through `bpfns ns` and `bpfns exec`).";
 #[derive(Debug, Parser)]
 #[command(name = "bpfns", version, about = ABOUT, long_about = LONG_ABOUT)]
 pub struct Cli {
-    /// Print JSON (an empty list is `[]`).
+    /// Print JSON (an empty list is `[]`; `bpfns events`: one object a line).
     #[arg(short = 'j', long, global = true)]
     pub json: bool,
 
-    /// Print pretty-printed JSON (implies --json).
+    /// Print pretty-printed JSON (implies --json; `bpfns events`: one object after another,
+    /// each over several lines).
     #[arg(short = 'p', long, global = true)]
     pub pretty: bool,
 
@@ -98,8 +99,8 @@ pub enum Command {
     /// record dropped); calls refused (by the supervisor, or by the kernel side) and tasks
     /// the kernel side's backstop stopped.
     ///
-    /// One event a line (with -j, a JSON object a line; fields in docs/protocol.md) until
-    /// interrupted. A namespace member sees the events of its own namespace and below only.
+    /// One event a line (with -j, a JSON object a line, with -p one pretty-printed object
+    /// after another; fields in docs/protocol.md) until interrupted. A namespace member sees the events of its own namespace and below only.
     /// Refusals are reported with the layer that refused: the supervisor, the kernel side
     /// (lsm, backstop) or bpfnsd's API (api).
     ///

@@ -34,7 +34,9 @@ pub fn events(
                 Some(l) => format!("{l}\n{}", text(&ev)),
                 None => text(&ev),
             },
-            Format::Json | Format::PrettyJson => to_json(&ev, false)?,
+            Format::Json => to_json(&ev, false)?,
+            // One object after another, each over several lines (`jq` reads such a stream).
+            Format::PrettyJson => to_json(&ev, true)?,
         };
         match writeln!(out, "{line}").and_then(|()| out.flush()) {
             Ok(()) => {}

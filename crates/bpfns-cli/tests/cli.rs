@@ -1258,9 +1258,10 @@ fn events_stream_as_json_lines_and_text() {
         Stream(child, rx)
     };
     let json = start(&["-j", "events", "--kind", "ns_created"], 0);
+    let pretty = start(&["-p", "events", "--kind", "ns_created"], 1);
     let mut c = d.client();
     c.ns_create("/e1").expect("creating /e1");
-    let text = start(&["events", "--ns", "/e1"], 1);
+    let text = start(&["events", "--ns", "/e1"], 2);
     c.ns_set_policy("/e1", bpfns_model::Policy::tracing(true))
         .expect("policy");
     c.ns_create("/e1/x").expect("creating /e1/x");
@@ -1281,6 +1282,21 @@ fn events_stream_as_json_lines_and_text() {
     // The policy change is not of the kind asked for.
     let second: Value = serde_json::from_str(&line(&json)).expect("a JSON line");
     assert_eq!(second["namespace"], "/e1/x", "{second}");
+    // -p: the same objects, pretty-printed (over several lines each).
+    for want in ["/e1", "/e1/x"] {
+        let mut object = Vec::new();
+        loop {
+            let l = line(&pretty);
+            let end = l == "}";
+            object.push(l);
+            if end {
+                break;
+            }
+        }
+        assert!(object.len() > 3, "not pretty-printed: {object:?}");
+        let v: Value = serde_json::from_str(&object.join("\n")).expect("a JSON object");
+        assert_eq!(v["namespace"], want, "{v}");
+    }
     // /e1 and below only: its policy change, then its child.
     let t = line(&text);
     assert!(
@@ -1289,7 +1305,7 @@ fn events_stream_as_json_lines_and_text() {
     );
     let t = line(&text);
     assert!(t.contains(" ns_created /e1/x "), "{t}");
-    drop((json, text));
+    drop((json, pretty, text));
 
     let out = Command::new(bpfns())
         .args(["--socket", &socket, "events", "--kind", "nope"])

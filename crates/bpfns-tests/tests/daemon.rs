@@ -1815,11 +1815,20 @@ fn metrics_match_ns_show_and_count_requests() {
     let _ = c.ns_show("/nope");
     let (_h, map) = create_in(&d, "/m1", "map");
     let (_h2, _prog) = create_in(&d, "/m1/kid", "prog");
-    // A member of /m2 refused /m1's map, twice.
+    // A member of /m2 refused /m1's map, twice; and refused a namespace outside its subtree.
     for _ in 0..2 {
         let out = supervised_in(&d, "/m2", &["open", "map", &map.to_string()]);
         assert_eq!(out.trim(), "errno=2");
     }
+    assert_eq!(
+        as_member(&d, Some("/m2"), &["ns-create", "/x"]),
+        Err("Denied".into())
+    );
+    // Event subscriptions are requests too: one served, one of a namespace that is not there.
+    let mut sub = d.client();
+    sub.subscribe(None, vec![]).unwrap();
+    let err = d.client().subscribe(Some("/nope"), vec![]).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
     // A program of /m2 running while statistics are on.
     let _stats = bpfns_sys::bpf::enable_run_time_stats().expect("BPF_ENABLE_STATS");
     let mut busy = Helper::spawn(&["busy-prog"]);
@@ -1940,6 +1949,28 @@ fn metrics_match_ns_show_and_count_requests() {
         body.contains(r#"bpfnsd_request_duration_seconds_count{op="ns_show",outcome="not_found"}"#),
         "{body}"
     );
+    assert_eq!(
+        value(
+            "bpfns_namespace_denials_total",
+            &[
+                ("namespace", "/m2"),
+                ("command", "ns_create"),
+                ("layer", "api")
+            ]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    for (op, outcome) in [
+        ("ns_create", "denied"),
+        ("events", "ok"),
+        ("events", "not_found"),
+    ] {
+        let series =
+            format!(r#"bpfnsd_request_duration_seconds_count{{op="{op}",outcome="{outcome}"}} 1"#);
+        assert!(body.contains(&series), "no {series} in {body}");
+    }
+    drop(sub);
     assert!(get("/other").contains(" 404 "));
 }
 

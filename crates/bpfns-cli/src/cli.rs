@@ -43,11 +43,12 @@ membership — are bpfnsd's, through `bpfns ns` and `bpfns exec`).";
 #[derive(Debug, Parser)]
 #[command(name = "bpfns", version, about = ABOUT, long_about = LONG_ABOUT)]
 pub struct Cli {
-    /// Print JSON (an empty list is `[]`).
+    /// Print JSON (an empty list is `[]`; `bpfns events`: one object a line).
     #[arg(short = 'j', long, global = true)]
     pub json: bool,
 
-    /// Print pretty-printed JSON (implies --json).
+    /// Print pretty-printed JSON (implies --json; `bpfns events`: one object after another,
+    /// each over several lines).
     #[arg(short = 'p', long, global = true)]
     pub pretty: bool,
 
@@ -98,12 +99,18 @@ pub enum Command {
     /// record dropped); calls refused (by the supervisor, or by the kernel side) and tasks
     /// the kernel side's backstop stopped.
     ///
-    /// One event a line (with -j, a JSON object a line; fields in docs/protocol.md) until
-    /// interrupted. A namespace member sees the events of its own namespace and below only.
-    /// bpfnsd drops a subscriber that does not keep reading (its queue is bounded): the
-    /// stream then ends with an error and `bpfns status` counts it
-    /// (events_subscribers_dropped). Needs CAP_BPF or CAP_SYS_ADMIN, as listing namespaces
-    /// does.
+    /// One event a line (with -j, a JSON object a line, with -p one pretty-printed object
+    /// after another; fields in docs/protocol.md) until interrupted. A namespace member sees the events of its own namespace and below only.
+    /// Refusals are reported with the layer that refused: the supervisor, the kernel side
+    /// (lsm, backstop) or bpfnsd's API (api).
+    ///
+    /// A tenant (a top-level namespace with everything below it) makes at most
+    /// events_per_namespace_per_sec events a second (bpfnsd.toml; 50 by default): the rest
+    /// are left out and counted (events_suppressed in `bpfns status`), and a line before the
+    /// tenant's next event says how many (with -j, its `suppressed` field). bpfnsd drops a
+    /// subscriber that does not keep reading (its queue is bounded): the stream then ends
+    /// with an error and `bpfns status` counts it (events_subscribers_dropped). Needs CAP_BPF
+    /// or CAP_SYS_ADMIN, as listing namespaces does.
     #[command(
         after_help = "Example: refusals and stops in /tenant-a and below, as JSON lines:
                               bpfns events -j --ns /tenant-a --kind denied,stopped"
@@ -171,7 +178,8 @@ pub enum Command {
     /// The kernel counts programs' run time only while BPF run-time statistics are on:
     /// bpfnsd turns them on for as long as `bpfns top` runs (BPF_ENABLE_STATS; each program
     /// run then costs two clock reads) and the kernel turns them off when it ends, however
-    /// it ends. Needs what listing programs needs (CAP_BPF or CAP_SYS_ADMIN).
+    /// it ends; the live view says so on screen, a sample on stderr. Needs what listing
+    /// programs needs (CAP_BPF or CAP_SYS_ADMIN).
     #[command(
         after_help = "Example: the busiest programs of /tenant-a and below, as JSON:
                               bpfns top -j --namespace /tenant-a -r"

@@ -30,8 +30,13 @@ pub fn events(
             Err(e) => return Err(e.into()),
         };
         let line = match format {
-            Format::Text => text(&ev),
-            Format::Json | Format::PrettyJson => to_json(&ev, false)?,
+            Format::Text => match left_out(&ev) {
+                Some(l) => format!("{l}\n{}", text(&ev)),
+                None => text(&ev),
+            },
+            Format::Json => to_json(&ev, false)?,
+            // One object after another, each over several lines (`jq` reads such a stream).
+            Format::PrettyJson => to_json(&ev, true)?,
         };
         match writeln!(out, "{line}").and_then(|()| out.flush()) {
             Ok(()) => {}
@@ -41,16 +46,32 @@ pub fn events(
     }
 }
 
+/// The time of an event as the text lines give it (UTC, to the millisecond).
+fn clock(time_ms: u64) -> String {
+    let secs = time_ms / 1000;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!("{h:02}:{m:02}:{s:02}.{:03}Z", time_ms % 1000)
+}
+
+/// The line that goes before an event that says events of its tenant were left out just
+/// before it (over the tenant's limit of events a second), if it says so.
+pub fn left_out(e: &EventInfo) -> Option<String> {
+    let n = e.suppressed.filter(|&n| n > 0)?;
+    // The tenant: the top-level namespace (the host's callers count as one).
+    let tenant = match e.namespace.trim_start_matches('/').split('/').next() {
+        Some(top) if !top.is_empty() => format!("/{top}"),
+        _ => "the host's callers".to_string(),
+    };
+    Some(format!(
+        "{} … {n} event{} of {tenant} left out (over its limit of events a second)",
+        clock(e.time_ms),
+        if n == 1 { "" } else { "s" }
+    ))
+}
+
 /// One event as a line of text: time, kind, namespace, then what applies of who and what.
 pub fn text(e: &EventInfo) -> String {
-    let secs = e.time_ms / 1000;
-    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    let mut line = format!(
-        "{h:02}:{m:02}:{s:02}.{:03}Z {} {}",
-        e.time_ms % 1000,
-        e.kind.name(),
-        e.namespace
-    );
+    let mut line = format!("{} {} {}", clock(e.time_ms), e.kind.name(), e.namespace);
     let mut add = |k: &str, v: String| {
         line.push_str(&format!(" {k}={v}"));
     };
@@ -74,6 +95,12 @@ pub fn text(e: &EventInfo) -> String {
     }
     if let Some(p) = &e.path {
         add("path", format!("{p:?}"));
+    }
+    if let Some(n) = &e.target_namespace {
+        add("target_namespace", n.clone());
+    }
+    if let Some(p) = e.target_pid {
+        add("target_pid", p.to_string());
     }
     if let Some(l) = &e.layer {
         add("layer", l.clone());
@@ -120,6 +147,27 @@ mod tests {
             text(&c),
             "00:00:00.000Z object_created /a pid=7 comm=bpftool uid=65534 \
              command=BPF_MAP_CREATE object=map:12 name=tenant_map"
+        );
+        let mut a = EventInfo::new(EventKind::Denied, "/a", NsId(2));
+        a.time_ms = 0;
+        a.pid = Some(9);
+        a.uid = Some(1000);
+        a.command = Some("ns_create".into());
+        a.target_namespace = Some("/c".into());
+        a.layer = Some("api".into());
+        a.reason = Some("permission denied".into());
+        assert_eq!(left_out(&a), None);
+        a.suppressed = Some(31);
+        a.namespace = "/t/x".into();
+        assert_eq!(
+            left_out(&a).as_deref(),
+            Some("00:00:00.000Z … 31 events of /t left out (over its limit of events a second)")
+        );
+        a.namespace = "/a".into();
+        assert_eq!(
+            text(&a),
+            "00:00:00.000Z denied /a pid=9 uid=1000 command=ns_create target_namespace=/c \
+             layer=api reason=\"permission denied\""
         );
     }
 }

@@ -204,10 +204,12 @@ impl Sampler {
     }
 }
 
-/// `bpfns top -j`: one sample over one interval.
+/// `bpfns top -j` (or with stdout not a terminal): one sample over one interval. Says on
+/// stderr that statistics are on, as the live view does on screen.
 pub fn once(client: bpfns_client::Client, args: TopArgs) -> Result<Sample> {
     let interval = args.interval;
     let mut s = Sampler::start(client, args)?;
+    eprintln!("{NOTICE}");
     std::thread::sleep(interval);
     s.next()
 }

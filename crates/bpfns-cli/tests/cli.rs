@@ -1018,8 +1018,21 @@ fn top_attributes_run_time_to_the_owner_namespace() {
     // Nobody else has statistics on (else what is checked below proves nothing).
     let stats_before = counting(id);
 
-    // One sample, as root: the program, its namespace, both busy.
-    let s = via.json(&["top", "--interval", "1"]);
+    // One sample, as root: the program, its namespace, both busy; stderr says (once) that
+    // statistics are on meanwhile.
+    let notices = |out: &Output| {
+        String::from_utf8_lossy(&out.stderr)
+            .matches("BPF_ENABLE_STATS")
+            .count()
+    };
+    let out = via.run(&["-j", "top", "--interval", "1"]);
+    assert!(out.status.success(), "bpfns -j top failed");
+    assert_eq!(
+        notices(&out),
+        1,
+        "bpfns -j top did not say statistics are on"
+    );
+    let s: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let p = s["programs"]
         .as_array()
         .expect("programs")
@@ -1044,6 +1057,19 @@ fn top_attributes_run_time_to_the_owner_namespace() {
     if !stats_before {
         assert!(!counting(id), "statistics left on after bpfns top -j");
     }
+    // The text sample when stdout is not a terminal: the notice on stderr, not in the table.
+    let out = via.run(&["top", "--interval", "0.5"]);
+    assert!(out.status.success(), "bpfns top | ... failed");
+    assert_eq!(
+        notices(&out),
+        1,
+        "bpfns top | ... did not say statistics are on"
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("/busy") && !table.contains("BPF_ENABLE_STATS"),
+        "{table}"
+    );
 
     // A member of /idle: only its own subtree.
     let out = via.run(&[
@@ -1141,6 +1167,39 @@ fn top_attributes_run_time_to_the_owner_namespace() {
     if !stats_before {
         assert!(!counting(id), "statistics left on after bpfns top quit");
     }
+    // Again, quitting with Ctrl-C.
+    assert!(tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "150",
+        "-y",
+        "40",
+        &cmd
+    ])
+    .status
+    .success());
+    let s = wait_for(&|s| s.contains("/busy") && s.contains(&id_s));
+    assert!(s.contains("/busy") && s.contains(&id_s), "{s}");
+    assert!(counting(id), "statistics off while bpfns top runs again");
+    tmux(&["send-keys", "-t", &session, "C-c"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux(&["has-session", "-t", &session]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "bpfns top did not quit on Ctrl-C: {}",
+            screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !stats_before {
+        assert!(
+            !counting(id),
+            "statistics left on after bpfns top got Ctrl-C"
+        );
+    }
     drop(busy);
 }
 
@@ -1199,9 +1258,10 @@ fn events_stream_as_json_lines_and_text() {
         Stream(child, rx)
     };
     let json = start(&["-j", "events", "--kind", "ns_created"], 0);
+    let pretty = start(&["-p", "events", "--kind", "ns_created"], 1);
     let mut c = d.client();
     c.ns_create("/e1").expect("creating /e1");
-    let text = start(&["events", "--ns", "/e1"], 1);
+    let text = start(&["events", "--ns", "/e1"], 2);
     c.ns_set_policy("/e1", bpfns_model::Policy::tracing(true))
         .expect("policy");
     c.ns_create("/e1/x").expect("creating /e1/x");
@@ -1222,6 +1282,21 @@ fn events_stream_as_json_lines_and_text() {
     // The policy change is not of the kind asked for.
     let second: Value = serde_json::from_str(&line(&json)).expect("a JSON line");
     assert_eq!(second["namespace"], "/e1/x", "{second}");
+    // -p: the same objects, pretty-printed (over several lines each).
+    for want in ["/e1", "/e1/x"] {
+        let mut object = Vec::new();
+        loop {
+            let l = line(&pretty);
+            let end = l == "}";
+            object.push(l);
+            if end {
+                break;
+            }
+        }
+        assert!(object.len() > 3, "not pretty-printed: {object:?}");
+        let v: Value = serde_json::from_str(&object.join("\n")).expect("a JSON object");
+        assert_eq!(v["namespace"], want, "{v}");
+    }
     // /e1 and below only: its policy change, then its child.
     let t = line(&text);
     assert!(
@@ -1230,7 +1305,7 @@ fn events_stream_as_json_lines_and_text() {
     );
     let t = line(&text);
     assert!(t.contains(" ns_created /e1/x "), "{t}");
-    drop((json, text));
+    drop((json, pretty, text));
 
     let out = Command::new(bpfns())
         .args(["--socket", &socket, "events", "--kind", "nope"])
@@ -1241,4 +1316,118 @@ fn events_stream_as_json_lines_and_text() {
         String::from_utf8_lossy(&out.stderr).contains("member_entered"),
         "{out:?}"
     );
+}
+
+/// `bpfns events` in text says when events were left out: a tenant making more events a
+/// second than its limit (a member creating and deleting namespaces in a loop) gets a line
+/// "… N events of /t left out" before its next event, N as many as bpfnsd left out.
+#[test]
+fn events_in_text_say_how_many_were_left_out() {
+    if let Some(why) = skip_reason() {
+        bpfns_tests::skip(why);
+        return;
+    }
+    let d = TestDaemon::start_with("cli-events-left-out", |c| {
+        c.events_per_namespace_per_sec = 3;
+    });
+    let socket = d.socket.to_str().expect("utf-8 path").to_string();
+    let counter = |name: &str| {
+        d.client()
+            .status()
+            .expect("status")
+            .counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| *v)
+    };
+    let mut c = d.client();
+    c.ns_create("/t").expect("creating /t");
+    let mut child = Command::new(bpfns())
+        .args(["--socket", &socket, "events", "--ns", "/t"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("bpfns events");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let out = child.stdout.take().expect("stdout");
+    let _kill = Kill(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counter("events_subscribers") == 0 {
+        assert!(Instant::now() < deadline, "bpfns events did not subscribe");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // 20 events of /t in well under a second (and one for the member entering).
+    let mut member = Helper::spawn(&["client", &socket, "ns-churn", "/t/c", "10"]);
+    c.enter("/t", member.pid).expect("entering the member");
+    member.go();
+    assert_eq!(member.expect("churned"), "10");
+    member.finish();
+    let left_out = counter("events_suppressed");
+    assert!(
+        left_out > 0,
+        "nothing was left out: the test proves nothing"
+    );
+    // A second later, the tenant's next event goes out, after the line.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut marker = Helper::spawn(&["client", &socket, "ns-create", "/t/after"]);
+    c.enter("/t", marker.pid).expect("entering the marker");
+    marker.go();
+    assert_eq!(marker.expect("result"), "/t/after");
+    marker.finish();
+    let mut lines = Vec::new();
+    loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no ns_created /t/after line after {lines:#?}"));
+        let done = l.contains(" ns_created /t/after ");
+        lines.push(l);
+        if done {
+            break;
+        }
+    }
+    // Every event left out is told, on the line before the tenant's next event that went out
+    // (one line here; two if the loop outlasted a second).
+    let told: Vec<(usize, u64)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains(" of /t left out "))
+        .map(|(i, l)| {
+            let n = l
+                .split(" … ")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no count in {l:?}"));
+            (i, n)
+        })
+        .collect();
+    assert!(
+        !told.is_empty(),
+        "no line says events were left out: {lines:#?}"
+    );
+    assert_eq!(
+        told.iter().map(|(_, n)| n).sum::<u64>(),
+        left_out,
+        "{lines:#?}"
+    );
+    for (i, _) in told {
+        assert!(
+            lines.get(i + 1).is_some_and(|l| l.contains(" /t")),
+            "not before an event of /t: {lines:#?}"
+        );
+    }
 }

@@ -459,7 +459,8 @@ pub struct EventInfo {
     pub comm: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
-    /// Denials and stops: the bpf command (`MAP_GET_FD_BY_ID`, ...) or its number.
+    /// Denials and stops: the bpf command (`BPF_MAP_GET_FD_BY_ID`, ...) or its number; denials
+    /// by bpfnsd's API: the request's `op` (`ns_create`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     /// The object the call named, where it named one.
@@ -474,7 +475,16 @@ pub struct EventInfo {
     /// Denials of `OBJ_GET`: the path, as the caller gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// Denials and stops: who acted: `supervisor`, `lsm` or `backstop`.
+    /// Denials by bpfnsd's API (layer `api`): the namespace the refused request named, as the
+    /// caller gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_namespace: Option<String>,
+    /// Denials by bpfnsd's API (layer `api`): the process the refused request named (`enter`,
+    /// `supervise`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_pid: Option<i32>,
+    /// Denials and stops: who acted: `supervisor`, `lsm`, `backstop`, or `api` (bpfnsd refused
+    /// a request on its socket; `command` is then the request's `op`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<String>,
     /// Denials and stops: why (the errno answered, or the kernel side's rule).
@@ -508,6 +518,8 @@ impl EventInfo {
             object_id: None,
             object_name: None,
             path: None,
+            target_namespace: None,
+            target_pid: None,
             layer: None,
             reason: None,
             policy: None,

@@ -596,6 +596,8 @@ pub struct ProcessDaemon {
     pub layout: PinLayout,
     /// bpfnsd's stderr, across restarts.
     pub log: PathBuf,
+    /// Its log format (`--log-format`): `text` or `json`.
+    log_format: &'static str,
     child: Option<Child>,
 }
 
@@ -607,6 +609,12 @@ impl ProcessDaemon {
 
     /// [`ProcessDaemon::start`] with bpfnsd.toml settings `toml` (paths are the harness's).
     pub fn start_with_toml(name: &str, toml: &str) -> Self {
+        Self::start_logging(name, toml, "text")
+    }
+
+    /// [`ProcessDaemon::start_with_toml`], logging in `format` (`text` or `json`, as
+    /// `bpfnsd --log-format` does).
+    pub fn start_logging(name: &str, toml: &str, format: &'static str) -> Self {
         let (dir, layout) = daemon_paths("p", name);
         cleanup_daemon_state(&dir, &layout);
         if !toml.is_empty() {
@@ -618,6 +626,7 @@ impl ProcessDaemon {
             log: dir.with_extension("log"),
             dir,
             layout,
+            log_format: format,
             child: None,
         };
         let _ = std::fs::remove_file(&d.log);
@@ -640,6 +649,9 @@ impl ProcessDaemon {
             .arg("daemon")
             .arg(&self.dir)
             .arg(self.layout.root())
+            .env(bpfnsd::logging::FORMAT_ENV, self.log_format)
+            // At info, whatever the test's environment says (what the tests read is logged there).
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

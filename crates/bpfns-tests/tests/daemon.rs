@@ -15,21 +15,35 @@ use bpfns_tests::{require_kernel, Helper, TestDaemon};
 
 /// Run the helper as a client of `d`, inside namespace `ns` (None = root).
 fn as_member(d: &TestDaemon, ns: Option<&str>, op: &[&str]) -> Result<String, String> {
-    let sock = d.socket.to_string_lossy().into_owned();
+    as_member_at(&d.socket, ns, op).1
+}
+
+/// [`as_member`] of the bpfnsd at `socket`; the helper's pid too.
+fn as_member_at(
+    socket: &std::path::Path,
+    ns: Option<&str>,
+    op: &[&str],
+) -> (i32, Result<String, String>) {
+    let sock = socket.to_string_lossy().into_owned();
     let mut args = vec!["client", sock.as_str()];
     args.extend_from_slice(op);
     let mut h = Helper::spawn(&args);
     if let Some(ns) = ns {
-        d.client().enter(ns, h.pid).unwrap();
+        bpfns_client::Client::connect(socket)
+            .unwrap()
+            .enter(ns, h.pid)
+            .unwrap();
     }
     h.go();
     let line = h.line().expect("helper output");
+    let pid = h.pid;
     h.finish();
-    if let Some(v) = line.strip_prefix("result=") {
+    let r = if let Some(v) = line.strip_prefix("result=") {
         Ok(v.to_string())
     } else {
         Err(line.strip_prefix("error=").unwrap_or(&line).to_string())
-    }
+    };
+    (pid, r)
 }
 
 /// A helper in `ns` that creates `what` and holds it; returns it and the object id.
@@ -1801,11 +1815,20 @@ fn metrics_match_ns_show_and_count_requests() {
     let _ = c.ns_show("/nope");
     let (_h, map) = create_in(&d, "/m1", "map");
     let (_h2, _prog) = create_in(&d, "/m1/kid", "prog");
-    // A member of /m2 refused /m1's map, twice.
+    // A member of /m2 refused /m1's map, twice; and refused a namespace outside its subtree.
     for _ in 0..2 {
         let out = supervised_in(&d, "/m2", &["open", "map", &map.to_string()]);
         assert_eq!(out.trim(), "errno=2");
     }
+    assert_eq!(
+        as_member(&d, Some("/m2"), &["ns-create", "/x"]),
+        Err("Denied".into())
+    );
+    // Event subscriptions are requests too: one served, one of a namespace that is not there.
+    let mut sub = d.client();
+    sub.subscribe(None, vec![]).unwrap();
+    let err = d.client().subscribe(Some("/nope"), vec![]).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
     // A program of /m2 running while statistics are on.
     let _stats = bpfns_sys::bpf::enable_run_time_stats().expect("BPF_ENABLE_STATS");
     let mut busy = Helper::spawn(&["busy-prog"]);
@@ -1926,6 +1949,28 @@ fn metrics_match_ns_show_and_count_requests() {
         body.contains(r#"bpfnsd_request_duration_seconds_count{op="ns_show",outcome="not_found"}"#),
         "{body}"
     );
+    assert_eq!(
+        value(
+            "bpfns_namespace_denials_total",
+            &[
+                ("namespace", "/m2"),
+                ("command", "ns_create"),
+                ("layer", "api")
+            ]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    for (op, outcome) in [
+        ("ns_create", "denied"),
+        ("events", "ok"),
+        ("events", "not_found"),
+    ] {
+        let series =
+            format!(r#"bpfnsd_request_duration_seconds_count{{op="{op}",outcome="{outcome}"}} 1"#);
+        assert!(body.contains(&series), "no {series} in {body}");
+    }
+    drop(sub);
     assert!(get("/other").contains(" 404 "));
 }
 
@@ -2059,16 +2104,20 @@ fn the_syscall_hooks_follow_the_members() {
 /// Run the helper's `args` as a supervised member of `ns` (as `bpfns exec` starts one); its
 /// output.
 fn supervised_in(d: &TestDaemon, ns: &str, args: &[&str]) -> String {
+    supervised_at(&d.socket, ns, args).1
+}
+
+/// [`supervised_in`] of the bpfnsd at `socket`; the member's pid too.
+fn supervised_at(socket: &std::path::Path, ns: &str, args: &[&str]) -> (i32, String) {
     let mut cmd = std::process::Command::new(bpfns_tests::helper_path());
     cmd.args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped());
-    let m = bpfns_client::member::spawn(&d.socket, ns, &mut cmd).expect("a supervised member");
-    let out = m
-        .into_child()
-        .wait_with_output()
-        .expect("waiting for the member");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let m = bpfns_client::member::spawn(socket, ns, &mut cmd).expect("a supervised member");
+    let child = m.into_child();
+    let pid = child.id() as i32;
+    let out = child.wait_with_output().expect("waiting for the member");
+    (pid, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Read a subscription's events until `want` holds for the events read (bounded).
@@ -2154,6 +2203,311 @@ fn policy_refusals_are_events() {
             && *n == 1),
         "{counts:?}"
     );
+}
+
+/// Requests bpfnsd itself refuses for lack of permission are `denied` events of layer `api`:
+/// who asked (pid, comm, uid, namespace), what (the op) and on which namespace or process,
+/// with the reason; to the subscribers of the caller's namespace and its ancestors only (as a
+/// refused call); counted in the metrics. Requests that name what the caller cannot see (not
+/// found, as if it did not exist) are no denials.
+#[test]
+fn requests_bpfnsd_refuses_are_denied_events() {
+    use bpfns_proto::EventKind as K;
+    require_kernel!();
+    let d = TestDaemon::start("events-api");
+    let mut c = d.client();
+    for p in ["/a", "/a/kid", "/b"] {
+        c.ns_create(p).unwrap();
+    }
+    let (_hb, b_map) = create_in(&d, "/b", "map");
+    let subscriber = |ns: Option<&str>| {
+        let mut s = d.client();
+        s.set_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        s.subscribe(ns, vec![K::Denied, K::NsCreated]).unwrap();
+        s
+    };
+    let mut host = subscriber(None);
+    let mut in_a = subscriber(Some("/a"));
+    let mut in_kid = subscriber(Some("/a/kid"));
+    let mut in_b = subscriber(Some("/b"));
+    // A member of /a: a namespace outside its subtree, its own namespace's policy (no
+    // namespace widens its own), a process that is not its child.
+    let (create_pid, r) = as_member_at(&d.socket, Some("/a"), &["ns-create", "/c"]);
+    assert_eq!(r, Err("Denied".into()));
+    let (policy_pid, r) = as_member_at(&d.socket, Some("/a"), &["ns-policy", "/a", "allow"]);
+    assert_eq!(r, Err("Denied".into()));
+    let (enter_pid, r) = as_member_at(&d.socket, Some("/a"), &["enter-self", "/a/kid"]);
+    assert_eq!(r, Err("Denied".into()));
+    // Not found, as if they did not exist: no denial.
+    assert_eq!(
+        as_member(&d, Some("/a"), &["ns-delete", "/b"]),
+        Err("NotFound".into())
+    );
+    assert_eq!(
+        as_member(&d, Some("/a"), &["getfd", "map", &b_map.to_string()]),
+        Err("NotFound".into())
+    );
+    // Markers, made last, in every subscriber's subtree.
+    c.ns_create("/a/kid/mark").unwrap();
+    c.ns_create("/b/mark").unwrap();
+    let until = |s: &mut bpfns_client::Client, mark: &str| {
+        let got = events_until(s, mark, |got| {
+            got.iter()
+                .any(|e| e.kind == K::NsCreated && e.namespace == mark)
+        });
+        got.into_iter()
+            .filter(|e| e.kind == K::Denied)
+            .collect::<Vec<_>>()
+    };
+    let denied = until(&mut host, "/b/mark");
+    assert_eq!(denied.len(), 3, "{denied:#?}");
+    for e in &denied {
+        assert_eq!(
+            (e.namespace.as_str(), e.layer.as_deref(), e.uid),
+            ("/a", Some("api"), Some(0)),
+            "{e:?}"
+        );
+        // The helper's name, as the kernel keeps it (15 bytes).
+        assert_eq!(e.comm.as_deref(), Some("bpfns-test-help"), "{e:?}");
+        assert!(
+            e.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("permission denied") || r.contains("not a child")),
+            "{e:?}"
+        );
+    }
+    let find = |op: &str| denied.iter().find(|e| e.command.as_deref() == Some(op));
+    let e = find("ns_create").expect("the refused ns_create");
+    assert_eq!(
+        (e.pid, e.target_namespace.as_deref(), e.target_pid),
+        (Some(create_pid), Some("/c"), None),
+        "{e:?}"
+    );
+    let e = find("ns_set_policy").expect("the refused ns_set_policy");
+    assert_eq!(
+        (e.pid, e.target_namespace.as_deref()),
+        (Some(policy_pid), Some("/a")),
+        "{e:?}"
+    );
+    let e = find("enter").expect("the refused enter");
+    assert_eq!(
+        (e.pid, e.target_namespace.as_deref(), e.target_pid),
+        (Some(enter_pid), Some("/a/kid"), Some(enter_pid)),
+        "{e:?}"
+    );
+    // /a's own subscriber gets them; one below /a, or beside it, does not.
+    assert_eq!(until(&mut in_a, "/a/kid/mark").len(), 3);
+    assert_eq!(until(&mut in_kid, "/a/kid/mark").len(), 0);
+    assert_eq!(until(&mut in_b, "/b/mark").len(), 0);
+    let counts = d.daemon().denial_counts();
+    for op in ["ns_create", "ns_set_policy", "enter"] {
+        assert!(
+            counts
+                .iter()
+                .any(|(ns, cmd, layer, n)| ns == "/a" && cmd == op && *layer == "api" && *n == 1),
+            "{op}: {counts:?}"
+        );
+    }
+    assert!(
+        !counts
+            .iter()
+            .any(|(_, cmd, _, _)| cmd == "ns_delete" || cmd == "get_fd"),
+        "{counts:?}"
+    );
+}
+
+/// The `denied` lines of a bpfnsd log, each as its fields (`message` included), from plain
+/// text (`key=value`, `key="quoted value"`) or JSON lines.
+fn denial_lines(log: &str, json: bool) -> Vec<std::collections::HashMap<String, String>> {
+    let mut out = Vec::new();
+    for line in log.lines() {
+        let mut fields = std::collections::HashMap::new();
+        if json {
+            let Ok(serde_json::Value::Object(o)) = serde_json::from_str(line) else {
+                panic!("not a JSON line: {line}");
+            };
+            for (k, v) in o {
+                let v = match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                fields.insert(k, v);
+            }
+        } else {
+            // `<time>  INFO <target>: <message> key=value ...`
+            let Some((_, rest)) = line.split_once(": ") else {
+                continue;
+            };
+            let Some(rest) = rest.strip_prefix("denied ") else {
+                continue;
+            };
+            fields.insert("message".to_string(), "denied".to_string());
+            let mut chars = rest.chars().peekable();
+            while chars.peek().is_some() {
+                let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+                let mut value = String::new();
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '\\' => value.extend(chars.next()),
+                            '"' => break,
+                            c => value.push(c),
+                        }
+                    }
+                    chars.next(); // the space after
+                } else {
+                    value = chars.by_ref().take_while(|&c| c != ' ').collect();
+                }
+                fields.insert(key.trim().to_string(), value);
+            }
+        }
+        if fields.get("message").map(String::as_str) == Some("denied") {
+            out.push(fields);
+        }
+    }
+    out
+}
+
+/// Every refusal is also in bpfnsd's log, with who and where: the supervisor's (a member
+/// opening a foreign map by id) and its API's (a member creating a namespace outside its
+/// subtree), in plain text and as JSON lines (`--log-format json`). A member refused in a loop
+/// gets at most 10 lines a second, and the next line says how many were left out: every
+/// refusal is logged or counted.
+#[test]
+fn refusals_are_logged_with_who_and_where() {
+    require_kernel!();
+    for format in ["text", "json"] {
+        let d =
+            bpfns_tests::ProcessDaemon::start_logging(&format!("denial-log-{format}"), "", format);
+        let mut c = d.client();
+        c.ns_create("/a").unwrap();
+        c.ns_create("/b").unwrap();
+        let mut hb = Helper::spawn(&["create", "map"]);
+        c.enter("/b", hb.pid).unwrap();
+        hb.go();
+        let b_map = hb.expect("id");
+        let (supervised, out) = supervised_at(&d.socket, "/a", &["open", "map", &b_map]);
+        assert_eq!(out.trim(), "errno=2", "the foreign open is refused");
+        let (api, r) = as_member_at(&d.socket, Some("/a"), &["ns-create", "/c"]);
+        assert_eq!(r, Err("Denied".into()));
+        let read = || {
+            let log = std::fs::read_to_string(&d.log).unwrap();
+            denial_lines(&log, format == "json")
+        };
+        let is = |l: &std::collections::HashMap<String, String>, layer: &str, pid: i32| {
+            l.get("layer").map(String::as_str) == Some(layer)
+                && l.get("pid") == Some(&pid.to_string())
+                && l.get("namespace").map(String::as_str) == Some("/a")
+        };
+        eventually(&format!("{format}: both refusals logged"), || {
+            let lines = read();
+            lines.iter().any(|l| is(l, "supervisor", supervised))
+                && lines.iter().any(|l| is(l, "api", api))
+        });
+        let lines = read();
+        let l = lines
+            .iter()
+            .find(|l| is(l, "supervisor", supervised))
+            .unwrap();
+        assert_eq!(l["command"], "BPF_MAP_GET_FD_BY_ID", "{l:?}");
+        assert_eq!(
+            (l["object_kind"].as_str(), &l["object_id"]),
+            ("map", &b_map)
+        );
+        assert_eq!(l["uid"], "0", "{l:?}");
+        let l = lines.iter().find(|l| is(l, "api", api)).unwrap();
+        assert_eq!(
+            (l["command"].as_str(), l["target_namespace"].as_str()),
+            ("ns_create", "/c"),
+            "{l:?}"
+        );
+        assert_eq!(
+            (l["comm"].as_str(), l["uid"].as_str()),
+            ("bpfns-test-help", "0"),
+            "{l:?}"
+        );
+        assert!(l["reason"].contains("permission denied"), "{l:?}");
+
+        // 300 refused requests, as fast as they come; a second later, one more.
+        let sock = d.socket.to_string_lossy().into_owned();
+        let mut member = Helper::spawn(&["client", &sock, "ns-churn", "/z", "300"]);
+        c.enter("/a", member.pid).unwrap();
+        let started = std::time::Instant::now();
+        member.go();
+        assert_eq!(member.expect("churned"), "0");
+        let secs = started.elapsed().as_secs();
+        member.finish();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let (last, r) = as_member_at(&d.socket, Some("/a"), &["ns-create", "/c2"]);
+        assert_eq!(r, Err("Denied".into()));
+        eventually(&format!("{format}: the last refusal logged"), || {
+            read().iter().any(|l| is(l, "api", last))
+        });
+        let of_a: Vec<_> = read()
+            .into_iter()
+            .filter(|l| l.get("namespace").map(String::as_str) == Some("/a"))
+            .collect();
+        let loop_lines = of_a
+            .iter()
+            .filter(|l| {
+                l.get("target_namespace")
+                    .is_some_and(|t| t.starts_with("/z"))
+            })
+            .count() as u64;
+        assert!(
+            loop_lines <= 10 * (secs + 2),
+            "{format}: {loop_lines} lines of 300 refusals in {secs} s: no limit per tenant"
+        );
+        let left_out: u64 = of_a
+            .iter()
+            .map(|l| l.get("suppressed").map_or(0, |n| n.parse::<u64>().unwrap()))
+            .sum();
+        assert_eq!(
+            of_a.len() as u64 + left_out,
+            303,
+            "{format}: every refusal of /a (1 call, 302 requests) is logged or counted"
+        );
+        drop(hb);
+    }
+}
+
+/// A member whose requests bpfnsd refuses in a loop is held to its tenant's event limit, as
+/// one refused calls in a loop: the operator's stream is not dropped and goes on.
+#[test]
+fn a_member_refused_by_bpfnsd_in_a_loop_is_held_to_its_tenants_limit() {
+    use bpfns_proto::EventKind as K;
+    require_kernel!();
+    let d = TestDaemon::start_with("events-api-flood", |c| {
+        c.events_per_namespace_per_sec = 5;
+    });
+    let mut c = d.client();
+    c.ns_create("/a").unwrap();
+    let mut host = d.client();
+    host.set_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    host.subscribe(None, vec![K::Denied, K::NsCreated]).unwrap();
+    // `ns-churn /z 300`: 300 creations outside its subtree, each refused (nothing to delete).
+    let sock = d.socket.to_string_lossy().into_owned();
+    let mut member = Helper::spawn(&["client", &sock, "ns-churn", "/z", "300"]);
+    c.enter("/a", member.pid).unwrap();
+    member.go();
+    assert_eq!(member.expect("churned"), "0");
+    member.finish();
+    c.ns_create("/after").unwrap();
+    let got = events_until(&mut host, "host subscriber after the refusals", |got| {
+        got.iter()
+            .any(|e| e.kind == K::NsCreated && e.namespace == "/after")
+    });
+    let denials = got
+        .iter()
+        .filter(|e| e.kind == K::Denied && e.layer.as_deref() == Some("api"))
+        .count();
+    assert!(denials >= 1, "no refusal reported at all");
+    assert!(denials < 300, "every one of the 300 refusals was published");
+    assert_eq!(counter(&d, "events_subscribers_dropped"), 0);
+    assert_eq!(counter(&d, "events_suppressed") as usize + denials, 300);
 }
 
 /// A member refused in a loop (thousands a second) cannot get the operator's subscription
@@ -2257,14 +2611,29 @@ fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
     member.go();
     assert_eq!(member.expect("subscribed"), "/a");
 
-    c.ns_create("/a/x").unwrap();
+    let x_id = c.ns_create("/a/x").unwrap().id;
     c.ns_set_policy("/b", Policy::tracing(true)).unwrap();
     c.ns_set_quota("/b", None, maps(7)).unwrap();
     c.ns_delete("/a/x").unwrap();
-    let (_hb, b_map) = create_in(&d, "/b", "map");
+    let (hb, b_map) = create_in(&d, "/b", "map");
     // The supervisor refuses a member of /a the map of /b (ENOENT, as for a missing id).
     let out = supervised_in(&d, "/a", &["open", "map", &b_map.to_string()]);
     assert_eq!(out.trim(), "errno=2", "the foreign open is refused");
+    // ... and the same map pinned in /a's bpffs (EPERM: another namespace's object).
+    let a_id = c.ns_show("/a").unwrap().id;
+    let fd = bpfns_sys::bpf::fd_by_id(ObjectKind::Map, b_map).unwrap();
+    bpfns_sys::bpf::obj_pin(
+        &fd,
+        &d.dir.join("ns").join(a_id.to_string()).join("foreign"),
+    )
+    .unwrap();
+    drop(fd);
+    let out = supervised_in(&d, "/a", &["obj-get", "/sys/fs/bpf/foreign"]);
+    assert_eq!(
+        out.trim(),
+        format!("errno={}", libc::EPERM),
+        "the foreign pin is refused"
+    );
     // Unsupervised, the kernel side acts: the backstop's SIGKILL (or BPF LSM's refusal).
     let mut h = Helper::spawn(&["open", "map", &b_map.to_string()]);
     d.client().enter("/a", h.pid).unwrap();
@@ -2281,6 +2650,7 @@ fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
             && has(&|e| is(e, K::NsDeleted, "/a/x"))
             && has(&|e| is(e, K::MemberEntered, "/b"))
             && has(&|e| is(e, K::Denied, "/a") && e.layer.as_deref() == Some("supervisor"))
+            && has(&|e| is(e, K::Denied, "/a") && e.command.as_deref() == Some("BPF_OBJ_GET"))
             && has(&|e| {
                 e.namespace == "/a"
                     && e.layer.as_deref() != Some("supervisor")
@@ -2289,6 +2659,24 @@ fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
     });
     let created = got.iter().find(|e| is(e, K::NsCreated, "/a/x")).unwrap();
     assert_eq!(created.pid, Some(std::process::id() as i32), "{created:?}");
+    // Its deletion: which namespace, and who deleted it (this test, as host root).
+    let deleted = got.iter().find(|e| is(e, K::NsDeleted, "/a/x")).unwrap();
+    assert_eq!(
+        (deleted.ns_id, deleted.pid, deleted.uid),
+        (x_id, Some(std::process::id() as i32), Some(0)),
+        "{deleted:?}"
+    );
+    assert!(
+        deleted.comm.as_ref().is_some_and(|c| !c.is_empty()),
+        "{deleted:?}"
+    );
+    // The process that entered /b: the helper, as root.
+    let entered = got.iter().find(|e| is(e, K::MemberEntered, "/b")).unwrap();
+    assert_eq!(
+        (entered.pid, entered.comm.as_deref(), entered.uid),
+        (Some(hb.pid), Some("bpfns-test-help"), Some(0)),
+        "{entered:?}"
+    );
     let policy = got
         .iter()
         .find(|e| is(e, K::NsPolicyChanged, "/b"))
@@ -2296,7 +2684,11 @@ fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
     assert_eq!(policy.policy.map(|p| p.allows_tracing()), Some(true));
     let denied = got
         .iter()
-        .find(|e| is(e, K::Denied, "/a") && e.layer.as_deref() == Some("supervisor"))
+        .find(|e| {
+            is(e, K::Denied, "/a")
+                && e.layer.as_deref() == Some("supervisor")
+                && e.command.as_deref() != Some("BPF_OBJ_GET")
+        })
         .unwrap();
     assert_eq!(
         denied.command.as_deref(),
@@ -2320,13 +2712,48 @@ fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
                 && e.layer.as_deref() != Some("supervisor")
         })
         .unwrap();
+    // The pin: which path the member gave.
+    let pin = got
+        .iter()
+        .find(|e| is(e, K::Denied, "/a") && e.command.as_deref() == Some("BPF_OBJ_GET"))
+        .unwrap();
+    assert_eq!(
+        (pin.layer.as_deref(), pin.path.as_deref()),
+        (Some("supervisor"), Some("/sys/fs/bpf/foreign")),
+        "{pin:?}"
+    );
+    assert!(
+        pin.reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("EPERM")),
+        "{pin:?}"
+    );
+    assert_eq!(kernel.pid, Some(h_pid), "{kernel:?}");
+    assert_eq!(kernel.reason.as_deref(), Some("foreign"), "{kernel:?}");
+    assert_eq!(
+        (kernel.object_kind, kernel.object_id),
+        (Some(ObjectKind::Map), Some(b_map)),
+        "{kernel:?}"
+    );
     if bpfns_tests::killed(status) {
         assert_eq!(
             (kernel.kind, kernel.layer.as_deref()),
             (K::Stopped, Some("backstop")),
             "{kernel:?}"
         );
-        assert_eq!(kernel.pid, Some(h_pid), "{kernel:?}");
+        // The call the backstop caught, by whom (the task is gone: no uid).
+        assert_eq!(
+            (kernel.command.as_deref(), kernel.comm.as_deref()),
+            (Some("BPF_MAP_GET_FD_BY_ID"), Some("bpfns-test-help")),
+            "{kernel:?}"
+        );
+    } else {
+        // BPF LSM refused the fd (its hook sees the map, not the command).
+        assert_eq!(
+            (kernel.kind, kernel.layer.as_deref()),
+            (K::Denied, Some("lsm")),
+            "{kernel:?}"
+        );
     }
 
     // The member's stream: /a's subtree only, up to a marker made last.

@@ -740,26 +740,12 @@ impl Daemon {
         };
         let comm = facts.as_ref().map(|f| f.comm.clone());
         let uid = facts.as_ref().map(|f| f.uid);
-        // Per tenant first, so that one tenant refused in a loop (in however many of its
-        // namespaces) does not use up the log's lines of everyone else's refusals.
-        let mine = self
-            .denial_log_ns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .admit(
-                crate::events::tenant_of(&chain).unwrap_or(d.ns),
-                std::time::Instant::now(),
-            );
-        let log = mine.is_some()
-            && self
-                .denial_log
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .admit();
-        if log {
+        if let Some(suppressed) =
+            self.admit_denial_log(crate::events::tenant_of(&chain).unwrap_or(d.ns))
+        {
             tracing::info!(
             layer = "supervisor",
-            suppressed = mine.unwrap_or(0),
+            suppressed,
             pid = tgid,
             tid = d.tid,
             comm = comm.as_deref().unwrap_or("?"),
@@ -789,6 +775,74 @@ impl Daemon {
         self.events.publish(ev, &chain);
     }
 
+    /// Whether one more refusal of `tenant` may be logged now: `Some(n)` with `n` the
+    /// tenant's refusals left out of the log since its last one logged, or `None`. Per tenant
+    /// first ([`DENIAL_LOG_PER_NS_PER_SEC`]), so that one tenant refused in a loop (in however
+    /// many of its namespaces) does not use up the log's lines of everyone else's refusals,
+    /// then within [`EVENT_LOG_PER_SEC`] for all.
+    fn admit_denial_log(&self, tenant: NsId) -> Option<u64> {
+        let mine = self
+            .denial_log_ns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(tenant, std::time::Instant::now())?;
+        self.denial_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit()
+            .then_some(mine)
+    }
+
+    /// A request bpfnsd refused for lack of permission (`denied`; not one that names what the
+    /// caller cannot see, which is `not_found` as if it did not exist, nor a malformed or
+    /// untimely one): counted (the metrics), logged and published like the supervisor's
+    /// refusals, with layer `api`, as a refusal of the caller's namespace. The host's callers
+    /// (anyone who may connect) are held, in the log and the event stream, to one limit as
+    /// if they were one tenant.
+    fn on_api_denial(&self, caller: &Caller, op: &'static str, named: Named, reason: &str) {
+        self.count_denial(caller.ns, op.to_string(), "api");
+        let (path, chain) = {
+            let reg = self.reg();
+            (owner_name(&reg, caller.ns), Self::chain_in(&reg, caller.ns))
+        };
+        let tenant = crate::events::tenant_of(&chain).unwrap_or(NsId::ROOT);
+        let comm = ProcFacts::read(caller.pid).map(|f| f.comm);
+        if let Some(suppressed) = self.admit_denial_log(tenant) {
+            tracing::info!(
+                layer = "api",
+                suppressed,
+                pid = caller.pid,
+                comm = comm.as_deref().unwrap_or("?"),
+                uid = caller.uid,
+                namespace = %path,
+                command = op,
+                // Absent where the request named none.
+                target_namespace = named.namespace.as_deref(),
+                target_pid = named.pid,
+                object_kind = named.object.map(|(k, _)| k.name()),
+                object_id = named.object.map(|(_, id)| id),
+                reason,
+                "denied"
+            );
+        }
+        if !self.events.has_subscribers() {
+            return;
+        }
+        let mut ev = EventInfo::new(EventKind::Denied, path, caller.ns);
+        ev.pid = Some(caller.pid);
+        ev.comm = comm;
+        ev.uid = Some(caller.uid);
+        ev.command = Some(op.to_string());
+        ev.object_kind = named.object.map(|(k, _)| k);
+        ev.object_id = named.object.map(|(_, id)| id);
+        ev.target_namespace = named.namespace;
+        ev.target_pid = named.pid;
+        ev.layer = Some("api".into());
+        ev.reason = Some(reason.to_string());
+        self.events
+            .publish_limited(ev, &chain, &chain, Some(tenant));
+    }
+
     /// Subscribe `caller` to the events of `ns` (default: its own namespace) and below.
     pub fn subscribe(
         &self,
@@ -797,12 +851,6 @@ impl Daemon {
         kinds: Vec<EventKind>,
     ) -> Result<(crate::events::Subscription, String), Failure> {
         if !caller.may_list_namespaces() {
-            tracing::info!(
-                pid = caller.pid,
-                uid = caller.uid,
-                ns = %caller.ns,
-                "refused an event subscription: no CAP_BPF or CAP_SYS_ADMIN"
-            );
             return Err(Failure::new(
                 ErrorCode::Denied,
                 "permission denied: the event stream needs CAP_BPF or CAP_SYS_ADMIN (in the \
@@ -1030,16 +1078,9 @@ impl Daemon {
         }
         let started = std::time::Instant::now();
         let op = req.op.name();
+        let named = Named::of(&req.op);
         let answer = self.dispatch(caller, req.op, fds);
-        let outcome = match &answer {
-            Ok(_) => "ok".to_string(),
-            Err(f) => serde_json::to_value(f.code)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| "error".into()),
-        };
-        self.metrics
-            .observe(op, &outcome, started.elapsed().as_secs_f64());
+        self.account(caller, op, named, started, answer.as_ref().err());
         match answer {
             Ok((reply, fds)) => {
                 let mut r = Response::ok(seq, reply);
@@ -1047,6 +1088,31 @@ impl Daemon {
                 (r, fds)
             }
             Err(f) => (Response::error(seq, f.code, f.message), Vec::new()),
+        }
+    }
+
+    /// A request answered: counted in the metrics (by `op` and outcome, with its latency
+    /// since `started`), and, if it was refused for lack of permission, reported (see
+    /// [`Daemon::on_api_denial`]).
+    pub(crate) fn account(
+        &self,
+        caller: &Caller,
+        op: &'static str,
+        named: Named,
+        started: std::time::Instant,
+        failure: Option<&Failure>,
+    ) {
+        let outcome = match failure {
+            None => "ok".to_string(),
+            Some(f) => serde_json::to_value(f.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "error".into()),
+        };
+        self.metrics
+            .observe(op, &outcome, started.elapsed().as_secs_f64());
+        if let Some(f) = failure.filter(|f| f.code == ErrorCode::Denied) {
+            self.on_api_denial(caller, op, named, &f.message);
         }
     }
 
@@ -1063,12 +1129,7 @@ impl Daemon {
         };
         if !allowed {
             // Never more than the kernel would give: listing ids needs these rights there too.
-            tracing::info!(
-                pid = caller.pid,
-                uid = caller.uid,
-                ns = %caller.ns,
-                "refused a listing request: no CAP_BPF or CAP_SYS_ADMIN"
-            );
+            // (Logged and published as every refusal: `account`.)
             return Err(Failure::new(
                 ErrorCode::Denied,
                 if caller.ns == NsId::ROOT {
@@ -2429,6 +2490,64 @@ impl Daemon {
     }
 }
 
+/// What a request named, for the report of its refusal ([`Daemon::on_api_denial`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Named {
+    /// A namespace, as the caller gave its path.
+    pub namespace: Option<String>,
+    /// An object, by kind and id.
+    pub object: Option<(ObjectKind, u32)>,
+    /// A process.
+    pub pid: Option<i32>,
+}
+
+impl Named {
+    /// What `op` names.
+    pub(crate) fn of(op: &Op) -> Self {
+        let ns = |path: &str| Self {
+            namespace: Some(path.to_string()),
+            ..Self::default()
+        };
+        match op {
+            Op::NsCreate { path, .. }
+            | Op::NsSetQuota { path, .. }
+            | Op::NsSetPolicy { path, .. }
+            | Op::NsDelete { path, .. }
+            | Op::NsShow { path }
+            | Op::MemberPlan { path }
+            | Op::NsPs { path, .. } => ns(path),
+            Op::Enter { path, pid }
+            | Op::EnterContainer { path, pid }
+            | Op::ContainerBpffs { path, pid } => Self {
+                pid: Some(*pid),
+                ..ns(path)
+            },
+            Op::Supervise { pid } | Op::WhyStopped { pid } | Op::NsIdentify { pid } => Self {
+                pid: Some(*pid),
+                ..Self::default()
+            },
+            Op::List { namespace, .. } => Self {
+                namespace: namespace.clone(),
+                ..Self::default()
+            },
+            Op::Events { ns, .. } => Self {
+                namespace: ns.clone(),
+                ..Self::default()
+            },
+            Op::Show { kind, id } | Op::GetFd { kind, id, .. } => Self {
+                object: Some((*kind, *id)),
+                ..Self::default()
+            },
+            Op::Hello
+            | Op::NsList
+            | Op::EnableStats
+            | Op::Status
+            | Op::ContainerNamespace { .. }
+            | Op::ContainerDeleted { .. } => Self::default(),
+        }
+    }
+}
+
 /// At most one early collection this often (the periodic one is separate).
 pub const EARLY_COLLECTION_GAP: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -2734,6 +2853,35 @@ mod tests {
         let admitted = (0..EVENT_LOG_PER_SEC + 10).filter(|_| log.admit()).count();
         assert_eq!(admitted, EVENT_LOG_PER_SEC as usize);
         assert_eq!(log.suppressed, 10);
+    }
+
+    /// A refused request's report names what it named: a namespace, a process, an object.
+    #[test]
+    fn a_request_names_its_namespace_process_or_object() {
+        let enter = Op::Enter {
+            path: "/a/b".into(),
+            pid: 7,
+        };
+        assert_eq!(
+            Named::of(&enter),
+            Named {
+                namespace: Some("/a/b".into()),
+                pid: Some(7),
+                object: None
+            }
+        );
+        let get = Op::GetFd {
+            kind: ObjectKind::Map,
+            id: 9,
+            read_only: false,
+        };
+        assert_eq!(Named::of(&get).object, Some((ObjectKind::Map, 9)));
+        assert_eq!(Named::of(&Op::Status), Named::default());
+        let all = Op::Events {
+            ns: None,
+            kinds: Vec::new(),
+        };
+        assert_eq!(Named::of(&all), Named::default());
     }
 
     #[test]

@@ -192,12 +192,25 @@ impl Bus {
     /// a namespace change, who may be outside the event's namespace): subscribers outside
     /// `actor`'s subtree get it without the doer's pid, comm and uid (the host's processes
     /// are none of a member's business).
-    pub fn publish_by(&self, mut ev: EventInfo, chain: &[NsId], actor: &[NsId]) {
+    pub fn publish_by(&self, ev: EventInfo, chain: &[NsId], actor: &[NsId]) {
+        self.publish_limited(ev, chain, actor, tenant_of(actor));
+    }
+
+    /// [`Bus::publish_by`], counted against the limit of `tenant` (`None`: not limited). A
+    /// request the host's callers make that anybody may make (a refused one: see
+    /// `Daemon::on_api_denial`) counts against [`NsId::ROOT`]'s, so that an unprivileged host
+    /// process refused in a loop cannot fill the operator's queue either.
+    pub fn publish_limited(
+        &self,
+        mut ev: EventInfo,
+        chain: &[NsId],
+        actor: &[NsId],
+        tenant: Option<NsId>,
+    ) {
         let mut subs = self.lock();
         if subs.is_empty() {
             return;
         }
-        let tenant = tenant_of(actor);
         if let Some(t) = tenant {
             let admitted = self
                 .limit
@@ -396,6 +409,31 @@ mod tests {
             2 * PER_NAMESPACE_PER_SEC as usize,
             "the host's changes are not limited"
         );
+    }
+
+    /// Refusals of the host's callers (anybody may ask bpfnsd something and be refused) are
+    /// held to a limit of their own, the root's: they do not fill the operator's queue.
+    #[test]
+    fn the_hosts_refusals_are_held_to_the_roots_limit() {
+        let bus = Bus::default();
+        let mut op = bus.subscribe(NsId::ROOT, vec![]);
+        let host = [NsId::ROOT];
+        for _ in 0..10 * QUEUE {
+            bus.publish_limited(ev(EventKind::Denied, 0), &host, &host, Some(NsId::ROOT));
+        }
+        // A tenant's own limit is apart from it.
+        let member = [NsId(7), NsId::ROOT];
+        bus.publish_limited(ev(EventKind::Denied, 7), &member, &member, Some(NsId(7)));
+        let mut got = Vec::new();
+        while let Ok(e) = op.events.try_recv() {
+            got.push(e);
+        }
+        assert_eq!(bus.dropped(), 0, "the operator was dropped");
+        assert_eq!(
+            got.iter().filter(|e| e.ns_id == NsId::ROOT).count(),
+            PER_NAMESPACE_PER_SEC as usize
+        );
+        assert!(got.iter().any(|e| e.ns_id == NsId(7)));
     }
 
     /// The count of left-out events goes to the tenant's and the host's subscribers only.

@@ -218,8 +218,9 @@ pub fn render(daemon: &Daemon) -> Result<String, String> {
     }
     reg.register(
         "bpfns_namespace_denials",
-        "Calls of a namespace's members refused (layer supervisor, lsm) or stopped (backstop) \
-         since bpfnsd started, by command",
+        "Calls of a namespace's members refused (layer supervisor, lsm) or stopped (backstop), \
+         and requests to bpfnsd refused (layer api; command: the request's op), since bpfnsd \
+         started, by command",
         denials,
     );
     // Sums over the programs that exist now: a gauge (a freed program takes its share away).
@@ -273,7 +274,8 @@ pub fn render(daemon: &Daemon) -> Result<String, String> {
     );
     reg.register(
         "bpfnsd_request_duration_seconds",
-        "API requests by operation and outcome (ok or the error code), and how long each took",
+        "API requests by operation and outcome (ok or the error code), and how long each took \
+         (`events`: until the subscription was answered)",
         daemon.metrics.requests.clone(),
     );
     let mut text = String::new();

@@ -448,6 +448,11 @@ async fn subscription(
     kinds: Vec<bpfns_proto::EventKind>,
     fds: Vec<OwnedFd>,
 ) {
+    let started = std::time::Instant::now();
+    let named = crate::daemon::Named {
+        namespace: ns.clone(),
+        ..Default::default()
+    };
     let refused = if v != bpfns_proto::PROTOCOL_VERSION {
         Some(Response::error(
             seq,
@@ -472,7 +477,10 @@ async fn subscription(
         let _ = conn.send(&r, &[]).await;
         return;
     }
-    let (mut sub, namespace) = match daemon.subscribe(caller, ns.as_deref(), kinds) {
+    // Counted (and a refusal reported) as any request is, once it is answered.
+    let subscribed = daemon.subscribe(caller, ns.as_deref(), kinds);
+    daemon.account(caller, "events", named, started, subscribed.as_ref().err());
+    let (mut sub, namespace) = match subscribed {
         Ok(s) => s,
         Err(f) => {
             let _ = conn

@@ -149,12 +149,9 @@ fn orphan_child(maps: &[String]) {
 }
 
 fn daemon(dir: &Path, pin_root: &Path) {
-    // bpfnsd's log, as the binary writes it (plain text on stderr: the test's log file).
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .try_init();
+    // bpfnsd's log, as the binary writes it (on stderr: the test's log file), in the format
+    // the test asks for (`BPFNSD_LOG_FORMAT`: text, or json as `--log-format json`).
+    bpfnsd::logging::init("info", bpfnsd::logging::LogFormat::from_env());
     // A test's own settings, if it wrote any (paths and the GC interval are the harness's).
     let base = match std::fs::read_to_string(dir.join("bpfnsd.toml")) {
         Ok(text) => {

@@ -179,6 +179,10 @@ struct ns_policy {
 #define BPFNS_NOTICE_OBJECT_GONE 18
 /* ORed into reason: the BPF LSM layer refused the call with EPERM; the task was not killed. */
 #define BPFNS_EVENT_REFUSED (1u << 16)
+/* struct violation's cmd when the BPF LSM layer refused a new fd of a foreign object: its
+ * bpf_map/bpf_prog hooks see the object, not the command that asked (GET_FD_BY_ID, OBJ_GET,
+ * a map fd taken from a program, ...). No bpf(2) command has this number. */
+#define BPFNS_CMD_OPEN 0xffffffffu
 
 /* Events read from the ring buffer (violations) by the daemon: stopped or refused tasks,
  * and notices. 48 bytes; readers accept the first 32 (before comm existed). */

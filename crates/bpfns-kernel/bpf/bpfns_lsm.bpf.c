@@ -204,7 +204,7 @@ static __always_inline int new_fd(__u64 ptr, __u32 kind, __u32 id)
 		return 0;
 	__u32 owner = owner_of(kind, id);
 	if (!visible(ns, owner))
-		return refuse(ns, 0, kind, id, owner, BPFNS_REASON_FOREIGN);
+		return refuse(ns, BPFNS_CMD_OPEN, kind, id, owner, BPFNS_REASON_FOREIGN);
 	return 0;
 }
 

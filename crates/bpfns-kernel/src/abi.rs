@@ -421,6 +421,10 @@ pub const NOTICE_OBJECT_GONE: u32 = 18;
 /// EPERM (the task lives).
 pub const EVENT_REFUSED: u32 = 1 << 16;
 
+/// `BPFNS_CMD_OPEN`: the command of a BPF LSM refusal of a new fd of a foreign object (its
+/// hooks see the object, not the command that asked for the fd).
+pub const CMD_OPEN: u32 = u32::MAX;
+
 /// `struct violation`, an event from the kernel side: a stopped or refused task, or a notice.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Violation {

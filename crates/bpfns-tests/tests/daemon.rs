@@ -2750,8 +2750,8 @@ fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
     } else {
         // BPF LSM refused the fd (its hook sees the map, not the command).
         assert_eq!(
-            (kernel.kind, kernel.layer.as_deref()),
-            (K::Denied, Some("lsm")),
+            (kernel.kind, kernel.layer.as_deref(), kernel.command.as_deref()),
+            (K::Denied, Some("lsm"), Some("open")),
             "{kernel:?}"
         );
     }

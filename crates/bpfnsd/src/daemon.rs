@@ -2765,6 +2765,10 @@ fn fd_kind(fd: std::os::fd::BorrowedFd<'_>) -> String {
 /// meanwhile keeps none).
 /// A bpf() command as the UAPI names it (`BPF_MAP_CREATE`), from the one table of names.
 fn command_name(cmd: u32) -> String {
+    if cmd == bpfns_kernel::abi::CMD_OPEN {
+        // BPF LSM's fd hooks see the object, not the command that asked for the fd.
+        return "open".into();
+    }
     bpfns_sys::names::name(bpfns_model::Field::Cmds, cmd).map_or_else(
         || format!("bpf command {cmd}"),
         |n| format!("BPF_{}", n.to_uppercase()),

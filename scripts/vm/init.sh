@@ -29,6 +29,8 @@ finish() {
 }
 
 . /etc/bpfns-vm/env
+# Tests that must not run outside a VM (an OOM experiment) look for BPFNS_VM_LABEL.
+export BPFNS_VM_LABEL
 export BPFNS_TEST_HELPER=/bin/bpfns-test-helper BPFNS_CLI=/usr/bin/bpfns RUST_BACKTRACE=1
 echo "==> vm: $BPFNS_VM_LABEL: kernel $(uname -r), $(nproc) cpu, lsm=$(cat /sys/kernel/security/lsm)"
 echo "==> vm: cmdline: $(cat /proc/cmdline)"

@@ -383,6 +383,9 @@ struct ChildJob {
     procs: i32,
     tag_map: i32,
     tag_value: *const u8,
+    /// The calling thread's capabilities with `CAP_SYS_RESOURCE` effective (where it is
+    /// permitted), for the child to set its oom_score_adj with.
+    oom_caps: Option<crate::caps::CapabilitySets>,
     creds: ChildCreds,
     cmd: u32,
     attr: *const u8,
@@ -408,11 +411,13 @@ const CHILD_STACK: usize = 64 * 1024;
 ///
 /// The child shares this process's memory (`CLONE_VM`: no copy of the address space, whose
 /// page tables would cost milliseconds to copy, and every page written afterwards a fault) as
-/// a vfork child (`CLONE_VFORK`: the calling thread waits until it exits), which the OOM
-/// killer never picks (`oom_badness` skips a task in the middle of a vfork): otherwise a
-/// member's memory cgroup at its limit could have it pick the child, and the OOM killer kills
-/// every process sharing its victim's memory. It has a copy of the fd table: killed at any
-/// point, it takes the object it made with it. It starts with the
+/// a vfork child (`CLONE_VFORK`: the calling thread waits until it exits) with an
+/// oom_score_adj of -1000 (its own; set where this process holds `CAP_SYS_RESOURCE`), which
+/// the OOM killer never picks (`oom_badness` skips a task in the middle of a vfork, but the
+/// vfork ends before an exiting child lets go of the memory; it skips -1000 to the end):
+/// otherwise a member's memory cgroup at its limit could have it pick the child, and the OOM
+/// killer kills every process sharing its victim's memory. It has a copy of the fd table:
+/// killed at any point, it takes the object it made with it. It starts with the
 /// calling thread's credentials and namespaces, which must be allowed to move a process into
 /// `home`; it writes `tag` for itself, takes `creds` (all three uids: a task of the caller's
 /// uid cannot signal it), makes the call on `attr` (which the caller keeps unchanged: nothing
@@ -442,6 +447,13 @@ pub fn bpf_fd_in_cgroup(
         },
         tag_map: tag.map_or(-1, |t| t.map.as_raw_fd()),
         tag_value: tag.map_or(std::ptr::null(), |t| t.value.as_ptr()),
+        oom_caps: crate::caps::of_current_thread().ok().and_then(|mut sets| {
+            let r = crate::caps::CapabilitySet::SYS_RESOURCE;
+            sets.permitted.contains(r).then(|| {
+                sets.effective |= r;
+                sets
+            })
+        }),
         creds,
         cmd,
         attr: attr.as_ptr(),
@@ -560,6 +572,37 @@ extern "C" fn child_job(arg: *mut libc::c_void) -> libc::c_int {
             child_exit(-r as i32);
         }
     };
+    // Never the OOM killer's pick: scored by bpfnsd's memory, which it shares, it would be the
+    // biggest task of a member's memory cgroup, and the OOM killer kills every process sharing
+    // its victim's memory. The vfork covers it only until its exit gives that memory up
+    // (`mm_release` ends the vfork before the task lets go of the memory, and may sleep in
+    // between, while the parent it woke runs): there it is an ordinary task of the cgroup. An
+    // oom_score_adj of -1000 covers it to the end (a vfork child's is its own: bpfnsd's is
+    // unchanged). Lowering it takes CAP_SYS_RESOURCE (raised here: bpfnsd's threads keep it
+    // permitted only), so before the credentials change; best effort (without that capability
+    // in bpfnsd's bounding set, the vfork alone).
+    if let Some(sets) = job.oom_caps {
+        let _ = rustix::thread::set_capabilities(None, sets);
+    }
+    let adj = raw_syscall(
+        libc::SYS_open,
+        [
+            OOM_SCORE_ADJ.as_ptr() as u64,
+            (libc::O_WRONLY | libc::O_CLOEXEC) as u64,
+            0,
+        ],
+    );
+    if adj >= 0 {
+        raw_syscall(
+            libc::SYS_write,
+            [
+                adj as u64,
+                OOM_SCORE_ADJ_MIN.as_ptr() as u64,
+                OOM_SCORE_ADJ_MIN.len() as u64,
+            ],
+        );
+        raw_syscall(libc::SYS_close, [adj as u64, 0, 0]);
+    }
     // Its credentials first, before anything that can wait (a cgroup v1 move can wait for an
     // RCU grace period): every uid (a task of bpfnsd's uid 0 could signal, or stop, it
     // otherwise), keeping the permitted set through the change (leaving uid 0 clears it, and
@@ -647,6 +690,10 @@ extern "C" fn child_job(arg: *mut libc::c_void) -> libc::c_int {
 }
 
 use libbpf_sys::BPF_MAP_UPDATE_ELEM;
+
+/// Where a [`bpf_fd_in_cgroup`] child sets its own oom_score_adj, and the value.
+const OOM_SCORE_ADJ: &[u8] = b"/proc/self/oom_score_adj\0";
+const OOM_SCORE_ADJ_MIN: &[u8] = b"-1000";
 
 fn child_exit(code: i32) -> ! {
     loop {

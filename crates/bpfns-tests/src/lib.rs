@@ -684,6 +684,11 @@ impl ProcessDaemon {
         self.child.as_ref().map(Child::id)
     }
 
+    /// How bpfnsd ended, if it has (reaped then); `None` while it runs (or was never started).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
     /// SIGKILL bpfnsd and reap it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -24,8 +24,8 @@
 //!                        ns-identify PID; prints result=... or error=CODE
 //!   (supervisor tests)   list, obj-get-from, obj-get-chroot, obj-get-at, prog-dump,
 //!                        bpf-only, no-caps, install-listener, bpf-x32, bpf-int80, storm,
-//!                        bench, bad-attrs, create-maps, cgroup-link, perf-tp, prog-query:
-//!                        see helper/supervised.rs
+//!                        bench, bad-attrs, create-maps, cgroup-link, perf-tp, prog-query,
+//!                        oom-press, oom-hog: see helper/supervised.rs
 //!   (torture test)       daemon, torture-member, torture-prober: see helper/torture.rs
 //!   (kernel-side tests)  hijack, create-many, prog-token, race-scm: see helper/kside.rs
 //! ```

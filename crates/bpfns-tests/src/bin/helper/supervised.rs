@@ -32,12 +32,23 @@
 //!   create-maps N          create N array maps: print id=FIRST..LAST, hold until EOF
 //!   bench KIND ID N        time N GET_NEXT_ID (1 in 100 starting a walk) and N
 //!                          GET_FD_BY_ID(ID) calls: next_id_ns=... fd_by_id_ns=...
+//!   oom-press SECS HOGS HOG_KIB MAP_KIB
+//!                          for SECS seconds (or until stdin's EOF) keep HOGS children
+//!                          (`oom-hog HOG_KIB`) alive, starting a new one for each that dies,
+//!                          while two threads create array maps of MAP_KIB KiB (each keeping
+//!                          up to 4 open, closing them all at EDQUOT); this process takes
+//!                          oom_score_adj -1000 (protected=1 when it could). Prints
+//!                          ready=PID protected=0|1 first, then
+//!                          hogs=started:N killed:N other:N rss_max_kib:N and
+//!                          maps=made:N enomem:N edquot:N other:[ERRNO:N,...] held_max:N
+//!   oom-hog KIB            take the default oom_score_adj, fault in KIB KiB of anonymous
+//!                          memory, hold it until stdin's EOF
 //! ```
 
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bpfns_model::ObjectKind;
 use bpfns_sys::bpf as sysbpf;
@@ -47,8 +58,10 @@ use bpfns_sys::testhooks;
 use super::{fail, kind, report_open, say, RETURN_ONE};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 23] = [
+pub const ACTIONS: [&str; 25] = [
     "load-attrs",
+    "oom-press",
+    "oom-hog",
     "create-maps",
     "map",
     "cg-link",
@@ -291,6 +304,28 @@ pub fn run(exe: &Path, args: &[String]) {
             say("bad=done");
         }
         "load-attrs" => load_attrs(),
+        "oom-press" => {
+            let n = |i: usize| -> u64 {
+                arg(i)
+                    .parse()
+                    .unwrap_or_else(|_| fail("oom-press SECS HOGS HOG_KIB MAP_KIB"))
+            };
+            oom_press(exe, Duration::from_secs(n(1)), n(2) as usize, n(3), n(4));
+        }
+        "oom-hog" => {
+            let kib: usize = arg(1).parse().unwrap_or_else(|_| fail("KIB"));
+            // The OOM killer weighs this process by its memory alone (its parent protects
+            // itself, and the value is inherited).
+            let _ = std::fs::write("/proc/self/oom_score_adj", "0");
+            let mut mem = vec![0u8; kib << 10];
+            let page = bpfns_sys::process::page_size();
+            for i in (0..mem.len()).step_by(page) {
+                mem[i] = 1;
+            }
+            std::hint::black_box(&mut mem);
+            super::hold_until_eof();
+            drop(mem);
+        }
         "create-maps" => {
             let n: usize = arg(1).parse().unwrap_or_else(|_| fail("N"));
             let maps: Vec<_> = (0..n)
@@ -437,6 +472,158 @@ pub fn run(exe: &Path, args: &[String]) {
         }
         other => fail(&format!("unknown action {other}")),
     }
+}
+
+/// How one thread's map creations of `oom-press` were answered.
+#[derive(Default)]
+struct MapTally {
+    made: u64,
+    enomem: u64,
+    edquot: u64,
+    other: std::collections::BTreeMap<i32, u64>,
+    held_max: usize,
+}
+
+/// `oom-press`: hogs that keep this process's memory cgroup at its limit while maps are
+/// created (by bpfnsd's child in this cgroup, where bpfnsd makes them).
+fn oom_press(exe: &Path, secs: Duration, hogs: usize, hog_kib: u64, map_kib: u64) {
+    use std::process::{Child, ChildStdin, Stdio};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let protected = std::fs::write("/proc/self/oom_score_adj", "-1000").is_ok();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    std::thread::spawn(move || {
+        super::hold_until_eof();
+        s.store(true, Ordering::SeqCst);
+    });
+    let deadline = Instant::now() + secs;
+    let done = move |stop: &AtomicBool| stop.load(Ordering::SeqCst) || Instant::now() >= deadline;
+    say(&format!(
+        "ready={} protected={}",
+        std::process::id(),
+        u8::from(protected)
+    ));
+    let entries = (map_kib / 4).max(1) as u32;
+    let creators: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                super::drop_perfmon();
+                let mut t = MapTally::default();
+                let mut held = Vec::new();
+                while !done(&stop) {
+                    // An array of `entries` values of 4 KiB, allocated at creation.
+                    let mut attr = [0u8; 72];
+                    attr[0..4].copy_from_slice(&2u32.to_ne_bytes());
+                    attr[4..8].copy_from_slice(&4u32.to_ne_bytes());
+                    attr[8..12].copy_from_slice(&4096u32.to_ne_bytes());
+                    attr[12..16].copy_from_slice(&entries.to_ne_bytes());
+                    match bpfns_sys::rawbpf::sys_bpf_fd(
+                        bpfns_sys::rawbpf::cmd::BPF_MAP_CREATE,
+                        &mut attr,
+                    ) {
+                        Ok(fd) => {
+                            t.made += 1;
+                            held.push(fd);
+                            t.held_max = t.held_max.max(held.len());
+                            if held.len() >= 4 {
+                                held.clear();
+                            }
+                        }
+                        Err(e) if e == bpfns_sys::Errno::DQUOT => {
+                            t.edquot += 1;
+                            held.clear();
+                            // bpfnsd collects the freed maps' records meanwhile.
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        Err(e) if e == bpfns_sys::Errno::NOMEM => t.enomem += 1,
+                        Err(e) => *t.other.entry(e.raw_os_error()).or_default() += 1,
+                    }
+                }
+                t
+            })
+        })
+        .collect();
+    let spawn = || -> (Child, ChildStdin) {
+        let mut c = Command::new(exe)
+            .args(["oom-hog", &hog_kib.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| fail(&format!("starting a hog: {e}")));
+        let stdin = c.stdin.take().unwrap_or_else(|| fail("a hog's stdin"));
+        (c, stdin)
+    };
+    let (mut started, mut killed, mut other, mut rss_max) = (0u64, 0u64, 0u64, 0u64);
+    let mut running: Vec<(Child, ChildStdin)> = Vec::new();
+    let mut last_look = Instant::now();
+    while !done(&stop) {
+        running.retain_mut(|(c, _)| match c.try_wait() {
+            Ok(None) => true,
+            Ok(Some(status)) => {
+                use std::os::unix::process::ExitStatusExt;
+                if status.signal() == Some(libc::SIGKILL) {
+                    killed += 1;
+                } else {
+                    other += 1;
+                }
+                false
+            }
+            Err(_) => false,
+        });
+        while running.len() < hogs {
+            running.push(spawn());
+            started += 1;
+        }
+        if last_look.elapsed() >= Duration::from_millis(200) {
+            last_look = Instant::now();
+            for (c, _) in &running {
+                let status = bpfns_sys::procfs::read_status(c.id() as i32).unwrap_or_default();
+                let rss = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                    .unwrap_or(0);
+                rss_max = rss_max.max(rss);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (mut c, stdin) in running {
+        drop(stdin);
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let mut tally = MapTally::default();
+    for h in creators {
+        let t = h
+            .join()
+            .unwrap_or_else(|_| fail("a creator thread panicked"));
+        tally.made += t.made;
+        tally.enomem += t.enomem;
+        tally.edquot += t.edquot;
+        tally.held_max += t.held_max;
+        for (e, n) in t.other {
+            *tally.other.entry(e).or_default() += n;
+        }
+    }
+    say(&format!(
+        "hogs=started:{started} killed:{killed} other:{other} rss_max_kib:{rss_max}"
+    ));
+    let other: Vec<String> = tally
+        .other
+        .iter()
+        .map(|(e, n)| format!("{e}:{n}"))
+        .collect();
+    say(&format!(
+        "maps=made:{} enomem:{} edquot:{} other:[{}] held_max:{}",
+        tally.made,
+        tally.enomem,
+        tally.edquot,
+        other.join(","),
+        tally.held_max
+    ));
 }
 
 /// `BPF_PROG_LOAD` variants whose answers must be the kernel's, also when bpfnsd makes the call

@@ -2750,7 +2750,11 @@ fn events_report_changes_denials_and_stops_within_the_subscribers_subtree() {
     } else {
         // BPF LSM refused the fd (its hook sees the map, not the command).
         assert_eq!(
-            (kernel.kind, kernel.layer.as_deref(), kernel.command.as_deref()),
+            (
+                kernel.kind,
+                kernel.layer.as_deref(),
+                kernel.command.as_deref()
+            ),
             (K::Denied, Some("lsm"), Some("open")),
             "{kernel:?}"
         );

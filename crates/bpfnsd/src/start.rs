@@ -96,6 +96,9 @@ pub fn run(config: Config, check_only: bool, ready: impl FnOnce()) -> Result<(),
     // Before serving: members of an earlier bpfnsd (held by the listener keeper) are served
     // again from here on.
     crate::supervisor::install(&daemon);
+    if daemon.supervises_creations() {
+        warn_if_oom_killable();
+    }
     Daemon::spawn_collector(
         &daemon,
         std::time::Duration::from_secs(config.gc_interval_secs),
@@ -269,5 +272,28 @@ pub fn raise_fd_limit() {
     match bpfns_sys::process::raise_nofile_to_hard() {
         Ok(n) => tracing::debug!(limit = n, "open file limit"),
         Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+    }
+}
+
+/// Where bpfnsd makes members' maps, the children that make them share its memory inside the
+/// members' memory cgroups: they are kept from the OOM killer by an oom_score_adj of -1000,
+/// which they set themselves with `CAP_SYS_RESOURCE` or inherit from bpfnsd. Say so when
+/// neither holds (threat model §4, "Map and BTF creation").
+fn warn_if_oom_killable() {
+    let adj = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    let can_lower = bpfns_sys::caps::of_current_thread().is_ok_and(|c| {
+        c.permitted
+            .contains(bpfns_sys::caps::CapabilitySet::SYS_RESOURCE)
+    });
+    if adj != Some(-1000) && !can_lower {
+        tracing::warn!(
+            oom_score_adj = adj,
+            "bpfnsd lacks CAP_SYS_RESOURCE and runs with an oom_score_adj above -1000: a member \
+             whose memory cgroup reaches its limit while bpfnsd makes its map can get bpfnsd \
+             OOM-killed; fix: run it under the systemd unit (OOMScoreAdjust=-1000), or with \
+             CAP_SYS_RESOURCE, or echo -1000 > /proc/PID/oom_score_adj as a privileged user"
+        );
     }
 }

@@ -1812,6 +1812,14 @@ fn metrics_match_ns_show_and_count_requests() {
     c.ns_create("/m1").unwrap();
     c.ns_create("/m1/kid").unwrap();
     c.ns_create("/m2").unwrap();
+    // Limits per kind: /m1 of maps and programs, /m1/kid of programs (below /m1's).
+    let limits = |progs, maps| KindLimits {
+        max_progs: Some(progs),
+        max_maps: maps,
+        ..KindLimits::NONE
+    };
+    c.ns_set_quota("/m1", None, limits(10, Some(20))).unwrap();
+    c.ns_set_quota("/m1/kid", None, limits(5, None)).unwrap();
     let _ = c.ns_show("/nope");
     let (_h, map) = create_in(&d, "/m1", "map");
     let (_h2, _prog) = create_in(&d, "/m1/kid", "prog");
@@ -1930,14 +1938,54 @@ fn metrics_match_ns_show_and_count_requests() {
             "{path}"
         );
         assert_eq!(
-            value(
-                "bpfns_namespace_kind_records",
-                &[("namespace", path), ("kind", "map")]
-            ),
-            ns.kind_records.map(|r| f64::from(r.map)),
+            value("bpfns_namespace_max_objects", &[("namespace", path)]),
+            ns.max_objects.map(f64::from),
             "{path}"
         );
+        for kind in ObjectKind::ALL {
+            let labels = [("namespace", path), ("kind", kind.name())];
+            let records = ns.kind_records.map(|r| match kind {
+                ObjectKind::Prog => r.prog,
+                ObjectKind::Map => r.map,
+                ObjectKind::Link => r.link,
+                ObjectKind::Btf => r.btf,
+            });
+            assert_eq!(
+                value("bpfns_namespace_kind_records", &labels),
+                records.map(f64::from),
+                "{path} {kind:?}"
+            );
+            assert_eq!(
+                value("bpfns_namespace_kind_limit", &labels),
+                ns.kind_limits.get(kind).map(f64::from),
+                "{path} {kind:?}"
+            );
+        }
     }
+    // What was set and made: not merely absent on both sides.
+    let labels = |ns, kind| [("namespace", ns), ("kind", kind)];
+    assert_eq!(
+        value("bpfns_namespace_kind_limit", &labels("/m1/kid", "prog")),
+        Some(5.0)
+    );
+    assert_eq!(
+        value("bpfns_namespace_kind_limit", &labels("/m1", "map")),
+        Some(20.0)
+    );
+    assert_eq!(
+        value("bpfns_namespace_kind_limit", &labels("/m1/kid", "map")),
+        None,
+        "no limit of maps set on /m1/kid"
+    );
+    // /m1/kid's program counts for /m1 too.
+    for ns in ["/m1", "/m1/kid"] {
+        assert_eq!(
+            value("bpfns_namespace_kind_records", &labels(ns, "prog")),
+            Some(1.0),
+            "{ns}"
+        );
+    }
+    assert!(value("bpfns_namespace_max_objects", &[("namespace", "/m1")]).is_some_and(|m| m > 0.0));
     assert_eq!(
         value(
             "bpfns_namespace_objects",

@@ -650,3 +650,237 @@ pub fn serve(addr: &str, daemon: &Arc<Daemon>) -> std::io::Result<SocketAddr> {
         })?;
     Ok(bound)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    const DOC: &str = include_str!("../../../docs/protocol.md");
+    const DASHBOARD: &str = include_str!("../../../dist/prometheus/grafana-dashboard.json");
+
+    /// Every counter name `bpfns status` can report (the kernel side's and bpfnsd's).
+    fn status_names() -> Vec<String> {
+        let mut names: Vec<String> = bpfns_kernel::abi::Stat::ALL
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect();
+        names.extend(
+            bpfns_kernel::lsm::Counters::default()
+                .named()
+                .iter()
+                .map(|(n, _)| n.to_string()),
+        );
+        names.push("quota_notices".into());
+        for r in [
+            "foreign",
+            "prog_type",
+            "shared_files",
+            "hijack",
+            "unrecorded",
+            "quota",
+            "perfmon",
+        ] {
+            names.push(format!("stopped_{r}"));
+            names.push(format!("refused_{r}"));
+        }
+        for n in [
+            "records_collected",
+            "kernel_events_read",
+            "events_subscribers",
+            "events_subscribers_dropped",
+            "events_suppressed",
+            "bpfnsd_heap_in_use_bytes",
+            "connections_open",
+            "admin_connections_open",
+            "connections_refused",
+            "connections_closed_idle",
+            "containers_collected",
+            "keeper_restarts",
+            "keeper_outages",
+            "keeper_abandoned_answered",
+            "keeper_refused_after_grace",
+        ] {
+            names.push(n.into());
+        }
+        names
+    }
+
+    /// A scrape with a sample in every family.
+    fn full() -> String {
+        let ns: bpfns_proto::NsInfo = serde_json::from_value(serde_json::json!({
+            "path": "/a", "id": 1, "parent": "/", "depth": 1,
+            "objects": {"prog": 1, "map": 2, "link": 0, "btf": 0},
+            "members": 3, "max_objects": 100, "records": 3,
+            "map_memory": 640, "map_memory_total": 640,
+            "max_maps": 10,
+            "kind_records": {"prog": 1, "map": 2, "link": 0, "btf": 0},
+        }))
+        .unwrap();
+        let mut counters: Vec<(String, u64)> = status_names().into_iter().map(|n| (n, 1)).collect();
+        // A counter of a newer kernel side, without a family of its own.
+        counters.push(("newer_counter".into(), 1));
+        let snapshot = Snapshot {
+            namespaces: vec![ns],
+            denials: vec![("/a".into(), "BPF_MAP_GET_FD_BY_ID".into(), "supervisor", 2)],
+            runs: vec![("/a".into(), 1_000, 10)],
+            status: bpfns_proto::StatusInfo {
+                server: String::new(),
+                pin_root: String::new(),
+                state_dir: String::new(),
+                layers: Vec::new(),
+                namespaces: 2,
+                supervised_listeners: 1,
+                kept_listeners: 1,
+                counters,
+                containers: 0,
+                collected_containers: Vec::new(),
+            },
+        };
+        let metrics = Metrics::default();
+        metrics.observe("ns_show", "ok", 0.001);
+        encode(&snapshot, &metrics).unwrap()
+    }
+
+    /// The families of a scrape: the name as the doc gives it (a counter's with `_total`), its
+    /// type, and the labels of its samples (a histogram's `le` left out).
+    fn families(text: &str) -> BTreeMap<String, (String, BTreeSet<String>)> {
+        let mut out = BTreeMap::new();
+        let mut types = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(t) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = t.split_once(' ').unwrap();
+                let doc = if kind == "counter" {
+                    format!("{name}_total")
+                } else {
+                    name.to_string()
+                };
+                types.insert(name.to_string(), doc.clone());
+                out.insert(doc, (kind.to_string(), BTreeSet::new()));
+            }
+        }
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let sample = line.split(['{', ' ']).next().unwrap();
+            let family = ["", "_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| types.get(sample.strip_suffix(s).unwrap_or("\0")))
+                .unwrap_or_else(|| panic!("a sample of no family: {line}"));
+            let labels = &mut out.get_mut(family).unwrap().1;
+            if let Some((_, rest)) = line.split_once('{') {
+                let inner = &rest[..rest.rfind('}').unwrap()];
+                for pair in inner.split("\",") {
+                    let key = pair.split_once('=').unwrap().0.trim();
+                    if key != "le" {
+                        labels.insert(key.to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The rows of the table of families in docs/protocol.md: name, type, labels, on the
+    /// dashboard.
+    fn documented() -> BTreeMap<String, (String, BTreeSet<String>, bool)> {
+        let section = DOC
+            .split("\n## Metrics\n")
+            .nth(1)
+            .expect("docs/protocol.md has a section Metrics");
+        let section = section.split("\n## ").next().unwrap();
+        let mut out = BTreeMap::new();
+        for row in section.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+            assert_eq!(cells.len(), 5, "{row}");
+            let name = cells[0].trim_matches('`').to_string();
+            let labels = cells[2]
+                .split(", ")
+                .filter(|l| *l != "-")
+                .map(|l| l.trim_matches('`').to_string())
+                .collect();
+            let shown = match cells[4] {
+                "yes" => true,
+                "no" => false,
+                other => panic!("dashboard: yes or no, not {other}: {row}"),
+            };
+            assert!(
+                out.insert(name, (cells[1].to_string(), labels, shown))
+                    .is_none(),
+                "twice: {row}"
+            );
+        }
+        out
+    }
+
+    /// The metric names the dashboard's queries use.
+    fn dashboard_names() -> BTreeSet<String> {
+        DASHBOARD
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("bpfns_") || w.starts_with("bpfnsd_"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn every_status_counter_has_a_family_of_its_own() {
+        for name in status_names() {
+            match place(&name) {
+                Place::In(family, _) => {
+                    assert_ne!(family, "bpfnsd_status_counter", "{name}");
+                    assert!(
+                        STATUS_FAMILIES.iter().any(|(f, ..)| *f == family),
+                        "{name}: {family}"
+                    );
+                }
+                Place::Sum => {}
+            }
+        }
+    }
+
+    /// The families bpfnsd renders are the ones docs/protocol.md lists, with their types and
+    /// labels; the dashboard queries those it says it shows, and no other.
+    #[test]
+    fn every_family_is_documented_and_on_the_dashboard_or_said_not_to_be() {
+        let text = full();
+        let rendered = families(&text);
+        let doc = documented();
+        let shown = dashboard_names();
+        for (name, (kind, labels)) in &rendered {
+            let Some((doc_kind, doc_labels, on_dashboard)) = doc.get(name) else {
+                panic!("{name} is not in docs/protocol.md's table of metrics");
+            };
+            assert_eq!((kind, labels), (doc_kind, doc_labels), "{name}");
+            let samples: Vec<String> = match kind.as_str() {
+                "histogram" => ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .map(|s| format!("{name}{s}"))
+                    .collect(),
+                _ => vec![name.clone()],
+            };
+            let queried = samples.iter().any(|s| shown.contains(s));
+            assert_eq!(
+                queried, *on_dashboard,
+                "{name}: the dashboard queries it: {queried}; docs/protocol.md says {on_dashboard}"
+            );
+        }
+        for name in doc.keys() {
+            assert!(
+                rendered.contains_key(name),
+                "{name} is documented, not rendered"
+            );
+        }
+        let samples: BTreeSet<String> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
+            .collect();
+        for name in &shown {
+            assert!(
+                samples.contains(name),
+                "the dashboard queries {name}, which bpfnsd does not render"
+            );
+        }
+    }
+}

@@ -116,7 +116,8 @@ pub fn render(daemon: &Daemon) -> Result<String, String> {
 /// A metric's type, as the families of [`STATUS_FAMILIES`] have it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Type {
-    /// Only grows (from 0 when bpfnsd, or the keeper for its own, starts): `rate()` it.
+    /// Only grows, from 0 when what counts it starts (bpfnsd, the keeper, the kernel side when
+    /// loaded): `rate()` it.
     Counter,
     Gauge,
 }

@@ -1812,6 +1812,14 @@ fn metrics_match_ns_show_and_count_requests() {
     c.ns_create("/m1").unwrap();
     c.ns_create("/m1/kid").unwrap();
     c.ns_create("/m2").unwrap();
+    // Limits per kind: /m1 of maps and programs, /m1/kid of programs (below /m1's).
+    let limits = |progs, maps| KindLimits {
+        max_progs: Some(progs),
+        max_maps: maps,
+        ..KindLimits::NONE
+    };
+    c.ns_set_quota("/m1", None, limits(10, Some(20))).unwrap();
+    c.ns_set_quota("/m1/kid", None, limits(5, None)).unwrap();
     let _ = c.ns_show("/nope");
     let (_h, map) = create_in(&d, "/m1", "map");
     let (_h2, _prog) = create_in(&d, "/m1/kid", "prog");
@@ -1824,6 +1832,42 @@ fn metrics_match_ns_show_and_count_requests() {
         as_member(&d, Some("/m2"), &["ns-create", "/x"]),
         Err("Denied".into())
     );
+    // Unsupervised, the kernel side acts on the same open: the backstop's SIGKILL, or BPF
+    // LSM's refusal; counted by reason.
+    let mut h = Helper::spawn(&["open", "map", &map.to_string()]);
+    d.client().enter("/m2", h.pid).unwrap();
+    h.go();
+    let stopped = bpfns_tests::killed(h.finish());
+    // A supervised member that stays while the endpoint is read: its listener, supervised
+    // and held by the listener keeper.
+    let mut cmd = std::process::Command::new("sleep");
+    cmd.arg("600").stdin(std::process::Stdio::null());
+    let _member = KillOnDrop(
+        bpfns_client::member::spawn(&d.socket, "/m1", &mut cmd)
+            .unwrap()
+            .into_child(),
+    );
+    eventually("the keeper holds the member's listener", || {
+        let st = c.status().unwrap();
+        st.supervised_listeners >= 1 && st.kept_listeners >= 1
+    });
+    // A map freed and its record collected (by bpfnsd's collector; where BPF LSM runs, its
+    // free hook may drop the record first).
+    let (freed, freed_map) = create_in(&d, "/m1/kid", "map");
+    freed.finish();
+    eventually("the map is freed", || {
+        bpfns_sys::bpf::fd_by_id(ObjectKind::Map, freed_map).is_err()
+    });
+    let mut collected = 0;
+    eventually("its record is collected", || {
+        collected += d.daemon().collect_garbage().unwrap();
+        c.ns_show("/m1/kid")
+            .unwrap()
+            .kind_records
+            .is_some_and(|r| r.map == 0)
+    });
+    let lsm = c.status().unwrap().layers.iter().any(|l| l == "BPF LSM");
+    assert!(collected >= 1 || lsm, "nothing collected");
     // Event subscriptions are requests too: one served, one of a namespace that is not there.
     let mut sub = d.client();
     sub.subscribe(None, vec![]).unwrap();
@@ -1894,14 +1938,54 @@ fn metrics_match_ns_show_and_count_requests() {
             "{path}"
         );
         assert_eq!(
-            value(
-                "bpfns_namespace_kind_records",
-                &[("namespace", path), ("kind", "map")]
-            ),
-            ns.kind_records.map(|r| f64::from(r.map)),
+            value("bpfns_namespace_max_objects", &[("namespace", path)]),
+            ns.max_objects.map(f64::from),
             "{path}"
         );
+        for kind in ObjectKind::ALL {
+            let labels = [("namespace", path), ("kind", kind.name())];
+            let records = ns.kind_records.map(|r| match kind {
+                ObjectKind::Prog => r.prog,
+                ObjectKind::Map => r.map,
+                ObjectKind::Link => r.link,
+                ObjectKind::Btf => r.btf,
+            });
+            assert_eq!(
+                value("bpfns_namespace_kind_records", &labels),
+                records.map(f64::from),
+                "{path} {kind:?}"
+            );
+            assert_eq!(
+                value("bpfns_namespace_kind_limit", &labels),
+                ns.kind_limits.get(kind).map(f64::from),
+                "{path} {kind:?}"
+            );
+        }
     }
+    // What was set and made: not merely absent on both sides.
+    let labels = |ns, kind| [("namespace", ns), ("kind", kind)];
+    assert_eq!(
+        value("bpfns_namespace_kind_limit", &labels("/m1/kid", "prog")),
+        Some(5.0)
+    );
+    assert_eq!(
+        value("bpfns_namespace_kind_limit", &labels("/m1", "map")),
+        Some(20.0)
+    );
+    assert_eq!(
+        value("bpfns_namespace_kind_limit", &labels("/m1/kid", "map")),
+        None,
+        "no limit of maps set on /m1/kid"
+    );
+    // /m1/kid's program counts for /m1 too.
+    for ns in ["/m1", "/m1/kid"] {
+        assert_eq!(
+            value("bpfns_namespace_kind_records", &labels(ns, "prog")),
+            Some(1.0),
+            "{ns}"
+        );
+    }
+    assert!(value("bpfns_namespace_max_objects", &[("namespace", "/m1")]).is_some_and(|m| m > 0.0));
     assert_eq!(
         value(
             "bpfns_namespace_objects",
@@ -1970,6 +2054,68 @@ fn metrics_match_ns_show_and_count_requests() {
             format!(r#"bpfnsd_request_duration_seconds_count{{op="{op}",outcome="{outcome}"}} 1"#);
         assert!(body.contains(&series), "no {series} in {body}");
     }
+    // bpfnsd's own: listeners, the keeper, the collector.
+    let st = c.status().unwrap();
+    let supervised = value("bpfnsd_supervised_listeners", &[]);
+    assert!(
+        supervised.is_some_and(|v| v >= 1.0),
+        "{supervised:?}\n{body}"
+    );
+    let kept = value("bpfnsd_kept_listeners", &[]);
+    assert!(kept.is_some_and(|v| v >= 1.0), "{kept:?}\n{body}");
+    assert_eq!(
+        value("bpfnsd_namespaces", &[]),
+        Some(f64::from(st.namespaces))
+    );
+    assert_eq!(
+        value("bpfnsd_keeper_outages_total", &[]),
+        Some(0.0),
+        "a keeper answers, and bpfnsd was never away: {body}"
+    );
+    let records_collected = value("bpfnsd_records_collected_total", &[]);
+    assert!(
+        records_collected.is_some_and(|v| v >= collected as f64),
+        "{records_collected:?} < {collected}"
+    );
+    // The kernel side's: the stop (or refusal) by its reason, the records it wrote.
+    let (family, other) = if stopped {
+        (
+            "bpfns_kernel_tasks_stopped_total",
+            "bpfns_kernel_lsm_refusals_total",
+        )
+    } else {
+        (
+            "bpfns_kernel_lsm_refusals_total",
+            "bpfns_kernel_tasks_stopped_total",
+        )
+    };
+    assert_eq!(
+        value(family, &[("reason", "foreign")]),
+        Some(1.0),
+        "{family}: {body}"
+    );
+    assert_eq!(value(other, &[("reason", "foreign")]), Some(0.0), "{body}");
+    let written: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "bpfns_kernel_records_written_total")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .sum();
+    assert!(
+        written >= 3.0,
+        "a map and two programs recorded: {written}\n{body}"
+    );
+    assert_eq!(
+        value("bpfns_kernel_ownership_table_full_total", &[]),
+        Some(0.0)
+    );
+    assert!(
+        !body.contains("bpfnsd_status_counter"),
+        "every counter of status has a family of its own: {body}"
+    );
     drop(sub);
     assert!(get("/other").contains(" 404 "));
 }
@@ -2027,6 +2173,16 @@ fn metrics_bound_in_a_network_namespace_of_their_own() {
         "{reply}"
     );
     assert!(reply.contains("bpfnsd_namespaces"), "{reply}");
+}
+
+/// A child process killed (and waited for) when dropped: a failed assertion leaves none.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A TCP connection (the metrics endpoint), with read and write timeouts.

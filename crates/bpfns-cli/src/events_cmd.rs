@@ -79,7 +79,7 @@ pub fn text(e: &EventInfo) -> String {
         add("pid", p.to_string());
     }
     if let Some(c) = &e.comm {
-        add("comm", c.clone());
+        add("comm", crate::output::printable(c));
     }
     if let Some(u) = e.uid {
         add("uid", u.to_string());

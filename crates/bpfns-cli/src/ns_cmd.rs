@@ -455,7 +455,7 @@ impl Render for Processes {
         for p in &self.0 {
             t.row([
                 p.pid.to_string(),
-                p.comm.clone(),
+                crate::output::printable(&p.comm),
                 p.uid.to_string(),
                 p.threads.to_string(),
                 p.namespace.clone(),

@@ -60,6 +60,24 @@ pub fn emit<T: Serialize + Render + ?Sized>(format: Format, value: &T) -> Result
 }
 
 /// Write to stdout; a reader that went away (EPIPE) is not an error.
+/// `s` with its control characters escaped (`\n`, `\u{1b}`): for text a process chose (a
+/// task's name), so that it can neither start a line of its own nor send the terminal
+/// escape sequences.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 pub fn write_stdout(s: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
@@ -130,6 +148,15 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(super::printable("bpftool"), "bpftool");
+        assert_eq!(
+            super::printable("a\n00:00Z ok\u{1b}[8m"),
+            "a\\n00:00Z ok\\u{1b}[8m"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -572,6 +572,18 @@ extern "C" fn child_job(arg: *mut libc::c_void) -> libc::c_int {
             child_exit(-r as i32);
         }
     };
+    // Every fd but those it uses, first (close_range over the gaps): until its credentials
+    // change below, a uid-0 member in the host's pid namespace can stop it, and a stopped
+    // child must hold nothing of bpfnsd's (its listening socket held by a stopped child kept
+    // every later bpfnsd from starting).
+    let mut from: u64 = 0;
+    for &k in job.keep.iter().take_while(|&&k| k >= 0) {
+        if (k as u64) > from {
+            raw_syscall(libc::SYS_close_range, [from, k as u64 - 1, 0]);
+        }
+        from = k as u64 + 1;
+    }
+    raw_syscall(libc::SYS_close_range, [from, u64::from(u32::MAX), 0]);
     // Never the OOM killer's pick: scored by bpfnsd's memory, which it shares, it would be the
     // biggest task of a member's memory cgroup, and the OOM killer kills every process sharing
     // its victim's memory. The vfork covers it only until its exit gives that memory up
@@ -581,27 +593,29 @@ extern "C" fn child_job(arg: *mut libc::c_void) -> libc::c_int {
     // unchanged). Lowering it takes CAP_SYS_RESOURCE (raised here: bpfnsd's threads keep it
     // permitted only), so before the credentials change; best effort (without that capability
     // in bpfnsd's bounding set, the vfork alone).
+    // Only where it can be lowered: without the capability the write fails, and each system
+    // call here is one more in the window above.
     if let Some(sets) = job.oom_caps {
         let _ = rustix::thread::set_capabilities(None, sets);
-    }
-    let adj = raw_syscall(
-        libc::SYS_open,
-        [
-            OOM_SCORE_ADJ.as_ptr() as u64,
-            (libc::O_WRONLY | libc::O_CLOEXEC) as u64,
-            0,
-        ],
-    );
-    if adj >= 0 {
-        raw_syscall(
-            libc::SYS_write,
+        let adj = raw_syscall(
+            libc::SYS_open,
             [
-                adj as u64,
-                OOM_SCORE_ADJ_MIN.as_ptr() as u64,
-                OOM_SCORE_ADJ_MIN.len() as u64,
+                OOM_SCORE_ADJ.as_ptr() as u64,
+                (libc::O_WRONLY | libc::O_CLOEXEC) as u64,
+                0,
             ],
         );
-        raw_syscall(libc::SYS_close, [adj as u64, 0, 0]);
+        if adj >= 0 {
+            raw_syscall(
+                libc::SYS_write,
+                [
+                    adj as u64,
+                    OOM_SCORE_ADJ_MIN.as_ptr() as u64,
+                    OOM_SCORE_ADJ_MIN.len() as u64,
+                ],
+            );
+            raw_syscall(libc::SYS_close, [adj as u64, 0, 0]);
+        }
     }
     // Its credentials first, before anything that can wait (a cgroup v1 move can wait for an
     // RCU grace period): every uid (a task of bpfnsd's uid 0 could signal, or stop, it
@@ -623,15 +637,6 @@ extern "C" fn child_job(arg: *mut libc::c_void) -> libc::c_int {
     if let Err(e) = rustix::thread::set_capabilities(None, sets) {
         child_exit(e.raw_os_error());
     }
-    // Every fd but those it uses: close_range over the gaps.
-    let mut from: u64 = 0;
-    for &k in job.keep.iter().take_while(|&&k| k >= 0) {
-        if (k as u64) > from {
-            raw_syscall(libc::SYS_close_range, [from, k as u64 - 1, 0]);
-        }
-        from = k as u64 + 1;
-    }
-    raw_syscall(libc::SYS_close_range, [from, u64::from(u32::MAX), 0]);
     if job.procs >= 0 {
         // "0": the writer itself.
         fail(raw_syscall(

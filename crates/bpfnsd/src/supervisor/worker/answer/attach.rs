@@ -17,7 +17,8 @@ const STALE_RETRIES: usize = 3;
 
 /// Whether a member of `env.ns` may attach programs to (or detach them from) the cgroup
 /// behind `target`, bpfnsd's copy of the fd the member passed: only its namespace's bound
-/// cgroup and those below it. `Some(errno)` refuses (and is logged). The fd is checked, not
+/// cgroup and those below it. `Some(errno)` refuses (logged at debug: the refusal reaches the
+/// rate-limited denial log and the events as any other). The fd is checked, not
 /// trusted: a member that is host root may hold the host's root cgroup open, or a sibling
 /// tenant's cgroup.
 pub(super) fn cgroup_refusal(env: &Env<'_>, target: Option<BorrowedFd<'_>>) -> Option<Errno> {
@@ -33,13 +34,13 @@ pub(super) fn cgroup_refusal(env: &Env<'_>, target: Option<BorrowedFd<'_>>) -> O
     let bound = match env.view.bound_cgroup(ns) {
         Ok(b) => b,
         Err(e) => {
-            tracing::warn!(pid = tid, namespace = %ns, cmd, target = %target_path, "refused {cmd}: the namespace's cgroup is unknown ({e})");
+            tracing::debug!(pid = tid, namespace = %ns, cmd, target = ?target_path, "refused {cmd}: the namespace's cgroup is unknown ({e})");
             return Some(Errno::PERM);
         }
     };
     let Some(bound) = bound else {
-        tracing::warn!(
-            pid = tid, namespace = %ns, cmd, target = %target_path, target_id,
+        tracing::debug!(
+            pid = tid, namespace = %ns, cmd, target = ?target_path, target_id,
             "refused {cmd}: the namespace is bound to no cgroup, so its members may attach \
              to none [cgroup-confined]; fix: bind it (bpfns ns create --cgroup PATH, or let \
              a member enter: the first one's cgroup binds it)"
@@ -51,16 +52,16 @@ pub(super) fn cgroup_refusal(env: &Env<'_>, target: Option<BorrowedFd<'_>>) -> O
         // What the kernel answers for an fd that is no cgroup v2 cgroup.
         Ok(Ancestry::NotCgroup2) => Some(Errno::BADF),
         Ok(Ancestry::Outside) => {
-            tracing::warn!(
-                pid = tid, namespace = %ns, cmd, target = %target_path, target_id, bound = %bound,
+            tracing::debug!(
+                pid = tid, namespace = %ns, cmd, target = ?target_path, target_id, bound = %bound,
                 "refused {cmd}: the target cgroup is outside the namespace's cgroup {bound} \
                  [cgroup-confined]; fix: attach to {bound} or a cgroup below it"
             );
             Some(Errno::PERM)
         }
         Err(e) => {
-            tracing::warn!(
-                pid = tid, namespace = %ns, cmd, target = %target_path, target_id, bound = %bound,
+            tracing::debug!(
+                pid = tid, namespace = %ns, cmd, target = ?target_path, target_id, bound = %bound,
                 "refused {cmd}: the target cgroup's place could not be checked against the \
                  namespace's cgroup {bound} ({e}) [cgroup-confined]; fix: make sure \
                  /sys/fs/cgroup{bound} exists (or bind the namespace to an existing cgroup)"

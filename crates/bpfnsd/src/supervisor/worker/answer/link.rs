@@ -133,7 +133,7 @@ pub(super) fn prepare(
         Some(t) => Some(t),
         None if view.allows_tracing(ns).unwrap_or(false) => {
             let Some(fd_target) = tracing_shape(l.attach_type, &call.attr) else {
-                tracing::warn!(
+                tracing::debug!(
                     tid = call.tid,
                     namespace = %ns,
                     attach_type = l.attach_type,
@@ -149,7 +149,7 @@ pub(super) fn prepare(
             fd_target.then_some(LinkTarget::Fd)
         }
         None => {
-            tracing::warn!(
+            tracing::debug!(
                 tid = call.tid,
                 namespace = %ns,
                 attach_type = l.attach_type,
@@ -203,7 +203,7 @@ pub(super) fn prepare(
         let named = target_fd.and_then(|t| copies.iter().find(|c| c.as_raw_fd() == t));
         if let Some(named) = named {
             if !same_file(named.as_fd(), own.as_fd()) {
-                tracing::warn!(
+                tracing::debug!(
                     pid = call.tid,
                     namespace = %ns,
                     attach_type = l.attach_type,

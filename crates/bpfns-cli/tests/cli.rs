@@ -1117,19 +1117,21 @@ fn top_attributes_run_time_to_the_owner_namespace() {
     }
     let _kill = Kill(session.clone());
     let cmd = format!("{} --socket {} top -d 0.5", bpfns(), via.socket);
-    assert!(tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "150",
-        "-y",
-        "40",
-        &cmd
-    ])
-    .status
-    .success());
+    let start = || {
+        assert!(tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "150",
+            "-y",
+            "40",
+            &cmd
+        ])
+        .status
+        .success());
+    };
     let screen = || {
         String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
     };
@@ -1143,7 +1145,28 @@ fn top_attributes_run_time_to_the_owner_namespace() {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
+    // Press `key` and wait for the view to end; statistics must be off again afterwards
+    // (unless they were on before).
+    let quit_with = |key: &str, name: &str| {
+        tmux(&["send-keys", "-t", &session, key]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tmux(&["has-session", "-t", &session]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "bpfns top did not quit on {name}: {}",
+                screen()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !stats_before {
+            assert!(
+                !counting(id),
+                "statistics left on after bpfns top quit on {name}"
+            );
+        }
+    };
     let id_s = id.to_string();
+    start();
     let s = wait_for(&|s| s.contains("/busy") && s.contains(&id_s));
     assert!(
         s.contains("bpfns top") && s.contains("BPF_ENABLE_STATS"),
@@ -1154,52 +1177,13 @@ fn top_attributes_run_time_to_the_owner_namespace() {
     tmux(&["send-keys", "-t", &session, "Space"]);
     let s = wait_for(&|s| s.contains("paused"));
     assert!(s.contains("paused"), "{s}");
-    tmux(&["send-keys", "-t", &session, "q"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tmux(&["has-session", "-t", &session]).status.success() {
-        assert!(
-            Instant::now() < deadline,
-            "bpfns top did not quit on q: {}",
-            screen()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if !stats_before {
-        assert!(!counting(id), "statistics left on after bpfns top quit");
-    }
+    quit_with("q", "q");
     // Again, quitting with Ctrl-C.
-    assert!(tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "150",
-        "-y",
-        "40",
-        &cmd
-    ])
-    .status
-    .success());
+    start();
     let s = wait_for(&|s| s.contains("/busy") && s.contains(&id_s));
     assert!(s.contains("/busy") && s.contains(&id_s), "{s}");
     assert!(counting(id), "statistics off while bpfns top runs again");
-    tmux(&["send-keys", "-t", &session, "C-c"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tmux(&["has-session", "-t", &session]).status.success() {
-        assert!(
-            Instant::now() < deadline,
-            "bpfns top did not quit on Ctrl-C: {}",
-            screen()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if !stats_before {
-        assert!(
-            !counting(id),
-            "statistics left on after bpfns top got Ctrl-C"
-        );
-    }
+    quit_with("C-c", "Ctrl-C");
     drop(busy);
 }
 

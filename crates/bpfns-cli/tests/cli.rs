@@ -11,6 +11,20 @@ use bpfns_kernel::layout::{LINKS, MAPS, ON_DEMAND};
 use bpfns_tests::{Helper, TestDaemon};
 use serde_json::Value;
 
+/// The lines a streaming command prints, as they come (read on a thread of their own).
+fn lines_of(out: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// The CLI under test (see [`bpfns_tests::cli_path`]).
 static BPFNS_PATH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     bpfns_tests::cli_path(env!("CARGO_BIN_EXE_bpfns"))
@@ -1221,16 +1235,7 @@ fn events_stream_as_json_lines_and_text() {
             .stdout(Stdio::piped())
             .spawn()
             .expect("bpfns events");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = lines_of(child.stdout.take().expect("stdout"));
         let deadline = Instant::now() + Duration::from_secs(20);
         while subscribers() <= now {
             assert!(
@@ -1338,17 +1343,8 @@ fn events_in_text_say_how_many_were_left_out() {
             let _ = self.0.wait();
         }
     }
-    let out = child.stdout.take().expect("stdout");
+    let rx = lines_of(child.stdout.take().expect("stdout"));
     let _kill = Kill(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
     let deadline = Instant::now() + Duration::from_secs(20);
     while counter("events_subscribers") == 0 {
         assert!(Instant::now() < deadline, "bpfns events did not subscribe");

@@ -29,16 +29,21 @@ bash scripts/containers/setup.sh || { echo "FAILED: containers setup"; exit 1; }
 find_cargo || true
 
 failed=()
+# Each step's output is kept too, so that the summary can repeat how a failed one ended.
+STEP_LOGS=$(mktemp -d /tmp/bpfns-steps.XXXXXX)
+trap 'rm -rf "$STEP_LOGS"' EXIT
 # check NAME DESCRIPTION COMMAND...
 check() {
     local name=$1 what=$2
     shift 2
     step "$name: $what"
-    local start=$SECONDS
-    if "$@"; then
+    local start=$SECONDS rc
+    "$@" 2>&1 | tee "$STEP_LOGS/$name.log"
+    rc=${PIPESTATUS[0]}
+    if [ "$rc" -eq 0 ]; then
         echo "--- ok: $name ($((SECONDS - start))s)"
     else
-        echo "--- FAILED: $name ($((SECONDS - start))s)"
+        echo "--- FAILED: $name (exit $rc, $((SECONDS - start))s)"
         failed+=("$name")
     fi
 }
@@ -96,5 +101,13 @@ if [ ${#failed[@]} -eq 0 ]; then
     echo "==> all passed: format, lint, tests, clone, package, fuzz, vm"
     exit 0
 fi
+# How each failed step ended (its own summary lines name the test, target or file), so that
+# the end of this log says why without scrolling back.
+for name in "${failed[@]}"; do
+    echo
+    echo "==> how $name ended (the last 30 lines of its output):"
+    tail -n 30 "$STEP_LOGS/$name.log" | sed 's/^/    /'
+done
+echo
 echo "==> FAILED: ${failed[*]}"
 exit 1

@@ -192,6 +192,9 @@ pub fn spawn_with(
         .filter_flags(crate::filter::flags())
         // Without CAP_SYS_ADMIN the kernel accepts a filter only under no_new_privs.
         .no_new_privs(!me.host_admin)
+        // No ptrace access to processes outside the member (their roots, namespaces and
+        // fds), where the kernel has Landlock scopes.
+        .landlock(bpfns_sys::landlock::confines_members())
         .wait_ack(true);
     if !target.policy.allows_some_tracing() {
         // With CAP_PERFMON (or, from 6.9, a token granting it) the kernel lets any program

@@ -8,6 +8,12 @@ use rustix::io::Errno;
 /// or a key lookup in a ring buffer); libc has no name for it ("Unknown error 524").
 pub const ENOTSUPP: i32 = 524;
 
+/// The calling thread's `errno`, left by the last failed libc call (async-signal-safe: a
+/// thread-local read).
+pub(crate) fn last() -> Errno {
+    Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+}
+
 /// The symbolic name of an errno, e.g. `"EPERM"`; `"errno"` for one this table lacks.
 pub fn name(e: Errno) -> &'static str {
     match e.raw_os_error() {

@@ -13,9 +13,7 @@ use rustix::io::Errno;
 
 use crate::{Result, SysError};
 
-fn last_errno() -> Errno {
-    Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-}
+use crate::errno::last as last_errno;
 
 /// `pidfd_getfd(pidfd, fd)`: a duplicate of file descriptor `fd` of the task behind `pidfd`
 /// (needs ptrace-attach rights over it). The new fd is close-on-exec.

@@ -15,6 +15,7 @@ pub mod fs;
 pub mod gate;
 pub mod heap;
 pub mod insn;
+pub mod landlock;
 pub mod mem;
 pub mod member_filter;
 pub mod mounts;

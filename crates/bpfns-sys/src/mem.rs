@@ -18,9 +18,7 @@ const PAGE: u64 = 4096;
 /// At most this many remote pieces per call (`UIO_MAXIOV` is 1024; stay well below).
 const MAX_PIECES: usize = 64;
 
-fn last_errno() -> Errno {
-    Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-}
+use crate::errno::last as last_errno;
 
 /// Split `[addr, addr+len)` into page-bounded `(addr, len)` pieces.
 fn pieces(addr: u64, len: usize) -> Result<Vec<(u64, usize)>, Errno> {

@@ -7,11 +7,17 @@
 //!     nr == 321 (bpf):      cmd (low 32 bits of arg0) in TRAPPED -> USER_NOTIF, else ALLOW
 //!     nr == 16 (ioctl):     request == PERF_EVENT_IOC_QUERY_BPF -> USER_NOTIF, else ALLOW
 //!     nr == 317 (seccomp):  flags & SECCOMP_FILTER_FLAG_NEW_LISTENER -> ERRNO(EPERM), else ALLOW
+//!     nr == 56, 272 (clone, unshare): flags & CLONE_NEWCGROUP -> ERRNO(EPERM), else ALLOW
+//!     nr == 308 (setns):    nstype == 0 or nstype & CLONE_NEWCGROUP -> ERRNO(EPERM), else ALLOW
+//!     nr == 435 (clone3):   ERRNO(ENOSYS)  (its flags are behind a pointer; libc falls back
+//!                           to clone)
 //!     x32 (nr | 0x40000000): bpf -> ERRNO(EPERM); ioctl (514) with either size of
-//!                           PERF_EVENT_IOC_QUERY_BPF -> ERRNO(EPERM); seccomp as above
+//!                           PERF_EVENT_IOC_QUERY_BPF -> ERRNO(EPERM); seccomp, clone,
+//!                           unshare, setns and clone3 as above
 //!     else                  ALLOW
 //! arch == AUDIT_ARCH_I386 (int 0x80, ia32 emulation):
-//!     bpf (357) -> ERRNO(EPERM); ioctl (54) as x32; seccomp (354) as above; else ALLOW
+//!     bpf (357) -> ERRNO(EPERM); ioctl (54) as x32; seccomp (354), clone (120),
+//!     unshare (310), setns (346) and clone3 (435) as above; else ALLOW
 //! any other arch:           KILL_PROCESS   (cannot happen on x86-64; fail closed)
 //! ```
 //!
@@ -23,6 +29,14 @@
 //! trapped calls then fail). Other bpf() commands run unsupervised: creation is attributed by
 //! the kernel side, and the tracepoint backstop stops a member that ends up holding a foreign
 //! object anyway.
+//!
+//! A member can neither make nor join a cgroup namespace. A cgroup filesystem can be mounted
+//! only by whoever holds `CAP_SYS_ADMIN` over the mounter's cgroup namespace: in a user
+//! namespace of its own, a member would hold it over a cgroup namespace it made, mount a
+//! writable cgroupfs of its own and, as uid 0 (the owner of every `cgroup.procs`), move other
+//! namespaces' processes into its cgroup, where its cgroup programs run on them. Without a
+//! cgroup namespace its user namespaces give it no such mount (user namespaces stay allowed:
+//! BPF tokens need them).
 
 use crate::cbpf::{off_arg_lo, Asm, AsmError, To, JEQ_K, JSET_K, OFF_ARCH, OFF_NR};
 #[cfg(test)]
@@ -84,6 +98,22 @@ pub const PERF_EVENT_IOC_QUERY_BPF: u32 = 0xC008_240A;
 /// The same request as a 32-bit program spells it (4-byte pointer); `perf_compat_ioctl`
 /// accepts both sizes from the compat entry points.
 pub const PERF_EVENT_IOC_QUERY_BPF_32: u32 = 0xC004_240A;
+/// clone() on x86-64 (also the x32 number): its flags are arg0 on every ABI.
+pub const NR_CLONE: u32 = libc::SYS_clone as u32;
+/// unshare() on x86-64 (also the x32 number).
+pub const NR_UNSHARE: u32 = libc::SYS_unshare as u32;
+/// setns() on x86-64 (also the x32 number).
+pub const NR_SETNS: u32 = libc::SYS_setns as u32;
+/// clone3() on x86-64, x32 and ia32 alike.
+pub const NR_CLONE3: u32 = 435;
+/// clone() in the ia32 table.
+pub const NR_IA32_CLONE: u32 = 120;
+/// unshare() in the ia32 table.
+pub const NR_IA32_UNSHARE: u32 = 310;
+/// setns() in the ia32 table.
+pub const NR_IA32_SETNS: u32 = 346;
+/// `CLONE_NEWCGROUP`: in the low 32 bits of every flags argument that carries it.
+pub const CLONE_NEWCGROUP: u32 = libc::CLONE_NEWCGROUP as u32;
 /// `SECCOMP_FILTER_FLAG_NEW_LISTENER`.
 pub const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32;
 
@@ -101,9 +131,12 @@ enum Label {
     Ioctl,
     CompatIoctl,
     Seccomp,
+    CloneFlags,
+    Setns,
     Allow,
     Notif,
     Eperm,
+    Enosys,
     Kill,
 }
 
@@ -174,9 +207,15 @@ pub fn program_for(rules: &CmdRules) -> Result<Vec<crate::seccomp::Insn>, AsmErr
     a.jump(JEQ_K, NR_BPF, L(Bpf), Next);
     a.jump(JEQ_K, NR_IOCTL, L(Ioctl), Next);
     a.jump(JEQ_K, NR_SECCOMP, L(Seccomp), Next);
+    namespace_calls(&mut a, 0, [NR_CLONE, NR_UNSHARE, NR_SETNS, NR_CLONE3]);
     // x32: bpf() is not supervised there, so refused.
     a.jump(JEQ_K, NR_BPF | X32_SYSCALL_BIT, L(Eperm), Next);
     a.jump(JEQ_K, NR_X32_IOCTL | X32_SYSCALL_BIT, L(CompatIoctl), Next);
+    namespace_calls(
+        &mut a,
+        X32_SYSCALL_BIT,
+        [NR_CLONE, NR_UNSHARE, NR_SETNS, NR_CLONE3],
+    );
     a.jump(JEQ_K, NR_SECCOMP | X32_SYSCALL_BIT, L(Seccomp), L(Allow));
     a.label(Bpf);
     a.load(off_arg_lo(0));
@@ -210,6 +249,11 @@ pub fn program_for(rules: &CmdRules) -> Result<Vec<crate::seccomp::Insn>, AsmErr
     a.load(OFF_NR);
     a.jump(JEQ_K, NR_IA32_BPF, L(Eperm), Next);
     a.jump(JEQ_K, NR_IA32_IOCTL, L(CompatIoctl), Next);
+    namespace_calls(
+        &mut a,
+        0,
+        [NR_IA32_CLONE, NR_IA32_UNSHARE, NR_IA32_SETNS, NR_CLONE3],
+    );
     a.jump(JEQ_K, NR_IA32_SECCOMP, L(Seccomp), L(Allow));
     // ioctl through a compat entry point: the query is not supervised there.
     a.label(CompatIoctl);
@@ -221,15 +265,37 @@ pub fn program_for(rules: &CmdRules) -> Result<Vec<crate::seccomp::Insn>, AsmErr
     a.label(Seccomp);
     a.load(off_arg_lo(1));
     a.jump(JSET_K, SECCOMP_FILTER_FLAG_NEW_LISTENER, L(Eperm), L(Allow));
+    // clone() and unshare(): no new cgroup namespace.
+    a.label(CloneFlags);
+    a.load(off_arg_lo(0));
+    a.jump(JSET_K, CLONE_NEWCGROUP, L(Eperm), L(Allow));
+    // setns(): no cgroup namespace joined, named (nstype, or a pidfd's flags) or not (0).
+    a.label(Setns);
+    a.load(off_arg_lo(1));
+    a.jump(JEQ_K, 0, L(Eperm), Next);
+    a.jump(JSET_K, CLONE_NEWCGROUP, L(Eperm), L(Allow));
     a.label(Allow);
     a.ret(Action::Allow.ret());
     a.label(Notif);
     a.ret(Action::UserNotif.ret());
     a.label(Eperm);
     a.ret(Action::Errno(rustix::io::Errno::PERM.raw_os_error() as u16).ret());
+    a.label(Enosys);
+    a.ret(Action::Errno(rustix::io::Errno::NOSYS.raw_os_error() as u16).ret());
     a.label(Kill);
     a.ret(Action::KillProcess.ret());
     a.finish()
+}
+
+/// The jumps to the namespace rules for one ABI's `[clone, unshare, setns, clone3]` numbers
+/// (with `bit` or'ed in: the x32 spelling); the accumulator holds the system call number.
+fn namespace_calls(a: &mut Asm<Label>, bit: u32, [clone, unshare, setns, clone3]: [u32; 4]) {
+    use Label::*;
+    use To::{Next, L};
+    a.jump(JEQ_K, clone | bit, L(CloneFlags), Next);
+    a.jump(JEQ_K, unshare | bit, L(CloneFlags), Next);
+    a.jump(JEQ_K, setns | bit, L(Setns), Next);
+    a.jump(JEQ_K, clone3 | bit, L(Enosys), Next);
 }
 
 /// Why the member filter could not be built.
@@ -391,7 +457,7 @@ mod tests {
             assert_eq!(eval(&p, call(X64, NR_BPF, cmd, 0)), allow, "cmd {cmd}");
         }
         // Other system calls run, on both ABIs.
-        for nr in [0, 1, 15, 17, 56, 59, 316, 318, 320, 322, 357, 435] {
+        for nr in [0, 1, 15, 17, 56, 59, 316, 318, 320, 322, 357, 434, 436] {
             assert_eq!(eval(&p, call(X64, nr, 14, 0)), allow, "nr {nr}");
         }
         for nr in [0, 1, 11, 53, 55, 120, 321, 353, 355, 356, 358] {
@@ -561,6 +627,60 @@ mod tests {
                 assert_eq!(eval(&p, call(arch, nr, 1, flags)), allow, "{nr} {flags:#x}");
             }
         }
+    }
+
+    #[test]
+    fn no_entry_point_makes_or_joins_a_cgroup_namespace() {
+        let p = program().expect("assembles");
+        let allow = ret(Action::Allow);
+        let eperm = ret(Action::Errno(1));
+        let enosys = ret(Action::Errno(38));
+        let cg = CLONE_NEWCGROUP;
+        let (user, net, mnt) = (
+            libc::CLONE_NEWUSER as u32,
+            libc::CLONE_NEWNET as u32,
+            libc::CLONE_NEWNS as u32,
+        );
+        let abis = [
+            (X64, NR_CLONE, NR_UNSHARE, NR_SETNS),
+            (X64, NR_CLONE | X32, NR_UNSHARE | X32, NR_SETNS | X32),
+            (I386, NR_IA32_CLONE, NR_IA32_UNSHARE, NR_IA32_SETNS),
+        ];
+        for (arch, clone, unshare, setns) in abis {
+            for nr in [clone, unshare] {
+                // The attack's own call, and the flag alone or among others.
+                for flags in [cg, cg | user | mnt, u32::MAX] {
+                    assert_eq!(eval(&p, call(arch, nr, flags, 0)), eperm, "{nr} {flags:#x}");
+                }
+                // Threads, forks, user, mount and network namespaces stay the kernel's business.
+                for flags in [0, 0x003D_0F00, user, user | mnt | net, !cg] {
+                    assert_eq!(eval(&p, call(arch, nr, flags, 0)), allow, "{nr} {flags:#x}");
+                }
+            }
+            // setns(): a cgroup namespace named, or an fd of any kind (0) refused; a pidfd's
+            // flags with it too; other named kinds run.
+            for nstype in [0, cg, cg | user | net] {
+                assert_eq!(eval(&p, call(arch, setns, 3, nstype)), eperm, "{nstype:#x}");
+            }
+            for nstype in [net, user, mnt, user | mnt | net] {
+                assert_eq!(eval(&p, call(arch, setns, 3, nstype)), allow, "{nstype:#x}");
+            }
+            // clone3()'s flags are behind a pointer: ENOSYS, and libc uses clone().
+            let clone3 = if arch == X64 && clone & X32 != 0 {
+                NR_CLONE3 | X32
+            } else {
+                NR_CLONE3
+            };
+            assert_eq!(eval(&p, call(arch, clone3, 0, 88)), enosys);
+        }
+        // The policy's filters keep the rule.
+        let rules = CmdRules {
+            cmds: bpfns_model::TypeSet::of([libbpf_sys::BPF_PROG_LOAD]),
+            trap_map_create: true,
+        };
+        let narrowed = program_for(&rules).unwrap();
+        assert_eq!(eval(&narrowed, call(X64, NR_UNSHARE, cg, 0)), eperm);
+        assert_eq!(eval(&narrowed, call(X64, NR_CLONE3, 0, 88)), enosys);
     }
 
     #[test]

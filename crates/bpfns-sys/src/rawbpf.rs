@@ -32,9 +32,7 @@ pub const BPF_F_WRONLY: u32 = libbpf_sys::BPF_F_WRONLY;
 /// `BPF_OBJ_GET`.
 pub const BPF_OBJ_GET: u32 = libbpf_sys::BPF_OBJ_GET;
 
-fn last_errno() -> Errno {
-    Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-}
+use crate::errno::last as last_errno;
 
 /// `bpf(cmd, attr, attr.len())`: the kernel reads (and may write) `attr`. Returns the call's
 /// value (often a new fd: see [`sys_bpf_fd`]).

@@ -50,9 +50,7 @@ pub const NATIVE_AUDIT_ARCH: Option<u32> = None;
 /// `BPF_MAXINSNS` for classic BPF.
 const MAX_INSNS: usize = 4096;
 
-fn last_errno() -> Errno {
-    Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-}
+use crate::errno::last as last_errno;
 
 // ---------------------------------------------------------------------------------------------
 // Actions and flags

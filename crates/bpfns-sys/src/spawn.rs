@@ -19,7 +19,9 @@
 //! 3. optionally capabilities are dropped from every set, the bounding set included (a namespace
 //!    whose policy denies tracing gives no member `CAP_PERFMON`), and `no_new_privs` is set
 //!    (needed to install a filter without `CAP_SYS_ADMIN`);
-//! 4. the seccomp filter is installed with `NEW_LISTENER | WAIT_KILLABLE_RECV` (by default);
+//! 4. optionally the child enters a Landlock domain of its own (no ptrace access to processes
+//!    outside it: [`crate::landlock`]); the seccomp filter is installed with
+//!    `NEW_LISTENER | WAIT_KILLABLE_RECV` (by default);
 //! 5. the child waits for the parent's go-ahead (sent once `before_setup` succeeded), then
 //!    sends the listener fd to the parent (`SCM_RIGHTS`) and closes it, so the program never
 //!    holds its own listener;
@@ -69,6 +71,7 @@ pub struct MemberSetup {
     wait_ack: bool,
     drop_caps: u64,
     creds: Option<Credentials>,
+    landlock: bool,
 }
 
 /// Who the member runs as, set after the setup and just before exec: the user and group ids,
@@ -112,6 +115,7 @@ impl MemberSetup {
             wait_ack: false,
             drop_caps: 0,
             creds: None,
+            landlock: false,
         }
     }
 
@@ -124,6 +128,15 @@ impl MemberSetup {
     /// Set `no_new_privs` before installing the filter (required without `CAP_SYS_ADMIN`).
     pub fn no_new_privs(mut self, on: bool) -> Self {
         self.no_new_privs = on;
+        self
+    }
+
+    /// Put the member in a Landlock domain of its own before the filter
+    /// ([`crate::landlock::restrict_self_raw`]: no ptrace access to processes outside it);
+    /// only where [`crate::landlock::confines_members`] says the kernel can, or the child
+    /// fails. Needs `no_new_privs` or `CAP_SYS_ADMIN`, as the filter does.
+    pub fn landlock(mut self, on: bool) -> Self {
+        self.landlock = on;
         self
     }
 
@@ -248,8 +261,12 @@ impl MemberSetup {
                 r
             });
             let spawned = cmd.spawn();
-            // The child end is closed below; a second spawn of `cmd` must not use its number.
+            // The child end is closed now; a second spawn of `cmd` must not use its number.
             plan.sock.store(-1, Ordering::SeqCst);
+            // Closed before the helper is waited for: a child that died before exec without
+            // telling `spawn` (killed by a signal, an abort) then ends the helper's wait (end
+            // of file) instead of leaving it waiting for a message that never comes.
+            drop(child_sock);
             if spawned.is_err() {
                 // Unblock the helper if it still waits for the child.
                 let _ = shutdown(&parent_sock);
@@ -262,7 +279,6 @@ impl MemberSetup {
             });
             (spawned, parent)
         });
-        drop(child_sock);
         match (spawned, parent) {
             (Ok(child), Ok(listener)) => Ok(Spawned { child, listener }),
             (Ok(mut child), Err(e)) => {
@@ -353,6 +369,7 @@ struct ChildPlan {
     wait_ack: bool,
     drop_caps: u64,
     creds: Option<Credentials>,
+    landlock: bool,
     sock: AtomicI32,
     root: CString,
     sys_fs_bpf: CString,
@@ -379,6 +396,7 @@ impl ChildPlan {
             wait_ack: s.wait_ack,
             drop_caps: s.drop_caps,
             creds: s.creds,
+            landlock: s.landlock,
             sock: AtomicI32::new(sock),
             root: c("/")?,
             sys_fs_bpf: c("/sys/fs/bpf")?,
@@ -507,6 +525,9 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
     }
     if plan.no_new_privs {
         set_no_new_privs_raw().map_err(io_err)?;
+    }
+    if plan.landlock {
+        crate::landlock::restrict_self_raw().map_err(io_err)?;
     }
     let fd = install_filter_raw(&plan.filter, plan.flags)
         .map_err(io_err)?
@@ -842,6 +863,79 @@ mod tests {
             seen += 1;
         }
         assert_eq!(seen, 5, "{text}");
+    }
+
+    /// A child killed before it execs (here by the callback, as an OOM kill or a signal
+    /// would) makes the spawn fail; it does not leave it waiting for the listener.
+    #[test]
+    fn a_child_killed_before_exec_fails_the_spawn() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut cmd = Command::new("/bin/true");
+            let r = MemberSetup::new(getppid_filter()).no_new_privs(true).spawn(
+                &mut cmd,
+                |pid| {
+                    let pid = rustix::process::Pid::from_raw(pid).expect("a pid");
+                    rustix::process::kill_process(pid, rustix::process::Signal::KILL)
+                        .map_err(|e| SysError::new("kill", e))
+                },
+                |_| Ok(()),
+            );
+            let _ = tx.send(r.map(drop).map_err(|e| e.to_string()));
+        });
+        // Not a measure of speed: a spawn that never returns is the failure.
+        let r = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the spawn of a killed child still waits after 2 minutes");
+        assert!(r.is_err(), "a killed child spawned");
+    }
+
+    /// In a Landlock domain of its own, a member cannot reach the root (nor the namespaces) of
+    /// a process outside it, this test's own included, while its own stay reachable; without
+    /// one it can.
+    #[test]
+    fn a_confined_member_cannot_reach_into_other_processes() {
+        if !crate::landlock::confines_members() {
+            eprintln!(
+                "skipped: the kernel has no Landlock scopes (ABI {:?}, 6 needed)",
+                crate::landlock::abi_version()
+            );
+            return;
+        }
+        let me = std::process::id();
+        let run = |confined: bool| {
+            let mut cmd = Command::new("/bin/sh");
+            cmd.args([
+                "-c",
+                "for p in \"/proc/$1/root/\" \"/proc/$1/ns/mnt\" /proc/self/root/; do \
+                 if ls \"$p\" >/dev/null 2>&1; then echo ok; else echo refused; fi; done",
+                "sh",
+                &me.to_string(),
+            ])
+            .stdout(std::process::Stdio::piped());
+            let filter = FilterBuilder::new(Action::Allow)
+                .rule(Rule::syscall(libc::SYS_acct, Action::UserNotif))
+                .build()
+                .expect("filter");
+            let sp = MemberSetup::new(filter)
+                .no_new_privs(true)
+                .landlock(confined)
+                .spawn(
+                    &mut cmd,
+                    |_| Ok::<(), std::convert::Infallible>(()),
+                    |_| Ok(()),
+                )
+                .expect("spawn");
+            let out = sp.child.wait_with_output().expect("wait");
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(true), ["refused", "refused", "ok"]);
+        // The control: the same uid, unconfined, reaches both (as root, or as the test's
+        // own user reading its own process).
+        assert_eq!(run(false), ["ok", "ok", "ok"]);
     }
 
     /// The same for a plain command (a member moving a child deeper).

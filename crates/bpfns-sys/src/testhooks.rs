@@ -9,9 +9,7 @@ use rustix::io::Errno;
 
 use crate::{Result, SysError};
 
-fn last_errno() -> Errno {
-    Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-}
+use crate::errno::last as last_errno;
 
 pub use crate::member_filter::NR_IA32_BPF;
 use crate::seccomp::X32_SYSCALL_BIT;
@@ -486,6 +484,26 @@ pub fn unshare(flags: i32) -> Result<(), Errno> {
 /// `fsopen("bpf")`: a bpffs filesystem context, created in the caller's user namespace.
 pub fn fsopen_bpffs() -> Result<std::os::fd::OwnedFd, Errno> {
     rustix::mount::fsopen("bpf", rustix::mount::FsOpenFlags::FSOPEN_CLOEXEC)
+}
+
+/// `fsopen(fstype)`: a filesystem context of type `fstype`, created in the caller's user
+/// namespace.
+pub fn fsopen(fstype: &str) -> Result<std::os::fd::OwnedFd, Errno> {
+    rustix::mount::fsopen(fstype, rustix::mount::FsOpenFlags::FSOPEN_CLOEXEC)
+}
+
+/// `setns(fd, nstype)` for the calling (single-threaded) process, `nstype` one of
+/// `CLONE_NEWUSER`, `CLONE_NEWCGROUP`, `CLONE_NEWNS` or 0 (any kind).
+pub fn setns(fd: impl AsFd, nstype: i32) -> Result<(), Errno> {
+    use rustix::thread::LinkNameSpaceType as T;
+    let kind = match nstype {
+        0 => None,
+        libc::CLONE_NEWUSER => Some(T::User),
+        libc::CLONE_NEWCGROUP => Some(T::ControlGroup),
+        libc::CLONE_NEWNS => Some(T::Mount),
+        _ => return Err(Errno::INVAL),
+    };
+    rustix::thread::move_into_link_name_space(fd.as_fd(), kind)
 }
 
 /// `fsconfig(fs, FSCONFIG_SET_STRING, key, value)`.

@@ -645,13 +645,18 @@ impl ProcessDaemon {
             .open(&self.log)
             .map_err(|e| e.to_string())?;
         let started = std::time::Instant::now();
-        let mut child = Command::new(helper_path())
-            .arg("daemon")
+        let mut cmd = Command::new(helper_path());
+        cmd.arg("daemon")
             .arg(&self.dir)
             .arg(self.layout.root())
             .env(bpfnsd::logging::FORMAT_ENV, self.log_format)
-            // At info, whatever the test's environment says (what the tests read is logged there).
-            .env_remove("RUST_LOG")
+            // At info, whatever the test's environment says (what the tests read is logged
+            // there), unless BPFNS_TEST_DAEMON_LOG asks for more to find a failure's cause.
+            .env_remove("RUST_LOG");
+        if let Some(filter) = std::env::var_os("BPFNS_TEST_DAEMON_LOG") {
+            cmd.env("RUST_LOG", filter);
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

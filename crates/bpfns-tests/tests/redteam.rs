@@ -3272,6 +3272,8 @@ fn scene_confine(m: &mut Matrix) {
         "A member binds its unbound namespace (or a child namespace it creates) to a cgroup it moved into (a sibling's): enter of a child of its own",
         "LINK_CREATE while another thread flips the attach type XDP <-> cgroup egress, on the host's root cgroup (namespace allowing tracing)",
         "A member writes the host's cgroupfs: moves a sibling namespace's process into its own cgroup",
+        "A member mounts a cgroupfs of its own (new user, mount and cgroup namespaces) and moves a sibling namespace's process into its own cgroup",
+        "A member joins the user and cgroup namespaces of a process host root started, mounts a cgroupfs there and moves a sibling namespace's process into its own cgroup",
     ];
     let Some(root) = cgroup2_mount() else {
         for r in rows {
@@ -3322,6 +3324,15 @@ fn scene_confine(m: &mut Matrix) {
     let sock = sc.d.socket.to_string_lossy().into_owned();
     let s = |p: &Path| p.to_string_lossy().into_owned();
     let (a_s, b_s, root_s) = (s(&cg_a), s(&cg_b), s(&root));
+    // A process host root started in user and cgroup namespaces of its own (as a container
+    // runtime does): uid 0 holds every capability in that user namespace.
+    let holder = match Command::new("unshare")
+        .args(["--user", "--map-root-user", "--cgroup", "sleep", "600"])
+        .spawn()
+    {
+        Ok(c) => Killed(c),
+        Err(e) => panic!("starting the namespace holder (unshare): {e}"),
+    };
     // /cb denies tracing: its holder loads without perfmon power.
     let v = sc.holder(
         Some("/cb"),
@@ -3424,7 +3435,32 @@ fn scene_confine(m: &mut Matrix) {
             None => blocked(words(&r, &["plain", "race"])),
         };
         m.set(rows[4], level, c);
-        m.set(rows[5], level, move_victim(&mut sc, level, &a_s, &cg_b));
+        m.set(
+            rows[5],
+            level,
+            move_victim(&mut sc, level, &cg_b, |v| {
+                vec!["rt-cg-move".into(), a_s.clone(), v.to_string()]
+            }),
+        );
+        m.set(
+            rows[6],
+            level,
+            move_victim(&mut sc, level, &cg_b, |v| {
+                ["rt-cg-mount-move", "own", &v.to_string()]
+                    .map(String::from)
+                    .to_vec()
+            }),
+        );
+        let holder = holder.0.id().to_string();
+        m.set(
+            rows[7],
+            level,
+            move_victim(&mut sc, level, &cg_b, |v| {
+                ["rt-cg-mount-move", "join", &v.to_string(), &holder]
+                    .map(String::from)
+                    .to_vec()
+            }),
+        );
     }
     drop(sc);
 }
@@ -3479,9 +3515,26 @@ fn choose_binding(sc: &mut Scene, level: Level, sock: &str, b_cg: &str, b_rel: &
     }
 }
 
-/// Row "a member writes the host's cgroupfs": a process of `/cb` (a `sleep` in `/cb`'s cgroup
-/// `b_cg`) is moved into `/ca`'s cgroup `a_cg` by a member of `/ca`.
-fn move_victim(sc: &mut Scene, level: Level, a_cg: &str, b_cg: &Path) -> Cell {
+/// Kills a process however a row ends (before the scene removes the cgroups).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Rows "a member writes the host's cgroupfs" and "mounts a cgroupfs of its own": a process of
+/// `/cb` (a `sleep` in `/cb`'s cgroup `b_cg`) is moved out of it by a member of `/ca` running
+/// the helper with `attack(victim pid)`, which prints `move=` (and `ns=`, how its namespaces
+/// went, for the mounts of its own).
+fn move_victim(
+    sc: &mut Scene,
+    level: Level,
+    b_cg: &Path,
+    attack: impl Fn(u32) -> Vec<String>,
+) -> Cell {
     if level.container() {
         return cell(
             Verdict::NotRun,
@@ -3490,16 +3543,8 @@ fn move_victim(sc: &mut Scene, level: Level, a_cg: &str, b_cg: &Path) -> Cell {
              namespace of its own, unless --privileged)",
         );
     }
-    /// Kills the victim however the row ends (before the scene removes the cgroups).
-    struct Victim(std::process::Child);
-    impl Drop for Victim {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let v = match Command::new("sleep").arg("300").spawn() {
-        Ok(c) => Victim(c),
+        Ok(c) => Killed(c),
         Err(e) => return cell(Verdict::Error, format!("spawning sleep: {e}")),
     };
     let victim = v.0.id();
@@ -3512,15 +3557,15 @@ fn move_victim(sc: &mut Scene, level: Level, a_cg: &str, b_cg: &Path) -> Cell {
     if let Err(e) = sc.admin.enter("/cb", victim as i32) {
         return cell(Verdict::Error, format!("the victim entering /cb: {e}"));
     }
-    let r = sc.attack_in(
-        "/ca",
-        level,
-        None,
-        &["rt-cg-move", a_cg, &victim.to_string()],
-    );
+    let args = attack(victim);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = sc.attack_in("/ca", level, None, &args);
     let moved = !cg_procs(b_cg).contains(&victim);
     let text = format!(
-        "moving /cb's process {victim} into /ca's cgroup: {}",
+        "moving /cb's process {victim} into /ca's cgroup: {}{}",
+        r.get("ns")
+            .map(|n| format!("namespaces: {}; move: ", errname_words(n)))
+            .unwrap_or_default(),
         r.get("move").map(errname_words).unwrap_or_default()
     );
     match r.unusable(level, "move") {

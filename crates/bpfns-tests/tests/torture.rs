@@ -336,19 +336,34 @@ fn daemon_killed_over_and_over_loses_nothing() {
         admin.ns_show("/tb").unwrap().members >= 1,
         "the member of /tb lost its tag"
     );
-    let owned_by_ta: BTreeSet<u32> = admin
+    let owners: std::collections::BTreeMap<u32, String> = admin
         .list(ObjectKind::Map)
         .unwrap()
         .into_iter()
-        .filter(|o| o.namespace == "/ta")
-        .map(|o| o.id)
+        .map(|o| (o.id, o.namespace))
         .collect();
     let made: Vec<u32> = made.lock().unwrap().clone();
-    let stray: Vec<_> = made.iter().filter(|id| !owned_by_ta.contains(id)).collect();
-    assert!(
-        stray.is_empty(),
-        "maps made in /ta no longer owned by /ta: {stray:?}"
-    );
+    let stray: Vec<String> = made
+        .iter()
+        .filter(|id| owners.get(id).map(String::as_str) != Some("/ta"))
+        .map(|id| match owners.get(id) {
+            Some(ns) => format!("{id} (owned by {ns})"),
+            None => format!("{id} (gone)"),
+        })
+        .collect();
+    if !stray.is_empty() {
+        // What bpfnsd said about those maps, for the failure to name a cause.
+        let log = std::fs::read_to_string(&d.log).unwrap_or_default();
+        let said: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                stray
+                    .iter()
+                    .any(|s| l.contains(&format!("={}", s.split(' ').next().unwrap_or(""))))
+            })
+            .collect();
+        panic!("maps made in /ta no longer owned by /ta: {stray:?}; bpfnsd logged: {said:#?}");
+    }
 
     let (a_status, a_out) = a.finish();
     let (b_status, b_out) = b.finish();

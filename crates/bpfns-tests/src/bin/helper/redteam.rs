@@ -97,7 +97,7 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 69] = [
+pub const ACTIONS: [&str; 70] = [
     "rt-observe",
     "rt-events",
     "rt-http",
@@ -147,6 +147,7 @@ pub const ACTIONS: [&str; 69] = [
     "rt-cg-victim",
     "rt-cg-attack",
     "rt-cg-move",
+    "rt-cg-mount-move",
     "rt-enter-self",
     "rt-link-race",
     "rt-query",
@@ -1777,6 +1778,9 @@ fn fill(n: &str, secs: &str) {
 //                             PROG_DETACH of it) | link-create (LINK_CREATE over the hook,
 //                             also with BPF_F_REPLACE) | link-ops (LINK_UPDATE and LINK_DETACH
 //                             of the link received from SOCK): one line per step
+//   rt-cg-mount-move own|join VICTIM [HOLDER]  move VICTIM into its own cgroup through a
+//                             cgroup2 mount of its own, in namespaces of its own or those of
+//                             HOLDER: ns=ok|WHAT-errno:E, move=ok|errno:E|-
 //   rt-netns-hold             a new network namespace (lo up): netns=PID, hold until EOF
 //   rt-fd-victim NS           (victim) setns(NS), attach a flow dissector: victim=PROG_ID
 //   rt-fd-attack              attach its own flow dissector (PROG_ATTACH): replace=...
@@ -1908,6 +1912,66 @@ fn cg_move(cg: &str, pid: &str) -> String {
     match std::fs::write(format!("{cg}/cgroup.procs"), pid) {
         Ok(()) => "ok".into(),
         Err(e) => io_errno(&e),
+    }
+}
+
+/// Move process `victim` into one's own cgroup through a cgroup2 mount of one's own: with
+/// `how` = `own`, in new user, mount and cgroup namespaces; with `join`, in the user and cgroup
+/// namespaces of process `holder` (created by host root: its user namespace is uid 0's, so a
+/// uid-0 caller holds every capability in it), naming the cgroup namespace and then not
+/// (`nstype` 0). Prints `ns=` (how the namespaces went), then `move=` (`-` if never tried).
+fn cg_mount_move(how: &str, victim: &str, holder: Option<&str>) {
+    let cg = libc::CLONE_NEWCGROUP;
+    let ns = match how {
+        "own" => testhooks::unshare(CLONE_NEWUSER | CLONE_NEWNS | cg).map_err(errno_str),
+        "join" => {
+            let holder = holder.unwrap_or_else(|| fail("join needs the holder's pid"));
+            let open = |kind: &str| {
+                std::fs::File::open(format!("/proc/{holder}/ns/{kind}"))
+                    .map_err(|e| format!("open-{kind}-{}", io_errno(&e)))
+            };
+            open("user").and_then(|user| {
+                let cgroup = open("cgroup")?;
+                testhooks::setns(&user, CLONE_NEWUSER)
+                    .map_err(|e| format!("setns-user-{}", errno_str(e)))?;
+                testhooks::setns(&cgroup, cg).or_else(|named| {
+                    testhooks::setns(&cgroup, 0).map_err(|any| {
+                        format!(
+                            "setns-cgroup-{};setns-any-{}",
+                            errno_str(named),
+                            errno_str(any)
+                        )
+                    })
+                })?;
+                testhooks::unshare(CLONE_NEWNS).map_err(|e| format!("unshare-mnt-{}", errno_str(e)))
+            })
+        }
+        other => fail(&format!("rt-cg-mount-move: unknown way {other}")),
+    };
+    match ns {
+        Err(e) => {
+            say(&format!("ns={e}"));
+            say("move=-");
+        }
+        Ok(()) => {
+            say("ns=ok");
+            // A detached cgroup2 mount: its root is the cgroup namespace's, one's own cgroup.
+            let moved = testhooks::fsopen("cgroup2")
+                .map_err(|e| format!("fsopen-{}", errno_str(e)))
+                .and_then(|fs| {
+                    testhooks::fsconfig_create(&fs)
+                        .map_err(|e| format!("create-{}", errno_str(e)))?;
+                    testhooks::fsmount(&fs).map_err(|e| format!("fsmount-{}", errno_str(e)))
+                })
+                .and_then(|mnt| {
+                    let procs = format!("/proc/self/fd/{}/cgroup.procs", sysbpf::raw(&mnt));
+                    std::fs::write(procs, victim).map_err(|e| io_errno(&e))
+                });
+            say(&format!(
+                "move={}",
+                moved.map_or_else(|e| e, |()| "ok".into())
+            ));
+        }
     }
 }
 
@@ -2900,6 +2964,7 @@ fn more(exe: &Path, args: &[String]) {
         }
         "rt-cg-attack" => cg_attack(&arg(1), &arg(2), args.get(3).map(String::as_str)),
         "rt-cg-move" => say(&format!("move={}", cg_move(&arg(1), &arg(2)))),
+        "rt-cg-mount-move" => cg_mount_move(&arg(1), &arg(2), args.get(3).map(String::as_str)),
         "rt-enter-self" => enter_self(&arg(1), &arg(2), &arg(3)),
         "rt-link-race" => link_race(&arg(1), arg(2).parse().unwrap_or(20000)),
         "rt-query" => {

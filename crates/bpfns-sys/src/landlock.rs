@@ -6,11 +6,14 @@
 //! process with its uid and no more capabilities than its own, that process's mounts (a
 //! writable cgroupfs among them).
 //!
-//! The domain restricts nothing else that a member does today: it handles no filesystem or
-//! network access (a domain that handles any filesystem access also refuses every mount,
-//! which user-namespace tenants need for BPF tokens), only the scope of abstract unix
-//! sockets (Landlock ABI 6, Linux 6.12): a member cannot connect to an abstract socket made
-//! outside its domain. Older kernels have no such domain; members start without one there.
+//! The domain handles no filesystem or network access (a domain that handles any filesystem
+//! access also refuses every mount, which user-namespace tenants need for BPF tokens), only
+//! scopes (Landlock ABI 6, Linux 6.12): a member can neither signal a process outside its
+//! domain (a uid-0 member could otherwise stop or kill bpfnsd, its listener keeper, the child
+//! bpfnsd makes a member's map with, or another tenant's processes of its uid) nor connect to
+//! an abstract unix socket made outside it. Signals the kernel sends (a child's exit to its
+//! parent) are not refused. Older kernels have no such domain; members start without one
+//! there.
 
 use crate::Errno;
 
@@ -19,6 +22,8 @@ use crate::Errno;
 const CREATE_RULESET_VERSION: u32 = 1 << 0;
 /// `LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET` (ABI 6).
 const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
+/// `LANDLOCK_SCOPE_SIGNAL` (ABI 6).
+const SCOPE_SIGNAL: u64 = 1 << 1;
 /// The first ABI with scopes.
 pub const SCOPES_ABI: u32 = 6;
 
@@ -56,15 +61,15 @@ pub fn confines_members() -> bool {
     abi_version().is_ok_and(|v| v >= SCOPES_ABI)
 }
 
-/// Put the calling thread in a new Landlock domain that scopes abstract unix sockets and
-/// nothing else (see the module documentation). Needs `no_new_privs` or `CAP_SYS_ADMIN`.
+/// Put the calling thread in a new Landlock domain that scopes signals and abstract unix
+/// sockets and handles nothing else (see the module documentation). Needs `no_new_privs` or `CAP_SYS_ADMIN`.
 ///
 /// Async-signal-safe (no allocation, no locks): meant for a child between fork and exec.
 pub fn restrict_self_raw() -> Result<(), Errno> {
     let attr = RulesetAttr {
         handled_access_fs: 0,
         handled_access_net: 0,
-        scoped: SCOPE_ABSTRACT_UNIX_SOCKET,
+        scoped: SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL,
     };
     // SAFETY: `attr` is a valid ruleset attribute of the size given; the kernel copies it.
     let fd = unsafe {

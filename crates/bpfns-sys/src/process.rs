@@ -439,7 +439,8 @@ pub fn bpf_fd_in_cgroup(
         rustix::net::SocketFlags::CLOEXEC,
         None,
     )?;
-    let mut pidfd: libc::c_int = -1;
+    // Where clone3 writes the child's pidfd, which the watchdog reads while this thread waits.
+    let watched = watchdog::watch(CHILD_DEADLINE);
     let job = ChildJob {
         procs: match home {
             crate::cgroup::MemoryHome::V1(f) => f.as_raw_fd(),
@@ -477,7 +478,7 @@ pub fn bpf_fd_in_cgroup(
     let mut stack = vec![0u8; CHILD_STACK];
     let mut args = CloneArgs {
         flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD) as u64,
-        pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
+        pidfd: watched.pidfd.as_ptr() as u64,
         // No exit signal: waited for with __WALL.
         exit_signal: 0,
         stack: stack.as_mut_ptr() as u64,
@@ -502,6 +503,9 @@ pub fn bpf_fd_in_cgroup(
     if let Some(a) = &affinity {
         let _ = rustix::thread::sched_setaffinity(None, a);
     }
+    // Off the watchdog's list before the pidfd can be closed (and its number reused).
+    let pidfd = watched.pidfd.load(std::sync::atomic::Ordering::SeqCst);
+    drop(watched);
     if pid < 0 {
         return Err(Errno::from_raw_os_error(-pid as i32));
     }
@@ -514,6 +518,158 @@ pub fn bpf_fd_in_cgroup(
         ChildExit::Exited(0) => receive_fd(&mine),
         ChildExit::Exited(e) => Err(Errno::from_raw_os_error(e)),
         ChildExit::Signaled(_) => Err(Errno::NOMEM),
+    }
+}
+
+/// The longest a [`bpf_fd_in_cgroup`] child may run before the watchdog kills it (its caller
+/// then gets `ENOMEM`, as for any killed child). It makes one object in well under a
+/// millisecond; one that takes this long was stopped (a uid-0 member may `SIGSTOP` it before
+/// its credentials change), and would hang that member's call and hold what it holds.
+pub const CHILD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How many [`bpf_fd_in_cgroup`] children the watchdog has killed since this process started.
+pub fn children_killed() -> u64 {
+    watchdog::KILLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Kills [`bpf_fd_in_cgroup`] children that outlive their deadline. The calling thread cannot:
+/// it waits inside clone3 (the vfork) until the child is gone. One thread for the process,
+/// started at the first use, asleep while no child runs.
+mod watchdog {
+    use std::os::fd::BorrowedFd;
+    use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+    use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+    use std::time::{Duration, Instant};
+
+    pub(super) static KILLED: AtomicU64 = AtomicU64::new(0);
+
+    struct Slot {
+        id: u64,
+        pidfd: Arc<AtomicI32>,
+        deadline: Instant,
+        killed: bool,
+    }
+
+    struct State {
+        slots: Vec<Slot>,
+        next: u64,
+        running: bool,
+        /// The thread sleeps until woken (no child for a while): the next child wakes it.
+        /// Otherwise it wakes by itself at least once per deadline, so that a busy bpfnsd
+        /// pays no wake-up per child.
+        idle: bool,
+    }
+
+    /// How long the thread keeps waking by itself after the last child.
+    const LINGER: Duration = Duration::from_secs(10);
+
+    static STATE: Mutex<State> = Mutex::new(State {
+        slots: Vec::new(),
+        next: 0,
+        running: false,
+        idle: false,
+    });
+    static WAKE: Condvar = Condvar::new();
+
+    fn state() -> MutexGuard<'static, State> {
+        STATE.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A child being watched; dropping it takes it off the list.
+    pub(super) struct Watched {
+        id: u64,
+        /// -1 until clone3 writes the child's pidfd here.
+        pub(super) pidfd: Arc<AtomicI32>,
+    }
+
+    /// Watch the child whose pidfd clone3 will write into the returned slot.
+    pub(super) fn watch(within: Duration) -> Watched {
+        let pidfd = Arc::new(AtomicI32::new(-1));
+        let mut st = state();
+        st.next += 1;
+        let id = st.next;
+        st.slots.push(Slot {
+            id,
+            pidfd: pidfd.clone(),
+            deadline: Instant::now() + within,
+            killed: false,
+        });
+        if !st.running {
+            // Without the thread (it could not start) children are not watched: best effort.
+            st.running = std::thread::Builder::new()
+                .name("bpfns-child-watchdog".into())
+                .spawn(move || run(within))
+                .is_ok();
+        }
+        let wake = std::mem::take(&mut st.idle);
+        drop(st);
+        if wake {
+            WAKE.notify_one();
+        }
+        Watched { id, pidfd }
+    }
+
+    impl Drop for Watched {
+        fn drop(&mut self) {
+            state().slots.retain(|s| s.id != self.id);
+        }
+    }
+
+    /// `period`: every child's deadline is this far from its start.
+    fn run(period: Duration) {
+        let mut st = state();
+        let mut last_seen = Instant::now();
+        loop {
+            let now = Instant::now();
+            for s in st
+                .slots
+                .iter_mut()
+                .filter(|s| !s.killed && s.deadline <= now)
+            {
+                let fd = s.pidfd.load(Ordering::SeqCst);
+                if fd < 0 {
+                    continue; // not cloned yet
+                }
+                // SAFETY: the slot is on the list, so its owner has not closed the pidfd (it
+                // takes the slot off under this lock first).
+                let pidfd = unsafe { BorrowedFd::borrow_raw(fd) };
+                if rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL).is_ok()
+                {
+                    KILLED.fetch_add(1, Ordering::Relaxed);
+                }
+                s.killed = true;
+            }
+            if !st.slots.is_empty() {
+                last_seen = now;
+            }
+            // A child added while this waits has a later deadline than the wait's end (each
+            // is `period` from its start): the wait never needs shortening.
+            let next = st
+                .slots
+                .iter()
+                .filter(|s| !s.killed)
+                .map(|s| s.deadline)
+                .min();
+            st = match next {
+                Some(at) => {
+                    let wait = at
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(1));
+                    WAKE.wait_timeout(st, wait)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None if now.duration_since(last_seen) < LINGER => {
+                    WAKE.wait_timeout(st, period)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => {
+                    st.idle = true;
+                    WAKE.wait(st).unwrap_or_else(|e| e.into_inner())
+                }
+            };
+        }
     }
 }
 

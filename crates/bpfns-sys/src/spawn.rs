@@ -891,8 +891,8 @@ mod tests {
     }
 
     /// In a Landlock domain of its own, a member cannot reach the root (nor the namespaces) of
-    /// a process outside it, this test's own included, while its own stay reachable; without
-    /// one it can.
+    /// a process outside it, this test's own included, nor signal it, while its own stay
+    /// reachable; without one it can.
     #[test]
     fn a_confined_member_cannot_reach_into_other_processes() {
         if !crate::landlock::confines_members() {
@@ -908,7 +908,9 @@ mod tests {
             cmd.args([
                 "-c",
                 "for p in \"/proc/$1/root/\" \"/proc/$1/ns/mnt\" /proc/self/root/; do \
-                 if ls \"$p\" >/dev/null 2>&1; then echo ok; else echo refused; fi; done",
+                 if ls \"$p\" >/dev/null 2>&1; then echo ok; else echo refused; fi; done; \
+                 for p in \"$1\" $$; do \
+                 if kill -0 \"$p\" 2>/dev/null; then echo ok; else echo refused; fi; done",
                 "sh",
                 &me.to_string(),
             ])
@@ -932,10 +934,12 @@ mod tests {
                 .map(String::from)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(run(true), ["refused", "refused", "ok"]);
+        // Its root, its mount namespace, then its own root; a signal to this process, then
+        // to its own.
+        assert_eq!(run(true), ["refused", "refused", "ok", "refused", "ok"]);
         // The control: the same uid, unconfined, reaches both (as root, or as the test's
         // own user reading its own process).
-        assert_eq!(run(false), ["ok", "ok", "ok"]);
+        assert_eq!(run(false), ["ok", "ok", "ok", "ok", "ok"]);
     }
 
     /// The same for a plain command (a member moving a child deeper).

@@ -201,6 +201,8 @@ enum Oos {
     AdminPin,
     /// CAP_NET_ADMIN over a network namespace shared with other tenants: netlink, not bpf().
     Netlink,
+    /// uid 0 outside a user namespace, on the host's own files: owns them and most sysctls.
+    HostUid0,
 }
 
 impl Oos {
@@ -210,6 +212,7 @@ impl Oos {
             Oos::PtracePeers => "ptrace peers",
             Oos::AdminPin => "admin's pin",
             Oos::Netlink => "netlink",
+            Oos::HostUid0 => "uid 0 on the host's files",
         }
     }
     fn anchor(self) -> &'static str {
@@ -218,6 +221,7 @@ impl Oos {
             Oos::PtracePeers => "oos-ptrace-peers",
             Oos::AdminPin => "oos-admin-pin",
             Oos::Netlink => "oos-netlink",
+            Oos::HostUid0 => "oos-host-uid0",
         }
     }
 }
@@ -3274,6 +3278,7 @@ fn scene_confine(m: &mut Matrix) {
         "A member writes the host's cgroupfs: moves a sibling namespace's process into its own cgroup",
         "A member mounts a cgroupfs of its own (new user, mount and cgroup namespaces) and moves a sibling namespace's process into its own cgroup",
         "A member joins the user and cgroup namespaces of a process host root started, mounts a cgroupfs there and moves a sibling namespace's process into its own cgroup",
+        "A member opens /proc/sys/kernel/core_pattern for writing (a pipe there runs as host root, which can then move any process)",
     ];
     let Some(root) = cgroup2_mount() else {
         for r in rows {
@@ -3461,6 +3466,28 @@ fn scene_confine(m: &mut Matrix) {
                     .to_vec()
             }),
         );
+        // Opened for writing only: nothing is written.
+        let key = format!("writable.{CORE_PATTERN}");
+        let r = sc.attack_in("/ca", level, None, &["rt-writable", CORE_PATTERN]);
+        let c = match r.unusable(level, &key) {
+            Some(c) => c,
+            None => {
+                let got = r.get(&key).unwrap_or_default();
+                if got.starts_with("ok") {
+                    worked(
+                        level,
+                        &[
+                            (Oos::HostRoot, &[Level::Host]),
+                            (Oos::HostUid0, &[Level::Bpf, Level::Caps3]),
+                        ],
+                        format!("{CORE_PATTERN}: {got}"),
+                    )
+                } else {
+                    blocked(format!("{CORE_PATTERN}: {}", errname_words(got)))
+                }
+            }
+        };
+        m.set(rows[8], level, c);
     }
     drop(sc);
 }
@@ -3514,6 +3541,9 @@ fn choose_binding(sc: &mut Scene, level: Level, sock: &str, b_cg: &str, b_rel: &
         None => blocked(text),
     }
 }
+
+/// The sysctl whose `|program` the kernel runs as host root on a core dump.
+const CORE_PATTERN: &str = "/proc/sys/kernel/core_pattern";
 
 /// Kills a process however a row ends (before the scene removes the cgroups).
 struct Killed(std::process::Child);
@@ -3605,20 +3635,35 @@ fn cgroup2_mount() -> Option<PathBuf> {
         })
 }
 
-/// A network namespace shared by the victim and the attacker (held by a root helper).
+/// A network namespace shared by the victim and the attacker (held by a root helper), named
+/// by a file it is bind-mounted on, as `ip netns add` names one: members cannot open
+/// `/proc/PID/ns/net` of a process outside their Landlock domain.
 struct SharedNetns {
     _holder: Helper,
     path: String,
 }
 
+impl Drop for SharedNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 fn shared_netns() -> Option<SharedNetns> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let mut h = Helper::spawn(&["rt-netns-hold"]);
     h.go();
     let pid = h.maybe("netns")?;
-    Some(SharedNetns {
-        _holder: h,
-        path: format!("/proc/{pid}/ns/net"),
-    })
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = format!("/run/bpfns-rt-netns-{}-{n}", std::process::id());
+    std::fs::write(&path, "").ok()?;
+    let ns = SharedNetns { _holder: h, path };
+    let bound = Command::new("mount")
+        .args(["--bind", &format!("/proc/{pid}/ns/net"), &ns.path])
+        .status()
+        .is_ok_and(|s| s.success());
+    bound.then_some(ns)
 }
 
 impl Scene {

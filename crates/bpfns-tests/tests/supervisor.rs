@@ -2419,6 +2419,94 @@ fn a_map_made_by_a_child_in_a_cgroup_is_charged_there() {
     }
 }
 
+/// A map-making child that is stopped (a uid-0 member may SIGSTOP it) is killed by bpfnsd's
+/// watchdog after `CHILD_DEADLINE`: the call fails (`ENOMEM`, as for any killed child) instead
+/// of hanging, and nothing it held is kept.
+#[test]
+fn a_stopped_map_making_child_is_killed_and_its_call_fails() {
+    require_kernel!();
+    let home = bpfns_sys::cgroup::memory_home_of_task(std::process::id() as i32).unwrap();
+    // 16 MiB of array, allocated at creation: the child runs long enough to be caught.
+    let mut attr = [0u8; 72];
+    attr[0..4].copy_from_slice(&2u32.to_ne_bytes());
+    attr[4..8].copy_from_slice(&4u32.to_ne_bytes());
+    attr[8..12].copy_from_slice(&4096u32.to_ne_bytes());
+    attr[12..16].copy_from_slice(&4096u32.to_ne_bytes());
+    let creds = bpfns_sys::process::ChildCreds {
+        euid: 0,
+        caps: bpfns_sys::caps::CapabilitySet::BPF,
+    };
+    let create = bpfns_sys::rawbpf::cmd::BPF_MAP_CREATE;
+    // The calls run on a thread of their own, so that a call that never returns fails this
+    // test instead of hanging it (not a measure of speed).
+    let killed_before = bpfns_sys::process::children_killed();
+    let (tid_tx, tid_rx) = channel();
+    let (out_tx, out_rx) = channel();
+    let caller = std::thread::spawn(move || {
+        tid_tx.send(bpfns_sys::process::gettid()).unwrap();
+        let mut outcome = Vec::new();
+        for _ in 0..200 {
+            let r = bpfns_sys::process::bpf_fd_in_cgroup(&home, create, &attr, creds, None, &[]);
+            outcome.push(r.as_ref().map(|_| ()).map_err(|e| *e));
+            if r.is_err() {
+                break;
+            }
+        }
+        let _ = out_tx.send(outcome);
+    });
+    let tid = tid_rx.recv().unwrap();
+    let children = format!("/proc/self/task/{tid}/children");
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Stops every child of this thread it sees (the map-making children are its only ones).
+    let stopper = {
+        let (done, children) = (done.clone(), children.clone());
+        std::thread::spawn(move || {
+            let mut stopped = 0u32;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                for pid in std::fs::read_to_string(&children)
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                {
+                    if bpfns_sys::testhooks::kill(pid, libc::SIGSTOP).is_ok() {
+                        stopped += 1;
+                    }
+                }
+            }
+            stopped
+        })
+    };
+    let outcome = out_rx.recv_timeout(Duration::from_secs(120));
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let Ok(outcome) = outcome else {
+        // Let the stopped child go, so that the calling thread ends with the test.
+        for pid in std::fs::read_to_string(&children)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let _ = bpfns_sys::testhooks::kill(pid, libc::SIGKILL);
+        }
+        panic!("a call whose child was stopped still waits after 2 minutes");
+    };
+    caller.join().unwrap();
+    let stopped = stopper.join().unwrap();
+    assert!(
+        stopped > 0,
+        "no child was caught to be stopped in {} calls",
+        outcome.len()
+    );
+    assert_eq!(
+        outcome.last(),
+        Some(&Err(bpfns_sys::Errno::NOMEM)),
+        "a stopped child's call: {outcome:?}"
+    );
+    assert!(
+        bpfns_sys::process::children_killed() > killed_before,
+        "the watchdog killed no child"
+    );
+}
+
 // ---- bpfnsd's child in a member's memory cgroup at its limit --------------------------------
 
 /// The value of `key` in a flat-keyed cgroup file (`memory.events`): 0 when absent.

@@ -796,6 +796,15 @@ mod tests {
             .expect("filter")
     }
 
+    /// A filter that traps nothing a shell calls (a shell reads $PPID, through getppid, at
+    /// start).
+    fn trapping_nothing_a_shell_calls() -> Filter {
+        FilterBuilder::new(Action::Allow)
+            .rule(Rule::syscall(libc::SYS_acct, Action::UserNotif))
+            .build()
+            .expect("filter")
+    }
+
     /// A shell under a filter trapping getppid: the supervisor (this test) answers 4242, and
     /// the callbacks saw the child's pid before anything ran.
     #[test]
@@ -838,12 +847,7 @@ mod tests {
         let mut cmd = Command::new("/bin/sh");
         cmd.args(["-c", "grep ^Cap /proc/self/status"])
             .stdout(std::process::Stdio::piped());
-        // A filter that traps nothing the shell calls (the shell reads $PPID at start).
-        let filter = FilterBuilder::new(Action::Allow)
-            .rule(Rule::syscall(libc::SYS_acct, Action::UserNotif))
-            .build()
-            .expect("filter");
-        let sp = MemberSetup::new(filter)
+        let sp = MemberSetup::new(trapping_nothing_a_shell_calls())
             .no_new_privs(true)
             .drop_capabilities(CapabilitySet::PERFMON | CapabilitySet::SYS_ADMIN)
             .spawn(
@@ -915,11 +919,7 @@ mod tests {
                 &me.to_string(),
             ])
             .stdout(std::process::Stdio::piped());
-            let filter = FilterBuilder::new(Action::Allow)
-                .rule(Rule::syscall(libc::SYS_acct, Action::UserNotif))
-                .build()
-                .expect("filter");
-            let sp = MemberSetup::new(filter)
+            let sp = MemberSetup::new(trapping_nothing_a_shell_calls())
                 .no_new_privs(true)
                 .landlock(confined)
                 .spawn(

@@ -2311,6 +2311,17 @@ fn memory_cgroup_root() -> Result<(PathBuf, u32, &'static str), String> {
     }
 }
 
+/// A `BPF_MAP_CREATE` attr of an array of 4096 values of 4 KiB: 16 MiB, allocated at
+/// creation.
+fn array_of_16_mib() -> [u8; 72] {
+    let mut attr = [0u8; 72];
+    attr[0..4].copy_from_slice(&2u32.to_ne_bytes());
+    attr[4..8].copy_from_slice(&4u32.to_ne_bytes());
+    attr[8..12].copy_from_slice(&4096u32.to_ne_bytes());
+    attr[12..16].copy_from_slice(&4096u32.to_ne_bytes());
+    attr
+}
+
 /// What bpfnsd does to make a member's map where BPF LSM does not run: a child process in the
 /// member's memory cgroup (created straight into a cgroup v2 one, or moving itself into a v1
 /// one) makes it, so that the map is charged to that cgroup, and its fd lands in the parent's
@@ -2361,12 +2372,7 @@ fn a_map_made_by_a_child_in_a_cgroup_is_charged_there() {
     let _ = member.wait();
     let home = home.unwrap();
     assert!(!home.is_unknown());
-    // An array of 4096 values of 4 KiB: 16 MiB, allocated at creation.
-    let mut attr = [0u8; 72];
-    attr[0..4].copy_from_slice(&2u32.to_ne_bytes());
-    attr[4..8].copy_from_slice(&4u32.to_ne_bytes());
-    attr[8..12].copy_from_slice(&4096u32.to_ne_bytes());
-    attr[12..16].copy_from_slice(&4096u32.to_ne_bytes());
+    let mut attr = array_of_16_mib();
     let creds = bpfns_sys::process::ChildCreds {
         euid: 0xFFFF_FFFE,
         caps: bpfns_sys::caps::CapabilitySet::BPF,
@@ -2426,12 +2432,8 @@ fn a_map_made_by_a_child_in_a_cgroup_is_charged_there() {
 fn a_stopped_map_making_child_is_killed_and_its_call_fails() {
     require_kernel!();
     let home = bpfns_sys::cgroup::memory_home_of_task(std::process::id() as i32).unwrap();
-    // 16 MiB of array, allocated at creation: the child runs long enough to be caught.
-    let mut attr = [0u8; 72];
-    attr[0..4].copy_from_slice(&2u32.to_ne_bytes());
-    attr[4..8].copy_from_slice(&4u32.to_ne_bytes());
-    attr[8..12].copy_from_slice(&4096u32.to_ne_bytes());
-    attr[12..16].copy_from_slice(&4096u32.to_ne_bytes());
+    // Allocated at creation: the child runs long enough to be caught.
+    let attr = array_of_16_mib();
     let creds = bpfns_sys::process::ChildCreds {
         euid: 0,
         caps: bpfns_sys::caps::CapabilitySet::BPF,

@@ -150,7 +150,8 @@ if as_tenant "$B" bpftool map show pinned "/proc/$APID/root/sys/fs/bpf/tenant_a_
     echo "UNEXPECTED: tenant B opened tenant A's pin" >&2
     exit 1
 fi
-echo "=> refused: that pin is tenant A's."
+echo "=> refused: that pin is tenant A's (on Linux 6.12 and later the kernel already refuses tenant B"
+echo "   the way in: /proc/PID/root of a process outside its Landlock domain)."
 kill "$APID" 2>/dev/null || true
 wait "$HOLDER" 2>/dev/null || true
 

@@ -2430,6 +2430,10 @@ impl Daemon {
             self.collected.load(std::sync::atomic::Ordering::Relaxed),
         ));
         counters.push((
+            "map_children_killed".to_string(),
+            bpfns_sys::process::children_killed(),
+        ));
+        counters.push((
             "kernel_events_read".to_string(),
             self.events_read.load(std::sync::atomic::Ordering::Relaxed),
         ));

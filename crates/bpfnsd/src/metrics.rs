@@ -179,6 +179,11 @@ const STATUS_FAMILIES: &[(&str, Type, &str)] = &[
         "Ownership records of freed objects bpfnsd's collector removed",
     ),
     (
+        "bpfnsd_map_children_killed",
+        Type::Counter,
+        "Children making a member's map that the watchdog killed for outliving their deadline (stopped)",
+    ),
+    (
         "bpfnsd_containers_collected",
         Type::Counter,
         "Containers collected (gone, with their namespaces)",
@@ -282,6 +287,7 @@ fn place(name: &str) -> Place {
         "tagged_by_cgroup" => plain("bpfns_kernel_tasks_tagged_by_cgroup"),
         "quota_notices" => plain("bpfns_kernel_quota_notices"),
         "records_collected" => plain("bpfnsd_records_collected"),
+        "map_children_killed" => plain("bpfnsd_map_children_killed"),
         "containers_collected" => plain("bpfnsd_containers_collected"),
         "kernel_events_read" => plain("bpfnsd_kernel_events_read"),
         "events_subscribers" => plain("bpfnsd_events_subscribers"),
@@ -690,6 +696,7 @@ mod tests {
         }
         for n in [
             "records_collected",
+            "map_children_killed",
             "kernel_events_read",
             "events_subscribers",
             "events_subscribers_dropped",

@@ -83,7 +83,10 @@ run() {
     stats=$(grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log" |
         sed 's/^stat:://' | tr '\n' ' ' || true)
     if [ "$rc" -ne 0 ]; then
-        tail -40 "$log" >&2
+        # What failed and where (a stack trace's tail would hide it), then the input.
+        grep -E -A3 'panicked at|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)' "$log" |
+            head -20 >&2 || true
+        grep -E '^SUMMARY|Test unit written to|^Base64' "$log" >&2 || true
         say "FAILED: $t (exit $rc, $((SECONDS - start)) s); log: $log; input in fuzz/artifacts/$t/"
         return 1
     fi

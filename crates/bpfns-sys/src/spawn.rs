@@ -796,6 +796,23 @@ mod tests {
             .expect("filter")
     }
 
+    /// Spawning with callbacks that do nothing.
+    trait SpawnPlain {
+        fn spawn_plain(
+            self,
+            cmd: &mut Command,
+        ) -> std::result::Result<Spawned, SpawnError<std::convert::Infallible>>;
+    }
+
+    impl SpawnPlain for MemberSetup {
+        fn spawn_plain(
+            self,
+            cmd: &mut Command,
+        ) -> std::result::Result<Spawned, SpawnError<std::convert::Infallible>> {
+            self.spawn(cmd, |_| Ok(()), |_| Ok(()))
+        }
+    }
+
     /// A filter that traps nothing a shell calls (a shell reads $PPID, through getppid, at
     /// start).
     fn trapping_nothing_a_shell_calls() -> Filter {
@@ -850,11 +867,7 @@ mod tests {
         let sp = MemberSetup::new(trapping_nothing_a_shell_calls())
             .no_new_privs(true)
             .drop_capabilities(CapabilitySet::PERFMON | CapabilitySet::SYS_ADMIN)
-            .spawn(
-                &mut cmd,
-                |_| Ok::<(), std::convert::Infallible>(()),
-                |_| Ok(()),
-            )
+            .spawn_plain(&mut cmd)
             .expect("spawn");
         let out = sp.child.wait_with_output().expect("wait");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -922,11 +935,7 @@ mod tests {
             let sp = MemberSetup::new(trapping_nothing_a_shell_calls())
                 .no_new_privs(true)
                 .landlock(confined)
-                .spawn(
-                    &mut cmd,
-                    |_| Ok::<(), std::convert::Infallible>(()),
-                    |_| Ok(()),
-                )
+                .spawn_plain(&mut cmd)
                 .expect("spawn");
             let out = sp.child.wait_with_output().expect("wait");
             String::from_utf8_lossy(&out.stdout)
@@ -987,11 +996,7 @@ mod tests {
         let mut cmd = Command::new("/nonexistent/bpfns-test");
         let e = MemberSetup::new(getppid_filter())
             .no_new_privs(true)
-            .spawn(
-                &mut cmd,
-                |_| Ok::<(), std::convert::Infallible>(()),
-                |_| Ok(()),
-            )
+            .spawn_plain(&mut cmd)
             .expect_err("no such program");
         assert!(
             matches!(e, SpawnError::Sys(ref s) if s.errno == Errno::NOENT),

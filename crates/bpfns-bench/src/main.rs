@@ -243,6 +243,16 @@ pub(crate) fn is_root() -> bool {
 
 fn main() {
     let cli = Cli::parse();
+    // Every measurement keeps its pins under /sys/fs/bpf; hidden helpers run inside one.
+    if matches!(
+        cli.cmd,
+        None | Some(Cmd::Daemon(_) | Cmd::Containers(_) | Cmd::Scale(_))
+    ) {
+        if let Err(e) = side::ensure_host_bpffs() {
+            eprintln!("bpfns-bench: {e:#}");
+            std::process::exit(1);
+        }
+    }
     let result = match cli.cmd {
         Some(Cmd::Worker { cpu }) => worker::serve(cpu),
         Some(Cmd::Daemon(ref a)) => daemon::run(a),

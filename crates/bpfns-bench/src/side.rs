@@ -70,6 +70,23 @@ impl Setup {
     }
 }
 
+/// Mount bpffs at `/sys/fs/bpf` unless it is there (and say so when it was not).
+pub fn ensure_host_bpffs() -> Result<()> {
+    let at = Path::new("/sys/fs/bpf");
+    match bpfns_sys::fs::ensure_bpffs(at) {
+        Ok(bpfns_sys::fs::MountOutcome::Mounted) => {
+            eprintln!("bpfns-bench: mounted bpffs at {}", at.display());
+            Ok(())
+        }
+        Ok(bpfns_sys::fs::MountOutcome::AlreadyMounted) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(
+            "no bpffs at {} and mounting one failed ({e}); mount it with `mount -t bpf bpf {}`",
+            at.display(),
+            at.display()
+        )),
+    }
+}
+
 /// The pin root for this run: `/sys/fs/bpf/bpfns-bench-<pid>`.
 pub fn pin_layout() -> PinLayout {
     PinLayout::new(format!("/sys/fs/bpf/bpfns-bench-{}", std::process::id()))

@@ -20,6 +20,18 @@ pub trait Backend {
     /// Every object of `kind` the caller may see (of a namespace, with `filter`), with its
     /// owner, sorted by id.
     fn list(&self, kind: ObjectKind, filter: &NsFilter) -> Result<Vec<ObjectView>>;
+    /// [`Backend::list`] for `-j`: the JSON array of the listing, when the backend has it
+    /// as printed and no object has one of `decoded_keys`; otherwise (`Err`) the objects, as
+    /// `list` gives them.
+    fn list_json(
+        &self,
+        kind: ObjectKind,
+        filter: &NsFilter,
+        decoded_keys: &[&str],
+    ) -> Result<Result<Vec<u8>, Vec<ObjectView>>> {
+        let _ = decoded_keys;
+        self.list(kind, filter).map(Err)
+    }
     /// Object `id` of `kind`; not found when the caller may not see it.
     fn show(&self, kind: ObjectKind, id: u32) -> Result<ObjectView>;
     /// A file descriptor for object `id` of `kind` (read-only, for a map, if `read_only`).
@@ -27,13 +39,19 @@ pub trait Backend {
 }
 
 /// bpfnsd, through its socket: namespace path names, and only what the caller may see.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DaemonBackend {
     pub socket: std::path::PathBuf,
+    /// The connection [`choose`] made to see that bpfnsd answers, used by the first request
+    /// (each connection costs bpfnsd an identification of the caller).
+    first: std::cell::RefCell<Option<bpfns_client::Client>>,
 }
 
 impl DaemonBackend {
     pub fn client(&self) -> Result<bpfns_client::Client> {
+        if let Some(c) = self.first.borrow_mut().take() {
+            return Ok(c);
+        }
         Ok(bpfns_client::Client::connect(&self.socket)?)
     }
 }
@@ -41,15 +59,28 @@ impl DaemonBackend {
 impl Backend for DaemonBackend {
     fn list(&self, kind: ObjectKind, filter: &NsFilter) -> Result<Vec<ObjectView>> {
         let ns = filter.namespace.as_deref();
-        let mut v: Vec<ObjectView> = self
+        let objects = self
             .client()?
             .list_in(kind, ns, filter.recursive)
-            .with_context(|| format!("listing {kind}s"))?
-            .into_iter()
-            .map(ObjectView::from_info)
-            .collect();
-        v.sort_by_key(|o| o.id);
-        Ok(v)
+            .with_context(|| format!("listing {kind}s"))?;
+        Ok(sorted_views(objects))
+    }
+
+    fn list_json(
+        &self,
+        kind: ObjectKind,
+        filter: &NsFilter,
+        decoded_keys: &[&str],
+    ) -> Result<Result<Vec<u8>, Vec<ObjectView>>> {
+        let ns = filter.namespace.as_deref();
+        let listed = self
+            .client()?
+            .list_json(kind, ns, filter.recursive, decoded_keys)
+            .with_context(|| format!("listing {kind}s"))?;
+        Ok(match listed {
+            bpfns_client::ListingJson::Array(a) => Ok(a),
+            bpfns_client::ListingJson::Objects(objects) => Err(sorted_views(objects)),
+        })
     }
 
     fn show(&self, kind: ObjectKind, id: u32) -> Result<ObjectView> {
@@ -61,12 +92,19 @@ impl Backend for DaemonBackend {
     }
 }
 
+fn sorted_views(objects: Vec<bpfns_proto::ObjectInfo>) -> Vec<ObjectView> {
+    let mut v: Vec<ObjectView> = objects.into_iter().map(ObjectView::from_info).collect();
+    v.sort_by_key(|o| o.id);
+    v
+}
+
 /// Where object commands get their answers: bpfnsd when it answers on `socket`; otherwise,
 /// for host root, the pinned kernel side directly (owners then show as namespace ids).
 pub fn choose(socket: &Path, direct: &Direct) -> Result<Box<dyn Backend>> {
     match bpfns_client::Client::connect(socket) {
-        Ok(_) => Ok(Box::new(DaemonBackend {
+        Ok(c) => Ok(Box::new(DaemonBackend {
             socket: socket.to_path_buf(),
+            first: std::cell::RefCell::new(Some(c)),
         })),
         Err(e) => {
             if have_sys_admin() && loader::is_loaded(direct.layout()) {

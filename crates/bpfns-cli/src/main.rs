@@ -76,6 +76,11 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         let backend = backend::choose(&cli.socket, &direct)?;
         let backend = backend.as_ref();
         match cmd {
+            ObjectCmd::List if format == Format::Json => {
+                let mut printed = objects::list_json(backend, kind, filter)?;
+                printed.push(b'\n');
+                output::write_stdout_bytes(&printed)
+            }
             ObjectCmd::List => emit(format, &objects::list(backend, kind, filter)?),
             ObjectCmd::Show(t) => match objects::show(backend, kind, t, filter)? {
                 objects::Shown::One(o) => emit(format, o.as_ref()),

@@ -79,8 +79,13 @@ pub fn printable(s: &str) -> String {
 }
 
 pub fn write_stdout(s: &str) -> Result<()> {
+    write_stdout_bytes(s.as_bytes())
+}
+
+/// [`write_stdout`] of bytes.
+pub fn write_stdout_bytes(b: &[u8]) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+    match out.write_all(b).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(e).context("writing to stdout"),

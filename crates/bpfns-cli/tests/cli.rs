@@ -676,6 +676,37 @@ fn objects_processes_and_errors_through_bpfnsd() {
     assert_eq!(code, 5, "{err}");
     assert!(err.to_string().contains("behind bpfnsd's back"), "{err}");
 
+    // `KIND list -j` prints bpfnsd's answer as sent where nothing needs completing (maps,
+    // BTF, links without a cgroup or device); byte for byte what the decoded listing prints
+    // (`KIND show -j` without an object), and the same objects as `-p`, whichever way it took.
+    // Within /a: other tests change the host's objects meanwhile.
+    for kind in ["map", "link", "prog"] {
+        let args =
+            |how: &'static str, fmt: &'static str| [kind, how, fmt, "--namespace", "/a", "-r"];
+        let listed = via.text(&args("list", "-j"));
+        assert_eq!(listed, via.text(&args("show", "-j")), "{kind} list -j");
+        let pretty: Value = serde_json::from_str(&via.text(&args("list", "-p"))).expect("-p");
+        let compact: Value = serde_json::from_str(&listed).expect("-j");
+        assert_eq!(compact, pretty, "{kind} list -j against -p");
+        assert!(
+            !compact.as_array().expect("an array").is_empty(),
+            "{kind}: {listed}"
+        );
+        assert!(!listed.contains("\"kind\""), "{kind}: {listed}");
+    }
+    let in_a = via.text(&["map", "list", "-j", "--namespace", "/a", "-r"]);
+    for (id, seen) in [(a_map, true), (kid_map, true), (b_rb, false)] {
+        assert_eq!(
+            in_a.contains(&format!("{{\"id\":{id},")),
+            seen,
+            "{id}: {in_a}"
+        );
+    }
+    let btf: Value = serde_json::from_str(&via.text(&["btf", "list", "-j"])).expect("btf -j");
+    assert!(btf
+        .as_array()
+        .is_some_and(|a| a.iter().all(|o| o.get("kind").is_none())));
+
     // One vocabulary: members, in the table, the text and JSON.
     let list = via.text(&["ns", "list"]);
     let header = list.lines().next().unwrap_or("");

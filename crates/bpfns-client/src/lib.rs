@@ -70,6 +70,15 @@ impl ClientError {
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
+/// A listing from [`Client::list_json`].
+#[derive(Debug)]
+pub enum ListingJson {
+    /// The objects as one JSON array, as `bpfns KIND list -j` prints them.
+    Array(Vec<u8>),
+    /// The objects, decoded (the answer was not a plain listing).
+    Objects(Vec<ObjectInfo>),
+}
+
 /// A connection to bpfnsd.
 #[derive(Debug)]
 pub struct Client {
@@ -104,7 +113,30 @@ impl Client {
     ) -> Result<(Reply, Vec<OwnedFd>)> {
         self.seq += 1;
         let req = Request::new(self.seq, op);
-        let frame = encode(&req, MAX_REQUEST).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.send(&req, fds)?;
+        let (resp, got_fds) = self.read_response()?;
+        Self::answer_to(&req, resp, got_fds)
+    }
+
+    /// The outcome of `resp`, if it answers `req`.
+    fn answer_to(
+        req: &Request,
+        resp: Response,
+        got_fds: Vec<OwnedFd>,
+    ) -> Result<(Reply, Vec<OwnedFd>)> {
+        // A refused connection gets one error frame (seq 0) before anything is asked.
+        let refused = resp.seq == 0 && matches!(resp.result, Outcome::Error(_));
+        if resp.seq != req.seq && !refused {
+            return Err(ClientError::Protocol(format!(
+                "response {} to request {}",
+                resp.seq, req.seq
+            )));
+        }
+        Self::outcome(resp, got_fds)
+    }
+
+    fn send(&mut self, req: &Request, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        let frame = encode(req, MAX_REQUEST).map_err(|e| ClientError::Protocol(e.to_string()))?;
         if let Err(e) = send_with_fds(self.sock.as_fd(), &frame, fds) {
             // bpfnsd may have refused the connection (a limit) and closed it: its reason
             // is waiting to be read.
@@ -115,21 +147,16 @@ impl Client {
                 _ => ClientError::Io(e),
             });
         }
-        let (resp, got_fds) = self.read_response()?;
-        if resp.seq != req.seq {
-            // A refused connection gets one error frame (seq 0) before anything is asked.
-            if resp.seq == 0 && matches!(resp.result, Outcome::Error(_)) {
-                return Self::outcome(resp, got_fds);
-            }
-            return Err(ClientError::Protocol(format!(
-                "response {} to request {}",
-                resp.seq, req.seq
-            )));
-        }
-        Self::outcome(resp, got_fds)
+        Ok(())
     }
 
     fn read_response(&mut self) -> Result<(Response, Vec<OwnedFd>)> {
+        let (body, got_fds) = self.read_body()?;
+        let resp = decode_response(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok((resp, got_fds))
+    }
+
+    fn read_body(&mut self) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
         let mut got_fds = Vec::new();
         let mut header = [0u8; HEADER_LEN];
         if !recv_exact_with_fds(self.sock.as_fd(), &mut header, &mut got_fds)? {
@@ -141,8 +168,7 @@ impl Client {
         if !recv_exact_with_fds(self.sock.as_fd(), &mut body, &mut got_fds)? {
             return Err(ClientError::Closed);
         }
-        let resp = decode_response(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        Ok((resp, got_fds))
+        Ok((body, got_fds))
     }
 
     fn outcome(resp: Response, got_fds: Vec<OwnedFd>) -> Result<(Reply, Vec<OwnedFd>)> {
@@ -444,6 +470,42 @@ impl Client {
             run_stats: false,
         })? {
             Reply::Objects { objects } => Ok(objects),
+            r => Self::unexpected(r),
+        }
+    }
+
+    /// [`list_in`](Self::list_in), as the JSON array `bpfns KIND list -j` prints when bpfnsd's
+    /// answer allows it ([`bpfns_proto::objects_array`]: copied, not decoded and encoded
+    /// again); otherwise the objects, decoded. `decoded_keys`: fields that make the caller
+    /// want the objects (it completes them).
+    pub fn list_json(
+        &mut self,
+        kind: ObjectKind,
+        namespace: Option<&str>,
+        recursive: bool,
+        decoded_keys: &[&str],
+    ) -> Result<ListingJson> {
+        self.seq += 1;
+        let req = Request::new(
+            self.seq,
+            Op::List {
+                kind,
+                namespace: namespace.map(str::to_string),
+                recursive,
+                run_stats: false,
+            },
+        );
+        self.send(&req, &[])?;
+        let (body, fds) = self.read_body()?;
+        let ours = format!("{{\"v\":1,\"seq\":{},", req.seq);
+        if fds.is_empty() && body.starts_with(ours.as_bytes()) {
+            if let Some(array) = bpfns_proto::objects_array(&body, kind.name(), decoded_keys) {
+                return Ok(ListingJson::Array(array));
+            }
+        }
+        let resp = decode_response(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        match Self::answer_to(&req, resp, fds)?.0 {
+            Reply::Objects { objects } => Ok(ListingJson::Objects(objects)),
             r => Self::unexpected(r),
         }
     }

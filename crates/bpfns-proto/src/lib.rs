@@ -10,11 +10,13 @@
 #![forbid(unsafe_code)]
 
 mod frame;
+mod listing;
 mod messages;
 
 pub use frame::{
     decode, decode_len, decode_response, encode, FrameError, HEADER_LEN, MAX_REQUEST, MAX_RESPONSE,
 };
+pub use listing::objects_array;
 pub use messages::*;
 
 /// The protocol version this crate speaks. A request with another `v` gets

@@ -7,7 +7,10 @@
 //! - `rw`: receive, read 128 bytes of the caller (`process_vm_readv`), `NOTIF_ID_VALID`,
 //!   write 4 bytes back, answer 0 (what a trapped `GET_NEXT_ID` needs at the least);
 //! - `addfd-send`: inject an fd with `ADDFD | SEND` (one ioctl answers);
-//! - `addfd-then-send`: `ADDFD`, then `NOTIF_SEND` with the fd number.
+//! - `addfd-then-send`: `ADDFD`, then `NOTIF_SEND` with the fd number;
+//! - `capset-addfd-then-send`: the same after lowering and raising one effective capability
+//!   of the answering thread (what an answer made with other credentials pays: `capset`
+//!   commits new credentials each time).
 //!
 //! The listener has `SYNC_WAKE_UP` on and is waited on with `poll`, as bpfnsd's is. Each mode
 //! runs unpinned (as bpfnsd runs), and the injecting ones also with caller and supervisor on
@@ -34,14 +37,16 @@ pub enum Mode {
     ReadCheckWrite,
     AddFdSend,
     AddFdThenSend,
+    CapsetAddFdThenSend,
 }
 
 impl Mode {
-    const ALL: [Mode; 4] = [
+    const ALL: [Mode; 5] = [
         Mode::Empty,
         Mode::ReadCheckWrite,
         Mode::AddFdSend,
         Mode::AddFdThenSend,
+        Mode::CapsetAddFdThenSend,
     ];
 
     pub fn label(self) -> &'static str {
@@ -50,11 +55,15 @@ impl Mode {
             Mode::ReadCheckWrite => "round trip + read 128 B, ID_VALID, write 4 B",
             Mode::AddFdSend => "fd injected with ADDFD|SEND",
             Mode::AddFdThenSend => "fd injected with ADDFD, then SEND",
+            Mode::CapsetAddFdThenSend => "capset pair, then ADDFD, then SEND",
         }
     }
 
     fn injects(self) -> bool {
-        matches!(self, Mode::AddFdSend | Mode::AddFdThenSend)
+        matches!(
+            self,
+            Mode::AddFdSend | Mode::AddFdThenSend | Mode::CapsetAddFdThenSend
+        )
     }
 
     fn code(self) -> u8 {
@@ -62,7 +71,7 @@ impl Mode {
     }
 
     fn from_code(c: u8) -> Mode {
-        Mode::ALL[usize::from(c).min(3)]
+        Mode::ALL[usize::from(c).min(Mode::ALL.len() - 1)]
     }
 }
 
@@ -252,7 +261,14 @@ fn serve(listener: Listener, mode: &AtomicU8, pin: &AtomicU8, cpus: &[usize]) ->
                 };
                 listener.add_fd(n.id, null.as_fd(), opts)?;
             }
-            Mode::AddFdThenSend => {
+            m @ (Mode::AddFdThenSend | Mode::CapsetAddFdThenSend) => {
+                if m == Mode::CapsetAddFdThenSend {
+                    let own = bpfns_sys::caps::of_current_thread()?.effective;
+                    bpfns_sys::caps::set_current_thread_effective(
+                        own - bpfns_sys::caps::CapabilitySet::SYSLOG,
+                    )?;
+                    bpfns_sys::caps::set_current_thread_effective(own)?;
+                }
                 let opts = AddFd {
                     target_fd: None,
                     cloexec: true,

@@ -315,8 +315,14 @@ pub(super) fn prepare(
         Request::NextId { .. } => Ok(Prepared::Nothing),
         Request::MapCreate(r) => Ok(Prepared::Map(map::prepare(call, r, caller, view, ops)?)),
         Request::BtfLoad(r) => Ok(Prepared::Btf(btf::prepare(call, r, caller, view, ops)?)),
-        Request::FdById { .. } => Ok(Prepared::FdById {
-            syslog: call.eff.contains(C::SYSLOG) && caller.caps_here().contains(C::SYSLOG),
+        // Of the fds opened here, only a program's lends its opener's CAP_SYSLOG to what it
+        // reveals (`bpf_dump_raw_ok(file->f_cred)`: JIT image, addresses); map, link and BTF
+        // info read no capability of the fd. Raising it costs a `capset` pair, whose
+        // `commit_creds` shows as a 2-3× slower answer (docs/benchmarks.md).
+        Request::FdById { kind, .. } => Ok(Prepared::FdById {
+            syslog: *kind == ObjectKind::Prog
+                && call.eff.contains(C::SYSLOG)
+                && caller.caps_here().contains(C::SYSLOG),
         }),
         Request::ObjGet {
             pathname, path_fd, ..
@@ -721,6 +727,38 @@ mod tests {
         assert!(!root_may(&elsewhere, &next));
         let q = Request::ProgQuery(prog_query(0));
         assert!(root_may(&FakeCaller::new().caps(C::NET_ADMIN, true), &q));
+    }
+
+    #[test]
+    fn only_program_opens_carry_the_callers_syslog() {
+        let view = FakeView::new(ns(1));
+        let ops = FakeOps::default();
+        let syslog_of = |kind: ObjectKind, caller: &FakeCaller, eff: C| {
+            let req = Request::FdById {
+                kind,
+                id: 7,
+                open_flags: 0,
+            };
+            let c = call(Command::FdById(kind), Attr::zeroed(ATTR_SIZE), eff);
+            match prepare(&c, &req, caller, &view, &ops) {
+                Ok(Prepared::FdById { syslog }) => syslog,
+                _ => panic!("FdById prepares FdById"),
+            }
+        };
+        let root = FakeCaller::new().caps(C::SYS_ADMIN | C::SYSLOG, true);
+        assert!(syslog_of(ObjectKind::Prog, &root, C::SYS_ADMIN | C::SYSLOG));
+        for kind in [ObjectKind::Map, ObjectKind::Link, ObjectKind::Btf] {
+            assert!(!syslog_of(kind, &root, C::SYS_ADMIN | C::SYSLOG), "{kind}");
+        }
+        // Not held, or held in another user namespace: never.
+        let bpf_only = FakeCaller::new().caps(C::BPF, true);
+        assert!(!syslog_of(ObjectKind::Prog, &bpf_only, C::BPF));
+        let elsewhere = FakeCaller::new().caps(C::SYS_ADMIN | C::SYSLOG, false);
+        assert!(!syslog_of(
+            ObjectKind::Prog,
+            &elsewhere,
+            C::SYS_ADMIN | C::SYSLOG
+        ));
     }
 
     #[test]

@@ -46,6 +46,16 @@ impl warm::Source for KernelSource<'_> {
         Ok(self.0.owner(kind, id)?)
     }
 
+    fn owners(&self, kind: ObjectKind) -> Result<std::collections::HashMap<u32, NsId>, ViewError> {
+        Ok(self
+            .0
+            .ownership_records()?
+            .into_iter()
+            .filter(|(k, _, _)| *k == kind)
+            .map(|(_, id, owner)| (id, owner))
+            .collect())
+    }
+
     fn record_writes(&self) -> Result<u64, ViewError> {
         Ok(self.0.record_writes()?)
     }

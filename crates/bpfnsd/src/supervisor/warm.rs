@@ -47,6 +47,30 @@ pub const YOUNG: Duration = Duration::from_secs(1);
 const FIRST_YOUNG: usize = 256;
 /// Visible lists kept (namespace × kind).
 const VIEWS_MAX: usize = 1024;
+/// From this many records to look up at once, and at least 1/[`BATCH_SHARE`] of the known
+/// objects, every record is read in one go instead ([`Source::owners`]): after a burst of
+/// creations, thousands of look-ups (two system calls each with the walk) cost several
+/// times one batched read of the table.
+const BATCH_FROM: usize = 128;
+const BATCH_SHARE: usize = 16;
+
+/// The owners of `ids` as their records name them now: one look-up each, or one read of every
+/// record where that is cheaper.
+fn owners_of(
+    src: &dyn Source,
+    kind: ObjectKind,
+    ids: &[u32],
+    known: usize,
+) -> Result<Vec<NsId>, ViewError> {
+    if ids.len() >= BATCH_FROM && ids.len() * BATCH_SHARE >= known {
+        let all = src.owners(kind)?;
+        return Ok(ids
+            .iter()
+            .map(|id| all.get(id).copied().unwrap_or(NsId::ROOT))
+            .collect());
+    }
+    ids.iter().map(|&id| src.owner(kind, id)).collect()
+}
 
 /// Where the owners come from (the kernel side; a fake in tests).
 pub trait Source {
@@ -56,6 +80,9 @@ pub trait Source {
     fn next_id(&self, kind: ObjectKind, after: u32) -> Result<Option<u32>, ViewError>;
     /// The owner its record names (the root without one).
     fn owner(&self, kind: ObjectKind, id: u32) -> Result<NsId, ViewError>;
+    /// Every record of `kind`, read at once (a few system calls where the kernel reads a
+    /// table in batches): for many look-ups together.
+    fn owners(&self, kind: ObjectKind) -> Result<HashMap<u32, NsId>, ViewError>;
     /// A count that grows whenever the kernel side writes or quarantines a record.
     fn record_writes(&self) -> Result<u64, ViewError>;
     /// Where the record log ends now.
@@ -221,10 +248,16 @@ impl Warm {
         };
         let now = Instant::now();
         k.young.retain(|(_, at)| now.duration_since(*at) <= YOUNG);
-        // Objects created since.
+        // Objects created since: their ids first, then their records.
+        let mut new_ids = Vec::new();
+        let mut after = k.high;
+        while let Some(id) = src.next_id(kind, after)? {
+            new_ids.push(id);
+            after = id;
+        }
         let mut found = false;
-        while let Some(id) = src.next_id(kind, k.high)? {
-            let owner = src.owner(kind, id)?;
+        let owners = owners_of(src, kind, &new_ids, k.owners.len() + new_ids.len())?;
+        for (&id, owner) in new_ids.iter().zip(owners) {
             k.set(id, owner);
             if young_kind(kind, owner) {
                 k.young.push((id, now));
@@ -241,12 +274,15 @@ impl Warm {
         // shows as a different count at a later walk start.
         let writes = src.record_writes()?;
         if found || k.writes_seen != Some(writes) {
-            for i in 0..k.young.len() {
-                let id = k.young[i].0;
-                if k.owners.contains_key(&id) {
-                    let owner = src.owner(kind, id)?;
-                    k.set(id, owner);
-                }
+            let ids: Vec<u32> = k
+                .young
+                .iter()
+                .map(|(id, _)| *id)
+                .filter(|id| k.owners.contains_key(id))
+                .collect();
+            let owners = owners_of(src, kind, &ids, k.owners.len())?;
+            for (id, owner) in ids.into_iter().zip(owners) {
+                k.set(id, owner);
             }
         }
         k.writes_seen = Some(writes);
@@ -358,6 +394,9 @@ mod tests {
         log: RefCell<Vec<RecordChange>>,
         reads: RefCell<usize>,
         writes: RefCell<u64>,
+        /// Records looked up one by one, and read all at once.
+        lookups: RefCell<usize>,
+        batches: RefCell<usize>,
     }
 
     impl Host {
@@ -394,7 +433,17 @@ mod tests {
                 .next()
                 .map(|(id, _)| *id))
         }
+        fn owners(&self, _: ObjectKind) -> Result<HashMap<u32, NsId>, ViewError> {
+            *self.batches.borrow_mut() += 1;
+            Ok(self
+                .objects
+                .borrow()
+                .iter()
+                .map(|(a, b)| (*a, *b))
+                .collect())
+        }
         fn owner(&self, _: ObjectKind, id: u32) -> Result<NsId, ViewError> {
+            *self.lookups.borrow_mut() += 1;
             Ok(self
                 .objects
                 .borrow()
@@ -464,6 +513,48 @@ mod tests {
         h.put(7, f.a);
         h.put(8, f.b);
         assert_eq!(seen(&w, &h, &f, f.a, 0), [1, 7]);
+        assert_eq!(*h.reads.borrow(), 1);
+    }
+
+    #[test]
+    fn a_burst_of_new_objects_is_looked_up_in_one_read() {
+        let f = fixture();
+        let h = Host::default();
+        for id in 1..=100 {
+            h.put(id, f.b);
+        }
+        let w = Warm::default();
+        assert!(seen(&w, &h, &f, f.a, 0).is_empty());
+        // A few: one look-up each.
+        h.put(101, f.a);
+        h.put(102, NsId::ROOT);
+        assert_eq!(seen(&w, &h, &f, f.a, 0), [101]);
+        // (102 has no record yet, so it is looked up again at once.)
+        assert_eq!((*h.lookups.borrow(), *h.batches.borrow()), (3, 0));
+        // Hundreds, among them some whose records come later: every record read at once,
+        // at the walk that finds them and at the next one (the young are looked at again).
+        for id in 103..=600 {
+            h.put(id, if id % 2 == 0 { f.a } else { NsId::ROOT });
+        }
+        let mine: Vec<u32> = [101]
+            .into_iter()
+            .chain((103..=600).filter(|i| i % 2 == 0))
+            .collect();
+        assert_eq!(seen(&w, &h, &f, f.a, 0), mine);
+        assert_eq!(*h.batches.borrow(), 2);
+        for id in (103..=600).filter(|i| i % 2 == 1) {
+            h.put(id, f.a);
+        }
+        assert_eq!(
+            seen(&w, &h, &f, f.a, 0),
+            [101].into_iter().chain(103..=600).collect::<Vec<_>>()
+        );
+        assert_eq!(*h.batches.borrow(), 3);
+        assert_eq!(
+            *h.lookups.borrow(),
+            2 + 1,
+            "the young one of the first few, once"
+        );
         assert_eq!(*h.reads.borrow(), 1);
     }
 

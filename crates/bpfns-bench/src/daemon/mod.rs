@@ -895,12 +895,12 @@ fn analysis(daemon: &rig::BenchDaemon, m: &mut Measured) -> Result<()> {
     };
     probe(
         "Kernel::list(Map)",
-        "the kernel side's map iterator, read in the bench process (what every list request and every supervised walk start pays)",
+        "the kernel side's map iterator, read in the bench process (what every list request pays; the supervisor reads it whole every 10 s)",
         &mut || Ok(kernel.list(ObjectKind::Map)?.len()),
     )?;
     probe(
         "ns_infos work: Kernel::list of every kind + tagged tasks",
-        "what every ns_show/ns_list request computes (bpfns exec asks ns_show)",
+        "what every ns_show/ns_list request computes",
         &mut || {
             let mut n = 0;
             for k in ObjectKind::ALL {
@@ -917,7 +917,7 @@ fn analysis(daemon: &rig::BenchDaemon, m: &mut Measured) -> Result<()> {
     )?;
     probe(
         "client.ns_show(NS)",
-        "one ns_show round trip (bpfns exec sends one before it forks)",
+        "one ns_show round trip",
         &mut || Ok(c.ns_show(NS)?.objects.map as usize),
     )?;
     let objs = c.list(ObjectKind::Map)?;

@@ -915,11 +915,9 @@ fn analysis(daemon: &rig::BenchDaemon, m: &mut Measured) -> Result<()> {
         "one list request round trip: daemon work + JSON both ways",
         &mut || Ok(c.list(ObjectKind::Map)?.len()),
     )?;
-    probe(
-        "client.ns_show(NS)",
-        "one ns_show round trip",
-        &mut || Ok(c.ns_show(NS)?.objects.map as usize),
-    )?;
+    probe("client.ns_show(NS)", "one ns_show round trip", &mut || {
+        Ok(c.ns_show(NS)?.objects.map as usize)
+    })?;
     let objs = c.list(ObjectKind::Map)?;
     probe(
         "encode the root's list reply",

@@ -47,7 +47,7 @@ pub fn objects_array(body: &[u8], kind: &str, decoded_keys: &[&str]) -> Option<V
                     if array[j] == b'"' {
                         break;
                     }
-                    j += 2;
+                    j += escape_len(array.get(j..)?)?;
                 }
                 i = j + 1;
                 continue;
@@ -83,10 +83,36 @@ pub fn objects_array(body: &[u8], kind: &str, decoded_keys: &[&str]) -> Option<V
         return None;
     }
     out.extend_from_slice(&array[copied..]);
-    // The scan follows strings and nesting only; the JSON itself is checked here (skipped,
-    // not stored: a fraction of decoding it).
+    // The scan follows strings, escapes and nesting only; the JSON itself is checked here
+    // (skipped, not stored: a fraction of decoding it), and its text, which skipping does not
+    // look at, must be UTF-8.
+    std::str::from_utf8(&out).ok()?;
     serde_json::from_slice::<serde::de::IgnoredAny>(&out).ok()?;
     Some(out)
+}
+
+/// The length of the escape at the start of `s` (a backslash), if it is one JSON decoders
+/// take: a `\\u` escape must name a character (a high surrogate only with its low half), as
+/// serde_json wants it.
+fn escape_len(s: &[u8]) -> Option<usize> {
+    let hex = |at: usize| -> Option<u32> {
+        let h = s.get(at..at + 4)?;
+        if !h.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+    };
+    match s.get(1)? {
+        b'u' => match hex(2)? {
+            0xD800..=0xDBFF => {
+                (s.get(6..8)? == b"\\u" && (0xDC00..=0xDFFF).contains(&hex(8)?)).then_some(12)
+            }
+            0xDC00..=0xDFFF => None,
+            _ => Some(6),
+        },
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(2),
+        _ => None,
+    }
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -199,6 +225,41 @@ mod tests {
         assert!(objects_array(closed_early.as_bytes(), "map", &[]).is_none());
         let two = String::from_utf8(plain).unwrap().replace("]}}", "],[]}}");
         assert!(objects_array(two.as_bytes(), "map", &[]).is_none());
+    }
+
+    #[test]
+    fn escapes_are_taken_only_where_decoders_take_them() {
+        let with_name = |name: &str| {
+            let b = String::from_utf8(body(vec![map(7, "x", None)])).unwrap();
+            b.replace("\"name\":\"x\"", &format!("\"name\":\"{name}\""))
+        };
+        for good in [r"\u0041", r"\ud83d\ude00", r#"\"\\\/\b\f\n\r\t"#] {
+            let b = with_name(good);
+            let out = objects_array(b.as_bytes(), "map", &[]).expect(good);
+            serde_json::from_slice::<serde_json::Value>(&out).expect(good);
+        }
+        let raw = with_name("x").replace("\"name\":\"x\"", "\"name\":\"\u{1}\"");
+        assert!(
+            objects_array(raw.as_bytes(), "map", &[]).is_none(),
+            "a control character"
+        );
+        let mut latin1 = with_name("ab").into_bytes();
+        let at = latin1.windows(2).position(|w| w == b"ab").unwrap();
+        latin1[at] = 0xBB;
+        assert!(objects_array(&latin1, "map", &[]).is_none(), "not UTF-8");
+        for bad in [
+            r"\ud800",
+            r"\udc00",
+            r"\ud800\u0041",
+            r"\uzzzz",
+            r"\x",
+            r"\u12",
+        ] {
+            assert!(
+                objects_array(with_name(bad).as_bytes(), "map", &[]).is_none(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -46,14 +46,18 @@ impl warm::Source for KernelSource<'_> {
         Ok(self.0.owner(kind, id)?)
     }
 
-    fn owners(&self, kind: ObjectKind) -> Result<std::collections::HashMap<u32, NsId>, ViewError> {
-        Ok(self
-            .0
-            .ownership_records()?
+    fn owners(
+        &self,
+        kind: ObjectKind,
+    ) -> Result<(std::collections::HashMap<u32, NsId>, usize), ViewError> {
+        let records = self.0.ownership_records()?;
+        let read = records.len();
+        let mine = records
             .into_iter()
             .filter(|(k, _, _)| *k == kind)
             .map(|(_, id, owner)| (id, owner))
-            .collect())
+            .collect();
+        Ok((mine, read))
     }
 
     fn record_writes(&self) -> Result<u64, ViewError> {

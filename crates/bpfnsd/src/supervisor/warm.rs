@@ -47,23 +47,29 @@ pub const YOUNG: Duration = Duration::from_secs(1);
 const FIRST_YOUNG: usize = 256;
 /// Visible lists kept (namespace × kind).
 const VIEWS_MAX: usize = 1024;
-/// From this many records to look up at once, and at least 1/[`BATCH_SHARE`] of the known
-/// objects, every record is read in one go instead ([`Source::owners`]): after a burst of
-/// creations, thousands of look-ups (two system calls each with the walk) cost several
-/// times one batched read of the table.
+/// From this many records to look up at once, and at least 1/[`BATCH_SHARE`] of the records
+/// a whole read would go through, every record is read in one go instead
+/// ([`Source::owners`]): after a burst of creations, thousands of look-ups (two system calls
+/// each with the walk) cost several times one batched read of the table. The table's size is
+/// what the last such read found (records of every kind, and of freed objects not yet
+/// collected, which a member can make many of), so that a big table is not read at every
+/// walk start for a few hundred look-ups.
 const BATCH_FROM: usize = 128;
 const BATCH_SHARE: usize = 16;
 
 /// The owners of `ids` as their records name them now: one look-up each, or one read of every
-/// record where that is cheaper.
+/// record where that is cheaper; `table` is the size of the table as last read, and is updated
+/// when it is read again.
 fn owners_of(
     src: &dyn Source,
     kind: ObjectKind,
     ids: &[u32],
     known: usize,
+    table: &mut usize,
 ) -> Result<Vec<NsId>, ViewError> {
-    if ids.len() >= BATCH_FROM && ids.len() * BATCH_SHARE >= known {
-        let all = src.owners(kind)?;
+    if ids.len() >= BATCH_FROM && ids.len() * BATCH_SHARE >= known.max(*table) {
+        let (all, read) = src.owners(kind)?;
+        *table = read;
         return Ok(ids
             .iter()
             .map(|id| all.get(id).copied().unwrap_or(NsId::ROOT))
@@ -81,8 +87,9 @@ pub trait Source {
     /// The owner its record names (the root without one).
     fn owner(&self, kind: ObjectKind, id: u32) -> Result<NsId, ViewError>;
     /// Every record of `kind`, read at once (a few system calls where the kernel reads a
-    /// table in batches): for many look-ups together.
-    fn owners(&self, kind: ObjectKind) -> Result<HashMap<u32, NsId>, ViewError>;
+    /// table in batches): for many look-ups together. Also how many records were read in all
+    /// (every kind's, and those of objects freed but not yet collected): what the read cost.
+    fn owners(&self, kind: ObjectKind) -> Result<(HashMap<u32, NsId>, usize), ViewError>;
     /// A count that grows whenever the kernel side writes or quarantines a record.
     fn record_writes(&self) -> Result<u64, ViewError>;
     /// Where the record log ends now.
@@ -135,6 +142,8 @@ struct State {
     known: HashMap<ObjectKind, Known>,
     log_pos: Option<u64>,
     views: HashMap<(NsId, ObjectKind), View>,
+    /// Records the last read of every record went through (see [`owners_of`]).
+    table: usize,
 }
 
 /// See the module documentation.
@@ -243,6 +252,7 @@ impl Warm {
             let all = src.all(kind)?;
             Self::install(st, kind, all);
         }
+        let table = &mut st.table;
         let Some(k) = st.known.get_mut(&kind) else {
             return Ok(());
         };
@@ -256,7 +266,7 @@ impl Warm {
             after = id;
         }
         let mut found = false;
-        let owners = owners_of(src, kind, &new_ids, k.owners.len() + new_ids.len())?;
+        let owners = owners_of(src, kind, &new_ids, k.owners.len() + new_ids.len(), table)?;
         for (&id, owner) in new_ids.iter().zip(owners) {
             k.set(id, owner);
             if young_kind(kind, owner) {
@@ -280,7 +290,7 @@ impl Warm {
                 .map(|(id, _)| *id)
                 .filter(|id| k.owners.contains_key(id))
                 .collect();
-            let owners = owners_of(src, kind, &ids, k.owners.len())?;
+            let owners = owners_of(src, kind, &ids, k.owners.len(), table)?;
             for (id, owner) in ids.into_iter().zip(owners) {
                 k.set(id, owner);
             }
@@ -397,6 +407,8 @@ mod tests {
         /// Records looked up one by one, and read all at once.
         lookups: RefCell<usize>,
         batches: RefCell<usize>,
+        /// Records of freed objects not yet collected, which a whole read goes through too.
+        stale: RefCell<usize>,
     }
 
     impl Host {
@@ -433,14 +445,16 @@ mod tests {
                 .next()
                 .map(|(id, _)| *id))
         }
-        fn owners(&self, _: ObjectKind) -> Result<HashMap<u32, NsId>, ViewError> {
+        fn owners(&self, _: ObjectKind) -> Result<(HashMap<u32, NsId>, usize), ViewError> {
             *self.batches.borrow_mut() += 1;
-            Ok(self
+            let all: HashMap<u32, NsId> = self
                 .objects
                 .borrow()
                 .iter()
                 .map(|(a, b)| (*a, *b))
-                .collect())
+                .collect();
+            let read = all.len() + *self.stale.borrow();
+            Ok((all, read))
         }
         fn owner(&self, _: ObjectKind, id: u32) -> Result<NsId, ViewError> {
             *self.lookups.borrow_mut() += 1;
@@ -550,12 +564,34 @@ mod tests {
             [101].into_iter().chain(103..=600).collect::<Vec<_>>()
         );
         assert_eq!(*h.batches.borrow(), 3);
-        assert_eq!(
-            *h.lookups.borrow(),
-            2 + 1,
-            "the young one of the first few, once"
-        );
+        assert_eq!(*h.lookups.borrow(), 3, "none one by one since");
         assert_eq!(*h.reads.borrow(), 1);
+    }
+
+    #[test]
+    fn a_table_full_of_stale_records_is_not_read_for_a_few_hundred() {
+        let f = fixture();
+        let h = Host::default();
+        for id in 1..=100 {
+            h.put(id, f.b);
+        }
+        let w = Warm::default();
+        assert!(seen(&w, &h, &f, f.a, 0).is_empty());
+        // A burst, read at once: and the read says the table holds 100 000 records.
+        *h.stale.borrow_mut() = 100_000;
+        for id in 101..=400 {
+            h.put(id, f.a);
+        }
+        assert_eq!(seen(&w, &h, &f, f.a, 0).len(), 300);
+        assert_eq!(*h.batches.borrow(), 1);
+        // Another burst of the same size: looked up one by one now.
+        let before = *h.lookups.borrow();
+        for id in 401..=700 {
+            h.put(id, f.a);
+        }
+        assert_eq!(seen(&w, &h, &f, f.a, 0).len(), 600);
+        assert_eq!(*h.batches.borrow(), 1);
+        assert_eq!(*h.lookups.borrow() - before, 300);
     }
 
     #[test]

@@ -23,7 +23,7 @@
 #                          the names of integration tests of bpfns-tests, bpfns-kernel and
 #                          bpfns-cli; cli and rfc_table bring the `bpfns` CLI and the host's
 #                          bpftool)
-#   BPFNS_VM_TIMEOUT       seconds per VM, boot to power-off (default 1800)
+#   BPFNS_VM_TIMEOUT       seconds per VM, boot to power-off (default 2700)
 #   BPFNS_VM_MEM           MiB per VM (default 1024)
 #   BPFNS_VM_JOBS          VMs booted at once (default: the number of cores; each takes one)
 #   BPFNS_VM_LOGS          where console logs go (default target/vm/logs)
@@ -39,7 +39,7 @@ HERE=scripts/vm
 CACHE=${BPFNS_VM_CACHE:-${HOME:-/root}/.cache/bpfns-vm}
 export BPFNS_VM_CACHE=$CACHE
 TESTS=${BPFNS_VM_TESTS:-doctor kernel_side listing lsm daemon cli}
-TIMEOUT=${BPFNS_VM_TIMEOUT:-1800}
+TIMEOUT=${BPFNS_VM_TIMEOUT:-2700}
 MEM=${BPFNS_VM_MEM:-1024}
 JOBS=${BPFNS_VM_JOBS:-$(nproc)}
 [[ $JOBS =~ ^[1-9][0-9]*$ ]] || JOBS=1

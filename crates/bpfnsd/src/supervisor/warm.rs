@@ -493,6 +493,18 @@ mod tests {
         Fixture { reg, a, child, b }
     }
 
+    /// A host with objects 1..=`n` of /b, read once (nothing of /a seen).
+    fn read_with_others(n: u32) -> (Fixture, Host, Warm) {
+        let f = fixture();
+        let h = Host::default();
+        for id in 1..=n {
+            h.put(id, f.b);
+        }
+        let w = Warm::default();
+        assert!(seen(&w, &h, &f, f.a, 0).is_empty());
+        (f, h, w)
+    }
+
     fn seen(w: &Warm, h: &Host, f: &Fixture, viewer: NsId, gen: u64) -> Vec<u32> {
         w.visible(h, viewer, ObjectKind::Map, &f.reg, gen)
             .unwrap()
@@ -532,13 +544,7 @@ mod tests {
 
     #[test]
     fn a_burst_of_new_objects_is_looked_up_in_one_read() {
-        let f = fixture();
-        let h = Host::default();
-        for id in 1..=100 {
-            h.put(id, f.b);
-        }
-        let w = Warm::default();
-        assert!(seen(&w, &h, &f, f.a, 0).is_empty());
+        let (f, h, w) = read_with_others(100);
         // A few: one look-up each.
         h.put(101, f.a);
         h.put(102, NsId::ROOT);
@@ -570,13 +576,7 @@ mod tests {
 
     #[test]
     fn a_table_full_of_stale_records_is_not_read_for_a_few_hundred() {
-        let f = fixture();
-        let h = Host::default();
-        for id in 1..=100 {
-            h.put(id, f.b);
-        }
-        let w = Warm::default();
-        assert!(seen(&w, &h, &f, f.a, 0).is_empty());
+        let (f, h, w) = read_with_others(100);
         // A burst, read at once: and the read says the table holds 100 000 records.
         *h.stale.borrow_mut() = 100_000;
         for id in 101..=400 {
@@ -616,13 +616,7 @@ mod tests {
 
     #[test]
     fn records_bpfnsd_changes_are_looked_up_again() {
-        let f = fixture();
-        let h = Host::default();
-        for id in 1..=300 {
-            h.put(id, f.b);
-        }
-        let w = Warm::default();
-        assert!(seen(&w, &h, &f, f.a, 0).is_empty());
+        let (f, h, w) = read_with_others(300);
         // An old object (not among the newest) given to /a: only the log says so.
         h.logged(5, f.a);
         assert_eq!(seen(&w, &h, &f, f.a, 0), [5]);

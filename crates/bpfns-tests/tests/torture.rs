@@ -336,13 +336,15 @@ fn daemon_killed_over_and_over_loses_nothing() {
         admin.ns_show("/tb").unwrap().members >= 1,
         "the member of /tb lost its tag"
     );
+    // The maps made so far, taken before the listing: the member goes on making maps, and
+    // one made after the listing is not in it.
+    let made: Vec<u32> = made.lock().unwrap().clone();
     let owners: std::collections::BTreeMap<u32, String> = admin
         .list(ObjectKind::Map)
         .unwrap()
         .into_iter()
         .map(|o| (o.id, o.namespace))
         .collect();
-    let made: Vec<u32> = made.lock().unwrap().clone();
     let stray: Vec<String> = made
         .iter()
         .filter(|id| owners.get(id).map(String::as_str) != Some("/ta"))

@@ -125,7 +125,8 @@ enum Cmd {
     /// targets (RSS ≤ 64 MiB, `ns list` ≤ 50 ms, restart ≤ 1 s); namespace creation latency
     /// along the way. Runs its own bpfnsd (the binary beside this one: `cargo build
     /// --release -p bpfnsd -p bpfns-bench`) and removes everything it made at the end, on
-    /// error and on Ctrl-C.
+    /// error and on Ctrl-C. `BPFNS_BENCH_PAUSE=1` stops once the maps are made (for
+    /// profiling by hand).
     Scale(scale::Args),
     /// Internal: a load generator on bpfnsd's API (client threads, one connection each).
     #[command(hide = true)]

@@ -23,6 +23,10 @@ pub struct Machine {
     pub kernel: String,
     pub pinned_cpu: usize,
     pub bpftool: Option<String>,
+    /// How an idle CPU waits (cpuidle driver, and a guest's halt polling where it has one):
+    /// a wake-up of a halted virtual CPU costs tens of µs, and every cross-CPU answer of the
+    /// supervisor may pay one.
+    pub idle: String,
 }
 
 impl Machine {
@@ -53,7 +57,24 @@ impl Machine {
                 .to_string(),
             pinned_cpu,
             bpftool,
+            idle: idle_policy(),
         }
+    }
+}
+
+/// `haltpoll` with halt polling at 0 ns means an idle vCPU halts at once and a wake-up waits
+/// for the hypervisor.
+fn idle_policy() -> String {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let driver = read("/sys/devices/system/cpu/cpuidle/current_driver")
+        .unwrap_or_else(|| "no cpuidle driver".to_string());
+    match read("/sys/module/haltpoll/parameters/guest_halt_poll_ns") {
+        Some(ns) => format!("cpuidle {driver}, guest halt polling up to {ns} ns"),
+        None => format!("cpuidle {driver}"),
     }
 }
 

@@ -234,6 +234,17 @@ fn measure(
         }
     }
     let objects_per_s = made as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    if std::env::var_os("BPFNS_BENCH_PAUSE").is_some_and(|v| v != "0") {
+        eprintln!(
+            "paused at scale (BPFNS_BENCH_PAUSE): bpfnsd pid {}, socket {}. Press Enter to go on.",
+            daemon.pid(),
+            daemon.socket.display()
+        );
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        // bpfnsd drops a client idle for long: a new connection for what follows.
+        c = daemon.client()?;
+    }
 
     // At scale.
     let (ns_list, listed_ns) = time_calls(rounds, || Ok(c.ns_list()?.len()))?;

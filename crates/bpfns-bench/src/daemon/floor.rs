@@ -10,7 +10,10 @@
 //! - `addfd-then-send`: `ADDFD`, then `NOTIF_SEND` with the fd number;
 //! - `capset-addfd-then-send`: the same after lowering and raising one effective capability
 //!   of the answering thread (what an answer made with other credentials pays: `capset`
-//!   commits new credentials each time).
+//!   commits new credentials each time);
+//! - `open-addfd-then-send`: what a trapped `MAP_GET_FD_BY_ID` needs at the least, injected as
+//!   bpfnsd injects: read 128 bytes of the caller, `NOTIF_ID_VALID`, open a map by id (a new
+//!   file each time, as an answer makes), `ADDFD`, `NOTIF_SEND`, close the answer's copy.
 //!
 //! The listener has `SYNC_WAKE_UP` on and is waited on with `poll`, as bpfnsd's is. Each mode
 //! runs unpinned (as bpfnsd runs), and the injecting ones also with caller and supervisor on
@@ -38,15 +41,17 @@ pub enum Mode {
     AddFdSend,
     AddFdThenSend,
     CapsetAddFdThenSend,
+    OpenAddFdThenSend,
 }
 
 impl Mode {
-    const ALL: [Mode; 5] = [
+    const ALL: [Mode; 6] = [
         Mode::Empty,
         Mode::ReadCheckWrite,
         Mode::AddFdSend,
         Mode::AddFdThenSend,
         Mode::CapsetAddFdThenSend,
+        Mode::OpenAddFdThenSend,
     ];
 
     pub fn label(self) -> &'static str {
@@ -56,13 +61,17 @@ impl Mode {
             Mode::AddFdSend => "fd injected with ADDFD|SEND",
             Mode::AddFdThenSend => "fd injected with ADDFD, then SEND",
             Mode::CapsetAddFdThenSend => "capset pair, then ADDFD, then SEND",
+            Mode::OpenAddFdThenSend => "read 128 B, ID_VALID, open a map, ADDFD, SEND",
         }
     }
 
     fn injects(self) -> bool {
         matches!(
             self,
-            Mode::AddFdSend | Mode::AddFdThenSend | Mode::CapsetAddFdThenSend
+            Mode::AddFdSend
+                | Mode::AddFdThenSend
+                | Mode::CapsetAddFdThenSend
+                | Mode::OpenAddFdThenSend
         )
     }
 
@@ -218,6 +227,8 @@ fn drive(child: &mut std::process::Child, calls: usize) -> Result<Floor> {
 /// Answer every notification as `mode` says, until the caller is gone.
 fn serve(listener: Listener, mode: &AtomicU8, pin: &AtomicU8, cpus: &[usize]) -> Result<()> {
     let null = std::fs::File::open("/dev/null")?;
+    let map = bpfns_sys::bpf::map_create(libbpf_sys::BPF_MAP_TYPE_ARRAY, "bpfns_floor", 4, 8, 1)?;
+    let map_id = bpfns_sys::bpf::fd_id(&map, bpfns_sys::bpf::Kind::Map)?;
     let mut buf = [0u8; 128];
     let mut pinned = u8::MAX;
     loop {
@@ -275,6 +286,22 @@ fn serve(listener: Listener, mode: &AtomicU8, pin: &AtomicU8, cpus: &[usize]) ->
                     send: false,
                 };
                 let fd = listener.add_fd(n.id, null.as_fd(), opts)?;
+                listener.respond(n.id, Response::Value(i64::from(fd)))?;
+            }
+            Mode::OpenAddFdThenSend => {
+                bpfns_sys::mem::read_exact(tid, n.args[0], &mut buf)
+                    .map_err(|e| anyhow::anyhow!("reading the caller: {e}"))?;
+                if !listener.id_valid(n.id)? {
+                    continue;
+                }
+                let file = bpfns_sys::bpf::fd_by_id(bpfns_sys::bpf::Kind::Map, map_id)?;
+                let opts = AddFd {
+                    target_fd: None,
+                    cloexec: true,
+                    send: false,
+                };
+                let fd = listener.add_fd(n.id, file.as_fd(), opts)?;
+                drop(file);
                 listener.respond(n.id, Response::Value(i64::from(fd)))?;
             }
         }

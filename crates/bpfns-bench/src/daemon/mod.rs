@@ -895,8 +895,13 @@ fn analysis(daemon: &rig::BenchDaemon, m: &mut Measured) -> Result<()> {
     };
     probe(
         "Kernel::list(Map)",
-        "the kernel side's map iterator, read in the bench process (what every list request pays; the supervisor reads it whole every 10 s)",
+        "the kernel side's map iterator, read in the bench process (what every list request pays)",
         &mut || Ok(kernel.list(ObjectKind::Map)?.len()),
+    )?;
+    probe(
+        "Kernel::owners_by_id(Map)",
+        "the same iterator, ids and owners only (the supervisor's whole read: every 10 s, and after a burst of creations)",
+        &mut || Ok(kernel.owners_by_id(ObjectKind::Map)?.len()),
     )?;
     probe(
         "ns_infos work: Kernel::list of every kind + tagged tasks",

@@ -114,6 +114,54 @@ pub struct DaemonReport {
     pub floor: Option<Floor>,
     /// Each trapped call against the floor.
     pub supervisor: Vec<TrapRow>,
+    /// Row 2 as the seccomp floor of this run would have it.
+    pub member_floor: Option<MemberFloor>,
+}
+
+/// Row 2 at the floor: root's bpftool per listed map, plus the least a supervisor can add to
+/// each of the two trapped calls a listed map costs (a `GET_NEXT_ID` answered by reading the
+/// attr and writing the id back; a `GET_FD_BY_ID` answered by reading, opening and injecting),
+/// each net of the call made directly. No seccomp supervisor can list faster than this on the
+/// machine that measured it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberFloor {
+    /// (root's bpftool − true) per listed map.
+    pub root_per_map_ns: f64,
+    /// What the floor adds per map: `GET_NEXT_ID` and `GET_FD_BY_ID`.
+    pub next_id_added_ns: f64,
+    pub fd_by_id_added_ns: f64,
+    /// The floor's ratio: (root + added) / root.
+    pub floor_ratio: f64,
+    /// Each member's listing work per map, and its distance from the floor.
+    pub members: Vec<(String, f64, f64)>,
+}
+
+impl MemberFloor {
+    fn new(
+        floor: &Floor,
+        root_traps: &TrapTimes,
+        root_per_map_ns: f64,
+        members: &[(&str, f64)],
+    ) -> Option<Self> {
+        let rw = floor.of(Mode::ReadCheckWrite)?;
+        let open = floor.of(Mode::OpenAddFdThenSend)?;
+        if root_per_map_ns <= 0.0 {
+            return None;
+        }
+        let next_id_added_ns = (rw - root_traps.next_id_median_ns).max(0.0);
+        let fd_by_id_added_ns = (open - root_traps.fd_by_id_median_ns).max(0.0);
+        let at_floor = root_per_map_ns + next_id_added_ns + fd_by_id_added_ns;
+        Some(Self {
+            root_per_map_ns,
+            next_id_added_ns,
+            fd_by_id_added_ns,
+            floor_ratio: at_floor / root_per_map_ns,
+            members: members
+                .iter()
+                .map(|&(who, per_map)| (who.to_string(), per_map, per_map / at_floor))
+                .collect(),
+        })
+    }
 }
 
 /// A trapped call against what the mechanism and the call itself cost.
@@ -186,6 +234,17 @@ fn trap_rows(floor: &Floor, who: &str, member: &TrapTimes, root: &TrapTimes) -> 
         member.fd_by_id_median_ns,
         root.fd_by_id_median_ns,
         floor.of(Mode::AddFdThenSend).map(|f| (f, "ADDFD+SEND")),
+    );
+    // Held against the least such an answer does (read, check, open, inject as bpfnsd does):
+    // the distance left is bpfnsd's own work. That floor makes the open itself, so no direct
+    // call is added to it.
+    row(
+        "MAP_GET_FD_BY_ID (vs an open answered)",
+        member.fd_by_id_median_ns,
+        0.0,
+        floor
+            .of(Mode::OpenAddFdThenSend)
+            .map(|f| (f, "open answered")),
     );
     // Held against the empty round trip literally, too: what the target says as written.
     if let Some(e) = empty {
@@ -265,6 +324,14 @@ impl DaemonReport {
         };
         let all = sizes.maps + host_all;
         let few = sizes.visible + host_few;
+        // The listing work alone: each process minus its fixed cost, per listed map.
+        let net = |a: &[f64], b: &[f64], n: usize| -> Vec<f64> {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y) / n.max(1) as f64)
+                .collect()
+        };
+        let mut per_map_members = Vec::new();
         cmp(
             format!("1. list {all} maps from the root (≥{LIST_SPEEDUP_TARGET}x faster)"),
             Scenario::RootBpftoolAll.label().into(),
@@ -296,13 +363,10 @@ impl DaemonReport {
                 &t(member),
                 Some(MEMBER_TARGET),
             );
-            // The listing work alone: each process minus its fixed cost, per listed map.
-            let net = |a: &[f64], b: &[f64], n: usize| -> Vec<f64> {
-                a.iter()
-                    .zip(b)
-                    .map(|(x, y)| (x - y) / n.max(1) as f64)
-                    .collect()
-            };
+            let member_net = net(&t(member), &t(exec), sizes.visible);
+            if !member_net.is_empty() {
+                per_map_members.push((who, median(&member_net)));
+            }
             cmp(
                 format!("2. per listed map, {who}, fixed costs subtracted"),
                 format!("(root bpftool − true) / {few} maps"),
@@ -317,10 +381,17 @@ impl DaemonReport {
                     sizes.visible
                 ),
                 &net(&t(Scenario::RootBpftoolFew), &t(Scenario::True), few),
-                &net(&t(member), &t(exec), sizes.visible),
+                &member_net,
                 Some(MEMBER_TARGET),
             );
         }
+        let root_net = net(&t(Scenario::RootBpftoolFew), &t(Scenario::True), few);
+        let member_floor = match (&m.floor, m.traps.get(1)) {
+            (Some(f), Some((_, root))) if !root_net.is_empty() => {
+                MemberFloor::new(f, root, median(&root_net), &per_map_members)
+            }
+            _ => None,
+        };
         cmp(
             "fixed cost of bpfns exec (host root)".into(),
             Scenario::True.label().into(),
@@ -399,6 +470,7 @@ impl DaemonReport {
             creates: m.creates.clone(),
             stalled: m.stalled.clone(),
             floor: m.floor.clone(),
+            member_floor,
             supervisor: match (&m.floor, m.traps.get(1)) {
                 (Some(f), Some((_, root))) => m
                     .traps
@@ -418,14 +490,15 @@ impl DaemonReport {
         let z = &self.sizes;
         let _ = writeln!(
             s,
-            "machine: {} CPUs ({}), kernel {}{}",
+            "machine: {} CPUs ({}), kernel {}{}; idle: {}",
             m.cpus,
             m.cpu_model,
             m.kernel,
             m.bpftool
                 .as_deref()
                 .map(|b| format!(", {b}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            m.idle
         );
         let _ = writeln!(s, "reproduce (as root): {}", self.command);
         let _ = writeln!(
@@ -727,6 +800,27 @@ impl DaemonReport {
                 );
             }
         }
+        if let Some(f) = &self.member_floor {
+            let _ = writeln!(
+                s,
+                "\n== Row 2 at the seccomp floor (per listed map: root's bpftool + the floor's \
+                 GET_NEXT_ID and GET_FD_BY_ID answers, net of the direct calls)\n\
+                 root {} + GET_NEXT_ID {} + GET_FD_BY_ID {} = {}: ratio {:.2} at the floor \
+                 (target ≤{MEMBER_BPFTOOL_TARGET:.1})",
+                fmt_ns(f.root_per_map_ns),
+                fmt_ns(f.next_id_added_ns),
+                fmt_ns(f.fd_by_id_added_ns),
+                fmt_ns(f.root_per_map_ns + f.next_id_added_ns + f.fd_by_id_added_ns),
+                f.floor_ratio
+            );
+            for (who, per_map, distance) in &f.members {
+                let _ = writeln!(
+                    s,
+                    "{who}: {} per map, {distance:.2}× the floor",
+                    fmt_ns(*per_map)
+                );
+            }
+        }
         if let Some(r) = self
             .comparisons
             .iter()
@@ -760,5 +854,64 @@ impl DaemonReport {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::floor::{FloorTime, Placement};
+    use super::*;
+
+    fn floor(rw: f64, open: f64) -> Floor {
+        let time = |mode, median_ns| FloorTime {
+            mode,
+            placement: Placement::Any,
+            median_ns,
+            p90_ns: median_ns,
+            calls: 1,
+        };
+        Floor {
+            times: vec![
+                time(Mode::ReadCheckWrite, rw),
+                time(Mode::OpenAddFdThenSend, open),
+            ],
+        }
+    }
+
+    fn root(next_id: f64, fd_by_id: f64) -> TrapTimes {
+        TrapTimes {
+            maps: 1,
+            first_next_id_ns: next_id,
+            next_id_median_ns: next_id,
+            next_id_p90_ns: next_id,
+            fd_by_id_median_ns: fd_by_id,
+            fd_by_id_p90_ns: fd_by_id,
+        }
+    }
+
+    #[test]
+    fn row_two_at_the_floor_adds_each_answer_net_of_the_direct_call() {
+        // Root lists at 20 µs a map; the floor answers GET_NEXT_ID in 11 µs (1 µs direct)
+        // and GET_FD_BY_ID in 17 µs (2 µs direct): 20 + 10 + 15 = 45 µs, 2.25x.
+        let f = MemberFloor::new(
+            &floor(11_000.0, 17_000.0),
+            &root(1_000.0, 2_000.0),
+            20_000.0,
+            &[("host-root member", 90_000.0)],
+        )
+        .expect("every part measured");
+        assert_eq!(f.next_id_added_ns, 10_000.0);
+        assert_eq!(f.fd_by_id_added_ns, 15_000.0);
+        assert!((f.floor_ratio - 2.25).abs() < 1e-9);
+        assert_eq!(f.members[0].0, "host-root member");
+        assert!((f.members[0].2 - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn row_two_at_the_floor_needs_the_open_answer_measured() {
+        let mut f = floor(11_000.0, 17_000.0);
+        f.times.retain(|t| t.mode != Mode::OpenAddFdThenSend);
+        assert!(MemberFloor::new(&f, &root(1_000.0, 2_000.0), 20_000.0, &[]).is_none());
+        assert!(MemberFloor::new(&floor(1.0, 1.0), &root(1.0, 1.0), 0.0, &[]).is_none());
     }
 }

@@ -311,7 +311,13 @@ fn ns(path: &str, id: u32, parent: Option<&str>) -> NsInfo {
         } else {
             four_set_policy()
         },
-        effective_policy: (!root).then(four_set_policy),
+        // Always there once read: left out on the wire where it is the own policy, and read
+        // back as it.
+        effective_policy: Some(if root {
+            Policy::HOST
+        } else {
+            four_set_policy()
+        }),
         supervised_creations: !root,
         max_objects: (!root).then_some(64),
         cgroup: (!root).then(|| format!("/bpfns.slice/ns-{id}")),

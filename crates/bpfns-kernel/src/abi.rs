@@ -197,6 +197,9 @@ pub enum RecordDetails {
     Prog(ProgDetails),
 }
 
+/// An object's kind, id and owner, as an iterator's record names them.
+pub type ObjectOwner = (ObjectKind, u32, NsId);
+
 /// `struct obj_record` as decoded from an iterator, with what follows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRecord {
@@ -217,14 +220,8 @@ impl RawRecord {
     /// Decode one record from the start of `b`, and its size; `None` when `b` does not start
     /// with a whole record. The record's kind is `None` when its kind code is unknown.
     pub(crate) fn parse_one(b: &[u8]) -> Option<(Option<Self>, usize)> {
-        let head = b.get(..OBJ_RECORD_SIZE)?;
-        let size = match u32_at(head, 20) as usize {
-            // Kernel sides before the details wrote the head alone, with 0 there.
-            0 => OBJ_RECORD_SIZE,
-            n if n < OBJ_RECORD_SIZE => return None,
-            n => n,
-        };
-        let rec = b.get(..size)?;
+        let (head, size) = Self::whole(b)?;
+        let rec = &b[..size];
         let Some(kind) = ObjectKind::from_code(u32_at(head, 0)) else {
             return Some((None, size));
         };
@@ -275,12 +272,20 @@ impl RawRecord {
         ))
     }
 
-    /// Every record an iterator wrote, each as long as its `size` says (records of unknown
-    /// kinds are skipped; a truncated tail ends the walk).
-    /// The kind and owner of the whole record at the start of `b` (`None` for a record of an
-    /// unknown kind), and the record's size; `None` when `b` does not start with a whole record.
-    /// Nothing is decoded beyond the owner: counting owners needs no names or details.
-    pub fn owner_of_one(b: &[u8]) -> Option<(Option<(ObjectKind, NsId)>, usize)> {
+    /// The kind, id and owner of the whole record at the start of `b` (`None` for a record of
+    /// an unknown kind), and the record's size; `None` when `b` does not start with a whole
+    /// record. Nothing is decoded beyond the owner: counting owners, or knowing whose each
+    /// object is, needs no names or details.
+    pub fn owner_of_one(b: &[u8]) -> Option<(Option<ObjectOwner>, usize)> {
+        let (head, size) = Self::whole(b)?;
+        let owner = ObjectKind::from_code(u32_at(head, 0))
+            .map(|k| (k, u32_at(head, 4), NsId(u32_at(head, 8))));
+        Some((owner, size))
+    }
+
+    /// The head of the whole record at the start of `b`, and the record's size (kernel sides
+    /// before the details wrote the head alone, with 0 as its size).
+    fn whole(b: &[u8]) -> Option<(&[u8], usize)> {
         let head = b.get(..OBJ_RECORD_SIZE)?;
         let size = match u32_at(head, 20) as usize {
             0 => OBJ_RECORD_SIZE,
@@ -288,10 +293,11 @@ impl RawRecord {
             n => n,
         };
         b.get(..size)?;
-        let owner = ObjectKind::from_code(u32_at(head, 0)).map(|k| (k, NsId(u32_at(head, 8))));
-        Some((owner, size))
+        Some((head, size))
     }
 
+    /// Every record an iterator wrote, each as long as its `size` says (records of unknown
+    /// kinds are skipped; a truncated tail ends the walk).
     pub fn parse_all(mut b: &[u8]) -> Vec<Self> {
         let mut out = Vec::with_capacity(b.len() / MAP_RECORD_SIZE);
         while let Some((rec, size)) = Self::parse_one(b) {
@@ -791,6 +797,30 @@ mod tests {
         assert!(!d.map_ids_complete(), "17 maps, 16 carried");
         // A size below the head's is not a record.
         assert!(RawRecord::parse_all(&head(2, 1, 8)).is_empty());
+    }
+
+    #[test]
+    fn owners_alone_agree_with_whole_records() {
+        let mut b = head(2, 42, 0);
+        b.extend(head(9, 43, 0));
+        let mut m = head(2, 7, MAP_RECORD_SIZE as u32);
+        m.resize(MAP_RECORD_SIZE, 0);
+        b.extend(&m);
+        let mut rest = &b[..];
+        let mut owners = Vec::new();
+        while let Some((o, size)) = RawRecord::owner_of_one(rest) {
+            owners.extend(o);
+            rest = &rest[size..];
+        }
+        let whole: Vec<_> = RawRecord::parse_all(&b)
+            .into_iter()
+            .map(|r| (r.kind, r.id, r.owner))
+            .collect();
+        assert_eq!(owners, whole);
+        assert_eq!(owners[1], (ObjectKind::Map, 7, NsId(3)));
+        // A truncated record or a size below the head's is none.
+        assert!(RawRecord::owner_of_one(&m[..50]).is_none());
+        assert!(RawRecord::owner_of_one(&head(2, 1, 8)).is_none());
     }
 
     #[test]

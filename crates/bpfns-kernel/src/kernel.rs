@@ -760,53 +760,83 @@ impl Kernel {
     /// namespace with an entry in the kernel's quota maps), in a few batched reads of the four
     /// maps where the kernel can batch: for listings of many namespaces.
     pub fn namespace_quotas(&self) -> Result<HashMap<NsId, NsQuota>> {
-        let k = Self::dump_by_ns(&self.quota_kernel, 16, "quota counters")?;
-        let d = Self::dump_by_ns(&self.quota_daemon, 16, "quotas")?;
-        let kk = Self::dump_by_ns(&self.kquota_kernel, 64, "per-kind quota counters")?;
-        let kd = Self::dump_by_ns(&self.kquota_daemon, 64, "per-kind quotas")?;
-        let ids: std::collections::HashSet<NsId> = k
-            .keys()
-            .chain(d.keys())
-            .chain(kk.keys())
-            .chain(kd.keys())
-            .copied()
+        let mut k = Self::by_ns(
+            &self.quota_kernel,
+            16,
+            "quota counters",
+            abi::KernelCount::parse,
+        )?;
+        let mut d = Self::by_ns(&self.quota_daemon, 16, "quotas", abi::DaemonQuota::parse)?;
+        let mut kk = Self::by_ns(
+            &self.kquota_kernel,
+            64,
+            "per-kind quota counters",
+            abi::KindKernelCount::parse,
+        )?;
+        let mut kd = Self::by_ns(
+            &self.kquota_daemon,
+            64,
+            "per-kind quotas",
+            abi::KindDaemonQuota::parse,
+        )?;
+        // Each sorted by namespace, then merged: one hash insert per namespace, not four.
+        k.sort_unstable_by_key(|e| e.0);
+        d.sort_unstable_by_key(|e| e.0);
+        kk.sort_unstable_by_key(|e| e.0);
+        kd.sort_unstable_by_key(|e| e.0);
+        let mut ids: Vec<NsId> = (k.iter().map(|e| e.0))
+            .chain(d.iter().map(|e| e.0))
+            .chain(kk.iter().map(|e| e.0))
+            .chain(kd.iter().map(|e| e.0))
             .collect();
-        Ok(ids
-            .into_iter()
-            .map(|id| {
-                let q = Self::quota_of(
-                    k.get(&id).and_then(|b| abi::KernelCount::parse(b)),
-                    d.get(&id).and_then(|b| abi::DaemonQuota::parse(b)),
-                    kk.get(&id).and_then(|b| abi::KindKernelCount::parse(b)),
-                    kd.get(&id).and_then(|b| abi::KindDaemonQuota::parse(b)),
-                );
-                (id, q)
-            })
-            .collect())
+        ids.sort_unstable();
+        ids.dedup();
+        fn take<T: Copy>(rows: &[(NsId, T)], at: &mut usize, id: NsId) -> Option<T> {
+            let row = rows.get(*at).filter(|r| r.0 == id)?;
+            *at += 1;
+            Some(row.1)
+        }
+        let mut at = [0usize; 4];
+        let mut out = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let q = Self::quota_of(
+                take(&k, &mut at[0], id),
+                take(&d, &mut at[1], id),
+                take(&kk, &mut at[2], id),
+                take(&kd, &mut at[3], id),
+            );
+            out.insert(id, q);
+        }
+        Ok(out)
     }
 
-    /// The entries of a map keyed by namespace id: batched where the kernel can, else one
-    /// lookup per key.
-    fn dump_by_ns(
+    /// The entries of a map keyed by namespace id, parsed by `parse` as they are read (no
+    /// copy of each): batched where the kernel can, else one lookup per key.
+    fn by_ns<T>(
         map: &MapHandle,
         value_size: usize,
         what: &str,
-    ) -> Result<HashMap<NsId, Vec<u8>>> {
+        parse: impl Fn(&[u8]) -> Option<T>,
+    ) -> Result<Vec<(NsId, T)>> {
         let id_of = |k: &[u8]| Some(NsId(u32::from_ne_bytes(k.get(..4)?.try_into().ok()?)));
-        if let Ok(rows) = sysbpf::map_dump_batched(map.as_fd(), 4, value_size) {
-            return Ok(rows
-                .into_iter()
-                .filter_map(|(k, v)| Some((id_of(&k)?, v)))
-                .collect());
+        let mut out = Vec::new();
+        let batched = sysbpf::map_dump_batched(map.as_fd(), 4, value_size, |k, v| {
+            if let (Some(id), Some(v)) = (id_of(k), parse(v)) {
+                out.push((id, v));
+            }
+        });
+        if batched.is_ok() {
+            return Ok(out);
         }
-        let mut out = HashMap::new();
+        // Read again key by key (what a failed batch had read included).
+        out.clear();
         for key in map.keys() {
             if let Some(v) = map
                 .lookup(&key, MapFlags::ANY)
                 .map_err(KernelError::libbpf(format!("reading {what}")))?
             {
-                if let Some(id) = id_of(&key) {
-                    out.insert(id, v);
+                if let (Some(id), Some(v)) = (id_of(&key), parse(&v)) {
+                    out.push((id, v));
                 }
             }
         }
@@ -1150,15 +1180,15 @@ impl Kernel {
             ))
         };
         // In batches (a few system calls for the whole table) where the kernel can.
-        if let Ok(batches) = sysbpf::map_dump_batched(self.obj_owner.as_fd(), 8, 8) {
-            let mut out: Vec<_> = batches
-                .into_iter()
-                .filter_map(|(k, v)| parse(&k, &v))
-                .collect();
+        let mut out = Vec::new();
+        let batched = sysbpf::map_dump_batched(self.obj_owner.as_fd(), 8, 8, |k, v| {
+            out.extend(parse(k, v));
+        });
+        if batched.is_ok() {
             out.sort();
             return Ok(out);
         }
-        let mut out = Vec::new();
+        out.clear();
         for key in self.obj_owner.keys() {
             if let Some(v) = self
                 .obj_owner
@@ -1340,8 +1370,9 @@ impl Kernel {
     /// Write the ownership record of object (kind, id) as `ns`'s unless one exists
     /// (`BPF_NOEXIST`, as the kernel side writes its own). Whether it was written.
     pub fn record_new(&self, kind: ObjectKind, id: u32, ns: NsId) -> Result<bool> {
+        // Logged before the write and again after it, as in `write_owner`.
         RecordLog::note(kind, id, false);
-        match self.obj_owner.update(
+        let written = match self.obj_owner.update(
             &abi::obj_key(kind, id),
             &abi::obj_owner(ns),
             MapFlags::NO_EXIST,
@@ -1349,7 +1380,9 @@ impl Kernel {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == libbpf_rs::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(KernelError::libbpf("writing an ownership record")(e)),
-        }
+        };
+        RecordLog::note(kind, id, false);
+        written
     }
 
     /// Move every object owned by `from` to `to`. Returns how many moved. A record dropped
@@ -1461,11 +1494,13 @@ impl Kernel {
     /// Maps, progs and links come from one iterator read each; BTF objects (which have no
     /// iterator) from `BPF_BTF_GET_NEXT_ID` plus the ownership map.
     pub fn list(&self, kind: ObjectKind) -> Result<Vec<OwnedObject>> {
-        let (link, type_name): (&str, fn(u32) -> Option<&'static str>) = match kind {
-            ObjectKind::Map => ("iter_maps", sysbpf::map_type_name),
-            ObjectKind::Prog => ("iter_progs", sysbpf::prog_type_name),
-            ObjectKind::Link => ("iter_links", sysbpf::link_type_name),
-            ObjectKind::Btf => return self.list_btf(),
+        let Some(link) = iter_link(kind) else {
+            return self.list_btf();
+        };
+        let type_name: fn(u32) -> Option<&'static str> = match kind {
+            ObjectKind::Map => sysbpf::map_type_name,
+            ObjectKind::Prog => sysbpf::prog_type_name,
+            _ => sysbpf::link_type_name,
         };
         let mut out: Vec<OwnedObject> = Vec::new();
         self.stream_iter(link, RawRecord::parse_one, |r| {
@@ -1491,29 +1526,29 @@ impl Kernel {
         Ok(out)
     }
 
-    /// How many objects of `kind` each namespace owns (the root: every object without a
-    /// record). The same walk as [`Kernel::list`], but streamed through a small buffer and
-    /// decoding owners only: no per-object allocation, so counting 100 000 objects costs
-    /// bpfnsd no memory beyond the counts.
-    pub fn owner_counts(&self, kind: ObjectKind) -> Result<HashMap<NsId, u32>> {
-        let mut counts: HashMap<NsId, u32> = HashMap::new();
-        let link_name = match kind {
-            ObjectKind::Map => "iter_maps",
-            ObjectKind::Prog => "iter_progs",
-            ObjectKind::Link => "iter_links",
-            ObjectKind::Btf => {
-                for id in sysbpf::all_ids(kind).map_err(KernelError::sys("listing BTF ids"))? {
-                    *counts.entry(self.owner(kind, id)?).or_default() += 1;
-                }
-                return Ok(counts);
+    /// Every object of `kind` and its owner, sorted by id: [`Kernel::list`] without the names
+    /// and details (for what needs only whose each object is).
+    pub fn owners_by_id(&self, kind: ObjectKind) -> Result<Vec<(u32, NsId)>> {
+        let mut out = Vec::new();
+        self.each_owner(kind, |id, owner| out.push((id, owner)))?;
+        out.sort_unstable_by_key(|&(id, _)| id);
+        Ok(out)
+    }
+
+    /// Each object of `kind` and its owner, in the iterator's order.
+    fn each_owner(&self, kind: ObjectKind, mut each: impl FnMut(u32, NsId)) -> Result<()> {
+        let Some(link_name) = iter_link(kind) else {
+            // No iterator over BTF objects: their ids, and each one's record.
+            for id in sysbpf::all_ids(kind).map_err(KernelError::sys("listing BTF ids"))? {
+                each(id, self.owner(kind, id)?);
             }
+            return Ok(());
         };
-        self.stream_iter(link_name, RawRecord::owner_of_one, |(k, owner)| {
+        self.stream_iter(link_name, RawRecord::owner_of_one, |(k, id, owner)| {
             if k == kind {
-                *counts.entry(owner).or_default() += 1;
+                each(id, owner);
             }
-        })?;
-        Ok(counts)
+        })
     }
 
     fn list_btf(&self) -> Result<Vec<OwnedObject>> {
@@ -1823,4 +1858,14 @@ pub(crate) fn pinned_link_prog_id(path: &std::path::Path) -> Result<u32> {
     let info: sysbpf::bpf_link_info =
         sysbpf::info(&fd).map_err(KernelError::sys(format!("info of {}", path.display())))?;
     Ok(info.prog_id)
+}
+
+/// The pinned iterator link that lists `kind` (none for BTF objects).
+fn iter_link(kind: ObjectKind) -> Option<&'static str> {
+    match kind {
+        ObjectKind::Map => Some("iter_maps"),
+        ObjectKind::Prog => Some("iter_progs"),
+        ObjectKind::Link => Some("iter_links"),
+        ObjectKind::Btf => None,
+    }
 }

@@ -44,5 +44,7 @@ pub use kind::{ObjectKind, ParseKindError};
 pub use path::{NsPath, PathError, PathProblem, MAX_COMPONENT_LEN, MAX_DEPTH};
 pub use policy::{may_create, may_delete, may_enter, may_set_policy, Action, Caller, Denied};
 pub use program_policy::{Field, Policy, ProgramPolicy, TypeSet, TRACING_PROGS};
-pub use registry::{Deleted, Registry, RegistryError, Snapshot, SnapshotEntry, SnapshotError};
+pub use registry::{
+    Deleted, NsDescription, Registry, RegistryError, Snapshot, SnapshotEntry, SnapshotError,
+};
 pub use visibility::{ObjectRecord, Visibility};

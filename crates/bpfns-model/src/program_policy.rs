@@ -69,10 +69,13 @@ impl TypeSet {
     /// The numbers in the set (`false`) or, for an "everything but" set, the numbers left
     /// out (`true`).
     pub fn listed(self) -> (bool, Vec<u32>) {
-        (
-            self.co,
-            (0..64).filter(|&n| self.bits & (1u64 << n) != 0).collect(),
-        )
+        let mut out = Vec::with_capacity(self.bits.count_ones() as usize);
+        let mut bits = self.bits;
+        while bits != 0 {
+            out.push(bits.trailing_zeros());
+            bits &= bits - 1;
+        }
+        (self.co, out)
     }
 
     /// The numbers below 64 in the set, as the kernel's `u64` masks hold them.
@@ -167,8 +170,8 @@ impl fmt::Display for Field {
 }
 
 /// What the members of one namespace may do with bpf(); see the module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(from = "Wire", into = "Wire")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(from = "Wire")]
 pub struct Policy {
     /// The bpf() commands members may call.
     pub cmds: TypeSet,
@@ -318,7 +321,9 @@ impl fmt::Display for Policy {
 }
 
 /// A set as stored and sent: `"any"`, `{"only": [numbers]}` or `{"all_but": [numbers]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Read by hand: serde's `untagged` buffers each set and tries every form in turn, most of
+/// what reading a 10 000-namespace listing took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 enum WireSet {
     Any(AnyWord),
@@ -326,10 +331,54 @@ enum WireSet {
     AllBut { all_but: Vec<u32> },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 enum AnyWord {
     Any,
+}
+
+impl<'de> Deserialize<'de> for WireSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = WireSet;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#""any", {"only": [numbers]} or {"all_but": [numbers]}"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<WireSet, E> {
+                match v {
+                    "any" => Ok(WireSet::Any(AnyWord::Any)),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<WireSet, A::Error> {
+                let (mut only, mut all_but) = (None, None);
+                while let Some(key) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "only" => only = Some(m.next_value::<Vec<u32>>()?),
+                        "all_but" => all_but = Some(m.next_value::<Vec<u32>>()?),
+                        // Fields of a newer writer are skipped, as for any struct here.
+                        _ => {
+                            m.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                // `only` wins where both are given, as the form tried first did.
+                match (only, all_but) {
+                    (Some(only), _) => Ok(WireSet::Only { only }),
+                    (None, Some(all_but)) => Ok(WireSet::AllBut { all_but }),
+                    (None, None) => Err(serde::de::Error::invalid_value(
+                        serde::de::Unexpected::Map,
+                        &self,
+                    )),
+                }
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 impl From<TypeSet> for WireSet {
@@ -367,6 +416,20 @@ struct Wire {
     progs: Option<WireSet>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     attachs: Option<WireSet>,
+}
+
+impl Serialize for Policy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Most namespaces have the default policy: its sets are listed once, not for every
+        // namespace of a listing.
+        static DEFAULT: std::sync::LazyLock<Wire> =
+            std::sync::LazyLock::new(|| Wire::from(Policy::DEFAULT));
+        if *self == Policy::DEFAULT {
+            DEFAULT.serialize(s)
+        } else {
+            Wire::from(*self).serialize(s)
+        }
+    }
 }
 
 impl From<Wire> for Policy {
@@ -505,5 +568,16 @@ mod tests {
             serde_json::from_str(r#"{"allow_tracing":true,"progs":{"only":[1]}}"#).unwrap();
         assert_eq!(p.progs, TypeSet::of([1]));
         assert!(serde_json::from_str::<Policy>(r#"{"progs":"all"}"#).is_err());
+        for bad in [
+            r#"{"progs":{}}"#,
+            r#"{"progs":[1]}"#,
+            r#"{"progs":{"only":"any"}}"#,
+        ] {
+            assert!(serde_json::from_str::<Policy>(bad).is_err(), "{bad}");
+        }
+        // A newer writer's fields beside a set are skipped; `only` wins over `all_but`.
+        let p: Policy =
+            serde_json::from_str(r#"{"maps":{"all_but":[2],"x":{"y":[]},"only":[1]}}"#).unwrap();
+        assert_eq!(p.maps, TypeSet::of([1]));
     }
 }

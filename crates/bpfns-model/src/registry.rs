@@ -36,6 +36,18 @@ struct Node {
     cgroup: Option<String>,
 }
 
+/// One namespace as the registry holds it ([`Registry::describe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NsDescription<'a> {
+    pub path: &'a NsPath,
+    /// `None` only for the root.
+    pub parent: Option<NsId>,
+    pub policy: Policy,
+    pub max_objects: Option<u32>,
+    pub kind_limits: KindLimits,
+    pub cgroup: Option<&'a str>,
+}
+
 /// The tree of BPF namespaces (contract point (docs/design.md) 1).
 ///
 /// The root (`/`, [`NsId::ROOT`]) always exists. The registry only holds the tree; it knows
@@ -353,6 +365,37 @@ impl Registry {
                 .filter_map(|a| self.policy(a))
                 .fold(own, |p, a| p.intersect(&a)),
         )
+    }
+
+    /// What the registry holds about `id`, in one look-up; `None` for unknown ids.
+    pub fn describe(&self, id: NsId) -> Option<NsDescription<'_>> {
+        let n = self.nodes.get(&id)?;
+        Some(NsDescription {
+            path: &n.path,
+            parent: n.parent,
+            policy: n.policy,
+            max_objects: n.max_objects,
+            kind_limits: n.kind_limits,
+            cgroup: n.cgroup.as_deref(),
+        })
+    }
+
+    /// [`Registry::effective_policy`] of every namespace, in one pass down the tree (one
+    /// look-up each, not one per ancestor).
+    pub fn effective_policies(&self) -> std::collections::HashMap<NsId, Policy> {
+        let mut out = std::collections::HashMap::with_capacity(self.nodes.len());
+        // Sorted paths are in pre-order: a parent comes before its children.
+        for (_, &id) in self.by_path.iter() {
+            let Some(n) = self.nodes.get(&id) else {
+                continue;
+            };
+            let eff = match n.parent.and_then(|p| out.get(&p)) {
+                Some(parent) => n.policy.intersect(parent),
+                None => n.policy,
+            };
+            out.insert(id, eff);
+        }
+        out
     }
 
     /// Sets the policy of `path` and returns its id. The new policy must be within the
@@ -1376,6 +1419,12 @@ mod tests {
         assert_eq!(r.effective_policy(a), Some(sock));
         assert_eq!(r.effective_policy(NsId::ROOT), Some(Policy::HOST));
         assert_eq!(r.effective_policy(NsId(99)), None);
+        // All at once, as one by one.
+        let all = r.effective_policies();
+        assert_eq!(all.len(), r.len());
+        for (id, _) in r.iter() {
+            assert_eq!(all.get(&id).copied(), r.effective_policy(id), "{id}");
+        }
         // Narrowing /a's maps below /a/b's is refused until /a/b narrows.
         let mut tiny = sock;
         tiny.maps = TypeSet::of([2]);
@@ -1389,6 +1438,7 @@ mod tests {
             n.policy = Policy::HOST;
         }
         assert_eq!(r.effective_policy(ab), Some(sock));
+        assert_eq!(r.effective_policies().get(&ab), Some(&sock));
     }
 
     #[test]

@@ -29,7 +29,9 @@ impl From<serde_json::Error> for FrameError {
 
 /// Encode `msg` as one frame (header and body).
 pub fn encode<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>, FrameError> {
-    let mut out = vec![0u8; HEADER_LEN];
+    // Room for most messages at once (a big listing still grows by doubling).
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(&[0u8; HEADER_LEN]);
     serde_json::to_writer(&mut out, msg)?;
     let len = out.len() - HEADER_LEN;
     if len > max {
@@ -55,13 +57,14 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
 
 pub use decode_body as decode;
 
-/// Decode a response body. An `objects` reply (a listing: up to megabytes) is read through
-/// plain structs in one pass; the derived decoding of [`Response`](crate::Response)
-/// (flattened, then tagged by `reply`) buffers the whole body twice before reading it, which
-/// was most of the time a 10 000-map `bpfns map list` took. Every other reply is decoded as
-/// derived.
+/// Decode a response body. A listing (an `objects` or `namespaces` reply: up to megabytes)
+/// is read through plain structs in one pass; the derived decoding of
+/// [`Response`](crate::Response) (flattened, then tagged by `reply`) buffers the whole body
+/// twice before reading it, which was most of the time a 10 000-map `bpfns map list` took.
+/// Every other reply is decoded as derived.
 pub fn decode_response(body: &[u8]) -> Result<crate::Response, FrameError> {
-    use crate::{ObjectInfo, Outcome, Reply, Response};
+    use crate::{NsInfo, ObjectInfo, Outcome, Reply, Response};
+    use serde::de::DeserializeOwned;
     use serde::Deserialize;
 
     // A first pass that reads the tag alone (everything else is skipped, not stored).
@@ -79,12 +82,12 @@ pub fn decode_response(body: &[u8]) -> Result<crate::Response, FrameError> {
     // the derived way.
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
-    struct Listing {
+    struct Listing<T> {
         v: u32,
         seq: u64,
         #[serde(default)]
         fds: u32,
-        ok: Objects,
+        ok: T,
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -93,25 +96,41 @@ pub fn decode_response(body: &[u8]) -> Result<crate::Response, FrameError> {
         _reply: serde::de::IgnoredAny,
         objects: Vec<ObjectInfo>,
     }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Namespaces {
+        #[serde(rename = "reply")]
+        _reply: serde::de::IgnoredAny,
+        namespaces: Vec<NsInfo>,
+    }
+    fn listing<T: DeserializeOwned>(
+        body: &[u8],
+        reply: impl FnOnce(T) -> Reply,
+    ) -> Option<Response> {
+        let l = serde_json::from_slice::<Listing<T>>(body).ok()?;
+        Some(Response {
+            v: l.v,
+            seq: l.seq,
+            fds: l.fds,
+            result: Outcome::Ok(reply(l.ok)),
+        })
+    }
 
-    let is_listing = serde_json::from_slice::<Peek<'_>>(body)
+    let tag = serde_json::from_slice::<Peek<'_>>(body)
         .ok()
         .and_then(|p| p.ok)
-        .and_then(|r| r.reply)
-        .is_some_and(|tag| tag == "objects");
-    if is_listing {
-        if let Ok(l) = serde_json::from_slice::<Listing>(body) {
-            return Ok(Response {
-                v: l.v,
-                seq: l.seq,
-                fds: l.fds,
-                result: Outcome::Ok(Reply::Objects {
-                    objects: l.ok.objects,
-                }),
-            });
-        }
+        .and_then(|r| r.reply);
+    let fast = match tag.as_deref() {
+        Some("objects") => listing(body, |o: Objects| Reply::Objects { objects: o.objects }),
+        Some("namespaces") => listing(body, |n: Namespaces| Reply::Namespaces {
+            namespaces: n.namespaces,
+        }),
+        _ => None,
+    };
+    match fast {
+        Some(r) => Ok(r),
+        None => decode_body(body),
     }
-    decode_body(body)
 }
 
 #[cfg(test)]
@@ -197,7 +216,21 @@ mod tests {
                 objects: vec![full_object(1), sparse],
             }),
         };
+        let namespaces = Response {
+            v: 1,
+            seq: 10,
+            fds: 0,
+            result: Outcome::Ok(Reply::Namespaces {
+                namespaces: vec![full_namespace(), sparse_namespace()],
+            }),
+        };
         let others = [
+            Response {
+                v: 1,
+                seq: 2,
+                fds: 0,
+                result: Outcome::Ok(Reply::Namespace(full_namespace())),
+            },
             Response {
                 v: 1,
                 seq: 3,
@@ -214,7 +247,7 @@ mod tests {
                 }),
             },
         ];
-        for r in std::iter::once(&listing).chain(&others) {
+        for r in [&listing, &namespaces].into_iter().chain(&others) {
             let body = serde_json::to_vec(r).unwrap();
             let fast = decode_response(&body).unwrap();
             let derived: Response = decode(&body).unwrap();
@@ -228,6 +261,79 @@ mod tests {
             panic!("not a listing: {r:?}");
         };
         assert_eq!(objects[0].name, "m");
+        let body = br#"{"v":1,"seq":6,"ok":{"reply":"namespaces","namespaces":[{"path":"/a","id":3,"parent":"/","depth":1,"objects":{"prog":0,"map":1,"link":0,"btf":0},"members":2,"max_maps":4,"new_field":{"x":[1]}}]}}"#;
+        let r = decode_response(body).unwrap();
+        let Outcome::Ok(Reply::Namespaces { namespaces }) = r.result else {
+            panic!("not a namespace listing: {r:?}");
+        };
+        assert_eq!(
+            (namespaces[0].kind_limits.max_maps, namespaces[0].members),
+            (Some(4), 2)
+        );
+        // Left out (the same as the own policy, or an older bpfnsd): read as the own policy.
+        assert_eq!(namespaces[0].effective_policy, Some(namespaces[0].policy));
         assert!(decode_response(b"{not json").is_err());
+    }
+
+    /// A namespace with every field set, limits per kind included (read back from among the
+    /// namespace's own fields).
+    fn full_namespace() -> crate::NsInfo {
+        use bpfns_model::quota::KindLimits;
+        use bpfns_model::{NsId, Policy};
+        crate::NsInfo {
+            path: "/a/b".into(),
+            id: NsId(7),
+            parent: Some("/a".into()),
+            depth: 2,
+            objects: crate::ObjectCounts {
+                prog: 1,
+                map: 2,
+                link: 3,
+                btf: 4,
+            },
+            members: 5,
+            bpffs: "/run/bpfns/ns/7".into(),
+            policy: Policy::DEFAULT,
+            effective_policy: Some(Policy::HOST),
+            supervised_creations: true,
+            max_objects: Some(64),
+            cgroup: Some("/sys/fs/cgroup/t".into()),
+            records: Some(9),
+            map_memory: Some(4096),
+            map_memory_total: Some(8192),
+            kind_limits: KindLimits {
+                max_progs: Some(1),
+                max_maps: Some(2),
+                max_links: Some(3),
+                max_btf: Some(4),
+            },
+            kind_records: Some(crate::ObjectCounts {
+                prog: 1,
+                map: 1,
+                link: 1,
+                btf: 1,
+            }),
+        }
+    }
+
+    /// The root as an older bpfnsd describes it: what may be absent is (an absent effective
+    /// policy reads back as the own one).
+    fn sparse_namespace() -> crate::NsInfo {
+        crate::NsInfo {
+            path: "/".into(),
+            parent: None,
+            depth: 0,
+            bpffs: String::new(),
+            effective_policy: Some(bpfns_model::Policy::DEFAULT),
+            supervised_creations: false,
+            max_objects: None,
+            cgroup: None,
+            records: None,
+            map_memory: None,
+            map_memory_total: None,
+            kind_limits: bpfns_model::quota::KindLimits::NONE,
+            kind_records: None,
+            ..full_namespace()
+        }
     }
 }

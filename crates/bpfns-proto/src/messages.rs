@@ -576,15 +576,20 @@ pub struct MemberPlan {
     pub supervised_creations: bool,
 }
 
-/// One namespace.
+/// One namespace. Read through [`NsInfoWire`], its flat form: serde's `flatten` (of
+/// `kind_limits`) buffers every field of every namespace before reading it, most of the time
+/// a 10 000-namespace listing took to decode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "NsInfoWire")]
 pub struct NsInfo {
     pub path: String,
     pub id: NsId,
     /// `None` for the root.
     pub parent: Option<String>,
     pub depth: u32,
-    /// Objects owned by this namespace itself (not its descendants), per kind.
+    /// Objects owned by this namespace itself (not its descendants), per kind, as bpfnsd's
+    /// listing of every object knows them: made ones at once, freed ones from its next whole
+    /// read (about every 10 s) or when bpfnsd collects their records.
     pub objects: ObjectCounts,
     /// Tasks (threads) in this namespace itself.
     pub members: u32,
@@ -597,7 +602,8 @@ pub struct NsInfo {
     #[serde(default)]
     pub policy: Policy,
     /// Its policy as its ancestors cap it (the intersection with every ancestor's): what its
-    /// members may actually do. `None` from older daemons (then it is `policy`).
+    /// members may actually do. Left out on the wire when it is `policy` (most namespaces:
+    /// a fifth of a listing's bytes) and by older daemons; read back as `policy` then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_policy: Option<Policy>,
     /// bpfnsd makes its members' maps itself (BPF LSM does not run): a member filter made for
@@ -630,6 +636,74 @@ pub struct NsInfo {
     /// [`NsInfo::records`] per kind; `None` for the root and from older daemons.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind_records: Option<ObjectCounts>,
+}
+
+/// [`NsInfo`] as it is on the wire, its limits per kind among its fields (see [`NsInfo`]).
+#[derive(Deserialize)]
+struct NsInfoWire {
+    path: String,
+    id: NsId,
+    parent: Option<String>,
+    depth: u32,
+    objects: ObjectCounts,
+    members: u32,
+    #[serde(default)]
+    bpffs: String,
+    #[serde(default)]
+    policy: Policy,
+    #[serde(default)]
+    effective_policy: Option<Policy>,
+    #[serde(default)]
+    supervised_creations: bool,
+    #[serde(default)]
+    max_objects: Option<u32>,
+    #[serde(default)]
+    cgroup: Option<String>,
+    #[serde(default)]
+    records: Option<u64>,
+    #[serde(default)]
+    map_memory: Option<u64>,
+    #[serde(default)]
+    map_memory_total: Option<u64>,
+    #[serde(default)]
+    max_progs: Option<u32>,
+    #[serde(default)]
+    max_maps: Option<u32>,
+    #[serde(default)]
+    max_links: Option<u32>,
+    #[serde(default)]
+    max_btf: Option<u32>,
+    #[serde(default)]
+    kind_records: Option<ObjectCounts>,
+}
+
+impl From<NsInfoWire> for NsInfo {
+    fn from(w: NsInfoWire) -> Self {
+        NsInfo {
+            path: w.path,
+            id: w.id,
+            parent: w.parent,
+            depth: w.depth,
+            objects: w.objects,
+            members: w.members,
+            bpffs: w.bpffs,
+            policy: w.policy,
+            effective_policy: w.effective_policy.or(Some(w.policy)),
+            supervised_creations: w.supervised_creations,
+            max_objects: w.max_objects,
+            cgroup: w.cgroup,
+            records: w.records,
+            map_memory: w.map_memory,
+            map_memory_total: w.map_memory_total,
+            kind_limits: KindLimits {
+                max_progs: w.max_progs,
+                max_maps: w.max_maps,
+                max_links: w.max_links,
+                max_btf: w.max_btf,
+            },
+            kind_records: w.kind_records,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -371,28 +371,28 @@ pub fn map_dump_batched(
     fd: impl AsFd,
     key_size: usize,
     value_size: usize,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    mut each: impl FnMut(&[u8], &[u8]),
+) -> Result<()> {
     let fd = fd.as_fd().as_raw_fd();
     let opts = libbpf_sys::bpf_map_batch_opts {
         sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
         ..Default::default()
     };
-    let mut out = Vec::new();
     // Batch positions (a bucket index for hash maps): 8 bytes hold any.
     let mut in_batch = [0u8; 8];
     let mut out_batch = [0u8; 8];
     let mut first = true;
     let mut room = 4096usize;
+    let mut keys = vec![0u8; room * key_size];
+    let mut values = vec![0u8; room * value_size];
     loop {
-        let mut keys = vec![0u8; room * key_size];
-        let mut values = vec![0u8; room * value_size];
         let mut count = room as u32;
         let in_ptr = if first {
             std::ptr::null_mut()
         } else {
             in_batch.as_mut_ptr().cast()
         };
-        // SAFETY: `keys` and `values` hold `count` entries of the map's key and value sizes
+        // SAFETY: `keys` and `values` hold `room` entries of the map's key and value sizes
         // (the caller's); the batch positions are valid for 8 bytes; `opts` is initialised.
         let ret = unsafe {
             libbpf_sys::bpf_map_lookup_batch(
@@ -410,19 +410,21 @@ pub fn map_dump_batched(
             Err(e) if e.errno == Errno::NOENT => true,
             Err(e) if e.errno == Errno::NOSPC && room < (1 << 20) => {
                 room *= 4;
+                keys = vec![0u8; room * key_size];
+                values = vec![0u8; room * value_size];
                 continue;
             }
             Err(e) => return Err(e),
         };
         let n = (count as usize).min(room);
         for i in 0..n {
-            out.push((
-                keys[i * key_size..(i + 1) * key_size].to_vec(),
-                values[i * value_size..(i + 1) * value_size].to_vec(),
-            ));
+            each(
+                &keys[i * key_size..(i + 1) * key_size],
+                &values[i * value_size..(i + 1) * value_size],
+            );
         }
         if done {
-            return Ok(out);
+            return Ok(());
         }
         in_batch = out_batch;
         first = false;

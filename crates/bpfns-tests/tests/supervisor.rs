@@ -338,6 +338,8 @@ struct Member {
     sup: Option<Supervisor>,
     listener: Option<Listener>,
     stderr: Arc<std::sync::Mutex<String>>,
+    /// Told when all of stderr is in `stderr` (the pipe reached its end).
+    stderr_done: Receiver<()>,
 }
 
 impl Member {
@@ -400,10 +402,12 @@ impl Member {
         let stderr = Arc::new(std::sync::Mutex::new(String::new()));
         let mut err_pipe = child.stderr.take().unwrap();
         let e2 = stderr.clone();
+        let (err_tx, stderr_done) = channel();
         std::thread::spawn(move || {
             let mut s = String::new();
             let _ = err_pipe.read_to_string(&mut s);
             e2.lock().unwrap().push_str(&s);
+            let _ = err_tx.send(());
         });
         Member {
             pid: child.id() as i32,
@@ -413,6 +417,7 @@ impl Member {
             sup,
             listener,
             stderr,
+            stderr_done,
         }
     }
 
@@ -453,6 +458,9 @@ impl Member {
             out.push_str(&l);
             out.push('\n');
         }
+        // Its stderr is read by another thread: what a caller reads after this is all of it
+        // (it was empty now and then under load when read as soon as the member exited).
+        let _ = self.stderr_done.recv_timeout(Duration::from_secs(5));
         let stats = self.sup.take().map(Supervisor::stop);
         (status, out, stats)
     }
@@ -999,7 +1007,10 @@ fn bpftool_in_a_namespace_shows_exactly_its_objects() {
     assert_eq!(json_ids(&out), [env.one(ObjectKind::Map, env.a)].into());
     let (status, _, err) = bpftool(&env, &["map", "show", "pinned", "/sys/fs/bpf/theirs"]);
     assert!(!status.success());
-    assert!(err.contains("Operation not permitted"), "{err}");
+    assert!(
+        err.contains("Operation not permitted"),
+        "bpftool map show pinned /sys/fs/bpf/theirs: {status}, stderr {err:?}"
+    );
 }
 
 // ---- latency -----------------------------------------------------------------------------

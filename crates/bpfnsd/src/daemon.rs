@@ -184,6 +184,8 @@ pub struct Daemon {
     /// The object and member counts of every namespace (`ns_show`, `ns_list`), one walk for
     /// the requests waiting together ([`crate::coalesce`]).
     census: Coalesced<Census>,
+    /// Where the census takes owners from instead of walking every object, once set.
+    object_owners: std::sync::OnceLock<Arc<dyn ObjectOwners>>,
     /// Every object of a kind (`list`, `show`), by [`kind_index`], likewise.
     listings: [Coalesced<Vec<bpfns_kernel::OwnedObject>>; 4],
     /// What the metrics endpoint reports that is recorded as bpfnsd serves.
@@ -200,11 +202,21 @@ pub struct Daemon {
 }
 
 /// Objects and member tasks per namespace, as one walk found them.
+/// Every object of a kind and its owner, known without walking them all: the supervisor's
+/// warm listing ([`crate::supervisor::install`] hands it over). What it gives is what a
+/// member's walk start sees: objects made and records changed by now, an object freed since
+/// its last whole read still there (until the next, about every
+/// [`crate::supervisor::warm::REFRESH`], or until its record is collected).
+pub trait ObjectOwners: Send + Sync {
+    /// Every prog, map or link and its owner, sorted by id.
+    fn owners(&self, kind: ObjectKind) -> Result<Vec<(u32, NsId)>, String>;
+}
+
 #[derive(Debug, Default)]
 struct Census {
     objects: HashMap<NsId, ObjectCounts>,
     members: HashMap<NsId, u32>,
-    /// Bytes of memory the maps of each owner use (`Kernel::map_memory`).
+    /// Bytes of memory the maps of each owner use (`bpfns_kernel::memory::map_census_of`).
     map_memory: HashMap<NsId, u64>,
 }
 
@@ -284,6 +296,7 @@ impl Daemon {
             collected_containers_total: std::sync::atomic::AtomicU64::new(0),
             watched_containers: Mutex::new(HashMap::new()),
             census: Coalesced::default(),
+            object_owners: std::sync::OnceLock::new(),
             listings: Default::default(),
             metrics: Default::default(),
             denial_log: Mutex::new(EventLog::default()),
@@ -1545,15 +1558,18 @@ impl Daemon {
         self.publish_change(EventKind::NsCreated, &self.reg(), id, caller, Some(policy));
         // A new namespace owns nothing and has no members (ids are never reused, and tasks
         // enter only through later requests): no need to walk every object and task.
+        let reg = self.reg();
         let info = self
             .ns_info(
-                &self.reg(),
+                &reg,
+                None,
                 id,
                 ObjectCounts::default(),
                 0,
                 self.kernel.namespace_quota(id).ok(),
             )
             .ok_or_else(|| Failure::internal(format!("{p} is missing right after its creation")))?;
+        drop(reg);
         drop(tx);
         Ok((Reply::Namespace(info), vec![]))
     }
@@ -1928,13 +1944,8 @@ impl Daemon {
     }
 
     fn ns_list(&self, caller: &Caller) -> Answer {
-        let ids: Vec<NsId> = {
-            let reg = self.reg();
-            reg.iter()
-                .map(|(id, _)| id)
-                .filter(|id| reg.is_same_or_ancestor(caller.ns, *id))
-                .collect()
-        };
+        // The caller's namespace and those below it, in path order (one range of the tree).
+        let ids: Vec<NsId> = self.reg().subtree(caller.ns);
         Ok((
             Reply::Namespaces {
                 namespaces: self.ns_infos(&ids)?,
@@ -1954,19 +1965,43 @@ impl Daemon {
         })
     }
 
+    /// Let the census take owners from `owners` instead of walking every object (once; a
+    /// later call changes nothing).
+    pub fn set_object_owners(&self, owners: Arc<dyn ObjectOwners>) {
+        let _ = self.object_owners.set(owners);
+    }
+
+    /// Every object of `kind` and its owner, sorted by id: from [`ObjectOwners`] where it
+    /// answers (never for BTF, which no iterator lists), else from a walk of them all.
+    fn owners(&self, kind: ObjectKind) -> Result<Vec<(u32, NsId)>, String> {
+        if let Some(o) = self.object_owners.get().filter(|_| kind != ObjectKind::Btf) {
+            match o.owners(kind) {
+                Ok(v) => return Ok(v),
+                Err(e) => tracing::debug!(
+                    "census: the warm listing of {kind}s failed ({e}); walking them"
+                ),
+            }
+        }
+        self.kernel.owners_by_id(kind).map_err(|e| e.to_string())
+    }
+
     /// Infos with object and member counts, in the order of `ids`.
     fn ns_infos(&self, ids: &[NsId]) -> Result<Vec<NsInfo>, Failure> {
         let census = self
             .census
             .get(|| {
                 let mut c = Census::default();
-                // Owners only (no listing of 100 000 objects built to be counted); maps
-                // counted in the walk that sums their memory.
-                let mut maps = self.kernel.map_census().map_err(|e| e.to_string())?;
+                let mut maps = bpfns_kernel::memory::map_census_of(self.owners(ObjectKind::Map)?);
                 for kind in ObjectKind::ALL {
                     let counts = match kind {
                         ObjectKind::Map => std::mem::take(&mut maps.counts),
-                        _ => self.kernel.owner_counts(kind).map_err(|e| e.to_string())?,
+                        _ => {
+                            let mut counts: HashMap<NsId, u32> = HashMap::new();
+                            for (_, owner) in self.owners(kind)? {
+                                *counts.entry(owner).or_default() += 1;
+                            }
+                            counts
+                        }
                     };
                     for (owner, n) in counts {
                         let o = c.objects.entry(owner).or_default();
@@ -1991,6 +2026,20 @@ impl Daemon {
             .then(|| self.kernel.namespace_quotas().ok())
             .flatten();
         let reg = self.reg();
+        // Many namespaces: their effective policies in one pass down the tree.
+        let effective = (ids.len() > 1).then(|| reg.effective_policies());
+        // Each subtree's map memory, summed up the tree once from the owners (`reg.subtree`
+        // of each of 10 000 namespaces was a seventh of a listing).
+        let mut subtree_memory: HashMap<NsId, u64> = HashMap::new();
+        for (&owner, &bytes) in memory {
+            if owner == NsId::ROOT || !reg.contains(owner) {
+                continue;
+            }
+            *subtree_memory.entry(owner).or_default() += bytes;
+            for a in reg.ancestors(owner) {
+                *subtree_memory.entry(a).or_default() += bytes;
+            }
+        }
         Ok(ids
             .iter()
             .filter_map(|&id| {
@@ -2001,6 +2050,7 @@ impl Daemon {
                 };
                 let mut info = self.ns_info(
                     &reg,
+                    effective.as_ref(),
                     id,
                     counts.get(&id).copied().unwrap_or_default(),
                     members.get(&id).copied().unwrap_or(0),
@@ -2012,47 +2062,48 @@ impl Daemon {
                 info.map_memory_total = Some(if id == NsId::ROOT {
                     memory.values().sum()
                 } else {
-                    reg.subtree(id)
-                        .iter()
-                        .map(|n| memory.get(n).copied().unwrap_or(0))
-                        .sum()
+                    subtree_memory.get(&id).copied().unwrap_or(0)
                 });
                 Some(info)
             })
             .collect())
     }
 
-    /// One namespace's info with the given counts and quota counters; `None` if `id` is
+    /// One namespace's info with the given counts and quota counters (its effective policy
+    /// from `effective` if given, [`Registry::effective_policies`]); `None` if `id` is
     /// unknown.
     fn ns_info(
         &self,
         reg: &Registry,
+        effective: Option<&HashMap<NsId, bpfns_model::Policy>>,
         id: NsId,
         objects: ObjectCounts,
         members: u32,
         quota: Option<bpfns_kernel::NsQuota>,
     ) -> Option<NsInfo> {
-        let path = reg.path(id)?;
+        let n = reg.describe(id)?;
         // The root's objects are not recorded: it has no counters.
         let q = quota.filter(|_| id != NsId::ROOT);
         Some(NsInfo {
-            path: path.to_string(),
+            path: n.path.to_string(),
             id,
-            parent: reg
-                .parent(id)
-                .and_then(|p| reg.path(p))
-                .map(|p| p.to_string()),
-            depth: reg.depth(id).unwrap_or(0),
+            parent: n.parent.and_then(|p| reg.path(p)).map(|p| p.to_string()),
+            depth: n.path.depth(),
             objects,
             members,
             bpffs: self.bpffs.path(id).display().to_string(),
-            policy: reg.policy(id).unwrap_or_default(),
-            effective_policy: reg.effective_policy(id),
+            policy: n.policy,
+            // Sent only where it differs from the own policy (read back as it then).
+            effective_policy: match effective {
+                Some(all) => all.get(&id).copied(),
+                None => reg.effective_policy(id),
+            }
+            .filter(|e| *e != n.policy),
             supervised_creations: self.supervises_creations(),
-            max_objects: reg.max_objects(id),
-            cgroup: reg.cgroup(id).map(str::to_owned),
+            max_objects: n.max_objects,
+            cgroup: n.cgroup.map(str::to_owned),
             records: q.map(|q| q.used),
-            kind_limits: reg.kind_limits(id),
+            kind_limits: n.kind_limits,
             kind_records: q.map(|q| {
                 let n = |k: ObjectKind| {
                     u32::try_from(q.kinds[bpfns_kernel::abi::kind_index(k)].used)

@@ -762,6 +762,8 @@ pub fn install(daemon: &Arc<Daemon>) {
         Ok(kernel) => {
             let view = Arc::new(KernelView::new(Arc::new(kernel), daemon.registry.clone()));
             view.keep_warm();
+            // The census (`ns list`, `ns show`, the metrics) counts from the same warm listing.
+            daemon.set_object_owners(view.clone());
             let c = &daemon.config;
             let link = keeper::Link::new(keeper::KeeperConfig {
                 socket: c.keeper_socket(),

@@ -30,12 +30,7 @@ struct KernelSource<'a>(&'a Kernel);
 
 impl warm::Source for KernelSource<'_> {
     fn all(&self, kind: ObjectKind) -> Result<Vec<(u32, NsId)>, ViewError> {
-        Ok(self
-            .0
-            .list(kind)?
-            .into_iter()
-            .map(|o| (o.id, o.owner))
-            .collect())
+        Ok(self.0.owners_by_id(kind)?)
     }
 
     fn next_id(&self, kind: ObjectKind, after: u32) -> Result<Option<u32>, ViewError> {
@@ -131,6 +126,14 @@ impl KernelView {
 
     fn registry(&self) -> RegistryRead<'_> {
         self.registry.read()
+    }
+}
+
+impl crate::daemon::ObjectOwners for KernelView {
+    fn owners(&self, kind: ObjectKind) -> Result<Vec<(u32, NsId)>, String> {
+        self.warm
+            .owners(&KernelSource(&self.kernel), kind)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -120,10 +120,7 @@ pub fn needed(kernel: &crate::Kernel) -> Result<bool> {
 /// [`needed`], not a walk of the tasks: a member that execs in a loop (its thread taking the
 /// zombie leader's pid) can be missed by a walk, never by this.
 pub fn namespaces_exist(kernel: &crate::Kernel) -> Result<bool> {
-    Ok(kernel
-        .namespaces()?
-        .iter()
-        .any(|(id, _, _)| *id != bpfns_model::NsId::ROOT))
+    kernel.holds_namespace_besides(bpfns_model::NsId::ROOT)
 }
 
 /// Detach the on-demand hooks if they have no work ([`needed`]); whether they are detached

@@ -211,6 +211,18 @@ pub struct NsEntry {
     pub allow_tracing: bool,
 }
 
+impl NsEntry {
+    /// The entry of namespace `id` from its `ns_info` (`depth` with its policy flags).
+    fn of(id: NsId, parent: NsId, depth: u32) -> Self {
+        NsEntry {
+            id,
+            parent,
+            depth: depth & abi::DEPTH_MASK,
+            allow_tracing: depth & abi::NS_ALLOW_TRACING != 0,
+        }
+    }
+}
+
 /// A namespace's ownership-record quota, as the kernel counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct NsQuota {
@@ -1084,32 +1096,60 @@ impl Kernel {
             .collect())
     }
 
-    /// Every namespace in the kernel's table with its policy, sorted by id.
+    /// Every namespace in the kernel's table with its policy, sorted by id: in a few batched
+    /// reads where the kernel can batch.
     pub fn namespace_entries(&self) -> Result<Vec<NsEntry>> {
         let mut out = Vec::new();
-        for key in self.ns_table.keys() {
-            let id = u32::from_ne_bytes(
-                key.as_slice()
-                    .try_into()
-                    .map_err(|_| KernelError::Malformed { what: "ns key" })?,
-            );
-            if let Some(v) = self
-                .ns_table
-                .lookup(&key, MapFlags::ANY)
-                .map_err(KernelError::libbpf("reading the namespace table"))?
-            {
-                let (parent, depth) =
-                    abi::parse_ns_info(&v).ok_or(KernelError::Malformed { what: "ns info" })?;
-                out.push(NsEntry {
-                    id: NsId(id),
-                    parent,
-                    depth: depth & abi::DEPTH_MASK,
-                    allow_tracing: depth & abi::NS_ALLOW_TRACING != 0,
-                });
+        let mut malformed = false;
+        let batched = sysbpf::map_dump_batched(self.ns_table.as_fd(), 4, 8, |k, v| {
+            match (k.try_into().map(u32::from_ne_bytes), abi::parse_ns_info(v)) {
+                (Ok(id), Some((parent, depth))) => out.push(NsEntry::of(NsId(id), parent, depth)),
+                _ => malformed = true,
             }
+        });
+        if batched.is_err() {
+            // Read again key by key (what a failed batch had read included).
+            out.clear();
+            malformed = false;
+            for key in self.ns_table.keys() {
+                let Ok(id) = key.as_slice().try_into().map(u32::from_ne_bytes) else {
+                    malformed = true;
+                    continue;
+                };
+                if let Some(v) = self
+                    .ns_table
+                    .lookup(&key, MapFlags::ANY)
+                    .map_err(KernelError::libbpf("reading the namespace table"))?
+                {
+                    match abi::parse_ns_info(&v) {
+                        Some((parent, depth)) => out.push(NsEntry::of(NsId(id), parent, depth)),
+                        None => malformed = true,
+                    }
+                }
+            }
+        }
+        if malformed {
+            return Err(KernelError::Malformed { what: "ns info" });
         }
         out.sort_by_key(|e| e.id);
         Ok(out)
+    }
+
+    /// Whether the kernel's namespace table holds a namespace other than `except`: its keys
+    /// read until one is found (two system calls at most, where reading the table is two per
+    /// namespace), no values.
+    pub fn holds_namespace_besides(&self, except: NsId) -> Result<bool> {
+        let except = except.0.to_ne_bytes();
+        let mut key: Option<Vec<u8>> = None;
+        loop {
+            key = sysbpf::map_next_key(self.ns_table.as_fd(), key.as_deref(), 4)
+                .map_err(KernelError::sys("reading the namespace table's keys"))?;
+            match &key {
+                None => return Ok(false),
+                Some(k) if k.as_slice() != except.as_slice() => return Ok(true),
+                Some(_) => {}
+            }
+        }
     }
 
     // ---- ownership ----------------------------------------------------------------------

@@ -570,6 +570,37 @@ fn garbage_collection_drops_records_of_vanished_objects_only() {
 }
 
 #[test]
+fn the_namespace_table_is_read_whole_and_asked_whether_it_holds_any() {
+    require_kernel!();
+    let tk = TestKernel::load("ns-table");
+    // The root is not in the table.
+    assert!(!tk.kernel.holds_namespace_besides(NsId::ROOT).unwrap());
+    assert!(tk.kernel.namespace_entries().unwrap().is_empty());
+    tk.kernel.set_namespace(B, NsId::ROOT, 1).unwrap();
+    tk.kernel.set_namespace(A, NsId::ROOT, 1).unwrap();
+    tk.kernel.set_namespace(A_CHILD, A, 2).unwrap();
+    assert!(tk.kernel.holds_namespace_besides(NsId::ROOT).unwrap());
+    let entries: Vec<(NsId, NsId, u32)> = tk
+        .kernel
+        .namespace_entries()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.id, e.parent, e.depth))
+        .collect();
+    let mut want = vec![(A, NsId::ROOT, 1), (A_CHILD, A, 2), (B, NsId::ROOT, 1)];
+    want.sort();
+    assert_eq!(entries, want, "every namespace, sorted by id");
+    for gone in [A_CHILD, B] {
+        tk.kernel.remove_namespace(gone).unwrap();
+    }
+    // Only A is left: it is seen, and it is the one asked about.
+    assert!(tk.kernel.holds_namespace_besides(NsId::ROOT).unwrap());
+    assert!(!tk.kernel.holds_namespace_besides(A).unwrap());
+    tk.kernel.remove_namespace(A).unwrap();
+    assert!(!tk.kernel.holds_namespace_besides(NsId::ROOT).unwrap());
+}
+
+#[test]
 fn reassign_moves_a_namespaces_objects_to_another() {
     require_kernel!();
     let tk = with_tree("reassign");

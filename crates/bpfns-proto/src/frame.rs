@@ -116,10 +116,17 @@ pub fn decode_response(body: &[u8]) -> Result<crate::Response, FrameError> {
         })
     }
 
-    let tag = serde_json::from_slice::<Peek<'_>>(body)
-        .ok()
-        .and_then(|p| p.ok)
-        .and_then(|r| r.reply);
+    // bpfnsd writes the tag first: found there, the tag costs no pass over the whole body
+    // (megabytes for a listing). What a wrong guess would take for a listing is refused by
+    // `listing` and decoded as derived.
+    let tag = tag_up_front(body)
+        .map(std::borrow::Cow::Borrowed)
+        .or_else(|| {
+            serde_json::from_slice::<Peek<'_>>(body)
+                .ok()
+                .and_then(|p| p.ok)
+                .and_then(|r| r.reply)
+        });
     let fast = match tag.as_deref() {
         Some("objects") => listing(body, |o: Objects| Reply::Objects { objects: o.objects }),
         Some("namespaces") => listing(body, |n: Namespaces| Reply::Namespaces {
@@ -133,8 +140,19 @@ pub fn decode_response(body: &[u8]) -> Result<crate::Response, FrameError> {
     }
 }
 
+/// The reply's tag if the body's first bytes hold it as bpfnsd writes it (`"ok":{"reply":"`
+/// before anything of the reply). A `"` inside a JSON string is escaped, so these bytes are
+/// the keys they look like.
+fn tag_up_front(body: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = br#""ok":{"reply":""#;
+    let head = &body[..body.len().min(256)];
+    let at = head.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let len = head[at..].iter().position(|&b| b == b'"')?;
+    std::str::from_utf8(&head[at..at + len]).ok()
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -247,6 +265,13 @@ mod tests {
                 }),
             },
         ];
+        // As encoded, a reply's tag is in the first bytes.
+        for (r, tag) in [(&listing, "objects"), (&namespaces, "namespaces")] {
+            assert_eq!(
+                tag_up_front(&encode(r, MAX_RESPONSE).unwrap()[HEADER_LEN..]),
+                Some(tag)
+            );
+        }
         for r in [&listing, &namespaces].into_iter().chain(&others) {
             let body = serde_json::to_vec(r).unwrap();
             let fast = decode_response(&body).unwrap();
@@ -259,6 +284,13 @@ mod tests {
         let r = decode_response(body).unwrap();
         let Outcome::Ok(Reply::Objects { objects }) = r.result else {
             panic!("not a listing: {r:?}");
+        };
+        assert_eq!(objects[0].name, "m");
+        // The tag after the listing (not where bpfnsd puts it) is found all the same.
+        let body = br#"{"ok":{"objects":[{"id":1,"kind":"map","type":"array","name":"m","namespace":"/","ns_id":0}],"reply":"objects"},"seq":5,"v":1}"#;
+        assert_eq!(tag_up_front(body), None);
+        let Outcome::Ok(Reply::Objects { objects }) = decode_response(body).unwrap().result else {
+            panic!("not a listing");
         };
         assert_eq!(objects[0].name, "m");
         let body = br#"{"v":1,"seq":6,"ok":{"reply":"namespaces","namespaces":[{"path":"/a","id":3,"parent":"/","depth":1,"objects":{"prog":0,"map":1,"link":0,"btf":0},"members":2,"max_maps":4,"new_field":{"x":[1]}}]}}"#;
@@ -277,7 +309,7 @@ mod tests {
 
     /// A namespace with every field set, limits per kind included (read back from among the
     /// namespace's own fields).
-    fn full_namespace() -> crate::NsInfo {
+    pub(crate) fn full_namespace() -> crate::NsInfo {
         use bpfns_model::quota::KindLimits;
         use bpfns_model::{NsId, Policy};
         crate::NsInfo {
@@ -318,7 +350,7 @@ mod tests {
 
     /// The root as an older bpfnsd describes it: what may be absent is (an absent effective
     /// policy reads back as the own one).
-    fn sparse_namespace() -> crate::NsInfo {
+    pub(crate) fn sparse_namespace() -> crate::NsInfo {
         crate::NsInfo {
             path: "/".into(),
             parent: None,

@@ -12,12 +12,14 @@
 mod frame;
 mod listing;
 mod messages;
+mod ns_listing;
 
 pub use frame::{
     decode, decode_len, decode_response, encode, FrameError, HEADER_LEN, MAX_REQUEST, MAX_RESPONSE,
 };
 pub use listing::objects_array;
 pub use messages::*;
+pub use ns_listing::{EncodedDescription, EncodedNamespaces};
 
 /// The protocol version this crate speaks. A request with another `v` gets
 /// [`ErrorCode::UnsupportedVersion`].

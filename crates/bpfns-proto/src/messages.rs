@@ -578,8 +578,10 @@ pub struct MemberPlan {
 
 /// One namespace. Read through [`NsInfoWire`], its flat form: serde's `flatten` (of
 /// `kind_limits`) buffers every field of every namespace before reading it, most of the time
-/// a 10 000-namespace listing took to decode.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// a 10 000-namespace listing took to decode. Written as its description (the fields that
+/// come from the registry alone) followed by its [`NsUsage`]: bpfnsd keeps the first encoded
+/// between listings ([`crate::EncodedDescription`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(from = "NsInfoWire")]
 pub struct NsInfo {
     pub path: String,
@@ -595,46 +597,161 @@ pub struct NsInfo {
     pub members: u32,
     /// Where this namespace's own bpffs instance is mounted on the host (`bpfns exec` puts it
     /// at `/sys/fs/bpf` for members).
-    #[serde(default)]
     pub bpffs: String,
     /// Its own policy: what its members may do with bpf() (`cmds`, `maps`, `progs`,
     /// `attachs`, as bpffs's `delegate_*` options; `allow_tracing` alone from older daemons).
-    #[serde(default)]
     pub policy: Policy,
     /// Its policy as its ancestors cap it (the intersection with every ancestor's): what its
     /// members may actually do. Left out on the wire when it is `policy` (most namespaces:
     /// a fifth of a listing's bytes) and by older daemons; read back as `policy` then.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_policy: Option<Policy>,
     /// bpfnsd makes its members' maps itself (BPF LSM does not run): a member filter made for
     /// it sends every `BPF_MAP_CREATE` to the supervisor. `false` from older daemons.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub supervised_creations: bool,
     /// How many objects it may own with its descendants (ownership records); `None` for the
     /// root (unlimited) and from older daemons.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_objects: Option<u32>,
     /// The cgroup v2 subtree its members may attach programs to (a path below the cgroup2
     /// root); `None`: bound to none (no cgroup at all), the root (not confined), older daemons.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
     /// Ownership records it uses with its descendants, as the kernel counts them (freed
     /// objects' records count until collected); `None` for the root and from older daemons.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<u64>,
     /// Bytes of memory the maps it owns itself use, as the kernel reports each map's
     /// (`memlock` in the map fd's fdinfo, what `bpftool map show` prints); `None` from older
     /// daemons.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_memory: Option<u64>,
     /// The same for its maps and its descendants'.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_memory_total: Option<u64>,
     /// Its limits per kind (`max_maps`...), each only when set (none: only `max_objects`).
-    #[serde(flatten)]
     pub kind_limits: KindLimits,
     /// [`NsInfo::records`] per kind; `None` for the root and from older daemons.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind_records: Option<ObjectCounts>,
+}
+
+impl NsInfo {
+    /// What of it changes with its objects and members.
+    pub fn usage(&self) -> NsUsage {
+        NsUsage {
+            objects: self.objects,
+            members: self.members,
+            supervised_creations: self.supervised_creations,
+            records: self.records,
+            map_memory: self.map_memory,
+            map_memory_total: self.map_memory_total,
+            kind_records: self.kind_records,
+        }
+    }
+
+    /// Put `usage` in place of its usage.
+    pub fn set_usage(&mut self, usage: NsUsage) {
+        let NsUsage {
+            objects,
+            members,
+            supervised_creations,
+            records,
+            map_memory,
+            map_memory_total,
+            kind_records,
+        } = usage;
+        self.objects = objects;
+        self.members = members;
+        self.supervised_creations = supervised_creations;
+        self.records = records;
+        self.map_memory = map_memory;
+        self.map_memory_total = map_memory_total;
+        self.kind_records = kind_records;
+    }
+
+    /// Its description: every field but its usage, as it is written.
+    pub(crate) fn description(&self) -> NsDescription<'_> {
+        // Every field named: a new one must be put in the description or the usage.
+        let NsInfo {
+            path,
+            id,
+            parent,
+            depth,
+            objects: _,
+            members: _,
+            bpffs,
+            policy,
+            effective_policy,
+            supervised_creations: _,
+            max_objects,
+            cgroup,
+            records: _,
+            map_memory: _,
+            map_memory_total: _,
+            kind_limits,
+            kind_records: _,
+        } = self;
+        NsDescription {
+            path,
+            id: *id,
+            parent: parent.as_deref(),
+            depth: *depth,
+            bpffs,
+            policy,
+            effective_policy: effective_policy.as_ref(),
+            max_objects: *max_objects,
+            cgroup: cgroup.as_deref(),
+            kind_limits,
+        }
+    }
+}
+
+impl Serialize for NsInfo {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Whole<'a> {
+            #[serde(flatten)]
+            description: NsDescription<'a>,
+            #[serde(flatten)]
+            usage: NsUsage,
+        }
+        Whole {
+            description: self.description(),
+            usage: self.usage(),
+        }
+        .serialize(s)
+    }
+}
+
+/// How [`NsInfo`]'s description is written (see its fields for what each means).
+#[derive(Serialize)]
+pub(crate) struct NsDescription<'a> {
+    path: &'a str,
+    id: NsId,
+    parent: Option<&'a str>,
+    depth: u32,
+    bpffs: &'a str,
+    policy: &'a Policy,
+    // Left out when it is `policy` (most namespaces: a fifth of a listing's bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effective_policy: Option<&'a Policy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_objects: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cgroup: Option<&'a str>,
+    #[serde(flatten)]
+    kind_limits: &'a KindLimits,
+}
+
+/// What of a namespace's [`NsInfo`] changes with its objects and members: written after its
+/// description (see [`NsInfo`]'s fields for what each means).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct NsUsage {
+    pub objects: ObjectCounts,
+    pub members: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub supervised_creations: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map_memory: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map_memory_total: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kind_records: Option<ObjectCounts>,
 }
 

@@ -100,6 +100,48 @@ fn namespaces_are_created_listed_shown_and_deleted() {
     assert_eq!(d.daemon().kernel.namespaces().unwrap().len(), 1);
 }
 
+/// A listing (written from descriptions kept between listings) follows every change of the
+/// namespaces, and says of each what `ns show` says.
+#[test]
+fn a_listing_follows_every_change_and_agrees_with_show() {
+    require_kernel!();
+    let d = TestDaemon::start("ns-listing");
+    let mut c = d.client();
+    let agrees = |c: &mut bpfns_client::Client, want: &[&str]| {
+        let list = c.ns_list().unwrap();
+        let paths: Vec<&str> = list.iter().map(|n| n.path.as_str()).collect();
+        assert_eq!(paths, want);
+        for n in &list {
+            let (mut n, mut shown) = (n.clone(), c.ns_show(&n.path).unwrap());
+            if n.path == "/" {
+                // The root owns the host's objects, which come and go meanwhile.
+                n.set_usage(Default::default());
+                shown.set_usage(Default::default());
+            }
+            assert_eq!(n, shown, "listed and shown differ");
+        }
+        list
+    };
+    c.ns_create("/a").unwrap();
+    agrees(&mut c, &["/", "/a"]);
+    c.ns_create("/a/b").unwrap();
+    let list = agrees(&mut c, &["/", "/a", "/a/b"]);
+    assert_eq!(list[2].max_objects, list[1].max_objects);
+    c.ns_set_quota("/a/b", Some(3), KindLimits::NONE).unwrap();
+    let list = agrees(&mut c, &["/", "/a", "/a/b"]);
+    assert_eq!(list[2].max_objects, Some(3), "a new quota is listed");
+    c.ns_delete("/a/b").unwrap();
+    c.ns_create("/a/b").unwrap();
+    let list = agrees(&mut c, &["/", "/a", "/a/b"]);
+    assert_ne!(
+        list[2].max_objects,
+        Some(3),
+        "a namespace made again is listed anew"
+    );
+    c.ns_delete("/a/b").unwrap();
+    agrees(&mut c, &["/", "/a"]);
+}
+
 /// `status` names the layers that run: the supervisor and the tracepoint backstop always,
 /// BPF LSM exactly where the kernel runs BPF LSM programs (bpfnsd loads it there), with that
 /// layer's counters.

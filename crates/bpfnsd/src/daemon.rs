@@ -12,12 +12,13 @@ use bpfns_model::{
     RegistryError, Visibility,
 };
 use bpfns_proto::{
-    CallerInfo, ErrorCode, EventInfo, EventKind, NsInfo, ObjectCounts, ObjectInfo, Op, Reply,
-    Request, Response, StatusInfo, PROTOCOL_VERSION,
+    CallerInfo, ErrorCode, EventInfo, EventKind, ObjectCounts, ObjectInfo, Op, Reply, Request,
+    Response, StatusInfo, PROTOCOL_VERSION,
 };
 
 pub mod cgroup;
 pub mod containers;
+mod ns_listing;
 pub mod oci;
 pub mod token;
 
@@ -148,6 +149,28 @@ pub trait ListenerSink: Send + Sync {
     }
 }
 
+/// A request's answer, ready to send.
+// One per request, moved once: the size of a response costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Outgoing {
+    Response(Response),
+    /// A response's frame, written as its reply was gathered (a namespace listing).
+    Frame(Vec<u8>),
+}
+
+/// Refused if a request that takes no file descriptors came with some.
+fn no_fds(fds: &[OwnedFd]) -> Result<(), Failure> {
+    if fds.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            ErrorCode::BadRequest,
+            "this request takes no file descriptors",
+        ))
+    }
+}
+
 /// The daemon's state.
 pub struct Daemon {
     pub config: Config,
@@ -184,6 +207,8 @@ pub struct Daemon {
     /// The object and member counts of every namespace (`ns_show`, `ns_list`), one walk for
     /// the requests waiting together ([`crate::coalesce`]).
     census: Coalesced<Census>,
+    /// Every namespace's description encoded, for listings (kept until the registry changes).
+    descriptions: ns_listing::Descriptions,
     /// Where the census takes owners from instead of walking every object, once set.
     object_owners: std::sync::OnceLock<Arc<dyn ObjectOwners>>,
     /// Every object of a kind (`list`, `show`), by [`kind_index`], likewise.
@@ -201,7 +226,6 @@ pub struct Daemon {
     pub events: Arc<crate::events::Bus>,
 }
 
-/// Objects and member tasks per namespace, as one walk found them.
 /// Every object of a kind and its owner, known without walking them all: the supervisor's
 /// warm listing ([`crate::supervisor::install`] hands it over). What it gives is what a
 /// member's walk start sees: objects made and records changed by now, an object freed since
@@ -212,6 +236,7 @@ pub trait ObjectOwners: Send + Sync {
     fn owners(&self, kind: ObjectKind) -> Result<Vec<(u32, NsId)>, String>;
 }
 
+/// Objects and member tasks per namespace, as one walk found them.
 #[derive(Debug, Default)]
 struct Census {
     objects: HashMap<NsId, ObjectCounts>,
@@ -296,6 +321,7 @@ impl Daemon {
             collected_containers_total: std::sync::atomic::AtomicU64::new(0),
             watched_containers: Mutex::new(HashMap::new()),
             census: Coalesced::default(),
+            descriptions: Default::default(),
             object_owners: std::sync::OnceLock::new(),
             listings: Default::default(),
             metrics: Default::default(),
@@ -1074,34 +1100,44 @@ impl Daemon {
         caller: &Caller,
         req: Request,
         fds: Vec<OwnedFd>,
-    ) -> (Response, Vec<OwnedFd>) {
+    ) -> (Outgoing, Vec<OwnedFd>) {
         let seq = req.seq;
         if req.v != PROTOCOL_VERSION {
             return (
-                Response::error(
+                Outgoing::Response(Response::error(
                     seq,
                     ErrorCode::UnsupportedVersion,
                     format!(
                         "protocol version {} is not supported; this bpfnsd speaks {PROTOCOL_VERSION}",
                         req.v
                     ),
-                ),
+                )),
                 Vec::new(),
             );
         }
         let started = std::time::Instant::now();
         let op = req.op.name();
         let named = Named::of(&req.op);
-        let answer = self.dispatch(caller, req.op, fds);
-        self.account(caller, op, named, started, answer.as_ref().err());
-        match answer {
-            Ok((reply, fds)) => {
+        let answer = match req.op {
+            // Written as it is gathered: megabytes at 10 000 namespaces.
+            Op::NsList => self
+                .permit(caller, &req.op)
+                .and_then(|()| no_fds(&fds))
+                .and_then(|()| self.ns_list(caller, seq))
+                .map(|frame| (Outgoing::Frame(frame), Vec::new())),
+            op => self.dispatch(caller, op, fds).map(|(reply, fds)| {
                 let mut r = Response::ok(seq, reply);
                 r.fds = fds.len() as u32;
-                (r, fds)
-            }
-            Err(f) => (Response::error(seq, f.code, f.message), Vec::new()),
-        }
+                (Outgoing::Response(r), fds)
+            }),
+        };
+        self.account(caller, op, named, started, answer.as_ref().err());
+        answer.unwrap_or_else(|f| {
+            (
+                Outgoing::Response(Response::error(seq, f.code, f.message)),
+                Vec::new(),
+            )
+        })
     }
 
     /// A request answered: counted in the metrics (by `op` and outcome, with its latency
@@ -1129,7 +1165,8 @@ impl Daemon {
         }
     }
 
-    fn dispatch(&self, caller: &Caller, op: Op, fds: Vec<OwnedFd>) -> Answer {
+    /// Refused unless `caller` may make a request of `op`'s kind at all.
+    fn permit(&self, caller: &Caller, op: &Op) -> Result<(), Failure> {
         let allowed = match op {
             Op::List { .. } | Op::Show { .. } | Op::EnableStats => caller.may_list_objects(),
             Op::NsList
@@ -1156,16 +1193,11 @@ impl Daemon {
                 },
             ));
         }
-        let no_fds = |fds: &Vec<OwnedFd>| {
-            if fds.is_empty() {
-                Ok(())
-            } else {
-                Err(Failure::new(
-                    ErrorCode::BadRequest,
-                    "this request takes no file descriptors",
-                ))
-            }
-        };
+        Ok(())
+    }
+
+    fn dispatch(&self, caller: &Caller, op: Op, fds: Vec<OwnedFd>) -> Answer {
+        self.permit(caller, &op)?;
         match op {
             Op::Hello => {
                 no_fds(&fds)?;
@@ -1210,10 +1242,10 @@ impl Daemon {
                 no_fds(&fds)?;
                 self.ns_delete(caller, &path, force)
             }
-            Op::NsList => {
-                no_fds(&fds)?;
-                self.ns_list(caller)
-            }
+            // Answered in `handle`.
+            Op::NsList => Err(Failure::internal(
+                "a namespace listing is answered before it is dispatched",
+            )),
             Op::NsShow { path } => {
                 no_fds(&fds)?;
                 let id = self.visible_ns(caller, &path)?;
@@ -1560,14 +1592,7 @@ impl Daemon {
         // enter only through later requests): no need to walk every object and task.
         let reg = self.reg();
         let info = self
-            .ns_info(
-                &reg,
-                None,
-                id,
-                ObjectCounts::default(),
-                0,
-                self.kernel.namespace_quota(id).ok(),
-            )
+            .new_ns_info(&reg, id)
             .ok_or_else(|| Failure::internal(format!("{p} is missing right after its creation")))?;
         drop(reg);
         drop(tx);
@@ -1943,184 +1968,6 @@ impl Daemon {
         )
     }
 
-    fn ns_list(&self, caller: &Caller) -> Answer {
-        // The caller's namespace and those below it, in path order (one range of the tree).
-        let ids: Vec<NsId> = self.reg().subtree(caller.ns);
-        Ok((
-            Reply::Namespaces {
-                namespaces: self.ns_infos(&ids)?,
-            },
-            vec![],
-        ))
-    }
-
-    /// The info of namespace `id` (named `path` in errors); `NotFound` if it was deleted
-    /// since the caller looked it up.
-    fn ns_info_of(&self, id: NsId, path: &dyn std::fmt::Display) -> Result<NsInfo, Failure> {
-        self.ns_infos(&[id])?.pop().ok_or_else(|| {
-            Failure::new(
-                ErrorCode::NotFound,
-                format!("namespace {path} was deleted meanwhile"),
-            )
-        })
-    }
-
-    /// Let the census take owners from `owners` instead of walking every object (once; a
-    /// later call changes nothing).
-    pub fn set_object_owners(&self, owners: Arc<dyn ObjectOwners>) {
-        let _ = self.object_owners.set(owners);
-    }
-
-    /// Every object of `kind` and its owner, sorted by id: from [`ObjectOwners`] where it
-    /// answers (never for BTF, which no iterator lists), else from a walk of them all.
-    fn owners(&self, kind: ObjectKind) -> Result<Vec<(u32, NsId)>, String> {
-        if let Some(o) = self.object_owners.get().filter(|_| kind != ObjectKind::Btf) {
-            match o.owners(kind) {
-                Ok(v) => return Ok(v),
-                Err(e) => tracing::debug!(
-                    "census: the warm listing of {kind}s failed ({e}); walking them"
-                ),
-            }
-        }
-        self.kernel.owners_by_id(kind).map_err(|e| e.to_string())
-    }
-
-    /// Infos with object and member counts, in the order of `ids`.
-    fn ns_infos(&self, ids: &[NsId]) -> Result<Vec<NsInfo>, Failure> {
-        let census = self
-            .census
-            .get(|| {
-                let mut c = Census::default();
-                let mut maps = bpfns_kernel::memory::map_census_of(self.owners(ObjectKind::Map)?);
-                for kind in ObjectKind::ALL {
-                    let counts = match kind {
-                        ObjectKind::Map => std::mem::take(&mut maps.counts),
-                        _ => {
-                            let mut counts: HashMap<NsId, u32> = HashMap::new();
-                            for (_, owner) in self.owners(kind)? {
-                                *counts.entry(owner).or_default() += 1;
-                            }
-                            counts
-                        }
-                    };
-                    for (owner, n) in counts {
-                        let o = c.objects.entry(owner).or_default();
-                        match kind {
-                            ObjectKind::Prog => o.prog += n,
-                            ObjectKind::Map => o.map += n,
-                            ObjectKind::Link => o.link += n,
-                            ObjectKind::Btf => o.btf += n,
-                        }
-                    }
-                }
-                for t in self.kernel.tagged_tasks().map_err(|e| e.to_string())? {
-                    *c.members.entry(t.ns).or_default() += 1;
-                }
-                c.map_memory = maps.memory;
-                Ok(c)
-            })
-            .map_err(Failure::internal)?;
-        let (counts, members, memory) = (&census.objects, &census.members, &census.map_memory);
-        // Many namespaces: their quota counters in a few batched reads, not four lookups each.
-        let quotas = (ids.len() > 1)
-            .then(|| self.kernel.namespace_quotas().ok())
-            .flatten();
-        let reg = self.reg();
-        // Many namespaces: their effective policies in one pass down the tree.
-        let effective = (ids.len() > 1).then(|| reg.effective_policies());
-        // Each subtree's map memory, summed up the tree once from the owners (`reg.subtree`
-        // of each of 10 000 namespaces was a seventh of a listing).
-        let mut subtree_memory: HashMap<NsId, u64> = HashMap::new();
-        for (&owner, &bytes) in memory {
-            if owner == NsId::ROOT || !reg.contains(owner) {
-                continue;
-            }
-            *subtree_memory.entry(owner).or_default() += bytes;
-            for a in reg.ancestors(owner) {
-                *subtree_memory.entry(a).or_default() += bytes;
-            }
-        }
-        Ok(ids
-            .iter()
-            .filter_map(|&id| {
-                let quota = match &quotas {
-                    // No entry in any quota map reads as namespace_quota's zeros.
-                    Some(all) => Some(all.get(&id).copied().unwrap_or_default()),
-                    None => self.kernel.namespace_quota(id).ok(),
-                };
-                let mut info = self.ns_info(
-                    &reg,
-                    effective.as_ref(),
-                    id,
-                    counts.get(&id).copied().unwrap_or_default(),
-                    members.get(&id).copied().unwrap_or(0),
-                    quota,
-                )?;
-                info.map_memory = Some(memory.get(&id).copied().unwrap_or(0));
-                // Everything is below the root (quarantined objects' and those of owners
-                // the registry no longer has included).
-                info.map_memory_total = Some(if id == NsId::ROOT {
-                    memory.values().sum()
-                } else {
-                    subtree_memory.get(&id).copied().unwrap_or(0)
-                });
-                Some(info)
-            })
-            .collect())
-    }
-
-    /// One namespace's info with the given counts and quota counters (its effective policy
-    /// from `effective` if given, [`Registry::effective_policies`]); `None` if `id` is
-    /// unknown.
-    fn ns_info(
-        &self,
-        reg: &Registry,
-        effective: Option<&HashMap<NsId, bpfns_model::Policy>>,
-        id: NsId,
-        objects: ObjectCounts,
-        members: u32,
-        quota: Option<bpfns_kernel::NsQuota>,
-    ) -> Option<NsInfo> {
-        let n = reg.describe(id)?;
-        // The root's objects are not recorded: it has no counters.
-        let q = quota.filter(|_| id != NsId::ROOT);
-        Some(NsInfo {
-            path: n.path.to_string(),
-            id,
-            parent: n.parent.and_then(|p| reg.path(p)).map(|p| p.to_string()),
-            depth: n.path.depth(),
-            objects,
-            members,
-            bpffs: self.bpffs.path(id).display().to_string(),
-            policy: n.policy,
-            // Sent only where it differs from the own policy (read back as it then).
-            effective_policy: match effective {
-                Some(all) => all.get(&id).copied(),
-                None => reg.effective_policy(id),
-            }
-            .filter(|e| *e != n.policy),
-            supervised_creations: self.supervises_creations(),
-            max_objects: n.max_objects,
-            cgroup: n.cgroup.map(str::to_owned),
-            records: q.map(|q| q.used),
-            kind_limits: n.kind_limits,
-            kind_records: q.map(|q| {
-                let n = |k: ObjectKind| {
-                    u32::try_from(q.kinds[bpfns_kernel::abi::kind_index(k)].used)
-                        .unwrap_or(u32::MAX)
-                };
-                ObjectCounts {
-                    prog: n(ObjectKind::Prog),
-                    map: n(ObjectKind::Map),
-                    link: n(ObjectKind::Link),
-                    btf: n(ObjectKind::Btf),
-                }
-            }),
-            map_memory: None,
-            map_memory_total: None,
-        })
-    }
-
     fn enter(&self, caller: &Caller, path: &str, pid: i32) -> Answer {
         let p = Self::parse_path(path)?;
         // Not while the namespace is being deleted.
@@ -2443,11 +2290,6 @@ impl Daemon {
             .into_iter()
             .filter_map(|(ns, (t, n))| Some((reg.path(ns)?.to_string(), t, n)))
             .collect())
-    }
-
-    pub fn all_ns_infos(&self) -> Result<Vec<NsInfo>, Failure> {
-        let ids: Vec<NsId> = self.reg().iter().map(|(id, _)| id).collect();
-        self.ns_infos(&ids)
     }
 
     /// bpfnsd's status, as the host administrator sees it (the metrics endpoint).

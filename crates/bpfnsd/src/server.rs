@@ -45,7 +45,7 @@ use tokio::net::UnixStream as AsyncStream;
 use tokio::runtime::Handle;
 
 use crate::caller::Caller;
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, Outgoing};
 
 /// Errors setting up the socket.
 #[derive(Debug, thiserror::Error)]
@@ -350,10 +350,14 @@ impl Conn {
         Ok(true)
     }
 
-    /// Send `resp` with `fds` (attached to its first bytes) as the socket takes it. False
+    /// Send `resp` as [`Conn::send`] does.
+    async fn send_response(&self, resp: &Response, fds: &[OwnedFd]) -> bool {
+        self.send(&frame(resp), fds).await
+    }
+
+    /// Send `frame` with `fds` (attached to its first bytes) as the socket takes it. False
     /// when the client is gone or has not read for the idle timeout.
-    async fn send(&self, resp: &Response, fds: &[OwnedFd]) -> bool {
-        let frame = frame(resp);
+    async fn send(&self, frame: &[u8], fds: &[OwnedFd]) -> bool {
         let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
         let mut sent = 0;
         while sent < frame.len() {
@@ -411,7 +415,8 @@ impl Work {
 
 /// An answer to send, and whether the connection ends after it.
 struct Answer {
-    resp: Response,
+    /// Encoded where it was answered (a worker's thread for a walk or a change).
+    frame: Vec<u8>,
     fds: Vec<OwnedFd>,
     last: bool,
 }
@@ -421,14 +426,17 @@ struct Answer {
 fn answer(daemon: &Daemon, caller: &mut Caller, req: Request, fds: Vec<OwnedFd>) -> Answer {
     if let Err(e) = caller.refresh_ns(&daemon.kernel) {
         return Answer {
-            resp: Response::error(req.seq, ErrorCode::Denied, e.to_string()),
+            frame: frame(&Response::error(req.seq, ErrorCode::Denied, e.to_string())),
             fds: Vec::new(),
             last: true,
         };
     }
-    let (resp, fds) = daemon.handle(caller, req, fds);
+    let (out, fds) = daemon.handle(caller, req, fds);
     Answer {
-        resp,
+        frame: match out {
+            Outgoing::Response(r) => frame(&r),
+            Outgoing::Frame(f) => f,
+        },
         fds,
         last: false,
     }
@@ -474,7 +482,7 @@ async fn subscription(
         None
     };
     if let Some(r) = refused {
-        let _ = conn.send(&r, &[]).await;
+        let _ = conn.send_response(&r, &[]).await;
         return;
     }
     // Counted (and a refusal reported) as any request is, once it is answered.
@@ -484,7 +492,7 @@ async fn subscription(
         Ok(s) => s,
         Err(f) => {
             let _ = conn
-                .send(&Response::error(seq, f.code, f.message), &[])
+                .send_response(&Response::error(seq, f.code, f.message), &[])
                 .await;
             return;
         }
@@ -496,7 +504,7 @@ async fn subscription(
             queue: crate::events::QUEUE as u32,
         },
     );
-    if !conn.send(&ok, &[]).await {
+    if !conn.send_response(&ok, &[]).await {
         return;
     }
     loop {
@@ -519,7 +527,7 @@ async fn subscription(
         };
         let frame = Response::ok(seq, Reply::Event((*ev).clone()));
         let sent = tokio::select! {
-            sent = conn.send(&frame, &[]) => sent,
+            sent = conn.send_response(&frame, &[]) => sent,
             _ = sub.dropped.notified() => false,
         };
         if !sent {
@@ -558,13 +566,13 @@ async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes
                 // The frame boundary cannot be trusted any more: answer and hang up.
                 let msg = format!("request of {len} bytes exceeds the limit of {max} bytes");
                 let _ = conn
-                    .send(&Response::error(0, ErrorCode::TooLarge, msg), &[])
+                    .send_response(&Response::error(0, ErrorCode::TooLarge, msg), &[])
                     .await;
                 return;
             }
             Err(e) => {
                 let _ = conn
-                    .send(
+                    .send_response(
                         &Response::error(0, ErrorCode::BadRequest, e.to_string()),
                         &[],
                     )
@@ -586,7 +594,7 @@ async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes
                     .unwrap_or(0);
                 let msg = format!("{e}; see docs/protocol.md for the request format");
                 if !conn
-                    .send(&Response::error(seq, ErrorCode::BadRequest, msg), &[])
+                    .send_response(&Response::error(seq, ErrorCode::BadRequest, msg), &[])
                     .await
                 {
                     return;
@@ -623,7 +631,7 @@ async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes
                 a
             }
         };
-        let go_on = conn.send(&answer.resp, &answer.fds).await && !answer.last;
+        let go_on = conn.send(&answer.frame, &answer.fds).await && !answer.last;
         drop(answer);
         if work == Work::Walk {
             give_back_soon();

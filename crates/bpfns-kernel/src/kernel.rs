@@ -263,6 +263,8 @@ pub struct Kernel {
     reasons: MapHandle,
     cgroup_ns: MapHandle,
     ns_policy: MapHandle,
+    /// quota_daemon's id: the key of its copy in [`DAEMON_QUOTAS`] (0: no copy kept).
+    quota_daemon_id: u32,
     /// Whether tagging and binding attach the syscall hooks first ([`crate::hooks`]).
     auto_hooks: bool,
 }
@@ -274,6 +276,35 @@ static QUOTA_WRITES: Mutex<()> = Mutex::new(());
 
 fn quota_lock() -> std::sync::MutexGuard<'static, ()> {
     QUOTA_WRITES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// quota_daemon and kquota_daemon as last read and written since, for listings
+/// ([`Kernel::namespace_quotas`]): both are written by bpfnsd only, each write goes through
+/// this process under [`QUOTA_WRITES`] and is made here too, so a listing of 10 000
+/// namespaces reads only the two maps the kernel writes (each read walks the map's 65 536
+/// buckets). Kept by quota_daemon's id (a process may open several kernel sides: tests), and
+/// read again after [`DAEMON_QUOTAS_KEPT`]: `bpfns kernel ns-add`/`ns-rm` write behind
+/// bpfnsd's back.
+static DAEMON_QUOTAS: Mutex<Vec<(u32, DaemonQuotas)>> = Mutex::new(Vec::new());
+
+/// How long a copy in [`DAEMON_QUOTAS`] is used before both maps are read again.
+const DAEMON_QUOTAS_KEPT: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[derive(Debug)]
+struct DaemonQuotas {
+    read_at: std::time::Instant,
+    total: std::collections::BTreeMap<NsId, abi::DaemonQuota>,
+    kinds: std::collections::BTreeMap<NsId, abi::KindDaemonQuota>,
+}
+
+/// quota_daemon's and kquota_daemon's entries, each sorted by namespace.
+type DaemonQuotaRows = (
+    Vec<(NsId, abi::DaemonQuota)>,
+    Vec<(NsId, abi::KindDaemonQuota)>,
+);
+
+fn daemon_quotas() -> std::sync::MutexGuard<'static, Vec<(u32, DaemonQuotas)>> {
+    DAEMON_QUOTAS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Why [`Kernel::reserve_record`] refused a record.
@@ -401,8 +432,73 @@ impl Kernel {
             reasons: open("reasons")?,
             cgroup_ns: open("cgroup_ns")?,
             ns_policy: open("ns_policy")?,
+            quota_daemon_id: 0,
             auto_hooks: true,
-        })
+        }
+        .with_quota_daemon_id())
+    }
+
+    /// Keyed by quota_daemon's id, a copy of it can be kept ([`DAEMON_QUOTAS`]).
+    fn with_quota_daemon_id(mut self) -> Self {
+        self.quota_daemon_id =
+            sysbpf::fd_id(self.quota_daemon.as_fd(), sysbpf::Kind::Map).unwrap_or(0);
+        self
+    }
+
+    /// Change the copy of the daemon's quota maps, if one is kept (call with the quota lock,
+    /// after the maps were written).
+    fn in_daemon_copy(&self, change: impl FnOnce(&mut DaemonQuotas)) {
+        if self.quota_daemon_id == 0 {
+            return;
+        }
+        let mut all = daemon_quotas();
+        if let Some((_, c)) = all.iter_mut().find(|(id, _)| *id == self.quota_daemon_id) {
+            change(c);
+        }
+    }
+
+    /// Drop the copy of the daemon's quota maps (a write failed: what the maps hold is not
+    /// known here any more).
+    fn drop_daemon_copy(&self) {
+        daemon_quotas().retain(|(id, _)| *id != self.quota_daemon_id);
+    }
+
+    /// quota_daemon's and kquota_daemon's entries, each sorted by namespace: from the copy
+    /// while it is recent, else read (and kept).
+    fn daemon_quota_rows(&self) -> Result<DaemonQuotaRows> {
+        if self.quota_daemon_id != 0 {
+            let all = daemon_quotas();
+            if let Some((_, c)) = all.iter().find(|(id, c)| {
+                *id == self.quota_daemon_id && c.read_at.elapsed() < DAEMON_QUOTAS_KEPT
+            }) {
+                return Ok((
+                    c.total.iter().map(|(k, v)| (*k, *v)).collect(),
+                    c.kinds.iter().map(|(k, v)| (*k, *v)).collect(),
+                ));
+            }
+        }
+        // No write between the read and the copy kept.
+        let _w = quota_lock();
+        let mut d = Self::by_ns(&self.quota_daemon, 16, "quotas", abi::DaemonQuota::parse)?;
+        let mut kd = Self::by_ns(
+            &self.kquota_daemon,
+            64,
+            "per-kind quotas",
+            abi::KindDaemonQuota::parse,
+        )?;
+        d.sort_unstable_by_key(|e| e.0);
+        kd.sort_unstable_by_key(|e| e.0);
+        if self.quota_daemon_id != 0 {
+            let copy = DaemonQuotas {
+                read_at: std::time::Instant::now(),
+                total: d.iter().copied().collect(),
+                kinds: kd.iter().copied().collect(),
+            };
+            let mut all = daemon_quotas();
+            all.retain(|(id, _)| *id != self.quota_daemon_id);
+            all.push((self.quota_daemon_id, copy));
+        }
+        Ok((d, kd))
     }
 
     /// This handle tags tasks and binds cgroups without attaching the syscall hooks: for a
@@ -712,9 +808,16 @@ impl Kernel {
             match map.delete(&key) {
                 Ok(()) => {}
                 Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
-                Err(e) => return Err(KernelError::libbpf(format!("removing {what} {id}"))(e)),
+                Err(e) => {
+                    self.drop_daemon_copy();
+                    return Err(KernelError::libbpf(format!("removing {what} {id}"))(e));
+                }
             }
         }
+        self.in_daemon_copy(|c| {
+            c.total.remove(&id);
+            c.kinds.remove(&id);
+        });
         Ok(())
     }
 
@@ -778,24 +881,16 @@ impl Kernel {
             "quota counters",
             abi::KernelCount::parse,
         )?;
-        let mut d = Self::by_ns(&self.quota_daemon, 16, "quotas", abi::DaemonQuota::parse)?;
         let mut kk = Self::by_ns(
             &self.kquota_kernel,
             64,
             "per-kind quota counters",
             abi::KindKernelCount::parse,
         )?;
-        let mut kd = Self::by_ns(
-            &self.kquota_daemon,
-            64,
-            "per-kind quotas",
-            abi::KindDaemonQuota::parse,
-        )?;
+        let (d, kd) = self.daemon_quota_rows()?;
         // Each sorted by namespace, then merged: one hash insert per namespace, not four.
         k.sort_unstable_by_key(|e| e.0);
-        d.sort_unstable_by_key(|e| e.0);
         kk.sort_unstable_by_key(|e| e.0);
-        kd.sort_unstable_by_key(|e| e.0);
         let mut ids: Vec<NsId> = (k.iter().map(|e| e.0))
             .chain(d.iter().map(|e| e.0))
             .chain(kk.iter().map(|e| e.0))
@@ -907,11 +1002,23 @@ impl Kernel {
     }
 
     fn write_kind_daemon_quota(&self, id: NsId, q: abi::KindDaemonQuota) -> Result<()> {
-        self.kquota_daemon
+        match self
+            .kquota_daemon
             .update(&id.0.to_ne_bytes(), &q.to_bytes(), MapFlags::ANY)
-            .map_err(KernelError::libbpf(format!(
-                "writing the per-kind quota of namespace {id}"
-            )))
+        {
+            Ok(()) => {
+                self.in_daemon_copy(|c| {
+                    c.kinds.insert(id, q);
+                });
+                Ok(())
+            }
+            Err(e) => {
+                self.drop_daemon_copy();
+                Err(KernelError::libbpf(format!(
+                    "writing the per-kind quota of namespace {id}"
+                ))(e))
+            }
+        }
     }
 
     fn kernel_count(&self, id: NsId) -> Result<Option<abi::KernelCount>> {
@@ -933,11 +1040,23 @@ impl Kernel {
     }
 
     fn write_daemon_quota(&self, id: NsId, q: abi::DaemonQuota) -> Result<()> {
-        self.quota_daemon
+        match self
+            .quota_daemon
             .update(&id.0.to_ne_bytes(), &q.to_bytes(), MapFlags::ANY)
-            .map_err(KernelError::libbpf(format!(
-                "writing the quota of namespace {id}"
-            )))
+        {
+            Ok(()) => {
+                self.in_daemon_copy(|c| {
+                    c.total.insert(id, q);
+                });
+                Ok(())
+            }
+            Err(e) => {
+                self.drop_daemon_copy();
+                Err(KernelError::libbpf(format!(
+                    "writing the quota of namespace {id}"
+                ))(e))
+            }
+        }
     }
 
     fn parents(&self) -> Result<HashMap<NsId, NsId>> {

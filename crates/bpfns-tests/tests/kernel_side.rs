@@ -1031,10 +1031,7 @@ fn quotas_per_kind_are_hierarchical() {
     assert_eq!(got, Some((10, 0)));
     assert_eq!(kind_used(&tk, B), [0, 10, 0, 0]);
     // The batched read of every namespace's counters (listings) reads the same.
-    let all = tk.kernel.namespace_quotas().unwrap();
-    for ns in [A, A_CHILD, B] {
-        assert_eq!(all[&ns], tk.kernel.namespace_quota(ns).unwrap(), "{ns}");
-    }
+    listing_agrees(&tk);
 
     // bpfnsd's own reservations: the limit of the kind, then the total, in the same order.
     tk.kernel
@@ -1054,6 +1051,7 @@ fn quotas_per_kind_are_hierarchical() {
         })
     );
     assert_eq!(kind_used(&tk, A_CHILD)[0], 1, "the refused one given back");
+    listing_agrees(&tk);
     let (_p, got) = create_many(&tk, A_CHILD, "prog", 1);
     assert_eq!(
         got,
@@ -1065,6 +1063,7 @@ fn quotas_per_kind_are_hierarchical() {
     tk.kernel.release_record(A_CHILD, ObjectKind::Prog).unwrap();
     assert_eq!(kind_used(&tk, A_CHILD)[0], 0);
     assert_eq!(kind_used(&tk, A)[0], 3);
+    listing_agrees(&tk);
 
     // Frees make room again (the free hook, else the collector, counts them per kind).
     drop(child);
@@ -1077,6 +1076,7 @@ fn quotas_per_kind_are_hierarchical() {
         assert!(Instant::now() < deadline, "{:?}", kind_used(&tk, A_CHILD));
         std::thread::sleep(Duration::from_millis(100));
     }
+    listing_agrees(&tk);
     let (_again, got) = create_many(&tk, A_CHILD, "map", 3);
     assert_eq!(got, Some((3, 0)), "room again after the frees");
     // Dropping the limits of a kind leaves only the total.
@@ -1084,6 +1084,49 @@ fn quotas_per_kind_are_hierarchical() {
     tk.kernel.set_namespace_kind_limits(A, none).unwrap();
     let (_more, got) = create_many(&tk, A_CHILD, "map", 5);
     assert_eq!(got, Some((5, 0)));
+}
+
+/// Every namespace's quota as the listing's batched read gives it (bpfnsd's own quota maps
+/// from the copy it keeps) is what a lookup of each gives.
+fn listing_agrees(tk: &TestKernel) {
+    let all = tk.kernel.namespace_quotas().unwrap();
+    for ns in [A, A_CHILD, B] {
+        assert_eq!(all[&ns], tk.kernel.namespace_quota(ns).unwrap(), "{ns}");
+    }
+}
+
+/// The listing's copy of bpfnsd's quota maps follows every write, through any handle of the
+/// process, and a namespace removed.
+#[test]
+fn the_listed_quotas_follow_every_write() {
+    require_kernel!();
+    let tk = with_tree("quota-listed");
+    listing_agrees(&tk);
+    tk.kernel.set_namespace_limit(A, 7).unwrap();
+    assert_eq!(tk.kernel.namespace_quotas().unwrap()[&A].limit, Some(7));
+    // Through another handle on the same kernel side.
+    let other = bpfns_kernel::Kernel::open(&tk.layout).unwrap();
+    other.set_namespace_limit(A, 9).unwrap();
+    other
+        .set_namespace_kind_limits(B, [None, Some(2), None, None])
+        .unwrap();
+    let all = tk.kernel.namespace_quotas().unwrap();
+    assert_eq!(all[&A].limit, Some(9));
+    assert_eq!(all[&B].kinds[1].limit, Some(2));
+    listing_agrees(&tk);
+    other
+        .reserve_record(A_CHILD, ObjectKind::Map)
+        .unwrap()
+        .unwrap();
+    let all = tk.kernel.namespace_quotas().unwrap();
+    assert_eq!((all[&A_CHILD].used, all[&A].used), (1, 1));
+    listing_agrees(&tk);
+    other.release_record(A_CHILD, ObjectKind::Map).unwrap();
+    listing_agrees(&tk);
+    tk.kernel.remove_namespace(B).unwrap();
+    let all = tk.kernel.namespace_quotas().unwrap();
+    assert!(!all.contains_key(&B), "a removed namespace is not listed");
+    assert_eq!(all[&A].limit, Some(9));
 }
 
 /// Quotas fail closed: a namespace without a limit entry (a failed write), or one the

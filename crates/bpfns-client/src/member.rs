@@ -249,11 +249,19 @@ pub fn spawn_with(
         setup = setup.bpffs(&bpffs).map_err(MemberError::Spawn)?;
         if let Some(all) = bpffs.parent() {
             // The other namespaces' instances are detached, not only hidden: a mount hidden
-            // under the cover would keep a deleted instance, and its pins, alive.
-            setup = setup
-                .detach_below(mountinfo()?, all, &bpffs)
-                .and_then(|s| s.hide(all))
-                .map_err(MemberError::Spawn)?;
+            // under the cover would keep a deleted instance, and its pins, alive. All at once
+            // where their directory is a mount point (bpfnsd makes it one), else one by one.
+            let mountinfo = mountinfo()?;
+            setup = if bpfns_sys::procfs::mount_points(mountinfo)
+                .iter()
+                .any(|m| m == all)
+            {
+                setup.detach(all)
+            } else {
+                setup.detach_below(mountinfo, all, &bpffs)
+            }
+            .and_then(|s| s.hide(all))
+            .map_err(MemberError::Spawn)?;
         }
     }
     let client = Arc::new(Mutex::new(client));

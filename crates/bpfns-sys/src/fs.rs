@@ -249,3 +249,46 @@ pub fn fd_stat(fd: std::os::fd::BorrowedFd<'_>) -> Result<FdStat> {
         kind,
     })
 }
+
+/// What [`ensure_own_mount`] found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnMount {
+    /// The directory was a mount point already.
+    Was,
+    /// It is one now: bound onto itself, private (nothing mounted below it propagates).
+    Made,
+    /// It is not one, and is left so: mounts below it would stay, hidden, under one made now.
+    MountsBelow,
+}
+
+/// Make directory `dir` (made if missing) a mount point of its own, so that everything later
+/// mounted below it can be detached in one call (a private mount namespace's copy of it,
+/// with one `umount2(MNT_DETACH)`, instead of one per mount below it): bound onto itself and
+/// made private, so that what is mounted below it is not also mounted, hidden, under its
+/// peers. Left as it is if it is a mount point already, or has mounts below it.
+pub fn ensure_own_mount(dir: &Path) -> Result<OwnMount> {
+    let io = |what: String| {
+        move |e: std::io::Error| SysError::new(what, Errno::from_io_error(&e).unwrap_or(Errno::IO))
+    };
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(io("reading /proc/self/mountinfo".to_string()))?;
+    let points = crate::procfs::mount_points(&mountinfo);
+    if points.iter().any(|m| m == dir) {
+        return Ok(OwnMount::Was);
+    }
+    if points.iter().any(|m| m.starts_with(dir)) {
+        return Ok(OwnMount::MountsBelow);
+    }
+    rustix::mount::mount_bind(dir, dir)
+        .map_err(|e| SysError::new(format!("bind-mounting {} onto itself", dir.display()), e))?;
+    if let Err(e) = rustix::mount::mount_change(dir, rustix::mount::MountPropagationFlags::PRIVATE)
+    {
+        let _ = unmount_detach(dir);
+        return Err(SysError::new(
+            format!("making {} private", dir.display()),
+            e,
+        ));
+    }
+    Ok(OwnMount::Made)
+}

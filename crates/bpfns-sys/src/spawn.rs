@@ -179,6 +179,14 @@ impl MemberSetup {
         Ok(self)
     }
 
+    /// In a private mount namespace, after the bpffs bind mount and before the paths are
+    /// hidden, detach (`umount2(MNT_DETACH)`) the mount at `dir` with everything below it:
+    /// [`detach_below`](Self::detach_below) in one call, for a `dir` that is a mount point.
+    pub fn detach(mut self, dir: &Path) -> Result<Self> {
+        self.detach.push(cpath(dir)?);
+        Ok(self)
+    }
+
     /// In a private mount namespace, cover `path` (a directory) with an empty read-only tmpfs,
     /// after the bpffs bind mount.
     pub fn hide(mut self, path: &Path) -> Result<Self> {

@@ -581,6 +581,8 @@ pub fn cleanup_daemon_state(dir: &std::path::Path, layout: &PinLayout) {
             let _ = bpfns_sys::fs::unmount_detach(&e.path());
         }
     }
+    // bpfnsd makes the instances' directory a mount point of its own.
+    let _ = bpfns_sys::fs::unmount_detach(&dir.join("ns"));
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(root_bpffs_of(layout));
     let _ = loader::unload(layout);

@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bpfns_model::quota::KindLimits;
 use bpfns_model::{ObjectKind, Policy};
@@ -414,6 +414,62 @@ fn a_namespace_whose_only_task_is_a_zombie_is_deleted() {
 /// freed: its id no longer opens) — the member's setup detached it, not only covered it.
 /// (Its mount point is kept, so that the instance would stay mounted in the member's mount
 /// namespace if the setup had only covered it.)
+/// A member sees no other namespace's bpffs instance: bpfnsd makes their directory a mount
+/// point of its own, which a member detaches whole; where instances were mounted below a
+/// plain directory before bpfnsd started (an upgrade without a reboot), they are detached
+/// one by one.
+#[test]
+fn a_member_sees_no_other_namespaces_bpffs_instance() {
+    require_kernel!();
+    for plain in [false, true] {
+        let name = if plain {
+            "own-mount-plain"
+        } else {
+            "own-mount"
+        };
+        let d = TestDaemon::start_with(name, |c| {
+            if plain {
+                let old = c.ns_bpffs_dir.join("old");
+                std::fs::create_dir_all(&old).unwrap();
+                bpfns_sys::testhooks::mount(Path::new("tmpfs"), &old, "tmpfs", 0).unwrap();
+            }
+        });
+        let ns_dir = d.dir.join("ns");
+        let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert_eq!(
+            bpfns_sys::procfs::mount_points(&host).contains(&ns_dir),
+            !plain,
+            "the instances' directory is a mount point of its own unless mounts were below it"
+        );
+        let mut c = d.client();
+        let own = PathBuf::from(c.ns_create("/a").unwrap().bpffs);
+        c.ns_create("/b").unwrap();
+        let mut cmd = std::process::Command::new("cat");
+        cmd.arg("/proc/self/mountinfo")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped());
+        let mut member = bpfns_client::member::spawn(&d.socket, "/a", &mut cmd).unwrap();
+        let mut seen = String::new();
+        member
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut seen)
+            .unwrap();
+        assert!(member.wait().unwrap().success());
+        // One by one, its own instance stays where it is (beneath the cover), besides its
+        // bind mount at /sys/fs/bpf.
+        let below: Vec<PathBuf> = bpfns_sys::procfs::mount_points(&seen)
+            .into_iter()
+            .filter(|m| m.starts_with(&ns_dir) && *m != ns_dir && !(plain && *m == own))
+            .collect();
+        assert!(below.is_empty(), "plain: {plain}: a member sees {below:?}");
+        if plain {
+            let _ = bpfns_sys::testhooks::umount_detach(&ns_dir.join("old"));
+        }
+    }
+}
+
 #[test]
 fn a_deleted_namespaces_bpffs_does_not_outlive_it_in_other_members() {
     require_kernel!();

@@ -73,6 +73,18 @@ impl NsBpffs {
         }
     }
 
+    /// Make the directory of the instances a mount point of its own (before any instance is
+    /// mounted there): a member's private mount namespace then detaches every other
+    /// namespace's instance with one call, instead of one per namespace (10 000 namespaces:
+    /// 0.3 s at every `bpfns exec`). Left as it is where instances are mounted already, below
+    /// a plain directory (bpfnsd upgraded without a reboot): members detach them one by one.
+    pub fn prepare(&self) -> Result<bpfns_sys::fs::OwnMount, BpffsError> {
+        bpfns_sys::fs::ensure_own_mount(&self.dir).map_err(|error| BpffsError::Sys {
+            what: format!("making {} a mount point", self.dir.display()),
+            error,
+        })
+    }
+
     /// The pin tree of namespace `id`.
     pub fn path(&self, id: NsId) -> PathBuf {
         if id == NsId::ROOT {

@@ -970,6 +970,23 @@ impl Daemon {
         let _g = self.hold_changes();
         let reg = self.reg();
         let mut notes = Vec::new();
+        match self.bpffs.prepare() {
+            Ok(bpfns_sys::fs::OwnMount::Was) => {}
+            Ok(bpfns_sys::fs::OwnMount::Made) => notes.push(format!(
+                "made {} a mount point of its own (members detach the other namespaces' \
+                 bpffs instances in one call)",
+                self.config.ns_bpffs_dir.display()
+            )),
+            Ok(bpfns_sys::fs::OwnMount::MountsBelow) => notes.push(format!(
+                "{} is no mount point of its own and instances are mounted below it: members \
+                 detach them one by one (slower with many namespaces) until the next reboot",
+                self.config.ns_bpffs_dir.display()
+            )),
+            Err(e) => notes.push(format!(
+                "FAILED to make the bpffs instances' directory a mount point ({e}): members \
+                 detach them one by one"
+            )),
+        }
         // id -> (parent, depth, allow_tracing)
         let want: HashMap<NsId, (NsId, u32, bool)> = reg
             .kernel_parent_table()

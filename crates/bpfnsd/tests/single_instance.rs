@@ -83,6 +83,8 @@ impl Drop for Paths {
             }
             let _ = std::fs::remove_dir(p);
         }
+        // bpfnsd makes the instances' directory a mount point of its own.
+        let _ = bpfns_sys::fs::unmount_detach(&self.dir.join("ns"));
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_file(self.dir.with_extension("toml"));
     }

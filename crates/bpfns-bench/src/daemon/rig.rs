@@ -206,6 +206,8 @@ fn cleanup(dir: &Path, layout: &PinLayout, daemon_pid: Option<i32>) {
             let _ = bpfns_sys::fs::unmount_detach(&e.path());
         }
     }
+    // bpfnsd makes the instances' directory a mount point of its own.
+    let _ = bpfns_sys::fs::unmount_detach(&dir.join("ns"));
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(root_bpffs_of(layout));
     let _ = loader::unload(layout);

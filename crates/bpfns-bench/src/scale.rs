@@ -4,16 +4,19 @@
 //! [`crate::daemon::rig`]):
 //!
 //! 1. Baselines with nothing made yet: bpfnsd's resident memory, `ns list` and a restart
-//!    (SIGTERM, start over the same state, until `hello` answers).
+//!    (SIGTERM, start over the same state, until `hello` answers); with one namespace,
+//!    `bpfns exec NS -- true` and its floor, `unshare --mount --propagation private true`.
 //! 2. `--namespaces` namespaces (default 10 000) under one parent, created one after the
 //!    other (each create's latency kept), then `--objects` maps (default 100 000), made by
 //!    worker processes that bpfnsd tags into `--holders` of those namespaces (so every map has
 //!    an ownership record, as a member's would) and that hold them for the rest of the run.
 //! 3. At that scale: bpfnsd's resident memory (and its peak), `ns list` and `map list` from
-//!    the root (in-process client calls, `--rounds` each), and a restart.
+//!    the root (in-process client calls, `--rounds` each), `bpfns exec` and `unshare` again
+//!    (every namespace's bpffs instance is a mount of the host), and a restart.
 //!
 //! Every figure is reported beside its baseline from step 1 and the target
-//! (docs/benchmarks.md): RSS ≤ 64 MiB, `ns list` ≤ 50 ms, restart-to-serving ≤ 1 s.
+//! (docs/benchmarks.md): RSS ≤ 64 MiB, `ns list` ≤ 50 ms, restart-to-serving ≤ 1 s,
+//! `bpfns exec` ≤ 2× `unshare` in the same state.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -30,6 +33,9 @@ use crate::stats::{median, quantile};
 const RSS_TARGET_MIB: f64 = 64.0;
 const NS_LIST_TARGET_MS: f64 = 50.0;
 const RESTART_TARGET_MS: f64 = 1000.0;
+/// `bpfns exec NS -- true` against `unshare --mount --propagation private true`, both in the
+/// same state of the host.
+const EXEC_TARGET_RATIO: f64 = 2.0;
 
 /// Arguments of `bpfns-bench scale`.
 #[derive(Debug, Clone, clap::Args)]
@@ -55,6 +61,9 @@ pub struct Args {
     /// The bpfnsd binary [default: beside this one].
     #[arg(long)]
     pub bpfnsd: Option<PathBuf>,
+    /// The bpfns binary, for `bpfns exec` [default: beside this one].
+    #[arg(long)]
+    pub bpfns: Option<PathBuf>,
 }
 
 /// One measured quantity: the baseline (nothing made), the subject (at scale), the target.
@@ -104,6 +113,7 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("--namespaces must be at least 1");
     }
     let bpfnsd = crate::daemon::sibling(args.bpfnsd.as_deref(), "bpfnsd")?;
+    let bpfns = crate::daemon::sibling(args.bpfns.as_deref(), "bpfns")?;
     let cpus = std::fs::read_to_string("/sys/devices/system/cpu/online")
         .ok()
         .and_then(|s| crate::count_cpus(s.trim()))
@@ -117,7 +127,7 @@ pub fn run(args: &Args) -> Result<()> {
     );
     let mut daemon = BenchDaemon::start(&bpfnsd)?;
     let sizes = (namespaces, objects, holders, rounds);
-    let result = measure(&mut daemon, machine, argv, sizes);
+    let result = measure(&mut daemon, &bpfns, machine, argv, sizes);
     let rep = match result {
         Err(e) => {
             let alive = daemon.check_alive();
@@ -172,8 +182,52 @@ fn time_calls(rounds: usize, mut f: impl FnMut() -> Result<usize>) -> Result<(Ve
     Ok((ms, n))
 }
 
+/// Milliseconds of `rounds` runs each of `bpfns exec ns -- true` and of `unshare --mount
+/// --propagation private true` (the floor: a process in a mount namespace of its own, which
+/// copies every mount of the host), one after the other, after one untimed run of each.
+fn time_exec(
+    rounds: usize,
+    bpfns: &std::path::Path,
+    socket: &std::path::Path,
+    ns: &str,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let run = |cmd: &mut std::process::Command| -> Result<f64> {
+        let t = Instant::now();
+        let st = cmd
+            .stdin(std::process::Stdio::null())
+            .status()
+            .with_context(|| format!("running {cmd:?}"))?;
+        if !st.success() {
+            bail!("{cmd:?}: {st}");
+        }
+        Ok(t.elapsed().as_secs_f64() * 1e3)
+    };
+    let exec = || {
+        let mut c = std::process::Command::new(bpfns);
+        c.arg("--socket")
+            .arg(socket)
+            .args(["exec", ns, "--", "true"]);
+        c
+    };
+    let unshare = || {
+        let mut c = std::process::Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "true"]);
+        c
+    };
+    run(&mut exec())?;
+    run(&mut unshare())?;
+    let (mut e, mut u) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for _ in 0..rounds {
+        check_interrupt()?;
+        e.push(run(&mut exec())?);
+        u.push(run(&mut unshare())?);
+    }
+    Ok((e, u))
+}
+
 fn measure(
     daemon: &mut BenchDaemon,
+    bpfns: &std::path::Path,
     machine: crate::report::Machine,
     args: Vec<String>,
     (namespaces, objects, holders, rounds): (usize, usize, usize, usize),
@@ -192,6 +246,9 @@ fn measure(
     let parent_limit = u32::try_from(objects + objects / 4 + 1024).unwrap_or(u32::MAX);
     c.ns_create_with(&parent, bpfns_model::Policy::DEFAULT, Some(parent_limit))
         .context("creating the parent namespace (lower --objects if its limit is refused)")?;
+    // With one namespace: every other one's bpffs instance is a mount a member's private
+    // mount namespace copies and detaches.
+    let (exec_base, unshare_base) = time_exec(rounds, bpfns, &daemon.socket, &parent)?;
     let holder_limit = u32::try_from(per_holder + per_holder / 4 + 16).unwrap_or(u32::MAX);
     let mut create_ms = Vec::with_capacity(namespaces);
     let started = Instant::now();
@@ -255,6 +312,7 @@ fn measure(
     if listed_maps < made {
         bail!("map list shows {listed_maps} maps, expected at least the {made} made");
     }
+    let (exec, unshare) = time_exec(rounds, bpfns, &daemon.socket, &parent)?;
     // Resident memory once the listings' answers are sent and given back (bpfnsd trims its
     // heap shortly after a walk); the peak (VmHWM) includes them.
     std::thread::sleep(SETTLE);
@@ -302,6 +360,24 @@ fn measure(
             spread: quantile(&map_list, 0.99),
             target: None,
             verdict: "-",
+        },
+        Row {
+            what: "unshare --mount --propagation private true",
+            unit: "ms",
+            baseline: median(&unshare_base),
+            subject: median(&unshare),
+            spread: quantile(&unshare, 0.99),
+            target: None,
+            verdict: "-",
+        },
+        Row {
+            what: "bpfns exec NS -- true (target: 2x unshare)",
+            unit: "ms",
+            baseline: median(&exec_base),
+            subject: median(&exec),
+            spread: quantile(&exec, 0.99),
+            target: Some(EXEC_TARGET_RATIO * median(&unshare)),
+            verdict: verdict(median(&exec), EXEC_TARGET_RATIO * median(&unshare)),
         },
         Row {
             what: "restart to serving (SIGTERM, start, hello)",
@@ -359,8 +435,9 @@ fn text(r: &Report) -> String {
         ));
     }
     s.push_str(
-        "\nbaseline: the same bpfnsd before anything was made; spread: p99 of the calls, or \
-         the peak resident memory (VmHWM).\n",
+        "\nbaseline: the same bpfnsd before anything was made (`unshare` and `bpfns exec`: with \
+         one namespace); spread: p99 of the calls, or the peak resident memory (VmHWM); the \
+         target of `bpfns exec`: twice `unshare` at scale.\n",
     );
     s
 }

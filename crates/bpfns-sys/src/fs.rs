@@ -255,7 +255,7 @@ pub fn fd_stat(fd: std::os::fd::BorrowedFd<'_>) -> Result<FdStat> {
 pub enum OwnMount {
     /// The directory was a mount point already.
     Was,
-    /// It is one now: bound onto itself, private (nothing mounted below it propagates).
+    /// It is one now: bound onto itself, in a peer group of its own.
     Made,
     /// It is not one, and is left so: mounts below it would stay, hidden, under one made now.
     MountsBelow,
@@ -263,14 +263,18 @@ pub enum OwnMount {
 
 /// Make directory `dir` (made if missing) a mount point of its own, so that everything later
 /// mounted below it can be detached in one call (a private mount namespace's copy of it,
-/// with one `umount2(MNT_DETACH)`, instead of one per mount below it): bound onto itself and
-/// made private, so that what is mounted below it is not also mounted, hidden, under its
-/// peers. Left as it is if it is a mount point already, or has mounts below it.
+/// with one `umount2(MNT_DETACH)`, instead of one per mount below it): bound onto itself, in
+/// a peer group of its own, so that what is mounted below it is not also mounted, hidden,
+/// under its peers. Left as it is if it is a mount point already, or has mounts below it.
 pub fn ensure_own_mount(dir: &Path) -> Result<OwnMount> {
     let io = |what: String| {
         move |e: std::io::Error| SysError::new(what, Errno::from_io_error(&e).unwrap_or(Errno::IO))
     };
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    // Matched against mountinfo's paths, which are canonical.
+    let dir = &dir
+        .canonicalize()
+        .map_err(io(format!("resolving {}", dir.display())))?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(io("reading /proc/self/mountinfo".to_string()))?;
     let points = crate::procfs::mount_points(&mountinfo);
@@ -282,13 +286,19 @@ pub fn ensure_own_mount(dir: &Path) -> Result<OwnMount> {
     }
     rustix::mount::mount_bind(dir, dir)
         .map_err(|e| SysError::new(format!("bind-mounting {} onto itself", dir.display()), e))?;
-    if let Err(e) = rustix::mount::mount_change(dir, rustix::mount::MountPropagationFlags::PRIVATE)
-    {
-        let _ = unmount_detach(dir);
-        return Err(SysError::new(
-            format!("making {} private", dir.display()),
-            e,
-        ));
+    // Private, then shared: a peer group of its own. Nothing mounted below it is mounted again,
+    // hidden, under a peer (the mount it was bound from); copies of the host's mount namespace
+    // made from now on (a service's, an engine's) still receive new instances and their
+    // unmounts.
+    use rustix::mount::MountPropagationFlags as Propagation;
+    for (flags, what) in [
+        (Propagation::PRIVATE, "private"),
+        (Propagation::SHARED, "shared"),
+    ] {
+        if let Err(e) = rustix::mount::mount_change(dir, flags) {
+            let _ = unmount_detach(dir);
+            return Err(SysError::new(format!("making {} {what}", dir.display()), e));
+        }
     }
     Ok(OwnMount::Made)
 }

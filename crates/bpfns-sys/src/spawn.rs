@@ -68,6 +68,8 @@ pub struct MemberSetup {
     /// Paths made read-only, and whether each is a mount point already.
     read_only: Vec<(CString, bool)>,
     cwd: Option<CString>,
+    /// The working directory to take again after the mounts (`/` if it is not there).
+    cwd_again: Option<CString>,
     wait_ack: bool,
     drop_caps: u64,
     creds: Option<Credentials>,
@@ -112,6 +114,7 @@ impl MemberSetup {
             hide: Vec::new(),
             read_only: Vec::new(),
             cwd: None,
+            cwd_again: None,
             wait_ack: false,
             drop_caps: 0,
             creds: None,
@@ -249,9 +252,30 @@ impl MemberSetup {
             )
             .into());
         }
+        let mut setup = self;
+        let cwd_again = if setup.makes_mount_namespace() {
+            refuse_inherited_fds(&setup)?;
+            if setup.cwd.is_none() {
+                // The working directory is taken again after the mounts: one taken before
+                // (the caller's, or `cmd`'s) stays in the host's mount tree, beneath every
+                // cover and inside every detached instance.
+                let dir = std::env::current_dir()
+                    .map(|here| match cmd.get_current_dir() {
+                        Some(d) => here.join(d),
+                        None => here,
+                    })
+                    .unwrap_or_else(|_| std::path::PathBuf::from("/"));
+                Some(cpath(&dir)?)
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        setup.cwd_again = cwd_again;
         let (parent_sock, child_sock) = seqpacket_pair()?;
-        let wait_ack = self.wait_ack;
-        let plan = Arc::new(ChildPlan::new(self, child_sock.as_raw_fd())?);
+        let wait_ack = setup.wait_ack;
+        let plan = Arc::new(ChildPlan::new(setup, child_sock.as_raw_fd())?);
         let hook = Arc::clone(&plan);
         // SAFETY: the hook runs in the forked child before exec. `child_side` makes raw system
         // calls only (getpid, send/recv, unshare, mount, prctl, seccomp, sendmsg, close) on
@@ -362,6 +386,67 @@ pub fn install_filter_before_exec(cmd: &mut Command, filter: Filter) {
     }
 }
 
+impl MemberSetup {
+    /// Whether the child gets a private mount namespace (what `child_side` tests).
+    fn makes_mount_namespace(&self) -> bool {
+        self.bpffs.is_some()
+            || !self.detach.is_empty()
+            || !self.hide.is_empty()
+            || !self.read_only.is_empty()
+    }
+}
+
+/// Refuse to start a member that would inherit a file descriptor open on a bpffs (the host's,
+/// another namespace's instance) or below a path it is kept from (hidden, detached): such a
+/// descriptor reaches past every mount made for the member. A descriptor of an object (a map
+/// handed over on purpose) is no path and is let through.
+fn refuse_inherited_fds(setup: &MemberSetup) -> Result<()> {
+    use std::os::fd::BorrowedFd;
+    let kept: Vec<&Path> = setup
+        .hide
+        .iter()
+        .chain(&setup.detach)
+        .map(|c| Path::new(std::ffi::OsStr::from_bytes(c.as_bytes())))
+        .collect();
+    let dir = std::fs::read_dir("/proc/self/fd").map_err(|e| {
+        SysError::new(
+            "listing /proc/self/fd",
+            Errno::from_io_error(&e).unwrap_or(Errno::IO),
+        )
+    })?;
+    for e in dir.flatten() {
+        let Some(fd) = e.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else {
+            continue;
+        };
+        // SAFETY: F_GETFD only reads the flags of `fd`, which may be closed meanwhile (EBADF).
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags < 0 || flags & libc::FD_CLOEXEC != 0 {
+            continue;
+        }
+        // SAFETY: `fd` is open (F_GETFD succeeded) and only borrowed for these two calls.
+        let b = unsafe { BorrowedFd::borrow_raw(fd) };
+        let target = crate::procfs::fd_target(b).unwrap_or_default();
+        let on_bpffs = crate::fs::fd_fs_magic(b).ok() == Some(crate::fs::BPF_FS_MAGIC);
+        let below_kept = kept.iter().any(|k| Path::new(&target).starts_with(k));
+        if on_bpffs || below_kept {
+            return Err(SysError::new(
+                format!(
+                    "file descriptor {fd} is open on {target} ({}): the member would inherit \
+                     it and reach past its own mounts; close it before starting the member (in \
+                     a shell: {fd}<&-), or open it close-on-exec",
+                    if on_bpffs {
+                        "a bpffs"
+                    } else {
+                        "a path members are kept from"
+                    }
+                ),
+                Errno::BADF,
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What the child needs, prepared before the fork.
 #[derive(Debug)]
 struct ChildPlan {
@@ -374,6 +459,7 @@ struct ChildPlan {
     /// Paths made read-only, and whether each is a mount point already.
     read_only: Vec<(CString, bool)>,
     cwd: Option<CString>,
+    cwd_again: Option<CString>,
     wait_ack: bool,
     drop_caps: u64,
     creds: Option<Credentials>,
@@ -401,6 +487,7 @@ impl ChildPlan {
             hide: s.hide,
             read_only: s.read_only,
             cwd: s.cwd,
+            cwd_again: s.cwd_again,
             wait_ack: s.wait_ack,
             drop_caps: s.drop_caps,
             creds: s.creds,
@@ -522,6 +609,13 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
                     std::ptr::null(),
                 )
             })?;
+        }
+    }
+    if let Some(dir) = &plan.cwd_again {
+        // SAFETY: NUL-terminated strings prepared before the fork.
+        if unsafe { libc::chdir(dir.as_ptr()) } != 0 {
+            // SAFETY: as above.
+            check(unsafe { libc::chdir(plan.root.as_ptr()) })?;
         }
     }
     if let Some(dir) = &plan.cwd {

@@ -441,6 +441,15 @@ fn a_member_sees_no_other_namespaces_bpffs_instance() {
             !plain,
             "the instances' directory is a mount point of its own unless mounts were below it"
         );
+        if !plain {
+            // In a peer group of its own: copies of the host's mount namespace made later (an
+            // engine's) receive new instances and their unmounts.
+            let line = host
+                .lines()
+                .find(|l| l.split(' ').nth(4) == Some(ns_dir.to_str().unwrap()))
+                .unwrap();
+            assert!(line.contains(" shared:"), "not shared: {line}");
+        }
         let mut c = d.client();
         let own = PathBuf::from(c.ns_create("/a").unwrap().bpffs);
         c.ns_create("/b").unwrap();
@@ -468,6 +477,56 @@ fn a_member_sees_no_other_namespaces_bpffs_instance() {
             let _ = bpfns_sys::testhooks::umount_detach(&ns_dir.join("old"));
         }
     }
+}
+
+/// `ns_bpffs_dir` reached through a symbolic link (`/var/run/bpfns/ns` for `/run/bpfns/ns`):
+/// bpfnsd takes it canonical, so a restart finds its own mount point and the instances below
+/// it (no new mount stacked over them), and pins survive.
+#[test]
+fn a_symlinked_ns_bpffs_dir_keeps_pins_across_a_restart() {
+    require_kernel!();
+    let pid = std::process::id();
+    let real = PathBuf::from(format!("/tmp/bpfns-test-symlinked-real-{pid}"));
+    let link = PathBuf::from(format!("/tmp/bpfns-test-symlinked-link-{pid}"));
+    std::fs::create_dir_all(&real).unwrap();
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let ns_dir = link.join("ns");
+    let tweak = |c: &mut bpfnsd::Config| c.ns_bpffs_dir = ns_dir.clone();
+    let seen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let d = TestDaemon::start_with("symlinked", tweak);
+        let a = d.client().ns_create("/a").unwrap();
+        assert!(
+            a.bpffs.starts_with(real.to_str().unwrap()),
+            "the bpffs path is canonical: {}",
+            a.bpffs
+        );
+        let m = bpfns_sys::bpf::map_create(2, "symlinked", 4, 4, 1).unwrap();
+        bpfns_sys::bpf::obj_pin(&m, &PathBuf::from(&a.bpffs).join("mine")).unwrap();
+        let (dir, layout) = d.stop();
+        let d = TestDaemon::start_configured(dir, layout, false, tweak);
+        let shown = PathBuf::from(d.client().ns_show("/a").unwrap().bpffs);
+        let mounts = bpfns_sys::procfs::mount_points(
+            &std::fs::read_to_string("/proc/self/mountinfo").unwrap(),
+        );
+        let stacked = mounts.iter().filter(|m| **m == real.join("ns")).count();
+        (shown.join("mine").exists(), stacked)
+    }));
+    // Every mount below the real directory, deepest first, as often as it is there.
+    for _ in 0..4 {
+        let mounts = bpfns_sys::procfs::mounts_below(&real).unwrap_or_default();
+        for m in &mounts {
+            let _ = bpfns_sys::fs::unmount_detach(m);
+        }
+    }
+    let _ = std::fs::remove_file(&link);
+    let _ = std::fs::remove_dir_all(&real);
+    let (kept, stacked) = seen.unwrap();
+    assert!(kept, "/a's pin is gone after a restart");
+    assert_eq!(
+        stacked, 1,
+        "one mount of the instances' directory, not one per start"
+    );
 }
 
 #[test]

@@ -6226,3 +6226,164 @@ mod scene {
         perfquery, xdp, listener, scmrace, keeper, flood, evflood, podexec, observe,
     );
 }
+
+/// Rows outside the matrix: what `bpfns exec`'s caller could hand its member without meaning
+/// to (a working directory, an open descriptor), tried by a host-root member and by a uid-0
+/// member with CAP_BPF only. Each must reach nothing but the member's own tree.
+mod inherited {
+    use super::*;
+    use bpfns_sys::caps::CapabilitySet;
+    use bpfns_sys::spawn::Credentials;
+
+    /// The two members tried: host root, and uid 0 with CAP_BPF only.
+    fn levels() -> [(&'static str, Option<Credentials>); 2] {
+        [
+            ("host root", None),
+            (
+                "CAP_BPF only",
+                Some(Credentials {
+                    uid: Some(0),
+                    gid: Some(0),
+                    keep: CapabilitySet::BPF,
+                }),
+            ),
+        ]
+    }
+
+    /// Run `script` (sh) as a member of `ns` started from working directory `cwd`; its
+    /// output.
+    fn run_in(
+        d: &TestDaemon,
+        ns: &str,
+        creds: Option<Credentials>,
+        cwd: &Path,
+        script: &str,
+    ) -> String {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", script])
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut options = bpfns_client::member::Options::default();
+        if let Some(c) = creds {
+            options = options.credentials(c);
+        }
+        let mut m = bpfns_client::member::spawn_with(&d.socket, ns, &mut cmd, options)
+            .expect("starting the member");
+        let mut out = String::new();
+        m.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        let _ = m.wait();
+        out
+    }
+
+    /// A working directory in the host's bpffs: the member's `.` is its own bpffs (the path
+    /// taken again after its mounts), never the host's with bpfns's pins (whose hook links
+    /// it could unlink, leaving its children untagged).
+    #[test]
+    fn a_working_directory_in_the_host_bpffs() {
+        bpfns_tests::require_kernel!();
+        let d = TestDaemon::start("rt-cwd-host");
+        d.client().ns_create("/t").unwrap();
+        let pins = d.layout.root().to_path_buf();
+        let rel = pins
+            .strip_prefix("/sys/fs/bpf")
+            .expect("test pins below /sys/fs/bpf");
+        for (level, creds) in levels() {
+            let out = run_in(
+                &d,
+                "/t",
+                creds,
+                Path::new("/sys/fs/bpf"),
+                &format!(
+                    "ls ./{r}/links 2>&1; rm -f ./{r}/links/on_fork; echo pwd=$(pwd)",
+                    r = rel.display()
+                ),
+            );
+            assert!(
+                !out.contains("on_fork"),
+                "{level}: a member sees the hook links: {out}"
+            );
+            assert!(out.contains("pwd=/sys/fs/bpf"), "{level}: {out}");
+        }
+        assert!(
+            pins.join("links").join("on_fork").exists() || !pins.join("links").exists(),
+            "a member removed a hook link's pin"
+        );
+    }
+
+    /// A working directory in another namespace's bpffs instance: nothing of it is reached
+    /// (the member starts in `/`).
+    #[test]
+    fn a_working_directory_in_another_namespaces_bpffs() {
+        bpfns_tests::require_kernel!();
+        let d = TestDaemon::start("rt-cwd-other");
+        let mut c = d.client();
+        c.ns_create("/t").unwrap();
+        let s = PathBuf::from(c.ns_create("/s").unwrap().bpffs);
+        let map = sysbpf::map_create(2, "rt_victim", 4, 4, 1).unwrap();
+        sysbpf::obj_pin(&map, &s.join("victim")).unwrap();
+        for (level, creds) in levels() {
+            let out = run_in(
+                &d,
+                "/t",
+                creds,
+                &s,
+                "rm -f ./victim; ls -a .; echo pwd=$(pwd)",
+            );
+            assert!(
+                s.join("victim").exists(),
+                "{level}: a member of /t removed /s's pin"
+            );
+            assert!(out.contains("pwd=/\n"), "{level}: {out}");
+        }
+        let _ = std::fs::remove_file(s.join("victim"));
+    }
+
+    /// A working directory in bpfnsd's hidden state directory: the member's `.` is the cover.
+    #[test]
+    fn a_working_directory_in_the_state_directory() {
+        bpfns_tests::require_kernel!();
+        let d = TestDaemon::start("rt-cwd-state");
+        d.client().ns_create("/t").unwrap();
+        let state = d.dir.join("state");
+        for (level, creds) in levels() {
+            let out = run_in(&d, "/t", creds, &state, "ls -a .");
+            assert!(
+                !out.contains("redb") && !out.contains(".sock"),
+                "{level}: a member reads bpfnsd's state: {out}"
+            );
+        }
+    }
+
+    /// A descriptor open on a bpffs, inherited: the member is not started, and the error names
+    /// the descriptor and the fix.
+    #[test]
+    fn an_open_descriptor_of_a_bpffs() {
+        bpfns_tests::require_kernel!();
+        let d = TestDaemon::start("rt-fd-bpffs");
+        d.client().ns_create("/t").unwrap();
+        let dir = std::fs::File::open("/sys/fs/bpf").unwrap();
+        // Inherited: close-on-exec cleared.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&dir);
+        // SAFETY: F_SETFD on a descriptor this test owns.
+        assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+        for (level, creds) in levels() {
+            let mut cmd = Command::new("true");
+            let mut options = bpfns_client::member::Options::default();
+            if let Some(c) = creds {
+                options = options.credentials(c);
+            }
+            let e = bpfns_client::member::spawn_with(&d.socket, "/t", &mut cmd, options)
+                .map(|mut m| {
+                    let _ = m.wait();
+                })
+                .expect_err("a member started with a bpffs descriptor");
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("file descriptor {fd}")) && text.contains("bpffs"),
+                "{level}: {text}"
+            );
+        }
+    }
+}

@@ -67,8 +67,15 @@ impl NsBpffs {
     /// Instances under `dir`; the root namespace's pin tree is `root` (normally
     /// [`HOST_BPFFS`]).
     pub fn new(dir: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        // Made and taken canonical: mount points are matched against `/proc/self/mountinfo`,
+        // whose paths are (a configured `/var/run/bpfns/ns` is `/run/bpfns/ns` there), and
+        // members are told this path.
+        let dir = std::fs::create_dir_all(&dir)
+            .and_then(|()| dir.canonicalize())
+            .unwrap_or(dir);
         Self {
-            dir: dir.into(),
+            dir,
             root: root.into(),
         }
     }

@@ -529,6 +529,31 @@ fn a_symlinked_ns_bpffs_dir_keeps_pins_across_a_restart() {
     );
 }
 
+/// A hook whose pin is removed behind bpfnsd's back while namespaces exist (the only
+/// reference to its link: it is detached) is attached again within a few seconds.
+#[test]
+fn hooks_removed_behind_bpfnsds_back_are_attached_again() {
+    require_kernel!();
+    let d = TestDaemon::start("hooks-again");
+    d.client().ns_create("/h").unwrap();
+    let mut cmd = std::process::Command::new("sleep");
+    cmd.arg("60").stdin(std::process::Stdio::null());
+    let mut member = bpfns_client::member::spawn(&d.socket, "/h", &mut cmd).unwrap();
+    let pin = d.layout.link("on_fork");
+    assert!(pin.exists(), "a member's tag attached the hooks");
+    // Seen attached by the relaxer first.
+    std::thread::sleep(bpfnsd::daemon::HOOK_RELAX_INTERVAL * 2);
+    std::fs::remove_file(&pin).unwrap();
+    let deadline = std::time::Instant::now() + bpfnsd::daemon::HOOK_RELAX_INTERVAL * 5;
+    while !pin.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let again = pin.exists();
+    let _ = member.kill();
+    let _ = member.wait();
+    assert!(again, "the hook was not attached again");
+}
+
 #[test]
 fn a_deleted_namespaces_bpffs_does_not_outlive_it_in_other_members() {
     require_kernel!();

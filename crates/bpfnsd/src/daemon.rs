@@ -462,6 +462,8 @@ impl Daemon {
             .name("bpfns-hooks".into())
             .spawn(move || {
                 let mut attached = true;
+                // Whether every hook was attached at the last look while namespaces existed.
+                let mut all_seen = false;
                 loop {
                     std::thread::sleep(HOOK_RELAX_INTERVAL);
                     let Some(d) = weak.upgrade() else { return };
@@ -470,7 +472,10 @@ impl Daemon {
                     // leader's pid), which would then run unwatched.
                     match bpfns_kernel::hooks::namespaces_exist(&d.kernel) {
                         Ok(false) => {}
-                        Ok(true) => continue,
+                        Ok(true) => {
+                            all_seen = d.keep_hooks_attached(all_seen);
+                            continue;
+                        }
                         Err(e) => {
                             tracing::warn!("reading the kernel's namespace table: {e}");
                             continue;
@@ -494,6 +499,32 @@ impl Daemon {
             });
         if let Err(e) = spawned {
             tracing::error!("cannot start the syscall hooks' relaxer: {e}");
+        }
+    }
+
+    /// While namespaces exist, hooks that were all attached at the last look (`all_seen`) and
+    /// are not now had their pins removed behind bpfnsd's back (nothing of bpfns detaches
+    /// them then): attached again, and said. Whether all are attached now.
+    fn keep_hooks_attached(&self, all_seen: bool) -> bool {
+        let wanted = bpfns_kernel::layout::ON_DEMAND.len();
+        if self.kernel.hooks_attached().len() == wanted {
+            return true;
+        }
+        if !all_seen {
+            return false;
+        }
+        match bpfns_kernel::hooks::ensure(self.kernel.layout()) {
+            Ok(()) => {
+                tracing::warn!(
+                    "the syscall hooks' pins were removed while namespaces exist (not by bpfnsd): \
+                     hooks attached again; tasks forked meanwhile may be untagged"
+                );
+                self.kernel.hooks_attached().len() == wanted
+            }
+            Err(e) => {
+                tracing::error!("attaching the syscall hooks again: {e}");
+                false
+            }
         }
     }
 

@@ -14,6 +14,10 @@ pub const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub const TRACEFS_MAGIC: i64 = 0x7472_6163;
 /// `SECURITYFS_MAGIC`.
 pub const SECURITYFS_MAGIC: i64 = 0x7363_6673;
+/// `CGROUP_SUPER_MAGIC` (cgroup v1).
+pub const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
+/// `CGROUP2_SUPER_MAGIC`.
+pub const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
 /// The filesystem magic of whatever is mounted at (or contains) `path`.
 pub fn fs_magic(path: &Path) -> Result<i64> {

@@ -396,17 +396,25 @@ impl MemberSetup {
     }
 }
 
-/// Refuse to start a member that would inherit a file descriptor open on a bpffs (the host's,
-/// another namespace's instance) or below a path it is kept from (hidden, detached): such a
-/// descriptor reaches past every mount made for the member. A descriptor of an object (a map
-/// handed over on purpose) is no path and is let through.
+/// Refuse to start a member that would inherit a file descriptor that reaches past its
+/// mounts. A descriptor is not moved into the member's mount namespace (its root and working
+/// directory are): a directory's `..` walks the host's mount tree, below every cover and
+/// read-only mount (flock(1) leaves one open for its command, `exec 3<DIR` another). So every
+/// directory and `O_PATH` descriptor is refused, and any on a bpffs or cgroupfs, or below a
+/// path the member is kept from (hidden, detached, read-only). A descriptor of an object (a
+/// map handed over on purpose), a pipe, a socket or a file elsewhere is let through.
+/// (Checked before the fork: a descriptor another thread opens without close-on-exec in
+/// between is not seen.)
 fn refuse_inherited_fds(setup: &MemberSetup) -> Result<()> {
     use std::os::fd::BorrowedFd;
-    let kept: Vec<&Path> = setup
+    // Canonical, as the descriptors' paths are.
+    let kept: Vec<std::path::PathBuf> = setup
         .hide
         .iter()
         .chain(&setup.detach)
+        .chain(setup.read_only.iter().map(|(p, _)| p))
         .map(|c| Path::new(std::ffi::OsStr::from_bytes(c.as_bytes())))
+        .map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()))
         .collect();
     let dir = std::fs::read_dir("/proc/self/fd").map_err(|e| {
         SysError::new(
@@ -423,22 +431,34 @@ fn refuse_inherited_fds(setup: &MemberSetup) -> Result<()> {
         if flags < 0 || flags & libc::FD_CLOEXEC != 0 {
             continue;
         }
-        // SAFETY: `fd` is open (F_GETFD succeeded) and only borrowed for these two calls.
+        // SAFETY: `fd` is open (F_GETFD succeeded) and only borrowed for these calls.
         let b = unsafe { BorrowedFd::borrow_raw(fd) };
         let target = crate::procfs::fd_target(b).unwrap_or_default();
-        let on_bpffs = crate::fs::fd_fs_magic(b).ok() == Some(crate::fs::BPF_FS_MAGIC);
-        let below_kept = kept.iter().any(|k| Path::new(&target).starts_with(k));
-        if on_bpffs || below_kept {
+        let why = if rustix::fs::fcntl_getfl(b).is_ok_and(|f| f.contains(rustix::fs::OFlags::PATH))
+        {
+            Some("an O_PATH descriptor")
+        } else if rustix::fs::fstat(b)
+            .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
+        {
+            Some("a directory")
+        } else {
+            match crate::fs::fd_fs_magic(b).ok() {
+                Some(crate::fs::BPF_FS_MAGIC) => Some("a bpffs"),
+                Some(crate::fs::CGROUP_SUPER_MAGIC | crate::fs::CGROUP2_SUPER_MAGIC) => {
+                    Some("a cgroupfs")
+                }
+                _ if kept.iter().any(|k| Path::new(&target).starts_with(k)) => {
+                    Some("a path members are kept from")
+                }
+                _ => None,
+            }
+        };
+        if let Some(why) = why {
             return Err(SysError::new(
                 format!(
-                    "file descriptor {fd} is open on {target} ({}): the member would inherit \
+                    "file descriptor {fd} is open on {target} ({why}): the member would inherit \
                      it and reach past its own mounts; close it before starting the member (in \
-                     a shell: {fd}<&-), or open it close-on-exec",
-                    if on_bpffs {
-                        "a bpffs"
-                    } else {
-                        "a path members are kept from"
-                    }
+                     a shell: {fd}<&-), or open it close-on-exec"
                 ),
                 Errno::BADF,
             ));

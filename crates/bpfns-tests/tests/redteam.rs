@@ -6356,34 +6356,66 @@ mod inherited {
         }
     }
 
-    /// A descriptor open on a bpffs, inherited: the member is not started, and the error names
-    /// the descriptor and the fix.
+    /// Descriptors inherited from the caller (a shell's `exec 3<DIR`, flock(1)'s lock fd): a
+    /// descriptor is not moved into the member's mount namespace, so a directory's `..` walks
+    /// the host's mount tree. A directory anywhere, a bpffs, a cgroupfs file: the member is not
+    /// started, and the error names the descriptor and the fix. Each tried from a process of
+    /// its own (the helper's `rt-exec`, what `bpfns exec` does), so that no other test's
+    /// members inherit the descriptor.
     #[test]
-    fn an_open_descriptor_of_a_bpffs() {
+    fn an_inherited_descriptor_that_reaches_past_the_mounts() {
         bpfns_tests::require_kernel!();
-        let d = TestDaemon::start("rt-fd-bpffs");
+        let d = TestDaemon::start("rt-fd-inherited");
         d.client().ns_create("/t").unwrap();
-        let dir = std::fs::File::open("/sys/fs/bpf").unwrap();
-        // Inherited: close-on-exec cleared.
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&dir);
-        // SAFETY: F_SETFD on a descriptor this test owns.
-        assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
-        for (level, creds) in levels() {
-            let mut cmd = Command::new("true");
-            let mut options = bpfns_client::member::Options::default();
-            if let Some(c) = creds {
-                options = options.credentials(c);
-            }
-            let e = bpfns_client::member::spawn_with(&d.socket, "/t", &mut cmd, options)
-                .map(|mut m| {
-                    let _ = m.wait();
-                })
-                .expect_err("a member started with a bpffs descriptor");
-            let text = e.to_string();
+        let cgroup_file = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .find(|l| l.contains(" - cgroup2 ") || l.contains(" - cgroup "))
+            .and_then(|l| l.split(' ').nth(4).map(|p| format!("{p}/cgroup.procs")))
+            .expect("a cgroupfs");
+        for (what, path) in [
+            ("a directory elsewhere", "/usr".to_string()),
+            ("the host's bpffs", "/sys/fs/bpf".to_string()),
+            ("a cgroupfs file", cgroup_file),
+        ] {
+            let out = Command::new("/bin/sh")
+                .args([
+                    "-c",
+                    &format!(
+                        "exec 3<'{path}' && exec '{}' rt-exec '{}' /t exec-cmd /bin/true",
+                        helper_path().display(),
+                        d.socket.display()
+                    ),
+                ])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
             assert!(
-                text.contains(&format!("file descriptor {fd}")) && text.contains("bpffs"),
-                "{level}: {text}"
+                !out.status.success(),
+                "{what}: a member started with fd 3 on {path}"
+            );
+            assert!(
+                err.contains("file descriptor 3") && err.contains("3<&-"),
+                "{what}: {err}"
             );
         }
+        // The same start without the descriptor works.
+        let out = Command::new(helper_path())
+            .args([
+                "rt-exec",
+                d.socket.to_str().unwrap(),
+                "/t",
+                "exec-cmd",
+                "/bin/true",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -467,6 +467,44 @@ fn refuse_inherited_fds(setup: &MemberSetup) -> Result<()> {
     Ok(())
 }
 
+/// The child's standard descriptors, as `Command` set them up after the parent's check
+/// ([`refuse_inherited_fds`]; `Stdio::from` a directory's `File` is close-on-exec there): none
+/// may be a directory, an `O_PATH` descriptor, or on a bpffs or cgroupfs. Raw system calls.
+fn stdio_reaches_nothing() -> io::Result<()> {
+    for fd in 0..3 {
+        // SAFETY: F_GETFL reads the status flags of `fd` (EBADF if it is closed).
+        let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if fl < 0 {
+            continue;
+        }
+        // SAFETY: a plain-data struct, all zeroes valid; filled by the kernel below.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointers to the structs above.
+        let dir =
+            unsafe { libc::fstat(fd, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        // SAFETY: as above.
+        let magic = if unsafe { libc::fstatfs(fd, &mut fs) } == 0 {
+            fs.f_type as i64
+        } else {
+            0
+        };
+        if fl & libc::O_PATH != 0
+            || dir
+            || [
+                crate::fs::BPF_FS_MAGIC,
+                crate::fs::CGROUP_SUPER_MAGIC,
+                crate::fs::CGROUP2_SUPER_MAGIC,
+            ]
+            .contains(&magic)
+        {
+            return Err(io_err(Errno::BADF));
+        }
+    }
+    Ok(())
+}
+
 /// What the child needs, prepared before the fork.
 #[derive(Debug)]
 struct ChildPlan {
@@ -544,6 +582,13 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
     // SAFETY: getpid has no preconditions.
     let pid: i32 = unsafe { libc::getpid() };
     send_raw(sock, &pid.to_ne_bytes()).map_err(io_err)?;
+    if plan.bpffs.is_some()
+        || !plan.detach.is_empty()
+        || !plan.hide.is_empty()
+        || !plan.read_only.is_empty()
+    {
+        stdio_reaches_nothing()?;
+    }
     // The setup runs while the parent's `before_setup` (bpfnsd tagging this process) is under
     // way: none of it depends on the tag, and nothing of the program runs before GO.
     if plan.bpffs.is_some()

@@ -6418,4 +6418,29 @@ mod inherited {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+
+    /// A directory handed to the member as standard input (`Stdio::from` a `File`: close-on-
+    /// exec in the caller, put in place by `Command` in the child after the caller's check):
+    /// refused in the child; the same start with /dev/null works.
+    #[test]
+    fn a_directory_as_standard_input() {
+        bpfns_tests::require_kernel!();
+        let d = TestDaemon::start("rt-fd-stdin");
+        d.client().ns_create("/t").unwrap();
+        for (what, stdin, started) in [
+            ("a directory", std::fs::File::open("/usr").unwrap(), false),
+            ("/dev/null", std::fs::File::open("/dev/null").unwrap(), true),
+        ] {
+            let mut cmd = Command::new("/bin/true");
+            cmd.stdin(Stdio::from(stdin));
+            let r = bpfns_client::member::spawn_with(
+                &d.socket,
+                "/t",
+                &mut cmd,
+                bpfns_client::member::Options::default(),
+            )
+            .map(|mut m| m.wait().unwrap().success());
+            assert_eq!(r.is_ok(), started, "{what} as stdin: {r:?}");
+        }
+    }
 }

@@ -189,6 +189,8 @@ pub fn spawn_with(
     // the same filter as without policies.
     let rules = crate::filter::CmdRules::of(&target.policy, target.supervised_creations);
     let mut setup = MemberSetup::new(crate::filter::filter_for(&rules)?)
+        .daemon_socket(socket)
+        .map_err(MemberError::Spawn)?
         .filter_flags(crate::filter::flags())
         // Without CAP_SYS_ADMIN the kernel accepts a filter only under no_new_privs.
         .no_new_privs(!me.host_admin)

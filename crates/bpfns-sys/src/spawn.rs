@@ -70,6 +70,8 @@ pub struct MemberSetup {
     cwd: Option<CString>,
     /// The working directory to take again after the mounts (`/` if it is not there).
     cwd_again: Option<CString>,
+    /// bpfnsd's socket, as given and canonical: a connection to it is not inherited.
+    daemon_socket: Vec<CString>,
     wait_ack: bool,
     drop_caps: u64,
     creds: Option<Credentials>,
@@ -115,6 +117,7 @@ impl MemberSetup {
             read_only: Vec::new(),
             cwd: None,
             cwd_again: None,
+            daemon_socket: Vec::new(),
             wait_ack: false,
             drop_caps: 0,
             creds: None,
@@ -197,6 +200,17 @@ impl MemberSetup {
         Ok(self)
     }
 
+    /// bpfnsd's socket at `path`: a connection to it is one the member may not inherit (bpfnsd
+    /// knows a connection by the process that made it, so the member would speak as that
+    /// process: its caller).
+    pub fn daemon_socket(mut self, path: &Path) -> Result<Self> {
+        self.daemon_socket.push(cpath(path)?);
+        if let Ok(c) = path.canonicalize() {
+            self.daemon_socket.push(cpath(&c)?);
+        }
+        Ok(self)
+    }
+
     /// Change to `dir` after the mounts. (`Command::current_dir` is applied by std *before*
     /// the setup, so a working directory under `/sys/fs/bpf` would stay in the host's bpffs,
     /// beneath the bind mount.)
@@ -253,8 +267,8 @@ impl MemberSetup {
             .into());
         }
         let mut setup = self;
+        refuse_inherited_fds(&setup)?;
         let cwd_again = if setup.makes_mount_namespace() {
-            refuse_inherited_fds(&setup)?;
             if setup.cwd.is_none() {
                 // The working directory is taken again after the mounts: one taken before
                 // (the caller's, or `cmd`'s) stays in the host's mount tree, beneath every
@@ -407,6 +421,9 @@ impl MemberSetup {
 /// between is not seen.)
 fn refuse_inherited_fds(setup: &MemberSetup) -> Result<()> {
     use std::os::fd::BorrowedFd;
+    // Without a mount namespace of its own the member sees what its caller sees: only a
+    // connection to bpfnsd matters then.
+    let mounts = setup.makes_mount_namespace();
     // Canonical, as the descriptors' paths are.
     let kept: Vec<std::path::PathBuf> = setup
         .hide
@@ -434,8 +451,11 @@ fn refuse_inherited_fds(setup: &MemberSetup) -> Result<()> {
         // SAFETY: `fd` is open (F_GETFD succeeded) and only borrowed for these calls.
         let b = unsafe { BorrowedFd::borrow_raw(fd) };
         let target = crate::procfs::fd_target(b).unwrap_or_default();
-        let why = if rustix::fs::fcntl_getfl(b).is_ok_and(|f| f.contains(rustix::fs::OFlags::PATH))
-        {
+        let why = if peer_is(fd, &setup.daemon_socket) {
+            Some("a connection to bpfnsd, which would answer the member as you")
+        } else if !mounts {
+            None
+        } else if rustix::fs::fcntl_getfl(b).is_ok_and(|f| f.contains(rustix::fs::OFlags::PATH)) {
             Some("an O_PATH descriptor")
         } else if rustix::fs::fstat(b)
             .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
@@ -460,7 +480,7 @@ fn refuse_inherited_fds(setup: &MemberSetup) -> Result<()> {
                      it and reach past its own mounts; close it before starting the member (in \
                      a shell: {fd}<&-), or open it close-on-exec"
                 ),
-                Errno::BADF,
+                Errno::XDEV,
             ));
         }
     }
@@ -469,9 +489,16 @@ fn refuse_inherited_fds(setup: &MemberSetup) -> Result<()> {
 
 /// The child's standard descriptors, as `Command` set them up after the parent's check
 /// ([`refuse_inherited_fds`]; `Stdio::from` a directory's `File` is close-on-exec there): none
-/// may be a directory, an `O_PATH` descriptor, or on a bpffs or cgroupfs. Raw system calls.
-fn stdio_reaches_nothing() -> io::Result<()> {
+/// may be a connection to bpfnsd, nor, with `mounts` (a mount namespace of its own), a
+/// directory, an `O_PATH` descriptor, or on a bpffs or cgroupfs. Raw system calls.
+fn stdio_reaches_nothing(daemon_socket: &[CString], mounts: bool) -> io::Result<()> {
     for fd in 0..3 {
+        if peer_is(fd, daemon_socket) {
+            return Err(io_err(Errno::XDEV));
+        }
+        if !mounts {
+            continue;
+        }
         // SAFETY: F_GETFL reads the status flags of `fd` (EBADF if it is closed).
         let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
         if fl < 0 {
@@ -499,10 +526,32 @@ fn stdio_reaches_nothing() -> io::Result<()> {
             ]
             .contains(&magic)
         {
-            return Err(io_err(Errno::BADF));
+            return Err(io_err(Errno::XDEV));
         }
     }
     Ok(())
+}
+
+/// Whether `fd` is a Unix socket connected to one of the paths `paths`. Raw system calls.
+fn peer_is(fd: RawFd, paths: &[CString]) -> bool {
+    // SAFETY: a plain-data struct, all zeroes valid; filled by the kernel below.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: `addr` and `len` describe a buffer of that size; ENOTSOCK for anything else.
+    let r = unsafe { libc::getpeername(fd, (&raw mut addr).cast(), &mut len) };
+    if r != 0 || addr.sun_family != libc::AF_UNIX as libc::sa_family_t {
+        return false;
+    }
+    let n = (len as usize)
+        .saturating_sub(std::mem::size_of::<libc::sa_family_t>())
+        .min(addr.sun_path.len());
+    let got = &addr.sun_path[..n];
+    // The path, up to its NUL if it has one.
+    let got = got.split(|&c| c == 0).next().unwrap_or(got);
+    paths.iter().any(|p| {
+        let want = p.as_bytes();
+        want.len() == got.len() && want.iter().zip(got).all(|(a, b)| *a as libc::c_char == *b)
+    })
 }
 
 /// What the child needs, prepared before the fork.
@@ -518,6 +567,7 @@ struct ChildPlan {
     read_only: Vec<(CString, bool)>,
     cwd: Option<CString>,
     cwd_again: Option<CString>,
+    daemon_socket: Vec<CString>,
     wait_ack: bool,
     drop_caps: u64,
     creds: Option<Credentials>,
@@ -546,6 +596,7 @@ impl ChildPlan {
             read_only: s.read_only,
             cwd: s.cwd,
             cwd_again: s.cwd_again,
+            daemon_socket: s.daemon_socket,
             wait_ack: s.wait_ack,
             drop_caps: s.drop_caps,
             creds: s.creds,
@@ -582,13 +633,13 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
     // SAFETY: getpid has no preconditions.
     let pid: i32 = unsafe { libc::getpid() };
     send_raw(sock, &pid.to_ne_bytes()).map_err(io_err)?;
-    if plan.bpffs.is_some()
-        || !plan.detach.is_empty()
-        || !plan.hide.is_empty()
-        || !plan.read_only.is_empty()
-    {
-        stdio_reaches_nothing()?;
-    }
+    stdio_reaches_nothing(
+        &plan.daemon_socket,
+        plan.bpffs.is_some()
+            || !plan.detach.is_empty()
+            || !plan.hide.is_empty()
+            || !plan.read_only.is_empty(),
+    )?;
     // The setup runs while the parent's `before_setup` (bpfnsd tagging this process) is under
     // way: none of it depends on the tag, and nothing of the program runs before GO.
     if plan.bpffs.is_some()

@@ -751,3 +751,8 @@ pub fn wait_inotify(fd: impl AsFd, timeout: std::time::Duration) -> Result<bool,
         Err(e) => Err(e.errno),
     }
 }
+
+/// Clear `fd`'s close-on-exec flag: a descriptor a careless caller lets a child inherit.
+pub fn set_inheritable(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), Errno> {
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
+}

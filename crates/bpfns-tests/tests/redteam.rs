@@ -6443,4 +6443,41 @@ mod inherited {
             assert_eq!(r.is_ok(), started, "{what} as stdin: {r:?}");
         }
     }
+
+    /// A connection to bpfnsd left open by the caller: bpfnsd knows a connection by the
+    /// process that made it, so through it the member would be answered as its caller (host
+    /// root). Refused, whether inherited or handed over as standard input.
+    #[test]
+    fn an_inherited_connection_to_bpfnsd() {
+        bpfns_tests::require_kernel!();
+        let d = TestDaemon::start("rt-fd-conn");
+        d.client().ns_create("/t").unwrap();
+        let out = Command::new(helper_path())
+            .args([
+                "rt-exec-connected",
+                d.socket.to_str().unwrap(),
+                "/t",
+                "exec-cmd",
+                "/bin/true",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "a member inherited a connection to bpfnsd"
+        );
+        assert!(err.contains("connection to bpfnsd"), "{err}");
+        let conn = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+        let mut cmd = Command::new("/bin/true");
+        cmd.stdin(Stdio::from(std::os::fd::OwnedFd::from(conn)));
+        let r = bpfns_client::member::spawn_with(
+            &d.socket,
+            "/t",
+            &mut cmd,
+            bpfns_client::member::Options::default(),
+        );
+        assert!(r.is_err(), "a member got a connection to bpfnsd as stdin");
+    }
 }

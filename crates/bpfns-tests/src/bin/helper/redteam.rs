@@ -97,7 +97,7 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 70] = [
+pub const ACTIONS: [&str; 71] = [
     "rt-observe",
     "rt-events",
     "rt-http",
@@ -162,6 +162,7 @@ pub const ACTIONS: [&str; 70] = [
     "rt-xdp-show",
     "rt-xdp-attack",
     "rt-exec",
+    "rt-exec-connected",
     "rt-own-listener",
     "rt-scm-race",
     "rt-scm-race-child",
@@ -3153,6 +3154,16 @@ fn more(exe: &Path, args: &[String]) {
             say(&format!("off={r}"));
         }
         "rt-exec" => exec_member(exe, &arg(1), &arg(2), &args[3..]),
+        // rt-exec-connected SOCK NS ACTION...: as rt-exec, holding a connection to bpfnsd
+        // that the member would inherit (close-on-exec cleared), as a careless caller would.
+        "rt-exec-connected" => {
+            let conn = std::os::unix::net::UnixStream::connect(arg(1))
+                .unwrap_or_else(|e| fail(&format!("connect: {e}")));
+            bpfns_sys::testhooks::set_inheritable(std::os::fd::AsFd::as_fd(&conn))
+                .unwrap_or_else(|e| fail(&format!("F_SETFD: {e}")));
+            say(&format!("fd={}", std::os::fd::AsRawFd::as_raw_fd(&conn)));
+            exec_member(exe, &arg(1), &arg(2), &args[3..]);
+        }
         "rt-in-netns" => {
             enter_netns(&arg(1));
             exec(exe, &args[2..]);

@@ -292,7 +292,8 @@ impl MemberSetup {
         let plan = Arc::new(ChildPlan::new(setup, child_sock.as_raw_fd())?);
         let hook = Arc::clone(&plan);
         // SAFETY: the hook runs in the forked child before exec. `child_side` makes raw system
-        // calls only (getpid, send/recv, unshare, mount, prctl, seccomp, sendmsg, close) on
+        // calls only (getpid, fcntl, fstat, fstatfs, getpeername, send/recv, unshare, mount,
+        // chdir, prctl, seccomp, sendmsg, close) on
         // data prepared before the fork; it allocates nothing and takes no locks.
         unsafe {
             cmd.pre_exec(move || child_side(&hook));
@@ -415,8 +416,10 @@ impl MemberSetup {
 /// directory are): a directory's `..` walks the host's mount tree, below every cover and
 /// read-only mount (flock(1) leaves one open for its command, `exec 3<DIR` another). So every
 /// directory and `O_PATH` descriptor is refused, and any on a bpffs or cgroupfs, or below a
-/// path the member is kept from (hidden, detached, read-only). A descriptor of an object (a
-/// map handed over on purpose), a pipe, a socket or a file elsewhere is let through.
+/// path the member is kept from (hidden, detached, read-only); and, for every member, a
+/// connection to bpfnsd (it would answer the member as its caller). A descriptor of an
+/// object (a map handed over on purpose), a pipe, another socket or a file elsewhere is let
+/// through.
 /// (Checked before the fork: a descriptor another thread opens without close-on-exec in
 /// between is not seen.)
 fn refuse_inherited_fds(setup: &MemberSetup) -> Result<()> {

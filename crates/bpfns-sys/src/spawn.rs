@@ -293,8 +293,8 @@ impl MemberSetup {
         let hook = Arc::clone(&plan);
         // SAFETY: the hook runs in the forked child before exec. `child_side` makes raw system
         // calls only (getpid, fcntl, fstat, fstatfs, getpeername, send/recv, unshare, mount,
-        // chdir, prctl, seccomp, sendmsg, close) on
-        // data prepared before the fork; it allocates nothing and takes no locks.
+        // chdir, prctl, seccomp, sendmsg, close) on data prepared before the fork; it
+        // allocates nothing and takes no locks.
         unsafe {
             cmd.pre_exec(move || child_side(&hook));
         }

@@ -571,6 +571,8 @@ struct ChildPlan {
     cwd: Option<CString>,
     cwd_again: Option<CString>,
     daemon_socket: Vec<CString>,
+    /// A mount namespace of its own ([`MemberSetup::makes_mount_namespace`]).
+    mounts: bool,
     wait_ack: bool,
     drop_caps: u64,
     creds: Option<Credentials>,
@@ -590,6 +592,7 @@ impl ChildPlan {
             CString::new(v).map_err(|_| SysError::new("spawn member: string", Errno::INVAL))
         };
         Ok(Self {
+            mounts: s.makes_mount_namespace(),
             filter: s.filter,
             flags: s.flags,
             no_new_privs: s.no_new_privs,
@@ -636,20 +639,10 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
     // SAFETY: getpid has no preconditions.
     let pid: i32 = unsafe { libc::getpid() };
     send_raw(sock, &pid.to_ne_bytes()).map_err(io_err)?;
-    stdio_reaches_nothing(
-        &plan.daemon_socket,
-        plan.bpffs.is_some()
-            || !plan.detach.is_empty()
-            || !plan.hide.is_empty()
-            || !plan.read_only.is_empty(),
-    )?;
+    stdio_reaches_nothing(&plan.daemon_socket, plan.mounts)?;
     // The setup runs while the parent's `before_setup` (bpfnsd tagging this process) is under
     // way: none of it depends on the tag, and nothing of the program runs before GO.
-    if plan.bpffs.is_some()
-        || !plan.detach.is_empty()
-        || !plan.hide.is_empty()
-        || !plan.read_only.is_empty()
-    {
+    if plan.mounts {
         // SAFETY: plain flag argument.
         check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
         // SAFETY: every pointer is a NUL-terminated string prepared before the fork, or null

@@ -97,6 +97,12 @@ impl Client {
         Ok(Self { sock, seq: 0 })
     }
 
+    /// A client over a connection made already. bpfnsd answers only the process that made
+    /// it: one passed to or inherited by another process is closed at its first request.
+    pub fn from_stream(sock: UnixStream) -> Self {
+        Self { sock, seq: 0 }
+    }
+
     /// Connect to `$BPFNS_SOCKET` or the default socket.
     pub fn connect_default() -> Result<Self> {
         let path = std::env::var_os("BPFNS_SOCKET")

@@ -756,3 +756,59 @@ pub fn wait_inotify(fd: impl AsFd, timeout: std::time::Duration) -> Result<bool,
 pub fn set_inheritable(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), Errno> {
     rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
 }
+
+/// Send `bytes` on `sock` from a new process that has pid `pid` (`clone3` with `set_tid`,
+/// which needs `pid` free and `CAP_SYS_ADMIN` over the pid namespace): a process that reused
+/// a dead process's pid. Returns once that process has exited; `EEXIST` if `pid` is taken.
+pub fn send_as_pid(pid: i32, sock: std::os::fd::BorrowedFd<'_>, bytes: &[u8]) -> Result<(), Errno> {
+    /// `struct clone_args` up to `set_tid_size` (CLONE_ARGS_SIZE_VER1).
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+    }
+    let tid = [pid];
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: tid.as_ptr() as u64,
+        set_tid_size: 1,
+        ..Default::default()
+    };
+    let raw = sock.as_raw_fd();
+    // SAFETY: like fork(): the child runs on a copy of this thread's stack and only makes
+    // async-signal-safe calls (send, _exit) on memory prepared before the clone.
+    let child = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if child < 0 {
+        return Err(last_errno());
+    }
+    if child == 0 {
+        // SAFETY: `bytes` is readable for its length; then the child ends.
+        unsafe {
+            let n = libc::send(raw, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL);
+            libc::_exit(if n == bytes.len() as isize { 0 } else { 1 });
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waiting for the child made above.
+    unsafe { libc::waitpid(child as i32, &mut status, 0) };
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Ok(())
+    } else {
+        Err(Errno::IO)
+    }
+}

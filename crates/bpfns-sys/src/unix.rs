@@ -322,31 +322,108 @@ pub fn recv_msg(
     fds: &mut Vec<OwnedFd>,
     dont_wait: bool,
 ) -> Result<usize> {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut flags = RecvFlags::CMSG_CLOEXEC;
+    recv_msg_from(sock, buf, fds, dont_wait).map(|(n, _)| n)
+}
+
+/// [`recv_msg`], also returning the pid (in the caller's pid namespace) of the process that
+/// sent the bytes, from `SCM_CREDENTIALS`: present only on a socket with `SO_PASSCRED` (see
+/// [`set_passcred`]); 0 when the sender's process is not visible in the caller's pid
+/// namespace. A stream socket never returns the bytes of two senders from one call, so the
+/// pid covers all of them.
+pub fn recv_msg_from(
+    sock: impl AsFd,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    dont_wait: bool,
+) -> Result<(usize, Option<i32>)> {
+    // libc, not rustix: rustix reads `struct ucred` into a non-zero pid type, and the kernel
+    // reports pid 0 for a sender outside the caller's pid namespace.
+    const FD: usize = std::mem::size_of::<i32>();
+    const UCRED: usize = std::mem::size_of::<libc::ucred>();
+    // CMSG_SPACE(MAX_FDS fds) + CMSG_SPACE(struct ucred), in u64s for the header's alignment.
+    let mut space = [0u64; (MAX_FDS * FD + UCRED + 4 * std::mem::size_of::<libc::cmsghdr>()) / 8];
+    let mut flags = libc::MSG_CMSG_CLOEXEC;
     if dont_wait {
-        flags |= RecvFlags::DONTWAIT;
+        flags |= libc::MSG_DONTWAIT;
     }
     loop {
-        let mut anc = RecvAncillaryBuffer::new(&mut space);
-        let mut iov = [std::io::IoSliceMut::new(buf)];
-        let r = match recvmsg(sock.as_fd(), &mut iov, &mut anc, flags) {
-            Ok(r) => r,
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(SysError::new("recvmsg", e)),
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
         };
-        for msg in anc.drain() {
-            if let RecvAncillaryMessage::ScmRights(rights) = msg {
-                fds.extend(rights);
+        // SAFETY: zeroed msghdr is valid; the pointers below outlive the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = space.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&space) as _;
+        // SAFETY: msg points at a live iovec over `buf` and at `space`, sized as said.
+        let n = unsafe { libc::recvmsg(sock.as_fd().as_raw_fd(), &mut msg, flags) };
+        if n < 0 {
+            match crate::errno::last() {
+                Errno::INTR => continue,
+                e => return Err(SysError::new("recvmsg", e)),
             }
         }
-        let bad = rustix::net::ReturnFlags::CTRUNC | rustix::net::ReturnFlags::TRUNC;
-        if r.flags.intersects(bad) {
+        let mut sender = None;
+        // SAFETY: the kernel filled `msg_controllen` bytes of `space` with cmsghdrs; the
+        // CMSG_* macros walk them within that length.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                let h = std::ptr::read_unaligned(c);
+                let data = libc::CMSG_DATA(c);
+                let len = (h.cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
+                match (h.cmsg_level, h.cmsg_type) {
+                    (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
+                        for i in 0..len / FD {
+                            let fd = std::ptr::read_unaligned(data.add(i * FD).cast::<i32>());
+                            fds.push(OwnedFd::from_raw_fd(fd));
+                        }
+                    }
+                    (libc::SOL_SOCKET, libc::SCM_CREDENTIALS) if len >= UCRED => {
+                        let u = std::ptr::read_unaligned(data.cast::<libc::ucred>());
+                        sender = Some(u.pid);
+                    }
+                    _ => {}
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        if msg.msg_flags & (libc::MSG_CTRUNC | libc::MSG_TRUNC) != 0 {
             fds.clear();
             return Err(SysError::new("recvmsg: message truncated", Errno::MSGSIZE));
         }
-        return Ok(r.bytes);
+        return Ok((n as usize, sender));
     }
+}
+
+/// A listening stream socket bound at `path`, with `SO_PASSCRED` set before it listens: the
+/// kernel copies the flag into each connection when it is made, so every byte any client
+/// sends carries its sender (set after `listen`, connections made in between would have
+/// none until accepted and set).
+pub fn bind_listener(path: &std::path::Path) -> Result<std::os::unix::net::UnixListener> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let sock = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| SysError::new("socket(AF_UNIX)", e))?;
+    set_passcred(&sock)?;
+    let addr = SocketAddrUnix::new(path).map_err(|e| SysError::new("socket path", e))?;
+    rustix::net::bind(&sock, &addr).map_err(|e| SysError::new("bind", e))?;
+    rustix::net::listen(&sock, libc::SOMAXCONN).map_err(|e| SysError::new("listen", e))?;
+    Ok(std::os::unix::net::UnixListener::from(sock))
+}
+
+/// Set `SO_PASSCRED`: every `recvmsg` then says who sent its bytes ([`recv_msg_from`]). Set
+/// on a listening socket, the kernel copies it to each connection `accept` returns, and the
+/// bytes a client sends before it is accepted carry its credentials too.
+pub fn set_passcred(sock: impl AsFd) -> Result<()> {
+    rustix::net::sockopt::set_socket_passcred(sock, true)
+        .map_err(|e| SysError::new("SO_PASSCRED", e))
 }
 
 /// Set `SO_RCVTIMEO` and `SO_SNDTIMEO` (`None`: block forever): a blocking read or write that
@@ -503,6 +580,46 @@ mod tests {
     fn ino(fd: impl AsFd) -> u32 {
         let f = std::fs::File::from(fd.as_fd().try_clone_to_owned().expect("dup"));
         f.metadata().expect("fstat").ino() as u32
+    }
+
+    #[test]
+    fn each_read_says_who_wrote_its_bytes() {
+        let dir = std::env::temp_dir().join(format!("bpfns-passcred-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("mkdir");
+        let path = dir.join("s");
+        let l = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        set_passcred(&l).expect("SO_PASSCRED");
+        let c = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+        // Written before the connection is accepted.
+        send_with_fds(&c, b"a", &[]).expect("send");
+        let (a, _) = l.accept().expect("accept");
+        set_timeouts(&a, Some(std::time::Duration::from_secs(10))).expect("timeout");
+        let me = std::process::id() as i32;
+        let recv = || {
+            let (mut buf, mut fds) = ([0u8; 8], Vec::new());
+            let (n, sender) = recv_msg_from(&a, &mut buf, &mut fds, false).expect("recv");
+            (buf[..n].to_vec(), sender, fds.len())
+        };
+        assert_eq!(recv(), (b"a".to_vec(), Some(me), 0));
+        let (r, _w) = std::os::unix::net::UnixStream::pair().expect("pair");
+        send_with_fds(&c, b"b", &[r.as_fd()]).expect("send");
+        assert_eq!(recv(), (b"b".to_vec(), Some(me), 1));
+        // SAFETY: the child only makes async-signal-safe calls before _exit.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            let _ = send_with_fds(&c, b"c", &[]);
+            // SAFETY: the forked child ends without running any destructor.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(child, &mut status, 0) };
+        // Bytes of two writers are never returned by one read.
+        send_with_fds(&c, b"d", &[]).expect("send");
+        assert_eq!(recv(), (b"c".to_vec(), Some(child), 0));
+        assert_eq!(recv(), (b"d".to_vec(), Some(me), 0));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -6480,4 +6480,104 @@ mod inherited {
         );
         assert!(r.is_err(), "a member got a connection to bpfnsd as stdin");
     }
+
+    /// A connection to bpfnsd handed to another process speaks for nobody: passed over a
+    /// socket (or inherited where `bpfns exec` is not the launcher), it would be answered as
+    /// the process that made it (here host root outside namespaces: every namespace, every
+    /// object, `ns_delete` of any tenant). bpfnsd checks who wrote each request
+    /// (`SCM_CREDENTIALS`) and closes the connection at the first one another process sends.
+    #[test]
+    fn a_connection_passed_to_another_process_speaks_for_nobody() {
+        use std::os::unix::process::CommandExt;
+        bpfns_tests::require_kernel!();
+        let d = TestDaemon::start("rt-conn-pass");
+        d.client().ns_create("/t").unwrap();
+        d.client().ns_create("/u").unwrap();
+        let mut receivers: Vec<(&str, Option<Option<Credentials>>)> = levels()
+            .into_iter()
+            .map(|(level, creds)| (level, Some(creds)))
+            .collect();
+        receivers.push(("uid 1000 outside namespaces", None));
+        for (who, member) in receivers {
+            let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+            let mut cmd = Command::new(helper_path());
+            cmd.arg("rt-speak-received")
+                .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit());
+            let mut child = match member {
+                Some(creds) => {
+                    let mut options = bpfns_client::member::Options::default();
+                    if let Some(c) = creds {
+                        options = options.credentials(c);
+                    }
+                    bpfns_client::member::spawn_with(&d.socket, "/t", &mut cmd, options)
+                        .expect("starting the member")
+                        .into_child()
+                }
+                None => cmd.uid(1000).gid(1000).spawn().unwrap(),
+            };
+            // The maker's own request is answered as host root: the connection works.
+            let conn = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+            let mut maker = bpfns_client::Client::from_stream(conn.try_clone().unwrap());
+            assert_eq!(
+                maker.ns_list().unwrap().len(),
+                3,
+                "{who}: the maker sees all"
+            );
+            bpfns_sys::unix::send_with_fds(&mine, b"c", &[std::os::fd::AsFd::as_fd(&conn)])
+                .unwrap();
+            let mut out = String::new();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            let _ = child.wait();
+            assert!(
+                !out.contains("answered"),
+                "{who} was answered on a connection host root made: {out}"
+            );
+            assert!(out.contains("refused"), "{who}: {out}");
+            // The connection is over for its maker too.
+            assert!(
+                maker.ns_list().is_err(),
+                "{who}: the connection stayed open"
+            );
+        }
+    }
+
+    /// The process that made a connection has exited and a process with its pid (reused)
+    /// writes a request on the connection it inherited: bytes from the maker's pid are not
+    /// the maker's once it is gone. bpfnsd asks the maker's pidfd whether it still lives.
+    #[test]
+    fn a_connection_whose_maker_exited_speaks_for_nobody_from_its_pid() {
+        bpfns_tests::require_kernel!();
+        let d = TestDaemon::start("rt-conn-reuse");
+        d.client().ns_create("/t").unwrap();
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut maker = Command::new(helper_path())
+            .args(["rt-pass-connection", d.socket.to_str().unwrap()])
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .spawn()
+            .unwrap();
+        let pid = maker.id() as i32;
+        let mut fds = Vec::new();
+        bpfns_sys::unix::recv_exact_with_fds(&mine, &mut [0u8; 1], &mut fds).unwrap();
+        let conn = fds.pop().expect("the maker's connection");
+        assert!(maker.wait().unwrap().success());
+        // The maker is reaped: its pid is free for the next process that asks for it.
+        let req = bpfns_proto::Request::new(1, bpfns_proto::Op::NsList);
+        let frame = bpfns_proto::encode(&req, bpfns_proto::MAX_REQUEST).unwrap();
+        bpfns_sys::testhooks::send_as_pid(pid, std::os::fd::AsFd::as_fd(&conn), &frame)
+            .unwrap_or_else(|e| panic!("a process with the maker's pid {pid}: {e}"));
+        bpfns_sys::unix::set_timeouts(&conn, Some(Duration::from_secs(30))).unwrap();
+        let mut header = [0u8; bpfns_proto::HEADER_LEN];
+        let got = bpfns_sys::unix::recv_exact_with_fds(&conn, &mut header, &mut fds);
+        assert!(
+            matches!(got, Ok(false)) || got.is_err(),
+            "bpfnsd answered a request from the exited maker's pid, as the maker"
+        );
+    }
 }

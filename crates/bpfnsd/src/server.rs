@@ -38,7 +38,7 @@ use bpfns_proto::{
     decode, decode_len, encode, ErrorCode, FrameError, Op, Reply, Request, Response, HEADER_LEN,
     MAX_REQUEST, MAX_RESPONSE,
 };
-use bpfns_sys::unix::{recv_msg, send_some, send_with_fds, MAX_FDS};
+use bpfns_sys::unix::{recv_msg_from, send_some, send_with_fds, MAX_FDS};
 use bpfns_sys::Errno;
 use tokio::io::Interest;
 use tokio::net::UnixStream as AsyncStream;
@@ -87,7 +87,10 @@ pub fn listen(path: &Path, mode: u32) -> Result<(UnixListener, SocketOrigin), Se
             }
         }
     }
-    let l = UnixListener::bind(path).map_err(io(format!("binding {}", path.display())))?;
+    let l = bpfns_sys::unix::bind_listener(path).map_err(|e| ServerError::Io {
+        what: format!("binding {}", path.display()),
+        error: std::io::Error::other(e),
+    })?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(io(format!("chmod {}", path.display())))?;
     Ok((l, SocketOrigin::Bound))
@@ -155,6 +158,12 @@ async fn accept(
     listener
         .set_nonblocking(true)
         .map_err(io("making the API socket non-blocking"))?;
+    // Every read then says who wrote the bytes: copied into each connection made from now
+    // on (systemd's socket may come without it: `PassCredentials=` unset).
+    bpfns_sys::unix::set_passcred(&listener).map_err(|e| ServerError::Io {
+        what: "SO_PASSCRED on the API socket".into(),
+        error: std::io::Error::other(e),
+    })?;
     let listener =
         tokio::net::UnixListener::from_std(listener).map_err(io("watching the API socket"))?;
     loop {
@@ -184,6 +193,13 @@ fn admit(stream: AsyncStream, daemon: &Arc<Daemon>, changes: &Handle) {
         if r.first().is_some_and(|r| r.hung_up) {
             return;
         }
+    }
+    // For a connection made before the listener had SO_PASSCRED (systemd's socket without
+    // `PassCredentials=yes`, connected before bpfnsd started): bytes sent from now on carry
+    // their sender (those sent before it was accepted do anyway).
+    if let Err(e) = bpfns_sys::unix::set_passcred(stream.as_fd()) {
+        tracing::debug!("refusing a connection: SO_PASSCRED: {e}");
+        return;
     }
     // The socket is non-blocking: a refusal is one small frame into an empty socket buffer,
     // sent at once or dropped, never waited for.
@@ -232,7 +248,18 @@ fn admit(stream: AsyncStream, daemon: &Arc<Daemon>, changes: &Handle) {
     let (d, changes) = (Arc::clone(daemon), changes.clone());
     tokio::spawn(async move {
         let _ticket = ticket;
-        connection(Conn { sock: stream, idle }, caller, d, changes).await;
+        let speaker = caller.pid;
+        connection(
+            Conn {
+                sock: stream,
+                idle,
+                speaker,
+            },
+            caller,
+            d,
+            changes,
+        )
+        .await;
     });
 }
 
@@ -256,6 +283,9 @@ enum Ended {
     /// Nothing came for the idle timeout.
     Idle,
     Failed(String),
+    /// Bytes came from a process other than the one that connected (its pid in bpfnsd's pid
+    /// namespace: 0 when not visible there or not said).
+    Foreign(i32),
 }
 
 /// One frame being read: whether its first byte came, and by when the rest must.
@@ -265,10 +295,12 @@ struct FrameRead {
     deadline: Option<tokio::time::Instant>,
 }
 
-/// A connection's socket (non-blocking, watched by the loop) and its idle timeout.
+/// A connection's socket (non-blocking, watched by the loop), its idle timeout, and the pid
+/// of the process that connected: the only one it takes requests from.
 struct Conn {
     sock: AsyncStream,
     idle: Option<Duration>,
+    speaker: i32,
 }
 
 /// `EAGAIN` as the loop's "not ready" (it then waits for readiness again); any other error as
@@ -310,7 +342,9 @@ impl Conn {
     /// bytes (SCM_RIGHTS). `Ok(false)`: a clean end before the first byte. A frame must be
     /// whole within the idle timeout of its first byte (`deadline` is set then; one trickled
     /// a byte at a time is not kept open), and fds come only with its first byte, at most
-    /// [`MAX_FDS`] (protocol.md): fds sent with later bytes would pile up in bpfnsd.
+    /// [`MAX_FDS`] (protocol.md): fds sent with later bytes would pile up in bpfnsd. Every
+    /// read must come from the process that connected ([`Ended::Foreign`] otherwise): a
+    /// descriptor of the connection passed on or inherited does not speak for its maker.
     async fn recv_exact(
         &self,
         buf: &mut [u8],
@@ -324,12 +358,16 @@ impl Conn {
             let had = fds.len();
             let first = !frame.started;
             let r = self.sock.try_io(Interest::READABLE, || {
-                recv_msg(self.sock.as_fd(), rest, fds, true).map_err(again)
+                recv_msg_from(self.sock.as_fd(), rest, fds, true).map_err(again)
             });
             match r {
-                Ok(0) if got == 0 && first => return Ok(false),
-                Ok(0) => return Err(Ended::Failed("connection closed mid-message".into())),
-                Ok(n) => {
+                Ok((0, _)) if got == 0 && first => return Ok(false),
+                Ok((0, _)) => return Err(Ended::Failed("connection closed mid-message".into())),
+                Ok((_, sender)) if sender != Some(self.speaker) => {
+                    fds.clear();
+                    return Err(Ended::Foreign(sender.unwrap_or(0)));
+                }
+                Ok((n, _)) => {
                     got += n;
                     if first {
                         frame.started = true;
@@ -536,6 +574,21 @@ async fn subscription(
     }
 }
 
+/// End a connection that another process than its maker wrote to (an inherited or passed
+/// descriptor of it): it would otherwise be answered as the maker, whose namespace and
+/// privileges it may not have.
+fn refuse_foreign(daemon: &Daemon, caller: &Caller, pid: i32) {
+    tracing::warn!(
+        pid = caller.pid,
+        sender = pid,
+        "closing a connection of pid {} (namespace {}): a request came from pid {pid}, \
+         another process (a descriptor of the connection inherited or passed on); a \
+         connection speaks only for the process that made it",
+        caller.pid,
+        daemon.ns_name(caller.ns)
+    );
+}
+
 /// One client connection (identified already): answer requests until it hangs up or idles.
 /// Reading and writing happen in the event loop; a request, once whole, goes to a worker.
 async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes: Handle) {
@@ -559,6 +612,7 @@ async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes
                 tracing::debug!(pid = caller.pid, "connection ended: {e}");
                 return;
             }
+            Err(Ended::Foreign(pid)) => return refuse_foreign(&daemon, &caller, pid),
         }
         let len = match decode_len(header, MAX_REQUEST) {
             Ok(l) => l,
@@ -583,7 +637,14 @@ async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes
         let mut body = vec![0u8; len];
         match conn.recv_exact(&mut body, &mut fds, &mut frame_read).await {
             Ok(true) => {}
+            Err(Ended::Foreign(pid)) => return refuse_foreign(&daemon, &caller, pid),
             _ => return,
+        }
+        // The bytes came from the connector's pid; once it has exited, that pid may be
+        // another process's (reused), which an inherited connection would then speak for.
+        if !bpfns_sys::unix::pidfd_alive(caller.pidfd.as_fd()) {
+            tracing::debug!(pid = caller.pid, "the process that connected exited");
+            return;
         }
         let req: Request = match decode(&body) {
             Ok(r) => r,

@@ -97,7 +97,7 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 71] = [
+pub const ACTIONS: [&str; 73] = [
     "rt-observe",
     "rt-events",
     "rt-http",
@@ -163,6 +163,8 @@ pub const ACTIONS: [&str; 71] = [
     "rt-xdp-attack",
     "rt-exec",
     "rt-exec-connected",
+    "rt-speak-received",
+    "rt-pass-connection",
     "rt-own-listener",
     "rt-scm-race",
     "rt-scm-race-child",
@@ -3163,6 +3165,32 @@ fn more(exe: &Path, args: &[String]) {
                 .unwrap_or_else(|e| fail(&format!("F_SETFD: {e}")));
             say(&format!("fd={}", std::os::fd::AsRawFd::as_raw_fd(&conn)));
             exec_member(exe, &arg(1), &arg(2), &args[3..]);
+        }
+        "rt-pass-connection" => {
+            // Connect to bpfnsd, hand the connection over stdin (SCM_RIGHTS), and exit.
+            let conn = std::os::unix::net::UnixStream::connect(arg(1))
+                .unwrap_or_else(|e| fail(&format!("connect: {e}")));
+            bpfns_sys::unix::send_with_fds(std::io::stdin(), b"c", &[conn.as_fd()])
+                .unwrap_or_else(|e| fail(&format!("passing the connection: {e}")));
+        }
+        "rt-speak-received" => {
+            // A connection to bpfnsd arrives on stdin (SCM_RIGHTS): ask it for the
+            // namespaces, as whoever made it.
+            let mut fds = Vec::new();
+            let got =
+                bpfns_sys::unix::recv_exact_with_fds(std::io::stdin(), &mut [0u8; 1], &mut fds);
+            let Some(conn) = fds.pop().filter(|_| got.is_ok()) else {
+                fail("no connection came on stdin");
+            };
+            let mut c =
+                bpfns_client::Client::from_stream(std::os::unix::net::UnixStream::from(conn));
+            match c.ns_list() {
+                Ok(l) => {
+                    let names: Vec<_> = l.iter().map(|n| n.path.as_str()).collect();
+                    say(&format!("answered {}", names.join(",")));
+                }
+                Err(e) => say(&format!("refused {e}")),
+            }
         }
         "rt-in-netns" => {
             enter_netns(&arg(1));

@@ -55,8 +55,9 @@ pub fn list_by_syscalls(kernel: &Kernel) -> Result<Vec<OwnedObject>> {
             id,
             owner: kernel.owner(ObjectKind::Map, id)?,
             type_name: bpf::map_type_name(info.type_)
-                .map_or_else(|| format!("type {}", info.type_), str::to_string),
-            name: String::from_utf8_lossy(&name).into_owned(),
+                .map_or_else(|| format!("type {}", info.type_), str::to_string)
+                .into(),
+            name: String::from_utf8_lossy(&name).into_owned().into(),
             prog_id: None,
             // The iterator's listing is what is compared: the bare records.
             details: Default::default(),

@@ -94,8 +94,8 @@ impl ObjectView {
         Self {
             details: o.details.to_proto(boot_time),
             id: o.id,
-            type_name: o.type_name,
-            name: o.name,
+            type_name: o.type_name.into_string(),
+            name: o.name.into_string(),
             namespace: namespace_label(o.owner),
             ns_id: o.owner.get(),
             prog_id: o.prog_id,

@@ -208,7 +208,8 @@ pub struct RawRecord {
     pub owner: NsId,
     pub type_code: u32,
     pub extra: u32,
-    pub name: String,
+    /// At most 15 bytes: kept inline.
+    pub name: compact_str::CompactString,
     pub details: RecordDetails,
 }
 
@@ -265,7 +266,7 @@ impl RawRecord {
                 owner: NsId(u32_at(head, 8)),
                 type_code: u32_at(head, 12),
                 extra: u32_at(head, 16),
-                name: String::from_utf8_lossy(&name[..end]).into_owned(),
+                name: compact_str::CompactString::from_utf8_lossy(&name[..end]),
                 details,
             }),
             size,

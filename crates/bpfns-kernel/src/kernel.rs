@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use bpfns_model::{quota, NsId, ObjectKind};
 use bpfns_sys::bpf::{self as sysbpf};
+use compact_str::CompactString;
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
 use serde::Serialize;
 
@@ -26,9 +27,9 @@ pub struct OwnedObject {
     pub owner: NsId,
     /// Map, program or link type, as libbpf names it ("hash", "tracing", ...); empty for BTF.
     #[serde(rename = "type")]
-    pub type_name: String,
+    pub type_name: CompactString,
     /// Object name (maps, progs); for links, the attached program's name.
-    pub name: String,
+    pub name: CompactString,
     /// For links: the attached program's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prog_id: Option<u32>,
@@ -192,7 +193,7 @@ pub fn fill_details(objects: &mut [OwnedObject]) {
             }
             (d, ObjectKind::Btf) => {
                 if let Ok(info) = sysbpf::btf_info(&fd) {
-                    o.name.clone_from(&info.name);
+                    o.name = CompactString::from(info.name.as_str());
                     *d = Details::Btf(info);
                 }
             }
@@ -1670,8 +1671,11 @@ impl Kernel {
                 kind,
                 id: r.id,
                 owner: r.owner,
-                type_name: type_name(r.type_code)
-                    .map_or_else(|| format!("type {}", r.type_code), str::to_string),
+                // Known names are static: nothing allocated per object.
+                type_name: type_name(r.type_code).map_or_else(
+                    || compact_str::format_compact!("type {}", r.type_code),
+                    CompactString::const_new,
+                ),
                 name: r.name,
                 prog_id: (kind == ObjectKind::Link).then_some(r.extra),
                 details: match r.details {
@@ -1718,8 +1722,8 @@ impl Kernel {
                     kind: ObjectKind::Btf,
                     id,
                     owner: self.owner(ObjectKind::Btf, id)?,
-                    type_name: String::new(),
-                    name: String::new(),
+                    type_name: CompactString::default(),
+                    name: CompactString::default(),
                     prog_id: None,
                     details: Details::None,
                 })

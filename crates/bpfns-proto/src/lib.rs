@@ -13,6 +13,7 @@ mod frame;
 mod listing;
 mod messages;
 mod ns_listing;
+mod object_listing;
 
 pub use frame::{
     decode, decode_len, decode_response, encode, FrameError, HEADER_LEN, MAX_REQUEST, MAX_RESPONSE,
@@ -20,6 +21,7 @@ pub use frame::{
 pub use listing::objects_array;
 pub use messages::*;
 pub use ns_listing::{EncodedDescription, EncodedNamespaces};
+pub use object_listing::EncodedObjects;
 
 /// The protocol version this crate speaks. A request with another `v` gets
 /// [`ErrorCode::UnsupportedVersion`].

@@ -43,27 +43,78 @@ fn fields_of(object: &str) -> &str {
 /// The frame of a `namespaces` reply, written namespace by namespace.
 #[derive(Debug)]
 pub struct EncodedNamespaces {
-    /// The frame so far: header (its length still zero), the response up to the listing,
-    /// the namespaces pushed.
-    frame: Vec<u8>,
-    /// What follows the listing (closing the reply and the response).
-    tail: Vec<u8>,
-    /// Namespaces pushed.
-    count: usize,
+    frame: ListingFrame,
 }
 
 impl EncodedNamespaces {
     /// A reply to request `seq`, room made for `bytes` of namespaces.
     pub fn new(seq: u64, bytes: usize) -> Result<Self, FrameError> {
-        // The response with no namespace, as `encode` writes it, is cut at its empty listing.
-        let empty = encode(
-            &Response::ok(seq, Reply::Namespaces { namespaces: vec![] }),
-            usize::MAX,
-        )?;
+        let empty = Response::ok(seq, Reply::Namespaces { namespaces: vec![] });
+        Ok(Self {
+            frame: ListingFrame::new(&empty, bytes)?,
+        })
+    }
+
+    /// Add a namespace: its `description` and `usage`.
+    pub fn push(
+        &mut self,
+        description: &EncodedDescription,
+        usage: &NsUsage,
+    ) -> Result<(), FrameError> {
+        let frame = self.frame.next_item();
+        frame.push(b'{');
+        frame.extend_from_slice(description.0.as_bytes());
+        let at = frame.len();
+        serde_json::to_writer(&mut *frame, usage)?;
+        // The usage's object becomes the rest of the namespace's: `{` is a separator now
+        // (or, with no field to write, both braces go but the closing one).
+        if frame.len() - at == 2 {
+            frame.truncate(at + 1);
+            frame[at] = b'}';
+        } else if !description.is_empty() {
+            frame[at] = b',';
+        } else {
+            frame.remove(at);
+        }
+        Ok(())
+    }
+
+    /// Namespaces pushed.
+    pub fn len(&self) -> usize {
+        self.frame.count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frame.count() == 0
+    }
+
+    /// The finished frame (header and body), as [`encode`] with the limit `max` writes it.
+    pub fn into_frame(self, max: usize) -> Result<Vec<u8>, FrameError> {
+        self.frame.finish(max)
+    }
+}
+
+/// The frame of a response whose reply holds one listing (an array), written item by item:
+/// the response encoded with an empty listing, cut at its `[]`.
+#[derive(Debug)]
+pub(crate) struct ListingFrame {
+    /// The frame so far: header (its length still zero), the response up to the listing,
+    /// the items written.
+    frame: Vec<u8>,
+    /// What follows the listing (closing the reply and the response).
+    tail: Vec<u8>,
+    /// Items written.
+    count: usize,
+}
+
+impl ListingFrame {
+    /// For `empty`, a response with an empty listing; room made for `bytes` of items.
+    pub(crate) fn new(empty: &Response, bytes: usize) -> Result<Self, FrameError> {
+        let empty = encode(empty, usize::MAX)?;
         let at = empty
             .windows(2)
             .rposition(|w| w == b"[]")
-            .expect("a namespaces reply holds its listing");
+            .expect("a listing reply holds its listing");
         let mut frame = Vec::with_capacity(empty.len() + bytes);
         frame.extend_from_slice(&empty[..=at]);
         frame[..HEADER_LEN].fill(0);
@@ -74,44 +125,32 @@ impl EncodedNamespaces {
         })
     }
 
-    /// Add a namespace: its `description` and `usage`.
-    pub fn push(
-        &mut self,
-        description: &EncodedDescription,
-        usage: &NsUsage,
-    ) -> Result<(), FrameError> {
+    /// The frame, ready for the next item to be written at its end (after a separator).
+    pub(crate) fn next_item(&mut self) -> &mut Vec<u8> {
         if self.count > 0 {
             self.frame.push(b',');
         }
-        self.frame.push(b'{');
-        self.frame.extend_from_slice(description.0.as_bytes());
-        let at = self.frame.len();
-        serde_json::to_writer(&mut self.frame, usage)?;
-        // The usage's object becomes the rest of the namespace's: `{` is a separator now
-        // (or, with no field to write, both braces go but the closing one).
-        if self.frame.len() - at == 2 {
-            self.frame.truncate(at + 1);
-            self.frame[at] = b'}';
-        } else if !description.is_empty() {
-            self.frame[at] = b',';
-        } else {
-            self.frame.remove(at);
-        }
         self.count += 1;
-        Ok(())
+        &mut self.frame
     }
 
-    /// Namespaces pushed.
-    pub fn len(&self) -> usize {
+    /// Items written.
+    pub(crate) fn count(&self) -> usize {
         self.count
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
+    /// Bytes written so far.
+    pub(crate) fn written(&self) -> usize {
+        self.frame.len()
     }
 
-    /// The finished frame (header and body), as [`encode`] with the limit `max` writes it.
-    pub fn into_frame(self, max: usize) -> Result<Vec<u8>, FrameError> {
+    /// Make room for `bytes` more.
+    pub(crate) fn reserve(&mut self, bytes: usize) {
+        self.frame.reserve(bytes);
+    }
+
+    /// The finished frame, as [`encode`] with the limit `max` writes it.
+    pub(crate) fn finish(self, max: usize) -> Result<Vec<u8>, FrameError> {
         let mut frame = self.frame;
         frame.extend_from_slice(&self.tail);
         let len = frame.len() - HEADER_LEN;

@@ -12,8 +12,8 @@ use bpfns_model::{
     RegistryError, Visibility,
 };
 use bpfns_proto::{
-    CallerInfo, ErrorCode, EventInfo, EventKind, ObjectCounts, ObjectInfo, Op, Reply, Request,
-    Response, StatusInfo, PROTOCOL_VERSION,
+    CallerInfo, EncodedObjects, ErrorCode, EventInfo, EventKind, ObjectCounts, ObjectInfo, Op,
+    Reply, Request, Response, StatusInfo, MAX_RESPONSE, PROTOCOL_VERSION,
 };
 
 pub mod cgroup;
@@ -1173,6 +1173,26 @@ impl Daemon {
                 .and_then(|()| no_fds(&fds))
                 .and_then(|()| self.ns_list(caller, seq))
                 .map(|frame| (Outgoing::Frame(frame), Vec::new())),
+            // The same: 100 000 maps are tens of megabytes, written as they are converted.
+            Op::List {
+                kind,
+                ref namespace,
+                recursive,
+                run_stats,
+            } => self
+                .permit(caller, &req.op)
+                .and_then(|()| no_fds(&fds))
+                .and_then(|()| {
+                    self.list_frame(
+                        caller,
+                        seq,
+                        kind,
+                        namespace.as_deref(),
+                        recursive,
+                        run_stats,
+                    )
+                })
+                .map(|frame| (Outgoing::Frame(frame), Vec::new())),
             op => self.dispatch(caller, op, fds).map(|(reply, fds)| {
                 let mut r = Response::ok(seq, reply);
                 r.fds = fds.len() as u32;
@@ -1357,23 +1377,7 @@ impl Daemon {
                 self.container_bpffs(caller, &path, pid)
             }
             Op::Supervise { pid } => self.supervise(caller, pid, fds),
-            Op::List {
-                kind,
-                namespace,
-                recursive,
-                run_stats,
-            } => {
-                no_fds(&fds)?;
-                let only = match namespace {
-                    Some(path) => Some((self.visible_ns(caller, &path)?, recursive)),
-                    None => None,
-                };
-                let mut objects = self.visible_objects(caller, kind, only, None)?;
-                if run_stats && kind == ObjectKind::Prog {
-                    add_run_stats(&mut objects);
-                }
-                Ok((Reply::Objects { objects }, vec![]))
-            }
+            Op::List { .. } => unreachable!("answered by Daemon::handle"),
             Op::EnableStats => {
                 no_fds(&fds)?;
                 if caller.ns != NsId::ROOT && !self.config.member_stats {
@@ -2165,6 +2169,38 @@ impl Daemon {
     /// The objects of `kind` the caller may see, with what the kernel says about them; only
     /// those of namespace `only.0` (and below it if `only.1`) when given, and only the one with
     /// id `id` when given.
+    /// A listing's frame, each object encoded as it is converted (see [`EncodedObjects`]):
+    /// the objects never exist as a `Vec<ObjectInfo>` beside the frame.
+    fn list_frame(
+        &self,
+        caller: &Caller,
+        seq: u64,
+        kind: ObjectKind,
+        namespace: Option<&str>,
+        recursive: bool,
+        run_stats: bool,
+    ) -> Result<Vec<u8>, Failure> {
+        let only = match namespace {
+            Some(path) => Some((self.visible_ns(caller, path)?, recursive)),
+            None => None,
+        };
+        let visible = self.visible_owned(caller, kind, only, None)?;
+        let too_large = |e: bpfns_proto::FrameError| {
+            Failure::new(
+                ErrorCode::TooLarge,
+                format!("{e}; list one namespace at a time (--namespace)"),
+            )
+        };
+        let mut out = EncodedObjects::new(seq, visible.len()).map_err(too_large)?;
+        for mut o in visible {
+            if run_stats && kind == ObjectKind::Prog {
+                add_run_stats(std::slice::from_mut(&mut o));
+            }
+            out.push(&o).map_err(too_large)?;
+        }
+        out.into_frame(MAX_RESPONSE).map_err(too_large)
+    }
+
     fn visible_objects(
         &self,
         caller: &Caller,
@@ -2172,6 +2208,18 @@ impl Daemon {
         only: Option<(NsId, bool)>,
         id: Option<u32>,
     ) -> Result<Vec<ObjectInfo>, Failure> {
+        Ok(self.visible_owned(caller, kind, only, id)?.collect())
+    }
+
+    /// The objects of `kind` `caller` sees (only those of `only`'s namespace, or of its
+    /// subtree; only `id`), in id order, converted to [`ObjectInfo`] as they are taken.
+    fn visible_owned(
+        &self,
+        caller: &Caller,
+        kind: ObjectKind,
+        only: Option<(NsId, bool)>,
+        id: Option<u32>,
+    ) -> Result<VisibleObjects, Failure> {
         let all = self.listing(kind)?;
         let mut names: HashMap<NsId, String> = HashMap::new();
         let mut objs;
@@ -2205,19 +2253,11 @@ impl Daemon {
         let boot = (kind == ObjectKind::Prog)
             .then(bpfns_kernel::boot_time)
             .flatten();
-        Ok(objs
-            .into_iter()
-            .map(|o| ObjectInfo {
-                details: o.details.to_proto(boot),
-                namespace: names.get(&o.owner).cloned().unwrap_or_default(),
-                id: o.id,
-                kind: o.kind,
-                type_name: o.type_name,
-                name: o.name,
-                ns_id: o.owner,
-                prog_id: o.prog_id,
-            })
-            .collect())
+        Ok(VisibleObjects {
+            objs: objs.into_iter(),
+            names,
+            boot,
+        })
     }
 
     fn get_fd(
@@ -2729,6 +2769,39 @@ fn run_stats(id: u32) -> Option<(u64, u64)> {
         .ok()?;
     Some((i.run_time_ns, i.run_cnt))
 }
+
+/// Visible objects as the kernel side lists them, each converted to [`ObjectInfo`] when
+/// taken (its strings move, so the listing shrinks as it is read).
+struct VisibleObjects {
+    objs: std::vec::IntoIter<bpfns_kernel::OwnedObject>,
+    /// Each owner's path.
+    names: HashMap<NsId, String>,
+    boot: Option<u64>,
+}
+
+impl Iterator for VisibleObjects {
+    type Item = ObjectInfo;
+
+    fn next(&mut self) -> Option<ObjectInfo> {
+        let o = self.objs.next()?;
+        Some(ObjectInfo {
+            details: o.details.to_proto(self.boot),
+            namespace: self.names.get(&o.owner).cloned().unwrap_or_default(),
+            id: o.id,
+            kind: o.kind,
+            type_name: o.type_name.into_string(),
+            name: o.name.into_string(),
+            ns_id: o.owner,
+            prog_id: o.prog_id,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.objs.size_hint()
+    }
+}
+
+impl ExactSizeIterator for VisibleObjects {}
 
 fn add_run_stats(progs: &mut [ObjectInfo]) {
     for p in progs {

@@ -67,6 +67,9 @@ fn main() -> Result<std::process::ExitCode> {
     // walk worker kept the pages of its largest answer (96 MiB resident at 10 000 namespaces
     // and 100 000 maps against 17-33 MiB with two and the trim after walks; docs/benchmarks.md).
     bpfns_sys::heap::limit_arenas(2);
+    // Listings' frames and object vectors (MiB) in mappings of their own, gone when freed:
+    // with glibc's moving threshold the peak at that scale was 93 MiB, 61 MiB with this.
+    bpfns_sys::heap::map_large_blocks(256 * 1024);
     let args = Args::parse();
     bpfnsd::logging::init(&args.log_level, args.log_format);
     let explicit = args.config.as_os_str() != DEFAULT_CONFIG;

@@ -122,6 +122,14 @@ pub fn peer_pidfd(sock: impl AsFd) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Has the process behind `pidfd` exited (a zombie too)? A pidfd polls readable then.
+pub fn pidfd_exited(pidfd: BorrowedFd<'_>) -> bool {
+    !matches!(
+        crate::fds::poll_any(&[pidfd], Some(std::time::Duration::ZERO)),
+        Ok(None)
+    )
+}
+
 /// Is the process behind `pidfd` still alive? (`pidfd_send_signal(fd, 0)`)
 pub fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
     // SAFETY: signal 0 only checks the target; null info and zero flags are valid.
@@ -325,17 +333,25 @@ pub fn recv_msg(
     recv_msg_from(sock, buf, fds, dont_wait).map(|(n, _)| n)
 }
 
-/// [`recv_msg`], also returning the pid (in the caller's pid namespace) of the process that
-/// sent the bytes, from `SCM_CREDENTIALS`: present only on a socket with `SO_PASSCRED` (see
-/// [`set_passcred`]); 0 when the sender's process is not visible in the caller's pid
-/// namespace. A stream socket never returns the bytes of two senders from one call, so the
-/// pid covers all of them.
+/// Who wrote the bytes of one read (`SCM_CREDENTIALS`), in the reader's namespaces: the
+/// writer's process (its thread group; 0 when not visible in the reader's pid namespace) and
+/// its real uid and gid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sender {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// [`recv_msg`], also returning who sent the bytes ([`Sender`], from `SCM_CREDENTIALS`):
+/// present only on a socket with `SO_PASSCRED` (see [`set_passcred`]). A stream socket never
+/// returns the bytes of two senders from one call, so it covers all of them.
 pub fn recv_msg_from(
     sock: impl AsFd,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
     dont_wait: bool,
-) -> Result<(usize, Option<i32>)> {
+) -> Result<(usize, Option<Sender>)> {
     // libc, not rustix: rustix reads `struct ucred` into a non-zero pid type, and the kernel
     // reports pid 0 for a sender outside the caller's pid namespace.
     const FD: usize = std::mem::size_of::<i32>();
@@ -383,7 +399,11 @@ pub fn recv_msg_from(
                     }
                     (libc::SOL_SOCKET, libc::SCM_CREDENTIALS) if len >= UCRED => {
                         let u = std::ptr::read_unaligned(data.cast::<libc::ucred>());
-                        sender = Some(u.pid);
+                        sender = Some(Sender {
+                            pid: u.pid,
+                            uid: u.uid,
+                            gid: u.gid,
+                        });
                     }
                     _ => {}
                 }
@@ -416,6 +436,11 @@ pub fn bind_listener(path: &std::path::Path) -> Result<std::os::unix::net::UnixL
     rustix::net::bind(&sock, &addr).map_err(|e| SysError::new("bind", e))?;
     rustix::net::listen(&sock, libc::SOMAXCONN).map_err(|e| SysError::new("listen", e))?;
     Ok(std::os::unix::net::UnixListener::from(sock))
+}
+
+/// Whether `SO_PASSCRED` is set on `sock`.
+pub fn passcred(sock: impl AsFd) -> Result<bool> {
+    rustix::net::sockopt::socket_passcred(sock).map_err(|e| SysError::new("SO_PASSCRED", e))
 }
 
 /// Set `SO_PASSCRED`: every `recvmsg` then says who sent its bytes ([`recv_msg_from`]). Set
@@ -599,7 +624,11 @@ mod tests {
         let recv = || {
             let (mut buf, mut fds) = ([0u8; 8], Vec::new());
             let (n, sender) = recv_msg_from(&a, &mut buf, &mut fds, false).expect("recv");
-            (buf[..n].to_vec(), sender, fds.len())
+            let sender = sender.expect("SCM_CREDENTIALS");
+            // SAFETY: getuid and getgid have no preconditions.
+            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+            assert_eq!((sender.uid, sender.gid), (uid, gid));
+            (buf[..n].to_vec(), Some(sender.pid), fds.len())
         };
         assert_eq!(recv(), (b"a".to_vec(), Some(me), 0));
         let (r, _w) = std::os::unix::net::UnixStream::pair().expect("pair");

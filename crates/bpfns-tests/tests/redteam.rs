@@ -6580,4 +6580,105 @@ mod inherited {
             "bpfnsd answered a request from the exited maker's pid, as the maker"
         );
     }
+
+    /// A process without privileges connects, sends its requests, and runs a set-user-ID
+    /// root program (`su`, waiting for a password) before bpfnsd accepts the connection
+    /// (300 connections ahead of it): it was answered with that program's identity, host
+    /// root outside namespaces (bpfnsd read the capabilities when it accepted, the uid when
+    /// the process connected). A connection whose maker's effective ids changed since it
+    /// connected is refused.
+    #[test]
+    fn a_set_user_id_program_run_after_connecting_is_not_served_as_itself() {
+        use std::os::unix::process::CommandExt;
+        bpfns_tests::require_kernel!();
+        let su = Path::new("/usr/bin/su");
+        if !su.exists() {
+            bpfns_tests::skip("no /usr/bin/su (util-linux) to run as a set-user-ID program");
+            return;
+        }
+        let d = TestDaemon::start("rt-suid-accept");
+        d.client().ns_create("/t").unwrap();
+        let _ahead: Vec<_> = (0..300)
+            .map(|_| std::os::unix::net::UnixStream::connect(&d.socket).unwrap())
+            .collect();
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut child = Command::new(helper_path())
+            .args(["rt-connect-then-exec", d.socket.to_str().unwrap()])
+            .arg(su)
+            .args(["root", "-c", "true"])
+            .uid(1000)
+            .gid(1000)
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut fds = Vec::new();
+        bpfns_sys::unix::recv_exact_with_fds(&mine, &mut [0u8; 1], &mut fds).unwrap();
+        let mut conn = std::os::unix::net::UnixStream::from(fds.pop().expect("the connection"));
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        // The answer to the child's `hello` (only read: a request from here would be another
+        // writer's).
+        let mut header = [0u8; bpfns_proto::HEADER_LEN];
+        let hello = conn.read_exact(&mut header).ok().and_then(|()| {
+            let mut body = vec![0u8; u32::from_le_bytes(header) as usize];
+            conn.read_exact(&mut body).ok()?;
+            bpfns_proto::decode_response(&body).ok()
+        });
+        drop(mine);
+        let _ = child.wait();
+        let admin = matches!(
+            hello.as_ref().map(|r| &r.result),
+            Some(bpfns_proto::Outcome::Ok(bpfns_proto::Reply::Hello { caller, .. })) if caller.host_admin
+        );
+        assert!(
+            !admin,
+            "uid 1000 was answered as host root after running a set-user-ID program: {hello:?}"
+        );
+    }
+
+    /// Host root subscribes to every namespace's events and exits; a process that inherited
+    /// the connection kept receiving them (a tenant's new namespaces, its members, its
+    /// objects). The stream ends when its maker exits.
+    #[test]
+    fn an_event_stream_ends_with_its_maker() {
+        bpfns_tests::require_kernel!();
+        let d = TestDaemon::start("rt-events-maker");
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut maker = Command::new(helper_path())
+            .args(["rt-subscribe-and-pass", d.socket.to_str().unwrap()])
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .spawn()
+            .unwrap();
+        let mut fds = Vec::new();
+        bpfns_sys::unix::recv_exact_with_fds(&mine, &mut [0u8; 1], &mut fds).unwrap();
+        let conn = std::os::unix::net::UnixStream::from(fds.pop().expect("the connection"));
+        assert!(maker.wait().unwrap().success());
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut stream = bpfns_client::Client::from_stream(conn);
+        // A namespace made now and then, its event read (reading writes nothing), until the
+        // stream ends or half a minute has passed.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        let ended = loop {
+            if Instant::now() > deadline {
+                break false;
+            }
+            let path = format!("/secret-{}", seen.len());
+            d.client().ns_create(&path).unwrap();
+            match stream.next_event() {
+                Ok(e) => seen.push(e.namespace),
+                Err(_) => break true,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(
+            ended,
+            "the event stream of a maker that exited went on: {} events, {:?}",
+            seen.len(),
+            seen.last()
+        );
+    }
 }

@@ -29,6 +29,16 @@ pub enum CallerError {
     },
     #[error("malformed /proc/{0}/status")]
     Status(i32),
+    #[error(
+        "process {pid} changed its credentials between connecting and being served (uid/gid \
+         {connected:?} when it connected, {now:?} now: it ran a set-user-ID program?); \
+         connect again after the change"
+    )]
+    CredentialsChanged {
+        pid: i32,
+        connected: (u32, u32),
+        now: (u32, u32),
+    },
     #[error("reading the peer's namespace: {0}")]
     Kernel(#[from] bpfns_kernel::KernelError),
 }
@@ -47,6 +57,11 @@ pub struct Caller {
     pub userns: u64,
     /// The initial user namespace's inode (from the daemon's view).
     pub init_userns: u64,
+    /// Real uid and gid when identified: what `SCM_CREDENTIALS` says of the bytes it
+    /// writes.
+    pub real_ids: (u32, u32),
+    /// Effective uid and gid when identified.
+    pub effective_ids: (u32, u32),
 }
 
 impl Caller {
@@ -56,14 +71,30 @@ impl Caller {
         kernel: &Kernel,
         init_userns: u64,
     ) -> Result<Self, CallerError> {
-        let (pid, uid, _) = bpfns_sys::unix::peer_cred(sock).map_err(CallerError::Peer)?;
+        let (pid, uid, gid) = bpfns_sys::unix::peer_cred(sock).map_err(CallerError::Peer)?;
         let pidfd = match bpfns_sys::unix::peer_pidfd(sock) {
             Ok(fd) => fd,
             // Before Linux 6.5: a pidfd opened now; the liveness check below still rules out
             // reading a recycled pid's facts after the peer died.
-            Err(_) => bpfns_sys::process::open_pidfd(pid).map_err(|_| CallerError::Gone(pid))?,
+            Err(e) if e.errno == bpfns_sys::Errno::NOPROTOOPT => {
+                bpfns_sys::process::open_pidfd(pid).map_err(|_| CallerError::Gone(pid))?
+            }
+            // Any other failure (6.5-6.15: a peer reaped before it was accepted) would open
+            // whichever process took its pid since.
+            Err(e) => return Err(CallerError::Peer(e)),
         };
-        Self::of_process(pid, uid, pidfd, kernel, init_userns)
+        let caller = Self::of_process(pid, uid, pidfd, kernel, init_userns)?;
+        // SO_PEERCRED is what the process was when it connected; capabilities and user
+        // namespace are read now. A process that connected and then ran a set-user-ID
+        // program would be served with that program's privileges.
+        if caller.effective_ids != (uid, gid) {
+            return Err(CallerError::CredentialsChanged {
+                pid,
+                connected: (uid, gid),
+                now: caller.effective_ids,
+            });
+        }
+        Ok(caller)
     }
 
     /// Facts about process `pid` whose pidfd is `pidfd`.
@@ -77,6 +108,8 @@ impl Caller {
         let status =
             procfs::read_status(pid).map_err(|source| CallerError::Proc { pid, source })?;
         let cap_eff = procfs::caps(&status, "CapEff").ok_or(CallerError::Status(pid))?;
+        let uids = procfs::ids(&status, "Uid").ok_or(CallerError::Status(pid))?;
+        let gids = procfs::ids(&status, "Gid").ok_or(CallerError::Status(pid))?;
         let userns = std::fs::metadata(format!("/proc/{pid}/ns/user"))
             .map_err(|source| CallerError::Proc { pid, source })?
             .ino();
@@ -93,6 +126,8 @@ impl Caller {
             cap_eff,
             userns,
             init_userns,
+            real_ids: (uids[0], gids[0]),
+            effective_ids: (uids[1], gids[1]),
         })
     }
 
@@ -172,6 +207,8 @@ mod tests {
             cap_eff: caps,
             userns: if own_userns { 7 } else { PROC_USER_INIT_INO },
             init_userns: PROC_USER_INIT_INO,
+            real_ids: (0, 0),
+            effective_ids: (0, 0),
         }
     }
 

@@ -38,7 +38,7 @@ use bpfns_proto::{
     decode, decode_len, encode, ErrorCode, FrameError, Op, Reply, Request, Response, HEADER_LEN,
     MAX_REQUEST, MAX_RESPONSE,
 };
-use bpfns_sys::unix::{recv_msg_from, send_some, send_with_fds, MAX_FDS};
+use bpfns_sys::unix::{recv_msg_from, send_some, send_with_fds, Sender, MAX_FDS};
 use bpfns_sys::Errno;
 use tokio::io::Interest;
 use tokio::net::UnixStream as AsyncStream;
@@ -160,6 +160,13 @@ async fn accept(
         .map_err(io("making the API socket non-blocking"))?;
     // Every read then says who wrote the bytes: copied into each connection made from now
     // on (systemd's socket may come without it: `PassCredentials=` unset).
+    if !bpfns_sys::unix::passcred(&listener).unwrap_or(false) {
+        tracing::warn!(
+            "the API socket came without SO_PASSCRED (systemd: set PassCredentials=yes in \
+             bpfnsd.socket); a client that connected before now may be refused once and \
+             must connect again"
+        );
+    }
     bpfns_sys::unix::set_passcred(&listener).map_err(|e| ServerError::Io {
         what: "SO_PASSCRED on the API socket".into(),
         error: std::io::Error::other(e),
@@ -248,7 +255,13 @@ fn admit(stream: AsyncStream, daemon: &Arc<Daemon>, changes: &Handle) {
     let (d, changes) = (Arc::clone(daemon), changes.clone());
     tokio::spawn(async move {
         let _ticket = ticket;
-        let speaker = caller.pid;
+        // A writer with the maker's pid but other real ids is not the maker: one that names
+        // a pid of its own pid namespace (`SCM_CREDENTIALS`, as its namespace's root may).
+        let speaker = Sender {
+            pid: caller.pid,
+            uid: caller.real_ids.0,
+            gid: caller.real_ids.1,
+        };
         connection(
             Conn {
                 sock: stream,
@@ -283,9 +296,9 @@ enum Ended {
     /// Nothing came for the idle timeout.
     Idle,
     Failed(String),
-    /// Bytes came from a process other than the one that connected (its pid in bpfnsd's pid
-    /// namespace: 0 when not visible there or not said).
-    Foreign(i32),
+    /// Bytes came from a process other than the one that connected, or under other real
+    /// ids (who, when the kernel said).
+    Foreign(Option<Sender>),
 }
 
 /// One frame being read: whether its first byte came, and by when the rest must.
@@ -295,12 +308,12 @@ struct FrameRead {
     deadline: Option<tokio::time::Instant>,
 }
 
-/// A connection's socket (non-blocking, watched by the loop), its idle timeout, and the pid
-/// of the process that connected: the only one it takes requests from.
+/// A connection's socket (non-blocking, watched by the loop), its idle timeout, and the
+/// process that connected with its real ids: the only writer it takes requests from.
 struct Conn {
     sock: AsyncStream,
     idle: Option<Duration>,
-    speaker: i32,
+    speaker: Sender,
 }
 
 /// `EAGAIN` as the loop's "not ready" (it then waits for readiness again); any other error as
@@ -365,7 +378,7 @@ impl Conn {
                 Ok((0, _)) => return Err(Ended::Failed("connection closed mid-message".into())),
                 Ok((_, sender)) if sender != Some(self.speaker) => {
                     fds.clear();
-                    return Err(Ended::Foreign(sender.unwrap_or(0)));
+                    return Err(Ended::Foreign(sender));
                 }
                 Ok((n, _)) => {
                     got += n;
@@ -545,10 +558,20 @@ async fn subscription(
     if !conn.send_response(&ok, &[]).await {
         return;
     }
+    // The stream is its maker's: it ends when the maker exits (a process that inherited
+    // the connection would otherwise keep receiving what only the maker may see); asked
+    // every second.
+    let mut maker_check = tokio::time::interval(MAKER_CHECK);
     loop {
         let ev = tokio::select! {
             ev = sub.events.recv() => ev,
             _ = sub.dropped.notified() => None,
+            _ = maker_check.tick() => {
+                if !bpfns_sys::unix::pidfd_exited(caller.pidfd.as_fd()) {
+                    continue;
+                }
+                None
+            }
             // A subscriber sends nothing more: bytes or a hangup end it (readiness alone may
             // be spurious: a read says).
             r = conn.sock.ready(Interest::READABLE) => match r {
@@ -576,18 +599,32 @@ async fn subscription(
 
 /// End a connection that another process than its maker wrote to (an inherited or passed
 /// descriptor of it): it would otherwise be answered as the maker, whose namespace and
-/// privileges it may not have.
-fn refuse_foreign(daemon: &Daemon, caller: &Caller, pid: i32) {
-    tracing::warn!(
-        pid = caller.pid,
-        sender = pid,
-        "closing a connection of pid {} (namespace {}): a request came from pid {pid}, \
-         another process (a descriptor of the connection inherited or passed on); a \
+/// privileges it may not have. The writer is told why (an error frame), then the connection
+/// is closed. Logged at debug level: any process can do this at will.
+async fn refuse_foreign(conn: &Conn, daemon: &Daemon, caller: &Caller, sender: Option<Sender>) {
+    let who = match sender {
+        Some(s) => format!("pid {} (uid {}, gid {})", s.pid, s.uid, s.gid),
+        None => "a writer the kernel did not name".into(),
+    };
+    tracing::debug!(
+        "closing a connection of pid {} (namespace {}): a request came from {who}; a \
          connection speaks only for the process that made it",
         caller.pid,
         daemon.ns_name(caller.ns)
     );
+    let msg = format!(
+        "this connection speaks only for the process that made it (pid {}), and a request \
+         came from {who}: connect again from the process that asks (a descriptor of a \
+         connection inherited or passed on is refused)",
+        caller.pid
+    );
+    let _ = conn
+        .send_response(&Response::error(0, ErrorCode::Denied, msg), &[])
+        .await;
 }
+
+/// How often an event subscription asks whether its maker is still alive.
+const MAKER_CHECK: Duration = Duration::from_secs(1);
 
 /// One client connection (identified already): answer requests until it hangs up or idles.
 /// Reading and writing happen in the event loop; a request, once whole, goes to a worker.
@@ -612,7 +649,9 @@ async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes
                 tracing::debug!(pid = caller.pid, "connection ended: {e}");
                 return;
             }
-            Err(Ended::Foreign(pid)) => return refuse_foreign(&daemon, &caller, pid),
+            Err(Ended::Foreign(sender)) => {
+                return refuse_foreign(&conn, &daemon, &caller, sender).await
+            }
         }
         let len = match decode_len(header, MAX_REQUEST) {
             Ok(l) => l,
@@ -637,12 +676,15 @@ async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes
         let mut body = vec![0u8; len];
         match conn.recv_exact(&mut body, &mut fds, &mut frame_read).await {
             Ok(true) => {}
-            Err(Ended::Foreign(pid)) => return refuse_foreign(&daemon, &caller, pid),
+            Err(Ended::Foreign(sender)) => {
+                return refuse_foreign(&conn, &daemon, &caller, sender).await
+            }
             _ => return,
         }
-        // The bytes came from the connector's pid; once it has exited, that pid may be
-        // another process's (reused), which an inherited connection would then speak for.
-        if !bpfns_sys::unix::pidfd_alive(caller.pidfd.as_fd()) {
+        // The bytes came from the connector's pid; once it has exited (a zombie too: its
+        // pid namespace's init decides when it is reaped), that pid may be another process's,
+        // which an inherited connection would then speak for.
+        if bpfns_sys::unix::pidfd_exited(caller.pidfd.as_fd()) {
             tracing::debug!(pid = caller.pid, "the process that connected exited");
             return;
         }

@@ -97,7 +97,7 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 73] = [
+pub const ACTIONS: [&str; 75] = [
     "rt-observe",
     "rt-events",
     "rt-http",
@@ -165,6 +165,8 @@ pub const ACTIONS: [&str; 73] = [
     "rt-exec-connected",
     "rt-speak-received",
     "rt-pass-connection",
+    "rt-connect-then-exec",
+    "rt-subscribe-and-pass",
     "rt-own-listener",
     "rt-scm-race",
     "rt-scm-race-child",
@@ -3172,6 +3174,38 @@ fn more(exe: &Path, args: &[String]) {
                 .unwrap_or_else(|e| fail(&format!("connect: {e}")));
             bpfns_sys::unix::send_with_fds(std::io::stdin(), b"c", &[conn.as_fd()])
                 .unwrap_or_else(|e| fail(&format!("passing the connection: {e}")));
+        }
+        "rt-subscribe-and-pass" => {
+            // Subscribe to every event below the root, hand the connection over stdin, exit.
+            let conn = std::os::unix::net::UnixStream::connect(arg(1))
+                .unwrap_or_else(|e| fail(&format!("connect: {e}")));
+            let mut c = bpfns_client::Client::from_stream(
+                conn.try_clone()
+                    .unwrap_or_else(|e| fail(&format!("dup: {e}"))),
+            );
+            c.subscribe(Some("/"), vec![])
+                .unwrap_or_else(|e| fail(&format!("subscribing: {e}")));
+            bpfns_sys::unix::send_with_fds(std::io::stdin(), b"c", &[conn.as_fd()])
+                .unwrap_or_else(|e| fail(&format!("passing the connection: {e}")));
+        }
+        "rt-connect-then-exec" => {
+            // Connect to bpfnsd, send `hello` and `ns_list`, hand the connection over stdin
+            // (the test reads the answers), then become PROGRAM (a set-user-ID one), whose
+            // stdin is that socket: `su` waits on it for a password.
+            let mut conn = std::os::unix::net::UnixStream::connect(arg(1))
+                .unwrap_or_else(|e| fail(&format!("connect: {e}")));
+            let mut frames = Vec::new();
+            for (seq, op) in [(1, bpfns_proto::Op::Hello), (2, bpfns_proto::Op::NsList)] {
+                let req = bpfns_proto::Request::new(seq, op);
+                frames.extend(
+                    bpfns_proto::encode(&req, bpfns_proto::MAX_REQUEST).unwrap_or_default(),
+                );
+            }
+            std::io::Write::write_all(&mut conn, &frames)
+                .unwrap_or_else(|e| fail(&format!("sending: {e}")));
+            bpfns_sys::unix::send_with_fds(std::io::stdin(), b"c", &[conn.as_fd()])
+                .unwrap_or_else(|e| fail(&format!("passing the connection: {e}")));
+            exec(Path::new(&arg(2)), &args[3..]);
         }
         "rt-speak-received" => {
             // A connection to bpfnsd arrives on stdin (SCM_RIGHTS): ask it for the

@@ -812,3 +812,29 @@ pub fn send_as_pid(pid: i32, sock: std::os::fd::BorrowedFd<'_>, bytes: &[u8]) ->
         Err(Errno::IO)
     }
 }
+
+/// Send `bytes` on `sock` with `SCM_CREDENTIALS` naming `pid`, `uid` and `gid` (in the
+/// sender's namespaces): the kernel lets a process name a pid other than its own when it has
+/// `CAP_SYS_ADMIN` over its pid namespace's owner, and ids its user namespace maps.
+pub fn send_with_credentials(
+    sock: impl AsFd,
+    bytes: &[u8],
+    pid: i32,
+    uid: u32,
+    gid: u32,
+) -> Result<(), Errno> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, UCred};
+    let pid = rustix::process::Pid::from_raw(pid).ok_or(Errno::INVAL)?;
+    let cred = UCred {
+        pid,
+        uid: rustix::process::Uid::from_raw(uid),
+        gid: rustix::process::Gid::from_raw(gid),
+    };
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
+    let mut anc = SendAncillaryBuffer::new(&mut space);
+    if !anc.push(SendAncillaryMessage::ScmCredentials(cred)) {
+        return Err(Errno::INVAL);
+    }
+    let iov = [std::io::IoSlice::new(bytes)];
+    rustix::net::sendmsg(sock, &iov, &mut anc, SendFlags::NOSIGNAL).map(drop)
+}

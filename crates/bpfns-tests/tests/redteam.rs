@@ -6681,4 +6681,29 @@ mod inherited {
             seen.last()
         );
     }
+
+    /// A uid-1000 user, root of a user namespace of its own and init of a pid namespace that
+    /// user namespace owns, may name any pid of that pid namespace in `SCM_CREDENTIALS`. A
+    /// host-root process that joined only that pid namespace (`nsenter -p`) connects, and its
+    /// connection reaches the attacker, which writes `ns_list` naming the maker's pid: it was
+    /// answered as host root. The writer's real uid and gid must be the maker's too.
+    #[test]
+    fn credentials_named_from_a_pid_namespace_of_ones_own() {
+        bpfns_tests::require_kernel!();
+        let d = TestDaemon::start("rt-pidns-forge");
+        d.client().ns_create("/t").unwrap();
+        let out = Command::new(helper_path())
+            .args(["rt-pidns-forge", d.socket.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !text.contains("answered"),
+            "a request naming host root's pid from a pid namespace of the writer's own was \
+             answered: {text}"
+        );
+        assert!(text.contains("refused"), "{text}\n{err}");
+    }
 }

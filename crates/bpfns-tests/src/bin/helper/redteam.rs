@@ -97,7 +97,7 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 75] = [
+pub const ACTIONS: [&str; 80] = [
     "rt-observe",
     "rt-events",
     "rt-http",
@@ -167,6 +167,11 @@ pub const ACTIONS: [&str; 75] = [
     "rt-pass-connection",
     "rt-connect-then-exec",
     "rt-subscribe-and-pass",
+    "rt-pidns-forge",
+    "rt-pidns-attacker",
+    "rt-pidns-a1",
+    "rt-pidns-maker",
+    "rt-pidns-m2",
     "rt-own-listener",
     "rt-scm-race",
     "rt-scm-race-child",
@@ -3175,6 +3180,11 @@ fn more(exe: &Path, args: &[String]) {
             bpfns_sys::unix::send_with_fds(std::io::stdin(), b"c", &[conn.as_fd()])
                 .unwrap_or_else(|e| fail(&format!("passing the connection: {e}")));
         }
+        "rt-pidns-forge" => pidns_forge(exe, &arg(1)),
+        "rt-pidns-attacker" => pidns_attacker(exe),
+        "rt-pidns-a1" => pidns_a1(),
+        "rt-pidns-maker" => pidns_maker(exe, &arg(1), &arg(2)),
+        "rt-pidns-m2" => pidns_m2(&arg(1)),
         "rt-subscribe-and-pass" => {
             // Subscribe to every event below the root, hand the connection over stdin, exit.
             let conn = std::os::unix::net::UnixStream::connect(arg(1))
@@ -3253,6 +3263,132 @@ fn more(exe: &Path, args: &[String]) {
         "rt-scm-race-child" => scm_race_child(arg(1).parse().unwrap_or(1000), &args[2..]),
         other => fail(&format!("unknown action {other}")),
     }
+}
+
+// ---- SCM_CREDENTIALS named from a pid namespace of one's own -------------------------------
+//
+// The attacker (uid 1000 outside) is root of a user namespace of its own and init of a pid
+// namespace that user namespace owns, so the kernel lets it name any pid of that pid
+// namespace in SCM_CREDENTIALS. A host-root process that joined only that pid namespace
+// (`nsenter -p`) connects to bpfnsd and its connection reaches the attacker, which writes a
+// request naming the maker's pid.
+
+/// The orchestration, as host root: prints `answered ...` or `refused ...` (the attacker's).
+fn pidns_forge(exe: &Path, sock: &str) {
+    use std::os::unix::process::CommandExt;
+    let (a_end, m_end) = UnixStream::pair().unwrap_or_else(|e| fail(&format!("pair: {e}")));
+    let mut attacker = Command::new(exe)
+        .arg("rt-pidns-attacker")
+        .uid(1000)
+        .gid(1000)
+        .stdin(Stdio::from(OwnedFd::from(a_end)))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| fail(&format!("attacker: {e}")));
+    let mut out = std::io::BufReader::new(attacker.stdout.take().unwrap_or_else(|| fail("stdout")));
+    let mut line = String::new();
+    // Its first line: the global pid of its pid namespace's init.
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap_or_else(|e| fail(&e.to_string()));
+    let init = line
+        .trim()
+        .strip_prefix("init=")
+        .unwrap_or_else(|| fail(&format!("attacker said {line:?}")))
+        .to_string();
+    let mut maker = Command::new(exe)
+        .args(["rt-pidns-maker", sock, &init])
+        .stdin(Stdio::from(OwnedFd::from(m_end)))
+        .spawn()
+        .unwrap_or_else(|e| fail(&format!("maker: {e}")));
+    let mut rest = String::new();
+    let _ = out.read_to_string(&mut rest);
+    let _ = attacker.wait();
+    let _ = maker.kill();
+    let _ = maker.wait();
+    say(rest.lines().last().unwrap_or("attacker said nothing"));
+}
+
+/// uid 1000: root of a new user namespace, then the parent of a new pid namespace's init.
+fn pidns_attacker(exe: &Path) {
+    testhooks::unshare(libc::CLONE_NEWUSER).unwrap_or_else(|e| fail(&format!("unshare user: {e}")));
+    for (file, text) in [
+        ("setgroups", "deny"),
+        ("uid_map", "0 1000 1"),
+        ("gid_map", "0 1000 1"),
+    ] {
+        std::fs::write(format!("/proc/self/{file}"), text)
+            .unwrap_or_else(|e| fail(&format!("{file}: {e}")));
+    }
+    testhooks::unshare(libc::CLONE_NEWPID).unwrap_or_else(|e| fail(&format!("unshare pid: {e}")));
+    let mut a1 = Command::new(exe)
+        .arg("rt-pidns-a1")
+        .spawn()
+        .unwrap_or_else(|e| fail(&format!("init: {e}")));
+    say(&format!("init={}", a1.id()));
+    let _ = a1.wait();
+}
+
+/// pid 1 of the attacker's pid namespace: gets the maker's pid there and its connection, and
+/// writes a request naming that pid (uid and gid 0: its own, mapped to 1000 outside).
+fn pidns_a1() {
+    let mut pid = [0u8; 4];
+    let mut fds = Vec::new();
+    match bpfns_sys::unix::recv_exact_with_fds(std::io::stdin(), &mut pid, &mut fds) {
+        Ok(true) => {}
+        r => fail(&format!("no maker: {r:?}")),
+    }
+    let conn = fds.pop().unwrap_or_else(|| fail("no connection"));
+    let maker = i32::from_ne_bytes(pid);
+    let req = bpfns_proto::Request::new(1, bpfns_proto::Op::NsList);
+    let frame = bpfns_proto::encode(&req, bpfns_proto::MAX_REQUEST).unwrap_or_default();
+    if let Err(e) = testhooks::send_with_credentials(&conn, &frame, maker, 0, 0) {
+        say(&format!(
+            "refused sending with the maker's pid {maker}: {e}"
+        ));
+        return;
+    }
+    let mut conn = UnixStream::from(conn);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut header = [0u8; bpfns_proto::HEADER_LEN];
+    let answer = conn.read_exact(&mut header).ok().and_then(|()| {
+        let mut body = vec![0u8; u32::from_le_bytes(header) as usize];
+        conn.read_exact(&mut body).ok()?;
+        bpfns_proto::decode_response(&body).ok()
+    });
+    match answer.map(|r| r.result) {
+        Some(bpfns_proto::Outcome::Ok(bpfns_proto::Reply::Namespaces { namespaces })) => {
+            say(&format!(
+                "answered {}",
+                namespaces
+                    .iter()
+                    .map(|n| n.path.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ))
+        }
+        other => say(&format!("refused {other:?}")),
+    }
+}
+
+/// Host root: joins the pid namespace whose init is `init` (its children are born there).
+fn pidns_maker(exe: &Path, sock: &str, init: &str) {
+    let ns = std::fs::File::open(format!("/proc/{init}/ns/pid"))
+        .unwrap_or_else(|e| fail(&format!("/proc/{init}/ns/pid: {e}")));
+    testhooks::setns(&ns, 0).unwrap_or_else(|e| fail(&format!("setns: {e}")));
+    let mut m2 = Command::new(exe)
+        .args(["rt-pidns-m2", sock])
+        .spawn()
+        .unwrap_or_else(|e| fail(&format!("m2: {e}")));
+    let _ = m2.wait();
+}
+
+/// Host root in the attacker's pid namespace: connects to bpfnsd and hands its pid there and
+/// the connection to the attacker, then waits to be killed.
+fn pidns_m2(sock: &str) {
+    let conn = UnixStream::connect(sock).unwrap_or_else(|e| fail(&format!("connect: {e}")));
+    let me = (std::process::id() as i32).to_ne_bytes();
+    bpfns_sys::unix::send_with_fds(std::io::stdin(), &me, &[conn.as_fd()])
+        .unwrap_or_else(|e| fail(&format!("passing the connection: {e}")));
+    std::thread::sleep(Duration::from_secs(60));
 }
 
 /// `r0 = 1; exit`: pass (cgroup_skb), SK_PASS (sk_skb).

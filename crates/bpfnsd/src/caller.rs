@@ -79,9 +79,9 @@ impl Caller {
             Err(e) if e.errno == bpfns_sys::Errno::NOPROTOOPT => {
                 bpfns_sys::process::open_pidfd(pid).map_err(|_| CallerError::Gone(pid))?
             }
-            // Any other failure (6.5-6.15: a peer reaped before it was accepted) would open
-            // whichever process took its pid since.
-            Err(e) => return Err(CallerError::Peer(e)),
+            // Any other failure is a peer gone (6.5-6.15: reaped before it was accepted,
+            // EINVAL): a pidfd opened by pid now would be whichever process took it since.
+            Err(_) => return Err(CallerError::Gone(pid)),
         };
         let caller = Self::of_process(pid, uid, pidfd, kernel, init_userns)?;
         // SO_PEERCRED is what the process was when it connected; capabilities and user

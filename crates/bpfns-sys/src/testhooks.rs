@@ -761,21 +761,7 @@ pub fn set_inheritable(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), Errno> {
 /// which needs `pid` free and `CAP_SYS_ADMIN` over the pid namespace): a process that reused
 /// a dead process's pid. Returns once that process has exited; `EEXIST` if `pid` is taken.
 pub fn send_as_pid(pid: i32, sock: std::os::fd::BorrowedFd<'_>, bytes: &[u8]) -> Result<(), Errno> {
-    /// `struct clone_args` up to `set_tid_size` (CLONE_ARGS_SIZE_VER1).
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-    }
+    use crate::process::CloneArgs;
     let tid = [pid];
     let args = CloneArgs {
         exit_signal: libc::SIGCHLD as u64,

@@ -13,8 +13,10 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 # binutils (strip) and libc6-dev (static libc for scripts/vm/vm-exit.c): the VM lane. It downloads
 # QEMU, busybox and kernels itself (apt-get download; never apt-get install qemu-system-x86).
-# tmux: the tests drive `bpfns top`'s live view in a terminal.
-PACKAGES=(clang-19 llvm-19 libelf-dev zlib1g-dev pkg-config bpftool make binutils libc6-dev tmux)
+# tmux: the tests drive `bpfns top`'s live view in a terminal. libcap2-bin (setcap): the red team
+# runs a program with file capabilities.
+PACKAGES=(clang-19 llvm-19 libelf-dev zlib1g-dev pkg-config bpftool make binutils libc6-dev tmux
+    libcap2-bin)
 # The oldest Rust the workspace accepts (rust-version in Cargo.toml).
 MIN_RUST=$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' Cargo.toml | head -1)
 MIN_RUST=${MIN_RUST:-1.82}

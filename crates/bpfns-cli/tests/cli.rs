@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use bpfns_kernel::layout::{LINKS, MAPS, ON_DEMAND};
+use bpfns_kernel::layout::{LINKS, MAPS, ON_DEMAND, TASK_ITERATORS};
 use bpfns_tests::{Helper, TestDaemon};
 use serde_json::Value;
 
@@ -183,7 +183,10 @@ fn cli_against_the_kernel() {
     // and load and status say which layers run.
     let load = cli.json(&["kernel", "load"]);
     assert_eq!(load["reused_state"], false);
-    assert_eq!(load["programs"].as_array().map(Vec::len), Some(LINKS.len()));
+    assert_eq!(
+        load["programs"].as_array().map(Vec::len),
+        Some(LINKS.len() + TASK_ITERATORS.len())
+    );
     let allowed = bpfns_kernel::lsm::kernel_allows();
     eprintln!("BPF LSM here: {allowed:?}");
     if allowed.is_ok() {
@@ -467,7 +470,7 @@ fn cli_against_the_kernel() {
     assert_eq!(st["loaded"], true);
     assert_eq!(
         st["programs"].as_array().map(Vec::len),
-        Some(LINKS.len() + lsm_links)
+        Some(LINKS.len() + TASK_ITERATORS.len() + lsm_links)
     );
     let ids: Vec<u64> = st["namespaces"]
         .as_array()
@@ -536,7 +539,13 @@ fn cli_against_the_kernel() {
     };
     assert_eq!(
         un["removed"].as_array().map(Vec::len),
-        Some(MAPS.len() + LINKS.len() - ON_DEMAND.len() + hooks + ON_DEMAND.len() + lsm_pins),
+        Some(
+            MAPS.len() + LINKS.len() - ON_DEMAND.len()
+                + hooks
+                + ON_DEMAND.len()
+                + TASK_ITERATORS.len()
+                + lsm_pins
+        ),
         "{un}"
     );
     assert!(!pin_root.exists(), "pin root left behind");

@@ -18,7 +18,8 @@
  *              (reasons) and reported to bpfnsd (violations ring buffer); such a
  *              program is quarantined (owner BPFNS_QUARANTINE: no namespace sees it),
  *              so that a thread that pinned it before the kill landed gets nothing.
- * - iterators: list maps, progs and links with their owners in one read.
+ * - iterators: list maps, progs and links with their owners in one read; tell the
+ *              credentials a unix socket's peer connected with (iter_peer_files).
  *
  * Only raw tracepoints (tp_btf), iterators and task storage are used: BPF LSM and trampolines
  * are not available on every kernel bpfns targets (the LSM layer is a separate object,
@@ -680,5 +681,58 @@ int iter_tasks(struct bpf_iter__task *ctx)
 	r.ns = tag->ns;
 	r.flags = tag->flags;
 	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
+	return 0;
+}
+
+/* The fds of bpfnsd's sockets iter_peer_files reports: bpfnsd adds the fd of the connection
+ * it asks about, reads the iterator over its own process and removes the fd again (several
+ * threads may ask at once). Not state: never migrated. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BPFNS_PEER_QUERIES);
+	__type(key, __u32);
+	__type(value, __u8);
+} peer_query SEC(".maps");
+
+/* The credentials a socket's peer had when it connected. SO_PEERCRED gives only their uid and
+ * gid, and /proc tells capabilities as they are now: a process that connected without
+ * privileges and then ran a program with file capabilities would be served with them. The
+ * kernel keeps the connector's whole credentials in sk_peer_cred; each capability set's 8
+ * bytes are read as they are (two __u32 before 6.3, one u64 since: the same bytes). */
+static __always_inline void emit_peer(struct seq_file *seq, __u32 fd, struct sock *sk)
+{
+	struct peer_record r = {};
+	const struct cred *cred = BPF_CORE_READ(sk, sk_peer_cred);
+	struct pid *pid = BPF_CORE_READ(sk, sk_peer_pid);
+
+	if (!cred || !pid)
+		return;
+	r.fd = fd;
+	r.euid = BPF_CORE_READ(cred, euid.val);
+	r.egid = BPF_CORE_READ(cred, egid.val);
+	if (bpf_core_read(&r.cap_effective, sizeof(r.cap_effective), &cred->cap_effective) ||
+	    bpf_core_read(&r.cap_permitted, sizeof(r.cap_permitted), &cred->cap_permitted) ||
+	    bpf_core_read(&r.pid, sizeof(r.pid), &pid->numbers[0].nr))
+		return;
+	r.userns = BPF_CORE_READ(cred, user_ns, ns.inum);
+	bpf_seq_write(seq, &r, sizeof(r));
+}
+
+/* Run over bpfnsd's own process only (a link made per question, with its tid): the cost is
+ * that of its own fd table, whatever the host holds, and the answer is the very file asked
+ * about, in whatever network namespace its socket was made. */
+SEC("iter/task_file")
+int iter_peer_files(struct bpf_iter__task_file *ctx)
+{
+	struct file *file = ctx->file;
+	struct socket *sock;
+	__u32 fd = ctx->fd;
+
+	if (!file || !bpf_map_lookup_elem(&peer_query, &fd))
+		return 0;
+	sock = bpf_sock_from_file(file);
+	if (!sock)
+		return 0;
+	emit_peer(ctx->meta->seq, fd, BPF_CORE_READ(sock, sk));
 	return 0;
 }

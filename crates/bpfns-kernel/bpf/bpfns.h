@@ -132,6 +132,22 @@ struct task_record {
 	__u32 flags;
 };
 
+/* One record of the peer iterator: the credentials the peer of one of bpfnsd's unix sockets
+ * had when it connected (sk_peer_cred and sk_peer_pid, taken by the kernel at connect). */
+struct peer_record {
+	__u64 cap_effective;
+	__u64 cap_permitted;
+	__u32 fd;
+	__u32 pid;
+	__u32 euid;
+	__u32 egid;
+	__u32 userns;
+	__u32 pad;
+};
+
+/* Sockets the peer iterator is asked about at once (peer_query). */
+#define BPFNS_PEER_QUERIES 256
+
 /* Capacity of the ownership map (obj_owner) and of the BPF LSM layer's lsm_objects: one entry
  * per recorded object. Namespaces' quotas (quota_daemon) are chosen so that their records
  * always fit (bpfnsd reserves every top-level namespace's limit). */

@@ -332,6 +332,46 @@ impl TaskRecord {
     }
 }
 
+/// `struct peer_record`: the credentials the peer of one of the process's unix sockets had
+/// when it connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerRecord {
+    /// Effective capabilities when it connected, relative to `userns`.
+    pub cap_effective: u64,
+    /// Permitted capabilities when it connected: what it could have raised then.
+    pub cap_permitted: u64,
+    /// The socket's fd in the asking process.
+    pub fd: u32,
+    /// The connecting process (as the initial pid namespace numbers it).
+    pub pid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    /// Inode of the user namespace it connected from.
+    pub userns: u32,
+}
+
+impl PeerRecord {
+    pub const SIZE: usize = 40;
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        let (cap_effective, cap_permitted) = unpair64(b.get(..16)?)?;
+        let (fd, pid) = unpair(b.get(16..24)?)?;
+        let (euid, egid) = unpair(b.get(24..32)?)?;
+        let (userns, _) = unpair(b.get(32..40)?)?;
+        Some(Self {
+            cap_effective,
+            cap_permitted,
+            fd,
+            pid,
+            euid,
+            egid,
+            userns,
+        })
+    }
+}
+
+/// `BPFNS_PEER_QUERIES`: sockets the peer iterator is asked about at once.
+pub const PEER_QUERIES: u32 = 256;
+
 /// `BPFNS_OWNERSHIP_CAPACITY`: entries of the ownership map (and of the BPF LSM layer's
 /// `lsm_objects`).
 pub const OWNERSHIP_CAPACITY: u32 = 1 << 20;

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::abi::{self, RawRecord, RecordDetails, Stat, TaskTag};
 use crate::doctor::Layer;
 use crate::error::{KernelError, Result};
-use crate::layout::{PinLayout, LINKS, MAPS, ON_DEMAND};
+use crate::layout::{PinLayout, LINKS, MAPS, ON_DEMAND, TASK_ITERATORS};
 pub use crate::record_log::{RecordChange, RecordLog};
 
 /// One BPF object and its owner namespace.
@@ -264,6 +264,9 @@ pub struct Kernel {
     reasons: MapHandle,
     cgroup_ns: MapHandle,
     ns_policy: MapHandle,
+    peer_query: MapHandle,
+    /// `iter_peer_files`, pinned as a program (a link is made per read).
+    peer_files: std::os::fd::OwnedFd,
     /// quota_daemon's id: the key of its copy in [`DAEMON_QUOTAS`] (0: no copy kept).
     quota_daemon_id: u32,
     /// Whether tagging and binding attach the syscall hooks first ([`crate::hooks`]).
@@ -407,8 +410,11 @@ pub fn kind_flag(kind: ObjectKind) -> &'static str {
 impl Kernel {
     /// Open the kernel side pinned under `layout`.
     pub fn open(layout: &PinLayout) -> Result<Self> {
-        for m in MAPS {
-            let p = layout.map(m);
+        for p in MAPS
+            .iter()
+            .map(|m| layout.map(m))
+            .chain(TASK_ITERATORS.iter().map(|p| layout.prog(p)))
+        {
             if !p.exists() {
                 return Err(KernelError::NotLoaded {
                     root: layout.root().to_path_buf(),
@@ -433,6 +439,10 @@ impl Kernel {
             reasons: open("reasons")?,
             cgroup_ns: open("cgroup_ns")?,
             ns_policy: open("ns_policy")?,
+            peer_query: open("peer_query")?,
+            peer_files: sysbpf::obj_get(&layout.prog("iter_peer_files")).map_err(
+                KernelError::sys("opening the pinned program iter_peer_files"),
+            )?,
             quota_daemon_id: 0,
             auto_hooks: true,
         }
@@ -1595,6 +1605,26 @@ impl Kernel {
             .collect())
     }
 
+    /// The credentials the peer of this process's connected unix socket `sock` had when it
+    /// connected (the kernel's `sk_peer_cred` and `sk_peer_pid`): its capabilities then, which
+    /// `/proc` no longer tells once it ran another program. `None`: the kernel listed no such
+    /// socket. The kernel walks this process's fd table for it (not the host's sockets).
+    pub fn peer_credentials(&self, sock: BorrowedFd<'_>) -> Result<Option<abi::PeerRecord>> {
+        let fd = sock.as_raw_fd() as u32;
+        let key = fd.to_ne_bytes();
+        // The key is this fd's own: a socket is asked about by one thread at a time.
+        self.peer_query
+            .update(&key, &[1], MapFlags::ANY)
+            .map_err(KernelError::libbpf("asking the peer iterator"))?;
+        let read = sysbpf::read_task_iter(&self.peer_files, std::process::id());
+        let _ = self.peer_query.delete(&key);
+        Ok(read
+            .map_err(KernelError::sys("reading iter_peer_files"))?
+            .chunks_exact(abi::PeerRecord::SIZE)
+            .filter_map(abi::PeerRecord::parse)
+            .find(|r| r.fd == fd))
+    }
+
     fn read_iter_bytes(&self, link_name: &str) -> Result<Vec<u8>> {
         let path = self.layout.link(link_name);
         let link = Link::open(&path)
@@ -1920,19 +1950,23 @@ impl Kernel {
     /// The ids of the programs of the kernel side, by link name: the syscall hooks' whether
     /// attached now or not ([`hooks_attached`](Self::hooks_attached)).
     pub fn program_ids(&self) -> Result<Vec<(&'static str, u32)>> {
+        let pinned_prog = |name: &'static str| {
+            let path = self.layout.prog(name);
+            let fd = sysbpf::obj_get(&path)
+                .map_err(KernelError::sys(format!("opening {}", path.display())))?;
+            let info: sysbpf::bpf_prog_info = sysbpf::info(&fd)
+                .map_err(KernelError::sys(format!("info of {}", path.display())))?;
+            Ok((name, info.id))
+        };
         LINKS
             .iter()
             .map(|name| {
                 if ON_DEMAND.contains(name) {
-                    let path = self.layout.prog(name);
-                    let fd = sysbpf::obj_get(&path)
-                        .map_err(KernelError::sys(format!("opening {}", path.display())))?;
-                    let info: sysbpf::bpf_prog_info = sysbpf::info(&fd)
-                        .map_err(KernelError::sys(format!("info of {}", path.display())))?;
-                    return Ok((*name, info.id));
+                    return pinned_prog(name);
                 }
                 Ok((*name, pinned_link_prog_id(&self.layout.link(name))?))
             })
+            .chain(TASK_ITERATORS.iter().map(|name| pinned_prog(name)))
             .collect()
     }
 }

@@ -4,11 +4,13 @@
 //! <root>/maps/{task_ns,obj_owner,ns_table,stats,violations,     state: survives reloads
 //!              quota_kernel,quota_daemon,reasons,cgroup_ns,
 //!              object_events,object_notices,ns_policy,kquota_kernel,
-//!              kquota_daemon}
+//!              kquota_daemon,
+//!              peer_query}                                (iter_peer_files' questions)
 //! <root>/links/{on_exec,on_cgroup_attach,iter_maps,iter_progs,     always
 //!               iter_links,iter_tasks,
 //!               on_sys_exit,on_fork}                                only while needed
 //! <root>/progs/{on_sys_exit,on_fork}          the programs, to attach them again
+//! <root>/progs/iter_peer_files                 run over one process per read (a link each)
 //! ```
 //!
 //! `on_sys_exit` and `on_fork` run on every syscall and every fork of the host: they are
@@ -23,7 +25,7 @@ pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/bpfns";
 /// A kernel side loaded by an older release lacks the newest (`object_events`,
 /// `object_notices`, `ns_policy`, the per-kind quota maps): the next load creates them, and
 /// [`Kernel::open`](crate::Kernel::open) asks for that load.
-pub const MAPS: [&str; 14] = [
+pub const MAPS: [&str; 15] = [
     "task_ns",
     "obj_owner",
     "ns_table",
@@ -38,6 +40,7 @@ pub const MAPS: [&str; 14] = [
     "ns_policy",
     "kquota_kernel",
     "kquota_daemon",
+    "peer_query",
 ];
 
 /// The programs, each attached through one pinned link.
@@ -55,6 +58,10 @@ pub const LINKS: [&str; 8] = [
 /// The programs attached only while needed ([`crate::hooks`]); pinned as programs too, so
 /// that they can be attached again without a reload.
 pub const ON_DEMAND: [&str; 2] = ["on_sys_exit", "on_fork"];
+
+/// Iterators run over one task at a time, so pinned as programs, each read making its own
+/// link: `iter_peer_files` over bpfnsd's own fds.
+pub const TASK_ITERATORS: [&str; 1] = ["iter_peer_files"];
 
 /// Paths of one pinned instance of the kernel side.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use libbpf_rs::Link;
 use serde::Serialize;
 
 use crate::error::{KernelError, Result};
-use crate::layout::{PinLayout, LINKS, MAPS, ON_DEMAND};
+use crate::layout::{PinLayout, LINKS, MAPS, ON_DEMAND, TASK_ITERATORS};
 use crate::lsm::{self, LsmStatus};
 use crate::migrate;
 use crate::skel::BpfnsSkelBuilder;
@@ -263,7 +263,18 @@ fn load_main(layout: &PinLayout, _hooks: &crate::hooks::HookLock) -> Result<Vec<
             programs.push((name.to_string(), id));
         }
     }
-    // The pins keep maps and links alive; `skel` may now be dropped.
+    // Task iterators: pinned as programs, a link made per read.
+    let [name] = TASK_ITERATORS;
+    let prog = &skel.progs.iter_peer_files;
+    pin_via_temp(&layout.prog(name), |tmp| {
+        bpfns_sys::bpf::obj_pin(prog, tmp)
+            .map_err(KernelError::sys(format!("pinning {}", tmp.display())))
+    })?;
+    let id = bpfns_sys::bpf::info::<bpfns_sys::bpf::bpf_prog_info>(prog)
+        .map(|i| i.id)
+        .unwrap_or(0);
+    programs.push((name.to_string(), id));
+    // The pins keep maps, links and programs alive; `skel` may now be dropped.
     drop(skel);
     Ok(programs)
 }

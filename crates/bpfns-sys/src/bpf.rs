@@ -246,6 +246,40 @@ pub fn link_create(prog: impl AsFd, target: impl AsFd, attach_type: u32) -> Resu
     check(|| "BPF_LINK_CREATE".to_string(), ret).map(owned)
 }
 
+/// Read iterator program `prog` over the task `tid` only (`BPF_LINK_CREATE` with the task as
+/// its target, then `BPF_ITER_CREATE`), to the end: what it wrote.
+pub fn read_task_iter(prog: impl AsFd, tid: u32) -> Result<Vec<u8>> {
+    // SAFETY: a zeroed union of plain integers is a valid value.
+    let mut info: libbpf_sys::bpf_iter_link_info = unsafe { std::mem::zeroed() };
+    info.task.tid = tid;
+    // SAFETY: as above, for the options struct (its pointers null).
+    let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _;
+    opts.iter_info = &mut info;
+    opts.iter_info_len = std::mem::size_of::<libbpf_sys::bpf_iter_link_info>() as u32;
+    // SAFETY: `opts` and the `info` it points to live across the call; the fd is borrowed.
+    let ret = unsafe {
+        libbpf_sys::bpf_link_create(
+            prog.as_fd().as_raw_fd(),
+            0,
+            libbpf_sys::BPF_TRACE_ITER,
+            &opts,
+        )
+    };
+    let link = check(|| "BPF_LINK_CREATE (task iterator)".to_string(), ret).map(owned)?;
+    // SAFETY: the link fd is borrowed for the call.
+    let ret = unsafe { libbpf_sys::bpf_iter_create(link.as_raw_fd()) };
+    let iter = check(|| "BPF_ITER_CREATE".to_string(), ret).map(owned)?;
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::from(iter), &mut out).map_err(|e| {
+        SysError::new(
+            "reading a task iterator",
+            Errno::from_io_error(&e).unwrap_or(Errno::IO),
+        )
+    })?;
+    Ok(out)
+}
+
 /// `BPF_RAW_TRACEPOINT_OPEN`: attach a raw tracepoint program, returning its link.
 pub fn raw_tracepoint_open(name: &str, prog: impl AsFd) -> Result<OwnedFd> {
     let c = CString::new(name).map_err(|_| SysError::new("tracepoint name", Errno::INVAL))?;

@@ -314,6 +314,59 @@ fn iterator_listing_matches_the_kernels_id_walk() {
     }
 }
 
+/// The peer iterator tells the credentials a connection's maker had when it connected (the
+/// kernel's record), whatever became of it since: bpfnsd takes the capabilities its callers
+/// held then from here, not from `/proc` when it accepts.
+#[test]
+fn the_peer_iterator_tells_what_a_connector_held_when_it_connected() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    require_kernel!();
+    let tk = TestKernel::load("peers");
+    // Made here: this process's own credentials, capabilities and all.
+    let (here, _there) = std::os::unix::net::UnixStream::pair().unwrap();
+    let own = bpfns_sys::caps::of_current_thread()
+        .unwrap()
+        .effective
+        .bits();
+    let me = tk
+        .kernel
+        .peer_credentials(here.as_fd())
+        .unwrap()
+        .expect("listed");
+    assert_eq!((me.euid, me.egid, me.cap_effective), (0, 0, own));
+    assert_eq!(u64::from(me.userns), bpfnsd::caller::PROC_USER_INIT_INO);
+    // Made by a process of uid 1000 without capabilities, which then exited.
+    let dir = std::path::PathBuf::from(format!("/tmp/bpfns-test-peers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.join("s");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let connect_to = path.clone();
+    // SAFETY: the closure only connects (a socket and a connect call) before exec.
+    let mut child = unsafe {
+        std::process::Command::new("/bin/true")
+            .uid(1000)
+            .gid(1000)
+            .pre_exec(move || std::os::unix::net::UnixStream::connect(&connect_to).map(|_| ()))
+            .spawn()
+            .unwrap()
+    };
+    let pid = child.id();
+    assert!(child.wait().unwrap().success());
+    let (theirs, _) = listener.accept().unwrap();
+    let peer = tk
+        .kernel
+        .peer_credentials(theirs.as_fd())
+        .unwrap()
+        .expect("listed");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!((peer.euid, peer.egid, peer.pid), (1000, 1000, pid));
+    assert_eq!((peer.cap_effective, peer.cap_permitted), (0, 0));
+    assert_eq!(u64::from(peer.userns), bpfnsd::caller::PROC_USER_INIT_INO);
+}
+
 #[test]
 fn backstop_stops_foreign_opens_by_id_of_all_four_kinds() {
     require_kernel!();

@@ -1194,6 +1194,12 @@ impl Scene {
                 v.push((ObjectKind::Prog, i.prog_id, format!("{l}'s program")));
             }
         }
+        for p in bpfns_kernel::layout::TASK_ITERATORS {
+            if let Ok(fd) = sysbpf::obj_get(&self.d.layout.prog(p)) {
+                let i = sysbpf::info::<sysbpf::bpf_prog_info>(&fd).unwrap();
+                v.push((ObjectKind::Prog, i.id, p.to_string()));
+            }
+        }
         v
     }
 }
@@ -6618,24 +6624,203 @@ mod inherited {
         let mut conn = std::os::unix::net::UnixStream::from(fds.pop().expect("the connection"));
         conn.set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
-        // The answer to the child's `hello` (only read: a request from here would be another
-        // writer's).
-        let mut header = [0u8; bpfns_proto::HEADER_LEN];
-        let hello = conn.read_exact(&mut header).ok().and_then(|()| {
-            let mut body = vec![0u8; u32::from_le_bytes(header) as usize];
-            conn.read_exact(&mut body).ok()?;
-            bpfns_proto::decode_response(&body).ok()
-        });
+        let hello = first_answer(&mut conn);
         drop(mine);
         let _ = child.wait();
-        let admin = matches!(
-            hello.as_ref().map(|r| &r.result),
-            Some(bpfns_proto::Outcome::Ok(bpfns_proto::Reply::Hello { caller, .. })) if caller.host_admin
-        );
         assert!(
-            !admin,
+            !answered_as_host_root(&hello),
             "uid 1000 was answered as host root after running a set-user-ID program: {hello:?}"
         );
+    }
+
+    /// The first answer on a connection (only read: a request from here would be another
+    /// writer's).
+    fn first_answer(conn: &mut std::os::unix::net::UnixStream) -> Option<bpfns_proto::Response> {
+        let mut header = [0u8; bpfns_proto::HEADER_LEN];
+        conn.read_exact(&mut header).ok()?;
+        let mut body = vec![0u8; u32::from_le_bytes(header) as usize];
+        conn.read_exact(&mut body).ok()?;
+        bpfns_proto::decode_response(&body).ok()
+    }
+
+    fn answered_as_host_root(hello: &Option<bpfns_proto::Response>) -> bool {
+        matches!(
+            hello.as_ref().map(|r| &r.result),
+            Some(bpfns_proto::Outcome::Ok(bpfns_proto::Reply::Hello { caller, .. })) if caller.host_admin
+        )
+    }
+
+    /// A process without privileges connects, sends its requests, and runs a program with
+    /// file capabilities (CAP_SYS_ADMIN and CAP_BPF; no set-user-ID bit, so no id changes)
+    /// before bpfnsd accepts the connection (bpfnsd is stopped meanwhile, SIGSTOP): it was
+    /// answered with the program's capabilities, as host root (bpfnsd read them when it
+    /// accepted). What the process held when it connected, as the kernel recorded it, decides.
+    #[test]
+    fn a_program_with_file_capabilities_run_after_connecting_is_not_served_as_itself() {
+        use std::os::unix::process::CommandExt;
+        bpfns_tests::require_kernel!();
+        let Some(program) = file_capabilities_program("rt-fcaps") else {
+            return;
+        };
+        let hello = connect_then_exec_while_stopped("rt-fcaps-accept", &program, |cmd| {
+            let mut c = Command::new(cmd.get_program());
+            c.args(cmd.get_args()).uid(1000).gid(1000);
+            c
+        });
+        let _ = std::fs::remove_dir_all(program.parent().unwrap());
+        assert!(
+            !answered_as_host_root(&hello),
+            "uid 1000 was answered as host root after running a program with file \
+             capabilities: {hello:?}"
+        );
+        assert!(
+            matches!(
+                hello.as_ref().map(|r| &r.result),
+                Some(bpfns_proto::Outcome::Error(e)) if e.message.contains("gained privileges")
+            ),
+            "expected a refusal naming the change: {hello:?}"
+        );
+    }
+
+    /// A copy of `sleep` with the file capabilities CAP_SYS_ADMIN and CAP_BPF (effective), in
+    /// a directory of its own that uid 1000 reaches; `None` (the test skipped) where they
+    /// cannot be given.
+    fn file_capabilities_program(name: &str) -> Option<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = PathBuf::from(format!("/tmp/bpfns-test-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let program = dir.join("sleep-with-capabilities");
+        std::fs::copy("/bin/sleep", &program).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        match Command::new("setcap")
+            .args(["cap_sys_admin,cap_bpf+ep"])
+            .arg(&program)
+            .status()
+        {
+            Ok(s) if s.success() => Some(program),
+            other => {
+                let _ = std::fs::remove_dir_all(&dir);
+                bpfns_tests::skip(format!(
+                    "cannot give {} file capabilities (setcap from libcap2-bin, a filesystem \
+                     with extended attributes): {other:?}",
+                    program.display()
+                ));
+                None
+            }
+        }
+    }
+
+    /// With a bpfnsd of its own stopped (`SIGSTOP`), run `rt-connect-then-exec SOCKET PROGRAM
+    /// 30` as `wrap` makes it (credentials, a wrapper program): it connects, queues `hello`
+    /// and `ns_list`, hands the connection here and becomes PROGRAM. Once it runs PROGRAM
+    /// bpfnsd is continued and accepts: bpfnsd's first answer on the connection.
+    fn connect_then_exec_while_stopped(
+        name: &str,
+        program: &Path,
+        wrap: impl FnOnce(&Command) -> Command,
+    ) -> Option<bpfns_proto::Response> {
+        use std::os::fd::AsFd;
+        let mut d = bpfns_tests::ProcessDaemon::start(name);
+        let daemon = bpfns_sys::process::open_pidfd(d.pid().expect("bpfnsd's pid") as i32)
+            .expect("bpfnsd's pidfd");
+        // bpfnsd accepts nothing while stopped; continued however this ends.
+        struct Continue(std::os::fd::OwnedFd);
+        impl Drop for Continue {
+            fn drop(&mut self) {
+                let _ = bpfns_sys::unix::pidfd_signal(self.0.as_fd(), libc::SIGCONT);
+            }
+        }
+        bpfns_sys::unix::pidfd_signal(daemon.as_fd(), libc::SIGSTOP).unwrap();
+        let stopped = Continue(daemon);
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut plain = Command::new(helper_path());
+        plain
+            .args(["rt-connect-then-exec", d.socket.to_str().unwrap()])
+            .arg(program)
+            .arg("30");
+        let mut child = wrap(&plain)
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut fds = Vec::new();
+        bpfns_sys::unix::recv_exact_with_fds(&mine, &mut [0u8; 1], &mut fds).unwrap();
+        let mut conn = std::os::unix::net::UnixStream::from(fds.pop().expect("the connection"));
+        // Accepted only once the child runs the program.
+        let exe = format!("/proc/{}/exe", child.id());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_link(&exe).ok().as_deref() != Some(program) {
+            assert!(
+                Instant::now() < deadline,
+                "the child never ran {}",
+                program.display()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(stopped);
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let hello = first_answer(&mut conn);
+        let _ = child.kill();
+        let _ = child.wait();
+        d.terminate();
+        hello
+    }
+
+    /// Root whose exec gives no capabilities (`SECBIT_NOROOT`, none inherited) connects with
+    /// none, queues `hello` and runs a program with file capabilities before bpfnsd accepts
+    /// (bpfnsd stopped meanwhile): with root's connections never asked about, it was served
+    /// as host root. Root is left unasked only while it holds its whole bounding set, as an
+    /// exec by root gives it.
+    #[test]
+    fn root_without_root_privileges_is_not_served_with_file_capabilities_gained_later() {
+        bpfns_tests::require_kernel!();
+        let Some(program) = file_capabilities_program("rt-noroot") else {
+            return;
+        };
+        let hello = connect_then_exec_while_stopped("rt-noroot-accept", &program, |cmd| {
+            let mut setpriv = Command::new("setpriv");
+            setpriv
+                .args(["--securebits", "+noroot", "--inh-caps", "-all", "--"])
+                .arg(cmd.get_program())
+                .args(cmd.get_args());
+            setpriv
+        });
+        let _ = std::fs::remove_dir_all(program.parent().unwrap());
+        assert!(
+            !answered_as_host_root(&hello),
+            "root without capabilities was answered as host root after running a program \
+             with file capabilities: {hello:?}"
+        );
+    }
+
+    /// The fix above must not refuse who it should serve: a process of uid 1000 that is root
+    /// of its own user and network namespace (its connection is a socket of that network
+    /// namespace) holds capabilities there and is served with them.
+    #[test]
+    fn a_caller_with_capabilities_in_a_network_namespace_of_its_own_is_still_served() {
+        use std::os::unix::process::CommandExt;
+        bpfns_tests::require_kernel!();
+        let d = TestDaemon::start("rt-fcaps-netns");
+        let out = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--net", "--"])
+            .arg(helper_path())
+            .args(["rt-hello", d.socket.to_str().unwrap()])
+            .uid(1000)
+            .gid(1000)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        if said.is_empty() && !out.status.success() {
+            bpfns_tests::skip(format!(
+                "uid 1000 cannot make a user namespace here: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+            return;
+        }
+        assert_eq!(said.trim(), "served / admin=false cap_bpf=true", "{out:?}");
     }
 
     /// Host root subscribes to every namespace's events and exits; a process that inherited

@@ -39,6 +39,13 @@ pub enum CallerError {
         connected: (u32, u32),
         now: (u32, u32),
     },
+    #[error(
+        "process {pid} gained privileges between connecting and being served ({what}: it ran \
+         a program with file capabilities?); connect again after the change"
+    )]
+    PrivilegesChanged { pid: i32, what: String },
+    #[error("the kernel does not tell who made process {0}'s connection; it is not served")]
+    ConnectorUnknown(i32),
     #[error("reading the peer's namespace: {0}")]
     Kernel(#[from] bpfns_kernel::KernelError),
 }
@@ -53,6 +60,8 @@ pub struct Caller {
     pub ns: NsId,
     /// Effective capability set, relative to `userns`.
     pub cap_eff: CapabilitySet,
+    /// Bounding set: what any exec as root gives it.
+    pub cap_bnd: CapabilitySet,
     /// Inode of the process's user namespace.
     pub userns: u64,
     /// The initial user namespace's inode (from the daemon's view).
@@ -94,7 +103,45 @@ impl Caller {
                 now: caller.effective_ids,
             });
         }
+        // Nor with a program's file capabilities, which change no id: a capability in effect
+        // now must have been permitted when it connected (the kernel kept those credentials).
+        // Asking costs a walk of this process's fd table, so only where it can differ: not for
+        // a caller without capabilities, nor for one whose effective uid was 0 when it
+        // connected and that holds its whole bounding set, as any exec by root gives it.
+        let as_root_exec = uid == 0 && caller.cap_eff == caller.cap_bnd;
+        if !caller.cap_eff.is_empty() && !as_root_exec {
+            let then = kernel
+                .peer_credentials(sock)?
+                .ok_or(CallerError::ConnectorUnknown(pid))?;
+            caller.check_held_when_connected(&then)?;
+        }
         Ok(caller)
+    }
+
+    /// That what this caller holds now it held when it connected (`then`: the kernel's
+    /// record of the connector's credentials).
+    fn check_held_when_connected(
+        &self,
+        then: &bpfns_kernel::abi::PeerRecord,
+    ) -> Result<(), CallerError> {
+        let changed = |what: String| CallerError::PrivilegesChanged {
+            pid: self.pid,
+            what,
+        };
+        if u64::from(then.userns) != self.userns {
+            return Err(changed(format!(
+                "user namespace {} when it connected, {} now",
+                then.userns, self.userns
+            )));
+        }
+        // Permitted then is what it could have raised then (the connecting thread's).
+        let gained = self.cap_eff - CapabilitySet::from_bits_retain(then.cap_permitted);
+        if !gained.is_empty() {
+            return Err(changed(format!(
+                "capabilities {gained:?}, not permitted when it connected"
+            )));
+        }
+        Ok(())
     }
 
     /// Facts about process `pid` whose pidfd is `pidfd`.
@@ -108,6 +155,7 @@ impl Caller {
         let status =
             procfs::read_status(pid).map_err(|source| CallerError::Proc { pid, source })?;
         let cap_eff = procfs::caps(&status, "CapEff").ok_or(CallerError::Status(pid))?;
+        let cap_bnd = procfs::caps(&status, "CapBnd").ok_or(CallerError::Status(pid))?;
         let uids = procfs::ids(&status, "Uid").ok_or(CallerError::Status(pid))?;
         let gids = procfs::ids(&status, "Gid").ok_or(CallerError::Status(pid))?;
         let userns = std::fs::metadata(format!("/proc/{pid}/ns/user"))
@@ -124,6 +172,7 @@ impl Caller {
             pidfd,
             ns,
             cap_eff,
+            cap_bnd,
             userns,
             init_userns,
             real_ids: (uids[0], gids[0]),
@@ -205,6 +254,7 @@ mod tests {
             pidfd: std::fs::File::open("/dev/null").expect("/dev/null").into(),
             ns,
             cap_eff: caps,
+            cap_bnd: CapabilitySet::all(),
             userns: if own_userns { 7 } else { PROC_USER_INIT_INO },
             init_userns: PROC_USER_INIT_INO,
             real_ids: (0, 0),
@@ -230,5 +280,43 @@ mod tests {
         assert!(caller(member, none, true).may_list_namespaces());
         assert!(!caller(member, none, true).may_list_objects());
         assert!(caller(member, bpf, true).may_list_objects());
+    }
+
+    #[test]
+    fn what_is_held_now_must_have_been_held_at_connect() {
+        let then = |caps: CapabilitySet, userns: u64| bpfns_kernel::abi::PeerRecord {
+            cap_effective: 0,
+            cap_permitted: caps.bits(),
+            fd: 3,
+            pid: 1,
+            euid: 1000,
+            egid: 1000,
+            userns: userns as u32,
+        };
+        let (admin, bpf) = (CapabilitySet::SYS_ADMIN, CapabilitySet::BPF);
+        let host = PROC_USER_INIT_INO;
+        let now = caller(NsId::ROOT, admin | bpf, false);
+        // Permitted then (raised since, or in effect then too), or more: served.
+        assert!(now
+            .check_held_when_connected(&then(admin | bpf, host))
+            .is_ok());
+        let fewer = caller(NsId::ROOT, bpf, false);
+        assert!(fewer
+            .check_held_when_connected(&then(admin | bpf, host))
+            .is_ok());
+        // Gained since (a program with file capabilities): refused, naming what.
+        let err = now.check_held_when_connected(&then(bpf, host)).unwrap_err();
+        assert!(
+            matches!(err, CallerError::PrivilegesChanged { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("SYS_ADMIN"), "{err}");
+        assert!(now
+            .check_held_when_connected(&then(CapabilitySet::empty(), host))
+            .is_err());
+        // Connected from another user namespace: refused, whatever it held there.
+        assert!(now
+            .check_held_when_connected(&then(admin | bpf, 7))
+            .is_err());
     }
 }

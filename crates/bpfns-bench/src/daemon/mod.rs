@@ -903,6 +903,15 @@ fn analysis(daemon: &rig::BenchDaemon, m: &mut Measured) -> Result<()> {
         "the same iterator, ids and owners only (the supervisor's whole read: every 10 s, and after a burst of creations)",
         &mut || Ok(kernel.owners_by_id(ObjectKind::Map)?.len()),
     )?;
+    let (here, _there) = std::os::unix::net::UnixStream::pair()?;
+    probe(
+        "Kernel::peer_credentials",
+        "what a connection's maker held when it connected: the fd iterator over this process (asked for callers with capabilities)",
+        &mut || {
+            use std::os::fd::AsFd;
+            Ok(usize::from(kernel.peer_credentials(here.as_fd())?.is_some()))
+        },
+    )?;
     probe(
         "ns_infos work: Kernel::list of every kind + tagged tasks",
         "what every ns_show/ns_list request computes",

@@ -97,7 +97,7 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 80] = [
+pub const ACTIONS: [&str; 81] = [
     "rt-observe",
     "rt-events",
     "rt-http",
@@ -166,6 +166,7 @@ pub const ACTIONS: [&str; 80] = [
     "rt-speak-received",
     "rt-pass-connection",
     "rt-connect-then-exec",
+    "rt-hello",
     "rt-subscribe-and-pass",
     "rt-pidns-forge",
     "rt-pidns-attacker",
@@ -3216,6 +3217,17 @@ fn more(exe: &Path, args: &[String]) {
             bpfns_sys::unix::send_with_fds(std::io::stdin(), b"c", &[conn.as_fd()])
                 .unwrap_or_else(|e| fail(&format!("passing the connection: {e}")));
             exec(Path::new(&arg(2)), &args[3..]);
+        }
+        "rt-hello" => {
+            // Who bpfnsd says this process is: `served NS admin=.. cap_bpf=..` or `refused ...`.
+            let hello = bpfns_client::Client::connect(arg(1)).and_then(|mut c| c.hello());
+            match hello {
+                Ok(h) => say(&format!(
+                    "served {} admin={} cap_bpf={}",
+                    h.namespace, h.host_admin, h.cap_bpf
+                )),
+                Err(e) => say(&format!("refused {e}")),
+            }
         }
         "rt-speak-received" => {
             // A connection to bpfnsd arrives on stdin (SCM_RIGHTS): ask it for the

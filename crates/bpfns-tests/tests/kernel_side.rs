@@ -560,6 +560,14 @@ fn unload_leaves_nothing_behind() {
         "/sys/fs/bpf/bpfns-test-unload-{}",
         std::process::id()
     ));
+    // Unloaded however the test ends (the unload under test comes first when it passes).
+    struct UnloadAtEnd(bpfns_kernel::PinLayout);
+    impl Drop for UnloadAtEnd {
+        fn drop(&mut self) {
+            let _ = loader::unload(&self.0);
+        }
+    }
+    let _at_end = UnloadAtEnd(layout.clone());
     let report = loader::load(&layout).unwrap();
     let kernel = bpfns_kernel::Kernel::open(&layout).unwrap();
     let mut prog_ids: Vec<u32> = kernel.program_ids().unwrap().iter().map(|p| p.1).collect();

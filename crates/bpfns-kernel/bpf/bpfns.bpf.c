@@ -684,13 +684,14 @@ int iter_tasks(struct bpf_iter__task *ctx)
 	return 0;
 }
 
-/* The fds of bpfnsd's sockets iter_peer_files reports: bpfnsd adds the fd of the connection
- * it asks about, reads the iterator over its own process and removes the fd again (several
- * threads may ask at once). Not state: never migrated. */
+/* The sockets iter_peer_files reports, keyed by process and fd (tgid << 32 | fd): bpfnsd
+ * (or its listener keeper) adds the fd of the connection it asks about, reads the iterator
+ * over its own process and removes the key again (several threads and processes may ask at
+ * once). Not state: never migrated. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, BPFNS_PEER_QUERIES);
-	__type(key, __u32);
+	__type(key, __u64);
 	__type(value, __u8);
 } peer_query SEC(".maps");
 
@@ -724,11 +725,16 @@ static __always_inline void emit_peer(struct seq_file *seq, __u32 fd, struct soc
 SEC("iter/task_file")
 int iter_peer_files(struct bpf_iter__task_file *ctx)
 {
+	struct task_struct *task = ctx->task;
 	struct file *file = ctx->file;
 	struct socket *sock;
 	__u32 fd = ctx->fd;
+	__u64 key;
 
-	if (!file || !bpf_map_lookup_elem(&peer_query, &fd))
+	if (!file || !task)
+		return 0;
+	key = (__u64)task->tgid << 32 | fd;
+	if (!bpf_map_lookup_elem(&peer_query, &key))
 		return 0;
 	sock = bpf_sock_from_file(file);
 	if (!sock)

@@ -369,7 +369,8 @@ impl PeerRecord {
     }
 }
 
-/// `BPFNS_PEER_QUERIES`: sockets the peer iterator is asked about at once.
+/// `BPFNS_PEER_QUERIES`: sockets the peer iterator is asked about at once (questions beyond
+/// it fail, and their callers are not served).
 pub const PEER_QUERIES: u32 = 256;
 
 /// `BPFNS_OWNERSHIP_CAPACITY`: entries of the ownership map (and of the BPF LSM layer's

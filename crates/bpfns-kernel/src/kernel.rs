@@ -1611,12 +1611,13 @@ impl Kernel {
     /// socket. The kernel walks this process's fd table for it (not the host's sockets).
     pub fn peer_credentials(&self, sock: BorrowedFd<'_>) -> Result<Option<abi::PeerRecord>> {
         let fd = sock.as_raw_fd() as u32;
-        let key = fd.to_ne_bytes();
-        // The key is this fd's own: a socket is asked about by one thread at a time.
+        let pid = std::process::id();
+        // This process's fd: asked about by one thread at a time.
+        let key = (u64::from(pid) << 32 | u64::from(fd)).to_ne_bytes();
         self.peer_query
             .update(&key, &[1], MapFlags::ANY)
             .map_err(KernelError::libbpf("asking the peer iterator"))?;
-        let read = sysbpf::read_task_iter(&self.peer_files, std::process::id());
+        let read = sysbpf::read_task_iter(&self.peer_files, pid);
         let _ = self.peer_query.delete(&key);
         Ok(read
             .map_err(KernelError::sys("reading iter_peer_files"))?

@@ -353,6 +353,7 @@ mod tests {
                 .max_entries()
         };
         assert_eq!(size("obj_owner"), crate::abi::OWNERSHIP_CAPACITY);
+        assert_eq!(size("peer_query"), crate::abi::PEER_QUERIES);
         for m in [
             "ns_table",
             "quota_kernel",

@@ -41,7 +41,8 @@ pub enum CallerError {
     },
     #[error(
         "process {pid} gained privileges between connecting and being served ({what}: it ran \
-         a program with file capabilities?); connect again after the change"
+         a program with file capabilities, or connected from a thread with fewer capabilities?); \
+         connect again after the change, from a thread that holds them"
     )]
     PrivilegesChanged { pid: i32, what: String },
     #[error("the kernel does not tell who made process {0}'s connection; it is not served")]
@@ -60,8 +61,6 @@ pub struct Caller {
     pub ns: NsId,
     /// Effective capability set, relative to `userns`.
     pub cap_eff: CapabilitySet,
-    /// Bounding set: what any exec as root gives it.
-    pub cap_bnd: CapabilitySet,
     /// Inode of the process's user namespace.
     pub userns: u64,
     /// The initial user namespace's inode (from the daemon's view).
@@ -105,11 +104,9 @@ impl Caller {
         }
         // Nor with a program's file capabilities, which change no id: a capability in effect
         // now must have been permitted when it connected (the kernel kept those credentials).
-        // Asking costs a walk of this process's fd table, so only where it can differ: not for
-        // a caller without capabilities, nor for one whose effective uid was 0 when it
-        // connected and that holds its whole bounding set, as any exec by root gives it.
-        let as_root_exec = uid == 0 && caller.cap_eff == caller.cap_bnd;
-        if !caller.cap_eff.is_empty() && !as_root_exec {
+        // Asked of every caller that holds capabilities, root too: /proc does not tell
+        // whether root's exec gives it capabilities (SECBIT_NOROOT).
+        if !caller.cap_eff.is_empty() {
             let then = kernel
                 .peer_credentials(sock)?
                 .ok_or(CallerError::ConnectorUnknown(pid))?;
@@ -155,7 +152,6 @@ impl Caller {
         let status =
             procfs::read_status(pid).map_err(|source| CallerError::Proc { pid, source })?;
         let cap_eff = procfs::caps(&status, "CapEff").ok_or(CallerError::Status(pid))?;
-        let cap_bnd = procfs::caps(&status, "CapBnd").ok_or(CallerError::Status(pid))?;
         let uids = procfs::ids(&status, "Uid").ok_or(CallerError::Status(pid))?;
         let gids = procfs::ids(&status, "Gid").ok_or(CallerError::Status(pid))?;
         let userns = std::fs::metadata(format!("/proc/{pid}/ns/user"))
@@ -172,7 +168,6 @@ impl Caller {
             pidfd,
             ns,
             cap_eff,
-            cap_bnd,
             userns,
             init_userns,
             real_ids: (uids[0], gids[0]),
@@ -254,7 +249,6 @@ mod tests {
             pidfd: std::fs::File::open("/dev/null").expect("/dev/null").into(),
             ns,
             cap_eff: caps,
-            cap_bnd: CapabilitySet::all(),
             userns: if own_userns { 7 } else { PROC_USER_INIT_INO },
             init_userns: PROC_USER_INIT_INO,
             real_ids: (0, 0),

@@ -6613,21 +6613,13 @@ mod inherited {
         let _ahead: Vec<_> = (0..300)
             .map(|_| std::os::unix::net::UnixStream::connect(&d.socket).unwrap())
             .collect();
-        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-        let mut child = Command::new(helper_path())
-            .args(["rt-connect-then-exec", d.socket.to_str().unwrap()])
+        let mut cmd = Command::new(helper_path());
+        cmd.args(["rt-connect-then-exec", d.socket.to_str().unwrap()])
             .arg(su)
             .args(["root", "-c", "true"])
             .uid(1000)
-            .gid(1000)
-            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut fds = Vec::new();
-        bpfns_sys::unix::recv_exact_with_fds(&mine, &mut [0u8; 1], &mut fds).unwrap();
-        let mut conn = std::os::unix::net::UnixStream::from(fds.pop().expect("the connection"));
+            .gid(1000);
+        let (mut child, mine, mut conn) = spawn_connecting(cmd);
         conn.set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
         let hello = first_answer(&mut conn);
@@ -6637,6 +6629,28 @@ mod inherited {
             !answered_as_host_root(&hello),
             "uid 1000 was answered as host root after running a set-user-ID program: {hello:?}"
         );
+    }
+
+    /// Spawn `cmd` (an `rt-connect-then-exec`) with one end of a socket pair as its stdin
+    /// and take the connection it hands over there: the child, this end, the connection.
+    fn spawn_connecting(
+        mut cmd: Command,
+    ) -> (
+        std::process::Child,
+        std::os::unix::net::UnixStream,
+        std::os::unix::net::UnixStream,
+    ) {
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let child = cmd
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut fds = Vec::new();
+        bpfns_sys::unix::recv_exact_with_fds(&mine, &mut [0u8; 1], &mut fds).unwrap();
+        let conn = std::os::unix::net::UnixStream::from(fds.pop().expect("the connection"));
+        (child, mine, conn)
     }
 
     /// The first answer on a connection (only read: a request from here would be another
@@ -6665,15 +6679,13 @@ mod inherited {
     fn a_program_with_file_capabilities_run_after_connecting_is_not_served_as_itself() {
         use std::os::unix::process::CommandExt;
         bpfns_tests::require_kernel!();
-        let Some(program) = file_capabilities_program("rt-fcaps") else {
-            return;
-        };
-        let hello = connect_then_exec_while_stopped("rt-fcaps-accept", &program, |cmd| {
+        let Some(hello) = hello_after_running_file_capabilities("rt-fcaps", |cmd| {
             let mut c = Command::new(cmd.get_program());
             c.args(cmd.get_args()).uid(1000).gid(1000);
             c
-        });
-        let _ = std::fs::remove_dir_all(program.parent().unwrap());
+        }) else {
+            return;
+        };
         assert!(
             !answered_as_host_root(&hello),
             "uid 1000 was answered as host root after running a program with file \
@@ -6717,6 +6729,18 @@ mod inherited {
         }
     }
 
+    /// [`connect_then_exec_while_stopped`] with a program with file capabilities
+    /// ([`file_capabilities_program`]), removed afterwards; `None`: skipped.
+    fn hello_after_running_file_capabilities(
+        name: &str,
+        wrap: impl FnOnce(&Command) -> Command,
+    ) -> Option<Option<bpfns_proto::Response>> {
+        let program = file_capabilities_program(name)?;
+        let hello = connect_then_exec_while_stopped(&format!("{name}-accept"), &program, wrap);
+        let _ = std::fs::remove_dir_all(program.parent().unwrap());
+        Some(hello)
+    }
+
     /// With a bpfnsd of its own stopped (`SIGSTOP`), run `rt-connect-then-exec SOCKET PROGRAM
     /// 30` as `wrap` makes it (credentials, a wrapper program): it connects, queues `hello`
     /// and `ns_list`, hands the connection here and becomes PROGRAM. Once it runs PROGRAM
@@ -6739,21 +6763,12 @@ mod inherited {
         }
         bpfns_sys::unix::pidfd_signal(daemon.as_fd(), libc::SIGSTOP).unwrap();
         let stopped = Continue(daemon);
-        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
         let mut plain = Command::new(helper_path());
         plain
             .args(["rt-connect-then-exec", d.socket.to_str().unwrap()])
             .arg(program)
             .arg("30");
-        let mut child = wrap(&plain)
-            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut fds = Vec::new();
-        bpfns_sys::unix::recv_exact_with_fds(&mine, &mut [0u8; 1], &mut fds).unwrap();
-        let mut conn = std::os::unix::net::UnixStream::from(fds.pop().expect("the connection"));
+        let (mut child, _mine, mut conn) = spawn_connecting(wrap(&plain));
         // Accepted only once the child runs the program.
         let exe = format!("/proc/{}/exe", child.id());
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -6784,10 +6799,7 @@ mod inherited {
     #[test]
     fn root_without_root_privileges_is_not_served_with_file_capabilities_gained_later() {
         bpfns_tests::require_kernel!();
-        let Some(program) = file_capabilities_program("rt-noroot") else {
-            return;
-        };
-        let hello = connect_then_exec_while_stopped("rt-noroot-accept", &program, |cmd| {
+        let Some(hello) = hello_after_running_file_capabilities("rt-noroot", |cmd| {
             let mut setpriv = Command::new("setpriv");
             setpriv
                 .args(["--securebits", "+noroot", "--inh-caps", "-all"])
@@ -6795,8 +6807,9 @@ mod inherited {
                 .arg(cmd.get_program())
                 .args(cmd.get_args());
             setpriv
-        });
-        let _ = std::fs::remove_dir_all(program.parent().unwrap());
+        }) else {
+            return;
+        };
         assert!(
             !answered_as_host_root(&hello),
             "root without capabilities was answered as host root after running a program \

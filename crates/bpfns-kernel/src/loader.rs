@@ -292,18 +292,33 @@ pub struct UnloadReport {
 pub fn unload(layout: &PinLayout) -> Result<UnloadReport> {
     let mut report = UnloadReport::default();
     for dir in [layout.links_dir(), layout.progs_dir(), layout.maps_dir()] {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(KernelError::io(format!("reading {}", dir.display()))(e)),
-        };
-        for entry in entries {
-            let path = entry
-                .map_err(KernelError::io(format!("reading {}", dir.display())))?
-                .path();
-            std::fs::remove_file(&path)
-                .map_err(KernelError::io(format!("removing {}", path.display())))?;
-            report.removed.push(path);
+        // A running bpfnsd (a forced unload) may pin a hook's link again meanwhile (it
+        // attaches the syscall hooks where namespaces need them): what appears is removed in
+        // the next pass.
+        let mut passes = 0;
+        loop {
+            passes += 1;
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => return Err(KernelError::io(format!("reading {}", dir.display()))(e)),
+            };
+            for entry in entries {
+                let path = entry
+                    .map_err(KernelError::io(format!("reading {}", dir.display())))?
+                    .path();
+                match std::fs::remove_file(&path) {
+                    Ok(()) => report.removed.push(path),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(KernelError::io(format!("removing {}", path.display()))(e))
+                    }
+                }
+            }
+            match std::fs::remove_dir(&dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && passes < 10 => {}
+                _ => break,
+            }
         }
         remove_dir_if_exists(&dir)?;
     }

@@ -129,7 +129,7 @@ pub fn classify(e: &anyhow::Error) -> (Code, Option<Errno>) {
         if let Some(m) = cause.downcast_ref::<MemberError>() {
             return match m {
                 MemberError::Client(c) => (client_code(c), None),
-                MemberError::Spawn(s) | MemberError::Filter(s) => {
+                MemberError::Spawn(s) | MemberError::Filter(s) | MemberError::Setup(s) => {
                     (errno_code(s.errno), Some(s.errno))
                 }
                 _ => (Code::Failed, None),

@@ -44,6 +44,10 @@ pub enum MemberError {
     /// the command was not found, `EACCES`/`ENOEXEC`: it cannot be run).
     #[error("starting the command: {0}")]
     Spawn(bpfns_sys::SysError),
+    /// A step of the new process's setup before exec failed (a mount, the filter, the
+    /// credentials); the error names it. The command never ran.
+    #[error("setting the member up: {0}")]
+    Setup(bpfns_sys::SysError),
     #[error("the member filter: {0}")]
     Filter(bpfns_sys::SysError),
     #[error(transparent)]
@@ -66,6 +70,7 @@ impl MemberError {
         use bpfns_sys::spawn::SpawnError;
         match e {
             SpawnError::Sys(e) => MemberError::Spawn(e),
+            SpawnError::Setup(e) => MemberError::Setup(e),
             SpawnError::Before { source, .. } => MemberError::Enter {
                 namespace: namespace.to_string(),
                 source,

@@ -55,6 +55,8 @@ const GO: u8 = b'g';
 const ABORT: u8 = b'x';
 const LISTENER: u8 = b'L';
 const ACK: u8 = b'a';
+/// The child's report of the setup step that failed ([`Step`]), sent before it gives up.
+const FAILED: u8 = b'E';
 
 /// How to set up a member between fork and exec. See the module documentation.
 #[derive(Debug, Clone)]
@@ -267,6 +269,7 @@ impl MemberSetup {
             .into());
         }
         let mut setup = self;
+        setup.skip_covered();
         refuse_inherited_fds(&setup)?;
         let cwd_again = if setup.makes_mount_namespace() {
             if setup.cwd.is_none() {
@@ -298,9 +301,11 @@ impl MemberSetup {
         unsafe {
             cmd.pre_exec(move || child_side(&hook));
         }
+        let mut report = None;
         let (spawned, parent) = std::thread::scope(|s| {
+            let report = &mut report;
             let helper = s.spawn(|| {
-                let r = parent_side(&parent_sock, before_setup, with_listener, wait_ack);
+                let r = parent_side(&parent_sock, before_setup, with_listener, wait_ack, report);
                 if r.is_err() {
                     // Unblock a child still waiting for us.
                     let _ = shutdown(&parent_sock);
@@ -326,6 +331,14 @@ impl MemberSetup {
             });
             (spawned, parent)
         });
+        if spawned.is_err() || parent.is_err() {
+            // A child that failed in its setup said where before it gave up (the spawn has
+            // returned, so the report is queued if there is one): that is the cause, and the
+            // parent's error only its consequence (`EPIPE`, a tag refused for a process gone).
+            if let Some((step, errno)) = report.or_else(|| read_report(&parent_sock)) {
+                return Err(SpawnError::Setup(SysError::new(plan.describe(step), errno)));
+            }
+        }
         match (spawned, parent) {
             (Ok(child), Ok(listener)) => Ok(Spawned { child, listener }),
             (Ok(mut child), Err(e)) => {
@@ -350,6 +363,11 @@ impl MemberSetup {
 pub enum SpawnError<E: std::error::Error + 'static> {
     #[error(transparent)]
     Sys(#[from] SysError),
+    /// A step of the child's setup between fork and exec failed (a mount, the filter, the
+    /// credentials): the error names the step, and the path where it has one; the command
+    /// never ran.
+    #[error("setting the member up: {0}")]
+    Setup(SysError),
     /// The callback that runs before the child hands its listener over failed; the program
     /// never ran.
     #[error("before starting process {pid}: {source}")]
@@ -402,6 +420,30 @@ pub fn install_filter_before_exec(cmd: &mut Command, filter: Filter) {
 }
 
 impl MemberSetup {
+    /// Leave out the covers and read-only mounts of paths below a path that is covered
+    /// already: after the cover they are not there to mount on (a daemon whose namespaces'
+    /// bpffs directory lies in its state directory has both hidden), and nothing below a cover
+    /// can be reached anyway. Detaching is done before the covers, so it stays.
+    fn skip_covered(&mut self) {
+        let path =
+            |c: &CString| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(c.as_bytes()));
+        let covers: Vec<std::path::PathBuf> = self.hide.iter().map(path).collect();
+        let below_another = |p: &std::path::Path, own: Option<usize>| {
+            covers
+                .iter()
+                .enumerate()
+                .any(|(i, c)| Some(i) != own && p != c && p.starts_with(c))
+        };
+        let mut i = 0;
+        self.hide.retain(|h| {
+            let keep = !below_another(&path(h), Some(i));
+            i += 1;
+            keep
+        });
+        self.read_only
+            .retain(|(r, _)| !below_another(&path(r), None));
+    }
+
     /// Whether the child gets a private mount namespace (what `child_side` tests).
     fn makes_mount_namespace(&self) -> bool {
         self.bpffs.is_some()
@@ -630,21 +672,174 @@ fn check(r: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// The child's half, between fork and exec: raw system calls only.
+/// A step of the child's setup, as the child reports the one that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Waiting for the parent or handing the listener over: a failure there is the parent's
+    /// doing (or the end of the parent), reported by the parent itself.
+    Exchange,
+    Stdio,
+    Unshare,
+    Slave,
+    Bpffs,
+    Preloaded,
+    Detach(u16),
+    Hide(u16),
+    ReadOnly(u16),
+    Chdir,
+    DropCaps,
+    NoNewPrivs,
+    Landlock,
+    Filter,
+    Credentials,
+}
+
+impl Step {
+    const KINDS: [Step; 15] = [
+        Step::Exchange,
+        Step::Stdio,
+        Step::Unshare,
+        Step::Slave,
+        Step::Bpffs,
+        Step::Preloaded,
+        Step::Detach(0),
+        Step::Hide(0),
+        Step::ReadOnly(0),
+        Step::Chdir,
+        Step::DropCaps,
+        Step::NoNewPrivs,
+        Step::Landlock,
+        Step::Filter,
+        Step::Credentials,
+    ];
+
+    fn kind(self) -> u8 {
+        let same = |k: &Step| std::mem::discriminant(k) == std::mem::discriminant(&self);
+        Step::KINDS.iter().position(same).unwrap_or(0) as u8
+    }
+
+    fn index(self) -> u16 {
+        match self {
+            Step::Detach(i) | Step::Hide(i) | Step::ReadOnly(i) => i,
+            _ => 0,
+        }
+    }
+
+    /// The report: `FAILED`, the kind, the index, the errno. Allocation-free.
+    fn report(self, errno: i32) -> [u8; 8] {
+        let [i0, i1] = self.index().to_ne_bytes();
+        let [e0, e1, e2, e3] = errno.to_ne_bytes();
+        [FAILED, self.kind(), i0, i1, e0, e1, e2, e3]
+    }
+
+    fn from_report(b: &[u8]) -> Option<(Step, Errno)> {
+        let [FAILED, kind, i0, i1, e0, e1, e2, e3] = *b else {
+            return None;
+        };
+        let i = u16::from_ne_bytes([i0, i1]);
+        let step = match *Step::KINDS.get(kind as usize)? {
+            Step::Detach(_) => Step::Detach(i),
+            Step::Hide(_) => Step::Hide(i),
+            Step::ReadOnly(_) => Step::ReadOnly(i),
+            s => s,
+        };
+        Some((
+            step,
+            Errno::from_raw_os_error(i32::from_ne_bytes([e0, e1, e2, e3])),
+        ))
+    }
+}
+
+/// Read a child's [`Step`] report if one is queued on `sock` (without waiting).
+fn read_report(sock: &std::os::fd::OwnedFd) -> Option<(Step, Errno)> {
+    let mut b = [0u8; 8];
+    // SAFETY: `b` is writable for its length; MSG_DONTWAIT: never blocks.
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            b.as_mut_ptr().cast(),
+            b.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n != b.len() as isize {
+        return None;
+    }
+    Step::from_report(&b)
+}
+
+impl ChildPlan {
+    /// What the child was doing at `step`, for an error message.
+    fn describe(&self, step: Step) -> String {
+        let path = |list: &[CString], i: u16| {
+            list.get(i as usize)
+                .map(|c| c.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        match step {
+            Step::Exchange => "talking to the parent".into(),
+            Step::Stdio => "a standard descriptor (0, 1 or 2) is a directory, an O_PATH \
+                            descriptor, on a bpffs or cgroupfs, or a connection to bpfnsd: the \
+                            member would reach past its own mounts through it"
+                .into(),
+            Step::Unshare => "making a mount namespace of its own (unshare)".into(),
+            Step::Slave => "making every mount of it a slave".into(),
+            Step::Bpffs => format!(
+                "bind-mounting the namespace's bpffs {} over /sys/fs/bpf",
+                self.bpffs
+                    .as_ref()
+                    .map(|c| c.to_string_lossy())
+                    .unwrap_or_default()
+            ),
+            Step::Preloaded => {
+                "covering the preloaded iterators /sys/fs/bpf/maps.debug and progs.debug".into()
+            }
+            Step::Detach(i) => format!("detaching the mount {}", path(&self.detach, i)),
+            Step::Hide(i) => format!("covering {} with an empty tmpfs", path(&self.hide, i)),
+            Step::ReadOnly(i) => {
+                let list: Vec<CString> = self.read_only.iter().map(|(p, _)| p.clone()).collect();
+                format!("making {} read-only", path(&list, i))
+            }
+            Step::Chdir => "changing to the working directory".into(),
+            Step::DropCaps => "dropping capabilities".into(),
+            Step::NoNewPrivs => "setting no_new_privs".into(),
+            Step::Landlock => "entering a Landlock domain".into(),
+            Step::Filter => "installing the seccomp filter".into(),
+            Step::Credentials => "switching to the requested user, groups and capabilities".into(),
+        }
+    }
+}
+
+/// The child's half, between fork and exec: raw system calls only. A step that fails is
+/// reported to the parent ([`Step`]) before the child gives up.
 fn child_side(plan: &ChildPlan) -> io::Result<()> {
     let sock = plan.sock.load(Ordering::SeqCst);
     if sock < 0 {
         return Err(io_err(Errno::BADF));
     }
+    let mut step = Step::Exchange;
+    let r = child_steps(plan, sock, &mut step);
+    if let Err(e) = &r {
+        if step != Step::Exchange {
+            let _ = send_raw(sock, &step.report(e.raw_os_error().unwrap_or(libc::EIO)));
+        }
+    }
+    r
+}
+
+fn child_steps(plan: &ChildPlan, sock: RawFd, step: &mut Step) -> io::Result<()> {
     // SAFETY: getpid has no preconditions.
     let pid: i32 = unsafe { libc::getpid() };
     send_raw(sock, &pid.to_ne_bytes()).map_err(io_err)?;
+    *step = Step::Stdio;
     stdio_reaches_nothing(&plan.daemon_socket, plan.mounts)?;
     // The setup runs while the parent's `before_setup` (bpfnsd tagging this process) is under
     // way: none of it depends on the tag, and nothing of the program runs before GO.
     if plan.mounts {
+        *step = Step::Unshare;
         // SAFETY: plain flag argument.
         check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
+        *step = Step::Slave;
         // SAFETY: every pointer is a NUL-terminated string prepared before the fork, or null
         // where mount(2) allows it.
         check(unsafe {
@@ -657,6 +852,7 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
             )
         })?;
         if let Some(src) = &plan.bpffs {
+            *step = Step::Bpffs;
             // SAFETY: as above.
             check(unsafe {
                 libc::mount(
@@ -667,11 +863,13 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
                     std::ptr::null(),
                 )
             })?;
+            *step = Step::Preloaded;
             for p in &plan.preloaded {
                 cover_file(p, &plan.dev_null)?;
             }
         }
-        for m in &plan.detach {
+        for (i, m) in plan.detach.iter().enumerate() {
+            *step = Step::Detach(i as u16);
             // SAFETY: a NUL-terminated string prepared before the fork.
             let r = unsafe { libc::umount2(m.as_ptr(), libc::MNT_DETACH) };
             // Gone since the list was made, or detached with a mount above it: nothing to do.
@@ -682,7 +880,8 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
                 }
             }
         }
-        for h in &plan.hide {
+        for (i, h) in plan.hide.iter().enumerate() {
+            *step = Step::Hide(i as u16);
             // SAFETY: as above.
             check(unsafe {
                 libc::mount(
@@ -694,7 +893,8 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
                 )
             })?;
         }
-        for (r, mount_point) in &plan.read_only {
+        for (i, (r, mount_point)) in plan.read_only.iter().enumerate() {
+            *step = Step::ReadOnly(i as u16);
             if !mount_point {
                 // SAFETY: as above.
                 check(unsafe {
@@ -723,6 +923,7 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
             })?;
         }
     }
+    *step = Step::Chdir;
     if let Some(dir) = &plan.cwd_again {
         // SAFETY: NUL-terminated strings prepared before the fork.
         if unsafe { libc::chdir(dir.as_ptr()) } != 0 {
@@ -734,18 +935,23 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
         // SAFETY: a NUL-terminated string prepared before the fork.
         check(unsafe { libc::chdir(dir.as_ptr()) })?;
     }
+    *step = Step::DropCaps;
     if plan.drop_caps != 0 {
         drop_caps_raw(plan.drop_caps, plan.no_new_privs)?;
     }
+    *step = Step::NoNewPrivs;
     if plan.no_new_privs {
         set_no_new_privs_raw().map_err(io_err)?;
     }
+    *step = Step::Landlock;
     if plan.landlock {
         crate::landlock::restrict_self_raw().map_err(io_err)?;
     }
+    *step = Step::Filter;
     let fd = install_filter_raw(&plan.filter, plan.flags)
         .map_err(io_err)?
         .ok_or_else(|| io_err(Errno::INVAL))?;
+    *step = Step::Exchange;
     let mut b = [0u8; 1];
     let go = recv_exact_raw(sock, &mut b).map_err(io_err);
     if go.is_err() || b[0] != GO {
@@ -766,6 +972,7 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
         }
     }
     if let Some(c) = &plan.creds {
+        *step = Step::Credentials;
         set_credentials_raw(c)?;
     }
     Ok(())
@@ -951,6 +1158,7 @@ fn parent_side<B, L, E>(
     before_setup: B,
     with_listener: L,
     wait_ack: bool,
+    report: &mut Option<(Step, Errno)>,
 ) -> std::result::Result<Listener, SpawnError<E>>
 where
     B: FnOnce(i32) -> std::result::Result<(), E>,
@@ -968,7 +1176,8 @@ where
         return Err(SpawnError::Before { pid, source });
     }
     send_raw(raw, &[GO]).map_err(|e| SysError::new("spawn member: go", e))?;
-    let mut b = [0u8; 1];
+    // Room for a child's report of a failed step, which comes instead of the listener.
+    let mut b = [0u8; 8];
     let (n, fd) = recv_fd(sock.as_fd(), &mut b).map_err(|e| {
         SysError::new(
             format!("spawn member: receiving the listener: {}", e.op),
@@ -977,11 +1186,12 @@ where
     })?;
     let fd = match fd {
         Some(fd) if n == 1 && b[0] == LISTENER => fd,
-        // EOF: the child failed before sending (spawn reports why).
+        // EOF, or the step that failed: the child gave up before sending (spawn reports why).
         _ => {
+            *report = Step::from_report(&b[..n]);
             return Err(
                 SysError::new("spawn member: the child sent no listener", Errno::PIPE).into(),
-            )
+            );
         }
     };
     let listener = Listener::from_fd(fd);
@@ -1203,6 +1413,87 @@ mod tests {
         }
         // The hook refuses a second use of the same command.
         assert!(cmd.spawn().is_err());
+    }
+
+    /// Whether this test may make mount namespaces (`CAP_SYS_ADMIN`); says so when not.
+    fn may_mount() -> bool {
+        let ok = rustix::process::geteuid().is_root();
+        if !ok {
+            eprintln!("skipped: making a mount namespace needs root");
+        }
+        ok
+    }
+
+    /// A setup step that fails in the child is named in the error, with its path and errno,
+    /// even when the parent's callback fails first because the child is gone by then (as
+    /// bpfnsd's tag of a process that has exited does).
+    #[test]
+    fn a_failing_setup_step_is_named_with_its_path() {
+        if !may_mount() {
+            return;
+        }
+        let missing = Path::new("/nonexistent-bpfns-spawn-test/dir");
+        let mut cmd = Command::new("/bin/true");
+        let e = MemberSetup::new(getppid_filter())
+            .no_new_privs(true)
+            .hide(missing)
+            .expect("path")
+            .spawn(
+                &mut cmd,
+                |pid| {
+                    // Fail only once the child has given up (a zombie, or reaped by `spawn`),
+                    // as a tag of a process gone does.
+                    for _ in 0..2000 {
+                        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                            .unwrap_or_default();
+                        let state = stat.rsplit(')').next().map(str::trim_start);
+                        if stat.is_empty() || state.is_some_and(|r| r.starts_with('Z')) {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(SysError::new("tagging the child", Errno::NOENT))
+                },
+                |_| Ok(()),
+            )
+            .expect_err("the cover cannot be mounted");
+        match e {
+            SpawnError::Setup(s) => {
+                assert_eq!(s.errno, Errno::NOENT, "{s}");
+                assert!(s.op.contains(&missing.display().to_string()), "{s}");
+            }
+            e => panic!("expected the setup step, got: {e}"),
+        }
+    }
+
+    /// A cover below another cover is left out (after the first, the second has nothing to
+    /// mount on), and what lies below both stays hidden.
+    #[test]
+    fn a_cover_below_another_cover_is_left_out() {
+        if !may_mount() {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("bpfns-spawn-covers-{}", std::process::id()));
+        let inner = dir.join("ns");
+        std::fs::create_dir_all(&inner).expect("mkdir");
+        std::fs::write(inner.join("secret"), "x").expect("write");
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "test ! -e {}/secret && echo hidden",
+                inner.display()
+            ))
+            .stdout(std::process::Stdio::piped());
+        let r = MemberSetup::new(trapping_nothing_a_shell_calls())
+            .no_new_privs(true)
+            .hide(&dir)
+            .and_then(|s| s.hide(&inner))
+            .expect("paths")
+            .spawn_plain(&mut cmd);
+        let out = r.map(|sp| sp.child.wait_with_output().expect("wait"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = out.expect("a cover inside a cover is no error");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hidden");
     }
 
     #[test]

@@ -583,6 +583,11 @@ pub fn cleanup_daemon_state(dir: &std::path::Path, layout: &PinLayout) {
     }
     // bpfnsd makes the instances' directory a mount point of its own.
     let _ = bpfns_sys::fs::unmount_detach(&dir.join("ns"));
+    // And whatever a test's configuration mounted elsewhere below it (an instances'
+    // directory inside the state directory).
+    for m in bpfns_sys::procfs::mounts_below(dir).unwrap_or_default() {
+        let _ = bpfns_sys::fs::unmount_detach(&m);
+    }
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(root_bpffs_of(layout));
     let _ = loader::unload(layout);

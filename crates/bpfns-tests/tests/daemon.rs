@@ -479,6 +479,46 @@ fn a_member_sees_no_other_namespaces_bpffs_instance() {
     }
 }
 
+/// A daemon whose namespaces' bpffs instances lie inside its state directory (both are
+/// hidden from a member, one inside the other) starts members: they see their own instance at
+/// /sys/fs/bpf and nothing of the state directory.
+#[test]
+fn members_start_when_the_instances_lie_in_the_state_directory() {
+    require_kernel!();
+    let d = TestDaemon::start_with("ns-in-state", |c| c.ns_bpffs_dir = c.state_dir.join("ns"));
+    let mut c = d.client();
+    let own = PathBuf::from(c.ns_create("/a").unwrap().bpffs);
+    let state = d.dir.join("state");
+    assert!(own.starts_with(&state), "{}", own.display());
+    let m = bpfns_sys::bpf::map_create(2, "ns_in_state", 4, 4, 1).unwrap();
+    bpfns_sys::bpf::obj_pin(&m, &own.join("mine")).unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("ls /sys/fs/bpf; ls -A {} | wc -l", state.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let member = bpfns_client::member::spawn(&d.socket, "/a", &mut cmd)
+        .expect("a member starts although its instance lies in the hidden state directory");
+    let out = member.into_child().wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.contains(&"mine"),
+        "its own pin at /sys/fs/bpf: {text}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&"0"),
+        "the state directory is empty to it: {text}"
+    );
+}
+
 /// `ns_bpffs_dir` reached through a symbolic link (`/var/run/bpfns/ns` for `/run/bpfns/ns`):
 /// bpfnsd takes it canonical, so a restart finds its own mount point and the instances below
 /// it (no new mount stacked over them), and pins survive.

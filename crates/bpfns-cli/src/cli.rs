@@ -65,6 +65,105 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The command line, parsed: by [`Cli::exec_fast`] when it is a plain `bpfns exec`, else
+    /// by clap.
+    pub fn parse_args(args: &[OsString]) -> Result<Self, clap::Error> {
+        match Self::exec_fast(args, std::env::var_os("BPFNS_SOCKET")) {
+            Some(cli) => Ok(cli),
+            None => Self::try_parse_from(args),
+        }
+    }
+
+    /// `bpfns [--socket P] [--pin-root P] exec [--user U] [--caps C] [--writable-cgroups] NS
+    /// -- CMD [ARGS...]` (each flag at most once, `--flag=value` too) without clap: building
+    /// the whole command tree takes longer than the rest of starting a member (~0.6 ms), and
+    /// `bpfns exec` is what runtimes and scripts run per process. Anything else — another
+    /// flag, no `--`, a namespace that looks like a flag — is `None`, left to clap. A test
+    /// holds both parsers to the same answers.
+    pub fn exec_fast(args: &[OsString], socket_env: Option<OsString>) -> Option<Self> {
+        let mut rest = args.get(1..)?.iter();
+        let mut socket = None;
+        let mut pin_root = None;
+        let mut user = None;
+        let mut caps = None;
+        let mut writable_cgroups = false;
+        let mut in_exec = false;
+        // A flag's value, given as `--flag=value` or as the next argument; `None` when it is
+        // missing or the flag was given before.
+        fn value<'a>(
+            slot: &mut Option<OsString>,
+            inline: Option<&[u8]>,
+            rest: &mut impl Iterator<Item = &'a OsString>,
+        ) -> Option<()> {
+            use std::os::unix::ffi::OsStrExt;
+            if slot.is_some() {
+                return None;
+            }
+            let v = match inline {
+                Some(v) => std::ffi::OsStr::from_bytes(v).to_os_string(),
+                None => rest.next()?.clone(),
+            };
+            // An empty or flag-like value is left to clap's judgement.
+            if v.is_empty() || v.as_encoded_bytes().starts_with(b"-") {
+                return None;
+            }
+            *slot = Some(v);
+            Some(())
+        }
+        let namespace = loop {
+            let a = rest.next()?;
+            let bytes = a.as_encoded_bytes();
+            let (name, inline) = match bytes.iter().position(|&b| b == b'=') {
+                Some(i) if bytes.starts_with(b"--") => (&bytes[..i], Some(&bytes[i + 1..])),
+                _ => (bytes, None),
+            };
+            match name {
+                b"--socket" => value(&mut socket, inline, &mut rest)?,
+                b"--pin-root" => value(&mut pin_root, inline, &mut rest)?,
+                b"exec" if !in_exec && inline.is_none() => in_exec = true,
+                b"--user" if in_exec => value(&mut user, inline, &mut rest)?,
+                b"--caps" if in_exec => value(&mut caps, inline, &mut rest)?,
+                b"--writable-cgroups" if in_exec && inline.is_none() && !writable_cgroups => {
+                    writable_cgroups = true
+                }
+                _ if in_exec && !bytes.starts_with(b"-") => break a.to_str()?.to_string(),
+                _ => return None,
+            }
+        };
+        if rest.next()?.as_encoded_bytes() != b"--" {
+            return None;
+        }
+        let command: Vec<OsString> = rest.cloned().collect();
+        if command.is_empty() {
+            return None;
+        }
+        let socket = match (socket, socket_env) {
+            (Some(s), _) => s,
+            // clap takes an empty variable as unset; left to it.
+            (None, Some(e)) if e.is_empty() => return None,
+            (None, Some(e)) => e,
+            (None, None) => bpfns_proto::DEFAULT_SOCKET.into(),
+        };
+        // `Some(None)`: not given; `None`: not UTF-8 (clap's error).
+        let utf8 = |v: Option<OsString>| match v {
+            None => Some(None),
+            Some(v) => v.into_string().ok().map(Some),
+        };
+        Some(Cli {
+            json: false,
+            pretty: false,
+            socket: socket.into(),
+            pin_root: pin_root.map_or_else(|| DEFAULT_PIN_ROOT.into(), PathBuf::from),
+            command: Command::Exec {
+                user: utf8(user)?,
+                caps: utf8(caps)?,
+                writable_cgroups,
+                namespace,
+                command,
+            },
+        })
+    }
+
     /// The output format the flags ask for.
     pub fn format(&self) -> Format {
         Format::from_flags(self.json, self.pretty)
@@ -842,6 +941,109 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("bpfns").chain(args.iter().copied()))
+    }
+
+    /// Every command line the fast `exec` parser takes, clap parses to the same; the ones it
+    /// leaves to clap include every other flag and form.
+    #[test]
+    fn the_fast_exec_parser_agrees_with_clap() {
+        let taken: &[&[&str]] = &[
+            &["exec", "/a", "--", "true"],
+            &["exec", "/a", "--", "sh", "-c", "echo -j --socket x"],
+            &["--socket", "/run/s.sock", "exec", "/a", "--", "true"],
+            &["--socket=/run/s.sock", "exec", "/a/b", "--", "true", "--"],
+            &[
+                "exec",
+                "--socket",
+                "/s",
+                "--pin-root=/sys/fs/bpf/p",
+                "/a",
+                "--",
+                "x",
+            ],
+            &[
+                "exec",
+                "--user",
+                "nobody",
+                "--caps",
+                "bpf,perfmon",
+                "/a",
+                "--",
+                "bpftool",
+            ],
+            &[
+                "exec",
+                "--user=1000:1000",
+                "--caps=none",
+                "--writable-cgroups",
+                "/a",
+                "--",
+                "x",
+            ],
+            &[
+                "--pin-root",
+                "/p",
+                "exec",
+                "--writable-cgroups",
+                "/t",
+                "--",
+                "--",
+                "-x",
+            ],
+            &["exec", "/ä", "--", "true"],
+        ];
+        let left: &[&[&str]] = &[
+            &["exec", "/a", "true"],
+            &["exec", "/a", "--"],
+            &["exec", "-j", "/a", "--", "true"],
+            &["-p", "exec", "/a", "--", "true"],
+            &["exec", "--help"],
+            &["exec", "/a", "--help", "--", "true"],
+            &["exec", "--socket", "/a", "--socket", "/b", "/a", "--", "x"],
+            &["exec", "--user", "--", "/a", "--", "x"],
+            &["exec", "--user=", "/a", "--", "x"],
+            &[
+                "exec",
+                "--writable-cgroups",
+                "--writable-cgroups",
+                "/a",
+                "--",
+                "x",
+            ],
+            &["exec", "--writable-cgroups=true", "/a", "--", "x"],
+            &["exec", "--unknown", "/a", "--", "x"],
+            &["exec", "--", "/a", "--", "x"],
+            &["ns", "list"],
+            &["--version"],
+            &[],
+            &["exec"],
+            &["--socket", "/s"],
+            &["exec", "exec", "/a", "--", "x"],
+        ];
+        let args = |a: &[&str]| -> Vec<OsString> {
+            std::iter::once("bpfns")
+                .chain(a.iter().copied())
+                .map(Into::into)
+                .collect()
+        };
+        for env in [None, Some("/run/env.sock")] {
+            let env_os = env.map(OsString::from);
+            for a in taken {
+                let fast = Cli::exec_fast(&args(a), env_os.clone())
+                    .unwrap_or_else(|| panic!("not taken: {a:?}"));
+                let mut slow = parse(a).unwrap_or_else(|e| panic!("{a:?}: {e}"));
+                // clap reads the variable itself; the fast parser is given it.
+                if !a.iter().any(|x| x.starts_with("--socket")) {
+                    slow.socket = env
+                        .map_or_else(|| PathBuf::from(bpfns_proto::DEFAULT_SOCKET), PathBuf::from);
+                }
+                assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "{a:?}");
+            }
+            for a in left {
+                assert!(Cli::exec_fast(&args(a), env_os.clone()).is_none(), "{a:?}");
+            }
+        }
+        assert!(Cli::exec_fast(&args(&["exec", "/a", "--", "x"]), Some("".into())).is_none());
     }
 
     #[test]

@@ -221,7 +221,7 @@ pub fn spawn_with(
         if let Some(t) = mountinfo_text.get() {
             return Ok(t.as_str());
         }
-        let t = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| {
+        let t = bpfns_sys::procfs::read_text("/proc/self/mountinfo").map_err(|e| {
             MemberError::Spawn(bpfns_sys::SysError {
                 op: "reading /proc/self/mountinfo".into(),
                 errno: bpfns_sys::Errno::from_io_error(&e).unwrap_or(bpfns_sys::Errno::IO),

@@ -9,14 +9,25 @@ use std::io;
 
 use crate::caps::CapabilitySet;
 
+/// A /proc text, read into a buffer that fits the usual one whole. (A /proc file says its
+/// size is 0, so `std::fs::read_to_string` starts from 32 bytes and doubles: 8–10 reads for a
+/// status, on every caller bpfnsd identifies and every member start.)
+pub fn read_text(path: impl AsRef<std::path::Path>) -> io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut text = String::with_capacity(8192);
+    f.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// `/proc/<pid>/status` of process (or thread) `pid`.
 pub fn read_status(pid: i32) -> io::Result<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    read_text(format!("/proc/{pid}/status"))
 }
 
 /// `/proc/<pid>/stat` of process (or thread) `pid`.
 pub fn read_stat(pid: i32) -> io::Result<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    read_text(format!("/proc/{pid}/stat"))
 }
 
 /// The value of line `name:` (e.g. `"CapEff"`) of a status text, trimmed.
@@ -257,10 +268,7 @@ pub fn overlay_upperdir(mountinfo: &str, point: &std::path::Path) -> Option<std:
 
 /// The mount points strictly below `dir` in this process's mount namespace, deepest first.
 pub fn mounts_below(dir: &std::path::Path) -> io::Result<Vec<std::path::PathBuf>> {
-    Ok(mounts_below_in(
-        &std::fs::read_to_string("/proc/self/mountinfo")?,
-        dir,
-    ))
+    Ok(mounts_below_in(&read_text("/proc/self/mountinfo")?, dir))
 }
 
 /// The mount points strictly below `dir` in a `mountinfo` text, deepest first.

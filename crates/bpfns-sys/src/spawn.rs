@@ -469,14 +469,25 @@ fn refuse_inherited_fds(setup: &MemberSetup) -> Result<()> {
     // Without a mount namespace of its own the member sees what its caller sees: only a
     // connection to bpfnsd matters then.
     let mounts = setup.makes_mount_namespace();
-    // Canonical, as the descriptors' paths are.
+    // Canonical, as the descriptors' paths are. Mount points (as mountinfo lists them, a
+    // dozen cgroup mounts on a cgroup v1 host) are canonical already.
+    let path = |c: &CString| Path::new(std::ffi::OsStr::from_bytes(c.as_bytes())).to_path_buf();
     let kept: Vec<std::path::PathBuf> = setup
         .hide
         .iter()
         .chain(&setup.detach)
-        .chain(setup.read_only.iter().map(|(p, _)| p))
-        .map(|c| Path::new(std::ffi::OsStr::from_bytes(c.as_bytes())))
-        .map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()))
+        .chain(setup.read_only.iter().filter(|(_, m)| !m).map(|(p, _)| p))
+        .map(|c| {
+            let p = path(c);
+            p.canonicalize().unwrap_or(p)
+        })
+        .chain(
+            setup
+                .read_only
+                .iter()
+                .filter(|(_, m)| *m)
+                .map(|(p, _)| path(p)),
+        )
         .collect();
     let dir = std::fs::read_dir("/proc/self/fd").map_err(|e| {
         SysError::new(

@@ -117,7 +117,7 @@ impl Own {
 /// The calling thread's fs id from its `status` line `name` (the fourth column). The fs ids
 /// follow the effective ids unless changed; bpfnsd never changes them outside a borrow.
 fn own_fs_id(name: &str) -> Option<u32> {
-    let s = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    let s = bpfns_sys::procfs::read_text("/proc/thread-self/status").ok()?;
     Some(bpfns_sys::procfs::ids(&s, name)?[3])
 }
 

@@ -40,6 +40,14 @@ pub fn run(
     let (prog, args) = command
         .split_first()
         .context("no command given: bpfns exec NS -- CMD [ARGS...]")?;
+    // bpfnsd is asked first: the rest of the preparations run while it answers.
+    let prepared = match member::prepare(socket, ns) {
+        Ok(p) => p,
+        Err(e) => {
+            return Err(anyhow::Error::new(e))
+                .with_context(|| format!("starting {} in namespace {ns}", prog.to_string_lossy()))
+        }
+    };
     if let Some(w) = bpfns_client::advice::net_admin_in_host_netns() {
         eprintln!("{w}");
     }
@@ -54,7 +62,7 @@ pub fn run(
     if let Some(c) = creds {
         options = options.credentials(c);
     }
-    let mut child = match member::spawn_with(socket, ns, &mut cmd, options) {
+    let mut child = match prepared.spawn(&mut cmd, options) {
         Ok(c) => c,
         Err(e) => {
             let name = prog.to_string_lossy();

@@ -79,6 +79,21 @@ pub enum ListingJson {
     Objects(Vec<ObjectInfo>),
 }
 
+/// A request sent and not yet answered ([`Client::send_request`]).
+#[derive(Debug)]
+#[must_use = "its answer is read with Client::finish before the next request"]
+pub struct Pending {
+    req: Request,
+}
+
+/// A `member_plan` request sent and not yet answered ([`Client::member_plan_sent`]).
+#[derive(Debug)]
+#[must_use = "its answer is read with Client::member_plan_finish before the next request"]
+pub struct PlanSent {
+    pending: Pending,
+    path: String,
+}
+
 /// A connection to bpfnsd.
 #[derive(Debug)]
 pub struct Client {
@@ -122,6 +137,22 @@ impl Client {
         self.send(&req, fds)?;
         let (resp, got_fds) = self.read_response()?;
         Self::answer_to(&req, resp, got_fds)
+    }
+
+    /// Send one request now and read its answer later ([`Client::finish`]), so that the
+    /// caller works meanwhile. No other request may be made before it is finished.
+    pub fn send_request(&mut self, op: Op) -> Result<Pending> {
+        self.seq += 1;
+        let req = Request::new(self.seq, op);
+        self.send(&req, &[])?;
+        Ok(Pending { req })
+    }
+
+    /// The answer to a request sent with [`Client::send_request`], and the fds that came
+    /// with it.
+    pub fn finish(&mut self, p: Pending) -> Result<(Reply, Vec<OwnedFd>)> {
+        let (resp, got_fds) = self.read_response()?;
+        Self::answer_to(&p.req, resp, got_fds)
     }
 
     /// The outcome of `resp`, if it answers `req`.
@@ -304,7 +335,24 @@ impl Client {
     /// [`bpfns_proto::Op::MemberPlan`]).
     /// A bpfnsd older than the request gets the three it answers instead.
     pub fn member_plan(&mut self, path: &str) -> Result<bpfns_proto::MemberPlan> {
-        match self.call(Op::MemberPlan { path: path.into() }) {
+        let sent = self.member_plan_sent(path)?;
+        self.member_plan_finish(sent)
+    }
+
+    /// [`Client::member_plan`] in two halves: the request is sent now, and its answer read by
+    /// [`Client::member_plan_finish`].
+    pub fn member_plan_sent(&mut self, path: &str) -> Result<PlanSent> {
+        Ok(PlanSent {
+            pending: self.send_request(Op::MemberPlan { path: path.into() })?,
+            path: path.to_string(),
+        })
+    }
+
+    /// The answer to [`Client::member_plan_sent`].
+    pub fn member_plan_finish(&mut self, sent: PlanSent) -> Result<bpfns_proto::MemberPlan> {
+        let PlanSent { pending, path } = sent;
+        let path = path.as_str();
+        match self.finish(pending).map(|(r, _)| r) {
             Ok(Reply::MemberPlan(p)) => Ok(p),
             Ok(r) => Self::unexpected(r),
             Err(e) if e.code() == Some(ErrorCode::BadRequest) => {

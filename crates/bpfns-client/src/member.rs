@@ -158,12 +158,63 @@ pub fn spawn_with(
     cmd: &mut Command,
     options: Options,
 ) -> Result<Member, MemberError> {
+    prepare(socket, ns)?.spawn(cmd, options)
+}
+
+/// Connect to bpfnsd at `socket` and ask what starting a member of `ns` needs; the answer is
+/// read by [`Prepared::spawn`], so that the caller can do its own preparations (signal
+/// handlers, the command) while bpfnsd answers.
+pub fn prepare(socket: &Path, ns: &str) -> Result<Prepared, MemberError> {
+    let mut client = Client::connect(socket)?;
+    let plan = client.member_plan_sent(ns)?;
+    Ok(Prepared {
+        client,
+        plan,
+        socket: socket.to_path_buf(),
+        ns: ns.to_string(),
+    })
+}
+
+/// A member start under way: bpfnsd has been asked for its plan ([`prepare`]).
+#[derive(Debug)]
+pub struct Prepared {
+    client: Client,
+    plan: crate::PlanSent,
+    socket: PathBuf,
+    ns: String,
+}
+
+impl Prepared {
+    /// Start `cmd` as the member ([`spawn_with`]).
+    pub fn spawn(self, cmd: &mut Command, options: Options) -> Result<Member, MemberError> {
+        let Prepared {
+            client,
+            plan,
+            socket,
+            ns,
+        } = self;
+        start(client, plan, &socket, &ns, cmd, options)
+    }
+}
+
+fn start(
+    mut client: Client,
+    plan: crate::PlanSent,
+    socket: &Path,
+    ns: &str,
+    cmd: &mut Command,
+    options: Options,
+) -> Result<Member, MemberError> {
     let Options {
         credentials,
         writable_cgroups,
     } = options;
-    let mut client = Client::connect(socket)?;
-    let target = client.member_plan(ns)?;
+    // Read while bpfnsd answers, when it will most likely be needed (host root's members get
+    // mounts of their own; a host with many mounts makes it ~0.1 ms).
+    let early_mountinfo = (bpfns_sys::thread::euid() == 0)
+        .then(|| bpfns_sys::procfs::read_text("/proc/self/mountinfo").ok())
+        .flatten();
+    let target = client.member_plan_finish(plan)?;
     let me = &target.caller;
     if me.namespace != "/" {
         if credentials.is_some() {
@@ -217,6 +268,9 @@ pub fn spawn_with(
     }
     // Read once, when needed (a host with many mounts makes it ~0.1 ms each time).
     let mountinfo_text: std::cell::OnceCell<String> = std::cell::OnceCell::new();
+    if let Some(t) = early_mountinfo {
+        let _ = mountinfo_text.set(t);
+    }
     let mountinfo = || -> Result<&str, MemberError> {
         if let Some(t) = mountinfo_text.get() {
             return Ok(t.as_str());

@@ -22,11 +22,11 @@
 //! 4. optionally the child enters a Landlock domain of its own (no ptrace access to processes
 //!    outside it: [`crate::landlock`]); the seccomp filter is installed with
 //!    `NEW_LISTENER | WAIT_KILLABLE_RECV` (by default);
-//! 5. the child waits for the parent's go-ahead (sent once `before_setup` succeeded), then
-//!    sends the listener fd to the parent (`SCM_RIGHTS`) and closes it, so the program never
-//!    holds its own listener;
-//! 6. optionally the child waits for an acknowledgement (sent after the `with_listener`
-//!    callback succeeded) before it execs.
+//! 5. the child sends the listener fd to the parent (`SCM_RIGHTS`) and closes it, so the
+//!    program never holds its own listener: without an acknowledgement to wait for (6), only
+//!    after the parent's go-ahead (sent once `before_setup` succeeded); with one, at once;
+//! 6. optionally the child waits for an acknowledgement (sent after `before_setup` and the
+//!    `with_listener` callback succeeded) before it execs.
 //!
 //! Everything that allocates (C strings, the filter program) is prepared before the fork; the
 //! child runs raw system calls only, with a stack buffer for the control message (no rustix
@@ -238,7 +238,8 @@ impl MemberSetup {
         self
     }
 
-    /// Wait for the parent's acknowledgement (after `with_listener`) before exec.
+    /// Wait for the parent's acknowledgement (after `before_setup` and `with_listener`) before
+    /// exec; the listener is then handed over without waiting for `before_setup`.
     pub fn wait_ack(mut self, on: bool) -> Self {
         self.wait_ack = on;
         self
@@ -845,7 +846,7 @@ fn child_steps(plan: &ChildPlan, sock: RawFd, step: &mut Step) -> io::Result<()>
     *step = Step::Stdio;
     stdio_reaches_nothing(&plan.daemon_socket, plan.mounts)?;
     // The setup runs while the parent's `before_setup` (bpfnsd tagging this process) is under
-    // way: none of it depends on the tag, and nothing of the program runs before GO.
+    // way: none of it depends on the tag, and nothing of the program runs before GO or ACK.
     if plan.mounts {
         *step = Step::Unshare;
         // SAFETY: plain flag argument.
@@ -964,12 +965,17 @@ fn child_steps(plan: &ChildPlan, sock: RawFd, step: &mut Step) -> io::Result<()>
         .ok_or_else(|| io_err(Errno::INVAL))?;
     *step = Step::Exchange;
     let mut b = [0u8; 1];
-    let go = recv_exact_raw(sock, &mut b).map_err(io_err);
-    if go.is_err() || b[0] != GO {
-        // SAFETY: `fd` is the listener the kernel just gave us; nothing else uses it.
-        unsafe { libc::close(fd) };
-        go?;
-        return Err(io_err(Errno::CANCELED));
+    // With an acknowledgement to wait for, the listener goes over at once, while the parent's
+    // `before_setup` may still be under way: the ACK comes after it and before exec. Without
+    // one, nothing may go further before `before_setup` succeeded (GO).
+    if !plan.wait_ack {
+        let go = recv_exact_raw(sock, &mut b).map_err(io_err);
+        if go.is_err() || b[0] != GO {
+            // SAFETY: `fd` is the listener the kernel just gave us; nothing else uses it.
+            unsafe { libc::close(fd) };
+            go?;
+            return Err(io_err(Errno::CANCELED));
+        }
     }
     let sent = send_fd_raw(sock, &[LISTENER], fd);
     // The program must never hold its own listener.
@@ -1186,7 +1192,9 @@ where
         let _ = send_raw(raw, &[ABORT]);
         return Err(SpawnError::Before { pid, source });
     }
-    send_raw(raw, &[GO]).map_err(|e| SysError::new("spawn member: go", e))?;
+    if !wait_ack {
+        send_raw(raw, &[GO]).map_err(|e| SysError::new("spawn member: go", e))?;
+    }
     // Room for a child's report of a failed step, which comes instead of the listener.
     let mut b = [0u8; 8];
     let (n, fd) = recv_fd(sock.as_fd(), &mut b).map_err(|e| {
@@ -1505,6 +1513,35 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let out = out.expect("a cover inside a cover is no error");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hidden");
+    }
+
+    /// With an acknowledgement to wait for, the listener goes over before `before_setup` is
+    /// done; when that fails, the command still never runs.
+    #[test]
+    fn a_refused_member_never_runs_although_its_listener_went_over() {
+        let mark = std::env::temp_dir().join(format!("bpfns-spawn-ran-{}", std::process::id()));
+        let _ = std::fs::remove_file(&mark);
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(format!("echo > {}", mark.display()));
+        let listener_first = std::sync::atomic::AtomicBool::new(false);
+        let e = MemberSetup::new(trapping_nothing_a_shell_calls())
+            .no_new_privs(true)
+            .wait_ack(true)
+            .spawn(
+                &mut cmd,
+                |_| {
+                    // Refused only once the child's listener is waiting to be read.
+                    std::thread::sleep(Duration::from_millis(200));
+                    listener_first.store(true, Ordering::SeqCst);
+                    Err(std::io::Error::other("refused"))
+                },
+                |_| Ok(()),
+            )
+            .expect_err("refused");
+        assert!(matches!(e, SpawnError::Before { .. }), "{e}");
+        assert!(listener_first.load(Ordering::SeqCst));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!mark.exists(), "the refused command ran");
     }
 
     #[test]

@@ -129,9 +129,12 @@ pub fn classify(e: &anyhow::Error) -> (Code, Option<Errno>) {
         if let Some(m) = cause.downcast_ref::<MemberError>() {
             return match m {
                 MemberError::Client(c) => (client_code(c), None),
-                MemberError::Spawn(s) | MemberError::Filter(s) | MemberError::Setup(s) => {
+                MemberError::Spawn(s) | MemberError::Filter(s) => {
                     (errno_code(s.errno), Some(s.errno))
                 }
+                // A mount or a filter of the member's own setup, not an object: no object
+                // class and no bpf() hint (the message names the step and its errno).
+                MemberError::Setup(_) => (Code::Failed, None),
                 _ => (Code::Failed, None),
             };
         }

@@ -28,10 +28,15 @@ where
     let pid_w: OwnedFd = pid_w.into();
     let go_r: OwnedFd = go_r.into();
     let (pw, gr) = (pid_w.as_raw_fd(), go_r.as_raw_fd());
+    // The parent's ends, which the fork copies: closed first in the child, so that the
+    // parent's death ends its wait (end of file) instead of leaving it blocked forever.
+    let (pr, gw) = (pid_r.as_raw_fd(), go_w.as_raw_fd());
     // SAFETY: the hook runs in the child between fork and exec and only makes raw,
     // async-signal-safe system calls (getpid, write, read, close, _exit) on fds it owns.
     unsafe {
         cmd.pre_exec(move || {
+            libc::close(pr);
+            libc::close(gw);
             let pid = libc::getpid().to_ne_bytes();
             if libc::write(pw, pid.as_ptr().cast(), pid.len()) != pid.len() as isize {
                 libc::_exit(126);

@@ -40,7 +40,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
@@ -270,7 +270,7 @@ impl MemberSetup {
             .into());
         }
         let mut setup = self;
-        setup.skip_covered();
+        setup.canonical_covers()?;
         refuse_inherited_fds(&setup)?;
         let cwd_again = if setup.makes_mount_namespace() {
             if setup.cwd.is_none() {
@@ -293,7 +293,11 @@ impl MemberSetup {
         setup.cwd_again = cwd_again;
         let (parent_sock, child_sock) = seqpacket_pair()?;
         let wait_ack = setup.wait_ack;
-        let plan = Arc::new(ChildPlan::new(setup, child_sock.as_raw_fd())?);
+        let plan = Arc::new(ChildPlan::new(
+            setup,
+            child_sock.as_raw_fd(),
+            parent_sock.as_raw_fd(),
+        )?);
         let hook = Arc::clone(&plan);
         // SAFETY: the hook runs in the forked child before exec. `child_side` makes raw system
         // calls only (getpid, fcntl, fstat, fstatfs, getpeername, send/recv, unshare, mount,
@@ -421,28 +425,57 @@ pub fn install_filter_before_exec(cmd: &mut Command, filter: Filter) {
 }
 
 impl MemberSetup {
-    /// Leave out the covers and read-only mounts of paths below a path that is covered
-    /// already: after the cover they are not there to mount on (a daemon whose namespaces'
-    /// bpffs directory lies in its state directory has both hidden), and nothing below a cover
-    /// can be reached anyway. Detaching is done before the covers, so it stays.
-    fn skip_covered(&mut self) {
-        let path =
-            |c: &CString| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(c.as_bytes()));
-        let covers: Vec<std::path::PathBuf> = self.hide.iter().map(path).collect();
-        let below_another = |p: &std::path::Path, own: Option<usize>| {
-            covers
-                .iter()
-                .enumerate()
-                .any(|(i, c)| Some(i) != own && p != c && p.starts_with(c))
+    /// Take the covered, detached and read-only paths canonical, then leave out the covers
+    /// and read-only mounts of paths below another cover: after the cover they are not there
+    /// to mount on (a daemon whose namespaces' bpffs directory lies in its state directory has
+    /// both hidden), and nothing below a cover can be reached anyway.
+    ///
+    /// Canonical first: mount(2) resolves `..` and symbolic links, so a path that only reads as
+    /// if it were below a cover (`/run/bpfns/ns/../bpfns.sock`'s directory) is elsewhere, and
+    /// must keep its own mount. A path that cannot be resolved stays as given and is never
+    /// left out: its mount fails, and the start with it. Mount points read from mountinfo are
+    /// canonical already. The inherited-fd check compares against these same paths.
+    fn canonical_covers(&mut self) -> Result<()> {
+        let path = |c: &CString| PathBuf::from(std::ffi::OsStr::from_bytes(c.as_bytes()));
+        // The canonical form, if the path resolves.
+        let canonical = |c: &CString| -> Result<Option<CString>> {
+            match path(c).canonicalize() {
+                Ok(p) => cpath(&p).map(Some),
+                Err(_) => Ok(None),
+            }
         };
-        let mut i = 0;
-        self.hide.retain(|h| {
-            let keep = !below_another(&path(h), Some(i));
-            i += 1;
-            keep
-        });
-        self.read_only
-            .retain(|(r, _)| !below_another(&path(r), None));
+        let mut hide = Vec::new();
+        for h in std::mem::take(&mut self.hide) {
+            hide.push(match canonical(&h)? {
+                Some(c) => (c, true),
+                None => (h, false),
+            });
+        }
+        for d in &mut self.detach {
+            if let Some(c) = canonical(d)? {
+                *d = c;
+            }
+        }
+        for (r, mount_point) in &mut self.read_only {
+            if !*mount_point {
+                if let Some(c) = canonical(r)? {
+                    *r = c;
+                }
+            }
+        }
+        let covers: Vec<PathBuf> = hide
+            .iter()
+            .filter(|(_, resolved)| *resolved)
+            .map(|(c, _)| path(c))
+            .collect();
+        let below_a_cover = |p: &Path| covers.iter().any(|c| p != c && p.starts_with(c));
+        self.hide = hide
+            .into_iter()
+            .filter(|(c, resolved)| !(*resolved && below_a_cover(&path(c))))
+            .map(|(c, _)| c)
+            .collect();
+        self.read_only.retain(|(r, _)| !below_a_cover(&path(r)));
+        Ok(())
     }
 
     /// Whether the child gets a private mount namespace (what `child_side` tests).
@@ -470,25 +503,13 @@ fn refuse_inherited_fds(setup: &MemberSetup) -> Result<()> {
     // Without a mount namespace of its own the member sees what its caller sees: only a
     // connection to bpfnsd matters then.
     let mounts = setup.makes_mount_namespace();
-    // Canonical, as the descriptors' paths are. Mount points (as mountinfo lists them, a
-    // dozen cgroup mounts on a cgroup v1 host) are canonical already.
-    let path = |c: &CString| Path::new(std::ffi::OsStr::from_bytes(c.as_bytes())).to_path_buf();
-    let kept: Vec<std::path::PathBuf> = setup
+    // Canonical, as the descriptors' paths are ([`MemberSetup::canonical_covers`]).
+    let kept: Vec<PathBuf> = setup
         .hide
         .iter()
         .chain(&setup.detach)
-        .chain(setup.read_only.iter().filter(|(_, m)| !m).map(|(p, _)| p))
-        .map(|c| {
-            let p = path(c);
-            p.canonicalize().unwrap_or(p)
-        })
-        .chain(
-            setup
-                .read_only
-                .iter()
-                .filter(|(_, m)| *m)
-                .map(|(p, _)| path(p)),
-        )
+        .chain(setup.read_only.iter().map(|(p, _)| p))
+        .map(|c| PathBuf::from(std::ffi::OsStr::from_bytes(c.as_bytes())))
         .collect();
     let dir = std::fs::read_dir("/proc/self/fd").map_err(|e| {
         SysError::new(
@@ -632,6 +653,9 @@ struct ChildPlan {
     creds: Option<Credentials>,
     landlock: bool,
     sock: AtomicI32,
+    /// The parent's end, which the fork copied: closed first in the child, so that the
+    /// parent's death ends the child's waits (end of file) instead of leaving it blocked.
+    parent_sock: RawFd,
     root: CString,
     sys_fs_bpf: CString,
     tmpfs: CString,
@@ -641,7 +665,7 @@ struct ChildPlan {
 }
 
 impl ChildPlan {
-    fn new(s: MemberSetup, sock: RawFd) -> Result<Self> {
+    fn new(s: MemberSetup, sock: RawFd, parent_sock: RawFd) -> Result<Self> {
         let c = |v: &str| {
             CString::new(v).map_err(|_| SysError::new("spawn member: string", Errno::INVAL))
         };
@@ -662,6 +686,7 @@ impl ChildPlan {
             creds: s.creds,
             landlock: s.landlock,
             sock: AtomicI32::new(sock),
+            parent_sock,
             root: c("/")?,
             sys_fs_bpf: c("/sys/fs/bpf")?,
             tmpfs: c("tmpfs")?,
@@ -829,6 +854,8 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
     if sock < 0 {
         return Err(io_err(Errno::BADF));
     }
+    // SAFETY: the parent's end, copied by the fork; nothing in the child uses it.
+    unsafe { libc::close(plan.parent_sock) };
     let mut step = Step::Exchange;
     let r = child_steps(plan, sock, &mut step);
     if let Err(e) = &r {
@@ -1542,6 +1569,131 @@ mod tests {
         assert!(listener_first.load(Ordering::SeqCst));
         std::thread::sleep(Duration::from_millis(100));
         assert!(!mark.exists(), "the refused command ran");
+    }
+
+    /// A path that only reads as if it lay below a cover (`..`) is elsewhere: it keeps its own
+    /// cover or read-only mount (leaving it out would leave bpfnsd's socket directory writable
+    /// to a member started with `--socket /run/bpfns/ns/../bpfns.sock`).
+    #[test]
+    fn a_path_that_only_reads_as_below_a_cover_keeps_its_own_mount() {
+        if !may_mount() {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("bpfns-spawn-dotdot-{}", std::process::id()));
+        for d in ["state", "run", "secret"] {
+            std::fs::create_dir_all(dir.join(d)).expect("mkdir");
+        }
+        std::fs::write(dir.join("secret").join("s"), "x").expect("write");
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "touch {d}/run/probe 2>/dev/null && echo run-writable; \
+                 test -e {d}/secret/s && echo secret-seen; echo done",
+                d = dir.display()
+            ))
+            .stdout(std::process::Stdio::piped());
+        let r = MemberSetup::new(trapping_nothing_a_shell_calls())
+            .no_new_privs(true)
+            .hide(&dir.join("state"))
+            .and_then(|s| s.hide(&dir.join("state/../secret")))
+            .and_then(|s| s.read_only(&dir.join("state/../run")))
+            .expect("paths")
+            .spawn_plain(&mut cmd);
+        let out = r.map(|sp| sp.child.wait_with_output().expect("wait"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = out.expect("spawn");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("done"), "{text}");
+        assert!(
+            !text.contains("run-writable"),
+            "a read-only mount was left out: {text}"
+        );
+        assert!(
+            !text.contains("secret-seen"),
+            "a cover was left out: {text}"
+        );
+    }
+
+    /// Run by [`a_child_waiting_for_a_starter_that_was_killed_gives_up`] in a process of its
+    /// own (nothing otherwise): start a member (`member`) or a gated child (`gate`) whose
+    /// parent callback never returns, print the child's pid, wait.
+    #[test]
+    #[ignore = "a helper process of a_child_waiting_for_a_starter_that_was_killed_gives_up"]
+    fn starter_that_hangs() {
+        let Some(mode) = std::env::var_os("BPFNS_SPAWN_TEST_STARTER") else {
+            return;
+        };
+        let announce = |pid: i32| {
+            use std::io::Write;
+            println!("child {pid}");
+            let _ = std::io::stdout().flush();
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        };
+        let mut cmd = Command::new("/bin/true");
+        if mode == "gate" {
+            let _ =
+                crate::gate::spawn_gated(&mut cmd, |pid| -> std::io::Result<()> { announce(pid) });
+        } else {
+            let _ = MemberSetup::new(getppid_filter()).no_new_privs(true).spawn(
+                &mut cmd,
+                |pid| -> std::io::Result<()> { announce(pid) },
+                |_| Ok(()),
+            );
+        }
+    }
+
+    /// A child waiting between fork and exec for a parent that was killed (`bpfns exec`
+    /// SIGKILLed while bpfnsd tags its child) gives up, instead of waiting forever with the
+    /// caller's privileges, its filter and the caller's connection to bpfnsd: the parent's
+    /// end of their socket (or pipe) is closed in the child, so the parent's death is the end
+    /// of the stream.
+    #[test]
+    fn a_child_waiting_for_a_starter_that_was_killed_gives_up() {
+        use std::io::BufRead;
+        for mode in ["member", "gate"] {
+            let mut starter = Command::new(std::env::current_exe().expect("test binary"))
+                .args([
+                    "spawn::tests::starter_that_hangs",
+                    "--exact",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("BPFNS_SPAWN_TEST_STARTER", mode)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("starter");
+            let mut lines = std::io::BufReader::new(starter.stdout.take().expect("stdout")).lines();
+            let pid: i32 = lines
+                .by_ref()
+                .map_while(|l| l.ok())
+                // After the harness's "test NAME ... ", on the same line.
+                .find_map(|l| l.split("child ").nth(1).and_then(|p| p.trim().parse().ok()))
+                .expect("the starter's child");
+            let _ = starter.kill();
+            let _ = starter.wait();
+            // Gone, or a zombie for its new parent to reap. Not a measure of speed: a child
+            // still waiting after a minute waits forever.
+            let gone = (0..600).any(|_| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let state = stat.rsplit(')').next().map(str::trim_start);
+                let done = stat.is_empty() || state.is_some_and(|r| r.starts_with('Z'));
+                if !done {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                done
+            });
+            if !gone {
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(pid).expect("pid"),
+                    rustix::process::Signal::KILL,
+                );
+            }
+            assert!(gone, "{mode}: the child of a killed starter still waits");
+        }
     }
 
     #[test]

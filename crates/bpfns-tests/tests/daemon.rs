@@ -519,6 +519,37 @@ fn members_start_when_the_instances_lie_in_the_state_directory() {
     );
 }
 
+/// The same with the state directory reached through a symbolic link (and the instances in
+/// it): covers are compared by where paths lead.
+#[test]
+fn members_start_when_the_state_directory_is_a_symbolic_link() {
+    require_kernel!();
+    let d = TestDaemon::start_with("ns-in-linked-state", |c| {
+        let dir = c.state_dir.parent().unwrap().to_path_buf();
+        let real = dir.join("state-real");
+        std::fs::create_dir_all(&real).unwrap();
+        let link = dir.join("state-link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        c.state_dir = link.clone();
+        c.ns_bpffs_dir = link.join("ns");
+    });
+    d.client().ns_create("/a").unwrap();
+    let real = d.dir.join("state-real");
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("echo entries=$(ls -A {} | wc -l)", real.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped());
+    let member = bpfns_client::member::spawn(&d.socket, "/a", &mut cmd)
+        .expect("a member starts with the state directory behind a symbolic link");
+    let out = member.into_child().wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("entries=0"),
+        "the state directory is visible: {text}"
+    );
+}
+
 /// `ns_bpffs_dir` reached through a symbolic link (`/var/run/bpfns/ns` for `/run/bpfns/ns`):
 /// bpfnsd takes it canonical, so a restart finds its own mount point and the instances below
 /// it (no new mount stacked over them), and pins survive.

@@ -6283,6 +6283,90 @@ mod inherited {
         out
     }
 
+    /// Run `script` as a member of `ns` started through bpfnsd's socket named `socket`.
+    fn run_via(socket: &Path, ns: &str, creds: Option<Credentials>, script: &str) -> String {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut options = bpfns_client::member::Options::default();
+        if let Some(c) = creds {
+            options = options.credentials(c);
+        }
+        let mut m = bpfns_client::member::spawn_with(socket, ns, &mut cmd, options)
+            .expect("starting the member");
+        let mut out = String::new();
+        m.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        let _ = m.wait();
+        out
+    }
+
+    /// bpfnsd's socket named through a covered directory (`…/state/../bpfns.sock`): the
+    /// socket's directory still becomes read-only for the member, which therefore cannot
+    /// replace the socket with one of its own (a cover decided by how a path reads, not where
+    /// it leads, was left out).
+    #[test]
+    fn a_socket_named_through_a_covered_directory() {
+        bpfns_tests::require_kernel!();
+        let d = TestDaemon::start("rt-dotdot-socket");
+        d.client().ns_create("/t").unwrap();
+        let dir = d.socket.parent().unwrap().to_path_buf();
+        let roundabout = dir.join("state").join("..").join("bpfns.sock");
+        for (level, creds) in levels() {
+            let out = run_via(
+                &roundabout,
+                "/t",
+                creds,
+                &format!(
+                    "touch {d}/probe 2>/dev/null && echo WROTE; \
+                     mv {d}/bpfns.sock {d}/moved 2>/dev/null && echo MOVED; echo end",
+                    d = dir.display()
+                ),
+            );
+            // Put back what a successful attack moved: the daemon's teardown needs its
+            // socket.
+            let moved = dir.join("moved").exists();
+            if moved {
+                std::fs::rename(dir.join("moved"), &d.socket).unwrap();
+            }
+            assert!(out.contains("end"), "{level}: {out}");
+            assert!(
+                !moved && !out.contains("WROTE") && !out.contains("MOVED"),
+                "{level}: the socket's directory is writable: {out}"
+            );
+        }
+    }
+
+    /// bpfnsd's state directory configured through the instances' directory
+    /// (`ns_bpffs_dir/../state`): it stays covered for every member (its database and the
+    /// keeper's socket unseen and unwritable).
+    #[test]
+    fn a_state_directory_named_through_the_instances_directory() {
+        bpfns_tests::require_kernel!();
+        let d = TestDaemon::start_with("rt-dotdot-state", |c| {
+            c.state_dir = c.ns_bpffs_dir.join("..").join("state");
+        });
+        d.client().ns_create("/t").unwrap();
+        let state = d.dir.join("state");
+        for (level, creds) in levels() {
+            let out = run_via(
+                &d.socket,
+                "/t",
+                creds,
+                &format!(
+                    "echo entries=$(ls -A {s} | wc -l); touch {s}/x 2>/dev/null && echo WROTE",
+                    s = state.display()
+                ),
+            );
+            assert!(
+                out.contains("entries=0"),
+                "{level}: the state is visible: {out}"
+            );
+            assert!(!out.contains("WROTE"), "{level}: {out}");
+        }
+    }
+
     /// A working directory in the host's bpffs: the member's `.` is its own bpffs (the path
     /// taken again after its mounts), never the host's with bpfns's pins (whose hook links
     /// it could unlink, leaving its children untagged).

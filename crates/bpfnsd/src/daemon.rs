@@ -270,6 +270,12 @@ impl Daemon {
         store: Store,
         init_userns: u64,
     ) -> Result<Self, Failure> {
+        let mut config = config;
+        // Taken canonical, as the instances' directory is: members are told it, and covers
+        // are compared by path (the store is open in it, so it exists).
+        if let Ok(dir) = config.state_dir.canonicalize() {
+            config.state_dir = dir;
+        }
         if store.migrate().map_err(Failure::internal)? {
             tracing::info!("rewrote the stored registry as one row per namespace");
         }

@@ -446,6 +446,7 @@ fn responses() -> Vec<Vec<u8>> {
             policy: four_set_policy(),
             state_dir: "/var/lib/bpfns".into(),
             supervised_creations: true,
+            socket_dirs: vec!["/run/bpfns".into()],
         }),
         Reply::Namespaces {
             namespaces: vec![

@@ -366,6 +366,7 @@ impl Client {
                     policy: ns.policy,
                     state_dir,
                     supervised_creations: ns.supervised_creations,
+                    socket_dirs: Vec::new(),
                 })
             }
             Err(e) => Err(e),

@@ -291,7 +291,20 @@ fn start(
                 .hide(Path::new(&target.state_dir))
                 .map_err(MemberError::Spawn)?;
         }
-        if let Some(dir) = socket.parent().filter(|d| *d != Path::new("/")) {
+        // The socket's own directory, where the name the caller used leads (a symbolic link
+        // elsewhere, or a bare `bpfns.sock`, names no directory of bpfnsd's), and the
+        // directories bpfnsd says its sockets are in (a hard link names none at all).
+        let named = socket
+            .canonicalize()
+            .unwrap_or_else(|_| socket.to_path_buf());
+        let mut dirs: Vec<PathBuf> = named.parent().map(Path::to_path_buf).into_iter().collect();
+        dirs.extend(target.socket_dirs.iter().map(PathBuf::from));
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs
+            .iter()
+            .filter(|d| !d.as_os_str().is_empty() && *d != Path::new("/"))
+        {
             setup = setup.read_only(dir).map_err(MemberError::Spawn)?;
         }
         // cgroupfs read-only, as container runtimes mount it: a member must not move

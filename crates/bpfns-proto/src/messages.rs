@@ -574,6 +574,12 @@ pub struct MemberPlan {
     /// every `BPF_MAP_CREATE` to the supervisor. `false` from older daemons.
     #[serde(default)]
     pub supervised_creations: bool,
+    /// The directories of bpfnsd's sockets (the API's and the seccomp receiver's), canonical,
+    /// as bpfnsd knows them: made read-only for the member whatever name the caller reached
+    /// the socket by (a symbolic or hard link elsewhere). Empty unless the caller is a host
+    /// administrator in `/`, and from older daemons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub socket_dirs: Vec<String>,
 }
 
 /// One namespace. Read through [`NsInfoWire`], its flat form: serde's `flatten` (of

@@ -164,6 +164,18 @@ pub fn poll_events(
     }
 }
 
+/// `fd` on a number above the standard descriptors (0–2), close-on-exec. A child that
+/// closes or uses a descriptor by number between fork and exec must not meet one that
+/// `Command` has just put its standard input or output on (a caller started with fd 0 closed
+/// gets its next descriptor as 0).
+pub fn above_stdio(fd: OwnedFd) -> Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    rustix::io::fcntl_dupfd_cloexec(&fd, 3)
+        .map_err(|e| SysError::new("moving a descriptor above the standard ones", e))
+}
+
 /// A connected pair of `SOCK_SEQPACKET` Unix sockets, both close-on-exec.
 pub fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [-1; 2];

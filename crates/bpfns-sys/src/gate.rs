@@ -7,7 +7,7 @@
 //! unwritten and the child exits with status 126 before exec.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 
@@ -23,10 +23,16 @@ where
     F: FnOnce(i32) -> Result<(), E> + Send,
     E: std::error::Error + Send + 'static,
 {
-    let (mut pid_r, pid_w) = std::io::pipe().map_err(|e| io_err("pipe", &e))?;
-    let (go_r, mut go_w) = std::io::pipe().map_err(|e| io_err("pipe", &e))?;
-    let pid_w: OwnedFd = pid_w.into();
-    let go_r: OwnedFd = go_r.into();
+    let (pid_r, pid_w) = std::io::pipe().map_err(|e| io_err("pipe", &e))?;
+    let (go_r, go_w) = std::io::pipe().map_err(|e| io_err("pipe", &e))?;
+    // Above the standard descriptors: the child closes and uses them by number after
+    // `Command` has set up its standard input and output.
+    let above = crate::fds::above_stdio;
+    let mut pid_r = std::fs::File::from(above(pid_r.into())?);
+    let pid_w = above(pid_w.into())?;
+    let go_r = above(go_r.into())?;
+    let mut go_w = std::fs::File::from(above(go_w.into())?);
+    let parent = std::process::id() as i32;
     let (pw, gr) = (pid_w.as_raw_fd(), go_r.as_raw_fd());
     // The parent's ends, which the fork copies: closed first in the child, so that the
     // parent's death ends its wait (end of file) instead of leaving it blocked forever.
@@ -37,6 +43,8 @@ where
         cmd.pre_exec(move || {
             libc::close(pr);
             libc::close(gw);
+            // Other starts of this process may hold copies of our ends: die with the parent.
+            crate::process::die_with_parent_raw(parent)?;
             let pid = libc::getpid().to_ne_bytes();
             if libc::write(pw, pid.as_ptr().cast(), pid.len()) != pid.len() as isize {
                 libc::_exit(126);
@@ -54,7 +62,7 @@ where
                 libc::_exit(126);
             }
             libc::close(gr);
-            Ok(())
+            crate::process::die_with_parent_raw(0)
         });
     }
     /// How the gate thread ended: the child let go, or why not.

@@ -29,6 +29,23 @@ pub fn gettid() -> i32 {
     rustix::thread::gettid().as_raw_nonzero().get()
 }
 
+/// Between fork and exec, with `parent` (the parent's pid): be killed when the thread that
+/// forked this process ends (`PR_SET_PDEATHSIG`), and fail with `ECANCELED` if the parent is
+/// gone already; with 0: stop that, before exec (the program outlives whoever started it).
+/// Raw system calls only.
+pub fn die_with_parent_raw(parent: i32) -> std::io::Result<()> {
+    let sig = if parent == 0 { 0 } else { libc::SIGKILL };
+    // SAFETY: plain integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: getppid has no preconditions.
+    if parent != 0 && unsafe { libc::getppid() } != parent {
+        return Err(std::io::Error::from_raw_os_error(libc::ECANCELED));
+    }
+    Ok(())
+}
+
 /// The ids of every thread of process `pid`, from `/proc/PID/task`.
 pub fn thread_ids(raw_pid: i32) -> Result<Vec<i32>> {
     let dir = format!("/proc/{raw_pid}/task");

@@ -47,7 +47,9 @@ use std::sync::Arc;
 
 use rustix::io::Errno;
 
-use crate::fds::{recv_exact_raw, recv_fd, send_fd_raw, send_raw, seqpacket_pair, shutdown};
+use crate::fds::{
+    above_stdio, recv_exact_raw, recv_fd, send_fd_raw, send_raw, seqpacket_pair, shutdown,
+};
 use crate::seccomp::{install_filter_raw, set_no_new_privs_raw, Filter, FilterFlags, Listener};
 use crate::{Result, SysError};
 
@@ -292,6 +294,7 @@ impl MemberSetup {
         };
         setup.cwd_again = cwd_again;
         let (parent_sock, child_sock) = seqpacket_pair()?;
+        let (parent_sock, child_sock) = (above_stdio(parent_sock)?, above_stdio(child_sock)?);
         let wait_ack = setup.wait_ack;
         let plan = Arc::new(ChildPlan::new(
             setup,
@@ -656,6 +659,10 @@ struct ChildPlan {
     /// The parent's end, which the fork copied: closed first in the child, so that the
     /// parent's death ends the child's waits (end of file) instead of leaving it blocked.
     parent_sock: RawFd,
+    /// The parent's pid: the child dies with the thread that forked it
+    /// (`PR_SET_PDEATHSIG`) until it is let go, and gives up if the parent is gone already.
+    /// (Other starts of the same process may hold copies of this one's ends.)
+    parent_pid: i32,
     root: CString,
     sys_fs_bpf: CString,
     tmpfs: CString,
@@ -687,6 +694,7 @@ impl ChildPlan {
             landlock: s.landlock,
             sock: AtomicI32::new(sock),
             parent_sock,
+            parent_pid: std::process::id() as i32,
             root: c("/")?,
             sys_fs_bpf: c("/sys/fs/bpf")?,
             tmpfs: c("tmpfs")?,
@@ -854,10 +862,16 @@ fn child_side(plan: &ChildPlan) -> io::Result<()> {
     if sock < 0 {
         return Err(io_err(Errno::BADF));
     }
-    // SAFETY: the parent's end, copied by the fork; nothing in the child uses it.
+    // SAFETY: the parent's end, copied by the fork; nothing in the child uses it (it is above
+    // the standard descriptors, which `Command` may have just set up).
     unsafe { libc::close(plan.parent_sock) };
+    crate::process::die_with_parent_raw(plan.parent_pid)?;
     let mut step = Step::Exchange;
-    let r = child_steps(plan, sock, &mut step);
+    let mut r = child_steps(plan, sock, &mut step);
+    if r.is_ok() {
+        // Let go: the program outlives whoever started it.
+        r = crate::process::die_with_parent_raw(0);
+    }
     if let Err(e) = &r {
         if step != Step::Exchange {
             let _ = send_raw(sock, &step.report(e.raw_os_error().unwrap_or(libc::EIO)));
@@ -1615,8 +1629,9 @@ mod tests {
     }
 
     /// Run by [`a_child_waiting_for_a_starter_that_was_killed_gives_up`] in a process of its
-    /// own (nothing otherwise): start a member (`member`) or a gated child (`gate`) whose
-    /// parent callback never returns, print the child's pid, wait.
+    /// own (nothing otherwise): start eight members (`member`) or gated children (`gate`) at
+    /// once, from eight threads, whose parent callbacks never return; print each child's pid;
+    /// wait.
     #[test]
     #[ignore = "a helper process of a_child_waiting_for_a_starter_that_was_killed_gives_up"]
     fn starter_that_hangs() {
@@ -1631,24 +1646,35 @@ mod tests {
                 std::thread::sleep(Duration::from_secs(3600));
             }
         };
-        let mut cmd = Command::new("/bin/true");
-        if mode == "gate" {
-            let _ =
-                crate::gate::spawn_gated(&mut cmd, |pid| -> std::io::Result<()> { announce(pid) });
-        } else {
-            let _ = MemberSetup::new(getppid_filter()).no_new_privs(true).spawn(
-                &mut cmd,
-                |pid| -> std::io::Result<()> { announce(pid) },
-                |_| Ok(()),
-            );
-        }
+        // Started together, so that each child is forked holding copies of the other starts'
+        // sockets.
+        let together = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    together.wait();
+                    let mut cmd = Command::new("/bin/true");
+                    if mode == "gate" {
+                        let _ = crate::gate::spawn_gated(&mut cmd, |pid| -> std::io::Result<()> {
+                            announce(pid)
+                        });
+                    } else {
+                        let _ = MemberSetup::new(getppid_filter()).no_new_privs(true).spawn(
+                            &mut cmd,
+                            |pid| -> std::io::Result<()> { announce(pid) },
+                            |_| Ok(()),
+                        );
+                    }
+                });
+            }
+        });
     }
 
-    /// A child waiting between fork and exec for a parent that was killed (`bpfns exec`
-    /// SIGKILLed while bpfnsd tags its child) gives up, instead of waiting forever with the
-    /// caller's privileges, its filter and the caller's connection to bpfnsd: the parent's
-    /// end of their socket (or pipe) is closed in the child, so the parent's death is the end
-    /// of the stream.
+    /// Children waiting between fork and exec for a parent that was killed (`bpfns exec`
+    /// SIGKILLed while bpfnsd tags its child) give up, instead of waiting forever with the
+    /// caller's privileges, its filter and the caller's connection to bpfnsd — also when
+    /// other starts of the same process hold copies of their sockets (or pipes): each child
+    /// closes the parent's ends and dies with the thread that forked it.
     #[test]
     fn a_child_waiting_for_a_starter_that_was_killed_gives_up() {
         use std::io::BufRead;
@@ -1666,34 +1692,86 @@ mod tests {
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .expect("starter");
-            let mut lines = std::io::BufReader::new(starter.stdout.take().expect("stdout")).lines();
-            let pid: i32 = lines
-                .by_ref()
+            let lines = std::io::BufReader::new(starter.stdout.take().expect("stdout")).lines();
+            let pids: Vec<i32> = lines
                 .map_while(|l| l.ok())
-                // After the harness's "test NAME ... ", on the same line.
-                .find_map(|l| l.split("child ").nth(1).and_then(|p| p.trim().parse().ok()))
-                .expect("the starter's child");
+                // Also after the harness's "test NAME ... ", on the same line.
+                .filter_map(|l| l.split("child ").nth(1).and_then(|p| p.trim().parse().ok()))
+                .take(8)
+                .collect();
+            assert_eq!(pids.len(), 8, "{mode}: the starter's children");
             let _ = starter.kill();
             let _ = starter.wait();
-            // Gone, or a zombie for its new parent to reap. Not a measure of speed: a child
-            // still waiting after a minute waits forever.
-            let gone = (0..600).any(|_| {
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                let state = stat.rsplit(')').next().map(str::trim_start);
-                let done = stat.is_empty() || state.is_some_and(|r| r.starts_with('Z'));
-                if !done {
-                    std::thread::sleep(Duration::from_millis(100));
+            let mut waiting = Vec::new();
+            for pid in pids {
+                // Gone, or a zombie for its new parent to reap. Not a measure of speed: a
+                // child still waiting after a minute waits forever.
+                let gone = (0..600).any(|_| {
+                    let stat =
+                        std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                    let state = stat.rsplit(')').next().map(str::trim_start);
+                    let done = stat.is_empty() || state.is_some_and(|r| r.starts_with('Z'));
+                    if !done {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    done
+                });
+                if !gone {
+                    let _ = rustix::process::kill_process(
+                        rustix::process::Pid::from_raw(pid).expect("pid"),
+                        rustix::process::Signal::KILL,
+                    );
+                    waiting.push(pid);
                 }
-                done
-            });
-            if !gone {
-                let _ = rustix::process::kill_process(
-                    rustix::process::Pid::from_raw(pid).expect("pid"),
-                    rustix::process::Signal::KILL,
-                );
             }
-            assert!(gone, "{mode}: the child of a killed starter still waits");
+            assert!(
+                waiting.is_empty(),
+                "{mode}: children {waiting:?} of a killed starter still waited"
+            );
         }
+    }
+
+    /// Run by [`a_caller_without_standard_input_gives_the_member_its_own`] with fd 0 closed:
+    /// start a member with `/dev/null` as its standard input and print what its fd 0 is.
+    #[test]
+    #[ignore = "a helper process of a_caller_without_standard_input_gives_the_member_its_own"]
+    fn starter_without_stdin() {
+        if std::env::var_os("BPFNS_SPAWN_TEST_NO_STDIN").is_none() {
+            return;
+        }
+        // Closed here: std opens /dev/null on a standard descriptor closed at start.
+        // SAFETY: fd 0 of this helper process, used by nothing else.
+        unsafe { libc::close(0) };
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "echo fd0=$(readlink /proc/self/fd/0 || echo closed)"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped());
+        let sp = MemberSetup::new(trapping_nothing_a_shell_calls())
+            .no_new_privs(true)
+            .spawn_plain(&mut cmd)
+            .expect("spawn");
+        let out = sp.child.wait_with_output().expect("wait");
+        println!("{}", String::from_utf8_lossy(&out.stdout).trim());
+    }
+
+    /// A caller started with fd 0 closed gets its socket to the child as fd 0; the child must
+    /// not close that number after `Command` put the member's standard input there.
+    #[test]
+    fn a_caller_without_standard_input_gives_the_member_its_own() {
+        let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+        cmd.args([
+            "spawn::tests::starter_without_stdin",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("BPFNS_SPAWN_TEST_NO_STDIN", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+        let out = cmd.output().expect("the helper");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("fd0=/dev/null"), "{text}");
     }
 
     #[test]

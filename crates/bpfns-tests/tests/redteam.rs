@@ -6302,6 +6302,34 @@ mod inherited {
         out
     }
 
+    /// A member started through bpfnsd's socket named `via` tries to write in the socket's
+    /// real directory and to move the socket away (put back if it could, for the daemon's
+    /// teardown); what it managed, if anything.
+    fn socket_directory_attack(
+        d: &TestDaemon,
+        via: &Path,
+        level: &str,
+        creds: Option<Credentials>,
+    ) -> Option<String> {
+        let dir = d.socket.parent().unwrap();
+        let out = run_via(
+            via,
+            "/t",
+            creds,
+            &format!(
+                "touch {d}/probe 2>/dev/null && echo WROTE; \
+                 mv {d}/bpfns.sock {d}/moved 2>/dev/null && echo MOVED; echo end",
+                d = dir.display()
+            ),
+        );
+        let moved = dir.join("moved").exists();
+        if moved {
+            std::fs::rename(dir.join("moved"), &d.socket).unwrap();
+        }
+        (!out.contains("end") || moved || out.contains("WROTE") || out.contains("MOVED"))
+            .then(|| format!("{} ({level}): {out}", via.display()))
+    }
+
     /// bpfnsd's socket named through a covered directory (`…/state/../bpfns.sock`): the
     /// socket's directory still becomes read-only for the member, which therefore cannot
     /// replace the socket with one of its own (a cover decided by how a path reads, not where
@@ -6311,31 +6339,42 @@ mod inherited {
         bpfns_tests::require_kernel!();
         let d = TestDaemon::start("rt-dotdot-socket");
         d.client().ns_create("/t").unwrap();
-        let dir = d.socket.parent().unwrap().to_path_buf();
-        let roundabout = dir.join("state").join("..").join("bpfns.sock");
-        for (level, creds) in levels() {
-            let out = run_via(
-                &roundabout,
-                "/t",
-                creds,
-                &format!(
-                    "touch {d}/probe 2>/dev/null && echo WROTE; \
-                     mv {d}/bpfns.sock {d}/moved 2>/dev/null && echo MOVED; echo end",
-                    d = dir.display()
-                ),
-            );
-            // Put back what a successful attack moved: the daemon's teardown needs its
-            // socket.
-            let moved = dir.join("moved").exists();
-            if moved {
-                std::fs::rename(dir.join("moved"), &d.socket).unwrap();
-            }
-            assert!(out.contains("end"), "{level}: {out}");
-            assert!(
-                !moved && !out.contains("WROTE") && !out.contains("MOVED"),
-                "{level}: the socket's directory is writable: {out}"
-            );
-        }
+        let roundabout = d.dir.join("state").join("..").join("bpfns.sock");
+        let found: Vec<String> = levels()
+            .into_iter()
+            .filter_map(|(level, creds)| socket_directory_attack(&d, &roundabout, level, creds))
+            .collect();
+        assert!(
+            found.is_empty(),
+            "the socket's directory is writable: {found:?}"
+        );
+    }
+
+    /// bpfnsd's socket named through a symbolic link, and through a hard link, in another
+    /// directory: the directory the socket really is in still becomes read-only for the
+    /// member (bpfnsd names its sockets' directories in the member plan).
+    #[test]
+    fn a_socket_named_through_a_link_elsewhere() {
+        bpfns_tests::require_kernel!();
+        let d = TestDaemon::start("rt-link-socket");
+        d.client().ns_create("/t").unwrap();
+        let elsewhere = PathBuf::from(format!("/tmp/bpfns-rt-link-socket-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&elsewhere);
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let soft = elsewhere.join("soft.sock");
+        let hard = elsewhere.join("hard.sock");
+        std::os::unix::fs::symlink(&d.socket, &soft).unwrap();
+        std::fs::hard_link(&d.socket, &hard).unwrap();
+        let found: Vec<String> = [&soft, &hard]
+            .into_iter()
+            .flat_map(|via| levels().map(|(level, creds)| (via, level, creds)))
+            .filter_map(|(via, level, creds)| socket_directory_attack(&d, via, level, creds))
+            .collect();
+        let _ = std::fs::remove_dir_all(&elsewhere);
+        assert!(
+            found.is_empty(),
+            "the socket's directory is writable: {found:?}"
+        );
     }
 
     /// bpfnsd's state directory configured through the instances' directory

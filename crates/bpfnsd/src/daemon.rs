@@ -990,6 +990,20 @@ impl Daemon {
         self.hold_changes()
     }
 
+    /// The canonical directories of the API socket and the seccomp receiver's socket (not
+    /// `/`), which members must not be able to change.
+    fn socket_dirs(&self) -> Vec<String> {
+        let mut dirs: Vec<String> = [&self.config.socket, &self.config.seccomp_socket]
+            .into_iter()
+            .filter_map(|s| s.parent())
+            .filter_map(|d| d.canonicalize().ok())
+            .filter(|d| d != std::path::Path::new("/"))
+            .map(|d| d.display().to_string())
+            .collect();
+        dirs.dedup();
+        dirs
+    }
+
     /// Hold off changes to the namespaces without making one (the registry stays as it is
     /// while the guard lives).
     fn hold_changes(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -1342,6 +1356,11 @@ impl Daemon {
                         String::new()
                     },
                     supervised_creations: self.supervises_creations(),
+                    socket_dirs: if caller.ns == NsId::ROOT && caller.host_admin() {
+                        self.socket_dirs()
+                    } else {
+                        Vec::new()
+                    },
                 };
                 Ok((Reply::MemberPlan(plan), vec![]))
             }

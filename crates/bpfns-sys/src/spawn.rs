@@ -293,8 +293,7 @@ impl MemberSetup {
             None
         };
         setup.cwd_again = cwd_again;
-        let (parent_sock, child_sock) = seqpacket_pair()?;
-        let (parent_sock, child_sock) = (above_stdio(parent_sock)?, above_stdio(child_sock)?);
+        let (parent_sock, child_sock) = child_socket_pair()?;
         let wait_ack = setup.wait_ack;
         let plan = Arc::new(ChildPlan::new(
             setup,
@@ -363,6 +362,14 @@ impl MemberSetup {
             })),
         }
     }
+}
+
+/// The parent's and the child's ends of their socket, both above the standard descriptors:
+/// the child closes the parent's by number after `Command` has set up its standard input and
+/// output (a caller running with fd 0 closed gets its next socket as fd 0).
+fn child_socket_pair() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    let (parent, child) = seqpacket_pair()?;
+    Ok((above_stdio(parent)?, above_stdio(child)?))
 }
 
 /// Why a spawn failed: a system call (its errno says why; `ENOENT` from executing: no such
@@ -1731,47 +1738,49 @@ mod tests {
         }
     }
 
-    /// Run by [`a_caller_without_standard_input_gives_the_member_its_own`] with fd 0 closed:
-    /// start a member with `/dev/null` as its standard input and print what its fd 0 is.
+    /// Run by [`the_child_socket_is_above_the_standard_descriptors`] in a process of its own:
+    /// with fd 0 closed, make the socket pair the way `MemberSetup::spawn` makes it and print
+    /// the numbers its ends get.
     #[test]
-    #[ignore = "a helper process of a_caller_without_standard_input_gives_the_member_its_own"]
-    fn starter_without_stdin() {
+    #[ignore = "a helper process of the_child_socket_is_above_the_standard_descriptors"]
+    fn socket_pair_without_stdin() {
         if std::env::var_os("BPFNS_SPAWN_TEST_NO_STDIN").is_none() {
             return;
         }
         // Closed here: std opens /dev/null on a standard descriptor closed at start.
         // SAFETY: fd 0 of this helper process, used by nothing else.
         unsafe { libc::close(0) };
-        let mut cmd = Command::new("/bin/sh");
-        cmd.args(["-c", "echo fd0=$(readlink /proc/self/fd/0 || echo closed)"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped());
-        let sp = MemberSetup::new(trapping_nothing_a_shell_calls())
-            .no_new_privs(true)
-            .spawn_plain(&mut cmd)
-            .expect("spawn");
-        let out = sp.child.wait_with_output().expect("wait");
-        println!("{}", String::from_utf8_lossy(&out.stdout).trim());
+        let (a, b) = child_socket_pair().expect("pair");
+        println!("ends {} {}", a.as_raw_fd(), b.as_raw_fd());
     }
 
-    /// A caller started with fd 0 closed gets its socket to the child as fd 0; the child must
-    /// not close that number after `Command` put the member's standard input there.
+    /// A caller running with fd 0 closed gets its next socket as fd 0: the child closes the
+    /// parent's end by number after `Command` set up its standard input, so neither end may be
+    /// a standard descriptor.
     #[test]
-    fn a_caller_without_standard_input_gives_the_member_its_own() {
-        let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
-        cmd.args([
-            "spawn::tests::starter_without_stdin",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("BPFNS_SPAWN_TEST_NO_STDIN", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-        let out = cmd.output().expect("the helper");
+    fn the_child_socket_is_above_the_standard_descriptors() {
+        let out = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "spawn::tests::socket_pair_without_stdin",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("BPFNS_SPAWN_TEST_NO_STDIN", "1")
+            .stderr(std::process::Stdio::null())
+            .output()
+            .expect("the helper");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("fd0=/dev/null"), "{text}");
+        let ends: Vec<i32> = text
+            .split("ends ")
+            .nth(1)
+            .expect("the helper's answer")
+            .split_whitespace()
+            .take(2)
+            .map(|n| n.parse().expect("fd"))
+            .collect();
+        assert!(ends.len() == 2 && ends.iter().all(|&fd| fd > 2), "{text}");
     }
 
     #[test]

@@ -181,6 +181,8 @@ pub struct Daemon {
     init_userns: u64,
     /// Serialises namespace changes (registry + database + kernel table + bpffs).
     changes: Mutex<()>,
+    /// [`Daemon::socket_dirs_of`] the configuration, for member plans.
+    socket_dirs: Vec<String>,
     sink: RwLock<Option<Arc<dyn ListenerSink>>>,
     /// Ownership records dropped by [`Daemon::collect_garbage`] since start.
     collected: std::sync::atomic::AtomicU64,
@@ -305,10 +307,12 @@ impl Daemon {
             .map_err(|e| Failure::new(ErrorCode::BadRequest, e.to_string()))?;
         let containers = store.load_containers().map_err(Failure::internal)?;
         let bpffs = NsBpffs::new(&config.ns_bpffs_dir, &config.root_bpffs);
+        let socket_dirs = Self::socket_dirs_of(&config);
         let admission = crate::admission::Admission::new(&config.limits);
         let events = Arc::new(crate::events::Bus::new(config.events_per_namespace_per_sec));
         Ok(Self {
             admission,
+            socket_dirs,
             config,
             kernel,
             registry: SharedRegistry::new(registry),
@@ -991,13 +995,17 @@ impl Daemon {
     }
 
     /// The canonical directories of the API socket and the seccomp receiver's socket (not
-    /// `/`), which members must not be able to change.
-    fn socket_dirs(&self) -> Vec<String> {
-        let mut dirs: Vec<String> = [&self.config.socket, &self.config.seccomp_socket]
+    /// `/`), which members must not be able to change: resolved once, at start.
+    fn socket_dirs_of(config: &Config) -> Vec<String> {
+        let mut dirs: Vec<String> = [&config.socket, &config.seccomp_socket]
             .into_iter()
             .filter_map(|s| s.parent())
-            .filter_map(|d| d.canonicalize().ok())
-            .filter(|d| d != std::path::Path::new("/"))
+            // Made here if missing (binding the sockets, later, makes them anyway).
+            .map(|d| {
+                let _ = std::fs::create_dir_all(d);
+                d.canonicalize().unwrap_or_else(|_| d.to_path_buf())
+            })
+            .filter(|d| !d.as_os_str().is_empty() && d != std::path::Path::new("/"))
             .map(|d| d.display().to_string())
             .collect();
         dirs.dedup();
@@ -1357,7 +1365,7 @@ impl Daemon {
                     },
                     supervised_creations: self.supervises_creations(),
                     socket_dirs: if caller.ns == NsId::ROOT && caller.host_admin() {
-                        self.socket_dirs()
+                        self.socket_dirs.clone()
                     } else {
                         Vec::new()
                     },

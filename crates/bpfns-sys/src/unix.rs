@@ -215,7 +215,8 @@ fn unix_addr(path: &std::path::Path) -> Result<rustix::net::SocketAddrUnix> {
 }
 
 /// A listening, non-blocking, close-on-exec `SOCK_SEQPACKET` Unix socket bound at `path`
-/// (which must not exist), with permissions `mode`.
+/// (which must not exist), with permissions `mode`, and `SO_PASSCRED` set before it listens
+/// (every message then names its sender, [`recv_msg_from`]).
 pub fn seqpacket_listen(path: &std::path::Path, mode: u32, backlog: i32) -> Result<OwnedFd> {
     use rustix::net::{AddressFamily, SocketFlags, SocketType};
     let fd = rustix::net::socket_with(
@@ -225,6 +226,7 @@ pub fn seqpacket_listen(path: &std::path::Path, mode: u32, backlog: i32) -> Resu
         None,
     )
     .map_err(|e| SysError::new("socket(AF_UNIX, SOCK_SEQPACKET)", e))?;
+    set_passcred(&fd)?;
     rustix::net::bind(&fd, &unix_addr(path)?)
         .map_err(|e| SysError::new(format!("bind {}", path.display()), e))?;
     rustix::fs::chmod(path, rustix::fs::Mode::from_raw_mode(mode))

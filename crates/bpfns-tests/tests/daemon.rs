@@ -2428,6 +2428,78 @@ fn metrics_bound_in_a_network_namespace_of_their_own() {
     assert!(reply.contains("bpfnsd_namespaces"), "{reply}");
 }
 
+/// The listener keeper answers only the process that connected to it (bpfnsd): a process
+/// that inherited or was passed bpfnsd's connection would otherwise withdraw every member's
+/// listener with `Next` and answer its trapped calls. The keeper closes such a connection.
+#[test]
+fn the_listener_keeper_answers_only_the_process_that_connected() {
+    use bpfnsd::keeper::{Msg, Op, MSG_LEN};
+    use std::os::fd::AsFd;
+    require_kernel!();
+    let d = TestDaemon::start("keeper-writer");
+    let mut c = d.client();
+    c.ns_create("/k").unwrap();
+    let mut cmd = std::process::Command::new("sleep");
+    cmd.arg("600").stdin(std::process::Stdio::null());
+    let _member = KillOnDrop(
+        bpfns_client::member::spawn(&d.socket, "/k", &mut cmd)
+            .unwrap()
+            .into_child(),
+    );
+    eventually("the keeper holds the member's listener", || {
+        c.status().unwrap().kept_listeners >= 1
+    });
+    let sock = bpfns_sys::unix::seqpacket_connect(&d.keeper_socket()).unwrap();
+    bpfns_sys::unix::set_timeouts(&sock, Some(std::time::Duration::from_secs(10))).unwrap();
+    let ask = |sock: &std::os::fd::OwnedFd| {
+        let mut buf = [0u8; MSG_LEN];
+        let mut fds = Vec::new();
+        let n = bpfns_sys::unix::recv_msg(sock, &mut buf, &mut fds, false).unwrap_or_else(|e| {
+            panic!("the keeper neither answered nor closed the connection within 10 s: {e}")
+        });
+        (buf[..n].to_vec(), fds.len())
+    };
+    // Its maker (this process: host root, as bpfnsd is) is answered.
+    let stats = Msg::new(Op::Stats, [0; 6]).encode();
+    bpfns_sys::unix::send_msg(&sock, &stats, &[], false).unwrap();
+    let (reply, _) = ask(&sock);
+    assert_eq!(Msg::decode(&reply).map(|m| m.op), Some(Op::Ok));
+    // Another process writing on the same connection is not.
+    let next = Msg::new(Op::Next, [0; 6]).encode();
+    let writer = bpfns_sys::process::write_from_child(sock.as_fd(), &next).unwrap();
+    let (reply, fds) = ask(&sock);
+    assert!(
+        reply.is_empty() && fds == 0,
+        "the keeper answered pid {writer} on a connection it did not make: {:?} with {fds} fd(s)",
+        Msg::decode(&reply).map(|m| m.op)
+    );
+    assert!(c.status().unwrap().kept_listeners >= 1);
+
+    // A connection whose maker has exited is closed, also while its descriptor lives on
+    // elsewhere (its pid could be another process's by now): here the maker is a helper that
+    // connects, hands the connection over and exits.
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let status = std::process::Command::new(bpfns_tests::keeper_program())
+        .args(["keeper-connect", &d.keeper_socket().to_string_lossy()])
+        .stdout(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            theirs,
+        )))
+        .status()
+        .unwrap();
+    assert!(status.success(), "keeper-connect: {status}");
+    let mut byte = [0u8; 1];
+    let mut passed = Vec::new();
+    bpfns_sys::unix::recv_msg(&ours, &mut byte, &mut passed, false).unwrap();
+    let orphan = passed.pop().expect("the helper's connection");
+    bpfns_sys::unix::set_timeouts(&orphan, Some(std::time::Duration::from_secs(10))).unwrap();
+    let (reply, fds) = ask(&orphan);
+    assert!(
+        reply.is_empty() && fds == 0,
+        "the keeper kept a connection whose maker exited: {:?} with {fds} fd(s)",
+        Msg::decode(&reply).map(|m| m.op)
+    );
+}
+
 /// A child process killed (and waited for) when dropped: a failed assertion leaves none.
 struct KillOnDrop(std::process::Child);
 

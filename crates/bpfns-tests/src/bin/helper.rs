@@ -387,6 +387,26 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             }
         }
+        "keeper-connect" => {
+            // Connect to a listener keeper (answered: this process is host root, as bpfnsd
+            // is), hand the connection to whoever reads stdout (a unix socket), and exit.
+            use bpfnsd::keeper::{Msg, Op, MSG_LEN};
+            let sock = bpfns_sys::unix::seqpacket_connect(Path::new(&arg(1)))
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            let stats = Msg::new(Op::Stats, [0; 6]).encode();
+            bpfns_sys::unix::send_msg(&sock, &stats, &[], false)
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            let mut buf = [0u8; MSG_LEN];
+            let mut fds = Vec::new();
+            let n = bpfns_sys::unix::recv_msg(&sock, &mut buf, &mut fds, false)
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            if Msg::decode(&buf[..n]).map(|m| m.op) != Some(Op::Ok) {
+                fail("the keeper did not answer its maker");
+            }
+            let out = std::io::stdout();
+            bpfns_sys::unix::send_msg(out.as_fd(), b"k", &[sock.as_fd()], false)
+                .unwrap_or_else(|e| fail(&e.to_string()));
+        }
         "client" => client(&args[1..]),
         a if kside::ACTIONS.contains(&a) => kside::run(&args),
         a if supervised::ACTIONS.contains(&a) => supervised::run(&exe, &args),

@@ -21,7 +21,7 @@ use bpfns_kernel::{Kernel, PinLayout};
 use bpfns_model::NsId;
 use bpfns_sys::fds::{poll_events, Ready};
 use bpfns_sys::seccomp::{InFlight, Listener, Response};
-use bpfns_sys::unix::{accept_nonblocking, recv_msg, send_msg};
+use bpfns_sys::unix::{accept_nonblocking, recv_msg_from, send_msg, Sender};
 use bpfns_sys::Errno;
 
 use super::{Counters, Msg, Op, ABANDONED_SPAN, IDLE_EXIT, MSG_LEN, VERSION};
@@ -170,6 +170,11 @@ struct Held {
 struct Conn {
     id: u64,
     sock: OwnedFd,
+    /// The process that connected, with its real ids: the only writer it takes requests
+    /// from. A descriptor of the connection passed on or inherited does not speak for it.
+    speaker: Sender,
+    /// The same process: once it has exited, its pid may be another's.
+    maker: OwnedFd,
     /// bpfnsd attached through this connection: it serves the listeners.
     serving: bool,
 }
@@ -189,10 +194,13 @@ struct Keeper {
     alone_since: Option<Instant>,
 }
 
-/// What to poll, in order: the socket, each connection, each held listener.
+/// What to poll, in order: the socket, each connection and its maker, each held listener.
 enum Slot {
     Listen,
     Conn(u64),
+    /// A connection's maker exits: the connection ends with it, also while a descriptor of it
+    /// lives on elsewhere (an attached bpfnsd that died would otherwise still "serve").
+    Maker(u64),
     Held(u64),
 }
 
@@ -241,7 +249,7 @@ impl Keeper {
 
         let mut slots = Vec::with_capacity(
             1usize
-                .saturating_add(self.conns.len())
+                .saturating_add(self.conns.len().saturating_mul(2))
                 .saturating_add(self.held.len()),
         );
         let mut fds = Vec::with_capacity(slots.capacity());
@@ -250,6 +258,8 @@ impl Keeper {
         for c in &self.conns {
             slots.push(Slot::Conn(c.id));
             fds.push((c.sock.as_fd(), true));
+            slots.push(Slot::Maker(c.id));
+            fds.push((c.maker.as_fd(), true));
         }
         for h in &self.held {
             slots.push(Slot::Held(h.key));
@@ -279,6 +289,12 @@ impl Keeper {
                         return exit;
                     }
                 }
+                Slot::Maker(id) => {
+                    if self.conns.iter().any(|c| c.id == id) {
+                        log("closing a connection: the process that made it has exited");
+                        self.close_conn(id);
+                    }
+                }
                 Slot::Held(key) => self.on_held(key, r),
             }
         }
@@ -299,35 +315,47 @@ impl Keeper {
                 log("refusing a connection: too many open");
                 continue;
             }
-            if let Err(why) = self.authorize(&sock) {
-                log(&format!("refusing a connection: {why}"));
-                let _ = send_msg(
-                    &sock,
-                    &Msg::new(Op::Err, [Errno::PERM.raw_os_error() as u64, 0, 0, 0, 0, 0]).encode(),
-                    &[],
-                    true,
-                );
-                continue;
-            }
+            let (speaker, maker) = match self.authorize(&sock) {
+                Ok(s) => s,
+                Err(why) => {
+                    log(&format!("refusing a connection: {why}"));
+                    let _ = send_msg(
+                        &sock,
+                        &Msg::new(Op::Err, [Errno::PERM.raw_os_error() as u64, 0, 0, 0, 0, 0])
+                            .encode(),
+                        &[],
+                        true,
+                    );
+                    continue;
+                }
+            };
             let id = self.next_conn;
             self.next_conn = self.next_conn.wrapping_add(1);
             self.conns.push(Conn {
                 id,
                 sock,
+                speaker,
+                maker,
                 serving: false,
             });
         }
     }
 
-    /// Only a host administrator in the root bpfns namespace: bpfnsd.
-    fn authorize(&self, sock: &OwnedFd) -> Result<(), Refusal> {
+    /// Only a host administrator in the root bpfns namespace: bpfnsd. Returns who it is, as
+    /// each message's `SCM_CREDENTIALS` names it, and its pidfd.
+    fn authorize(&self, sock: &OwnedFd) -> Result<(Sender, OwnedFd), Refusal> {
         // Opened for each check: a kernel side reloaded meanwhile has new maps, and a stale
         // task_ns map would call everybody a root-namespace task.
         let kernel = Kernel::open(&PinLayout::new(&self.pin_root)).map_err(Refusal::NoKernel)?;
         let c = Caller::of_peer(sock.as_fd(), &kernel, self.init_userns)
             .map_err(Refusal::Unidentified)?;
         if c.host_admin() && c.ns == NsId::ROOT {
-            Ok(())
+            let speaker = Sender {
+                pid: c.pid,
+                uid: c.real_ids.0,
+                gid: c.real_ids.1,
+            };
+            Ok((speaker, c.pidfd))
         } else {
             Err(Refusal::NotAdmin {
                 pid: c.pid,
@@ -381,8 +409,34 @@ impl Keeper {
         }
         let mut buf = [0u8; MSG_LEN];
         let mut fds = Vec::new();
-        let n = match recv_msg(&conn.sock, &mut buf, &mut fds, true) {
-            Ok(n) => n,
+        let n = match recv_msg_from(&conn.sock, &mut buf, &mut fds, true) {
+            // The end of the connection.
+            Ok((0, None)) => 0,
+            // From its maker, still alive (the pid names it, not a process that took it over).
+            Ok((n, Some(s)))
+                if s == conn.speaker && !bpfns_sys::unix::pidfd_exited(conn.maker.as_fd()) =>
+            {
+                n
+            }
+            Ok((_, sender)) => {
+                log(&format!(
+                    "closing a connection: a message from {} (the connection was made by pid \
+                     {}, which {}; no other process may use it)",
+                    match sender {
+                        Some(s) => format!("pid {} (uid {}, gid {})", s.pid, s.uid, s.gid),
+                        None => "an unnamed sender".into(),
+                    },
+                    conn.speaker.pid,
+                    if bpfns_sys::unix::pidfd_exited(conn.maker.as_fd()) {
+                        "has exited"
+                    } else {
+                        "is alive"
+                    }
+                ));
+                drop(fds);
+                self.close_conn(id);
+                return None;
+            }
             Err(e) if e.errno == Errno::AGAIN => return None,
             Err(_) => {
                 self.close_conn(id);

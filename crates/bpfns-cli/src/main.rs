@@ -277,6 +277,12 @@ fn wants_json(args: &[std::ffi::OsString]) -> Option<Format> {
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(v) = Cli::version_fast(&args) {
+        return match write_stdout(&v) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
     let cli = match Cli::parse_args(&args) {
         Ok(c) => c,
         Err(e) => {

@@ -94,6 +94,50 @@ fn per_op(out: &str) -> String {
         .join(", ")
 }
 
+/// Each `op=NAME … p99_us=B` line's p99 in µs.
+fn p99s(out: &str) -> Vec<(String, f64)> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("op="))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let name = f.next()?.to_string();
+            let p99 = f.find_map(|x| x.strip_prefix("p99_us="))?.parse().ok()?;
+            Some((name, p99))
+        })
+        .collect()
+}
+
+/// The load targets (docs/reliability.md): requests per second, reads' p99, a namespace
+/// create + delete's p99.
+const TARGET_RATE: f64 = 30_000.0;
+const TARGET_READ_P99_US: f64 = 10_000.0;
+const TARGET_CHANGE_P99_US: f64 = 50_000.0;
+/// The helper's name for a namespace create + delete; every other op is a read.
+const CHANGE_OP: &str = "ns_create+delete";
+
+/// The round's figures against the targets: one table row, measured with `clients` clients.
+fn verdict_row(round: u64, rate: f64, outs: &[&str]) -> String {
+    let all: Vec<(String, f64)> = outs.iter().flat_map(|o| p99s(o)).collect();
+    let worst = |change: bool| {
+        all.iter()
+            .filter(|(n, _)| (n == CHANGE_OP) == change)
+            .map(|&(_, v)| v)
+            .fold(0.0, f64::max)
+    };
+    let (reads, changes) = (worst(false), worst(true));
+    let mark = |ok: bool| if ok { "meets" } else { "misses" };
+    format!(
+        "| {} | {:.0} ({}) | {:.1} ms ({}) | {:.1} ms ({}) |",
+        round + 1,
+        rate,
+        mark(rate >= TARGET_RATE),
+        reads / 1000.0,
+        mark(reads < TARGET_READ_P99_US),
+        changes / 1000.0,
+        mark(changes < TARGET_CHANGE_P99_US),
+    )
+}
+
 /// Wait (bounded) until bpfnsd has let go of every connection of the round.
 fn settle(pid: u32, base: Usage) -> Usage {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -134,6 +178,7 @@ fn a_thousand_clients_leave_no_fd_thread_or_memory_behind() {
 
     let mut rows = Vec::new();
     let mut ops = Vec::new();
+    let mut verdicts = Vec::new();
     for round in 0..rounds {
         let half = (clients / 2).to_string();
         let ms_s = ms.to_string();
@@ -225,13 +270,25 @@ fn a_thousand_clients_leave_no_fd_thread_or_memory_behind() {
             round + 1,
             per_op(&String::from_utf8_lossy(&host_out.stdout))
         ));
+        verdicts.push(verdict_row(
+            round,
+            requests / secs,
+            &[
+                &String::from_utf8_lossy(&host_out.stdout),
+                &String::from_utf8_lossy(&member_out.stdout),
+            ],
+        ));
     }
     let report = format!(
-        "| round | clients | requests | per second | p50 / p99 host root | p50 / p99 member | bpfnsd threads / fds at peak | fds after (before: {}) | RSS before / peak / after | heap in use after (before: {:.2} MiB) |\n|---|---|---|---|---|---|---|---|---|---|\n{}\n\nPer request, host-root clients (p50 / p99 µs):\n\n{}\n",
+        "| round | clients | requests | per second | p50 / p99 host root | p50 / p99 member | bpfnsd threads / fds at peak | fds after (before: {}) | RSS before / peak / after | heap in use after (before: {:.2} MiB) |\n|---|---|---|---|---|---|---|---|---|---|\n{}\n\nPer request, host-root clients (p50 / p99 µs):\n\n{}\n\nAgainst the targets (≥ {:.0} requests/s; reads p99 < {:.0} ms and a namespace create + delete p99 < {:.0} ms, the worst op of host-root and member clients):\n\n| round | requests / s | reads p99 | create + delete p99 |\n|---|---|---|---|\n{}\n",
         base.fds,
         heap_before as f64 / 1048576.0,
         rows.join("\n"),
-        ops.join("\n\n")
+        ops.join("\n\n"),
+        TARGET_RATE,
+        TARGET_READ_P99_US / 1000.0,
+        TARGET_CHANGE_P99_US / 1000.0,
+        verdicts.join("\n"),
     );
     println!("{report}");
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tmp");

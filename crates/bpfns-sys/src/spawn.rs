@@ -502,8 +502,9 @@ impl MemberSetup {
 /// directory are): a directory's `..` walks the host's mount tree, below every cover and
 /// read-only mount (flock(1) leaves one open for its command, `exec 3<DIR` another). So every
 /// directory and `O_PATH` descriptor is refused, and any on a bpffs or cgroupfs, or below a
-/// path the member is kept from (hidden, detached, read-only); and, for every member, a
-/// connection to bpfnsd (it would answer the member as its caller). A descriptor of an
+/// path the member is kept from (hidden, detached, read-only), or connected to a socket below
+/// a hidden or detached one (bpfnsd's listener keeper, in its state directory); and, for
+/// every member, a connection to bpfnsd (it would answer the member as its caller). A descriptor of an
 /// object (a map handed over on purpose), a pipe, another socket or a file elsewhere is let
 /// through.
 /// (Checked before the fork: a descriptor another thread opens without close-on-exec in
@@ -543,6 +544,8 @@ fn refuse_inherited_fds(setup: &MemberSetup) -> Result<()> {
             Some("a connection to bpfnsd, which would answer the member as you")
         } else if !mounts {
             None
+        } else if peer_below(fd, &[&setup.hide, &setup.detach]) {
+            Some("a connection to a socket below a path members are kept from")
         } else if rustix::fs::fcntl_getfl(b).is_ok_and(|f| f.contains(rustix::fs::OFlags::PATH)) {
             Some("an O_PATH descriptor")
         } else if rustix::fs::fstat(b)
@@ -579,13 +582,20 @@ fn refuse_inherited_fds(setup: &MemberSetup) -> Result<()> {
 /// ([`refuse_inherited_fds`]; `Stdio::from` a directory's `File` is close-on-exec there): none
 /// may be a connection to bpfnsd, nor, with `mounts` (a mount namespace of its own), a
 /// directory, an `O_PATH` descriptor, or on a bpffs or cgroupfs. Raw system calls.
-fn stdio_reaches_nothing(daemon_socket: &[CString], mounts: bool) -> io::Result<()> {
+fn stdio_reaches_nothing(
+    daemon_socket: &[CString],
+    kept: &[&[CString]],
+    mounts: bool,
+) -> io::Result<()> {
     for fd in 0..3 {
         if peer_is(fd, daemon_socket) {
             return Err(io_err(Errno::XDEV));
         }
         if !mounts {
             continue;
+        }
+        if peer_below(fd, kept) {
+            return Err(io_err(Errno::XDEV));
         }
         // SAFETY: F_GETFL reads the status flags of `fd` (EBADF if it is closed).
         let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
@@ -622,6 +632,32 @@ fn stdio_reaches_nothing(daemon_socket: &[CString], mounts: bool) -> io::Result<
 
 /// Whether `fd` is a Unix socket connected to one of the paths `paths`. Raw system calls.
 fn peer_is(fd: RawFd, paths: &[CString]) -> bool {
+    with_peer_name(fd, |got| {
+        paths.iter().any(|p| {
+            let want = p.as_bytes();
+            want.len() == got.len() && want.iter().zip(got).all(|(a, b)| *a as libc::c_char == *b)
+        })
+    })
+}
+
+/// Whether `fd` is a Unix socket connected to a path below (or at) one of `dirs`: a socket
+/// in a directory the member is kept from (the listener keeper's, in bpfnsd's hidden state
+/// directory). Raw system calls.
+fn peer_below(fd: RawFd, dirs: &[&[CString]]) -> bool {
+    with_peer_name(fd, |got| {
+        dirs.iter().flat_map(|d| d.iter()).any(|d| {
+            let d = d.as_bytes();
+            let d = d.strip_suffix(b"/").unwrap_or(d);
+            got.len() >= d.len()
+                && d.iter().zip(got).all(|(a, b)| *a as libc::c_char == *b)
+                && (got.len() == d.len() || got[d.len()] == b'/' as libc::c_char)
+        })
+    })
+}
+
+/// `f` of the path `fd` is connected to (a Unix socket's peer name, up to its NUL); false for
+/// anything else. Raw system calls, nothing allocated.
+fn with_peer_name(fd: RawFd, f: impl FnOnce(&[libc::c_char]) -> bool) -> bool {
     // SAFETY: a plain-data struct, all zeroes valid; filled by the kernel below.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
@@ -634,12 +670,11 @@ fn peer_is(fd: RawFd, paths: &[CString]) -> bool {
         .saturating_sub(std::mem::size_of::<libc::sa_family_t>())
         .min(addr.sun_path.len());
     let got = &addr.sun_path[..n];
-    // The path, up to its NUL if it has one.
-    let got = got.split(|&c| c == 0).next().unwrap_or(got);
-    paths.iter().any(|p| {
-        let want = p.as_bytes();
-        want.len() == got.len() && want.iter().zip(got).all(|(a, b)| *a as libc::c_char == *b)
-    })
+    // An abstract name (a leading NUL) names no path.
+    if got.first().is_none_or(|&c| c == 0) {
+        return false;
+    }
+    f(got.split(|&c| c == 0).next().unwrap_or(got))
 }
 
 /// What the child needs, prepared before the fork.
@@ -892,7 +927,11 @@ fn child_steps(plan: &ChildPlan, sock: RawFd, step: &mut Step) -> io::Result<()>
     let pid: i32 = unsafe { libc::getpid() };
     send_raw(sock, &pid.to_ne_bytes()).map_err(io_err)?;
     *step = Step::Stdio;
-    stdio_reaches_nothing(&plan.daemon_socket, plan.mounts)?;
+    stdio_reaches_nothing(
+        &plan.daemon_socket,
+        &[&plan.hide, &plan.detach],
+        plan.mounts,
+    )?;
     // The setup runs while the parent's `before_setup` (bpfnsd tagging this process) is under
     // way: none of it depends on the tag, and nothing of the program runs before GO or ACK.
     if plan.mounts {
@@ -1561,6 +1600,68 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let out = out.expect("a cover inside a cover is no error");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hidden");
+    }
+
+    /// A connection to a socket in a hidden directory (bpfnsd's listener keeper, in its state
+    /// directory) is not handed to a member: neither inherited nor as a standard descriptor.
+    /// The command never runs.
+    #[test]
+    fn a_connection_to_a_socket_in_a_hidden_directory_is_not_inherited() {
+        if !may_mount() {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("bpfns-spawn-keeper-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let _listener =
+            std::os::unix::net::UnixListener::bind(dir.join("keeper.sock")).expect("bind");
+        let connect = || std::os::unix::net::UnixStream::connect(dir.join("keeper.sock"));
+        let attempt = |cmd: &mut Command| {
+            MemberSetup::new(trapping_nothing_a_shell_calls())
+                .no_new_privs(true)
+                .hide(&dir)
+                .expect("path")
+                .spawn_plain(cmd)
+                .map(|sp| sp.child.wait_with_output().expect("wait"))
+        };
+        let shell = || {
+            let mut cmd = Command::new("/bin/sh");
+            cmd.args(["-c", "echo ran"])
+                .stdout(std::process::Stdio::piped());
+            cmd
+        };
+        // Inherited: refused before the fork, naming the descriptor.
+        let conn = connect().expect("connect");
+        rustix::io::fcntl_setfd(&conn, rustix::io::FdFlags::empty()).expect("F_SETFD");
+        let inherited = attempt(&mut shell());
+        drop(conn);
+        // As standard input: refused by the child before it sets anything up.
+        let mut cmd = shell();
+        cmd.stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            connect().expect("connect"),
+        )));
+        let stdin = attempt(&mut cmd);
+        let _ = std::fs::remove_dir_all(&dir);
+        match inherited {
+            Err(SpawnError::Sys(e)) => {
+                assert_eq!(e.errno, Errno::XDEV, "{e}");
+                assert!(
+                    e.op.contains("a socket below a path members are kept from"),
+                    "{e}"
+                );
+            }
+            other => panic!("a member inherited a connection to a hidden socket: {other:?}"),
+        }
+        match stdin {
+            Err(e) => assert!(
+                e.to_string().contains("Invalid cross-device link")
+                    || matches!(&e, SpawnError::Setup(s) if s.errno == Errno::XDEV),
+                "{e}"
+            ),
+            Ok(out) => panic!(
+                "a member got a connection to a hidden socket as stdin: {}",
+                String::from_utf8_lossy(&out.stdout)
+            ),
+        }
     }
 
     /// With an acknowledgement to wait for, the listener goes over before `before_setup` is

@@ -824,3 +824,26 @@ pub fn send_with_credentials(
     let iov = [std::io::IoSlice::new(bytes)];
     rustix::net::sendmsg(sock, &iov, &mut anc, SendFlags::NOSIGNAL).map(drop)
 }
+
+/// Write `bytes` to `fd` from a forked child, which then exits; returns the child's pid once
+/// it has been reaped. For tests of what a socket's reader learns about a writer that is not
+/// the process that made the connection (an inherited descriptor).
+pub fn write_from_child(fd: std::os::fd::BorrowedFd<'_>, bytes: &[u8]) -> Result<i32> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: the child calls nothing but `write` and `_exit`, both async-signal-safe, so
+    // forking is sound even from a multi-threaded process.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SysError::new("fork", last_errno()));
+    }
+    if pid == 0 {
+        // SAFETY: `bytes` is valid for its length in the child's copy of the memory; `_exit`
+        // ends the child without running anything copied from the parent.
+        unsafe {
+            libc::write(raw, bytes.as_ptr().cast(), bytes.len());
+            libc::_exit(0)
+        }
+    }
+    crate::process::wait_child(pid)?;
+    Ok(pid)
+}

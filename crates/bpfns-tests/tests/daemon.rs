@@ -2466,7 +2466,7 @@ fn the_listener_keeper_answers_only_the_process_that_connected() {
     assert_eq!(Msg::decode(&reply).map(|m| m.op), Some(Op::Ok));
     // Another process writing on the same connection is not.
     let next = Msg::new(Op::Next, [0; 6]).encode();
-    let writer = bpfns_sys::process::write_from_child(sock.as_fd(), &next).unwrap();
+    let writer = bpfns_sys::testhooks::write_from_child(sock.as_fd(), &next).unwrap();
     let (reply, fds) = ask(&sock);
     assert!(
         reply.is_empty() && fds == 0,

@@ -6575,7 +6575,8 @@ mod inherited {
 
     /// A connection to bpfnsd left open by the caller: bpfnsd knows a connection by the
     /// process that made it, so through it the member would be answered as its caller (host
-    /// root). Refused, whether inherited or handed over as standard input.
+    /// root). Refused, whether inherited or handed over as standard input; and so is a
+    /// connection to its listener keeper.
     #[test]
     fn an_inherited_connection_to_bpfnsd() {
         bpfns_tests::require_kernel!();
@@ -6608,6 +6609,30 @@ mod inherited {
             bpfns_client::member::Options::default(),
         );
         assert!(r.is_err(), "a member got a connection to bpfnsd as stdin");
+        // Nor a connection to bpfnsd's listener keeper, in the state directory members are
+        // kept from: it would withdraw every member's listener, as bpfnsd.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let keeper = loop {
+            match bpfns_sys::unix::seqpacket_connect(&d.keeper_socket()) {
+                Ok(k) => break k,
+                Err(e) => {
+                    assert!(std::time::Instant::now() < deadline, "no keeper: {e}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        let mut cmd = Command::new("/bin/true");
+        cmd.stdin(Stdio::from(keeper));
+        let r = bpfns_client::member::spawn_with(
+            &d.socket,
+            "/t",
+            &mut cmd,
+            bpfns_client::member::Options::default(),
+        );
+        assert!(
+            r.is_err(),
+            "a member got a connection to the listener keeper as stdin"
+        );
     }
 
     /// A connection to bpfnsd handed to another process speaks for nobody: passed over a
@@ -6675,6 +6700,78 @@ mod inherited {
                 "{who}: the connection stayed open"
             );
         }
+    }
+
+    /// A connection to bpfnsd's listener keeper handed to a member speaks for nobody: as
+    /// bpfnsd, it would withdraw every member's listener (`Next`) and answer their trapped
+    /// calls. The keeper closes a connection at the first message another process writes, and
+    /// a member without `CAP_SYS_ADMIN` cannot name the maker instead (`SCM_CREDENTIALS`:
+    /// `EPERM`). A host-root member can name any pid: documented (threat model, "A thirteenth
+    /// review's findings"), not tried here.
+    #[test]
+    fn a_keeper_connection_handed_to_a_member_speaks_for_nobody() {
+        bpfns_tests::require_kernel!();
+        let d = TestDaemon::start("rt-keeper-pass");
+        let mut c = d.client();
+        c.ns_create("/t").unwrap();
+        // A supervised member: the keeper holds its listener.
+        let mut cmd = Command::new("sleep");
+        cmd.arg("600").stdin(Stdio::null());
+        let mut held = bpfns_client::member::spawn(&d.socket, "/t", &mut cmd)
+            .expect("starting the member")
+            .into_child();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while c.status().unwrap().kept_listeners < 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the keeper holds no listener"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let maker = std::process::id().to_string();
+        for (level, creds) in levels() {
+            // Naming the maker is tried where the member may not (no CAP_SYS_ADMIN).
+            let forges: &[&str] = if creds.is_some() { &["0", "1"] } else { &["0"] };
+            for &forge in forges {
+                let conn = bpfns_sys::unix::seqpacket_connect(&d.keeper_socket()).unwrap();
+                let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+                let mut cmd = Command::new(helper_path());
+                cmd.args(["rt-keeper-received", &maker, forge])
+                    .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit());
+                let mut options = bpfns_client::member::Options::default();
+                if let Some(c) = creds {
+                    options = options.credentials(c);
+                }
+                let mut child =
+                    bpfns_client::member::spawn_with(&d.socket, "/t", &mut cmd, options)
+                        .expect("starting the member")
+                        .into_child();
+                bpfns_sys::unix::send_with_fds(&mine, b"c", &[std::os::fd::AsFd::as_fd(&conn)])
+                    .unwrap();
+                let mut out = String::new();
+                child
+                    .stdout
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut out)
+                    .unwrap();
+                let _ = child.wait();
+                let who = format!("{level} (naming the maker: {forge})");
+                assert!(
+                    !out.contains("answered"),
+                    "{who} was answered on the keeper connection host root made: {out}"
+                );
+                // Closed by the keeper, or the naming refused by the kernel (EPERM).
+                assert!(
+                    out.contains("closed") || out.contains("send=errno:1"),
+                    "{who}: {out}"
+                );
+            }
+        }
+        let _ = held.kill();
+        let _ = held.wait();
     }
 
     /// The process that made a connection has exited and a process with its pid (reused)

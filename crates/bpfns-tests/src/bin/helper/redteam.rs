@@ -97,7 +97,7 @@ use bpfns_sys::testhooks;
 use super::{fail, hold_until_eof, kind, say};
 
 /// The actions this module handles.
-pub const ACTIONS: [&str; 81] = [
+pub const ACTIONS: [&str; 82] = [
     "rt-observe",
     "rt-events",
     "rt-http",
@@ -164,6 +164,7 @@ pub const ACTIONS: [&str; 81] = [
     "rt-exec",
     "rt-exec-connected",
     "rt-speak-received",
+    "rt-keeper-received",
     "rt-pass-connection",
     "rt-connect-then-exec",
     "rt-hello",
@@ -3246,6 +3247,41 @@ fn more(exe: &Path, args: &[String]) {
                     say(&format!("answered {}", names.join(",")));
                 }
                 Err(e) => say(&format!("refused {e}")),
+            }
+        }
+        "rt-keeper-received" => {
+            // rt-keeper-received MAKER_PID FORGE: a connection to the listener keeper
+            // arrives on stdin (SCM_RIGHTS); ask it for the first listener it holds (`Next`),
+            // as whoever made it, naming the maker (SCM_CREDENTIALS) when FORGE is 1.
+            use bpfnsd::keeper::{Msg, Op, MSG_LEN};
+            let maker: i32 = arg(1).parse().unwrap_or_else(|_| fail("MAKER_PID"));
+            let mut fds = Vec::new();
+            let got =
+                bpfns_sys::unix::recv_exact_with_fds(std::io::stdin(), &mut [0u8; 1], &mut fds);
+            let Some(conn) = fds.pop().filter(|_| got.is_ok()) else {
+                fail("no connection came on stdin");
+            };
+            let _ = bpfns_sys::unix::set_timeouts(&conn, Some(Duration::from_secs(10)));
+            let next = Msg::new(Op::Next, [0; 6]).encode();
+            let sent = if arg(2) == "1" {
+                testhooks::send_with_credentials(&conn, &next, maker, 0, 0).map_err(errno_str)
+            } else {
+                bpfns_sys::unix::send_msg(&conn, &next, &[], false).map_err(|e| errno_str(e.errno))
+            };
+            if let Err(e) = sent {
+                say(&format!("send={e}"));
+                return;
+            }
+            let mut buf = [0u8; MSG_LEN];
+            let mut got = Vec::new();
+            match bpfns_sys::unix::recv_msg(&conn, &mut buf, &mut got, false) {
+                Ok(0) => say("closed"),
+                Ok(n) => say(&format!(
+                    "answered op={:?} fds={}",
+                    Msg::decode(&buf[..n]).map(|m| m.op),
+                    got.len()
+                )),
+                Err(e) => say(&format!("recv={}", errno_str(e.errno))),
             }
         }
         "rt-in-netns" => {

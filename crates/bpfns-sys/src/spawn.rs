@@ -581,7 +581,8 @@ fn refuse_inherited_fds(setup: &MemberSetup) -> Result<()> {
 /// The child's standard descriptors, as `Command` set them up after the parent's check
 /// ([`refuse_inherited_fds`]; `Stdio::from` a directory's `File` is close-on-exec there): none
 /// may be a connection to bpfnsd, nor, with `mounts` (a mount namespace of its own), a
-/// directory, an `O_PATH` descriptor, or on a bpffs or cgroupfs. Raw system calls.
+/// connection to a socket below `kept` (hidden or detached paths), a directory, an `O_PATH`
+/// descriptor, or on a bpffs or cgroupfs. Raw system calls.
 fn stdio_reaches_nothing(
     daemon_socket: &[CString],
     kept: &[&[CString]],

@@ -297,6 +297,19 @@ pub fn send_msg(
     }
 }
 
+/// The path a connected Unix socket's peer was bound at (the name it gave `bind`, not where
+/// its file lies now); `None` for an unnamed or abstract peer.
+pub fn peer_path(sock: impl AsFd) -> Result<Option<std::path::PathBuf>> {
+    use std::os::unix::ffi::OsStrExt;
+    let addr = rustix::net::getpeername(sock).map_err(|e| SysError::new("getpeername", e))?;
+    let Some(unix) = addr.and_then(|a| rustix::net::SocketAddrUnix::try_from(a).ok()) else {
+        return Ok(None);
+    };
+    Ok(unix
+        .path()
+        .map(|p| std::ffi::OsStr::from_bytes(p.to_bytes()).into()))
+}
+
 /// Send what the socket takes of `bytes` without blocking (one `sendmsg`, `MSG_DONTWAIT`),
 /// with `fds` attached: returns how many bytes went (the fds went with them if any did);
 /// `EAGAIN` when the socket is full. For a stream socket served by an event loop, which sends

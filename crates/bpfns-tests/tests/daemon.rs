@@ -2500,6 +2500,49 @@ fn the_listener_keeper_answers_only_the_process_that_connected() {
     );
 }
 
+/// A listener keeper answering at bpfnsd's keeper socket but bound under another name (the
+/// state directory moved, or reached by another path, since it started) is replaced by one
+/// bound at the socket's own name: a member start refuses a leaked connection by the name a
+/// socket was bound at, and would not know the old one for the hidden state directory.
+#[test]
+fn a_keeper_bound_under_another_name_is_replaced() {
+    require_kernel!();
+    let d = TestDaemon::start("keeper-alias");
+    let socket = d.keeper_socket();
+    let (dir, layout) = d.stop();
+    // The keeper bpfnsd started goes; one bound through an alias of the state directory
+    // takes its place at the same socket file.
+    bpfnsd::keeper::link::retire_at(&socket);
+    let alias = dir.join("state-alias");
+    std::os::unix::fs::symlink(dir.join("state"), &alias).unwrap();
+    let mut foreign = KillOnDrop(
+        std::process::Command::new(bpfns_tests::keeper_program())
+            .arg(bpfnsd::keeper::FLAG)
+            .arg(alias.join(bpfnsd::keeper::SOCKET_NAME))
+            .arg(layout.root())
+            .arg("2000")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let bound = |s: &Path| {
+        bpfns_sys::unix::seqpacket_connect(s)
+            .ok()
+            .and_then(|c| bpfns_sys::unix::peer_path(&c).ok().flatten())
+    };
+    eventually("the aliased keeper answers", || bound(&socket).is_some());
+    assert_ne!(bound(&socket).as_deref(), Some(socket.as_path()));
+    let d = TestDaemon::start_at(dir, layout, false);
+    assert_eq!(
+        bound(&d.keeper_socket()).as_deref(),
+        Some(d.keeper_socket().as_path()),
+        "bpfnsd kept a keeper bound under another name"
+    );
+    eventually("the aliased keeper was retired", || {
+        foreign.0.try_wait().ok().flatten().is_some()
+    });
+}
+
 /// A child process killed (and waited for) when dropped: a failed assertion leaves none.
 struct KillOnDrop(std::process::Child);
 

@@ -192,11 +192,36 @@ impl Link {
         Ok(withdrawn)
     }
 
+    /// Whether a keeper that answered is to be replaced by one of ours: of another version
+    /// (bpfnsd was upgraded), or bound under another name than ours (the state directory was
+    /// moved or is reached by another path since it started): a socket's bound name is what a
+    /// member start checks a leaked connection against (`bpfns exec` refuses one to a socket
+    /// in a hidden directory).
+    fn foreign(&self, conn: &Conn) -> bool {
+        if conn.version != VERSION {
+            return true;
+        }
+        match bpfns_sys::unix::peer_path(&conn.sock) {
+            Ok(Some(p)) if p == self.cfg.socket => false,
+            named => {
+                tracing::warn!(
+                    pid = conn.pid,
+                    bound = ?named.ok().flatten(),
+                    socket = %self.cfg.socket.display(),
+                    "the listener keeper answering at the socket was bound under another name: \
+                     replacing it"
+                );
+                true
+            }
+        }
+    }
+
     /// Attach through `conn` and withdraw what the keeper holds; a keeper of another version
-    /// (bpfnsd was upgraded) is emptied, retired and replaced by one of ours.
+    /// or bound under another name ([`Link::foreign`]) is emptied, retired and replaced by
+    /// one of ours.
     fn take_over(&self, st: &mut State, conn: Conn) -> Result<Vec<Withdrawn>, KeeperError> {
         let withdrawn = withdraw_all(&conn)?;
-        let conn = if conn.version != VERSION {
+        let conn = if self.foreign(&conn) {
             retire(&conn);
             let conn = self.spawn_and_connect(st)?;
             attach(&conn)?;
@@ -206,7 +231,7 @@ impl Link {
             tracing::info!(
                 pid = conn.pid,
                 listeners = withdrawn.len(),
-                "replaced a listener keeper of another version"
+                "replaced the listener keeper (of another version, or bound under another name)"
             );
             conn
         } else {
@@ -630,7 +655,7 @@ impl Link {
             self.connected.notify_all();
             return Ok(());
         }
-        if conn.version != VERSION {
+        if self.foreign(&conn) {
             retire(&conn);
             conn = self.spawn_and_connect(&mut st)?;
         }

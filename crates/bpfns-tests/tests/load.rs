@@ -76,34 +76,33 @@ fn parse(out: &str) -> (HashMap<String, f64>, Option<String>) {
     (m, err)
 }
 
-/// `op=NAME n=N p50_us=A p99_us=B` lines as `NAME A / B`.
-fn per_op(out: &str) -> String {
+/// The helper's `op=NAME n=N p50_us=A p99_us=B` lines: each name with its fields' values
+/// (as written; `None` when missing).
+fn op_lines(out: &str) -> Vec<(&str, Option<&str>, Option<&str>)> {
     out.lines()
         .filter_map(|l| l.strip_prefix("op="))
-        .map(|l| {
+        .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let v = |k: &str| {
-                f.iter()
-                    .find_map(|x| x.strip_prefix(k))
-                    .unwrap_or("?")
-                    .to_string()
-            };
-            format!("{} {} / {}", f[0], v("p50_us="), v("p99_us="))
+            let v = |k: &str| f.iter().find_map(|x| x.strip_prefix(k));
+            Some((*f.first()?, v("p50_us="), v("p99_us=")))
         })
+        .collect()
+}
+
+/// The op lines as `NAME A / B`.
+fn per_op(out: &str) -> String {
+    op_lines(out)
+        .into_iter()
+        .map(|(name, p50, p99)| format!("{name} {} / {}", p50.unwrap_or("?"), p99.unwrap_or("?")))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// Each `op=NAME … p99_us=B` line's p99 in µs.
+/// Each op line's p99 in µs.
 fn p99s(out: &str) -> Vec<(String, f64)> {
-    out.lines()
-        .filter_map(|l| l.strip_prefix("op="))
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let name = f.next()?.to_string();
-            let p99 = f.find_map(|x| x.strip_prefix("p99_us="))?.parse().ok()?;
-            Some((name, p99))
-        })
+    op_lines(out)
+        .into_iter()
+        .filter_map(|(name, _, p99)| Some((name.to_string(), p99?.parse().ok()?)))
         .collect()
 }
 

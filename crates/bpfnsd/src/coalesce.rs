@@ -7,14 +7,26 @@
 //! started takes its result. A request never takes the result of a walk that started before
 //! it arrived: its answer is as fresh as if it had walked itself (what a task or an object
 //! did after the walk started may or may not be in it, as before).
+//!
+//! The API server waits for a walk without a thread ([`Coalesced::get_async`]): with 1,000
+//! clients, requests that sat in [`Coalesced::get`] took the pool's every worker while one of
+//! them walked, and every other request queued behind them.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// One kind of walk, shared by concurrent requests.
 #[derive(Debug)]
 pub struct Coalesced<T> {
+    inner: Arc<Inner<T>>,
+}
+
+#[derive(Debug)]
+struct Inner<T> {
     state: Mutex<State<T>>,
+    /// Wakes the threads waiting in [`Coalesced::get`].
     done: Condvar,
+    /// Wakes the tasks waiting in [`Coalesced::get_async`].
+    done_async: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -27,28 +39,32 @@ struct State<T> {
     /// requests doubled bpfnsd's peak at scale).
     finished: u64,
     last: Option<Result<Arc<T>, String>>,
-    /// Callers in [`Coalesced::get`] that are not walking themselves.
+    /// Callers that wait for a walk they do not run themselves (an async caller that started
+    /// one waits for it like the others).
     waiting: usize,
 }
 
 impl<T> Default for Coalesced<T> {
     fn default() -> Self {
         Self {
-            state: Mutex::new(State {
-                running: false,
-                started: 0,
-                finished: 0,
-                last: None,
-                waiting: 0,
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    running: false,
+                    started: 0,
+                    finished: 0,
+                    last: None,
+                    waiting: 0,
+                }),
+                done: Condvar::new(),
+                done_async: tokio::sync::Notify::new(),
             }),
-            done: Condvar::new(),
         }
     }
 }
 
 /// Ends a walk even if it panicked: the waiters are woken and one of them walks again.
 struct Running<'a, T> {
-    of: &'a Coalesced<T>,
+    of: &'a Inner<T>,
     result: Option<Result<Arc<T>, String>>,
 }
 
@@ -61,19 +77,43 @@ impl<T> Drop for Running<'_, T> {
             // Nobody waits: the walker has its own copy, and a later caller walks again.
             s.last = (s.waiting > 0).then_some(r);
         }
+        drop(s);
         self.of.done.notify_all();
+        self.of.done_async.notify_waiters();
+    }
+}
+
+/// An async caller counted among the waiters until it has its result or is dropped (its
+/// client went away): the last one out lets go of the result.
+struct Waiting<'a, T>(&'a Inner<T>);
+
+impl<T> Drop for Waiting<'_, T> {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.waiting -= 1;
+        if s.waiting == 0 {
+            s.last = None;
+        }
+    }
+}
+
+impl<T> Inner<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl<T> Coalesced<T> {
+    #[cfg(test)]
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock()
     }
 
     /// The result of a walk (`walk`, or another caller's) that started after this call.
     pub fn get(&self, walk: impl FnOnce() -> Result<T, String>) -> Result<Arc<T>, String> {
+        let inner = &*self.inner;
         let mut walk = Some(walk);
-        let mut s = self.lock();
+        let mut s = inner.lock();
         // A walk running now started before us: the next one is ours.
         let need = if s.running {
             s.started + 1
@@ -98,7 +138,7 @@ impl<T> Coalesced<T> {
                     s.started += 1;
                     drop(s);
                     let mut running = Running {
-                        of: self,
+                        of: inner,
                         result: None,
                     };
                     let r = walk().map(Arc::new);
@@ -106,7 +146,65 @@ impl<T> Coalesced<T> {
                     return r;
                 }
             }
-            s = self.done.wait(s).unwrap_or_else(|e| e.into_inner());
+            s = inner.done.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Coalesced<T> {
+    /// [`Coalesced::get`] without holding a thread while it waits: `walk` (if this caller is
+    /// the one to walk) runs on the runtime's pool of blocking threads, and runs to its end
+    /// even if this future is dropped meanwhile (the others waiting take its result). A
+    /// panicking walk is an error for everyone waiting for it. Must run inside a tokio
+    /// runtime.
+    pub async fn get_async(
+        &self,
+        walk: impl FnOnce() -> Result<T, String> + Send + 'static,
+    ) -> Result<Arc<T>, String> {
+        let inner = &*self.inner;
+        let need = {
+            let mut s = inner.lock();
+            s.waiting += 1;
+            if s.running {
+                s.started + 1
+            } else {
+                s.finished + 1
+            }
+        };
+        let _waiting = Waiting(inner);
+        let mut walk = Some(walk);
+        loop {
+            // Registered before the state is looked at: a walk that ends in between still
+            // wakes this caller.
+            let woken = inner.done_async.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            {
+                let mut s = inner.lock();
+                if s.finished >= need {
+                    if let Some(r) = s.last.clone() {
+                        return r;
+                    }
+                }
+                if !s.running {
+                    if let Some(walk) = walk.take() {
+                        s.running = true;
+                        s.started += 1;
+                        drop(s);
+                        let of = Arc::clone(&self.inner);
+                        tokio::task::spawn_blocking(move || {
+                            let mut running = Running {
+                                of: &of,
+                                result: None,
+                            };
+                            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(walk))
+                                .unwrap_or_else(|_| Err("the walk failed (a panic)".to_string()));
+                            running.result = Some(r.map(Arc::new));
+                        });
+                    }
+                }
+            }
+            woken.await;
         }
     }
 }
@@ -185,5 +283,101 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(*c.get(|| Ok(7)).unwrap(), 7);
         assert_eq!(c.get(|| Err("no".into())).unwrap_err(), "no");
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(4)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn async_callers_during_a_walk_share_the_next_one_never_an_older_one() {
+        let rt = runtime();
+        let c = Arc::new(Coalesced::default());
+        let walks = Arc::new(AtomicU64::new(0));
+        let (in_walk, go) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+        let first = {
+            let (c, walks, in_walk, go) = (c.clone(), walks.clone(), in_walk.clone(), go.clone());
+            rt.spawn(async move {
+                *c.get_async(move || {
+                    in_walk.wait();
+                    go.wait();
+                    Ok(walks.fetch_add(1, Ordering::SeqCst) + 1)
+                })
+                .await
+                .unwrap()
+            })
+        };
+        in_walk.wait();
+        let later: Vec<_> = (0..16)
+            .map(|_| {
+                let (c, walks) = (c.clone(), walks.clone());
+                rt.spawn(async move {
+                    *c.get_async(move || Ok(walks.fetch_add(1, Ordering::SeqCst) + 1))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        // Let them queue (any interleaving must give walk 2 or later).
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        go.wait();
+        // Its own walk's result, or a later one's (taken once that one ended first).
+        assert!(rt.block_on(first).unwrap() >= 1);
+        for t in later {
+            assert!(
+                rt.block_on(t).unwrap() >= 2,
+                "an answer from a walk older than the request"
+            );
+        }
+        // 16 waiting callers held at most 4 blocking threads: they waited on none.
+        assert!(walks.load(Ordering::SeqCst) <= 17);
+        assert!(c.lock().last.is_none(), "the last result is still held");
+        assert_eq!(c.lock().waiting, 0);
+    }
+
+    #[test]
+    fn a_walk_whose_caller_went_away_still_answers_the_others() {
+        let rt = runtime();
+        let c = Arc::new(Coalesced::default());
+        let go = Arc::new(Barrier::new(2));
+        let started = Arc::new(Barrier::new(2));
+        // The walker's caller is dropped while its walk runs.
+        let walker = {
+            let (c, go, started) = (c.clone(), go.clone(), started.clone());
+            rt.spawn(async move {
+                c.get_async(move || {
+                    started.wait();
+                    go.wait();
+                    Ok(1u32)
+                })
+                .await
+            })
+        };
+        started.wait();
+        walker.abort();
+        // Arrived during the walk: waits for the next one, which it runs itself.
+        let other = {
+            let c = c.clone();
+            rt.spawn(async move { *c.get_async(|| Ok(2u32)).await.unwrap() })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        go.wait();
+        assert_eq!(rt.block_on(other).unwrap(), 2);
+        assert_eq!(c.lock().waiting, 0);
+        assert!(!c.lock().running);
+    }
+
+    #[test]
+    fn an_async_walk_that_panics_is_an_error_and_the_next_caller_walks() {
+        let rt = runtime();
+        let c = Coalesced::<u32>::default();
+        let r = rt.block_on(c.get_async(|| panic!("walk failed")));
+        assert!(r.unwrap_err().contains("panic"));
+        assert_eq!(*rt.block_on(c.get_async(|| Ok(7))).unwrap(), 7);
+        assert_eq!(*c.get(|| Ok(8)).unwrap(), 8);
     }
 }

@@ -238,6 +238,39 @@ pub trait ObjectOwners: Send + Sync {
     fn owners(&self, kind: ObjectKind) -> Result<Vec<(u32, NsId)>, String>;
 }
 
+/// Whether `op` may change the registry: all but the requests that only read (so that a new
+/// kind of change is made durable before it is acknowledged).
+fn changes_something(op: &Op) -> bool {
+    !matches!(
+        op,
+        Op::Hello
+            | Op::GetFd { .. }
+            | Op::WhyStopped { .. }
+            | Op::NsIdentify { .. }
+            | Op::MemberPlan { .. }
+            | Op::EnableStats
+            | Op::NsList
+            | Op::NsShow { .. }
+            | Op::List { .. }
+            | Op::Show { .. }
+            | Op::Status
+            | Op::NsPs { .. }
+            | Op::Events { .. }
+    )
+}
+
+/// What a walk gave: shared by the requests that waited for it ([`Coalesced`]).
+type Walked<T> = Result<Arc<T>, String>;
+
+/// The walk a request needs, waited for by the API server before the request takes a worker
+/// ([`Daemon::prepare`]): a worker then only answers, it never sits waiting for a walk.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    census: Option<Walked<Census>>,
+    /// The listing of the kind the request names.
+    listing: Option<Walked<Vec<bpfns_kernel::OwnedObject>>>,
+}
+
 /// Objects and member tasks per namespace, as one walk found them.
 #[derive(Debug, Default)]
 struct Census {
@@ -342,11 +375,45 @@ impl Daemon {
         })
     }
 
-    /// Every object of `kind`, from a walk that started after this call.
-    fn listing(&self, kind: ObjectKind) -> Result<Arc<Vec<bpfns_kernel::OwnedObject>>, Failure> {
-        self.listings[kind_index(kind)]
-            .get(|| self.kernel.list(kind).map_err(|e| e.to_string()))
+    /// Every object of `kind`, from a walk that started after this call (or `prepared`'s).
+    fn listing(
+        &self,
+        kind: ObjectKind,
+        prepared: Option<Walked<Vec<bpfns_kernel::OwnedObject>>>,
+    ) -> Result<Arc<Vec<bpfns_kernel::OwnedObject>>, Failure> {
+        prepared
+            .unwrap_or_else(|| {
+                self.listings[kind_index(kind)]
+                    .get(|| self.kernel.list(kind).map_err(|e| e.to_string()))
+            })
             .map_err(Failure::internal)
+    }
+
+    /// Wait, without a thread, for the walk `op` needs (one that started after this call,
+    /// shared with the requests waiting with it): what [`Daemon::handle_prepared`] then
+    /// answers from. Nothing for other requests, nor for a caller the request is refused to
+    /// (its refusal is `handle`'s).
+    pub async fn prepare(self: &Arc<Self>, caller: &Caller, op: &Op) -> Prepared {
+        let mut p = Prepared::default();
+        if self.permit(caller, op).is_err() {
+            return p;
+        }
+        match *op {
+            Op::NsList | Op::NsShow { .. } => {
+                let d = Arc::clone(self);
+                p.census = Some(self.census.get_async(move || d.census_walk()).await);
+            }
+            Op::List { kind, .. } | Op::Show { kind, .. } => {
+                let d = Arc::clone(self);
+                p.listing = Some(
+                    self.listings[kind_index(kind)]
+                        .get_async(move || d.kernel.list(kind).map_err(|e| e.to_string()))
+                        .await,
+                );
+            }
+            _ => {}
+        }
+        p
     }
 
     /// Drop the ownership records of objects that no longer exist; how many. Not under the
@@ -1177,6 +1244,18 @@ impl Daemon {
         req: Request,
         fds: Vec<OwnedFd>,
     ) -> (Outgoing, Vec<OwnedFd>) {
+        self.handle_prepared(caller, req, fds, Prepared::default())
+    }
+
+    /// [`Daemon::handle`], from the walk `prepared` holds if it holds one.
+    pub fn handle_prepared(
+        &self,
+        caller: &Caller,
+        req: Request,
+        fds: Vec<OwnedFd>,
+        prepared: Prepared,
+    ) -> (Outgoing, Vec<OwnedFd>) {
+        let Prepared { census, listing } = prepared;
         let seq = req.seq;
         if req.v != PROTOCOL_VERSION {
             return (
@@ -1194,12 +1273,13 @@ impl Daemon {
         let started = std::time::Instant::now();
         let op = req.op.name();
         let named = Named::of(&req.op);
+        let changes = changes_something(&req.op);
         let answer = match req.op {
             // Written as it is gathered: megabytes at 10 000 namespaces.
             Op::NsList => self
                 .permit(caller, &req.op)
                 .and_then(|()| no_fds(&fds))
-                .and_then(|()| self.ns_list(caller, seq))
+                .and_then(|()| self.ns_list(caller, seq, census))
                 .map(|frame| (Outgoing::Frame(frame), Vec::new())),
             // The same: 100 000 maps are tens of megabytes, written as they are converted.
             Op::List {
@@ -1214,18 +1294,30 @@ impl Daemon {
                     self.list_frame(
                         caller,
                         seq,
-                        kind,
+                        (kind, listing),
                         namespace.as_deref(),
                         recursive,
                         run_stats,
                     )
                 })
                 .map(|frame| (Outgoing::Frame(frame), Vec::new())),
-            op => self.dispatch(caller, op, fds).map(|(reply, fds)| {
-                let mut r = Response::ok(seq, reply);
-                r.fds = fds.len() as u32;
-                (Outgoing::Response(r), fds)
-            }),
+            op => self
+                .dispatch(caller, op, fds, (census, listing))
+                .map(|(reply, fds)| {
+                    let mut r = Response::ok(seq, reply);
+                    r.fds = fds.len() as u32;
+                    (Outgoing::Response(r), fds)
+                }),
+        };
+        // A change is acknowledged once durable (the change lock was let go by now: the
+        // changes that wait together share one durable commit).
+        let answer = match answer {
+            Ok(a) if changes => self
+                .store
+                .make_durable()
+                .map(|()| a)
+                .map_err(|e| Failure::internal(format!("{e}; restart bpfnsd"))),
+            other => other,
         };
         self.account(caller, op, named, started, answer.as_ref().err());
         answer.unwrap_or_else(|f| {
@@ -1292,7 +1384,16 @@ impl Daemon {
         Ok(())
     }
 
-    fn dispatch(&self, caller: &Caller, op: Op, fds: Vec<OwnedFd>) -> Answer {
+    fn dispatch(
+        &self,
+        caller: &Caller,
+        op: Op,
+        fds: Vec<OwnedFd>,
+        (census, listing): (
+            Option<Walked<Census>>,
+            Option<Walked<Vec<bpfns_kernel::OwnedObject>>>,
+        ),
+    ) -> Answer {
         self.permit(caller, &op)?;
         match op {
             Op::Hello => {
@@ -1345,7 +1446,10 @@ impl Daemon {
             Op::NsShow { path } => {
                 no_fds(&fds)?;
                 let id = self.visible_ns(caller, &path)?;
-                Ok((Reply::Namespace(self.ns_info_of(id, &path)?), vec![]))
+                Ok((
+                    Reply::Namespace(self.ns_info_with(id, &path, census)?),
+                    vec![],
+                ))
             }
             Op::MemberPlan { path } => {
                 no_fds(&fds)?;
@@ -1432,7 +1536,8 @@ impl Daemon {
             Op::Show { kind, id } => {
                 no_fds(&fds)?;
                 let o = self
-                    .visible_objects(caller, kind, None, Some(id))?
+                    .visible_owned(caller, (kind, listing), None, Some(id))?
+                    .collect::<Vec<_>>()
                     .pop()
                     .ok_or_else(|| not_visible(kind, id))?;
                 Ok((Reply::Object(Box::new(o)), vec![]))
@@ -1769,11 +1874,16 @@ impl Daemon {
         let early = self.visible_ns(caller, path)?;
         may_delete(&self.reg(), caller.policy(), early)?;
         // Its own records only (it has no child by now, or the deletion is refused below):
-        // a collection over every object on the host made each deletion a walk.
-        let gone = self
-            .kernel
-            .collect_garbage_of_listed(early)
-            .map_err(Failure::internal)?;
+        // a collection over every object on the host made each deletion a walk. None at all
+        // when its counters say it has no record (a read of the whole table costs a
+        // millisecond even empty).
+        let gone = if self.may_have_records(early) {
+            self.kernel
+                .collect_garbage_of_listed(early)
+                .map_err(Failure::internal)?
+        } else {
+            Vec::new()
+        };
         self.collected
             .fetch_add(gone.len() as u64, std::sync::atomic::Ordering::Relaxed);
         // Reported now: once the namespace is gone, no event could name it.
@@ -1805,6 +1915,25 @@ impl Daemon {
             let parent = reg.parent(id).unwrap_or(NsId::ROOT);
             (id, parent, self_path(reg, parent))
         };
+        // Marked as being deleted, the namespace takes no member and no child; the change
+        // lock is let go while its members are looked for (a walk of every task) and its pins
+        // are copied into the parent's bpffs, a directory the parent's members write (and may
+        // keep busy): that stalls this deletion only.
+        if !self
+            .deleting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id)
+        {
+            return Err(Failure::new(
+                ErrorCode::Conflict,
+                format!("namespace {p} is being deleted already"),
+            ));
+        }
+        let _marked = Unmark(&self.deleting, id);
+        drop(tx);
+        // Entering takes the change lock: a member that entered before the mark is tagged by
+        // now, and none enters after it.
         let members = self.members_of(id)?;
         if !members.is_empty() {
             let shown: Vec<String> = members.iter().take(8).map(|t| t.to_string()).collect();
@@ -1823,22 +1952,6 @@ impl Daemon {
                 ),
             ));
         }
-        // Marked as being deleted, the namespace takes no member and no child; the change
-        // lock is let go while its pins are copied into the parent's bpffs, a directory the
-        // parent's members write (and may keep busy): that stalls this deletion only.
-        if !self
-            .deleting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id)
-        {
-            return Err(Failure::new(
-                ErrorCode::Conflict,
-                format!("namespace {p} is being deleted already"),
-            ));
-        }
-        let _marked = Unmark(&self.deleting, id);
-        drop(tx);
         // Everything that can fail comes before the registry's commit and is undone if a
         // later step fails: the pins are copied (the originals stay until the end), the
         // ownership records moved (and moved back on failure).
@@ -1878,7 +1991,12 @@ impl Daemon {
                 "it gained a member task or a child meanwhile",
             ));
         }
-        let moved_records = match self.kernel.reassign_records(id, parent) {
+        // No member, so no record is made any more (it has no child either).
+        let moved_records = match self.may_have_records(id) {
+            false => Ok(Vec::new()),
+            true => self.kernel.reassign_records(id, parent),
+        };
+        let moved_records = match moved_records {
             Ok(m) => m,
             Err(e) => {
                 pins.undo();
@@ -1899,6 +2017,13 @@ impl Daemon {
             tracing::warn!(namespace = %p, "deleting the namespace failed; nothing changed: {}", f.message);
             return Err(f);
         }
+        // The cleanup below is not under the change lock (the instance and the table entry
+        // are its id's, never reused), and waits until the deletion is durable: a crash
+        // before leaves the namespace stored, with its bpffs.
+        drop(tx);
+        self.store
+            .make_durable()
+            .map_err(|e| Failure::internal(format!("{e}; restart bpfnsd")))?;
         // Deleted. What is left is cleanup, which a restart's reconciliation also finishes.
         if let Err(e) = self.bpffs.unmount(id) {
             tracing::warn!(namespace = %p, "unmounting its bpffs: {e} (retried at the next start)");
@@ -2000,6 +2125,17 @@ impl Daemon {
 
     /// The live tasks (thread ids) of namespace `id` (exited ones, zombies included, are not
     /// listed by the kernel side: they can do nothing).
+    /// Whether namespace `id` may hold ownership records: unless its counters (each record
+    /// is counted in its namespace and every ancestor, when made and when freed) add up to
+    /// exactly none, in all and of each kind. Counters that cannot be read, or that went
+    /// below zero, say it may.
+    fn may_have_records(&self, id: NsId) -> bool {
+        self.kernel.namespace_quota(id).map_or(true, |q| {
+            q.created.wrapping_sub(q.kfreed).wrapping_sub(q.dfreed) != 0
+                || q.kinds.iter().any(|k| k.used != 0)
+        })
+    }
+
     fn members_of(&self, id: NsId) -> Result<Vec<i32>, Failure> {
         Ok(self
             .kernel
@@ -2208,7 +2344,7 @@ impl Daemon {
         &self,
         caller: &Caller,
         seq: u64,
-        kind: ObjectKind,
+        (kind, listing): (ObjectKind, Option<Walked<Vec<bpfns_kernel::OwnedObject>>>),
         namespace: Option<&str>,
         recursive: bool,
         run_stats: bool,
@@ -2217,7 +2353,7 @@ impl Daemon {
             Some(path) => Some((self.visible_ns(caller, path)?, recursive)),
             None => None,
         };
-        let visible = self.visible_owned(caller, kind, only, None)?;
+        let visible = self.visible_owned(caller, (kind, listing), only, None)?;
         let too_large = |e: bpfns_proto::FrameError| {
             Failure::new(
                 ErrorCode::TooLarge,
@@ -2234,26 +2370,16 @@ impl Daemon {
         out.into_frame(MAX_RESPONSE).map_err(too_large)
     }
 
-    fn visible_objects(
-        &self,
-        caller: &Caller,
-        kind: ObjectKind,
-        only: Option<(NsId, bool)>,
-        id: Option<u32>,
-    ) -> Result<Vec<ObjectInfo>, Failure> {
-        Ok(self.visible_owned(caller, kind, only, id)?.collect())
-    }
-
     /// The objects of `kind` `caller` sees (only those of `only`'s namespace, or of its
     /// subtree; only `id`), in id order, converted to [`ObjectInfo`] as they are taken.
     fn visible_owned(
         &self,
         caller: &Caller,
-        kind: ObjectKind,
+        (kind, listing): (ObjectKind, Option<Walked<Vec<bpfns_kernel::OwnedObject>>>),
         only: Option<(NsId, bool)>,
         id: Option<u32>,
     ) -> Result<VisibleObjects, Failure> {
-        let all = self.listing(kind)?;
+        let all = self.listing(kind, listing)?;
         let mut names: HashMap<NsId, String> = HashMap::new();
         let mut objs;
         {
@@ -2397,7 +2523,7 @@ impl Daemon {
     /// The run time (ns) and run count of every namespace's own programs, summed (the
     /// kernel counts them while BPF statistics are on): (namespace path, run time, runs).
     pub fn prog_run_totals(&self) -> Result<Vec<(String, u64, u64)>, Failure> {
-        let progs = self.listing(ObjectKind::Prog)?;
+        let progs = self.listing(ObjectKind::Prog, None)?;
         let mut sums: HashMap<NsId, (u64, u64)> = HashMap::new();
         for p in progs.iter() {
             if let Some((t, n)) = run_stats(p.id) {

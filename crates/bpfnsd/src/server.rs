@@ -45,7 +45,7 @@ use tokio::net::UnixStream as AsyncStream;
 use tokio::runtime::Handle;
 
 use crate::caller::Caller;
-use crate::daemon::{Daemon, Outgoing};
+use crate::daemon::{Daemon, Outgoing, Prepared};
 
 /// Errors setting up the socket.
 #[derive(Debug, thiserror::Error)]
@@ -474,7 +474,13 @@ struct Answer {
 
 /// Answer one request: the caller's namespace as of now (a caller that cannot be placed any
 /// more is refused and its connection ends), then the daemon's answer.
-fn answer(daemon: &Daemon, caller: &mut Caller, req: Request, fds: Vec<OwnedFd>) -> Answer {
+fn answer(
+    daemon: &Daemon,
+    caller: &mut Caller,
+    req: Request,
+    fds: Vec<OwnedFd>,
+    prepared: Prepared,
+) -> Answer {
     if let Err(e) = caller.refresh_ns(&daemon.kernel) {
         return Answer {
             frame: frame(&Response::error(req.seq, ErrorCode::Denied, e.to_string())),
@@ -482,7 +488,7 @@ fn answer(daemon: &Daemon, caller: &mut Caller, req: Request, fds: Vec<OwnedFd>)
             last: true,
         };
     }
-    let (out, fds) = daemon.handle(caller, req, fds);
+    let (out, fds) = daemon.handle_prepared(caller, req, fds, prepared);
     Answer {
         frame: match out {
             Outgoing::Response(r) => frame(&r),
@@ -712,15 +718,17 @@ async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes
         }
         let work = Work::of(&req.op);
         let answer = match work {
-            Work::Quick => answer(&daemon, &mut caller, req, fds),
+            Work::Quick => answer(&daemon, &mut caller, req, fds, Prepared::default()),
             work => {
-                let pool = match work {
-                    Work::Change => changes.clone(),
-                    _ => Handle::current(),
+                let (pool, prepared) = match work {
+                    Work::Change => (changes.clone(), Prepared::default()),
+                    // The walk it needs is waited for here, on no thread: a worker only
+                    // answers.
+                    _ => (Handle::current(), daemon.prepare(&caller, &req.op).await),
                 };
                 let d = Arc::clone(&daemon);
                 let job = pool.spawn_blocking(move || {
-                    let a = answer(&d, &mut caller, req, fds);
+                    let a = answer(&d, &mut caller, req, fds, prepared);
                     (caller, a)
                 });
                 let a;

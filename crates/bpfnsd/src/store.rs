@@ -10,8 +10,18 @@
 //! 10 000 namespaces, writing the whole tree as one value made every create cost milliseconds
 //! more. Databases written before (the whole tree as one JSON snapshot under key `registry`)
 //! are read as they are and rewritten in the new layout at the first start that writes.
+//!
+//! Group commit: a namespace change commits without waiting for the disk
+//! ([`Store::save_changes`], under bpfnsd's change lock), and is made durable after that lock
+//! is let go and before it is acknowledged ([`Store::make_durable`]): one `fdatasync` for the
+//! changes that wait together. Two per create + delete, each under the change lock, made that
+//! lock the queue of a busy host. Until then the change is in this process's memory only: a
+//! crash loses it, and it was never acknowledged (another request may have seen it meanwhile).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::coalesce::Coalesced;
 
 use bpfns_model::container::Containers;
 use bpfns_model::{NsId, Registry, Snapshot, SnapshotEntry};
@@ -46,6 +56,11 @@ pub enum StoreError {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    /// Commits not yet made durable: how many were made, and how many of them are durable.
+    committed: AtomicU64,
+    durable: AtomicU64,
+    /// One durable commit for the callers of [`Store::make_durable`] that wait together.
+    flushes: Coalesced<()>,
 }
 
 /// Read the registry from an open database (no table or key yet: an empty registry).
@@ -128,6 +143,9 @@ impl Store {
         Ok(Self {
             db,
             path: path.to_path_buf(),
+            committed: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+            flushes: Coalesced::default(),
         })
     }
 
@@ -163,14 +181,45 @@ impl Store {
         self.write(reg, None)
     }
 
-    /// Store `next` in place of `prev` (what is stored now), atomically and durably, writing
-    /// only the rows of the namespaces that changed.
+    /// Store `next` in place of `prev` (what is stored now), atomically, writing only the rows
+    /// of the namespaces that changed; durable once [`Store::make_durable`] returns.
     pub fn save_changes(&self, prev: &Registry, next: &Registry) -> Result<(), StoreError> {
-        self.write(next, Some(prev))
+        self.write(next, Some(prev))?;
+        self.committed.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Make every commit made before this call durable: at once if they are, else by one
+    /// durable commit (of nothing more) shared with the callers waiting meanwhile.
+    pub fn make_durable(&self) -> Result<(), StoreError> {
+        let want = self.committed.load(Ordering::SeqCst);
+        if self.durable.load(Ordering::SeqCst) >= want {
+            return Ok(());
+        }
+        self.flushes
+            .get(|| {
+                // Counted after each commit returned: every commit counted here is in the
+                // database this transaction makes durable.
+                let upto = self.committed.load(Ordering::SeqCst);
+                let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+                txn.commit().map_err(|e| e.to_string())?;
+                self.durable.fetch_max(upto, Ordering::SeqCst);
+                Ok(())
+            })
+            .map(drop)
+            .map_err(|message| StoreError::Db {
+                path: self.path.clone(),
+                message: format!("making changes durable: {message}"),
+            })
     }
 
     fn write(&self, next: &Registry, prev: Option<&Registry>) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        if prev.is_some() {
+            // A change: made durable by `make_durable`, with the others waiting then.
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| self.err(e))?;
+        }
         {
             let mut state = txn.open_table(STATE).map_err(|e| self.err(e))?;
             let mut rows = txn.open_table(NAMESPACES).map_err(|e| self.err(e))?;
@@ -250,10 +299,77 @@ impl Store {
     }
 }
 
+impl Drop for Store {
+    /// Changes committed but not yet durable (a request still on its way out at shutdown)
+    /// are made durable.
+    fn drop(&mut self) {
+        if let Err(e) = self.make_durable() {
+            tracing::error!("{e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use bpfns_model::NsPath;
+
+    /// The registry in the database file as the disk has it now (a copy opened apart).
+    fn on_disk(path: &Path) -> Registry {
+        let copy = path.with_extension("copy");
+        std::fs::copy(path, &copy).unwrap();
+        let reg = Store::open(&copy).unwrap().load_registry().unwrap();
+        std::fs::remove_file(&copy).unwrap();
+        reg
+    }
+
+    #[test]
+    fn a_change_is_on_disk_once_made_durable_not_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bpfns.redb");
+        let store = Store::open(&path).unwrap();
+        let a = NsPath::parse("/a").unwrap();
+        let mut reg = Registry::new();
+        store.save_registry(&reg).unwrap();
+        let prev = reg.clone();
+        reg.create(&a).unwrap();
+        store.save_changes(&prev, &reg).unwrap();
+        // Readers of this process see it at once; the disk does not have it yet.
+        assert!(store.load_registry().unwrap().id(&a).is_some());
+        assert!(on_disk(&path).id(&a).is_none());
+        store.make_durable().unwrap();
+        assert!(on_disk(&path).id(&a).is_some());
+        // Nothing left to make durable: no commit at all.
+        let before = std::fs::metadata(&path).unwrap().len();
+        store.make_durable().unwrap();
+        assert_eq!(store.durable.load(Ordering::SeqCst), 1);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), before);
+    }
+
+    #[test]
+    fn changes_made_from_many_threads_are_all_made_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bpfns.redb");
+        let store = std::sync::Arc::new(Store::open(&path).unwrap());
+        let reg = std::sync::Mutex::new(Registry::new());
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let (store, reg) = (&store, &reg);
+                s.spawn(move || {
+                    {
+                        let mut reg = reg.lock().unwrap();
+                        let prev = reg.clone();
+                        reg.create(&NsPath::parse(&format!("/n{i}")).unwrap())
+                            .unwrap();
+                        store.save_changes(&prev, &reg).unwrap();
+                    }
+                    store.make_durable().unwrap();
+                });
+            }
+        });
+        assert_eq!(store.durable.load(Ordering::SeqCst), 8);
+        assert_eq!(on_disk(&path).len(), Registry::new().len() + 8);
+    }
 
     #[test]
     fn registry_round_trips_and_survives_reopen() {

@@ -68,10 +68,15 @@ const LISTED_BYTES: usize = 384;
 impl Daemon {
     /// The frame answering request `seq`: the namespaces `caller` sees (its own and those below
     /// it, in path order), each one's description as kept, its usage as of now.
-    pub(super) fn ns_list(&self, caller: &Caller, seq: u64) -> Result<Vec<u8>, Failure> {
+    pub(super) fn ns_list(
+        &self,
+        caller: &Caller,
+        seq: u64,
+        census: Option<Result<Arc<Census>, String>>,
+    ) -> Result<Vec<u8>, Failure> {
         // Not under the registry's lock: the census reads the supervisor's listing, which
         // reads the registry.
-        let counts = self.counts(true)?;
+        let counts = self.counts(true, census)?;
         let reg = self.reg();
         // Under the lock: the generation of the registry read.
         let generation = self.registry.generation();
@@ -107,7 +112,17 @@ impl Daemon {
         id: NsId,
         path: &dyn std::fmt::Display,
     ) -> Result<NsInfo, Failure> {
-        self.ns_infos(&[id])?.pop().ok_or_else(|| {
+        self.ns_info_with(id, path, None)
+    }
+
+    /// [`Daemon::ns_info_of`] with `census` if the API server waited for one.
+    pub(super) fn ns_info_with(
+        &self,
+        id: NsId,
+        path: &dyn std::fmt::Display,
+        census: Option<Result<Arc<Census>, String>>,
+    ) -> Result<NsInfo, Failure> {
+        self.ns_infos(&[id], census)?.pop().ok_or_else(|| {
             Failure::new(
                 ErrorCode::NotFound,
                 format!("namespace {path} was deleted meanwhile"),
@@ -118,12 +133,16 @@ impl Daemon {
     /// Every namespace's info.
     pub fn all_ns_infos(&self) -> Result<Vec<NsInfo>, Failure> {
         let ids: Vec<NsId> = self.reg().iter().map(|(id, _)| id).collect();
-        self.ns_infos(&ids)
+        self.ns_infos(&ids, None)
     }
 
     /// Infos with object and member counts, in the order of `ids` (those still known).
-    fn ns_infos(&self, ids: &[NsId]) -> Result<Vec<NsInfo>, Failure> {
-        let counts = self.counts(ids.len() > 1)?;
+    fn ns_infos(
+        &self,
+        ids: &[NsId],
+        census: Option<Result<Arc<Census>, String>>,
+    ) -> Result<Vec<NsInfo>, Failure> {
+        let counts = self.counts(ids.len() > 1, census)?;
         let reg = self.reg();
         // Many namespaces: their effective policies in one pass down the tree.
         let effective = (ids.len() > 1).then(|| reg.effective_policies());
@@ -158,47 +177,55 @@ impl Daemon {
         self.kernel.owners_by_id(kind).map_err(|e| e.to_string())
     }
 
-    /// The census (one for the requests that wait together) and, for `many` namespaces,
-    /// every quota counter in a few batched reads instead of four lookups each.
-    fn counts(&self, many: bool) -> Result<Counts, Failure> {
-        let census = self
-            .census
-            .get(|| {
-                let mut c = Census::default();
-                let mut maps = bpfns_kernel::memory::map_census_of(self.owners(ObjectKind::Map)?);
-                for kind in ObjectKind::ALL {
-                    let counts = match kind {
-                        ObjectKind::Map => std::mem::take(&mut maps.counts),
-                        _ => {
-                            let mut counts: HashMap<NsId, u32> = HashMap::new();
-                            for (_, owner) in self.owners(kind)? {
-                                *counts.entry(owner).or_default() += 1;
-                            }
-                            counts
-                        }
-                    };
-                    for (owner, n) in counts {
-                        let o = c.objects.entry(owner).or_default();
-                        match kind {
-                            ObjectKind::Prog => o.prog += n,
-                            ObjectKind::Map => o.map += n,
-                            ObjectKind::Link => o.link += n,
-                            ObjectKind::Btf => o.btf += n,
-                        }
-                    }
-                }
-                for t in self.kernel.tagged_tasks().map_err(|e| e.to_string())? {
-                    *c.members.entry(t.ns).or_default() += 1;
-                }
-                c.map_memory = maps.memory;
-                Ok(c)
-            })
+    /// The census (`prepared`'s if the API server waited for one, else one for the requests
+    /// that wait together) and, for `many` namespaces, every quota counter in a few batched
+    /// reads instead of four lookups each.
+    fn counts(
+        &self,
+        many: bool,
+        prepared: Option<Result<Arc<Census>, String>>,
+    ) -> Result<Counts, Failure> {
+        let census = prepared
+            .unwrap_or_else(|| self.census.get(|| self.census_walk()))
             .map_err(Failure::internal)?;
         Ok(Counts {
             census,
             quotas: many.then(|| self.kernel.namespace_quotas().ok()).flatten(),
             supervised_creations: self.supervises_creations(),
         })
+    }
+
+    /// Every namespace's objects, members and map memory, from a walk of every object and
+    /// tagged task.
+    pub(super) fn census_walk(&self) -> Result<Census, String> {
+        let mut c = Census::default();
+        let mut maps = bpfns_kernel::memory::map_census_of(self.owners(ObjectKind::Map)?);
+        for kind in ObjectKind::ALL {
+            let counts = match kind {
+                ObjectKind::Map => std::mem::take(&mut maps.counts),
+                _ => {
+                    let mut counts: HashMap<NsId, u32> = HashMap::new();
+                    for (_, owner) in self.owners(kind)? {
+                        *counts.entry(owner).or_default() += 1;
+                    }
+                    counts
+                }
+            };
+            for (owner, n) in counts {
+                let o = c.objects.entry(owner).or_default();
+                match kind {
+                    ObjectKind::Prog => o.prog += n,
+                    ObjectKind::Map => o.map += n,
+                    ObjectKind::Link => o.link += n,
+                    ObjectKind::Btf => o.btf += n,
+                }
+            }
+        }
+        for t in self.kernel.tagged_tasks().map_err(|e| e.to_string())? {
+            *c.members.entry(t.ns).or_default() += 1;
+        }
+        c.map_memory = maps.memory;
+        Ok(c)
     }
 
     /// Namespace `id`'s usage from `counts`.

@@ -282,10 +282,15 @@ pub fn thread_group_of(tid: i32) -> Result<i32> {
         .ok_or_else(|| SysError::new(format!("no Tgid in /proc/{tid}/status"), Errno::SRCH))
 }
 
-/// Bytes this process's allocator has handed out and not had back (glibc's `mallinfo2`:
-/// in-use heap and mmapped chunks). Unlike the resident size, it does not count memory the
-/// allocator keeps after it was freed, so it shows leaks. `None` off glibc.
+/// Bytes this process's allocator has handed out and not had back: the count of
+/// [`crate::heap::Counting`] where it is the Rust allocator (what Rust code holds), else
+/// glibc's `mallinfo2` (in-use heap and mmapped chunks, a walk of the free lists). Unlike the
+/// resident size, it does not count memory the allocator keeps after it was freed, so it
+/// shows leaks. `None` off glibc without the counting allocator.
 pub fn heap_in_use() -> Option<u64> {
+    if let Some(n) = crate::heap::counted_in_use() {
+        return Some(n);
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallinfo2 takes no arguments and returns a plain struct by value.

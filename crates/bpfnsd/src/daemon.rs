@@ -1983,7 +1983,11 @@ impl Daemon {
                 }
             })?;
         let mut tx = self.begin();
-        if !self.members_of(id)?.is_empty() || !tx.next.children(id).is_empty() {
+        // Only a namespace bound to a cgroup can have gained a member since it was marked (the
+        // kernel side tags what is moved into that cgroup); any other takes members only
+        // through bpfnsd, which refuses them now, or from a member, and it had none.
+        let bound = tx.next.cgroup(id).is_some();
+        if (bound && !self.members_of(id)?.is_empty()) || !tx.next.children(id).is_empty() {
             pins.undo();
             return Err(self.delete_failed(
                 &p,

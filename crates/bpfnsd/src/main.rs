@@ -57,6 +57,11 @@ struct Args {
     check: bool,
 }
 
+/// Counts what bpfnsd holds, so that `status` reports its heap without a walk of the
+/// allocator's free lists.
+#[global_allocator]
+static ALLOCATOR: bpfns_sys::heap::Counting = bpfns_sys::heap::Counting;
+
 fn main() -> Result<std::process::ExitCode> {
     // The listener keeper bpfnsd starts: its own, small program (see bpfnsd::keeper).
     let argv: Vec<String> = std::env::args().collect();

@@ -40,6 +40,10 @@ use bpfns_model::ObjectKind;
 use bpfns_sys::bpf as sysbpf;
 use bpfns_sys::process::{self, ChildExit};
 
+/// As bpfnsd's (the helper runs the daemon for the tests): its heap is counted.
+#[global_allocator]
+static ALLOCATOR: bpfns_sys::heap::Counting = bpfns_sys::heap::Counting;
+
 #[path = "helper/kside.rs"]
 mod kside;
 #[path = "helper/loadrace.rs"]

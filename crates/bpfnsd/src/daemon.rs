@@ -238,6 +238,13 @@ pub trait ObjectOwners: Send + Sync {
     fn owners(&self, kind: ObjectKind) -> Result<Vec<(u32, NsId)>, String>;
 }
 
+/// The object with id `id` in `all` (sorted by id, as every listing is).
+fn pick(all: &[bpfns_kernel::OwnedObject], id: u32) -> Option<&bpfns_kernel::OwnedObject> {
+    all.binary_search_by_key(&id, |o| o.id)
+        .ok()
+        .map(|i| &all[i])
+}
+
 /// Whether `op` may change the registry: all but the requests that only read (so that a new
 /// kind of change is made durable before it is acknowledged).
 fn changes_something(op: &Op) -> bool {
@@ -2399,9 +2406,18 @@ impl Daemon {
             // The walk's result is this request's alone unless others shared it: then it is
             // filtered in place, not copied (a second copy of 100 000 objects was most of
             // bpfnsd's peak memory at scale).
-            objs = match Arc::try_unwrap(all) {
-                Ok(mine) => mine.into_iter().filter(|o| wanted(o)).collect::<Vec<_>>(),
-                Err(shared) => shared.iter().filter(|o| wanted(o)).cloned().collect(),
+            objs = match id {
+                // One object: found by its place in the listing (sorted by id), not by a look
+                // at each of 100 000 (`show` is answered on the event loop's thread).
+                Some(id) => pick(&all, id)
+                    .filter(|o| wanted(o))
+                    .cloned()
+                    .into_iter()
+                    .collect(),
+                None => match Arc::try_unwrap(all) {
+                    Ok(mine) => mine.into_iter().filter(|o| wanted(o)).collect::<Vec<_>>(),
+                    Err(shared) => shared.iter().filter(|o| wanted(o)).cloned().collect(),
+                },
             };
             // One path name per owner, not one registry lookup and formatting per object.
             for o in &objs {

@@ -438,6 +438,9 @@ enum Work {
     Quick,
     /// A walk over every object or task (ms): on a worker.
     Walk,
+    /// One namespace or object looked up in a walk of them all: the walk is waited for
+    /// without a thread ([`Daemon::prepare`]), the lookup (µs) is made on the loop's thread.
+    Lookup,
     /// A change: can wait for another change (they are serialised) or for members to die. On
     /// worker of the changes' pool ([`CHANGE_WORKERS`]).
     Change,
@@ -452,13 +455,10 @@ impl Work {
             | Op::NsIdentify { .. }
             | Op::MemberPlan { .. }
             | Op::EnableStats => Work::Quick,
-            // `show` finds its object in the listing of its kind.
-            Op::NsList
-            | Op::NsShow { .. }
-            | Op::List { .. }
-            | Op::Show { .. }
-            | Op::Status
-            | Op::NsPs { .. } => Work::Walk,
+            // `show` finds its object in the listing of its kind, `ns_show` its namespace in
+            // the census.
+            Op::NsShow { .. } | Op::Show { .. } => Work::Lookup,
+            Op::NsList | Op::List { .. } | Op::Status | Op::NsPs { .. } => Work::Walk,
             _ => Work::Change,
         }
     }
@@ -719,6 +719,10 @@ async fn connection(conn: Conn, mut caller: Caller, daemon: Arc<Daemon>, changes
         let work = Work::of(&req.op);
         let answer = match work {
             Work::Quick => answer(&daemon, &mut caller, req, fds, Prepared::default()),
+            Work::Lookup => {
+                let prepared = daemon.prepare(&caller, &req.op).await;
+                answer(&daemon, &mut caller, req, fds, prepared)
+            }
             work => {
                 let (pool, prepared) = match work {
                     Work::Change => (changes.clone(), Prepared::default()),

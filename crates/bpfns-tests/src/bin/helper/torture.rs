@@ -12,7 +12,8 @@
 //!                          looking for those, and BPF_OBJ_GET PATH; print escape=HOW:ID for any
 //!                          success
 //! ```
-//!   load-clients SOCK NS N MS  N clients of bpfnsd, mixed requests for MS ms (tests/load.rs)
+//!   load-clients SOCK NS N MS [hello]  N clients of bpfnsd, mixed requests (or only hello)
+//!                              for MS ms (tests/load.rs)
 //!   orphan MAP_ID...       start `orphan-child MAP_ID...` in the background (it inherits stdin
 //!                          and stdout), print child=PID and exit at once, as
 //!                          `sh -c '(...) & exit 0'` does
@@ -373,6 +374,13 @@ pub fn load_clients(args: &[String]) {
     let ns = arg(2);
     let n: usize = arg(3).parse().unwrap_or_else(|_| fail("N"));
     let ms: u64 = arg(4).parse().unwrap_or_else(|_| fail("MS"));
+    // Only `hello` (answered on bpfnsd's event loop, no work): the floor of these clients on
+    // this machine.
+    let only_hello = match args.get(5).map(String::as_str) {
+        None => false,
+        Some("hello") => true,
+        Some(other) => fail(&format!("unknown mix {other:?} (hello, or nothing)")),
+    };
     let _ = bpfns_sys::process::raise_nofile_limit(n as u64 * 2 + 256);
     // A map of our own namespace, for show and get_fd (libbpf probes with a program first:
     // without perfmon power, which a namespace denying tracing stops).
@@ -421,7 +429,7 @@ pub fn load_clients(args: &[String]) {
                         rng = rng
                             .wrapping_mul(6364136223846793005)
                             .wrapping_add(1442695040888963407);
-                        let pick = (rng >> 33) % 100;
+                        let pick = if only_hello { 0 } else { (rng >> 33) % 100 };
                         let op = OPS.iter().position(|&(upto, _)| pick <= upto).unwrap_or(0);
                         let start = Instant::now();
                         let r: Result<(), bpfns_client::ClientError> = match pick {

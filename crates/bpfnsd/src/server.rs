@@ -13,10 +13,13 @@
 //! held a thread for the idle timeout. Here a connection is a task: frames (with the fds
 //! passed along, SCM_RIGHTS) are assembled from non-blocking reads as bytes arrive, and only
 //! a whole request takes a thread: a quick one (`hello`, `get_fd`: µs) is answered by the
-//! loop's thread that read it, one that walks every object or task or that changes something
-//! by a worker, which answers it and lets go ([`Work`]). Threads: the loop's
-//! ([`EVENT_THREADS`] at most) and the workers' ([`WORKERS`] for walks, [`CHANGE_WORKERS`] for
-//! changes, at most), whatever the number of clients. Why tokio: it is the Rust ecosystem's event loop (bpfman's too), with readiness
+//! loop's thread that read it, one that changes something by a worker, which answers it and
+//! lets go ([`Work`]). One that needs a walk of every object or task waits for it without a
+//! thread (the walk, shared by the requests that wait together, runs on a worker), then is
+//! answered on the loop's thread if it looks one thing up in it (`show`, `ns_show`), else by
+//! a worker. Threads: the loop's ([`EVENT_THREADS`] at most) and the workers' ([`WORKERS`]
+//! for walks, [`CHANGE_WORKERS`] for changes, at most), whatever the number of clients.
+//! Why tokio: it is the Rust ecosystem's event loop (bpfman's too), with readiness
 //! for raw fds (`AsyncFd`, so bpfns-sys keeps doing every recvmsg/sendmsg with fds), timers
 //! for the idle timeout and a bounded pool for blocking work; a hand-written epoll loop would
 //! repeat all three. The handlers stay synchronous (redb, bpf(2), /proc are blocking calls).

@@ -14,7 +14,7 @@ use bpfns_proto::{
     EncodedDescription, EncodedNamespaces, ErrorCode, NsInfo, NsUsage, ObjectCounts, MAX_RESPONSE,
 };
 
-use super::{Census, Daemon, Failure, ObjectOwners};
+use super::{Census, Daemon, Failure, ObjectOwners, Walked};
 use crate::caller::Caller;
 
 /// Every namespace's description encoded, as of one generation of the registry.
@@ -72,7 +72,7 @@ impl Daemon {
         &self,
         caller: &Caller,
         seq: u64,
-        census: Option<Result<Arc<Census>, String>>,
+        census: Option<Walked<Census>>,
     ) -> Result<Vec<u8>, Failure> {
         // Not under the registry's lock: the census reads the supervisor's listing, which
         // reads the registry.
@@ -120,7 +120,7 @@ impl Daemon {
         &self,
         id: NsId,
         path: &dyn std::fmt::Display,
-        census: Option<Result<Arc<Census>, String>>,
+        census: Option<Walked<Census>>,
     ) -> Result<NsInfo, Failure> {
         self.ns_infos(&[id], census)?.pop().ok_or_else(|| {
             Failure::new(
@@ -140,7 +140,7 @@ impl Daemon {
     fn ns_infos(
         &self,
         ids: &[NsId],
-        census: Option<Result<Arc<Census>, String>>,
+        census: Option<Walked<Census>>,
     ) -> Result<Vec<NsInfo>, Failure> {
         let counts = self.counts(ids.len() > 1, census)?;
         let reg = self.reg();
@@ -180,11 +180,7 @@ impl Daemon {
     /// The census (`prepared`'s if the API server waited for one, else one for the requests
     /// that wait together) and, for `many` namespaces, every quota counter in a few batched
     /// reads instead of four lookups each.
-    fn counts(
-        &self,
-        many: bool,
-        prepared: Option<Result<Arc<Census>, String>>,
-    ) -> Result<Counts, Failure> {
+    fn counts(&self, many: bool, prepared: Option<Walked<Census>>) -> Result<Counts, Failure> {
         let census = prepared
             .unwrap_or_else(|| self.census.get(|| self.census_walk()))
             .map_err(Failure::internal)?;

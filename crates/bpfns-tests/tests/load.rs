@@ -8,8 +8,11 @@
 //! it had before the first; the heap it has in use (not what its allocator keeps) after the
 //! last round is within 1 MiB of what it was after the first (which warms caches up).
 //! Throughput, latency and resident memory are reported, not asserted: stdout and
-//! `target/tmp/load-report.md`. A last round has the same clients send only `hello` (no
-//! work in bpfnsd): the floor of these clients on this machine, reported beside the rounds.
+//! `target/tmp/load-report.md`. Then the same clients send only `hello` (no work in
+//! bpfnsd): the floor of these clients on this machine; and last the mix again, each client
+//! paced (open loop, latency from when a request was due) so that together they offer half
+//! the rate the rounds sustained (`BPFNS_LOAD_PACED_RATE` sets it): the latency at a load the
+//! machine carries, where back to back every client always waits in a queue.
 //!
 //! `BPFNS_LOAD_CLIENTS` (default 1000), `BPFNS_LOAD_ROUNDS` (3), `BPFNS_LOAD_MS` (3000) set
 //! the size; `scripts/reliability.sh long` runs a long version.
@@ -148,6 +151,17 @@ fn verdict_row(round: &str, rate: f64, outs: &[&str]) -> String {
     )
 }
 
+/// The total rate of the paced round: `BPFNS_LOAD_PACED_RATE`, else half the mean rate the
+/// back-to-back rounds sustained (`rates`).
+fn paced_rate(rates: &[f64]) -> f64 {
+    let half_mean = rates.iter().sum::<f64>() / rates.len().max(1) as f64 / 2.0;
+    std::env::var("BPFNS_LOAD_PACED_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(half_mean)
+        .max(1.0)
+}
+
 /// Wait (bounded) until bpfnsd has let go of every connection of the round.
 fn settle(pid: u32, base: Usage) -> Usage {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -189,15 +203,23 @@ fn a_thousand_clients_leave_no_fd_thread_or_memory_behind() {
     let mut rows = Vec::new();
     let mut ops = Vec::new();
     let mut verdicts = Vec::new();
-    // The mixed rounds, then the floor.
-    for round in 0..=rounds {
+    // The mixed rounds back to back, the floor, then the mix paced at half the rate the
+    // rounds sustained.
+    let mut rates = Vec::new();
+    for round in 0..rounds + 2 {
         let floor = round == rounds;
+        let paced = round == rounds + 1;
         let half = (clients / 2).to_string();
         let ms_s = ms.to_string();
         let sock = d.socket.to_str().unwrap().to_string();
+        let per_client = paced_rate(&rates) / clients as f64;
+        let per_client_s = format!("{per_client:.3}");
         let mut args = vec!["load-clients", sock.as_str(), "/la", &half, &ms_s];
         if floor {
             args.push("hello");
+        }
+        if paced {
+            args.extend(["mix", per_client_s.as_str()]);
         }
         let host = Command::new(helper_path())
             .args(&args)
@@ -267,8 +289,13 @@ fn a_thousand_clients_leave_no_fd_thread_or_memory_behind() {
         }
         let requests = h["requests"] + m["requests"];
         let secs = h["secs"].max(m["secs"]);
+        if !floor && !paced {
+            rates.push(requests / secs);
+        }
         let label = if floor {
             "floor: hello only".to_string()
+        } else if paced {
+            format!("paced: {:.0} / s offered", per_client * clients as f64)
         } else {
             (round + 1).to_string()
         };
@@ -302,7 +329,7 @@ fn a_thousand_clients_leave_no_fd_thread_or_memory_behind() {
         ));
     }
     let report = format!(
-        "| round | clients | requests | per second | p50 / p99 host root | p50 / p99 member | bpfnsd threads / fds at peak | fds after (before: {}) | RSS before / peak / after | heap in use after (before: {:.2} MiB) |\n|---|---|---|---|---|---|---|---|---|---|\n{}\n\nPer request, host-root clients (p50 / p99 µs):\n\n{}\n\nAgainst the targets (≥ {:.0} requests/s; reads p99 < {:.0} ms and a namespace create + delete p99 < {:.0} ms, the worst op of host-root and member clients; the floor row is what the same clients get from requests bpfnsd answers without any work):\n\n| round | requests / s | reads p99 | create + delete p99 |\n|---|---|---|---|\n{}\n",
+        "| round | clients | requests | per second | p50 / p99 host root | p50 / p99 member | bpfnsd threads / fds at peak | fds after (before: {}) | RSS before / peak / after | heap in use after (before: {:.2} MiB) |\n|---|---|---|---|---|---|---|---|---|---|\n{}\n\nPer request, host-root clients (p50 / p99 µs):\n\n{}\n\nAgainst the targets (≥ {:.0} requests/s; reads p99 < {:.0} ms and a namespace create + delete p99 < {:.0} ms, the worst op of host-root and member clients; the floor row is what the same clients get from requests bpfnsd answers without any work; the paced row, the mix offered at half the rounds' rate):\n\n| round | requests / s | reads p99 | create + delete p99 |\n|---|---|---|---|\n{}\n",
         base.fds,
         heap_before as f64 / 1048576.0,
         rows.join("\n"),

@@ -12,8 +12,9 @@
 //!                          looking for those, and BPF_OBJ_GET PATH; print escape=HOW:ID for any
 //!                          success
 //! ```
-//!   load-clients SOCK NS N MS [hello]  N clients of bpfnsd, mixed requests (or only hello)
-//!                              for MS ms (tests/load.rs)
+//!   load-clients SOCK NS N MS [mix|hello] [RATE]  N clients of bpfnsd, mixed requests (or
+//!                              only hello) for MS ms, back to back or each at RATE requests/s
+//!                              (tests/load.rs)
 //!   orphan MAP_ID...       start `orphan-child MAP_ID...` in the background (it inherits stdin
 //!                          and stdout), print child=PID and exit at once, as
 //!                          `sh -c '(...) & exit 0'` does
@@ -377,10 +378,18 @@ pub fn load_clients(args: &[String]) {
     // Only `hello` (answered on bpfnsd's event loop, no work): the floor of these clients on
     // this machine.
     let only_hello = match args.get(5).map(String::as_str) {
-        None => false,
+        None | Some("mix") => false,
         Some("hello") => true,
-        Some(other) => fail(&format!("unknown mix {other:?} (hello, or nothing)")),
+        Some(other) => fail(&format!("unknown mix {other:?} (mix or hello)")),
     };
+    // Paced (open loop): each client sends at RATE requests/s, and a request's latency runs
+    // from when it was due, so that a late answer also delays what the client measures next
+    // (no coordinated omission). 0 or nothing: back to back (closed loop).
+    let rate: f64 = args
+        .get(6)
+        .map(|r| r.parse().unwrap_or_else(|_| fail("RATE")))
+        .unwrap_or(0.0);
+    let every = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
     let _ = bpfns_sys::process::raise_nofile_limit(n as u64 * 2 + 256);
     // A map of our own namespace, for show and get_fd (libbpf probes with a program first:
     // without perfmon power, which a namespace denying tracing stops).
@@ -425,13 +434,25 @@ pub fn load_clients(args: &[String]) {
                     let mut errors = 0u64;
                     let mut rng = (t as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
                     let mut made = 0u64;
+                    // Paced clients start spread over one interval, not all at once.
+                    let mut due = Instant::now()
+                        + every.map_or(Duration::ZERO, |e| {
+                            e.mul_f64((t as f64 * 0.618_034).fract())
+                        });
                     while Instant::now() < deadline {
+                        let now = Instant::now();
+                        if every.is_some() && due > now {
+                            std::thread::sleep(due - now);
+                        }
                         rng = rng
                             .wrapping_mul(6364136223846793005)
                             .wrapping_add(1442695040888963407);
                         let pick = if only_hello { 0 } else { (rng >> 33) % 100 };
                         let op = OPS.iter().position(|&(upto, _)| pick <= upto).unwrap_or(0);
-                        let start = Instant::now();
+                        let start = if every.is_some() { due } else { Instant::now() };
+                        if let Some(every) = every {
+                            due += every;
+                        }
                         let r: Result<(), bpfns_client::ClientError> = match pick {
                             0..=24 => c.hello().map(|_| ()),
                             25..=39 => c.get_fd(ObjectKind::Map, map_id).map(|_| ()),

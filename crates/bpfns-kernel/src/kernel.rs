@@ -151,15 +151,27 @@ impl Details {
     }
 }
 
-/// When the machine booted, in seconds since the epoch (`btime` in `/proc/stat`).
+/// When the machine booted, in seconds since the epoch (`btime` in `/proc/stat`), read again
+/// at most once a second: `/proc/stat` prints every CPU's and interrupt's counters (most of
+/// a program listing's cost when many clients list a few programs), and `btime` moves only
+/// when the clock is set.
 pub fn boot_time() -> Option<u64> {
-    std::fs::read_to_string("/proc/stat")
+    static KEPT: std::sync::Mutex<Option<(std::time::Instant, u64)>> = std::sync::Mutex::new(None);
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, t)) = *kept {
+        if at.elapsed() < std::time::Duration::from_secs(1) {
+            return Some(t);
+        }
+    }
+    let t = std::fs::read_to_string("/proc/stat")
         .ok()?
         .lines()
         .find_map(|l| l.strip_prefix("btime "))?
         .trim()
         .parse()
-        .ok()
+        .ok()?;
+    *kept = Some((std::time::Instant::now(), t));
+    Some(t)
 }
 
 /// Complete what a listing could not say cheaply, for `objects` (a few, already filtered:

@@ -94,6 +94,54 @@ pub fn ppid_from_stat(stat: &str) -> Option<i32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Clock ticks per second of the times in `/proc` (`USER_HZ`, 100 on Linux).
+pub const USER_HZ: f64 = 100.0;
+
+/// utime + stime (clock ticks) of a `/proc/<pid>/stat` text: all the process's threads; with
+/// `children`, plus cutime + cstime (its reaped children).
+pub fn cpu_ticks_from_stat(stat: &str, children: bool) -> Option<u64> {
+    // Fields after the command (which may hold spaces) start at field 3.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // rest[0] is field 3 (state): utime is field 14, stime 15, cutime 16, cstime 17.
+    let get = |field: usize| f.get(field - 3).copied().unwrap_or(0);
+    Some(get(14) + get(15) + if children { get(16) + get(17) } else { 0 })
+}
+
+/// The CPU ticks process `pid` used ([`cpu_ticks_from_stat`]); 0 if it cannot be read.
+pub fn cpu_ticks(pid: i32, children: bool) -> u64 {
+    read_stat(pid)
+        .ok()
+        .and_then(|s| cpu_ticks_from_stat(&s, children))
+        .unwrap_or(0)
+}
+
+/// Busy and steal ticks of all CPUs in a `/proc/stat` text (its `cpu ` line): busy is user,
+/// nice, system, irq and softirq.
+pub fn machine_ticks_from_stat(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal guest guest_nice
+    let get = |i: usize| v.get(i).copied().unwrap_or(0);
+    Some((get(0) + get(1) + get(2) + get(5) + get(6), get(7)))
+}
+
+/// The machine's busy and steal ticks so far ([`machine_ticks_from_stat`]); zeros if
+/// `/proc/stat` cannot be read.
+pub fn machine_ticks() -> (u64, u64) {
+    read_text("/proc/stat")
+        .ok()
+        .and_then(|s| machine_ticks_from_stat(&s))
+        .unwrap_or((0, 0))
+}
+
 /// The parent pid of process `pid`, if it can be read.
 pub fn parent_pid(pid: i32) -> Option<i32> {
     ppid_from_stat(&read_stat(pid).ok()?)
@@ -306,6 +354,18 @@ pub fn is_bpf_token(fd: std::os::fd::BorrowedFd<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_ticks_are_read_past_a_command_with_spaces_and_parentheses() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 2 1 20 0 1 0 5 0 0";
+        assert_eq!(cpu_ticks_from_stat(stat, false), Some(10));
+        assert_eq!(cpu_ticks_from_stat(stat, true), Some(13));
+        assert_eq!(cpu_ticks_from_stat("no parenthesis", false), None);
+        let machine = "cpu  10 1 5 1000 7 2 3 4 0 0\ncpu0 5 0 2 500 3 1 1 2 0 0\n";
+        assert_eq!(machine_ticks_from_stat(machine), Some((21, 4)));
+        assert!(machine_ticks().0 > 0, "/proc/stat has busy time");
+        assert!(cpu_ticks(std::process::id() as i32, true) < u64::MAX);
+    }
 
     #[test]
     fn cgroup_mounts_are_found_by_type() {

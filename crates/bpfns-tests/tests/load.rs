@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bpfns_sys::procfs;
 use bpfns_tests::{helper_path, require_kernel, ProcessDaemon};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -221,6 +222,11 @@ fn a_thousand_clients_leave_no_fd_thread_or_memory_behind() {
         if paced {
             args.extend(["mix", per_client_s.as_str()]);
         }
+        // CPU time: bpfnsd's and the whole machine's (the clients included), per request.
+        let cpu_before = (
+            procfs::cpu_ticks(pid as i32, false),
+            procfs::machine_ticks().0,
+        );
         let host = Command::new(helper_path())
             .args(&args)
             .stdout(Stdio::piped())
@@ -251,6 +257,10 @@ fn a_thousand_clients_leave_no_fd_thread_or_memory_behind() {
         let member_out = member.into_child().wait_with_output().unwrap();
         stop.store(true, Ordering::SeqCst);
         let peak = sampler.join().unwrap();
+        let cpu_used = (
+            procfs::cpu_ticks(pid as i32, false).saturating_sub(cpu_before.0),
+            procfs::machine_ticks().0.saturating_sub(cpu_before.1),
+        );
         assert!(
             host_out.status.success(),
             "host clients: {}",
@@ -299,14 +309,17 @@ fn a_thousand_clients_leave_no_fd_thread_or_memory_behind() {
         } else {
             (round + 1).to_string()
         };
+        let per_request = |ticks: u64| ticks as f64 / procfs::USER_HZ * 1e6 / requests.max(1.0);
         rows.push(format!(
-            "| {label} | {clients} | {:.0} | {:.0} | {:.0} / {:.0} µs | {:.0} / {:.0} µs | {} / {} | {} | {:.1} / {:.1} / {:.1} MiB | {:.2} MiB |",
+            "| {label} | {clients} | {:.0} | {:.0} | {:.0} / {:.0} µs | {:.0} / {:.0} µs | {:.0} / {:.0} µs | {} / {} | {} | {:.1} / {:.1} / {:.1} MiB | {:.2} MiB |",
             requests,
             requests / secs,
             h["p50_us"],
             h["p99_us"],
             m["p50_us"],
             m["p99_us"],
+            per_request(cpu_used.0),
+            per_request(cpu_used.1),
             peak.threads,
             peak.fds,
             settled.fds,
@@ -329,7 +342,7 @@ fn a_thousand_clients_leave_no_fd_thread_or_memory_behind() {
         ));
     }
     let report = format!(
-        "| round | clients | requests | per second | p50 / p99 host root | p50 / p99 member | bpfnsd threads / fds at peak | fds after (before: {}) | RSS before / peak / after | heap in use after (before: {:.2} MiB) |\n|---|---|---|---|---|---|---|---|---|---|\n{}\n\nPer request, host-root clients (p50 / p99 µs):\n\n{}\n\nAgainst the targets (≥ {:.0} requests/s; reads p99 < {:.0} ms and a namespace create + delete p99 < {:.0} ms, the worst op of host-root and member clients; the floor row is what the same clients get from requests bpfnsd answers without any work; the paced row, the mix offered at half the rounds' rate):\n\n| round | requests / s | reads p99 | create + delete p99 |\n|---|---|---|---|\n{}\n",
+        "| round | clients | requests | per second | p50 / p99 host root | p50 / p99 member | CPU per request: bpfnsd / machine | bpfnsd threads / fds at peak | fds after (before: {}) | RSS before / peak / after | heap in use after (before: {:.2} MiB) |\n|---|---|---|---|---|---|---|---|---|---|---|\n{}\n\nPer request, host-root clients (p50 / p99 µs):\n\n{}\n\nAgainst the targets (≥ {:.0} requests/s; reads p99 < {:.0} ms and a namespace create + delete p99 < {:.0} ms, the worst op of host-root and member clients; the floor row is what the same clients get from requests bpfnsd answers without any work; the paced row, the mix offered at half the rounds' rate):\n\n| round | requests / s | reads p99 | create + delete p99 |\n|---|---|---|---|\n{}\n",
         base.fds,
         heap_before as f64 / 1048576.0,
         rows.join("\n"),

@@ -4,41 +4,12 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Clock ticks per second of `/proc` times (`USER_HZ`, 100 on Linux).
-const HZ: f64 = 100.0;
-
-/// Machine-wide busy and steal ticks (`/proc/stat`, all CPUs).
-fn machine() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
-        return (0, 0);
-    };
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal guest guest_nice
-    let get = |i: usize| v.get(i).copied().unwrap_or(0);
-    let busy = get(0) + get(1) + get(2) + get(5) + get(6);
-    (busy, get(7))
-}
+use bpfns_sys::procfs::{cpu_ticks, machine_ticks as machine, USER_HZ as HZ};
 
 /// utime + stime of a process (all its threads), plus those of its reaped children when
 /// `children` is set.
 fn process(pid: u32, children: bool) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command (which may hold spaces) start at field 3.
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-        return 0;
-    };
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // rest[0] is field 3 (state): utime is field 14, stime 15, cutime 16, cstime 17.
-    let get = |field: usize| f.get(field - 3).copied().unwrap_or(0);
-    get(14) + get(15) + if children { get(16) + get(17) } else { 0 }
+    i32::try_from(pid).map_or(0, |p| cpu_ticks(p, children))
 }
 
 /// A snapshot to take a difference against.

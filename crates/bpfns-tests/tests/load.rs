@@ -15,7 +15,7 @@
 //! machine carries, where back to back every client always waits in a queue.
 //!
 //! `BPFNS_LOAD_CLIENTS` (default 1000), `BPFNS_LOAD_ROUNDS` (3), `BPFNS_LOAD_MS` (3000) set
-//! the size; `scripts/reliability.sh long` runs a long version.
+//! the size, `BPFNS_LOAD_MIX` one kind of request instead of the mix (`ns_show`, ...); `scripts/reliability.sh long` runs a long version.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -207,6 +207,8 @@ fn a_thousand_clients_leave_no_fd_thread_or_memory_behind() {
     // The mixed rounds back to back, the floor, then the mix paced at half the rate the
     // rounds sustained.
     let mut rates = Vec::new();
+    // `BPFNS_LOAD_MIX=OP`: the rounds send only that request (what each kind costs).
+    let mix = std::env::var("BPFNS_LOAD_MIX").unwrap_or_else(|_| "mix".into());
     for round in 0..rounds + 2 {
         let floor = round == rounds;
         let paced = round == rounds + 1;
@@ -216,11 +218,9 @@ fn a_thousand_clients_leave_no_fd_thread_or_memory_behind() {
         let per_client = paced_rate(&rates) / clients as f64;
         let per_client_s = format!("{per_client:.3}");
         let mut args = vec!["load-clients", sock.as_str(), "/la", &half, &ms_s];
-        if floor {
-            args.push("hello");
-        }
+        args.push(if floor { "hello" } else { mix.as_str() });
         if paced {
-            args.extend(["mix", per_client_s.as_str()]);
+            args.push(per_client_s.as_str());
         }
         // CPU time: bpfnsd's and the whole machine's (the clients included), per request.
         let cpu_before = (

@@ -12,9 +12,9 @@
 //!                          looking for those, and BPF_OBJ_GET PATH; print escape=HOW:ID for any
 //!                          success
 //! ```
-//!   load-clients SOCK NS N MS [mix|hello] [RATE]  N clients of bpfnsd, mixed requests (or
-//!                              only hello) for MS ms, back to back or each at RATE requests/s
-//!                              (tests/load.rs)
+//!   load-clients SOCK NS N MS [mix|OP] [RATE]  N clients of bpfnsd, mixed requests (or only
+//!                              OP: hello, get_fd, ...) for MS ms, back to back or each at RATE
+//!                              requests/s (tests/load.rs)
 //!   orphan MAP_ID...       start `orphan-child MAP_ID...` in the background (it inherits stdin
 //!                          and stdout), print child=PID and exit at once, as
 //!                          `sh -c '(...) & exit 0'` does
@@ -377,10 +377,17 @@ pub fn load_clients(args: &[String]) {
     let ms: u64 = arg(4).parse().unwrap_or_else(|_| fail("MS"));
     // Only `hello` (answered on bpfnsd's event loop, no work): the floor of these clients on
     // this machine.
-    let only_hello = match args.get(5).map(String::as_str) {
-        None | Some("mix") => false,
-        Some("hello") => true,
-        Some(other) => fail(&format!("unknown mix {other:?} (mix or hello)")),
+    // Or only one kind of request (what it costs bpfnsd): its pick, the first of its range.
+    let only: Option<u64> = match args.get(5).map(String::as_str) {
+        None | Some("mix") => None,
+        Some(name) => match OPS.iter().position(|&(_, n)| n == name) {
+            Some(0) => Some(0),
+            Some(i) => Some(OPS[i - 1].0 + 1),
+            None => fail(&format!(
+                "unknown mix {name:?} (mix, or one of {})",
+                OPS.map(|(_, n)| n).join(", ")
+            )),
+        },
     };
     // Paced (open loop): each client sends at RATE requests/s, and a request's latency runs
     // from when it was due, so that a late answer also delays what the client measures next
@@ -447,7 +454,7 @@ pub fn load_clients(args: &[String]) {
                         rng = rng
                             .wrapping_mul(6364136223846793005)
                             .wrapping_add(1442695040888963407);
-                        let pick = if only_hello { 0 } else { (rng >> 33) % 100 };
+                        let pick = only.unwrap_or((rng >> 33) % 100);
                         let op = OPS.iter().position(|&(upto, _)| pick <= upto).unwrap_or(0);
                         let start = if every.is_some() { due } else { Instant::now() };
                         if let Some(every) = every {

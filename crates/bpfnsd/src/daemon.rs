@@ -1316,15 +1316,12 @@ impl Daemon {
                     (Outgoing::Response(r), fds)
                 }),
         };
-        // A change is acknowledged once durable (the change lock was let go by now: the
-        // changes that wait together share one durable commit).
-        let answer = match answer {
-            Ok(a) if changes => self
-                .store
-                .make_durable()
-                .map(|()| a)
-                .map_err(|e| Failure::internal(format!("{e}; restart bpfnsd"))),
-            other => other,
+        // A change is answered once durable (the change lock was let go by now: the changes
+        // that wait together share one durable commit); a failed one too, for what it stored
+        // before failing ("stored, but the kernel ...").
+        let answer = match (answer, changes.then(|| self.store.make_durable())) {
+            (Ok(_), Some(Err(e))) => Err(Failure::internal(format!("{e}; restart bpfnsd"))),
+            (answer, _) => answer,
         };
         self.account(caller, op, named, started, answer.as_ref().err());
         answer.unwrap_or_else(|f| {

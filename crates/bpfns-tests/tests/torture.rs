@@ -587,6 +587,44 @@ fn keeper_until(
 /// (SIGTERM, then a new bpfnsd) and after a crash (SIGKILL); while no bpfnsd runs they wait
 /// for the grace period and then fail with `EAGAIN` — never `ENOSYS`. When the orphan ends,
 /// the keeper lets go of its listener.
+/// Changes are made durable together, after the change lock (group commit): each must be so
+/// before it is answered. bpfnsd is killed right after each answer, before any later change
+/// could make it durable in passing, and must come back with it.
+#[test]
+fn a_change_is_durable_once_answered_even_if_bpfnsd_dies_right_after() {
+    require_kernel!();
+    let mut d = ProcessDaemon::start("ack-kill");
+    for round in 0..3 {
+        let kept = format!("/ak{round}");
+        let gone = format!("/akd{round}");
+        d.client().ns_create(&gone).unwrap();
+        d.client().ns_create(&kept).unwrap();
+        d.kill();
+        d.spawn().unwrap();
+        assert!(
+            d.client().ns_show(&kept).is_ok(),
+            "{kept}'s creation was lost"
+        );
+        d.client()
+            .ns_set_quota(&kept, Some(7), bpfns_model::quota::KindLimits::NONE)
+            .unwrap();
+        d.kill();
+        d.spawn().unwrap();
+        assert_eq!(
+            d.client().ns_show(&kept).unwrap().max_objects,
+            Some(7),
+            "{kept}'s new limit was lost"
+        );
+        d.client().ns_delete(&gone).unwrap();
+        d.kill();
+        d.spawn().unwrap();
+        assert!(
+            d.client().ns_show(&gone).is_err(),
+            "{gone}'s deletion was lost"
+        );
+    }
+}
+
 #[test]
 fn an_orphan_of_a_member_stays_supervised_across_restarts_and_crashes() {
     require_kernel!();

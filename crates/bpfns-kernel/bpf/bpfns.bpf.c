@@ -663,7 +663,11 @@ int iter_links(struct bpf_iter__bpf_link *ctx)
 /* Tagged tasks: one task_record per thread that has a tag (untagged ones are root). Tasks that
  * have exited (zombies whose parent has not reaped them, and tasks being released) are not
  * listed: they run no code and make no call, and a zombie goes only when its parent wants, so
- * counting it as a member would let that parent keep its namespace from being deleted. */
+ * counting it as a member would let that parent keep its namespace from being deleted.
+ * Except a thread-group leader that exited while other threads of its process live: it stands
+ * for that process at its pid. Left out, a process could keep out of a walk's way (pid order)
+ * by exiting its leader and having a later thread exec, which moves that thread to the
+ * leader's pid, behind the walk, over and over. */
 SEC("iter/task")
 int iter_tasks(struct bpf_iter__task *ctx)
 {
@@ -671,7 +675,10 @@ int iter_tasks(struct bpf_iter__task *ctx)
 	struct task_record r = {};
 	struct task_tag *tag;
 
-	if (!task || task->exit_state)
+	if (!task)
+		return 0;
+	if (task->exit_state &&
+	    (task->pid != task->tgid || BPF_CORE_READ(task, signal, live.counter) <= 0))
 		return 0;
 	tag = bpf_task_storage_get(&task_ns, task, 0, 0);
 	if (!tag)

@@ -847,3 +847,14 @@ pub fn write_from_child(fd: std::os::fd::BorrowedFd<'_>, bytes: &[u8]) -> Result
     crate::process::wait_child(pid)?;
     Ok(pid)
 }
+
+/// End the calling thread only (`SYS_exit`, not the process's `exit_group`): the process
+/// goes on in its other threads; called from the main thread, its leader becomes a zombie
+/// while they run.
+pub fn exit_thread() -> ! {
+    // SAFETY: SYS_exit takes a status and ends only this thread; nothing of it runs again.
+    unsafe {
+        libc::syscall(libc::SYS_exit, 0);
+    }
+    unreachable!("SYS_exit returned")
+}

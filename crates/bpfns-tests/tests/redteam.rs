@@ -6236,6 +6236,79 @@ mod scene {
 /// Rows outside the matrix: what `bpfns exec`'s caller could hand its member without meaning
 /// to (a working directory, an open descriptor), tried by a host-root member and by a uid-0
 /// member with CAP_BPF only. Each must reach nothing but the member's own tree.
+/// A member that keeps moving out of the way of the walk that finds members (tasks in pid
+/// order): its leader thread exits (a zombie, which the walk used to leave out) and another
+/// thread execs, which gives that thread the leader's pid, behind the walk, over and over.
+/// A walk that missed it let its namespace be deleted under it: a member of a namespace that
+/// no longer exists, still holding its fds and bpffs, found by no later member check.
+mod pid_hop {
+    use super::*;
+
+    #[test]
+    fn a_member_changing_its_leader_is_found_by_every_walk_and_keeps_its_namespace() {
+        bpfns_tests::require_kernel!();
+        let d = TestDaemon::start("rt-pid-hop");
+        let mut c = d.client();
+        let ns = "/rthop";
+        c.ns_create(ns).unwrap();
+        // Many threads elsewhere make each walk longer, the window wider.
+        let mut filler = Helper::spawn(&["threads", "1500"]);
+        filler.go();
+        let _ = filler.expect("tid");
+        let mut cmd = Command::new(helper_path());
+        cmd.args(["pid-hop", "300"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let mut hopper = bpfns_client::member::spawn(&d.socket, ns, &mut cmd).unwrap();
+        let until = |what: &str,
+                     c: &mut bpfns_client::Client,
+                     cond: &dyn Fn(&mut bpfns_client::Client) -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !cond(c) {
+                assert!(Instant::now() < deadline, "{what}: not within 10 s");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        until("the hopper is a member", &mut c, &|c| {
+            c.ns_show(ns).map(|n| n.members).unwrap_or(0) >= 1
+        });
+        // Every walk finds it: each ns_show counts members from a walk of its own. (Before,
+        // about 1 in 1,500 missed it here: enough walks to see that.)
+        const WALKS: usize = 4000;
+        let mut missed = 0;
+        for _ in 0..WALKS {
+            if c.ns_show(ns).unwrap().members == 0 {
+                missed += 1;
+            }
+        }
+        // And no deletion gets past it.
+        let mut deleted = false;
+        for _ in 0..100 {
+            match c.ns_delete(ns) {
+                Ok(_) => {
+                    deleted = true;
+                    break;
+                }
+                Err(e) => assert!(
+                    e.to_string().contains("member"),
+                    "deleting {ns} failed otherwise: {e}"
+                ),
+            }
+        }
+        let _ = hopper.kill();
+        let _ = hopper.wait();
+        drop(filler);
+        assert_eq!(
+            missed, 0,
+            "{missed} of {WALKS} walks did not find the member"
+        );
+        assert!(!deleted, "{ns} was deleted with a live member");
+        until("the namespace goes once its member is gone", &mut c, &|c| {
+            c.ns_delete(ns).is_ok()
+        });
+    }
+}
+
 mod inherited {
     use super::*;
     use bpfns_sys::caps::CapabilitySet;

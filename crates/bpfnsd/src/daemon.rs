@@ -1987,11 +1987,10 @@ impl Daemon {
                 }
             })?;
         let mut tx = self.begin();
-        // Only a namespace bound to a cgroup can have gained a member since it was marked (the
-        // kernel side tags what is moved into that cgroup); any other takes members only
-        // through bpfnsd, which refuses them now, or from a member, and it had none.
-        let bound = tx.next.cgroup(id).is_some();
-        if (bound && !self.members_of(id)?.is_empty()) || !tx.next.children(id).is_empty() {
+        // Looked for again under the lock: a walk of every task is a snapshot in pid order,
+        // which a process changing pids (exec from a later thread) or moved into a cgroup the
+        // kernel side binds to the namespace may slip past; two walks it must slip past.
+        if !self.members_of(id)?.is_empty() || !tx.next.children(id).is_empty() {
             pins.undo();
             return Err(self.delete_failed(
                 &p,

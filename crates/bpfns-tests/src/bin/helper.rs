@@ -4,6 +4,8 @@
 //! ```text
 //! bpfns-test-helper [--wait] ACTION ARGS...
 //!   --wait               read one byte from stdin before acting (the test tags us first)
+//!   pid-hop US           a process that keeps changing its leader thread (exits it, execs
+//!                        from another thread) every 2 × US µs
 //!   hold [LABEL]         print LABEL=PID, hold until EOF
 //!   tree                 self=PID, then a child (child=PID) and grandchild (grandchild=PID)
 //!   threads N            start N threads, print tid=TID for each, hold until EOF
@@ -240,6 +242,21 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| fail("missing argument"))
     };
     match arg(0).as_str() {
+        // A process that keeps moving out of a walk's way (pid order): after US µs a second
+        // thread starts, the leader thread ends (a zombie while the process lives), and the
+        // second thread, after US µs more, execs this again, which gives it the leader's pid.
+        "pid-hop" => {
+            let us: u64 = arg(1).parse().unwrap_or_else(|_| fail("US"));
+            std::thread::sleep(std::time::Duration::from_micros(us));
+            let exe = exe.clone();
+            let again: Vec<String> = args.to_vec();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_micros(us));
+                let e = std::os::unix::process::CommandExt::exec(Command::new(&exe).args(&again));
+                fail(&format!("exec: {e}"));
+            });
+            bpfns_sys::testhooks::exit_thread();
+        }
         "hold" => {
             let label = args.get(1).cloned().unwrap_or_else(|| "pid".into());
             say(&format!("{label}={}", std::process::id()));

@@ -731,18 +731,24 @@ impl Kernel {
 
     /// Drop every binding of namespace `ns` (it is being deleted); how many there were.
     pub fn unbind_cgroups(&self, ns: NsId) -> Result<usize> {
-        let mut n = 0;
+        self.unbind_cgroups_listed(ns).map(|v| v.len())
+    }
+
+    /// [`Kernel::unbind_cgroups`], saying which (hierarchy, cgroup id) it dropped: what
+    /// [`Kernel::bind_cgroup`] puts back if the deletion goes no further.
+    pub fn unbind_cgroups_listed(&self, ns: NsId) -> Result<Vec<(u32, u64)>> {
+        let mut dropped = Vec::new();
         for (h, id, owner) in self.cgroup_bindings()? {
             if owner != ns {
                 continue;
             }
             match self.cgroup_ns.delete(&abi::cgroup_key(h, id)) {
-                Ok(()) => n += 1,
+                Ok(()) => dropped.push((h, id)),
                 Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
                 Err(e) => return Err(KernelError::libbpf("dropping a cgroup binding")(e)),
             }
         }
-        Ok(n)
+        Ok(dropped)
     }
 
     // ---- namespace table ----------------------------------------------------------------

@@ -2063,6 +2063,30 @@ fn syscall_hooks_are_attached_only_while_needed() {
     assert!(!hooks_on(&tk));
 }
 
+/// A deletion drops its namespace's cgroup bindings before its last look for members, and
+/// puts back what it dropped if it goes no further: the dropped ones are listed, exactly.
+#[test]
+fn the_cgroup_bindings_a_deletion_drops_are_listed_and_can_be_put_back() {
+    require_kernel!();
+    let tk = with_tree("unbind-listed");
+    tk.kernel.bind_cgroup(0, 0xb9f5_0002, A).unwrap();
+    tk.kernel.bind_cgroup(1, 0xb9f5_0003, A).unwrap();
+    tk.kernel.bind_cgroup(0, 0xb9f5_0004, B).unwrap();
+    let mut dropped = tk.kernel.unbind_cgroups_listed(A).unwrap();
+    dropped.sort_unstable();
+    assert_eq!(dropped, [(0, 0xb9f5_0002), (1, 0xb9f5_0003)]);
+    assert_eq!(tk.kernel.cgroup_binding(0, 0xb9f5_0002).unwrap(), None);
+    assert_eq!(tk.kernel.cgroup_binding(1, 0xb9f5_0003).unwrap(), None);
+    assert_eq!(tk.kernel.cgroup_binding(0, 0xb9f5_0004).unwrap(), Some(B));
+    for (h, id) in dropped {
+        assert_eq!(tk.kernel.bind_cgroup(h, id, A).unwrap(), None);
+    }
+    assert_eq!(tk.kernel.cgroup_binding(0, 0xb9f5_0002).unwrap(), Some(A));
+    assert_eq!(tk.kernel.cgroup_binding(1, 0xb9f5_0003).unwrap(), Some(A));
+    assert_eq!(tk.kernel.unbind_cgroups(A).unwrap(), 2);
+    assert_eq!(tk.kernel.unbind_cgroups(B).unwrap(), 1);
+}
+
 /// A process in a pid namespace of its own sees only that namespace's tasks through the task
 /// iterator: it never detaches the hooks, whatever it sees (here: no member at all).
 #[test]

@@ -1987,11 +1987,37 @@ impl Daemon {
                 }
             })?;
         let mut tx = self.begin();
-        // Looked for again under the lock: a walk of every task is a snapshot in pid order,
-        // which a process changing pids (exec from a later thread) or moved into a cgroup the
-        // kernel side binds to the namespace may slip past; two walks it must slip past.
-        if !self.members_of(id)?.is_empty() || !tx.next.children(id).is_empty() {
+        // The kernel side's bindings of cgroups to it go first (a container's, in every
+        // hierarchy): nothing moved, cloned or exec'ing into those cgroups is tagged with it
+        // from here on, so the walk below is the last word. Put back if the deletion goes no
+        // further.
+        let unbound = match self.kernel.unbind_cgroups_listed(id) {
+            Ok(u) => u,
+            Err(e) => {
+                pins.undo();
+                return Err(self.delete_failed(&p, "dropping its cgroup bindings", e));
+            }
+        };
+        let undo = |pins: &mut crate::bpffs::Repinned| {
+            for &(h, cg) in &unbound {
+                if let Err(e) = self.kernel.bind_cgroup(h, cg, id) {
+                    tracing::warn!(namespace = %p, "binding cgroup {cg} (hierarchy {h}) to it again: {e}");
+                }
+            }
             pins.undo();
+        };
+        // Looked for again under the lock: a walk of every task is a snapshot in pid order,
+        // which a process changing pids (exec from a later thread) may slip past; two walks it
+        // must slip past.
+        let members = match self.members_of(id) {
+            Ok(m) => m,
+            Err(f) => {
+                undo(&mut pins);
+                return Err(f);
+            }
+        };
+        if !members.is_empty() || !tx.next.children(id).is_empty() {
+            undo(&mut pins);
             return Err(self.delete_failed(
                 &p,
                 "copying its pins",
@@ -2006,7 +2032,7 @@ impl Daemon {
         let moved_records = match moved_records {
             Ok(m) => m,
             Err(e) => {
-                pins.undo();
+                undo(&mut pins);
                 return Err(self.delete_failed(&p, "moving its objects to its parent", e));
             }
         };
@@ -2020,7 +2046,7 @@ impl Daemon {
             .and_then(|_| tx.commit());
         if let Err(f) = committed {
             let _ = self.kernel.restore_owner(&moved_records, id);
-            pins.undo();
+            undo(&mut pins);
             tracing::warn!(namespace = %p, "deleting the namespace failed; nothing changed: {}", f.message);
             return Err(f);
         }

@@ -822,9 +822,16 @@ impl Kernel {
     /// to root only. (Deleting a namespace first moves its records to the parent, which
     /// counted them already: counts are hierarchical.)
     pub fn remove_namespace(&self, id: NsId) -> Result<()> {
-        let key = id.0.to_ne_bytes();
         // Its cgroups first: nothing is tagged into it once it is gone.
         self.unbind_cgroups(id)?;
+        self.remove_namespace_entries(id)
+    }
+
+    /// [`Kernel::remove_namespace`] for a namespace whose cgroup bindings were dropped
+    /// already ([`Kernel::unbind_cgroups_listed`]; reading every binding again is a walk of a
+    /// table made for every cgroup).
+    pub fn remove_namespace_entries(&self, id: NsId) -> Result<()> {
+        let key = id.0.to_ne_bytes();
         let _w = quota_lock();
         for (map, what) in [
             (&self.ns_table, "namespace"),

@@ -2061,7 +2061,8 @@ impl Daemon {
         if let Err(e) = self.bpffs.unmount(id) {
             tracing::warn!(namespace = %p, "unmounting its bpffs: {e} (retried at the next start)");
         }
-        if let Err(e) = self.kernel.remove_namespace(id) {
+        // Its cgroup bindings went before the last look for members.
+        if let Err(e) = self.kernel.remove_namespace_entries(id) {
             tracing::warn!(
                 namespace = %p,
                 "removing it from the kernel's table: {e} (retried at the next start)"

@@ -211,7 +211,7 @@ const STATUS_FAMILIES: &[(&str, Type, &str)] = &[
     (
         "bpfnsd_heap_in_use_bytes",
         Type::Gauge,
-        "Bytes bpfnsd has allocated (not what its allocator keeps)",
+        "Bytes bpfnsd's own allocations hold (not what its allocator keeps)",
     ),
     (
         "bpfnsd_connections_open",

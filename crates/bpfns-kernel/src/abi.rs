@@ -616,8 +616,12 @@ impl DaemonQuota {
 /// Records in use: `created - kfreed - dfreed` in wrapping arithmetic, read as signed (bpfnsd
 /// may set `dfreed` so that this equals the records it counted); never below 0.
 pub fn records_in_use(k: KernelCount, dfreed: u64) -> u64 {
-    let v = k.created.wrapping_sub(k.kfreed).wrapping_sub(dfreed) as i64;
-    v.max(0) as u64
+    records_counted(k.created, k.kfreed, dfreed).max(0) as u64
+}
+
+/// `created - kfreed - dfreed` as the counters say, below 0 too (a count lost upwards).
+pub fn records_counted(created: u64, kfreed: u64, dfreed: u64) -> i64 {
+    created.wrapping_sub(kfreed).wrapping_sub(dfreed) as i64
 }
 
 /// The `dfreed` that makes [`records_in_use`] equal `records`.

@@ -252,6 +252,15 @@ pub struct NsQuota {
     pub kinds: [KindUse; abi::KINDS],
 }
 
+impl NsQuota {
+    /// Whether the counters say the namespace holds no record at all: in all and of each kind
+    /// none exactly (a count gone below 0 does not say so).
+    pub fn holds_none(&self) -> bool {
+        abi::records_counted(self.created, self.kfreed, self.dfreed) == 0
+            && self.kinds.iter().all(|k| k.used == 0)
+    }
+}
+
 /// A namespace's records of one kind, as the kernel counts them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct KindUse {

@@ -594,13 +594,16 @@ fn keeper_until(
 fn a_change_is_durable_once_answered_even_if_bpfnsd_dies_right_after() {
     require_kernel!();
     let mut d = ProcessDaemon::start("ack-kill");
+    let crash = |d: &mut ProcessDaemon| {
+        d.kill();
+        d.spawn().unwrap();
+    };
     for round in 0..3 {
         let kept = format!("/ak{round}");
         let gone = format!("/akd{round}");
         d.client().ns_create(&gone).unwrap();
         d.client().ns_create(&kept).unwrap();
-        d.kill();
-        d.spawn().unwrap();
+        crash(&mut d);
         assert!(
             d.client().ns_show(&kept).is_ok(),
             "{kept}'s creation was lost"
@@ -608,16 +611,14 @@ fn a_change_is_durable_once_answered_even_if_bpfnsd_dies_right_after() {
         d.client()
             .ns_set_quota(&kept, Some(7), bpfns_model::quota::KindLimits::NONE)
             .unwrap();
-        d.kill();
-        d.spawn().unwrap();
+        crash(&mut d);
         assert_eq!(
             d.client().ns_show(&kept).unwrap().max_objects,
             Some(7),
             "{kept}'s new limit was lost"
         );
         d.client().ns_delete(&gone).unwrap();
-        d.kill();
-        d.spawn().unwrap();
+        crash(&mut d);
         assert!(
             d.client().ns_show(&gone).is_err(),
             "{gone}'s deletion was lost"

@@ -389,11 +389,13 @@ impl Daemon {
         prepared: Option<Walked<Vec<bpfns_kernel::OwnedObject>>>,
     ) -> Result<Arc<Vec<bpfns_kernel::OwnedObject>>, Failure> {
         prepared
-            .unwrap_or_else(|| {
-                self.listings[kind_index(kind)]
-                    .get(|| self.kernel.list(kind).map_err(|e| e.to_string()))
-            })
+            .unwrap_or_else(|| self.listings[kind_index(kind)].get(|| self.list_walk(kind)))
             .map_err(Failure::internal)
+    }
+
+    /// Every object of `kind`, from the kernel side's iterator: the walk `listings` share.
+    fn list_walk(&self, kind: ObjectKind) -> Result<Vec<bpfns_kernel::OwnedObject>, String> {
+        self.kernel.list(kind).map_err(|e| e.to_string())
     }
 
     /// Wait, without a thread, for the walk `op` needs (one that started after this call,
@@ -414,7 +416,7 @@ impl Daemon {
                 let d = Arc::clone(self);
                 p.listing = Some(
                     self.listings[kind_index(kind)]
-                        .get_async(move || d.kernel.list(kind).map_err(|e| e.to_string()))
+                        .get_async(move || d.list_walk(kind))
                         .await,
                 );
             }
@@ -1309,7 +1311,7 @@ impl Daemon {
                 })
                 .map(|frame| (Outgoing::Frame(frame), Vec::new())),
             op => self
-                .dispatch(caller, op, fds, (census, listing))
+                .dispatch(caller, op, fds, Prepared { census, listing })
                 .map(|(reply, fds)| {
                     let mut r = Response::ok(seq, reply);
                     r.fds = fds.len() as u32;
@@ -1393,10 +1395,7 @@ impl Daemon {
         caller: &Caller,
         op: Op,
         fds: Vec<OwnedFd>,
-        (census, listing): (
-            Option<Walked<Census>>,
-            Option<Walked<Vec<bpfns_kernel::OwnedObject>>>,
-        ),
+        Prepared { census, listing }: Prepared,
     ) -> Answer {
         self.permit(caller, &op)?;
         match op {
@@ -2164,10 +2163,9 @@ impl Daemon {
     /// exactly none, in all and of each kind. Counters that cannot be read, or that went
     /// below zero, say it may.
     fn may_have_records(&self, id: NsId) -> bool {
-        self.kernel.namespace_quota(id).map_or(true, |q| {
-            q.created.wrapping_sub(q.kfreed).wrapping_sub(q.dfreed) != 0
-                || q.kinds.iter().any(|k| k.used != 0)
-        })
+        self.kernel
+            .namespace_quota(id)
+            .map_or(true, |q| !q.holds_none())
     }
 
     fn members_of(&self, id: NsId) -> Result<Vec<i32>, Failure> {
